@@ -1,0 +1,310 @@
+//! Who an organization (or a federation authority) is, in keys.
+//!
+//! An organization's id *is* its ed25519 public key, and the libp2p `PeerId` is
+//! derived from the same key, so the peer a node is connected to and the
+//! organization it claims to be cannot disagree. Sealing (encryption) uses a
+//! separate X25519 key that the identity key signs, so it can rotate without
+//! changing who the organization is.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use libp2p_identity::PeerId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a valid ed25519 public key (bytes do not decode to a curve point)")]
+    InvalidPoint,
+    #[error("weak ed25519 public key (small-order point) refused")]
+    WeakKey,
+    #[error("{0:?} is not an organization id: expected a libp2p peer id (base58, starting 12D3KooW)")]
+    NotAPeerId(String),
+    #[error("peer id {0} does not embed an ed25519 key; Konsilium organizations use ed25519 identities")]
+    NotEd25519(String),
+}
+
+/// Validates once at the edge so every `PublicKey` in the program is a usable key.
+fn checked_key(bytes: [u8; 32]) -> Result<VerifyingKey, KeyError> {
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::InvalidPoint)?;
+    if key.is_weak() {
+        return Err(KeyError::WeakKey);
+    }
+    Ok(key)
+}
+
+macro_rules! ed25519_public {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "[u8; 32]", into = "[u8; 32]")]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+                checked_key(bytes).map(|_| Self(bytes))
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            pub fn verifying_key(&self) -> VerifyingKey {
+                // Construction checked the point; decompression cannot fail now.
+                VerifyingKey::from_bytes(&self.0).expect("validated at construction")
+            }
+        }
+
+        impl TryFrom<[u8; 32]> for $name {
+            type Error = KeyError;
+            fn try_from(bytes: [u8; 32]) -> Result<Self, KeyError> {
+                Self::from_bytes(bytes)
+            }
+        }
+
+        impl From<$name> for [u8; 32] {
+            fn from(k: $name) -> [u8; 32] {
+                k.0
+            }
+        }
+    };
+}
+
+ed25519_public!(
+    /// An organization's id: its ed25519 identity public key.
+    OrgId
+);
+ed25519_public!(
+    /// A federation authority's (root or regional) ed25519 public key.
+    AuthorityKey
+);
+
+impl OrgId {
+    pub fn to_peer_id(&self) -> PeerId {
+        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
+            .expect("validated ed25519 key is accepted by libp2p");
+        libp2p_identity::PublicKey::from(key).to_peer_id()
+    }
+
+    /// Ed25519 peer ids embed the key itself (identity multihash), so the
+    /// organization id is recoverable from a connection's peer id alone.
+    pub fn from_peer_id(peer: &PeerId) -> Result<Self, KeyError> {
+        let mh = peer.as_ref();
+        if mh.code() != 0 {
+            return Err(KeyError::NotEd25519(peer.to_string()));
+        }
+        let key = libp2p_identity::PublicKey::try_decode_protobuf(mh.digest())
+            .map_err(|_| KeyError::NotEd25519(peer.to_string()))?
+            .try_into_ed25519()
+            .map_err(|_| KeyError::NotEd25519(peer.to_string()))?;
+        Self::from_bytes(key.to_bytes())
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_peer_id())
+    }
+}
+
+impl fmt::Debug for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgId({})", self.to_peer_id())
+    }
+}
+
+impl FromStr for OrgId {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let peer = PeerId::from_str(s).map_err(|_| KeyError::NotAPeerId(s.to_owned()))?;
+        Self::from_peer_id(&peer)
+    }
+}
+
+/// Authorities are not network peers, so they print as plain hex.
+impl fmt::Display for AuthorityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AuthorityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorityKey({self})")
+    }
+}
+
+impl FromStr for AuthorityKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let bytes = decode_hex32(s).ok_or(KeyError::InvalidPoint)?;
+        Self::from_bytes(bytes)
+    }
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// An ed25519 signing key: an organization's identity or an authority's key.
+/// Created from a seed the caller draws, because the protocol takes randomness
+/// as input.
+pub struct IdentityKey(SigningKey);
+
+impl IdentityKey {
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(&seed))
+    }
+
+    /// The seed, for storing the key in a 0600 file.
+    pub fn to_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    pub fn org_id(&self) -> OrgId {
+        OrgId(self.0.verifying_key().to_bytes())
+    }
+
+    pub fn authority_key(&self) -> AuthorityKey {
+        AuthorityKey(self.0.verifying_key().to_bytes())
+    }
+
+    /// The same key as a libp2p keypair: the node's transport identity.
+    pub fn to_libp2p(&self) -> libp2p_identity::Keypair {
+        libp2p_identity::Keypair::ed25519_from_bytes(self.0.to_bytes())
+            .expect("32-byte seed is a valid ed25519 secret")
+    }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> Signature {
+        self.0.sign(message)
+    }
+}
+
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityKey({})", self.org_id())
+    }
+}
+
+/// The public half of a sealing key, as published in certificates and directory records.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SealingPublicKey([u8; 32]);
+
+impl SealingPublicKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealingPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealingPublicKey(")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
+/// An X25519 secret used only to open packages sealed to this organization.
+pub struct SealingKey(x25519_dalek::StaticSecret);
+
+impl SealingKey {
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(x25519_dalek::StaticSecret::from(seed))
+    }
+
+    pub fn to_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    pub fn public(&self) -> SealingPublicKey {
+        SealingPublicKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
+    }
+}
+
+impl fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealingKey({:?})", self.public())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_id_and_peer_id_are_the_same_key() {
+        let key = IdentityKey::from_seed([7; 32]);
+        let org = key.org_id();
+        let peer = key.to_libp2p().public().to_peer_id();
+        assert_eq!(org.to_peer_id(), peer);
+        assert_eq!(OrgId::from_peer_id(&peer).unwrap(), org);
+        assert_eq!(org.to_string().parse::<OrgId>().unwrap(), org);
+        assert!(org.to_string().starts_with("12D3KooW"));
+    }
+
+    #[test]
+    fn libp2p_signatures_match_ours() {
+        let key = IdentityKey::from_seed([9; 32]);
+        let ours = key.sign(b"hello");
+        let theirs = key.to_libp2p().sign(b"hello").unwrap();
+        assert_eq!(ours.to_bytes().as_slice(), theirs.as_slice());
+    }
+
+    #[test]
+    fn rejects_bad_text_and_non_ed25519_peers() {
+        assert!(matches!("hello".parse::<OrgId>(), Err(KeyError::NotAPeerId(_))));
+        // A peer id hashed with sha256 (as RSA keys are) carries no ed25519 key.
+        let mh = libp2p_identity::PeerId::from_multihash(
+            multiaddr::multihash::Multihash::wrap(0x12, &[1u8; 32]).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(OrgId::from_peer_id(&mh), Err(KeyError::NotEd25519(_))));
+    }
+
+    #[test]
+    fn rejects_invalid_and_weak_points() {
+        // The identity point (small order) is weak.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(OrgId::from_bytes(identity), Err(KeyError::WeakKey));
+        // y = 2 is not on the curve.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert_eq!(OrgId::from_bytes(off_curve), Err(KeyError::InvalidPoint));
+        let bytes = postcard::to_stdvec(&identity).unwrap();
+        assert!(postcard::from_bytes::<OrgId>(&bytes).is_err());
+    }
+
+    #[test]
+    fn authority_key_hex_round_trip() {
+        let k = IdentityKey::from_seed([3; 32]).authority_key();
+        assert_eq!(k.to_string().parse::<AuthorityKey>().unwrap(), k);
+        assert!("zz".parse::<AuthorityKey>().is_err());
+    }
+
+    #[test]
+    fn sealing_key_public_is_x25519_of_seed() {
+        let a = SealingKey::from_seed([1; 32]);
+        let b = SealingKey::from_seed([1; 32]);
+        assert_eq!(a.public(), b.public());
+        assert_ne!(a.public(), SealingKey::from_seed([2; 32]).public());
+        assert_eq!(SealingKey::from_seed(*a.to_seed()).public(), a.public());
+    }
+}
