@@ -1,9 +1,11 @@
 //! Konsilium's protocol core: pure and deterministic. Time and randomness are
 //! arguments; nothing here touches a socket, a file or a clock.
 
+pub mod calendar;
 pub mod cert;
 pub mod identity;
 pub mod limits;
 pub mod signed;
 pub mod specialty;
 pub mod time;
+pub mod urgency;
