@@ -9,7 +9,7 @@
 
 use crate::identity::{AuthorityKey, IdentityKey, OrgId, SealingPublicKey};
 use crate::limits::{FieldError, MAX_REVOKED_SERIALS, check_count, check_name};
-use crate::signed::{Signable, Signed, SignedError};
+use crate::signed::{SignatureCheck, Signable, Signed, SignedError, verify_all};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -310,22 +310,42 @@ impl Trust {
         Ok(())
     }
 
-    /// Checks a regional authority's certificate against the roots.
-    fn verify_authority(&self, signed: &Signed<AuthorityCert>, now: Timestamp) -> Result<AuthorityCert, CertError> {
+    /// Checks a regional authority's certificate against the roots; its
+    /// signature check is handed back to run with the others.
+    fn check_authority<'c>(
+        &self,
+        signed: &'c Signed<AuthorityCert>,
+        now: Timestamp,
+    ) -> Result<(AuthorityCert, SignatureCheck<'c>), CertError> {
         const WHAT: &str = "authority certificate";
         let cert = signed.decode_unverified()?;
         if !self.roots.contains(&cert.issuer) {
             return Err(CertError::UnknownRoot { what: WHAT, issuer: cert.issuer });
         }
-        signed.verify(&cert.issuer.verifying_key(), cert.issuer)?;
         check_validity(WHAT, &cert.validity, now)?;
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
-        Ok(cert)
+        let check = signed.check_by(cert.issuer.verifying_key());
+        Ok((cert, check))
     }
 
     /// Verifies a whole chain at `now`: signatures, validity windows, the
     /// authority's region and level scope, and revocations.
     pub fn verify_chain(&self, chain: &CertChain, now: Timestamp) -> Result<VerifiedOrg, CertError> {
+        let mut checks = Vec::with_capacity(2);
+        let verified = self.verify_chain_deferred(chain, now, &mut checks)?;
+        verify_all(&checks)?;
+        Ok(verified)
+    }
+
+    /// Everything `verify_chain` does except the signature checks, which are
+    /// appended to `checks` so a caller ingesting many records can batch them.
+    /// The result must not be trusted until those checks pass.
+    pub(crate) fn verify_chain_deferred<'c>(
+        &self,
+        chain: &'c CertChain,
+        now: Timestamp,
+        checks: &mut Vec<SignatureCheck<'c>>,
+    ) -> Result<VerifiedOrg, CertError> {
         const WHAT: &str = "organization certificate";
         let cert = chain.org.decode_unverified()?;
         check_name("organization certificate name", &cert.name)?;
@@ -337,18 +357,31 @@ impl Trust {
                 None
             }
             Some(signed_authority) => {
-                let authority = self.verify_authority(signed_authority, now)?;
+                let (authority, check) = self.check_authority(signed_authority, now)?;
                 if cert.issuer != authority.authority {
                     return Err(CertError::IssuerMismatch { named: cert.issuer, actual: authority.authority });
                 }
                 check_scope(&authority, &cert)?;
+                checks.push(check);
                 Some(authority)
             }
         };
-        chain.org.verify(&cert.issuer.verifying_key(), cert.issuer)?;
         check_validity(WHAT, &cert.validity, now)?;
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
+        checks.push(chain.org.check_by(cert.issuer.verifying_key()));
         Ok(VerifiedOrg { cert, authority })
+    }
+
+    /// Re-checks an already verified organization against time and the
+    /// revocations known now, without repeating signature checks: used when a
+    /// revocation list arrives or a certificate may have expired.
+    pub fn still_valid(&self, org: &VerifiedOrg, now: Timestamp) -> Result<(), CertError> {
+        if let Some(a) = &org.authority {
+            check_validity("authority certificate", &a.validity, now)?;
+            self.not_revoked("authority certificate", a.issuer, a.serial)?;
+        }
+        check_validity("organization certificate", &org.cert.validity, now)?;
+        self.not_revoked("organization certificate", org.cert.issuer, org.cert.serial)
     }
 
     /// Adopts a newer revocation list. Returns the list's issuer so the caller
@@ -360,13 +393,14 @@ impl Trust {
             None if self.roots.contains(&list.issuer) => {}
             None => return Err(CertError::UnknownRoot { what: "revocation list", issuer: list.issuer }),
             Some(a) => {
-                let authority = self.verify_authority(a, now)?;
+                let (authority, check) = self.check_authority(a, now)?;
+                check.verify()?;
                 if authority.authority != list.issuer {
                     return Err(CertError::IssuerMismatch { named: list.issuer, actual: authority.authority });
                 }
             }
         }
-        notice.list.verify(&list.issuer.verifying_key(), list.issuer)?;
+        notice.list.verify(&list.issuer.verifying_key())?;
         if let Some((have, _)) = self.revocations.get(&list.issuer)
             && have.sequence >= list.sequence
         {

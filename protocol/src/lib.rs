@@ -3,9 +3,13 @@
 
 pub mod calendar;
 pub mod cert;
+pub mod directory;
 pub mod identity;
 pub mod limits;
 pub mod signed;
 pub mod specialty;
 pub mod time;
 pub mod urgency;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

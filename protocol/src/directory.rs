@@ -1,0 +1,673 @@
+//! The signed directory of organizations and their consultants.
+//!
+//! Each organization publishes one record, signed with its identity key and
+//! carrying its certificate chain, so any node can check any record alone.
+//! Merging keeps, per organization, the record with the highest sequence
+//! number and, on a tie, the highest content hash: a join that is
+//! commutative, associative and idempotent, so nodes that saw the same
+//! records in any order hold the same directory. Bucketed digests let two
+//! nodes find what differs without sending everything (anti-entropy).
+
+use crate::calendar::WorkingCalendar;
+use crate::cert::{CertChain, CertError, OrgCert, OrgLevel, RegionCode, Trust, VerifiedOrg};
+use crate::identity::{OrgId, SealingPublicKey};
+use crate::limits::{
+    FieldError, MAX_ADDRESSES, MAX_CONSULTANTS, MAX_LANGUAGES, MAX_SERVICES, MAX_SLOTS,
+    MAX_SPECIALTIES_PER_CONSULTANT, check_count, check_name,
+};
+use crate::signed::{Signable, Signed, SignedError, verify_all};
+use crate::specialty::Specialty;
+use crate::time::Timestamp;
+use crate::urgency::{Deadlines, Urgency};
+use multiaddr::Multiaddr;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::OnceLock;
+
+/// A consultant's id, unique within the organization's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConsultantId(pub u32);
+
+/// A language tag (BCP 47 style, like `ru`, `uk`, `zh-Hans`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Language(String);
+
+impl Language {
+    pub fn new(tag: impl Into<String>) -> Result<Self, FieldError> {
+        let tag = tag.into();
+        let mut parts = tag.split('-');
+        let primary_ok = parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()));
+        let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if primary_ok && rest_ok && tag.len() <= 16 {
+            Ok(Self(tag))
+        } else {
+            Err(FieldError::Invalid { field: "language", reason: format!("{tag:?} is not a language tag like \"ru\" or \"zh-Hans\"") })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Language {
+    type Error = FieldError;
+    fn try_from(s: String) -> Result<Self, FieldError> {
+        Self::new(s)
+    }
+}
+
+impl From<Language> for String {
+    fn from(l: Language) -> String {
+        l.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consultant {
+    pub id: ConsultantId,
+    pub name: String,
+    pub specialties: BTreeSet<Specialty>,
+    pub languages: BTreeSet<Language>,
+}
+
+/// A specialty the organization takes requests for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub specialty: Specialty,
+    pub urgencies: BTreeSet<Urgency>,
+    /// Tighter deadlines for this profile, if the head of the organization set them.
+    pub deadlines: Option<Deadlines>,
+}
+
+/// A time a consultant is available for a video consilium.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub consultant: ConsultantId,
+    pub specialty: Specialty,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryRecord {
+    pub chain: CertChain,
+    /// The current sealing key. Signed by the identity key as part of the
+    /// record, so rotating it needs no new certificate.
+    pub sealing_key: SealingPublicKey,
+    pub consultants: Vec<Consultant>,
+    pub services: Vec<Service>,
+    pub calendar: WorkingCalendar,
+    pub deadlines: Deadlines,
+    pub slots: Vec<Slot>,
+    pub addresses: Vec<Multiaddr>,
+    pub sequence: u64,
+    pub issued_at: Timestamp,
+}
+
+impl Signable for DirectoryRecord {
+    const DOMAIN: &'static [u8] = b"konsilium/directory-record/v1\0";
+}
+
+pub type SignedRecord = Signed<DirectoryRecord>;
+
+impl DirectoryRecord {
+    /// Field rules a record must satisfy beyond decoding: bounded sizes,
+    /// unique ids, slots that name a consultant of the record.
+    pub fn check(&self) -> Result<(), FieldError> {
+        check_count("consultants", self.consultants.len(), MAX_CONSULTANTS)?;
+        check_count("services", self.services.len(), MAX_SERVICES)?;
+        check_count("slots", self.slots.len(), MAX_SLOTS)?;
+        check_count("addresses", self.addresses.len(), MAX_ADDRESSES)?;
+        self.calendar.check()?;
+        let mut ids = BTreeSet::new();
+        for c in &self.consultants {
+            check_name("consultant name", &c.name)?;
+            check_count("consultant specialties", c.specialties.len(), MAX_SPECIALTIES_PER_CONSULTANT)?;
+            check_count("consultant languages", c.languages.len(), MAX_LANGUAGES)?;
+            if !ids.insert(c.id) {
+                return Err(FieldError::Invalid { field: "consultants", reason: format!("consultant id {} appears twice", c.id.0) });
+            }
+        }
+        let mut offered = BTreeSet::new();
+        for s in &self.services {
+            if s.urgencies.is_empty() {
+                return Err(FieldError::Empty { field: "services.urgencies" });
+            }
+            if !offered.insert(s.specialty) {
+                return Err(FieldError::Invalid { field: "services", reason: format!("specialty {} listed twice", s.specialty) });
+            }
+        }
+        for slot in &self.slots {
+            if slot.end <= slot.start {
+                return Err(FieldError::Invalid { field: "slots", reason: "a slot must end after it starts".into() });
+            }
+            if !ids.contains(&slot.consultant) {
+                return Err(FieldError::Invalid { field: "slots", reason: format!("slot names unknown consultant {}", slot.consultant.0) });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("directory record: {0}")]
+    Signed(#[from] SignedError),
+    #[error("directory record: certificate chain refused: {0}")]
+    Chain(#[from] CertError),
+    #[error("directory record: {0}")]
+    Field(#[from] FieldError),
+}
+
+/// What merging one valid record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    Added,
+    Replaced { previous_sequence: u64 },
+    /// The same record was already held.
+    Unchanged,
+    /// The directory holds a newer record (or the tie-break winner).
+    Superseded { held_sequence: u64 },
+}
+
+/// One organization as the directory holds it: the signed record as received
+/// (to pass on byte for byte) and its checked contents.
+#[derive(Debug, Clone)]
+pub struct DirectoryEntry {
+    signed: SignedRecord,
+    record: DirectoryRecord,
+    verified: VerifiedOrg,
+    hash: [u8; 32],
+}
+
+impl DirectoryEntry {
+    pub fn org(&self) -> OrgId {
+        self.verified.cert.org
+    }
+    pub fn cert(&self) -> &OrgCert {
+        &self.verified.cert
+    }
+    pub fn verified(&self) -> &VerifiedOrg {
+        &self.verified
+    }
+    pub fn record(&self) -> &DirectoryRecord {
+        &self.record
+    }
+    pub fn signed(&self) -> &SignedRecord {
+        &self.signed
+    }
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+    pub fn level(&self) -> OrgLevel {
+        self.verified.cert.level
+    }
+    pub fn region(&self) -> &RegionCode {
+        &self.verified.cert.region
+    }
+    pub fn name(&self) -> &str {
+        &self.verified.cert.name
+    }
+
+    pub fn service(&self, specialty: Specialty) -> Option<&Service> {
+        self.record.services.iter().find(|s| s.specialty == specialty)
+    }
+
+    /// The deadlines that apply to a request for this specialty.
+    pub fn deadlines_for(&self, specialty: Specialty) -> Deadlines {
+        match self.service(specialty).and_then(|s| s.deadlines) {
+            Some(d) => self.record.deadlines.tightest(&d),
+            None => self.record.deadlines,
+        }
+    }
+
+    /// Keys a package from this organization may have been sealed with: the
+    /// current one, and the enrolment key from its certificate.
+    pub fn sealing_keys(&self) -> [SealingPublicKey; 2] {
+        [self.record.sealing_key, self.verified.cert.sealing_key]
+    }
+
+    fn summary(&self) -> RecordSummary {
+        RecordSummary { org: self.org(), sequence: self.record.sequence, hash: self.hash }
+    }
+}
+
+/// A directory query; `None` fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pub specialty: Option<Specialty>,
+    pub min_level: Option<OrgLevel>,
+    pub region: Option<RegionCode>,
+    pub urgency: Option<Urgency>,
+}
+
+impl Query {
+    pub fn matches(&self, e: &DirectoryEntry) -> bool {
+        if self.min_level.is_some_and(|l| e.level() < l) {
+            return false;
+        }
+        if self.region.as_ref().is_some_and(|r| e.region() != r) {
+            return false;
+        }
+        match (self.specialty, self.urgency) {
+            (None, None) => true,
+            (Some(sp), u) => e.service(sp).is_some_and(|s| u.is_none_or(|u| s.urgencies.contains(&u))),
+            (None, Some(u)) => e.record.services.iter().any(|s| s.urgencies.contains(&u)),
+        }
+    }
+}
+
+/// Number of anti-entropy buckets: organizations are spread by the first
+/// byte of their id (uniform, since ids are public keys).
+pub const BUCKETS: usize = 256;
+
+/// What identifies one held record, for anti-entropy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSummary {
+    pub org: OrgId,
+    pub sequence: u64,
+    pub hash: [u8; 32],
+}
+
+/// The first anti-entropy message: one hash per bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOffer {
+    pub buckets: Vec<[u8; 32]>,
+}
+
+/// What to do after comparing summaries of some buckets with a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Records we hold that the peer lacks or holds older: send them.
+    pub send: Vec<SignedRecord>,
+    /// Organizations whose record the peer holds newer or we lack: ask for them.
+    pub want: Vec<OrgId>,
+}
+
+/// Orders competing records of one organization: higher sequence, then higher hash.
+fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
+    (sequence, *hash)
+}
+
+#[derive(Debug)]
+pub struct Directory {
+    entries: BTreeMap<OrgId, DirectoryEntry>,
+    bucket_hashes: Vec<OnceLock<[u8; 32]>>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self { entries: BTreeMap::new(), bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect() }
+    }
+}
+
+impl Directory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, org: &OrgId) -> Option<&DirectoryEntry> {
+        self.entries.get(org)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &DirectoryEntry> {
+        self.entries.values()
+    }
+
+    pub fn query<'a>(&'a self, q: &'a Query) -> impl Iterator<Item = &'a DirectoryEntry> + 'a {
+        self.entries.values().filter(move |e| q.matches(e))
+    }
+
+    /// Validates and merges one record.
+    pub fn insert(&mut self, signed: SignedRecord, trust: &Trust, now: Timestamp) -> Result<Merge, RecordError> {
+        self.insert_many(vec![signed], trust, now).pop().expect("one result per record")
+    }
+
+    /// Validates and merges many records, verifying all their signatures in
+    /// one batch. Results are in input order and equal to inserting one by one.
+    pub fn insert_many(
+        &mut self,
+        records: Vec<SignedRecord>,
+        trust: &Trust,
+        now: Timestamp,
+    ) -> Vec<Result<Merge, RecordError>> {
+        let decoded: Vec<Result<DirectoryRecord, RecordError>> = records
+            .iter()
+            .map(|signed| {
+                let record = signed.decode_unverified()?;
+                record.check()?;
+                Ok(record)
+            })
+            .collect();
+        let checked = {
+            let mut checks = Vec::with_capacity(records.len() * 2);
+            let mut queued = HashSet::new();
+            let checked: Vec<Result<VerifiedOrg, RecordError>> = records
+                .iter()
+                .zip(&decoded)
+                .map(|(signed, record)| {
+                    let record = record.as_ref().map_err(Clone::clone)?;
+                    let mut own = Vec::with_capacity(3);
+                    let verified = trust.verify_chain_deferred(&record.chain, now, &mut own)?;
+                    own.push(signed.check_by(verified.cert.org.verifying_key()));
+                    // A regional authority's certificate recurs in many records: check it once.
+                    checks.extend(own.into_iter().filter(|c| queued.insert(c.identity())));
+                    Ok(verified)
+                })
+                .collect();
+            if let Err(e) = verify_all(&checks) {
+                if records.len() == 1 {
+                    return vec![Err(e.into())];
+                }
+                // Someone's signature is bad: check each record alone to find whose.
+                drop(checks);
+                return records.into_iter().map(|r| self.insert(r, trust, now)).collect();
+            }
+            checked
+        };
+        records
+            .into_iter()
+            .zip(decoded.into_iter().zip(checked))
+            .map(|(signed, (record, verified))| Ok(self.merge_verified(signed, record?, verified?)))
+            .collect()
+    }
+
+    fn merge_verified(&mut self, signed: SignedRecord, record: DirectoryRecord, verified: VerifiedOrg) -> Merge {
+        let hash = signed.content_hash();
+        let org = verified.cert.org;
+        let outcome = match self.entries.get(&org) {
+            None => Merge::Added,
+            Some(held) if held.hash == hash => return Merge::Unchanged,
+            Some(held) if rank(held.record.sequence, &held.hash) > rank(record.sequence, &hash) => {
+                return Merge::Superseded { held_sequence: held.record.sequence };
+            }
+            Some(held) => Merge::Replaced { previous_sequence: held.record.sequence },
+        };
+        self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
+        self.entries.insert(org, DirectoryEntry { signed, record, verified, hash });
+        outcome
+    }
+
+    /// Drops records whose certificates expired or were revoked, returning why.
+    pub fn retain_valid(&mut self, trust: &Trust, now: Timestamp) -> Vec<(OrgId, CertError)> {
+        let mut dropped = Vec::new();
+        self.entries.retain(|org, e| match trust.still_valid(&e.verified, now) {
+            Ok(()) => true,
+            Err(err) => {
+                dropped.push((*org, err));
+                false
+            }
+        });
+        for (org, _) in &dropped {
+            self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
+        }
+        dropped
+    }
+
+    fn bucket_hash(&self, bucket: usize) -> [u8; 32] {
+        *self.bucket_hashes[bucket].get_or_init(|| {
+            let mut h = blake3::Hasher::new();
+            let lo = [bucket as u8; 32];
+            for e in self.bucket_entries(lo) {
+                h.update(e.org().as_bytes());
+                h.update(&e.record.sequence.to_le_bytes());
+                h.update(&e.hash);
+            }
+            *h.finalize().as_bytes()
+        })
+    }
+
+    fn bucket_entries(&self, first: [u8; 32]) -> impl Iterator<Item = &DirectoryEntry> {
+        let b = first[0];
+        self.entries.values().skip_while(move |e| e.org().as_bytes()[0] < b).take_while(move |e| e.org().as_bytes()[0] == b)
+    }
+
+    /// One hash over the whole directory: equal digests mean equal directories.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for b in 0..BUCKETS {
+            h.update(&self.bucket_hash(b));
+        }
+        *h.finalize().as_bytes()
+    }
+
+    pub fn sync_offer(&self) -> SyncOffer {
+        SyncOffer { buckets: (0..BUCKETS).map(|b| self.bucket_hash(b)).collect() }
+    }
+
+    /// Buckets whose contents differ from the peer's offer.
+    pub fn differing_buckets(&self, offer: &SyncOffer) -> Result<Vec<u8>, FieldError> {
+        if offer.buckets.len() != BUCKETS {
+            return Err(FieldError::Invalid {
+                field: "sync offer",
+                reason: format!("{} bucket hashes, expected {BUCKETS}", offer.buckets.len()),
+            });
+        }
+        Ok((0..BUCKETS).filter(|&b| self.bucket_hash(b) != offer.buckets[b]).map(|b| b as u8).collect())
+    }
+
+    /// Summaries of everything held in the given buckets.
+    pub fn summaries(&self, buckets: &[u8]) -> Vec<RecordSummary> {
+        let wanted: BTreeSet<u8> = buckets.iter().copied().collect();
+        self.entries.values().filter(|e| wanted.contains(&e.org().as_bytes()[0])).map(DirectoryEntry::summary).collect()
+    }
+
+    /// Compares the peer's summaries of `buckets` with ours.
+    pub fn reconcile(&self, buckets: &[u8], theirs: &[RecordSummary]) -> Reconciliation {
+        let theirs: BTreeMap<OrgId, &RecordSummary> = theirs.iter().map(|s| (s.org, s)).collect();
+        let mut out = Reconciliation::default();
+        for mine in self.summaries(buckets) {
+            match theirs.get(&mine.org) {
+                Some(t) if rank(t.sequence, &t.hash) == rank(mine.sequence, &mine.hash) => {}
+                Some(t) if rank(t.sequence, &t.hash) > rank(mine.sequence, &mine.hash) => out.want.push(mine.org),
+                _ => out.send.push(self.entries[&mine.org].signed.clone()),
+            }
+        }
+        out.want.extend(theirs.keys().filter(|org| !self.entries.contains_key(org)));
+        out
+    }
+
+    /// Merges everything another directory holds (used by simulations and tests;
+    /// nodes exchange records through anti-entropy instead).
+    pub fn merge_from(&mut self, other: &Directory, trust: &Trust, now: Timestamp) -> Vec<Result<Merge, RecordError>> {
+        self.insert_many(other.entries.values().map(|e| e.signed.clone()).collect(), trust, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{NOW, TestFederation, TestOrg};
+    use proptest::prelude::*;
+    use Specialty::*;
+
+    fn three() -> (TestFederation, Vec<TestOrg>) {
+        let mut fed = TestFederation::new("dir");
+        let orgs = vec![
+            fed.org(1, OrgLevel::District, "RU-VLG", &[Pediatrics]),
+            fed.org(2, OrgLevel::Regional, "RU-VLG", &[Cardiology, Oncology]),
+            fed.org(3, OrgLevel::Federal, "RU-MOW", &[Cardiology, Neonatology]),
+        ];
+        (fed, orgs)
+    }
+
+    #[test]
+    fn queries_by_specialty_level_region_urgency() {
+        let (fed, orgs) = three();
+        let mut dir = Directory::new();
+        for o in &orgs {
+            assert_eq!(dir.insert(o.signed_record(1), &fed.trust, NOW), Ok(Merge::Added));
+        }
+        let names = |dir: &Directory, q: Query| dir.query(&q).map(|e| e.org()).collect::<Vec<_>>();
+        let cardio = names(&dir, Query { specialty: Some(Cardiology), ..Default::default() });
+        assert_eq!(cardio.len(), 2);
+        assert_eq!(names(&dir, Query { specialty: Some(Cardiology), min_level: Some(OrgLevel::Federal), ..Default::default() }), vec![orgs[2].id()]);
+        assert_eq!(
+            names(&dir, Query { specialty: Some(Cardiology), region: Some(RegionCode::new("RU-VLG").unwrap()), ..Default::default() }),
+            vec![orgs[1].id()]
+        );
+        assert!(names(&dir, Query { specialty: Some(Urology), ..Default::default() }).is_empty());
+        // An organization that takes no emergencies for a specialty is not offered for them.
+        let mut rec = orgs[0].record(2);
+        rec.services[0].urgencies = [Urgency::Planned].into();
+        dir.insert(orgs[0].sign(&rec), &fed.trust, NOW).unwrap();
+        let q = |u| Query { specialty: Some(Pediatrics), urgency: Some(u), ..Default::default() };
+        assert_eq!(names(&dir, q(Urgency::Planned)), vec![orgs[0].id()]);
+        assert!(names(&dir, q(Urgency::Emergency)).is_empty());
+    }
+
+    #[test]
+    fn higher_sequence_wins_and_ties_break_the_same_everywhere() {
+        let (fed, orgs) = three();
+        let o = &orgs[0];
+        let mut dir = Directory::new();
+        dir.insert(o.signed_record(5), &fed.trust, NOW).unwrap();
+        assert_eq!(dir.insert(o.signed_record(5), &fed.trust, NOW), Ok(Merge::Unchanged));
+        assert_eq!(dir.insert(o.signed_record(4), &fed.trust, NOW), Ok(Merge::Superseded { held_sequence: 5 }));
+        assert_eq!(dir.insert(o.signed_record(6), &fed.trust, NOW), Ok(Merge::Replaced { previous_sequence: 5 }));
+        assert_eq!(dir.get(&o.id()).unwrap().record().sequence, 6);
+
+        let mut a = o.record(7);
+        a.issued_at = Timestamp::from_unix_millis(1);
+        let mut b = o.record(7);
+        b.issued_at = Timestamp::from_unix_millis(2);
+        let (a, b) = (o.sign(&a), o.sign(&b));
+        let mut d1 = Directory::new();
+        let mut d2 = Directory::new();
+        d1.insert(a.clone(), &fed.trust, NOW).unwrap();
+        d1.insert(b.clone(), &fed.trust, NOW).unwrap();
+        d2.insert(b, &fed.trust, NOW).unwrap();
+        d2.insert(a, &fed.trust, NOW).unwrap();
+        assert_eq!(d1.digest(), d2.digest());
+        assert_eq!(d1.get(&o.id()).unwrap().hash(), d2.get(&o.id()).unwrap().hash());
+    }
+
+    #[test]
+    fn invalid_records_are_refused_with_a_reason_and_lose_nothing() {
+        let (mut fed, orgs) = three();
+        let mut dir = Directory::new();
+        dir.insert(orgs[0].signed_record(1), &fed.trust, NOW).unwrap();
+        let before = dir.digest();
+
+        // Signed by someone else than the organization it describes.
+        let forged = Signed::sign(&orgs[1].identity, &orgs[0].record(9));
+        let e = dir.insert(forged, &fed.trust, NOW).unwrap_err();
+        assert!(matches!(e, RecordError::Signed(SignedError::BadSignature { .. })), "{e}");
+
+        // Broken fields.
+        let mut rec = orgs[0].record(9);
+        rec.consultants.push(rec.consultants[0].clone());
+        let e = dir.insert(orgs[0].sign(&rec), &fed.trust, NOW).unwrap_err();
+        assert!(e.to_string().contains("appears twice"), "{e}");
+
+        // Expired certificate.
+        let later = Timestamp::from_unix_millis(NOW.unix_millis() + 400 * crate::testkit::DAY_MS);
+        assert!(matches!(dir.insert(orgs[0].signed_record(9), &fed.trust, later), Err(RecordError::Chain(CertError::Expired { .. }))));
+
+        // Revoked: refused, and the held record is dropped by retain_valid.
+        let serial = orgs[0].chain.org.decode_unverified().unwrap().serial;
+        let notice = fed.region("RU-VLG").revoke(1, NOW, [serial].into());
+        fed.trust.apply_revocations(&notice, NOW).unwrap();
+        assert!(matches!(dir.insert(orgs[0].signed_record(9), &fed.trust, NOW), Err(RecordError::Chain(CertError::Revoked { .. }))));
+        assert_eq!(dir.digest(), before, "refusals changed nothing");
+        let dropped = dir.retain_valid(&fed.trust, NOW);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0, orgs[0].id());
+        assert!(dir.is_empty());
+        assert_ne!(dir.digest(), before);
+    }
+
+    #[test]
+    fn batch_insert_equals_one_by_one_even_with_bad_records() {
+        let (fed, orgs) = three();
+        let mut batch = vec![orgs[0].signed_record(1), orgs[1].signed_record(3), orgs[2].signed_record(2)];
+        batch.insert(1, Signed::sign(&orgs[2].identity, &orgs[1].record(8)));
+        batch.push(orgs[1].signed_record(2));
+        let mut a = Directory::new();
+        let ra = a.insert_many(batch.clone(), &fed.trust, NOW);
+        let mut b = Directory::new();
+        let rb: Vec<_> = batch.into_iter().map(|r| b.insert(r, &fed.trust, NOW)).collect();
+        assert_eq!(ra, rb);
+        assert!(ra[1].is_err());
+        assert_eq!(ra[4], Ok(Merge::Superseded { held_sequence: 3 }));
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.len(), 3);
+    }
+
+    /// Runs the anti-entropy exchange between two directories until nothing differs.
+    fn anti_entropy(a: &mut Directory, b: &mut Directory, trust: &Trust) -> usize {
+        let mut sent = 0;
+        let buckets = b.differing_buckets(&a.sync_offer()).unwrap();
+        let theirs = b.summaries(&buckets);
+        let plan = a.reconcile(&buckets, &theirs);
+        sent += plan.send.len();
+        b.insert_many(plan.send, trust, NOW);
+        let wanted: Vec<_> = plan.want.iter().filter_map(|o| b.get(o)).map(|e| e.signed().clone()).collect();
+        sent += wanted.len();
+        a.insert_many(wanted, trust, NOW);
+        sent
+    }
+
+    #[test]
+    fn anti_entropy_converges_and_sends_only_differences() {
+        let mut fed = TestFederation::new("ae");
+        let orgs: Vec<_> = (0..300).map(|i| fed.org(i, OrgLevel::District, "RU-VLG", &[Cardiology])).collect();
+        let mut a = Directory::new();
+        let mut b = Directory::new();
+        let shared: Vec<_> = orgs[..280].iter().map(|o| o.signed_record(1)).collect();
+        a.insert_many(shared.clone(), &fed.trust, NOW);
+        b.insert_many(shared, &fed.trust, NOW);
+        a.insert_many(orgs[280..290].iter().map(|o| o.signed_record(1)).collect(), &fed.trust, NOW);
+        b.insert_many(orgs[290..].iter().map(|o| o.signed_record(1)).collect(), &fed.trust, NOW);
+        b.insert(orgs[0].signed_record(2), &fed.trust, NOW).unwrap();
+        assert_ne!(a.digest(), b.digest());
+        let sent = anti_entropy(&mut a, &mut b, &fed.trust);
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.len(), 300);
+        assert_eq!(sent, 21, "10 + 10 missing records and one newer");
+        assert_eq!(a.get(&orgs[0].id()).unwrap().record().sequence, 2);
+        assert_eq!(anti_entropy(&mut a, &mut b, &fed.trust), 0);
+        assert!(b.differing_buckets(&SyncOffer { buckets: vec![[0; 32]; 3] }).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Merging is commutative and idempotent: any two orders of any records
+        /// give the same directory, and merging again changes nothing.
+        #[test]
+        fn merge_is_commutative_and_idempotent(
+            picks in prop::collection::vec((0usize..4, 0u64..4, 0u64..3), 0..24),
+            order in any::<prop::sample::Index>(),
+        ) {
+            let mut fed = TestFederation::new("prop");
+            let orgs: Vec<_> = (0..4).map(|i| fed.org(i, OrgLevel::Regional, "RU-KDA", &[Urology])).collect();
+            let records: Vec<SignedRecord> = picks.iter().map(|&(o, seq, variant)| {
+                let mut r = orgs[o].record(seq);
+                r.issued_at = Timestamp::from_unix_millis(variant);
+                orgs[o].sign(&r)
+            }).collect();
+            let mut forward = Directory::new();
+            for r in &records { forward.insert(r.clone(), &fed.trust, NOW).unwrap(); }
+            let mut rotated = records.clone();
+            if !rotated.is_empty() { let k = order.index(rotated.len()); rotated.rotate_left(k); }
+            rotated.reverse();
+            let mut backward = Directory::new();
+            backward.insert_many(rotated, &fed.trust, NOW);
+            prop_assert_eq!(forward.digest(), backward.digest());
+            let before = forward.digest();
+            let again = forward.merge_from(&backward, &fed.trust, NOW);
+            prop_assert!(again.iter().all(|r| *r == Ok(Merge::Unchanged)));
+            prop_assert_eq!(forward.digest(), before);
+        }
+    }
+}
