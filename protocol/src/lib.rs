@@ -6,6 +6,7 @@ pub mod cert;
 pub mod directory;
 pub mod identity;
 pub mod limits;
+pub mod seal;
 pub mod signed;
 pub mod specialty;
 pub mod time;

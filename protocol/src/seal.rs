@@ -1,0 +1,584 @@
+//! Sealed consultation packages: end-to-end encryption from the sending
+//! organization to the consulting one.
+//!
+//! The body is sealed with Noise `X` (one-way: the sender's static key
+//! travels encrypted and the recipient authenticates it), the envelope header
+//! bound as the prologue, so a relay that holds the package learns only the
+//! header and can change neither it nor the body without the recipient
+//! noticing. Bodies of any size are split into Noise messages of at most
+//! 64 KiB; each chunk's first byte says whether it is the last, so a
+//! truncated package is detected, and Noise's nonces detect reordering.
+//! Noise does not stop replays: the header's unique id and expiry, checked
+//! against ids the caller has seen, do.
+
+use crate::cert::{OrgLevel, RegionCode};
+use crate::directory::Directory;
+use crate::identity::{OrgId, SealingKey, SealingPublicKey};
+use crate::specialty::Specialty;
+use crate::time::Timestamp;
+use crate::urgency::Urgency;
+use serde::{Deserialize, Serialize};
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+use std::fmt;
+use std::time::Duration;
+
+pub const PACKAGE_VERSION: u8 = 1;
+const NOISE_PARAMS: &str = "Noise_X_25519_ChaChaPoly_BLAKE2s";
+const PROLOGUE_DOMAIN: &[u8] = b"konsilium/package/v1\0";
+/// A Noise transport message is at most 65,535 bytes including the 16-byte tag.
+pub const CHUNK_CIPHERTEXT_MAX: usize = 65_535;
+const TAG_LEN: usize = 16;
+/// Plaintext per full chunk: one byte of the chunk is the "last chunk" flag.
+pub const CHUNK_PLAINTEXT: usize = CHUNK_CIPHERTEXT_MAX - TAG_LEN - 1;
+/// The `X` handshake message with an empty payload: e (32), encrypted s (32 + 16), tag (16).
+pub const HANDSHAKE_LEN: usize = 32 + 32 + TAG_LEN + TAG_LEN;
+/// Packages live at most this long; receivers remember seen ids for as long.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Tolerated clock difference between sender and recipient.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+const LAST: u8 = 1;
+const MORE: u8 = 0;
+
+/// A package's unique id, drawn at random by the sender.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackageId(pub [u8; 16]);
+
+impl fmt::Display for PackageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for PackageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackageId({self})")
+    }
+}
+
+impl std::str::FromStr for PackageId {
+    type Err = SealError;
+    fn from_str(s: &str) -> Result<Self, SealError> {
+        let bad = || SealError::BadPackageId(s.to_owned());
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+/// What routing needs to know, and all a relay ever sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingHeader {
+    pub specialty: Specialty,
+    pub min_level: OrgLevel,
+    pub urgency: Urgency,
+    pub region: Option<RegionCode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeHeader {
+    pub version: u8,
+    pub id: PackageId,
+    pub sender: OrgId,
+    pub recipient: OrgId,
+    pub routing: RoutingHeader,
+    pub created: Timestamp,
+    pub expires: Timestamp,
+}
+
+impl EnvelopeHeader {
+    fn prologue(&self) -> Vec<u8> {
+        postcard::to_extend(self, PROLOGUE_DOMAIN.to_vec()).expect("encoding into a Vec cannot fail")
+    }
+
+    /// Checks any holder can make, relays included: version, lifetime, expiry.
+    pub fn check(&self, now: Timestamp) -> Result<(), SealError> {
+        if self.version != PACKAGE_VERSION {
+            return Err(SealError::UnsupportedVersion(self.version));
+        }
+        if self.expires <= self.created || self.expires.since(self.created) > MAX_LIFETIME {
+            return Err(SealError::BadLifetime);
+        }
+        if now >= self.expires {
+            return Err(SealError::Expired { expires: self.expires, now });
+        }
+        if self.created > now.saturating_add(MAX_CLOCK_SKEW) {
+            return Err(SealError::FromTheFuture { created: self.created, now });
+        }
+        Ok(())
+    }
+}
+
+/// A package as stored and forwarded: the header in clear, the body sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedPackage {
+    pub header: EnvelopeHeader,
+    /// The handshake message followed by the chunks.
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("package version {0} is not supported (this node speaks version {PACKAGE_VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("package lifetime must be positive and at most 30 days")]
+    BadLifetime,
+    #[error("package expired at {expires} (now {now})")]
+    Expired { expires: Timestamp, now: Timestamp },
+    #[error("package created at {created}, in the future (now {now}); check the sender's clock")]
+    FromTheFuture { created: Timestamp, now: Timestamp },
+    #[error("package is addressed to {recipient}, not to this organization")]
+    NotForUs { recipient: OrgId },
+    #[error("package {0} was already received (replay)")]
+    Replay(PackageId),
+    #[error("sender {0} is not in the directory, so its identity cannot be checked")]
+    UnknownSender(OrgId),
+    #[error("package was sealed with a key that does not belong to the sender {0} named in its header")]
+    SenderKeyMismatch(OrgId),
+    #[error("package body failed authentication at chunk {chunk}: tampered, or not sealed to this key")]
+    Tampered { chunk: usize },
+    #[error("package body ends without its final chunk (truncated)")]
+    Truncated,
+    #[error("package body continues after its final chunk")]
+    TrailingData,
+    #[error("package body: {0}")]
+    Malformed(&'static str),
+    #[error("{0:?} is not a package id (32 hex digits)")]
+    BadPackageId(String),
+    #[error("chunk plaintext of {0} bytes exceeds {CHUNK_PLAINTEXT}")]
+    ChunkTooLarge(usize),
+    #[error("sealing already finished with the last chunk")]
+    AlreadyFinished,
+    #[error("noise: {0}")]
+    Noise(String),
+}
+
+fn noise(e: snow::Error) -> SealError {
+    SealError::Noise(e.to_string())
+}
+
+/// Snow's default primitives, with the ephemeral key drawn from a seed the
+/// caller provides: the protocol takes randomness as input.
+struct SeededResolver {
+    seed: [u8; 32],
+}
+
+struct SeededRandom(blake3::OutputReader);
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+impl CryptoResolver for SeededResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        let reader = blake3::Hasher::new_derive_key("konsilium package ephemeral v1").update(&self.seed).finalize_xof();
+        Some(Box::new(SeededRandom(reader)))
+    }
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
+        DefaultResolver.resolve_dh(choice)
+    }
+    fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+    fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+fn builder<'b>(seed: [u8; 32]) -> snow::Builder<'b> {
+    let params = NOISE_PARAMS.parse().expect("valid noise parameters");
+    snow::Builder::with_resolver(params, Box::new(SeededResolver { seed }))
+}
+
+/// Seals a body chunk by chunk, so attachments never need to be in memory whole.
+pub struct Sealer {
+    transport: snow::TransportState,
+    plain: Vec<u8>,
+    finished: bool,
+}
+
+impl Sealer {
+    /// Starts sealing; returns the sealer and the handshake message, which
+    /// goes first in the body. `ephemeral_seed` must be fresh randomness.
+    pub fn new(
+        header: &EnvelopeHeader,
+        sender: &SealingKey,
+        recipient: &SealingPublicKey,
+        ephemeral_seed: [u8; 32],
+    ) -> Result<(Self, Vec<u8>), SealError> {
+        let secret = sender.to_seed();
+        let prologue = header.prologue();
+        let mut hs = builder(ephemeral_seed)
+            .local_private_key(secret.as_slice())
+            .and_then(|b| b.remote_public_key(recipient.as_bytes()))
+            .and_then(|b| b.prologue(&prologue))
+            .and_then(|b| b.build_initiator())
+            .map_err(noise)?;
+        let mut msg = vec![0u8; HANDSHAKE_LEN];
+        let n = hs.write_message(&[], &mut msg).map_err(noise)?;
+        debug_assert_eq!(n, HANDSHAKE_LEN);
+        let transport = hs.into_transport_mode().map_err(noise)?;
+        Ok((Self { transport, plain: Vec::with_capacity(CHUNK_PLAINTEXT + 1), finished: false }, msg))
+    }
+
+    /// Appends one sealed chunk (at most [`CHUNK_PLAINTEXT`] bytes) to `out`.
+    pub fn seal_chunk(&mut self, plaintext: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), SealError> {
+        if self.finished {
+            return Err(SealError::AlreadyFinished);
+        }
+        if plaintext.len() > CHUNK_PLAINTEXT {
+            return Err(SealError::ChunkTooLarge(plaintext.len()));
+        }
+        self.plain.clear();
+        self.plain.push(if last { LAST } else { MORE });
+        self.plain.extend_from_slice(plaintext);
+        let start = out.len();
+        out.resize(start + self.plain.len() + TAG_LEN, 0);
+        let n = self.transport.write_message(&self.plain, &mut out[start..]).map_err(noise)?;
+        out.truncate(start + n);
+        self.finished = last;
+        Ok(())
+    }
+}
+
+/// Size of the sealed body for a plaintext of `len` bytes.
+pub fn sealed_len(len: usize) -> usize {
+    let chunks = len.div_ceil(CHUNK_PLAINTEXT).max(1);
+    HANDSHAKE_LEN + len + chunks * (1 + TAG_LEN)
+}
+
+/// Seals a whole body in memory.
+pub fn seal(
+    header: EnvelopeHeader,
+    sender: &SealingKey,
+    recipient: &SealingPublicKey,
+    ephemeral_seed: [u8; 32],
+    body: &[u8],
+) -> Result<SealedPackage, SealError> {
+    let (mut sealer, mut out) = Sealer::new(&header, sender, recipient, ephemeral_seed)?;
+    out.reserve_exact(sealed_len(body.len()) - out.len());
+    let mut chunks = body.chunks(CHUNK_PLAINTEXT).peekable();
+    if chunks.peek().is_none() {
+        sealer.seal_chunk(&[], true, &mut out)?;
+    }
+    while let Some(chunk) = chunks.next() {
+        sealer.seal_chunk(chunk, chunks.peek().is_none(), &mut out)?;
+    }
+    Ok(SealedPackage { header, body: out })
+}
+
+/// Opens a body chunk by chunk.
+pub struct Opener {
+    transport: snow::TransportState,
+    chunks: usize,
+    finished: bool,
+}
+
+impl Opener {
+    /// Reads the handshake and checks that the sender's static key is one of
+    /// `sender_keys` (from the directory).
+    pub fn new(
+        header: &EnvelopeHeader,
+        recipient: &SealingKey,
+        handshake: &[u8],
+        sender_keys: &[SealingPublicKey],
+    ) -> Result<Self, SealError> {
+        let secret = recipient.to_seed();
+        let prologue = header.prologue();
+        let mut hs = builder([0; 32])
+            .local_private_key(secret.as_slice())
+            .and_then(|b| b.prologue(&prologue))
+            .and_then(|b| b.build_responder())
+            .map_err(noise)?;
+        if handshake.len() != HANDSHAKE_LEN {
+            return Err(SealError::Malformed("handshake has the wrong length"));
+        }
+        let mut payload = [0u8; 0];
+        hs.read_message(handshake, &mut payload).map_err(|_| SealError::Tampered { chunk: 0 })?;
+        let remote = hs.get_remote_static().ok_or(SealError::Malformed("no sender key in handshake"))?;
+        if !sender_keys.iter().any(|k| k.as_bytes().as_slice() == remote) {
+            return Err(SealError::SenderKeyMismatch(header.sender));
+        }
+        let transport = hs.into_transport_mode().map_err(noise)?;
+        Ok(Self { transport, chunks: 0, finished: false })
+    }
+
+    /// Decrypts one chunk into `out`; returns whether it was the last.
+    pub fn open_chunk(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<bool, SealError> {
+        if self.finished {
+            return Err(SealError::TrailingData);
+        }
+        if ciphertext.len() < 1 + TAG_LEN || ciphertext.len() > CHUNK_CIPHERTEXT_MAX {
+            return Err(SealError::Malformed("chunk has an impossible length"));
+        }
+        self.chunks += 1;
+        let start = out.len();
+        out.resize(start + ciphertext.len() - TAG_LEN, 0);
+        let n = self
+            .transport
+            .read_message(ciphertext, &mut out[start..])
+            .map_err(|_| SealError::Tampered { chunk: self.chunks })?;
+        out.truncate(start + n);
+        let flag = out.remove(start);
+        self.finished = match flag {
+            LAST => true,
+            MORE => false,
+            _ => return Err(SealError::Malformed("unknown chunk flag")),
+        };
+        Ok(self.finished)
+    }
+
+    /// Whether the final chunk has been opened.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// Opens a whole package addressed to `me`: checks the header, the replay
+/// guard (`seen` answers whether an id was already received; record the id
+/// only after this succeeds), the sender's key against the directory, and
+/// every chunk.
+pub fn open(
+    package: &SealedPackage,
+    me: OrgId,
+    my_key: &SealingKey,
+    directory: &Directory,
+    now: Timestamp,
+    seen: impl FnOnce(&PackageId) -> bool,
+) -> Result<Vec<u8>, SealError> {
+    let header = &package.header;
+    header.check(now)?;
+    if header.recipient != me {
+        return Err(SealError::NotForUs { recipient: header.recipient });
+    }
+    if seen(&header.id) {
+        return Err(SealError::Replay(header.id));
+    }
+    let sender = directory.get(&header.sender).ok_or(SealError::UnknownSender(header.sender))?;
+    let body = &package.body;
+    if body.len() < HANDSHAKE_LEN {
+        return Err(SealError::Truncated);
+    }
+    let (handshake, mut rest) = body.split_at(HANDSHAKE_LEN);
+    let mut opener = Opener::new(header, my_key, handshake, &sender.sealing_keys())?;
+    let mut out = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(rest.len().min(CHUNK_CIPHERTEXT_MAX));
+        opener.open_chunk(chunk, &mut out)?;
+        rest = tail;
+    }
+    if !opener.is_finished() {
+        return Err(SealError::Truncated);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{NOW, TestFederation, TestOrg};
+    use proptest::prelude::*;
+
+    struct Setup {
+        district: TestOrg,
+        federal: TestOrg,
+        other: TestOrg,
+        dir: Directory,
+    }
+
+    fn setup() -> Setup {
+        let mut fed = TestFederation::new("seal");
+        let district = fed.org(1, OrgLevel::District, "RU-VLG", &[Specialty::Pediatrics]);
+        let federal = fed.org(2, OrgLevel::Federal, "RU-MOW", &[Specialty::Oncology]);
+        let other = fed.org(3, OrgLevel::Regional, "RU-VLG", &[Specialty::Oncology]);
+        let mut dir = Directory::new();
+        for o in [&district, &federal, &other] {
+            dir.insert(o.signed_record(1), &fed.trust, NOW).unwrap();
+        }
+        Setup { district, federal, other, dir }
+    }
+
+    fn header(from: &TestOrg, to: &TestOrg, id: u8) -> EnvelopeHeader {
+        EnvelopeHeader {
+            version: PACKAGE_VERSION,
+            id: PackageId([id; 16]),
+            sender: from.id(),
+            recipient: to.id(),
+            routing: RoutingHeader {
+                specialty: Specialty::Oncology,
+                min_level: OrgLevel::Federal,
+                urgency: Urgency::Urgent,
+                region: None,
+            },
+            created: NOW,
+            expires: NOW.saturating_add(Duration::from_secs(7 * 86_400)),
+        }
+    }
+
+    fn body(len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        blake3::Hasher::new().update(b"body").finalize_xof().fill(&mut out);
+        out
+    }
+
+    fn seal_to(s: &Setup, to: &TestOrg, plain: &[u8]) -> SealedPackage {
+        seal(header(&s.district, to, 1), &s.district.sealing, &to.sealing.public(), [42; 32], plain).unwrap()
+    }
+
+    fn open_as(s: &Setup, who: &TestOrg, p: &SealedPackage) -> Result<Vec<u8>, SealError> {
+        open(p, who.id(), &who.sealing, &s.dir, NOW, |_| false)
+    }
+
+    #[test]
+    fn round_trips_at_chunk_boundaries() {
+        let s = setup();
+        for len in [0, 1, CHUNK_PLAINTEXT - 1, CHUNK_PLAINTEXT, CHUNK_PLAINTEXT + 1, 3 * CHUNK_PLAINTEXT] {
+            let plain = body(len);
+            let p = seal_to(&s, &s.federal, &plain);
+            assert_eq!(p.body.len(), sealed_len(len), "len {len}");
+            assert_eq!(open_as(&s, &s.federal, &p).unwrap(), plain, "len {len}");
+        }
+    }
+
+    #[test]
+    fn fifty_megabytes_round_trip() {
+        let s = setup();
+        let plain = body(50 * 1024 * 1024);
+        let p = seal_to(&s, &s.federal, &plain);
+        assert_eq!(open_as(&s, &s.federal, &p).unwrap(), plain);
+    }
+
+    #[test]
+    fn only_the_recipient_can_open() {
+        let s = setup();
+        let plain = b"extract of case history: ...".to_vec();
+        let p = seal_to(&s, &s.federal, &plain);
+        // The third organization is not the addressee...
+        assert!(matches!(open_as(&s, &s.other, &p), Err(SealError::NotForUs { .. })));
+        // ...and pretending to be does not help: its key cannot complete the handshake.
+        assert!(matches!(open(&p, s.federal.id(), &s.other.sealing, &s.dir, NOW, |_| false), Err(SealError::Tampered { chunk: 0 })));
+        // A relay holding the package sees no plaintext.
+        assert!(!p.body.windows(12).any(|w| w == &plain[..12]));
+    }
+
+    #[test]
+    fn header_is_bound_to_the_body() {
+        let s = setup();
+        let p = seal_to(&s, &s.federal, b"questions");
+        let mut downgraded = p.clone();
+        downgraded.header.routing.urgency = Urgency::Planned;
+        assert!(matches!(open_as(&s, &s.federal, &downgraded), Err(SealError::Tampered { chunk: 0 })));
+        let mut extended = p.clone();
+        extended.header.expires = extended.header.expires.saturating_add(Duration::from_secs(60));
+        assert!(matches!(open_as(&s, &s.federal, &extended), Err(SealError::Tampered { chunk: 0 })));
+    }
+
+    #[test]
+    fn sender_is_checked_against_the_directory() {
+        let s = setup();
+        // Sealed by `other` but claiming to come from the district hospital.
+        let forged = seal(header(&s.district, &s.federal, 2), &s.other.sealing, &s.federal.sealing.public(), [1; 32], b"x").unwrap();
+        assert_eq!(open_as(&s, &s.federal, &forged), Err(SealError::SenderKeyMismatch(s.district.id())));
+        let mut fed2 = TestFederation::new("elsewhere");
+        let stranger = fed2.org(9, OrgLevel::District, "RU-VLG", &[]);
+        let p = seal(header(&stranger, &s.federal, 3), &stranger.sealing, &s.federal.sealing.public(), [1; 32], b"x").unwrap();
+        assert_eq!(open_as(&s, &s.federal, &p), Err(SealError::UnknownSender(stranger.id())));
+    }
+
+    #[test]
+    fn replay_expiry_and_version() {
+        let s = setup();
+        let p = seal_to(&s, &s.federal, b"x");
+        assert_eq!(open(&p, s.federal.id(), &s.federal.sealing, &s.dir, NOW, |id| *id == PackageId([1; 16])), Err(SealError::Replay(PackageId([1; 16]))));
+        let late = p.header.expires;
+        assert!(matches!(open(&p, s.federal.id(), &s.federal.sealing, &s.dir, late, |_| false), Err(SealError::Expired { .. })));
+        let early = NOW.saturating_sub(Duration::from_secs(3600));
+        assert!(matches!(open(&p, s.federal.id(), &s.federal.sealing, &s.dir, early, |_| false), Err(SealError::FromTheFuture { .. })));
+        let mut h = header(&s.district, &s.federal, 4);
+        h.version = 2;
+        assert_eq!(h.check(NOW), Err(SealError::UnsupportedVersion(2)));
+        h.version = PACKAGE_VERSION;
+        h.expires = NOW.saturating_add(MAX_LIFETIME + Duration::from_secs(1));
+        assert_eq!(h.check(NOW), Err(SealError::BadLifetime));
+    }
+
+    #[test]
+    fn truncation_reordering_and_trailing_data_fail() {
+        let s = setup();
+        let plain = body(3 * CHUNK_PLAINTEXT + 10);
+        let p = seal_to(&s, &s.federal, &plain);
+        let chunk = |i: usize| HANDSHAKE_LEN + i * CHUNK_CIPHERTEXT_MAX;
+        let mut cut = p.clone();
+        cut.body.truncate(chunk(3));
+        assert_eq!(open_as(&s, &s.federal, &cut), Err(SealError::Truncated));
+        let mut cut = p.clone();
+        cut.body.truncate(chunk(1) + 100);
+        assert!(open_as(&s, &s.federal, &cut).is_err());
+        let mut swapped = p.clone();
+        let (a, b) = (chunk(0), chunk(1));
+        let first: Vec<u8> = swapped.body[a..b].to_vec();
+        let second: Vec<u8> = swapped.body[b..chunk(2)].to_vec();
+        swapped.body[a..b].copy_from_slice(&second);
+        swapped.body[b..chunk(2)].copy_from_slice(&first);
+        assert_eq!(open_as(&s, &s.federal, &swapped), Err(SealError::Tampered { chunk: 1 }));
+        let mut extra = p.clone();
+        extra.body.extend_from_slice(&p.body[chunk(3)..]);
+        assert!(open_as(&s, &s.federal, &extra).is_err());
+        // After a full-size final chunk, anything more is named as trailing data.
+        let exact = seal_to(&s, &s.federal, &body(2 * CHUNK_PLAINTEXT));
+        let mut extra = exact.clone();
+        extra.body.extend_from_slice(&exact.body[chunk(1)..]);
+        assert_eq!(open_as(&s, &s.federal, &extra), Err(SealError::TrailingData));
+        let mut short = p.clone();
+        short.body.truncate(10);
+        assert_eq!(open_as(&s, &s.federal, &short), Err(SealError::Truncated));
+    }
+
+    #[test]
+    fn streaming_equals_whole_and_is_deterministic() {
+        let s = setup();
+        let plain = body(2 * CHUNK_PLAINTEXT + 5);
+        let h = header(&s.district, &s.federal, 1);
+        let whole = seal(h.clone(), &s.district.sealing, &s.federal.sealing.public(), [42; 32], &plain).unwrap();
+        let (mut sealer, mut out) = Sealer::new(&h, &s.district.sealing, &s.federal.sealing.public(), [42; 32]).unwrap();
+        let parts: Vec<_> = plain.chunks(CHUNK_PLAINTEXT).collect();
+        for (i, part) in parts.iter().enumerate() {
+            sealer.seal_chunk(part, i + 1 == parts.len(), &mut out).unwrap();
+        }
+        assert_eq!(out, whole.body);
+        assert_eq!(sealer.seal_chunk(b"more", true, &mut out), Err(SealError::AlreadyFinished));
+        assert_eq!(sealer.seal_chunk(&vec![0; CHUNK_PLAINTEXT + 1], true, &mut Vec::new()), Err(SealError::AlreadyFinished));
+        let (mut fresh, _) = Sealer::new(&h, &s.district.sealing, &s.federal.sealing.public(), [43; 32]).unwrap();
+        assert_eq!(fresh.seal_chunk(&vec![0; CHUNK_PLAINTEXT + 1], true, &mut Vec::new()), Err(SealError::ChunkTooLarge(CHUNK_PLAINTEXT + 1)));
+        let other_seed = seal(h, &s.district.sealing, &s.federal.sealing.public(), [43; 32], &plain).unwrap();
+        assert_ne!(other_seed.body[..32], whole.body[..32], "fresh ephemeral key per seed");
+    }
+
+    #[test]
+    fn package_id_text() {
+        let id = PackageId([0xab; 16]);
+        assert_eq!(id.to_string().parse::<PackageId>().unwrap(), id);
+        assert!("xyz".parse::<PackageId>().is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_flipped_byte_is_rejected(pos in any::<prop::sample::Index>(), flip in 1u8..=255) {
+            let s = setup();
+            let mut p = seal_to(&s, &s.federal, &body(CHUNK_PLAINTEXT + 300));
+            let i = pos.index(p.body.len());
+            p.body[i] ^= flip;
+            prop_assert!(open_as(&s, &s.federal, &p).is_err());
+        }
+    }
+}
