@@ -65,7 +65,10 @@ impl TryFrom<u8> for IsoWeekday {
         if (1..=7).contains(&n) {
             Ok(Self(n))
         } else {
-            Err(FieldError::Invalid { field: "calendar.working_days", reason: format!("{n} is not an ISO weekday (1 = Monday .. 7 = Sunday)") })
+            Err(FieldError::Invalid {
+                field: "calendar.working_days",
+                reason: format!("{n} is not an ISO weekday (1 = Monday .. 7 = Sunday)"),
+            })
         }
     }
 }
@@ -86,18 +89,25 @@ pub struct WorkingCalendar {
 impl WorkingCalendar {
     /// Monday to Friday in the given zone, no holidays.
     pub fn weekdays(time_zone: TimeZoneName) -> Self {
-        Self { time_zone, working_days: (1..=5).map(IsoWeekday).collect(), holidays: BTreeSet::new() }
+        Self {
+            time_zone,
+            working_days: (1..=5).map(IsoWeekday).collect(),
+            holidays: BTreeSet::new(),
+        }
     }
 
     pub fn check(&self) -> Result<(), FieldError> {
         if self.working_days.is_empty() {
-            return Err(FieldError::Empty { field: "calendar.working_days" });
+            return Err(FieldError::Empty {
+                field: "calendar.working_days",
+            });
         }
         check_count("calendar.holidays", self.holidays.len(), MAX_HOLIDAYS)
     }
 
     pub fn is_working_day(&self, date: Date) -> bool {
-        self.working_days.contains(&IsoWeekday::of(date.weekday())) && !self.holidays.contains(&date)
+        self.working_days.contains(&IsoWeekday::of(date.weekday()))
+            && !self.holidays.contains(&date)
     }
 }
 
@@ -124,7 +134,8 @@ mod tests {
         assert!(cal.is_working_day(date(2026, 1, 2)), "Friday");
         assert!(!cal.is_working_day(date(2026, 1, 3)), "Saturday");
         assert!(cal.check().is_ok());
-        let round: WorkingCalendar = postcard::from_bytes(&postcard::to_stdvec(&cal).unwrap()).unwrap();
+        let round: WorkingCalendar =
+            postcard::from_bytes(&postcard::to_stdvec(&cal).unwrap()).unwrap();
         assert_eq!(round, cal);
         cal.working_days.clear();
         assert!(cal.check().is_err());

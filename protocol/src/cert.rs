@@ -7,12 +7,13 @@
 //! be asked whether a peer is genuine. Revocations are signed lists, one per
 //! issuer, replaced by a higher sequence number.
 
-use crate::identity::{AuthorityKey, IdentityKey, OrgId, SealingPublicKey};
+use crate::identity::{AuthorityKey, IdentityKey, KeyError, OrgId, SealingPublicKey};
 use crate::limits::{FieldError, MAX_REVOKED_SERIALS, check_count, check_name};
-use crate::signed::{SignatureCheck, Signable, Signed, SignedError, verify_all};
+use crate::signed::{Signable, SignatureCheck, Signed, SignedError, verify_all};
 use crate::time::Timestamp;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -54,7 +55,9 @@ impl TryFrom<u8> for OrgLevel {
             3 => Ok(OrgLevel::Federal),
             _ => Err(FieldError::Invalid {
                 field: "level",
-                reason: format!("{n} is not a level: use 1 (district), 2 (regional) or 3 (federal)"),
+                reason: format!(
+                    "{n} is not a level: use 1 (district), 2 (regional) or 3 (federal)"
+                ),
             }),
         }
     }
@@ -101,14 +104,18 @@ impl RegionCode {
     pub fn new(code: impl Into<String>) -> Result<Self, FieldError> {
         let code = code.into();
         let ok_len = (2..=16).contains(&code.len());
-        let ok_chars = code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+        let ok_chars = code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
         let ok_start = code.bytes().next().is_some_and(|b| b.is_ascii_uppercase());
         if ok_len && ok_chars && ok_start {
             Ok(Self(code))
         } else {
             Err(FieldError::Invalid {
                 field: "region",
-                reason: format!("{code:?} is not a region code: use 2-16 uppercase letters, digits or '-', like RU-VLG"),
+                reason: format!(
+                    "{code:?} is not a region code: use 2-16 uppercase letters, digits or '-', like RU-VLG"
+                ),
             })
         }
     }
@@ -238,29 +245,65 @@ pub enum CertError {
     #[error(transparent)]
     Field(#[from] FieldError),
     #[error("{what} was issued by {issuer}, which is not a configured federation root")]
-    UnknownRoot { what: &'static str, issuer: AuthorityKey },
+    UnknownRoot {
+        what: &'static str,
+        issuer: AuthorityKey,
+    },
     #[error("{what} is not valid before {from} (now {now})")]
-    NotYetValid { what: &'static str, from: Timestamp, now: Timestamp },
+    NotYetValid {
+        what: &'static str,
+        from: Timestamp,
+        now: Timestamp,
+    },
     #[error("{what} expired at {until} (now {now})")]
-    Expired { what: &'static str, until: Timestamp, now: Timestamp },
+    Expired {
+        what: &'static str,
+        until: Timestamp,
+        now: Timestamp,
+    },
     #[error("{what}: validity must start before it ends")]
     EmptyValidity { what: &'static str },
     #[error("{what}: validity reaches beyond its issuer's certificate")]
     OutlivesIssuer { what: &'static str },
-    #[error("organization certificate for region {cert_region} issued by an authority scoped to {authority_region}")]
-    OutsideRegion { authority_region: RegionCode, cert_region: RegionCode },
-    #[error("organization certificate grants level {granted}, above the issuing authority's limit {max}")]
+    #[error(
+        "organization certificate for region {cert_region} issued by an authority scoped to {authority_region}"
+    )]
+    OutsideRegion {
+        authority_region: RegionCode,
+        cert_region: RegionCode,
+    },
+    #[error(
+        "organization certificate grants level {granted}, above the issuing authority's limit {max}"
+    )]
     LevelTooHigh { granted: OrgLevel, max: OrgLevel },
     #[error("organization certificate names issuer {named}, but the chain's authority is {actual}")]
-    IssuerMismatch { named: AuthorityKey, actual: AuthorityKey },
+    IssuerMismatch {
+        named: AuthorityKey,
+        actual: AuthorityKey,
+    },
     #[error("only a federation root can certify authorities")]
     NotARoot,
     #[error("{what} serial {serial} was revoked by {issuer}")]
-    Revoked { what: &'static str, issuer: AuthorityKey, serial: u64 },
-    #[error("revocation list sequence {got} from {issuer} is not newer than the {have} already known")]
-    StaleRevocations { issuer: AuthorityKey, have: u64, got: u64 },
+    Revoked {
+        what: &'static str,
+        issuer: AuthorityKey,
+        serial: u64,
+    },
+    #[error(
+        "revocation list sequence {got} from {issuer} is not newer than the {have} already known"
+    )]
+    StaleRevocations {
+        issuer: AuthorityKey,
+        have: u64,
+        got: u64,
+    },
     #[error("the key does not match the certificate it is paired with")]
     KeyMismatch,
+    #[error("{what}: {reason}")]
+    BadKey {
+        what: &'static str,
+        reason: KeyError,
+    },
 }
 
 /// An organization whose chain checked out at a given time.
@@ -270,10 +313,22 @@ pub struct VerifiedOrg {
     pub authority: Option<AuthorityCert>,
 }
 
+/// A regional authority whose certificate checked out (signature pending).
+#[derive(Debug, Clone)]
+struct CheckedAuthority {
+    cert: AuthorityCert,
+    key: VerifyingKey,
+}
+
+/// Authority certificates already checked within one batch, by content hash.
+#[derive(Debug, Default)]
+pub(crate) struct AuthorityCache(HashMap<[u8; 32], CheckedAuthority>);
+
 /// The federation's trust anchors and the revocations known so far.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
-    roots: BTreeSet<AuthorityKey>,
+    /// Root keys, decompressed once.
+    roots: BTreeMap<AuthorityKey, VerifyingKey>,
     revocations: BTreeMap<AuthorityKey, (RevocationList, RevocationNotice)>,
 }
 
@@ -282,30 +337,64 @@ fn check_validity(what: &'static str, v: &Validity, now: Timestamp) -> Result<()
         return Err(CertError::EmptyValidity { what });
     }
     if now < v.from {
-        return Err(CertError::NotYetValid { what, from: v.from, now });
+        return Err(CertError::NotYetValid {
+            what,
+            from: v.from,
+            now,
+        });
     }
     if now >= v.until {
-        return Err(CertError::Expired { what, until: v.until, now });
+        return Err(CertError::Expired {
+            what,
+            until: v.until,
+            now,
+        });
     }
     Ok(())
 }
 
 impl Trust {
+    /// Keys that fail to decompress are left out: they could verify nothing.
     pub fn new(roots: impl IntoIterator<Item = AuthorityKey>) -> Self {
-        Self { roots: roots.into_iter().collect(), revocations: BTreeMap::new() }
+        let roots = roots
+            .into_iter()
+            .filter_map(|k| Some((k, k.verifying_key().ok()?)))
+            .collect();
+        Self {
+            roots,
+            revocations: BTreeMap::new(),
+        }
     }
 
     pub fn roots(&self) -> impl Iterator<Item = &AuthorityKey> {
-        self.roots.iter()
+        self.roots.keys()
+    }
+
+    fn root(&self, what: &'static str, issuer: AuthorityKey) -> Result<VerifyingKey, CertError> {
+        self.roots
+            .get(&issuer)
+            .copied()
+            .ok_or(CertError::UnknownRoot { what, issuer })
     }
 
     pub fn is_revoked(&self, issuer: &AuthorityKey, serial: u64) -> bool {
-        self.revocations.get(issuer).is_some_and(|(l, _)| l.revoked.contains(&serial))
+        self.revocations
+            .get(issuer)
+            .is_some_and(|(l, _)| l.revoked.contains(&serial))
     }
 
-    fn not_revoked(&self, what: &'static str, issuer: AuthorityKey, serial: u64) -> Result<(), CertError> {
+    fn not_revoked(
+        &self,
+        what: &'static str,
+        issuer: AuthorityKey,
+        serial: u64,
+    ) -> Result<(), CertError> {
         if self.is_revoked(&issuer, serial) {
-            return Err(CertError::Revoked { what, issuer, serial });
+            return Err(CertError::Revoked {
+                what,
+                issuer,
+                serial,
+            });
         }
         Ok(())
     }
@@ -316,59 +405,77 @@ impl Trust {
         &self,
         signed: &'c Signed<AuthorityCert>,
         now: Timestamp,
-    ) -> Result<(AuthorityCert, SignatureCheck<'c>), CertError> {
+    ) -> Result<(CheckedAuthority, SignatureCheck<'c>), CertError> {
         const WHAT: &str = "authority certificate";
         let cert = signed.decode_unverified()?;
-        if !self.roots.contains(&cert.issuer) {
-            return Err(CertError::UnknownRoot { what: WHAT, issuer: cert.issuer });
-        }
+        let root = self.root(WHAT, cert.issuer)?;
         check_validity(WHAT, &cert.validity, now)?;
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
-        let check = signed.check_by(cert.issuer.verifying_key());
-        Ok((cert, check))
+        let key = cert
+            .authority
+            .verifying_key()
+            .map_err(|e| CertError::BadKey {
+                what: WHAT,
+                reason: e,
+            })?;
+        Ok((CheckedAuthority { cert, key }, signed.check_by(root)))
     }
 
     /// Verifies a whole chain at `now`: signatures, validity windows, the
     /// authority's region and level scope, and revocations.
-    pub fn verify_chain(&self, chain: &CertChain, now: Timestamp) -> Result<VerifiedOrg, CertError> {
+    pub fn verify_chain(
+        &self,
+        chain: &CertChain,
+        now: Timestamp,
+    ) -> Result<VerifiedOrg, CertError> {
         let mut checks = Vec::with_capacity(2);
-        let verified = self.verify_chain_deferred(chain, now, &mut checks)?;
+        let verified =
+            self.verify_chain_deferred(chain, now, &mut checks, &mut AuthorityCache::default())?;
         verify_all(&checks)?;
         Ok(verified)
     }
 
     /// Everything `verify_chain` does except the signature checks, which are
-    /// appended to `checks` so a caller ingesting many records can batch them.
-    /// The result must not be trusted until those checks pass.
+    /// appended to `checks` so a caller ingesting many records can batch
+    /// them. The result must not be trusted until those checks pass.
+    /// `cache` remembers authority certificates seen earlier in the same
+    /// batch: a region's authority certifies many organizations.
     pub(crate) fn verify_chain_deferred<'c>(
         &self,
         chain: &'c CertChain,
         now: Timestamp,
         checks: &mut Vec<SignatureCheck<'c>>,
+        cache: &mut AuthorityCache,
     ) -> Result<VerifiedOrg, CertError> {
         const WHAT: &str = "organization certificate";
         let cert = chain.org.decode_unverified()?;
         check_name("organization certificate name", &cert.name)?;
-        let authority = match &chain.authority {
-            None => {
-                if !self.roots.contains(&cert.issuer) {
-                    return Err(CertError::UnknownRoot { what: WHAT, issuer: cert.issuer });
-                }
-                None
-            }
+        let (authority, issuer_key) = match &chain.authority {
+            None => (None, self.root(WHAT, cert.issuer)?),
             Some(signed_authority) => {
-                let (authority, check) = self.check_authority(signed_authority, now)?;
-                if cert.issuer != authority.authority {
-                    return Err(CertError::IssuerMismatch { named: cert.issuer, actual: authority.authority });
+                let id = signed_authority.content_hash();
+                let checked = match cache.0.get(&id) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let (checked, check) = self.check_authority(signed_authority, now)?;
+                        checks.push(check);
+                        cache.0.insert(id, checked.clone());
+                        checked
+                    }
+                };
+                if cert.issuer != checked.cert.authority {
+                    return Err(CertError::IssuerMismatch {
+                        named: cert.issuer,
+                        actual: checked.cert.authority,
+                    });
                 }
-                check_scope(&authority, &cert)?;
-                checks.push(check);
-                Some(authority)
+                check_scope(&checked.cert, &cert)?;
+                (Some(checked.cert), checked.key)
             }
         };
         check_validity(WHAT, &cert.validity, now)?;
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
-        checks.push(chain.org.check_by(cert.issuer.verifying_key()));
+        checks.push(chain.org.check_by(issuer_key));
         Ok(VerifiedOrg { cert, authority })
     }
 
@@ -386,25 +493,37 @@ impl Trust {
 
     /// Adopts a newer revocation list. Returns the list's issuer so the caller
     /// can re-check what that issuer certified.
-    pub fn apply_revocations(&mut self, notice: &RevocationNotice, now: Timestamp) -> Result<AuthorityKey, CertError> {
+    pub fn apply_revocations(
+        &mut self,
+        notice: &RevocationNotice,
+        now: Timestamp,
+    ) -> Result<AuthorityKey, CertError> {
         let list = notice.list.decode_unverified()?;
         check_count("revoked serials", list.revoked.len(), MAX_REVOKED_SERIALS)?;
-        match &notice.authority {
-            None if self.roots.contains(&list.issuer) => {}
-            None => return Err(CertError::UnknownRoot { what: "revocation list", issuer: list.issuer }),
+
+        let issuer_key = match &notice.authority {
+            None => self.root("revocation list", list.issuer)?,
             Some(a) => {
                 let (authority, check) = self.check_authority(a, now)?;
                 check.verify()?;
-                if authority.authority != list.issuer {
-                    return Err(CertError::IssuerMismatch { named: list.issuer, actual: authority.authority });
+                if authority.cert.authority != list.issuer {
+                    return Err(CertError::IssuerMismatch {
+                        named: list.issuer,
+                        actual: authority.cert.authority,
+                    });
                 }
+                authority.key
             }
-        }
-        notice.list.verify(&list.issuer.verifying_key())?;
+        };
+        notice.list.verify(&issuer_key)?;
         if let Some((have, _)) = self.revocations.get(&list.issuer)
             && have.sequence >= list.sequence
         {
-            return Err(CertError::StaleRevocations { issuer: list.issuer, have: have.sequence, got: list.sequence });
+            return Err(CertError::StaleRevocations {
+                issuer: list.issuer,
+                have: have.sequence,
+                got: list.sequence,
+            });
         }
         let issuer = list.issuer;
         self.revocations.insert(issuer, (list, notice.clone()));
@@ -429,10 +548,15 @@ fn check_scope(authority: &AuthorityCert, cert: &OrgCert) -> Result<(), CertErro
         });
     }
     if cert.level > authority.scope.max_level {
-        return Err(CertError::LevelTooHigh { granted: cert.level, max: authority.scope.max_level });
+        return Err(CertError::LevelTooHigh {
+            granted: cert.level,
+            max: authority.scope.max_level,
+        });
     }
     if !cert.validity.within(&authority.validity) {
-        return Err(CertError::OutlivesIssuer { what: "organization certificate" });
+        return Err(CertError::OutlivesIssuer {
+            what: "organization certificate",
+        });
     }
     Ok(())
 }
@@ -478,20 +602,28 @@ impl Issuer {
         if body.authority != key.authority_key() {
             return Err(CertError::KeyMismatch);
         }
-        Ok(Self { key, cert: Some((cert, body)) })
+        Ok(Self {
+            key,
+            cert: Some((cert, body)),
+        })
     }
 
     pub fn key(&self) -> AuthorityKey {
         self.key.authority_key()
     }
 
-    pub fn certify_authority(&self, grant: AuthorityGrant) -> Result<Signed<AuthorityCert>, CertError> {
+    pub fn certify_authority(
+        &self,
+        grant: AuthorityGrant,
+    ) -> Result<Signed<AuthorityCert>, CertError> {
         if self.cert.is_some() {
             return Err(CertError::NotARoot);
         }
         check_name("authority name", &grant.name)?;
         if grant.validity.from >= grant.validity.until {
-            return Err(CertError::EmptyValidity { what: "authority certificate" });
+            return Err(CertError::EmptyValidity {
+                what: "authority certificate",
+            });
         }
         let cert = AuthorityCert {
             authority: grant.authority,
@@ -507,7 +639,9 @@ impl Issuer {
     pub fn certify_org(&self, grant: OrgGrant) -> Result<CertChain, CertError> {
         check_name("organization name", &grant.name)?;
         if grant.validity.from >= grant.validity.until {
-            return Err(CertError::EmptyValidity { what: "organization certificate" });
+            return Err(CertError::EmptyValidity {
+                what: "organization certificate",
+            });
         }
         let cert = OrgCert {
             org: grant.org,
@@ -522,13 +656,29 @@ impl Issuer {
         if let Some((_, authority)) = &self.cert {
             check_scope(authority, &cert)?;
         }
-        Ok(CertChain { authority: self.cert.as_ref().map(|(s, _)| s.clone()), org: Signed::sign(&self.key, &cert) })
+        Ok(CertChain {
+            authority: self.cert.as_ref().map(|(s, _)| s.clone()),
+            org: Signed::sign(&self.key, &cert),
+        })
     }
 
     /// Signs this issuer's complete revocation list.
-    pub fn revoke(&self, sequence: u64, issued_at: Timestamp, revoked: BTreeSet<u64>) -> RevocationNotice {
-        let list = RevocationList { issuer: self.key(), sequence, issued_at, revoked };
-        RevocationNotice { authority: self.cert.as_ref().map(|(s, _)| s.clone()), list: Signed::sign(&self.key, &list) }
+    pub fn revoke(
+        &self,
+        sequence: u64,
+        issued_at: Timestamp,
+        revoked: BTreeSet<u64>,
+    ) -> RevocationNotice {
+        let list = RevocationList {
+            issuer: self.key(),
+            sequence,
+            issued_at,
+            revoked,
+        };
+        RevocationNotice {
+            authority: self.cert.as_ref().map(|(s, _)| s.clone()),
+            list: Signed::sign(&self.key, &list),
+        }
     }
 }
 
@@ -568,7 +718,10 @@ pub(crate) mod tests {
             .certify_authority(AuthorityGrant {
                 authority: regional_key.authority_key(),
                 name: "Vologda regional telemedicine center".into(),
-                scope: AuthorityScope { region: RegionCode::new("RU-VLG").unwrap(), max_level: OrgLevel::Regional },
+                scope: AuthorityScope {
+                    region: RegionCode::new("RU-VLG").unwrap(),
+                    max_level: OrgLevel::Regional,
+                },
                 validity: Validity {
                     from: Timestamp::from_unix_millis(NOW.unix_millis() - 10 * DAY),
                     until: Timestamp::from_unix_millis(NOW.unix_millis() + 1000 * DAY),
@@ -584,8 +737,12 @@ pub(crate) mod tests {
     #[test]
     fn root_and_regional_chains_verify() {
         let (root, regional, trust) = federation();
-        let federal = root.certify_org(grant(1, OrgLevel::Federal, "RU-MOW", 10)).unwrap();
-        let district = regional.certify_org(grant(2, OrgLevel::District, "RU-VLG", 10)).unwrap();
+        let federal = root
+            .certify_org(grant(1, OrgLevel::Federal, "RU-MOW", 10))
+            .unwrap();
+        let district = regional
+            .certify_org(grant(2, OrgLevel::District, "RU-VLG", 10))
+            .unwrap();
         let v = trust.verify_chain(&federal, NOW).unwrap();
         assert_eq!(v.cert.level, OrgLevel::Federal);
         assert!(v.authority.is_none());
@@ -602,13 +759,19 @@ pub(crate) mod tests {
         ));
         assert!(matches!(
             regional.certify_org(grant(3, OrgLevel::Federal, "RU-VLG", 11)),
-            Err(CertError::LevelTooHigh { granted: OrgLevel::Federal, max: OrgLevel::Regional })
+            Err(CertError::LevelTooHigh {
+                granted: OrgLevel::Federal,
+                max: OrgLevel::Regional
+            })
         ));
         assert_eq!(
             regional.certify_authority(AuthorityGrant {
                 authority: IdentityKey::from_seed([9; 32]).authority_key(),
                 name: "x".into(),
-                scope: AuthorityScope { region: RegionCode::new("RU-VLG").unwrap(), max_level: OrgLevel::District },
+                scope: AuthorityScope {
+                    region: RegionCode::new("RU-VLG").unwrap(),
+                    max_level: OrgLevel::District
+                },
                 validity: year(),
                 serial: 2,
             }),
@@ -629,7 +792,10 @@ pub(crate) mod tests {
             authority: regional.cert.as_ref().map(|(s, _)| s.clone()),
             org: Signed::sign(&regional.key, &rogue_cert),
         };
-        assert!(matches!(trust.verify_chain(&chain, NOW), Err(CertError::LevelTooHigh { .. })));
+        assert!(matches!(
+            trust.verify_chain(&chain, NOW),
+            Err(CertError::LevelTooHigh { .. })
+        ));
         let mut out_of_region = rogue_cert;
         out_of_region.level = OrgLevel::District;
         out_of_region.region = RegionCode::new("RU-ARK").unwrap();
@@ -637,7 +803,10 @@ pub(crate) mod tests {
             authority: regional.cert.as_ref().map(|(s, _)| s.clone()),
             org: Signed::sign(&regional.key, &out_of_region),
         };
-        assert!(matches!(trust.verify_chain(&chain, NOW), Err(CertError::OutsideRegion { .. })));
+        assert!(matches!(
+            trust.verify_chain(&chain, NOW),
+            Err(CertError::OutsideRegion { .. })
+        ));
         drop(root);
     }
 
@@ -645,24 +814,43 @@ pub(crate) mod tests {
     fn self_signed_and_foreign_roots_fail() {
         let (_, _, trust) = federation();
         let impostor = Issuer::root(IdentityKey::from_seed([66; 32]));
-        let chain = impostor.certify_org(grant(5, OrgLevel::Federal, "RU-MOW", 1)).unwrap();
-        assert!(matches!(trust.verify_chain(&chain, NOW), Err(CertError::UnknownRoot { .. })));
+        let chain = impostor
+            .certify_org(grant(5, OrgLevel::Federal, "RU-MOW", 1))
+            .unwrap();
+        assert!(matches!(
+            trust.verify_chain(&chain, NOW),
+            Err(CertError::UnknownRoot { .. })
+        ));
         // Claiming a real root as issuer without its signature fails the signature check.
         let (root, _, _) = federation();
         let mut cert = chain.org.decode_unverified().unwrap();
         cert.issuer = root.key();
-        let forged = CertChain { authority: None, org: Signed::sign(&impostor.key, &cert) };
-        assert!(matches!(trust.verify_chain(&forged, NOW), Err(CertError::Signed(SignedError::BadSignature { .. }))));
+        let forged = CertChain {
+            authority: None,
+            org: Signed::sign(&impostor.key, &cert),
+        };
+        assert!(matches!(
+            trust.verify_chain(&forged, NOW),
+            Err(CertError::Signed(SignedError::BadSignature { .. }))
+        ));
     }
 
     #[test]
     fn expiry_and_not_yet_valid() {
         let (root, _, trust) = federation();
-        let chain = root.certify_org(grant(1, OrgLevel::Federal, "RU-MOW", 10)).unwrap();
+        let chain = root
+            .certify_org(grant(1, OrgLevel::Federal, "RU-MOW", 10))
+            .unwrap();
         let v = year();
-        assert!(matches!(trust.verify_chain(&chain, v.until), Err(CertError::Expired { .. })));
         assert!(matches!(
-            trust.verify_chain(&chain, Timestamp::from_unix_millis(v.from.unix_millis() - 1)),
+            trust.verify_chain(&chain, v.until),
+            Err(CertError::Expired { .. })
+        ));
+        assert!(matches!(
+            trust.verify_chain(
+                &chain,
+                Timestamp::from_unix_millis(v.from.unix_millis() - 1)
+            ),
             Err(CertError::NotYetValid { .. })
         ));
         assert!(trust.verify_chain(&chain, v.from).is_ok());
@@ -671,22 +859,47 @@ pub(crate) mod tests {
     #[test]
     fn revocation_of_org_and_of_authority() {
         let (root, regional, mut trust) = federation();
-        let a = regional.certify_org(grant(1, OrgLevel::District, "RU-VLG", 10)).unwrap();
-        let b = regional.certify_org(grant(2, OrgLevel::District, "RU-VLG", 11)).unwrap();
-        trust.apply_revocations(&regional.revoke(1, NOW, [10].into()), NOW).unwrap();
-        assert!(matches!(trust.verify_chain(&a, NOW), Err(CertError::Revoked { serial: 10, .. })));
+        let a = regional
+            .certify_org(grant(1, OrgLevel::District, "RU-VLG", 10))
+            .unwrap();
+        let b = regional
+            .certify_org(grant(2, OrgLevel::District, "RU-VLG", 11))
+            .unwrap();
+        trust
+            .apply_revocations(&regional.revoke(1, NOW, [10].into()), NOW)
+            .unwrap();
+        assert!(matches!(
+            trust.verify_chain(&a, NOW),
+            Err(CertError::Revoked { serial: 10, .. })
+        ));
         assert!(trust.verify_chain(&b, NOW).is_ok());
         // Same or older sequence is refused and changes nothing.
         assert!(matches!(
             trust.apply_revocations(&regional.revoke(1, NOW, BTreeSet::new()), NOW),
-            Err(CertError::StaleRevocations { have: 1, got: 1, .. })
+            Err(CertError::StaleRevocations {
+                have: 1,
+                got: 1,
+                ..
+            })
         ));
         assert!(trust.verify_chain(&a, NOW).is_err());
         // The root revokes the regional authority itself: everything it issued fails.
-        trust.apply_revocations(&root.revoke(1, NOW, [1].into()), NOW).unwrap();
-        assert!(matches!(trust.verify_chain(&b, NOW), Err(CertError::Revoked { what: "authority certificate", .. })));
+        trust
+            .apply_revocations(&root.revoke(1, NOW, [1].into()), NOW)
+            .unwrap();
+        assert!(matches!(
+            trust.verify_chain(&b, NOW),
+            Err(CertError::Revoked {
+                what: "authority certificate",
+                ..
+            })
+        ));
         // ...and its revocation lists are no longer accepted.
-        assert!(trust.apply_revocations(&regional.revoke(2, NOW, BTreeSet::new()), NOW).is_err());
+        assert!(
+            trust
+                .apply_revocations(&regional.revoke(2, NOW, BTreeSet::new()), NOW)
+                .is_err()
+        );
         assert_eq!(trust.revocation_notices().count(), 2);
     }
 
@@ -704,7 +917,12 @@ pub(crate) mod tests {
     fn level_and_region_parsing() {
         assert_eq!("Federal".parse::<OrgLevel>().unwrap(), OrgLevel::Federal);
         assert_eq!("2".parse::<OrgLevel>().unwrap(), OrgLevel::Regional);
-        assert!("4".parse::<OrgLevel>().unwrap_err().to_string().contains("district|regional|federal"));
+        assert!(
+            "4".parse::<OrgLevel>()
+                .unwrap_err()
+                .to_string()
+                .contains("district|regional|federal")
+        );
         assert!(postcard::from_bytes::<OrgLevel>(&[4]).is_err());
         assert!(RegionCode::new("ru-vlg").is_err());
         assert!(RegionCode::new("R").is_err());

@@ -9,7 +9,9 @@
 //! nodes find what differs without sending everything (anti-entropy).
 
 use crate::calendar::WorkingCalendar;
-use crate::cert::{CertChain, CertError, OrgCert, OrgLevel, RegionCode, Trust, VerifiedOrg};
+use crate::cert::{
+    AuthorityCache, CertChain, CertError, OrgCert, OrgLevel, RegionCode, Trust, VerifiedOrg,
+};
 use crate::identity::{OrgId, SealingPublicKey};
 use crate::limits::{
     FieldError, MAX_ADDRESSES, MAX_CONSULTANTS, MAX_LANGUAGES, MAX_SERVICES, MAX_SLOTS,
@@ -21,7 +23,7 @@ use crate::time::Timestamp;
 use crate::urgency::{Deadlines, Urgency};
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 /// A consultant's id, unique within the organization's record.
@@ -37,12 +39,18 @@ impl Language {
     pub fn new(tag: impl Into<String>) -> Result<Self, FieldError> {
         let tag = tag.into();
         let mut parts = tag.split('-');
-        let primary_ok = parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()));
-        let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let primary_ok = parts.next().is_some_and(|p| {
+            (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase())
+        });
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
         if primary_ok && rest_ok && tag.len() <= 16 {
             Ok(Self(tag))
         } else {
-            Err(FieldError::Invalid { field: "language", reason: format!("{tag:?} is not a language tag like \"ru\" or \"zh-Hans\"") })
+            Err(FieldError::Invalid {
+                field: "language",
+                reason: format!("{tag:?} is not a language tag like \"ru\" or \"zh-Hans\""),
+            })
         }
     }
 
@@ -124,27 +132,45 @@ impl DirectoryRecord {
         let mut ids = BTreeSet::new();
         for c in &self.consultants {
             check_name("consultant name", &c.name)?;
-            check_count("consultant specialties", c.specialties.len(), MAX_SPECIALTIES_PER_CONSULTANT)?;
+            check_count(
+                "consultant specialties",
+                c.specialties.len(),
+                MAX_SPECIALTIES_PER_CONSULTANT,
+            )?;
             check_count("consultant languages", c.languages.len(), MAX_LANGUAGES)?;
             if !ids.insert(c.id) {
-                return Err(FieldError::Invalid { field: "consultants", reason: format!("consultant id {} appears twice", c.id.0) });
+                return Err(FieldError::Invalid {
+                    field: "consultants",
+                    reason: format!("consultant id {} appears twice", c.id.0),
+                });
             }
         }
         let mut offered = BTreeSet::new();
         for s in &self.services {
             if s.urgencies.is_empty() {
-                return Err(FieldError::Empty { field: "services.urgencies" });
+                return Err(FieldError::Empty {
+                    field: "services.urgencies",
+                });
             }
             if !offered.insert(s.specialty) {
-                return Err(FieldError::Invalid { field: "services", reason: format!("specialty {} listed twice", s.specialty) });
+                return Err(FieldError::Invalid {
+                    field: "services",
+                    reason: format!("specialty {} listed twice", s.specialty),
+                });
             }
         }
         for slot in &self.slots {
             if slot.end <= slot.start {
-                return Err(FieldError::Invalid { field: "slots", reason: "a slot must end after it starts".into() });
+                return Err(FieldError::Invalid {
+                    field: "slots",
+                    reason: "a slot must end after it starts".into(),
+                });
             }
             if !ids.contains(&slot.consultant) {
-                return Err(FieldError::Invalid { field: "slots", reason: format!("slot names unknown consultant {}", slot.consultant.0) });
+                return Err(FieldError::Invalid {
+                    field: "slots",
+                    reason: format!("slot names unknown consultant {}", slot.consultant.0),
+                });
             }
         }
         Ok(())
@@ -165,11 +191,15 @@ pub enum RecordError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
     Added,
-    Replaced { previous_sequence: u64 },
+    Replaced {
+        previous_sequence: u64,
+    },
     /// The same record was already held.
     Unchanged,
     /// The directory holds a newer record (or the tie-break winner).
-    Superseded { held_sequence: u64 },
+    Superseded {
+        held_sequence: u64,
+    },
 }
 
 /// One organization as the directory holds it: the signed record as received
@@ -212,7 +242,10 @@ impl DirectoryEntry {
     }
 
     pub fn service(&self, specialty: Specialty) -> Option<&Service> {
-        self.record.services.iter().find(|s| s.specialty == specialty)
+        self.record
+            .services
+            .iter()
+            .find(|s| s.specialty == specialty)
     }
 
     /// The deadlines that apply to a request for this specialty.
@@ -230,7 +263,11 @@ impl DirectoryEntry {
     }
 
     fn summary(&self) -> RecordSummary {
-        RecordSummary { org: self.org(), sequence: self.record.sequence, hash: self.hash }
+        RecordSummary {
+            org: self.org(),
+            sequence: self.record.sequence,
+            hash: self.hash,
+        }
     }
 }
 
@@ -253,7 +290,9 @@ impl Query {
         }
         match (self.specialty, self.urgency) {
             (None, None) => true,
-            (Some(sp), u) => e.service(sp).is_some_and(|s| u.is_none_or(|u| s.urgencies.contains(&u))),
+            (Some(sp), u) => e
+                .service(sp)
+                .is_some_and(|s| u.is_none_or(|u| s.urgencies.contains(&u))),
             (None, Some(u)) => e.record.services.iter().any(|s| s.urgencies.contains(&u)),
         }
     }
@@ -299,7 +338,10 @@ pub struct Directory {
 
 impl Default for Directory {
     fn default() -> Self {
-        Self { entries: BTreeMap::new(), bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect() }
+        Self {
+            entries: BTreeMap::new(),
+            bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect(),
+        }
     }
 }
 
@@ -329,8 +371,15 @@ impl Directory {
     }
 
     /// Validates and merges one record.
-    pub fn insert(&mut self, signed: SignedRecord, trust: &Trust, now: Timestamp) -> Result<Merge, RecordError> {
-        self.insert_many(vec![signed], trust, now).pop().expect("one result per record")
+    pub fn insert(
+        &mut self,
+        signed: SignedRecord,
+        trust: &Trust,
+        now: Timestamp,
+    ) -> Result<Merge, RecordError> {
+        self.insert_many(vec![signed], trust, now)
+            .pop()
+            .expect("one result per record")
     }
 
     /// Validates and merges many records, verifying all their signatures in
@@ -351,17 +400,21 @@ impl Directory {
             .collect();
         let checked = {
             let mut checks = Vec::with_capacity(records.len() * 2);
-            let mut queued = HashSet::new();
+            let mut authorities = AuthorityCache::default();
             let checked: Vec<Result<VerifiedOrg, RecordError>> = records
                 .iter()
                 .zip(&decoded)
                 .map(|(signed, record)| {
                     let record = record.as_ref().map_err(Clone::clone)?;
                     let mut own = Vec::with_capacity(3);
-                    let verified = trust.verify_chain_deferred(&record.chain, now, &mut own)?;
+                    let verified = trust.verify_chain_deferred(
+                        &record.chain,
+                        now,
+                        &mut own,
+                        &mut authorities,
+                    )?;
                     own.push(signed.check_by(verified.cert.org.verifying_key()));
-                    // A regional authority's certificate recurs in many records: check it once.
-                    checks.extend(own.into_iter().filter(|c| queued.insert(c.identity())));
+                    checks.append(&mut own);
                     Ok(verified)
                 })
                 .collect();
@@ -371,7 +424,10 @@ impl Directory {
                 }
                 // Someone's signature is bad: check each record alone to find whose.
                 drop(checks);
-                return records.into_iter().map(|r| self.insert(r, trust, now)).collect();
+                return records
+                    .into_iter()
+                    .map(|r| self.insert(r, trust, now))
+                    .collect();
             }
             checked
         };
@@ -382,32 +438,50 @@ impl Directory {
             .collect()
     }
 
-    fn merge_verified(&mut self, signed: SignedRecord, record: DirectoryRecord, verified: VerifiedOrg) -> Merge {
+    fn merge_verified(
+        &mut self,
+        signed: SignedRecord,
+        record: DirectoryRecord,
+        verified: VerifiedOrg,
+    ) -> Merge {
         let hash = signed.content_hash();
         let org = verified.cert.org;
         let outcome = match self.entries.get(&org) {
             None => Merge::Added,
             Some(held) if held.hash == hash => return Merge::Unchanged,
             Some(held) if rank(held.record.sequence, &held.hash) > rank(record.sequence, &hash) => {
-                return Merge::Superseded { held_sequence: held.record.sequence };
+                return Merge::Superseded {
+                    held_sequence: held.record.sequence,
+                };
             }
-            Some(held) => Merge::Replaced { previous_sequence: held.record.sequence },
+            Some(held) => Merge::Replaced {
+                previous_sequence: held.record.sequence,
+            },
         };
         self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
-        self.entries.insert(org, DirectoryEntry { signed, record, verified, hash });
+        self.entries.insert(
+            org,
+            DirectoryEntry {
+                signed,
+                record,
+                verified,
+                hash,
+            },
+        );
         outcome
     }
 
     /// Drops records whose certificates expired or were revoked, returning why.
     pub fn retain_valid(&mut self, trust: &Trust, now: Timestamp) -> Vec<(OrgId, CertError)> {
         let mut dropped = Vec::new();
-        self.entries.retain(|org, e| match trust.still_valid(&e.verified, now) {
-            Ok(()) => true,
-            Err(err) => {
-                dropped.push((*org, err));
-                false
-            }
-        });
+        self.entries
+            .retain(|org, e| match trust.still_valid(&e.verified, now) {
+                Ok(()) => true,
+                Err(err) => {
+                    dropped.push((*org, err));
+                    false
+                }
+            });
         for (org, _) in &dropped {
             self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
         }
@@ -429,7 +503,10 @@ impl Directory {
 
     fn bucket_entries(&self, first: [u8; 32]) -> impl Iterator<Item = &DirectoryEntry> {
         let b = first[0];
-        self.entries.values().skip_while(move |e| e.org().as_bytes()[0] < b).take_while(move |e| e.org().as_bytes()[0] == b)
+        self.entries
+            .values()
+            .skip_while(move |e| e.org().as_bytes()[0] < b)
+            .take_while(move |e| e.org().as_bytes()[0] == b)
     }
 
     /// One hash over the whole directory: equal digests mean equal directories.
@@ -442,7 +519,9 @@ impl Directory {
     }
 
     pub fn sync_offer(&self) -> SyncOffer {
-        SyncOffer { buckets: (0..BUCKETS).map(|b| self.bucket_hash(b)).collect() }
+        SyncOffer {
+            buckets: (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
+        }
     }
 
     /// Buckets whose contents differ from the peer's offer.
@@ -453,13 +532,20 @@ impl Directory {
                 reason: format!("{} bucket hashes, expected {BUCKETS}", offer.buckets.len()),
             });
         }
-        Ok((0..BUCKETS).filter(|&b| self.bucket_hash(b) != offer.buckets[b]).map(|b| b as u8).collect())
+        Ok((0..BUCKETS)
+            .filter(|&b| self.bucket_hash(b) != offer.buckets[b])
+            .map(|b| b as u8)
+            .collect())
     }
 
     /// Summaries of everything held in the given buckets.
     pub fn summaries(&self, buckets: &[u8]) -> Vec<RecordSummary> {
         let wanted: BTreeSet<u8> = buckets.iter().copied().collect();
-        self.entries.values().filter(|e| wanted.contains(&e.org().as_bytes()[0])).map(DirectoryEntry::summary).collect()
+        self.entries
+            .values()
+            .filter(|e| wanted.contains(&e.org().as_bytes()[0]))
+            .map(DirectoryEntry::summary)
+            .collect()
     }
 
     /// Compares the peer's summaries of `buckets` with ours.
@@ -469,18 +555,30 @@ impl Directory {
         for mine in self.summaries(buckets) {
             match theirs.get(&mine.org) {
                 Some(t) if rank(t.sequence, &t.hash) == rank(mine.sequence, &mine.hash) => {}
-                Some(t) if rank(t.sequence, &t.hash) > rank(mine.sequence, &mine.hash) => out.want.push(mine.org),
+                Some(t) if rank(t.sequence, &t.hash) > rank(mine.sequence, &mine.hash) => {
+                    out.want.push(mine.org)
+                }
                 _ => out.send.push(self.entries[&mine.org].signed.clone()),
             }
         }
-        out.want.extend(theirs.keys().filter(|org| !self.entries.contains_key(org)));
+        out.want
+            .extend(theirs.keys().filter(|org| !self.entries.contains_key(org)));
         out
     }
 
     /// Merges everything another directory holds (used by simulations and tests;
     /// nodes exchange records through anti-entropy instead).
-    pub fn merge_from(&mut self, other: &Directory, trust: &Trust, now: Timestamp) -> Vec<Result<Merge, RecordError>> {
-        self.insert_many(other.entries.values().map(|e| e.signed.clone()).collect(), trust, now)
+    pub fn merge_from(
+        &mut self,
+        other: &Directory,
+        trust: &Trust,
+        now: Timestamp,
+    ) -> Vec<Result<Merge, RecordError>> {
+        self.insert_many(
+            other.entries.values().map(|e| e.signed.clone()).collect(),
+            trust,
+            now,
+        )
     }
 }
 
@@ -488,8 +586,8 @@ impl Directory {
 mod tests {
     use super::*;
     use crate::testkit::{NOW, TestFederation, TestOrg};
-    use proptest::prelude::*;
     use Specialty::*;
+    use proptest::prelude::*;
 
     fn three() -> (TestFederation, Vec<TestOrg>) {
         let mut fed = TestFederation::new("dir");
@@ -506,22 +604,61 @@ mod tests {
         let (fed, orgs) = three();
         let mut dir = Directory::new();
         for o in &orgs {
-            assert_eq!(dir.insert(o.signed_record(1), &fed.trust, NOW), Ok(Merge::Added));
+            assert_eq!(
+                dir.insert(o.signed_record(1), &fed.trust, NOW),
+                Ok(Merge::Added)
+            );
         }
         let names = |dir: &Directory, q: Query| dir.query(&q).map(|e| e.org()).collect::<Vec<_>>();
-        let cardio = names(&dir, Query { specialty: Some(Cardiology), ..Default::default() });
+        let cardio = names(
+            &dir,
+            Query {
+                specialty: Some(Cardiology),
+                ..Default::default()
+            },
+        );
         assert_eq!(cardio.len(), 2);
-        assert_eq!(names(&dir, Query { specialty: Some(Cardiology), min_level: Some(OrgLevel::Federal), ..Default::default() }), vec![orgs[2].id()]);
         assert_eq!(
-            names(&dir, Query { specialty: Some(Cardiology), region: Some(RegionCode::new("RU-VLG").unwrap()), ..Default::default() }),
+            names(
+                &dir,
+                Query {
+                    specialty: Some(Cardiology),
+                    min_level: Some(OrgLevel::Federal),
+                    ..Default::default()
+                }
+            ),
+            vec![orgs[2].id()]
+        );
+        assert_eq!(
+            names(
+                &dir,
+                Query {
+                    specialty: Some(Cardiology),
+                    region: Some(RegionCode::new("RU-VLG").unwrap()),
+                    ..Default::default()
+                }
+            ),
             vec![orgs[1].id()]
         );
-        assert!(names(&dir, Query { specialty: Some(Urology), ..Default::default() }).is_empty());
+        assert!(
+            names(
+                &dir,
+                Query {
+                    specialty: Some(Urology),
+                    ..Default::default()
+                }
+            )
+            .is_empty()
+        );
         // An organization that takes no emergencies for a specialty is not offered for them.
         let mut rec = orgs[0].record(2);
         rec.services[0].urgencies = [Urgency::Planned].into();
         dir.insert(orgs[0].sign(&rec), &fed.trust, NOW).unwrap();
-        let q = |u| Query { specialty: Some(Pediatrics), urgency: Some(u), ..Default::default() };
+        let q = |u| Query {
+            specialty: Some(Pediatrics),
+            urgency: Some(u),
+            ..Default::default()
+        };
         assert_eq!(names(&dir, q(Urgency::Planned)), vec![orgs[0].id()]);
         assert!(names(&dir, q(Urgency::Emergency)).is_empty());
     }
@@ -532,9 +669,20 @@ mod tests {
         let o = &orgs[0];
         let mut dir = Directory::new();
         dir.insert(o.signed_record(5), &fed.trust, NOW).unwrap();
-        assert_eq!(dir.insert(o.signed_record(5), &fed.trust, NOW), Ok(Merge::Unchanged));
-        assert_eq!(dir.insert(o.signed_record(4), &fed.trust, NOW), Ok(Merge::Superseded { held_sequence: 5 }));
-        assert_eq!(dir.insert(o.signed_record(6), &fed.trust, NOW), Ok(Merge::Replaced { previous_sequence: 5 }));
+        assert_eq!(
+            dir.insert(o.signed_record(5), &fed.trust, NOW),
+            Ok(Merge::Unchanged)
+        );
+        assert_eq!(
+            dir.insert(o.signed_record(4), &fed.trust, NOW),
+            Ok(Merge::Superseded { held_sequence: 5 })
+        );
+        assert_eq!(
+            dir.insert(o.signed_record(6), &fed.trust, NOW),
+            Ok(Merge::Replaced {
+                previous_sequence: 5
+            })
+        );
         assert_eq!(dir.get(&o.id()).unwrap().record().sequence, 6);
 
         let mut a = o.record(7);
@@ -549,20 +697,27 @@ mod tests {
         d2.insert(b, &fed.trust, NOW).unwrap();
         d2.insert(a, &fed.trust, NOW).unwrap();
         assert_eq!(d1.digest(), d2.digest());
-        assert_eq!(d1.get(&o.id()).unwrap().hash(), d2.get(&o.id()).unwrap().hash());
+        assert_eq!(
+            d1.get(&o.id()).unwrap().hash(),
+            d2.get(&o.id()).unwrap().hash()
+        );
     }
 
     #[test]
     fn invalid_records_are_refused_with_a_reason_and_lose_nothing() {
         let (mut fed, orgs) = three();
         let mut dir = Directory::new();
-        dir.insert(orgs[0].signed_record(1), &fed.trust, NOW).unwrap();
+        dir.insert(orgs[0].signed_record(1), &fed.trust, NOW)
+            .unwrap();
         let before = dir.digest();
 
         // Signed by someone else than the organization it describes.
         let forged = Signed::sign(&orgs[1].identity, &orgs[0].record(9));
         let e = dir.insert(forged, &fed.trust, NOW).unwrap_err();
-        assert!(matches!(e, RecordError::Signed(SignedError::BadSignature { .. })), "{e}");
+        assert!(
+            matches!(e, RecordError::Signed(SignedError::BadSignature { .. })),
+            "{e}"
+        );
 
         // Broken fields.
         let mut rec = orgs[0].record(9);
@@ -572,13 +727,19 @@ mod tests {
 
         // Expired certificate.
         let later = Timestamp::from_unix_millis(NOW.unix_millis() + 400 * crate::testkit::DAY_MS);
-        assert!(matches!(dir.insert(orgs[0].signed_record(9), &fed.trust, later), Err(RecordError::Chain(CertError::Expired { .. }))));
+        assert!(matches!(
+            dir.insert(orgs[0].signed_record(9), &fed.trust, later),
+            Err(RecordError::Chain(CertError::Expired { .. }))
+        ));
 
         // Revoked: refused, and the held record is dropped by retain_valid.
         let serial = orgs[0].chain.org.decode_unverified().unwrap().serial;
         let notice = fed.region("RU-VLG").revoke(1, NOW, [serial].into());
         fed.trust.apply_revocations(&notice, NOW).unwrap();
-        assert!(matches!(dir.insert(orgs[0].signed_record(9), &fed.trust, NOW), Err(RecordError::Chain(CertError::Revoked { .. }))));
+        assert!(matches!(
+            dir.insert(orgs[0].signed_record(9), &fed.trust, NOW),
+            Err(RecordError::Chain(CertError::Revoked { .. }))
+        ));
         assert_eq!(dir.digest(), before, "refusals changed nothing");
         let dropped = dir.retain_valid(&fed.trust, NOW);
         assert_eq!(dropped.len(), 1);
@@ -590,13 +751,20 @@ mod tests {
     #[test]
     fn batch_insert_equals_one_by_one_even_with_bad_records() {
         let (fed, orgs) = three();
-        let mut batch = vec![orgs[0].signed_record(1), orgs[1].signed_record(3), orgs[2].signed_record(2)];
+        let mut batch = vec![
+            orgs[0].signed_record(1),
+            orgs[1].signed_record(3),
+            orgs[2].signed_record(2),
+        ];
         batch.insert(1, Signed::sign(&orgs[2].identity, &orgs[1].record(8)));
         batch.push(orgs[1].signed_record(2));
         let mut a = Directory::new();
         let ra = a.insert_many(batch.clone(), &fed.trust, NOW);
         let mut b = Directory::new();
-        let rb: Vec<_> = batch.into_iter().map(|r| b.insert(r, &fed.trust, NOW)).collect();
+        let rb: Vec<_> = batch
+            .into_iter()
+            .map(|r| b.insert(r, &fed.trust, NOW))
+            .collect();
         assert_eq!(ra, rb);
         assert!(ra[1].is_err());
         assert_eq!(ra[4], Ok(Merge::Superseded { held_sequence: 3 }));
@@ -612,7 +780,12 @@ mod tests {
         let plan = a.reconcile(&buckets, &theirs);
         sent += plan.send.len();
         b.insert_many(plan.send, trust, NOW);
-        let wanted: Vec<_> = plan.want.iter().filter_map(|o| b.get(o)).map(|e| e.signed().clone()).collect();
+        let wanted: Vec<_> = plan
+            .want
+            .iter()
+            .filter_map(|o| b.get(o))
+            .map(|e| e.signed().clone())
+            .collect();
         sent += wanted.len();
         a.insert_many(wanted, trust, NOW);
         sent
@@ -621,14 +794,24 @@ mod tests {
     #[test]
     fn anti_entropy_converges_and_sends_only_differences() {
         let mut fed = TestFederation::new("ae");
-        let orgs: Vec<_> = (0..300).map(|i| fed.org(i, OrgLevel::District, "RU-VLG", &[Cardiology])).collect();
+        let orgs: Vec<_> = (0..300)
+            .map(|i| fed.org(i, OrgLevel::District, "RU-VLG", &[Cardiology]))
+            .collect();
         let mut a = Directory::new();
         let mut b = Directory::new();
         let shared: Vec<_> = orgs[..280].iter().map(|o| o.signed_record(1)).collect();
         a.insert_many(shared.clone(), &fed.trust, NOW);
         b.insert_many(shared, &fed.trust, NOW);
-        a.insert_many(orgs[280..290].iter().map(|o| o.signed_record(1)).collect(), &fed.trust, NOW);
-        b.insert_many(orgs[290..].iter().map(|o| o.signed_record(1)).collect(), &fed.trust, NOW);
+        a.insert_many(
+            orgs[280..290].iter().map(|o| o.signed_record(1)).collect(),
+            &fed.trust,
+            NOW,
+        );
+        b.insert_many(
+            orgs[290..].iter().map(|o| o.signed_record(1)).collect(),
+            &fed.trust,
+            NOW,
+        );
         b.insert(orgs[0].signed_record(2), &fed.trust, NOW).unwrap();
         assert_ne!(a.digest(), b.digest());
         let sent = anti_entropy(&mut a, &mut b, &fed.trust);
@@ -637,7 +820,12 @@ mod tests {
         assert_eq!(sent, 21, "10 + 10 missing records and one newer");
         assert_eq!(a.get(&orgs[0].id()).unwrap().record().sequence, 2);
         assert_eq!(anti_entropy(&mut a, &mut b, &fed.trust), 0);
-        assert!(b.differing_buckets(&SyncOffer { buckets: vec![[0; 32]; 3] }).is_err());
+        assert!(
+            b.differing_buckets(&SyncOffer {
+                buckets: vec![[0; 32]; 3]
+            })
+            .is_err()
+        );
     }
 
     proptest! {

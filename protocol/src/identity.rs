@@ -19,9 +19,13 @@ pub enum KeyError {
     InvalidPoint,
     #[error("weak ed25519 public key (small-order point) refused")]
     WeakKey,
-    #[error("{0:?} is not an organization id: expected a libp2p peer id (base58, starting 12D3KooW)")]
+    #[error(
+        "{0:?} is not an organization id: expected a libp2p peer id (base58, starting 12D3KooW)"
+    )]
     NotAPeerId(String),
-    #[error("peer id {0} does not embed an ed25519 key; Konsilium organizations use ed25519 identities")]
+    #[error(
+        "peer id {0} does not embed an ed25519 key; Konsilium organizations use ed25519 identities"
+    )]
     NotEd25519(String),
 }
 
@@ -34,55 +38,69 @@ fn checked_key(bytes: [u8; 32]) -> Result<VerifyingKey, KeyError> {
     Ok(key)
 }
 
-macro_rules! ed25519_public {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "[u8; 32]", into = "[u8; 32]")]
-        pub struct $name([u8; 32]);
+/// An organization's id: its ed25519 identity public key.
+///
+/// Checked to be a valid, non-weak curve point whenever it is decoded or
+/// parsed, so converting it to a libp2p `PeerId` or a verifying key cannot
+/// fail later.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "[u8; 32]", into = "[u8; 32]")]
+pub struct OrgId([u8; 32]);
 
-        impl $name {
-            pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-                checked_key(bytes).map(|_| Self(bytes))
-            }
+impl OrgId {
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        checked_key(bytes).map(|_| Self(bytes))
+    }
 
-            pub fn as_bytes(&self) -> &[u8; 32] {
-                &self.0
-            }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 
-            pub fn verifying_key(&self) -> VerifyingKey {
-                // Construction checked the point; decompression cannot fail now.
-                VerifyingKey::from_bytes(&self.0).expect("validated at construction")
-            }
-        }
-
-        impl TryFrom<[u8; 32]> for $name {
-            type Error = KeyError;
-            fn try_from(bytes: [u8; 32]) -> Result<Self, KeyError> {
-                Self::from_bytes(bytes)
-            }
-        }
-
-        impl From<$name> for [u8; 32] {
-            fn from(k: $name) -> [u8; 32] {
-                k.0
-            }
-        }
-    };
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey::from_bytes(&self.0).expect("checked when the id was constructed")
+    }
 }
 
-ed25519_public!(
-    /// An organization's id: its ed25519 identity public key.
-    OrgId
-);
-ed25519_public!(
-    /// A federation authority's (root or regional) ed25519 public key.
-    AuthorityKey
-);
+impl TryFrom<[u8; 32]> for OrgId {
+    type Error = KeyError;
+    fn try_from(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        Self::from_bytes(bytes)
+    }
+}
+
+impl From<OrgId> for [u8; 32] {
+    fn from(k: OrgId) -> [u8; 32] {
+        k.0
+    }
+}
+
+/// A federation authority's (root or regional) ed25519 public key.
+///
+/// Kept as bytes and decompressed only when used: an authority key is first
+/// looked up among the configured roots or a root-certified authority, and
+/// an unknown one is refused without any curve arithmetic, so directory
+/// ingest does not pay for a decompression per record.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AuthorityKey([u8; 32]);
+
+impl AuthorityKey {
+    /// Checked construction, for keys typed in by people or read from config.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        checked_key(bytes).map(|_| Self(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        checked_key(self.0)
+    }
+}
 
 impl OrgId {
     pub fn to_peer_id(&self) -> PeerId {
-        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
+        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(self.as_bytes())
             .expect("validated ed25519 key is accepted by libp2p");
         libp2p_identity::PublicKey::from(key).to_peer_id()
     }
@@ -269,13 +287,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_text_and_non_ed25519_peers() {
-        assert!(matches!("hello".parse::<OrgId>(), Err(KeyError::NotAPeerId(_))));
+        assert!(matches!(
+            "hello".parse::<OrgId>(),
+            Err(KeyError::NotAPeerId(_))
+        ));
         // A peer id hashed with sha256 (as RSA keys are) carries no ed25519 key.
         let mh = libp2p_identity::PeerId::from_multihash(
             multiaddr::multihash::Multihash::wrap(0x12, &[1u8; 32]).unwrap(),
         )
         .unwrap();
-        assert!(matches!(OrgId::from_peer_id(&mh), Err(KeyError::NotEd25519(_))));
+        assert!(matches!(
+            OrgId::from_peer_id(&mh),
+            Err(KeyError::NotEd25519(_))
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod signed;
 pub mod specialty;
 pub mod time;
 pub mod urgency;
+pub mod wire;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -19,9 +19,17 @@ pub enum FieldError {
     #[error("{field}: must not be empty")]
     Empty { field: &'static str },
     #[error("{field}: {len} characters, at most {max} allowed")]
-    TooLong { field: &'static str, len: usize, max: usize },
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{field}: {count} entries, at most {max} allowed")]
-    TooMany { field: &'static str, count: usize, max: usize },
+    TooMany {
+        field: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("{field}: control characters are not allowed")]
     ControlCharacter { field: &'static str },
     #[error("{field}: {reason}")]
@@ -36,7 +44,11 @@ pub fn check_name(field: &'static str, value: &str) -> Result<(), FieldError> {
     }
     let len = value.chars().count();
     if len > MAX_NAME_LEN {
-        return Err(FieldError::TooLong { field, len, max: MAX_NAME_LEN });
+        return Err(FieldError::TooLong {
+            field,
+            len,
+            max: MAX_NAME_LEN,
+        });
     }
     if value.chars().any(char::is_control) {
         return Err(FieldError::ControlCharacter { field });
@@ -58,10 +70,18 @@ mod tests {
     #[test]
     fn names() {
         assert!(check_name("name", "Вологодская областная больница №1").is_ok());
-        assert_eq!(check_name("name", "  "), Err(FieldError::Empty { field: "name" }));
-        assert!(matches!(check_name("name", "a\nb"), Err(FieldError::ControlCharacter { .. })));
+        assert_eq!(
+            check_name("name", "  "),
+            Err(FieldError::Empty { field: "name" })
+        );
+        assert!(matches!(
+            check_name("name", "a\nb"),
+            Err(FieldError::ControlCharacter { .. })
+        ));
         let long = "x".repeat(MAX_NAME_LEN + 1);
-        assert!(matches!(check_name("name", &long), Err(FieldError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1));
+        assert!(
+            matches!(check_name("name", &long), Err(FieldError::TooLong { len, .. }) if len == MAX_NAME_LEN + 1)
+        );
         assert!(check_count("slots", MAX_SLOTS, MAX_SLOTS).is_ok());
         assert!(check_count("slots", MAX_SLOTS + 1, MAX_SLOTS).is_err());
     }

@@ -6,8 +6,10 @@
 //! bound as the prologue, so a relay that holds the package learns only the
 //! header and can change neither it nor the body without the recipient
 //! noticing. Bodies of any size are split into Noise messages of at most
-//! 64 KiB; each chunk's first byte says whether it is the last, so a
-//! truncated package is detected, and Noise's nonces detect reordering.
+//! 64 KiB, each framed by a 2-byte length; a final empty message ends the
+//! body, so a truncated package is detected (data chunks are never empty),
+//! and Noise's nonces detect reordering. Encryption runs straight from the caller's buffer into the
+//! output, with no copy, so sealing costs what the cipher costs.
 //! Noise does not stop replays: the header's unique id and expiry, checked
 //! against ids the caller has seen, do.
 
@@ -29,17 +31,16 @@ const PROLOGUE_DOMAIN: &[u8] = b"konsilium/package/v1\0";
 /// A Noise transport message is at most 65,535 bytes including the 16-byte tag.
 pub const CHUNK_CIPHERTEXT_MAX: usize = 65_535;
 const TAG_LEN: usize = 16;
-/// Plaintext per full chunk: one byte of the chunk is the "last chunk" flag.
-pub const CHUNK_PLAINTEXT: usize = CHUNK_CIPHERTEXT_MAX - TAG_LEN - 1;
+/// Plaintext per full chunk.
+pub const CHUNK_PLAINTEXT: usize = CHUNK_CIPHERTEXT_MAX - TAG_LEN;
+/// Each chunk is preceded by its ciphertext length, little-endian u16.
+const FRAME_LEN: usize = 2;
 /// The `X` handshake message with an empty payload: e (32), encrypted s (32 + 16), tag (16).
 pub const HANDSHAKE_LEN: usize = 32 + 32 + TAG_LEN + TAG_LEN;
 /// Packages live at most this long; receivers remember seen ids for as long.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Tolerated clock difference between sender and recipient.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
-
-const LAST: u8 = 1;
-const MORE: u8 = 0;
 
 /// A package's unique id, drawn at random by the sender.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -94,7 +95,8 @@ pub struct EnvelopeHeader {
 
 impl EnvelopeHeader {
     fn prologue(&self) -> Vec<u8> {
-        postcard::to_extend(self, PROLOGUE_DOMAIN.to_vec()).expect("encoding into a Vec cannot fail")
+        postcard::to_extend(self, PROLOGUE_DOMAIN.to_vec())
+            .expect("encoding into a Vec cannot fail")
     }
 
     /// Checks any holder can make, relays included: version, lifetime, expiry.
@@ -106,10 +108,16 @@ impl EnvelopeHeader {
             return Err(SealError::BadLifetime);
         }
         if now >= self.expires {
-            return Err(SealError::Expired { expires: self.expires, now });
+            return Err(SealError::Expired {
+                expires: self.expires,
+                now,
+            });
         }
         if self.created > now.saturating_add(MAX_CLOCK_SKEW) {
-            return Err(SealError::FromTheFuture { created: self.created, now });
+            return Err(SealError::FromTheFuture {
+                created: self.created,
+                now,
+            });
         }
         Ok(())
     }
@@ -139,9 +147,13 @@ pub enum SealError {
     Replay(PackageId),
     #[error("sender {0} is not in the directory, so its identity cannot be checked")]
     UnknownSender(OrgId),
-    #[error("package was sealed with a key that does not belong to the sender {0} named in its header")]
+    #[error(
+        "package was sealed with a key that does not belong to the sender {0} named in its header"
+    )]
     SenderKeyMismatch(OrgId),
-    #[error("package body failed authentication at chunk {chunk}: tampered, or not sealed to this key")]
+    #[error(
+        "package body failed authentication at chunk {chunk}: tampered, or not sealed to this key"
+    )]
     Tampered { chunk: usize },
     #[error("package body ends without its final chunk (truncated)")]
     Truncated,
@@ -151,8 +163,8 @@ pub enum SealError {
     Malformed(&'static str),
     #[error("{0:?} is not a package id (32 hex digits)")]
     BadPackageId(String),
-    #[error("chunk plaintext of {0} bytes exceeds {CHUNK_PLAINTEXT}")]
-    ChunkTooLarge(usize),
+    #[error("chunk plaintext of {0} bytes: must be 1 to {CHUNK_PLAINTEXT} bytes")]
+    BadChunkSize(usize),
     #[error("sealing already finished with the last chunk")]
     AlreadyFinished,
     #[error("noise: {0}")]
@@ -180,7 +192,9 @@ impl Random for SeededRandom {
 
 impl CryptoResolver for SeededResolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
-        let reader = blake3::Hasher::new_derive_key("konsilium package ephemeral v1").update(&self.seed).finalize_xof();
+        let reader = blake3::Hasher::new_derive_key("konsilium package ephemeral v1")
+            .update(&self.seed)
+            .finalize_xof();
         Some(Box::new(SeededRandom(reader)))
     }
     fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
@@ -202,7 +216,6 @@ fn builder<'b>(seed: [u8; 32]) -> snow::Builder<'b> {
 /// Seals a body chunk by chunk, so attachments never need to be in memory whole.
 pub struct Sealer {
     transport: snow::TransportState,
-    plain: Vec<u8>,
     finished: bool,
 }
 
@@ -227,33 +240,51 @@ impl Sealer {
         let n = hs.write_message(&[], &mut msg).map_err(noise)?;
         debug_assert_eq!(n, HANDSHAKE_LEN);
         let transport = hs.into_transport_mode().map_err(noise)?;
-        Ok((Self { transport, plain: Vec::with_capacity(CHUNK_PLAINTEXT + 1), finished: false }, msg))
+        Ok((
+            Self {
+                transport,
+                finished: false,
+            },
+            msg,
+        ))
     }
 
-    /// Appends one sealed chunk (at most [`CHUNK_PLAINTEXT`] bytes) to `out`.
-    pub fn seal_chunk(&mut self, plaintext: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), SealError> {
+    /// Appends one framed, sealed data chunk (1 to [`CHUNK_PLAINTEXT`] bytes
+    /// of plaintext) to `out`.
+    pub fn seal_chunk(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+        if plaintext.is_empty() || plaintext.len() > CHUNK_PLAINTEXT {
+            return Err(SealError::BadChunkSize(plaintext.len()));
+        }
+        self.write(plaintext, out)
+    }
+
+    /// Appends the end marker; nothing can be sealed after it.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), SealError> {
+        self.write(&[], out)?;
+        self.finished = true;
+        Ok(())
+    }
+
+    fn write(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         if self.finished {
             return Err(SealError::AlreadyFinished);
         }
-        if plaintext.len() > CHUNK_PLAINTEXT {
-            return Err(SealError::ChunkTooLarge(plaintext.len()));
-        }
-        self.plain.clear();
-        self.plain.push(if last { LAST } else { MORE });
-        self.plain.extend_from_slice(plaintext);
+        let len = plaintext.len() + TAG_LEN;
+        out.extend_from_slice(&(len as u16).to_le_bytes());
         let start = out.len();
-        out.resize(start + self.plain.len() + TAG_LEN, 0);
-        let n = self.transport.write_message(&self.plain, &mut out[start..]).map_err(noise)?;
-        out.truncate(start + n);
-        self.finished = last;
+        out.resize(start + len, 0);
+        let n = self
+            .transport
+            .write_message(plaintext, &mut out[start..])
+            .map_err(noise)?;
+        debug_assert_eq!(n, len);
         Ok(())
     }
 }
 
 /// Size of the sealed body for a plaintext of `len` bytes.
 pub fn sealed_len(len: usize) -> usize {
-    let chunks = len.div_ceil(CHUNK_PLAINTEXT).max(1);
-    HANDSHAKE_LEN + len + chunks * (1 + TAG_LEN)
+    HANDSHAKE_LEN + len + (len.div_ceil(CHUNK_PLAINTEXT) + 1) * (FRAME_LEN + TAG_LEN)
 }
 
 /// Seals a whole body in memory.
@@ -264,16 +295,28 @@ pub fn seal(
     ephemeral_seed: [u8; 32],
     body: &[u8],
 ) -> Result<SealedPackage, SealError> {
-    let (mut sealer, mut out) = Sealer::new(&header, sender, recipient, ephemeral_seed)?;
-    out.reserve_exact(sealed_len(body.len()) - out.len());
-    let mut chunks = body.chunks(CHUNK_PLAINTEXT).peekable();
-    if chunks.peek().is_none() {
-        sealer.seal_chunk(&[], true, &mut out)?;
-    }
-    while let Some(chunk) = chunks.next() {
-        sealer.seal_chunk(chunk, chunks.peek().is_none(), &mut out)?;
-    }
+    let mut out = Vec::new();
+    seal_into(&header, sender, recipient, ephemeral_seed, body, &mut out)?;
     Ok(SealedPackage { header, body: out })
+}
+
+/// Seals a whole body into `out` (cleared first), reusing its allocation.
+pub fn seal_into(
+    header: &EnvelopeHeader,
+    sender: &SealingKey,
+    recipient: &SealingPublicKey,
+    ephemeral_seed: [u8; 32],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SealError> {
+    let (mut sealer, handshake) = Sealer::new(header, sender, recipient, ephemeral_seed)?;
+    out.clear();
+    out.reserve(sealed_len(body.len()));
+    out.extend_from_slice(&handshake);
+    for chunk in body.chunks(CHUNK_PLAINTEXT) {
+        sealer.seal_chunk(chunk, out)?;
+    }
+    sealer.finish(out)
 }
 
 /// Opens a body chunk by chunk.
@@ -303,41 +346,59 @@ impl Opener {
             return Err(SealError::Malformed("handshake has the wrong length"));
         }
         let mut payload = [0u8; 0];
-        hs.read_message(handshake, &mut payload).map_err(|_| SealError::Tampered { chunk: 0 })?;
-        let remote = hs.get_remote_static().ok_or(SealError::Malformed("no sender key in handshake"))?;
-        if !sender_keys.iter().any(|k| k.as_bytes().as_slice() == remote) {
+        hs.read_message(handshake, &mut payload)
+            .map_err(|_| SealError::Tampered { chunk: 0 })?;
+        let remote = hs
+            .get_remote_static()
+            .ok_or(SealError::Malformed("no sender key in handshake"))?;
+        if !sender_keys
+            .iter()
+            .any(|k| k.as_bytes().as_slice() == remote)
+        {
             return Err(SealError::SenderKeyMismatch(header.sender));
         }
         let transport = hs.into_transport_mode().map_err(noise)?;
-        Ok(Self { transport, chunks: 0, finished: false })
+        Ok(Self {
+            transport,
+            chunks: 0,
+            finished: false,
+        })
     }
 
-    /// Decrypts one chunk into `out`; returns whether it was the last.
-    pub fn open_chunk(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<bool, SealError> {
+    /// Decrypts the framed chunk at the start of `framed`, appending its
+    /// plaintext to `out`. Returns how many bytes of `framed` it used and
+    /// whether the chunk was the end marker.
+    pub fn open_chunk(
+        &mut self,
+        framed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, bool), SealError> {
         if self.finished {
             return Err(SealError::TrailingData);
         }
-        if ciphertext.len() < 1 + TAG_LEN || ciphertext.len() > CHUNK_CIPHERTEXT_MAX {
-            return Err(SealError::Malformed("chunk has an impossible length"));
+        let Some((len, rest)) = framed.split_first_chunk::<FRAME_LEN>() else {
+            return Err(SealError::Truncated);
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        if len < TAG_LEN {
+            return Err(SealError::Malformed(
+                "chunk shorter than its authentication tag",
+            ));
         }
+        let ciphertext = rest.get(..len).ok_or(SealError::Truncated)?;
         self.chunks += 1;
         let start = out.len();
-        out.resize(start + ciphertext.len() - TAG_LEN, 0);
+        out.resize(start + len - TAG_LEN, 0);
         let n = self
             .transport
             .read_message(ciphertext, &mut out[start..])
             .map_err(|_| SealError::Tampered { chunk: self.chunks })?;
         out.truncate(start + n);
-        let flag = out.remove(start);
-        self.finished = match flag {
-            LAST => true,
-            MORE => false,
-            _ => return Err(SealError::Malformed("unknown chunk flag")),
-        };
-        Ok(self.finished)
+        self.finished = n == 0;
+        Ok((FRAME_LEN + len, self.finished))
     }
 
-    /// Whether the final chunk has been opened.
+    /// Whether the end marker has been opened.
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -358,28 +419,54 @@ pub fn open(
     let header = &package.header;
     header.check(now)?;
     if header.recipient != me {
-        return Err(SealError::NotForUs { recipient: header.recipient });
+        return Err(SealError::NotForUs {
+            recipient: header.recipient,
+        });
     }
     if seen(&header.id) {
         return Err(SealError::Replay(header.id));
     }
-    let sender = directory.get(&header.sender).ok_or(SealError::UnknownSender(header.sender))?;
-    let body = &package.body;
+    let sender = directory
+        .get(&header.sender)
+        .ok_or(SealError::UnknownSender(header.sender))?;
+    let mut out = Vec::new();
+    open_body(
+        header,
+        my_key,
+        &sender.sealing_keys(),
+        &package.body,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Opens a sealed body into `out` (cleared first), reusing its allocation.
+/// The header checks of [`open`] are the caller's.
+pub fn open_body(
+    header: &EnvelopeHeader,
+    my_key: &SealingKey,
+    sender_keys: &[SealingPublicKey],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SealError> {
     if body.len() < HANDSHAKE_LEN {
         return Err(SealError::Truncated);
     }
     let (handshake, mut rest) = body.split_at(HANDSHAKE_LEN);
-    let mut opener = Opener::new(header, my_key, handshake, &sender.sealing_keys())?;
-    let mut out = Vec::with_capacity(rest.len());
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(rest.len().min(CHUNK_CIPHERTEXT_MAX));
-        opener.open_chunk(chunk, &mut out)?;
-        rest = tail;
+    let mut opener = Opener::new(header, my_key, handshake, sender_keys)?;
+    out.clear();
+    out.reserve(rest.len());
+    loop {
+        let (used, end) = opener.open_chunk(rest, out)?;
+        rest = &rest[used..];
+        if end {
+            break;
+        }
     }
-    if !opener.is_finished() {
-        return Err(SealError::Truncated);
+    if !rest.is_empty() {
+        return Err(SealError::TrailingData);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -404,7 +491,12 @@ mod tests {
         for o in [&district, &federal, &other] {
             dir.insert(o.signed_record(1), &fed.trust, NOW).unwrap();
         }
-        Setup { district, federal, other, dir }
+        Setup {
+            district,
+            federal,
+            other,
+            dir,
+        }
     }
 
     fn header(from: &TestOrg, to: &TestOrg, id: u8) -> EnvelopeHeader {
@@ -426,12 +518,22 @@ mod tests {
 
     fn body(len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
-        blake3::Hasher::new().update(b"body").finalize_xof().fill(&mut out);
+        blake3::Hasher::new()
+            .update(b"body")
+            .finalize_xof()
+            .fill(&mut out);
         out
     }
 
     fn seal_to(s: &Setup, to: &TestOrg, plain: &[u8]) -> SealedPackage {
-        seal(header(&s.district, to, 1), &s.district.sealing, &to.sealing.public(), [42; 32], plain).unwrap()
+        seal(
+            header(&s.district, to, 1),
+            &s.district.sealing,
+            &to.sealing.public(),
+            [42; 32],
+            plain,
+        )
+        .unwrap()
     }
 
     fn open_as(s: &Setup, who: &TestOrg, p: &SealedPackage) -> Result<Vec<u8>, SealError> {
@@ -441,7 +543,14 @@ mod tests {
     #[test]
     fn round_trips_at_chunk_boundaries() {
         let s = setup();
-        for len in [0, 1, CHUNK_PLAINTEXT - 1, CHUNK_PLAINTEXT, CHUNK_PLAINTEXT + 1, 3 * CHUNK_PLAINTEXT] {
+        for len in [
+            0,
+            1,
+            CHUNK_PLAINTEXT - 1,
+            CHUNK_PLAINTEXT,
+            CHUNK_PLAINTEXT + 1,
+            3 * CHUNK_PLAINTEXT,
+        ] {
             let plain = body(len);
             let p = seal_to(&s, &s.federal, &plain);
             assert_eq!(p.body.len(), sealed_len(len), "len {len}");
@@ -463,9 +572,15 @@ mod tests {
         let plain = b"extract of case history: ...".to_vec();
         let p = seal_to(&s, &s.federal, &plain);
         // The third organization is not the addressee...
-        assert!(matches!(open_as(&s, &s.other, &p), Err(SealError::NotForUs { .. })));
+        assert!(matches!(
+            open_as(&s, &s.other, &p),
+            Err(SealError::NotForUs { .. })
+        ));
         // ...and pretending to be does not help: its key cannot complete the handshake.
-        assert!(matches!(open(&p, s.federal.id(), &s.other.sealing, &s.dir, NOW, |_| false), Err(SealError::Tampered { chunk: 0 })));
+        assert!(matches!(
+            open(&p, s.federal.id(), &s.other.sealing, &s.dir, NOW, |_| false),
+            Err(SealError::Tampered { chunk: 0 })
+        ));
         // A relay holding the package sees no plaintext.
         assert!(!p.body.windows(12).any(|w| w == &plain[..12]));
     }
@@ -476,33 +591,87 @@ mod tests {
         let p = seal_to(&s, &s.federal, b"questions");
         let mut downgraded = p.clone();
         downgraded.header.routing.urgency = Urgency::Planned;
-        assert!(matches!(open_as(&s, &s.federal, &downgraded), Err(SealError::Tampered { chunk: 0 })));
+        assert!(matches!(
+            open_as(&s, &s.federal, &downgraded),
+            Err(SealError::Tampered { chunk: 0 })
+        ));
         let mut extended = p.clone();
-        extended.header.expires = extended.header.expires.saturating_add(Duration::from_secs(60));
-        assert!(matches!(open_as(&s, &s.federal, &extended), Err(SealError::Tampered { chunk: 0 })));
+        extended.header.expires = extended
+            .header
+            .expires
+            .saturating_add(Duration::from_secs(60));
+        assert!(matches!(
+            open_as(&s, &s.federal, &extended),
+            Err(SealError::Tampered { chunk: 0 })
+        ));
     }
 
     #[test]
     fn sender_is_checked_against_the_directory() {
         let s = setup();
         // Sealed by `other` but claiming to come from the district hospital.
-        let forged = seal(header(&s.district, &s.federal, 2), &s.other.sealing, &s.federal.sealing.public(), [1; 32], b"x").unwrap();
-        assert_eq!(open_as(&s, &s.federal, &forged), Err(SealError::SenderKeyMismatch(s.district.id())));
+        let forged = seal(
+            header(&s.district, &s.federal, 2),
+            &s.other.sealing,
+            &s.federal.sealing.public(),
+            [1; 32],
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(
+            open_as(&s, &s.federal, &forged),
+            Err(SealError::SenderKeyMismatch(s.district.id()))
+        );
         let mut fed2 = TestFederation::new("elsewhere");
         let stranger = fed2.org(9, OrgLevel::District, "RU-VLG", &[]);
-        let p = seal(header(&stranger, &s.federal, 3), &stranger.sealing, &s.federal.sealing.public(), [1; 32], b"x").unwrap();
-        assert_eq!(open_as(&s, &s.federal, &p), Err(SealError::UnknownSender(stranger.id())));
+        let p = seal(
+            header(&stranger, &s.federal, 3),
+            &stranger.sealing,
+            &s.federal.sealing.public(),
+            [1; 32],
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(
+            open_as(&s, &s.federal, &p),
+            Err(SealError::UnknownSender(stranger.id()))
+        );
     }
 
     #[test]
     fn replay_expiry_and_version() {
         let s = setup();
         let p = seal_to(&s, &s.federal, b"x");
-        assert_eq!(open(&p, s.federal.id(), &s.federal.sealing, &s.dir, NOW, |id| *id == PackageId([1; 16])), Err(SealError::Replay(PackageId([1; 16]))));
+        assert_eq!(
+            open(
+                &p,
+                s.federal.id(),
+                &s.federal.sealing,
+                &s.dir,
+                NOW,
+                |id| *id == PackageId([1; 16])
+            ),
+            Err(SealError::Replay(PackageId([1; 16])))
+        );
         let late = p.header.expires;
-        assert!(matches!(open(&p, s.federal.id(), &s.federal.sealing, &s.dir, late, |_| false), Err(SealError::Expired { .. })));
+        assert!(matches!(
+            open(&p, s.federal.id(), &s.federal.sealing, &s.dir, late, |_| {
+                false
+            }),
+            Err(SealError::Expired { .. })
+        ));
         let early = NOW.saturating_sub(Duration::from_secs(3600));
-        assert!(matches!(open(&p, s.federal.id(), &s.federal.sealing, &s.dir, early, |_| false), Err(SealError::FromTheFuture { .. })));
+        assert!(matches!(
+            open(
+                &p,
+                s.federal.id(),
+                &s.federal.sealing,
+                &s.dir,
+                early,
+                |_| false
+            ),
+            Err(SealError::FromTheFuture { .. })
+        ));
         let mut h = header(&s.district, &s.federal, 4);
         h.version = 2;
         assert_eq!(h.check(NOW), Err(SealError::UnsupportedVersion(2)));
@@ -516,31 +685,46 @@ mod tests {
         let s = setup();
         let plain = body(3 * CHUNK_PLAINTEXT + 10);
         let p = seal_to(&s, &s.federal, &plain);
-        let chunk = |i: usize| HANDSHAKE_LEN + i * CHUNK_CIPHERTEXT_MAX;
-        let mut cut = p.clone();
-        cut.body.truncate(chunk(3));
-        assert_eq!(open_as(&s, &s.federal, &cut), Err(SealError::Truncated));
-        let mut cut = p.clone();
-        cut.body.truncate(chunk(1) + 100);
-        assert!(open_as(&s, &s.federal, &cut).is_err());
+        let chunk = |i: usize| HANDSHAKE_LEN + i * (FRAME_LEN + CHUNK_CIPHERTEXT_MAX);
+        // Cut at a chunk boundary, in a chunk, or just the end marker.
+        for len in [
+            chunk(3),
+            chunk(1) + 100,
+            p.body.len() - (FRAME_LEN + TAG_LEN),
+            p.body.len() - 1,
+            10,
+        ] {
+            let mut cut = p.clone();
+            cut.body.truncate(len);
+            assert_eq!(
+                open_as(&s, &s.federal, &cut),
+                Err(SealError::Truncated),
+                "cut to {len}"
+            );
+        }
         let mut swapped = p.clone();
         let (a, b) = (chunk(0), chunk(1));
         let first: Vec<u8> = swapped.body[a..b].to_vec();
         let second: Vec<u8> = swapped.body[b..chunk(2)].to_vec();
         swapped.body[a..b].copy_from_slice(&second);
         swapped.body[b..chunk(2)].copy_from_slice(&first);
-        assert_eq!(open_as(&s, &s.federal, &swapped), Err(SealError::Tampered { chunk: 1 }));
+        assert_eq!(
+            open_as(&s, &s.federal, &swapped),
+            Err(SealError::Tampered { chunk: 1 })
+        );
         let mut extra = p.clone();
         extra.body.extend_from_slice(&p.body[chunk(3)..]);
-        assert!(open_as(&s, &s.federal, &extra).is_err());
-        // After a full-size final chunk, anything more is named as trailing data.
-        let exact = seal_to(&s, &s.federal, &body(2 * CHUNK_PLAINTEXT));
-        let mut extra = exact.clone();
-        extra.body.extend_from_slice(&exact.body[chunk(1)..]);
-        assert_eq!(open_as(&s, &s.federal, &extra), Err(SealError::TrailingData));
-        let mut short = p.clone();
-        short.body.truncate(10);
-        assert_eq!(open_as(&s, &s.federal, &short), Err(SealError::Truncated));
+        assert_eq!(
+            open_as(&s, &s.federal, &extra),
+            Err(SealError::TrailingData)
+        );
+        // A relay dropping a whole middle chunk is caught by the nonce sequence.
+        let mut dropped = p.clone();
+        dropped.body.drain(chunk(1)..chunk(2));
+        assert_eq!(
+            open_as(&s, &s.federal, &dropped),
+            Err(SealError::Tampered { chunk: 2 })
+        );
     }
 
     #[test]
@@ -548,19 +732,69 @@ mod tests {
         let s = setup();
         let plain = body(2 * CHUNK_PLAINTEXT + 5);
         let h = header(&s.district, &s.federal, 1);
-        let whole = seal(h.clone(), &s.district.sealing, &s.federal.sealing.public(), [42; 32], &plain).unwrap();
-        let (mut sealer, mut out) = Sealer::new(&h, &s.district.sealing, &s.federal.sealing.public(), [42; 32]).unwrap();
-        let parts: Vec<_> = plain.chunks(CHUNK_PLAINTEXT).collect();
-        for (i, part) in parts.iter().enumerate() {
-            sealer.seal_chunk(part, i + 1 == parts.len(), &mut out).unwrap();
+        let whole = seal(
+            h.clone(),
+            &s.district.sealing,
+            &s.federal.sealing.public(),
+            [42; 32],
+            &plain,
+        )
+        .unwrap();
+        let (mut sealer, mut out) = Sealer::new(
+            &h,
+            &s.district.sealing,
+            &s.federal.sealing.public(),
+            [42; 32],
+        )
+        .unwrap();
+        for part in plain.chunks(CHUNK_PLAINTEXT) {
+            sealer.seal_chunk(part, &mut out).unwrap();
         }
+        sealer.finish(&mut out).unwrap();
         assert_eq!(out, whole.body);
-        assert_eq!(sealer.seal_chunk(b"more", true, &mut out), Err(SealError::AlreadyFinished));
-        assert_eq!(sealer.seal_chunk(&vec![0; CHUNK_PLAINTEXT + 1], true, &mut Vec::new()), Err(SealError::AlreadyFinished));
-        let (mut fresh, _) = Sealer::new(&h, &s.district.sealing, &s.federal.sealing.public(), [43; 32]).unwrap();
-        assert_eq!(fresh.seal_chunk(&vec![0; CHUNK_PLAINTEXT + 1], true, &mut Vec::new()), Err(SealError::ChunkTooLarge(CHUNK_PLAINTEXT + 1)));
-        let other_seed = seal(h, &s.district.sealing, &s.federal.sealing.public(), [43; 32], &plain).unwrap();
-        assert_ne!(other_seed.body[..32], whole.body[..32], "fresh ephemeral key per seed");
+        assert_eq!(
+            sealer.seal_chunk(b"more", &mut out),
+            Err(SealError::AlreadyFinished)
+        );
+        let (mut fresh, _) = Sealer::new(
+            &h,
+            &s.district.sealing,
+            &s.federal.sealing.public(),
+            [43; 32],
+        )
+        .unwrap();
+        assert_eq!(
+            fresh.seal_chunk(&vec![0; CHUNK_PLAINTEXT + 1], &mut Vec::new()),
+            Err(SealError::BadChunkSize(CHUNK_PLAINTEXT + 1))
+        );
+        assert_eq!(
+            fresh.seal_chunk(&[], &mut Vec::new()),
+            Err(SealError::BadChunkSize(0))
+        );
+        let other_seed = seal(
+            h.clone(),
+            &s.district.sealing,
+            &s.federal.sealing.public(),
+            [43; 32],
+            &plain,
+        )
+        .unwrap();
+        assert_ne!(
+            other_seed.body[..32],
+            whole.body[..32],
+            "fresh ephemeral key per seed"
+        );
+        // The streaming opener reads the same framing chunk by chunk.
+        let keys = [s.district.sealing.public()];
+        let mut opener =
+            Opener::new(&h, &s.federal.sealing, &whole.body[..HANDSHAKE_LEN], &keys).unwrap();
+        let (mut rest, mut opened) = (&whole.body[HANDSHAKE_LEN..], Vec::new());
+        while !opener.is_finished() {
+            let (used, _) = opener.open_chunk(rest, &mut opened).unwrap();
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(opened, plain);
     }
 
     #[test]

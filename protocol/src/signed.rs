@@ -20,7 +20,9 @@ pub trait Signable: Serialize + DeserializeOwned {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignedError {
-    #[error("signed {what}: bytes do not start with the {what} domain tag (a different kind of signed object?)")]
+    #[error(
+        "signed {what}: bytes do not start with the {what} domain tag (a different kind of signed object?)"
+    )]
     WrongDomain { what: &'static str },
     #[error("signed {what}: malformed body: {reason}")]
     Malformed { what: &'static str, reason: String },
@@ -39,7 +41,11 @@ pub struct Signed<T> {
 
 impl<T> Clone for Signed<T> {
     fn clone(&self) -> Self {
-        Self { bytes: self.bytes.clone(), signature: self.signature, marker: PhantomData }
+        Self {
+            bytes: self.bytes.clone(),
+            signature: self.signature,
+            marker: PhantomData,
+        }
     }
 }
 
@@ -53,7 +59,12 @@ impl<T> Eq for Signed<T> {}
 
 impl<T> fmt::Debug for Signed<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Signed<{}>({} bytes)", type_label::<T>(), self.bytes.len())
+        write!(
+            f,
+            "Signed<{}>({} bytes)",
+            type_label::<T>(),
+            self.bytes.len()
+        )
     }
 }
 
@@ -68,18 +79,31 @@ impl<T: Signable> Signed<T> {
         let bytes = postcard::to_extend(value, std::mem::take(&mut bytes))
             .expect("encoding into a Vec cannot fail");
         let signature = key.sign(&bytes);
-        Self { bytes, signature, marker: PhantomData }
+        Self {
+            bytes,
+            signature,
+            marker: PhantomData,
+        }
     }
 
     /// Decodes without checking the signature: needed to learn who the signer
     /// claims to be. Never trust the result before `verify`.
     pub fn decode_unverified(&self) -> Result<T, SignedError> {
         let what = type_label::<T>();
-        let body = self.bytes.strip_prefix(T::DOMAIN).ok_or(SignedError::WrongDomain { what })?;
-        let (value, rest) = postcard::take_from_bytes::<T>(body)
-            .map_err(|e| SignedError::Malformed { what, reason: e.to_string() })?;
+        let body = self
+            .bytes
+            .strip_prefix(T::DOMAIN)
+            .ok_or(SignedError::WrongDomain { what })?;
+        let (value, rest) =
+            postcard::take_from_bytes::<T>(body).map_err(|e| SignedError::Malformed {
+                what,
+                reason: e.to_string(),
+            })?;
         if !rest.is_empty() {
-            return Err(SignedError::Malformed { what, reason: format!("{} trailing bytes", rest.len()) });
+            return Err(SignedError::Malformed {
+                what,
+                reason: format!("{} trailing bytes", rest.len()),
+            });
         }
         Ok(value)
     }
@@ -97,7 +121,12 @@ impl<T: Signable> Signed<T> {
 
     /// A signature check to run later, alone or in a batch.
     pub fn check_by(&self, signer: VerifyingKey) -> SignatureCheck<'_> {
-        SignatureCheck { bytes: &self.bytes, signature: &self.signature, signer, what: type_label::<T>() }
+        SignatureCheck {
+            bytes: &self.bytes,
+            signature: &self.signature,
+            signer,
+            what: type_label::<T>(),
+        }
     }
 
     /// The signed bytes, domain tag included: what a content hash should cover.
@@ -126,17 +155,19 @@ pub struct SignatureCheck<'a> {
     what: &'static str,
 }
 
-impl<'a> SignatureCheck<'a> {
-    /// Everything the check depends on: equal identities, equal outcomes.
-    pub fn identity(&self) -> (&'a [u8], [u8; 64], [u8; 32]) {
-        (self.bytes, self.signature.to_bytes(), self.signer.to_bytes())
-    }
-
+impl SignatureCheck<'_> {
     pub fn verify(&self) -> Result<(), SignedError> {
-        self.signer.verify_strict(self.bytes, self.signature).map_err(|_| SignedError::BadSignature {
-            what: self.what,
-            signer: self.signer.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
-        })
+        self.signer
+            .verify_strict(self.bytes, self.signature)
+            .map_err(|_| SignedError::BadSignature {
+                what: self.what,
+                signer: self
+                    .signer
+                    .as_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            })
     }
 }
 
@@ -188,7 +219,10 @@ mod tests {
     #[test]
     fn sign_open_round_trip() {
         let k = key();
-        let note = Note { text: "hi".into(), n: 3 };
+        let note = Note {
+            text: "hi".into(),
+            n: 3,
+        };
         let s = Signed::sign(&k, &note);
         let vk = k.org_id().verifying_key();
         assert_eq!(s.open(&vk).unwrap(), note);
@@ -202,7 +236,13 @@ mod tests {
     fn every_altered_byte_fails() {
         let k = key();
         let vk = k.org_id().verifying_key();
-        let s = Signed::sign(&k, &Note { text: "consult".into(), n: 42 });
+        let s = Signed::sign(
+            &k,
+            &Note {
+                text: "consult".into(),
+                n: 42,
+            },
+        );
         let wire = postcard::to_stdvec(&s).unwrap();
         for i in 0..wire.len() {
             for bit in [0x01u8, 0x80] {
@@ -218,21 +258,48 @@ mod tests {
     #[test]
     fn domain_separates_types() {
         let k = key();
-        let s = Signed::sign(&k, &Note { text: "x".into(), n: 1 });
+        let s = Signed::sign(
+            &k,
+            &Note {
+                text: "x".into(),
+                n: 1,
+            },
+        );
         let wire = postcard::to_stdvec(&s).unwrap();
         let as_other: Signed<Other> = postcard::from_bytes(&wire).unwrap();
-        assert!(as_other.verify(&k.org_id().verifying_key()).is_ok(), "signature itself is fine");
-        assert!(matches!(as_other.decode_unverified(), Err(SignedError::WrongDomain { .. })));
+        assert!(
+            as_other.verify(&k.org_id().verifying_key()).is_ok(),
+            "signature itself is fine"
+        );
+        assert!(matches!(
+            as_other.decode_unverified(),
+            Err(SignedError::WrongDomain { .. })
+        ));
     }
 
     #[test]
     fn wrong_signer_fails_and_batch_agrees() {
         let k = key();
         let other = IdentityKey::from_seed([6; 32]);
-        let a = Signed::sign(&k, &Note { text: "a".into(), n: 1 });
-        let b = Signed::sign(&other, &Note { text: "b".into(), n: 2 });
+        let a = Signed::sign(
+            &k,
+            &Note {
+                text: "a".into(),
+                n: 1,
+            },
+        );
+        let b = Signed::sign(
+            &other,
+            &Note {
+                text: "b".into(),
+                n: 2,
+            },
+        );
         let (ka, kb) = (k.org_id().verifying_key(), other.org_id().verifying_key());
-        assert!(matches!(a.verify(&kb), Err(SignedError::BadSignature { .. })));
+        assert!(matches!(
+            a.verify(&kb),
+            Err(SignedError::BadSignature { .. })
+        ));
         assert!(verify_all(&[a.check_by(ka), b.check_by(kb)]).is_ok());
         let e = verify_all(&[a.check_by(ka), b.check_by(ka), a.check_by(ka)]).unwrap_err();
         assert!(matches!(e, SignedError::BadSignature { what: "Note", .. }));

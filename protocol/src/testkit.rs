@@ -5,8 +5,13 @@
 //! Compiled only with the `testkit` feature; nodes never use it.
 
 use crate::calendar::{TimeZoneName, WorkingCalendar};
-use crate::cert::{AuthorityGrant, AuthorityScope, CertChain, Issuer, OrgGrant, OrgLevel, RegionCode, Trust, Validity};
-use crate::directory::{Consultant, ConsultantId, DirectoryRecord, Language, Service, SignedRecord};
+use crate::cert::{
+    AuthorityGrant, AuthorityScope, CertChain, Issuer, OrgGrant, OrgLevel, RegionCode, Trust,
+    Validity,
+};
+use crate::directory::{
+    Consultant, ConsultantId, DirectoryRecord, Language, Service, SignedRecord,
+};
 use crate::identity::{IdentityKey, OrgId, SealingKey};
 use crate::signed::Signed;
 use crate::specialty::Specialty;
@@ -61,9 +66,15 @@ impl TestOrg {
             services: self
                 .specialties
                 .iter()
-                .map(|&specialty| Service { specialty, urgencies: Urgency::ALL.into(), deadlines: None })
+                .map(|&specialty| Service {
+                    specialty,
+                    urgencies: Urgency::ALL.into(),
+                    deadlines: None,
+                })
                 .collect(),
-            calendar: WorkingCalendar::weekdays(TimeZoneName::new("Europe/Moscow").expect("known zone")),
+            calendar: WorkingCalendar::weekdays(
+                TimeZoneName::new("Europe/Moscow").expect("known zone"),
+            ),
             deadlines: Deadlines::default(),
             slots: Vec::new(),
             addresses: Vec::new(),
@@ -94,7 +105,13 @@ impl TestFederation {
     pub fn new(label: &str) -> Self {
         let root = Issuer::root(IdentityKey::from_seed(seed(label, u64::MAX)));
         let trust = Trust::new([root.key()]);
-        Self { root, regions: BTreeMap::new(), trust, label: label.to_owned(), next_serial: 1 }
+        Self {
+            root,
+            regions: BTreeMap::new(),
+            trust,
+            label: label.to_owned(),
+            next_serial: 1,
+        }
     }
 
     fn serial(&mut self) -> u64 {
@@ -107,25 +124,38 @@ impl TestFederation {
         let code = RegionCode::new(region).expect("valid region code");
         if !self.regions.contains_key(&code) {
             let serial = self.serial();
-            let key = IdentityKey::from_seed(seed(&format!("{}/authority/{region}", self.label), serial));
+            let key =
+                IdentityKey::from_seed(seed(&format!("{}/authority/{region}", self.label), serial));
             let cert = self
                 .root
                 .certify_authority(AuthorityGrant {
                     authority: key.authority_key(),
                     name: format!("{region} regional authority"),
-                    scope: AuthorityScope { region: code.clone(), max_level: OrgLevel::Regional },
+                    scope: AuthorityScope {
+                        region: code.clone(),
+                        max_level: OrgLevel::Regional,
+                    },
                     validity: validity_days(3650),
                     serial,
                 })
                 .expect("root certifies authority");
-            self.regions.insert(code.clone(), Issuer::regional(key, cert).expect("key matches"));
+            self.regions.insert(
+                code.clone(),
+                Issuer::regional(key, cert).expect("key matches"),
+            );
         }
         &self.regions[&code]
     }
 
     /// A new organization. Federal ones are certified by the root, others by
     /// their region's authority.
-    pub fn org(&mut self, index: u64, level: OrgLevel, region: &str, specialties: &[Specialty]) -> TestOrg {
+    pub fn org(
+        &mut self,
+        index: u64,
+        level: OrgLevel,
+        region: &str,
+        specialties: &[Specialty],
+    ) -> TestOrg {
         let identity = IdentityKey::from_seed(seed(&format!("{}/org", self.label), index));
         let sealing = SealingKey::from_seed(seed(&format!("{}/sealing", self.label), index));
         let serial = self.serial();
@@ -144,6 +174,13 @@ impl TestFederation {
             self.region(region).certify_org(grant)
         }
         .expect("grant within scope");
-        TestOrg { identity, sealing, chain, level, region: RegionCode::new(region).expect("valid"), specialties: specialties.to_vec() }
+        TestOrg {
+            identity,
+            sealing,
+            chain,
+            level,
+            region: RegionCode::new(region).expect("valid"),
+            specialties: specialties.to_vec(),
+        }
     }
 }

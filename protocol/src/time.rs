@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
@@ -52,14 +54,31 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_unix_millis(u64::MAX - 5);
-        assert_eq!(t.saturating_add(Duration::from_secs(1)).unix_millis(), u64::MAX);
-        assert_eq!(Timestamp::from_unix_millis(3).saturating_sub(Duration::from_secs(1)).unix_millis(), 0);
-        assert_eq!(Timestamp::from_unix_millis(10).since(Timestamp::from_unix_millis(20)), Duration::ZERO);
-        assert_eq!(Timestamp::from_unix_millis(2500).since(Timestamp::from_unix_millis(500)), Duration::from_secs(2));
+        assert_eq!(
+            t.saturating_add(Duration::from_secs(1)).unix_millis(),
+            u64::MAX
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(3)
+                .saturating_sub(Duration::from_secs(1))
+                .unix_millis(),
+            0
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(10).since(Timestamp::from_unix_millis(20)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(2500).since(Timestamp::from_unix_millis(500)),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
     fn displays_as_rfc3339() {
-        assert_eq!(Timestamp::from_unix_millis(1_700_000_000_123).to_string(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            Timestamp::from_unix_millis(1_700_000_000_123).to_string(),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -80,19 +80,27 @@ impl Deadlines {
         emergency: Duration,
         emergency_response: Duration,
     ) -> Result<Self, FieldError> {
-        let minutes = |field: &'static str, d: Duration, max: Duration| -> Result<u32, FieldError> {
-            if d.is_zero() || d > max || d.as_secs() % 60 != 0 {
-                return Err(FieldError::Invalid {
-                    field,
-                    reason: format!("{} min must be whole minutes between 1 and {} min", d.as_secs() / 60, max.as_secs() / 60),
-                });
-            }
-            Ok((d.as_secs() / 60) as u32)
-        };
+        let minutes =
+            |field: &'static str, d: Duration, max: Duration| -> Result<u32, FieldError> {
+                if d.is_zero() || d > max || d.as_secs() % 60 != 0 {
+                    return Err(FieldError::Invalid {
+                        field,
+                        reason: format!(
+                            "{} min must be whole minutes between 1 and {} min",
+                            d.as_secs() / 60,
+                            max.as_secs() / 60
+                        ),
+                    });
+                }
+                Ok((d.as_secs() / 60) as u32)
+            };
         if !(1..=Self::MAX_PLANNED_WORKING_DAYS).contains(&planned_working_days) {
             return Err(FieldError::Invalid {
                 field: "deadlines.planned_working_days",
-                reason: format!("{planned_working_days} must be between 1 and {}", Self::MAX_PLANNED_WORKING_DAYS),
+                reason: format!(
+                    "{planned_working_days} must be between 1 and {}",
+                    Self::MAX_PLANNED_WORKING_DAYS
+                ),
             });
         }
         let emergency_minutes = minutes("deadlines.emergency", emergency, Self::MAX_EMERGENCY)?;
@@ -100,7 +108,11 @@ impl Deadlines {
             planned_working_days,
             urgent_minutes: minutes("deadlines.urgent", urgent, Self::MAX_URGENT)?,
             emergency_minutes,
-            emergency_response_minutes: minutes("deadlines.emergency_response", emergency_response, emergency)?,
+            emergency_response_minutes: minutes(
+                "deadlines.emergency_response",
+                emergency_response,
+                emergency,
+            )?,
         })
     }
 
@@ -127,7 +139,9 @@ impl Deadlines {
             planned_working_days: self.planned_working_days.min(other.planned_working_days),
             urgent_minutes: self.urgent_minutes.min(other.urgent_minutes),
             emergency_minutes: self.emergency_minutes.min(other.emergency_minutes),
-            emergency_response_minutes: self.emergency_response_minutes.min(other.emergency_response_minutes),
+            emergency_response_minutes: self
+                .emergency_response_minutes
+                .min(other.emergency_response_minutes),
         }
     }
 }
@@ -147,7 +161,12 @@ impl TryFrom<DeadlinesWire> for Deadlines {
     type Error = FieldError;
     fn try_from(w: DeadlinesWire) -> Result<Self, FieldError> {
         let m = |n: u32| Duration::from_secs(u64::from(n) * 60);
-        Deadlines::new(w.planned_working_days, m(w.urgent_minutes), m(w.emergency_minutes), m(w.emergency_response_minutes))
+        Deadlines::new(
+            w.planned_working_days,
+            m(w.urgent_minutes),
+            m(w.emergency_minutes),
+            m(w.emergency_response_minutes),
+        )
     }
 }
 
@@ -175,7 +194,10 @@ mod tests {
         assert_eq!(d.urgent(), 24 * 60 * MIN);
         assert_eq!(d.emergency(), 180 * MIN);
         assert_eq!(d.emergency_response(), 30 * MIN);
-        assert_eq!(Deadlines::new(4, 24 * 60 * MIN, 180 * MIN, 30 * MIN).unwrap(), d);
+        assert_eq!(
+            Deadlines::new(4, 24 * 60 * MIN, 180 * MIN, 30 * MIN).unwrap(),
+            d
+        );
     }
 
     #[test]
@@ -192,7 +214,12 @@ mod tests {
 
     #[test]
     fn decoding_rechecks_bounds() {
-        let loose = DeadlinesWire { planned_working_days: 9, urgent_minutes: 60, emergency_minutes: 60, emergency_response_minutes: 5 };
+        let loose = DeadlinesWire {
+            planned_working_days: 9,
+            urgent_minutes: 60,
+            emergency_minutes: 60,
+            emergency_response_minutes: 5,
+        };
         let bytes = postcard::to_stdvec(&loose).unwrap();
         assert!(postcard::from_bytes::<Deadlines>(&bytes).is_err());
         let ok = Deadlines::new(2, 12 * 60 * MIN, 120 * MIN, 15 * MIN).unwrap();
@@ -205,12 +232,26 @@ mod tests {
         let a = Deadlines::new(2, 24 * 60 * MIN, 60 * MIN, 30 * MIN).unwrap();
         let b = Deadlines::new(4, 6 * 60 * MIN, 180 * MIN, 10 * MIN).unwrap();
         let t = a.tightest(&b);
-        assert_eq!((t.planned_working_days(), t.urgent(), t.emergency(), t.emergency_response()), (2, 360 * MIN, 60 * MIN, 10 * MIN));
+        assert_eq!(
+            (
+                t.planned_working_days(),
+                t.urgent(),
+                t.emergency(),
+                t.emergency_response()
+            ),
+            (2, 360 * MIN, 60 * MIN, 10 * MIN)
+        );
     }
 
     #[test]
     fn urgency_parsing() {
         assert_eq!("STAT".parse::<Urgency>().unwrap(), Urgency::Emergency);
-        assert!("soon".parse::<Urgency>().unwrap_err().to_string().contains("planned|urgent|emergency"));
+        assert!(
+            "soon"
+                .parse::<Urgency>()
+                .unwrap_err()
+                .to_string()
+                .contains("planned|urgent|emergency")
+        );
     }
 }
