@@ -3,9 +3,12 @@
 
 pub mod calendar;
 pub mod cert;
+pub mod delivery;
 pub mod directory;
 pub mod identity;
 pub mod limits;
+pub mod route;
+pub mod rpc;
 pub mod seal;
 pub mod signed;
 pub mod specialty;

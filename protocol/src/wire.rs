@@ -32,10 +32,12 @@ pub enum MessageKind {
     RecordBatch = 7,
     EnvelopeHeader = 8,
     SealedPackage = 9,
+    Request = 10,
+    Response = 11,
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 9] = [
+    const ALL: [MessageKind; 11] = [
         MessageKind::DirectoryRecord,
         MessageKind::RevocationNotice,
         MessageKind::CertChain,
@@ -45,6 +47,8 @@ impl MessageKind {
         MessageKind::RecordBatch,
         MessageKind::EnvelopeHeader,
         MessageKind::SealedPackage,
+        MessageKind::Request,
+        MessageKind::Response,
     ];
 
     fn from_byte(b: u8) -> Option<Self> {
@@ -266,6 +270,14 @@ mod tests {
             ),
             (MessageKind::EnvelopeHeader, encode(&header).unwrap()),
             (MessageKind::SealedPackage, encode(&package).unwrap()),
+            (
+                MessageKind::Request,
+                encode(&crate::rpc::Request::Deliver(package.clone())).unwrap(),
+            ),
+            (
+                MessageKind::Response,
+                encode(&crate::rpc::Response::Refused("not certified".into())).unwrap(),
+            ),
         ]
     }
 
@@ -281,6 +293,8 @@ mod tests {
             MessageKind::RecordBatch => decode::<RecordBatch>(frame).map(drop),
             MessageKind::EnvelopeHeader => decode::<EnvelopeHeader>(frame).map(drop),
             MessageKind::SealedPackage => decode::<SealedPackage>(frame).map(drop),
+            MessageKind::Request => decode::<crate::rpc::Request>(frame).map(drop),
+            MessageKind::Response => decode::<crate::rpc::Response>(frame).map(drop),
         }
     }
 
@@ -363,7 +377,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
         /// Random bytes behind a valid header never panic, whatever the kind.
         #[test]
-        fn garbage_never_panics(kind in 1u8..=9, body in prop::collection::vec(any::<u8>(), 0..512)) {
+        fn garbage_never_panics(kind in 1u8..=11, body in prop::collection::vec(any::<u8>(), 0..512)) {
             let mut frame = vec![b'K', b'S', WIRE_VERSION, kind];
             frame.extend(body);
             let _ = decode_any(&frame);
@@ -371,7 +385,7 @@ mod tests {
 
         /// Flipping any byte of a real frame of any kind never panics the decoder.
         #[test]
-        fn mutated_frames_never_panic(which in 0usize..9, pos in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        fn mutated_frames_never_panic(which in 0usize..11, pos in any::<prop::sample::Index>(), flip in 1u8..=255) {
             let (_, mut frame) = samples().remove(which);
             let i = pos.index(frame.len());
             frame[i] ^= flip;

@@ -1,0 +1,227 @@
+//! Choosing which organization a request goes to.
+//!
+//! The rules follow the source documents: the specialty must be offered and
+//! the urgency accepted; the level must be at least the one asked for; the
+//! same region comes first, and the lowest sufficient level before higher
+//! ones (district -> regional -> federal), so federal centers are not asked
+//! what a regional center can answer. Every organization not chosen gets a
+//! reason, so an operator can see why a route was or was not taken.
+
+use crate::cert::{OrgLevel, RegionCode};
+use crate::directory::{Directory, DirectoryEntry};
+use crate::identity::OrgId;
+use crate::specialty::Specialty;
+use crate::time::Timestamp;
+use crate::urgency::Urgency;
+use std::collections::BTreeSet;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRequest {
+    pub specialty: Specialty,
+    pub min_level: OrgLevel,
+    pub urgency: Urgency,
+    /// Preferred region, usually the requester's own.
+    pub region: Option<RegionCode>,
+    /// The requester, and organizations already tried (after a decline or escalation).
+    pub exclude: BTreeSet<OrgId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    Excluded,
+    SpecialtyNotOffered,
+    LevelTooLow { level: OrgLevel },
+    UrgencyNotAccepted,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Excluded => f.write_str("excluded (the requester, or already tried)"),
+            SkipReason::SpecialtyNotOffered => f.write_str("does not offer the specialty"),
+            SkipReason::LevelTooLow { level } => {
+                write!(f, "level {} ({level}) is below the minimum", level.number())
+            }
+            SkipReason::UrgencyNotAccepted => {
+                f.write_str("does not accept this urgency for the specialty")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub org: OrgId,
+    pub name: String,
+    pub level: OrgLevel,
+    pub region: RegionCode,
+    pub same_region: bool,
+    /// Start of the earliest future availability slot for the specialty.
+    pub next_slot: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteDecision {
+    /// Best first.
+    pub candidates: Vec<Candidate>,
+    pub skipped: Vec<(OrgId, String, SkipReason)>,
+}
+
+impl RouteDecision {
+    pub fn best(&self) -> Option<&Candidate> {
+        self.candidates.first()
+    }
+}
+
+fn judge(e: &DirectoryEntry, req: &RouteRequest) -> Result<(), SkipReason> {
+    if req.exclude.contains(&e.org()) {
+        return Err(SkipReason::Excluded);
+    }
+    let service = e
+        .service(req.specialty)
+        .ok_or(SkipReason::SpecialtyNotOffered)?;
+    if e.level() < req.min_level {
+        return Err(SkipReason::LevelTooLow { level: e.level() });
+    }
+    if !service.urgencies.contains(&req.urgency) {
+        return Err(SkipReason::UrgencyNotAccepted);
+    }
+    Ok(())
+}
+
+/// Ranks every organization in the directory for `req` at time `now`.
+pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteDecision {
+    let mut decision = RouteDecision::default();
+    for e in directory.entries() {
+        match judge(e, req) {
+            Err(reason) => decision
+                .skipped
+                .push((e.org(), e.name().to_owned(), reason)),
+            Ok(()) => decision.candidates.push(Candidate {
+                org: e.org(),
+                name: e.name().to_owned(),
+                level: e.level(),
+                region: e.region().clone(),
+                same_region: req.region.as_ref() == Some(e.region()),
+                next_slot: e
+                    .record()
+                    .slots
+                    .iter()
+                    .filter(|s| s.specialty == req.specialty && s.end > now)
+                    .map(|s| s.start.max(now))
+                    .min(),
+            }),
+        }
+    }
+    decision.candidates.sort_by(|a, b| {
+        (
+            !a.same_region,
+            a.level,
+            a.next_slot.is_none(),
+            a.next_slot,
+            a.org,
+        )
+            .cmp(&(
+                !b.same_region,
+                b.level,
+                b.next_slot.is_none(),
+                b.next_slot,
+                b.org,
+            ))
+    });
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{ConsultantId, Slot};
+    use crate::testkit::{NOW, TestFederation};
+    use std::time::Duration;
+
+    #[test]
+    fn ranks_same_region_then_lowest_sufficient_level_and_explains_skips() {
+        let mut fed = TestFederation::new("route");
+        let requester = fed.org(1, OrgLevel::District, "RU-VLG", &[]);
+        let local_regional = fed.org(2, OrgLevel::Regional, "RU-VLG", &[Specialty::Cardiology]);
+        let far_regional = fed.org(3, OrgLevel::Regional, "RU-ARK", &[Specialty::Cardiology]);
+        let federal = fed.org(4, OrgLevel::Federal, "RU-MOW", &[Specialty::Cardiology]);
+        let district = fed.org(5, OrgLevel::District, "RU-VLG", &[Specialty::Cardiology]);
+        let planned_only = fed.org(6, OrgLevel::Federal, "RU-SPE", &[Specialty::Cardiology]);
+        let mut dir = Directory::new();
+        for o in [
+            &requester,
+            &local_regional,
+            &far_regional,
+            &federal,
+            &district,
+        ] {
+            dir.insert(o.signed_record(1), &fed.trust, NOW).unwrap();
+        }
+        let mut rec = planned_only.record(1);
+        rec.services[0].urgencies = [Urgency::Planned].into();
+        dir.insert(planned_only.sign(&rec), &fed.trust, NOW)
+            .unwrap();
+
+        let req = RouteRequest {
+            specialty: Specialty::Cardiology,
+            min_level: OrgLevel::Regional,
+            urgency: Urgency::Urgent,
+            region: Some(RegionCode::new("RU-VLG").unwrap()),
+            exclude: [requester.id()].into(),
+        };
+        let d = rank(&dir, &req, NOW);
+        let order: Vec<_> = d.candidates.iter().map(|c| c.org).collect();
+        assert_eq!(
+            order,
+            vec![local_regional.id(), far_regional.id(), federal.id()]
+        );
+        let reason = |o: OrgId| d.skipped.iter().find(|s| s.0 == o).map(|s| s.2.clone());
+        assert_eq!(reason(requester.id()), Some(SkipReason::Excluded));
+        assert_eq!(
+            reason(district.id()),
+            Some(SkipReason::LevelTooLow {
+                level: OrgLevel::District
+            })
+        );
+        assert_eq!(
+            reason(planned_only.id()),
+            Some(SkipReason::UrgencyNotAccepted)
+        );
+        assert!(
+            reason(district.id())
+                .unwrap()
+                .to_string()
+                .contains("below the minimum")
+        );
+
+        // Escalation: the regional center declined, so it is excluded next time.
+        let mut next = req.clone();
+        next.exclude.insert(local_regional.id());
+        next.region = None;
+        let d = rank(&dir, &next, NOW);
+        assert_eq!(d.best().unwrap().level, OrgLevel::Regional);
+        assert_eq!(d.best().unwrap().org, far_regional.id());
+
+        // Among equals, an earlier availability slot wins.
+        let mut rec = federal.record(2);
+        rec.slots.push(Slot {
+            consultant: ConsultantId(1),
+            specialty: Specialty::Cardiology,
+            start: NOW.saturating_add(Duration::from_secs(3600)),
+            end: NOW.saturating_add(Duration::from_secs(7200)),
+        });
+        dir.insert(federal.sign(&rec), &fed.trust, NOW).unwrap();
+        let fed2 = fed.org(7, OrgLevel::Federal, "RU-MOW", &[Specialty::Cardiology]);
+        dir.insert(fed2.signed_record(1), &fed.trust, NOW).unwrap();
+        let only_federal = RouteRequest {
+            min_level: OrgLevel::Federal,
+            region: None,
+            ..req
+        };
+        let d = rank(&dir, &only_federal, NOW);
+        assert_eq!(d.best().unwrap().org, federal.id());
+        assert!(d.best().unwrap().next_slot.is_some());
+    }
+}
