@@ -22,7 +22,7 @@ pub struct Hello {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    Hello(Hello),
+    Hello(Box<Hello>),
     /// First anti-entropy step; answered with `Summaries`.
     SyncOffer(SyncOffer),
     /// Records the requester holds newer; answered with `Done`.
@@ -39,7 +39,7 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Hello(Hello),
+    Hello(Box<Hello>),
     Summaries(SyncSummaries),
     Records(RecordBatch),
     Receipt(Signed<Receipt>),

@@ -1,0 +1,1258 @@
+//! One organization's node: the event loop that joins the libp2p swarm,
+//! the durable store and the protocol state machines.
+//!
+//! All protocol decisions (is this certificate valid, which record wins,
+//! where does a request go, is this package intact) are made by
+//! `konsilium-protocol`; this module moves bytes, keeps time and persists.
+
+use crate::behaviour::{Behaviour, BehaviourEvent, DIRECTORY_TOPIC, REVOCATION_TOPIC};
+use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
+use futures::StreamExt;
+use konsilium_protocol::calendar::WorkingCalendar;
+use konsilium_protocol::cert::{
+    CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
+};
+use konsilium_protocol::delivery::{self, Receipt};
+use konsilium_protocol::directory::{
+    Consultant, Directory, DirectoryRecord, Merge, RecordError, Service, SignedRecord,
+};
+use konsilium_protocol::identity::{AuthorityKey, IdentityKey, OrgId, SealingKey};
+use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
+use konsilium_protocol::rpc::{Hello, Request, Response};
+use konsilium_protocol::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
+use konsilium_protocol::signed::Signed;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::Deadlines;
+use konsilium_protocol::wire::{self, RecordBatch, RecordRequest, SyncSummaries};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux,
+};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp::from_unix_millis(ms)
+}
+
+/// OS randomness for package ids, ephemeral keys and jitter.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).expect("the operating system's random source is available");
+    out
+}
+
+/// What the organization publishes about itself besides its certificate.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub calendar: WorkingCalendar,
+    pub deadlines: Deadlines,
+    pub services: Vec<Service>,
+    pub consultants: Vec<Consultant>,
+}
+
+/// Everything a node needs to start.
+pub struct NodeSetup {
+    pub identity: IdentityKey,
+    pub sealing: SealingKey,
+    pub chain: CertChain,
+    pub roots: Vec<AuthorityKey>,
+    pub revocations: Vec<RevocationNotice>,
+    pub profile: Profile,
+    pub data_dir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub external: Vec<Multiaddr>,
+    /// Packages to organizations outside our region go through these (federation policy).
+    pub relay_via: Vec<OrgId>,
+    pub gossip_heartbeat: Duration,
+    pub anti_entropy_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("this node's own certificate is not valid: {0}")]
+    OwnCertificate(CertError),
+    #[error(
+        "the identity key does not match the certificate (certificate is for {cert}, key is {key})"
+    )]
+    KeyMismatch { cert: OrgId, key: OrgId },
+    #[error("network: {0}")]
+    Network(String),
+    #[error("no organization in the directory offers this: {0}")]
+    NoRoute(String),
+    #[error("organization {0} is not in the directory")]
+    UnknownOrg(OrgId),
+    #[error("package {0} is not in the inbox")]
+    NotInInbox(PackageId),
+    #[error("package: {0}")]
+    Seal(#[from] seal::SealError),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Where a package should go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Org(OrgId),
+    /// Let routing pick the best match for the package's routing header.
+    Best,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub target: Target,
+    pub routing: RoutingHeader,
+    pub body: Vec<u8>,
+    pub lifetime: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: PackageId,
+    pub recipient: OrgId,
+    pub recipient_name: String,
+    pub next_hop: OrgId,
+    pub route: Option<RouteDecision>,
+}
+
+/// What a node reports as it works; the demo narrates these and tests wait for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    Listening(Multiaddr),
+    PeerCertified {
+        org: OrgId,
+        name: String,
+        level: OrgLevel,
+    },
+    PeerRejected {
+        peer: PeerId,
+        reason: String,
+    },
+    RecordAccepted {
+        org: OrgId,
+        sequence: u64,
+    },
+    RecordRejected {
+        reason: String,
+    },
+    PackageQueued {
+        id: PackageId,
+        next_hop: OrgId,
+    },
+    PackageInCustody {
+        id: PackageId,
+        relay: OrgId,
+    },
+    PackageDelivered {
+        id: PackageId,
+        recipient: OrgId,
+    },
+    PackageReceived {
+        id: PackageId,
+        sender: OrgId,
+        bytes: usize,
+    },
+    Relaying {
+        id: PackageId,
+        recipient: OrgId,
+    },
+    DeliveryRetry {
+        id: PackageId,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub org: OrgId,
+    pub name: String,
+    pub level: OrgLevel,
+    pub region: RegionCode,
+    pub listen: Vec<Multiaddr>,
+    pub peers: Vec<OrgId>,
+    pub directory_size: usize,
+    pub directory_digest: [u8; 32],
+    pub outbox: usize,
+    pub inbox: usize,
+}
+
+enum Command {
+    Send(SendRequest, oneshot::Sender<Result<Sent, NodeError>>),
+    Open(
+        PackageId,
+        oneshot::Sender<Result<(EnvelopeHeader, Vec<u8>), NodeError>>,
+    ),
+    Status(oneshot::Sender<Status>),
+    Outbox(oneshot::Sender<Result<Vec<OutboxEntry>, NodeError>>),
+    Records(oneshot::Sender<Vec<SignedRecord>>),
+    Dial(Multiaddr),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running node, driven from other tasks.
+pub struct NodeHandle {
+    org: OrgId,
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeHandle {
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Seals and queues a package. Returns once it is durably in the outbox.
+    pub async fn send(&self, request: SendRequest) -> Result<Sent, NodeError> {
+        self.ask(|tx| Command::Send(request, tx)).await?
+    }
+
+    /// Opens a received package.
+    pub async fn open(&self, id: PackageId) -> Result<(EnvelopeHeader, Vec<u8>), NodeError> {
+        self.ask(|tx| Command::Open(id, tx)).await?
+    }
+
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>, NodeError> {
+        self.ask(Command::Outbox).await?
+    }
+
+    pub async fn records(&self) -> Result<Vec<SignedRecord>, NodeError> {
+        self.ask(Command::Records).await
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::Dial(addr))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Stops the node and waits until its database is closed.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+
+    /// Stops the node abruptly, as a crash would: no goodbye, nothing flushed
+    /// beyond what was already durable.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// What an outbound request was for.
+enum Pending {
+    Hello,
+    SyncOffer,
+    Push,
+    Want,
+    Deliver(PackageId),
+    Receipt,
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    store: Store,
+    directory: Directory,
+    trust: Trust,
+    identity: IdentityKey,
+    sealing: SealingKey,
+    chain: CertChain,
+    me: VerifiedOrg,
+    profile: Profile,
+    sequence: u64,
+    record_dirty: bool,
+    external: Vec<Multiaddr>,
+    listen_addrs: Vec<Multiaddr>,
+    relay_via: Vec<OrgId>,
+    certified: HashMap<PeerId, OrgId>,
+    hello_sent: HashSet<PeerId>,
+    pending: HashMap<request_response::OutboundRequestId, (PeerId, Pending)>,
+    in_flight: HashSet<PackageId>,
+    receipts_for_senders: Vec<Signed<Receipt>>,
+    events: broadcast::Sender<NodeEvent>,
+    directory_topic: gossipsub::IdentTopic,
+    revocation_topic: gossipsub::IdentTopic,
+}
+
+/// Starts a node; it runs until shut down.
+pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
+    let now = now();
+    let mut trust = Trust::new(setup.roots.iter().copied());
+    let store = Store::open(&setup.data_dir.join("db"))?;
+    for notice in setup.revocations.iter().chain(store.revocations()?.iter()) {
+        let _ = trust.apply_revocations(notice, now);
+    }
+    let me = trust
+        .verify_chain(&setup.chain, now)
+        .map_err(NodeError::OwnCertificate)?;
+    if me.cert.org != setup.identity.org_id() {
+        return Err(NodeError::KeyMismatch {
+            cert: me.cert.org,
+            key: setup.identity.org_id(),
+        });
+    }
+    let mut directory = Directory::new();
+    for result in directory.insert_many(store.records()?, &trust, now) {
+        if let Err(e) = result {
+            tracing::warn!("dropping stored record: {e}");
+        }
+    }
+    let keypair = setup.identity.to_libp2p();
+    let heartbeat = setup.gossip_heartbeat;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NodeError::Network(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| {
+            Behaviour::new(key, heartbeat).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .map_err(|e| NodeError::Network(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    for addr in &setup.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+    }
+    for addr in &setup.external {
+        swarm.add_external_address(addr.clone());
+    }
+    let directory_topic = gossipsub::IdentTopic::new(DIRECTORY_TOPIC);
+    let revocation_topic = gossipsub::IdentTopic::new(REVOCATION_TOPIC);
+    for t in [&directory_topic, &revocation_topic] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(t)
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+    }
+    for addr in &setup.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!("cannot dial bootstrap peer {addr}: {e}");
+        }
+    }
+    let sequence = store.meta_u64("sequence")?.unwrap_or(0);
+    let org = me.cert.org;
+    let peer_id = *swarm.local_peer_id();
+    let (events, _) = broadcast::channel(1024);
+    let (commands, command_rx) = mpsc::channel(64);
+    let mut node = Node {
+        swarm,
+        store,
+        directory,
+        trust,
+        identity: setup.identity,
+        sealing: setup.sealing,
+        chain: setup.chain,
+        me,
+        profile: setup.profile,
+        sequence,
+        record_dirty: true,
+        external: setup.external,
+        listen_addrs: Vec::new(),
+        relay_via: setup.relay_via,
+        certified: HashMap::new(),
+        hello_sent: HashSet::new(),
+        pending: HashMap::new(),
+        in_flight: HashSet::new(),
+        receipts_for_senders: Vec::new(),
+        events: events.clone(),
+        directory_topic,
+        revocation_topic,
+    };
+    node.publish_record()?;
+    let anti_entropy_every = setup.anti_entropy_every;
+    let task = tokio::spawn(async move { node.run(command_rx, anti_entropy_every).await });
+    Ok(NodeHandle {
+        org,
+        peer_id,
+        commands,
+        events,
+        task,
+    })
+}
+
+impl Node {
+    fn emit(&self, event: NodeEvent) {
+        tracing::debug!(?event);
+        let _ = self.events.send(event);
+    }
+
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>, anti_entropy_every: Duration) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut anti_entropy = tokio::time::interval(anti_entropy_every);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        let _ = self.store.flush();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick(),
+                _ = anti_entropy.tick() => self.sync_with_random_peer(),
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if self.record_dirty
+            && let Err(e) = self.publish_record()
+        {
+            tracing::error!("cannot publish own record: {e}");
+        }
+        if let Err(e) = self.deliver_due() {
+            tracing::error!("outbox: {e}");
+        }
+    }
+
+    /// Signs and publishes this organization's record with the next sequence number.
+    fn publish_record(&mut self) -> Result<(), NodeError> {
+        self.record_dirty = false;
+        self.sequence += 1;
+        self.store.set_meta_u64("sequence", self.sequence)?;
+        let mut addresses: Vec<Multiaddr> = self.external.clone();
+        addresses.extend(
+            self.listen_addrs
+                .iter()
+                .filter(|a| !is_unspecified(a))
+                .cloned(),
+        );
+        addresses.truncate(konsilium_protocol::limits::MAX_ADDRESSES);
+        let record = DirectoryRecord {
+            chain: self.chain.clone(),
+            sealing_key: self.sealing.public(),
+            consultants: self.profile.consultants.clone(),
+            services: self.profile.services.clone(),
+            calendar: self.profile.calendar.clone(),
+            deadlines: self.profile.deadlines,
+            slots: Vec::new(),
+            addresses,
+            sequence: self.sequence,
+            issued_at: now(),
+        };
+        let signed = Signed::sign(&self.identity, &record);
+        match self.directory.insert(signed.clone(), &self.trust, now()) {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(NodeError::OwnCertificate(CertError::Field(
+                    konsilium_protocol::limits::FieldError::Invalid {
+                        field: "own directory record",
+                        reason: e.to_string(),
+                    },
+                )));
+            }
+        }
+        self.store.put_record(&self.me.cert.org, &signed)?;
+        self.store.flush()?;
+        if let Ok(frame) = wire::encode(&signed) {
+            // No peers yet is fine: anti-entropy on connect carries it.
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.directory_topic.clone(), frame);
+        }
+        Ok(())
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            chain: self.chain.clone(),
+            record: self
+                .directory
+                .get(&self.me.cert.org)
+                .map(|e| e.signed().clone()),
+            revocations: self.trust.revocation_notices().cloned().collect(),
+            time: now(),
+        }
+    }
+
+    fn request(&mut self, peer: PeerId, request: Request, what: Pending) {
+        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+        self.pending.insert(id, (peer, what));
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                self.listen_addrs.push(address.clone());
+                self.record_dirty = true;
+                self.emit(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if endpoint.is_dialer() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                if !self.certified.contains_key(&peer_id) && self.hello_sent.insert(peer_id) {
+                    let hello = self.hello();
+                    self.request(peer_id, Request::Hello(Box::new(hello)), Pending::Hello);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.certified.remove(&peer_id);
+                self.hello_sent.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    if !is_unspecified(&addr) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { .. }))
+            | SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. })) => {}
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks a peer's certificate (and record, and revocations) from its Hello.
+    fn admit(&mut self, peer: PeerId, hello: Hello) -> Result<OrgId, String> {
+        let now = now();
+        for notice in &hello.revocations {
+            self.adopt_revocation(notice, now);
+        }
+        let verified = self
+            .trust
+            .verify_chain(&hello.chain, now)
+            .map_err(|e| e.to_string())?;
+        let claimed = OrgId::from_peer_id(&peer).map_err(|e| e.to_string())?;
+        if verified.cert.org != claimed {
+            return Err(format!(
+                "certificate is for {}, but the connection is from {claimed}",
+                verified.cert.org
+            ));
+        }
+        if let Some(record) = hello.record {
+            // A bad record is reported by `accept_record`; the certificate alone admits the peer.
+            let _ = self.accept_record(record);
+        }
+        self.certified.insert(peer, claimed);
+        self.emit(NodeEvent::PeerCertified {
+            org: claimed,
+            name: verified.cert.name,
+            level: verified.cert.level,
+        });
+        // Whatever waited for this peer can go now.
+        if let Ok(entries) = self.store.outbox() {
+            for mut e in entries.into_iter().filter(|e| e.next_hop == claimed) {
+                e.next_attempt = now;
+                let _ = self.store.put_outbox(&e);
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn reject(&mut self, peer: PeerId, reason: String) {
+        tracing::warn!(%peer, "peer refused: {reason}");
+        self.emit(NodeEvent::PeerRejected { peer, reason });
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn adopt_revocation(&mut self, notice: &RevocationNotice, now: Timestamp) -> bool {
+        match self.trust.apply_revocations(notice, now) {
+            Ok(issuer) => {
+                let _ = self.store.put_revocation(issuer.as_bytes(), notice);
+                for (org, why) in self.directory.retain_valid(&self.trust, now) {
+                    tracing::warn!(%org, "record dropped: {why}");
+                    let _ = self.store.remove_record(&org);
+                    let peers: Vec<PeerId> = self
+                        .certified
+                        .iter()
+                        .filter(|(_, o)| **o == org)
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for p in peers {
+                        self.certified.remove(&p);
+                        self.reject(p, why.to_string());
+                    }
+                }
+                let _ = self.store.flush();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Validates and stores a record; returns whether it changed the directory.
+    fn accept_record(&mut self, record: SignedRecord) -> Result<bool, RecordError> {
+        let merged = self.directory.insert(record.clone(), &self.trust, now());
+        match merged {
+            Ok(Merge::Added | Merge::Replaced { .. }) => {
+                let entry = self.directory.get(
+                    &record
+                        .decode_unverified()?
+                        .chain
+                        .org
+                        .decode_unverified()?
+                        .org,
+                );
+                if let Some(entry) = entry {
+                    let (org, seq) = (entry.org(), entry.record().sequence);
+                    for addr in &entry.record().addresses {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&org.to_peer_id(), addr.clone());
+                    }
+                    let _ = self.store.put_record(&org, &record);
+                    self.emit(NodeEvent::RecordAccepted { org, sequence: seq });
+                }
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) => {
+                self.emit(NodeEvent::RecordRejected {
+                    reason: e.to_string(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        let acceptance = if !self.certified.contains_key(&source) {
+            gossipsub::MessageAcceptance::Reject
+        } else if message.topic == self.directory_topic.hash() {
+            match wire::decode::<SignedRecord>(&message.data) {
+                Ok(record) => match self.accept_record(record) {
+                    Ok(true) => gossipsub::MessageAcceptance::Accept,
+                    Ok(false) => gossipsub::MessageAcceptance::Ignore,
+                    Err(_) => gossipsub::MessageAcceptance::Reject,
+                },
+                Err(_) => gossipsub::MessageAcceptance::Reject,
+            }
+        } else if message.topic == self.revocation_topic.hash() {
+            match wire::decode::<RevocationNotice>(&message.data) {
+                Ok(notice) if self.adopt_revocation(&notice, now()) => {
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Ok(_) => gossipsub::MessageAcceptance::Ignore,
+                Err(_) => gossipsub::MessageAcceptance::Reject,
+            }
+        } else {
+            gossipsub::MessageAcceptance::Reject
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    fn sync_with(&mut self, peer: PeerId) {
+        let offer = self.directory.sync_offer();
+        self.request(peer, Request::SyncOffer(offer), Pending::SyncOffer);
+    }
+
+    fn sync_with_random_peer(&mut self) {
+        let peers: Vec<PeerId> = self.certified.keys().copied().collect();
+        if !peers.is_empty() {
+            let pick = u64::from_le_bytes(random_bytes()) as usize % peers.len();
+            self.sync_with(peers[pick]);
+        }
+    }
+
+    fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = self.answer(peer, request);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response);
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((_, what)) = self.pending.remove(&request_id) {
+                    self.on_response(peer, what, response);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some((_, what)) = self.pending.remove(&request_id) {
+                    match what {
+                        Pending::Deliver(id) => {
+                            self.delivery_failed(id, format!("to {peer}: {error}"))
+                        }
+                        Pending::Hello => {
+                            self.hello_sent.remove(&peer);
+                        }
+                        _ => tracing::debug!(%peer, "request failed: {error}"),
+                    }
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound request failed: {error}")
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn answer(&mut self, peer: PeerId, request: Request) -> Response {
+        if let Request::Hello(hello) = request {
+            return match self.admit(peer, *hello) {
+                Ok(_) => Response::Hello(Box::new(self.hello())),
+                Err(reason) => {
+                    let answer = Response::Refused(format!("not admitted: {reason}"));
+                    self.reject(peer, reason);
+                    answer
+                }
+            };
+        }
+        let Some(&from) = self.certified.get(&peer) else {
+            return Response::Refused("present a federation certificate first (Hello)".into());
+        };
+        match request {
+            Request::Hello(_) => unreachable!("handled above"),
+            Request::SyncOffer(offer) => match self.directory.differing_buckets(&offer) {
+                Ok(buckets) => {
+                    let summaries = self.directory.summaries(&buckets);
+                    Response::Summaries(SyncSummaries { buckets, summaries })
+                }
+                Err(e) => Response::Refused(e.to_string()),
+            },
+            Request::PushRecords(batch) => {
+                for record in batch.records {
+                    let _ = self.accept_record(record);
+                }
+                let _ = self.store.flush();
+                Response::Done
+            }
+            Request::WantRecords(want) => {
+                let records = want
+                    .orgs
+                    .iter()
+                    .filter_map(|o| self.directory.get(o))
+                    .map(|e| e.signed().clone())
+                    .collect();
+                Response::Records(RecordBatch { records })
+            }
+            Request::Deliver(package) => self.receive_package(from, package),
+            Request::Receipt(receipt) => {
+                self.on_receipt(receipt);
+                Response::Done
+            }
+            Request::Revocations(notices) => {
+                for n in &notices {
+                    self.adopt_revocation(n, now());
+                }
+                Response::Done
+            }
+        }
+    }
+
+    fn on_response(&mut self, peer: PeerId, what: Pending, response: Response) {
+        match (what, response) {
+            (Pending::Hello, Response::Hello(hello)) => match self.admit(peer, *hello) {
+                // The peer has admitted us too: compare directories.
+                Ok(_) => self.sync_with(peer),
+                Err(reason) => self.reject(peer, reason),
+            },
+            (Pending::Hello, Response::Refused(reason)) => {
+                tracing::warn!(%peer, "the peer refused us: {reason}");
+                self.emit(NodeEvent::PeerRejected {
+                    peer,
+                    reason: format!("refused us: {reason}"),
+                });
+            }
+            (Pending::SyncOffer, Response::Summaries(s)) => {
+                let plan = self.directory.reconcile(&s.buckets, &s.summaries);
+                if !plan.send.is_empty() {
+                    self.request(
+                        peer,
+                        Request::PushRecords(RecordBatch { records: plan.send }),
+                        Pending::Push,
+                    );
+                }
+                if !plan.want.is_empty() {
+                    self.request(
+                        peer,
+                        Request::WantRecords(RecordRequest { orgs: plan.want }),
+                        Pending::Want,
+                    );
+                }
+            }
+            (Pending::Want, Response::Records(batch)) => {
+                for record in batch.records {
+                    let _ = self.accept_record(record);
+                }
+                let _ = self.store.flush();
+            }
+            (Pending::Deliver(id), Response::Receipt(receipt)) => {
+                self.in_flight.remove(&id);
+                self.on_receipt(receipt);
+            }
+            (Pending::Deliver(id), Response::Custody) => {
+                self.in_flight.remove(&id);
+                self.on_custody(id, peer);
+            }
+            (Pending::Deliver(id), Response::Refused(reason)) => self.delivery_failed(id, reason),
+            (Pending::Push | Pending::Receipt, _) => {}
+            (_, other) => tracing::debug!(%peer, "unexpected response {other:?}"),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send(request, reply) => {
+                let result = self.queue_package(request);
+                let _ = reply.send(result);
+                let _ = self.deliver_due();
+            }
+            Command::Open(id, reply) => {
+                let _ = reply.send(self.open_package(id));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Outbox(reply) => {
+                let _ = reply.send(self.store.outbox().map_err(NodeError::from));
+            }
+            Command::Records(reply) => {
+                let _ = reply.send(
+                    self.directory
+                        .entries()
+                        .map(|e| e.signed().clone())
+                        .collect(),
+                );
+            }
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::warn!("cannot dial {addr}: {e}");
+                }
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            org: self.me.cert.org,
+            name: self.me.cert.name.clone(),
+            level: self.me.cert.level,
+            region: self.me.cert.region.clone(),
+            listen: self.listen_addrs.clone(),
+            peers: self
+                .certified
+                .values()
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            directory_size: self.directory.len(),
+            directory_digest: self.directory.digest(),
+            outbox: self.store.outbox_len(),
+            inbox: self.store.inbox_len(),
+        }
+    }
+
+    /// Where a package for `recipient` goes first: straight there, or through
+    /// the configured regional relay when the recipient is in another region.
+    fn next_hop(&self, recipient: OrgId) -> OrgId {
+        let other_region = self
+            .directory
+            .get(&recipient)
+            .is_some_and(|e| e.region() != &self.me.cert.region);
+        match self.relay_via.first() {
+            Some(relay) if other_region && *relay != self.me.cert.org && *relay != recipient => {
+                *relay
+            }
+            _ => recipient,
+        }
+    }
+
+    fn queue_package(&mut self, request: SendRequest) -> Result<Sent, NodeError> {
+        let now = now();
+        let (recipient, route) = match request.target {
+            Target::Org(org) => (org, None),
+            Target::Best => {
+                let req = RouteRequest {
+                    specialty: request.routing.specialty,
+                    min_level: request.routing.min_level,
+                    urgency: request.routing.urgency,
+                    region: request
+                        .routing
+                        .region
+                        .clone()
+                        .or_else(|| Some(self.me.cert.region.clone())),
+                    exclude: [self.me.cert.org].into(),
+                };
+                let decision = route::rank(&self.directory, &req, now);
+                let best = decision.best().ok_or_else(|| {
+                    NodeError::NoRoute(format!(
+                        "{} at level >= {} for {}",
+                        req.specialty, req.min_level, req.urgency
+                    ))
+                })?;
+                (best.org, Some(decision))
+            }
+        };
+        let entry = self
+            .directory
+            .get(&recipient)
+            .ok_or(NodeError::UnknownOrg(recipient))?;
+        let recipient_name = entry.name().to_owned();
+        let header = EnvelopeHeader {
+            version: PACKAGE_VERSION,
+            id: PackageId(random_bytes()),
+            sender: self.me.cert.org,
+            recipient,
+            routing: request.routing,
+            created: now,
+            expires: now.saturating_add(request.lifetime.min(seal::MAX_LIFETIME)),
+        };
+        let package = seal::seal(
+            header,
+            &self.sealing,
+            &entry.record().sealing_key,
+            random_bytes(),
+            &request.body,
+        )?;
+        let next_hop = self.next_hop(recipient);
+        let id = package.header.id;
+        self.store.put_outbox(&OutboxEntry {
+            package,
+            origin: Origin::Local,
+            next_hop,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+            custody: None,
+            queued_at: now,
+        })?;
+        self.store.flush()?;
+        self.emit(NodeEvent::PackageQueued { id, next_hop });
+        Ok(Sent {
+            id,
+            recipient,
+            recipient_name,
+            next_hop,
+            route,
+        })
+    }
+
+    /// Sends every due outbox entry whose next hop is connected; dials the others.
+    fn deliver_due(&mut self) -> Result<(), NodeError> {
+        let now = now();
+        for mut entry in self.store.outbox()? {
+            let id = entry.package.header.id;
+            if entry.next_attempt > now || self.in_flight.contains(&id) {
+                continue;
+            }
+            if entry.package.header.expires <= now {
+                tracing::warn!(%id, "package expired undelivered");
+                self.store.remove_outbox(&id)?;
+                continue;
+            }
+            let peer = entry.next_hop.to_peer_id();
+            if self.certified.contains_key(&peer) {
+                self.in_flight.insert(id);
+                self.request(
+                    peer,
+                    Request::Deliver(entry.package.clone()),
+                    Pending::Deliver(id),
+                );
+            } else {
+                let addrs = self
+                    .directory
+                    .get(&entry.next_hop)
+                    .map(|e| e.record().addresses.clone())
+                    .unwrap_or_default();
+                let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+                if !self.swarm.is_connected(&peer)
+                    && let Err(e) = self.swarm.dial(opts)
+                {
+                    entry.last_error = Some(format!("cannot dial {}: {e}", entry.next_hop));
+                }
+                entry.attempts += 1;
+                entry.next_attempt =
+                    delivery::next_attempt(now, entry.attempts, u64::from_le_bytes(random_bytes()));
+                self.store.put_outbox(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delivery_failed(&mut self, id: PackageId, error: String) {
+        self.in_flight.remove(&id);
+        if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
+            entry.attempts += 1;
+            entry.next_attempt =
+                delivery::next_attempt(now(), entry.attempts, u64::from_le_bytes(random_bytes()));
+            entry.last_error = Some(error.clone());
+            let _ = self.store.put_outbox(&entry);
+        }
+        self.emit(NodeEvent::DeliveryRetry { id, error });
+    }
+
+    fn on_custody(&mut self, id: PackageId, peer: PeerId) {
+        let Ok(Some(mut entry)) = self.store.outbox_entry(&id) else {
+            return;
+        };
+        let Some(&relay) = self.certified.get(&peer) else {
+            return;
+        };
+        match entry.origin {
+            // Our own package: keep it until the recipient's receipt, but the
+            // relay holds it durably, so check back rarely.
+            Origin::Local => {
+                entry.custody = Some(relay);
+                entry.next_attempt = now().saturating_add(delivery::RETRY_MAX);
+                let _ = self.store.put_outbox(&entry);
+            }
+            Origin::Relay => {
+                let _ = self.store.remove_outbox(&id);
+            }
+        }
+        let _ = self.store.flush();
+        self.emit(NodeEvent::PackageInCustody { id, relay });
+    }
+
+    /// A receipt for a package we sent, or relayed.
+    fn on_receipt(&mut self, receipt: Signed<Receipt>) {
+        let Ok(body) = receipt.decode_unverified() else {
+            return;
+        };
+        let Ok(Some(entry)) = self.store.outbox_entry(&body.package) else {
+            return;
+        };
+        if let Err(e) = delivery::check_receipt(&receipt, &entry.package) {
+            tracing::warn!(id = %body.package, "bad receipt: {e}");
+            return;
+        }
+        let id = body.package;
+        let _ = self.store.remove_outbox(&id);
+        match entry.origin {
+            Origin::Local => {
+                let _ = self.store.put_sent(
+                    &id,
+                    &SentEntry {
+                        recipient: body.recipient,
+                        receipt,
+                        attempts: entry.attempts,
+                    },
+                );
+                let _ = self.store.flush();
+                self.emit(NodeEvent::PackageDelivered {
+                    id,
+                    recipient: body.recipient,
+                });
+            }
+            Origin::Relay => {
+                let _ = self.store.flush();
+                self.forward_receipt(receipt, body.sender);
+            }
+        }
+    }
+
+    fn forward_receipt(&mut self, receipt: Signed<Receipt>, sender: OrgId) {
+        let peer = sender.to_peer_id();
+        if self.certified.contains_key(&peer) {
+            self.request(peer, Request::Receipt(receipt), Pending::Receipt);
+        } else {
+            self.receipts_for_senders.push(receipt);
+            let _ = self.swarm.dial(peer);
+        }
+    }
+
+    fn receive_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
+        let now = now();
+        if let Err(e) = package.header.check(now) {
+            return Response::Refused(e.to_string());
+        }
+        let id = package.header.id;
+        if package.header.recipient != self.me.cert.org {
+            // Store and forward: we see only the header.
+            if let Ok(Some(_)) = self.store.outbox_entry(&id) {
+                return Response::Custody;
+            }
+            let recipient = package.header.recipient;
+            let entry = OutboxEntry {
+                package,
+                origin: Origin::Relay,
+                next_hop: recipient,
+                attempts: 0,
+                next_attempt: now,
+                last_error: None,
+                custody: None,
+                queued_at: now,
+            };
+            if let Err(e) = self
+                .store
+                .put_outbox(&entry)
+                .and_then(|_| self.store.flush())
+            {
+                return Response::Refused(format!("relay cannot store the package: {e}"));
+            }
+            self.emit(NodeEvent::Relaying { id, recipient });
+            let _ = from;
+            return Response::Custody;
+        }
+        match self.store.is_seen(&id) {
+            Ok(true) => {
+                // A retry after a lost receipt: answer with the same receipt.
+                return match self.store.inbox_entry(&id) {
+                    Ok(Some(held)) if held.package.body == package.body => {
+                        Response::Receipt(held.receipt)
+                    }
+                    _ => Response::Refused(seal::SealError::Replay(id).to_string()),
+                };
+            }
+            Ok(false) => {}
+            Err(e) => return Response::Refused(format!("recipient store: {e}")),
+        }
+        // Open it once to prove it is intact and really from its sender
+        // before promising anything; it is stored sealed.
+        if let Err(e) = seal::open(
+            &package,
+            self.me.cert.org,
+            &self.sealing,
+            &self.directory,
+            now,
+            |_| false,
+        ) {
+            return Response::Refused(e.to_string());
+        }
+        let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
+        let bytes = package.body.len();
+        let sender = package.header.sender;
+        let stored = self
+            .store
+            .put_inbox(&InboxEntry {
+                package: package.clone(),
+                receipt: receipt.clone(),
+                received_at: now,
+            })
+            .and_then(|_| self.store.mark_seen(&id, package.header.expires))
+            .and_then(|_| self.store.flush());
+        if let Err(e) = stored {
+            return Response::Refused(format!("recipient cannot store the package: {e}"));
+        }
+        self.emit(NodeEvent::PackageReceived { id, sender, bytes });
+        Response::Receipt(receipt)
+    }
+
+    fn open_package(&self, id: PackageId) -> Result<(EnvelopeHeader, Vec<u8>), NodeError> {
+        let entry = self
+            .store
+            .inbox_entry(&id)?
+            .ok_or(NodeError::NotInInbox(id))?;
+        let header = entry.package.header;
+        let sender = self
+            .directory
+            .get(&header.sender)
+            .ok_or(NodeError::UnknownOrg(header.sender))?;
+        let mut body = Vec::new();
+        seal::open_body(
+            &header,
+            &self.sealing,
+            &sender.sealing_keys(),
+            &entry.package.body,
+            &mut body,
+        )?;
+        Ok((header, body))
+    }
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: ConnectionId) {}

@@ -1,0 +1,290 @@
+//! Durable state in sled: directory records, revocations, outbox, inbox,
+//! relay custody and seen package ids.
+//!
+//! sled writes are durable only after `flush`, so every operation that the
+//! network or a user is told about (an id returned by `send`, a receipt, a
+//! custody acknowledgement) flushes first.
+
+use konsilium_protocol::cert::RevocationNotice;
+use konsilium_protocol::delivery::Receipt;
+use konsilium_protocol::directory::SignedRecord;
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::seal::{PackageId, SealedPackage};
+use konsilium_protocol::signed::Signed;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::wire::{self, WireError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored {what} is corrupt: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("stored {what}: {source}")]
+    Wire {
+        what: &'static str,
+        source: WireError,
+    },
+}
+
+/// Why a package sits in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// Sent by this organization; done when the recipient's receipt arrives.
+    Local,
+    /// Held for another organization as an intermediate hop; done when the
+    /// next hop takes it (receipt or custody).
+    Relay,
+}
+
+/// A package waiting to be delivered, and what happened so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub package: SealedPackage,
+    pub origin: Origin,
+    /// Where the package goes next: the recipient, or a relay.
+    pub next_hop: OrgId,
+    pub attempts: u32,
+    pub next_attempt: Timestamp,
+    pub last_error: Option<String>,
+    /// A relay that holds the package durably for us.
+    pub custody: Option<OrgId>,
+    pub queued_at: Timestamp,
+}
+
+/// A package delivered to this organization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxEntry {
+    pub package: SealedPackage,
+    pub receipt: Signed<Receipt>,
+    pub received_at: Timestamp,
+}
+
+/// A package this organization sent that was delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentEntry {
+    pub recipient: OrgId,
+    pub receipt: Signed<Receipt>,
+    pub attempts: u32,
+}
+
+pub struct Store {
+    db: sled::Db,
+    records: sled::Tree,
+    revocations: sled::Tree,
+    outbox: sled::Tree,
+    inbox: sled::Tree,
+    sent: sled::Tree,
+    seen: sled::Tree,
+    meta: sled::Tree,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("encoding into a Vec cannot fail")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Self {
+            records: db.open_tree("records")?,
+            revocations: db.open_tree("revocations")?,
+            outbox: db.open_tree("outbox")?,
+            inbox: db.open_tree("inbox")?,
+            sent: db.open_tree("sent")?,
+            seen: db.open_tree("seen")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn put_record(&self, org: &OrgId, record: &SignedRecord) -> Result<(), StoreError> {
+        let frame = wire::encode(record).map_err(|source| StoreError::Wire {
+            what: "record",
+            source,
+        })?;
+        self.records.insert(org.as_bytes(), frame)?;
+        Ok(())
+    }
+
+    pub fn remove_record(&self, org: &OrgId) -> Result<(), StoreError> {
+        self.records.remove(org.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn records(&self) -> Result<Vec<SignedRecord>, StoreError> {
+        self.records
+            .iter()
+            .values()
+            .map(|v| {
+                wire::decode(&v?).map_err(|source| StoreError::Wire {
+                    what: "record",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    pub fn put_revocation(
+        &self,
+        issuer: &[u8; 32],
+        notice: &RevocationNotice,
+    ) -> Result<(), StoreError> {
+        let frame = wire::encode(notice).map_err(|source| StoreError::Wire {
+            what: "revocation list",
+            source,
+        })?;
+        self.revocations.insert(issuer, frame)?;
+        Ok(())
+    }
+
+    pub fn revocations(&self) -> Result<Vec<RevocationNotice>, StoreError> {
+        self.revocations
+            .iter()
+            .values()
+            .map(|v| {
+                wire::decode(&v?).map_err(|source| StoreError::Wire {
+                    what: "revocation list",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    pub fn put_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.outbox
+            .insert(entry.package.header.id.0, encode(entry))?;
+        Ok(())
+    }
+
+    pub fn outbox_entry(&self, id: &PackageId) -> Result<Option<OutboxEntry>, StoreError> {
+        self.outbox
+            .get(id.0)?
+            .map(|v| decode("outbox entry", &v))
+            .transpose()
+    }
+
+    pub fn remove_outbox(&self, id: &PackageId) -> Result<(), StoreError> {
+        self.outbox.remove(id.0)?;
+        Ok(())
+    }
+
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox
+            .iter()
+            .values()
+            .map(|v| decode("outbox entry", &v?))
+            .collect()
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    pub fn put_inbox(&self, entry: &InboxEntry) -> Result<(), StoreError> {
+        self.inbox
+            .insert(entry.package.header.id.0, encode(entry))?;
+        Ok(())
+    }
+
+    pub fn inbox_entry(&self, id: &PackageId) -> Result<Option<InboxEntry>, StoreError> {
+        self.inbox
+            .get(id.0)?
+            .map(|v| decode("inbox entry", &v))
+            .transpose()
+    }
+
+    pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        self.inbox
+            .iter()
+            .values()
+            .map(|v| decode("inbox entry", &v?))
+            .collect()
+    }
+
+    pub fn inbox_len(&self) -> usize {
+        self.inbox.len()
+    }
+
+    pub fn put_sent(&self, id: &PackageId, entry: &SentEntry) -> Result<(), StoreError> {
+        self.sent.insert(id.0, encode(entry))?;
+        Ok(())
+    }
+
+    pub fn sent_entry(&self, id: &PackageId) -> Result<Option<SentEntry>, StoreError> {
+        self.sent
+            .get(id.0)?
+            .map(|v| decode("sent entry", &v))
+            .transpose()
+    }
+
+    /// Remembers a package id until it expires (replay protection).
+    pub fn mark_seen(&self, id: &PackageId, expires: Timestamp) -> Result<(), StoreError> {
+        self.seen
+            .insert(id.0, &expires.unix_millis().to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn is_seen(&self, id: &PackageId) -> Result<bool, StoreError> {
+        Ok(self.seen.contains_key(id.0)?)
+    }
+
+    /// Forgets ids whose packages have expired: they can no longer be opened anyway.
+    pub fn prune_seen(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for item in self.seen.iter() {
+            let (k, v) = item?;
+            let expires =
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "seen id",
+                    reason: "expiry is not 8 bytes".into(),
+                })?);
+            if expires <= now.unix_millis() {
+                self.seen.remove(k)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.meta
+            .get(key)?
+            .map(|v| {
+                v.as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt {
+                        what: "meta",
+                        reason: key.into(),
+                    })
+            })
+            .transpose()
+    }
+
+    pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.meta.insert(key, &value.to_be_bytes())?;
+        Ok(())
+    }
+}
