@@ -2,5 +2,8 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod config;
+pub mod federation;
+pub mod keys;
 pub mod node;
 pub mod store;

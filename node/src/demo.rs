@@ -1,0 +1,303 @@
+//! `konsilium demo`: a small federation on loopback running a real
+//! consultation package end to end, narrated step by step.
+
+use anyhow::{Context, Result, bail};
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
+use konsilium_node::node::{self, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::seal::RoutingHeader;
+use konsilium_protocol::specialty::{Lang, Specialty};
+use konsilium_protocol::urgency::Urgency;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct DemoOptions {
+    pub attachment_mb: usize,
+    pub keep: bool,
+}
+
+fn short(org: &OrgId) -> String {
+    let s = org.to_string();
+    format!("{}…{}", &s[..8], &s[s.len() - 4..])
+}
+
+async fn wait_for<T>(
+    rx: &mut broadcast::Receiver<NodeEvent>,
+    what: &str,
+    mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .with_context(|| format!("timed out waiting for {what}"))?;
+        match event {
+            Ok(e) => {
+                if let Some(t) = pick(&e) {
+                    return Ok(t);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(e) => bail!("node stopped while waiting for {what}: {e}"),
+        }
+    }
+}
+
+async fn listen_addr(node: &NodeHandle) -> Result<Multiaddr> {
+    for _ in 0..100 {
+        let status = node.status().await?;
+        if let Some(addr) = status.listen.first() {
+            return Ok(addr.clone().with(Protocol::P2p(node.peer_id())));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("node {} did not start listening", short(&node.org()))
+}
+
+pub async fn run(options: DemoOptions) -> Result<()> {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("konsilium-demo-")
+        .tempdir()?;
+    println!(
+        "Konsilium demo: three hospitals on loopback, data under {}\n",
+        tmp.path().display()
+    );
+
+    let mut federation = LocalFederation::new(tmp.path(), node::now());
+    println!("[1] federation authorities");
+    println!("    root authority            {}", federation.root().key());
+    let spec = |name: &str, level, region: &str, specialties: &[Specialty]| OrgSpec {
+        name: name.into(),
+        level,
+        region: region.into(),
+        specialties: specialties.to_vec(),
+    };
+    let federal = federation.enrol(spec(
+        "National Medical Research Center of Oncology",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Oncology, Specialty::Radiology],
+    ));
+    let regional = federation.enrol(spec(
+        "Vologda Regional Clinical Hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Oncology, Specialty::Cardiology],
+    ));
+    let district = federation.enrol(spec(
+        "Sokol Central District Hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[Specialty::Pediatrics],
+    ));
+    println!("    regional authority RU-VLG certified by the root (may certify levels 1-2)");
+    for m in [&federal, &regional, &district] {
+        println!(
+            "    certified {:<46} level {} ({}), region {}, id {}",
+            m.spec.name,
+            m.spec.level.number(),
+            m.spec.level,
+            m.spec.region,
+            short(&m.org_id())
+        );
+    }
+
+    println!("\n[2] starting nodes (real libp2p over TCP, Noise, Yamux; real sled databases)");
+    let regional_node = node::start(regional.setup(vec![], vec![])).await?;
+    let regional_addr = listen_addr(&regional_node).await?;
+    // The district hospital reaches other regions through its regional center (federation policy).
+    let federal_node = node::start(federal.setup(vec![regional_addr.clone()], vec![])).await?;
+    let district_node =
+        node::start(district.setup(vec![regional_addr.clone()], vec![regional.org_id()])).await?;
+    let nodes: Vec<(&Member, &NodeHandle)> = vec![
+        (&federal, &federal_node),
+        (&regional, &regional_node),
+        (&district, &district_node),
+    ];
+    let names: BTreeMap<OrgId, String> = nodes
+        .iter()
+        .map(|(m, _)| (m.org_id(), m.spec.name.clone()))
+        .collect();
+    for (m, n) in &nodes {
+        println!(
+            "    {:<46} listening on {}",
+            m.spec.name,
+            listen_addr(n).await?
+        );
+    }
+
+    println!("\n[3] connections: each side checks the other's certificate chain");
+    let mut district_events = district_node.subscribe();
+    let mut federal_events = federal_node.subscribe();
+    let mut regional_events = regional_node.subscribe();
+    for _ in 0..100 {
+        let statuses = [
+            regional_node.status().await?,
+            district_node.status().await?,
+            federal_node.status().await?,
+        ];
+        if statuses[0].peers.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (m, n) in &nodes {
+        let status = n.status().await?;
+        let peers: Vec<String> = status
+            .peers
+            .iter()
+            .map(|p| names.get(p).cloned().unwrap_or_else(|| short(p)))
+            .collect();
+        println!(
+            "    {:<46} certified peers: {}",
+            m.spec.name,
+            peers.join(", ")
+        );
+    }
+
+    println!(
+        "\n[4] directory: signed records by gossip and anti-entropy until every node holds the same"
+    );
+    let converged = tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            let mut digests = Vec::new();
+            for (_, n) in &nodes {
+                let s = n.status().await?;
+                digests.push((s.directory_size, s.directory_digest));
+            }
+            if digests.iter().all(|d| d.0 == 3 && d.1 == digests[0].1) {
+                return Ok::<_, anyhow::Error>(digests[0].1);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .context("directories did not converge")??;
+    println!("    every node: 3 records, digest {}", hex(&converged[..8]));
+
+    let routing = RoutingHeader {
+        specialty: Specialty::Oncology,
+        min_level: OrgLevel::Federal,
+        urgency: Urgency::Urgent,
+        region: None,
+    };
+    println!(
+        "\n[5] the district hospital's physician asks for {} ({}), level >= {}, {}",
+        routing.specialty,
+        routing.specialty.name(Lang::Ru),
+        routing.min_level,
+        routing.urgency
+    );
+    let attachment: Vec<u8> = (0..options.attachment_mb * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut body = b"Case extract: 54-year-old, suspected recurrence after resection; questions: resectable? adjuvant therapy?\n".to_vec();
+    body.extend_from_slice(&attachment);
+    let sent = district_node
+        .send(SendRequest {
+            target: Target::Best,
+            routing: routing.clone(),
+            body: body.clone(),
+            lifetime: Duration::from_secs(4 * 86_400),
+        })
+        .await?;
+    if let Some(route) = &sent.route {
+        for (i, c) in route.candidates.iter().enumerate() {
+            println!(
+                "    candidate {}: {} (level {}, region {}{})",
+                i + 1,
+                c.name,
+                c.level.number(),
+                c.region,
+                if c.same_region { ", same region" } else { "" }
+            );
+        }
+        for (_, name, why) in &route.skipped {
+            println!("    skipped:     {name}: {why}");
+        }
+    }
+    println!("    chose {}", sent.recipient_name);
+
+    println!(
+        "\n[6] delivery of package {} ({} MB sealed end-to-end to the federal center)",
+        sent.id,
+        body.len() / (1024 * 1024)
+    );
+    println!("    written to the district outbox and flushed before the id was returned");
+    println!(
+        "    next hop: {} (regional relay policy)",
+        names.get(&sent.next_hop).cloned().unwrap_or_default()
+    );
+    let id = sent.id;
+    let relay = wait_for(
+        &mut regional_events,
+        "the regional center to take custody",
+        |e| match e {
+            NodeEvent::Relaying { id: got, recipient } if *got == id => Some(*recipient),
+            _ => None,
+        },
+    )
+    .await?;
+    println!(
+        "    regional center stored the package durably (it sees only the header) and forwards it to {}",
+        names.get(&relay).cloned().unwrap_or_default()
+    );
+    let bytes = wait_for(
+        &mut federal_events,
+        "the federal center to receive it",
+        |e| match e {
+            NodeEvent::PackageReceived { id: got, bytes, .. } if *got == id => Some(*bytes),
+            _ => None,
+        },
+    )
+    .await?;
+    println!(
+        "    federal center received {bytes} sealed bytes, checked the sender, stored them and signed a receipt"
+    );
+    wait_for(
+        &mut district_events,
+        "the receipt at the district hospital",
+        |e| match e {
+            NodeEvent::PackageDelivered { id: got, .. } if *got == id => Some(()),
+            _ => None,
+        },
+    )
+    .await?;
+    println!("    district hospital got the federal center's signed receipt: delivered");
+
+    println!("\n[7] the federal center opens the package");
+    let (header, opened) = federal_node.open(id).await?;
+    if opened != body {
+        bail!("opened package differs from what was sent");
+    }
+    println!(
+        "    {} bytes from {}, content matches (blake3 {})",
+        opened.len(),
+        names.get(&header.sender).cloned().unwrap_or_default(),
+        hex(&blake3::hash(&opened).as_bytes()[..8])
+    );
+
+    for n in [district_node, regional_node, federal_node] {
+        n.shutdown().await;
+    }
+    if options.keep {
+        let kept = tmp.keep();
+        println!("\ndata kept in {}", kept.display());
+    }
+    println!(
+        "\ndemo finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,219 @@
+//! A whole federation on one machine: authorities, certified organizations
+//! and their nodes on loopback. Used by `konsilium demo` and by the
+//! multi-node tests; the nodes are the real thing, only the authority keys
+//! live in memory instead of an authority's offline machine.
+
+use crate::node::{NodeSetup, Profile, random_bytes};
+use konsilium_protocol::calendar::{TimeZoneName, WorkingCalendar};
+use konsilium_protocol::cert::{
+    AuthorityGrant, AuthorityScope, CertChain, Issuer, OrgGrant, OrgLevel, RegionCode, Validity,
+};
+use konsilium_protocol::directory::{Consultant, ConsultantId, Language, Service};
+use konsilium_protocol::identity::{IdentityKey, OrgId, SealingKey};
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::{Deadlines, Urgency};
+use libp2p::Multiaddr;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+/// What one organization is, before its node starts.
+#[derive(Debug, Clone)]
+pub struct OrgSpec {
+    pub name: String,
+    pub level: OrgLevel,
+    pub region: String,
+    pub specialties: Vec<Specialty>,
+}
+
+pub struct LocalFederation {
+    root: Issuer,
+    regions: BTreeMap<RegionCode, Issuer>,
+    dir: PathBuf,
+    serial: u64,
+    now: Timestamp,
+}
+
+/// Seeds for one organization's keys, kept so a test can restart a node
+/// with the same identity.
+#[derive(Clone)]
+pub struct OrgKeys {
+    identity: [u8; 32],
+    sealing: [u8; 32],
+}
+
+impl OrgKeys {
+    pub fn generate() -> Self {
+        Self {
+            identity: random_bytes(),
+            sealing: random_bytes(),
+        }
+    }
+
+    pub fn org_id(&self) -> OrgId {
+        IdentityKey::from_seed(self.identity).org_id()
+    }
+}
+
+/// A certified organization, ready to become a node (again and again).
+#[derive(Clone)]
+pub struct Member {
+    pub spec: OrgSpec,
+    pub keys: OrgKeys,
+    pub chain: CertChain,
+    pub data_dir: PathBuf,
+    pub roots: Vec<konsilium_protocol::identity::AuthorityKey>,
+}
+
+impl Member {
+    pub fn org_id(&self) -> OrgId {
+        self.keys.org_id()
+    }
+
+    /// A node setup listening on an ephemeral loopback port.
+    pub fn setup(&self, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>) -> NodeSetup {
+        NodeSetup {
+            identity: IdentityKey::from_seed(self.keys.identity),
+            sealing: SealingKey::from_seed(self.keys.sealing),
+            chain: self.chain.clone(),
+            roots: self.roots.clone(),
+            revocations: Vec::new(),
+            profile: profile(&self.spec),
+            data_dir: self.data_dir.clone(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+            bootstrap,
+            external: Vec::new(),
+            relay_via,
+            gossip_heartbeat: Duration::from_millis(200),
+            anti_entropy_every: Duration::from_secs(2),
+        }
+    }
+}
+
+fn profile(spec: &OrgSpec) -> Profile {
+    Profile {
+        calendar: WorkingCalendar::weekdays(
+            TimeZoneName::new("Europe/Moscow").expect("bundled zone"),
+        ),
+        deadlines: Deadlines::default(),
+        services: spec
+            .specialties
+            .iter()
+            .map(|&specialty| Service {
+                specialty,
+                urgencies: Urgency::ALL.into(),
+                deadlines: None,
+            })
+            .collect(),
+        consultants: vec![Consultant {
+            id: ConsultantId(1),
+            name: format!("Duty consultant, {}", spec.name),
+            specialties: spec.specialties.iter().copied().collect(),
+            languages: [Language::new("ru").expect("valid tag")].into(),
+        }],
+    }
+}
+
+impl LocalFederation {
+    /// A fresh root authority; data dirs go under `dir`.
+    pub fn new(dir: &Path, now: Timestamp) -> Self {
+        Self {
+            root: Issuer::root(IdentityKey::from_seed(random_bytes())),
+            regions: BTreeMap::new(),
+            dir: dir.to_owned(),
+            serial: 0,
+            now,
+        }
+    }
+
+    pub fn root(&self) -> &Issuer {
+        &self.root
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    fn validity(&self) -> Validity {
+        Validity {
+            from: self.now.saturating_sub(Duration::from_secs(3600)),
+            until: self.now.saturating_add(YEAR),
+        }
+    }
+
+    /// The regional authority for `region`, created on first use (may certify up to level 2).
+    pub fn region(&mut self, region: &RegionCode) -> &Issuer {
+        if !self.regions.contains_key(region) {
+            let serial = self.next_serial();
+            let key = IdentityKey::from_seed(random_bytes());
+            let cert = self
+                .root
+                .certify_authority(AuthorityGrant {
+                    authority: key.authority_key(),
+                    name: format!("{region} regional telemedicine authority"),
+                    scope: AuthorityScope {
+                        region: region.clone(),
+                        max_level: OrgLevel::Regional,
+                    },
+                    validity: self.validity(),
+                    serial,
+                })
+                .expect("root certifies a regional authority");
+            self.regions.insert(
+                region.clone(),
+                Issuer::regional(key, cert).expect("key matches its certificate"),
+            );
+        }
+        &self.regions[region]
+    }
+
+    /// Certifies an organization: federal centers by the root, others by their region.
+    pub fn enrol(&mut self, spec: OrgSpec) -> Member {
+        let keys = OrgKeys::generate();
+        self.enrol_with(spec, keys)
+    }
+
+    pub fn enrol_with(&mut self, spec: OrgSpec, keys: OrgKeys) -> Member {
+        let region = RegionCode::new(spec.region.clone()).expect("valid region code");
+        let serial = self.next_serial();
+        let grant = OrgGrant {
+            org: keys.org_id(),
+            name: spec.name.clone(),
+            level: spec.level,
+            region: region.clone(),
+            sealing_key: SealingKey::from_seed(keys.sealing).public(),
+            validity: self.validity(),
+            serial,
+        };
+        let chain = if spec.level == OrgLevel::Federal {
+            self.root.certify_org(grant)
+        } else {
+            self.region(&region).certify_org(grant)
+        }
+        .expect("grant within the authority's scope");
+        let data_dir = self
+            .dir
+            .join(format!("org-{}", &keys.org_id().to_string()[..16]));
+        Member {
+            spec,
+            keys,
+            chain,
+            data_dir,
+            roots: vec![self.root.key()],
+        }
+    }
+
+    /// The serial of a member's certificate, for revocation.
+    pub fn serial_of(member: &Member) -> u64 {
+        member
+            .chain
+            .org
+            .decode_unverified()
+            .map(|c| c.serial)
+            .unwrap_or_default()
+    }
+}
