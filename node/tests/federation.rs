@@ -1,0 +1,482 @@
+//! Multi-node tests: real nodes (libp2p over TCP on 127.0.0.1, sled on disk)
+//! in one process. Timeouts only guard against hangs; assertions are about
+//! behaviour.
+
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
+use konsilium_node::node::{self, NodeError, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_node::store::Store;
+use konsilium_protocol::cert::{Issuer, OrgLevel};
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::seal::{PackageId, RoutingHeader};
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::urgency::Urgency;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
+    OrgSpec {
+        name: name.into(),
+        level,
+        region: region.into(),
+        specialties: specialties.to_vec(),
+    }
+}
+
+async fn addr(node: &NodeHandle) -> Multiaddr {
+    for _ in 0..200 {
+        if let Some(a) = node.status().await.unwrap().listen.first() {
+            return a.clone().with(Protocol::P2p(node.peer_id()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("node never listened");
+}
+
+/// Waits until every node holds `size` records with one digest.
+async fn converge(nodes: &[&NodeHandle], size: usize) {
+    let result = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut seen = BTreeSet::new();
+            let mut sizes = BTreeSet::new();
+            for n in nodes {
+                let s = n.status().await.unwrap();
+                seen.insert(s.directory_digest);
+                sizes.insert(s.directory_size);
+            }
+            if seen.len() == 1 && sizes == BTreeSet::from([size]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        result.is_ok(),
+        "directories did not converge to {size} records"
+    );
+}
+
+async fn wait_for<T>(
+    rx: &mut broadcast::Receiver<NodeEvent>,
+    what: &str,
+    mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("timed out waiting for {what}"),
+            Ok(Ok(e)) => {
+                if let Some(t) = pick(&e) {
+                    return t;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("node stopped while waiting for {what}: {e}"),
+        }
+    }
+}
+
+async fn delivered(rx: &mut broadcast::Receiver<NodeEvent>, id: PackageId) {
+    wait_for(rx, "the receipt", |e| {
+        matches!(e, NodeEvent::PackageDelivered { id: got, .. } if *got == id).then_some(())
+    })
+    .await
+}
+
+fn routing(specialty: Specialty, min_level: OrgLevel) -> RoutingHeader {
+    RoutingHeader {
+        specialty,
+        min_level,
+        urgency: Urgency::Urgent,
+        region: None,
+    }
+}
+
+fn package(
+    target: Target,
+    specialty: Specialty,
+    min_level: OrgLevel,
+    body: Vec<u8>,
+) -> SendRequest {
+    SendRequest {
+        target,
+        routing: routing(specialty, min_level),
+        body,
+        lifetime: Duration::from_secs(86_400),
+    }
+}
+
+async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>) -> NodeHandle {
+    // A node killed a moment ago may still be releasing its database lock.
+    for _ in 0..50 {
+        match node::start(member.setup(bootstrap.clone(), relay_via.clone())).await {
+            Ok(n) => return n,
+            Err(NodeError::Store(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("cannot start {}: {e}", member.spec.name),
+        }
+    }
+    panic!("database of {} stayed locked", member.spec.name);
+}
+
+/// Finds `needle` anywhere in the files under `dir`.
+fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            dir_contains(&p, needle)
+        } else {
+            std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_converge_and_a_late_joiner_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let members = [
+        fed.enrol(spec(
+            "Federal cardiology center",
+            OrgLevel::Federal,
+            "RU-MOW",
+            &[Specialty::Cardiology],
+        )),
+        fed.enrol(spec(
+            "Vologda regional hospital",
+            OrgLevel::Regional,
+            "RU-VLG",
+            &[Specialty::Oncology],
+        )),
+        fed.enrol(spec(
+            "Arkhangelsk regional hospital",
+            OrgLevel::Regional,
+            "RU-ARK",
+            &[Specialty::Neurology],
+        )),
+        fed.enrol(spec(
+            "Sokol district hospital",
+            OrgLevel::District,
+            "RU-VLG",
+            &[Specialty::Pediatrics],
+        )),
+        fed.enrol(spec(
+            "Kotlas district hospital",
+            OrgLevel::District,
+            "RU-ARK",
+            &[Specialty::Urology],
+        )),
+    ];
+    let first = start(&members[0], vec![], vec![]).await;
+    let first_addr = addr(&first).await;
+    let mut nodes = vec![first];
+    for m in &members[1..] {
+        // A chain: each node knows only the previous one.
+        let prev = addr(nodes.last().unwrap()).await;
+        nodes.push(start(m, vec![prev], vec![]).await);
+    }
+    converge(&nodes.iter().collect::<Vec<_>>(), 5).await;
+
+    let late = fed.enrol(spec(
+        "Late district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[Specialty::Rheumatology],
+    ));
+    let late_node = start(&late, vec![first_addr], vec![]).await;
+    let mut all: Vec<&NodeHandle> = nodes.iter().collect();
+    all.push(&late_node);
+    converge(&all, 6).await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+    late_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_reaches_its_recipient_and_only_it_can_open_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let federal = fed.enrol(spec(
+        "Federal oncology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Oncology],
+    ));
+    let regional = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Oncology],
+    ));
+    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let f = start(&federal, vec![], vec![]).await;
+    let fa = addr(&f).await;
+    let r = start(&regional, vec![fa.clone()], vec![]).await;
+    let d = start(&district, vec![fa], vec![]).await;
+    converge(&[&f, &r, &d], 3).await;
+
+    let mut events = d.subscribe();
+    let body = b"Questions for the federal oncologist; histology attached.".repeat(500);
+    let sent = d
+        .send(package(
+            Target::Best,
+            Specialty::Oncology,
+            OrgLevel::Federal,
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.recipient,
+        federal.org_id(),
+        "routing picks the federal center"
+    );
+    delivered(&mut events, sent.id).await;
+    let (header, opened) = f.open(sent.id).await.unwrap();
+    assert_eq!(opened, body);
+    assert_eq!(header.sender, district.org_id());
+    assert!(
+        matches!(r.open(sent.id).await, Err(NodeError::NotInInbox(_))),
+        "the third node has nothing to open"
+    );
+    assert_eq!(
+        d.status().await.unwrap().outbox,
+        0,
+        "the receipt emptied the outbox"
+    );
+    for n in [f, r, d] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_killed_after_send_still_delivers_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let sender = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let recipient = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Neurology],
+    ));
+    let s = start(&sender, vec![], vec![]).await;
+    let r = start(&recipient, vec![addr(&s).await], vec![]).await;
+    converge(&[&s, &r], 2).await;
+    r.shutdown().await;
+
+    // The recipient is down: the package can only wait in the outbox.
+    let body = vec![0x42u8; 300_000];
+    let sent = s
+        .send(package(
+            Target::Org(recipient.org_id()),
+            Specialty::Neurology,
+            OrgLevel::Regional,
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+    s.kill().await;
+
+    let s = start(&sender, vec![], vec![]).await;
+    let outbox = s.outbox().await.unwrap();
+    assert_eq!(
+        outbox
+            .iter()
+            .map(|e| e.package.header.id)
+            .collect::<Vec<_>>(),
+        vec![sent.id],
+        "the package survived the crash"
+    );
+    let mut events = s.subscribe();
+    let r = start(&recipient, vec![addr(&s).await], vec![]).await;
+    delivered(&mut events, sent.id).await;
+    assert_eq!(r.open(sent.id).await.unwrap().1, body);
+    s.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncertified_and_revoked_organizations_cannot_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let member = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let revoked = fed.enrol(spec(
+        "Revoked district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    // A "federation" of its own: self-signed, unknown to the member.
+    let mut rogue_fed = LocalFederation::new(&tmp.path().join("rogue"), node::now());
+    let rogue = rogue_fed.enrol(spec(
+        "Rogue clinic",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+
+    let notice = {
+        let region = konsilium_protocol::cert::RegionCode::new("RU-VLG").unwrap();
+        let issuer: &Issuer = fed.region(&region);
+        issuer.revoke(
+            1,
+            node::now(),
+            [LocalFederation::serial_of(&revoked)].into(),
+        )
+    };
+    let mut setup = member.setup(vec![], vec![]);
+    setup.revocations = vec![notice];
+    let m = node::start(setup).await.unwrap();
+    let maddr = addr(&m).await;
+    let mut events = m.subscribe();
+
+    for outsider in [&rogue, &revoked] {
+        let o = start(outsider, vec![maddr.clone()], vec![]).await;
+        let reason = wait_for(&mut events, "the outsider to be refused", |e| match e {
+            NodeEvent::PeerRejected { peer, reason } if *peer == o.peer_id() => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert!(
+            reason.contains("not a configured federation root") || reason.contains("revoked"),
+            "{reason}"
+        );
+        let status = m.status().await.unwrap();
+        assert!(!status.peers.contains(&outsider.org_id()));
+        assert_eq!(
+            status.directory_size, 1,
+            "the outsider's record was not accepted"
+        );
+        assert!(
+            o.status().await.unwrap().peers.is_empty(),
+            "{} has no certified peers",
+            outsider.spec.name
+        );
+        o.shutdown().await;
+    }
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_package_arrives_intact_and_the_relay_cannot_read_or_alter_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let federal = fed.enrol(spec(
+        "Federal neonatology center",
+        OrgLevel::Federal,
+        "RU-SPE",
+        &[Specialty::Neonatology],
+    ));
+    let regional = fed.enrol(spec(
+        "Regional perinatal center",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let district = fed.enrol(spec(
+        "District maternity ward",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let f = start(&federal, vec![ra.clone()], vec![]).await;
+    let d = start(&district, vec![ra.clone()], vec![regional.org_id()]).await;
+    converge(&[&f, &r, &d], 3).await;
+
+    // 1. Through the relay, intact, and the relay's disk never holds plaintext.
+    let marker = b"NEONATE-CASE-PLAINTEXT-MARKER-0001".to_vec();
+    let body = marker.repeat(2_000);
+    let mut relay_events = r.subscribe();
+    let mut sender_events = d.subscribe();
+    let sent = d
+        .send(package(
+            Target::Best,
+            Specialty::Neonatology,
+            OrgLevel::Federal,
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.next_hop, regional.org_id());
+    wait_for(&mut relay_events, "custody at the relay", |e| {
+        matches!(e, NodeEvent::Relaying { id, .. } if *id == sent.id).then_some(())
+    })
+    .await;
+    delivered(&mut sender_events, sent.id).await;
+    assert_eq!(f.open(sent.id).await.unwrap().1, body);
+    r.shutdown().await;
+    assert!(
+        !dir_contains(&regional.data_dir, &marker),
+        "the relay stored plaintext"
+    );
+    assert!(
+        dir_contains(&district.data_dir, &sent.id.0)
+            || dir_contains(&regional.data_dir, &sent.id.0),
+        "the package id is on disk"
+    );
+
+    // 2. A relay whose storage flips a byte: the recipient refuses the package.
+    f.shutdown().await;
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    d.dial(ra).await.unwrap();
+    converge(&[&r, &d], 3).await;
+    let mut relay_events = r.subscribe();
+    let sent = d
+        .send(package(
+            Target::Org(federal.org_id()),
+            Specialty::Neonatology,
+            OrgLevel::Federal,
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+    wait_for(&mut relay_events, "custody at the relay", |e| {
+        matches!(e, NodeEvent::Relaying { id, .. } if *id == sent.id).then_some(())
+    })
+    .await;
+    r.shutdown().await;
+    {
+        let store = Store::open(&regional.data_dir.join("db")).unwrap();
+        let mut entry = store
+            .outbox_entry(&sent.id)
+            .unwrap()
+            .expect("relay holds the package");
+        let at = entry.package.body.len() / 2;
+        entry.package.body[at] ^= 0x01;
+        store.put_outbox(&entry).unwrap();
+        store.flush().unwrap();
+    }
+    let r = start(&regional, vec![], vec![]).await;
+    let mut relay_events = r.subscribe();
+    let f = start(&federal, vec![addr(&r).await], vec![]).await;
+    let error = wait_for(&mut relay_events, "the recipient to refuse", |e| match e {
+        NodeEvent::DeliveryRetry { id, error } if *id == sent.id => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(error.contains("failed authentication"), "{error}");
+    assert!(matches!(
+        f.open(sent.id).await,
+        Err(NodeError::NotInInbox(_))
+    ));
+    for n in [f, r, d] {
+        n.shutdown().await;
+    }
+}
