@@ -1,20 +1,26 @@
-//! `konsilium`: run a node, run the demo.
+//! `konsilium`: set up and run a node, or run the demo federation.
 
 mod demo;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use konsilium_node::config::{self, LogFormat, NodeConfig};
+use konsilium_node::keys::NodeKeys;
+use konsilium_node::node::{self, NodeEvent, NodeSetup};
+use konsilium_protocol::identity::AuthorityKey;
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
     name = "konsilium",
     version,
-    about = "Konsilium: federated peer-to-peer telemedicine consultations between medical organizations"
+    about = "Konsilium: federated peer-to-peer telemedicine consultations between medical organizations",
+    after_help = "Examples:\n  konsilium demo                                   a federation on loopback, one package end to end\n  konsilium init --org-name \"Sokol CDH\" --data-dir /var/lib/konsilium --root <hex>\n  konsilium run --config /var/lib/konsilium/node.toml"
 )]
 struct Cli {
-    /// Log format.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log output: text for people, json for collectors (overrides the config file).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,8 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a local federation on loopback and a consultation package end to end.
-    ///
-    /// Example: konsilium demo --attachment-mb 20
+    #[command(after_help = "Example:\n  konsilium demo --attachment-mb 20")]
     Demo {
         /// Size of the package's attachment in MiB.
         #[arg(long, default_value_t = 20)]
@@ -32,35 +37,184 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Create this organization's keys and a commented config file.
+    #[command(
+        after_help = "Example:\n  konsilium init --org-name \"Sokol Central District Hospital\" --data-dir /var/lib/konsilium \\\n      --root 3f2a...e9 --port 7400\nThen send the printed org id and sealing key to your federation authority, and put the\ncertificate it returns where the config's organization.certificate points."
+    )]
+    Init {
+        /// The organization's name, as the certificate will carry it.
+        #[arg(long)]
+        org_name: String,
+        /// Where keys, database and attachments live.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Config file to write (default: <data-dir>/node.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Federation root public key(s), hex, from your federation authority.
+        #[arg(long = "root")]
+        roots: Vec<AuthorityKey>,
+        /// Port for TCP and QUIC.
+        #[arg(long, default_value_t = 7400)]
+        port: u16,
+    },
+    /// Run the node described by a config file until interrupted.
+    #[command(after_help = "Example:\n  konsilium run --config /var/lib/konsilium/node.toml")]
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn log_format(flag: &Option<String>, fallback: LogFormat) -> LogFormat {
+    match flag.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Text,
+        None => fallback,
+    }
+}
+
+/// Errors are printed as one readable chain ("what failed: why"), never as a
+/// backtrace: they are addressed to an operator, not a developer.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
             attachment_mb,
             keep,
         } => {
+            init_logging(log_format(&cli.log_format, LogFormat::Text), "warn");
             demo::run(demo::DemoOptions {
                 attachment_mb,
                 keep,
             })
             .await
         }
+        Command::Init {
+            org_name,
+            data_dir,
+            config,
+            roots,
+            port,
+        } => init(&org_name, data_dir, config, &roots, port),
+        Command::Run { config } => run(config, &cli.log_format).await,
     }
+}
+
+fn init(
+    org_name: &str,
+    data_dir: PathBuf,
+    config_path: Option<PathBuf>,
+    roots: &[AuthorityKey],
+    port: u16,
+) -> Result<()> {
+    let data_dir = std::path::absolute(&data_dir)
+        .with_context(|| format!("data dir {}", data_dir.display()))?;
+    let config_path = config_path.unwrap_or_else(|| data_dir.join("node.toml"));
+    if config_path.exists() {
+        bail!(
+            "{} already exists: refusing to overwrite a configuration (move it away first)",
+            config_path.display()
+        );
+    }
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let keys = NodeKeys::create(&data_dir)?;
+    let org = keys.identity.org_id();
+    let text = config::template(org_name, &org, &data_dir, port, roots);
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let sealing: String = keys
+        .sealing
+        .public()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!(
+        "created keys in {}",
+        konsilium_node::keys::keys_dir(&data_dir).display()
+    );
+    println!("wrote {}", config_path.display());
+    println!();
+    println!("organization id:    {org}");
+    println!("sealing public key: {sealing}");
+    println!();
+    println!("Next: send both lines to your federation authority, who runs");
+    println!("  konsilium-authority certify-org --org {org} --sealing-key {sealing} \\");
+    println!(
+        "      --name \"{org_name}\" --level <district|regional|federal> --region <CODE> --serial <N> --out org.chain"
+    );
+    println!(
+        "put the returned org.chain where {} says (organization.certificate),",
+        config_path.display()
+    );
+    println!("review the [directory] section (services, consultants, calendar), then");
+    println!("  konsilium run --config {}", config_path.display());
+    if roots.is_empty() {
+        println!(
+            "\n(no --root given: paste the federation root key into federation.roots before running)"
+        );
+    }
+    Ok(())
+}
+
+async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
+    let config = NodeConfig::load(&config_path)?;
+    init_logging(log_format(log_flag, config.log.format), &config.log.level);
+    let keys = NodeKeys::load(&config.data_dir)?;
+    let setup = NodeSetup::from_config(&config, keys)?;
+    let handle = node::start(setup)
+        .await
+        .context("the node could not start")?;
+    let status = handle.status().await?;
+    tracing::info!(org = %status.org, name = %status.name, level = %status.level, region = %status.region, "node started");
+    let mut events = handle.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = events.recv() => match event {
+                Ok(NodeEvent::Listening(addr)) => tracing::info!(%addr, "listening"),
+                Ok(NodeEvent::PeerCertified { org, name, level }) => tracing::info!(%org, %name, %level, "peer certified"),
+                Ok(NodeEvent::PeerRejected { peer, reason }) => tracing::warn!(%peer, %reason, "peer refused"),
+                Ok(NodeEvent::PackageReceived { id, sender, bytes }) => tracing::info!(%id, %sender, bytes, "package received"),
+                Ok(NodeEvent::PackageDelivered { id, recipient }) => tracing::info!(%id, %recipient, "package delivered"),
+                Ok(other) => tracing::debug!(event = ?other),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "event log lagged"),
+                Err(_) => break,
+            },
+        }
+    }
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
 }

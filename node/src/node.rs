@@ -76,6 +76,36 @@ pub struct NodeSetup {
     pub anti_entropy_every: Duration,
 }
 
+impl NodeSetup {
+    /// The setup for a real node from its validated config, keys and
+    /// certificate files.
+    pub fn from_config(
+        config: &crate::config::NodeConfig,
+        keys: crate::keys::NodeKeys,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(NodeSetup {
+            identity: keys.identity,
+            sealing: keys.sealing,
+            chain: config.load_certificate()?,
+            roots: config.roots.clone(),
+            revocations: config.load_revocations()?,
+            profile: Profile {
+                calendar: config.calendar.clone(),
+                deadlines: config.deadlines,
+                services: config.services.clone(),
+                consultants: config.consultants.clone(),
+            },
+            data_dir: config.data_dir.clone(),
+            listen: config.listen.clone(),
+            bootstrap: config.bootstrap.iter().map(|b| b.address.clone()).collect(),
+            external: config.external.clone(),
+            relay_via: config.relay_via.clone(),
+            gossip_heartbeat: Duration::from_secs(1),
+            anti_entropy_every: Duration::from_secs(60),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
