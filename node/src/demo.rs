@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
-use konsilium_node::node::{self, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_node::node::{self, Attachment, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::seal::RoutingHeader;
@@ -198,13 +198,13 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let attachment: Vec<u8> = (0..options.attachment_mb * 1024 * 1024)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let mut body = b"Case extract: 54-year-old, suspected recurrence after resection; questions: resectable? adjuvant therapy?\n".to_vec();
-    body.extend_from_slice(&attachment);
+    let body = b"Case extract: 54-year-old, suspected recurrence after resection. Questions: resectable? adjuvant therapy? CT series attached.".to_vec();
     let sent = district_node
         .send(SendRequest {
             target: Target::Best,
             routing: routing.clone(),
             body: body.clone(),
+            attachments: vec![Attachment::Bytes(attachment.clone())],
             lifetime: Duration::from_secs(4 * 86_400),
         })
         .await?;
@@ -226,17 +226,31 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!("    chose {}", sent.recipient_name);
 
     println!(
-        "\n[6] delivery of package {} ({} MB sealed end-to-end to the federal center)",
-        sent.id,
-        body.len() / (1024 * 1024)
+        "\n[6] delivery of package {}: a sealed case extract and a {} MiB attachment, end-to-end encrypted to the federal center",
+        sent.id, options.attachment_mb
     );
-    println!("    written to the district outbox and flushed before the id was returned");
     println!(
-        "    next hop: {} (regional relay policy)",
-        names.get(&sent.next_hop).cloned().unwrap_or_default()
+        "    attachment sealed to a content-addressed blob; package written to the outbox and flushed before the id was returned"
+    );
+    let hop = |org: &OrgId| names.get(org).cloned().unwrap_or_else(|| short(org));
+    println!(
+        "    next hop: {} (federation policy: other regions through the regional center)",
+        hop(&sent.next_hop)
     );
     let id = sent.id;
-    let relay = wait_for(
+    let (from, total) = wait_for(
+        &mut regional_events,
+        "the relay to fetch the attachment",
+        |e| match e {
+            NodeEvent::FetchStarted { from, total, .. } => Some((*from, *total)),
+            _ => None,
+        },
+    )
+    .await?;
+    println!(
+        "    regional center pulls the sealed attachment in 1 MiB pieces from byte {from} of {total}"
+    );
+    let recipient = wait_for(
         &mut regional_events,
         "the regional center to take custody",
         |e| match e {
@@ -246,9 +260,15 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     )
     .await?;
     println!(
-        "    regional center stored the package durably (it sees only the header) and forwards it to {}",
-        names.get(&relay).cloned().unwrap_or_default()
+        "    regional center checked the blob hash, stored the package durably (it sees only the header) and forwards it to {}",
+        hop(&recipient)
     );
+    wait_for(
+        &mut federal_events,
+        "the federal center to fetch the attachment",
+        |e| matches!(e, NodeEvent::FetchCompleted { .. }).then_some(()),
+    )
+    .await?;
     let bytes = wait_for(
         &mut federal_events,
         "the federal center to receive it",
@@ -259,7 +279,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     )
     .await?;
     println!(
-        "    federal center received {bytes} sealed bytes, checked the sender, stored them and signed a receipt"
+        "    federal center fetched the attachment from the relay, opened the {bytes}-byte sealed body to check sender and integrity, stored it and signed a receipt"
     );
     wait_for(
         &mut district_events,
@@ -270,18 +290,30 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         },
     )
     .await?;
-    println!("    district hospital got the federal center's signed receipt: delivered");
+    println!(
+        "    district hospital got the federal center's signed receipt (through the relay): delivered"
+    );
 
     println!("\n[7] the federal center opens the package");
     let (header, opened) = federal_node.open(id).await?;
     if opened != body {
-        bail!("opened package differs from what was sent");
+        bail!("opened package body differs from what was sent");
     }
     println!(
-        "    {} bytes from {}, content matches (blake3 {})",
-        opened.len(),
-        names.get(&header.sender).cloned().unwrap_or_default(),
-        hex(&blake3::hash(&opened).as_bytes()[..8])
+        "    from {}: {}",
+        hop(&header.sender),
+        String::from_utf8_lossy(&opened)
+    );
+    let saved = tmp.path().join("ct-series.bin");
+    let n = federal_node.open_attachment(id, 0, saved.clone()).await?;
+    let restored = std::fs::read(&saved)?;
+    if restored != attachment {
+        bail!("opened attachment differs from what was sent");
+    }
+    println!(
+        "    attachment: {n} bytes written to {}, identical to what was sent (blake3 {})",
+        saved.display(),
+        hex(&blake3::hash(&restored).as_bytes()[..8])
     );
 
     for n in [district_node, regional_node, federal_node] {

@@ -114,8 +114,8 @@ impl NodeKeys {
 
     pub fn load(data_dir: &Path) -> Result<Self, KeyFileError> {
         let dir = keys_dir(data_dir);
-        let mut identity = read_seed(&dir.join(IDENTITY_FILE))?;
-        let mut sealing = read_seed(&dir.join(SEALING_FILE))?;
+        let mut identity = read_key_file(&dir.join(IDENTITY_FILE))?;
+        let mut sealing = read_key_file(&dir.join(SEALING_FILE))?;
         let keys = NodeKeys {
             identity: IdentityKey::from_seed(identity),
             sealing: SealingKey::from_seed(sealing),
@@ -146,8 +146,8 @@ impl NodeKeys {
             .mode(0o700)
             .create(&dir)
             .map_err(KeyFileError::io(&dir))?;
-        write_seed(&identity_path, &self.identity.to_seed())?;
-        if let Err(e) = write_seed(&sealing_path, &self.sealing.to_seed()) {
+        write_key_file(&identity_path, &self.identity.to_seed())?;
+        if let Err(e) = write_key_file(&sealing_path, &self.sealing.to_seed()) {
             let _ = fs::remove_file(&identity_path);
             return Err(e);
         }
@@ -159,7 +159,12 @@ impl NodeKeys {
     }
 }
 
-fn write_seed(path: &Path, seed: &[u8; SEED_LEN]) -> Result<(), KeyFileError> {
+/// Writes one 32-byte secret seed to a new file readable only by its owner
+/// (0600), synced to disk. Never replaces an existing file: a key that is
+/// overwritten is an identity (or a federation authority) lost for good.
+/// Shared with the authority tooling so every Konsilium secret on disk
+/// follows the same rules.
+pub fn write_key_file(path: &Path, seed: &[u8; SEED_LEN]) -> Result<(), KeyFileError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -176,7 +181,11 @@ fn write_seed(path: &Path, seed: &[u8; SEED_LEN]) -> Result<(), KeyFileError> {
         .map_err(KeyFileError::io(path))
 }
 
-fn read_seed(path: &Path) -> Result<[u8; SEED_LEN], KeyFileError> {
+/// Reads one 32-byte secret seed, refusing a file that group or others can
+/// read (so a loosened key is noticed before it is used again), that is not a
+/// regular file, or that has the wrong length. The caller should wipe the
+/// returned seed once it has built the key from it.
+pub fn read_key_file(path: &Path) -> Result<[u8; SEED_LEN], KeyFileError> {
     let mut file = File::open(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => KeyFileError::Missing {
             path: path.to_owned(),

@@ -1,6 +1,7 @@
 //! The Konsilium node: a tokio + libp2p shell around `konsilium-protocol`.
 
 pub mod behaviour;
+pub mod blobs;
 pub mod codec;
 pub mod config;
 pub mod federation;

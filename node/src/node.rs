@@ -6,6 +6,7 @@
 //! `konsilium-protocol`; this module moves bytes, keeps time and persists.
 
 use crate::behaviour::{Behaviour, BehaviourEvent, DIRECTORY_TOPIC, REVOCATION_TOPIC};
+use crate::blobs::{BlobError, BlobStore};
 use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use futures::StreamExt;
 use konsilium_protocol::calendar::WorkingCalendar;
@@ -16,10 +17,14 @@ use konsilium_protocol::delivery::{self, Receipt};
 use konsilium_protocol::directory::{
     Consultant, Directory, DirectoryRecord, Merge, RecordError, Service, SignedRecord,
 };
-use konsilium_protocol::identity::{AuthorityKey, IdentityKey, OrgId, SealingKey};
+use konsilium_protocol::identity::{
+    AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
+};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
-use konsilium_protocol::rpc::{Hello, Request, Response};
-use konsilium_protocol::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
+use konsilium_protocol::rpc::{Hello, MAX_BLOB_CHUNK, Request, Response};
+use konsilium_protocol::seal::{
+    self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
+};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Deadlines;
@@ -29,7 +34,7 @@ use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux,
 };
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -128,6 +133,10 @@ pub enum NodeError {
     Seal(#[from] seal::SealError),
     #[error("the node has stopped")]
     Stopped,
+    #[error("attachment: {0}")]
+    Attachment(String),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
 }
 
 /// Where a package should go.
@@ -143,7 +152,27 @@ pub struct SendRequest {
     pub target: Target,
     pub routing: RoutingHeader,
     pub body: Vec<u8>,
+    /// Sealed into separate blobs and transferred in resumable pieces.
+    pub attachments: Vec<Attachment>,
     pub lifetime: Duration,
+}
+
+/// Where an attachment's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Attachment {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+/// A package whose recipient is chosen and whose header is drawn, waiting
+/// for its attachments to be sealed outside the event loop.
+struct Plan {
+    header: EnvelopeHeader,
+    recipient_key: SealingPublicKey,
+    sealing: SealingKey,
+    blobs: BlobStore,
+    recipient_name: String,
+    route: Option<RouteDecision>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +229,21 @@ pub enum NodeEvent {
         id: PackageId,
         error: String,
     },
+    /// The next hop is fetching the package's attachments.
+    DeliveryProgress {
+        id: PackageId,
+        have: u64,
+        total: u64,
+    },
+    /// Fetching an attachment started (or resumed, when `from` > 0).
+    FetchStarted {
+        blob: [u8; 32],
+        from: u64,
+        total: u64,
+    },
+    FetchCompleted {
+        blob: [u8; 32],
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +261,13 @@ pub struct Status {
 }
 
 enum Command {
-    Send(SendRequest, oneshot::Sender<Result<Sent, NodeError>>),
+    Plan(
+        Target,
+        RoutingHeader,
+        Duration,
+        oneshot::Sender<Result<Plan, NodeError>>,
+    ),
+    Commit(Box<Plan>, Vec<u8>, oneshot::Sender<Result<Sent, NodeError>>),
     Open(
         PackageId,
         oneshot::Sender<Result<(EnvelopeHeader, Vec<u8>), NodeError>>,
@@ -226,8 +276,14 @@ enum Command {
     Outbox(oneshot::Sender<Result<Vec<OutboxEntry>, NodeError>>),
     Records(oneshot::Sender<Vec<SignedRecord>>),
     Dial(Multiaddr),
+    AttachmentKeys(
+        PackageId,
+        oneshot::Sender<Result<AttachmentKeys, NodeError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
+
+type AttachmentKeys = (EnvelopeHeader, SealingKey, Vec<SealingPublicKey>, BlobStore);
 
 /// A running node, driven from other tasks.
 pub struct NodeHandle {
@@ -263,9 +319,69 @@ impl NodeHandle {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
-    /// Seals and queues a package. Returns once it is durably in the outbox.
+    /// Seals and queues a package. Returns once it is durably in the
+    /// outbox. Attachments are sealed on a blocking thread, streaming, so the
+    /// node keeps serving the network meanwhile.
     pub async fn send(&self, request: SendRequest) -> Result<Sent, NodeError> {
-        self.ask(|tx| Command::Send(request, tx)).await?
+        let SendRequest {
+            target,
+            routing,
+            body,
+            attachments,
+            lifetime,
+        } = request;
+        let mut plan = self
+            .ask(|tx| Command::Plan(target, routing, lifetime, tx))
+            .await??;
+        for (index, attachment) in attachments.into_iter().enumerate() {
+            let header = plan.header.clone();
+            let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
+            let (key, blobs) = (plan.recipient_key, plan.blobs.clone());
+            let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, NodeError> {
+                let mut source: Box<dyn std::io::Read> = match attachment {
+                    Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                    Attachment::File(path) => {
+                        Box::new(std::fs::File::open(&path).map_err(|e| {
+                            NodeError::Attachment(format!("{}: {e}", path.display()))
+                        })?)
+                    }
+                };
+                Ok(blobs.seal_attachment(
+                    &header,
+                    index as u32,
+                    &sealing,
+                    &key,
+                    random_bytes(),
+                    &mut source,
+                )?)
+            })
+            .await
+            .map_err(|e| NodeError::Attachment(e.to_string()))??;
+            plan.header.attachments.push(blob);
+        }
+        self.ask(|tx| Command::Commit(Box::new(plan), body, tx))
+            .await?
+    }
+
+    /// Opens attachment `index` of a received package into a file.
+    pub async fn open_attachment(
+        &self,
+        id: PackageId,
+        index: u32,
+        dest: PathBuf,
+    ) -> Result<u64, NodeError> {
+        let (header, sealing, keys, blobs) =
+            self.ask(|tx| Command::AttachmentKeys(id, tx)).await??;
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&dest)
+                .map_err(|e| NodeError::Attachment(format!("{}: {e}", dest.display())))?;
+            let mut out = std::io::BufWriter::new(file);
+            let n = blobs.open_attachment(&header, index, &sealing, &keys, &mut out)?;
+            std::io::Write::flush(&mut out).map_err(|e| NodeError::Attachment(e.to_string()))?;
+            Ok(n)
+        })
+        .await
+        .map_err(|e| NodeError::Attachment(e.to_string()))?
     }
 
     /// Opens a received package.
@@ -317,7 +433,22 @@ enum Pending {
     Want,
     Deliver(PackageId),
     Receipt,
+    Fetch { blob: [u8; 32], offset: u64 },
 }
+
+/// An attachment being received from a peer. Pieces are requested a few at a
+/// time and written strictly in order (early ones wait in `early`), so the
+/// partial file is always a prefix and a restart resumes from its length.
+struct Fetch {
+    blob: BlobRef,
+    peer: PeerId,
+    next_offset: u64,
+    written: u64,
+    in_flight: usize,
+    early: BTreeMap<u64, Vec<u8>>,
+}
+
+const FETCH_WINDOW: usize = 8;
 
 struct Node {
     swarm: Swarm<Behaviour>,
@@ -339,6 +470,8 @@ struct Node {
     pending: HashMap<request_response::OutboundRequestId, (PeerId, Pending)>,
     in_flight: HashSet<PackageId>,
     receipts_for_senders: Vec<Signed<Receipt>>,
+    blobs: BlobStore,
+    fetches: HashMap<[u8; 32], Fetch>,
     events: broadcast::Sender<NodeEvent>,
     directory_topic: gossipsub::IdentTopic,
     revocation_topic: gossipsub::IdentTopic,
@@ -349,6 +482,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let now = now();
     let mut trust = Trust::new(setup.roots.iter().copied());
     let store = Store::open(&setup.data_dir.join("db"))?;
+    let blobs = BlobStore::open(&setup.data_dir.join("blobs"))?;
     for notice in setup.revocations.iter().chain(store.revocations()?.iter()) {
         let _ = trust.apply_revocations(notice, now);
     }
@@ -431,6 +565,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         pending: HashMap::new(),
         in_flight: HashSet::new(),
         receipts_for_senders: Vec::new(),
+        blobs,
+        fetches: HashMap::new(),
         events: events.clone(),
         directory_topic,
         revocation_topic,
@@ -799,6 +935,10 @@ impl Node {
                         Pending::Hello => {
                             self.hello_sent.remove(&peer);
                         }
+                        // The partial file keeps what arrived; the next delivery attempt resumes.
+                        Pending::Fetch { blob, .. } => {
+                            self.fetches.remove(&blob);
+                        }
                         _ => tracing::debug!(%peer, "request failed: {error}"),
                     }
                 }
@@ -853,6 +993,12 @@ impl Node {
             Request::Receipt(receipt) => {
                 self.on_receipt(receipt);
                 Response::Done
+            }
+            Request::FetchBlob { hash, offset, len } => {
+                match self.blobs.read(&hash, offset, len.min(MAX_BLOB_CHUNK)) {
+                    Ok(bytes) => Response::Blob(bytes),
+                    Err(e) => Response::Refused(e.to_string()),
+                }
             }
             Request::Revocations(notices) => {
                 for n in &notices {
@@ -909,6 +1055,22 @@ impl Node {
                 self.on_custody(id, peer);
             }
             (Pending::Deliver(id), Response::Refused(reason)) => self.delivery_failed(id, reason),
+            (Pending::Deliver(id), Response::Fetching { have, total }) => {
+                // The next hop is pulling the attachments; ask again soon.
+                self.in_flight.remove(&id);
+                if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
+                    entry.next_attempt = now().saturating_add(Duration::from_secs(2));
+                    let _ = self.store.put_outbox(&entry);
+                }
+                self.emit(NodeEvent::DeliveryProgress { id, have, total });
+            }
+            (Pending::Fetch { blob, offset }, Response::Blob(bytes)) => {
+                self.on_blob_piece(blob, offset, bytes)
+            }
+            (Pending::Fetch { blob, .. }, Response::Refused(reason)) => {
+                tracing::warn!(%peer, "attachment fetch refused: {reason}");
+                self.fetches.remove(&blob);
+            }
             (Pending::Push | Pending::Receipt, _) => {}
             (_, other) => tracing::debug!(%peer, "unexpected response {other:?}"),
         }
@@ -916,10 +1078,15 @@ impl Node {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Send(request, reply) => {
-                let result = self.queue_package(request);
-                let _ = reply.send(result);
+            Command::Plan(target, routing, lifetime, reply) => {
+                let _ = reply.send(self.plan(target, routing, lifetime));
+            }
+            Command::Commit(plan, body, reply) => {
+                let _ = reply.send(self.commit(*plan, &body));
                 let _ = self.deliver_due();
+            }
+            Command::AttachmentKeys(id, reply) => {
+                let _ = reply.send(self.attachment_keys(id));
             }
             Command::Open(id, reply) => {
                 let _ = reply.send(self.open_package(id));
@@ -983,17 +1150,22 @@ impl Node {
         }
     }
 
-    fn queue_package(&mut self, request: SendRequest) -> Result<Sent, NodeError> {
+    /// Chooses the recipient and draws the package's header.
+    fn plan(
+        &mut self,
+        target: Target,
+        routing: RoutingHeader,
+        lifetime: Duration,
+    ) -> Result<Plan, NodeError> {
         let now = now();
-        let (recipient, route) = match request.target {
+        let (recipient, route) = match target {
             Target::Org(org) => (org, None),
             Target::Best => {
                 let req = RouteRequest {
-                    specialty: request.routing.specialty,
-                    min_level: request.routing.min_level,
-                    urgency: request.routing.urgency,
-                    region: request
-                        .routing
+                    specialty: routing.specialty,
+                    min_level: routing.min_level,
+                    urgency: routing.urgency,
+                    region: routing
                         .region
                         .clone()
                         .or_else(|| Some(self.me.cert.region.clone())),
@@ -1013,22 +1185,35 @@ impl Node {
             .directory
             .get(&recipient)
             .ok_or(NodeError::UnknownOrg(recipient))?;
-        let recipient_name = entry.name().to_owned();
-        let header = EnvelopeHeader {
-            version: PACKAGE_VERSION,
-            id: PackageId(random_bytes()),
-            sender: self.me.cert.org,
-            recipient,
-            routing: request.routing,
-            created: now,
-            expires: now.saturating_add(request.lifetime.min(seal::MAX_LIFETIME)),
-        };
+        Ok(Plan {
+            header: EnvelopeHeader {
+                version: PACKAGE_VERSION,
+                id: PackageId(random_bytes()),
+                sender: self.me.cert.org,
+                recipient,
+                routing,
+                created: now,
+                expires: now.saturating_add(lifetime.min(seal::MAX_LIFETIME)),
+                attachments: Vec::new(),
+            },
+            recipient_key: entry.record().sealing_key,
+            sealing: SealingKey::from_seed(*self.sealing.to_seed()),
+            blobs: self.blobs.clone(),
+            recipient_name: entry.name().to_owned(),
+            route,
+        })
+    }
+
+    /// Seals the body and queues the package durably.
+    fn commit(&mut self, plan: Plan, body: &[u8]) -> Result<Sent, NodeError> {
+        let now = now();
+        let recipient = plan.header.recipient;
         let package = seal::seal(
-            header,
+            plan.header,
             &self.sealing,
-            &entry.record().sealing_key,
+            &plan.recipient_key,
             random_bytes(),
-            &request.body,
+            body,
         )?;
         let next_hop = self.next_hop(recipient);
         let id = package.header.id;
@@ -1047,10 +1232,28 @@ impl Node {
         Ok(Sent {
             id,
             recipient,
-            recipient_name,
+            recipient_name: plan.recipient_name,
             next_hop,
-            route,
+            route: plan.route,
         })
+    }
+
+    fn attachment_keys(&self, id: PackageId) -> Result<AttachmentKeys, NodeError> {
+        let entry = self
+            .store
+            .inbox_entry(&id)?
+            .ok_or(NodeError::NotInInbox(id))?;
+        let header = entry.package.header;
+        let sender = self
+            .directory
+            .get(&header.sender)
+            .ok_or(NodeError::UnknownOrg(header.sender))?;
+        Ok((
+            header,
+            SealingKey::from_seed(*self.sealing.to_seed()),
+            sender.sealing_keys().to_vec(),
+            self.blobs.clone(),
+        ))
     }
 
     /// Sends every due outbox entry whose next hop is connected; dials the others.
@@ -1178,10 +1381,159 @@ impl Node {
     }
 
     fn receive_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
-        let now = now();
-        if let Err(e) = package.header.check(now) {
+        if let Err(e) = package.header.check(now()) {
             return Response::Refused(e.to_string());
         }
+        let id = package.header.id;
+        let done = match package.header.recipient == self.me.cert.org {
+            true => self.store.is_seen(&id).unwrap_or(false),
+            false => matches!(self.store.outbox_entry(&id), Ok(Some(_))),
+        };
+        let missing: Vec<BlobRef> = package
+            .header
+            .attachments
+            .iter()
+            .filter(|b| !self.blobs.has(b))
+            .copied()
+            .collect();
+        if done || missing.is_empty() {
+            return self.accept_package(from, package);
+        }
+        // Attachments first: fetch them from whoever delivered the package.
+        if let Err(e) = self
+            .store
+            .put_waiting(&package, &from)
+            .and_then(|_| self.store.flush())
+        {
+            return Response::Refused(format!("cannot hold the package: {e}"));
+        }
+        let peer = from.to_peer_id();
+        for blob in missing {
+            self.start_fetch(blob, peer);
+        }
+        let total = package.header.attachments.iter().map(|b| b.size).sum();
+        let have = package
+            .header
+            .attachments
+            .iter()
+            .map(|b| self.blobs.received(b))
+            .sum();
+        Response::Fetching { have, total }
+    }
+
+    fn start_fetch(&mut self, blob: BlobRef, peer: PeerId) {
+        if self
+            .fetches
+            .get(&blob.hash)
+            .is_some_and(|f| f.in_flight > 0 && self.swarm.is_connected(&f.peer))
+        {
+            return;
+        }
+        let from = self.blobs.received(&blob);
+        self.fetches.insert(
+            blob.hash,
+            Fetch {
+                blob,
+                peer,
+                next_offset: from,
+                written: from,
+                in_flight: 0,
+                early: BTreeMap::new(),
+            },
+        );
+        self.emit(NodeEvent::FetchStarted {
+            blob: blob.hash,
+            from,
+            total: blob.size,
+        });
+        self.pump_fetch(blob.hash);
+    }
+
+    /// Keeps up to `FETCH_WINDOW` piece requests in flight.
+    fn pump_fetch(&mut self, hash: [u8; 32]) {
+        let mut requests = Vec::new();
+        if let Some(f) = self.fetches.get_mut(&hash) {
+            while f.in_flight < FETCH_WINDOW && f.next_offset < f.blob.size {
+                let len = (f.blob.size - f.next_offset).min(u64::from(MAX_BLOB_CHUNK)) as u32;
+                requests.push((f.peer, f.next_offset, len));
+                f.next_offset += u64::from(len);
+                f.in_flight += 1;
+            }
+        }
+        for (peer, offset, len) in requests {
+            self.request(
+                peer,
+                Request::FetchBlob { hash, offset, len },
+                Pending::Fetch { blob: hash, offset },
+            );
+        }
+    }
+
+    fn on_blob_piece(&mut self, hash: [u8; 32], offset: u64, bytes: Vec<u8>) {
+        let Some(f) = self.fetches.get_mut(&hash) else {
+            return;
+        };
+        f.in_flight = f.in_flight.saturating_sub(1);
+        f.early.insert(offset, bytes);
+        let mut failure = None;
+        while let Some(bytes) = f.early.remove(&f.written) {
+            match self.blobs.append(&f.blob, f.written, &bytes) {
+                Ok(written) => f.written = written,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let (blob, written) = (f.blob, f.written);
+        if let Some(error) = failure {
+            tracing::warn!("attachment transfer stopped: {error}");
+            self.fetches.remove(&hash);
+            return;
+        }
+        if written < blob.size {
+            self.pump_fetch(hash);
+            return;
+        }
+        self.fetches.remove(&hash);
+        match self.blobs.complete(&blob) {
+            Ok(()) => {
+                self.emit(NodeEvent::FetchCompleted { blob: hash });
+                self.release_waiting();
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// Packages whose attachments have all arrived are accepted now; the
+    /// recipient's receipt goes straight back to whoever delivered it.
+    fn release_waiting(&mut self) {
+        let Ok(waiting) = self.store.waiting() else {
+            return;
+        };
+        for (package, from) in waiting {
+            if !package.header.attachments.iter().all(|b| self.blobs.has(b)) {
+                continue;
+            }
+            let _ = self.store.remove_waiting(&package.header.id);
+            match self.accept_package(from, package) {
+                Response::Receipt(receipt) => {
+                    let peer = from.to_peer_id();
+                    self.request(peer, Request::Receipt(receipt), Pending::Receipt);
+                }
+                Response::Refused(reason) => {
+                    tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
+                }
+                _ => {}
+            }
+        }
+        let _ = self.store.flush();
+    }
+
+    /// A package whose attachments are all here: keep it for forwarding, or
+    /// check it and take it into the inbox.
+    fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
+        let now = now();
         let id = package.header.id;
         if package.header.recipient != self.me.cert.org {
             // Store and forward: we see only the header.

@@ -78,6 +78,7 @@ pub struct Store {
     inbox: sled::Tree,
     sent: sled::Tree,
     seen: sled::Tree,
+    waiting: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -105,6 +106,7 @@ impl Store {
             inbox: db.open_tree("inbox")?,
             sent: db.open_tree("sent")?,
             seen: db.open_tree("seen")?,
+            waiting: db.open_tree("waiting")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -237,6 +239,26 @@ impl Store {
             .get(id.0)?
             .map(|v| decode("sent entry", &v))
             .transpose()
+    }
+
+    /// A package whose attachments are still arriving, and who delivered it.
+    pub fn put_waiting(&self, package: &SealedPackage, from: &OrgId) -> Result<(), StoreError> {
+        self.waiting
+            .insert(package.header.id.0, encode(&(package, from)))?;
+        Ok(())
+    }
+
+    pub fn remove_waiting(&self, id: &PackageId) -> Result<(), StoreError> {
+        self.waiting.remove(id.0)?;
+        Ok(())
+    }
+
+    pub fn waiting(&self) -> Result<Vec<(SealedPackage, OrgId)>, StoreError> {
+        self.waiting
+            .iter()
+            .values()
+            .map(|v| decode("waiting package", &v?))
+            .collect()
     }
 
     /// Remembers a package id until it expires (replay protection).

@@ -65,6 +65,7 @@ fn sealing(runs: usize, quick: bool) {
         },
         created: NOW,
         expires: NOW.saturating_add(Duration::from_secs(86_400)),
+        attachments: Vec::new(),
     };
     let len = if quick { 8 << 20 } else { 64 << 20 };
     let body = vec![0x5au8; len];

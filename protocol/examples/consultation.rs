@@ -229,6 +229,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         routing,
         created: now,
         expires: now.saturating_add(4 * DAY),
+        attachments: Vec::new(),
     };
     let t = Instant::now();
     let package = seal::seal(

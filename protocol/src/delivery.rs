@@ -120,6 +120,7 @@ mod tests {
             },
             created: NOW,
             expires: NOW.saturating_add(Duration::from_secs(3600)),
+            attachments: Vec::new(),
         };
         let p = seal(header, &a.sealing, &b.sealing.public(), [1; 32], b"body").unwrap();
         let good = Signed::sign(&b.identity, &Receipt::for_package(&p, NOW));

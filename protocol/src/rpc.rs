@@ -35,7 +35,16 @@ pub enum Request {
     /// An end-to-end receipt travelling back to the package's sender.
     Receipt(Signed<Receipt>),
     Revocations(Vec<RevocationNotice>),
+    /// A piece of a sealed attachment the responder holds; answered with `Blob`.
+    FetchBlob {
+        hash: [u8; 32],
+        offset: u64,
+        len: u32,
+    },
 }
+
+/// Largest piece of an attachment one `FetchBlob` may ask for.
+pub const MAX_BLOB_CHUNK: u32 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -47,6 +56,13 @@ pub enum Response {
     Custody,
     Done,
     Refused(String),
+    /// The package's header was accepted; its attachments are being fetched
+    /// from the requester (`have` of `total` bytes so far).
+    Fetching {
+        have: u64,
+        total: u64,
+    },
+    Blob(Vec<u8>),
 }
 
 impl WireMessage for Request {

@@ -73,6 +73,23 @@ impl std::str::FromStr for PackageId {
     }
 }
 
+/// A sealed attachment, by the BLAKE3 hash and size of its sealed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub hash: [u8; 32],
+    pub size: u64,
+}
+
+impl BlobRef {
+    pub fn hex(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// At most this many attachments per package.
+pub const MAX_ATTACHMENTS: usize = 64;
+const ATTACHMENT_DOMAIN: &[u8] = b"konsilium/attachment/v1\0";
+
 /// What routing needs to know, and all a relay ever sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutingHeader {
@@ -91,12 +108,27 @@ pub struct EnvelopeHeader {
     pub routing: RoutingHeader,
     pub created: Timestamp,
     pub expires: Timestamp,
+    /// Attachments travel as separate sealed blobs, named here by content
+    /// hash so any hop can fetch and check them without reading them; the
+    /// body's authentication covers this list.
+    pub attachments: Vec<BlobRef>,
 }
 
 impl EnvelopeHeader {
     fn prologue(&self) -> Vec<u8> {
         postcard::to_extend(self, PROLOGUE_DOMAIN.to_vec())
             .expect("encoding into a Vec cannot fail")
+    }
+
+    /// An attachment is bound to its package and position, not to the whole
+    /// header: the header lists the attachment's hash, which depends on
+    /// these bytes, so it cannot be part of them.
+    fn attachment_prologue(&self, index: u32) -> Vec<u8> {
+        postcard::to_extend(
+            &(self.id, self.sender, self.recipient, index),
+            ATTACHMENT_DOMAIN.to_vec(),
+        )
+        .expect("encoding into a Vec cannot fail")
     }
 
     /// Checks any holder can make, relays included: version, lifetime, expiry.
@@ -118,6 +150,9 @@ impl EnvelopeHeader {
                 created: self.created,
                 now,
             });
+        }
+        if self.attachments.len() > MAX_ATTACHMENTS {
+            return Err(SealError::Malformed("more attachments than allowed"));
         }
         Ok(())
     }
@@ -228,8 +263,32 @@ impl Sealer {
         recipient: &SealingPublicKey,
         ephemeral_seed: [u8; 32],
     ) -> Result<(Self, Vec<u8>), SealError> {
+        Self::with_prologue(header.prologue(), sender, recipient, ephemeral_seed)
+    }
+
+    /// Seals attachment `index` of the package with this header.
+    pub fn for_attachment(
+        header: &EnvelopeHeader,
+        index: u32,
+        sender: &SealingKey,
+        recipient: &SealingPublicKey,
+        ephemeral_seed: [u8; 32],
+    ) -> Result<(Self, Vec<u8>), SealError> {
+        Self::with_prologue(
+            header.attachment_prologue(index),
+            sender,
+            recipient,
+            ephemeral_seed,
+        )
+    }
+
+    fn with_prologue(
+        prologue: Vec<u8>,
+        sender: &SealingKey,
+        recipient: &SealingPublicKey,
+        ephemeral_seed: [u8; 32],
+    ) -> Result<(Self, Vec<u8>), SealError> {
         let secret = sender.to_seed();
-        let prologue = header.prologue();
         let mut hs = builder(ephemeral_seed)
             .local_private_key(secret.as_slice())
             .and_then(|b| b.remote_public_key(recipient.as_bytes()))
@@ -335,8 +394,34 @@ impl Opener {
         handshake: &[u8],
         sender_keys: &[SealingPublicKey],
     ) -> Result<Self, SealError> {
+        Self::with_prologue(header, header.prologue(), recipient, handshake, sender_keys)
+    }
+
+    /// Opens attachment `index` of the package with this header.
+    pub fn for_attachment(
+        header: &EnvelopeHeader,
+        index: u32,
+        recipient: &SealingKey,
+        handshake: &[u8],
+        sender_keys: &[SealingPublicKey],
+    ) -> Result<Self, SealError> {
+        Self::with_prologue(
+            header,
+            header.attachment_prologue(index),
+            recipient,
+            handshake,
+            sender_keys,
+        )
+    }
+
+    fn with_prologue(
+        header: &EnvelopeHeader,
+        prologue: Vec<u8>,
+        recipient: &SealingKey,
+        handshake: &[u8],
+        sender_keys: &[SealingPublicKey],
+    ) -> Result<Self, SealError> {
         let secret = recipient.to_seed();
-        let prologue = header.prologue();
         let mut hs = builder([0; 32])
             .local_private_key(secret.as_slice())
             .and_then(|b| b.prologue(&prologue))
@@ -513,6 +598,7 @@ mod tests {
             },
             created: NOW,
             expires: NOW.saturating_add(Duration::from_secs(7 * 86_400)),
+            attachments: Vec::new(),
         }
     }
 
@@ -795,6 +881,58 @@ mod tests {
         }
         assert!(rest.is_empty());
         assert_eq!(opened, plain);
+    }
+
+    #[test]
+    fn attachments_are_bound_to_their_package_and_position() {
+        let s = setup();
+        let plain = body(CHUNK_PLAINTEXT + 77);
+        let h = header(&s.district, &s.federal, 1);
+        let (mut sealer, mut blob) = Sealer::for_attachment(
+            &h,
+            2,
+            &s.district.sealing,
+            &s.federal.sealing.public(),
+            [8; 32],
+        )
+        .unwrap();
+        for part in plain.chunks(CHUNK_PLAINTEXT) {
+            sealer.seal_chunk(part, &mut blob).unwrap();
+        }
+        sealer.finish(&mut blob).unwrap();
+        let keys = [s.district.sealing.public()];
+        let open_as = |h: &EnvelopeHeader, index: u32| -> Result<Vec<u8>, SealError> {
+            let mut opener = Opener::for_attachment(
+                h,
+                index,
+                &s.federal.sealing,
+                &blob[..HANDSHAKE_LEN],
+                &keys,
+            )?;
+            let (mut rest, mut out) = (&blob[HANDSHAKE_LEN..], Vec::new());
+            while !opener.is_finished() {
+                let (used, _) = opener.open_chunk(rest, &mut out)?;
+                rest = &rest[used..];
+            }
+            Ok(out)
+        };
+        assert_eq!(open_as(&h, 2).unwrap(), plain);
+        assert!(open_as(&h, 1).is_err(), "moved to another position");
+        assert!(
+            open_as(&header(&s.district, &s.federal, 9), 2).is_err(),
+            "moved to another package"
+        );
+        // The body's opener does not accept an attachment in its place.
+        assert!(Opener::new(&h, &s.federal.sealing, &blob[..HANDSHAKE_LEN], &keys).is_err());
+        let mut many = h.clone();
+        many.attachments = vec![
+            BlobRef {
+                hash: [0; 32],
+                size: 1
+            };
+            MAX_ATTACHMENTS + 1
+        ];
+        assert!(many.check(NOW).is_err());
     }
 
     #[test]

@@ -228,6 +228,7 @@ mod tests {
             },
             created: NOW,
             expires: NOW.saturating_add(Duration::from_secs(3600)),
+            attachments: Vec::new(),
         };
         let package = seal(
             header.clone(),

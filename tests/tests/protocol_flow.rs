@@ -79,6 +79,7 @@ fn header(from: &TestOrg, to: &TestOrg, routing: RoutingHeader, id: u8) -> Envel
         routing,
         created: NOW,
         expires: NOW.saturating_add(Duration::from_secs(4 * 86_400)),
+        attachments: Vec::new(),
     }
 }
 

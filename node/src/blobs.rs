@@ -1,0 +1,356 @@
+//! Sealed attachments as content-addressed files beside the database.
+//!
+//! Attachments (CT series, DICOM, ECG) reach hundreds of megabytes, which
+//! sled handles badly, so each lives in `blobs/<blake3 of the sealed bytes>`.
+//! A blob being received grows in `<hash>.partial`, always as a contiguous
+//! prefix, so a transfer interrupted by a crash resumes from the file's
+//! length; it becomes a blob only after its hash checks out.
+
+use konsilium_protocol::identity::{SealingKey, SealingPublicKey};
+use konsilium_protocol::seal::{self, BlobRef, EnvelopeHeader, Opener, Sealer};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("attachment store {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("attachment {hash}: piece at offset {offset} does not continue the {have} bytes held")]
+    OutOfOrder {
+        hash: String,
+        offset: u64,
+        have: u64,
+    },
+    #[error("attachment {hash}: {got} bytes would exceed its size of {size}")]
+    TooLong { hash: String, got: u64, size: u64 },
+    #[error("attachment {hash}: received bytes do not match its content hash; discarded")]
+    HashMismatch { hash: String },
+    #[error("attachment {0} is not held here")]
+    Missing(String),
+    #[error("attachment: {0}")]
+    Seal(#[from] seal::SealError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+impl BlobStore {
+    pub fn open(dir: &Path) -> Result<Self, BlobError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.dir.join(hex(hash))
+    }
+
+    fn partial_path(&self, hash: &[u8; 32]) -> PathBuf {
+        self.dir.join(format!("{}.partial", hex(hash)))
+    }
+
+    pub fn has(&self, blob: &BlobRef) -> bool {
+        fs::metadata(self.path(&blob.hash)).is_ok_and(|m| m.len() == blob.size)
+    }
+
+    /// Bytes of a blob received so far (its full size once complete).
+    pub fn received(&self, blob: &BlobRef) -> u64 {
+        if self.has(blob) {
+            return blob.size;
+        }
+        fs::metadata(self.partial_path(&blob.hash))
+            .map(|m| m.len().min(blob.size))
+            .unwrap_or(0)
+    }
+
+    pub fn read(&self, hash: &[u8; 32], offset: u64, len: u32) -> Result<Vec<u8>, BlobError> {
+        let path = self.path(hash);
+        let mut file = File::open(&path).map_err(|_| BlobError::Missing(hex(hash)))?;
+        file.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
+        let mut out = Vec::with_capacity(len as usize);
+        file.take(u64::from(len))
+            .read_to_end(&mut out)
+            .map_err(io_err(&path))?;
+        Ok(out)
+    }
+
+    /// Appends the next piece of a blob being received; returns the new length.
+    pub fn append(&self, blob: &BlobRef, offset: u64, bytes: &[u8]) -> Result<u64, BlobError> {
+        let path = self.partial_path(&blob.hash);
+        let have = self.received(blob);
+        if offset != have {
+            return Err(BlobError::OutOfOrder {
+                hash: hex(&blob.hash),
+                offset,
+                have,
+            });
+        }
+        let got = have + bytes.len() as u64;
+        if got > blob.size {
+            return Err(BlobError::TooLong {
+                hash: hex(&blob.hash),
+                got,
+                size: blob.size,
+            });
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(bytes).map_err(io_err(&path))?;
+        Ok(got)
+    }
+
+    /// Checks a fully received blob against its hash and makes it a blob.
+    pub fn complete(&self, blob: &BlobRef) -> Result<(), BlobError> {
+        let partial = self.partial_path(&blob.hash);
+        let mut hasher = blake3::Hasher::new();
+        let file = File::open(&partial).map_err(io_err(&partial))?;
+        hasher
+            .update_reader(BufReader::new(&file))
+            .map_err(io_err(&partial))?;
+        if *hasher.finalize().as_bytes() != blob.hash {
+            let _ = fs::remove_file(&partial);
+            return Err(BlobError::HashMismatch {
+                hash: hex(&blob.hash),
+            });
+        }
+        file.sync_all().map_err(io_err(&partial))?;
+        let done = self.path(&blob.hash);
+        fs::rename(&partial, &done).map_err(io_err(&done))
+    }
+
+    /// Seals attachment `index` of a package from `source` into a new blob,
+    /// streaming: the attachment is never whole in memory.
+    pub fn seal_attachment(
+        &self,
+        header: &EnvelopeHeader,
+        index: u32,
+        sender: &SealingKey,
+        recipient: &SealingPublicKey,
+        ephemeral_seed: [u8; 32],
+        source: &mut dyn Read,
+    ) -> Result<BlobRef, BlobError> {
+        let tmp = self.dir.join(format!("sealing-{}-{index}.tmp", header.id));
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        let mut emit = |bytes: &[u8], out: &mut BufWriter<File>| -> Result<(), BlobError> {
+            hasher.update(bytes);
+            size += bytes.len() as u64;
+            out.write_all(bytes).map_err(io_err(&tmp))
+        };
+        let (mut sealer, handshake) =
+            Sealer::for_attachment(header, index, sender, recipient, ephemeral_seed)?;
+        emit(&handshake, &mut out)?;
+        let mut plain = vec![0u8; seal::CHUNK_PLAINTEXT];
+        let mut sealed = Vec::with_capacity(seal::CHUNK_CIPHERTEXT_MAX + 2);
+        loop {
+            let n = read_full(source, &mut plain).map_err(io_err(&tmp))?;
+            if n == 0 {
+                break;
+            }
+            sealed.clear();
+            sealer.seal_chunk(&plain[..n], &mut sealed)?;
+            emit(&sealed, &mut out)?;
+        }
+        sealed.clear();
+        sealer.finish(&mut sealed)?;
+        emit(&sealed, &mut out)?;
+        let file = out.into_inner().map_err(|e| BlobError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        let blob = BlobRef {
+            hash: *hasher.finalize().as_bytes(),
+            size,
+        };
+        let done = self.path(&blob.hash);
+        fs::rename(&tmp, &done).map_err(io_err(&done))?;
+        Ok(blob)
+    }
+
+    /// Opens attachment `index` of a received package into `dest`, streaming.
+    pub fn open_attachment(
+        &self,
+        header: &EnvelopeHeader,
+        index: u32,
+        recipient: &SealingKey,
+        sender_keys: &[SealingPublicKey],
+        dest: &mut dyn Write,
+    ) -> Result<u64, BlobError> {
+        let blob = header
+            .attachments
+            .get(index as usize)
+            .ok_or_else(|| BlobError::Missing(format!("#{index}")))?;
+        let path = self.path(&blob.hash);
+        let file = File::open(&path).map_err(|_| BlobError::Missing(hex(&blob.hash)))?;
+        let mut input = BufReader::with_capacity(1 << 20, file);
+        let mut handshake = [0u8; seal::HANDSHAKE_LEN];
+        input.read_exact(&mut handshake).map_err(io_err(&path))?;
+        let mut opener = Opener::for_attachment(header, index, recipient, &handshake, sender_keys)?;
+        let mut frame = Vec::with_capacity(seal::CHUNK_CIPHERTEXT_MAX + 2);
+        let mut plain = Vec::with_capacity(seal::CHUNK_PLAINTEXT);
+        let mut written = 0u64;
+        while !opener.is_finished() {
+            let mut len = [0u8; 2];
+            input
+                .read_exact(&mut len)
+                .map_err(|_| seal::SealError::Truncated)?;
+            frame.clear();
+            frame.extend_from_slice(&len);
+            frame.resize(2 + usize::from(u16::from_le_bytes(len)), 0);
+            input
+                .read_exact(&mut frame[2..])
+                .map_err(|_| seal::SealError::Truncated)?;
+            plain.clear();
+            opener.open_chunk(&frame, &mut plain)?;
+            dest.write_all(&plain).map_err(io_err(&path))?;
+            written += plain.len() as u64;
+        }
+        Ok(written)
+    }
+}
+
+fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use konsilium_protocol::cert::OrgLevel;
+    use konsilium_protocol::identity::IdentityKey;
+    use konsilium_protocol::seal::{PACKAGE_VERSION, PackageId, RoutingHeader};
+    use konsilium_protocol::specialty::Specialty;
+    use konsilium_protocol::time::Timestamp;
+    use konsilium_protocol::urgency::Urgency;
+
+    fn header() -> EnvelopeHeader {
+        EnvelopeHeader {
+            version: PACKAGE_VERSION,
+            id: PackageId([3; 16]),
+            sender: IdentityKey::from_seed([1; 32]).org_id(),
+            recipient: IdentityKey::from_seed([2; 32]).org_id(),
+            routing: RoutingHeader {
+                specialty: Specialty::Radiology,
+                min_level: OrgLevel::Regional,
+                urgency: Urgency::Planned,
+                region: None,
+            },
+            created: Timestamp::from_unix_millis(1),
+            expires: Timestamp::from_unix_millis(2),
+            attachments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn seal_transfer_in_pieces_resume_and_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sender_store = BlobStore::open(&tmp.path().join("a")).unwrap();
+        let receiver_store = BlobStore::open(&tmp.path().join("b")).unwrap();
+        let (sender, recipient) = (
+            SealingKey::from_seed([5; 32]),
+            SealingKey::from_seed([6; 32]),
+        );
+        let plain: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let h = header();
+        let blob = sender_store
+            .seal_attachment(
+                &h,
+                0,
+                &sender,
+                &recipient.public(),
+                [7; 32],
+                &mut plain.as_slice(),
+            )
+            .unwrap();
+        assert!(sender_store.has(&blob));
+        assert!(!receiver_store.has(&blob));
+
+        // Transfer in 1 MiB pieces, "crash" after the first, resume from what is on disk.
+        let first = sender_store.read(&blob.hash, 0, 1 << 20).unwrap();
+        receiver_store.append(&blob, 0, &first).unwrap();
+        assert!(
+            matches!(receiver_store.append(&blob, 5, b"x"), Err(BlobError::OutOfOrder { have, .. }) if have == 1 << 20)
+        );
+        let resumed_at = receiver_store.received(&blob);
+        assert_eq!(resumed_at, 1 << 20);
+        let mut offset = resumed_at;
+        while offset < blob.size {
+            let piece = sender_store.read(&blob.hash, offset, 1 << 20).unwrap();
+            offset = receiver_store.append(&blob, offset, &piece).unwrap();
+        }
+        receiver_store.complete(&blob).unwrap();
+        assert!(receiver_store.has(&blob));
+
+        let mut h2 = h.clone();
+        h2.attachments = vec![blob];
+        let mut out = Vec::new();
+        let n = receiver_store
+            .open_attachment(&h2, 0, &recipient, &[sender.public()], &mut out)
+            .unwrap();
+        assert_eq!(n as usize, plain.len());
+        assert_eq!(out, plain);
+        // The wrong recipient key cannot open it.
+        assert!(
+            receiver_store
+                .open_attachment(&h2, 0, &sender, &[sender.public()], &mut Vec::new())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn corrupted_transfer_is_discarded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path()).unwrap();
+        let blob = BlobRef {
+            hash: *blake3::hash(b"hello").as_bytes(),
+            size: 5,
+        };
+        store.append(&blob, 0, b"hellO").unwrap();
+        assert!(matches!(
+            store.complete(&blob),
+            Err(BlobError::HashMismatch { .. })
+        ));
+        assert_eq!(
+            store.received(&blob),
+            0,
+            "the bad bytes are gone; a retry starts over"
+        );
+        assert!(matches!(
+            store.append(&blob, 0, b"hello!"),
+            Err(BlobError::TooLong { .. })
+        ));
+        store.append(&blob, 0, b"hello").unwrap();
+        store.complete(&blob).unwrap();
+        assert_eq!(store.read(&blob.hash, 1, 3).unwrap(), b"ell");
+    }
+}
