@@ -92,11 +92,24 @@ pub struct NodeConfig {
     pub bootstrap: Vec<BootstrapPeer>,
     pub external: Vec<Multiaddr>,
     pub relay_via: Vec<OrgId>,
+    pub directory_scope: DirectoryScope,
     pub calendar: WorkingCalendar,
     pub deadlines: Deadlines,
     pub services: Vec<Service>,
     pub consultants: Vec<Consultant>,
     pub log: LogConfig,
+}
+
+/// Which directory records a node keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DirectoryScope {
+    /// Every organization of the federation.
+    #[default]
+    Federation,
+    /// Its own region's organizations, peers it talks to, and candidates it
+    /// asks its regional center for: cheap for a small hospital in a
+    /// national network.
+    Region,
 }
 
 /// A node to contact first. The peer id is required so the first connection
@@ -284,6 +297,8 @@ struct RawNetwork {
     external: Vec<String>,
     #[serde(default)]
     relay_via: Vec<String>,
+    #[serde(default)]
+    directory_scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -465,6 +480,16 @@ impl RawConfig {
             })
             .collect::<Result<_, _>>()?;
 
+        let directory_scope = match network.directory_scope.as_deref().map(str::trim) {
+            None | Some("federation") => DirectoryScope::Federation,
+            Some("region") => DirectoryScope::Region,
+            Some(other) => {
+                return Err(bad(
+                    "network.directory_scope",
+                    format!("{other:?} is not a scope: use \"federation\" or \"region\""),
+                ));
+            }
+        };
         let directory = self.directory;
         let calendar = calendar(&directory)?;
         let deadlines = match &directory.deadlines {
@@ -484,6 +509,7 @@ impl RawConfig {
             bootstrap,
             external,
             relay_via,
+            directory_scope,
             calendar,
             deadlines,
             services,
@@ -1024,6 +1050,9 @@ external = []
 # Organization ids of the regional centers that packages to other regions go
 # through, if your federation's policy requires it.
 relay_via = []
+# "federation" keeps every organization's record; "region" keeps this region's
+# and asks the regional center (relay_via) for candidates elsewhere.
+directory_scope = "federation"
 
 [directory]
 # The time zone of the consulting staff: planned deadlines count their working days.

@@ -87,6 +87,7 @@ impl Member {
             bootstrap,
             external: Vec::new(),
             relay_via,
+            scope: crate::node::DirectoryScope::Federation,
             gossip_heartbeat: Duration::from_millis(200),
             anti_entropy_every: Duration::from_secs(2),
         }

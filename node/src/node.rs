@@ -7,6 +7,7 @@
 
 use crate::behaviour::{Behaviour, BehaviourEvent, DIRECTORY_TOPIC, REVOCATION_TOPIC};
 use crate::blobs::{BlobError, BlobStore};
+pub use crate::config::DirectoryScope;
 use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use futures::StreamExt;
 use konsilium_protocol::calendar::WorkingCalendar;
@@ -26,8 +27,10 @@ use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
 };
 use konsilium_protocol::signed::Signed;
+use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Deadlines;
+use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire::{self, RecordBatch, RecordRequest, SyncSummaries};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
@@ -63,6 +66,9 @@ pub struct Profile {
     pub consultants: Vec<Consultant>,
 }
 
+/// How many candidates a regional center returns to a scoped node.
+const MAX_CANDIDATES: usize = 8;
+
 /// Everything a node needs to start.
 pub struct NodeSetup {
     pub identity: IdentityKey,
@@ -77,6 +83,7 @@ pub struct NodeSetup {
     pub external: Vec<Multiaddr>,
     /// Packages to organizations outside our region go through these (federation policy).
     pub relay_via: Vec<OrgId>,
+    pub scope: DirectoryScope,
     pub gossip_heartbeat: Duration,
     pub anti_entropy_every: Duration,
 }
@@ -105,6 +112,7 @@ impl NodeSetup {
             bootstrap: config.bootstrap.iter().map(|b| b.address.clone()).collect(),
             external: config.external.clone(),
             relay_via: config.relay_via.clone(),
+            scope: config.directory_scope,
             gossip_heartbeat: Duration::from_secs(1),
             anti_entropy_every: Duration::from_secs(60),
         })
@@ -280,6 +288,7 @@ enum Command {
         PackageId,
         oneshot::Sender<Result<AttachmentKeys, NodeError>>,
     ),
+    Candidates(RoutingHeader, oneshot::Sender<Result<usize, NodeError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -330,9 +339,20 @@ impl NodeHandle {
             attachments,
             lifetime,
         } = request;
-        let mut plan = self
-            .ask(|tx| Command::Plan(target, routing, lifetime, tx))
-            .await??;
+        let first = self
+            .ask(|tx| Command::Plan(target.clone(), routing.clone(), lifetime, tx))
+            .await?;
+        let mut plan = match first {
+            // A scoped directory may just not know the right organization:
+            // ask the regional center, then choose again.
+            Err(NodeError::NoRoute(_)) if matches!(target, Target::Best) => {
+                self.ask(|tx| Command::Candidates(routing.clone(), tx))
+                    .await??;
+                self.ask(|tx| Command::Plan(target, routing, lifetime, tx))
+                    .await??
+            }
+            other => other?,
+        };
         for (index, attachment) in attachments.into_iter().enumerate() {
             let header = plan.header.clone();
             let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
@@ -450,6 +470,9 @@ struct Fetch {
 
 const FETCH_WINDOW: usize = 8;
 
+/// Failed dials before a package goes to the regional relay instead.
+const UNREACHABLE_AFTER: u32 = 3;
+
 struct Node {
     swarm: Swarm<Behaviour>,
     store: Store,
@@ -472,6 +495,11 @@ struct Node {
     receipts_for_senders: Vec<Signed<Receipt>>,
     blobs: BlobStore,
     fetches: HashMap<[u8; 32], Fetch>,
+    scope: DirectoryScope,
+    /// Records left out by the scope, so anti-entropy stops asking for them.
+    out_of_scope: HashSet<OrgId>,
+    candidate_requests:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
     events: broadcast::Sender<NodeEvent>,
     directory_topic: gossipsub::IdentTopic,
     revocation_topic: gossipsub::IdentTopic,
@@ -560,6 +588,9 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         external: setup.external,
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
+        scope: setup.scope,
+        out_of_scope: HashSet::new(),
+        candidate_requests: HashMap::new(),
         certified: HashMap::new(),
         hello_sent: HashSet::new(),
         pending: HashMap::new(),
@@ -761,8 +792,10 @@ impl Node {
             ));
         }
         if let Some(record) = hello.record {
-            // A bad record is reported by `accept_record`; the certificate alone admits the peer.
-            let _ = self.accept_record(record);
+            // A bad record is reported by `accept_record`; the certificate
+            // alone admits the peer. Kademlia connects peers of any region,
+            // so the directory scope applies to their records too.
+            let _ = self.accept_record(record, false);
         }
         self.certified.insert(peer, claimed);
         self.emit(NodeEvent::PeerCertified {
@@ -813,20 +846,22 @@ impl Node {
     }
 
     /// Validates and stores a record; returns whether it changed the directory.
-    fn accept_record(&mut self, record: SignedRecord) -> Result<bool, RecordError> {
-        let merged = self.directory.insert(record.clone(), &self.trust, now());
-        match merged {
+    /// Validates and stores a record; returns whether it changed the
+    /// directory. `wanted` records (candidates asked for) are
+    /// kept whatever the scope.
+    fn accept_record(&mut self, record: SignedRecord, wanted: bool) -> Result<bool, RecordError> {
+        let cert = record.decode_unverified()?.chain.org.decode_unverified()?;
+        let in_scope = self.scope == DirectoryScope::Federation
+            || cert.region == self.me.cert.region
+            || self.directory.get(&cert.org).is_some();
+        if !wanted && !in_scope {
+            self.out_of_scope.insert(cert.org);
+            return Ok(false);
+        }
+        match self.directory.insert(record.clone(), &self.trust, now()) {
             Ok(Merge::Added | Merge::Replaced { .. }) => {
-                let entry = self.directory.get(
-                    &record
-                        .decode_unverified()?
-                        .chain
-                        .org
-                        .decode_unverified()?
-                        .org,
-                );
-                if let Some(entry) = entry {
-                    let (org, seq) = (entry.org(), entry.record().sequence);
+                if let Some(entry) = self.directory.get(&cert.org) {
+                    let (org, sequence) = (entry.org(), entry.record().sequence);
                     for addr in &entry.record().addresses {
                         self.swarm
                             .behaviour_mut()
@@ -834,7 +869,7 @@ impl Node {
                             .add_address(&org.to_peer_id(), addr.clone());
                     }
                     let _ = self.store.put_record(&org, &record);
-                    self.emit(NodeEvent::RecordAccepted { org, sequence: seq });
+                    self.emit(NodeEvent::RecordAccepted { org, sequence });
                 }
                 Ok(true)
             }
@@ -848,12 +883,63 @@ impl Node {
         }
     }
 
+    /// Asks the regional center for the best candidates this node's scoped
+    /// directory lacks.
+    fn ask_candidates(
+        &mut self,
+        routing: RoutingHeader,
+        reply: oneshot::Sender<Result<usize, NodeError>>,
+    ) {
+        let Some(relay) = self
+            .relay_via
+            .first()
+            .map(OrgId::to_peer_id)
+            .filter(|p| self.certified.contains_key(p))
+        else {
+            let _ = reply.send(Err(NodeError::NoRoute(
+                "no regional center connected to ask for candidates".into(),
+            )));
+            return;
+        };
+        let request = Request::Candidates {
+            specialty: routing.specialty,
+            min_level: routing.min_level,
+            urgency: routing.urgency,
+        };
+        let id = self.swarm.behaviour_mut().rpc.send_request(&relay, request);
+        self.candidate_requests.insert(id, reply);
+    }
+
+    fn candidates(
+        &self,
+        requester: OrgId,
+        specialty: Specialty,
+        min_level: OrgLevel,
+        urgency: Urgency,
+    ) -> Response {
+        let req = RouteRequest {
+            specialty,
+            min_level,
+            urgency,
+            region: None,
+            exclude: [requester].into(),
+        };
+        let records = route::rank(&self.directory, &req, now())
+            .candidates
+            .iter()
+            .take(MAX_CANDIDATES)
+            .filter_map(|c| self.directory.get(&c.org))
+            .map(|e| e.signed().clone())
+            .collect();
+        Response::Records(RecordBatch { records })
+    }
+
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let acceptance = if !self.certified.contains_key(&source) {
             gossipsub::MessageAcceptance::Reject
         } else if message.topic == self.directory_topic.hash() {
             match wire::decode::<SignedRecord>(&message.data) {
-                Ok(record) => match self.accept_record(record) {
+                Ok(record) => match self.accept_record(record, false) {
                     Ok(true) => gossipsub::MessageAcceptance::Accept,
                     Ok(false) => gossipsub::MessageAcceptance::Ignore,
                     Err(_) => gossipsub::MessageAcceptance::Reject,
@@ -917,7 +1003,23 @@ impl Node {
                     },
                 ..
             } => {
-                if let Some((_, what)) = self.pending.remove(&request_id) {
+                if let Some(reply) = self.candidate_requests.remove(&request_id) {
+                    let result = match response {
+                        Response::Records(batch) => {
+                            let n = batch
+                                .records
+                                .into_iter()
+                                .filter(|r| self.accept_record(r.clone(), true).is_ok())
+                                .count();
+                            let _ = self.store.flush();
+                            Ok(n)
+                        }
+                        other => Err(NodeError::NoRoute(format!(
+                            "regional center answered {other:?}"
+                        ))),
+                    };
+                    let _ = reply.send(result);
+                } else if let Some((_, what)) = self.pending.remove(&request_id) {
                     self.on_response(peer, what, response);
                 }
             }
@@ -927,6 +1029,11 @@ impl Node {
                 peer,
                 ..
             } => {
+                if let Some(reply) = self.candidate_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NodeError::NoRoute(format!(
+                        "regional center unreachable: {error}"
+                    ))));
+                }
                 if let Some((_, what)) = self.pending.remove(&request_id) {
                     match what {
                         Pending::Deliver(id) => {
@@ -975,7 +1082,7 @@ impl Node {
             },
             Request::PushRecords(batch) => {
                 for record in batch.records {
-                    let _ = self.accept_record(record);
+                    let _ = self.accept_record(record, false);
                 }
                 let _ = self.store.flush();
                 Response::Done
@@ -994,6 +1101,11 @@ impl Node {
                 self.on_receipt(receipt);
                 Response::Done
             }
+            Request::Candidates {
+                specialty,
+                min_level,
+                urgency,
+            } => self.candidates(from, specialty, min_level, urgency),
             Request::FetchBlob { hash, offset, len } => {
                 match self.blobs.read(&hash, offset, len.min(MAX_BLOB_CHUNK)) {
                     Ok(bytes) => Response::Blob(bytes),
@@ -1024,7 +1136,8 @@ impl Node {
                 });
             }
             (Pending::SyncOffer, Response::Summaries(s)) => {
-                let plan = self.directory.reconcile(&s.buckets, &s.summaries);
+                let mut plan = self.directory.reconcile(&s.buckets, &s.summaries);
+                plan.want.retain(|org| !self.out_of_scope.contains(org));
                 if !plan.send.is_empty() {
                     self.request(
                         peer,
@@ -1042,7 +1155,7 @@ impl Node {
             }
             (Pending::Want, Response::Records(batch)) => {
                 for record in batch.records {
-                    let _ = self.accept_record(record);
+                    let _ = self.accept_record(record, false);
                 }
                 let _ = self.store.flush();
             }
@@ -1085,6 +1198,7 @@ impl Node {
                 let _ = reply.send(self.commit(*plan, &body));
                 let _ = self.deliver_due();
             }
+            Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
             Command::AttachmentKeys(id, reply) => {
                 let _ = reply.send(self.attachment_keys(id));
             }
@@ -1292,6 +1406,16 @@ impl Node {
                 entry.attempts += 1;
                 entry.next_attempt =
                     delivery::next_attempt(now, entry.attempts, u64::from_le_bytes(random_bytes()));
+                // An unreachable recipient: let the regional center hold it and forward it later.
+                if let Some(&relay) = self.relay_via.first()
+                    && entry.origin == Origin::Local
+                    && entry.next_hop == entry.package.header.recipient
+                    && entry.attempts >= UNREACHABLE_AFTER
+                    && relay != entry.next_hop
+                {
+                    entry.next_hop = relay;
+                    entry.next_attempt = now;
+                }
                 self.store.put_outbox(&entry)?;
             }
         }

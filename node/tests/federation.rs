@@ -577,3 +577,106 @@ async fn a_recipient_killed_mid_transfer_resumes_where_it_stopped() {
     s.shutdown().await;
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_district_asks_its_regional_center_for_candidates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let federal = fed.enrol(spec(
+        "Federal oncology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Oncology],
+    ));
+    let regional = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let f = start(&federal, vec![ra.clone()], vec![]).await;
+    let mut scoped = district.setup(vec![ra], vec![regional.org_id()]);
+    scoped.scope = konsilium_node::node::DirectoryScope::Region;
+    let d = node::start(scoped).await.unwrap();
+    converge(&[&r, &f], 3).await;
+    // Gossip and anti-entropy have run; the district keeps only its region.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = d.status().await.unwrap();
+    assert_eq!(
+        status.directory_size, 2,
+        "own record and the regional center's; peers {:?}",
+        status.peers
+    );
+
+    let mut events = d.subscribe();
+    let body = b"Which adjuvant regimen?".to_vec();
+    let sent = d
+        .send(package(
+            Target::Best,
+            Specialty::Oncology,
+            OrgLevel::Federal,
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.recipient,
+        federal.org_id(),
+        "the regional center named the federal candidate"
+    );
+    delivered(&mut events, sent.id).await;
+    assert_eq!(f.open(sent.id).await.unwrap().1, body);
+    assert_eq!(d.status().await.unwrap().directory_size, 3);
+    for n in [f, r, d] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_recipient_is_served_through_the_regional_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let regional = fed.enrol(spec("Regional hospital", OrgLevel::Regional, "RU-VLG", &[]));
+    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let other = fed.enrol(spec(
+        "Neighbouring district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[Specialty::Pediatrics],
+    ));
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let o = start(&other, vec![ra.clone()], vec![]).await;
+    let d = start(&district, vec![ra.clone()], vec![regional.org_id()]).await;
+    converge(&[&r, &o, &d], 3).await;
+    o.shutdown().await;
+
+    // Same region, so policy says direct; but the recipient is down.
+    let mut events = d.subscribe();
+    let sent = d
+        .send(package(
+            Target::Org(other.org_id()),
+            Specialty::Pediatrics,
+            OrgLevel::District,
+            b"x-ray".to_vec(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.next_hop, other.org_id());
+    let relay = wait_for(&mut events, "the relay to take custody", |e| match e {
+        NodeEvent::PackageInCustody { id, relay } if *id == sent.id => Some(*relay),
+        _ => None,
+    })
+    .await;
+    assert_eq!(relay, regional.org_id());
+    // The recipient comes back, reachable only through the region's center.
+    let o = start(&other, vec![ra], vec![]).await;
+    delivered(&mut events, sent.id).await;
+    assert_eq!(o.open(sent.id).await.unwrap().1, b"x-ray");
+    for n in [r, o, d] {
+        n.shutdown().await;
+    }
+}

@@ -1,12 +1,14 @@
 //! The requests and responses nodes exchange over their authenticated
 //! libp2p streams. Each travels as one wire frame with its own size limit.
 
-use crate::cert::{CertChain, RevocationNotice};
+use crate::cert::{CertChain, OrgLevel, RevocationNotice};
 use crate::delivery::Receipt;
 use crate::directory::{SignedRecord, SyncOffer};
 use crate::seal::SealedPackage;
 use crate::signed::Signed;
+use crate::specialty::Specialty;
 use crate::time::Timestamp;
+use crate::urgency::Urgency;
 use crate::wire::{MessageKind, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,13 @@ pub enum Request {
     /// An end-to-end receipt travelling back to the package's sender.
     Receipt(Signed<Receipt>),
     Revocations(Vec<RevocationNotice>),
+    /// Directory records of the best organizations for a request, for a
+    /// node whose directory is scoped to its region; answered with `Records`.
+    Candidates {
+        specialty: Specialty,
+        min_level: OrgLevel,
+        urgency: Urgency,
+    },
     /// A piece of a sealed attachment the responder holds; answered with `Blob`.
     FetchBlob {
         hash: [u8; 32],
