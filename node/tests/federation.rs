@@ -680,3 +680,40 @@ async fn an_unreachable_recipient_is_served_through_the_regional_relay() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_also_speak_quic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let a = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Urology],
+    ));
+    let b = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let quic = |m: &Member, bootstrap: Vec<Multiaddr>| {
+        let mut setup = m.setup(bootstrap, vec![]);
+        setup.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+        setup
+    };
+    let na = node::start(quic(&a, vec![])).await.unwrap();
+    let qa = addr(&na).await;
+    assert!(qa.iter().any(|p| matches!(p, Protocol::QuicV1)), "{qa}");
+    let nb = node::start(quic(&b, vec![qa])).await.unwrap();
+    converge(&[&na, &nb], 2).await;
+    let mut events = nb.subscribe();
+    let sent = nb
+        .send(package(
+            Target::Best,
+            Specialty::Urology,
+            OrgLevel::Regional,
+            b"over QUIC".to_vec(),
+        ))
+        .await
+        .unwrap();
+    delivered(&mut events, sent.id).await;
+    assert_eq!(na.open(sent.id).await.unwrap().1, b"over QUIC");
+    na.shutdown().await;
+    nb.shutdown().await;
+}
