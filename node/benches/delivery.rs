@@ -1,0 +1,1096 @@
+//! Delivery latency of real Konsilium nodes, each row as a ratio against raw
+//! libp2p doing the same number of network legs, measured in the same run
+//! and the same process.
+//!
+//! Run with `cargo bench -p konsilium-node --bench delivery` (200 samples a
+//! row) or `... -- --quick` (50 samples). Ratios rather than milliseconds,
+//! because the absolute numbers depend on the machine and its load; the
+//! baseline sees the same machine at the same moment. To make that hold on a
+//! noisy shared box, baseline and node samples alternate one by one.
+//!
+//! Each baseline/node pair in row 2 starts after a random idle gap of up to
+//! one node tick (200 ms, the node's outbox timer), because a relay forwards
+//! only on that tick. Without the gap, back-to-back sends lock onto the
+//! tick's phase: a package reaches the relay just after the tick that
+//! forwarded the previous one and always waits a whole tick, which is the
+//! worst case, not the typical one. Row 1 has no timer on its path and runs
+//! back to back (a gap there costs both sides wake-up latency and flatters
+//! the ratio).
+//!
+//! Rows:
+//!
+//! 1. *Sealed 1 KiB, direct.* Two nodes connected to each other. Timed from
+//!    `NodeHandle::send` until the sender's `PackageDelivered`, i.e. until the
+//!    recipient's signed receipt is back and recorded. That is 2 network legs
+//!    (Deliver request, Receipt response). Baseline: one request-response
+//!    round trip with a 1 KiB request and a receipt-sized response between
+//!    two plain swarms, also 2 legs.
+//! 2. *Sealed 1 KiB, relayed district -> regional -> federal.* The district
+//!    has `relay_via = [regional]` and the federal center is in another
+//!    region, so federation policy sends the package through the regional
+//!    relay. Timed until `PackageDelivered` at the district. On the critical
+//!    path that is 4 network legs: d->r (Deliver), r->f (Deliver), f->r
+//!    (Receipt response), r->d (the relay forwards the receipt). The d<-r
+//!    custody acknowledgement runs alongside and is off the critical path.
+//!    Baseline: three plain swarms A->B->C where B, on A's request, requests
+//!    C and answers A only once C has answered: the same 3 nodes and the
+//!    same 4 legs. A chain of four swarms would charge the baseline two legs
+//!    more than the node does and flatter the ratio.
+//! 3. *256 MiB attachment, direct.* Two connected nodes, one package with a
+//!    1 KiB body and a 256 MiB `Attachment::File`. Timed from `send` (which
+//!    first seals the attachment into a blob) until `PackageDelivered`; in
+//!    between the recipient pulls the blob in `FetchBlob` pieces, checks its
+//!    hash and takes the package. Baseline: the same 256 MiB over one raw
+//!    libp2p stream between two plain swarms, i.e. a single request-response
+//!    exchange whose codec streams the bytes through one Yamux substream
+//!    without buffering them. No target is set for this row; it reports
+//!    the ratio only. Few samples, since each writes half a GiB to disk.
+//!
+//! After the table the bench prints where the node's time goes (cumulative
+//! medians of the events the nodes emit, and the cost of one sled flush on
+//! the disk the nodes' databases are on, which `TMPDIR` decides).
+
+use futures::stream::{BoxStream, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
+use konsilium_node::node::{self, Attachment, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::delivery::Receipt;
+use konsilium_protocol::identity::{IdentityKey, OrgId, SealingKey};
+use konsilium_protocol::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
+use konsilium_protocol::signed::Signed;
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::Urgency;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Size of the package body and of the baseline request.
+const BODY_BYTES: usize = 1024;
+/// Baseline response size: about a signed `Receipt` on the wire (ids, hash,
+/// time, signature), so the baseline carries what the node carries back.
+const RESPONSE_BYTES: usize = 192;
+/// Size of the attachment in row 3, and of the raw stream it is compared to.
+const ATTACHMENT_BYTES: u64 = 256 << 20;
+/// Attachment used to warm row 3 up: exercises the fetch path without
+/// spending a full-size transfer on it.
+const WARMUP_ATTACHMENT_BYTES: u64 = 1 << 20;
+/// Only guards against hangs; a sample that needs this long is a bug.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// The same guard for moving 256 MiB on a busy two-core machine.
+const BULK_PATIENCE: Duration = Duration::from_secs(600);
+/// Rows 1 and 2 aim at no more than twice raw libp2p.
+const TARGET_RATIO: f64 = 2.0;
+/// The node's outbox timer (`tokio::time::interval(200 ms)` in `Node::run`);
+/// idle gaps between samples are drawn from 0..this, see the header.
+const NODE_TICK: Duration = Duration::from_millis(200);
+
+// ---------------------------------------------------------------------------
+// Statistics and the table
+// ---------------------------------------------------------------------------
+
+/// Nearest-rank percentile: always a latency that was actually observed.
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    assert!(!samples.is_empty(), "percentile of no samples");
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Row {
+    name: &'static str,
+    ours: Vec<Duration>,
+    baseline: Vec<Duration>,
+    /// `None` where nobody has set a goal yet: the ratio is reported, not judged.
+    target: Option<f64>,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        ms(percentile(&self.ours, 0.5)) / ms(percentile(&self.baseline, 0.5))
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<34} {:>4} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7}  verdict",
+        "row", "n", "ours p50", "ours p90", "base p50", "base p90", "ratio", "target"
+    );
+    for row in rows {
+        let ratio = row.ratio();
+        let (target, verdict) = match row.target {
+            Some(t) if ratio <= t => (format!("{t:.1}x"), "ok"),
+            Some(t) => (format!("{t:.1}x"), "MISSED"),
+            None => ("none".to_owned(), "(not judged)"),
+        };
+        println!(
+            "{:<34} {:>4} {:>8.3} ms {:>8.3} ms {:>8.3} ms {:>8.3} ms {:>6.1}x {:>7}  {}",
+            row.name,
+            row.ours.len(),
+            ms(percentile(&row.ours, 0.5)),
+            ms(percentile(&row.ours, 0.9)),
+            ms(percentile(&row.baseline, 0.5)),
+            ms(percentile(&row.baseline, 0.9)),
+            ratio,
+            target,
+            verdict,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Baselines: plain libp2p swarms
+// ---------------------------------------------------------------------------
+
+const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium-bench/raw/1");
+const BULK_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium-bench/bulk/1");
+
+/// Length-prefixed bytes, framed like the node's own codec (4-byte
+/// big-endian length, then the frame, then close) so the baseline pays the
+/// same framing and stream-close costs and differs only in what the node
+/// adds on top.
+#[derive(Debug, Clone, Copy, Default)]
+struct BytesCodec;
+
+async fn read_bytes<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 1 << 20 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
+    }
+    let mut frame = vec![0u8; len];
+    io.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+async fn write_bytes<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_bytes(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_bytes(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Vec<u8>,
+    ) -> io::Result<()> {
+        write_bytes(io, &request).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Vec<u8>,
+    ) -> io::Result<()> {
+        write_bytes(io, &response).await
+    }
+}
+
+/// A raw stream dressed as request-response, because the only libp2p
+/// features this crate may use are the node's own. The request is how many
+/// bytes to send; the responder writes that many bytes and closes; the
+/// requester reads to the end, counting. Neither side holds more than one
+/// buffer, so this is one Yamux substream's throughput and nothing else.
+#[derive(Debug, Clone, Copy, Default)]
+struct BulkCodec;
+
+/// Copy granularity for the raw stream: large enough that the loop is not
+/// the bottleneck, the same size as the node's attachment pieces.
+const BULK_BUFFER: usize = 1 << 20;
+
+impl request_response::Codec for BulkCodec {
+    type Protocol = StreamProtocol;
+    type Request = u64;
+    type Response = u64;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<u64> {
+        let mut n = [0u8; 8];
+        io.read_exact(&mut n).await?;
+        Ok(u64::from_be_bytes(n))
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<u64> {
+        let mut buf = vec![0u8; BULK_BUFFER];
+        let mut total = 0u64;
+        loop {
+            match io.read(&mut buf).await? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        n: u64,
+    ) -> io::Result<()> {
+        io.write_all(&n.to_be_bytes()).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        n: u64,
+    ) -> io::Result<()> {
+        let buf = vec![0xa5u8; BULK_BUFFER];
+        let mut left = n;
+        while left > 0 {
+            let chunk = left.min(BULK_BUFFER as u64) as usize;
+            io.write_all(&buf[..chunk]).await?;
+            left -= chunk as u64;
+        }
+        io.close().await
+    }
+}
+
+/// Same transport stack and TCP settings as `node::start` (TCP with
+/// nodelay, Noise, Yamux, long idle timeout), so the baseline differs from
+/// the node only in what the node does, not in how bytes travel.
+fn raw_swarm<C>(
+    protocol: StreamProtocol,
+    timeout: Duration,
+) -> Swarm<request_response::Behaviour<C>>
+where
+    C: request_response::Codec<Protocol = StreamProtocol> + Clone + Default + Send + 'static,
+{
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("TCP + Noise + Yamux builds")
+        .with_behaviour(|_| {
+            request_response::Behaviour::new(
+                [(protocol, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(timeout),
+            )
+        })
+        .expect("behaviour builds")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build()
+}
+
+/// Listens on loopback and, with `next`, connects to it; returns once both
+/// are done so no sample pays for connecting.
+async fn listen_and_connect<C>(
+    swarm: &mut Swarm<request_response::Behaviour<C>>,
+    next: Option<(PeerId, &Multiaddr)>,
+) -> Multiaddr
+where
+    C: request_response::Codec + Clone + Send + 'static,
+{
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
+        .expect("listen on loopback");
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    if let Some((peer, at)) = next {
+        swarm
+            .dial(at.clone().with(Protocol::P2p(peer)))
+            .expect("dial the next raw node");
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    panic!("raw dial failed: {error}")
+                }
+                _ => {}
+            }
+        }
+    }
+    addr
+}
+
+type RawSwarm = Swarm<request_response::Behaviour<BytesCodec>>;
+
+/// A request handed to the head of a raw chain; answered when the whole
+/// chain has answered.
+type RawCommand = (Vec<u8>, oneshot::Sender<()>);
+
+/// A running raw swarm. Dropping the handle stops its task.
+struct RawHandle {
+    peer: PeerId,
+    addr: Multiaddr,
+    commands: mpsc::Sender<RawCommand>,
+}
+
+/// Who is waiting for the answer to one of our outbound requests.
+enum Waiter {
+    /// The bench task, through `RawHandle::commands`.
+    Caller(oneshot::Sender<()>),
+    /// The previous swarm in the chain, whose request we forwarded.
+    Upstream(ResponseChannel<Vec<u8>>),
+}
+
+/// Starts a raw swarm on loopback. With `next`, it is connected to `next`
+/// before this returns, forwards every inbound request there and answers
+/// once `next` has answered; without, it answers at once.
+async fn raw_node(next: Option<&RawHandle>) -> RawHandle {
+    let mut swarm: RawSwarm = raw_swarm(RAW_PROTOCOL, PATIENCE);
+    let addr = listen_and_connect(&mut swarm, next.map(|n| (n.peer, &n.addr))).await;
+    let peer = *swarm.local_peer_id();
+    let (commands, rx) = mpsc::channel(8);
+    tokio::spawn(raw_loop(swarm, next.map(|n| n.peer), rx));
+    RawHandle {
+        peer,
+        addr,
+        commands,
+    }
+}
+
+async fn raw_loop(
+    mut swarm: RawSwarm,
+    next: Option<PeerId>,
+    mut commands: mpsc::Receiver<RawCommand>,
+) {
+    let mut waiting: HashMap<OutboundRequestId, Waiter> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some((payload, done)) => {
+                    let to = next.expect("only a node with a next hop takes requests");
+                    let id = swarm.behaviour_mut().send_request(&to, payload);
+                    waiting.insert(id, Waiter::Caller(done));
+                }
+                None => return,
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(request_response::Event::Message { message, .. }) => {
+                    match message {
+                        request_response::Message::Request { request, channel, .. } => match next {
+                            Some(to) => {
+                                let id = swarm.behaviour_mut().send_request(&to, request);
+                                waiting.insert(id, Waiter::Upstream(channel));
+                            }
+                            None => {
+                                let _ = swarm
+                                    .behaviour_mut()
+                                    .send_response(channel, vec![0xa5; RESPONSE_BYTES]);
+                            }
+                        },
+                        request_response::Message::Response { request_id, response } => {
+                            match waiting.remove(&request_id) {
+                                Some(Waiter::Caller(done)) => {
+                                    let _ = done.send(());
+                                }
+                                Some(Waiter::Upstream(channel)) => {
+                                    let _ = swarm.behaviour_mut().send_response(channel, response);
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                }
+                // Dropping the waiter fails the sample loudly rather than hanging it.
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    request_id,
+                    ..
+                }) => {
+                    waiting.remove(&request_id);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+/// One request through a raw chain, timed like a node sample: from handing
+/// it to another task until that task reports the answer.
+async fn raw_sample(head: &RawHandle) -> Duration {
+    let payload = vec![0x5a; BODY_BYTES];
+    let (done, answered) = oneshot::channel();
+    let t0 = Instant::now();
+    head.commands
+        .send((payload, done))
+        .await
+        .expect("raw node running");
+    answered.await.expect("raw request failed");
+    t0.elapsed()
+}
+
+type BulkSwarm = Swarm<request_response::Behaviour<BulkCodec>>;
+
+/// How many bytes to pull, and where to report how many arrived.
+type BulkCommand = (u64, oneshot::Sender<u64>);
+
+/// A connected pair of raw swarms for the stream baseline; the requester
+/// runs in its own task like a node does. Dropping this stops both.
+struct BulkPair {
+    commands: mpsc::Sender<BulkCommand>,
+}
+
+async fn bulk_pair() -> BulkPair {
+    let mut server: BulkSwarm = raw_swarm(BULK_PROTOCOL, BULK_PATIENCE);
+    let server_addr = listen_and_connect(&mut server, None).await;
+    let server_peer = *server.local_peer_id();
+    let (stop_server, mut stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                event = server.select_next_some() => {
+                    if let SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    }) = event
+                    {
+                        let _ = server.behaviour_mut().send_response(channel, request);
+                    }
+                }
+            }
+        }
+    });
+    let mut client: BulkSwarm = raw_swarm(BULK_PROTOCOL, BULK_PATIENCE);
+    listen_and_connect(&mut client, Some((server_peer, &server_addr))).await;
+    let (commands, mut rx) = mpsc::channel::<BulkCommand>(1);
+    tokio::spawn(async move {
+        // Dropped when the client task ends, which stops the server task.
+        let _stop_server = stop_server;
+        let mut waiting: HashMap<OutboundRequestId, oneshot::Sender<u64>> = HashMap::new();
+        loop {
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some((n, done)) => {
+                        let id = client.behaviour_mut().send_request(&server_peer, n);
+                        waiting.insert(id, done);
+                    }
+                    None => return,
+                },
+                event = client.select_next_some() => match event {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    }) => {
+                        if let Some(done) = waiting.remove(&request_id) {
+                            let _ = done.send(response);
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        ..
+                    }) => {
+                        waiting.remove(&request_id);
+                    }
+                    _ => {}
+                },
+            }
+        }
+    });
+    BulkPair { commands }
+}
+
+async fn bulk_sample(pair: &BulkPair, bytes: u64) -> Duration {
+    let (done, arrived) = oneshot::channel();
+    let t0 = Instant::now();
+    pair.commands
+        .send((bytes, done))
+        .await
+        .expect("raw stream running");
+    let got = arrived.await.expect("raw stream failed");
+    let elapsed = t0.elapsed();
+    assert_eq!(got, bytes, "raw stream moved every byte");
+    elapsed
+}
+
+// ---------------------------------------------------------------------------
+// Konsilium nodes
+// ---------------------------------------------------------------------------
+
+fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
+    OrgSpec {
+        name: name.into(),
+        level,
+        region: region.into(),
+        specialties: specialties.to_vec(),
+    }
+}
+
+async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>) -> NodeHandle {
+    node::start(member.setup(bootstrap, relay_via))
+        .await
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", member.spec.name))
+}
+
+async fn addr(node: &NodeHandle) -> Multiaddr {
+    for _ in 0..500 {
+        if let Some(a) = node.status().await.expect("node running").listen.first() {
+            return a.clone().with(Protocol::P2p(node.peer_id()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("node never listened");
+}
+
+/// Waits until every node holds `size` records with one digest and each
+/// `(node, org)` pair is a certified connection, so no sample pays for
+/// connecting, admission or a missing directory entry.
+async fn warm(nodes: &[&NodeHandle], size: usize, links: &[(&NodeHandle, OrgId)]) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut digests = BTreeSet::new();
+            let mut sizes = BTreeSet::new();
+            for n in nodes {
+                let s = n.status().await.expect("node running");
+                digests.insert(s.directory_digest);
+                sizes.insert(s.directory_size);
+            }
+            let mut linked = true;
+            for (n, org) in links {
+                linked &= n.status().await.expect("node running").peers.contains(org);
+            }
+            if linked && digests.len() == 1 && sizes == BTreeSet::from([size]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("nodes did not converge");
+}
+
+fn request(
+    to: OrgId,
+    specialty: Specialty,
+    min_level: OrgLevel,
+    attachments: Vec<Attachment>,
+) -> SendRequest {
+    SendRequest {
+        target: Target::Org(to),
+        routing: RoutingHeader {
+            specialty,
+            min_level,
+            urgency: Urgency::Urgent,
+            region: None,
+        },
+        body: vec![0x5a; BODY_BYTES],
+        attachments,
+        lifetime: Duration::from_secs(86_400),
+    }
+}
+
+/// A node's events, tagged with whether they come from the sender.
+fn events(node: &NodeHandle, from_sender: bool) -> BoxStream<'static, (bool, NodeEvent)> {
+    futures::stream::unfold(node.subscribe(), move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some(((from_sender, event), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Sleeps a random part of one node tick, so the next sample starts at a
+/// random phase of the node's timer.
+async fn random_gap() {
+    let ms = u64::from_le_bytes(node::random_bytes()) % NODE_TICK.as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// When each step of one package happened, relative to the `send` call.
+/// Steps other than `returned` and `delivered` are stamped when the bench
+/// task sees the event, so they are slightly late, never early.
+#[derive(Debug, Clone, Copy, Default)]
+struct Trace {
+    /// `send` returned: attachments sealed, package sealed, queued, flushed.
+    returned: Duration,
+    /// The relay stored the package (`Relaying`), relayed row only.
+    relay_stored: Option<Duration>,
+    /// The relay's custody acknowledgement reached the sender.
+    custody: Option<Duration>,
+    /// The next hop started pulling an attachment. Matched by time, not
+    /// blob hash (`Sent` does not carry it): samples run one at a time, so
+    /// any fetch during a sample is that sample's.
+    fetch_started: Option<Duration>,
+    /// The next hop has the whole attachment, hash checked.
+    fetch_completed: Option<Duration>,
+    /// The recipient opened, stored and flushed it (`PackageReceived`).
+    recipient_stored: Option<Duration>,
+    /// The receipt is recorded at the sender (`PackageDelivered`).
+    delivered: Duration,
+    retries: u32,
+}
+
+/// Sends one package and follows it until the sender has the receipt.
+/// `others` are the relay and recipient, watched for the breakdown only.
+async fn ours_sample(
+    sender: &NodeHandle,
+    others: &[&NodeHandle],
+    req: SendRequest,
+    patience: Duration,
+) -> Trace {
+    // Subscribed before the clock starts, so no event can be missed.
+    let mut streams = vec![events(sender, true)];
+    streams.extend(others.iter().map(|n| events(n, false)));
+    let mut merged = futures::stream::select_all(streams);
+    let t0 = Instant::now();
+    let sent = sender.send(req).await.expect("send");
+    let mut trace = Trace {
+        returned: t0.elapsed(),
+        ..Trace::default()
+    };
+    let deadline = t0 + patience;
+    loop {
+        let (from_sender, event) = tokio::time::timeout_at(deadline, merged.next())
+            .await
+            .expect("timed out waiting for the receipt")
+            .expect("nodes stopped");
+        let at = t0.elapsed();
+        match event {
+            NodeEvent::Relaying { id, .. } if id == sent.id => {
+                trace.relay_stored.get_or_insert(at);
+            }
+            NodeEvent::PackageInCustody { id, .. } if from_sender && id == sent.id => {
+                trace.custody.get_or_insert(at);
+            }
+            NodeEvent::FetchStarted { .. } if !from_sender => {
+                trace.fetch_started.get_or_insert(at);
+            }
+            NodeEvent::FetchCompleted { .. } if !from_sender => {
+                trace.fetch_completed.get_or_insert(at);
+            }
+            NodeEvent::PackageReceived { id, .. } if id == sent.id => {
+                trace.recipient_stored.get_or_insert(at);
+            }
+            NodeEvent::DeliveryRetry { id, .. } if id == sent.id => trace.retries += 1,
+            NodeEvent::PackageDelivered { id, .. } if from_sender && id == sent.id => {
+                trace.delivered = at;
+                return trace;
+            }
+            _ => {}
+        }
+    }
+}
+
+type Step = (&'static str, fn(&Trace) -> Option<Duration>);
+
+/// Cumulative medians of each step, so the gaps show where time goes.
+fn print_breakdown(name: &str, traces: &[Trace]) {
+    let steps: [Step; 7] = [
+        ("send() returned (sealed+queued+flushed)", |t| {
+            Some(t.returned)
+        }),
+        ("relay stored+flushed (Relaying)", |t| t.relay_stored),
+        ("custody ack at sender", |t| t.custody),
+        ("next hop started fetching attachment", |t| t.fetch_started),
+        ("attachment fetched+hashed+synced", |t| t.fetch_completed),
+        ("recipient stored+flushed (Received)", |t| {
+            t.recipient_stored
+        }),
+        ("receipt recorded at sender (Delivered)", |t| {
+            Some(t.delivered)
+        }),
+    ];
+    println!("  {name}: median time since send() was called");
+    for (label, pick) in steps {
+        let v: Vec<Duration> = traces.iter().filter_map(pick).collect();
+        if !v.is_empty() {
+            println!("    {label:<42} {:>10.3} ms", ms(percentile(&v, 0.5)));
+        }
+    }
+    let retries: u32 = traces.iter().map(|t| t.retries).sum();
+    if retries > 0 {
+        println!("    delivery retries during the run: {retries}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rows
+// ---------------------------------------------------------------------------
+
+struct Counts {
+    warmup: usize,
+    samples: usize,
+    attachment_samples: usize,
+}
+
+/// Two certified, connected nodes in one region: the setup of rows 1 and 3.
+async fn pair(dir: &Path) -> (NodeHandle, NodeHandle, OrgId) {
+    let mut fed = LocalFederation::new(dir, node::now());
+    let sender = fed.enrol(spec(
+        "Bench district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let recipient = fed.enrol(spec(
+        "Bench regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let r = start(&recipient, vec![], vec![]).await;
+    let s = start(&sender, vec![addr(&r).await], vec![]).await;
+    warm(&[&s, &r], 2, &[(&s, recipient.org_id())]).await;
+    (s, r, recipient.org_id())
+}
+
+/// Row 1: two directly connected nodes vs one raw round trip.
+async fn direct_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
+    let (s, r, to) = pair(dir).await;
+    let server = raw_node(None).await;
+    let client = raw_node(Some(&server)).await;
+
+    let req = || request(to, Specialty::Cardiology, OrgLevel::Regional, Vec::new());
+    for _ in 0..counts.warmup {
+        raw_sample(&client).await;
+        ours_sample(&s, &[&r], req(), PATIENCE).await;
+    }
+    let mut baseline = Vec::with_capacity(counts.samples);
+    let mut traces = Vec::with_capacity(counts.samples);
+    // Back to back: nothing on this path waits for the node's timer, and
+    // idle gaps would only add wake-up latency to both sides, inflating the
+    // baseline more than ours and flattering the ratio.
+    for _ in 0..counts.samples {
+        baseline.push(raw_sample(&client).await);
+        traces.push(ours_sample(&s, &[&r], req(), PATIENCE).await);
+    }
+    s.shutdown().await;
+    r.shutdown().await;
+    let row = Row {
+        name: "sealed 1 KiB direct",
+        ours: traces.iter().map(|t| t.delivered).collect(),
+        baseline,
+        target: Some(TARGET_RATIO),
+    };
+    (row, traces)
+}
+
+/// Row 2: district -> regional relay -> federal vs a raw A->B->C chain.
+async fn relayed_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
+    let mut fed = LocalFederation::new(dir, node::now());
+    let federal = fed.enrol(spec(
+        "Bench federal neonatology center",
+        OrgLevel::Federal,
+        "RU-SPE",
+        &[Specialty::Neonatology],
+    ));
+    let regional = fed.enrol(spec(
+        "Bench regional perinatal center",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let district = fed.enrol(spec(
+        "Bench district maternity ward",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let f = start(&federal, vec![ra.clone()], vec![]).await;
+    let d = start(&district, vec![ra], vec![regional.org_id()]).await;
+    warm(
+        &[&f, &r, &d],
+        3,
+        &[(&d, regional.org_id()), (&r, federal.org_id())],
+    )
+    .await;
+
+    let c = raw_node(None).await;
+    let b = raw_node(Some(&c)).await;
+    let a = raw_node(Some(&b)).await;
+
+    let req = || {
+        request(
+            federal.org_id(),
+            Specialty::Neonatology,
+            OrgLevel::Federal,
+            Vec::new(),
+        )
+    };
+    for _ in 0..counts.warmup {
+        raw_sample(&a).await;
+        let t = ours_sample(&d, &[&r, &f], req(), PATIENCE).await;
+        assert!(
+            t.relay_stored.is_some(),
+            "the package must go through the regional relay"
+        );
+    }
+    let mut baseline = Vec::with_capacity(counts.samples);
+    let mut traces = Vec::with_capacity(counts.samples);
+    for _ in 0..counts.samples {
+        random_gap().await;
+        baseline.push(raw_sample(&a).await);
+        traces.push(ours_sample(&d, &[&r, &f], req(), PATIENCE).await);
+    }
+    for n in [d, r, f] {
+        n.shutdown().await;
+    }
+    let row = Row {
+        name: "sealed 1 KiB relayed d->r->f",
+        ours: traces.iter().map(|t| t.delivered).collect(),
+        baseline,
+        target: Some(TARGET_RATIO),
+    };
+    (row, traces)
+}
+
+/// Writes `bytes` of a non-repeating-looking pattern to `path`, so the
+/// attachment is a real file, as a DICOM series on disk would be.
+fn attachment_file(path: &Path, bytes: u64) -> PathBuf {
+    let mut out = io::BufWriter::new(std::fs::File::create(path).expect("create attachment"));
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    while written < bytes {
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = (written as usize + i).wrapping_mul(2_654_435_761) as u8;
+        }
+        let n = (bytes - written).min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n]).expect("write attachment");
+        written += n as u64;
+    }
+    out.flush().expect("flush attachment");
+    path.to_owned()
+}
+
+/// Row 3: a 256 MiB attachment between two connected nodes vs the same
+/// bytes over one raw libp2p stream.
+async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
+    std::fs::create_dir_all(dir).expect("bench directory");
+    let big = attachment_file(&dir.join("attachment.bin"), ATTACHMENT_BYTES);
+    let small = attachment_file(&dir.join("warmup.bin"), WARMUP_ATTACHMENT_BYTES);
+    let (s, r, to) = pair(&dir.join("nodes")).await;
+    let raw = bulk_pair().await;
+
+    let req = |file: &PathBuf| {
+        request(
+            to,
+            Specialty::Cardiology,
+            OrgLevel::Regional,
+            vec![Attachment::File(file.clone())],
+        )
+    };
+    bulk_sample(&raw, WARMUP_ATTACHMENT_BYTES).await;
+    ours_sample(&s, &[&r], req(&small), BULK_PATIENCE).await;
+    let mut baseline = Vec::with_capacity(counts.attachment_samples);
+    let mut traces = Vec::with_capacity(counts.attachment_samples);
+    for _ in 0..counts.attachment_samples {
+        baseline.push(bulk_sample(&raw, ATTACHMENT_BYTES).await);
+        traces.push(ours_sample(&s, &[&r], req(&big), BULK_PATIENCE).await);
+    }
+    s.shutdown().await;
+    r.shutdown().await;
+    let row = Row {
+        name: "256 MiB attachment direct",
+        ours: traces.iter().map(|t| t.delivered).collect(),
+        baseline,
+        target: None,
+    };
+    (row, traces)
+}
+
+/// What one sled insert + flush of a 1 KiB value costs on the disk the
+/// nodes' databases live on; the node flushes on every step a peer or user
+/// is told about, so this is the floor under each of those steps.
+fn sled_flush_cost(dir: &Path, samples: usize) -> Duration {
+    let db = sled::Config::new()
+        .path(dir.join("flush-probe"))
+        .open()
+        .expect("open sled");
+    let value = vec![0x5a; BODY_BYTES];
+    let mut costs = Vec::with_capacity(samples);
+    for i in 0..samples as u64 {
+        let t0 = std::time::Instant::now();
+        db.insert(i.to_be_bytes(), value.as_slice())
+            .expect("insert");
+        db.flush().expect("flush");
+        costs.push(t0.elapsed());
+    }
+    percentile(&costs, 0.5)
+}
+
+/// What the attachment path costs in pieces the network does not explain:
+/// writing 256 MiB and syncing it (done once when sealing, once more when
+/// receiving), and hashing 256 MiB with BLAKE3 (done while sealing, and
+/// again by the recipient before it accepts the blob).
+fn attachment_probes(dir: &Path) -> (Duration, Duration) {
+    let path = dir.join("disk-probe.bin");
+    let t0 = std::time::Instant::now();
+    let file = attachment_file(&path, ATTACHMENT_BYTES);
+    std::fs::File::open(&file)
+        .and_then(|f| f.sync_all())
+        .expect("sync probe file");
+    let write = t0.elapsed();
+    let t0 = std::time::Instant::now();
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(io::BufReader::new(
+            std::fs::File::open(&file).expect("open probe file"),
+        ))
+        .expect("hash probe file");
+    let hash = t0.elapsed();
+    let _ = std::fs::remove_file(&file);
+    (write, hash)
+}
+
+/// The crypto on the critical path of a 1 KiB delivery: the sender seals,
+/// the recipient opens (a mirror of sealing) and signs a receipt, the sender
+/// verifies the receipt.
+fn crypto_probe(samples: usize) -> (Duration, Duration, Duration) {
+    let sender = SealingKey::from_seed(node::random_bytes());
+    let recipient = SealingKey::from_seed(node::random_bytes());
+    let identity = IdentityKey::from_seed(node::random_bytes());
+    let header = |i: u64| EnvelopeHeader {
+        version: PACKAGE_VERSION,
+        id: PackageId(node::random_bytes()),
+        sender: identity.org_id(),
+        recipient: identity.org_id(),
+        routing: RoutingHeader {
+            specialty: Specialty::Cardiology,
+            min_level: OrgLevel::Regional,
+            urgency: Urgency::Urgent,
+            region: None,
+        },
+        created: Timestamp::from_unix_millis(1_700_000_000_000 + i),
+        expires: Timestamp::from_unix_millis(1_800_000_000_000),
+        attachments: Vec::new(),
+    };
+    let body = vec![0x5a; BODY_BYTES];
+    let verifier = identity.org_id().verifying_key();
+    let (mut seal_t, mut sign_t, mut verify_t) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples as u64 {
+        let t0 = std::time::Instant::now();
+        let package = seal::seal(
+            header(i),
+            &sender,
+            &recipient.public(),
+            node::random_bytes(),
+            &body,
+        )
+        .expect("seal");
+        seal_t.push(t0.elapsed());
+        let t0 = std::time::Instant::now();
+        let receipt = Signed::sign(
+            &identity,
+            &Receipt::for_package(&package, header(i).created),
+        );
+        sign_t.push(t0.elapsed());
+        let t0 = std::time::Instant::now();
+        receipt.verify(&verifier).expect("verify");
+        verify_t.push(t0.elapsed());
+    }
+    (
+        percentile(&seal_t, 0.5),
+        percentile(&sign_t, 0.5),
+        percentile(&verify_t, 0.5),
+    )
+}
+
+/// Two workers, like the multi-node tests: the machine has two cores and
+/// every node, raw swarm and the bench itself share them.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // cargo passes `--bench` (and any filter); only `--quick` matters here.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let counts = if quick {
+        Counts {
+            warmup: 5,
+            samples: 50,
+            attachment_samples: 3,
+        }
+    } else {
+        Counts {
+            warmup: 20,
+            samples: 200,
+            attachment_samples: 5,
+        }
+    };
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    println!(
+        "konsilium delivery bench: {} samples a row ({} for the attachment) after warm-up, \
+         databases under {}",
+        counts.samples,
+        counts.attachment_samples,
+        tmp.path().display()
+    );
+
+    let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;
+    let (relayed, relayed_traces) = relayed_row(&tmp.path().join("relayed"), &counts).await;
+    let (attachment, attachment_traces) =
+        attachment_row(&tmp.path().join("attachment"), &counts).await;
+
+    println!();
+    print_table(&[direct, relayed, attachment]);
+
+    println!();
+    println!("where the node's time goes:");
+    print_breakdown("direct", &direct_traces);
+    print_breakdown("relayed", &relayed_traces);
+    print_breakdown("256 MiB attachment", &attachment_traces);
+    let flush = sled_flush_cost(tmp.path(), counts.samples);
+    println!(
+        "  sled insert+flush of 1 KiB on this disk: p50 {:.3} ms",
+        ms(flush)
+    );
+    let (seal_cost, sign_cost, verify_cost) = crypto_probe(counts.samples);
+    println!(
+        "  1 KiB crypto, p50: seal {:.3} ms, sign receipt {:.3} ms, verify receipt {:.3} ms",
+        ms(seal_cost),
+        ms(sign_cost),
+        ms(verify_cost)
+    );
+    let (write_cost, hash_cost) = attachment_probes(tmp.path());
+    println!(
+        "  256 MiB on this disk: write+sync {:.1} ms, BLAKE3 from page cache {:.1} ms",
+        ms(write_cost),
+        ms(hash_cost)
+    );
+}
