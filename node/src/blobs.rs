@@ -9,7 +9,7 @@
 use konsilium_protocol::identity::{SealingKey, SealingPublicKey};
 use konsilium_protocol::seal::{self, BlobRef, EnvelopeHeader, Opener, Sealer};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,61 +79,51 @@ impl BlobStore {
     }
 
     pub fn read(&self, hash: &[u8; 32], offset: u64, len: u32) -> Result<Vec<u8>, BlobError> {
-        let path = self.path(hash);
-        let mut file = File::open(&path).map_err(|_| BlobError::Missing(hex(hash)))?;
-        file.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
-        let mut out = Vec::with_capacity(len as usize);
-        file.take(u64::from(len))
-            .read_to_end(&mut out)
-            .map_err(io_err(&path))?;
-        Ok(out)
+        read_piece(&self.reader(hash)?, &self.path(hash), offset, len)
     }
 
-    /// Appends the next piece of a blob being received; returns the new length.
-    pub fn append(&self, blob: &BlobRef, offset: u64, bytes: &[u8]) -> Result<u64, BlobError> {
+    /// Opens (or resumes) receiving a blob. What is already in the partial
+    /// file is hashed once here, so completion needs no second pass.
+    pub fn begin(&self, blob: &BlobRef) -> Result<PartialBlob, BlobError> {
         let path = self.partial_path(&blob.hash);
-        let have = self.received(blob);
-        if offset != have {
-            return Err(BlobError::OutOfOrder {
-                hash: hex(&blob.hash),
-                offset,
-                have,
-            });
-        }
-        let got = have + bytes.len() as u64;
-        if got > blob.size {
-            return Err(BlobError::TooLong {
-                hash: hex(&blob.hash),
-                got,
-                size: blob.size,
-            });
-        }
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        file.write_all(bytes).map_err(io_err(&path))?;
-        Ok(got)
+        let mut hasher = blake3::Hasher::new();
+        let mut held = 0u64;
+        {
+            let mut reader = BufReader::with_capacity(1 << 20, (&mut file).take(blob.size));
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut buf).map_err(io_err(&path))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                held += n as u64;
+            }
+        }
+        if held < fs::metadata(&path).map_err(io_err(&path))?.len() {
+            // Longer than the blob can be: start over.
+            file.set_len(0).map_err(io_err(&path))?;
+            return self.begin(blob);
+        }
+        Ok(PartialBlob {
+            blob: *blob,
+            path,
+            file,
+            hasher,
+            written: held,
+            done: self.path(&blob.hash),
+        })
     }
 
-    /// Checks a fully received blob against its hash and makes it a blob.
-    pub fn complete(&self, blob: &BlobRef) -> Result<(), BlobError> {
-        let partial = self.partial_path(&blob.hash);
-        let mut hasher = blake3::Hasher::new();
-        let file = File::open(&partial).map_err(io_err(&partial))?;
-        hasher
-            .update_reader(BufReader::new(&file))
-            .map_err(io_err(&partial))?;
-        if *hasher.finalize().as_bytes() != blob.hash {
-            let _ = fs::remove_file(&partial);
-            return Err(BlobError::HashMismatch {
-                hash: hex(&blob.hash),
-            });
-        }
-        file.sync_all().map_err(io_err(&partial))?;
-        let done = self.path(&blob.hash);
-        fs::rename(&partial, &done).map_err(io_err(&done))
+    /// Opens a complete blob for serving pieces of it.
+    pub fn reader(&self, hash: &[u8; 32]) -> Result<File, BlobError> {
+        File::open(self.path(hash)).map_err(|_| BlobError::Missing(hex(hash)))
     }
 
     /// Seals attachment `index` of a package from `source` into a new blob,
@@ -230,6 +220,69 @@ impl BlobStore {
     }
 }
 
+/// A piece of an open blob, read without moving a shared cursor.
+pub fn read_piece(file: &File, path: &Path, offset: u64, len: u32) -> Result<Vec<u8>, BlobError> {
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata().map_err(io_err(path))?.len();
+    let len = u64::from(len).min(size.saturating_sub(offset)) as usize;
+    let mut out = vec![0u8; len];
+    file.read_exact_at(&mut out, offset).map_err(io_err(path))?;
+    Ok(out)
+}
+
+/// A blob being received: an open partial file, hashed as it grows.
+pub struct PartialBlob {
+    blob: BlobRef,
+    path: PathBuf,
+    file: File,
+    hasher: blake3::Hasher,
+    written: u64,
+    done: PathBuf,
+}
+
+impl PartialBlob {
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends the next piece; returns the new length.
+    pub fn append(&mut self, offset: u64, bytes: &[u8]) -> Result<u64, BlobError> {
+        if offset != self.written {
+            return Err(BlobError::OutOfOrder {
+                hash: hex(&self.blob.hash),
+                offset,
+                have: self.written,
+            });
+        }
+        let got = self.written + bytes.len() as u64;
+        if got > self.blob.size {
+            return Err(BlobError::TooLong {
+                hash: hex(&self.blob.hash),
+                got,
+                size: self.blob.size,
+            });
+        }
+        self.file.write_all(bytes).map_err(io_err(&self.path))?;
+        self.hasher.update(bytes);
+        self.written = got;
+        Ok(got)
+    }
+
+    /// Checks the hash, makes the bytes durable and turns them into a blob.
+    /// A mismatch discards the partial file, so a retry starts over.
+    pub fn complete(self) -> Result<(), BlobError> {
+        if *self.hasher.finalize().as_bytes() != self.blob.hash || self.written != self.blob.size {
+            drop(self.file);
+            let _ = fs::remove_file(&self.path);
+            return Err(BlobError::HashMismatch {
+                hash: hex(&self.blob.hash),
+            });
+        }
+        self.file.sync_all().map_err(io_err(&self.path))?;
+        fs::rename(&self.path, &self.done).map_err(io_err(&self.done))
+    }
+}
+
 fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -297,18 +350,26 @@ mod tests {
 
         // Transfer in 1 MiB pieces, "crash" after the first, resume from what is on disk.
         let first = sender_store.read(&blob.hash, 0, 1 << 20).unwrap();
-        receiver_store.append(&blob, 0, &first).unwrap();
+        let mut partial = receiver_store.begin(&blob).unwrap();
+        partial.append(0, &first).unwrap();
         assert!(
-            matches!(receiver_store.append(&blob, 5, b"x"), Err(BlobError::OutOfOrder { have, .. }) if have == 1 << 20)
+            matches!(partial.append(5, b"x"), Err(BlobError::OutOfOrder { have, .. }) if have == 1 << 20)
         );
+        drop(partial);
         let resumed_at = receiver_store.received(&blob);
         assert_eq!(resumed_at, 1 << 20);
+        let mut partial = receiver_store.begin(&blob).unwrap();
+        assert_eq!(
+            partial.written(),
+            resumed_at,
+            "resumes after the bytes on disk"
+        );
         let mut offset = resumed_at;
         while offset < blob.size {
             let piece = sender_store.read(&blob.hash, offset, 1 << 20).unwrap();
-            offset = receiver_store.append(&blob, offset, &piece).unwrap();
+            offset = partial.append(offset, &piece).unwrap();
         }
-        receiver_store.complete(&blob).unwrap();
+        partial.complete().unwrap();
         assert!(receiver_store.has(&blob));
 
         let mut h2 = h.clone();
@@ -335,9 +396,10 @@ mod tests {
             hash: *blake3::hash(b"hello").as_bytes(),
             size: 5,
         };
-        store.append(&blob, 0, b"hellO").unwrap();
+        let mut partial = store.begin(&blob).unwrap();
+        partial.append(0, b"hellO").unwrap();
         assert!(matches!(
-            store.complete(&blob),
+            partial.complete(),
             Err(BlobError::HashMismatch { .. })
         ));
         assert_eq!(
@@ -345,12 +407,13 @@ mod tests {
             0,
             "the bad bytes are gone; a retry starts over"
         );
+        let mut partial = store.begin(&blob).unwrap();
         assert!(matches!(
-            store.append(&blob, 0, b"hello!"),
+            partial.append(0, b"hello!"),
             Err(BlobError::TooLong { .. })
         ));
-        store.append(&blob, 0, b"hello").unwrap();
-        store.complete(&blob).unwrap();
+        partial.append(0, b"hello").unwrap();
+        partial.complete().unwrap();
         assert_eq!(store.read(&blob.hash, 1, 3).unwrap(), b"ell");
     }
 }

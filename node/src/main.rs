@@ -8,6 +8,7 @@ use konsilium_node::config::{self, LogFormat, NodeConfig};
 use konsilium_node::keys::NodeKeys;
 use konsilium_node::node::{self, NodeEvent, NodeSetup};
 use konsilium_protocol::identity::AuthorityKey;
+use konsilium_protocol::specialty::{Lang, Specialty};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -57,6 +58,13 @@ enum Command {
         /// Port for TCP and QUIC.
         #[arg(long, default_value_t = 7400)]
         port: u16,
+    },
+    /// List the consultation specialties with their codes, names and SNOMED CT ids.
+    #[command(after_help = "Example:\n  konsilium specialties --lang ru")]
+    Specialties {
+        /// Language of the names: en, ru, uk or zh.
+        #[arg(long, default_value = "en")]
+        lang: Lang,
     },
     /// Run the node described by a config file until interrupted.
     #[command(after_help = "Example:\n  konsilium run --config /var/lib/konsilium/node.toml")]
@@ -127,6 +135,30 @@ async fn dispatch(cli: Cli) -> Result<()> {
             port,
         } => init(&org_name, data_dir, config, &roots, port),
         Command::Run { config } => run(config, &cli.log_format).await,
+        Command::Specialties { lang } => specialties(lang),
+    }
+}
+
+fn specialties(lang: Lang) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut table = format!(
+        "{:<5} {:<28} {:<12} name\n",
+        "code", "slug (for configs)", "SNOMED CT"
+    );
+    for s in Specialty::ALL {
+        table += &format!(
+            "{:<5} {:<28} {:<12} {}\n",
+            s.code(),
+            s.slug(),
+            s.snomed().unwrap_or("-"),
+            s.name(lang)
+        );
+    }
+    match out.write_all(table.as_bytes()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

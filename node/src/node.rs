@@ -6,7 +6,7 @@
 //! `konsilium-protocol`; this module moves bytes, keeps time and persists.
 
 use crate::behaviour::{Behaviour, BehaviourEvent, DIRECTORY_TOPIC, REVOCATION_TOPIC};
-use crate::blobs::{BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobStore, PartialBlob};
 pub use crate::config::DirectoryScope;
 use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use futures::StreamExt;
@@ -460,15 +460,18 @@ enum Pending {
 /// time and written strictly in order (early ones wait in `early`), so the
 /// partial file is always a prefix and a restart resumes from its length.
 struct Fetch {
+    partial: PartialBlob,
     blob: BlobRef,
     peer: PeerId,
     next_offset: u64,
-    written: u64,
     in_flight: usize,
     early: BTreeMap<u64, Vec<u8>>,
 }
 
-const FETCH_WINDOW: usize = 8;
+const FETCH_WINDOW: usize = 16;
+
+/// Open blob files being served to peers, so a piece costs one positioned read.
+const SERVED_FILES: usize = 32;
 
 /// Failed dials before a package goes to the regional relay instead.
 const UNREACHABLE_AFTER: u32 = 3;
@@ -495,6 +498,7 @@ struct Node {
     receipts_for_senders: Vec<Signed<Receipt>>,
     blobs: BlobStore,
     fetches: HashMap<[u8; 32], Fetch>,
+    served: HashMap<[u8; 32], std::fs::File>,
     scope: DirectoryScope,
     /// Records left out by the scope, so anti-entropy stops asking for them.
     out_of_scope: HashSet<OrgId>,
@@ -598,6 +602,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         receipts_for_senders: Vec::new(),
         blobs,
         fetches: HashMap::new(),
+        served: HashMap::new(),
         events: events.clone(),
         directory_topic,
         revocation_topic,
@@ -1107,10 +1112,7 @@ impl Node {
                 urgency,
             } => self.candidates(from, specialty, min_level, urgency),
             Request::FetchBlob { hash, offset, len } => {
-                match self.blobs.read(&hash, offset, len.min(MAX_BLOB_CHUNK)) {
-                    Ok(bytes) => Response::Blob(bytes),
-                    Err(e) => Response::Refused(e.to_string()),
-                }
+                self.serve_piece(hash, offset, len.min(MAX_BLOB_CHUNK))
             }
             Request::Revocations(notices) => {
                 for n in &notices {
@@ -1545,6 +1547,30 @@ impl Node {
         Response::Fetching { have, total }
     }
 
+    fn serve_piece(&mut self, hash: [u8; 32], offset: u64, len: u32) -> Response {
+        if !self.served.contains_key(&hash) {
+            if self.served.len() >= SERVED_FILES {
+                self.served.clear();
+            }
+            match self.blobs.reader(&hash) {
+                Ok(file) => {
+                    self.served.insert(hash, file);
+                }
+                Err(e) => return Response::Refused(e.to_string()),
+            }
+        }
+        let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        match crate::blobs::read_piece(
+            &self.served[&hash],
+            std::path::Path::new(&name),
+            offset,
+            len,
+        ) {
+            Ok(bytes) => Response::Blob(bytes),
+            Err(e) => Response::Refused(e.to_string()),
+        }
+    }
+
     fn start_fetch(&mut self, blob: BlobRef, peer: PeerId) {
         if self
             .fetches
@@ -1553,14 +1579,21 @@ impl Node {
         {
             return;
         }
-        let from = self.blobs.received(&blob);
+        let partial = match self.blobs.begin(&blob) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("cannot receive an attachment: {e}");
+                return;
+            }
+        };
+        let from = partial.written();
         self.fetches.insert(
             blob.hash,
             Fetch {
+                partial,
                 blob,
                 peer,
                 next_offset: from,
-                written: from,
                 in_flight: 0,
                 early: BTreeMap::new(),
             },
@@ -1600,16 +1633,16 @@ impl Node {
         f.in_flight = f.in_flight.saturating_sub(1);
         f.early.insert(offset, bytes);
         let mut failure = None;
-        while let Some(bytes) = f.early.remove(&f.written) {
-            match self.blobs.append(&f.blob, f.written, &bytes) {
-                Ok(written) => f.written = written,
+        while let Some(bytes) = f.early.remove(&f.partial.written()) {
+            match f.partial.append(f.partial.written(), &bytes) {
+                Ok(_) => {}
                 Err(e) => {
                     failure = Some(e.to_string());
                     break;
                 }
             }
         }
-        let (blob, written) = (f.blob, f.written);
+        let (blob, written) = (f.blob, f.partial.written());
         if let Some(error) = failure {
             tracing::warn!("attachment transfer stopped: {error}");
             self.fetches.remove(&hash);
@@ -1619,8 +1652,10 @@ impl Node {
             self.pump_fetch(hash);
             return;
         }
-        self.fetches.remove(&hash);
-        match self.blobs.complete(&blob) {
+        let Some(done) = self.fetches.remove(&hash) else {
+            return;
+        };
+        match done.partial.complete() {
             Ok(()) => {
                 self.emit(NodeEvent::FetchCompleted { blob: hash });
                 self.release_waiting();
@@ -1683,6 +1718,8 @@ impl Node {
                 return Response::Refused(format!("relay cannot store the package: {e}"));
             }
             self.emit(NodeEvent::Relaying { id, recipient });
+            // Forward now rather than on the next tick.
+            let _ = self.deliver_due();
             let _ = from;
             return Response::Custody;
         }
