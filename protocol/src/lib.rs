@@ -3,9 +3,12 @@
 
 pub mod calendar;
 pub mod cert;
+pub mod conclusion;
+pub mod deadline;
 pub mod delivery;
 pub mod directory;
 pub mod identity;
+pub mod journal;
 pub mod limits;
 pub mod route;
 pub mod rpc;
@@ -15,6 +18,7 @@ pub mod specialty;
 pub mod time;
 pub mod urgency;
 pub mod wire;
+pub mod workflow;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,0 +1,205 @@
+//! The consultant's signed conclusion: the consultation's result.
+//!
+//! Signed with the consulting organization's identity key over a canonical
+//! encoding, so anyone holding the directory (or just the federation's root
+//! keys and the conclusion's embedded certificate chain) can check offline
+//! who concluded what, and that not a byte changed since.
+
+use crate::cert::{CertChain, CertError, Trust};
+use crate::identity::{IdentityKey, OrgId};
+use crate::limits::{FieldError, check_name};
+use crate::seal::BlobRef;
+use crate::signed::{Signable, Signed, SignedError};
+use crate::time::Timestamp;
+use crate::workflow::ConsultationId;
+use serde::{Deserialize, Serialize};
+
+/// Longest free-text field, in characters.
+pub const MAX_TEXT: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conclusion {
+    pub consultation: ConsultationId,
+    pub consultant_org: OrgId,
+    /// The consultant(s) who wrote it.
+    pub authors: Vec<String>,
+    pub diagnosis: String,
+    pub recommendations: String,
+    pub treatment_plan: String,
+    pub further_studies: String,
+    pub attachments: Vec<BlobRef>,
+    pub issued_at: Timestamp,
+}
+
+impl Signable for Conclusion {
+    const DOMAIN: &'static [u8] = b"konsilium/conclusion/v1\0";
+}
+
+/// What `konsilium verify` reads: the signed conclusion and the chain that
+/// certifies its signer, so it can be checked with the root keys alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConclusionFile {
+    pub conclusion: Signed<Conclusion>,
+    pub chain: CertChain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConclusionError {
+    #[error("conclusion: {0}")]
+    Signed(#[from] SignedError),
+    #[error("conclusion: the signer's certificate: {0}")]
+    Chain(#[from] CertError),
+    #[error("conclusion: {0}")]
+    Field(#[from] FieldError),
+    #[error("conclusion names {named} as its organization, but the certificate is for {certified}")]
+    WrongOrganization { named: OrgId, certified: OrgId },
+}
+
+impl Conclusion {
+    pub fn check(&self) -> Result<(), FieldError> {
+        if self.authors.is_empty() {
+            return Err(FieldError::Empty {
+                field: "conclusion.authors",
+            });
+        }
+        for a in &self.authors {
+            check_name("conclusion.authors", a)?;
+        }
+        for (field, text) in [
+            ("conclusion.diagnosis", &self.diagnosis),
+            ("conclusion.recommendations", &self.recommendations),
+            ("conclusion.treatment_plan", &self.treatment_plan),
+            ("conclusion.further_studies", &self.further_studies),
+        ] {
+            let len = text.chars().count();
+            if len > MAX_TEXT {
+                return Err(FieldError::TooLong {
+                    field,
+                    len,
+                    max: MAX_TEXT,
+                });
+            }
+        }
+        if self.diagnosis.trim().is_empty() && self.recommendations.trim().is_empty() {
+            return Err(FieldError::Empty {
+                field: "conclusion.diagnosis or conclusion.recommendations",
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs a conclusion as the consulting organization.
+    pub fn sign(self, key: &IdentityKey) -> Result<Signed<Conclusion>, ConclusionError> {
+        self.check()?;
+        if self.consultant_org != key.org_id() {
+            return Err(ConclusionError::WrongOrganization {
+                named: self.consultant_org,
+                certified: key.org_id(),
+            });
+        }
+        Ok(Signed::sign(key, &self))
+    }
+}
+
+impl ConclusionFile {
+    /// Verifies offline at `now`: the chain against the roots (and
+    /// revocations) in `trust`, the signature against the certified key.
+    /// Returns the conclusion and the certified signer's name.
+    pub fn verify(
+        &self,
+        trust: &Trust,
+        now: Timestamp,
+    ) -> Result<(Conclusion, String), ConclusionError> {
+        let org = trust.verify_chain(&self.chain, now)?;
+        let conclusion = self.conclusion.open(&org.cert.org.verifying_key())?;
+        if conclusion.consultant_org != org.cert.org {
+            return Err(ConclusionError::WrongOrganization {
+                named: conclusion.consultant_org,
+                certified: org.cert.org,
+            });
+        }
+        conclusion.check()?;
+        Ok((conclusion, org.cert.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::OrgLevel;
+    use crate::specialty::Specialty;
+    use crate::testkit::{NOW, TestFederation};
+
+    fn conclusion(org: OrgId) -> Conclusion {
+        Conclusion {
+            consultation: ConsultationId([4; 16]),
+            consultant_org: org,
+            authors: vec!["Prof. Petrov".into()],
+            diagnosis: "Stage II adenocarcinoma, confirmed".into(),
+            recommendations: "Resection; adjuvant chemotherapy".into(),
+            treatment_plan: "FOLFOX x 6".into(),
+            further_studies: "PET-CT in 3 months".into(),
+            attachments: vec![],
+            issued_at: NOW,
+        }
+    }
+
+    #[test]
+    fn verifies_offline_and_every_flipped_byte_fails() {
+        let mut fed = TestFederation::new("conclusion");
+        let federal = fed.org(1, OrgLevel::Federal, "RU-MOW", &[Specialty::Oncology]);
+        let file = ConclusionFile {
+            conclusion: conclusion(federal.id()).sign(&federal.identity).unwrap(),
+            chain: federal.chain.clone(),
+        };
+        let (c, signer) = file.verify(&fed.trust, NOW).unwrap();
+        assert_eq!(c.diagnosis, "Stage II adenocarcinoma, confirmed");
+        assert!(signer.contains("federal"));
+        let bytes = postcard::to_stdvec(&file).unwrap();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            if let Ok(altered) = postcard::from_bytes::<ConclusionFile>(&b) {
+                assert!(
+                    altered.verify(&fed.trust, NOW).is_err(),
+                    "flip at {i} accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn signer_must_be_the_named_certified_organization() {
+        let mut fed = TestFederation::new("conclusion2");
+        let a = fed.org(1, OrgLevel::Federal, "RU-MOW", &[]);
+        let b = fed.org(2, OrgLevel::Regional, "RU-VLG", &[]);
+        assert!(matches!(
+            conclusion(a.id()).sign(&b.identity),
+            Err(ConclusionError::WrongOrganization { .. })
+        ));
+        let signed_by_b = Signed::sign(&b.identity, &conclusion(a.id()));
+        let file = ConclusionFile {
+            conclusion: signed_by_b.clone(),
+            chain: a.chain.clone(),
+        };
+        assert!(matches!(
+            file.verify(&fed.trust, NOW),
+            Err(ConclusionError::Signed(_))
+        ));
+        let file = ConclusionFile {
+            conclusion: signed_by_b,
+            chain: b.chain.clone(),
+        };
+        assert!(matches!(
+            file.verify(&fed.trust, NOW),
+            Err(ConclusionError::WrongOrganization { .. })
+        ));
+        let mut empty = conclusion(a.id());
+        empty.diagnosis.clear();
+        empty.recommendations.clear();
+        assert!(matches!(
+            empty.sign(&a.identity),
+            Err(ConclusionError::Field(_))
+        ));
+    }
+}

@@ -1,0 +1,1078 @@
+//! The node's tamper-evident journal of consultations and security events.
+//!
+//! The source documents require a journal of telemedicine consultations and
+//! security logs, and because payment between organizations is not
+//! standardized yet, this journal is also what an organization shows when it
+//! accounts for who consulted whom, how often and how fast. An entry that was
+//! quietly edited or deleted would make both worthless, so the journal is a
+//! hash chain: every entry carries the hash of the one before it and a
+//! sequence number, and the organization signs [`Checkpoint`]s of the head.
+//!
+//! What each mechanism detects:
+//! - an **edited** entry changes its hash, so the next entry's `prev` no
+//!   longer matches ([`JournalError::Edited`] or [`JournalError::BrokenChain`]);
+//! - a **deleted** entry leaves a gap in the sequence numbers
+//!   ([`JournalError::Missing`]);
+//! - **swapped** entries show up out of sequence ([`JournalError::Reordered`]);
+//! - a **truncated tail** (the last entries deleted) leaves a journal that is
+//!   perfectly consistent on its own. Only a signed checkpoint that the
+//!   remaining entries no longer reach shows it
+//!   ([`CheckpointFault::BeyondJournal`]);
+//! - a **rewritten history** (an entry edited and every later hash recomputed,
+//!   which anyone with write access to the store can do, since the chain
+//!   itself holds no secret) is likewise caught only by a signed checkpoint
+//!   whose head no longer matches ([`CheckpointFault::HeadMismatch`]).
+//!
+//! So the node should sign a checkpoint regularly (every N entries, say 100,
+//! and at shutdown) and keep copies where the journal's own storage cannot
+//! reach them (backups, the peer it accounts with). Entries after the last
+//! checkpoint are protected only by the chain; [`Verified::anchored`] says how
+//! many entries a signature covers. Someone holding the identity key can
+//! re-sign anything, so off-node copies of checkpoints are what make even that
+//! visible.
+//!
+//! Pure data and verification: the node stores entries (in sled) and decides
+//! when to checkpoint.
+
+use crate::identity::{IdentityKey, OrgId};
+use crate::limits::FieldError;
+use crate::seal::PackageId;
+use crate::signed::{Signable, Signed, SignedError};
+use crate::specialty::Specialty;
+use crate::time::Timestamp;
+use crate::urgency::Urgency;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// Prepended to an entry's encoding before hashing, so an entry hash can never
+/// be confused with the hash of any other Konsilium object.
+const ENTRY_DOMAIN: &[u8] = b"konsilium/journal-entry/v1\0";
+
+/// The `prev` of the first entry, and the head of an empty journal.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// What the journal records about a consultation when it is created: enough
+/// to account for it (who asked whom, in which specialty, how urgently) and no
+/// patient data, since the journal is kept longer and shown more widely than
+/// the clinical record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConsultationRef {
+    pub id: [u8; 16],
+    pub requester: OrgId,
+    pub consultant: OrgId,
+    pub specialty: Specialty,
+    pub urgency: Urgency,
+}
+
+/// The role a person acted in, as the documents name the participants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// The attending physician, who asks for the consultation.
+    Physician,
+    /// The telemedicine coordinator, who registers, triages and schedules.
+    Coordinator,
+    /// The consultant (or a member of the team) who answers.
+    Consultant,
+    /// The technical operator, who runs equipment and network.
+    Operator,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Physician,
+        Role::Coordinator,
+        Role::Consultant,
+        Role::Operator,
+    ];
+
+    /// Stable spelling for config files, the CLI and the journal's text export.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Physician => "physician",
+            Role::Coordinator => "coordinator",
+            Role::Consultant => "consultant",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = FieldError;
+
+    /// Case-insensitive and trimmed, because roles are typed by hand in user
+    /// configuration.
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        let wanted = s.trim();
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| FieldError::Invalid {
+                field: "role",
+                reason: format!(
+                    "{wanted:?} is not a role: use physician|coordinator|consultant|operator"
+                ),
+            })
+    }
+}
+
+/// What happened. Free-text fields (user names, reasons, state names) are
+/// recorded as given: a failed login's user name comes from whoever tried, so
+/// anything that prints the journal must escape control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// A consultation was registered and given its id.
+    Create(ConsultationRef),
+    /// A package of materials for the consultation was sent.
+    Send {
+        consultation: [u8; 16],
+        package: PackageId,
+    },
+    /// A package for the consultation arrived.
+    Receive {
+        consultation: [u8; 16],
+        package: PackageId,
+    },
+    /// Someone opened (read) the consultation's materials: access to health
+    /// data is itself a security event.
+    Open {
+        consultation: [u8; 16],
+    },
+    /// The consultation moved between workflow states.
+    Transition {
+        consultation: [u8; 16],
+        from: String,
+        to: String,
+    },
+    /// A conclusion was delivered; `deadline_met` says whether it came within
+    /// the deadline for the consultation's urgency.
+    Conclusion {
+        consultation: [u8; 16],
+        deadline_met: bool,
+    },
+    /// Data was sent without written consent (allowed in an emergency when
+    /// consent cannot be obtained); the reason must be kept.
+    ConsentOverride {
+        consultation: [u8; 16],
+        reason: String,
+    },
+    FailedLogin {
+        user: String,
+    },
+    Login {
+        user: String,
+    },
+}
+
+impl Action {
+    /// The consultation the action concerns, so a node can index its journal
+    /// by consultation; `None` for security events.
+    pub fn consultation(&self) -> Option<[u8; 16]> {
+        match self {
+            Action::Create(c) => Some(c.id),
+            Action::Send { consultation, .. }
+            | Action::Receive { consultation, .. }
+            | Action::Open { consultation }
+            | Action::Transition { consultation, .. }
+            | Action::Conclusion { consultation, .. }
+            | Action::ConsentOverride { consultation, .. } => Some(*consultation),
+            Action::FailedLogin { .. } | Action::Login { .. } => None,
+        }
+    }
+}
+
+/// One journal entry. `seq` counts from 0 without gaps and `prev` is the hash
+/// of the entry before (or [`GENESIS`]), which is what lets [`verify`] tell
+/// a deletion, a reordering and an edit apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub prev: [u8; 32],
+    /// The node's clock when the event was recorded. Not required to be
+    /// monotonic: clocks step backwards (NTP corrections), and refusing such a
+    /// journal would report tampering where there is none.
+    pub at: Timestamp,
+    /// The user name of the person who acted; `None` for the node itself.
+    pub actor: Option<String>,
+    pub role: Option<Role>,
+    pub action: Action,
+}
+
+impl Entry {
+    /// BLAKE3 over a domain tag and the entry's postcard encoding. Postcard
+    /// has one encoding per value, so the hash names the value, and every
+    /// field, `prev` included, is covered: changing any of them, or the
+    /// history before, changes the hash.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(ENTRY_DOMAIN);
+        // The hasher is an infallible writer and every field has a known
+        // length, so encoding cannot fail.
+        let _ = postcard::to_io(self, &mut hasher);
+        *hasher.finalize().as_bytes()
+    }
+}
+
+/// A signed statement of the journal's state: "my journal had `seq` entries
+/// and the last one hashed to `head`". Signed by the organization's identity
+/// key, so whoever holds a copy can later prove that those entries existed
+/// and were exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Number of entries covered, which is also the `seq` the next entry
+    /// takes; 0 for an empty journal.
+    pub seq: u64,
+    /// Hash of entry `seq - 1`, or [`GENESIS`] when `seq` is 0.
+    pub head: [u8; 32],
+    pub at: Timestamp,
+}
+
+impl Signable for Checkpoint {
+    const DOMAIN: &'static [u8] = b"konsilium/journal-checkpoint/v1\0";
+}
+
+/// The writing end of a journal: only the head hash and the next sequence
+/// number, because entries are persisted by the node as they are appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    head: [u8; 32],
+    next_seq: u64,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Journal {
+    /// An empty journal: the first entry gets seq 0 and `prev` = [`GENESIS`].
+    pub fn new() -> Self {
+        Self {
+            head: GENESIS,
+            next_seq: 0,
+        }
+    }
+
+    /// Continues after `last`, the newest stored entry. Trusts it as given:
+    /// the node should [`verify`] what it loaded (at least since the last
+    /// checkpoint) before resuming, or it would extend a tampered journal.
+    pub fn resume(last: &Entry) -> Self {
+        Self {
+            head: last.hash(),
+            // 2^64 entries cannot be reached; saturating keeps this panic-free,
+            // and a repeated seq would be reported by `verify`.
+            next_seq: last.seq.saturating_add(1),
+        }
+    }
+
+    /// Hash of the newest entry ([`GENESIS`] when empty).
+    pub fn head(&self) -> [u8; 32] {
+        self.head
+    }
+
+    /// The number of entries so far, which is the next entry's `seq`.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Records an event and returns the entry for the node to persist. The
+    /// journal advances at once, so the node must store entries in the order
+    /// they are returned.
+    pub fn append(
+        &mut self,
+        at: Timestamp,
+        actor: Option<String>,
+        role: Option<Role>,
+        action: Action,
+    ) -> Entry {
+        let entry = Entry {
+            seq: self.next_seq,
+            prev: self.head,
+            at,
+            actor,
+            role,
+            action,
+        };
+        self.head = entry.hash();
+        self.next_seq = self.next_seq.saturating_add(1);
+        entry
+    }
+
+    /// Signs the current head with the organization's identity key.
+    pub fn checkpoint(&self, key: &IdentityKey, at: Timestamp) -> Signed<Checkpoint> {
+        Signed::sign(
+            key,
+            &Checkpoint {
+                seq: self.next_seq,
+                head: self.head,
+                at,
+            },
+        )
+    }
+}
+
+/// What a successful [`verify`] established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Number of entries, all chained from genesis without gaps.
+    pub entries: u64,
+    /// Hash of the last entry ([`GENESIS`] when there are none).
+    pub head: [u8; 32],
+    /// Number of checkpoints checked.
+    pub checkpoints: usize,
+    /// How many entries (from the start) a valid checkpoint covers. Entries
+    /// beyond this could have been truncated or rewritten without a trace,
+    /// so it measures how much of the journal is actually proven.
+    pub anchored: u64,
+}
+
+/// Why a checkpoint does not fit the journal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointFault {
+    #[error("not signed by the organization's identity key")]
+    BadSignature,
+    #[error(
+        "signed head {} but the entries hash to {}: entries up to here were changed after it was signed",
+        short_hex(signed),
+        short_hex(found)
+    )]
+    HeadMismatch { signed: [u8; 32], found: [u8; 32] },
+    #[error(
+        "it covers more entries than the {entries} present: the last entries were deleted (truncated)"
+    )]
+    BeyondJournal { entries: u64 },
+}
+
+/// The first problem found, with the sequence number where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal entry {seq} was edited: its hash no longer matches the next entry's link")]
+    Edited { seq: u64 },
+    #[error(
+        "journal entry {expected_seq} is missing (found {found_seq} in its place): entries were deleted"
+    )]
+    Missing { expected_seq: u64, found_seq: u64 },
+    #[error("journal entry {seq} is out of order: entries were moved")]
+    Reordered { seq: u64 },
+    #[error("journal entry {seq} appears twice")]
+    Duplicate { seq: u64 },
+    #[error(
+        "journal chain broken at entry {seq}: it does not link to the entry before (one of the two was edited)"
+    )]
+    BrokenChain { seq: u64 },
+    #[error("journal checkpoint at entry {seq}: {reason}")]
+    Checkpoint { seq: u64, reason: CheckpointFault },
+    #[error("journal checkpoint #{index} cannot be read: {source}")]
+    UnreadableCheckpoint { index: usize, source: SignedError },
+}
+
+/// Checks that `entries` are a complete journal from genesis, in order, with
+/// every link intact, and that every checkpoint is signed by `org` and
+/// matches the entries. A checkpoint that is unreadable or not signed by
+/// `org` is reported before anything else, since it is wrong whatever the
+/// entries say; otherwise the first problem in sequence order is returned.
+///
+/// Without a checkpoint at its end, a journal whose last entries were deleted
+/// or rewritten still verifies: see the module documentation.
+pub fn verify(
+    entries: &[Entry],
+    checkpoints: &[Signed<Checkpoint>],
+    org: &OrgId,
+) -> Result<Verified, JournalError> {
+    let signer = org.verifying_key();
+    let mut signed = Vec::with_capacity(checkpoints.len());
+    for (index, checkpoint) in checkpoints.iter().enumerate() {
+        let claimed = checkpoint
+            .decode_unverified()
+            .map_err(|source| JournalError::UnreadableCheckpoint { index, source })?;
+        if checkpoint.verify(&signer).is_err() {
+            return Err(JournalError::Checkpoint {
+                seq: claimed.seq,
+                reason: CheckpointFault::BadSignature,
+            });
+        }
+        signed.push(claimed);
+    }
+    // Checked as the walk reaches them, so the first problem by seq is named.
+    signed.sort_by_key(|c| c.seq);
+    let mut pending = signed.iter().peekable();
+    let mut anchored = 0;
+
+    let mut head = GENESIS;
+    let mut count: u64 = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        // Entry `count` must come next, and all checkpoints covering `count`
+        // entries are due, since the entries they cover are now all checked.
+        while let Some(c) = pending.next_if(|c| c.seq == count) {
+            check_head(c, head)?;
+            anchored = count;
+        }
+        // A checkpoint right after this entry vouches for its hash, which
+        // helps name an edit when no later entry links to it.
+        let vouched = pending
+            .peek()
+            .filter(|c| c.seq == count.saturating_add(1))
+            .map(|c| c.head);
+        check_link(entries, i, count, head, vouched)?;
+        head = entry.hash();
+        count = count.saturating_add(1);
+    }
+    for c in pending {
+        if c.seq == count {
+            check_head(c, head)?;
+            anchored = count;
+        } else {
+            return Err(JournalError::Checkpoint {
+                seq: c.seq,
+                reason: CheckpointFault::BeyondJournal { entries: count },
+            });
+        }
+    }
+    Ok(Verified {
+        entries: count,
+        head,
+        checkpoints: signed.len(),
+        anchored,
+    })
+}
+
+fn check_head(checkpoint: &Checkpoint, found: [u8; 32]) -> Result<(), JournalError> {
+    if checkpoint.head == found {
+        return Ok(());
+    }
+    Err(JournalError::Checkpoint {
+        seq: checkpoint.seq,
+        reason: CheckpointFault::HeadMismatch {
+            signed: checkpoint.head,
+            found,
+        },
+    })
+}
+
+/// Checks that `entries[i]` is entry `expected` and links to `prev_hash`,
+/// the hash of the entry before it. On failure, looks at the neighbours (and
+/// `vouched`, a signed hash of this entry if a checkpoint gives one) to name
+/// what most likely happened.
+fn check_link(
+    entries: &[Entry],
+    i: usize,
+    expected: u64,
+    prev_hash: [u8; 32],
+    vouched: Option<[u8; 32]>,
+) -> Result<(), JournalError> {
+    let Some(entry) = entries.get(i) else {
+        return Ok(());
+    };
+    let later = entries.get(i.saturating_add(1)..).unwrap_or_default();
+    if entry.seq != expected {
+        // Still chained to its predecessor: the entry is in its place and only
+        // its number was changed.
+        if entry.prev == prev_hash {
+            return Err(JournalError::Edited { seq: expected });
+        }
+        if entry.seq < expected {
+            // Every lower seq was already seen, in order.
+            return Err(JournalError::Duplicate { seq: entry.seq });
+        }
+        if later.iter().any(|e| e.seq == expected) {
+            return Err(JournalError::Reordered { seq: expected });
+        }
+        return Err(JournalError::Missing {
+            expected_seq: expected,
+            found_seq: entry.seq,
+        });
+    }
+    if entry.prev == prev_hash {
+        return Ok(());
+    }
+    if expected == 0 {
+        // The first entry's link is known exactly, so it was itself changed.
+        return Err(JournalError::Edited { seq: 0 });
+    }
+    // If the next entry (or a signed checkpoint) still vouches for this one,
+    // this entry is as it was when it was appended, so the one before it was
+    // changed.
+    let hash = entry.hash();
+    let intact = later.first().is_some_and(|next| next.prev == hash) || vouched == Some(hash);
+    if intact {
+        Err(JournalError::Edited { seq: expected - 1 })
+    } else {
+        Err(JournalError::BrokenChain { seq: expected })
+    }
+}
+
+/// Counts for accounting between organizations and for deadline adherence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Consultations by (requester, consultant): who consulted whom.
+    pub by_pair: BTreeMap<(OrgId, OrgId), u64>,
+    pub by_specialty: BTreeMap<Specialty, u64>,
+    pub by_urgency: BTreeMap<Urgency, u64>,
+    /// Consultations with a conclusion.
+    pub conclusions: u64,
+    /// Of those, concluded within their deadline.
+    pub deadlines_met: u64,
+}
+
+/// Counts consultations from their `Create` entries and deadline adherence
+/// from `Conclusion` entries. Each consultation counts once by its id: a
+/// retried registration must not be billed twice, and for adherence the first
+/// conclusion is what was due (for an emergency, the oral one; the written
+/// documents that follow have their own, longer deadline). Verify the journal
+/// first: stats over unverified entries prove nothing.
+pub fn stats(entries: &[Entry]) -> Stats {
+    let mut stats = Stats::default();
+    let mut created = BTreeSet::new();
+    let mut concluded = BTreeSet::new();
+    for entry in entries {
+        match &entry.action {
+            Action::Create(c) if created.insert(c.id) => {
+                *stats
+                    .by_pair
+                    .entry((c.requester, c.consultant))
+                    .or_default() += 1;
+                *stats.by_specialty.entry(c.specialty).or_default() += 1;
+                *stats.by_urgency.entry(c.urgency).or_default() += 1;
+            }
+            Action::Conclusion {
+                consultation,
+                deadline_met,
+            } if concluded.insert(*consultation) => {
+                stats.conclusions += 1;
+                stats.deadlines_met += u64::from(*deadline_met);
+            }
+            _ => {}
+        }
+    }
+    stats
+}
+
+fn short_hex(bytes: &[u8; 32]) -> String {
+    let mut s: String = bytes[..8].iter().map(|b| format!("{b:02x}")).collect();
+    s.push_str("..");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{NOW, seed};
+    use proptest::prelude::*;
+
+    fn key() -> IdentityKey {
+        IdentityKey::from_seed(seed("journal/self", 0))
+    }
+
+    fn org(n: u64) -> OrgId {
+        IdentityKey::from_seed(seed("journal/org", n)).org_id()
+    }
+
+    fn at(i: u64) -> Timestamp {
+        Timestamp::from_unix_millis(NOW.unix_millis() + i * 60_000)
+    }
+
+    fn cid(n: u64) -> [u8; 16] {
+        let mut id = [0; 16];
+        id[..8].copy_from_slice(&n.to_le_bytes());
+        id
+    }
+
+    /// One of every kind of action, cycling, so edits hit every variant.
+    fn mixed_action(i: u64) -> (Option<String>, Option<Role>, Action) {
+        let c = cid(i / 9);
+        let user = || Some(format!("user{}", i % 4));
+        match i % 9 {
+            0 => (
+                user(),
+                Some(Role::Coordinator),
+                Action::Create(ConsultationRef {
+                    id: c,
+                    requester: org(i % 3),
+                    consultant: org(3 + i % 2),
+                    specialty: Specialty::ALL[(i as usize) % Specialty::ALL.len()],
+                    urgency: Urgency::ALL[(i as usize) % 3],
+                }),
+            ),
+            1 => (
+                None,
+                None,
+                Action::Send {
+                    consultation: c,
+                    package: PackageId(cid(i)),
+                },
+            ),
+            2 => (
+                None,
+                None,
+                Action::Receive {
+                    consultation: c,
+                    package: PackageId(cid(i)),
+                },
+            ),
+            3 => (
+                user(),
+                Some(Role::Consultant),
+                Action::Open { consultation: c },
+            ),
+            4 => (
+                user(),
+                Some(Role::Consultant),
+                Action::Transition {
+                    consultation: c,
+                    from: "received".into(),
+                    to: "accepted".into(),
+                },
+            ),
+            5 => (
+                user(),
+                Some(Role::Consultant),
+                Action::Conclusion {
+                    consultation: c,
+                    deadline_met: i % 2 == 0,
+                },
+            ),
+            6 => (
+                user(),
+                Some(Role::Physician),
+                Action::ConsentOverride {
+                    consultation: c,
+                    reason: "unconscious, no relative reachable".into(),
+                },
+            ),
+            7 => (
+                None,
+                None,
+                Action::FailedLogin {
+                    user: "mallory".into(),
+                },
+            ),
+            _ => (
+                user(),
+                Some(Role::Operator),
+                Action::Login { user: "op".into() },
+            ),
+        }
+    }
+
+    fn build(n: u64) -> (Journal, Vec<Entry>) {
+        let mut journal = Journal::new();
+        let entries = (0..n)
+            .map(|i| {
+                let (actor, role, action) = mixed_action(i);
+                journal.append(at(i), actor, role, action)
+            })
+            .collect();
+        (journal, entries)
+    }
+
+    /// A journal of `n` entries with a checkpoint at its end.
+    fn sealed(n: u64) -> (Vec<Entry>, Signed<Checkpoint>) {
+        let (journal, entries) = build(n);
+        (entries, journal.checkpoint(&key(), at(n)))
+    }
+
+    #[test]
+    fn fifty_entries_verify_with_and_without_checkpoints() {
+        let k = key();
+        let mut journal = Journal::new();
+        let mut entries = Vec::new();
+        let mut checkpoints = Vec::new();
+        for i in 0..50 {
+            let (actor, role, action) = mixed_action(i);
+            entries.push(journal.append(at(i), actor, role, action));
+            if i == 19 {
+                checkpoints.push(journal.checkpoint(&k, at(i)));
+            }
+        }
+        checkpoints.push(journal.checkpoint(&k, at(50)));
+
+        let plain = verify(&entries, &[], &k.org_id()).unwrap();
+        assert_eq!(plain.entries, 50);
+        assert_eq!(plain.head, journal.head());
+        assert_eq!(plain.anchored, 0);
+
+        let both = verify(&entries, &checkpoints, &k.org_id()).unwrap();
+        assert_eq!(
+            both,
+            Verified {
+                entries: 50,
+                head: journal.head(),
+                checkpoints: 2,
+                anchored: 50
+            }
+        );
+        // Order of checkpoints does not matter.
+        checkpoints.reverse();
+        assert_eq!(verify(&entries, &checkpoints, &k.org_id()).unwrap(), both);
+        // Only the first 20 are anchored by the first checkpoint.
+        let first = verify(&entries, &checkpoints[1..], &k.org_id()).unwrap();
+        assert_eq!(first.anchored, 20);
+    }
+
+    #[test]
+    fn empty_journal_verifies_and_can_be_checkpointed() {
+        let k = key();
+        let journal = Journal::new();
+        let cp = journal.checkpoint(&k, NOW);
+        let v = verify(&[], &[cp], &k.org_id()).unwrap();
+        assert_eq!((v.entries, v.head, v.checkpoints), (0, GENESIS, 1));
+    }
+
+    #[test]
+    fn entries_link_and_hash_covers_domain() {
+        let (_, entries) = build(3);
+        assert_eq!(entries[0].prev, GENESIS);
+        assert_eq!(entries[1].prev, entries[0].hash());
+        assert_eq!(entries[2].seq, 2);
+        let plain = blake3::hash(&postcard::to_stdvec(&entries[0]).unwrap());
+        assert_ne!(*plain.as_bytes(), entries[0].hash());
+        let wire = postcard::to_stdvec(&entries[2]).unwrap();
+        assert_eq!(postcard::from_bytes::<Entry>(&wire).unwrap(), entries[2]);
+    }
+
+    /// Changes one field of an entry to a different value.
+    fn alter(entry: &mut Entry, field: u8, bit: u8) {
+        match field % 6 {
+            0 => entry.seq ^= 1 << (bit % 64),
+            1 => entry.prev[usize::from(bit % 32)] ^= 1,
+            2 => {
+                entry.at = Timestamp::from_unix_millis(entry.at.unix_millis() ^ (1 << (bit % 64)));
+            }
+            3 => {
+                entry.actor = match entry.actor.take() {
+                    None => Some("intruder".into()),
+                    Some(_) if bit % 2 == 0 => None,
+                    Some(name) => Some(format!("{name}x")),
+                }
+            }
+            4 => {
+                entry.role = match entry.role {
+                    None => Some(Role::Operator),
+                    Some(Role::Physician) => Some(Role::Consultant),
+                    Some(_) => None,
+                }
+            }
+            _ => {
+                entry.action = match entry.action.clone() {
+                    Action::Conclusion {
+                        consultation,
+                        deadline_met,
+                    } => Action::Conclusion {
+                        consultation,
+                        deadline_met: !deadline_met,
+                    },
+                    Action::Create(mut c) => {
+                        c.requester = c.consultant;
+                        Action::Create(c)
+                    }
+                    _ => Action::Login {
+                        user: format!("forged{bit}"),
+                    },
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tail_truncation_needs_a_checkpoint() {
+        let (entries, cp) = sealed(10);
+        let org = key().org_id();
+        // Without a checkpoint, the shorter journal is consistent on its own.
+        assert_eq!(verify(&entries[..9], &[], &org).unwrap().entries, 9);
+        assert_eq!(
+            verify(&entries[..9], std::slice::from_ref(&cp), &org),
+            Err(JournalError::Checkpoint {
+                seq: 10,
+                reason: CheckpointFault::BeyondJournal { entries: 9 }
+            })
+        );
+    }
+
+    #[test]
+    fn rewritten_history_is_caught_by_checkpoint() {
+        let (entries, cp) = sealed(10);
+        let org = key().org_id();
+        // Edit entry 4 and recompute every later link, as anyone with write
+        // access to the store could.
+        let mut forged = Journal::resume(&entries[3]);
+        let mut rewritten = entries[..4].to_vec();
+        for e in &entries[4..] {
+            let mut action = e.action.clone();
+            if e.seq == 4 {
+                action = Action::Login {
+                    user: "nobody".into(),
+                };
+            }
+            rewritten.push(forged.append(e.at, e.actor.clone(), e.role, action));
+        }
+        assert!(verify(&rewritten, &[], &org).is_ok());
+        assert!(matches!(
+            verify(&rewritten, &[cp], &org),
+            Err(JournalError::Checkpoint {
+                seq: 10,
+                reason: CheckpointFault::HeadMismatch { .. }
+            })
+        ));
+    }
+
+    #[test]
+    fn checkpoint_by_another_key_is_refused() {
+        let (journal, entries) = build(10);
+        let other = IdentityKey::from_seed(seed("journal/other", 0));
+        let cp = journal.checkpoint(&other, NOW);
+        assert_eq!(
+            verify(&entries, &[cp], &key().org_id()),
+            Err(JournalError::Checkpoint {
+                seq: 10,
+                reason: CheckpointFault::BadSignature
+            })
+        );
+    }
+
+    #[test]
+    fn checkpoint_with_another_head_is_refused() {
+        let (_, entries) = build(10);
+        let k = key();
+        let cp = Signed::sign(
+            &k,
+            &Checkpoint {
+                seq: 5,
+                head: entries[5].hash(),
+                at: NOW,
+            },
+        );
+        let e = verify(&entries, &[cp], &k.org_id()).unwrap_err();
+        assert_eq!(
+            e,
+            JournalError::Checkpoint {
+                seq: 5,
+                reason: CheckpointFault::HeadMismatch {
+                    signed: entries[5].hash(),
+                    found: entries[4].hash()
+                }
+            }
+        );
+        assert!(e.to_string().contains("changed after it was signed"), "{e}");
+    }
+
+    #[test]
+    fn resume_continues_the_chain() {
+        let k = key();
+        let (first, mut entries) = build(10);
+        let mut second = Journal::resume(entries.last().unwrap());
+        assert_eq!((second.head(), second.next_seq()), (first.head(), 10));
+        for i in 10..20 {
+            let (actor, role, action) = mixed_action(i);
+            entries.push(second.append(at(i), actor, role, action));
+        }
+        let cps = [first.checkpoint(&k, at(10)), second.checkpoint(&k, at(20))];
+        let v = verify(&entries, &cps, &k.org_id()).unwrap();
+        assert_eq!((v.entries, v.head, v.anchored), (20, second.head(), 20));
+    }
+
+    #[test]
+    fn duplicated_entry_is_named() {
+        let (_, mut entries) = build(10);
+        entries.insert(5, entries[4].clone());
+        assert_eq!(
+            verify(&entries, &[], &key().org_id()),
+            Err(JournalError::Duplicate { seq: 4 })
+        );
+    }
+
+    #[test]
+    fn moved_entry_is_reordered() {
+        let (_, mut entries) = build(10);
+        let moved = entries.remove(2);
+        entries.insert(7, moved);
+        assert_eq!(
+            verify(&entries, &[], &key().org_id()),
+            Err(JournalError::Reordered { seq: 2 })
+        );
+    }
+
+    #[test]
+    fn every_altered_checkpoint_byte_is_refused() {
+        let (entries, cp) = sealed(5);
+        let org = key().org_id();
+        let wire = postcard::to_stdvec(&cp).unwrap();
+        for i in 0..wire.len() {
+            let mut w = wire.clone();
+            w[i] ^= 0x01;
+            if let Ok(altered) = postcard::from_bytes::<Signed<Checkpoint>>(&w) {
+                assert!(verify(&entries, &[altered], &org).is_err(), "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn roles_round_trip_as_text() {
+        for role in Role::ALL {
+            assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
+        }
+        assert_eq!(" Physician ".parse::<Role>().unwrap(), Role::Physician);
+        let e = "nurse".parse::<Role>().unwrap_err().to_string();
+        assert!(e.contains("physician|coordinator"), "{e}");
+    }
+
+    #[test]
+    fn action_names_its_consultation() {
+        assert_eq!(
+            Action::Open {
+                consultation: cid(7)
+            }
+            .consultation(),
+            Some(cid(7))
+        );
+        assert_eq!(Action::Login { user: "a".into() }.consultation(), None);
+    }
+
+    #[test]
+    fn stats_on_a_handmade_journal() {
+        let (a, b, c) = (org(0), org(1), org(2));
+        let create = |n: u64, requester, consultant, specialty, urgency| {
+            Action::Create(ConsultationRef {
+                id: cid(n),
+                requester,
+                consultant,
+                specialty,
+                urgency,
+            })
+        };
+        let conclude = |n: u64, met| Action::Conclusion {
+            consultation: cid(n),
+            deadline_met: met,
+        };
+        use Specialty::{Cardiology, Oncology};
+        use Urgency::{Emergency, Planned, Urgent};
+        let actions = vec![
+            create(1, a, b, Cardiology, Planned),
+            Action::Login { user: "x".into() },
+            create(2, a, b, Oncology, Urgent),
+            create(3, a, c, Cardiology, Emergency),
+            create(4, c, b, Cardiology, Planned),
+            // A retried registration is not a second consultation.
+            create(1, a, b, Cardiology, Planned),
+            conclude(1, true),
+            conclude(2, false),
+            conclude(3, true),
+            // The written follow-up of an emergency does not count again.
+            conclude(3, false),
+            Action::FailedLogin { user: "y".into() },
+        ];
+        let mut journal = Journal::new();
+        let entries: Vec<Entry> = actions
+            .into_iter()
+            .enumerate()
+            .map(|(i, action)| journal.append(at(i as u64), None, None, action))
+            .collect();
+        let s = stats(&entries);
+        assert_eq!(
+            s.by_pair,
+            BTreeMap::from([((a, b), 2), ((a, c), 1), ((c, b), 1)])
+        );
+        assert_eq!(
+            s.by_specialty,
+            BTreeMap::from([(Cardiology, 3), (Oncology, 1)])
+        );
+        assert_eq!(
+            s.by_urgency,
+            BTreeMap::from([(Planned, 2), (Urgent, 1), (Emergency, 1)])
+        );
+        assert_eq!((s.conclusions, s.deadlines_met), (3, 2));
+        assert_eq!(stats(&[]), Stats::default());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any field of any entry, changed, is detected (with a checkpoint at
+        /// the end, which is what catches a change to the last entry).
+        #[test]
+        fn any_altered_field_is_detected(index in 0usize..30, field in 0u8..6, bit: u8) {
+            let (mut entries, cp) = sealed(30);
+            let before = entries[index].clone();
+            alter(&mut entries[index], field, bit);
+            prop_assert_ne!(&entries[index], &before);
+            let result = verify(&entries, &[cp], &key().org_id());
+            prop_assert!(result.is_err(), "field {} of entry {} changed unnoticed", field, index);
+            // Before the last entry, the chain (and the checkpoint vouching
+            // for the last one) names the edited entry.
+            if index < 29 && field != 1 {
+                prop_assert_eq!(result, Err(JournalError::Edited { seq: index as u64 }));
+            }
+        }
+
+        #[test]
+        fn any_deletion_is_detected(index in 0usize..30) {
+            let (mut entries, cp) = sealed(30);
+            entries.remove(index);
+            let org = key().org_id();
+            let result = verify(&entries, std::slice::from_ref(&cp), &org);
+            prop_assert!(result.is_err());
+            if index < 29 {
+                let missing = Err(JournalError::Missing {
+                    expected_seq: index as u64,
+                    found_seq: index as u64 + 1,
+                });
+                prop_assert_eq!(&result, &missing);
+                prop_assert_eq!(verify(&entries, &[], &org), missing);
+            } else {
+                prop_assert!(
+                    matches!(
+                        result,
+                        Err(JournalError::Checkpoint {
+                            seq: 30,
+                            reason: CheckpointFault::BeyondJournal { entries: 29 }
+                        })
+                    ),
+                    "{:?}",
+                    result
+                );
+            }
+        }
+
+        #[test]
+        fn adjacent_swap_is_detected(index in 0usize..29) {
+            let (mut entries, _) = sealed(30);
+            entries.swap(index, index + 1);
+            let result = verify(&entries, &[], &key().org_id());
+            prop_assert!(
+                matches!(
+                    result,
+                    Err(JournalError::Reordered { .. } | JournalError::BrokenChain { .. })
+                ),
+                "{:?}",
+                result
+            );
+        }
+
+        /// Arbitrary garbage is refused or accepted, never a panic.
+        #[test]
+        fn arbitrary_entries_never_panic(
+            raw in prop::collection::vec((0u64..8, any::<[u8; 32]>(), any::<bool>()), 0..12)
+        ) {
+            let entries: Vec<Entry> = raw
+                .into_iter()
+                .map(|(seq, prev, conclusion)| Entry {
+                    seq,
+                    prev,
+                    at: NOW,
+                    actor: None,
+                    role: None,
+                    action: Action::Conclusion { consultation: cid(seq), deadline_met: conclusion },
+                })
+                .collect();
+            let _ = verify(&entries, &[], &key().org_id());
+            let _ = stats(&entries);
+        }
+    }
+}

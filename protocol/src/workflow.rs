@@ -1,0 +1,955 @@
+//! The consultation workflow, from request to acknowledged conclusion.
+//!
+//! States follow FHIR R4 `Task.status`. Every step is a transition signed by
+//! the acting organization, naming the acting person's role, and chained to
+//! the previous step by hash. Both organizations apply the same transitions
+//! with this same state machine, so for the same history they reach the same
+//! state; a step that the role may not take, that does not fit the current
+//! state, or that does not follow the last accepted step is refused.
+
+use crate::identity::{IdentityKey, OrgId};
+use crate::journal::Role;
+use crate::signed::{Signable, Signed, SignedError};
+use crate::specialty::Specialty;
+use crate::time::Timestamp;
+use crate::urgency::Urgency;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A consultation's id, drawn at random by the requesting organization.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConsultationId(pub [u8; 16]);
+
+impl fmt::Display for ConsultationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ConsultationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConsultationId({self})")
+    }
+}
+
+/// FHIR R4 `Task.status`, restricted to the states a consultation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    Requested,
+    Received,
+    Accepted,
+    Rejected,
+    InProgress,
+    OnHold,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl Status {
+    /// The FHIR code, as it appears in `Task.status`.
+    pub fn fhir_code(self) -> &'static str {
+        match self {
+            Status::Requested => "requested",
+            Status::Received => "received",
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+            Status::InProgress => "in-progress",
+            Status::OnHold => "on-hold",
+            Status::Completed => "completed",
+            Status::Cancelled => "cancelled",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// No step leaves these states (acknowledging a conclusion changes nothing but the flag).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Rejected | Status::Completed | Status::Cancelled | Status::Failed
+        )
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.fhir_code())
+    }
+}
+
+/// How the patient's consent was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsentMethod {
+    Written,
+    Electronic,
+    /// Oral, witnessed: the witness is named.
+    Oral {
+        witness: String,
+    },
+}
+
+/// The patient's informed consent to the consultation, or the emergency
+/// override that replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consent {
+    Given {
+        /// The patient, or their legal representative.
+        by: String,
+        at: Timestamp,
+        method: ConsentMethod,
+        /// Hash of a scanned form, when there is one.
+        document: Option<[u8; 32]>,
+    },
+    /// Only for emergencies, when consent cannot be obtained; the reason is
+    /// kept and written to the security log.
+    EmergencyOverride { reason: String },
+}
+
+/// The request that opens a consultation, signed by the requesting organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsultationRequest {
+    pub id: ConsultationId,
+    pub requester: OrgId,
+    pub consultant: OrgId,
+    pub specialty: Specialty,
+    pub urgency: Urgency,
+    pub created: Timestamp,
+    pub consent: Consent,
+    /// The attending physician who asks.
+    pub physician: String,
+    /// When this request continues one declined or unanswered elsewhere.
+    pub escalated_from: Option<ConsultationId>,
+}
+
+impl Signable for ConsultationRequest {
+    const DOMAIN: &'static [u8] = b"konsilium/consultation-request/v1\0";
+}
+
+/// A time proposed for a video consilium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Slot {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// The video consilium's scheduling, alongside the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Appointment {
+    None,
+    /// Proposed by the consulting side; the consultation waits for the requester.
+    Proposed(Vec<Slot>),
+    Confirmed(Slot),
+    Cancelled,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// The consulting coordinator registered the request.
+    Receive,
+    Accept,
+    /// Declined; with `forward`, the requester should try the next candidate.
+    Reject {
+        reason: String,
+        forward: bool,
+    },
+    Start,
+    /// The consultant needs more examinations.
+    AskMore {
+        questions: String,
+    },
+    /// The requester answers with more materials (sent as a package).
+    Supply {
+        note: String,
+    },
+    /// Propose (or re-propose, to reschedule) video consilium times.
+    ProposeSlots {
+        slots: Vec<Slot>,
+    },
+    ConfirmSlot {
+        slot: Slot,
+    },
+    CancelAppointment {
+        reason: String,
+    },
+    /// An oral conclusion or other note; for an emergency it is a first response.
+    Note {
+        text: String,
+    },
+    /// The signed conclusion, by the hash of its signed bytes.
+    Conclude {
+        conclusion: [u8; 32],
+    },
+    Acknowledge,
+    Cancel {
+        reason: String,
+    },
+    /// Deadline missed with no one left to escalate to.
+    Fail {
+        reason: String,
+    },
+}
+
+impl Action {
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Receive => "receive",
+            Action::Accept => "accept",
+            Action::Reject { .. } => "reject",
+            Action::Start => "start",
+            Action::AskMore { .. } => "ask for more",
+            Action::Supply { .. } => "supply",
+            Action::ProposeSlots { .. } => "propose slots",
+            Action::ConfirmSlot { .. } => "confirm slot",
+            Action::CancelAppointment { .. } => "cancel appointment",
+            Action::Note { .. } => "note",
+            Action::Conclude { .. } => "conclude",
+            Action::Acknowledge => "acknowledge",
+            Action::Cancel { .. } => "cancel",
+            Action::Fail { .. } => "fail",
+        }
+    }
+}
+
+/// One step, signed by the acting organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub consultation: ConsultationId,
+    /// 1 for the first step after the request.
+    pub seq: u32,
+    /// Hash of the previous step (or of the request, for the first).
+    pub prev: [u8; 32],
+    pub actor: OrgId,
+    pub role: Role,
+    /// The person who acted, for the journal.
+    pub user: String,
+    pub at: Timestamp,
+    pub action: Action,
+}
+
+impl Signable for Transition {
+    const DOMAIN: &'static [u8] = b"konsilium/consultation-transition/v1\0";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    #[error(transparent)]
+    Signed(#[from] SignedError),
+    #[error("a request without consent can only go out as an emergency with an override reason")]
+    ConsentRequired,
+    #[error("the step belongs to consultation {got}, not {expected}")]
+    WrongConsultation {
+        expected: ConsultationId,
+        got: ConsultationId,
+    },
+    #[error("step {got} arrived out of order: step {expected} comes next")]
+    OutOfOrder { expected: u32, got: u32 },
+    #[error("step {seq} does not follow the last accepted step (its previous-step hash differs)")]
+    NotChained { seq: u32 },
+    #[error("{actor} is neither the requesting nor the consulting organization")]
+    Outsider { actor: OrgId },
+    #[error("a {role} of the {side} organization may not {action}")]
+    NotPermitted {
+        role: Role,
+        side: Side,
+        action: &'static str,
+    },
+    #[error("cannot {action} a consultation that is {status}")]
+    WrongState {
+        action: &'static str,
+        status: Status,
+    },
+    #[error("cannot {action}: {why}")]
+    Appointment {
+        action: &'static str,
+        why: &'static str,
+    },
+}
+
+/// Which organization acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    Requesting,
+    Consulting,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Requesting => "requesting",
+            Side::Consulting => "consulting",
+        })
+    }
+}
+
+/// Who may take a step: the documents' division of labour.
+fn permitted(action: &Action, side: Side, role: Role) -> bool {
+    use Role::*;
+    use Side::*;
+    match action {
+        Action::Receive | Action::Accept | Action::Reject { .. } => {
+            side == Consulting && matches!(role, Coordinator | Consultant)
+        }
+        Action::Start | Action::Conclude { .. } | Action::Note { .. } => {
+            side == Consulting && role == Consultant
+        }
+        Action::AskMore { .. } | Action::ProposeSlots { .. } => {
+            side == Consulting && matches!(role, Coordinator | Consultant)
+        }
+        Action::Supply { .. } | Action::ConfirmSlot { .. } | Action::Cancel { .. } => {
+            side == Requesting && matches!(role, Physician | Coordinator)
+        }
+        Action::Acknowledge => side == Requesting && role == Physician,
+        Action::CancelAppointment { .. } => matches!(role, Physician | Coordinator | Consultant),
+        Action::Fail { .. } => side == Requesting && matches!(role, Operator | Coordinator),
+    }
+}
+
+/// One consultation as both organizations track it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consultation {
+    pub request: ConsultationRequest,
+    pub status: Status,
+    pub appointment: Appointment,
+    /// The accepted signed steps, in order: the history both sides share.
+    pub history: Vec<Signed<Transition>>,
+    pub conclusion: Option<[u8; 32]>,
+    pub acknowledged: bool,
+    /// When the consulting side first answered (accepted, noted or concluded).
+    pub first_response: Option<Timestamp>,
+    head: [u8; 32],
+}
+
+impl Consultation {
+    /// Opens a consultation from its signed request.
+    pub fn open(request: &Signed<ConsultationRequest>) -> Result<Self, WorkflowError> {
+        let body = request.decode_unverified()?;
+        request.verify(&body.requester.verifying_key())?;
+        match &body.consent {
+            Consent::EmergencyOverride { reason }
+                if body.urgency != Urgency::Emergency || reason.trim().is_empty() =>
+            {
+                return Err(WorkflowError::ConsentRequired);
+            }
+            _ => {}
+        }
+        Ok(Self {
+            request: body,
+            status: Status::Requested,
+            appointment: Appointment::None,
+            history: Vec::new(),
+            conclusion: None,
+            acknowledged: false,
+            first_response: None,
+            head: request.content_hash(),
+        })
+    }
+
+    pub fn id(&self) -> ConsultationId {
+        self.request.id
+    }
+
+    fn next_seq(&self) -> u32 {
+        self.history.len() as u32 + 1
+    }
+
+    /// Signs the next step as `key`'s organization. The step is checked by
+    /// `apply` like any other; this only fills in the chaining.
+    pub fn step(
+        &self,
+        key: &IdentityKey,
+        role: Role,
+        user: &str,
+        at: Timestamp,
+        action: Action,
+    ) -> Signed<Transition> {
+        Signed::sign(
+            key,
+            &Transition {
+                consultation: self.id(),
+                seq: self.next_seq(),
+                prev: self.head,
+                actor: key.org_id(),
+                role,
+                user: user.to_owned(),
+                at,
+                action,
+            },
+        )
+    }
+
+    /// Applies one signed step; on error nothing changes.
+    pub fn apply(&mut self, signed: &Signed<Transition>) -> Result<Status, WorkflowError> {
+        let t = signed.decode_unverified()?;
+        if t.consultation != self.id() {
+            return Err(WorkflowError::WrongConsultation {
+                expected: self.id(),
+                got: t.consultation,
+            });
+        }
+        if t.seq != self.next_seq() {
+            return Err(WorkflowError::OutOfOrder {
+                expected: self.next_seq(),
+                got: t.seq,
+            });
+        }
+        if t.prev != self.head {
+            return Err(WorkflowError::NotChained { seq: t.seq });
+        }
+        let side = if t.actor == self.request.requester {
+            Side::Requesting
+        } else if t.actor == self.request.consultant {
+            Side::Consulting
+        } else {
+            return Err(WorkflowError::Outsider { actor: t.actor });
+        };
+        signed.verify(&t.actor.verifying_key())?;
+        let action = t.action.name();
+        if !permitted(&t.action, side, t.role) {
+            return Err(WorkflowError::NotPermitted {
+                role: t.role,
+                side,
+                action,
+            });
+        }
+        let (status, appointment) = self.next(&t.action)?;
+        // All checks passed: commit.
+        if matches!(
+            t.action,
+            Action::Accept | Action::Note { .. } | Action::Conclude { .. }
+        ) && self.first_response.is_none()
+        {
+            self.first_response = Some(t.at);
+        }
+        match &t.action {
+            Action::Conclude { conclusion } => self.conclusion = Some(*conclusion),
+            Action::Acknowledge => self.acknowledged = true,
+            _ => {}
+        }
+        self.status = status;
+        self.appointment = appointment;
+        self.head = signed.content_hash();
+        self.history.push(signed.clone());
+        Ok(status)
+    }
+
+    /// The state after `action`, or why it cannot happen now.
+    fn next(&self, action: &Action) -> Result<(Status, Appointment), WorkflowError> {
+        use Status::*;
+        let name = action.name();
+        let wrong = || WorkflowError::WrongState {
+            action: name,
+            status: self.status,
+        };
+        let keep = self.appointment.clone();
+        let s = self.status;
+        let open = !s.is_final();
+        let working = matches!(s, Accepted | InProgress | OnHold);
+        Ok(match action {
+            Action::Receive if s == Requested => (Received, keep),
+            Action::Accept if matches!(s, Requested | Received) => (Accepted, keep),
+            Action::Reject { .. } if matches!(s, Requested | Received | Accepted) => {
+                (Rejected, keep)
+            }
+            Action::Start if s == Accepted => (InProgress, keep),
+            Action::AskMore { .. } if matches!(s, Accepted | InProgress) => (OnHold, keep),
+            Action::Supply { .. } if s == OnHold => (InProgress, keep),
+            Action::ProposeSlots { slots } if working => {
+                if slots.is_empty() || slots.iter().any(|sl| sl.end <= sl.start) {
+                    return Err(WorkflowError::Appointment {
+                        action: name,
+                        why: "propose at least one slot that ends after it starts",
+                    });
+                }
+                (s, Appointment::Proposed(slots.clone()))
+            }
+            Action::ConfirmSlot { slot } if working => match &self.appointment {
+                Appointment::Proposed(slots) if slots.contains(slot) => {
+                    (s, Appointment::Confirmed(*slot))
+                }
+                Appointment::Proposed(_) => {
+                    return Err(WorkflowError::Appointment {
+                        action: name,
+                        why: "the slot was not among those proposed",
+                    });
+                }
+                _ => {
+                    return Err(WorkflowError::Appointment {
+                        action: name,
+                        why: "no slots are proposed",
+                    });
+                }
+            },
+            Action::CancelAppointment { .. } if working => match self.appointment {
+                Appointment::Proposed(_) | Appointment::Confirmed(_) => (s, Appointment::Cancelled),
+                _ => {
+                    return Err(WorkflowError::Appointment {
+                        action: name,
+                        why: "there is no appointment",
+                    });
+                }
+            },
+            Action::Note { .. } if open => (s, keep),
+            Action::Conclude { .. } if matches!(s, Accepted | InProgress) => {
+                if matches!(self.appointment, Appointment::Proposed(_)) {
+                    return Err(WorkflowError::Appointment {
+                        action: name,
+                        why: "a proposed video consilium waits for the requester's confirmation; confirm or cancel it first",
+                    });
+                }
+                (Completed, keep)
+            }
+            Action::Acknowledge if s == Completed && !self.acknowledged => (Completed, keep),
+            Action::Cancel { .. } if open => (Cancelled, keep),
+            Action::Fail { .. } if open => (Failed, keep),
+            _ => return Err(wrong()),
+        })
+    }
+}
+
+/// Signs a new request, refusing one without consent unless it is an
+/// emergency with an override reason.
+pub fn request(
+    key: &IdentityKey,
+    request: ConsultationRequest,
+) -> Result<Signed<ConsultationRequest>, WorkflowError> {
+    if let Consent::EmergencyOverride { reason } = &request.consent
+        && (request.urgency != Urgency::Emergency || reason.trim().is_empty())
+    {
+        return Err(WorkflowError::ConsentRequired);
+    }
+    Ok(Signed::sign(key, &request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::OrgLevel;
+    use crate::testkit::{NOW, TestFederation, TestOrg};
+    use Role::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    struct Parties {
+        district: TestOrg,
+        federal: TestOrg,
+        stranger: TestOrg,
+    }
+
+    fn parties() -> Parties {
+        let mut fed = TestFederation::new("workflow");
+        Parties {
+            district: fed.org(1, OrgLevel::District, "RU-VLG", &[]),
+            federal: fed.org(2, OrgLevel::Federal, "RU-MOW", &[Specialty::Cardiology]),
+            stranger: fed.org(3, OrgLevel::Regional, "RU-VLG", &[Specialty::Cardiology]),
+        }
+    }
+
+    fn consent() -> Consent {
+        Consent::Given {
+            by: "the patient".into(),
+            at: NOW,
+            method: ConsentMethod::Written,
+            document: None,
+        }
+    }
+
+    fn open(p: &Parties, urgency: Urgency) -> Consultation {
+        let req = ConsultationRequest {
+            id: ConsultationId([7; 16]),
+            requester: p.district.id(),
+            consultant: p.federal.id(),
+            specialty: Specialty::Cardiology,
+            urgency,
+            created: NOW,
+            consent: consent(),
+            physician: "Dr. Ivanova".into(),
+            escalated_from: None,
+        };
+        Consultation::open(&request(&p.district.identity, req).unwrap()).unwrap()
+    }
+
+    fn at(minutes: u64) -> Timestamp {
+        NOW.saturating_add(Duration::from_secs(minutes * 60))
+    }
+
+    fn slot(h: u64) -> Slot {
+        Slot {
+            start: at(h * 60),
+            end: at(h * 60 + 30),
+        }
+    }
+
+    #[test]
+    fn planned_consultation_answered_in_writing() {
+        let p = parties();
+        let mut c = open(&p, Urgency::Planned);
+        let (d, f) = (&p.district.identity, &p.federal.identity);
+        for (key, role, action, expect) in [
+            (f, Coordinator, Action::Receive, Status::Received),
+            (f, Coordinator, Action::Accept, Status::Accepted),
+            (f, Consultant, Action::Start, Status::InProgress),
+            (
+                f,
+                Consultant,
+                Action::AskMore {
+                    questions: "echocardiography, please".into(),
+                },
+                Status::OnHold,
+            ),
+            (
+                d,
+                Physician,
+                Action::Supply {
+                    note: "echo attached".into(),
+                },
+                Status::InProgress,
+            ),
+            (
+                f,
+                Consultant,
+                Action::Conclude {
+                    conclusion: [1; 32],
+                },
+                Status::Completed,
+            ),
+            (d, Physician, Action::Acknowledge, Status::Completed),
+        ] {
+            let step = c.step(key, role, "someone", at(5), action);
+            assert_eq!(c.apply(&step), Ok(expect));
+        }
+        assert!(c.acknowledged);
+        assert_eq!(c.conclusion, Some([1; 32]));
+        assert_eq!(c.first_response, Some(at(5)));
+        assert_eq!(c.status.fhir_code(), "completed");
+        let again = c.step(d, Physician, "x", at(6), Action::Acknowledge);
+        assert!(matches!(
+            c.apply(&again),
+            Err(WorkflowError::WrongState { .. })
+        ));
+    }
+
+    #[test]
+    fn video_consilium_waits_for_the_requesters_confirmation() {
+        let p = parties();
+        let mut c = open(&p, Urgency::Urgent);
+        let (d, f) = (&p.district.identity, &p.federal.identity);
+        c.apply(&c.step(f, Coordinator, "coord", at(1), Action::Accept))
+            .unwrap();
+        c.apply(&c.step(f, Consultant, "dr", at(2), Action::Start))
+            .unwrap();
+        c.apply(&c.step(
+            f,
+            Coordinator,
+            "coord",
+            at(3),
+            Action::ProposeSlots {
+                slots: vec![slot(2), slot(3)],
+            },
+        ))
+        .unwrap();
+        let early = c.step(
+            f,
+            Consultant,
+            "dr",
+            at(4),
+            Action::Conclude {
+                conclusion: [2; 32],
+            },
+        );
+        assert!(
+            matches!(c.apply(&early), Err(WorkflowError::Appointment { .. })),
+            "pending until confirmed"
+        );
+        let wrong = c.step(
+            d,
+            Physician,
+            "dr i",
+            at(5),
+            Action::ConfirmSlot { slot: slot(9) },
+        );
+        assert!(matches!(
+            c.apply(&wrong),
+            Err(WorkflowError::Appointment { .. })
+        ));
+        c.apply(&c.step(
+            d,
+            Physician,
+            "dr i",
+            at(5),
+            Action::ConfirmSlot { slot: slot(3) },
+        ))
+        .unwrap();
+        assert_eq!(c.appointment, Appointment::Confirmed(slot(3)));
+        // Rescheduling replaces the proposal; the requester must confirm again.
+        c.apply(&c.step(
+            f,
+            Consultant,
+            "dr",
+            at(6),
+            Action::ProposeSlots {
+                slots: vec![slot(4)],
+            },
+        ))
+        .unwrap();
+        c.apply(&c.step(
+            d,
+            Coordinator,
+            "coord d",
+            at(7),
+            Action::ConfirmSlot { slot: slot(4) },
+        ))
+        .unwrap();
+        c.apply(&c.step(
+            f,
+            Consultant,
+            "dr",
+            at(300),
+            Action::Conclude {
+                conclusion: [2; 32],
+            },
+        ))
+        .unwrap();
+        assert_eq!(c.status, Status::Completed);
+    }
+
+    #[test]
+    fn roles_and_sides_are_enforced() {
+        let p = parties();
+        let mut c = open(&p, Urgency::Planned);
+        let (d, f) = (&p.district.identity, &p.federal.identity);
+        let e = c
+            .apply(&c.step(f, Physician, "x", at(1), Action::Accept))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            WorkflowError::NotPermitted {
+                role: Physician,
+                side: Side::Consulting,
+                action: "accept"
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains("physician of the consulting organization may not accept")
+        );
+        assert!(matches!(
+            c.apply(&c.step(d, Coordinator, "x", at(1), Action::Accept)),
+            Err(WorkflowError::NotPermitted { .. })
+        ));
+        assert!(matches!(
+            c.apply(&c.step(
+                &p.stranger.identity,
+                Coordinator,
+                "x",
+                at(1),
+                Action::Accept
+            )),
+            Err(WorkflowError::Outsider { .. })
+        ));
+        c.apply(&c.step(f, Coordinator, "x", at(1), Action::Accept))
+            .unwrap();
+        assert!(matches!(
+            c.apply(&c.step(
+                f,
+                Coordinator,
+                "x",
+                at(2),
+                Action::Conclude {
+                    conclusion: [0; 32]
+                }
+            )),
+            Err(WorkflowError::NotPermitted { .. })
+        ));
+        assert!(matches!(
+            c.apply(&c.step(
+                d,
+                Operator,
+                "x",
+                at(2),
+                Action::Cancel { reason: "r".into() }
+            )),
+            Err(WorkflowError::NotPermitted { .. })
+        ));
+        assert_eq!(
+            c.apply(&c.step(
+                d,
+                Physician,
+                "x",
+                at(2),
+                Action::Cancel {
+                    reason: "transferred".into()
+                }
+            )),
+            Ok(Status::Cancelled)
+        );
+        assert!(matches!(
+            c.apply(&c.step(f, Consultant, "x", at(3), Action::Start)),
+            Err(WorkflowError::WrongState {
+                status: Status::Cancelled,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn steps_must_be_chained_in_order_and_signed_by_their_actor() {
+        let p = parties();
+        let mut a = open(&p, Urgency::Planned);
+        let f = &p.federal.identity;
+        let first = a.step(f, Coordinator, "x", at(1), Action::Receive);
+        let mut ahead = a.clone();
+        ahead.apply(&first).unwrap();
+        let second = ahead.step(f, Coordinator, "x", at(2), Action::Accept);
+        assert_eq!(
+            a.apply(&second),
+            Err(WorkflowError::OutOfOrder {
+                expected: 1,
+                got: 2
+            })
+        );
+        // A competing first step (a fork) is refused once the first is in.
+        let fork = a.step(f, Coordinator, "y", at(1), Action::Accept);
+        a.apply(&first).unwrap();
+        let mut relabelled = fork.decode_unverified().unwrap();
+        relabelled.seq = 2;
+        assert_eq!(
+            a.apply(&Signed::sign(f, &relabelled)),
+            Err(WorkflowError::NotChained { seq: 2 })
+        );
+        // Claiming to be the consulting organization without its key.
+        let mut forged = a
+            .step(
+                &p.district.identity,
+                Coordinator,
+                "x",
+                at(2),
+                Action::Accept,
+            )
+            .decode_unverified()
+            .unwrap();
+        forged.actor = p.federal.id();
+        assert!(matches!(
+            a.apply(&Signed::sign(&p.district.identity, &forged)),
+            Err(WorkflowError::Signed(_))
+        ));
+        let before = a.clone();
+        assert!(a.apply(&fork).is_err());
+        assert_eq!(a, before, "a refused step changes nothing");
+    }
+
+    #[test]
+    fn consent_or_an_emergency_override() {
+        let p = parties();
+        let mut req = open(&p, Urgency::Planned).request;
+        req.consent = Consent::EmergencyOverride {
+            reason: "unconscious, no relatives".into(),
+        };
+        assert_eq!(
+            request(&p.district.identity, req.clone()).unwrap_err(),
+            WorkflowError::ConsentRequired
+        );
+        req.urgency = Urgency::Emergency;
+        let signed = request(&p.district.identity, req.clone()).unwrap();
+        assert_eq!(
+            Consultation::open(&signed).unwrap().status,
+            Status::Requested
+        );
+        req.consent = Consent::EmergencyOverride { reason: " ".into() };
+        assert!(request(&p.district.identity, req.clone()).is_err());
+        // A peer that skips the check is caught when the request is opened.
+        let unchecked = Signed::sign(
+            &p.district.identity,
+            &ConsultationRequest {
+                urgency: Urgency::Urgent,
+                consent: Consent::EmergencyOverride { reason: "x".into() },
+                ..req
+            },
+        );
+        assert_eq!(
+            Consultation::open(&unchecked).unwrap_err(),
+            WorkflowError::ConsentRequired
+        );
+    }
+
+    /// A random step: who acts, in which role, doing what.
+    fn arb_step() -> impl Strategy<Value = (bool, u8, u8, u8)> {
+        (any::<bool>(), 0u8..4, 0u8..14, 0u8..4)
+    }
+
+    fn make_action(kind: u8, slot_pick: u8) -> Action {
+        let s = slot(u64::from(slot_pick) + 1);
+        match kind {
+            0 => Action::Receive,
+            1 => Action::Accept,
+            2 => Action::Reject {
+                reason: "no capacity".into(),
+                forward: slot_pick % 2 == 0,
+            },
+            3 => Action::Start,
+            4 => Action::AskMore {
+                questions: "MRI".into(),
+            },
+            5 => Action::Supply {
+                note: "MRI attached".into(),
+            },
+            6 => Action::ProposeSlots {
+                slots: vec![slot(1), slot(2)],
+            },
+            7 => Action::ConfirmSlot { slot: s },
+            8 => Action::CancelAppointment {
+                reason: "ill".into(),
+            },
+            9 => Action::Note {
+                text: "oral conclusion given".into(),
+            },
+            10 => Action::Conclude {
+                conclusion: [slot_pick; 32],
+            },
+            11 => Action::Acknowledge,
+            12 => Action::Cancel {
+                reason: "patient transferred".into(),
+            },
+            _ => Action::Fail {
+                reason: "deadline missed".into(),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Both ends apply the same messages and agree, whatever the history;
+        /// a third party replaying the accepted history, even in shuffled
+        /// arrival order (buffering what is early), reaches the same state.
+        #[test]
+        fn both_ends_agree_on_random_histories(steps in prop::collection::vec(arb_step(), 1..40), shuffle in any::<prop::sample::Index>()) {
+            let p = parties();
+            let mut requester_view = open(&p, Urgency::Urgent);
+            let mut consultant_view = requester_view.clone();
+            for (i, (consulting, role, kind, pick)) in steps.into_iter().enumerate() {
+                let key = if consulting { &p.federal.identity } else { &p.district.identity };
+                let role = [Physician, Coordinator, Consultant, Operator][role as usize];
+                let step = requester_view.step(key, role, "user", at(i as u64), make_action(kind, pick));
+                let a = requester_view.apply(&step);
+                let b = consultant_view.apply(&step);
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(&requester_view, &consultant_view);
+            }
+            let history = requester_view.history.clone();
+            let mut arrivals = history.clone();
+            if !arrivals.is_empty() {
+                let k = shuffle.index(arrivals.len());
+                arrivals.rotate_left(k);
+                arrivals.reverse();
+            }
+            let mut late = open(&p, Urgency::Urgent);
+            let mut waiting = arrivals;
+            while !waiting.is_empty() {
+                let before = waiting.len();
+                waiting.retain(|s| late.apply(s).is_err());
+                prop_assert!(waiting.len() < before, "stuck with {} steps", waiting.len());
+            }
+            prop_assert_eq!(late, requester_view);
+        }
+    }
+}
