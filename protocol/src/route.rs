@@ -133,12 +133,71 @@ pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteD
     decision
 }
 
+/// The next organization for a request that was declined with "forward" or
+/// not answered in time: same specialty and urgency, level at least the last
+/// one tried (district -> regional -> federal), nobody already tried.
+/// `tried` holds the requester and every organization asked so far, in order.
+pub fn escalate(
+    directory: &Directory,
+    original: &RouteRequest,
+    tried: &[OrgId],
+    now: Timestamp,
+) -> RouteDecision {
+    let last_level = tried
+        .last()
+        .and_then(|o| directory.get(o))
+        .map(|e| e.level());
+    let req = RouteRequest {
+        min_level: last_level.map_or(original.min_level, |l| l.max(original.min_level)),
+        exclude: original.exclude.iter().chain(tried).copied().collect(),
+        ..original.clone()
+    };
+    rank(directory, &req, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::directory::{ConsultantId, Slot};
     use crate::testkit::{NOW, TestFederation};
     use std::time::Duration;
+
+    #[test]
+    fn escalation_climbs_district_regional_federal_and_never_repeats() {
+        let mut fed = TestFederation::new("escalate");
+        let requester = fed.org(1, OrgLevel::District, "RU-VLG", &[]);
+        let district = fed.org(2, OrgLevel::District, "RU-VLG", &[Specialty::Neurology]);
+        let regional = fed.org(3, OrgLevel::Regional, "RU-VLG", &[Specialty::Neurology]);
+        let federal = fed.org(4, OrgLevel::Federal, "RU-MOW", &[Specialty::Neurology]);
+        let mut dir = Directory::new();
+        for o in [&requester, &district, &regional, &federal] {
+            dir.insert(o.signed_record(1), &fed.trust, NOW).unwrap();
+        }
+        let original = RouteRequest {
+            specialty: Specialty::Neurology,
+            min_level: OrgLevel::District,
+            urgency: Urgency::Emergency,
+            region: Some(RegionCode::new("RU-VLG").unwrap()),
+            exclude: [requester.id()].into(),
+        };
+        let mut tried = vec![requester.id()];
+        let mut path = Vec::new();
+        while let Some(next) = escalate(&dir, &original, &tried, NOW).best().map(|c| c.org) {
+            path.push(next);
+            tried.push(next);
+        }
+        assert_eq!(path, vec![district.id(), regional.id(), federal.id()]);
+        // After a regional center declined, a district hospital is never next.
+        let after_regional = escalate(&dir, &original, &[requester.id(), regional.id()], NOW);
+        assert_eq!(
+            after_regional
+                .candidates
+                .iter()
+                .map(|c| c.org)
+                .collect::<Vec<_>>(),
+            vec![federal.id()]
+        );
+    }
 
     #[test]
     fn ranks_same_region_then_lowest_sufficient_level_and_explains_skips() {
