@@ -55,7 +55,7 @@
 
 use futures::stream::{BoxStream, StreamExt};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{self, Attachment, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::delivery::Receipt;
@@ -569,13 +569,9 @@ async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>
 }
 
 async fn addr(node: &NodeHandle) -> Multiaddr {
-    for _ in 0..500 {
-        if let Some(a) = node.status().await.expect("node running").listen.first() {
-            return a.clone().with(Protocol::P2p(node.peer_id()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("node never listened");
+    wait::listen_addr(node, PATIENCE)
+        .await
+        .expect("node listens")
 }
 
 /// Waits until every node holds `size` records with one digest and each

@@ -1,8 +1,8 @@
 //! `konsilium demo`: a small federation on loopback running a real
 //! consultation package end to end, narrated step by step.
 
-use anyhow::{Context, Result, bail};
-use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
+use anyhow::{Result, bail};
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{self, Attachment, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::identity::OrgId;
@@ -10,7 +10,6 @@ use konsilium_protocol::seal::RoutingHeader;
 use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::urgency::Urgency;
 use libp2p::Multiaddr;
-use libp2p::multiaddr::Protocol;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -30,34 +29,13 @@ fn short(org: &OrgId) -> String {
 async fn wait_for<T>(
     rx: &mut broadcast::Receiver<NodeEvent>,
     what: &str,
-    mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+    pick: impl FnMut(&NodeEvent) -> Option<T>,
 ) -> Result<T> {
-    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-    loop {
-        let event = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .with_context(|| format!("timed out waiting for {what}"))?;
-        match event {
-            Ok(e) => {
-                if let Some(t) = pick(&e) {
-                    return Ok(t);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(e) => bail!("node stopped while waiting for {what}: {e}"),
-        }
-    }
+    Ok(wait::event(rx, what, STEP_TIMEOUT, pick).await?)
 }
 
 async fn listen_addr(node: &NodeHandle) -> Result<Multiaddr> {
-    for _ in 0..100 {
-        let status = node.status().await?;
-        if let Some(addr) = status.listen.first() {
-            return Ok(addr.clone().with(Protocol::P2p(node.peer_id())));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("node {} did not start listening", short(&node.org()))
+    Ok(wait::listen_addr(node, STEP_TIMEOUT).await?)
 }
 
 pub async fn run(options: DemoOptions) -> Result<()> {
@@ -165,21 +143,8 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "\n[4] directory: signed records by gossip and anti-entropy until every node holds the same"
     );
-    let converged = tokio::time::timeout(STEP_TIMEOUT, async {
-        loop {
-            let mut digests = Vec::new();
-            for (_, n) in &nodes {
-                let s = n.status().await?;
-                digests.push((s.directory_size, s.directory_digest));
-            }
-            if digests.iter().all(|d| d.0 == 3 && d.1 == digests[0].1) {
-                return Ok::<_, anyhow::Error>(digests[0].1);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .context("directories did not converge")??;
+    let handles: Vec<&NodeHandle> = nodes.iter().map(|(_, n)| *n).collect();
+    let converged = wait::converged(&handles, 3, STEP_TIMEOUT).await?;
     println!("    every node: 3 records, digest {}", hex(&converged[..8]));
 
     let routing = RoutingHeader {

@@ -218,3 +218,85 @@ impl LocalFederation {
             .unwrap_or_default()
     }
 }
+
+/// Waiting for a running federation to reach a state. The demo, the tests
+/// and the benchmarks all wait for the same things; bounded by `patience`
+/// so a stuck network fails with a message instead of hanging.
+pub mod wait {
+    use crate::node::{NodeError, NodeEvent, NodeHandle};
+    use libp2p::Multiaddr;
+    use libp2p::multiaddr::Protocol;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    use tokio::sync::broadcast;
+
+    const POLL: Duration = Duration::from_millis(20);
+
+    fn timeout(what: impl Into<String>) -> NodeError {
+        NodeError::Timeout(what.into())
+    }
+
+    /// The node's first listen address, with its `/p2p/` peer id: what others bootstrap from.
+    pub async fn listen_addr(
+        node: &NodeHandle,
+        patience: Duration,
+    ) -> Result<Multiaddr, NodeError> {
+        tokio::time::timeout(patience, async {
+            loop {
+                if let Some(a) = node.status().await?.listen.first() {
+                    return Ok(a.clone().with(Protocol::P2p(node.peer_id())));
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await
+        .map_err(|_| timeout(format!("{} to listen", node.org())))?
+    }
+
+    /// Until every node holds `size` records with one digest; returns the digest.
+    pub async fn converged(
+        nodes: &[&NodeHandle],
+        size: usize,
+        patience: Duration,
+    ) -> Result<[u8; 32], NodeError> {
+        tokio::time::timeout(patience, async {
+            loop {
+                let mut digests = BTreeSet::new();
+                let mut sizes = BTreeSet::new();
+                for n in nodes {
+                    let s = n.status().await?;
+                    digests.insert(s.directory_digest);
+                    sizes.insert(s.directory_size);
+                }
+                if digests.len() == 1 && sizes == BTreeSet::from([size]) {
+                    return Ok(digests.into_iter().next().unwrap_or_default());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await
+        .map_err(|_| timeout(format!("directories to converge to {size} records")))?
+    }
+
+    /// The first event `pick` accepts.
+    pub async fn event<T>(
+        rx: &mut broadcast::Receiver<NodeEvent>,
+        what: &str,
+        patience: Duration,
+        mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+    ) -> Result<T, NodeError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Err(timeout(what)),
+                Ok(Ok(e)) => {
+                    if let Some(t) = pick(&e) {
+                        return Ok(t);
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(_)) => return Err(NodeError::Stopped),
+            }
+        }
+    }
+}

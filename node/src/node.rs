@@ -141,6 +141,8 @@ pub enum NodeError {
     Seal(#[from] seal::SealError),
     #[error("the node has stopped")]
     Stopped,
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
     #[error("attachment: {0}")]
     Attachment(String),
     #[error(transparent)]
@@ -1354,7 +1356,11 @@ impl Node {
         })
     }
 
-    fn attachment_keys(&self, id: PackageId) -> Result<AttachmentKeys, NodeError> {
+    /// A received package and its sender's directory entry (for the sender's sealing keys).
+    fn received(
+        &self,
+        id: PackageId,
+    ) -> Result<(EnvelopeHeader, Vec<u8>, Vec<SealingPublicKey>), NodeError> {
         let entry = self
             .store
             .inbox_entry(&id)?
@@ -1364,10 +1370,15 @@ impl Node {
             .directory
             .get(&header.sender)
             .ok_or(NodeError::UnknownOrg(header.sender))?;
+        Ok((header, entry.package.body, sender.sealing_keys().to_vec()))
+    }
+
+    fn attachment_keys(&self, id: PackageId) -> Result<AttachmentKeys, NodeError> {
+        let (header, _, keys) = self.received(id)?;
         Ok((
             header,
             SealingKey::from_seed(*self.sealing.to_seed()),
-            sender.sealing_keys().to_vec(),
+            keys,
             self.blobs.clone(),
         ))
     }
@@ -1768,23 +1779,9 @@ impl Node {
     }
 
     fn open_package(&self, id: PackageId) -> Result<(EnvelopeHeader, Vec<u8>), NodeError> {
-        let entry = self
-            .store
-            .inbox_entry(&id)?
-            .ok_or(NodeError::NotInInbox(id))?;
-        let header = entry.package.header;
-        let sender = self
-            .directory
-            .get(&header.sender)
-            .ok_or(NodeError::UnknownOrg(header.sender))?;
+        let (header, sealed, keys) = self.received(id)?;
         let mut body = Vec::new();
-        seal::open_body(
-            &header,
-            &self.sealing,
-            &sender.sealing_keys(),
-            &entry.package.body,
-            &mut body,
-        )?;
+        seal::open_body(&header, &self.sealing, &keys, &sealed, &mut body)?;
         Ok((header, body))
     }
 }

@@ -2,7 +2,7 @@
 //! in one process. Timeouts only guard against hangs; assertions are about
 //! behaviour.
 
-use konsilium_node::federation::{LocalFederation, Member, OrgSpec};
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{self, NodeError, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_node::store::Store;
 use konsilium_protocol::cert::{Issuer, OrgLevel};
@@ -12,7 +12,6 @@ use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -29,57 +28,22 @@ fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) ->
 }
 
 async fn addr(node: &NodeHandle) -> Multiaddr {
-    for _ in 0..200 {
-        if let Some(a) = node.status().await.unwrap().listen.first() {
-            return a.clone().with(Protocol::P2p(node.peer_id()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("node never listened");
+    wait::listen_addr(node, PATIENCE).await.unwrap()
 }
 
 /// Waits until every node holds `size` records with one digest.
 async fn converge(nodes: &[&NodeHandle], size: usize) {
-    let result = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let mut seen = BTreeSet::new();
-            let mut sizes = BTreeSet::new();
-            for n in nodes {
-                let s = n.status().await.unwrap();
-                seen.insert(s.directory_digest);
-                sizes.insert(s.directory_size);
-            }
-            if seen.len() == 1 && sizes == BTreeSet::from([size]) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(
-        result.is_ok(),
-        "directories did not converge to {size} records"
-    );
+    wait::converged(nodes, size, PATIENCE).await.unwrap();
 }
 
 async fn wait_for<T>(
     rx: &mut broadcast::Receiver<NodeEvent>,
     what: &str,
-    mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+    pick: impl FnMut(&NodeEvent) -> Option<T>,
 ) -> T {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) => panic!("timed out waiting for {what}"),
-            Ok(Ok(e)) => {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(e)) => panic!("node stopped while waiting for {what}: {e}"),
-        }
-    }
+    wait::event(rx, what, PATIENCE, pick)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn delivered(rx: &mut broadcast::Receiver<NodeEvent>, id: PackageId) {
