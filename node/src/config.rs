@@ -11,14 +11,13 @@
 
 use konsilium_protocol::calendar::{IsoWeekday, TimeZoneName, WorkingCalendar};
 use konsilium_protocol::cert::{CertChain, RevocationNotice};
-use konsilium_protocol::directory::{Consultant, ConsultantId, DirectoryRecord, Language, Service};
-use konsilium_protocol::identity::{AuthorityKey, OrgId, SealingPublicKey};
+use konsilium_protocol::directory::{Consultant, ConsultantId, Language, Service};
+use konsilium_protocol::identity::{AuthorityKey, OrgId};
 use konsilium_protocol::limits::{
     FieldError, MAX_ADDRESSES, MAX_CONSULTANTS, MAX_HOLIDAYS, MAX_LANGUAGES, MAX_SERVICES,
     MAX_SPECIALTIES_PER_CONSULTANT, check_count, check_name,
 };
 use konsilium_protocol::specialty::Specialty;
-use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::{Deadlines, Urgency};
 use konsilium_protocol::wire::{self, WireError, WireMessage};
 use libp2p::multiaddr::Protocol;
@@ -196,30 +195,13 @@ impl NodeConfig {
             .collect()
     }
 
-    /// The directory record this node publishes, unsigned and without
-    /// slots (those come from the scheduling side). Addresses beyond the
-    /// protocol's limit are dropped, so a host with many interfaces cannot
-    /// make its own record unpublishable.
-    pub fn record(
-        &self,
-        chain: CertChain,
-        sealing_key: SealingPublicKey,
-        mut addresses: Vec<Multiaddr>,
-        sequence: u64,
-        issued_at: Timestamp,
-    ) -> DirectoryRecord {
-        addresses.truncate(MAX_ADDRESSES);
-        DirectoryRecord {
-            chain,
-            sealing_key,
-            consultants: self.consultants.clone(),
-            services: self.services.clone(),
+    /// What this organization publishes about itself besides its certificate.
+    pub fn profile(&self) -> crate::node::Profile {
+        crate::node::Profile {
             calendar: self.calendar.clone(),
             deadlines: self.deadlines,
-            slots: Vec::new(),
-            addresses,
-            sequence,
-            issued_at,
+            services: self.services.clone(),
+            consultants: self.consultants.clone(),
         }
     }
 }
@@ -1618,7 +1600,7 @@ time_zone = "Asia/Almaty"
         let many: Vec<Multiaddr> = (0..100)
             .map(|p| format!("/ip4/10.0.0.1/tcp/{}", 7000 + p).parse().unwrap())
             .collect();
-        let record = c.record(
+        let record = c.profile().record(
             hospital.chain.clone(),
             hospital.sealing.public(),
             many,

@@ -69,6 +69,33 @@ pub struct Profile {
 /// How many candidates a regional center returns to a scoped node.
 const MAX_CANDIDATES: usize = 8;
 
+impl Profile {
+    /// The record to sign: no availability slots yet, at most the allowed
+    /// number of addresses.
+    pub fn record(
+        &self,
+        chain: CertChain,
+        sealing_key: SealingPublicKey,
+        mut addresses: Vec<Multiaddr>,
+        sequence: u64,
+        issued_at: Timestamp,
+    ) -> DirectoryRecord {
+        addresses.truncate(konsilium_protocol::limits::MAX_ADDRESSES);
+        DirectoryRecord {
+            chain,
+            sealing_key,
+            consultants: self.consultants.clone(),
+            services: self.services.clone(),
+            calendar: self.calendar.clone(),
+            deadlines: self.deadlines,
+            slots: Vec::new(),
+            addresses,
+            sequence,
+            issued_at,
+        }
+    }
+}
+
 /// Everything a node needs to start.
 pub struct NodeSetup {
     pub identity: IdentityKey,
@@ -101,12 +128,7 @@ impl NodeSetup {
             chain: config.load_certificate()?,
             roots: config.roots.clone(),
             revocations: config.load_revocations()?,
-            profile: Profile {
-                calendar: config.calendar.clone(),
-                deadlines: config.deadlines,
-                services: config.services.clone(),
-                consultants: config.consultants.clone(),
-            },
+            profile: config.profile(),
             data_dir: config.data_dir.clone(),
             listen: config.listen.clone(),
             bootstrap: config.bootstrap.iter().map(|b| b.address.clone()).collect(),
@@ -671,19 +693,13 @@ impl Node {
                 .filter(|a| !is_unspecified(a))
                 .cloned(),
         );
-        addresses.truncate(konsilium_protocol::limits::MAX_ADDRESSES);
-        let record = DirectoryRecord {
-            chain: self.chain.clone(),
-            sealing_key: self.sealing.public(),
-            consultants: self.profile.consultants.clone(),
-            services: self.profile.services.clone(),
-            calendar: self.profile.calendar.clone(),
-            deadlines: self.profile.deadlines,
-            slots: Vec::new(),
+        let record = self.profile.record(
+            self.chain.clone(),
+            self.sealing.public(),
             addresses,
-            sequence: self.sequence,
-            issued_at: now(),
-        };
+            self.sequence,
+            now(),
+        );
         let signed = Signed::sign(&self.identity, &record);
         match self.directory.insert(signed.clone(), &self.trust, now()) {
             Ok(_) => {}
