@@ -494,6 +494,12 @@ struct Fetch {
 
 const FETCH_WINDOW: usize = 16;
 
+/// How long a refused peer stays connected to hear why.
+const REFUSAL_GRACE: Duration = Duration::from_millis(500);
+
+/// How often unconnected bootstrap peers are dialled again.
+const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
+
 /// Open blob files being served to peers, so a piece costs one positioned read.
 const SERVED_FILES: usize = 32;
 
@@ -513,6 +519,12 @@ struct Node {
     sequence: u64,
     record_dirty: bool,
     external: Vec<Multiaddr>,
+    /// Dialled at start and again whenever not connected: a bootstrap peer
+    /// that is down, or a dial lost to a busy moment, must not leave the
+    /// node alone for good.
+    bootstrap: Vec<Multiaddr>,
+    /// Refused peers and when their connections are cut.
+    refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
     relay_via: Vec<OrgId>,
     certified: HashMap<PeerId, OrgId>,
@@ -591,11 +603,6 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             .subscribe(t)
             .map_err(|e| NodeError::Network(e.to_string()))?;
     }
-    for addr in &setup.bootstrap {
-        if let Err(e) = swarm.dial(addr.clone()) {
-            tracing::warn!("cannot dial bootstrap peer {addr}: {e}");
-        }
-    }
     let sequence = store.meta_u64("sequence")?.unwrap_or(0);
     let org = me.cert.org;
     let peer_id = *swarm.local_peer_id();
@@ -614,6 +621,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         sequence,
         record_dirty: true,
         external: setup.external,
+        bootstrap: setup.bootstrap,
+        refused: HashMap::new(),
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         scope: setup.scope,
@@ -652,6 +661,7 @@ impl Node {
     async fn run(&mut self, mut commands: mpsc::Receiver<Command>, anti_entropy_every: Duration) {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut anti_entropy = tokio::time::interval(anti_entropy_every);
+        let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -666,11 +676,13 @@ impl Node {
                 },
                 _ = tick.tick() => self.on_tick(),
                 _ = anti_entropy.tick() => self.sync_with_random_peer(),
+                _ = redial.tick() => self.dial_bootstrap(),
             }
         }
     }
 
     fn on_tick(&mut self) {
+        self.cut_refused();
         if self.record_dirty
             && let Err(e) = self.publish_record()
         {
@@ -836,11 +848,29 @@ impl Node {
         Ok(claimed)
     }
 
+    /// Refuses a peer. The connection is cut a moment later, not at once,
+    /// so both sides finish the Hello exchange and each learns why.
     fn reject(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, "peer refused: {reason}");
         self.emit(NodeEvent::PeerRejected { peer, reason });
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
+        self.certified.remove(&peer);
+        self.refused
+            .insert(peer, now().saturating_add(REFUSAL_GRACE));
+    }
+
+    fn cut_refused(&mut self) {
+        let now = now();
+        let due: Vec<PeerId> = self
+            .refused
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.refused.remove(&peer);
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     fn adopt_revocation(&mut self, notice: &RevocationNotice, now: Timestamp) -> bool {
@@ -990,6 +1020,21 @@ impl Node {
     fn sync_with(&mut self, peer: PeerId) {
         let offer = self.directory.sync_offer();
         self.request(peer, Request::SyncOffer(offer), Pending::SyncOffer);
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            let peer = addr.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            });
+            if peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!("cannot dial bootstrap peer {addr}: {e}");
+            }
+        }
     }
 
     fn sync_with_random_peer(&mut self) {
