@@ -8,7 +8,10 @@
 use crate::behaviour::{Behaviour, BehaviourEvent, DIRECTORY_TOPIC, REVOCATION_TOPIC};
 use crate::blobs::{BlobError, BlobStore, PartialBlob};
 pub use crate::config::DirectoryScope;
+
+mod consult;
 use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
+pub use consult::{ConclusionText, ConsultationView, NewConsultation};
 use futures::StreamExt;
 use konsilium_protocol::calendar::WorkingCalendar;
 use konsilium_protocol::cert::{
@@ -21,6 +24,7 @@ use konsilium_protocol::directory::{
 use konsilium_protocol::identity::{
     AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
 };
+use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
 use konsilium_protocol::rpc::{Hello, MAX_BLOB_CHUNK, Request, Response};
 use konsilium_protocol::seal::{
@@ -32,6 +36,9 @@ use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Deadlines;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire::{self, RecordBatch, RecordRequest, SyncSummaries};
+use konsilium_protocol::workflow::{
+    Action as WorkflowAction, ConsultationId, ConsultationRequest, Status as WorkflowStatus,
+};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
@@ -115,6 +122,18 @@ pub struct NodeSetup {
     pub anti_entropy_every: Duration,
 }
 
+impl From<konsilium_protocol::conclusion::ConclusionError> for NodeError {
+    fn from(e: konsilium_protocol::conclusion::ConclusionError) -> Self {
+        NodeError::Conclusion(e.to_string())
+    }
+}
+
+impl From<konsilium_protocol::signed::SignedError> for NodeError {
+    fn from(e: konsilium_protocol::signed::SignedError) -> Self {
+        NodeError::Workflow(e.into())
+    }
+}
+
 impl NodeSetup {
     /// The setup for a real node from its validated config, keys and
     /// certificate files.
@@ -165,6 +184,12 @@ pub enum NodeError {
     Stopped,
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    #[error("consultation: {0}")]
+    Workflow(#[from] konsilium_protocol::workflow::WorkflowError),
+    #[error("consultation {0} is not known here")]
+    UnknownConsultation(ConsultationId),
+    #[error("conclusion: {0}")]
+    Conclusion(String),
     #[error("attachment: {0}")]
     Attachment(String),
     #[error(transparent)]
@@ -276,6 +301,10 @@ pub enum NodeEvent {
     FetchCompleted {
         blob: [u8; 32],
     },
+    ConsultationUpdated {
+        id: ConsultationId,
+        status: WorkflowStatus,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -313,7 +342,34 @@ enum Command {
         oneshot::Sender<Result<AttachmentKeys, NodeError>>,
     ),
     Candidates(RoutingHeader, oneshot::Sender<Result<usize, NodeError>>),
+    OpenConsultation(
+        Box<NewConsultation>,
+        OrgId,
+        oneshot::Sender<Result<Signed<ConsultationRequest>, NodeError>>,
+    ),
+    Act(
+        Box<ActRequest>,
+        oneshot::Sender<Result<WorkflowStatus, NodeError>>,
+    ),
+    Consultation(
+        ConsultationId,
+        oneshot::Sender<Result<ConsultationView, NodeError>>,
+    ),
+    Consultations(oneshot::Sender<Result<Vec<ConsultationId>, NodeError>>),
+    Journal(oneshot::Sender<Result<JournalDump, NodeError>>),
     Shutdown(oneshot::Sender<()>),
+}
+
+type JournalDump = (Vec<JournalEntry>, Vec<Signed<Checkpoint>>);
+
+/// One workflow step a user takes.
+pub struct ActRequest {
+    pub consultation: ConsultationId,
+    pub role: Role,
+    pub user: String,
+    pub action: WorkflowAction,
+    /// Required with `Action::Conclude`: the node signs it and fills in its hash.
+    pub conclusion: Option<ConclusionText>,
 }
 
 type AttachmentKeys = (EnvelopeHeader, SealingKey, Vec<SealingPublicKey>, BlobStore);
@@ -363,20 +419,38 @@ impl NodeHandle {
             attachments,
             lifetime,
         } = request;
+        let plan = self.plan(target, routing, lifetime).await?;
+        self.seal_and_commit(plan, body, attachments).await
+    }
+
+    /// Chooses the recipient; a scoped directory that does not know one asks
+    /// the regional center for candidates and chooses again.
+    async fn plan(
+        &self,
+        target: Target,
+        routing: RoutingHeader,
+        lifetime: Duration,
+    ) -> Result<Plan, NodeError> {
         let first = self
             .ask(|tx| Command::Plan(target.clone(), routing.clone(), lifetime, tx))
             .await?;
-        let mut plan = match first {
-            // A scoped directory may just not know the right organization:
-            // ask the regional center, then choose again.
+        match first {
             Err(NodeError::NoRoute(_)) if matches!(target, Target::Best) => {
                 self.ask(|tx| Command::Candidates(routing.clone(), tx))
                     .await??;
                 self.ask(|tx| Command::Plan(target, routing, lifetime, tx))
-                    .await??
+                    .await?
             }
-            other => other?,
-        };
+            other => other,
+        }
+    }
+
+    async fn seal_and_commit(
+        &self,
+        mut plan: Plan,
+        body: Vec<u8>,
+        attachments: Vec<Attachment>,
+    ) -> Result<Sent, NodeError> {
         for (index, attachment) in attachments.into_iter().enumerate() {
             let header = plan.header.clone();
             let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
@@ -405,6 +479,55 @@ impl NodeHandle {
         }
         self.ask(|tx| Command::Commit(Box::new(plan), body, tx))
             .await?
+    }
+
+    /// Opens a consultation: routes it, signs the request (consent checked),
+    /// and sends the case extract and attachments sealed to the consultant.
+    pub async fn request_consultation(
+        &self,
+        new: NewConsultation,
+        attachments: Vec<Attachment>,
+    ) -> Result<(ConsultationId, Sent), NodeError> {
+        let routing = RoutingHeader {
+            specialty: new.specialty,
+            min_level: new.min_level,
+            urgency: new.urgency,
+            region: new.region.clone(),
+        };
+        let plan = self
+            .plan(new.target.clone(), routing, REQUEST_LIFETIME)
+            .await?;
+        let consultant = plan.header.recipient;
+        let extract = new.extract.clone();
+        let request = self
+            .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, tx))
+            .await??;
+        let id = request.decode_unverified()?.id;
+        let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
+            request,
+            extract,
+        })
+        .map_err(|e| NodeError::Network(e.to_string()))?;
+        let sent = self.seal_and_commit(plan, body, attachments).await?;
+        Ok((id, sent))
+    }
+
+    /// Takes one workflow step as this organization.
+    pub async fn act(&self, request: ActRequest) -> Result<WorkflowStatus, NodeError> {
+        self.ask(|tx| Command::Act(Box::new(request), tx)).await?
+    }
+
+    pub async fn consultation(&self, id: ConsultationId) -> Result<ConsultationView, NodeError> {
+        self.ask(|tx| Command::Consultation(id, tx)).await?
+    }
+
+    pub async fn consultations(&self) -> Result<Vec<ConsultationId>, NodeError> {
+        self.ask(Command::Consultations).await?
+    }
+
+    /// The journal and its signed checkpoints, for verification and statistics.
+    pub async fn journal(&self) -> Result<JournalDump, NodeError> {
+        self.ask(Command::Journal).await?
     }
 
     /// Opens attachment `index` of a received package into a file.
@@ -494,6 +617,9 @@ struct Fetch {
 
 const FETCH_WINDOW: usize = 16;
 
+/// A consultation request lives as long as the longest legal deadline allows, with margin.
+const REQUEST_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
+
 /// How long a refused peer stays connected to hear why.
 const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 
@@ -523,6 +649,7 @@ struct Node {
     /// that is down, or a dial lost to a busy moment, must not leave the
     /// node alone for good.
     bootstrap: Vec<Multiaddr>,
+    journal: Journal,
     /// Refused peers and when their connections are cut.
     refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
@@ -603,6 +730,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             .subscribe(t)
             .map_err(|e| NodeError::Network(e.to_string()))?;
     }
+    let journal = resume_journal(&store, &setup.identity.org_id())?;
     let sequence = store.meta_u64("sequence")?.unwrap_or(0);
     let org = me.cert.org;
     let peer_id = *swarm.local_peer_id();
@@ -623,6 +751,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         external: setup.external,
         bootstrap: setup.bootstrap,
         refused: HashMap::new(),
+        journal,
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         scope: setup.scope,
@@ -667,6 +796,7 @@ impl Node {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
+                        self.checkpoint_journal();
                         let _ = self.store.flush();
                         let _ = done.send(());
                         return;
@@ -1264,6 +1394,32 @@ impl Node {
                 let _ = self.deliver_due();
             }
             Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
+            Command::OpenConsultation(new, consultant, reply) => {
+                let _ = reply.send(self.open_consultation(&new, consultant));
+            }
+            Command::Act(req, reply) => {
+                let ActRequest {
+                    consultation,
+                    role,
+                    user,
+                    action,
+                    conclusion,
+                } = *req;
+                let _ = reply.send(self.act(consultation, role, &user, action, conclusion));
+            }
+            Command::Consultation(id, reply) => {
+                let _ = reply.send(self.consultation_view(&id));
+            }
+            Command::Consultations(reply) => {
+                let _ = reply.send(self.consultation_ids());
+            }
+            Command::Journal(reply) => {
+                let dump = self
+                    .store
+                    .journal()
+                    .and_then(|e| Ok((e, self.store.checkpoints()?)));
+                let _ = reply.send(dump.map_err(NodeError::from));
+            }
             Command::AttachmentKeys(id, reply) => {
                 let _ = reply.send(self.attachment_keys(id));
             }
@@ -1810,7 +1966,7 @@ impl Node {
         }
         // Open it once to prove it is intact and really from its sender
         // before promising anything; it is stored sealed.
-        if let Err(e) = seal::open(
+        let opened = match seal::open(
             &package,
             self.me.cert.org,
             &self.sealing,
@@ -1818,8 +1974,9 @@ impl Node {
             now,
             |_| false,
         ) {
-            return Response::Refused(e.to_string());
-        }
+            Ok(body) => body,
+            Err(e) => return Response::Refused(e.to_string()),
+        };
         let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
         let bytes = package.body.len();
         let sender = package.header.sender;
@@ -1836,6 +1993,7 @@ impl Node {
             return Response::Refused(format!("recipient cannot store the package: {e}"));
         }
         self.emit(NodeEvent::PackageReceived { id, sender, bytes });
+        self.on_body(sender, id, &opened);
         Response::Receipt(receipt)
     }
 
@@ -1857,3 +2015,15 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
 
 #[allow(dead_code)]
 fn _assert_send(_: ConnectionId) {}
+
+/// Loads the journal, checks it against its signed checkpoints, and continues
+/// it. A journal that fails the check still continues (the node must keep
+/// working), but loudly: `konsilium journal verify` names the problem.
+fn resume_journal(store: &Store, org: &OrgId) -> Result<Journal, NodeError> {
+    let entries = store.journal()?;
+    let checkpoints = store.checkpoints()?;
+    if let Err(e) = konsilium_protocol::journal::verify(&entries, &checkpoints, org) {
+        tracing::error!("the consultation journal failed verification: {e}");
+    }
+    Ok(entries.last().map(Journal::resume).unwrap_or_default())
+}

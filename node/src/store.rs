@@ -6,13 +6,17 @@
 //! custody acknowledgement) flushes first.
 
 use konsilium_protocol::cert::RevocationNotice;
+use konsilium_protocol::conclusion::ConclusionFile;
+use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::directory::SignedRecord;
 use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::journal::{Checkpoint, Entry};
 use konsilium_protocol::seal::{PackageId, SealedPackage};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::wire::{self, WireError};
+use konsilium_protocol::workflow::{ConsultationId, ConsultationRequest, Transition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -70,6 +74,18 @@ pub struct SentEntry {
     pub attempts: u32,
 }
 
+/// A consultation as persisted: everything needed to rebuild its state by
+/// replaying the signed steps through the protocol's state machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredConsultation {
+    pub request: Signed<ConsultationRequest>,
+    pub extract: CaseExtract,
+    pub history: Vec<Signed<Transition>>,
+    /// Steps that arrived before the ones they follow.
+    pub early: Vec<Signed<Transition>>,
+    pub conclusion: Option<ConclusionFile>,
+}
+
 pub struct Store {
     db: sled::Db,
     records: sled::Tree,
@@ -79,6 +95,9 @@ pub struct Store {
     sent: sled::Tree,
     seen: sled::Tree,
     waiting: sled::Tree,
+    consultations: sled::Tree,
+    journal: sled::Tree,
+    checkpoints: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -107,6 +126,9 @@ impl Store {
             sent: db.open_tree("sent")?,
             seen: db.open_tree("seen")?,
             waiting: db.open_tree("waiting")?,
+            consultations: db.open_tree("consultations")?,
+            journal: db.open_tree("journal")?,
+            checkpoints: db.open_tree("checkpoints")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -258,6 +280,66 @@ impl Store {
             .iter()
             .values()
             .map(|v| decode("waiting package", &v?))
+            .collect()
+    }
+
+    pub fn put_consultation(
+        &self,
+        id: &ConsultationId,
+        c: &StoredConsultation,
+    ) -> Result<(), StoreError> {
+        self.consultations.insert(id.0, encode(c))?;
+        Ok(())
+    }
+
+    pub fn consultation(
+        &self,
+        id: &ConsultationId,
+    ) -> Result<Option<StoredConsultation>, StoreError> {
+        self.consultations
+            .get(id.0)?
+            .map(|v| decode("consultation", &v))
+            .transpose()
+    }
+
+    pub fn consultations(&self) -> Result<Vec<StoredConsultation>, StoreError> {
+        self.consultations
+            .iter()
+            .values()
+            .map(|v| decode("consultation", &v?))
+            .collect()
+    }
+
+    /// Journal entries are keyed by big-endian sequence number, so sled keeps them in order.
+    pub fn put_journal(&self, entry: &Entry) -> Result<(), StoreError> {
+        self.journal
+            .insert(entry.seq.to_be_bytes(), encode(entry))?;
+        Ok(())
+    }
+
+    pub fn journal(&self) -> Result<Vec<Entry>, StoreError> {
+        self.journal
+            .iter()
+            .values()
+            .map(|v| decode("journal entry", &v?))
+            .collect()
+    }
+
+    pub fn put_checkpoint(&self, checkpoint: &Signed<Checkpoint>) -> Result<(), StoreError> {
+        let seq = checkpoint
+            .decode_unverified()
+            .map(|c| c.seq)
+            .unwrap_or_default();
+        self.checkpoints
+            .insert(seq.to_be_bytes(), encode(checkpoint))?;
+        Ok(())
+    }
+
+    pub fn checkpoints(&self) -> Result<Vec<Signed<Checkpoint>>, StoreError> {
+        self.checkpoints
+            .iter()
+            .values()
+            .map(|v| decode("journal checkpoint", &v?))
             .collect()
     }
 

@@ -4,6 +4,7 @@
 pub mod calendar;
 pub mod cert;
 pub mod conclusion;
+pub mod content;
 pub mod deadline;
 pub mod delivery;
 pub mod directory;

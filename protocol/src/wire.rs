@@ -34,10 +34,11 @@ pub enum MessageKind {
     SealedPackage = 9,
     Request = 10,
     Response = 11,
+    PackageBody = 12,
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 11] = [
+    const ALL: [MessageKind; 12] = [
         MessageKind::DirectoryRecord,
         MessageKind::RevocationNotice,
         MessageKind::CertChain,
@@ -49,6 +50,7 @@ impl MessageKind {
         MessageKind::SealedPackage,
         MessageKind::Request,
         MessageKind::Response,
+        MessageKind::PackageBody,
     ];
 
     fn from_byte(b: u8) -> Option<Self> {
@@ -296,6 +298,7 @@ mod tests {
             MessageKind::SealedPackage => decode::<SealedPackage>(frame).map(drop),
             MessageKind::Request => decode::<crate::rpc::Request>(frame).map(drop),
             MessageKind::Response => decode::<crate::rpc::Response>(frame).map(drop),
+            MessageKind::PackageBody => decode::<crate::content::PackageBody>(frame).map(drop),
         }
     }
 
@@ -378,7 +381,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
         /// Random bytes behind a valid header never panic, whatever the kind.
         #[test]
-        fn garbage_never_panics(kind in 1u8..=11, body in prop::collection::vec(any::<u8>(), 0..512)) {
+        fn garbage_never_panics(kind in 1u8..=12, body in prop::collection::vec(any::<u8>(), 0..512)) {
             let mut frame = vec![b'K', b'S', WIRE_VERSION, kind];
             frame.extend(body);
             let _ = decode_any(&frame);

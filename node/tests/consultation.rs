@@ -1,0 +1,284 @@
+//! Consultations between real nodes on 127.0.0.1: the workflow carried in
+//! sealed packages, applied by both organizations, journaled.
+
+use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
+use konsilium_node::node::{
+    self, ActRequest, Attachment, ConclusionText, NewConsultation, NodeError, NodeEvent,
+    NodeHandle, Target,
+};
+use konsilium_protocol::cert::{OrgLevel, Trust};
+use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::journal::{self, Action as JournalAction, Role};
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::workflow::{
+    Action, Consent, ConsentMethod, ConsultationId, Side, Status, WorkflowError,
+};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
+    OrgSpec {
+        name: name.into(),
+        level,
+        region: region.into(),
+        specialties: specialties.to_vec(),
+    }
+}
+
+async fn status_reaches(rx: &mut broadcast::Receiver<NodeEvent>, id: ConsultationId, want: Status) {
+    wait::event(rx, &format!("consultation to become {want}"), PATIENCE, |e| {
+        matches!(e, NodeEvent::ConsultationUpdated { id: got, status } if *got == id && *status == want).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+fn consent() -> Consent {
+    Consent::Given {
+        by: "the patient".into(),
+        at: node::now(),
+        method: ConsentMethod::Written,
+        document: None,
+    }
+}
+
+fn new_consultation(urgency: Urgency, consent: Consent) -> NewConsultation {
+    NewConsultation {
+        target: Target::Best,
+        specialty: Specialty::Cardiology,
+        min_level: OrgLevel::Federal,
+        urgency,
+        region: None,
+        consent,
+        physician: "Dr. Ivanova".into(),
+        extract: CaseExtract {
+            summary: "62-year-old, recurrent syncope, ECG attached".into(),
+            questions: "Pacemaker indicated?".into(),
+        },
+        escalated_from: None,
+    }
+}
+
+fn act(id: ConsultationId, role: Role, user: &str, action: Action) -> ActRequest {
+    ActRequest {
+        consultation: id,
+        role,
+        user: user.into(),
+        action,
+        conclusion: None,
+    }
+}
+
+struct Three {
+    _tmp: tempfile::TempDir,
+    fed: LocalFederation,
+    district: NodeHandle,
+    regional: NodeHandle,
+    federal: NodeHandle,
+}
+
+async fn three() -> Three {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let f = fed.enrol(spec(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let r = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let d = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let regional = node::start(r.setup(vec![], vec![])).await.unwrap();
+    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
+    let federal = node::start(f.setup(vec![ra.clone()], vec![]))
+        .await
+        .unwrap();
+    let district = node::start(d.setup(vec![ra], vec![r.org_id()]))
+        .await
+        .unwrap();
+    wait::converged(&[&district, &regional, &federal], 3, PATIENCE)
+        .await
+        .unwrap();
+    Three {
+        _tmp: tmp,
+        fed,
+        district,
+        regional,
+        federal,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion() {
+    let w = three().await;
+    let mut at_federal = w.federal.subscribe();
+    let mut at_district = w.district.subscribe();
+    let ecg = vec![0x42u8; 200_000];
+    let (id, sent) = w
+        .district
+        .request_consultation(
+            new_consultation(Urgency::Planned, consent()),
+            vec![Attachment::Bytes(ecg.clone())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.recipient,
+        w.federal.org(),
+        "routed to the federal center through the regional relay"
+    );
+    status_reaches(&mut at_federal, id, Status::Requested).await;
+
+    // The consulting coordinator registers and accepts; the consultant works and concludes.
+    for (role, user, action) in [
+        (Role::Coordinator, "coordinator Sidorova", Action::Receive),
+        (Role::Coordinator, "coordinator Sidorova", Action::Accept),
+        (Role::Consultant, "Prof. Petrov", Action::Start),
+    ] {
+        w.federal.act(act(id, role, user, action)).await.unwrap();
+    }
+    // A consultant may not do what only the other side may.
+    let e = w
+        .federal
+        .act(act(
+            id,
+            Role::Consultant,
+            "Prof. Petrov",
+            Action::Acknowledge,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, NodeError::Workflow(WorkflowError::NotPermitted { .. })),
+        "{e}"
+    );
+    let conclude = ActRequest {
+        conclusion: Some(ConclusionText {
+            authors: vec!["Prof. Petrov".into()],
+            diagnosis: "Sick sinus syndrome".into(),
+            recommendations: "Dual-chamber pacemaker".into(),
+            treatment_plan: "Implantation within 2 weeks".into(),
+            further_studies: "Holter monitoring after implantation".into(),
+        }),
+        ..act(
+            id,
+            Role::Consultant,
+            "Prof. Petrov",
+            Action::Conclude {
+                conclusion: [0; 32],
+            },
+        )
+    };
+    assert_eq!(w.federal.act(conclude).await.unwrap(), Status::Completed);
+    status_reaches(&mut at_district, id, Status::Completed).await;
+    w.district
+        .act(act(id, Role::Physician, "Dr. Ivanova", Action::Acknowledge))
+        .await
+        .unwrap();
+    let acknowledged = tokio::time::timeout(PATIENCE, async {
+        while !w
+            .federal
+            .consultation(id)
+            .await
+            .unwrap()
+            .consultation
+            .acknowledged
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        acknowledged.is_ok(),
+        "the acknowledgement reached the federal center"
+    );
+
+    // Both organizations hold the same history and state.
+    let (d, f) = (
+        w.district.consultation(id).await.unwrap(),
+        w.federal.consultation(id).await.unwrap(),
+    );
+    assert_eq!(d.consultation, f.consultation);
+    assert!(d.consultation.acknowledged);
+    assert_eq!((d.side, f.side), (Side::Requesting, Side::Consulting));
+    assert_eq!(f.extract.questions, "Pacemaker indicated?");
+    // The conclusion verifies offline with the federation's root key alone.
+    let file = d
+        .conclusion
+        .expect("the conclusion travelled with the step");
+    let trust = Trust::new([w.fed.root().key()]);
+    let (conclusion, signer) = file.verify(&trust, node::now()).unwrap();
+    assert_eq!(conclusion.diagnosis, "Sick sinus syndrome");
+    assert_eq!(signer, "Federal cardiology center");
+    assert_eq!(
+        Some(file.conclusion.content_hash()),
+        d.consultation.conclusion
+    );
+    // The ECG arrived with the request, sealed, and opens intact.
+    let out = w._tmp.path().join("ecg.bin");
+    assert_eq!(
+        w.federal
+            .open_attachment(sent.id, 0, out.clone())
+            .await
+            .unwrap(),
+        ecg.len() as u64
+    );
+    assert!(std::fs::read(&out).unwrap() == ecg);
+    assert!(
+        f.deadline.is_some(),
+        "the federal calendar gives a deadline"
+    );
+
+    // Each journal verifies and accounts for the consultation.
+    for n in [&w.district, &w.federal] {
+        let (entries, checkpoints) = n.journal().await.unwrap();
+        journal::verify(&entries, &checkpoints, &n.org()).unwrap();
+        let stats = journal::stats(&entries);
+        assert_eq!(
+            stats.by_pair.get(&(w.district.org(), w.federal.org())),
+            Some(&1)
+        );
+        assert_eq!((stats.conclusions, stats.deadlines_met), (1, 1));
+    }
+    for n in [w.district, w.regional, w.federal] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_required_unless_an_emergency_override_is_logged() {
+    let w = three().await;
+    let override_ = Consent::EmergencyOverride {
+        reason: "unconscious, no relatives reachable".into(),
+    };
+    let e = w
+        .district
+        .request_consultation(new_consultation(Urgency::Urgent, override_.clone()), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, NodeError::Workflow(WorkflowError::ConsentRequired)),
+        "{e}"
+    );
+    let (id, _) = w
+        .district
+        .request_consultation(new_consultation(Urgency::Emergency, override_), vec![])
+        .await
+        .unwrap();
+    let (entries, _) = w.district.journal().await.unwrap();
+    assert!(
+        entries.iter().any(|e| matches!(&e.action, JournalAction::ConsentOverride { consultation, reason } if *consultation == id.0 && reason.contains("unconscious"))),
+        "the override is in the journal"
+    );
+    for n in [w.district, w.regional, w.federal] {
+        n.shutdown().await;
+    }
+}

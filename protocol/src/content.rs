@@ -1,0 +1,38 @@
+//! What the sealed body of a package carries. Only the two organizations
+//! ever see this; relays see the envelope header.
+
+use crate::conclusion::ConclusionFile;
+use crate::signed::Signed;
+use crate::wire::{MessageKind, WireMessage};
+use crate::workflow::{ConsultationRequest, Transition};
+use serde::{Deserialize, Serialize};
+
+/// The clinical part of a request: what the attending physician wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseExtract {
+    /// A detailed extract of the case history and examination results.
+    pub summary: String,
+    /// The questions for the consultant.
+    pub questions: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PackageBody {
+    /// Opens a consultation; attachments (images, ECG, DICOM) travel as the package's blobs.
+    Consultation {
+        request: Signed<ConsultationRequest>,
+        extract: CaseExtract,
+    },
+    /// One workflow step; a conclusion travels with the step that concludes.
+    Step {
+        step: Signed<Transition>,
+        conclusion: Option<Box<ConclusionFile>>,
+    },
+    /// Anything else a hospital system exchanges, unparsed.
+    Opaque(Vec<u8>),
+}
+
+impl WireMessage for PackageBody {
+    const KIND: MessageKind = MessageKind::PackageBody;
+    const MAX_LEN: usize = 64 << 20;
+}
