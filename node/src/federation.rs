@@ -89,6 +89,7 @@ impl Member {
             relay_via,
             scope: crate::node::DirectoryScope::Federation,
             gossip_heartbeat: Duration::from_millis(200),
+            clock: std::sync::Arc::new(crate::node::SystemClock),
             anti_entropy_every: Duration::from_secs(2),
         }
     }

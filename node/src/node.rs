@@ -49,6 +49,43 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// Where a node reads the time. The protocol takes time as an argument;
+/// the node asks its clock, so tests can move a deadline forward without
+/// waiting for it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+}
+
+/// A clock that runs with the system clock plus an offset the caller moves
+/// forward: deadlines pass, while libp2p's own timers stay real.
+#[derive(Debug, Default)]
+pub struct OffsetClock(std::sync::atomic::AtomicU64);
+
+impl OffsetClock {
+    pub fn advance(&self, by: Duration) {
+        self.0
+            .fetch_add(by.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        now().saturating_add(Duration::from_millis(
+            self.0.load(std::sync::atomic::Ordering::SeqCst),
+        ))
+    }
+}
+
 pub fn now() -> Timestamp {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -119,6 +156,7 @@ pub struct NodeSetup {
     pub relay_via: Vec<OrgId>,
     pub scope: DirectoryScope,
     pub gossip_heartbeat: Duration,
+    pub clock: std::sync::Arc<dyn Clock>,
     pub anti_entropy_every: Duration,
 }
 
@@ -155,6 +193,7 @@ impl NodeSetup {
             relay_via: config.relay_via.clone(),
             scope: config.directory_scope,
             gossip_heartbeat: Duration::from_secs(1),
+            clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: Duration::from_secs(60),
         })
     }
@@ -300,6 +339,12 @@ pub enum NodeEvent {
     },
     FetchCompleted {
         blob: [u8; 32],
+    },
+    /// A consultation went to the next candidate.
+    Escalated {
+        from: ConsultationId,
+        to: ConsultationId,
+        consultant: OrgId,
     },
     ConsultationUpdated {
         id: ConsultationId,
@@ -620,6 +665,9 @@ const FETCH_WINDOW: usize = 16;
 /// A consultation request lives as long as the longest legal deadline allows, with margin.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 
+/// How often the requesting side looks for consultations to escalate.
+const ESCALATION_CHECK: Duration = Duration::from_secs(1);
+
 /// How long a refused peer stays connected to hear why.
 const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 
@@ -650,6 +698,8 @@ struct Node {
     /// node alone for good.
     bootstrap: Vec<Multiaddr>,
     journal: Journal,
+    clock: std::sync::Arc<dyn Clock>,
+    last_escalation_check: Timestamp,
     /// Refused peers and when their connections are cut.
     refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
@@ -752,6 +802,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         bootstrap: setup.bootstrap,
         refused: HashMap::new(),
         journal,
+        clock: setup.clock.clone(),
+        last_escalation_check: Timestamp::default(),
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         scope: setup.scope,
@@ -782,6 +834,10 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
 }
 
 impl Node {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     fn emit(&self, event: NodeEvent) {
         tracing::debug!(?event);
         let _ = self.events.send(event);
@@ -813,6 +869,11 @@ impl Node {
 
     fn on_tick(&mut self) {
         self.cut_refused();
+        let now = self.now();
+        if now.since(self.last_escalation_check) >= ESCALATION_CHECK {
+            self.last_escalation_check = now;
+            self.escalate_due();
+        }
         if self.record_dirty
             && let Err(e) = self.publish_record()
         {
@@ -840,10 +901,13 @@ impl Node {
             self.sealing.public(),
             addresses,
             self.sequence,
-            now(),
+            self.now(),
         );
         let signed = Signed::sign(&self.identity, &record);
-        match self.directory.insert(signed.clone(), &self.trust, now()) {
+        match self
+            .directory
+            .insert(signed.clone(), &self.trust, self.now())
+        {
             Ok(_) => {}
             Err(e) => {
                 return Err(NodeError::OwnCertificate(CertError::Field(
@@ -875,7 +939,7 @@ impl Node {
                 .get(&self.me.cert.org)
                 .map(|e| e.signed().clone()),
             revocations: self.trust.revocation_notices().cloned().collect(),
-            time: now(),
+            time: self.now(),
         }
     }
 
@@ -941,7 +1005,7 @@ impl Node {
 
     /// Checks a peer's certificate (and record, and revocations) from its Hello.
     fn admit(&mut self, peer: PeerId, hello: Hello) -> Result<OrgId, String> {
-        let now = now();
+        let now = self.now();
         for notice in &hello.revocations {
             self.adopt_revocation(notice, now);
         }
@@ -985,11 +1049,11 @@ impl Node {
         self.emit(NodeEvent::PeerRejected { peer, reason });
         self.certified.remove(&peer);
         self.refused
-            .insert(peer, now().saturating_add(REFUSAL_GRACE));
+            .insert(peer, self.now().saturating_add(REFUSAL_GRACE));
     }
 
     fn cut_refused(&mut self) {
-        let now = now();
+        let now = self.now();
         let due: Vec<PeerId> = self
             .refused
             .iter()
@@ -1041,7 +1105,10 @@ impl Node {
             self.out_of_scope.insert(cert.org);
             return Ok(false);
         }
-        match self.directory.insert(record.clone(), &self.trust, now()) {
+        match self
+            .directory
+            .insert(record.clone(), &self.trust, self.now())
+        {
             Ok(Merge::Added | Merge::Replaced { .. }) => {
                 if let Some(entry) = self.directory.get(&cert.org) {
                     let (org, sequence) = (entry.org(), entry.record().sequence);
@@ -1107,7 +1174,7 @@ impl Node {
             region: None,
             exclude: [requester].into(),
         };
-        let records = route::rank(&self.directory, &req, now())
+        let records = route::rank(&self.directory, &req, self.now())
             .candidates
             .iter()
             .take(MAX_CANDIDATES)
@@ -1131,7 +1198,7 @@ impl Node {
             }
         } else if message.topic == self.revocation_topic.hash() {
             match wire::decode::<RevocationNotice>(&message.data) {
-                Ok(notice) if self.adopt_revocation(&notice, now()) => {
+                Ok(notice) if self.adopt_revocation(&notice, self.now()) => {
                     gossipsub::MessageAcceptance::Accept
                 }
                 Ok(_) => gossipsub::MessageAcceptance::Ignore,
@@ -1309,7 +1376,7 @@ impl Node {
             }
             Request::Revocations(notices) => {
                 for n in &notices {
-                    self.adopt_revocation(n, now());
+                    self.adopt_revocation(n, self.now());
                 }
                 Response::Done
             }
@@ -1367,7 +1434,7 @@ impl Node {
                 // The next hop is pulling the attachments; ask again soon.
                 self.in_flight.remove(&id);
                 if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
-                    entry.next_attempt = now().saturating_add(Duration::from_secs(2));
+                    entry.next_attempt = self.now().saturating_add(Duration::from_secs(2));
                     let _ = self.store.put_outbox(&entry);
                 }
                 self.emit(NodeEvent::DeliveryProgress { id, have, total });
@@ -1492,7 +1559,7 @@ impl Node {
         routing: RoutingHeader,
         lifetime: Duration,
     ) -> Result<Plan, NodeError> {
-        let now = now();
+        let now = self.now();
         let (recipient, route) = match target {
             Target::Org(org) => (org, None),
             Target::Best => {
@@ -1541,7 +1608,7 @@ impl Node {
 
     /// Seals the body and queues the package durably.
     fn commit(&mut self, plan: Plan, body: &[u8]) -> Result<Sent, NodeError> {
-        let now = now();
+        let now = self.now();
         let recipient = plan.header.recipient;
         let package = seal::seal(
             plan.header,
@@ -1602,7 +1669,7 @@ impl Node {
 
     /// Sends every due outbox entry whose next hop is connected; dials the others.
     fn deliver_due(&mut self) -> Result<(), NodeError> {
-        let now = now();
+        let now = self.now();
         for mut entry in self.store.outbox()? {
             let id = entry.package.header.id;
             if entry.next_attempt > now || self.in_flight.contains(&id) {
@@ -1656,8 +1723,11 @@ impl Node {
         self.in_flight.remove(&id);
         if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
             entry.attempts += 1;
-            entry.next_attempt =
-                delivery::next_attempt(now(), entry.attempts, u64::from_le_bytes(random_bytes()));
+            entry.next_attempt = delivery::next_attempt(
+                self.now(),
+                entry.attempts,
+                u64::from_le_bytes(random_bytes()),
+            );
             entry.last_error = Some(error.clone());
             let _ = self.store.put_outbox(&entry);
         }
@@ -1676,7 +1746,7 @@ impl Node {
             // relay holds it durably, so check back rarely.
             Origin::Local => {
                 entry.custody = Some(relay);
-                entry.next_attempt = now().saturating_add(delivery::RETRY_MAX);
+                entry.next_attempt = self.now().saturating_add(delivery::RETRY_MAX);
                 let _ = self.store.put_outbox(&entry);
             }
             Origin::Relay => {
@@ -1735,7 +1805,7 @@ impl Node {
     }
 
     fn receive_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
-        if let Err(e) = package.header.check(now()) {
+        if let Err(e) = package.header.check(self.now()) {
             return Response::Refused(e.to_string());
         }
         let id = package.header.id;
@@ -1920,7 +1990,7 @@ impl Node {
     /// A package whose attachments are all here: keep it for forwarding, or
     /// check it and take it into the inbox.
     fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
-        let now = now();
+        let now = self.now();
         let id = package.header.id;
         if package.header.recipient != self.me.cert.org {
             // Store and forward: we see only the header.

@@ -84,6 +84,8 @@ pub struct StoredConsultation {
     /// Steps that arrived before the ones they follow.
     pub early: Vec<Signed<Transition>>,
     pub conclusion: Option<ConclusionFile>,
+    /// The consultation this one was escalated to, once it was.
+    pub escalated_to: Option<ConsultationId>,
 }
 
 pub struct Store {

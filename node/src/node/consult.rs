@@ -6,7 +6,7 @@
 //! applies the same signed step with the same state machine. Steps that
 //! overtake each other on the network wait until the one they follow arrives.
 
-use super::{Node, NodeError, NodeEvent, Target, now, random_bytes};
+use super::{Node, NodeError, NodeEvent, Target, random_bytes};
 use crate::store::StoredConsultation;
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
@@ -14,6 +14,7 @@ use konsilium_protocol::content::{CaseExtract, PackageBody};
 use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{self, ConsultationRef, Role};
+use konsilium_protocol::route::{self, RouteRequest};
 use konsilium_protocol::seal::{PackageId, RoutingHeader};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::Specialty;
@@ -24,6 +25,9 @@ use konsilium_protocol::workflow::{
     WorkflowError,
 };
 use std::time::Duration;
+
+/// Who the journal names for steps the node takes by itself.
+const ESCALATION_USER: &str = "konsilium (automatic escalation)";
 
 /// Sign a journal checkpoint after this many entries (and at shutdown).
 const CHECKPOINT_EVERY: u64 = 100;
@@ -97,10 +101,10 @@ impl Node {
         role: Option<Role>,
         action: journal::Action,
     ) {
-        let entry = self.journal.append(now(), user, role, action);
+        let entry = self.journal.append(self.now(), user, role, action);
         let mut result = self.store.put_journal(&entry);
         if entry.seq % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
-            let checkpoint = self.journal.checkpoint(&self.identity, now());
+            let checkpoint = self.journal.checkpoint(&self.identity, self.now());
             result = result.and_then(|_| self.store.put_checkpoint(&checkpoint));
         }
         if let Err(e) = result {
@@ -109,7 +113,7 @@ impl Node {
     }
 
     pub(super) fn checkpoint_journal(&mut self) {
-        let checkpoint = self.journal.checkpoint(&self.identity, now());
+        let checkpoint = self.journal.checkpoint(&self.identity, self.now());
         if let Err(e) = self
             .store
             .put_checkpoint(&checkpoint)
@@ -141,7 +145,7 @@ impl Node {
             consultant,
             specialty: new.specialty,
             urgency: new.urgency,
-            created: now(),
+            created: self.now(),
             consent: new.consent.clone(),
             physician: new.physician.clone(),
             escalated_from: new.escalated_from,
@@ -155,6 +159,7 @@ impl Node {
                 history: Vec::new(),
                 early: Vec::new(),
                 conclusion: None,
+                escalated_to: None,
             },
         )?;
         let physician = Some(new.physician.clone());
@@ -199,7 +204,7 @@ impl Node {
                     treatment_plan: text.treatment_plan,
                     further_studies: text.further_studies,
                     attachments: Vec::new(),
-                    issued_at: now(),
+                    issued_at: self.now(),
                 }
                 .sign(&self.identity)?;
                 let hash = signed.content_hash();
@@ -214,7 +219,7 @@ impl Node {
             (action, _) => (action, None),
         };
         let from = c.status;
-        let step = c.step(&self.identity, role, user, now(), action);
+        let step = c.step(&self.identity, role, user, self.now(), action);
         let status = c.apply(&step)?;
         stored.history.push(step.clone());
         if file.is_some() {
@@ -334,6 +339,7 @@ impl Node {
                 history: Vec::new(),
                 early: Vec::new(),
                 conclusion: None,
+                escalated_to: None,
             },
         )?;
         self.append_journal(
@@ -370,7 +376,7 @@ impl Node {
             }));
         }
         if let (Action::Conclude { conclusion: hash }, Some(file)) = (&t.action, &conclusion) {
-            file.verify(&self.trust, now())?;
+            file.verify(&self.trust, self.now())?;
             if file.conclusion.content_hash() != *hash {
                 return Err(NodeError::Conclusion(
                     "the conclusion does not match the step that concludes".into(),
@@ -412,6 +418,136 @@ impl Node {
             id,
             status: c.status,
         });
+        Ok(())
+    }
+
+    /// Requesting side: an emergency without a first response in the
+    /// consultant's response time, or a request declined with "forward",
+    /// goes to the next candidate (same specialty, same or higher level,
+    /// never one already asked). The case is sealed anew for the new
+    /// consultant; the unanswered consultation is cancelled; when no one is
+    /// left, it fails.
+    pub(super) fn escalate_due(&mut self) {
+        let Ok(all) = self.store.consultations() else {
+            return;
+        };
+        for stored in all {
+            if let Err(e) = self.escalate_one(stored) {
+                tracing::warn!("escalation: {e}");
+            }
+        }
+    }
+
+    fn escalate_one(&mut self, stored: StoredConsultation) -> Result<(), NodeError> {
+        let request = stored.request.decode_unverified()?;
+        if request.requester != self.me.cert.org || stored.escalated_to.is_some() {
+            return Ok(());
+        }
+        let (_, c) = self.load_consultation(&request.id)?;
+        let now = self.now();
+        let forwarded = stored
+            .history
+            .last()
+            .and_then(|s| s.decode_unverified().ok())
+            .is_some_and(|t| matches!(t.action, Action::Reject { forward: true, .. }));
+        let unanswered = request.urgency == Urgency::Emergency
+            && matches!(c.status, Status::Requested | Status::Received)
+            && self
+                .deadline(&request)
+                .and_then(|d| d.first_response_state(now, c.first_response))
+                == Some(konsilium_protocol::deadline::DeadlineState::Breached);
+        let reason = match (forwarded, unanswered) {
+            (true, _) => "declined with forward",
+            (_, true) => "no first response within the emergency response time",
+            _ => return Ok(()),
+        };
+        // Everyone asked so far, oldest first, following the escalation links back.
+        let mut tried = vec![request.consultant];
+        let mut from = request.escalated_from;
+        while let Some(prev) = from {
+            let Some(p) = self.store.consultation(&prev)? else {
+                break;
+            };
+            let p = p.request.decode_unverified()?;
+            tried.insert(0, p.consultant);
+            from = p.escalated_from;
+        }
+        tried.insert(0, self.me.cert.org);
+        let original = RouteRequest {
+            specialty: request.specialty,
+            min_level: OrgLevel::District,
+            urgency: request.urgency,
+            region: Some(self.me.cert.region.clone()),
+            exclude: [self.me.cert.org].into(),
+        };
+        let next = route::escalate(&self.directory, &original, &tried, now)
+            .best()
+            .map(|b| b.org);
+        if !c.status.is_final() {
+            let step = match next {
+                Some(_) => Action::Cancel {
+                    reason: format!("escalated: {reason}"),
+                },
+                None => Action::Fail {
+                    reason: format!("{reason}; no one left to escalate to"),
+                },
+            };
+            self.act(request.id, Role::Coordinator, ESCALATION_USER, step, None)?;
+        }
+        let Some(next) = next else {
+            self.mark_escalated(request.id, None)?;
+            return Ok(());
+        };
+        let new = NewConsultation {
+            target: Target::Org(next),
+            specialty: request.specialty,
+            min_level: OrgLevel::District,
+            urgency: request.urgency,
+            region: None,
+            consent: request.consent.clone(),
+            physician: request.physician.clone(),
+            extract: stored.extract.clone(),
+            escalated_from: Some(request.id),
+        };
+        let signed = self.open_consultation(&new, next)?;
+        let new_id = signed.decode_unverified()?.id;
+        let body = wire::encode(&PackageBody::Consultation {
+            request: signed,
+            extract: new.extract,
+        })
+        .map_err(|e| NodeError::Network(e.to_string()))?;
+        let min_level = self
+            .directory
+            .get(&next)
+            .map_or(OrgLevel::District, |e| e.level());
+        let plan = self.plan(
+            Target::Org(next),
+            routing(&request, min_level),
+            STEP_LIFETIME,
+        )?;
+        self.commit(plan, &body)?;
+        self.mark_escalated(request.id, Some(new_id))?;
+        tracing::info!(from = %request.id, to = %new_id, consultant = %next, "escalated: {reason}");
+        self.emit(NodeEvent::Escalated {
+            from: request.id,
+            to: new_id,
+            consultant: next,
+        });
+        Ok(())
+    }
+
+    /// Records that a consultation was escalated (to `to`, or to no one).
+    fn mark_escalated(
+        &mut self,
+        id: ConsultationId,
+        to: Option<ConsultationId>,
+    ) -> Result<(), NodeError> {
+        if let Some(mut stored) = self.store.consultation(&id)? {
+            // No one left is recorded as escalating to itself, so it is not tried again.
+            stored.escalated_to = Some(to.unwrap_or(id));
+            self.store.put_consultation(&id, &stored)?;
+            self.store.flush()?;
+        }
         Ok(())
     }
 
