@@ -56,6 +56,11 @@ impl OrgKeys {
     pub fn org_id(&self) -> OrgId {
         IdentityKey::from_seed(self.identity).org_id()
     }
+
+    /// The organization's identity key, for signing as it (tests, tools).
+    pub fn identity(&self) -> IdentityKey {
+        IdentityKey::from_seed(self.identity)
+    }
 }
 
 /// A certified organization, ready to become a node (again and again).

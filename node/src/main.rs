@@ -7,8 +7,11 @@ use clap::{Parser, Subcommand};
 use konsilium_node::config::{self, LogFormat, NodeConfig};
 use konsilium_node::keys::NodeKeys;
 use konsilium_node::node::{self, NodeEvent, NodeSetup};
+use konsilium_protocol::cert::Trust;
+use konsilium_protocol::conclusion::ConclusionFile;
 use konsilium_protocol::identity::AuthorityKey;
 use konsilium_protocol::specialty::{Lang, Specialty};
+use konsilium_protocol::wire;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -58,6 +61,21 @@ enum Command {
         /// Port for TCP and QUIC.
         #[arg(long, default_value_t = 7400)]
         port: u16,
+    },
+    /// Verify a signed conclusion offline: its signature, and its signer's
+    /// certificate against the federation's root keys.
+    #[command(
+        after_help = "Examples:\n  konsilium verify conclusion.ksc --config /var/lib/konsilium/node.toml\n  konsilium verify conclusion.ksc --root 3f2a...e9"
+    )]
+    Verify {
+        /// The conclusion file (as exported by a node).
+        file: PathBuf,
+        /// Root keys to trust (hex); default: those of --config.
+        #[arg(long = "root")]
+        roots: Vec<AuthorityKey>,
+        /// A node config whose federation.roots and revocations to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// List the consultation specialties with their codes, names and SNOMED CT ids.
     #[command(after_help = "Example:\n  konsilium specialties --lang ru")]
@@ -136,7 +154,53 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => init(&org_name, data_dir, config, &roots, port),
         Command::Run { config } => run(config, &cli.log_format).await,
         Command::Specialties { lang } => specialties(lang),
+        Command::Verify {
+            file,
+            roots,
+            config,
+        } => verify(&file, roots, config.as_deref()),
     }
+}
+
+fn verify(
+    file: &std::path::Path,
+    mut roots: Vec<AuthorityKey>,
+    config: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut revocations = Vec::new();
+    if let Some(path) = config {
+        let config = NodeConfig::load(path)?;
+        roots.extend(config.roots.iter().copied());
+        revocations = config.load_revocations()?;
+    }
+    if roots.is_empty() {
+        bail!("no root key to verify against: give --root <hex> or --config <node.toml>");
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let conclusion_file: ConclusionFile = wire::decode(&bytes)
+        .with_context(|| format!("{} is not a conclusion file", file.display()))?;
+    let now = node::now();
+    let mut trust = Trust::new(roots);
+    for notice in &revocations {
+        trust
+            .apply_revocations(notice, now)
+            .context("a configured revocation list is invalid")?;
+    }
+    let (c, signer) = conclusion_file
+        .verify(&trust, now)
+        .with_context(|| format!("{} does not verify", file.display()))?;
+    println!(
+        "valid conclusion, signed by {signer} ({})",
+        c.consultant_org
+    );
+    println!("consultation   {}", c.consultation);
+    println!("issued         {}", c.issued_at);
+    println!("authors        {}", c.authors.join(", "));
+    println!("diagnosis      {}", c.diagnosis);
+    println!("recommendations {}", c.recommendations);
+    println!("treatment plan {}", c.treatment_plan);
+    println!("further studies {}", c.further_studies);
+    Ok(())
 }
 
 fn specialties(lang: Lang) -> Result<()> {

@@ -43,6 +43,12 @@ pub struct ConclusionFile {
     pub chain: CertChain,
 }
 
+/// Stored and exchanged as a wire frame, so `konsilium verify` reads exactly what nodes send.
+impl crate::wire::WireMessage for ConclusionFile {
+    const KIND: crate::wire::MessageKind = crate::wire::MessageKind::ConclusionFile;
+    const MAX_LEN: usize = 1 << 20;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConclusionError {
     #[error("conclusion: {0}")]

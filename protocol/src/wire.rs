@@ -35,10 +35,11 @@ pub enum MessageKind {
     Request = 10,
     Response = 11,
     PackageBody = 12,
+    ConclusionFile = 13,
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 12] = [
+    const ALL: [MessageKind; 13] = [
         MessageKind::DirectoryRecord,
         MessageKind::RevocationNotice,
         MessageKind::CertChain,
@@ -51,6 +52,7 @@ impl MessageKind {
         MessageKind::Request,
         MessageKind::Response,
         MessageKind::PackageBody,
+        MessageKind::ConclusionFile,
     ];
 
     fn from_byte(b: u8) -> Option<Self> {
@@ -299,6 +301,9 @@ mod tests {
             MessageKind::Request => decode::<crate::rpc::Request>(frame).map(drop),
             MessageKind::Response => decode::<crate::rpc::Response>(frame).map(drop),
             MessageKind::PackageBody => decode::<crate::content::PackageBody>(frame).map(drop),
+            MessageKind::ConclusionFile => {
+                decode::<crate::conclusion::ConclusionFile>(frame).map(drop)
+            }
         }
     }
 
@@ -381,7 +386,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
         /// Random bytes behind a valid header never panic, whatever the kind.
         #[test]
-        fn garbage_never_panics(kind in 1u8..=12, body in prop::collection::vec(any::<u8>(), 0..512)) {
+        fn garbage_never_panics(kind in 1u8..=13, body in prop::collection::vec(any::<u8>(), 0..512)) {
             let mut frame = vec![b'K', b'S', WIRE_VERSION, kind];
             frame.extend(body);
             let _ = decode_any(&frame);
