@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod codec;
 pub mod config;
 pub mod federation;
+pub mod fhir;
 pub mod keys;
 pub mod node;
 pub mod store;

