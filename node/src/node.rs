@@ -340,6 +340,12 @@ pub enum NodeEvent {
     FetchCompleted {
         blob: [u8; 32],
     },
+    /// A consultation's deadline became at risk (75% of the time used) or breached.
+    Deadline {
+        id: ConsultationId,
+        state: konsilium_protocol::deadline::DeadlineState,
+        due: Timestamp,
+    },
     /// A consultation went to the next candidate.
     Escalated {
         from: ConsultationId,
@@ -700,6 +706,7 @@ struct Node {
     journal: Journal,
     clock: std::sync::Arc<dyn Clock>,
     last_escalation_check: Timestamp,
+    deadline_states: HashMap<ConsultationId, konsilium_protocol::deadline::DeadlineState>,
     /// Refused peers and when their connections are cut.
     refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
@@ -804,6 +811,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         journal,
         clock: setup.clock.clone(),
         last_escalation_check: Timestamp::default(),
+        deadline_states: HashMap::new(),
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         scope: setup.scope,

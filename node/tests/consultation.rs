@@ -411,3 +411,55 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_at_risk_and_breached_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let requester = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let consultant = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let clock = std::sync::Arc::new(node::OffsetClock::default());
+    let mut setup = consultant.setup(vec![], vec![]);
+    setup.clock = clock.clone();
+    let c = node::start(setup).await.unwrap();
+    let mut setup = requester.setup(vec![wait::listen_addr(&c, PATIENCE).await.unwrap()], vec![]);
+    setup.clock = clock.clone();
+    let r = node::start(setup).await.unwrap();
+    wait::converged(&[&r, &c], 2, PATIENCE).await.unwrap();
+
+    let mut request = new_consultation(Urgency::Urgent, consent());
+    request.min_level = OrgLevel::Regional;
+    let (id, _) = r.request_consultation(request, vec![]).await.unwrap();
+    let mut at_consultant = c.subscribe();
+    status_reaches(&mut at_consultant, id, Status::Requested).await;
+    let mut at_requester = r.subscribe();
+    let deadline = |rx: &mut broadcast::Receiver<NodeEvent>| {
+        let rx = rx.resubscribe();
+        async move {
+            let mut rx = rx;
+            wait::event(&mut rx, "a deadline report", PATIENCE, |e| match e {
+                NodeEvent::Deadline { id: got, state, .. } if *got == id => Some(*state),
+                _ => None,
+            })
+            .await
+            .unwrap()
+        }
+    };
+    use konsilium_protocol::deadline::DeadlineState;
+    // 19 of 24 hours used: at risk, on both sides.
+    let (risk_c, risk_r) = (deadline(&mut at_consultant), deadline(&mut at_requester));
+    clock.advance(Duration::from_secs(19 * 3600));
+    assert_eq!(risk_c.await, DeadlineState::AtRisk);
+    assert_eq!(risk_r.await, DeadlineState::AtRisk);
+    // Past 24 hours: breached.
+    let breach = deadline(&mut at_consultant);
+    clock.advance(Duration::from_secs(6 * 3600));
+    assert_eq!(breach.await, DeadlineState::Breached);
+    r.shutdown().await;
+    c.shutdown().await;
+}

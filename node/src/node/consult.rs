@@ -11,7 +11,7 @@ use crate::store::StoredConsultation;
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, PackageBody};
-use konsilium_protocol::deadline::Deadline;
+use konsilium_protocol::deadline::{Deadline, DeadlineState};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{self, ConsultationRef, Role};
 use konsilium_protocol::route::{self, RouteRequest};
@@ -431,6 +431,9 @@ impl Node {
         let Ok(all) = self.store.consultations() else {
             return;
         };
+        for stored in &all {
+            self.report_deadline(stored);
+        }
         for stored in all {
             if let Err(e) = self.escalate_one(stored) {
                 tracing::warn!("escalation: {e}");
@@ -534,6 +537,36 @@ impl Node {
             consultant: next,
         });
         Ok(())
+    }
+
+    /// Reports a consultation's deadline when it becomes at risk or breached.
+    fn report_deadline(&mut self, stored: &StoredConsultation) {
+        let Ok(request) = stored.request.decode_unverified() else {
+            return;
+        };
+        let Some(deadline) = self.deadline(&request) else {
+            return;
+        };
+        let Ok((_, c)) = self.load_consultation(&request.id) else {
+            return;
+        };
+        let state = if c.status.is_final() || c.conclusion.is_some() {
+            DeadlineState::OnTrack
+        } else {
+            deadline.state(self.now())
+        };
+        let previous = self
+            .deadline_states
+            .insert(request.id, state)
+            .unwrap_or(DeadlineState::OnTrack);
+        if state != previous && state != DeadlineState::OnTrack {
+            tracing::warn!(consultation = %request.id, ?state, due = %deadline.due, "deadline");
+            self.emit(NodeEvent::Deadline {
+                id: request.id,
+                state,
+                due: deadline.due,
+            });
+        }
     }
 
     /// Records that a consultation was escalated (to `to`, or to no one).
