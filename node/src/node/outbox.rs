@@ -1,0 +1,408 @@
+//! Durable delivery: routing a package, the outbox and its retries, relays
+//! that hold packages for others, receipts, and the inbox.
+
+use super::*;
+
+impl Node {
+    /// Where a package for `recipient` goes first: straight there, or through
+    /// the configured regional relay when the recipient is in another region.
+    pub(super) fn next_hop(&self, recipient: OrgId) -> OrgId {
+        let other_region = self
+            .directory
+            .get(&recipient)
+            .is_some_and(|e| e.region() != &self.me.cert.region);
+        match self.relay_via.first() {
+            Some(relay) if other_region && *relay != self.me.cert.org && *relay != recipient => {
+                *relay
+            }
+            _ => recipient,
+        }
+    }
+
+    /// Chooses the recipient and draws the package's header.
+    pub(super) fn plan(
+        &mut self,
+        target: Target,
+        routing: RoutingHeader,
+        lifetime: Duration,
+    ) -> Result<Plan, NodeError> {
+        let now = self.now();
+        let (recipient, route) = match target {
+            Target::Org(org) => (org, None),
+            Target::Best => {
+                let req = RouteRequest {
+                    specialty: routing.specialty,
+                    min_level: routing.min_level,
+                    urgency: routing.urgency,
+                    region: routing
+                        .region
+                        .clone()
+                        .or_else(|| Some(self.me.cert.region.clone())),
+                    exclude: [self.me.cert.org].into(),
+                };
+                let decision = route::rank(&self.directory, &req, now);
+                let best = decision.best().ok_or_else(|| {
+                    NodeError::NoRoute(format!(
+                        "{} at level >= {} for {}",
+                        req.specialty, req.min_level, req.urgency
+                    ))
+                })?;
+                (best.org, Some(decision))
+            }
+        };
+        let entry = self
+            .directory
+            .get(&recipient)
+            .ok_or(NodeError::UnknownOrg(recipient))?;
+        Ok(Plan {
+            header: EnvelopeHeader {
+                version: PACKAGE_VERSION,
+                id: PackageId(random_bytes()),
+                sender: self.me.cert.org,
+                recipient,
+                routing,
+                created: now,
+                expires: now.saturating_add(lifetime.min(seal::MAX_LIFETIME)),
+                attachments: Vec::new(),
+            },
+            recipient_key: entry.record().sealing_key,
+            sealing: SealingKey::from_seed(*self.sealing.to_seed()),
+            blobs: self.blobs.clone(),
+            recipient_name: entry.name().to_owned(),
+            route,
+        })
+    }
+
+    /// Seals the body and queues the package durably.
+    pub(super) fn commit(&mut self, plan: Plan, body: &[u8]) -> Result<Sent, NodeError> {
+        let now = self.now();
+        let recipient = plan.header.recipient;
+        let package = seal::seal(
+            plan.header,
+            &self.sealing,
+            &plan.recipient_key,
+            random_bytes(),
+            body,
+        )?;
+        let next_hop = self.next_hop(recipient);
+        let id = package.header.id;
+        self.store.put_outbox(&OutboxEntry {
+            package,
+            origin: Origin::Local,
+            next_hop,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+            custody: None,
+            queued_at: now,
+        })?;
+        self.store.flush()?;
+        self.emit(NodeEvent::PackageQueued { id, next_hop });
+        Ok(Sent {
+            id,
+            recipient,
+            recipient_name: plan.recipient_name,
+            next_hop,
+            route: plan.route,
+        })
+    }
+
+    /// A received package and its sender's directory entry (for the sender's sealing keys).
+    pub(super) fn received(
+        &self,
+        id: PackageId,
+    ) -> Result<(EnvelopeHeader, Vec<u8>, Vec<SealingPublicKey>), NodeError> {
+        let entry = self
+            .store
+            .inbox_entry(&id)?
+            .ok_or(NodeError::NotInInbox(id))?;
+        let header = entry.package.header;
+        let sender = self
+            .directory
+            .get(&header.sender)
+            .ok_or(NodeError::UnknownOrg(header.sender))?;
+        Ok((header, entry.package.body, sender.sealing_keys().to_vec()))
+    }
+
+    pub(super) fn attachment_keys(&self, id: PackageId) -> Result<AttachmentKeys, NodeError> {
+        let (header, _, keys) = self.received(id)?;
+        Ok((
+            header,
+            SealingKey::from_seed(*self.sealing.to_seed()),
+            keys,
+            self.blobs.clone(),
+        ))
+    }
+
+    /// Sends every due outbox entry whose next hop is connected; dials the others.
+    pub(super) fn deliver_due(&mut self) -> Result<(), NodeError> {
+        let now = self.now();
+        for mut entry in self.store.outbox()? {
+            let id = entry.package.header.id;
+            if entry.next_attempt > now || self.in_flight.contains(&id) {
+                continue;
+            }
+            if entry.package.header.expires <= now {
+                tracing::warn!(%id, "package expired undelivered");
+                self.store.remove_outbox(&id)?;
+                continue;
+            }
+            let peer = entry.next_hop.to_peer_id();
+            if self.certified.contains_key(&peer) {
+                self.in_flight.insert(id);
+                self.request(
+                    peer,
+                    Request::Deliver(entry.package.clone()),
+                    Pending::Deliver(id),
+                );
+            } else {
+                let addrs = self
+                    .directory
+                    .get(&entry.next_hop)
+                    .map(|e| e.record().addresses.clone())
+                    .unwrap_or_default();
+                let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+                if !self.swarm.is_connected(&peer)
+                    && let Err(e) = self.swarm.dial(opts)
+                {
+                    entry.last_error = Some(format!("cannot dial {}: {e}", entry.next_hop));
+                }
+                entry.attempts += 1;
+                entry.next_attempt =
+                    delivery::next_attempt(now, entry.attempts, u64::from_le_bytes(random_bytes()));
+                // An unreachable recipient: let the regional center hold it and forward it later.
+                if let Some(&relay) = self.relay_via.first()
+                    && entry.origin == Origin::Local
+                    && entry.next_hop == entry.package.header.recipient
+                    && entry.attempts >= UNREACHABLE_AFTER
+                    && relay != entry.next_hop
+                {
+                    entry.next_hop = relay;
+                    entry.next_attempt = now;
+                }
+                self.store.put_outbox(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn delivery_failed(&mut self, id: PackageId, error: String) {
+        self.in_flight.remove(&id);
+        if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
+            entry.attempts += 1;
+            entry.next_attempt = delivery::next_attempt(
+                self.now(),
+                entry.attempts,
+                u64::from_le_bytes(random_bytes()),
+            );
+            entry.last_error = Some(error.clone());
+            let _ = self.store.put_outbox(&entry);
+        }
+        self.emit(NodeEvent::DeliveryRetry { id, error });
+    }
+
+    pub(super) fn on_custody(&mut self, id: PackageId, peer: PeerId) {
+        let Ok(Some(mut entry)) = self.store.outbox_entry(&id) else {
+            return;
+        };
+        let Some(&relay) = self.certified.get(&peer) else {
+            return;
+        };
+        match entry.origin {
+            // Our own package: keep it until the recipient's receipt, but the
+            // relay holds it durably, so check back rarely.
+            Origin::Local => {
+                entry.custody = Some(relay);
+                entry.next_attempt = self.now().saturating_add(delivery::RETRY_MAX);
+                let _ = self.store.put_outbox(&entry);
+            }
+            Origin::Relay => {
+                let _ = self.store.remove_outbox(&id);
+            }
+        }
+        let _ = self.store.flush();
+        self.emit(NodeEvent::PackageInCustody { id, relay });
+    }
+
+    /// A receipt for a package we sent, or relayed.
+    pub(super) fn on_receipt(&mut self, receipt: Signed<Receipt>) {
+        let Ok(body) = receipt.decode_unverified() else {
+            return;
+        };
+        let Ok(Some(entry)) = self.store.outbox_entry(&body.package) else {
+            return;
+        };
+        if let Err(e) = delivery::check_receipt(&receipt, &entry.package) {
+            tracing::warn!(id = %body.package, "bad receipt: {e}");
+            return;
+        }
+        let id = body.package;
+        let _ = self.store.remove_outbox(&id);
+        match entry.origin {
+            Origin::Local => {
+                let _ = self.store.put_sent(
+                    &id,
+                    &SentEntry {
+                        recipient: body.recipient,
+                        receipt,
+                        attempts: entry.attempts,
+                    },
+                );
+                let _ = self.store.flush();
+                self.emit(NodeEvent::PackageDelivered {
+                    id,
+                    recipient: body.recipient,
+                });
+            }
+            Origin::Relay => {
+                let _ = self.store.flush();
+                self.forward_receipt(receipt, body.sender);
+            }
+        }
+    }
+
+    pub(super) fn forward_receipt(&mut self, receipt: Signed<Receipt>, sender: OrgId) {
+        let peer = sender.to_peer_id();
+        if self.certified.contains_key(&peer) {
+            self.request(peer, Request::Receipt(receipt), Pending::Receipt);
+        } else {
+            self.receipts_for_senders.push(receipt);
+            let _ = self.swarm.dial(peer);
+        }
+    }
+
+    pub(super) fn receive_package(
+        &mut self,
+        from: OrgId,
+        package: seal::SealedPackage,
+    ) -> Response {
+        if let Err(e) = package.header.check(self.now()) {
+            return Response::Refused(e.to_string());
+        }
+        let id = package.header.id;
+        let done = match package.header.recipient == self.me.cert.org {
+            true => self.store.is_seen(&id).unwrap_or(false),
+            false => matches!(self.store.outbox_entry(&id), Ok(Some(_))),
+        };
+        let missing: Vec<BlobRef> = package
+            .header
+            .attachments
+            .iter()
+            .filter(|b| !self.blobs.has(b))
+            .copied()
+            .collect();
+        if done || missing.is_empty() {
+            return self.accept_package(from, package);
+        }
+        // Attachments first: fetch them from whoever delivered the package.
+        if let Err(e) = self
+            .store
+            .put_waiting(&package, &from)
+            .and_then(|_| self.store.flush())
+        {
+            return Response::Refused(format!("cannot hold the package: {e}"));
+        }
+        let peer = from.to_peer_id();
+        for blob in missing {
+            self.start_fetch(blob, peer);
+        }
+        let total = package.header.attachments.iter().map(|b| b.size).sum();
+        let have = package
+            .header
+            .attachments
+            .iter()
+            .map(|b| self.blobs.received(b))
+            .sum();
+        Response::Fetching { have, total }
+    }
+
+    /// A package whose attachments are all here: keep it for forwarding, or
+    /// check it and take it into the inbox.
+    pub(super) fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
+        let now = self.now();
+        let id = package.header.id;
+        if package.header.recipient != self.me.cert.org {
+            // Store and forward: we see only the header.
+            if let Ok(Some(_)) = self.store.outbox_entry(&id) {
+                return Response::Custody;
+            }
+            let recipient = package.header.recipient;
+            let entry = OutboxEntry {
+                package,
+                origin: Origin::Relay,
+                next_hop: recipient,
+                attempts: 0,
+                next_attempt: now,
+                last_error: None,
+                custody: None,
+                queued_at: now,
+            };
+            if let Err(e) = self
+                .store
+                .put_outbox(&entry)
+                .and_then(|_| self.store.flush())
+            {
+                return Response::Refused(format!("relay cannot store the package: {e}"));
+            }
+            self.emit(NodeEvent::Relaying { id, recipient });
+            // Forward now rather than on the next tick.
+            let _ = self.deliver_due();
+            let _ = from;
+            return Response::Custody;
+        }
+        match self.store.is_seen(&id) {
+            Ok(true) => {
+                // A retry after a lost receipt: answer with the same receipt.
+                return match self.store.inbox_entry(&id) {
+                    Ok(Some(held)) if held.package.body == package.body => {
+                        Response::Receipt(held.receipt)
+                    }
+                    _ => Response::Refused(seal::SealError::Replay(id).to_string()),
+                };
+            }
+            Ok(false) => {}
+            Err(e) => return Response::Refused(format!("recipient store: {e}")),
+        }
+        // Open it once to prove it is intact and really from its sender
+        // before promising anything; it is stored sealed.
+        let opened = match seal::open(
+            &package,
+            self.me.cert.org,
+            &self.sealing,
+            &self.directory,
+            now,
+            |_| false,
+        ) {
+            Ok(body) => body,
+            Err(e) => return Response::Refused(e.to_string()),
+        };
+        let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
+        let bytes = package.body.len();
+        let sender = package.header.sender;
+        let stored = self
+            .store
+            .put_inbox(&InboxEntry {
+                package: package.clone(),
+                receipt: receipt.clone(),
+                received_at: now,
+            })
+            .and_then(|_| self.store.mark_seen(&id, package.header.expires))
+            .and_then(|_| self.store.flush());
+        if let Err(e) = stored {
+            return Response::Refused(format!("recipient cannot store the package: {e}"));
+        }
+        self.emit(NodeEvent::PackageReceived { id, sender, bytes });
+        self.on_body(sender, id, &opened);
+        Response::Receipt(receipt)
+    }
+
+    pub(super) fn open_package(
+        &self,
+        id: PackageId,
+    ) -> Result<(EnvelopeHeader, Vec<u8>), NodeError> {
+        let (header, sealed, keys) = self.received(id)?;
+        let mut body = Vec::new();
+        seal::open_body(&header, &self.sealing, &keys, &sealed, &mut body)?;
+        Ok((header, body))
+    }
+}
