@@ -43,8 +43,8 @@ use konsilium_protocol::wire::{self, RecordBatch, RecordRequest, SyncSummaries};
 use konsilium_protocol::workflow::{
     Action as WorkflowAction, ConsultationId, ConsultationRequest, Status as WorkflowStatus,
 };
+use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux,
 };
@@ -1318,9 +1318,6 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
         _ => false,
     })
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: ConnectionId) {}
 
 /// Loads the journal, checks it against its signed checkpoints, and continues
 /// it. A journal that fails the check still continues (the node must keep
