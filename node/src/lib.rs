@@ -1,5 +1,6 @@
 //! The Konsilium node: a tokio + libp2p shell around `konsilium-protocol`.
 
+pub mod api;
 pub mod behaviour;
 pub mod blobs;
 pub mod codec;
