@@ -97,6 +97,8 @@ pub struct NodeConfig {
     pub services: Vec<Service>,
     pub consultants: Vec<Consultant>,
     pub log: LogConfig,
+    /// The local HTTP API for the hospital information system and clinicians; off when absent.
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 /// Which directory records a node keeps.
@@ -252,6 +254,24 @@ struct RawConfig {
     directory: RawDirectory,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    role: String,
+    token_hash: String,
 }
 
 #[derive(Deserialize)]
@@ -481,6 +501,10 @@ impl RawConfig {
         let services = services(&directory.services, deadlines)?;
         let consultants = consultants(&directory.consultants)?;
         let log = log(self.log)?;
+        let api = match self.api {
+            None => None,
+            Some(raw) => Some(api(raw)?),
+        };
 
         Ok(NodeConfig {
             data_dir,
@@ -497,8 +521,47 @@ impl RawConfig {
             services,
             consultants,
             log,
+            api,
         })
     }
+}
+
+fn api(raw: RawApi) -> Result<crate::api::ApiConfig, Bad> {
+    let listen = match raw.listen.as_deref().map(str::trim) {
+        None => crate::api::DEFAULT_LISTEN,
+        Some(text) => text.parse().map_err(|_| {
+            bad(
+                "api.listen",
+                format!("{text:?} is not an address: use IP:port, e.g. \"127.0.0.1:7480\""),
+            )
+        })?,
+    };
+    if raw.users.is_empty() {
+        return Err(bad(
+            "api.users",
+            "at least one user is needed: create a token with `konsilium api-token`",
+        ));
+    }
+    let mut users = Vec::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        let role = u
+            .role
+            .parse()
+            .map_err(|e: konsilium_protocol::limits::FieldError| {
+                bad(format!("api.users[{i}].role"), e.to_string())
+            })?;
+        if u.name.trim().is_empty() {
+            return Err(bad(format!("api.users[{i}].name"), "must not be empty"));
+        }
+        let user = crate::api::User::with_token_hash_hex(u.name.trim(), role, &u.token_hash)
+            .map_err(|e| bad(format!("api.users[{i}].token_hash"), e.to_string()))?;
+        users.push(user);
+    }
+    Ok(crate::api::ApiConfig {
+        listen,
+        users,
+        upload_dir: None,
+    })
 }
 
 fn resolve(field: &str, text: &str, base_dir: &Path) -> Result<PathBuf, Bad> {
@@ -1066,6 +1129,10 @@ holidays = []
 # specialties = ["cardiology"]
 # languages = ["ru", "en"]
 
+# The local HTTP API for the hospital information system and clinicians is off
+# unless an [api] section names its users; `konsilium api-token --help` prints
+# one ready to paste, with the token stored only as its hash.
+
 [log]
 # "text" for people, "json" for log collectors.
 format = "text"
@@ -1316,6 +1383,42 @@ time_zone = "Asia/Almaty"
         assert_eq!(c.services.len(), 1);
         assert_eq!(c.consultants.len(), 1);
         assert_eq!(c.deadlines, Deadlines::default());
+    }
+
+    #[test]
+    fn api_section_is_optional_and_checked() {
+        assert!(
+            parse(&full()).unwrap().api.is_none(),
+            "no [api]: the API is off"
+        );
+        let hash = crate::api::token_hash_hex("secret");
+        let with = |api: &str| format!("{}\n{api}", full());
+        let c = parse(&with(&format!(
+            "[api]\nlisten = \"127.0.0.1:7999\"\n[[api.users]]\nname = \"Dr. Ivanova\"\nrole = \"physician\"\ntoken_hash = \"{hash}\"\n"
+        )))
+        .unwrap();
+        let api = c.api.unwrap();
+        assert_eq!(api.listen.port(), 7999);
+        assert_eq!(api.users.len(), 1);
+        assert_refused(
+            &with(
+                "[api]\nlisten = \"nowhere\"\n[[api.users]]\nname = \"x\"\nrole = \"physician\"\ntoken_hash = \"00\"\n",
+            ),
+            &["api.listen"],
+        );
+        assert_refused(&with("[api]\n"), &["api.users", "konsilium api-token"]);
+        assert_refused(
+            &with(&format!(
+                "[api]\n[[api.users]]\nname = \"x\"\nrole = \"surgeon\"\ntoken_hash = \"{hash}\"\n"
+            )),
+            &["api.users[0].role"],
+        );
+        assert_refused(
+            &with(
+                "[api]\n[[api.users]]\nname = \"x\"\nrole = \"operator\"\ntoken_hash = \"abc\"\n",
+            ),
+            &["api.users[0].token_hash"],
+        );
     }
 
     #[test]

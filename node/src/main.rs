@@ -10,6 +10,7 @@ use konsilium_node::node::{self, NodeEvent, NodeSetup};
 use konsilium_protocol::cert::Trust;
 use konsilium_protocol::conclusion::ConclusionFile;
 use konsilium_protocol::identity::AuthorityKey;
+use konsilium_protocol::journal::Role;
 use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::wire;
 use std::path::PathBuf;
@@ -76,6 +77,18 @@ enum Command {
         /// A node config whose federation.roots and revocations to use.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Create an API user's token: prints the token once, and the config
+    /// lines (with only its hash) to add under [api].
+    #[command(
+        after_help = "Example:\n  konsilium api-token --name \"Dr. Ivanova\" --role physician"
+    )]
+    ApiToken {
+        #[arg(long)]
+        name: String,
+        /// physician, coordinator, consultant or operator.
+        #[arg(long)]
+        role: Role,
     },
     /// List the consultation specialties with their codes, names and SNOMED CT ids.
     #[command(after_help = "Example:\n  konsilium specialties --lang ru")]
@@ -154,6 +167,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => init(&org_name, data_dir, config, &roots, port),
         Command::Run { config } => run(config, &cli.log_format).await,
         Command::Specialties { lang } => specialties(lang),
+        Command::ApiToken { name, role } => {
+            let token: String = node::random_bytes::<32>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            println!(
+                "token for {name} ({role}), shown only now; give it to them privately:\n  {token}\n"
+            );
+            println!(
+                "add to the node's config:\n[[api.users]]\nname = {name:?}\nrole = \"{role}\"\ntoken_hash = \"{}\"",
+                konsilium_node::api::token_hash_hex(&token)
+            );
+            Ok(())
+        }
         Command::Verify {
             file,
             roots,
@@ -289,11 +316,30 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
     init_logging(log_format(log_flag, config.log.format), &config.log.level);
     let keys = NodeKeys::load(&config.data_dir)?;
     let setup = NodeSetup::from_config(&config, keys)?;
-    let handle = node::start(setup)
-        .await
-        .context("the node could not start")?;
+    let handle = std::sync::Arc::new(
+        node::start(setup)
+            .await
+            .context("the node could not start")?,
+    );
     let status = handle.status().await?;
     tracing::info!(org = %status.org, name = %status.name, level = %status.level, region = %status.region, "node started");
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_task = match config.api.clone() {
+        Some(mut api) => {
+            let uploads = config.data_dir.join("uploads");
+            std::fs::create_dir_all(&uploads)
+                .with_context(|| format!("cannot create {}", uploads.display()))?;
+            api.upload_dir = Some(uploads);
+            let (addr, task) = konsilium_node::api::serve_until(handle.clone(), api, async {
+                let _ = api_stopped.await;
+            })
+            .await
+            .context("the HTTP API could not start")?;
+            tracing::info!(%addr, "HTTP API listening (OpenAPI at /openapi.json)");
+            Some(task)
+        }
+        None => None,
+    };
     let mut events = handle.subscribe();
     loop {
         tokio::select! {
@@ -304,6 +350,7 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
                 Ok(NodeEvent::PeerRejected { peer, reason }) => tracing::warn!(%peer, %reason, "peer refused"),
                 Ok(NodeEvent::PackageReceived { id, sender, bytes }) => tracing::info!(%id, %sender, bytes, "package received"),
                 Ok(NodeEvent::PackageDelivered { id, recipient }) => tracing::info!(%id, %recipient, "package delivered"),
+                Ok(NodeEvent::Deadline { id, state, due }) => tracing::warn!(%id, ?state, %due, "consultation deadline"),
                 Ok(other) => tracing::debug!(event = ?other),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "event log lagged"),
                 Err(_) => break,
@@ -311,6 +358,12 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
         }
     }
     tracing::info!("shutting down");
-    handle.shutdown().await;
+    let _ = stop_api.send(());
+    if let Some(task) = api_task {
+        let _ = task.await;
+    }
+    if let Ok(handle) = std::sync::Arc::try_unwrap(handle) {
+        handle.shutdown().await;
+    }
     Ok(())
 }
