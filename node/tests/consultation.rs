@@ -463,3 +463,133 @@ async fn deadlines_at_risk_and_breached_are_reported() {
     r.shutdown().await;
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_video_consilium_is_proposed_confirmed_and_concluded() {
+    let w = three().await;
+    let mut at_federal = w.federal.subscribe();
+    let mut at_district = w.district.subscribe();
+    let (id, _) = w
+        .district
+        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
+        .await
+        .unwrap();
+    status_reaches(&mut at_federal, id, Status::Requested).await;
+    w.federal
+        .act(act(id, Role::Coordinator, "coordinator", Action::Accept))
+        .await
+        .unwrap();
+    w.federal
+        .act(act(id, Role::Consultant, "Prof. Petrov", Action::Start))
+        .await
+        .unwrap();
+    let now = node::now();
+    let slot = |h: u64| konsilium_protocol::workflow::Slot {
+        start: now.saturating_add(Duration::from_secs(h * 3600)),
+        end: now.saturating_add(Duration::from_secs(h * 3600 + 1800)),
+    };
+    w.federal
+        .act(act(
+            id,
+            Role::Coordinator,
+            "coordinator",
+            Action::ProposeSlots {
+                slots: vec![slot(2), slot(4)],
+            },
+        ))
+        .await
+        .unwrap();
+    // Pending until the requesting side confirms: concluding now is refused.
+    let e = w
+        .federal
+        .act(act(
+            id,
+            Role::Consultant,
+            "Prof. Petrov",
+            Action::Conclude {
+                conclusion: [0; 32],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, NodeError::Workflow(WorkflowError::Appointment { .. })),
+        "{e}"
+    );
+    // The district sees the proposal, then confirms one slot.
+    let proposed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let v = w.district.consultation(id).await.unwrap();
+            if let konsilium_protocol::workflow::Appointment::Proposed(slots) =
+                v.consultation.appointment
+            {
+                return slots;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(proposed.len(), 2);
+    w.district
+        .act(act(
+            id,
+            Role::Physician,
+            "Dr. Ivanova",
+            Action::ConfirmSlot { slot: slot(4) },
+        ))
+        .await
+        .unwrap();
+    let confirmed = tokio::time::timeout(PATIENCE, async {
+        while w
+            .federal
+            .consultation(id)
+            .await
+            .unwrap()
+            .consultation
+            .appointment
+            != konsilium_protocol::workflow::Appointment::Confirmed(slot(4))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(confirmed.is_ok(), "the confirmation reached the consultant");
+    let conclude = ActRequest {
+        conclusion: Some(ConclusionText {
+            authors: vec!["Prof. Petrov".into(), "Dr. Smirnova".into()],
+            diagnosis: "Atrial fibrillation".into(),
+            recommendations: "Anticoagulation".into(),
+            treatment_plan: "Apixaban".into(),
+            further_studies: "Echocardiography".into(),
+        }),
+        ..act(
+            id,
+            Role::Consultant,
+            "Prof. Petrov",
+            Action::Conclude {
+                conclusion: [0; 32],
+            },
+        )
+    };
+    w.federal.act(conclude).await.unwrap();
+    status_reaches(&mut at_district, id, Status::Completed).await;
+    let view = w.district.consultation(id).await.unwrap();
+    assert_eq!(
+        view.consultation.appointment,
+        konsilium_protocol::workflow::Appointment::Confirmed(slot(4))
+    );
+    assert_eq!(
+        view.conclusion
+            .unwrap()
+            .conclusion
+            .decode_unverified()
+            .unwrap()
+            .authors
+            .len(),
+        2
+    );
+    for n in [w.district, w.regional, w.federal] {
+        n.shutdown().await;
+    }
+}
