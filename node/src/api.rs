@@ -468,7 +468,17 @@ impl AppState {
                 found = Some(user);
             }
         }
-        let user = found.ok_or_else(|| Problem::unauthorized("the token is not valid"))?;
+        let Some(user) = found else {
+            // A security event: journaled, without the token itself.
+            self.node.record(
+                Some("unknown token".into()),
+                None,
+                konsilium_protocol::journal::Action::FailedLogin {
+                    user: "unknown token".into(),
+                },
+            );
+            return Err(Problem::unauthorized("the token is not valid"));
+        };
         if !allowed.is_empty() && !allowed.contains(&user.role) {
             let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
             return Err(Problem::new(
@@ -1165,9 +1175,15 @@ async fn get_consultation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    state.authenticate(&headers, &[])?;
+    let user = state.authenticate(&headers, &[])?;
     let id = parse_id(&id)?;
     let view = state.node.consultation(id).await.map_err(node_problem)?;
+    // Reading a consultation is an access to health data: journaled.
+    state.node.record(
+        Some(user.name.clone()),
+        Some(user.role),
+        konsilium_protocol::journal::Action::Open { consultation: id.0 },
+    );
     Ok(json_response(
         StatusCode::OK,
         &view_json(&view, crate::node::now()),
@@ -1415,9 +1431,15 @@ async fn fhir_bundle(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    state.authenticate(&headers, &[])?;
+    let user = state.authenticate(&headers, &[])?;
     let id = parse_id(&id)?;
     let view = state.node.consultation(id).await.map_err(node_problem)?;
+    // Reading a consultation is an access to health data: journaled.
+    state.node.record(
+        Some(user.name.clone()),
+        Some(user.role),
+        konsilium_protocol::journal::Action::Open { consultation: id.0 },
+    );
     let (journal, _) = state.node.journal().await.map_err(node_problem)?;
     let names = org_names(&state.node).await;
     let request = &view.consultation.request;

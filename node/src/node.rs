@@ -412,6 +412,11 @@ enum Command {
     ),
     Consultations(oneshot::Sender<Result<Vec<ConsultationId>, NodeError>>),
     Journal(oneshot::Sender<Result<JournalDump, NodeError>>),
+    Record(
+        Option<String>,
+        Option<Role>,
+        konsilium_protocol::journal::Action,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -578,6 +583,19 @@ impl NodeHandle {
 
     pub async fn consultations(&self) -> Result<Vec<ConsultationId>, NodeError> {
         self.ask(Command::Consultations).await?
+    }
+
+    /// Writes an access or security event (a record opened, a failed login)
+    /// to the journal. Never waits: an event that cannot be queued is logged.
+    pub fn record(
+        &self,
+        user: Option<String>,
+        role: Option<Role>,
+        action: konsilium_protocol::journal::Action,
+    ) {
+        if let Err(e) = self.commands.try_send(Command::Record(user, role, action)) {
+            tracing::error!("journal event not recorded: {e}");
+        }
     }
 
     /// The journal and its signed checkpoints, for verification and statistics.
@@ -1252,6 +1270,10 @@ impl Node {
             }
             Command::Consultations(reply) => {
                 let _ = reply.send(self.consultation_ids());
+            }
+            Command::Record(user, role, action) => {
+                self.append_journal(user, role, action);
+                let _ = self.store.flush();
             }
             Command::Journal(reply) => {
                 let dump = self

@@ -399,6 +399,15 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
 
     let (_, _, list) = at_r.get("/consultations", "phys-r").await;
     assert_eq!(list["consultations"].as_array().unwrap().len(), 4);
+    // Every read of a consultation through the API is journaled with its reader.
+    let (entries, _) = federal.journal().await.unwrap();
+    assert!(
+        entries.iter().any(|e| matches!(
+            e.action,
+            konsilium_protocol::journal::Action::Open { .. }
+        ) && e.actor.is_some()),
+        "reads journaled"
+    );
 
     task_r.abort();
     task_f.abort();
@@ -452,6 +461,15 @@ async fn the_api_refuses_with_problem_documents() {
     );
     let wrong = api.get("/consultations", "not-a-token").await;
     assert_problem(&wrong, StatusCode::UNAUTHORIZED, "not valid");
+    // The failed login is a security event in the journal.
+    let (entries, _) = n.journal().await.unwrap();
+    assert!(
+        entries.iter().any(|e| matches!(
+            e.action,
+            konsilium_protocol::journal::Action::FailedLogin { .. }
+        )),
+        "failed login journaled"
+    );
     let resp = api
         .client
         .get(format!("{}/consultations", api.base))
