@@ -31,6 +31,33 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum JournalCommand {
+    /// Detect any edit, deletion or reordering (checked against the signed checkpoints).
+    Verify {
+        #[command(flatten)]
+        at: JournalAt,
+    },
+    /// Consultations per organization pair, specialty and urgency, and deadline adherence.
+    Stats {
+        #[command(flatten)]
+        at: JournalAt,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct JournalAt {
+    /// The node's data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The organization whose journal it is (default: from the data directory's identity key).
+    #[arg(long)]
+    org: Option<konsilium_protocol::identity::OrgId>,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run a local federation on loopback and a consultation package end to end.
     #[command(after_help = "Example:\n  konsilium demo --attachment-mb 20")]
@@ -89,6 +116,14 @@ enum Command {
         /// physician, coordinator, consultant or operator.
         #[arg(long)]
         role: Role,
+    },
+    /// Check the consultation journal of a stopped node, or count what it records.
+    #[command(
+        after_help = "Examples:\n  konsilium journal verify --data-dir /var/lib/konsilium\n  konsilium journal stats --data-dir /var/lib/konsilium --json"
+    )]
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
     },
     /// List the consultation specialties with their codes, names and SNOMED CT ids.
     #[command(after_help = "Example:\n  konsilium specialties --lang ru")]
@@ -167,6 +202,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => init(&org_name, data_dir, config, &roots, port),
         Command::Run { config } => run(config, &cli.log_format).await,
         Command::Specialties { lang } => specialties(lang),
+        Command::Journal { command } => journal(command),
         Command::ApiToken { name, role } => {
             let token: String = node::random_bytes::<32>()
                 .iter()
@@ -228,6 +264,102 @@ fn verify(
     println!("treatment plan {}", c.treatment_plan);
     println!("further studies {}", c.further_studies);
     Ok(())
+}
+
+/// Reads a stopped node's journal. sled refuses a second opener, so a
+/// running node is reported as such rather than read behind its back.
+fn load_journal(
+    at: &JournalAt,
+) -> Result<(
+    Vec<konsilium_protocol::journal::Entry>,
+    Vec<konsilium_protocol::signed::Signed<konsilium_protocol::journal::Checkpoint>>,
+    konsilium_protocol::identity::OrgId,
+)> {
+    let org = match at.org {
+        Some(org) => org,
+        None => NodeKeys::load(&at.data_dir)?.identity.org_id(),
+    };
+    let db = at.data_dir.join("db");
+    if !db.exists() {
+        bail!(
+            "no node database at {}: is --data-dir the node's data_dir?",
+            db.display()
+        );
+    }
+    let store = konsilium_node::store::Store::open(&db).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {} ({e}); if a node is running there, stop it first",
+            db.display()
+        )
+    })?;
+    Ok((store.journal()?, store.checkpoints()?, org))
+}
+
+fn journal(command: JournalCommand) -> Result<()> {
+    use konsilium_protocol::journal;
+    match command {
+        JournalCommand::Verify { at } => {
+            let (entries, checkpoints, org) = load_journal(&at)?;
+            let verified = journal::verify(&entries, &checkpoints, &org)
+                .context("the journal does not verify")?;
+            println!(
+                "journal intact: {} entries, {} signed checkpoints covering {} of them, head {}",
+                verified.entries,
+                verified.checkpoints,
+                verified.anchored,
+                verified
+                    .head
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            if verified.anchored < verified.entries {
+                println!(
+                    "note: the last {} entries are not yet under a checkpoint (one is signed at shutdown)",
+                    verified.entries - verified.anchored
+                );
+            }
+            Ok(())
+        }
+        JournalCommand::Stats { at, json } => {
+            let (entries, _, _) = load_journal(&at)?;
+            let s = journal::stats(&entries);
+            if json {
+                let pairs: Vec<_> = s.by_pair.iter().map(|((a, b), n)| serde_json::json!({"requester": a.to_string(), "consultant": b.to_string(), "consultations": n})).collect();
+                let specialties: serde_json::Map<_, _> = s
+                    .by_specialty
+                    .iter()
+                    .map(|(k, n)| (k.slug().to_owned(), serde_json::json!(n)))
+                    .collect();
+                let urgencies: serde_json::Map<_, _> = s
+                    .by_urgency
+                    .iter()
+                    .map(|(k, n)| (k.to_string(), serde_json::json!(n)))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"by_pair": pairs, "by_specialty": specialties, "by_urgency": urgencies, "conclusions": s.conclusions, "deadlines_met": s.deadlines_met})
+                );
+            } else {
+                println!("consultations by organization pair:");
+                for ((a, b), n) in &s.by_pair {
+                    println!("  {a} -> {b}: {n}");
+                }
+                for (k, n) in &s.by_specialty {
+                    println!("  specialty {k}: {n}");
+                }
+                for (k, n) in &s.by_urgency {
+                    println!("  urgency {k}: {n}");
+                }
+                println!(
+                    "conclusions: {}, within the deadline: {}",
+                    s.conclusions, s.deadlines_met
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 fn specialties(lang: Lang) -> Result<()> {

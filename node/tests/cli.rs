@@ -103,3 +103,106 @@ fn errors_name_the_problem_not_a_backtrace() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() {
+    use konsilium_node::federation::wait;
+    use konsilium_node::node::{NewConsultation, Target};
+    use konsilium_protocol::content::CaseExtract;
+    use konsilium_protocol::urgency::Urgency;
+    use konsilium_protocol::workflow::{Consent, ConsentMethod};
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let spec = |name: &str, level, region: &str, specialties: Vec<Specialty>| OrgSpec {
+        name: name.into(),
+        level,
+        region: region.into(),
+        specialties,
+    };
+    let requester = fed.enrol(spec(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        vec![],
+    ));
+    let consultant = fed.enrol(spec(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        vec![Specialty::Urology],
+    ));
+    let c = node::start(consultant.setup(vec![], vec![])).await.unwrap();
+    let r = node::start(requester.setup(
+        vec![wait::listen_addr(&c, Duration::from_secs(30)).await.unwrap()],
+        vec![],
+    ))
+    .await
+    .unwrap();
+    wait::converged(&[&r, &c], 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        r.request_consultation(
+            NewConsultation {
+                target: Target::Best,
+                specialty: Specialty::Urology,
+                min_level: OrgLevel::Regional,
+                urgency: Urgency::Planned,
+                region: None,
+                consent: Consent::Given {
+                    by: "the patient".into(),
+                    at: node::now(),
+                    method: ConsentMethod::Electronic,
+                    document: None,
+                },
+                physician: "Dr. Ivanova".into(),
+                extract: CaseExtract {
+                    summary: "PSA rising".into(),
+                    questions: "Biopsy?".into(),
+                },
+                escalated_from: None,
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+    }
+    r.shutdown().await;
+    c.shutdown().await;
+
+    let dir = requester.data_dir.to_str().unwrap().to_owned();
+    let org = requester.org_id().to_string();
+    let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
+    assert!(ok, "{out}");
+    assert!(out.contains("journal intact: 3 entries"), "{out}");
+    let (ok, out) = konsilium(&[
+        "journal",
+        "stats",
+        "--data-dir",
+        &dir,
+        "--org",
+        &org,
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(stats["by_pair"][0]["consultations"], 3);
+    assert_eq!(stats["by_specialty"]["urology"], 3);
+
+    // Someone edits an entry in the database: verification names it.
+    {
+        let store = konsilium_node::store::Store::open(&requester.data_dir.join("db")).unwrap();
+        let mut entries = store.journal().unwrap();
+        entries[1].actor = Some("someone else".into());
+        store.put_journal(&entries[1]).unwrap();
+        store.flush().unwrap();
+    }
+    let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("does not verify") && out.contains("journal entry 1 was edited"),
+        "{out}"
+    );
+}
