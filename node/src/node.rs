@@ -559,6 +559,7 @@ impl NodeHandle {
             .await?;
         let consultant = plan.header.recipient;
         let extract = new.extract.clone();
+        let physician = new.physician.clone();
         let request = self
             .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, tx))
             .await??;
@@ -569,6 +570,14 @@ impl NodeHandle {
         })
         .map_err(|e| NodeError::Network(e.to_string()))?;
         let sent = self.seal_and_commit(plan, body, attachments).await?;
+        self.record(
+            Some(physician),
+            Some(Role::Physician),
+            konsilium_protocol::journal::Action::Send {
+                consultation: id.0,
+                package: sent.id,
+            },
+        );
         Ok((id, sent))
     }
 

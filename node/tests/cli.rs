@@ -176,7 +176,7 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
     let org = requester.org_id().to_string();
     let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
     assert!(ok, "{out}");
-    assert!(out.contains("journal intact: 3 entries"), "{out}");
+    assert!(out.contains("journal intact: 6 entries"), "{out}");
     let (ok, out) = konsilium(&[
         "journal",
         "stats",

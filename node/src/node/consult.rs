@@ -246,7 +246,15 @@ impl Node {
             routing(&c.request, min_level),
             STEP_LIFETIME,
         )?;
-        self.commit(plan, &body)?;
+        let sent = self.commit(plan, &body)?;
+        self.append_journal(
+            Some(user.to_owned()),
+            Some(role),
+            journal::Action::Send {
+                consultation: id.0,
+                package: sent.id,
+            },
+        );
         self.emit(NodeEvent::ConsultationUpdated { id, status });
         let _ = self.deliver_due();
         Ok(status)
