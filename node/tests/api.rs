@@ -212,6 +212,13 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
     // A physician of the consulting side may not accept.
     let refused = at_f.act(&id, "phys-f", json!({"action": "accept"})).await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "may not accept");
+    // A consultant may not do the coordinator's registration.
+    let refused = at_f.act(&id, "cons-f", json!({"action": "receive"})).await;
+    assert_problem(
+        &refused,
+        StatusCode::FORBIDDEN,
+        "consultant of the consulting organization may not receive",
+    );
 
     for (token, action, want) in [
         ("coord-f", "receive", "received"),

@@ -287,7 +287,9 @@ fn permitted(action: &Action, side: Side, role: Role) -> bool {
     use Role::*;
     use Side::*;
     match action {
-        Action::Receive | Action::Accept | Action::Reject { .. } => {
+        // Registering a request is the coordinator's job (it gives the request its place in the queue).
+        Action::Receive => side == Consulting && role == Coordinator,
+        Action::Accept | Action::Reject { .. } => {
             side == Consulting && matches!(role, Coordinator | Consultant)
         }
         Action::Start | Action::Conclude { .. } | Action::Note { .. } => {
