@@ -121,6 +121,14 @@ impl BlobStore {
         })
     }
 
+    /// A directory beside the blobs for plaintext passing through briefly
+    /// (re-sealing on escalation), on the same protected volume.
+    pub fn scratch(&self) -> Result<PathBuf, BlobError> {
+        let dir = self.dir.join("tmp");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(dir)
+    }
+
     /// Opens a complete blob for serving pieces of it.
     pub fn reader(&self, hash: &[u8; 32]) -> Result<File, BlobError> {
         File::open(self.path(hash)).map_err(|_| BlobError::Missing(hex(hash)))

@@ -417,6 +417,11 @@ enum Command {
         Option<Role>,
         konsilium_protocol::journal::Action,
     ),
+    KeepOwnCopy(
+        ConsultationId,
+        Box<EnvelopeHeader>,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -511,32 +516,7 @@ impl NodeHandle {
         body: Vec<u8>,
         attachments: Vec<Attachment>,
     ) -> Result<Sent, NodeError> {
-        for (index, attachment) in attachments.into_iter().enumerate() {
-            let header = plan.header.clone();
-            let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
-            let (key, blobs) = (plan.recipient_key, plan.blobs.clone());
-            let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, NodeError> {
-                let mut source: Box<dyn std::io::Read> = match attachment {
-                    Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
-                    Attachment::File(path) => {
-                        Box::new(std::fs::File::open(&path).map_err(|e| {
-                            NodeError::Attachment(format!("{}: {e}", path.display()))
-                        })?)
-                    }
-                };
-                Ok(blobs.seal_attachment(
-                    &header,
-                    index as u32,
-                    &sealing,
-                    &key,
-                    random_bytes(),
-                    &mut source,
-                )?)
-            })
-            .await
-            .map_err(|e| NodeError::Attachment(e.to_string()))??;
-            plan.header.attachments.push(blob);
-        }
+        seal_attachments(&mut plan, attachments).await?;
         self.ask(|tx| Command::Commit(Box::new(plan), body, tx))
             .await?
     }
@@ -560,10 +540,35 @@ impl NodeHandle {
         let consultant = plan.header.recipient;
         let extract = new.extract.clone();
         let physician = new.physician.clone();
+        // A copy of the attachments sealed to ourselves, so an escalation can
+        // seal them anew for the next consultant without the originals.
+        let own_copy = if attachments.is_empty() {
+            None
+        } else {
+            let mut own = Plan {
+                header: EnvelopeHeader {
+                    id: PackageId(random_bytes()),
+                    recipient: plan.header.sender,
+                    attachments: Vec::new(),
+                    ..plan.header.clone()
+                },
+                recipient_key: plan.sealing.public(),
+                sealing: SealingKey::from_seed(*plan.sealing.to_seed()),
+                blobs: plan.blobs.clone(),
+                recipient_name: String::new(),
+                route: None,
+            };
+            seal_attachments(&mut own, attachments.clone()).await?;
+            Some(own.header)
+        };
         let request = self
             .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, tx))
             .await??;
         let id = request.decode_unverified()?.id;
+        if let Some(header) = own_copy {
+            self.ask(|tx| Command::KeepOwnCopy(id, Box::new(header), tx))
+                .await??;
+        }
         let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
             request,
             extract,
@@ -1280,6 +1285,9 @@ impl Node {
             Command::Consultations(reply) => {
                 let _ = reply.send(self.consultation_ids());
             }
+            Command::KeepOwnCopy(id, header, reply) => {
+                let _ = reply.send(self.keep_own_copy(id, *header));
+            }
             Command::Record(user, role, action) => {
                 self.append_journal(user, role, action);
                 let _ = self.store.flush();
@@ -1360,4 +1368,35 @@ fn resume_journal(store: &Store, org: &OrgId) -> Result<Journal, NodeError> {
         tracing::error!("the consultation journal failed verification: {e}");
     }
     Ok(entries.last().map(Journal::resume).unwrap_or_default())
+}
+
+/// Seals each attachment for the plan's recipient on a blocking thread,
+/// streaming, and lists it in the plan's header.
+async fn seal_attachments(plan: &mut Plan, attachments: Vec<Attachment>) -> Result<(), NodeError> {
+    for (index, attachment) in attachments.into_iter().enumerate() {
+        let header = plan.header.clone();
+        let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
+        let (key, blobs) = (plan.recipient_key, plan.blobs.clone());
+        let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, NodeError> {
+            let mut source: Box<dyn std::io::Read> = match attachment {
+                Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                Attachment::File(path) => Box::new(
+                    std::fs::File::open(&path)
+                        .map_err(|e| NodeError::Attachment(format!("{}: {e}", path.display())))?,
+                ),
+            };
+            Ok(blobs.seal_attachment(
+                &header,
+                index as u32,
+                &sealing,
+                &key,
+                random_bytes(),
+                &mut source,
+            )?)
+        })
+        .await
+        .map_err(|e| NodeError::Attachment(e.to_string()))??;
+        plan.header.attachments.push(blob);
+    }
+    Ok(())
 }

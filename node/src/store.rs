@@ -86,6 +86,9 @@ pub struct StoredConsultation {
     pub conclusion: Option<ConclusionFile>,
     /// The consultation this one was escalated to, once it was.
     pub escalated_to: Option<ConsultationId>,
+    /// The attachments sealed to this organization itself (requesting side),
+    /// listed in this header, for sealing anew on escalation.
+    pub own_copy: Option<konsilium_protocol::seal::EnvelopeHeader>,
 }
 
 pub struct Store {

@@ -334,7 +334,12 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
     let mut at_requester = a.subscribe();
     let mut request = new_consultation(Urgency::Emergency, consent());
     request.min_level = OrgLevel::District;
-    let (first, sent) = a.request_consultation(request, vec![]).await.unwrap();
+    let ecg: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let mut at_federal = f.subscribe();
+    let (first, sent) = a
+        .request_consultation(request, vec![Attachment::Bytes(ecg.clone())])
+        .await
+        .unwrap();
     assert_eq!(sent.recipient, b.org(), "the nearest level first");
 
     // Nobody answers within the 30-minute first response: district -> regional -> federal.
@@ -373,6 +378,24 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
         Some(chain[1].0),
         "the history shows every hop"
     );
+    // The ECG was sealed anew for the federal center, which opens it intact.
+    let package = wait::event(
+        &mut at_federal,
+        "the escalated package",
+        PATIENCE,
+        |e| match e {
+            NodeEvent::PackageReceived { id, .. } => Some(*id),
+            _ => None,
+        },
+    )
+    .await
+    .unwrap();
+    let out = tmp.path().join("ecg-at-federal.bin");
+    assert_eq!(
+        f.open_attachment(package, 0, out.clone()).await.unwrap(),
+        ecg.len() as u64
+    );
+    assert!(std::fs::read(&out).unwrap() == ecg);
     f.act(act(
         last,
         Role::Coordinator,

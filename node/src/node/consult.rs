@@ -15,7 +15,7 @@ use konsilium_protocol::deadline::{Deadline, DeadlineState};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{self, ConsultationRef, Role};
 use konsilium_protocol::route::{self, RouteRequest};
-use konsilium_protocol::seal::{PackageId, RoutingHeader};
+use konsilium_protocol::seal::{EnvelopeHeader, PackageId, RoutingHeader};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
@@ -160,6 +160,7 @@ impl Node {
                 early: Vec::new(),
                 conclusion: None,
                 escalated_to: None,
+                own_copy: None,
             },
         )?;
         let physician = Some(new.physician.clone());
@@ -348,6 +349,7 @@ impl Node {
                 early: Vec::new(),
                 conclusion: None,
                 escalated_to: None,
+                own_copy: None,
             },
         )?;
         self.append_journal(
@@ -531,11 +533,15 @@ impl Node {
             .directory
             .get(&next)
             .map_or(OrgLevel::District, |e| e.level());
-        let plan = self.plan(
+        let mut plan = self.plan(
             Target::Org(next),
             routing(&request, min_level),
             STEP_LIFETIME,
         )?;
+        if let Some(own) = &stored.own_copy {
+            self.reseal_own_copy(own, &mut plan)?;
+            self.keep_own_copy(new_id, own.clone())?;
+        }
         self.commit(plan, &body)?;
         self.mark_escalated(request.id, Some(new_id))?;
         tracing::info!(from = %request.id, to = %new_id, consultant = %next, "escalated: {reason}");
@@ -575,6 +581,58 @@ impl Node {
                 due: deadline.due,
             });
         }
+    }
+
+    /// Keeps the requesting side's self-sealed copy of a consultation's attachments.
+    pub(super) fn keep_own_copy(
+        &mut self,
+        id: ConsultationId,
+        header: EnvelopeHeader,
+    ) -> Result<(), NodeError> {
+        let mut stored = self
+            .store
+            .consultation(&id)?
+            .ok_or(NodeError::UnknownConsultation(id))?;
+        stored.own_copy = Some(header);
+        self.store.put_consultation(&id, &stored)?;
+        Ok(self.store.flush()?)
+    }
+
+    /// Opens the self-sealed copy of the attachments and seals each anew
+    /// for the plan's recipient. Files pass through the node's `tmp/`.
+    fn reseal_own_copy(
+        &self,
+        own: &EnvelopeHeader,
+        plan: &mut super::Plan,
+    ) -> Result<(), NodeError> {
+        let tmp = self.blobs.scratch()?;
+        let me = [self.sealing.public()];
+        for index in 0..own.attachments.len() as u32 {
+            let path = tmp.join(format!("escalation-{}-{index}", own.id));
+            {
+                let mut out = std::io::BufWriter::new(
+                    std::fs::File::create(&path)
+                        .map_err(|e| NodeError::Attachment(e.to_string()))?,
+                );
+                self.blobs
+                    .open_attachment(own, index, &self.sealing, &me, &mut out)?;
+                std::io::Write::flush(&mut out)
+                    .map_err(|e| NodeError::Attachment(e.to_string()))?;
+            }
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| NodeError::Attachment(e.to_string()))?;
+            let blob = self.blobs.seal_attachment(
+                &plan.header,
+                index,
+                &self.sealing,
+                &plan.recipient_key,
+                random_bytes(),
+                &mut file,
+            )?;
+            let _ = std::fs::remove_file(&path);
+            plan.header.attachments.push(blob);
+        }
+        Ok(())
     }
 
     /// Records that a consultation was escalated (to `to`, or to no one).
