@@ -1367,6 +1367,7 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
                     recommendations: c.recommendations,
                     treatment_plan: c.treatment_plan,
                     further_studies: c.further_studies,
+                    attachments: Vec::new(),
                 }),
             ));
         }

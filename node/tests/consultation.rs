@@ -167,6 +167,7 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
             recommendations: "Dual-chamber pacemaker".into(),
             treatment_plan: "Implantation within 2 weeks".into(),
             further_studies: "Holter monitoring after implantation".into(),
+            attachments: vec![Attachment::Bytes(b"annotated ECG strip".to_vec())],
         }),
         ..act(
             id,
@@ -217,6 +218,11 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
     let trust = Trust::new([w.fed.root().key()]);
     let (conclusion, signer) = file.verify(&trust, node::now()).unwrap();
     assert_eq!(conclusion.diagnosis, "Sick sinus syndrome");
+    assert_eq!(
+        conclusion.attachments.len(),
+        1,
+        "the signed conclusion names its attachment"
+    );
     assert_eq!(signer, "Federal cardiology center");
     assert_eq!(
         Some(file.conclusion.content_hash()),
@@ -585,6 +591,7 @@ async fn an_urgent_video_consilium_is_proposed_confirmed_and_concluded() {
             recommendations: "Anticoagulation".into(),
             treatment_plan: "Apixaban".into(),
             further_studies: "Echocardiography".into(),
+            attachments: Vec::new(),
         }),
         ..act(
             id,

@@ -56,6 +56,8 @@ pub struct ConclusionText {
     pub recommendations: String,
     pub treatment_plan: String,
     pub further_studies: String,
+    /// Sealed to the requester and named in the signed conclusion by content hash.
+    pub attachments: Vec<super::Attachment>,
 }
 
 /// One consultation as this node sees it.
@@ -194,8 +196,41 @@ impl Node {
         conclusion: Option<ConclusionText>,
     ) -> Result<Status, NodeError> {
         let (mut stored, mut c) = self.load_consultation(&id)?;
+        let counterpart = if c.request.requester == self.me.cert.org {
+            c.request.consultant
+        } else {
+            c.request.requester
+        };
+        let min_level = self
+            .directory
+            .get(&c.request.consultant)
+            .map_or(OrgLevel::District, |e| e.level());
+        let mut plan = self.plan(
+            Target::Org(counterpart),
+            routing(&c.request, min_level),
+            STEP_LIFETIME,
+        )?;
         let (action, file) = match (action, conclusion) {
             (Action::Conclude { .. }, Some(text)) => {
+                for (index, attachment) in text.attachments.into_iter().enumerate() {
+                    let mut source: Box<dyn std::io::Read> = match attachment {
+                        super::Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                        super::Attachment::File(path) => {
+                            Box::new(std::fs::File::open(&path).map_err(|e| {
+                                NodeError::Attachment(format!("{}: {e}", path.display()))
+                            })?)
+                        }
+                    };
+                    let blob = self.blobs.seal_attachment(
+                        &plan.header,
+                        index as u32,
+                        &self.sealing,
+                        &plan.recipient_key,
+                        random_bytes(),
+                        &mut source,
+                    )?;
+                    plan.header.attachments.push(blob);
+                }
                 let signed = Conclusion {
                     consultation: id,
                     consultant_org: self.me.cert.org,
@@ -204,7 +239,7 @@ impl Node {
                     recommendations: text.recommendations,
                     treatment_plan: text.treatment_plan,
                     further_studies: text.further_studies,
-                    attachments: Vec::new(),
+                    attachments: plan.header.attachments.clone(),
                     issued_at: self.now(),
                 }
                 .sign(&self.identity)?;
@@ -228,25 +263,11 @@ impl Node {
         }
         self.store.put_consultation(&id, &stored)?;
         self.journal_step(&c, from, user, role, &step);
-        let counterpart = if c.request.requester == self.me.cert.org {
-            c.request.consultant
-        } else {
-            c.request.requester
-        };
-        let min_level = self
-            .directory
-            .get(&c.request.consultant)
-            .map_or(OrgLevel::District, |e| e.level());
         let body = wire::encode(&PackageBody::Step {
             step,
             conclusion: file.map(Box::new),
         })
         .map_err(|e| NodeError::Network(e.to_string()))?;
-        let plan = self.plan(
-            Target::Org(counterpart),
-            routing(&c.request, min_level),
-            STEP_LIFETIME,
-        )?;
         let sent = self.commit(plan, &body)?;
         self.append_journal(
             Some(user.to_owned()),
