@@ -645,6 +645,7 @@ pub fn action_name(action: &Action) -> &'static str {
     match action {
         Action::Receive => "receive",
         Action::Accept => "accept",
+        Action::Assign { .. } => "assign",
         Action::Reject { .. } => "reject",
         Action::Start => "start",
         Action::AskMore { .. } => "ask_more",
@@ -677,6 +678,7 @@ fn action_details(action: &Action) -> Value {
         | Action::Cancel { reason }
         | Action::Fail { reason } => json!({"reason": reason}),
         Action::Note { text } => json!({"text": text}),
+        Action::Assign { consultant } => json!({"consultant": consultant}),
         Action::Conclude { conclusion } => json!({"conclusion_hash": hex(conclusion)}),
         Action::Receive | Action::Accept | Action::Start | Action::Acknowledge => json!({}),
     }
@@ -1209,6 +1211,8 @@ struct ActionBody {
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
+    consultant: Option<String>,
+    #[serde(default)]
     conclusion: Option<ConclusionBody>,
 }
 
@@ -1232,9 +1236,10 @@ struct ConclusionBody {
     further_studies: String,
 }
 
-const ACTIONS: [&str; 13] = [
+const ACTIONS: [&str; 14] = [
     "receive",
     "accept",
+    "assign",
     "reject",
     "start",
     "ask_more",
@@ -1281,6 +1286,7 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
         "confirm_slot" => &["slot"],
         "cancel_appointment" | "cancel" => &["reason"],
         "note" => &["text"],
+        "assign" => &["consultant"],
         "conclude" => &["conclusion"],
         _ => &[],
     };
@@ -1288,6 +1294,7 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
         ("reason", b.reason.is_some()),
         ("forward", b.forward.is_some()),
         ("questions", b.questions.is_some()),
+        ("consultant", b.consultant.is_some()),
         ("note", b.note.is_some()),
         ("slots", b.slots.is_some()),
         ("slot", b.slot.is_some()),
@@ -1309,6 +1316,9 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
     let action = match name {
         "receive" => Action::Receive,
         "accept" => Action::Accept,
+        "assign" => Action::Assign {
+            consultant: need(b.consultant, "consultant")?,
+        },
         "reject" => Action::Reject {
             reason: need(b.reason, "reason")?,
             forward: b.forward.unwrap_or(false),
@@ -1749,6 +1759,7 @@ pub fn openapi_document() -> Value {
                         "slots": {"type": "array", "items": {"$ref": "#/components/schemas/Slot"}, "description": "propose_slots"},
                         "slot": {"$ref": "#/components/schemas/Slot", "description": "confirm_slot"},
                         "text": {"type": "string", "description": "note"},
+                        "consultant": {"type": "string", "description": "assign: the consultant the coordinator passes the request to"},
                         "conclusion": {"type": "object", "additionalProperties": false, "description": "conclude",
                             "required": ["diagnosis", "recommendations"],
                             "properties": {"authors": {"type": "array", "items": {"type": "string"}},

@@ -334,6 +334,7 @@ fn action_code(action: &Action) -> (&'static str, &'static str) {
     match action {
         Action::Receive => ("receive", "Request registered"),
         Action::Accept => ("accept", "Accepted"),
+        Action::Assign { .. } => ("assign", "Passed to a consultant"),
         Action::Reject { .. } => ("reject", "Declined"),
         Action::Start => ("start", "Consultant started work"),
         Action::AskMore { .. } => ("ask-more", "More examinations requested"),

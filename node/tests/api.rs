@@ -229,6 +229,23 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
         assert_eq!(status, StatusCode::OK, "{action}: {body}");
         assert_eq!(body["status"], want);
     }
+    // The coordinator passes it to the consultant of the right profile; a consultant may not.
+    let (status, _, body) = at_f
+        .act(
+            &id,
+            "coord-f",
+            json!({"action": "assign", "consultant": "Prof. Petrov"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refused = at_f
+        .act(
+            &id,
+            "cons-f",
+            json!({"action": "assign", "consultant": "Prof. Petrov"}),
+        )
+        .await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "may not assign");
     // The conclusion, written by the consultant.
     let (status, _, body) = at_f
         .act(
@@ -291,6 +308,7 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
             ("receive", "coordinator", "coordinator Sidorova"),
             ("accept", "coordinator", "coordinator Sidorova"),
             ("start", "consultant", "Prof. Petrov"),
+            ("assign", "coordinator", "coordinator Sidorova"),
             ("conclude", "consultant", "Prof. Petrov"),
             ("acknowledge", "physician", "Dr. Ivanova"),
         ]
@@ -603,7 +621,7 @@ async fn the_api_refuses_with_problem_documents() {
             .as_array()
             .unwrap()
             .len(),
-        13
+        14
     );
 
     // A server without users would refuse everyone: it does not start.

@@ -148,6 +148,10 @@ pub enum Action {
     /// The consulting coordinator registered the request.
     Receive,
     Accept,
+    /// The coordinator passes the request to a consultant of the right profile.
+    Assign {
+        consultant: String,
+    },
     /// Declined; with `forward`, the requester should try the next candidate.
     Reject {
         reason: String,
@@ -195,6 +199,7 @@ impl Action {
         match self {
             Action::Receive => "receive",
             Action::Accept => "accept",
+            Action::Assign { .. } => "assign",
             Action::Reject { .. } => "reject",
             Action::Start => "start",
             Action::AskMore { .. } => "ask for more",
@@ -288,7 +293,7 @@ fn permitted(action: &Action, side: Side, role: Role) -> bool {
     use Side::*;
     match action {
         // Registering a request is the coordinator's job (it gives the request its place in the queue).
-        Action::Receive => side == Consulting && role == Coordinator,
+        Action::Receive | Action::Assign { .. } => side == Consulting && role == Coordinator,
         Action::Accept | Action::Reject { .. } => {
             side == Consulting && matches!(role, Coordinator | Consultant)
         }
@@ -317,6 +322,8 @@ pub struct Consultation {
     pub history: Vec<Signed<Transition>>,
     pub conclusion: Option<[u8; 32]>,
     pub acknowledged: bool,
+    /// The consultant the coordinator passed the request to.
+    pub assigned: Option<String>,
     /// When the consulting side first answered (accepted, noted or concluded).
     pub first_response: Option<Timestamp>,
     head: [u8; 32],
@@ -342,6 +349,7 @@ impl Consultation {
             history: Vec::new(),
             conclusion: None,
             acknowledged: false,
+            assigned: None,
             first_response: None,
             head: request.content_hash(),
         })
@@ -425,6 +433,7 @@ impl Consultation {
         }
         match &t.action {
             Action::Conclude { conclusion } => self.conclusion = Some(*conclusion),
+            Action::Assign { consultant } => self.assigned = Some(consultant.clone()),
             Action::Acknowledge => self.acknowledged = true,
             _ => {}
         }
@@ -450,6 +459,17 @@ impl Consultation {
         Ok(match action {
             Action::Receive if s == Requested => (Received, keep),
             Action::Accept if matches!(s, Requested | Received) => (Accepted, keep),
+            Action::Assign { consultant }
+                if matches!(s, Received | Accepted | InProgress | OnHold) =>
+            {
+                if consultant.trim().is_empty() {
+                    return Err(WorkflowError::WrongState {
+                        action: name,
+                        status: s,
+                    });
+                }
+                (s, keep)
+            }
             Action::Reject { .. } if matches!(s, Requested | Received | Accepted) => {
                 (Rejected, keep)
             }
@@ -590,6 +610,14 @@ mod tests {
         for (key, role, action, expect) in [
             (f, Coordinator, Action::Receive, Status::Received),
             (f, Coordinator, Action::Accept, Status::Accepted),
+            (
+                f,
+                Coordinator,
+                Action::Assign {
+                    consultant: "Prof. Petrov".into(),
+                },
+                Status::Accepted,
+            ),
             (f, Consultant, Action::Start, Status::InProgress),
             (
                 f,
@@ -621,6 +649,7 @@ mod tests {
             assert_eq!(c.apply(&step), Ok(expect));
         }
         assert!(c.acknowledged);
+        assert_eq!(c.assigned.as_deref(), Some("Prof. Petrov"));
         assert_eq!(c.conclusion, Some([1; 32]));
         assert_eq!(c.first_response, Some(at(5)));
         assert_eq!(c.status.fhir_code(), "completed");
@@ -876,7 +905,7 @@ mod tests {
 
     /// A random step: who acts, in which role, doing what.
     fn arb_step() -> impl Strategy<Value = (bool, u8, u8, u8)> {
-        (any::<bool>(), 0u8..4, 0u8..14, 0u8..4)
+        (any::<bool>(), 0u8..4, 0u8..15, 0u8..4)
     }
 
     fn make_action(kind: u8, slot_pick: u8) -> Action {
@@ -911,6 +940,9 @@ mod tests {
             11 => Action::Acknowledge,
             12 => Action::Cancel {
                 reason: "patient transferred".into(),
+            },
+            13 => Action::Assign {
+                consultant: "Prof. Petrov".into(),
             },
             _ => Action::Fail {
                 reason: "deadline missed".into(),
