@@ -300,12 +300,16 @@ fn permitted(action: &Action, side: Side, role: Role) -> bool {
         Action::Start | Action::Conclude { .. } | Action::Note { .. } => {
             side == Consulting && role == Consultant
         }
-        Action::AskMore { .. } | Action::ProposeSlots { .. } => {
-            side == Consulting && matches!(role, Coordinator | Consultant)
-        }
-        Action::Supply { .. } | Action::ConfirmSlot { .. } | Action::Cancel { .. } => {
+        Action::AskMore { .. } => side == Consulting && matches!(role, Coordinator | Consultant),
+        Action::Supply { .. } | Action::Cancel { .. } => {
             side == Requesting && matches!(role, Physician | Coordinator)
         }
+        // Either side may propose (or re-propose, to reschedule) times; the
+        // other side confirms one.
+        Action::ProposeSlots { .. } | Action::ConfirmSlot { .. } => match side {
+            Consulting => matches!(role, Coordinator | Consultant),
+            Requesting => matches!(role, Physician | Coordinator),
+        },
         Action::Acknowledge => side == Requesting && role == Physician,
         Action::CancelAppointment { .. } => matches!(role, Physician | Coordinator | Consultant),
         Action::Fail { .. } => side == Requesting && matches!(role, Operator | Coordinator),
@@ -324,6 +328,8 @@ pub struct Consultation {
     pub acknowledged: bool,
     /// The consultant the coordinator passed the request to.
     pub assigned: Option<String>,
+    /// Which side made the current video consilium proposal.
+    pub proposed_by: Option<Side>,
     /// When the consulting side first answered (accepted, noted or concluded).
     pub first_response: Option<Timestamp>,
     head: [u8; 32],
@@ -350,6 +356,7 @@ impl Consultation {
             conclusion: None,
             acknowledged: false,
             assigned: None,
+            proposed_by: None,
             first_response: None,
             head: request.content_hash(),
         })
@@ -422,7 +429,7 @@ impl Consultation {
                 action,
             });
         }
-        let (status, appointment) = self.next(&t.action)?;
+        let (status, appointment) = self.next(&t.action, side)?;
         // All checks passed: commit.
         if matches!(
             t.action,
@@ -434,6 +441,7 @@ impl Consultation {
         match &t.action {
             Action::Conclude { conclusion } => self.conclusion = Some(*conclusion),
             Action::Assign { consultant } => self.assigned = Some(consultant.clone()),
+            Action::ProposeSlots { .. } => self.proposed_by = Some(side),
             Action::Acknowledge => self.acknowledged = true,
             _ => {}
         }
@@ -445,7 +453,7 @@ impl Consultation {
     }
 
     /// The state after `action`, or why it cannot happen now.
-    fn next(&self, action: &Action) -> Result<(Status, Appointment), WorkflowError> {
+    fn next(&self, action: &Action, side: Side) -> Result<(Status, Appointment), WorkflowError> {
         use Status::*;
         let name = action.name();
         let wrong = || WorkflowError::WrongState {
@@ -484,6 +492,12 @@ impl Consultation {
                     });
                 }
                 (s, Appointment::Proposed(slots.clone()))
+            }
+            Action::ConfirmSlot { .. } if working && self.proposed_by == Some(side) => {
+                return Err(WorkflowError::Appointment {
+                    action: name,
+                    why: "the other side confirms a proposal",
+                });
             }
             Action::ConfirmSlot { slot } if working => match &self.appointment {
                 Appointment::Proposed(slots) if slots.contains(slot) => {
@@ -742,6 +756,65 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.status, Status::Completed);
+    }
+
+    #[test]
+    fn either_side_reschedules_and_the_other_confirms() {
+        let p = parties();
+        let mut c = open(&p, Urgency::Urgent);
+        let (d, f) = (&p.district.identity, &p.federal.identity);
+        c.apply(&c.step(f, Coordinator, "coord", at(1), Action::Accept))
+            .unwrap();
+        c.apply(&c.step(
+            f,
+            Coordinator,
+            "coord",
+            at(2),
+            Action::ProposeSlots {
+                slots: vec![slot(2)],
+            },
+        ))
+        .unwrap();
+        c.apply(&c.step(
+            d,
+            Physician,
+            "dr i",
+            at(3),
+            Action::ConfirmSlot { slot: slot(2) },
+        ))
+        .unwrap();
+        // The requesting side cannot make it at that time and proposes others.
+        c.apply(&c.step(
+            d,
+            Physician,
+            "dr i",
+            at(4),
+            Action::ProposeSlots {
+                slots: vec![slot(5), slot(6)],
+            },
+        ))
+        .unwrap();
+        assert_eq!(c.proposed_by, Some(Side::Requesting));
+        let own = c.step(
+            d,
+            Physician,
+            "dr i",
+            at(5),
+            Action::ConfirmSlot { slot: slot(5) },
+        );
+        assert!(
+            matches!(c.apply(&own), Err(WorkflowError::Appointment { .. })),
+            "a side does not confirm its own proposal"
+        );
+        c.apply(&c.step(
+            f,
+            Consultant,
+            "dr",
+            at(6),
+            Action::ConfirmSlot { slot: slot(6) },
+        ))
+        .unwrap();
+        assert_eq!(c.appointment, Appointment::Confirmed(slot(6)));
     }
 
     #[test]
