@@ -91,6 +91,15 @@ pub struct StoredConsultation {
     pub own_copy: Option<konsilium_protocol::seal::EnvelopeHeader>,
 }
 
+/// A workflow step that arrived before its consultation, with the
+/// organization that sent it and the conclusion it may carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EarlyStep {
+    pub sender: OrgId,
+    pub step: Signed<Transition>,
+    pub conclusion: Option<ConclusionFile>,
+}
+
 pub struct Store {
     db: sled::Db,
     records: sled::Tree,
@@ -101,6 +110,7 @@ pub struct Store {
     seen: sled::Tree,
     waiting: sled::Tree,
     consultations: sled::Tree,
+    early_steps: sled::Tree,
     journal: sled::Tree,
     checkpoints: sled::Tree,
     meta: sled::Tree,
@@ -132,6 +142,7 @@ impl Store {
             seen: db.open_tree("seen")?,
             waiting: db.open_tree("waiting")?,
             consultations: db.open_tree("consultations")?,
+            early_steps: db.open_tree("early_steps")?,
             journal: db.open_tree("journal")?,
             checkpoints: db.open_tree("checkpoints")?,
             meta: db.open_tree("meta")?,
@@ -288,6 +299,36 @@ impl Store {
             .collect()
     }
 
+    /// Holds a workflow step whose consultation has not arrived yet (a small
+    /// step can overtake a request whose attachments are still being
+    /// fetched). Refused once `limit` steps are held, so a peer cannot fill
+    /// the disk with steps for consultations that will never come.
+    pub fn hold_early_step(
+        &self,
+        id: &ConsultationId,
+        step: &EarlyStep,
+        limit: usize,
+    ) -> Result<bool, StoreError> {
+        if self.early_steps.len() >= limit {
+            return Ok(false);
+        }
+        let mut key = id.0.to_vec();
+        key.extend_from_slice(&step.step.content_hash());
+        self.early_steps.insert(key, encode(step))?;
+        Ok(true)
+    }
+
+    /// Takes every step held for a consultation that has now arrived.
+    pub fn take_early_steps(&self, id: &ConsultationId) -> Result<Vec<EarlyStep>, StoreError> {
+        let mut steps = Vec::new();
+        for kv in self.early_steps.scan_prefix(id.0) {
+            let (key, value) = kv?;
+            steps.push(decode("early step", &value)?);
+            self.early_steps.remove(key)?;
+        }
+        Ok(steps)
+    }
+
     pub fn put_consultation(
         &self,
         id: &ConsultationId,
@@ -395,5 +436,52 @@ impl Store {
     pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), StoreError> {
         self.meta.insert(key, &value.to_be_bytes())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use konsilium_protocol::identity::IdentityKey;
+    use konsilium_protocol::journal::Role;
+    use konsilium_protocol::workflow::Action;
+
+    fn step(key: &IdentityKey, consultation: ConsultationId, seq: u32) -> EarlyStep {
+        let t = Transition {
+            consultation,
+            seq,
+            prev: [0; 32],
+            actor: key.org_id(),
+            role: Role::Physician,
+            user: "Dr. Ivanova".into(),
+            at: Timestamp::from_unix_millis(1_780_000_000_000),
+            action: Action::Cancel {
+                reason: "transferred".into(),
+            },
+        };
+        EarlyStep {
+            sender: key.org_id(),
+            step: Signed::sign(key, &t),
+            conclusion: None,
+        }
+    }
+
+    #[test]
+    fn early_steps_are_held_per_consultation_up_to_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = IdentityKey::from_seed([7; 32]);
+        let (a, b) = (ConsultationId([1; 16]), ConsultationId([2; 16]));
+        assert!(store.hold_early_step(&a, &step(&key, a, 1), 2).unwrap());
+        assert!(store.hold_early_step(&b, &step(&key, b, 1), 2).unwrap());
+        assert!(
+            !store.hold_early_step(&a, &step(&key, a, 2), 2).unwrap(),
+            "the limit counts every held step"
+        );
+        let held = store.take_early_steps(&a).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].step.decode_unverified().unwrap().consultation, a);
+        assert!(store.take_early_steps(&a).unwrap().is_empty(), "taken once");
+        assert_eq!(store.take_early_steps(&b).unwrap().len(), 1);
     }
 }

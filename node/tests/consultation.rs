@@ -623,3 +623,42 @@ async fn an_urgent_video_consilium_is_proposed_confirmed_and_concluded() {
         n.shutdown().await;
     }
 }
+
+/// A step without attachments can overtake the request it follows, whose
+/// attachments are still being fetched; the consultant must hold it, not
+/// drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_overtakes_its_request_is_held_and_applied() {
+    let w = three().await;
+    let mut at_federal = w.federal.subscribe();
+    let scan = vec![0x5au8; 24 << 20];
+    let (id, _) = w
+        .district
+        .request_consultation(
+            new_consultation(Urgency::Planned, consent()),
+            vec![Attachment::Bytes(scan)],
+        )
+        .await
+        .unwrap();
+    // Cancelled at once: the step's package is small and is sent while the
+    // consultant is still pulling the 24 MiB scan.
+    let status = w
+        .district
+        .act(act(
+            id,
+            Role::Physician,
+            "Dr. Ivanova",
+            Action::Cancel {
+                reason: "the patient was transferred".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, Status::Cancelled);
+    status_reaches(&mut at_federal, id, Status::Cancelled).await;
+    let view = w.federal.consultation(id).await.unwrap();
+    assert_eq!(view.consultation.status, Status::Cancelled);
+    for n in [w.district, w.regional, w.federal] {
+        n.shutdown().await;
+    }
+}

@@ -7,7 +7,7 @@
 //! overtake each other on the network wait until the one they follow arrives.
 
 use super::{Node, NodeError, NodeEvent, Target, random_bytes};
-use crate::store::StoredConsultation;
+use crate::store::{EarlyStep, StoredConsultation};
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, PackageBody};
@@ -32,6 +32,8 @@ const ESCALATION_USER: &str = "konsilium (automatic escalation)";
 /// Sign a journal checkpoint after this many entries (and at shutdown).
 const CHECKPOINT_EVERY: u64 = 100;
 /// Workflow packages live as long as the longest legal deadline allows, with margin.
+/// Steps held for consultations that have not arrived yet, across all peers.
+const MAX_EARLY_STEPS: usize = 4096;
 const STEP_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 
 /// What the attending physician submits.
@@ -391,6 +393,12 @@ impl Node {
             id: c.id(),
             status: c.status,
         });
+        for early in self.store.take_early_steps(&c.id())? {
+            if let Err(e) = self.receive_step(early.sender, early.step, early.conclusion) {
+                tracing::warn!(consultation = %c.id(), "held step refused: {e}");
+            }
+        }
+        self.store.flush()?;
         Ok(())
     }
 
@@ -415,7 +423,25 @@ impl Node {
             }
         }
         let id = t.consultation;
-        let (mut stored, mut c) = self.load_consultation(&id)?;
+        let (mut stored, mut c) = match self.load_consultation(&id) {
+            Err(NodeError::UnknownConsultation(_)) => {
+                // The request may still be on its way (its attachments are
+                // fetched before it is handed over): hold the step for it.
+                step.verify(&sender.verifying_key())?;
+                let early = EarlyStep {
+                    sender,
+                    step,
+                    conclusion,
+                };
+                if !self.store.hold_early_step(&id, &early, MAX_EARLY_STEPS)? {
+                    return Err(NodeError::UnknownConsultation(id));
+                }
+                self.store.flush()?;
+                tracing::info!(consultation = %id, "step held until its request arrives");
+                return Ok(());
+            }
+            other => other?,
+        };
         if conclusion.is_some() {
             stored.conclusion = conclusion;
         }
