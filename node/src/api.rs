@@ -550,22 +550,14 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 }
 
 fn parse_id(text: &str) -> Result<ConsultationId, Problem> {
-    let bad = || {
+    text.parse().map_err(|_| {
         Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-consultation",
             "No such consultation",
             format!("{text:?} is not a consultation id (32 hexadecimal digits)"),
         )
-    };
-    if text.len() != 32 || !text.is_ascii() {
-        return Err(bad());
-    }
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(ConsultationId(id))
+    })
 }
 
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, Problem> {
@@ -1110,22 +1102,6 @@ struct ListQuery {
     status: Option<String>,
 }
 
-fn parse_status(code: &str) -> Option<Status> {
-    [
-        Status::Requested,
-        Status::Received,
-        Status::Accepted,
-        Status::Rejected,
-        Status::InProgress,
-        Status::OnHold,
-        Status::Completed,
-        Status::Cancelled,
-        Status::Failed,
-    ]
-    .into_iter()
-    .find(|s| s.fhir_code() == code)
-}
-
 async fn list_consultations(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -1142,7 +1118,7 @@ async fn list_consultations(
     })?;
     let want = match query.status.as_deref() {
         None => None,
-        Some(code) => Some(parse_status(code).ok_or_else(|| {
+        Some(code) => Some(Status::from_fhir_code(code).ok_or_else(|| {
             Problem::invalid(
                 "status",
                 format!(

@@ -78,6 +78,11 @@ fn in_file(file: &Option<PathBuf>) -> String {
     }
 }
 
+/// Where `/metrics` is served when `[metrics]` gives no address.
+pub const DEFAULT_METRICS_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464),
+);
+
 /// A validated configuration. Paths are absolute, so the node behaves the
 /// same whatever directory it was started from.
 #[derive(Debug, Clone)]
@@ -99,6 +104,8 @@ pub struct NodeConfig {
     pub log: LogConfig,
     /// The local HTTP API for the hospital information system and clinicians; off when absent.
     pub api: Option<crate::api::ApiConfig>,
+    /// Where Prometheus scrapes `/metrics`; off when the section is absent.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Which directory records a node keeps.
@@ -256,6 +263,14 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     api: Option<RawApi>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -505,6 +520,18 @@ impl RawConfig {
             None => None,
             Some(raw) => Some(api(raw)?),
         };
+        let metrics = match self.metrics {
+            None => None,
+            Some(raw) => Some(match raw.listen.as_deref().map(str::trim) {
+                None => DEFAULT_METRICS_LISTEN,
+                Some(text) => text.parse().map_err(|_| {
+                    bad(
+                        "metrics.listen",
+                        format!("{text:?} is not an address: use IP:port, e.g. \"127.0.0.1:9464\""),
+                    )
+                })?,
+            }),
+        };
 
         Ok(NodeConfig {
             data_dir,
@@ -522,6 +549,7 @@ impl RawConfig {
             consultants,
             log,
             api,
+            metrics,
         })
     }
 }
@@ -1132,6 +1160,11 @@ holidays = []
 # The local HTTP API for the hospital information system and clinicians is off
 # unless an [api] section names its users; `konsilium api-token --help` prints
 # one ready to paste, with the token stored only as its hash.
+
+# Prometheus metrics at http://<listen>/metrics; loopback unless you need a
+# remote scraper (then put it behind your network's access rules).
+[metrics]
+listen = "127.0.0.1:9464"
 
 [log]
 # "text" for people, "json" for log collectors.

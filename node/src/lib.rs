@@ -1,12 +1,16 @@
 //! The Konsilium node: a tokio + libp2p shell around `konsilium-protocol`.
 
+pub mod admin;
 pub mod api;
 pub mod behaviour;
 pub mod blobs;
 pub mod codec;
 pub mod config;
+pub mod doctor;
 pub mod federation;
 pub mod fhir;
 pub mod keys;
+pub mod metrics;
 pub mod node;
+pub mod report;
 pub mod store;

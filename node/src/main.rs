@@ -1,17 +1,20 @@
 //! `konsilium`: set up and run a node, or run the demo federation.
 
 mod demo;
+mod views;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use konsilium_node::admin::{self, AdminClient};
 use konsilium_node::config::{self, LogFormat, NodeConfig};
 use konsilium_node::keys::NodeKeys;
 use konsilium_node::node::{self, NodeEvent, NodeSetup};
-use konsilium_protocol::cert::Trust;
+use konsilium_protocol::cert::{OrgLevel, RegionCode, Trust};
 use konsilium_protocol::conclusion::ConclusionFile;
 use konsilium_protocol::identity::AuthorityKey;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::specialty::{Lang, Specialty};
+use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire;
 use std::path::PathBuf;
 
@@ -20,7 +23,7 @@ use std::path::PathBuf;
     name = "konsilium",
     version,
     about = "Konsilium: federated peer-to-peer telemedicine consultations between medical organizations",
-    after_help = "Examples:\n  konsilium demo                                   a federation on loopback, one package end to end\n  konsilium init --org-name \"Sokol CDH\" --data-dir /var/lib/konsilium --root <hex>\n  konsilium run --config /var/lib/konsilium/node.toml"
+    after_help = "Examples:\n  konsilium demo                                   a federation on loopback, consultations end to end\n  konsilium init --org-name \"Sokol CDH\" --data-dir /var/lib/konsilium --root <hex>\n  konsilium run --config /var/lib/konsilium/node.toml\n  konsilium doctor --config /var/lib/konsilium/node.toml\n\nOperator views of a running node (tables, or --json for scripts):\n  export KONSILIUM_CONFIG=/var/lib/konsilium/node.toml\n  konsilium status | peers | directory | route | requests | request ID | outbox | sla | sessions | certs\n  konsilium journal verify | tail | stats"
 )]
 struct Cli {
     /// Log output: text for people, json for collectors (overrides the config file).
@@ -33,28 +36,83 @@ struct Cli {
 #[derive(Subcommand)]
 enum JournalCommand {
     /// Detect any edit, deletion or reordering (checked against the signed checkpoints).
+    #[command(
+        after_help = "Examples:\n  konsilium journal verify --config /var/lib/konsilium/node.toml\n  konsilium journal verify --data-dir /var/lib/konsilium    (a stopped node)"
+    )]
     Verify {
         #[command(flatten)]
-        at: JournalAt,
+        at: NodeAt,
+        /// The organization whose journal it is, for a stopped node (default: from its identity key).
+        #[arg(long)]
+        org: Option<konsilium_protocol::identity::OrgId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The latest journal entries.
+    #[command(
+        after_help = "Example:\n  konsilium journal tail -n 50 --config /var/lib/konsilium/node.toml"
+    )]
+    Tail {
+        #[command(flatten)]
+        at: NodeAt,
+        /// How many entries.
+        #[arg(short, long, default_value_t = 20)]
+        n: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Consultations per organization pair, specialty and urgency, and deadline adherence.
+    #[command(
+        after_help = "Examples:\n  konsilium journal stats --config /var/lib/konsilium/node.toml --json\n  konsilium journal stats --data-dir /var/lib/konsilium    (a stopped node)"
+    )]
     Stats {
         #[command(flatten)]
-        at: JournalAt,
+        at: NodeAt,
+        #[arg(long)]
+        org: Option<konsilium_protocol::identity::OrgId>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
 }
 
-#[derive(clap::Args)]
-struct JournalAt {
+/// Which node a view asks: its admin socket, found from the config file or
+/// the data directory, or given directly.
+#[derive(clap::Args, Clone)]
+struct NodeAt {
+    /// The node's config file (its data_dir holds the admin socket).
+    #[arg(long, env = "KONSILIUM_CONFIG")]
+    config: Option<PathBuf>,
     /// The node's data directory.
     #[arg(long)]
-    data_dir: PathBuf,
-    /// The organization whose journal it is (default: from the data directory's identity key).
+    data_dir: Option<PathBuf>,
+    /// The admin socket itself (default: <data_dir>/admin.sock).
     #[arg(long)]
-    org: Option<konsilium_protocol::identity::OrgId>,
+    socket: Option<PathBuf>,
+}
+
+impl NodeAt {
+    fn data_dir(&self) -> Result<Option<PathBuf>> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(Some(dir.clone()));
+        }
+        match &self.config {
+            Some(path) => Ok(Some(NodeConfig::load(path)?.data_dir)),
+            None => Ok(None),
+        }
+    }
+
+    fn client(&self) -> Result<AdminClient> {
+        if let Some(socket) = &self.socket {
+            return Ok(AdminClient::new(socket.clone()));
+        }
+        match self.data_dir()? {
+            Some(dir) => Ok(AdminClient::new(admin::socket_path(&dir))),
+            None => bail!(
+                "which node? give --config /var/lib/konsilium/node.toml (or set KONSILIUM_CONFIG), --data-dir, or --socket"
+            ),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -138,6 +196,139 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What the node sees now: identity, certificate, addresses, NAT, peers, queues, deadlines.
+    #[command(
+        after_help = "Examples:\n  konsilium status --config /var/lib/konsilium/node.toml\n  konsilium status --json | jq .peers_connected"
+    )]
+    Status {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connected organizations: level, region, address, latency, protocol, gossip score, clock skew.
+    #[command(after_help = "Example:\n  konsilium peers --config /var/lib/konsilium/node.toml")]
+    Peers {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The directory: organizations, their services and consultants, record age and sequence.
+    #[command(
+        after_help = "Examples:\n  konsilium directory --specialty cardiology --level regional\n  konsilium directory --region RU-VLG --lang ru"
+    )]
+    Directory {
+        #[command(flatten)]
+        at: NodeAt,
+        /// A specialty slug or code (`konsilium specialties` lists them).
+        #[arg(long)]
+        specialty: Option<Specialty>,
+        /// This level or higher: district, regional, federal (or 1, 2, 3).
+        #[arg(long)]
+        level: Option<OrgLevel>,
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// Accepting this urgency: planned, urgent, emergency.
+        #[arg(long)]
+        urgency: Option<Urgency>,
+        /// Language of the specialty names: en, ru, uk, zh.
+        #[arg(long, default_value = "en")]
+        lang: Lang,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Routing dry run: where a request would go, and why each organization was chosen or skipped.
+    #[command(
+        after_help = "Example:\n  konsilium route --specialty cardiology --min-level regional --urgency emergency"
+    )]
+    Route {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        specialty: Specialty,
+        #[arg(long, default_value = "district")]
+        min_level: OrgLevel,
+        #[arg(long, default_value = "planned")]
+        urgency: Urgency,
+        /// Region to prefer (default: this node's).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consultations with state, urgency, deadline and time left.
+    #[command(
+        after_help = "Examples:\n  konsilium requests\n  konsilium requests --state in-progress --json"
+    )]
+    Requests {
+        #[command(flatten)]
+        at: NodeAt,
+        /// A FHIR Task.status: requested, received, accepted, rejected, in-progress,
+        /// on-hold, completed, cancelled, failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One consultation: hops, every transition, delivery receipts, conclusion.
+    #[command(after_help = "Example:\n  konsilium request 5562e3329fe0f9937e8a82385321f630")]
+    Request {
+        #[command(flatten)]
+        at: NodeAt,
+        /// The consultation id (from `konsilium requests`).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packages waiting to be delivered: to whom, attempts, next retry, last error.
+    #[command(after_help = "Example:\n  konsilium outbox --json")]
+    Outbox {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deadlines at risk and breached, by urgency and counterpart.
+    #[command(after_help = "Example:\n  konsilium sla")]
+    Sla {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live video sessions with RTT, loss and bitrate.
+    #[command(after_help = "Example:\n  konsilium sessions")]
+    Sessions {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The certificate chain, expiry warnings, and the revocations this node knows.
+    #[command(after_help = "Example:\n  konsilium certs")]
+    Certs {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check config, keys, certificate expiry, disk, ports, clock skew and bootstrap peers.
+    #[command(
+        after_help = "Example:\n  konsilium doctor --config /var/lib/konsilium/node.toml\nExits with status 1 when a check fails."
+    )]
+    Doctor {
+        #[arg(long, env = "KONSILIUM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node's Prometheus metrics, as a scraper would see them.
+    #[command(after_help = "Example:\n  konsilium metrics | grep konsilium_outbox")]
+    Metrics {
+        #[command(flatten)]
+        at: NodeAt,
+    },
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -202,7 +393,55 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => init(&org_name, data_dir, config, &roots, port),
         Command::Run { config } => run(config, &cli.log_format).await,
         Command::Specialties { lang } => specialties(lang),
-        Command::Journal { command } => journal(command),
+        Command::Journal { command } => journal(command).await,
+        Command::Status { at, json } => views::status(&at.client()?, json).await,
+        Command::Peers { at, json } => views::peers(&at.client()?, json).await,
+        Command::Directory {
+            at,
+            specialty,
+            level,
+            region,
+            urgency,
+            lang,
+            json,
+        } => {
+            let q = query(&[
+                ("specialty", specialty.map(|s| s.slug().to_owned())),
+                ("level", level.map(|l| l.to_string())),
+                ("region", region.map(|r| r.to_string())),
+                ("urgency", urgency.map(|u| u.to_string())),
+            ]);
+            views::directory(&at.client()?, &q, lang, json).await
+        }
+        Command::Route {
+            at,
+            specialty,
+            min_level,
+            urgency,
+            region,
+            json,
+        } => {
+            let q = query(&[
+                ("specialty", Some(specialty.slug().to_owned())),
+                ("min_level", Some(min_level.to_string())),
+                ("urgency", Some(urgency.to_string())),
+                ("region", region.map(|r| r.to_string())),
+            ]);
+            views::route(&at.client()?, &q, json).await
+        }
+        Command::Requests { at, state, json } => {
+            views::requests(&at.client()?, &query(&[("state", state)]), json).await
+        }
+        Command::Request { at, id, json } => views::request(&at.client()?, &id, json).await,
+        Command::Outbox { at, json } => views::outbox(&at.client()?, json).await,
+        Command::Sla { at, json } => views::sla(&at.client()?, json).await,
+        Command::Sessions { at, json } => views::sessions(&at.client()?, json).await,
+        Command::Certs { at, json } => views::certs(&at.client()?, json).await,
+        Command::Metrics { at } => {
+            print!("{}", at.client()?.get("/metrics").await?);
+            Ok(())
+        }
+        Command::Doctor { config, json } => doctor(&config, json).await,
         Command::ApiToken { name, role } => {
             let token: String = node::random_bytes::<32>()
                 .iter()
@@ -269,17 +508,18 @@ fn verify(
 /// Reads a stopped node's journal. sled refuses a second opener, so a
 /// running node is reported as such rather than read behind its back.
 fn load_journal(
-    at: &JournalAt,
+    data_dir: &std::path::Path,
+    org: Option<konsilium_protocol::identity::OrgId>,
 ) -> Result<(
     Vec<konsilium_protocol::journal::Entry>,
     Vec<konsilium_protocol::signed::Signed<konsilium_protocol::journal::Checkpoint>>,
     konsilium_protocol::identity::OrgId,
 )> {
-    let org = match at.org {
+    let org = match org {
         Some(org) => org,
-        None => NodeKeys::load(&at.data_dir)?.identity.org_id(),
+        None => NodeKeys::load(data_dir)?.identity.org_id(),
     };
-    let db = at.data_dir.join("db");
+    let db = data_dir.join("db");
     if !db.exists() {
         bail!(
             "no node database at {}: is --data-dir the node's data_dir?",
@@ -295,13 +535,38 @@ fn load_journal(
     Ok((store.journal()?, store.checkpoints()?, org))
 }
 
-fn journal(command: JournalCommand) -> Result<()> {
+/// Whether the node answers on its admin socket; `None` means it is not
+/// running and `at` names a data directory to read offline instead.
+async fn running(at: &NodeAt) -> Result<Option<AdminClient>> {
+    let client = at.client()?;
+    match client.get("/v1/status").await {
+        Ok(_) => Ok(Some(client)),
+        Err(admin::AdminError::NotRunning { .. }) if at.data_dir()?.is_some() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn journal(command: JournalCommand) -> Result<()> {
     use konsilium_protocol::journal;
     match command {
-        JournalCommand::Verify { at } => {
-            let (entries, checkpoints, org) = load_journal(&at)?;
+        JournalCommand::Verify { at, org, json } => {
+            if let Some(client) = running(&at).await? {
+                if !views::journal_verify(&client, json).await? {
+                    bail!("the journal does not verify");
+                }
+                return Ok(());
+            }
+            let data_dir = at.data_dir()?.context("no data directory")?;
+            let (entries, checkpoints, org) = load_journal(&data_dir, org)?;
             let verified = journal::verify(&entries, &checkpoints, &org)
                 .context("the journal does not verify")?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"intact": true, "entries": verified.entries, "checkpoints": verified.checkpoints, "anchored": verified.anchored})
+                );
+                return Ok(());
+            }
             println!(
                 "journal intact: {} entries, {} signed checkpoints covering {} of them, head {}",
                 verified.entries,
@@ -322,20 +587,25 @@ fn journal(command: JournalCommand) -> Result<()> {
             }
             Ok(())
         }
-        JournalCommand::Stats { at, json } => {
-            let (entries, _, _) = load_journal(&at)?;
+        JournalCommand::Tail { at, n, json } => views::journal_tail(&at.client()?, n, json).await,
+        JournalCommand::Stats { at, org, json } => {
+            if let Some(client) = running(&at).await? {
+                return views::journal_stats(&client, json).await;
+            }
+            let data_dir = at.data_dir()?.context("no data directory")?;
+            let (entries, _, _) = load_journal(&data_dir, org)?;
             let s = journal::stats(&entries);
             if json {
                 let pairs: Vec<_> = s.by_pair.iter().map(|((a, b), n)| serde_json::json!({"requester": a.to_string(), "consultant": b.to_string(), "consultations": n})).collect();
-                let specialties: serde_json::Map<_, _> = s
+                let specialties: Vec<_> = s
                     .by_specialty
                     .iter()
-                    .map(|(k, n)| (k.slug().to_owned(), serde_json::json!(n)))
+                    .map(|(k, n)| serde_json::json!({"key": k.slug(), "count": n}))
                     .collect();
-                let urgencies: serde_json::Map<_, _> = s
+                let urgencies: Vec<_> = s
                     .by_urgency
                     .iter()
-                    .map(|(k, n)| (k.to_string(), serde_json::json!(n)))
+                    .map(|(k, n)| serde_json::json!({"key": k.to_string(), "count": n}))
                     .collect();
                 println!(
                     "{}",
@@ -360,6 +630,39 @@ fn journal(command: JournalCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A query string from optional filters, percent-encoded.
+fn query(params: &[(&str, Option<String>)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    let q = q.finish();
+    if q.is_empty() { q } else { format!("?{q}") }
+}
+
+async fn doctor(config_path: &std::path::Path, json: bool) -> Result<()> {
+    use konsilium_node::doctor::{self, Verdict};
+    // The live checks need the running node; a config that does not load
+    // is reported by the checks themselves.
+    let health = match NodeConfig::load(config_path) {
+        Ok(c) => AdminClient::new(admin::socket_path(&c.data_dir))
+            .view::<konsilium_node::report::HealthReport>("/v1/health")
+            .await
+            .ok()
+            .map(|(h, _)| h),
+        Err(_) => None,
+    };
+    let checks = doctor::run(config_path, health.as_ref(), node::now()).await;
+    views::doctor(&checks, json)?;
+    let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed: see the fixes above");
+    }
+    Ok(())
 }
 
 fn specialties(lang: Lang) -> Result<()> {
@@ -472,6 +775,21 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
         }
         None => None,
     };
+    let admin = admin::serve(handle.clone(), &admin::socket_path(&config.data_dir))
+        .await
+        .context("the admin channel could not start")?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = match config.metrics {
+        Some(addr) => {
+            let (bound, task) = admin::serve_metrics(handle.clone(), addr, async {
+                let _ = metrics_stopped.await;
+            })
+            .await?;
+            tracing::info!(%bound, "Prometheus metrics at /metrics");
+            Some(task)
+        }
+        None => None,
+    };
     let mut events = handle.subscribe();
     loop {
         tokio::select! {
@@ -490,6 +808,11 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
         }
     }
     tracing::info!("shutting down");
+    admin.stop().await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     let _ = stop_api.send(());
     if let Some(task) = api_task {
         let _ = task.await;

@@ -12,11 +12,13 @@ pub use crate::config::DirectoryScope;
 mod attachments;
 mod consult;
 mod directory_sync;
+mod inspect;
 mod outbox;
 mod peers;
 use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 pub use consult::{ConclusionText, ConsultationView, NewConsultation};
 use futures::StreamExt;
+pub use inspect::Inspect;
 use konsilium_protocol::calendar::WorkingCalendar;
 use konsilium_protocol::cert::{
     CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
@@ -422,6 +424,11 @@ enum Command {
         Box<EnvelopeHeader>,
         oneshot::Sender<Result<(), NodeError>>,
     ),
+    Inspect(
+        Box<Inspect>,
+        oneshot::Sender<Result<serde_json::Value, NodeError>>,
+    ),
+    Metrics(oneshot::Sender<String>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -647,6 +654,16 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
+    /// An operator view (see [`crate::report`]), as JSON.
+    pub async fn inspect(&self, what: Inspect) -> Result<serde_json::Value, NodeError> {
+        self.ask(|tx| Command::Inspect(Box::new(what), tx)).await?
+    }
+
+    /// Every metric in the Prometheus text format, gauges fresh.
+    pub async fn metrics(&self) -> Result<String, NodeError> {
+        self.ask(Command::Metrics).await
+    }
+
     pub async fn outbox(&self) -> Result<Vec<OutboxEntry>, NodeError> {
         self.ask(Command::Outbox).await?
     }
@@ -761,6 +778,12 @@ struct Node {
     candidate_requests:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
     events: broadcast::Sender<NodeEvent>,
+    started_at: Timestamp,
+    peer_info: HashMap<PeerId, inspect::PeerInfo>,
+    /// Our addresses as peers reported seeing them.
+    observed: BTreeSet<Multiaddr>,
+    refused_orgs: BTreeMap<OrgId, inspect::RefusedOrg>,
+    metrics: crate::metrics::Metrics,
     directory_topic: gossipsub::IdentTopic,
     revocation_topic: gossipsub::IdentTopic,
 }
@@ -862,6 +885,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         fetches: HashMap::new(),
         served: HashMap::new(),
         events: events.clone(),
+        started_at: setup.clock.now(),
+        peer_info: HashMap::new(),
+        observed: BTreeSet::new(),
+        refused_orgs: BTreeMap::new(),
+        metrics: crate::metrics::Metrics::new(),
         directory_topic,
         revocation_topic,
     };
@@ -884,6 +912,27 @@ impl Node {
 
     fn emit(&self, event: NodeEvent) {
         tracing::debug!(?event);
+        let m = &self.metrics;
+        match &event {
+            NodeEvent::PackageQueued { .. } => m.packages_queued.inc(),
+            NodeEvent::PackageDelivered { .. } => m.deliveries.inc(),
+            NodeEvent::DeliveryRetry { .. } => m.delivery_retries.inc(),
+            NodeEvent::PackageReceived { bytes, .. } => {
+                m.packages_received.inc();
+                m.package_bytes
+                    .with_label_values(&["received"])
+                    .inc_by(*bytes as u64);
+            }
+            NodeEvent::Deadline { state, .. } => m
+                .deadline_events
+                .with_label_values(&[match state {
+                    konsilium_protocol::deadline::DeadlineState::Breached => "breached",
+                    _ => "at_risk",
+                }])
+                .inc(),
+            NodeEvent::Escalated { .. } => m.escalations.inc(),
+            _ => {}
+        }
         let _ = self.events.send(event);
     }
 
@@ -966,11 +1015,15 @@ impl Node {
         self.store.flush()?;
         if let Ok(frame) = wire::encode(&signed) {
             // No peers yet is fine: anti-entropy on connect carries it.
-            let _ = self
+            if self
                 .swarm
                 .behaviour_mut()
                 .gossipsub
-                .publish(self.directory_topic.clone(), frame);
+                .publish(self.directory_topic.clone(), frame)
+                .is_ok()
+            {
+                self.metrics.gossip_published.inc();
+            }
         }
         Ok(())
     }
@@ -1008,6 +1061,11 @@ impl Node {
                         .kad
                         .add_address(&peer_id, endpoint.get_remote_address().clone());
                 }
+                let remote = endpoint.get_remote_address().clone();
+                let info = self.peer_info.entry(peer_id).or_default();
+                if !info.addresses.contains(&remote) {
+                    info.addresses.push(remote);
+                }
                 if !self.certified.contains_key(&peer_id) && self.hello_sent.insert(peer_id) {
                     let hello = self.hello();
                     self.request(peer_id, Request::Hello(Box::new(hello)), Pending::Hello);
@@ -1020,6 +1078,7 @@ impl Node {
             } => {
                 self.certified.remove(&peer_id);
                 self.hello_sent.remove(&peer_id);
+                self.peer_info.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -1032,16 +1091,31 @@ impl Node {
                 info,
                 ..
             })) => {
+                self.observed.insert(info.observed_addr.clone());
+                let known = self.peer_info.entry(peer_id).or_default();
+                known.protocol_version = Some(info.protocol_version.clone());
+                known.agent_version = Some(info.agent_version.clone());
+                known.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
                 for addr in info.listen_addrs {
                     if !is_unspecified(&addr) {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.peer_info.entry(peer).or_default().rtt = Some(rtt);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { .. }))
             | SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. })) => {}
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
+                if let Some(peer) = peer_id {
+                    self.dial_failed(peer, &error.to_string());
+                }
             }
             _ => {}
         }
@@ -1284,6 +1358,12 @@ impl Node {
             }
             Command::Consultations(reply) => {
                 let _ = reply.send(self.consultation_ids());
+            }
+            Command::Inspect(what, reply) => {
+                let _ = reply.send(self.inspect(*what));
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(self.render_metrics());
             }
             Command::KeepOwnCopy(id, header, reply) => {
                 let _ = reply.send(self.keep_own_copy(id, *header));

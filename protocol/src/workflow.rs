@@ -26,6 +26,24 @@ impl fmt::Display for ConsultationId {
     }
 }
 
+impl std::str::FromStr for ConsultationId {
+    type Err = crate::limits::FieldError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || crate::limits::FieldError::Invalid {
+            field: "consultation id",
+            reason: format!("{s:?} is not 32 hexadecimal digits"),
+        };
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut id = [0u8; 16];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(id))
+    }
+}
+
 impl fmt::Debug for ConsultationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ConsultationId({self})")
@@ -60,6 +78,23 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Failed => "failed",
         }
+    }
+
+    /// Every state, in workflow order.
+    pub const ALL: [Status; 9] = [
+        Status::Requested,
+        Status::Received,
+        Status::Accepted,
+        Status::Rejected,
+        Status::InProgress,
+        Status::OnHold,
+        Status::Completed,
+        Status::Cancelled,
+        Status::Failed,
+    ];
+
+    pub fn from_fhir_code(code: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.fhir_code() == code)
     }
 
     /// No step leaves these states (acknowledging a conclusion changes nothing but the flag).
@@ -195,7 +230,8 @@ pub enum Action {
 }
 
 impl Action {
-    fn name(&self) -> &'static str {
+    /// A short name for journals and operator views.
+    pub fn name(&self) -> &'static str {
         match self {
             Action::Receive => "receive",
             Action::Accept => "accept",

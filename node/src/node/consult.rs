@@ -84,7 +84,7 @@ fn routing(request: &ConsultationRequest, min_level: OrgLevel) -> RoutingHeader 
 }
 
 impl Node {
-    fn load_consultation(
+    pub(super) fn load_consultation(
         &self,
         id: &ConsultationId,
     ) -> Result<(StoredConsultation, Consultation), NodeError> {

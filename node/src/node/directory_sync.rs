@@ -41,6 +41,9 @@ impl Node {
             }
             Ok(_) => Ok(false),
             Err(e) => {
+                if let RecordError::Chain(why) = &e {
+                    self.note_refused(cert.org, cert.name.clone(), why);
+                }
                 self.emit(NodeEvent::RecordRejected {
                     reason: e.to_string(),
                 });
@@ -128,6 +131,20 @@ impl Node {
         } else {
             gossipsub::MessageAcceptance::Reject
         };
+        let topic = if message.topic == self.revocation_topic.hash() {
+            "revocations"
+        } else {
+            "directory"
+        };
+        let outcome = match acceptance {
+            gossipsub::MessageAcceptance::Accept => "accepted",
+            gossipsub::MessageAcceptance::Ignore => "ignored",
+            gossipsub::MessageAcceptance::Reject => "invalid",
+        };
+        self.metrics
+            .gossip_received
+            .with_label_values(&[topic, outcome])
+            .inc();
         let _ = self
             .swarm
             .behaviour_mut()

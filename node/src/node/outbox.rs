@@ -86,6 +86,10 @@ impl Node {
         )?;
         let next_hop = self.next_hop(recipient);
         let id = package.header.id;
+        self.metrics
+            .package_bytes
+            .with_label_values(&["sent"])
+            .inc_by(package.body.len() as u64);
         self.store.put_outbox(&OutboxEntry {
             package,
             origin: Origin::Local,
@@ -184,6 +188,25 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// A dial for waiting packages failed: the attempt was counted when the
+    /// dial started; here the operator gets to see why it failed.
+    pub(super) fn dial_failed(&mut self, peer: PeerId, error: &str) {
+        let Ok(org) = OrgId::from_peer_id(&peer) else {
+            return;
+        };
+        let Ok(entries) = self.store.outbox() else {
+            return;
+        };
+        for mut entry in entries.into_iter().filter(|e| e.next_hop == org) {
+            let id = entry.package.header.id;
+            let error = format!("cannot reach {org}: {error}");
+            entry.last_error = Some(error.clone());
+            if self.store.put_outbox(&entry).is_ok() {
+                self.emit(NodeEvent::DeliveryRetry { id, error });
+            }
+        }
     }
 
     pub(super) fn delivery_failed(&mut self, id: PackageId, error: String) {

@@ -10,10 +10,15 @@ impl Node {
         for notice in &hello.revocations {
             self.adopt_revocation(notice, now);
         }
-        let verified = self
-            .trust
-            .verify_chain(&hello.chain, now)
-            .map_err(|e| e.to_string())?;
+        let verified = match self.trust.verify_chain(&hello.chain, now) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Ok(cert) = hello.chain.org.decode_unverified() {
+                    self.note_refused(cert.org, cert.name, &e);
+                }
+                return Err(e.to_string());
+            }
+        };
         let claimed = OrgId::from_peer_id(&peer).map_err(|e| e.to_string())?;
         if verified.cert.org != claimed {
             return Err(format!(
@@ -28,6 +33,9 @@ impl Node {
             let _ = self.accept_record(record, false);
         }
         self.certified.insert(peer, claimed);
+        self.refused_orgs.remove(&claimed);
+        let skew = hello.time.unix_millis() as i128 - now.unix_millis() as i128;
+        self.peer_info.entry(peer).or_default().clock_skew_ms = Some(skew as i64);
         self.emit(NodeEvent::PeerCertified {
             org: claimed,
             name: verified.cert.name,
@@ -72,8 +80,15 @@ impl Node {
         match self.trust.apply_revocations(notice, now) {
             Ok(issuer) => {
                 let _ = self.store.put_revocation(issuer.as_bytes(), notice);
+                let names: HashMap<OrgId, String> = self
+                    .directory
+                    .entries()
+                    .map(|e| (e.org(), e.name().to_owned()))
+                    .collect();
                 for (org, why) in self.directory.retain_valid(&self.trust, now) {
                     tracing::warn!(%org, "record dropped: {why}");
+                    let name = names.get(&org).cloned().unwrap_or_default();
+                    self.note_refused(org, name, &why);
                     let _ = self.store.remove_record(&org);
                     let peers: Vec<PeerId> = self
                         .certified

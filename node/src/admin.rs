@@ -1,0 +1,386 @@
+//! The admin channel: how the `konsilium` CLI asks a running node what it
+//! sees.
+//!
+//! HTTP over a Unix socket in the node's data directory, mode 0600: only the
+//! account that runs the node (and root) can connect, so the socket's
+//! permissions are the operator's credential and no token has to be kept
+//! anywhere. The CLI never opens the node's sled database while the node
+//! runs; everything goes through here. `curl --unix-socket` works too.
+//!
+//! The Prometheus endpoint is separate ([`serve_metrics`]): a TCP listener,
+//! loopback by default, because scrapers speak TCP.
+
+use crate::node::{Inspect, NodeError, NodeHandle};
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use konsilium_protocol::cert::{OrgLevel, RegionCode};
+use konsilium_protocol::directory::Query;
+use konsilium_protocol::route::RouteRequest;
+use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::workflow::{ConsultationId, Status};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// The admin socket of a node whose data directory is `data_dir`.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(
+        "no node is running at {socket}: start it with `konsilium run --config <node.toml>`, or point --config / --socket at the running node"
+    )]
+    NotRunning { socket: PathBuf },
+    #[error(
+        "permission denied on {socket}: run the command as the account that runs the node (or root)"
+    )]
+    PermissionDenied { socket: PathBuf },
+    #[error("a node is already running at {socket}")]
+    AlreadyRunning { socket: PathBuf },
+    #[error("cannot open the admin socket {socket}: {source}")]
+    Socket {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the node at {socket} did not answer properly: {reason}")]
+    Protocol { socket: PathBuf, reason: String },
+    /// The node understood the request and refused it (bad filter, unknown id).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A running admin channel; dropping it does not stop it, [`AdminServer::stop`] does.
+pub struct AdminServer {
+    socket: PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Stops serving and removes the socket file.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Opens the admin socket for a running node. A socket file left by a node
+/// that crashed is replaced; one that still answers means another node uses
+/// this data directory, which is refused.
+pub async fn serve(handle: Arc<NodeHandle>, socket: &Path) -> Result<AdminServer, AdminError> {
+    use std::os::unix::fs::PermissionsExt;
+    let socket = socket.to_path_buf();
+    if socket.exists() {
+        if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+            return Err(AdminError::AlreadyRunning { socket });
+        }
+        std::fs::remove_file(&socket).map_err(|source| AdminError::Socket {
+            socket: socket.clone(),
+            source,
+        })?;
+    }
+    let fail = |source| AdminError::Socket {
+        socket: socket.clone(),
+        source,
+    };
+    let listener = tokio::net::UnixListener::bind(&socket).map_err(fail)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    let app = Router::new()
+        .route("/v1/status", get(|s| view(s, Inspect::Status)))
+        .route("/v1/peers", get(|s| view(s, Inspect::Peers)))
+        .route("/v1/directory", get(directory))
+        .route("/v1/route", get(route))
+        .route("/v1/requests", get(requests))
+        .route("/v1/requests/{id}", get(request))
+        .route("/v1/outbox", get(|s| view(s, Inspect::Outbox)))
+        .route("/v1/sla", get(|s| view(s, Inspect::Sla)))
+        .route("/v1/sessions", get(|s| view(s, Inspect::Sessions)))
+        .route(
+            "/v1/journal/verify",
+            get(|s| view(s, Inspect::JournalVerify)),
+        )
+        .route("/v1/journal/tail", get(journal_tail))
+        .route("/v1/journal/stats", get(|s| view(s, Inspect::JournalStats)))
+        .route("/v1/certs", get(|s| view(s, Inspect::Certs)))
+        .route("/v1/health", get(|s| view(s, Inspect::Health)))
+        .route("/metrics", get(metrics))
+        .with_state(handle);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("admin channel stopped: {e}");
+        }
+    });
+    tracing::info!(socket = %socket.display(), "admin channel listening");
+    Ok(AdminServer { socket, stop, task })
+}
+
+/// Serves `/metrics` over TCP for Prometheus until `shutdown` resolves.
+pub async fn serve_metrics(
+    handle: Arc<NodeHandle>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<()>), AdminError> {
+    let fail = |source| AdminError::MetricsBind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "metrics are served beyond loopback");
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(handle);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok((bound, task))
+}
+
+type Node = State<Arc<NodeHandle>>;
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn view(State(node): Node, what: Inspect) -> Response {
+    match node.inspect(what).await {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(e @ NodeError::UnknownConsultation(_)) => refuse(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn metrics(State(node): Node) -> Response {
+    match node.metrics().await {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Parses an optional query parameter; the error names it.
+fn parse<T: std::str::FromStr>(field: &str, value: Option<&str>) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<T>().map_err(|e| format!("{field}: {e}")))
+        .transpose()
+}
+
+#[derive(Deserialize)]
+struct DirectoryFilter {
+    specialty: Option<String>,
+    level: Option<String>,
+    region: Option<String>,
+    urgency: Option<String>,
+}
+
+fn directory_query(f: &DirectoryFilter) -> Result<Query, String> {
+    Ok(Query {
+        specialty: parse("specialty", f.specialty.as_deref())?,
+        min_level: parse("level", f.level.as_deref())?,
+        region: parse("region", f.region.as_deref())?,
+        urgency: parse("urgency", f.urgency.as_deref())?,
+    })
+}
+
+async fn directory(node: Node, UrlQuery(f): UrlQuery<DirectoryFilter>) -> Response {
+    match directory_query(&f) {
+        Ok(q) => view(node, Inspect::Directory(q)).await,
+        Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RouteParams {
+    specialty: Option<String>,
+    min_level: Option<String>,
+    urgency: Option<String>,
+    region: Option<String>,
+}
+
+fn route_request(p: &RouteParams) -> Result<RouteRequest, String> {
+    Ok(RouteRequest {
+        specialty: parse("specialty", p.specialty.as_deref())?
+            .ok_or("specialty is required (a slug or code, see `konsilium specialties`)")?,
+        min_level: parse("min_level", p.min_level.as_deref())?.unwrap_or(OrgLevel::District),
+        urgency: parse("urgency", p.urgency.as_deref())?.unwrap_or(Urgency::Planned),
+        region: parse::<RegionCode>("region", p.region.as_deref())?,
+        exclude: Default::default(),
+    })
+}
+
+async fn route(node: Node, UrlQuery(p): UrlQuery<RouteParams>) -> Response {
+    let mut request = match route_request(&p) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    // The dry run is for requests from this node: it never picks itself,
+    // and prefers its own region unless told otherwise.
+    if let Ok(me) = node.0.inspect(Inspect::Status).await {
+        if let Some(org) = me["org"].as_str().and_then(|o| o.parse().ok()) {
+            request.exclude.insert(org);
+        }
+        if request.region.is_none() {
+            request.region = me["region"].as_str().and_then(|r| r.parse().ok());
+        }
+    }
+    view(node, Inspect::Route(request)).await
+}
+
+#[derive(Deserialize)]
+struct RequestsFilter {
+    state: Option<String>,
+}
+
+async fn requests(node: Node, UrlQuery(f): UrlQuery<RequestsFilter>) -> Response {
+    let state = match f.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(code) => match Status::from_fhir_code(code) {
+            Some(s) => Some(s),
+            None => {
+                let known: Vec<&str> = Status::ALL.iter().map(|s| s.fhir_code()).collect();
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "state: {code:?} is not a state; use one of {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        },
+    };
+    view(node, Inspect::Requests(state)).await
+}
+
+async fn request(node: Node, UrlPath(id): UrlPath<String>) -> Response {
+    match id.parse::<ConsultationId>() {
+        Ok(id) => view(node, Inspect::Request(id)).await,
+        Err(e) => refuse(StatusCode::BAD_REQUEST, format!("request id: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct TailParams {
+    n: Option<usize>,
+}
+
+async fn journal_tail(node: Node, UrlQuery(p): UrlQuery<TailParams>) -> Response {
+    view(node, Inspect::JournalTail(p.n.unwrap_or(20))).await
+}
+
+/// The CLI's side of the admin channel.
+pub struct AdminClient {
+    socket: PathBuf,
+}
+
+impl AdminClient {
+    pub fn new(socket: PathBuf) -> Self {
+        Self { socket }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// GETs `path` (with its query string) and returns the body. A node
+    /// that is not there is [`AdminError::NotRunning`], not an I/O error.
+    pub async fn get(&self, path: &str) -> Result<String, AdminError> {
+        use http_body_util::BodyExt;
+        let stream = match tokio::net::UnixStream::connect(&self.socket).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                        AdminError::NotRunning {
+                            socket: self.socket.clone(),
+                        }
+                    }
+                    std::io::ErrorKind::PermissionDenied => AdminError::PermissionDenied {
+                        socket: self.socket.clone(),
+                    },
+                    _ => AdminError::Socket {
+                        socket: self.socket.clone(),
+                        source: e,
+                    },
+                });
+            }
+        };
+        let broken = |reason: String| AdminError::Protocol {
+            socket: self.socket.clone(),
+            reason,
+        };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| broken(e.to_string()))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header(header::HOST, "konsilium")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| broken(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| broken(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| broken(e.to_string()))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status.is_success() {
+            return Ok(text);
+        }
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        Err(AdminError::Refused(message))
+    }
+
+    /// GETs a view and decodes it.
+    pub async fn view<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(T, String), AdminError> {
+        let text = self.get(path).await?;
+        let value = serde_json::from_str(&text).map_err(|e| AdminError::Protocol {
+            socket: self.socket.clone(),
+            reason: format!("{path}: {e}"),
+        })?;
+        Ok((value, text))
+    }
+}

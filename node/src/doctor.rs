@@ -1,0 +1,410 @@
+//! `konsilium doctor`: the checks a newcomer needs before asking for help.
+//!
+//! Each check says what it found and, when something is wrong, what to do.
+//! The configuration, keys, certificate, disk and ports are checked from
+//! the files; clock skew and bootstrap peers come from the running node
+//! when there is one (its admin channel), and bootstrap peers are probed
+//! over TCP when there is not.
+
+use crate::config::NodeConfig;
+use crate::keys::NodeKeys;
+use crate::report::{HealthReport, days_left};
+use konsilium_protocol::cert::Trust;
+use konsilium_protocol::time::Timestamp;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+    /// What to do about a warning or failure.
+    pub fix: Option<String>,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        verdict: Verdict::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn problem(
+    name: &'static str,
+    verdict: Verdict,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        verdict,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+/// Certificates expiring sooner than this are warned about.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+/// Below this much free disk, a node soon cannot accept attachments.
+const DISK_WARN_BYTES: u64 = 2 << 30;
+const DISK_FAIL_BYTES: u64 = 200 << 20;
+/// Deadlines and certificate validity are judged by the clock.
+const SKEW_WARN: Duration = Duration::from_secs(30);
+const SKEW_FAIL: Duration = Duration::from_secs(300);
+
+/// Runs every check. `health` is the running node's view, when it answers.
+pub async fn run(config_path: &Path, health: Option<&HealthReport>, now: Timestamp) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = match NodeConfig::load(config_path) {
+        Ok(c) => {
+            checks.push(ok("config", format!("{} is valid", config_path.display())));
+            c
+        }
+        Err(e) => {
+            checks.push(problem(
+                "config",
+                Verdict::Fail,
+                e.to_string(),
+                "correct the field named above; `konsilium init --help` shows how a config is made",
+            ));
+            return checks;
+        }
+    };
+    let keys = match NodeKeys::load(&config.data_dir) {
+        Ok(k) => {
+            checks.push(ok("keys", format!("organization {}", k.identity.org_id())));
+            Some(k)
+        }
+        Err(e) => {
+            checks.push(problem(
+                "keys",
+                Verdict::Fail,
+                e.to_string(),
+                "restore the keys directory from backup, or create new keys with `konsilium init` and ask for a new certificate",
+            ));
+            None
+        }
+    };
+    checks.push(certificate(&config, keys.as_ref(), now));
+    checks.push(disk(&config.data_dir));
+    match health {
+        Some(h) => {
+            checks.push(ok(
+                "node",
+                format!("running, listening on {}", h.listen.join(", ")),
+            ));
+            checks.push(clock_skew(h));
+            checks.extend(bootstrap_live(h));
+        }
+        None => {
+            checks.push(problem(
+                "node",
+                Verdict::Warn,
+                "not running",
+                format!(
+                    "start it with `konsilium run --config {}`",
+                    config_path.display()
+                ),
+            ));
+            checks.extend(ports(&config.listen));
+            for peer in &config.bootstrap {
+                checks.push(bootstrap_probe(&peer.address).await);
+            }
+        }
+    }
+    checks
+}
+
+fn certificate(config: &NodeConfig, keys: Option<&NodeKeys>, now: Timestamp) -> Check {
+    const NAME: &str = "certificate";
+    let chain = match config.load_certificate() {
+        Ok(c) => c,
+        Err(e) => {
+            return problem(
+                NAME,
+                Verdict::Fail,
+                e.to_string(),
+                "save the chain your authority issued where organization.certificate points",
+            );
+        }
+    };
+    let mut trust = Trust::new(config.roots.iter().copied());
+    match config.load_revocations() {
+        Ok(notices) => {
+            for n in &notices {
+                let _ = trust.apply_revocations(n, now);
+            }
+        }
+        Err(e) => {
+            return problem(
+                NAME,
+                Verdict::Fail,
+                e.to_string(),
+                "correct federation.revocations",
+            );
+        }
+    }
+    let verified = match trust.verify_chain(&chain, now) {
+        Ok(v) => v,
+        Err(e) => {
+            return problem(
+                NAME,
+                Verdict::Fail,
+                e.to_string(),
+                "ask your federation authority for a valid certificate for this organization",
+            );
+        }
+    };
+    if let Some(k) = keys
+        && k.identity.org_id() != verified.cert.org
+    {
+        return problem(
+            NAME,
+            Verdict::Fail,
+            format!(
+                "the certificate is for {}, but the identity key is {}",
+                verified.cert.org,
+                k.identity.org_id()
+            ),
+            "use the certificate issued for this node's key (or the keys it was issued for)",
+        );
+    }
+    let days = days_left(now, verified.cert.validity.until);
+    let detail = format!(
+        "{} ({}, {}), serial {}, valid until {} ({days} days)",
+        verified.cert.name,
+        verified.cert.level,
+        verified.cert.region,
+        verified.cert.serial,
+        verified.cert.validity.until
+    );
+    if days <= EXPIRY_WARNING_DAYS {
+        problem(
+            NAME,
+            Verdict::Warn,
+            format!("expires within {EXPIRY_WARNING_DAYS} days: {detail}"),
+            "ask your federation authority for a renewed certificate now",
+        )
+    } else {
+        ok(NAME, detail)
+    }
+}
+
+fn disk(data_dir: &Path) -> Check {
+    const NAME: &str = "disk";
+    match rustix::fs::statvfs(data_dir) {
+        Ok(s) => {
+            let free = s.f_bavail.saturating_mul(s.f_frsize);
+            let detail = format!(
+                "{:.1} GiB free for {}",
+                free as f64 / (1u64 << 30) as f64,
+                data_dir.display()
+            );
+            let fix = "free space or move data_dir to a larger disk: attachments are stored there";
+            if free < DISK_FAIL_BYTES {
+                problem(NAME, Verdict::Fail, detail, fix)
+            } else if free < DISK_WARN_BYTES {
+                problem(NAME, Verdict::Warn, detail, fix)
+            } else {
+                ok(NAME, detail)
+            }
+        }
+        Err(e) => problem(
+            NAME,
+            Verdict::Fail,
+            format!("cannot inspect {}: {e}", data_dir.display()),
+            "create data_dir or correct organization.data_dir",
+        ),
+    }
+}
+
+fn socket_of(addr: &Multiaddr) -> Option<(SocketAddr, bool)> {
+    let mut ip: Option<IpAddr> = None;
+    let mut port = None;
+    let mut tcp = false;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(a.into()),
+            Protocol::Ip6(a) => ip = Some(a.into()),
+            Protocol::Tcp(p) => {
+                port = Some(p);
+                tcp = true;
+            }
+            Protocol::Udp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    Some((SocketAddr::new(ip?, port?), tcp))
+}
+
+/// With the node stopped, its listen ports must be free for it to start.
+fn ports(listen: &[Multiaddr]) -> Vec<Check> {
+    listen
+        .iter()
+        .filter_map(|addr| {
+            let (socket, tcp) = socket_of(addr)?;
+            let free = if tcp {
+                std::net::TcpListener::bind(socket).map(drop)
+            } else {
+                std::net::UdpSocket::bind(socket).map(drop)
+            };
+            Some(match free {
+                Ok(()) => ok("port", format!("{addr} is free for the node")),
+                Err(e) => problem(
+                    "port",
+                    Verdict::Fail,
+                    format!("{addr} cannot be bound: {e}"),
+                    "stop the program using the port (`ss -ltnp`), or change network.listen",
+                ),
+            })
+        })
+        .collect()
+}
+
+fn clock_skew(h: &HealthReport) -> Check {
+    const NAME: &str = "clock";
+    let Some(worst) = h.clock_skew.iter().max_by_key(|s| s.skew_ms.unsigned_abs()) else {
+        return problem(
+            NAME,
+            Verdict::Warn,
+            "no connected peer to compare clocks with",
+            "check network connectivity and the bootstrap peers",
+        );
+    };
+    let skew = Duration::from_millis(worst.skew_ms.unsigned_abs());
+    let detail = format!(
+        "largest skew {:.1} s against {} ({} peers compared)",
+        worst.skew_ms as f64 / 1000.0,
+        if worst.name.is_empty() {
+            &worst.org
+        } else {
+            &worst.name
+        },
+        h.clock_skew.len()
+    );
+    let fix = "synchronise the clock (chrony or systemd-timesyncd): deadlines and certificates depend on it";
+    if skew >= SKEW_FAIL {
+        problem(NAME, Verdict::Fail, detail, fix)
+    } else if skew >= SKEW_WARN {
+        problem(NAME, Verdict::Warn, detail, fix)
+    } else {
+        ok(NAME, detail)
+    }
+}
+
+fn bootstrap_live(h: &HealthReport) -> Vec<Check> {
+    h.bootstrap
+        .iter()
+        .map(|b| {
+            if b.connected {
+                ok("bootstrap", format!("{} answers", b.address))
+            } else {
+                problem(
+                    "bootstrap",
+                    Verdict::Warn,
+                    format!("{} is not connected", b.address),
+                    "check that the peer runs and that the firewall lets this node reach it",
+                )
+            }
+        })
+        .collect()
+}
+
+/// With the node stopped, a bootstrap peer should at least accept TCP.
+async fn bootstrap_probe(addr: &Multiaddr) -> Check {
+    let Some((socket, true)) = socket_of(addr) else {
+        return ok(
+            "bootstrap",
+            format!("{addr}: not a TCP address, checked when the node runs"),
+        );
+    };
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(socket),
+    )
+    .await;
+    match attempt {
+        Ok(Ok(_)) => ok("bootstrap", format!("{addr} accepts connections")),
+        Ok(Err(e)) => problem(
+            "bootstrap",
+            Verdict::Fail,
+            format!("{addr}: {e}"),
+            "check the address in network.bootstrap, that the peer runs, and the firewall",
+        ),
+        Err(_) => problem(
+            "bootstrap",
+            Verdict::Fail,
+            format!("{addr}: no answer within 3 s"),
+            "check routing and firewalls between the sites",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{BootstrapReport, SkewReport};
+
+    fn health(skews: &[i64]) -> HealthReport {
+        HealthReport {
+            bootstrap: vec![BootstrapReport {
+                address: "/ip4/127.0.0.1/tcp/7400".into(),
+                connected: false,
+            }],
+            clock_skew: skews
+                .iter()
+                .map(|s| SkewReport {
+                    org: "o".into(),
+                    name: "Regional hospital".into(),
+                    skew_ms: *s,
+                })
+                .collect(),
+            listen: vec![],
+        }
+    }
+
+    #[test]
+    fn clock_skew_is_judged_by_the_worst_peer_in_either_direction() {
+        assert_eq!(clock_skew(&health(&[200, -1500])).verdict, Verdict::Ok);
+        assert_eq!(clock_skew(&health(&[200, -45_000])).verdict, Verdict::Warn);
+        let fail = clock_skew(&health(&[400_000, 10]));
+        assert_eq!(fail.verdict, Verdict::Fail);
+        assert!(fail.fix.unwrap().contains("chrony"));
+        assert_eq!(clock_skew(&health(&[])).verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn a_disconnected_bootstrap_peer_is_a_warning_with_a_fix() {
+        let checks = bootstrap_live(&health(&[]));
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].verdict, Verdict::Warn);
+        assert!(checks[0].detail.contains("/ip4/127.0.0.1/tcp/7400"));
+    }
+
+    #[test]
+    fn a_port_in_use_fails_and_a_free_one_passes() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let busy: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let checks = ports(&[busy]);
+        assert_eq!(checks[0].verdict, Verdict::Fail, "{:?}", checks[0]);
+        drop(taken);
+        let checks = ports(&[format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()]);
+        assert_eq!(checks[0].verdict, Verdict::Ok);
+    }
+}

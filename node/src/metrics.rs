@@ -1,0 +1,148 @@
+//! Prometheus metrics: what an operator's monitoring scrapes.
+//!
+//! Counters are bumped where things happen; gauges (peers, directory size,
+//! queue depths, consultations by state, store size) are set from the node's
+//! state right before each scrape, so they are never stale and cost nothing
+//! between scrapes. Names follow Prometheus conventions: `konsilium_` prefix,
+//! `_total` for counters, base units (`_bytes`, `_seconds`).
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+pub struct Metrics {
+    registry: Registry,
+    pub peers: IntGauge,
+    pub gossip_received: IntCounterVec,
+    pub gossip_published: IntCounter,
+    pub directory_records: IntGauge,
+    pub outbox_packages: IntGauge,
+    pub inbox_packages: IntGauge,
+    pub packages_queued: IntCounter,
+    pub packages_received: IntCounter,
+    pub deliveries: IntCounter,
+    pub delivery_retries: IntCounter,
+    pub package_bytes: IntCounterVec,
+    pub attachment_bytes_fetched: IntCounter,
+    pub consultations: IntGaugeVec,
+    pub deadline_events: IntCounterVec,
+    pub escalations: IntCounter,
+    pub store_bytes: IntGauge,
+    pub uptime: IntGauge,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique and valid");
+    metric
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let counter = |name: &str, help: &str| {
+            register(r, IntCounter::new(name, help).expect("valid metric"))
+        };
+        let gauge =
+            |name: &str, help: &str| register(r, IntGauge::new(name, help).expect("valid metric"));
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        Self {
+            peers: gauge("konsilium_peers", "Certified organizations connected now."),
+            gossip_received: counter_vec(
+                "konsilium_gossip_messages_received_total",
+                "Gossip messages received, by topic and outcome (accepted, invalid, ignored).",
+                &["topic", "outcome"],
+            ),
+            gossip_published: counter(
+                "konsilium_gossip_messages_published_total",
+                "Gossip messages this node published.",
+            ),
+            directory_records: gauge(
+                "konsilium_directory_records",
+                "Organizations in the directory, this one included.",
+            ),
+            outbox_packages: gauge(
+                "konsilium_outbox_packages",
+                "Packages waiting to be delivered (ours and those relayed).",
+            ),
+            inbox_packages: gauge("konsilium_inbox_packages", "Packages delivered to us."),
+            packages_queued: counter(
+                "konsilium_packages_queued_total",
+                "Packages put in the outbox.",
+            ),
+            packages_received: counter(
+                "konsilium_packages_received_total",
+                "Packages delivered to this organization.",
+            ),
+            deliveries: counter(
+                "konsilium_deliveries_total",
+                "Packages the recipient confirmed with a signed receipt.",
+            ),
+            delivery_retries: counter(
+                "konsilium_delivery_retries_total",
+                "Delivery attempts that failed and were rescheduled.",
+            ),
+            package_bytes: counter_vec(
+                "konsilium_package_bytes_total",
+                "Sealed package bytes (without attachments), by direction.",
+                &["direction"],
+            ),
+            attachment_bytes_fetched: counter(
+                "konsilium_attachment_bytes_fetched_total",
+                "Sealed attachment bytes pulled from peers.",
+            ),
+            consultations: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "konsilium_consultations",
+                        "Consultations held by this node, by state and urgency.",
+                    ),
+                    &["state", "urgency"],
+                )
+                .expect("valid metric"),
+            ),
+            deadline_events: counter_vec(
+                "konsilium_deadline_events_total",
+                "Consultation deadlines that became at risk or breached.",
+                &["state"],
+            ),
+            escalations: counter(
+                "konsilium_escalations_total",
+                "Consultations escalated to the next candidate.",
+            ),
+            store_bytes: gauge(
+                "konsilium_store_size_bytes",
+                "Size of the node's sled database on disk.",
+            ),
+            uptime: gauge(
+                "konsilium_uptime_seconds",
+                "Seconds since the node started.",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The content type Prometheus expects for [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

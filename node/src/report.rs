@@ -1,0 +1,376 @@
+//! What the operator views show, as data.
+//!
+//! The node fills these in (on its event loop, so they are consistent with
+//! one moment of its state), the admin channel carries them as JSON, and the
+//! CLI either prints that JSON unchanged (`--json`, for scripts) or renders
+//! tables. The field names are the stable interface for scripts: rename one
+//! only with a deprecation period.
+
+use serde::{Deserialize, Serialize};
+
+/// `konsilium status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub org: String,
+    pub name: String,
+    pub level: String,
+    pub region: String,
+    pub certificate: CertValidity,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub listen: Vec<String>,
+    /// Our addresses as peers saw them (identify).
+    pub observed: Vec<String>,
+    /// `reachable` when a peer reached one of our listen addresses,
+    /// `unconfirmed` when peers only saw other addresses (NAT or outbound
+    /// only), `unknown` without any observation yet.
+    pub nat: String,
+    pub peers_connected: usize,
+    pub directory_size: usize,
+    pub directory_digest: String,
+    pub outbox_depth: usize,
+    pub inbox_depth: usize,
+    pub attachments_incoming: usize,
+    pub deadlines_at_risk: usize,
+    pub deadlines_breached: usize,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertValidity {
+    pub serial: u64,
+    pub valid_from: String,
+    pub valid_until: String,
+    /// Negative once expired.
+    pub days_left: i64,
+}
+
+/// One connected, certified organization (`konsilium peers`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub org: String,
+    pub name: String,
+    pub level: String,
+    pub region: String,
+    pub addresses: Vec<String>,
+    pub latency_ms: Option<f64>,
+    /// The libp2p identify protocol version and agent of the peer's node.
+    pub protocol_version: Option<String>,
+    pub agent_version: Option<String>,
+    /// The Konsilium protocols the peer speaks.
+    pub protocols: Vec<String>,
+    /// Gossipsub's score for the peer (negative is misbehaviour).
+    pub gossip_score: Option<f64>,
+    /// The peer's clock minus ours, from its Hello.
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// One organization in the directory (`konsilium directory`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryEntryReport {
+    pub org: String,
+    pub name: String,
+    pub level: String,
+    pub region: String,
+    pub sequence: u64,
+    pub issued_at: String,
+    pub age_secs: u64,
+    pub time_zone: String,
+    /// Specialty slugs (`konsilium specialties` lists them); the CLI prints
+    /// their names in the operator's language.
+    pub services: Vec<ServiceReport>,
+    pub consultants: Vec<ConsultantReport>,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub specialty: String,
+    pub urgencies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsultantReport {
+    pub name: String,
+    pub specialties: Vec<String>,
+    pub languages: Vec<String>,
+}
+
+/// A routing dry run (`konsilium route`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteReport {
+    pub specialty: String,
+    pub min_level: String,
+    pub urgency: String,
+    pub region: Option<String>,
+    /// Best first; the first one is where a request would go.
+    pub candidates: Vec<RouteCandidate>,
+    pub skipped: Vec<RouteSkip>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteCandidate {
+    pub rank: usize,
+    pub org: String,
+    pub name: String,
+    pub level: String,
+    pub region: String,
+    pub same_region: bool,
+    pub next_slot: Option<String>,
+    /// Why it sits at this rank.
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteSkip {
+    pub org: String,
+    pub name: String,
+    /// One of `excluded`, `specialty_not_offered`, `level_too_low`,
+    /// `urgency_not_accepted`, `revoked`, `certificate_refused`.
+    pub reason_code: String,
+    pub reason: String,
+}
+
+/// One consultation (`konsilium requests`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestSummary {
+    pub id: String,
+    /// `requesting` or `consulting`: which end this node is.
+    pub side: String,
+    pub counterpart: String,
+    pub counterpart_name: String,
+    pub specialty: String,
+    pub urgency: String,
+    pub state: String,
+    pub created: String,
+    pub deadline: Option<String>,
+    /// Negative once the deadline has passed; absent once concluded or closed.
+    pub time_left_secs: Option<i64>,
+    /// `on_track`, `at_risk` or `breached`.
+    pub deadline_state: Option<String>,
+    pub escalated_from: Option<String>,
+    pub escalated_to: Option<String>,
+}
+
+/// `konsilium request ID`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestDetail {
+    pub summary: RequestSummary,
+    pub physician: String,
+    pub consultant_org: String,
+    pub requester_org: String,
+    /// Every organization asked, oldest first (escalation hops).
+    pub hops: Vec<Hop>,
+    pub transitions: Vec<TransitionReport>,
+    pub receipts: Vec<ReceiptReport>,
+    pub conclusion: Option<ConclusionReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hop {
+    pub consultation: String,
+    pub consultant: String,
+    pub consultant_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransitionReport {
+    pub seq: u32,
+    pub at: String,
+    pub actor: String,
+    pub role: String,
+    pub user: String,
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptReport {
+    pub package: String,
+    pub recipient: String,
+    /// When the recipient signed the receipt.
+    pub received_at: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConclusionReport {
+    pub issued_at: String,
+    pub diagnosis: String,
+    pub signer: String,
+}
+
+/// A package waiting for delivery (`konsilium outbox`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxReport {
+    pub package: String,
+    pub recipient: String,
+    pub recipient_name: String,
+    pub next_hop: String,
+    /// `local` (ours) or `relay` (held for someone else).
+    pub origin: String,
+    pub attempts: u32,
+    pub next_retry: String,
+    pub last_error: Option<String>,
+    pub custody: Option<String>,
+    pub queued_at: String,
+    pub bytes: usize,
+}
+
+/// `konsilium sla`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SlaReport {
+    /// Consultations not yet concluded or closed whose deadline is at risk or breached.
+    pub late: Vec<RequestSummary>,
+    pub by_urgency: Vec<SlaCount>,
+    pub by_counterpart: Vec<SlaCount>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SlaCount {
+    /// The urgency, or the counterpart's org id.
+    pub key: String,
+    pub name: String,
+    pub on_track: usize,
+    pub at_risk: usize,
+    pub breached: usize,
+}
+
+/// `konsilium sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionsReport {
+    pub sessions: Vec<SessionReport>,
+    /// Said plainly when this build cannot hold video sessions at all, so an
+    /// empty list is not mistaken for "none right now".
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionReport {
+    pub consultation: String,
+    pub peer: String,
+    pub rtt_ms: Option<f64>,
+    pub loss: Option<f64>,
+    pub bitrate_bps: Option<u64>,
+}
+
+/// `konsilium journal verify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalVerifyReport {
+    pub intact: bool,
+    pub entries: u64,
+    pub checkpoints: usize,
+    pub anchored: u64,
+    pub head: String,
+    /// What is wrong, when `intact` is false.
+    pub error: Option<String>,
+}
+
+/// `konsilium journal tail`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntryReport {
+    pub seq: u64,
+    pub at: String,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub action: String,
+    pub consultation: Option<String>,
+}
+
+/// `konsilium journal stats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalStatsReport {
+    pub by_pair: Vec<PairCount>,
+    pub by_specialty: Vec<KeyCount>,
+    pub by_urgency: Vec<KeyCount>,
+    pub conclusions: u64,
+    pub deadlines_met: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairCount {
+    pub requester: String,
+    pub consultant: String,
+    pub consultations: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyCount {
+    pub key: String,
+    pub count: u64,
+}
+
+/// `konsilium certs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertsReport {
+    pub roots: Vec<String>,
+    pub authority: Option<AuthorityReport>,
+    pub organization: OrgCertReport,
+    pub revocations: Vec<RevocationReport>,
+    /// Expiry within 30 days, or already expired.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorityReport {
+    pub key: String,
+    pub name: String,
+    pub region: String,
+    pub max_level: String,
+    pub issuer: String,
+    pub serial: u64,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub days_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrgCertReport {
+    pub org: String,
+    pub name: String,
+    pub level: String,
+    pub region: String,
+    pub issuer: String,
+    pub serial: u64,
+    pub valid_from: String,
+    pub valid_until: String,
+    pub days_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevocationReport {
+    pub issuer: String,
+    pub sequence: u64,
+    pub issued_at: String,
+    pub serials: Vec<u64>,
+}
+
+/// What only the running node knows, for `konsilium doctor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub bootstrap: Vec<BootstrapReport>,
+    pub clock_skew: Vec<SkewReport>,
+    pub listen: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootstrapReport {
+    pub address: String,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SkewReport {
+    pub org: String,
+    pub name: String,
+    pub skew_ms: i64,
+}
+
+/// Whole days from `now` to `until` (negative once past), for expiry warnings.
+pub fn days_left(
+    now: konsilium_protocol::time::Timestamp,
+    until: konsilium_protocol::time::Timestamp,
+) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let delta = until.unix_millis() as i128 - now.unix_millis() as i128;
+    (delta / DAY_MS as i128) as i64
+}
