@@ -594,39 +594,9 @@ async fn journal(command: JournalCommand) -> Result<()> {
             }
             let data_dir = at.data_dir()?.context("no data directory")?;
             let (entries, _, _) = load_journal(&data_dir, org)?;
-            let s = journal::stats(&entries);
-            if json {
-                let pairs: Vec<_> = s.by_pair.iter().map(|((a, b), n)| serde_json::json!({"requester": a.to_string(), "consultant": b.to_string(), "consultations": n})).collect();
-                let specialties: Vec<_> = s
-                    .by_specialty
-                    .iter()
-                    .map(|(k, n)| serde_json::json!({"key": k.slug(), "count": n}))
-                    .collect();
-                let urgencies: Vec<_> = s
-                    .by_urgency
-                    .iter()
-                    .map(|(k, n)| serde_json::json!({"key": k.to_string(), "count": n}))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"by_pair": pairs, "by_specialty": specialties, "by_urgency": urgencies, "conclusions": s.conclusions, "deadlines_met": s.deadlines_met})
-                );
-            } else {
-                println!("consultations by organization pair:");
-                for ((a, b), n) in &s.by_pair {
-                    println!("  {a} -> {b}: {n}");
-                }
-                for (k, n) in &s.by_specialty {
-                    println!("  specialty {k}: {n}");
-                }
-                for (k, n) in &s.by_urgency {
-                    println!("  urgency {k}: {n}");
-                }
-                println!(
-                    "conclusions: {}, within the deadline: {}",
-                    s.conclusions, s.deadlines_met
-                );
-            }
+            let report =
+                konsilium_node::report::JournalStatsReport::from(&journal::stats(&entries));
+            views::print_journal_stats(report, json)?;
             Ok(())
         }
     }

@@ -286,6 +286,35 @@ pub struct JournalStatsReport {
     pub deadlines_met: u64,
 }
 
+impl From<&konsilium_protocol::journal::Stats> for JournalStatsReport {
+    fn from(s: &konsilium_protocol::journal::Stats) -> Self {
+        let count = |key: String, n: &u64| KeyCount { key, count: *n };
+        JournalStatsReport {
+            by_pair: s
+                .by_pair
+                .iter()
+                .map(|((a, b), n)| PairCount {
+                    requester: a.to_string(),
+                    consultant: b.to_string(),
+                    consultations: *n,
+                })
+                .collect(),
+            by_specialty: s
+                .by_specialty
+                .iter()
+                .map(|(k, n)| count(k.slug().into(), n))
+                .collect(),
+            by_urgency: s
+                .by_urgency
+                .iter()
+                .map(|(k, n)| count(k.to_string(), n))
+                .collect(),
+            conclusions: s.conclusions,
+            deadlines_met: s.deadlines_met,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PairCount {
     pub requester: String,

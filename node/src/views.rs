@@ -555,33 +555,39 @@ pub async fn journal_tail(client: &AdminClient, n: usize, json: bool) -> Result<
 }
 
 pub async fn journal_stats(client: &AdminClient, json: bool) -> Result<()> {
-    show(
-        client,
-        "/v1/journal/stats",
-        json,
-        |s: JournalStatsReport| {
-            let mut pairs_table = table(&["requester", "consultant", "consultations"]);
-            for p in &s.by_pair {
-                pairs_table.add_row(vec![
-                    short(&p.requester),
-                    short(&p.consultant),
-                    p.consultations.to_string(),
-                ]);
-            }
-            let mut keys = table(&["by", "value", "count"]);
-            for k in &s.by_specialty {
-                keys.add_row(vec!["specialty".into(), k.key.clone(), k.count.to_string()]);
-            }
-            for k in &s.by_urgency {
-                keys.add_row(vec!["urgency".into(), k.key.clone(), k.count.to_string()]);
-            }
-            format!(
-                "{pairs_table}\n\n{keys}\n\nconclusions: {}, within the deadline: {}",
-                s.conclusions, s.deadlines_met
-            )
-        },
+    show(client, "/v1/journal/stats", json, render_journal_stats).await
+}
+
+/// For a stopped node's journal, read from its database.
+pub fn print_journal_stats(report: JournalStatsReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", render_journal_stats(report));
+    }
+    Ok(())
+}
+
+fn render_journal_stats(s: JournalStatsReport) -> String {
+    let mut pairs_table = table(&["requester", "consultant", "consultations"]);
+    for p in &s.by_pair {
+        pairs_table.add_row(vec![
+            short(&p.requester),
+            short(&p.consultant),
+            p.consultations.to_string(),
+        ]);
+    }
+    let mut keys = table(&["by", "value", "count"]);
+    for k in &s.by_specialty {
+        keys.add_row(vec!["specialty".into(), k.key.clone(), k.count.to_string()]);
+    }
+    for k in &s.by_urgency {
+        keys.add_row(vec!["urgency".into(), k.key.clone(), k.count.to_string()]);
+    }
+    format!(
+        "{pairs_table}\n\n{keys}\n\nconclusions: {}, within the deadline: {}",
+        s.conclusions, s.deadlines_met
     )
-    .await
 }
 
 /// Prints doctor's checks; the caller turns failures into the exit code.

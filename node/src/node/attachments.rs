@@ -92,7 +92,10 @@ impl Node {
         let mut failure = None;
         while let Some(bytes) = f.early.remove(&f.partial.written()) {
             match f.partial.append(f.partial.written(), &bytes) {
-                Ok(_) => {}
+                Ok(_) => self
+                    .metrics
+                    .attachment_bytes_fetched
+                    .inc_by(bytes.len() as u64),
                 Err(e) => {
                     failure = Some(e.to_string());
                     break;

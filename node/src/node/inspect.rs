@@ -535,31 +535,9 @@ impl Node {
     }
 
     fn journal_stats(&self) -> Result<JournalStatsReport, NodeError> {
-        let s = journal::stats(&self.store.journal()?);
-        let count = |key: String, n: &u64| KeyCount { key, count: *n };
-        Ok(JournalStatsReport {
-            by_pair: s
-                .by_pair
-                .iter()
-                .map(|((a, b), n)| PairCount {
-                    requester: a.to_string(),
-                    consultant: b.to_string(),
-                    consultations: *n,
-                })
-                .collect(),
-            by_specialty: s
-                .by_specialty
-                .iter()
-                .map(|(k, n)| count(k.slug().into(), n))
-                .collect(),
-            by_urgency: s
-                .by_urgency
-                .iter()
-                .map(|(k, n)| count(k.to_string(), n))
-                .collect(),
-            conclusions: s.conclusions,
-            deadlines_met: s.deadlines_met,
-        })
+        Ok(JournalStatsReport::from(&journal::stats(
+            &self.store.journal()?,
+        )))
     }
 
     fn certs_report(&self) -> CertsReport {
