@@ -233,8 +233,10 @@ for i in 0 1 2; do
     kc_set "$c" certificate "$(kc_quote "$WORK/${KEYS[i]}/org.chain")"
     if [[ $MODE == loopback ]]; then
         # Loopback only: the node is reachable from this machine alone.
-        kc_set "$c" listen "$(kc_array "/ip4/127.0.0.1/tcp/${PORTS[i]}" "/ip4/127.0.0.1/udp/${PORTS[i]}/quic-v1")"
+        kc_set "$c" network.listen "$(kc_array "/ip4/127.0.0.1/tcp/${PORTS[i]}" "/ip4/127.0.0.1/udp/${PORTS[i]}/quic-v1")"
     fi
+    # Metrics on a port of each node's own (they share loopback in that mode).
+    kc_set "$c" metrics.listen "$(kc_quote "127.0.0.1:$((PORTS[i] + 1000))")"
     # Directory record records and peer events at debug, to see gossip arrive.
     kc_set "$c" level "$(kc_quote "info,konsilium=debug")"
     kc_set "$c" holidays "$(kc_array 2026-01-01 2026-01-02 2026-01-07 2026-02-23 2026-03-09 2026-05-01 2026-05-11 2026-06-12 2026-11-04)"
@@ -405,6 +407,12 @@ for i in 0 1 2; do
         "${HOSTS[i]}:${PORTS[i]}" "${IDS[i]}" "${peers:-none}" "${records:-none yet}"
 done
 printf '\nroot authority key %s\nrelay: district -> regional (%s)\n' "$ROOT_KEY" "${IDS[1]}"
+
+# What an operator sees, through each node's admin socket.
+printf '\n$ konsilium status --config %s\n' "$(cfg district)"
+"$KONSILIUM" status --config "$(cfg district)" || kc_die "konsilium status failed for the district node"
+printf '\n$ konsilium peers --config %s\n' "$(cfg regional)"
+"$KONSILIUM" peers --config "$(cfg regional)" || kc_die "konsilium peers failed for the regional node"
 
 if ((HOLD)); then
     printf '\nthe federation keeps running; logs under %s/*/node.log. Ctrl-C stops it.\n' "$WORK"

@@ -92,7 +92,7 @@ for key in federal regional district; do
     # 3. Certificate, revocations and roots load and verify.
     "$KONSILIUM" init --org-name "throwaway" --data-dir "$work/data" --config "$TMP/$key-throwaway.toml" \
         --root "$root" >/dev/null
-    kc_set "$work/node.toml" listen "$(kc_array /ip4/127.0.0.1/tcp/0)"
+    kc_set "$work/node.toml" network.listen "$(kc_array /ip4/127.0.0.1/tcp/0)"
     kc_set "$work/node.toml" bootstrap '[]'
     kc_set "$work/node.toml" external '[]'
     out=$(run_node "$work/node.toml")

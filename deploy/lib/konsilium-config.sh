@@ -11,6 +11,8 @@
 #
 # Source this file; it defines functions only and changes no shell options.
 
+KC_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 # kc_die MESSAGE...: print to stderr and exit.
 kc_die() {
     printf 'error: %s\n' "$*" >&2
@@ -38,33 +40,30 @@ kc_array() {
     printf '[%s]' "$out"
 }
 
+# kc_lines FILE KEY: how many uncommented `KEY = ...` lines FILE has. KEY
+# may name its table, `network.listen`, to tell it from `metrics.listen`.
+kc_lines() {
+    KC_KEY=$2 awk -f "$KC_LIB_DIR/kc-match.awk" -v mode=count "$1"
+}
+
 # kc_set FILE KEY VALUE [COMMENT]: replace the one uncommented `KEY = ...`
 # line of FILE with `KEY = VALUE` (VALUE is TOML, e.g. from kc_quote or
 # kc_array). COMMENT, if given, is inserted above it as `# ` lines (one per
 # line of COMMENT). Fails unless exactly one such line exists.
 kc_set() {
     local file=$1 key=$2 value=$3 comment=${4-} n
-    n=$(grep -c "^${key} = " "$file" || true)
+    n=$(kc_lines "$file" "$key")
     [[ $n == 1 ]] || kc_die "$file: expected exactly one '${key} = ' line, found $n (has the config template changed?)"
-    KC_KEY=$key KC_VALUE=$value KC_COMMENT=$comment awk '
-        index($0, ENVIRON["KC_KEY"] " = ") == 1 {
-            if (ENVIRON["KC_COMMENT"] != "") {
-                n = split(ENVIRON["KC_COMMENT"], lines, "\n")
-                for (i = 1; i <= n; i++) print (lines[i] == "" ? "#" : "# " lines[i])
-            }
-            print ENVIRON["KC_KEY"] " = " ENVIRON["KC_VALUE"]
-            next
-        }
-        { print }
-    ' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
+    KC_KEY=$key KC_VALUE=$value KC_COMMENT=$comment \
+        awk -f "$KC_LIB_DIR/kc-match.awk" -v mode=set "$file" >"$file.tmp" && mv "$file.tmp" "$file"
 }
 
 # kc_get FILE KEY: the raw TOML value of the one uncommented `KEY = ...` line.
 kc_get() {
     local file=$1 key=$2 n
-    n=$(grep -c "^${key} = " "$file" || true)
+    n=$(kc_lines "$file" "$key")
     [[ $n == 1 ]] || kc_die "$file: expected exactly one '${key} = ' line, found $n"
-    sed -n "s/^${key} = //p" "$file"
+    KC_KEY=$key awk -f "$KC_LIB_DIR/kc-match.awk" -v mode=get "$file"
 }
 
 # kc_insert_before FILE LINE TEXT: insert TEXT (any number of lines) before
