@@ -207,3 +207,62 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
         "{out}"
     );
 }
+
+/// Help that teaches: every command's help ends with a worked example.
+#[test]
+fn every_command_has_an_example_in_its_help() {
+    let (ok, top) = konsilium(&["--help"]);
+    assert!(ok && top.contains("Examples:"), "{top}");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["demo"],
+        vec!["init"],
+        vec!["run"],
+        vec!["verify"],
+        vec!["api-token"],
+        vec!["specialties"],
+        vec!["status"],
+        vec!["peers"],
+        vec!["directory"],
+        vec!["route"],
+        vec!["requests"],
+        vec!["request"],
+        vec!["outbox"],
+        vec!["sla"],
+        vec!["sessions"],
+        vec!["certs"],
+        vec!["doctor"],
+        vec!["metrics"],
+        vec!["journal", "verify"],
+        vec!["journal", "tail"],
+        vec!["journal", "stats"],
+    ];
+    for command in commands {
+        let mut args = command.clone();
+        args.push("--help");
+        let (ok, help) = konsilium(&args);
+        assert!(ok, "konsilium {command:?} --help failed: {help}");
+        assert!(
+            help.contains("Example:") || help.contains("Examples:"),
+            "konsilium {command:?} --help shows no example:\n{help}"
+        );
+        assert!(
+            help.contains(&format!("konsilium {}", command.join(" "))),
+            "the example of {command:?} does not use the command itself:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_view_without_a_node_says_which_node_to_name_or_that_none_runs() {
+    let (ok, out) = konsilium(&["status"]);
+    assert!(!ok);
+    assert!(out.contains("--config"), "{out}");
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("admin.sock");
+    let (ok, out) = konsilium(&["peers", "--socket", socket.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("no node is running at {}", socket.display())),
+        "{out}"
+    );
+}
