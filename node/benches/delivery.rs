@@ -553,15 +553,6 @@ async fn bulk_sample(pair: &BulkPair, bytes: u64) -> Duration {
 // Konsilium nodes
 // ---------------------------------------------------------------------------
 
-fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
-    OrgSpec {
-        name: name.into(),
-        level,
-        region: region.into(),
-        specialties: specialties.to_vec(),
-    }
-}
-
 async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>) -> NodeHandle {
     node::start(member.setup(bootstrap, relay_via))
         .await
@@ -762,13 +753,13 @@ struct Counts {
 /// Two certified, connected nodes in one region: the setup of rows 1 and 3.
 async fn pair(dir: &Path) -> (NodeHandle, NodeHandle, OrgId) {
     let mut fed = LocalFederation::new(dir, node::now());
-    let sender = fed.enrol(spec(
+    let sender = fed.enrol(OrgSpec::new(
         "Bench district hospital",
         OrgLevel::District,
         "RU-VLG",
         &[],
     ));
-    let recipient = fed.enrol(spec(
+    let recipient = fed.enrol(OrgSpec::new(
         "Bench regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
@@ -814,19 +805,19 @@ async fn direct_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
 /// Row 2: district -> regional relay -> federal vs a raw A->B->C chain.
 async fn relayed_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
     let mut fed = LocalFederation::new(dir, node::now());
-    let federal = fed.enrol(spec(
+    let federal = fed.enrol(OrgSpec::new(
         "Bench federal neonatology center",
         OrgLevel::Federal,
         "RU-SPE",
         &[Specialty::Neonatology],
     ));
-    let regional = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
         "Bench regional perinatal center",
         OrgLevel::Regional,
         "RU-VLG",
         &[],
     ));
-    let district = fed.enrol(spec(
+    let district = fed.enrol(OrgSpec::new(
         "Bench district maternity ward",
         OrgLevel::District,
         "RU-VLG",

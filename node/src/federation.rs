@@ -29,6 +29,17 @@ pub struct OrgSpec {
     pub specialties: Vec<Specialty>,
 }
 
+impl OrgSpec {
+    pub fn new(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> Self {
+        OrgSpec {
+            name: name.into(),
+            level,
+            region: region.into(),
+            specialties: specialties.to_vec(),
+        }
+    }
+}
+
 pub struct LocalFederation {
     root: Issuer,
     regions: BTreeMap<RegionCode, Issuer>,

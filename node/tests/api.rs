@@ -17,15 +17,6 @@ use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
-    OrgSpec {
-        name: name.into(),
-        level,
-        region: region.into(),
-        specialties: specialties.to_vec(),
-    }
-}
-
 async fn serve(
     node: &Arc<NodeHandle>,
     users: Vec<User>,
@@ -138,8 +129,13 @@ fn new_request() -> Value {
 async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let r = fed.enrol(spec("Regional hospital", OrgLevel::Regional, "RU-VLG", &[]));
-    let f = fed.enrol(spec(
+    let r = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let f = fed.enrol(OrgSpec::new(
         "Federal cardiology center",
         OrgLevel::Federal,
         "RU-MOW",
@@ -448,7 +444,12 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
 async fn the_api_refuses_with_problem_documents() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let m = fed.enrol(spec("Regional hospital", OrgLevel::Regional, "RU-VLG", &[]));
+    let m = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
     let n = Arc::new(node::start(m.setup(vec![], vec![])).await.unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, task) = api::serve_until(

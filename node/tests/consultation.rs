@@ -19,15 +19,6 @@ use tokio::sync::broadcast;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
-    OrgSpec {
-        name: name.into(),
-        level,
-        region: region.into(),
-        specialties: specialties.to_vec(),
-    }
-}
-
 async fn status_reaches(rx: &mut broadcast::Receiver<NodeEvent>, id: ConsultationId, want: Status) {
     wait::event(rx, &format!("consultation to become {want}"), PATIENCE, |e| {
         matches!(e, NodeEvent::ConsultationUpdated { id: got, status } if *got == id && *status == want).then_some(())
@@ -83,19 +74,24 @@ struct Three {
 async fn three() -> Three {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let f = fed.enrol(spec(
+    let f = fed.enrol(OrgSpec::new(
         "Federal cardiology center",
         OrgLevel::Federal,
         "RU-MOW",
         &[Specialty::Cardiology],
     ));
-    let r = fed.enrol(spec(
+    let r = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let d = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let d = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
     let regional = node::start(r.setup(vec![], vec![])).await.unwrap();
     let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
     let federal = node::start(f.setup(vec![ra.clone()], vec![]))
@@ -293,25 +289,25 @@ async fn consent_is_required_unless_an_emergency_override_is_logged() {
 async fn an_unanswered_emergency_escalates_district_regional_federal() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let requester = fed.enrol(spec(
+    let requester = fed.enrol(OrgSpec::new(
         "Rural district hospital",
         OrgLevel::District,
         "RU-VLG",
         &[],
     ));
-    let district = fed.enrol(spec(
+    let district = fed.enrol(OrgSpec::new(
         "Central district hospital",
         OrgLevel::District,
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let regional = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let federal = fed.enrol(spec(
+    let federal = fed.enrol(OrgSpec::new(
         "Federal cardiology center",
         OrgLevel::Federal,
         "RU-MOW",
@@ -445,8 +441,13 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
 async fn deadlines_at_risk_and_breached_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let requester = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
-    let consultant = fed.enrol(spec(
+    let requester = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let consultant = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",

@@ -18,15 +18,6 @@ use tokio::sync::broadcast;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
-    OrgSpec {
-        name: name.into(),
-        level,
-        region: region.into(),
-        specialties: specialties.to_vec(),
-    }
-}
-
 async fn addr(node: &NodeHandle) -> Multiaddr {
     wait::listen_addr(node, PATIENCE).await.unwrap()
 }
@@ -106,31 +97,31 @@ async fn five_nodes_converge_and_a_late_joiner_catches_up() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let members = [
-        fed.enrol(spec(
+        fed.enrol(OrgSpec::new(
             "Federal cardiology center",
             OrgLevel::Federal,
             "RU-MOW",
             &[Specialty::Cardiology],
         )),
-        fed.enrol(spec(
+        fed.enrol(OrgSpec::new(
             "Vologda regional hospital",
             OrgLevel::Regional,
             "RU-VLG",
             &[Specialty::Oncology],
         )),
-        fed.enrol(spec(
+        fed.enrol(OrgSpec::new(
             "Arkhangelsk regional hospital",
             OrgLevel::Regional,
             "RU-ARK",
             &[Specialty::Neurology],
         )),
-        fed.enrol(spec(
+        fed.enrol(OrgSpec::new(
             "Sokol district hospital",
             OrgLevel::District,
             "RU-VLG",
             &[Specialty::Pediatrics],
         )),
-        fed.enrol(spec(
+        fed.enrol(OrgSpec::new(
             "Kotlas district hospital",
             OrgLevel::District,
             "RU-ARK",
@@ -147,7 +138,7 @@ async fn five_nodes_converge_and_a_late_joiner_catches_up() {
     }
     converge(&nodes.iter().collect::<Vec<_>>(), 5).await;
 
-    let late = fed.enrol(spec(
+    let late = fed.enrol(OrgSpec::new(
         "Late district hospital",
         OrgLevel::District,
         "RU-VLG",
@@ -167,19 +158,24 @@ async fn five_nodes_converge_and_a_late_joiner_catches_up() {
 async fn a_package_reaches_its_recipient_and_only_it_can_open_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let federal = fed.enrol(spec(
+    let federal = fed.enrol(OrgSpec::new(
         "Federal oncology center",
         OrgLevel::Federal,
         "RU-MOW",
         &[Specialty::Oncology],
     ));
-    let regional = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Oncology],
     ));
-    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let district = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
     let f = start(&federal, vec![], vec![]).await;
     let fa = addr(&f).await;
     let r = start(&regional, vec![fa.clone()], vec![]).await;
@@ -224,8 +220,13 @@ async fn a_package_reaches_its_recipient_and_only_it_can_open_it() {
 async fn a_sender_killed_after_send_still_delivers_after_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let sender = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
-    let recipient = fed.enrol(spec(
+    let sender = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let recipient = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
@@ -271,13 +272,13 @@ async fn a_sender_killed_after_send_still_delivers_after_restart() {
 async fn uncertified_and_revoked_organizations_cannot_join() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let member = fed.enrol(spec(
+    let member = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let revoked = fed.enrol(spec(
+    let revoked = fed.enrol(OrgSpec::new(
         "Revoked district hospital",
         OrgLevel::District,
         "RU-VLG",
@@ -285,7 +286,7 @@ async fn uncertified_and_revoked_organizations_cannot_join() {
     ));
     // A "federation" of its own: self-signed, unknown to the member.
     let mut rogue_fed = LocalFederation::new(&tmp.path().join("rogue"), node::now());
-    let rogue = rogue_fed.enrol(spec(
+    let rogue = rogue_fed.enrol(OrgSpec::new(
         "Rogue clinic",
         OrgLevel::Federal,
         "RU-MOW",
@@ -343,19 +344,19 @@ async fn uncertified_and_revoked_organizations_cannot_join() {
 async fn relayed_package_arrives_intact_and_the_relay_cannot_read_or_alter_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let federal = fed.enrol(spec(
+    let federal = fed.enrol(OrgSpec::new(
         "Federal neonatology center",
         OrgLevel::Federal,
         "RU-SPE",
         &[Specialty::Neonatology],
     ));
-    let regional = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
         "Regional perinatal center",
         OrgLevel::Regional,
         "RU-VLG",
         &[],
     ));
-    let district = fed.enrol(spec(
+    let district = fed.enrol(OrgSpec::new(
         "District maternity ward",
         OrgLevel::District,
         "RU-VLG",
@@ -453,8 +454,13 @@ async fn relayed_package_arrives_intact_and_the_relay_cannot_read_or_alter_it() 
 async fn a_recipient_killed_mid_transfer_resumes_where_it_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let sender = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
-    let recipient = fed.enrol(spec(
+    let sender = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let recipient = fed.enrol(OrgSpec::new(
         "Regional radiology center",
         OrgLevel::Regional,
         "RU-VLG",
@@ -546,19 +552,24 @@ async fn a_recipient_killed_mid_transfer_resumes_where_it_stopped() {
 async fn a_scoped_district_asks_its_regional_center_for_candidates() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let federal = fed.enrol(spec(
+    let federal = fed.enrol(OrgSpec::new(
         "Federal oncology center",
         OrgLevel::Federal,
         "RU-MOW",
         &[Specialty::Oncology],
     ));
-    let regional = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let district = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
     let r = start(&regional, vec![], vec![]).await;
     let ra = addr(&r).await;
     let f = start(&federal, vec![ra.clone()], vec![]).await;
@@ -603,9 +614,19 @@ async fn a_scoped_district_asks_its_regional_center_for_candidates() {
 async fn an_unreachable_recipient_is_served_through_the_regional_relay() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let regional = fed.enrol(spec("Regional hospital", OrgLevel::Regional, "RU-VLG", &[]));
-    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
-    let other = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let district = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let other = fed.enrol(OrgSpec::new(
         "Neighbouring district hospital",
         OrgLevel::District,
         "RU-VLG",
@@ -649,13 +670,18 @@ async fn an_unreachable_recipient_is_served_through_the_regional_relay() {
 async fn nodes_also_speak_quic() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let a = fed.enrol(spec(
+    let a = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Urology],
     ));
-    let b = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
+    let b = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
     let quic = |m: &Member, bootstrap: Vec<Multiaddr>| {
         let mut setup = m.setup(bootstrap, vec![]);
         setup.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];

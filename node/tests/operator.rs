@@ -20,15 +20,6 @@ use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn spec(name: &str, level: OrgLevel, region: &str, specialties: &[Specialty]) -> OrgSpec {
-    OrgSpec {
-        name: name.into(),
-        level,
-        region: region.into(),
-        specialties: specialties.to_vec(),
-    }
-}
-
 /// Runs the binary (off the async runtime: it blocks) and returns whether
 /// it succeeded and what it printed.
 async fn konsilium(args: Vec<String>) -> (bool, String, String) {
@@ -123,20 +114,25 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
 async fn every_view_works_against_a_live_federation() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let regional = fed.enrol(spec(
+    let regional = fed.enrol(OrgSpec::new(
         "Regional hospital",
         OrgLevel::Regional,
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let federal = fed.enrol(spec(
+    let federal = fed.enrol(OrgSpec::new(
         "Federal cardiology center",
         OrgLevel::Federal,
         "RU-MOW",
         &[Specialty::Cardiology],
     ));
-    let district = fed.enrol(spec("District hospital", OrgLevel::District, "RU-VLG", &[]));
-    let revoked = fed.enrol(spec(
+    let district = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let revoked = fed.enrol(OrgSpec::new(
         "Revoked clinic",
         OrgLevel::District,
         "RU-VLG",
@@ -463,6 +459,8 @@ async fn every_view_works_against_a_live_federation() {
     assert!(ok && text.contains("# TYPE konsilium_deliveries_total counter"));
 
     metrics_task.abort();
+    // Gone for good (with its handle on the node) before the node stops.
+    let _ = metrics_task.await;
     d.stop().await;
     r.stop().await;
 
