@@ -3,16 +3,19 @@
 
 use anyhow::{Result, bail};
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
-use konsilium_node::node::{self, Attachment, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_node::node::{
+    self, Attachment, NodeError, NodeEvent, NodeHandle, SendRequest, Target,
+};
+use konsilium_node::progress::Progress;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::seal::RoutingHeader;
+use konsilium_protocol::seal::{PackageId, RoutingHeader};
 use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::urgency::Urgency;
 use libp2p::Multiaddr;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -203,18 +206,10 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         hop(&sent.next_hop)
     );
     let id = sent.id;
-    let (from, total) = wait_for(
-        &mut regional_events,
-        "the relay to fetch the attachment",
-        |e| match e {
-            NodeEvent::FetchStarted { from, total, .. } => Some((*from, *total)),
-            _ => None,
-        },
-    )
-    .await?;
     println!(
-        "    regional center pulls the sealed attachment in 1 MiB pieces from byte {from} of {total}"
+        "    regional center pulls the sealed attachment from the district hospital in 1 MiB pieces"
     );
+    follow_transfer("    upload", id, &mut district_events, &mut regional_events).await?;
     let recipient = wait_for(
         &mut regional_events,
         "the regional center to take custody",
@@ -228,10 +223,11 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         "    regional center checked the blob hash, stored the package durably (it sees only the header) and forwards it to {}",
         hop(&recipient)
     );
-    wait_for(
+    follow_transfer(
+        "    download",
+        id,
+        &mut regional_events,
         &mut federal_events,
-        "the federal center to fetch the attachment",
-        |e| matches!(e, NodeEvent::FetchCompleted { .. }).then_some(()),
     )
     .await?;
     let bytes = wait_for(
@@ -292,6 +288,53 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         "\ndemo finished in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Shows one hop's attachment transfer as it happens: the fetching node
+/// reports each piece it stores, the sending node what the fetcher told it
+/// when it asked for delivery.
+async fn follow_transfer(
+    label: &str,
+    id: PackageId,
+    sender: &mut broadcast::Receiver<NodeEvent>,
+    fetcher: &mut broadcast::Receiver<NodeEvent>,
+) -> Result<()> {
+    let (blob, from, total) = wait_for(fetcher, "the attachment fetch to start", |e| match e {
+        NodeEvent::FetchStarted { blob, from, total } => Some((*blob, *from, *total)),
+        _ => None,
+    })
+    .await?;
+    let progress = Progress::bytes(label, total);
+    progress.set(from);
+    let transfer = async {
+        loop {
+            tokio::select! {
+                event = sender.recv() => match event {
+                    Ok(NodeEvent::DeliveryProgress { id: got, have, .. }) if got == id => {
+                        progress.set(have)
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Err(NodeError::Stopped),
+                },
+                event = fetcher.recv() => match event {
+                    Ok(NodeEvent::FetchCompleted { blob: got }) if got == blob => return Ok(()),
+                    Ok(NodeEvent::FetchStarted { blob: got, from: have, .. })
+                    | Ok(NodeEvent::FetchProgress { blob: got, have, .. })
+                        if got == blob =>
+                    {
+                        progress.set(have)
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Err(NodeError::Stopped),
+                },
+            }
+        }
+    };
+    tokio::time::timeout(STEP_TIMEOUT, transfer)
+        .await
+        .map_err(|_| NodeError::Timeout("the attachment transfer".into()))??;
+    progress.finish();
     Ok(())
 }
 

@@ -12,5 +12,6 @@ pub mod fhir;
 pub mod keys;
 pub mod metrics;
 pub mod node;
+pub mod progress;
 pub mod report;
 pub mod store;

@@ -343,6 +343,12 @@ pub enum NodeEvent {
         from: u64,
         total: u64,
     },
+    /// Pieces of an attachment arrived, in order, up to `have` bytes.
+    FetchProgress {
+        blob: [u8; 32],
+        have: u64,
+        total: u64,
+    },
     FetchCompleted {
         blob: [u8; 32],
     },

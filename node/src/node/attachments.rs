@@ -109,6 +109,11 @@ impl Node {
             return;
         }
         if written < blob.size {
+            self.emit(NodeEvent::FetchProgress {
+                blob: hash,
+                have: written,
+                total: blob.size,
+            });
             self.pump_fetch(hash);
             return;
         }
