@@ -1,17 +1,23 @@
 //! `konsilium demo`: a small federation on loopback running a real
-//! consultation package end to end, narrated step by step.
+//! consultation package end to end, then a consultation through its workflow
+//! to a signed conclusion, narrated step by step.
 
 use anyhow::{Result, bail};
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
-    self, Attachment, NodeError, NodeEvent, NodeHandle, SendRequest, Target,
+    self, ActRequest, Attachment, ConclusionText, NewConsultation, NodeError, NodeEvent,
+    NodeHandle, SendRequest, Target,
 };
 use konsilium_node::progress::Progress;
 use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::cert::Trust;
+use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::journal::Role;
 use konsilium_protocol::seal::{PackageId, RoutingHeader};
 use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::workflow::{Action, Consent, ConsentMethod, ConsultationId, Status};
 use libp2p::Multiaddr;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -277,6 +283,16 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         hex(&blake3::hash(&restored).as_bytes()[..8])
     );
 
+    consultation(
+        &district_node,
+        &regional_node,
+        &mut district_events,
+        &mut regional_events,
+        &federation,
+        tmp.path(),
+    )
+    .await?;
+
     for n in [district_node, regional_node, federal_node] {
         n.shutdown().await;
     }
@@ -287,6 +303,144 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     println!(
         "\ndemo finished in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn status_reached(
+    rx: &mut broadcast::Receiver<NodeEvent>,
+    id: ConsultationId,
+    want: Status,
+) -> Result<()> {
+    wait_for(rx, &format!("the consultation to become {want}"), |e| {
+        matches!(e, NodeEvent::ConsultationUpdated { id: got, status } if *got == id && *status == want)
+            .then_some(())
+    })
+    .await
+}
+
+/// Step 8: a consultation carried through its workflow to a signed
+/// conclusion, both hospitals applying every signed step.
+async fn consultation(
+    district: &NodeHandle,
+    regional: &NodeHandle,
+    district_events: &mut broadcast::Receiver<NodeEvent>,
+    regional_events: &mut broadcast::Receiver<NodeEvent>,
+    federation: &LocalFederation,
+    dir: &std::path::Path,
+) -> Result<()> {
+    println!("\n[8] an urgent cardiology consultation, to a signed conclusion");
+    let (id, sent) = district
+        .request_consultation(
+            NewConsultation {
+                target: Target::Best,
+                specialty: Specialty::Cardiology,
+                min_level: OrgLevel::Regional,
+                urgency: Urgency::Urgent,
+                region: None,
+                consent: Consent::Given {
+                    by: "the patient".into(),
+                    at: node::now(),
+                    method: ConsentMethod::Written,
+                    document: None,
+                },
+                physician: "Dr. Ivanova".into(),
+                extract: CaseExtract {
+                    summary: "62-year-old, recurrent syncope, 12-lead ECG attached".into(),
+                    questions: "Pacemaker indicated?".into(),
+                },
+                escalated_from: None,
+            },
+            vec![Attachment::Bytes(
+                (0..256 * 1024u32).map(|i| (i % 251) as u8).collect(),
+            )],
+        )
+        .await?;
+    println!(
+        "    the physician's request {id} (consent recorded) goes to {}, sealed with the ECG",
+        sent.recipient_name
+    );
+    status_reached(regional_events, id, Status::Requested).await?;
+    let view = regional.consultation(id).await?;
+    if let Some(d) = view.deadline {
+        println!(
+            "    the regional center has it; deadline {} (urgent: 24 h), at risk from {}",
+            d.due, d.at_risk_from
+        );
+    }
+    let step = |role, user: &str, action| ActRequest {
+        consultation: id,
+        role,
+        user: user.into(),
+        action,
+        conclusion: None,
+    };
+    for (role, user, action, said) in [
+        (
+            Role::Coordinator,
+            "coordinator Sidorova",
+            Action::Receive,
+            "registers",
+        ),
+        (
+            Role::Coordinator,
+            "coordinator Sidorova",
+            Action::Accept,
+            "accepts",
+        ),
+        (Role::Consultant, "Dr. Petrov", Action::Start, "starts work"),
+    ] {
+        let status = regional.act(step(role, user, action)).await?;
+        println!("    {user} {said}: {status}");
+    }
+    let status = regional
+        .act(ActRequest {
+            conclusion: Some(ConclusionText {
+                authors: vec!["Dr. Petrov".into()],
+                diagnosis: "Sick sinus syndrome".into(),
+                recommendations: "Dual-chamber pacemaker".into(),
+                treatment_plan: "Implantation within 2 weeks".into(),
+                further_studies: "Holter monitoring after implantation".into(),
+                attachments: vec![],
+            }),
+            ..step(
+                Role::Consultant,
+                "Dr. Petrov",
+                Action::Conclude {
+                    conclusion: [0; 32],
+                },
+            )
+        })
+        .await?;
+    println!(
+        "    Dr. Petrov concludes; the conclusion is signed with the regional center's key: {status}"
+    );
+    status_reached(district_events, id, Status::Completed).await?;
+    let view = district.consultation(id).await?;
+    let Some(file) = view.conclusion else {
+        bail!("the conclusion did not reach the district hospital");
+    };
+    let trust = Trust::new([federation.root().key()]);
+    let (conclusion, signer) = file.verify(&trust, node::now())?;
+    let path = dir.join("conclusion.ksc");
+    std::fs::write(&path, konsilium_protocol::wire::encode(&file)?)?;
+    println!(
+        "    the district hospital holds the conclusion ({}), signed by {signer}; it verifies offline:",
+        conclusion.diagnosis
+    );
+    println!(
+        "      konsilium verify {} --root {}    (with demo --keep)",
+        path.display(),
+        federation.root().key()
+    );
+    district
+        .act(step(Role::Physician, "Dr. Ivanova", Action::Acknowledge))
+        .await?;
+    let (journal, _) = district.journal().await?;
+    println!(
+        "    Dr. Ivanova acknowledges; {} history steps on both sides, {} entries in the district journal",
+        view.consultation.history.len() + 1,
+        journal.len()
     );
     Ok(())
 }
