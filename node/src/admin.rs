@@ -241,21 +241,10 @@ fn route_request(p: &RouteParams) -> Result<RouteRequest, String> {
 }
 
 async fn route(node: Node, UrlQuery(p): UrlQuery<RouteParams>) -> Response {
-    let mut request = match route_request(&p) {
-        Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
-    };
-    // The dry run is for requests from this node: it never picks itself,
-    // and prefers its own region unless told otherwise.
-    if let Ok(me) = node.0.inspect(Inspect::Status).await {
-        if let Some(org) = me["org"].as_str().and_then(|o| o.parse().ok()) {
-            request.exclude.insert(org);
-        }
-        if request.region.is_none() {
-            request.region = me["region"].as_str().and_then(|r| r.parse().ok());
-        }
+    match route_request(&p) {
+        Ok(request) => view(node, Inspect::Route(request)).await,
+        Err(e) => refuse(StatusCode::BAD_REQUEST, e),
     }
-    view(node, Inspect::Route(request)).await
 }
 
 #[derive(Deserialize)]

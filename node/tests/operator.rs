@@ -376,7 +376,7 @@ async fn every_view_works_against_a_live_federation() {
         tail.as_array().unwrap().iter().any(|e| e["action"]
             .as_str()
             .unwrap()
-            .starts_with("Create")
+            .starts_with("create: urgent cardiology")
             && e["consultation"] == id.as_str()),
         "{tail}"
     );

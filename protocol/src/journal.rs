@@ -171,6 +171,41 @@ pub enum Action {
     },
 }
 
+/// One line for operators: what happened, without the consultation id
+/// (shown beside it) or raw bytes.
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Create(c) => write!(
+                f,
+                "create: {} {}, {} asks {}",
+                c.urgency,
+                c.specialty.slug(),
+                c.requester,
+                c.consultant
+            ),
+            Action::Send { package, .. } => write!(f, "send package {package}"),
+            Action::Receive { package, .. } => write!(f, "receive package {package}"),
+            Action::Open { .. } => f.write_str("open the materials"),
+            Action::Transition { from, to, .. } => write!(f, "transition {from} -> {to}"),
+            Action::Conclusion { deadline_met, .. } => write!(
+                f,
+                "conclusion, {}",
+                if *deadline_met {
+                    "within the deadline"
+                } else {
+                    "late"
+                }
+            ),
+            Action::ConsentOverride { reason, .. } => {
+                write!(f, "consent override: {reason}")
+            }
+            Action::FailedLogin { user } => write!(f, "failed login as {user:?}"),
+            Action::Login { user } => write!(f, "login as {user:?}"),
+        }
+    }
+}
+
 impl Action {
     /// The consultation the action concerns, so a node can index its journal
     /// by consultation; `None` for security events.

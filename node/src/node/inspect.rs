@@ -232,7 +232,13 @@ impl Node {
             .collect()
     }
 
-    fn route_report(&self, request: RouteRequest) -> RouteReport {
+    /// A dry run for a request from this node: it never picks itself and
+    /// prefers its own region unless told otherwise.
+    fn route_report(&self, mut request: RouteRequest) -> RouteReport {
+        request.exclude.insert(self.me.cert.org);
+        if request.region.is_none() {
+            request.region = Some(self.me.cert.region.clone());
+        }
         let decision = route::rank(&self.directory, &request, self.now());
         let candidates = decision
             .candidates
@@ -529,7 +535,7 @@ impl Node {
                     .action
                     .consultation()
                     .map(|c| ConsultationId(c).to_string()),
-                action: format!("{:?}", e.action),
+                action: e.action.to_string(),
             })
             .collect())
     }
