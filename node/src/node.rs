@@ -786,8 +786,8 @@ struct Node {
     events: broadcast::Sender<NodeEvent>,
     started_at: Timestamp,
     peer_info: HashMap<PeerId, inspect::PeerInfo>,
-    /// Our addresses as peers reported seeing them.
-    observed: BTreeSet<Multiaddr>,
+    /// Our addresses as peers reported seeing them, most recent last.
+    observed: std::collections::VecDeque<Multiaddr>,
     refused_orgs: BTreeMap<OrgId, inspect::RefusedOrg>,
     metrics: crate::metrics::Metrics,
     directory_topic: gossipsub::IdentTopic,
@@ -893,7 +893,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         events: events.clone(),
         started_at: setup.clock.now(),
         peer_info: HashMap::new(),
-        observed: BTreeSet::new(),
+        observed: std::collections::VecDeque::new(),
         refused_orgs: BTreeMap::new(),
         metrics: crate::metrics::Metrics::new(),
         directory_topic,
@@ -1097,7 +1097,12 @@ impl Node {
                 info,
                 ..
             })) => {
-                self.observed.insert(info.observed_addr.clone());
+                if !self.observed.contains(&info.observed_addr) {
+                    self.observed.push_back(info.observed_addr.clone());
+                    if self.observed.len() > inspect::MAX_OBSERVED {
+                        self.observed.pop_front();
+                    }
+                }
                 let known = self.peer_info.entry(peer_id).or_default();
                 known.protocol_version = Some(info.protocol_version.clone());
                 known.agent_version = Some(info.agent_version.clone());

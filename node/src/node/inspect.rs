@@ -50,6 +50,12 @@ pub(super) struct RefusedOrg {
     pub reason: String,
 }
 
+/// Refused organizations remembered for the routing dry run.
+const MAX_REFUSED: usize = 1024;
+
+/// Addresses peers saw us at, most recent last: enough to judge NAT.
+pub(super) const MAX_OBSERVED: usize = 16;
+
 /// Certificates expiring within this many days are warned about.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -663,8 +669,16 @@ impl Node {
         m.render()
     }
 
-    /// Remembers an organization refused for its certificate.
+    /// Remembers an organization refused for its certificate. Only
+    /// certificates some federation authority really issued are remembered
+    /// (revoked, expired, out of scope): anyone can mint self-signed ones,
+    /// and those must not grow the node's memory.
     pub(super) fn note_refused(&mut self, org: OrgId, name: String, error: &CertError) {
+        if matches!(error, CertError::UnknownRoot { .. } | CertError::Signed(_))
+            || (self.refused_orgs.len() >= MAX_REFUSED && !self.refused_orgs.contains_key(&org))
+        {
+            return;
+        }
         self.refused_orgs.insert(
             org,
             RefusedOrg {
