@@ -413,6 +413,8 @@ printf '\n$ konsilium status --config %s\n' "$(cfg district)"
 "$KONSILIUM" status --config "$(cfg district)" || kc_die "konsilium status failed for the district node"
 printf '\n$ konsilium peers --config %s\n' "$(cfg regional)"
 "$KONSILIUM" peers --config "$(cfg regional)" || kc_die "konsilium peers failed for the regional node"
+printf '\n$ konsilium doctor --config %s\n' "$(cfg district)"
+"$KONSILIUM" doctor --config "$(cfg district)" || kc_die "konsilium doctor found a failure on the district node"
 
 if ((HOLD)); then
     printf '\nthe federation keeps running; logs under %s/*/node.log. Ctrl-C stops it.\n' "$WORK"

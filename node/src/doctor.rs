@@ -108,6 +108,7 @@ pub async fn run(config_path: &Path, health: Option<&HealthReport>, now: Timesta
                 "node",
                 format!("running, listening on {}", h.listen.join(", ")),
             ));
+            checks.push(reachability(h));
             checks.push(clock_skew(h));
             checks.extend(bootstrap_live(h));
         }
@@ -276,6 +277,27 @@ fn ports(listen: &[Multiaddr]) -> Vec<Check> {
         .collect()
 }
 
+/// With the node running, its ports are reachable when a peer connected
+/// to one of its listen addresses.
+fn reachability(h: &HealthReport) -> Check {
+    const NAME: &str = "ports";
+    match h.nat.as_str() {
+        "reachable" => ok(NAME, "peers reached this node at its listen addresses"),
+        "unconfirmed" => problem(
+            NAME,
+            Verdict::Warn,
+            "peers saw this node only at other addresses (NAT, or outbound connections only)",
+            "open or forward the listen ports (TCP and UDP) and set network.external to the public address",
+        ),
+        _ => problem(
+            NAME,
+            Verdict::Warn,
+            "no peer has connected yet, so reachability is unknown",
+            "check the bootstrap peers below and the firewall",
+        ),
+    }
+}
+
 fn clock_skew(h: &HealthReport) -> Check {
     const NAME: &str = "clock";
     let Some(worst) = h.clock_skew.iter().max_by_key(|s| s.skew_ms.unsigned_abs()) else {
@@ -375,6 +397,7 @@ mod tests {
                 })
                 .collect(),
             listen: vec![],
+            nat: "unconfirmed".into(),
         }
     }
 
@@ -386,6 +409,15 @@ mod tests {
         assert_eq!(fail.verdict, Verdict::Fail);
         assert!(fail.fix.unwrap().contains("chrony"));
         assert_eq!(clock_skew(&health(&[])).verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn ports_are_judged_by_whether_peers_reached_a_listen_address() {
+        let mut h = health(&[]);
+        assert_eq!(reachability(&h).verdict, Verdict::Warn);
+        assert!(reachability(&h).fix.unwrap().contains("network.external"));
+        h.nat = "reachable".into();
+        assert_eq!(reachability(&h).verdict, Verdict::Ok);
     }
 
     #[test]

@@ -379,6 +379,8 @@ pub struct HealthReport {
     pub bootstrap: Vec<BootstrapReport>,
     pub clock_skew: Vec<SkewReport>,
     pub listen: Vec<String>,
+    /// As in [`StatusReport::nat`].
+    pub nat: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

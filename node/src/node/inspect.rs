@@ -132,17 +132,22 @@ impl Node {
         (at_risk, breached)
     }
 
-    fn status_report(&self) -> StatusReport {
-        let now = self.now();
-        let cert = &self.me.cert;
+    /// Whether peers reach us at a listen (or external) address, judged from
+    /// the addresses they report seeing us at.
+    fn nat(&self) -> &'static str {
         let seen_at_listen = self.observed.iter().any(|o| {
             self.listen_addrs.contains(o) || self.swarm.external_addresses().any(|a| a == o)
         });
-        let nat = match (self.observed.is_empty(), seen_at_listen) {
+        match (self.observed.is_empty(), seen_at_listen) {
             (true, _) => "unknown",
             (false, true) => "reachable",
             (false, false) => "unconfirmed",
-        };
+        }
+    }
+
+    fn status_report(&self) -> StatusReport {
+        let now = self.now();
+        let cert = &self.me.cert;
         let (at_risk, breached) = self.deadline_counts();
         StatusReport {
             org: cert.org.to_string(),
@@ -159,7 +164,7 @@ impl Node {
             uptime_secs: now.since(self.started_at).as_secs(),
             listen: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
             observed: self.observed.iter().map(|a| a.to_string()).collect(),
-            nat: nat.into(),
+            nat: self.nat().into(),
             peers_connected: self.connected_orgs(),
             directory_size: self.directory.len(),
             directory_digest: hex(&self.directory.digest()),
@@ -644,6 +649,7 @@ impl Node {
                 })
                 .collect(),
             listen: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            nat: self.nat().into(),
         }
     }
 
