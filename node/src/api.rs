@@ -1148,20 +1148,30 @@ async fn list_consultations(
     ))
 }
 
-async fn get_consultation(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let user = state.authenticate(&headers, &[])?;
-    let id = parse_id(&id)?;
+/// Reads a consultation for a signed-in user. Reading is an access to
+/// health data, so it is journaled.
+async fn read_consultation(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<ConsultationView, Problem> {
+    let user = state.authenticate(headers, &[])?;
+    let id = parse_id(id)?;
     let view = state.node.consultation(id).await.map_err(node_problem)?;
-    // Reading a consultation is an access to health data: journaled.
     state.node.record(
         Some(user.name.clone()),
         Some(user.role),
         konsilium_protocol::journal::Action::Open { consultation: id.0 },
     );
+    Ok(view)
+}
+
+async fn get_consultation(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let view = read_consultation(&state, &headers, &id).await?;
     Ok(json_response(
         StatusCode::OK,
         &view_json(&view, crate::node::now()),
@@ -1418,15 +1428,7 @@ async fn fhir_bundle(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let user = state.authenticate(&headers, &[])?;
-    let id = parse_id(&id)?;
-    let view = state.node.consultation(id).await.map_err(node_problem)?;
-    // Reading a consultation is an access to health data: journaled.
-    state.node.record(
-        Some(user.name.clone()),
-        Some(user.role),
-        konsilium_protocol::journal::Action::Open { consultation: id.0 },
-    );
+    let view = read_consultation(&state, &headers, &id).await?;
     let (journal, _) = state.node.journal().await.map_err(node_problem)?;
     let names = org_names(&state.node).await;
     let request = &view.consultation.request;

@@ -9,6 +9,7 @@ use konsilium_node::admin::{self, AdminClient};
 use konsilium_node::config::{self, LogFormat, NodeConfig};
 use konsilium_node::keys::NodeKeys;
 use konsilium_node::node::{self, NodeEvent, NodeSetup};
+use konsilium_node::report::JournalVerifyReport;
 use konsilium_protocol::cert::{OrgLevel, RegionCode, Trust};
 use konsilium_protocol::conclusion::ConclusionFile;
 use konsilium_protocol::identity::AuthorityKey;
@@ -550,42 +551,19 @@ async fn journal(command: JournalCommand) -> Result<()> {
     use konsilium_protocol::journal;
     match command {
         JournalCommand::Verify { at, org, json } => {
-            if let Some(client) = running(&at).await? {
-                if !views::journal_verify(&client, json).await? {
-                    bail!("the journal does not verify");
+            let report = match running(&at).await? {
+                Some(client) => client.view("/v1/journal/verify").await?.0,
+                None => {
+                    let data_dir = at.data_dir()?.context("no data directory")?;
+                    let (entries, checkpoints, org) = load_journal(&data_dir, org)?;
+                    JournalVerifyReport::check(&entries, &checkpoints, &org)
                 }
-                return Ok(());
+            };
+            views::print_journal_verify(&report, json)?;
+            match report.error {
+                Some(error) => bail!("the journal does not verify: {error}"),
+                None => Ok(()),
             }
-            let data_dir = at.data_dir()?.context("no data directory")?;
-            let (entries, checkpoints, org) = load_journal(&data_dir, org)?;
-            let verified = journal::verify(&entries, &checkpoints, &org)
-                .context("the journal does not verify")?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"intact": true, "entries": verified.entries, "checkpoints": verified.checkpoints, "anchored": verified.anchored})
-                );
-                return Ok(());
-            }
-            println!(
-                "journal intact: {} entries, {} signed checkpoints covering {} of them, head {}",
-                verified.entries,
-                verified.checkpoints,
-                verified.anchored,
-                verified
-                    .head
-                    .iter()
-                    .take(8)
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            );
-            if verified.anchored < verified.entries {
-                println!(
-                    "note: the last {} entries are not yet under a checkpoint (one is signed at shutdown)",
-                    verified.entries - verified.anchored
-                );
-            }
-            Ok(())
         }
         JournalCommand::Tail { at, n, json } => views::journal_tail(&at.client()?, n, json).await,
         JournalCommand::Stats { at, org, json } => {

@@ -790,6 +790,13 @@ struct Node {
     observed: std::collections::VecDeque<Multiaddr>,
     refused_orgs: BTreeMap<OrgId, inspect::RefusedOrg>,
     metrics: crate::metrics::Metrics,
+    /// Consultations replayed from their signed steps, with how many steps
+    /// each covers. History only grows, so an equal count is the same
+    /// state: the deadline check every second and each metrics scrape need
+    /// not verify every signature again.
+    replayed: std::cell::RefCell<
+        HashMap<ConsultationId, (usize, konsilium_protocol::workflow::Consultation)>,
+    >,
     directory_topic: gossipsub::IdentTopic,
     revocation_topic: gossipsub::IdentTopic,
 }
@@ -896,6 +903,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         observed: std::collections::VecDeque::new(),
         refused_orgs: BTreeMap::new(),
         metrics: crate::metrics::Metrics::new(),
+        replayed: Default::default(),
         directory_topic,
         revocation_topic,
     };

@@ -265,6 +265,37 @@ pub struct JournalVerifyReport {
     pub error: Option<String>,
 }
 
+impl JournalVerifyReport {
+    /// Checks a journal against its signed checkpoints; the same for a
+    /// running node (on its event loop) and a stopped one (read by the CLI).
+    pub fn check(
+        entries: &[konsilium_protocol::journal::Entry],
+        checkpoints: &[konsilium_protocol::signed::Signed<
+            konsilium_protocol::journal::Checkpoint,
+        >],
+        org: &konsilium_protocol::identity::OrgId,
+    ) -> Self {
+        match konsilium_protocol::journal::verify(entries, checkpoints, org) {
+            Ok(v) => JournalVerifyReport {
+                intact: true,
+                entries: v.entries,
+                checkpoints: v.checkpoints,
+                anchored: v.anchored,
+                head: v.head.iter().map(|b| format!("{b:02x}")).collect(),
+                error: None,
+            },
+            Err(e) => JournalVerifyReport {
+                intact: false,
+                entries: entries.len() as u64,
+                checkpoints: checkpoints.len(),
+                anchored: 0,
+                head: String::new(),
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
 /// `konsilium journal tail`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JournalEntryReport {

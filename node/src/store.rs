@@ -91,6 +91,21 @@ pub struct StoredConsultation {
     pub own_copy: Option<konsilium_protocol::seal::EnvelopeHeader>,
 }
 
+impl StoredConsultation {
+    /// A consultation as it starts: its request, no steps yet.
+    pub fn new(request: Signed<ConsultationRequest>, extract: CaseExtract) -> Self {
+        StoredConsultation {
+            request,
+            extract,
+            history: Vec::new(),
+            early: Vec::new(),
+            conclusion: None,
+            escalated_to: None,
+            own_copy: None,
+        }
+    }
+}
+
 /// A workflow step that arrived before its consultation, with the
 /// organization that sent it and the conclusion it may carry.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -92,10 +92,18 @@ impl Node {
             .store
             .consultation(id)?
             .ok_or(NodeError::UnknownConsultation(*id))?;
+        if let Some((steps, c)) = self.replayed.borrow().get(id)
+            && *steps == stored.history.len()
+        {
+            return Ok((stored, c.clone()));
+        }
         let mut c = Consultation::open(&stored.request)?;
         for step in &stored.history {
             c.apply(step)?;
         }
+        self.replayed
+            .borrow_mut()
+            .insert(*id, (stored.history.len(), c.clone()));
         Ok((stored, c))
     }
 
@@ -157,15 +165,7 @@ impl Node {
         let signed = workflow::request(&self.identity, request.clone())?;
         self.store.put_consultation(
             &request.id,
-            &StoredConsultation {
-                request: signed.clone(),
-                extract: new.extract.clone(),
-                history: Vec::new(),
-                early: Vec::new(),
-                conclusion: None,
-                escalated_to: None,
-                own_copy: None,
-            },
+            &StoredConsultation::new(signed.clone(), new.extract.clone()),
         )?;
         let physician = Some(new.physician.clone());
         self.append_journal(
@@ -363,18 +363,8 @@ impl Node {
         if self.store.consultation(&c.id())?.is_some() {
             return Ok(());
         }
-        self.store.put_consultation(
-            &c.id(),
-            &StoredConsultation {
-                request,
-                extract,
-                history: Vec::new(),
-                early: Vec::new(),
-                conclusion: None,
-                escalated_to: None,
-                own_copy: None,
-            },
-        )?;
+        self.store
+            .put_consultation(&c.id(), &StoredConsultation::new(request, extract))?;
         self.append_journal(
             None,
             None,

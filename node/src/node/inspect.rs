@@ -508,27 +508,11 @@ impl Node {
     }
 
     fn journal_verify(&self) -> Result<JournalVerifyReport, NodeError> {
-        let entries = self.store.journal()?;
-        let checkpoints = self.store.checkpoints()?;
-        let report = match journal::verify(&entries, &checkpoints, &self.me.cert.org) {
-            Ok(v) => JournalVerifyReport {
-                intact: true,
-                entries: v.entries,
-                checkpoints: v.checkpoints,
-                anchored: v.anchored,
-                head: hex(&v.head),
-                error: None,
-            },
-            Err(e) => JournalVerifyReport {
-                intact: false,
-                entries: entries.len() as u64,
-                checkpoints: checkpoints.len(),
-                anchored: 0,
-                head: String::new(),
-                error: Some(e.to_string()),
-            },
-        };
-        Ok(report)
+        Ok(JournalVerifyReport::check(
+            &self.store.journal()?,
+            &self.store.checkpoints()?,
+            &self.me.cert.org,
+        ))
     }
 
     fn journal_tail(&self, n: usize) -> Result<Vec<JournalEntryReport>, NodeError> {
