@@ -92,16 +92,19 @@ pub fn random_seed() -> Result<[u8; 32], KeyFileError> {
 }
 
 impl NodeKeys {
-    pub fn generate() -> Result<Self, KeyFileError> {
-        let mut identity = random_seed()?;
-        let mut sealing = random_seed()?;
+    /// Takes the seeds and wipes them once the keys hold them.
+    fn from_seeds(mut identity: [u8; 32], mut sealing: [u8; 32]) -> Self {
         let keys = NodeKeys {
             identity: IdentityKey::from_seed(identity),
             sealing: SealingKey::from_seed(sealing),
         };
         wipe(&mut identity);
         wipe(&mut sealing);
-        Ok(keys)
+        keys
+    }
+
+    pub fn generate() -> Result<Self, KeyFileError> {
+        Ok(Self::from_seeds(random_seed()?, random_seed()?))
     }
 
     /// Generates and writes new keys. Fails if either file exists, so running
@@ -114,15 +117,10 @@ impl NodeKeys {
 
     pub fn load(data_dir: &Path) -> Result<Self, KeyFileError> {
         let dir = keys_dir(data_dir);
-        let mut identity = read_key_file(&dir.join(IDENTITY_FILE))?;
-        let mut sealing = read_key_file(&dir.join(SEALING_FILE))?;
-        let keys = NodeKeys {
-            identity: IdentityKey::from_seed(identity),
-            sealing: SealingKey::from_seed(sealing),
-        };
-        wipe(&mut identity);
-        wipe(&mut sealing);
-        Ok(keys)
+        Ok(Self::from_seeds(
+            read_key_file(&dir.join(IDENTITY_FILE))?,
+            read_key_file(&dir.join(SEALING_FILE))?,
+        ))
     }
 
     /// Writes both key files, or neither: if the second cannot be created,
