@@ -354,6 +354,12 @@ fn node_problem(e: NodeError) -> Problem {
             reason,
         )
         .field("conclusion"),
+        NodeError::Journal(reason) => Problem::new(
+            S::SERVICE_UNAVAILABLE,
+            "journal-unavailable",
+            "The journal cannot be written",
+            format!("nothing was done or returned, because it could not be journaled: {reason}"),
+        ),
         NodeError::Stopped => Problem::new(
             S::SERVICE_UNAVAILABLE,
             "node-stopped",
@@ -441,7 +447,7 @@ async fn method_not_allowed() -> Problem {
 impl AppState {
     /// The user the bearer token names, if their role is one of `allowed`
     /// (all roles when empty).
-    fn authenticate(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<&User, Problem> {
+    async fn authenticate(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<&User, Problem> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| Problem::unauthorized("the Authorization header is missing"))?;
@@ -470,13 +476,21 @@ impl AppState {
         }
         let Some(user) = found else {
             // A security event: journaled, without the token itself.
-            self.node.record(
-                Some("unknown token".into()),
-                None,
-                konsilium_protocol::journal::Action::FailedLogin {
-                    user: "unknown token".into(),
-                },
-            );
+            // Refused either way; a journal that cannot take the event is
+            // the node's problem to report, not the caller's.
+            if let Err(e) = self
+                .node
+                .record(
+                    Some("unknown token".into()),
+                    None,
+                    konsilium_protocol::journal::Action::FailedLogin {
+                        user: "unknown token".into(),
+                    },
+                )
+                .await
+            {
+                tracing::error!("failed login not journaled: {e}");
+            }
             return Err(Problem::unauthorized("the token is not valid"));
         };
         if !allowed.is_empty() && !allowed.contains(&user.role) {
@@ -1026,7 +1040,9 @@ async fn create_consultation(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
 ) -> Result<Response, Problem> {
-    let user = state.authenticate(request.headers(), &[Role::Physician])?;
+    let user = state
+        .authenticate(request.headers(), &[Role::Physician])
+        .await?;
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -1107,7 +1123,7 @@ async fn list_consultations(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    state.authenticate(&headers, &[])?;
+    state.authenticate(&headers, &[]).await?;
     let Query(query) = query.map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -1155,14 +1171,20 @@ async fn read_consultation(
     headers: &HeaderMap,
     id: &str,
 ) -> Result<ConsultationView, Problem> {
-    let user = state.authenticate(headers, &[])?;
+    let user = state.authenticate(headers, &[]).await?;
     let id = parse_id(id)?;
     let view = state.node.consultation(id).await.map_err(node_problem)?;
-    state.node.record(
-        Some(user.name.clone()),
-        Some(user.role),
-        konsilium_protocol::journal::Action::Open { consultation: id.0 },
-    );
+    // Journaled before it is returned: a read that cannot be journaled
+    // does not happen.
+    state
+        .node
+        .record(
+            Some(user.name.clone()),
+            Some(user.role),
+            konsilium_protocol::journal::Action::Open { consultation: id.0 },
+        )
+        .await
+        .map_err(node_problem)?;
     Ok(view)
 }
 
@@ -1381,7 +1403,7 @@ async fn act(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, Problem> {
-    let user = state.authenticate(&headers, &[])?;
+    let user = state.authenticate(&headers, &[]).await?;
     let id = parse_id(&id)?;
     let bytes = read_body(body).await?;
     let b: ActionBody = decode(&bytes)?;
@@ -1487,7 +1509,7 @@ async fn import_fhir(
     query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Response, Problem> {
-    let user = state.authenticate(&headers, &[Role::Physician])?;
+    let user = state.authenticate(&headers, &[Role::Physician]).await?;
     let Query(query) = query.map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -1,9 +1,13 @@
 //! The libp2p protocols a node speaks, composed into one behaviour.
 
-use crate::codec::{PROTOCOL, RpcCodec};
+use crate::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
+use crate::gate::Gate;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, allow_block_list, gossipsub, identify, kad, ping, request_response};
+use libp2p::{
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, kad,
+    memory_connection_limits, ping, request_response,
+};
 use std::time::Duration;
 
 pub const IDENTIFY_PROTOCOL: &str = "/konsilium/id/1";
@@ -11,14 +15,39 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium/kad/1")
 pub const DIRECTORY_TOPIC: &str = "konsilium/directory/1";
 pub const REVOCATION_TOPIC: &str = "konsilium/revocations/1";
 
+/// How long a peer has to present a verified certificate chain.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection limits: what any party on the network can make a node hold
+/// before it has proved anything. Federations are hundreds of organizations;
+/// these leave room for that and no more.
+const MAX_PENDING_INCOMING: u32 = 64;
+const MAX_ESTABLISHED_INCOMING: u32 = 1024;
+const MAX_ESTABLISHED_PER_PEER: u32 = 4;
+/// Above this resident size the node takes no new connections (those it has
+/// keep working), so a flood cannot push it into the kernel's OOM killer.
+const MAX_RESIDENT_BYTES: usize = 2 << 30;
+
+/// Concurrent inbound streams per connection, per protocol. Hello needs one;
+/// an admitted peer pipelines attachment pieces and deliveries.
+const HELLO_STREAMS: usize = 2;
+const RPC_STREAMS: usize = 64;
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
+    pub memory: memory_connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
+    /// An address book only: client mode, so it answers no one's queries
+    /// (a server would list the federation's members to any stranger).
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
-    pub rpc: request_response::Behaviour<RpcCodec>,
+    /// Open to every connected peer, with a 1 MiB frame limit.
+    pub hello: request_response::Behaviour<HelloCodec>,
+    /// Open only to admitted peers.
+    pub rpc: Gate<request_response::Behaviour<RpcCodec>>,
 }
 
 /// Gossip tuned for a federation: messages are validated by the node before
@@ -55,14 +84,20 @@ fn gossipsub(key: &Keypair, heartbeat: Duration) -> Result<gossipsub::Behaviour,
 impl Behaviour {
     pub fn new(key: &Keypair, heartbeat: Duration) -> Result<Self, String> {
         let peer = key.public().to_peer_id();
-        let mut kad = kad::Behaviour::with_config(
-            peer,
-            kad::store::MemoryStore::new(peer),
-            kad::Config::new(KAD_PROTOCOL),
-        );
-        kad.set_mode(Some(kad::Mode::Server));
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_periodic_bootstrap_interval(None);
+        let mut kad =
+            kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
+        kad.set_mode(Some(kad::Mode::Client));
         Ok(Self {
             blocked: Default::default(),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                    .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
+                    .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER)),
+            ),
+            memory: memory_connection_limits::Behaviour::with_max_bytes(MAX_RESIDENT_BYTES),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("konsilium/{}", env!("CARGO_PKG_VERSION"))),
@@ -70,10 +105,18 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new()),
             kad,
             gossipsub: gossipsub(key, heartbeat)?,
-            rpc: request_response::Behaviour::new(
-                [(PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(120)),
+            hello: request_response::Behaviour::new(
+                [(HELLO_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(HELLO_TIMEOUT)
+                    .with_max_concurrent_streams(HELLO_STREAMS),
             ),
+            rpc: Gate::new(request_response::Behaviour::new(
+                [(RPC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(120))
+                    .with_max_concurrent_streams(RPC_STREAMS),
+            )),
         })
     }
 }

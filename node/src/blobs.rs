@@ -49,8 +49,21 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
+    /// Opens the store, removing what an interrupted operation left: the
+    /// plaintext scratch directory and half-sealed attachments.
     pub fn open(dir: &Path) -> Result<Self, BlobError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let scratch = dir.join("tmp");
+        crate::datadir::sweep(&scratch).map_err(|e| BlobError::Io {
+            path: e.path,
+            source: e.source,
+        })?;
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = entry.map_err(io_err(dir))?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        }
         Ok(Self {
             dir: dir.to_owned(),
         })

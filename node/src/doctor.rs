@@ -102,6 +102,7 @@ pub async fn run(config_path: &Path, health: Option<&HealthReport>, now: Timesta
     };
     checks.push(certificate(&config, keys.as_ref(), now));
     checks.push(disk(&config.data_dir));
+    checks.push(blobs(&config.data_dir.join("blobs")));
     match health {
         Some(h) => {
             checks.push(ok(
@@ -122,6 +123,9 @@ pub async fn run(config_path: &Path, health: Option<&HealthReport>, now: Timesta
                     config_path.display()
                 ),
             ));
+            if let Some(keys) = &keys {
+                checks.push(database(&config.data_dir, &keys.identity.org_id()));
+            }
             checks.extend(ports(&config.listen));
             for peer in &config.bootstrap {
                 checks.push(bootstrap_probe(&peer.address).await);
@@ -129,6 +133,110 @@ pub async fn run(config_path: &Path, health: Option<&HealthReport>, now: Timesta
         }
     }
     checks
+}
+
+/// The database opens and the journal verifies against its anchor. Read
+/// from a copy: sled writes as it opens, and a check changes nothing.
+fn database(data_dir: &Path, org: &konsilium_protocol::identity::OrgId) -> Check {
+    const NAME: &str = "database";
+    let db = data_dir.join("db");
+    if !db.exists() {
+        return ok(
+            NAME,
+            format!("{} not created yet (first start)", db.display()),
+        );
+    }
+    let checked = (|| -> Result<crate::report::JournalVerifyReport, String> {
+        let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let copy = scratch.path().join("db");
+        crate::datadir::copy_tree(&db, &copy).map_err(|e| e.to_string())?;
+        let store = crate::store::Store::open(&copy)
+            .map_err(|e| format!("{} does not open: {e}", db.display()))?;
+        let anchor = crate::anchor::read(data_dir).map_err(|e| e.to_string())?;
+        let entries = store.journal().map_err(|e| e.to_string())?;
+        let checkpoints = store.checkpoints().map_err(|e| e.to_string())?;
+        Ok(crate::report::JournalVerifyReport::check(
+            &entries,
+            &checkpoints,
+            anchor,
+            org,
+        ))
+    })();
+    match checked {
+        Ok(r) if r.intact => ok(
+            NAME,
+            format!("opens; journal intact ({} entries, anchored)", r.entries),
+        ),
+        Ok(r) => problem(
+            NAME,
+            Verdict::Fail,
+            format!(
+                "journal in {}: {}",
+                db.display(),
+                r.error.unwrap_or_default()
+            ),
+            "restore the data directory from the last backup; the node refuses to start on a journal that lost anchored entries",
+        ),
+        Err(e) => problem(
+            NAME,
+            Verdict::Fail,
+            e,
+            "restore the data directory from the last backup",
+        ),
+    }
+}
+
+/// Every complete blob is named by the BLAKE3 hash of its content; one that
+/// is not was damaged on disk.
+fn blobs(dir: &Path) -> Check {
+    const NAME: &str = "attachments";
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return ok(NAME, "none stored yet");
+        }
+        Err(e) => {
+            return problem(
+                NAME,
+                Verdict::Fail,
+                format!("{}: {e}", dir.display()),
+                "check the permissions and the volume of the data directory",
+            );
+        }
+    };
+    let (mut good, mut bad) = (0usize, Vec::new());
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let hashed = std::fs::File::open(&path).and_then(|mut f| {
+            let mut h = blake3::Hasher::new();
+            std::io::copy(&mut f, &mut h)?;
+            Ok(h.finalize().to_hex().to_string())
+        });
+        match hashed {
+            Ok(hash) if hash == name => good += 1,
+            Ok(_) => bad.push(format!("{} does not match its hash", path.display())),
+            Err(e) => bad.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if bad.is_empty() {
+        ok(
+            NAME,
+            format!("{good} stored attachments match their hashes"),
+        )
+    } else {
+        problem(
+            NAME,
+            Verdict::Fail,
+            bad.join("; "),
+            "delete the damaged files: the node fetches an attachment again from the sender while its package is undelivered",
+        )
+    }
 }
 
 fn certificate(config: &NodeConfig, keys: Option<&NodeKeys>, now: Timestamp) -> Check {
@@ -381,6 +489,25 @@ async fn bootstrap_probe(addr: &Multiaddr) -> Check {
 mod tests {
     use super::*;
     use crate::report::{BootstrapReport, SkewReport};
+
+    #[test]
+    fn a_blob_that_does_not_match_its_hash_fails_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = b"sealed attachment bytes";
+        let name = blake3::hash(good).to_hex().to_string();
+        std::fs::write(dir.path().join(&name), good).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.partial")), b"half").unwrap();
+        let check = blobs(dir.path());
+        assert_eq!(check.verdict, Verdict::Ok, "{}", check.detail);
+        assert!(check.detail.starts_with("1 stored"), "{}", check.detail);
+        let mut flipped = good.to_vec();
+        flipped[3] ^= 1;
+        std::fs::write(dir.path().join(&name), flipped).unwrap();
+        let check = blobs(dir.path());
+        assert_eq!(check.verdict, Verdict::Fail);
+        assert!(check.detail.contains(&name), "{}", check.detail);
+        assert!(check.fix.is_some());
+    }
 
     fn health(skews: &[i64]) -> HealthReport {
         HealthReport {

@@ -1,14 +1,17 @@
 //! The Konsilium node: a tokio + libp2p shell around `konsilium-protocol`.
 
 pub mod admin;
+pub mod anchor;
 pub mod api;
 pub mod behaviour;
 pub mod blobs;
 pub mod codec;
 pub mod config;
+pub mod datadir;
 pub mod doctor;
 pub mod federation;
 pub mod fhir;
+pub mod gate;
 pub mod keys;
 pub mod metrics;
 pub mod node;

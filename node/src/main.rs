@@ -355,6 +355,15 @@ fn log_format(flag: &Option<String>, fallback: LogFormat) -> LogFormat {
 /// Errors are printed as one readable chain ("what failed: why"), never as a
 /// backtrace: they are addressed to an operator, not a developer.
 fn main() -> std::process::ExitCode {
+    // Everything the node writes (database, blobs, uploads, sockets) holds
+    // or guards patient data: private to the node's user from creation on.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // A view piped into `head` ends quietly when the pipe closes, as any
+    // Unix tool does, instead of panicking in `println!`.
+    // SAFETY: at the start of main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -527,9 +536,14 @@ fn load_journal(
             db.display()
         );
     }
-    let store = konsilium_node::store::Store::open(&db).map_err(|e| {
+    // sled writes when it opens (recovery, a new snapshot): a checker must
+    // not change what it checks, so it reads a private copy.
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let copy = scratch.path().join("db");
+    konsilium_node::datadir::copy_tree(&db, &copy)?;
+    let store = konsilium_node::store::Store::open(&copy).map_err(|e| {
         anyhow::anyhow!(
-            "cannot open {} ({e}); if a node is running there, stop it first",
+            "cannot open the database at {} ({e}); if a node is running there, stop it first",
             db.display()
         )
     })?;
@@ -556,7 +570,8 @@ async fn journal(command: JournalCommand) -> Result<()> {
                 None => {
                     let data_dir = at.data_dir()?.context("no data directory")?;
                     let (entries, checkpoints, org) = load_journal(&data_dir, org)?;
-                    JournalVerifyReport::check(&entries, &checkpoints, &org)
+                    let anchor = konsilium_node::anchor::read(&data_dir)?;
+                    JournalVerifyReport::check(&entries, &checkpoints, anchor, &org)
                 }
             };
             views::print_journal_verify(&report, json)?;
@@ -652,8 +667,7 @@ fn init(
             config_path.display()
         );
     }
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    konsilium_node::datadir::make_private(&data_dir)?;
     let keys = NodeKeys::create(&data_dir)?;
     let org = keys.identity.org_id();
     let text = config::template(org_name, &org, &data_dir, port, roots);
@@ -712,6 +726,11 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
             let uploads = config.data_dir.join("uploads");
             std::fs::create_dir_all(&uploads)
                 .with_context(|| format!("cannot create {}", uploads.display()))?;
+            // Uploads interrupted by a crash are plaintext nobody will claim.
+            let swept = konsilium_node::datadir::sweep(&uploads)?;
+            if swept > 0 {
+                tracing::info!(swept, "removed interrupted uploads");
+            }
             api.upload_dir = Some(uploads);
             let (addr, task) = konsilium_node::api::serve_until(handle.clone(), api, async {
                 let _ = api_stopped.await;

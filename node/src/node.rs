@@ -5,7 +5,9 @@
 //! where does a request go, is this package intact) are made by
 //! `konsilium-protocol`; this module moves bytes, keeps time and persists.
 
-use crate::behaviour::{Behaviour, BehaviourEvent, DIRECTORY_TOPIC, REVOCATION_TOPIC};
+use crate::behaviour::{
+    Behaviour, BehaviourEvent, DIRECTORY_TOPIC, HELLO_TIMEOUT, REVOCATION_TOPIC,
+};
 use crate::blobs::{BlobError, BlobStore, PartialBlob};
 pub use crate::config::DirectoryScope;
 
@@ -32,7 +34,7 @@ use konsilium_protocol::identity::{
 };
 use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
-use konsilium_protocol::rpc::{Hello, MAX_BLOB_CHUNK, Request, Response};
+use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
 use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
 };
@@ -239,6 +241,19 @@ pub enum NodeError {
     Attachment(String),
     #[error(transparent)]
     Blob(#[from] BlobError),
+    #[error("the journal cannot be written, so the operation was not done: {0}")]
+    Journal(String),
+    #[error(
+        "the journal does not match its anchor {anchor}: {reason}. Acknowledged records may \
+         have been lost or changed on disk; `konsilium doctor` checks the data directory. To \
+         accept the loss and start anyway, move the anchor file away."
+    )]
+    JournalDamaged {
+        anchor: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("data directory: {0}")]
+    DataDir(#[from] crate::datadir::DataDirError),
 }
 
 /// Where a package should go.
@@ -326,6 +341,11 @@ pub enum NodeEvent {
     Relaying {
         id: PackageId,
         recipient: OrgId,
+    },
+    /// The next hop refused the package for good; it will not be retried.
+    DeliveryRefused {
+        id: PackageId,
+        reason: Refusal,
     },
     DeliveryRetry {
         id: PackageId,
@@ -424,6 +444,7 @@ enum Command {
         Option<String>,
         Option<Role>,
         konsilium_protocol::journal::Action,
+        oneshot::Sender<Result<(), NodeError>>,
     ),
     KeepOwnCopy(
         ConsultationId,
@@ -595,7 +616,8 @@ impl NodeHandle {
                 consultation: id.0,
                 package: sent.id,
             },
-        );
+        )
+        .await?;
         Ok((id, sent))
     }
 
@@ -614,15 +636,16 @@ impl NodeHandle {
 
     /// Writes an access or security event (a record opened, a failed login)
     /// to the journal. Never waits: an event that cannot be queued is logged.
-    pub fn record(
+    /// Journals an event and waits until it is on disk. Callers that
+    /// return health data do so only after this succeeds.
+    pub async fn record(
         &self,
         user: Option<String>,
         role: Option<Role>,
         action: konsilium_protocol::journal::Action,
-    ) {
-        if let Err(e) = self.commands.try_send(Command::Record(user, role, action)) {
-            tracing::error!("journal event not recorded: {e}");
-        }
+    ) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Record(user, role, action, tx))
+            .await?
     }
 
     /// The journal and its signed checkpoints, for verification and statistics.
@@ -704,7 +727,6 @@ impl NodeHandle {
 
 /// What an outbound request was for.
 enum Pending {
-    Hello,
     SyncOffer,
     Push,
     Want,
@@ -733,6 +755,14 @@ const REQUEST_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 /// How often the requesting side looks for consultations to escalate.
 const ESCALATION_CHECK: Duration = Duration::from_secs(1);
 
+/// Gossipsub application score of a connected peer that has not been
+/// admitted: far below the graylist threshold, so it gets no mesh slot and
+/// its gossip is ignored.
+const UNADMITTED_SCORE: f64 = -1000.0;
+
+/// How many recent refusals `konsilium peers` shows.
+const RECENT_REFUSALS: usize = 64;
+
 /// How long a refused peer stays connected to hear why.
 const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 
@@ -741,6 +771,11 @@ const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
 
 /// Open blob files being served to peers, so a piece costs one positioned read.
 const SERVED_FILES: usize = 32;
+
+/// Hash failures of one attachment after which its package is refused.
+const DAMAGED_AFTER: u32 = 2;
+/// Damaged attachments remembered (a peer cannot grow this without bound).
+const MAX_DAMAGED: usize = 1024;
 
 /// Failed dials before a package goes to the regional relay instead.
 const UNREACHABLE_AFTER: u32 = 3;
@@ -770,13 +805,28 @@ struct Node {
     refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
     relay_via: Vec<OrgId>,
+    /// Peers whose certificate chain we verified; our RPC gate is open to them.
     certified: HashMap<PeerId, OrgId>,
+    /// Peers that answered our Hello with theirs: their gate is open to us.
+    /// Requests go only to peers in both sets.
+    welcomed: HashSet<PeerId>,
+    /// Connected peers that have not yet presented a verified Hello, and
+    /// when they will be cut if they do not.
+    awaiting_hello: HashMap<PeerId, tokio::time::Instant>,
+    /// The most recent refusals, for `konsilium peers`.
+    recent_refusals: std::collections::VecDeque<inspect::RefusedPeer>,
+    /// Revocation notices too large for our Hello, sent once a peer is ready.
+    hello_left_out: Vec<RevocationNotice>,
     hello_sent: HashSet<PeerId>,
     pending: HashMap<request_response::OutboundRequestId, (PeerId, Pending)>,
     in_flight: HashSet<PackageId>,
     receipts_for_senders: Vec<Signed<Receipt>>,
     blobs: BlobStore,
     fetches: HashMap<[u8; 32], Fetch>,
+    /// Attachments whose received bytes failed their hash, and how often.
+    /// Twice means the copy they come from is damaged: the package is
+    /// refused with that reason instead of being fetched again forever.
+    damaged_blobs: HashMap<[u8; 32], u32>,
     served: HashMap<[u8; 32], std::fs::File>,
     scope: DirectoryScope,
     /// Records left out by the scope, so anti-entropy stops asking for them.
@@ -784,6 +834,7 @@ struct Node {
     candidate_requests:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
     events: broadcast::Sender<NodeEvent>,
+    data_dir: PathBuf,
     started_at: Timestamp,
     peer_info: HashMap<PeerId, inspect::PeerInfo>,
     /// Our addresses as peers reported seeing them, most recent last.
@@ -805,6 +856,7 @@ struct Node {
 pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let now = now();
     let mut trust = Trust::new(setup.roots.iter().copied());
+    crate::datadir::make_private(&setup.data_dir)?;
     let store = Store::open(&setup.data_dir.join("db"))?;
     let blobs = BlobStore::open(&setup.data_dir.join("blobs"))?;
     for notice in setup.revocations.iter().chain(store.revocations()?.iter()) {
@@ -843,9 +895,10 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     for addr in &setup.listen {
+        check_port_free(addr)?;
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {}", causes(&e))))?;
     }
     for addr in &setup.external {
         swarm.add_external_address(addr.clone());
@@ -859,7 +912,15 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             .subscribe(t)
             .map_err(|e| NodeError::Network(e.to_string()))?;
     }
-    let journal = resume_journal(&store, &setup.identity.org_id())?;
+    let journal = resume_journal(&store, &setup.identity.org_id(), &setup.data_dir)?;
+    let mut store = store;
+    let clock = setup.clock.clone();
+    store.anchor_journal(crate::store::Anchoring::new(
+        IdentityKey::from_seed(*setup.identity.to_seed()),
+        &setup.data_dir,
+        move || clock.now(),
+    ));
+    store.flush()?;
     let sequence = store.meta_u64("sequence")?.unwrap_or(0);
     let org = me.cert.org;
     let peer_id = *swarm.local_peer_id();
@@ -890,14 +951,20 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         out_of_scope: HashSet::new(),
         candidate_requests: HashMap::new(),
         certified: HashMap::new(),
+        welcomed: HashSet::new(),
+        awaiting_hello: HashMap::new(),
+        recent_refusals: Default::default(),
+        hello_left_out: Vec::new(),
         hello_sent: HashSet::new(),
         pending: HashMap::new(),
         in_flight: HashSet::new(),
         receipts_for_senders: Vec::new(),
         blobs,
         fetches: HashMap::new(),
+        damaged_blobs: HashMap::new(),
         served: HashMap::new(),
         events: events.clone(),
+        data_dir: setup.data_dir.clone(),
         started_at: setup.clock.now(),
         peer_info: HashMap::new(),
         observed: std::collections::VecDeque::new(),
@@ -1042,8 +1109,8 @@ impl Node {
         Ok(())
     }
 
-    fn hello(&self) -> Hello {
-        Hello {
+    fn hello(&mut self) -> Hello {
+        let (hello, left_out) = Hello {
             chain: self.chain.clone(),
             record: self
                 .directory
@@ -1052,6 +1119,19 @@ impl Node {
             revocations: self.trust.revocation_notices().cloned().collect(),
             time: self.now(),
         }
+        .fit();
+        self.hello_left_out = left_out;
+        hello
+    }
+
+    fn send_hello(&mut self, peer: PeerId) {
+        let hello = self.hello();
+        self.swarm.behaviour_mut().hello.send_request(&peer, hello);
+    }
+
+    /// Both sides have admitted each other: requests can flow.
+    fn ready(&self, peer: &PeerId) -> bool {
+        self.certified.contains_key(peer) && self.welcomed.contains(peer)
     }
 
     fn request(&mut self, peer: PeerId, request: Request, what: Pending) {
@@ -1080,9 +1160,18 @@ impl Node {
                 if !info.addresses.contains(&remote) {
                     info.addresses.push(remote);
                 }
-                if !self.certified.contains_key(&peer_id) && self.hello_sent.insert(peer_id) {
-                    let hello = self.hello();
-                    self.request(peer_id, Request::Hello(Box::new(hello)), Pending::Hello);
+                if !self.certified.contains_key(&peer_id) {
+                    // No mesh slot and no gossip accepted until admitted.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_application_score(&peer_id, UNADMITTED_SCORE);
+                    self.awaiting_hello
+                        .entry(peer_id)
+                        .or_insert_with(|| tokio::time::Instant::now() + HELLO_TIMEOUT);
+                }
+                if self.hello_sent.insert(peer_id) {
+                    self.send_hello(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -1091,10 +1180,13 @@ impl Node {
                 ..
             } => {
                 self.certified.remove(&peer_id);
+                self.welcomed.remove(&peer_id);
+                self.awaiting_hello.remove(&peer_id);
                 self.hello_sent.remove(&peer_id);
                 self.peer_info.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.on_hello(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -1202,9 +1294,6 @@ impl Node {
                         Pending::Deliver(id) => {
                             self.delivery_failed(id, format!("to {peer}: {error}"))
                         }
-                        Pending::Hello => {
-                            self.hello_sent.remove(&peer);
-                        }
                         // The partial file keeps what arrived; the next delivery attempt resumes.
                         Pending::Fetch { blob, .. } => {
                             self.fetches.remove(&blob);
@@ -1221,27 +1310,18 @@ impl Node {
     }
 
     fn answer(&mut self, peer: PeerId, request: Request) -> Response {
-        if let Request::Hello(hello) = request {
-            return match self.admit(peer, *hello) {
-                Ok(_) => Response::Hello(Box::new(self.hello())),
-                Err(reason) => {
-                    let answer = Response::Refused(format!("not admitted: {reason}"));
-                    self.reject(peer, reason);
-                    answer
-                }
-            };
-        }
+        // The gate already keeps the RPC closed to unadmitted peers; this
+        // covers a peer refused while its stream was being read.
         let Some(&from) = self.certified.get(&peer) else {
-            return Response::Refused("present a federation certificate first (Hello)".into());
+            return Response::Refused(Refusal::NotAdmitted);
         };
         match request {
-            Request::Hello(_) => unreachable!("handled above"),
             Request::SyncOffer(offer) => match self.directory.differing_buckets(&offer) {
                 Ok(buckets) => {
                     let summaries = self.directory.summaries(&buckets);
                     Response::Summaries(SyncSummaries { buckets, summaries })
                 }
-                Err(e) => Response::Refused(e.to_string()),
+                Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
             },
             Request::PushRecords(batch) => {
                 for record in batch.records {
@@ -1283,18 +1363,6 @@ impl Node {
 
     fn on_response(&mut self, peer: PeerId, what: Pending, response: Response) {
         match (what, response) {
-            (Pending::Hello, Response::Hello(hello)) => match self.admit(peer, *hello) {
-                // The peer has admitted us too: compare directories.
-                Ok(_) => self.sync_with(peer),
-                Err(reason) => self.reject(peer, reason),
-            },
-            (Pending::Hello, Response::Refused(reason)) => {
-                tracing::warn!(%peer, "the peer refused us: {reason}");
-                self.emit(NodeEvent::PeerRejected {
-                    peer,
-                    reason: format!("refused us: {reason}"),
-                });
-            }
             (Pending::SyncOffer, Response::Summaries(s)) => {
                 let mut plan = self.directory.reconcile(&s.buckets, &s.summaries);
                 plan.want.retain(|org| !self.out_of_scope.contains(org));
@@ -1327,7 +1395,7 @@ impl Node {
                 self.in_flight.remove(&id);
                 self.on_custody(id, peer);
             }
-            (Pending::Deliver(id), Response::Refused(reason)) => self.delivery_failed(id, reason),
+            (Pending::Deliver(id), Response::Refused(reason)) => self.delivery_refused(id, reason),
             (Pending::Deliver(id), Response::Fetching { have, total }) => {
                 // The next hop is pulling the attachments; ask again soon.
                 self.in_flight.remove(&id);
@@ -1387,9 +1455,11 @@ impl Node {
             Command::KeepOwnCopy(id, header, reply) => {
                 let _ = reply.send(self.keep_own_copy(id, *header));
             }
-            Command::Record(user, role, action) => {
-                self.append_journal(user, role, action);
-                let _ = self.store.flush();
+            Command::Record(user, role, action, reply) => {
+                let result = self
+                    .append_journal(user, role, action)
+                    .and_then(|_| self.store.flush().map(drop).map_err(NodeError::from));
+                let _ = reply.send(result);
             }
             Command::Journal(reply) => {
                 let dump = self
@@ -1449,6 +1519,63 @@ impl Node {
     }
 }
 
+/// An error and its causes on one line: libp2p's transport errors often
+/// say nothing themselves and keep the reason in their source.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out += ": ";
+            }
+            out += &text;
+        }
+        source = cause.source();
+    }
+    if out.is_empty() {
+        out = format!("{e:?}");
+    }
+    out
+}
+
+/// libp2p binds TCP with SO_REUSEPORT, so a second node on the same port
+/// would start and silently take half the inbound connections. A plain bind
+/// (no SO_REUSEPORT) fails if anyone holds the port: refuse to start then.
+fn check_port_free(addr: &Multiaddr) -> Result<(), NodeError> {
+    use libp2p::multiaddr::Protocol as P;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(P::Ip4(ip)) => ip.into(),
+        Some(P::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let (port, udp) = match parts.next() {
+        Some(P::Tcp(port)) => (port, false),
+        Some(P::Udp(port)) => (port, true),
+        _ => return Ok(()),
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    let bound = if udp {
+        std::net::UdpSocket::bind((ip, port)).map(drop)
+    } else {
+        std::net::TcpListener::bind((ip, port)).map(drop)
+    };
+    bound.map_err(|e| {
+        let proto = if udp { "UDP" } else { "TCP" };
+        NodeError::Network(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "{proto} port {port} on {ip} is already in use (is another node running?); \
+                 choose another port in network.listen ({addr})"
+            ),
+            _ => format!("cannot listen on {addr}: {e}"),
+        })
+    })
+}
+
 fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
@@ -1460,10 +1587,26 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
 /// Loads the journal, checks it against its signed checkpoints, and continues
 /// it. A journal that fails the check still continues (the node must keep
 /// working), but loudly: `konsilium journal verify` names the problem.
-fn resume_journal(store: &Store, org: &OrgId) -> Result<Journal, NodeError> {
+/// Resumes the journal where the database has it. If the database lost
+/// or changed entries its anchor vouched for, the node does not start:
+/// writing on would replace the anchor and erase the evidence.
+fn resume_journal(
+    store: &Store,
+    org: &OrgId,
+    data_dir: &std::path::Path,
+) -> Result<Journal, NodeError> {
     let entries = store.journal()?;
-    let checkpoints = store.checkpoints()?;
+    let mut checkpoints = store.checkpoints()?;
+    let anchor = crate::anchor::read(data_dir).map_err(StoreError::from)?;
+    let anchored = anchor.is_some();
+    checkpoints.extend(anchor);
     if let Err(e) = konsilium_protocol::journal::verify(&entries, &checkpoints, org) {
+        if anchored {
+            return Err(NodeError::JournalDamaged {
+                anchor: crate::anchor::path(data_dir),
+                reason: e.to_string(),
+            });
+        }
         tracing::error!("the consultation journal failed verification: {e}");
     }
     Ok(entries.last().map(Journal::resume).unwrap_or_default())

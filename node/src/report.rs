@@ -45,9 +45,17 @@ pub struct CertValidity {
     pub days_left: i64,
 }
 
-/// One connected, certified organization (`konsilium peers`).
+/// One peer (`konsilium peers`): a connected, admitted organization, a
+/// connected peer that has not yet presented its certificate, or a recently
+/// refused one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerReport {
+    /// `admitted`, `pending` (connected, no verified Hello yet) or `refused`.
+    pub admission: String,
+    /// Why the peer was refused.
+    pub reason: Option<String>,
+    /// The organization id, or the libp2p peer id of a peer that never
+    /// proved an organization.
     pub org: String,
     pub name: String,
     pub level: String,
@@ -209,8 +217,11 @@ pub struct OutboxReport {
     /// `local` (ours) or `relay` (held for someone else).
     pub origin: String,
     pub attempts: u32,
+    /// Empty once the package was refused for good.
     pub next_retry: String,
     pub last_error: Option<String>,
+    /// Why the next hop refused the package for good (no more attempts).
+    pub refused: Option<String>,
     pub custody: Option<String>,
     pub queued_at: String,
     pub bytes: usize,
@@ -260,37 +271,57 @@ pub struct JournalVerifyReport {
     pub entries: u64,
     pub checkpoints: usize,
     pub anchored: u64,
+    /// How many entries the anchor outside the database vouches for.
+    pub anchor: Option<u64>,
     pub head: String,
     /// What is wrong, when `intact` is false.
     pub error: Option<String>,
 }
 
 impl JournalVerifyReport {
-    /// Checks a journal against its signed checkpoints; the same for a
-    /// running node (on its event loop) and a stopped one (read by the CLI).
+    /// Checks a journal against its signed checkpoints and its anchor; the
+    /// same for a running node (on its event loop) and a stopped one (read
+    /// by the CLI). Without an anchor, a journal whose last entries vanished
+    /// would look intact, so a missing anchor is a failure.
     pub fn check(
         entries: &[konsilium_protocol::journal::Entry],
         checkpoints: &[konsilium_protocol::signed::Signed<
             konsilium_protocol::journal::Checkpoint,
         >],
+        anchor: Option<konsilium_protocol::signed::Signed<konsilium_protocol::journal::Checkpoint>>,
         org: &konsilium_protocol::identity::OrgId,
     ) -> Self {
-        match konsilium_protocol::journal::verify(entries, checkpoints, org) {
-            Ok(v) => JournalVerifyReport {
+        let anchor_seq = anchor
+            .as_ref()
+            .and_then(|a| a.decode_unverified().ok())
+            .map(|c| c.seq);
+        let mut all = checkpoints.to_vec();
+        all.extend(anchor);
+        let missing_anchor = anchor_seq.is_none() && !entries.is_empty();
+        match konsilium_protocol::journal::verify(entries, &all, org) {
+            Ok(v) if !missing_anchor => JournalVerifyReport {
                 intact: true,
                 entries: v.entries,
                 checkpoints: v.checkpoints,
                 anchored: v.anchored,
+                anchor: anchor_seq,
                 head: v.head.iter().map(|b| format!("{b:02x}")).collect(),
                 error: None,
             },
-            Err(e) => JournalVerifyReport {
+            result => JournalVerifyReport {
                 intact: false,
                 entries: entries.len() as u64,
-                checkpoints: checkpoints.len(),
+                checkpoints: all.len(),
                 anchored: 0,
+                anchor: anchor_seq,
                 head: String::new(),
-                error: Some(e.to_string()),
+                error: Some(match result {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!(
+                        "the journal has no anchor ({}), so entries lost from its end could not be detected",
+                        crate::anchor::FILE
+                    ),
+                }),
             },
         }
     }

@@ -31,6 +31,33 @@ pub enum StoreError {
         what: &'static str,
         source: WireError,
     },
+    #[error("journal anchor: {0}")]
+    Anchor(#[from] crate::anchor::AnchorError),
+}
+
+/// What the store needs to keep the journal's anchor (see `anchor`) in
+/// step with every flush.
+pub struct Anchoring {
+    key: konsilium_protocol::identity::IdentityKey,
+    data_dir: std::path::PathBuf,
+    now: Box<dyn Fn() -> Timestamp + Send + Sync>,
+    /// The head the anchor on disk vouches for.
+    head: std::sync::Mutex<Option<[u8; 32]>>,
+}
+
+impl Anchoring {
+    pub fn new(
+        key: konsilium_protocol::identity::IdentityKey,
+        data_dir: &Path,
+        now: impl Fn() -> Timestamp + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            key,
+            data_dir: data_dir.to_owned(),
+            now: Box::new(now),
+            head: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Why a package sits in the outbox.
@@ -56,6 +83,9 @@ pub struct OutboxEntry {
     /// A relay that holds the package durably for us.
     pub custody: Option<OrgId>,
     pub queued_at: Timestamp,
+    /// Refused for good by the next hop: no more attempts. Kept until the
+    /// package expires so the operator sees why it did not arrive.
+    pub refused: Option<konsilium_protocol::rpc::Refusal>,
 }
 
 /// A package delivered to this organization.
@@ -129,6 +159,7 @@ pub struct Store {
     journal: sled::Tree,
     checkpoints: sled::Tree,
     meta: sled::Tree,
+    anchoring: Option<Anchoring>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -161,12 +192,46 @@ impl Store {
             journal: db.open_tree("journal")?,
             checkpoints: db.open_tree("checkpoints")?,
             meta: db.open_tree("meta")?,
+            anchoring: None,
             db,
+        })
+    }
+
+    /// From now on every flush that moved the journal also replaces its
+    /// anchor, once the database has made the entries durable.
+    pub fn anchor_journal(&mut self, anchoring: Anchoring) {
+        self.anchoring = Some(anchoring);
+    }
+
+    /// The number of entries and the head hash of the stored journal.
+    pub fn journal_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        Ok(match self.journal.last()? {
+            Some((_, v)) => {
+                let last: Entry = decode("journal entry", &v)?;
+                (last.seq + 1, last.hash())
+            }
+            None => (0, konsilium_protocol::journal::GENESIS),
         })
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        if let Some(a) = &self.anchoring {
+            let (seq, head) = self.journal_head()?;
+            let mut anchored = a.head.lock().unwrap_or_else(|p| p.into_inner());
+            if *anchored != Some(head) {
+                let checkpoint = Signed::sign(
+                    &a.key,
+                    &Checkpoint {
+                        seq,
+                        head,
+                        at: (a.now)(),
+                    },
+                );
+                crate::anchor::write(&a.data_dir, &checkpoint)?;
+                *anchored = Some(head);
+            }
+        }
         Ok(())
     }
 

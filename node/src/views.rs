@@ -137,11 +137,16 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
             return "no connected organizations".into();
         }
         let mut t = table(&[
-            "org", "name", "level", "region", "address", "latency", "protocol", "agent", "score",
-            "skew",
+            "state", "org", "name", "level", "region", "address", "latency", "protocol", "agent",
+            "score", "skew",
         ]);
+        let reasons: Vec<String> = peers
+            .iter()
+            .filter_map(|p| Some(format!("{}: {}", short(&p.org), p.reason.as_ref()?)))
+            .collect();
         for p in peers {
             t.add_row(vec![
+                p.admission,
                 short(&p.org),
                 p.name,
                 p.level,
@@ -154,7 +159,14 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
                 or_dash(p.clock_skew_ms.map(|s| format!("{s} ms"))),
             ]);
         }
-        t.to_string()
+        let mut out = t.to_string();
+        if !reasons.is_empty() {
+            out += "\nrefused:\n";
+            for r in reasons {
+                out += &format!("  {r}\n");
+            }
+        }
+        out
     })
     .await
 }
@@ -384,7 +396,11 @@ pub async fn outbox(client: &AdminClient, json: bool) -> Result<()> {
                 short(&o.next_hop),
                 o.origin,
                 o.attempts.to_string(),
-                o.next_retry,
+                if o.refused.is_some() {
+                    "never: refused".into()
+                } else {
+                    o.next_retry
+                },
                 or_dash(o.last_error),
             ]);
         }

@@ -192,6 +192,56 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
     assert_eq!(stats["by_specialty"][0]["key"], "urology");
     assert_eq!(stats["by_specialty"][0]["count"], 3);
 
+    // The checker does not change what it checks.
+    let db = requester.data_dir.join("db");
+    let before = tree_digest(&db);
+    let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        tree_digest(&db),
+        before,
+        "journal verify changed the database"
+    );
+
+    // A view whose reader has gone ends quietly, as Unix tools do.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_konsilium"))
+        .args(["journal", "stats", "--data-dir", &dir, "--org", &org])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+
+    // The disk loses the journal's last entries, as sled does when it takes
+    // a corrupted tail for a torn write: the chain left is intact, but the
+    // anchor outside the database shows the loss, and the node will not
+    // start on top of it.
+    {
+        let db = sled::open(requester.data_dir.join("db")).unwrap();
+        let journal = db.open_tree("journal").unwrap();
+        for _ in 0..2 {
+            journal.pop_max().unwrap().unwrap();
+        }
+        // The shutdown checkpoint went with them.
+        db.open_tree("checkpoints")
+            .unwrap()
+            .pop_max()
+            .unwrap()
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("last entries were deleted"), "{out}");
+    let refused = match node::start(requester.setup(vec![], vec![])).await {
+        Ok(_) => panic!("the node started on a journal shorter than its anchor"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("does not match its anchor"), "{refused}");
+
     // Someone edits an entry in the database: verification names it.
     {
         let store = konsilium_node::store::Store::open(&requester.data_dir.join("db")).unwrap();
@@ -265,4 +315,47 @@ fn a_view_without_a_node_says_which_node_to_name_or_that_none_runs() {
         out.contains(&format!("no node is running at {}", socket.display())),
         "{out}"
     );
+}
+
+/// Every file under `dir`, by path and content.
+fn tree_digest(dir: &std::path::Path) -> blake3::Hash {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(&std::fs::read(&f).unwrap());
+    }
+    h.finalize()
+}
+
+/// `init` makes the data directory private whatever the operator's umask:
+/// it will hold case extracts.
+#[test]
+fn init_creates_a_private_data_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let (ok, out) = konsilium(&[
+        "init",
+        "--org-name",
+        "Sokol Central District Hospital",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("node.toml")), 0o600);
 }

@@ -435,12 +435,19 @@ async fn relayed_package_arrives_intact_and_the_relay_cannot_read_or_alter_it() 
     let r = start(&regional, vec![], vec![]).await;
     let mut relay_events = r.subscribe();
     let f = start(&federal, vec![addr(&r).await], vec![]).await;
+    // Tampering is a permanent refusal: the relay stops retrying.
     let error = wait_for(&mut relay_events, "the recipient to refuse", |e| match e {
-        NodeEvent::DeliveryRetry { id, error } if *id == sent.id => Some(error.clone()),
+        NodeEvent::DeliveryRefused { id, reason } if *id == sent.id => Some(reason.to_string()),
         _ => None,
     })
     .await;
     assert!(error.contains("failed authentication"), "{error}");
+    let held = r.outbox().await.unwrap();
+    let held = held
+        .iter()
+        .find(|e| e.package.header.id == sent.id)
+        .unwrap();
+    assert!(held.refused.as_ref().is_some_and(|r| r.is_permanent()));
     assert!(matches!(
         f.open(sent.id).await,
         Err(NodeError::NotInInbox(_))
@@ -706,4 +713,135 @@ async fn nodes_also_speak_quic() {
     assert_eq!(na.open(sent.id).await.unwrap().1, b"over QUIC");
     na.shutdown().await;
     nb.shutdown().await;
+}
+
+/// A regional relay carries its own region's traffic, not anyone's: a
+/// package between two other regions is refused for good, and the sender
+/// stops retrying and shows why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_refuses_what_its_policy_does_not_cover_and_the_sender_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let regional = fed.enrol(OrgSpec::new(
+        "Regional center",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let moscow = fed.enrol(OrgSpec::new(
+        "Moscow clinic",
+        OrgLevel::Regional,
+        "RU-MOW",
+        &[],
+    ));
+    let spb = fed.enrol(OrgSpec::new(
+        "Saint Petersburg center",
+        OrgLevel::Federal,
+        "RU-SPE",
+        &[Specialty::Cardiology],
+    ));
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let m = start(&moscow, vec![ra.clone()], vec![regional.org_id()]).await;
+    let s = start(&spb, vec![ra.clone()], vec![]).await;
+    converge(&[&r, &m, &s], 3).await;
+    let mut events = m.subscribe();
+    let sent = m
+        .send(package(
+            Target::Org(spb.org_id()),
+            Specialty::Cardiology,
+            OrgLevel::Federal,
+            b"case".to_vec(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sent.next_hop, regional.org_id());
+    let reason = wait_for(&mut events, "the relay to refuse", |e| match e {
+        NodeEvent::DeliveryRefused { id, reason } if *id == sent.id => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        matches!(reason, konsilium_protocol::rpc::Refusal::NotRelayed { .. }),
+        "{reason}"
+    );
+    let attempts = |outbox: Vec<konsilium_node::store::OutboxEntry>| {
+        let e = outbox
+            .into_iter()
+            .find(|e| e.package.header.id == sent.id)
+            .expect("kept in the outbox to show why");
+        assert!(e.refused.is_some());
+        assert!(e.last_error.unwrap().contains("RU-VLG"));
+        e.attempts
+    };
+    let before = attempts(m.outbox().await.unwrap());
+    // The first retry would come 3 to 5 s later; none does.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(attempts(m.outbox().await.unwrap()), before);
+    for n in [m, s, r] {
+        n.shutdown().await;
+    }
+}
+
+/// An attachment damaged at its source fails its hash at the recipient; a
+/// second failure ends the transfer with the reason instead of fetching the
+/// same bad bytes forever, and the sender stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_damaged_at_its_source_is_refused_not_fetched_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let sender = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let recipient = fed.enrol(OrgSpec::new(
+        "Regional cardiology center",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let r = start(&recipient, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let s = start(&sender, vec![ra.clone()], vec![]).await;
+    converge(&[&s, &r], 2).await;
+    r.shutdown().await;
+
+    let mut sender_events = s.subscribe();
+    let sent = s
+        .send(SendRequest {
+            target: Target::Org(recipient.org_id()),
+            routing: routing(Specialty::Cardiology, OrgLevel::Regional),
+            body: b"ECG attached".to_vec(),
+            attachments: vec![konsilium_node::node::Attachment::Bytes(vec![7u8; 300_000])],
+            lifetime: Duration::from_secs(86_400),
+        })
+        .await
+        .unwrap();
+    // The sender's disk flips a byte in the sealed attachment.
+    let blob = std::fs::read_dir(sender.data_dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().len() == 64)
+        .expect("the sealed attachment is stored");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(&blob, bytes).unwrap();
+
+    let r = start(&recipient, vec![], vec![]).await;
+    s.dial(addr(&r).await).await.unwrap();
+    let reason = wait_for(&mut sender_events, "the recipient to refuse", |e| match e {
+        NodeEvent::DeliveryRefused { id, reason } if *id == sent.id => Some(reason.to_string()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("failed its hash check 2 times"), "{reason}");
+    assert!(matches!(
+        r.open(sent.id).await,
+        Err(NodeError::NotInInbox(_))
+    ));
+    for n in [s, r] {
+        n.shutdown().await;
+    }
 }

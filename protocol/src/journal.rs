@@ -273,6 +273,14 @@ impl Signable for Checkpoint {
     const DOMAIN: &'static [u8] = b"konsilium/journal-checkpoint/v1\0";
 }
 
+/// A checkpoint kept outside the database as the journal's anchor: if the
+/// database loses or rewrites entries the anchor vouched for, verification
+/// fails instead of finding a shorter journal that is intact.
+impl crate::wire::WireMessage for Signed<Checkpoint> {
+    const KIND: crate::wire::MessageKind = crate::wire::MessageKind::JournalAnchor;
+    const MAX_LEN: usize = 1024;
+}
+
 /// The writing end of a journal: only the head hash and the next sequence
 /// number, because entries are persisted by the node as they are appended.
 #[derive(Debug, Clone, PartialEq, Eq)]

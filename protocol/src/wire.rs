@@ -36,10 +36,13 @@ pub enum MessageKind {
     Response = 11,
     PackageBody = 12,
     ConclusionFile = 13,
+    Hello = 14,
+    HelloAnswer = 15,
+    JournalAnchor = 16,
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 13] = [
+    const ALL: [MessageKind; 16] = [
         MessageKind::DirectoryRecord,
         MessageKind::RevocationNotice,
         MessageKind::CertChain,
@@ -53,6 +56,9 @@ impl MessageKind {
         MessageKind::Response,
         MessageKind::PackageBody,
         MessageKind::ConclusionFile,
+        MessageKind::Hello,
+        MessageKind::HelloAnswer,
+        MessageKind::JournalAnchor,
     ];
 
     fn from_byte(b: u8) -> Option<Self> {
@@ -243,6 +249,12 @@ mod tests {
         )
         .unwrap();
         let notice = fed.root.revoke(1, NOW, [5, 6].into());
+        let hello = crate::rpc::Hello {
+            chain: a.chain.clone(),
+            record: Some(a.signed_record(1)),
+            revocations: vec![notice.clone()],
+            time: NOW,
+        };
         vec![
             (
                 MessageKind::DirectoryRecord,
@@ -281,7 +293,19 @@ mod tests {
             ),
             (
                 MessageKind::Response,
-                encode(&crate::rpc::Response::Refused("not certified".into())).unwrap(),
+                encode(&crate::rpc::Response::Refused(
+                    crate::rpc::Refusal::Invalid("expired".into()),
+                ))
+                .unwrap(),
+            ),
+            (MessageKind::Hello, encode(&hello).unwrap()),
+            (
+                MessageKind::JournalAnchor,
+                encode(&crate::journal::Journal::new().checkpoint(&a.identity, NOW)).unwrap(),
+            ),
+            (
+                MessageKind::HelloAnswer,
+                encode(&crate::rpc::HelloAnswer::Welcome(Box::new(hello))).unwrap(),
             ),
         ]
     }
@@ -303,6 +327,11 @@ mod tests {
             MessageKind::PackageBody => decode::<crate::content::PackageBody>(frame).map(drop),
             MessageKind::ConclusionFile => {
                 decode::<crate::conclusion::ConclusionFile>(frame).map(drop)
+            }
+            MessageKind::Hello => decode::<crate::rpc::Hello>(frame).map(drop),
+            MessageKind::HelloAnswer => decode::<crate::rpc::HelloAnswer>(frame).map(drop),
+            MessageKind::JournalAnchor => {
+                decode::<crate::signed::Signed<crate::journal::Checkpoint>>(frame).map(drop)
             }
         }
     }

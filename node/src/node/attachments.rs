@@ -13,7 +13,7 @@ impl Node {
                 Ok(file) => {
                     self.served.insert(hash, file);
                 }
-                Err(e) => return Response::Refused(e.to_string()),
+                Err(e) => return Response::Refused(Refusal::Transient(e.to_string())),
             }
         }
         let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -24,7 +24,7 @@ impl Node {
             len,
         ) {
             Ok(bytes) => Response::Blob(bytes),
-            Err(e) => Response::Refused(e.to_string()),
+            Err(e) => Response::Refused(Refusal::Transient(e.to_string())),
         }
     }
 
@@ -125,7 +125,13 @@ impl Node {
                 self.emit(NodeEvent::FetchCompleted { blob: hash });
                 self.release_waiting();
             }
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => {
+                tracing::warn!("{e}");
+                if self.damaged_blobs.len() >= MAX_DAMAGED {
+                    self.damaged_blobs.clear();
+                }
+                *self.damaged_blobs.entry(hash).or_default() += 1;
+            }
         }
     }
 

@@ -107,12 +107,16 @@ impl Node {
         Ok((stored, c))
     }
 
+    /// Appends to the journal. An operation whose entry cannot be written
+    /// must fail: the caller returns this error instead of the data or the
+    /// acknowledgement, and the journal's head stays where the disk has it.
     pub(super) fn append_journal(
         &mut self,
         user: Option<String>,
         role: Option<Role>,
         action: journal::Action,
-    ) {
+    ) -> Result<(), NodeError> {
+        let before = self.journal.clone();
         let entry = self.journal.append(self.now(), user, role, action);
         let mut result = self.store.put_journal(&entry);
         if entry.seq % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
@@ -121,7 +125,10 @@ impl Node {
         }
         if let Err(e) = result {
             tracing::error!("journal: {e}");
+            self.journal = before;
+            return Err(NodeError::Journal(e.to_string()));
         }
+        Ok(())
     }
 
     pub(super) fn checkpoint_journal(&mut self) {
@@ -172,7 +179,7 @@ impl Node {
             physician.clone(),
             Some(Role::Physician),
             journal::Action::Create(Self::journal_ref(&request)),
-        );
+        )?;
         if let Consent::EmergencyOverride { reason } = &request.consent {
             tracing::warn!(consultation = %request.id, %reason, "consent override (security log)");
             self.append_journal(
@@ -182,7 +189,7 @@ impl Node {
                     consultation: request.id.0,
                     reason: reason.clone(),
                 },
-            );
+            )?;
         }
         self.store.flush()?;
         Ok(signed)
@@ -264,7 +271,7 @@ impl Node {
             stored.conclusion = file.clone();
         }
         self.store.put_consultation(&id, &stored)?;
-        self.journal_step(&c, from, user, role, &step);
+        self.journal_step(&c, from, user, role, &step)?;
         let body = wire::encode(&PackageBody::Step {
             step,
             conclusion: file.map(Box::new),
@@ -278,7 +285,7 @@ impl Node {
                 consultation: id.0,
                 package: sent.id,
             },
-        );
+        )?;
         self.emit(NodeEvent::ConsultationUpdated { id, status });
         let _ = self.deliver_due();
         Ok(status)
@@ -291,7 +298,7 @@ impl Node {
         user: &str,
         role: Role,
         step: &Signed<workflow::Transition>,
-    ) {
+    ) -> Result<(), NodeError> {
         let consultation = c.id().0;
         self.append_journal(
             Some(user.to_owned()),
@@ -301,7 +308,7 @@ impl Node {
                 from: from.to_string(),
                 to: c.status.to_string(),
             },
-        );
+        )?;
         if let Ok(t) = step.decode_unverified()
             && matches!(t.action, Action::Conclude { .. })
         {
@@ -313,8 +320,9 @@ impl Node {
                     consultation,
                     deadline_met,
                 },
-            );
+            )?;
         }
+        Ok(())
     }
 
     /// The legal deadline, in the consulting organization's calendar.
@@ -372,12 +380,12 @@ impl Node {
                 consultation: c.id().0,
                 package,
             },
-        );
+        )?;
         self.append_journal(
             None,
             None,
             journal::Action::Create(Self::journal_ref(&c.request)),
-        );
+        )?;
         self.store.flush()?;
         self.emit(NodeEvent::ConsultationUpdated {
             id: c.id(),
@@ -445,7 +453,7 @@ impl Node {
                 match c.apply(&s) {
                     Ok(_) => {
                         let t = s.decode_unverified()?;
-                        self.journal_step(&c, from, &t.user, t.role, &s);
+                        self.journal_step(&c, from, &t.user, t.role, &s)?;
                         stored.history.push(s);
                     }
                     Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
@@ -644,20 +652,21 @@ impl Node {
     ) -> Result<(), NodeError> {
         let tmp = self.blobs.scratch()?;
         let me = [self.sealing.public()];
+        let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", tmp.display()));
         for index in 0..own.attachments.len() as u32 {
-            let path = tmp.join(format!("escalation-{}-{index}", own.id));
+            // Removed when dropped, on every path out of this loop; what a
+            // crash leaves is swept when the blob store opens.
+            let plain = tempfile::Builder::new()
+                .prefix(&format!("escalation-{}-{index}-", own.id))
+                .tempfile_in(&tmp)
+                .map_err(failed)?;
             {
-                let mut out = std::io::BufWriter::new(
-                    std::fs::File::create(&path)
-                        .map_err(|e| NodeError::Attachment(e.to_string()))?,
-                );
+                let mut out = std::io::BufWriter::new(plain.reopen().map_err(failed)?);
                 self.blobs
                     .open_attachment(own, index, &self.sealing, &me, &mut out)?;
-                std::io::Write::flush(&mut out)
-                    .map_err(|e| NodeError::Attachment(e.to_string()))?;
+                std::io::Write::flush(&mut out).map_err(failed)?;
             }
-            let mut file =
-                std::fs::File::open(&path).map_err(|e| NodeError::Attachment(e.to_string()))?;
+            let mut file = plain.reopen().map_err(failed)?;
             let blob = self.blobs.seal_attachment(
                 &plan.header,
                 index,
@@ -666,7 +675,6 @@ impl Node {
                 random_bytes(),
                 &mut file,
             )?;
-            let _ = std::fs::remove_file(&path);
             plan.header.attachments.push(blob);
         }
         Ok(())

@@ -63,7 +63,7 @@ impl Node {
             .relay_via
             .first()
             .map(OrgId::to_peer_id)
-            .filter(|p| self.certified.contains_key(p))
+            .filter(|p| self.ready(p))
         else {
             let _ = reply.send(Err(NodeError::NoRoute(
                 "no regional center connected to ask for candidates".into(),
@@ -158,7 +158,12 @@ impl Node {
     }
 
     pub(super) fn sync_with_random_peer(&mut self) {
-        let peers: Vec<PeerId> = self.certified.keys().copied().collect();
+        let peers: Vec<PeerId> = self
+            .certified
+            .keys()
+            .filter(|p| self.welcomed.contains(p))
+            .copied()
+            .collect();
         if !peers.is_empty() {
             let pick = u64::from_le_bytes(random_bytes()) as usize % peers.len();
             self.sync_with(peers[pick]);

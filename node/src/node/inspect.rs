@@ -50,6 +50,15 @@ pub(super) struct RefusedOrg {
     pub reason: String,
 }
 
+/// A peer refused recently, for `konsilium peers`.
+#[derive(Debug, Clone)]
+pub(super) struct RefusedPeer {
+    pub peer: PeerId,
+    pub reason: String,
+    pub at: Timestamp,
+    pub addresses: Vec<Multiaddr>,
+}
+
 /// Refused organizations remembered for the routing dry run.
 const MAX_REFUSED: usize = 1024;
 
@@ -185,6 +194,8 @@ impl Node {
                 let info = self.peer_info.get(peer);
                 let entry = self.directory.get(org);
                 PeerReport {
+                    admission: "admitted".into(),
+                    reason: None,
                     org: org.to_string(),
                     name: self.org_name(org),
                     level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
@@ -202,6 +213,40 @@ impl Node {
             })
             .collect();
         peers.sort_by(|a, b| (&a.level, &a.name).cmp(&(&b.level, &b.name)));
+        let stranger = |admission: &str, peer: &PeerId, reason: Option<String>| {
+            let info = self.peer_info.get(peer);
+            PeerReport {
+                admission: admission.into(),
+                reason,
+                org: OrgId::from_peer_id(peer)
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|_| peer.to_string()),
+                name: String::new(),
+                level: String::new(),
+                region: String::new(),
+                addresses: info
+                    .map(|i| i.addresses.iter().map(|a| a.to_string()).collect())
+                    .unwrap_or_default(),
+                latency_ms: info.and_then(|i| i.rtt).map(|d| d.as_secs_f64() * 1000.0),
+                protocol_version: info.and_then(|i| i.protocol_version.clone()),
+                agent_version: info.and_then(|i| i.agent_version.clone()),
+                protocols: info.map(|i| i.protocols.clone()).unwrap_or_default(),
+                gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
+                clock_skew_ms: None,
+            }
+        };
+        peers.extend(
+            self.awaiting_hello
+                .keys()
+                .map(|peer| stranger("pending", peer, None)),
+        );
+        let now = self.now();
+        peers.extend(self.recent_refusals.iter().rev().map(|r| {
+            let mut report = stranger("refused", &r.peer, Some(r.reason.clone()));
+            report.addresses = r.addresses.iter().map(|a| a.to_string()).collect();
+            report.name = format!("refused {} s ago", now.since(r.at).as_secs());
+            report
+        }));
         peers
     }
 
@@ -461,8 +506,12 @@ impl Node {
                 }
                 .into(),
                 attempts: e.attempts,
-                next_retry: e.next_attempt.to_string(),
+                next_retry: match e.refused {
+                    Some(_) => String::new(),
+                    None => e.next_attempt.to_string(),
+                },
                 last_error: e.last_error.clone(),
+                refused: e.refused.as_ref().map(|r| r.to_string()),
                 custody: e.custody.map(|o| o.to_string()),
                 queued_at: e.queued_at.to_string(),
                 bytes: e.package.body.len(),
@@ -508,9 +557,11 @@ impl Node {
     }
 
     fn journal_verify(&self) -> Result<JournalVerifyReport, NodeError> {
+        let anchor = crate::anchor::read(&self.data_dir).map_err(StoreError::from)?;
         Ok(JournalVerifyReport::check(
             &self.store.journal()?,
             &self.store.checkpoints()?,
+            anchor,
             &self.me.cert.org,
         ))
     }

@@ -99,6 +99,7 @@ impl Node {
             last_error: None,
             custody: None,
             queued_at: now,
+            refused: None,
         })?;
         self.store.flush()?;
         self.emit(NodeEvent::PackageQueued { id, next_hop });
@@ -146,13 +147,19 @@ impl Node {
             if entry.next_attempt > now || self.in_flight.contains(&id) {
                 continue;
             }
+            if entry.refused.is_some() {
+                if entry.package.header.expires <= now {
+                    self.store.remove_outbox(&id)?;
+                }
+                continue;
+            }
             if entry.package.header.expires <= now {
                 tracing::warn!(%id, "package expired undelivered");
                 self.store.remove_outbox(&id)?;
                 continue;
             }
             let peer = entry.next_hop.to_peer_id();
-            if self.certified.contains_key(&peer) {
+            if self.ready(&peer) {
                 self.in_flight.insert(id);
                 self.request(
                     peer,
@@ -206,6 +213,55 @@ impl Node {
             if self.store.put_outbox(&entry).is_ok() {
                 self.emit(NodeEvent::DeliveryRetry { id, error });
             }
+        }
+    }
+
+    /// The next hop answered with a refusal: a permanent one ends the
+    /// package's delivery (the reason stays in the outbox for the
+    /// operator), a transient one is retried with backoff.
+    pub(super) fn delivery_refused(&mut self, id: PackageId, reason: Refusal) {
+        if !reason.is_permanent() {
+            return self.delivery_failed(id, reason.to_string());
+        }
+        self.in_flight.remove(&id);
+        tracing::warn!(%id, "package refused for good: {reason}");
+        if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
+            entry.attempts += 1;
+            entry.last_error = Some(reason.to_string());
+            entry.refused = Some(reason.clone());
+            // Checked again only to drop it once it has expired.
+            entry.next_attempt = entry.package.header.expires;
+            let _ = self
+                .store
+                .put_outbox(&entry)
+                .and_then(|_| self.store.flush());
+        }
+        self.emit(NodeEvent::DeliveryRefused { id, reason });
+    }
+
+    /// Whether this node, as a relay, carries a package to `recipient`
+    /// from the peer `from`: the recipient must be a known, unrevoked
+    /// organization, and one end of the hop must be in this relay's region
+    /// (a regional center carries its region's traffic, not anyone's).
+    fn relay_policy(&self, from: OrgId, recipient: OrgId) -> Result<(), Refusal> {
+        let Some(entry) = self.directory.get(&recipient) else {
+            return Err(match self.refused_orgs.get(&recipient) {
+                Some(r) if r.revoked => Refusal::Revoked(recipient),
+                _ => Refusal::UnknownRecipient(recipient),
+            });
+        };
+        let mine = &self.me.cert.region;
+        let from_here = self
+            .directory
+            .get(&from)
+            .is_some_and(|e| e.region() == mine);
+        if entry.region() == mine || from_here {
+            Ok(())
+        } else {
+            Err(Refusal::NotRelayed {
+                recipient,
+                policy: format!("this relay carries packages to and from region {mine} only"),
+            })
         }
     }
 
@@ -286,7 +342,7 @@ impl Node {
 
     pub(super) fn forward_receipt(&mut self, receipt: Signed<Receipt>, sender: OrgId) {
         let peer = sender.to_peer_id();
-        if self.certified.contains_key(&peer) {
+        if self.ready(&peer) {
             self.request(peer, Request::Receipt(receipt), Pending::Receipt);
         } else {
             self.receipts_for_senders.push(receipt);
@@ -300,7 +356,12 @@ impl Node {
         package: seal::SealedPackage,
     ) -> Response {
         if let Err(e) = package.header.check(self.now()) {
-            return Response::Refused(e.to_string());
+            return Response::Refused(e.into());
+        }
+        if package.header.recipient != self.me.cert.org
+            && let Err(refusal) = self.relay_policy(from, package.header.recipient)
+        {
+            return Response::Refused(refusal);
         }
         let id = package.header.id;
         let done = match package.header.recipient == self.me.cert.org {
@@ -317,13 +378,24 @@ impl Node {
         if done || missing.is_empty() {
             return self.accept_package(from, package);
         }
+        if let Some(bad) = missing.iter().find(|b| {
+            self.damaged_blobs
+                .get(&b.hash)
+                .is_some_and(|n| *n >= DAMAGED_AFTER)
+        }) {
+            let _ = self.store.remove_waiting(&id);
+            let hash: String = bad.hash.iter().map(|b| format!("{b:02x}")).collect();
+            return Response::Refused(Refusal::Invalid(format!(
+                "attachment {hash} failed its hash check {DAMAGED_AFTER} times: the copy it is sent from is damaged"
+            )));
+        }
         // Attachments first: fetch them from whoever delivered the package.
         if let Err(e) = self
             .store
             .put_waiting(&package, &from)
             .and_then(|_| self.store.flush())
         {
-            return Response::Refused(format!("cannot hold the package: {e}"));
+            return Response::Refused(Refusal::Transient(format!("cannot hold the package: {e}")));
         }
         let peer = from.to_peer_id();
         for blob in missing {
@@ -346,8 +418,13 @@ impl Node {
         let id = package.header.id;
         if package.header.recipient != self.me.cert.org {
             // Store and forward: we see only the header.
-            if let Ok(Some(_)) = self.store.outbox_entry(&id) {
-                return Response::Custody;
+            if let Ok(Some(held)) = self.store.outbox_entry(&id) {
+                // A sender checking back on a package refused further on
+                // learns why, and stops.
+                return match held.refused {
+                    Some(refusal) => Response::Refused(refusal),
+                    None => Response::Custody,
+                };
             }
             let recipient = package.header.recipient;
             let entry = OutboxEntry {
@@ -359,13 +436,16 @@ impl Node {
                 last_error: None,
                 custody: None,
                 queued_at: now,
+                refused: None,
             };
             if let Err(e) = self
                 .store
                 .put_outbox(&entry)
                 .and_then(|_| self.store.flush())
             {
-                return Response::Refused(format!("relay cannot store the package: {e}"));
+                return Response::Refused(Refusal::Transient(format!(
+                    "relay cannot store the package: {e}"
+                )));
             }
             self.emit(NodeEvent::Relaying { id, recipient });
             // Forward now rather than on the next tick.
@@ -380,11 +460,13 @@ impl Node {
                     Ok(Some(held)) if held.package.body == package.body => {
                         Response::Receipt(held.receipt)
                     }
-                    _ => Response::Refused(seal::SealError::Replay(id).to_string()),
+                    _ => Response::Refused(seal::SealError::Replay(id).into()),
                 };
             }
             Ok(false) => {}
-            Err(e) => return Response::Refused(format!("recipient store: {e}")),
+            Err(e) => {
+                return Response::Refused(Refusal::Transient(format!("recipient store: {e}")));
+            }
         }
         // Open it once to prove it is intact and really from its sender
         // before promising anything; it is stored sealed.
@@ -397,7 +479,7 @@ impl Node {
             |_| false,
         ) {
             Ok(body) => body,
-            Err(e) => return Response::Refused(e.to_string()),
+            Err(e) => return Response::Refused(e.into()),
         };
         let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
         let bytes = package.body.len();
@@ -412,7 +494,9 @@ impl Node {
             .and_then(|_| self.store.mark_seen(&id, package.header.expires))
             .and_then(|_| self.store.flush());
         if let Err(e) = stored {
-            return Response::Refused(format!("recipient cannot store the package: {e}"));
+            return Response::Refused(Refusal::Transient(format!(
+                "recipient cannot store the package: {e}"
+            )));
         }
         self.emit(NodeEvent::PackageReceived { id, sender, bytes });
         self.on_body(sender, id, &opened);

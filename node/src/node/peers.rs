@@ -33,6 +33,10 @@ impl Node {
             let _ = self.accept_record(record, false);
         }
         self.certified.insert(peer, claimed);
+        self.awaiting_hello.remove(&peer);
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.rpc.admit(peer);
+        behaviour.gossipsub.set_application_score(&peer, 0.0);
         self.refused_orgs.remove(&claimed);
         let skew = hello.time.unix_millis() as i128 - now.unix_millis() as i128;
         self.peer_info.entry(peer).or_default().clock_skew_ms = Some(skew as i64);
@@ -41,27 +45,136 @@ impl Node {
             name: verified.cert.name,
             level: verified.cert.level,
         });
-        // Whatever waited for this peer can go now.
+        if self.welcomed.contains(&peer) {
+            self.on_ready(peer, claimed);
+        }
+        Ok(claimed)
+    }
+
+    /// Both sides have admitted each other: whatever waited for this peer
+    /// can go now, and directories are compared.
+    fn on_ready(&mut self, peer: PeerId, org: OrgId) {
+        let now = self.now();
         if let Ok(entries) = self.store.outbox() {
-            for mut e in entries.into_iter().filter(|e| e.next_hop == claimed) {
+            for mut e in entries.into_iter().filter(|e| e.next_hop == org) {
                 e.next_attempt = now;
                 let _ = self.store.put_outbox(&e);
             }
         }
-        Ok(claimed)
+        let (receipts, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.receipts_for_senders)
+            .into_iter()
+            .partition(|r| r.decode_unverified().is_ok_and(|b| b.sender == org));
+        self.receipts_for_senders = kept;
+        for receipt in receipts {
+            self.request(peer, Request::Receipt(receipt), Pending::Receipt);
+        }
+        if !self.hello_left_out.is_empty() {
+            let notices = self.hello_left_out.clone();
+            self.request(peer, Request::Revocations(notices), Pending::Push);
+        }
+        self.sync_with(peer);
+    }
+
+    pub(super) fn on_hello(&mut self, event: request_response::Event<Hello, HelloAnswer>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let answer = match self.admit(peer, request) {
+                    Ok(_) => HelloAnswer::Welcome(Box::new(self.hello())),
+                    Err(reason) => {
+                        let answer = HelloAnswer::Refused(format!("not admitted: {reason}"));
+                        self.reject(peer, reason);
+                        answer
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .hello
+                    .send_response(channel, answer);
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => match response {
+                HelloAnswer::Welcome(hello) => {
+                    self.welcomed.insert(peer);
+                    if let Some(&org) = self.certified.get(&peer) {
+                        self.on_ready(peer, org);
+                    } else if let Err(reason) = self.admit(peer, *hello) {
+                        self.reject(peer, reason);
+                    }
+                }
+                HelloAnswer::Refused(reason) => {
+                    tracing::warn!(%peer, "the peer refused us: {reason}");
+                    self.emit(NodeEvent::PeerRejected {
+                        peer,
+                        reason: format!("refused us: {reason}"),
+                    });
+                }
+            },
+            Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "hello failed: {error}");
+                self.hello_sent.remove(&peer);
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound hello failed: {error}")
+            }
+            Event::ResponseSent { .. } => {}
+        }
     }
 
     /// Refuses a peer. The connection is cut a moment later, not at once,
     /// so both sides finish the Hello exchange and each learns why.
     pub(super) fn reject(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, "peer refused: {reason}");
+        if self.recent_refusals.len() >= RECENT_REFUSALS {
+            self.recent_refusals.pop_front();
+        }
+        self.recent_refusals.push_back(inspect::RefusedPeer {
+            peer,
+            reason: reason.clone(),
+            at: self.now(),
+            addresses: self
+                .peer_info
+                .get(&peer)
+                .map(|i| i.addresses.clone())
+                .unwrap_or_default(),
+        });
         self.emit(NodeEvent::PeerRejected { peer, reason });
         self.certified.remove(&peer);
+        self.welcomed.remove(&peer);
+        self.awaiting_hello.remove(&peer);
+        self.swarm.behaviour_mut().rpc.close(peer);
         self.refused
             .insert(peer, self.now().saturating_add(REFUSAL_GRACE));
     }
 
     pub(super) fn cut_refused(&mut self) {
+        let instant = tokio::time::Instant::now();
+        let silent: Vec<PeerId> = self
+            .awaiting_hello
+            .iter()
+            .filter(|(_, due)| **due <= instant)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in silent {
+            self.reject(
+                peer,
+                format!(
+                    "no valid federation certificate presented within {} s",
+                    HELLO_TIMEOUT.as_secs()
+                ),
+            );
+        }
         let now = self.now();
         let due: Vec<PeerId> = self
             .refused
