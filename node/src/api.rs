@@ -1438,6 +1438,7 @@ async fn fhir_bundle(
     let conclusion = view.conclusion.as_ref().map(|f| &f.conclusion);
     let bundle = fhir::export_bundle(&ConsultationRecord {
         consultation: &view.consultation,
+        extract: &view.extract,
         requester_name: &requester_name,
         consultant_name: &consultant_name,
         deadline: view.deadline.as_ref(),

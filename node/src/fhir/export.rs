@@ -141,7 +141,11 @@ impl<'r, 'a> Exporter<'r, 'a> {
                 self.organization(&req.consultant, self.r.consultant_name),
             );
         }
-        push(&self.physician, self.practitioner_role());
+        for person in self.people() {
+            push(&person.practitioner_id, person.practitioner());
+            let role = person.role_resource(self.org_ref(&person.org), &person.practitioner_id);
+            push(&person.role_id, role);
+        }
         push(&self.service_request, self.service_request());
         push(&self.consent, self.consent());
         let notes = self.communications();
@@ -198,15 +202,54 @@ impl<'r, 'a> Exporter<'r, 'a> {
         })
     }
 
-    fn practitioner_role(&self) -> Value {
+    /// Who asked and who answered, each as a Practitioner with the
+    /// PractitionerRole they acted in: the attending physician first, then
+    /// everyone of the consulting organization who took a step or signed
+    /// the conclusion, once per (name, role).
+    fn people(&self) -> Vec<Person> {
         let req = &self.r.consultation.request;
-        json!({
-            "resourceType": "PractitionerRole",
-            "active": true,
-            "practitioner": {"type": "Practitioner", "display": fhir_string(&req.physician)},
-            "organization": self.org_ref(&req.requester),
-            "code": [role_concept(Role::Physician)],
-        })
+        let mut people = vec![Person::new(
+            self.cid,
+            &req.physician,
+            Role::Physician,
+            req.requester,
+        )];
+        people[0].role_id.clone_from(&self.physician);
+        let mut add = |name: &str, role: Role, org: OrgId| {
+            let Some(name) = fhir_string(name) else {
+                return;
+            };
+            if !people
+                .iter()
+                .any(|p| p.name == name && p.role == role && p.org == org)
+            {
+                people.push(Person::new(self.cid, &name, role, org));
+            }
+        };
+        for step in &self.steps {
+            if step.t.actor == req.consultant {
+                add(&step.t.user, step.t.role, step.t.actor);
+            }
+        }
+        if let Some((conclusion, _)) = &self.conclusion {
+            for author in &conclusion.authors {
+                add(author, Role::Consultant, req.consultant);
+            }
+        }
+        people
+    }
+
+    /// The PractitionerRole of a consulting-side person, when exported.
+    fn person_ref(&self, name: &str, role: Role) -> Value {
+        let req = &self.r.consultation.request;
+        match fhir_string(name) {
+            Some(name) => {
+                let person = Person::new(self.cid, &name, role, req.consultant);
+                json!({"reference": urn(&person.role_id), "type": "PractitionerRole",
+                       "display": name})
+            }
+            None => json!({"type": "Practitioner", "display": name}),
+        }
     }
 
     fn service_request(&self) -> Value {
@@ -238,6 +281,10 @@ impl<'r, 'a> Exporter<'r, 'a> {
                 "display": fhir_string(&req.physician),
             },
             "performer": [self.org_ref(&req.consultant)],
+            // The reason for referral is the case summary the physician
+            // wrote; the questions for the consultant travel as the note.
+            "reasonCode": fhir_string(&self.r.extract.summary).map(|t| vec![json!({"text": t})]),
+            "note": fhir_string(&self.r.extract.questions).map(|t| vec![json!({"text": t})]),
             "supportingInfo": [self.reference(&self.consent)],
         })
     }
@@ -286,7 +333,15 @@ impl<'r, 'a> Exporter<'r, 'a> {
                     json!([concept(LOINC, "59284-0", "Patient Consent")]),
                 );
                 map.insert("dateTime".into(), json!(instant(*at)));
-                map.insert("performer".into(), json!([{"display": fhir_string(by)}]));
+                // A representative is typed so an import reads the role back;
+                // nothing else about the giver is known or exported.
+                let giver_type = by
+                    .starts_with(&consent_given_by(&Giver::Representative, ""))
+                    .then_some("RelatedPerson");
+                map.insert(
+                    "performer".into(),
+                    json!([{"type": giver_type, "display": fhir_string(by)}]),
+                );
                 if let Some(hash) = document {
                     map.insert(
                         "sourceAttachment".into(),
@@ -682,7 +737,7 @@ impl<'r, 'a> Exporter<'r, 'a> {
         }
         let interpreters: Vec<Value> = authors
             .iter()
-            .map(|a| json!({"type": "Practitioner", "display": a}))
+            .map(|a| self.person_ref(a, Role::Consultant))
             .collect();
         json!({
             "resourceType": "DiagnosticReport",
@@ -932,6 +987,58 @@ impl<'r, 'a> Exporter<'r, 'a> {
                 )],
             },
             "entity": entities,
+        })
+    }
+}
+
+/// A practitioner who asked or answered, with the ids of their resources.
+struct Person {
+    name: String,
+    role: Role,
+    org: OrgId,
+    practitioner_id: String,
+    role_id: String,
+}
+
+impl Person {
+    fn new(cid: ConsultationId, name: &str, role: Role, org: OrgId) -> Self {
+        let key = |kind: &[u8]| {
+            stable_uuid(&[
+                &cid.0,
+                kind,
+                org.as_bytes(),
+                role.as_str().as_bytes(),
+                name.as_bytes(),
+            ])
+        };
+        Self {
+            name: name.to_owned(),
+            role,
+            org,
+            practitioner_id: key(b"practitioner"),
+            role_id: key(b"practitioner-role"),
+        }
+    }
+
+    fn practitioner(&self) -> Value {
+        json!({
+            "resourceType": "Practitioner",
+            "active": true,
+            "name": [{"text": fhir_string(&self.name)}],
+        })
+    }
+
+    fn role_resource(&self, organization: Value, practitioner_id: &str) -> Value {
+        json!({
+            "resourceType": "PractitionerRole",
+            "active": true,
+            "practitioner": {
+                "reference": urn(practitioner_id),
+                "type": "Practitioner",
+                "display": fhir_string(&self.name),
+            },
+            "organization": organization,
+            "code": [role_concept(self.role)],
         })
     }
 }

@@ -69,23 +69,11 @@ pub fn import_service_request(bundle: &Value) -> Result<ImportedRequest, FhirErr
     };
     let physician = import_physician(&doc, sr)?;
     let target = import_target(&doc, sr)?;
-    let mut questions = Vec::new();
-    for (i, reason) in sr.array("reasonCode")?.iter().enumerate() {
-        let path = format!("{}[{i}]", sr.at("reasonCode"));
-        let reason = as_object(reason, &path)?;
-        if let Some(text) = concept_text(reason, &path)? {
-            questions.push(text);
-        }
-    }
-    let mut notes = Vec::new();
-    for (i, note) in sr.array("note")?.iter().enumerate() {
-        let path = format!("{}[{i}]", sr.at("note"));
-        let note = as_object(note, &path)?;
-        if let Some(text) = opt_str(note, "text", &path)?.and_then(fhir_string) {
-            notes.push(text);
-        }
-    }
-    let consent = import_consent(&doc, sr)?;
+    let case_summary = import_reasons(&doc, sr)?;
+    let questions = import_questions(sr)?;
+    let attachments = import_attachments(&doc, sr)?;
+    let identifier = import_identifier(sr)?;
+    let consent = import_consent(&doc, sr, &physician)?;
     if let Some(Consent::EmergencyOverride { .. }) = &consent
         && urgency != Urgency::Emergency
     {
@@ -99,9 +87,175 @@ pub fn import_service_request(bundle: &Value) -> Result<ImportedRequest, FhirErr
         urgency,
         target,
         physician,
-        questions: questions.join("\n"),
-        case_summary: notes.join("\n\n"),
+        questions,
+        case_summary,
+        attachments,
+        identifier,
         consent,
+    })
+}
+
+/// The reason for referral: every `reasonCode` (its text, or its first
+/// coding's display) and every `reasonReference` (its display, or the text
+/// of the referenced resource's `code`), one a line, in that order.
+fn import_reasons(doc: &Doc<'_>, sr: &Res<'_>) -> Result<String, FhirError> {
+    let mut reasons = Vec::new();
+    for (i, reason) in sr.array("reasonCode")?.iter().enumerate() {
+        let path = format!("{}[{i}]", sr.at("reasonCode"));
+        if let Some(text) = concept_text(as_object(reason, &path)?, &path)? {
+            reasons.push(text);
+        }
+    }
+    for (i, reason) in sr.array("reasonReference")?.iter().enumerate() {
+        let path = format!("{}[{i}]", sr.at("reasonReference"));
+        let reason = as_object(reason, &path)?;
+        if let Some(display) = opt_str(reason, "display", &path)?.and_then(fhir_string) {
+            reasons.push(display);
+            continue;
+        }
+        let Some(target) = opt_str(reason, "reference", &path)? else {
+            continue;
+        };
+        let resource = doc.resolve(target, sr).ok_or_else(|| FhirError::Invalid {
+            path: format!("{path}.reference"),
+            reason: format!("{target:?} does not resolve to a resource in the Bundle"),
+        })?;
+        if let Some(code) = opt_obj(resource.obj, "code", &resource.path)?
+            && let Some(text) = concept_text(code, &resource.at("code"))?
+        {
+            reasons.push(text);
+        }
+    }
+    Ok(reasons.join("\n"))
+}
+
+/// The questions for the consultant: the [`QUESTIONS_EXTENSION`] when the
+/// request carries it (a system that uses `note` for something else says so
+/// explicitly), otherwise the `note` texts, separated by blank lines.
+fn import_questions(sr: &Res<'_>) -> Result<String, FhirError> {
+    for (k, ext) in sr.array("extension")?.iter().enumerate() {
+        let epath = format!("{}[{k}]", sr.at("extension"));
+        let ext = as_object(ext, &epath)?;
+        if opt_str(ext, "url", &epath)? == Some(QUESTIONS_EXTENSION) {
+            let text = opt_str(ext, "valueString", &epath)?.ok_or_else(|| FhirError::Missing {
+                path: format!("{epath}.valueString"),
+                what: "the questions for the consultant",
+            })?;
+            return Ok(fhir_string(text).unwrap_or_default());
+        }
+    }
+    let mut notes = Vec::new();
+    for (i, note) in sr.array("note")?.iter().enumerate() {
+        let path = format!("{}[{i}]", sr.at("note"));
+        let note = as_object(note, &path)?;
+        if let Some(text) = opt_str(note, "text", &path)?.and_then(fhir_string) {
+            notes.push(text);
+        }
+    }
+    Ok(notes.join("\n\n"))
+}
+
+/// The client's identifier of the request, `system|value` (FHIR token
+/// search syntax), from the first `ServiceRequest.identifier` with a value.
+fn import_identifier(sr: &Res<'_>) -> Result<Option<String>, FhirError> {
+    for (k, ident) in sr.array("identifier")?.iter().enumerate() {
+        let ipath = format!("{}[{k}]", sr.at("identifier"));
+        let ident = as_object(ident, &ipath)?;
+        let Some(value) = opt_str(ident, "value", &ipath)?.and_then(fhir_string) else {
+            continue;
+        };
+        let system = opt_str(ident, "system", &ipath)?.unwrap_or_default();
+        return Ok(Some(format!("{system}|{value}")));
+    }
+    Ok(None)
+}
+
+/// The case extract's files: every DocumentReference (each `content`
+/// attachment) and Binary that `supportingInfo` references. The bytes must
+/// travel inline (`data`): the node seals them and cannot fetch a URL.
+fn import_attachments(doc: &Doc<'_>, sr: &Res<'_>) -> Result<Vec<ImportedAttachment>, FhirError> {
+    let mut out = Vec::new();
+    for (k, info) in sr.array("supportingInfo")?.iter().enumerate() {
+        let ipath = format!("{}[{k}]", sr.at("supportingInfo"));
+        let info = as_object(info, &ipath)?;
+        let Some(reference) = opt_str(info, "reference", &ipath)? else {
+            continue;
+        };
+        let Some(resource) = doc.resolve(reference, sr) else {
+            if matches!(
+                opt_str(info, "type", &ipath)?,
+                Some("DocumentReference" | "Binary")
+            ) {
+                return Err(FhirError::Invalid {
+                    path: format!("{ipath}.reference"),
+                    reason: format!("{reference:?} does not resolve to a resource in the Bundle"),
+                });
+            }
+            continue;
+        };
+        match resource.rtype {
+            "DocumentReference" => {
+                let contents = resource.array("content")?;
+                if contents.is_empty() {
+                    return Err(FhirError::Missing {
+                        path: resource.at("content"),
+                        what: "the document's content (DocumentReference.content)",
+                    });
+                }
+                let doc_title = resource.str("description")?;
+                for (c, content) in contents.iter().enumerate() {
+                    let cpath = format!("{}[{c}]", resource.at("content"));
+                    let content = as_object(content, &cpath)?;
+                    let attachment = opt_obj(content, "attachment", &cpath)?.ok_or_else(|| {
+                        FhirError::Missing {
+                            path: format!("{cpath}.attachment"),
+                            what: "the attachment",
+                        }
+                    })?;
+                    out.push(read_attachment(
+                        attachment,
+                        &format!("{cpath}.attachment"),
+                        doc_title,
+                    )?);
+                }
+            }
+            "Binary" => out.push(read_attachment(resource.obj, &resource.path, None)?),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// One Attachment (or Binary: the same `contentType` and `data`).
+fn read_attachment(
+    obj: &Map<String, Value>,
+    path: &str,
+    fallback_title: Option<&str>,
+) -> Result<ImportedAttachment, FhirError> {
+    let data = opt_str(obj, "data", path)?.ok_or_else(|| FhirError::Missing {
+        path: format!("{path}.data"),
+        what: "the attachment's bytes (data, base64); a url cannot be fetched",
+    })?;
+    let bytes = BASE64.decode(data.trim()).map_err(|e| FhirError::Invalid {
+        path: format!("{path}.data"),
+        reason: format!("not base64: {e}"),
+    })?;
+    if bytes.is_empty() {
+        return Err(FhirError::Invalid {
+            path: format!("{path}.data"),
+            reason: "the attachment is empty".into(),
+        });
+    }
+    let content_type = opt_str(obj, "contentType", path)?
+        .and_then(fhir_string)
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let title = opt_str(obj, "title", path)?
+        .or(fallback_title)
+        .and_then(fhir_string);
+    Ok(ImportedAttachment {
+        title,
+        content_type,
+        data: bytes,
     })
 }
 
@@ -293,15 +447,38 @@ impl<'v> Doc<'v> {
     }
 }
 
+/// The specialty from `code` or, when `code` names none of the catalogue,
+/// from `performerType` (the kind of practitioner wanted, which is how some
+/// systems, and IHE 360X referrals, say it).
 fn import_specialty(sr: &Res<'_>) -> Result<Specialty, FhirError> {
+    let mut first_miss = None;
+    for key in ["code", "performerType"] {
+        let Some(concept) = opt_obj(sr.obj, key, &sr.path)? else {
+            continue;
+        };
+        match specialty_in(concept, &sr.at(key))? {
+            Ok(specialty) => return Ok(specialty),
+            Err(miss) => {
+                first_miss.get_or_insert(miss);
+            }
+        }
+    }
+    Err(first_miss.unwrap_or_else(|| FhirError::Missing {
+        path: sr.at("code"),
+        what: "the requested specialty (ServiceRequest.code or performerType)",
+    }))
+}
+
+/// The specialty one CodeableConcept names. The outer error is bad input;
+/// the inner one says why this concept names no specialty, for when no
+/// other element does either.
+fn specialty_in(
+    concept: &Map<String, Value>,
+    path: &str,
+) -> Result<Result<Specialty, FhirError>, FhirError> {
     const EXPECTED: &str = "a SNOMED CT clinical specialty of the Konsilium catalogue \
                             (e.g. 394579002 cardiology) or a urn:konsilium:specialty slug";
-    let path = sr.at("code");
-    let code = opt_obj(sr.obj, "code", &sr.path)?.ok_or_else(|| FhirError::Missing {
-        path: path.clone(),
-        what: "the requested specialty (ServiceRequest.code)",
-    })?;
-    let codings = opt_array(code, "coding", &path)?;
+    let codings = opt_array(concept, "coding", path)?;
     let mut found: Vec<(Specialty, String)> = Vec::new();
     let mut unknown: Option<FhirError> = None;
     for (j, c) in codings.iter().enumerate() {
@@ -331,10 +508,10 @@ fn import_specialty(sr: &Res<'_>) -> Result<Specialty, FhirError> {
         }
     }
     match found.as_slice() {
-        [] => Err(unknown.unwrap_or(FhirError::Missing {
+        [] => Ok(Err(unknown.unwrap_or(FhirError::Missing {
             path: format!("{path}.coding"),
             what: "a coding in SNOMED CT (http://snomed.info/sct) or urn:konsilium:specialty",
-        })),
+        }))),
         [(first, _), rest @ ..] => {
             if let Some((other, cpath)) = rest.iter().find(|(s, _)| s != first) {
                 return Err(FhirError::Invalid {
@@ -342,7 +519,7 @@ fn import_specialty(sr: &Res<'_>) -> Result<Specialty, FhirError> {
                     reason: format!("names {other}, but an earlier coding names {first}"),
                 });
             }
-            Ok(*first)
+            Ok(Ok(*first))
         }
     }
 }
@@ -376,21 +553,33 @@ fn human_name(obj: &Map<String, Value>) -> Option<String> {
     fhir_string(&parts.join(" "))
 }
 
-/// The display name of whoever a Reference points at, resolving within the
+/// The name of the practitioner a Reference points at, resolving within the
 /// Bundle (and through a PractitionerRole to its Practitioner, one level).
+/// A reference to a Patient, RelatedPerson or Group is refused rather than
+/// read: a patient's name must never become a practitioner's.
 fn referenced_person(
     doc: &Doc<'_>,
     reference: &Map<String, Value>,
     path: &str,
     container: &Res<'_>,
 ) -> Result<Option<String>, FhirError> {
+    let target = opt_str(reference, "reference", path)?;
+    let resource = target.and_then(|t| doc.resolve(t, container));
+    let kind = resource
+        .as_ref()
+        .map(|r| r.rtype)
+        .or(opt_str(reference, "type", path)?)
+        .or_else(|| target.and_then(|t| t.rsplit('/').nth(1)));
+    if let Some(kind @ ("Patient" | "RelatedPerson" | "Group")) = kind {
+        return Err(FhirError::Invalid {
+            path: path.to_owned(),
+            reason: format!("names a {kind}; a practitioner is needed here"),
+        });
+    }
     if let Some(display) = opt_str(reference, "display", path)?.and_then(fhir_string) {
         return Ok(Some(display));
     }
-    let Some(target) = opt_str(reference, "reference", path)? else {
-        return Ok(None);
-    };
-    let Some(resource) = doc.resolve(target, container) else {
+    let Some(resource) = resource else {
         return Ok(None);
     };
     Ok(match resource.rtype {
@@ -410,8 +599,8 @@ fn referenced_person(
             },
             None => None,
         },
-        "Organization" => None,
-        _ => human_name(resource.obj),
+        "Practitioner" => human_name(resource.obj),
+        _ => None,
     })
 }
 
@@ -548,7 +737,14 @@ fn parse_date_time(s: &str, path: &str) -> Result<Timestamp, FhirError> {
         .map_err(|_| invalid("before 1970"))
 }
 
-fn import_consent(doc: &Doc<'_>, sr: &Res<'_>) -> Result<Option<Consent>, FhirError> {
+/// The Consent that covers the request. Who gave it is recorded as who they
+/// were to the patient (the patient, or a representative) and which
+/// physician recorded it; their name is never read.
+fn import_consent(
+    doc: &Doc<'_>,
+    sr: &Res<'_>,
+    physician: &str,
+) -> Result<Option<Consent>, FhirError> {
     let mut candidates: Vec<Res<'_>> = Vec::new();
     for (k, info) in sr.array("supportingInfo")?.iter().enumerate() {
         let ipath = format!("{}[{k}]", sr.at("supportingInfo"));
@@ -628,18 +824,7 @@ fn import_consent(doc: &Doc<'_>, sr: &Res<'_>) -> Result<Option<Consent>, FhirEr
         consent.required_str("dateTime", "when consent was given (Consent.dateTime)")?,
         &consent.at("dateTime"),
     )?;
-    let mut by = None;
-    for (k, performer) in consent.array("performer")?.iter().enumerate() {
-        let ppath = format!("{}[{k}]", consent.at("performer"));
-        by = referenced_person(doc, as_object(performer, &ppath)?, &ppath, consent)?;
-        if by.is_some() {
-            break;
-        }
-    }
-    let by = by.ok_or_else(|| FhirError::Missing {
-        path: consent.at("performer"),
-        what: "who gave consent (the patient or their representative)",
-    })?;
+    let by = consent_given_by(&consent_giver(doc, consent)?, physician);
     let attachment = opt_obj(consent.obj, "sourceAttachment", &consent.path)?;
     let document = match attachment {
         Some(a) => {
@@ -685,6 +870,26 @@ fn import_consent(doc: &Doc<'_>, sr: &Res<'_>) -> Result<Option<Consent>, FhirEr
         method,
         document,
     }))
+}
+
+/// Who agreed, as a role: a RelatedPerson performer is the patient's
+/// representative; anyone else (the Patient, a display, nothing) counts as
+/// the patient. Only resource types are looked at, never names.
+fn consent_giver(doc: &Doc<'_>, consent: &Res<'_>) -> Result<Giver, FhirError> {
+    for (k, performer) in consent.array("performer")?.iter().enumerate() {
+        let ppath = format!("{}[{k}]", consent.at("performer"));
+        let performer = as_object(performer, &ppath)?;
+        let target = opt_str(performer, "reference", &ppath)?;
+        let kind = target
+            .and_then(|t| doc.resolve(t, consent))
+            .map(|r| r.rtype)
+            .or(opt_str(performer, "type", &ppath)?)
+            .or_else(|| target.and_then(|t| t.rsplit('/').nth(1)));
+        if kind == Some("RelatedPerson") {
+            return Ok(Giver::Representative);
+        }
+    }
+    Ok(Giver::Patient)
 }
 
 fn parse_hash(h: &str) -> Option<[u8; 32]> {

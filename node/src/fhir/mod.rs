@@ -22,8 +22,8 @@
 //! | resource | what |
 //! | --- | --- |
 //! | Organization ×2 | requesting and consulting organization: name, identifier `urn:konsilium:org` = peer id |
-//! | PractitionerRole | the attending physician at the requesting organization (the request's `requester`) |
-//! | ServiceRequest | the request: specialty as SNOMED CT and Konsilium code, priority, performer |
+//! | Practitioner + PractitionerRole | who asked (the attending physician, the request's `requester`) and who answered (everyone of the consulting organization who took a step or signed the conclusion), each with role and organization |
+//! | ServiceRequest | the request: specialty as SNOMED CT and Konsilium code, priority, performer, the case summary as `reasonCode`, the questions as `note` |
 //! | Consent | the patient's consent, or the emergency override that replaced it |
 //! | Task | the workflow: status, business status, deadline, notes, outputs |
 //! | Appointment | the video consilium, when one was proposed |
@@ -48,17 +48,36 @@
 //! # Import
 //!
 //! [`import_service_request`] reads the Bundle a hospital information system
-//! sends to open a consultation: one ServiceRequest (`status` active; specialty
-//! in `code`, SNOMED CT or `urn:konsilium:specialty`; `priority`; `requester`
-//! naming the physician; optionally `performer` naming a Konsilium
-//! organization; `reasonCode` texts are the questions, `note` texts the case
-//! summary) and optionally the Consent that covers it. Every error names the
-//! offending element as a path from the Bundle, e.g.
+//! sends to open a consultation (`collection` or `transaction`), the way FHIR
+//! R4 and the IHE 360X closed-loop referral profile use the elements:
+//!
+//! - the reason for referral, which is the case summary, from `reasonCode`
+//!   and `reasonReference`;
+//! - the questions for the consultant from `note`, or from the
+//!   [`QUESTIONS_EXTENSION`] when a system uses `note` for something else.
+//!   `Task.input` is not read: the questions belong to the request, and a
+//!   referral Bundle need not carry a Task;
+//! - the case extract's files from `supportingInfo`: DocumentReference
+//!   attachments and Binary resources with inline `data`, which become the
+//!   consultation's sealed attachments;
+//! - urgency from `priority`; the specialty from `code`, or `performerType`;
+//!   the consulting organization from `performer`; the physician from
+//!   `requester` (through PractitionerRole to Practitioner);
+//! - the client's identifier from `identifier`, for idempotent intake;
+//! - the Consent that covers it.
+//!
+//! The patient is not read: routing needs nothing of them, and a Patient
+//! (or RelatedPerson) is refused wherever a practitioner is expected. Who
+//! consented is recorded as a role and the physician who recorded it
+//! ([`consent_given_by`]), never by name.
+//!
+//! Every error names the offending element as a path from the Bundle, e.g.
 //! `Bundle.entry[0].resource.priority`. Nothing in the input can make it panic.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use konsilium_protocol::conclusion::Conclusion;
+use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{Action as JournalAction, Entry, Role};
@@ -93,6 +112,9 @@ pub const ROLE_SYSTEM: &str = "urn:konsilium:role";
 pub const CONSENT_BASIS_SYSTEM: &str = "urn:konsilium:consent-basis";
 /// Code system of Task inputs (only `first-response-due`).
 pub const TASK_INPUT_SYSTEM: &str = "urn:konsilium:task-input";
+/// ServiceRequest extension, `valueString`: the questions for the
+/// consultant, for a system that uses `note` for something else.
+pub const QUESTIONS_EXTENSION: &str = "urn:konsilium:fhir:extension:questions";
 /// Consent extension, `valueCode` written | electronic | oral.
 pub const CONSENT_METHOD_EXTENSION: &str = "urn:konsilium:fhir:extension:consent-method";
 /// Consent extension, `valueString`: who witnessed an oral consent.
@@ -122,6 +144,9 @@ const AUTHORS_SIGNATURE: &str = "1.2.840.10065.1.12.1.1";
 /// Everything the node knows about one consultation, as input to the export.
 pub struct ConsultationRecord<'a> {
     pub consultation: &'a Consultation,
+    /// What the physician wrote: the export carries it so that an import of
+    /// the export opens the same consultation.
+    pub extract: &'a CaseExtract,
     pub requester_name: &'a str,
     pub consultant_name: &'a str,
     pub deadline: Option<&'a Deadline>,
@@ -139,11 +164,84 @@ pub struct ImportedRequest {
     pub target: Option<OrgId>,
     /// The attending physician who asks.
     pub physician: String,
-    /// `ServiceRequest.reasonCode` texts, one a line; empty when none.
+    /// The questions for the consultant: the [`QUESTIONS_EXTENSION`], or
+    /// else the `note` texts separated by blank lines; empty when none.
     pub questions: String,
-    /// `ServiceRequest.note` texts, separated by blank lines; empty when none.
+    /// The reason for referral and case summary: `reasonCode` and
+    /// `reasonReference` texts, one a line; empty when none.
     pub case_summary: String,
+    /// The case extract's files from `supportingInfo`, sealed as the
+    /// consultation's attachments.
+    pub attachments: Vec<ImportedAttachment>,
+    /// The client's identifier of the request (`system|value`), from the
+    /// first `ServiceRequest.identifier`: what makes a retry idempotent.
+    pub identifier: Option<String>,
     pub consent: Option<Consent>,
+}
+
+/// One file of the case extract (a DocumentReference's attachment or a Binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedAttachment {
+    pub title: Option<String>,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+impl ImportedRequest {
+    /// What decides whether a retry under the same identifier is the same
+    /// request: BLAKE3 over the imported content (not the Bundle's bytes, so
+    /// a system that regenerates `Bundle.id`, timestamps or entry order on
+    /// a retry is still recognised), with each attachment by its hash.
+    /// The identifier itself is left out: it is the key, not the content.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let attachments: Vec<(Option<&str>, &str, [u8; 32])> = self
+            .attachments
+            .iter()
+            .map(|a| {
+                (
+                    a.title.as_deref(),
+                    a.content_type.as_str(),
+                    *blake3::hash(&a.data).as_bytes(),
+                )
+            })
+            .collect();
+        let content = (
+            self.specialty,
+            self.urgency,
+            self.target,
+            &self.physician,
+            &self.questions,
+            &self.case_summary,
+            &attachments,
+            &self.consent,
+        );
+        let bytes = postcard::to_stdvec(&content).unwrap_or_default();
+        let mut h = blake3::Hasher::new();
+        h.update(b"konsilium/fhir-intake/v1\0");
+        h.update(&bytes);
+        *h.finalize().as_bytes()
+    }
+}
+
+/// Who gave consent, as far as the record may say: a role, never a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Giver {
+    Patient,
+    Representative,
+}
+
+/// What an imported consent records as given `by`: the giver's role and
+/// the physician who recorded it. The patient's name stays in the hospital
+/// information system; Konsilium records must not identify the patient.
+pub fn consent_given_by(giver: &Giver, physician: &str) -> String {
+    let who = match giver {
+        Giver::Patient => "the patient",
+        Giver::Representative => "the patient's legal representative",
+    };
+    match fhir_string(physician) {
+        Some(p) => format!("{who}; recorded by {p}"),
+        None => who.to_owned(),
+    }
 }
 
 /// Why a Bundle could not be imported. `path` names the offending element.

@@ -1,5 +1,6 @@
 use super::*;
 use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::journal::{ConsultationRef, Journal};
 use konsilium_protocol::seal::{BlobRef, PackageId};
 use konsilium_protocol::testkit::{NOW, TestFederation, TestOrg};
@@ -283,12 +284,14 @@ struct Case {
     deadline: Deadline,
     conclusion: Option<Signed<Conclusion>>,
     journal: Vec<Entry>,
+    extract: CaseExtract,
 }
 
 impl Case {
     fn record(&self) -> ConsultationRecord<'_> {
         ConsultationRecord {
             consultation: &self.consultation,
+            extract: &self.extract,
             requester_name: "Kirillov central district hospital",
             consultant_name: "Federal center of cardiology",
             deadline: Some(&self.deadline),
@@ -368,6 +371,10 @@ fn open(urgency: Urgency, consent: Consent) -> Case {
         deadline,
         conclusion: None,
         journal: Vec::new(),
+        extract: CaseExtract {
+            summary: "Syncope twice this month; bradycardia 38/min on Holter.".into(),
+            questions: "Is a pacemaker indicated?".into(),
+        },
     }
 }
 
@@ -1017,6 +1024,10 @@ fn odd_values_still_export_valid_fhir() {
     )];
     let bundle = export_bundle(&ConsultationRecord {
         consultation: &consultation,
+        extract: &CaseExtract {
+            summary: " \u{0}\u{1b} ".into(),
+            questions: "\t\u{7}?".into(),
+        },
         requester_name: "",
         consultant_name: "\u{0}",
         deadline: Some(&deadline),
@@ -1164,6 +1175,7 @@ impl Case {
             deadline: self.deadline,
             conclusion: self.conclusion.clone(),
             journal: self.journal.clone(),
+            extract: self.extract.clone(),
         }
     }
 }
@@ -1241,10 +1253,16 @@ fn emergency_override_exports_and_imports() {
 
 #[test]
 fn export_round_trips_through_import() {
+    let physician = "Dr. Anna Ivanova";
     for consent in [
-        written_consent(),
         Consent::Given {
-            by: "Maria Sidorova (daughter)".into(),
+            by: consent_given_by(&Giver::Patient, physician),
+            at: NOW.saturating_sub(Duration::from_secs(600)),
+            method: ConsentMethod::Written,
+            document: Some([0xab; 32]),
+        },
+        Consent::Given {
+            by: consent_given_by(&Giver::Representative, physician),
             at: at(1),
             method: ConsentMethod::Oral {
                 witness: "nurse Kuznetsova".into(),
@@ -1252,7 +1270,7 @@ fn export_round_trips_through_import() {
             document: None,
         },
         Consent::Given {
-            by: "the patient".into(),
+            by: consent_given_by(&Giver::Patient, physician),
             at: Timestamp::from_unix_millis(1_780_000_000_123),
             method: ConsentMethod::Electronic,
             document: None,
@@ -1268,9 +1286,11 @@ fn export_round_trips_through_import() {
                 specialty: Specialty::Cardiology,
                 urgency: Urgency::Urgent,
                 target: Some(case.federal.id()),
-                physician: "Dr. Anna Ivanova".into(),
-                questions: String::new(),
-                case_summary: String::new(),
+                physician: physician.into(),
+                questions: case.extract.questions.clone(),
+                case_summary: case.extract.summary.clone(),
+                attachments: Vec::new(),
+                identifier: Some(format!("{CONSULTATION_SYSTEM}|{CID}")),
                 consent: Some(consent),
             }
         );
@@ -1312,13 +1332,17 @@ fn his_bundle(target: &OrgId) -> Value {
                     "requester": {"reference": "Practitioner/dr-ivanova"},
                     "performer": [{"reference": "Organization/fcc"}],
                     "reasonCode": [
-                        {"text": "Is CRT-D indicated?"},
-                        {"text": "Which anticoagulation before the procedure?"}
+                        {"text": "Heart failure NYHA III, EF 35% on echo"},
+                        {"coding": [{
+                            "system": "http://snomed.info/sct",
+                            "code": "49436004",
+                            "display": "Atrial fibrillation"
+                        }]}
                     ],
                     "supportingInfo": [{"reference": "Consent/consent-7"}],
                     "note": [
-                        {"text": "72 years old, NYHA III, EF 35% on echo."},
-                        {"text": "Atrial fibrillation since 2024."}
+                        {"text": "Is CRT-D indicated?"},
+                        {"text": "Which anticoagulation before the procedure?"}
                     ]
                 }
             },
@@ -1399,12 +1423,13 @@ fn imports_a_hand_written_request() {
             urgency: Urgency::Emergency,
             target: Some(target),
             physician: "Dr. Anna Ivanova".into(),
-            questions: "Is CRT-D indicated?\nWhich anticoagulation before the procedure?".into(),
-            case_summary: "72 years old, NYHA III, EF 35% on echo.\n\n\
-                           Atrial fibrillation since 2024."
-                .into(),
+            questions: "Is CRT-D indicated?\n\nWhich anticoagulation before the procedure?".into(),
+            case_summary: "Heart failure NYHA III, EF 35% on echo\nAtrial fibrillation".into(),
+            attachments: Vec::new(),
+            identifier: Some("https://his.kirillov-crh.example/fhir/sid/order|42".into()),
             consent: Some(Consent::Given {
-                by: "Ivan Petrovich Sidorov".into(),
+                // The Consent's performer is the Patient: not read.
+                by: "the patient; recorded by Dr. Anna Ivanova".into(),
                 at: Timestamp::from_unix_millis(
                     "2026-05-28T06:30:00Z"
                         .parse::<jiff::Timestamp>()
@@ -1609,16 +1634,6 @@ fn import_errors_name_the_element() {
         ),
         (
             |b| {
-                b["entry"][4]["resource"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("performer");
-            },
-            "Bundle.entry[4].resource.performer",
-            "who gave consent",
-        ),
-        (
-            |b| {
                 b["entry"][4]["resource"]["extension"] =
                     json!([{"url": CONSENT_METHOD_EXTENSION, "valueCode": "telepathic"}])
             },
@@ -1741,4 +1756,420 @@ fn import_refuses_non_bundles_and_garbage_without_panicking() {
         }
     }
     assert!(outcomes > 500, "{outcomes}");
+}
+
+// -- Round trip, mapping and the patient's name ---------------------------------
+
+/// One consultation's request as the generator draws it.
+#[derive(Debug, Clone)]
+struct Drawn {
+    specialty: Specialty,
+    urgency: Urgency,
+    physician: String,
+    consent: Consent,
+    extract: CaseExtract,
+}
+
+/// A FHIR `string` as an export leaves it: not blank, no surrounding
+/// whitespace. Latin and Cyrillic, several lines.
+fn fhir_text() -> impl proptest::strategy::Strategy<Value = String> {
+    "[A-Za-zА-Яа-я0-9][A-Za-zА-Яа-я0-9 ,.:;%/()?\n-]{0,120}[A-Za-zА-Яа-я0-9.?)]"
+}
+
+fn optional_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![1 => Just(String::new()), 4 => fhir_text()]
+}
+
+fn drawn() -> impl proptest::strategy::Strategy<Value = Drawn> {
+    use proptest::prelude::*;
+    let name = "(Dr\\. |Prof\\. )?[A-ZА-Я][a-zа-я]{1,10}( [A-ZА-Я][a-zа-я]{1,12}){0,2}";
+    let method = prop_oneof![
+        Just(ConsentMethod::Written),
+        Just(ConsentMethod::Electronic),
+        name.prop_map(|witness| ConsentMethod::Oral { witness }),
+    ];
+    let giver = prop_oneof![Just(Giver::Patient), Just(Giver::Representative)];
+    // Any millisecond from 1970 to the end of year 9999 (FHIR's range).
+    let given = (
+        giver,
+        0u64..253_402_300_799_999,
+        method,
+        proptest::option::of(any::<[u8; 32]>()),
+    );
+    let urgency = prop_oneof![
+        Just(Urgency::Planned),
+        Just(Urgency::Urgent),
+        Just(Urgency::Emergency)
+    ];
+    (
+        proptest::sample::select(Specialty::ALL.to_vec()),
+        urgency,
+        name,
+        given,
+        proptest::option::of(fhir_text()),
+        optional_text(),
+        optional_text(),
+    )
+        .prop_map(
+            |(specialty, urgency, physician, given, override_reason, summary, questions)| {
+                let (giver, ms, method, document) = given;
+                let consent = match override_reason {
+                    Some(reason) if urgency == Urgency::Emergency => {
+                        Consent::EmergencyOverride { reason }
+                    }
+                    _ => Consent::Given {
+                        by: consent_given_by(&giver, &physician),
+                        at: Timestamp::from_unix_millis(ms),
+                        method,
+                        document,
+                    },
+                };
+                Drawn {
+                    specialty,
+                    urgency,
+                    physician,
+                    consent,
+                    extract: CaseExtract { summary, questions },
+                }
+            },
+        )
+}
+
+/// The export of a newly opened consultation with `drawn`'s content.
+fn export_drawn(district: &TestOrg, consultant: OrgId, drawn: &Drawn) -> Value {
+    let request = ConsultationRequest {
+        id: CID,
+        requester: district.id(),
+        consultant,
+        specialty: drawn.specialty,
+        urgency: drawn.urgency,
+        created: NOW,
+        consent: drawn.consent.clone(),
+        physician: drawn.physician.clone(),
+        escalated_from: None,
+    };
+    let signed = workflow::request(&district.identity, request).expect("a valid request");
+    let consultation = Consultation::open(&signed).expect("opens");
+    export_bundle(&ConsultationRecord {
+        consultation: &consultation,
+        extract: &drawn.extract,
+        requester_name: "Kirillov central district hospital",
+        consultant_name: "Federal center of cardiology",
+        deadline: None,
+        conclusion: None,
+        journal: &[],
+    })
+}
+
+#[test]
+fn export_import_export_is_stable() {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut fed = TestFederation::new("fhir-roundtrip");
+    let district = fed.org(1, OrgLevel::District, "RU-VLG", &[]);
+    let federal = fed.org(2, OrgLevel::Federal, "RU-MOW", &[Specialty::Cardiology]);
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        ..Config::default()
+    });
+    runner
+        .run(&drawn(), |drawn| {
+            let first = export_drawn(&district, federal.id(), &drawn);
+            assert_valid(&first);
+            let imported = import_service_request(&first)
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            // Each part lands where it came from.
+            proptest::prop_assert_eq!(imported.specialty, drawn.specialty);
+            proptest::prop_assert_eq!(imported.urgency, drawn.urgency);
+            proptest::prop_assert_eq!(&imported.physician, &drawn.physician);
+            proptest::prop_assert_eq!(&imported.case_summary, &drawn.extract.summary);
+            proptest::prop_assert_eq!(&imported.questions, &drawn.extract.questions);
+            proptest::prop_assert_eq!(imported.consent.as_ref(), Some(&drawn.consent));
+            proptest::prop_assert_eq!(imported.target, Some(federal.id()));
+            // And what the import opens exports to the same Bundle.
+            let again = Drawn {
+                specialty: imported.specialty,
+                urgency: imported.urgency,
+                physician: imported.physician.clone(),
+                consent: imported.consent.clone().expect("consent"),
+                extract: CaseExtract {
+                    summary: imported.case_summary.clone(),
+                    questions: imported.questions.clone(),
+                },
+            };
+            let target = imported.target.expect("a performer");
+            let second = export_drawn(&district, target, &again);
+            proptest::prop_assert_eq!(&first, &second);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn import_reads_reason_questions_and_documents_where_fhir_puts_them() {
+    let target = target();
+    let pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n".to_vec();
+    let mut bundle = his_bundle(&target);
+    bundle["entry"][0]["resource"]["supportingInfo"] = json!([
+        {"reference": "Consent/consent-7"},
+        {"reference": "DocumentReference/echo", "type": "DocumentReference"},
+        {"reference": "Binary/ecg"},
+        {"reference": "Observation/bp"}
+    ]);
+    bundle["entry"][0]["resource"]["reasonReference"] =
+        json!([{"reference": "Condition/hf"}, {"display": "Syncope"}]);
+    let entries = bundle["entry"].as_array_mut().unwrap();
+    entries.push(json!({
+        "fullUrl": "https://his.kirillov-crh.example/fhir/DocumentReference/echo",
+        "resource": {
+            "resourceType": "DocumentReference",
+            "id": "echo",
+            "status": "current",
+            "description": "Echocardiography report",
+            "content": [{"attachment": {
+                "contentType": "application/pdf",
+                "data": BASE64.encode(&pdf),
+            }}]
+        }
+    }));
+    entries.push(json!({
+        "fullUrl": "https://his.kirillov-crh.example/fhir/Binary/ecg",
+        "resource": {"resourceType": "Binary", "id": "ecg",
+                     "contentType": "application/octet-stream", "data": BASE64.encode([1u8, 2, 3])}
+    }));
+    entries.push(json!({
+        "fullUrl": "https://his.kirillov-crh.example/fhir/Condition/hf",
+        "resource": {"resourceType": "Condition", "id": "hf",
+                     "code": {"text": "Chronic heart failure"},
+                     "subject": {"reference": "Patient/p-7"}}
+    }));
+    entries.push(json!({
+        "fullUrl": "https://his.kirillov-crh.example/fhir/Observation/bp",
+        "resource": {"resourceType": "Observation", "id": "bp", "status": "final",
+                     "code": {"text": "Blood pressure"}}
+    }));
+    assert_valid(&bundle);
+    let imported = import_service_request(&bundle).expect("imports");
+    assert_eq!(
+        imported.case_summary,
+        "Heart failure NYHA III, EF 35% on echo\nAtrial fibrillation\n\
+         Chronic heart failure\nSyncope"
+    );
+    assert_eq!(
+        imported.questions,
+        "Is CRT-D indicated?\n\nWhich anticoagulation before the procedure?"
+    );
+    assert_eq!(
+        imported.attachments,
+        vec![
+            ImportedAttachment {
+                title: Some("Echocardiography report".into()),
+                content_type: "application/pdf".into(),
+                data: pdf,
+            },
+            ImportedAttachment {
+                title: None,
+                content_type: "application/octet-stream".into(),
+                data: vec![1, 2, 3],
+            },
+        ]
+    );
+
+    // The explicit extension wins over note.
+    bundle["entry"][0]["resource"]["extension"] =
+        json!([{"url": QUESTIONS_EXTENSION, "valueString": "CRT-D: yes or no?"}]);
+    assert_eq!(
+        import_service_request(&bundle).unwrap().questions,
+        "CRT-D: yes or no?"
+    );
+
+    // The specialty may come from performerType alone.
+    let sr = bundle["entry"][0]["resource"].as_object_mut().unwrap();
+    sr.remove("code");
+    sr.insert(
+        "performerType".into(),
+        json!({"coding": [{"system": SNOMED, "code": "394579002"}]}),
+    );
+    assert_eq!(
+        import_service_request(&bundle).unwrap().specialty,
+        Specialty::Cardiology
+    );
+
+    // A document whose bytes are not in the Bundle cannot be sealed.
+    bundle["entry"][5]["resource"]["content"][0]["attachment"] =
+        json!({"contentType": "application/pdf", "url": "https://his.example/docs/1.pdf"});
+    let e = import_error(&bundle);
+    assert_eq!(
+        e.path(),
+        "Bundle.entry[5].resource.content[0].attachment.data",
+        "{e}"
+    );
+    bundle["entry"][5]["resource"]["content"][0]["attachment"]["data"] = json!("not base64!");
+    let e = import_error(&bundle);
+    assert!(
+        matches!(&e, FhirError::Invalid { path, .. } if path.ends_with("attachment.data")),
+        "{e}"
+    );
+    bundle["entry"][0]["resource"]["supportingInfo"][1] =
+        json!({"reference": "DocumentReference/missing", "type": "DocumentReference"});
+    let e = import_error(&bundle);
+    assert_eq!(
+        e.path(),
+        "Bundle.entry[0].resource.supportingInfo[1].reference",
+        "{e}"
+    );
+}
+
+#[test]
+fn a_consent_given_by_the_patient_records_no_name() {
+    let target = target();
+    let mut bundle = his_bundle(&target);
+    // The Patient named by reference, by display, and by contained resource.
+    for performer in [
+        json!({"reference": "Patient/p-7"}),
+        json!({"reference": "Patient/p-7", "display": "Ivan Petrovich Sidorov"}),
+        json!({"type": "Patient", "display": "Ivan Petrovich Sidorov"}),
+        json!({"display": "Ivan Petrovich Sidorov"}),
+        Value::Null,
+    ] {
+        // Null: no performer at all (it is optional in R4).
+        bundle["entry"][4]["resource"]["performer"] = json!([performer]);
+        if performer.is_null() {
+            let consent = bundle["entry"][4]["resource"].as_object_mut().unwrap();
+            consent.remove("performer");
+        }
+        let imported = import_service_request(&bundle).expect("imports");
+        let Some(Consent::Given { by, .. }) = &imported.consent else {
+            panic!("consent given")
+        };
+        assert_eq!(by, "the patient; recorded by Dr. Anna Ivanova");
+        assert!(!format!("{imported:?}").contains("Sidorov"), "{imported:?}");
+    }
+    // A representative is recorded as one, and exported as one.
+    bundle["entry"][4]["resource"]["performer"] =
+        json!([{"type": "RelatedPerson", "display": "Maria Sidorova (daughter)"}]);
+    let imported = import_service_request(&bundle).expect("imports");
+    let consent = imported.consent.clone().unwrap();
+    let Consent::Given { by, .. } = &consent else {
+        panic!("consent given")
+    };
+    assert_eq!(
+        by,
+        "the patient's legal representative; recorded by Dr. Anna Ivanova"
+    );
+    let case = open(Urgency::Urgent, consent.clone());
+    let exported = case.export();
+    assert_valid(&exported);
+    assert_eq!(
+        one(&exported, "Consent")["performer"][0]["type"],
+        "RelatedPerson"
+    );
+    assert_eq!(
+        import_service_request(&exported).unwrap().consent,
+        Some(consent)
+    );
+
+    // The Patient is never taken for the requesting physician.
+    bundle["entry"][0]["resource"]["requester"] =
+        json!({"reference": "Patient/p-7", "display": "Dr. Who"});
+    let e = import_error(&bundle);
+    assert_eq!(e.path(), "Bundle.entry[0].resource.requester", "{e}");
+    assert!(e.to_string().contains("Patient"), "{e}");
+}
+
+#[test]
+fn who_asked_and_who_answered_are_practitioners_with_roles() {
+    let case = full_case();
+    let bundle = case.export();
+    assert_valid(&bundle);
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let by_url: HashMap<String, &Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["fullUrl"].as_str().unwrap().to_owned(), &e["resource"]))
+        .collect();
+    let roles: Vec<(String, String, String)> = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "PractitionerRole")
+        .map(|r| {
+            let practitioner = by_url[r["practitioner"]["reference"].as_str().unwrap()];
+            let org = by_url[r["organization"]["reference"].as_str().unwrap()];
+            (
+                practitioner["name"][0]["text"].as_str().unwrap().to_owned(),
+                r["code"][0]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                org["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        (
+            "Dr. Anna Ivanova",
+            "physician",
+            "Kirillov central district hospital",
+        ),
+        ("Prof. Petrov", "consultant", "Federal center of cardiology"),
+        (
+            "coordinator Orlova",
+            "coordinator",
+            "Federal center of cardiology",
+        ),
+    ] {
+        assert!(
+            roles
+                .iter()
+                .any(|(n, r, o)| (n.as_str(), r.as_str(), o.as_str()) == want),
+            "{want:?} in {roles:?}"
+        );
+    }
+    // The conclusion names its authors by their PractitionerRole.
+    let report = one(&bundle, "DiagnosticReport");
+    let interpreter = report["resultsInterpreter"][0]["reference"]
+        .as_str()
+        .unwrap();
+    assert_eq!(by_url[interpreter]["resourceType"], "PractitionerRole");
+    // The requester reads back through PractitionerRole → Practitioner, even
+    // without the display.
+    let mut stripped = open(Urgency::Urgent, written_consent()).export();
+    for entry in stripped["entry"].as_array_mut().unwrap() {
+        let r = &mut entry["resource"];
+        if r["resourceType"] == "ServiceRequest" {
+            r["requester"].as_object_mut().unwrap().remove("display");
+        }
+        if r["resourceType"] == "PractitionerRole" {
+            r["practitioner"].as_object_mut().unwrap().remove("display");
+        }
+    }
+    assert_eq!(
+        import_service_request(&stripped).unwrap().physician,
+        "Dr. Anna Ivanova"
+    );
+}
+
+#[test]
+fn the_fingerprint_is_the_request_content_not_its_wrapping() {
+    let target = target();
+    let bundle = his_bundle(&target);
+    let first = import_service_request(&bundle).unwrap();
+    let mut rewrapped = bundle.clone();
+    rewrapped["id"] = json!("another-bundle-id");
+    rewrapped["timestamp"] = json!("2026-05-28T10:00:00+03:00");
+    rewrapped["entry"].as_array_mut().unwrap().swap(1, 3);
+    assert_eq!(
+        import_service_request(&rewrapped).unwrap().fingerprint(),
+        first.fingerprint()
+    );
+    let mut changed = bundle.clone();
+    changed["entry"][0]["resource"]["note"][0]["text"] = json!("Is CRT-P enough?");
+    let changed = import_service_request(&changed).unwrap();
+    assert_eq!(changed.identifier, first.identifier);
+    assert_ne!(changed.fingerprint(), first.fingerprint());
 }
