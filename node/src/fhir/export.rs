@@ -775,7 +775,7 @@ impl<'r, 'a> Exporter<'r, 'a> {
                         "Author",
                     ),
                     "role": [role_concept(Role::Consultant)],
-                    "who": {"type": "Practitioner", "display": a},
+                    "who": self.person_ref(&a, Role::Consultant),
                     "onBehalfOf": org.clone(),
                 })
             })
@@ -814,7 +814,11 @@ impl<'r, 'a> Exporter<'r, 'a> {
         let t = &step.t;
         let org = self.org_ref(&t.actor);
         let (code, display) = action_code(&t.action);
+        // Consulting-side people are exported as PractitionerRoles; the
+        // requesting side's users other than the physician are not.
+        let consulting = t.actor == self.r.consultation.request.consultant;
         let who = match fhir_string(&t.user) {
+            Some(user) if consulting => self.person_ref(&user, t.role),
             Some(user) => json!({"type": "Practitioner", "display": user}),
             None => org.clone(),
         };

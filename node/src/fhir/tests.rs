@@ -2136,6 +2136,24 @@ fn who_asked_and_who_answered_are_practitioners_with_roles() {
         .as_str()
         .unwrap();
     assert_eq!(by_url[interpreter]["resourceType"], "PractitionerRole");
+    // Every signed step of the consulting side names its signer's PractitionerRole.
+    for provenance in resources
+        .iter()
+        .filter(|r| r["resourceType"] == "Provenance")
+    {
+        let who = &provenance["agent"][0]["who"];
+        if let Some(reference) = who["reference"].as_str()
+            && who["type"] == "PractitionerRole"
+        {
+            assert_eq!(by_url[reference]["resourceType"], "PractitionerRole");
+        }
+    }
+    assert!(
+        resources.iter().any(|r| r["resourceType"] == "Provenance"
+            && r["agent"][0]["who"]["type"] == "PractitionerRole"
+            && r["agent"][0]["who"]["display"] == "Prof. Petrov"),
+        "the consultant's steps name their PractitionerRole"
+    );
     // The requester reads back through PractitionerRole → Practitioner, even
     // without the display.
     let mut stripped = open(Urgency::Urgent, written_consent()).export();
