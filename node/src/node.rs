@@ -440,6 +440,11 @@ enum Command {
         IntakeKey,
         oneshot::Sender<Result<Option<ConsultationId>, NodeError>>,
     ),
+    ForgetIntake(
+        String,
+        ConsultationId,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
     Act(
         Box<ActRequest>,
         oneshot::Sender<Result<WorkflowStatus, NodeError>>,
@@ -637,6 +642,7 @@ impl NodeHandle {
             seal_attachments(&mut own, attachments.clone()).await?;
             Some(own.header)
         };
+        let identifier = intake.as_ref().map(|k| k.identifier.clone());
         let request = match self
             .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, intake, tx))
             .await??
@@ -645,16 +651,31 @@ impl NodeHandle {
             consult::Opened::Existing(id) => return Ok(Intake::Existing(id)),
         };
         let id = request.decode_unverified()?.id;
-        if let Some(header) = own_copy {
-            self.ask(|tx| Command::KeepOwnCopy(id, Box::new(header), tx))
-                .await??;
-        }
-        let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
-            request,
-            extract,
-        })
-        .map_err(|e| NodeError::Network(e.to_string()))?;
-        let sent = self.seal_and_commit(plan, body, attachments).await?;
+        let sending = async {
+            if let Some(header) = own_copy {
+                self.ask(|tx| Command::KeepOwnCopy(id, Box::new(header), tx))
+                    .await??;
+            }
+            let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
+                request,
+                extract,
+            })
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+            self.seal_and_commit(plan, body, attachments).await
+        };
+        let sent = match sending.await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // The request never left: a retry must open it anew rather
+                // than find a consultation the consultant will never see.
+                if let Some(identifier) = identifier {
+                    let _ = self
+                        .ask(|tx| Command::ForgetIntake(identifier, id, tx))
+                        .await;
+                }
+                return Err(e);
+            }
+        };
         self.record(
             Some(physician),
             Some(Role::Physician),
@@ -1431,6 +1452,9 @@ impl Node {
             }
             Command::FindIntake(key, reply) => {
                 let _ = reply.send(self.find_intake(&key));
+            }
+            Command::ForgetIntake(identifier, id, reply) => {
+                let _ = reply.send(self.forget_intake(&identifier, id));
             }
             Command::Act(req, reply) => {
                 let ActRequest {

@@ -410,6 +410,11 @@ impl Store {
             .transpose()
     }
 
+    pub fn remove_intake(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.intake.remove(key)?;
+        Ok(())
+    }
+
     /// Forgets intake records made before `before`: a retry comes within
     /// minutes or hours, and this keeps the tree bounded by the intake of
     /// the retention period.
@@ -619,6 +624,8 @@ mod tests {
             store.consultation(&a).unwrap().is_some(),
             "pruning forgets the identifier, not the consultation"
         );
+        store.remove_intake(&kb).unwrap();
+        assert_eq!(store.intake(&kb).unwrap(), None);
     }
 
     #[test]

@@ -169,6 +169,25 @@ impl Node {
         }
     }
 
+    /// Forgets an identifier whose consultation could not be sent, if it
+    /// still points at that consultation.
+    pub(super) fn forget_intake(
+        &self,
+        identifier: &str,
+        id: ConsultationId,
+    ) -> Result<(), NodeError> {
+        let key = store::intake_key(&self.me.cert.org, identifier);
+        if self
+            .store
+            .intake(&key)?
+            .is_some_and(|record| record.consultation == id)
+        {
+            self.store.remove_intake(&key)?;
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
     /// Signs and stores a new consultation. With an intake key, this is
     /// where idempotency is decided: the event loop runs one command at a
     /// time, so two concurrent retries cannot both miss the record, and
