@@ -13,8 +13,8 @@
 
 use crate::fhir::{self, ConsultationRecord, FhirError};
 use crate::node::{
-    ActRequest, Attachment, ConclusionText, ConsultationView, NewConsultation, NodeError,
-    NodeHandle, Sent, Target,
+    ActRequest, Attachment, ConclusionText, ConsultationView, Intake, IntakeKey, NewConsultation,
+    NodeError, NodeHandle, Sent, Target,
 };
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -359,6 +359,15 @@ fn node_problem(e: NodeError) -> Problem {
             "journal-unavailable",
             "The journal cannot be written",
             format!("nothing was done or returned, because it could not be journaled: {reason}"),
+        ),
+        NodeError::IntakeConflict(id) => Problem::new(
+            S::CONFLICT,
+            "idempotency-conflict",
+            "The identifier was used for a different request",
+            format!(
+                "this identifier already opened consultation {id} with a different request; \
+                 a new request needs a new identifier"
+            ),
         ),
         NodeError::Stopped => Problem::new(
             S::SERVICE_UNAVAILABLE,
@@ -819,6 +828,110 @@ fn created(id: ConsultationId, sent: &Sent) -> Response {
     r
 }
 
+/// 200 with the consultation an identifier already opened.
+fn existing(id: ConsultationId) -> Response {
+    let mut r = json_response(
+        StatusCode::OK,
+        &json!({"id": id_text(&id), "existing": true}),
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!("/consultations/{id}")) {
+        r.headers_mut().insert(header::LOCATION, location);
+    }
+    r
+}
+
+fn intake_response(intake: Intake) -> Response {
+    match intake {
+        Intake::Opened(id, sent) => created(id, &sent),
+        Intake::Existing(id) => existing(id),
+    }
+}
+
+/// The longest client identifier kept (an idempotency key, or a FHIR
+/// `system|value`): enough for any URI system with a UUID value.
+pub const MAX_IDENTIFIER: usize = 512;
+
+fn check_identifier(field: &str, identifier: &str) -> Result<(), Problem> {
+    if identifier.trim().is_empty() {
+        return Err(Problem::invalid(field, format!("{field} is empty")));
+    }
+    if identifier.len() > MAX_IDENTIFIER {
+        return Err(Problem::invalid(
+            field,
+            format!("{field} is longer than {MAX_IDENTIFIER} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The idempotency key of a JSON request: the `Idempotency-Key` header or
+/// the body's `idempotency_key` (the same value if both are given).
+fn idempotency_key(headers: &HeaderMap, field: Option<&str>) -> Result<Option<String>, Problem> {
+    let header = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Problem::invalid("Idempotency-Key", "Idempotency-Key is not text"))?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    let key = match (header, field) {
+        (Some(h), Some(f)) if h != f.trim() => {
+            return Err(Problem::invalid(
+                "idempotency_key",
+                "the Idempotency-Key header and idempotency_key differ; give one, or the same",
+            ));
+        }
+        (Some(h), _) => Some(h),
+        (None, Some(f)) => Some(f.trim().to_owned()),
+        (None, None) => None,
+    };
+    if let Some(k) = &key {
+        check_identifier("Idempotency-Key", k)?;
+    }
+    Ok(key)
+}
+
+/// What decides whether a JSON request under a used idempotency key is the
+/// same request: BLAKE3 over the body as canonical JSON (object keys sorted,
+/// no whitespace, `idempotency_key` left out) followed by each attachment's
+/// BLAKE3 hash in order. Values the node fills in when absent (the consent
+/// time, the physician) are hashed as the client sent them, so a retry is
+/// the same even though "now" has moved.
+fn json_fingerprint(body: &[u8], files: &[tempfile::NamedTempFile]) -> Result<[u8; 32], Problem> {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::invalid("request", format!("the body is not JSON: {e}")))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("idempotency_key");
+    }
+    value.sort_all_objects();
+    let mut h = blake3::Hasher::new();
+    h.update(b"konsilium/json-intake/v1\0");
+    h.update(value.to_string().as_bytes());
+    for (i, file) in files.iter().enumerate() {
+        let mut part = blake3::Hasher::new();
+        let mut reader = file.reopen().map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "upload-storage",
+                "The attachment could not be read",
+                format!("attachment {i} could not be read back: {e}"),
+            )
+        })?;
+        std::io::copy(&mut reader, &mut part).map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "upload-storage",
+                "The attachment could not be read",
+                format!("attachment {i} could not be read back: {e}"),
+            )
+        })?;
+        h.update(part.finalize().as_bytes());
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
 // ---------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------
@@ -842,12 +955,19 @@ struct NewConsultationBody {
     physician: Option<String>,
     summary: String,
     questions: String,
+    /// The client's identifier of this request, as the `Idempotency-Key`
+    /// header is (for clients that cannot set headers).
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConsentBody {
-    by: String,
+    /// Who gave consent, as a role: `patient` (the default) or
+    /// `representative`. Never a name: the record must not identify the patient.
+    #[serde(default)]
+    by: Option<String>,
     method: String,
     #[serde(default)]
     witness: Option<String>,
@@ -871,10 +991,13 @@ fn consent_required(detail: &str) -> Problem {
     .field("consent")
 }
 
+/// The consent as recorded: who gave it is a role, with the physician who
+/// recorded it (see [`fhir::consent_given_by`]).
 fn consent_of(
     consent: Option<ConsentBody>,
     emergency: Option<OverrideBody>,
     urgency: Urgency,
+    physician: &str,
 ) -> Result<Consent, Problem> {
     match (consent, emergency) {
         (Some(_), Some(_)) => Err(Problem::invalid(
@@ -898,7 +1021,19 @@ fn consent_of(
             Ok(Consent::EmergencyOverride { reason: o.reason })
         }
         (Some(c), None) => {
-            not_blank("consent.by", &c.by)?;
+            let giver = match c.by.as_deref().map(|b| b.trim().to_lowercase()).as_deref() {
+                None | Some("patient" | "the patient") => fhir::Giver::Patient,
+                Some("representative" | "the patient's legal representative") => {
+                    fhir::Giver::Representative
+                }
+                Some(_) => {
+                    return Err(Problem::invalid(
+                        "consent.by",
+                        "consent.by: say who gave consent as \"patient\" or \"representative\"; \
+                         the patient is never named in a consultation record",
+                    ));
+                }
+            };
             let method = match c.method.to_ascii_lowercase().as_str() {
                 "written" => ConsentMethod::Written,
                 "electronic" => ConsentMethod::Electronic,
@@ -929,7 +1064,7 @@ fn consent_of(
                 None => crate::node::now(),
             };
             Ok(Consent::Given {
-                by: c.by,
+                by: fhir::consent_given_by(&giver, physician),
                 at,
                 method,
                 document: None,
@@ -1043,6 +1178,7 @@ async fn create_consultation(
     let user = state
         .authenticate(request.headers(), &[Role::Physician])
         .await?;
+    let headers = request.headers().clone();
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -1058,6 +1194,7 @@ async fn create_consultation(
         (read_body(request.into_body()).await?, Vec::new())
     };
     let b: NewConsultationBody = decode(&bytes)?;
+    let key = idempotency_key(&headers, b.idempotency_key.as_deref())?;
     let specialty = Specialty::from_slug(b.specialty.trim()).ok_or_else(|| {
         Problem::invalid(
             "specialty",
@@ -1078,11 +1215,11 @@ async fn create_consultation(
         ),
     };
     not_blank("summary", &b.summary)?;
-    let consent = consent_of(b.consent, b.emergency_override, urgency)?;
     let physician = match b.physician {
         Some(p) if !p.trim().is_empty() => p,
         _ => user.name.clone(),
     };
+    let consent = consent_of(b.consent, b.emergency_override, urgency, &physician)?;
     let new = NewConsultation {
         target,
         specialty,
@@ -1102,13 +1239,30 @@ async fn create_consultation(
         .map(|f| Attachment::File(f.path().to_owned()))
         .collect();
     // The files are sealed before this returns; they are deleted on drop.
-    let (id, sent) = state
-        .node
-        .request_consultation(new, attachments)
-        .await
-        .map_err(node_problem)?;
+    let response = match key {
+        Some(key) => {
+            let key = IntakeKey {
+                identifier: format!("json:{key}"),
+                fingerprint: json_fingerprint(&bytes, &files)?,
+            };
+            let intake = state
+                .node
+                .request_consultation_once(new, attachments, key)
+                .await
+                .map_err(node_problem)?;
+            intake_response(intake)
+        }
+        None => {
+            let (id, sent) = state
+                .node
+                .request_consultation(new, attachments)
+                .await
+                .map_err(node_problem)?;
+            created(id, &sent)
+        }
+    };
     drop(files);
-    Ok(created(id, &sent))
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -1460,6 +1614,7 @@ async fn fhir_bundle(
     let conclusion = view.conclusion.as_ref().map(|f| &f.conclusion);
     let bundle = fhir::export_bundle(&ConsultationRecord {
         consultation: &view.consultation,
+        extract: &view.extract,
         requester_name: &requester_name,
         consultant_name: &consultant_name,
         deadline: view.deadline.as_ref(),
@@ -1529,16 +1684,32 @@ async fn import_fhir(
         )
     })?;
     let imported = fhir::import_service_request_json(text).map_err(fhir_problem)?;
-    let consent = imported.consent.ok_or_else(|| {
+    let condition = if_none_exist(&headers)?;
+    let consent = imported.consent.clone().ok_or_else(|| {
         consent_required(
             "the Bundle has no Consent resource for the ServiceRequest; the patient's consent is required",
         )
     })?;
+    let identifier = condition.or_else(|| imported.identifier.clone());
+    if let Some(identifier) = &identifier {
+        check_identifier("ServiceRequest.identifier", identifier)?;
+    }
+    let fingerprint = {
+        let mut h = blake3::Hasher::new();
+        h.update(&imported.fingerprint());
+        h.update(&[u8::from(min_level)]);
+        *h.finalize().as_bytes()
+    };
     let physician = if imported.physician.trim().is_empty() {
         user.name.clone()
     } else {
         imported.physician
     };
+    let attachments = imported
+        .attachments
+        .into_iter()
+        .map(|a| Attachment::Bytes(a.data))
+        .collect();
     let new = NewConsultation {
         target: imported.target.map_or(Target::Best, Target::Org),
         specialty: imported.specialty,
@@ -1553,12 +1724,68 @@ async fn import_fhir(
         },
         escalated_from: None,
     };
-    let (id, sent) = state
-        .node
-        .request_consultation(new, Vec::new())
-        .await
-        .map_err(node_problem)?;
-    Ok(created(id, &sent))
+    let intake = match identifier {
+        Some(identifier) => state
+            .node
+            .request_consultation_once(
+                new,
+                attachments,
+                IntakeKey {
+                    identifier: format!("fhir:{identifier}"),
+                    fingerprint,
+                },
+            )
+            .await
+            .map_err(node_problem)?,
+        None => {
+            let (id, sent) = state
+                .node
+                .request_consultation(new, attachments)
+                .await
+                .map_err(node_problem)?;
+            Intake::Opened(id, sent)
+        }
+    };
+    Ok(intake_response(intake))
+}
+
+/// The identifier of a FHIR conditional create: `If-None-Exist:
+/// identifier=system|value` (URL-encoded, as a search query). Only the
+/// identifier search is supported; it names the same namespace as
+/// `ServiceRequest.identifier`.
+fn if_none_exist(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("if-none-exist") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Problem::invalid("If-None-Exist", "If-None-Exist is not text"))?;
+    let query = text.trim().trim_start_matches('?');
+    let mut identifier = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name != "identifier" {
+            return Err(Problem::invalid(
+                "If-None-Exist",
+                format!(
+                    "If-None-Exist: search parameter {name:?} is not supported; use identifier=system|value"
+                ),
+            ));
+        }
+        if identifier.replace(value.into_owned()).is_some() {
+            return Err(Problem::invalid(
+                "If-None-Exist",
+                "If-None-Exist: give one identifier",
+            ));
+        }
+    }
+    let identifier = identifier.ok_or_else(|| {
+        Problem::invalid(
+            "If-None-Exist",
+            "If-None-Exist: expected identifier=system|value",
+        )
+    })?;
+    check_identifier("If-None-Exist", &identifier)?;
+    Ok(Some(identifier))
 }
 
 // ---------------------------------------------------------------------------
@@ -1597,6 +1824,15 @@ pub fn openapi_document() -> Value {
     ];
     let json_ok = |desc: &str, schema: &str| json!({"description": desc, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
     let created = json_ok("Consultation opened and sent", "Created");
+    let existing = json_ok(
+        "The identifier already opened this consultation with the same request; nothing was sent",
+        "Existing",
+    );
+    let with_both = |mut base: Map<String, Value>, a: (&str, Value), b: (&str, Value)| -> Value {
+        base.insert(a.0.to_owned(), a.1);
+        base.insert(b.0.to_owned(), b.1);
+        Value::Object(base)
+    };
     let status_codes = [
         "requested",
         "received",
@@ -1629,8 +1865,13 @@ pub fn openapi_document() -> Value {
                             "encoding": {"request": {"contentType": "application/json"}}
                         }
                     }},
-                    "responses": with(errors(&[("400", "Malformed body or invalid field"), auth[0], auth[1],
-                        ("422", "Consent missing, or no organization offers this")]), ("201", created.clone()))
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false,
+                        "description": "The client's identifier of this request: a retry with the same request returns the consultation it opened (200), a different request is refused (409)",
+                        "schema": {"type": "string", "maxLength": MAX_IDENTIFIER}}],
+                    "responses": with_both(errors(&[("400", "Malformed body or invalid field"), auth[0], auth[1],
+                        ("409", "The idempotency key already opened a consultation with a different request"),
+                        ("422", "Consent missing, or no organization offers this")]), ("201", created.clone()),
+                        ("200", existing.clone()))
                 }
             },
             "/consultations/{id}": {
@@ -1665,10 +1906,15 @@ pub fn openapi_document() -> Value {
                 "post": {
                     "summary": "Import a FHIR Bundle with a ServiceRequest (and Consent) and open a consultation (physician)",
                     "parameters": [{"name": "min_level", "in": "query", "required": false,
-                        "schema": {"type": "string", "enum": ["district", "regional", "federal"]}}],
+                        "schema": {"type": "string", "enum": ["district", "regional", "federal"]}},
+                        {"name": "If-None-Exist", "in": "header", "required": false,
+                        "description": "FHIR conditional create: identifier=system|value; otherwise ServiceRequest.identifier is the request's identifier",
+                        "schema": {"type": "string"}}],
                     "requestBody": {"required": true, "content": {FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}}},
-                    "responses": with(errors(&[("400", "Not JSON"), auth[0], auth[1],
-                        ("422", "Not an importable Bundle, or consent missing")]), ("201", created))
+                    "responses": with_both(errors(&[("400", "Not JSON"), auth[0], auth[1],
+                        ("409", "The identifier already opened a consultation with a different request"),
+                        ("422", "Not an importable Bundle, or consent missing")]), ("201", created),
+                        ("200", existing))
                 }
             },
             "/openapi.json": {
@@ -1701,19 +1947,26 @@ pub fn openapi_document() -> Value {
                         "urgency": {"type": "string", "enum": ["planned", "urgent", "emergency"]},
                         "target": {"type": "string", "description": "Organization id (peer id); omitted: routed by specialty"},
                         "region": {"type": "string"},
-                        "consent": {"type": "object", "additionalProperties": false, "required": ["by", "method"],
-                            "properties": {"by": {"type": "string"}, "method": {"type": "string", "enum": ["written", "electronic", "oral"]},
+                        "consent": {"type": "object", "additionalProperties": false, "required": ["method"],
+                            "properties": {"by": {"type": "string", "enum": ["patient", "representative"],
+                                "description": "Who gave consent, as a role (default patient); recorded with the physician, never a name"}, "method": {"type": "string", "enum": ["written", "electronic", "oral"]},
                                 "witness": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}},
                         "emergency_override": {"type": "object", "additionalProperties": false, "required": ["reason"],
                             "properties": {"reason": {"type": "string"}}},
                         "physician": {"type": "string", "description": "Defaults to the token's user"},
-                        "summary": {"type": "string"}, "questions": {"type": "string"}
+                        "summary": {"type": "string"}, "questions": {"type": "string"},
+                        "idempotency_key": {"type": "string", "maxLength": MAX_IDENTIFIER,
+                            "description": "As the Idempotency-Key header, for clients that cannot set headers"}
                     }
                 },
                 "Created": {
                     "type": "object",
                     "properties": {"id": {"type": "string"}, "recipient": {"type": "string"}, "recipient_name": {"type": "string"},
                         "next_hop": {"type": "string"}, "package": {"type": "string"}}
+                },
+                "Existing": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "existing": {"type": "boolean", "const": true}}
                 },
     });
     let views = json!({
@@ -1852,7 +2105,7 @@ mod tests {
 
     #[test]
     fn consent_rules() {
-        let e = consent_of(None, None, Urgency::Planned).unwrap_err();
+        let e = consent_of(None, None, Urgency::Planned, "Dr. Ivanova").unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         let o = || {
             Some(OverrideBody {
@@ -1860,22 +2113,46 @@ mod tests {
             })
         };
         assert_eq!(
-            consent_of(None, o(), Urgency::Urgent).unwrap_err().status,
+            consent_of(None, o(), Urgency::Urgent, "Dr. Ivanova")
+                .unwrap_err()
+                .status,
             StatusCode::UNPROCESSABLE_ENTITY
         );
-        assert!(consent_of(None, o(), Urgency::Emergency).is_ok());
+        assert!(consent_of(None, o(), Urgency::Emergency, "Dr. Ivanova").is_ok());
         let oral = ConsentBody {
-            by: "patient".into(),
+            by: Some("patient".into()),
             method: "oral".into(),
             witness: None,
             at: None,
         };
         assert_eq!(
-            consent_of(Some(oral), None, Urgency::Planned)
+            consent_of(Some(oral), None, Urgency::Planned, "Dr. Ivanova")
                 .unwrap_err()
                 .field
                 .as_deref(),
             Some("consent.witness")
+        );
+        // Who consented is a role with the physician who recorded it, never a name.
+        let by = |by: Option<&str>| {
+            let body = ConsentBody {
+                by: by.map(str::to_owned),
+                method: "written".into(),
+                witness: None,
+                at: None,
+            };
+            consent_of(Some(body), None, Urgency::Planned, "Dr. Ivanova").map(|c| match c {
+                Consent::Given { by, .. } => by,
+                Consent::EmergencyOverride { .. } => unreachable!("consent was given"),
+            })
+        };
+        assert_eq!(by(None).unwrap(), "the patient; recorded by Dr. Ivanova");
+        assert_eq!(
+            by(Some("Representative")).unwrap(),
+            "the patient's legal representative; recorded by Dr. Ivanova"
+        );
+        assert_eq!(
+            by(Some("Ivan Sidorov")).unwrap_err().field.as_deref(),
+            Some("consent.by")
         );
     }
 

@@ -45,7 +45,7 @@ use konsilium_protocol::urgency::Deadlines;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire::{self, RecordBatch, RecordRequest, SyncSummaries};
 use konsilium_protocol::workflow::{
-    Action as WorkflowAction, ConsultationId, ConsultationRequest, Status as WorkflowStatus,
+    Action as WorkflowAction, ConsultationId, Status as WorkflowStatus,
 };
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -254,6 +254,31 @@ pub enum NodeError {
     },
     #[error("data directory: {0}")]
     DataDir(#[from] crate::datadir::DataDirError),
+    #[error(
+        "the identifier already opened consultation {0} with a different request; use a new identifier for a new request"
+    )]
+    IntakeConflict(ConsultationId),
+}
+
+/// A client's identifier for the request it sends, and the hash of what it
+/// sent (see [`crate::store::IntakeRecord`]). The identifier is namespaced
+/// by the caller (the FHIR and the JSON API keep separate namespaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeKey {
+    pub identifier: String,
+    pub fingerprint: [u8; 32],
+}
+
+/// How long an identifier is remembered: a client retries within minutes
+/// or hours; after this a reused identifier opens a new consultation.
+pub const INTAKE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What an idempotent request did.
+#[derive(Debug, Clone)]
+pub enum Intake {
+    Opened(ConsultationId, Sent),
+    /// The identifier had already opened this consultation with the same request.
+    Existing(ConsultationId),
 }
 
 /// Where a package should go.
@@ -428,7 +453,17 @@ enum Command {
     OpenConsultation(
         Box<NewConsultation>,
         OrgId,
-        oneshot::Sender<Result<Signed<ConsultationRequest>, NodeError>>,
+        Option<IntakeKey>,
+        oneshot::Sender<Result<consult::Opened, NodeError>>,
+    ),
+    FindIntake(
+        IntakeKey,
+        oneshot::Sender<Result<Option<ConsultationId>, NodeError>>,
+    ),
+    ForgetIntake(
+        String,
+        ConsultationId,
+        oneshot::Sender<Result<(), NodeError>>,
     ),
     Act(
         Box<ActRequest>,
@@ -562,6 +597,39 @@ impl NodeHandle {
         new: NewConsultation,
         attachments: Vec<Attachment>,
     ) -> Result<(ConsultationId, Sent), NodeError> {
+        match self.open_and_send(new, attachments, None).await? {
+            Intake::Opened(id, sent) => Ok((id, sent)),
+            Intake::Existing(id) => Err(NodeError::IntakeConflict(id)),
+        }
+    }
+
+    /// Like [`Self::request_consultation`], but once per client identifier:
+    /// a retry with the same request finds the consultation it opened, and
+    /// a different request under the same identifier is refused
+    /// ([`NodeError::IntakeConflict`]).
+    pub async fn request_consultation_once(
+        &self,
+        new: NewConsultation,
+        attachments: Vec<Attachment>,
+        key: IntakeKey,
+    ) -> Result<Intake, NodeError> {
+        // Checked first so a retry needs neither a route nor sealing; the
+        // check that counts is repeated where the consultation is stored.
+        if let Some(id) = self
+            .ask(|tx| Command::FindIntake(key.clone(), tx))
+            .await??
+        {
+            return Ok(Intake::Existing(id));
+        }
+        self.open_and_send(new, attachments, Some(key)).await
+    }
+
+    async fn open_and_send(
+        &self,
+        new: NewConsultation,
+        attachments: Vec<Attachment>,
+        intake: Option<IntakeKey>,
+    ) -> Result<Intake, NodeError> {
         let routing = RoutingHeader {
             specialty: new.specialty,
             min_level: new.min_level,
@@ -595,20 +663,40 @@ impl NodeHandle {
             seal_attachments(&mut own, attachments.clone()).await?;
             Some(own.header)
         };
-        let request = self
-            .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, tx))
-            .await??;
+        let identifier = intake.as_ref().map(|k| k.identifier.clone());
+        let request = match self
+            .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, intake, tx))
+            .await??
+        {
+            consult::Opened::New(request) => request,
+            consult::Opened::Existing(id) => return Ok(Intake::Existing(id)),
+        };
         let id = request.decode_unverified()?.id;
-        if let Some(header) = own_copy {
-            self.ask(|tx| Command::KeepOwnCopy(id, Box::new(header), tx))
-                .await??;
-        }
-        let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
-            request,
-            extract,
-        })
-        .map_err(|e| NodeError::Network(e.to_string()))?;
-        let sent = self.seal_and_commit(plan, body, attachments).await?;
+        let sending = async {
+            if let Some(header) = own_copy {
+                self.ask(|tx| Command::KeepOwnCopy(id, Box::new(header), tx))
+                    .await??;
+            }
+            let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
+                request,
+                extract,
+            })
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+            self.seal_and_commit(plan, body, attachments).await
+        };
+        let sent = match sending.await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // The request never left: a retry must open it anew rather
+                // than find a consultation the consultant will never see.
+                if let Some(identifier) = identifier {
+                    let _ = self
+                        .ask(|tx| Command::ForgetIntake(identifier, id, tx))
+                        .await;
+                }
+                return Err(e);
+            }
+        };
         self.record(
             Some(physician),
             Some(Role::Physician),
@@ -618,7 +706,7 @@ impl NodeHandle {
             },
         )
         .await?;
-        Ok((id, sent))
+        Ok(Intake::Opened(id, sent))
     }
 
     /// Takes one workflow step as this organization.
@@ -1427,8 +1515,14 @@ impl Node {
                 let _ = self.deliver_due();
             }
             Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
-            Command::OpenConsultation(new, consultant, reply) => {
-                let _ = reply.send(self.open_consultation(&new, consultant));
+            Command::OpenConsultation(new, consultant, intake, reply) => {
+                let _ = reply.send(self.open_consultation(&new, consultant, intake.as_ref()));
+            }
+            Command::FindIntake(key, reply) => {
+                let _ = reply.send(self.find_intake(&key));
+            }
+            Command::ForgetIntake(identifier, id, reply) => {
+                let _ = reply.send(self.forget_intake(&identifier, id));
             }
             Command::Act(req, reply) => {
                 let ActRequest {

@@ -1,5 +1,6 @@
 //! Durable state in sled: directory records, revocations, outbox, inbox,
-//! relay custody and seen package ids.
+//! relay custody, seen package ids, and the client identifiers that make
+//! opening a consultation idempotent.
 //!
 //! sled writes are durable only after `flush`, so every operation that the
 //! network or a user is told about (an id returned by `send`, a receipt, a
@@ -136,6 +137,25 @@ impl StoredConsultation {
     }
 }
 
+/// The consultation a client-supplied identifier opened, and a hash of what
+/// the client sent, so a retry finds it and a different request under the
+/// same identifier is told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeRecord {
+    pub consultation: ConsultationId,
+    pub fingerprint: [u8; 32],
+    pub at: Timestamp,
+}
+
+/// The key of an intake record: the organization, then the identifier in
+/// the client's namespace. The organization comes first so that one node's
+/// records could never answer for another's identifiers.
+pub fn intake_key(org: &OrgId, identifier: &str) -> Vec<u8> {
+    let mut key = org.as_bytes().to_vec();
+    key.extend_from_slice(identifier.as_bytes());
+    key
+}
+
 /// A workflow step that arrived before its consultation, with the
 /// organization that sent it and the conclusion it may carry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +180,7 @@ pub struct Store {
     checkpoints: sled::Tree,
     meta: sled::Tree,
     anchoring: Option<Anchoring>,
+    intake: sled::Tree,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -193,6 +214,7 @@ impl Store {
             checkpoints: db.open_tree("checkpoints")?,
             meta: db.open_tree("meta")?,
             anchoring: None,
+            intake: db.open_tree("intake")?,
             db,
         })
     }
@@ -418,6 +440,62 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a new consultation and the intake record that points at it
+    /// in one transaction: after a crash there is either both or neither,
+    /// so a retry never finds an identifier without its consultation.
+    pub fn put_consultation_with_intake(
+        &self,
+        id: &ConsultationId,
+        c: &StoredConsultation,
+        key: &[u8],
+        record: &IntakeRecord,
+    ) -> Result<(), StoreError> {
+        use sled::Transactional;
+        let consultation = encode(c);
+        let intake = encode(record);
+        (&self.consultations, &self.intake)
+            .transaction(|(consultations, records)| {
+                consultations.insert(&id.0[..], consultation.as_slice())?;
+                records.insert(key, intake.as_slice())?;
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
+                    what: "intake record",
+                    reason: "the transaction aborted".into(),
+                },
+            })
+    }
+
+    pub fn intake(&self, key: &[u8]) -> Result<Option<IntakeRecord>, StoreError> {
+        self.intake
+            .get(key)?
+            .map(|v| decode("intake record", &v))
+            .transpose()
+    }
+
+    pub fn remove_intake(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.intake.remove(key)?;
+        Ok(())
+    }
+
+    /// Forgets intake records made before `before`: a retry comes within
+    /// minutes or hours, and this keeps the tree bounded by the intake of
+    /// the retention period.
+    pub fn prune_intake(&self, before: Timestamp) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for item in self.intake.iter() {
+            let (k, v) = item?;
+            let record: IntakeRecord = decode("intake record", &v)?;
+            if record.at < before {
+                self.intake.remove(k)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
     pub fn consultation(
         &self,
         id: &ConsultationId,
@@ -544,6 +622,75 @@ mod tests {
             step: Signed::sign(key, &t),
             conclusion: None,
         }
+    }
+
+    #[test]
+    fn intake_records_are_written_with_their_consultation_and_pruned_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = IdentityKey::from_seed([7; 32]);
+        let (a, b) = (ConsultationId([1; 16]), ConsultationId([2; 16]));
+        let request = Signed::sign(
+            &key,
+            &ConsultationRequest {
+                id: a,
+                requester: key.org_id(),
+                consultant: key.org_id(),
+                specialty: konsilium_protocol::specialty::Specialty::Cardiology,
+                urgency: konsilium_protocol::urgency::Urgency::Planned,
+                created: Timestamp::from_unix_millis(1_000),
+                consent: konsilium_protocol::workflow::Consent::EmergencyOverride {
+                    reason: "test".into(),
+                },
+                physician: "Dr. Ivanova".into(),
+                escalated_from: None,
+            },
+        );
+        let extract = CaseExtract {
+            summary: "s".into(),
+            questions: "q".into(),
+        };
+        let old = IntakeRecord {
+            consultation: a,
+            fingerprint: [1; 32],
+            at: Timestamp::from_unix_millis(1_000),
+        };
+        let new = IntakeRecord {
+            consultation: b,
+            fingerprint: [2; 32],
+            at: Timestamp::from_unix_millis(5_000),
+        };
+        let (ka, kb) = (
+            intake_key(&key.org_id(), "sys|1"),
+            intake_key(&key.org_id(), "sys|2"),
+        );
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let stored = StoredConsultation::new(request.clone(), extract.clone());
+            store
+                .put_consultation_with_intake(&a, &stored, &ka, &old)
+                .unwrap();
+            store
+                .put_consultation_with_intake(&b, &stored, &kb, &new)
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.intake(&ka).unwrap(), Some(old), "durable");
+        assert!(store.consultation(&a).unwrap().is_some());
+        assert_eq!(
+            store
+                .prune_intake(Timestamp::from_unix_millis(2_000))
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.intake(&ka).unwrap(), None);
+        assert_eq!(store.intake(&kb).unwrap(), Some(new));
+        assert!(
+            store.consultation(&a).unwrap().is_some(),
+            "pruning forgets the identifier, not the consultation"
+        );
+        store.remove_intake(&kb).unwrap();
+        assert_eq!(store.intake(&kb).unwrap(), None);
     }
 
     #[test]

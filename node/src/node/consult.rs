@@ -6,8 +6,8 @@
 //! applies the same signed step with the same state machine. Steps that
 //! overtake each other on the network wait until the one they follow arrives.
 
-use super::{Node, NodeError, NodeEvent, Target, random_bytes};
-use crate::store::{EarlyStep, StoredConsultation};
+use super::{INTAKE_RETENTION, IntakeKey, Node, NodeError, NodeEvent, Target, random_bytes};
+use crate::store::{self, EarlyStep, IntakeRecord, StoredConsultation};
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, PackageBody};
@@ -35,6 +35,14 @@ const CHECKPOINT_EVERY: u64 = 100;
 /// Steps held for consultations that have not arrived yet, across all peers.
 const MAX_EARLY_STEPS: usize = 4096;
 const STEP_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
+
+/// What opening a consultation did.
+#[derive(Debug)]
+pub enum Opened {
+    New(Signed<ConsultationRequest>),
+    /// An intake key's identifier had already opened this one.
+    Existing(ConsultationId),
+}
 
 /// What the attending physician submits.
 #[derive(Debug, Clone)]
@@ -153,11 +161,55 @@ impl Node {
     }
 
     /// Signs and records a new consultation for `consultant`.
+    /// The consultation `key`'s identifier opened, if it did so within the
+    /// retention period; a conflict if it came with a different request.
+    pub(super) fn find_intake(&self, key: &IntakeKey) -> Result<Option<ConsultationId>, NodeError> {
+        let stored = self
+            .store
+            .intake(&store::intake_key(&self.me.cert.org, &key.identifier))?;
+        let horizon = self.now().saturating_sub(INTAKE_RETENTION);
+        match stored {
+            Some(record) if record.at < horizon => Ok(None),
+            Some(record) if record.fingerprint == key.fingerprint => Ok(Some(record.consultation)),
+            Some(record) => Err(NodeError::IntakeConflict(record.consultation)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets an identifier whose consultation could not be sent, if it
+    /// still points at that consultation.
+    pub(super) fn forget_intake(
+        &self,
+        identifier: &str,
+        id: ConsultationId,
+    ) -> Result<(), NodeError> {
+        let key = store::intake_key(&self.me.cert.org, identifier);
+        if self
+            .store
+            .intake(&key)?
+            .is_some_and(|record| record.consultation == id)
+        {
+            self.store.remove_intake(&key)?;
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Signs and stores a new consultation. With an intake key, this is
+    /// where idempotency is decided: the event loop runs one command at a
+    /// time, so two concurrent retries cannot both miss the record, and
+    /// the record is stored and flushed together with the consultation.
     pub(super) fn open_consultation(
         &mut self,
         new: &NewConsultation,
         consultant: OrgId,
-    ) -> Result<Signed<ConsultationRequest>, NodeError> {
+        intake: Option<&IntakeKey>,
+    ) -> Result<Opened, NodeError> {
+        if let Some(key) = intake
+            && let Some(existing) = self.find_intake(key)?
+        {
+            return Ok(Opened::Existing(existing));
+        }
         let request = ConsultationRequest {
             id: ConsultationId(random_bytes()),
             requester: self.me.cert.org,
@@ -170,10 +222,24 @@ impl Node {
             escalated_from: new.escalated_from,
         };
         let signed = workflow::request(&self.identity, request.clone())?;
-        self.store.put_consultation(
-            &request.id,
-            &StoredConsultation::new(signed.clone(), new.extract.clone()),
-        )?;
+        let stored = StoredConsultation::new(signed.clone(), new.extract.clone());
+        match intake {
+            Some(key) => {
+                let horizon = request.created.saturating_sub(INTAKE_RETENTION);
+                self.store.prune_intake(horizon)?;
+                self.store.put_consultation_with_intake(
+                    &request.id,
+                    &stored,
+                    &store::intake_key(&self.me.cert.org, &key.identifier),
+                    &IntakeRecord {
+                        consultation: request.id,
+                        fingerprint: key.fingerprint,
+                        at: request.created,
+                    },
+                )?;
+            }
+            None => self.store.put_consultation(&request.id, &stored)?,
+        }
         let physician = Some(new.physician.clone());
         self.append_journal(
             physician.clone(),
@@ -192,7 +258,7 @@ impl Node {
             )?;
         }
         self.store.flush()?;
-        Ok(signed)
+        Ok(Opened::New(signed))
     }
 
     /// Takes one workflow step as this organization and sends it to the other.
@@ -567,7 +633,11 @@ impl Node {
             extract: stored.extract.clone(),
             escalated_from: Some(request.id),
         };
-        let signed = self.open_consultation(&new, next)?;
+        // Without an intake key a new consultation is always opened.
+        let signed = match self.open_consultation(&new, next, None)? {
+            Opened::New(signed) => signed,
+            Opened::Existing(id) => return Err(NodeError::IntakeConflict(id)),
+        };
         let new_id = signed.decode_unverified()?.id;
         let body = wire::encode(&PackageBody::Consultation {
             request: signed,
