@@ -64,10 +64,11 @@ fn decode(what: &'static str, text: &str, origin: &'static str) -> Result<[u8; 3
         });
     }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte =
-            u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("checked: 64 ASCII hex digits");
-    }
+    ::hex::decode_to_slice(text, &mut out).map_err(|_| KeyTextError::Length {
+        what,
+        found,
+        origin,
+    })?;
     Ok(out)
 }
 
@@ -101,7 +102,7 @@ pub fn sealing_key_hex(key: &SealingPublicKey) -> String {
 }
 
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ::hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -118,13 +118,8 @@ impl User {
     ) -> Result<Self, ApiError> {
         let text = hash_hex.trim();
         let bad = || ApiError::TokenHash(text.chars().take(80).collect());
-        if text.len() != 64 || !text.is_ascii() {
-            return Err(bad());
-        }
         let mut token_hash = [0u8; 32];
-        for (i, byte) in token_hash.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(text, &mut token_hash).map_err(|_| bad())?;
         Ok(Self {
             name: name.into(),
             role,
@@ -637,7 +632,7 @@ fn id_text(id: &ConsultationId) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn side_name(side: Side) -> &'static str {

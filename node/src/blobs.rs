@@ -40,7 +40,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 }
 
 fn hex(hash: &[u8; 32]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash)
 }
 
 #[derive(Debug, Clone)]

@@ -453,10 +453,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Doctor { config, json } => doctor(&config, json).await,
         Command::ApiToken { name, role } => {
-            let token: String = node::random_bytes::<32>()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let token = hex::encode(node::random_bytes::<32>());
             println!(
                 "token for {name} ({role}), shown only now; give it to them privately:\n  {token}\n"
             );
@@ -673,13 +670,7 @@ fn init(
     let text = config::template(org_name, &org, &data_dir, port, roots);
     std::fs::write(&config_path, text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let sealing: String = keys
-        .sealing
-        .public()
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sealing = hex::encode(keys.sealing.public().as_bytes());
     println!(
         "created keys in {}",
         konsilium_node::keys::keys_dir(&data_dir).display()

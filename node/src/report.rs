@@ -305,7 +305,7 @@ impl JournalVerifyReport {
                 checkpoints: v.checkpoints,
                 anchored: v.anchored,
                 anchor: anchor_seq,
-                head: v.head.iter().map(|b| format!("{b:02x}")).collect(),
+                head: hex::encode(v.head),
                 error: None,
             },
             result => JournalVerifyReport {

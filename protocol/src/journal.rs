@@ -599,7 +599,7 @@ pub fn stats(entries: &[Entry]) -> Stats {
 }
 
 fn short_hex(bytes: &[u8; 32]) -> String {
-    let mut s: String = bytes[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut s: String = hex::encode(&bytes[..8]);
     s.push_str("..");
     s
 }

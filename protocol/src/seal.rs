@@ -62,13 +62,8 @@ impl std::str::FromStr for PackageId {
     type Err = SealError;
     fn from_str(s: &str) -> Result<Self, SealError> {
         let bad = || SealError::BadPackageId(s.to_owned());
-        if s.len() != 32 || !s.is_ascii() {
-            return Err(bad());
-        }
         let mut out = [0u8; 16];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
         Ok(Self(out))
     }
 }
@@ -82,7 +77,7 @@ pub struct BlobRef {
 
 impl BlobRef {
     pub fn hex(&self) -> String {
-        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.hash)
     }
 }
 
@@ -940,6 +935,12 @@ mod tests {
         let id = PackageId([0xab; 16]);
         assert_eq!(id.to_string().parse::<PackageId>().unwrap(), id);
         assert!("xyz".parse::<PackageId>().is_err());
+        // `u8::from_str_radix` takes a sign: "+a" is 10. Ids never do.
+        let signed = "+a".repeat(16);
+        assert!(signed.parse::<PackageId>().is_err(), "{signed}");
+        assert!(signed.parse::<crate::workflow::ConsultationId>().is_err());
+        let signed_key = "+a".repeat(32);
+        assert!(signed_key.parse::<crate::identity::AuthorityKey>().is_err());
     }
 
     proptest! {

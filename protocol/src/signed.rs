@@ -161,12 +161,7 @@ impl SignatureCheck<'_> {
             .verify_strict(self.bytes, self.signature)
             .map_err(|_| SignedError::BadSignature {
                 what: self.what,
-                signer: self
-                    .signer
-                    .as_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
+                signer: hex::encode(self.signer.as_bytes()),
             })
     }
 }

@@ -33,13 +33,8 @@ impl std::str::FromStr for ConsultationId {
             field: "consultation id",
             reason: format!("{s:?} is not 32 hexadecimal digits"),
         };
-        if s.len() != 32 || !s.is_ascii() {
-            return Err(bad());
-        }
         let mut id = [0u8; 16];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(s, &mut id).map_err(|_| bad())?;
         Ok(Self(id))
     }
 }

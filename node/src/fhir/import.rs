@@ -893,12 +893,7 @@ fn consent_giver(doc: &Doc<'_>, consent: &Res<'_>) -> Result<Giver, FhirError> {
 }
 
 fn parse_hash(h: &str) -> Option<[u8; 32]> {
-    if h.len() != 64 || !h.is_ascii() {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(h, &mut out).ok()?;
     Some(out)
 }

@@ -363,7 +363,7 @@ fn urn(id: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A FHIR instant: RFC 3339 in UTC; beyond jiff's range (year 9999), its end.

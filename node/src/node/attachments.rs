@@ -16,7 +16,7 @@ impl Node {
                 Err(e) => return Response::Refused(Refusal::Transient(e.to_string())),
             }
         }
-        let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let name: String = hex::encode(hash);
         match crate::blobs::read_piece(
             &self.served[&hash],
             std::path::Path::new(&name),

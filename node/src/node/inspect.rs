@@ -73,7 +73,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, NodeError> 
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn state_name(s: DeadlineState) -> &'static str {

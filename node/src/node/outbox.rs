@@ -384,7 +384,7 @@ impl Node {
                 .is_some_and(|n| *n >= DAMAGED_AFTER)
         }) {
             let _ = self.store.remove_waiting(&id);
-            let hash: String = bad.hash.iter().map(|b| format!("{b:02x}")).collect();
+            let hash: String = hex::encode(bad.hash);
             return Response::Refused(Refusal::Invalid(format!(
                 "attachment {hash} failed its hash check {DAMAGED_AFTER} times: the copy it is sent from is damaged"
             )));
