@@ -142,6 +142,17 @@ impl BlobStore {
         Ok(dir)
     }
 
+    /// Deletes a complete blob (its package was delivered); a missing one
+    /// is not an error.
+    pub fn remove(&self, hash: &[u8; 32]) -> Result<(), BlobError> {
+        let path = self.path(hash);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// Opens a complete blob for serving pieces of it.
     pub fn reader(&self, hash: &[u8; 32]) -> Result<File, BlobError> {
         File::open(self.path(hash)).map_err(|_| BlobError::Missing(hex(hash)))

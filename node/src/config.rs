@@ -106,6 +106,9 @@ pub struct NodeConfig {
     pub api: Option<crate::api::ApiConfig>,
     /// Where Prometheus scrapes `/metrics`; off when the section is absent.
     pub metrics: Option<std::net::SocketAddr>,
+    /// How long attachments this node sent or relayed are kept after the
+    /// recipient's receipt.
+    pub keep_delivered: std::time::Duration,
 }
 
 /// Which directory records a node keeps.
@@ -265,7 +268,20 @@ struct RawConfig {
     api: Option<RawApi>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    storage: RawStorage,
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    keep_delivered_attachments_hours: Option<u64>,
+}
+
+/// How long sealed attachments stay after their package's receipt, when the
+/// config does not say: long enough for a sender checking back with a relay
+/// to find them, short enough that a sending node's disk does not fill up.
+pub const DEFAULT_KEEP_DELIVERED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -516,6 +532,16 @@ impl RawConfig {
         let services = services(&directory.services, deadlines)?;
         let consultants = consultants(&directory.consultants)?;
         let log = log(self.log)?;
+        let keep_delivered = match self.storage.keep_delivered_attachments_hours {
+            None => DEFAULT_KEEP_DELIVERED,
+            Some(h) if h <= 24 * 365 => std::time::Duration::from_secs(h * 3600),
+            Some(h) => {
+                return Err(bad(
+                    "storage.keep_delivered_attachments_hours",
+                    format!("{h} hours is more than a year: use 0 to 8760"),
+                ));
+            }
+        };
         let api = match self.api {
             None => None,
             Some(raw) => Some(api(raw)?),
@@ -550,6 +576,7 @@ impl RawConfig {
             log,
             api,
             metrics,
+            keep_delivered,
         })
     }
 }
@@ -1166,6 +1193,11 @@ holidays = []
 [metrics]
 listen = "127.0.0.1:9464"
 
+[storage]
+# Attachments this node sent or relayed are deleted this many hours after the
+# recipient's signed receipt (0: at once). Received attachments are kept.
+keep_delivered_attachments_hours = 24
+
 [log]
 # "text" for people, "json" for log collectors.
 format = "text"
@@ -1259,6 +1291,9 @@ languages = ["ru", "en"]
 id = 2
 name = "Dr. Olena Kovalenko"
 specialties = ["oncology", "cardiology"]
+
+[storage]
+keep_delivered_attachments_hours = 6
 
 [log]
 format = "json"
@@ -1695,6 +1730,16 @@ time_zone = "Asia/Almaty"
             &with("level = \"info,konsilium=debug\"", "level = \"verbose\""),
             &["log.level", "not a log level"],
         );
+        assert_refused(
+            &with(
+                "keep_delivered_attachments_hours = 6",
+                "keep_delivered_attachments_hours = 100000",
+            ),
+            &[
+                "storage.keep_delivered_attachments_hours",
+                "more than a year",
+            ],
+        );
     }
 
     #[test]
@@ -1721,6 +1766,7 @@ time_zone = "Asia/Almaty"
         fs::write(&path, full()).unwrap();
         let c = NodeConfig::load(&path).unwrap();
         assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.keep_delivered, std::time::Duration::from_secs(6 * 3600));
     }
 
     #[test]

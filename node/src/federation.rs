@@ -107,6 +107,7 @@ impl Member {
             gossip_heartbeat: Duration::from_millis(200),
             clock: std::sync::Arc::new(crate::node::SystemClock),
             anti_entropy_every: Duration::from_secs(2),
+            keep_delivered: crate::config::DEFAULT_KEEP_DELIVERED,
         }
     }
 }

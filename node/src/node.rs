@@ -166,6 +166,8 @@ pub struct NodeSetup {
     pub gossip_heartbeat: Duration,
     pub clock: std::sync::Arc<dyn Clock>,
     pub anti_entropy_every: Duration,
+    /// How long attachments sent or relayed stay after their receipt.
+    pub keep_delivered: Duration,
 }
 
 impl From<konsilium_protocol::conclusion::ConclusionError> for NodeError {
@@ -203,6 +205,7 @@ impl NodeSetup {
             gossip_heartbeat: Duration::from_secs(1),
             clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: Duration::from_secs(60),
+            keep_delivered: config.keep_delivered,
         })
     }
 }
@@ -366,6 +369,10 @@ pub enum NodeEvent {
     Relaying {
         id: PackageId,
         recipient: OrgId,
+    },
+    /// A sent or relayed attachment was deleted after its retention.
+    AttachmentRemoved {
+        blob: [u8; 32],
     },
     /// The next hop refused the package for good; it will not be retried.
     DeliveryRefused {
@@ -923,6 +930,7 @@ struct Node {
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
     events: broadcast::Sender<NodeEvent>,
     data_dir: PathBuf,
+    keep_delivered: Duration,
     started_at: Timestamp,
     peer_info: HashMap<PeerId, inspect::PeerInfo>,
     /// Our addresses as peers reported seeing them, most recent last.
@@ -1053,6 +1061,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         served: HashMap::new(),
         events: events.clone(),
         data_dir: setup.data_dir.clone(),
+        keep_delivered: setup.keep_delivered,
         started_at: setup.clock.now(),
         peer_info: HashMap::new(),
         observed: std::collections::VecDeque::new(),
@@ -1131,6 +1140,7 @@ impl Node {
 
     fn on_tick(&mut self) {
         self.cut_refused();
+        self.remove_expired_blobs();
         let now = self.now();
         if now.since(self.last_escalation_check) >= ESCALATION_CHECK {
             self.last_escalation_check = now;

@@ -179,6 +179,9 @@ pub struct Store {
     journal: sled::Tree,
     checkpoints: sled::Tree,
     meta: sled::Tree,
+    /// Attachments to delete, keyed by when (big-endian milliseconds) and
+    /// hash, so the next due one is the first key.
+    expiring_blobs: sled::Tree,
     anchoring: Option<Anchoring>,
     intake: sled::Tree,
 }
@@ -213,6 +216,7 @@ impl Store {
             journal: db.open_tree("journal")?,
             checkpoints: db.open_tree("checkpoints")?,
             meta: db.open_tree("meta")?,
+            expiring_blobs: db.open_tree("expiring_blobs")?,
             anchoring: None,
             intake: db.open_tree("intake")?,
             db,
@@ -515,6 +519,39 @@ impl Store {
     }
 
     /// Journal entries are keyed by big-endian sequence number, so sled keeps them in order.
+    /// Schedules a delivered attachment's deletion.
+    pub fn expire_blob(&self, hash: &[u8; 32], at: Timestamp) -> Result<(), StoreError> {
+        let mut key = at.unix_millis().to_be_bytes().to_vec();
+        key.extend_from_slice(hash);
+        self.expiring_blobs.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// Attachments whose deletion is due by `now`, earliest first, at most
+    /// `limit` of them; each is unscheduled as it is returned.
+    pub fn take_expired_blobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut due = Vec::new();
+        while due.len() < limit {
+            let Some((key, _)) = self.expiring_blobs.first()? else {
+                break;
+            };
+            let (at, hash) = key.split_at(8);
+            let at = u64::from_be_bytes(at.try_into().unwrap_or([u8::MAX; 8]));
+            if at > now.unix_millis() {
+                break;
+            }
+            self.expiring_blobs.remove(&key)?;
+            if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                due.push(hash);
+            }
+        }
+        Ok(due)
+    }
+
     pub fn put_journal(&self, entry: &Entry) -> Result<(), StoreError> {
         self.journal
             .insert(entry.seq.to_be_bytes(), encode(entry))?;

@@ -845,3 +845,64 @@ async fn an_attachment_damaged_at_its_source_is_refused_not_fetched_forever() {
         n.shutdown().await;
     }
 }
+
+/// A sending node's sealed attachments are deleted once the recipient's
+/// receipt arrives and the retention has passed; the recipient keeps its
+/// copy and opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_attachments_are_removed_from_the_sender_after_their_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let sender = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let recipient = fed.enrol(OrgSpec::new(
+        "Regional radiology center",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Radiology],
+    ));
+    let r = start(&recipient, vec![], vec![]).await;
+    let mut setup = sender.setup(vec![addr(&r).await], vec![]);
+    setup.keep_delivered = Duration::ZERO;
+    let s = node::start(setup).await.unwrap();
+    converge(&[&s, &r], 2).await;
+    let mut events = s.subscribe();
+    let image = vec![42u8; 2 << 20];
+    let sent = s
+        .send(SendRequest {
+            target: Target::Org(recipient.org_id()),
+            routing: routing(Specialty::Radiology, OrgLevel::Regional),
+            body: b"X-ray".to_vec(),
+            attachments: vec![konsilium_node::node::Attachment::Bytes(image.clone())],
+            lifetime: Duration::from_secs(86_400),
+        })
+        .await
+        .unwrap();
+    let blobs_at = |dir: &Path| {
+        std::fs::read_dir(dir.join("blobs"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().len() == 64)
+            .count()
+    };
+    assert_eq!(blobs_at(&sender.data_dir), 1);
+    delivered(&mut events, sent.id).await;
+    wait_for(&mut events, "the sent attachment to be removed", |e| {
+        matches!(e, NodeEvent::AttachmentRemoved { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(blobs_at(&sender.data_dir), 0);
+    assert_eq!(blobs_at(&recipient.data_dir), 1);
+    let out = tmp.path().join("opened");
+    assert_eq!(
+        r.open_attachment(sent.id, 0, out.clone()).await.unwrap(),
+        image.len() as u64
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), image);
+    for n in [s, r] {
+        n.shutdown().await;
+    }
+}

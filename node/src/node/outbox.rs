@@ -239,6 +239,24 @@ impl Node {
         self.emit(NodeEvent::DeliveryRefused { id, reason });
     }
 
+    /// Deletes the attachments whose retention after delivery has passed.
+    pub(super) fn remove_expired_blobs(&mut self) {
+        let due = match self.store.take_expired_blobs(self.now(), 64) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!("attachment retention: {e}");
+                return;
+            }
+        };
+        for hash in due {
+            self.served.remove(&hash);
+            match self.blobs.remove(&hash) {
+                Ok(()) => self.emit(NodeEvent::AttachmentRemoved { blob: hash }),
+                Err(e) => tracing::error!("attachment retention: {e}"),
+            }
+        }
+    }
+
     /// Whether this node, as a relay, carries a package to `recipient`
     /// from the peer `from`: the recipient must be a known, unrevoked
     /// organization, and one end of the hop must be in this relay's region
@@ -317,6 +335,13 @@ impl Node {
         }
         let id = body.package;
         let _ = self.store.remove_outbox(&id);
+        // Sealed to the recipient, which now holds them: ours are needed
+        // only while someone may still ask again (a sender checking back
+        // with a relay). Escalation uses our own copy, sealed to us.
+        let expire_at = self.now().saturating_add(self.keep_delivered);
+        for blob in &entry.package.header.attachments {
+            let _ = self.store.expire_blob(&blob.hash, expire_at);
+        }
         match entry.origin {
             Origin::Local => {
                 let _ = self.store.put_sent(
