@@ -993,6 +993,7 @@ fn consent_of(
     emergency: Option<OverrideBody>,
     urgency: Urgency,
     physician: &str,
+    now: Timestamp,
 ) -> Result<Consent, Problem> {
     match (consent, emergency) {
         (Some(_), Some(_)) => Err(Problem::invalid(
@@ -1056,7 +1057,7 @@ fn consent_of(
             }
             let at = match &c.at {
                 Some(t) => parse_time("consent.at", t)?,
-                None => crate::node::now(),
+                None => now,
             };
             Ok(Consent::Given {
                 by: fhir::consent_given_by(&giver, physician),
@@ -1214,7 +1215,13 @@ async fn create_consultation(
         Some(p) if !p.trim().is_empty() => p,
         _ => user.name.clone(),
     };
-    let consent = consent_of(b.consent, b.emergency_override, urgency, &physician)?;
+    let consent = consent_of(
+        b.consent,
+        b.emergency_override,
+        urgency,
+        &physician,
+        state.node.now(),
+    )?;
     let new = NewConsultation {
         target,
         specialty,
@@ -1292,7 +1299,7 @@ async fn list_consultations(
             )
         })?),
     };
-    let now = crate::node::now();
+    let now = state.node.now();
     let mut items = Vec::new();
     for id in state.node.consultations().await.map_err(node_problem)? {
         let view = match state.node.consultation(id).await {
@@ -1345,7 +1352,7 @@ async fn get_consultation(
     let view = read_consultation(&state, &headers, &id).await?;
     Ok(json_response(
         StatusCode::OK,
-        &view_json(&view, crate::node::now()),
+        &view_json(&view, state.node.now()),
     ))
 }
 
@@ -2100,7 +2107,14 @@ mod tests {
 
     #[test]
     fn consent_rules() {
-        let e = consent_of(None, None, Urgency::Planned, "Dr. Ivanova").unwrap_err();
+        let e = consent_of(
+            None,
+            None,
+            Urgency::Planned,
+            "Dr. Ivanova",
+            crate::node::now(),
+        )
+        .unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         let o = || {
             Some(OverrideBody {
@@ -2108,12 +2122,27 @@ mod tests {
             })
         };
         assert_eq!(
-            consent_of(None, o(), Urgency::Urgent, "Dr. Ivanova")
-                .unwrap_err()
-                .status,
+            consent_of(
+                None,
+                o(),
+                Urgency::Urgent,
+                "Dr. Ivanova",
+                crate::node::now()
+            )
+            .unwrap_err()
+            .status,
             StatusCode::UNPROCESSABLE_ENTITY
         );
-        assert!(consent_of(None, o(), Urgency::Emergency, "Dr. Ivanova").is_ok());
+        assert!(
+            consent_of(
+                None,
+                o(),
+                Urgency::Emergency,
+                "Dr. Ivanova",
+                crate::node::now()
+            )
+            .is_ok()
+        );
         let oral = ConsentBody {
             by: Some("patient".into()),
             method: "oral".into(),
@@ -2121,10 +2150,16 @@ mod tests {
             at: None,
         };
         assert_eq!(
-            consent_of(Some(oral), None, Urgency::Planned, "Dr. Ivanova")
-                .unwrap_err()
-                .field
-                .as_deref(),
+            consent_of(
+                Some(oral),
+                None,
+                Urgency::Planned,
+                "Dr. Ivanova",
+                crate::node::now()
+            )
+            .unwrap_err()
+            .field
+            .as_deref(),
             Some("consent.witness")
         );
         // Who consented is a role with the physician who recorded it, never a name.
@@ -2135,7 +2170,14 @@ mod tests {
                 witness: None,
                 at: None,
             };
-            consent_of(Some(body), None, Urgency::Planned, "Dr. Ivanova").map(|c| match c {
+            consent_of(
+                Some(body),
+                None,
+                Urgency::Planned,
+                "Dr. Ivanova",
+                crate::node::now(),
+            )
+            .map(|c| match c {
                 Consent::Given { by, .. } => by,
                 Consent::EmergencyOverride { .. } => unreachable!("consent was given"),
             })

@@ -522,9 +522,17 @@ pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<NodeEvent>,
     task: tokio::task::JoinHandle<()>,
+    /// The node's own clock, so the API and views judge deadlines by the
+    /// same time as the node (a moved clock moves everything).
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl NodeHandle {
+    /// The time by the node's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     pub fn org(&self) -> OrgId {
         self.org
     }
@@ -950,7 +958,7 @@ struct Node {
 
 /// Starts a node; it runs until shut down.
 pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
-    let now = now();
+    let now = setup.clock.now();
     let mut trust = Trust::new(setup.roots.iter().copied());
     crate::datadir::make_private(&setup.data_dir)?;
     let store = Store::open(&setup.data_dir.join("db"))?;
@@ -1073,6 +1081,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     };
     node.publish_record()?;
     let anti_entropy_every = setup.anti_entropy_every;
+    let clock = setup.clock.clone();
     let task = tokio::spawn(async move { node.run(command_rx, anti_entropy_every).await });
     Ok(NodeHandle {
         org,
@@ -1080,6 +1089,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         commands,
         events,
         task,
+        clock,
     })
 }
 

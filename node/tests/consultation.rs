@@ -490,8 +490,35 @@ async fn deadlines_at_risk_and_breached_are_reported() {
     let breach = deadline(&mut at_consultant);
     clock.advance(Duration::from_secs(6 * 3600));
     assert_eq!(breach.await, DeadlineState::Breached);
+
+    // The HTTP API judges deadlines by the node's clock, not the system's.
+    use konsilium_node::api::{ApiConfig, User};
+    let c = std::sync::Arc::new(c);
+    let (addr, task) = konsilium_node::api::serve(
+        c.clone(),
+        ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            users: vec![User::with_token("coordinator", Role::Coordinator, "coord")],
+            upload_dir: None,
+        },
+    )
+    .await
+    .unwrap();
+    let view: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/consultations/{id}"))
+        .bearer_auth("coord")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["deadline"]["state"], "breached", "{view}");
+    task.abort();
     r.shutdown().await;
-    c.shutdown().await;
+    if let Ok(c) = std::sync::Arc::try_unwrap(c) {
+        c.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
