@@ -992,6 +992,9 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         )
         .map_err(|e| NodeError::Network(e.to_string()))?
         .with_quic()
+        // `/dns4/`, `/dns6/` and `/dns/` addresses, as deployments write them.
+        .with_dns()
+        .map_err(|e| NodeError::Network(format!("DNS resolver: {e}")))?
         .with_behaviour(|key| {
             Behaviour::new(key, heartbeat).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })

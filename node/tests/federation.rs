@@ -906,3 +906,30 @@ async fn delivered_attachments_are_removed_from_the_sender_after_their_retention
         n.shutdown().await;
     }
 }
+
+/// Deployments name bootstrap peers by DNS name: a node dials another by
+/// `/dns4/localhost/...` and they converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_peer_named_by_dns_is_dialled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let spec = |name: &str| OrgSpec::new(name, OrgLevel::District, "RU-VLG", &[]);
+    let (a, b) = (fed.enrol(spec("First")), fed.enrol(spec("Second")));
+    let first = start(&a, vec![], vec![]).await;
+    let port = addr(&first)
+        .await
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    let by_name: Multiaddr = format!("/dns4/localhost/tcp/{port}/p2p/{}", first.peer_id())
+        .parse()
+        .unwrap();
+    let second = start(&b, vec![by_name], vec![]).await;
+    converge(&[&first, &second], 2).await;
+    for n in [first, second] {
+        n.shutdown().await;
+    }
+}
