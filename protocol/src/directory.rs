@@ -14,8 +14,8 @@ use crate::cert::{
 };
 use crate::identity::{OrgId, SealingPublicKey};
 use crate::limits::{
-    FieldError, MAX_ADDRESSES, MAX_CONSULTANTS, MAX_LANGUAGES, MAX_SERVICES, MAX_SLOTS,
-    MAX_SPECIALTIES_PER_CONSULTANT, check_count, check_name,
+    FieldError, MAX_ADDRESS_LEN, MAX_ADDRESSES, MAX_CONSULTANTS, MAX_LANGUAGES, MAX_SERVICES,
+    MAX_SLOTS, MAX_SPECIALTIES_PER_CONSULTANT, check_count, check_name,
 };
 use crate::signed::{Signable, Signed, SignedError, verify_all};
 use crate::specialty::Specialty;
@@ -128,6 +128,17 @@ impl DirectoryRecord {
         check_count("services", self.services.len(), MAX_SERVICES)?;
         check_count("slots", self.slots.len(), MAX_SLOTS)?;
         check_count("addresses", self.addresses.len(), MAX_ADDRESSES)?;
+        // Every node stores, gossips and dials these: a peer must not be able
+        // to fill the directory with one address the size of a frame.
+        if let Some(a) = self.addresses.iter().find(|a| a.len() > MAX_ADDRESS_LEN) {
+            return Err(FieldError::Invalid {
+                field: "addresses",
+                reason: format!(
+                    "an address of {} bytes, at most {MAX_ADDRESS_LEN} allowed",
+                    a.len()
+                ),
+            });
+        }
         self.calendar.check()?;
         let mut ids = BTreeSet::new();
         for c in &self.consultants {
@@ -746,6 +757,33 @@ mod tests {
         assert_eq!(dropped[0].0, orgs[0].id());
         assert!(dir.is_empty());
         assert_ne!(dir.digest(), before);
+    }
+
+    #[test]
+    fn an_address_longer_than_its_limit_is_refused() {
+        let (fed, orgs) = three();
+        let mut dir = Directory::new();
+        let mut rec = orgs[0].record(1);
+        let host = "a".repeat(MAX_ADDRESS_LEN);
+        rec.addresses = vec![format!("/dns/{host}/tcp/4001").parse().unwrap()];
+        assert!(rec.addresses[0].len() > MAX_ADDRESS_LEN);
+        let e = dir.insert(orgs[0].sign(&rec), &fed.trust, NOW).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RecordError::Field(FieldError::Invalid {
+                    field: "addresses",
+                    ..
+                })
+            ),
+            "{e}"
+        );
+        assert!(dir.is_empty());
+        rec.addresses = vec!["/ip4/10.0.0.1/tcp/4001".parse().unwrap()];
+        assert_eq!(
+            dir.insert(orgs[0].sign(&rec), &fed.trust, NOW),
+            Ok(Merge::Added)
+        );
     }
 
     #[test]

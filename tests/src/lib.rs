@@ -1,6 +1,8 @@
 //! Harness shared by Konsilium's cross-crate tests: ways to move protocol
 //! values between simulated nodes exactly as real nodes move them.
 
+pub mod fuzz;
+
 use konsilium_protocol::cert::Trust;
 use konsilium_protocol::directory::{Directory, SignedRecord};
 use konsilium_protocol::time::Timestamp;
