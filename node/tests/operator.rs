@@ -78,10 +78,17 @@ impl Running {
 
     async fn stop(self) {
         self.admin.stop().await;
-        match Arc::try_unwrap(self.node) {
-            Ok(n) => n.shutdown().await,
-            Err(_) => panic!("the node handle is still shared"),
+        // A connection task of the admin server may drop its clone of the
+        // handle a moment after the server has stopped, on a busy machine.
+        let mut node = self.node;
+        for _ in 0..500 {
+            match Arc::try_unwrap(node) {
+                Ok(n) => return n.shutdown().await,
+                Err(shared) => node = shared,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        panic!("the node handle is still shared");
     }
 }
 
