@@ -679,7 +679,7 @@ mod tests {
                 Some(Role::Consultant),
                 Action::Conclusion {
                     consultation: c,
-                    deadline_met: i % 2 == 0,
+                    deadline_met: i.is_multiple_of(2),
                 },
             ),
             6 => (
@@ -792,7 +792,7 @@ mod tests {
             3 => {
                 entry.actor = match entry.actor.take() {
                     None => Some("intruder".into()),
-                    Some(_) if bit % 2 == 0 => None,
+                    Some(_) if bit.is_multiple_of(2) => None,
                     Some(name) => Some(format!("{name}x")),
                 }
             }

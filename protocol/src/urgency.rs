@@ -82,7 +82,7 @@ impl Deadlines {
     ) -> Result<Self, FieldError> {
         let minutes =
             |field: &'static str, d: Duration, max: Duration| -> Result<u32, FieldError> {
-                if d.is_zero() || d > max || d.as_secs() % 60 != 0 {
+                if d.is_zero() || d > max || !d.as_secs().is_multiple_of(60) {
                     return Err(FieldError::Invalid {
                         field,
                         reason: format!(

@@ -1019,7 +1019,7 @@ mod tests {
             1 => Action::Accept,
             2 => Action::Reject {
                 reason: "no capacity".into(),
-                forward: slot_pick % 2 == 0,
+                forward: slot_pick.is_multiple_of(2),
             },
             3 => Action::Start,
             4 => Action::AskMore {

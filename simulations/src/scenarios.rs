@@ -37,8 +37,8 @@ impl Federation {
         let orgs: Vec<TestOrg> = (0..orgs as u64)
             .map(|i| {
                 let level = match i {
-                    _ if i % 50 == 0 => OrgLevel::Federal,
-                    _ if i % 10 == 0 => OrgLevel::Regional,
+                    _ if i.is_multiple_of(50) => OrgLevel::Federal,
+                    _ if i.is_multiple_of(10) => OrgLevel::Regional,
                     _ => OrgLevel::District,
                 };
                 let all = Specialty::ALL;
