@@ -186,66 +186,56 @@ impl Node {
         }
     }
 
+    /// What the connection tells about a peer, whatever its admission.
+    fn peer_report(&self, peer: &PeerId, admission: &str, reason: Option<String>) -> PeerReport {
+        let info = self.peer_info.get(peer);
+        PeerReport {
+            admission: admission.into(),
+            reason,
+            org: OrgId::from_peer_id(peer)
+                .map(|o| o.to_string())
+                .unwrap_or_else(|_| peer.to_string()),
+            name: String::new(),
+            level: String::new(),
+            region: String::new(),
+            addresses: info
+                .map(|i| i.addresses.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default(),
+            latency_ms: info.and_then(|i| i.rtt).map(|d| d.as_secs_f64() * 1000.0),
+            protocol_version: info.and_then(|i| i.protocol_version.clone()),
+            agent_version: info.and_then(|i| i.agent_version.clone()),
+            protocols: info.map(|i| i.protocols.clone()).unwrap_or_default(),
+            gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
+            clock_skew_ms: info.and_then(|i| i.clock_skew_ms),
+        }
+    }
+
     fn peer_reports(&self) -> Vec<PeerReport> {
         let mut peers: Vec<PeerReport> = self
             .certified
             .iter()
             .map(|(peer, org)| {
-                let info = self.peer_info.get(peer);
                 let entry = self.directory.get(org);
                 PeerReport {
-                    admission: "admitted".into(),
-                    reason: None,
                     org: org.to_string(),
                     name: self.org_name(org),
                     level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
                     region: entry.map(|e| e.region().to_string()).unwrap_or_default(),
-                    addresses: info
-                        .map(|i| i.addresses.iter().map(|a| a.to_string()).collect())
-                        .unwrap_or_default(),
-                    latency_ms: info.and_then(|i| i.rtt).map(|d| d.as_secs_f64() * 1000.0),
-                    protocol_version: info.and_then(|i| i.protocol_version.clone()),
-                    agent_version: info.and_then(|i| i.agent_version.clone()),
-                    protocols: info.map(|i| i.protocols.clone()).unwrap_or_default(),
-                    gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
-                    clock_skew_ms: info.and_then(|i| i.clock_skew_ms),
+                    ..self.peer_report(peer, "admitted", None)
                 }
             })
             .collect();
         peers.sort_by(|a, b| (&a.level, &a.name).cmp(&(&b.level, &b.name)));
-        let stranger = |admission: &str, peer: &PeerId, reason: Option<String>| {
-            let info = self.peer_info.get(peer);
-            PeerReport {
-                admission: admission.into(),
-                reason,
-                org: OrgId::from_peer_id(peer)
-                    .map(|o| o.to_string())
-                    .unwrap_or_else(|_| peer.to_string()),
-                name: String::new(),
-                level: String::new(),
-                region: String::new(),
-                addresses: info
-                    .map(|i| i.addresses.iter().map(|a| a.to_string()).collect())
-                    .unwrap_or_default(),
-                latency_ms: info.and_then(|i| i.rtt).map(|d| d.as_secs_f64() * 1000.0),
-                protocol_version: info.and_then(|i| i.protocol_version.clone()),
-                agent_version: info.and_then(|i| i.agent_version.clone()),
-                protocols: info.map(|i| i.protocols.clone()).unwrap_or_default(),
-                gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
-                clock_skew_ms: None,
-            }
-        };
         peers.extend(
             self.awaiting_hello
                 .keys()
-                .map(|peer| stranger("pending", peer, None)),
+                .map(|peer| self.peer_report(peer, "pending", None)),
         );
         let now = self.now();
-        peers.extend(self.recent_refusals.iter().rev().map(|r| {
-            let mut report = stranger("refused", &r.peer, Some(r.reason.clone()));
-            report.addresses = r.addresses.iter().map(|a| a.to_string()).collect();
-            report.name = format!("refused {} s ago", now.since(r.at).as_secs());
-            report
+        peers.extend(self.recent_refusals.iter().rev().map(|r| PeerReport {
+            addresses: r.addresses.iter().map(|a| a.to_string()).collect(),
+            name: format!("refused {} s ago", now.since(r.at).as_secs()),
+            ..self.peer_report(&r.peer, "refused", Some(r.reason.clone()))
         }));
         peers
     }
