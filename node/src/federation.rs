@@ -255,6 +255,14 @@ pub mod wait {
     }
 
     /// The node's first listen address, with its `/p2p/` peer id: what others bootstrap from.
+    /// The TCP port of an address, for tests that reuse or rename it.
+    pub fn tcp_port(addr: &Multiaddr) -> Option<u16> {
+        addr.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+    }
+
     pub async fn listen_addr(
         node: &NodeHandle,
         patience: Duration,

@@ -42,8 +42,10 @@ pub struct Anchoring {
     key: konsilium_protocol::identity::IdentityKey,
     data_dir: std::path::PathBuf,
     now: Box<dyn Fn() -> Timestamp + Send + Sync>,
-    /// The head the anchor on disk vouches for.
-    head: std::sync::Mutex<Option<[u8; 32]>>,
+    /// Set when a journal entry is written, cleared once the anchor vouches
+    /// for it: most flushes (deliveries, records) leave the journal alone
+    /// and cost no read or signature.
+    moved: std::sync::atomic::AtomicBool,
 }
 
 impl Anchoring {
@@ -56,7 +58,8 @@ impl Anchoring {
             key,
             data_dir: data_dir.to_owned(),
             now: Box::new(now),
-            head: std::sync::Mutex::new(None),
+            // The first flush anchors whatever the journal holds at start.
+            moved: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }
@@ -242,10 +245,11 @@ impl Store {
 
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        if let Some(a) = &self.anchoring {
-            let (seq, head) = self.journal_head()?;
-            let mut anchored = a.head.lock().unwrap_or_else(|p| p.into_inner());
-            if *anchored != Some(head) {
+        use std::sync::atomic::Ordering;
+        if let Some(a) = &self.anchoring
+            && a.moved.swap(false, Ordering::AcqRel)
+        {
+            let written = self.journal_head().and_then(|(seq, head)| {
                 let checkpoint = Signed::sign(
                     &a.key,
                     &Checkpoint {
@@ -254,9 +258,12 @@ impl Store {
                         at: (a.now)(),
                     },
                 );
-                crate::anchor::write(&a.data_dir, &checkpoint)?;
-                *anchored = Some(head);
+                Ok(crate::anchor::write(&a.data_dir, &checkpoint)?)
+            });
+            if written.is_err() {
+                a.moved.store(true, Ordering::Release);
             }
+            written?;
         }
         Ok(())
     }
@@ -555,6 +562,9 @@ impl Store {
     pub fn put_journal(&self, entry: &Entry) -> Result<(), StoreError> {
         self.journal
             .insert(entry.seq.to_be_bytes(), encode(entry))?;
+        if let Some(a) = &self.anchoring {
+            a.moved.store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(())
     }
 

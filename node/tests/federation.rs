@@ -916,14 +916,7 @@ async fn a_bootstrap_peer_named_by_dns_is_dialled() {
     let spec = |name: &str| OrgSpec::new(name, OrgLevel::District, "RU-VLG", &[]);
     let (a, b) = (fed.enrol(spec("First")), fed.enrol(spec("Second")));
     let first = start(&a, vec![], vec![]).await;
-    let port = addr(&first)
-        .await
-        .iter()
-        .find_map(|p| match p {
-            Protocol::Tcp(port) => Some(port),
-            _ => None,
-        })
-        .unwrap();
+    let port = wait::tcp_port(&addr(&first).await).unwrap();
     let by_name: Multiaddr = format!("/dns4/localhost/tcp/{port}/p2p/{}", first.peer_id())
         .parse()
         .unwrap();

@@ -204,13 +204,7 @@ async fn a_second_node_on_a_port_in_use_refuses_to_start() {
     let (a, b) = (fed.enrol(spec("First")), fed.enrol(spec("Second")));
     let first = node::start(a.setup(vec![], vec![])).await.unwrap();
     let taken = wait::listen_addr(&first, PATIENCE).await.unwrap();
-    let port = taken
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-            _ => None,
-        })
-        .unwrap();
+    let port = wait::tcp_port(&taken).unwrap();
     let mut setup = b.setup(vec![], vec![]);
     setup.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
     let error = match node::start(setup).await {
