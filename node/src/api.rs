@@ -13,8 +13,8 @@
 
 use crate::fhir::{self, ConsultationRecord, FhirError};
 use crate::node::{
-    ActRequest, Attachment, ConclusionText, ConsultationView, Intake, IntakeKey, NewConsultation,
-    NodeError, NodeHandle, Sent, Target,
+    ActRequest, Attachment, CaseFile, ConclusionText, ConsultationView, Intake, IntakeKey,
+    NewConsultation, NodeError, NodeHandle, Sent, Target,
 };
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -23,10 +23,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use konsilium_protocol::cert::OrgLevel;
-use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::deadline::DeadlineState;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
+use konsilium_protocol::seal;
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
@@ -223,6 +224,7 @@ pub fn router(handle: Arc<NodeHandle>, users: Vec<User>, upload_dir: Option<Path
         .route("/consultations/{id}", get(get_consultation))
         .route("/consultations/{id}/actions", post(act))
         .route("/consultations/{id}/fhir", get(fhir_bundle))
+        .route("/consultations/{id}/files/{index}", get(get_file))
         .route("/fhir/ServiceRequest", post(import_fhir))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
@@ -712,6 +714,25 @@ fn summary_json(view: &ConsultationView, now: Timestamp) -> Value {
     })
 }
 
+/// The case extract's files as the API lists them, each with where to
+/// download it.
+fn files_json(view: &ConsultationView) -> Vec<Value> {
+    let id = id_text(&view.consultation.id());
+    view.files
+        .iter()
+        .enumerate()
+        .map(|(i, (info, blob))| {
+            json!({
+                "title": info.title,
+                "content_type": info.content_type,
+                "size": seal::plaintext_len(blob.size),
+                "blake3": blob.hex(),
+                "href": format!("/consultations/{id}/files/{i}"),
+            })
+        })
+        .collect()
+}
+
 fn view_json(view: &ConsultationView, now: Timestamp) -> Value {
     let c = &view.consultation;
     let mut out = summary_json(view, now);
@@ -789,6 +810,7 @@ fn view_json(view: &ConsultationView, now: Timestamp) -> Value {
             "first_response": c.first_response.map(rfc3339),
             "deadline": deadline,
             "extract": {"summary": view.extract.summary, "questions": view.extract.questions},
+            "files": files_json(view),
             "conclusion": conclusion,
             "history": history,
         });
@@ -894,7 +916,7 @@ fn idempotency_key(headers: &HeaderMap, field: Option<&str>) -> Result<Option<St
 /// BLAKE3 hash in order. Values the node fills in when absent (the consent
 /// time, the physician) are hashed as the client sent them, so a retry is
 /// the same even though "now" has moved.
-fn json_fingerprint(body: &[u8], files: &[tempfile::NamedTempFile]) -> Result<[u8; 32], Problem> {
+fn json_fingerprint(body: &[u8], files: &[Upload]) -> Result<[u8; 32], Problem> {
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::invalid("request", format!("the body is not JSON: {e}")))?;
     if let Some(obj) = value.as_object_mut() {
@@ -904,9 +926,13 @@ fn json_fingerprint(body: &[u8], files: &[tempfile::NamedTempFile]) -> Result<[u
     let mut h = blake3::Hasher::new();
     h.update(b"konsilium/json-intake/v1\0");
     h.update(value.to_string().as_bytes());
-    for (i, file) in files.iter().enumerate() {
+    for (i, upload) in files.iter().enumerate() {
         let mut part = blake3::Hasher::new();
-        let mut reader = file.reopen().map_err(|e| {
+        part.update(upload.info.title.as_deref().unwrap_or("").as_bytes());
+        part.update(&[0]);
+        part.update(upload.info.content_type.as_bytes());
+        part.update(&[0]);
+        let mut reader = upload.file.reopen().map_err(|e| {
             Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "upload-storage",
@@ -1082,10 +1108,17 @@ fn parse_target(target: Option<&str>) -> Result<Target, Problem> {
 
 /// Reads a `multipart/form-data` request: the JSON part `request` and any
 /// number of `attachment` parts, each streamed to a temporary file.
+/// An attachment part as it arrived: its bytes in a temporary file
+/// (deleted on drop), and its title and media type from the part's headers.
+struct Upload {
+    file: tempfile::NamedTempFile,
+    info: FileInfo,
+}
+
 async fn read_multipart(
     request: axum::extract::Request,
     upload_dir: Option<&std::path::Path>,
-) -> Result<(Bytes, Vec<tempfile::NamedTempFile>), Problem> {
+) -> Result<(Bytes, Vec<Upload>), Problem> {
     use axum::extract::FromRequest;
     use tokio::io::AsyncWriteExt;
     let bad = |detail: String| {
@@ -1126,6 +1159,12 @@ async fn read_multipart(
             }
             "attachment" => {
                 let index = files.len();
+                let info = FileInfo {
+                    title: field.file_name().map(str::to_owned),
+                    content_type: field
+                        .content_type()
+                        .map_or_else(|| FileInfo::default().content_type, str::to_owned),
+                };
                 let failed = |e: std::io::Error| {
                     tracing::error!("HTTP API: temporary file for an attachment: {e}");
                     Problem::new(
@@ -1151,7 +1190,7 @@ async fn read_multipart(
                     out.write_all(&chunk).await.map_err(failed)?;
                 }
                 out.flush().await.map_err(failed)?;
-                files.push(tmp);
+                files.push(Upload { file: tmp, info });
             }
             other => {
                 return Err(Problem::invalid(
@@ -1238,7 +1277,10 @@ async fn create_consultation(
     };
     let attachments = files
         .iter()
-        .map(|f| Attachment::File(f.path().to_owned()))
+        .map(|u| CaseFile {
+            info: u.info.clone(),
+            content: Attachment::File(u.file.path().to_owned()),
+        })
         .collect();
     // The files are sealed before this returns; they are deleted on drop.
     let response = match key {
@@ -1354,6 +1396,74 @@ async fn get_consultation(
         StatusCode::OK,
         &view_json(&view, state.node.now()),
     ))
+}
+
+/// One file of the case extract, decrypted on the way out. The plaintext
+/// passes through a temporary file that is unlinked before the first byte
+/// is sent, so nothing readable outlives the request.
+async fn get_file(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let index: u32 = index.parse().map_err(|_| {
+        Problem::invalid(
+            "index",
+            format!("file index {index:?} is not a non-negative number"),
+        )
+    })?;
+    let view = read_consultation(&state, &headers, &id).await?;
+    let Some((info, _)) = view.files.get(index as usize) else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-file",
+            "No such file",
+            format!(
+                "consultation {id} has {} files; there is no file {index}",
+                view.files.len()
+            ),
+        ));
+    };
+    let content_type = HeaderValue::from_str(&info.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let (file, size) = open_case_file(&state, view.consultation.id(), index).await?;
+    let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(r)
+}
+
+/// Decrypts a case file into a temporary file in the upload directory and
+/// returns it open and already unlinked.
+async fn open_case_file(
+    state: &AppState,
+    id: ConsultationId,
+    index: u32,
+) -> Result<(tokio::fs::File, u64), Problem> {
+    let failed = |e: std::io::Error| {
+        tracing::error!("HTTP API: temporary file for a case file: {e}");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "file-unavailable",
+            "The file could not be opened",
+            format!("file {index} of consultation {}: {e}", id_text(&id)),
+        )
+    };
+    let plain = match &state.upload_dir {
+        Some(dir) => tempfile::NamedTempFile::new_in(dir),
+        None => tempfile::NamedTempFile::new(),
+    }
+    .map_err(failed)?;
+    let (_, size) = state
+        .node
+        .open_case_file(id, index, plain.path().to_owned())
+        .await
+        .map_err(node_problem)?;
+    // Reopened before the name is removed: the open handle is all that remains.
+    let file = plain.reopen().map_err(failed)?;
+    drop(plain);
+    Ok((tokio::fs::File::from_std(file), size))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1614,7 +1724,9 @@ async fn fhir_bundle(
     let requester_name = name_of(&request.requester);
     let consultant_name = name_of(&request.consultant);
     let conclusion = view.conclusion.as_ref().map(|f| &f.conclusion);
+    let files = exported_files(&state, &view).await?;
     let bundle = fhir::export_bundle(&ConsultationRecord {
+        files: &files,
         consultation: &view.consultation,
         extract: &view.extract,
         requester_name: &requester_name,
@@ -1627,6 +1739,47 @@ async fn fhir_bundle(
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     Ok(r)
+}
+
+/// Case files up to this many bytes in all travel inline in an export, so
+/// that importing the export opens the same consultation; beyond it each
+/// file is given by its URL only, keeping the Bundle a size a hospital
+/// system can hold in memory.
+const INLINE_FILES_LIMIT: u64 = 32 << 20;
+
+async fn exported_files(
+    state: &AppState,
+    view: &ConsultationView,
+) -> Result<Vec<fhir::ExportedFile>, Problem> {
+    let id = view.consultation.id();
+    let total: u64 = view.files.iter().map(|(_, blob)| blob.size).sum();
+    let mut files = Vec::with_capacity(view.files.len());
+    for (index, (info, blob)) in view.files.iter().enumerate() {
+        let data = if total <= INLINE_FILES_LIMIT {
+            let (mut file, _) = open_case_file(state, id, index as u32).await?;
+            let mut bytes = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut file, &mut bytes)
+                .await
+                .map_err(|e| {
+                    Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "file-unavailable",
+                        "The file could not be opened",
+                        format!("file {index} of consultation {}: {e}", id_text(&id)),
+                    )
+                })?;
+            Some(bytes)
+        } else {
+            None
+        };
+        files.push(fhir::ExportedFile {
+            info: info.clone(),
+            blob: *blob,
+            url: format!("/consultations/{}/files/{index}", id_text(&id)),
+            data,
+        });
+    }
+    Ok(files)
 }
 
 #[derive(Debug, Deserialize)]
@@ -1710,7 +1863,13 @@ async fn import_fhir(
     let attachments = imported
         .attachments
         .into_iter()
-        .map(|a| Attachment::Bytes(a.data))
+        .map(|a| CaseFile {
+            info: FileInfo {
+                title: a.title,
+                content_type: a.content_type,
+            },
+            content: Attachment::Bytes(a.data),
+        })
         .collect();
     let new = NewConsultation {
         target: imported.target.map_or(Target::Best, Target::Org),
@@ -1904,6 +2063,16 @@ pub fn openapi_document() -> Value {
                             "content": {FHIR_JSON: {"schema": {"type": "object"}}}})))
                 }
             },
+            "/consultations/{id}/files/{index}": {
+                "get": {
+                    "summary": "One file of the case extract, decrypted, with its media type",
+                    "parameters": [id_param, {"name": "index", "in": "path", "required": true,
+                        "schema": {"type": "integer", "minimum": 0}}],
+                    "responses": with(errors(&[auth[0], ("404", "Unknown consultation or file")]),
+                        ("200", json!({"description": "The file's bytes",
+                            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}})))
+                }
+            },
             "/fhir/ServiceRequest": {
                 "post": {
                     "summary": "Import a FHIR Bundle with a ServiceRequest (and Consent) and open a consultation (physician)",
@@ -1993,7 +2162,16 @@ pub fn openapi_document() -> Value {
                         "properties": {
                             "requester": {"type": "string"}, "consultant": {"type": "string"}, "physician": {"type": "string"},
                             "consent": {"type": "object"}, "appointment": {"type": "object"}, "deadline": {"type": ["object", "null"]},
-                            "extract": {"type": "object"}, "conclusion": {"type": ["object", "null"]},
+                            "extract": {"type": "object"},
+                            "files": {"type": "array", "items": {"type": "object",
+                                "required": ["content_type", "size", "blake3", "href"],
+                                "properties": {
+                                    "title": {"type": ["string", "null"]},
+                                    "content_type": {"type": "string"},
+                                    "size": {"type": ["integer", "null"], "minimum": 0},
+                                    "blake3": {"type": "string"},
+                                    "href": {"type": "string"}}}},
+                            "conclusion": {"type": ["object", "null"]},
                             "history": {"type": "array", "items": {"type": "object",
                                 "properties": {"seq": {"type": "integer"}, "actor": {"type": "string"}, "role": {"type": "string"},
                                     "user": {"type": "string"}, "at": {"type": "string", "format": "date-time"},

@@ -5,13 +5,13 @@
 use anyhow::{Result, bail};
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
-    self, ActRequest, Attachment, ConclusionText, NewConsultation, NodeError, NodeEvent,
+    self, ActRequest, Attachment, CaseFile, ConclusionText, NewConsultation, NodeError, NodeEvent,
     NodeHandle, SendRequest, Target,
 };
 use konsilium_node::progress::Progress;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::cert::Trust;
-use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::seal::{PackageId, RoutingHeader};
@@ -351,9 +351,13 @@ async fn consultation(
                 },
                 escalated_from: None,
             },
-            vec![Attachment::Bytes(
-                (0..256 * 1024u32).map(|i| (i % 251) as u8).collect(),
-            )],
+            vec![CaseFile {
+                info: FileInfo {
+                    title: Some("12-lead ECG".into()),
+                    content_type: "application/octet-stream".into(),
+                },
+                content: Attachment::Bytes((0..256 * 1024u32).map(|i| (i % 251) as u8).collect()),
+            }],
         )
         .await?;
     println!(

@@ -25,6 +25,7 @@ use konsilium_protocol::calendar::WorkingCalendar;
 use konsilium_protocol::cert::{
     CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
 };
+use konsilium_protocol::content::FileInfo;
 use konsilium_protocol::delivery::{self, Receipt};
 use konsilium_protocol::directory::{
     Consultant, Directory, DirectoryRecord, Merge, RecordError, Service, SignedRecord,
@@ -309,6 +310,24 @@ pub enum Attachment {
     File(PathBuf),
 }
 
+/// One file of a case extract: its bytes and what the consultant needs to
+/// open them (title, media type), which travel sealed with the request.
+#[derive(Debug, Clone)]
+pub struct CaseFile {
+    pub info: FileInfo,
+    pub content: Attachment,
+}
+
+impl CaseFile {
+    /// Bytes whose kind the sender does not say.
+    pub fn untyped(content: Attachment) -> Self {
+        CaseFile {
+            info: FileInfo::default(),
+            content,
+        }
+    }
+}
+
 /// A package whose recipient is chosen and whose header is drawn, waiting
 /// for its attachments to be sealed outside the event loop.
 struct Plan {
@@ -456,9 +475,14 @@ enum Command {
         PackageId,
         oneshot::Sender<Result<AttachmentKeys, NodeError>>,
     ),
+    CaseFileKeys(
+        ConsultationId,
+        oneshot::Sender<Result<CaseFileKeys, NodeError>>,
+    ),
     Candidates(RoutingHeader, oneshot::Sender<Result<usize, NodeError>>),
     OpenConsultation(
         Box<NewConsultation>,
+        Vec<FileInfo>,
         OrgId,
         Option<IntakeKey>,
         oneshot::Sender<Result<consult::Opened, NodeError>>,
@@ -514,6 +538,9 @@ pub struct ActRequest {
 }
 
 type AttachmentKeys = (EnvelopeHeader, SealingKey, Vec<SealingPublicKey>, BlobStore);
+/// What opening a consultation's case files needs: the keys of the package
+/// that holds them, and their descriptions in the same order.
+type CaseFileKeys = (AttachmentKeys, Vec<FileInfo>);
 
 /// A running node, driven from other tasks.
 pub struct NodeHandle {
@@ -610,9 +637,9 @@ impl NodeHandle {
     pub async fn request_consultation(
         &self,
         new: NewConsultation,
-        attachments: Vec<Attachment>,
+        files: Vec<CaseFile>,
     ) -> Result<(ConsultationId, Sent), NodeError> {
-        match self.open_and_send(new, attachments, None).await? {
+        match self.open_and_send(new, files, None).await? {
             Intake::Opened(id, sent) => Ok((id, sent)),
             Intake::Existing(id) => Err(NodeError::IntakeConflict(id)),
         }
@@ -625,7 +652,7 @@ impl NodeHandle {
     pub async fn request_consultation_once(
         &self,
         new: NewConsultation,
-        attachments: Vec<Attachment>,
+        files: Vec<CaseFile>,
         key: IntakeKey,
     ) -> Result<Intake, NodeError> {
         // Checked first so a retry needs neither a route nor sealing; the
@@ -636,15 +663,17 @@ impl NodeHandle {
         {
             return Ok(Intake::Existing(id));
         }
-        self.open_and_send(new, attachments, Some(key)).await
+        self.open_and_send(new, files, Some(key)).await
     }
 
     async fn open_and_send(
         &self,
         new: NewConsultation,
-        attachments: Vec<Attachment>,
+        files: Vec<CaseFile>,
         intake: Option<IntakeKey>,
     ) -> Result<Intake, NodeError> {
+        let (infos, attachments): (Vec<FileInfo>, Vec<Attachment>) =
+            files.into_iter().map(|f| (f.info, f.content)).unzip();
         let routing = RoutingHeader {
             specialty: new.specialty,
             min_level: new.min_level,
@@ -680,7 +709,9 @@ impl NodeHandle {
         };
         let identifier = intake.as_ref().map(|k| k.identifier.clone());
         let request = match self
-            .ask(|tx| Command::OpenConsultation(Box::new(new), consultant, intake, tx))
+            .ask(|tx| {
+                Command::OpenConsultation(Box::new(new), infos.clone(), consultant, intake, tx)
+            })
             .await??
         {
             consult::Opened::New(request) => request,
@@ -695,6 +726,7 @@ impl NodeHandle {
             let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
                 request,
                 extract,
+                files: infos,
             })
             .map_err(|e| NodeError::Network(e.to_string()))?;
             self.seal_and_commit(plan, body, attachments).await
@@ -763,18 +795,30 @@ impl NodeHandle {
         index: u32,
         dest: PathBuf,
     ) -> Result<u64, NodeError> {
-        let (header, sealing, keys, blobs) =
-            self.ask(|tx| Command::AttachmentKeys(id, tx)).await??;
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::create(&dest)
-                .map_err(|e| NodeError::Attachment(format!("{}: {e}", dest.display())))?;
-            let mut out = std::io::BufWriter::new(file);
-            let n = blobs.open_attachment(&header, index, &sealing, &keys, &mut out)?;
-            std::io::Write::flush(&mut out).map_err(|e| NodeError::Attachment(e.to_string()))?;
-            Ok(n)
-        })
-        .await
-        .map_err(|e| NodeError::Attachment(e.to_string()))?
+        let keys = self.ask(|tx| Command::AttachmentKeys(id, tx)).await??;
+        open_to_file(keys, index, dest).await
+    }
+
+    /// Opens file `index` of a consultation's case extract into `dest`,
+    /// on either side: the consultant reads the request's package, the
+    /// requester its own sealed copy. Returns what the file is and its size.
+    pub async fn open_case_file(
+        &self,
+        id: ConsultationId,
+        index: u32,
+        dest: PathBuf,
+    ) -> Result<(FileInfo, u64), NodeError> {
+        let ((header, sealing, keys, blobs), files) =
+            self.ask(|tx| Command::CaseFileKeys(id, tx)).await??;
+        if index as usize >= header.attachments.len() {
+            return Err(NodeError::Attachment(format!(
+                "consultation {id} has {} files, there is no file {index}",
+                header.attachments.len()
+            )));
+        }
+        let info = files.get(index as usize).cloned().unwrap_or_default();
+        let size = open_to_file((header, sealing, keys, blobs), index, dest).await?;
+        Ok((info, size))
     }
 
     /// Opens a received package.
@@ -855,9 +899,6 @@ const FETCH_WINDOW: usize = 16;
 /// A consultation request lives as long as the longest legal deadline allows, with margin.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 
-/// How often the requesting side looks for consultations to escalate.
-const ESCALATION_CHECK: Duration = Duration::from_secs(1);
-
 /// Gossipsub application score of a connected peer that has not been
 /// admitted: far below the graylist threshold, so it gets no mesh slot and
 /// its gossip is ignored.
@@ -902,8 +943,8 @@ struct Node {
     bootstrap: Vec<Multiaddr>,
     journal: Journal,
     clock: std::sync::Arc<dyn Clock>,
-    last_escalation_check: Timestamp,
-    deadline_states: HashMap<ConsultationId, konsilium_protocol::deadline::DeadlineState>,
+    /// Every consultation's deadline and escalation timers.
+    timers: konsilium_protocol::timers::ConsultationTimers,
     /// Refused peers and when their connections are cut.
     refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
@@ -1050,8 +1091,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         refused: HashMap::new(),
         journal,
         clock: setup.clock.clone(),
-        last_escalation_check: Timestamp::default(),
-        deadline_states: HashMap::new(),
+        timers: Default::default(),
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         scope: setup.scope,
@@ -1083,6 +1123,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         revocation_topic,
     };
     node.publish_record()?;
+    // The one scan of stored consultations: from here on the timers know
+    // every change as it happens.
+    for id in node.consultation_ids()? {
+        node.watch(&id);
+    }
     let anti_entropy_every = setup.anti_entropy_every;
     let clock = setup.clock.clone();
     let task = tokio::spawn(async move { node.run(command_rx, anti_entropy_every).await });
@@ -1154,11 +1199,7 @@ impl Node {
     fn on_tick(&mut self) {
         self.cut_refused();
         self.remove_expired_blobs();
-        let now = self.now();
-        if now.since(self.last_escalation_check) >= ESCALATION_CHECK {
-            self.last_escalation_check = now;
-            self.escalate_due();
-        }
+        self.on_timers();
         if self.record_dirty
             && let Err(e) = self.publish_record()
         {
@@ -1538,8 +1579,9 @@ impl Node {
                 let _ = self.deliver_due();
             }
             Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
-            Command::OpenConsultation(new, consultant, intake, reply) => {
-                let _ = reply.send(self.open_consultation(&new, consultant, intake.as_ref()));
+            Command::OpenConsultation(new, files, consultant, intake, reply) => {
+                let _ =
+                    reply.send(self.open_consultation(&new, files, consultant, intake.as_ref()));
             }
             Command::FindIntake(key, reply) => {
                 let _ = reply.send(self.find_intake(&key));
@@ -1587,6 +1629,9 @@ impl Node {
             }
             Command::AttachmentKeys(id, reply) => {
                 let _ = reply.send(self.attachment_keys(id));
+            }
+            Command::CaseFileKeys(id, reply) => {
+                let _ = reply.send(self.case_file_keys(&id));
             }
             Command::Open(id, reply) => {
                 let _ = reply.send(self.open_package(id));
@@ -1727,6 +1772,23 @@ fn resume_journal(
         tracing::error!("the consultation journal failed verification: {e}");
     }
     Ok(entries.last().map(Journal::resume).unwrap_or_default())
+}
+
+/// Opens one attachment into a new file on a blocking thread, streaming.
+async fn open_to_file(
+    (header, sealing, keys, blobs): AttachmentKeys,
+    index: u32,
+    dest: PathBuf,
+) -> Result<u64, NodeError> {
+    tokio::task::spawn_blocking(move || {
+        let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", dest.display()));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&dest).map_err(failed)?);
+        let n = blobs.open_attachment(&header, index, &sealing, &keys, &mut out)?;
+        std::io::Write::flush(&mut out).map_err(failed)?;
+        Ok(n)
+    })
+    .await
+    .map_err(|e| NodeError::Attachment(e.to_string()))?
 }
 
 /// Seals each attachment for the plan's recipient on a blocking thread,

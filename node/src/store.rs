@@ -8,7 +8,7 @@
 
 use konsilium_protocol::cert::RevocationNotice;
 use konsilium_protocol::conclusion::ConclusionFile;
-use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::directory::SignedRecord;
 use konsilium_protocol::identity::OrgId;
@@ -123,14 +123,25 @@ pub struct StoredConsultation {
     /// The attachments sealed to this organization itself (requesting side),
     /// listed in this header, for sealing anew on escalation.
     pub own_copy: Option<konsilium_protocol::seal::EnvelopeHeader>,
+    /// What each attachment of the request is, in the package's order.
+    pub files: Vec<FileInfo>,
+    /// The package that brought the request (consulting side), whose
+    /// attachments are the case files.
+    pub received_in: Option<PackageId>,
 }
 
 impl StoredConsultation {
     /// A consultation as it starts: its request, no steps yet.
-    pub fn new(request: Signed<ConsultationRequest>, extract: CaseExtract) -> Self {
+    pub fn new(
+        request: Signed<ConsultationRequest>,
+        extract: CaseExtract,
+        files: Vec<FileInfo>,
+    ) -> Self {
         StoredConsultation {
             request,
             extract,
+            files,
+            received_in: None,
             history: Vec::new(),
             early: Vec::new(),
             conclusion: None,
@@ -712,7 +723,7 @@ mod tests {
         );
         {
             let store = Store::open(dir.path()).unwrap();
-            let stored = StoredConsultation::new(request.clone(), extract.clone());
+            let stored = StoredConsultation::new(request.clone(), extract.clone(), Vec::new());
             store
                 .put_consultation_with_intake(&a, &stored, &ka, &old)
                 .unwrap();

@@ -957,29 +957,31 @@ async fn a_his_referral_is_idempotent_complete_and_names_no_patient() {
         "the patient; recorded by Dr. Olga Belova"
     );
     assert_eq!(seen["consent"]["at"], "2026-06-02T05:15:00Z");
-    let package = package.unwrap();
-    let mut id_bytes = [0u8; 16];
-    for (i, b) in id_bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&package[2 * i..2 * i + 2], 16).unwrap();
+    // The PDF is a case file on both sides, downloadable as what it is.
+    let listed = &seen["files"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{seen}");
+    assert_eq!(listed[0]["title"], "Echocardiography report");
+    assert_eq!(listed[0]["content_type"], "application/pdf");
+    assert_eq!(listed[0]["size"], pdf.len());
+    let href = listed[0]["href"].as_str().unwrap().to_owned();
+    assert_eq!(href, format!("/consultations/{id}/files/0"));
+    for (api, token) in [(&at_f, "coord-f"), (&at_r, "his")] {
+        let resp = api
+            .client
+            .get(format!("{}{href}", api.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/pdf");
+        assert!(resp.bytes().await.unwrap() == pdf, "the PDF intact");
     }
-    let out = tmp.path().join("echo.pdf");
-    let opened = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(n) = federal
-                .open_attachment(PackageId(id_bytes), 0, out.clone())
-                .await
-            {
-                return n;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the PDF opens at the consultant");
-    assert_eq!(opened, pdf.len() as u64);
-    assert!(std::fs::read(&out).unwrap() == pdf, "the PDF intact");
-    std::fs::remove_file(&out).unwrap();
-
+    let missing = at_f
+        .get(&format!("/consultations/{id}/files/1"), "coord-f")
+        .await;
+    assert_problem(&missing, StatusCode::NOT_FOUND, "no file 1");
+    let _ = package;
     // The consultant's export carries the request back, without the patient.
     let (status, _, exported) = at_f
         .get(&format!("/consultations/{id}/fhir"), "coord-f")
@@ -999,6 +1001,32 @@ async fn a_his_referral_is_idempotent_complete_and_names_no_patient() {
         sr["reasonCode"][0]["text"],
         "Recurrent syncope, sinus pauses up to 4 s on Holter"
     );
+    // Imported again, the export opens the same request with the same file.
+    let (status, _, again) = at_r.post("/fhir/ServiceRequest", "his", &exported).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let again_id = again["id"].as_str().unwrap().to_owned();
+    assert_ne!(again_id, id);
+    let (_, _, second) = at_r.get(&format!("/consultations/{again_id}"), "his").await;
+    assert_eq!(second["extract"], seen["extract"]);
+    assert_eq!(second["physician"], seen["physician"]);
+    for key in ["title", "content_type", "size"] {
+        assert_eq!(second["files"][0][key], seen["files"][0][key], "{key}");
+    }
+    let (status, _, second_export) = at_r
+        .get(&format!("/consultations/{again_id}/fhir"), "his")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let document = |bundle: &Value| {
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].clone())
+            .find(|r| r["resourceType"] == "DocumentReference")
+            .unwrap()["content"][0]["attachment"]["data"]
+            .clone()
+    };
+    assert_eq!(document(&second_export), document(&exported));
 
     // Nothing either node stored names the patient.
     task_r.abort();

@@ -3,11 +3,11 @@
 
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::node::{
-    self, ActRequest, Attachment, ConclusionText, NewConsultation, NodeError, NodeEvent,
+    self, ActRequest, Attachment, CaseFile, ConclusionText, NewConsultation, NodeError, NodeEvent,
     NodeHandle, Target,
 };
 use konsilium_protocol::cert::{OrgLevel, Trust};
-use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::journal::{self, Action as JournalAction, Role};
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
@@ -25,6 +25,13 @@ async fn status_reaches(rx: &mut broadcast::Receiver<NodeEvent>, id: Consultatio
     })
     .await
     .unwrap();
+}
+
+fn ecg_info() -> FileInfo {
+    FileInfo {
+        title: Some("12-lead ECG".into()),
+        content_type: "application/pdf".into(),
+    }
 }
 
 fn consent() -> Consent {
@@ -122,7 +129,10 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
         .district
         .request_consultation(
             new_consultation(Urgency::Planned, consent()),
-            vec![Attachment::Bytes(ecg.clone())],
+            vec![CaseFile {
+                info: ecg_info(),
+                content: Attachment::Bytes(ecg.clone()),
+            }],
         )
         .await
         .unwrap();
@@ -210,6 +220,7 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
     // The conclusion verifies offline with the federation's root key alone.
     let file = d
         .conclusion
+        .clone()
         .expect("the conclusion travelled with the step");
     let trust = Trust::new([w.fed.root().key()]);
     let (conclusion, signer) = file.verify(&trust, node::now()).unwrap();
@@ -234,6 +245,19 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
         ecg.len() as u64
     );
     assert!(std::fs::read(&out).unwrap() == ecg);
+    // Both sides list it as the case file it is, and open it by consultation.
+    for (n, view) in [(&w.district, &d), (&w.federal, &f)] {
+        assert_eq!(view.files.len(), 1);
+        assert_eq!(view.files[0].0, ecg_info());
+        let out = w._tmp.path().join(format!("case-file-{}", n.org()));
+        let (info, size) = n.open_case_file(id, 0, out.clone()).await.unwrap();
+        assert_eq!((info, size), (ecg_info(), ecg.len() as u64));
+        assert!(std::fs::read(&out).unwrap() == ecg);
+        assert!(
+            n.open_case_file(id, 1, out).await.is_err(),
+            "there is no file 1"
+        );
+    }
     assert!(
         f.deadline.is_some(),
         "the federal calendar gives a deadline"
@@ -339,7 +363,10 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
     let ecg: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
     let mut at_federal = f.subscribe();
     let (first, sent) = a
-        .request_consultation(request, vec![Attachment::Bytes(ecg.clone())])
+        .request_consultation(
+            request,
+            vec![CaseFile::untyped(Attachment::Bytes(ecg.clone()))],
+        )
         .await
         .unwrap();
     assert_eq!(sent.recipient, b.org(), "the nearest level first");
@@ -664,7 +691,7 @@ async fn a_step_that_overtakes_its_request_is_held_and_applied() {
         .district
         .request_consultation(
             new_consultation(Urgency::Planned, consent()),
-            vec![Attachment::Bytes(scan)],
+            vec![CaseFile::untyped(Attachment::Bytes(scan))],
         )
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 use konsilium_node::admin;
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
-    self, Attachment, NewConsultation, NodeEvent, NodeHandle, SendRequest, Target,
+    self, Attachment, CaseFile, NewConsultation, NodeEvent, NodeHandle, SendRequest, Target,
 };
 use konsilium_protocol::cert::{Issuer, OrgLevel, RegionCode};
 use konsilium_protocol::content::CaseExtract;
@@ -213,7 +213,7 @@ async fn every_view_works_against_a_live_federation() {
                 },
                 escalated_from: None,
             },
-            vec![Attachment::Bytes(vec![7u8; 50_000])],
+            vec![CaseFile::untyped(Attachment::Bytes(vec![7u8; 50_000]))],
         )
         .await
         .unwrap();

@@ -16,12 +16,33 @@ pub struct CaseExtract {
     pub questions: String,
 }
 
+/// What a clinician needs to open one of the case extract's attachments,
+/// which travel as the package's blobs and carry only a hash and a size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub title: Option<String>,
+    /// A media type such as `application/pdf` or `application/dicom`.
+    pub content_type: String,
+}
+
+impl Default for FileInfo {
+    /// Bytes whose kind the sender did not say.
+    fn default() -> Self {
+        FileInfo {
+            title: None,
+            content_type: "application/octet-stream".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PackageBody {
-    /// Opens a consultation; attachments (images, ECG, DICOM) travel as the package's blobs.
+    /// Opens a consultation; attachments (images, ECG, DICOM) travel as the
+    /// package's blobs, described by `files` in the same order.
     Consultation {
         request: Signed<ConsultationRequest>,
         extract: CaseExtract,
+        files: Vec<FileInfo>,
     },
     /// One workflow step; a conclusion travels with the step that concludes.
     Step {

@@ -17,6 +17,7 @@ pub mod seal;
 pub mod signed;
 pub mod specialty;
 pub mod time;
+pub mod timers;
 pub mod urgency;
 pub mod wire;
 pub mod workflow;

@@ -341,6 +341,17 @@ pub fn sealed_len(len: usize) -> usize {
     HANDSHAKE_LEN + len + (len.div_ceil(CHUNK_PLAINTEXT) + 1) * (FRAME_LEN + TAG_LEN)
 }
 
+/// Size of the plaintext a sealed body of `sealed` bytes holds: what a
+/// recipient tells a user about a file before opening it. `None` when no
+/// plaintext seals to that size.
+pub fn plaintext_len(sealed: u64) -> Option<u64> {
+    let per_frame = (FRAME_LEN + TAG_LEN) as u64;
+    let x = sealed.checked_sub(HANDSHAKE_LEN as u64 + per_frame)?;
+    let chunks = x.div_ceil(CHUNK_PLAINTEXT as u64 + per_frame);
+    let len = x - chunks * per_frame;
+    (sealed_len(usize::try_from(len).ok()?) as u64 == sealed).then_some(len)
+}
+
 /// Seals a whole body in memory.
 pub fn seal(
     header: EnvelopeHeader,
@@ -635,8 +646,24 @@ mod tests {
             let plain = body(len);
             let p = seal_to(&s, &s.federal, &plain);
             assert_eq!(p.body.len(), sealed_len(len), "len {len}");
+            assert_eq!(plaintext_len(p.body.len() as u64), Some(len as u64));
             assert_eq!(open_as(&s, &s.federal, &p).unwrap(), plain, "len {len}");
         }
+    }
+
+    #[test]
+    fn plaintext_len_inverts_sealed_len() {
+        for len in (0..5 * CHUNK_PLAINTEXT)
+            .step_by(997)
+            .chain([CHUNK_PLAINTEXT, 1 << 30])
+        {
+            assert_eq!(plaintext_len(sealed_len(len) as u64), Some(len as u64));
+        }
+        // Past a full chunk the next byte costs a whole frame: the sizes
+        // in between hold no plaintext.
+        assert_eq!(plaintext_len(sealed_len(CHUNK_PLAINTEXT) as u64 + 1), None);
+        assert_eq!(plaintext_len(sealed_len(10) as u64 + 1), Some(11));
+        assert_eq!(plaintext_len(3), None);
     }
 
     #[test]

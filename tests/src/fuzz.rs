@@ -680,6 +680,10 @@ pub fn seeds() -> Vec<Seed> {
             summary: "Palpitations for two weeks".into(),
             questions: "Ablation or medication?".into(),
         },
+        files: vec![konsilium_protocol::content::FileInfo {
+            title: Some("Holter ECG".into()),
+            content_type: "application/pdf".into(),
+        }],
     });
     let consultation_package = seal::seal(
         pkg_with_consultation,

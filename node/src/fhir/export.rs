@@ -148,6 +148,9 @@ impl<'r, 'a> Exporter<'r, 'a> {
         }
         push(&self.service_request, self.service_request());
         push(&self.consent, self.consent());
+        for (i, file) in self.r.files.iter().enumerate() {
+            push(&self.document(i), self.document_reference(file));
+        }
         let notes = self.communications();
         push(&self.task, self.task(self.conclusion.is_some(), &notes));
         if let Some(appointment) = self.appointment() {
@@ -285,7 +288,37 @@ impl<'r, 'a> Exporter<'r, 'a> {
             // wrote; the questions for the consultant travel as the note.
             "reasonCode": fhir_string(&self.r.extract.summary).map(|t| vec![json!({"text": t})]),
             "note": fhir_string(&self.r.extract.questions).map(|t| vec![json!({"text": t})]),
-            "supportingInfo": [self.reference(&self.consent)],
+            "supportingInfo": std::iter::once(self.reference(&self.consent))
+                .chain((0..self.r.files.len()).map(|i| self.reference(&self.document(i))))
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    fn document(&self, index: usize) -> String {
+        stable_uuid(&[&self.cid.0, b"document", &(index as u64).to_le_bytes()])
+    }
+
+    /// A file of the case extract, where an import looks for it.
+    fn document_reference(&self, file: &ExportedFile) -> Value {
+        json!({
+            "resourceType": "DocumentReference",
+            "identifier": [{"system": BLOB_SYSTEM, "value": file.blob.hex()}],
+            "status": "current",
+            "subject": self.patient(),
+            "date": instant(self.r.consultation.request.created),
+            "description": file.info.title.as_deref().and_then(fhir_string),
+            "content": [{
+                "attachment": {
+                    "contentType": file.info.content_type,
+                    "title": file.info.title.as_deref().and_then(fhir_string),
+                    "url": file.url,
+                    // unsignedInt stops at 2^31 - 1; a larger size is left out.
+                    "size": konsilium_protocol::seal::plaintext_len(file.blob.size)
+                        .and_then(|n| i32::try_from(n).ok()),
+                    "data": file.data.as_ref().map(|d| BASE64.encode(d)),
+                },
+            }],
+            "context": {"related": [self.reference(&self.service_request)]},
         })
     }
 

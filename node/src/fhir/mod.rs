@@ -77,10 +77,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use konsilium_protocol::conclusion::Conclusion;
-use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{Action as JournalAction, Entry, Role};
+use konsilium_protocol::seal::BlobRef;
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::time::Timestamp;
@@ -132,6 +133,8 @@ pub const SIGNED_CONTENT_TYPE: &str = "application/konsilium-signed";
 /// Scheme of a Consent's scanned form: `urn:konsilium:blake3:<hex>`.
 const DOCUMENT_URL_PREFIX: &str = "urn:konsilium:blake3:";
 const BLOB_URL_PREFIX: &str = "urn:konsilium:blob:";
+/// `DocumentReference.identifier`: the BLAKE3 hash of a sealed file, in hex.
+pub const BLOB_SYSTEM: &str = "urn:konsilium:blob";
 
 const SNOMED: &str = "http://snomed.info/sct";
 const LOINC: &str = "http://loinc.org";
@@ -153,6 +156,22 @@ pub struct ConsultationRecord<'a> {
     pub conclusion: Option<&'a Signed<Conclusion>>,
     /// Entries about this consultation; entries about another one are skipped.
     pub journal: &'a [Entry],
+    /// The case extract's files, in the request's order.
+    pub files: &'a [ExportedFile],
+}
+
+/// One file of the case extract as the export shows it: a DocumentReference
+/// in the ServiceRequest's `supportingInfo`, which an import reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedFile {
+    pub info: FileInfo,
+    pub blob: BlobRef,
+    /// Where the HTTP API serves the file, relative to its base URL.
+    pub url: String,
+    /// The bytes, when the export carries them inline (`Attachment.data`);
+    /// without them an import of the export cannot open the consultation
+    /// again with this file.
+    pub data: Option<Vec<u8>>,
 }
 
 /// A consultation request as a hospital information system sent it.

@@ -297,6 +297,7 @@ impl Case {
             deadline: Some(&self.deadline),
             conclusion: self.conclusion.as_ref(),
             journal: &self.journal,
+            files: &[],
         }
     }
 
@@ -1033,6 +1034,7 @@ fn odd_values_still_export_valid_fhir() {
         deadline: Some(&deadline),
         conclusion: None,
         journal: &journal,
+        files: &[],
     });
     assert_valid(&bundle);
     assert_eq!(
@@ -1768,6 +1770,7 @@ struct Drawn {
     physician: String,
     consent: Consent,
     extract: CaseExtract,
+    files: Vec<(FileInfo, Vec<u8>)>,
 }
 
 /// A FHIR `string` as an export leaves it: not blank, no surrounding
@@ -1810,9 +1813,10 @@ fn drawn() -> impl proptest::strategy::Strategy<Value = Drawn> {
         proptest::option::of(fhir_text()),
         optional_text(),
         optional_text(),
+        proptest::collection::vec(case_file(), 0..3),
     )
         .prop_map(
-            |(specialty, urgency, physician, given, override_reason, summary, questions)| {
+            |(specialty, urgency, physician, given, override_reason, summary, questions, files)| {
                 let (giver, ms, method, document) = given;
                 let consent = match override_reason {
                     Some(reason) if urgency == Urgency::Emergency => {
@@ -1831,9 +1835,33 @@ fn drawn() -> impl proptest::strategy::Strategy<Value = Drawn> {
                     physician,
                     consent,
                     extract: CaseExtract { summary, questions },
+                    files,
                 }
             },
         )
+}
+
+/// A file of a case extract: a one-line title or none, a media type, bytes.
+fn case_file() -> impl proptest::strategy::Strategy<Value = (FileInfo, Vec<u8>)> {
+    use proptest::prelude::*;
+    let content_type = proptest::sample::select(vec![
+        "application/pdf",
+        "application/dicom",
+        "image/jpeg",
+        "application/octet-stream",
+    ]);
+    (
+        proptest::option::of("[A-Za-zА-Яа-я0-9][A-Za-zА-Яа-я0-9 .()-]{0,40}[A-Za-z0-9)]"),
+        content_type,
+        proptest::collection::vec(any::<u8>(), 1..512),
+    )
+        .prop_map(|(title, content_type, data)| {
+            let info = FileInfo {
+                title,
+                content_type: content_type.into(),
+            };
+            (info, data)
+        })
 }
 
 /// The export of a newly opened consultation with `drawn`'s content.
@@ -1851,6 +1879,21 @@ fn export_drawn(district: &TestOrg, consultant: OrgId, drawn: &Drawn) -> Value {
     };
     let signed = workflow::request(&district.identity, request).expect("a valid request");
     let consultation = Consultation::open(&signed).expect("opens");
+    let files: Vec<ExportedFile> = drawn
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, (info, data))| ExportedFile {
+            info: info.clone(),
+            // Standing in for the sealed blob: the same bytes give the same reference.
+            blob: BlobRef {
+                hash: *blake3::hash(data).as_bytes(),
+                size: konsilium_protocol::seal::sealed_len(data.len()) as u64,
+            },
+            url: format!("/consultations/{CID}/files/{i}"),
+            data: Some(data.clone()),
+        })
+        .collect();
     export_bundle(&ConsultationRecord {
         consultation: &consultation,
         extract: &drawn.extract,
@@ -1859,6 +1902,7 @@ fn export_drawn(district: &TestOrg, consultant: OrgId, drawn: &Drawn) -> Value {
         deadline: None,
         conclusion: None,
         journal: &[],
+        files: &files,
     })
 }
 
@@ -1886,6 +1930,18 @@ fn export_import_export_is_stable() {
             proptest::prop_assert_eq!(&imported.questions, &drawn.extract.questions);
             proptest::prop_assert_eq!(imported.consent.as_ref(), Some(&drawn.consent));
             proptest::prop_assert_eq!(imported.target, Some(federal.id()));
+            let files: Vec<(FileInfo, Vec<u8>)> = imported
+                .attachments
+                .iter()
+                .map(|a| {
+                    let info = FileInfo {
+                        title: a.title.clone(),
+                        content_type: a.content_type.clone(),
+                    };
+                    (info, a.data.clone())
+                })
+                .collect();
+            proptest::prop_assert_eq!(&files, &drawn.files);
             // And what the import opens exports to the same Bundle.
             let again = Drawn {
                 specialty: imported.specialty,
@@ -1896,6 +1952,7 @@ fn export_import_export_is_stable() {
                     summary: imported.case_summary.clone(),
                     questions: imported.questions.clone(),
                 },
+                files,
             };
             let target = imported.target.expect("a performer");
             let second = export_drawn(&district, target, &again);

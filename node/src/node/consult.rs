@@ -10,14 +10,16 @@ use super::{INTAKE_RETENTION, IntakeKey, Node, NodeError, NodeEvent, Target, ran
 use crate::store::{self, EarlyStep, IntakeRecord, StoredConsultation};
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
-use konsilium_protocol::content::{CaseExtract, PackageBody};
-use konsilium_protocol::deadline::{Deadline, DeadlineState};
+use konsilium_protocol::content::{CaseExtract, FileInfo, PackageBody};
+use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::identity::SealingKey;
 use konsilium_protocol::journal::{self, ConsultationRef, Role};
 use konsilium_protocol::route::{self, RouteRequest};
-use konsilium_protocol::seal::{EnvelopeHeader, PackageId, RoutingHeader};
+use konsilium_protocol::seal::{BlobRef, EnvelopeHeader, PackageId, RoutingHeader};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::timers::{Escalation, Facts, TimerEvent};
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire;
 use konsilium_protocol::workflow::{
@@ -25,6 +27,9 @@ use konsilium_protocol::workflow::{
     WorkflowError,
 };
 use std::time::Duration;
+
+/// How soon an escalation that failed (no route yet, a disk error) is tried again.
+const ESCALATION_RETRY: Duration = Duration::from_secs(1);
 
 /// Who the journal names for steps the node takes by itself.
 const ESCALATION_USER: &str = "konsilium (automatic escalation)";
@@ -80,6 +85,8 @@ pub struct ConsultationView {
     pub counterpart: OrgId,
     /// From the consulting organization's calendar and deadlines, when it is in the directory.
     pub deadline: Option<Deadline>,
+    /// The case extract's files: what each is, and its sealed blob.
+    pub files: Vec<(FileInfo, BlobRef)>,
 }
 
 fn routing(request: &ConsultationRequest, min_level: OrgLevel) -> RoutingHeader {
@@ -202,6 +209,7 @@ impl Node {
     pub(super) fn open_consultation(
         &mut self,
         new: &NewConsultation,
+        files: Vec<FileInfo>,
         consultant: OrgId,
         intake: Option<&IntakeKey>,
     ) -> Result<Opened, NodeError> {
@@ -222,7 +230,7 @@ impl Node {
             escalated_from: new.escalated_from,
         };
         let signed = workflow::request(&self.identity, request.clone())?;
-        let stored = StoredConsultation::new(signed.clone(), new.extract.clone());
+        let stored = StoredConsultation::new(signed.clone(), new.extract.clone(), files);
         match intake {
             Some(key) => {
                 let horizon = request.created.saturating_sub(INTAKE_RETENTION);
@@ -258,6 +266,7 @@ impl Node {
             )?;
         }
         self.store.flush()?;
+        self.watch(&request.id);
         Ok(Opened::New(signed))
     }
 
@@ -337,6 +346,7 @@ impl Node {
             stored.conclusion = file.clone();
         }
         self.store.put_consultation(&id, &stored)?;
+        self.watch(&id);
         self.journal_step(&c, from, user, role, &step)?;
         let body = wire::encode(&PackageBody::Step {
             step,
@@ -408,9 +418,11 @@ impl Node {
             return;
         };
         let result = match content {
-            PackageBody::Consultation { request, extract } => {
-                self.receive_request(sender, package, request, extract)
-            }
+            PackageBody::Consultation {
+                request,
+                extract,
+                files,
+            } => self.receive_request(sender, package, request, extract, files),
             PackageBody::Step { step, conclusion } => {
                 self.receive_step(sender, step, conclusion.map(|c| *c))
             }
@@ -427,6 +439,7 @@ impl Node {
         package: PackageId,
         request: Signed<ConsultationRequest>,
         extract: CaseExtract,
+        files: Vec<FileInfo>,
     ) -> Result<(), NodeError> {
         let c = Consultation::open(&request)?;
         if c.request.requester != sender || c.request.consultant != self.me.cert.org {
@@ -437,8 +450,12 @@ impl Node {
         if self.store.consultation(&c.id())?.is_some() {
             return Ok(());
         }
-        self.store
-            .put_consultation(&c.id(), &StoredConsultation::new(request, extract))?;
+        let stored = StoredConsultation {
+            received_in: Some(package),
+            ..StoredConsultation::new(request, extract, files)
+        };
+        self.store.put_consultation(&c.id(), &stored)?;
+        self.watch(&c.id());
         self.append_journal(
             None,
             None,
@@ -535,6 +552,7 @@ impl Node {
         }
         self.store.put_consultation(&id, &stored)?;
         self.store.flush()?;
+        self.watch(&id);
         self.emit(NodeEvent::ConsultationUpdated {
             id,
             status: c.status,
@@ -542,49 +560,64 @@ impl Node {
         Ok(())
     }
 
-    /// Requesting side: an emergency without a first response in the
-    /// consultant's response time, or a request declined with "forward",
-    /// goes to the next candidate (same specialty, same or higher level,
-    /// never one already asked). The case is sealed anew for the new
-    /// consultant; the unanswered consultation is cancelled; when no one is
-    /// left, it fails.
-    pub(super) fn escalate_due(&mut self) {
-        let Ok(all) = self.store.consultations() else {
-            return;
+    /// Tells the consultation timers what a consultation looks like now;
+    /// called after every change to it, and for each one at start.
+    pub(super) fn watch(&mut self, id: &ConsultationId) {
+        let facts = match self.load_consultation(id) {
+            Ok((stored, c)) => Facts {
+                deadline: self.deadline(&c.request),
+                urgency: c.request.urgency,
+                status: c.status,
+                concluded: c.conclusion.is_some(),
+                first_response: c.first_response,
+                requesting: c.request.requester == self.me.cert.org,
+                forwarded: stored
+                    .history
+                    .last()
+                    .and_then(|s| s.decode_unverified().ok())
+                    .is_some_and(|t| matches!(t.action, Action::Reject { forward: true, .. })),
+                escalated: stored.escalated_to.is_some(),
+            },
+            Err(e) => {
+                tracing::warn!(consultation = %id, "not watched: {e}");
+                self.timers.handle_remove(id);
+                return;
+            }
         };
-        for stored in &all {
-            self.report_deadline(stored);
-        }
-        for stored in all {
-            if let Err(e) = self.escalate_one(stored) {
-                tracing::warn!("escalation: {e}");
+        self.timers.handle_update(self.now(), *id, facts);
+    }
+
+    /// Carries out what the consultation timers report: deadline alerts,
+    /// and escalations. Requesting side: an emergency without a first
+    /// response in the consultant's response time, or a request declined
+    /// with "forward", goes to the next candidate (same specialty, same or
+    /// higher level, never one already asked). The case is sealed anew for
+    /// the new consultant; the unanswered consultation is cancelled; when no
+    /// one is left, it fails.
+    pub(super) fn on_timers(&mut self) {
+        self.timers.handle_timeout(self.now());
+        while let Some(event) = self.timers.poll_event() {
+            match event {
+                TimerEvent::Deadline { id, state, due } => {
+                    tracing::warn!(consultation = %id, ?state, %due, "deadline");
+                    self.emit(NodeEvent::Deadline { id, state, due });
+                }
+                TimerEvent::Escalate { id, why } => {
+                    if let Err(e) = self.escalate(id, why) {
+                        tracing::warn!(consultation = %id, "escalation: {e}; retrying");
+                        let again = self.now().saturating_add(ESCALATION_RETRY);
+                        self.timers.retry_escalation(&id, again);
+                    }
+                }
             }
         }
     }
 
-    fn escalate_one(&mut self, stored: StoredConsultation) -> Result<(), NodeError> {
-        let request = stored.request.decode_unverified()?;
-        if request.requester != self.me.cert.org || stored.escalated_to.is_some() {
-            return Ok(());
-        }
-        let (_, c) = self.load_consultation(&request.id)?;
+    fn escalate(&mut self, id: ConsultationId, why: Escalation) -> Result<(), NodeError> {
+        let (stored, c) = self.load_consultation(&id)?;
+        let request = c.request.clone();
         let now = self.now();
-        let forwarded = stored
-            .history
-            .last()
-            .and_then(|s| s.decode_unverified().ok())
-            .is_some_and(|t| matches!(t.action, Action::Reject { forward: true, .. }));
-        let unanswered = request.urgency == Urgency::Emergency
-            && matches!(c.status, Status::Requested | Status::Received)
-            && self
-                .deadline(&request)
-                .and_then(|d| d.first_response_state(now, c.first_response))
-                == Some(konsilium_protocol::deadline::DeadlineState::Breached);
-        let reason = match (forwarded, unanswered) {
-            (true, _) => "declined with forward",
-            (_, true) => "no first response within the emergency response time",
-            _ => return Ok(()),
-        };
+        let reason = why.reason();
         // Everyone asked so far, oldest first, following the escalation links back.
         let mut tried = vec![request.consultant];
         let mut from = request.escalated_from;
@@ -634,7 +667,7 @@ impl Node {
             escalated_from: Some(request.id),
         };
         // Without an intake key a new consultation is always opened.
-        let signed = match self.open_consultation(&new, next, None)? {
+        let signed = match self.open_consultation(&new, stored.files.clone(), next, None)? {
             Opened::New(signed) => signed,
             Opened::Existing(id) => return Err(NodeError::IntakeConflict(id)),
         };
@@ -642,6 +675,7 @@ impl Node {
         let body = wire::encode(&PackageBody::Consultation {
             request: signed,
             extract: new.extract,
+            files: stored.files.clone(),
         })
         .map_err(|e| NodeError::Network(e.to_string()))?;
         let min_level = self
@@ -666,36 +700,6 @@ impl Node {
             consultant: next,
         });
         Ok(())
-    }
-
-    /// Reports a consultation's deadline when it becomes at risk or breached.
-    fn report_deadline(&mut self, stored: &StoredConsultation) {
-        let Ok(request) = stored.request.decode_unverified() else {
-            return;
-        };
-        let Some(deadline) = self.deadline(&request) else {
-            return;
-        };
-        let Ok((_, c)) = self.load_consultation(&request.id) else {
-            return;
-        };
-        let state = if c.status.is_final() || c.conclusion.is_some() {
-            DeadlineState::OnTrack
-        } else {
-            deadline.state(self.now())
-        };
-        let previous = self
-            .deadline_states
-            .insert(request.id, state)
-            .unwrap_or(DeadlineState::OnTrack);
-        if state != previous && state != DeadlineState::OnTrack {
-            tracing::warn!(consultation = %request.id, ?state, due = %deadline.due, "deadline");
-            self.emit(NodeEvent::Deadline {
-                id: request.id,
-                state,
-                due: deadline.due,
-            });
-        }
     }
 
     /// Keeps the requesting side's self-sealed copy of a consultation's attachments.
@@ -750,6 +754,33 @@ impl Node {
         Ok(())
     }
 
+    /// The keys that open a consultation's case files: the request's
+    /// package for the consultant, the self-sealed copy for the requester.
+    pub(super) fn case_file_keys(
+        &self,
+        id: &ConsultationId,
+    ) -> Result<super::CaseFileKeys, NodeError> {
+        let stored = self
+            .store
+            .consultation(id)?
+            .ok_or(NodeError::UnknownConsultation(*id))?;
+        let keys = match (&stored.own_copy, stored.received_in) {
+            (Some(own), _) => (
+                own.clone(),
+                SealingKey::from_seed(*self.sealing.to_seed()),
+                vec![self.sealing.public()],
+                self.blobs.clone(),
+            ),
+            (None, Some(package)) => self.attachment_keys(package)?,
+            (None, None) => {
+                return Err(NodeError::Attachment(format!(
+                    "consultation {id} has no files"
+                )));
+            }
+        };
+        Ok((keys, stored.files))
+    }
+
     /// Records that a consultation was escalated (to `to`, or to no one).
     fn mark_escalated(
         &mut self,
@@ -761,6 +792,7 @@ impl Node {
             stored.escalated_to = Some(to.unwrap_or(id));
             self.store.put_consultation(&id, &stored)?;
             self.store.flush()?;
+            self.watch(&id);
         }
         Ok(())
     }
@@ -779,7 +811,18 @@ impl Node {
             Side::Requesting => c.request.consultant,
             Side::Consulting => c.request.requester,
         };
+        let blobs = match (&stored.own_copy, stored.received_in) {
+            (Some(own), _) => own.attachments.clone(),
+            (None, Some(package)) => self.received(package)?.0.attachments,
+            (None, None) => Vec::new(),
+        };
+        let files = blobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, blob)| (stored.files.get(i).cloned().unwrap_or_default(), blob))
+            .collect();
         Ok(ConsultationView {
+            files,
             deadline: self.deadline(&c.request),
             consultation: c,
             extract: stored.extract,
