@@ -199,3 +199,32 @@ fn our_own_packages_go_straight_within_the_region_and_through_the_relay_beyond_i
         w.orgs[2].id()
     );
 }
+
+#[test]
+fn a_relay_is_done_with_a_package_once_the_next_hop_holds_it() {
+    let w = world();
+    let mut relay = machine(&w, 0, None);
+    let (from, to) = (&w.orgs[1], &w.orgs[2]);
+    let p = package(from, to, 1);
+    let entry = relay.entry_for(NOW, PackageMeta::of(&p), &w.dir);
+    relay.enqueue(NOW, entry).unwrap();
+    relay.handle_peer_ready(NOW, to.id());
+    let token = drain(&mut relay)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Deliver { token, .. } => Some(token),
+            _ => None,
+        })
+        .expect("forwarded");
+    relay.handle_response(NOW, token, Response::Custody);
+    let id = p.header.id;
+    assert_eq!(
+        drain(&mut relay),
+        vec![
+            Output::Remove(id),
+            Output::Event(Event::Custody { id, relay: to.id() })
+        ]
+    );
+    assert!(relay.is_empty());
+    assert_eq!(relay.poll_timeout(), None);
+}
