@@ -57,11 +57,26 @@ pub fn check_receipt(
     signed: &Signed<Receipt>,
     package: &SealedPackage,
 ) -> Result<Receipt, ReceiptError> {
-    let recipient = package.header.recipient;
+    check_receipt_for(
+        signed,
+        package.header.id,
+        package.header.recipient,
+        blake3::hash(&package.body).as_bytes(),
+    )
+}
+
+/// [`check_receipt`] for a holder that keeps only the package's id,
+/// recipient and body hash in memory (the outbox machine), not its bytes.
+pub fn check_receipt_for(
+    signed: &Signed<Receipt>,
+    id: PackageId,
+    recipient: OrgId,
+    body_hash: &[u8; 32],
+) -> Result<Receipt, ReceiptError> {
     let receipt = signed.open(&recipient.verifying_key())?;
-    if receipt.package != package.header.id {
+    if receipt.package != id {
         return Err(ReceiptError::WrongPackage {
-            expected: package.header.id,
+            expected: id,
             got: receipt.package,
         });
     }
@@ -71,7 +86,7 @@ pub fn check_receipt(
             got: receipt.recipient,
         });
     }
-    if receipt.body_hash != *blake3::hash(&package.body).as_bytes() {
+    if receipt.body_hash != *body_hash {
         return Err(ReceiptError::WrongBody);
     }
     Ok(receipt)
@@ -79,6 +94,9 @@ pub fn check_receipt(
 
 /// First retry after this long; doubles per attempt up to [`RETRY_MAX`].
 pub const RETRY_BASE: Duration = Duration::from_secs(2);
+/// Backoff stops growing here: an organization back from an outage hears
+/// from every sender within ten minutes (plus jitter), and a relay checks
+/// back no more often than this on a package it has handed on.
 pub const RETRY_MAX: Duration = Duration::from_secs(10 * 60);
 
 /// When to try again after `attempts` failures. `jitter` is caller-supplied

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod identity;
 pub mod journal;
 pub mod limits;
+pub mod outbox;
 pub mod route;
 pub mod rpc;
 pub mod seal;

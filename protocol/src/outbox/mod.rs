@@ -1,0 +1,545 @@
+//! The outbox delivery machine: which hop a package goes to, when it is
+//! tried again, custody at relays, and receipts back to the sender.
+//!
+//! It decides; the node carries out. The node feeds in what happened
+//! (`handle_*`, `enqueue`), then drains [`Outbox::poll_output`] and sleeps
+//! until [`Outbox::poll_timeout`], when it calls [`Outbox::handle_timeout`].
+//! The machine holds only package ids and small metadata; the node keeps the
+//! bytes and sends them when told to. Nothing here reads a clock, a socket
+//! or a file, so tests drive several machines against each other in
+//! simulated time.
+//!
+//! A package's life: queued (due now) -> sent to its next hop when that
+//! peer is ready, or the peer is dialled and the attempt counted -> answered
+//! with a receipt (delivered: removed), custody (a relay holds it: a
+//! relay's own entry is removed, a sender's waits for the receipt), progress
+//! (ask again soon), a transient refusal or failure (backoff), or a
+//! permanent refusal (kept, without attempts, until it expires) -> removed
+//! at expiry if never delivered. A package addressed to its own recipient
+//! that stays unreachable goes to the regional relay instead.
+
+mod entry;
+mod relay;
+mod retry;
+#[cfg(test)]
+mod tests;
+
+pub use entry::{Entry, Event, Failure, Origin, OutboxError, Output, PackageMeta, Status, Token};
+pub use relay::Directory;
+pub use retry::{CUSTODY_RECHECK, MAX_HELD_RECEIPTS, PROGRESS_RECHECK, UNREACHABLE_AFTER};
+
+use crate::cert::RegionCode;
+use crate::delivery::{self, Receipt};
+use crate::identity::OrgId;
+use crate::rpc::{Refusal, Response};
+use crate::seal::{EnvelopeHeader, PackageId};
+use crate::signed::Signed;
+use crate::time::Timestamp;
+use retry::Jitter;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Who this node is, for routing.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub me: OrgId,
+    pub region: RegionCode,
+    /// The regional relay (store-and-forward center) packages for other
+    /// regions and unreachable recipients go through, if any.
+    pub relay: Option<OrgId>,
+}
+
+/// What to do with a `Request::Deliver` a peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// Addressed to this organization: the inbox decides (seen, open, receipt).
+    ForUs,
+    /// Answer with this now: a refusal, or custody of a package already held.
+    Answer(Response),
+    /// Carry it: once its attachments are here, store the package with
+    /// [`Outbox::entry_for`]'s entry, [`Outbox::enqueue`] it and answer
+    /// `Response::Custody`.
+    Relay,
+}
+
+/// One package the machine tracks: its persisted entry and, while a
+/// request for it is out, that request.
+#[derive(Debug)]
+struct Tracked {
+    entry: Entry,
+    flight: Option<Flight>,
+    /// Its key in [`Outbox::schedule`], if it has one.
+    wake: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    token: Token,
+    to: OrgId,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    config: Config,
+    entries: BTreeMap<PackageId, Tracked>,
+    /// When each package not in flight next needs the machine.
+    schedule: BTreeSet<(Timestamp, PackageId)>,
+    in_flight: BTreeMap<Token, PackageId>,
+    /// Peers admitted both ways: requests can go to them.
+    ready: BTreeSet<OrgId>,
+    /// Receipts for senders that were not ready, oldest first.
+    held_receipts: VecDeque<(OrgId, Signed<Receipt>)>,
+    next_token: u64,
+    jitter: Jitter,
+    out: VecDeque<Output>,
+}
+
+impl Outbox {
+    /// A machine holding `entries`, as the node read them from storage.
+    /// Nothing was in flight before a restart: each entry is due at its
+    /// `next_attempt`. `seed` drives the retry jitter.
+    pub fn new(config: Config, seed: u64, entries: impl IntoIterator<Item = Entry>) -> Self {
+        let mut outbox = Outbox {
+            config,
+            entries: BTreeMap::new(),
+            schedule: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            held_receipts: VecDeque::new(),
+            next_token: 0,
+            jitter: Jitter::new(seed),
+            out: VecDeque::new(),
+        };
+        for entry in entries {
+            let id = entry.id();
+            outbox.unschedule(id);
+            outbox.entries.insert(
+                id,
+                Tracked {
+                    entry,
+                    flight: None,
+                    wake: None,
+                },
+            );
+            outbox.reschedule(id);
+        }
+        outbox
+    }
+
+    /// The entry for a package to queue: our own goes to its first hop, one
+    /// we relay straight to its recipient. The node stores it with the
+    /// package's bytes, then calls [`Outbox::enqueue`].
+    pub fn entry_for(&self, now: Timestamp, package: PackageMeta, dir: &impl Directory) -> Entry {
+        let (origin, next_hop) = if package.sender == self.config.me {
+            let hop = relay::first_hop(
+                self.config.me,
+                &self.config.region,
+                self.config.relay,
+                package.recipient,
+                dir,
+            );
+            (Origin::Local, hop)
+        } else {
+            (Origin::Relay, package.recipient)
+        };
+        Entry {
+            package,
+            origin,
+            next_hop,
+            attempts: 0,
+            next_attempt: now,
+            status: Status::Queued,
+            last_error: None,
+            queued_at: now,
+        }
+    }
+
+    /// Starts delivering a package the node has stored durably; due ones
+    /// (this one among them) go out at once.
+    pub fn enqueue(&mut self, now: Timestamp, entry: Entry) -> Result<(), OutboxError> {
+        let id = entry.id();
+        if self.entries.contains_key(&id) {
+            return Err(OutboxError::AlreadyQueued(id));
+        }
+        if entry.package.expires <= now {
+            let expires = entry.package.expires;
+            return Err(OutboxError::Expired { id, expires });
+        }
+        self.entries.insert(
+            id,
+            Tracked {
+                entry,
+                flight: None,
+                wake: None,
+            },
+        );
+        self.reschedule(id);
+        self.handle_timeout(now);
+        Ok(())
+    }
+
+    /// Decides on a package a peer delivered to us: ours to take into the
+    /// inbox, one to carry for others, or one to refuse.
+    pub fn inbound(
+        &self,
+        now: Timestamp,
+        from: OrgId,
+        header: &EnvelopeHeader,
+        dir: &impl Directory,
+    ) -> Inbound {
+        if let Err(e) = header.check(now) {
+            return Inbound::Answer(Response::Refused(e.into()));
+        }
+        if header.recipient == self.config.me {
+            return Inbound::ForUs;
+        }
+        if let Err(refusal) = relay::relay_policy(&self.config.region, from, header.recipient, dir)
+        {
+            return Inbound::Answer(Response::Refused(refusal));
+        }
+        match self.entries.get(&header.id).map(|t| &t.entry.status) {
+            // A sender checking back on a package refused further on
+            // learns why, and stops.
+            Some(Status::Refused(refusal)) => Inbound::Answer(Response::Refused(refusal.clone())),
+            Some(_) => Inbound::Answer(Response::Custody),
+            None => Inbound::Relay,
+        }
+    }
+
+    /// Sends what is due, dials next hops that are not ready, drops what expired.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut dial = BTreeSet::new();
+        while let Some(&(at, id)) = self.schedule.first() {
+            if at > now {
+                break;
+            }
+            self.unschedule(id);
+            if let Some(hop) = self.attempt(now, id) {
+                dial.insert(hop);
+            }
+        }
+        self.out
+            .extend(dial.into_iter().map(|to| Output::Dial { to }));
+    }
+
+    /// `org` is admitted both ways: what waits for it goes now.
+    pub fn handle_peer_ready(&mut self, now: Timestamp, org: OrgId) {
+        self.ready.insert(org);
+        let waiting: Vec<PackageId> = self
+            .entries
+            .values()
+            .filter(|t| {
+                t.entry.next_hop == org
+                    && t.flight.is_none()
+                    && !matches!(t.entry.status, Status::Refused(_))
+            })
+            .map(|t| t.entry.id())
+            .collect();
+        for id in waiting {
+            self.update(id, |e| e.next_attempt = now);
+        }
+        let (theirs, others) = std::mem::take(&mut self.held_receipts)
+            .into_iter()
+            .partition::<VecDeque<_>, _>(|(to, _)| *to == org);
+        self.held_receipts = others;
+        for (to, receipt) in theirs {
+            self.out.push_back(Output::SendReceipt { to, receipt });
+        }
+        self.handle_timeout(now);
+    }
+
+    /// The last connection to `org` closed; its requests in flight fail on
+    /// their own (`handle_failure`).
+    pub fn handle_peer_gone(&mut self, org: OrgId) {
+        self.ready.remove(&org);
+    }
+
+    /// A dial to `org` failed. The attempt was counted when the dial was
+    /// asked for; this only records why, for the operator.
+    pub fn handle_dial_failed(&mut self, org: OrgId, reason: &str) {
+        let waiting: Vec<PackageId> = self
+            .entries
+            .values()
+            .filter(|t| t.entry.next_hop == org && t.flight.is_none())
+            .map(|t| t.entry.id())
+            .collect();
+        for id in waiting {
+            let error = Failure::Unreachable {
+                hop: org,
+                reason: reason.to_owned(),
+            };
+            self.update(id, |e| e.last_error = Some(error.to_string()));
+            self.event(Event::Retry { id, error });
+        }
+    }
+
+    /// The answer to a `Request::Deliver` this machine asked for.
+    pub fn handle_response(&mut self, now: Timestamp, token: Token, response: Response) {
+        let Some((id, hop)) = self.land(token) else {
+            return;
+        };
+        match response {
+            Response::Receipt(receipt) => {
+                let entry = &self.entries[&id].entry;
+                match check(entry, &receipt) {
+                    Ok(()) => self.delivered(id, receipt),
+                    Err(error) => self.failed(now, id, Failure::BadReceipt { hop, error }),
+                }
+            }
+            Response::Custody => self.custody(now, id, hop),
+            Response::Refused(reason) if reason.is_permanent() => self.refused(id, reason),
+            Response::Refused(reason) => self.failed(now, id, Failure::Refused { hop, reason }),
+            Response::Fetching { have, total } => {
+                self.update(id, |e| {
+                    e.next_attempt = now.saturating_add(PROGRESS_RECHECK);
+                });
+                self.event(Event::Progress { id, have, total });
+            }
+            _ => self.failed(now, id, Failure::Unexpected { hop }),
+        }
+    }
+
+    /// A `Request::Deliver` this machine asked for got no answer.
+    pub fn handle_failure(&mut self, now: Timestamp, token: Token, reason: &str) {
+        if let Some((id, hop)) = self.land(token) {
+            let reason = reason.to_owned();
+            self.failed(now, id, Failure::Request { hop, reason });
+        }
+    }
+
+    /// A receipt a peer sent us (`Request::Receipt`): the recipient's
+    /// answer to a package we sent through a relay, or one we relayed.
+    /// Receipts for packages no longer here (delivered already) change
+    /// nothing; answer `Response::Done` whatever this returns.
+    pub fn handle_receipt(&mut self, receipt: Signed<Receipt>) -> Result<(), OutboxError> {
+        let id = receipt
+            .decode_unverified()
+            .map_err(OutboxError::Unreadable)?
+            .package;
+        let tracked = self.entries.get(&id).ok_or(OutboxError::NotQueued(id))?;
+        check(&tracked.entry, &receipt).map_err(|error| OutboxError::BadReceipt { id, error })?;
+        if let Some(flight) = tracked.flight {
+            // The answer to that request no longer matters.
+            self.in_flight.remove(&flight.token);
+        }
+        self.delivered(id, receipt);
+        Ok(())
+    }
+
+    /// The next thing for the node to do, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Outbox::handle_timeout`] next: the earliest attempt or
+    /// expiry due. `None` while nothing waits on time.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.schedule.first().map(|&(at, _)| at)
+    }
+
+    pub fn get(&self, id: &PackageId) -> Option<&Entry> {
+        self.entries.get(id).map(|t| &t.entry)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().map(|t| &t.entry)
+    }
+
+    /// Whether a request for `id` is out now.
+    pub fn is_in_flight(&self, id: &PackageId) -> bool {
+        self.entries.get(id).is_some_and(|t| t.flight.is_some())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// One due package: sent, dialled for (returned), or dropped.
+    fn attempt(&mut self, now: Timestamp, id: PackageId) -> Option<OrgId> {
+        let entry = &self.entries.get(&id)?.entry;
+        if entry.package.expires <= now {
+            let origin = entry.origin;
+            if !matches!(entry.status, Status::Refused(_)) {
+                self.event(Event::Expired { id, origin });
+            }
+            self.remove(id);
+            return None;
+        }
+        if entry.next_attempt > now || matches!(entry.status, Status::Refused(_)) {
+            self.reschedule(id);
+            return None;
+        }
+        let hop = entry.next_hop;
+        if self.ready.contains(&hop) {
+            self.send(id, hop);
+            return None;
+        }
+        let relay = self.config.relay.filter(|&r| r != self.config.me);
+        let jitter = self.jitter.next();
+        self.update(id, |e| {
+            e.attempts += 1;
+            e.next_attempt = delivery::next_attempt(now, e.attempts, jitter);
+            // An unreachable recipient: let the regional center hold it and
+            // forward it later.
+            if let Some(relay) = relay
+                && e.origin == Origin::Local
+                && e.next_hop == e.package.recipient
+                && e.attempts >= UNREACHABLE_AFTER
+                && relay != e.next_hop
+            {
+                e.next_hop = relay;
+                e.next_attempt = now;
+            }
+        });
+        Some(hop)
+    }
+
+    fn send(&mut self, id: PackageId, to: OrgId) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        self.unschedule(id);
+        if let Some(t) = self.entries.get_mut(&id) {
+            t.flight = Some(Flight { token, to });
+        }
+        self.in_flight.insert(token, id);
+        self.out.push_back(Output::Deliver { token, to, id });
+    }
+
+    /// The package and hop a request was for, if it still matters.
+    fn land(&mut self, token: Token) -> Option<(PackageId, OrgId)> {
+        let id = self.in_flight.remove(&token)?;
+        let flight = self.entries.get_mut(&id)?.flight.take()?;
+        Some((id, flight.to))
+    }
+
+    fn delivered(&mut self, id: PackageId, receipt: Signed<Receipt>) {
+        let Some(tracked) = self.entries.get(&id) else {
+            return;
+        };
+        let entry = &tracked.entry;
+        let (origin, sender) = (entry.origin, entry.package.sender);
+        self.event(Event::Delivered {
+            id,
+            recipient: entry.package.recipient,
+            origin,
+            attempts: entry.attempts,
+            receipt: receipt.clone(),
+        });
+        self.remove(id);
+        if origin == Origin::Relay {
+            self.forward_receipt(sender, receipt);
+        }
+    }
+
+    /// Receipts travel back to the sender through the relay that carried
+    /// the package: sent now if the sender is ready, else held and the
+    /// sender dialled.
+    fn forward_receipt(&mut self, to: OrgId, receipt: Signed<Receipt>) {
+        if self.ready.contains(&to) {
+            self.out.push_back(Output::SendReceipt { to, receipt });
+            return;
+        }
+        if self.held_receipts.len() >= MAX_HELD_RECEIPTS {
+            self.held_receipts.pop_front();
+        }
+        self.held_receipts.push_back((to, receipt));
+        self.out.push_back(Output::Dial { to });
+    }
+
+    fn custody(&mut self, now: Timestamp, id: PackageId, relay: OrgId) {
+        let Some(tracked) = self.entries.get(&id) else {
+            return;
+        };
+        match tracked.entry.origin {
+            // Our own package: keep it until the recipient's receipt; the
+            // relay holds it durably, so check back rarely.
+            Origin::Local => self.update(id, |e| {
+                e.status = Status::InCustody { relay };
+                e.next_attempt = now.saturating_add(CUSTODY_RECHECK);
+            }),
+            Origin::Relay => self.remove(id),
+        }
+        self.event(Event::Custody { id, relay });
+    }
+
+    fn refused(&mut self, id: PackageId, reason: Refusal) {
+        self.update(id, |e| {
+            e.attempts += 1;
+            e.last_error = Some(reason.to_string());
+            e.status = Status::Refused(reason.clone());
+            // Looked at again only to drop it once it has expired.
+            e.next_attempt = e.package.expires;
+        });
+        self.event(Event::Refused { id, reason });
+    }
+
+    fn failed(&mut self, now: Timestamp, id: PackageId, error: Failure) {
+        let jitter = self.jitter.next();
+        self.update(id, |e| {
+            e.attempts += 1;
+            e.next_attempt = delivery::next_attempt(now, e.attempts, jitter);
+            e.last_error = Some(error.to_string());
+        });
+        self.event(Event::Retry { id, error });
+    }
+
+    /// Changes an entry, persists it and puts it back on the schedule.
+    fn update(&mut self, id: PackageId, change: impl FnOnce(&mut Entry)) {
+        let Some(tracked) = self.entries.get_mut(&id) else {
+            return;
+        };
+        change(&mut tracked.entry);
+        self.out.push_back(Output::Persist(tracked.entry.clone()));
+        self.reschedule(id);
+    }
+
+    fn remove(&mut self, id: PackageId) {
+        self.unschedule(id);
+        if let Some(tracked) = self.entries.remove(&id) {
+            if let Some(flight) = tracked.flight {
+                self.in_flight.remove(&flight.token);
+            }
+            self.out.push_back(Output::Remove(id));
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// Puts a package on the schedule at its next attempt, or its expiry if
+    /// sooner; one in flight waits for its answer instead, and a refused one
+    /// only for its expiry.
+    fn reschedule(&mut self, id: PackageId) {
+        self.unschedule(id);
+        let Some(tracked) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if tracked.flight.is_some() {
+            return;
+        }
+        let entry = &tracked.entry;
+        let at = match entry.status {
+            Status::Refused(_) => entry.package.expires,
+            _ => entry.next_attempt.min(entry.package.expires),
+        };
+        tracked.wake = Some(at);
+        self.schedule.insert((at, id));
+    }
+
+    fn unschedule(&mut self, id: PackageId) {
+        if let Some(at) = self.entries.get_mut(&id).and_then(|t| t.wake.take()) {
+            self.schedule.remove(&(at, id));
+        }
+    }
+}
+
+/// A receipt is good for an entry when the package's recipient signed it
+/// over this package's id and exact bytes; a relay cannot fake one.
+fn check(entry: &Entry, receipt: &Signed<Receipt>) -> Result<(), delivery::ReceiptError> {
+    let p = &entry.package;
+    delivery::check_receipt_for(receipt, p.id, p.recipient, &p.body_hash).map(drop)
+}

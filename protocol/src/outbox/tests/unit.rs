@@ -1,0 +1,230 @@
+//! One machine at a time: receipts that must not count, and the relay's
+//! decision on what it carries.
+
+use super::sim::Dir;
+use super::*;
+use crate::cert::OrgLevel;
+use crate::delivery::Receipt;
+use crate::seal::{EnvelopeHeader, PACKAGE_VERSION, RoutingHeader, SealedPackage};
+use crate::signed::Signed;
+use crate::specialty::Specialty;
+use crate::testkit::{TestFederation, TestOrg};
+use crate::urgency::Urgency;
+
+struct World {
+    orgs: Vec<TestOrg>,
+    dir: Dir,
+}
+
+/// Orgs 0 and 1 in RU-VLG, 2 and 3 in RU-MOW, 4 revoked, 5 unknown.
+fn world() -> World {
+    let mut fed = TestFederation::new("outbox-unit");
+    let regions = ["RU-VLG", "RU-VLG", "RU-MOW", "RU-MOW", "RU-VLG", "RU-VLG"];
+    let orgs: Vec<TestOrg> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| fed.org(i as u64 + 1, OrgLevel::District, r, &[]))
+        .collect();
+    let mut dir = Dir::default();
+    for org in &orgs[..5] {
+        dir.regions.insert(org.id(), org.region.clone());
+    }
+    dir.revoked.insert(orgs[4].id());
+    World { orgs, dir }
+}
+
+fn package(from: &TestOrg, to: &TestOrg, id: u8) -> SealedPackage {
+    let header = EnvelopeHeader {
+        version: PACKAGE_VERSION,
+        id: PackageId([id; 16]),
+        sender: from.id(),
+        recipient: to.id(),
+        routing: RoutingHeader {
+            specialty: Specialty::Cardiology,
+            min_level: OrgLevel::District,
+            urgency: Urgency::Planned,
+            region: None,
+        },
+        created: NOW,
+        expires: at(DAY),
+        attachments: Vec::new(),
+    };
+    crate::seal::seal(header, &from.sealing, &to.sealing.public(), [id; 32], b"x").unwrap()
+}
+
+fn machine(w: &World, me: usize, relay: Option<usize>) -> Outbox {
+    let config = Config {
+        me: w.orgs[me].id(),
+        region: w.orgs[me].region.clone(),
+        relay: relay.map(|r| w.orgs[r].id()),
+    };
+    Outbox::new(config, 0, [])
+}
+
+fn drain(outbox: &mut Outbox) -> Vec<Output> {
+    std::iter::from_fn(|| outbox.poll_output()).collect()
+}
+
+#[test]
+fn only_the_recipients_receipt_for_these_bytes_counts_and_only_once() {
+    let w = world();
+    let mut a = machine(&w, 0, None);
+    let p = package(&w.orgs[0], &w.orgs[1], 1);
+    let entry = a.entry_for(NOW, PackageMeta::of(&p), &w.dir);
+    a.enqueue(NOW, entry.clone()).unwrap();
+    assert_eq!(
+        a.enqueue(NOW, entry),
+        Err(OutboxError::AlreadyQueued(p.header.id))
+    );
+    a.handle_peer_ready(NOW, w.orgs[1].id());
+    let token = match drain(&mut a).as_slice() {
+        [.., Output::Deliver { token, .. }] => *token,
+        other => panic!("a delivery: {other:?}"),
+    };
+    // A relay (or anyone but the recipient) cannot fake delivery.
+    let forged = Signed::sign(&w.orgs[2].identity, &Receipt::for_package(&p, NOW));
+    a.handle_response(NOW, token, Response::Receipt(forged.clone()));
+    let out = drain(&mut a);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Retry {
+            error: Failure::BadReceipt { .. },
+            ..
+        })
+    )));
+    assert!(!out.iter().any(|o| matches!(o, Output::Remove(_))));
+    assert!(matches!(
+        a.handle_receipt(forged),
+        Err(OutboxError::BadReceipt { .. })
+    ));
+    // The recipient's receipt for other bytes does not count either.
+    let mut other = p.clone();
+    other.body[0] ^= 1;
+    let wrong = Signed::sign(&w.orgs[1].identity, &Receipt::for_package(&other, NOW));
+    assert!(a.handle_receipt(wrong).is_err());
+    assert!(a.get(&p.header.id).is_some());
+
+    let good = Signed::sign(&w.orgs[1].identity, &Receipt::for_package(&p, NOW));
+    a.handle_receipt(good.clone()).unwrap();
+    let out = drain(&mut a);
+    assert!(matches!(out[0], Output::Event(Event::Delivered { .. })));
+    assert_eq!(out[1], Output::Remove(p.header.id));
+    // A replay, and a late answer to the old request, change nothing.
+    assert_eq!(
+        a.handle_receipt(good.clone()),
+        Err(OutboxError::NotQueued(p.header.id))
+    );
+    a.handle_response(NOW, token, Response::Receipt(good));
+    assert!(drain(&mut a).is_empty());
+    assert!(a.is_empty());
+}
+
+#[test]
+fn a_relay_carries_its_regions_traffic_for_known_unrevoked_recipients() {
+    let w = world();
+    let relay = machine(&w, 0, None);
+    let (vlg, mow, mow2) = (&w.orgs[1], &w.orgs[2], &w.orgs[3]);
+    let inbound = |from: &TestOrg, to: &TestOrg, id| {
+        relay.inbound(NOW, from.id(), &package(from, to, id).header, &w.dir)
+    };
+    // Into the region, out of it, within it.
+    assert_eq!(inbound(mow, vlg, 1), Inbound::Relay);
+    assert_eq!(inbound(vlg, mow, 2), Inbound::Relay);
+    assert_eq!(
+        inbound(vlg, &w.orgs[4], 3),
+        refused(Refusal::Revoked(w.orgs[4].id()))
+    );
+    assert_eq!(
+        inbound(vlg, &w.orgs[5], 4),
+        refused(Refusal::UnknownRecipient(w.orgs[5].id()))
+    );
+    // Between two other regions' organizations: not this relay's traffic.
+    assert!(matches!(
+        inbound(mow, mow2, 5),
+        Inbound::Answer(Response::Refused(Refusal::NotRelayed { .. }))
+    ));
+    assert_eq!(inbound(vlg, &w.orgs[0], 6), Inbound::ForUs);
+    // Expired on arrival.
+    let p = package(vlg, mow, 7);
+    assert!(matches!(
+        relay.inbound(at(2 * DAY), vlg.id(), &p.header, &w.dir),
+        Inbound::Answer(Response::Refused(Refusal::Invalid(_)))
+    ));
+}
+
+fn refused(refusal: Refusal) -> Inbound {
+    Inbound::Answer(Response::Refused(refusal))
+}
+
+#[test]
+fn a_relay_answers_a_sender_checking_back_from_what_it_holds() {
+    let w = world();
+    let mut relay = machine(&w, 0, None);
+    let (from, to) = (&w.orgs[1], &w.orgs[2]);
+    let p = package(from, to, 1);
+    let entry = relay.entry_for(NOW, PackageMeta::of(&p), &w.dir);
+    assert_eq!((entry.origin, entry.next_hop), (Origin::Relay, to.id()));
+    relay.enqueue(NOW, entry).unwrap();
+    let held = relay.inbound(NOW, from.id(), &p.header, &w.dir);
+    assert_eq!(held, Inbound::Answer(Response::Custody));
+    relay.handle_peer_ready(NOW, to.id());
+    let token = drain(&mut relay)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Deliver { token, .. } => Some(token),
+            _ => None,
+        })
+        .expect("forwarded");
+    let reason = Refusal::Invalid("tampered".into());
+    relay.handle_response(NOW, token, Response::Refused(reason.clone()));
+    let held = relay.inbound(NOW, from.id(), &p.header, &w.dir);
+    assert_eq!(held, refused(reason));
+}
+
+#[test]
+fn our_own_packages_go_straight_within_the_region_and_through_the_relay_beyond_it() {
+    let w = world();
+    let a = machine(&w, 1, Some(0));
+    let hop = |to: usize| {
+        let p = package(&w.orgs[1], &w.orgs[to], to as u8);
+        a.entry_for(NOW, PackageMeta::of(&p), &w.dir).next_hop
+    };
+    assert_eq!(hop(0), w.orgs[0].id(), "to the relay itself: straight");
+    assert_eq!(hop(2), w.orgs[0].id());
+    assert_eq!(hop(5), w.orgs[5].id(), "unknown region: straight, as today");
+    let alone = machine(&w, 1, None);
+    let p = package(&w.orgs[1], &w.orgs[2], 9);
+    assert_eq!(
+        alone.entry_for(NOW, PackageMeta::of(&p), &w.dir).next_hop,
+        w.orgs[2].id()
+    );
+}
+
+#[test]
+fn a_relay_is_done_with_a_package_once_the_next_hop_holds_it() {
+    let w = world();
+    let mut relay = machine(&w, 0, None);
+    let (from, to) = (&w.orgs[1], &w.orgs[2]);
+    let p = package(from, to, 1);
+    let entry = relay.entry_for(NOW, PackageMeta::of(&p), &w.dir);
+    relay.enqueue(NOW, entry).unwrap();
+    relay.handle_peer_ready(NOW, to.id());
+    let token = drain(&mut relay)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Deliver { token, .. } => Some(token),
+            _ => None,
+        })
+        .expect("forwarded");
+    relay.handle_response(NOW, token, Response::Custody);
+    let id = p.header.id;
+    assert_eq!(
+        drain(&mut relay),
+        vec![
+            Output::Remove(id),
+            Output::Event(Event::Custody { id, relay: to.id() })
+        ]
+    );
+    assert!(relay.is_empty());
+    assert_eq!(relay.poll_timeout(), None);
+}
