@@ -26,6 +26,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+pub mod frames;
+pub mod sync;
+
+pub use frames::FrameBudget;
+pub use sync::{
+    DirectorySync, GossipVerdict, Output, Rejection, RequestToken, Scope, Stored, SyncConfig,
+    SyncError, SyncEvent, is_directory_request,
+};
+
 /// A consultant's id, unique within the organization's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConsultantId(pub u32);
@@ -897,3 +906,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod sync_tests;
