@@ -200,7 +200,9 @@ impl Network {
         let before = self.net.total();
         let now = self.net.now();
         if self.net.node_mut(a).start_sync(now, b).is_none() {
-            return Err(SimError::Config(format!("node {a} is already syncing with {b}")));
+            return Err(SimError::Config(format!(
+                "node {a} is already syncing with {b}"
+            )));
         }
         self.net.settle();
         self.check()?;
@@ -216,7 +218,9 @@ impl Network {
             match self.net.call(a, b, Request::PushRecords(batch)) {
                 Ok(Response::Done) => {}
                 Ok(other) => {
-                    return Err(SimError::Config(format!("node {b} answered a push with {other:?}")));
+                    return Err(SimError::Config(format!(
+                        "node {b} answered a push with {other:?}"
+                    )));
                 }
                 Err(v) => return Err(SimError::Frame(v)),
             }

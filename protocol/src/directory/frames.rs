@@ -163,22 +163,40 @@ mod tests {
         assert_eq!(back, records);
 
         let ids: Vec<OrgId> = (0..40_000u64)
-            .map(|i| crate::identity::IdentityKey::from_seed(crate::testkit::seed("f", i % 7)).org_id())
+            .map(|i| {
+                crate::identity::IdentityKey::from_seed(crate::testkit::seed("f", i % 7)).org_id()
+            })
             .collect();
         let requests = record_requests(ids.clone(), RecordRequest::MAX_LEN);
         assert_eq!(requests.len(), 2, "40,000 ids are ~1.25 MiB");
         for r in &requests {
-            assert!(wire::encode(&Request::WantRecords(r.clone())).unwrap().len() <= RecordRequest::MAX_LEN);
+            assert!(
+                wire::encode(&Request::WantRecords(r.clone()))
+                    .unwrap()
+                    .len()
+                    <= RecordRequest::MAX_LEN
+            );
             assert!(wire::encode(r).is_ok());
         }
-        let back: Vec<OrgId> = requests.iter().flat_map(|r| r.orgs.iter().copied()).collect();
+        let back: Vec<OrgId> = requests
+            .iter()
+            .flat_map(|r| r.orgs.iter().copied())
+            .collect();
         assert_eq!(back, ids);
 
         let mut dir = Directory::new();
         dir.insert_many(records.clone(), &fed.trust, NOW);
         let asked: Vec<OrgId> = records
             .iter()
-            .map(|r| r.decode_unverified().unwrap().chain.org.decode_unverified().unwrap().org)
+            .map(|r| {
+                r.decode_unverified()
+                    .unwrap()
+                    .chain
+                    .org
+                    .decode_unverified()
+                    .unwrap()
+                    .org
+            })
             .collect();
         let answer = answer_want(&dir, &asked, budget);
         assert_eq!(answer.records.len(), 7);
@@ -188,9 +206,13 @@ mod tests {
         let full = answer_offer(&dir, &all, SyncSummaries::MAX_LEN);
         assert_eq!(full.summaries.len(), 60);
         let small = answer_offer(&dir, &all, 600);
-        assert!(wire::encode(&Response::Summaries(small.clone())).unwrap().len() <= 600);
+        assert!(
+            wire::encode(&Response::Summaries(small.clone()))
+                .unwrap()
+                .len()
+                <= 600
+        );
         assert!(!small.buckets.is_empty() && small.buckets.len() < 256);
         assert_eq!(small.summaries, dir.summaries(&small.buckets));
     }
-
 }

@@ -563,7 +563,8 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         if let Some(x) = self.exchanges.get_mut(&to) {
             x.in_flight += 1;
         }
-        self.outputs.push_back(Output::Transmit { to, token, request });
+        self.outputs
+            .push_back(Output::Transmit { to, token, request });
         token
     }
 
@@ -659,7 +660,12 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         fates
     }
 
-    fn report(&mut self, from: Option<P>, record: SignedRecord, result: &Result<Merge, RecordError>) {
+    fn report(
+        &mut self,
+        from: Option<P>,
+        record: SignedRecord,
+        result: &Result<Merge, RecordError>,
+    ) {
         match result {
             Ok(Merge::Added | Merge::Replaced { .. }) => {
                 let Some(entry) = record_org(&record).and_then(|o| self.directory.get(&o)) else {

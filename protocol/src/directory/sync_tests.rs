@@ -7,9 +7,7 @@ use super::*;
 use crate::cert::OrgLevel;
 use crate::rpc::{Request, Response};
 use crate::specialty::Specialty;
-use crate::testkit::{
-    DirectoryNode, Link, NOW, SimConfig, SimNet, TestFederation, TestOrg, seed,
-};
+use crate::testkit::{DirectoryNode, Link, NOW, SimConfig, SimNet, TestFederation, TestOrg, seed};
 use crate::wire::{RecordBatch, RecordRequest, WireMessage};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -78,7 +76,11 @@ fn thirty_nodes_converge_from_disjoint_records() {
     for n in net.nodes() {
         assert_eq!(n.stored, 3 + 87);
     }
-    assert!(net.now().since(NOW) < Duration::from_secs(120), "{}", net.now());
+    assert!(
+        net.now().since(NOW) < Duration::from_secs(120),
+        "{}",
+        net.now()
+    );
 }
 
 #[test]
@@ -86,15 +88,19 @@ fn the_same_seed_replays_the_same_run() {
     let mut fed = TestFederation::new("sync-replay");
     let orgs = orgs(&mut fed, 24, "RU-VLG");
     let run = |sim_seed: u64| {
-        let mut net = network(&fed, 8, SimConfig {
-            seed: sim_seed,
-            link: Link {
-                jitter: Duration::from_millis(30),
-                loss: 0.1,
-                ..Link::default()
+        let mut net = network(
+            &fed,
+            8,
+            SimConfig {
+                seed: sim_seed,
+                link: Link {
+                    jitter: Duration::from_millis(30),
+                    loss: 0.1,
+                    ..Link::default()
+                },
+                ..SimConfig::default()
             },
-            ..SimConfig::default()
-        });
+        );
         let now = net.now();
         for (i, o) in orgs.iter().enumerate() {
             net.node_mut(i % 8).publish(now, vec![o.signed_record(1)]);
@@ -154,7 +160,10 @@ fn twenty_percent_loss_still_converges() {
     net.connect_all();
     assert!(net.run_until(Duration::from_secs(3600), |n| converged(n, 80)));
     let total = net.total();
-    assert!(total.lost * 10 > total.messages(), "{total:?}: about 20% lost");
+    assert!(
+        total.lost * 10 > total.messages(),
+        "{total:?}: about 20% lost"
+    );
     let failed = net
         .nodes()
         .iter()
@@ -206,7 +215,10 @@ fn a_partition_with_conflicting_updates_heals_to_one_digest() {
     let (left, right) = net.nodes().split_at(6);
     let l = left[0].directory().digest();
     let r = right[0].directory().digest();
-    assert!(left.iter().all(|n| n.directory().digest() == l), "each side converged");
+    assert!(
+        left.iter().all(|n| n.directory().digest() == l),
+        "each side converged"
+    );
     assert!(right.iter().all(|n| n.directory().digest() == r));
     assert_ne!(l, r, "the sides drifted apart");
 
@@ -248,7 +260,10 @@ fn twenty_thousand_apart(budget: FrameBudget) -> SimNet<DirectoryNode> {
         );
         net.add(DirectoryNode::new(c, dir, fed.trust.clone()));
     }
-    assert_ne!(net.node(0).directory().digest(), net.node(1).directory().digest());
+    assert_ne!(
+        net.node(0).directory().digest(),
+        net.node(1).directory().digest()
+    );
     net.node_mut(0).start_sync(NOW, 1);
     net.settle();
     assert!(converged(&net, 20_000));
@@ -309,7 +324,10 @@ fn a_region_scoped_node_keeps_its_region_only() {
     // keep syncing but ask for nothing. (Full peers still push what it
     // lacks: an offer does not carry the scope.)
     let asked = net.node(scoped).asked_for;
-    assert!(asked >= 20, "the first rounds asked for the records: {asked}");
+    assert!(
+        asked >= 20,
+        "the first rounds asked for the records: {asked}"
+    );
     let requests = net.stats(scoped).requests;
     net.run_for(Duration::from_secs(600));
     assert_eq!(net.node(scoped).asked_for, asked);
@@ -343,7 +361,10 @@ fn forged_and_invalid_records_are_rejected_and_reported() {
         DirectorySync::new(config(0, Scope::Federation), Directory::new());
     let trust = &fed.trust;
     let forged = Signed::sign(&orgs[1].identity, &orgs[0].record(1));
-    assert_eq!(m.handle_gossip(NOW, 7, forged, trust), GossipVerdict::Reject);
+    assert_eq!(
+        m.handle_gossip(NOW, 7, forged, trust),
+        GossipVerdict::Reject
+    );
     let later = Timestamp::from_unix_millis(NOW.unix_millis() + 400 * crate::testkit::DAY_MS);
     assert_eq!(
         m.handle_gossip(later, 7, orgs[2].signed_record(1), trust),
@@ -363,7 +384,11 @@ fn forged_and_invalid_records_are_rejected_and_reported() {
         records: vec![orgs[1].sign(&broken), orgs[1].signed_record(1)],
     });
     assert_eq!(m.handle_request(NOW, 9, pushed, trust), Response::Done);
-    assert_eq!(m.directory().len(), 2, "the valid records of the batch are kept");
+    assert_eq!(
+        m.directory().len(),
+        2,
+        "the valid records of the batch are kept"
+    );
 
     let outputs: Vec<Output<u8>> = std::iter::from_fn(|| m.poll_output()).collect();
     let rejected: Vec<&Rejection<u8>> = outputs
@@ -374,13 +399,19 @@ fn forged_and_invalid_records_are_rejected_and_reported() {
         })
         .collect();
     assert_eq!(rejected.len(), 3);
-    assert_eq!((rejected[0].from, rejected[0].org), (Some(7), Some(orgs[0].id())));
+    assert_eq!(
+        (rejected[0].from, rejected[0].org),
+        (Some(7), Some(orgs[0].id()))
+    );
     assert!(matches!(rejected[0].error, RecordError::Signed(_)));
     assert!(matches!(
         rejected[1].error,
         RecordError::Chain(crate::cert::CertError::Expired { .. })
     ));
-    assert_eq!((rejected[2].from, rejected[2].org), (Some(9), Some(orgs[1].id())));
+    assert_eq!(
+        (rejected[2].from, rejected[2].org),
+        (Some(9), Some(orgs[1].id()))
+    );
     assert!(rejected[2].error.to_string().contains("appears twice"));
     let stored: Vec<OrgId> = outputs
         .iter()
@@ -404,16 +435,26 @@ fn answers_are_matched_to_requests_and_silence_times_out() {
     let mut m: DirectorySync<u8> = DirectorySync::new(c, Directory::new());
     assert_eq!(m.poll_timeout(), None);
     m.handle_peer_admitted(NOW, 1);
-    let Some(Output::Transmit { to: 1, token, request: Request::SyncOffer(_) }) = m.poll_output()
+    let Some(Output::Transmit {
+        to: 1,
+        token,
+        request: Request::SyncOffer(_),
+    }) = m.poll_output()
     else {
         panic!("admission starts a sync")
     };
     assert!(m.is_syncing_with(&1));
-    assert_eq!(m.poll_timeout(), Some(NOW.saturating_add(m.config().request_timeout)));
+    assert_eq!(
+        m.poll_timeout(),
+        Some(NOW.saturating_add(m.config().request_timeout))
+    );
     // A wrong kind of answer is reported and ends the exchange.
     assert_eq!(
         m.handle_response(NOW, token, Response::Done, trust),
-        Err(SyncError::Unexpected { asked: "SyncOffer", got: "Done" })
+        Err(SyncError::Unexpected {
+            asked: "SyncOffer",
+            got: "Done"
+        })
     );
     assert!(!m.is_syncing_with(&1));
     assert_eq!(
@@ -442,7 +483,9 @@ fn answers_are_matched_to_requests_and_silence_times_out() {
     // A peer that does not have what it was asked for answers nothing more.
     let mut peer: DirectorySync<u8> =
         DirectorySync::new(config(1, Scope::Federation), Directory::new());
-    let missing = Request::WantRecords(RecordRequest { orgs: vec![orgs[0].id()] });
+    let missing = Request::WantRecords(RecordRequest {
+        orgs: vec![orgs[0].id()],
+    });
     assert_eq!(
         peer.handle_request(NOW, 0, missing, trust),
         Response::Records(RecordBatch { records: vec![] })

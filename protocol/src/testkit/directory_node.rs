@@ -127,10 +127,7 @@ impl SimNode for DirectoryNode {
 
     fn handle_response(&mut self, now: Timestamp, token: u64, response: Response) {
         let token = RequestToken::from_raw(token);
-        if let Err(e) = self
-            .sync
-            .handle_response(now, token, response, &self.trust)
-        {
+        if let Err(e) = self.sync.handle_response(now, token, response, &self.trust) {
             self.errors.push(e);
         }
         self.drain();

@@ -14,8 +14,8 @@
 use crate::rpc::{Request, Response};
 use crate::time::Timestamp;
 use crate::wire::{self, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 /// A node's index in the network.
@@ -197,14 +197,16 @@ impl<N: SimNode> SimNet<N> {
 
     /// All nodes' traffic together.
     pub fn total(&self) -> NodeStats {
-        self.stats.iter().fold(NodeStats::default(), |a, s| NodeStats {
-            requests: a.requests + s.requests,
-            responses: a.responses + s.responses,
-            bytes: a.bytes + s.bytes,
-            records: a.records + s.records,
-            lost: a.lost + s.lost,
-            largest_frame: a.largest_frame.max(s.largest_frame),
-        })
+        self.stats
+            .iter()
+            .fold(NodeStats::default(), |a, s| NodeStats {
+                requests: a.requests + s.requests,
+                responses: a.responses + s.responses,
+                bytes: a.bytes + s.bytes,
+                records: a.records + s.records,
+                lost: a.lost + s.lost,
+                largest_frame: a.largest_frame.max(s.largest_frame),
+            })
     }
 
     pub fn violations(&self) -> &[Violation] {
@@ -306,7 +308,12 @@ impl<N: SimNode> SimNet<N> {
 
     /// Checks the lists inside a message against their own kinds' limits,
     /// the stricter of the two a node may apply.
-    fn check_inner(&mut self, from: NodeId, request: Option<&Request>, response: Option<&Response>) {
+    fn check_inner(
+        &mut self,
+        from: NodeId,
+        request: Option<&Request>,
+        response: Option<&Response>,
+    ) {
         fn check<M: WireMessage>(m: &M, what: &'static str) -> Option<Violation> {
             let len = wire::encoded_len(m);
             (len > M::MAX_LEN).then_some(Violation {
@@ -358,7 +365,13 @@ impl<N: SimNode> SimNet<N> {
                     max: Request::MAX_LEN,
                 });
                 let at = self.now.saturating_add(self.config.failure_after);
-                self.schedule(at, Event::Failure { to: from, token: t.token });
+                self.schedule(
+                    at,
+                    Event::Failure {
+                        to: from,
+                        token: t.token,
+                    },
+                );
                 return;
             }
         };
@@ -376,7 +389,13 @@ impl<N: SimNode> SimNet<N> {
             ),
             None => {
                 let at = self.now.saturating_add(self.config.failure_after);
-                self.schedule(at, Event::Failure { to: from, token: t.token });
+                self.schedule(
+                    at,
+                    Event::Failure {
+                        to: from,
+                        token: t.token,
+                    },
+                );
             }
         }
     }
@@ -494,8 +513,18 @@ impl<N: SimNode> SimNet<N> {
     /// through the codec and counted, but with no latency, loss or
     /// partition and no machine of `from` involved: for baselines and
     /// probes that are not part of any machine's exchange.
-    pub fn call(&mut self, from: NodeId, to: NodeId, request: Request) -> Result<Response, Violation> {
-        let oversize = |what, len, max| Violation { from, what, len, max };
+    pub fn call(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        request: Request,
+    ) -> Result<Response, Violation> {
+        let oversize = |what, len, max| Violation {
+            from,
+            what,
+            len,
+            max,
+        };
         self.check_inner(from, Some(&request), None);
         let records = match &request {
             Request::PushRecords(b) => b.records.len(),
