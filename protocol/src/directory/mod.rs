@@ -603,6 +603,6 @@ impl Directory {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod sync_tests;
+#[cfg(test)]
+mod tests;
