@@ -112,8 +112,8 @@ pub enum SyncEvent<P> {
     /// An exchange ended: every request of it was answered or failed.
     Finished {
         peer: P,
-        /// Records the peer stored because we pushed them (or all pushed,
-        /// as the peer does not say which changed its directory).
+        /// Records pushed and acknowledged; `Done` does not say which of
+        /// them changed the peer's directory.
         pushed: usize,
         /// Records from the peer that changed our directory.
         pulled: usize,

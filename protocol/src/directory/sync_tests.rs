@@ -495,3 +495,55 @@ fn answers_are_matched_to_requests_and_silence_times_out() {
         Response::Refused(_)
     ));
 }
+
+#[test]
+fn a_peer_gone_mid_exchange_ends_it_and_is_not_chosen_again() {
+    let fed = TestFederation::new("sync-gone");
+    let trust = &fed.trust;
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    m.handle_peer_admitted(NOW, 1);
+    m.handle_peer_admitted(NOW, 2);
+    let tokens: Vec<(u8, RequestToken)> = std::iter::from_fn(|| m.poll_output())
+        .filter_map(|o| match o {
+            Output::Transmit { to, token, .. } => Some((to, token)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
+    m.handle_peer_gone(NOW, 1);
+    assert!(!m.is_syncing_with(&1) && m.is_syncing_with(&2));
+    assert_eq!(
+        m.poll_output(),
+        Some(Output::Event(SyncEvent::Finished {
+            peer: 1,
+            pushed: 0,
+            pulled: 0,
+            failed: true
+        }))
+    );
+    assert_eq!(
+        m.handle_response(NOW, tokens[0].1, Response::Done, trust),
+        Err(SyncError::UnknownToken(tokens[0].1))
+    );
+    // Rounds pick only among the peers still there and not busy.
+    let empty = Response::Summaries(crate::wire::SyncSummaries {
+        buckets: vec![],
+        summaries: vec![],
+    });
+    m.handle_response(NOW, tokens[1].1, empty, trust).unwrap();
+    for k in 1..=5u64 {
+        let at = NOW.saturating_add(INTERVAL * k as u32);
+        m.handle_timeout(at);
+        let sent: Vec<(u8, RequestToken)> = std::iter::from_fn(|| m.poll_output())
+            .filter_map(|o| match o {
+                Output::Transmit { to, token, .. } => Some((to, token)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, 2);
+        m.handle_failure(at, sent[0].1);
+    }
+    assert_eq!(m.peers().copied().collect::<Vec<_>>(), vec![2]);
+}
