@@ -15,7 +15,8 @@ use std::fmt;
 
 pub const WIRE_VERSION: u8 = 1;
 const MAGIC: [u8; 2] = *b"KS";
-const HEADER_LEN: usize = 4;
+/// Magic, version and kind before every encoded value.
+pub const HEADER_LEN: usize = 4;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -161,6 +162,19 @@ pub fn encode<M: WireMessage>(msg: &M) -> Result<Vec<u8>, WireError> {
         });
     }
     Ok(frame)
+}
+
+/// Length of the frame `encode` would produce, without building it: lets a
+/// sender cut a list into frames that fit before spending memory on them.
+pub fn encoded_len<M: WireMessage>(msg: &M) -> usize {
+    HEADER_LEN + body_len(msg)
+}
+
+/// Bytes the postcard encoding of any part of a message takes. A value
+/// postcard cannot encode counts as `usize::MAX`, so it never looks small
+/// enough to fit anywhere and `encode` reports it.
+pub fn body_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
 }
 
 /// Reads a frame's kind without decoding it, to dispatch.

@@ -1,16 +1,24 @@
 //! Simulated nodes and the exchanges between them.
+//!
+//! Every node is the protocol's own directory machine (`DirectorySync`)
+//! on the protocol's simulated network (`testkit::SimNet`): the scenarios
+//! choose who syncs with whom and when, the machines do everything else,
+//! exactly as a node does. Nothing here knows how an exchange goes.
 
 use crate::SimError;
 use crate::rng::SimRng;
 use konsilium_protocol::cert::Trust;
-use konsilium_protocol::directory::{Directory, DirectoryEntry, Merge, SignedRecord};
-use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::time::Timestamp;
-use konsilium_protocol::wire::{
-    self, RecordBatch, RecordRequest, SyncSummaries, WireError, WireMessage,
+use konsilium_protocol::directory::frames::record_batches;
+use konsilium_protocol::directory::{
+    Directory, FrameBudget, Merge, Scope, SignedRecord, SyncConfig,
 };
-use std::collections::{BTreeSet, HashSet};
+use konsilium_protocol::rpc::{Request, Response};
+use konsilium_protocol::testkit::{DirectoryNode, NodeStats, SimConfig, SimNet, seed};
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::wire;
+use std::collections::BTreeSet;
 use std::ops::{AddAssign, Range};
+use std::time::Duration;
 
 /// Counted per frame, so a simulated cost reads directly as what a node
 /// would hand its transport.
@@ -19,7 +27,7 @@ pub struct Traffic {
     pub messages: u64,
     /// Whole frames, header included.
     pub bytes: u64,
-    /// Signed records carried in `RecordBatch` frames.
+    /// Signed records carried in `PushRecords` and `Records` frames.
     pub records: u64,
 }
 
@@ -31,13 +39,23 @@ impl AddAssign for Traffic {
     }
 }
 
+impl Traffic {
+    fn between(before: NodeStats, after: NodeStats) -> Self {
+        Self {
+            messages: after.messages() - before.messages(),
+            bytes: after.bytes - before.bytes,
+            records: after.records - before.records,
+        }
+    }
+}
+
 /// Both run on the same peer schedule, so their costs compare as a ratio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
-    /// The protocol's exchange: bucket hashes, then summaries of differing
-    /// buckets, then only the records that differ, both ways.
+    /// The protocol's exchange, run by the directory machines themselves.
     AntiEntropy,
-    /// The naive baseline: the initiator pushes its whole directory.
+    /// A naive baseline, not a protocol: the initiator pushes its whole
+    /// directory (in `PushRecords` frames the receiving machine handles).
     FullPush,
 }
 
@@ -59,210 +77,156 @@ pub struct RunReport {
     pub end: NetworkState,
 }
 
-/// The peer gets only what survives `encode` and `decode`: byte counts are
-/// real, and a value the codec would refuse stops the run instead of
-/// passing silently.
-fn transmit<M: WireMessage>(msg: &M, traffic: &mut Traffic) -> Result<M, SimError> {
-    let frame = wire::encode(msg)?;
-    traffic.messages += 1;
-    traffic.bytes += frame.len() as u64;
-    Ok(wire::decode(&frame)?)
+/// Bytes it takes to send these records as `RecordBatch` frames cut to the
+/// wire limit, the yardstick every scenario compares against.
+pub fn full_transfer_bytes(records: Vec<SignedRecord>) -> u64 {
+    record_batches(records, FrameBudget::default().records)
+        .iter()
+        .map(|b| wire::encoded_len(b) as u64)
+        .sum()
 }
 
-/// Sends a list in as many frames as the message kind's size limit needs,
-/// halving until each fits, as a node must for a large directory: one
-/// `RecordRequest` holds ~32,000 organization ids, one `RecordBatch` a few
-/// tens of thousands of records.
-fn transmit_split<M: WireMessage, T>(
-    items: Vec<T>,
-    wrap: fn(Vec<T>) -> M,
-    unwrap: fn(M) -> Vec<T>,
-    traffic: &mut Traffic,
-) -> Result<Vec<T>, SimError> {
-    let msg = wrap(items);
-    match transmit(&msg, traffic) {
-        Err(SimError::Wire(WireError::TooLarge { .. })) => {
-            let mut first = unwrap(msg);
-            if first.len() < 2 {
-                // A single item over the limit: nothing to split, report it.
-                return transmit(&wrap(first), traffic).map(unwrap);
-            }
-            let second = first.split_off(first.len() / 2);
-            let mut received = transmit_split(first, wrap, unwrap, traffic)?;
-            received.extend(transmit_split(second, wrap, unwrap, traffic)?);
-            Ok(received)
+/// The scenarios choose every exchange, so the machines' own rounds are
+/// set a year apart and never run.
+const NO_ROUNDS: Duration = Duration::from_secs(365 * 86_400);
+
+/// All nodes share one `Trust` and one clock: the scenarios study
+/// propagation, not disagreement about the federation or the time.
+pub struct Network {
+    net: SimNet<DirectoryNode>,
+    trust: Trust,
+    /// Bookkeeping of what each node reported, to turn a refusal or a bad
+    /// answer into an error naming the node.
+    seen: Vec<(usize, usize)>,
+}
+
+impl Network {
+    pub fn new(nodes: usize, trust: &Trust, now: Timestamp) -> Self {
+        let mut network = Self {
+            net: SimNet::new(SimConfig::default(), now),
+            trust: trust.clone(),
+            seen: Vec::new(),
+        };
+        for _ in 0..nodes {
+            network.join();
         }
-        other => other.map(unwrap),
-    }
-}
-
-fn transmit_records(
-    records: Vec<SignedRecord>,
-    traffic: &mut Traffic,
-) -> Result<Vec<SignedRecord>, SimError> {
-    let received = transmit_split(
-        records,
-        |records| RecordBatch { records },
-        |batch| batch.records,
-        traffic,
-    )?;
-    traffic.records += received.len() as u64;
-    Ok(received)
-}
-
-fn transmit_request(orgs: Vec<OrgId>, traffic: &mut Traffic) -> Result<Vec<OrgId>, SimError> {
-    transmit_split(
-        orgs,
-        |orgs| RecordRequest { orgs },
-        |request| request.orgs,
-        traffic,
-    )
-}
-
-/// Bytes it takes to send these records as `RecordBatch` frames, the
-/// yardstick every scenario compares against.
-pub fn full_transfer_bytes(records: Vec<SignedRecord>) -> Result<u64, SimError> {
-    let mut traffic = Traffic::default();
-    transmit_records(records, &mut traffic)?;
-    Ok(traffic.bytes)
-}
-
-/// All nodes share one `Trust` and one `now`: the scenarios study
-/// propagation, not disagreement about the federation or the clock.
-pub struct Network<'t> {
-    nodes: Vec<Directory>,
-    trust: &'t Trust,
-    now: Timestamp,
-    traffic: Traffic,
-}
-
-impl<'t> Network<'t> {
-    pub fn new(nodes: usize, trust: &'t Trust, now: Timestamp) -> Self {
-        Self {
-            nodes: (0..nodes).map(|_| Directory::new()).collect(),
-            trust,
-            now,
-            traffic: Traffic::default(),
-        }
+        network
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.net.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.net.is_empty()
     }
 
     pub fn node(&self, i: usize) -> &Directory {
-        &self.nodes[i]
+        self.net.node(i).directory()
     }
 
-    pub fn nodes(&self) -> &[Directory] {
-        &self.nodes
+    pub fn directories(&self) -> impl Iterator<Item = &Directory> {
+        self.net.nodes().iter().map(DirectoryNode::directory)
     }
 
     /// An empty node, as a hospital's first start; returns its index.
     pub fn join(&mut self) -> usize {
-        self.nodes.push(Directory::new());
-        self.nodes.len() - 1
+        let i = self.net.len();
+        let mut config = SyncConfig::new(Scope::Federation, seed("simulations/node", i as u64));
+        config.interval = NO_ROUNDS;
+        self.seen.push((0, 0));
+        self.net.add(DirectoryNode::new(
+            config,
+            Directory::new(),
+            self.trust.clone(),
+        ))
     }
 
     /// Since the network was made, including rounds run outside
     /// `run_until_converged`.
     pub fn traffic(&self) -> Traffic {
-        self.traffic
+        Traffic::between(NodeStats::default(), self.net.total())
     }
 
     /// Records arriving at a node from outside the simulation (an
     /// organization publishing through it); costs no traffic. Returns how
     /// many changed the directory.
     pub fn publish(&mut self, node: usize, records: Vec<SignedRecord>) -> Result<usize, SimError> {
-        self.merge(node, records)
-    }
-
-    fn merge(&mut self, node: usize, records: Vec<SignedRecord>) -> Result<usize, SimError> {
+        let now = self.net.now();
         let mut changed = 0;
-        for result in self.nodes[node].insert_many(records, self.trust, self.now) {
+        for result in self.net.node_mut(node).publish(now, records) {
             match result.map_err(|error| SimError::Refused { node, error })? {
                 Merge::Added | Merge::Replaced { .. } => changed += 1,
                 Merge::Unchanged | Merge::Superseded { .. } => {}
             }
         }
+        // Refusals of published records were returned above, not found later.
+        let n = self.net.node(node);
+        self.seen[node] = (n.rejections.len(), n.errors.len());
         Ok(changed)
     }
 
-    /// Two nodes' directories at once, which indexing alone cannot lend.
-    fn pair(&mut self, a: usize, b: usize) -> (&mut Directory, &mut Directory) {
-        assert_ne!(a, b, "a node does not sync with itself");
-        if a < b {
-            let (lo, hi) = self.nodes.split_at_mut(b);
-            (&mut lo[a], &mut hi[0])
-        } else {
-            let (lo, hi) = self.nodes.split_at_mut(a);
-            (&mut hi[0], &mut lo[b])
+    /// Anything a node refused or could not use since last looked: in
+    /// these scenarios every record is valid and no link fails, so any of
+    /// it is a finding about the protocol.
+    fn check(&mut self) -> Result<(), SimError> {
+        if let Some(v) = self.net.violations().first() {
+            return Err(SimError::Frame(v.clone()));
         }
+        for node in 0..self.net.len() {
+            let n = self.net.node(node);
+            let (rejected, errors) = self.seen[node];
+            if let Some(r) = n.rejections.get(rejected) {
+                return Err(SimError::Refused {
+                    node,
+                    error: r.error.clone(),
+                });
+            }
+            if let Some(e) = n.errors.get(errors) {
+                return Err(SimError::Exchange {
+                    node,
+                    error: e.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
-    /// The protocol's exchange with `a` initiating. Who initiates matters:
-    /// an empty initiator pays for summaries and a request per record that
-    /// an empty responder does not.
+    /// One exchange of the directory machines, `a` initiating, run to its
+    /// end. Who initiates matters: an empty initiator pays for summaries
+    /// and a request per record that an empty responder does not.
     pub fn sync(&mut self, a: usize, b: usize) -> Result<Traffic, SimError> {
-        let mut t = Traffic::default();
-        let (dir_a, dir_b) = self.pair(a, b);
-
-        let offer = transmit(&dir_a.sync_offer(), &mut t)?;
-        let buckets = dir_b
-            .differing_buckets(&offer)
-            .map_err(|error| SimError::Offer { node: b, error })?;
-        // Sent even when empty: it is how `a` learns there is nothing to do.
-        let summaries = SyncSummaries {
-            summaries: dir_b.summaries(&buckets),
-            buckets,
-        };
-        let summaries = transmit(&summaries, &mut t)?;
-        let plan = dir_a.reconcile(&summaries.buckets, &summaries.summaries);
-
-        let mut pushed = Vec::new();
-        if !plan.send.is_empty() {
-            pushed = transmit_records(plan.send, &mut t)?;
+        assert_ne!(a, b, "a node does not sync with itself");
+        let before = self.net.total();
+        let now = self.net.now();
+        if self.net.node_mut(a).start_sync(now, b).is_none() {
+            return Err(SimError::Config(format!(
+                "node {a} is already syncing with {b}"
+            )));
         }
-        let mut answered = Vec::new();
-        if !plan.want.is_empty() {
-            let wanted = transmit_request(plan.want, &mut t)?;
-            let held: Vec<SignedRecord> = wanted
-                .iter()
-                .filter_map(|org| dir_b.get(org))
-                .map(|e| e.signed().clone())
-                .collect();
-            answered = transmit_records(held, &mut t)?;
-        }
-        self.merge(b, pushed)?;
-        self.merge(a, answered)?;
-        self.traffic += t;
-        Ok(t)
+        self.net.settle();
+        self.check()?;
+        Ok(Traffic::between(before, self.net.total()))
     }
 
     /// The baseline anti-entropy is measured against: `a` sends `b` its
     /// whole directory.
     pub fn push_full(&mut self, a: usize, b: usize) -> Result<Traffic, SimError> {
-        let mut t = Traffic::default();
-        let all: Vec<SignedRecord> = self.nodes[a]
-            .entries()
-            .map(|e| e.signed().clone())
-            .collect();
-        let received = transmit_records(all, &mut t)?;
-        // A record byte-identical to one held would merge as `Unchanged`;
-        // skipping it before verification saves the baseline's CPU, not its
-        // bytes, and changes no outcome.
-        let held: HashSet<[u8; 32]> = self.nodes[b].entries().map(DirectoryEntry::hash).collect();
-        let fresh = received
-            .into_iter()
-            .filter(|r| !held.contains(&r.content_hash()))
-            .collect();
-        self.merge(b, fresh)?;
-        self.traffic += t;
-        Ok(t)
+        let before = self.net.total();
+        let all: Vec<SignedRecord> = self.node(a).entries().map(|e| e.signed().clone()).collect();
+        for batch in record_batches(all, FrameBudget::default().records) {
+            match self.net.call(a, b, Request::PushRecords(batch)) {
+                Ok(Response::Done) => {}
+                Ok(other) => {
+                    return Err(SimError::Config(format!(
+                        "node {b} answered a push with {other:?}"
+                    )));
+                }
+                Err(v) => return Err(SimError::Frame(v)),
+            }
+        }
+        self.check()?;
+        Ok(Traffic::between(before, self.net.total()))
     }
 
     pub fn exchange(
@@ -304,14 +268,14 @@ impl<'t> Network<'t> {
         rng: &mut SimRng,
         max_rounds: usize,
     ) -> Result<RunReport, SimError> {
-        let everyone = 0..self.nodes.len();
+        let everyone = 0..self.len();
         let mut traffic = Traffic::default();
         for rounds in 0..=max_rounds {
             if self.converged() {
                 return Ok(RunReport {
                     rounds,
                     traffic,
-                    bytes_per_node: traffic.bytes / self.nodes.len() as u64,
+                    bytes_per_node: traffic.bytes / self.len() as u64,
                     end: self.state(),
                 });
             }
@@ -320,7 +284,7 @@ impl<'t> Network<'t> {
             }
         }
         Err(SimError::NotConverged {
-            nodes: self.nodes.len(),
+            nodes: self.len(),
             rounds: max_rounds,
         })
     }
@@ -330,12 +294,12 @@ impl<'t> Network<'t> {
     }
 
     pub fn state(&self) -> NetworkState {
-        let digests: BTreeSet<[u8; 32]> = self.nodes.iter().map(Directory::digest).collect();
-        let sizes = self.nodes.iter().map(Directory::len);
+        let digests: BTreeSet<[u8; 32]> = self.directories().map(Directory::digest).collect();
+        let sizes = || self.directories().map(Directory::len);
         NetworkState {
             distinct_digests: digests.len(),
-            min_records: sizes.clone().min().unwrap_or(0),
-            max_records: sizes.max().unwrap_or(0),
+            min_records: sizes().min().unwrap_or(0),
+            max_records: sizes().max().unwrap_or(0),
         }
     }
 }
@@ -346,18 +310,6 @@ mod tests {
     use konsilium_protocol::cert::OrgLevel;
     use konsilium_protocol::specialty::Specialty;
     use konsilium_protocol::testkit::{NOW, TestFederation};
-
-    #[test]
-    fn oversized_lists_are_split_into_frames_that_fit() {
-        let id = konsilium_protocol::identity::IdentityKey::from_seed([3; 32]).org_id();
-        // 40,000 ids are ~1.25 MiB; a RecordRequest frame may hold 1 MiB.
-        let orgs = vec![id; 40_000];
-        let mut t = Traffic::default();
-        let received = transmit_request(orgs.clone(), &mut t).unwrap();
-        assert_eq!(received, orgs);
-        assert_eq!(t.messages, 2);
-        assert!(t.bytes > 40_000 * 32);
-    }
 
     #[test]
     fn one_sync_moves_exactly_the_differences_both_ways() {
@@ -379,8 +331,8 @@ mod tests {
         assert!(net.converged());
         assert_eq!(net.node(0).len(), 40);
         assert_eq!(net.node(0).get(&orgs[0].id()).unwrap().record().sequence, 2);
-        // Offer, summaries, a batch to 1, a request, a batch back.
-        assert_eq!(t.messages, 5);
+        // Offer, summaries, a batch to 1 and its `Done`, a request, a batch back.
+        assert_eq!(t.messages, 6);
         assert_eq!(t.records, 5 + 5 + 1);
         assert_eq!(net.traffic(), t);
 

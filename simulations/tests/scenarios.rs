@@ -48,12 +48,13 @@ fn late_joiner_converges_in_one_sync() {
     assert!(joiner < full * 6 / 5, "{joiner} vs full {full}");
     // Started by a member, the newcomer's summaries are empty and the member
     // pushes the directory as one batch: beyond the full directory only the
-    // offer, an empty summaries frame (together the idle sync's bytes) and
-    // the list of up to 256 non-empty buckets with its length prefix.
+    // offer, an empty summaries frame (together the idle sync's bytes), the
+    // list of up to 256 non-empty buckets with its length prefix, the push's
+    // `Request` tag (1 byte) and the `Done` answer (5 bytes).
     let member = r.member_initiated.traffic.bytes;
     assert!(member > full);
     assert!(
-        member <= full + r.idle_sync.bytes + 257,
+        member <= full + r.idle_sync.bytes + 257 + 1 + 5,
         "{member} vs full {full}"
     );
     // A converged pair exchanges only the offer and an empty answer.

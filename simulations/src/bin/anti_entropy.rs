@@ -76,8 +76,8 @@ fn run(s: &Sizes, seed: u64) -> Result<(), SimError> {
     let started = Instant::now();
     let fed = Federation::generate("anti-entropy", s.orgs.max(s.delta_orgs));
     println!(
-        "Konsilium directory anti-entropy, seed {seed}: every message through wire::encode/decode, \
-         every merge through Directory::insert_many"
+        "Konsilium directory anti-entropy, seed {seed}: every exchange run by the nodes' own \
+         DirectorySync machines, every message through wire::encode/decode"
     );
     println!(
         "federation of {} organizations generated in {:.1} s\n",

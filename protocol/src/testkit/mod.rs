@@ -19,6 +19,12 @@ use crate::time::Timestamp;
 use crate::urgency::{Deadlines, Urgency};
 use std::collections::BTreeMap;
 
+pub mod directory_node;
+pub mod simnet;
+
+pub use directory_node::DirectoryNode;
+pub use simnet::{Link, NodeId, NodeStats, SimConfig, SimNet, SimNode, Transmit, Violation};
+
 pub const DAY_MS: u64 = 86_400_000;
 /// A fixed "now" inside every test certificate's validity (2026-05-28).
 pub const NOW: Timestamp = Timestamp::from_unix_millis(1_780_000_000_000);

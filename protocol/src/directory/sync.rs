@@ -1,0 +1,729 @@
+//! Directory synchronisation as a sans-I/O machine: gossip ingest,
+//! anti-entropy rounds with random peers, the directory scope, and frames
+//! cut to the wire limits.
+//!
+//! Shaped like quinn-proto's `Connection`: it owns the [`Directory`], input
+//! arrives through `handle_*(now, ..)`, and the shell drains
+//! [`DirectorySync::poll_output`] (requests to send, records to persist,
+//! rejections to report) and sleeps until [`DirectorySync::poll_timeout`].
+//! It reads no clock, socket or file, and draws its random peer choices
+//! from the seed it was given, so the node, the simulated network and the
+//! simulations all run exactly the same exchange, reproducibly.
+//!
+//! One exchange, started by the side whose round it is:
+//! `SyncOffer` (bucket hashes) → `Summaries` of the differing buckets →
+//! `PushRecords` of what the peer lacks (answered `Done`) and
+//! `WantRecords` of what we lack (answered `Records`, asked again for the
+//! rest when an answer had to stop at its frame limit).
+
+use super::frames::{self, FrameBudget};
+use super::{Directory, Merge, RecordError, SignedRecord};
+use crate::cert::{CertError, RegionCode, Trust};
+use crate::identity::OrgId;
+use crate::rpc::{Refusal, Request, Response};
+use crate::time::Timestamp;
+use multiaddr::Multiaddr;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// Which organizations a node keeps. A small node keeps its own region, and
+/// asks its regional center for candidates elsewhere when it needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Federation,
+    Region(RegionCode),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub scope: Scope,
+    /// Time between anti-entropy rounds. Gossip carries most records; rounds
+    /// repair what gossip lost, so they can be rare.
+    pub interval: Duration,
+    /// A request with no answer by then counts as failed, so a silent peer
+    /// cannot hold an exchange open (and its peer slot busy) forever.
+    pub request_timeout: Duration,
+    pub budget: FrameBudget,
+    /// Seeds the choice of sync partners. Nodes should pass fresh random
+    /// bytes; tests pass constants to replay a run.
+    pub seed: [u8; 32],
+}
+
+impl SyncConfig {
+    pub fn new(scope: Scope, seed: [u8; 32]) -> Self {
+        Self {
+            scope,
+            interval: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            budget: FrameBudget::default(),
+            seed,
+        }
+    }
+}
+
+/// Names one request the machine sent, so its answer or failure can be
+/// matched to it. The shell keeps a map from its transport's request ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestToken(u64);
+
+impl RequestToken {
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// What to tell gossipsub about a gossiped record: `Reject` penalises the
+/// peer that forwarded it, `Ignore` only stops it spreading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// New to us: pass it on.
+    Accept,
+    /// Valid but held already, superseded, or out of our scope.
+    Ignore,
+    /// Invalid: forged, expired, revoked or malformed.
+    Reject,
+}
+
+/// A record that changed the directory: the shell persists it and adds its
+/// addresses to its routing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub org: OrgId,
+    pub sequence: u64,
+    pub record: SignedRecord,
+    pub addresses: Vec<Multiaddr>,
+}
+
+/// A record refused, with whom it came from and, when its certificate could
+/// be read, whose it claimed to be (for the operator's list of refusals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection<P> {
+    pub from: Option<P>,
+    pub org: Option<OrgId>,
+    pub name: Option<String>,
+    pub error: RecordError,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent<P> {
+    /// An exchange ended: every request of it was answered or failed.
+    Finished {
+        peer: P,
+        /// Records pushed and acknowledged; `Done` does not say which of
+        /// them changed the peer's directory.
+        pushed: usize,
+        /// Records from the peer that changed our directory.
+        pulled: usize,
+        failed: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output<P> {
+    Transmit {
+        to: P,
+        token: RequestToken,
+        request: Request,
+    },
+    Stored(Stored),
+    Rejected(Rejection<P>),
+    /// A held record no longer valid under the current trust (expired or
+    /// revoked certificate): the shell deletes it from storage.
+    Dropped {
+        org: OrgId,
+        name: String,
+        reason: CertError,
+    },
+    Event(SyncEvent<P>),
+}
+
+/// What went wrong with an answer. None of these stops the machine; the
+/// shell logs them and may score the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// Answers that arrive after their request timed out or the peer left.
+    #[error("no request with token {0:?} is waiting for an answer")]
+    UnknownToken(RequestToken),
+    #[error("peer answered a {asked} request with {got}")]
+    Unexpected {
+        asked: &'static str,
+        got: &'static str,
+    },
+    #[error("peer refused a {asked} request: {refusal}")]
+    Refused {
+        asked: &'static str,
+        refusal: Refusal,
+    },
+}
+
+/// What an outstanding request asked, to read its answer.
+#[derive(Debug)]
+enum Asked {
+    Offer,
+    Push(usize),
+    Want(Vec<OrgId>),
+}
+
+impl Asked {
+    fn name(&self) -> &'static str {
+        match self {
+            Asked::Offer => "SyncOffer",
+            Asked::Push(_) => "PushRecords",
+            Asked::Want(_) => "WantRecords",
+        }
+    }
+}
+
+fn response_name(r: &Response) -> &'static str {
+    match r {
+        Response::Summaries(_) => "Summaries",
+        Response::Records(_) => "Records",
+        Response::Receipt(_) => "Receipt",
+        Response::Custody => "Custody",
+        Response::Done => "Done",
+        Response::Refused(_) => "Refused",
+        Response::Fetching { .. } => "Fetching",
+        Response::Blob(_) => "Blob",
+    }
+}
+
+#[derive(Debug)]
+struct Pending<P> {
+    peer: P,
+    deadline: Timestamp,
+    asked: Asked,
+}
+
+#[derive(Debug, Default)]
+struct Exchange {
+    in_flight: usize,
+    /// The peer's summaries probably stopped at its frame limit: sync
+    /// again at once for the buckets they left out.
+    again: bool,
+    pushed: usize,
+    pulled: usize,
+    failed: bool,
+}
+
+/// How one received record fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Changed,
+    Unchanged,
+    OutOfScope,
+    Rejected,
+}
+
+/// The directory synchronisation machine. `P` names peers: the node's
+/// `PeerId`, a simulated node's index.
+#[derive(Debug)]
+pub struct DirectorySync<P> {
+    directory: Directory,
+    config: SyncConfig,
+    draws: u64,
+    peers: BTreeSet<P>,
+    /// Organizations whose records the scope left out, so rounds stop
+    /// asking for them.
+    out_of_scope: BTreeSet<OrgId>,
+    pending: BTreeMap<RequestToken, Pending<P>>,
+    exchanges: BTreeMap<P, Exchange>,
+    next_token: u64,
+    next_round: Option<Timestamp>,
+    outputs: VecDeque<Output<P>>,
+}
+
+impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
+    /// Starts from a directory loaded by the shell (from storage, records
+    /// already verified when they were first stored).
+    pub fn new(config: SyncConfig, directory: Directory) -> Self {
+        let config = SyncConfig {
+            budget: config.budget.clamped(),
+            ..config
+        };
+        Self {
+            directory,
+            config,
+            draws: 0,
+            peers: BTreeSet::new(),
+            out_of_scope: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            exchanges: BTreeMap::new(),
+            next_token: 0,
+            next_round: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    pub fn into_directory(self) -> Directory {
+        self.directory
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &P> {
+        self.peers.iter()
+    }
+
+    /// Whether an exchange with `peer` is under way.
+    pub fn is_syncing_with(&self, peer: &P) -> bool {
+        self.exchanges.contains_key(peer)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output<P>> {
+        self.outputs.pop_front()
+    }
+
+    /// The next round or request deadline, whichever comes first. `None`
+    /// until the first input gave the machine a notion of `now`.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let deadline = self.pending.values().map(|p| p.deadline).min();
+        match (self.next_round, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn arm(&mut self, now: Timestamp) {
+        if self.next_round.is_none() {
+            self.next_round = Some(now.saturating_add(self.config.interval));
+        }
+    }
+
+    /// A peer may now be asked and chosen for rounds; it is synced with at
+    /// once, so a newcomer does not wait a whole interval for the directory.
+    pub fn handle_peer_admitted(&mut self, now: Timestamp, peer: P) {
+        self.arm(now);
+        if self.peers.insert(peer) {
+            self.start_sync(now, peer);
+        }
+    }
+
+    /// The peer left: its outstanding requests will never be answered.
+    pub fn handle_peer_gone(&mut self, now: Timestamp, peer: P) {
+        self.arm(now);
+        self.peers.remove(&peer);
+        let gone: Vec<RequestToken> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.peer == peer)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in gone {
+            self.fail(now, token);
+        }
+    }
+
+    /// Starts an exchange with `peer` now, unless one is under way. The
+    /// shell calls it for a peer it has reasons to sync with (and the
+    /// simulations, to follow their own schedule); rounds call it for a
+    /// random peer.
+    pub fn start_sync(&mut self, now: Timestamp, peer: P) -> Option<RequestToken> {
+        self.arm(now);
+        if self.exchanges.contains_key(&peer) {
+            return None;
+        }
+        self.exchanges.insert(peer, Exchange::default());
+        let offer = self.directory.sync_offer();
+        Some(self.send(now, peer, Asked::Offer, Request::SyncOffer(offer)))
+    }
+
+    /// Expires requests past their deadline and runs a round when it is due.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.arm(now);
+        let expired: Vec<RequestToken> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            self.fail(now, token);
+        }
+        if self.next_round.is_some_and(|t| t <= now) {
+            self.next_round = Some(now.saturating_add(self.config.interval));
+            let idle: Vec<P> = self
+                .peers
+                .iter()
+                .filter(|p| !self.exchanges.contains_key(p))
+                .copied()
+                .collect();
+            if !idle.is_empty() {
+                let pick = idle[self.below(idle.len())];
+                self.start_sync(now, pick);
+            }
+        }
+    }
+
+    /// A record gossiped by `from`.
+    pub fn handle_gossip(
+        &mut self,
+        now: Timestamp,
+        from: P,
+        record: SignedRecord,
+        trust: &Trust,
+    ) -> GossipVerdict {
+        self.arm(now);
+        match self.accept(now, Some(from), vec![record], false, trust)[0] {
+            Fate::Changed => GossipVerdict::Accept,
+            Fate::Unchanged | Fate::OutOfScope => GossipVerdict::Ignore,
+            Fate::Rejected => GossipVerdict::Reject,
+        }
+    }
+
+    /// Records wanted whatever the scope: the node's own record, records it
+    /// publishes, candidates its regional center sent for a request.
+    pub fn insert_wanted(
+        &mut self,
+        now: Timestamp,
+        from: Option<P>,
+        records: Vec<SignedRecord>,
+        trust: &Trust,
+    ) -> Vec<Result<Merge, RecordError>> {
+        self.arm(now);
+        let results = self.directory.insert_many(records.clone(), trust, now);
+        for (record, result) in records.into_iter().zip(&results) {
+            self.report(from, record, result);
+        }
+        results
+    }
+
+    /// After the trust changed (a revocation adopted, time passing an
+    /// expiry): drops records it no longer vouches for.
+    pub fn handle_trust_changed(&mut self, now: Timestamp, trust: &Trust) {
+        self.arm(now);
+        let names: BTreeMap<OrgId, String> = self
+            .directory
+            .entries()
+            .map(|e| (e.org(), e.name().to_owned()))
+            .collect();
+        for (org, reason) in self.directory.retain_valid(trust, now) {
+            let name = names.get(&org).cloned().unwrap_or_default();
+            self.outputs
+                .push_back(Output::Dropped { org, name, reason });
+        }
+    }
+
+    /// Answers a peer's directory request. Other requests are not this
+    /// machine's and are refused; the shell dispatches by variant (see
+    /// [`is_directory_request`]).
+    pub fn handle_request(
+        &mut self,
+        now: Timestamp,
+        from: P,
+        request: Request,
+        trust: &Trust,
+    ) -> Response {
+        self.arm(now);
+        match request {
+            Request::SyncOffer(offer) => match self.directory.differing_buckets(&offer) {
+                Ok(differing) => Response::Summaries(frames::answer_offer(
+                    &self.directory,
+                    &differing,
+                    self.config.budget.summaries,
+                )),
+                Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
+            },
+            Request::PushRecords(batch) => {
+                self.accept(now, Some(from), batch.records, false, trust);
+                Response::Done
+            }
+            Request::WantRecords(want) => Response::Records(frames::answer_want(
+                &self.directory,
+                &want.orgs,
+                self.config.budget.records,
+            )),
+            _ => Response::Refused(Refusal::Invalid(
+                "not a directory synchronisation request".into(),
+            )),
+        }
+    }
+
+    /// The answer to a request this machine sent.
+    pub fn handle_response(
+        &mut self,
+        now: Timestamp,
+        token: RequestToken,
+        response: Response,
+        trust: &Trust,
+    ) -> Result<(), SyncError> {
+        self.arm(now);
+        let Some(Pending { peer, asked, .. }) = self.pending.remove(&token) else {
+            return Err(SyncError::UnknownToken(token));
+        };
+        let outcome = match (asked, response) {
+            (Asked::Offer, Response::Summaries(s)) => {
+                // The peer stops before the first bucket that does not fit.
+                // Buckets are alike in size (ids are uniform), so an answer
+                // within two buckets of the budget was most likely cut.
+                let used = frames::FRAME_OVERHEAD + crate::wire::body_len(&s);
+                let bucket = used / s.buckets.len().max(1);
+                if used + 2 * bucket >= self.config.budget.summaries
+                    && let Some(x) = self.exchanges.get_mut(&peer)
+                {
+                    x.again = true;
+                }
+                let mut plan = self.directory.reconcile(&s.buckets, &s.summaries);
+                plan.want.retain(|org| !self.out_of_scope.contains(org));
+                for batch in frames::record_batches(plan.send, self.config.budget.records) {
+                    let n = batch.records.len();
+                    self.send(now, peer, Asked::Push(n), Request::PushRecords(batch));
+                }
+                self.want(now, peer, plan.want);
+                Ok(())
+            }
+            (Asked::Push(n), Response::Done) => {
+                if let Some(x) = self.exchanges.get_mut(&peer) {
+                    x.pushed += n;
+                }
+                Ok(())
+            }
+            (Asked::Want(orgs), Response::Records(batch)) => {
+                // Answers follow the order asked and stop when full: what
+                // follows the last record received is asked for again.
+                let last = batch
+                    .records
+                    .last()
+                    .and_then(record_org)
+                    .and_then(|org| orgs.iter().position(|o| *o == org));
+                let fates = self.accept(now, Some(peer), batch.records, false, trust);
+                let pulled = fates.iter().filter(|f| **f == Fate::Changed).count();
+                if let Some(x) = self.exchanges.get_mut(&peer) {
+                    x.pulled += pulled;
+                }
+                if let Some(i) = last {
+                    self.want(now, peer, orgs[i + 1..].to_vec());
+                }
+                Ok(())
+            }
+            (asked, Response::Refused(refusal)) => Err(SyncError::Refused {
+                asked: asked.name(),
+                refusal,
+            }),
+            (asked, other) => Err(SyncError::Unexpected {
+                asked: asked.name(),
+                got: response_name(&other),
+            }),
+        };
+        if outcome.is_err()
+            && let Some(x) = self.exchanges.get_mut(&peer)
+        {
+            x.failed = true;
+        }
+        self.settle(now, peer);
+        outcome
+    }
+
+    /// The request could not be delivered or answered (the transport says
+    /// so, or its deadline passed).
+    pub fn handle_failure(&mut self, now: Timestamp, token: RequestToken) {
+        self.arm(now);
+        self.fail(now, token);
+    }
+
+    fn fail(&mut self, now: Timestamp, token: RequestToken) {
+        if let Some(p) = self.pending.remove(&token) {
+            if let Some(x) = self.exchanges.get_mut(&p.peer) {
+                x.failed = true;
+            }
+            self.settle(now, p.peer);
+        }
+    }
+
+    fn want(&mut self, now: Timestamp, peer: P, orgs: Vec<OrgId>) {
+        if orgs.is_empty() {
+            return;
+        }
+        for request in frames::record_requests(orgs, self.config.budget.request) {
+            let asked = Asked::Want(request.orgs.clone());
+            self.send(now, peer, asked, Request::WantRecords(request));
+        }
+    }
+
+    fn send(&mut self, now: Timestamp, to: P, asked: Asked, request: Request) -> RequestToken {
+        let token = RequestToken(self.next_token);
+        self.next_token += 1;
+        let deadline = now.saturating_add(self.config.request_timeout);
+        self.pending.insert(
+            token,
+            Pending {
+                peer: to,
+                deadline,
+                asked,
+            },
+        );
+        if let Some(x) = self.exchanges.get_mut(&to) {
+            x.in_flight += 1;
+        }
+        self.outputs
+            .push_back(Output::Transmit { to, token, request });
+        token
+    }
+
+    /// Counts one request of the exchange with `peer` as done; the last
+    /// one ends the exchange.
+    fn settle(&mut self, now: Timestamp, peer: P) {
+        let Some(x) = self.exchanges.get_mut(&peer) else {
+            return;
+        };
+        x.in_flight = x.in_flight.saturating_sub(1);
+        let still = self.pending.values().any(|p| p.peer == peer);
+        if x.in_flight == 0 || !still {
+            let x = self.exchanges.remove(&peer).expect("present");
+            self.outputs.push_back(Output::Event(SyncEvent::Finished {
+                peer,
+                pushed: x.pushed,
+                pulled: x.pulled,
+                failed: x.failed,
+            }));
+            // Only after progress: a cut answer that moved nothing would
+            // be cut the same way again.
+            if x.again && !x.failed && x.pushed + x.pulled > 0 {
+                self.start_sync(now, peer);
+            }
+        }
+    }
+
+    /// Validates and merges records a peer sent, applying the scope.
+    fn accept(
+        &mut self,
+        now: Timestamp,
+        from: Option<P>,
+        records: Vec<SignedRecord>,
+        wanted: bool,
+        trust: &Trust,
+    ) -> Vec<Fate> {
+        let mut fates = vec![Fate::Rejected; records.len()];
+        let mut keep = Vec::with_capacity(records.len());
+        let mut at = Vec::with_capacity(records.len());
+        for (i, record) in records.into_iter().enumerate() {
+            // The very record held: it was verified when stored, and the
+            // trust changing since is handled by `handle_trust_changed`.
+            // Skipping it spares a full verification for every duplicate
+            // gossip delivers and every record a naive peer pushes.
+            if let Some(org) = record_org(&record)
+                && self
+                    .directory
+                    .get(&org)
+                    .is_some_and(|e| e.hash() == record.content_hash())
+            {
+                fates[i] = Fate::Unchanged;
+                continue;
+            }
+            let cert = match record
+                .decode_unverified()
+                .map_err(RecordError::from)
+                .and_then(|r| r.chain.org.decode_unverified().map_err(RecordError::from))
+            {
+                Ok(cert) => cert,
+                Err(error) => {
+                    self.outputs.push_back(Output::Rejected(Rejection {
+                        from,
+                        org: None,
+                        name: None,
+                        error,
+                    }));
+                    continue;
+                }
+            };
+            let in_scope = match &self.config.scope {
+                Scope::Federation => true,
+                Scope::Region(region) => {
+                    cert.region == *region || self.directory.get(&cert.org).is_some()
+                }
+            };
+            if !wanted && !in_scope {
+                self.out_of_scope.insert(cert.org);
+                fates[i] = Fate::OutOfScope;
+                continue;
+            }
+            keep.push(record);
+            at.push(i);
+        }
+        let results = self.directory.insert_many(keep.clone(), trust, now);
+        for ((record, result), i) in keep.into_iter().zip(&results).zip(at) {
+            fates[i] = match result {
+                Ok(Merge::Added | Merge::Replaced { .. }) => Fate::Changed,
+                Ok(_) => Fate::Unchanged,
+                Err(_) => Fate::Rejected,
+            };
+            self.report(from, record, result);
+        }
+        fates
+    }
+
+    fn report(
+        &mut self,
+        from: Option<P>,
+        record: SignedRecord,
+        result: &Result<Merge, RecordError>,
+    ) {
+        match result {
+            Ok(Merge::Added | Merge::Replaced { .. }) => {
+                let Some(entry) = record_org(&record).and_then(|o| self.directory.get(&o)) else {
+                    return;
+                };
+                self.out_of_scope.remove(&entry.org());
+                self.outputs.push_back(Output::Stored(Stored {
+                    org: entry.org(),
+                    sequence: entry.record().sequence,
+                    addresses: entry.record().addresses.clone(),
+                    record,
+                }));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let cert = record
+                    .decode_unverified()
+                    .ok()
+                    .and_then(|r| r.chain.org.decode_unverified().ok());
+                self.outputs.push_back(Output::Rejected(Rejection {
+                    from,
+                    org: cert.as_ref().map(|c| c.org),
+                    name: cert.map(|c| c.name),
+                    error: error.clone(),
+                }));
+            }
+        }
+    }
+
+    /// Uniform in `0..n` from the seed: blake3(seed, counter), rejecting
+    /// the values that would favour low indices.
+    fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let reject = n.wrapping_neg() % n;
+        loop {
+            let mut h = blake3::Hasher::new();
+            h.update(&self.config.seed);
+            h.update(&self.draws.to_le_bytes());
+            self.draws += 1;
+            let bytes = h.finalize();
+            let x = u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 of 32"));
+            if x >= reject {
+                return (x % n) as usize;
+            }
+        }
+    }
+}
+
+/// Whether [`DirectorySync::handle_request`] answers this request.
+pub fn is_directory_request(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SyncOffer(_) | Request::PushRecords(_) | Request::WantRecords(_)
+    )
+}
+
+/// The organization a record claims to be, read without checking it.
+fn record_org(record: &SignedRecord) -> Option<OrgId> {
+    let r = record.decode_unverified().ok()?;
+    Some(r.chain.org.decode_unverified().ok()?.org)
+}

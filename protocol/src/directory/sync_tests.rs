@@ -1,0 +1,549 @@
+//! The directory machine on the simulated network: convergence, a late
+//! joiner, loss, a partition with conflicting updates, a 20,000-record
+//! difference within the frame limits, the scope, and refusals. Every
+//! outcome is read from the directories themselves.
+
+use super::*;
+use crate::cert::OrgLevel;
+use crate::rpc::{Request, Response};
+use crate::specialty::Specialty;
+use crate::testkit::{DirectoryNode, Link, NOW, SimConfig, SimNet, TestFederation, TestOrg, seed};
+use crate::wire::{RecordBatch, RecordRequest, WireMessage};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+const INTERVAL: Duration = Duration::from_secs(10);
+
+fn config(i: usize, scope: Scope) -> SyncConfig {
+    SyncConfig {
+        interval: INTERVAL,
+        ..SyncConfig::new(scope, seed("sync-test", i as u64))
+    }
+}
+
+fn network(fed: &TestFederation, nodes: usize, sim: SimConfig) -> SimNet<DirectoryNode> {
+    let mut net = SimNet::new(sim, NOW);
+    for i in 0..nodes {
+        net.add(DirectoryNode::new(
+            config(i, Scope::Federation),
+            Directory::new(),
+            fed.trust.clone(),
+        ));
+    }
+    net
+}
+
+fn orgs(fed: &mut TestFederation, n: u64, region: &str) -> Vec<TestOrg> {
+    (0..n)
+        .map(|i| fed.org(i, OrgLevel::District, region, &[Specialty::Cardiology]))
+        .collect()
+}
+
+/// Every node holds the same directory of `len` records.
+fn converged(net: &SimNet<DirectoryNode>, len: usize) -> bool {
+    let first = net.node(0).directory().digest();
+    net.nodes()
+        .iter()
+        .all(|n| n.directory().len() == len && n.directory().digest() == first)
+}
+
+fn distinct_digests(net: &SimNet<DirectoryNode>) -> usize {
+    let d: BTreeSet<[u8; 32]> = net.nodes().iter().map(|n| n.directory().digest()).collect();
+    d.len()
+}
+
+fn assert_clean(net: &SimNet<DirectoryNode>) {
+    assert_eq!(net.violations(), &[]);
+    for (i, n) in net.nodes().iter().enumerate() {
+        assert_eq!(n.rejections, vec![], "node {i}");
+    }
+}
+
+#[test]
+fn thirty_nodes_converge_from_disjoint_records() {
+    let mut fed = TestFederation::new("sync-30");
+    let orgs = orgs(&mut fed, 90, "RU-VLG");
+    let mut net = network(&fed, 30, SimConfig::default());
+    let now = net.now();
+    for (i, o) in orgs.iter().enumerate() {
+        net.node_mut(i % 30).publish(now, vec![o.signed_record(1)]);
+    }
+    assert_eq!(distinct_digests(&net), 30);
+    net.connect_all();
+    assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 90)));
+    assert_clean(&net);
+    // Each node stored every record it lacked exactly once: 87 each.
+    for n in net.nodes() {
+        assert_eq!(n.stored, 3 + 87);
+    }
+    assert!(
+        net.now().since(NOW) < Duration::from_secs(120),
+        "{}",
+        net.now()
+    );
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let mut fed = TestFederation::new("sync-replay");
+    let orgs = orgs(&mut fed, 24, "RU-VLG");
+    let run = |sim_seed: u64| {
+        let mut net = network(
+            &fed,
+            8,
+            SimConfig {
+                seed: sim_seed,
+                link: Link {
+                    jitter: Duration::from_millis(30),
+                    loss: 0.1,
+                    ..Link::default()
+                },
+                ..SimConfig::default()
+            },
+        );
+        let now = net.now();
+        for (i, o) in orgs.iter().enumerate() {
+            net.node_mut(i % 8).publish(now, vec![o.signed_record(1)]);
+        }
+        net.connect_all();
+        assert!(net.run_until(Duration::from_secs(900), |n| converged(n, 24)));
+        (net.now(), net.total())
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn a_late_joiner_catches_up_through_the_peers_it_meets() {
+    let mut fed = TestFederation::new("sync-late");
+    let orgs = orgs(&mut fed, 60, "RU-VLG");
+    let mut net = network(&fed, 10, SimConfig::default());
+    let now = net.now();
+    for (i, o) in orgs.iter().enumerate() {
+        net.node_mut(i % 10).publish(now, vec![o.signed_record(1)]);
+    }
+    net.connect_all();
+    assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 60)));
+    let late = net.add(DirectoryNode::new(
+        config(10, Scope::Federation),
+        Directory::new(),
+        fed.trust.clone(),
+    ));
+    assert!(!converged(&net, 60));
+    // It meets two members only; admission alone starts a sync.
+    net.connect(late, 3);
+    net.connect(late, 7);
+    net.settle();
+    assert!(converged(&net, 60), "one exchange on admission is enough");
+    assert_eq!(net.node(late).stored, 60);
+    assert_clean(&net);
+}
+
+#[test]
+fn twenty_percent_loss_still_converges() {
+    let mut fed = TestFederation::new("sync-loss");
+    let orgs = orgs(&mut fed, 80, "RU-VLG");
+    let sim = SimConfig {
+        link: Link {
+            latency: Duration::from_millis(40),
+            jitter: Duration::from_millis(60),
+            loss: 0.2,
+        },
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let mut net = network(&fed, 20, sim);
+    let now = net.now();
+    for (i, o) in orgs.iter().enumerate() {
+        net.node_mut(i % 20).publish(now, vec![o.signed_record(1)]);
+    }
+    net.connect_all();
+    assert!(net.run_until(Duration::from_secs(3600), |n| converged(n, 80)));
+    let total = net.total();
+    assert!(
+        total.lost * 10 > total.messages(),
+        "{total:?}: about 20% lost"
+    );
+    let failed = net
+        .nodes()
+        .iter()
+        .flat_map(|n| &n.finished)
+        .filter(|e| matches!(e, SyncEvent::Finished { failed: true, .. }))
+        .count();
+    assert!(failed > 0, "losses must show as failed exchanges");
+    assert_clean(&net);
+}
+
+#[test]
+fn a_partition_with_conflicting_updates_heals_to_one_digest() {
+    let mut fed = TestFederation::new("sync-partition");
+    let orgs = orgs(&mut fed, 40, "RU-VLG");
+    let mut net = network(&fed, 12, SimConfig::default());
+    let now = net.now();
+    let first: Vec<SignedRecord> = orgs.iter().map(|o| o.signed_record(1)).collect();
+    for i in 0..12 {
+        net.node_mut(i).publish(now, first.clone());
+    }
+    net.connect_all();
+    net.partition(|i| i / 6);
+    let now = net.now();
+    // The same organizations publish on both sides: higher sequences on
+    // one side for some, on the other for others, and equal sequences
+    // with different contents (settled by the hash) for the rest.
+    let mut expected = BTreeMap::new();
+    for (k, o) in orgs.iter().enumerate().take(15) {
+        let (a, b) = match k % 3 {
+            0 => (5, 3),
+            1 => (2, 4),
+            _ => (6, 6),
+        };
+        let mut ra = o.record(a);
+        ra.issued_at = Timestamp::from_unix_millis(NOW.unix_millis() + 1);
+        let mut rb = o.record(b);
+        rb.issued_at = Timestamp::from_unix_millis(NOW.unix_millis() + 2);
+        let (ra, rb) = (o.sign(&ra), o.sign(&rb));
+        let winner = if (a, ra.content_hash()) > (b, rb.content_hash()) {
+            ra.clone()
+        } else {
+            rb.clone()
+        };
+        expected.insert(o.id(), winner.content_hash());
+        net.node_mut(k % 6).publish(now, vec![ra]);
+        net.node_mut(6 + k % 6).publish(now, vec![rb]);
+    }
+    net.run_for(Duration::from_secs(300));
+    let (left, right) = net.nodes().split_at(6);
+    let l = left[0].directory().digest();
+    let r = right[0].directory().digest();
+    assert!(
+        left.iter().all(|n| n.directory().digest() == l),
+        "each side converged"
+    );
+    assert!(right.iter().all(|n| n.directory().digest() == r));
+    assert_ne!(l, r, "the sides drifted apart");
+
+    net.heal();
+    assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 40)));
+    for n in net.nodes() {
+        for (org, hash) in &expected {
+            assert_eq!(n.directory().get(org).unwrap().hash(), *hash);
+        }
+    }
+    assert_clean(&net);
+}
+
+/// 20,000 organizations, signed once for the tests that need them.
+static BIG: LazyLock<(TestFederation, Vec<SignedRecord>)> = LazyLock::new(|| {
+    let mut fed = TestFederation::new("sync-20k");
+    let records = (0..20_000)
+        .map(|i| {
+            fed.org(i, OrgLevel::District, "RU-VLG", &[Specialty::Urology])
+                .signed_record(1)
+        })
+        .collect();
+    (fed, records)
+});
+
+/// Two nodes differing by 20,000 records (10,000 held by each alone)
+/// converge; returns the network to inspect its frames.
+fn twenty_thousand_apart(budget: FrameBudget) -> SimNet<DirectoryNode> {
+    let (fed, records) = &*BIG;
+    let mut net = SimNet::new(SimConfig::default(), NOW);
+    for i in 0..2 {
+        let mut c = config(i, Scope::Federation);
+        c.budget = budget;
+        let mut dir = Directory::new();
+        dir.insert_many(
+            records.iter().skip(i).step_by(2).cloned().collect(),
+            &fed.trust,
+            NOW,
+        );
+        net.add(DirectoryNode::new(c, dir, fed.trust.clone()));
+    }
+    assert_ne!(
+        net.node(0).directory().digest(),
+        net.node(1).directory().digest()
+    );
+    net.node_mut(0).start_sync(NOW, 1);
+    net.settle();
+    assert!(converged(&net, 20_000));
+    assert_clean(&net);
+    net
+}
+
+#[test]
+fn twenty_thousand_records_apart_converge_in_frames_within_the_limits() {
+    let net = twenty_thousand_apart(FrameBudget::default());
+    let largest = net.total().largest_frame;
+    // 10,000 records of ~700 bytes: one batch each way, under 32 MiB.
+    assert!(largest <= RecordBatch::MAX_LEN, "{largest}");
+    assert!(largest > 5_000_000, "{largest}");
+
+    // A transport with 1 MiB frames: the same difference, cut to fit.
+    let budget = FrameBudget {
+        records: 1 << 20,
+        request: 64 << 10,
+        summaries: 256 << 10,
+    };
+    let net = twenty_thousand_apart(budget);
+    let (a, b) = (net.stats(0), net.stats(1));
+    assert!(a.largest_frame <= 1 << 20 && b.largest_frame <= 1 << 20);
+    // ~7 MB each way in 1 MiB frames; 10,000 ids in 64 KiB requests; the
+    // 640 KiB of summaries in 256 KiB answers, over several rounds.
+    assert!(a.requests >= 7 + 5, "{a:?}");
+    assert!(b.responses >= 7, "{b:?}");
+    assert_eq!(a.records + b.records, 20_000, "each record sent once");
+}
+
+#[test]
+fn a_region_scoped_node_keeps_its_region_only() {
+    let mut fed = TestFederation::new("sync-scope");
+    let vlg = orgs(&mut fed, 20, "RU-VLG");
+    let mow: Vec<TestOrg> = (100..120)
+        .map(|i| fed.org(i, OrgLevel::District, "RU-MOW", &[Specialty::Cardiology]))
+        .collect();
+    let mut net = network(&fed, 3, SimConfig::default());
+    let region = RegionCode::new("RU-VLG").unwrap();
+    let scoped = net.add(DirectoryNode::new(
+        config(3, Scope::Region(region.clone())),
+        Directory::new(),
+        fed.trust.clone(),
+    ));
+    let now = net.now();
+    for (i, o) in vlg.iter().chain(&mow).enumerate() {
+        net.node_mut(i % 3).publish(now, vec![o.signed_record(1)]);
+    }
+    net.connect_all();
+    net.run_for(Duration::from_secs(600));
+    let full = &net.nodes()[..3];
+    assert!(full.iter().all(|n| n.directory().len() == 40));
+    let dir = net.node(scoped).directory();
+    assert_eq!(dir.len(), 20);
+    assert!(dir.entries().all(|e| *e.region() == region));
+    // Once left out, an organization is not asked for again: later rounds
+    // keep syncing but ask for nothing. (Full peers still push what it
+    // lacks: an offer does not carry the scope.)
+    let asked = net.node(scoped).asked_for;
+    assert!(
+        asked >= 20,
+        "the first rounds asked for the records: {asked}"
+    );
+    let requests = net.stats(scoped).requests;
+    net.run_for(Duration::from_secs(600));
+    assert_eq!(net.node(scoped).asked_for, asked);
+    assert!(net.stats(scoped).requests > requests, "it kept syncing");
+    assert_eq!(net.node(scoped).directory().len(), 20);
+
+    // Gossip from elsewhere is ignored; a record it asked for is kept.
+    let node = net.node_mut(scoped);
+    assert_eq!(
+        node.gossip(NOW, 0, mow[0].signed_record(2)),
+        GossipVerdict::Ignore
+    );
+    assert_eq!(node.directory().len(), 20);
+    assert_eq!(
+        node.publish(NOW, vec![mow[0].signed_record(2)]),
+        vec![Ok(Merge::Added)]
+    );
+    // Held now, so its updates are in scope.
+    assert_eq!(
+        node.gossip(NOW, 0, mow[0].signed_record(3)),
+        GossipVerdict::Accept
+    );
+    assert_clean(&net);
+}
+
+#[test]
+fn forged_and_invalid_records_are_rejected_and_reported() {
+    let mut fed = TestFederation::new("sync-forged");
+    let orgs = orgs(&mut fed, 3, "RU-VLG");
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let trust = &fed.trust;
+    let forged = Signed::sign(&orgs[1].identity, &orgs[0].record(1));
+    assert_eq!(
+        m.handle_gossip(NOW, 7, forged, trust),
+        GossipVerdict::Reject
+    );
+    let later = Timestamp::from_unix_millis(NOW.unix_millis() + 400 * crate::testkit::DAY_MS);
+    assert_eq!(
+        m.handle_gossip(later, 7, orgs[2].signed_record(1), trust),
+        GossipVerdict::Reject
+    );
+    assert_eq!(
+        m.handle_gossip(NOW, 7, orgs[0].signed_record(1), trust),
+        GossipVerdict::Accept
+    );
+    assert_eq!(
+        m.handle_gossip(NOW, 8, orgs[0].signed_record(1), trust),
+        GossipVerdict::Ignore
+    );
+    let mut broken = orgs[1].record(2);
+    broken.consultants.push(broken.consultants[0].clone());
+    let pushed = Request::PushRecords(RecordBatch {
+        records: vec![orgs[1].sign(&broken), orgs[1].signed_record(1)],
+    });
+    assert_eq!(m.handle_request(NOW, 9, pushed, trust), Response::Done);
+    assert_eq!(
+        m.directory().len(),
+        2,
+        "the valid records of the batch are kept"
+    );
+
+    let outputs: Vec<Output<u8>> = std::iter::from_fn(|| m.poll_output()).collect();
+    let rejected: Vec<&Rejection<u8>> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Rejected(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected.len(), 3);
+    assert_eq!(
+        (rejected[0].from, rejected[0].org),
+        (Some(7), Some(orgs[0].id()))
+    );
+    assert!(matches!(rejected[0].error, RecordError::Signed(_)));
+    assert!(matches!(
+        rejected[1].error,
+        RecordError::Chain(crate::cert::CertError::Expired { .. })
+    ));
+    assert_eq!(
+        (rejected[2].from, rejected[2].org),
+        (Some(9), Some(orgs[1].id()))
+    );
+    assert!(rejected[2].error.to_string().contains("appears twice"));
+    let stored: Vec<OrgId> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Stored(s) => Some(s.org),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, vec![orgs[0].id(), orgs[1].id()]);
+}
+
+#[test]
+fn answers_are_matched_to_requests_and_silence_times_out() {
+    let mut fed = TestFederation::new("sync-timeout");
+    let orgs = orgs(&mut fed, 2, "RU-VLG");
+    let trust = &fed.trust;
+    // Rounds an hour apart, so the request deadline comes first.
+    let hour = Duration::from_secs(3600);
+    let mut c = config(0, Scope::Federation);
+    c.interval = hour;
+    let mut m: DirectorySync<u8> = DirectorySync::new(c, Directory::new());
+    assert_eq!(m.poll_timeout(), None);
+    m.handle_peer_admitted(NOW, 1);
+    let Some(Output::Transmit {
+        to: 1,
+        token,
+        request: Request::SyncOffer(_),
+    }) = m.poll_output()
+    else {
+        panic!("admission starts a sync")
+    };
+    assert!(m.is_syncing_with(&1));
+    assert_eq!(
+        m.poll_timeout(),
+        Some(NOW.saturating_add(m.config().request_timeout))
+    );
+    // A wrong kind of answer is reported and ends the exchange.
+    assert_eq!(
+        m.handle_response(NOW, token, Response::Done, trust),
+        Err(SyncError::Unexpected {
+            asked: "SyncOffer",
+            got: "Done"
+        })
+    );
+    assert!(!m.is_syncing_with(&1));
+    assert_eq!(
+        m.handle_response(NOW, token, Response::Done, trust),
+        Err(SyncError::UnknownToken(token))
+    );
+    // The round, with the only peer: then nothing answers.
+    let round = NOW.saturating_add(hour);
+    m.handle_timeout(round);
+    let events: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+    let token = events
+        .iter()
+        .find_map(|o| match o {
+            Output::Transmit { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("a round started");
+    let deadline = round.saturating_add(m.config().request_timeout);
+    assert_eq!(m.poll_timeout(), Some(deadline));
+    m.handle_timeout(deadline);
+    assert!(!m.is_syncing_with(&1));
+    assert_eq!(
+        m.handle_response(deadline, token, Response::Done, trust),
+        Err(SyncError::UnknownToken(token))
+    );
+    // A peer that does not have what it was asked for answers nothing more.
+    let mut peer: DirectorySync<u8> =
+        DirectorySync::new(config(1, Scope::Federation), Directory::new());
+    let missing = Request::WantRecords(RecordRequest {
+        orgs: vec![orgs[0].id()],
+    });
+    assert_eq!(
+        peer.handle_request(NOW, 0, missing, trust),
+        Response::Records(RecordBatch { records: vec![] })
+    );
+    assert!(matches!(
+        peer.handle_request(NOW, 0, Request::Revocations(vec![]), trust),
+        Response::Refused(_)
+    ));
+}
+
+#[test]
+fn a_peer_gone_mid_exchange_ends_it_and_is_not_chosen_again() {
+    let fed = TestFederation::new("sync-gone");
+    let trust = &fed.trust;
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    m.handle_peer_admitted(NOW, 1);
+    m.handle_peer_admitted(NOW, 2);
+    let tokens: Vec<(u8, RequestToken)> = std::iter::from_fn(|| m.poll_output())
+        .filter_map(|o| match o {
+            Output::Transmit { to, token, .. } => Some((to, token)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
+    m.handle_peer_gone(NOW, 1);
+    assert!(!m.is_syncing_with(&1) && m.is_syncing_with(&2));
+    assert_eq!(
+        m.poll_output(),
+        Some(Output::Event(SyncEvent::Finished {
+            peer: 1,
+            pushed: 0,
+            pulled: 0,
+            failed: true
+        }))
+    );
+    assert_eq!(
+        m.handle_response(NOW, tokens[0].1, Response::Done, trust),
+        Err(SyncError::UnknownToken(tokens[0].1))
+    );
+    // Rounds pick only among the peers still there and not busy.
+    let empty = Response::Summaries(crate::wire::SyncSummaries {
+        buckets: vec![],
+        summaries: vec![],
+    });
+    m.handle_response(NOW, tokens[1].1, empty, trust).unwrap();
+    for k in 1..=5u64 {
+        let at = NOW.saturating_add(INTERVAL * k as u32);
+        m.handle_timeout(at);
+        let sent: Vec<(u8, RequestToken)> = std::iter::from_fn(|| m.poll_output())
+            .filter_map(|o| match o {
+                Output::Transmit { to, token, .. } => Some((to, token)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, 2);
+        m.handle_failure(at, sent[0].1);
+    }
+    assert_eq!(m.peers().copied().collect::<Vec<_>>(), vec![2]);
+}

@@ -1,0 +1,694 @@
+//! A simulated network for the protocol machines: N nodes, simulated time,
+//! per-link latency, jitter (which reorders), loss and partitions, all
+//! from one seed.
+//!
+//! Time jumps from one event to the next (a delivery, or the earliest
+//! `poll_timeout` of any node), so a day of anti-entropy runs in
+//! milliseconds and two runs with the same seed are identical. Every
+//! request and response crosses `wire::encode` and `wire::decode`, so byte
+//! counts are real and a frame over its limit is caught (and counted as a
+//! violation) instead of passing silently. Lost messages come back to the
+//! requester as a failure after `SimConfig::failure_after`, as a
+//! request-response transport's timeout would.
+
+use crate::rpc::{Request, Response};
+use crate::time::Timestamp;
+use crate::wire::{self, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+/// A node's index in the network.
+pub type NodeId = usize;
+
+/// A request a node wants sent. `token` is the node's own, echoed back with
+/// the answer or the failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: NodeId,
+    pub token: u64,
+    pub request: Request,
+}
+
+/// What a machine (or a composition of machines) must offer to run here.
+/// The shape is the node's: requests answered synchronously, answers and
+/// failures correlated by token, woken at `poll_timeout`.
+pub trait SimNode {
+    fn handle_peer_up(&mut self, _now: Timestamp, _peer: NodeId) {}
+    fn handle_peer_down(&mut self, _now: Timestamp, _peer: NodeId) {}
+    fn handle_request(&mut self, now: Timestamp, from: NodeId, request: Request) -> Response;
+    fn handle_response(&mut self, now: Timestamp, token: u64, response: Response);
+    fn handle_failure(&mut self, now: Timestamp, token: u64);
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit>;
+    fn poll_timeout(&self) -> Option<Timestamp>;
+    fn handle_timeout(&mut self, now: Timestamp);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    pub latency: Duration,
+    /// Each message takes up to this much longer, uniformly: messages sent
+    /// in order can arrive out of order.
+    pub jitter: Duration,
+    /// Probability that a message (request or response) is lost.
+    pub loss: f64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            latency: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimConfig {
+    pub link: Link,
+    /// When a lost request or response is reported to the requester.
+    pub failure_after: Duration,
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            link: Link::default(),
+            failure_after: Duration::from_secs(10),
+            seed: 0,
+        }
+    }
+}
+
+/// Traffic a node sent, counted per frame as its transport would.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub requests: u64,
+    pub responses: u64,
+    pub bytes: u64,
+    /// Signed records carried in `PushRecords` and `Records` frames.
+    pub records: u64,
+    pub lost: u64,
+    pub largest_frame: usize,
+}
+
+impl NodeStats {
+    pub fn messages(&self) -> u64 {
+        self.requests + self.responses
+    }
+}
+
+/// A frame that could not be sent: over its kind's limit, or refused by
+/// the codec. Each is a protocol bug, so tests assert there are none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub from: NodeId,
+    pub what: &'static str,
+    pub len: usize,
+    pub max: usize,
+}
+
+#[derive(Debug)]
+enum Event {
+    Request {
+        from: NodeId,
+        to: NodeId,
+        token: u64,
+        frame: Vec<u8>,
+    },
+    Response {
+        to: NodeId,
+        token: u64,
+        frame: Vec<u8>,
+    },
+    Failure {
+        to: NodeId,
+        token: u64,
+    },
+}
+
+pub struct SimNet<N> {
+    nodes: Vec<N>,
+    now: Timestamp,
+    config: SimConfig,
+    links: BTreeMap<(NodeId, NodeId), Link>,
+    /// Side of each node while partitioned; messages cross no side.
+    sides: Option<Vec<usize>>,
+    queue: BinaryHeap<Reverse<(Timestamp, u64)>>,
+    events: BTreeMap<u64, Event>,
+    seq: u64,
+    draws: u64,
+    stats: Vec<NodeStats>,
+    violations: Vec<Violation>,
+}
+
+impl<N: SimNode> SimNet<N> {
+    pub fn new(config: SimConfig, start: Timestamp) -> Self {
+        Self {
+            nodes: Vec::new(),
+            now: start,
+            config,
+            links: BTreeMap::new(),
+            sides: None,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            seq: 0,
+            draws: 0,
+            stats: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node(&self, i: NodeId) -> &N {
+        &self.nodes[i]
+    }
+
+    /// For input from outside the network (an organization publishing, a
+    /// command); whatever it makes the node send leaves on the next step.
+    pub fn node_mut(&mut self, i: NodeId) -> &mut N {
+        &mut self.nodes[i]
+    }
+
+    pub fn nodes(&self) -> &[N] {
+        &self.nodes
+    }
+
+    pub fn into_nodes(self) -> Vec<N> {
+        self.nodes
+    }
+
+    pub fn stats(&self, i: NodeId) -> NodeStats {
+        self.stats[i]
+    }
+
+    /// All nodes' traffic together.
+    pub fn total(&self) -> NodeStats {
+        self.stats
+            .iter()
+            .fold(NodeStats::default(), |a, s| NodeStats {
+                requests: a.requests + s.requests,
+                responses: a.responses + s.responses,
+                bytes: a.bytes + s.bytes,
+                records: a.records + s.records,
+                lost: a.lost + s.lost,
+                largest_frame: a.largest_frame.max(s.largest_frame),
+            })
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Adds a node, not yet connected to anyone; returns its id.
+    pub fn add(&mut self, node: N) -> NodeId {
+        self.nodes.push(node);
+        self.stats.push(NodeStats::default());
+        if let Some(sides) = &mut self.sides {
+            sides.push(0);
+        }
+        self.nodes.len() - 1
+    }
+
+    /// Tells `a` and `b` about each other, as an admission would.
+    pub fn connect(&mut self, a: NodeId, b: NodeId) {
+        let now = self.now;
+        self.nodes[a].handle_peer_up(now, b);
+        self.nodes[b].handle_peer_up(now, a);
+    }
+
+    pub fn connect_all(&mut self) {
+        for a in 0..self.nodes.len() {
+            for b in a + 1..self.nodes.len() {
+                self.connect(a, b);
+            }
+        }
+    }
+
+    pub fn disconnect(&mut self, a: NodeId, b: NodeId) {
+        let now = self.now;
+        self.nodes[a].handle_peer_down(now, b);
+        self.nodes[b].handle_peer_down(now, a);
+    }
+
+    /// Overrides the default link from `a` to `b` (one direction).
+    pub fn set_link(&mut self, a: NodeId, b: NodeId, link: Link) {
+        self.links.insert((a, b), link);
+    }
+
+    /// Splits the network: `side(i)` names node i's side, and nothing
+    /// crosses between sides until [`SimNet::heal`]. Peers stay connected,
+    /// as over a network that silently drops: only failures tell.
+    pub fn partition(&mut self, side: impl Fn(NodeId) -> usize) {
+        self.sides = Some((0..self.nodes.len()).map(side).collect());
+    }
+
+    pub fn heal(&mut self) {
+        self.sides = None;
+    }
+
+    fn link(&self, a: NodeId, b: NodeId) -> Link {
+        self.links.get(&(a, b)).copied().unwrap_or(self.config.link)
+    }
+
+    fn crosses(&self, a: NodeId, b: NodeId) -> bool {
+        self.sides.as_ref().is_some_and(|s| s[a] != s[b])
+    }
+
+    /// Uniform in [0, 1) from the seed.
+    fn unit(&mut self) -> f64 {
+        let bytes = super::seed(&format!("simnet/{}", self.config.seed), self.draws);
+        self.draws += 1;
+        let x = u64::from_le_bytes(bytes[..8].try_into().expect("8 of 32"));
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn schedule(&mut self, at: Timestamp, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    /// When a message sent now on the link from `a` to `b` arrives, or
+    /// `None` if it is lost.
+    fn arrival(&mut self, a: NodeId, b: NodeId) -> Option<Timestamp> {
+        let link = self.link(a, b);
+        let lost = self.crosses(a, b) || (link.loss > 0.0 && self.unit() < link.loss);
+        if lost {
+            self.stats[a].lost += 1;
+            return None;
+        }
+        let jitter = if link.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            link.jitter.mul_f64(self.unit())
+        };
+        Some(self.now.saturating_add(link.latency + jitter))
+    }
+
+    fn count(&mut self, from: NodeId, frame_len: usize, records: usize) {
+        let s = &mut self.stats[from];
+        s.bytes += frame_len as u64;
+        s.records += records as u64;
+        s.largest_frame = s.largest_frame.max(frame_len);
+    }
+
+    /// Checks the lists inside a message against their own kinds' limits,
+    /// the stricter of the two a node may apply.
+    fn check_inner(
+        &mut self,
+        from: NodeId,
+        request: Option<&Request>,
+        response: Option<&Response>,
+    ) {
+        fn check<M: WireMessage>(m: &M, what: &'static str) -> Option<Violation> {
+            let len = wire::encoded_len(m);
+            (len > M::MAX_LEN).then_some(Violation {
+                from: 0,
+                what,
+                len,
+                max: M::MAX_LEN,
+            })
+        }
+        let v = match (request, response) {
+            (Some(Request::SyncOffer(o)), _) => check(o, "SyncOffer"),
+            (Some(Request::PushRecords(b)), _) => check(b, "PushRecords"),
+            (Some(Request::WantRecords(r)), _) => check::<RecordRequest>(r, "WantRecords"),
+            (_, Some(Response::Records(b))) => check::<RecordBatch>(b, "Records"),
+            (_, Some(Response::Summaries(s))) => check::<SyncSummaries>(s, "Summaries"),
+            _ => None,
+        };
+        if let Some(v) = v {
+            self.violations.push(Violation { from, ..v });
+        }
+    }
+
+    /// Sends everything the nodes have queued.
+    fn flush(&mut self) {
+        let now = self.now;
+        for from in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[from].poll_transmit(now) {
+                self.send_request(from, t);
+            }
+        }
+    }
+
+    fn send_request(&mut self, from: NodeId, t: Transmit) {
+        self.check_inner(from, Some(&t.request), None);
+        let records = match &t.request {
+            Request::PushRecords(b) => b.records.len(),
+            _ => 0,
+        };
+        let frame = match wire::encode(&t.request) {
+            Ok(f) => f,
+            Err(e) => {
+                self.violations.push(Violation {
+                    from,
+                    what: "Request",
+                    len: match e {
+                        wire::WireError::TooLarge { len, .. } => len,
+                        _ => 0,
+                    },
+                    max: Request::MAX_LEN,
+                });
+                let at = self.now.saturating_add(self.config.failure_after);
+                self.schedule(
+                    at,
+                    Event::Failure {
+                        to: from,
+                        token: t.token,
+                    },
+                );
+                return;
+            }
+        };
+        self.stats[from].requests += 1;
+        self.count(from, frame.len(), records);
+        match self.arrival(from, t.to) {
+            Some(at) => self.schedule(
+                at,
+                Event::Request {
+                    from,
+                    to: t.to,
+                    token: t.token,
+                    frame,
+                },
+            ),
+            None => {
+                let at = self.now.saturating_add(self.config.failure_after);
+                self.schedule(
+                    at,
+                    Event::Failure {
+                        to: from,
+                        token: t.token,
+                    },
+                );
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: Event) {
+        let now = self.now;
+        match event {
+            Event::Request {
+                from,
+                to,
+                token,
+                frame,
+            } => {
+                let request: Request = wire::decode(&frame).expect("encoded by the simnet");
+                let response = self.nodes[to].handle_request(now, from, request);
+                self.check_inner(to, None, Some(&response));
+                let records = match &response {
+                    Response::Records(b) => b.records.len(),
+                    _ => 0,
+                };
+                let frame = match wire::encode(&response) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        self.violations.push(Violation {
+                            from: to,
+                            what: "Response",
+                            len: wire::encoded_len(&response),
+                            max: Response::MAX_LEN,
+                        });
+                        let at = now.saturating_add(self.config.failure_after);
+                        self.schedule(at, Event::Failure { to: from, token });
+                        return;
+                    }
+                };
+                self.stats[to].responses += 1;
+                self.count(to, frame.len(), records);
+                match self.arrival(to, from) {
+                    Some(at) => self.schedule(
+                        at,
+                        Event::Response {
+                            to: from,
+                            token,
+                            frame,
+                        },
+                    ),
+                    None => {
+                        let at = now.saturating_add(self.config.failure_after);
+                        self.schedule(at, Event::Failure { to: from, token });
+                    }
+                }
+            }
+            Event::Response { to, token, frame } => {
+                let response: Response = wire::decode(&frame).expect("encoded by the simnet");
+                self.nodes[to].handle_response(now, token, response);
+            }
+            Event::Failure { to, token } => self.nodes[to].handle_failure(now, token),
+        }
+    }
+
+    fn next_timeout(&self) -> Option<(Timestamp, NodeId)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.poll_timeout().map(|t| (t, i)))
+            .min()
+    }
+
+    /// Runs the next event (a delivery, or a node's timeout) no later than
+    /// `until`; returns false when there is none.
+    pub fn step(&mut self, until: Timestamp) -> bool {
+        self.flush();
+        let message = self.queue.peek().map(|Reverse((t, _))| *t);
+        let timeout = self.next_timeout();
+        match (message, timeout) {
+            (Some(m), t) if m <= until && t.is_none_or(|(t, _)| m <= t) => {
+                let Reverse((at, seq)) = self.queue.pop().expect("peeked");
+                self.now = self.now.max(at);
+                let event = self.events.remove(&seq).expect("scheduled");
+                self.deliver(event);
+            }
+            (_, Some((t, node))) if t <= until => {
+                self.now = self.now.max(t);
+                let now = self.now;
+                self.nodes[node].handle_timeout(now);
+            }
+            _ => return false,
+        }
+        self.flush();
+        true
+    }
+
+    /// Runs until `done` holds (checked after every event) or `limit` of
+    /// simulated time passed; returns whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let until = self.now.saturating_add(limit);
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(until) {
+                self.now = self.now.max(until);
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs every event up to `d` from now.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now.saturating_add(d);
+        while self.step(until) {}
+        self.now = self.now.max(until);
+    }
+
+    /// Hands `request` from `from` straight to `to` and returns the answer,
+    /// through the codec and counted, but with no latency, loss or
+    /// partition and no machine of `from` involved: for baselines and
+    /// probes that are not part of any machine's exchange.
+    pub fn call(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        request: Request,
+    ) -> Result<Response, Violation> {
+        let oversize = |what, len, max| Violation {
+            from,
+            what,
+            len,
+            max,
+        };
+        self.check_inner(from, Some(&request), None);
+        let records = match &request {
+            Request::PushRecords(b) => b.records.len(),
+            _ => 0,
+        };
+        let frame = wire::encode(&request)
+            .map_err(|_| oversize("Request", wire::encoded_len(&request), Request::MAX_LEN))?;
+        self.stats[from].requests += 1;
+        self.count(from, frame.len(), records);
+        let request = wire::decode(&frame).expect("encoded just now");
+        let now = self.now;
+        let response = self.nodes[to].handle_request(now, from, request);
+        self.check_inner(to, None, Some(&response));
+        let records = match &response {
+            Response::Records(b) => b.records.len(),
+            _ => 0,
+        };
+        let frame = wire::encode(&response).map_err(|_| Violation {
+            from: to,
+            ..oversize("Response", wire::encoded_len(&response), Response::MAX_LEN)
+        })?;
+        self.stats[to].responses += 1;
+        self.count(to, frame.len(), records);
+        Ok(wire::decode(&frame).expect("encoded just now"))
+    }
+
+    /// Delivers every message in flight, and what those cause, without
+    /// waking any node's timer: one exchange, run to its end.
+    pub fn settle(&mut self) {
+        loop {
+            self.flush();
+            let Some(Reverse((at, seq))) = self.queue.pop() else {
+                return;
+            };
+            self.now = self.now.max(at);
+            let event = self.events.remove(&seq).expect("scheduled");
+            self.deliver(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityKey;
+    use crate::testkit::NOW;
+    use std::collections::VecDeque;
+
+    /// Answers everything with `Done` and records what came back when.
+    #[derive(Default)]
+    struct Echo {
+        outbox: VecDeque<Transmit>,
+        answered: Vec<(u64, Timestamp)>,
+        failed: Vec<(u64, Timestamp)>,
+    }
+
+    impl SimNode for Echo {
+        fn handle_request(&mut self, _: Timestamp, _: NodeId, _: Request) -> Response {
+            Response::Done
+        }
+        fn handle_response(&mut self, now: Timestamp, token: u64, _: Response) {
+            self.answered.push((token, now));
+        }
+        fn handle_failure(&mut self, now: Timestamp, token: u64) {
+            self.failed.push((token, now));
+        }
+        fn poll_transmit(&mut self, _: Timestamp) -> Option<Transmit> {
+            self.outbox.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Timestamp> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Timestamp) {}
+    }
+
+    fn pair(link: Link) -> SimNet<Echo> {
+        let mut net = SimNet::new(
+            SimConfig {
+                link,
+                seed: 5,
+                ..SimConfig::default()
+            },
+            NOW,
+        );
+        net.add(Echo::default());
+        net.add(Echo::default());
+        net
+    }
+
+    fn send(net: &mut SimNet<Echo>, n: u64) {
+        for token in 0..n {
+            net.node_mut(0).outbox.push_back(Transmit {
+                to: 1,
+                token,
+                request: Request::Revocations(vec![]),
+            });
+        }
+    }
+
+    #[test]
+    fn jitter_reorders_loss_fails_late_and_a_partition_drops_everything() {
+        let mut net = pair(Link {
+            latency: Duration::from_millis(10),
+            jitter: Duration::from_millis(50),
+            loss: 0.0,
+        });
+        send(&mut net, 100);
+        net.settle();
+        let order: Vec<u64> = net.node(0).answered.iter().map(|a| a.0).collect();
+        assert_eq!(order.len(), 100);
+        assert!(order.windows(2).any(|w| w[0] > w[1]), "jitter reorders");
+        assert!(
+            net.node(0)
+                .answered
+                .iter()
+                .all(|a| a.1.since(NOW) >= Duration::from_millis(20))
+        );
+        assert_eq!(net.stats(0).requests, 100);
+        assert_eq!(net.stats(1).responses, 100);
+
+        let mut net = pair(Link {
+            loss: 0.3,
+            ..Link::default()
+        });
+        send(&mut net, 200);
+        net.settle();
+        let (ok, failed) = (net.node(0).answered.len(), net.node(0).failed.len());
+        assert_eq!(ok + failed, 200, "every request answered or failed");
+        // Lost requests or answers: 1 - 0.7² = 51% expected.
+        assert!((70..130).contains(&failed), "{failed}");
+        let timeout = SimConfig::default().failure_after;
+        assert!(net.node(0).failed.iter().all(|f| f.1.since(NOW) >= timeout));
+
+        let mut net = pair(Link::default());
+        net.partition(|i| i);
+        send(&mut net, 10);
+        net.settle();
+        assert_eq!(net.node(0).failed.len(), 10);
+        net.heal();
+        send(&mut net, 10);
+        net.settle();
+        assert_eq!(net.node(0).answered.len(), 10);
+    }
+
+    #[test]
+    fn a_list_over_its_kinds_limit_is_a_violation() {
+        let mut net = pair(Link::default());
+        let id = IdentityKey::from_seed([4; 32]).org_id();
+        // 40,000 ids fit a `Request` frame (80 MiB) but not a RecordRequest (1 MiB).
+        net.node_mut(0).outbox.push_back(Transmit {
+            to: 1,
+            token: 1,
+            request: Request::WantRecords(RecordRequest {
+                orgs: vec![id; 40_000],
+            }),
+        });
+        net.settle();
+        assert_eq!(net.violations().len(), 1);
+        let v = &net.violations()[0];
+        assert_eq!(
+            (v.from, v.what, v.max),
+            (0, "WantRecords", RecordRequest::MAX_LEN)
+        );
+        assert!(v.len > RecordRequest::MAX_LEN);
+        assert!(net.stats(0).largest_frame > RecordRequest::MAX_LEN);
+    }
+}
