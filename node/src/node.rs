@@ -27,8 +27,12 @@ use konsilium_protocol::cert::{
 };
 use konsilium_protocol::content::FileInfo;
 use konsilium_protocol::delivery::{self, Receipt};
+use konsilium_protocol::directory::sync::{
+    DirectorySync, GossipVerdict, Output as SyncOutput, RequestToken as SyncToken, Scope,
+    SyncConfig, SyncEvent,
+};
 use konsilium_protocol::directory::{
-    Consultant, Directory, DirectoryRecord, Merge, RecordError, Service, SignedRecord,
+    Consultant, Directory, DirectoryRecord, RecordError, Service, SignedRecord,
 };
 use konsilium_protocol::identity::{
     AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
@@ -44,7 +48,7 @@ use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Deadlines;
 use konsilium_protocol::urgency::Urgency;
-use konsilium_protocol::wire::{self, RecordBatch, RecordRequest, SyncSummaries};
+use konsilium_protocol::wire::{self, RecordBatch};
 use konsilium_protocol::workflow::{
     Action as WorkflowAction, ConsultationId, Status as WorkflowStatus,
 };
@@ -874,12 +878,15 @@ impl NodeHandle {
 
 /// What an outbound request was for.
 enum Pending {
-    SyncOffer,
-    Push,
-    Want,
+    /// A request of the directory machine's.
+    Sync(SyncToken),
+    Revocations,
     Deliver(PackageId),
     Receipt,
-    Fetch { blob: [u8; 32], offset: u64 },
+    Fetch {
+        blob: [u8; 32],
+        offset: u64,
+    },
 }
 
 /// An attachment being received from a peer. Pieces are requested a few at a
@@ -927,7 +934,8 @@ const UNREACHABLE_AFTER: u32 = 3;
 struct Node {
     swarm: Swarm<Behaviour>,
     store: Store,
-    directory: Directory,
+    /// The directory, and the protocol that keeps it in step with the federation.
+    sync: DirectorySync<PeerId>,
     trust: Trust,
     identity: IdentityKey,
     sealing: SealingKey,
@@ -972,9 +980,6 @@ struct Node {
     /// refused with that reason instead of being fetched again forever.
     damaged_blobs: HashMap<[u8; 32], u32>,
     served: HashMap<[u8; 32], std::fs::File>,
-    scope: DirectoryScope,
-    /// Records left out by the scope, so anti-entropy stops asking for them.
-    out_of_scope: HashSet<OrgId>,
     candidate_requests:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
     events: broadcast::Sender<NodeEvent>,
@@ -1077,7 +1082,19 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let mut node = Node {
         swarm,
         store,
-        directory,
+        sync: DirectorySync::new(
+            SyncConfig {
+                interval: setup.anti_entropy_every,
+                ..SyncConfig::new(
+                    match setup.scope {
+                        DirectoryScope::Federation => Scope::Federation,
+                        DirectoryScope::Region => Scope::Region(me.cert.region.clone()),
+                    },
+                    random_bytes(),
+                )
+            },
+            directory,
+        ),
         trust,
         identity: setup.identity,
         sealing: setup.sealing,
@@ -1094,8 +1111,6 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         timers: Default::default(),
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
-        scope: setup.scope,
-        out_of_scope: HashSet::new(),
         candidate_requests: HashMap::new(),
         certified: HashMap::new(),
         welcomed: HashSet::new(),
@@ -1128,9 +1143,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     for id in node.consultation_ids()? {
         node.watch(&id);
     }
-    let anti_entropy_every = setup.anti_entropy_every;
     let clock = setup.clock.clone();
-    let task = tokio::spawn(async move { node.run(command_rx, anti_entropy_every).await });
+    let task = tokio::spawn(async move { node.run(command_rx).await });
     Ok(NodeHandle {
         org,
         peer_id,
@@ -1172,9 +1186,8 @@ impl Node {
         let _ = self.events.send(event);
     }
 
-    async fn run(&mut self, mut commands: mpsc::Receiver<Command>, anti_entropy_every: Duration) {
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut anti_entropy = tokio::time::interval(anti_entropy_every);
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         loop {
             tokio::select! {
@@ -1190,7 +1203,6 @@ impl Node {
                     None => return,
                 },
                 _ = tick.tick() => self.on_tick(),
-                _ = anti_entropy.tick() => self.sync_with_random_peer(),
                 _ = redial.tick() => self.dial_bootstrap(),
             }
         }
@@ -1200,6 +1212,10 @@ impl Node {
         self.cut_refused();
         self.remove_expired_blobs();
         self.on_timers();
+        if self.sync.poll_timeout().is_some_and(|t| t <= self.now()) {
+            self.sync.handle_timeout(self.now());
+            self.drive_sync();
+        }
         if self.record_dirty
             && let Err(e) = self.publish_record()
         {
@@ -1231,11 +1247,12 @@ impl Node {
         );
         let signed = Signed::sign(&self.identity, &record);
         match self
-            .directory
-            .insert(signed.clone(), &self.trust, self.now())
+            .sync
+            .insert_wanted(self.now(), None, vec![signed.clone()], &self.trust)
+            .pop()
         {
-            Ok(_) => {}
-            Err(e) => {
+            Some(Ok(_)) | None => self.drive_sync(),
+            Some(Err(e)) => {
                 return Err(NodeError::OwnCertificate(CertError::Field(
                     konsilium_protocol::limits::FieldError::Invalid {
                         field: "own directory record",
@@ -1265,7 +1282,7 @@ impl Node {
         let (hello, left_out) = Hello {
             chain: self.chain.clone(),
             record: self
-                .directory
+                .directory()
                 .get(&self.me.cert.org)
                 .map(|e| e.signed().clone()),
             revocations: self.trust.revocation_notices().cloned().collect(),
@@ -1336,6 +1353,8 @@ impl Node {
                 self.awaiting_hello.remove(&peer_id);
                 self.hello_sent.remove(&peer_id);
                 self.peer_info.remove(&peer_id);
+                self.sync.handle_peer_gone(self.now(), peer_id);
+                self.drive_sync();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
             SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.on_hello(event),
@@ -1413,12 +1432,13 @@ impl Node {
                 if let Some(reply) = self.candidate_requests.remove(&request_id) {
                     let result = match response {
                         Response::Records(batch) => {
-                            let n = batch
-                                .records
-                                .into_iter()
-                                .filter(|r| self.accept_record(r.clone(), true).is_ok())
+                            let n = self
+                                .sync
+                                .insert_wanted(self.now(), Some(peer), batch.records, &self.trust)
+                                .iter()
+                                .filter(|r| r.is_ok())
                                 .count();
-                            let _ = self.store.flush();
+                            self.drive_sync();
                             Ok(n)
                         }
                         other => Err(NodeError::NoRoute(format!(
@@ -1450,6 +1470,10 @@ impl Node {
                         Pending::Fetch { blob, .. } => {
                             self.fetches.remove(&blob);
                         }
+                        Pending::Sync(token) => {
+                            self.sync.handle_failure(self.now(), token);
+                            self.drive_sync();
+                        }
                         _ => tracing::debug!(%peer, "request failed: {error}"),
                     }
                 }
@@ -1468,28 +1492,14 @@ impl Node {
             return Response::Refused(Refusal::NotAdmitted);
         };
         match request {
-            Request::SyncOffer(offer) => match self.directory.differing_buckets(&offer) {
-                Ok(buckets) => {
-                    let summaries = self.directory.summaries(&buckets);
-                    Response::Summaries(SyncSummaries { buckets, summaries })
-                }
-                Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
-            },
-            Request::PushRecords(batch) => {
-                for record in batch.records {
-                    let _ = self.accept_record(record, false);
-                }
-                let _ = self.store.flush();
-                Response::Done
-            }
-            Request::WantRecords(want) => {
-                let records = want
-                    .orgs
-                    .iter()
-                    .filter_map(|o| self.directory.get(o))
-                    .map(|e| e.signed().clone())
-                    .collect();
-                Response::Records(RecordBatch { records })
+            request @ (Request::SyncOffer(_)
+            | Request::PushRecords(_)
+            | Request::WantRecords(_)) => {
+                let response = self
+                    .sync
+                    .handle_request(self.now(), peer, request, &self.trust);
+                self.drive_sync();
+                response
             }
             Request::Deliver(package) => self.receive_package(from, package),
             Request::Receipt(receipt) => {
@@ -1515,29 +1525,14 @@ impl Node {
 
     fn on_response(&mut self, peer: PeerId, what: Pending, response: Response) {
         match (what, response) {
-            (Pending::SyncOffer, Response::Summaries(s)) => {
-                let mut plan = self.directory.reconcile(&s.buckets, &s.summaries);
-                plan.want.retain(|org| !self.out_of_scope.contains(org));
-                if !plan.send.is_empty() {
-                    self.request(
-                        peer,
-                        Request::PushRecords(RecordBatch { records: plan.send }),
-                        Pending::Push,
-                    );
+            (Pending::Sync(token), response) => {
+                if let Err(e) = self
+                    .sync
+                    .handle_response(self.now(), token, response, &self.trust)
+                {
+                    tracing::debug!(%peer, "directory exchange: {e}");
                 }
-                if !plan.want.is_empty() {
-                    self.request(
-                        peer,
-                        Request::WantRecords(RecordRequest { orgs: plan.want }),
-                        Pending::Want,
-                    );
-                }
-            }
-            (Pending::Want, Response::Records(batch)) => {
-                for record in batch.records {
-                    let _ = self.accept_record(record, false);
-                }
-                let _ = self.store.flush();
+                self.drive_sync();
             }
             (Pending::Deliver(id), Response::Receipt(receipt)) => {
                 self.in_flight.remove(&id);
@@ -1564,7 +1559,7 @@ impl Node {
                 tracing::warn!(%peer, "attachment fetch refused: {reason}");
                 self.fetches.remove(&blob);
             }
-            (Pending::Push | Pending::Receipt, _) => {}
+            (Pending::Revocations | Pending::Receipt, _) => {}
             (_, other) => tracing::debug!(%peer, "unexpected response {other:?}"),
         }
     }
@@ -1644,7 +1639,7 @@ impl Node {
             }
             Command::Records(reply) => {
                 let _ = reply.send(
-                    self.directory
+                    self.directory()
                         .entries()
                         .map(|e| e.signed().clone())
                         .collect(),
@@ -1673,8 +1668,8 @@ impl Node {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            directory_size: self.directory.len(),
-            directory_digest: self.directory.digest(),
+            directory_size: self.directory().len(),
+            directory_digest: self.directory().digest(),
             outbox: self.store.outbox_len(),
             inbox: self.store.inbox_len(),
         }

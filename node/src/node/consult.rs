@@ -286,7 +286,7 @@ impl Node {
             c.request.requester
         };
         let min_level = self
-            .directory
+            .directory()
             .get(&c.request.consultant)
             .map_or(OrgLevel::District, |e| e.level());
         let mut plan = self.plan(
@@ -403,7 +403,7 @@ impl Node {
 
     /// The legal deadline, in the consulting organization's calendar.
     pub(super) fn deadline(&self, request: &ConsultationRequest) -> Option<Deadline> {
-        let consultant = self.directory.get(&request.consultant)?;
+        let consultant = self.directory().get(&request.consultant)?;
         Some(Deadline::compute(
             request.urgency,
             request.created,
@@ -637,7 +637,7 @@ impl Node {
             region: Some(self.me.cert.region.clone()),
             exclude: [self.me.cert.org].into(),
         };
-        let next = route::escalate(&self.directory, &original, &tried, now)
+        let next = route::escalate(self.directory(), &original, &tried, now)
             .best()
             .map(|b| b.org);
         if !c.status.is_final() {
@@ -679,7 +679,7 @@ impl Node {
         })
         .map_err(|e| NodeError::Network(e.to_string()))?;
         let min_level = self
-            .directory
+            .directory()
             .get(&next)
             .map_or(OrgLevel::District, |e| e.level());
         let mut plan = self.plan(

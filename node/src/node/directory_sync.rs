@@ -1,55 +1,86 @@
-//! Keeping the directory in step with the federation: gossip, anti-entropy,
-//! the directory scope, and candidates from the regional center.
+//! The shell around the directory synchronisation machine
+//! (`konsilium_protocol::directory::sync`): it carries the machine's
+//! requests over the RPC, persists what it stores, and asks the regional
+//! center for candidates.
 
 use super::*;
 
 impl Node {
-    /// Validates and stores a record; returns whether it changed the directory.
-    /// Validates and stores a record; returns whether it changed the
-    /// directory. `wanted` records (candidates asked for) are
-    /// kept whatever the scope.
-    pub(super) fn accept_record(
-        &mut self,
-        record: SignedRecord,
-        wanted: bool,
-    ) -> Result<bool, RecordError> {
-        let cert = record.decode_unverified()?.chain.org.decode_unverified()?;
-        let in_scope = self.scope == DirectoryScope::Federation
-            || cert.region == self.me.cert.region
-            || self.directory.get(&cert.org).is_some();
-        if !wanted && !in_scope {
-            self.out_of_scope.insert(cert.org);
-            return Ok(false);
-        }
-        match self
-            .directory
-            .insert(record.clone(), &self.trust, self.now())
-        {
-            Ok(Merge::Added | Merge::Replaced { .. }) => {
-                if let Some(entry) = self.directory.get(&cert.org) {
-                    let (org, sequence) = (entry.org(), entry.record().sequence);
-                    for addr in &entry.record().addresses {
+    /// The directory as the synchronisation machine holds it.
+    pub(super) fn directory(&self) -> &Directory {
+        self.sync.directory()
+    }
+
+    /// Carries out what the directory machine decided: requests to send,
+    /// records to persist or drop, refusals to report.
+    pub(super) fn drive_sync(&mut self) {
+        let mut changed = false;
+        while let Some(output) = self.sync.poll_output() {
+            match output {
+                SyncOutput::Transmit { to, token, request } => {
+                    if self.ready(&to) {
+                        self.request(to, request, Pending::Sync(token));
+                    } else {
+                        self.sync.handle_failure(self.now(), token);
+                    }
+                }
+                SyncOutput::Stored(stored) => {
+                    for addr in &stored.addresses {
                         self.swarm
                             .behaviour_mut()
                             .kad
-                            .add_address(&org.to_peer_id(), addr.clone());
+                            .add_address(&stored.org.to_peer_id(), addr.clone());
                     }
-                    let _ = self.store.put_record(&org, &record);
-                    self.emit(NodeEvent::RecordAccepted { org, sequence });
+                    let _ = self.store.put_record(&stored.org, &stored.record);
+                    changed = true;
+                    self.emit(NodeEvent::RecordAccepted {
+                        org: stored.org,
+                        sequence: stored.sequence,
+                    });
                 }
-                Ok(true)
-            }
-            Ok(_) => Ok(false),
-            Err(e) => {
-                if let RecordError::Chain(why) = &e {
-                    self.note_refused(cert.org, cert.name.clone(), why);
+                SyncOutput::Rejected(rejection) => {
+                    if let (RecordError::Chain(why), Some(org)) = (&rejection.error, rejection.org)
+                    {
+                        let name = rejection.name.clone().unwrap_or_default();
+                        self.note_refused(org, name, why);
+                    }
+                    self.emit(NodeEvent::RecordRejected {
+                        reason: rejection.error.to_string(),
+                    });
                 }
-                self.emit(NodeEvent::RecordRejected {
-                    reason: e.to_string(),
-                });
-                Err(e)
+                SyncOutput::Dropped { org, name, reason } => {
+                    tracing::warn!(%org, "record dropped: {reason}");
+                    self.note_refused(org, name, &reason);
+                    let _ = self.store.remove_record(&org);
+                    changed = true;
+                    let peers: Vec<PeerId> = self
+                        .certified
+                        .iter()
+                        .filter(|(_, o)| **o == org)
+                        .map(|(p, _)| *p)
+                        .collect();
+                    for p in peers {
+                        self.certified.remove(&p);
+                        self.reject(p, reason.to_string());
+                    }
+                }
+                SyncOutput::Event(SyncEvent::Finished { peer, failed, .. }) => {
+                    tracing::debug!(%peer, failed, "directory exchange finished");
+                }
             }
         }
+        if changed {
+            let _ = self.store.flush();
+        }
+    }
+
+    /// A record a peer sent outside anti-entropy (gossip, its Hello).
+    pub(super) fn ingest_record(&mut self, from: PeerId, record: SignedRecord) -> GossipVerdict {
+        let verdict = self
+            .sync
+            .handle_gossip(self.now(), from, record, &self.trust);
+        self.drive_sync();
+        verdict
     }
 
     /// Asks the regional center for the best candidates this node's scoped
@@ -93,11 +124,11 @@ impl Node {
             region: None,
             exclude: [requester].into(),
         };
-        let records = route::rank(&self.directory, &req, self.now())
+        let records = route::rank(self.directory(), &req, self.now())
             .candidates
             .iter()
             .take(MAX_CANDIDATES)
-            .filter_map(|c| self.directory.get(&c.org))
+            .filter_map(|c| self.directory().get(&c.org))
             .map(|e| e.signed().clone())
             .collect();
         Response::Records(RecordBatch { records })
@@ -113,10 +144,10 @@ impl Node {
             gossipsub::MessageAcceptance::Reject
         } else if message.topic == self.directory_topic.hash() {
             match wire::decode::<SignedRecord>(&message.data) {
-                Ok(record) => match self.accept_record(record, false) {
-                    Ok(true) => gossipsub::MessageAcceptance::Accept,
-                    Ok(false) => gossipsub::MessageAcceptance::Ignore,
-                    Err(_) => gossipsub::MessageAcceptance::Reject,
+                Ok(record) => match self.ingest_record(source, record) {
+                    GossipVerdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    GossipVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
                 },
                 Err(_) => gossipsub::MessageAcceptance::Reject,
             }
@@ -150,23 +181,5 @@ impl Node {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&id, &source, acceptance);
-    }
-
-    pub(super) fn sync_with(&mut self, peer: PeerId) {
-        let offer = self.directory.sync_offer();
-        self.request(peer, Request::SyncOffer(offer), Pending::SyncOffer);
-    }
-
-    pub(super) fn sync_with_random_peer(&mut self) {
-        let peers: Vec<PeerId> = self
-            .certified
-            .keys()
-            .filter(|p| self.welcomed.contains(p))
-            .copied()
-            .collect();
-        if !peers.is_empty() {
-            let pick = u64::from_le_bytes(random_bytes()) as usize % peers.len();
-            self.sync_with(peers[pick]);
-        }
     }
 }

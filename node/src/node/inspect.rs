@@ -118,7 +118,7 @@ impl Node {
     }
 
     fn org_name(&self, org: &OrgId) -> String {
-        self.directory
+        self.directory()
             .get(org)
             .map(|e| e.name().to_owned())
             .or_else(|| self.refused_orgs.get(org).map(|r| r.name.clone()))
@@ -175,8 +175,8 @@ impl Node {
             observed: self.observed.iter().map(|a| a.to_string()).collect(),
             nat: self.nat().into(),
             peers_connected: self.connected_orgs(),
-            directory_size: self.directory.len(),
-            directory_digest: hex(&self.directory.digest()),
+            directory_size: self.directory().len(),
+            directory_digest: hex(&self.directory().digest()),
             outbox_depth: self.store.outbox_len(),
             inbox_depth: self.store.inbox_len(),
             attachments_incoming: self.fetches.len(),
@@ -215,7 +215,7 @@ impl Node {
             .certified
             .iter()
             .map(|(peer, org)| {
-                let entry = self.directory.get(org);
+                let entry = self.directory().get(org);
                 PeerReport {
                     org: org.to_string(),
                     name: self.org_name(org),
@@ -242,7 +242,7 @@ impl Node {
 
     fn directory_report(&self, q: &Query) -> Vec<DirectoryEntryReport> {
         let now = self.now();
-        self.directory
+        self.directory()
             .query(q)
             .map(|e| {
                 let r = e.record();
@@ -285,7 +285,7 @@ impl Node {
         if request.region.is_none() {
             request.region = Some(self.me.cert.region.clone());
         }
-        let decision = route::rank(&self.directory, &request, self.now());
+        let decision = route::rank(self.directory(), &request, self.now());
         let candidates = decision
             .candidates
             .iter()
@@ -682,7 +682,7 @@ impl Node {
     pub(super) fn render_metrics(&self) -> String {
         let m = &self.metrics;
         m.peers.set(self.connected_orgs() as i64);
-        m.directory_records.set(self.directory.len() as i64);
+        m.directory_records.set(self.directory().len() as i64);
         m.outbox_packages.set(self.store.outbox_len() as i64);
         m.inbox_packages.set(self.store.inbox_len() as i64);
         m.store_bytes

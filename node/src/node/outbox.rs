@@ -8,7 +8,7 @@ impl Node {
     /// the configured regional relay when the recipient is in another region.
     pub(super) fn next_hop(&self, recipient: OrgId) -> OrgId {
         let other_region = self
-            .directory
+            .directory()
             .get(&recipient)
             .is_some_and(|e| e.region() != &self.me.cert.region);
         match self.relay_via.first() {
@@ -40,7 +40,7 @@ impl Node {
                         .or_else(|| Some(self.me.cert.region.clone())),
                     exclude: [self.me.cert.org].into(),
                 };
-                let decision = route::rank(&self.directory, &req, now);
+                let decision = route::rank(self.directory(), &req, now);
                 let best = decision.best().ok_or_else(|| {
                     NodeError::NoRoute(format!(
                         "{} at level >= {} for {}",
@@ -51,7 +51,7 @@ impl Node {
             }
         };
         let entry = self
-            .directory
+            .directory()
             .get(&recipient)
             .ok_or(NodeError::UnknownOrg(recipient))?;
         Ok(Plan {
@@ -123,7 +123,7 @@ impl Node {
             .ok_or(NodeError::NotInInbox(id))?;
         let header = entry.package.header;
         let sender = self
-            .directory
+            .directory()
             .get(&header.sender)
             .ok_or(NodeError::UnknownOrg(header.sender))?;
         Ok((header, entry.package.body, sender.sealing_keys().to_vec()))
@@ -168,7 +168,7 @@ impl Node {
                 );
             } else {
                 let addrs = self
-                    .directory
+                    .directory()
                     .get(&entry.next_hop)
                     .map(|e| e.record().addresses.clone())
                     .unwrap_or_default();
@@ -262,7 +262,7 @@ impl Node {
     /// organization, and one end of the hop must be in this relay's region
     /// (a regional center carries its region's traffic, not anyone's).
     fn relay_policy(&self, from: OrgId, recipient: OrgId) -> Result<(), Refusal> {
-        let Some(entry) = self.directory.get(&recipient) else {
+        let Some(entry) = self.directory().get(&recipient) else {
             return Err(match self.refused_orgs.get(&recipient) {
                 Some(r) if r.revoked => Refusal::Revoked(recipient),
                 _ => Refusal::UnknownRecipient(recipient),
@@ -270,7 +270,7 @@ impl Node {
         };
         let mine = &self.me.cert.region;
         let from_here = self
-            .directory
+            .directory()
             .get(&from)
             .is_some_and(|e| e.region() == mine);
         if entry.region() == mine || from_here {
@@ -499,7 +499,7 @@ impl Node {
             &package,
             self.me.cert.org,
             &self.sealing,
-            &self.directory,
+            self.directory(),
             now,
             |_| false,
         ) {

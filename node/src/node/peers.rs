@@ -27,10 +27,10 @@ impl Node {
             ));
         }
         if let Some(record) = hello.record {
-            // A bad record is reported by `accept_record`; the certificate
+            // A bad record is reported by the directory machine; the certificate
             // alone admits the peer. Kademlia connects peers of any region,
             // so the directory scope applies to their records too.
-            let _ = self.accept_record(record, false);
+            self.ingest_record(peer, record);
         }
         self.certified.insert(peer, claimed);
         self.awaiting_hello.remove(&peer);
@@ -70,9 +70,10 @@ impl Node {
         }
         if !self.hello_left_out.is_empty() {
             let notices = self.hello_left_out.clone();
-            self.request(peer, Request::Revocations(notices), Pending::Push);
+            self.request(peer, Request::Revocations(notices), Pending::Revocations);
         }
-        self.sync_with(peer);
+        self.sync.handle_peer_admitted(self.now(), peer);
+        self.drive_sync();
     }
 
     pub(super) fn on_hello(&mut self, event: request_response::Event<Hello, HelloAnswer>) {
@@ -153,6 +154,7 @@ impl Node {
         self.certified.remove(&peer);
         self.welcomed.remove(&peer);
         self.awaiting_hello.remove(&peer);
+        self.sync.handle_peer_gone(self.now(), peer);
         self.swarm.behaviour_mut().rpc.close(peer);
         self.refused
             .insert(peer, self.now().saturating_add(REFUSAL_GRACE));
@@ -193,27 +195,8 @@ impl Node {
         match self.trust.apply_revocations(notice, now) {
             Ok(issuer) => {
                 let _ = self.store.put_revocation(issuer.as_bytes(), notice);
-                let names: HashMap<OrgId, String> = self
-                    .directory
-                    .entries()
-                    .map(|e| (e.org(), e.name().to_owned()))
-                    .collect();
-                for (org, why) in self.directory.retain_valid(&self.trust, now) {
-                    tracing::warn!(%org, "record dropped: {why}");
-                    let name = names.get(&org).cloned().unwrap_or_default();
-                    self.note_refused(org, name, &why);
-                    let _ = self.store.remove_record(&org);
-                    let peers: Vec<PeerId> = self
-                        .certified
-                        .iter()
-                        .filter(|(_, o)| **o == org)
-                        .map(|(p, _)| *p)
-                        .collect();
-                    for p in peers {
-                        self.certified.remove(&p);
-                        self.reject(p, why.to_string());
-                    }
-                }
+                self.sync.handle_trust_changed(now, &self.trust);
+                self.drive_sync();
                 let _ = self.store.flush();
                 true
             }
