@@ -5,7 +5,7 @@ use crate::files::{
     check_output_free, encode_authority_cert, read_authority_cert, read_notice, replace_atomically,
     write_new,
 };
-use konsilium_node::keys::{KeyFileError, random_seed, read_key_file, write_key_file};
+use konsilium_keyfile::{KeyFileError, random_seed, read_key_file, write_key_file};
 use konsilium_protocol::cert::{
     AuthorityCert, AuthorityGrant, AuthorityScope, CertError, Issuer, OrgCert, OrgGrant, OrgLevel,
     RegionCode, RevocationList, Validity,

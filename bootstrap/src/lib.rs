@@ -35,7 +35,7 @@ pub use files::{
 pub use hex::{KeyTextError, parse_authority_key, parse_sealing_key, sealing_key_hex};
 pub use inspect::{Inspection, inspect, inspect_file};
 
-use konsilium_node::keys::KeyFileError;
+use konsilium_keyfile::KeyFileError;
 use konsilium_protocol::cert::CertError;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::wire::{MessageKind, WireError};

@@ -12,7 +12,7 @@ pub mod doctor;
 pub mod federation;
 pub mod fhir;
 pub mod gate;
-pub mod keys;
+pub use konsilium_keyfile as keys;
 pub mod metrics;
 pub mod node;
 pub mod progress;
