@@ -230,6 +230,13 @@ impl Signable for RevocationList {
     const DOMAIN: &'static [u8] = b"konsilium/revocations/v1\0";
 }
 
+/// The leading fields of a [`RevocationList`], in its order.
+#[derive(Deserialize)]
+struct RevocationListHead {
+    issuer: AuthorityKey,
+    sequence: u64,
+}
+
 /// A revocation list as gossiped: a regional authority's list travels with
 /// its certificate so any node can check it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -498,33 +505,36 @@ impl Trust {
         notice: &RevocationNotice,
         now: Timestamp,
     ) -> Result<AuthorityKey, CertError> {
-        let list = notice.list.decode_unverified()?;
-        check_count("revoked serials", list.revoked.len(), MAX_REVOKED_SERIALS)?;
-
+        // Who signed it and which version it is, read without building the
+        // serial set: a list is only decoded whole once its signature holds
+        // and it is newer than ours, so unsigned or replayed lists (which
+        // anyone can put in a Hello) cost no more than their bytes.
+        let head: RevocationListHead = notice.list.decode_head_unverified()?;
+        if let Some((have, _)) = self.revocations.get(&head.issuer)
+            && have.sequence >= head.sequence
+        {
+            return Err(CertError::StaleRevocations {
+                issuer: head.issuer,
+                have: have.sequence,
+                got: head.sequence,
+            });
+        }
         let issuer_key = match &notice.authority {
-            None => self.root("revocation list", list.issuer)?,
+            None => self.root("revocation list", head.issuer)?,
             Some(a) => {
                 let (authority, check) = self.check_authority(a, now)?;
                 check.verify()?;
-                if authority.cert.authority != list.issuer {
+                if authority.cert.authority != head.issuer {
                     return Err(CertError::IssuerMismatch {
-                        named: list.issuer,
+                        named: head.issuer,
                         actual: authority.cert.authority,
                     });
                 }
                 authority.key
             }
         };
-        notice.list.verify(&issuer_key)?;
-        if let Some((have, _)) = self.revocations.get(&list.issuer)
-            && have.sequence >= list.sequence
-        {
-            return Err(CertError::StaleRevocations {
-                issuer: list.issuer,
-                have: have.sequence,
-                got: list.sequence,
-            });
-        }
+        let list = notice.list.open(&issuer_key)?;
+        check_count("revoked serials", list.revoked.len(), MAX_REVOKED_SERIALS)?;
         let issuer = list.issuer;
         self.revocations.insert(issuer, (list, notice.clone()));
         Ok(issuer)
@@ -910,6 +920,64 @@ pub(crate) mod tests {
         assert!(matches!(
             trust.apply_revocations(&stranger.revoke(1, NOW, [1].into()), NOW),
             Err(CertError::UnknownRoot { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unsigned_list_is_refused_before_its_serials_are_decoded() {
+        let (root, _, mut trust) = federation();
+        // A stranger's list claiming the root as issuer, its serial set cut
+        // off mid-way: decoding it whole would fail as malformed, so a
+        // signature error shows the set was never built.
+        let stranger = IdentityKey::from_seed([77; 32]);
+        let list = RevocationList {
+            issuer: root.key(),
+            sequence: 9,
+            issued_at: NOW,
+            revoked: (0..100_000).collect(),
+        };
+        let notice = RevocationNotice {
+            authority: None,
+            list: Signed::sign(&stranger, &list),
+        };
+        let signed_len = notice.list.signed_bytes().len();
+        let body = &notice.list.signed_bytes()[..signed_len - 1000];
+        let forged: Signed<RevocationList> =
+            postcard::from_bytes(&postcard::to_stdvec(&(body, notice.list.signature())).unwrap())
+                .unwrap();
+        assert!(matches!(
+            forged.decode_unverified(),
+            Err(SignedError::Malformed { .. })
+        ));
+        let notice = RevocationNotice {
+            authority: None,
+            list: forged,
+        };
+        assert!(matches!(
+            trust.apply_revocations(&notice, NOW),
+            Err(CertError::Signed(SignedError::BadSignature { .. }))
+        ));
+        // A replayed older list is refused as stale, also before decoding.
+        trust
+            .apply_revocations(&root.revoke(5, NOW, BTreeSet::new()), NOW)
+            .unwrap();
+        let mut old = root.revoke(4, NOW, (0..1000).collect());
+        let old_len = old.list.signed_bytes().len();
+        old.list = postcard::from_bytes(
+            &postcard::to_stdvec(&(
+                &old.list.signed_bytes()[..old_len - 100],
+                old.list.signature(),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            trust.apply_revocations(&old, NOW),
+            Err(CertError::StaleRevocations {
+                have: 5,
+                got: 4,
+                ..
+            })
         ));
     }
 

@@ -108,6 +108,24 @@ impl<T: Signable> Signed<T> {
         Ok(value)
     }
 
+    /// Decodes only the leading fields of the value, as `H` (a struct whose
+    /// fields are the first fields of `T`, in order), without the rest: how
+    /// a large value names its signer before anything big is built from
+    /// bytes nobody has vouched for yet. Never trust the result before `verify`.
+    pub fn decode_head_unverified<H: serde::de::DeserializeOwned>(&self) -> Result<H, SignedError> {
+        let what = type_label::<T>();
+        let body = self
+            .bytes
+            .strip_prefix(T::DOMAIN)
+            .ok_or(SignedError::WrongDomain { what })?;
+        postcard::take_from_bytes::<H>(body)
+            .map(|(head, _)| head)
+            .map_err(|e| SignedError::Malformed {
+                what,
+                reason: e.to_string(),
+            })
+    }
+
     /// Strict verification: rejects malleable signatures and small-order keys.
     pub fn verify(&self, signer: &VerifyingKey) -> Result<(), SignedError> {
         self.check_by(*signer).verify()
