@@ -34,6 +34,7 @@ use konsilium_protocol::directory::sync::{
 use konsilium_protocol::directory::{
     Consultant, Directory, DirectoryRecord, RecordError, Service, SignedRecord,
 };
+use konsilium_protocol::fetch::{FetchOutput, Fetches, MAX_HASH_FAILURES, PieceToken};
 use konsilium_protocol::identity::{
     AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
 };
@@ -883,25 +884,9 @@ enum Pending {
     Revocations,
     Deliver(PackageId),
     Receipt,
-    Fetch {
-        blob: [u8; 32],
-        offset: u64,
-    },
+    /// A piece of an attachment, for the fetch machine.
+    Fetch(PieceToken),
 }
-
-/// An attachment being received from a peer. Pieces are requested a few at a
-/// time and written strictly in order (early ones wait in `early`), so the
-/// partial file is always a prefix and a restart resumes from its length.
-struct Fetch {
-    partial: PartialBlob,
-    blob: BlobRef,
-    peer: PeerId,
-    next_offset: u64,
-    in_flight: usize,
-    early: BTreeMap<u64, Vec<u8>>,
-}
-
-const FETCH_WINDOW: usize = 16;
 
 /// A consultation request lives as long as the longest legal deadline allows, with margin.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
@@ -922,11 +907,6 @@ const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
 
 /// Open blob files being served to peers, so a piece costs one positioned read.
 const SERVED_FILES: usize = 32;
-
-/// Hash failures of one attachment after which its package is refused.
-const DAMAGED_AFTER: u32 = 2;
-/// Damaged attachments remembered (a peer cannot grow this without bound).
-const MAX_DAMAGED: usize = 1024;
 
 /// Failed dials before a package goes to the regional relay instead.
 const UNREACHABLE_AFTER: u32 = 3;
@@ -974,11 +954,13 @@ struct Node {
     in_flight: HashSet<PackageId>,
     receipts_for_senders: Vec<Signed<Receipt>>,
     blobs: BlobStore,
-    fetches: HashMap<[u8; 32], Fetch>,
+    /// Attachment transfers: what to ask for and when a blob is whole.
+    fetches: Fetches<PeerId>,
+    /// The partial file of each running transfer.
+    partials: HashMap<[u8; 32], PartialBlob>,
     /// Attachments whose received bytes failed their hash, and how often.
     /// Twice means the copy they come from is damaged: the package is
     /// refused with that reason instead of being fetched again forever.
-    damaged_blobs: HashMap<[u8; 32], u32>,
     served: HashMap<[u8; 32], std::fs::File>,
     candidate_requests:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
@@ -1122,8 +1104,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         in_flight: HashSet::new(),
         receipts_for_senders: Vec::new(),
         blobs,
-        fetches: HashMap::new(),
-        damaged_blobs: HashMap::new(),
+        fetches: Fetches::new(),
+        partials: HashMap::new(),
         served: HashMap::new(),
         events: events.clone(),
         data_dir: setup.data_dir.clone(),
@@ -1467,8 +1449,9 @@ impl Node {
                             self.delivery_failed(id, format!("to {peer}: {error}"))
                         }
                         // The partial file keeps what arrived; the next delivery attempt resumes.
-                        Pending::Fetch { blob, .. } => {
-                            self.fetches.remove(&blob);
+                        Pending::Fetch(token) => {
+                            self.fetches.handle_failure(token, &error.to_string());
+                            self.drive_fetches();
                         }
                         Pending::Sync(token) => {
                             self.sync.handle_failure(self.now(), token);
@@ -1552,12 +1535,15 @@ impl Node {
                 }
                 self.emit(NodeEvent::DeliveryProgress { id, have, total });
             }
-            (Pending::Fetch { blob, offset }, Response::Blob(bytes)) => {
-                self.on_blob_piece(blob, offset, bytes)
+            (Pending::Fetch(token), Response::Blob(bytes)) => {
+                self.fetches.handle_piece(token, bytes);
+                self.drive_fetches();
             }
-            (Pending::Fetch { blob, .. }, Response::Refused(reason)) => {
-                tracing::warn!(%peer, "attachment fetch refused: {reason}");
-                self.fetches.remove(&blob);
+            (Pending::Fetch(token), other) => {
+                tracing::warn!(%peer, "attachment fetch refused: {other:?}");
+                self.fetches
+                    .handle_failure(token, &format!("{peer} answered {other:?}"));
+                self.drive_fetches();
             }
             (Pending::Revocations | Pending::Receipt, _) => {}
             (_, other) => tracing::debug!(%peer, "unexpected response {other:?}"),

@@ -8,6 +8,7 @@ pub mod content;
 pub mod deadline;
 pub mod delivery;
 pub mod directory;
+pub mod fetch;
 pub mod identity;
 pub mod journal;
 pub mod limits;

@@ -28,12 +28,14 @@ impl Node {
         }
     }
 
+    /// Pulls an attachment from `peer`, resuming from what its partial
+    /// file holds; the fetch machine decides what to ask for.
     pub(super) fn start_fetch(&mut self, blob: BlobRef, peer: PeerId) {
-        if self
+        let connected = self
             .fetches
-            .get(&blob.hash)
-            .is_some_and(|f| f.in_flight > 0 && self.swarm.is_connected(&f.peer))
-        {
+            .peer_of(&blob.hash)
+            .is_some_and(|p| self.swarm.is_connected(&p));
+        if connected && self.fetches.is_fetching(&blob.hash) {
             return;
         }
         let partial = match self.blobs.begin(&blob) {
@@ -43,94 +45,85 @@ impl Node {
                 return;
             }
         };
-        let from = partial.written();
-        self.fetches.insert(
-            blob.hash,
-            Fetch {
-                partial,
-                blob,
-                peer,
-                next_offset: from,
-                in_flight: 0,
-                early: BTreeMap::new(),
-            },
-        );
-        self.emit(NodeEvent::FetchStarted {
-            blob: blob.hash,
-            from,
-            total: blob.size,
-        });
-        self.pump_fetch(blob.hash);
-    }
-
-    /// Keeps up to `FETCH_WINDOW` piece requests in flight.
-    pub(super) fn pump_fetch(&mut self, hash: [u8; 32]) {
-        let mut requests = Vec::new();
-        if let Some(f) = self.fetches.get_mut(&hash) {
-            while f.in_flight < FETCH_WINDOW && f.next_offset < f.blob.size {
-                let len = (f.blob.size - f.next_offset).min(u64::from(MAX_BLOB_CHUNK)) as u32;
-                requests.push((f.peer, f.next_offset, len));
-                f.next_offset += u64::from(len);
-                f.in_flight += 1;
-            }
-        }
-        for (peer, offset, len) in requests {
-            self.request(
-                peer,
-                Request::FetchBlob { hash, offset, len },
-                Pending::Fetch { blob: hash, offset },
-            );
-        }
-    }
-
-    pub(super) fn on_blob_piece(&mut self, hash: [u8; 32], offset: u64, bytes: Vec<u8>) {
-        let Some(f) = self.fetches.get_mut(&hash) else {
-            return;
-        };
-        f.in_flight = f.in_flight.saturating_sub(1);
-        f.early.insert(offset, bytes);
-        let mut failure = None;
-        while let Some(bytes) = f.early.remove(&f.partial.written()) {
-            match f.partial.append(f.partial.written(), &bytes) {
-                Ok(_) => self
-                    .metrics
-                    .attachment_bytes_fetched
-                    .inc_by(bytes.len() as u64),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        let (blob, written) = (f.blob, f.partial.written());
-        if let Some(error) = failure {
-            tracing::warn!("attachment transfer stopped: {error}");
-            self.fetches.remove(&hash);
-            return;
-        }
-        if written < blob.size {
-            self.emit(NodeEvent::FetchProgress {
-                blob: hash,
-                have: written,
-                total: blob.size,
-            });
-            self.pump_fetch(hash);
-            return;
-        }
-        let Some(done) = self.fetches.remove(&hash) else {
-            return;
-        };
-        match done.partial.complete() {
+        let already = partial.written();
+        match self.fetches.start(blob, peer, already, connected) {
             Ok(()) => {
-                self.emit(NodeEvent::FetchCompleted { blob: hash });
-                self.release_waiting();
+                self.partials.insert(blob.hash, partial);
             }
-            Err(e) => {
-                tracing::warn!("{e}");
-                if self.damaged_blobs.len() >= MAX_DAMAGED {
-                    self.damaged_blobs.clear();
+            Err(e) => tracing::warn!("{e}"),
+        }
+        self.drive_fetches();
+    }
+
+    /// Carries out the fetch machine's decisions: piece requests, appends
+    /// to the partial file, the hash check, progress events.
+    pub(super) fn drive_fetches(&mut self) {
+        while let Some(output) = self.fetches.poll_output() {
+            match output {
+                FetchOutput::Request {
+                    token,
+                    to,
+                    hash,
+                    offset,
+                    len,
+                } => self.request(
+                    to,
+                    Request::FetchBlob { hash, offset, len },
+                    Pending::Fetch(token),
+                ),
+                FetchOutput::Append {
+                    hash,
+                    offset,
+                    bytes,
+                } => {
+                    let written = match self.partials.get_mut(&hash) {
+                        Some(partial) => partial.append(offset, &bytes).map(|_| ()),
+                        None => continue,
+                    };
+                    match written {
+                        Ok(()) => self
+                            .metrics
+                            .attachment_bytes_fetched
+                            .inc_by(bytes.len() as u64),
+                        Err(e) => self.fetches.handle_write_failed(&hash, &e.to_string()),
+                    }
                 }
-                *self.damaged_blobs.entry(hash).or_default() += 1;
+                FetchOutput::Started { hash, from, total } => {
+                    self.emit(NodeEvent::FetchStarted {
+                        blob: hash,
+                        from,
+                        total,
+                    });
+                }
+                FetchOutput::Progress { hash, have, total } => {
+                    self.emit(NodeEvent::FetchProgress {
+                        blob: hash,
+                        have,
+                        total,
+                    });
+                }
+                FetchOutput::Verify { blob } => {
+                    // The partial file hashed its bytes as they were written.
+                    let matches = match self.partials.remove(&blob.hash) {
+                        Some(partial) => match partial.complete() {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::warn!("{e}");
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    self.fetches.handle_verified(&blob.hash, matches);
+                }
+                FetchOutput::Completed { hash } => {
+                    self.emit(NodeEvent::FetchCompleted { blob: hash });
+                    self.release_waiting();
+                }
+                FetchOutput::Stopped { hash, reason } => {
+                    tracing::warn!(blob = %hex::encode(hash), "attachment transfer stopped: {reason}");
+                    self.partials.remove(&hash);
+                }
             }
         }
     }

@@ -403,15 +403,14 @@ impl Node {
         if done || missing.is_empty() {
             return self.accept_package(from, package);
         }
-        if let Some(bad) = missing.iter().find(|b| {
-            self.damaged_blobs
-                .get(&b.hash)
-                .is_some_and(|n| *n >= DAMAGED_AFTER)
-        }) {
+        if let Some(bad) = missing
+            .iter()
+            .find(|b| self.fetches.hash_failures(&b.hash) >= MAX_HASH_FAILURES)
+        {
             let _ = self.store.remove_waiting(&id);
             let hash: String = hex::encode(bad.hash);
             return Response::Refused(Refusal::Invalid(format!(
-                "attachment {hash} failed its hash check {DAMAGED_AFTER} times: the copy it is sent from is damaged"
+                "attachment {hash} failed its hash check {MAX_HASH_FAILURES} times: the copy it is sent from is damaged"
             )));
         }
         // Attachments first: fetch them from whoever delivered the package.
