@@ -32,7 +32,8 @@ use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{
-    Action, Appointment, Consent, ConsentMethod, ConsultationId, Side, Slot, Status, WorkflowError,
+    Action, ActionKind, Appointment, Consent, ConsentMethod, ConsultationId, Side, Slot, Status,
+    WorkflowError,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -41,6 +42,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use strum::IntoEnumIterator as _;
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 
@@ -644,35 +646,6 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
-fn deadline_state_name(state: DeadlineState) -> &'static str {
-    match state {
-        DeadlineState::OnTrack => "on_track",
-        DeadlineState::AtRisk => "at_risk",
-        DeadlineState::Breached => "breached",
-    }
-}
-
-/// The API's name for an action (the `action` of `POST .../actions`).
-pub fn action_name(action: &Action) -> &'static str {
-    match action {
-        Action::Receive => "receive",
-        Action::Accept => "accept",
-        Action::Assign { .. } => "assign",
-        Action::Reject { .. } => "reject",
-        Action::Start => "start",
-        Action::AskMore { .. } => "ask_more",
-        Action::Supply { .. } => "supply",
-        Action::ProposeSlots { .. } => "propose_slots",
-        Action::ConfirmSlot { .. } => "confirm_slot",
-        Action::CancelAppointment { .. } => "cancel_appointment",
-        Action::Note { .. } => "note",
-        Action::Conclude { .. } => "conclude",
-        Action::Acknowledge => "acknowledge",
-        Action::Cancel { .. } => "cancel",
-        Action::Fail { .. } => "fail",
-    }
-}
-
 fn slot_json(slot: &Slot) -> Value {
     json!({"start": rfc3339(slot.start), "end": rfc3339(slot.end)})
 }
@@ -709,7 +682,7 @@ fn summary_json(view: &ConsultationView, now: Timestamp) -> Value {
         "created": rfc3339(c.request.created),
         "deadline_due": deadline.map(|d| rfc3339(d.due)),
         "time_left_seconds": deadline.map(|d| d.time_left(now).as_secs()),
-        "deadline_state": deadline.map(|d| deadline_state_name(d.state(now))),
+        "deadline_state": deadline.map(|d| d.state(now).as_str()),
         "acknowledged": c.acknowledged,
     })
 }
@@ -768,7 +741,7 @@ fn view_json(view: &ConsultationView, now: Timestamp) -> Value {
                 "role": t.role.as_str(),
                 "user": t.user,
                 "at": rfc3339(t.at),
-                "action": action_name(&t.action),
+                "action": t.action.name(),
                 "details": action_details(&t.action),
             })
         })
@@ -793,10 +766,10 @@ fn view_json(view: &ConsultationView, now: Timestamp) -> Value {
             "due": rfc3339(d.due),
             "first_response_due": d.first_response_due.map(rfc3339),
             "at_risk_from": rfc3339(d.at_risk_from),
-            "state": deadline_state_name(d.state(now)),
+            "state": d.state(now).as_str(),
             "first_response_state": d
                 .first_response_state(now, c.first_response)
-                .map(deadline_state_name),
+                .map(DeadlineState::as_str),
         })
     });
     if let Some(obj) = out.as_object_mut() {
@@ -1510,22 +1483,11 @@ struct ConclusionBody {
     further_studies: String,
 }
 
-const ACTIONS: [&str; 14] = [
-    "receive",
-    "accept",
-    "assign",
-    "reject",
-    "start",
-    "ask_more",
-    "supply",
-    "propose_slots",
-    "confirm_slot",
-    "cancel_appointment",
-    "note",
-    "conclude",
-    "acknowledge",
-    "cancel",
-];
+/// The actions a user may ask for: every kind but `fail`, which only the
+/// node takes (an escalation with no one left).
+fn user_actions() -> impl Iterator<Item = ActionKind> {
+    ActionKind::iter().filter(|k| *k != ActionKind::Fail)
+}
 
 fn slot_of(field: &str, s: &SlotBody) -> Result<Slot, Problem> {
     let start = parse_time(&format!("{field}.start"), &s.start)?;
@@ -1542,26 +1504,28 @@ fn slot_of(field: &str, s: &SlotBody) -> Result<Slot, Problem> {
 /// The workflow action a body asks for, and the conclusion text with it.
 fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionText>), Problem> {
     let name = b.action.as_str();
-    if !ACTIONS.contains(&name) {
+    let Some(kind) = name
+        .parse::<ActionKind>()
+        .ok()
+        .filter(|k| *k != ActionKind::Fail)
+    else {
+        let names: Vec<&str> = user_actions().map(ActionKind::name).collect();
         return Err(Problem::invalid(
             "action",
-            format!(
-                "action: {name:?} is not an action: use {}",
-                ACTIONS.join("|")
-            ),
+            format!("action: {name:?} is not an action: use {}", names.join("|")),
         ));
-    }
+    };
     // Which fields each action takes; any other given field is refused.
-    let uses: &[&str] = match name {
-        "reject" => &["reason", "forward"],
-        "ask_more" => &["questions"],
-        "supply" => &["note"],
-        "propose_slots" => &["slots"],
-        "confirm_slot" => &["slot"],
-        "cancel_appointment" | "cancel" => &["reason"],
-        "note" => &["text"],
-        "assign" => &["consultant"],
-        "conclude" => &["conclusion"],
+    let uses: &[&str] = match kind {
+        ActionKind::Reject => &["reason", "forward"],
+        ActionKind::AskMore => &["questions"],
+        ActionKind::Supply => &["note"],
+        ActionKind::ProposeSlots => &["slots"],
+        ActionKind::ConfirmSlot => &["slot"],
+        ActionKind::CancelAppointment | ActionKind::Cancel => &["reason"],
+        ActionKind::Note => &["text"],
+        ActionKind::Assign => &["consultant"],
+        ActionKind::Conclude => &["conclusion"],
         _ => &[],
     };
     let given = [
@@ -1587,24 +1551,24 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
         not_blank(field, &v)?;
         Ok(v)
     };
-    let action = match name {
-        "receive" => Action::Receive,
-        "accept" => Action::Accept,
-        "assign" => Action::Assign {
+    let action = match kind {
+        ActionKind::Receive => Action::Receive,
+        ActionKind::Accept => Action::Accept,
+        ActionKind::Assign => Action::Assign {
             consultant: need(b.consultant, "consultant")?,
         },
-        "reject" => Action::Reject {
+        ActionKind::Reject => Action::Reject {
             reason: need(b.reason, "reason")?,
             forward: b.forward.unwrap_or(false),
         },
-        "start" => Action::Start,
-        "ask_more" => Action::AskMore {
+        ActionKind::Start => Action::Start,
+        ActionKind::AskMore => Action::AskMore {
             questions: need(b.questions, "questions")?,
         },
-        "supply" => Action::Supply {
+        ActionKind::Supply => Action::Supply {
             note: need(b.note, "note")?,
         },
-        "propose_slots" => {
+        ActionKind::ProposeSlots => {
             let slots = b.slots.ok_or_else(|| Problem::missing("slots", &why))?;
             if slots.is_empty() {
                 return Err(Problem::invalid(
@@ -1619,19 +1583,19 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
                 .collect::<Result<Vec<_>, _>>()?;
             Action::ProposeSlots { slots }
         }
-        "confirm_slot" => {
+        ActionKind::ConfirmSlot => {
             let slot = b.slot.ok_or_else(|| Problem::missing("slot", &why))?;
             Action::ConfirmSlot {
                 slot: slot_of("slot", &slot)?,
             }
         }
-        "cancel_appointment" => Action::CancelAppointment {
+        ActionKind::CancelAppointment => Action::CancelAppointment {
             reason: need(b.reason, "reason")?,
         },
-        "note" => Action::Note {
+        ActionKind::Note => Action::Note {
             text: need(b.text, "text")?,
         },
-        "conclude" => {
+        ActionKind::Conclude => {
             let c = b
                 .conclusion
                 .ok_or_else(|| Problem::missing("conclusion", &why))?;
@@ -1655,8 +1619,9 @@ fn action_of(b: ActionBody, user: &User) -> Result<(Action, Option<ConclusionTex
                 }),
             ));
         }
-        "acknowledge" => Action::Acknowledge,
-        _ => Action::Cancel {
+        ActionKind::Acknowledge => Action::Acknowledge,
+        // `fail` was refused above: only the node fails a consultation.
+        ActionKind::Cancel | ActionKind::Fail => Action::Cancel {
             reason: need(b.reason, "reason")?,
         },
     };
@@ -2184,7 +2149,7 @@ pub fn openapi_document() -> Value {
                 "ActionRequest": {
                     "type": "object", "additionalProperties": false, "required": ["action"],
                     "properties": {
-                        "action": {"type": "string", "enum": ACTIONS},
+                        "action": {"type": "string", "enum": user_actions().map(ActionKind::name).collect::<Vec<_>>()},
                         "reason": {"type": "string", "description": "reject, cancel_appointment, cancel"},
                         "forward": {"type": "boolean", "description": "reject"},
                         "questions": {"type": "string", "description": "ask_more"},

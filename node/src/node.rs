@@ -1155,13 +1155,9 @@ impl Node {
                     .with_label_values(&["received"])
                     .inc_by(*bytes as u64);
             }
-            NodeEvent::Deadline { state, .. } => m
-                .deadline_events
-                .with_label_values(&[match state {
-                    konsilium_protocol::deadline::DeadlineState::Breached => "breached",
-                    _ => "at_risk",
-                }])
-                .inc(),
+            NodeEvent::Deadline { state, .. } => {
+                m.deadline_events.with_label_values(&[state.as_str()]).inc()
+            }
             NodeEvent::Escalated { .. } => m.escalations.inc(),
             _ => {}
         }

@@ -93,11 +93,32 @@ pub struct Deadline {
 }
 
 /// Ordered by severity, so "worse" is `>` and a state never decreases in `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum DeadlineState {
     OnTrack,
     AtRisk,
     Breached,
+}
+
+impl DeadlineState {
+    /// Its one name everywhere: `on_track`, `at_risk`, `breached`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 impl Deadline {

@@ -173,7 +173,24 @@ pub enum Appointment {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its kind ([`ActionKind`]) is the one name of each action everywhere: the
+/// journal, the operator views, the HTTP API (snake_case) and the FHIR
+/// codes (the same words, hyphenated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ActionKind),
+    derive(
+        Hash,
+        PartialOrd,
+        Ord,
+        strum::EnumString,
+        strum::IntoStaticStr,
+        strum::EnumIter,
+        strum::Display
+    ),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Action {
     /// The consulting coordinator registered the request.
     Receive,
@@ -225,25 +242,19 @@ pub enum Action {
 }
 
 impl Action {
-    /// A short name for journals and operator views.
+    pub fn kind(&self) -> ActionKind {
+        ActionKind::from(self)
+    }
+
+    /// The action's name: `ask_more`, `propose_slots`, `conclude`, ...
     pub fn name(&self) -> &'static str {
-        match self {
-            Action::Receive => "receive",
-            Action::Accept => "accept",
-            Action::Assign { .. } => "assign",
-            Action::Reject { .. } => "reject",
-            Action::Start => "start",
-            Action::AskMore { .. } => "ask for more",
-            Action::Supply { .. } => "supply",
-            Action::ProposeSlots { .. } => "propose slots",
-            Action::ConfirmSlot { .. } => "confirm slot",
-            Action::CancelAppointment { .. } => "cancel appointment",
-            Action::Note { .. } => "note",
-            Action::Conclude { .. } => "conclude",
-            Action::Acknowledge => "acknowledge",
-            Action::Cancel { .. } => "cancel",
-            Action::Fail { .. } => "fail",
-        }
+        self.kind().into()
+    }
+}
+
+impl ActionKind {
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 }
 

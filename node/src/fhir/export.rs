@@ -483,7 +483,7 @@ impl<'r, 'a> Exporter<'r, 'a> {
         let last = self.steps.last();
         let business_status = last.map(|s| {
             let (code, display) = action_code(&s.t.action);
-            json!({"coding": [coding(ACTION_SYSTEM, code, display)], "text": display})
+            json!({"coding": [coding(ACTION_SYSTEM, &code, display)], "text": display})
         });
         let final_step = self.final_step();
         let status_reason = final_step
@@ -864,7 +864,7 @@ impl<'r, 'a> Exporter<'r, 'a> {
                 .filter(|_| !matches!(t.action, Action::Note { .. }))
                 .and_then(fhir_string)
                 .map(|r| vec![json!({"text": r})]),
-            "activity": concept(ACTION_SYSTEM, code, display),
+            "activity": concept(ACTION_SYSTEM, &code, display),
             "agent": [{
                 "type": concept(
                     "http://terminology.hl7.org/CodeSystem/provenance-participant-type",

@@ -87,8 +87,8 @@ use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{
-    Action, Appointment, Consent, ConsentMethod, Consultation, ConsultationId, Slot, Status,
-    Transition,
+    Action, ActionKind, Appointment, Consent, ConsentMethod, Consultation, ConsultationId, Slot,
+    Status, Transition,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -443,25 +443,27 @@ fn role_concept(role: Role) -> Value {
     concept(ROLE_SYSTEM, role.as_str(), display)
 }
 
-/// Code and display of a workflow step.
-fn action_code(action: &Action) -> (&'static str, &'static str) {
-    match action {
-        Action::Receive => ("receive", "Request registered"),
-        Action::Accept => ("accept", "Accepted"),
-        Action::Assign { .. } => ("assign", "Passed to a consultant"),
-        Action::Reject { .. } => ("reject", "Declined"),
-        Action::Start => ("start", "Consultant started work"),
-        Action::AskMore { .. } => ("ask-more", "More examinations requested"),
-        Action::Supply { .. } => ("supply", "More materials supplied"),
-        Action::ProposeSlots { .. } => ("propose-slots", "Video consilium times proposed"),
-        Action::ConfirmSlot { .. } => ("confirm-slot", "Video consilium time confirmed"),
-        Action::CancelAppointment { .. } => ("cancel-appointment", "Video consilium cancelled"),
-        Action::Note { .. } => ("note", "Note or oral conclusion"),
-        Action::Conclude { .. } => ("conclude", "Signed conclusion issued"),
-        Action::Acknowledge => ("acknowledge", "Conclusion acknowledged"),
-        Action::Cancel { .. } => ("cancel", "Cancelled by the requester"),
-        Action::Fail { .. } => ("fail", "Failed"),
-    }
+/// Code and display of a workflow step: the code is the action's one name
+/// ([`ActionKind`]), hyphenated as FHIR codes are.
+fn action_code(action: &Action) -> (String, &'static str) {
+    let display = match action.kind() {
+        ActionKind::Receive => "Request registered",
+        ActionKind::Accept => "Accepted",
+        ActionKind::Assign => "Passed to a consultant",
+        ActionKind::Reject => "Declined",
+        ActionKind::Start => "Consultant started work",
+        ActionKind::AskMore => "More examinations requested",
+        ActionKind::Supply => "More materials supplied",
+        ActionKind::ProposeSlots => "Video consilium times proposed",
+        ActionKind::ConfirmSlot => "Video consilium time confirmed",
+        ActionKind::CancelAppointment => "Video consilium cancelled",
+        ActionKind::Note => "Note or oral conclusion",
+        ActionKind::Conclude => "Signed conclusion issued",
+        ActionKind::Acknowledge => "Conclusion acknowledged",
+        ActionKind::Cancel => "Cancelled by the requester",
+        ActionKind::Fail => "Failed",
+    };
+    (action.name().replace('_', "-"), display)
 }
 
 /// The free text a step carries, if any.

@@ -76,14 +76,6 @@ fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-fn state_name(s: DeadlineState) -> &'static str {
-    match s {
-        DeadlineState::OnTrack => "on_track",
-        DeadlineState::AtRisk => "at_risk",
-        DeadlineState::Breached => "breached",
-    }
-}
-
 /// Seconds from `now` to `due`, negative once past.
 fn seconds_until(now: Timestamp, due: Timestamp) -> i64 {
     let ms = due.unix_millis() as i128 - now.unix_millis() as i128;
@@ -377,7 +369,7 @@ impl Node {
             created: c.request.created.to_string(),
             deadline: deadline.as_ref().map(|d| d.due.to_string()),
             time_left_secs: open_deadline.map(|d| seconds_until(now, d.due)),
-            deadline_state: open_deadline.map(|d| state_name(d.state(now)).into()),
+            deadline_state: open_deadline.map(|d| d.state(now).as_str().into()),
             escalated_from: c.request.escalated_from.map(|i| i.to_string()),
             escalated_to: stored.escalated_to.map(|i| i.to_string()),
         }
