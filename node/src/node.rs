@@ -14,6 +14,7 @@ pub use crate::config::DirectoryScope;
 mod attachments;
 mod consult;
 mod directory_sync;
+mod inbox;
 mod inspect;
 mod outbox;
 mod peers;
@@ -26,7 +27,7 @@ use konsilium_protocol::cert::{
     CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
 };
 use konsilium_protocol::content::FileInfo;
-use konsilium_protocol::delivery::{self, Receipt};
+use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::directory::sync::{
     DirectorySync, GossipVerdict, Output as SyncOutput, RequestToken as SyncToken, Scope,
     SyncConfig, SyncEvent,
@@ -39,6 +40,7 @@ use konsilium_protocol::identity::{
     AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
 };
 use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
+use konsilium_protocol::outbox::{Config as OutboxConfig, Outbox, OutboxError, Token};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
 use konsilium_protocol::seal::{
@@ -236,6 +238,8 @@ pub enum NodeError {
     NotInInbox(PackageId),
     #[error("package: {0}")]
     Seal(#[from] seal::SealError),
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError),
     #[error("the node has stopped")]
     Stopped,
     #[error("timed out waiting for {0}")]
@@ -882,7 +886,7 @@ enum Pending {
     /// A request of the directory machine's.
     Sync(SyncToken),
     Revocations,
-    Deliver(PackageId),
+    Deliver(Token),
     Receipt,
     /// A piece of an attachment, for the fetch machine.
     Fetch(PieceToken),
@@ -907,9 +911,6 @@ const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
 
 /// Open blob files being served to peers, so a piece costs one positioned read.
 const SERVED_FILES: usize = 32;
-
-/// Failed dials before a package goes to the regional relay instead.
-const UNREACHABLE_AFTER: u32 = 3;
 
 struct Node {
     swarm: Swarm<Behaviour>,
@@ -951,8 +952,9 @@ struct Node {
     hello_left_out: Vec<RevocationNotice>,
     hello_sent: HashSet<PeerId>,
     pending: HashMap<request_response::OutboundRequestId, (PeerId, Pending)>,
-    in_flight: HashSet<PackageId>,
-    receipts_for_senders: Vec<Signed<Receipt>>,
+    /// Delivery: next hops, retries, custody, receipts. Its entries are the
+    /// outbox's index; storage is read only for a package's bytes.
+    outbox: Outbox,
     blobs: BlobStore,
     /// Attachment transfers: what to ask for and when a blob is whole.
     fetches: Fetches<PeerId>,
@@ -1057,6 +1059,17 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     ));
     store.flush()?;
     let sequence = store.meta_u64("sequence")?.unwrap_or(0);
+    // The one scan of the stored outbox: from here on the machine knows
+    // every change as it happens.
+    let outbox = Outbox::new(
+        OutboxConfig {
+            me: me.cert.org,
+            region: me.cert.region.clone(),
+            relay: setup.relay_via.first().copied(),
+        },
+        u64::from_le_bytes(random_bytes()),
+        store.outbox()?.iter().map(OutboxEntry::entry),
+    );
     let org = me.cert.org;
     let peer_id = *swarm.local_peer_id();
     let (events, _) = broadcast::channel(1024);
@@ -1101,8 +1114,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         hello_left_out: Vec::new(),
         hello_sent: HashSet::new(),
         pending: HashMap::new(),
-        in_flight: HashSet::new(),
-        receipts_for_senders: Vec::new(),
+        outbox,
         blobs,
         fetches: Fetches::new(),
         partials: HashMap::new(),
@@ -1168,6 +1180,11 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         loop {
+            // Re-armed every turn: each input may have moved the machine's
+            // next deadline, and the tick catches a clock moved forward.
+            let outbox_wake = self.outbox_wake();
+            let outbox_due =
+                tokio::time::sleep_until(outbox_wake.unwrap_or_else(tokio::time::Instant::now));
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
@@ -1182,7 +1199,9 @@ impl Node {
                 },
                 _ = tick.tick() => self.on_tick(),
                 _ = redial.tick() => self.dial_bootstrap(),
+                _ = outbox_due, if outbox_wake.is_some() => self.outbox.handle_timeout(self.now()),
             }
+            self.drive_outbox();
         }
     }
 
@@ -1198,9 +1217,6 @@ impl Node {
             && let Err(e) = self.publish_record()
         {
             tracing::error!("cannot publish own record: {e}");
-        }
-        if let Err(e) = self.deliver_due() {
-            tracing::error!("outbox: {e}");
         }
     }
 
@@ -1326,8 +1342,7 @@ impl Node {
                 num_established: 0,
                 ..
             } => {
-                self.certified.remove(&peer_id);
-                self.welcomed.remove(&peer_id);
+                self.not_ready(peer_id);
                 self.awaiting_hello.remove(&peer_id);
                 self.hello_sent.remove(&peer_id);
                 self.peer_info.remove(&peer_id);
@@ -1373,8 +1388,8 @@ impl Node {
             | SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. })) => {}
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(?peer_id, "dial failed: {error}");
-                if let Some(peer) = peer_id {
-                    self.dial_failed(peer, &error.to_string());
+                if let Some(org) = peer_id.and_then(|p| OrgId::from_peer_id(&p).ok()) {
+                    self.outbox.handle_dial_failed(org, &error.to_string());
                 }
             }
             _ => {}
@@ -1441,8 +1456,9 @@ impl Node {
                 }
                 if let Some((_, what)) = self.pending.remove(&request_id) {
                     match what {
-                        Pending::Deliver(id) => {
-                            self.delivery_failed(id, format!("to {peer}: {error}"))
+                        Pending::Deliver(token) => {
+                            self.outbox
+                                .handle_failure(self.now(), token, &error.to_string())
                         }
                         // The partial file keeps what arrived; the next delivery attempt resumes.
                         Pending::Fetch(token) => {
@@ -1482,7 +1498,11 @@ impl Node {
             }
             Request::Deliver(package) => self.receive_package(from, package),
             Request::Receipt(receipt) => {
-                self.on_receipt(receipt);
+                // Done whatever it was: a receipt for a package delivered
+                // already, or a bad one, needs nothing from the sender.
+                if let Err(e) = self.outbox.handle_receipt(receipt) {
+                    tracing::debug!(%from, "receipt: {e}");
+                }
                 Response::Done
             }
             Request::Candidates {
@@ -1513,23 +1533,8 @@ impl Node {
                 }
                 self.drive_sync();
             }
-            (Pending::Deliver(id), Response::Receipt(receipt)) => {
-                self.in_flight.remove(&id);
-                self.on_receipt(receipt);
-            }
-            (Pending::Deliver(id), Response::Custody) => {
-                self.in_flight.remove(&id);
-                self.on_custody(id, peer);
-            }
-            (Pending::Deliver(id), Response::Refused(reason)) => self.delivery_refused(id, reason),
-            (Pending::Deliver(id), Response::Fetching { have, total }) => {
-                // The next hop is pulling the attachments; ask again soon.
-                self.in_flight.remove(&id);
-                if let Ok(Some(mut entry)) = self.store.outbox_entry(&id) {
-                    entry.next_attempt = self.now().saturating_add(Duration::from_secs(2));
-                    let _ = self.store.put_outbox(&entry);
-                }
-                self.emit(NodeEvent::DeliveryProgress { id, have, total });
+            (Pending::Deliver(token), response) => {
+                self.outbox.handle_response(self.now(), token, response)
             }
             (Pending::Fetch(token), Response::Blob(bytes)) => {
                 self.fetches.handle_piece(token, bytes);
@@ -1542,7 +1547,6 @@ impl Node {
                 self.drive_fetches();
             }
             (Pending::Revocations | Pending::Receipt, _) => {}
-            (_, other) => tracing::debug!(%peer, "unexpected response {other:?}"),
         }
     }
 
@@ -1553,7 +1557,6 @@ impl Node {
             }
             Command::Commit(plan, body, reply) => {
                 let _ = reply.send(self.commit(*plan, &body));
-                let _ = self.deliver_due();
             }
             Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
             Command::OpenConsultation(new, files, consultant, intake, reply) => {
@@ -1652,7 +1655,7 @@ impl Node {
                 .collect(),
             directory_size: self.directory().len(),
             directory_digest: self.directory().digest(),
-            outbox: self.store.outbox_len(),
+            outbox: self.outbox.len(),
             inbox: self.store.inbox_len(),
         }
     }

@@ -363,7 +363,6 @@ impl Node {
             },
         )?;
         self.emit(NodeEvent::ConsultationUpdated { id, status });
-        let _ = self.deliver_due();
         Ok(status)
     }
 

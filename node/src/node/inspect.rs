@@ -169,7 +169,7 @@ impl Node {
             peers_connected: self.connected_orgs(),
             directory_size: self.directory().len(),
             directory_digest: hex(&self.directory().digest()),
-            outbox_depth: self.store.outbox_len(),
+            outbox_depth: self.outbox.len(),
             inbox_depth: self.store.inbox_len(),
             attachments_incoming: self.fetches.len(),
             deadlines_at_risk: at_risk,
@@ -675,7 +675,7 @@ impl Node {
         let m = &self.metrics;
         m.peers.set(self.connected_orgs() as i64);
         m.directory_records.set(self.directory().len() as i64);
-        m.outbox_packages.set(self.store.outbox_len() as i64);
+        m.outbox_packages.set(self.outbox.len() as i64);
         m.inbox_packages.set(self.store.inbox_len() as i64);
         m.store_bytes
             .set(i64::try_from(self.store.size_on_disk()).unwrap_or(i64::MAX));

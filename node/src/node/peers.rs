@@ -4,6 +4,16 @@
 use super::*;
 
 impl Node {
+    /// Requests can no longer go to `peer` (its connections closed, or it
+    /// was refused); the delivery machine stops choosing it.
+    pub(super) fn not_ready(&mut self, peer: PeerId) {
+        self.certified.remove(&peer);
+        self.welcomed.remove(&peer);
+        if let Ok(org) = OrgId::from_peer_id(&peer) {
+            self.outbox.handle_peer_gone(org);
+        }
+    }
+
     /// Checks a peer's certificate (and record, and revocations) from its Hello.
     pub(super) fn admit(&mut self, peer: PeerId, hello: Hello) -> Result<OrgId, String> {
         let now = self.now();
@@ -54,20 +64,7 @@ impl Node {
     /// Both sides have admitted each other: whatever waited for this peer
     /// can go now, and directories are compared.
     fn on_ready(&mut self, peer: PeerId, org: OrgId) {
-        let now = self.now();
-        if let Ok(entries) = self.store.outbox() {
-            for mut e in entries.into_iter().filter(|e| e.next_hop == org) {
-                e.next_attempt = now;
-                let _ = self.store.put_outbox(&e);
-            }
-        }
-        let (receipts, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.receipts_for_senders)
-            .into_iter()
-            .partition(|r| r.decode_unverified().is_ok_and(|b| b.sender == org));
-        self.receipts_for_senders = kept;
-        for receipt in receipts {
-            self.request(peer, Request::Receipt(receipt), Pending::Receipt);
-        }
+        self.outbox.handle_peer_ready(self.now(), org);
         if !self.hello_left_out.is_empty() {
             let notices = self.hello_left_out.clone();
             self.request(peer, Request::Revocations(notices), Pending::Revocations);
@@ -151,8 +148,7 @@ impl Node {
                 .unwrap_or_default(),
         });
         self.emit(NodeEvent::PeerRejected { peer, reason });
-        self.certified.remove(&peer);
-        self.welcomed.remove(&peer);
+        self.not_ready(peer);
         self.awaiting_hello.remove(&peer);
         self.sync.handle_peer_gone(self.now(), peer);
         self.swarm.behaviour_mut().rpc.close(peer);
