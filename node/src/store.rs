@@ -13,7 +13,6 @@ use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::directory::SignedRecord;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{Checkpoint, Entry};
-use konsilium_protocol::outbox;
 use konsilium_protocol::seal::{PackageId, SealedPackage};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
@@ -71,8 +70,7 @@ pub use konsilium_protocol::outbox::Origin;
 
 /// A package waiting to be delivered, and what happened so far. The
 /// delivery machine decides every field but the package; the node writes
-/// its decisions here ([`OutboxEntry::set`]) so they survive a restart and
-/// the operator sees them.
+/// its decisions here so they survive a restart and the operator sees them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub package: SealedPackage,
@@ -88,58 +86,6 @@ pub struct OutboxEntry {
     /// Refused for good by the next hop: no more attempts. Kept until the
     /// package expires so the operator sees why it did not arrive.
     pub refused: Option<konsilium_protocol::rpc::Refusal>,
-}
-
-impl OutboxEntry {
-    /// The package with the machine's first entry for it.
-    pub fn new(package: SealedPackage, entry: &outbox::Entry) -> Self {
-        let mut stored = OutboxEntry {
-            package,
-            origin: entry.origin,
-            next_hop: entry.next_hop,
-            attempts: 0,
-            next_attempt: entry.next_attempt,
-            last_error: None,
-            custody: None,
-            queued_at: entry.queued_at,
-            refused: None,
-        };
-        stored.set(entry);
-        stored
-    }
-
-    /// Writes the machine's state of the package here.
-    pub fn set(&mut self, entry: &outbox::Entry) {
-        self.origin = entry.origin;
-        self.next_hop = entry.next_hop;
-        self.attempts = entry.attempts;
-        self.next_attempt = entry.next_attempt;
-        self.last_error.clone_from(&entry.last_error);
-        self.queued_at = entry.queued_at;
-        (self.custody, self.refused) = match &entry.status {
-            outbox::Status::Queued => (None, None),
-            outbox::Status::InCustody { relay } => (Some(*relay), None),
-            outbox::Status::Refused(reason) => (None, Some(reason.clone())),
-        };
-    }
-
-    /// The machine's entry, when it is rebuilt at start. Hashes the body.
-    pub fn entry(&self) -> outbox::Entry {
-        outbox::Entry {
-            package: outbox::PackageMeta::of(&self.package),
-            origin: self.origin,
-            next_hop: self.next_hop,
-            attempts: self.attempts,
-            next_attempt: self.next_attempt,
-            status: match (&self.refused, self.custody) {
-                (Some(reason), _) => outbox::Status::Refused(reason.clone()),
-                (None, Some(relay)) => outbox::Status::InCustody { relay },
-                (None, None) => outbox::Status::Queued,
-            },
-            last_error: self.last_error.clone(),
-            queued_at: self.queued_at,
-        }
-    }
 }
 
 /// A package delivered to this organization.

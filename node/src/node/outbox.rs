@@ -26,6 +26,60 @@ impl machine::Directory for Known<'_> {
     }
 }
 
+/// The stored entry and the machine's: the machine's fields are the
+/// stored ones minus the bytes, with custody and refusal as one status.
+impl OutboxEntry {
+    /// The package with the machine's first entry for it.
+    pub(crate) fn new(package: seal::SealedPackage, entry: &machine::Entry) -> Self {
+        let mut stored = OutboxEntry {
+            package,
+            origin: entry.origin,
+            next_hop: entry.next_hop,
+            attempts: 0,
+            next_attempt: entry.next_attempt,
+            last_error: None,
+            custody: None,
+            queued_at: entry.queued_at,
+            refused: None,
+        };
+        stored.set(entry);
+        stored
+    }
+
+    /// Writes the machine's state of the package here.
+    pub(crate) fn set(&mut self, entry: &machine::Entry) {
+        self.origin = entry.origin;
+        self.next_hop = entry.next_hop;
+        self.attempts = entry.attempts;
+        self.next_attempt = entry.next_attempt;
+        self.last_error.clone_from(&entry.last_error);
+        self.queued_at = entry.queued_at;
+        (self.custody, self.refused) = match &entry.status {
+            machine::Status::Queued => (None, None),
+            machine::Status::InCustody { relay } => (Some(*relay), None),
+            machine::Status::Refused(reason) => (None, Some(reason.clone())),
+        };
+    }
+
+    /// The machine's entry, when it is rebuilt at start. Hashes the body.
+    pub(crate) fn entry(&self) -> machine::Entry {
+        machine::Entry {
+            package: PackageMeta::of(&self.package),
+            origin: self.origin,
+            next_hop: self.next_hop,
+            attempts: self.attempts,
+            next_attempt: self.next_attempt,
+            status: match (&self.refused, self.custody) {
+                (Some(reason), _) => machine::Status::Refused(reason.clone()),
+                (None, Some(relay)) => machine::Status::InCustody { relay },
+                (None, None) => machine::Status::Queued,
+            },
+            last_error: self.last_error.clone(),
+            queued_at: self.queued_at,
+        }
+    }
+}
+
 impl Node {
     pub(super) fn known(&self) -> Known<'_> {
         Known {
