@@ -2055,7 +2055,7 @@ pub fn openapi_document() -> Value {
             },
             "/openapi.json": {
                 "get": {"summary": "This description", "security": [],
-                    "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}
+                    "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}}}}
             }
     });
     let mut schemas = json!({

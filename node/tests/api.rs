@@ -39,9 +39,75 @@ struct Api {
     base: String,
 }
 
+/// Checks a response against the API's own OpenAPI document: the path,
+/// method and status must be documented (an undocumented path must answer
+/// with a problem document), and a JSON body must validate against the
+/// schema documented for that status and media type.
+fn check_against_document(method: &str, path: &str, status: StatusCode, kind: &str, body: &Value) {
+    let doc = api::openapi_document();
+    let media = kind.split(';').next().unwrap_or("").trim();
+    let template = doc["paths"].as_object().unwrap().keys().find(|t| {
+        let (a, b): (Vec<&str>, Vec<&str>) = (t.split('/').collect(), path.split('/').collect());
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+    });
+    let schema = match template {
+        None => {
+            assert_eq!(
+                media, "application/problem+json",
+                "{method} {path}: undocumented path"
+            );
+            json!({"$ref": "#/components/schemas/Problem"})
+        }
+        Some(template) => {
+            let op = &doc["paths"][template][method.to_ascii_lowercase()];
+            if op.is_null() {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {template} undocumented"
+                );
+                json!({"$ref": "#/components/schemas/Problem"})
+            } else {
+                let response = &op["responses"][status.as_str()];
+                assert!(
+                    !response.is_null(),
+                    "{method} {template}: status {status} is not in the document"
+                );
+                if body.is_null() || !media.contains("json") {
+                    return;
+                }
+                let schema = &response["content"][media]["schema"];
+                assert!(
+                    !schema.is_null(),
+                    "{method} {template} {status}: media type {media} is not in the document"
+                );
+                schema.clone()
+            }
+        }
+    };
+    let mut root = schema;
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::new(&root).expect("the document's schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: the response contradicts the OpenAPI document:\n{}\n{body}",
+        errors.join("\n")
+    );
+}
+
 impl Api {
     async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> (StatusCode, String, Value) {
-        let resp = req.bearer_auth(token).send().await.unwrap();
+        let request = req.bearer_auth(token).build().unwrap();
+        let method = request.method().as_str().to_owned();
+        let path = request.url().path().to_owned();
+        let resp = self.client.execute(request).await.unwrap();
         let status = resp.status();
         let kind = resp
             .headers()
@@ -51,6 +117,7 @@ impl Api {
             .to_owned();
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        check_against_document(&method, &path, status, &kind, &body);
         (status, kind, body)
     }
 
