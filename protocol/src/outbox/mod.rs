@@ -259,7 +259,12 @@ impl Outbox {
         let waiting: Vec<PackageId> = self
             .entries
             .values()
-            .filter(|t| t.entry.next_hop == org && t.flight.is_none())
+            // A refused package is not retried, so no dial concerns it.
+            .filter(|t| {
+                t.entry.next_hop == org
+                    && t.flight.is_none()
+                    && !matches!(t.entry.status, Status::Refused(_))
+            })
             .map(|t| t.entry.id())
             .collect();
         for id in waiting {

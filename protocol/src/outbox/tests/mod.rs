@@ -266,6 +266,20 @@ fn a_permanent_refusal_stops_retries_and_reports_the_reason() {
     assert_eq!(entry.last_error, Some(reason.to_string()));
     let expires = entry.package.expires;
     assert_eq!(sim.nodes[a].outbox.poll_timeout(), Some(expires));
+    // A failed dial to the same peer leaves the refusal as it was.
+    let events_before = sim.nodes[a].events.len();
+    let b_org = sim.nodes[b].org.id();
+    sim.nodes[a]
+        .outbox
+        .handle_dial_failed(b_org, "connection refused");
+    sim.run_for(Duration::from_secs(1));
+    let entry = sim.nodes[a].outbox.get(&id).expect("kept for the operator");
+    assert_eq!(entry.last_error, Some(reason.to_string()));
+    assert_eq!(
+        sim.nodes[a].events.len(),
+        events_before,
+        "no retry reported"
+    );
     // Even when the peer comes back, nothing is sent again.
     sim.set_online(b, false);
     sim.set_online(b, true);
