@@ -25,6 +25,14 @@ use std::path::Path;
 pub enum StoreError {
     #[error("database: {0}")]
     Sled(#[from] sled::Error),
+    /// Opening or flushing: where corruption, a full disk or a read-only
+    /// file system shows, so the operator is told which directory.
+    #[error("database {}: {source}", .path.display())]
+    At {
+        path: std::path::PathBuf,
+        #[source]
+        source: sled::Error,
+    },
     #[error("stored {what} is corrupt: {reason}")]
     Corrupt { what: &'static str, reason: String },
     #[error("stored {what}: {source}")]
@@ -194,6 +202,8 @@ pub struct Store {
     expiring_blobs: sled::Tree,
     anchoring: Option<Anchoring>,
     intake: sled::Tree,
+    /// The database's directory, for errors.
+    dir: std::path::PathBuf,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -212,8 +222,16 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_trees(dir).map_err(|source| StoreError::At {
+            path: dir.to_owned(),
+            source,
+        })
+    }
+
+    fn open_trees(dir: &Path) -> Result<Self, sled::Error> {
         let db = sled::Config::new().path(dir).open()?;
         Ok(Self {
+            dir: dir.to_owned(),
             records: db.open_tree("records")?,
             revocations: db.open_tree("revocations")?,
             outbox: db.open_tree("outbox")?,
@@ -251,7 +269,10 @@ impl Store {
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db.flush().map_err(|source| StoreError::At {
+            path: self.dir.clone(),
+            source,
+        })?;
         use std::sync::atomic::Ordering;
         if let Some(a) = &self.anchoring
             && a.moved.swap(false, Ordering::AcqRel)
@@ -653,6 +674,17 @@ mod tests {
     use konsilium_protocol::identity::IdentityKey;
     use konsilium_protocol::journal::Role;
     use konsilium_protocol::workflow::Action;
+
+    #[test]
+    fn a_database_that_cannot_be_opened_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the database directory should be.
+        let path = dir.path().join("db");
+        std::fs::write(&path, b"not a database").unwrap();
+        let e = Store::open(&path).err().expect("a file is not a database");
+        let text = e.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
 
     fn step(key: &IdentityKey, consultation: ConsultationId, seq: u32) -> EarlyStep {
         let t = Transition {
