@@ -1180,11 +1180,11 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         loop {
-            // Re-armed every turn: each input may have moved the machine's
+            // Re-armed every turn: each input may have moved a machine's
             // next deadline, and the tick catches a clock moved forward.
-            let outbox_wake = self.outbox_wake();
-            let outbox_due =
-                tokio::time::sleep_until(outbox_wake.unwrap_or_else(tokio::time::Instant::now));
+            let wake = self.machines_wake();
+            let machines_due =
+                tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now));
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
@@ -1199,20 +1199,45 @@ impl Node {
                 },
                 _ = tick.tick() => self.on_tick(),
                 _ = redial.tick() => self.dial_bootstrap(),
-                _ = outbox_due, if outbox_wake.is_some() => self.outbox.handle_timeout(self.now()),
+                _ = machines_due, if wake.is_some() => self.on_machines_due(),
             }
             self.drive_outbox();
         }
     }
 
+    /// When the earliest protocol machine needs waking, on tokio's clock:
+    /// the node's clock may run ahead of the system's.
+    fn machines_wake(&self) -> Option<tokio::time::Instant> {
+        let at = [
+            self.sync.poll_timeout(),
+            self.outbox.poll_timeout(),
+            self.timers.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(tokio::time::Instant::now() + at.since(self.now()))
+    }
+
+    /// Wakes every machine whose time has come.
+    fn on_machines_due(&mut self) {
+        let now = self.now();
+        if self.sync.poll_timeout().is_some_and(|t| t <= now) {
+            self.sync.handle_timeout(now);
+            self.drive_sync();
+        }
+        if self.outbox.poll_timeout().is_some_and(|t| t <= now) {
+            self.outbox.handle_timeout(now);
+        }
+        self.on_timers();
+    }
+
     fn on_tick(&mut self) {
         self.cut_refused();
         self.remove_expired_blobs();
-        self.on_timers();
-        if self.sync.poll_timeout().is_some_and(|t| t <= self.now()) {
-            self.sync.handle_timeout(self.now());
-            self.drive_sync();
-        }
+        // A clock moved forward (tests, an operator's correction) makes
+        // machines due before their sleep ends.
+        self.on_machines_due();
         if self.record_dirty
             && let Err(e) = self.publish_record()
         {

@@ -369,11 +369,4 @@ impl Node {
             }
         }
     }
-
-    /// When the event loop must wake for the delivery machine, on tokio's
-    /// clock: the node's clock may run ahead of the system's.
-    pub(super) fn outbox_wake(&self) -> Option<tokio::time::Instant> {
-        let at = self.outbox.poll_timeout()?;
-        Some(tokio::time::Instant::now() + at.since(self.now()))
-    }
 }
