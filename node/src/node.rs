@@ -14,6 +14,7 @@ pub use crate::config::DirectoryScope;
 mod attachments;
 mod consult;
 mod directory_sync;
+mod escalation;
 mod inbox;
 mod inspect;
 mod outbox;

@@ -224,17 +224,7 @@ impl Outbox {
     /// `org` is admitted both ways: what waits for it goes now.
     pub fn handle_peer_ready(&mut self, now: Timestamp, org: OrgId) {
         self.ready.insert(org);
-        let waiting: Vec<PackageId> = self
-            .entries
-            .values()
-            .filter(|t| {
-                t.entry.next_hop == org
-                    && t.flight.is_none()
-                    && !matches!(t.entry.status, Status::Refused(_))
-            })
-            .map(|t| t.entry.id())
-            .collect();
-        for id in waiting {
+        for id in self.waiting_for(org) {
             self.update(id, |e| e.next_attempt = now);
         }
         let (theirs, others) = std::mem::take(&mut self.held_receipts)
@@ -247,6 +237,20 @@ impl Outbox {
         self.handle_timeout(now);
     }
 
+    /// Packages whose next hop is `org` and that wait for it: not in
+    /// flight, and not refused for good (those are never sent again).
+    fn waiting_for(&self, org: OrgId) -> Vec<PackageId> {
+        self.entries
+            .values()
+            .filter(|t| {
+                t.entry.next_hop == org
+                    && t.flight.is_none()
+                    && !matches!(t.entry.status, Status::Refused(_))
+            })
+            .map(|t| t.entry.id())
+            .collect()
+    }
+
     /// The last connection to `org` closed; its requests in flight fail on
     /// their own (`handle_failure`).
     pub fn handle_peer_gone(&mut self, org: OrgId) {
@@ -256,18 +260,7 @@ impl Outbox {
     /// A dial to `org` failed. The attempt was counted when the dial was
     /// asked for; this only records why, for the operator.
     pub fn handle_dial_failed(&mut self, org: OrgId, reason: &str) {
-        let waiting: Vec<PackageId> = self
-            .entries
-            .values()
-            // A refused package is not retried, so no dial concerns it.
-            .filter(|t| {
-                t.entry.next_hop == org
-                    && t.flight.is_none()
-                    && !matches!(t.entry.status, Status::Refused(_))
-            })
-            .map(|t| t.entry.id())
-            .collect();
-        for id in waiting {
+        for id in self.waiting_for(org) {
             let error = Failure::Unreachable {
                 hop: org,
                 reason: reason.to_owned(),
