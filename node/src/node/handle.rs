@@ -1,0 +1,324 @@
+//! The handle other tasks (the HTTP API, the admin channel, the CLI, tests)
+//! drive a running node through: each call is a command to the event loop,
+//! and work that must not block it (sealing and opening attachments) runs
+//! on blocking threads here.
+
+use super::*;
+
+impl NodeHandle {
+    /// The time by the node's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Seals and queues a package. Returns once it is durably in the
+    /// outbox. Attachments are sealed on a blocking thread, streaming, so the
+    /// node keeps serving the network meanwhile.
+    pub async fn send(&self, request: SendRequest) -> Result<Sent, NodeError> {
+        let SendRequest {
+            target,
+            routing,
+            body,
+            attachments,
+            lifetime,
+        } = request;
+        let plan = self.plan(target, routing, lifetime).await?;
+        self.seal_and_commit(plan, body, attachments).await
+    }
+
+    /// Chooses the recipient; a scoped directory that does not know one asks
+    /// the regional center for candidates and chooses again.
+    async fn plan(
+        &self,
+        target: Target,
+        routing: RoutingHeader,
+        lifetime: Duration,
+    ) -> Result<Plan, NodeError> {
+        let first = self
+            .ask(|tx| Command::Plan(target.clone(), routing.clone(), lifetime, tx))
+            .await?;
+        match first {
+            Err(NodeError::NoRoute(_)) if matches!(target, Target::Best) => {
+                self.ask(|tx| Command::Candidates(routing.clone(), tx))
+                    .await??;
+                self.ask(|tx| Command::Plan(target, routing, lifetime, tx))
+                    .await?
+            }
+            other => other,
+        }
+    }
+
+    async fn seal_and_commit(
+        &self,
+        mut plan: Plan,
+        body: Vec<u8>,
+        attachments: Vec<Attachment>,
+    ) -> Result<Sent, NodeError> {
+        seal_attachments(&mut plan, attachments).await?;
+        self.ask(|tx| Command::Commit(Box::new(plan), body, tx))
+            .await?
+    }
+
+    /// Opens a consultation: routes it, signs the request (consent checked),
+    /// and sends the case extract and attachments sealed to the consultant.
+    pub async fn request_consultation(
+        &self,
+        new: NewConsultation,
+        files: Vec<CaseFile>,
+    ) -> Result<(ConsultationId, Sent), NodeError> {
+        match self.open_and_send(new, files, None).await? {
+            Intake::Opened(id, sent) => Ok((id, sent)),
+            Intake::Existing(id) => Err(NodeError::IntakeConflict(id)),
+        }
+    }
+
+    /// Like [`Self::request_consultation`], but once per client identifier:
+    /// a retry with the same request finds the consultation it opened, and
+    /// a different request under the same identifier is refused
+    /// ([`NodeError::IntakeConflict`]).
+    pub async fn request_consultation_once(
+        &self,
+        new: NewConsultation,
+        files: Vec<CaseFile>,
+        key: IntakeKey,
+    ) -> Result<Intake, NodeError> {
+        // Checked first so a retry needs neither a route nor sealing; the
+        // check that counts is repeated where the consultation is stored.
+        if let Some(id) = self
+            .ask(|tx| Command::FindIntake(key.clone(), tx))
+            .await??
+        {
+            return Ok(Intake::Existing(id));
+        }
+        self.open_and_send(new, files, Some(key)).await
+    }
+
+    async fn open_and_send(
+        &self,
+        new: NewConsultation,
+        files: Vec<CaseFile>,
+        intake: Option<IntakeKey>,
+    ) -> Result<Intake, NodeError> {
+        let (infos, attachments): (Vec<FileInfo>, Vec<Attachment>) =
+            files.into_iter().map(|f| (f.info, f.content)).unzip();
+        let routing = RoutingHeader {
+            specialty: new.specialty,
+            min_level: new.min_level,
+            urgency: new.urgency,
+            region: new.region.clone(),
+        };
+        let plan = self
+            .plan(new.target.clone(), routing, REQUEST_LIFETIME)
+            .await?;
+        let consultant = plan.header.recipient;
+        let extract = new.extract.clone();
+        let physician = new.physician.clone();
+        // A copy of the attachments sealed to ourselves, so an escalation can
+        // seal them anew for the next consultant without the originals.
+        let own_copy = if attachments.is_empty() {
+            None
+        } else {
+            let mut own = Plan {
+                header: EnvelopeHeader {
+                    id: PackageId(random_bytes()),
+                    recipient: plan.header.sender,
+                    attachments: Vec::new(),
+                    ..plan.header.clone()
+                },
+                recipient_key: plan.sealing.public(),
+                sealing: SealingKey::from_seed(*plan.sealing.to_seed()),
+                blobs: plan.blobs.clone(),
+                recipient_name: String::new(),
+                route: None,
+            };
+            seal_attachments(&mut own, attachments.clone()).await?;
+            Some(own.header)
+        };
+        let identifier = intake.as_ref().map(|k| k.identifier.clone());
+        let request = match self
+            .ask(|tx| {
+                Command::OpenConsultation(Box::new(new), infos.clone(), consultant, intake, tx)
+            })
+            .await??
+        {
+            consult::Opened::New(request) => request,
+            consult::Opened::Existing(id) => return Ok(Intake::Existing(id)),
+        };
+        let id = request.decode_unverified()?.id;
+        let sending = async {
+            if let Some(header) = own_copy {
+                self.ask(|tx| Command::KeepOwnCopy(id, Box::new(header), tx))
+                    .await??;
+            }
+            let body = wire::encode(&konsilium_protocol::content::PackageBody::Consultation {
+                request,
+                extract,
+                files: infos,
+            })
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+            self.seal_and_commit(plan, body, attachments).await
+        };
+        let sent = match sending.await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // The request never left: a retry must open it anew rather
+                // than find a consultation the consultant will never see.
+                if let Some(identifier) = identifier {
+                    let _ = self
+                        .ask(|tx| Command::ForgetIntake(identifier, id, tx))
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        self.record(
+            Some(physician),
+            Some(Role::Physician),
+            konsilium_protocol::journal::Action::Send {
+                consultation: id.0,
+                package: sent.id,
+            },
+        )
+        .await?;
+        Ok(Intake::Opened(id, sent))
+    }
+
+    /// Takes one workflow step as this organization.
+    pub async fn act(&self, request: ActRequest) -> Result<WorkflowStatus, NodeError> {
+        self.ask(|tx| Command::Act(Box::new(request), tx)).await?
+    }
+
+    pub async fn consultation(&self, id: ConsultationId) -> Result<ConsultationView, NodeError> {
+        self.ask(|tx| Command::Consultation(id, tx)).await?
+    }
+
+    pub async fn consultations(&self) -> Result<Vec<ConsultationId>, NodeError> {
+        self.ask(Command::Consultations).await?
+    }
+
+    /// Writes an access or security event (a record opened, a failed login)
+    /// to the journal. Never waits: an event that cannot be queued is logged.
+    /// Journals an event and waits until it is on disk. Callers that
+    /// return health data do so only after this succeeds.
+    pub async fn record(
+        &self,
+        user: Option<String>,
+        role: Option<Role>,
+        action: konsilium_protocol::journal::Action,
+    ) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Record(user, role, action, tx))
+            .await?
+    }
+
+    /// The journal and its signed checkpoints, for verification and statistics.
+    pub async fn journal(&self) -> Result<JournalDump, NodeError> {
+        self.ask(Command::Journal).await?
+    }
+
+    /// Opens attachment `index` of a received package into a file.
+    pub async fn open_attachment(
+        &self,
+        id: PackageId,
+        index: u32,
+        dest: PathBuf,
+    ) -> Result<u64, NodeError> {
+        let keys = self.ask(|tx| Command::AttachmentKeys(id, tx)).await??;
+        open_to_file(keys, index, dest).await
+    }
+
+    /// Opens file `index` of a consultation's case extract into `dest`,
+    /// on either side: the consultant reads the request's package, the
+    /// requester its own sealed copy. Returns what the file is and its size.
+    pub async fn open_case_file(
+        &self,
+        id: ConsultationId,
+        index: u32,
+        dest: PathBuf,
+    ) -> Result<(FileInfo, u64), NodeError> {
+        let ((header, sealing, keys, blobs), files) =
+            self.ask(|tx| Command::CaseFileKeys(id, tx)).await??;
+        if index as usize >= header.attachments.len() {
+            return Err(NodeError::Attachment(format!(
+                "consultation {id} has {} files, there is no file {index}",
+                header.attachments.len()
+            )));
+        }
+        let info = files.get(index as usize).cloned().unwrap_or_default();
+        let size = open_to_file((header, sealing, keys, blobs), index, dest).await?;
+        Ok((info, size))
+    }
+
+    /// Opens a received package.
+    pub async fn open(&self, id: PackageId) -> Result<(EnvelopeHeader, Vec<u8>), NodeError> {
+        self.ask(|tx| Command::Open(id, tx)).await?
+    }
+
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// An operator view (see [`crate::report`]), as JSON.
+    pub async fn inspect(&self, what: Inspect) -> Result<serde_json::Value, NodeError> {
+        self.ask(|tx| Command::Inspect(Box::new(what), tx)).await?
+    }
+
+    /// Every metric in the Prometheus text format, gauges fresh.
+    pub async fn metrics(&self) -> Result<String, NodeError> {
+        self.ask(Command::Metrics).await
+    }
+
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>, NodeError> {
+        self.ask(Command::Outbox).await?
+    }
+
+    pub async fn records(&self) -> Result<Vec<SignedRecord>, NodeError> {
+        self.ask(Command::Records).await
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::Dial(addr))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Stops the node and waits until its database is closed.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+
+    /// Stops the node abruptly, as a crash would: no goodbye, nothing flushed
+    /// beyond what was already durable.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
