@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::{fs, io};
 
+pub mod api;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("no config file at {}: create one with `konsilium init`", .path.display())]
@@ -103,7 +105,7 @@ pub struct NodeConfig {
     pub consultants: Vec<Consultant>,
     pub log: LogConfig,
     /// The local HTTP API for the hospital information system and clinicians; off when absent.
-    pub api: Option<crate::api::ApiConfig>,
+    pub api: Option<api::ApiConfig>,
     /// Where Prometheus scrapes `/metrics`; off when the section is absent.
     pub metrics: Option<std::net::SocketAddr>,
     /// How long attachments this node sent or relayed are kept after the
@@ -581,9 +583,9 @@ impl RawConfig {
     }
 }
 
-fn api(raw: RawApi) -> Result<crate::api::ApiConfig, Bad> {
+fn api(raw: RawApi) -> Result<api::ApiConfig, Bad> {
     let listen = match raw.listen.as_deref().map(str::trim) {
-        None => crate::api::DEFAULT_LISTEN,
+        None => api::DEFAULT_LISTEN,
         Some(text) => text.parse().map_err(|_| {
             bad(
                 "api.listen",
@@ -608,11 +610,11 @@ fn api(raw: RawApi) -> Result<crate::api::ApiConfig, Bad> {
         if u.name.trim().is_empty() {
             return Err(bad(format!("api.users[{i}].name"), "must not be empty"));
         }
-        let user = crate::api::User::with_token_hash_hex(u.name.trim(), role, &u.token_hash)
+        let user = api::User::with_token_hash_hex(u.name.trim(), role, &u.token_hash)
             .map_err(|e| bad(format!("api.users[{i}].token_hash"), e.to_string()))?;
         users.push(user);
     }
-    Ok(crate::api::ApiConfig {
+    Ok(api::ApiConfig {
         listen,
         users,
         upload_dir: None,
@@ -1459,7 +1461,7 @@ time_zone = "Asia/Almaty"
             parse(&full()).unwrap().api.is_none(),
             "no [api]: the API is off"
         );
-        let hash = crate::api::token_hash_hex("secret");
+        let hash = api::token_hash_hex("secret");
         let with = |api: &str| format!("{}\n{api}", full());
         let c = parse(&with(&format!(
             "[api]\nlisten = \"127.0.0.1:7999\"\n[[api.users]]\nname = \"Dr. Ivanova\"\nrole = \"physician\"\ntoken_hash = \"{hash}\"\n"

@@ -2,7 +2,6 @@
 
 pub mod admin;
 pub mod anchor;
-pub mod api;
 pub mod behaviour;
 pub mod blobs;
 pub mod codec;
@@ -12,6 +11,7 @@ pub mod doctor;
 pub mod federation;
 pub mod fhir;
 pub mod gate;
+pub mod http;
 pub use konsilium_keyfile as keys;
 pub mod metrics;
 pub mod node;

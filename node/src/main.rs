@@ -459,7 +459,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             );
             println!(
                 "add to the node's config:\n[[api.users]]\nname = {name:?}\nrole = \"{role}\"\ntoken_hash = \"{}\"",
-                konsilium_node::api::token_hash_hex(&token)
+                konsilium_node::config::api::token_hash_hex(&token)
             );
             Ok(())
         }
@@ -723,7 +723,7 @@ async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
                 tracing::info!(swept, "removed interrupted uploads");
             }
             api.upload_dir = Some(uploads);
-            let (addr, task) = konsilium_node::api::serve_until(handle.clone(), api, async {
+            let (addr, task) = konsilium_node::http::serve_until(handle.clone(), api, async {
                 let _ = api_stopped.await;
             })
             .await

@@ -2,8 +2,8 @@
 //! requested, answered and acknowledged through the API of both
 //! organizations, and the API's refusals as RFC 9457 problem documents.
 
-use konsilium_node::api::{self, ApiConfig, User};
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
+use konsilium_node::http::{self as api, ApiConfig, User};
 use konsilium_node::node::{self, NodeHandle};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::journal::Role;

@@ -519,9 +519,9 @@ async fn deadlines_at_risk_and_breached_are_reported() {
     assert_eq!(breach.await, DeadlineState::Breached);
 
     // The HTTP API judges deadlines by the node's clock, not the system's.
-    use konsilium_node::api::{ApiConfig, User};
+    use konsilium_node::http::{ApiConfig, User};
     let c = std::sync::Arc::new(c);
-    let (addr, task) = konsilium_node::api::serve(
+    let (addr, task) = konsilium_node::http::serve(
         c.clone(),
         ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),

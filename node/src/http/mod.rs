@@ -1,0 +1,135 @@
+//! The node's HTTP API for hospital information systems and the staff's
+//! desktop: consultations as JSON, the FHIR Bundle export and import, and an
+//! OpenAPI description of it all.
+//!
+//! Every request carries `Authorization: Bearer <token>`; the token names a
+//! user with one role, and the role is what the workflow checks each step
+//! against. Tokens are kept only as BLAKE3 hashes and compared in constant
+//! time. Every error is an RFC 9457 problem document
+//! (`application/problem+json`) that names what is wrong.
+//!
+//! The server binds to loopback by default and speaks plain HTTP: put it
+//! behind a TLS-terminating proxy before exposing it beyond the host.
+
+mod actions;
+mod auth;
+mod bundles;
+mod consultations;
+mod files;
+mod idempotency;
+mod openapi;
+mod params;
+mod problems;
+mod render;
+#[cfg(test)]
+mod tests;
+mod uploads;
+
+pub use crate::config::api::{ApiConfig, ApiError, User};
+pub use idempotency::MAX_IDENTIFIER;
+pub use openapi::openapi_document;
+pub use problems::Problem;
+
+use self::actions::act;
+use self::bundles::{fhir_bundle, import_fhir};
+use self::consultations::{create_consultation, get_consultation, list_consultations};
+use self::files::get_file;
+use self::openapi::openapi;
+use self::problems::{method_not_allowed, not_found};
+use crate::node::NodeHandle;
+use axum::Router;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// The most a multipart request (a consultation with its attachments) may carry.
+pub const MAX_UPLOAD: usize = 4 << 30;
+
+/// The largest JSON body accepted (a FHIR Bundle with a long case extract fits).
+pub const MAX_BODY: usize = 4 << 20;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+const FHIR_JSON: &str = "application/fhir+json";
+const PROBLEM_BASE: &str = "urn:konsilium:problem:";
+
+struct AppState {
+    node: Arc<NodeHandle>,
+    users: Vec<User>,
+    upload_dir: Option<PathBuf>,
+}
+
+/// Starts serving the API for `handle`. Returns the address it listens on
+/// (useful with port 0) and the server task; abort the task to stop it, or
+/// use [`serve_until`] to stop gracefully.
+pub async fn serve(
+    handle: Arc<NodeHandle>,
+    config: ApiConfig,
+) -> Result<(SocketAddr, JoinHandle<()>), ApiError> {
+    serve_until(handle, config, std::future::pending()).await
+}
+
+/// Like [`serve`], but stops when `shutdown` completes: no new connections
+/// are taken, requests under way finish, and the task ends once every
+/// connection has closed. After that the server holds no clone of `handle`,
+/// so the caller can `Arc::try_unwrap` it and shut the node down.
+pub async fn serve_until(
+    handle: Arc<NodeHandle>,
+    config: ApiConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<()>), ApiError> {
+    if config.users.is_empty() {
+        return Err(ApiError::NoUsers);
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ApiError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ApiError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the HTTP API listens beyond loopback without TLS: put a TLS proxy in front");
+    }
+    let app = router(handle, config.users, config.upload_dir);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("HTTP API stopped: {e}");
+        }
+    });
+    tracing::info!(%addr, "HTTP API listening");
+    Ok((addr, task))
+}
+
+/// The API as a router, for embedding in another server.
+pub fn router(handle: Arc<NodeHandle>, users: Vec<User>, upload_dir: Option<PathBuf>) -> Router {
+    let state = Arc::new(AppState {
+        node: handle,
+        users,
+        upload_dir,
+    });
+    Router::new()
+        .route(
+            "/consultations",
+            get(list_consultations).post(create_consultation).layer(
+                // JSON bodies are capped by `read_body`; this caps multipart uploads.
+                axum::extract::DefaultBodyLimit::max(MAX_UPLOAD),
+            ),
+        )
+        .route("/consultations/{id}", get(get_consultation))
+        .route("/consultations/{id}/actions", post(act))
+        .route("/consultations/{id}/fhir", get(fhir_bundle))
+        .route("/consultations/{id}/files/{index}", get(get_file))
+        .route("/fhir/ServiceRequest", post(import_fhir))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}

@@ -1,0 +1,178 @@
+//! Unit tests of how request bodies and parameters are read and checked.
+
+use super::actions::{ActionBody, action_of};
+use super::consultations::{ConsentBody, NewConsultationBody, OverrideBody, consent_of};
+use super::params::{decode, parse_id, parse_level};
+use super::*;
+use crate::config::api::token_hash_hex;
+use axum::http::StatusCode;
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::journal::Role;
+use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::workflow::{Action, Consent, ConsultationId};
+use serde_json::json;
+
+#[test]
+fn ids_parse_only_as_32_hex_digits() {
+    let id = ConsultationId([0xab; 16]);
+    assert_eq!(parse_id(&id.to_string()).unwrap(), id);
+    for bad in ["", "zz", &"a".repeat(31), &"é".repeat(16), &"g".repeat(32)] {
+        assert_eq!(parse_id(bad).unwrap_err().status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let e = decode::<ActionBody>(br#"{"action":"accept","bogus":1}"#).unwrap_err();
+    assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    assert!(e.detail.contains("bogus"), "{}", e.detail);
+    let e = decode::<NewConsultationBody>(br#"{"specialty":"cardiology","urgency":"planned","summary":"s","questions":"q","consent":{"by":1,"method":"written"}}"#).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("consent.by"));
+    let e = decode::<ActionBody>(b"{not json").unwrap_err();
+    assert_eq!(e.kind, "malformed-json");
+}
+
+#[test]
+fn actions_take_only_their_fields() {
+    let user = User::with_token("u", Role::Consultant, "t");
+    let body = |text: &str| decode::<ActionBody>(text.as_bytes()).unwrap();
+    let e = action_of(body(r#"{"action":"accept","reason":"x"}"#), &user).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("reason"));
+    let e = action_of(body(r#"{"action":"reject"}"#), &user).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("reason"));
+    let e = action_of(body(r#"{"action":"fail","reason":"x"}"#), &user).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("action"));
+    let (a, _) = action_of(
+            body(r#"{"action":"propose_slots","slots":[{"start":"2030-01-01T10:00:00Z","end":"2030-01-01T11:00:00Z"}]}"#),
+            &user,
+        )
+        .unwrap();
+    assert!(matches!(a, Action::ProposeSlots { slots } if slots.len() == 1));
+    let e = action_of(
+            body(r#"{"action":"confirm_slot","slot":{"start":"2030-01-01T10:00:00Z","end":"yesterday"}}"#),
+            &user,
+        )
+        .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("slot.end"));
+    let (a, text) = action_of(
+        body(r#"{"action":"conclude","conclusion":{"diagnosis":"d","recommendations":"r"}}"#),
+        &user,
+    )
+    .unwrap();
+    assert!(matches!(a, Action::Conclude { .. }));
+    assert_eq!(text.unwrap().authors, vec!["u".to_owned()]);
+}
+
+#[test]
+fn consent_rules() {
+    let e = consent_of(
+        None,
+        None,
+        Urgency::Planned,
+        "Dr. Ivanova",
+        crate::node::now(),
+    )
+    .unwrap_err();
+    assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let o = || {
+        Some(OverrideBody {
+            reason: "unconscious".into(),
+        })
+    };
+    assert_eq!(
+        consent_of(
+            None,
+            o(),
+            Urgency::Urgent,
+            "Dr. Ivanova",
+            crate::node::now()
+        )
+        .unwrap_err()
+        .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert!(
+        consent_of(
+            None,
+            o(),
+            Urgency::Emergency,
+            "Dr. Ivanova",
+            crate::node::now()
+        )
+        .is_ok()
+    );
+    let oral = ConsentBody {
+        by: Some("patient".into()),
+        method: "oral".into(),
+        witness: None,
+        at: None,
+    };
+    assert_eq!(
+        consent_of(
+            Some(oral),
+            None,
+            Urgency::Planned,
+            "Dr. Ivanova",
+            crate::node::now()
+        )
+        .unwrap_err()
+        .field
+        .as_deref(),
+        Some("consent.witness")
+    );
+    // Who consented is a role with the physician who recorded it, never a name.
+    let by = |by: Option<&str>| {
+        let body = ConsentBody {
+            by: by.map(str::to_owned),
+            method: "written".into(),
+            witness: None,
+            at: None,
+        };
+        consent_of(
+            Some(body),
+            None,
+            Urgency::Planned,
+            "Dr. Ivanova",
+            crate::node::now(),
+        )
+        .map(|c| match c {
+            Consent::Given { by, .. } => by,
+            Consent::EmergencyOverride { .. } => unreachable!("consent was given"),
+        })
+    };
+    assert_eq!(by(None).unwrap(), "the patient; recorded by Dr. Ivanova");
+    assert_eq!(
+        by(Some("Representative")).unwrap(),
+        "the patient's legal representative; recorded by Dr. Ivanova"
+    );
+    assert_eq!(
+        by(Some("Ivan Sidorov")).unwrap_err().field.as_deref(),
+        Some("consent.by")
+    );
+}
+
+#[test]
+fn token_hashes_round_trip_through_hex() {
+    let u = User::with_token_hash_hex("u", Role::Operator, &token_hash_hex("s3cret")).unwrap();
+    assert_eq!(
+        u.token_hash,
+        User::with_token("u", Role::Operator, "s3cret").token_hash
+    );
+    assert!(!format!("{u:?}").contains(&token_hash_hex("s3cret")));
+    for bad in ["", "00", &"g".repeat(64), &"é".repeat(32)] {
+        assert!(User::with_token_hash_hex("u", Role::Operator, bad).is_err());
+    }
+}
+
+#[test]
+fn levels_parse_from_names_and_numbers() {
+    assert_eq!(parse_level(&None).unwrap(), OrgLevel::District);
+    assert_eq!(
+        parse_level(&Some(json!("federal"))).unwrap(),
+        OrgLevel::Federal
+    );
+    assert_eq!(parse_level(&Some(json!(2))).unwrap(), OrgLevel::Regional);
+    assert!(parse_level(&Some(json!(7))).is_err());
+    assert!(parse_level(&Some(json!(-1))).is_err());
+    assert!(parse_level(&Some(json!([]))).is_err());
+}
