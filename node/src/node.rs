@@ -9,7 +9,7 @@ use crate::behaviour::{
     Behaviour, BehaviourEvent, DIRECTORY_TOPIC, HELLO_TIMEOUT, REVOCATION_TOPIC,
 };
 use crate::blobs::{BlobError, BlobStore, PartialBlob};
-pub use crate::config::DirectoryScope;
+pub use crate::config::{DirectoryScope, Profile};
 
 mod attachments;
 mod consult;
@@ -24,7 +24,6 @@ use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError
 pub use consult::{ConclusionText, ConsultationView, NewConsultation};
 use futures::StreamExt;
 pub use inspect::Inspect;
-use konsilium_protocol::calendar::WorkingCalendar;
 use konsilium_protocol::cert::{
     CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
 };
@@ -34,9 +33,7 @@ use konsilium_protocol::directory::sync::{
     DirectorySync, GossipVerdict, Output as SyncOutput, RequestToken as SyncToken, Scope,
     SyncConfig, SyncEvent,
 };
-use konsilium_protocol::directory::{
-    Consultant, Directory, DirectoryRecord, RecordError, Service, SignedRecord,
-};
+use konsilium_protocol::directory::{Directory, RecordError, SignedRecord};
 use konsilium_protocol::fetch::{FetchOutput, Fetches, MAX_HASH_FAILURES, PieceToken};
 use konsilium_protocol::identity::{
     AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
@@ -51,7 +48,6 @@ use konsilium_protocol::seal::{
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::time::Timestamp;
-use konsilium_protocol::urgency::Deadlines;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire::{self, RecordBatch};
 use konsilium_protocol::workflow::{
@@ -119,44 +115,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// What the organization publishes about itself besides its certificate.
-#[derive(Debug, Clone)]
-pub struct Profile {
-    pub calendar: WorkingCalendar,
-    pub deadlines: Deadlines,
-    pub services: Vec<Service>,
-    pub consultants: Vec<Consultant>,
-}
-
 /// How many candidates a regional center returns to a scoped node.
 const MAX_CANDIDATES: usize = 8;
-
-impl Profile {
-    /// The record to sign: no availability slots yet, at most the allowed
-    /// number of addresses.
-    pub fn record(
-        &self,
-        chain: CertChain,
-        sealing_key: SealingPublicKey,
-        mut addresses: Vec<Multiaddr>,
-        sequence: u64,
-        issued_at: Timestamp,
-    ) -> DirectoryRecord {
-        addresses.truncate(konsilium_protocol::limits::MAX_ADDRESSES);
-        DirectoryRecord {
-            chain,
-            sealing_key,
-            consultants: self.consultants.clone(),
-            services: self.services.clone(),
-            calendar: self.calendar.clone(),
-            deadlines: self.deadlines,
-            slots: Vec::new(),
-            addresses,
-            sequence,
-            issued_at,
-        }
-    }
-}
 
 /// Everything a node needs to start.
 pub struct NodeSetup {

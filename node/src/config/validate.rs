@@ -1,0 +1,419 @@
+//! Validation: the raw file turned into protocol types, every error naming
+//! the field and the fix.
+
+use super::api;
+use super::directory::{calendar, consultants, deadlines, services};
+use super::file::{DEFAULT_KEEP_DELIVERED, RawApi, RawConfig, RawLog};
+use super::{
+    BootstrapPeer, DEFAULT_METRICS_LISTEN, DirectoryScope, LogConfig, LogFormat, NodeConfig,
+};
+use konsilium_protocol::identity::{AuthorityKey, OrgId};
+use konsilium_protocol::limits::{FieldError, MAX_ADDRESSES, check_count};
+use konsilium_protocol::urgency::Deadlines;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use std::path::{Path, PathBuf};
+
+/// A validation failure before the config file's path is attached.
+pub(super) struct Bad {
+    pub(super) field: String,
+    pub(super) reason: String,
+}
+
+pub(super) fn bad(field: impl Into<String>, reason: impl Into<String>) -> Bad {
+    Bad {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A protocol field error, reworded without the protocol's own field name so
+/// that the config path can stand in its place.
+pub(super) fn reason(e: FieldError) -> String {
+    match e {
+        FieldError::Empty { .. } => "must not be empty".to_owned(),
+        FieldError::TooLong { len, max, .. } => {
+            format!("{len} characters, at most {max} allowed")
+        }
+        FieldError::TooMany { count, max, .. } => format!("{count} entries, at most {max} allowed"),
+        FieldError::ControlCharacter { .. } => {
+            "control characters (line breaks, tabs) are not allowed".to_owned()
+        }
+        FieldError::Invalid { reason, .. } => reason,
+    }
+}
+
+pub(super) fn count(field: &str, n: usize, max: usize) -> Result<(), Bad> {
+    check_count("", n, max).map_err(|e| bad(field, reason(e)))
+}
+
+impl RawConfig {
+    pub(super) fn validate(self, base_dir: &Path) -> Result<NodeConfig, Bad> {
+        let data_dir = resolve(
+            "organization.data_dir",
+            &self.organization.data_dir,
+            base_dir,
+        )?;
+        let certificate_path = resolve(
+            "organization.certificate",
+            &self.organization.certificate,
+            base_dir,
+        )?;
+
+        if self.federation.roots.is_empty() {
+            return Err(bad(
+                "federation.roots",
+                "must list at least one root authority key (64 hex characters), as \
+                 published by your federation; without one no peer can be trusted",
+            ));
+        }
+        let mut roots = Vec::new();
+        for (i, text) in self.federation.roots.iter().enumerate() {
+            let field = format!("federation.roots[{i}]");
+            let key = root_key(&field, text)?;
+            if let Some(j) = roots.iter().position(|k| *k == key) {
+                return Err(bad(
+                    field,
+                    format!("repeats federation.roots[{j}]: list each root once"),
+                ));
+            }
+            roots.push(key);
+        }
+        let revocation_paths = self
+            .federation
+            .revocations
+            .iter()
+            .enumerate()
+            .map(|(i, p)| resolve(&format!("federation.revocations[{i}]"), p, base_dir))
+            .collect::<Result<_, _>>()?;
+
+        let network = self.network;
+        if network.listen.is_empty() {
+            return Err(bad(
+                "network.listen",
+                "must list at least one address to listen on, e.g. \
+                 [\"/ip4/0.0.0.0/tcp/7400\", \"/ip4/0.0.0.0/udp/7400/quic-v1\"]",
+            ));
+        }
+        let listen = network
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, a)| address(&format!("network.listen[{i}]"), a, Role::Listen).map(|p| p.0))
+            .collect::<Result<_, _>>()?;
+        let bootstrap = network
+            .bootstrap
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (address, peer) =
+                    address(&format!("network.bootstrap[{i}]"), a, Role::Bootstrap)?;
+                let peer = peer.expect("bootstrap addresses are checked to end in /p2p/");
+                Ok(BootstrapPeer { peer, address })
+            })
+            .collect::<Result<_, _>>()?;
+        count("network.external", network.external.len(), MAX_ADDRESSES)?;
+        let external = network
+            .external
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                address(&format!("network.external[{i}]"), a, Role::External).map(|p| p.0)
+            })
+            .collect::<Result<_, _>>()?;
+        let relay_via = network
+            .relay_via
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.trim()
+                    .parse::<OrgId>()
+                    .map_err(|e| bad(format!("network.relay_via[{i}]"), e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+
+        let directory_scope = match network.directory_scope.as_deref().map(str::trim) {
+            None | Some("federation") => DirectoryScope::Federation,
+            Some("region") => DirectoryScope::Region,
+            Some(other) => {
+                return Err(bad(
+                    "network.directory_scope",
+                    format!("{other:?} is not a scope: use \"federation\" or \"region\""),
+                ));
+            }
+        };
+        let directory = self.directory;
+        let calendar = calendar(&directory)?;
+        let deadlines = match &directory.deadlines {
+            Some(raw) => deadlines("directory.deadlines", raw, Deadlines::default())?,
+            None => Deadlines::default(),
+        };
+        let services = services(&directory.services, deadlines)?;
+        let consultants = consultants(&directory.consultants)?;
+        let log = log(self.log)?;
+        let keep_delivered = match self.storage.keep_delivered_attachments_hours {
+            None => DEFAULT_KEEP_DELIVERED,
+            Some(h) if h <= 24 * 365 => std::time::Duration::from_secs(h * 3600),
+            Some(h) => {
+                return Err(bad(
+                    "storage.keep_delivered_attachments_hours",
+                    format!("{h} hours is more than a year: use 0 to 8760"),
+                ));
+            }
+        };
+        let api = match self.api {
+            None => None,
+            Some(raw) => Some(api_settings(raw)?),
+        };
+        let metrics = match self.metrics {
+            None => None,
+            Some(raw) => Some(match raw.listen.as_deref().map(str::trim) {
+                None => DEFAULT_METRICS_LISTEN,
+                Some(text) => text.parse().map_err(|_| {
+                    bad(
+                        "metrics.listen",
+                        format!("{text:?} is not an address: use IP:port, e.g. \"127.0.0.1:9464\""),
+                    )
+                })?,
+            }),
+        };
+
+        Ok(NodeConfig {
+            data_dir,
+            certificate_path,
+            roots,
+            revocation_paths,
+            listen,
+            bootstrap,
+            external,
+            relay_via,
+            directory_scope,
+            calendar,
+            deadlines,
+            services,
+            consultants,
+            log,
+            api,
+            metrics,
+            keep_delivered,
+        })
+    }
+}
+
+fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
+    let listen = match raw.listen.as_deref().map(str::trim) {
+        None => api::DEFAULT_LISTEN,
+        Some(text) => text.parse().map_err(|_| {
+            bad(
+                "api.listen",
+                format!("{text:?} is not an address: use IP:port, e.g. \"127.0.0.1:7480\""),
+            )
+        })?,
+    };
+    if raw.users.is_empty() {
+        return Err(bad(
+            "api.users",
+            "at least one user is needed: create a token with `konsilium api-token`",
+        ));
+    }
+    let mut users = Vec::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        let role = u
+            .role
+            .parse()
+            .map_err(|e: konsilium_protocol::limits::FieldError| {
+                bad(format!("api.users[{i}].role"), e.to_string())
+            })?;
+        if u.name.trim().is_empty() {
+            return Err(bad(format!("api.users[{i}].name"), "must not be empty"));
+        }
+        let user = api::User::with_token_hash_hex(u.name.trim(), role, &u.token_hash)
+            .map_err(|e| bad(format!("api.users[{i}].token_hash"), e.to_string()))?;
+        users.push(user);
+    }
+    Ok(api::ApiConfig {
+        listen,
+        users,
+        upload_dir: None,
+    })
+}
+
+fn resolve(field: &str, text: &str, base_dir: &Path) -> Result<PathBuf, Bad> {
+    if text.trim().is_empty() {
+        return Err(bad(field, "must not be empty: give a path"));
+    }
+    let path = Path::new(text);
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    std::path::absolute(base_dir.join(path)).map_err(|e| {
+        bad(
+            field,
+            format!(
+                "cannot resolve {text:?} relative to {}: {e}; use an absolute path",
+                base_dir.display()
+            ),
+        )
+    })
+}
+
+fn root_key(field: &str, text: &str) -> Result<AuthorityKey, Bad> {
+    let hex = text.trim();
+    let shape = if hex.len() != 64 {
+        Some(format!("{} characters", hex.chars().count()))
+    } else if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("characters other than 0-9 and a-f".to_owned())
+    } else {
+        None
+    };
+    if let Some(found) = shape {
+        return Err(bad(
+            field,
+            format!(
+                "{text:?} is not a root key: expected 64 hex characters (the root \
+                 authority's public key as your federation publishes it), found {found}"
+            ),
+        ));
+    }
+    hex.parse().map_err(|e| {
+        bad(
+            field,
+            format!("{text:?} is not a usable root key ({e}); check it was copied completely"),
+        )
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Listen,
+    External,
+    Bootstrap,
+}
+
+/// Parses and checks an address's shape against the transports the node
+/// runs (TCP and QUIC v1), so a wrong address fails at start with its field
+/// name instead of as a dial or bind error later.
+fn address(
+    field: &str,
+    text: &str,
+    role: Role,
+) -> Result<(Multiaddr, Option<PeerId>), Bad> {
+    let example = match role {
+        Role::Listen => "/ip4/0.0.0.0/tcp/7400",
+        Role::External => "/dns4/telemed.example.org/tcp/7400",
+        Role::Bootstrap => "/ip4/203.0.113.7/tcp/7400/p2p/12D3KooW...",
+    };
+    let addr: Multiaddr = text.trim().parse().map_err(|e| {
+        bad(
+            field,
+            format!("{text:?} is not a multiaddr ({e}): write addresses like \"{example}\""),
+        )
+    })?;
+    let parts: Vec<Protocol<'_>> = addr.iter().collect();
+    let host_ok = match parts.first() {
+        Some(Protocol::Ip4(_) | Protocol::Ip6(_)) => true,
+        Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_)) => role != Role::Listen,
+        _ => false,
+    };
+    if !host_ok {
+        let hosts = if role == Role::Listen {
+            "/ip4/ or /ip6/ (a node listens on its own interfaces)"
+        } else {
+            "/ip4/, /ip6/, /dns/, /dns4/ or /dns6/"
+        };
+        return Err(bad(
+            field,
+            format!("{text:?} must start with {hosts}, like \"{example}\""),
+        ));
+    }
+    let (port, rest) = match &parts[1..] {
+        [Protocol::Tcp(port), rest @ ..] => (*port, rest),
+        [Protocol::Udp(port), Protocol::QuicV1, rest @ ..] => (*port, rest),
+        [Protocol::Udp(_), Protocol::Quic, ..] => {
+            return Err(bad(
+                field,
+                format!("{text:?} uses the old draft /quic: write /quic-v1 instead"),
+            ));
+        }
+        _ => {
+            return Err(bad(
+                field,
+                format!(
+                    "{text:?} names no transport this node speaks: after the host put \
+                     /tcp/<port> or /udp/<port>/quic-v1"
+                ),
+            ));
+        }
+    };
+    if port == 0 && role != Role::Listen {
+        return Err(bad(
+            field,
+            format!("{text:?} has port 0, which cannot be dialed: give the real port"),
+        ));
+    }
+    match (role, rest) {
+        (Role::Bootstrap, [Protocol::P2p(peer)]) => Ok((addr.clone(), Some(*peer))),
+        (Role::Bootstrap, []) => Err(bad(
+            field,
+            format!(
+                "{text:?} does not end in /p2p/<peer id>: append the bootstrap node's \
+                 peer id (its operator can tell you), so the first connection is authenticated"
+            ),
+        )),
+        (Role::Listen | Role::External, []) => Ok((addr.clone(), None)),
+        (Role::Listen | Role::External, [Protocol::P2p(_)]) => Err(bad(
+            field,
+            format!(
+                "{text:?} ends in /p2p/: drop that part, this node's own peer id is \
+                 added automatically"
+            ),
+        )),
+        (_, [next, ..]) => Err(bad(
+            field,
+            format!("{text:?}: unexpected {next} after the transport; remove it"),
+        )),
+    }
+}
+
+fn log(raw: RawLog) -> Result<LogConfig, Bad> {
+    let format = match raw.format.as_deref().map(str::trim) {
+        None => LogFormat::Text,
+        Some(f) if f.eq_ignore_ascii_case("text") => LogFormat::Text,
+        Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(bad(
+                "log.format",
+                format!("{other:?} is not a log format: use \"text\" or \"json\""),
+            ));
+        }
+    };
+    let level = raw.level.as_deref().map_or("info", str::trim).to_owned();
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = LEVELS.iter().any(|l| l.eq_ignore_ascii_case(&level));
+    // A single word that is not a level would be read as a target name and
+    // silently log nothing useful, so only directive lists go to the parser.
+    let is_directives = level.contains(['=', ',']);
+    if !is_level && !is_directives {
+        return Err(bad(
+            "log.level",
+            format!(
+                "{level:?} is not a log level: use one of {}",
+                LEVELS.join(", ")
+            ),
+        ));
+    }
+    if is_directives {
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&level)
+            .map_err(|e| {
+                bad(
+                    "log.level",
+                    format!(
+                        "{level:?} is not a valid filter ({e}): use a level like \"info\" or \
+                         directives like \"info,konsilium=debug\""
+                    ),
+                )
+            })?;
+    }
+    Ok(LogConfig { format, level })
+}
