@@ -293,11 +293,7 @@ enum Role {
 /// Parses and checks an address's shape against the transports the node
 /// runs (TCP and QUIC v1), so a wrong address fails at start with its field
 /// name instead of as a dial or bind error later.
-fn address(
-    field: &str,
-    text: &str,
-    role: Role,
-) -> Result<(Multiaddr, Option<PeerId>), Bad> {
+fn address(field: &str, text: &str, role: Role) -> Result<(Multiaddr, Option<PeerId>), Bad> {
     let example = match role {
         Role::Listen => "/ip4/0.0.0.0/tcp/7400",
         Role::External => "/dns4/telemed.example.org/tcp/7400",

@@ -153,3 +153,54 @@ impl Node {
         let _ = self.store.flush();
     }
 }
+
+/// Opens one attachment into a new file on a blocking thread, streaming.
+pub(super) async fn open_to_file(
+    (header, sealing, keys, blobs): AttachmentKeys,
+    index: u32,
+    dest: PathBuf,
+) -> Result<u64, NodeError> {
+    tokio::task::spawn_blocking(move || {
+        let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", dest.display()));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&dest).map_err(failed)?);
+        let n = blobs.open_attachment(&header, index, &sealing, &keys, &mut out)?;
+        std::io::Write::flush(&mut out).map_err(failed)?;
+        Ok(n)
+    })
+    .await
+    .map_err(|e| NodeError::Attachment(e.to_string()))?
+}
+
+/// Seals each attachment for the plan's recipient on a blocking thread,
+/// streaming, and lists it in the plan's header.
+pub(super) async fn seal_attachments(
+    plan: &mut Plan,
+    attachments: Vec<Attachment>,
+) -> Result<(), NodeError> {
+    for (index, attachment) in attachments.into_iter().enumerate() {
+        let header = plan.header.clone();
+        let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
+        let (key, blobs) = (plan.recipient_key, plan.blobs.clone());
+        let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, NodeError> {
+            let mut source: Box<dyn std::io::Read> = match attachment {
+                Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                Attachment::File(path) => Box::new(
+                    std::fs::File::open(&path)
+                        .map_err(|e| NodeError::Attachment(format!("{}: {e}", path.display())))?,
+                ),
+            };
+            Ok(blobs.seal_attachment(
+                &header,
+                index as u32,
+                &sealing,
+                &key,
+                random_bytes(),
+                &mut source,
+            )?)
+        })
+        .await
+        .map_err(|e| NodeError::Attachment(e.to_string()))??;
+        plan.header.attachments.push(blob);
+    }
+    Ok(())
+}

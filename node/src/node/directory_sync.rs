@@ -183,3 +183,57 @@ impl Node {
             .report_message_validation_result(&id, &source, acceptance);
     }
 }
+
+impl Node {
+    /// Signs and publishes this organization's record with the next sequence number.
+    pub(super) fn publish_record(&mut self) -> Result<(), NodeError> {
+        self.record_dirty = false;
+        self.sequence += 1;
+        self.store.set_meta_u64("sequence", self.sequence)?;
+        let mut addresses: Vec<Multiaddr> = self.external.clone();
+        addresses.extend(
+            self.listen_addrs
+                .iter()
+                .filter(|a| !is_unspecified(a))
+                .cloned(),
+        );
+        let record = self.profile.record(
+            self.chain.clone(),
+            self.sealing.public(),
+            addresses,
+            self.sequence,
+            self.now(),
+        );
+        let signed = Signed::sign(&self.identity, &record);
+        match self
+            .sync
+            .insert_wanted(self.now(), None, vec![signed.clone()], &self.trust)
+            .pop()
+        {
+            Some(Ok(_)) | None => self.drive_sync(),
+            Some(Err(e)) => {
+                return Err(NodeError::OwnCertificate(CertError::Field(
+                    konsilium_protocol::limits::FieldError::Invalid {
+                        field: "own directory record",
+                        reason: e.to_string(),
+                    },
+                )));
+            }
+        }
+        self.store.put_record(&self.me.cert.org, &signed)?;
+        self.store.flush()?;
+        if let Ok(frame) = wire::encode(&signed) {
+            // No peers yet is fine: anti-entropy on connect carries it.
+            if self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.directory_topic.clone(), frame)
+                .is_ok()
+            {
+                self.metrics.gossip_published.inc();
+            }
+        }
+        Ok(())
+    }
+}

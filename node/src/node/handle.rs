@@ -322,3 +322,15 @@ impl NodeHandle {
         let _ = self.task.await;
     }
 }
+
+/// A running node, driven from other tasks.
+pub struct NodeHandle {
+    pub(super) org: OrgId,
+    pub(super) peer_id: PeerId,
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) events: broadcast::Sender<NodeEvent>,
+    pub(super) task: tokio::task::JoinHandle<()>,
+    /// The node's own clock, so the API and views judge deadlines by the
+    /// same time as the node (a moved clock moves everything).
+    pub(super) clock: std::sync::Arc<dyn Clock>,
+}

@@ -712,3 +712,26 @@ impl Node {
         );
     }
 }
+
+impl Node {
+    pub(super) fn status(&self) -> Status {
+        Status {
+            org: self.me.cert.org,
+            name: self.me.cert.name.clone(),
+            level: self.me.cert.level,
+            region: self.me.cert.region.clone(),
+            listen: self.listen_addrs.clone(),
+            peers: self
+                .certified
+                .values()
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            directory_size: self.directory().len(),
+            directory_digest: self.directory().digest(),
+            outbox: self.outbox.len(),
+            inbox: self.store.inbox_len(),
+        }
+    }
+}

@@ -215,3 +215,25 @@ impl Node {
         }
     }
 }
+
+impl Node {
+    pub(super) fn hello(&mut self) -> Hello {
+        let (hello, left_out) = Hello {
+            chain: self.chain.clone(),
+            record: self
+                .directory()
+                .get(&self.me.cert.org)
+                .map(|e| e.signed().clone()),
+            revocations: self.trust.revocation_notices().cloned().collect(),
+            time: self.now(),
+        }
+        .fit();
+        self.hello_left_out = left_out;
+        hello
+    }
+
+    pub(super) fn send_hello(&mut self, peer: PeerId) {
+        let hello = self.hello();
+        self.swarm.behaviour_mut().hello.send_request(&peer, hello);
+    }
+}

@@ -1,0 +1,175 @@
+//! What callers ask of the event loop: the commands a `NodeHandle` sends,
+//! with their arguments and answers.
+
+use super::*;
+
+/// A client's identifier for the request it sends, and the hash of what it
+/// sent (see [`crate::store::IntakeRecord`]). The identifier is namespaced
+/// by the caller (the FHIR and the JSON API keep separate namespaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeKey {
+    pub identifier: String,
+    pub fingerprint: [u8; 32],
+}
+
+/// How long an identifier is remembered: a client retries within minutes
+/// or hours; after this a reused identifier opens a new consultation.
+pub const INTAKE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What an idempotent request did.
+#[derive(Debug, Clone)]
+pub enum Intake {
+    Opened(ConsultationId, Sent),
+    /// The identifier had already opened this consultation with the same request.
+    Existing(ConsultationId),
+}
+
+/// Where a package should go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Org(OrgId),
+    /// Let routing pick the best match for the package's routing header.
+    Best,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub target: Target,
+    pub routing: RoutingHeader,
+    pub body: Vec<u8>,
+    /// Sealed into separate blobs and transferred in resumable pieces.
+    pub attachments: Vec<Attachment>,
+    pub lifetime: Duration,
+}
+
+/// Where an attachment's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Attachment {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+/// One file of a case extract: its bytes and what the consultant needs to
+/// open them (title, media type), which travel sealed with the request.
+#[derive(Debug, Clone)]
+pub struct CaseFile {
+    pub info: FileInfo,
+    pub content: Attachment,
+}
+
+impl CaseFile {
+    /// Bytes whose kind the sender does not say.
+    pub fn untyped(content: Attachment) -> Self {
+        CaseFile {
+            info: FileInfo::default(),
+            content,
+        }
+    }
+}
+
+/// A package whose recipient is chosen and whose header is drawn, waiting
+/// for its attachments to be sealed outside the event loop.
+pub(super) struct Plan {
+    pub(super) header: EnvelopeHeader,
+    pub(super) recipient_key: SealingPublicKey,
+    pub(super) sealing: SealingKey,
+    pub(super) blobs: BlobStore,
+    pub(super) recipient_name: String,
+    pub(super) route: Option<RouteDecision>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: PackageId,
+    pub recipient: OrgId,
+    pub recipient_name: String,
+    pub next_hop: OrgId,
+    pub route: Option<RouteDecision>,
+}
+
+pub(super) enum Command {
+    Plan(
+        Target,
+        RoutingHeader,
+        Duration,
+        oneshot::Sender<Result<Plan, NodeError>>,
+    ),
+    Commit(Box<Plan>, Vec<u8>, oneshot::Sender<Result<Sent, NodeError>>),
+    Open(
+        PackageId,
+        oneshot::Sender<Result<(EnvelopeHeader, Vec<u8>), NodeError>>,
+    ),
+    Status(oneshot::Sender<Status>),
+    Outbox(oneshot::Sender<Result<Vec<OutboxEntry>, NodeError>>),
+    Records(oneshot::Sender<Vec<SignedRecord>>),
+    Dial(Multiaddr),
+    AttachmentKeys(
+        PackageId,
+        oneshot::Sender<Result<AttachmentKeys, NodeError>>,
+    ),
+    CaseFileKeys(
+        ConsultationId,
+        oneshot::Sender<Result<CaseFileKeys, NodeError>>,
+    ),
+    Candidates(RoutingHeader, oneshot::Sender<Result<usize, NodeError>>),
+    OpenConsultation(
+        Box<NewConsultation>,
+        Vec<FileInfo>,
+        OrgId,
+        Option<IntakeKey>,
+        oneshot::Sender<Result<consult::Opened, NodeError>>,
+    ),
+    FindIntake(
+        IntakeKey,
+        oneshot::Sender<Result<Option<ConsultationId>, NodeError>>,
+    ),
+    ForgetIntake(
+        String,
+        ConsultationId,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
+    Act(
+        Box<ActRequest>,
+        oneshot::Sender<Result<WorkflowStatus, NodeError>>,
+    ),
+    Consultation(
+        ConsultationId,
+        oneshot::Sender<Result<ConsultationView, NodeError>>,
+    ),
+    Consultations(oneshot::Sender<Result<Vec<ConsultationId>, NodeError>>),
+    Journal(oneshot::Sender<Result<JournalDump, NodeError>>),
+    Record(
+        Option<String>,
+        Option<Role>,
+        konsilium_protocol::journal::Action,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
+    KeepOwnCopy(
+        ConsultationId,
+        Box<EnvelopeHeader>,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
+    Inspect(
+        Box<Inspect>,
+        oneshot::Sender<Result<serde_json::Value, NodeError>>,
+    ),
+    Metrics(oneshot::Sender<String>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(super) type JournalDump = (Vec<JournalEntry>, Vec<Signed<Checkpoint>>);
+
+/// One workflow step a user takes.
+pub struct ActRequest {
+    pub consultation: ConsultationId,
+    pub role: Role,
+    pub user: String,
+    pub action: WorkflowAction,
+    /// Required with `Action::Conclude`: the node signs it and fills in its hash.
+    pub conclusion: Option<ConclusionText>,
+}
+
+pub(super) type AttachmentKeys = (EnvelopeHeader, SealingKey, Vec<SealingPublicKey>, BlobStore);
+/// What opening a consultation's case files needs: the keys of the package
+/// that holds them, and their descriptions in the same order.
+pub(super) type CaseFileKeys = (AttachmentKeys, Vec<FileInfo>);

@@ -1,0 +1,460 @@
+//! One organization's node: the event loop that joins the libp2p swarm,
+//! the durable store and the protocol state machines.
+//!
+//! All protocol decisions (is this certificate valid, which record wins,
+//! where does a request go, is this package intact) are made by
+//! `konsilium-protocol`; this module moves bytes, keeps time and persists.
+
+use crate::behaviour::{
+    Behaviour, BehaviourEvent, DIRECTORY_TOPIC, HELLO_TIMEOUT, REVOCATION_TOPIC,
+};
+use crate::blobs::{BlobError, BlobStore, PartialBlob};
+pub use crate::config::{DirectoryScope, Profile};
+
+mod attachments;
+mod clock;
+mod commands;
+mod consult;
+mod directory_sync;
+mod error;
+mod escalation;
+mod events;
+mod handle;
+mod inbox;
+mod inspect;
+mod outbox;
+mod peers;
+mod rpc;
+mod setup;
+
+use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
+use attachments::{open_to_file, seal_attachments};
+pub use clock::{Clock, OffsetClock, SystemClock, now, random_bytes};
+pub use commands::{
+    ActRequest, Attachment, CaseFile, INTAKE_RETENTION, Intake, IntakeKey, SendRequest, Sent,
+    Target,
+};
+use commands::{AttachmentKeys, CaseFileKeys, Command, JournalDump, Plan};
+pub use consult::{ConclusionText, ConsultationView, NewConsultation};
+pub use error::NodeError;
+use error::causes;
+pub use events::{NodeEvent, Status};
+use futures::StreamExt;
+pub use handle::NodeHandle;
+pub use inspect::Inspect;
+use konsilium_protocol::cert::{
+    CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
+};
+use konsilium_protocol::content::FileInfo;
+use konsilium_protocol::delivery::Receipt;
+use konsilium_protocol::directory::sync::{
+    DirectorySync, GossipVerdict, Output as SyncOutput, RequestToken as SyncToken, Scope,
+    SyncConfig, SyncEvent,
+};
+use konsilium_protocol::directory::{Directory, RecordError, SignedRecord};
+use konsilium_protocol::fetch::{FetchOutput, Fetches, MAX_HASH_FAILURES, PieceToken};
+use konsilium_protocol::identity::{
+    AuthorityKey, IdentityKey, OrgId, SealingKey, SealingPublicKey,
+};
+use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
+use konsilium_protocol::outbox::{Config as OutboxConfig, Outbox, OutboxError, Token};
+use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
+use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
+use konsilium_protocol::seal::{
+    self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
+};
+use konsilium_protocol::signed::Signed;
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::wire::{self, RecordBatch};
+use konsilium_protocol::workflow::{
+    Action as WorkflowAction, ConsultationId, Status as WorkflowStatus,
+};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux,
+};
+use rpc::Pending;
+use setup::is_unspecified;
+pub use setup::{NodeSetup, start};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// How many candidates a regional center returns to a scoped node.
+const MAX_CANDIDATES: usize = 8;
+/// A consultation request lives as long as the longest legal deadline allows, with margin.
+const REQUEST_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
+
+/// Gossipsub application score of a connected peer that has not been
+/// admitted: far below the graylist threshold, so it gets no mesh slot and
+/// its gossip is ignored.
+const UNADMITTED_SCORE: f64 = -1000.0;
+
+/// How many recent refusals `konsilium peers` shows.
+const RECENT_REFUSALS: usize = 64;
+
+/// How long a refused peer stays connected to hear why.
+const REFUSAL_GRACE: Duration = Duration::from_millis(500);
+
+/// How often unconnected bootstrap peers are dialled again.
+const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
+
+/// Open blob files being served to peers, so a piece costs one positioned read.
+const SERVED_FILES: usize = 32;
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    store: Store,
+    /// The directory, and the protocol that keeps it in step with the federation.
+    sync: DirectorySync<PeerId>,
+    trust: Trust,
+    identity: IdentityKey,
+    sealing: SealingKey,
+    chain: CertChain,
+    me: VerifiedOrg,
+    profile: Profile,
+    sequence: u64,
+    record_dirty: bool,
+    external: Vec<Multiaddr>,
+    /// Dialled at start and again whenever not connected: a bootstrap peer
+    /// that is down, or a dial lost to a busy moment, must not leave the
+    /// node alone for good.
+    bootstrap: Vec<Multiaddr>,
+    journal: Journal,
+    clock: std::sync::Arc<dyn Clock>,
+    /// Every consultation's deadline and escalation timers.
+    timers: konsilium_protocol::timers::ConsultationTimers,
+    /// Refused peers and when their connections are cut.
+    refused: HashMap<PeerId, Timestamp>,
+    listen_addrs: Vec<Multiaddr>,
+    relay_via: Vec<OrgId>,
+    /// Peers whose certificate chain we verified; our RPC gate is open to them.
+    certified: HashMap<PeerId, OrgId>,
+    /// Peers that answered our Hello with theirs: their gate is open to us.
+    /// Requests go only to peers in both sets.
+    welcomed: HashSet<PeerId>,
+    /// Connected peers that have not yet presented a verified Hello, and
+    /// when they will be cut if they do not.
+    awaiting_hello: HashMap<PeerId, tokio::time::Instant>,
+    /// The most recent refusals, for `konsilium peers`.
+    recent_refusals: std::collections::VecDeque<inspect::RefusedPeer>,
+    /// Revocation notices too large for our Hello, sent once a peer is ready.
+    hello_left_out: Vec<RevocationNotice>,
+    hello_sent: HashSet<PeerId>,
+    pending: HashMap<request_response::OutboundRequestId, (PeerId, Pending)>,
+    /// Delivery: next hops, retries, custody, receipts. Its entries are the
+    /// outbox's index; storage is read only for a package's bytes.
+    outbox: Outbox,
+    blobs: BlobStore,
+    /// Attachment transfers: what to ask for and when a blob is whole.
+    fetches: Fetches<PeerId>,
+    /// The partial file of each running transfer.
+    partials: HashMap<[u8; 32], PartialBlob>,
+    /// Attachments whose received bytes failed their hash, and how often.
+    /// Twice means the copy they come from is damaged: the package is
+    /// refused with that reason instead of being fetched again forever.
+    served: HashMap<[u8; 32], std::fs::File>,
+    candidate_requests:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
+    events: broadcast::Sender<NodeEvent>,
+    data_dir: PathBuf,
+    keep_delivered: Duration,
+    started_at: Timestamp,
+    peer_info: HashMap<PeerId, inspect::PeerInfo>,
+    /// Our addresses as peers reported seeing them, most recent last.
+    observed: std::collections::VecDeque<Multiaddr>,
+    refused_orgs: BTreeMap<OrgId, inspect::RefusedOrg>,
+    metrics: crate::metrics::Metrics,
+    /// Consultations replayed from their signed steps, with how many steps
+    /// each covers. History only grows, so an equal count is the same
+    /// state: the deadline check every second and each metrics scrape need
+    /// not verify every signature again.
+    replayed: std::cell::RefCell<
+        HashMap<ConsultationId, (usize, konsilium_protocol::workflow::Consultation)>,
+    >,
+    directory_topic: gossipsub::IdentTopic,
+    revocation_topic: gossipsub::IdentTopic,
+}
+impl Node {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        tracing::debug!(?event);
+        let m = &self.metrics;
+        match &event {
+            NodeEvent::PackageQueued { .. } => m.packages_queued.inc(),
+            NodeEvent::PackageDelivered { .. } => m.deliveries.inc(),
+            NodeEvent::DeliveryRetry { .. } => m.delivery_retries.inc(),
+            NodeEvent::PackageReceived { bytes, .. } => {
+                m.packages_received.inc();
+                m.package_bytes
+                    .with_label_values(&["received"])
+                    .inc_by(*bytes as u64);
+            }
+            NodeEvent::Deadline { state, .. } => {
+                m.deadline_events.with_label_values(&[state.as_str()]).inc()
+            }
+            NodeEvent::Escalated { .. } => m.escalations.inc(),
+            _ => {}
+        }
+        let _ = self.events.send(event);
+    }
+
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
+        loop {
+            // Re-armed every turn: each input may have moved a machine's
+            // next deadline, and the tick catches a clock moved forward.
+            let wake = self.machines_wake();
+            let machines_due =
+                tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now));
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        self.checkpoint_journal();
+                        let _ = self.store.flush();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick(),
+                _ = redial.tick() => self.dial_bootstrap(),
+                _ = machines_due, if wake.is_some() => self.on_machines_due(),
+            }
+            self.drive_outbox();
+        }
+    }
+
+    /// When the earliest protocol machine needs waking, on tokio's clock:
+    /// the node's clock may run ahead of the system's.
+    fn machines_wake(&self) -> Option<tokio::time::Instant> {
+        let at = [
+            self.sync.poll_timeout(),
+            self.outbox.poll_timeout(),
+            self.timers.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(tokio::time::Instant::now() + at.since(self.now()))
+    }
+
+    /// Wakes every machine whose time has come.
+    fn on_machines_due(&mut self) {
+        let now = self.now();
+        if self.sync.poll_timeout().is_some_and(|t| t <= now) {
+            self.sync.handle_timeout(now);
+            self.drive_sync();
+        }
+        if self.outbox.poll_timeout().is_some_and(|t| t <= now) {
+            self.outbox.handle_timeout(now);
+        }
+        self.on_timers();
+    }
+
+    fn on_tick(&mut self) {
+        self.cut_refused();
+        self.remove_expired_blobs();
+        // A clock moved forward (tests, an operator's correction) makes
+        // machines due before their sleep ends.
+        self.on_machines_due();
+        if self.record_dirty
+            && let Err(e) = self.publish_record()
+        {
+            tracing::error!("cannot publish own record: {e}");
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                self.listen_addrs.push(address.clone());
+                self.record_dirty = true;
+                self.emit(NodeEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if endpoint.is_dialer() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                let remote = endpoint.get_remote_address().clone();
+                let info = self.peer_info.entry(peer_id).or_default();
+                if !info.addresses.contains(&remote) {
+                    info.addresses.push(remote);
+                }
+                if !self.certified.contains_key(&peer_id) {
+                    // No mesh slot and no gossip accepted until admitted.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_application_score(&peer_id, UNADMITTED_SCORE);
+                    self.awaiting_hello
+                        .entry(peer_id)
+                        .or_insert_with(|| tokio::time::Instant::now() + HELLO_TIMEOUT);
+                }
+                if self.hello_sent.insert(peer_id) {
+                    self.send_hello(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.not_ready(peer_id);
+                self.awaiting_hello.remove(&peer_id);
+                self.hello_sent.remove(&peer_id);
+                self.peer_info.remove(&peer_id);
+                self.sync.handle_peer_gone(self.now(), peer_id);
+                self.drive_sync();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.on_hello(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if !self.observed.contains(&info.observed_addr) {
+                    self.observed.push_back(info.observed_addr.clone());
+                    if self.observed.len() > inspect::MAX_OBSERVED {
+                        self.observed.pop_front();
+                    }
+                }
+                let known = self.peer_info.entry(peer_id).or_default();
+                known.protocol_version = Some(info.protocol_version.clone());
+                known.agent_version = Some(info.agent_version.clone());
+                known.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
+                for addr in info.listen_addrs {
+                    if !is_unspecified(&addr) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.peer_info.entry(peer).or_default().rtt = Some(rtt);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { .. }))
+            | SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { .. })) => {}
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+                if let Some(org) = peer_id.and_then(|p| OrgId::from_peer_id(&p).ok()) {
+                    self.outbox.handle_dial_failed(org, &error.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Plan(target, routing, lifetime, reply) => {
+                let _ = reply.send(self.plan(target, routing, lifetime));
+            }
+            Command::Commit(plan, body, reply) => {
+                let _ = reply.send(self.commit(*plan, &body));
+            }
+            Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
+            Command::OpenConsultation(new, files, consultant, intake, reply) => {
+                let _ =
+                    reply.send(self.open_consultation(&new, files, consultant, intake.as_ref()));
+            }
+            Command::FindIntake(key, reply) => {
+                let _ = reply.send(self.find_intake(&key));
+            }
+            Command::ForgetIntake(identifier, id, reply) => {
+                let _ = reply.send(self.forget_intake(&identifier, id));
+            }
+            Command::Act(req, reply) => {
+                let ActRequest {
+                    consultation,
+                    role,
+                    user,
+                    action,
+                    conclusion,
+                } = *req;
+                let _ = reply.send(self.act(consultation, role, &user, action, conclusion));
+            }
+            Command::Consultation(id, reply) => {
+                let _ = reply.send(self.consultation_view(&id));
+            }
+            Command::Consultations(reply) => {
+                let _ = reply.send(self.consultation_ids());
+            }
+            Command::Inspect(what, reply) => {
+                let _ = reply.send(self.inspect(*what));
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(self.render_metrics());
+            }
+            Command::KeepOwnCopy(id, header, reply) => {
+                let _ = reply.send(self.keep_own_copy(id, *header));
+            }
+            Command::Record(user, role, action, reply) => {
+                let result = self
+                    .append_journal(user, role, action)
+                    .and_then(|_| self.store.flush().map(drop).map_err(NodeError::from));
+                let _ = reply.send(result);
+            }
+            Command::Journal(reply) => {
+                let dump = self
+                    .store
+                    .journal()
+                    .and_then(|e| Ok((e, self.store.checkpoints()?)));
+                let _ = reply.send(dump.map_err(NodeError::from));
+            }
+            Command::AttachmentKeys(id, reply) => {
+                let _ = reply.send(self.attachment_keys(id));
+            }
+            Command::CaseFileKeys(id, reply) => {
+                let _ = reply.send(self.case_file_keys(&id));
+            }
+            Command::Open(id, reply) => {
+                let _ = reply.send(self.open_package(id));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Outbox(reply) => {
+                let _ = reply.send(self.store.outbox().map_err(NodeError::from));
+            }
+            Command::Records(reply) => {
+                let _ = reply.send(
+                    self.directory()
+                        .entries()
+                        .map(|e| e.signed().clone())
+                        .collect(),
+                );
+            }
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::warn!("cannot dial {addr}: {e}");
+                }
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+}

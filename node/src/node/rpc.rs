@@ -1,0 +1,181 @@
+//! Peer RPC: requests sent and what each was for, requests answered, and
+//! responses matched back to what asked.
+
+use super::*;
+
+/// What an outbound request was for.
+pub(super) enum Pending {
+    /// A request of the directory machine's.
+    Sync(SyncToken),
+    Revocations,
+    Deliver(Token),
+    Receipt,
+    /// A piece of an attachment, for the fetch machine.
+    Fetch(PieceToken),
+}
+
+impl Node {
+    /// Both sides have admitted each other: requests can flow.
+    pub(super) fn ready(&self, peer: &PeerId) -> bool {
+        self.certified.contains_key(peer) && self.welcomed.contains(peer)
+    }
+
+    pub(super) fn request(&mut self, peer: PeerId, request: Request, what: Pending) {
+        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+        self.pending.insert(id, (peer, what));
+    }
+
+    pub(super) fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = self.answer(peer, request);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response);
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.candidate_requests.remove(&request_id) {
+                    let result = match response {
+                        Response::Records(batch) => {
+                            let n = self
+                                .sync
+                                .insert_wanted(self.now(), Some(peer), batch.records, &self.trust)
+                                .iter()
+                                .filter(|r| r.is_ok())
+                                .count();
+                            self.drive_sync();
+                            Ok(n)
+                        }
+                        other => Err(NodeError::NoRoute(format!(
+                            "regional center answered {other:?}"
+                        ))),
+                    };
+                    let _ = reply.send(result);
+                } else if let Some((_, what)) = self.pending.remove(&request_id) {
+                    self.on_response(peer, what, response);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some(reply) = self.candidate_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NodeError::NoRoute(format!(
+                        "regional center unreachable: {error}"
+                    ))));
+                }
+                if let Some((_, what)) = self.pending.remove(&request_id) {
+                    match what {
+                        Pending::Deliver(token) => {
+                            self.outbox
+                                .handle_failure(self.now(), token, &error.to_string())
+                        }
+                        // The partial file keeps what arrived; the next delivery attempt resumes.
+                        Pending::Fetch(token) => {
+                            self.fetches.handle_failure(token, &error.to_string());
+                            self.drive_fetches();
+                        }
+                        Pending::Sync(token) => {
+                            self.sync.handle_failure(self.now(), token);
+                            self.drive_sync();
+                        }
+                        _ => tracing::debug!(%peer, "request failed: {error}"),
+                    }
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound request failed: {error}")
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    pub(super) fn answer(&mut self, peer: PeerId, request: Request) -> Response {
+        // The gate already keeps the RPC closed to unadmitted peers; this
+        // covers a peer refused while its stream was being read.
+        let Some(&from) = self.certified.get(&peer) else {
+            return Response::Refused(Refusal::NotAdmitted);
+        };
+        match request {
+            request @ (Request::SyncOffer(_)
+            | Request::PushRecords(_)
+            | Request::WantRecords(_)) => {
+                let response = self
+                    .sync
+                    .handle_request(self.now(), peer, request, &self.trust);
+                self.drive_sync();
+                response
+            }
+            Request::Deliver(package) => self.receive_package(from, package),
+            Request::Receipt(receipt) => {
+                // Done whatever it was: a receipt for a package delivered
+                // already, or a bad one, needs nothing from the sender.
+                if let Err(e) = self.outbox.handle_receipt(receipt) {
+                    tracing::debug!(%from, "receipt: {e}");
+                }
+                Response::Done
+            }
+            Request::Candidates {
+                specialty,
+                min_level,
+                urgency,
+            } => self.candidates(from, specialty, min_level, urgency),
+            Request::FetchBlob { hash, offset, len } => {
+                self.serve_piece(hash, offset, len.min(MAX_BLOB_CHUNK))
+            }
+            Request::Revocations(notices) => {
+                for n in &notices {
+                    self.adopt_revocation(n, self.now());
+                }
+                Response::Done
+            }
+        }
+    }
+
+    pub(super) fn on_response(&mut self, peer: PeerId, what: Pending, response: Response) {
+        match (what, response) {
+            (Pending::Sync(token), response) => {
+                if let Err(e) = self
+                    .sync
+                    .handle_response(self.now(), token, response, &self.trust)
+                {
+                    tracing::debug!(%peer, "directory exchange: {e}");
+                }
+                self.drive_sync();
+            }
+            (Pending::Deliver(token), response) => {
+                self.outbox.handle_response(self.now(), token, response)
+            }
+            (Pending::Fetch(token), Response::Blob(bytes)) => {
+                self.fetches.handle_piece(token, bytes);
+                self.drive_fetches();
+            }
+            (Pending::Fetch(token), other) => {
+                tracing::warn!(%peer, "attachment fetch refused: {other:?}");
+                self.fetches
+                    .handle_failure(token, &format!("{peer} answered {other:?}"));
+                self.drive_fetches();
+            }
+            (Pending::Revocations | Pending::Receipt, _) => {}
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Starting a node: what it needs (from its config or a test), and the
+//! start-up that opens the store, resumes the journal and joins the swarm.
+
+use super::*;
+
+/// Everything a node needs to start.
+pub struct NodeSetup {
+    pub identity: IdentityKey,
+    pub sealing: SealingKey,
+    pub chain: CertChain,
+    pub roots: Vec<AuthorityKey>,
+    pub revocations: Vec<RevocationNotice>,
+    pub profile: Profile,
+    pub data_dir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub external: Vec<Multiaddr>,
+    /// Packages to organizations outside our region go through these (federation policy).
+    pub relay_via: Vec<OrgId>,
+    pub scope: DirectoryScope,
+    pub gossip_heartbeat: Duration,
+    pub clock: std::sync::Arc<dyn Clock>,
+    pub anti_entropy_every: Duration,
+    /// How long attachments sent or relayed stay after their receipt.
+    pub keep_delivered: Duration,
+}
+
+impl NodeSetup {
+    /// The setup for a real node from its validated config, keys and
+    /// certificate files.
+    pub fn from_config(
+        config: &crate::config::NodeConfig,
+        keys: crate::keys::NodeKeys,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(NodeSetup {
+            identity: keys.identity,
+            sealing: keys.sealing,
+            chain: config.load_certificate()?,
+            roots: config.roots.clone(),
+            revocations: config.load_revocations()?,
+            profile: config.profile(),
+            data_dir: config.data_dir.clone(),
+            listen: config.listen.clone(),
+            bootstrap: config.bootstrap.iter().map(|b| b.address.clone()).collect(),
+            external: config.external.clone(),
+            relay_via: config.relay_via.clone(),
+            scope: config.directory_scope,
+            gossip_heartbeat: Duration::from_secs(1),
+            clock: std::sync::Arc::new(SystemClock),
+            anti_entropy_every: Duration::from_secs(60),
+            keep_delivered: config.keep_delivered,
+        })
+    }
+}
+
+/// Starts a node; it runs until shut down.
+pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
+    let now = setup.clock.now();
+    let mut trust = Trust::new(setup.roots.iter().copied());
+    crate::datadir::make_private(&setup.data_dir)?;
+    let store = Store::open(&setup.data_dir.join("db"))?;
+    let blobs = BlobStore::open(&setup.data_dir.join("blobs"))?;
+    for notice in setup.revocations.iter().chain(store.revocations()?.iter()) {
+        let _ = trust.apply_revocations(notice, now);
+    }
+    let me = trust
+        .verify_chain(&setup.chain, now)
+        .map_err(NodeError::OwnCertificate)?;
+    if me.cert.org != setup.identity.org_id() {
+        return Err(NodeError::KeyMismatch {
+            cert: me.cert.org,
+            key: setup.identity.org_id(),
+        });
+    }
+    let mut directory = Directory::new();
+    for result in directory.insert_many(store.records()?, &trust, now) {
+        if let Err(e) = result {
+            tracing::warn!("dropping stored record: {e}");
+        }
+    }
+    let keypair = setup.identity.to_libp2p();
+    let heartbeat = setup.gossip_heartbeat;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NodeError::Network(e.to_string()))?
+        .with_quic()
+        // `/dns4/`, `/dns6/` and `/dns/` addresses, as deployments write them.
+        .with_dns()
+        .map_err(|e| NodeError::Network(format!("DNS resolver: {e}")))?
+        .with_behaviour(|key| {
+            Behaviour::new(key, heartbeat).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .map_err(|e| NodeError::Network(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    for addr in &setup.listen {
+        check_port_free(addr)?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {}", causes(&e))))?;
+    }
+    for addr in &setup.external {
+        swarm.add_external_address(addr.clone());
+    }
+    let directory_topic = gossipsub::IdentTopic::new(DIRECTORY_TOPIC);
+    let revocation_topic = gossipsub::IdentTopic::new(REVOCATION_TOPIC);
+    for t in [&directory_topic, &revocation_topic] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(t)
+            .map_err(|e| NodeError::Network(e.to_string()))?;
+    }
+    let journal = resume_journal(&store, &setup.identity.org_id(), &setup.data_dir)?;
+    let mut store = store;
+    let clock = setup.clock.clone();
+    store.anchor_journal(crate::store::Anchoring::new(
+        IdentityKey::from_seed(*setup.identity.to_seed()),
+        &setup.data_dir,
+        move || clock.now(),
+    ));
+    store.flush()?;
+    let sequence = store.meta_u64("sequence")?.unwrap_or(0);
+    // The one scan of the stored outbox: from here on the machine knows
+    // every change as it happens.
+    let outbox = Outbox::new(
+        OutboxConfig {
+            me: me.cert.org,
+            region: me.cert.region.clone(),
+            relay: setup.relay_via.first().copied(),
+        },
+        u64::from_le_bytes(random_bytes()),
+        store.outbox()?.iter().map(OutboxEntry::entry),
+    );
+    let org = me.cert.org;
+    let peer_id = *swarm.local_peer_id();
+    let (events, _) = broadcast::channel(1024);
+    let (commands, command_rx) = mpsc::channel(64);
+    let mut node = Node {
+        swarm,
+        store,
+        sync: DirectorySync::new(
+            SyncConfig {
+                interval: setup.anti_entropy_every,
+                ..SyncConfig::new(
+                    match setup.scope {
+                        DirectoryScope::Federation => Scope::Federation,
+                        DirectoryScope::Region => Scope::Region(me.cert.region.clone()),
+                    },
+                    random_bytes(),
+                )
+            },
+            directory,
+        ),
+        trust,
+        identity: setup.identity,
+        sealing: setup.sealing,
+        chain: setup.chain,
+        me,
+        profile: setup.profile,
+        sequence,
+        record_dirty: true,
+        external: setup.external,
+        bootstrap: setup.bootstrap,
+        refused: HashMap::new(),
+        journal,
+        clock: setup.clock.clone(),
+        timers: Default::default(),
+        listen_addrs: Vec::new(),
+        relay_via: setup.relay_via,
+        candidate_requests: HashMap::new(),
+        certified: HashMap::new(),
+        welcomed: HashSet::new(),
+        awaiting_hello: HashMap::new(),
+        recent_refusals: Default::default(),
+        hello_left_out: Vec::new(),
+        hello_sent: HashSet::new(),
+        pending: HashMap::new(),
+        outbox,
+        blobs,
+        fetches: Fetches::new(),
+        partials: HashMap::new(),
+        served: HashMap::new(),
+        events: events.clone(),
+        data_dir: setup.data_dir.clone(),
+        keep_delivered: setup.keep_delivered,
+        started_at: setup.clock.now(),
+        peer_info: HashMap::new(),
+        observed: std::collections::VecDeque::new(),
+        refused_orgs: BTreeMap::new(),
+        metrics: crate::metrics::Metrics::new(),
+        replayed: Default::default(),
+        directory_topic,
+        revocation_topic,
+    };
+    node.publish_record()?;
+    // The one scan of stored consultations: from here on the timers know
+    // every change as it happens.
+    for id in node.consultation_ids()? {
+        node.watch(&id);
+    }
+    let clock = setup.clock.clone();
+    let task = tokio::spawn(async move { node.run(command_rx).await });
+    Ok(NodeHandle {
+        org,
+        peer_id,
+        commands,
+        events,
+        task,
+        clock,
+    })
+}
+
+/// libp2p binds TCP with SO_REUSEPORT, so a second node on the same port
+/// would start and silently take half the inbound connections. A plain bind
+/// (no SO_REUSEPORT) fails if anyone holds the port: refuse to start then.
+pub(super) fn check_port_free(addr: &Multiaddr) -> Result<(), NodeError> {
+    use libp2p::multiaddr::Protocol as P;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(P::Ip4(ip)) => ip.into(),
+        Some(P::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let (port, udp) = match parts.next() {
+        Some(P::Tcp(port)) => (port, false),
+        Some(P::Udp(port)) => (port, true),
+        _ => return Ok(()),
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    let bound = if udp {
+        std::net::UdpSocket::bind((ip, port)).map(drop)
+    } else {
+        std::net::TcpListener::bind((ip, port)).map(drop)
+    };
+    bound.map_err(|e| {
+        let proto = if udp { "UDP" } else { "TCP" };
+        NodeError::Network(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "{proto} port {port} on {ip} is already in use (is another node running?); \
+                 choose another port in network.listen ({addr})"
+            ),
+            _ => format!("cannot listen on {addr}: {e}"),
+        })
+    })
+}
+
+pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Loads the journal, checks it against its signed checkpoints, and continues
+/// it. A journal that fails the check still continues (the node must keep
+/// working), but loudly: `konsilium journal verify` names the problem.
+/// Resumes the journal where the database has it. If the database lost
+/// or changed entries its anchor vouched for, the node does not start:
+/// writing on would replace the anchor and erase the evidence.
+pub(super) fn resume_journal(
+    store: &Store,
+    org: &OrgId,
+    data_dir: &std::path::Path,
+) -> Result<Journal, NodeError> {
+    let entries = store.journal()?;
+    let mut checkpoints = store.checkpoints()?;
+    let anchor = crate::anchor::read(data_dir).map_err(StoreError::from)?;
+    let anchored = anchor.is_some();
+    checkpoints.extend(anchor);
+    if let Err(e) = konsilium_protocol::journal::verify(&entries, &checkpoints, org) {
+        if anchored {
+            return Err(NodeError::JournalDamaged {
+                anchor: crate::anchor::path(data_dir),
+                reason: e.to_string(),
+            });
+        }
+        tracing::error!("the consultation journal failed verification: {e}");
+    }
+    Ok(entries.last().map(Journal::resume).unwrap_or_default())
+}
