@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Helpers shared by deploy/local-federation.sh and deploy/examples/generate.sh
 # for editing the config that `konsilium init` writes (config::template in
-# node/src/config.rs), instead of keeping a second copy of that template here.
+# node/src/config/template.rs), instead of keeping a second copy of that template here.
 #
 # Every edit checks that it changed exactly what it meant to: if the template
 # is reworded and a key moves or disappears, the scripts stop with a message

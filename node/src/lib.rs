@@ -1,20 +1,16 @@
 //! The Konsilium node: a tokio + libp2p shell around `konsilium-protocol`.
+//!
+//! Layers, each using only those before it: `config` and `storage` (with
+//! the protocol types), `telemetry`, `net`, the event loop in `node`, then
+//! `http`, `ops` and `fhir` on top.
 
-pub mod admin;
-pub mod anchor;
-pub mod behaviour;
-pub mod blobs;
-pub mod codec;
 pub mod config;
-pub mod datadir;
-pub mod doctor;
 pub mod federation;
 pub mod fhir;
-pub mod gate;
 pub mod http;
 pub use konsilium_keyfile as keys;
-pub mod metrics;
+pub mod net;
 pub mod node;
-pub mod progress;
-pub mod report;
-pub mod store;
+pub mod ops;
+pub mod storage;
+pub mod telemetry;

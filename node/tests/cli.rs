@@ -244,7 +244,8 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
 
     // Someone edits an entry in the database: verification names it.
     {
-        let store = konsilium_node::store::Store::open(&requester.data_dir.join("db")).unwrap();
+        let store =
+            konsilium_node::storage::store::Store::open(&requester.data_dir.join("db")).unwrap();
         let mut entries = store.journal().unwrap();
         entries[1].actor = Some("someone else".into());
         store.put_journal(&entries[1]).unwrap();

@@ -4,7 +4,7 @@
 
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{self, NodeError, NodeEvent, NodeHandle, SendRequest, Target};
-use konsilium_node::store::Store;
+use konsilium_node::storage::store::Store;
 use konsilium_protocol::cert::{Issuer, OrgLevel};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::seal::{PackageId, RoutingHeader};
@@ -765,7 +765,7 @@ async fn a_relay_refuses_what_its_policy_does_not_cover_and_the_sender_stops() {
         matches!(reason, konsilium_protocol::rpc::Refusal::NotRelayed { .. }),
         "{reason}"
     );
-    let attempts = |outbox: Vec<konsilium_node::store::OutboxEntry>| {
+    let attempts = |outbox: Vec<konsilium_node::storage::store::OutboxEntry>| {
         let e = outbox
             .into_iter()
             .find(|e| e.package.header.id == sent.id)

@@ -2,8 +2,8 @@
 //! federation certificate, against a real node on 127.0.0.1.
 
 use futures::StreamExt;
-use konsilium_node::codec::{RPC_PROTOCOL, RpcCodec};
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
+use konsilium_node::net::codec::{RPC_PROTOCOL, RpcCodec};
 use konsilium_node::node::{self, Inspect, NodeEvent};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::rpc::Request;

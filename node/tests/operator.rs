@@ -2,11 +2,11 @@
 //! as a table and as JSON, through each node's admin socket; the routing dry
 //! run's reasons; doctor; the Prometheus endpoint.
 
-use konsilium_node::admin;
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
     self, Attachment, CaseFile, NewConsultation, NodeEvent, NodeHandle, SendRequest, Target,
 };
+use konsilium_node::ops::admin;
 use konsilium_protocol::cert::{Issuer, OrgLevel, RegionCode};
 use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::seal::RoutingHeader;

@@ -17,7 +17,7 @@ impl Node {
             }
         }
         let name: String = hex::encode(hash);
-        match crate::blobs::read_piece(
+        match crate::storage::blobs::read_piece(
             &self.served[&hash],
             std::path::Path::new(&name),
             offset,

@@ -4,7 +4,7 @@
 use super::*;
 
 /// A client's identifier for the request it sends, and the hash of what it
-/// sent (see [`crate::store::IntakeRecord`]). The identifier is namespaced
+/// sent (see [`crate::storage::store::IntakeRecord`]). The identifier is namespaced
 /// by the caller (the FHIR and the JSON API keep separate namespaces).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntakeKey {

@@ -7,7 +7,7 @@
 //! overtake each other on the network wait until the one they follow arrives.
 
 use super::{INTAKE_RETENTION, IntakeKey, Node, NodeError, NodeEvent, Target, random_bytes};
-use crate::store::{self, EarlyStep, IntakeRecord, StoredConsultation};
+use crate::storage::store::{self, EarlyStep, IntakeRecord, StoredConsultation};
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, FileInfo, PackageBody};

@@ -50,7 +50,7 @@ pub enum NodeError {
         reason: String,
     },
     #[error("data directory: {0}")]
-    DataDir(#[from] crate::datadir::DataDirError),
+    DataDir(#[from] crate::storage::datadir::DataDirError),
     #[error(
         "the identifier already opened consultation {0} with a different request; use a new identifier for a new request"
     )]

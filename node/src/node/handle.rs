@@ -281,7 +281,7 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
-    /// An operator view (see [`crate::report`]), as JSON.
+    /// An operator view (see [`crate::telemetry::report`]), as JSON.
     pub async fn inspect(&self, what: Inspect) -> Result<serde_json::Value, NodeError> {
         self.ask(|tx| Command::Inspect(Box::new(what), tx)).await?
     }

@@ -3,8 +3,8 @@
 //! store; nothing here changes either.
 
 use super::*;
-use crate::report::*;
-use crate::store::StoredConsultation;
+use crate::storage::store::StoredConsultation;
+use crate::telemetry::report::*;
 use konsilium_protocol::deadline::DeadlineState;
 use konsilium_protocol::directory::Query;
 use konsilium_protocol::journal::{self, Action as JournalAction};
@@ -539,7 +539,7 @@ impl Node {
     }
 
     fn journal_verify(&self) -> Result<JournalVerifyReport, NodeError> {
-        let anchor = crate::anchor::read(&self.data_dir).map_err(StoreError::from)?;
+        let anchor = crate::storage::anchor::read(&self.data_dir).map_err(StoreError::from)?;
         Ok(JournalVerifyReport::check(
             &self.store.journal()?,
             &self.store.checkpoints()?,

@@ -5,11 +5,11 @@
 //! where does a request go, is this package intact) are made by
 //! `konsilium-protocol`; this module moves bytes, keeps time and persists.
 
-use crate::behaviour::{
+pub use crate::config::{DirectoryScope, Profile};
+use crate::net::behaviour::{
     Behaviour, BehaviourEvent, DIRECTORY_TOPIC, HELLO_TIMEOUT, REVOCATION_TOPIC,
 };
-use crate::blobs::{BlobError, BlobStore, PartialBlob};
-pub use crate::config::{DirectoryScope, Profile};
+use crate::storage::blobs::{BlobError, BlobStore, PartialBlob};
 
 mod attachments;
 mod clock;
@@ -27,7 +27,7 @@ mod peers;
 mod rpc;
 mod setup;
 
-use crate::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
+use crate::storage::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use attachments::{open_to_file, seal_attachments};
 pub use clock::{Clock, OffsetClock, SystemClock, now, random_bytes};
 pub use commands::{
@@ -168,7 +168,7 @@ struct Node {
     /// Our addresses as peers reported seeing them, most recent last.
     observed: std::collections::VecDeque<Multiaddr>,
     refused_orgs: BTreeMap<OrgId, inspect::RefusedOrg>,
-    metrics: crate::metrics::Metrics,
+    metrics: crate::telemetry::metrics::Metrics,
     /// Consultations replayed from their signed steps, with how many steps
     /// each covers. History only grows, so an equal count is the same
     /// state: the deadline check every second and each metrics scrape need

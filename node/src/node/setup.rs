@@ -57,7 +57,7 @@ impl NodeSetup {
 pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let now = setup.clock.now();
     let mut trust = Trust::new(setup.roots.iter().copied());
-    crate::datadir::make_private(&setup.data_dir)?;
+    crate::storage::datadir::make_private(&setup.data_dir)?;
     let store = Store::open(&setup.data_dir.join("db"))?;
     let blobs = BlobStore::open(&setup.data_dir.join("blobs"))?;
     for notice in setup.revocations.iter().chain(store.revocations()?.iter()) {
@@ -119,7 +119,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let journal = resume_journal(&store, &setup.identity.org_id(), &setup.data_dir)?;
     let mut store = store;
     let clock = setup.clock.clone();
-    store.anchor_journal(crate::store::Anchoring::new(
+    store.anchor_journal(crate::storage::store::Anchoring::new(
         IdentityKey::from_seed(*setup.identity.to_seed()),
         &setup.data_dir,
         move || clock.now(),
@@ -193,7 +193,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         peer_info: HashMap::new(),
         observed: std::collections::VecDeque::new(),
         refused_orgs: BTreeMap::new(),
-        metrics: crate::metrics::Metrics::new(),
+        metrics: crate::telemetry::metrics::Metrics::new(),
         replayed: Default::default(),
         directory_topic,
         revocation_topic,
@@ -273,13 +273,13 @@ pub(super) fn resume_journal(
 ) -> Result<Journal, NodeError> {
     let entries = store.journal()?;
     let mut checkpoints = store.checkpoints()?;
-    let anchor = crate::anchor::read(data_dir).map_err(StoreError::from)?;
+    let anchor = crate::storage::anchor::read(data_dir).map_err(StoreError::from)?;
     let anchored = anchor.is_some();
     checkpoints.extend(anchor);
     if let Err(e) = konsilium_protocol::journal::verify(&entries, &checkpoints, org) {
         if anchored {
             return Err(NodeError::JournalDamaged {
-                anchor: crate::anchor::path(data_dir),
+                anchor: crate::storage::anchor::path(data_dir),
                 reason: e.to_string(),
             });
         }

@@ -54,7 +54,7 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<Self, BlobError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let scratch = dir.join("tmp");
-        crate::datadir::sweep(&scratch).map_err(|e| BlobError::Io {
+        crate::storage::datadir::sweep(&scratch).map_err(|e| BlobError::Io {
             path: e.path,
             source: e.source,
         })?;

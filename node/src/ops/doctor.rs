@@ -8,7 +8,7 @@
 
 use crate::config::NodeConfig;
 use crate::keys::NodeKeys;
-use crate::report::{HealthReport, days_left};
+use crate::telemetry::report::{HealthReport, days_left};
 use konsilium_protocol::cert::Trust;
 use konsilium_protocol::time::Timestamp;
 use libp2p::Multiaddr;
@@ -146,16 +146,16 @@ fn database(data_dir: &Path, org: &konsilium_protocol::identity::OrgId) -> Check
             format!("{} not created yet (first start)", db.display()),
         );
     }
-    let checked = (|| -> Result<crate::report::JournalVerifyReport, String> {
+    let checked = (|| -> Result<crate::telemetry::report::JournalVerifyReport, String> {
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
         let copy = scratch.path().join("db");
-        crate::datadir::copy_tree(&db, &copy).map_err(|e| e.to_string())?;
-        let store = crate::store::Store::open(&copy)
+        crate::storage::datadir::copy_tree(&db, &copy).map_err(|e| e.to_string())?;
+        let store = crate::storage::store::Store::open(&copy)
             .map_err(|e| format!("{} does not open: {e}", db.display()))?;
-        let anchor = crate::anchor::read(data_dir).map_err(|e| e.to_string())?;
+        let anchor = crate::storage::anchor::read(data_dir).map_err(|e| e.to_string())?;
         let entries = store.journal().map_err(|e| e.to_string())?;
         let checkpoints = store.checkpoints().map_err(|e| e.to_string())?;
-        Ok(crate::report::JournalVerifyReport::check(
+        Ok(crate::telemetry::report::JournalVerifyReport::check(
             &entries,
             &checkpoints,
             anchor,
@@ -488,7 +488,7 @@ async fn bootstrap_probe(addr: &Multiaddr) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{BootstrapReport, SkewReport};
+    use crate::telemetry::report::{BootstrapReport, SkewReport};
 
     #[test]
     fn a_blob_that_does_not_match_its_hash_fails_and_names_the_file() {

@@ -41,7 +41,7 @@ pub enum StoreError {
         source: WireError,
     },
     #[error("journal anchor: {0}")]
-    Anchor(#[from] crate::anchor::AnchorError),
+    Anchor(#[from] crate::storage::anchor::AnchorError),
 }
 
 /// What the store needs to keep the journal's anchor (see `anchor`) in
@@ -286,7 +286,7 @@ impl Store {
                         at: (a.now)(),
                     },
                 );
-                Ok(crate::anchor::write(&a.data_dir, &checkpoint)?)
+                Ok(crate::storage::anchor::write(&a.data_dir, &checkpoint)?)
             });
             if written.is_err() {
                 a.moved.store(true, Ordering::Release);

@@ -181,7 +181,14 @@ async fn view(State(node): Node, what: Inspect) -> Response {
 
 async fn metrics(State(node): Node) -> Response {
     match node.metrics().await {
-        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                crate::telemetry::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -319,7 +319,7 @@ impl JournalVerifyReport {
                     Err(e) => e.to_string(),
                     Ok(_) => format!(
                         "the journal has no anchor ({}), so entries lost from its end could not be detected",
-                        crate::anchor::FILE
+                        crate::storage::anchor::FILE
                     ),
                 }),
             },

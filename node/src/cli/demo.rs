@@ -8,7 +8,7 @@ use konsilium_node::node::{
     self, ActRequest, Attachment, CaseFile, ConclusionText, NewConsultation, NodeError, NodeEvent,
     NodeHandle, SendRequest, Target,
 };
-use konsilium_node::progress::Progress;
+use konsilium_node::ops::progress::Progress;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::cert::Trust;
 use konsilium_protocol::content::{CaseExtract, FileInfo};

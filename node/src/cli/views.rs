@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use comfy_table::{Table, presets};
-use konsilium_node::admin::AdminClient;
-use konsilium_node::report::*;
+use konsilium_node::ops::admin::AdminClient;
+use konsilium_node::telemetry::report::*;
 use konsilium_protocol::specialty::{Lang, Specialty};
 use serde::de::DeserializeOwned;
 
@@ -605,7 +605,7 @@ fn render_journal_stats(s: JournalStatsReport) -> String {
 }
 
 /// Prints doctor's checks; the caller turns failures into the exit code.
-pub fn doctor(checks: &[konsilium_node::doctor::Check], json: bool) -> Result<()> {
+pub fn doctor(checks: &[konsilium_node::ops::doctor::Check], json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(checks)?);
         return Ok(());

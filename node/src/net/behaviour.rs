@@ -1,7 +1,7 @@
 //! The libp2p protocols a node speaks, composed into one behaviour.
 
-use crate::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
-use crate::gate::Gate;
+use crate::net::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
+use crate::net::gate::Gate;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{

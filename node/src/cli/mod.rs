@@ -1,0 +1,414 @@
+//! The `konsilium` command line: its commands and arguments, and the
+//! dispatch of each command to the module that carries it out.
+
+mod checks;
+mod demo;
+mod journal;
+mod setup;
+mod views;
+
+use self::checks::{doctor, verify};
+use self::journal::{JournalCommand, journal};
+use self::setup::{init, run, specialties};
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use konsilium_node::config::{LogFormat, NodeConfig};
+use konsilium_node::node::{self};
+use konsilium_node::ops::admin::{self, AdminClient};
+use konsilium_protocol::cert::{OrgLevel, RegionCode};
+use konsilium_protocol::identity::AuthorityKey;
+use konsilium_protocol::journal::Role;
+use konsilium_protocol::specialty::{Lang, Specialty};
+use konsilium_protocol::urgency::Urgency;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "konsilium",
+    version,
+    about = "Konsilium: federated peer-to-peer telemedicine consultations between medical organizations",
+    after_help = "Examples:\n  konsilium demo                                   a federation on loopback, consultations end to end\n  konsilium init --org-name \"Sokol CDH\" --data-dir /var/lib/konsilium --root <hex>\n  konsilium run --config /var/lib/konsilium/node.toml\n  konsilium doctor --config /var/lib/konsilium/node.toml\n\nOperator views of a running node (tables, or --json for scripts):\n  export KONSILIUM_CONFIG=/var/lib/konsilium/node.toml\n  konsilium status | peers | directory | route | requests | request ID | outbox | sla | sessions | certs\n  konsilium journal verify | tail | stats"
+)]
+pub struct Cli {
+    /// Log output: text for people, json for collectors (overrides the config file).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which node a view asks: its admin socket, found from the config file or
+/// the data directory, or given directly.
+#[derive(clap::Args, Clone)]
+struct NodeAt {
+    /// The node's config file (its data_dir holds the admin socket).
+    #[arg(long, env = "KONSILIUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The node's data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The admin socket itself (default: <data_dir>/admin.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl NodeAt {
+    fn data_dir(&self) -> Result<Option<PathBuf>> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(Some(dir.clone()));
+        }
+        match &self.config {
+            Some(path) => Ok(Some(NodeConfig::load(path)?.data_dir)),
+            None => Ok(None),
+        }
+    }
+
+    fn client(&self) -> Result<AdminClient> {
+        if let Some(socket) = &self.socket {
+            return Ok(AdminClient::new(socket.clone()));
+        }
+        match self.data_dir()? {
+            Some(dir) => Ok(AdminClient::new(admin::socket_path(&dir))),
+            None => bail!(
+                "which node? give --config /var/lib/konsilium/node.toml (or set KONSILIUM_CONFIG), --data-dir, or --socket"
+            ),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local federation on loopback and a consultation package end to end.
+    #[command(after_help = "Example:\n  konsilium demo --attachment-mb 20")]
+    Demo {
+        /// Size of the package's attachment in MiB.
+        #[arg(long, default_value_t = 20)]
+        attachment_mb: usize,
+        /// Keep the nodes' data directories afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Create this organization's keys and a commented config file.
+    #[command(
+        after_help = "Example:\n  konsilium init --org-name \"Sokol Central District Hospital\" --data-dir /var/lib/konsilium \\\n      --root 3f2a...e9 --port 7400\nThen send the printed org id and sealing key to your federation authority, and put the\ncertificate it returns where the config's organization.certificate points."
+    )]
+    Init {
+        /// The organization's name, as the certificate will carry it.
+        #[arg(long)]
+        org_name: String,
+        /// Where keys, database and attachments live.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Config file to write (default: <data-dir>/node.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Federation root public key(s), hex, from your federation authority.
+        #[arg(long = "root")]
+        roots: Vec<AuthorityKey>,
+        /// Port for TCP and QUIC.
+        #[arg(long, default_value_t = 7400)]
+        port: u16,
+    },
+    /// Verify a signed conclusion offline: its signature, and its signer's
+    /// certificate against the federation's root keys.
+    #[command(
+        after_help = "Examples:\n  konsilium verify conclusion.ksc --config /var/lib/konsilium/node.toml\n  konsilium verify conclusion.ksc --root 3f2a...e9"
+    )]
+    Verify {
+        /// The conclusion file (as exported by a node).
+        file: PathBuf,
+        /// Root keys to trust (hex); default: those of --config.
+        #[arg(long = "root")]
+        roots: Vec<AuthorityKey>,
+        /// A node config whose federation.roots and revocations to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Create an API user's token: prints the token once, and the config
+    /// lines (with only its hash) to add under [api].
+    #[command(
+        after_help = "Example:\n  konsilium api-token --name \"Dr. Ivanova\" --role physician"
+    )]
+    ApiToken {
+        #[arg(long)]
+        name: String,
+        /// physician, coordinator, consultant or operator.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Check the consultation journal of a stopped node, or count what it records.
+    #[command(
+        after_help = "Examples:\n  konsilium journal verify --data-dir /var/lib/konsilium\n  konsilium journal stats --data-dir /var/lib/konsilium --json"
+    )]
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// List the consultation specialties with their codes, names and SNOMED CT ids.
+    #[command(after_help = "Example:\n  konsilium specialties --lang ru")]
+    Specialties {
+        /// Language of the names: en, ru, uk or zh.
+        #[arg(long, default_value = "en")]
+        lang: Lang,
+    },
+    /// Run the node described by a config file until interrupted.
+    #[command(after_help = "Example:\n  konsilium run --config /var/lib/konsilium/node.toml")]
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// What the node sees now: identity, certificate, addresses, NAT, peers, queues, deadlines.
+    #[command(
+        after_help = "Examples:\n  konsilium status --config /var/lib/konsilium/node.toml\n  konsilium status --json | jq .peers_connected"
+    )]
+    Status {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connected organizations: level, region, address, latency, protocol, gossip score, clock skew.
+    #[command(after_help = "Example:\n  konsilium peers --config /var/lib/konsilium/node.toml")]
+    Peers {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The directory: organizations, their services and consultants, record age and sequence.
+    #[command(
+        after_help = "Examples:\n  konsilium directory --specialty cardiology --level regional\n  konsilium directory --region RU-VLG --lang ru"
+    )]
+    Directory {
+        #[command(flatten)]
+        at: NodeAt,
+        /// A specialty slug or code (`konsilium specialties` lists them).
+        #[arg(long)]
+        specialty: Option<Specialty>,
+        /// This level or higher: district, regional, federal (or 1, 2, 3).
+        #[arg(long)]
+        level: Option<OrgLevel>,
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// Accepting this urgency: planned, urgent, emergency.
+        #[arg(long)]
+        urgency: Option<Urgency>,
+        /// Language of the specialty names: en, ru, uk, zh.
+        #[arg(long, default_value = "en")]
+        lang: Lang,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Routing dry run: where a request would go, and why each organization was chosen or skipped.
+    #[command(
+        after_help = "Example:\n  konsilium route --specialty cardiology --min-level regional --urgency emergency"
+    )]
+    Route {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        specialty: Specialty,
+        #[arg(long, default_value = "district")]
+        min_level: OrgLevel,
+        #[arg(long, default_value = "planned")]
+        urgency: Urgency,
+        /// Region to prefer (default: this node's).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consultations with state, urgency, deadline and time left.
+    #[command(
+        after_help = "Examples:\n  konsilium requests\n  konsilium requests --state in-progress --json"
+    )]
+    Requests {
+        #[command(flatten)]
+        at: NodeAt,
+        /// A FHIR Task.status: requested, received, accepted, rejected, in-progress,
+        /// on-hold, completed, cancelled, failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One consultation: hops, every transition, delivery receipts, conclusion.
+    #[command(after_help = "Example:\n  konsilium request 5562e3329fe0f9937e8a82385321f630")]
+    Request {
+        #[command(flatten)]
+        at: NodeAt,
+        /// The consultation id (from `konsilium requests`).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packages waiting to be delivered: to whom, attempts, next retry, last error.
+    #[command(after_help = "Example:\n  konsilium outbox --json")]
+    Outbox {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deadlines at risk and breached, by urgency and counterpart.
+    #[command(after_help = "Example:\n  konsilium sla")]
+    Sla {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live video sessions with RTT, loss and bitrate.
+    #[command(after_help = "Example:\n  konsilium sessions")]
+    Sessions {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The certificate chain, expiry warnings, and the revocations this node knows.
+    #[command(after_help = "Example:\n  konsilium certs")]
+    Certs {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check config, keys, certificate expiry, disk, ports, clock skew and bootstrap peers.
+    #[command(
+        after_help = "Example:\n  konsilium doctor --config /var/lib/konsilium/node.toml\nExits with status 1 when a check fails."
+    )]
+    Doctor {
+        #[arg(long, env = "KONSILIUM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node's Prometheus metrics, as a scraper would see them.
+    #[command(after_help = "Example:\n  konsilium metrics | grep konsilium_outbox")]
+    Metrics {
+        #[command(flatten)]
+        at: NodeAt,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn log_format(flag: &Option<String>, fallback: LogFormat) -> LogFormat {
+    match flag.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Text,
+        None => fallback,
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo {
+            attachment_mb,
+            keep,
+        } => {
+            init_logging(log_format(&cli.log_format, LogFormat::Text), "warn");
+            demo::run(demo::DemoOptions {
+                attachment_mb,
+                keep,
+            })
+            .await
+        }
+        Command::Init {
+            org_name,
+            data_dir,
+            config,
+            roots,
+            port,
+        } => init(&org_name, data_dir, config, &roots, port),
+        Command::Run { config } => run(config, &cli.log_format).await,
+        Command::Specialties { lang } => specialties(lang),
+        Command::Journal { command } => journal(command).await,
+        Command::Status { at, json } => views::status(&at.client()?, json).await,
+        Command::Peers { at, json } => views::peers(&at.client()?, json).await,
+        Command::Directory {
+            at,
+            specialty,
+            level,
+            region,
+            urgency,
+            lang,
+            json,
+        } => {
+            let q = query(&[
+                ("specialty", specialty.map(|s| s.slug().to_owned())),
+                ("level", level.map(|l| l.to_string())),
+                ("region", region.map(|r| r.to_string())),
+                ("urgency", urgency.map(|u| u.to_string())),
+            ]);
+            views::directory(&at.client()?, &q, lang, json).await
+        }
+        Command::Route {
+            at,
+            specialty,
+            min_level,
+            urgency,
+            region,
+            json,
+        } => {
+            let q = query(&[
+                ("specialty", Some(specialty.slug().to_owned())),
+                ("min_level", Some(min_level.to_string())),
+                ("urgency", Some(urgency.to_string())),
+                ("region", region.map(|r| r.to_string())),
+            ]);
+            views::route(&at.client()?, &q, json).await
+        }
+        Command::Requests { at, state, json } => {
+            views::requests(&at.client()?, &query(&[("state", state)]), json).await
+        }
+        Command::Request { at, id, json } => views::request(&at.client()?, &id, json).await,
+        Command::Outbox { at, json } => views::outbox(&at.client()?, json).await,
+        Command::Sla { at, json } => views::sla(&at.client()?, json).await,
+        Command::Sessions { at, json } => views::sessions(&at.client()?, json).await,
+        Command::Certs { at, json } => views::certs(&at.client()?, json).await,
+        Command::Metrics { at } => {
+            print!("{}", at.client()?.get("/metrics").await?);
+            Ok(())
+        }
+        Command::Doctor { config, json } => doctor(&config, json).await,
+        Command::ApiToken { name, role } => {
+            let token = hex::encode(node::random_bytes::<32>());
+            println!(
+                "token for {name} ({role}), shown only now; give it to them privately:\n  {token}\n"
+            );
+            println!(
+                "add to the node's config:\n[[api.users]]\nname = {name:?}\nrole = \"{role}\"\ntoken_hash = \"{}\"",
+                konsilium_node::config::api::token_hash_hex(&token)
+            );
+            Ok(())
+        }
+        Command::Verify {
+            file,
+            roots,
+            config,
+        } => verify(&file, roots, config.as_deref()),
+    }
+}
+
+fn query(params: &[(&str, Option<String>)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    let q = q.finish();
+    if q.is_empty() { q } else { format!("?{q}") }
+}

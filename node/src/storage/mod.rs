@@ -1,0 +1,7 @@
+//! What the node keeps on disk: the sled database, sealed attachment blobs,
+//! the journal's anchor, and the private data directory that holds them.
+
+pub mod anchor;
+pub mod blobs;
+pub mod datadir;
+pub mod store;
