@@ -100,9 +100,15 @@ pub enum Output<P> {
 #[derive(Debug)]
 enum State {
     /// Connected; its Hello has not verified yet.
-    Waiting { due: Timestamp },
-    Admitted { org: Box<VerifiedOrg> },
-    Refused { cut_at: Timestamp },
+    Waiting {
+        due: Timestamp,
+    },
+    Admitted {
+        org: Box<VerifiedOrg>,
+    },
+    Refused {
+        cut_at: Timestamp,
+    },
 }
 
 #[derive(Debug)]
@@ -337,15 +343,15 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.peers
             .values()
-            .filter_map(|p| match &p.state {
-                State::Waiting { due } => Some(*due),
-                State::Refused { cut_at } => Some(*cut_at),
+            .map(|p| match &p.state {
+                State::Waiting { due } => *due,
+                State::Refused { cut_at } => *cut_at,
                 State::Admitted { org } => {
                     let until = org.cert.validity.until;
-                    Some(match &org.authority {
+                    match &org.authority {
                         Some(a) => until.min(a.validity.until),
                         None => until,
-                    })
+                    }
                 }
             })
             .min()
@@ -387,10 +393,12 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     }
 
     fn peers_of(&self, org: OrgId) -> impl Iterator<Item = P> + '_ {
-        self.peers.iter().filter_map(move |(peer, p)| match &p.state {
-            State::Admitted { org: o } if o.cert.org == org => Some(*peer),
-            _ => None,
-        })
+        self.peers
+            .iter()
+            .filter_map(move |(peer, p)| match &p.state {
+                State::Admitted { org: o } if o.cert.org == org => Some(*peer),
+                _ => None,
+            })
     }
 
     fn refuse(&mut self, now: Timestamp, peer: P, reason: Refusal, org: Option<(OrgId, String)>) {

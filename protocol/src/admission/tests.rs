@@ -1,441 +1,313 @@
-//! Admission between machines over a small lossy network with simulated time.
+//! Admission on the simulated network, in front of the directory machine
+//! as the node runs it (`testkit::OrgNode`): members admit each other under
+//! loss and across a healed partition, outsiders, impostors and silent
+//! peers are refused and cut, and revocations and expiry end admissions.
 
 use super::*;
-use crate::cert::{OrgLevel, RevocationNotice};
+use crate::cert::OrgLevel;
+use crate::directory::{Directory, Scope, SyncConfig};
 use crate::identity::IdentityKey;
-use crate::rpc::HelloAnswer;
 use crate::specialty::Specialty;
-use crate::testkit::{NOW, TestFederation, TestOrg};
-use std::collections::BTreeMap;
-
-const LATENCY: Duration = Duration::from_millis(20);
-/// When a lost Hello is reported to its sender, as a request timeout would.
-const FAILURE_AFTER: Duration = Duration::from_secs(2);
-
-struct Side {
-    org: TestOrg,
-    trust: Trust,
-    admission: Admission<usize>,
-    /// Revocations this side puts in its Hello.
-    revocations: Vec<RevocationNotice>,
-    outputs: Vec<Output<usize>>,
-}
-
-impl Side {
-    fn hello(&self, now: Timestamp) -> Hello {
-        Hello {
-            chain: self.org.chain.clone(),
-            record: None,
-            revocations: self.revocations.clone(),
-            time: now,
-        }
-    }
-
-    fn ready(&self) -> Vec<usize> {
-        self.outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Ready { peer, .. } => Some(*peer),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn refusals(&self) -> Vec<(usize, String)> {
-        self.outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Refused { peer, reason, .. } => Some((*peer, reason.to_string())),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn cut(&self) -> Vec<usize> {
-        self.outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Cut(p) => Some(*p),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-enum Msg {
-    Hello { from: usize, to: usize, hello: Hello },
-    Answer { from: usize, to: usize, answer: HelloAnswer },
-    Failed { from: usize, to: usize },
-}
-
-struct Net {
-    now: Timestamp,
-    sides: Vec<Side>,
-    queue: BTreeMap<(Timestamp, u64), Msg>,
-    seq: u64,
-    /// Messages lost, per thousand.
-    loss: u64,
-    rng: u64,
-    /// Connections: each side is told about the other with this key.
-    keys: BTreeMap<(usize, usize), OrgId>,
-}
-
-impl Net {
-    fn new(orgs: Vec<TestOrg>, trust: &Trust) -> Self {
-        let sides = orgs
-            .into_iter()
-            .map(|org| Side {
-                org,
-                trust: trust.clone(),
-                admission: Admission::new(Config::default()),
-                revocations: Vec::new(),
-                outputs: Vec::new(),
-            })
-            .collect();
-        Net {
-            now: NOW,
-            sides,
-            queue: BTreeMap::new(),
-            seq: 0,
-            loss: 0,
-            rng: 7,
-            keys: BTreeMap::new(),
-        }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn post(&mut self, msg: Msg) {
-        let lost = self.loss > 0 && self.random() % 1000 < self.loss;
-        let (at, msg) = match msg {
-            Msg::Hello { from, to, .. } if lost => {
-                (self.now.saturating_add(FAILURE_AFTER), Msg::Failed { from, to })
-            }
-            // A lost answer fails the request at its sender, the Hello's `to`.
-            Msg::Answer { from, to, .. } if lost => (
-                self.now.saturating_add(FAILURE_AFTER),
-                Msg::Failed { from: to, to: from },
-            ),
-            msg => (self.now.saturating_add(LATENCY), msg),
-        };
-        self.seq += 1;
-        self.queue.insert((at, self.seq), msg);
-    }
-
-    /// Connects `a` and `b`; `b` sees the connection's key as `key_of_a`
-    /// (normally `a`'s own).
-    fn connect_as(&mut self, a: usize, b: usize, key_of_a: OrgId) {
-        self.keys.insert((a, b), self.sides[b].org.id());
-        self.keys.insert((b, a), key_of_a);
-        let now = self.now;
-        let key_b = self.sides[b].org.id();
-        self.sides[a].admission.handle_connected(now, b, Ok(key_b));
-        self.sides[b].admission.handle_connected(now, a, Ok(key_of_a));
-        self.pump();
-    }
-
-    fn connect(&mut self, a: usize, b: usize) {
-        let key = self.sides[a].org.id();
-        self.connect_as(a, b, key);
-    }
-
-    fn pump(&mut self) {
-        for i in 0..self.sides.len() {
-            while let Some(o) = self.sides[i].admission.poll_output() {
-                match &o {
-                    Output::SendHello(to) => {
-                        let hello = self.sides[i].hello(self.now);
-                        let to = *to;
-                        self.post(Msg::Hello { from: i, to, hello });
-                    }
-                    Output::Cut(peer) => {
-                        let peer = *peer;
-                        self.sides[peer].admission.handle_disconnected(i);
-                    }
-                    _ => {}
-                }
-                self.sides[i].outputs.push(o);
-            }
-        }
-    }
-
-    fn deliver(&mut self, msg: Msg) {
-        let now = self.now;
-        match msg {
-            Msg::Hello { from, to, hello } => {
-                let side = &mut self.sides[to];
-                let answer = match side.admission.handle_hello(now, from, hello, &mut side.trust) {
-                    Ok(_) => HelloAnswer::Welcome(Box::new(side.hello(now))),
-                    Err(reason) => HelloAnswer::Refused(format!("not admitted: {reason}")),
-                };
-                self.post(Msg::Answer {
-                    from: to,
-                    to: from,
-                    answer,
-                });
-            }
-            Msg::Answer { from, to, answer } => {
-                let side = &mut self.sides[to];
-                match answer {
-                    HelloAnswer::Welcome(hello) => {
-                        side.admission
-                            .handle_welcome(now, from, *hello, &mut side.trust)
-                    }
-                    HelloAnswer::Refused(reason) => side.admission.handle_refused_by(from, reason),
-                }
-            }
-            Msg::Failed { from, to } => self.sides[from].admission.handle_hello_failed(to),
-        }
-        self.pump();
-    }
-
-    /// Runs until nothing is queued and no machine is due before `until`.
-    fn run_until(&mut self, until: Timestamp) {
-        loop {
-            let next_msg = self.queue.keys().next().map(|(t, _)| *t);
-            let next_timer = self
-                .sides
-                .iter()
-                .filter_map(|s| s.admission.poll_timeout())
-                .min();
-            let Some(next) = [next_msg, next_timer].into_iter().flatten().min() else {
-                break;
-            };
-            if next > until {
-                break;
-            }
-            self.now = self.now.max(next);
-            if next_msg == Some(next) {
-                let key = *self.queue.keys().next().expect("peeked");
-                let msg = self.queue.remove(&key).expect("peeked");
-                self.deliver(msg);
-            } else {
-                let now = self.now;
-                for s in &mut self.sides {
-                    if s.admission.poll_timeout().is_some_and(|t| t <= now) {
-                        s.admission.handle_timeout(now, &s.trust);
-                    }
-                }
-                self.pump();
-            }
-        }
-        self.now = self.now.max(until);
-    }
-}
+use crate::testkit::{
+    DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, TestFederation, TestOrg, seed,
+};
 
 fn federation(n: u64) -> (TestFederation, Vec<TestOrg>) {
     let mut fed = TestFederation::new("admission");
     let orgs = (0..n)
-        .map(|i| fed.org(i + 1, OrgLevel::District, "RU-VLG", &[Specialty::Cardiology]))
+        .map(|i| {
+            fed.org(
+                i + 1,
+                OrgLevel::District,
+                "RU-VLG",
+                &[Specialty::Cardiology],
+            )
+        })
         .collect();
     (fed, orgs)
 }
 
-fn after(d: Duration) -> Timestamp {
-    NOW.saturating_add(d)
+/// A node per organization, each knowing only its own record. Requests
+/// and Hellos that get no answer fail after 2 s.
+fn network(fed: &TestFederation, orgs: &[TestOrg], link: Link) -> SimNet<OrgNode> {
+    let sim = SimConfig {
+        link,
+        seed: 11,
+        failure_after: Duration::from_secs(2),
+    };
+    let mut net = SimNet::new(sim, NOW);
+    for (i, org) in orgs.iter().enumerate() {
+        let config = SyncConfig {
+            interval: Duration::from_secs(10),
+            ..SyncConfig::new(Scope::Federation, seed("admission", i as u64))
+        };
+        let mut directory = DirectoryNode::new(config, Directory::new(), fed.trust.clone());
+        directory.publish(NOW, vec![org.signed_record(1)]);
+        net.add(OrgNode::new(org.id(), org.chain.clone(), directory));
+    }
+    net
 }
 
-#[test]
-fn certified_peers_admit_each_other_and_become_ready() {
-    let (fed, orgs) = federation(2);
-    let mut net = Net::new(orgs, &fed.trust);
-    net.connect(0, 1);
-    net.run_until(after(Duration::from_secs(1)));
-    assert_eq!(net.sides[0].ready(), vec![1]);
-    assert_eq!(net.sides[1].ready(), vec![0]);
-    assert!(net.sides[0].admission.is_ready(&1));
-    assert_eq!(
-        net.sides[1].admission.admitted(&0),
-        Some(net.sides[0].org.id())
-    );
-    assert!(net.sides[0].refusals().is_empty());
-    // Only the admitted certificates' ends are left to wake for.
-    assert!(net.sides[0].admission.poll_timeout() > Some(after(Duration::from_secs(86_400))));
-}
-
-#[test]
-fn a_peer_from_another_federation_is_refused_and_cut_after_the_grace() {
-    let (fed, mut orgs) = federation(1);
-    let mut other = TestFederation::new("elsewhere");
-    orgs.push(other.org(9, OrgLevel::District, "RU-VLG", &[]));
-    let mut net = Net::new(orgs, &fed.trust);
-    net.connect(0, 1);
-    net.run_until(after(Duration::from_millis(100)));
-    let refused = net.sides[0].refusals();
-    assert_eq!(refused.len(), 1);
-    assert!(refused[0].1.contains("not a configured federation root"), "{refused:?}");
-    // It heard why before being cut.
-    assert!(net.sides[1].outputs.iter().any(
-        |o| matches!(o, Output::RefusedBy { reason, .. } if reason.contains("not admitted"))
-    ));
-    assert!(net.sides[0].cut().is_empty(), "cut before the grace");
-    net.run_until(after(Duration::from_secs(1)));
-    assert_eq!(net.sides[0].cut(), vec![1]);
-    assert!(net.sides[0].ready().is_empty() && net.sides[1].ready().is_empty());
-}
-
-#[test]
-fn a_silent_peer_is_refused_at_the_timeout() {
-    let (fed, orgs) = federation(2);
-    let mut net = Net::new(orgs, &fed.trust);
-    // Side 1 never hears of the connection, so it never says Hello and
-    // never answers: its side of the queue is dropped.
-    net.loss = 1000;
-    net.connect(0, 1);
-    net.run_until(after(Duration::from_secs(9)));
-    assert!(net.sides[0].refusals().is_empty(), "refused before the timeout");
-    net.run_until(after(Duration::from_secs(11)));
-    let refused = net.sides[0].refusals();
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(refused[0].1.contains("within 10 s"), "{refused:?}");
-    // Three Hellos at most, then no more until a new connection.
-    let hellos = net.sides[0]
-        .outputs
+fn reasons(net: &SimNet<OrgNode>, node: usize, peer: usize) -> Vec<String> {
+    net.node(node)
+        .refused
         .iter()
-        .filter(|o| matches!(o, Output::SendHello(1)))
-        .count();
-    assert_eq!(hellos, 3);
+        .filter(|(p, _)| *p == peer)
+        .map(|(_, r)| r.to_string())
+        .collect()
+}
+
+fn ready(net: &SimNet<OrgNode>, a: usize, b: usize) -> bool {
+    net.node(a).admission().is_ready(&b) && net.node(b).admission().is_ready(&a)
+}
+
+#[test]
+fn members_admit_each_other_then_their_directories_converge() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 1));
+    assert_eq!(net.node(1).admission().admitted(&0), Some(orgs[0].id()));
+    for i in 0..2 {
+        assert_eq!(net.node(i).directory().directory().len(), 2, "node {i}");
+        assert!(net.node(i).refused.is_empty());
+    }
+    assert_eq!(net.violations(), &[]);
+}
+
+#[test]
+fn a_peer_from_another_federation_hears_why_then_is_cut() {
+    let (fed, mut orgs) = federation(1);
+    orgs.push(TestFederation::new("elsewhere").org(9, OrgLevel::District, "RU-VLG", &[]));
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.run_for(Duration::from_millis(100));
+    let why = reasons(&net, 0, 1);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(
+        why[0].contains("not a configured federation root"),
+        "{why:?}"
+    );
+    assert!(
+        net.node(1)
+            .refused_by
+            .iter()
+            .any(|(p, r)| *p == 0 && r.contains("not admitted")),
+        "the outsider heard why"
+    );
+    assert!(net.node(0).admission().admitted(&1).is_none());
+    net.run_for(Duration::from_secs(1));
+    // Cut: the connection is gone on both sides, and nothing of the
+    // outsider entered the member's directory.
+    assert_eq!(net.node(0).admission().waiting().count(), 0);
+    assert_eq!(net.node(1).admission().waiting().count(), 0);
+    assert_eq!(net.node(0).directory().directory().len(), 1);
+}
+
+#[test]
+fn a_silent_peer_is_refused_at_the_timeout_after_three_hellos() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.partition(|i| i);
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(9));
+    assert!(net.node(0).refused.is_empty(), "refused before the timeout");
+    net.run_for(Duration::from_secs(2));
+    let why = reasons(&net, 0, 1);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("within 10 s"), "{why:?}");
+    // Three Hellos, each lost and failed after the network's timeout.
+    assert_eq!(net.stats(0).requests, 3);
 }
 
 #[test]
 fn a_chain_presented_on_someone_elses_connection_is_refused() {
     let (fed, orgs) = federation(3);
-    let mut net = Net::new(orgs, &fed.trust);
-    // Side 1's connection key is org 2's, but it presents its own chain.
-    let impostor_key = net.sides[2].org.id();
-    net.connect_as(1, 0, impostor_key);
-    net.run_until(after(Duration::from_secs(1)));
-    let refused = net.sides[0].refusals();
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(refused[0].1.contains("but the connection is from"), "{refused:?}");
-    assert!(net.sides[0].admission.admitted(&1).is_none());
-}
-
-#[test]
-fn a_connection_key_that_is_not_an_organization_key_is_refused() {
-    let (fed, orgs) = federation(2);
-    let mut net = Net::new(orgs, &fed.trust);
-    net.sides[0].admission.handle_connected(
-        NOW,
-        1,
-        Err(KeyError::NotEd25519("a secp256k1 peer".into())),
+    let mut net = network(&fed, &orgs[..1], Link::default());
+    // Connects with organization 2's key but presents organization 1's chain.
+    let impostor = DirectoryNode::new(
+        SyncConfig::new(Scope::Federation, seed("impostor", 0)),
+        Directory::new(),
+        fed.trust.clone(),
     );
-    let hello = net.sides[1].hello(NOW);
-    let side = &mut net.sides[0];
-    let refused = side.admission.handle_hello(NOW, 1, hello, &mut side.trust);
-    assert!(matches!(refused, Err(Refusal::Key(_))), "{refused:?}");
+    net.add(OrgNode::new(orgs[2].id(), orgs[1].chain.clone(), impostor));
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(1));
+    let why = reasons(&net, 0, 1);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("but the connection is from"), "{why:?}");
+    assert!(net.node(0).admission().admitted(&1).is_none());
 }
 
 #[test]
-fn a_revocation_in_a_hello_refuses_an_admitted_peer_of_that_certificate() {
+fn a_revocation_brought_by_one_peer_refuses_another_and_keeps_it_out() {
     let (mut fed, orgs) = federation(3);
     let serial = orgs[2].chain.org.decode_unverified().unwrap().serial;
     let notice = fed
         .region("RU-VLG")
         .revoke(1, NOW, [serial].into_iter().collect());
-    let mut net = Net::new(orgs, &fed.trust);
+    let mut net = network(&fed, &orgs, Link::default());
     net.connect(0, 2);
-    net.run_until(after(Duration::from_secs(1)));
-    assert_eq!(net.sides[0].ready(), vec![2]);
-    // Side 1 brings the revocation of side 2's certificate.
-    net.sides[1].revocations = vec![notice.clone()];
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 2));
+    assert_eq!(net.node(0).directory().directory().len(), 2);
+    // Node 1 knows of the revocation; its Hello carries it to node 0.
+    net.node_mut(1)
+        .directory_mut()
+        .trust_mut()
+        .apply_revocations(&notice, NOW)
+        .unwrap();
     net.connect(1, 0);
-    net.run_until(after(Duration::from_secs(2)));
-    let adopted = net.sides[0]
-        .outputs
-        .iter()
-        .any(|o| matches!(o, Output::RevocationAdopted(n) if *n == notice));
-    assert!(adopted, "the notice is handed out to be persisted");
-    let refused = net.sides[0].refusals();
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert_eq!(refused[0].0, 2);
-    assert!(refused[0].1.contains("revoked"), "{refused:?}");
-    assert!(net.sides[0].admission.is_ready(&1));
-    assert_eq!(net.sides[0].cut(), vec![2]);
-    // The revoked organization cannot come back.
+    net.run_for(Duration::from_secs(1));
+    let why = reasons(&net, 0, 2);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("revoked"), "{why:?}");
+    assert!(ready(&net, 0, 1));
+    assert!(!net.node(0).admission().is_ready(&2));
+    assert!(
+        net.node(0)
+            .directory()
+            .directory()
+            .get(&orgs[2].id())
+            .is_none(),
+        "the revoked organization's record is dropped"
+    );
+    // Redialling does not bring it back.
     net.connect(2, 0);
-    net.run_until(after(Duration::from_secs(3)));
-    assert_eq!(net.sides[0].refusals().len(), 2);
-    assert!(net.sides[0].admission.admitted(&2).is_none());
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(reasons(&net, 0, 2).len(), 2);
+    assert!(net.node(0).admission().admitted(&2).is_none());
+}
+
+#[test]
+fn members_admit_each_other_under_twenty_percent_loss_and_after_a_partition_heals() {
+    let (fed, mut orgs) = federation(8);
+    orgs.push(TestFederation::new("elsewhere").org(1, OrgLevel::District, "RU-VLG", &[]));
+    let outsider = orgs.len() - 1;
+    let lossy = Link {
+        loss: 0.2,
+        ..Link::default()
+    };
+    let mut net = network(&fed, &orgs, lossy);
+    // Two halves that cannot reach each other at first.
+    net.partition(|i| i % 2);
+    let n = orgs.len();
+    let redial = |net: &mut SimNet<OrgNode>| {
+        for a in 0..n {
+            for b in a + 1..n {
+                if !ready(net, a, b) {
+                    net.connect(a, b);
+                }
+            }
+        }
+    };
+    redial(&mut net);
+    net.run_for(Duration::from_secs(30));
+    assert!(!ready(&net, 0, 1), "admitted across the partition");
+    net.heal();
+    // A node redials peers it is not connected to, as the node's bootstrap
+    // and outbox dialling do.
+    for _ in 0..6 {
+        redial(&mut net);
+        net.run_for(Duration::from_secs(30));
+    }
+    for a in 0..n {
+        for b in 0..n {
+            if a == b {
+                continue;
+            }
+            let admitted = net.node(a).admission().is_ready(&b);
+            assert_eq!(admitted, a != outsider && b != outsider, "{a} -> {b}");
+        }
+    }
+    net.run_for(Duration::from_secs(120));
+    for a in 0..outsider {
+        let directory = net.node(a).directory().directory();
+        assert_eq!(directory.len(), outsider, "node {a}");
+        assert!(directory.get(&orgs[outsider].id()).is_none());
+    }
+    assert!(net.total().lost > 0, "the links lost messages");
+    assert_eq!(net.violations(), &[]);
+}
+
+#[test]
+fn a_connection_key_that_is_not_an_organization_key_is_refused() {
+    let (mut fed, orgs) = federation(1);
+    let mut admission = Admission::new(Config::default());
+    admission.handle_connected(NOW, 1, Err(KeyError::NotEd25519("a secp256k1 peer".into())));
+    let hello = Hello {
+        chain: orgs[0].chain.clone(),
+        record: None,
+        revocations: vec![],
+        time: NOW,
+    };
+    let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust);
+    assert!(matches!(verdict, Err(Refusal::Key(_))), "{verdict:?}");
 }
 
 #[test]
 fn a_certificate_that_expires_while_connected_is_refused_at_its_end() {
-    let (fed, orgs) = federation(2);
-    let until = orgs[1].chain.org.decode_unverified().unwrap().validity.until;
-    let mut net = Net::new(orgs, &fed.trust);
-    net.connect(0, 1);
-    net.run_until(after(Duration::from_secs(1)));
-    assert_eq!(net.sides[0].admission.poll_timeout(), Some(until));
-    net.run_until(until.saturating_add(Duration::from_secs(1)));
-    let refused = net.sides[0].refusals();
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(refused[0].1.contains("expired"), "{refused:?}");
+    let (mut fed, orgs) = federation(1);
+    let until = orgs[0]
+        .chain
+        .org
+        .decode_unverified()
+        .unwrap()
+        .validity
+        .until;
+    let mut admission = Admission::new(Config::default());
+    admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
+    let hello = Hello {
+        chain: orgs[0].chain.clone(),
+        record: None,
+        revocations: vec![],
+        time: NOW,
+    };
+    admission
+        .handle_hello(NOW, 1, hello, &mut fed.trust)
+        .unwrap();
+    while admission.poll_output().is_some() {}
+    assert_eq!(admission.poll_timeout(), Some(until));
+    admission.handle_timeout(until, &fed.trust);
+    match admission.poll_output() {
+        Some(Output::Refused {
+            peer: 1, reason, ..
+        }) => {
+            assert!(reason.to_string().contains("expired"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Then cut after the grace.
+    let cut_at = admission.poll_timeout().unwrap();
+    admission.handle_timeout(cut_at, &fed.trust);
+    assert!(matches!(admission.poll_output(), Some(Output::Cut(1))));
 }
 
 #[test]
-fn hellos_lost_at_twenty_percent_still_admit_every_pair() {
-    let (fed, orgs) = federation(6);
-    let mut net = Net::new(orgs, &fed.trust);
-    net.loss = 200;
-    for a in 0..6 {
-        for b in a + 1..6 {
-            net.connect(a, b);
-        }
-    }
-    net.run_until(after(Duration::from_secs(30)));
-    // A pair that lost every attempt was cut; a real node redials. Every
-    // pair either became ready both ways or was cut by a silent timeout,
-    // and reconnecting the cut pairs admits them.
-    let mut cut: Vec<(usize, usize)> = Vec::new();
-    for a in 0..6 {
-        for b in a + 1..6 {
-            let ready = net.sides[a].admission.is_ready(&b) && net.sides[b].admission.is_ready(&a);
-            if !ready {
-                cut.push((a, b));
-            }
-        }
-    }
-    assert!(cut.len() < 15, "20% loss admitted no pair at all");
-    net.loss = 0;
-    for (a, b) in &cut {
-        net.sides[*a].admission.handle_disconnected(*b);
-        net.sides[*b].admission.handle_disconnected(*a);
-        net.connect(*a, *b);
-    }
-    net.run_until(after(Duration::from_secs(40)));
-    for a in 0..6 {
-        for b in 0..6 {
-            if a != b {
-                assert!(net.sides[a].admission.is_ready(&b), "{a} -> {b} not ready");
-            }
-        }
-    }
-}
-
-#[test]
-fn a_peer_refused_for_a_dropped_record_is_cut() {
+fn a_peer_refused_for_a_reason_outside_the_hello_is_cut() {
     let (fed, orgs) = federation(2);
-    let mut net = Net::new(orgs, &fed.trust);
+    let mut net = network(&fed, &orgs, Link::default());
     net.connect(0, 1);
-    net.run_until(after(Duration::from_secs(1)));
-    let org = net.sides[1].org.id();
-    net.sides[0]
-        .admission
-        .refuse_org(net.now, org, "record dropped: revoked");
-    net.pump();
-    net.run_until(after(Duration::from_secs(2)));
-    assert_eq!(net.sides[0].refusals().len(), 1);
-    assert_eq!(net.sides[0].cut(), vec![1]);
-    assert!(!net.sides[0].admission.is_ready(&1));
-    // Unrelated identities are not admitted by the refusal of another.
-    let stranger = IdentityKey::from_seed([9; 32]).org_id();
-    net.sides[0].admission.refuse_org(net.now, stranger, "nothing");
-    assert!(net.sides[0].admission.poll_output().is_none());
+    net.run_for(Duration::from_secs(1));
+    let now = net.now();
+    let (org, stranger) = (orgs[1].id(), IdentityKey::from_seed([9; 32]).org_id());
+    let machine = net.node_mut(0).admission_mut();
+    machine.refuse_org(now, stranger, "nothing");
+    assert!(
+        machine.poll_output().is_none(),
+        "only that organization's peers"
+    );
+    machine.refuse_org(now, org, "record dropped");
+    assert!(matches!(
+        machine.poll_output(),
+        Some(Output::Refused { peer: 1, .. })
+    ));
+    net.run_for(Duration::from_secs(1));
+    assert!(!net.node(0).admission().is_ready(&1));
+    assert_eq!(
+        net.node(1).admission().admitted(&0),
+        None,
+        "the cut reached both sides"
+    );
 }
