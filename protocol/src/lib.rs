@@ -1,6 +1,7 @@
 //! Konsilium's protocol core: pure and deterministic. Time and randomness are
 //! arguments; nothing here touches a socket, a file or a clock.
 
+pub mod admission;
 pub mod calendar;
 pub mod cert;
 pub mod conclusion;

@@ -8,6 +8,7 @@ use crate::directory::{
     Directory, DirectorySync, Merge, Output, RecordError, Rejection, RequestToken, SignedRecord,
     SyncConfig, SyncError, SyncEvent,
 };
+use crate::identity::OrgId;
 use crate::rpc::{Request, Response};
 use crate::time::Timestamp;
 use std::collections::VecDeque;
@@ -54,6 +55,17 @@ impl DirectoryNode {
 
     pub fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    /// For admission, which adopts revocations that come in a Hello.
+    pub fn trust_mut(&mut self) -> &mut Trust {
+        &mut self.trust
+    }
+
+    /// Revocations were adopted: records they revoke are dropped.
+    pub fn trust_changed(&mut self, now: Timestamp) {
+        self.sync.handle_trust_changed(now, &self.trust);
+        self.drain();
     }
 
     /// Records reaching the node from outside the network (an organization
@@ -109,7 +121,7 @@ impl DirectoryNode {
 }
 
 impl SimNode for DirectoryNode {
-    fn handle_peer_up(&mut self, now: Timestamp, peer: NodeId) {
+    fn handle_peer_up(&mut self, now: Timestamp, peer: NodeId, _key: Option<OrgId>) {
         self.sync.handle_peer_admitted(now, peer);
         self.drain();
     }

@@ -20,9 +20,11 @@ use crate::urgency::{Deadlines, Urgency};
 use std::collections::BTreeMap;
 
 pub mod directory_node;
+pub mod org_node;
 pub mod simnet;
 
 pub use directory_node::DirectoryNode;
+pub use org_node::OrgNode;
 pub use simnet::{Link, NodeId, NodeStats, SimConfig, SimNet, SimNode, Transmit, Violation};
 
 pub const DAY_MS: u64 = 86_400_000;

@@ -11,7 +11,8 @@
 //! requester as a failure after `SimConfig::failure_after`, as a
 //! request-response transport's timeout would.
 
-use crate::rpc::{Request, Response};
+use crate::identity::OrgId;
+use crate::rpc::{Hello, HelloAnswer, Request, Response};
 use crate::time::Timestamp;
 use crate::wire::{self, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
 use std::cmp::Reverse;
@@ -33,8 +34,17 @@ pub struct Transmit {
 /// What a machine (or a composition of machines) must offer to run here.
 /// The shape is the node's: requests answered synchronously, answers and
 /// failures correlated by token, woken at `poll_timeout`.
+///
+/// Admission is the node's second protocol: a node that runs it sends
+/// Hellos (`poll_hello`) when a connection comes up and cuts peers it
+/// refuses (`poll_cut`); one that does not treats a connection as admitted.
 pub trait SimNode {
-    fn handle_peer_up(&mut self, _now: Timestamp, _peer: NodeId) {}
+    /// The organization this node's connections authenticate as, if any.
+    fn connection_key(&self) -> Option<OrgId> {
+        None
+    }
+    /// A connection to `peer` is up; `key` is the peer's connection key.
+    fn handle_peer_up(&mut self, _now: Timestamp, _peer: NodeId, _key: Option<OrgId>) {}
     fn handle_peer_down(&mut self, _now: Timestamp, _peer: NodeId) {}
     fn handle_request(&mut self, now: Timestamp, from: NodeId, request: Request) -> Response;
     fn handle_response(&mut self, now: Timestamp, token: u64, response: Response);
@@ -42,6 +52,18 @@ pub trait SimNode {
     fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit>;
     fn poll_timeout(&self) -> Option<Timestamp>;
     fn handle_timeout(&mut self, now: Timestamp);
+    fn poll_hello(&mut self, _now: Timestamp) -> Option<(NodeId, Hello)> {
+        None
+    }
+    fn handle_hello(&mut self, _now: Timestamp, _from: NodeId, _hello: Hello) -> HelloAnswer {
+        HelloAnswer::Refused("this node does not run admission".into())
+    }
+    fn handle_hello_answer(&mut self, _now: Timestamp, _from: NodeId, _answer: HelloAnswer) {}
+    fn handle_hello_failed(&mut self, _now: Timestamp, _to: NodeId) {}
+    /// A peer this node refused: the network closes their connection.
+    fn poll_cut(&mut self) -> Option<NodeId> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +148,21 @@ enum Event {
     Failure {
         to: NodeId,
         token: u64,
+    },
+    Hello {
+        from: NodeId,
+        to: NodeId,
+        frame: Vec<u8>,
+    },
+    HelloAnswer {
+        from: NodeId,
+        to: NodeId,
+        frame: Vec<u8>,
+    },
+    /// `to`'s Hello to `peer` got no answer.
+    HelloFailed {
+        to: NodeId,
+        peer: NodeId,
     },
 }
 
@@ -223,11 +260,16 @@ impl<N: SimNode> SimNet<N> {
         self.nodes.len() - 1
     }
 
-    /// Tells `a` and `b` about each other, as an admission would.
+    /// Opens a connection between `a` and `b`: each learns the other's
+    /// connection key (nodes without admission take it as admitted).
     pub fn connect(&mut self, a: NodeId, b: NodeId) {
         let now = self.now;
-        self.nodes[a].handle_peer_up(now, b);
-        self.nodes[b].handle_peer_up(now, a);
+        let (key_a, key_b) = (
+            self.nodes[a].connection_key(),
+            self.nodes[b].connection_key(),
+        );
+        self.nodes[a].handle_peer_up(now, b, key_b);
+        self.nodes[b].handle_peer_up(now, a, key_a);
     }
 
     pub fn connect_all(&mut self) {
@@ -336,14 +378,61 @@ impl<N: SimNode> SimNet<N> {
         }
     }
 
-    /// Sends everything the nodes have queued.
+    /// Sends everything the nodes have queued, and closes the connections
+    /// they cut.
     fn flush(&mut self) {
         let now = self.now;
         for from in 0..self.nodes.len() {
+            while let Some((to, hello)) = self.nodes[from].poll_hello(now) {
+                self.send_hello(from, to, &hello);
+            }
             while let Some(t) = self.nodes[from].poll_transmit(now) {
                 self.send_request(from, t);
             }
+            while let Some(peer) = self.nodes[from].poll_cut() {
+                self.disconnect(from, peer);
+            }
         }
+    }
+
+    /// Encodes a Hello or its answer as the hello protocol's codec would;
+    /// `None` (and a violation) when it is over the limit.
+    fn hello_frame<M: WireMessage>(
+        &mut self,
+        from: NodeId,
+        what: &'static str,
+        m: &M,
+    ) -> Option<Vec<u8>> {
+        match wire::encode(m) {
+            Ok(frame) if frame.len() <= crate::rpc::MAX_HELLO_LEN => {
+                self.count(from, frame.len(), 0);
+                Some(frame)
+            }
+            _ => {
+                self.violations.push(Violation {
+                    from,
+                    what,
+                    len: wire::encoded_len(m),
+                    max: crate::rpc::MAX_HELLO_LEN,
+                });
+                None
+            }
+        }
+    }
+
+    fn send_hello(&mut self, from: NodeId, to: NodeId, hello: &Hello) {
+        self.stats[from].requests += 1;
+        let event = match self.hello_frame(from, "Hello", hello) {
+            Some(frame) => self
+                .arrival(from, to)
+                .map(|at| (at, Event::Hello { from, to, frame })),
+            None => None,
+        };
+        let (at, event) = event.unwrap_or_else(|| {
+            let at = self.now.saturating_add(self.config.failure_after);
+            (at, Event::HelloFailed { to: from, peer: to })
+        });
+        self.schedule(at, event);
     }
 
     fn send_request(&mut self, from: NodeId, t: Transmit) {
@@ -452,6 +541,32 @@ impl<N: SimNode> SimNet<N> {
                 self.nodes[to].handle_response(now, token, response);
             }
             Event::Failure { to, token } => self.nodes[to].handle_failure(now, token),
+            Event::Hello { from, to, frame } => {
+                let hello: Hello = wire::decode(&frame).expect("encoded by the simnet");
+                let answer = self.nodes[to].handle_hello(now, from, hello);
+                self.stats[to].responses += 1;
+                let event = match self.hello_frame(to, "HelloAnswer", &answer) {
+                    Some(frame) => self.arrival(to, from).map(|at| {
+                        let answer = Event::HelloAnswer {
+                            from: to,
+                            to: from,
+                            frame,
+                        };
+                        (at, answer)
+                    }),
+                    None => None,
+                };
+                let (at, event) = event.unwrap_or_else(|| {
+                    let at = now.saturating_add(self.config.failure_after);
+                    (at, Event::HelloFailed { to: from, peer: to })
+                });
+                self.schedule(at, event);
+            }
+            Event::HelloAnswer { from, to, frame } => {
+                let answer: HelloAnswer = wire::decode(&frame).expect("encoded by the simnet");
+                self.nodes[to].handle_hello_answer(now, from, answer);
+            }
+            Event::HelloFailed { to, peer } => self.nodes[to].handle_hello_failed(now, peer),
         }
     }
 

@@ -1,0 +1,417 @@
+//! Peer admission: who may use the federation's protocols on a connection.
+//!
+//! Any key can open a connection; only an organization whose certificate
+//! chain verifies may then ask anything of the node. Both sides send a Hello
+//! (certificate chain, directory record, revocations); each admits the other
+//! on its own, and requests flow only once both have (`Output::Ready`). A
+//! peer that presents no valid chain within the timeout, or a bad one, is
+//! refused: it hears why, then its connections are cut after a short grace.
+//! An admitted peer whose certificate expires or is revoked later is refused
+//! the same way.
+//!
+//! A sans-I/O machine like quinn-proto's `Connection`: the driver reports
+//! connections and Hellos (`handle_*`), carries out [`Admission::poll_output`]
+//! and wakes it at [`Admission::poll_timeout`]. It never reads a clock; the
+//! peer type is the driver's (a libp2p `PeerId` in the node, an index in the
+//! simulated network).
+
+#[cfg(test)]
+mod tests;
+
+use crate::cert::{CertError, Trust, VerifiedOrg};
+use crate::directory::SignedRecord;
+use crate::identity::{KeyError, OrgId};
+use crate::rpc::Hello;
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// How long a connected peer has to present a valid chain.
+    pub hello_timeout: Duration,
+    /// How long a refused peer stays connected, so it hears why.
+    pub refusal_grace: Duration,
+    /// Hellos sent on one connection before waiting for the next: a peer
+    /// that lets them all fail is cut by its own timeout anyway.
+    pub hello_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            hello_timeout: Duration::from_secs(10),
+            refusal_grace: Duration::from_millis(500),
+            hello_attempts: 3,
+        }
+    }
+}
+
+/// Why a peer is not admitted; the text is what the peer and the operator read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Chain(#[from] CertError),
+    #[error("the connection's key is not an organization key: {0}")]
+    Key(#[from] KeyError),
+    #[error("certificate is for {certified}, but the connection is from {connected}")]
+    WrongPeer { certified: OrgId, connected: OrgId },
+    #[error("no valid federation certificate presented within {} s", .0.as_secs())]
+    Silent(Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Output<P> {
+    /// Send this node's Hello to the peer.
+    SendHello(P),
+    /// A newer revocation list came in a Hello and is now in force: persist
+    /// it and let the directory re-check its records.
+    RevocationAdopted(crate::cert::RevocationNotice),
+    /// The peer's chain verified: open the node's protocols to it. Its
+    /// record, if it sent one, goes to the directory.
+    Admitted {
+        peer: P,
+        org: Box<VerifiedOrg>,
+        record: Option<Box<SignedRecord>>,
+        /// The peer's clock minus ours, in milliseconds.
+        clock_skew_ms: i64,
+    },
+    /// Both sides admitted each other: requests may go to the peer.
+    Ready { peer: P, org: OrgId },
+    /// The peer is refused: close the node's protocols to it, tell it why
+    /// (an inbound Hello gets the refusal as its answer), and stop sending.
+    /// `org` is who its certificate named, when it could be read.
+    Refused {
+        peer: P,
+        reason: Refusal,
+        org: Option<(OrgId, String)>,
+    },
+    /// The grace after a refusal is over: block the peer and disconnect it.
+    Cut(P),
+    /// The peer refused this node.
+    RefusedBy { peer: P, reason: String },
+}
+
+#[derive(Debug)]
+enum State {
+    /// Connected; its Hello has not verified yet.
+    Waiting {
+        due: Timestamp,
+    },
+    Admitted {
+        org: Box<VerifiedOrg>,
+    },
+    Refused {
+        cut_at: Timestamp,
+    },
+}
+
+#[derive(Debug)]
+struct Peer {
+    /// The organization the connection's key belongs to.
+    key: Result<OrgId, KeyError>,
+    state: State,
+    /// The peer answered our Hello with its own: its protocols are open to us.
+    welcomed: bool,
+    /// Our Hello is out (or was answered).
+    hello_out: bool,
+    hello_attempts: u32,
+}
+
+#[derive(Debug)]
+pub struct Admission<P> {
+    config: Config,
+    peers: BTreeMap<P, Peer>,
+    out: VecDeque<Output<P>>,
+}
+
+impl<P: Copy + Ord + Debug> Admission<P> {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            peers: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// A peer's first connection is up. `key` is the organization its
+    /// connection key belongs to, as the transport authenticated it.
+    pub fn handle_connected(&mut self, now: Timestamp, peer: P, key: Result<OrgId, KeyError>) {
+        let due = now.saturating_add(self.config.hello_timeout);
+        let p = self.peers.entry(peer).or_insert_with(|| Peer {
+            key,
+            state: State::Waiting { due },
+            welcomed: false,
+            hello_out: false,
+            hello_attempts: 0,
+        });
+        if !p.hello_out && !matches!(p.state, State::Refused { .. }) {
+            p.hello_out = true;
+            p.hello_attempts = 1;
+            self.out.push_back(Output::SendHello(peer));
+        }
+    }
+
+    /// The peer's last connection closed: everything about it is forgotten.
+    pub fn handle_disconnected(&mut self, peer: P) {
+        self.peers.remove(&peer);
+    }
+
+    /// The peer's Hello. Returns whether it is admitted; a refusal's text is
+    /// the answer the peer gets.
+    pub fn handle_hello(
+        &mut self,
+        now: Timestamp,
+        peer: P,
+        hello: Hello,
+        trust: &mut Trust,
+    ) -> Result<OrgId, Refusal> {
+        let Some(p) = self.peers.get(&peer) else {
+            return Err(Refusal::Other("not connected".into()));
+        };
+        match &p.state {
+            State::Admitted { org } => return Ok(org.cert.org),
+            State::Refused { .. } => return Err(Refusal::Other("already refused".into())),
+            State::Waiting { .. } => {}
+        }
+        let key = p.key.clone();
+        let Hello {
+            chain,
+            record,
+            revocations,
+            time,
+        } = hello;
+        // Revocations first: a Hello must not admit a peer with a
+        // certificate its own notices revoke.
+        let mut adopted = false;
+        for notice in revocations {
+            if trust.apply_revocations(&notice, now).is_ok() {
+                adopted = true;
+                self.out.push_back(Output::RevocationAdopted(notice));
+            }
+        }
+        if adopted {
+            self.handle_trust_changed(now, trust);
+        }
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => {
+                let reason = Refusal::Key(e);
+                self.refuse(now, peer, reason.clone(), None);
+                return Err(reason);
+            }
+        };
+        let verified = match trust.verify_chain(&chain, now) {
+            Ok(v) => v,
+            Err(e) => {
+                // Who the certificate names, for the operator.
+                let named = chain.org.decode_unverified().ok().map(|c| (c.org, c.name));
+                let reason = Refusal::Chain(e);
+                self.refuse(now, peer, reason.clone(), named);
+                return Err(reason);
+            }
+        };
+        if verified.cert.org != key {
+            let reason = Refusal::WrongPeer {
+                certified: verified.cert.org,
+                connected: key,
+            };
+            self.refuse(now, peer, reason.clone(), None);
+            return Err(reason);
+        }
+        let skew = time.unix_millis() as i128 - now.unix_millis() as i128;
+        let p = self.peers.get_mut(&peer).expect("checked above");
+        p.state = State::Admitted {
+            org: Box::new(verified.clone()),
+        };
+        let welcomed = p.welcomed;
+        self.out.push_back(Output::Admitted {
+            peer,
+            org: Box::new(verified),
+            record: record.map(Box::new),
+            clock_skew_ms: skew.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        });
+        if welcomed {
+            self.out.push_back(Output::Ready { peer, org: key });
+        }
+        Ok(key)
+    }
+
+    /// The peer answered our Hello with its own.
+    pub fn handle_welcome(&mut self, now: Timestamp, peer: P, hello: Hello, trust: &mut Trust) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.welcomed {
+            return;
+        }
+        p.welcomed = true;
+        match &p.state {
+            State::Admitted { org } => {
+                let org = org.cert.org;
+                self.out.push_back(Output::Ready { peer, org });
+            }
+            State::Waiting { .. } => {
+                // Its Hello to us may still be on its way; this one is the same.
+                let _ = self.handle_hello(now, peer, hello, trust);
+            }
+            State::Refused { .. } => {}
+        }
+    }
+
+    /// The peer refused our Hello.
+    pub fn handle_refused_by(&mut self, peer: P, reason: String) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.hello_out = true;
+            self.out.push_back(Output::RefusedBy { peer, reason });
+        }
+    }
+
+    /// Our Hello got no answer (lost, timed out, the stream failed).
+    pub fn handle_hello_failed(&mut self, peer: P) {
+        let attempts = self.config.hello_attempts;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.welcomed || matches!(p.state, State::Refused { .. }) {
+            return;
+        }
+        if p.hello_attempts < attempts {
+            p.hello_attempts += 1;
+            self.out.push_back(Output::SendHello(peer));
+        } else {
+            // The next connection tries again.
+            p.hello_out = false;
+        }
+    }
+
+    /// Refuses a peer for a reason found outside the Hello (its directory
+    /// record was dropped, say).
+    pub fn refuse_org(&mut self, now: Timestamp, org: OrgId, reason: &str) {
+        let peers: Vec<P> = self.peers_of(org).collect();
+        for peer in peers {
+            self.refuse(now, peer, Refusal::Other(reason.to_string()), None);
+        }
+    }
+
+    /// Revocations or time moved: admitted peers whose certificate no
+    /// longer holds are refused.
+    pub fn handle_trust_changed(&mut self, now: Timestamp, trust: &Trust) {
+        let lapsed: Vec<(P, CertError, OrgId, String)> = self
+            .peers
+            .iter()
+            .filter_map(|(peer, p)| match &p.state {
+                State::Admitted { org } => trust
+                    .still_valid(org, now)
+                    .err()
+                    .map(|e| (*peer, e, org.cert.org, org.cert.name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (peer, error, org, name) in lapsed {
+            self.refuse(now, peer, Refusal::Chain(error), Some((org, name)));
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp, trust: &Trust) {
+        let mut silent = Vec::new();
+        let mut cut = Vec::new();
+        for (peer, p) in &self.peers {
+            match p.state {
+                State::Waiting { due } if due <= now => silent.push(*peer),
+                State::Refused { cut_at } if cut_at <= now => cut.push(*peer),
+                _ => {}
+            }
+        }
+        for peer in silent {
+            let reason = Refusal::Silent(self.config.hello_timeout);
+            self.refuse(now, peer, reason, None);
+        }
+        for peer in cut {
+            self.peers.remove(&peer);
+            self.out.push_back(Output::Cut(peer));
+        }
+        self.handle_trust_changed(now, trust);
+    }
+
+    /// The earliest of: a Hello due, a cut due, an admitted certificate's end.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.peers
+            .values()
+            .map(|p| match &p.state {
+                State::Waiting { due } => *due,
+                State::Refused { cut_at } => *cut_at,
+                State::Admitted { org } => {
+                    let until = org.cert.validity.until;
+                    match &org.authority {
+                        Some(a) => until.min(a.validity.until),
+                        None => until,
+                    }
+                }
+            })
+            .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output<P>> {
+        self.out.pop_front()
+    }
+
+    /// The organization a peer proved to be, once admitted by this node.
+    pub fn admitted(&self, peer: &P) -> Option<OrgId> {
+        match &self.peers.get(peer)?.state {
+            State::Admitted { org } => Some(org.cert.org),
+            _ => None,
+        }
+    }
+
+    /// Both sides admitted each other: requests may go to the peer.
+    pub fn is_ready(&self, peer: &P) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.welcomed && matches!(p.state, State::Admitted { .. }))
+    }
+
+    /// Admitted peers and their organizations.
+    pub fn admitted_peers(&self) -> impl Iterator<Item = (P, OrgId)> + '_ {
+        self.peers.iter().filter_map(|(peer, p)| match &p.state {
+            State::Admitted { org } => Some((*peer, org.cert.org)),
+            _ => None,
+        })
+    }
+
+    /// Connected peers still to present a valid chain, with when they are due.
+    pub fn waiting(&self) -> impl Iterator<Item = (P, Timestamp)> + '_ {
+        self.peers.iter().filter_map(|(peer, p)| match p.state {
+            State::Waiting { due } => Some((*peer, due)),
+            _ => None,
+        })
+    }
+
+    fn peers_of(&self, org: OrgId) -> impl Iterator<Item = P> + '_ {
+        self.peers
+            .iter()
+            .filter_map(move |(peer, p)| match &p.state {
+                State::Admitted { org: o } if o.cert.org == org => Some(*peer),
+                _ => None,
+            })
+    }
+
+    fn refuse(&mut self, now: Timestamp, peer: P, reason: Refusal, org: Option<(OrgId, String)>) {
+        let grace = self.config.refusal_grace;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if matches!(p.state, State::Refused { .. }) {
+            return;
+        }
+        p.state = State::Refused {
+            cut_at: now.saturating_add(grace),
+        };
+        self.out.push_back(Output::Refused { peer, reason, org });
+    }
+}

@@ -1,0 +1,313 @@
+//! Admission on the simulated network, in front of the directory machine
+//! as the node runs it (`testkit::OrgNode`): members admit each other under
+//! loss and across a healed partition, outsiders, impostors and silent
+//! peers are refused and cut, and revocations and expiry end admissions.
+
+use super::*;
+use crate::cert::OrgLevel;
+use crate::directory::{Directory, Scope, SyncConfig};
+use crate::identity::IdentityKey;
+use crate::specialty::Specialty;
+use crate::testkit::{
+    DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, TestFederation, TestOrg, seed,
+};
+
+fn federation(n: u64) -> (TestFederation, Vec<TestOrg>) {
+    let mut fed = TestFederation::new("admission");
+    let orgs = (0..n)
+        .map(|i| {
+            fed.org(
+                i + 1,
+                OrgLevel::District,
+                "RU-VLG",
+                &[Specialty::Cardiology],
+            )
+        })
+        .collect();
+    (fed, orgs)
+}
+
+/// A node per organization, each knowing only its own record. Requests
+/// and Hellos that get no answer fail after 2 s.
+fn network(fed: &TestFederation, orgs: &[TestOrg], link: Link) -> SimNet<OrgNode> {
+    let sim = SimConfig {
+        link,
+        seed: 11,
+        failure_after: Duration::from_secs(2),
+    };
+    let mut net = SimNet::new(sim, NOW);
+    for (i, org) in orgs.iter().enumerate() {
+        let config = SyncConfig {
+            interval: Duration::from_secs(10),
+            ..SyncConfig::new(Scope::Federation, seed("admission", i as u64))
+        };
+        let mut directory = DirectoryNode::new(config, Directory::new(), fed.trust.clone());
+        directory.publish(NOW, vec![org.signed_record(1)]);
+        net.add(OrgNode::new(org.id(), org.chain.clone(), directory));
+    }
+    net
+}
+
+fn reasons(net: &SimNet<OrgNode>, node: usize, peer: usize) -> Vec<String> {
+    net.node(node)
+        .refused
+        .iter()
+        .filter(|(p, _)| *p == peer)
+        .map(|(_, r)| r.to_string())
+        .collect()
+}
+
+fn ready(net: &SimNet<OrgNode>, a: usize, b: usize) -> bool {
+    net.node(a).admission().is_ready(&b) && net.node(b).admission().is_ready(&a)
+}
+
+#[test]
+fn members_admit_each_other_then_their_directories_converge() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 1));
+    assert_eq!(net.node(1).admission().admitted(&0), Some(orgs[0].id()));
+    for i in 0..2 {
+        assert_eq!(net.node(i).directory().directory().len(), 2, "node {i}");
+        assert!(net.node(i).refused.is_empty());
+    }
+    assert_eq!(net.violations(), &[]);
+}
+
+#[test]
+fn a_peer_from_another_federation_hears_why_then_is_cut() {
+    let (fed, mut orgs) = federation(1);
+    orgs.push(TestFederation::new("elsewhere").org(9, OrgLevel::District, "RU-VLG", &[]));
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.run_for(Duration::from_millis(100));
+    let why = reasons(&net, 0, 1);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(
+        why[0].contains("not a configured federation root"),
+        "{why:?}"
+    );
+    assert!(
+        net.node(1)
+            .refused_by
+            .iter()
+            .any(|(p, r)| *p == 0 && r.contains("not admitted")),
+        "the outsider heard why"
+    );
+    assert!(net.node(0).admission().admitted(&1).is_none());
+    net.run_for(Duration::from_secs(1));
+    // Cut: the connection is gone on both sides, and nothing of the
+    // outsider entered the member's directory.
+    assert_eq!(net.node(0).admission().waiting().count(), 0);
+    assert_eq!(net.node(1).admission().waiting().count(), 0);
+    assert_eq!(net.node(0).directory().directory().len(), 1);
+}
+
+#[test]
+fn a_silent_peer_is_refused_at_the_timeout_after_three_hellos() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.partition(|i| i);
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(9));
+    assert!(net.node(0).refused.is_empty(), "refused before the timeout");
+    net.run_for(Duration::from_secs(2));
+    let why = reasons(&net, 0, 1);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("within 10 s"), "{why:?}");
+    // Three Hellos, each lost and failed after the network's timeout.
+    assert_eq!(net.stats(0).requests, 3);
+}
+
+#[test]
+fn a_chain_presented_on_someone_elses_connection_is_refused() {
+    let (fed, orgs) = federation(3);
+    let mut net = network(&fed, &orgs[..1], Link::default());
+    // Connects with organization 2's key but presents organization 1's chain.
+    let impostor = DirectoryNode::new(
+        SyncConfig::new(Scope::Federation, seed("impostor", 0)),
+        Directory::new(),
+        fed.trust.clone(),
+    );
+    net.add(OrgNode::new(orgs[2].id(), orgs[1].chain.clone(), impostor));
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(1));
+    let why = reasons(&net, 0, 1);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("but the connection is from"), "{why:?}");
+    assert!(net.node(0).admission().admitted(&1).is_none());
+}
+
+#[test]
+fn a_revocation_brought_by_one_peer_refuses_another_and_keeps_it_out() {
+    let (mut fed, orgs) = federation(3);
+    let serial = orgs[2].chain.org.decode_unverified().unwrap().serial;
+    let notice = fed
+        .region("RU-VLG")
+        .revoke(1, NOW, [serial].into_iter().collect());
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 2);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 2));
+    assert_eq!(net.node(0).directory().directory().len(), 2);
+    // Node 1 knows of the revocation; its Hello carries it to node 0.
+    net.node_mut(1)
+        .directory_mut()
+        .trust_mut()
+        .apply_revocations(&notice, NOW)
+        .unwrap();
+    net.connect(1, 0);
+    net.run_for(Duration::from_secs(1));
+    let why = reasons(&net, 0, 2);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("revoked"), "{why:?}");
+    assert!(ready(&net, 0, 1));
+    assert!(!net.node(0).admission().is_ready(&2));
+    assert!(
+        net.node(0)
+            .directory()
+            .directory()
+            .get(&orgs[2].id())
+            .is_none(),
+        "the revoked organization's record is dropped"
+    );
+    // Redialling does not bring it back.
+    net.connect(2, 0);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(reasons(&net, 0, 2).len(), 2);
+    assert!(net.node(0).admission().admitted(&2).is_none());
+}
+
+#[test]
+fn members_admit_each_other_under_twenty_percent_loss_and_after_a_partition_heals() {
+    let (fed, mut orgs) = federation(8);
+    orgs.push(TestFederation::new("elsewhere").org(1, OrgLevel::District, "RU-VLG", &[]));
+    let outsider = orgs.len() - 1;
+    let lossy = Link {
+        loss: 0.2,
+        ..Link::default()
+    };
+    let mut net = network(&fed, &orgs, lossy);
+    // Two halves that cannot reach each other at first.
+    net.partition(|i| i % 2);
+    let n = orgs.len();
+    let redial = |net: &mut SimNet<OrgNode>| {
+        for a in 0..n {
+            for b in a + 1..n {
+                if !ready(net, a, b) {
+                    net.connect(a, b);
+                }
+            }
+        }
+    };
+    redial(&mut net);
+    net.run_for(Duration::from_secs(30));
+    assert!(!ready(&net, 0, 1), "admitted across the partition");
+    net.heal();
+    // A node redials peers it is not connected to, as the node's bootstrap
+    // and outbox dialling do.
+    for _ in 0..6 {
+        redial(&mut net);
+        net.run_for(Duration::from_secs(30));
+    }
+    for a in 0..n {
+        for b in 0..n {
+            if a == b {
+                continue;
+            }
+            let admitted = net.node(a).admission().is_ready(&b);
+            assert_eq!(admitted, a != outsider && b != outsider, "{a} -> {b}");
+        }
+    }
+    net.run_for(Duration::from_secs(120));
+    for a in 0..outsider {
+        let directory = net.node(a).directory().directory();
+        assert_eq!(directory.len(), outsider, "node {a}");
+        assert!(directory.get(&orgs[outsider].id()).is_none());
+    }
+    assert!(net.total().lost > 0, "the links lost messages");
+    assert_eq!(net.violations(), &[]);
+}
+
+#[test]
+fn a_connection_key_that_is_not_an_organization_key_is_refused() {
+    let (mut fed, orgs) = federation(1);
+    let mut admission = Admission::new(Config::default());
+    admission.handle_connected(NOW, 1, Err(KeyError::NotEd25519("a secp256k1 peer".into())));
+    let hello = Hello {
+        chain: orgs[0].chain.clone(),
+        record: None,
+        revocations: vec![],
+        time: NOW,
+    };
+    let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust);
+    assert!(matches!(verdict, Err(Refusal::Key(_))), "{verdict:?}");
+}
+
+#[test]
+fn a_certificate_that_expires_while_connected_is_refused_at_its_end() {
+    let (mut fed, orgs) = federation(1);
+    let until = orgs[0]
+        .chain
+        .org
+        .decode_unverified()
+        .unwrap()
+        .validity
+        .until;
+    let mut admission = Admission::new(Config::default());
+    admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
+    let hello = Hello {
+        chain: orgs[0].chain.clone(),
+        record: None,
+        revocations: vec![],
+        time: NOW,
+    };
+    admission
+        .handle_hello(NOW, 1, hello, &mut fed.trust)
+        .unwrap();
+    while admission.poll_output().is_some() {}
+    assert_eq!(admission.poll_timeout(), Some(until));
+    admission.handle_timeout(until, &fed.trust);
+    match admission.poll_output() {
+        Some(Output::Refused {
+            peer: 1, reason, ..
+        }) => {
+            assert!(reason.to_string().contains("expired"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Then cut after the grace.
+    let cut_at = admission.poll_timeout().unwrap();
+    admission.handle_timeout(cut_at, &fed.trust);
+    assert!(matches!(admission.poll_output(), Some(Output::Cut(1))));
+}
+
+#[test]
+fn a_peer_refused_for_a_reason_outside_the_hello_is_cut() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(1));
+    let now = net.now();
+    let (org, stranger) = (orgs[1].id(), IdentityKey::from_seed([9; 32]).org_id());
+    let machine = net.node_mut(0).admission_mut();
+    machine.refuse_org(now, stranger, "nothing");
+    assert!(
+        machine.poll_output().is_none(),
+        "only that organization's peers"
+    );
+    machine.refuse_org(now, org, "record dropped");
+    assert!(matches!(
+        machine.poll_output(),
+        Some(Output::Refused { peer: 1, .. })
+    ));
+    net.run_for(Duration::from_secs(1));
+    assert!(!net.node(0).admission().is_ready(&1));
+    assert_eq!(
+        net.node(1).admission().admitted(&0),
+        None,
+        "the cut reached both sides"
+    );
+}

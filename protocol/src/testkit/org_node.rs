@@ -1,0 +1,195 @@
+//! An organization's node as the simulated network runs it: the admission
+//! machine in front of the directory machine, wired as the node wires them.
+//! A connection starts with Hellos both ways; the directory exchanges only
+//! once both sides have admitted each other; refused peers are cut.
+
+use super::directory_node::DirectoryNode;
+use super::simnet::{NodeId, SimNode, Transmit};
+use crate::admission::{self, Admission, Refusal};
+use crate::cert::CertChain;
+use crate::identity::{KeyError, OrgId};
+use crate::rpc::{self, Hello, HelloAnswer, Request, Response};
+use crate::time::Timestamp;
+use std::collections::VecDeque;
+
+pub struct OrgNode {
+    key: OrgId,
+    chain: CertChain,
+    admission: Admission<NodeId>,
+    directory: DirectoryNode,
+    hellos: VecDeque<NodeId>,
+    cuts: VecDeque<NodeId>,
+    /// Peers this node refused, and why.
+    pub refused: Vec<(NodeId, Refusal)>,
+    /// Peers that refused this node, and what they said.
+    pub refused_by: Vec<(NodeId, String)>,
+}
+
+impl OrgNode {
+    /// `key` is the organization the node's connections authenticate as;
+    /// `chain` is what its Hello presents (normally the same organization's).
+    pub fn new(key: OrgId, chain: CertChain, directory: DirectoryNode) -> Self {
+        Self {
+            key,
+            chain,
+            admission: Admission::new(admission::Config::default()),
+            directory,
+            hellos: VecDeque::new(),
+            cuts: VecDeque::new(),
+            refused: Vec::new(),
+            refused_by: Vec::new(),
+        }
+    }
+
+    pub fn admission(&self) -> &Admission<NodeId> {
+        &self.admission
+    }
+
+    /// For input from outside the network (an operator refusing a peer).
+    pub fn admission_mut(&mut self) -> &mut Admission<NodeId> {
+        &mut self.admission
+    }
+
+    pub fn directory(&self) -> &DirectoryNode {
+        &self.directory
+    }
+
+    pub fn directory_mut(&mut self) -> &mut DirectoryNode {
+        &mut self.directory
+    }
+
+    fn hello(&self, now: Timestamp) -> Hello {
+        Hello {
+            chain: self.chain.clone(),
+            record: self
+                .directory
+                .directory()
+                .get(&self.key)
+                .map(|e| e.signed().clone()),
+            revocations: self
+                .directory
+                .trust()
+                .revocation_notices()
+                .cloned()
+                .collect(),
+            time: now,
+        }
+        .fit()
+        .0
+    }
+
+    fn drain(&mut self, now: Timestamp) {
+        while let Some(out) = self.admission.poll_output() {
+            match out {
+                admission::Output::SendHello(peer) => self.hellos.push_back(peer),
+                admission::Output::RevocationAdopted(_) => self.directory.trust_changed(now),
+                admission::Output::Admitted { peer, record, .. } => {
+                    if let Some(record) = record {
+                        self.directory.gossip(now, peer, *record);
+                    }
+                }
+                admission::Output::Ready { peer, .. } => {
+                    self.directory.handle_peer_up(now, peer, None)
+                }
+                admission::Output::Refused { peer, reason, .. } => {
+                    self.directory.handle_peer_down(now, peer);
+                    self.refused.push((peer, reason));
+                }
+                admission::Output::Cut(peer) => self.cuts.push_back(peer),
+                admission::Output::RefusedBy { peer, reason } => {
+                    self.refused_by.push((peer, reason))
+                }
+            }
+        }
+    }
+}
+
+impl SimNode for OrgNode {
+    fn connection_key(&self) -> Option<OrgId> {
+        Some(self.key)
+    }
+
+    fn handle_peer_up(&mut self, now: Timestamp, peer: NodeId, key: Option<OrgId>) {
+        let key = key.ok_or_else(|| KeyError::NotEd25519(format!("simulated node {peer}")));
+        self.admission.handle_connected(now, peer, key);
+        self.drain(now);
+    }
+
+    fn handle_peer_down(&mut self, now: Timestamp, peer: NodeId) {
+        self.admission.handle_disconnected(peer);
+        self.directory.handle_peer_down(now, peer);
+    }
+
+    fn handle_request(&mut self, now: Timestamp, from: NodeId, request: Request) -> Response {
+        // The node's gate: nothing but a Hello from a peer not admitted.
+        if self.admission.admitted(&from).is_none() {
+            return Response::Refused(rpc::Refusal::NotAdmitted);
+        }
+        self.directory.handle_request(now, from, request)
+    }
+
+    fn handle_response(&mut self, now: Timestamp, token: u64, response: Response) {
+        self.directory.handle_response(now, token, response)
+    }
+
+    fn handle_failure(&mut self, now: Timestamp, token: u64) {
+        self.directory.handle_failure(now, token)
+    }
+
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit> {
+        self.directory.poll_transmit(now)
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        [self.admission.poll_timeout(), self.directory.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        if self.admission.poll_timeout().is_some_and(|t| t <= now) {
+            self.admission.handle_timeout(now, self.directory.trust());
+            self.drain(now);
+        }
+        if self.directory.poll_timeout().is_some_and(|t| t <= now) {
+            self.directory.handle_timeout(now);
+        }
+    }
+
+    fn poll_hello(&mut self, now: Timestamp) -> Option<(NodeId, Hello)> {
+        let to = self.hellos.pop_front()?;
+        Some((to, self.hello(now)))
+    }
+
+    fn handle_hello(&mut self, now: Timestamp, from: NodeId, hello: Hello) -> HelloAnswer {
+        let verdict = self
+            .admission
+            .handle_hello(now, from, hello, self.directory.trust_mut());
+        self.drain(now);
+        match verdict {
+            Ok(_) => HelloAnswer::Welcome(Box::new(self.hello(now))),
+            Err(reason) => HelloAnswer::Refused(format!("not admitted: {reason}")),
+        }
+    }
+
+    fn handle_hello_answer(&mut self, now: Timestamp, from: NodeId, answer: HelloAnswer) {
+        match answer {
+            HelloAnswer::Welcome(hello) => {
+                self.admission
+                    .handle_welcome(now, from, *hello, self.directory.trust_mut())
+            }
+            HelloAnswer::Refused(reason) => self.admission.handle_refused_by(from, reason),
+        }
+        self.drain(now);
+    }
+
+    fn handle_hello_failed(&mut self, now: Timestamp, to: NodeId) {
+        self.admission.handle_hello_failed(to);
+        self.drain(now);
+    }
+
+    fn poll_cut(&mut self) -> Option<NodeId> {
+        self.cuts.pop_front()
+    }
+}
