@@ -53,16 +53,9 @@ impl Node {
                     self.note_refused(org, name, &reason);
                     let _ = self.store.remove_record(&org);
                     changed = true;
-                    let peers: Vec<PeerId> = self
-                        .certified
-                        .iter()
-                        .filter(|(_, o)| **o == org)
-                        .map(|(p, _)| *p)
-                        .collect();
-                    for p in peers {
-                        self.certified.remove(&p);
-                        self.reject(p, reason.to_string());
-                    }
+                    let now = self.now();
+                    self.admission.refuse_org(now, org, &reason.to_string());
+                    self.drive_admission();
                 }
                 SyncOutput::Event(SyncEvent::Finished { peer, failed, .. }) => {
                     tracing::debug!(%peer, failed, "directory exchange finished");
@@ -140,7 +133,7 @@ impl Node {
         id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let acceptance = if !self.certified.contains_key(&source) {
+        let acceptance = if self.admission.admitted(&source).is_none() {
             gossipsub::MessageAcceptance::Reject
         } else if message.topic == self.directory_topic.hash() {
             match wire::decode::<SignedRecord>(&message.data) {

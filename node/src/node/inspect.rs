@@ -118,7 +118,11 @@ impl Node {
     }
 
     fn connected_orgs(&self) -> usize {
-        self.certified.values().collect::<BTreeSet<_>>().len()
+        self.admission
+            .admitted_peers()
+            .map(|(_, org)| org)
+            .collect::<BTreeSet<_>>()
+            .len()
     }
 
     fn deadline_counts(&self) -> (usize, usize) {
@@ -204,24 +208,24 @@ impl Node {
 
     fn peer_reports(&self) -> Vec<PeerReport> {
         let mut peers: Vec<PeerReport> = self
-            .certified
-            .iter()
+            .admission
+            .admitted_peers()
             .map(|(peer, org)| {
-                let entry = self.directory().get(org);
+                let entry = self.directory().get(&org);
                 PeerReport {
                     org: org.to_string(),
-                    name: self.org_name(org),
+                    name: self.org_name(&org),
                     level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
                     region: entry.map(|e| e.region().to_string()).unwrap_or_default(),
-                    ..self.peer_report(peer, "admitted", None)
+                    ..self.peer_report(&peer, "admitted", None)
                 }
             })
             .collect();
         peers.sort_by(|a, b| (&a.level, &a.name).cmp(&(&b.level, &b.name)));
         peers.extend(
-            self.awaiting_hello
-                .keys()
-                .map(|peer| self.peer_report(peer, "pending", None)),
+            self.admission
+                .waiting()
+                .map(|(peer, _)| self.peer_report(&peer, "pending", None)),
         );
         let now = self.now();
         peers.extend(self.recent_refusals.iter().rev().map(|r| PeerReport {
@@ -650,17 +654,17 @@ impl Node {
                             libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
                             _ => None,
                         })
-                        .is_some_and(|p| self.certified.contains_key(&p)),
+                        .is_some_and(|p| self.admission.admitted(&p).is_some()),
                 })
                 .collect(),
             clock_skew: self
-                .certified
-                .iter()
+                .admission
+                .admitted_peers()
                 .filter_map(|(peer, org)| {
-                    let skew = self.peer_info.get(peer)?.clock_skew_ms?;
+                    let skew = self.peer_info.get(&peer)?.clock_skew_ms?;
                     Some(SkewReport {
                         org: org.to_string(),
-                        name: self.org_name(org),
+                        name: self.org_name(&org),
                         skew_ms: skew,
                     })
                 })
@@ -722,9 +726,9 @@ impl Node {
             region: self.me.cert.region.clone(),
             listen: self.listen_addrs.clone(),
             peers: self
-                .certified
-                .values()
-                .copied()
+                .admission
+                .admitted_peers()
+                .map(|(_, org)| org)
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),

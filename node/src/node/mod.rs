@@ -59,6 +59,9 @@ use konsilium_protocol::identity::{
 use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
 use konsilium_protocol::outbox::{Config as OutboxConfig, Outbox, OutboxError, Token};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
+use konsilium_protocol::admission::{
+    Admission, Config as AdmissionConfig, Output as AdmissionOutput, Refusal as AdmissionRefusal,
+};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
 use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
@@ -79,7 +82,7 @@ use libp2p::{
 use rpc::Pending;
 use setup::is_unspecified;
 pub use setup::{NodeSetup, start};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -99,6 +102,9 @@ const RECENT_REFUSALS: usize = 64;
 
 /// How long a refused peer stays connected to hear why.
 const REFUSAL_GRACE: Duration = Duration::from_millis(500);
+
+/// Hellos sent on one connection before waiting for the next.
+const HELLO_ATTEMPTS: u32 = 3;
 
 /// How often unconnected bootstrap peers are dialled again.
 const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
@@ -128,23 +134,16 @@ struct Node {
     clock: std::sync::Arc<dyn Clock>,
     /// Every consultation's deadline and escalation timers.
     timers: konsilium_protocol::timers::ConsultationTimers,
-    /// Refused peers and when their connections are cut.
-    refused: HashMap<PeerId, Timestamp>,
     listen_addrs: Vec<Multiaddr>,
     relay_via: Vec<OrgId>,
-    /// Peers whose certificate chain we verified; our RPC gate is open to them.
-    certified: HashMap<PeerId, OrgId>,
-    /// Peers that answered our Hello with theirs: their gate is open to us.
-    /// Requests go only to peers in both sets.
-    welcomed: HashSet<PeerId>,
-    /// Connected peers that have not yet presented a verified Hello, and
-    /// when they will be cut if they do not.
-    awaiting_hello: HashMap<PeerId, tokio::time::Instant>,
+    /// Who is admitted, who must still say Hello, who is refused and when
+    /// their connections are cut. Our RPC gate is open to admitted peers;
+    /// requests go only to peers that admitted us too.
+    admission: Admission<PeerId>,
     /// The most recent refusals, for `konsilium peers`.
     recent_refusals: std::collections::VecDeque<inspect::RefusedPeer>,
     /// Revocation notices too large for our Hello, sent once a peer is ready.
     hello_left_out: Vec<RevocationNotice>,
-    hello_sent: HashSet<PeerId>,
     pending: HashMap<request_response::OutboundRequestId, (PeerId, Pending)>,
     /// Delivery: next hops, retries, custody, receipts. Its entries are the
     /// outbox's index; storage is read only for a package's bytes.
@@ -239,6 +238,7 @@ impl Node {
     /// the node's clock may run ahead of the system's.
     fn machines_wake(&self) -> Option<tokio::time::Instant> {
         let at = [
+            self.admission.poll_timeout(),
             self.sync.poll_timeout(),
             self.outbox.poll_timeout(),
             self.timers.poll_timeout(),
@@ -252,6 +252,10 @@ impl Node {
     /// Wakes every machine whose time has come.
     fn on_machines_due(&mut self) {
         let now = self.now();
+        if self.admission.poll_timeout().is_some_and(|t| t <= now) {
+            self.admission.handle_timeout(now, &self.trust);
+            self.drive_admission();
+        }
         if self.sync.poll_timeout().is_some_and(|t| t <= now) {
             self.sync.handle_timeout(now);
             self.drive_sync();
@@ -263,7 +267,6 @@ impl Node {
     }
 
     fn on_tick(&mut self) {
-        self.cut_refused();
         self.remove_expired_blobs();
         // A clock moved forward (tests, an operator's correction) makes
         // machines due before their sleep ends.
@@ -296,31 +299,14 @@ impl Node {
                 if !info.addresses.contains(&remote) {
                     info.addresses.push(remote);
                 }
-                if !self.certified.contains_key(&peer_id) {
-                    // No mesh slot and no gossip accepted until admitted.
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .set_application_score(&peer_id, UNADMITTED_SCORE);
-                    self.awaiting_hello
-                        .entry(peer_id)
-                        .or_insert_with(|| tokio::time::Instant::now() + HELLO_TIMEOUT);
-                }
-                if self.hello_sent.insert(peer_id) {
-                    self.send_hello(peer_id);
-                }
+                self.on_connected(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
-                self.not_ready(peer_id);
-                self.awaiting_hello.remove(&peer_id);
-                self.hello_sent.remove(&peer_id);
-                self.peer_info.remove(&peer_id);
-                self.sync.handle_peer_gone(self.now(), peer_id);
-                self.drive_sync();
+                self.on_disconnected(peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
             SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.on_hello(event),

@@ -5,60 +5,92 @@ use super::*;
 
 impl Node {
     /// Requests can no longer go to `peer` (its connections closed, or it
-    /// was refused); the delivery machine stops choosing it.
-    pub(super) fn not_ready(&mut self, peer: PeerId) {
-        self.certified.remove(&peer);
-        self.welcomed.remove(&peer);
+    /// was refused): the delivery and directory machines stop choosing it.
+    fn not_ready(&mut self, peer: PeerId) {
         if let Ok(org) = OrgId::from_peer_id(&peer) {
             self.outbox.handle_peer_gone(org);
         }
+        self.sync.handle_peer_gone(self.now(), peer);
+        self.drive_sync();
     }
 
-    /// Checks a peer's certificate (and record, and revocations) from its Hello.
-    pub(super) fn admit(&mut self, peer: PeerId, hello: Hello) -> Result<OrgId, String> {
+    /// A peer's first connection is up: it has the Hello timeout to prove
+    /// itself, with no mesh slot and no gossip accepted until then.
+    pub(super) fn on_connected(&mut self, peer: PeerId) {
+        if self.admission.admitted(&peer).is_none() {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, UNADMITTED_SCORE);
+        }
         let now = self.now();
-        for notice in &hello.revocations {
-            self.adopt_revocation(notice, now);
-        }
-        let verified = match self.trust.verify_chain(&hello.chain, now) {
-            Ok(v) => v,
-            Err(e) => {
-                if let Ok(cert) = hello.chain.org.decode_unverified() {
-                    self.note_refused(cert.org, cert.name, &e);
+        self.admission
+            .handle_connected(now, peer, OrgId::from_peer_id(&peer));
+        self.drive_admission();
+    }
+
+    /// A peer's last connection closed.
+    pub(super) fn on_disconnected(&mut self, peer: PeerId) {
+        self.admission.handle_disconnected(peer);
+        self.peer_info.remove(&peer);
+        self.not_ready(peer);
+    }
+
+    /// Carries out what the admission machine decided.
+    pub(super) fn drive_admission(&mut self) {
+        while let Some(output) = self.admission.poll_output() {
+            match output {
+                AdmissionOutput::SendHello(peer) => {
+                    let hello = self.hello();
+                    self.swarm.behaviour_mut().hello.send_request(&peer, hello);
                 }
-                return Err(e.to_string());
+                AdmissionOutput::RevocationAdopted { issuer, notice } => {
+                    self.revocation_adopted(issuer, &notice)
+                }
+                AdmissionOutput::Admitted {
+                    peer,
+                    org,
+                    record,
+                    clock_skew_ms,
+                } => {
+                    if let Some(record) = record {
+                        // A bad record is reported by the directory machine;
+                        // the certificate alone admits the peer. Kademlia
+                        // connects peers of any region, so the directory
+                        // scope applies to their records too.
+                        self.ingest_record(peer, *record);
+                    }
+                    let behaviour = self.swarm.behaviour_mut();
+                    behaviour.rpc.admit(peer);
+                    behaviour.gossipsub.set_application_score(&peer, 0.0);
+                    self.refused_orgs.remove(&org.cert.org);
+                    self.peer_info.entry(peer).or_default().clock_skew_ms = Some(clock_skew_ms);
+                    self.emit(NodeEvent::PeerCertified {
+                        org: org.cert.org,
+                        name: org.cert.name,
+                        level: org.cert.level,
+                    });
+                }
+                AdmissionOutput::Ready { peer, org } => self.on_ready(peer, org),
+                AdmissionOutput::Refused { peer, reason, org } => {
+                    if let (AdmissionRefusal::Chain(error), Some((org, name))) = (&reason, org) {
+                        self.note_refused(org, name, error);
+                    }
+                    self.reject(peer, reason.to_string());
+                }
+                AdmissionOutput::Cut(peer) => {
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                AdmissionOutput::RefusedBy { peer, reason } => {
+                    tracing::warn!(%peer, "the peer refused us: {reason}");
+                    self.emit(NodeEvent::PeerRejected {
+                        peer,
+                        reason: format!("refused us: {reason}"),
+                    });
+                }
             }
-        };
-        let claimed = OrgId::from_peer_id(&peer).map_err(|e| e.to_string())?;
-        if verified.cert.org != claimed {
-            return Err(format!(
-                "certificate is for {}, but the connection is from {claimed}",
-                verified.cert.org
-            ));
         }
-        if let Some(record) = hello.record {
-            // A bad record is reported by the directory machine; the certificate
-            // alone admits the peer. Kademlia connects peers of any region,
-            // so the directory scope applies to their records too.
-            self.ingest_record(peer, record);
-        }
-        self.certified.insert(peer, claimed);
-        self.awaiting_hello.remove(&peer);
-        let behaviour = self.swarm.behaviour_mut();
-        behaviour.rpc.admit(peer);
-        behaviour.gossipsub.set_application_score(&peer, 0.0);
-        self.refused_orgs.remove(&claimed);
-        let skew = hello.time.unix_millis() as i128 - now.unix_millis() as i128;
-        self.peer_info.entry(peer).or_default().clock_skew_ms = Some(skew as i64);
-        self.emit(NodeEvent::PeerCertified {
-            org: claimed,
-            name: verified.cert.name,
-            level: verified.cert.level,
-        });
-        if self.welcomed.contains(&peer) {
-            self.on_ready(peer, claimed);
-        }
-        Ok(claimed)
     }
 
     /// Both sides have admitted each other: whatever waited for this peer
@@ -75,6 +107,7 @@ impl Node {
 
     pub(super) fn on_hello(&mut self, event: request_response::Event<Hello, HelloAnswer>) {
         use request_response::{Event, Message};
+        let now = self.now();
         match event {
             Event::Message {
                 peer,
@@ -84,13 +117,13 @@ impl Node {
                     },
                 ..
             } => {
-                let answer = match self.admit(peer, request) {
+                let verdict = self
+                    .admission
+                    .handle_hello(now, peer, request, &mut self.trust);
+                self.drive_admission();
+                let answer = match verdict {
                     Ok(_) => HelloAnswer::Welcome(Box::new(self.hello())),
-                    Err(reason) => {
-                        let answer = HelloAnswer::Refused(format!("not admitted: {reason}"));
-                        self.reject(peer, reason);
-                        answer
-                    }
+                    Err(reason) => HelloAnswer::Refused(format!("not admitted: {reason}")),
                 };
                 let _ = self
                     .swarm
@@ -102,26 +135,20 @@ impl Node {
                 peer,
                 message: Message::Response { response, .. },
                 ..
-            } => match response {
-                HelloAnswer::Welcome(hello) => {
-                    self.welcomed.insert(peer);
-                    if let Some(&org) = self.certified.get(&peer) {
-                        self.on_ready(peer, org);
-                    } else if let Err(reason) = self.admit(peer, *hello) {
-                        self.reject(peer, reason);
+            } => {
+                match response {
+                    HelloAnswer::Welcome(hello) => {
+                        self.admission
+                            .handle_welcome(now, peer, *hello, &mut self.trust)
                     }
+                    HelloAnswer::Refused(reason) => self.admission.handle_refused_by(peer, reason),
                 }
-                HelloAnswer::Refused(reason) => {
-                    tracing::warn!(%peer, "the peer refused us: {reason}");
-                    self.emit(NodeEvent::PeerRejected {
-                        peer,
-                        reason: format!("refused us: {reason}"),
-                    });
-                }
-            },
+                self.drive_admission();
+            }
             Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, "hello failed: {error}");
-                self.hello_sent.remove(&peer);
+                self.admission.handle_hello_failed(peer);
+                self.drive_admission();
             }
             Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, "inbound hello failed: {error}")
@@ -130,9 +157,9 @@ impl Node {
         }
     }
 
-    /// Refuses a peer. The connection is cut a moment later, not at once,
-    /// so both sides finish the Hello exchange and each learns why.
-    pub(super) fn reject(&mut self, peer: PeerId, reason: String) {
+    /// A refused peer hears why in the Hello exchange; the admission machine
+    /// cuts its connections after a grace.
+    fn reject(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, "peer refused: {reason}");
         if self.recent_refusals.len() >= RECENT_REFUSALS {
             self.recent_refusals.pop_front();
@@ -148,56 +175,33 @@ impl Node {
                 .unwrap_or_default(),
         });
         self.emit(NodeEvent::PeerRejected { peer, reason });
-        self.not_ready(peer);
-        self.awaiting_hello.remove(&peer);
-        self.sync.handle_peer_gone(self.now(), peer);
         self.swarm.behaviour_mut().rpc.close(peer);
-        self.refused
-            .insert(peer, self.now().saturating_add(REFUSAL_GRACE));
-    }
-
-    pub(super) fn cut_refused(&mut self) {
-        let instant = tokio::time::Instant::now();
-        let silent: Vec<PeerId> = self
-            .awaiting_hello
-            .iter()
-            .filter(|(_, due)| **due <= instant)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in silent {
-            self.reject(
-                peer,
-                format!(
-                    "no valid federation certificate presented within {} s",
-                    HELLO_TIMEOUT.as_secs()
-                ),
-            );
-        }
-        let now = self.now();
-        let due: Vec<PeerId> = self
-            .refused
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in due {
-            self.refused.remove(&peer);
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
-        }
+        self.not_ready(peer);
     }
 
     pub(super) fn adopt_revocation(&mut self, notice: &RevocationNotice, now: Timestamp) -> bool {
         match self.trust.apply_revocations(notice, now) {
             Ok(issuer) => {
-                let _ = self.store.put_revocation(issuer.as_bytes(), notice);
-                self.sync.handle_trust_changed(now, &self.trust);
-                self.drive_sync();
-                let _ = self.store.flush();
+                self.revocation_adopted(issuer, notice);
+                self.admission.handle_trust_changed(now, &self.trust);
+                self.drive_admission();
                 true
             }
             Err(_) => false,
         }
+    }
+
+    /// A revocation list now in force: kept, and the directory re-checked.
+    fn revocation_adopted(&mut self, issuer: AuthorityKey, notice: &RevocationNotice) {
+        if let Err(e) = self
+            .store
+            .put_revocation(issuer.as_bytes(), notice)
+            .and_then(|_| self.store.flush())
+        {
+            tracing::error!("cannot keep a revocation list: {e}");
+        }
+        self.sync.handle_trust_changed(self.now(), &self.trust);
+        self.drive_sync();
     }
 
     pub(super) fn dial_bootstrap(&mut self) {
@@ -230,10 +234,5 @@ impl Node {
         .fit();
         self.hello_left_out = left_out;
         hello
-    }
-
-    pub(super) fn send_hello(&mut self, peer: PeerId) {
-        let hello = self.hello();
-        self.swarm.behaviour_mut().hello.send_request(&peer, hello);
     }
 }

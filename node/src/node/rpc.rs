@@ -17,7 +17,7 @@ pub(super) enum Pending {
 impl Node {
     /// Both sides have admitted each other: requests can flow.
     pub(super) fn ready(&self, peer: &PeerId) -> bool {
-        self.certified.contains_key(peer) && self.welcomed.contains(peer)
+        self.admission.is_ready(peer)
     }
 
     pub(super) fn request(&mut self, peer: PeerId, request: Request, what: Pending) {
@@ -112,7 +112,7 @@ impl Node {
     pub(super) fn answer(&mut self, peer: PeerId, request: Request) -> Response {
         // The gate already keeps the RPC closed to unadmitted peers; this
         // covers a peer refused while its stream was being read.
-        let Some(&from) = self.certified.get(&peer) else {
+        let Some(from) = self.admission.admitted(&peer) else {
             return Response::Refused(Refusal::NotAdmitted);
         };
         match request {

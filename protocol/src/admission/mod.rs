@@ -71,7 +71,10 @@ pub enum Output<P> {
     SendHello(P),
     /// A newer revocation list came in a Hello and is now in force: persist
     /// it and let the directory re-check its records.
-    RevocationAdopted(crate::cert::RevocationNotice),
+    RevocationAdopted {
+        issuer: crate::identity::AuthorityKey,
+        notice: crate::cert::RevocationNotice,
+    },
     /// The peer's chain verified: open the node's protocols to it. Its
     /// record, if it sent one, goes to the directory.
     Admitted {
@@ -190,9 +193,10 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         // certificate its own notices revoke.
         let mut adopted = false;
         for notice in revocations {
-            if trust.apply_revocations(&notice, now).is_ok() {
+            if let Ok(issuer) = trust.apply_revocations(&notice, now) {
                 adopted = true;
-                self.out.push_back(Output::RevocationAdopted(notice));
+                self.out
+                    .push_back(Output::RevocationAdopted { issuer, notice });
             }
         }
         if adopted {

@@ -82,7 +82,7 @@ impl OrgNode {
         while let Some(out) = self.admission.poll_output() {
             match out {
                 admission::Output::SendHello(peer) => self.hellos.push_back(peer),
-                admission::Output::RevocationAdopted(_) => self.directory.trust_changed(now),
+                admission::Output::RevocationAdopted { .. } => self.directory.trust_changed(now),
                 admission::Output::Admitted { peer, record, .. } => {
                     if let Some(record) = record {
                         self.directory.gossip(now, peer, *record);
