@@ -8,6 +8,7 @@ pub mod conclusion;
 pub mod content;
 pub mod deadline;
 pub mod delivery;
+pub mod desk;
 pub mod directory;
 pub mod fetch;
 pub mod identity;

@@ -7,13 +7,16 @@
 //! overtake each other on the network wait until the one they follow arrives.
 
 use super::{INTAKE_RETENTION, IntakeKey, Node, NodeError, NodeEvent, Target, random_bytes};
-use crate::storage::store::{self, EarlyStep, IntakeRecord, StoredConsultation};
+use crate::storage::store::{self, Batch, IntakeRecord, StoredConsultation};
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, FileInfo, PackageBody};
 use konsilium_protocol::deadline::Deadline;
+use konsilium_protocol::desk::{
+    Actor, Case, Desk, Event as DeskEvent, Output as DeskOutput, Taken,
+};
 use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::journal::{self, ConsultationRef, Role};
+use konsilium_protocol::journal::{self, Role};
 use konsilium_protocol::seal::{BlobRef, PackageId, RoutingHeader};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::Specialty;
@@ -23,13 +26,12 @@ use konsilium_protocol::workflow::{
     self, Action, Consent, Consultation, ConsultationId, ConsultationRequest, Side, Status,
     WorkflowError,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Sign a journal checkpoint after this many entries (and at shutdown).
 const CHECKPOINT_EVERY: u64 = 100;
 /// Workflow packages live as long as the longest legal deadline allows, with margin.
-/// Steps held for consultations that have not arrived yet, across all peers.
-const MAX_EARLY_STEPS: usize = 4096;
 pub(super) const STEP_LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 
 /// What opening a consultation did.
@@ -90,6 +92,7 @@ pub(super) fn routing(request: &ConsultationRequest, min_level: OrgLevel) -> Rou
 }
 
 impl Node {
+    /// A consultation's stored record and its state as the desk holds it.
     pub(super) fn load_consultation(
         &self,
         id: &ConsultationId,
@@ -98,43 +101,49 @@ impl Node {
             .store
             .consultation(id)?
             .ok_or(NodeError::UnknownConsultation(*id))?;
-        if let Some((steps, c)) = self.replayed.borrow().get(id)
-            && *steps == stored.history.len()
-        {
-            return Ok((stored, c.clone()));
-        }
-        let mut c = Consultation::open(&stored.request)?;
-        for step in &stored.history {
-            c.apply(step)?;
-        }
-        self.replayed
-            .borrow_mut()
-            .insert(*id, (stored.history.len(), c.clone()));
-        Ok((stored, c))
+        let case = self
+            .desk
+            .case(id)
+            .ok_or(NodeError::UnknownConsultation(*id))?;
+        Ok((stored, case.consultation.clone()))
     }
 
-    /// Appends to the journal. An operation whose entry cannot be written
-    /// must fail: the caller returns this error instead of the data or the
-    /// acknowledgement, and the journal's head stays where the disk has it.
+    /// Appends to the journal on its own (a read, a login). An operation
+    /// whose entry cannot be written must fail: the caller returns this
+    /// error instead of the data or the acknowledgement, and the journal's
+    /// head stays where the disk has it.
     pub(super) fn append_journal(
         &mut self,
         user: Option<String>,
         role: Option<Role>,
         action: journal::Action,
     ) -> Result<(), NodeError> {
+        let mut batch = Batch::default();
         let before = self.journal.clone();
-        let entry = self.journal.append(self.now(), user, role, action);
-        let mut result = self.store.put_journal(&entry);
-        if entry.seq % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
-            let checkpoint = self.journal.checkpoint(&self.identity, self.now());
-            result = result.and_then(|_| self.store.put_checkpoint(&checkpoint));
-        }
-        if let Err(e) = result {
+        self.note(&mut batch, user, role, action);
+        if let Err(e) = self.store.commit(batch) {
             tracing::error!("journal: {e}");
             self.journal = before;
             return Err(NodeError::Journal(e.to_string()));
         }
         Ok(())
+    }
+
+    /// Adds a journal entry (and every hundredth a signed checkpoint) to
+    /// the batch of the operation it records.
+    fn note(
+        &mut self,
+        batch: &mut Batch,
+        user: Option<String>,
+        role: Option<Role>,
+        action: journal::Action,
+    ) {
+        let entry = self.journal.append(self.now(), user, role, action);
+        batch.put_journal(&entry);
+        if entry.seq % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
+            let checkpoint = self.journal.checkpoint(&self.identity, self.now());
+            batch.put_checkpoint(&checkpoint);
+        }
     }
 
     pub(super) fn checkpoint_journal(&mut self) {
@@ -148,17 +157,6 @@ impl Node {
         }
     }
 
-    fn journal_ref(request: &ConsultationRequest) -> ConsultationRef {
-        ConsultationRef {
-            id: request.id.0,
-            requester: request.requester,
-            consultant: request.consultant,
-            specialty: request.specialty,
-            urgency: request.urgency,
-        }
-    }
-
-    /// Signs and records a new consultation for `consultant`.
     /// The consultation `key`'s identifier opened, if it did so within the
     /// retention period; a conflict if it came with a different request.
     pub(super) fn find_intake(&self, key: &IntakeKey) -> Result<Option<ConsultationId>, NodeError> {
@@ -196,7 +194,7 @@ impl Node {
     /// Signs and stores a new consultation. With an intake key, this is
     /// where idempotency is decided: the event loop runs one command at a
     /// time, so two concurrent retries cannot both miss the record, and
-    /// the record is stored and flushed together with the consultation.
+    /// the record is written in the same transaction as the consultation.
     pub(super) fn open_consultation(
         &mut self,
         new: &NewConsultation,
@@ -220,44 +218,26 @@ impl Node {
             physician: new.physician.clone(),
             escalated_from: new.escalated_from,
         };
-        let signed = workflow::request(&self.identity, request.clone())?;
-        let stored = StoredConsultation::new(signed.clone(), new.extract.clone(), files);
-        match intake {
-            Some(key) => {
-                let horizon = request.created.saturating_sub(INTAKE_RETENTION);
-                self.store.prune_intake(horizon)?;
-                self.store.put_consultation_with_intake(
-                    &request.id,
-                    &stored,
-                    &store::intake_key(&self.me.cert.org, &key.identifier),
-                    &IntakeRecord {
-                        consultation: request.id,
-                        fingerprint: key.fingerprint,
-                        at: request.created,
-                    },
-                )?;
-            }
-            None => self.store.put_consultation(&request.id, &stored)?,
+        let mut batch = Batch::default();
+        if let Some(key) = intake {
+            let horizon = request.created.saturating_sub(INTAKE_RETENTION);
+            self.store.prune_intake(horizon)?;
+            batch.put_intake(
+                &store::intake_key(&self.me.cert.org, &key.identifier),
+                &IntakeRecord {
+                    consultation: request.id,
+                    fingerprint: key.fingerprint,
+                    at: request.created,
+                },
+            );
         }
-        let physician = Some(new.physician.clone());
-        self.append_journal(
-            physician.clone(),
-            Some(Role::Physician),
-            journal::Action::Create(Self::journal_ref(&request)),
-        )?;
         if let Consent::EmergencyOverride { reason } = &request.consent {
             tracing::warn!(consultation = %request.id, %reason, "consent override (security log)");
-            self.append_journal(
-                physician,
-                Some(Role::Physician),
-                journal::Action::ConsentOverride {
-                    consultation: request.id.0,
-                    reason: reason.clone(),
-                },
-            )?;
         }
-        self.store.flush()?;
-        self.watch(&request.id);
+        let now = self.now();
+        let signed = self.desk.open(now, request, self.sync.directory())?;
+        let fresh = StoredConsultation::new(signed.clone(), new.extract.clone(), files);
+        self.run_desk(batch, Some(fresh), None)?;
         Ok(Opened::New(signed))
     }
 
@@ -270,284 +250,333 @@ impl Node {
         action: Action,
         conclusion: Option<ConclusionText>,
     ) -> Result<Status, NodeError> {
-        let (mut stored, mut c) = self.load_consultation(&id)?;
+        let (_, c) = self.load_consultation(&id)?;
         let counterpart = if c.request.requester == self.me.cert.org {
             c.request.consultant
         } else {
             c.request.requester
         };
-        let min_level = self
-            .directory()
-            .get(&c.request.consultant)
-            .map_or(OrgLevel::District, |e| e.level());
         let mut plan = self.plan(
             Target::Org(counterpart),
-            routing(&c.request, min_level),
+            self.routing_for(&c.request),
             STEP_LIFETIME,
         )?;
         let (action, file) = match (action, conclusion) {
             (Action::Conclude { .. }, Some(text)) => {
-                for (index, attachment) in text.attachments.into_iter().enumerate() {
-                    let mut source: Box<dyn std::io::Read> = match attachment {
-                        super::Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
-                        super::Attachment::File(path) => {
-                            Box::new(std::fs::File::open(&path).map_err(|e| {
-                                NodeError::Attachment(format!("{}: {e}", path.display()))
-                            })?)
-                        }
-                    };
-                    let blob = self.blobs.seal_attachment(
-                        &plan.header,
-                        index as u32,
-                        &self.sealing,
-                        &plan.recipient_key,
-                        random_bytes(),
-                        &mut source,
-                    )?;
-                    plan.header.attachments.push(blob);
-                }
-                let signed = Conclusion {
-                    consultation: id,
-                    consultant_org: self.me.cert.org,
-                    authors: text.authors,
-                    diagnosis: text.diagnosis,
-                    recommendations: text.recommendations,
-                    treatment_plan: text.treatment_plan,
-                    further_studies: text.further_studies,
-                    attachments: plan.header.attachments.clone(),
-                    issued_at: self.now(),
-                }
-                .sign(&self.identity)?;
-                let hash = signed.content_hash();
-                (
-                    Action::Conclude { conclusion: hash },
-                    Some(ConclusionFile {
-                        conclusion: signed,
-                        chain: self.chain.clone(),
-                    }),
-                )
+                let file = self.sign_conclusion(id, text, &mut plan)?;
+                let hash = file.conclusion.content_hash();
+                (Action::Conclude { conclusion: hash }, Some(file))
             }
             (action, _) => (action, None),
         };
-        let from = c.status;
-        let step = c.step(&self.identity, role, user, self.now(), action);
-        let status = c.apply(&step)?;
-        stored.history.push(step.clone());
-        if file.is_some() {
-            stored.conclusion = file.clone();
+        let now = self.now();
+        let status = self.desk.act(
+            now,
+            id,
+            Actor { role, user },
+            action,
+            file,
+            self.sync.directory(),
+        )?;
+        self.run_desk(Batch::default(), None, Some((id, plan)))?;
+        Ok(status)
+    }
+
+    /// Seals the conclusion's attachments to the requester in `plan` and
+    /// signs the conclusion that names them.
+    fn sign_conclusion(
+        &mut self,
+        id: ConsultationId,
+        text: ConclusionText,
+        plan: &mut super::Plan,
+    ) -> Result<ConclusionFile, NodeError> {
+        for (index, attachment) in text.attachments.into_iter().enumerate() {
+            let mut source: Box<dyn std::io::Read> = match attachment {
+                super::Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+                super::Attachment::File(path) => Box::new(
+                    std::fs::File::open(&path)
+                        .map_err(|e| NodeError::Attachment(format!("{}: {e}", path.display())))?,
+                ),
+            };
+            let blob = self.blobs.seal_attachment(
+                &plan.header,
+                index as u32,
+                &self.sealing,
+                &plan.recipient_key,
+                random_bytes(),
+                &mut source,
+            )?;
+            plan.header.attachments.push(blob);
         }
-        self.store.put_consultation(&id, &stored)?;
-        self.watch(&id);
-        self.journal_step(&c, from, user, role, &step)?;
-        let body = wire::encode(&PackageBody::Step {
-            step,
-            conclusion: file.map(Box::new),
+        let signed = Conclusion {
+            consultation: id,
+            consultant_org: self.me.cert.org,
+            authors: text.authors,
+            diagnosis: text.diagnosis,
+            recommendations: text.recommendations,
+            treatment_plan: text.treatment_plan,
+            further_studies: text.further_studies,
+            attachments: plan.header.attachments.clone(),
+            issued_at: self.now(),
+        }
+        .sign(&self.identity)?;
+        Ok(ConclusionFile {
+            conclusion: signed,
+            chain: self.chain.clone(),
         })
-        .map_err(|e| NodeError::Network(e.to_string()))?;
+    }
+
+    /// How steps of a consultation are routed: to the consultant's level.
+    pub(super) fn routing_for(&self, request: &ConsultationRequest) -> RoutingHeader {
+        let min_level = self
+            .directory()
+            .get(&request.consultant)
+            .map_or(OrgLevel::District, |e| e.level());
+        routing(request, min_level)
+    }
+
+    /// Carries out what the desk decided. Case records, held steps and
+    /// journal notes go into `batch` with whatever the caller put there,
+    /// committed in one transaction; only then are steps sealed and sent,
+    /// escalations carried out and events told. `fresh` is the record of a
+    /// consultation this operation creates; `plan` the prepared envelope
+    /// for the step this operation sends (with a conclusion's attachments).
+    pub(super) fn run_desk(
+        &mut self,
+        batch: Batch,
+        fresh: Option<StoredConsultation>,
+        plan: Option<(ConsultationId, super::Plan)>,
+    ) -> Result<(), NodeError> {
+        let later = self.commit_desk(batch, fresh)?;
+        self.carry_out(later, plan);
+        Ok(())
+    }
+
+    /// The first half of [`Node::run_desk`]: the one write. Returns what is
+    /// left to carry out once it is on disk.
+    pub(super) fn commit_desk(
+        &mut self,
+        mut batch: Batch,
+        mut fresh: Option<StoredConsultation>,
+    ) -> Result<Vec<DeskOutput>, NodeError> {
+        let before = self.journal.clone();
+        let mut staged: HashMap<ConsultationId, StoredConsultation> = HashMap::new();
+        let mut later = Vec::new();
+        while let Some(output) = self.desk.poll_output() {
+            match output {
+                DeskOutput::Persist { id, notes } => {
+                    let stored = match staged.remove(&id) {
+                        Some(s) => s,
+                        None => match fresh.take_if(|f| request_id(f) == Some(id)) {
+                            Some(f) => f,
+                            None => self
+                                .store
+                                .consultation(&id)?
+                                .ok_or(NodeError::UnknownConsultation(id))?,
+                        },
+                    };
+                    let stored = self.with_case(stored, &id);
+                    staged.insert(id, stored);
+                    for n in notes {
+                        self.note(&mut batch, n.user, n.role, n.action);
+                    }
+                }
+                DeskOutput::Hold(early) => {
+                    let id = early.step.decode_unverified()?.consultation;
+                    batch.hold_early_step(&id, &early);
+                }
+                DeskOutput::Release(id) => {
+                    for key in self.store.early_step_keys(&id)? {
+                        batch.remove_early_step(key);
+                    }
+                }
+                other => later.push(other),
+            }
+        }
+        for (id, stored) in &staged {
+            batch.put_consultation(id, stored);
+        }
+        if let Err(e) = self.store.commit(batch) {
+            // Memory goes back to what the disk holds, so a retry of the
+            // same operation is not taken for a duplicate.
+            self.journal = before;
+            for id in staged.keys() {
+                self.reload_case(id);
+            }
+            return Err(e.into());
+        }
+        Ok(later)
+    }
+
+    /// The second half of [`Node::run_desk`]: sends, escalations, events.
+    pub(super) fn carry_out(
+        &mut self,
+        later: Vec<DeskOutput>,
+        mut plan: Option<(ConsultationId, super::Plan)>,
+    ) {
+        for output in later {
+            match output {
+                DeskOutput::Send {
+                    id,
+                    to,
+                    step,
+                    conclusion,
+                } => {
+                    let prepared = plan.take_if(|(p, _)| *p == id).map(|(_, p)| p);
+                    if let Err(e) = self.send_step(id, to, prepared, step, conclusion) {
+                        tracing::error!(consultation = %id, "step not sent: {e}");
+                    }
+                }
+                DeskOutput::Escalate { from, to, reason } => {
+                    if let Err(e) = self.escalate(from, to, reason) {
+                        tracing::warn!(consultation = %from, "escalation: {e}; retrying");
+                        let now = self.now();
+                        self.desk.retry_escalation(now, from, reason);
+                    }
+                }
+                DeskOutput::Event(event) => self.on_desk_event(event),
+                DeskOutput::Persist { .. } | DeskOutput::Hold(_) | DeskOutput::Release(_) => {}
+            }
+        }
+    }
+
+    /// The stored record with the desk's view of the case written into it.
+    fn with_case(&self, mut stored: StoredConsultation, id: &ConsultationId) -> StoredConsultation {
+        if let Some(case) = self.desk.case(id) {
+            stored.history = case.consultation.history.clone();
+            stored.early = case.waiting.clone();
+            stored.conclusion = case.conclusion.clone();
+            stored.escalated_to = case.escalated_to;
+        }
+        stored
+    }
+
+    /// The desk's case as storage has it (after a failed write), or none.
+    fn reload_case(&mut self, id: &ConsultationId) {
+        let now = self.now();
+        match self.store.consultation(id) {
+            Ok(Some(stored)) => match case_of(&stored) {
+                Ok(case) => self.desk.restore(now, case, self.sync.directory()),
+                Err(e) => tracing::error!(consultation = %id, "cannot replay: {e}"),
+            },
+            _ => self.desk.forget(id),
+        }
+    }
+
+    /// Seals a step to the other organization and queues it.
+    fn send_step(
+        &mut self,
+        id: ConsultationId,
+        to: OrgId,
+        plan: Option<super::Plan>,
+        step: Signed<workflow::Transition>,
+        conclusion: Option<Box<ConclusionFile>>,
+    ) -> Result<(), NodeError> {
+        let t = step.decode_unverified()?;
+        let plan = match plan {
+            Some(p) => p,
+            None => {
+                let request = self
+                    .desk
+                    .case(&id)
+                    .ok_or(NodeError::UnknownConsultation(id))?
+                    .consultation
+                    .request
+                    .clone();
+                self.plan(Target::Org(to), self.routing_for(&request), STEP_LIFETIME)?
+            }
+        };
+        let body = wire::encode(&PackageBody::Step { step, conclusion })
+            .map_err(|e| NodeError::Network(e.to_string()))?;
         let sent = self.commit(plan, &body)?;
         self.append_journal(
-            Some(user.to_owned()),
-            Some(role),
+            Some(t.user),
+            Some(t.role),
             journal::Action::Send {
                 consultation: id.0,
                 package: sent.id,
             },
-        )?;
-        self.emit(NodeEvent::ConsultationUpdated { id, status });
-        Ok(status)
+        )
     }
 
-    fn journal_step(
-        &mut self,
-        c: &Consultation,
-        from: Status,
-        user: &str,
-        role: Role,
-        step: &Signed<workflow::Transition>,
-    ) -> Result<(), NodeError> {
-        let consultation = c.id().0;
-        self.append_journal(
-            Some(user.to_owned()),
-            Some(role),
-            journal::Action::Transition {
-                consultation,
-                from: from.to_string(),
-                to: c.status.to_string(),
+    fn on_desk_event(&mut self, event: DeskEvent) {
+        match event {
+            DeskEvent::Updated { id, status } => {
+                self.emit(NodeEvent::ConsultationUpdated { id, status })
+            }
+            DeskEvent::Deadline { id, state, due } => {
+                tracing::warn!(consultation = %id, ?state, %due, "deadline");
+                self.emit(NodeEvent::Deadline { id, state, due });
+            }
+            DeskEvent::Escalated { from, to } => match to {
+                Some((to, consultant)) => {
+                    tracing::info!(%from, %to, %consultant, "escalated");
+                    self.emit(NodeEvent::Escalated {
+                        from,
+                        to,
+                        consultant,
+                    });
+                }
+                None => tracing::warn!(%from, "escalation: no one left to ask"),
             },
-        )?;
-        if let Ok(t) = step.decode_unverified()
-            && matches!(t.action, Action::Conclude { .. })
-        {
-            let deadline_met = self.deadline(&c.request).is_none_or(|d| t.at <= d.due);
-            self.append_journal(
-                Some(user.to_owned()),
-                Some(role),
-                journal::Action::Conclusion {
-                    consultation,
-                    deadline_met,
-                },
-            )?;
+            DeskEvent::StepRefused { id, reason } => {
+                tracing::warn!(consultation = %id, "step refused: {reason}")
+            }
         }
-        Ok(())
     }
 
     /// The legal deadline, in the consulting organization's calendar.
     pub(super) fn deadline(&self, request: &ConsultationRequest) -> Option<Deadline> {
-        let consultant = self.directory().get(&request.consultant)?;
-        Some(Deadline::compute(
-            request.urgency,
-            request.created,
-            &consultant.record().calendar,
-            &consultant.deadlines_for(request.specialty),
-        ))
+        Desk::deadline(request, self.directory())
     }
 
-    /// A package for us was accepted: if it carries workflow, apply it.
-    pub(super) fn on_body(&mut self, sender: OrgId, package: PackageId, body: &[u8]) {
-        let Ok(content) = wire::decode::<PackageBody>(body) else {
-            return;
-        };
-        let result = match content {
-            PackageBody::Consultation {
+    /// A package for us was accepted: its workflow goes to the desk, and
+    /// what that changes is written in `batch` with the package itself.
+    /// Returns what is left to carry out once that write is done.
+    pub(super) fn on_body(
+        &mut self,
+        batch: Batch,
+        sender: OrgId,
+        package: PackageId,
+        body: &[u8],
+    ) -> Result<Vec<DeskOutput>, NodeError> {
+        let now = self.now();
+        let mut fresh = None;
+        let taken = match wire::decode::<PackageBody>(body) {
+            Ok(PackageBody::Consultation {
                 request,
                 extract,
                 files,
-            } => self.receive_request(sender, package, request, extract, files),
-            PackageBody::Step { step, conclusion } => {
-                self.receive_step(sender, step, conclusion.map(|c| *c))
-            }
-            PackageBody::Opaque(_) => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(%sender, %package, "workflow message refused: {e}");
-        }
-    }
-
-    fn receive_request(
-        &mut self,
-        sender: OrgId,
-        package: PackageId,
-        request: Signed<ConsultationRequest>,
-        extract: CaseExtract,
-        files: Vec<FileInfo>,
-    ) -> Result<(), NodeError> {
-        let c = Consultation::open(&request)?;
-        if c.request.requester != sender || c.request.consultant != self.me.cert.org {
-            return Err(NodeError::Workflow(WorkflowError::Outsider {
-                actor: sender,
-            }));
-        }
-        if self.store.consultation(&c.id())?.is_some() {
-            return Ok(());
-        }
-        let stored = StoredConsultation {
-            received_in: Some(package),
-            ..StoredConsultation::new(request, extract, files)
-        };
-        self.store.put_consultation(&c.id(), &stored)?;
-        self.watch(&c.id());
-        self.append_journal(
-            None,
-            None,
-            journal::Action::Receive {
-                consultation: c.id().0,
-                package,
-            },
-        )?;
-        self.append_journal(
-            None,
-            None,
-            journal::Action::Create(Self::journal_ref(&c.request)),
-        )?;
-        self.store.flush()?;
-        self.emit(NodeEvent::ConsultationUpdated {
-            id: c.id(),
-            status: c.status,
-        });
-        for early in self.store.take_early_steps(&c.id())? {
-            if let Err(e) = self.receive_step(early.sender, early.step, early.conclusion) {
-                tracing::warn!(consultation = %c.id(), "held step refused: {e}");
-            }
-        }
-        self.store.flush()?;
-        Ok(())
-    }
-
-    fn receive_step(
-        &mut self,
-        sender: OrgId,
-        step: Signed<workflow::Transition>,
-        conclusion: Option<ConclusionFile>,
-    ) -> Result<(), NodeError> {
-        let t = step.decode_unverified()?;
-        if t.actor != sender {
-            return Err(NodeError::Workflow(WorkflowError::Outsider {
-                actor: sender,
-            }));
-        }
-        if let (Action::Conclude { conclusion: hash }, Some(file)) = (&t.action, &conclusion) {
-            file.verify(&self.trust, self.now())?;
-            if file.conclusion.content_hash() != *hash {
-                return Err(NodeError::Conclusion(
-                    "the conclusion does not match the step that concludes".into(),
-                ));
-            }
-        }
-        let id = t.consultation;
-        let (mut stored, mut c) = match self.load_consultation(&id) {
-            Err(NodeError::UnknownConsultation(_)) => {
-                // The request may still be on its way (its attachments are
-                // fetched before it is handed over): hold the step for it.
-                step.verify(&sender.verifying_key())?;
-                let early = EarlyStep {
+            }) => {
+                fresh = Some(StoredConsultation {
+                    received_in: Some(package),
+                    ..StoredConsultation::new(request.clone(), extract, files)
+                });
+                self.desk.handle_request(
+                    now,
                     sender,
-                    step,
-                    conclusion,
-                };
-                if !self.store.hold_early_step(&id, &early, MAX_EARLY_STEPS)? {
-                    return Err(NodeError::UnknownConsultation(id));
-                }
-                self.store.flush()?;
-                tracing::info!(consultation = %id, "step held until its request arrives");
-                return Ok(());
+                    package,
+                    request,
+                    &self.trust,
+                    self.sync.directory(),
+                )
             }
-            other => other?,
+            Ok(PackageBody::Step { step, conclusion }) => self.desk.handle_step(
+                now,
+                sender,
+                step,
+                conclusion.map(|c| *c),
+                &self.trust,
+                self.sync.directory(),
+            ),
+            Ok(PackageBody::Opaque(_)) | Err(_) => Ok(Taken::Taken),
         };
-        if conclusion.is_some() {
-            stored.conclusion = conclusion;
+        match taken {
+            Ok(Taken::Held) => tracing::info!(%package, "step held until its request arrives"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%sender, %package, "workflow message refused: {e}"),
         }
-        stored.early.push(step);
-        // Apply whatever now follows in order; keep the rest waiting.
-        loop {
-            let before = stored.early.len();
-            let mut waiting = Vec::new();
-            for s in std::mem::take(&mut stored.early) {
-                let from = c.status;
-                match c.apply(&s) {
-                    Ok(_) => {
-                        let t = s.decode_unverified()?;
-                        self.journal_step(&c, from, &t.user, t.role, &s)?;
-                        stored.history.push(s);
-                    }
-                    Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
-                        waiting.push(s)
-                    }
-                    Err(e) => tracing::warn!(consultation = %id, "step refused: {e}"),
-                }
-            }
-            stored.early = waiting;
-            if stored.early.is_empty() || stored.early.len() == before {
-                break;
-            }
-        }
-        self.store.put_consultation(&id, &stored)?;
-        self.store.flush()?;
-        self.watch(&id);
-        self.emit(NodeEvent::ConsultationUpdated {
-            id,
-            status: c.status,
-        });
-        Ok(())
+        self.commit_desk(batch, fresh)
     }
 
     pub(super) fn consultation_view(
@@ -593,4 +622,24 @@ impl Node {
             .filter_map(|c| c.request.decode_unverified().ok().map(|r| r.id))
             .collect())
     }
+}
+
+/// A stored consultation as the desk holds it: its steps replayed, each
+/// signature checked once, at start or after a failed write.
+pub(super) fn case_of(stored: &StoredConsultation) -> Result<Case, WorkflowError> {
+    let mut consultation = Consultation::open(&stored.request)?;
+    for step in &stored.history {
+        consultation.apply(step)?;
+    }
+    Ok(Case {
+        request: stored.request.clone(),
+        consultation,
+        waiting: stored.early.clone(),
+        conclusion: stored.conclusion.clone(),
+        escalated_to: stored.escalated_to,
+    })
+}
+
+fn request_id(stored: &StoredConsultation) -> Option<ConsultationId> {
+    stored.request.decode_unverified().ok().map(|r| r.id)
 }

@@ -34,6 +34,8 @@ pub enum NodeError {
     UnknownConsultation(ConsultationId),
     #[error("conclusion: {0}")]
     Conclusion(String),
+    #[error("workflow step not kept: {0}")]
+    Held(String),
     #[error("attachment: {0}")]
     Attachment(String),
     #[error(transparent)]
@@ -60,6 +62,21 @@ pub enum NodeError {
 impl From<konsilium_protocol::conclusion::ConclusionError> for NodeError {
     fn from(e: konsilium_protocol::conclusion::ConclusionError) -> Self {
         NodeError::Conclusion(e.to_string())
+    }
+}
+
+/// The desk's errors keep the kinds the HTTP API maps to statuses.
+impl From<konsilium_protocol::desk::DeskError> for NodeError {
+    fn from(e: konsilium_protocol::desk::DeskError) -> Self {
+        use konsilium_protocol::desk::DeskError;
+        match e {
+            DeskError::Workflow(w) => NodeError::Workflow(w),
+            DeskError::Signed(s) => s.into(),
+            DeskError::Conclusion(c) => c.into(),
+            DeskError::Unknown(id) => NodeError::UnknownConsultation(id),
+            e @ DeskError::ConclusionMismatch => NodeError::Conclusion(e.to_string()),
+            e @ DeskError::TooManyHeld => NodeError::Held(e.to_string()),
+        }
     }
 }
 

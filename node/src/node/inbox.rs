@@ -3,6 +3,7 @@
 //! handed to the delivery machine), or refused. Attachments come first.
 
 use super::*;
+use crate::storage::store::Batch;
 use konsilium_protocol::outbox::{Inbound, PackageMeta};
 
 impl Node {
@@ -154,22 +155,25 @@ impl Node {
         let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
         let bytes = package.body.len();
         let sender = package.header.sender;
-        let stored = self
-            .store
-            .put_inbox(&InboxEntry {
-                package: package.clone(),
-                receipt: receipt.clone(),
-                received_at: now,
-            })
-            .and_then(|_| self.store.mark_seen(&id, package.header.expires))
-            .and_then(|_| self.store.flush());
-        if let Err(e) = stored {
-            return Response::Refused(Refusal::Transient(format!(
-                "recipient cannot store the package: {e}"
-            )));
-        }
+        // The package, its id for replay protection, and what its workflow
+        // changes (the consultation, the journal) land in one write.
+        let mut batch = Batch::default();
+        batch.put_inbox(&InboxEntry {
+            package: package.clone(),
+            receipt: receipt.clone(),
+            received_at: now,
+        });
+        batch.mark_seen(&id, package.header.expires);
+        let later = match self.on_body(batch, sender, id, &opened) {
+            Ok(later) => later,
+            Err(e) => {
+                return Response::Refused(Refusal::Transient(format!(
+                    "recipient cannot store the package: {e}"
+                )));
+            }
+        };
         self.emit(NodeEvent::PackageReceived { id, sender, bytes });
-        self.on_body(sender, id, &opened);
+        self.carry_out(later, None);
         Response::Receipt(receipt)
     }
 

@@ -127,7 +127,7 @@ impl Node {
 
     fn deadline_counts(&self) -> (usize, usize) {
         let (mut at_risk, mut breached) = (0, 0);
-        for state in self.timers.deadline_states() {
+        for state in self.desk.deadline_states() {
             match state {
                 DeadlineState::AtRisk => at_risk += 1,
                 DeadlineState::Breached => breached += 1,

@@ -42,6 +42,9 @@ pub use events::{NodeEvent, Status};
 use futures::StreamExt;
 pub use handle::NodeHandle;
 pub use inspect::Inspect;
+use konsilium_protocol::admission::{
+    Admission, Config as AdmissionConfig, Output as AdmissionOutput, Refusal as AdmissionRefusal,
+};
 use konsilium_protocol::cert::{
     CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,
 };
@@ -59,9 +62,6 @@ use konsilium_protocol::identity::{
 use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
 use konsilium_protocol::outbox::{Config as OutboxConfig, Outbox, OutboxError, Token};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
-use konsilium_protocol::admission::{
-    Admission, Config as AdmissionConfig, Output as AdmissionOutput, Refusal as AdmissionRefusal,
-};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
 use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
@@ -132,8 +132,10 @@ struct Node {
     bootstrap: Vec<Multiaddr>,
     journal: Journal,
     clock: std::sync::Arc<dyn Clock>,
-    /// Every consultation's deadline and escalation timers.
-    timers: konsilium_protocol::timers::ConsultationTimers,
+    /// Every consultation: steps in order, held steps, deadlines and
+    /// escalations. Storage is read only for a consultation's extract and
+    /// files.
+    desk: konsilium_protocol::desk::Desk,
     listen_addrs: Vec<Multiaddr>,
     relay_via: Vec<OrgId>,
     /// Who is admitted, who must still say Hello, who is refused and when
@@ -168,13 +170,6 @@ struct Node {
     observed: std::collections::VecDeque<Multiaddr>,
     refused_orgs: BTreeMap<OrgId, inspect::RefusedOrg>,
     metrics: crate::telemetry::metrics::Metrics,
-    /// Consultations replayed from their signed steps, with how many steps
-    /// each covers. History only grows, so an equal count is the same
-    /// state: the deadline check every second and each metrics scrape need
-    /// not verify every signature again.
-    replayed: std::cell::RefCell<
-        HashMap<ConsultationId, (usize, konsilium_protocol::workflow::Consultation)>,
-    >,
     directory_topic: gossipsub::IdentTopic,
     revocation_topic: gossipsub::IdentTopic,
 }
@@ -241,7 +236,7 @@ impl Node {
             self.admission.poll_timeout(),
             self.sync.poll_timeout(),
             self.outbox.poll_timeout(),
-            self.timers.poll_timeout(),
+            self.desk.poll_timeout(),
         ]
         .into_iter()
         .flatten()

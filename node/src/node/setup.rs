@@ -2,6 +2,7 @@
 //! start-up that opens the store, resumes the journal and joins the swarm.
 
 use super::*;
+use konsilium_protocol::desk::{Config as DeskConfig, Desk};
 
 /// Everything a node needs to start.
 pub struct NodeSetup {
@@ -141,6 +142,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let peer_id = *swarm.local_peer_id();
     let (events, _) = broadcast::channel(1024);
     let (commands, command_rx) = mpsc::channel(64);
+    let desk = Desk::new(
+        DeskConfig::default(),
+        IdentityKey::from_seed(*setup.identity.to_seed()),
+        me.cert.region.clone(),
+    );
     let mut node = Node {
         swarm,
         store,
@@ -169,7 +175,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         bootstrap: setup.bootstrap,
         journal,
         clock: setup.clock.clone(),
-        timers: Default::default(),
+        desk,
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         candidate_requests: HashMap::new(),
@@ -194,15 +200,21 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         observed: std::collections::VecDeque::new(),
         refused_orgs: BTreeMap::new(),
         metrics: crate::telemetry::metrics::Metrics::new(),
-        replayed: Default::default(),
         directory_topic,
         revocation_topic,
     };
     node.publish_record()?;
-    // The one scan of stored consultations: from here on the timers know
-    // every change as it happens.
-    for id in node.consultation_ids()? {
-        node.watch(&id);
+    // The one scan of stored consultations: from here on the desk holds
+    // them and knows every change as it happens.
+    let now = node.now();
+    for stored in node.store.consultations()? {
+        match consult::case_of(&stored) {
+            Ok(case) => node.desk.restore(now, case, node.sync.directory()),
+            Err(e) => tracing::error!("a stored consultation does not replay: {e}"),
+        }
+    }
+    for early in node.store.early_steps()? {
+        node.desk.restore_held(early);
     }
     let clock = setup.clock.clone();
     let task = tokio::spawn(async move { node.run(command_rx).await });

@@ -176,12 +176,10 @@ pub fn intake_key(org: &OrgId, identifier: &str) -> Vec<u8> {
 
 /// A workflow step that arrived before its consultation, with the
 /// organization that sent it and the conclusion it may carry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EarlyStep {
-    pub sender: OrgId,
-    pub step: Signed<Transition>,
-    pub conclusion: Option<ConclusionFile>,
-}
+pub use konsilium_protocol::desk::EarlyStep;
+
+mod batch;
+pub use batch::Batch;
 
 pub struct Store {
     db: sled::Db,
@@ -436,34 +434,13 @@ impl Store {
             .collect()
     }
 
-    /// Holds a workflow step whose consultation has not arrived yet (a small
-    /// step can overtake a request whose attachments are still being
-    /// fetched). Refused once `limit` steps are held, so a peer cannot fill
-    /// the disk with steps for consultations that will never come.
-    pub fn hold_early_step(
-        &self,
-        id: &ConsultationId,
-        step: &EarlyStep,
-        limit: usize,
-    ) -> Result<bool, StoreError> {
-        if self.early_steps.len() >= limit {
-            return Ok(false);
-        }
-        let mut key = id.0.to_vec();
-        key.extend_from_slice(&step.step.content_hash());
-        self.early_steps.insert(key, encode(step))?;
-        Ok(true)
-    }
-
-    /// Takes every step held for a consultation that has now arrived.
-    pub fn take_early_steps(&self, id: &ConsultationId) -> Result<Vec<EarlyStep>, StoreError> {
-        let mut steps = Vec::new();
-        for kv in self.early_steps.scan_prefix(id.0) {
-            let (key, value) = kv?;
-            steps.push(decode("early step", &value)?);
-            self.early_steps.remove(key)?;
-        }
-        Ok(steps)
+    /// Every step held for a consultation that has not arrived, at start.
+    pub fn early_steps(&self) -> Result<Vec<EarlyStep>, StoreError> {
+        self.early_steps
+            .iter()
+            .values()
+            .map(|v| decode("early step", &v?))
+            .collect()
     }
 
     pub fn put_consultation(
@@ -776,21 +753,26 @@ mod tests {
     }
 
     #[test]
-    fn early_steps_are_held_per_consultation_up_to_a_limit() {
+    fn held_steps_are_kept_per_consultation_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let key = IdentityKey::from_seed([7; 32]);
         let (a, b) = (ConsultationId([1; 16]), ConsultationId([2; 16]));
-        assert!(store.hold_early_step(&a, &step(&key, a, 1), 2).unwrap());
-        assert!(store.hold_early_step(&b, &step(&key, b, 1), 2).unwrap());
-        assert!(
-            !store.hold_early_step(&a, &step(&key, a, 2), 2).unwrap(),
-            "the limit counts every held step"
-        );
-        let held = store.take_early_steps(&a).unwrap();
-        assert_eq!(held.len(), 1);
-        assert_eq!(held[0].step.decode_unverified().unwrap().consultation, a);
-        assert!(store.take_early_steps(&a).unwrap().is_empty(), "taken once");
-        assert_eq!(store.take_early_steps(&b).unwrap().len(), 1);
+        let mut batch = Batch::default();
+        batch.hold_early_step(&a, &step(&key, a, 1));
+        batch.hold_early_step(&a, &step(&key, a, 2));
+        batch.hold_early_step(&b, &step(&key, b, 1));
+        store.commit(batch).unwrap();
+        assert_eq!(store.early_steps().unwrap().len(), 3);
+        let keys = store.early_step_keys(&a).unwrap();
+        assert_eq!(keys.len(), 2);
+        let mut batch = Batch::default();
+        for k in keys {
+            batch.remove_early_step(k);
+        }
+        store.commit(batch).unwrap();
+        let left = store.early_steps().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].step.decode_unverified().unwrap().consultation, b);
     }
 }

@@ -1,0 +1,704 @@
+//! The consultation desk: every consultation this organization takes part
+//! in, moved by what its clinicians do and what the network brings.
+//!
+//! A sans-I/O machine like the others: the driver hands in requests and
+//! steps that arrived (`handle_*`), local actions (`open`, `act`), and wakes
+//! it at [`Desk::poll_timeout`]; it answers with [`Desk::poll_output`]:
+//! cases to store together with their journal notes (one write each, so a
+//! crash leaves all of an operation or none of it), steps to seal to the
+//! other organization, escalations to carry out, and events. It holds steps
+//! that overtake the request they follow, applies steps in order whatever
+//! order they come in, watches deadlines through the consultation timers,
+//! and decides escalations. It never reads a clock or a disk; the
+//! directory it routes and computes deadlines with is an argument.
+
+#[cfg(test)]
+mod tests;
+
+use crate::cert::{RegionCode, Trust};
+use crate::conclusion::{ConclusionError, ConclusionFile};
+use crate::deadline::{Deadline, DeadlineState};
+use crate::directory::Directory;
+use crate::identity::{IdentityKey, OrgId};
+use crate::journal::{self, ConsultationRef, Role};
+use crate::route::{self, RouteRequest};
+use crate::seal::PackageId;
+use crate::signed::{Signed, SignedError};
+use crate::time::Timestamp;
+use crate::timers::{ConsultationTimers, Facts, TimerEvent};
+use crate::workflow::{
+    self, Action, Consent, Consultation, ConsultationId, ConsultationRequest, Status, Transition,
+    WorkflowError,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Who the journal names for the steps the desk takes by itself.
+pub const ESCALATION: Actor<'static> = Actor {
+    role: Role::Coordinator,
+    user: "konsilium (automatic escalation)",
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Steps held for requests that have not arrived, over all peers: a
+    /// peer cannot fill memory or disk with steps for requests never sent.
+    pub max_early_steps: usize,
+    /// How soon an escalation the driver could not carry out is tried again.
+    pub escalation_retry: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_early_steps: 4096,
+            escalation_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One consultation as the desk keeps it.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub request: Signed<ConsultationRequest>,
+    /// The state after every applied step; its `history` is what is stored.
+    pub consultation: Consultation,
+    /// Steps that arrived before the ones they follow.
+    pub waiting: Vec<Signed<Transition>>,
+    pub conclusion: Option<ConclusionFile>,
+    /// The consultation this one was escalated to; itself when no one was
+    /// left to ask, so it is never escalated again.
+    pub escalated_to: Option<ConsultationId>,
+}
+
+impl Case {
+    pub fn id(&self) -> ConsultationId {
+        self.consultation.id()
+    }
+}
+
+/// Who takes a step at this organization.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub role: Role,
+    pub user: &'a str,
+}
+
+/// A step held until the request it belongs to arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyStep {
+    pub sender: OrgId,
+    pub step: Signed<Transition>,
+    pub conclusion: Option<ConclusionFile>,
+}
+
+/// A journal entry to write with the case it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub user: Option<String>,
+    pub role: Option<Role>,
+    pub action: journal::Action,
+}
+
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Store the case as it is now, and append the notes to the journal, in
+    /// one write, before anything that caused it is acknowledged.
+    Persist {
+        id: ConsultationId,
+        notes: Vec<Note>,
+    },
+    /// Keep this step until its request arrives.
+    Hold(Box<EarlyStep>),
+    /// The steps held for this consultation were taken: forget them.
+    Release(ConsultationId),
+    /// Seal this step to the other organization.
+    Send {
+        id: ConsultationId,
+        to: OrgId,
+        step: Signed<Transition>,
+        conclusion: Option<Box<ConclusionFile>>,
+    },
+    /// Ask `to` in place of `from`'s consultant: open a consultation with
+    /// [`Desk::open`] (escalated from `from`), seal the case to `to`, then
+    /// report with [`Desk::handle_escalated`], or [`Desk::retry_escalation`]
+    /// if it could not be done.
+    Escalate {
+        from: ConsultationId,
+        to: OrgId,
+        reason: &'static str,
+    },
+    Event(Event),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Updated {
+        id: ConsultationId,
+        status: Status,
+    },
+    Deadline {
+        id: ConsultationId,
+        state: DeadlineState,
+        due: Timestamp,
+    },
+    /// The case went to a further consultant, or (`to: None`) no one was left.
+    Escalated {
+        from: ConsultationId,
+        to: Option<(ConsultationId, OrgId)>,
+    },
+    /// A step that could not be applied, for the log.
+    StepRefused {
+        id: ConsultationId,
+        reason: WorkflowError,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeskError {
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    #[error(transparent)]
+    Signed(#[from] SignedError),
+    #[error(transparent)]
+    Conclusion(#[from] ConclusionError),
+    #[error("the conclusion does not match the step that concludes")]
+    ConclusionMismatch,
+    #[error("unknown consultation {0}")]
+    Unknown(ConsultationId),
+    #[error("too many steps held for consultations that have not arrived")]
+    TooManyHeld,
+}
+
+/// What a step or request handed in did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Applied, or waiting in the case for the step it follows.
+    Taken,
+    /// Already had it.
+    Duplicate,
+    /// Held until its request arrives.
+    Held,
+}
+
+pub struct Desk {
+    config: Config,
+    identity: IdentityKey,
+    me: OrgId,
+    region: RegionCode,
+    cases: BTreeMap<ConsultationId, Case>,
+    early: BTreeMap<ConsultationId, Vec<EarlyStep>>,
+    held: usize,
+    timers: ConsultationTimers,
+    /// Escalations the driver could not carry out, and when to ask again.
+    retries: BTreeMap<ConsultationId, (Timestamp, &'static str)>,
+    out: VecDeque<Output>,
+}
+
+impl Desk {
+    pub fn new(config: Config, identity: IdentityKey, region: RegionCode) -> Self {
+        Self {
+            config,
+            me: identity.org_id(),
+            identity,
+            region,
+            cases: BTreeMap::new(),
+            early: BTreeMap::new(),
+            held: 0,
+            timers: ConsultationTimers::new(),
+            retries: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// A case as storage kept it, at start.
+    pub fn restore(&mut self, now: Timestamp, case: Case, directory: &Directory) {
+        let id = case.id();
+        self.cases.insert(id, case);
+        self.watch(now, id, directory);
+    }
+
+    /// A case storage no longer has (its first write failed).
+    pub fn forget(&mut self, id: &ConsultationId) {
+        self.cases.remove(id);
+        self.timers.handle_remove(id);
+        self.retries.remove(id);
+    }
+
+    /// A held step as storage kept it, at start.
+    pub fn restore_held(&mut self, early: EarlyStep) {
+        if let Ok(t) = early.step.decode_unverified() {
+            self.held += 1;
+            self.early.entry(t.consultation).or_default().push(early);
+        }
+    }
+
+    pub fn case(&self, id: &ConsultationId) -> Option<&Case> {
+        self.cases.get(id)
+    }
+
+    pub fn cases(&self) -> impl Iterator<Item = &Case> {
+        self.cases.values()
+    }
+
+    /// How many consultations are in each deadline state, for metrics.
+    pub fn deadline_states(&self) -> impl Iterator<Item = DeadlineState> + '_ {
+        self.timers.deadline_states()
+    }
+
+    /// The legal deadline, in the consulting organization's calendar, when
+    /// it is in the directory.
+    pub fn deadline(request: &ConsultationRequest, directory: &Directory) -> Option<Deadline> {
+        let consultant = directory.get(&request.consultant)?;
+        Some(Deadline::compute(
+            request.urgency,
+            request.created,
+            &consultant.record().calendar,
+            &consultant.deadlines_for(request.specialty),
+        ))
+    }
+
+    /// Signs and registers a new request from this organization.
+    pub fn open(
+        &mut self,
+        now: Timestamp,
+        request: ConsultationRequest,
+        directory: &Directory,
+    ) -> Result<Signed<ConsultationRequest>, DeskError> {
+        let signed = workflow::request(&self.identity, request)?;
+        let consultation = Consultation::open(&signed)?;
+        let request = consultation.request.clone();
+        let physician = Some(request.physician.clone());
+        let mut notes = vec![Note {
+            user: physician.clone(),
+            role: Some(Role::Physician),
+            action: journal::Action::Create(reference(&request)),
+        }];
+        if let Consent::EmergencyOverride { reason } = &request.consent {
+            notes.push(Note {
+                user: physician,
+                role: Some(Role::Physician),
+                action: journal::Action::ConsentOverride {
+                    consultation: request.id.0,
+                    reason: reason.clone(),
+                },
+            });
+        }
+        let id = request.id;
+        self.cases.insert(
+            id,
+            Case {
+                request: signed.clone(),
+                consultation,
+                waiting: Vec::new(),
+                conclusion: None,
+                escalated_to: None,
+            },
+        );
+        self.out.push_back(Output::Persist { id, notes });
+        self.watch(now, id, directory);
+        Ok(signed)
+    }
+
+    /// Takes one step as this organization: applied here first, so a step
+    /// the workflow refuses never leaves; then sealed to the other side.
+    pub fn act(
+        &mut self,
+        now: Timestamp,
+        id: ConsultationId,
+        actor: Actor<'_>,
+        action: Action,
+        conclusion: Option<ConclusionFile>,
+        directory: &Directory,
+    ) -> Result<Status, DeskError> {
+        let Actor { role, user } = actor;
+        let case = self.cases.get_mut(&id).ok_or(DeskError::Unknown(id))?;
+        let step = case
+            .consultation
+            .step(&self.identity, role, user, now, action);
+        let from = case.consultation.status;
+        let status = case.consultation.apply(&step)?;
+        if conclusion.is_some() {
+            case.conclusion = conclusion.clone();
+        }
+        let to = counterpart(&case.consultation.request, self.me);
+        let notes = step_notes(&case.consultation, from, user, role, &step, directory);
+        self.out.push_back(Output::Persist { id, notes });
+        self.out.push_back(Output::Send {
+            id,
+            to,
+            step,
+            conclusion: conclusion.map(Box::new),
+        });
+        self.out
+            .push_back(Output::Event(Event::Updated { id, status }));
+        self.watch(now, id, directory);
+        Ok(status)
+    }
+
+    /// A request `sender` sealed to this organization, in package `package`.
+    pub fn handle_request(
+        &mut self,
+        now: Timestamp,
+        sender: OrgId,
+        package: PackageId,
+        request: Signed<ConsultationRequest>,
+        trust: &Trust,
+        directory: &Directory,
+    ) -> Result<Taken, DeskError> {
+        let consultation = Consultation::open(&request)?;
+        let body = &consultation.request;
+        if body.requester != sender || body.consultant != self.me {
+            return Err(WorkflowError::Outsider { actor: sender }.into());
+        }
+        let id = body.id;
+        if self.cases.contains_key(&id) {
+            return Ok(Taken::Duplicate);
+        }
+        let notes = vec![
+            Note {
+                user: None,
+                role: None,
+                action: journal::Action::Receive {
+                    consultation: id.0,
+                    package,
+                },
+            },
+            Note {
+                user: None,
+                role: None,
+                action: journal::Action::Create(reference(body)),
+            },
+        ];
+        self.cases.insert(
+            id,
+            Case {
+                request,
+                consultation,
+                waiting: Vec::new(),
+                conclusion: None,
+                escalated_to: None,
+            },
+        );
+        self.out.push_back(Output::Persist { id, notes });
+        self.out.push_back(Output::Event(Event::Updated {
+            id,
+            status: Status::Requested,
+        }));
+        if let Some(held) = self.early.remove(&id) {
+            self.held -= held.len();
+            self.out.push_back(Output::Release(id));
+            for early in held {
+                let _ = self.handle_step(
+                    now,
+                    early.sender,
+                    early.step,
+                    early.conclusion,
+                    trust,
+                    directory,
+                );
+            }
+        }
+        self.watch(now, id, directory);
+        Ok(Taken::Taken)
+    }
+
+    /// A step the other organization sent, with the conclusion when it concludes.
+    pub fn handle_step(
+        &mut self,
+        now: Timestamp,
+        sender: OrgId,
+        step: Signed<Transition>,
+        conclusion: Option<ConclusionFile>,
+        trust: &Trust,
+        directory: &Directory,
+    ) -> Result<Taken, DeskError> {
+        let t = step.decode_unverified()?;
+        if t.actor != sender {
+            return Err(WorkflowError::Outsider { actor: sender }.into());
+        }
+        if let (Action::Conclude { conclusion: hash }, Some(file)) = (&t.action, &conclusion) {
+            file.verify(trust, now)?;
+            if file.conclusion.content_hash() != *hash {
+                return Err(DeskError::ConclusionMismatch);
+            }
+        }
+        let id = t.consultation;
+        let Some(case) = self.cases.get_mut(&id) else {
+            // The request may still be on its way (its attachments are
+            // fetched before it is handed over): hold the step for it.
+            step.verify(&sender.verifying_key())?;
+            if self.held >= self.config.max_early_steps {
+                return Err(DeskError::TooManyHeld);
+            }
+            let early = EarlyStep {
+                sender,
+                step,
+                conclusion,
+            };
+            self.held += 1;
+            self.early.entry(id).or_default().push(early.clone());
+            self.out.push_back(Output::Hold(Box::new(early)));
+            return Ok(Taken::Held);
+        };
+        let hash = step.content_hash();
+        if case
+            .consultation
+            .history
+            .iter()
+            .chain(&case.waiting)
+            .any(|s| s.content_hash() == hash)
+        {
+            return Ok(Taken::Duplicate);
+        }
+        if conclusion.is_some() {
+            case.conclusion = conclusion;
+        }
+        case.waiting.push(step);
+        // Apply whatever now follows in order; keep the rest waiting.
+        let mut notes = Vec::new();
+        loop {
+            let before = case.waiting.len();
+            for s in std::mem::take(&mut case.waiting) {
+                let from = case.consultation.status;
+                match case.consultation.apply(&s) {
+                    Ok(_) => {
+                        let t = s.decode_unverified()?;
+                        notes.extend(step_notes(
+                            &case.consultation,
+                            from,
+                            &t.user,
+                            t.role,
+                            &s,
+                            directory,
+                        ));
+                    }
+                    Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
+                        case.waiting.push(s)
+                    }
+                    Err(reason) => self
+                        .out
+                        .push_back(Output::Event(Event::StepRefused { id, reason })),
+                }
+            }
+            if case.waiting.is_empty() || case.waiting.len() == before {
+                break;
+            }
+        }
+        let status = case.consultation.status;
+        self.out.push_back(Output::Persist { id, notes });
+        self.out
+            .push_back(Output::Event(Event::Updated { id, status }));
+        self.watch(now, id, directory);
+        Ok(Taken::Taken)
+    }
+
+    /// The driver opened `to` for the escalation of `from` (and sent it),
+    /// or found it could not: `None` records that no one was left.
+    pub fn handle_escalated(
+        &mut self,
+        now: Timestamp,
+        from: ConsultationId,
+        to: Option<ConsultationId>,
+        directory: &Directory,
+    ) {
+        let Some(case) = self.cases.get_mut(&from) else {
+            return;
+        };
+        case.escalated_to = Some(to.unwrap_or(from));
+        let consultant = to
+            .and_then(|t| self.cases.get(&t))
+            .map(|c| c.consultation.request.consultant);
+        self.out.push_back(Output::Persist {
+            id: from,
+            notes: Vec::new(),
+        });
+        self.out.push_back(Output::Event(Event::Escalated {
+            from,
+            to: to.zip(consultant),
+        }));
+        self.watch(now, from, directory);
+    }
+
+    /// An escalation could not be carried out now (no route yet, a disk
+    /// error): asked for again after the configured delay. The consultation
+    /// it replaces is already closed, so only the desk remembers it is due.
+    pub fn retry_escalation(&mut self, now: Timestamp, id: ConsultationId, reason: &'static str) {
+        let again = now.saturating_add(self.config.escalation_retry);
+        self.retries.insert(id, (again, reason));
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let retry = self.retries.values().map(|(at, _)| *at).min();
+        [self.timers.poll_timeout(), retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp, directory: &Directory) {
+        let due: Vec<(ConsultationId, &'static str)> = self
+            .retries
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(id, (_, reason))| (*id, *reason))
+            .collect();
+        for (id, reason) in due {
+            self.retries.remove(&id);
+            self.escalate(now, id, reason, directory);
+        }
+        self.timers.handle_timeout(now);
+        while let Some(event) = self.timers.poll_event() {
+            match event {
+                TimerEvent::Deadline { id, state, due } => self
+                    .out
+                    .push_back(Output::Event(Event::Deadline { id, state, due })),
+                TimerEvent::Escalate { id, why } => self.escalate(now, id, why.reason(), directory),
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Requesting side: the next candidate (same specialty, same or higher
+    /// level, never one already asked) gets the case; the unanswered
+    /// consultation is cancelled, or failed when no one is left.
+    fn escalate(
+        &mut self,
+        now: Timestamp,
+        id: ConsultationId,
+        reason: &'static str,
+        directory: &Directory,
+    ) {
+        let Some(case) = self.cases.get(&id) else {
+            return;
+        };
+        let request = case.consultation.request.clone();
+        let final_status = case.consultation.status.is_final();
+        // Everyone asked so far, oldest first, following the escalation links back.
+        let mut tried = vec![request.consultant];
+        let mut from = request.escalated_from;
+        while let Some(prev) = from.and_then(|p| self.cases.get(&p)) {
+            tried.insert(0, prev.consultation.request.consultant);
+            from = prev.consultation.request.escalated_from;
+        }
+        tried.insert(0, self.me);
+        let original = RouteRequest {
+            specialty: request.specialty,
+            min_level: crate::cert::OrgLevel::District,
+            urgency: request.urgency,
+            region: Some(self.region.clone()),
+            exclude: [self.me].into(),
+        };
+        let next = route::escalate(directory, &original, &tried, now)
+            .best()
+            .map(|b| b.org);
+        if !final_status {
+            let action = match next {
+                Some(_) => Action::Cancel {
+                    reason: format!("escalated: {reason}"),
+                },
+                None => Action::Fail {
+                    reason: format!("{reason}; no one left to escalate to"),
+                },
+            };
+            if let Err(e) = self.act(now, id, ESCALATION, action, None, directory) {
+                if let DeskError::Workflow(reason) = e {
+                    self.out
+                        .push_back(Output::Event(Event::StepRefused { id, reason }));
+                }
+                self.retry_escalation(now, id, reason);
+                return;
+            }
+        }
+        match next {
+            Some(to) => self.out.push_back(Output::Escalate {
+                from: id,
+                to,
+                reason,
+            }),
+            None => self.handle_escalated(now, id, None, directory),
+        }
+    }
+
+    /// Tells the timers what a consultation looks like now.
+    fn watch(&mut self, now: Timestamp, id: ConsultationId, directory: &Directory) {
+        let Some(case) = self.cases.get(&id) else {
+            self.timers.handle_remove(&id);
+            return;
+        };
+        let c = &case.consultation;
+        let facts = Facts {
+            deadline: Self::deadline(&c.request, directory),
+            urgency: c.request.urgency,
+            status: c.status,
+            concluded: c.conclusion.is_some(),
+            first_response: c.first_response,
+            requesting: c.request.requester == self.me,
+            forwarded: c
+                .history
+                .last()
+                .and_then(|s| s.decode_unverified().ok())
+                .is_some_and(|t| matches!(t.action, Action::Reject { forward: true, .. })),
+            escalated: case.escalated_to.is_some(),
+        };
+        self.timers.handle_update(now, id, facts);
+    }
+}
+
+fn reference(request: &ConsultationRequest) -> ConsultationRef {
+    ConsultationRef {
+        id: request.id.0,
+        requester: request.requester,
+        consultant: request.consultant,
+        specialty: request.specialty,
+        urgency: request.urgency,
+    }
+}
+
+fn counterpart(request: &ConsultationRequest, me: OrgId) -> OrgId {
+    if request.requester == me {
+        request.consultant
+    } else {
+        request.requester
+    }
+}
+
+/// The journal's notes for one applied step: the transition, and for a
+/// conclusion whether it came within the deadline.
+fn step_notes(
+    c: &Consultation,
+    from: Status,
+    user: &str,
+    role: Role,
+    step: &Signed<Transition>,
+    directory: &Directory,
+) -> Vec<Note> {
+    let consultation = c.id().0;
+    let mut notes = vec![Note {
+        user: Some(user.to_owned()),
+        role: Some(role),
+        action: journal::Action::Transition {
+            consultation,
+            from: from.to_string(),
+            to: c.status.to_string(),
+        },
+    }];
+    if let Ok(t) = step.decode_unverified()
+        && matches!(t.action, Action::Conclude { .. })
+    {
+        let deadline_met = Desk::deadline(&c.request, directory).is_none_or(|d| t.at <= d.due);
+        notes.push(Note {
+            user: Some(user.to_owned()),
+            role: Some(role),
+            action: journal::Action::Conclusion {
+                consultation,
+                deadline_met,
+            },
+        });
+    }
+    notes
+}

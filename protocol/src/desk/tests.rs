@@ -1,0 +1,557 @@
+//! The desk alone: two organizations' desks handing each other what the
+//! network would carry, in the order a test chooses.
+
+use super::*;
+use crate::cert::OrgLevel;
+use crate::conclusion::Conclusion;
+use crate::specialty::Specialty;
+use crate::testkit::{NOW, TestFederation, TestOrg};
+use crate::timers::Escalation;
+use crate::urgency::Urgency;
+use crate::workflow::Consent;
+
+struct World {
+    fed: TestFederation,
+    orgs: Vec<TestOrg>,
+    directory: Directory,
+}
+
+impl World {
+    /// A district requester, then consultants at district, regional and federal level.
+    fn new() -> Self {
+        let mut fed = TestFederation::new("desk");
+        let cardiology = [Specialty::Cardiology];
+        let orgs = vec![
+            fed.org(1, OrgLevel::District, "RU-VLG", &[]),
+            fed.org(2, OrgLevel::District, "RU-VLG", &cardiology),
+            fed.org(3, OrgLevel::Regional, "RU-VLG", &cardiology),
+            fed.org(4, OrgLevel::Federal, "RU-MOW", &cardiology),
+        ];
+        let mut directory = Directory::new();
+        for o in &orgs {
+            directory
+                .insert(o.signed_record(1), &fed.trust, NOW)
+                .unwrap();
+        }
+        World {
+            fed,
+            orgs,
+            directory,
+        }
+    }
+
+    fn desk(&self, i: usize) -> Desk {
+        let o = &self.orgs[i];
+        Desk::new(
+            Config::default(),
+            IdentityKey::from_seed(*o.identity.to_seed()),
+            o.region.clone(),
+        )
+    }
+
+    fn request(&self, to: usize, urgency: Urgency, n: u8) -> ConsultationRequest {
+        ConsultationRequest {
+            id: ConsultationId([n; 16]),
+            requester: self.orgs[0].id(),
+            consultant: self.orgs[to].id(),
+            specialty: Specialty::Cardiology,
+            urgency,
+            created: NOW,
+            consent: match urgency {
+                Urgency::Emergency => Consent::EmergencyOverride {
+                    reason: "unconscious, no relative reachable".into(),
+                },
+                _ => Consent::Given {
+                    by: "the patient".into(),
+                    at: NOW,
+                    method: crate::workflow::ConsentMethod::Written,
+                    document: None,
+                },
+            },
+            physician: "Dr. Petrova".into(),
+            escalated_from: None,
+        }
+    }
+}
+
+fn drain(desk: &mut Desk) -> Vec<Output> {
+    std::iter::from_fn(|| desk.poll_output()).collect()
+}
+
+fn sent(outputs: &[Output]) -> Vec<(Signed<Transition>, Option<ConclusionFile>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                step, conclusion, ..
+            } => Some((step.clone(), conclusion.as_deref().cloned())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notes(outputs: &[Output]) -> Vec<journal::Action> {
+    outputs
+        .iter()
+        .flat_map(|o| match o {
+            Output::Persist { notes, .. } => notes.iter().map(|n| n.action.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn package() -> PackageId {
+    PackageId([7; 16])
+}
+
+#[test]
+fn a_consultation_runs_from_request_to_acknowledged_conclusion() {
+    let w = World::new();
+    let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
+    let request = w.request(2, Urgency::Urgent, 1);
+    let id = request.id;
+    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let opened = drain(&mut requester);
+    assert!(matches!(notes(&opened)[..], [journal::Action::Create(_)]));
+
+    let taken = consultant
+        .handle_request(
+            NOW,
+            w.orgs[0].id(),
+            package(),
+            signed.clone(),
+            &w.fed.trust,
+            &w.directory,
+        )
+        .unwrap();
+    assert_eq!(taken, Taken::Taken);
+    let received = drain(&mut consultant);
+    assert!(matches!(
+        notes(&received)[..],
+        [journal::Action::Receive { .. }, journal::Action::Create(_)]
+    ));
+    // The same request again changes nothing.
+    let again = consultant.handle_request(
+        NOW,
+        w.orgs[0].id(),
+        package(),
+        signed,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert_eq!(again, Ok(Taken::Duplicate));
+    assert!(consultant.poll_output().is_none());
+
+    let at = NOW.saturating_add(Duration::from_secs(600));
+    consultant
+        .act(
+            at,
+            id,
+            Actor {
+                role: Role::Coordinator,
+                user: "coordinator",
+            },
+            Action::Accept,
+            None,
+            &w.directory,
+        )
+        .unwrap();
+    let file = ConclusionFile {
+        conclusion: Conclusion {
+            consultation: id,
+            consultant_org: w.orgs[2].id(),
+            authors: vec!["Dr. Ivanov".into()],
+            diagnosis: "NSTEMI".into(),
+            recommendations: "transfer for angiography".into(),
+            treatment_plan: "dual antiplatelet therapy".into(),
+            further_studies: "troponin in 3 h".into(),
+            attachments: vec![],
+            issued_at: at,
+        }
+        .sign(&w.orgs[2].identity)
+        .unwrap(),
+        chain: w.orgs[2].chain.clone(),
+    };
+    let conclude = Action::Conclude {
+        conclusion: file.conclusion.content_hash(),
+    };
+    consultant
+        .act(
+            at,
+            id,
+            Actor {
+                role: Role::Consultant,
+                user: "Dr. Ivanov",
+            },
+            conclude,
+            Some(file),
+            &w.directory,
+        )
+        .unwrap();
+    let acted = drain(&mut consultant);
+    let steps = sent(&acted);
+    assert_eq!(steps.len(), 2);
+    assert!(notes(&acted).contains(&journal::Action::Conclusion {
+        consultation: id.0,
+        deadline_met: true
+    }));
+
+    for (step, conclusion) in steps {
+        requester
+            .handle_step(
+                at,
+                w.orgs[2].id(),
+                step,
+                conclusion,
+                &w.fed.trust,
+                &w.directory,
+            )
+            .unwrap();
+    }
+    let case = requester.case(&id).unwrap();
+    assert_eq!(case.consultation.status, Status::Completed);
+    assert!(case.conclusion.is_some());
+    drain(&mut requester);
+    requester
+        .act(
+            at,
+            id,
+            Actor {
+                role: Role::Physician,
+                user: "Dr. Petrova",
+            },
+            Action::Acknowledge,
+            None,
+            &w.directory,
+        )
+        .unwrap();
+    let (ack, _) = sent(&drain(&mut requester)).pop().unwrap();
+    consultant
+        .handle_step(at, w.orgs[0].id(), ack, None, &w.fed.trust, &w.directory)
+        .unwrap();
+    assert!(consultant.case(&id).unwrap().consultation.acknowledged);
+    assert_eq!(
+        requester.case(&id).unwrap().consultation.history,
+        consultant.case(&id).unwrap().consultation.history,
+        "both sides hold the same signed history"
+    );
+}
+
+#[test]
+fn steps_out_of_order_and_before_their_request_are_applied_in_order() {
+    let w = World::new();
+    let (mut requester, mut consultant, mut second) = (w.desk(0), w.desk(2), w.desk(2));
+    let request = w.request(2, Urgency::Planned, 2);
+    let id = request.id;
+    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    consultant
+        .handle_request(
+            NOW,
+            w.orgs[0].id(),
+            package(),
+            signed.clone(),
+            &w.fed.trust,
+            &w.directory,
+        )
+        .unwrap();
+    for action in [Action::Receive, Action::Accept] {
+        consultant
+            .act(
+                NOW,
+                id,
+                Actor {
+                    role: Role::Coordinator,
+                    user: "coordinator",
+                },
+                action,
+                None,
+                &w.directory,
+            )
+            .unwrap();
+    }
+    let steps = sent(&drain(&mut consultant));
+    drain(&mut requester);
+    // Second step first: it waits for the first.
+    requester
+        .handle_step(
+            NOW,
+            w.orgs[2].id(),
+            steps[1].0.clone(),
+            None,
+            &w.fed.trust,
+            &w.directory,
+        )
+        .unwrap();
+    assert_eq!(
+        requester.case(&id).unwrap().consultation.status,
+        Status::Requested
+    );
+    assert_eq!(requester.case(&id).unwrap().waiting.len(), 1);
+    requester
+        .handle_step(
+            NOW,
+            w.orgs[2].id(),
+            steps[0].0.clone(),
+            None,
+            &w.fed.trust,
+            &w.directory,
+        )
+        .unwrap();
+    assert_eq!(
+        requester.case(&id).unwrap().consultation.status,
+        Status::Accepted
+    );
+    let applied = notes(&drain(&mut requester));
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    // A replayed step is a duplicate, not an error.
+    let replay = requester.handle_step(
+        NOW,
+        w.orgs[2].id(),
+        steps[0].0.clone(),
+        None,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert_eq!(replay, Ok(Taken::Duplicate));
+
+    // A desk that gets the steps before the request holds them.
+    let mut other = w.desk(0);
+    for (step, _) in &steps {
+        let held = other.handle_step(
+            NOW,
+            w.orgs[2].id(),
+            step.clone(),
+            None,
+            &w.fed.trust,
+            &w.directory,
+        );
+        assert_eq!(held, Ok(Taken::Held));
+    }
+    assert_eq!(
+        drain(&mut other)
+            .iter()
+            .filter(|o| matches!(o, Output::Hold(_)))
+            .count(),
+        2
+    );
+    // Nothing can be done on a consultation a desk does not have.
+    let unknown = other.act(
+        NOW,
+        id,
+        Actor {
+            role: Role::Physician,
+            user: "x",
+        },
+        Action::Acknowledge,
+        None,
+        &w.directory,
+    );
+    assert_eq!(unknown, Err(DeskError::Unknown(id)));
+    // A second consultant's desk gets the requester's cancel before the
+    // request: it is held, then waits in the case for steps 1 and 2.
+    let cancel = requester.case(&id).unwrap().consultation.step(
+        &w.orgs[0].identity,
+        Role::Physician,
+        "Dr. Petrova",
+        NOW,
+        Action::Cancel {
+            reason: "resolved".into(),
+        },
+    );
+    second
+        .handle_step(
+            NOW,
+            w.orgs[0].id(),
+            cancel,
+            None,
+            &w.fed.trust,
+            &w.directory,
+        )
+        .unwrap();
+    second
+        .handle_request(
+            NOW,
+            w.orgs[0].id(),
+            package(),
+            signed,
+            &w.fed.trust,
+            &w.directory,
+        )
+        .unwrap();
+    let outputs = drain(&mut second);
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Release(r) if *r == id))
+    );
+    // The held cancel cannot apply before steps 1 and 2: it waits in the case.
+    assert_eq!(second.case(&id).unwrap().waiting.len(), 1);
+}
+
+#[test]
+fn held_steps_are_bounded_and_outsiders_are_refused() {
+    let w = World::new();
+    let mut consultant = Desk::new(
+        Config {
+            max_early_steps: 2,
+            ..Config::default()
+        },
+        IdentityKey::from_seed(*w.orgs[2].identity.to_seed()),
+        w.orgs[2].region.clone(),
+    );
+    let mut requester = w.desk(0);
+    let mut steps = Vec::new();
+    for n in 0..3 {
+        let request = w.request(2, Urgency::Planned, 10 + n);
+        let id = request.id;
+        requester.open(NOW, request, &w.directory).unwrap();
+        let c = &requester.case(&id).unwrap().consultation;
+        steps.push(c.step(
+            &w.orgs[0].identity,
+            Role::Physician,
+            "p",
+            NOW,
+            Action::Cancel { reason: "x".into() },
+        ));
+    }
+    let mut results: Vec<_> = steps
+        .into_iter()
+        .map(|s| consultant.handle_step(NOW, w.orgs[0].id(), s, None, &w.fed.trust, &w.directory))
+        .collect();
+    assert_eq!(results.pop(), Some(Err(DeskError::TooManyHeld)));
+    assert!(results.iter().all(|r| *r == Ok(Taken::Held)));
+
+    // A request sent by someone other than its requester.
+    let signed = requester
+        .open(NOW, w.request(2, Urgency::Planned, 20), &w.directory)
+        .unwrap();
+    let outsider = consultant.handle_request(
+        NOW,
+        w.orgs[3].id(),
+        package(),
+        signed,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert!(matches!(
+        outsider,
+        Err(DeskError::Workflow(WorkflowError::Outsider { .. }))
+    ));
+    // A request for someone else.
+    let signed = requester
+        .open(NOW, w.request(3, Urgency::Planned, 21), &w.directory)
+        .unwrap();
+    let elsewhere = consultant.handle_request(
+        NOW,
+        w.orgs[0].id(),
+        package(),
+        signed,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert!(elsewhere.is_err());
+}
+
+/// An emergency nobody answers in time goes to the next level, twice, and
+/// fails when no one is left, all under a clock moved by the test.
+#[test]
+fn an_unanswered_emergency_is_escalated_twice_then_fails() {
+    let w = World::new();
+    let mut requester = w.desk(0);
+    let request = w.request(1, Urgency::Emergency, 30);
+    let first = request.id;
+    requester.open(NOW, request, &w.directory).unwrap();
+    drain(&mut requester);
+    let mut current = first;
+    let mut asked = vec![w.orgs[1].id()];
+    for round in 0..3 {
+        let due = requester.poll_timeout().expect("a first-response deadline");
+        requester.handle_timeout(due, &w.directory);
+        let outputs = drain(&mut requester);
+        let cancelled = sent(&outputs);
+        assert_eq!(
+            cancelled.len(),
+            1,
+            "round {round}: the unanswered one is closed"
+        );
+        let escalate = outputs.iter().find_map(|o| match o {
+            Output::Escalate { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        });
+        if round == 2 {
+            // District, regional and federal were asked: no one left.
+            assert_eq!(escalate, None);
+            assert!(
+                outputs
+                    .iter()
+                    .any(|o| matches!(o, Output::Event(Event::Escalated { to: None, .. })))
+            );
+            assert_eq!(
+                requester.case(&current).unwrap().consultation.status,
+                Status::Failed
+            );
+            break;
+        }
+        let (from, to) = escalate.expect("escalated");
+        assert_eq!(from, current);
+        assert_eq!(
+            requester.case(&current).unwrap().consultation.status,
+            Status::Cancelled
+        );
+        assert!(!asked.contains(&to), "never the same consultant twice");
+        asked.push(to);
+        // The driver opens the next consultation and reports it.
+        let mut next = w.request(0, Urgency::Emergency, 31 + round);
+        next.consultant = to;
+        next.created = due;
+        next.escalated_from = Some(current);
+        let next_id = next.id;
+        requester.open(due, next, &w.directory).unwrap();
+        requester.handle_escalated(due, current, Some(next_id), &w.directory);
+        let reported = drain(&mut requester);
+        assert!(reported.iter().any(|o| matches!(o,
+            Output::Event(Event::Escalated { from, to: Some((_, c)) }) if *from == current && *c == to)));
+        current = next_id;
+    }
+    let levels: Vec<OrgLevel> = asked
+        .iter()
+        .map(|o| w.directory.get(o).unwrap().level())
+        .collect();
+    assert_eq!(
+        levels,
+        [OrgLevel::District, OrgLevel::Regional, OrgLevel::Federal]
+    );
+    assert_eq!(requester.poll_timeout(), None, "nothing left to watch");
+}
+
+#[test]
+fn an_escalation_the_driver_could_not_carry_out_is_asked_for_again() {
+    let w = World::new();
+    let mut requester = w.desk(0);
+    let request = w.request(1, Urgency::Emergency, 40);
+    let id = request.id;
+    requester.open(NOW, request, &w.directory).unwrap();
+    let due = requester.poll_timeout().unwrap();
+    requester.handle_timeout(due, &w.directory);
+    assert!(
+        drain(&mut requester)
+            .iter()
+            .any(|o| matches!(o, Output::Escalate { .. }))
+    );
+    let reason = Escalation::NoFirstResponse.reason();
+    requester.retry_escalation(due, id, reason);
+    let again = requester.poll_timeout().unwrap();
+    assert_eq!(
+        again,
+        due.saturating_add(Config::default().escalation_retry)
+    );
+    requester.handle_timeout(again, &w.directory);
+    let outputs = drain(&mut requester);
+    // Already cancelled: only the escalation is asked for again.
+    assert!(sent(&outputs).is_empty());
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Escalate { from, .. } if *from == id))
+    );
+}
