@@ -13,6 +13,8 @@
 //! directory it routes and computes deadlines with is an argument.
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::cert::{RegionCode, Trust};

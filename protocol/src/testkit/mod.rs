@@ -22,10 +22,12 @@ use std::collections::BTreeMap;
 pub mod directory_node;
 pub mod org_node;
 pub mod simnet;
+pub mod site;
 
 pub use directory_node::DirectoryNode;
-pub use org_node::OrgNode;
+pub use org_node::{OrgNode, PeerChange};
 pub use simnet::{Link, NodeId, NodeStats, SimConfig, SimNet, SimNode, Transmit, Violation};
+pub use site::Site;
 
 pub const DAY_MS: u64 = 86_400_000;
 /// A fixed "now" inside every test certificate's validity (2026-05-28).

@@ -12,6 +12,13 @@ use crate::rpc::{self, Hello, HelloAnswer, Request, Response};
 use crate::time::Timestamp;
 use std::collections::VecDeque;
 
+/// A peer becoming usable for requests, or not any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerChange {
+    Ready(NodeId, OrgId),
+    Gone(NodeId),
+}
+
 pub struct OrgNode {
     key: OrgId,
     chain: CertChain,
@@ -19,6 +26,7 @@ pub struct OrgNode {
     directory: DirectoryNode,
     hellos: VecDeque<NodeId>,
     cuts: VecDeque<NodeId>,
+    changes: VecDeque<PeerChange>,
     /// Peers this node refused, and why.
     pub refused: Vec<(NodeId, Refusal)>,
     /// Peers that refused this node, and what they said.
@@ -36,6 +44,7 @@ impl OrgNode {
             directory,
             hellos: VecDeque::new(),
             cuts: VecDeque::new(),
+            changes: VecDeque::new(),
             refused: Vec::new(),
             refused_by: Vec::new(),
         }
@@ -56,6 +65,12 @@ impl OrgNode {
 
     pub fn directory_mut(&mut self) -> &mut DirectoryNode {
         &mut self.directory
+    }
+
+    /// Peers that became ready (admitted both ways) or went away, for
+    /// machines composed on top of this one.
+    pub fn poll_peer_change(&mut self) -> Option<PeerChange> {
+        self.changes.pop_front()
     }
 
     fn hello(&self, now: Timestamp) -> Hello {
@@ -88,11 +103,13 @@ impl OrgNode {
                         self.directory.gossip(now, peer, *record);
                     }
                 }
-                admission::Output::Ready { peer, .. } => {
-                    self.directory.handle_peer_up(now, peer, None)
+                admission::Output::Ready { peer, org } => {
+                    self.directory.handle_peer_up(now, peer, None);
+                    self.changes.push_back(PeerChange::Ready(peer, org));
                 }
                 admission::Output::Refused { peer, reason, .. } => {
                     self.directory.handle_peer_down(now, peer);
+                    self.changes.push_back(PeerChange::Gone(peer));
                     self.refused.push((peer, reason));
                 }
                 admission::Output::Cut(peer) => self.cuts.push_back(peer),
@@ -116,6 +133,7 @@ impl SimNode for OrgNode {
     }
 
     fn handle_peer_down(&mut self, now: Timestamp, peer: NodeId) {
+        self.changes.push_back(PeerChange::Gone(peer));
         self.admission.handle_disconnected(peer);
         self.directory.handle_peer_down(now, peer);
     }

@@ -286,6 +286,11 @@ impl<N: SimNode> SimNet<N> {
         self.nodes[b].handle_peer_down(now, a);
     }
 
+    /// Changes the loss of every link not set with [`SimNet::set_link`].
+    pub fn set_default_loss(&mut self, loss: f64) {
+        self.config.link.loss = loss;
+    }
+
     /// Overrides the default link from `a` to `b` (one direction).
     pub fn set_link(&mut self, a: NodeId, b: NodeId, link: Link) {
         self.links.insert((a, b), link);

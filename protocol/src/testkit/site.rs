@@ -1,0 +1,490 @@
+//! An organization's whole node on the simulated network: admission and the
+//! directory ([`OrgNode`]), delivery (the outbox machine) and the
+//! consultation desk, wired as the node wires them, with the node's shell
+//! kept in memory: packages sealed and opened, an inbox that signs
+//! receipts. A consultation runs here from request to conclusion,
+//! escalations included, in simulated time.
+
+use super::org_node::{OrgNode, PeerChange};
+use super::simnet::{NodeId, SimNode, Transmit};
+use crate::cert::{OrgLevel, RegionCode};
+use crate::conclusion::ConclusionFile;
+use crate::content::{CaseExtract, PackageBody};
+use crate::delivery::Receipt;
+use crate::desk::{self, Actor, Desk};
+use crate::directory::Directory;
+use crate::identity::{IdentityKey, OrgId, SealingKey};
+use crate::outbox::{self, Inbound, Outbox, PackageMeta, Token};
+use crate::rpc::{Hello, HelloAnswer, Refusal, Request, Response};
+use crate::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage};
+use crate::signed::Signed;
+use crate::time::Timestamp;
+use crate::wire;
+use crate::workflow::{Action, Consent, ConsultationId, ConsultationRequest, Status};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Requests of the outbox machine carry this bit in their simulated token,
+/// receipts the next one; the directory machine's tokens are small counters.
+const DELIVERY: u64 = 1 << 63;
+const RECEIPT: u64 = 1 << 62;
+/// How long workflow packages live, as the node gives them.
+const LIFETIME: Duration = Duration::from_secs(14 * 86_400);
+
+/// The outbox asks the directory only for regions and revocations.
+struct Regions<'a>(&'a Directory);
+
+impl outbox::Directory for Regions<'_> {
+    fn region(&self, org: &OrgId) -> Option<&RegionCode> {
+        self.0.get(org).map(|e| e.region())
+    }
+
+    fn is_revoked(&self, _org: &OrgId) -> bool {
+        false
+    }
+}
+
+pub struct Site {
+    org: OrgNode,
+    me: OrgId,
+    identity: IdentityKey,
+    sealing: SealingKey,
+    outbox: Outbox,
+    desk: Desk,
+    /// The outbox's package bytes.
+    packages: BTreeMap<PackageId, SealedPackage>,
+    /// Packages taken in, with the receipt given for each.
+    inbox: BTreeMap<PackageId, Signed<Receipt>>,
+    peers: BTreeMap<OrgId, NodeId>,
+    transmits: VecDeque<Transmit>,
+    /// Draws for package ids, consultation ids and sealing randomness.
+    draws: u64,
+    /// What the desk reported, in order.
+    pub events: Vec<(Timestamp, desk::Event)>,
+}
+
+impl Site {
+    pub fn new(
+        org: OrgNode,
+        identity: IdentityKey,
+        sealing: SealingKey,
+        region: RegionCode,
+    ) -> Self {
+        let me = identity.org_id();
+        let outbox = Outbox::new(
+            outbox::Config {
+                me,
+                region: region.clone(),
+                relay: None,
+            },
+            u64::from_le_bytes(me.as_bytes()[..8].try_into().expect("8 of 32")),
+            [],
+        );
+        let desk = Desk::new(
+            desk::Config::default(),
+            IdentityKey::from_seed(*identity.to_seed()),
+            region,
+        );
+        Self {
+            org,
+            me,
+            identity,
+            sealing,
+            outbox,
+            desk,
+            packages: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            draws: 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> OrgId {
+        self.me
+    }
+
+    pub fn desk(&self) -> &Desk {
+        &self.desk
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn directory(&self) -> &Directory {
+        self.org.directory().directory()
+    }
+
+    fn draw(&mut self) -> [u8; 32] {
+        self.draws += 1;
+        super::seed(&format!("site/{}", self.me), self.draws)
+    }
+
+    /// The attending physician asks `consultant`; returns the new consultation.
+    pub fn ask(
+        &mut self,
+        now: Timestamp,
+        consultant: OrgId,
+        urgency: crate::urgency::Urgency,
+        consent: Consent,
+        specialty: crate::specialty::Specialty,
+    ) -> Result<ConsultationId, desk::DeskError> {
+        let draw = self.draw();
+        let request = ConsultationRequest {
+            id: ConsultationId(draw[..16].try_into().expect("16 of 32")),
+            requester: self.me,
+            consultant,
+            specialty,
+            urgency,
+            created: now,
+            consent,
+            physician: "attending physician".into(),
+            escalated_from: None,
+        };
+        let id = request.id;
+        let signed = self
+            .desk
+            .open(now, request, self.org.directory().directory())?;
+        self.send_request(now, signed);
+        self.run(now);
+        Ok(id)
+    }
+
+    /// A clinician of this organization takes a step.
+    pub fn act(
+        &mut self,
+        now: Timestamp,
+        id: ConsultationId,
+        actor: Actor<'_>,
+        action: Action,
+        conclusion: Option<ConclusionFile>,
+    ) -> Result<Status, desk::DeskError> {
+        let directory = self.org.directory().directory();
+        let status = self
+            .desk
+            .act(now, id, actor, action, conclusion, directory)?;
+        self.run(now);
+        Ok(status)
+    }
+
+    fn send_request(&mut self, now: Timestamp, request: Signed<ConsultationRequest>) {
+        let Ok(r) = request.decode_unverified() else {
+            return;
+        };
+        let body = PackageBody::Consultation {
+            request,
+            extract: CaseExtract {
+                summary: "case history and examination results".into(),
+                questions: "diagnosis and treatment?".into(),
+            },
+            files: Vec::new(),
+        };
+        self.send(now, r.consultant, &r, &body);
+    }
+
+    /// Seals a workflow package to `to` and queues it in the outbox.
+    fn send(
+        &mut self,
+        now: Timestamp,
+        to: OrgId,
+        request: &ConsultationRequest,
+        body: &PackageBody,
+    ) {
+        let Some(recipient) = self.directory().get(&to).map(|e| e.record().sealing_key) else {
+            return;
+        };
+        let id = PackageId(self.draw()[..16].try_into().expect("16 of 32"));
+        let header = EnvelopeHeader {
+            version: PACKAGE_VERSION,
+            id,
+            sender: self.me,
+            recipient: to,
+            routing: RoutingHeader {
+                specialty: request.specialty,
+                min_level: OrgLevel::District,
+                urgency: request.urgency,
+                region: None,
+            },
+            created: now,
+            expires: now.saturating_add(LIFETIME),
+            attachments: Vec::new(),
+        };
+        let body = wire::encode(body).expect("a workflow body fits");
+        let ephemeral = self.draw();
+        let package = seal::seal(header, &self.sealing, &recipient, ephemeral, &body)
+            .expect("seals to a directory key");
+        let entry =
+            self.outbox
+                .entry_for(now, PackageMeta::of(&package), &Regions(self.directory()));
+        self.packages.insert(id, package);
+        self.outbox.enqueue(now, entry).expect("a new package");
+    }
+
+    /// A package for this organization: opened, handed to the desk, receipted.
+    fn take_in(&mut self, now: Timestamp, package: SealedPackage) -> Response {
+        let id = package.header.id;
+        if let Some(receipt) = self.inbox.get(&id) {
+            return Response::Receipt(receipt.clone());
+        }
+        let opened = seal::open(
+            &package,
+            self.me,
+            &self.sealing,
+            self.directory(),
+            now,
+            |_| false,
+        );
+        let body = match opened {
+            Ok(body) => body,
+            Err(e) => return Response::Refused(e.into()),
+        };
+        let sender = package.header.sender;
+        let trust = self.org.directory().trust();
+        let directory = self.org.directory().directory();
+        let _ = match wire::decode::<PackageBody>(&body) {
+            Ok(PackageBody::Consultation { request, .. }) => self
+                .desk
+                .handle_request(now, sender, id, request, trust, directory),
+            Ok(PackageBody::Step { step, conclusion }) => {
+                self.desk
+                    .handle_step(now, sender, step, conclusion.map(|c| *c), trust, directory)
+            }
+            _ => Ok(desk::Taken::Taken),
+        };
+        let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
+        self.inbox.insert(id, receipt.clone());
+        self.run(now);
+        Response::Receipt(receipt)
+    }
+
+    /// Carries out what the machines decided, until none has more to say.
+    fn run(&mut self, now: Timestamp) {
+        loop {
+            let mut busy = false;
+            while let Some(change) = self.org.poll_peer_change() {
+                busy = true;
+                match change {
+                    PeerChange::Ready(peer, org) => {
+                        self.peers.insert(org, peer);
+                        self.outbox.handle_peer_ready(now, org);
+                    }
+                    PeerChange::Gone(peer) => {
+                        if let Some((&org, _)) = self.peers.iter().find(|(_, p)| **p == peer) {
+                            self.peers.remove(&org);
+                            self.outbox.handle_peer_gone(org);
+                        }
+                    }
+                }
+            }
+            while let Some(output) = self.desk.poll_output() {
+                busy = true;
+                self.on_desk(now, output);
+            }
+            while let Some(output) = self.outbox.poll_output() {
+                busy = true;
+                self.on_outbox(now, output);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn on_desk(&mut self, now: Timestamp, output: desk::Output) {
+        match output {
+            desk::Output::Send {
+                id,
+                to,
+                step,
+                conclusion,
+            } => {
+                let Some(case) = self.desk.case(&id) else {
+                    return;
+                };
+                let request = case.consultation.request.clone();
+                self.send(now, to, &request, &PackageBody::Step { step, conclusion });
+            }
+            desk::Output::Escalate { from, to, reason } => {
+                let Some(case) = self.desk.case(&from) else {
+                    return;
+                };
+                let before = case.consultation.request.clone();
+                let draw = self.draw();
+                let next = ConsultationRequest {
+                    id: ConsultationId(draw[..16].try_into().expect("16 of 32")),
+                    consultant: to,
+                    created: now,
+                    escalated_from: Some(from),
+                    ..before
+                };
+                let next_id = next.id;
+                let directory = self.org.directory().directory();
+                match self.desk.open(now, next, directory) {
+                    Ok(signed) => {
+                        self.send_request(now, signed);
+                        let directory = self.org.directory().directory();
+                        self.desk
+                            .handle_escalated(now, from, Some(next_id), directory);
+                    }
+                    Err(_) => self.desk.retry_escalation(now, from, reason),
+                }
+            }
+            desk::Output::Event(event) => self.events.push((now, event)),
+            desk::Output::Persist { .. } | desk::Output::Hold(_) | desk::Output::Release(_) => {}
+        }
+    }
+
+    fn on_outbox(&mut self, now: Timestamp, output: outbox::Output) {
+        match output {
+            outbox::Output::Deliver { token, to, id } => {
+                match (self.peers.get(&to), self.packages.get(&id)) {
+                    (Some(&peer), Some(package)) => self.transmits.push_back(Transmit {
+                        to: peer,
+                        token: DELIVERY | token.raw(),
+                        request: Request::Deliver(package.clone()),
+                    }),
+                    _ => self.outbox.handle_failure(now, token, "not connected"),
+                }
+            }
+            outbox::Output::Dial { to } => {
+                if !self.peers.contains_key(&to) {
+                    self.outbox.handle_dial_failed(to, "not connected");
+                }
+            }
+            outbox::Output::SendReceipt { to, receipt } => {
+                if let Some(&peer) = self.peers.get(&to) {
+                    self.transmits.push_back(Transmit {
+                        to: peer,
+                        token: RECEIPT,
+                        request: Request::Receipt(receipt),
+                    });
+                }
+            }
+            outbox::Output::Remove(id) => {
+                self.packages.remove(&id);
+            }
+            outbox::Output::Persist(_) | outbox::Output::Event(_) => {}
+        }
+    }
+}
+
+impl SimNode for Site {
+    fn connection_key(&self) -> Option<OrgId> {
+        Some(self.me)
+    }
+
+    fn handle_peer_up(&mut self, now: Timestamp, peer: NodeId, key: Option<OrgId>) {
+        self.org.handle_peer_up(now, peer, key);
+        self.run(now);
+    }
+
+    fn handle_peer_down(&mut self, now: Timestamp, peer: NodeId) {
+        self.org.handle_peer_down(now, peer);
+        self.run(now);
+    }
+
+    fn handle_request(&mut self, now: Timestamp, from: NodeId, request: Request) -> Response {
+        let Some(sender) = self.org.admission().admitted(&from) else {
+            return Response::Refused(Refusal::NotAdmitted);
+        };
+        let response = match request {
+            Request::Deliver(package) => {
+                let verdict =
+                    self.outbox
+                        .inbound(now, sender, &package.header, &Regions(self.directory()));
+                match verdict {
+                    Inbound::ForUs => self.take_in(now, package),
+                    Inbound::Answer(response) => response,
+                    Inbound::Relay => Response::Refused(Refusal::NotRelayed {
+                        recipient: package.header.recipient,
+                        policy: "this site relays nothing".into(),
+                    }),
+                }
+            }
+            Request::Receipt(receipt) => {
+                let _ = self.outbox.handle_receipt(receipt);
+                Response::Done
+            }
+            other => self.org.handle_request(now, from, other),
+        };
+        self.run(now);
+        response
+    }
+
+    fn handle_response(&mut self, now: Timestamp, token: u64, response: Response) {
+        if token & DELIVERY != 0 {
+            let token = Token::from_raw(token & !DELIVERY);
+            self.outbox.handle_response(now, token, response);
+        } else if token & RECEIPT == 0 {
+            self.org.handle_response(now, token, response);
+        }
+        self.run(now);
+    }
+
+    fn handle_failure(&mut self, now: Timestamp, token: u64) {
+        if token & DELIVERY != 0 {
+            let token = Token::from_raw(token & !DELIVERY);
+            self.outbox.handle_failure(now, token, "timed out");
+        } else if token & RECEIPT == 0 {
+            self.org.handle_failure(now, token);
+        }
+        self.run(now);
+    }
+
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit> {
+        self.transmits
+            .pop_front()
+            .or_else(|| self.org.poll_transmit(now))
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        [
+            self.org.poll_timeout(),
+            self.outbox.poll_timeout(),
+            self.desk.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        if self.org.poll_timeout().is_some_and(|t| t <= now) {
+            self.org.handle_timeout(now);
+        }
+        if self.outbox.poll_timeout().is_some_and(|t| t <= now) {
+            self.outbox.handle_timeout(now);
+        }
+        if self.desk.poll_timeout().is_some_and(|t| t <= now) {
+            let directory = self.org.directory().directory();
+            self.desk.handle_timeout(now, directory);
+        }
+        self.run(now);
+    }
+
+    fn poll_hello(&mut self, now: Timestamp) -> Option<(NodeId, Hello)> {
+        self.org.poll_hello(now)
+    }
+
+    fn handle_hello(&mut self, now: Timestamp, from: NodeId, hello: Hello) -> HelloAnswer {
+        let answer = self.org.handle_hello(now, from, hello);
+        self.run(now);
+        answer
+    }
+
+    fn handle_hello_answer(&mut self, now: Timestamp, from: NodeId, answer: HelloAnswer) {
+        self.org.handle_hello_answer(now, from, answer);
+        self.run(now);
+    }
+
+    fn handle_hello_failed(&mut self, now: Timestamp, to: NodeId) {
+        self.org.handle_hello_failed(now, to);
+        self.run(now);
+    }
+
+    fn poll_cut(&mut self) -> Option<NodeId> {
+        self.org.poll_cut()
+    }
+}
