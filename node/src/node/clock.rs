@@ -8,6 +8,12 @@ use super::*;
 /// waiting for it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+
+    /// Woken when the clock jumps, so the node's sleep until its next
+    /// deadline ends early; a clock that only runs never jumps.
+    fn jumps(&self) -> Option<&tokio::sync::Notify> {
+        None
+    }
 }
 
 /// The operating system's clock.
@@ -23,20 +29,28 @@ impl Clock for SystemClock {
 /// A clock that runs with the system clock plus an offset the caller moves
 /// forward: deadlines pass, while libp2p's own timers stay real.
 #[derive(Debug, Default)]
-pub struct OffsetClock(std::sync::atomic::AtomicU64);
+pub struct OffsetClock {
+    offset: std::sync::atomic::AtomicU64,
+    jumped: tokio::sync::Notify,
+}
 
 impl OffsetClock {
     pub fn advance(&self, by: Duration) {
-        self.0
+        self.offset
             .fetch_add(by.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+        self.jumped.notify_one();
     }
 }
 
 impl Clock for OffsetClock {
     fn now(&self) -> Timestamp {
         now().saturating_add(Duration::from_millis(
-            self.0.load(std::sync::atomic::Ordering::SeqCst),
+            self.offset.load(std::sync::atomic::Ordering::SeqCst),
         ))
+    }
+
+    fn jumps(&self) -> Option<&tokio::sync::Notify> {
+        Some(&self.jumped)
     }
 }
 

@@ -106,6 +106,10 @@ const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 /// Hellos sent on one connection before waiting for the next.
 const HELLO_ATTEMPTS: u32 = 3;
 
+/// How long a changed record waits for further changes before it is
+/// published, so the listen addresses that come up at start share one.
+const RECORD_SETTLE: Duration = Duration::from_millis(200);
+
 /// How often unconnected bootstrap peers are dialled again.
 const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(3);
 
@@ -125,6 +129,10 @@ struct Node {
     profile: Profile,
     sequence: u64,
     record_dirty: bool,
+    /// When the changed record is published.
+    record_due: Option<tokio::time::Instant>,
+    /// When the next kept attachment is due for deletion.
+    next_blob_expiry: Option<Timestamp>,
     external: Vec<Multiaddr>,
     /// Dialled at start and again whenever not connected: a bootstrap peer
     /// that is down, or a dial lost to a busy moment, must not leave the
@@ -201,14 +209,21 @@ impl Node {
     }
 
     async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
+        let clock = self.clock.clone();
         loop {
             // Re-armed every turn: each input may have moved a machine's
-            // next deadline, and the tick catches a clock moved forward.
+            // next deadline. Nothing runs on a period: the loop sleeps until
+            // the earliest thing due, or until the clock jumps.
             let wake = self.machines_wake();
             let machines_due =
                 tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now));
+            let jumped = async {
+                match clock.jumps() {
+                    Some(jumps) => jumps.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = commands.recv() => match command {
@@ -221,27 +236,34 @@ impl Node {
                     Some(command) => self.on_command(command),
                     None => return,
                 },
-                _ = tick.tick() => self.on_tick(),
                 _ = redial.tick() => self.dial_bootstrap(),
                 _ = machines_due, if wake.is_some() => self.on_machines_due(),
+                _ = jumped => self.on_machines_due(),
             }
             self.drive_outbox();
+            if self.record_dirty && self.record_due.is_none() {
+                // Listen addresses come up one by one at start: one record for them all.
+                self.record_due = Some(tokio::time::Instant::now() + RECORD_SETTLE);
+            }
         }
     }
 
-    /// When the earliest protocol machine needs waking, on tokio's clock:
-    /// the node's clock may run ahead of the system's.
+    /// When the earliest protocol machine, attachment deletion or record
+    /// publication needs waking, on tokio's clock: the node's clock may run
+    /// ahead of the system's.
     fn machines_wake(&self) -> Option<tokio::time::Instant> {
         let at = [
             self.admission.poll_timeout(),
             self.sync.poll_timeout(),
             self.outbox.poll_timeout(),
             self.desk.poll_timeout(),
+            self.next_blob_expiry,
         ]
         .into_iter()
         .flatten()
-        .min()?;
-        Some(tokio::time::Instant::now() + at.since(self.now()))
+        .min();
+        let machines = at.map(|at| tokio::time::Instant::now() + at.since(self.now()));
+        [machines, self.record_due].into_iter().flatten().min()
     }
 
     /// Wakes every machine whose time has come.
@@ -259,17 +281,17 @@ impl Node {
             self.outbox.handle_timeout(now);
         }
         self.on_timers();
-    }
-
-    fn on_tick(&mut self) {
-        self.remove_expired_blobs();
-        // A clock moved forward (tests, an operator's correction) makes
-        // machines due before their sleep ends.
-        self.on_machines_due();
-        if self.record_dirty
-            && let Err(e) = self.publish_record()
+        if self.next_blob_expiry.is_some_and(|t| t <= now) {
+            self.remove_expired_blobs();
+        }
+        if self
+            .record_due
+            .is_some_and(|at| at <= tokio::time::Instant::now())
         {
-            tracing::error!("cannot publish own record: {e}");
+            self.record_due = None;
+            if let Err(e) = self.publish_record() {
+                tracing::error!("cannot publish own record: {e}");
+            }
         }
     }
 

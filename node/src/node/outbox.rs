@@ -337,7 +337,12 @@ impl Node {
         let expire_at = self.now().saturating_add(self.keep_delivered);
         if let Ok(Some(stored)) = self.store.outbox_entry(&id) {
             for blob in &stored.package.header.attachments {
-                let _ = self.store.expire_blob(&blob.hash, expire_at);
+                if self.store.expire_blob(&blob.hash, expire_at).is_ok() {
+                    self.next_blob_expiry = Some(
+                        self.next_blob_expiry
+                            .map_or(expire_at, |t| t.min(expire_at)),
+                    );
+                }
             }
         }
         if origin == Origin::Local {
@@ -361,6 +366,10 @@ impl Node {
                 return;
             }
         };
+        self.next_blob_expiry = self.store.next_blob_expiry().unwrap_or_else(|e| {
+            tracing::error!("attachment retention: {e}");
+            None
+        });
         for hash in due {
             self.served.remove(&hash);
             match self.blobs.remove(&hash) {

@@ -142,6 +142,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let peer_id = *swarm.local_peer_id();
     let (events, _) = broadcast::channel(1024);
     let (commands, command_rx) = mpsc::channel(64);
+    // Attachments kept from earlier runs are deleted when due, without a scan.
+    let next_blob_expiry = store.next_blob_expiry()?;
     let desk = Desk::new(
         DeskConfig::default(),
         IdentityKey::from_seed(*setup.identity.to_seed()),
@@ -171,6 +173,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         profile: setup.profile,
         sequence,
         record_dirty: true,
+        record_due: None,
+        next_blob_expiry,
         external: setup.external,
         bootstrap: setup.bootstrap,
         journal,

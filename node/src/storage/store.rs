@@ -537,6 +537,14 @@ impl Store {
 
     /// Attachments whose deletion is due by `now`, earliest first, at most
     /// `limit` of them; each is unscheduled as it is returned.
+    /// When the next attachment is due for deletion: one read of the first key.
+    pub fn next_blob_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.expiring_blobs.first()?.map(|(key, _)| {
+            let at = key.get(..8).and_then(|b| b.try_into().ok());
+            Timestamp::from_unix_millis(u64::from_be_bytes(at.unwrap_or([u8::MAX; 8])))
+        }))
+    }
+
     pub fn take_expired_blobs(
         &self,
         now: Timestamp,
