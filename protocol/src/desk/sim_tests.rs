@@ -7,11 +7,8 @@ use super::*;
 use crate::cert::OrgLevel;
 use crate::conclusion::Conclusion;
 use crate::directory::{Scope, SyncConfig};
-use crate::identity::SealingKey;
 use crate::specialty::Specialty;
-use crate::testkit::{
-    DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, Site, TestFederation, TestOrg, seed,
-};
+use crate::testkit::{Link, NOW, SimConfig, SimNet, Site, TestFederation, TestOrg, seed};
 use crate::urgency::Urgency;
 use crate::workflow::ConsentMethod;
 
@@ -49,15 +46,7 @@ fn federation() -> Federation {
     let mut net = SimNet::new(sim, NOW);
     for (i, o) in orgs.iter().enumerate() {
         let config = SyncConfig::new(Scope::Federation, seed("desk-sim", i as u64));
-        let mut directory = DirectoryNode::new(config, Directory::new(), fed.trust.clone());
-        directory.publish(NOW, records.clone());
-        let node = OrgNode::new(o.id(), o.chain.clone(), directory);
-        net.add(Site::new(
-            node,
-            IdentityKey::from_seed(*o.identity.to_seed()),
-            SealingKey::from_seed(*o.sealing.to_seed()),
-            o.region.clone(),
-        ));
+        net.add(Site::of(o, &fed.trust, records.clone(), config, NOW));
     }
     net.connect_all();
     net.run_for(Duration::from_secs(1));

@@ -101,8 +101,36 @@ impl Site {
         }
     }
 
+    /// A test organization's site, its directory holding `records`.
+    pub fn of(
+        org: &super::TestOrg,
+        trust: &crate::cert::Trust,
+        records: Vec<crate::directory::SignedRecord>,
+        sync: crate::directory::SyncConfig,
+        now: Timestamp,
+    ) -> Self {
+        let mut directory = super::DirectoryNode::new(sync, Directory::new(), trust.clone());
+        directory.publish(now, records);
+        Site::new(
+            OrgNode::new(org.id(), org.chain.clone(), directory),
+            IdentityKey::from_seed(*org.identity.to_seed()),
+            SealingKey::from_seed(*org.sealing.to_seed()),
+            org.region.clone(),
+        )
+    }
+
     pub fn id(&self) -> OrgId {
         self.me
+    }
+
+    pub fn org_node(&self) -> &OrgNode {
+        &self.org
+    }
+
+    /// Records reaching the site's directory from outside the network (its
+    /// organization publishing a new version).
+    pub fn publish(&mut self, now: Timestamp, records: Vec<crate::directory::SignedRecord>) {
+        self.org.directory_mut().publish(now, records);
     }
 
     pub fn desk(&self) -> &Desk {
