@@ -128,8 +128,14 @@ pub(super) enum Command {
         ConsultationId,
         oneshot::Sender<Result<(), NodeError>>,
     ),
+    /// The envelope a step of this consultation goes in, for sealing a
+    /// conclusion's attachments off the event loop.
+    StepPlan(ConsultationId, oneshot::Sender<Result<Plan, NodeError>>),
+    /// A step, with the envelope its conclusion's attachments were sealed
+    /// into (then the request carries none left to seal).
     Act(
         Box<ActRequest>,
+        Option<Box<Plan>>,
         oneshot::Sender<Result<WorkflowStatus, NodeError>>,
     ),
     Consultation(

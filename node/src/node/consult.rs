@@ -56,6 +56,15 @@ pub struct NewConsultation {
     pub escalated_from: Option<ConsultationId>,
 }
 
+/// One step this organization takes.
+pub(super) struct LocalStep<'a> {
+    pub(super) id: ConsultationId,
+    pub(super) role: Role,
+    pub(super) user: &'a str,
+    pub(super) action: Action,
+    pub(super) conclusion: Option<ConclusionText>,
+}
+
 /// The conclusion's text, as the consultant writes it.
 #[derive(Debug, Clone)]
 pub struct ConclusionText {
@@ -241,29 +250,43 @@ impl Node {
         Ok(Opened::New(signed))
     }
 
-    /// Takes one workflow step as this organization and sends it to the other.
-    pub(super) fn act(
-        &mut self,
-        id: ConsultationId,
-        role: Role,
-        user: &str,
-        action: Action,
-        conclusion: Option<ConclusionText>,
-    ) -> Result<Status, NodeError> {
-        let (_, c) = self.load_consultation(&id)?;
+    /// The envelope a step of this consultation goes in: to the other
+    /// organization, routed at the consultant's level.
+    pub(super) fn step_plan(&mut self, id: &ConsultationId) -> Result<super::Plan, NodeError> {
+        let (_, c) = self.load_consultation(id)?;
         let counterpart = if c.request.requester == self.me.cert.org {
             c.request.consultant
         } else {
             c.request.requester
         };
-        let mut plan = self.plan(
+        self.plan(
             Target::Org(counterpart),
             self.routing_for(&c.request),
             STEP_LIFETIME,
-        )?;
+        )
+    }
+
+    /// Takes one workflow step as this organization and sends it to the
+    /// other, in `plan` when a conclusion's attachments were sealed into it.
+    pub(super) fn act(
+        &mut self,
+        step: LocalStep<'_>,
+        plan: Option<super::Plan>,
+    ) -> Result<Status, NodeError> {
+        let LocalStep {
+            id,
+            role,
+            user,
+            action,
+            conclusion,
+        } = step;
+        let plan = match plan {
+            Some(plan) => plan,
+            None => self.step_plan(&id)?,
+        };
         let (action, file) = match (action, conclusion) {
             (Action::Conclude { .. }, Some(text)) => {
-                let file = self.sign_conclusion(id, text, &mut plan)?;
+                let file = self.sign_conclusion(id, text, &plan)?;
                 let hash = file.conclusion.content_hash();
                 (Action::Conclude { conclusion: hash }, Some(file))
             }
@@ -282,31 +305,18 @@ impl Node {
         Ok(status)
     }
 
-    /// Seals the conclusion's attachments to the requester in `plan` and
-    /// signs the conclusion that names them.
+    /// Signs the conclusion, naming the attachments already sealed into
+    /// `plan` (the handle seals them off the event loop).
     fn sign_conclusion(
         &mut self,
         id: ConsultationId,
         text: ConclusionText,
-        plan: &mut super::Plan,
+        plan: &super::Plan,
     ) -> Result<ConclusionFile, NodeError> {
-        for (index, attachment) in text.attachments.into_iter().enumerate() {
-            let mut source: Box<dyn std::io::Read> = match attachment {
-                super::Attachment::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
-                super::Attachment::File(path) => Box::new(
-                    std::fs::File::open(&path)
-                        .map_err(|e| NodeError::Attachment(format!("{}: {e}", path.display())))?,
-                ),
-            };
-            let blob = self.blobs.seal_attachment(
-                &plan.header,
-                index as u32,
-                &self.sealing,
-                &plan.recipient_key,
-                random_bytes(),
-                &mut source,
-            )?;
-            plan.header.attachments.push(blob);
+        if !text.attachments.is_empty() {
+            return Err(NodeError::Attachment(
+                "a conclusion's attachments are sealed before the step is taken".into(),
+            ));
         }
         let signed = Conclusion {
             consultation: id,

@@ -208,8 +208,24 @@ impl NodeHandle {
     }
 
     /// Takes one workflow step as this organization.
-    pub async fn act(&self, request: ActRequest) -> Result<WorkflowStatus, NodeError> {
-        self.ask(|tx| Command::Act(Box::new(request), tx)).await?
+    /// A conclusion's attachments are sealed here, on blocking threads,
+    /// into the envelope the step will go in; the event loop only signs.
+    pub async fn act(&self, mut request: ActRequest) -> Result<WorkflowStatus, NodeError> {
+        let attachments = request
+            .conclusion
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.attachments))
+            .unwrap_or_default();
+        let plan = if attachments.is_empty() {
+            None
+        } else {
+            let id = request.consultation;
+            let mut plan = self.ask(|tx| Command::StepPlan(id, tx)).await??;
+            super::attachments::seal_attachments(&mut plan, attachments).await?;
+            Some(Box::new(plan))
+        };
+        self.ask(|tx| Command::Act(Box::new(request), plan, tx))
+            .await?
     }
 
     pub async fn consultation(&self, id: ConsultationId) -> Result<ConsultationView, NodeError> {
@@ -220,10 +236,9 @@ impl NodeHandle {
         self.ask(Command::Consultations).await?
     }
 
-    /// Writes an access or security event (a record opened, a failed login)
-    /// to the journal. Never waits: an event that cannot be queued is logged.
-    /// Journals an event and waits until it is on disk. Callers that
-    /// return health data do so only after this succeeds.
+    /// Journals an access or security event (a record opened, a failed
+    /// login) and waits until it is on disk. Callers that return health
+    /// data do so only after this succeeds.
     pub async fn record(
         &self,
         user: Option<String>,

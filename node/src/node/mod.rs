@@ -391,7 +391,10 @@ impl Node {
             Command::ForgetIntake(identifier, id, reply) => {
                 let _ = reply.send(self.forget_intake(&identifier, id));
             }
-            Command::Act(req, reply) => {
+            Command::StepPlan(id, reply) => {
+                let _ = reply.send(self.step_plan(&id));
+            }
+            Command::Act(req, plan, reply) => {
                 let ActRequest {
                     consultation,
                     role,
@@ -399,7 +402,14 @@ impl Node {
                     action,
                     conclusion,
                 } = *req;
-                let _ = reply.send(self.act(consultation, role, &user, action, conclusion));
+                let step = consult::LocalStep {
+                    id: consultation,
+                    role,
+                    user: &user,
+                    action,
+                    conclusion,
+                };
+                let _ = reply.send(self.act(step, plan.map(|p| *p)));
             }
             Command::Consultation(id, reply) => {
                 let _ = reply.send(self.consultation_view(&id));
