@@ -128,6 +128,14 @@ pub(super) enum Command {
         ConsultationId,
         oneshot::Sender<Result<(), NodeError>>,
     ),
+    /// An escalation's case files, re-sealed off the event loop for the
+    /// next consultant (or why they could not be).
+    Resealed {
+        from: ConsultationId,
+        to: OrgId,
+        reason: &'static str,
+        plan: Result<Box<Plan>, NodeError>,
+    },
     /// The envelope a step of this consultation goes in, for sealing a
     /// conclusion's attachments off the event loop.
     StepPlan(ConsultationId, oneshot::Sender<Result<Plan, NodeError>>),

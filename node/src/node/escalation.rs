@@ -4,7 +4,8 @@
 //! the next consultant from the requester's own copy of its files.
 
 use super::consult::{STEP_LIFETIME, routing};
-use super::{Node, NodeError, Target, random_bytes};
+use super::{Command, Node, NodeError, Target, random_bytes};
+use crate::storage::blobs::BlobStore;
 use crate::storage::store::{Batch, StoredConsultation};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::content::PackageBody;
@@ -27,7 +28,9 @@ impl Node {
 
     /// Carries out an escalation the desk decided: the case is sealed anew
     /// for the next consultant, from the requester's own copy of its files,
-    /// as a consultation escalated from the one that went unanswered.
+    /// as a consultation escalated from the one that went unanswered. The
+    /// files are re-sealed on a blocking thread; the loop hears back with
+    /// `Command::Resealed`.
     pub(super) fn escalate(
         &mut self,
         from: ConsultationId,
@@ -35,15 +38,64 @@ impl Node {
         reason: &'static str,
     ) -> Result<(), NodeError> {
         let (stored, c) = self.load_consultation(&from)?;
-        let request = c.request;
         let min_level = self
             .directory()
             .get(&to)
             .map_or(OrgLevel::District, |e| e.level());
-        let mut plan = self.plan(Target::Org(to), routing(&request, min_level), STEP_LIFETIME)?;
-        if let Some(own) = &stored.own_copy {
-            self.reseal_own_copy(own, &mut plan)?;
+        let plan = self.plan(
+            Target::Org(to),
+            routing(&c.request, min_level),
+            STEP_LIFETIME,
+        )?;
+        let Some(own) = stored.own_copy else {
+            return self.finish_escalation(from, to, reason, plan);
+        };
+        let blobs = self.blobs.clone();
+        let sealing = SealingKey::from_seed(*self.sealing.to_seed());
+        let back = self.loopback.clone();
+        tokio::spawn(async move {
+            let resealed =
+                tokio::task::spawn_blocking(move || reseal(&blobs, &sealing, &own, plan))
+                    .await
+                    .unwrap_or_else(|e| Err(NodeError::Attachment(e.to_string())));
+            let done = Command::Resealed {
+                from,
+                to,
+                reason,
+                plan: resealed.map(Box::new),
+            };
+            let _ = back.send(done);
+        });
+        Ok(())
+    }
+
+    /// The case files are sealed for the next consultant (or could not be).
+    pub(super) fn on_resealed(
+        &mut self,
+        from: ConsultationId,
+        to: OrgId,
+        reason: &'static str,
+        plan: Result<Box<super::Plan>, NodeError>,
+    ) {
+        let done = plan.and_then(|plan| self.finish_escalation(from, to, reason, *plan));
+        if let Err(e) = done {
+            tracing::warn!(consultation = %from, "escalation: {e}; retrying");
+            let now = self.now();
+            self.desk.retry_escalation(now, from, reason);
         }
+    }
+
+    /// Opens the consultation with the next consultant, queues its package
+    /// in `plan` (which holds the re-sealed files), and tells the desk.
+    fn finish_escalation(
+        &mut self,
+        from: ConsultationId,
+        to: OrgId,
+        reason: &'static str,
+        plan: super::Plan,
+    ) -> Result<(), NodeError> {
+        let (stored, c) = self.load_consultation(&from)?;
+        let request = c.request;
         let now = self.now();
         let next = ConsultationRequest {
             id: ConsultationId(random_bytes()),
@@ -91,43 +143,6 @@ impl Node {
         Ok(self.store.flush()?)
     }
 
-    /// Opens the self-sealed copy of the attachments and seals each anew
-    /// for the plan's recipient. Files pass through the node's `tmp/`.
-    fn reseal_own_copy(
-        &self,
-        own: &EnvelopeHeader,
-        plan: &mut super::Plan,
-    ) -> Result<(), NodeError> {
-        let tmp = self.blobs.scratch()?;
-        let me = [self.sealing.public()];
-        let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", tmp.display()));
-        for index in 0..own.attachments.len() as u32 {
-            // Removed when dropped, on every path out of this loop; what a
-            // crash leaves is swept when the blob store opens.
-            let plain = tempfile::Builder::new()
-                .prefix(&format!("escalation-{}-{index}-", own.id))
-                .tempfile_in(&tmp)
-                .map_err(failed)?;
-            {
-                let mut out = std::io::BufWriter::new(plain.reopen().map_err(failed)?);
-                self.blobs
-                    .open_attachment(own, index, &self.sealing, &me, &mut out)?;
-                std::io::Write::flush(&mut out).map_err(failed)?;
-            }
-            let mut file = plain.reopen().map_err(failed)?;
-            let blob = self.blobs.seal_attachment(
-                &plan.header,
-                index,
-                &self.sealing,
-                &plan.recipient_key,
-                random_bytes(),
-                &mut file,
-            )?;
-            plan.header.attachments.push(blob);
-        }
-        Ok(())
-    }
-
     /// The keys that open a consultation's case files: the request's
     /// package for the consultant, the self-sealed copy for the requester.
     pub(super) fn case_file_keys(
@@ -154,4 +169,42 @@ impl Node {
         };
         Ok((keys, stored.files))
     }
+}
+
+/// Opens the self-sealed copy of the attachments and seals each anew for
+/// the plan's recipient, listing them in its header. Files pass through
+/// the blob store's scratch directory and are removed on every path.
+fn reseal(
+    blobs: &BlobStore,
+    sealing: &SealingKey,
+    own: &EnvelopeHeader,
+    mut plan: super::Plan,
+) -> Result<super::Plan, NodeError> {
+    let tmp = blobs.scratch()?;
+    let me = [sealing.public()];
+    let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", tmp.display()));
+    for index in 0..own.attachments.len() as u32 {
+        // Removed when dropped, on every path out of this loop; what a
+        // crash leaves is swept when the blob store opens.
+        let plain = tempfile::Builder::new()
+            .prefix(&format!("escalation-{}-{index}-", own.id))
+            .tempfile_in(&tmp)
+            .map_err(failed)?;
+        {
+            let mut out = std::io::BufWriter::new(plain.reopen().map_err(failed)?);
+            blobs.open_attachment(own, index, sealing, &me, &mut out)?;
+            std::io::Write::flush(&mut out).map_err(failed)?;
+        }
+        let mut file = plain.reopen().map_err(failed)?;
+        let blob = blobs.seal_attachment(
+            &plan.header,
+            index,
+            sealing,
+            &plan.recipient_key,
+            random_bytes(),
+            &mut file,
+        )?;
+        plan.header.attachments.push(blob);
+    }
+    Ok(plan)
 }

@@ -129,6 +129,9 @@ struct Node {
     profile: Profile,
     sequence: u64,
     record_dirty: bool,
+    /// Work done off the event loop reports back here, as a command. Its
+    /// own channel: the loop still ends when every handle is gone.
+    loopback: mpsc::UnboundedSender<Command>,
     /// When the changed record is published.
     record_due: Option<tokio::time::Instant>,
     /// When the next kept attachment is due for deletion.
@@ -208,7 +211,11 @@ impl Node {
         let _ = self.events.send(event);
     }
 
-    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut loopback: mpsc::UnboundedReceiver<Command>,
+    ) {
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         let clock = self.clock.clone();
         loop {
@@ -236,6 +243,7 @@ impl Node {
                     Some(command) => self.on_command(command),
                     None => return,
                 },
+                Some(done) = loopback.recv() => self.on_command(done),
                 _ = redial.tick() => self.dial_bootstrap(),
                 _ = machines_due, if wake.is_some() => self.on_machines_due(),
                 _ = jumped => self.on_machines_due(),
@@ -391,6 +399,12 @@ impl Node {
             Command::ForgetIntake(identifier, id, reply) => {
                 let _ = reply.send(self.forget_intake(&identifier, id));
             }
+            Command::Resealed {
+                from,
+                to,
+                reason,
+                plan,
+            } => self.on_resealed(from, to, reason, plan),
             Command::StepPlan(id, reply) => {
                 let _ = reply.send(self.step_plan(&id));
             }

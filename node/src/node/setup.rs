@@ -142,6 +142,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let peer_id = *swarm.local_peer_id();
     let (events, _) = broadcast::channel(1024);
     let (commands, command_rx) = mpsc::channel(64);
+    let (loopback, loopback_rx) = mpsc::unbounded_channel();
     // Attachments kept from earlier runs are deleted when due, without a scan.
     let next_blob_expiry = store.next_blob_expiry()?;
     let desk = Desk::new(
@@ -174,6 +175,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         sequence,
         record_dirty: true,
         record_due: None,
+        loopback,
         next_blob_expiry,
         external: setup.external,
         bootstrap: setup.bootstrap,
@@ -221,7 +223,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         node.desk.restore_held(early);
     }
     let clock = setup.clock.clone();
-    let task = tokio::spawn(async move { node.run(command_rx).await });
+    let task = tokio::spawn(async move { node.run(command_rx, loopback_rx).await });
     Ok(NodeHandle {
         org,
         peer_id,

@@ -660,6 +660,22 @@ mod tests {
     use konsilium_protocol::journal::Role;
     use konsilium_protocol::workflow::Action;
 
+    /// Opens a database just closed: sled's flusher thread lets go of
+    /// its lock a moment after the last handle drops.
+    pub(crate) fn reopen(dir: &std::path::Path) -> Store {
+        let mut tries = 0;
+        loop {
+            match Store::open(dir) {
+                Ok(store) => return store,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn a_database_that_cannot_be_opened_is_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -741,7 +757,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.intake(&ka).unwrap(), Some(old), "durable");
         assert!(store.consultation(&a).unwrap().is_some());
         assert_eq!(

@@ -168,7 +168,7 @@ mod tests {
             batch.mark_seen(&PackageId([2; 16]), Timestamp::from_unix_millis(99));
             store.commit(batch).unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::storage::store::tests::reopen(dir.path());
         assert_eq!(
             store.intake(&intake_key(&org, "a")).unwrap(),
             Some(record(1))
