@@ -2,6 +2,9 @@
 //! and their nodes on loopback. Used by `konsilium demo` and by the
 //! multi-node tests; the nodes are the real thing, only the authority keys
 //! live in memory instead of an authority's offline machine.
+//!
+//! Behind the `local-federation` feature (on by default); hospital builds
+//! leave it out with `--no-default-features`.
 
 use crate::node::{NodeSetup, Profile, random_bytes};
 use konsilium_protocol::calendar::{TimeZoneName, WorkingCalendar};

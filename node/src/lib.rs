@@ -5,6 +5,7 @@
 //! `http`, `ops` and `fhir` on top.
 
 pub mod config;
+#[cfg(feature = "local-federation")]
 pub mod federation;
 pub mod fhir;
 pub mod http;

@@ -2,6 +2,8 @@
 //! requested, answered and acknowledged through the API of both
 //! organizations, and the API's refusals as RFC 9457 problem documents.
 
+#![cfg(feature = "local-federation")]
+
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::http::{self as api, ApiConfig, User};
 use konsilium_node::node::{self, NodeHandle};

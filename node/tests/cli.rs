@@ -1,5 +1,7 @@
 //! The `konsilium` binary as an operator runs it.
 
+#![cfg(feature = "local-federation")]
+
 use konsilium_node::federation::{LocalFederation, OrgSpec};
 use konsilium_node::node;
 use konsilium_protocol::cert::OrgLevel;

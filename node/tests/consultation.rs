@@ -1,6 +1,8 @@
 //! Consultations between real nodes on 127.0.0.1: the workflow carried in
 //! sealed packages, applied by both organizations, journaled.
 
+#![cfg(feature = "local-federation")]
+
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::node::{
     self, ActRequest, Attachment, CaseFile, ConclusionText, NewConsultation, NodeError, NodeEvent,

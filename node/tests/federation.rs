@@ -2,6 +2,8 @@
 //! in one process. Timeouts only guard against hangs; assertions are about
 //! behaviour.
 
+#![cfg(feature = "local-federation")]
+
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{self, NodeError, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_node::storage::store::Store;

@@ -1,6 +1,8 @@
 //! Strangers at the network edge: a libp2p client with any Noise key and no
 //! federation certificate, against a real node on 127.0.0.1.
 
+#![cfg(feature = "local-federation")]
+
 use futures::StreamExt;
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::net::codec::{RPC_PROTOCOL, RpcCodec};

@@ -2,6 +2,8 @@
 //! as a table and as JSON, through each node's admin socket; the routing dry
 //! run's reasons; doctor; the Prometheus endpoint.
 
+#![cfg(feature = "local-federation")]
+
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
     self, Attachment, CaseFile, NewConsultation, NodeEvent, NodeHandle, SendRequest, Target,

@@ -2,6 +2,7 @@
 //! dispatch of each command to the module that carries it out.
 
 mod checks;
+#[cfg(feature = "local-federation")]
 mod demo;
 mod journal;
 mod setup;
@@ -22,12 +23,30 @@ use konsilium_protocol::specialty::{Lang, Specialty};
 use konsilium_protocol::urgency::Urgency;
 use std::path::PathBuf;
 
+/// The examples under `konsilium --help`, the demo's only where it is built.
+macro_rules! examples {
+    ($($demo:literal)?) => {
+        concat!(
+            "Examples:\n",
+            $($demo,)?
+            "  konsilium init --org-name \"Sokol CDH\" --data-dir /var/lib/konsilium --root <hex>\n  konsilium run --config /var/lib/konsilium/node.toml\n  konsilium doctor --config /var/lib/konsilium/node.toml\n\nOperator views of a running node (tables, or --json for scripts):\n  export KONSILIUM_CONFIG=/var/lib/konsilium/node.toml\n  konsilium status | peers | directory | route | requests | request ID | outbox | sla | sessions | certs\n  konsilium journal verify | tail | stats"
+        )
+    };
+}
+
+#[cfg(feature = "local-federation")]
+const EXAMPLES: &str = examples!(
+    "  konsilium demo                                   a federation on loopback, consultations end to end\n"
+);
+#[cfg(not(feature = "local-federation"))]
+const EXAMPLES: &str = examples!();
+
 #[derive(Parser)]
 #[command(
     name = "konsilium",
     version,
     about = "Konsilium: federated peer-to-peer telemedicine consultations between medical organizations",
-    after_help = "Examples:\n  konsilium demo                                   a federation on loopback, consultations end to end\n  konsilium init --org-name \"Sokol CDH\" --data-dir /var/lib/konsilium --root <hex>\n  konsilium run --config /var/lib/konsilium/node.toml\n  konsilium doctor --config /var/lib/konsilium/node.toml\n\nOperator views of a running node (tables, or --json for scripts):\n  export KONSILIUM_CONFIG=/var/lib/konsilium/node.toml\n  konsilium status | peers | directory | route | requests | request ID | outbox | sla | sessions | certs\n  konsilium journal verify | tail | stats"
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     /// Log output: text for people, json for collectors (overrides the config file).
@@ -79,6 +98,7 @@ impl NodeAt {
 #[derive(Subcommand)]
 enum Command {
     /// Run a local federation on loopback and a consultation package end to end.
+    #[cfg(feature = "local-federation")]
     #[command(after_help = "Example:\n  konsilium demo --attachment-mb 20")]
     Demo {
         /// Size of the package's attachment in MiB.
@@ -314,6 +334,7 @@ fn log_format(flag: &Option<String>, fallback: LogFormat) -> LogFormat {
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
+        #[cfg(feature = "local-federation")]
         Command::Demo {
             attachment_mb,
             keep,
