@@ -1,0 +1,262 @@
+//! Who is in the federation: convergence and late joiners, scoped
+//! candidates, refused organizations, QUIC and DNS-named bootstrap peers.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_converge_and_a_late_joiner_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let members = [
+        fed.enrol(OrgSpec::new(
+            "Federal cardiology center",
+            OrgLevel::Federal,
+            "RU-MOW",
+            &[Specialty::Cardiology],
+        )),
+        fed.enrol(OrgSpec::new(
+            "Vologda regional hospital",
+            OrgLevel::Regional,
+            "RU-VLG",
+            &[Specialty::Oncology],
+        )),
+        fed.enrol(OrgSpec::new(
+            "Arkhangelsk regional hospital",
+            OrgLevel::Regional,
+            "RU-ARK",
+            &[Specialty::Neurology],
+        )),
+        fed.enrol(OrgSpec::new(
+            "Sokol district hospital",
+            OrgLevel::District,
+            "RU-VLG",
+            &[Specialty::Pediatrics],
+        )),
+        fed.enrol(OrgSpec::new(
+            "Kotlas district hospital",
+            OrgLevel::District,
+            "RU-ARK",
+            &[Specialty::Urology],
+        )),
+    ];
+    let first = start(&members[0], vec![], vec![]).await;
+    let first_addr = addr(&first).await;
+    let mut nodes = vec![first];
+    for m in &members[1..] {
+        // A chain: each node knows only the previous one.
+        let prev = addr(nodes.last().unwrap()).await;
+        nodes.push(start(m, vec![prev], vec![]).await);
+    }
+    converge(&nodes.iter().collect::<Vec<_>>(), 5).await;
+
+    let late = fed.enrol(OrgSpec::new(
+        "Late district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[Specialty::Rheumatology],
+    ));
+    let late_node = start(&late, vec![first_addr], vec![]).await;
+    let mut all: Vec<&NodeHandle> = nodes.iter().collect();
+    all.push(&late_node);
+    converge(&all, 6).await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+    late_node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncertified_and_revoked_organizations_cannot_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let member = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let revoked = fed.enrol(OrgSpec::new(
+        "Revoked district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    // A "federation" of its own: self-signed, unknown to the member.
+    let mut rogue_fed = LocalFederation::new(&tmp.path().join("rogue"), node::now());
+    let rogue = rogue_fed.enrol(OrgSpec::new(
+        "Rogue clinic",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+
+    let notice = {
+        let region = konsilium_protocol::cert::RegionCode::new("RU-VLG").unwrap();
+        let issuer: &Issuer = fed.region(&region);
+        issuer.revoke(
+            1,
+            node::now(),
+            [LocalFederation::serial_of(&revoked)].into(),
+        )
+    };
+    let mut setup = member.setup(vec![], vec![]);
+    setup.revocations = vec![notice];
+    let m = node::start(setup).await.unwrap();
+    let maddr = addr(&m).await;
+    let mut events = m.subscribe();
+
+    for outsider in [&rogue, &revoked] {
+        let o = start(outsider, vec![maddr.clone()], vec![]).await;
+        let reason = wait_for(&mut events, "the outsider to be refused", |e| match e {
+            NodeEvent::PeerRejected { peer, reason } if *peer == o.peer_id() => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert!(
+            reason.contains("not a configured federation root") || reason.contains("revoked"),
+            "{reason}"
+        );
+        let status = m.status().await.unwrap();
+        assert!(!status.peers.contains(&outsider.org_id()));
+        assert_eq!(
+            status.directory_size, 1,
+            "the outsider's record was not accepted"
+        );
+        // Refused and disconnected: the outsider ends up with no certified peer.
+        let alone = tokio::time::timeout(PATIENCE, async {
+            while !o.status().await.unwrap().peers.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(alone.is_ok(), "{} stayed connected", outsider.spec.name);
+        o.shutdown().await;
+    }
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_district_asks_its_regional_center_for_candidates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let federal = fed.enrol(OrgSpec::new(
+        "Federal oncology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Oncology],
+    ));
+    let regional = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let district = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let r = start(&regional, vec![], vec![]).await;
+    let ra = addr(&r).await;
+    let f = start(&federal, vec![ra.clone()], vec![]).await;
+    let mut scoped = district.setup(vec![ra], vec![regional.org_id()]);
+    scoped.scope = konsilium_node::node::DirectoryScope::Region;
+    let d = node::start(scoped).await.unwrap();
+    converge(&[&r, &f], 3).await;
+    // Gossip and anti-entropy have run; the district keeps only its region.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = d.status().await.unwrap();
+    assert_eq!(
+        status.directory_size, 2,
+        "own record and the regional center's; peers {:?}",
+        status.peers
+    );
+
+    let mut events = d.subscribe();
+    let body = b"Which adjuvant regimen?".to_vec();
+    let sent = d
+        .send(package(
+            Target::Best,
+            Specialty::Oncology,
+            OrgLevel::Federal,
+            body.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.recipient,
+        federal.org_id(),
+        "the regional center named the federal candidate"
+    );
+    delivered(&mut events, sent.id).await;
+    assert_eq!(f.open(sent.id).await.unwrap().1, body);
+    assert_eq!(d.status().await.unwrap().directory_size, 3);
+    for n in [f, r, d] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_also_speak_quic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let a = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Urology],
+    ));
+    let b = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let quic = |m: &Member, bootstrap: Vec<Multiaddr>| {
+        let mut setup = m.setup(bootstrap, vec![]);
+        setup.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+        setup
+    };
+    let na = node::start(quic(&a, vec![])).await.unwrap();
+    let qa = addr(&na).await;
+    assert!(qa.iter().any(|p| matches!(p, Protocol::QuicV1)), "{qa}");
+    let nb = node::start(quic(&b, vec![qa])).await.unwrap();
+    converge(&[&na, &nb], 2).await;
+    let mut events = nb.subscribe();
+    let sent = nb
+        .send(package(
+            Target::Best,
+            Specialty::Urology,
+            OrgLevel::Regional,
+            b"over QUIC".to_vec(),
+        ))
+        .await
+        .unwrap();
+    delivered(&mut events, sent.id).await;
+    assert_eq!(na.open(sent.id).await.unwrap().1, b"over QUIC");
+    na.shutdown().await;
+    nb.shutdown().await;
+}
+
+/// Deployments name bootstrap peers by DNS name: a node dials another by
+/// `/dns4/localhost/...` and they converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_peer_named_by_dns_is_dialled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let spec = |name: &str| OrgSpec::new(name, OrgLevel::District, "RU-VLG", &[]);
+    let (a, b) = (fed.enrol(spec("First")), fed.enrol(spec("Second")));
+    let first = start(&a, vec![], vec![]).await;
+    let port = wait::tcp_port(&addr(&first).await).unwrap();
+    let by_name: Multiaddr = format!("/dns4/localhost/tcp/{port}/p2p/{}", first.peer_id())
+        .parse()
+        .unwrap();
+    let second = start(&b, vec![by_name], vec![]).await;
+    converge(&[&first, &second], 2).await;
+    for n in [first, second] {
+        n.shutdown().await;
+    }
+}
