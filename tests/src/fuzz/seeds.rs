@@ -1,0 +1,223 @@
+//! Valid inputs for every target, the starting points the fuzzer mutates.
+
+use super::*;
+
+fn frame<M: WireMessage>(m: &M) -> Vec<u8> {
+    wire::encode(m).expect("encodes within limits")
+}
+
+/// A seed input: its target, its name, its bytes.
+pub type Seed = (&'static str, &'static str, Vec<u8>);
+
+/// Valid inputs for every target, from the fixed world: starting points the
+/// fuzzer mutates, each accepted by its target.
+pub fn seeds() -> Vec<Seed> {
+    let w = &*WORLD;
+    let notice = w.fed.root.revoke(1, NOW, [999].into());
+    let hello_msg = Hello {
+        chain: w.district.chain.clone(),
+        record: Some(w.district.signed_record(1)),
+        revocations: vec![notice.clone()],
+        time: NOW,
+    };
+    let receipt_msg = Signed::sign(&w.federal.identity, &Receipt::for_package(&w.package, NOW));
+    let conclusion = ConclusionFile {
+        conclusion: Conclusion {
+            consultation: ConsultationId([9; 16]),
+            consultant_org: w.federal.id(),
+            authors: vec!["Prof. Petrov".into()],
+            diagnosis: "Paroxysmal atrial fibrillation".into(),
+            recommendations: "Anticoagulation; Holter in 1 month".into(),
+            treatment_plan: "Apixaban 5 mg twice daily".into(),
+            further_studies: "Echocardiography".into(),
+            attachments: vec![],
+            issued_at: NOW,
+        }
+        .sign(&w.federal.identity)
+        .expect("a valid conclusion"),
+        chain: w.federal.chain.clone(),
+    };
+    let proposed = &w.consultations[2];
+    let confirm = proposed.step(
+        &w.district.identity,
+        Role::Physician,
+        "Dr. Ivanova",
+        at(30),
+        Action::ConfirmSlot {
+            slot: Slot {
+                start: at(60),
+                end: at(90),
+            },
+        },
+    );
+    let receive = w.consultations[0].step(
+        &w.federal.identity,
+        Role::Coordinator,
+        "coordinator",
+        at(1),
+        Action::Receive,
+    );
+    let conclude = w.consultations[4].history[5].clone();
+    let mut pkg_with_consultation = header(&w.district, &w.federal);
+    pkg_with_consultation.id = PackageId([8; 16]);
+    let consultation_body = frame(&PackageBody::Consultation {
+        request: request(&w.district, &w.federal),
+        extract: CaseExtract {
+            summary: "Palpitations for two weeks".into(),
+            questions: "Ablation or medication?".into(),
+        },
+        files: vec![konsilium_protocol::content::FileInfo {
+            title: Some("Holter ECG".into()),
+            content_type: "application/pdf".into(),
+        }],
+    });
+    let consultation_package = seal::seal(
+        pkg_with_consultation,
+        &w.district.sealing,
+        &w.federal.sealing.public(),
+        [4; 32],
+        &consultation_body,
+    )
+    .expect("seals");
+    vec![
+        (
+            "wire_frame",
+            "directory_record",
+            frame(&w.district.signed_record(1)),
+        ),
+        ("wire_frame", "revocation_notice", frame(&notice)),
+        ("wire_frame", "cert_chain", frame(&w.district.chain)),
+        ("wire_frame", "sync_offer", frame(&w.directory.sync_offer())),
+        (
+            "wire_frame",
+            "sync_summaries",
+            frame(&SyncSummaries {
+                buckets: vec![0, 1],
+                summaries: w.directory.summaries(&[0, 1]),
+            }),
+        ),
+        (
+            "wire_frame",
+            "record_request",
+            frame(&RecordRequest {
+                orgs: vec![w.district.id(), w.federal.id()],
+            }),
+        ),
+        (
+            "wire_frame",
+            "record_batch",
+            frame(&RecordBatch {
+                records: vec![w.district.signed_record(1), w.federal.signed_record(2)],
+            }),
+        ),
+        ("wire_frame", "envelope_header", frame(&w.package.header)),
+        ("wire_frame", "sealed_package", frame(&w.package)),
+        (
+            "wire_frame",
+            "request",
+            frame(&Request::Deliver(w.package.clone())),
+        ),
+        (
+            "wire_frame",
+            "response",
+            frame(&Response::Refused(Refusal::Invalid("expired".into()))),
+        ),
+        ("wire_frame", "package_body", consultation_body.clone()),
+        ("wire_frame", "conclusion_file", frame(&conclusion)),
+        ("wire_frame", "hello", frame(&hello_msg)),
+        (
+            "wire_frame",
+            "hello_answer",
+            frame(&HelloAnswer::Welcome(Box::new(hello_msg.clone()))),
+        ),
+        ("wire_frame", "journal_anchor", frame(&w.anchor)),
+        ("sealed_package", "ecg", frame(&w.package)),
+        (
+            "sealed_package",
+            "consultation",
+            frame(&consultation_package),
+        ),
+        ("cert_chain", "regional", frame(&w.district.chain)),
+        ("cert_chain", "federal", frame(&w.federal.chain)),
+        (
+            "directory_record",
+            "record",
+            frame(&w.district.signed_record(1)),
+        ),
+        (
+            "directory_record",
+            "batch",
+            frame(&RecordBatch {
+                records: vec![w.district.signed_record(1), w.federal.signed_record(2)],
+            }),
+        ),
+        (
+            "directory_record",
+            "offer",
+            frame(&w.directory.sync_offer()),
+        ),
+        (
+            "directory_record",
+            "summaries",
+            frame(&SyncSummaries {
+                buckets: vec![0, 1],
+                summaries: w.directory.summaries(&[0, 1]),
+            }),
+        ),
+        ("revocation", "root", frame(&notice)),
+        (
+            "revocation",
+            "regional",
+            frame(
+                &w.fed
+                    .regions
+                    .values()
+                    .next()
+                    .expect("a region")
+                    .revoke(1, NOW, [5, 6].into()),
+            ),
+        ),
+        (
+            "receipt",
+            "request",
+            frame(&Request::Receipt(receipt_msg.clone())),
+        ),
+        (
+            "receipt",
+            "response",
+            frame(&Response::Receipt(receipt_msg)),
+        ),
+        (
+            "workflow_step",
+            "receive",
+            frame(&PackageBody::Step {
+                step: receive,
+                conclusion: None,
+            }),
+        ),
+        (
+            "workflow_step",
+            "confirm_slot",
+            frame(&PackageBody::Step {
+                step: confirm,
+                conclusion: None,
+            }),
+        ),
+        (
+            "workflow_step",
+            "conclude",
+            frame(&PackageBody::Step {
+                step: conclude,
+                conclusion: Some(Box::new(conclusion.clone())),
+            }),
+        ),
+        ("conclusion_file", "conclusion", frame(&conclusion)),
+        ("hello", "hello", frame(&hello_msg)),
+        (
+            "hello",
+            "welcome",
+            frame(&HelloAnswer::Welcome(Box::new(hello_msg))),
+        ),
+        ("journal_anchor", "anchor", frame(&w.anchor)),
+    ]
+}
