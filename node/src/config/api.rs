@@ -102,3 +102,21 @@ pub enum ApiError {
         source: std::io::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hashes_round_trip_through_hex() {
+        let u = User::with_token_hash_hex("u", Role::Operator, &token_hash_hex("s3cret")).unwrap();
+        assert_eq!(
+            u.token_hash,
+            User::with_token("u", Role::Operator, "s3cret").token_hash
+        );
+        assert!(!format!("{u:?}").contains(&token_hash_hex("s3cret")));
+        for bad in ["", "00", &"g".repeat(64), &"é".repeat(32)] {
+            assert!(User::with_token_hash_hex("u", Role::Operator, bad).is_err());
+        }
+    }
+}

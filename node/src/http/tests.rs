@@ -4,7 +4,6 @@ use super::actions::{ActionBody, action_of};
 use super::consultations::{ConsentBody, NewConsultationBody, OverrideBody, consent_of};
 use super::params::{decode, parse_id, parse_level};
 use super::*;
-use crate::config::api::token_hash_hex;
 use axum::http::StatusCode;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::journal::Role;
@@ -149,19 +148,6 @@ fn consent_rules() {
         by(Some("Ivan Sidorov")).unwrap_err().field.as_deref(),
         Some("consent.by")
     );
-}
-
-#[test]
-fn token_hashes_round_trip_through_hex() {
-    let u = User::with_token_hash_hex("u", Role::Operator, &token_hash_hex("s3cret")).unwrap();
-    assert_eq!(
-        u.token_hash,
-        User::with_token("u", Role::Operator, "s3cret").token_hash
-    );
-    assert!(!format!("{u:?}").contains(&token_hash_hex("s3cret")));
-    for bad in ["", "00", &"g".repeat(64), &"é".repeat(32)] {
-        assert!(User::with_token_hash_hex("u", Role::Operator, bad).is_err());
-    }
 }
 
 #[test]
