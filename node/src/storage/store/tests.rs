@@ -1,0 +1,146 @@
+//! Unit tests of the store: open errors, intake records pruned by age, held steps.
+
+use super::*;
+use konsilium_protocol::identity::IdentityKey;
+use konsilium_protocol::journal::Role;
+use konsilium_protocol::workflow::Action;
+
+/// Opens a database just closed: sled's flusher thread lets go of
+/// its lock a moment after the last handle drops.
+pub(crate) fn reopen(dir: &std::path::Path) -> Store {
+    let mut tries = 0;
+    loop {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(_) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the database directory should be.
+    let path = dir.path().join("db");
+    std::fs::write(&path, b"not a database").unwrap();
+    let e = Store::open(&path).err().expect("a file is not a database");
+    let text = e.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+}
+
+fn step(key: &IdentityKey, consultation: ConsultationId, seq: u32) -> EarlyStep {
+    let t = Transition {
+        consultation,
+        seq,
+        prev: [0; 32],
+        actor: key.org_id(),
+        role: Role::Physician,
+        user: "Dr. Ivanova".into(),
+        at: Timestamp::from_unix_millis(1_780_000_000_000),
+        action: Action::Cancel {
+            reason: "transferred".into(),
+        },
+    };
+    EarlyStep {
+        sender: key.org_id(),
+        step: Signed::sign(key, &t),
+        conclusion: None,
+    }
+}
+
+#[test]
+fn intake_records_are_written_with_their_consultation_and_pruned_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = IdentityKey::from_seed([7; 32]);
+    let (a, b) = (ConsultationId([1; 16]), ConsultationId([2; 16]));
+    let request = Signed::sign(
+        &key,
+        &ConsultationRequest {
+            id: a,
+            requester: key.org_id(),
+            consultant: key.org_id(),
+            specialty: konsilium_protocol::specialty::Specialty::Cardiology,
+            urgency: konsilium_protocol::urgency::Urgency::Planned,
+            created: Timestamp::from_unix_millis(1_000),
+            consent: konsilium_protocol::workflow::Consent::EmergencyOverride {
+                reason: "test".into(),
+            },
+            physician: "Dr. Ivanova".into(),
+            escalated_from: None,
+        },
+    );
+    let extract = CaseExtract {
+        summary: "s".into(),
+        questions: "q".into(),
+    };
+    let old = IntakeRecord {
+        consultation: a,
+        fingerprint: [1; 32],
+        at: Timestamp::from_unix_millis(1_000),
+    };
+    let new = IntakeRecord {
+        consultation: b,
+        fingerprint: [2; 32],
+        at: Timestamp::from_unix_millis(5_000),
+    };
+    let (ka, kb) = (
+        intake_key(&key.org_id(), "sys|1"),
+        intake_key(&key.org_id(), "sys|2"),
+    );
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let stored = StoredConsultation::new(request.clone(), extract.clone(), Vec::new());
+        store
+            .put_consultation_with_intake(&a, &stored, &ka, &old)
+            .unwrap();
+        store
+            .put_consultation_with_intake(&b, &stored, &kb, &new)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = reopen(dir.path());
+    assert_eq!(store.intake(&ka).unwrap(), Some(old), "durable");
+    assert!(store.consultation(&a).unwrap().is_some());
+    assert_eq!(
+        store
+            .prune_intake(Timestamp::from_unix_millis(2_000))
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.intake(&ka).unwrap(), None);
+    assert_eq!(store.intake(&kb).unwrap(), Some(new));
+    assert!(
+        store.consultation(&a).unwrap().is_some(),
+        "pruning forgets the identifier, not the consultation"
+    );
+    store.remove_intake(&kb).unwrap();
+    assert_eq!(store.intake(&kb).unwrap(), None);
+}
+
+#[test]
+fn held_steps_are_kept_per_consultation_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = IdentityKey::from_seed([7; 32]);
+    let (a, b) = (ConsultationId([1; 16]), ConsultationId([2; 16]));
+    let mut batch = Batch::default();
+    batch.hold_early_step(&a, &step(&key, a, 1));
+    batch.hold_early_step(&a, &step(&key, a, 2));
+    batch.hold_early_step(&b, &step(&key, b, 1));
+    store.commit(batch).unwrap();
+    assert_eq!(store.early_steps().unwrap().len(), 3);
+    let keys = store.early_step_keys(&a).unwrap();
+    assert_eq!(keys.len(), 2);
+    let mut batch = Batch::default();
+    for k in keys {
+        batch.remove_early_step(k);
+    }
+    store.commit(batch).unwrap();
+    let left = store.early_steps().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].step.decode_unverified().unwrap().consultation, b);
+}
