@@ -9,13 +9,12 @@
 //! noisy shared box, baseline and node samples alternate one by one.
 //!
 //! Each baseline/node pair in row 2 starts after a random idle gap of up to
-//! one node tick (200 ms, the node's outbox timer), because a relay forwards
-//! only on that tick. Without the gap, back-to-back sends lock onto the
-//! tick's phase: a package reaches the relay just after the tick that
-//! forwarded the previous one and always waits a whole tick, which is the
-//! worst case, not the typical one. Row 1 has no timer on its path and runs
-//! back to back (a gap there costs both sides wake-up latency and flatters
-//! the ratio).
+//! 200 ms. The node once forwarded at a relay only on a 200 ms tick, and
+//! back-to-back sends locked onto its phase; the event loop now wakes at the
+//! outbox machine's own deadlines, so a relay forwards as soon as it holds
+//! a package, and the gap only keeps the samples independent of each
+//! other (idle connections, fresh scheduling). Row 1 runs back to back (a
+//! gap there costs both sides wake-up latency and flatters the ratio).
 //!
 //! Rows:
 //!
@@ -52,6 +51,9 @@
 //! After the table the bench prints where the node's time goes (cumulative
 //! medians of the events the nodes emit, and the cost of one sled flush on
 //! the disk the nodes' databases are on, which `TMPDIR` decides).
+
+mod baseline;
+use baseline::*;
 
 use futures::stream::{BoxStream, StreamExt};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -92,9 +94,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const BULK_PATIENCE: Duration = Duration::from_secs(600);
 /// Rows 1 and 2 aim at no more than twice raw libp2p.
 const TARGET_RATIO: f64 = 2.0;
-/// The node's outbox timer (`tokio::time::interval(200 ms)` in `Node::run`);
-/// idle gaps between samples are drawn from 0..this, see the header.
-const NODE_TICK: Duration = Duration::from_millis(200);
+/// Idle gaps between row 2's samples are drawn from 0..this, see the header.
+const IDLE_GAP: Duration = Duration::from_millis(200);
 
 // ---------------------------------------------------------------------------
 // Statistics and the table
@@ -165,394 +166,6 @@ const BULK_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium-bench/bulk
 /// big-endian length, then the frame, then close) so the baseline pays the
 /// same framing and stream-close costs and differs only in what the node
 /// adds on top.
-#[derive(Debug, Clone, Copy, Default)]
-struct BytesCodec;
-
-async fn read_bytes<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > 1 << 20 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
-    }
-    let mut frame = vec![0u8; len];
-    io.read_exact(&mut frame).await?;
-    Ok(frame)
-}
-
-async fn write_bytes<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-    io.write_all(bytes).await?;
-    io.close().await
-}
-
-impl request_response::Codec for BytesCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_bytes(io).await
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_bytes(io).await
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()> {
-        write_bytes(io, &request).await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: Vec<u8>,
-    ) -> io::Result<()> {
-        write_bytes(io, &response).await
-    }
-}
-
-/// A raw stream dressed as request-response, because the only libp2p
-/// features this crate may use are the node's own. The request is how many
-/// bytes to send; the responder writes that many bytes and closes; the
-/// requester reads to the end, counting. Neither side holds more than one
-/// buffer, so this is one Yamux substream's throughput and nothing else.
-#[derive(Debug, Clone, Copy, Default)]
-struct BulkCodec;
-
-/// Copy granularity for the raw stream: large enough that the loop is not
-/// the bottleneck, the same size as the node's attachment pieces.
-const BULK_BUFFER: usize = 1 << 20;
-
-impl request_response::Codec for BulkCodec {
-    type Protocol = StreamProtocol;
-    type Request = u64;
-    type Response = u64;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<u64> {
-        let mut n = [0u8; 8];
-        io.read_exact(&mut n).await?;
-        Ok(u64::from_be_bytes(n))
-    }
-
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<u64> {
-        let mut buf = vec![0u8; BULK_BUFFER];
-        let mut total = 0u64;
-        loop {
-            match io.read(&mut buf).await? {
-                0 => return Ok(total),
-                n => total += n as u64,
-            }
-        }
-    }
-
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        n: u64,
-    ) -> io::Result<()> {
-        io.write_all(&n.to_be_bytes()).await?;
-        io.close().await
-    }
-
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        n: u64,
-    ) -> io::Result<()> {
-        let buf = vec![0xa5u8; BULK_BUFFER];
-        let mut left = n;
-        while left > 0 {
-            let chunk = left.min(BULK_BUFFER as u64) as usize;
-            io.write_all(&buf[..chunk]).await?;
-            left -= chunk as u64;
-        }
-        io.close().await
-    }
-}
-
-/// Same transport stack and TCP settings as `node::start` (TCP with
-/// nodelay, Noise, Yamux, long idle timeout), so the baseline differs from
-/// the node only in what the node does, not in how bytes travel.
-fn raw_swarm<C>(
-    protocol: StreamProtocol,
-    timeout: Duration,
-) -> Swarm<request_response::Behaviour<C>>
-where
-    C: request_response::Codec<Protocol = StreamProtocol> + Clone + Default + Send + 'static,
-{
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("TCP + Noise + Yamux builds")
-        .with_behaviour(|_| {
-            request_response::Behaviour::new(
-                [(protocol, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(timeout),
-            )
-        })
-        .expect("behaviour builds")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build()
-}
-
-/// Listens on loopback and, with `next`, connects to it; returns once both
-/// are done so no sample pays for connecting.
-async fn listen_and_connect<C>(
-    swarm: &mut Swarm<request_response::Behaviour<C>>,
-    next: Option<(PeerId, &Multiaddr)>,
-) -> Multiaddr
-where
-    C: request_response::Codec + Clone + Send + 'static,
-{
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
-        .expect("listen on loopback");
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address;
-        }
-    };
-    if let Some((peer, at)) = next {
-        swarm
-            .dial(at.clone().with(Protocol::P2p(peer)))
-            .expect("dial the next raw node");
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => break,
-                SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    panic!("raw dial failed: {error}")
-                }
-                _ => {}
-            }
-        }
-    }
-    addr
-}
-
-type RawSwarm = Swarm<request_response::Behaviour<BytesCodec>>;
-
-/// A request handed to the head of a raw chain; answered when the whole
-/// chain has answered.
-type RawCommand = (Vec<u8>, oneshot::Sender<()>);
-
-/// A running raw swarm. Dropping the handle stops its task.
-struct RawHandle {
-    peer: PeerId,
-    addr: Multiaddr,
-    commands: mpsc::Sender<RawCommand>,
-}
-
-/// Who is waiting for the answer to one of our outbound requests.
-enum Waiter {
-    /// The bench task, through `RawHandle::commands`.
-    Caller(oneshot::Sender<()>),
-    /// The previous swarm in the chain, whose request we forwarded.
-    Upstream(ResponseChannel<Vec<u8>>),
-}
-
-/// Starts a raw swarm on loopback. With `next`, it is connected to `next`
-/// before this returns, forwards every inbound request there and answers
-/// once `next` has answered; without, it answers at once.
-async fn raw_node(next: Option<&RawHandle>) -> RawHandle {
-    let mut swarm: RawSwarm = raw_swarm(RAW_PROTOCOL, PATIENCE);
-    let addr = listen_and_connect(&mut swarm, next.map(|n| (n.peer, &n.addr))).await;
-    let peer = *swarm.local_peer_id();
-    let (commands, rx) = mpsc::channel(8);
-    tokio::spawn(raw_loop(swarm, next.map(|n| n.peer), rx));
-    RawHandle {
-        peer,
-        addr,
-        commands,
-    }
-}
-
-async fn raw_loop(
-    mut swarm: RawSwarm,
-    next: Option<PeerId>,
-    mut commands: mpsc::Receiver<RawCommand>,
-) {
-    let mut waiting: HashMap<OutboundRequestId, Waiter> = HashMap::new();
-    loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some((payload, done)) => {
-                    let to = next.expect("only a node with a next hop takes requests");
-                    let id = swarm.behaviour_mut().send_request(&to, payload);
-                    waiting.insert(id, Waiter::Caller(done));
-                }
-                None => return,
-            },
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::Behaviour(request_response::Event::Message { message, .. }) => {
-                    match message {
-                        request_response::Message::Request { request, channel, .. } => match next {
-                            Some(to) => {
-                                let id = swarm.behaviour_mut().send_request(&to, request);
-                                waiting.insert(id, Waiter::Upstream(channel));
-                            }
-                            None => {
-                                let _ = swarm
-                                    .behaviour_mut()
-                                    .send_response(channel, vec![0xa5; RESPONSE_BYTES]);
-                            }
-                        },
-                        request_response::Message::Response { request_id, response } => {
-                            match waiting.remove(&request_id) {
-                                Some(Waiter::Caller(done)) => {
-                                    let _ = done.send(());
-                                }
-                                Some(Waiter::Upstream(channel)) => {
-                                    let _ = swarm.behaviour_mut().send_response(channel, response);
-                                }
-                                None => {}
-                            }
-                        }
-                    }
-                }
-                // Dropping the waiter fails the sample loudly rather than hanging it.
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    ..
-                }) => {
-                    waiting.remove(&request_id);
-                }
-                _ => {}
-            },
-        }
-    }
-}
-
-/// One request through a raw chain, timed like a node sample: from handing
-/// it to another task until that task reports the answer.
-async fn raw_sample(head: &RawHandle) -> Duration {
-    let payload = vec![0x5a; BODY_BYTES];
-    let (done, answered) = oneshot::channel();
-    let t0 = Instant::now();
-    head.commands
-        .send((payload, done))
-        .await
-        .expect("raw node running");
-    answered.await.expect("raw request failed");
-    t0.elapsed()
-}
-
-type BulkSwarm = Swarm<request_response::Behaviour<BulkCodec>>;
-
-/// How many bytes to pull, and where to report how many arrived.
-type BulkCommand = (u64, oneshot::Sender<u64>);
-
-/// A connected pair of raw swarms for the stream baseline; the requester
-/// runs in its own task like a node does. Dropping this stops both.
-struct BulkPair {
-    commands: mpsc::Sender<BulkCommand>,
-}
-
-async fn bulk_pair() -> BulkPair {
-    let mut server: BulkSwarm = raw_swarm(BULK_PROTOCOL, BULK_PATIENCE);
-    let server_addr = listen_and_connect(&mut server, None).await;
-    let server_peer = *server.local_peer_id();
-    let (stop_server, mut stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut stopped => return,
-                event = server.select_next_some() => {
-                    if let SwarmEvent::Behaviour(request_response::Event::Message {
-                        message: request_response::Message::Request { request, channel, .. },
-                        ..
-                    }) = event
-                    {
-                        let _ = server.behaviour_mut().send_response(channel, request);
-                    }
-                }
-            }
-        }
-    });
-    let mut client: BulkSwarm = raw_swarm(BULK_PROTOCOL, BULK_PATIENCE);
-    listen_and_connect(&mut client, Some((server_peer, &server_addr))).await;
-    let (commands, mut rx) = mpsc::channel::<BulkCommand>(1);
-    tokio::spawn(async move {
-        // Dropped when the client task ends, which stops the server task.
-        let _stop_server = stop_server;
-        let mut waiting: HashMap<OutboundRequestId, oneshot::Sender<u64>> = HashMap::new();
-        loop {
-            tokio::select! {
-                command = rx.recv() => match command {
-                    Some((n, done)) => {
-                        let id = client.behaviour_mut().send_request(&server_peer, n);
-                        waiting.insert(id, done);
-                    }
-                    None => return,
-                },
-                event = client.select_next_some() => match event {
-                    SwarmEvent::Behaviour(request_response::Event::Message {
-                        message: request_response::Message::Response { request_id, response },
-                        ..
-                    }) => {
-                        if let Some(done) = waiting.remove(&request_id) {
-                            let _ = done.send(response);
-                        }
-                    }
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                        request_id,
-                        ..
-                    }) => {
-                        waiting.remove(&request_id);
-                    }
-                    _ => {}
-                },
-            }
-        }
-    });
-    BulkPair { commands }
-}
-
-async fn bulk_sample(pair: &BulkPair, bytes: u64) -> Duration {
-    let (done, arrived) = oneshot::channel();
-    let t0 = Instant::now();
-    pair.commands
-        .send((bytes, done))
-        .await
-        .expect("raw stream running");
-    let got = arrived.await.expect("raw stream failed");
-    let elapsed = t0.elapsed();
-    assert_eq!(got, bytes, "raw stream moved every byte");
-    elapsed
-}
-
-// ---------------------------------------------------------------------------
-// Konsilium nodes
-// ---------------------------------------------------------------------------
-
 async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>) -> NodeHandle {
     node::start(member.setup(bootstrap, relay_via))
         .await
@@ -626,10 +239,9 @@ fn events(node: &NodeHandle, from_sender: bool) -> BoxStream<'static, (bool, Nod
     .boxed()
 }
 
-/// Sleeps a random part of one node tick, so the next sample starts at a
-/// random phase of the node's timer.
+/// Sleeps a random part of [`IDLE_GAP`] before the next sample.
 async fn random_gap() {
-    let ms = u64::from_le_bytes(node::random_bytes()) % NODE_TICK.as_millis() as u64;
+    let ms = u64::from_le_bytes(node::random_bytes()) % IDLE_GAP.as_millis() as u64;
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
