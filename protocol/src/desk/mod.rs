@@ -36,6 +36,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+/// Why an escalation is carried out again after a restart.
+const INTERRUPTED: &str = "escalation interrupted by a restart";
+
 /// Who the journal names for the steps the desk takes by itself.
 pub const ESCALATION: Actor<'static> = Actor {
     role: Role::Coordinator,
@@ -215,9 +218,24 @@ impl Desk {
     }
 
     /// A case as storage kept it, at start.
+    /// A case closed by an escalation that never reached the next
+    /// consultant (the node stopped in between) is escalated again.
     pub fn restore(&mut self, now: Timestamp, case: Case, directory: &Directory) {
         let id = case.id();
+        let interrupted = case.escalated_to.is_none()
+            && case.consultation.request.requester == self.me
+            && case
+                .consultation
+                .history
+                .last()
+                .and_then(|s| s.decode_unverified().ok())
+                .is_some_and(|t| {
+                    t.user == ESCALATION.user && matches!(t.action, Action::Cancel { .. })
+                });
         self.cases.insert(id, case);
+        if interrupted {
+            self.retries.insert(id, (now, INTERRUPTED));
+        }
         self.watch(now, id, directory);
     }
 

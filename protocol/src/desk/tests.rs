@@ -555,3 +555,57 @@ fn an_escalation_the_driver_could_not_carry_out_is_asked_for_again() {
             .any(|o| matches!(o, Output::Escalate { from, .. } if *from == id))
     );
 }
+
+#[test]
+fn an_escalation_cut_short_by_a_restart_is_carried_out_after_it() {
+    let w = World::new();
+    let mut requester = w.desk(0);
+    let request = w.request(1, Urgency::Emergency, 50);
+    let id = request.id;
+    requester.open(NOW, request, &w.directory).unwrap();
+    let due = requester.poll_timeout().unwrap();
+    requester.handle_timeout(due, &w.directory);
+    assert!(
+        drain(&mut requester)
+            .iter()
+            .any(|o| matches!(o, Output::Escalate { .. }))
+    );
+    // The node stops before it opens the next consultation: what storage
+    // holds is the cancelled case without an escalation link.
+    let stored = requester.case(&id).unwrap().clone();
+    assert_eq!(stored.escalated_to, None);
+    let mut restarted = w.desk(0);
+    restarted.restore(due, stored, &w.directory);
+    assert_eq!(restarted.poll_timeout(), Some(due));
+    restarted.handle_timeout(due, &w.directory);
+    let outputs = drain(&mut restarted);
+    assert!(sent(&outputs).is_empty(), "already cancelled");
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Escalate { from, .. } if *from == id)),
+        "the escalation is asked for again"
+    );
+    // A case cancelled by a clinician is not escalated after a restart.
+    let mut other = w.desk(0);
+    let request = w.request(1, Urgency::Emergency, 51);
+    let cancelled = request.id;
+    other.open(NOW, request, &w.directory).unwrap();
+    let physician = Actor {
+        role: Role::Physician,
+        user: "Dr. Petrova",
+    };
+    let cancel = Action::Cancel {
+        reason: "transferred".into(),
+    };
+    other
+        .act(NOW, cancelled, physician, cancel, None, &w.directory)
+        .unwrap();
+    let mut restarted = w.desk(0);
+    restarted.restore(NOW, other.case(&cancelled).unwrap().clone(), &w.directory);
+    drain(&mut restarted);
+    let later = NOW.saturating_add(Duration::from_secs(86_400));
+    restarted.handle_timeout(later, &w.directory);
+    let outputs = drain(&mut restarted);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Escalate { .. })));
+}
