@@ -13,7 +13,7 @@ use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, FileInfo, PackageBody};
 use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::desk::{
-    Actor, Case, Desk, Event as DeskEvent, Output as DeskOutput, Taken,
+    self, Actor, Case, Desk, Event as DeskEvent, Output as DeskOutput, Taken,
 };
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{self, Role};
@@ -254,11 +254,7 @@ impl Node {
     /// organization, routed at the consultant's level.
     pub(super) fn step_plan(&mut self, id: &ConsultationId) -> Result<super::Plan, NodeError> {
         let (_, c) = self.load_consultation(id)?;
-        let counterpart = if c.request.requester == self.me.cert.org {
-            c.request.consultant
-        } else {
-            c.request.requester
-        };
+        let counterpart = desk::counterpart(&c.request, self.me.cert.org);
         self.plan(
             Target::Org(counterpart),
             self.routing_for(&c.request),
@@ -599,10 +595,7 @@ impl Node {
         } else {
             Side::Consulting
         };
-        let counterpart = match side {
-            Side::Requesting => c.request.consultant,
-            Side::Consulting => c.request.requester,
-        };
+        let counterpart = desk::counterpart(&c.request, self.me.cert.org);
         let blobs = match (&stored.own_copy, stored.received_in) {
             (Some(own), _) => own.attachments.clone(),
             (None, Some(package)) => self.received(package)?.0.attachments,

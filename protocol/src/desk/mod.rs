@@ -679,7 +679,8 @@ fn reference(request: &ConsultationRequest) -> ConsultationRef {
     }
 }
 
-fn counterpart(request: &ConsultationRequest, me: OrgId) -> OrgId {
+/// The other organization of a consultation, seen from `me`.
+pub fn counterpart(request: &ConsultationRequest, me: OrgId) -> OrgId {
     if request.requester == me {
         request.consultant
     } else {

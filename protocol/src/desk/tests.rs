@@ -524,11 +524,10 @@ fn an_unanswered_emergency_is_escalated_twice_then_fails() {
     assert_eq!(requester.poll_timeout(), None, "nothing left to watch");
 }
 
-#[test]
-fn an_escalation_the_driver_could_not_carry_out_is_asked_for_again() {
-    let w = World::new();
+/// An emergency nobody answered, whose first escalation was just asked for.
+fn escalated_once(w: &World, n: u8) -> (Desk, ConsultationId, Timestamp) {
     let mut requester = w.desk(0);
-    let request = w.request(1, Urgency::Emergency, 40);
+    let request = w.request(1, Urgency::Emergency, n);
     let id = request.id;
     requester.open(NOW, request, &w.directory).unwrap();
     let due = requester.poll_timeout().unwrap();
@@ -538,6 +537,13 @@ fn an_escalation_the_driver_could_not_carry_out_is_asked_for_again() {
             .iter()
             .any(|o| matches!(o, Output::Escalate { .. }))
     );
+    (requester, id, due)
+}
+
+#[test]
+fn an_escalation_the_driver_could_not_carry_out_is_asked_for_again() {
+    let w = World::new();
+    let (mut requester, id, due) = escalated_once(&w, 40);
     let reason = Escalation::NoFirstResponse.reason();
     requester.retry_escalation(due, id, reason);
     let again = requester.poll_timeout().unwrap();
@@ -559,17 +565,7 @@ fn an_escalation_the_driver_could_not_carry_out_is_asked_for_again() {
 #[test]
 fn an_escalation_cut_short_by_a_restart_is_carried_out_after_it() {
     let w = World::new();
-    let mut requester = w.desk(0);
-    let request = w.request(1, Urgency::Emergency, 50);
-    let id = request.id;
-    requester.open(NOW, request, &w.directory).unwrap();
-    let due = requester.poll_timeout().unwrap();
-    requester.handle_timeout(due, &w.directory);
-    assert!(
-        drain(&mut requester)
-            .iter()
-            .any(|o| matches!(o, Output::Escalate { .. }))
-    );
+    let (requester, id, due) = escalated_once(&w, 50);
     // The node stops before it opens the next consultation: what storage
     // holds is the cancelled case without an escalation link.
     let stored = requester.case(&id).unwrap().clone();
