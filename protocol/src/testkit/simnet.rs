@@ -16,7 +16,7 @@ use crate::rpc::{Hello, HelloAnswer, Request, Response};
 use crate::time::Timestamp;
 use crate::wire::{self, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 /// A node's index in the network.
@@ -64,6 +64,12 @@ pub trait SimNode {
     fn poll_cut(&mut self) -> Option<NodeId> {
         None
     }
+    /// A peer this node wants a connection to; the network connects them
+    /// after one link latency, or reports the dial failed.
+    fn poll_dial(&mut self) -> Option<NodeId> {
+        None
+    }
+    fn handle_dial_failed(&mut self, _now: Timestamp, _peer: NodeId) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,6 +170,11 @@ enum Event {
         to: NodeId,
         peer: NodeId,
     },
+    /// `from`'s dial reaches `to`, or fails.
+    Dial {
+        from: NodeId,
+        to: NodeId,
+    },
 }
 
 pub struct SimNet<N> {
@@ -173,6 +184,15 @@ pub struct SimNet<N> {
     links: BTreeMap<(NodeId, NodeId), Link>,
     /// Side of each node while partitioned; messages cross no side.
     sides: Option<Vec<usize>>,
+    /// Pairs (lower id first) with a connection up.
+    connected: BTreeSet<(NodeId, NodeId)>,
+    /// Pairs whose connection closed and was not opened again: nothing
+    /// crosses them. Pairs never connected exchange as if the transport
+    /// dialled on demand (as libp2p's request-response does), so an
+    /// exchange driven from outside needs no `connect`.
+    closed: BTreeSet<(NodeId, NodeId)>,
+    /// Nodes whose network is down: no connection, no dial reaches them.
+    offline: BTreeSet<NodeId>,
     queue: BinaryHeap<Reverse<(Timestamp, u64)>>,
     events: BTreeMap<u64, Event>,
     seq: u64,
@@ -189,6 +209,9 @@ impl<N: SimNode> SimNet<N> {
             config,
             links: BTreeMap::new(),
             sides: None,
+            connected: BTreeSet::new(),
+            closed: BTreeSet::new(),
+            offline: BTreeSet::new(),
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
             seq: 0,
@@ -262,7 +285,15 @@ impl<N: SimNode> SimNet<N> {
 
     /// Opens a connection between `a` and `b`: each learns the other's
     /// connection key (nodes without admission take it as admitted).
+    /// Nothing happens when they are connected already or one is offline.
     pub fn connect(&mut self, a: NodeId, b: NodeId) {
+        if a == b || self.offline.contains(&a) || self.offline.contains(&b) {
+            return;
+        }
+        if !self.connected.insert(pair(a, b)) {
+            return;
+        }
+        self.closed.remove(&pair(a, b));
         let now = self.now;
         let (key_a, key_b) = (
             self.nodes[a].connection_key(),
@@ -281,9 +312,42 @@ impl<N: SimNode> SimNet<N> {
     }
 
     pub fn disconnect(&mut self, a: NodeId, b: NodeId) {
+        if !self.connected.remove(&pair(a, b)) {
+            return;
+        }
+        self.closed.insert(pair(a, b));
         let now = self.now;
         self.nodes[a].handle_peer_down(now, b);
         self.nodes[b].handle_peer_down(now, a);
+    }
+
+    pub fn is_connected(&self, a: NodeId, b: NodeId) -> bool {
+        self.connected.contains(&pair(a, b))
+    }
+
+    /// Whether a request from `a` can reach `b` now (see `closed`).
+    fn can_reach(&self, a: NodeId, b: NodeId) -> bool {
+        !self.offline.contains(&a)
+            && !self.offline.contains(&b)
+            && !self.closed.contains(&pair(a, b))
+    }
+
+    /// Takes a node's network down (its connections close, dials to and
+    /// from it fail) or up again (nobody reconnects by itself). The node's
+    /// machines keep running.
+    pub fn set_online(&mut self, node: NodeId, up: bool) {
+        if up {
+            self.offline.remove(&node);
+            return;
+        }
+        self.offline.insert(node);
+        let pairs: Vec<_> = (self.connected.iter())
+            .filter(|(a, b)| *a == node || *b == node)
+            .copied()
+            .collect();
+        for (a, b) in pairs {
+            self.disconnect(a, b);
+        }
     }
 
     /// Changes the loss of every link not set with [`SimNet::set_link`].
@@ -397,6 +461,12 @@ impl<N: SimNode> SimNet<N> {
             while let Some(peer) = self.nodes[from].poll_cut() {
                 self.disconnect(from, peer);
             }
+            while let Some(to) = self.nodes[from].poll_dial() {
+                if !self.is_connected(from, to) {
+                    let at = self.now.saturating_add(self.link(from, to).latency);
+                    self.schedule(at, Event::Dial { from, to });
+                }
+            }
         }
     }
 
@@ -503,6 +573,11 @@ impl<N: SimNode> SimNet<N> {
                 token,
                 frame,
             } => {
+                if !self.can_reach(from, to) {
+                    // The connection closed while the request travelled.
+                    let at = now.saturating_add(self.config.failure_after);
+                    return self.schedule(at, Event::Failure { to: from, token });
+                }
                 let request: Request = wire::decode(&frame).expect("encoded by the simnet");
                 let response = self.nodes[to].handle_request(now, from, request);
                 self.check_inner(to, None, Some(&response));
@@ -572,6 +647,16 @@ impl<N: SimNode> SimNet<N> {
                 self.nodes[to].handle_hello_answer(now, from, answer);
             }
             Event::HelloFailed { to, peer } => self.nodes[to].handle_hello_failed(now, peer),
+            Event::Dial { from, to } => {
+                let reachable = !self.crosses(from, to)
+                    && !self.offline.contains(&from)
+                    && !self.offline.contains(&to);
+                if reachable {
+                    self.connect(from, to);
+                } else {
+                    self.nodes[from].handle_dial_failed(now, to);
+                }
+            }
         }
     }
 
@@ -684,6 +769,10 @@ impl<N: SimNode> SimNet<N> {
             self.deliver(event);
         }
     }
+}
+
+fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
+    (a.min(b), a.max(b))
 }
 
 #[cfg(test)]

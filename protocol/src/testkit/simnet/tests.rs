@@ -41,6 +41,7 @@ fn pair(link: Link) -> SimNet<Echo> {
     );
     net.add(Echo::default());
     net.add(Echo::default());
+    net.connect(0, 1);
     net
 }
 
