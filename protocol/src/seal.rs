@@ -507,7 +507,29 @@ pub fn open(
     now: Timestamp,
     seen: impl FnOnce(&PackageId) -> bool,
 ) -> Result<Vec<u8>, SealError> {
-    let header = &package.header;
+    let sender_keys = check_header(&package.header, me, directory, now, seen)?;
+    let mut out = Vec::new();
+    open_body(
+        &package.header,
+        my_key,
+        &sender_keys,
+        &package.body,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// The checks of [`open`] that need no cryptography: a header that is
+/// current, addressed to `me`, not seen before and from a known sender.
+/// Returns the sender's sealing keys, so the body can be opened with
+/// [`open_body`] elsewhere (off a node's event loop) without the directory.
+pub fn check_header(
+    header: &EnvelopeHeader,
+    me: OrgId,
+    directory: &Directory,
+    now: Timestamp,
+    seen: impl FnOnce(&PackageId) -> bool,
+) -> Result<Vec<SealingPublicKey>, SealError> {
     header.check(now)?;
     if header.recipient != me {
         return Err(SealError::NotForUs {
@@ -520,15 +542,7 @@ pub fn open(
     let sender = directory
         .get(&header.sender)
         .ok_or(SealError::UnknownSender(header.sender))?;
-    let mut out = Vec::new();
-    open_body(
-        header,
-        my_key,
-        &sender.sealing_keys(),
-        &package.body,
-        &mut out,
-    )?;
-    Ok(out)
+    Ok(sender.sealing_keys().to_vec())
 }
 
 /// Opens a sealed body into `out` (cleared first), reusing its allocation.

@@ -140,14 +140,15 @@ impl Node {
             }
             let _ = self.store.remove_waiting(&package.header.id);
             match self.accept_package(from, package) {
-                Response::Receipt(receipt) => {
+                Answer::Now(Response::Receipt(receipt)) => {
                     let peer = from.to_peer_id();
                     self.request(peer, Request::Receipt(receipt), Pending::Receipt);
                 }
-                Response::Refused(reason) => {
+                Answer::Now(Response::Refused(reason)) => {
                     tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
                 }
-                _ => {}
+                Answer::Now(_) => {}
+                Answer::Opening(id) => self.reply_when_opened(id, Reply::Receipt(from)),
             }
         }
         let _ = self.store.flush();

@@ -128,6 +128,12 @@ pub(super) enum Command {
         ConsultationId,
         oneshot::Sender<Result<(), NodeError>>,
     ),
+    /// A package for us, opened off the event loop (or why it could not be).
+    Opened {
+        from: OrgId,
+        package: Box<konsilium_protocol::seal::SealedPackage>,
+        body: Result<Vec<u8>, konsilium_protocol::seal::SealError>,
+    },
     /// An escalation's case files, re-sealed off the event loop for the
     /// next consultant (or why they could not be).
     Resealed {

@@ -1,10 +1,35 @@
 //! Receiving: a package a peer delivers is ours (checked, opened once,
 //! stored with its signed receipt), one to carry for others (stored and
 //! handed to the delivery machine), or refused. Attachments come first.
+//!
+//! A package for us is opened on a blocking thread, since a body can be
+//! large; its answer (the receipt, or why not) goes out when the opened
+//! body comes back to the event loop.
 
 use super::*;
 use crate::storage::store::Batch;
 use konsilium_protocol::outbox::{Inbound, PackageMeta};
+use libp2p::request_response::ResponseChannel;
+
+/// Packages opened off the event loop at once. Beyond this a delivery is
+/// refused as transient (the sender retries), so a burst of large bodies
+/// holds bounded memory.
+const MAX_OPENING: usize = 32;
+
+/// The answer to a delivery: now, or once the package is opened.
+pub(super) enum Answer {
+    Now(Response),
+    Opening(PackageId),
+}
+
+/// Where the answer for a package being opened goes.
+pub(super) enum Reply {
+    /// The delivering peer's request, answered on its stream.
+    Channel(ResponseChannel<Response>),
+    /// A package accepted after its attachments arrived: its receipt goes
+    /// to the organization that delivered it, as a request of our own.
+    Receipt(OrgId),
+}
 
 impl Node {
     /// A received package and its sender's directory entry (for the sender's sealing keys).
@@ -37,14 +62,10 @@ impl Node {
     /// The answer to a `Request::Deliver`: the delivery machine decides
     /// whether the package is ours, one to relay, or refused; missing
     /// attachments are fetched from whoever delivered it first.
-    pub(super) fn receive_package(
-        &mut self,
-        from: OrgId,
-        package: seal::SealedPackage,
-    ) -> Response {
+    pub(super) fn receive_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         let id = package.header.id;
         let done = match self.inbound(from, &package.header) {
-            Inbound::Answer(response) => return response,
+            Inbound::Answer(response) => return Answer::Now(response),
             Inbound::ForUs => self.store.is_seen(&id).unwrap_or(false),
             Inbound::Relay => false,
         };
@@ -64,9 +85,9 @@ impl Node {
         {
             let _ = self.store.remove_waiting(&id);
             let hash: String = hex::encode(bad.hash);
-            return Response::Refused(Refusal::Invalid(format!(
+            return Answer::Now(Response::Refused(Refusal::Invalid(format!(
                 "attachment {hash} failed its hash check {MAX_HASH_FAILURES} times: the copy it is sent from is damaged"
-            )));
+            ))));
         }
         // Attachments first: fetch them from whoever delivered the package.
         if let Err(e) = self
@@ -74,7 +95,8 @@ impl Node {
             .put_waiting(&package, &from)
             .and_then(|_| self.store.flush())
         {
-            return Response::Refused(Refusal::Transient(format!("cannot hold the package: {e}")));
+            let why = format!("cannot hold the package: {e}");
+            return Answer::Now(Response::Refused(Refusal::Transient(why)));
         }
         let peer = from.to_peer_id();
         for blob in missing {
@@ -87,7 +109,7 @@ impl Node {
             .iter()
             .map(|b| self.blobs.received(b))
             .sum();
-        Response::Fetching { have, total }
+        Answer::Now(Response::Fetching { have, total })
     }
 
     fn inbound(&self, from: OrgId, header: &EnvelopeHeader) -> Inbound {
@@ -97,11 +119,11 @@ impl Node {
     /// A package whose attachments are all here: keep it for forwarding, or
     /// check it and take it into the inbox. Asks the delivery machine
     /// again, since a package may wait long for its attachments.
-    pub(super) fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Response {
+    pub(super) fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         match self.inbound(from, &package.header) {
-            Inbound::Answer(response) => response,
-            Inbound::Relay => self.relay_package(package),
-            Inbound::ForUs => self.take_in(package),
+            Inbound::Answer(response) => Answer::Now(response),
+            Inbound::Relay => Answer::Now(self.relay_package(package)),
+            Inbound::ForUs => self.take_in(from, package),
         }
     }
 
@@ -121,50 +143,132 @@ impl Node {
         Response::Custody
     }
 
-    /// A package for us: opened once to prove it is intact and really from
-    /// its sender before anything is promised; stored sealed.
-    fn take_in(&mut self, package: seal::SealedPackage) -> Response {
-        let now = self.now();
+    /// A package for us: opened once (off the event loop) to prove it is
+    /// intact and really from its sender before anything is promised.
+    fn take_in(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         let id = package.header.id;
-        match self.store.is_seen(&id) {
-            Ok(true) => {
-                // A retry after a lost receipt: answer with the same receipt.
-                return match self.store.inbox_entry(&id) {
-                    Ok(Some(held)) if held.package.body == package.body => {
-                        Response::Receipt(held.receipt)
-                    }
-                    _ => Response::Refused(seal::SealError::Replay(id).into()),
-                };
-            }
-            Ok(false) => {}
-            Err(e) => {
-                return Response::Refused(Refusal::Transient(format!("recipient store: {e}")));
-            }
+        if let Some(response) = self.answer_if_seen(&package) {
+            return Answer::Now(response);
         }
-        let opened = match seal::open(
-            &package,
-            self.me.cert.org,
-            &self.sealing,
+        if self.opening.contains_key(&id) {
+            // Delivered again while being opened: answered with the first.
+            return Answer::Opening(id);
+        }
+        if self.opening.len() >= MAX_OPENING {
+            let why = format!("{MAX_OPENING} packages are being opened; ask again");
+            return Answer::Now(Response::Refused(Refusal::Transient(why)));
+        }
+        let me = self.me.cert.org;
+        let keys = match seal::check_header(
+            &package.header,
+            me,
             self.directory(),
-            now,
+            self.now(),
             |_| false,
         ) {
-            Ok(body) => body,
-            Err(e) => return Response::Refused(e.into()),
+            Ok(keys) => keys,
+            Err(e) => return Answer::Now(Response::Refused(e.into())),
         };
+        self.opening.insert(id, Vec::new());
+        let sealing = SealingKey::from_seed(*self.sealing.to_seed());
+        let back = self.loopback.clone();
+        tokio::spawn(async move {
+            let opened = tokio::task::spawn_blocking(move || {
+                let mut body = Vec::new();
+                let opened =
+                    seal::open_body(&package.header, &sealing, &keys, &package.body, &mut body);
+                (package, opened.map(|()| body))
+            })
+            .await;
+            if let Ok((package, body)) = opened {
+                let _ = back.send(Command::Opened {
+                    from,
+                    package: Box::new(package),
+                    body,
+                });
+            }
+        });
+        Answer::Opening(id)
+    }
+
+    /// The same package again after it was taken in: a retry after a lost
+    /// receipt gets the same receipt; other bytes under its id are a replay.
+    fn answer_if_seen(&self, package: &seal::SealedPackage) -> Option<Response> {
+        let id = package.header.id;
+        match self.store.is_seen(&id) {
+            Ok(true) => Some(match self.store.inbox_entry(&id) {
+                Ok(Some(held)) if held.package.body == package.body => {
+                    Response::Receipt(held.receipt)
+                }
+                _ => Response::Refused(seal::SealError::Replay(id).into()),
+            }),
+            Ok(false) => None,
+            Err(e) => Some(Response::Refused(Refusal::Transient(format!(
+                "recipient store: {e}"
+            )))),
+        }
+    }
+
+    /// Where the answer for the package being opened goes.
+    pub(super) fn reply_when_opened(&mut self, id: PackageId, reply: Reply) {
+        match self.opening.get_mut(&id) {
+            Some(replies) => replies.push(reply),
+            None => tracing::warn!(%id, "an answer was awaited for a package not being opened"),
+        }
+    }
+
+    /// A package's body came back from its blocking thread: take it in
+    /// (stored with its receipt in one write) and answer everyone waiting.
+    pub(super) fn on_opened(
+        &mut self,
+        from: OrgId,
+        package: seal::SealedPackage,
+        body: Result<Vec<u8>, seal::SealError>,
+    ) {
+        let replies = self.opening.remove(&package.header.id).unwrap_or_default();
+        let response = match body {
+            Ok(body) => self.store_opened(package, &body),
+            Err(e) => Response::Refused(e.into()),
+        };
+        for reply in replies {
+            match reply {
+                Reply::Channel(channel) => {
+                    let answer = response.clone();
+                    let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
+                }
+                Reply::Receipt(to) => match &response {
+                    Response::Receipt(receipt) => {
+                        let request = Request::Receipt(receipt.clone());
+                        self.request(to.to_peer_id(), request, Pending::Receipt);
+                    }
+                    Response::Refused(reason) => {
+                        tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Stores an opened package with its signed receipt, and what its
+    /// workflow changes, in one write.
+    fn store_opened(&mut self, package: seal::SealedPackage, opened: &[u8]) -> Response {
+        if let Some(response) = self.answer_if_seen(&package) {
+            return response;
+        }
+        let now = self.now();
+        let id = package.header.id;
         let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
         let bytes = package.body.len();
         let sender = package.header.sender;
-        // The package, its id for replay protection, and what its workflow
-        // changes (the consultation, the journal) land in one write.
         let mut batch = Batch::default();
+        batch.mark_seen(&id, package.header.expires);
         batch.put_inbox(&InboxEntry {
-            package: package.clone(),
+            package,
             receipt: receipt.clone(),
             received_at: now,
         });
-        batch.mark_seen(&id, package.header.expires);
-        let later = match self.on_body(batch, sender, id, &opened) {
+        let later = match self.on_body(batch, sender, id, opened) {
             Ok(later) => later,
             Err(e) => {
                 return Response::Refused(Refusal::Transient(format!(

@@ -41,6 +41,7 @@ use error::causes;
 pub use events::{NodeEvent, Status};
 use futures::StreamExt;
 pub use handle::NodeHandle;
+use inbox::{Answer, Reply};
 pub use inspect::Inspect;
 use konsilium_protocol::admission::{
     Admission, Config as AdmissionConfig, Output as AdmissionOutput, Refusal as AdmissionRefusal,
@@ -172,6 +173,9 @@ struct Node {
     served: HashMap<[u8; 32], std::fs::File>,
     candidate_requests:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
+    /// Packages for us being opened off the event loop, and who waits for
+    /// each one's answer.
+    opening: HashMap<PackageId, Vec<inbox::Reply>>,
     events: broadcast::Sender<NodeEvent>,
     data_dir: PathBuf,
     keep_delivered: Duration,
@@ -399,6 +403,11 @@ impl Node {
             Command::ForgetIntake(identifier, id, reply) => {
                 let _ = reply.send(self.forget_intake(&identifier, id));
             }
+            Command::Opened {
+                from,
+                package,
+                body,
+            } => self.on_opened(from, *package, body),
             Command::Resealed {
                 from,
                 to,

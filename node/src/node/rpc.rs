@@ -34,14 +34,12 @@ impl Node {
                         request, channel, ..
                     },
                 ..
-            } => {
-                let response = self.answer(peer, request);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .rpc
-                    .send_response(channel, response);
-            }
+            } => match self.answer(peer, request) {
+                Answer::Now(response) => {
+                    let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, response);
+                }
+                Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),
+            },
             request_response::Event::Message {
                 peer,
                 message:
@@ -109,13 +107,13 @@ impl Node {
         }
     }
 
-    pub(super) fn answer(&mut self, peer: PeerId, request: Request) -> Response {
+    pub(super) fn answer(&mut self, peer: PeerId, request: Request) -> Answer {
         // The gate already keeps the RPC closed to unadmitted peers; this
         // covers a peer refused while its stream was being read.
         let Some(from) = self.admission.admitted(&peer) else {
-            return Response::Refused(Refusal::NotAdmitted);
+            return Answer::Now(Response::Refused(Refusal::NotAdmitted));
         };
-        match request {
+        let response = match request {
             request @ (Request::SyncOffer(_)
             | Request::PushRecords(_)
             | Request::WantRecords(_)) => {
@@ -125,7 +123,7 @@ impl Node {
                 self.drive_sync();
                 response
             }
-            Request::Deliver(package) => self.receive_package(from, package),
+            Request::Deliver(package) => return self.receive_package(from, package),
             Request::Receipt(receipt) => {
                 // Done whatever it was: a receipt for a package delivered
                 // already, or a bad one, needs nothing from the sender.
@@ -148,7 +146,8 @@ impl Node {
                 }
                 Response::Done
             }
-        }
+        };
+        Answer::Now(response)
     }
 
     pub(super) fn on_response(&mut self, peer: PeerId, what: Pending, response: Response) {

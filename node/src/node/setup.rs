@@ -185,6 +185,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         listen_addrs: Vec::new(),
         relay_via: setup.relay_via,
         candidate_requests: HashMap::new(),
+        opening: HashMap::new(),
         admission: Admission::new(AdmissionConfig {
             hello_timeout: HELLO_TIMEOUT,
             refusal_grace: REFUSAL_GRACE,
