@@ -75,6 +75,15 @@ impl OrgKeys {
     pub fn identity(&self) -> IdentityKey {
         IdentityKey::from_seed(self.identity)
     }
+
+    /// Both keys, as a node's key files hold them: for running a member as
+    /// a `konsilium run` process.
+    pub fn node_keys(&self) -> konsilium_keyfile::NodeKeys {
+        konsilium_keyfile::NodeKeys {
+            identity: IdentityKey::from_seed(self.identity),
+            sealing: SealingKey::from_seed(self.sealing),
+        }
+    }
 }
 
 /// A certified organization, ready to become a node (again and again).
