@@ -12,7 +12,8 @@
 
 #![cfg(feature = "local-federation")]
 
-use konsilium_node::config::api::token_hash_hex;
+mod process;
+
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{self, NewConsultation, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_protocol::cert::OrgLevel;
@@ -21,21 +22,30 @@ use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::seal::{PackageId, RoutingHeader};
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
-use konsilium_protocol::wire;
 use konsilium_protocol::workflow::{Consent, ConsentMethod, ConsultationId};
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "crash-test-physician";
+use process::{Options, ProcessNode, TOKEN, journal_verifies};
+
 const PATIENCE: Duration = Duration::from_secs(60);
 /// Consultations opened through the API between two kills, at most: the
 /// kill usually comes first.
 const API_REQUESTS_PER_ROUND: usize = 12;
+
+const CARDIOLOGY: &str = r#"[[directory.services]]
+specialty = "cardiology"
+urgencies = ["planned", "urgent", "emergency"]
+
+[[directory.consultants]]
+id = 1
+name = "Dr. Ivan Petrov"
+specialties = ["cardiology"]
+languages = ["ru"]
+"#;
 
 /// Kill moments from a seed, so a failing run can be repeated.
 struct Moments(u64);
@@ -55,123 +65,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The victim's files as an operator would have them: key files, the
-/// certificate chain and a config naming both, with the API on.
-fn write_victim(
-    member: &Member,
-    fed: &LocalFederation,
-    bootstrap: &[Multiaddr],
-    api: u16,
-) -> PathBuf {
-    let data = &member.data_dir;
-    member.keys.node_keys().write(data).unwrap();
-    let chain = data.join("org.chain");
-    std::fs::write(&chain, wire::encode(&member.chain).unwrap()).unwrap();
-    let quoted = |items: &[String]| {
-        let items: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
-        format!("[{}]", items.join(", "))
-    };
-    let bootstrap: Vec<String> = bootstrap.iter().map(|a| a.to_string()).collect();
-    let config = format!(
-        r#"[organization]
-data_dir = "{data}"
-certificate = "{chain}"
-
-[federation]
-roots = ["{root}"]
-
-[network]
-listen = ["/ip4/127.0.0.1/tcp/0"]
-bootstrap = {bootstrap}
-
-[directory]
-time_zone = "Europe/Moscow"
-working_days = [1, 2, 3, 4, 5]
-
-[[directory.services]]
-specialty = "cardiology"
-urgencies = ["planned", "urgent", "emergency"]
-
-[[directory.consultants]]
-id = 1
-name = "Dr. Ivan Petrov"
-specialties = ["cardiology"]
-languages = ["ru"]
-
-[api]
-listen = "127.0.0.1:{api}"
-
-[[api.users]]
-name = "Dr. Ivanova"
-role = "physician"
-token_hash = "{hash}"
-
-[log]
-format = "text"
-level = "warn"
-"#,
-        data = data.display(),
-        chain = chain.display(),
-        root = fed.root().key(),
-        bootstrap = quoted(&bootstrap),
-        hash = token_hash_hex(TOKEN),
-    );
-    let path = data.join("node.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-fn spawn_victim(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_konsilium"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-/// Waits until the victim's API answers; fails with its log if it died.
-async fn api_up(child: &mut Child, http: &reqwest::Client, base: &str, log: &Path) {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-            panic!("the node exited with {status} after a kill; its log ends:\n{tail}");
-        }
-        if http
-            .get(format!("{base}/openapi.json"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the node's API did not come up within {PATIENCE:?}");
-}
-
-fn journal_verifies(data: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_konsilium"))
-        .args(["journal", "verify", "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "journal verify after a kill: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 async fn consultation_exists(http: &reqwest::Client, base: &str, id: &str) -> bool {
@@ -320,12 +213,14 @@ async fn a_node_killed_at_random_moments_loses_nothing_it_acknowledged() {
         wait::listen_addr(&d, PATIENCE).await.unwrap(),
         wait::listen_addr(&f, PATIENCE).await.unwrap(),
     ];
-    let api_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = write_victim(&victim, &fed, &bootstrap, api_port);
+    let api_port = process::free_port();
+    let options = Options {
+        bootstrap: &bootstrap,
+        api_port: Some(api_port),
+        directory: CARDIOLOGY,
+        log_level: "warn",
+    };
+    let config = process::write_config(&victim, &fed, &options);
     let log = tmp.path().join("victim.log");
     let base = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::builder()
@@ -343,8 +238,8 @@ async fn a_node_killed_at_random_moments_loses_nothing_it_acknowledged() {
     let mut relayed = 0u64;
     let started = Instant::now();
     for round in 0..kills {
-        let mut child = spawn_victim(&config, &log);
-        api_up(&mut child, &http, &base, &log).await;
+        let mut child = ProcessNode::spawn(&config, &log);
+        child.api_up(&http, &base).await;
         // Everything acknowledged before the last kill is still there.
         for id in &acked.opened[checked.0..] {
             assert!(
@@ -376,8 +271,7 @@ async fn a_node_killed_at_random_moments_loses_nothing_it_acknowledged() {
             let _ = d.send(relayed_package(&federal, relayed)).await;
         }
         tokio::time::sleep(Duration::from_millis(20 + moments.next(400))).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         acked.opened.extend(load.await.unwrap());
         {
             let acks = district_acks.lock().unwrap();
@@ -395,8 +289,8 @@ async fn a_node_killed_at_random_moments_loses_nothing_it_acknowledged() {
 
     // Up once more: everything acknowledged is there, and every package
     // the victim took custody of reaches the federal center.
-    let mut child = spawn_victim(&config, &log);
-    api_up(&mut child, &http, &base, &log).await;
+    let mut child = ProcessNode::spawn(&config, &log);
+    child.api_up(&http, &base).await;
     for id in &acked.opened {
         assert!(
             consultation_exists(&http, &base, id).await,
@@ -430,8 +324,7 @@ async fn a_node_killed_at_random_moments_loses_nothing_it_acknowledged() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     journal_verifies(&victim.data_dir);
     println!(
         "crash safety: {kills} SIGKILLs in {:.0} s; acknowledged and found after restart: {} API consultations, {} receipted consultations, {} packages relayed under custody; journal verified after every kill",
