@@ -1,0 +1,186 @@
+//! A certified organization whose node an attacker controls: it holds the
+//! organization's real keys and certificate, passes admission, and then
+//! sends what an honest node never would. Honest nodes must refuse every
+//! bit of it and lose nothing.
+//!
+//! The insider speaks the node's own protocols through the node's codecs,
+//! but decides everything itself.
+
+#![cfg(feature = "local-federation")]
+
+use futures::StreamExt;
+use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
+use konsilium_node::net::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
+use konsilium_node::node::{self, NodeEvent, NodeHandle};
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::rpc::{Hello, HelloAnswer, Request, Response};
+use konsilium_protocol::specialty::Specialty;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, noise, request_response, tcp, yamux};
+use std::time::Duration;
+
+mod packages;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[derive(NetworkBehaviour)]
+struct Wire {
+    hello: request_response::Behaviour<HelloCodec>,
+    rpc: request_response::Behaviour<RpcCodec>,
+}
+
+struct Insider {
+    swarm: Swarm<Wire>,
+    node: PeerId,
+    hello: Hello,
+}
+
+impl Insider {
+    /// Connects to the node at `addr` as `member` and completes admission
+    /// both ways.
+    async fn connect(member: &Member, addr: Multiaddr, node: PeerId) -> Self {
+        let key = member.keys.identity().to_libp2p();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| Wire {
+                hello: request_response::Behaviour::new(
+                    [(HELLO_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                ),
+                rpc: request_response::Behaviour::new(
+                    [(RPC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                ),
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        let hello = Hello {
+            chain: member.chain.clone(),
+            record: None,
+            revocations: Vec::new(),
+            time: node::now(),
+        };
+        swarm.dial(addr).unwrap();
+        let mut insider = Self { swarm, node, hello };
+        let ours = (insider.swarm.behaviour_mut().hello).send_request(&node, insider.hello.clone());
+        let (mut welcomed, mut answered) = (false, false);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !(welcomed && answered) {
+            let event = tokio::time::timeout_at(deadline, insider.swarm.select_next_some())
+                .await
+                .expect("admission within a minute");
+            match event {
+                SwarmEvent::Behaviour(WireEvent::Hello(request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                })) if request_id == ours => match response {
+                    HelloAnswer::Welcome(_) => welcomed = true,
+                    HelloAnswer::Refused(why) => panic!("the node refused the insider: {why}"),
+                },
+                other => answered |= insider.on_event(other),
+            }
+        }
+        insider
+    }
+
+    /// Answers the node's Hello with ours; true when it did.
+    fn on_event(&mut self, event: SwarmEvent<WireEvent>) -> bool {
+        if let SwarmEvent::Behaviour(WireEvent::Hello(request_response::Event::Message {
+            message: request_response::Message::Request { channel, .. },
+            ..
+        })) = event
+        {
+            let welcome = HelloAnswer::Welcome(Box::new(self.hello.clone()));
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .hello
+                .send_response(channel, welcome);
+            return true;
+        }
+        false
+    }
+
+    /// Sends `request` and waits for its answer (or why none came).
+    async fn ask(&mut self, request: Request) -> Result<Response, String> {
+        let node = self.node;
+        let id = self.swarm.behaviour_mut().rpc.send_request(&node, request);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| "no answer within a minute".to_owned())?;
+            match event {
+                SwarmEvent::Behaviour(WireEvent::Rpc(request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                })) if request_id == id => return Ok(response),
+                SwarmEvent::Behaviour(WireEvent::Rpc(
+                    request_response::Event::OutboundFailure {
+                        request_id, error, ..
+                    },
+                )) if request_id == id => return Err(error.to_string()),
+                other => {
+                    self.on_event(other);
+                }
+            }
+        }
+    }
+}
+
+async fn start(member: &Member, bootstrap: Vec<Multiaddr>) -> NodeHandle {
+    let started = node::start(member.setup(bootstrap, vec![])).await;
+    started.unwrap_or_else(|e| panic!("cannot start {}: {e}", member.spec.name))
+}
+
+/// A federal center and a district hospital that knows it; the district's
+/// node is then stopped, so its keys can be taken over by the insider
+/// while the federal center still holds its directory record.
+async fn federal_and_turned_district(fed: &mut LocalFederation) -> (Member, NodeHandle, Member) {
+    let federal = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let district = fed.enrol(OrgSpec::new(
+        "Kirillov CDH",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let f = start(&federal, vec![]).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let d = start(&district, vec![fa]).await;
+    wait::converged(&[&f, &d], 2, PATIENCE).await.unwrap();
+    d.shutdown().await;
+    (federal, f, district)
+}
+
+/// How many times the node took a package in, from its events so far.
+fn taken_in(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, from: OrgId) -> usize {
+    let mut n = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, NodeEvent::PackageReceived { sender, .. } if sender == from) {
+            n += 1;
+        }
+    }
+    n
+}

@@ -1,0 +1,126 @@
+//! Tampered, truncated, misaddressed, expired and replayed packages from a
+//! certified sender: each refused with a permanent reason, a replay never
+//! taken in twice, also after the recipient restarts.
+
+use super::*;
+use konsilium_protocol::rpc::Refusal;
+use konsilium_protocol::seal::{
+    self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
+};
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::Urgency;
+
+fn sealed(from: &Member, to: &Member, n: u8, expires: Timestamp) -> SealedPackage {
+    let now = node::now();
+    let header = EnvelopeHeader {
+        version: PACKAGE_VERSION,
+        id: PackageId([n; 16]),
+        sender: from.org_id(),
+        recipient: to.org_id(),
+        routing: RoutingHeader {
+            specialty: Specialty::Cardiology,
+            min_level: OrgLevel::Federal,
+            urgency: Urgency::Planned,
+            region: None,
+        },
+        created: now,
+        expires,
+        attachments: Vec::new(),
+    };
+    let sender = from.keys.node_keys().sealing;
+    let recipient = to.keys.node_keys().sealing.public();
+    let body = format!("package {n} from the insider").into_bytes();
+    seal::seal(header, &sender, &recipient, [n; 32], &body).unwrap()
+}
+
+fn is_permanent_refusal(answer: &Result<Response, String>) -> bool {
+    matches!(answer, Ok(Response::Refused(r)) if r.is_permanent())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_truncated_misaddressed_expired_and_replayed_packages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut events = f.subscribe();
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let day = node::now().saturating_add(Duration::from_secs(86_400));
+
+    // An honest package first: taken in once, receipted.
+    let honest = sealed(&district, &federal, 1, day);
+    let Ok(Response::Receipt(receipt)) = insider.ask(Request::Deliver(honest.clone())).await else {
+        panic!("an honest package is receipted");
+    };
+
+    let mut refused = 0;
+    let mut tampered = Vec::new();
+    // A flipped byte anywhere in the body, under a fresh id.
+    for (i, at) in [0usize, 40, 100].into_iter().enumerate() {
+        let mut p = sealed(&district, &federal, 10 + i as u8, day);
+        let at = at.min(p.body.len() - 1);
+        p.body[at] ^= 0x20;
+        tampered.push(("a flipped body byte", p));
+    }
+    let mut p = sealed(&district, &federal, 20, day);
+    p.body.truncate(p.body.len() / 2);
+    tampered.push(("a truncated body", p));
+    let mut p = sealed(&district, &federal, 21, day);
+    p.body.truncate(10);
+    tampered.push(("a body shorter than its handshake", p));
+    let mut p = sealed(&district, &federal, 22, day);
+    p.header.routing.urgency = Urgency::Emergency;
+    tampered.push(("a header changed after sealing", p));
+    let mut p = sealed(&district, &federal, 23, day);
+    p.header.sender = federal.org_id();
+    tampered.push(("a forged sender", p));
+    let mut p = sealed(&district, &federal, 24, day);
+    p.header.expires = node::now().saturating_sub(Duration::from_secs(60));
+    tampered.push(("an expired package", p));
+    let mut p = sealed(&district, &federal, 25, day);
+    p.header.recipient = district.org_id();
+    tampered.push(("a package readdressed to another organization", p));
+    let mut p = honest.clone();
+    p.body[50] ^= 1;
+    tampered.push(("other bytes under a delivered package's id", p));
+    for (what, package) in tampered {
+        let answer = insider.ask(Request::Deliver(package)).await;
+        assert!(is_permanent_refusal(&answer), "{what}: {answer:?}");
+        refused += 1;
+    }
+    // The honest package again: the same receipt, not a second intake.
+    let again = insider.ask(Request::Deliver(honest.clone())).await;
+    assert_eq!(again, Ok(Response::Receipt(receipt.clone())));
+    assert_eq!(taken_in(&mut events, district.org_id()), 1, "taken in once");
+    assert_eq!(f.open(honest.header.id).await.unwrap().0, honest.header);
+
+    // After a restart of the recipient: still one intake, still refused.
+    drop(insider);
+    f.shutdown().await;
+    let f = start(&federal, vec![]).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut events = f.subscribe();
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let again = insider.ask(Request::Deliver(honest.clone())).await;
+    assert_eq!(
+        again,
+        Ok(Response::Receipt(receipt)),
+        "the same receipt after the restart"
+    );
+    let mut other = honest.clone();
+    other.body[60] ^= 1;
+    let answer = insider.ask(Request::Deliver(other)).await;
+    assert!(
+        matches!(&answer, Ok(Response::Refused(Refusal::Invalid(why))) if why.contains("replay") || why.contains("already")),
+        "{answer:?}"
+    );
+    assert_eq!(
+        taken_in(&mut events, district.org_id()),
+        0,
+        "no second intake after the restart"
+    );
+    println!(
+        "insider packages: {refused} tampered, truncated, forged or expired packages refused; 0 of 2 replays taken in, before and after a restart"
+    );
+    f.shutdown().await;
+}
