@@ -2,6 +2,7 @@
 //! them in order so an interrupted transfer resumes where it stopped.
 
 use super::*;
+use partials::FileReport;
 
 impl Node {
     pub(super) fn serve_piece(&mut self, hash: [u8; 32], offset: u64, len: u32) -> Response {
@@ -29,7 +30,8 @@ impl Node {
     }
 
     /// Pulls an attachment from `peer`, resuming from what its partial
-    /// file holds; the fetch machine decides what to ask for.
+    /// file holds (opened off the loop); the fetch machine decides what
+    /// to ask for.
     pub(super) fn start_fetch(&mut self, blob: BlobRef, peer: PeerId) {
         let connected = self
             .fetches
@@ -38,19 +40,35 @@ impl Node {
         if connected && self.fetches.is_fetching(&blob.hash) {
             return;
         }
-        let partial = match self.blobs.begin(&blob) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!("cannot receive an attachment: {e}");
-                return;
+        if self.beginning.insert(blob.hash) {
+            self.partials.begin(blob, peer, connected);
+        }
+    }
+
+    /// The attachment files' thread reports.
+    pub(super) fn on_file_report(&mut self, report: FileReport) {
+        match report {
+            FileReport::Begun {
+                blob,
+                peer,
+                connected,
+                already,
+            } => {
+                self.beginning.remove(&blob.hash);
+                match already {
+                    Ok(already) => {
+                        if let Err(e) = self.fetches.start(blob, peer, already, connected) {
+                            tracing::warn!("{e}");
+                            self.partials.close(blob.hash);
+                        }
+                    }
+                    Err(e) => tracing::error!("cannot receive an attachment: {e}"),
+                }
             }
-        };
-        let already = partial.written();
-        match self.fetches.start(blob, peer, already, connected) {
-            Ok(()) => {
-                self.partials.insert(blob.hash, partial);
+            FileReport::WriteFailed { hash, error } => {
+                self.fetches.handle_write_failed(&hash, &error)
             }
-            Err(e) => tracing::warn!("{e}"),
+            FileReport::Verified { hash, matches } => self.fetches.handle_verified(&hash, matches),
         }
         self.drive_fetches();
     }
@@ -76,16 +94,15 @@ impl Node {
                     offset,
                     bytes,
                 } => {
-                    let written = match self.partials.get_mut(&hash) {
-                        Some(partial) => partial.append(offset, &bytes).map(|_| ()),
-                        None => continue,
-                    };
-                    match written {
-                        Ok(()) => self
-                            .metrics
-                            .attachment_bytes_fetched
-                            .inc_by(bytes.len() as u64),
-                        Err(e) => self.fetches.handle_write_failed(&hash, &e.to_string()),
+                    let len = bytes.len() as u64;
+                    if self.partials.append(hash, offset, bytes) {
+                        self.metrics.attachment_bytes_fetched.inc_by(len);
+                    } else {
+                        let behind = format!(
+                            "writing attachments falls {} MiB behind the network; the transfer resumes later",
+                            partials::MAX_QUEUED >> 20
+                        );
+                        self.fetches.handle_write_failed(&hash, &behind);
                     }
                 }
                 FetchOutput::Started { hash, from, total } => {
@@ -102,27 +119,15 @@ impl Node {
                         total,
                     });
                 }
-                FetchOutput::Verify { blob } => {
-                    // The partial file hashed its bytes as they were written.
-                    let matches = match self.partials.remove(&blob.hash) {
-                        Some(partial) => match partial.complete() {
-                            Ok(()) => true,
-                            Err(e) => {
-                                tracing::warn!("{e}");
-                                false
-                            }
-                        },
-                        None => false,
-                    };
-                    self.fetches.handle_verified(&blob.hash, matches);
-                }
+                // The partial file hashed its bytes as they were written.
+                FetchOutput::Verify { blob } => self.partials.complete(blob.hash),
                 FetchOutput::Completed { hash } => {
                     self.emit(NodeEvent::FetchCompleted { blob: hash });
                     self.release_waiting();
                 }
                 FetchOutput::Stopped { hash, reason } => {
                     tracing::warn!(blob = %hex::encode(hash), "attachment transfer stopped: {reason}");
-                    self.partials.remove(&hash);
+                    self.partials.close(hash);
                 }
             }
         }

@@ -128,6 +128,8 @@ pub(super) enum Command {
         ConsultationId,
         oneshot::Sender<Result<(), NodeError>>,
     ),
+    /// What the attachment files' thread did.
+    AttachmentFile(super::partials::FileReport),
     /// A package for us, opened off the event loop (or why it could not be).
     Opened {
         from: OrgId,

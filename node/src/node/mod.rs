@@ -9,7 +9,7 @@ pub use crate::config::{DirectoryScope, Profile};
 use crate::net::behaviour::{
     Behaviour, BehaviourEvent, DIRECTORY_TOPIC, HELLO_TIMEOUT, REVOCATION_TOPIC,
 };
-use crate::storage::blobs::{BlobError, BlobStore, PartialBlob};
+use crate::storage::blobs::{BlobError, BlobStore};
 
 mod attachments;
 mod clock;
@@ -23,6 +23,7 @@ mod handle;
 mod inbox;
 mod inspect;
 mod outbox;
+mod partials;
 mod peers;
 mod rpc;
 mod setup;
@@ -83,7 +84,7 @@ use libp2p::{
 use rpc::Pending;
 use setup::is_unspecified;
 pub use setup::{NodeSetup, start};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -165,8 +166,10 @@ struct Node {
     blobs: BlobStore,
     /// Attachment transfers: what to ask for and when a blob is whole.
     fetches: Fetches<PeerId>,
-    /// The partial file of each running transfer.
-    partials: HashMap<[u8; 32], PartialBlob>,
+    /// The partial files of running transfers, on their own thread.
+    partials: partials::Partials,
+    /// Transfers whose partial file is being opened.
+    beginning: HashSet<[u8; 32]>,
     /// Attachments whose received bytes failed their hash, and how often.
     /// Twice means the copy they come from is damaged: the package is
     /// refused with that reason instead of being fetched again forever.
@@ -403,6 +406,7 @@ impl Node {
             Command::ForgetIntake(identifier, id, reply) => {
                 let _ = reply.send(self.forget_intake(&identifier, id));
             }
+            Command::AttachmentFile(report) => self.on_file_report(report),
             Command::Opened {
                 from,
                 package,
