@@ -39,6 +39,13 @@ impl Node {
                     });
                 }
                 SyncOutput::Rejected(rejection) => {
+                    if let Some(peer) = rejection.from
+                        && forged(&rejection.error)
+                    {
+                        let now = self.now();
+                        (self.admission).handle_offence(now, peer, Offence::ForgedRecord);
+                        self.drive_admission();
+                    }
                     if let (RecordError::Chain(why), Some(org)) = (&rejection.error, rejection.org)
                     {
                         let name = rejection.name.clone().unwrap_or_default();
@@ -146,7 +153,7 @@ impl Node {
             }
         } else if message.topic == self.revocation_topic.hash() {
             match wire::decode::<RevocationNotice>(&message.data) {
-                Ok(notice) if self.adopt_revocation(&notice, self.now()) => {
+                Ok(notice) if self.adopt_revocation(&notice, self.now()).is_ok() => {
                     gossipsub::MessageAcceptance::Accept
                 }
                 Ok(_) => gossipsub::MessageAcceptance::Ignore,
@@ -229,4 +236,19 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// A record no honest node sends: its signature or its certificate's does
+/// not verify. (An expired or revoked certificate can be honest news that
+/// has not reached the sender yet.)
+fn forged(error: &RecordError) -> bool {
+    matches!(
+        error,
+        RecordError::Signed(_)
+            | RecordError::Chain(
+                CertError::Signed(_)
+                    | CertError::UnknownRoot { .. }
+                    | CertError::IssuerMismatch { .. }
+            )
+    )
 }

@@ -228,7 +228,17 @@ impl Node {
         let replies = self.opening.remove(&package.header.id).unwrap_or_default();
         let response = match body {
             Ok(body) => self.store_opened(package, &body),
-            Err(e) => Response::Refused(e.into()),
+            Err(e) => {
+                // The header passed its checks, so the sealed bytes were
+                // altered (or sealed wrong) by whoever delivered them.
+                if let Some(Reply::Channel(_)) = replies.first() {
+                    let now = self.now();
+                    let peer = from.to_peer_id();
+                    (self.admission).handle_offence(now, peer, Offence::BadPackage);
+                    self.drive_admission();
+                }
+                Response::Refused(e.into())
+            }
         };
         for reply in replies {
             match reply {

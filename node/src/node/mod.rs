@@ -45,7 +45,8 @@ pub use handle::NodeHandle;
 use inbox::{Answer, Reply};
 pub use inspect::Inspect;
 use konsilium_protocol::admission::{
-    Admission, Config as AdmissionConfig, Output as AdmissionOutput, Refusal as AdmissionRefusal,
+    Admission, Config as AdmissionConfig, Offence, Output as AdmissionOutput,
+    Refusal as AdmissionRefusal,
 };
 use konsilium_protocol::cert::{
     CertChain, CertError, OrgLevel, RegionCode, RevocationNotice, Trust, VerifiedOrg,

@@ -82,6 +82,10 @@ impl Node {
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
+                AdmissionOutput::Pardoned(org) => {
+                    tracing::info!(%org, "ban over: its connections are accepted again");
+                    (self.swarm.behaviour_mut().blocked).unblock_peer(org.to_peer_id());
+                }
                 AdmissionOutput::RefusedBy { peer, reason } => {
                     tracing::warn!(%peer, "the peer refused us: {reason}");
                     self.emit(NodeEvent::PeerRejected {
@@ -179,16 +183,16 @@ impl Node {
         self.not_ready(peer);
     }
 
-    pub(super) fn adopt_revocation(&mut self, notice: &RevocationNotice, now: Timestamp) -> bool {
-        match self.trust.apply_revocations(notice, now) {
-            Ok(issuer) => {
-                self.revocation_adopted(issuer, notice);
-                self.admission.handle_trust_changed(now, &self.trust);
-                self.drive_admission();
-                true
-            }
-            Err(_) => false,
-        }
+    pub(super) fn adopt_revocation(
+        &mut self,
+        notice: &RevocationNotice,
+        now: Timestamp,
+    ) -> Result<(), CertError> {
+        let issuer = self.trust.apply_revocations(notice, now)?;
+        self.revocation_adopted(issuer, notice);
+        self.admission.handle_trust_changed(now, &self.trust);
+        self.drive_admission();
+        Ok(())
     }
 
     /// A revocation list now in force: kept, and the directory re-checked.

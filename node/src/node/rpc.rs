@@ -142,7 +142,13 @@ impl Node {
             }
             Request::Revocations(notices) => {
                 for n in &notices {
-                    self.adopt_revocation(n, self.now());
+                    if let Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) =
+                        self.adopt_revocation(n, self.now())
+                    {
+                        let now = self.now();
+                        (self.admission).handle_offence(now, peer, Offence::ForgedRevocation);
+                        self.drive_admission();
+                    }
                 }
                 Response::Done
             }

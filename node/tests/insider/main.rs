@@ -20,6 +20,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, noise, request_response, tcp, yamux};
 use std::time::Duration;
 
+mod directory;
 mod packages;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -40,6 +41,13 @@ impl Insider {
     /// Connects to the node at `addr` as `member` and completes admission
     /// both ways.
     async fn connect(member: &Member, addr: Multiaddr, node: PeerId) -> Self {
+        Self::try_connect(member, addr, node)
+            .await
+            .unwrap_or_else(|why| panic!("the node refused the insider: {why}"))
+    }
+
+    /// Like [`Insider::connect`], returning the node's refusal.
+    async fn try_connect(member: &Member, addr: Multiaddr, node: PeerId) -> Result<Self, String> {
         let key = member.keys.identity().to_libp2p();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -88,12 +96,37 @@ impl Insider {
                     ..
                 })) if request_id == ours => match response {
                     HelloAnswer::Welcome(_) => welcomed = true,
-                    HelloAnswer::Refused(why) => panic!("the node refused the insider: {why}"),
+                    HelloAnswer::Refused(why) => return Err(why),
                 },
+                SwarmEvent::OutgoingConnectionError { error, .. } => {
+                    return Err(format!("connection refused: {error}"));
+                }
+                SwarmEvent::ConnectionClosed {
+                    num_established: 0, ..
+                } => return Err("connection closed before admission".into()),
                 other => answered |= insider.on_event(other),
             }
         }
-        insider
+        Ok(insider)
+    }
+
+    /// Waits until the node closes the connection; false if it stays open
+    /// for a minute.
+    async fn closed(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Err(_) => return false,
+                Ok(SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    num_established: 0,
+                    ..
+                }) if peer_id == self.node => return true,
+                Ok(other) => {
+                    self.on_event(other);
+                }
+            }
+        }
     }
 
     /// Answers the node's Hello with ours; true when it did.

@@ -15,8 +15,11 @@
 //! peer type is the driver's (a libp2p `PeerId` in the node, an index in the
 //! simulated network).
 
+mod conduct;
 #[cfg(test)]
 mod tests;
+
+pub use conduct::{BAN, LIMIT as MISCONDUCT_LIMIT, Offence};
 
 use crate::cert::{CertError, Trust, VerifiedOrg};
 use crate::directory::SignedRecord;
@@ -98,6 +101,9 @@ pub enum Output<P> {
     Cut(P),
     /// The peer refused this node.
     RefusedBy { peer: P, reason: String },
+    /// The organization's ban is over: its connections may be accepted
+    /// again (what `Cut` blocked for the ban is unblocked).
+    Pardoned(OrgId),
 }
 
 #[derive(Debug)]
@@ -131,6 +137,7 @@ pub struct Admission<P> {
     config: Config,
     peers: BTreeMap<P, Peer>,
     out: VecDeque<Output<P>>,
+    conduct: conduct::Conduct,
 }
 
 impl<P: Copy + Ord + Debug> Admission<P> {
@@ -139,6 +146,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             config,
             peers: BTreeMap::new(),
             out: VecDeque::new(),
+            conduct: conduct::Conduct::default(),
         }
     }
 
@@ -177,6 +185,15 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         let Some(p) = self.peers.get(&peer) else {
             return Err(Refusal::Other("not connected".into()));
         };
+        if let Ok(org) = &p.key
+            && let Some(ban) = self.conduct.banned(now, org)
+        {
+            let reason = Refusal::Other(ban.to_owned());
+            if !matches!(p.state, State::Refused { .. }) {
+                self.refuse(now, peer, reason.clone(), None);
+            }
+            return Err(reason);
+        }
         match &p.state {
             State::Admitted { org } => return Ok(org.cert.org),
             State::Refused { .. } => return Err(Refusal::Other("already refused".into())),
@@ -303,6 +320,23 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         }
     }
 
+    /// An admitted peer sent something an honest node never would. Past
+    /// the limit its organization is banned: every connection of it is
+    /// refused and cut, and its Hellos refused until the ban ends.
+    pub fn handle_offence(&mut self, now: Timestamp, peer: P, offence: Offence) {
+        let Some(org) = self.admitted(&peer) else {
+            return;
+        };
+        if let Some(reason) = self.conduct.offend(now, org, offence) {
+            self.refuse_org(now, org, &reason);
+        }
+    }
+
+    /// The organization's misconduct points now (they fade).
+    pub fn misconduct(&self, now: Timestamp, org: &OrgId) -> u32 {
+        self.conduct.score(now, org)
+    }
+
     /// Revocations or time moved: admitted peers whose certificate no
     /// longer holds are refused.
     pub fn handle_trust_changed(&mut self, now: Timestamp, trust: &Trust) {
@@ -340,11 +374,16 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             self.peers.remove(&peer);
             self.out.push_back(Output::Cut(peer));
         }
+        for org in self.conduct.bans_over(now) {
+            self.out.push_back(Output::Pardoned(org));
+        }
         self.handle_trust_changed(now, trust);
     }
 
-    /// The earliest of: a Hello due, a cut due, an admitted certificate's end.
+    /// The earliest of: a Hello due, a cut due, an admitted certificate's
+    /// end, a ban's end.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let bans = self.conduct.next_ban_end();
         self.peers
             .values()
             .map(|p| match &p.state {
@@ -358,6 +397,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
                     }
                 }
             })
+            .chain(bans)
             .min()
     }
 

@@ -311,3 +311,80 @@ fn a_peer_refused_for_a_reason_outside_the_hello_is_cut() {
         "the cut reached both sides"
     );
 }
+
+#[test]
+fn an_organization_that_keeps_forging_is_banned_and_refused_until_the_ban_ends() {
+    let (fed, orgs) = federation(3);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 1) && ready(&net, 0, 2));
+    // Four forgeries: scored, still admitted.
+    let now = net.now();
+    for _ in 0..4 {
+        (net.node_mut(0).admission_mut()).handle_offence(now, 1, Offence::ForgedRecord);
+    }
+    assert_eq!(net.node(0).admission().misconduct(now, &orgs[1].id()), 40);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 1));
+    // Scores fade, a point a minute: forty minutes later four more are
+    // not enough.
+    net.run_for(Duration::from_secs(40 * 60));
+    let now = net.now();
+    for _ in 0..4 {
+        (net.node_mut(0).admission_mut()).handle_offence(now, 1, Offence::ForgedRecord);
+    }
+    net.run_for(Duration::from_secs(1));
+    assert!(
+        ready(&net, 0, 1),
+        "faded points and new ones stay under the limit"
+    );
+    // A burst crosses the limit: cut, and told why.
+    let now = net.now();
+    for _ in 0..2 {
+        (net.node_mut(0).admission_mut()).handle_offence(now, 1, Offence::ForgedRecord);
+    }
+    net.run_for(Duration::from_secs(2));
+    assert!(!net.node(0).admission().is_ready(&1));
+    assert_eq!(
+        net.node(1).admission().admitted(&0),
+        None,
+        "cut on both sides"
+    );
+    assert!(
+        reasons(&net, 0, 1)
+            .iter()
+            .any(|r| r.contains("forged directory records"))
+    );
+    // The honest peer is untouched.
+    assert!(ready(&net, 0, 2));
+    // Coming back during the ban: refused at Hello with the ban's reason.
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(2));
+    assert!(!net.node(0).admission().is_ready(&1));
+    let banned = reasons(&net, 0, 1)
+        .into_iter()
+        .filter(|r| r.contains("banned until"))
+        .count();
+    assert!(banned >= 2, "{:?}", reasons(&net, 0, 1));
+    // After the ban it is admitted again.
+    net.disconnect(0, 1);
+    net.run_for(BAN);
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(2));
+    assert!(ready(&net, 0, 1), "admitted again after the ban");
+}
+
+#[test]
+fn offences_from_a_peer_not_admitted_count_for_nothing() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    let now = net.now();
+    let machine = net.node_mut(0).admission_mut();
+    for _ in 0..10 {
+        machine.handle_offence(now, 1, Offence::ForgedRevocation);
+    }
+    assert_eq!(machine.misconduct(now, &orgs[1].id()), 0);
+    assert!(machine.poll_output().is_none());
+}

@@ -1,0 +1,97 @@
+//! Forged and altered directory records and revocation lists from a
+//! certified peer: none changes the directory or the trust, and the peer
+//! that keeps sending them is banned, cut and refused at its next Hello,
+//! while an honest member keeps being served.
+
+use super::*;
+use konsilium_protocol::cert::Issuer;
+use konsilium_protocol::directory::SignedRecord;
+use konsilium_protocol::identity::IdentityKey;
+use konsilium_protocol::wire::{self, RecordBatch, WireMessage};
+use std::collections::BTreeSet;
+
+/// The same signed object with one byte of its signature flipped.
+fn altered<T: WireMessage + serde::de::DeserializeOwned>(genuine: &T, from_end: usize) -> T {
+    let mut bytes = wire::encode(genuine).unwrap();
+    let at = bytes.len() - from_end;
+    bytes[at] ^= 0x01;
+    wire::decode(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let honest = fed.enrol(OrgSpec::new(
+        "Vologda regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let h = start(&honest, vec![fa.clone()]).await;
+    wait::converged(&[&f, &h], 3, PATIENCE).await.unwrap();
+    let records: Vec<SignedRecord> = f.records().await.unwrap();
+    let genuine = records
+        .iter()
+        .find(|r| {
+            r.decode_unverified()
+                .is_ok_and(|d| d.sealing_key == honest.keys.node_keys().sealing.public())
+        })
+        .expect("the honest member's record")
+        .clone();
+
+    let mut insider = Insider::connect(&district, fa.clone(), f.peer_id()).await;
+    // Honest news first: the genuine record again is no offence.
+    let push = |records| Request::PushRecords(RecordBatch { records });
+    assert_eq!(
+        insider.ask(push(vec![genuine.clone()])).await,
+        Ok(Response::Done)
+    );
+    // A revocation list from an authority nobody trusts, and the root's
+    // list with a flipped signature byte.
+    let stranger_root = Issuer::root(IdentityKey::from_seed([77; 32]));
+    let serials = BTreeSet::from([LocalFederation::serial_of(&honest)]);
+    let forged_list = stranger_root.revoke(9, node::now(), serials.clone());
+    let altered_list = altered(&fed.root().revoke(9, node::now(), serials), 3);
+    for notice in [forged_list, altered_list] {
+        let answer = insider.ask(Request::Revocations(vec![notice])).await;
+        assert_eq!(answer, Ok(Response::Done));
+    }
+    // Then records with altered signatures: the third crosses the limit
+    // (two forged lists and three forged records, ten points each).
+    let forged: Vec<SignedRecord> = [2, 5, 9].map(|n| altered(&genuine, n)).into();
+    for record in &forged {
+        let _ = insider.ask(push(vec![record.clone()])).await;
+    }
+    assert!(insider.closed().await, "the forger was cut");
+
+    // No forged record is held, and the honest member is still admitted.
+    let held = f.records().await.unwrap();
+    assert!(
+        forged.iter().all(|r| !held.contains(r)),
+        "a forged record was taken"
+    );
+    assert_eq!(held.len(), records.len());
+    let after = f.status().await.unwrap();
+    assert!(
+        after.peers.contains(&honest.org_id()),
+        "the honest member is still served"
+    );
+    let report = f.inspect(node::Inspect::Peers).await.unwrap().to_string();
+    assert!(report.contains("banned until"), "{report}");
+
+    // Back during the ban: not let in (the connection is refused or
+    // closed before any Hello is answered).
+    let refused = Insider::try_connect(&district, fa, f.peer_id())
+        .await
+        .map(|_| ());
+    assert!(refused.is_err(), "the banned organization got back in");
+    println!(
+        "insider directory: 2 forged revocation lists and forged records refused; the forger banned and not let back in; the honest member still served"
+    );
+    h.shutdown().await;
+    f.shutdown().await;
+    let _ = federal;
+}
