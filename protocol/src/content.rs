@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The clinical part of a request: what the attending physician wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaseExtract {
     /// A detailed extract of the case history and examination results.
     pub summary: String,

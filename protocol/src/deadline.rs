@@ -108,6 +108,11 @@ pub struct Deadline {
     strum::EnumString,
 )]
 #[strum(serialize_all = "snake_case")]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "snake_case")
+)]
 pub enum DeadlineState {
     OnTrack,
     AtRisk,

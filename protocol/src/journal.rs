@@ -68,6 +68,11 @@ pub struct ConsultationRef {
 
 /// The role a person acted in, as the documents name the participants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 pub enum Role {
     /// The attending physician, who asks for the consultation.
     Physician,

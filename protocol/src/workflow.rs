@@ -47,6 +47,12 @@ impl fmt::Debug for ConsultationId {
 
 /// FHIR R4 `Task.status`, restricted to the states a consultation uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+// The HTTP API shows a status as its FHIR code (`fhir_code`), not as serde spells it.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "kebab-case")
+)]
 pub enum Status {
     Requested,
     Received,
@@ -191,6 +197,16 @@ pub enum Appointment {
     ),
     strum(serialize_all = "snake_case")
 )]
+#[cfg_attr(
+    feature = "openapi",
+    strum_discriminants(
+        derive(utoipa::ToSchema),
+        schema(
+            rename_all = "snake_case",
+            description = "What a step does, by its one name"
+        )
+    )
+)]
 pub enum Action {
     /// The consulting coordinator registered the request.
     Receive,
@@ -315,6 +331,11 @@ pub enum WorkflowError {
 
 /// Which organization acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "lowercase")
+)]
 pub enum Side {
     Requesting,
     Consulting,

@@ -243,7 +243,8 @@ impl ImportedRequest {
 }
 
 /// Who gave consent, as far as the record may say: a role, never a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Giver {
     Patient,
     Representative,

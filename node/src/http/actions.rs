@@ -1,56 +1,77 @@
 //! Workflow steps on a consultation: the action a body asks for, checked and
 //! handed to the node.
 
-use super::AppState;
-use super::User;
-use super::params::{decode, not_blank, parse_id, parse_time, read_body};
+use super::params::{ConsultationPath, decode, not_blank, parse_id, parse_time, read_body};
 use super::problems::{Problem, node_problem};
 use super::render::{id_text, json_response};
+use super::views::ActionResult;
+use super::{AppState, PROBLEM_JSON, User};
 use crate::node::{ActRequest, ConclusionText};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use konsilium_protocol::workflow::{Action, ActionKind, Slot};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use strum::IntoEnumIterator as _;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
-#[derive(Debug, Deserialize)]
+/// A workflow step; each field is for the actions its description names.
+// The action is read as text so that a refusal can list the actions.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ActionRequest)]
 pub(super) struct ActionBody {
+    #[schema(schema_with = user_action_names)]
     pub(super) action: String,
+    /// reject, cancel_appointment, cancel
     #[serde(default)]
     pub(super) reason: Option<String>,
+    /// reject
     #[serde(default)]
     pub(super) forward: Option<bool>,
+    /// ask_more
     #[serde(default)]
     pub(super) questions: Option<String>,
+    /// supply
     #[serde(default)]
     pub(super) note: Option<String>,
+    /// propose_slots
     #[serde(default)]
     pub(super) slots: Option<Vec<SlotBody>>,
+    /// confirm_slot
     #[serde(default)]
     pub(super) slot: Option<SlotBody>,
+    /// note
     #[serde(default)]
     pub(super) text: Option<String>,
+    /// assign: the consultant the coordinator passes the request to
     #[serde(default)]
     pub(super) consultant: Option<String>,
+    /// conclude
     #[serde(default)]
     pub(super) conclusion: Option<ConclusionBody>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A time for the video consilium.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Slot)]
 pub(super) struct SlotBody {
+    #[schema(format = DateTime)]
     pub(super) start: String,
+    #[schema(format = DateTime)]
     pub(super) end: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The conclusion a consultant signs.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewConclusion)]
 pub(super) struct ConclusionBody {
+    /// Defaults to the token's user
     #[serde(default)]
     pub(super) authors: Option<Vec<String>>,
     pub(super) diagnosis: String,
@@ -65,6 +86,13 @@ pub(super) struct ConclusionBody {
 /// node takes (an escalation with no one left).
 pub(super) fn user_actions() -> impl Iterator<Item = ActionKind> {
     ActionKind::iter().filter(|k| *k != ActionKind::Fail)
+}
+
+fn user_action_names() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(user_actions().map(ActionKind::name)))
+        .build()
 }
 
 fn slot_of(field: &str, s: &SlotBody) -> Result<Slot, Problem> {
@@ -209,10 +237,31 @@ pub(super) fn action_of(
     Ok((action, None))
 }
 
+#[utoipa::path(
+    post,
+    path = "/consultations/{id}/actions",
+    tag = "consultations",
+    summary = "Take a workflow step as the token's user, in their role",
+    params(ConsultationPath),
+    request_body = ActionBody,
+    responses(
+        (status = 200, description = "The consultation's new status", body = ActionResult),
+        (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The role may not take this step", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "Unknown consultation", body = Problem, content_type = PROBLEM_JSON),
+        (
+            status = 409,
+            description = "The step does not fit the consultation's state or schedule",
+            body = Problem,
+            content_type = PROBLEM_JSON
+        ),
+    )
+)]
 pub(super) async fn act(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(ConsultationPath { id }): Path<ConsultationPath>,
     body: Body,
 ) -> Result<Response, Problem> {
     let user = state.authenticate(&headers, &[]).await?;
@@ -233,6 +282,9 @@ pub(super) async fn act(
         .map_err(node_problem)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"id": id_text(&id), "status": status.fhir_code()}),
+        &ActionResult {
+            id: id_text(&id),
+            status: status.fhir_code(),
+        },
     ))
 }

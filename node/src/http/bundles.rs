@@ -1,13 +1,15 @@
 //! The FHIR endpoints: a consultation exported as a Bundle, and a
 //! ServiceRequest Bundle imported as a new consultation.
 
-use super::consultations::{consent_required, read_consultation};
+use super::consent::consent_required;
+use super::consultations::read_consultation;
 use super::files::open_case_file;
 use super::idempotency::check_identifier;
-use super::params::{parse_level, read_body};
+use super::params::{ConsultationPath, level_names, parse_level, read_body};
 use super::problems::{Problem, node_problem};
 use super::render::{id_text, intake_response};
-use super::{AppState, FHIR_JSON};
+use super::views::{Created, Existing};
+use super::{AppState, FHIR_JSON, PROBLEM_JSON};
 use crate::fhir::{self, ConsultationRecord, FhirError};
 use crate::node::{
     Attachment, CaseFile, ConsultationView, Intake, IntakeKey, NewConsultation, NodeHandle, Target,
@@ -23,6 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa::IntoParams;
 
 /// Organization names from the directory, for the export.
 async fn org_names(node: &NodeHandle) -> HashMap<OrgId, String> {
@@ -44,10 +47,22 @@ async fn org_names(node: &NodeHandle) -> HashMap<OrgId, String> {
     names
 }
 
+#[utoipa::path(
+    get,
+    path = "/consultations/{id}/fhir",
+    tag = "fhir",
+    summary = "The consultation as a FHIR R4 Bundle",
+    params(ConsultationPath),
+    responses(
+        (status = 200, description = "A FHIR R4 Bundle (collection)", body = Object, content_type = FHIR_JSON),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "Unknown consultation", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn fhir_bundle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(ConsultationPath { id }): Path<ConsultationPath>,
 ) -> Result<Response, Problem> {
     let view = read_consultation(&state, &headers, &id).await?;
     let (journal, _) = state.node.journal().await.map_err(node_problem)?;
@@ -115,10 +130,12 @@ async fn exported_files(
     Ok(files)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ImportQuery {
     #[serde(default)]
+    #[param(schema_with = level_names)]
     pub(super) min_level: Option<String>,
 }
 
@@ -146,6 +163,45 @@ fn fhir_problem(e: FhirError) -> Problem {
     if path.is_empty() { p } else { p.field(path) }
 }
 
+#[utoipa::path(
+    post,
+    path = "/fhir/ServiceRequest",
+    tag = "fhir",
+    summary = "Import a FHIR Bundle with a ServiceRequest (and Consent) and open a consultation (physician)",
+    params(
+        ImportQuery,
+        (
+            "If-None-Exist" = Option<String>,
+            Header,
+            nullable = false,
+            description = "FHIR conditional create: identifier=system|value; otherwise ServiceRequest.identifier is the request's identifier"
+        ),
+    ),
+    request_body(content((Object = FHIR_JSON), (Object = "application/json"))),
+    responses(
+        (status = 201, description = "Consultation opened and sent", body = Created),
+        (
+            status = 200,
+            description = "The identifier already opened this consultation with the same request; nothing was sent",
+            body = Existing
+        ),
+        (status = 400, description = "Not JSON", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The user's role may not do this", body = Problem, content_type = PROBLEM_JSON),
+        (
+            status = 409,
+            description = "The identifier already opened a consultation with a different request",
+            body = Problem,
+            content_type = PROBLEM_JSON
+        ),
+        (
+            status = 422,
+            description = "Not an importable Bundle, or consent missing",
+            body = Problem,
+            content_type = PROBLEM_JSON
+        ),
+    )
+)]
 pub(super) async fn import_fhir(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -1,13 +1,15 @@
-//! Opening, listing and reading consultations, with the patient consent an
-//! opening needs.
+//! Opening, listing and reading consultations.
 
-use super::AppState;
+use super::consent::{ConsentBody, OverrideBody, consent_of};
 use super::idempotency::{idempotency_key, json_fingerprint};
-use super::params::{decode, not_blank, parse_id, parse_level, parse_time, read_body};
+use super::params::{
+    ConsultationPath, decode, level_schema, not_blank, parse_id, parse_level, read_body,
+};
 use super::problems::{Problem, node_problem};
-use super::render::{created, intake_response, json_response, summary_json, view_json};
-use super::uploads::read_multipart;
-use crate::fhir;
+use super::render::{created, detail, intake_response, json_response, summary};
+use super::uploads::{Form, read_multipart};
+use super::views::{ConsultationDetail, ConsultationList, Created, Existing};
+use super::{AppState, PROBLEM_JSON};
 use crate::node::{
     Attachment, CaseFile, ConsultationView, IntakeKey, NewConsultation, NodeError, Target,
 };
@@ -18,20 +20,27 @@ use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::specialty::Specialty;
-use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
-use konsilium_protocol::workflow::{Consent, ConsentMethod, Status};
+use konsilium_protocol::workflow::Status;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Debug, Deserialize)]
+// Fields the node checks itself (specialty, urgency, consent method, ...)
+// are read as text, so that a refusal names the field and the choices.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewConsultation)]
 pub(super) struct NewConsultationBody {
+    /// Specialty slug, e.g. cardiology
     pub(super) specialty: String,
     #[serde(default)]
+    #[schema(schema_with = level_schema)]
     pub(super) min_level: Option<Value>,
+    #[schema(value_type = Urgency)]
     pub(super) urgency: String,
+    /// Organization id (peer id); omitted: routed by specialty
     #[serde(default)]
     pub(super) target: Option<String>,
     #[serde(default)]
@@ -40,127 +49,15 @@ pub(super) struct NewConsultationBody {
     pub(super) consent: Option<ConsentBody>,
     #[serde(default)]
     pub(super) emergency_override: Option<OverrideBody>,
+    /// Defaults to the token's user
     #[serde(default)]
     pub(super) physician: Option<String>,
     pub(super) summary: String,
     pub(super) questions: String,
-    /// The client's identifier of this request, as the `Idempotency-Key`
-    /// header is (for clients that cannot set headers).
+    /// As the Idempotency-Key header, for clients that cannot set headers
     #[serde(default)]
+    #[schema(max_length = 512)]
     pub(super) idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ConsentBody {
-    /// Who gave consent, as a role: `patient` (the default) or
-    /// `representative`. Never a name: the record must not identify the patient.
-    #[serde(default)]
-    pub(super) by: Option<String>,
-    pub(super) method: String,
-    #[serde(default)]
-    pub(super) witness: Option<String>,
-    #[serde(default)]
-    pub(super) at: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct OverrideBody {
-    pub(super) reason: String,
-}
-
-pub(super) fn consent_required(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "consent-required",
-        "Patient consent is required",
-        detail,
-    )
-    .field("consent")
-}
-
-/// The consent as recorded: who gave it is a role, with the physician who
-/// recorded it (see [`fhir::consent_given_by`]).
-pub(super) fn consent_of(
-    consent: Option<ConsentBody>,
-    emergency: Option<OverrideBody>,
-    urgency: Urgency,
-    physician: &str,
-    now: Timestamp,
-) -> Result<Consent, Problem> {
-    match (consent, emergency) {
-        (Some(_), Some(_)) => Err(Problem::invalid(
-            "emergency_override",
-            "give either consent or emergency_override, not both",
-        )),
-        (None, None) => Err(consent_required(
-            "the patient's consent (consent: {by, method}) is required; only an emergency may go out with emergency_override: {reason}",
-        )),
-        (None, Some(o)) => {
-            if urgency != Urgency::Emergency {
-                return Err(consent_required(
-                    "emergency_override is only for emergencies (urgency \"emergency\"); give the patient's consent",
-                ));
-            }
-            if o.reason.trim().is_empty() {
-                return Err(consent_required(
-                    "emergency_override.reason must say why consent could not be obtained",
-                ));
-            }
-            Ok(Consent::EmergencyOverride { reason: o.reason })
-        }
-        (Some(c), None) => {
-            let giver = match c.by.as_deref().map(|b| b.trim().to_lowercase()).as_deref() {
-                None | Some("patient" | "the patient") => fhir::Giver::Patient,
-                Some("representative" | "the patient's legal representative") => {
-                    fhir::Giver::Representative
-                }
-                Some(_) => {
-                    return Err(Problem::invalid(
-                        "consent.by",
-                        "consent.by: say who gave consent as \"patient\" or \"representative\"; \
-                         the patient is never named in a consultation record",
-                    ));
-                }
-            };
-            let method = match c.method.to_ascii_lowercase().as_str() {
-                "written" => ConsentMethod::Written,
-                "electronic" => ConsentMethod::Electronic,
-                "oral" => {
-                    let witness = c.witness.clone().unwrap_or_default();
-                    if witness.trim().is_empty() {
-                        return Err(Problem::missing("consent.witness", "for oral consent"));
-                    }
-                    ConsentMethod::Oral { witness }
-                }
-                other => {
-                    return Err(Problem::invalid(
-                        "consent.method",
-                        format!(
-                            "consent.method: {other:?} is not a method: use written|electronic|oral"
-                        ),
-                    ));
-                }
-            };
-            if c.witness.is_some() && !matches!(method, ConsentMethod::Oral { .. }) {
-                return Err(Problem::invalid(
-                    "consent.witness",
-                    "consent.witness applies to oral consent only",
-                ));
-            }
-            let at = match &c.at {
-                Some(t) => parse_time("consent.at", t)?,
-                None => now,
-            };
-            Ok(Consent::Given {
-                by: fhir::consent_given_by(&giver, physician),
-                at,
-                method,
-                document: None,
-            })
-        }
-    }
 }
 
 fn parse_target(target: Option<&str>) -> Result<Target, Problem> {
@@ -174,6 +71,49 @@ fn parse_target(target: Option<&str>) -> Result<Target, Problem> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/consultations",
+    tag = "consultations",
+    summary = "Request a consultation (physician)",
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        nullable = false,
+        max_length = 512,
+        description = "The client's identifier of this request: a retry with the same request returns the consultation it opened (200), a different request is refused (409)"
+    )),
+    request_body(content(
+        (NewConsultationBody = "application/json"),
+        (
+            inline(Form) = "multipart/form-data",
+            encoding(("request" = (content_type = "application/json")))
+        ),
+    )),
+    responses(
+        (status = 201, description = "Consultation opened and sent", body = Created),
+        (
+            status = 200,
+            description = "The identifier already opened this consultation with the same request; nothing was sent",
+            body = Existing
+        ),
+        (status = 400, description = "Malformed body or invalid field", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The user's role may not do this", body = Problem, content_type = PROBLEM_JSON),
+        (
+            status = 409,
+            description = "The idempotency key already opened a consultation with a different request",
+            body = Problem,
+            content_type = PROBLEM_JSON
+        ),
+        (
+            status = 422,
+            description = "Consent missing, or no organization offers this",
+            body = Problem,
+            content_type = PROBLEM_JSON
+        ),
+    )
+)]
 pub(super) async fn create_consultation(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -191,10 +131,16 @@ pub(super) async fn create_consultation(
                 .to_ascii_lowercase()
                 .starts_with("multipart/form-data")
         });
-    let (bytes, files) = if multipart {
+    let Form {
+        request: bytes,
+        attachment: files,
+    } = if multipart {
         read_multipart(request, state.upload_dir.as_deref()).await?
     } else {
-        (read_body(request.into_body()).await?, Vec::new())
+        Form {
+            request: read_body(request.into_body()).await?,
+            attachment: Vec::new(),
+        }
     };
     let b: NewConsultationBody = decode(&bytes)?;
     let key = idempotency_key(&headers, b.idempotency_key.as_deref())?;
@@ -277,13 +223,27 @@ pub(super) async fn create_consultation(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     #[serde(default)]
+    #[param(value_type = Option<Status>, inline)]
     pub(super) status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/consultations",
+    tag = "consultations",
+    summary = "List consultations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The consultations, newest first", body = ConsultationList),
+        (status = 400, description = "Unknown status", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn list_consultations(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -320,13 +280,13 @@ pub(super) async fn list_consultations(
         if want.is_some_and(|w| w != view.consultation.status) {
             continue;
         }
-        items.push((view.consultation.request.created, summary_json(&view, now)));
+        items.push((view.consultation.request.created, summary(&view, now)));
     }
     items.sort_by_key(|item| std::cmp::Reverse(item.0));
-    let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
+    let consultations = items.into_iter().map(|(_, v)| v).collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"consultations": items}),
+        &ConsultationList { consultations },
     ))
 }
 
@@ -354,14 +314,26 @@ pub(super) async fn read_consultation(
     Ok(view)
 }
 
+#[utoipa::path(
+    get,
+    path = "/consultations/{id}",
+    tag = "consultations",
+    summary = "One consultation with its history",
+    params(ConsultationPath),
+    responses(
+        (status = 200, description = "The consultation", body = ConsultationDetail),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "Unknown consultation", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn get_consultation(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(ConsultationPath { id }): Path<ConsultationPath>,
 ) -> Result<Response, Problem> {
     let view = read_consultation(&state, &headers, &id).await?;
     Ok(json_response(
         StatusCode::OK,
-        &view_json(&view, state.node.now()),
+        &detail(&view, state.node.now()),
     ))
 }

@@ -1,20 +1,44 @@
 //! Case files served decrypted, through temporary files that nothing
 //! readable outlives.
 
-use super::AppState;
 use super::consultations::read_consultation;
+use super::params::ConsultationPath;
 use super::problems::{Problem, node_problem};
 use super::render::id_text;
+use super::{AppState, PROBLEM_JSON};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use konsilium_protocol::workflow::ConsultationId;
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// A case file's bytes as they are sent: decrypted, and of the media type
+/// the file was stored with.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[expect(
+    dead_code,
+    reason = "the bytes stream from a file; this only describes them"
+)]
+struct FileBytes(Vec<u8>);
 
 /// One file of the case extract, decrypted on the way out. The plaintext
 /// passes through a temporary file that is unlinked before the first byte
 /// is sent, so nothing readable outlives the request.
+#[utoipa::path(
+    get,
+    path = "/consultations/{id}/files/{index}",
+    tag = "consultations",
+    summary = "One file of the case extract, decrypted, with its media type",
+    params(ConsultationPath, ("index" = u32, Path)),
+    responses(
+        (status = 200, description = "The file's bytes", body = inline(FileBytes), content_type = "*/*"),
+        (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "Unknown consultation or file", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
 pub(super) async fn get_file(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

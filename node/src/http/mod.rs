@@ -14,6 +14,7 @@
 mod actions;
 mod auth;
 mod bundles;
+mod consent;
 mod consultations;
 mod files;
 mod idempotency;
@@ -24,6 +25,7 @@ mod render;
 #[cfg(test)]
 mod tests;
 mod uploads;
+mod views;
 
 pub use crate::config::api::{ApiConfig, ApiError, User};
 pub use idempotency::MAX_IDENTIFIER;

@@ -8,8 +8,20 @@ use axum::http::StatusCode;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::workflow::ConsultationId;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use utoipa::IntoParams;
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
+
+/// The consultation a path names. Its id is taken as text and checked by
+/// [`parse_id`], so that a malformed id is a 404 like an unknown one.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct ConsultationPath {
+    #[param(pattern = "^[0-9a-f]{32}$")]
+    pub(super) id: String,
+}
 
 pub(super) async fn read_body(body: Body) -> Result<Bytes, Problem> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
@@ -103,6 +115,29 @@ pub(super) fn parse_level(value: &Option<Value>) -> Result<OrgLevel, Problem> {
             .ok_or_else(|| bad(n.to_string())),
         Some(other) => Err(bad(other.to_string())),
     }
+}
+
+/// The level names [`parse_level`] takes, for a query parameter.
+pub(super) fn level_names() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(OrgLevel::ALL.map(|level| level.to_string())))
+        .build()
+}
+
+/// What [`parse_level`] takes in a body: a level's name or its number.
+pub(super) fn level_schema() -> Schema {
+    let numbers = OrgLevel::ALL.map(OrgLevel::number);
+    let one_of = OneOfBuilder::new()
+        .item(level_names())
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(numbers.iter().min().copied())
+                .maximum(numbers.iter().max().copied()),
+        )
+        .build();
+    Schema::OneOf(one_of)
 }
 
 pub(super) fn not_blank(field: &str, text: &str) -> Result<(), Problem> {

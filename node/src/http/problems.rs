@@ -1,21 +1,38 @@
 //! Error responses: every failure is an RFC 9457 problem document that names
 //! what is wrong, and node and workflow errors map onto them here.
 
+use super::render::json_text;
 use super::{PROBLEM_BASE, PROBLEM_JSON};
 use crate::node::NodeError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use konsilium_protocol::workflow::WorkflowError;
-use serde_json::{Value, json};
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 /// An RFC 9457 problem document.
-#[derive(Debug)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
-    pub(super) status: StatusCode,
+    /// A URN that names the kind of problem, for clients to tell problems apart
+    #[serde(rename = "type", serialize_with = "problem_type")]
     pub(super) kind: &'static str,
     pub(super) title: &'static str,
+    #[serde(serialize_with = "status_number")]
+    #[schema(value_type = u16)]
+    pub(super) status: StatusCode,
     pub(super) detail: String,
+    /// The offending field, when there is one
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(super) field: Option<String>,
+}
+
+fn problem_type<S: Serializer>(kind: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{PROBLEM_BASE}{kind}"))
+}
+
+fn status_number<S: Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u16(status.as_u16())
 }
 
 impl Problem {
@@ -71,16 +88,7 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("{PROBLEM_BASE}{}", self.kind),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let (Some(field), Some(obj)) = (self.field, body.as_object_mut()) {
-            obj.insert("field".into(), Value::String(field));
-        }
-        let mut response = (self.status, body.to_string()).into_response();
+        let mut response = (self.status, json_text(&self)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if self.status == StatusCode::UNAUTHORIZED {

@@ -1,6 +1,12 @@
-//! Consultations as the API shows them: JSON views and the responses that
-//! carry them.
+//! Consultations as the API shows them: the node's views made into the
+//! bodies of [`super::views`], and the responses that carry them.
 
+use super::actions::SlotBody;
+use super::consent::MethodName;
+use super::views::{
+    AppointmentView, ConclusionView, ConsultationDetail, ConsultationSummary, Created,
+    DeadlineView, Existing, FileEntry, HistoryEntry, OverrideReason, RecordedConsent,
+};
 use crate::node::{ConsultationView, Intake, Sent};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,8 +14,9 @@ use konsilium_protocol::deadline::DeadlineState;
 use konsilium_protocol::seal;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::workflow::{
-    Action, Appointment, Consent, ConsentMethod, ConsultationId, Side, Slot,
+    Action, Appointment, Consent, ConsentMethod, ConsultationId, Slot,
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 
 fn rfc3339(t: Timestamp) -> String {
@@ -24,15 +31,11 @@ fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Requesting => "requesting",
-        Side::Consulting => "consulting",
+fn slot_body(slot: &Slot) -> SlotBody {
+    SlotBody {
+        start: rfc3339(slot.start),
+        end: rfc3339(slot.end),
     }
-}
-
-fn slot_json(slot: &Slot) -> Value {
-    json!({"start": rfc3339(slot.start), "end": rfc3339(slot.end)})
 }
 
 fn action_details(action: &Action) -> Value {
@@ -41,9 +44,9 @@ fn action_details(action: &Action) -> Value {
         Action::AskMore { questions } => json!({"questions": questions}),
         Action::Supply { note } => json!({"note": note}),
         Action::ProposeSlots { slots } => {
-            json!({"slots": slots.iter().map(slot_json).collect::<Vec<_>>()})
+            json!({"slots": slots.iter().map(slot_body).collect::<Vec<_>>()})
         }
-        Action::ConfirmSlot { slot } => json!({"slot": slot_json(slot)}),
+        Action::ConfirmSlot { slot } => json!({"slot": slot_body(slot)}),
         Action::CancelAppointment { reason }
         | Action::Cancel { reason }
         | Action::Fail { reason } => json!({"reason": reason}),
@@ -54,133 +57,145 @@ fn action_details(action: &Action) -> Value {
     }
 }
 
-pub(super) fn summary_json(view: &ConsultationView, now: Timestamp) -> Value {
+pub(super) fn summary(view: &ConsultationView, now: Timestamp) -> ConsultationSummary {
     let c = &view.consultation;
     let deadline = view.deadline.as_ref();
-    json!({
-        "id": id_text(&c.request.id),
-        "status": c.status.fhir_code(),
-        "urgency": c.request.urgency.to_string(),
-        "specialty": c.request.specialty.slug(),
-        "side": side_name(view.side),
-        "counterpart": view.counterpart.to_string(),
-        "created": rfc3339(c.request.created),
-        "deadline_due": deadline.map(|d| rfc3339(d.due)),
-        "time_left_seconds": deadline.map(|d| d.time_left(now).as_secs()),
-        "deadline_state": deadline.map(|d| d.state(now).as_str()),
-        "acknowledged": c.acknowledged,
-    })
+    ConsultationSummary {
+        id: id_text(&c.request.id),
+        status: c.status.fhir_code(),
+        urgency: c.request.urgency.to_string(),
+        specialty: c.request.specialty.slug(),
+        side: view.side.to_string(),
+        counterpart: view.counterpart.to_string(),
+        created: rfc3339(c.request.created),
+        deadline_due: deadline.map(|d| rfc3339(d.due)),
+        time_left_seconds: deadline.map(|d| d.time_left(now).as_secs()),
+        deadline_state: deadline.map(|d| d.state(now).as_str()),
+        acknowledged: c.acknowledged,
+    }
 }
 
 /// The case extract's files as the API lists them, each with where to
 /// download it.
-fn files_json(view: &ConsultationView) -> Vec<Value> {
+fn files(view: &ConsultationView) -> Vec<FileEntry> {
     let id = id_text(&view.consultation.id());
     view.files
         .iter()
         .enumerate()
-        .map(|(i, (info, blob))| {
-            json!({
-                "title": info.title,
-                "content_type": info.content_type,
-                "size": seal::plaintext_len(blob.size),
-                "blake3": blob.hex(),
-                "href": format!("/consultations/{id}/files/{i}"),
-            })
+        .map(|(i, (info, blob))| FileEntry {
+            title: info.title.clone(),
+            content_type: info.content_type.clone(),
+            size: seal::plaintext_len(blob.size),
+            blake3: blob.hex(),
+            href: format!("/consultations/{id}/files/{i}"),
         })
         .collect()
 }
 
-pub(super) fn view_json(view: &ConsultationView, now: Timestamp) -> Value {
-    let c = &view.consultation;
-    let mut out = summary_json(view, now);
-    let consent = match &c.request.consent {
+fn recorded_consent(consent: &Consent) -> RecordedConsent {
+    match consent {
         Consent::Given { by, at, method, .. } => {
             let (method, witness) = match method {
-                ConsentMethod::Written => ("written", None),
-                ConsentMethod::Electronic => ("electronic", None),
-                ConsentMethod::Oral { witness } => ("oral", Some(witness.clone())),
+                ConsentMethod::Written => (MethodName::Written, None),
+                ConsentMethod::Electronic => (MethodName::Electronic, None),
+                ConsentMethod::Oral { witness } => (MethodName::Oral, Some(witness.clone())),
             };
-            json!({"given": true, "by": by, "at": rfc3339(*at), "method": method, "witness": witness})
+            RecordedConsent::Given {
+                given: true,
+                by: by.clone(),
+                at: rfc3339(*at),
+                method,
+                witness,
+            }
         }
-        Consent::EmergencyOverride { reason } => {
-            json!({"given": false, "emergency_override": {"reason": reason}})
-        }
-    };
-    let appointment = match &c.appointment {
-        Appointment::None => json!({"state": "none"}),
-        Appointment::Proposed(slots) => {
-            json!({"state": "proposed", "slots": slots.iter().map(slot_json).collect::<Vec<_>>()})
-        }
-        Appointment::Confirmed(slot) => json!({"state": "confirmed", "slot": slot_json(slot)}),
-        Appointment::Cancelled => json!({"state": "cancelled"}),
-    };
-    let history: Vec<Value> = c
+        Consent::EmergencyOverride { reason } => RecordedConsent::Override {
+            given: false,
+            emergency_override: OverrideReason {
+                reason: reason.clone(),
+            },
+        },
+    }
+}
+
+fn appointment(appointment: &Appointment) -> AppointmentView {
+    match appointment {
+        Appointment::None => AppointmentView::None,
+        Appointment::Proposed(slots) => AppointmentView::Proposed {
+            slots: slots.iter().map(slot_body).collect(),
+        },
+        Appointment::Confirmed(slot) => AppointmentView::Confirmed {
+            slot: slot_body(slot),
+        },
+        Appointment::Cancelled => AppointmentView::Cancelled,
+    }
+}
+
+pub(super) fn detail(view: &ConsultationView, now: Timestamp) -> ConsultationDetail {
+    let c = &view.consultation;
+    let history = c
         .history
         .iter()
         .filter_map(|s| s.decode_unverified().ok())
-        .map(|t| {
-            json!({
-                "seq": t.seq,
-                "actor": t.actor.to_string(),
-                "role": t.role.as_str(),
-                "user": t.user,
-                "at": rfc3339(t.at),
-                "action": t.action.name(),
-                "details": action_details(&t.action),
-            })
+        .map(|t| HistoryEntry {
+            seq: t.seq,
+            actor: t.actor.to_string(),
+            role: t.role.as_str(),
+            user: t.user.clone(),
+            at: rfc3339(t.at),
+            action: t.action.name(),
+            details: action_details(&t.action),
         })
         .collect();
     let conclusion = view
         .conclusion
         .as_ref()
         .and_then(|f| f.conclusion.decode_unverified().ok())
-        .map(|k| {
-            json!({
-                "authors": k.authors,
-                "diagnosis": k.diagnosis,
-                "recommendations": k.recommendations,
-                "treatment_plan": k.treatment_plan,
-                "further_studies": k.further_studies,
-                "issued_at": rfc3339(k.issued_at),
-            })
+        .map(|k| ConclusionView {
+            authors: k.authors,
+            diagnosis: k.diagnosis,
+            recommendations: k.recommendations,
+            treatment_plan: k.treatment_plan,
+            further_studies: k.further_studies,
+            issued_at: rfc3339(k.issued_at),
         });
-    let deadline = view.deadline.as_ref().map(|d| {
-        json!({
-            "requested": rfc3339(d.requested),
-            "due": rfc3339(d.due),
-            "first_response_due": d.first_response_due.map(rfc3339),
-            "at_risk_from": rfc3339(d.at_risk_from),
-            "state": d.state(now).as_str(),
-            "first_response_state": d
-                .first_response_state(now, c.first_response)
-                .map(DeadlineState::as_str),
-        })
+    let deadline = view.deadline.as_ref().map(|d| DeadlineView {
+        requested: rfc3339(d.requested),
+        due: rfc3339(d.due),
+        first_response_due: d.first_response_due.map(rfc3339),
+        at_risk_from: rfc3339(d.at_risk_from),
+        state: d.state(now).as_str(),
+        first_response_state: d
+            .first_response_state(now, c.first_response)
+            .map(DeadlineState::as_str),
     });
-    if let Some(obj) = out.as_object_mut() {
-        let extra = json!({
-            "requester": c.request.requester.to_string(),
-            "consultant": c.request.consultant.to_string(),
-            "physician": c.request.physician,
-            "consent": consent,
-            "escalated_from": c.request.escalated_from.as_ref().map(id_text),
-            "appointment": appointment,
-            "first_response": c.first_response.map(rfc3339),
-            "deadline": deadline,
-            "extract": {"summary": view.extract.summary, "questions": view.extract.questions},
-            "files": files_json(view),
-            "conclusion": conclusion,
-            "history": history,
-        });
-        if let Value::Object(extra) = extra {
-            obj.extend(extra);
-        }
+    ConsultationDetail {
+        summary: summary(view, now),
+        requester: c.request.requester.to_string(),
+        consultant: c.request.consultant.to_string(),
+        physician: c.request.physician.clone(),
+        consent: recorded_consent(&c.request.consent),
+        escalated_from: c.request.escalated_from.as_ref().map(id_text),
+        appointment: appointment(&c.appointment),
+        first_response: c.first_response.map(rfc3339),
+        deadline,
+        extract: view.extract.clone(),
+        files: files(view),
+        conclusion,
+        history,
     }
-    out
 }
 
-pub(super) fn json_response(status: StatusCode, value: &Value) -> Response {
-    let mut r = (status, value.to_string()).into_response();
+/// A body as JSON text. It goes through a `Value`, whose maps keep their
+/// keys sorted, so a body lists its members in one order whatever the
+/// order of its type's fields.
+pub(super) fn json_text(body: &impl Serialize) -> String {
+    serde_json::to_value(body)
+        .expect("API bodies have string keys and infallible fields")
+        .to_string()
+}
+
+pub(super) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let mut r = (status, json_text(body)).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -189,13 +204,13 @@ pub(super) fn json_response(status: StatusCode, value: &Value) -> Response {
 }
 
 pub(super) fn created(id: ConsultationId, sent: &Sent) -> Response {
-    let body = json!({
-        "id": id_text(&id),
-        "recipient": sent.recipient.to_string(),
-        "recipient_name": sent.recipient_name,
-        "next_hop": sent.next_hop.to_string(),
-        "package": hex(&sent.id.0),
-    });
+    let body = Created {
+        id: id_text(&id),
+        recipient: sent.recipient.to_string(),
+        recipient_name: sent.recipient_name.clone(),
+        next_hop: sent.next_hop.to_string(),
+        package: hex(&sent.id.0),
+    };
     let mut r = json_response(StatusCode::CREATED, &body);
     if let Ok(location) = HeaderValue::from_str(&format!("/consultations/{id}")) {
         r.headers_mut().insert(header::LOCATION, location);
@@ -207,7 +222,10 @@ pub(super) fn created(id: ConsultationId, sent: &Sent) -> Response {
 pub(super) fn existing(id: ConsultationId) -> Response {
     let mut r = json_response(
         StatusCode::OK,
-        &json!({"id": id_text(&id), "existing": true}),
+        &Existing {
+            id: id_text(&id),
+            existing: true,
+        },
     );
     if let Ok(location) = HeaderValue::from_str(&format!("/consultations/{id}")) {
         r.headers_mut().insert(header::LOCATION, location);

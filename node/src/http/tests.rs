@@ -1,15 +1,19 @@
-//! Unit tests of how request bodies and parameters are read and checked.
+//! Unit tests of how request bodies and parameters are read and checked,
+//! and of what the OpenAPI document says about them.
 
 use super::actions::{ActionBody, action_of};
-use super::consultations::{ConsentBody, NewConsultationBody, OverrideBody, consent_of};
+use super::consent::{ConsentBody, OverrideBody, consent_of};
+use super::consultations::NewConsultationBody;
 use super::params::{decode, parse_id, parse_level};
 use super::*;
 use axum::http::StatusCode;
 use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::deadline::DeadlineState;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::urgency::Urgency;
-use konsilium_protocol::workflow::{Action, Consent, ConsultationId};
+use konsilium_protocol::workflow::{Action, ActionKind, Consent, ConsultationId, Side, Status};
 use serde_json::json;
+use strum::IntoEnumIterator as _;
 
 #[test]
 fn ids_parse_only_as_32_hex_digits() {
@@ -148,6 +152,25 @@ fn consent_rules() {
         by(Some("Ivan Sidorov")).unwrap_err().field.as_deref(),
         Some("consent.by")
     );
+    let method = |method: &str| {
+        let body = ConsentBody {
+            by: None,
+            method: method.into(),
+            witness: None,
+            at: None,
+        };
+        consent_of(
+            Some(body),
+            None,
+            Urgency::Planned,
+            "Dr. Ivanova",
+            crate::node::now(),
+        )
+    };
+    assert!(method("Electronic").is_ok());
+    let e = method("Telepathy").unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("consent.method"));
+    assert!(e.detail.contains("\"telepathy\""), "{}", e.detail);
 }
 
 #[test]
@@ -161,4 +184,49 @@ fn levels_parse_from_names_and_numbers() {
     assert!(parse_level(&Some(json!(7))).is_err());
     assert!(parse_level(&Some(json!(-1))).is_err());
     assert!(parse_level(&Some(json!([]))).is_err());
+}
+
+/// The document's enums are derived from the protocol's, renamed by rule;
+/// the API spells them with its own functions, which must agree.
+#[test]
+fn the_document_spells_enums_as_the_api_does() {
+    let doc = openapi_document();
+    let names = |schema: &str| -> Vec<String> {
+        let values = doc["components"]["schemas"][schema]["enum"].as_array();
+        let values = values.unwrap_or_else(|| panic!("{schema} is an enum in the document"));
+        values
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names("Status"),
+        Status::ALL.map(|s| s.fhir_code().to_owned())
+    );
+    assert_eq!(names("Urgency"), Urgency::ALL.map(|u| u.to_string()));
+    assert_eq!(names("Role"), Role::ALL.map(|r| r.as_str().to_owned()));
+    assert_eq!(
+        names("Side"),
+        [Side::Requesting, Side::Consulting].map(|s| s.to_string())
+    );
+    let kinds: Vec<String> = ActionKind::iter().map(|k| k.name().to_owned()).collect();
+    assert_eq!(names("ActionKind"), kinds);
+    assert_eq!(
+        names("DeadlineState"),
+        [
+            DeadlineState::OnTrack,
+            DeadlineState::AtRisk,
+            DeadlineState::Breached
+        ]
+        .map(|s| s.as_str().to_owned())
+    );
+    // utoipa takes only a literal for a length limit.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["NewConsultation"]["properties"]["idempotency_key"]["maxLength"],
+        MAX_IDENTIFIER
+    );
+    let header = &doc["paths"]["/consultations"]["post"]["parameters"][0];
+    assert_eq!(header["name"], "Idempotency-Key");
+    assert_eq!(header["schema"]["maxLength"], MAX_IDENTIFIER);
 }

@@ -2,13 +2,14 @@
 //! streamed to a private temporary file.
 
 use super::MAX_BODY;
+use super::consultations::NewConsultationBody;
 use super::problems::Problem;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use konsilium_protocol::content::FileInfo;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, ObjectBuilder, Type};
 
-/// Reads a `multipart/form-data` request: the JSON part `request` and any
-/// number of `attachment` parts, each streamed to a temporary file.
 /// An attachment part as it arrived: its bytes in a temporary file
 /// (deleted on drop), and its title and media type from the part's headers.
 pub(super) struct Upload {
@@ -16,10 +17,34 @@ pub(super) struct Upload {
     pub(super) info: FileInfo,
 }
 
+/// A consultation request with its attachments.
+// A plain JSON request reads as one of these without attachments.
+#[derive(ToSchema)]
+pub(super) struct Form {
+    /// The request's JSON, checked as a plain JSON request is
+    #[schema(value_type = NewConsultationBody)]
+    pub(super) request: Bytes,
+    #[schema(schema_with = attachment_parts, required = false)]
+    pub(super) attachment: Vec<Upload>,
+}
+
+/// Any number of parts, each a file of any media type.
+fn attachment_parts() -> Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/octet-stream"),
+        )
+        .build()
+}
+
+/// Reads a `multipart/form-data` request: the JSON part `request` and any
+/// number of `attachment` parts, each streamed to a temporary file.
 pub(super) async fn read_multipart(
     request: axum::extract::Request,
     upload_dir: Option<&std::path::Path>,
-) -> Result<(Bytes, Vec<Upload>), Problem> {
+) -> Result<Form, Problem> {
     use axum::extract::FromRequest;
     use tokio::io::AsyncWriteExt;
     let bad = |detail: String| {
@@ -104,5 +129,8 @@ pub(super) async fn read_multipart(
         }
     }
     let json = json.ok_or_else(|| Problem::missing("request", "as a multipart part (JSON)"))?;
-    Ok((json, files))
+    Ok(Form {
+        request: json,
+        attachment: files,
+    })
 }
