@@ -35,6 +35,7 @@ struct FileBytes(Vec<u8>);
     params(ConsultationPath, ("index" = u32, Path)),
     responses(
         (status = 200, description = "The file's bytes", body = inline(FileBytes), content_type = "*/*"),
+        (status = 400, description = "The index is not a non-negative number", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "Unknown consultation or file", body = Problem, content_type = PROBLEM_JSON),
     )

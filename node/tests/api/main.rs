@@ -23,6 +23,7 @@ use std::time::Duration;
 mod consultation;
 mod problems;
 mod referral;
+mod schemathesis;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
