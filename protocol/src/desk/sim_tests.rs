@@ -257,3 +257,58 @@ fn an_unanswered_emergency_is_escalated_twice_and_concluded_at_the_federal_cente
         .escalated_from;
     assert_eq!(escalated_from, Some(second));
 }
+
+#[test]
+fn a_conclusion_sent_during_a_partition_reaches_the_requester_after_the_heal() {
+    let mut f = federation();
+    let consent = Consent::Given {
+        by: "the patient".into(),
+        at: NOW,
+        method: ConsentMethod::Written,
+        document: None,
+    };
+    let now = f.net.now();
+    let consultant = f.orgs[DISTRICT].id();
+    let requester = f.net.node_mut(REQUESTER);
+    let id = (requester.ask(
+        now,
+        consultant,
+        Urgency::Urgent,
+        consent,
+        Specialty::Cardiology,
+    ))
+    .unwrap();
+    let arrived = f.net.run_until(Duration::from_secs(600), |net| {
+        net.node(DISTRICT).desk().case(&id).is_some()
+    });
+    assert!(arrived, "the request reached the consultant");
+    // The requesting hospital drops off the network; the consultant
+    // concludes meanwhile.
+    f.net.partition(|n| usize::from(n == REQUESTER));
+    answer(&mut f, DISTRICT, id);
+    f.net.run_for(Duration::from_secs(1800));
+    assert_eq!(status(&f, DISTRICT, &id), Some(Status::Completed));
+    assert_ne!(
+        status(&f, REQUESTER, &id),
+        Some(Status::Completed),
+        "nothing crosses the split"
+    );
+    assert!(
+        !f.net.node(DISTRICT).outbox().is_empty(),
+        "the steps wait to be delivered"
+    );
+    f.net.heal();
+    let concluded = f.net.run_until(Duration::from_secs(3600), |net| {
+        net.node(REQUESTER)
+            .desk()
+            .case(&id)
+            .is_some_and(|c| c.consultation.status == Status::Completed && c.conclusion.is_some())
+    });
+    assert!(concluded, "the conclusion arrived after the heal");
+    let (a, b) = (f.net.node(REQUESTER), f.net.node(DISTRICT));
+    assert_eq!(
+        a.desk().case(&id).unwrap().consultation.history,
+        b.desk().case(&id).unwrap().consultation.history
+    );
+    assert_eq!(f.net.violations(), &[]);
+}
