@@ -23,14 +23,12 @@ pub enum Offence {
     /// claims to be; a relay can carry one damaged in storage, so it
     /// weighs less.
     BadPackage,
-    /// A workflow step signed by someone who is not a party.
-    ForgedStep,
 }
 
 impl Offence {
     fn points(self) -> u32 {
         match self {
-            Offence::ForgedRecord | Offence::ForgedRevocation | Offence::ForgedStep => 10,
+            Offence::ForgedRecord | Offence::ForgedRevocation => 10,
             Offence::BadPackage => 5,
         }
     }
@@ -40,7 +38,6 @@ impl Offence {
             Offence::ForgedRecord => "forged directory records",
             Offence::ForgedRevocation => "forged revocation lists",
             Offence::BadPackage => "tampered packages",
-            Offence::ForgedStep => "forged workflow steps",
         }
     }
 }
