@@ -6,7 +6,7 @@
 //!
 //! It needs the `schemathesis` command, so it is ignored by default;
 //! `.ci/run` installs the tool and runs it:
-//! `KONSILIUM_SCHEMATHESIS=/path/to/schemathesis cargo test -p konsilium-node --test api -- --ignored`.
+//! `KONSILIUM_SCHEMATHESIS=/path/to/schemathesis cargo test --workspace -- --ignored schemathesis`.
 
 use super::*;
 
