@@ -12,12 +12,11 @@
 mod process;
 
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
-use konsilium_node::node::{self, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_node::node::{self, NodeEvent, NodeHandle, SendRequest};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::seal::{PackageId, RoutingHeader};
+use konsilium_protocol::seal::PackageId;
 use konsilium_protocol::specialty::Specialty;
-use konsilium_protocol::urgency::Urgency;
 use libp2p::Multiaddr;
 use process::{Options, ProcessNode};
 use std::collections::BTreeSet;
@@ -36,18 +35,7 @@ fn with_canary(federal: &Member, n: usize) -> SendRequest {
     let mut body = format!("case {n}: ").into_bytes();
     body.extend_from_slice(CANARY);
     body.extend_from_slice(&[b'.'; 200]);
-    SendRequest {
-        target: Target::Org(federal.org_id()),
-        routing: RoutingHeader {
-            specialty: Specialty::Cardiology,
-            min_level: OrgLevel::Federal,
-            urgency: Urgency::Planned,
-            region: None,
-        },
-        body,
-        attachments: Vec::new(),
-        lifetime: Duration::from_secs(86_400),
-    }
+    process::planned_for(federal, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

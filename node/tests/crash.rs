@@ -19,7 +19,7 @@ use konsilium_node::node::{self, NewConsultation, NodeEvent, NodeHandle, SendReq
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::seal::{PackageId, RoutingHeader};
+use konsilium_protocol::seal::PackageId;
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{Consent, ConsentMethod, ConsultationId};
@@ -143,18 +143,7 @@ fn district_request(victim: &Member) -> NewConsultation {
 }
 
 fn relayed_package(federal: &Member, n: u64) -> SendRequest {
-    SendRequest {
-        target: Target::Org(federal.org_id()),
-        routing: RoutingHeader {
-            specialty: Specialty::Cardiology,
-            min_level: OrgLevel::Federal,
-            urgency: Urgency::Planned,
-            region: None,
-        },
-        body: format!("relayed package {n}").into_bytes(),
-        attachments: Vec::new(),
-        lifetime: Duration::from_secs(86_400),
-    }
+    process::planned_for(federal, format!("relayed package {n}").into_bytes())
 }
 
 /// Follows the district's events: which of its packages the victim

@@ -6,25 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let r = fed.enrol(OrgSpec::new(
-        "Regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[],
-    ));
-    let f = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let regional = Arc::new(node::start(r.setup(vec![], vec![])).await.unwrap());
-    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = Arc::new(node::start(f.setup(vec![ra], vec![])).await.unwrap());
-    wait::converged(&[&regional, &federal], 2, PATIENCE)
-        .await
-        .unwrap();
+    let (regional, federal) = regional_and_federal(tmp.path(), "Regional hospital").await;
 
     let (base_r, task_r) = serve(
         &regional,
@@ -311,9 +293,5 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
     task_r.abort();
     task_f.abort();
     drop((at_r, at_f));
-    for n in [regional, federal] {
-        if let Ok(n) = Arc::try_unwrap(n) {
-            n.shutdown().await;
-        }
-    }
+    shut_down([regional, federal]).await;
 }

@@ -27,6 +27,43 @@ mod schemathesis;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// A regional hospital and a federal cardiology center, started and with
+/// each other's directory record: the pair the API tests consult between.
+async fn regional_and_federal(
+    dir: &std::path::Path,
+    regional_name: &str,
+) -> (Arc<NodeHandle>, Arc<NodeHandle>) {
+    let mut fed = LocalFederation::new(dir, node::now());
+    let r = fed.enrol(OrgSpec::new(
+        regional_name,
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let f = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let regional = Arc::new(node::start(r.setup(vec![], vec![])).await.unwrap());
+    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
+    let federal = Arc::new(node::start(f.setup(vec![ra], vec![])).await.unwrap());
+    wait::converged(&[&regional, &federal], 2, PATIENCE)
+        .await
+        .unwrap();
+    (regional, federal)
+}
+
+/// Stops the nodes whose last handle this is.
+async fn shut_down(nodes: impl IntoIterator<Item = Arc<NodeHandle>>) {
+    for n in nodes {
+        if let Ok(n) = Arc::try_unwrap(n) {
+            n.shutdown().await;
+        }
+    }
+}
+
 async fn serve(
     node: &Arc<NodeHandle>,
     users: Vec<User>,

@@ -119,25 +119,7 @@ fn referral(target: &str, pdf: &[u8], patient: &str, question: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_his_referral_is_idempotent_complete_and_names_no_patient() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let r = fed.enrol(OrgSpec::new(
-        "Vologda regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[],
-    ));
-    let f = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let regional = Arc::new(node::start(r.setup(vec![], vec![])).await.unwrap());
-    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = Arc::new(node::start(f.setup(vec![ra], vec![])).await.unwrap());
-    wait::converged(&[&regional, &federal], 2, PATIENCE)
-        .await
-        .unwrap();
+    let (regional, federal) = regional_and_federal(tmp.path(), "Vologda regional hospital").await;
     let (base_r, task_r) = serve(
         &regional,
         vec![User::with_token("his-gateway", Role::Physician, "his")],
@@ -374,11 +356,7 @@ async fn a_his_referral_is_idempotent_complete_and_names_no_patient() {
     task_r.abort();
     task_f.abort();
     drop((at_r, at_f));
-    for n in [regional, federal] {
-        if let Ok(n) = Arc::try_unwrap(n) {
-            n.shutdown().await;
-        }
-    }
+    shut_down([regional, federal]).await;
     for needle in [patient, "Zhukovskaya", "Evdokiya"] {
         let found = files_containing(tmp.path(), needle.as_bytes());
         assert!(found.is_empty(), "{needle:?} stored in {found:?}");

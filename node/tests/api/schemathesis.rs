@@ -16,25 +16,7 @@ async fn schemathesis_finds_no_5xx_and_no_response_contradicting_the_document() 
     let tool = std::env::var("KONSILIUM_SCHEMATHESIS")
         .expect("KONSILIUM_SCHEMATHESIS names the schemathesis command");
     let tmp = tempfile::tempdir().unwrap();
-    let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let r = fed.enrol(OrgSpec::new(
-        "Regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[],
-    ));
-    let f = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let regional = Arc::new(node::start(r.setup(vec![], vec![])).await.unwrap());
-    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = node::start(f.setup(vec![ra], vec![])).await.unwrap();
-    wait::converged(&[&regional, &federal], 2, PATIENCE)
-        .await
-        .unwrap();
+    let (regional, federal) = regional_and_federal(tmp.path(), "Regional hospital").await;
     let (base, task) = serve(
         &regional,
         vec![User::with_token("Dr. Ivanova", Role::Physician, "phys-r")],
@@ -76,5 +58,5 @@ async fn schemathesis_finds_no_5xx_and_no_response_contradicting_the_document() 
         "the run tested operations: {junit}"
     );
     task.abort();
-    federal.shutdown().await;
+    shut_down([regional, federal]).await;
 }

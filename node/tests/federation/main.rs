@@ -22,7 +22,11 @@ use tokio::sync::broadcast;
 
 mod delivery;
 mod membership;
+#[path = "../process/mod.rs"]
+mod process;
 mod relay;
+
+use process::dir_contains;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -86,16 +90,4 @@ async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>
         }
     }
     panic!("database of {} stayed locked", member.spec.name);
-}
-
-/// Finds `needle` anywhere in the files under `dir`.
-fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            dir_contains(&p, needle)
-        } else {
-            std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-        }
-    })
 }

@@ -7,6 +7,11 @@
 
 use konsilium_node::config::api::token_hash_hex;
 use konsilium_node::federation::{LocalFederation, Member};
+use konsilium_node::node::{SendRequest, Target};
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::seal::RoutingHeader;
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::wire;
 use libp2p::Multiaddr;
 use std::io::{Read, Seek, SeekFrom};
@@ -183,6 +188,23 @@ impl ProcessNode {
 }
 
 /// `konsilium journal verify` on a stopped node's data directory.
+/// A planned package for the federal center, relayed by whoever the
+/// sender's routing picks: the traffic the relay suites carry.
+pub fn planned_for(federal: &Member, body: Vec<u8>) -> SendRequest {
+    SendRequest {
+        target: Target::Org(federal.org_id()),
+        routing: RoutingHeader {
+            specialty: Specialty::Cardiology,
+            min_level: OrgLevel::Federal,
+            urgency: Urgency::Planned,
+            region: None,
+        },
+        body,
+        attachments: Vec::new(),
+        lifetime: Duration::from_secs(86_400),
+    }
+}
+
 pub fn journal_verifies(data: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_konsilium"))
         .args(["journal", "verify", "--data-dir"])

@@ -113,29 +113,31 @@ fn acknowledge(f: &mut Federation, id: ConsultationId) {
         .unwrap();
 }
 
-#[test]
-fn an_urgent_consultation_runs_to_an_acknowledged_conclusion_over_lossy_links() {
-    let mut f = federation();
-    f.net.set_default_loss(0.2);
-    let consent = Consent::Given {
+/// The requesting hospital asks the district hospital's cardiologist.
+fn ask_district(f: &mut Federation, urgency: Urgency, consent: Consent) -> ConsultationId {
+    let now = f.net.now();
+    let consultant = f.orgs[DISTRICT].id();
+    f.net
+        .node_mut(REQUESTER)
+        .ask(now, consultant, urgency, consent, Specialty::Cardiology)
+        .unwrap()
+}
+
+/// Written consent, as a planned or urgent request carries it.
+fn written_consent() -> Consent {
+    Consent::Given {
         by: "the patient".into(),
         at: NOW,
         method: ConsentMethod::Written,
         document: None,
-    };
-    let now = f.net.now();
-    let consultant = f.orgs[DISTRICT].id();
-    let id = f
-        .net
-        .node_mut(REQUESTER)
-        .ask(
-            now,
-            consultant,
-            Urgency::Urgent,
-            consent,
-            Specialty::Cardiology,
-        )
-        .unwrap();
+    }
+}
+
+#[test]
+fn an_urgent_consultation_runs_to_an_acknowledged_conclusion_over_lossy_links() {
+    let mut f = federation();
+    f.net.set_default_loss(0.2);
+    let id = ask_district(&mut f, Urgency::Urgent, written_consent());
     let arrived = f.net.run_until(Duration::from_secs(3600), |net| {
         net.node(DISTRICT).desk().case(&id).is_some()
     });
@@ -179,22 +181,10 @@ fn an_urgent_consultation_runs_to_an_acknowledged_conclusion_over_lossy_links() 
 fn an_unanswered_emergency_is_escalated_twice_and_concluded_at_the_federal_center() {
     let mut f = federation();
     f.net.set_default_loss(0.1);
-    let now = f.net.now();
-    let consultant = f.orgs[DISTRICT].id();
     let consent = Consent::EmergencyOverride {
         reason: "unconscious, no relative reachable".into(),
     };
-    let first = f
-        .net
-        .node_mut(REQUESTER)
-        .ask(
-            now,
-            consultant,
-            Urgency::Emergency,
-            consent,
-            Specialty::Cardiology,
-        )
-        .unwrap();
+    let first = ask_district(&mut f, Urgency::Emergency, consent);
     let federal = f.orgs[FEDERAL].id();
     let reached = f.net.run_until(Duration::from_secs(6 * 3600), |net| {
         net.node(FEDERAL).desk().cases().next().is_some()
@@ -261,23 +251,7 @@ fn an_unanswered_emergency_is_escalated_twice_and_concluded_at_the_federal_cente
 #[test]
 fn a_conclusion_sent_during_a_partition_reaches_the_requester_after_the_heal() {
     let mut f = federation();
-    let consent = Consent::Given {
-        by: "the patient".into(),
-        at: NOW,
-        method: ConsentMethod::Written,
-        document: None,
-    };
-    let now = f.net.now();
-    let consultant = f.orgs[DISTRICT].id();
-    let requester = f.net.node_mut(REQUESTER);
-    let id = (requester.ask(
-        now,
-        consultant,
-        Urgency::Urgent,
-        consent,
-        Specialty::Cardiology,
-    ))
-    .unwrap();
+    let id = ask_district(&mut f, Urgency::Urgent, written_consent());
     let arrived = f.net.run_until(Duration::from_secs(600), |net| {
         net.node(DISTRICT).desk().case(&id).is_some()
     });
