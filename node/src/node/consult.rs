@@ -8,6 +8,7 @@
 
 use super::{INTAKE_RETENTION, IntakeKey, Node, NodeError, NodeEvent, Target, random_bytes};
 use crate::storage::store::{self, Batch, IntakeRecord, StoredConsultation};
+use konsilium_protocol::admission::Offence;
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
 use konsilium_protocol::content::{CaseExtract, FileInfo, PackageBody};
@@ -527,6 +528,12 @@ impl Node {
             },
             DeskEvent::StepRefused { id, reason } => {
                 tracing::warn!(consultation = %id, "step refused: {reason}")
+            }
+            DeskEvent::Forged { by, reason } => {
+                tracing::warn!(%by, "forged workflow step: {reason}");
+                let now = self.now();
+                (self.admission).handle_offence(now, by.to_peer_id(), Offence::ForgedStep);
+                self.drive_admission();
             }
         }
     }

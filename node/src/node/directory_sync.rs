@@ -149,7 +149,7 @@ impl Node {
                     GossipVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
                     GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
                 },
-                Err(_) => gossipsub::MessageAcceptance::Reject,
+                Err(e) => self.malformed_gossip(source, &e),
             }
         } else if message.topic == self.revocation_topic.hash() {
             match wire::decode::<RevocationNotice>(&message.data) {
@@ -157,7 +157,7 @@ impl Node {
                     gossipsub::MessageAcceptance::Accept
                 }
                 Ok(_) => gossipsub::MessageAcceptance::Ignore,
-                Err(_) => gossipsub::MessageAcceptance::Reject,
+                Err(e) => self.malformed_gossip(source, &e),
             }
         } else {
             gossipsub::MessageAcceptance::Reject
@@ -185,6 +185,26 @@ impl Node {
 }
 
 impl Node {
+    /// An admitted peer's gossip that does not decode. A frame of a newer
+    /// wire version or kind may be an honest node upgraded first, so only
+    /// what no version of the protocol would send is misconduct.
+    fn malformed_gossip(
+        &mut self,
+        source: PeerId,
+        error: &wire::WireError,
+    ) -> gossipsub::MessageAcceptance {
+        tracing::debug!(%source, "malformed gossip: {error}");
+        if !matches!(
+            error,
+            wire::WireError::UnsupportedVersion { .. } | wire::WireError::UnknownKind(_)
+        ) {
+            let now = self.now();
+            (self.admission).handle_offence(now, source, Offence::Malformed);
+            self.drive_admission();
+        }
+        gossipsub::MessageAcceptance::Reject
+    }
+
     /// Signs and publishes this organization's record with the next sequence number.
     pub(super) fn publish_record(&mut self) -> Result<(), NodeError> {
         self.record_dirty = false;

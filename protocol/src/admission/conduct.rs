@@ -23,13 +23,22 @@ pub enum Offence {
     /// claims to be; a relay can carry one damaged in storage, so it
     /// weighs less.
     BadPackage,
+    /// A workflow step or conclusion with a broken signature, a forged
+    /// actor or a role its organization does not grant.
+    ForgedStep,
+    /// A gossip message that is not a frame of its topic's kind: honest
+    /// nodes validate before they forward, so it comes from the sender
+    /// itself. Gossipsub stops listening to a peer after two invalid
+    /// messages, so two of these must be enough to ban it.
+    Malformed,
 }
 
 impl Offence {
     fn points(self) -> u32 {
         match self {
-            Offence::ForgedRecord | Offence::ForgedRevocation => 10,
+            Offence::ForgedRecord | Offence::ForgedRevocation | Offence::ForgedStep => 10,
             Offence::BadPackage => 5,
+            Offence::Malformed => LIMIT / 2,
         }
     }
 
@@ -38,6 +47,8 @@ impl Offence {
             Offence::ForgedRecord => "forged directory records",
             Offence::ForgedRevocation => "forged revocation lists",
             Offence::BadPackage => "tampered packages",
+            Offence::ForgedStep => "forged workflow steps",
+            Offence::Malformed => "malformed gossip",
         }
     }
 }

@@ -388,3 +388,30 @@ fn offences_from_a_peer_not_admitted_count_for_nothing() {
     assert_eq!(machine.misconduct(now, &orgs[1].id()), 0);
     assert!(machine.poll_output().is_none());
 }
+
+/// Gossipsub stops passing on a peer's messages after two invalid ones, so
+/// two malformed messages must ban it; forged steps count like forged records.
+#[test]
+fn two_malformed_gossip_messages_ban_and_forged_steps_score() {
+    let (fed, orgs) = federation(3);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.run_for(Duration::from_secs(1));
+    let now = net.now();
+    (net.node_mut(0).admission_mut()).handle_offence(now, 2, Offence::ForgedStep);
+    assert_eq!(net.node(0).admission().misconduct(now, &orgs[2].id()), 10);
+    (net.node_mut(0).admission_mut()).handle_offence(now, 1, Offence::Malformed);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 1), "one malformed message is not enough");
+    let now = net.now();
+    (net.node_mut(0).admission_mut()).handle_offence(now, 1, Offence::Malformed);
+    net.run_for(Duration::from_secs(2));
+    assert!(!net.node(0).admission().is_ready(&1));
+    assert!(
+        reasons(&net, 0, 1)
+            .iter()
+            .any(|r| r.contains("malformed gossip"))
+    );
+    assert!(ready(&net, 0, 2));
+}

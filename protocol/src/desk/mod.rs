@@ -158,6 +158,12 @@ pub enum Event {
         id: ConsultationId,
         reason: WorkflowError,
     },
+    /// `by` sent a step (or conclusion) its own node could never have
+    /// signed honestly: the driver scores it as misconduct.
+    Forged {
+        by: OrgId,
+        reason: DeskError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,6 +180,33 @@ pub enum DeskError {
     Unknown(ConsultationId),
     #[error("too many steps held for consultations that have not arrived")]
     TooManyHeld,
+}
+
+impl DeskError {
+    /// Whether the sender must have made this up. An honest node checks
+    /// signatures, parties and roles before it signs a step, so a failure of
+    /// those is forgery; order, state, a certificate that expired on the way
+    /// and unknown cases happen to honest nodes acting at the same time.
+    pub fn is_forgery(&self) -> bool {
+        match self {
+            DeskError::Workflow(w) => w.is_forgery(),
+            DeskError::Signed(_) | DeskError::ConclusionMismatch => true,
+            DeskError::Conclusion(c) => !matches!(c, ConclusionError::Chain(_)),
+            DeskError::Unknown(_) | DeskError::TooManyHeld => false,
+        }
+    }
+}
+
+impl WorkflowError {
+    fn is_forgery(&self) -> bool {
+        matches!(
+            self,
+            WorkflowError::Signed(_)
+                | WorkflowError::Outsider { .. }
+                | WorkflowError::NotPermitted { .. }
+                | WorkflowError::WrongConsultation { .. }
+        )
+    }
 }
 
 /// What a step or request handed in did.
@@ -434,6 +467,28 @@ impl Desk {
         trust: &Trust,
         directory: &Directory,
     ) -> Result<Taken, DeskError> {
+        let taken = self.take_step(now, sender, step, conclusion, trust, directory);
+        if let Err(reason) = &taken
+            && reason.is_forgery()
+        {
+            let forged = Event::Forged {
+                by: sender,
+                reason: reason.clone(),
+            };
+            self.out.push_back(Output::Event(forged));
+        }
+        taken
+    }
+
+    fn take_step(
+        &mut self,
+        now: Timestamp,
+        sender: OrgId,
+        step: Signed<Transition>,
+        conclusion: Option<ConclusionFile>,
+        trust: &Trust,
+        directory: &Directory,
+    ) -> Result<Taken, DeskError> {
         let t = step.decode_unverified()?;
         if t.actor != sender {
             return Err(WorkflowError::Outsider { actor: sender }.into());
@@ -497,9 +552,19 @@ impl Desk {
                     Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
                         case.waiting.push(s)
                     }
-                    Err(reason) => self
-                        .out
-                        .push_back(Output::Event(Event::StepRefused { id, reason })),
+                    Err(reason) => {
+                        // A waiting step's actor was checked to be the
+                        // organization that sent it when it was handed in.
+                        if let (true, Ok(t)) = (reason.is_forgery(), s.decode_unverified()) {
+                            let forged = Event::Forged {
+                                by: t.actor,
+                                reason: reason.clone().into(),
+                            };
+                            self.out.push_back(Output::Event(forged));
+                        }
+                        let refused = Event::StepRefused { id, reason };
+                        self.out.push_back(Output::Event(refused));
+                    }
                 }
             }
             if case.waiting.is_empty() || case.waiting.len() == before {

@@ -605,3 +605,110 @@ fn an_escalation_cut_short_by_a_restart_is_carried_out_after_it() {
     let outputs = drain(&mut restarted);
     assert!(!outputs.iter().any(|o| matches!(o, Output::Escalate { .. })));
 }
+
+fn forged_by(outputs: &[Output]) -> Vec<OrgId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Forged { by, .. }) => Some(*by),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Steps only a forger could send are reported against their sender, on
+/// a case the desk holds and on one it does not; an honest race (two
+/// steps with the same number) is refused without blame.
+#[test]
+fn forged_steps_are_reported_against_their_sender_and_honest_races_are_not() {
+    let w = World::new();
+    let requester_org = w.orgs[0].id();
+    let mut requester = w.desk(0);
+    let mut consultant = w.desk(2);
+    let request = w.request(2, Urgency::Planned, 30);
+    let id = request.id;
+    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let taken = consultant.handle_request(
+        NOW,
+        requester_org,
+        package(),
+        signed,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert_eq!(taken, Ok(Taken::Taken));
+    drain(&mut consultant);
+    let c = requester.case(&id).unwrap().consultation.clone();
+    let cancel = |reason: &str| Action::Cancel {
+        reason: reason.into(),
+    };
+    let honest = c.step(&w.orgs[0].identity, Role::Physician, "p", NOW, cancel("a"));
+
+    // Signed by another organization's key in the requester's name.
+    let body = honest.decode_unverified().unwrap();
+    let wrong_key = Signed::sign(&w.orgs[3].identity, &body);
+    let handed = consultant.handle_step(
+        NOW,
+        requester_org,
+        wrong_key,
+        None,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert_eq!(handed, Ok(Taken::Taken), "it waits in the case, then fails");
+    assert_eq!(forged_by(&drain(&mut consultant)), vec![requester_org]);
+    assert_eq!(
+        consultant.case(&id).unwrap().consultation.status,
+        Status::Requested
+    );
+
+    // A step whose actor is not the organization that sent it.
+    let other = c.step(&w.orgs[3].identity, Role::Physician, "p", NOW, cancel("b"));
+    let handed =
+        consultant.handle_step(NOW, requester_org, other, None, &w.fed.trust, &w.directory);
+    assert!(matches!(
+        handed,
+        Err(DeskError::Workflow(WorkflowError::Outsider { .. }))
+    ));
+    assert_eq!(forged_by(&drain(&mut consultant)), vec![requester_org]);
+
+    // The same, for a consultation the desk has never seen.
+    let unseen = w.request(2, Urgency::Planned, 31);
+    let mut elsewhere = w.desk(0);
+    elsewhere.open(NOW, unseen.clone(), &w.directory).unwrap();
+    let unseen_case = elsewhere.case(&unseen.id).unwrap().consultation.clone();
+    let early = unseen_case.step(&w.orgs[0].identity, Role::Physician, "p", NOW, cancel("c"));
+    let forged_early = Signed::sign(&w.orgs[1].identity, &early.decode_unverified().unwrap());
+    let handed = consultant.handle_step(
+        NOW,
+        requester_org,
+        forged_early,
+        None,
+        &w.fed.trust,
+        &w.directory,
+    );
+    assert!(matches!(handed, Err(DeskError::Signed(_))));
+    assert_eq!(forged_by(&drain(&mut consultant)), vec![requester_org]);
+
+    // Honest: the cancel applies; a second step with the same number
+    // (another user of the requester acting at the same moment) is refused
+    // without blame.
+    let handed =
+        consultant.handle_step(NOW, requester_org, honest, None, &w.fed.trust, &w.directory);
+    assert_eq!(handed, Ok(Taken::Taken));
+    let race = c.step(&w.orgs[0].identity, Role::Physician, "q", NOW, cancel("d"));
+    let handed = consultant.handle_step(NOW, requester_org, race, None, &w.fed.trust, &w.directory);
+    assert_eq!(handed, Ok(Taken::Taken));
+    let outputs = drain(&mut consultant);
+    assert!(forged_by(&outputs).is_empty(), "{outputs:?}");
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Event(Event::StepRefused { .. }))),
+        "the race is refused: {outputs:?}"
+    );
+    assert_eq!(
+        consultant.case(&id).unwrap().consultation.status,
+        Status::Cancelled
+    );
+}
