@@ -79,6 +79,7 @@ async fn a_relay_carrying_canary_packages_holds_the_canary_nowhere() {
         api_port: None,
         directory: "",
         log_level: "debug",
+        listen_port: 0,
     };
     let config = process::write_config(&regional, &fed, &options);
     let log = tmp.path().join("relay.log");

@@ -208,6 +208,7 @@ async fn a_node_killed_at_random_moments_loses_nothing_it_acknowledged() {
         api_port: Some(api_port),
         directory: CARDIOLOGY,
         log_level: "warn",
+        listen_port: 0,
     };
     let config = process::write_config(&victim, &fed, &options);
     let log = tmp.path().join("victim.log");

@@ -102,7 +102,7 @@ async fn a_stranger_gets_nothing_but_hello_and_is_cut_when_silent() {
     let rpc = swarm
         .behaviour_mut()
         .rpc
-        .send_request(&node_peer, Request::Revocations(Vec::new()));
+        .send_request(&node_peer, Request::Revocations(Vec::new()).into());
     let query = swarm
         .behaviour_mut()
         .kad

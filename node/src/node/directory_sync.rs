@@ -106,7 +106,7 @@ impl Node {
             min_level: routing.min_level,
             urgency: routing.urgency,
         };
-        let id = self.swarm.behaviour_mut().rpc.send_request(&relay, request);
+        let id = (self.swarm.behaviour_mut().rpc).send_request(&relay, request.into());
         self.candidate_requests.insert(id, reply);
     }
 
@@ -149,7 +149,10 @@ impl Node {
                     GossipVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
                     GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
                 },
-                Err(e) => self.malformed_gossip(source, &e),
+                Err(e) => {
+                    self.malformed(source, &e, Some(&e));
+                    gossipsub::MessageAcceptance::Reject
+                }
             }
         } else if message.topic == self.revocation_topic.hash() {
             match wire::decode::<RevocationNotice>(&message.data) {
@@ -157,7 +160,10 @@ impl Node {
                     gossipsub::MessageAcceptance::Accept
                 }
                 Ok(_) => gossipsub::MessageAcceptance::Ignore,
-                Err(e) => self.malformed_gossip(source, &e),
+                Err(e) => {
+                    self.malformed(source, &e, Some(&e));
+                    gossipsub::MessageAcceptance::Reject
+                }
             }
         } else {
             gossipsub::MessageAcceptance::Reject
@@ -185,24 +191,26 @@ impl Node {
 }
 
 impl Node {
-    /// An admitted peer's gossip that does not decode. A frame of a newer
-    /// wire version or kind may be an honest node upgraded first, so only
-    /// what no version of the protocol would send is misconduct.
-    fn malformed_gossip(
+    /// An admitted peer sent what is not a frame of the kind it must be
+    /// (gossip, an RPC request). A frame of a newer wire version or kind
+    /// may come from an honest node upgraded first, so only what no
+    /// version of the protocol would send is misconduct; an unadmitted
+    /// peer's frames cost it nothing here, the gate and Hello limit them.
+    pub(super) fn malformed(
         &mut self,
-        source: PeerId,
-        error: &wire::WireError,
-    ) -> gossipsub::MessageAcceptance {
-        tracing::debug!(%source, "malformed gossip: {error}");
+        peer: PeerId,
+        error: &dyn std::fmt::Display,
+        wire: Option<&wire::WireError>,
+    ) {
+        tracing::debug!(%peer, "malformed frame: {error}");
         if !matches!(
-            error,
-            wire::WireError::UnsupportedVersion { .. } | wire::WireError::UnknownKind(_)
+            wire,
+            Some(wire::WireError::UnsupportedVersion { .. } | wire::WireError::UnknownKind(_))
         ) {
             let now = self.now();
-            (self.admission).handle_offence(now, source, Offence::Malformed);
+            (self.admission).handle_offence(now, peer, Offence::Malformed);
             self.drive_admission();
         }
-        gossipsub::MessageAcceptance::Reject
     }
 
     /// Signs and publishes this organization's record with the next sequence number.

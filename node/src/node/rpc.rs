@@ -2,6 +2,7 @@
 //! responses matched back to what asked.
 
 use super::*;
+use crate::net::codec::{Inbound, MalformedFrame};
 
 /// What an outbound request was for.
 pub(super) enum Pending {
@@ -21,17 +22,34 @@ impl Node {
     }
 
     pub(super) fn request(&mut self, peer: PeerId, request: Request, what: Pending) {
-        let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+        let id = (self.swarm.behaviour_mut().rpc).send_request(&peer, request.into());
         self.pending.insert(id, (peer, what));
     }
 
-    pub(super) fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+    pub(super) fn on_rpc(&mut self, event: request_response::Event<Inbound<Request>, Response>) {
         match event {
             request_response::Event::Message {
                 peer,
                 message:
                     request_response::Message::Request {
-                        request, channel, ..
+                        request: Inbound::Malformed(malformed),
+                        ..
+                    },
+                ..
+            } => {
+                let wire = match &malformed {
+                    MalformedFrame::Wire(e) => Some(e),
+                    MalformedFrame::TooLarge { .. } => None,
+                };
+                self.malformed(peer, &malformed, wire);
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request: Inbound::Frame(request),
+                        channel,
+                        ..
                     },
                 ..
             } => match self.answer(peer, request) {

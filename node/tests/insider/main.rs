@@ -8,8 +8,9 @@
 
 #![cfg(feature = "local-federation")]
 
-use futures::StreamExt;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
+use konsilium_node::net::behaviour::{DIRECTORY_TOPIC, REVOCATION_TOPIC};
 use konsilium_node::net::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
 use konsilium_node::node::{self, NodeEvent, NodeHandle};
 use konsilium_protocol::cert::OrgLevel;
@@ -17,11 +18,14 @@ use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::rpc::{Hello, HelloAnswer, Request, Response};
 use konsilium_protocol::specialty::Specialty;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, noise, request_response, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, noise, request_response, tcp, yamux};
 use std::time::Duration;
 
 mod directory;
+mod load;
 mod packages;
+#[path = "../process/mod.rs"]
+mod process;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -29,6 +33,79 @@ const PATIENCE: Duration = Duration::from_secs(60);
 struct Wire {
     hello: request_response::Behaviour<HelloCodec>,
     rpc: request_response::Behaviour<RpcCodec>,
+    /// Any bytes on the RPC protocol, for frames no codec would write.
+    raw: request_response::Behaviour<RawCodec>,
+    gossip: gossipsub::Behaviour,
+}
+
+/// Writes a request's bytes as they are; reads an answer whole (up to
+/// 1 MiB). What an attacker's own implementation would do.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_all(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_all(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&bytes).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&bytes).await?;
+        io.close().await
+    }
+}
+
+async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io.take(1 << 20).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+/// The insider's gossip: signed with its key, on the federation's topics.
+fn gossip(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut gossip =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .unwrap();
+    for topic in [DIRECTORY_TOPIC, REVOCATION_TOPIC] {
+        gossip
+            .subscribe(&gossipsub::IdentTopic::new(topic))
+            .unwrap();
+    }
+    gossip
 }
 
 struct Insider {
@@ -57,7 +134,7 @@ impl Insider {
                 yamux::Config::default,
             )
             .unwrap()
-            .with_behaviour(|_| Wire {
+            .with_behaviour(|key| Wire {
                 hello: request_response::Behaviour::new(
                     [(HELLO_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default(),
@@ -67,6 +144,13 @@ impl Insider {
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(30)),
                 ),
+                raw: request_response::Behaviour::new(
+                    [(RPC_PROTOCOL, request_response::ProtocolSupport::Outbound)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(10_000),
+                ),
+                gossip: gossip(key),
             })
             .unwrap()
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -79,7 +163,9 @@ impl Insider {
         };
         swarm.dial(addr).unwrap();
         let mut insider = Self { swarm, node, hello };
-        let ours = (insider.swarm.behaviour_mut().hello).send_request(&node, insider.hello.clone());
+        // Our Hello goes out once the connection is up: sent earlier,
+        // request-response would dial the node itself, with no address.
+        let mut ours = None;
         let (mut welcomed, mut answered) = (false, false);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !(welcomed && answered) {
@@ -94,10 +180,22 @@ impl Insider {
                             response,
                         },
                     ..
-                })) if request_id == ours => match response {
+                })) if Some(request_id) == ours => match response {
                     HelloAnswer::Welcome(_) => welcomed = true,
                     HelloAnswer::Refused(why) => return Err(why),
                 },
+                SwarmEvent::ConnectionEstablished { peer_id, .. }
+                    if peer_id == node && ours.is_none() =>
+                {
+                    let hello = insider.hello.clone();
+                    ours = Some(
+                        insider
+                            .swarm
+                            .behaviour_mut()
+                            .hello
+                            .send_request(&node, hello),
+                    );
+                }
                 SwarmEvent::OutgoingConnectionError { error, .. } => {
                     return Err(format!("connection refused: {error}"));
                 }
@@ -115,6 +213,9 @@ impl Insider {
     async fn closed(&mut self) -> bool {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
+            if !self.swarm.is_connected(&self.node) {
+                return true;
+            }
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
                 Err(_) => return false,
                 Ok(SwarmEvent::ConnectionClosed {
@@ -150,7 +251,7 @@ impl Insider {
     /// Sends `request` and waits for its answer (or why none came).
     async fn ask(&mut self, request: Request) -> Result<Response, String> {
         let node = self.node;
-        let id = self.swarm.behaviour_mut().rpc.send_request(&node, request);
+        let id = (self.swarm.behaviour_mut().rpc).send_request(&node, request.into());
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())

@@ -31,6 +31,8 @@ pub struct Options<'a> {
     /// `[[directory.services]]` and `[[directory.consultants]]` tables.
     pub directory: &'a str,
     pub log_level: &'a str,
+    /// The TCP port it listens on (0: any).
+    pub listen_port: u16,
 }
 
 pub struct ProcessNode {
@@ -38,6 +40,17 @@ pub struct ProcessNode {
     pub config: PathBuf,
     pub log: PathBuf,
     pub data: PathBuf,
+}
+
+/// Resident memory of process `pid`, from `/proc`.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
 }
 
 /// A port free on 127.0.0.1 a moment ago.
@@ -66,7 +79,7 @@ pub fn write_config(member: &Member, fed: &LocalFederation, options: &Options) -
     let config = format!(
         "[organization]\ndata_dir = \"{data}\"\ncertificate = \"{chain}\"\n\n\
          [federation]\nroots = [\"{root}\"]\n\n\
-         [network]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = [{bootstrap}]\n\n\
+         [network]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nbootstrap = [{bootstrap}]\n\n\
          [directory]\ntime_zone = \"Europe/Moscow\"\nworking_days = [1, 2, 3, 4, 5]\n\n\
          {directory}\n{api}\n[log]\nformat = \"text\"\nlevel = \"{level}\"\n",
         data = data.display(),
@@ -75,6 +88,7 @@ pub fn write_config(member: &Member, fed: &LocalFederation, options: &Options) -
         bootstrap = bootstrap.join(", "),
         directory = options.directory,
         level = options.log_level,
+        port = options.listen_port,
     );
     let path = data.join("node.toml");
     std::fs::write(&path, config).unwrap();
@@ -148,13 +162,7 @@ impl ProcessNode {
 
     /// Resident memory, from `/proc`.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
+        rss_of(self.pid())
     }
 
     /// Whether `needle` is anywhere in the process's readable memory (what

@@ -26,10 +26,11 @@ pub enum Offence {
     /// A workflow step or conclusion with a broken signature, a forged
     /// actor or a role its organization does not grant.
     ForgedStep,
-    /// A gossip message that is not a frame of its topic's kind: honest
-    /// nodes validate before they forward, so it comes from the sender
-    /// itself. Gossipsub stops listening to a peer after two invalid
-    /// messages, so two of these must be enough to ban it.
+    /// A frame that is not of the kind its protocol carries, or over that
+    /// kind's limit. Honest nodes never send one and validate gossip before
+    /// they forward it, so it comes from the peer itself. Gossipsub stops
+    /// listening to a peer after two invalid messages, so two of these must
+    /// be enough to ban it.
     Malformed,
 }
 
@@ -48,7 +49,7 @@ impl Offence {
             Offence::ForgedRevocation => "forged revocation lists",
             Offence::BadPackage => "tampered packages",
             Offence::ForgedStep => "forged workflow steps",
-            Offence::Malformed => "malformed gossip",
+            Offence::Malformed => "malformed frames",
         }
     }
 }

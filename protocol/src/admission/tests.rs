@@ -390,9 +390,9 @@ fn offences_from_a_peer_not_admitted_count_for_nothing() {
 }
 
 /// Gossipsub stops passing on a peer's messages after two invalid ones, so
-/// two malformed messages must ban it; forged steps count like forged records.
+/// two malformed frames must ban it; forged steps count like forged records.
 #[test]
-fn two_malformed_gossip_messages_ban_and_forged_steps_score() {
+fn two_malformed_frames_ban_and_forged_steps_score() {
     let (fed, orgs) = federation(3);
     let mut net = network(&fed, &orgs, Link::default());
     net.connect(0, 1);
@@ -411,7 +411,7 @@ fn two_malformed_gossip_messages_ban_and_forged_steps_score() {
     assert!(
         reasons(&net, 0, 1)
             .iter()
-            .any(|r| r.contains("malformed gossip"))
+            .any(|r| r.contains("malformed frames"))
     );
     assert!(ready(&net, 0, 2));
 }
