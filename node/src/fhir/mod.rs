@@ -344,6 +344,7 @@ pub fn appointment_status(appointment: &Appointment, status: Status) -> Option<&
     }
 }
 
+pub mod example;
 mod export;
 mod import;
 #[cfg(test)]

@@ -16,6 +16,7 @@
 mod admission;
 mod anchor;
 mod consultations;
+mod files;
 mod frames;
 mod gossip;
 mod packages;
@@ -25,6 +26,7 @@ mod world;
 pub use admission::{cert_chain, hello, revocation};
 pub use anchor::journal_anchor;
 pub use consultations::{conclusion_file, workflow_step};
+pub use files::{config_file, fhir_referral, journal_file};
 pub use frames::wire_frame;
 pub use gossip::directory_record;
 pub use packages::{receipt, sealed_package};
@@ -75,4 +77,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("conclusion_file", conclusion_file),
     ("hello", hello),
     ("journal_anchor", journal_anchor),
+    ("config_file", config_file),
+    ("fhir_referral", fhir_referral),
+    ("journal_file", journal_file),
 ];

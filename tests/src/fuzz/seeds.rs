@@ -219,5 +219,22 @@ pub fn seeds() -> Vec<Seed> {
             frame(&HelloAnswer::Welcome(Box::new(hello_msg))),
         ),
         ("journal_anchor", "anchor", frame(&w.anchor)),
+        (
+            "config_file",
+            "district",
+            include_bytes!("../../../deploy/examples/district/node.toml").to_vec(),
+        ),
+        (
+            "config_file",
+            "federal",
+            include_bytes!("../../../deploy/examples/federal/node.toml").to_vec(),
+        ),
+        (
+            "fhir_referral",
+            "emergency_cardiology",
+            serde_json::to_vec_pretty(&konsilium_node::fhir::example::referral(&w.federal.id()))
+                .expect("JSON"),
+        ),
+        ("journal_file", "federal", super::files::stored_journal()),
     ]
 }
