@@ -23,18 +23,20 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
-    Sled(#[from] sled::Error),
-    /// Opening or flushing: where corruption, a full disk or a read-only
-    /// file system shows, so the operator is told which directory.
+    /// Every database error names the directory: corruption, a full disk
+    /// or a read-only file system is something the operator must find.
     #[error("database {}: {source}", .path.display())]
     At {
         path: std::path::PathBuf,
         #[source]
         source: sled::Error,
     },
-    #[error("stored {what} is corrupt: {reason}")]
-    Corrupt { what: &'static str, reason: String },
+    #[error("database {}: stored {what} is corrupt: {reason}", .path.display())]
+    Corrupt {
+        path: std::path::PathBuf,
+        what: &'static str,
+        reason: String,
+    },
     #[error("stored {what}: {source}")]
     Wire {
         what: &'static str,
@@ -208,17 +210,33 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encoding into a Vec cannot fail")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        what,
-        reason: e.to_string(),
-    })
+/// Names the database's directory in a sled error.
+pub(super) trait At<T> {
+    fn at(self, dir: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> At<T> for Result<T, sled::Error> {
+    fn at(self, dir: &Path) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::At {
+            path: dir.to_owned(),
+            source,
+        })
+    }
 }
 
 impl Store {
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+            path: self.dir.clone(),
+            what,
+            reason: e.to_string(),
+        })
+    }
+
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_trees(dir).map_err(|source| StoreError::At {
             path: dir.to_owned(),
@@ -257,9 +275,9 @@ impl Store {
 
     /// The number of entries and the head hash of the stored journal.
     pub fn journal_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
-        Ok(match self.journal.last()? {
+        Ok(match self.journal.last().at(&self.dir)? {
             Some((_, v)) => {
-                let last: Entry = decode("journal entry", &v)?;
+                let last: Entry = self.decode("journal entry", &v)?;
                 (last.seq + 1, last.hash())
             }
             None => (0, konsilium_protocol::journal::GENESIS),
@@ -303,12 +321,12 @@ impl Store {
             what: "record",
             source,
         })?;
-        self.records.insert(org.as_bytes(), frame)?;
+        self.records.insert(org.as_bytes(), frame).at(&self.dir)?;
         Ok(())
     }
 
     pub fn remove_record(&self, org: &OrgId) -> Result<(), StoreError> {
-        self.records.remove(org.as_bytes())?;
+        self.records.remove(org.as_bytes()).at(&self.dir)?;
         Ok(())
     }
 
@@ -317,7 +335,7 @@ impl Store {
             .iter()
             .values()
             .map(|v| {
-                wire::decode(&v?).map_err(|source| StoreError::Wire {
+                wire::decode(&v.at(&self.dir)?).map_err(|source| StoreError::Wire {
                     what: "record",
                     source,
                 })
@@ -334,7 +352,7 @@ impl Store {
             what: "revocation list",
             source,
         })?;
-        self.revocations.insert(issuer, frame)?;
+        self.revocations.insert(issuer, frame).at(&self.dir)?;
         Ok(())
     }
 
@@ -343,7 +361,7 @@ impl Store {
             .iter()
             .values()
             .map(|v| {
-                wire::decode(&v?).map_err(|source| StoreError::Wire {
+                wire::decode(&v.at(&self.dir)?).map_err(|source| StoreError::Wire {
                     what: "revocation list",
                     source,
                 })
@@ -353,19 +371,21 @@ impl Store {
 
     pub fn put_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
         self.outbox
-            .insert(entry.package.header.id.0, encode(entry))?;
+            .insert(entry.package.header.id.0, encode(entry))
+            .at(&self.dir)?;
         Ok(())
     }
 
     pub fn outbox_entry(&self, id: &PackageId) -> Result<Option<OutboxEntry>, StoreError> {
         self.outbox
-            .get(id.0)?
-            .map(|v| decode("outbox entry", &v))
+            .get(id.0)
+            .at(&self.dir)?
+            .map(|v| self.decode("outbox entry", &v))
             .transpose()
     }
 
     pub fn remove_outbox(&self, id: &PackageId) -> Result<(), StoreError> {
-        self.outbox.remove(id.0)?;
+        self.outbox.remove(id.0).at(&self.dir)?;
         Ok(())
     }
 
@@ -373,20 +393,22 @@ impl Store {
         self.outbox
             .iter()
             .values()
-            .map(|v| decode("outbox entry", &v?))
+            .map(|v| self.decode("outbox entry", &v.at(&self.dir)?))
             .collect()
     }
 
     pub fn put_inbox(&self, entry: &InboxEntry) -> Result<(), StoreError> {
         self.inbox
-            .insert(entry.package.header.id.0, encode(entry))?;
+            .insert(entry.package.header.id.0, encode(entry))
+            .at(&self.dir)?;
         Ok(())
     }
 
     pub fn inbox_entry(&self, id: &PackageId) -> Result<Option<InboxEntry>, StoreError> {
         self.inbox
-            .get(id.0)?
-            .map(|v| decode("inbox entry", &v))
+            .get(id.0)
+            .at(&self.dir)?
+            .map(|v| self.decode("inbox entry", &v))
             .transpose()
     }
 
@@ -394,7 +416,7 @@ impl Store {
         self.inbox
             .iter()
             .values()
-            .map(|v| decode("inbox entry", &v?))
+            .map(|v| self.decode("inbox entry", &v.at(&self.dir)?))
             .collect()
     }
 
@@ -403,26 +425,28 @@ impl Store {
     }
 
     pub fn put_sent(&self, id: &PackageId, entry: &SentEntry) -> Result<(), StoreError> {
-        self.sent.insert(id.0, encode(entry))?;
+        self.sent.insert(id.0, encode(entry)).at(&self.dir)?;
         Ok(())
     }
 
     pub fn sent_entry(&self, id: &PackageId) -> Result<Option<SentEntry>, StoreError> {
         self.sent
-            .get(id.0)?
-            .map(|v| decode("sent entry", &v))
+            .get(id.0)
+            .at(&self.dir)?
+            .map(|v| self.decode("sent entry", &v))
             .transpose()
     }
 
     /// A package whose attachments are still arriving, and who delivered it.
     pub fn put_waiting(&self, package: &SealedPackage, from: &OrgId) -> Result<(), StoreError> {
         self.waiting
-            .insert(package.header.id.0, encode(&(package, from)))?;
+            .insert(package.header.id.0, encode(&(package, from)))
+            .at(&self.dir)?;
         Ok(())
     }
 
     pub fn remove_waiting(&self, id: &PackageId) -> Result<(), StoreError> {
-        self.waiting.remove(id.0)?;
+        self.waiting.remove(id.0).at(&self.dir)?;
         Ok(())
     }
 
@@ -430,7 +454,7 @@ impl Store {
         self.waiting
             .iter()
             .values()
-            .map(|v| decode("waiting package", &v?))
+            .map(|v| self.decode("waiting package", &v.at(&self.dir)?))
             .collect()
     }
 
@@ -439,7 +463,7 @@ impl Store {
         self.early_steps
             .iter()
             .values()
-            .map(|v| decode("early step", &v?))
+            .map(|v| self.decode("early step", &v.at(&self.dir)?))
             .collect()
     }
 
@@ -448,7 +472,7 @@ impl Store {
         id: &ConsultationId,
         c: &StoredConsultation,
     ) -> Result<(), StoreError> {
-        self.consultations.insert(id.0, encode(c))?;
+        self.consultations.insert(id.0, encode(c)).at(&self.dir)?;
         Ok(())
     }
 
@@ -472,8 +496,12 @@ impl Store {
                 Ok(())
             })
             .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                sled::transaction::TransactionError::Storage(e) => StoreError::At {
+                    path: self.dir.clone(),
+                    source: e,
+                },
                 sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
+                    path: self.dir.clone(),
                     what: "intake record",
                     reason: "the transaction aborted".into(),
                 },
@@ -482,13 +510,14 @@ impl Store {
 
     pub fn intake(&self, key: &[u8]) -> Result<Option<IntakeRecord>, StoreError> {
         self.intake
-            .get(key)?
-            .map(|v| decode("intake record", &v))
+            .get(key)
+            .at(&self.dir)?
+            .map(|v| self.decode("intake record", &v))
             .transpose()
     }
 
     pub fn remove_intake(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.intake.remove(key)?;
+        self.intake.remove(key).at(&self.dir)?;
         Ok(())
     }
 
@@ -498,10 +527,10 @@ impl Store {
     pub fn prune_intake(&self, before: Timestamp) -> Result<usize, StoreError> {
         let mut pruned = 0;
         for item in self.intake.iter() {
-            let (k, v) = item?;
-            let record: IntakeRecord = decode("intake record", &v)?;
+            let (k, v) = item.at(&self.dir)?;
+            let record: IntakeRecord = self.decode("intake record", &v)?;
             if record.at < before {
-                self.intake.remove(k)?;
+                self.intake.remove(k).at(&self.dir)?;
                 pruned += 1;
             }
         }
@@ -513,8 +542,9 @@ impl Store {
         id: &ConsultationId,
     ) -> Result<Option<StoredConsultation>, StoreError> {
         self.consultations
-            .get(id.0)?
-            .map(|v| decode("consultation", &v))
+            .get(id.0)
+            .at(&self.dir)?
+            .map(|v| self.decode("consultation", &v))
             .transpose()
     }
 
@@ -522,7 +552,7 @@ impl Store {
         self.consultations
             .iter()
             .values()
-            .map(|v| decode("consultation", &v?))
+            .map(|v| self.decode("consultation", &v.at(&self.dir)?))
             .collect()
     }
 
@@ -531,7 +561,7 @@ impl Store {
     pub fn expire_blob(&self, hash: &[u8; 32], at: Timestamp) -> Result<(), StoreError> {
         let mut key = at.unix_millis().to_be_bytes().to_vec();
         key.extend_from_slice(hash);
-        self.expiring_blobs.insert(key, &[])?;
+        self.expiring_blobs.insert(key, &[]).at(&self.dir)?;
         Ok(())
     }
 
@@ -539,7 +569,7 @@ impl Store {
     /// `limit` of them; each is unscheduled as it is returned.
     /// When the next attachment is due for deletion: one read of the first key.
     pub fn next_blob_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.expiring_blobs.first()?.map(|(key, _)| {
+        Ok(self.expiring_blobs.first().at(&self.dir)?.map(|(key, _)| {
             let at = key.get(..8).and_then(|b| b.try_into().ok());
             Timestamp::from_unix_millis(u64::from_be_bytes(at.unwrap_or([u8::MAX; 8])))
         }))
@@ -552,7 +582,7 @@ impl Store {
     ) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut due = Vec::new();
         while due.len() < limit {
-            let Some((key, _)) = self.expiring_blobs.first()? else {
+            let Some((key, _)) = self.expiring_blobs.first().at(&self.dir)? else {
                 break;
             };
             let (at, hash) = key.split_at(8);
@@ -560,7 +590,7 @@ impl Store {
             if at > now.unix_millis() {
                 break;
             }
-            self.expiring_blobs.remove(&key)?;
+            self.expiring_blobs.remove(&key).at(&self.dir)?;
             if let Ok(hash) = <[u8; 32]>::try_from(hash) {
                 due.push(hash);
             }
@@ -570,7 +600,8 @@ impl Store {
 
     pub fn put_journal(&self, entry: &Entry) -> Result<(), StoreError> {
         self.journal
-            .insert(entry.seq.to_be_bytes(), encode(entry))?;
+            .insert(entry.seq.to_be_bytes(), encode(entry))
+            .at(&self.dir)?;
         if let Some(a) = &self.anchoring {
             a.moved.store(true, std::sync::atomic::Ordering::Release);
         }
@@ -581,7 +612,7 @@ impl Store {
         self.journal
             .iter()
             .values()
-            .map(|v| decode("journal entry", &v?))
+            .map(|v| self.decode("journal entry", &v.at(&self.dir)?))
             .collect()
     }
 
@@ -591,7 +622,8 @@ impl Store {
             .map(|c| c.seq)
             .unwrap_or_default();
         self.checkpoints
-            .insert(seq.to_be_bytes(), encode(checkpoint))?;
+            .insert(seq.to_be_bytes(), encode(checkpoint))
+            .at(&self.dir)?;
         Ok(())
     }
 
@@ -599,33 +631,35 @@ impl Store {
         self.checkpoints
             .iter()
             .values()
-            .map(|v| decode("journal checkpoint", &v?))
+            .map(|v| self.decode("journal checkpoint", &v.at(&self.dir)?))
             .collect()
     }
 
     /// Remembers a package id until it expires (replay protection).
     pub fn mark_seen(&self, id: &PackageId, expires: Timestamp) -> Result<(), StoreError> {
         self.seen
-            .insert(id.0, &expires.unix_millis().to_be_bytes())?;
+            .insert(id.0, &expires.unix_millis().to_be_bytes())
+            .at(&self.dir)?;
         Ok(())
     }
 
     pub fn is_seen(&self, id: &PackageId) -> Result<bool, StoreError> {
-        Ok(self.seen.contains_key(id.0)?)
+        Ok(self.seen.contains_key(id.0).at(&self.dir)?)
     }
 
     /// Forgets ids whose packages have expired: they can no longer be opened anyway.
     pub fn prune_seen(&self, now: Timestamp) -> Result<usize, StoreError> {
         let mut pruned = 0;
         for item in self.seen.iter() {
-            let (k, v) = item?;
+            let (k, v) = item.at(&self.dir)?;
             let expires =
                 u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    path: self.dir.clone(),
                     what: "seen id",
                     reason: "expiry is not 8 bytes".into(),
                 })?);
             if expires <= now.unix_millis() {
-                self.seen.remove(k)?;
+                self.seen.remove(k).at(&self.dir)?;
                 pruned += 1;
             }
         }
@@ -634,12 +668,14 @@ impl Store {
 
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
         self.meta
-            .get(key)?
+            .get(key)
+            .at(&self.dir)?
             .map(|v| {
                 v.as_ref()
                     .try_into()
                     .map(u64::from_be_bytes)
                     .map_err(|_| StoreError::Corrupt {
+                        path: self.dir.clone(),
                         what: "meta",
                         reason: key.into(),
                     })
@@ -648,7 +684,7 @@ impl Store {
     }
 
     pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), StoreError> {
-        self.meta.insert(key, &value.to_be_bytes())?;
+        self.meta.insert(key, &value.to_be_bytes()).at(&self.dir)?;
         Ok(())
     }
 }

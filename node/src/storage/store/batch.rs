@@ -3,6 +3,7 @@
 //! step with its journal entries) land together in one sled transaction,
 //! then are flushed: a crash can no longer leave half an operation.
 
+use super::At;
 use super::{Store, StoreError, encode};
 use konsilium_protocol::journal::{Checkpoint, Entry};
 use konsilium_protocol::seal::PackageId;
@@ -119,8 +120,12 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Storage(e) => StoreError::At {
+                    path: self.dir.clone(),
+                    source: e,
+                },
                 TransactionError::Abort(()) => StoreError::Corrupt {
+                    path: self.dir.clone(),
                     what: "transaction",
                     reason: "aborted".into(),
                 },
@@ -138,7 +143,7 @@ impl Store {
         self.early_steps
             .scan_prefix(id.0)
             .keys()
-            .map(|k| Ok(k?.to_vec()))
+            .map(|k| Ok(k.at(&self.dir)?.to_vec()))
             .collect()
     }
 }
