@@ -644,7 +644,7 @@ impl Store {
     }
 
     pub fn is_seen(&self, id: &PackageId) -> Result<bool, StoreError> {
-        Ok(self.seen.contains_key(id.0).at(&self.dir)?)
+        self.seen.contains_key(id.0).at(&self.dir)
     }
 
     /// Forgets ids whose packages have expired: they can no longer be opened anyway.
