@@ -27,10 +27,16 @@ pub(crate) fn reopen(dir: &std::path::Path) -> Store {
 fn a_corrupt_stored_value_names_the_database_and_what_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.outbox.insert([7u8; 16], &b"\xff\xff not an entry"[..]).unwrap();
-    let e = store.outbox().err().expect("a corrupt entry is an error");
+    store
+        .outbox
+        .insert([7u8; 16], &b"\xff\xff not an entry"[..])
+        .unwrap();
+    let e = store.outbox().expect_err("a corrupt entry is an error");
     let message = e.to_string();
-    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
     assert!(message.contains("outbox entry is corrupt"), "{message}");
 }
 
