@@ -7,7 +7,7 @@
 #![cfg(feature = "local-federation")]
 
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
-use konsilium_node::node::{self, NodeError, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_node::node::{self, Inspect, NodeError, NodeEvent, NodeHandle, SendRequest, Target};
 use konsilium_node::storage::store::Store;
 use konsilium_protocol::cert::{Issuer, OrgLevel};
 use konsilium_protocol::identity::OrgId;

@@ -260,3 +260,42 @@ async fn a_bootstrap_peer_named_by_dns_is_dialled() {
         n.shutdown().await;
     }
 }
+
+/// A directory changes a few times a day, so honest mesh peers deliver
+/// almost nothing, and gossipsub counts that against them once they have
+/// been in the mesh a few seconds. Their time in the mesh must outweigh
+/// it: were they scored below zero, a stricter threshold could drop their
+/// gossip, revocations included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_honest_peers_keep_their_gossip_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let f = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let r = fed.enrol(OrgSpec::new(
+        "Vologda regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[],
+    ));
+    let federal = start(&f, vec![], vec![]).await;
+    let regional = start(&r, vec![addr(&federal).await], vec![]).await;
+    converge(&[&federal, &regional], 2).await;
+    // Well past gossipsub's 5 s activation of the delivery requirement,
+    // at 200 ms heartbeats.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    for (node, other) in [(&federal, &regional), (&regional, &federal)] {
+        let report = node.inspect(Inspect::Peers).await.unwrap();
+        let score = (report.as_array().unwrap().iter())
+            .find(|p| p["org"] == other.org().to_string())
+            .and_then(|p| p["gossip_score"].as_f64())
+            .unwrap_or_else(|| panic!("no gossip score for the other node: {report}"));
+        assert!(score >= 0.0, "gossip score {score}");
+    }
+    federal.shutdown().await;
+    regional.shutdown().await;
+}

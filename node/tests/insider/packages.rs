@@ -3,10 +3,14 @@
 //! taken in twice, also after the recipient restarts.
 
 use super::*;
+use konsilium_node::net::codec::Inbound;
+use konsilium_node::node::{SendRequest, Target};
+use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::rpc::Refusal;
 use konsilium_protocol::seal::{
     self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
 };
+use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
 
@@ -121,6 +125,111 @@ async fn tampered_truncated_misaddressed_expired_and_replayed_packages_are_refus
     );
     println!(
         "insider packages: {refused} tampered, truncated, forged or expired packages refused; 0 of 2 replays taken in, before and after a restart"
+    );
+    f.shutdown().await;
+}
+
+impl Insider {
+    /// Waits for the node to deliver a package to the insider; leaves it
+    /// unanswered, so the node keeps it in its outbox.
+    async fn next_delivery(&mut self) -> SealedPackage {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .expect("a delivery within a minute");
+            if let SwarmEvent::Behaviour(WireEvent::Rpc(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request: Inbound::Frame(Request::Deliver(package)),
+                        ..
+                    },
+                ..
+            })) = event
+            {
+                return package;
+            }
+            self.on_event(event);
+        }
+    }
+}
+
+/// Whether the node reports `id` delivered within two seconds.
+async fn delivered(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    id: PackageId,
+) -> bool {
+    let wait = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::PackageDelivered { id: d, .. }) if d == id => return,
+                Ok(_) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    });
+    wait.await.is_ok()
+}
+
+/// Receipts for a package the node sent to the insider: one signed by
+/// another organization and one for other bytes change nothing; the
+/// genuine one completes the delivery once, and its replay nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_receipts_complete_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let stranger = fed.enrol(OrgSpec::new("Totma CDH", OrgLevel::District, "RU-VLG", &[]));
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut events = f.subscribe();
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let sent = f
+        .send(SendRequest {
+            target: Target::Org(district.org_id()),
+            ..super::process::planned_for(&federal, b"for the district".to_vec())
+        })
+        .await
+        .unwrap();
+    let package = insider.next_delivery().await;
+    assert_eq!(package.header.id, sent.id);
+    let now = node::now();
+
+    let forged = Signed::sign(
+        &stranger.keys.identity(),
+        &Receipt::for_package(&package, now),
+    );
+    let mut other_bytes = package.clone();
+    other_bytes.body[40] ^= 1;
+    let for_other_bytes = Signed::sign(
+        &district.keys.identity(),
+        &Receipt::for_package(&other_bytes, now),
+    );
+    for (what, receipt) in [("forged", forged), ("for other bytes", for_other_bytes)] {
+        let answer = insider.ask(Request::Receipt(receipt)).await;
+        assert_eq!(answer, Ok(Response::Done), "{what}");
+        assert!(
+            !delivered(&mut events, sent.id).await,
+            "a receipt {what} completed it"
+        );
+    }
+    let genuine = Signed::sign(
+        &district.keys.identity(),
+        &Receipt::for_package(&package, now),
+    );
+    let answer = insider.ask(Request::Receipt(genuine.clone())).await;
+    assert_eq!(answer, Ok(Response::Done));
+    assert!(
+        delivered(&mut events, sent.id).await,
+        "the genuine receipt completes it"
+    );
+    let answer = insider.ask(Request::Receipt(genuine)).await;
+    assert_eq!(answer, Ok(Response::Done));
+    assert!(
+        !delivered(&mut events, sent.id).await,
+        "a replayed receipt counts again"
+    );
+    println!(
+        "insider receipts: a forged receipt and one for other bytes refused; the genuine one counted once, its replay not at all"
     );
     f.shutdown().await;
 }

@@ -95,6 +95,14 @@ pub fn write_config(member: &Member, fed: &LocalFederation, options: &Options) -
     path
 }
 
+/// A test that fails must not leave its node running.
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ProcessNode {
     /// Starts `konsilium run` on the config; its output goes to `log`.
     pub fn spawn(config: &Path, log: &Path) -> Self {
