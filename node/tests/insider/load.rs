@@ -155,6 +155,24 @@ fn refusal(data: &std::path::Path, org: OrgId) -> Option<String> {
         .find_map(|p| p["reason"].as_str().map(str::to_owned))
 }
 
+/// The node cuts `insider`, keeps `member` out, and `konsilium peers`
+/// gives malformed frames as the reason.
+async fn banned_for_malformed_frames(
+    mut insider: Insider,
+    member: &Member,
+    victim: &Member,
+    addr: &Multiaddr,
+) {
+    let name = &member.spec.name;
+    assert!(insider.closed().await, "{name} is cut");
+    let node = insider.node;
+    drop(insider);
+    let again = Insider::try_connect(member, addr.clone(), node).await;
+    assert!(again.is_err(), "{name} stays out");
+    let why = refusal(&victim.data_dir, member.org_id()).unwrap_or_default();
+    assert!(why.contains("malformed frames"), "{name}'s refusal: {why}");
+}
+
 impl Insider {
     /// Publishes malformed frames on the directory topic once the node
     /// listens to it, until the node cuts the connection; how many went out.
@@ -252,28 +270,12 @@ async fn floods_oversized_frames_and_a_stalled_reader_leave_the_node_serving_und
         };
         insider.swarm.behaviour_mut().raw.send_request(&node, frame);
     }
-    assert!(insider.closed().await, "the framer is cut");
-    drop(insider);
-    let again = Insider::try_connect(&framer, addr.clone(), node).await;
-    assert!(again.is_err(), "the framer stays out");
-    let why = refusal(&federal.data_dir, framer.org_id()).unwrap_or_default();
-    assert!(
-        why.contains("malformed frames"),
-        "the framer's refusal: {why}"
-    );
+    banned_for_malformed_frames(insider, &framer, &federal, &addr).await;
 
     // Another floods the directory topic with malformed frames.
     let mut insider = Insider::connect(&gossiper, addr.clone(), node).await;
     let published = insider.flood_gossip(GOSSIP_FLOOD).await;
-    assert!(insider.closed().await, "the gossip flooder is cut");
-    drop(insider);
-    let again = Insider::try_connect(&gossiper, addr.clone(), node).await;
-    assert!(again.is_err(), "the flooder stays out");
-    let why = refusal(&federal.data_dir, gossiper.org_id()).unwrap_or_default();
-    assert!(
-        why.contains("malformed frames"),
-        "the flooder's refusal: {why}"
-    );
+    banned_for_malformed_frames(insider, &gossiper, &federal, &addr).await;
 
     // A third asks for records and then never reads its socket again,
     // while the honest member sends the node a package.

@@ -70,8 +70,7 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         bytes: Vec<u8>,
     ) -> std::io::Result<()> {
-        io.write_all(&bytes).await?;
-        io.close().await
+        write_all(io, &bytes).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -80,9 +79,13 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         bytes: Vec<u8>,
     ) -> std::io::Result<()> {
-        io.write_all(&bytes).await?;
-        io.close().await
+        write_all(io, &bytes).await
     }
+}
+
+async fn write_all<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+    io.write_all(bytes).await?;
+    io.close().await
 }
 
 async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
