@@ -452,6 +452,9 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
                 .ok()
                 != Some(Status::Cancelled)
             {
+                // The node clock is the test's: a cancel whose first
+                // delivery failed is retried only when it moves on.
+                clock.advance(Duration::from_millis(500));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
