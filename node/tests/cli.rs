@@ -219,11 +219,11 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
 
     // The disk loses the journal's last entries, as sled does when it takes
     // a corrupted tail for a torn write: the chain left is intact, but the
-    // anchor outside the database shows the loss, and the node will not
-    // start on top of it.
-    {
+    // anchor outside the database shows the loss.
+    let kept_before = {
         let db = sled::open(requester.data_dir.join("db")).unwrap();
         let journal = db.open_tree("journal").unwrap();
+        let before = journal.len() as u64;
         for _ in 0..2 {
             journal.pop_max().unwrap().unwrap();
         }
@@ -234,15 +234,34 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
             .unwrap()
             .unwrap();
         db.flush().unwrap();
-    }
+        before
+    };
     let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
     assert!(!ok, "{out}");
     assert!(out.contains("last entries were deleted"), "{out}");
-    let refused = match node::start(requester.setup(vec![], vec![])).await {
-        Ok(_) => panic!("the node started on a journal shorter than its anchor"),
-        Err(e) => e.to_string(),
-    };
-    assert!(refused.contains("does not match its anchor"), "{refused}");
+    // The node starts on what was kept, records the gap in the journal,
+    // keeps the anchor that proves it, and asks for what it lost.
+    let restarted = node::start(requester.setup(vec![], vec![])).await.unwrap();
+    restarted.shutdown().await;
+    let evidence = requester.data_dir.join(format!(
+        "journal.anchor.lost-{}-{kept_before}",
+        kept_before - 2
+    ));
+    assert!(evidence.exists(), "{} is missing", evidence.display());
+    {
+        let store =
+            konsilium_node::storage::store::Store::open(&requester.data_dir.join("db")).unwrap();
+        let entries = store.journal().unwrap();
+        let gap = entries.iter().find_map(|e| match e.action {
+            konsilium_protocol::journal::Action::Gap { lost_from, lost_to } => {
+                Some((lost_from, lost_to))
+            }
+            _ => None,
+        });
+        assert_eq!(gap, Some((kept_before - 2, kept_before)));
+    }
+    let (ok, out) = konsilium(&["journal", "verify", "--data-dir", &dir, "--org", &org]);
+    assert!(ok, "the journal goes on, anchored again: {out}");
 
     // Someone edits an entry in the database: verification names it.
     {
@@ -259,6 +278,12 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
         out.contains("does not verify") && out.contains("journal entry 1 was edited"),
         "{out}"
     );
+    // An edit is not a loss to recover from: the node will not start on it.
+    let refused = match node::start(requester.setup(vec![], vec![])).await {
+        Ok(_) => panic!("the node started on an edited journal"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("does not match its anchor"), "{refused}");
 }
 
 /// Help that teaches: every command's help ends with a worked example.
@@ -283,6 +308,7 @@ fn every_command_has_an_example_in_its_help() {
         vec!["sla"],
         vec!["sessions"],
         vec!["certs"],
+        vec!["recover"],
         vec!["doctor"],
         vec!["metrics"],
         vec!["journal", "verify"],

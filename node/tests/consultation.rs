@@ -722,3 +722,178 @@ async fn a_step_that_overtakes_its_request_is_held_and_applied() {
         n.shutdown().await;
     }
 }
+
+/// How a consultant lost what it held since its backup.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// The operator restored the whole data directory from the backup and
+    /// runs `konsilium recover`.
+    RestoredBackup,
+    /// Only the database went back (a disk that dropped its last writes):
+    /// the anchor beside it shows the gap, and the node recovers by itself.
+    DatabaseTail,
+}
+
+/// A consultant that lost consultation state takes it back from the
+/// requester, which holds the same signed steps: a step taken after the
+/// backup and a consultation opened after it both come back, checked.
+async fn a_consultant_recovers_what_it_lost(loss: Loss) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let f = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let d = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let federal = node::start(f.setup(vec![], vec![])).await.unwrap();
+    let fa = wait::listen_addr(&federal, PATIENCE).await.unwrap();
+    let district = node::start(d.setup(vec![fa], vec![])).await.unwrap();
+    let da = wait::listen_addr(&district, PATIENCE).await.unwrap();
+    wait::converged(&[&district, &federal], 2, PATIENCE)
+        .await
+        .unwrap();
+    let mut at_federal = federal.subscribe();
+    let (first, _) = district
+        .request_consultation(new_consultation(Urgency::Planned, consent()), vec![])
+        .await
+        .unwrap();
+    status_reaches(&mut at_federal, first, Status::Requested).await;
+
+    // Last night's backup.
+    federal.shutdown().await;
+    let backup = tmp.path().join("backup");
+    konsilium_node::storage::datadir::copy_tree(&f.data_dir, &backup).unwrap();
+    let federal = node::start(f.setup(vec![da.clone()], vec![]))
+        .await
+        .unwrap();
+    wait::converged(&[&district, &federal], 2, PATIENCE)
+        .await
+        .unwrap();
+
+    // Today: the first consultation is accepted, a second one arrives.
+    let mut at_district = district.subscribe();
+    let mut at_federal = federal.subscribe();
+    for action in [Action::Receive, Action::Accept] {
+        federal
+            .act(act(first, Role::Coordinator, "coordinator", action))
+            .await
+            .unwrap();
+    }
+    status_reaches(&mut at_district, first, Status::Accepted).await;
+    let (second, _) = district
+        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
+        .await
+        .unwrap();
+    status_reaches(&mut at_federal, second, Status::Requested).await;
+    let accepted = federal.consultation(first).await.unwrap().consultation;
+    federal.shutdown().await;
+
+    match loss {
+        Loss::RestoredBackup => {
+            std::fs::remove_dir_all(&f.data_dir).unwrap();
+            konsilium_node::storage::datadir::copy_tree(&backup, &f.data_dir).unwrap();
+        }
+        Loss::DatabaseTail => {
+            let db = f.data_dir.join("db");
+            std::fs::remove_dir_all(&db).unwrap();
+            konsilium_node::storage::datadir::copy_tree(&backup.join("db"), &db).unwrap();
+        }
+    }
+    let federal = node::start(f.setup(vec![da], vec![])).await.unwrap();
+    let lost = federal.consultation(first).await.unwrap().consultation;
+    assert_eq!(
+        lost.status,
+        Status::Requested,
+        "the backup predates the steps"
+    );
+    assert!(matches!(
+        federal.consultation(second).await,
+        Err(NodeError::UnknownConsultation(_))
+    ));
+
+    if let Loss::RestoredBackup = loss {
+        let report = federal.recover(None, vec![]).await.unwrap();
+        assert!(report.finished, "{report:?}");
+        assert_eq!(report.consultations, 2, "{report:?}");
+        assert_eq!(report.counterparts.len(), 1, "{report:?}");
+        assert_eq!(report.counterparts[0].state, "answered", "{report:?}");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let first_back = federal.consultation(first).await.unwrap().consultation;
+        let second_back = federal.consultation(second).await;
+        if first_back.history == accepted.history
+            && let Ok(view) = &second_back
+        {
+            assert_eq!(first_back.status, Status::Accepted);
+            assert_eq!(view.consultation.status, Status::Requested);
+            assert_eq!(view.extract.questions, "Pacemaker indicated?");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{loss:?}: not recovered: first is {:?}, second {:?}",
+            first_back.status,
+            second_back.map(|v| v.consultation.status)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (entries, _) = federal.journal().await.unwrap();
+    let recovered: Vec<_> = entries
+        .iter()
+        .filter_map(|e| match &e.action {
+            JournalAction::Recover {
+                consultation,
+                steps,
+                ..
+            } => Some((ConsultationId(*consultation), *steps)),
+            _ => None,
+        })
+        .collect();
+    assert!(recovered.contains(&(first, 2)), "{recovered:?}");
+    // The second comes back in its history, or in its own package when the
+    // requester had not yet heard the receipt and delivered it again.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action.consultation() == Some(second.0)),
+        "the second consultation is not in the journal"
+    );
+    let gaps = entries
+        .iter()
+        .filter(|e| matches!(e.action, JournalAction::Gap { .. }))
+        .count();
+    match loss {
+        Loss::RestoredBackup => assert_eq!(gaps, 0),
+        Loss::DatabaseTail => assert_eq!(gaps, 1),
+    }
+    // The consultation goes on from the recovered state.
+    let mut at_district = district.subscribe();
+    let more = Action::AskMore {
+        questions: "An echocardiogram, please".into(),
+    };
+    federal
+        .act(act(first, Role::Consultant, "Dr. Smirnov", more))
+        .await
+        .unwrap();
+    status_reaches(&mut at_district, first, Status::OnHold).await;
+    federal.shutdown().await;
+    district.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultant_restored_from_a_backup_recovers_on_request() {
+    a_consultant_recovers_what_it_lost(Loss::RestoredBackup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultant_whose_database_lost_its_tail_recovers_by_itself() {
+    a_consultant_recovers_what_it_lost(Loss::DatabaseTail).await;
+}

@@ -52,6 +52,22 @@ pub enum PackageBody {
     },
     /// Anything else a hospital system exchanges, unparsed.
     Opaque(Vec<u8>),
+    /// A consultation as the sender holds it, for a counterpart that lost
+    /// its own copy (`Request::Recover`). Every step in it is signed by the
+    /// organization that took it, so the sender can leave steps out but
+    /// cannot alter or invent any.
+    History(Box<SharedHistory>),
+}
+
+/// Everything two organizations share about one consultation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedHistory {
+    pub request: Signed<ConsultationRequest>,
+    pub extract: CaseExtract,
+    pub files: Vec<FileInfo>,
+    /// The accepted steps, in order.
+    pub steps: Vec<Signed<Transition>>,
+    pub conclusion: Option<ConclusionFile>,
 }
 
 impl WireMessage for PackageBody {

@@ -174,6 +174,20 @@ pub enum Action {
     Login {
         user: String,
     },
+    /// The consultation's state was restored from `from`'s signed history
+    /// after this node lost it: `steps` steps were taken from it.
+    Recover {
+        consultation: [u8; 16],
+        from: OrgId,
+        steps: u32,
+    },
+    /// The database came back without entries its anchor vouched for:
+    /// entries `lost_from..lost_to` are gone, and the node went on from
+    /// the last one it kept and asked its counterparts for what it lost.
+    Gap {
+        lost_from: u64,
+        lost_to: u64,
+    },
 }
 
 /// One line for operators: what happened, without the consultation id
@@ -207,6 +221,13 @@ impl fmt::Display for Action {
             }
             Action::FailedLogin { user } => write!(f, "failed login as {user:?}"),
             Action::Login { user } => write!(f, "login as {user:?}"),
+            Action::Recover { from, steps, .. } => {
+                write!(f, "recover {steps} step(s) from {from}")
+            }
+            Action::Gap { lost_from, lost_to } => write!(
+                f,
+                "entries {lost_from}..{lost_to} lost from the database; recovery asked"
+            ),
         }
     }
 }
@@ -222,8 +243,9 @@ impl Action {
             | Action::Open { consultation }
             | Action::Transition { consultation, .. }
             | Action::Conclusion { consultation, .. }
-            | Action::ConsentOverride { consultation, .. } => Some(*consultation),
-            Action::FailedLogin { .. } | Action::Login { .. } => None,
+            | Action::ConsentOverride { consultation, .. }
+            | Action::Recover { consultation, .. } => Some(*consultation),
+            Action::FailedLogin { .. } | Action::Login { .. } | Action::Gap { .. } => None,
         }
     }
 }
@@ -364,6 +386,42 @@ impl Journal {
                 at,
             },
         )
+    }
+}
+
+/// Entries an anchor vouched for that the journal no longer has, at its
+/// end: `lost_from..lost_to` by seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostTail {
+    pub lost_from: u64,
+    pub lost_to: u64,
+}
+
+/// Whether the only thing wrong with a journal is that it ends before its
+/// anchor: every entry it kept chains and matches its own checkpoints, and
+/// the anchor, signed by `org`, covers more. That is what a store that
+/// dropped its last writes leaves (sled takes a damaged log tail for a torn
+/// write); the rest is trustworthy and what was lost can be asked back
+/// from counterparts. Any other failure is `None`: the journal was edited,
+/// and nothing about it can be taken on trust.
+pub fn lost_tail(
+    entries: &[Entry],
+    checkpoints: &[Signed<Checkpoint>],
+    anchor: &Signed<Checkpoint>,
+    org: &OrgId,
+) -> Option<LostTail> {
+    let kept = verify(entries, checkpoints, org).ok()?;
+    let mut all = checkpoints.to_vec();
+    all.push(anchor.clone());
+    match verify(entries, &all, org) {
+        Err(JournalError::Checkpoint {
+            seq,
+            reason: CheckpointFault::BeyondJournal { .. },
+        }) if seq > kept.entries => Some(LostTail {
+            lost_from: kept.entries,
+            lost_to: seq,
+        }),
+        _ => None,
     }
 }
 

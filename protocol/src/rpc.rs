@@ -92,6 +92,13 @@ pub enum Request {
         offset: u64,
         len: u32,
     },
+    /// The requester lost consultation state since `since`: the responder
+    /// seals the history of every consultation the two share that moved
+    /// since then to it as `PackageBody::History` packages, and answers
+    /// `Recovering` with how many it queued.
+    Recover {
+        since: Timestamp,
+    },
 }
 
 /// Why a node refused a request. Permanent refusals say the same request
@@ -154,6 +161,9 @@ pub enum Response {
         total: u64,
     },
     Blob(Vec<u8>),
+    Recovering {
+        consultations: u32,
+    },
 }
 
 impl WireMessage for Request {

@@ -47,6 +47,24 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
+/// An RFC 3339 time, as operators and HTTP clients write one.
+impl std::str::FromStr for Timestamp {
+    type Err = crate::limits::FieldError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: String| crate::limits::FieldError::Invalid {
+            field: "time",
+            reason,
+        };
+        let ts: jiff::Timestamp = text
+            .parse()
+            .map_err(|e| invalid(format!("{text:?} is not an RFC 3339 time: {e}")))?;
+        let ms = u64::try_from(ts.as_millisecond())
+            .map_err(|_| invalid(format!("{text:?} is before 1970")))?;
+        Ok(Self(ms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +90,17 @@ mod tests {
             Timestamp::from_unix_millis(2500).since(Timestamp::from_unix_millis(500)),
             Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn parses_what_it_displays_and_names_what_it_cannot() {
+        let t = Timestamp::from_unix_millis(1_700_000_000_123);
+        assert_eq!(t.to_string().parse::<Timestamp>(), Ok(t));
+        assert_eq!("2023-11-14T22:13:20.123+00:00".parse::<Timestamp>(), Ok(t));
+        let before = "1969-12-31T23:59:59Z".parse::<Timestamp>().unwrap_err();
+        assert!(before.to_string().contains("before 1970"), "{before}");
+        let garbage = "yesterday".parse::<Timestamp>().unwrap_err();
+        assert!(garbage.to_string().contains("\"yesterday\""), "{garbage}");
     }
 
     #[test]

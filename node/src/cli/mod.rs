@@ -286,6 +286,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask counterparts for consultation state this node lost (restored
+    /// from a backup, or a database that dropped its last writes). The node
+    /// also does this by itself when it starts and finds its journal
+    /// shorter than its anchor.
+    #[command(
+        after_help = "Examples:\n  konsilium recover\n  konsilium recover --since 2026-11-30T18:00:00Z --from <organization id>\nThe histories arrive as packages; each is checked step by step before it is taken."
+    )]
+    Recover {
+        #[command(flatten)]
+        at: NodeAt,
+        /// An RFC 3339 time, or `all`; by default the last entry the journal kept.
+        #[arg(long)]
+        since: Option<String>,
+        /// An organization to ask (repeatable); by default every organization in the directory.
+        #[arg(long)]
+        from: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The certificate chain, expiry warnings, and the revocations this node knows.
     #[command(after_help = "Example:\n  konsilium certs")]
     Certs {
@@ -399,6 +418,16 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Sla { at, json } => views::sla(&at.client()?, json).await,
         Command::Sessions { at, json } => views::sessions(&at.client()?, json).await,
         Command::Certs { at, json } => views::certs(&at.client()?, json).await,
+        Command::Recover {
+            at,
+            since,
+            from,
+            json,
+        } => {
+            let from = (!from.is_empty()).then(|| from.join(","));
+            let q = query(&[("since", since), ("from", from)]);
+            views::recover(&at.client()?, &q, json).await
+        }
         Command::Metrics { at } => {
             print!("{}", at.client()?.get("/metrics").await?);
             Ok(())

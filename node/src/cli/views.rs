@@ -469,6 +469,37 @@ pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
     .await
 }
 
+pub async fn recover(client: &AdminClient, query: &str, json: bool) -> Result<()> {
+    let text = client.post(&format!("/v1/recover{query}")).await?;
+    let report: RecoveryReport = serde_json::from_str(&text)?;
+    if json {
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let mut t = table(&["organization", "state", "consultations", "reason"]);
+    for a in &report.counterparts {
+        let name = if a.name.is_empty() {
+            short(&a.org)
+        } else {
+            a.name.clone()
+        };
+        t.add_row(vec![
+            name,
+            a.state.clone(),
+            a.consultations.to_string(),
+            or_dash(a.reason.as_deref()),
+        ]);
+    }
+    println!("{t}\n");
+    println!(
+        "{} consultation histories queued for this node by its counterparts (everything since {}); \
+         they arrive as packages and are checked step by step before they are taken",
+        report.consultations, report.since
+    );
+    Ok(())
+}
+
 pub async fn certs(client: &AdminClient, json: bool) -> Result<()> {
     show(client, "/v1/certs", json, |c: CertsReport| {
         let o = &c.organization;

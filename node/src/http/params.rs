@@ -87,15 +87,12 @@ pub(super) fn parse_id(text: &str) -> Result<ConsultationId, Problem> {
 }
 
 pub(super) fn parse_time(field: &str, text: &str) -> Result<Timestamp, Problem> {
-    let ts: jiff::Timestamp = text.parse().map_err(|e| {
-        Problem::invalid(
-            field,
-            format!("{field}: {text:?} is not an RFC 3339 time: {e}"),
-        )
-    })?;
-    let ms = u64::try_from(ts.as_millisecond())
-        .map_err(|_| Problem::invalid(field, format!("{field}: {text:?} is before 1970")))?;
-    Ok(Timestamp::from_unix_millis(ms))
+    text.parse::<Timestamp>().map_err(|e| match e {
+        konsilium_protocol::limits::FieldError::Invalid { reason, .. } => {
+            Problem::invalid(field, format!("{field}: {reason}"))
+        }
+        other => Problem::invalid(field, format!("{field}: {other}")),
+    })
 }
 
 pub(super) fn parse_level(value: &Option<Value>) -> Result<OrgLevel, Problem> {

@@ -176,6 +176,13 @@ pub(super) enum Command {
         oneshot::Sender<Result<serde_json::Value, NodeError>>,
     ),
     Metrics(oneshot::Sender<String>),
+    /// Ask counterparts for lost consultation state; answered when the
+    /// round finishes.
+    Recover(
+        Option<Timestamp>,
+        Vec<OrgId>,
+        oneshot::Sender<Result<crate::telemetry::report::RecoveryReport, NodeError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 

@@ -582,6 +582,9 @@ impl Node {
                 &self.trust,
                 self.sync.directory(),
             ),
+            Ok(PackageBody::History(history)) => {
+                return self.on_history(batch, sender, package, *history);
+            }
             Ok(PackageBody::Opaque(_)) | Err(_) => Ok(Taken::Taken),
         };
         match taken {

@@ -75,7 +75,7 @@ impl From<konsilium_protocol::desk::DeskError> for NodeError {
             DeskError::Conclusion(c) => c.into(),
             DeskError::Unknown(id) => NodeError::UnknownConsultation(id),
             e @ DeskError::ConclusionMismatch => NodeError::Conclusion(e.to_string()),
-            e @ DeskError::TooManyHeld => NodeError::Held(e.to_string()),
+            e @ (DeskError::TooManyHeld | DeskError::Diverged(_)) => NodeError::Held(e.to_string()),
         }
     }
 }

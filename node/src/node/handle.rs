@@ -296,6 +296,17 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
+    /// Asks `from` (every other organization when empty) for the consultation
+    /// state this node lost since `since` (the last entry its journal kept
+    /// when `None`); answers when every one answered or was given up on.
+    pub async fn recover(
+        &self,
+        since: Option<Timestamp>,
+        from: Vec<OrgId>,
+    ) -> Result<crate::telemetry::report::RecoveryReport, NodeError> {
+        self.ask(|tx| Command::Recover(since, from, tx)).await?
+    }
+
     /// An operator view (see [`crate::telemetry::report`]), as JSON.
     pub async fn inspect(&self, what: Inspect) -> Result<serde_json::Value, NodeError> {
         self.ask(|tx| Command::Inspect(Box::new(what), tx)).await?

@@ -25,6 +25,7 @@ mod inspect;
 mod outbox;
 mod partials;
 mod peers;
+mod recovery;
 mod rpc;
 mod setup;
 
@@ -191,6 +192,13 @@ struct Node {
     metrics: crate::telemetry::metrics::Metrics,
     directory_topic: gossipsub::IdentTopic,
     revocation_topic: gossipsub::IdentTopic,
+    /// Asking counterparts for consultation state this node lost.
+    recovery: konsilium_protocol::recovery::Recovery,
+    /// Who waits for the recovery round to finish (`konsilium recover`).
+    recovery_waiters:
+        Vec<oneshot::Sender<Result<crate::telemetry::report::RecoveryReport, NodeError>>>,
+    /// When each organization last had its histories queued.
+    recoveries_served: HashMap<OrgId, Timestamp>,
 }
 impl Node {
     fn now(&self) -> Timestamp {
@@ -273,6 +281,7 @@ impl Node {
             self.sync.poll_timeout(),
             self.outbox.poll_timeout(),
             self.desk.poll_timeout(),
+            self.recovery.poll_timeout(),
             self.next_blob_expiry,
         ]
         .into_iter()
@@ -297,6 +306,10 @@ impl Node {
             self.outbox.handle_timeout(now);
         }
         self.on_timers();
+        if self.recovery.poll_timeout().is_some_and(|t| t <= now) {
+            self.recovery.handle_timeout(now);
+            self.drive_recovery();
+        }
         if self.next_blob_expiry.is_some_and(|t| t <= now) {
             self.remove_expired_blobs();
         }
@@ -444,6 +457,15 @@ impl Node {
             }
             Command::Consultations(reply) => {
                 let _ = reply.send(self.consultation_ids());
+            }
+            Command::Recover(since, from, reply) => {
+                match self.start_recovery(since, from) {
+                    Ok(()) => self.recovery_waiters.push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                self.drive_recovery();
             }
             Command::Inspect(what, reply) => {
                 let _ = reply.send(self.inspect(*what));

@@ -253,7 +253,7 @@ impl Node {
     /// its record publishes and those Kademlia learnt (a sender behind NAT
     /// publishes none, but a relay still reaches it where it was seen). A
     /// peer already connected is waiting for its Hello exchange: left alone.
-    fn dial_hop(&mut self, to: OrgId) {
+    pub(super) fn dial_hop(&mut self, to: OrgId) {
         let peer = to.to_peer_id();
         if self.swarm.is_connected(&peer) {
             return;

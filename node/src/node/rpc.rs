@@ -13,6 +13,8 @@ pub(super) enum Pending {
     Receipt,
     /// A piece of an attachment, for the fetch machine.
     Fetch(PieceToken),
+    /// Lost consultation state, asked of this organization.
+    Recover(OrgId),
 }
 
 impl Node {
@@ -114,6 +116,9 @@ impl Node {
                             self.sync.handle_failure(self.now(), token);
                             self.drive_sync();
                         }
+                        Pending::Recover(org) => {
+                            self.on_recovery_answer(org, Err(error.to_string()))
+                        }
                         _ => tracing::debug!(%peer, "request failed: {error}"),
                     }
                 }
@@ -158,6 +163,7 @@ impl Node {
             Request::FetchBlob { hash, offset, len } => {
                 self.serve_piece(hash, offset, len.min(MAX_BLOB_CHUNK))
             }
+            Request::Recover { since } => self.serve_recovery(from, since),
             Request::Revocations(notices) => {
                 for n in &notices {
                     if let Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) =
@@ -198,6 +204,7 @@ impl Node {
                     .handle_failure(token, &format!("{peer} answered {other:?}"));
                 self.drive_fetches();
             }
+            (Pending::Recover(org), response) => self.on_recovery_answer(org, Ok(response)),
             (Pending::Revocations | Pending::Receipt, _) => {}
         }
     }

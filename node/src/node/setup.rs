@@ -3,6 +3,7 @@
 
 use super::*;
 use konsilium_protocol::desk::{Config as DeskConfig, Desk};
+use konsilium_protocol::journal::LostTail;
 
 /// Everything a node needs to start.
 pub struct NodeSetup {
@@ -117,7 +118,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             .subscribe(t)
             .map_err(|e| NodeError::Network(e.to_string()))?;
     }
-    let journal = resume_journal(&store, &setup.identity.org_id(), &setup.data_dir)?;
+    let (journal, lost) = resume_journal(&store, &setup.identity.org_id(), &setup.data_dir)?;
+    let lost_since = match lost {
+        Some(_) => Some(store.journal_last_at()?.unwrap_or_default()),
+        None => None,
+    };
     let mut store = store;
     let clock = setup.clock.clone();
     store.anchor_journal(crate::storage::store::Anchoring::new(
@@ -210,6 +215,9 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         metrics: crate::telemetry::metrics::Metrics::new(),
         directory_topic,
         revocation_topic,
+        recovery: konsilium_protocol::recovery::Recovery::new(Default::default()),
+        recovery_waiters: Vec::new(),
+        recoveries_served: HashMap::new(),
     };
     node.publish_record()?;
     // The one scan of stored consultations: from here on the desk holds
@@ -223,6 +231,15 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     }
     for early in node.store.early_steps()? {
         node.desk.restore_held(early);
+    }
+    if let (Some(lost), Some(since)) = (lost, lost_since) {
+        let gap = konsilium_protocol::journal::Action::Gap {
+            lost_from: lost.lost_from,
+            lost_to: lost.lost_to,
+        };
+        node.append_journal(None, None, gap)?;
+        node.store.flush()?;
+        node.start_recovery(Some(since), Vec::new())?;
     }
     let clock = setup.clock.clone();
     let task = tokio::spawn(async move { node.run(command_rx, loopback_rx).await });
@@ -280,30 +297,58 @@ pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
     })
 }
 
-/// Loads the journal, checks it against its signed checkpoints, and continues
-/// it. A journal that fails the check still continues (the node must keep
-/// working), but loudly: `konsilium journal verify` names the problem.
-/// Resumes the journal where the database has it. If the database lost
-/// or changed entries its anchor vouched for, the node does not start:
-/// writing on would replace the anchor and erase the evidence.
+/// Resumes the journal where the database has it, checked against its
+/// signed checkpoints and its anchor. A journal that only lost its end
+/// (the store dropped its last writes) goes on from the last entry it
+/// kept: the loss is returned, to be journaled and recovered from
+/// counterparts, and the anchor that proves it is kept beside the database.
+/// A journal that was otherwise changed does not start the node: writing
+/// on would replace the anchor and erase the evidence. Without an anchor
+/// (a node from before anchors) a failure is logged and the node goes on.
 pub(super) fn resume_journal(
     store: &Store,
     org: &OrgId,
     data_dir: &std::path::Path,
-) -> Result<Journal, NodeError> {
+) -> Result<(Journal, Option<LostTail>), NodeError> {
     let entries = store.journal()?;
-    let mut checkpoints = store.checkpoints()?;
+    let checkpoints = store.checkpoints()?;
     let anchor = crate::storage::anchor::read(data_dir).map_err(StoreError::from)?;
-    let anchored = anchor.is_some();
-    checkpoints.extend(anchor);
-    if let Err(e) = konsilium_protocol::journal::verify(&entries, &checkpoints, org) {
-        if anchored {
-            return Err(NodeError::JournalDamaged {
-                anchor: crate::storage::anchor::path(data_dir),
-                reason: e.to_string(),
-            });
-        }
+    let journal = entries.last().map(Journal::resume).unwrap_or_default();
+    let mut all = checkpoints.clone();
+    all.extend(anchor.clone());
+    let Err(e) = konsilium_protocol::journal::verify(&entries, &all, org) else {
+        return Ok((journal, None));
+    };
+    let Some(anchor) = anchor else {
         tracing::error!("the consultation journal failed verification: {e}");
-    }
-    Ok(entries.last().map(Journal::resume).unwrap_or_default())
+        return Ok((journal, None));
+    };
+    let anchor_path = crate::storage::anchor::path(data_dir);
+    let Some(lost) = konsilium_protocol::journal::lost_tail(&entries, &checkpoints, &anchor, org)
+    else {
+        return Err(NodeError::JournalDamaged {
+            anchor: anchor_path,
+            reason: e.to_string(),
+        });
+    };
+    let evidence = data_dir.join(format!(
+        "{}.lost-{}-{}",
+        crate::storage::anchor::FILE,
+        lost.lost_from,
+        lost.lost_to
+    ));
+    std::fs::copy(&anchor_path, &evidence).map_err(|source| {
+        StoreError::from(crate::storage::anchor::AnchorError::Io {
+            path: evidence.clone(),
+            source,
+        })
+    })?;
+    tracing::error!(
+        lost_from = lost.lost_from,
+        lost_to = lost.lost_to,
+        evidence = %evidence.display(),
+        "the database lost the last journal entries its anchor vouched for; \
+         going on from the last one kept and asking counterparts for what was lost"
+    );
+    Ok((journal, Some(lost)))
 }

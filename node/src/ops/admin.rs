@@ -15,9 +15,10 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use konsilium_protocol::cert::{OrgLevel, RegionCode};
 use konsilium_protocol::directory::Query;
+use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::route::RouteRequest;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{ConsultationId, Status};
@@ -120,6 +121,7 @@ pub async fn serve(handle: Arc<NodeHandle>, socket: &Path) -> Result<AdminServer
         .route("/v1/journal/stats", get(|s| view(s, Inspect::JournalStats)))
         .route("/v1/certs", get(|s| view(s, Inspect::Certs)))
         .route("/v1/health", get(|s| view(s, Inspect::Health)))
+        .route("/v1/recover", post(recover))
         .route("/metrics", get(metrics))
         .with_state(handle);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -229,6 +231,48 @@ async fn directory(node: Node, UrlQuery(f): UrlQuery<DirectoryFilter>) -> Respon
 }
 
 #[derive(Deserialize)]
+struct RecoverParams {
+    /// RFC 3339, or `all`.
+    since: Option<String>,
+    /// Organization ids, separated by commas.
+    from: Option<String>,
+}
+
+fn recover_params(
+    p: &RecoverParams,
+) -> Result<(Option<konsilium_protocol::time::Timestamp>, Vec<OrgId>), String> {
+    let since = match p.since.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some("all") => Some(konsilium_protocol::time::Timestamp::default()),
+        Some(t) => parse("since", Some(t))?,
+    };
+    let from = p
+        .from
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<OrgId>().map_err(|e| format!("from: {s:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok((since, from))
+}
+
+/// Asks counterparts for lost consultation state and answers once the
+/// round is over, which can take minutes when some are unreachable.
+async fn recover(State(node): Node, UrlQuery(p): UrlQuery<RecoverParams>) -> Response {
+    let (since, from) = match recover_params(&p) {
+        Ok(parsed) => parsed,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    match node.recover(since, from).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
 struct RouteParams {
     specialty: Option<String>,
     min_level: Option<String>,
@@ -312,6 +356,15 @@ impl AdminClient {
     /// GETs `path` (with its query string) and returns the body. A node
     /// that is not there is [`AdminError::NotRunning`], not an I/O error.
     pub async fn get(&self, path: &str) -> Result<String, AdminError> {
+        self.send(hyper::Method::GET, path).await
+    }
+
+    /// POSTs to `path`: an action, such as `/v1/recover`.
+    pub async fn post(&self, path: &str) -> Result<String, AdminError> {
+        self.send(hyper::Method::POST, path).await
+    }
+
+    async fn send(&self, method: hyper::Method, path: &str) -> Result<String, AdminError> {
         use http_body_util::BodyExt;
         let stream = match tokio::net::UnixStream::connect(&self.socket).await {
             Ok(s) => s,
@@ -341,7 +394,9 @@ impl AdminClient {
                 .await
                 .map_err(|e| broken(e.to_string()))?;
         tokio::spawn(connection);
-        let request = hyper::Request::get(path)
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(header::HOST, "konsilium")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| broken(e.to_string()))?;

@@ -146,7 +146,11 @@ fn database(data_dir: &Path, org: &konsilium_protocol::identity::OrgId) -> Check
             format!("{} not created yet (first start)", db.display()),
         );
     }
-    let checked = (|| -> Result<crate::telemetry::report::JournalVerifyReport, String> {
+    type Checked = (
+        crate::telemetry::report::JournalVerifyReport,
+        Option<konsilium_protocol::journal::LostTail>,
+    );
+    let checked = (|| -> Result<Checked, String> {
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
         let copy = scratch.path().join("db");
         crate::storage::datadir::copy_tree(&db, &copy).map_err(|e| e.to_string())?;
@@ -155,19 +159,34 @@ fn database(data_dir: &Path, org: &konsilium_protocol::identity::OrgId) -> Check
         let anchor = crate::storage::anchor::read(data_dir).map_err(|e| e.to_string())?;
         let entries = store.journal().map_err(|e| e.to_string())?;
         let checkpoints = store.checkpoints().map_err(|e| e.to_string())?;
-        Ok(crate::telemetry::report::JournalVerifyReport::check(
+        let lost = anchor
+            .as_ref()
+            .and_then(|a| konsilium_protocol::journal::lost_tail(&entries, &checkpoints, a, org));
+        let report = crate::telemetry::report::JournalVerifyReport::check(
             &entries,
             &checkpoints,
             anchor,
             org,
-        ))
+        );
+        Ok((report, lost))
     })();
     match checked {
-        Ok(r) if r.intact => ok(
+        Ok((r, _)) if r.intact => ok(
             NAME,
             format!("opens; journal intact ({} entries, anchored)", r.entries),
         ),
-        Ok(r) => problem(
+        Ok((_, Some(lost))) => problem(
+            NAME,
+            Verdict::Fail,
+            format!(
+                "journal in {}: entries {}..{} its anchor vouched for are gone from the end; the rest is intact",
+                db.display(),
+                lost.lost_from,
+                lost.lost_to
+            ),
+            "start the node: it records the gap, keeps the anchor as evidence, and asks its counterparts for the consultation state it lost (or restore the data directory from the last backup and run `konsilium recover`)",
+        ),
+        Ok((r, None)) => problem(
             NAME,
             Verdict::Fail,
             format!(
@@ -175,7 +194,7 @@ fn database(data_dir: &Path, org: &konsilium_protocol::identity::OrgId) -> Check
                 db.display(),
                 r.error.unwrap_or_default()
             ),
-            "restore the data directory from the last backup; the node refuses to start on a journal that lost anchored entries",
+            "restore the data directory from the last backup, then run `konsilium recover`; the node refuses to start on a journal whose anchored entries were changed",
         ),
         Err(e) => problem(
             NAME,

@@ -608,6 +608,14 @@ impl Store {
         Ok(())
     }
 
+    /// When the last journal entry the database holds was written.
+    pub fn journal_last_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        match self.journal.last().at(&self.dir)? {
+            Some((_, v)) => Ok(Some(self.decode::<Entry>("journal entry", &v)?.at)),
+            None => Ok(None),
+        }
+    }
+
     pub fn journal(&self) -> Result<Vec<Entry>, StoreError> {
         self.journal
             .iter()

@@ -327,6 +327,29 @@ impl JournalVerifyReport {
     }
 }
 
+/// `konsilium recover`: a round of asking counterparts for lost
+/// consultation state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    /// What was asked for: everything that moved since then.
+    pub since: String,
+    /// Whether every counterpart answered or was given up on.
+    pub finished: bool,
+    /// Consultation histories the counterparts queued for this node.
+    pub consultations: u32,
+    pub counterparts: Vec<RecoveryAsk>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryAsk {
+    pub org: String,
+    pub name: String,
+    /// `answered`, `failed`, `asked` or `retrying (asked Nx)`.
+    pub state: String,
+    pub consultations: u32,
+    pub reason: Option<String>,
+}
+
 /// `konsilium journal tail`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JournalEntryReport {

@@ -12,6 +12,9 @@
 //! and decides escalations. It never reads a clock or a disk; the
 //! directory it routes and computes deadlines with is an argument.
 
+mod recover;
+#[cfg(test)]
+mod recover_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
@@ -35,6 +38,8 @@ use crate::workflow::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+
+pub use recover::Recovered;
 
 /// Why an escalation is carried out again after a restart.
 const INTERRUPTED: &str = "escalation interrupted by a restart";
@@ -180,6 +185,10 @@ pub enum DeskError {
     Unknown(ConsultationId),
     #[error("too many steps held for consultations that have not arrived")]
     TooManyHeld,
+    #[error(
+        "consultation {0}: the counterpart's history contradicts the steps this node kept; nothing was changed"
+    )]
+    Diverged(ConsultationId),
 }
 
 impl DeskError {
@@ -192,7 +201,7 @@ impl DeskError {
             DeskError::Workflow(w) => w.is_forgery(),
             DeskError::Signed(_) | DeskError::ConclusionMismatch => true,
             DeskError::Conclusion(c) => !matches!(c, ConclusionError::Chain(_)),
-            DeskError::Unknown(_) | DeskError::TooManyHeld => false,
+            DeskError::Unknown(_) | DeskError::TooManyHeld | DeskError::Diverged(_) => false,
         }
     }
 }
@@ -439,6 +448,19 @@ impl Desk {
             id,
             status: Status::Requested,
         }));
+        self.release_early(now, id, trust, directory);
+        self.watch(now, id, directory);
+        Ok(Taken::Taken)
+    }
+
+    /// The steps held for a consultation that has just arrived are taken.
+    fn release_early(
+        &mut self,
+        now: Timestamp,
+        id: ConsultationId,
+        trust: &Trust,
+        directory: &Directory,
+    ) {
         if let Some(held) = self.early.remove(&id) {
             self.held -= held.len();
             self.out.push_back(Output::Release(id));
@@ -453,8 +475,6 @@ impl Desk {
                 );
             }
         }
-        self.watch(now, id, directory);
-        Ok(Taken::Taken)
     }
 
     /// A step the other organization sent, with the conclusion when it concludes.
@@ -531,46 +551,7 @@ impl Desk {
             case.conclusion = conclusion;
         }
         case.waiting.push(step);
-        // Apply whatever now follows in order; keep the rest waiting.
-        let mut notes = Vec::new();
-        loop {
-            let before = case.waiting.len();
-            for s in std::mem::take(&mut case.waiting) {
-                let from = case.consultation.status;
-                match case.consultation.apply(&s) {
-                    Ok(_) => {
-                        let t = s.decode_unverified()?;
-                        notes.extend(step_notes(
-                            &case.consultation,
-                            from,
-                            &t.user,
-                            t.role,
-                            &s,
-                            directory,
-                        ));
-                    }
-                    Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
-                        case.waiting.push(s)
-                    }
-                    Err(reason) => {
-                        // A waiting step's actor was checked to be the
-                        // organization that sent it when it was handed in.
-                        if let (true, Ok(t)) = (reason.is_forgery(), s.decode_unverified()) {
-                            let forged = Event::Forged {
-                                by: t.actor,
-                                reason: reason.clone().into(),
-                            };
-                            self.out.push_back(Output::Event(forged));
-                        }
-                        let refused = Event::StepRefused { id, reason };
-                        self.out.push_back(Output::Event(refused));
-                    }
-                }
-            }
-            if case.waiting.is_empty() || case.waiting.len() == before {
-                break;
-            }
-        }
+        let notes = apply_waiting(case, directory, &mut self.out);
         let status = case.consultation.status;
         self.out.push_back(Output::Persist { id, notes });
         self.out
@@ -731,6 +712,51 @@ impl Desk {
             escalated: case.escalated_to.is_some(),
         };
         self.timers.handle_update(now, id, facts);
+    }
+}
+
+/// Applies whatever of a case's waiting steps now follows in order, and
+/// keeps the rest waiting; returns the journal's notes for what applied.
+fn apply_waiting(case: &mut Case, directory: &Directory, out: &mut VecDeque<Output>) -> Vec<Note> {
+    let id = case.id();
+    let mut notes = Vec::new();
+    loop {
+        let before = case.waiting.len();
+        for s in std::mem::take(&mut case.waiting) {
+            let from = case.consultation.status;
+            match case.consultation.apply(&s) {
+                Ok(_) => {
+                    if let Ok(t) = s.decode_unverified() {
+                        notes.extend(step_notes(
+                            &case.consultation,
+                            from,
+                            &t.user,
+                            t.role,
+                            &s,
+                            directory,
+                        ));
+                    }
+                }
+                Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
+                    case.waiting.push(s)
+                }
+                Err(reason) => {
+                    // A waiting step's actor was checked to be the
+                    // organization that sent it when it was handed in.
+                    if let (true, Ok(t)) = (reason.is_forgery(), s.decode_unverified()) {
+                        let forged = Event::Forged {
+                            by: t.actor,
+                            reason: reason.clone().into(),
+                        };
+                        out.push_back(Output::Event(forged));
+                    }
+                    out.push_back(Output::Event(Event::StepRefused { id, reason }));
+                }
+            }
+        }
+        if case.waiting.is_empty() || case.waiting.len() == before {
+            return notes;
+        }
     }
 }
 

@@ -10,15 +10,15 @@ use crate::timers::Escalation;
 use crate::urgency::Urgency;
 use crate::workflow::Consent;
 
-struct World {
-    fed: TestFederation,
-    orgs: Vec<TestOrg>,
-    directory: Directory,
+pub(super) struct World {
+    pub(super) fed: TestFederation,
+    pub(super) orgs: Vec<TestOrg>,
+    pub(super) directory: Directory,
 }
 
 impl World {
     /// A district requester, then consultants at district, regional and federal level.
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut fed = TestFederation::new("desk");
         let cardiology = [Specialty::Cardiology];
         let orgs = vec![
@@ -40,7 +40,7 @@ impl World {
         }
     }
 
-    fn desk(&self, i: usize) -> Desk {
+    pub(super) fn desk(&self, i: usize) -> Desk {
         let o = &self.orgs[i];
         Desk::new(
             Config::default(),
@@ -49,7 +49,7 @@ impl World {
         )
     }
 
-    fn request(&self, to: usize, urgency: Urgency, n: u8) -> ConsultationRequest {
+    pub(super) fn request(&self, to: usize, urgency: Urgency, n: u8) -> ConsultationRequest {
         ConsultationRequest {
             id: ConsultationId([n; 16]),
             requester: self.orgs[0].id(),
@@ -74,11 +74,11 @@ impl World {
     }
 }
 
-fn drain(desk: &mut Desk) -> Vec<Output> {
+pub(super) fn drain(desk: &mut Desk) -> Vec<Output> {
     std::iter::from_fn(|| desk.poll_output()).collect()
 }
 
-fn sent(outputs: &[Output]) -> Vec<(Signed<Transition>, Option<ConclusionFile>)> {
+pub(super) fn sent(outputs: &[Output]) -> Vec<(Signed<Transition>, Option<ConclusionFile>)> {
     outputs
         .iter()
         .filter_map(|o| match o {
@@ -90,7 +90,7 @@ fn sent(outputs: &[Output]) -> Vec<(Signed<Transition>, Option<ConclusionFile>)>
         .collect()
 }
 
-fn notes(outputs: &[Output]) -> Vec<journal::Action> {
+pub(super) fn notes(outputs: &[Output]) -> Vec<journal::Action> {
     outputs
         .iter()
         .flat_map(|o| match o {
@@ -100,7 +100,7 @@ fn notes(outputs: &[Output]) -> Vec<journal::Action> {
         .collect()
 }
 
-fn package() -> PackageId {
+pub(super) fn package() -> PackageId {
     PackageId([7; 16])
 }
 
@@ -606,7 +606,7 @@ fn an_escalation_cut_short_by_a_restart_is_carried_out_after_it() {
     assert!(!outputs.iter().any(|o| matches!(o, Output::Escalate { .. })));
 }
 
-fn forged_by(outputs: &[Output]) -> Vec<OrgId> {
+pub(super) fn forged_by(outputs: &[Output]) -> Vec<OrgId> {
     outputs
         .iter()
         .filter_map(|o| match o {

@@ -187,6 +187,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Refused(_) => "Refused",
         Response::Fetching { .. } => "Fetching",
         Response::Blob(_) => "Blob",
+        Response::Recovering { .. } => "Recovering",
     }
 }
 

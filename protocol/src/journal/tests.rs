@@ -22,9 +22,9 @@ fn cid(n: u64) -> [u8; 16] {
 
 /// One of every kind of action, cycling, so edits hit every variant.
 fn mixed_action(i: u64) -> (Option<String>, Option<Role>, Action) {
-    let c = cid(i / 9);
+    let c = cid(i / 11);
     let user = || Some(format!("user{}", i % 4));
-    match i % 9 {
+    match i % 11 {
         0 => (
             user(),
             Some(Role::Coordinator),
@@ -87,6 +87,23 @@ fn mixed_action(i: u64) -> (Option<String>, Option<Role>, Action) {
             None,
             Action::FailedLogin {
                 user: "mallory".into(),
+            },
+        ),
+        8 => (
+            None,
+            None,
+            Action::Recover {
+                consultation: c,
+                from: org(i % 3),
+                steps: (i % 5) as u32,
+            },
+        ),
+        9 => (
+            None,
+            None,
+            Action::Gap {
+                lost_from: i,
+                lost_to: i + 3,
             },
         ),
         _ => (
@@ -229,6 +246,43 @@ fn tail_truncation_needs_a_checkpoint() {
             reason: CheckpointFault::BeyondJournal { entries: 9 }
         })
     );
+}
+
+#[test]
+fn a_journal_that_only_lost_its_end_is_told_from_an_edited_one() {
+    let (entries, anchor) = sealed(10);
+    let k = key();
+    let org = k.org_id();
+    let early = {
+        let mut j = Journal::resume(&entries[3]);
+        j.append(at(99), None, None, Action::Login { user: "x".into() });
+        j.checkpoint(&k, at(4))
+    };
+    assert_eq!(
+        lost_tail(&entries, &[], &anchor, &org),
+        None,
+        "nothing lost"
+    );
+    assert_eq!(
+        lost_tail(&entries[..6], &[], &anchor, &org),
+        Some(LostTail {
+            lost_from: 6,
+            lost_to: 10
+        })
+    );
+    // An edit before the end is not a lost tail, even when the end is gone too.
+    let mut edited = entries[..6].to_vec();
+    edited[2].actor = Some("someone else".into());
+    assert_eq!(lost_tail(&edited, &[], &anchor, &org), None);
+    // Nor is a journal whose own checkpoint it contradicts.
+    assert_eq!(lost_tail(&entries[..6], &[early], &anchor, &org), None);
+    // Nor an anchor someone else signed.
+    let (_, foreign) = {
+        let (journal, entries) = build(10);
+        let other = IdentityKey::from_seed(seed("journal/other", 0));
+        (entries, journal.checkpoint(&other, at(10)))
+    };
+    assert_eq!(lost_tail(&entries[..6], &[], &foreign, &org), None);
 }
 
 #[test]

@@ -71,6 +71,12 @@ pub(super) fn package_body(body: &[u8]) -> bool {
             let concluded = conclusion.is_none_or(|c| c.verify(WORLD.trust(), NOW).is_ok());
             applied && concluded
         }
+        PackageBody::History(history) => {
+            let Ok(mut c) = Consultation::open(&history.request) else {
+                return false;
+            };
+            history.steps.iter().all(|s| c.apply(s).is_ok())
+        }
         PackageBody::Opaque(_) => true,
     }
 }

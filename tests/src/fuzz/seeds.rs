@@ -79,6 +79,30 @@ pub fn seeds() -> Vec<Seed> {
         &consultation_body,
     )
     .expect("seals");
+    // A consultation's history, as a counterpart sends it to a node that
+    // lost its own copy.
+    let mut pkg_with_history = header(&w.district, &w.federal);
+    pkg_with_history.id = PackageId([10; 16]);
+    let history_body = frame(&PackageBody::History(Box::new(
+        konsilium_protocol::content::SharedHistory {
+            request: request(&w.district, &w.federal),
+            extract: CaseExtract {
+                summary: "Palpitations for two weeks".into(),
+                questions: "Ablation or medication?".into(),
+            },
+            files: Vec::new(),
+            steps: w.consultations[3].history.clone(),
+            conclusion: None,
+        },
+    )));
+    let history_package = seal::seal(
+        pkg_with_history,
+        &w.district.sealing,
+        &w.federal.sealing.public(),
+        [5; 32],
+        &history_body,
+    )
+    .expect("seals");
     vec![
         (
             "wire_frame",
@@ -137,6 +161,7 @@ pub fn seeds() -> Vec<Seed> {
             "consultation",
             frame(&consultation_package),
         ),
+        ("sealed_package", "history", frame(&history_package)),
         ("cert_chain", "regional", frame(&w.district.chain)),
         ("cert_chain", "federal", frame(&w.federal.chain)),
         (

@@ -37,6 +37,8 @@ impl<'r, 'a> Exporter<'r, 'a> {
             ),
             JournalAction::FailedLogin { .. } => kind(AUTH, Some(LOGIN), "E", "4", "failed-login"),
             JournalAction::Login { .. } => kind(AUTH, Some(LOGIN), "E", "0", "login"),
+            JournalAction::Recover { .. } => kind(("110107", "Import"), None, "U", "0", "recover"),
+            JournalAction::Gap { .. } => kind(("110113", "Security Alert"), None, "E", "8", "gap"),
         };
         let mut subtypes = Vec::new();
         if let Some((code, display)) = k.subtype {
@@ -101,7 +103,13 @@ impl<'r, 'a> Exporter<'r, 'a> {
                     "detail": [detail("reason", reason)],
                 })]
             }
-            JournalAction::FailedLogin { .. } | JournalAction::Login { .. } => vec![],
+            JournalAction::Recover { from, steps, .. } => vec![task_entity(vec![
+                detail("from", &from.to_string()),
+                detail("steps", &steps.to_string()),
+            ])],
+            JournalAction::FailedLogin { .. }
+            | JournalAction::Login { .. }
+            | JournalAction::Gap { .. } => vec![],
         };
         let user = match &entry.action {
             JournalAction::FailedLogin { user } | JournalAction::Login { user } => {
