@@ -787,11 +787,23 @@ async fn a_consultant_recovers_what_it_lost(loss: Loss) {
             .unwrap();
     }
     status_reaches(&mut at_district, first, Status::Accepted).await;
-    let (second, _) = district
-        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
+    let ecg = vec![0x42u8; 300_000];
+    let ecg_file = CaseFile {
+        info: ecg_info(),
+        content: Attachment::Bytes(ecg.clone()),
+    };
+    let (second, sent) = district
+        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![ecg_file])
         .await
         .unwrap();
     status_reaches(&mut at_federal, second, Status::Requested).await;
+    // Receipted: the district will not deliver it again, so only the
+    // history can bring it back.
+    wait::event(&mut at_district, "the receipt", PATIENCE, |e| {
+        matches!(e, NodeEvent::PackageDelivered { id, .. } if *id == sent.id).then_some(())
+    })
+    .await
+    .unwrap();
     let accepted = federal.consultation(first).await.unwrap().consultation;
     federal.shutdown().await;
 
@@ -835,6 +847,14 @@ async fn a_consultant_recovers_what_it_lost(loss: Loss) {
             assert_eq!(first_back.status, Status::Accepted);
             assert_eq!(view.consultation.status, Status::Requested);
             assert_eq!(view.extract.questions, "Pacemaker indicated?");
+            // Its ECG comes back too, sealed anew by the requester.
+            let out = tmp.path().join("ecg.pdf");
+            let (info, size) = federal
+                .open_case_file(second, 0, out.clone())
+                .await
+                .unwrap();
+            assert_eq!((info, size), (ecg_info(), ecg.len() as u64));
+            assert_eq!(std::fs::read(&out).unwrap(), ecg);
             break;
         }
         assert!(
@@ -858,14 +878,7 @@ async fn a_consultant_recovers_what_it_lost(loss: Loss) {
         })
         .collect();
     assert!(recovered.contains(&(first, 2)), "{recovered:?}");
-    // The second comes back in its history, or in its own package when the
-    // requester had not yet heard the receipt and delivered it again.
-    assert!(
-        entries
-            .iter()
-            .any(|e| e.action.consultation() == Some(second.0)),
-        "the second consultation is not in the journal"
-    );
+    assert!(recovered.contains(&(second, 0)), "{recovered:?}");
     let gaps = entries
         .iter()
         .filter(|e| matches!(e.action, JournalAction::Gap { .. }))

@@ -144,6 +144,13 @@ pub(super) enum Command {
         reason: &'static str,
         plan: Result<Box<Plan>, NodeError>,
     },
+    /// A consultation's case files, re-sealed off the event loop for a
+    /// counterpart that lost them (or why they could not be).
+    HistoryResealed {
+        id: ConsultationId,
+        to: OrgId,
+        plan: Result<Box<Plan>, NodeError>,
+    },
     /// The envelope a step of this consultation goes in, for sealing a
     /// conclusion's attachments off the event loop.
     StepPlan(ConsultationId, oneshot::Sender<Result<Plan, NodeError>>),

@@ -4,8 +4,7 @@
 //! the next consultant from the requester's own copy of its files.
 
 use super::consult::{STEP_LIFETIME, routing};
-use super::{Command, Node, NodeError, Target, random_bytes};
-use crate::storage::blobs::BlobStore;
+use super::{AttachmentKeys, Command, Node, NodeError, Target, random_bytes};
 use crate::storage::store::{Batch, StoredConsultation};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::content::PackageBody;
@@ -50,23 +49,36 @@ impl Node {
         let Some(own) = stored.own_copy else {
             return self.finish_escalation(from, to, reason, plan);
         };
-        let blobs = self.blobs.clone();
-        let sealing = SealingKey::from_seed(*self.sealing.to_seed());
-        let back = self.loopback.clone();
-        tokio::spawn(async move {
-            let resealed =
-                tokio::task::spawn_blocking(move || reseal(&blobs, &sealing, &own, plan))
-                    .await
-                    .unwrap_or_else(|e| Err(NodeError::Attachment(e.to_string())));
-            let done = Command::Resealed {
-                from,
-                to,
-                reason,
-                plan: resealed.map(Box::new),
-            };
-            let _ = back.send(done);
+        let keys = (
+            own,
+            SealingKey::from_seed(*self.sealing.to_seed()),
+            vec![self.sealing.public()],
+            self.blobs.clone(),
+        );
+        self.reseal_off_loop(keys, plan, move |plan| Command::Resealed {
+            from,
+            to,
+            reason,
+            plan,
         });
         Ok(())
+    }
+
+    /// Seals the attachments `keys` open anew into `plan`, on a blocking
+    /// thread; the loop hears back with the command `done` makes.
+    pub(super) fn reseal_off_loop(
+        &self,
+        keys: AttachmentKeys,
+        plan: super::Plan,
+        done: impl FnOnce(Result<Box<super::Plan>, NodeError>) -> Command + Send + 'static,
+    ) {
+        let back = self.loopback.clone();
+        tokio::spawn(async move {
+            let resealed = tokio::task::spawn_blocking(move || reseal(&keys, plan))
+                .await
+                .unwrap_or_else(|e| Err(NodeError::Attachment(e.to_string())));
+            let _ = back.send(done(resealed.map(Box::new)));
+        });
     }
 
     /// The case files are sealed for the next consultant (or could not be).
@@ -171,17 +183,13 @@ impl Node {
     }
 }
 
-/// Opens the self-sealed copy of the attachments and seals each anew for
-/// the plan's recipient, listing them in its header. Files pass through
-/// the blob store's scratch directory and are removed on every path.
-fn reseal(
-    blobs: &BlobStore,
-    sealing: &SealingKey,
-    own: &EnvelopeHeader,
-    mut plan: super::Plan,
-) -> Result<super::Plan, NodeError> {
+/// Opens a package's attachments (the requester's self-sealed copy, or
+/// the package that brought them) and seals each anew for the plan's
+/// recipient, listing them in its header. Files pass through the blob
+/// store's scratch directory and are removed on every path.
+fn reseal(keys: &AttachmentKeys, mut plan: super::Plan) -> Result<super::Plan, NodeError> {
+    let (own, sealing, senders, blobs) = keys;
     let tmp = blobs.scratch()?;
-    let me = [sealing.public()];
     let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", tmp.display()));
     for index in 0..own.attachments.len() as u32 {
         // Removed when dropped, on every path out of this loop; what a
@@ -192,7 +200,7 @@ fn reseal(
             .map_err(failed)?;
         {
             let mut out = std::io::BufWriter::new(plain.reopen().map_err(failed)?);
-            blobs.open_attachment(own, index, sealing, &me, &mut out)?;
+            blobs.open_attachment(own, index, sealing, senders, &mut out)?;
             std::io::Write::flush(&mut out).map_err(failed)?;
         }
         let mut file = plain.reopen().map_err(failed)?;

@@ -432,6 +432,7 @@ impl Node {
                 reason,
                 plan,
             } => self.on_resealed(from, to, reason, plan),
+            Command::HistoryResealed { id, to, plan } => self.on_history_resealed(id, to, plan),
             Command::StepPlan(id, reply) => {
                 let _ = reply.send(self.step_plan(&id));
             }

@@ -126,8 +126,51 @@ impl Node {
         }
     }
 
+    /// Seals a consultation's history to `to`, with its case files sealed
+    /// anew (off the event loop) when this node holds them.
     fn send_history(&mut self, id: ConsultationId, to: OrgId) -> Result<(), NodeError> {
-        let (stored, c) = self.load_consultation(&id)?;
+        let plan = self.history_plan(id, to)?;
+        match self.case_file_keys(&id) {
+            Ok((keys, _)) if !keys.0.attachments.is_empty() => {
+                self.reseal_off_loop(keys, plan, move |plan| Command::HistoryResealed {
+                    id,
+                    to,
+                    plan,
+                });
+                Ok(())
+            }
+            _ => self.commit_history(id, plan),
+        }
+    }
+
+    fn history_plan(&mut self, id: ConsultationId, to: OrgId) -> Result<Plan, NodeError> {
+        let (_, c) = self.load_consultation(&id)?;
+        self.plan(Target::Org(to), self.routing_for(&c.request), STEP_LIFETIME)
+    }
+
+    /// The case files of a history were sealed anew, or could not be: then
+    /// the history goes without them, since its steps matter most.
+    pub(super) fn on_history_resealed(
+        &mut self,
+        id: ConsultationId,
+        to: OrgId,
+        plan: Result<Box<Plan>, NodeError>,
+    ) {
+        let sent = match plan {
+            Ok(plan) => self.commit_history(id, *plan),
+            Err(e) => {
+                tracing::warn!(consultation = %id, "case files not sealed anew: {e}; the history goes without them");
+                self.history_plan(id, to)
+                    .and_then(|plan| self.commit_history(id, plan))
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(consultation = %id, %to, "history not sent: {e}");
+        }
+    }
+
+    fn commit_history(&mut self, id: ConsultationId, plan: Plan) -> Result<(), NodeError> {
+        let (stored, _) = self.load_consultation(&id)?;
         let history = SharedHistory {
             request: stored.request,
             extract: stored.extract,
@@ -135,7 +178,6 @@ impl Node {
             steps: stored.history,
             conclusion: stored.conclusion,
         };
-        let plan = self.plan(Target::Org(to), self.routing_for(&c.request), STEP_LIFETIME)?;
         let body = wire::encode(&PackageBody::History(Box::new(history)))
             .map_err(|e| NodeError::Network(e.to_string()))?;
         let sent = self.commit(plan, &body)?;
