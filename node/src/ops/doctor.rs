@@ -528,6 +528,46 @@ mod tests {
         assert!(check.fix.is_some());
     }
 
+    /// A journal that lost its end is told apart from an edited one, and
+    /// the fix says what the node will do about it.
+    #[test]
+    fn a_journal_that_lost_its_end_is_named_with_its_fix() {
+        use konsilium_protocol::journal::{Action, Journal};
+        use konsilium_protocol::time::Timestamp;
+        let dir = tempfile::tempdir().unwrap();
+        let key = konsilium_protocol::identity::IdentityKey::from_seed([7; 32]);
+        let org = key.org_id();
+        let mut journal = Journal::new();
+        {
+            let store = crate::storage::store::Store::open(&dir.path().join("db")).unwrap();
+            for i in 0..5 {
+                let at = Timestamp::from_unix_millis(1_000 * i);
+                let login = Action::Login { user: "op".into() };
+                store
+                    .put_journal(&journal.append(at, None, None, login))
+                    .unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let anchor = journal.checkpoint(&key, Timestamp::from_unix_millis(9_000));
+        crate::storage::anchor::write(dir.path(), &anchor).unwrap();
+        let check = database(dir.path(), &org);
+        assert_eq!(check.verdict, Verdict::Ok, "{}", check.detail);
+
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            let tree = db.open_tree("journal").unwrap();
+            tree.pop_max().unwrap().unwrap();
+            tree.pop_max().unwrap().unwrap();
+            db.flush().unwrap();
+        }
+        let check = database(dir.path(), &org);
+        assert_eq!(check.verdict, Verdict::Fail);
+        assert!(check.detail.contains("entries 3..5"), "{}", check.detail);
+        let fix = check.fix.unwrap_or_default();
+        assert!(fix.contains("start the node"), "{fix}");
+    }
+
     fn health(skews: &[i64]) -> HealthReport {
         HealthReport {
             bootstrap: vec![BootstrapReport {
