@@ -309,6 +309,8 @@ fn every_command_has_an_example_in_its_help() {
         vec!["sessions"],
         vec!["certs"],
         vec!["recover"],
+        vec!["backup"],
+        vec!["restore"],
         vec!["doctor"],
         vec!["metrics"],
         vec!["journal", "verify"],

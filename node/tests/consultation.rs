@@ -910,3 +910,113 @@ async fn a_consultant_restored_from_a_backup_recovers_on_request() {
 async fn a_consultant_whose_database_lost_its_tail_recovers_by_itself() {
     a_consultant_recovers_what_it_lost(Loss::DatabaseTail).await;
 }
+
+/// A backup taken while consultations arrive restores into a fresh data
+/// directory as the node was at one moment: its journal verifies against
+/// the anchor it holds, every consultation its journal created is in its
+/// database, and the directory digest, journal head and consultations are
+/// those the backup reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_during_traffic_restores_into_a_fresh_node() {
+    use konsilium_node::storage::backup::{self, BackupError};
+    use konsilium_node::storage::store::Store;
+    use std::collections::BTreeSet;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let f = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let d = fed.enrol(OrgSpec::new(
+        "District hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let federal = node::start(f.setup(vec![], vec![])).await.unwrap();
+    let fa = wait::listen_addr(&federal, PATIENCE).await.unwrap();
+    let district = node::start(d.setup(vec![fa], vec![])).await.unwrap();
+    wait::converged(&[&district, &federal], 2, PATIENCE)
+        .await
+        .unwrap();
+
+    let dest = tmp.path().join("backup");
+    let traffic = async {
+        for _ in 0..12 {
+            let c = new_consultation(Urgency::Planned, consent());
+            district.request_consultation(c, vec![]).await.unwrap();
+        }
+    };
+    let taken = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        federal.backup(dest.clone()).await.unwrap()
+    };
+    let ((), manifest) = tokio::join!(traffic, taken);
+    assert!(
+        matches!(
+            federal.backup(dest.clone()).await,
+            Err(NodeError::Backup(BackupError::NotEmpty(_)))
+        ),
+        "a backup never writes over another"
+    );
+    federal.shutdown().await;
+
+    let restored = tmp.path().join("restored");
+    assert_eq!(backup::restore(&dest, &restored).unwrap(), manifest);
+    assert!(matches!(
+        backup::restore(&dest, &restored),
+        Err(BackupError::NotEmpty(_))
+    ));
+    {
+        let store = Store::open(&restored.join("db")).unwrap();
+        let entries = store.journal().unwrap();
+        let mut checkpoints = store.checkpoints().unwrap();
+        checkpoints.extend(konsilium_node::storage::anchor::read(&restored).unwrap());
+        let verified = journal::verify(&entries, &checkpoints, &f.org_id()).unwrap();
+        assert_eq!(verified.entries, manifest.journal_entries);
+        assert_eq!(hex::encode(verified.head), manifest.journal_head);
+        assert_eq!(
+            verified.anchored, verified.entries,
+            "the anchor is the head"
+        );
+        let stored: BTreeSet<String> = store
+            .consultations()
+            .unwrap()
+            .iter()
+            .map(|c| c.request.decode_unverified().unwrap().id.to_string())
+            .collect();
+        let listed: BTreeSet<String> = manifest.consultations.iter().cloned().collect();
+        assert_eq!(stored, listed);
+        let created: BTreeSet<String> = entries
+            .iter()
+            .filter_map(|e| match &e.action {
+                JournalAction::Create(c) => Some(ConsultationId(c.id).to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            created, stored,
+            "the journal and the consultations are one moment"
+        );
+        let trust = Trust::new(f.roots.iter().copied());
+        let mut directory = konsilium_protocol::directory::Directory::new();
+        directory.insert_many(store.records().unwrap(), &trust, node::now());
+        assert_eq!(hex::encode(directory.digest()), manifest.directory_digest);
+    }
+    let mut setup = f.setup(vec![], vec![]);
+    setup.data_dir = restored.clone();
+    let back = node::start(setup).await.unwrap();
+    let ids: BTreeSet<String> = back
+        .consultations()
+        .await
+        .unwrap()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(ids, manifest.consultations.iter().cloned().collect());
+    back.shutdown().await;
+    district.shutdown().await;
+}

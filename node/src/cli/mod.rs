@@ -286,6 +286,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a running node's database, journal anchor, keys, config and
+    /// attachments into a new directory, consistent at one moment.
+    #[command(
+        after_help = "Example:\n  konsilium backup --config /var/lib/konsilium/node.toml --to /srv/backup/konsilium-2026-12-02\nThe backup holds the node's keys and patient data: keep it as private as the data directory."
+    )]
+    Backup {
+        #[command(flatten)]
+        at: NodeAt,
+        /// A new (or empty) directory.
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into a new data directory, checked against its manifest and journal anchor.
+    #[command(
+        after_help = "Example:\n  konsilium restore --from /srv/backup/konsilium-2026-12-02 --data-dir /var/lib/konsilium-restored\nThen start the node on it and run `konsilium recover` for what happened since the backup."
+    )]
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Ask counterparts for consultation state this node lost (restored
     /// from a backup, or a database that dropped its last writes). The node
     /// also does this by itself when it starts and finds its journal
@@ -418,6 +442,28 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Sla { at, json } => views::sla(&at.client()?, json).await,
         Command::Sessions { at, json } => views::sessions(&at.client()?, json).await,
         Command::Certs { at, json } => views::certs(&at.client()?, json).await,
+        Command::Backup { at, to, json } => {
+            let to = std::path::absolute(&to)?;
+            let q = query(&[("to", Some(to.display().to_string()))]);
+            views::backup(&at.client()?, &q, json).await
+        }
+        Command::Restore { from, data_dir } => {
+            let m = konsilium_node::storage::backup::restore(&from, &data_dir)?;
+            println!(
+                "restored {} into {}: journal of {} entries (head {}), {} consultations, {} attachments; \
+                 the journal verifies against its anchor.\n\
+                 Point the node's config at it (data_dir) and start it, then run `konsilium recover` \
+                 to take back from its counterparts what happened since {}.",
+                from.display(),
+                data_dir.display(),
+                m.journal_entries,
+                m.journal_head.get(..16).unwrap_or(&m.journal_head),
+                m.consultations.len(),
+                m.attachments,
+                m.taken_at
+            );
+            Ok(())
+        }
         Command::Recover {
             at,
             since,

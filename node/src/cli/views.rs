@@ -469,6 +469,32 @@ pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
     .await
 }
 
+pub async fn backup(client: &AdminClient, query: &str, json: bool) -> Result<()> {
+    let text = client.post(&format!("/v1/backup{query}")).await?;
+    let m: konsilium_node::storage::backup::Manifest = serde_json::from_str(&text)?;
+    if json {
+        println!("{text}");
+        return Ok(());
+    }
+    println!(
+        "{}",
+        pairs(&[
+            ("taken at", m.taken_at.clone()),
+            (
+                "journal",
+                format!("{} entries, head {}", m.journal_entries, m.journal_head)
+            ),
+            ("directory digest", m.directory_digest.clone()),
+            ("consultations", m.consultations.len().to_string()),
+            (
+                "attachments",
+                format!("{} ({} bytes)", m.attachments, m.attachment_bytes)
+            ),
+        ])
+    );
+    Ok(())
+}
+
 pub async fn recover(client: &AdminClient, query: &str, json: bool) -> Result<()> {
     let text = client.post(&format!("/v1/recover{query}")).await?;
     let report: RecoveryReport = serde_json::from_str(&text)?;

@@ -183,6 +183,11 @@ pub(super) enum Command {
         oneshot::Sender<Result<serde_json::Value, NodeError>>,
     ),
     Metrics(oneshot::Sender<String>),
+    /// Copy the node's state into a new directory.
+    Backup(
+        PathBuf,
+        oneshot::Sender<Result<crate::storage::backup::Manifest, NodeError>>,
+    ),
     /// Ask counterparts for lost consultation state; answered when the
     /// round finishes.
     Recover(

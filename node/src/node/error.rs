@@ -51,6 +51,8 @@ pub enum NodeError {
         anchor: std::path::PathBuf,
         reason: String,
     },
+    #[error("backup: {0}")]
+    Backup(#[from] crate::storage::backup::BackupError),
     #[error("data directory: {0}")]
     DataDir(#[from] crate::storage::datadir::DataDirError),
     #[error(

@@ -296,6 +296,14 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
+    /// Copies the node's state into the new directory `dest` while it runs.
+    pub async fn backup(
+        &self,
+        dest: PathBuf,
+    ) -> Result<crate::storage::backup::Manifest, NodeError> {
+        self.ask(|tx| Command::Backup(dest, tx)).await?
+    }
+
     /// Asks `from` (every other organization when empty) for the consultation
     /// state this node lost since `since` (the last entry its journal kept
     /// when `None`); answers when every one answered or was given up on.

@@ -12,6 +12,7 @@ use crate::net::behaviour::{
 use crate::storage::blobs::{BlobError, BlobStore};
 
 mod attachments;
+mod backup;
 mod clock;
 mod commands;
 mod consult;
@@ -459,6 +460,7 @@ impl Node {
             Command::Consultations(reply) => {
                 let _ = reply.send(self.consultation_ids());
             }
+            Command::Backup(dest, reply) => self.backup(dest, reply),
             Command::Recover(since, from, reply) => {
                 match self.start_recovery(since, from) {
                     Ok(()) => self.recovery_waiters.push(reply),

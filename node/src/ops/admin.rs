@@ -122,6 +122,7 @@ pub async fn serve(handle: Arc<NodeHandle>, socket: &Path) -> Result<AdminServer
         .route("/v1/certs", get(|s| view(s, Inspect::Certs)))
         .route("/v1/health", get(|s| view(s, Inspect::Health)))
         .route("/v1/recover", post(recover))
+        .route("/v1/backup", post(backup))
         .route("/metrics", get(metrics))
         .with_state(handle);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -227,6 +228,28 @@ async fn directory(node: Node, UrlQuery(f): UrlQuery<DirectoryFilter>) -> Respon
     match directory_query(&f) {
         Ok(q) => view(node, Inspect::Directory(q)).await,
         Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct BackupParams {
+    /// A new directory, as an absolute path (the node's working directory
+    /// is not the operator's).
+    to: Option<String>,
+}
+
+async fn backup(State(node): Node, UrlQuery(p): UrlQuery<BackupParams>) -> Response {
+    let Some(to) = p.to.filter(|t| Path::new(t).is_absolute()) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "to: the backup's directory, as an absolute path".into(),
+        );
+    };
+    match node.backup(PathBuf::from(to)).await {
+        Ok(manifest) => axum::Json(manifest).into_response(),
+        Err(e @ NodeError::Backup(_)) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -73,6 +73,10 @@ impl BlobStore {
         self.dir.join(hex(hash))
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn partial_path(&self, hash: &[u8; 32]) -> PathBuf {
         self.dir.join(format!("{}.partial", hex(hash)))
     }
@@ -326,6 +330,12 @@ fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// Whether a file in the blob directory is a complete blob: its name is
+/// the 64 hex digits of its hash (partial and temporary files have a suffix).
+pub fn is_complete_blob_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -273,6 +273,24 @@ impl Store {
         self.anchoring = Some(anchoring);
     }
 
+    /// A copy of every tree in a new database at `dest`, for a backup: one
+    /// moment of the store when nothing writes to it meanwhile.
+    pub fn export_into(&self, dest: &Path) -> Result<(), StoreError> {
+        // By hand rather than sled's `import`, which panics on a write
+        // error (a full backup disk) instead of returning it.
+        let copy = sled::Config::new().path(dest).open().at(dest)?;
+        for name in self.db.tree_names() {
+            let from = self.db.open_tree(&name).at(&self.dir)?;
+            let to = copy.open_tree(&name).at(dest)?;
+            for kv in from.iter() {
+                let (k, v) = kv.at(&self.dir)?;
+                to.insert(k, v).at(dest)?;
+            }
+        }
+        copy.flush().at(dest)?;
+        Ok(())
+    }
+
     /// The number of entries and the head hash of the stored journal.
     pub fn journal_head(&self) -> Result<(u64, [u8; 32]), StoreError> {
         Ok(match self.journal.last().at(&self.dir)? {
