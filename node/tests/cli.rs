@@ -310,6 +310,7 @@ fn every_command_has_an_example_in_its_help() {
         vec!["certs"],
         vec!["recover"],
         vec!["backup"],
+        vec!["reload"],
         vec!["restore"],
         vec!["doctor"],
         vec!["metrics"],

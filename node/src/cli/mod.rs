@@ -286,6 +286,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read the running node's configuration file again (as SIGHUP does):
+    /// services, consultants, calendar, deadlines, bootstrap peers and API
+    /// users take effect; a broken file changes nothing and is named.
+    #[command(after_help = "Example:\n  konsilium reload --config /var/lib/konsilium/node.toml")]
+    Reload {
+        #[command(flatten)]
+        at: NodeAt,
+    },
     /// Copy a running node's database, journal anchor, keys, config and
     /// attachments into a new directory, consistent at one moment.
     #[command(
@@ -442,6 +450,15 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Sla { at, json } => views::sla(&at.client()?, json).await,
         Command::Sessions { at, json } => views::sessions(&at.client()?, json).await,
         Command::Certs { at, json } => views::certs(&at.client()?, json).await,
+        Command::Reload { at } => {
+            let answer = at.client()?.post("/v1/reload").await?;
+            let value: serde_json::Value = serde_json::from_str(&answer)?;
+            println!(
+                "reloaded: {}",
+                value["reloaded"].as_str().unwrap_or(answer.as_str())
+            );
+            Ok(())
+        }
         Command::Backup { at, to, json } => {
             let to = std::path::absolute(&to)?;
             let q = query(&[("to", Some(to.display().to_string()))]);

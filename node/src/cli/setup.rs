@@ -85,6 +85,73 @@ pub(super) fn init(
     Ok(())
 }
 
+/// Reads the configuration again and puts in force what can change while
+/// the node runs: the directory profile (services, consultants, calendar,
+/// deadlines), the bootstrap list and the API users. The new file is
+/// checked whole first: a bad one changes nothing and the error names
+/// what is wrong. Settings that need a restart are named, not applied.
+async fn reload(
+    config_path: &std::path::Path,
+    running: &NodeConfig,
+    handle: &node::NodeHandle,
+    api_users: Option<&konsilium_node::http::ApiUsers>,
+) -> Result<String> {
+    let new = NodeConfig::load(config_path)?;
+    let new_users = match (&new.api, api_users) {
+        (Some(api), Some(_)) if api.users.is_empty() => {
+            anyhow::bail!(
+                "{}: [api] needs at least one [[api.users]]",
+                config_path.display()
+            )
+        }
+        (Some(api), Some(_)) => Some(api.users.clone()),
+        _ => None,
+    };
+    let mut restart = Vec::new();
+    let mut differs = |name: &str, changed: bool| {
+        if changed {
+            restart.push(name.to_owned());
+        }
+    };
+    differs("organization.data_dir", new.data_dir != running.data_dir);
+    differs(
+        "organization.certificate",
+        new.certificate_path != running.certificate_path,
+    );
+    differs("federation.roots", new.roots != running.roots);
+    differs("network.listen", new.listen != running.listen);
+    differs("network.external", new.external != running.external);
+    differs("network.relay_via", new.relay_via != running.relay_via);
+    differs(
+        "network.directory_scope",
+        new.directory_scope != running.directory_scope,
+    );
+    differs(
+        "api.listen",
+        new.api.as_ref().map(|a| a.listen) != running.api.as_ref().map(|a| a.listen),
+    );
+    differs("metrics", new.metrics != running.metrics);
+    let bootstrap = new.bootstrap.iter().map(|b| b.address.clone()).collect();
+    handle.reload(new.profile(), bootstrap).await?;
+    let mut summary = format!(
+        "{} services, {} consultants, {} bootstrap peers",
+        new.services.len(),
+        new.consultants.len(),
+        new.bootstrap.len()
+    );
+    if let (Some(users), Some(api_users)) = (new_users, api_users) {
+        summary += &format!(", {} API users", users.len());
+        api_users.replace(users);
+    }
+    if !restart.is_empty() {
+        summary += &format!(
+            "; changed but only in force after a restart: {}",
+            restart.join(", ")
+        );
+    }
+    Ok(summary)
+}
+
 pub(super) async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Result<()> {
     let config = NodeConfig::load(&config_path)?;
     init_logging(log_format(log_flag, config.log.format), &config.log.level);
@@ -98,8 +165,12 @@ pub(super) async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Resu
     let status = handle.status().await?;
     tracing::info!(org = %status.org, name = %status.name, level = %status.level, region = %status.region, "node started");
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_task = match config.api.clone() {
-        Some(mut api) => {
+    let api_users = config
+        .api
+        .as_ref()
+        .map(|api| std::sync::Arc::new(konsilium_node::http::ApiUsers::new(api.users.clone())));
+    let api_task = match (config.api.clone(), api_users.clone()) {
+        (Some(mut api), Some(users)) => {
             let uploads = config.data_dir.join("uploads");
             std::fs::create_dir_all(&uploads)
                 .with_context(|| format!("cannot create {}", uploads.display()))?;
@@ -109,19 +180,27 @@ pub(super) async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Resu
                 tracing::info!(swept, "removed interrupted uploads");
             }
             api.upload_dir = Some(uploads);
-            let (addr, task) = konsilium_node::http::serve_until(handle.clone(), api, async {
-                let _ = api_stopped.await;
-            })
-            .await
-            .context("the HTTP API could not start")?;
+            let (addr, task) =
+                konsilium_node::http::serve_with_users(handle.clone(), api, users, async {
+                    let _ = api_stopped.await;
+                })
+                .await
+                .context("the HTTP API could not start")?;
             tracing::info!(%addr, "HTTP API listening (OpenAPI at /openapi.json)");
             Some(task)
         }
-        None => None,
+        _ => None,
     };
-    let admin = admin::serve(handle.clone(), &admin::socket_path(&config.data_dir))
-        .await
-        .context("the admin channel could not start")?;
+    let (reload_tx, mut reloads) = tokio::sync::mpsc::channel(4);
+    let admin = admin::serve_with_reload(
+        handle.clone(),
+        &admin::socket_path(&config.data_dir),
+        Some(reload_tx),
+    )
+    .await
+    .context("the admin channel could not start")?;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = match config.metrics {
         Some(addr) => {
@@ -138,6 +217,20 @@ pub(super) async fn run(config_path: PathBuf, log_flag: &Option<String>) -> Resu
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = hangups.recv() => {
+                match reload(&config_path, &config, &handle, api_users.as_deref()).await {
+                    Ok(summary) => tracing::info!("SIGHUP: configuration reloaded: {summary}"),
+                    Err(e) => tracing::error!("SIGHUP: configuration not reloaded, the old one stays in force: {e:#}"),
+                }
+            }
+            Some(answer) = reloads.recv() => {
+                let result = reload(&config_path, &config, &handle, api_users.as_deref()).await;
+                match &result {
+                    Ok(summary) => tracing::info!("configuration reloaded: {summary}"),
+                    Err(e) => tracing::error!("configuration not reloaded, the old one stays in force: {e:#}"),
+                }
+                let _ = answer.send(result.map_err(|e| format!("{e:#}")));
+            }
             event = events.recv() => match event {
                 Ok(NodeEvent::Listening(addr)) => tracing::info!(%addr, "listening"),
                 Ok(NodeEvent::PeerCertified { org, name, level }) => tracing::info!(%org, %name, %level, "peer certified"),

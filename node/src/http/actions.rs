@@ -268,7 +268,7 @@ pub(super) async fn act(
     let id = parse_id(&id)?;
     let bytes = read_body(body).await?;
     let b: ActionBody = decode(&bytes)?;
-    let (action, conclusion) = action_of(b, user)?;
+    let (action, conclusion) = action_of(b, &user)?;
     let status = state
         .node
         .act(ActRequest {

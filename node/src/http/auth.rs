@@ -8,6 +8,33 @@ use axum::http::{HeaderMap, StatusCode, header};
 use konsilium_protocol::journal::Role;
 use subtle::ConstantTimeEq;
 
+/// The API's users, replaced as a whole when the configuration is
+/// reloaded; a request sees the list as it was when it arrived.
+pub struct ApiUsers(std::sync::RwLock<std::sync::Arc<Vec<User>>>);
+
+impl ApiUsers {
+    pub fn new(users: Vec<User>) -> Self {
+        Self(std::sync::RwLock::new(std::sync::Arc::new(users)))
+    }
+
+    fn current(&self) -> std::sync::Arc<Vec<User>> {
+        // A writer never panics while holding the lock, so poison carries
+        // a complete list.
+        match self.0.read() {
+            Ok(users) => users.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, users: Vec<User>) {
+        let users = std::sync::Arc::new(users);
+        match self.0.write() {
+            Ok(mut current) => *current = users,
+            Err(poisoned) => *poisoned.into_inner() = users,
+        }
+    }
+}
+
 impl AppState {
     /// The user the bearer token names, if their role is one of `allowed`
     /// (all roles when empty).
@@ -15,7 +42,7 @@ impl AppState {
         &self,
         headers: &HeaderMap,
         allowed: &[Role],
-    ) -> Result<&User, Problem> {
+    ) -> Result<User, Problem> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| Problem::unauthorized("the Authorization header is missing"))?;
@@ -36,8 +63,9 @@ impl AppState {
         };
         let presented = token_hash(token);
         // Look at every user, so the time taken does not tell which matched.
+        let users = self.users.current();
         let mut found = None;
-        for user in &self.users {
+        for user in users.iter() {
             if bool::from(user.token_hash.ct_eq(&presented)) && found.is_none() {
                 found = Some(user);
             }
@@ -75,6 +103,6 @@ impl AppState {
                 ),
             ));
         }
-        Ok(user)
+        Ok(user.clone())
     }
 }

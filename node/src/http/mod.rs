@@ -28,6 +28,7 @@ mod uploads;
 mod views;
 
 pub use crate::config::api::{ApiConfig, ApiError, User};
+pub use auth::ApiUsers;
 pub use idempotency::MAX_IDENTIFIER;
 pub use openapi::openapi_document;
 pub use problems::Problem;
@@ -58,7 +59,7 @@ const PROBLEM_BASE: &str = "urn:konsilium:problem:";
 
 struct AppState {
     node: Arc<NodeHandle>,
-    users: Vec<User>,
+    users: Arc<ApiUsers>,
     upload_dir: Option<PathBuf>,
 }
 
@@ -81,6 +82,18 @@ pub async fn serve_until(
     config: ApiConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<()>), ApiError> {
+    let users = Arc::new(ApiUsers::new(config.users.clone()));
+    serve_with_users(handle, config, users, shutdown).await
+}
+
+/// Like [`serve_until`], with users the caller can replace while it serves
+/// (a configuration reload).
+pub async fn serve_with_users(
+    handle: Arc<NodeHandle>,
+    config: ApiConfig,
+    users: Arc<ApiUsers>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<()>), ApiError> {
     if config.users.is_empty() {
         return Err(ApiError::NoUsers);
     }
@@ -97,7 +110,7 @@ pub async fn serve_until(
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the HTTP API listens beyond loopback without TLS: put a TLS proxy in front");
     }
-    let app = router(handle, config.users, config.upload_dir);
+    let app = router_with_users(handle, users, config.upload_dir);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -112,6 +125,14 @@ pub async fn serve_until(
 
 /// The API as a router, for embedding in another server.
 pub fn router(handle: Arc<NodeHandle>, users: Vec<User>, upload_dir: Option<PathBuf>) -> Router {
+    router_with_users(handle, Arc::new(ApiUsers::new(users)), upload_dir)
+}
+
+fn router_with_users(
+    handle: Arc<NodeHandle>,
+    users: Arc<ApiUsers>,
+    upload_dir: Option<PathBuf>,
+) -> Router {
     let state = Arc::new(AppState {
         node: handle,
         users,

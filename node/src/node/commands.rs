@@ -183,6 +183,8 @@ pub(super) enum Command {
         oneshot::Sender<Result<serde_json::Value, NodeError>>,
     ),
     Metrics(oneshot::Sender<String>),
+    /// A reloaded configuration's directory profile and bootstrap list.
+    Reload(Box<Profile>, Vec<Multiaddr>, oneshot::Sender<()>),
     /// Copy the node's state into a new directory.
     Backup(
         PathBuf,

@@ -296,6 +296,18 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
+    /// Puts a reloaded configuration's directory profile (services,
+    /// consultants, calendar, deadlines) and bootstrap list in force; the
+    /// node republishes its record.
+    pub async fn reload(
+        &self,
+        profile: Profile,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Result<(), NodeError> {
+        self.ask(|tx| Command::Reload(Box::new(profile), bootstrap, tx))
+            .await
+    }
+
     /// Copies the node's state into the new directory `dest` while it runs.
     pub async fn backup(
         &self,

@@ -461,6 +461,15 @@ impl Node {
                 let _ = reply.send(self.consultation_ids());
             }
             Command::Backup(dest, reply) => self.backup(dest, reply),
+            Command::Reload(profile, bootstrap, reply) => {
+                // Republished (with a new sequence) once it settles.
+                self.profile = *profile;
+                self.record_dirty = true;
+                self.bootstrap = bootstrap;
+                self.dial_bootstrap();
+                tracing::info!("configuration reloaded: directory profile and bootstrap list");
+                let _ = reply.send(());
+            }
             Command::Recover(since, from, reply) => {
                 match self.start_recovery(since, from) {
                     Ok(()) => self.recovery_waiters.push(reply),

@@ -82,10 +82,25 @@ impl AdminServer {
     }
 }
 
+/// How `POST /v1/reload` asks the process that read the configuration to
+/// read it again; the answer says what changed, or why nothing did.
+pub type ReloadRequests =
+    tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>;
+
 /// Opens the admin socket for a running node. A socket file left by a node
 /// that crashed is replaced; one that still answers means another node uses
 /// this data directory, which is refused.
 pub async fn serve(handle: Arc<NodeHandle>, socket: &Path) -> Result<AdminServer, AdminError> {
+    serve_with_reload(handle, socket, None).await
+}
+
+/// Like [`serve`], for a node run from a configuration file that can be
+/// read again (`konsilium reload`).
+pub async fn serve_with_reload(
+    handle: Arc<NodeHandle>,
+    socket: &Path,
+    reload: Option<ReloadRequests>,
+) -> Result<AdminServer, AdminError> {
     use std::os::unix::fs::PermissionsExt;
     let socket = socket.to_path_buf();
     if socket.exists() {
@@ -123,6 +138,7 @@ pub async fn serve(handle: Arc<NodeHandle>, socket: &Path) -> Result<AdminServer
         .route("/v1/health", get(|s| view(s, Inspect::Health)))
         .route("/v1/recover", post(recover))
         .route("/v1/backup", post(backup))
+        .route("/v1/reload", post(move || reload_config(reload.clone())))
         .route("/metrics", get(metrics))
         .with_state(handle);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -228,6 +244,30 @@ async fn directory(node: Node, UrlQuery(f): UrlQuery<DirectoryFilter>) -> Respon
     match directory_query(&f) {
         Ok(q) => view(node, Inspect::Directory(q)).await,
         Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn reload_config(reload: Option<ReloadRequests>) -> Response {
+    let Some(reload) = reload else {
+        return refuse(
+            StatusCode::CONFLICT,
+            "this node was not started from a configuration file: nothing to reload".into(),
+        );
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if reload.send(tx).await.is_err() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is stopping".into(),
+        );
+    }
+    match rx.await {
+        Ok(Ok(summary)) => axum::Json(serde_json::json!({ "reloaded": summary })).into_response(),
+        Ok(Err(reason)) => refuse(StatusCode::BAD_REQUEST, reason),
+        Err(_) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is stopping".into(),
+        ),
     }
 }
 
