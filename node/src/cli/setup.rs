@@ -131,10 +131,14 @@ async fn reload(
         new.api.as_ref().map(|a| a.listen) != running.api.as_ref().map(|a| a.listen),
     );
     differs("metrics", new.metrics != running.metrics);
+    let revocations = new.load_revocations()?;
     let bootstrap = new.bootstrap.iter().map(|b| b.address.clone()).collect();
+    // Checked before anything changes: a list that does not verify is
+    // refused here, and the profile stays as it was.
+    let revoked = handle.revoke(revocations).await?;
     handle.reload(new.profile(), bootstrap).await?;
     let mut summary = format!(
-        "{} services, {} consultants, {} bootstrap peers",
+        "{} services, {} consultants, {} bootstrap peers, {revoked} new revocation lists",
         new.services.len(),
         new.consultants.len(),
         new.bootstrap.len()

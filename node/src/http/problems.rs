@@ -124,6 +124,13 @@ pub(super) fn node_problem(e: NodeError) -> Problem {
             format!("organization {org} is not in the directory"),
         )
         .field("target"),
+        e @ NodeError::RefusedOrg { .. } => Problem::new(
+            S::UNPROCESSABLE_ENTITY,
+            "refused-organization",
+            "The target organization is refused",
+            e.to_string(),
+        )
+        .field("target"),
         NodeError::Conclusion(reason) => Problem::new(
             S::UNPROCESSABLE_ENTITY,
             "invalid-conclusion",

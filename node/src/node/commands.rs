@@ -183,6 +183,11 @@ pub(super) enum Command {
         oneshot::Sender<Result<serde_json::Value, NodeError>>,
     ),
     Metrics(oneshot::Sender<String>),
+    /// Revocation lists to put in force and publish.
+    Revoke(
+        Vec<RevocationNotice>,
+        oneshot::Sender<Result<usize, NodeError>>,
+    ),
     /// A reloaded configuration's directory profile and bootstrap list.
     Reload(Box<Profile>, Vec<Multiaddr>, oneshot::Sender<()>),
     /// Copy the node's state into a new directory.

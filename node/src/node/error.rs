@@ -12,12 +12,20 @@ pub enum NodeError {
         "the identity key does not match the certificate (certificate is for {cert}, key is {key})"
     )]
     KeyMismatch { cert: OrgId, key: OrgId },
+    #[error("revocation list not adopted: {0}")]
+    Revocation(CertError),
     #[error("network: {0}")]
     Network(String),
     #[error("no organization in the directory offers this: {0}")]
     NoRoute(String),
     #[error("organization {0} is not in the directory")]
     UnknownOrg(OrgId),
+    #[error("organization {name} ({org}) is refused: {reason}")]
+    RefusedOrg {
+        org: OrgId,
+        name: String,
+        reason: String,
+    },
     #[error("package {0} is not in the inbox")]
     NotInInbox(PackageId),
     #[error("package: {0}")]

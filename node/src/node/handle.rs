@@ -296,6 +296,12 @@ impl NodeHandle {
         self.ask(Command::Status).await
     }
 
+    /// Puts revocation lists in force here and publishes them to the
+    /// federation; returns how many were newer than those in force.
+    pub async fn revoke(&self, notices: Vec<RevocationNotice>) -> Result<usize, NodeError> {
+        self.ask(|tx| Command::Revoke(notices, tx)).await?
+    }
+
     /// Puts a reloaded configuration's directory profile (services,
     /// consultants, calendar, deadlines) and bootstrap list in force; the
     /// node republishes its record.

@@ -461,6 +461,9 @@ impl Node {
                 let _ = reply.send(self.consultation_ids());
             }
             Command::Backup(dest, reply) => self.backup(dest, reply),
+            Command::Revoke(notices, reply) => {
+                let _ = reply.send(self.revoke(notices));
+            }
             Command::Reload(profile, bootstrap, reply) => {
                 // Republished (with a new sequence) once it settles.
                 self.profile = *profile;

@@ -119,6 +119,13 @@ impl Node {
                 (best.org, Some(decision))
             }
         };
+        if let Some(refused) = self.refused_orgs.get(&recipient) {
+            return Err(NodeError::RefusedOrg {
+                org: recipient,
+                name: refused.name.clone(),
+                reason: refused.reason.clone(),
+            });
+        }
         let entry = self
             .directory()
             .get(&recipient)

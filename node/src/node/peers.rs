@@ -195,6 +195,31 @@ impl Node {
         Ok(())
     }
 
+    /// Revocation lists an operator hands in (a reload that found new ones):
+    /// those newer than what is in force are adopted and published to the
+    /// federation, which passes them on within a few gossip heartbeats.
+    /// Returns how many were new; a list that does not verify is an error.
+    pub(super) fn revoke(&mut self, notices: Vec<RevocationNotice>) -> Result<usize, NodeError> {
+        let mut adopted = 0;
+        for notice in notices {
+            match self.adopt_revocation(&notice, self.now()) {
+                Ok(()) => {
+                    adopted += 1;
+                    let frame =
+                        wire::encode(&notice).map_err(|e| NodeError::Network(e.to_string()))?;
+                    let topic = self.revocation_topic.clone();
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, frame) {
+                        // Peers still get it in their next Hello exchange.
+                        tracing::warn!("revocation list not published now: {e}");
+                    }
+                }
+                Err(CertError::StaleRevocations { .. }) => {}
+                Err(e) => return Err(NodeError::Revocation(e)),
+            }
+        }
+        Ok(adopted)
+    }
+
     /// A revocation list now in force: kept, and the directory re-checked.
     fn revocation_adopted(&mut self, issuer: AuthorityKey, notice: &RevocationNotice) {
         if let Err(e) = self

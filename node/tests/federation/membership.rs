@@ -65,6 +65,113 @@ async fn five_nodes_converge_and_a_late_joiner_catches_up() {
     late_node.shutdown().await;
 }
 
+/// A revocation handed to one node of a running federation reaches every
+/// node within a few gossip heartbeats: the organization's record and
+/// connections are gone everywhere, it cannot come back, and packages to
+/// it are refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_node_of_a_running_federation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let specs = [
+        ("Federal cardiology center", OrgLevel::Federal, "RU-MOW"),
+        ("Vologda regional hospital", OrgLevel::Regional, "RU-VLG"),
+        ("Sokol district hospital", OrgLevel::District, "RU-VLG"),
+        ("Kirillov district hospital", OrgLevel::District, "RU-VLG"),
+        ("Revoked district hospital", OrgLevel::District, "RU-VLG"),
+    ];
+    let members: Vec<Member> = specs
+        .iter()
+        .map(|(name, level, region)| {
+            fed.enrol(OrgSpec::new(name, *level, region, &[Specialty::Cardiology]))
+        })
+        .collect();
+    let first = start(&members[0], vec![], vec![]).await;
+    let first_addr = addr(&first).await;
+    let mut nodes = vec![first];
+    for m in &members[1..] {
+        nodes.push(start(m, vec![first_addr.clone()], vec![]).await);
+    }
+    converge(&nodes.iter().collect::<Vec<_>>(), 5).await;
+    let revoked = members[4].org_id();
+    let notice = {
+        let region = konsilium_protocol::cert::RegionCode::new("RU-VLG").unwrap();
+        let issuer: &Issuer = fed.region(&region);
+        issuer.revoke(
+            1,
+            node::now(),
+            [LocalFederation::serial_of(&members[4])].into(),
+        )
+    };
+
+    // Handed to the regional node only, as its operator's reload would.
+    let started = std::time::Instant::now();
+    assert_eq!(nodes[1].revoke(vec![notice.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        nodes[1].revoke(vec![notice]).await.unwrap(),
+        0,
+        "already in force"
+    );
+    let (honest, gone) = nodes.split_at(4);
+    let cut_off = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut done = true;
+            for n in honest {
+                let s = n.status().await.unwrap();
+                done &= s.directory_size == 4 && !s.peers.contains(&revoked);
+            }
+            done &= gone[0].status().await.unwrap().peers.is_empty();
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(cut_off.is_ok(), "the revocation did not reach every node");
+    println!(
+        "revocation: every node dropped the organization in {} ms",
+        started.elapsed().as_millis()
+    );
+    for n in honest {
+        let refused = n
+            .send(package(
+                Target::Org(revoked),
+                Specialty::Cardiology,
+                OrgLevel::District,
+                b"x".to_vec(),
+            ))
+            .await;
+        match refused {
+            Err(e @ NodeError::RefusedOrg { .. }) => {
+                assert!(e.to_string().contains("revoked"), "{e}")
+            }
+            other => panic!("a package to a revoked organization: {other:?}"),
+        }
+    }
+    // It heard the revocation too: its node will not start on the
+    // revoked certificate; started afresh, it is refused by everyone.
+    let last = nodes.pop().unwrap();
+    last.shutdown().await;
+    let refused = node::start(members[4].setup(vec![first_addr.clone()], vec![])).await;
+    match refused {
+        Err(e) => assert!(e.to_string().contains("revoked"), "{e}"),
+        Ok(_) => panic!("a node started on its revoked certificate"),
+    }
+    let mut afresh = members[4].setup(vec![first_addr], vec![]);
+    afresh.data_dir = tmp.path().join("afresh");
+    let again = node::start(afresh).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(again.status().await.unwrap().peers.is_empty());
+    for n in &nodes {
+        assert!(!n.status().await.unwrap().peers.contains(&revoked));
+    }
+    again.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncertified_and_revoked_organizations_cannot_join() {
     let tmp = tempfile::tempdir().unwrap();
