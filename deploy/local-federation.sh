@@ -35,7 +35,8 @@ Usage: deploy/local-federation.sh [--loopback] [--base-port N] [--timeout SECOND
   --loopback        run all nodes on 127.0.0.1 (no root, no namespaces)
   --base-port N     first loopback port (default 27401; uses N, N+1, N+2, TCP and UDP)
   --timeout S       how long to wait for the nodes to certify each other (default 90)
-  --hold            keep the federation running after the check, until Ctrl-C
+  --hold            keep the federation running after the check, until Ctrl-C; a node
+                    that stops (to be reconfigured) is started again on its config
   --keep-dir        keep the working directory (configs, logs, authority files)
 
 Environment:
@@ -328,15 +329,22 @@ fi
 
 strip_ansi() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
 
-for i in 0 1 2; do
-    log=$WORK/${KEYS[i]}/node.log
-    cmd=(env NO_COLOR=1 "$KONSILIUM" --log-format text run --config "$(cfg "${KEYS[i]}")")
+# Starts node i (again) and records its pid; its log is appended to.
+start_node() {
+    local i=$1
+    local log=$WORK/${KEYS[i]}/node.log
+    local cmd=(env NO_COLOR=1 "$KONSILIUM" --log-format text run --config "$(cfg "${KEYS[i]}")")
     if [[ $MODE == netns ]]; then
         cmd=(ip netns exec "$NS_PREFIX-${KEYS[i]}" "${cmd[@]}")
     fi
-    "${cmd[@]}" >"$log" 2>&1 &
-    PIDS+=("$!")
+    "${cmd[@]}" >>"$log" 2>&1 &
+    PIDS[i]=$!
     say "started ${KEYS[i]} (pid $!) on ${HOSTS[i]}:${PORTS[i]}, log $log"
+}
+
+for i in 0 1 2; do
+    log=$WORK/${KEYS[i]}/node.log
+    start_node "$i"
     # Let the one it bootstraps to listen first, so the first dial succeeds.
     for ((t = 0; t < 100; t++)); do
         grep -qE "node started|listening" "$log" 2>/dev/null && break
@@ -418,9 +426,17 @@ printf '\n$ konsilium doctor --config %s\n' "$(cfg district)"
 
 if ((HOLD)); then
     printf '\nthe federation keeps running; logs under %s/*/node.log. Ctrl-C stops it.\n' "$WORK"
+    printf 'To change a node: edit its config and run `konsilium reload --config <it>`;\n'
+    printf 'or stop it (kill <pid>) and it is started again on its config, the others running on.\n'
     while :; do
         for i in 0 1 2; do
-            kill -0 "${PIDS[i]}" 2>/dev/null || kc_die "the ${KEYS[i]} node exited"
+            if ! kill -0 "${PIDS[i]}" 2>/dev/null; then
+                status=0
+                wait "${PIDS[i]}" 2>/dev/null || status=$?
+                say "the ${KEYS[i]} node stopped (exit status $status); the others keep running; starting it again in 3 s"
+                sleep 3
+                start_node "$i"
+            fi
         done
         sleep 1
     done
