@@ -723,21 +723,16 @@ async fn a_step_that_overtakes_its_request_is_held_and_applied() {
     }
 }
 
-/// How a consultant lost what it held since its backup.
-#[derive(Clone, Copy, Debug)]
-enum Loss {
-    /// The operator restored the whole data directory from the backup and
-    /// runs `konsilium recover`.
-    RestoredBackup,
-    /// Only the database went back (a disk that dropped its last writes):
-    /// the anchor beside it shows the gap, and the node recovers by itself.
-    DatabaseTail,
+/// A federal center and a district hospital that asks it, converged.
+struct Pair {
+    tmp: tempfile::TempDir,
+    f: konsilium_node::federation::Member,
+    federal: NodeHandle,
+    district: NodeHandle,
+    district_addr: libp2p::Multiaddr,
 }
 
-/// A consultant that lost consultation state takes it back from the
-/// requester, which holds the same signed steps: a step taken after the
-/// backup and a consultation opened after it both come back, checked.
-async fn a_consultant_recovers_what_it_lost(loss: Loss) {
+async fn federal_and_district() -> Pair {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let f = fed.enrol(OrgSpec::new(
@@ -755,10 +750,41 @@ async fn a_consultant_recovers_what_it_lost(loss: Loss) {
     let federal = node::start(f.setup(vec![], vec![])).await.unwrap();
     let fa = wait::listen_addr(&federal, PATIENCE).await.unwrap();
     let district = node::start(d.setup(vec![fa], vec![])).await.unwrap();
-    let da = wait::listen_addr(&district, PATIENCE).await.unwrap();
+    let district_addr = wait::listen_addr(&district, PATIENCE).await.unwrap();
     wait::converged(&[&district, &federal], 2, PATIENCE)
         .await
         .unwrap();
+    Pair {
+        tmp,
+        f,
+        federal,
+        district,
+        district_addr,
+    }
+}
+
+/// How a consultant lost what it held since its backup.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// The operator restored the whole data directory from the backup and
+    /// runs `konsilium recover`.
+    RestoredBackup,
+    /// Only the database went back (a disk that dropped its last writes):
+    /// the anchor beside it shows the gap, and the node recovers by itself.
+    DatabaseTail,
+}
+
+/// A consultant that lost consultation state takes it back from the
+/// requester, which holds the same signed steps: a step taken after the
+/// backup and a consultation opened after it both come back, checked.
+async fn a_consultant_recovers_what_it_lost(loss: Loss) {
+    let Pair {
+        tmp,
+        f,
+        federal,
+        district,
+        district_addr: da,
+    } = federal_and_district().await;
     let mut at_federal = federal.subscribe();
     let (first, _) = district
         .request_consultation(new_consultation(Urgency::Planned, consent()), vec![])
@@ -922,26 +948,13 @@ async fn a_backup_taken_during_traffic_restores_into_a_fresh_node() {
     use konsilium_node::storage::store::Store;
     use std::collections::BTreeSet;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let f = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let d = fed.enrol(OrgSpec::new(
-        "District hospital",
-        OrgLevel::District,
-        "RU-VLG",
-        &[],
-    ));
-    let federal = node::start(f.setup(vec![], vec![])).await.unwrap();
-    let fa = wait::listen_addr(&federal, PATIENCE).await.unwrap();
-    let district = node::start(d.setup(vec![fa], vec![])).await.unwrap();
-    wait::converged(&[&district, &federal], 2, PATIENCE)
-        .await
-        .unwrap();
+    let Pair {
+        tmp,
+        f,
+        federal,
+        district,
+        ..
+    } = federal_and_district().await;
 
     let dest = tmp.path().join("backup");
     let traffic = async {

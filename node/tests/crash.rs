@@ -29,23 +29,12 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use process::{Options, ProcessNode, TOKEN, journal_verifies};
+use process::{CARDIOLOGY, Options, ProcessNode, TOKEN, journal_verifies};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 /// Consultations opened through the API between two kills, at most: the
 /// kill usually comes first.
 const API_REQUESTS_PER_ROUND: usize = 12;
-
-const CARDIOLOGY: &str = r#"[[directory.services]]
-specialty = "cardiology"
-urgencies = ["planned", "urgent", "emergency"]
-
-[[directory.consultants]]
-id = 1
-name = "Dr. Ivan Petrov"
-specialties = ["cardiology"]
-languages = ["ru"]
-"#;
 
 /// Kill moments from a seed, so a failing run can be repeated.
 struct Moments(u64);

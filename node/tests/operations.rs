@@ -10,23 +10,12 @@ use konsilium_node::federation::{LocalFederation, OrgSpec};
 use konsilium_node::node;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::specialty::Specialty;
-use process::{Options, ProcessNode, TOKEN};
+use process::{CARDIOLOGY, Options, ProcessNode, TOKEN};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-const CARDIOLOGY: &str = r#"[[directory.services]]
-specialty = "cardiology"
-urgencies = ["planned", "urgent", "emergency"]
-
-[[directory.consultants]]
-id = 1
-name = "Dr. Ivan Petrov"
-specialties = ["cardiology"]
-languages = ["ru"]
-"#;
 
 const UROLOGY: &str = r#"
 [[directory.services]]

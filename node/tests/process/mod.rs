@@ -19,6 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// A cardiology service with one consultant, for `Options::directory`.
+pub const CARDIOLOGY: &str = r#"[[directory.services]]
+specialty = "cardiology"
+urgencies = ["planned", "urgent", "emergency"]
+
+[[directory.consultants]]
+id = 1
+name = "Dr. Ivan Petrov"
+specialties = ["cardiology"]
+languages = ["ru"]
+"#;
+
 /// The bearer token of the one API user a process node has.
 pub const TOKEN: &str = "process-test-physician";
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -488,7 +488,13 @@ impl Desk {
         directory: &Directory,
     ) -> Result<Taken, DeskError> {
         let taken = self.take_step(now, sender, step, conclusion, trust, directory);
-        if let Err(reason) = &taken
+        self.blame(sender, &taken);
+        taken
+    }
+
+    /// Reports `sender` when what it sent was refused as forgery.
+    fn blame<T>(&mut self, sender: OrgId, result: &Result<T, DeskError>) {
+        if let Err(reason) = result
             && reason.is_forgery()
         {
             let forged = Event::Forged {
@@ -497,7 +503,6 @@ impl Desk {
             };
             self.out.push_back(Output::Event(forged));
         }
-        taken
     }
 
     fn take_step(

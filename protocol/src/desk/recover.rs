@@ -52,15 +52,7 @@ impl Desk {
         directory: &Directory,
     ) -> Result<Recovered, DeskError> {
         let taken = self.take_history(now, sender, package, history, trust, directory);
-        if let Err(reason) = &taken
-            && reason.is_forgery()
-        {
-            let forged = Event::Forged {
-                by: sender,
-                reason: reason.clone(),
-            };
-            self.out.push_back(Output::Event(forged));
-        }
+        self.blame(sender, &taken);
         taken
     }
 

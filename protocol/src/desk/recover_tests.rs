@@ -1,9 +1,8 @@
 //! Recovery on the desk: a consultant that lost its state takes it back
 //! from the requester's signed history, and nothing else gets in.
 
-use super::tests::{World, drain, forged_by, notes, package, sent};
+use super::tests::{World, conclusion_by, drain, forged_by, notes, package, sent};
 use super::*;
-use crate::conclusion::Conclusion;
 use crate::content::{CaseExtract, SharedHistory};
 use crate::testkit::NOW;
 use crate::urgency::Urgency;
@@ -27,22 +26,7 @@ fn concluded(w: &World, n: u8) -> (Desk, Desk, ConsultationId) {
         let acted = consultant.act(at, id, coordinator, action, None, &w.directory);
         assert!(acted.is_ok(), "{acted:?}");
     }
-    let file = ConclusionFile {
-        conclusion: Conclusion {
-            consultation: id,
-            consultant_org: w.orgs[2].id(),
-            authors: vec!["Dr. Ivanov".into()],
-            diagnosis: "NSTEMI".into(),
-            recommendations: "transfer for angiography".into(),
-            treatment_plan: "dual antiplatelet therapy".into(),
-            further_studies: "troponin in 3 h".into(),
-            attachments: vec![],
-            issued_at: at,
-        }
-        .sign(&w.orgs[2].identity)
-        .unwrap(),
-        chain: w.orgs[2].chain.clone(),
-    };
+    let file = conclusion_by(&w.orgs[2], id, at);
     let conclude = Action::Conclude {
         conclusion: file.conclusion.content_hash(),
     };

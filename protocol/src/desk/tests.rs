@@ -100,6 +100,26 @@ pub(super) fn notes(outputs: &[Output]) -> Vec<journal::Action> {
         .collect()
 }
 
+/// A conclusion signed by `org`'s consultant for consultation `id`.
+pub(super) fn conclusion_by(org: &TestOrg, id: ConsultationId, at: Timestamp) -> ConclusionFile {
+    ConclusionFile {
+        conclusion: Conclusion {
+            consultation: id,
+            consultant_org: org.id(),
+            authors: vec!["Dr. Ivanov".into()],
+            diagnosis: "NSTEMI".into(),
+            recommendations: "transfer for angiography".into(),
+            treatment_plan: "dual antiplatelet therapy".into(),
+            further_studies: "troponin in 3 h".into(),
+            attachments: vec![],
+            issued_at: at,
+        }
+        .sign(&org.identity)
+        .unwrap(),
+        chain: org.chain.clone(),
+    }
+}
+
 pub(super) fn package() -> PackageId {
     PackageId([7; 16])
 }
@@ -156,22 +176,7 @@ fn a_consultation_runs_from_request_to_acknowledged_conclusion() {
             &w.directory,
         )
         .unwrap();
-    let file = ConclusionFile {
-        conclusion: Conclusion {
-            consultation: id,
-            consultant_org: w.orgs[2].id(),
-            authors: vec!["Dr. Ivanov".into()],
-            diagnosis: "NSTEMI".into(),
-            recommendations: "transfer for angiography".into(),
-            treatment_plan: "dual antiplatelet therapy".into(),
-            further_studies: "troponin in 3 h".into(),
-            attachments: vec![],
-            issued_at: at,
-        }
-        .sign(&w.orgs[2].identity)
-        .unwrap(),
-        chain: w.orgs[2].chain.clone(),
-    };
+    let file = conclusion_by(&w.orgs[2], id, at);
     let conclude = Action::Conclude {
         conclusion: file.conclusion.content_hash(),
     };
