@@ -244,6 +244,36 @@ async fn uncertified_and_revoked_organizations_cannot_join() {
     m.shutdown().await;
 }
 
+/// A federation's configs list two bootstrap nodes: with the first one
+/// down, a new node joins through the second and learns the whole
+/// directory, the absent node's record included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_joins_through_the_second_bootstrap_node_when_the_first_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let spec =
+        |name: &str| OrgSpec::new(name, OrgLevel::Regional, "RU-VLG", &[Specialty::Cardiology]);
+    let first = fed.enrol(spec("Bootstrap one"));
+    let second = fed.enrol(spec("Bootstrap two"));
+    let newcomer = fed.enrol(OrgSpec::new(
+        "New district hospital",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let b1 = start(&first, vec![], vec![]).await;
+    let a1 = addr(&b1).await;
+    let b2 = start(&second, vec![a1.clone()], vec![]).await;
+    let a2 = addr(&b2).await;
+    converge(&[&b1, &b2], 2).await;
+    b1.shutdown().await;
+    let late = start(&newcomer, vec![a1, a2], vec![]).await;
+    converge(&[&b2, &late], 3).await;
+    assert_eq!(late.status().await.unwrap().peers, vec![second.org_id()]);
+    late.shutdown().await;
+    b2.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_district_asks_its_regional_center_for_candidates() {
     let tmp = tempfile::tempdir().unwrap();
