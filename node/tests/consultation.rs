@@ -904,6 +904,13 @@ async fn a_consultant_recovers_what_it_lost(loss: Loss) {
         })
         .collect();
     assert!(recovered.contains(&(first, 2)), "{recovered:?}");
+    // The operator sees the round in `konsilium status`.
+    let status = federal
+        .inspect(konsilium_node::node::Inspect::Status)
+        .await
+        .unwrap();
+    assert_eq!(status["recovery"]["consultations"], 2, "{status}");
+    assert_eq!(status["recovery"]["finished"], true, "{status}");
     assert!(recovered.contains(&(second, 0)), "{recovered:?}");
     let gaps = entries
         .iter()

@@ -124,6 +124,20 @@ pub async fn status(client: &AdminClient, json: bool) -> Result<()> {
                     s.deadlines_at_risk, s.deadlines_breached
                 ),
             ),
+            (
+                "recovery",
+                match &s.recovery {
+                    None => "none asked".into(),
+                    Some(r) => format!(
+                        "since {}: {} of {} counterparts answered, {} histories queued{}",
+                        r.since,
+                        r.counterparts.iter().filter(|c| c.state == "answered").count(),
+                        r.counterparts.len(),
+                        r.consultations,
+                        if r.finished { "" } else { " (under way)" }
+                    ),
+                },
+            ),
             ("version", s.version),
         ])
         .to_string()

@@ -178,6 +178,7 @@ impl Node {
             attachments_incoming: self.fetches.len(),
             deadlines_at_risk: at_risk,
             deadlines_breached: breached,
+            recovery: self.recovery.report().map(|r| self.recovery_view(r)),
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }

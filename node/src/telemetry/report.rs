@@ -33,6 +33,10 @@ pub struct StatusReport {
     pub attachments_incoming: usize,
     pub deadlines_at_risk: usize,
     pub deadlines_breached: usize,
+    /// The last round of asking counterparts for lost state (`konsilium
+    /// recover`, or by itself after a journal gap), if there was one.
+    #[serde(default)]
+    pub recovery: Option<RecoveryReport>,
     pub version: String,
 }
 
