@@ -328,7 +328,7 @@ enum Command {
     Recover {
         #[command(flatten)]
         at: NodeAt,
-        /// An RFC 3339 time, or `all`; by default the last entry the journal kept.
+        /// An RFC 3339 time, or `all`; by default an hour before the last entry the journal kept.
         #[arg(long)]
         since: Option<String>,
         /// An organization to ask (repeatable); by default every organization in the directory.

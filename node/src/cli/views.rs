@@ -131,7 +131,10 @@ pub async fn status(client: &AdminClient, json: bool) -> Result<()> {
                     Some(r) => format!(
                         "since {}: {} of {} counterparts answered, {} histories queued{}",
                         r.since,
-                        r.counterparts.iter().filter(|c| c.state == "answered").count(),
+                        r.counterparts
+                            .iter()
+                            .filter(|c| c.state == "answered")
+                            .count(),
                         r.counterparts.len(),
                         r.consultations,
                         if r.finished { "" } else { " (under way)" }

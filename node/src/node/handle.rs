@@ -323,8 +323,9 @@ impl NodeHandle {
     }
 
     /// Asks `from` (every other organization when empty) for the consultation
-    /// state this node lost since `since` (the last entry its journal kept
-    /// when `None`); answers when every one answered or was given up on.
+    /// state this node lost since `since` (an hour before the last entry its
+    /// journal kept when `None`); answers when every one answered or was
+    /// given up on.
     pub async fn recover(
         &self,
         since: Option<Timestamp>,

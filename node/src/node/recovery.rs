@@ -17,10 +17,24 @@ use konsilium_protocol::recovery::{Ask, Failure, Output as RecoveryOutput, Repor
 /// will.
 pub(super) const RECOVERY_COOLDOWN: Duration = Duration::from_secs(60);
 
+/// How far before the last journal entry kept a round asks from by
+/// default: a step is dated by the clock of the node that took it and may
+/// have been on its way when the entry was written, so what arrived just
+/// after it can carry an earlier time. Asking for more costs only
+/// histories that come back `UpToDate`.
+const RECOVERY_MARGIN: Duration = Duration::from_secs(3600);
+
+/// Where a round asks from when the operator names no time.
+pub(super) fn default_since(last_kept: Option<Timestamp>) -> Timestamp {
+    last_kept
+        .unwrap_or_default()
+        .saturating_sub(RECOVERY_MARGIN)
+}
+
 impl Node {
     /// Starts a recovery round: `from` (every other organization in the
-    /// directory when empty) is asked for what moved since `since` (the
-    /// last entry the journal kept when `None`).
+    /// directory when empty) is asked for what moved since `since` (an
+    /// hour before the last entry the journal kept when `None`).
     pub(super) fn start_recovery(
         &mut self,
         since: Option<Timestamp>,
@@ -28,7 +42,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         let since = match since {
             Some(t) => t,
-            None => self.store.journal_last_at()?.unwrap_or_default(),
+            None => default_since(self.store.journal_last_at()?),
         };
         let orgs: Vec<OrgId> = if from.is_empty() {
             let me = self.me.cert.org;

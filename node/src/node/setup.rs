@@ -120,7 +120,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     }
     let (journal, lost) = resume_journal(&store, &setup.identity.org_id(), &setup.data_dir)?;
     let lost_since = match lost {
-        Some(_) => Some(store.journal_last_at()?.unwrap_or_default()),
+        Some(_) => Some(recovery::default_since(store.journal_last_at()?)),
         None => None,
     };
     let mut store = store;
