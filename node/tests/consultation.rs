@@ -453,9 +453,12 @@ async fn an_unanswered_emergency_escalates_district_regional_federal() {
                 != Some(Status::Cancelled)
             {
                 // The node clock is the test's: a cancel whose first
-                // delivery failed is retried only when it moves on.
-                clock.advance(Duration::from_millis(500));
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // delivery failed is retried only when it moves on. It
+                // moves at 2.5 times real time, no faster: a Hello that
+                // takes a loaded machine 400 ms must not look like the
+                // 10 s that refuses a peer.
+                clock.advance(Duration::from_millis(250));
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
         .await;

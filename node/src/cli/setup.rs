@@ -87,7 +87,8 @@ pub(super) fn init(
 
 /// Reads the configuration again and puts in force what can change while
 /// the node runs: the directory profile (services, consultants, calendar,
-/// deadlines), the bootstrap list and the API users. The new file is
+/// deadlines), the bootstrap list, the API users and new revocation lists
+/// (published to the federation). The new file is
 /// checked whole first: a bad one changes nothing and the error names
 /// what is wrong. Settings that need a restart are named, not applied.
 async fn reload(
@@ -133,8 +134,8 @@ async fn reload(
     differs("metrics", new.metrics != running.metrics);
     let revocations = new.load_revocations()?;
     let bootstrap = new.bootstrap.iter().map(|b| b.address.clone()).collect();
-    // Checked before anything changes: a list that does not verify is
-    // refused here, and the profile stays as it was.
+    // A list that does not verify stops the reload before the profile
+    // changes; lists before it, signed by their authority, stay in force.
     let revoked = handle.revoke(revocations).await?;
     handle.reload(new.profile(), bootstrap).await?;
     let mut summary = format!(
