@@ -17,6 +17,7 @@ mod recover;
 mod recover_tests;
 #[cfg(test)]
 mod sim_tests;
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 pub use recover::Recovered;
+use steps::{apply_waiting, step_notes};
 
 /// Why an escalation is carried out again after a restart.
 const INTERRUPTED: &str = "escalation interrupted by a restart";
@@ -419,14 +421,7 @@ impl Desk {
             return Ok(Taken::Duplicate);
         }
         let notes = vec![
-            Note {
-                user: None,
-                role: None,
-                action: journal::Action::Receive {
-                    consultation: id.0,
-                    package,
-                },
-            },
+            steps::receive_note(id, package),
             Note {
                 user: None,
                 role: None,
@@ -720,51 +715,6 @@ impl Desk {
     }
 }
 
-/// Applies whatever of a case's waiting steps now follows in order, and
-/// keeps the rest waiting; returns the journal's notes for what applied.
-fn apply_waiting(case: &mut Case, directory: &Directory, out: &mut VecDeque<Output>) -> Vec<Note> {
-    let id = case.id();
-    let mut notes = Vec::new();
-    loop {
-        let before = case.waiting.len();
-        for s in std::mem::take(&mut case.waiting) {
-            let from = case.consultation.status;
-            match case.consultation.apply(&s) {
-                Ok(_) => {
-                    if let Ok(t) = s.decode_unverified() {
-                        notes.extend(step_notes(
-                            &case.consultation,
-                            from,
-                            &t.user,
-                            t.role,
-                            &s,
-                            directory,
-                        ));
-                    }
-                }
-                Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
-                    case.waiting.push(s)
-                }
-                Err(reason) => {
-                    // A waiting step's actor was checked to be the
-                    // organization that sent it when it was handed in.
-                    if let (true, Ok(t)) = (reason.is_forgery(), s.decode_unverified()) {
-                        let forged = Event::Forged {
-                            by: t.actor,
-                            reason: reason.clone().into(),
-                        };
-                        out.push_back(Output::Event(forged));
-                    }
-                    out.push_back(Output::Event(Event::StepRefused { id, reason }));
-                }
-            }
-        }
-        if case.waiting.is_empty() || case.waiting.len() == before {
-            return notes;
-        }
-    }
-}
-
 fn reference(request: &ConsultationRequest) -> ConsultationRef {
     ConsultationRef {
         id: request.id.0,
@@ -782,40 +732,4 @@ pub fn counterpart(request: &ConsultationRequest, me: OrgId) -> OrgId {
     } else {
         request.requester
     }
-}
-
-/// The journal's notes for one applied step: the transition, and for a
-/// conclusion whether it came within the deadline.
-fn step_notes(
-    c: &Consultation,
-    from: Status,
-    user: &str,
-    role: Role,
-    step: &Signed<Transition>,
-    directory: &Directory,
-) -> Vec<Note> {
-    let consultation = c.id().0;
-    let mut notes = vec![Note {
-        user: Some(user.to_owned()),
-        role: Some(role),
-        action: journal::Action::Transition {
-            consultation,
-            from: from.to_string(),
-            to: c.status.to_string(),
-        },
-    }];
-    if let Ok(t) = step.decode_unverified()
-        && matches!(t.action, Action::Conclude { .. })
-    {
-        let deadline_met = Desk::deadline(&c.request, directory).is_none_or(|d| t.at <= d.due);
-        notes.push(Note {
-            user: Some(user.to_owned()),
-            role: Some(role),
-            action: journal::Action::Conclusion {
-                consultation,
-                deadline_met,
-            },
-        });
-    }
-    notes
 }

@@ -89,14 +89,7 @@ impl Desk {
         let Some(case) = self.cases.get_mut(&id) else {
             let steps = history.steps.len() as u32;
             let notes = vec![
-                Note {
-                    user: None,
-                    role: None,
-                    action: journal::Action::Receive {
-                        consultation: id.0,
-                        package,
-                    },
-                },
+                super::steps::receive_note(id, package),
                 recover_note(id, from, steps),
             ];
             self.cases.insert(
