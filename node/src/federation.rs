@@ -116,6 +116,7 @@ impl Member {
             external: Vec::new(),
             relay_via,
             scope: crate::node::DirectoryScope::Federation,
+            openness: Default::default(),
             gossip_heartbeat: Duration::from_millis(200),
             clock: std::sync::Arc::new(crate::node::SystemClock),
             anti_entropy_every: Duration::from_secs(2),

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod journal;
 pub mod limits;
 pub mod outbox;
+pub mod reach;
 pub mod recovery;
 pub mod route;
 pub mod rpc;

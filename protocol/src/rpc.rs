@@ -118,6 +118,10 @@ pub enum Refusal {
     NotAdmitted,
     #[error("{0}")]
     Transient(String),
+    /// Bootstrap nodes help nodes find and reach each other; clinical data
+    /// never goes to them.
+    #[error("this is a bootstrap node: it takes no packages, attachments or consultations")]
+    BootstrapNode,
 }
 
 impl Refusal {

@@ -102,7 +102,37 @@ pub async fn status(client: &AdminClient, json: bool) -> Result<()> {
                 "observed",
                 or_dash(Some(s.observed.join(", ")).filter(|o| !o.is_empty())),
             ),
-            ("nat", s.nat),
+            ("role", s.role),
+            (
+                "reachability",
+                match s.confirmed.is_empty() {
+                    true => s.nat,
+                    false => format!("{} at {}", s.nat, s.confirmed.join(", ")),
+                },
+            ),
+            (
+                "relay reservations",
+                or_dash(
+                    Some(
+                        (s.reservations.iter())
+                            .map(|r| {
+                                format!(
+                                    "{} {} ({}){}",
+                                    short(&r.relay),
+                                    r.state,
+                                    r.detail,
+                                    match r.addresses.first() {
+                                        Some(a) => format!(" {a}"),
+                                        None => String::new(),
+                                    }
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                    .filter(|r| !r.is_empty()),
+                ),
+            ),
             ("peers", s.peers_connected.to_string()),
             (
                 "directory",
@@ -154,8 +184,8 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
             return "no connected organizations".into();
         }
         let mut t = table(&[
-            "state", "org", "name", "level", "region", "address", "latency", "protocol", "agent",
-            "score", "skew",
+            "state", "org", "name", "level", "region", "link", "address", "latency", "protocol",
+            "agent", "score", "skew",
         ]);
         let reasons: Vec<String> = peers
             .iter()
@@ -168,6 +198,7 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
                 p.name,
                 p.level,
                 p.region,
+                or_dash(p.link),
                 p.addresses.first().cloned().unwrap_or_default(),
                 or_dash(p.latency_ms.map(|l| format!("{l:.1} ms"))),
                 or_dash(p.protocol_version),

@@ -80,6 +80,12 @@ pub(super) struct RawNetwork {
     pub(super) relay_via: Vec<String>,
     #[serde(default)]
     pub(super) directory_scope: Option<String>,
+    #[serde(default)]
+    pub(super) role: Option<String>,
+    #[serde(default)]
+    pub(super) reachability: Option<String>,
+    #[serde(default)]
+    pub(super) relay_server: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@ pub mod api;
 mod directory;
 mod file;
 mod profile;
+mod role;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod validate;
 
 pub use file::DEFAULT_KEEP_DELIVERED;
 pub use profile::Profile;
+pub use role::{NodeRole, Openness};
 pub use template::template;
 
 use self::file::RawConfig;
@@ -102,6 +104,7 @@ pub struct NodeConfig {
     pub external: Vec<Multiaddr>,
     pub relay_via: Vec<OrgId>,
     pub directory_scope: DirectoryScope,
+    pub openness: Openness,
     pub calendar: WorkingCalendar,
     pub deadlines: Deadlines,
     pub services: Vec<Service>,

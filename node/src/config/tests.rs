@@ -617,3 +617,66 @@ fn certificate_and_revocations_are_read_from_their_files() {
     let e = c.load_certificate().unwrap_err().to_string();
     assert!(e.contains("federation authority"), "{e}");
 }
+
+#[test]
+fn the_network_role_and_reachability_are_checked_and_named() {
+    use konsilium_protocol::reach::Reachability;
+    let c = parse(&full()).unwrap();
+    assert_eq!(
+        c.openness,
+        Openness::default(),
+        "an organization that probes"
+    );
+    let c = parse(&with(
+        "relay_via = [",
+        "reachability = \"private\"\nrelay_via = [",
+    ))
+    .unwrap();
+    assert_eq!(c.openness.reachability, Some(Reachability::Private));
+    let c = parse(&with("relay_via = [", "relay_server = true\nrelay_via = [")).unwrap();
+    assert!(c.openness.serves_others);
+    assert_refused(
+        &with("relay_via = [", "role = \"hub\"\nrelay_via = ["),
+        &["network.role", "\"hub\"", "bootstrap"],
+    );
+    assert_refused(
+        &with("relay_via = [", "reachability = \"nat\"\nrelay_via = ["),
+        &["network.reachability", "\"private\""],
+    );
+    assert_refused(
+        &with(
+            "relay_via = [",
+            "relay_server = true\nreachability = \"private\"\nrelay_via = [",
+        ),
+        &["network.reachability", "cannot relay"],
+    );
+    // The full fixture has services, consultants and no API: a bootstrap
+    // node refuses the services first.
+    let bootstrap = with("relay_via = [", "role = \"bootstrap\"\nrelay_via = [");
+    assert_refused(
+        &bootstrap,
+        &["directory.services", "takes no consultations"],
+    );
+    assert_refused(
+        &with_bootstrap_only(&bootstrap)
+            .replace("relay_via = [", "relay_server = false\nrelay_via = ["),
+        &["network.relay_server", "always relays"],
+    );
+    let c = parse(&with_bootstrap_only(&bootstrap)).unwrap();
+    assert_eq!(
+        c.openness,
+        Openness {
+            role: NodeRole::Bootstrap,
+            reachability: Some(Reachability::Public),
+            serves_others: true,
+        }
+    );
+}
+
+/// A config with its services and consultants removed.
+fn with_bootstrap_only(text: &str) -> String {
+    let cut = text.find("[[directory.services]]").unwrap();
+    let rest = &text[cut..];
+    let end = rest.find("[storage]").unwrap();
+    format!("{}{}", &text[..cut], &rest[end..])
+}

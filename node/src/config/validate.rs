@@ -132,6 +132,7 @@ impl RawConfig {
             })
             .collect::<Result<_, _>>()?;
 
+        let openness = super::role::openness(&network)?;
         let directory_scope = match network.directory_scope.as_deref().map(str::trim) {
             None | Some("federation") => DirectoryScope::Federation,
             Some("region") => DirectoryScope::Region,
@@ -165,6 +166,9 @@ impl RawConfig {
             None => None,
             Some(raw) => Some(api_settings(raw)?),
         };
+        if openness.role == super::NodeRole::Bootstrap {
+            bootstrap_holds_nothing(&services, &consultants, api.is_some())?;
+        }
         let metrics = match self.metrics {
             None => None,
             Some(raw) => Some(match raw.listen.as_deref().map(str::trim) {
@@ -188,6 +192,7 @@ impl RawConfig {
             external,
             relay_via,
             directory_scope,
+            openness,
             calendar,
             deadlines,
             services,
@@ -236,6 +241,27 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
         users,
         upload_dir: None,
     })
+}
+
+/// A bootstrap node helps nodes find and reach each other and nothing else:
+/// a service, a consultant or an API on it would be clinical work with
+/// nowhere to go.
+fn bootstrap_holds_nothing(
+    services: &[konsilium_protocol::directory::Service],
+    consultants: &[konsilium_protocol::directory::Consultant],
+    api: bool,
+) -> Result<(), Bad> {
+    let why = "a bootstrap node (network.role = \"bootstrap\") takes no consultations";
+    if !services.is_empty() {
+        return Err(bad("directory.services", format!("{why}: remove them")));
+    }
+    if !consultants.is_empty() {
+        return Err(bad("directory.consultants", format!("{why}: remove them")));
+    }
+    if api {
+        return Err(bad("api", format!("{why}: remove the [api] section")));
+    }
+    Ok(())
 }
 
 fn resolve(field: &str, text: &str, base_dir: &Path) -> Result<PathBuf, Bad> {

@@ -2,11 +2,13 @@
 
 use crate::net::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
 use crate::net::gate::Gate;
+use konsilium_protocol::reach::Reachability;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, kad,
-    memory_connection_limits, ping, request_response,
+    PeerId, StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub,
+    identify, kad, memory_connection_limits, ping, relay, request_response,
 };
 use std::time::Duration;
 
@@ -40,14 +42,44 @@ pub struct Behaviour {
     pub memory: memory_connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    /// An address book only: client mode, so it answers no one's queries
-    /// (a server would list the federation's members to any stranger).
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// An address book, and on nodes that serve others a server for
+    /// lookups, open to admitted peers only (to a stranger it would list
+    /// the federation's members).
+    pub kad: Gate<kad::Behaviour<kad::store::MemoryStore>>,
     pub gossipsub: gossipsub::Behaviour,
     /// Open to every connected peer, with a 1 MiB frame limit.
     pub hello: request_response::Behaviour<HelloCodec>,
     /// Open only to admitted peers.
     pub rpc: Gate<request_response::Behaviour<RpcCodec>>,
+    /// Reservations on relays and circuits through them, for a node
+    /// behind NAT.
+    pub relay_client: relay::client::Behaviour,
+    /// From a relayed connection, a direct one by hole punching.
+    pub dcutr: dcutr::Behaviour,
+    /// Asks servers to dial our address candidates back: reachability.
+    /// Off when the operator declared it.
+    pub autonat: Toggle<autonat::v2::client::Behaviour>,
+    /// On nodes that serve others: relay service and dial-backs, for
+    /// admitted peers only.
+    pub relay: Toggle<Gate<relay::Behaviour>>,
+    pub autonat_server: Toggle<Gate<autonat::v2::server::Behaviour>>,
+}
+
+/// What a relay lets one certified node hold. Circuits carry packages and
+/// attachments when hole punching fails, so they are long and large, unlike
+/// libp2p's defaults (2 minutes, 128 KiB) meant only for coordinating a
+/// hole punch; their number per peer is what bounds the cost.
+fn relay_config() -> relay::Config {
+    relay::Config {
+        max_reservations: 1024,
+        max_reservations_per_peer: 2,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuits: 256,
+        max_circuits_per_peer: 8,
+        max_circuit_duration: Duration::from_secs(3600),
+        max_circuit_bytes: 1 << 30,
+        ..relay::Config::default()
+    }
 }
 
 /// Gossip tuned for a federation: messages are validated by the node before
@@ -82,13 +114,36 @@ fn gossipsub(key: &Keypair, heartbeat: Duration) -> Result<gossipsub::Behaviour,
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, heartbeat: Duration) -> Result<Self, String> {
+    /// `serves_others`: this node relays, answers reachability probes and
+    /// Kademlia lookups for admitted peers (bootstrap and relay nodes).
+    /// `declared`: the operator said whether we are public or behind NAT,
+    /// so nothing is probed; behind NAT, identify tells peers only our
+    /// external (relayed) addresses, as our record does.
+    pub fn new(
+        key: &Keypair,
+        heartbeat: Duration,
+        relay_client: relay::client::Behaviour,
+        serves_others: bool,
+        declared: Option<Reachability>,
+    ) -> Result<Self, String> {
+        let behind_nat = declared == Some(Reachability::Private);
         let peer = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_periodic_bootstrap_interval(None);
         let mut kad =
             kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
-        kad.set_mode(Some(kad::Mode::Client));
+        kad.set_mode(Some(if serves_others {
+            kad::Mode::Server
+        } else {
+            kad::Mode::Client
+        }));
+        let relay = serves_others.then(|| {
+            let mut relay = relay::Behaviour::new(peer, relay_config());
+            // Served whatever its addresses look like: a bootstrap node is
+            // public by configuration, not by what it observed.
+            relay.set_status(Some(relay::Status::Enable));
+            Gate::new(relay)
+        });
         Ok(Self {
             blocked: Default::default(),
             limits: connection_limits::Behaviour::new(
@@ -100,10 +155,11 @@ impl Behaviour {
             memory: memory_connection_limits::Behaviour::with_max_bytes(MAX_RESIDENT_BYTES),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                    .with_agent_version(format!("konsilium/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("konsilium/{}", env!("CARGO_PKG_VERSION")))
+                    .with_hide_listen_addrs(behind_nat),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
-            kad,
+            kad: Gate::new(kad),
             gossipsub: gossipsub(key, heartbeat)?,
             hello: request_response::Behaviour::new(
                 [(HELLO_PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -117,6 +173,40 @@ impl Behaviour {
                     .with_request_timeout(Duration::from_secs(120))
                     .with_max_concurrent_streams(RPC_STREAMS),
             )),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer),
+            autonat: declared
+                .is_none()
+                .then(autonat::v2::client::Behaviour::default)
+                .into(),
+            relay: relay.into(),
+            autonat_server: serves_others
+                .then(|| Gate::new(autonat::v2::server::Behaviour::default()))
+                .into(),
         })
+    }
+
+    /// Opens what is reserved to certified peers to one whose chain verified.
+    pub fn admit(&mut self, peer: PeerId) {
+        self.rpc.admit(peer);
+        self.kad.admit(peer);
+        if let Some(relay) = self.relay.as_mut() {
+            relay.admit(peer);
+        }
+        if let Some(server) = self.autonat_server.as_mut() {
+            server.admit(peer);
+        }
+    }
+
+    /// Closes it again (refused or revoked).
+    pub fn close(&mut self, peer: PeerId) {
+        self.rpc.close(peer);
+        self.kad.close(peer);
+        if let Some(relay) = self.relay.as_mut() {
+            relay.close(peer);
+        }
+        if let Some(server) = self.autonat_server.as_mut() {
+            server.close(peer);
+        }
     }
 }

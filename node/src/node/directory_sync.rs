@@ -216,13 +216,21 @@ impl Node {
     /// Signs and publishes this organization's record with the next sequence number.
     pub(super) fn publish_record(&mut self) -> Result<(), NodeError> {
         self.record_dirty = false;
+        if self.role == crate::config::NodeRole::Bootstrap {
+            // Not a consultation target: nothing to publish.
+            return Ok(());
+        }
         self.sequence += 1;
         self.store.set_meta_u64("sequence", self.sequence)?;
         let mut addresses: Vec<Multiaddr> = self.external.clone();
+        // Behind NAT our own addresses cannot be dialled: peers get only
+        // the relayed ones, from which hole punching finds the way in.
+        let private = self.reach.reachability() == konsilium_protocol::reach::Reachability::Private;
+        self.published_reach = self.reach.reachability();
         addresses.extend(
             self.listen_addrs
                 .iter()
-                .filter(|a| !is_unspecified(a))
+                .filter(|a| !is_unspecified(a) && (!private || reach::is_relayed(a)))
                 .cloned(),
         );
         let record = self.profile.record(

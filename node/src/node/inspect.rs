@@ -137,19 +137,6 @@ impl Node {
         (at_risk, breached)
     }
 
-    /// Whether peers reach us at a listen (or external) address, judged from
-    /// the addresses they report seeing us at.
-    fn nat(&self) -> &'static str {
-        let seen_at_listen = self.observed.iter().any(|o| {
-            self.listen_addrs.contains(o) || self.swarm.external_addresses().any(|a| a == o)
-        });
-        match (self.observed.is_empty(), seen_at_listen) {
-            (true, _) => "unknown",
-            (false, true) => "reachable",
-            (false, false) => "unconfirmed",
-        }
-    }
-
     fn status_report(&self) -> StatusReport {
         let now = self.now();
         let cert = &self.me.cert;
@@ -169,7 +156,10 @@ impl Node {
             uptime_secs: now.since(self.started_at).as_secs(),
             listen: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
             observed: self.observed.iter().map(|a| a.to_string()).collect(),
-            nat: self.nat().into(),
+            role: self.role.as_str().into(),
+            nat: self.reach.reachability().as_str().into(),
+            confirmed: self.reach.confirmed().map(|a| a.to_string()).collect(),
+            reservations: self.reservation_reports(),
             peers_connected: self.connected_orgs(),
             directory_size: self.directory().len(),
             directory_digest: hex(&self.directory().digest()),
@@ -204,6 +194,7 @@ impl Node {
             protocols: info.map(|i| i.protocols.clone()).unwrap_or_default(),
             gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
             clock_skew_ms: info.and_then(|i| i.clock_skew_ms),
+            link: self.link(peer).map(|l| l.as_str().to_owned()),
         }
     }
 
@@ -228,6 +219,7 @@ impl Node {
                 .waiting()
                 .map(|(peer, _)| self.peer_report(&peer, "pending", None)),
         );
+        peers.extend(self.stored_and_forwarded());
         let now = self.now();
         peers.extend(self.recent_refusals.iter().rev().map(|r| PeerReport {
             addresses: r.addresses.iter().map(|a| a.to_string()).collect(),
@@ -235,6 +227,34 @@ impl Node {
             ..self.peer_report(&r.peer, "refused", Some(r.reason.clone()))
         }));
         peers
+    }
+
+    /// The ladder's last rung: organizations we are not connected to whose
+    /// packages wait with, or went to, a relay that stores and forwards.
+    fn stored_and_forwarded(&self) -> Vec<PeerReport> {
+        let mut via: BTreeMap<OrgId, (OrgId, usize)> = BTreeMap::new();
+        for e in self.outbox.entries() {
+            let to = e.package.recipient;
+            if e.next_hop != to && !self.swarm.is_connected(&to.to_peer_id()) {
+                via.entry(to).or_insert((e.next_hop, 0)).1 += 1;
+            }
+        }
+        via.into_iter()
+            .map(|(org, (relay, packages))| {
+                let entry = self.directory().get(&org);
+                PeerReport {
+                    org: org.to_string(),
+                    name: self.org_name(&org),
+                    level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
+                    region: entry.map(|e| e.region().to_string()).unwrap_or_default(),
+                    link: Some(format!(
+                        "store-and-forward via {} ({packages} packages)",
+                        self.org_name(&relay)
+                    )),
+                    ..self.peer_report(&org.to_peer_id(), "not connected", None)
+                }
+            })
+            .collect()
     }
 
     fn directory_report(&self, q: &Query) -> Vec<DirectoryEntryReport> {
@@ -671,13 +691,14 @@ impl Node {
                 })
                 .collect(),
             listen: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
-            nat: self.nat().into(),
+            nat: self.reach.reachability().as_str().into(),
         }
     }
 
     /// Sets the gauges from the node's state and renders every metric.
     pub(super) fn render_metrics(&self) -> String {
         let m = &self.metrics;
+        self.set_reach_metrics();
         m.peers.set(self.connected_orgs() as i64);
         m.directory_records.set(self.directory().len() as i64);
         m.outbox_packages.set(self.outbox.len() as i64);

@@ -26,6 +26,7 @@ mod inspect;
 mod outbox;
 mod partials;
 mod peers;
+mod reach;
 mod recovery;
 mod rpc;
 mod setup;
@@ -66,6 +67,7 @@ use konsilium_protocol::identity::{
 };
 use konsilium_protocol::journal::{Checkpoint, Entry as JournalEntry, Journal, Role};
 use konsilium_protocol::outbox::{Config as OutboxConfig, Outbox, OutboxError, Token};
+use konsilium_protocol::reach::{Config as ReachConfig, Reach};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
 use konsilium_protocol::seal::{
@@ -200,6 +202,17 @@ struct Node {
         Vec<oneshot::Sender<Result<crate::telemetry::report::RecoveryReport, NodeError>>>,
     /// When each organization last had its histories queued.
     recoveries_served: HashMap<OrgId, Timestamp>,
+    /// A bootstrap node publishes no record and takes no packages.
+    role: crate::config::NodeRole,
+    /// Whether others can dial us, and our relay reservations.
+    reach: Reach<PeerId, Multiaddr>,
+    /// How each open connection was made: the fallback ladder's rungs.
+    links: HashMap<libp2p::swarm::ConnectionId, (PeerId, reach::Link)>,
+    /// The reachability our record was last published with: a change
+    /// changes which addresses it lists.
+    published_reach: konsilium_protocol::reach::Reachability,
+    /// Our listeners on relays' circuit addresses: one per reservation.
+    relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
 impl Node {
     fn now(&self) -> Timestamp {
@@ -283,6 +296,7 @@ impl Node {
             self.outbox.poll_timeout(),
             self.desk.poll_timeout(),
             self.recovery.poll_timeout(),
+            self.reach.poll_timeout(),
             self.next_blob_expiry,
         ]
         .into_iter()
@@ -311,6 +325,10 @@ impl Node {
             self.recovery.handle_timeout(now);
             self.drive_recovery();
         }
+        if self.reach.poll_timeout().is_some_and(|t| t <= now) {
+            self.reach.handle_timeout(now);
+            self.drive_reach();
+        }
         if self.next_blob_expiry.is_some_and(|t| t <= now) {
             self.remove_expired_blobs();
         }
@@ -328,20 +346,34 @@ impl Node {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                if self.reach.reachability() == konsilium_protocol::reach::Reachability::Public
+                    && !reach::is_relayed(&address)
+                    && !is_unspecified(&address)
+                {
+                    // Declared public (a bootstrap node): what relays hand
+                    // out in reservations and identify tells peers.
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.listen_addrs.push(address.clone());
                 self.record_dirty = true;
                 self.emit(NodeEvent::Listening(address));
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
-                if endpoint.is_dialer() {
+                let remote = endpoint.get_remote_address().clone();
+                if endpoint.is_dialer() && !reach::is_relayed(&remote) {
                     self.swarm
                         .behaviour_mut()
                         .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                        .add_address(&peer_id, remote.clone());
                 }
-                let remote = endpoint.get_remote_address().clone();
+                // An inbound circuit's remote address is just `/p2p/<peer>`:
+                // the endpoint knows.
+                self.on_link_up(connection_id, peer_id, endpoint.is_relayed());
                 let info = self.peer_info.entry(peer_id).or_default();
                 if !info.addresses.contains(&remote) {
                     info.addresses.push(remote);
@@ -350,11 +382,30 @@ impl Node {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.on_disconnected(peer_id);
+                self.on_link_down(connection_id);
+                if num_established == 0 {
+                    self.on_disconnected(peer_id);
+                }
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.forget_listen_addrs(std::slice::from_ref(&address));
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => self.on_listener_closed(listener_id, &addresses, reason.map_err(|e| causes(&e))),
+            SwarmEvent::ExternalAddrExpired { address } => self.on_external_expired(&address),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                self.on_relay_client(event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_hole_punch(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_probe(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay_served(event),
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event),
             SwarmEvent::Behaviour(BehaviourEvent::Hello(event)) => self.on_hello(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -382,6 +433,7 @@ impl Node {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
+                self.offer_relay(peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,

@@ -34,6 +34,7 @@ impl Node {
         self.admission.handle_disconnected(peer);
         self.peer_info.remove(&peer);
         self.not_ready(peer);
+        self.relay_gone(&peer);
     }
 
     /// Carries out what the admission machine decided.
@@ -61,7 +62,7 @@ impl Node {
                         self.ingest_record(peer, *record);
                     }
                     let behaviour = self.swarm.behaviour_mut();
-                    behaviour.rpc.admit(peer);
+                    behaviour.admit(peer);
                     behaviour.gossipsub.set_application_score(&peer, 0.0);
                     self.refused_orgs.remove(&org.cert.org);
                     self.peer_info.entry(peer).or_default().clock_skew_ms = Some(clock_skew_ms);
@@ -107,6 +108,7 @@ impl Node {
         }
         self.sync.handle_peer_admitted(self.now(), peer);
         self.drive_sync();
+        self.offer_relay(peer);
     }
 
     pub(super) fn on_hello(&mut self, event: request_response::Event<Hello, HelloAnswer>) {
@@ -179,7 +181,7 @@ impl Node {
                 .unwrap_or_default(),
         });
         self.emit(NodeEvent::PeerRejected { peer, reason });
-        self.swarm.behaviour_mut().rpc.close(peer);
+        self.swarm.behaviour_mut().close(peer);
         self.not_ready(peer);
     }
 

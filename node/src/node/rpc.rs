@@ -136,6 +136,17 @@ impl Node {
         let Some(from) = self.admission.admitted(&peer) else {
             return Answer::Now(Response::Refused(Refusal::NotAdmitted));
         };
+        if self.role == crate::config::NodeRole::Bootstrap
+            && matches!(
+                request,
+                Request::Deliver(_)
+                    | Request::Candidates { .. }
+                    | Request::FetchBlob { .. }
+                    | Request::Recover { .. }
+            )
+        {
+            return Answer::Now(Response::Refused(Refusal::BootstrapNode));
+        }
         let response = match request {
             request @ (Request::SyncOffer(_)
             | Request::PushRecords(_)

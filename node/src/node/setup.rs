@@ -20,6 +20,9 @@ pub struct NodeSetup {
     /// Packages to organizations outside our region go through these (federation policy).
     pub relay_via: Vec<OrgId>,
     pub scope: DirectoryScope,
+    /// Bootstrap or organization; declared or probed reachability; whether
+    /// it relays for others.
+    pub openness: crate::config::Openness,
     pub gossip_heartbeat: Duration,
     pub clock: std::sync::Arc<dyn Clock>,
     pub anti_entropy_every: Duration,
@@ -47,6 +50,7 @@ impl NodeSetup {
             external: config.external.clone(),
             relay_via: config.relay_via.clone(),
             scope: config.directory_scope,
+            openness: config.openness,
             gossip_heartbeat: Duration::from_secs(1),
             clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: Duration::from_secs(60),
@@ -82,6 +86,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     }
     let keypair = setup.identity.to_libp2p();
     let heartbeat = setup.gossip_heartbeat;
+    let serves_others = setup.openness.serves_others;
+    let declared = setup.openness.reachability;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -94,8 +100,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         // `/dns4/`, `/dns6/` and `/dns/` addresses, as deployments write them.
         .with_dns()
         .map_err(|e| NodeError::Network(format!("DNS resolver: {e}")))?
-        .with_behaviour(|key| {
-            Behaviour::new(key, heartbeat).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NodeError::Network(format!("relay client: {e}")))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, heartbeat, relay_client, serves_others, declared)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| NodeError::Network(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -218,6 +227,17 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         recovery: konsilium_protocol::recovery::Recovery::new(Default::default()),
         recovery_waiters: Vec::new(),
         recoveries_served: HashMap::new(),
+        role: setup.openness.role,
+        reach: Reach::new(
+            now,
+            ReachConfig {
+                declared: setup.openness.reachability,
+                ..ReachConfig::default()
+            },
+        ),
+        links: HashMap::new(),
+        published_reach: konsilium_protocol::reach::Reachability::Unknown,
+        relay_listeners: HashMap::new(),
     };
     node.publish_record()?;
     // The one scan of stored consultations: from here on the desk holds

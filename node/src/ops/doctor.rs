@@ -409,12 +409,14 @@ fn ports(listen: &[Multiaddr]) -> Vec<Check> {
 fn reachability(h: &HealthReport) -> Check {
     const NAME: &str = "ports";
     match h.nat.as_str() {
-        "reachable" => ok(NAME, "peers reached this node at its listen addresses"),
-        "unconfirmed" => problem(
+        "public" => ok(NAME, "a reachability probe dialled this node back"),
+        "private" => problem(
             NAME,
             Verdict::Warn,
-            "peers saw this node only at other addresses (NAT, or outbound connections only)",
-            "open or forward the listen ports (TCP and UDP) and set network.external to the public address",
+            "no probe could dial this node back (NAT or firewall): peers reach it through \
+             relay reservations and hole punching",
+            "to be dialled directly, open or forward the listen ports (TCP and UDP) and set \
+             network.external to the public address",
         ),
         _ => problem(
             NAME,
@@ -583,7 +585,7 @@ mod tests {
                 })
                 .collect(),
             listen: vec![],
-            nat: "unconfirmed".into(),
+            nat: "private".into(),
         }
     }
 
@@ -598,11 +600,11 @@ mod tests {
     }
 
     #[test]
-    fn ports_are_judged_by_whether_peers_reached_a_listen_address() {
+    fn ports_are_judged_by_whether_a_probe_dialled_the_node_back() {
         let mut h = health(&[]);
         assert_eq!(reachability(&h).verdict, Verdict::Warn);
         assert!(reachability(&h).fix.unwrap().contains("network.external"));
-        h.nat = "reachable".into();
+        h.nat = "public".into();
         assert_eq!(reachability(&h).verdict, Verdict::Ok);
     }
 

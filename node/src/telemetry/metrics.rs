@@ -27,6 +27,11 @@ pub struct Metrics {
     pub escalations: IntCounter,
     pub store_bytes: IntGauge,
     pub uptime: IntGauge,
+    pub peer_links: IntGaugeVec,
+    pub reachability: IntGaugeVec,
+    pub relay_reservations: IntGauge,
+    pub hole_punches: IntCounterVec,
+    pub relay_served: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -45,6 +50,12 @@ impl Metrics {
         };
         let gauge =
             |name: &str, help: &str| register(r, IntGauge::new(name, help).expect("valid metric"));
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             register(
                 r,
@@ -96,16 +107,35 @@ impl Metrics {
                 "konsilium_attachment_bytes_fetched_total",
                 "Sealed attachment bytes pulled from peers.",
             ),
-            consultations: register(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "konsilium_consultations",
-                        "Consultations held by this node, by state and urgency.",
-                    ),
-                    &["state", "urgency"],
-                )
-                .expect("valid metric"),
+            consultations: gauge_vec(
+                "konsilium_consultations",
+                "Consultations held by this node, by state and urgency.",
+                &["state", "urgency"],
+            ),
+            peer_links: gauge_vec(
+                "konsilium_peer_links",
+                "Certified organizations connected now, by how: direct, hole-punched or relayed.",
+                &["link"],
+            ),
+            reachability: gauge_vec(
+                "konsilium_reachability",
+                "1 for this node's reachability as probed (public, private, unknown), 0 for the others.",
+                &["state"],
+            ),
+            relay_reservations: gauge(
+                "konsilium_relay_reservations",
+                "Relay reservations this node holds now (its relayed addresses).",
+            ),
+            hole_punches: counter_vec(
+                "konsilium_hole_punches_total",
+                "Attempts to turn a relayed connection into a direct one, by result.",
+                &["result"],
+            ),
+            relay_served: counter_vec(
+                "konsilium_relay_served_total",
+                "What this node's relay service did for other nodes (reservation_accepted, \
+                 reservation_denied, circuit_accepted, circuit_denied).",
+                &["event"],
             ),
             deadline_events: counter_vec(
                 "konsilium_deadline_events_total",

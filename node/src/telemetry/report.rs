@@ -21,10 +21,18 @@ pub struct StatusReport {
     pub listen: Vec<String>,
     /// Our addresses as peers saw them (identify).
     pub observed: Vec<String>,
-    /// `reachable` when a peer reached one of our listen addresses,
-    /// `unconfirmed` when peers only saw other addresses (NAT or outbound
-    /// only), `unknown` without any observation yet.
+    /// `bootstrap` or `organization`.
+    pub role: String,
+    /// `public` when a reachability probe dialled one of our addresses back
+    /// (or the operator declared it), `private` when every probe failed,
+    /// `unknown` before any answer.
     pub nat: String,
+    /// Addresses others reached us at, as probes confirmed.
+    #[serde(default)]
+    pub confirmed: Vec<String>,
+    /// Relay reservations held or being made while not public.
+    #[serde(default)]
+    pub reservations: Vec<ReservationReport>,
     pub peers_connected: usize,
     pub directory_size: usize,
     pub directory_digest: String,
@@ -38,6 +46,17 @@ pub struct StatusReport {
     #[serde(default)]
     pub recovery: Option<RecoveryReport>,
     pub version: String,
+}
+
+/// One relay reservation (`konsilium status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReservationReport {
+    pub relay: String,
+    /// `requested`, `active` or `waiting` (after a failure).
+    pub state: String,
+    pub detail: String,
+    /// Our relayed addresses through it, published in our record.
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +94,10 @@ pub struct PeerReport {
     pub gossip_score: Option<f64>,
     /// The peer's clock minus ours, from its Hello.
     pub clock_skew_ms: Option<i64>,
+    /// How the peer is reached: `direct`, `hole-punched`, `relayed` (a
+    /// circuit through a relay), or store-and-forward through a relay node.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// One organization in the directory (`konsilium directory`).
