@@ -3,6 +3,7 @@
 
 use crate::conclusion::ConclusionFile;
 use crate::signed::Signed;
+use crate::time::Timestamp;
 use crate::wire::{MessageKind, WireMessage};
 use crate::workflow::{ConsultationRequest, Transition};
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,9 @@ pub enum PackageBody {
     /// organization that took it, so the sender can leave steps out but
     /// cannot alter or invent any.
     History(Box<SharedHistory>),
+    /// An operator's end-to-end check (`konsilium probe`): sealed, carried
+    /// and receipted like any package, and otherwise ignored.
+    Probe { sent_at: Timestamp },
 }
 
 /// Everything two organizations share about one consultation.

@@ -337,6 +337,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a probe package to an organization and wait for its signed receipt: reachable end to end, how fast, and how (direct, hole-punched, relayed, store-and-forward).
+    #[command(after_help = "Example:\n  konsilium probe 12D3KooW... --timeout 30")]
+    Probe {
+        #[command(flatten)]
+        at: NodeAt,
+        /// The organization id.
+        org: String,
+        /// Seconds to wait for the receipt.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// The certificate chain, expiry warnings, and the revocations this node knows.
     #[command(after_help = "Example:\n  konsilium certs")]
     Certs {
@@ -490,6 +503,15 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let from = (!from.is_empty()).then(|| from.join(","));
             let q = query(&[("since", since), ("from", from)]);
             views::recover(&at.client()?, &q, json).await
+        }
+        Command::Probe {
+            at,
+            org,
+            timeout,
+            json,
+        } => {
+            let q = query(&[("org", Some(org)), ("timeout", Some(timeout.to_string()))]);
+            views::probe(&at.client()?, &q, json).await
         }
         Command::Metrics { at } => {
             print!("{}", at.client()?.get("/metrics").await?);

@@ -574,6 +574,24 @@ pub async fn recover(client: &AdminClient, query: &str, json: bool) -> Result<()
     Ok(())
 }
 
+pub async fn probe(client: &AdminClient, query: &str, json: bool) -> Result<()> {
+    let text = client.post(&format!("/v1/probe{query}")).await?;
+    let report: ProbeReport = serde_json::from_str(&text)?;
+    if json {
+        println!("{text}");
+    } else {
+        println!(
+            "{} ({}) received probe {} and signed its receipt: {:.1} ms round trip, {}",
+            report.name,
+            short(&report.org),
+            short(&report.package),
+            report.round_trip_ms,
+            report.link.as_deref().unwrap_or("link closed since")
+        );
+    }
+    Ok(())
+}
+
 pub async fn certs(client: &AdminClient, json: bool) -> Result<()> {
     show(client, "/v1/certs", json, |c: CertsReport| {
         let o = &c.organization;

@@ -202,6 +202,10 @@ pub(super) enum Command {
         Vec<OrgId>,
         oneshot::Sender<Result<crate::telemetry::report::RecoveryReport, NodeError>>,
     ),
+    /// Seal and queue a probe package to an organization.
+    Probe(OrgId, oneshot::Sender<Result<Sent, NodeError>>),
+    /// How we reach an organization now, if at all.
+    Link(OrgId, oneshot::Sender<Option<String>>),
     Shutdown(oneshot::Sender<()>),
 }
 

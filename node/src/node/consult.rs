@@ -585,7 +585,7 @@ impl Node {
             Ok(PackageBody::History(history)) => {
                 return self.on_history(batch, sender, package, *history);
             }
-            Ok(PackageBody::Opaque(_)) | Err(_) => Ok(Taken::Taken),
+            Ok(PackageBody::Opaque(_) | PackageBody::Probe { .. }) | Err(_) => Ok(Taken::Taken),
         };
         match taken {
             Ok(Taken::Held) => tracing::info!(%package, "step held until its request arrives"),

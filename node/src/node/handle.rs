@@ -334,6 +334,50 @@ impl NodeHandle {
         self.ask(|tx| Command::Recover(since, from, tx)).await?
     }
 
+    /// Sends a probe package to `to` and waits up to `patience` for its
+    /// signed receipt: whether the organization is reachable end to end,
+    /// how long it took and how.
+    pub async fn probe(
+        &self,
+        to: OrgId,
+        patience: std::time::Duration,
+    ) -> Result<crate::telemetry::report::ProbeReport, NodeError> {
+        let mut events = self.subscribe();
+        let started = std::time::Instant::now();
+        let sent = self.ask(|tx| Command::Probe(to, tx)).await??;
+        let receipt = async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::PackageDelivered { id, .. }) if id == sent.id => return Ok(()),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(NodeError::Stopped),
+                }
+            }
+        };
+        tokio::time::timeout(patience, receipt)
+            .await
+            .map_err(|_| {
+                NodeError::Timeout(format!(
+                    "no receipt from {} within {} s (the package stays queued: `konsilium outbox`)",
+                    sent.recipient_name,
+                    patience.as_secs()
+                ))
+            })??;
+        let elapsed = started.elapsed();
+        let link = if sent.next_hop != to {
+            Some(format!("store-and-forward via {}", sent.next_hop))
+        } else {
+            self.ask(|tx| Command::Link(to, tx)).await?
+        };
+        Ok(crate::telemetry::report::ProbeReport {
+            org: to.to_string(),
+            name: sent.recipient_name,
+            package: sent.id.to_string(),
+            round_trip_ms: elapsed.as_secs_f64() * 1000.0,
+            link,
+        })
+    }
+
     /// An operator view (see [`crate::telemetry::report`]), as JSON.
     pub async fn inspect(&self, what: Inspect) -> Result<serde_json::Value, NodeError> {
         self.ask(|tx| Command::Inspect(Box::new(what), tx)).await?

@@ -109,7 +109,7 @@ impl Node {
         }
     }
 
-    fn org_name(&self, org: &OrgId) -> String {
+    pub(super) fn org_name(&self, org: &OrgId) -> String {
         self.directory()
             .get(org)
             .map(|e| e.name().to_owned())

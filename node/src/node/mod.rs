@@ -26,6 +26,7 @@ mod inspect;
 mod outbox;
 mod partials;
 mod peers;
+mod probe;
 mod reach;
 mod recovery;
 mod rpc;
@@ -583,6 +584,12 @@ impl Node {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     tracing::warn!("cannot dial {addr}: {e}");
                 }
+            }
+            Command::Probe(to, reply) => {
+                let _ = reply.send(self.probe(to));
+            }
+            Command::Link(org, reply) => {
+                let _ = reply.send(self.link_to(org));
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }

@@ -137,6 +137,7 @@ pub async fn serve_with_reload(
         .route("/v1/certs", get(|s| view(s, Inspect::Certs)))
         .route("/v1/health", get(|s| view(s, Inspect::Health)))
         .route("/v1/recover", post(recover))
+        .route("/v1/probe", post(probe))
         .route("/v1/backup", post(backup))
         .route("/v1/reload", post(move || reload_config(reload.clone())))
         .route("/metrics", get(metrics))
@@ -330,6 +331,39 @@ async fn recover(State(node): Node, UrlQuery(p): UrlQuery<RecoverParams>) -> Res
     };
     match node.recover(since, from).await {
         Ok(report) => axum::Json(report).into_response(),
+        Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProbeParams {
+    org: Option<String>,
+    /// Seconds to wait for the receipt (default 60, at most 3600).
+    timeout: Option<u64>,
+}
+
+/// Sends a probe package and answers with its receipt's round trip.
+async fn probe(State(node): Node, UrlQuery(p): UrlQuery<ProbeParams>) -> Response {
+    let org = match p.org.as_deref().map(str::trim) {
+        None | Some("") => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "org: name the organization to probe".into(),
+            );
+        }
+        Some(text) => match text.parse::<OrgId>() {
+            Ok(org) => org,
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("org: {text:?}: {e}")),
+        },
+    };
+    let timeout = std::time::Duration::from_secs(p.timeout.unwrap_or(60).clamp(1, 3600));
+    match node.probe(org, timeout).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e @ (NodeError::UnknownOrg(_) | NodeError::RefusedOrg { .. })) => {
+            refuse(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ NodeError::Timeout(_)) => refuse(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
         Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

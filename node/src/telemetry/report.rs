@@ -48,6 +48,19 @@ pub struct StatusReport {
     pub version: String,
 }
 
+/// An end-to-end probe (`konsilium probe`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub org: String,
+    pub name: String,
+    pub package: String,
+    /// From queueing the probe to its signed receipt, dials included.
+    pub round_trip_ms: f64,
+    /// How the package went: `direct`, `hole-punched`, `relayed`, or
+    /// store-and-forward via a relay node.
+    pub link: Option<String>,
+}
+
 /// One relay reservation (`konsilium status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReservationReport {

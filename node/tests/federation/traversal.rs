@@ -184,6 +184,11 @@ async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_i
         link_to(&h, center.org_id()).await.as_deref(),
         Some("hole-punched")
     );
+    // The operator's end-to-end check says the same.
+    let probe = c.probe(hospital.org_id(), PATIENCE).await.unwrap();
+    assert_eq!(probe.link.as_deref(), Some("hole-punched"));
+    assert_eq!(probe.org, hospital.org_id().to_string());
+    assert!(probe.round_trip_ms > 0.0);
     // DCUtR tells the side whose dial made the connection.
     let metrics = h.metrics().await.unwrap() + &c.metrics().await.unwrap();
     assert!(

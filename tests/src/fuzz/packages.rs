@@ -77,7 +77,7 @@ pub(super) fn package_body(body: &[u8]) -> bool {
             };
             history.steps.iter().all(|s| c.apply(s).is_ok())
         }
-        PackageBody::Opaque(_) => true,
+        PackageBody::Opaque(_) | PackageBody::Probe { .. } => true,
     }
 }
 
