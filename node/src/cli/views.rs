@@ -198,7 +198,10 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
                 p.name,
                 p.level,
                 p.region,
-                or_dash(p.link),
+                match (p.link, p.hole_punch_ms) {
+                    (Some(link), Some(ms)) => format!("{link} ({ms:.0} ms after relay)"),
+                    (link, _) => or_dash(link),
+                },
                 p.addresses.first().cloned().unwrap_or_default(),
                 or_dash(p.latency_ms.map(|l| format!("{l:.1} ms"))),
                 or_dash(p.protocol_version),

@@ -75,6 +75,18 @@ relay_via = []
 # "federation" keeps every organization's record; "region" keeps this region's
 # and asks the regional center (relay_via) for candidates elsewhere.
 directory_scope = "federation"
+# "organization" (a hospital's or center's node) or "bootstrap" (one of the
+# federation's public nodes that help the others find and reach each other;
+# it takes no consultations: no services, consultants or [api] on it).
+role = "organization"
+# "auto" asks peers to dial this node back to learn whether it is reachable;
+# "public" or "private" (behind NAT) say so instead. Behind NAT the node keeps
+# relay reservations on bootstrap nodes, and peers reach it through them or
+# by hole punching.
+reachability = "auto"
+# Relay for nodes behind NAT and answer their reachability probes (a public
+# regional center may; a bootstrap node always does).
+relay_server = false
 
 [directory]
 # The time zone of the consulting staff: planned deadlines count their working days.

@@ -4,3 +4,4 @@
 pub mod behaviour;
 pub mod codec;
 pub mod gate;
+pub mod scope;

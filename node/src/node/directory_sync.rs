@@ -226,13 +226,28 @@ impl Node {
         // Behind NAT our own addresses cannot be dialled: peers get only
         // the relayed ones, from which hole punching finds the way in.
         let private = self.reach.reachability() == konsilium_protocol::reach::Reachability::Private;
-        self.published_reach = self.reach.reachability();
-        addresses.extend(
-            self.listen_addrs
-                .iter()
-                .filter(|a| !is_unspecified(a) && (!private || reach::is_relayed(a)))
-                .cloned(),
-        );
+        self.published_reach = self.reach_snapshot();
+        // Addresses a probe reached us at from outside: our NAT's public side.
+        for confirmed in self.reach.confirmed() {
+            if !addresses.contains(confirmed) {
+                addresses.push(confirmed.clone());
+            }
+        }
+        // Relayed ones before the interfaces' own: within the record's
+        // limit, a node on many interfaces must not crowd them out.
+        // Loopback only from a node on loopback alone (tests, one machine):
+        // to anyone else it leads to themselves.
+        use crate::net::scope::{Scope, scope};
+        let all_loopback = (self.listen_addrs.iter()).all(|a| scope(a) == Scope::Loopback);
+        let (relayed, own): (Vec<&Multiaddr>, Vec<&Multiaddr>) = (self.listen_addrs.iter())
+            .filter(|a| !is_unspecified(a) && !addresses.contains(a))
+            .filter(|a| all_loopback || scope(a) != Scope::Loopback)
+            .partition(|a| reach::is_relayed(a));
+        addresses.extend(relayed.into_iter().cloned());
+        if !private {
+            addresses.extend(own.into_iter().cloned());
+        }
+        addresses.truncate(konsilium_protocol::limits::MAX_ADDRESSES);
         let record = self.profile.record(
             self.chain.clone(),
             self.sealing.public(),

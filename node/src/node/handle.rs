@@ -358,7 +358,7 @@ impl NodeHandle {
             .await
             .map_err(|_| {
                 NodeError::Timeout(format!(
-                    "no receipt from {} within {} s (the package stays queued: `konsilium outbox`)",
+                    "the receipt from {} for {} s (the probe stays queued: `konsilium outbox`)",
                     sent.recipient_name,
                     patience.as_secs()
                 ))

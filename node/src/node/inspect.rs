@@ -39,6 +39,10 @@ pub(super) struct PeerInfo {
     pub agent_version: Option<String>,
     pub protocols: Vec<String>,
     pub clock_skew_ms: Option<i64>,
+    /// When the first relayed connection to the peer came up, and how long
+    /// after it a direct one did (hole punching's time to upgrade).
+    pub relayed_since: Option<std::time::Instant>,
+    pub upgraded_after: Option<Duration>,
 }
 
 /// An organization this node refused, remembered so a routing dry run can
@@ -195,6 +199,9 @@ impl Node {
             gossip_score: self.swarm.behaviour().gossipsub.peer_score(peer),
             clock_skew_ms: info.and_then(|i| i.clock_skew_ms),
             link: self.link(peer).map(|l| l.as_str().to_owned()),
+            hole_punch_ms: info
+                .and_then(|i| i.upgraded_after)
+                .map(|d| d.as_secs_f64() * 1000.0),
         }
     }
 

@@ -209,9 +209,9 @@ struct Node {
     reach: Reach<PeerId, Multiaddr>,
     /// How each open connection was made: the fallback ladder's rungs.
     links: HashMap<libp2p::swarm::ConnectionId, (PeerId, reach::Link)>,
-    /// The reachability our record was last published with: a change
-    /// changes which addresses it lists.
-    published_reach: konsilium_protocol::reach::Reachability,
+    /// The reachability and number of confirmed addresses our record was
+    /// last published with: a change changes which addresses it lists.
+    published_reach: (konsilium_protocol::reach::Reachability, usize),
     /// Our listeners on relays' circuit addresses: one per reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
@@ -348,11 +348,13 @@ impl Node {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 if self.reach.reachability() == konsilium_protocol::reach::Reachability::Public
+                    && self.external.is_empty()
                     && !reach::is_relayed(&address)
                     && !is_unspecified(&address)
                 {
-                    // Declared public (a bootstrap node): what relays hand
-                    // out in reservations and identify tells peers.
+                    // Declared public (a bootstrap node) with no external
+                    // address configured: what relays hand out in
+                    // reservations and identify tells peers.
                     self.swarm.add_external_address(address.clone());
                 }
                 self.listen_addrs.push(address.clone());
@@ -429,8 +431,12 @@ impl Node {
                 known.protocol_version = Some(info.protocol_version.clone());
                 known.agent_version = Some(info.agent_version.clone());
                 known.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
+                let met_at = known.addresses.first().cloned();
                 for addr in info.listen_addrs {
-                    if !is_unspecified(&addr) {
+                    let useful = met_at
+                        .as_ref()
+                        .is_some_and(|m| crate::net::scope::reachable_from(&addr, m));
+                    if !is_unspecified(&addr) && useful {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }

@@ -44,14 +44,30 @@ impl Node {
     /// is hole punching's: only one side learns it from DCUtR (the other
     /// sees an ordinary inbound connection), so it is judged here for both.
     pub(super) fn on_link_up(&mut self, id: ConnectionId, peer: PeerId, relayed: bool) {
+        // A later direct connection to a peer we punched through to goes
+        // through the same hole (the NATs' mappings are still open).
+        let punched = (self.peer_info.get(&peer)).is_some_and(|i| i.upgraded_after.is_some());
         let link = if relayed {
             Link::Relayed
-        } else if self.link(&peer) == Some(Link::Relayed) {
+        } else if punched || matches!(self.link(&peer), Some(Link::Relayed | Link::HolePunched)) {
             Link::HolePunched
         } else {
             Link::Direct
         };
         self.links.insert(id, (peer, link));
+        let info = self.peer_info.entry(peer).or_default();
+        match link {
+            Link::Relayed => {
+                info.relayed_since
+                    .get_or_insert_with(std::time::Instant::now);
+            }
+            Link::HolePunched if info.upgraded_after.is_none() => {
+                let since = info.relayed_since.unwrap_or_else(std::time::Instant::now);
+                info.upgraded_after = Some(since.elapsed());
+            }
+            Link::HolePunched => {}
+            Link::Direct => {}
+        }
     }
 
     pub(super) fn on_link_down(&mut self, id: ConnectionId) {
@@ -77,13 +93,17 @@ impl Node {
         }
     }
 
+    pub(super) fn reach_snapshot(&self) -> (konsilium_protocol::reach::Reachability, usize) {
+        (self.reach.reachability(), self.reach.confirmed().count())
+    }
+
     pub(super) fn relay_gone(&mut self, peer: &PeerId) {
         self.reach.handle_relay_lost(self.now(), peer);
         self.drive_reach();
     }
 
     pub(super) fn drive_reach(&mut self) {
-        if self.reach.reachability() != self.published_reach {
+        if self.reach_snapshot() != self.published_reach {
             self.record_dirty = true;
         }
         while let Some(output) = self.reach.poll_output() {
@@ -178,6 +198,11 @@ impl Node {
                 if let Some((_, link)) = self.links.get_mut(&id) {
                     *link = Link::HolePunched;
                 }
+                let info = self.peer_info.entry(event.remote_peer_id).or_default();
+                if info.upgraded_after.is_none() {
+                    let since = info.relayed_since.unwrap_or_else(std::time::Instant::now);
+                    info.upgraded_after = Some(since.elapsed());
+                }
                 tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection");
                 "success"
             }
@@ -190,6 +215,13 @@ impl Node {
     }
 
     pub(super) fn on_probe(&mut self, event: autonat::v2::client::Event) {
+        // Our relayed addresses are candidates too, and are dialled back
+        // through the relay: that says nothing about our own.
+        let own =
+            (event.tested_addr.iter()).any(|p| matches!(p, Protocol::Ip4(_) | Protocol::Ip6(_)));
+        if is_relayed(&event.tested_addr) || !own {
+            return;
+        }
         let reachable = event.result.is_ok();
         tracing::debug!(
             server = %event.server,

@@ -236,7 +236,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             },
         ),
         links: HashMap::new(),
-        published_reach: konsilium_protocol::reach::Reachability::Unknown,
+        published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
     };
     node.publish_record()?;

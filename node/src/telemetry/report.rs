@@ -111,6 +111,9 @@ pub struct PeerReport {
     /// circuit through a relay), or store-and-forward through a relay node.
     #[serde(default)]
     pub link: Option<String>,
+    /// From the first relayed connection to the direct one hole punching made.
+    #[serde(default)]
+    pub hole_punch_ms: Option<f64>,
 }
 
 /// One organization in the directory (`konsilium directory`).
