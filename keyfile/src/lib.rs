@@ -19,6 +19,10 @@ const SEED_LEN: usize = 32;
 const KEYS_DIR: &str = "keys";
 const IDENTITY_FILE: &str = "identity.key";
 const SEALING_FILE: &str = "sealing.key";
+/// Sealing keys rotated away from, as `sealing-<unix ms retired>.key`.
+const RETIRED_DIR: &str = "retired";
+/// A new sealing key between being written and taking the current one's place.
+const STAGED_SEALING: &str = "sealing.key.new";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -75,6 +79,15 @@ impl KeyFileError {
 pub struct NodeKeys {
     pub identity: IdentityKey,
     pub sealing: SealingKey,
+    /// Sealing keys rotated away from, newest first: what was sealed to
+    /// them still opens.
+    pub retired: Vec<RetiredKey>,
+}
+
+#[derive(Debug)]
+pub struct RetiredKey {
+    pub key: SealingKey,
+    pub retired_at_ms: u64,
 }
 
 /// Where `NodeKeys` lives under a data directory, for messages and backups.
@@ -97,6 +110,7 @@ impl NodeKeys {
         let keys = NodeKeys {
             identity: IdentityKey::from_seed(identity),
             sealing: SealingKey::from_seed(sealing),
+            retired: Vec::new(),
         };
         wipe(&mut identity);
         wipe(&mut sealing);
@@ -117,10 +131,13 @@ impl NodeKeys {
 
     pub fn load(data_dir: &Path) -> Result<Self, KeyFileError> {
         let dir = keys_dir(data_dir);
-        Ok(Self::from_seeds(
+        finish_rotation(&dir)?;
+        let mut keys = Self::from_seeds(
             read_key_file(&dir.join(IDENTITY_FILE))?,
             read_key_file(&dir.join(SEALING_FILE))?,
-        ))
+        );
+        keys.retired = load_retired(&dir)?;
+        Ok(keys)
     }
 
     /// Writes both key files, or neither: if the second cannot be created,
@@ -155,6 +172,83 @@ impl NodeKeys {
             .and_then(|d| d.sync_all())
             .map_err(KeyFileError::io(&dir))
     }
+}
+
+/// Replaces the sealing key with a new one and keeps the old one under
+/// `keys/retired/`, retired at `now_ms`. Never overwrites a key: the new one
+/// is written beside the current one first and renamed into place after
+/// the old one moved away, so a crash in between leaves both on disk and
+/// the next [`NodeKeys::load`] finishes the rotation.
+pub fn rotate_sealing(data_dir: &Path, now_ms: u64) -> Result<SealingKey, KeyFileError> {
+    let dir = keys_dir(data_dir);
+    finish_rotation(&dir)?;
+    let retired = dir.join(RETIRED_DIR);
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&retired)
+        .map_err(KeyFileError::io(&retired))?;
+    let mut seed = random_seed()?;
+    let staged = dir.join(STAGED_SEALING);
+    write_key_file(&staged, &seed)?;
+    let key = SealingKey::from_seed(seed);
+    wipe(&mut seed);
+    let current = dir.join(SEALING_FILE);
+    let old = retired.join(format!("sealing-{now_ms}.key"));
+    if fs::symlink_metadata(&old).is_ok() {
+        let _ = fs::remove_file(&staged);
+        return Err(KeyFileError::Exists { path: old });
+    }
+    fs::rename(&current, &old).map_err(KeyFileError::io(&current))?;
+    fs::rename(&staged, &current).map_err(KeyFileError::io(&staged))?;
+    for d in [&retired, &dir] {
+        File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(KeyFileError::io(d))?;
+    }
+    Ok(key)
+}
+
+/// A rotation cut short after the old key moved away: the staged key
+/// becomes the current one.
+fn finish_rotation(dir: &Path) -> Result<(), KeyFileError> {
+    let staged = dir.join(STAGED_SEALING);
+    let current = dir.join(SEALING_FILE);
+    if fs::symlink_metadata(&staged).is_err() {
+        return Ok(());
+    }
+    if fs::symlink_metadata(&current).is_ok() {
+        // Cut short before the old key moved: the rotation never happened.
+        return fs::remove_file(&staged).map_err(KeyFileError::io(&staged));
+    }
+    fs::rename(&staged, &current).map_err(KeyFileError::io(&staged))
+}
+
+fn load_retired(dir: &Path) -> Result<Vec<RetiredKey>, KeyFileError> {
+    let retired = dir.join(RETIRED_DIR);
+    let entries = match fs::read_dir(&retired) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(KeyFileError::io(&retired)(e)),
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(KeyFileError::io(&retired))?.path();
+        let at = (path.file_name().and_then(|n| n.to_str()))
+            .and_then(|n| n.strip_prefix("sealing-")?.strip_suffix(".key"))
+            .and_then(|ms| ms.parse::<u64>().ok());
+        let Some(retired_at_ms) = at else {
+            return Err(KeyFileError::NotAFile { path });
+        };
+        let mut seed = read_key_file(&path)?;
+        keys.push(RetiredKey {
+            key: SealingKey::from_seed(seed),
+            retired_at_ms,
+        });
+        wipe(&mut seed);
+    }
+    keys.sort_by_key(|k| std::cmp::Reverse(k.retired_at_ms));
+    Ok(keys)
 }
 
 /// Writes one 32-byte secret seed to a new file readable only by its owner
@@ -336,5 +430,48 @@ mod tests {
     #[test]
     fn random_seeds_differ() {
         assert_ne!(random_seed().unwrap(), random_seed().unwrap());
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_sealing_key_and_survives_a_crash_halfway() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = NodeKeys::create(dir.path()).unwrap();
+        let second = rotate_sealing(dir.path(), 1_000).unwrap();
+        let third = rotate_sealing(dir.path(), 2_000).unwrap();
+        let loaded = NodeKeys::load(dir.path()).unwrap();
+        assert_eq!(loaded.sealing.public(), third.public());
+        assert_eq!(loaded.identity.org_id(), first.identity.org_id());
+        let retired: Vec<_> = (loaded.retired.iter())
+            .map(|r| (r.key.public(), r.retired_at_ms))
+            .collect();
+        assert_eq!(
+            retired,
+            [(second.public(), 2_000), (first.sealing.public(), 1_000)]
+        );
+        let old = keys_dir(dir.path())
+            .join(RETIRED_DIR)
+            .join("sealing-1000.key");
+        assert_eq!(mode(&old), 0o600);
+
+        // The crash: the current key moved away, the staged one not yet in place.
+        let keys = keys_dir(dir.path());
+        fs::rename(
+            keys.join(SEALING_FILE),
+            keys.join(RETIRED_DIR).join("sealing-3000.key"),
+        )
+        .unwrap();
+        write_key_file(&keys.join(STAGED_SEALING), &[7; 32]).unwrap();
+        let loaded = NodeKeys::load(dir.path()).unwrap();
+        assert_eq!(
+            loaded.sealing.public(),
+            SealingKey::from_seed([7; 32]).public()
+        );
+        assert_eq!(loaded.retired.len(), 3);
+        assert!(!keys.join(STAGED_SEALING).exists());
+
+        // A stray file among the retired keys is named, not skipped.
+        fs::write(keys.join(RETIRED_DIR).join("notes.txt"), b"x").unwrap();
+        let e = NodeKeys::load(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("notes.txt"), "{e}");
     }
 }

@@ -82,6 +82,7 @@ impl OrgKeys {
         konsilium_keyfile::NodeKeys {
             identity: IdentityKey::from_seed(self.identity),
             sealing: SealingKey::from_seed(self.sealing),
+            retired: Vec::new(),
         }
     }
 }
@@ -106,6 +107,7 @@ impl Member {
         NodeSetup {
             identity: IdentityKey::from_seed(self.keys.identity),
             sealing: SealingKey::from_seed(self.keys.sealing),
+            retired: Vec::new(),
             chain: self.chain.clone(),
             roots: self.roots.clone(),
             revocations: Vec::new(),

@@ -199,6 +199,14 @@ pub enum SealError {
     AlreadyFinished,
     #[error("noise: {0}")]
     Noise(String),
+    #[error(
+        "package was sealed to this organization's sealing key {key:?}, retired at \
+         {retired_at}: the sender's directory is out of date"
+    )]
+    RetiredKey {
+        key: SealingPublicKey,
+        retired_at: Timestamp,
+    },
 }
 
 fn noise(e: snow::Error) -> SealError {
@@ -554,11 +562,22 @@ pub fn open_body(
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), SealError> {
+    open_with(body, out, |handshake| {
+        Opener::new(header, my_key, handshake, sender_keys)
+    })
+}
+
+/// Opens a body with the opener `read` makes of its handshake.
+fn open_with(
+    body: &[u8],
+    out: &mut Vec<u8>,
+    read: impl FnOnce(&[u8]) -> Result<Opener, SealError>,
+) -> Result<(), SealError> {
     if body.len() < HANDSHAKE_LEN {
         return Err(SealError::Truncated);
     }
     let (handshake, mut rest) = body.split_at(HANDSHAKE_LEN);
-    let mut opener = Opener::new(header, my_key, handshake, sender_keys)?;
+    let mut opener = read(handshake)?;
     out.clear();
     out.reserve(rest.len());
     loop {
@@ -574,5 +593,6 @@ pub fn open_body(
     Ok(())
 }
 
+pub mod keyring;
 #[cfg(test)]
 mod tests;

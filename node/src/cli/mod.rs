@@ -337,6 +337,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replace this organization's sealing key without a new certificate: the new key is published in its record at once; the old one is kept under keys/retired/ and opens what was sealed to it (packages from senders with an old directory for 30 days).
+    #[command(
+        name = "rotate-sealing-key",
+        after_help = "Example:\n  konsilium rotate-sealing-key --config /var/lib/konsilium/node.toml"
+    )]
+    RotateSealingKey {
+        #[command(flatten)]
+        at: NodeAt,
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a probe package to an organization and wait for its signed receipt: reachable end to end, how fast, and how (direct, hole-punched, relayed, store-and-forward).
     #[command(after_help = "Example:\n  konsilium probe 12D3KooW... --timeout 30")]
     Probe {
@@ -503,6 +514,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             let from = (!from.is_empty()).then(|| from.join(","));
             let q = query(&[("since", since), ("from", from)]);
             views::recover(&at.client()?, &q, json).await
+        }
+        Command::RotateSealingKey { at, json } => {
+            views::rotate_sealing_key(&at.client()?, json).await
         }
         Command::Probe {
             at,

@@ -577,6 +577,22 @@ pub async fn recover(client: &AdminClient, query: &str, json: bool) -> Result<()
     Ok(())
 }
 
+pub async fn rotate_sealing_key(client: &AdminClient, json: bool) -> Result<()> {
+    let text = client.post("/v1/rotate-sealing-key").await?;
+    let r: RotationReport = serde_json::from_str(&text)?;
+    if json {
+        println!("{text}");
+    } else {
+        println!(
+            "new sealing key {} published in the directory record\n\
+             retired key {} opens packages sealed to it until {}, and what this node holds for as \
+             long as keys/retired/ keeps it ({} retired keys); back up keys/",
+            r.sealing_key, r.retired, r.accepted_until, r.retired_keys
+        );
+    }
+    Ok(())
+}
+
 pub async fn probe(client: &AdminClient, query: &str, json: bool) -> Result<()> {
     let text = client.post(&format!("/v1/probe{query}")).await?;
     let report: ProbeReport = serde_json::from_str(&text)?;

@@ -132,11 +132,16 @@ impl Behaviour {
         kad_config.set_periodic_bootstrap_interval(None);
         let mut kad =
             kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_config);
-        kad.set_mode(Some(if serves_others {
-            kad::Mode::Server
+        // A node others can dial answers lookups (gated: certified peers
+        // only); one behind NAT only asks. Without a declared role, the
+        // swarm's confirmed external addresses decide.
+        kad.set_mode(if serves_others {
+            Some(kad::Mode::Server)
+        } else if declared == Some(Reachability::Private) {
+            Some(kad::Mode::Client)
         } else {
-            kad::Mode::Client
-        }));
+            None
+        });
         let relay = serves_others.then(|| {
             let mut relay = relay::Behaviour::new(peer, relay_config());
             // Served whatever its addresses look like: a bootstrap node is

@@ -162,14 +162,14 @@ impl Node {
 
 /// Opens one attachment into a new file on a blocking thread, streaming.
 pub(super) async fn open_to_file(
-    (header, sealing, keys, blobs): AttachmentKeys,
+    (header, keyring, keys, blobs): AttachmentKeys,
     index: u32,
     dest: PathBuf,
 ) -> Result<u64, NodeError> {
     tokio::task::spawn_blocking(move || {
         let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", dest.display()));
         let mut out = std::io::BufWriter::new(std::fs::File::create(&dest).map_err(failed)?);
-        let n = blobs.open_attachment(&header, index, &sealing, &keys, &mut out)?;
+        let n = blobs.open_attachment(&header, index, &keyring, &keys, &mut out)?;
         std::io::Write::flush(&mut out).map_err(failed)?;
         Ok(n)
     })

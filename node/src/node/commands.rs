@@ -202,6 +202,8 @@ pub(super) enum Command {
         Vec<OrgId>,
         oneshot::Sender<Result<crate::telemetry::report::RecoveryReport, NodeError>>,
     ),
+    /// A new sealing key: the current one retires, the record is republished.
+    RotateSealing(oneshot::Sender<Result<crate::telemetry::report::RotationReport, NodeError>>),
     /// Seal and queue a probe package to an organization.
     Probe(OrgId, oneshot::Sender<Result<Sent, NodeError>>),
     /// How we reach an organization now, if at all.
@@ -221,7 +223,7 @@ pub struct ActRequest {
     pub conclusion: Option<ConclusionText>,
 }
 
-pub(super) type AttachmentKeys = (EnvelopeHeader, SealingKey, Vec<SealingPublicKey>, BlobStore);
+pub(super) type AttachmentKeys = (EnvelopeHeader, Keyring, Vec<SealingPublicKey>, BlobStore);
 /// What opening a consultation's case files needs: the keys of the package
 /// that holds them, and their descriptions in the same order.
 pub(super) type CaseFileKeys = (AttachmentKeys, Vec<FileInfo>);

@@ -250,7 +250,7 @@ impl Node {
         addresses.truncate(konsilium_protocol::limits::MAX_ADDRESSES);
         let record = self.profile.record(
             self.chain.clone(),
-            self.sealing.public(),
+            self.keyring.current().public(),
             addresses,
             self.sequence,
             self.now(),

@@ -16,6 +16,8 @@ pub enum NodeError {
     Revocation(CertError),
     #[error("network: {0}")]
     Network(String),
+    #[error("keys: {0}")]
+    Keys(String),
     #[error("no organization in the directory offers this: {0}")]
     NoRoute(String),
     #[error("organization {0} is not in the directory")]

@@ -8,7 +8,7 @@ use super::{AttachmentKeys, Command, Node, NodeError, Target, random_bytes};
 use crate::storage::store::{Batch, StoredConsultation};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::content::PackageBody;
-use konsilium_protocol::identity::{OrgId, SealingKey};
+use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::seal::EnvelopeHeader;
 use konsilium_protocol::wire;
 use konsilium_protocol::workflow::{ConsultationId, ConsultationRequest};
@@ -51,8 +51,8 @@ impl Node {
         };
         let keys = (
             own,
-            SealingKey::from_seed(*self.sealing.to_seed()),
-            vec![self.sealing.public()],
+            self.keyring.clone(),
+            self.keyring.public_keys(),
             self.blobs.clone(),
         );
         self.reseal_off_loop(keys, plan, move |plan| Command::Resealed {
@@ -168,8 +168,8 @@ impl Node {
         let keys = match (&stored.own_copy, stored.received_in) {
             (Some(own), _) => (
                 own.clone(),
-                SealingKey::from_seed(*self.sealing.to_seed()),
-                vec![self.sealing.public()],
+                self.keyring.clone(),
+                self.keyring.public_keys(),
                 self.blobs.clone(),
             ),
             (None, Some(package)) => self.attachment_keys(package)?,
@@ -188,7 +188,7 @@ impl Node {
 /// recipient, listing them in its header. Files pass through the blob
 /// store's scratch directory and are removed on every path.
 fn reseal(keys: &AttachmentKeys, mut plan: super::Plan) -> Result<super::Plan, NodeError> {
-    let (own, sealing, senders, blobs) = keys;
+    let (own, keyring, senders, blobs) = keys;
     let tmp = blobs.scratch()?;
     let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", tmp.display()));
     for index in 0..own.attachments.len() as u32 {
@@ -200,14 +200,14 @@ fn reseal(keys: &AttachmentKeys, mut plan: super::Plan) -> Result<super::Plan, N
             .map_err(failed)?;
         {
             let mut out = std::io::BufWriter::new(plain.reopen().map_err(failed)?);
-            blobs.open_attachment(own, index, sealing, senders, &mut out)?;
+            blobs.open_attachment(own, index, keyring, senders, &mut out)?;
             std::io::Write::flush(&mut out).map_err(failed)?;
         }
         let mut file = plain.reopen().map_err(failed)?;
         let blob = blobs.seal_attachment(
             &plan.header,
             index,
-            sealing,
+            keyring.current(),
             &plan.recipient_key,
             random_bytes(),
             &mut file,

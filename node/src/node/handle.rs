@@ -334,6 +334,14 @@ impl NodeHandle {
         self.ask(|tx| Command::Recover(since, from, tx)).await?
     }
 
+    /// Replaces the sealing key (a new one under `keys/`, the old one kept
+    /// under `keys/retired/`) and republishes the record with it.
+    pub async fn rotate_sealing_key(
+        &self,
+    ) -> Result<crate::telemetry::report::RotationReport, NodeError> {
+        self.ask(Command::RotateSealing).await?
+    }
+
     /// Sends a probe package to `to` and waits up to `patience` for its
     /// signed receipt: whether the organization is reachable end to end,
     /// how long it took and how.

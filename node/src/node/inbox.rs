@@ -51,12 +51,7 @@ impl Node {
 
     pub(super) fn attachment_keys(&self, id: PackageId) -> Result<AttachmentKeys, NodeError> {
         let (header, _, keys) = self.received(id)?;
-        Ok((
-            header,
-            SealingKey::from_seed(*self.sealing.to_seed()),
-            keys,
-            self.blobs.clone(),
-        ))
+        Ok((header, self.keyring.clone(), keys, self.blobs.clone()))
     }
 
     /// The answer to a `Request::Deliver`: the delivery machine decides
@@ -170,13 +165,14 @@ impl Node {
             Err(e) => return Answer::Now(Response::Refused(e.into())),
         };
         self.opening.insert(id, Vec::new());
-        let sealing = SealingKey::from_seed(*self.sealing.to_seed());
+        let keyring = self.keyring.clone();
+        let receiving = Purpose::Receiving(self.now());
         let back = self.loopback.clone();
         tokio::spawn(async move {
             let opened = tokio::task::spawn_blocking(move || {
                 let mut body = Vec::new();
                 let opened =
-                    seal::open_body(&package.header, &sealing, &keys, &package.body, &mut body);
+                    keyring.open_body(&package.header, &keys, &package.body, &mut body, receiving);
                 (package, opened.map(|()| body))
             })
             .await;
@@ -230,8 +226,10 @@ impl Node {
             Ok(body) => self.store_opened(package, &body),
             Err(e) => {
                 // The header passed its checks, so the sealed bytes were
-                // altered (or sealed wrong) by whoever delivered them.
-                if let Some(Reply::Channel(_)) = replies.first() {
+                // altered (or sealed wrong) by whoever delivered them. A
+                // package sealed to a key we retired long ago is only late.
+                let retired = matches!(e, seal::SealError::RetiredKey { .. });
+                if let (Some(Reply::Channel(_)), false) = (replies.first(), retired) {
                     let now = self.now();
                     let peer = from.to_peer_id();
                     (self.admission).handle_offence(now, peer, Offence::BadPackage);
@@ -297,7 +295,8 @@ impl Node {
     ) -> Result<(EnvelopeHeader, Vec<u8>), NodeError> {
         let (header, sealed, keys) = self.received(id)?;
         let mut body = Vec::new();
-        seal::open_body(&header, &self.sealing, &keys, &sealed, &mut body)?;
+        self.keyring
+            .open_body(&header, &keys, &sealed, &mut body, Purpose::Held)?;
         Ok((header, body))
     }
 }

@@ -29,6 +29,7 @@ mod peers;
 mod probe;
 mod reach;
 mod recovery;
+mod rotation;
 mod rpc;
 mod setup;
 
@@ -71,6 +72,7 @@ use konsilium_protocol::outbox::{Config as OutboxConfig, Outbox, OutboxError, To
 use konsilium_protocol::reach::{Config as ReachConfig, Reach};
 use konsilium_protocol::route::{self, RouteDecision, RouteRequest};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, MAX_BLOB_CHUNK, Refusal, Request, Response};
+use konsilium_protocol::seal::keyring::{Keyring, Purpose, Retired};
 use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader,
 };
@@ -131,7 +133,9 @@ struct Node {
     sync: DirectorySync<PeerId>,
     trust: Trust,
     identity: IdentityKey,
-    sealing: SealingKey,
+    /// The sealing key, and those rotated away from (which still open what
+    /// was sealed to them).
+    keyring: Keyring,
     chain: CertChain,
     me: VerifiedOrg,
     profile: Profile,
@@ -212,6 +216,8 @@ struct Node {
     /// The reachability and number of confirmed addresses our record was
     /// last published with: a change changes which addresses it lists.
     published_reach: (konsilium_protocol::reach::Reachability, usize),
+    /// Kademlia lookups of organizations whose addresses failed, by query.
+    lookups: HashMap<kad::QueryId, OrgId>,
     /// Our listeners on relays' circuit addresses: one per reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
@@ -455,8 +461,15 @@ impl Node {
                 tracing::debug!(?peer_id, "dial failed: {error}");
                 if let Some(org) = peer_id.and_then(|p| OrgId::from_peer_id(&p).ok()) {
                     self.outbox.handle_dial_failed(org, &error.to_string());
+                    self.look_up(org);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
+                ..
+            })) => self.on_lookup(id, result, step.last),
             _ => {}
         }
     }
@@ -590,6 +603,9 @@ impl Node {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     tracing::warn!("cannot dial {addr}: {e}");
                 }
+            }
+            Command::RotateSealing(reply) => {
+                let _ = reply.send(self.rotate_sealing());
             }
             Command::Probe(to, reply) => {
                 let _ = reply.send(self.probe(to));

@@ -142,7 +142,7 @@ impl Node {
                 attachments: Vec::new(),
             },
             recipient_key: entry.record().sealing_key,
-            sealing: SealingKey::from_seed(*self.sealing.to_seed()),
+            sealing: SealingKey::from_seed(*self.keyring.current().to_seed()),
             blobs: self.blobs.clone(),
             recipient_name: entry.name().to_owned(),
             route,
@@ -156,7 +156,7 @@ impl Node {
         let recipient = plan.header.recipient;
         let package = seal::seal(
             plan.header,
-            &self.sealing,
+            self.keyring.current(),
             &plan.recipient_key,
             random_bytes(),
             body,

@@ -322,3 +322,50 @@ fn strip_peer(mut addr: Multiaddr) -> Multiaddr {
     }
     addr
 }
+
+impl Node {
+    /// Asks the network where an organization is when its published
+    /// addresses failed (it moved, or its record is behind). Only for
+    /// organizations in the directory, one lookup each at a time.
+    pub(super) fn look_up(&mut self, org: OrgId) {
+        if self.directory().get(&org).is_none() || self.lookups.values().any(|o| *o == org) {
+            return;
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_closest_peers(org.to_peer_id());
+        self.lookups.insert(id, org);
+    }
+
+    /// A lookup that found the organization: its addresses go into the
+    /// address book, and whatever waits for it is dialled again now.
+    pub(super) fn on_lookup(
+        &mut self,
+        id: kad::QueryId,
+        result: kad::GetClosestPeersResult,
+        last: bool,
+    ) {
+        let Some(&org) = self.lookups.get(&id) else {
+            return;
+        };
+        let peer = org.to_peer_id();
+        let found = match &result {
+            Ok(ok) => ok.peers.iter().find(|p| p.peer_id == peer),
+            Err(kad::GetClosestPeersError::Timeout { peers, .. }) => {
+                peers.iter().find(|p| p.peer_id == peer)
+            }
+        };
+        if let Some(info) = found {
+            tracing::debug!(%org, addresses = ?info.addrs, "lookup found the organization");
+            for addr in info.addrs.clone() {
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+            }
+            self.lookups.remove(&id);
+            self.dial_hop(org);
+        } else if last {
+            self.lookups.remove(&id);
+        }
+    }
+}

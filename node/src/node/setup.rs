@@ -9,6 +9,8 @@ use konsilium_protocol::journal::LostTail;
 pub struct NodeSetup {
     pub identity: IdentityKey,
     pub sealing: SealingKey,
+    /// Sealing keys rotated away from, with when.
+    pub retired: Vec<Retired>,
     pub chain: CertChain,
     pub roots: Vec<AuthorityKey>,
     pub revocations: Vec<RevocationNotice>,
@@ -40,6 +42,12 @@ impl NodeSetup {
         Ok(NodeSetup {
             identity: keys.identity,
             sealing: keys.sealing,
+            retired: (keys.retired.into_iter())
+                .map(|r| Retired {
+                    key: r.key,
+                    at: Timestamp::from_unix_millis(r.retired_at_ms),
+                })
+                .collect(),
             chain: config.load_certificate()?,
             roots: config.roots.clone(),
             revocations: config.load_revocations()?,
@@ -182,7 +190,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         ),
         trust,
         identity: setup.identity,
-        sealing: setup.sealing,
+        keyring: Keyring::new(setup.sealing, setup.retired),
         chain: setup.chain,
         me,
         profile: setup.profile,
@@ -236,6 +244,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             },
         ),
         links: HashMap::new(),
+        lookups: HashMap::new(),
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
     };

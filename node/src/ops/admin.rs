@@ -138,6 +138,7 @@ pub async fn serve_with_reload(
         .route("/v1/health", get(|s| view(s, Inspect::Health)))
         .route("/v1/recover", post(recover))
         .route("/v1/probe", post(probe))
+        .route("/v1/rotate-sealing-key", post(rotate_sealing_key))
         .route("/v1/backup", post(backup))
         .route("/v1/reload", post(move || reload_config(reload.clone())))
         .route("/metrics", get(metrics))
@@ -330,6 +331,14 @@ async fn recover(State(node): Node, UrlQuery(p): UrlQuery<RecoverParams>) -> Res
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     match node.recover(since, from).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn rotate_sealing_key(State(node): Node) -> Response {
+    match node.rotate_sealing_key().await {
         Ok(report) => axum::Json(report).into_response(),
         Err(e @ NodeError::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

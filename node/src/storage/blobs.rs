@@ -7,7 +7,8 @@
 //! length; it becomes a blob only after its hash checks out.
 
 use konsilium_protocol::identity::{SealingKey, SealingPublicKey};
-use konsilium_protocol::seal::{self, BlobRef, EnvelopeHeader, Opener, Sealer};
+use konsilium_protocol::seal::keyring::{Keyring, Purpose};
+use konsilium_protocol::seal::{self, BlobRef, EnvelopeHeader, Sealer};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -214,12 +215,13 @@ impl BlobStore {
         Ok(blob)
     }
 
-    /// Opens attachment `index` of a received package into `dest`, streaming.
+    /// Opens attachment `index` of a package this node holds into `dest`,
+    /// streaming, with whichever of its sealing keys it was sealed to.
     pub fn open_attachment(
         &self,
         header: &EnvelopeHeader,
         index: u32,
-        recipient: &SealingKey,
+        keyring: &Keyring,
         sender_keys: &[SealingPublicKey],
         dest: &mut dyn Write,
     ) -> Result<u64, BlobError> {
@@ -232,7 +234,8 @@ impl BlobStore {
         let mut input = BufReader::with_capacity(1 << 20, file);
         let mut handshake = [0u8; seal::HANDSHAKE_LEN];
         input.read_exact(&mut handshake).map_err(io_err(&path))?;
-        let mut opener = Opener::for_attachment(header, index, recipient, &handshake, sender_keys)?;
+        let mut opener =
+            keyring.attachment_opener(header, index, &handshake, sender_keys, Purpose::Held)?;
         let mut frame = Vec::with_capacity(seal::CHUNK_CIPHERTEXT_MAX + 2);
         let mut plain = Vec::with_capacity(seal::CHUNK_PLAINTEXT);
         let mut written = 0u64;
@@ -341,6 +344,10 @@ pub fn is_complete_blob_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ring(key: &SealingKey) -> Keyring {
+        Keyring::new(SealingKey::from_seed(*key.to_seed()), Vec::new())
+    }
     use konsilium_protocol::cert::OrgLevel;
     use konsilium_protocol::identity::IdentityKey;
     use konsilium_protocol::seal::{PACKAGE_VERSION, PackageId, RoutingHeader};
@@ -418,14 +425,14 @@ mod tests {
         h2.attachments = vec![blob];
         let mut out = Vec::new();
         let n = receiver_store
-            .open_attachment(&h2, 0, &recipient, &[sender.public()], &mut out)
+            .open_attachment(&h2, 0, &ring(&recipient), &[sender.public()], &mut out)
             .unwrap();
         assert_eq!(n as usize, plain.len());
         assert_eq!(out, plain);
         // The wrong recipient key cannot open it.
         assert!(
             receiver_store
-                .open_attachment(&h2, 0, &sender, &[sender.public()], &mut Vec::new())
+                .open_attachment(&h2, 0, &ring(&sender), &[sender.public()], &mut Vec::new())
                 .is_err()
         );
     }

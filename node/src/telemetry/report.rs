@@ -48,6 +48,19 @@ pub struct StatusReport {
     pub version: String,
 }
 
+/// A sealing key rotation (`konsilium rotate-sealing-key`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationReport {
+    /// Hex of the new public key, published in the record from now on.
+    pub sealing_key: String,
+    /// Hex of the key it replaced.
+    pub retired: String,
+    /// Until when packages sealed to the retired key are still taken in.
+    pub accepted_until: String,
+    /// Retired keys the node keeps, for what it already holds.
+    pub retired_keys: usize,
+}
+
 /// An end-to-end probe (`konsilium probe`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeReport {

@@ -25,6 +25,7 @@ mod membership;
 #[path = "../process/mod.rs"]
 mod process;
 mod relay;
+mod rotation;
 mod traversal;
 
 use process::dir_contains;

@@ -318,3 +318,71 @@ proptest! {
         }
     }
 }
+
+/// A regional authority's key is replaced with an overlap: the root
+/// certifies the new key for the same region while the old one is still
+/// valid, organizations are re-certified one at a time (both chains verify
+/// meanwhile, for the same organization too), then the root revokes the old
+/// authority certificate and only organizations still on it are refused.
+#[test]
+fn a_regional_authority_key_rotates_with_an_overlap() {
+    let (root, old, mut trust) = federation();
+    let new_key = IdentityKey::from_seed([202; 32]);
+    let new_cert = root
+        .certify_authority(AuthorityGrant {
+            authority: new_key.authority_key(),
+            name: "Vologda regional telemedicine center (key of 2027)".into(),
+            scope: AuthorityScope {
+                region: RegionCode::new("RU-VLG").unwrap(),
+                max_level: OrgLevel::Regional,
+            },
+            validity: year(),
+            serial: 2,
+        })
+        .unwrap();
+    let new = Issuer::regional(new_key, new_cert).unwrap();
+    let moved_old = old
+        .certify_org(grant(1, OrgLevel::District, "RU-VLG", 10))
+        .unwrap();
+    let moved_new = new
+        .certify_org(grant(1, OrgLevel::District, "RU-VLG", 1))
+        .unwrap();
+    let left_behind = old
+        .certify_org(grant(2, OrgLevel::District, "RU-VLG", 11))
+        .unwrap();
+    for chain in [&moved_old, &moved_new, &left_behind] {
+        assert!(trust.verify_chain(chain, NOW).is_ok(), "during the overlap");
+    }
+    assert_eq!(
+        trust.verify_chain(&moved_old, NOW).unwrap().cert.org,
+        trust.verify_chain(&moved_new, NOW).unwrap().cert.org
+    );
+
+    // The overlap ends: the root revokes the old authority certificate.
+    trust
+        .apply_revocations(&root.revoke(1, NOW, [1].into()), NOW)
+        .unwrap();
+    assert!(trust.verify_chain(&moved_new, NOW).is_ok());
+    for chain in [&moved_old, &left_behind] {
+        assert!(matches!(
+            trust.verify_chain(chain, NOW),
+            Err(CertError::Revoked {
+                what: "authority certificate",
+                ..
+            })
+        ));
+    }
+    // The new authority's own revocations count; the old one's no longer.
+    assert!(
+        trust
+            .apply_revocations(&old.revoke(1, NOW, [10, 11].into()), NOW)
+            .is_err()
+    );
+    trust
+        .apply_revocations(&new.revoke(1, NOW, [1].into()), NOW)
+        .unwrap();
+    assert!(matches!(
+        trust.verify_chain(&moved_new, NOW),
+        Err(CertError::Revoked { serial: 1, .. })
+    ));
+}
