@@ -119,26 +119,12 @@ NAMESPACES=() # namespaces created here (only these are ever deleted)
 NS_PREFIX="kfed$$"
 
 cleanup() {
-    local rc=$? pid ns i alive
+    local rc=$? ns
     trap - EXIT INT TERM
     set +e
     if ((${#PIDS[@]})); then
         say "stopping ${#PIDS[@]} node(s)"
-        # SIGINT is what the node handles as "shut down cleanly" (ctrl_c).
-        for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null; done
-        for ((i = 0; i < 50; i++)); do
-            alive=0
-            for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-            ((alive)) || break
-            sleep 0.2
-        done
-        for pid in "${PIDS[@]}"; do
-            if kill -0 "$pid" 2>/dev/null; then
-                say "node pid $pid did not stop within 10 s; killing it"
-                kill -KILL "$pid" 2>/dev/null
-            fi
-        done
-        for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+        kc_stop_nodes "${PIDS[@]}"
     fi
     if ((${#NAMESPACES[@]})); then
         say "deleting network namespaces ${NAMESPACES[*]}"

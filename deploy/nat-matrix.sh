@@ -69,17 +69,10 @@ NAMESPACES=()
 P="kn$$"
 
 cleanup() {
-    local rc=$? pid ns i alive
+    local rc=$? ns
     trap - EXIT INT TERM
     set +e
-    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null; done
-    for ((i = 0; i < 50; i++)); do
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.2
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+    kc_stop_nodes "${PIDS[@]}"
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
     if ((KEEP_DIR)); then say "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"

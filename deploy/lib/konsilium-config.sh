@@ -89,6 +89,28 @@ kc_init_field() {
     printf '%s' "$v"
 }
 
+# kc_stop_nodes PID...: stops node processes started by the caller: SIGINT
+# (what `konsilium run` takes as "shut down cleanly"), up to 10 s to exit,
+# then SIGKILL for any still running, each named on stderr.
+kc_stop_nodes() {
+    local pid i alive
+    for pid in "$@"; do kill -INT "$pid" 2>/dev/null; done
+    for ((i = 0; i < 50; i++)); do
+        alive=0
+        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.2
+    done
+    for pid in "$@"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            printf 'node pid %s did not stop within 10 s; killing it\n' "$pid" >&2
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        wait "$pid" 2>/dev/null
+    done
+    return 0
+}
+
 # kc_resolve_binaries REPO_ROOT: sets KONSILIUM and KONSILIUM_AUTHORITY. When
 # both are already set (prebuilt binaries, e.g. a release build or the ones in
 # a package), they are only checked; otherwise the two crates are built in

@@ -205,20 +205,23 @@ impl Node {
         }
     }
 
+    /// A peer that is an organization we know, as the directory names it.
+    fn org_report(&self, peer: &PeerId, org: OrgId, admission: &str) -> PeerReport {
+        let entry = self.directory().get(&org);
+        PeerReport {
+            org: org.to_string(),
+            name: self.org_name(&org),
+            level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
+            region: entry.map(|e| e.region().to_string()).unwrap_or_default(),
+            ..self.peer_report(peer, admission, None)
+        }
+    }
+
     fn peer_reports(&self) -> Vec<PeerReport> {
         let mut peers: Vec<PeerReport> = self
             .admission
             .admitted_peers()
-            .map(|(peer, org)| {
-                let entry = self.directory().get(&org);
-                PeerReport {
-                    org: org.to_string(),
-                    name: self.org_name(&org),
-                    level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
-                    region: entry.map(|e| e.region().to_string()).unwrap_or_default(),
-                    ..self.peer_report(&peer, "admitted", None)
-                }
-            })
+            .map(|(peer, org)| self.org_report(&peer, org, "admitted"))
             .collect();
         peers.sort_by(|a, b| (&a.level, &a.name).cmp(&(&b.level, &b.name)));
         peers.extend(
@@ -247,19 +250,12 @@ impl Node {
             }
         }
         via.into_iter()
-            .map(|(org, (relay, packages))| {
-                let entry = self.directory().get(&org);
-                PeerReport {
-                    org: org.to_string(),
-                    name: self.org_name(&org),
-                    level: entry.map(|e| e.level().to_string()).unwrap_or_default(),
-                    region: entry.map(|e| e.region().to_string()).unwrap_or_default(),
-                    link: Some(format!(
-                        "store-and-forward via {} ({packages} packages)",
-                        self.org_name(&relay)
-                    )),
-                    ..self.peer_report(&org.to_peer_id(), "not connected", None)
-                }
+            .map(|(org, (relay, packages))| PeerReport {
+                link: Some(format!(
+                    "store-and-forward via {} ({packages} packages)",
+                    self.org_name(&relay)
+                )),
+                ..self.org_report(&org.to_peer_id(), org, "not connected")
             })
             .collect()
     }

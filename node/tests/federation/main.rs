@@ -82,6 +82,23 @@ fn package(
     }
 }
 
+/// Sends `body` straight to `to` and waits for its receipt.
+async fn deliver(
+    from: &NodeHandle,
+    to: OrgId,
+    specialty: Specialty,
+    level: OrgLevel,
+    body: &[u8],
+) -> PackageId {
+    let mut events = from.subscribe();
+    let sent = from
+        .send(package(Target::Org(to), specialty, level, body.to_vec()))
+        .await
+        .unwrap();
+    delivered(&mut events, sent.id).await;
+    sent.id
+}
+
 async fn start(member: &Member, bootstrap: Vec<Multiaddr>, relay_via: Vec<OrgId>) -> NodeHandle {
     // A node killed a moment ago may still be releasing its database lock.
     for _ in 0..50 {

@@ -39,10 +39,6 @@ async fn key_of(holder: &NodeHandle, org: OrgId) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_sealing_key_seals_new_packages_while_old_ones_still_open() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let federal = fed.enrol(OrgSpec::new(
@@ -85,45 +81,41 @@ async fn a_rotated_sealing_key_seals_new_packages_while_old_ones_still_open() {
     // its package is sealed to the retired key, and opens.
     let d = start(&district, vec![], vec![]).await;
     assert_eq!(key_of(&d, federal.org_id()).await, before);
-    let mut events = d.subscribe();
-    let to_old = d
-        .send(package(
-            Target::Org(federal.org_id()),
-            Specialty::Oncology,
-            OrgLevel::Federal,
-            b"sealed to the retired key".to_vec(),
-        ))
-        .await
-        .unwrap();
-    delivered(&mut events, to_old.id).await;
+    let (oncology, federal_level) = (Specialty::Oncology, OrgLevel::Federal);
+    let to_old = deliver(
+        &d,
+        federal.org_id(),
+        oncology,
+        federal_level,
+        b"sealed to the retired key",
+    )
+    .await;
     // The delivery's Hello brought the new record: the next package is
     // sealed to the new key.
     assert_eq!(key_of(&d, federal.org_id()).await, report.sealing_key);
-    let to_new = d
-        .send(package(
-            Target::Org(federal.org_id()),
-            Specialty::Oncology,
-            OrgLevel::Federal,
-            b"sealed to the new key".to_vec(),
-        ))
-        .await
-        .unwrap();
-    delivered(&mut events, to_new.id).await;
+    let to_new = deliver(
+        &d,
+        federal.org_id(),
+        oncology,
+        federal_level,
+        b"sealed to the new key",
+    )
+    .await;
     assert_eq!(
-        f.open(to_old.id).await.unwrap().1,
+        f.open(to_old).await.unwrap().1,
         b"sealed to the retired key"
     );
-    assert_eq!(f.open(to_new.id).await.unwrap().1, b"sealed to the new key");
+    assert_eq!(f.open(to_new).await.unwrap().1, b"sealed to the new key");
 
     // Restarted from its key files, the center still opens both, and
     // keeps publishing the new key.
     f.shutdown().await;
     let f = start_from_key_files(&federal, vec![]).await;
     assert_eq!(
-        f.open(to_old.id).await.unwrap().1,
+        f.open(to_old).await.unwrap().1,
         b"sealed to the retired key"
     );
-    assert_eq!(f.open(to_new.id).await.unwrap().1, b"sealed to the new key");
+    assert_eq!(f.open(to_new).await.unwrap().1, b"sealed to the new key");
     assert_eq!(key_of(&f, federal.org_id()).await, report.sealing_key);
     d.shutdown().await;
     f.shutdown().await;

@@ -89,10 +89,6 @@ async fn link_to(node: &NodeHandle, org: OrgId) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_its_reservations() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let infra = |name: &str| OrgSpec::new(name, OrgLevel::Regional, "RU-VLG", &[]);
@@ -163,17 +159,15 @@ async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_i
         "{published:?}"
     );
 
-    let mut events = c.subscribe();
-    let sent = c
-        .send(package(
-            Target::Org(hospital.org_id()),
-            Specialty::Urology,
-            OrgLevel::District,
-            b"Ultrasound findings attached?".to_vec(),
-        ))
-        .await
-        .unwrap();
-    delivered(&mut events, sent.id).await;
+    let (urology, district) = (Specialty::Urology, OrgLevel::District);
+    deliver(
+        &c,
+        hospital.org_id(),
+        urology,
+        district,
+        b"Ultrasound findings?",
+    )
+    .await;
     // The circuit was the way in; hole punching then made a direct
     // connection (on loopback nothing stops it).
     until("a hole-punched connection", async || {
@@ -226,17 +220,14 @@ async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_i
     ));
     let late = start(&late_member, addrs[..2].to_vec(), vec![]).await;
     converge(&[&h, &c, &late], 3).await;
-    let mut events = late.subscribe();
-    let sent = late
-        .send(package(
-            Target::Org(hospital.org_id()),
-            Specialty::Urology,
-            OrgLevel::District,
-            b"Second opinion".to_vec(),
-        ))
-        .await
-        .unwrap();
-    delivered(&mut events, sent.id).await;
+    deliver(
+        &late,
+        hospital.org_id(),
+        urology,
+        district,
+        b"Second opinion",
+    )
+    .await;
 
     // Bootstrap nodes take no packages: they are not in the directory at
     // all, and one asked directly refuses.
