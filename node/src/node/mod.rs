@@ -216,8 +216,6 @@ struct Node {
     /// The reachability and number of confirmed addresses our record was
     /// last published with: a change changes which addresses it lists.
     published_reach: (konsilium_protocol::reach::Reachability, usize),
-    /// Kademlia lookups of organizations whose addresses failed, by query.
-    lookups: HashMap<kad::QueryId, OrgId>,
     /// Our listeners on relays' circuit addresses: one per reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
@@ -461,15 +459,8 @@ impl Node {
                 tracing::debug!(?peer_id, "dial failed: {error}");
                 if let Some(org) = peer_id.and_then(|p| OrgId::from_peer_id(&p).ok()) {
                     self.outbox.handle_dial_failed(org, &error.to_string());
-                    self.look_up(org);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                id,
-                result: kad::QueryResult::GetClosestPeers(result),
-                step,
-                ..
-            })) => self.on_lookup(id, result, step.last),
             _ => {}
         }
     }

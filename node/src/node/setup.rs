@@ -244,7 +244,6 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             },
         ),
         links: HashMap::new(),
-        lookups: HashMap::new(),
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
     };
