@@ -1,0 +1,18 @@
+//! Video sessions between organizations, sans-I/O.
+//!
+//! A consilium's sites meet with no central media server: each
+//! organization's node holds one WebRTC connection (a str0m `Rtc`, itself
+//! sans-I/O) to each other site. What sets a connection up travels as
+//! [`Signal`]s, signed by the organization that sends them, over the
+//! authenticated channel between certified nodes; the DTLS fingerprint a
+//! site will present is inside the description it signed, and str0m
+//! refuses a handshake whose certificate does not match it. Nothing here
+//! reads a clock, a socket or the system's randomness beyond what str0m's
+//! DTLS needs: the caller passes time and datagrams in and takes datagrams,
+//! signals and events out, as with the protocol crate's machines.
+
+mod link;
+mod signal;
+
+pub use link::{Datagram, Link, LinkError, LinkEvent};
+pub use signal::{Description, SessionId, Signal, SignalError, accept};

@@ -1,0 +1,264 @@
+//! One site's WebRTC connection to another site: media both ways and a data
+//! channel (chat, shared files), on a str0m `Rtc`.
+//!
+//! The node relays its browsers' media to the other sites without decoding
+//! it, so a link carries frames as opaque bytes: str0m packetizes and
+//! reassembles them and never looks inside.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// The data channel every link opens.
+const CHANNEL: &str = "consilium";
+/// RTP time advances by a 30 fps frame's worth at 90 kHz per frame sent.
+const FRAME_TICKS: u64 = 3000;
+
+/// A UDP datagram in or out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// ICE and DTLS are done: media and data can flow.
+    Connected,
+    /// The data channel is open both ways.
+    ChannelOpen,
+    Data(Vec<u8>),
+    Media(Vec<u8>),
+    /// The link is over for good (refused handshake, lost connection).
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    #[error("session description: {0}")]
+    Description(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error("the link is not ready: {0}")]
+    NotReady(&'static str),
+    #[error("the link failed: {0}")]
+    Failed(String),
+}
+
+pub struct Link {
+    rtc: Rtc,
+    pending: Option<SdpPendingOffer>,
+    channel: Option<ChannelId>,
+    mid: Option<Mid>,
+    transmits: VecDeque<Datagram>,
+    events: VecDeque<LinkEvent>,
+    timeout: Option<Instant>,
+    failed: Option<String>,
+    frames: u64,
+}
+
+fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, LinkError> {
+    let mut rtc = Rtc::builder()
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .enable_bwe(None)
+        .build(now);
+    let candidate =
+        Candidate::host(local, "udp").map_err(|e| LinkError::Setup(format!("{local}: {e}")))?;
+    rtc.add_local_candidate(candidate);
+    Ok(rtc)
+}
+
+impl Link {
+    fn with(rtc: Rtc) -> Self {
+        Self {
+            rtc,
+            pending: None,
+            channel: None,
+            mid: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            timeout: None,
+            failed: None,
+            frames: 0,
+        }
+    }
+
+    /// The side that opens: a link waiting for the answer to its offer.
+    pub fn offer(now: Instant, local: SocketAddr) -> Result<(Self, String), LinkError> {
+        let mut rtc = new_rtc(now, local)?;
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        change.add_channel(CHANNEL.into());
+        let (offer, pending) = change
+            .apply()
+            .ok_or(LinkError::Description("nothing to offer".into()))?;
+        let mut link = Self::with(rtc);
+        link.pending = Some(pending);
+        link.mid = Some(mid);
+        link.drain();
+        Ok((link, offer.to_sdp_string()))
+    }
+
+    /// The side that answers an offer.
+    pub fn answer(
+        now: Instant,
+        local: SocketAddr,
+        offer: &str,
+    ) -> Result<(Self, String), LinkError> {
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
+        let mut rtc = new_rtc(now, local)?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| LinkError::Description(e.to_string()))?;
+        let mut link = Self::with(rtc);
+        link.drain();
+        Ok((link, answer.to_sdp_string()))
+    }
+
+    pub fn handle_answer(&mut self, answer: &str) -> Result<(), LinkError> {
+        let pending = (self.pending.take()).ok_or(LinkError::Description(
+            "no offer is waiting for an answer".into(),
+        ))?;
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|e| LinkError::Description(e.to_string()))?;
+        (self.rtc.sdp_api())
+            .accept_answer(pending, answer)
+            .map_err(|e| LinkError::Description(e.to_string()))?;
+        self.drain();
+        Ok(())
+    }
+
+    /// A datagram from the socket; anything that is not WebRTC is dropped.
+    pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.contents) else {
+            return;
+        };
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, receive)) {
+            self.fail(e.to_string());
+        }
+        self.drain();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            self.fail(e.to_string());
+        }
+        self.drain();
+    }
+
+    /// Writes a message on the data channel; `Ok(false)` when its buffer
+    /// is full (try again after the next datagrams).
+    pub fn send_data(&mut self, bytes: &[u8]) -> Result<bool, LinkError> {
+        self.usable()?;
+        let id = self
+            .channel
+            .ok_or(LinkError::NotReady("data channel not open"))?;
+        let mut channel =
+            (self.rtc.channel(id)).ok_or(LinkError::NotReady("data channel closed"))?;
+        let written = (channel.write(true, bytes)).map_err(|e| LinkError::Failed(e.to_string()))?;
+        self.drain();
+        Ok(written)
+    }
+
+    /// Sends one media frame, as opaque bytes.
+    pub fn send_media(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
+        self.usable()?;
+        if !self.rtc.is_connected() {
+            // str0m drops media written before the connection is up.
+            return Err(LinkError::NotReady("not connected"));
+        }
+        let mid = self.mid.ok_or(LinkError::NotReady("no media negotiated"))?;
+        let writer = (self.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
+        let pt = (writer.payload_params().next())
+            .ok_or(LinkError::Description("no codec negotiated".into()))?
+            .pt();
+        self.frames += 1;
+        let time = MediaTime::from_90khz(self.frames * FRAME_TICKS);
+        (writer.write(pt, now, time, frame.to_vec()))
+            .map_err(|e| LinkError::Failed(e.to_string()))?;
+        self.drain();
+        Ok(())
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Link::handle_timeout`] is due; `None` once the link failed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout
+    }
+
+    fn usable(&self) -> Result<(), LinkError> {
+        match &self.failed {
+            Some(reason) => Err(LinkError::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed.is_none() {
+            self.rtc.disconnect();
+            self.transmits.clear();
+            self.timeout = None;
+            self.events.push_back(LinkEvent::Failed(reason.clone()));
+            self.failed = Some(reason);
+        }
+    }
+
+    /// str0m's contract: after every change, poll until it names its next
+    /// timeout.
+    fn drain(&mut self) {
+        while self.failed.is_none() {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    self.timeout = Some(at);
+                    return;
+                }
+                Ok(Output::Transmit(t)) => self.transmits.push_back(Datagram {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Ok(Output::Event(event)) => self.on_event(event),
+                Err(e) => self.fail(e.to_string()),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => self.events.push_back(LinkEvent::Connected),
+            Event::ChannelOpen(id, _) => {
+                self.channel = Some(id);
+                self.events.push_back(LinkEvent::ChannelOpen);
+            }
+            Event::ChannelData(d) => self.events.push_back(LinkEvent::Data(d.data)),
+            Event::MediaAdded(m) => self.mid = Some(m.mid),
+            Event::MediaData(m) => self.events.push_back(LinkEvent::Media(m.data.to_vec())),
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.fail("the other site stopped answering".into())
+            }
+            _ => {}
+        }
+    }
+}

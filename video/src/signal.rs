@@ -1,0 +1,69 @@
+//! What two sites exchange to open a connection: an offer and an answer,
+//! each signed by its organization's identity key.
+
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::signed::{Signable, Signed, SignedError};
+use konsilium_protocol::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One video session of a consultation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(pub [u8; 16]);
+
+/// A WebRTC session description (SDP). Its `a=fingerprint` line is the
+/// DTLS certificate the site will present: signed with the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Description {
+    Offer(String),
+    Answer(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    pub session: SessionId,
+    pub from: OrgId,
+    pub to: OrgId,
+    pub description: Description,
+    pub at: Timestamp,
+}
+
+impl Signable for Signal {
+    const DOMAIN: &'static [u8] = b"konsilium/video-signal/v1\0";
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignalError {
+    #[error("the signal is for {to}, not this organization")]
+    NotForUs { to: OrgId },
+    #[error("{from} is not a participant of video session {session:?}")]
+    NotAParticipant { from: OrgId, session: SessionId },
+    #[error("the signal is not for video session {session:?}")]
+    OtherSession { session: SessionId },
+    #[error("signal: {0}")]
+    Signed(#[from] SignedError),
+}
+
+/// Takes a signal in: addressed to `me`, for `session`, from one of its
+/// `participants`, and signed by that participant's identity key.
+pub fn accept(
+    signed: &Signed<Signal>,
+    me: OrgId,
+    session: SessionId,
+    participants: &[OrgId],
+) -> Result<Signal, SignalError> {
+    let signal = signed.decode_unverified()?;
+    if signal.session != session {
+        return Err(SignalError::OtherSession { session });
+    }
+    if signal.to != me {
+        return Err(SignalError::NotForUs { to: signal.to });
+    }
+    if signal.from == me || !participants.contains(&signal.from) {
+        return Err(SignalError::NotAParticipant {
+            from: signal.from,
+            session,
+        });
+    }
+    signed.verify(&signal.from.verifying_key())?;
+    Ok(signal)
+}
