@@ -1,7 +1,7 @@
 //! The Konsilium node: a tokio + libp2p shell around `konsilium-protocol`.
 //!
 //! Layers, each using only those before it: `config` and `storage` (with
-//! the protocol types), `telemetry`, `net`, the event loop in `node`, then
+//! the protocol types), `telemetry`, `net` and `media`, the event loop in `node`, then
 //! `http`, `ops` and `fhir` on top.
 
 pub mod config;
@@ -9,6 +9,7 @@ pub mod config;
 pub mod federation;
 pub mod fhir;
 pub mod http;
+pub mod media;
 pub use konsilium_keyfile as keys;
 pub mod net;
 pub mod node;

@@ -25,6 +25,7 @@ pub mod specialty;
 pub mod time;
 pub mod timers;
 pub mod urgency;
+pub mod video;
 pub mod wire;
 pub mod workflow;
 

@@ -99,6 +99,9 @@ pub enum Request {
     Recover {
         since: Timestamp,
     },
+    /// An offer for a video link, signed by the requesting organization;
+    /// answered with `VideoAnswer`.
+    VideoOffer(Signed<crate::video::Signal>),
 }
 
 /// Why a node refused a request. Permanent refusals say the same request
@@ -168,6 +171,7 @@ pub enum Response {
     Recovering {
         consultations: u32,
     },
+    VideoAnswer(Signed<crate::video::Signal>),
 }
 
 impl WireMessage for Request {

@@ -12,7 +12,6 @@
 //! signals and events out, as with the protocol crate's machines.
 
 mod link;
-mod signal;
 
+pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{Datagram, Link, LinkError, LinkEvent};
-pub use signal::{Description, SessionId, Signal, SignalError, accept};

@@ -137,6 +137,13 @@ impl Link {
         Ok(())
     }
 
+    /// Whether a datagram arriving on a socket several links share is this
+    /// link's (its remote's address, or an ICE check with its credentials).
+    pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
+        Receive::new(Protocol::Udp, d.source, d.destination, &d.contents)
+            .is_ok_and(|r| self.rtc.accepts(&Input::Receive(now, r)))
+    }
+
     /// A datagram from the socket; anything that is not WebRTC is dropped.
     pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
         if self.failed.is_some() {

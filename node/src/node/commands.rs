@@ -204,11 +204,29 @@ pub(super) enum Command {
     ),
     /// A new sealing key: the current one retires, the record is republished.
     RotateSealing(oneshot::Sender<Result<crate::telemetry::report::RotationReport, NodeError>>),
+    /// Offer a video link to the consultation's other organization.
+    OpenVideo(
+        ConsultationId,
+        oneshot::Sender<Result<konsilium_protocol::video::SessionId, NodeError>>,
+    ),
+    /// A data channel message or a media frame on a video link.
+    VideoSend(
+        konsilium_protocol::video::SessionId,
+        OrgId,
+        VideoPayload,
+        oneshot::Sender<Result<bool, NodeError>>,
+    ),
     /// Seal and queue a probe package to an organization.
     Probe(OrgId, oneshot::Sender<Result<Sent, NodeError>>),
     /// How we reach an organization now, if at all.
     Link(OrgId, oneshot::Sender<Option<String>>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// What goes out on a video link.
+pub enum VideoPayload {
+    Data(Vec<u8>),
+    Frame(Vec<u8>),
 }
 
 pub(super) type JournalDump = (Vec<JournalEntry>, Vec<Signed<Checkpoint>>);

@@ -18,6 +18,10 @@ pub enum NodeError {
     Network(String),
     #[error("keys: {0}")]
     Keys(String),
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
+    #[error("video: {0}")]
+    Video(String),
     #[error("no organization in the directory offers this: {0}")]
     NoRoute(String),
     #[error("organization {0} is not in the directory")]

@@ -6,6 +6,12 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     Listening(Multiaddr),
+    /// A video link to another site changed (connected, data, media, failed).
+    Video {
+        session: konsilium_protocol::video::SessionId,
+        org: OrgId,
+        event: konsilium_video::LinkEvent,
+    },
     PeerCertified {
         org: OrgId,
         name: String,

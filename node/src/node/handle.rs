@@ -334,6 +334,27 @@ impl NodeHandle {
         self.ask(|tx| Command::Recover(since, from, tx)).await?
     }
 
+    /// Offers a video link to the other organization of a consultation;
+    /// [`NodeEvent::Video`] tells how it goes.
+    pub async fn open_video(
+        &self,
+        consultation: ConsultationId,
+    ) -> Result<konsilium_protocol::video::SessionId, NodeError> {
+        self.ask(|tx| Command::OpenVideo(consultation, tx)).await?
+    }
+
+    /// Sends a data channel message or a media frame on a video link;
+    /// `Ok(false)` when the data channel's buffer is full.
+    pub async fn send_video(
+        &self,
+        session: konsilium_protocol::video::SessionId,
+        org: OrgId,
+        payload: super::VideoPayload,
+    ) -> Result<bool, NodeError> {
+        self.ask(|tx| Command::VideoSend(session, org, payload, tx))
+            .await?
+    }
+
     /// Replaces the sealing key (a new one under `keys/`, the old one kept
     /// under `keys/retired/`) and republishes the record with it.
     pub async fn rotate_sealing_key(

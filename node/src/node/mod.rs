@@ -32,13 +32,14 @@ mod recovery;
 mod rotation;
 mod rpc;
 mod setup;
+mod video;
 
 use crate::storage::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use attachments::{open_to_file, seal_attachments};
 pub use clock::{Clock, OffsetClock, SystemClock, now, random_bytes};
 pub use commands::{
     ActRequest, Attachment, CaseFile, INTAKE_RETENTION, Intake, IntakeKey, SendRequest, Sent,
-    Target,
+    Target, VideoPayload,
 };
 use commands::{AttachmentKeys, CaseFileKeys, Command, JournalDump, Plan};
 pub use consult::{ConclusionText, ConsultationView, NewConsultation};
@@ -216,6 +217,8 @@ struct Node {
     /// The reachability and number of confirmed addresses our record was
     /// last published with: a change changes which addresses it lists.
     published_reach: (konsilium_protocol::reach::Reachability, usize),
+    /// Video links to other sites, when a video address is configured.
+    media: Option<crate::media::MediaPlane>,
     /// Our listeners on relays' circuit addresses: one per reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
@@ -250,6 +253,7 @@ impl Node {
         &mut self,
         mut commands: mpsc::Receiver<Command>,
         mut loopback: mpsc::UnboundedReceiver<Command>,
+        mut media: mpsc::UnboundedReceiver<crate::media::MediaEvent>,
     ) {
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         let clock = self.clock.clone();
@@ -279,6 +283,7 @@ impl Node {
                     None => return,
                 },
                 Some(done) = loopback.recv() => self.on_command(done),
+                Some(event) = media.recv() => self.on_media(event),
                 _ = redial.tick() => self.dial_bootstrap(),
                 _ = machines_due, if wake.is_some() => self.on_machines_due(),
                 _ = jumped => self.on_machines_due(),
@@ -597,6 +602,12 @@ impl Node {
             }
             Command::RotateSealing(reply) => {
                 let _ = reply.send(self.rotate_sealing());
+            }
+            Command::OpenVideo(id, reply) => {
+                let _ = reply.send(self.open_video(id));
+            }
+            Command::VideoSend(session, org, payload, reply) => {
+                let _ = reply.send(self.video_send(session, org, payload));
             }
             Command::Probe(to, reply) => {
                 let _ = reply.send(self.probe(to));

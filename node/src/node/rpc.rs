@@ -15,6 +15,8 @@ pub(super) enum Pending {
     Fetch(PieceToken),
     /// Lost consultation state, asked of this organization.
     Recover(OrgId),
+    /// Our offer of a video link in this session to this organization.
+    Video(konsilium_protocol::video::SessionId, OrgId),
 }
 
 impl Node {
@@ -119,6 +121,9 @@ impl Node {
                         Pending::Recover(org) => {
                             self.on_recovery_answer(org, Err(error.to_string()))
                         }
+                        Pending::Video(session, org) => {
+                            self.video_failed(session, org, format!("offer not answered: {error}"))
+                        }
                         _ => tracing::debug!(%peer, "request failed: {error}"),
                     }
                 }
@@ -175,6 +180,7 @@ impl Node {
                 self.serve_piece(hash, offset, len.min(MAX_BLOB_CHUNK))
             }
             Request::Recover { since } => self.serve_recovery(from, since),
+            Request::VideoOffer(signal) => self.answer_video(from, &signal),
             Request::Revocations(notices) => {
                 for n in &notices {
                     if let Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) =
@@ -216,6 +222,9 @@ impl Node {
                 self.drive_fetches();
             }
             (Pending::Recover(org), response) => self.on_recovery_answer(org, Ok(response)),
+            (Pending::Video(session, org), response) => {
+                self.on_video_answer(session, org, response)
+            }
             (Pending::Revocations | Pending::Receipt, _) => {}
         }
     }

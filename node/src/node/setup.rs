@@ -30,6 +30,8 @@ pub struct NodeSetup {
     pub anti_entropy_every: Duration,
     /// How long attachments sent or relayed stay after their receipt.
     pub keep_delivered: Duration,
+    /// The UDP address of the media plane (video), if any.
+    pub video: Option<std::net::SocketAddr>,
 }
 
 impl NodeSetup {
@@ -63,6 +65,7 @@ impl NodeSetup {
             clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: Duration::from_secs(60),
             keep_delivered: config.keep_delivered,
+            video: None,
         })
     }
 }
@@ -165,6 +168,11 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let (events, _) = broadcast::channel(1024);
     let (commands, command_rx) = mpsc::channel(64);
     let (loopback, loopback_rx) = mpsc::unbounded_channel();
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let media = match setup.video {
+        Some(addr) => Some(crate::media::MediaPlane::start(addr, media_tx).await?),
+        None => None,
+    };
     // Attachments kept from earlier runs are deleted when due, without a scan.
     let next_blob_expiry = store.next_blob_expiry()?;
     let desk = Desk::new(
@@ -244,6 +252,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             },
         ),
         links: HashMap::new(),
+        media,
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
     };
@@ -270,7 +279,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         node.start_recovery(Some(since), Vec::new())?;
     }
     let clock = setup.clock.clone();
-    let task = tokio::spawn(async move { node.run(command_rx, loopback_rx).await });
+    let task = tokio::spawn(async move { node.run(command_rx, loopback_rx, media_rx).await });
     Ok(NodeHandle {
         org,
         peer_id,

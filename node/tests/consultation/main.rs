@@ -81,6 +81,11 @@ struct Three {
 }
 
 async fn three() -> Three {
+    three_with(None).await
+}
+
+/// Three sites, each with its media plane on `video` (port 0) when given.
+async fn three_with(video: Option<std::net::SocketAddr>) -> Three {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let f = fed.enrol(OrgSpec::new(
@@ -101,12 +106,18 @@ async fn three() -> Three {
         "RU-VLG",
         &[],
     ));
-    let regional = node::start(r.setup(vec![], vec![])).await.unwrap();
-    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = node::start(f.setup(vec![ra.clone()], vec![]))
+    let with_video = |mut setup: node::NodeSetup| {
+        setup.video = video;
+        setup
+    };
+    let regional = node::start(with_video(r.setup(vec![], vec![])))
         .await
         .unwrap();
-    let district = node::start(d.setup(vec![ra], vec![r.org_id()]))
+    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
+    let federal = node::start(with_video(f.setup(vec![ra.clone()], vec![])))
+        .await
+        .unwrap();
+    let district = node::start(with_video(d.setup(vec![ra], vec![r.org_id()])))
         .await
         .unwrap();
     wait::converged(&[&district, &regional, &federal], 3, PATIENCE)
@@ -727,3 +738,4 @@ async fn a_step_that_overtakes_its_request_is_held_and_applied() {
 }
 
 mod recovery;
+mod video;

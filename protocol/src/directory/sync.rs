@@ -188,6 +188,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Fetching { .. } => "Fetching",
         Response::Blob(_) => "Blob",
         Response::Recovering { .. } => "Recovering",
+        Response::VideoAnswer(_) => "VideoAnswer",
     }
 }
 

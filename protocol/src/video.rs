@@ -1,9 +1,11 @@
-//! What two sites exchange to open a connection: an offer and an answer,
-//! each signed by its organization's identity key.
+//! What two sites exchange to open a video connection: an offer and an
+//! answer, each signed by its organization's identity key. The connection
+//! itself (str0m) is the `konsilium-video` crate's; these messages travel
+//! in the node's RPC like any other request.
 
-use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::signed::{Signable, Signed, SignedError};
-use konsilium_protocol::time::Timestamp;
+use crate::identity::OrgId;
+use crate::signed::{Signable, Signed, SignedError};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// One video session of a consultation.
