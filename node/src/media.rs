@@ -86,6 +86,15 @@ impl MediaPlane {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every link: its session, the other site, and whether it is connected.
+    pub fn links(&self) -> Vec<(SessionId, OrgId, bool)> {
+        let mut links: Vec<_> = (self.lock().iter())
+            .map(|(&(session, org), link)| (session, org, link.is_connected()))
+            .collect();
+        links.sort();
+        links
+    }
+
     /// A new link to `org` that opens with the returned offer.
     pub fn offer(&self, session: SessionId, org: OrgId) -> Result<String, MediaError> {
         let mut links = self.lock();

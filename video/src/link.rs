@@ -202,6 +202,11 @@ impl Link {
         Ok(())
     }
 
+    /// ICE and DTLS are done.
+    pub fn is_connected(&self) -> bool {
+        self.failed.is_none() && self.rtc.is_connected()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.transmits.pop_front()
     }

@@ -502,11 +502,12 @@ pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
                 None => "no live video sessions".into(),
             };
         }
-        let mut t = table(&["consultation", "peer", "rtt", "loss", "bitrate"]);
+        let mut t = table(&["consultation", "peer", "state", "rtt", "loss", "bitrate"]);
         for s in r.sessions {
             t.add_row(vec![
                 s.consultation,
                 short(&s.peer),
+                s.state,
                 or_dash(s.rtt_ms.map(|v| format!("{v:.1} ms"))),
                 or_dash(s.loss.map(|v| format!("{:.1} %", v * 100.0))),
                 or_dash(

@@ -18,6 +18,14 @@ pub(super) struct RawConfig {
     pub(super) metrics: Option<RawMetrics>,
     #[serde(default)]
     pub(super) storage: RawStorage,
+    #[serde(default)]
+    pub(super) video: Option<RawVideo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVideo {
+    pub(super) listen: String,
 }
 
 #[derive(Deserialize, Default)]

@@ -117,6 +117,8 @@ pub struct NodeConfig {
     /// How long attachments this node sent or relayed are kept after the
     /// recipient's receipt.
     pub keep_delivered: std::time::Duration,
+    /// The UDP address video links use; video is off when absent.
+    pub video: Option<std::net::SocketAddr>,
 }
 
 /// Which directory records a node keeps.

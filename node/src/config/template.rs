@@ -127,6 +127,12 @@ holidays = []
 [metrics]
 listen = "127.0.0.1:9464"
 
+# Video links to other sites (consultations' video sessions) use one UDP port
+# at this host's address (not 0.0.0.0: the other sites send media to it).
+# Off unless the section is present.
+# [video]
+# listen = "192.0.2.10:7401"
+
 [storage]
 # Attachments this node sent or relayed are deleted this many hours after the
 # recipient's signed receipt (0: at once). Received attachments are kept.

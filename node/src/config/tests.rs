@@ -680,3 +680,18 @@ fn with_bootstrap_only(text: &str) -> String {
     let end = rest.find("[storage]").unwrap();
     format!("{}{}", &text[..cut], &rest[end..])
 }
+
+#[test]
+fn the_video_address_must_be_one_other_sites_can_send_to() {
+    assert_eq!(parse(&full()).unwrap().video, None, "off without [video]");
+    let with_video = |listen: &str| format!("{}\n[video]\nlisten = \"{listen}\"\n", full());
+    assert_eq!(
+        parse(&with_video("192.0.2.10:7401")).unwrap().video,
+        Some("192.0.2.10:7401".parse().unwrap())
+    );
+    assert_refused(
+        &with_video("0.0.0.0:7401"),
+        &["video.listen", "listens everywhere"],
+    );
+    assert_refused(&with_video("camera"), &["video.listen", "not an address"]);
+}

@@ -182,6 +182,10 @@ impl RawConfig {
             }),
         };
 
+        let video = match self.video {
+            None => None,
+            Some(raw) => Some(video_listen(&raw.listen)?),
+        };
         Ok(NodeConfig {
             data_dir,
             certificate_path,
@@ -201,6 +205,7 @@ impl RawConfig {
             api,
             metrics,
             keep_delivered,
+            video,
         })
     }
 }
@@ -241,6 +246,28 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
         users,
         upload_dir: None,
     })
+}
+
+/// Video's host candidate is this address, so it must be one the other
+/// sites can send to: an interface's, never "any".
+fn video_listen(text: &str) -> Result<std::net::SocketAddr, Bad> {
+    let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+        bad(
+            "video.listen",
+            format!("{text:?} is not an address: use IP:port, e.g. \"192.0.2.10:7401\""),
+        )
+    })?;
+    if addr.ip().is_unspecified() {
+        return Err(bad(
+            "video.listen",
+            format!(
+                "{addr} listens everywhere, but other sites need the one address to send \
+                 media to: name this host's address, e.g. \"192.0.2.10:{}\"",
+                addr.port()
+            ),
+        ));
+    }
+    Ok(addr)
 }
 
 /// A bootstrap node helps nodes find and reach each other and nothing else:

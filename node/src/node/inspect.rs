@@ -101,10 +101,7 @@ impl Node {
             Inspect::Request(id) => json(&self.request_detail(&id)?),
             Inspect::Outbox => json(&self.outbox_report()?),
             Inspect::Sla => json(&self.sla_report()?),
-            Inspect::Sessions => json(&SessionsReport {
-                sessions: Vec::new(),
-                note: Some("video sessions are not part of this build yet".into()),
-            }),
+            Inspect::Sessions => json(&self.sessions_report()),
             Inspect::JournalVerify => json(&self.journal_verify()?),
             Inspect::JournalTail(n) => json(&self.journal_tail(n)?),
             Inspect::JournalStats => json(&self.journal_stats()?),

@@ -65,7 +65,7 @@ impl NodeSetup {
             clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: Duration::from_secs(60),
             keep_delivered: config.keep_delivered,
-            video: None,
+            video: config.video,
         })
     }
 }

@@ -140,6 +140,32 @@ impl Node {
         })
     }
 
+    /// `konsilium sessions`: every video link, by consultation.
+    pub(super) fn sessions_report(&self) -> crate::telemetry::report::SessionsReport {
+        use crate::telemetry::report::{SessionReport, SessionsReport};
+        let Some(media) = &self.media else {
+            return SessionsReport {
+                sessions: Vec::new(),
+                note: Some("video is off at this site: no [video] listen address".into()),
+            };
+        };
+        let sessions = (media.links().into_iter())
+            .map(|(session, org, connected)| SessionReport {
+                consultation: ConsultationId(session.0).to_string(),
+                peer: org.to_string(),
+                state: if connected { "connected" } else { "connecting" }.into(),
+                // Link statistics are not collected yet.
+                rtt_ms: None,
+                loss: None,
+                bitrate_bps: None,
+            })
+            .collect();
+        SessionsReport {
+            sessions,
+            note: None,
+        }
+    }
+
     pub(super) fn on_media(&mut self, e: MediaEvent) {
         self.emit(NodeEvent::Video {
             session: e.session,

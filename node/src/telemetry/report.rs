@@ -315,6 +315,9 @@ pub struct SessionsReport {
 pub struct SessionReport {
     pub consultation: String,
     pub peer: String,
+    /// `connecting` or `connected`.
+    #[serde(default)]
+    pub state: String,
     pub rtt_ms: Option<f64>,
     pub loss: Option<f64>,
     pub bitrate_bps: Option<u64>,

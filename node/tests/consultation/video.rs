@@ -76,6 +76,22 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
     )
     .await;
 
+    for (node, other) in [(&w.district, federal), (&w.federal, district)] {
+        let sessions = node
+            .inspect(konsilium_node::node::Inspect::Sessions)
+            .await
+            .unwrap();
+        assert_eq!(sessions["sessions"][0]["consultation"], id.to_string());
+        assert_eq!(sessions["sessions"][0]["peer"], other.to_string());
+        assert_eq!(sessions["sessions"][0]["state"], "connected");
+    }
+    let sessions = (w
+        .regional
+        .inspect(konsilium_node::node::Inspect::Sessions)
+        .await)
+        .unwrap();
+    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 0);
+
     let say = |text: &str| VideoPayload::Data(text.as_bytes().to_vec());
     let sent = w
         .district
