@@ -217,6 +217,8 @@ struct Node {
     /// The reachability and number of confirmed addresses our record was
     /// last published with: a change changes which addresses it lists.
     published_reach: (konsilium_protocol::reach::Reachability, usize),
+    /// Every listen address is a loopback one (tests, one machine).
+    loopback_only: bool,
     /// Video links to other sites, when a video address is configured.
     media: Option<crate::media::MediaPlane>,
     /// Our listeners on relays' circuit addresses: one per reservation.
@@ -356,14 +358,19 @@ impl Node {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                let loopback =
+                    crate::net::scope::scope(&address) == crate::net::scope::Scope::Loopback;
                 if self.reach.reachability() == konsilium_protocol::reach::Reachability::Public
                     && self.external.is_empty()
                     && !reach::is_relayed(&address)
                     && !is_unspecified(&address)
+                    && (!loopback || self.loopback_only)
                 {
                     // Declared public (a bootstrap node) with no external
                     // address configured: what relays hand out in
-                    // reservations and identify tells peers.
+                    // reservations and identify tells peers (loopback only
+                    // from a node on loopback alone: to others it leads
+                    // to themselves).
                     self.swarm.add_external_address(address.clone());
                 }
                 self.listen_addrs.push(address.clone());

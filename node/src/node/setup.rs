@@ -252,6 +252,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             },
         ),
         links: HashMap::new(),
+        loopback_only: (setup.listen.iter())
+            .all(|a| crate::net::scope::scope(a) == crate::net::scope::Scope::Loopback),
         media,
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
