@@ -21,6 +21,7 @@ mod frames;
 mod gossip;
 mod packages;
 mod seeds;
+mod video;
 mod world;
 
 pub use admission::{cert_chain, hello, revocation};
@@ -31,6 +32,7 @@ pub use frames::wire_frame;
 pub use gossip::directory_record;
 pub use packages::{receipt, sealed_package};
 pub use seeds::{Seed, seeds};
+pub use video::video_signal;
 pub use world::{WORLD, World};
 
 use consultations::apply_everywhere;
@@ -80,4 +82,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config_file", config_file),
     ("fhir_referral", fhir_referral),
     ("journal_file", journal_file),
+    ("video_signal", video_signal),
 ];

@@ -213,6 +213,24 @@ pub fn seeds() -> Vec<Seed> {
             frame(&Response::Receipt(receipt_msg)),
         ),
         (
+            "video_signal",
+            "offer",
+            frame(&Request::VideoOffer(super::video::signal(
+                konsilium_protocol::video::Description::Offer(
+                    "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".into(),
+                ),
+            ))),
+        ),
+        (
+            "video_signal",
+            "answer",
+            frame(&Response::VideoAnswer(super::video::signal(
+                konsilium_protocol::video::Description::Answer(
+                    "v=0\r\no=- 3 4 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".into(),
+                ),
+            ))),
+        ),
+        (
             "workflow_step",
             "receive",
             frame(&PackageBody::Step {
