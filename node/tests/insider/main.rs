@@ -308,6 +308,23 @@ async fn federal_and_turned_district(fed: &mut LocalFederation) -> (Member, Node
     let d = start(&district, vec![fa]).await;
     wait::converged(&[&f, &d], 2, PATIENCE).await.unwrap();
     d.shutdown().await;
+    // The insider takes the district's place on a connection of its own:
+    // one opened while the federal node still holds the old one would meet
+    // a peer it has admitted already, which sends no Hello of its own.
+    let gone = async {
+        loop {
+            let peers = f.inspect(node::Inspect::Peers).await.unwrap();
+            let listed = (peers.as_array().unwrap().iter())
+                .any(|p| p["org"] == district.org_id().to_string());
+            if !listed {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, gone)
+        .await
+        .expect("the federal node notices the district's node stopped");
     (federal, f, district)
 }
 

@@ -8,6 +8,7 @@ use crate::cert::OrgLevel;
 use crate::directory::{Directory, Scope, SyncConfig};
 use crate::identity::IdentityKey;
 use crate::specialty::Specialty;
+use crate::testkit::simnet::SimNode;
 use crate::testkit::{
     DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, TestFederation, TestOrg, seed,
 };
@@ -119,6 +120,34 @@ fn a_silent_peer_is_refused_at_the_timeout_after_three_hellos() {
     assert!(why[0].contains("within 10 s"), "{why:?}");
     // Three Hellos, each lost and failed after the network's timeout.
     assert_eq!(net.stats(0).requests, 3);
+}
+
+#[test]
+fn a_peer_that_restarts_before_its_old_connection_closes_admits_us_from_our_welcome() {
+    let (fed, orgs) = federation(2);
+    let mut net = network(&fed, &orgs, Link::default());
+    net.connect(0, 1);
+    net.run_for(Duration::from_secs(1));
+    assert!(ready(&net, 0, 1));
+    // Node 1 restarts and reconnects; node 0 has not seen the old
+    // connection end, so to it the new one is a second connection of an
+    // admitted peer and it sends no Hello. Its Welcome carries one.
+    let mut directory = DirectoryNode::new(
+        SyncConfig::new(Scope::Federation, seed("admission", 7)),
+        Directory::new(),
+        fed.trust.clone(),
+    );
+    directory.publish(NOW, vec![orgs[1].signed_record(1)]);
+    *net.node_mut(1) = OrgNode::new(orgs[1].id(), orgs[1].chain.clone(), directory);
+    let now = net.now();
+    net.node_mut(1).handle_peer_up(now, 0, Some(orgs[0].id()));
+    net.node_mut(0).handle_peer_up(now, 1, Some(orgs[1].id()));
+    net.run_for(Duration::from_secs(30));
+    assert!(
+        ready(&net, 0, 1),
+        "the restarted peer and we are not admitted both ways"
+    );
+    assert!(net.node(1).refused.is_empty(), "{:?}", reasons(&net, 1, 0));
 }
 
 #[test]
