@@ -1,6 +1,12 @@
-//! The node's media plane: one UDP socket for every video link this site
-//! holds (one per remote site and session), driven on a task of its own so
-//! media never waits for the event loop.
+//! The node's media plane: one configured UDP port where this site answers
+//! other sites' offers, driven on a task of its own so media never waits
+//! for the event loop.
+//!
+//! Two sites' nodes each have one port, so two sessions between the same
+//! pair of sites would share one address pair, and DTLS and RTP carry
+//! nothing that says which session a datagram is for. A link this site
+//! offers therefore gets a socket of its own (an ephemeral port on the
+//! same interface): every link has an address pair no other link has.
 //!
 //! Links are created from the event loop (offers and answers are decided
 //! there, with the consultation at hand) and run here: the task feeds them
@@ -9,7 +15,7 @@
 
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::video::SessionId;
-use konsilium_video::{Datagram, Link, LinkError, LinkEvent};
+use konsilium_video::{Datagram, Link, LinkError, LinkEvent, LinkStats, LocalAddrs};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +23,36 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
-type Links = HashMap<(SessionId, OrgId), Link>;
+/// Datagrams read from offered links' sockets, waiting for the task; more
+/// are dropped, as the network would.
+const INBOUND_QUEUE: usize = 1024;
+
+/// A link and where it sends from.
+struct Held {
+    link: Link,
+    /// The link's own socket (links we offered); `None` for the plane's.
+    own: Option<OwnSocket>,
+}
+
+struct OwnSocket {
+    socket: Arc<UdpSocket>,
+    addr: SocketAddr,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OwnSocket {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Held {
+    fn local(&self, plane: SocketAddr) -> SocketAddr {
+        self.own.as_ref().map_or(plane, |o| o.addr)
+    }
+}
+
+type Links = HashMap<(SessionId, OrgId), Held>;
 
 /// What a link did, for the event loop.
 #[derive(Debug, Clone)]
@@ -43,10 +78,20 @@ pub enum MediaError {
     },
 }
 
+/// One link as `konsilium sessions` shows it.
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub session: SessionId,
+    pub org: OrgId,
+    pub connected: bool,
+    pub stats: LinkStats,
+}
+
 pub struct MediaPlane {
     links: Arc<Mutex<Links>>,
     wake: Arc<Notify>,
     local: SocketAddr,
+    inbound: mpsc::Sender<Datagram>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,11 +113,22 @@ impl MediaPlane {
         let local = socket.local_addr().map_err(failed)?;
         let links = Arc::new(Mutex::new(Links::new()));
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(run(socket, local, links.clone(), wake.clone(), events));
+        let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let task = tokio::spawn(run(
+            Sockets {
+                plane: socket,
+                local,
+                inbound: inbound_rx,
+            },
+            links.clone(),
+            wake.clone(),
+            events,
+        ));
         Ok(Self {
             links,
             wake,
             local,
+            inbound,
             task,
         })
     }
@@ -86,38 +142,106 @@ impl MediaPlane {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every link: its session, the other site, and whether it is connected.
-    pub fn links(&self) -> Vec<(SessionId, OrgId, bool)> {
+    /// Every link, by session and site.
+    pub fn links(&self) -> Vec<LinkView> {
         let mut links: Vec<_> = (self.lock().iter())
-            .map(|(&(session, org), link)| (session, org, link.is_connected()))
+            .map(|(&(session, org), held)| LinkView {
+                session,
+                org,
+                connected: held.link.is_connected(),
+                stats: held.link.stats(),
+            })
             .collect();
-        links.sort();
+        links.sort_by_key(|l| (l.session, l.org));
         links
     }
 
-    /// A new link to `org` that opens with the returned offer.
+    /// Ends every link of the session; returns the sites they went to.
+    pub fn close(&self, session: SessionId) -> Vec<OrgId> {
+        let mut links = self.lock();
+        let mut closed = Vec::new();
+        for (&(s, org), held) in links.iter_mut() {
+            if s == session {
+                held.link.close();
+                closed.push(org);
+            }
+        }
+        drop(links);
+        // The task drops them.
+        self.wake.notify_one();
+        closed.sort();
+        closed
+    }
+
+    /// Whether our offer to `org` in the session still waits for its answer.
+    pub fn is_offering(&self, session: SessionId, org: OrgId) -> bool {
+        (self.lock().get(&(session, org))).is_some_and(|h| h.link.is_offering())
+    }
+
+    /// A new link to `org` that opens with the returned offer, on a socket
+    /// of its own.
     pub fn offer(&self, session: SessionId, org: OrgId) -> Result<String, MediaError> {
         let mut links = self.lock();
         if links.contains_key(&(session, org)) {
             return Err(MediaError::Exists { org });
         }
-        let (link, offer) = Link::offer(Instant::now(), self.local)?;
-        links.insert((session, org), link);
+        let own = self.own_socket()?;
+        let local = LocalAddrs {
+            host: own.addr,
+            reflexive: None,
+        };
+        let (link, offer) = Link::offer(Instant::now(), local)?;
+        let own = Some(own);
+        links.insert((session, org), Held { link, own });
         drop(links);
         self.wake.notify_one();
         Ok(offer)
     }
 
-    /// A new link to `org` from its offer; returns our answer. An offer
-    /// again from the same site (it restarted) replaces its link.
+    /// An ephemeral port on the plane's interface, read into the task.
+    fn own_socket(&self) -> Result<OwnSocket, MediaError> {
+        let addr = SocketAddr::new(self.local.ip(), 0);
+        let failed = |source| MediaError::Socket { addr, source };
+        let socket = std::net::UdpSocket::bind(addr).map_err(failed)?;
+        socket.set_nonblocking(true).map_err(failed)?;
+        let socket = Arc::new(UdpSocket::from_std(socket).map_err(failed)?);
+        let destination = socket.local_addr().map_err(failed)?;
+        let (reading, inbound) = (socket.clone(), self.inbound.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, source)) = reading.recv_from(&mut buf).await {
+                let d = Datagram {
+                    source,
+                    destination,
+                    contents: buf[..n].to_vec(),
+                };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = inbound.try_send(d) {
+                    return;
+                }
+            }
+        });
+        Ok(OwnSocket {
+            socket,
+            addr: destination,
+            reader,
+        })
+    }
+
+    /// A new link to `org` from its offer, on the plane's port; returns our
+    /// answer. An offer again from the same site (it restarted) replaces
+    /// its link.
     pub fn answer(
         &self,
         session: SessionId,
         org: OrgId,
         offer: &str,
     ) -> Result<String, MediaError> {
-        let (link, answer) = Link::answer(Instant::now(), self.local, offer)?;
-        self.lock().insert((session, org), link);
+        let local = LocalAddrs {
+            host: self.local,
+            reflexive: None,
+        };
+        let (link, answer) = Link::answer(Instant::now(), local, offer)?;
+        self.lock().insert((session, org), Held { link, own: None });
         self.wake.notify_one();
         Ok(answer)
     }
@@ -151,26 +275,33 @@ impl MediaPlane {
         f: impl FnOnce(&mut Link) -> Result<T, LinkError>,
     ) -> Result<T, MediaError> {
         let mut links = self.lock();
-        let link = (links.get_mut(&(session, org))).ok_or(MediaError::NoLink { org })?;
-        let out = f(link)?;
+        let held = (links.get_mut(&(session, org))).ok_or(MediaError::NoLink { org })?;
+        let out = f(&mut held.link)?;
         drop(links);
         self.wake.notify_one();
         Ok(out)
     }
 }
 
-async fn run(
-    socket: UdpSocket,
+/// The plane's socket, and what offered links' sockets read.
+struct Sockets {
+    plane: UdpSocket,
     local: SocketAddr,
+    inbound: mpsc::Receiver<Datagram>,
+}
+
+async fn run(
+    mut sockets: Sockets,
     links: Arc<Mutex<Links>>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<MediaEvent>,
 ) {
+    let local = sockets.local;
     let mut buf = vec![0u8; 2048];
     loop {
         let next = {
             let links = links.lock().unwrap_or_else(|p| p.into_inner());
-            links.values().filter_map(Link::poll_timeout).min()
+            links.values().filter_map(|h| h.link.poll_timeout()).min()
         };
         let due = async {
             match next {
@@ -180,7 +311,7 @@ async fn run(
         };
         let mut received = None;
         tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+            r = sockets.plane.recv_from(&mut buf) => match r {
                 Ok((n, source)) => received = Some(Datagram {
                     source,
                     destination: local,
@@ -188,6 +319,7 @@ async fn run(
                 }),
                 Err(e) => tracing::debug!("video socket: {e}"),
             },
+            Some(d) = sockets.inbound.recv() => received = Some(d),
             _ = wake.notified() => {}
             _ = due => {}
         }
@@ -195,16 +327,23 @@ async fn run(
         let mut out = Vec::new();
         {
             let mut links = links.lock().unwrap_or_else(|p| p.into_inner());
+            // A link's address pair is its own: the socket it arrived on,
+            // then the sender.
             if let Some(d) = received
-                && let Some(link) = links.values_mut().find(|l| l.accepts(now, &d))
+                && let Some(held) = (links.values_mut())
+                    .find(|h| h.local(local) == d.destination && h.link.accepts(now, &d))
             {
-                link.handle_datagram(now, &d);
+                held.link.handle_datagram(now, &d);
             }
-            for (&(session, org), link) in links.iter_mut() {
+            for (&(session, org), held) in links.iter_mut() {
+                let link = &mut held.link;
                 if link.poll_timeout().is_some_and(|at| at <= now) {
                     link.handle_timeout(now);
                 }
-                out.extend(std::iter::from_fn(|| link.poll_transmit()));
+                let socket = held.own.as_ref().map(|o| o.socket.clone());
+                out.extend(
+                    std::iter::from_fn(|| link.poll_transmit()).map(|d| (socket.clone(), d)),
+                );
                 while let Some(event) = link.poll_event() {
                     let _ = events.send(MediaEvent {
                         session,
@@ -213,10 +352,11 @@ async fn run(
                     });
                 }
             }
-            // A failed link has said why; it holds nothing more.
-            links.retain(|_, link| link.poll_timeout().is_some());
+            // A failed or closed link has said why; it holds nothing more.
+            links.retain(|_, held| held.link.poll_timeout().is_some());
         }
-        for d in out {
+        for (socket, d) in out {
+            let socket = socket.as_deref().unwrap_or(&sockets.plane);
             if let Err(e) = socket.send_to(&d.contents, d.destination).await {
                 tracing::debug!(to = %d.destination, "video datagram not sent: {e}");
             }

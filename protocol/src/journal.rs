@@ -188,6 +188,41 @@ pub enum Action {
         lost_from: u64,
         lost_to: u64,
     },
+    /// A step of the consultation's video session with `org`, the other
+    /// site. A refused description is a security event.
+    Video {
+        consultation: [u8; 16],
+        org: OrgId,
+        step: VideoStep,
+    },
+}
+
+/// What happened to a site's link in a video session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VideoStep {
+    /// This site sent its signed offer.
+    Offered,
+    /// This site answered the other's signed offer.
+    Answered,
+    /// The link connected (ICE and DTLS done): the site is in the session.
+    Joined,
+    /// The link ended.
+    Left { reason: String },
+    /// The other site's description was refused: not signed by a
+    /// participant, not for this session, or not a description at all.
+    Refused { reason: String },
+}
+
+impl fmt::Display for VideoStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VideoStep::Offered => f.write_str("offered"),
+            VideoStep::Answered => f.write_str("answered"),
+            VideoStep::Joined => f.write_str("joined"),
+            VideoStep::Left { reason } => write!(f, "left: {reason}"),
+            VideoStep::Refused { reason } => write!(f, "description refused: {reason}"),
+        }
+    }
 }
 
 /// One line for operators: what happened, without the consultation id
@@ -224,6 +259,7 @@ impl fmt::Display for Action {
             Action::Recover { from, steps, .. } => {
                 write!(f, "recover {steps} step(s) from {from}")
             }
+            Action::Video { org, step, .. } => write!(f, "video with {org}: {step}"),
             Action::Gap { lost_from, lost_to } => write!(
                 f,
                 "entries {lost_from}..{lost_to} lost from the database; recovery asked"
@@ -244,7 +280,8 @@ impl Action {
             | Action::Transition { consultation, .. }
             | Action::Conclusion { consultation, .. }
             | Action::ConsentOverride { consultation, .. }
-            | Action::Recover { consultation, .. } => Some(*consultation),
+            | Action::Recover { consultation, .. }
+            | Action::Video { consultation, .. } => Some(*consultation),
             Action::FailedLogin { .. } | Action::Login { .. } | Action::Gap { .. } => None,
         }
     }

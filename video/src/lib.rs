@@ -12,6 +12,8 @@
 //! signals and events out, as with the protocol crate's machines.
 
 mod link;
+mod stats;
 
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
-pub use link::{Datagram, Link, LinkError, LinkEvent};
+pub use link::{Datagram, Link, LinkError, LinkEvent, LocalAddrs};
+pub use stats::{LinkStats, Route};

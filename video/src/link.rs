@@ -5,10 +5,11 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
+use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
@@ -19,6 +20,16 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 const CHANNEL: &str = "consilium";
 /// RTP time advances by a 30 fps frame's worth at 90 kHz per frame sent.
 const FRAME_TICKS: u64 = 3000;
+/// How often str0m reports the link's statistics.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// The addresses this site offers for a link: its interface's, and the
+/// one its NAT maps it to when a STUN server told it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddrs {
+    pub host: SocketAddr,
+    pub reflexive: Option<SocketAddr>,
+}
 
 /// A UDP datagram in or out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,16 +73,22 @@ pub struct Link {
     timeout: Option<Instant>,
     failed: Option<String>,
     frames: u64,
+    meter: Meter,
 }
 
-fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, LinkError> {
+fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
     let mut rtc = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .enable_bwe(None)
+        .set_stats_interval(Some(STATS_EVERY))
         .build(now);
-    let candidate =
-        Candidate::host(local, "udp").map_err(|e| LinkError::Setup(format!("{local}: {e}")))?;
-    rtc.add_local_candidate(candidate);
+    let host = local.host;
+    let bad = |addr: SocketAddr| move |e| LinkError::Setup(format!("{addr}: {e}"));
+    rtc.add_local_candidate(Candidate::host(host, "udp").map_err(bad(host))?);
+    if let Some(mapped) = local.reflexive {
+        let candidate = Candidate::server_reflexive(mapped, host, "udp").map_err(bad(mapped))?;
+        rtc.add_local_candidate(candidate);
+    }
     Ok(rtc)
 }
 
@@ -87,11 +104,12 @@ impl Link {
             timeout: None,
             failed: None,
             frames: 0,
+            meter: Meter::default(),
         }
     }
 
     /// The side that opens: a link waiting for the answer to its offer.
-    pub fn offer(now: Instant, local: SocketAddr) -> Result<(Self, String), LinkError> {
+    pub fn offer(now: Instant, local: LocalAddrs) -> Result<(Self, String), LinkError> {
         let mut rtc = new_rtc(now, local)?;
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
@@ -109,9 +127,10 @@ impl Link {
     /// The side that answers an offer.
     pub fn answer(
         now: Instant,
-        local: SocketAddr,
+        local: LocalAddrs,
         offer: &str,
     ) -> Result<(Self, String), LinkError> {
+        let sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
         let mut rtc = new_rtc(now, local)?;
@@ -120,6 +139,7 @@ impl Link {
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         let mut link = Self::with(rtc);
+        link.meter.remote_description(sdp);
         link.drain();
         Ok((link, answer.to_sdp_string()))
     }
@@ -128,6 +148,7 @@ impl Link {
         let pending = (self.pending.take()).ok_or(LinkError::Description(
             "no offer is waiting for an answer".into(),
         ))?;
+        self.meter.remote_description(answer);
         let answer = SdpAnswer::from_sdp_string(answer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         (self.rtc.sdp_api())
@@ -202,6 +223,21 @@ impl Link {
         Ok(())
     }
 
+    pub fn stats(&self) -> LinkStats {
+        self.meter.stats
+    }
+
+    /// Ends the link on purpose (the session ended): the other site hears
+    /// of it from DTLS, and nothing more is sent or reported.
+    pub fn close(&mut self) {
+        self.stop("closed".into());
+    }
+
+    /// Whether an offer of ours still waits for its answer.
+    pub fn is_offering(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// ICE and DTLS are done.
     pub fn is_connected(&self) -> bool {
         self.failed.is_none() && self.rtc.is_connected()
@@ -228,13 +264,21 @@ impl Link {
     }
 
     fn fail(&mut self, reason: String) {
-        if self.failed.is_none() {
-            self.rtc.disconnect();
-            self.transmits.clear();
-            self.timeout = None;
-            self.events.push_back(LinkEvent::Failed(reason.clone()));
-            self.failed = Some(reason);
+        if self.stop(reason.clone()) {
+            self.events.push_back(LinkEvent::Failed(reason));
         }
+    }
+
+    /// False when it was over already.
+    fn stop(&mut self, reason: String) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        self.rtc.disconnect();
+        self.transmits.clear();
+        self.timeout = None;
+        self.failed = Some(reason);
+        true
     }
 
     /// str0m's contract: after every change, poll until it names its next
@@ -267,6 +311,7 @@ impl Link {
             Event::ChannelData(d) => self.events.push_back(LinkEvent::Data(d.data)),
             Event::MediaAdded(m) => self.mid = Some(m.mid),
             Event::MediaData(m) => self.events.push_back(LinkEvent::Media(m.data.to_vec())),
+            Event::PeerStats(stats) => self.meter.handle_stats(&stats),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.fail("the other site stopped answering".into())
             }

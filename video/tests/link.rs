@@ -7,7 +7,10 @@
 use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
-use konsilium_video::{Description, Link, LinkEvent, SessionId, Signal, SignalError, accept};
+use konsilium_video::{
+    Datagram, Description, Link, LinkEvent, LocalAddrs, Route, SessionId, Signal, SignalError,
+    accept,
+};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,14 +19,17 @@ const AT: Timestamp = Timestamp::from_unix_millis(1_780_000_000_000);
 
 struct Site {
     key: IdentityKey,
-    addr: SocketAddr,
+    local: LocalAddrs,
 }
 
 impl Site {
     fn new(seed: u8, port: u16) -> Self {
         Site {
             key: IdentityKey::from_seed([seed; 32]),
-            addr: format!("10.0.0.{seed}:{port}").parse().unwrap(),
+            local: LocalAddrs {
+                host: format!("10.0.0.{seed}:{port}").parse().unwrap(),
+                reflexive: None,
+            },
         }
     }
 
@@ -51,6 +57,18 @@ fn run(
     a: &mut Link,
     b: &mut Link,
     now: &mut Instant,
+    done: impl FnMut(&[LinkEvent], &[LinkEvent]) -> bool,
+) -> (Vec<LinkEvent>, Vec<LinkEvent>) {
+    run_over(a, b, now, |d| Some(d.clone()), done)
+}
+
+/// `run` over a network that delivers what `net` returns (a datagram
+/// rewritten as a NAT would, or none).
+fn run_over(
+    a: &mut Link,
+    b: &mut Link,
+    now: &mut Instant,
+    net: impl Fn(&Datagram) -> Option<Datagram>,
     mut done: impl FnMut(&[LinkEvent], &[LinkEvent]) -> bool,
 ) -> (Vec<LinkEvent>, Vec<LinkEvent>) {
     let (mut ea, mut eb) = (Vec::new(), Vec::new());
@@ -58,11 +76,15 @@ fn run(
     while *now < end {
         let mut moved = false;
         while let Some(d) = a.poll_transmit() {
-            b.handle_datagram(*now, &d);
+            if let Some(d) = net(&d) {
+                b.handle_datagram(*now, &d);
+            }
             moved = true;
         }
         while let Some(d) = b.poll_transmit() {
-            a.handle_datagram(*now, &d);
+            if let Some(d) = net(&d) {
+                a.handle_datagram(*now, &d);
+            }
             moved = true;
         }
         ea.extend(std::iter::from_fn(|| a.poll_event()));
@@ -94,7 +116,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     let participants = [regional.org(), federal.org()];
     let mut now = Instant::now();
 
-    let (mut a, offer) = Link::offer(now, regional.addr).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
     let signal = regional.sign(&federal, Description::Offer(offer));
     let Description::Offer(offer) = accept(&signal, federal.org(), SESSION, &participants)
         .unwrap()
@@ -102,7 +124,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     else {
         panic!("an offer");
     };
-    let (mut b, answer) = Link::answer(now, federal.addr, &offer).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
     let signal = federal.sign(&regional, Description::Answer(answer));
     let Description::Answer(answer) = accept(&signal, regional.org(), SESSION, &participants)
         .unwrap()
@@ -193,8 +215,8 @@ fn signals_from_outside_the_session_or_forged_are_refused() {
 fn a_handshake_whose_fingerprint_is_not_the_signed_one_fails_and_carries_nothing() {
     let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.addr).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.addr, &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
     // What the federal site signed names another certificate than the one
     // its DTLS presents (a party in the middle, or a mix-up).
     let line = answer
@@ -223,5 +245,60 @@ fn a_handshake_whose_fingerprint_is_not_the_signed_one_fails_and_carries_nothing
     assert!(
         !eb.iter()
             .any(|e| matches!(e, LinkEvent::Media(_) | LinkEvent::Data(_)))
+    );
+}
+
+#[test]
+fn a_site_behind_nat_is_reached_at_its_mapped_address_and_the_stats_say_so() {
+    let regional = Site::new(1, 40001);
+    let mut federal = Site::new(2, 40002);
+    let (inside, mapped): (SocketAddr, SocketAddr) =
+        (federal.local.host, "198.51.100.2:50002".parse().unwrap());
+    federal.local.reflexive = Some(mapped);
+    // The federal site's NAT: what it sends leaves from the mapped address;
+    // what comes to the mapped address goes in; its inside address cannot
+    // be reached from outside.
+    let nat = |d: &Datagram| -> Option<Datagram> {
+        let mut d = d.clone();
+        if d.source == inside {
+            d.source = mapped;
+        } else if d.destination == mapped {
+            d.destination = inside;
+        } else {
+            return None;
+        }
+        Some(d)
+    };
+    let mut now = Instant::now();
+    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    assert!(answer.contains("typ srflx"), "{answer}");
+    a.handle_answer(&answer).unwrap();
+    let (ea, eb) = run_over(&mut a, &mut b, &mut now, nat, |ea, eb| {
+        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
+    });
+    assert!(has(&ea, &LinkEvent::Connected) && has(&eb, &LinkEvent::Connected));
+    for i in 0..60u8 {
+        a.send_media(now, &[i; 1000]).unwrap();
+        let _ = run_over(&mut a, &mut b, &mut now, nat, |_, _| false);
+        if a.stats().remote.is_some() && b.stats().remote.is_some() {
+            break;
+        }
+    }
+    let (at_regional, at_federal) = (a.stats(), b.stats());
+    assert_eq!(
+        at_regional.remote,
+        Some((mapped, Route::ServerReflexive)),
+        "{at_regional:?}"
+    );
+    assert_eq!(
+        at_federal.remote,
+        Some((regional.local.host, Route::Host)),
+        "{at_federal:?}"
+    );
+    assert!(at_regional.rtt.is_some(), "{at_regional:?}");
+    assert!(
+        at_regional.tx_bps > 0 && at_federal.rx_bps > 0,
+        "{at_federal:?}"
     );
 }

@@ -502,18 +502,33 @@ pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
                 None => "no live video sessions".into(),
             };
         }
-        let mut t = table(&["consultation", "peer", "state", "rtt", "loss", "bitrate"]);
+        let mut t = table(&[
+            "consultation",
+            "site",
+            "state",
+            "route",
+            "rtt",
+            "loss",
+            "in / out",
+        ]);
+        let kbits = |bps: u64| format!("{:.0}", bps as f64 / 1000.0);
         for s in r.sessions {
+            let site = match s.name.is_empty() {
+                true => short(&s.peer),
+                false => s.name,
+            };
+            let route = s.route.map(|route| match s.remote {
+                Some(remote) => format!("{route} {remote}"),
+                None => route,
+            });
             t.add_row(vec![
                 s.consultation,
-                short(&s.peer),
+                site,
                 s.state,
+                or_dash(route),
                 or_dash(s.rtt_ms.map(|v| format!("{v:.1} ms"))),
                 or_dash(s.loss.map(|v| format!("{:.1} %", v * 100.0))),
-                or_dash(
-                    s.bitrate_bps
-                        .map(|v| format!("{:.0} kbit/s", v as f64 / 1000.0)),
-                ),
+                format!("{} / {} kbit/s", kbits(s.receive_bps), kbits(s.send_bps)),
             ]);
         }
         t.to_string()

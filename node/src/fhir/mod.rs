@@ -80,7 +80,7 @@ use konsilium_protocol::conclusion::Conclusion;
 use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::identity::OrgId;
-use konsilium_protocol::journal::{Action as JournalAction, Entry, Role};
+use konsilium_protocol::journal::{Action as JournalAction, Entry, Role, VideoStep};
 use konsilium_protocol::seal::BlobRef;
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::{Lang, Specialty};

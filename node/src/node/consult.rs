@@ -412,6 +412,12 @@ impl Node {
             }
             return Err(e.into());
         }
+        // Each stored case once more, its notes written: what follows the
+        // write (the video schedule) sees the case as the disk has it.
+        later.extend(staged.into_keys().map(|id| DeskOutput::Persist {
+            id,
+            notes: Vec::new(),
+        }));
         Ok(later)
     }
 
@@ -442,7 +448,8 @@ impl Node {
                     }
                 }
                 DeskOutput::Event(event) => self.on_desk_event(event),
-                DeskOutput::Persist { .. } | DeskOutput::Hold(_) | DeskOutput::Release(_) => {}
+                DeskOutput::Persist { id, .. } => self.schedule_video(&id),
+                DeskOutput::Hold(_) | DeskOutput::Release(_) => {}
             }
         }
     }

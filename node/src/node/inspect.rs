@@ -699,6 +699,7 @@ impl Node {
     pub(super) fn render_metrics(&self) -> String {
         let m = &self.metrics;
         self.set_reach_metrics();
+        self.set_video_metrics();
         m.peers.set(self.connected_orgs() as i64);
         m.directory_records.set(self.directory().len() as i64);
         m.outbox_packages.set(self.outbox.len() as i64);

@@ -221,6 +221,8 @@ struct Node {
     loopback_only: bool,
     /// Video links to other sites, when a video address is configured.
     media: Option<crate::media::MediaPlane>,
+    /// When consultations' video sessions open and end.
+    schedule: konsilium_protocol::video::Schedule,
     /// Our listeners on relays' circuit addresses: one per reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
@@ -309,6 +311,7 @@ impl Node {
             self.desk.poll_timeout(),
             self.recovery.poll_timeout(),
             self.reach.poll_timeout(),
+            self.schedule.poll_timeout(),
             self.next_blob_expiry,
         ]
         .into_iter()
@@ -340,6 +343,10 @@ impl Node {
         if self.reach.poll_timeout().is_some_and(|t| t <= now) {
             self.reach.handle_timeout(now);
             self.drive_reach();
+        }
+        if self.schedule.poll_timeout().is_some_and(|t| t <= now) {
+            self.schedule.handle_timeout(now);
+            self.drive_schedule();
         }
         if self.next_blob_expiry.is_some_and(|t| t <= now) {
             self.remove_expired_blobs();

@@ -169,6 +169,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let (commands, command_rx) = mpsc::channel(64);
     let (loopback, loopback_rx) = mpsc::unbounded_channel();
     let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let me_org = me.cert.org;
     let media = match setup.video {
         Some(addr) => Some(crate::media::MediaPlane::start(addr, media_tx).await?),
         None => None,
@@ -255,6 +256,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         loopback_only: (setup.listen.iter())
             .all(|a| crate::net::scope::scope(a) == crate::net::scope::Scope::Loopback),
         media,
+        schedule: konsilium_protocol::video::Schedule::new(me_org, video::LEAD),
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
     };
@@ -271,6 +273,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     for early in node.store.early_steps()? {
         node.desk.restore_held(early);
     }
+    node.schedule_all();
     if let (Some(lost), Some(since)) = (lost, lost_since) {
         let gap = konsilium_protocol::journal::Action::Gap {
             lost_from: lost.lost_from,

@@ -2,12 +2,21 @@
 //! signed by each organization and checked against who takes part, travel
 //! in the RPC; the links themselves run in the media plane
 //! (`crate::media`). A consultation's session has its two organizations as
-//! participants.
+//! participants. The schedule machine says when a session opens (its
+//! confirmed appointment) and ends (conclusion, cancellation); this module
+//! carries that out and journals every step.
 
 use super::*;
 use crate::media::MediaEvent;
-use konsilium_protocol::video::{Description, SessionId, Signal, accept};
+use konsilium_protocol::journal::{Action as JournalAction, VideoStep};
+use konsilium_protocol::video::{
+    Description, ScheduleOutput, SessionId, Signal, accept, offers_to,
+};
 use konsilium_video::LinkEvent;
+
+/// How long before its appointment a session opens, so the sites are
+/// connected when the clinicians sit down.
+pub(super) const LEAD: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 impl Node {
     /// The video session of a consultation, and the organization at the other end.
@@ -33,8 +42,79 @@ impl Node {
         Signed::sign(&self.identity, &signal)
     }
 
+    /// Journals a step of a session; the step happened whether or not the
+    /// disk took it, so a failure is logged, not returned.
+    fn journal_video(&mut self, session: SessionId, org: OrgId, step: VideoStep) {
+        let action = JournalAction::Video {
+            consultation: session.0,
+            org,
+            step,
+        };
+        if let Err(e) = self.append_journal(None, None, action) {
+            tracing::error!(consultation = %ConsultationId(session.0), "video step not journaled: {e}");
+        }
+    }
+
+    /// Every consultation as the node starts: sessions whose time is now open.
+    pub(super) fn schedule_all(&mut self) {
+        let now = self.now();
+        for case in self.desk.cases() {
+            self.schedule.handle_consultation(now, &case.consultation);
+        }
+        self.drive_schedule();
+    }
+
+    /// The consultation changed: its session may open or end.
+    pub(super) fn schedule_video(&mut self, id: &ConsultationId) {
+        let now = self.now();
+        if let Some(case) = self.desk.case(id) {
+            self.schedule.handle_consultation(now, &case.consultation);
+        }
+        self.drive_schedule();
+    }
+
+    pub(super) fn drive_schedule(&mut self) {
+        while let Some(output) = self.schedule.poll_output() {
+            match output {
+                ScheduleOutput::Open { session, offer_to } => {
+                    tracing::info!(consultation = %ConsultationId(session.0), "video session opens");
+                    if self.media.is_none() {
+                        tracing::warn!("a video session opens but video is off at this site");
+                        continue;
+                    }
+                    for org in offer_to {
+                        if !self.ready(&org.to_peer_id()) {
+                            self.dial_hop(org);
+                            let now = self.now();
+                            self.schedule.handle_offer_failed(now, session, org);
+                        } else if let Err(e) = self.offer_video(session, org) {
+                            tracing::warn!(%org, "video offer not sent: {e}");
+                        }
+                    }
+                }
+                ScheduleOutput::End { session, reason } => {
+                    let closed = (self.media.as_ref()).map(|m| m.close(session));
+                    for org in closed.unwrap_or_default() {
+                        let reason = format!("session ended: {reason}");
+                        self.journal_video(session, org, VideoStep::Left { reason });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the consultation's session now, before its appointment or
+    /// without one.
     pub(super) fn open_video(&mut self, id: ConsultationId) -> Result<SessionId, NodeError> {
         let (session, to) = self.video_session(&id)?;
+        self.media()?;
+        self.offer_video(session, to)?;
+        self.schedule
+            .handle_opened(session, vec![self.me.cert.org, to]);
+        Ok(session)
+    }
+
+    fn offer_video(&mut self, session: SessionId, to: OrgId) -> Result<(), NodeError> {
         let peer = to.to_peer_id();
         if !self.ready(&peer) {
             self.dial_hop(to);
@@ -50,11 +130,13 @@ impl Node {
             Request::VideoOffer(signal),
             Pending::Video(session, to),
         );
-        Ok(session)
+        self.journal_video(session, to, VideoStep::Offered);
+        Ok(())
     }
 
     /// An offer from `from`: taken only for a consultation the two share,
     /// signed by `from` itself; answered with our signed description.
+    /// Refusals of what was signed go to the journal as security events.
     pub(super) fn answer_video(&mut self, from: OrgId, signed: &Signed<Signal>) -> Response {
         let refuse = |reason: String| Response::Refused(Refusal::Invalid(reason));
         let session = match signed.decode_unverified() {
@@ -66,27 +148,44 @@ impl Node {
             Ok((_, other)) => [me, other],
             Err(_) => return refuse("no consultation of ours has this video session".into()),
         };
-        let signal = match accept(signed, me, session, &participants) {
-            Ok(signal) if signal.from == from => signal,
-            Ok(signal) => {
-                return refuse(format!(
-                    "the offer is signed by {}, not by {from} who sent it",
-                    signal.from
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(%from, "video offer refused: {e}");
-                return refuse(e.to_string());
+        let checked = match accept(signed, me, session, &participants) {
+            Ok(signal) if signal.from == from => Ok(signal),
+            Ok(signal) => Err(format!(
+                "the offer is signed by {}, not by {from} who sent it",
+                signal.from
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        let signal = match checked {
+            Ok(signal) => signal,
+            Err(reason) => {
+                tracing::warn!(%from, "video offer refused: {reason}");
+                self.journal_video(
+                    session,
+                    from,
+                    VideoStep::Refused {
+                        reason: reason.clone(),
+                    },
+                );
+                return refuse(reason);
             }
         };
         let Description::Offer(offer) = signal.description else {
             return refuse("expected an offer".into());
         };
-        let answer = match self.media().map(|m| m.answer(session, from, &offer)) {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return refuse(e.to_string()),
+        let Ok(media) = self.media() else {
+            return refuse("video is off at this site".into());
+        };
+        // Both sides opened at once: the smaller id's offer stands.
+        if media.is_offering(session, from) && offers_to(me, from) {
+            return refuse("our offer crossed yours and stands: answer it".into());
+        }
+        let answer = match media.answer(session, from, &offer) {
+            Ok(answer) => answer,
             Err(e) => return refuse(e.to_string()),
         };
+        self.schedule.handle_opened(session, participants.to_vec());
+        self.journal_video(session, from, VideoStep::Answered);
         Response::VideoAnswer(self.signal(session, from, Description::Answer(answer)))
     }
 
@@ -102,9 +201,15 @@ impl Node {
                 Ok(_) => return self.video_failed(session, org, "not an answer from it".into()),
                 Err(e) => {
                     tracing::warn!(%org, "video answer refused: {e}");
+                    let reason = e.to_string();
+                    self.journal_video(session, org, VideoStep::Refused { reason });
                     return self.video_failed(session, org, e.to_string());
                 }
             },
+            // Our offer crossed theirs and we answered theirs: nothing failed.
+            Response::Refused(_) if !self.media().is_ok_and(|m| m.is_offering(session, org)) => {
+                return;
+            }
             Response::Refused(reason) => {
                 return self.video_failed(session, org, format!("refused: {reason}"));
             }
@@ -150,14 +255,25 @@ impl Node {
             };
         };
         let sessions = (media.links().into_iter())
-            .map(|(session, org, connected)| SessionReport {
-                consultation: ConsultationId(session.0).to_string(),
-                peer: org.to_string(),
-                state: if connected { "connected" } else { "connecting" }.into(),
-                // Link statistics are not collected yet.
-                rtt_ms: None,
-                loss: None,
-                bitrate_bps: None,
+            .map(|link| {
+                let s = link.stats;
+                SessionReport {
+                    consultation: ConsultationId(link.session.0).to_string(),
+                    peer: link.org.to_string(),
+                    name: self.org_name(&link.org),
+                    state: if link.connected {
+                        "connected"
+                    } else {
+                        "connecting"
+                    }
+                    .into(),
+                    route: s.remote.map(|(_, route)| route.to_string()),
+                    remote: s.remote.map(|(addr, _)| addr.to_string()),
+                    rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    loss: s.loss.map(f64::from),
+                    receive_bps: s.rx_bps,
+                    send_bps: s.tx_bps,
+                }
             })
             .collect();
         SessionsReport {
@@ -166,7 +282,55 @@ impl Node {
         }
     }
 
+    pub(super) fn set_video_metrics(&self) {
+        let m = &self.metrics;
+        let links = (self.media.as_ref()).map(|m| m.links()).unwrap_or_default();
+        for state in ["connecting", "connected"] {
+            let n = (links.iter())
+                .filter(|l| l.connected == (state == "connected"))
+                .count();
+            m.video_links.with_label_values(&[state]).set(n as i64);
+        }
+        for gauge in [
+            &m.video_rtt,
+            &m.video_loss,
+            &m.video_receive_bps,
+            &m.video_send_bps,
+        ] {
+            gauge.reset();
+        }
+        for link in &links {
+            let consultation = ConsultationId(link.session.0).to_string();
+            let labels = [consultation.as_str(), &link.org.to_string()];
+            let s = link.stats;
+            if let Some(rtt) = s.rtt {
+                m.video_rtt
+                    .with_label_values(&labels)
+                    .set(rtt.as_secs_f64());
+            }
+            if let Some(loss) = s.loss {
+                m.video_loss.with_label_values(&labels).set(f64::from(loss));
+            }
+            (m.video_receive_bps.with_label_values(&labels)).set(s.rx_bps as f64);
+            (m.video_send_bps.with_label_values(&labels)).set(s.tx_bps as f64);
+        }
+    }
+
     pub(super) fn on_media(&mut self, e: MediaEvent) {
+        match &e.event {
+            LinkEvent::Connected => self.journal_video(e.session, e.org, VideoStep::Joined),
+            LinkEvent::Failed(reason) => {
+                let reason = reason.clone();
+                self.journal_video(e.session, e.org, VideoStep::Left { reason });
+                // The offering side sets a lost link up again while the
+                // session is open (a restarted site, a changed network).
+                if offers_to(self.me.cert.org, e.org) {
+                    let now = self.now();
+                    self.schedule.handle_offer_failed(now, e.session, e.org);
+                }
+            }
+            _ => {}
+        }
         self.emit(NodeEvent::Video {
             session: e.session,
             org: e.org,

@@ -6,7 +6,9 @@
 //! between scrapes. Names follow Prometheus conventions: `konsilium_` prefix,
 //! `_total` for counters, base units (`_bytes`, `_seconds`).
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +34,11 @@ pub struct Metrics {
     pub relay_reservations: IntGauge,
     pub hole_punches: IntCounterVec,
     pub relay_served: IntCounterVec,
+    pub video_links: IntGaugeVec,
+    pub video_rtt: GaugeVec,
+    pub video_loss: GaugeVec,
+    pub video_receive_bps: GaugeVec,
+    pub video_send_bps: GaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -54,6 +61,13 @@ impl Metrics {
             register(
                 r,
                 IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let float_vec = |name: &str, help: &str| {
+            let labels = ["consultation", "site"];
+            register(
+                r,
+                GaugeVec::new(Opts::new(name, help), &labels).expect("valid metric"),
             )
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
@@ -130,6 +144,27 @@ impl Metrics {
                 "konsilium_hole_punches_total",
                 "Attempts to turn a relayed connection into a direct one, by result.",
                 &["result"],
+            ),
+            video_links: gauge_vec(
+                "konsilium_video_links",
+                "Video links to other sites, by state (connecting, connected).",
+                &["state"],
+            ),
+            video_rtt: float_vec(
+                "konsilium_video_rtt_seconds",
+                "Round trip to the other site of a video link.",
+            ),
+            video_loss: float_vec(
+                "konsilium_video_loss_ratio",
+                "Fraction of the other site's packets lost on their way here, last second.",
+            ),
+            video_receive_bps: float_vec(
+                "konsilium_video_receive_bits_per_second",
+                "What a video link received over the last second.",
+            ),
+            video_send_bps: float_vec(
+                "konsilium_video_send_bits_per_second",
+                "What a video link sent over the last second.",
             ),
             relay_served: counter_vec(
                 "konsilium_relay_served_total",

@@ -314,13 +314,29 @@ pub struct SessionsReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionReport {
     pub consultation: String,
+    /// The other site's organization id, and its name.
     pub peer: String,
+    #[serde(default)]
+    pub name: String,
     /// `connecting` or `connected`.
     #[serde(default)]
     pub state: String,
+    /// What the media goes through to reach the other site: `host`,
+    /// `srflx` (its NAT's mapped address, from STUN), `prflx` (a mapping
+    /// found by the connectivity checks) or `relay` (TURN).
+    #[serde(default)]
+    pub route: Option<String>,
+    /// The other site's address the media goes to.
+    #[serde(default)]
+    pub remote: Option<String>,
     pub rtt_ms: Option<f64>,
+    /// Fraction of the other site's packets lost on their way here.
     pub loss: Option<f64>,
-    pub bitrate_bps: Option<u64>,
+    /// Bits per second over the last second, all WebRTC traffic.
+    #[serde(default)]
+    pub receive_bps: u64,
+    #[serde(default)]
+    pub send_bps: u64,
 }
 
 /// `konsilium journal verify`.

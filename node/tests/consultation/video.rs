@@ -144,3 +144,268 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
     )
     .await;
 }
+
+/// The video steps in a node's journal, as their one-line descriptions.
+async fn video_steps(node: &NodeHandle) -> Vec<String> {
+    let (entries, _) = node.journal().await.unwrap();
+    (entries.into_iter())
+        .filter(|e| matches!(e.action, JournalAction::Video { .. }))
+        .map(|e| e.action.to_string())
+        .collect()
+}
+
+/// Waits until `node`'s sessions view satisfies `done`; returns it.
+async fn sessions_until(
+    node: &NodeHandle,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let view = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let view = (node.inspect(konsilium_node::node::Inspect::Sessions).await).unwrap();
+            if done(&view) {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    view.unwrap_or_else(|_| panic!("{what}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_appointment_opens_the_session_and_cancelling_the_consultation_ends_it() {
+    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let (district, federal) = (w.district.org(), w.federal.org());
+    let mut at_federal = w.federal.subscribe();
+    let mut at_district = w.district.subscribe();
+    let (id, _) = w
+        .district
+        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
+        .await
+        .unwrap();
+    status_reaches(&mut at_federal, id, Status::Requested).await;
+    for (role, user, action) in [
+        (Role::Coordinator, "coordinator", Action::Accept),
+        (Role::Consultant, "Prof. Petrov", Action::Start),
+    ] {
+        w.federal.act(act(id, role, user, action)).await.unwrap();
+    }
+    // Within the lead before the slot: the session opens on confirmation.
+    let now = node::now();
+    let slot = konsilium_protocol::workflow::Slot {
+        start: now.saturating_add(Duration::from_secs(120)),
+        end: now.saturating_add(Duration::from_secs(1920)),
+    };
+    let propose = Action::ProposeSlots { slots: vec![slot] };
+    w.federal
+        .act(act(id, Role::Coordinator, "coordinator", propose))
+        .await
+        .unwrap();
+    let confirm = Action::ConfirmSlot { slot };
+    let confirmed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match w
+                .district
+                .act(act(id, Role::Physician, "Dr. Ivanova", confirm.clone()))
+                .await
+            {
+                Ok(_) => return,
+                // The proposal has not reached the district yet.
+                Err(NodeError::Workflow(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    assert!(confirmed.is_ok(), "the proposal reached the district");
+
+    let session = SessionId(id.0);
+    video_event(
+        &mut at_district,
+        "the district joins",
+        session,
+        federal,
+        |e| *e == LinkEvent::ChannelOpen,
+    )
+    .await;
+    video_event(
+        &mut at_federal,
+        "the center joins",
+        session,
+        district,
+        |e| *e == LinkEvent::ChannelOpen,
+    )
+    .await;
+    // Statistics come once a second: the route and the round trip.
+    for node in [&w.district, &w.federal] {
+        let view = sessions_until(node, "statistics for the link", |v| {
+            v["sessions"][0]["rtt_ms"].is_number() && v["sessions"][0]["route"].is_string()
+        })
+        .await;
+        let link = &view["sessions"][0];
+        assert_eq!(link["state"], "connected", "{view}");
+        assert_eq!(link["route"], "host", "{view}");
+        assert!(
+            link["remote"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{view}"
+        );
+        let metrics = node.metrics().await.unwrap();
+        assert!(
+            metrics.contains("konsilium_video_links{state=\"connected\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("konsilium_video_rtt_seconds{"),
+            "{metrics}"
+        );
+    }
+    // One side offered, the other answered; both journaled the join.
+    let (at_d, at_f) = (
+        video_steps(&w.district).await,
+        video_steps(&w.federal).await,
+    );
+    let (offerer, answerer) = if district < federal {
+        (&at_d, &at_f)
+    } else {
+        (&at_f, &at_d)
+    };
+    assert!(
+        offerer.iter().any(|s| s.ends_with(": offered")),
+        "{offerer:?}"
+    );
+    assert!(
+        answerer.iter().any(|s| s.ends_with(": answered")),
+        "{answerer:?}"
+    );
+    assert!(
+        !offerer.iter().any(|s| s.ends_with(": answered")),
+        "{offerer:?}"
+    );
+    for steps in [&at_d, &at_f] {
+        assert!(steps.iter().any(|s| s.ends_with(": joined")), "{steps:?}");
+    }
+
+    let cancel = Action::Cancel {
+        reason: "the patient was transferred".into(),
+    };
+    (w.district)
+        .act(act(id, Role::Physician, "Dr. Ivanova", cancel))
+        .await
+        .unwrap();
+    status_reaches(&mut at_federal, id, Status::Cancelled).await;
+    for node in [&w.district, &w.federal] {
+        sessions_until(node, "the session ends", |v| {
+            v["sessions"].as_array().is_some_and(Vec::is_empty)
+        })
+        .await;
+        let steps = video_steps(node).await;
+        assert!(
+            (steps.iter())
+                .any(|s| s.ends_with("left: session ended: the consultation is cancelled")),
+            "{steps:?}"
+        );
+    }
+}
+
+/// str0m's issue #932 reports DTLS completing for only part of many
+/// concurrent sessions on small machines: twenty on one node's socket, all
+/// opened at once, must all connect and carry data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_sessions_on_one_node_all_connect() {
+    const SESSIONS: usize = 20;
+    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let federal = w.federal.org();
+    let mut at_federal = w.federal.subscribe();
+    let mut at_district = w.district.subscribe();
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let (id, _) = w
+            .district
+            .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for &id in &ids {
+        let found = tokio::time::timeout(PATIENCE, async {
+            while w.federal.consultation(id).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        found.await.expect("the request reached the center");
+    }
+    for &id in &ids {
+        let opened = tokio::time::timeout(PATIENCE, async {
+            loop {
+                match w.district.open_video(id).await {
+                    Ok(session) => return session,
+                    Err(NodeError::Video(e)) if e.contains("not connected") => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        opened.await.unwrap();
+    }
+    // Every session's channel opens at both ends.
+    let mut open = std::collections::HashSet::new();
+    wait::event(
+        &mut at_district,
+        "every channel open",
+        PATIENCE,
+        |e| match e {
+            NodeEvent::Video {
+                session,
+                org,
+                event,
+            } if *org == federal => {
+                if let LinkEvent::Failed(reason) = event {
+                    panic!("a link failed: {reason}");
+                }
+                if *event == LinkEvent::ChannelOpen {
+                    open.insert(*session);
+                }
+                (open.len() == SESSIONS).then_some(())
+            }
+            _ => None,
+        },
+    )
+    .await
+    .unwrap();
+    let view = sessions_until(&w.federal, "twenty links connected at the center", |v| {
+        let links = v["sessions"].as_array().unwrap();
+        links.len() == SESSIONS && links.iter().all(|l| l["state"] == "connected")
+    })
+    .await;
+    assert_eq!(view["sessions"].as_array().unwrap().len(), SESSIONS);
+    // And each carries a message to the center.
+    for &id in &ids {
+        let text = format!("hello on {id}");
+        let sent = (w.district)
+            .send_video(
+                SessionId(id.0),
+                federal,
+                VideoPayload::Data(text.into_bytes()),
+            )
+            .await;
+        assert!(sent.unwrap(), "the channel of {id} took the message");
+    }
+    let mut heard = std::collections::HashSet::new();
+    wait::event(&mut at_federal, "every message", PATIENCE, |e| match e {
+        NodeEvent::Video {
+            session,
+            event: LinkEvent::Data(bytes),
+            ..
+        } => {
+            if *bytes == format!("hello on {}", ConsultationId(session.0)).into_bytes() {
+                heard.insert(*session);
+            }
+            (heard.len() == SESSIONS).then_some(())
+        }
+        _ => None,
+    })
+    .await
+    .unwrap();
+}

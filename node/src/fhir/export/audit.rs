@@ -39,6 +39,19 @@ impl<'r, 'a> Exporter<'r, 'a> {
             JournalAction::Login { .. } => kind(AUTH, Some(LOGIN), "E", "0", "login"),
             JournalAction::Recover { .. } => kind(("110107", "Import"), None, "U", "0", "recover"),
             JournalAction::Gap { .. } => kind(("110113", "Security Alert"), None, "E", "8", "gap"),
+            JournalAction::Video {
+                step: VideoStep::Refused { .. },
+                ..
+            } => kind(
+                ("110113", "Security Alert"),
+                None,
+                "E",
+                "4",
+                "video-refused",
+            ),
+            JournalAction::Video { .. } => {
+                kind(("110100", "Application Activity"), None, "E", "0", "video")
+            }
         };
         let mut subtypes = Vec::new();
         if let Some((code, display)) = k.subtype {
@@ -106,6 +119,10 @@ impl<'r, 'a> Exporter<'r, 'a> {
             JournalAction::Recover { from, steps, .. } => vec![task_entity(vec![
                 detail("from", &from.to_string()),
                 detail("steps", &steps.to_string()),
+            ])],
+            JournalAction::Video { org, step, .. } => vec![task_entity(vec![
+                detail("site", &org.to_string()),
+                detail("step", &step.to_string()),
             ])],
             JournalAction::FailedLogin { .. }
             | JournalAction::Login { .. }
