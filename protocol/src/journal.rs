@@ -200,6 +200,8 @@ pub enum Action {
 /// What happened to a site's link in a video session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VideoStep {
+    /// A user opened the session before its appointment, or without one.
+    Opened,
     /// This site sent its signed offer.
     Offered,
     /// This site answered the other's signed offer.
@@ -216,6 +218,7 @@ pub enum VideoStep {
 impl fmt::Display for VideoStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            VideoStep::Opened => f.write_str("opened early"),
             VideoStep::Offered => f.write_str("offered"),
             VideoStep::Answered => f.write_str("answered"),
             VideoStep::Joined => f.write_str("joined"),

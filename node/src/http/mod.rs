@@ -25,6 +25,7 @@ mod render;
 #[cfg(test)]
 mod tests;
 mod uploads;
+mod video;
 mod views;
 
 pub use crate::config::api::{ApiConfig, ApiError, User};
@@ -150,6 +151,7 @@ fn router_with_users(
         .route("/consultations/{id}/actions", post(act))
         .route("/consultations/{id}/fhir", get(fhir_bundle))
         .route("/consultations/{id}/files/{index}", get(get_file))
+        .route("/consultations/{id}/video", post(video::open_video))
         .route("/fhir/ServiceRequest", post(import_fhir))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)

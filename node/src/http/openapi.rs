@@ -5,7 +5,7 @@
 
 use super::problems::Problem;
 use super::render::json_response;
-use super::{actions, bundles, consultations, files};
+use super::{actions, bundles, consultations, files, video};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         actions::act,
         bundles::fhir_bundle,
         files::get_file,
+        video::open_video,
         bundles::import_fhir,
         openapi,
     ),

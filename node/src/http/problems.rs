@@ -159,6 +159,12 @@ pub(super) fn node_problem(e: NodeError) -> Problem {
             "The node has stopped",
             "the node has stopped",
         ),
+        e @ (NodeError::Video(_) | NodeError::Media(_)) => Problem::new(
+            S::CONFLICT,
+            "video-unavailable",
+            "The video session cannot be opened now",
+            e.to_string(),
+        ),
         NodeError::Timeout(what) => Problem::new(
             S::GATEWAY_TIMEOUT,
             "timeout",

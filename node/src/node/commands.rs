@@ -207,6 +207,7 @@ pub(super) enum Command {
     /// Offer a video link to the consultation's other organization.
     OpenVideo(
         ConsultationId,
+        Option<(String, Role)>,
         oneshot::Sender<Result<konsilium_protocol::video::SessionId, NodeError>>,
     ),
     /// A data channel message or a media frame on a video link.

@@ -334,13 +334,17 @@ impl NodeHandle {
         self.ask(|tx| Command::Recover(since, from, tx)).await?
     }
 
-    /// Offers a video link to the other organization of a consultation;
-    /// [`NodeEvent::Video`] tells how it goes.
+    /// Opens a consultation's video session now, before its appointment
+    /// or without one: offers a link to the other organization.
+    /// [`NodeEvent::Video`] tells how it goes. `by` is the user who asked,
+    /// for the journal.
     pub async fn open_video(
         &self,
         consultation: ConsultationId,
+        by: Option<(String, Role)>,
     ) -> Result<konsilium_protocol::video::SessionId, NodeError> {
-        self.ask(|tx| Command::OpenVideo(consultation, tx)).await?
+        self.ask(|tx| Command::OpenVideo(consultation, by, tx))
+            .await?
     }
 
     /// Sends a data channel message or a media frame on a video link;

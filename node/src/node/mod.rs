@@ -617,8 +617,8 @@ impl Node {
             Command::RotateSealing(reply) => {
                 let _ = reply.send(self.rotate_sealing());
             }
-            Command::OpenVideo(id, reply) => {
-                let _ = reply.send(self.open_video(id));
+            Command::OpenVideo(id, by, reply) => {
+                let _ = reply.send(self.open_video(id, by));
             }
             Command::VideoSend(session, org, payload, reply) => {
                 let _ = reply.send(self.video_send(session, org, payload));

@@ -105,9 +105,26 @@ impl Node {
 
     /// Opens the consultation's session now, before its appointment or
     /// without one.
-    pub(super) fn open_video(&mut self, id: ConsultationId) -> Result<SessionId, NodeError> {
+    pub(super) fn open_video(
+        &mut self,
+        id: ConsultationId,
+        by: Option<(String, Role)>,
+    ) -> Result<SessionId, NodeError> {
         let (session, to) = self.video_session(&id)?;
+        let status = self.desk.case(&id).map(|c| c.consultation.status);
+        if let Some(status) = status.filter(|s| s.is_final()) {
+            return Err(NodeError::Video(format!(
+                "the consultation is {status}: its video session is over"
+            )));
+        }
         self.media()?;
+        let (user, role) = by.unzip();
+        let action = JournalAction::Video {
+            consultation: session.0,
+            org: to,
+            step: VideoStep::Opened,
+        };
+        self.append_journal(user, role, action)?;
         self.offer_video(session, to)?;
         self.schedule
             .handle_opened(session, vec![self.me.cert.org, to]);

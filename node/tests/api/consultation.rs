@@ -65,6 +65,26 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
     assert!(seen["deadline_due"].is_string(), "{seen}");
     assert!(seen["time_left_seconds"].as_u64().unwrap() > 0);
 
+    // Either side opens the video session before any appointment; the
+    // sites connect; a second opening finds it open.
+    let video = format!("/consultations/{id}/video");
+    let (status, _, opening) = at_r.post(&video, "phys-r", &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{opening}");
+    assert_eq!(opening["consultation"], id.as_str());
+    let connected = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let view = federal.inspect(node::Inspect::Sessions).await.unwrap();
+            if view["sessions"][0]["state"] == "connected" {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let view = connected.await.expect("the sites connect");
+    assert_eq!(view["sessions"][0]["peer"], regional.org().to_string());
+    let again = at_r.post(&video, "phys-r", &json!({})).await;
+    assert_problem(&again, StatusCode::CONFLICT, "exists already");
+
     // A physician of the consulting side may not accept.
     let refused = at_f.act(&id, "phys-f", json!({"action": "accept"})).await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "may not accept");

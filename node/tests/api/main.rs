@@ -28,7 +28,8 @@ mod schemathesis;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A regional hospital and a federal cardiology center, started and with
-/// each other's directory record: the pair the API tests consult between.
+/// each other's directory record, video on: the pair the API tests consult
+/// between.
 async fn regional_and_federal(
     dir: &std::path::Path,
     regional_name: &str,
@@ -46,9 +47,21 @@ async fn regional_and_federal(
         "RU-MOW",
         &[Specialty::Cardiology],
     ));
-    let regional = Arc::new(node::start(r.setup(vec![], vec![])).await.unwrap());
+    let with_video = |mut setup: node::NodeSetup| {
+        setup.video = Some("127.0.0.1:0".parse().unwrap());
+        setup
+    };
+    let regional = Arc::new(
+        node::start(with_video(r.setup(vec![], vec![])))
+            .await
+            .unwrap(),
+    );
     let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = Arc::new(node::start(f.setup(vec![ra], vec![])).await.unwrap());
+    let federal = Arc::new(
+        node::start(with_video(f.setup(vec![ra], vec![])))
+            .await
+            .unwrap(),
+    );
     wait::converged(&[&regional, &federal], 2, PATIENCE)
         .await
         .unwrap();

@@ -144,6 +144,16 @@ async fn the_api_refuses_with_problem_documents() {
         StatusCode::BAD_REQUEST,
         "teleport",
     );
+    assert_problem(
+        &api.post(
+            &format!("/consultations/{unknown_id}/video"),
+            "phys",
+            &json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        &unknown_id,
+    );
     let missing = api
         .act(&unknown_id, "phys", json!({"action": "cancel"}))
         .await;
@@ -172,6 +182,7 @@ async fn the_api_refuses_with_problem_documents() {
         "/consultations/{id}",
         "/consultations/{id}/actions",
         "/consultations/{id}/fhir",
+        "/consultations/{id}/video",
         "/fhir/ServiceRequest",
         "/openapi.json",
     ] {

@@ -47,7 +47,11 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
 
     let session = tokio::time::timeout(PATIENCE, async {
         loop {
-            match w.district.open_video(id).await {
+            match w
+                .district
+                .open_video(id, Some(("Dr. Ivanova".into(), Role::Physician)))
+                .await
+            {
                 Ok(session) => return session,
                 Err(NodeError::Video(e)) if e.contains("not connected") => {
                     tokio::time::sleep(Duration::from_millis(100)).await
@@ -91,6 +95,13 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         .await)
         .unwrap();
     assert_eq!(sessions["sessions"].as_array().unwrap().len(), 0);
+    // Who opened it early is in the journal.
+    let (entries, _) = w.district.journal().await.unwrap();
+    let opened = (entries.iter())
+        .find(|e| e.action.to_string().ends_with(": opened early"))
+        .expect("the early opening is journaled");
+    assert_eq!(opened.actor.as_deref(), Some("Dr. Ivanova"));
+    assert_eq!(opened.role, Some(Role::Physician));
 
     let say = |text: &str| VideoPayload::Data(text.as_bytes().to_vec());
     let sent = w
@@ -143,6 +154,18 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         |e| *e == LinkEvent::Media(frame(2)),
     )
     .await;
+    // A closed consultation's session cannot be opened.
+    let cancel = Action::Cancel {
+        reason: "the patient was transferred".into(),
+    };
+    let mut done = w.district.subscribe();
+    (w.district)
+        .act(act(id, Role::Physician, "Dr. Ivanova", cancel))
+        .await
+        .unwrap();
+    status_reaches(&mut done, id, Status::Cancelled).await;
+    let e = w.district.open_video(id, None).await.unwrap_err();
+    assert!(e.to_string().contains("is cancelled"), "{e}");
 }
 
 /// The video steps in a node's journal, as their one-line descriptions.
@@ -338,7 +361,7 @@ async fn twenty_concurrent_sessions_on_one_node_all_connect() {
     for &id in &ids {
         let opened = tokio::time::timeout(PATIENCE, async {
             loop {
-                match w.district.open_video(id).await {
+                match w.district.open_video(id, None).await {
                     Ok(session) => return session,
                     Err(NodeError::Video(e)) if e.contains("not connected") => {
                         tokio::time::sleep(Duration::from_millis(100)).await
