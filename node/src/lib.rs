@@ -15,4 +15,5 @@ pub mod net;
 pub mod node;
 pub mod ops;
 pub mod storage;
+pub mod stun;
 pub mod telemetry;

@@ -13,6 +13,7 @@
 
 mod link;
 mod stats;
+pub mod stun;
 
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{Datagram, Link, LinkError, LinkEvent, LocalAddrs};

@@ -133,6 +133,15 @@ pub async fn status(client: &AdminClient, json: bool) -> Result<()> {
                     .filter(|r| !r.is_empty()),
                 ),
             ),
+            (
+                "video",
+                match (s.video, s.video_mapped) {
+                    (None, _) => "off".into(),
+                    (Some(port), None) => port,
+                    (Some(port), Some(mapped)) => format!("{port}, mapped to {mapped} (STUN)"),
+                },
+            ),
+            ("STUN service", or_dash(s.stun_service)),
             ("peers", s.peers_connected.to_string()),
             (
                 "directory",

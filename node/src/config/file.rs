@@ -20,11 +20,21 @@ pub(super) struct RawConfig {
     pub(super) storage: RawStorage,
     #[serde(default)]
     pub(super) video: Option<RawVideo>,
+    #[serde(default)]
+    pub(super) stun: Option<RawStun>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawVideo {
+    pub(super) listen: String,
+    #[serde(default)]
+    pub(super) stun: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStun {
     pub(super) listen: String,
 }
 

@@ -119,6 +119,10 @@ pub struct NodeConfig {
     pub keep_delivered: std::time::Duration,
     /// The UDP address video links use; video is off when absent.
     pub video: Option<std::net::SocketAddr>,
+    /// STUN servers (`host:port`) video asks what its port maps to.
+    pub stun_servers: Vec<String>,
+    /// Where this node answers STUN Binding requests; off when absent.
+    pub stun_listen: Option<std::net::SocketAddr>,
 }
 
 /// Which directory records a node keeps.

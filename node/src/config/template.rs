@@ -132,6 +132,13 @@ listen = "127.0.0.1:9464"
 # Off unless the section is present.
 # [video]
 # listen = "192.0.2.10:7401"
+# Behind a NAT, STUN servers (the federation's bootstrap nodes run one) tell
+# the port's outside address, which the other sites then send media to.
+# stun = ["bootstrap-1.federation.example:3478", "bootstrap-2.federation.example:3478"]
+
+# A bootstrap node answers STUN Binding requests for the sites behind NATs.
+# [stun]
+# listen = "0.0.0.0:3478"
 
 [storage]
 # Attachments this node sent or relayed are deleted this many hours after the

@@ -695,3 +695,46 @@ fn the_video_address_must_be_one_other_sites_can_send_to() {
     );
     assert_refused(&with_video("camera"), &["video.listen", "not an address"]);
 }
+
+#[test]
+fn stun_servers_are_host_and_port_and_the_stun_service_an_address() {
+    let with_stun = |servers: &str| {
+        format!(
+            "{}\n[video]\nlisten = \"192.0.2.10:7401\"\nstun = [{servers}]\n",
+            full()
+        )
+    };
+    let config = parse(&with_stun(
+        "\"stun.region.example:3478\", \"192.0.2.1:3478\", \"[2001:db8::1]:3478\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.stun_servers,
+        [
+            "stun.region.example:3478",
+            "192.0.2.1:3478",
+            "[2001:db8::1]:3478"
+        ]
+    );
+    assert_eq!(parse(&full()).unwrap().stun_servers, Vec::<String>::new());
+    for bad in [
+        "\"stun.region.example\"",
+        "\":3478\"",
+        "\"stun.example:0\"",
+        "\"a:b:c\"",
+    ] {
+        assert_refused(&with_stun(bad), &["video.stun[0]", "host:port"]);
+    }
+    assert_refused(
+        &with_stun("\"192.0.2.1:3478\", \"nope\""),
+        &["video.stun[1]"],
+    );
+
+    let with_service = |listen: &str| format!("{}\n[stun]\nlisten = \"{listen}\"\n", full());
+    assert_eq!(parse(&full()).unwrap().stun_listen, None);
+    assert_eq!(
+        parse(&with_service("0.0.0.0:3478")).unwrap().stun_listen,
+        Some("0.0.0.0:3478".parse().unwrap())
+    );
+    assert_refused(&with_service("3478"), &["stun.listen", "not an address"]);
+}

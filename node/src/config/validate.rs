@@ -182,9 +182,21 @@ impl RawConfig {
             }),
         };
 
-        let video = match self.video {
+        let (video, stun_servers) = match self.video {
+            None => (None, Vec::new()),
+            Some(raw) => (Some(video_listen(&raw.listen)?), stun_servers(raw.stun)?),
+        };
+        let stun_listen = match self.stun {
             None => None,
-            Some(raw) => Some(video_listen(&raw.listen)?),
+            Some(raw) => Some(raw.listen.trim().parse().map_err(|_| {
+                bad(
+                    "stun.listen",
+                    format!(
+                        "{:?} is not an address: use IP:port, e.g. \"0.0.0.0:3478\"",
+                        raw.listen
+                    ),
+                )
+            })?),
         };
         Ok(NodeConfig {
             data_dir,
@@ -206,6 +218,8 @@ impl RawConfig {
             metrics,
             keep_delivered,
             video,
+            stun_servers,
+            stun_listen,
         })
     }
 }
@@ -246,6 +260,30 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
         users,
         upload_dir: None,
     })
+}
+
+/// STUN servers as `host:port`: a name or an address, and a port. Names
+/// are resolved when asked, so a server that moves is followed.
+fn stun_servers(servers: Vec<String>) -> Result<Vec<String>, Bad> {
+    let mut checked = Vec::new();
+    for (i, server) in servers.into_iter().enumerate() {
+        let server = server.trim().to_owned();
+        let field = format!("video.stun[{i}]");
+        let well_formed = server.parse::<std::net::SocketAddr>().is_ok()
+            || server.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+        if !well_formed {
+            return Err(bad(
+                field,
+                format!(
+                    "{server:?} is not a STUN server: use host:port, e.g. \"stun.region.example:3478\""
+                ),
+            ));
+        }
+        checked.push(server);
+    }
+    Ok(checked)
 }
 
 /// Video's host candidate is this address, so it must be one the other

@@ -20,6 +20,8 @@ pub enum NodeError {
     Keys(String),
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
+    #[error(transparent)]
+    Stun(#[from] crate::stun::StunError),
     #[error("video: {0}")]
     Video(String),
     #[error("no organization in the directory offers this: {0}")]

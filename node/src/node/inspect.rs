@@ -169,6 +169,11 @@ impl Node {
             attachments_incoming: self.fetches.len(),
             deadlines_at_risk: at_risk,
             deadlines_breached: breached,
+            video: (self.media.as_ref()).map(|m| m.local_addr().to_string()),
+            video_mapped: (self.media.as_ref())
+                .and_then(|m| m.reflexive())
+                .map(|a| a.to_string()),
+            stun_service: (self.stun.as_ref()).map(|s| s.local_addr().to_string()),
             recovery: self.recovery.report().map(|r| self.recovery_view(r)),
             version: env!("CARGO_PKG_VERSION").into(),
         }

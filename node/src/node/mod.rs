@@ -221,6 +221,8 @@ struct Node {
     loopback_only: bool,
     /// Video links to other sites, when a video address is configured.
     media: Option<crate::media::MediaPlane>,
+    /// The STUN service, on a bootstrap node.
+    stun: Option<crate::stun::StunService>,
     /// When consultations' video sessions open and end.
     schedule: konsilium_protocol::video::Schedule,
     /// Our listeners on relays' circuit addresses: one per reservation.

@@ -32,6 +32,11 @@ pub struct NodeSetup {
     pub keep_delivered: Duration,
     /// The UDP address of the media plane (video), if any.
     pub video: Option<std::net::SocketAddr>,
+    /// STUN servers (`host:port`) video asks what its port maps to.
+    pub stun: Vec<String>,
+    /// Where this node answers STUN Binding requests (a bootstrap node's
+    /// service to the sites behind NATs), if anywhere.
+    pub stun_listen: Option<std::net::SocketAddr>,
 }
 
 impl NodeSetup {
@@ -66,6 +71,8 @@ impl NodeSetup {
             anti_entropy_every: Duration::from_secs(60),
             keep_delivered: config.keep_delivered,
             video: config.video,
+            stun: config.stun_servers.clone(),
+            stun_listen: config.stun_listen,
         })
     }
 }
@@ -170,8 +177,14 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let (loopback, loopback_rx) = mpsc::unbounded_channel();
     let (media_tx, media_rx) = mpsc::unbounded_channel();
     let me_org = me.cert.org;
+    let stun = match setup.stun_listen {
+        Some(addr) => Some(crate::stun::StunService::start(addr).await?),
+        None => None,
+    };
     let media = match setup.video {
-        Some(addr) => Some(crate::media::MediaPlane::start(addr, media_tx).await?),
+        Some(addr) => {
+            Some(crate::media::MediaPlane::start(addr, setup.stun.clone(), media_tx).await?)
+        }
         None => None,
     };
     // Attachments kept from earlier runs are deleted when due, without a scan.
@@ -256,6 +269,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         loopback_only: (setup.listen.iter())
             .all(|a| crate::net::scope::scope(a) == crate::net::scope::Scope::Loopback),
         media,
+        stun,
         schedule: konsilium_protocol::video::Schedule::new(me_org, video::LEAD),
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),

@@ -7,7 +7,7 @@
 //! carries that out and journals every step.
 
 use super::*;
-use crate::media::MediaEvent;
+use crate::media::{MediaError, MediaEvent};
 use konsilium_protocol::journal::{Action as JournalAction, VideoStep};
 use konsilium_protocol::video::{
     Description, ScheduleOutput, SessionId, Signal, accept, offers_to,
@@ -140,7 +140,22 @@ impl Node {
                 self.org_name(&to)
             )));
         }
-        let offer = self.media()?.offer(session, to)?;
+        // The offer comes back as an event once its socket is ready.
+        self.media()?.offer(session, to)?;
+        Ok(())
+    }
+
+    /// The media plane wrote our offer: signed and sent.
+    fn send_offer(&mut self, session: SessionId, to: OrgId, offer: Result<String, MediaError>) {
+        let offer = match offer {
+            Ok(offer) => offer,
+            Err(e) => return self.offer_failed(session, to, e.to_string()),
+        };
+        let peer = to.to_peer_id();
+        if !self.ready(&peer) {
+            self.close_link(session, to);
+            return self.offer_failed(session, to, "the other site disconnected".into());
+        }
         let signal = self.signal(session, to, Description::Offer(offer));
         self.request(
             peer,
@@ -148,7 +163,20 @@ impl Node {
             Pending::Video(session, to),
         );
         self.journal_video(session, to, VideoStep::Offered);
-        Ok(())
+    }
+
+    /// Our offer did not go out: said, and tried again while the session
+    /// is open.
+    fn offer_failed(&mut self, session: SessionId, to: OrgId, reason: String) {
+        self.video_failed(session, to, reason);
+        let now = self.now();
+        self.schedule.handle_offer_failed(now, session, to);
+    }
+
+    fn close_link(&self, session: SessionId, org: OrgId) {
+        if let Some(media) = &self.media {
+            media.close_link(session, org);
+        }
     }
 
     /// An offer from `from`: taken only for a consultation the two share,
@@ -334,24 +362,36 @@ impl Node {
     }
 
     pub(super) fn on_media(&mut self, e: MediaEvent) {
-        match &e.event {
-            LinkEvent::Connected => self.journal_video(e.session, e.org, VideoStep::Joined),
+        let (session, org, event) = match e {
+            MediaEvent::Offer {
+                session,
+                org,
+                offer,
+            } => return self.send_offer(session, org, offer),
+            MediaEvent::Link {
+                session,
+                org,
+                event,
+            } => (session, org, event),
+        };
+        match &event {
+            LinkEvent::Connected => self.journal_video(session, org, VideoStep::Joined),
             LinkEvent::Failed(reason) => {
                 let reason = reason.clone();
-                self.journal_video(e.session, e.org, VideoStep::Left { reason });
+                self.journal_video(session, org, VideoStep::Left { reason });
                 // The offering side sets a lost link up again while the
                 // session is open (a restarted site, a changed network).
-                if offers_to(self.me.cert.org, e.org) {
+                if offers_to(self.me.cert.org, org) {
                     let now = self.now();
-                    self.schedule.handle_offer_failed(now, e.session, e.org);
+                    self.schedule.handle_offer_failed(now, session, org);
                 }
             }
             _ => {}
         }
         self.emit(NodeEvent::Video {
-            session: e.session,
-            org: e.org,
-            event: e.event,
+            session,
+            org,
+            event,
         });
     }
 }

@@ -45,6 +45,14 @@ pub struct StatusReport {
     /// recover`, or by itself after a journal gap), if there was one.
     #[serde(default)]
     pub recovery: Option<RecoveryReport>,
+    /// The video port, and what a STUN server says it maps to.
+    #[serde(default)]
+    pub video: Option<String>,
+    #[serde(default)]
+    pub video_mapped: Option<String>,
+    /// Where this node answers STUN requests.
+    #[serde(default)]
+    pub stun_service: Option<String>,
     pub version: String,
 }
 

@@ -84,7 +84,8 @@ async fn three() -> Three {
     three_with(None).await
 }
 
-/// Three sites, each with its media plane on `video` (port 0) when given.
+/// Three sites, each with its media plane on `video` (port 0) when given;
+/// then the regional node also answers STUN, and the others ask it.
 async fn three_with(video: Option<std::net::SocketAddr>) -> Three {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
@@ -106,13 +107,22 @@ async fn three_with(video: Option<std::net::SocketAddr>) -> Three {
         "RU-VLG",
         &[],
     ));
-    let with_video = |mut setup: node::NodeSetup| {
+    let mut stun = Vec::new();
+    let with_video = |mut setup: node::NodeSetup, stun: &[String]| {
         setup.video = video;
+        setup.stun = stun.to_vec();
         setup
     };
-    let regional = node::start(with_video(r.setup(vec![], vec![])))
-        .await
-        .unwrap();
+    let mut regional_setup = with_video(r.setup(vec![], vec![]), &[]);
+    if video.is_some() {
+        regional_setup.stun_listen = Some("127.0.0.1:0".parse().unwrap());
+    }
+    let regional = node::start(regional_setup).await.unwrap();
+    if video.is_some() {
+        let status = regional.inspect(node::Inspect::Status).await.unwrap();
+        stun.push(status["stun_service"].as_str().unwrap().to_owned());
+    }
+    let with_video = |setup| with_video(setup, &stun);
     let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
     let federal = node::start(with_video(f.setup(vec![ra.clone()], vec![])))
         .await

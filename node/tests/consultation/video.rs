@@ -260,6 +260,22 @@ async fn a_confirmed_appointment_opens_the_session_and_cancelling_the_consultati
         |e| *e == LinkEvent::ChannelOpen,
     )
     .await;
+    // The regional node's STUN service told each site what its port maps
+    // to: on one machine, the port itself (no NAT, so no extra candidate).
+    for node in [&w.district, &w.federal] {
+        let mapped = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let status = node.inspect(konsilium_node::node::Inspect::Status).await;
+                let status = status.unwrap();
+                if status["video_mapped"].is_string() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let status = mapped.await.expect("a STUN answer");
+        assert_eq!(status["video_mapped"], status["video"], "{status}");
+    }
     // Statistics come once a second: the route and the round trip.
     for node in [&w.district, &w.federal] {
         let view = sessions_until(node, "statistics for the link", |v| {

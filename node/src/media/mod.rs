@@ -1,0 +1,346 @@
+//! The node's media plane: one configured UDP port where this site answers
+//! other sites' offers, driven on a task of its own so media never waits
+//! for the event loop.
+//!
+//! Two sites' nodes each have one port, so two sessions between the same
+//! pair of sites would share one address pair, and DTLS and RTP carry
+//! nothing that says which session a datagram is for. A link this site
+//! offers therefore gets a socket of its own (an ephemeral port on the
+//! same interface): every link has an address pair no other link has.
+//!
+//! Links are created from the event loop (offers and answers are decided
+//! there, with the consultation at hand) and run here: the task feeds them
+//! datagrams and timeouts and sends what they emit. Both sides share the
+//! links behind a mutex held only for a link's own, short, work. An offer
+//! is written off the loop, once its socket is bound and a STUN server had
+//! a moment to say what the socket maps to; it comes back as an event.
+//!
+//! With STUN servers configured, the plane's port learns what address its
+//! NAT maps it to and every link offers that address beside its own.
+
+mod socket;
+mod task;
+
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::video::SessionId;
+use konsilium_video::stun::BindingRequest;
+use konsilium_video::{Datagram, Link, LinkError, LinkEvent, LinkStats, LocalAddrs};
+use socket::OwnSocket;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc};
+
+/// Datagrams read from offered links' sockets, waiting for the task; more
+/// are dropped, as the network would.
+const INBOUND_QUEUE: usize = 1024;
+
+/// A link and where it sends from.
+struct Held {
+    link: Link,
+    /// The link's own socket (links we offered); `None` for the plane's.
+    own: Option<OwnSocket>,
+}
+
+impl Held {
+    fn local(&self, plane: SocketAddr) -> SocketAddr {
+        self.own.as_ref().map_or(plane, |o| o.addr)
+    }
+}
+
+type Links = HashMap<(SessionId, OrgId), Held>;
+
+/// What the event loop's side and the task share.
+struct Shared {
+    links: Mutex<Links>,
+    wake: Notify,
+    /// Offers being written: a second one for the same link is refused.
+    preparing: Mutex<HashSet<(SessionId, OrgId)>>,
+    /// The plane's last Binding request, until answered.
+    asked: Mutex<Option<BindingRequest>>,
+    /// What the plane's port maps to, as a STUN server last said.
+    reflexive: Mutex<Option<SocketAddr>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock would be str0m's; what it guards stays usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn links(&self) -> MutexGuard<'_, Links> {
+        lock(&self.links)
+    }
+
+    fn ask(&self, request: BindingRequest) {
+        *lock(&self.asked) = Some(request);
+    }
+
+    /// Whether `d` answers the plane's Binding request (then it is taken).
+    fn took_stun_answer(&self, d: &Datagram) -> bool {
+        let mut asked = lock(&self.asked);
+        let Some(mapped) = asked.as_ref().and_then(|r| r.answered_by(&d.contents)) else {
+            return false;
+        };
+        *asked = None;
+        let mut reflexive = lock(&self.reflexive);
+        if *reflexive != Some(mapped) {
+            tracing::info!(%mapped, "video: the NAT maps this site's port to {mapped}");
+            *reflexive = Some(mapped);
+        }
+        true
+    }
+}
+
+/// The addresses a link offers: `host`, and what it maps to when that
+/// differs (no NAT between us and the STUN server: nothing to add).
+fn addrs(host: SocketAddr, mapped: Option<SocketAddr>) -> LocalAddrs {
+    LocalAddrs {
+        host,
+        reflexive: mapped.filter(|m| *m != host),
+    }
+}
+
+/// What the media plane tells the event loop.
+#[derive(Debug)]
+pub enum MediaEvent {
+    /// What a link did.
+    Link {
+        session: SessionId,
+        org: OrgId,
+        event: LinkEvent,
+    },
+    /// The offer asked for with [`MediaPlane::offer`], ready to sign and
+    /// send (or why there is none).
+    Offer {
+        session: SessionId,
+        org: OrgId,
+        offer: Result<String, MediaError>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("video: {0}")]
+    Link(#[from] LinkError),
+    #[error("video: no link to {org} in this session")]
+    NoLink { org: OrgId },
+    #[error("video: a link to {org} in this session exists already")]
+    Exists { org: OrgId },
+    #[error("video socket {addr}: {source}")]
+    Socket {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One link as `konsilium sessions` shows it.
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub session: SessionId,
+    pub org: OrgId,
+    pub connected: bool,
+    pub stats: LinkStats,
+}
+
+pub struct MediaPlane {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    stun: Arc<Vec<String>>,
+    inbound: mpsc::Sender<Datagram>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for MediaPlane {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl MediaPlane {
+    /// Binds `addr` (an interface's address: a host candidate cannot be
+    /// 0.0.0.0) and starts the task; asks `stun` servers (`host:port`)
+    /// what the port maps to; link events go to `events`.
+    pub async fn start(
+        addr: SocketAddr,
+        stun: Vec<String>,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> Result<Self, MediaError> {
+        let failed = |source| MediaError::Socket { addr, source };
+        let socket = Arc::new(UdpSocket::bind(addr).await.map_err(failed)?);
+        let local = socket.local_addr().map_err(failed)?;
+        let shared = Arc::new(Shared {
+            links: Mutex::new(Links::new()),
+            wake: Notify::new(),
+            preparing: Mutex::new(HashSet::new()),
+            asked: Mutex::new(None),
+            reflexive: Mutex::new(None),
+        });
+        let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let sockets = task::Sockets {
+            plane: socket.clone(),
+            local,
+            inbound: inbound_rx,
+        };
+        let mut tasks = vec![tokio::spawn(task::run(
+            sockets,
+            shared.clone(),
+            events.clone(),
+        ))];
+        if !stun.is_empty() {
+            let refresh = socket::refresh(socket, stun.clone(), shared.clone());
+            tasks.push(tokio::spawn(refresh));
+        }
+        Ok(Self {
+            shared,
+            local,
+            stun: Arc::new(stun),
+            inbound,
+            events,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// What this site's port maps to, when a STUN server said.
+    pub fn reflexive(&self) -> Option<SocketAddr> {
+        *lock(&self.shared.reflexive)
+    }
+
+    /// Every link, by session and site.
+    pub fn links(&self) -> Vec<LinkView> {
+        let mut links: Vec<_> = (self.shared.links().iter())
+            .map(|(&(session, org), held)| LinkView {
+                session,
+                org,
+                connected: held.link.is_connected(),
+                stats: held.link.stats(),
+            })
+            .collect();
+        links.sort_by_key(|l| (l.session, l.org));
+        links
+    }
+
+    /// Ends every link of the session; returns the sites they went to.
+    pub fn close(&self, session: SessionId) -> Vec<OrgId> {
+        let mut links = self.shared.links();
+        let mut closed = Vec::new();
+        for (&(s, org), held) in links.iter_mut() {
+            if s == session {
+                held.link.close();
+                closed.push(org);
+            }
+        }
+        drop(links);
+        // The task drops them.
+        self.shared.wake.notify_one();
+        closed.sort();
+        closed
+    }
+
+    /// Ends one link (its offer could not be sent).
+    pub fn close_link(&self, session: SessionId, org: OrgId) {
+        if let Some(held) = self.shared.links().get_mut(&(session, org)) {
+            held.link.close();
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether our offer to `org` in the session is being written or
+    /// waits for its answer.
+    pub fn is_offering(&self, session: SessionId, org: OrgId) -> bool {
+        lock(&self.shared.preparing).contains(&(session, org))
+            || (self.shared.links().get(&(session, org))).is_some_and(|h| h.link.is_offering())
+    }
+
+    /// Starts a new link to `org` on a socket of its own; its offer comes
+    /// back as [`MediaEvent::Offer`].
+    pub fn offer(&self, session: SessionId, org: OrgId) -> Result<(), MediaError> {
+        let key = (session, org);
+        if self.shared.links().contains_key(&key) || !lock(&self.shared.preparing).insert(key) {
+            return Err(MediaError::Exists { org });
+        }
+        let (shared, stun) = (self.shared.clone(), self.stun.clone());
+        let (inbound, events) = (self.inbound.clone(), self.events.clone());
+        let ip = self.local.ip();
+        tokio::spawn(async move {
+            let offer = async {
+                let (own, mapped) = socket::own_socket(ip, &stun, inbound).await?;
+                let (link, offer) = Link::offer(Instant::now(), addrs(own.addr, mapped))?;
+                let own = Some(own);
+                shared.links().insert(key, Held { link, own });
+                Ok(offer)
+            };
+            let offer = offer.await;
+            lock(&shared.preparing).remove(&key);
+            shared.wake.notify_one();
+            let _ = events.send(MediaEvent::Offer {
+                session,
+                org,
+                offer,
+            });
+        });
+        Ok(())
+    }
+
+    /// A new link to `org` from its offer, on the plane's port; returns our
+    /// answer. An offer again from the same site (it restarted) replaces
+    /// its link.
+    pub fn answer(
+        &self,
+        session: SessionId,
+        org: OrgId,
+        offer: &str,
+    ) -> Result<String, MediaError> {
+        let local = addrs(self.local, self.reflexive());
+        let (link, answer) = Link::answer(Instant::now(), local, offer)?;
+        (self.shared.links()).insert((session, org), Held { link, own: None });
+        self.shared.wake.notify_one();
+        Ok(answer)
+    }
+
+    pub fn answered(&self, session: SessionId, org: OrgId, answer: &str) -> Result<(), MediaError> {
+        self.with(session, org, |link| link.handle_answer(answer))
+    }
+
+    pub fn send_data(
+        &self,
+        session: SessionId,
+        org: OrgId,
+        bytes: &[u8],
+    ) -> Result<bool, MediaError> {
+        self.with(session, org, |link| link.send_data(bytes))
+    }
+
+    pub fn send_frame(
+        &self,
+        session: SessionId,
+        org: OrgId,
+        frame: &[u8],
+    ) -> Result<(), MediaError> {
+        self.with(session, org, |link| link.send_media(Instant::now(), frame))
+    }
+
+    fn with<T>(
+        &self,
+        session: SessionId,
+        org: OrgId,
+        f: impl FnOnce(&mut Link) -> Result<T, LinkError>,
+    ) -> Result<T, MediaError> {
+        let mut links = self.shared.links();
+        let held = (links.get_mut(&(session, org))).ok_or(MediaError::NoLink { org })?;
+        let out = f(&mut held.link)?;
+        drop(links);
+        self.shared.wake.notify_one();
+        Ok(out)
+    }
+}

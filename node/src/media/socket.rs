@@ -1,0 +1,116 @@
+//! The sockets an offered link gets, and what STUN servers say addresses
+//! map to: the plane's own port is asked every `REFRESH` (which also keeps
+//! the NAT's mapping alive), an offered link's port once before its offer
+//! is written, so the offer can name it.
+
+use super::{MediaError, Shared};
+use konsilium_video::Datagram;
+use konsilium_video::stun::BindingRequest;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// How often the plane's port asks again.
+const REFRESH: Duration = Duration::from_secs(30);
+/// How long an offer waits for a STUN answer before it goes without one.
+const STUN_WAIT: Duration = Duration::from_millis(700);
+
+pub(super) struct OwnSocket {
+    pub(super) socket: Arc<UdpSocket>,
+    pub(super) addr: SocketAddr,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OwnSocket {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The servers' addresses now (names may move); one that does not
+/// resolve is skipped, said in the log.
+async fn resolve(servers: &[String]) -> Vec<SocketAddr> {
+    let mut found = Vec::new();
+    for server in servers {
+        match tokio::net::lookup_host(server.as_str()).await {
+            Ok(addrs) => found.extend(addrs),
+            Err(e) => tracing::warn!(%server, "STUN server does not resolve: {e}"),
+        }
+    }
+    found
+}
+
+/// An ephemeral port on `ip`, what the STUN servers say it maps to (if
+/// one answers within `STUN_WAIT`), read into `inbound` from then on.
+pub(super) async fn own_socket(
+    ip: IpAddr,
+    servers: &[String],
+    inbound: mpsc::Sender<Datagram>,
+) -> Result<(OwnSocket, Option<SocketAddr>), MediaError> {
+    let addr = SocketAddr::new(ip, 0);
+    let failed = |source| MediaError::Socket { addr, source };
+    let socket = Arc::new(UdpSocket::bind(addr).await.map_err(failed)?);
+    let local = socket.local_addr().map_err(failed)?;
+    let mut mapped = None;
+    let targets = resolve(servers).await;
+    if !targets.is_empty() {
+        let request = BindingRequest::new();
+        for target in &targets {
+            let _ = socket.send_to(&request.bytes, target).await;
+        }
+        let mut buf = [0u8; 512];
+        let wait = async {
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    Ok((n, source)) if targets.contains(&source) => {
+                        if let Some(found) = request.answered_by(&buf[..n]) {
+                            return Some(found);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        };
+        mapped = tokio::time::timeout(STUN_WAIT, wait).await.ok().flatten();
+    }
+    let reading = socket.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, source)) = reading.recv_from(&mut buf).await {
+            let d = Datagram {
+                source,
+                destination: local,
+                contents: buf[..n].to_vec(),
+            };
+            if let Err(mpsc::error::TrySendError::Closed(_)) = inbound.try_send(d) {
+                return;
+            }
+        }
+    });
+    let own = OwnSocket {
+        socket,
+        addr: local,
+        reader,
+    };
+    Ok((own, mapped))
+}
+
+/// Asks the servers, from the plane's socket, what it maps to; the task
+/// hands their answers to [`Shared::took_stun_answer`].
+pub(super) async fn refresh(plane: Arc<UdpSocket>, servers: Vec<String>, shared: Arc<Shared>) {
+    loop {
+        let targets = resolve(&servers).await;
+        let request = BindingRequest::new();
+        // Known before it leaves: the answer may be back at once.
+        shared.ask(request.clone());
+        for target in &targets {
+            if let Err(e) = plane.send_to(&request.bytes, target).await {
+                tracing::debug!(%target, "STUN request not sent: {e}");
+            }
+        }
+        tokio::time::sleep(REFRESH).await;
+    }
+}
