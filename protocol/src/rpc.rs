@@ -102,6 +102,10 @@ pub enum Request {
     /// An offer for a video link, signed by the requesting organization;
     /// answered with `VideoAnswer`.
     VideoOffer(Signed<crate::video::Signal>),
+    /// An offer for a link that only checks whether media gets through and
+    /// how (`konsilium probe --video`): no consultation, nothing carried;
+    /// answered with `VideoAnswer`, closed by the prober.
+    VideoProbe(Signed<crate::video::Signal>),
 }
 
 /// Why a node refused a request. Permanent refusals say the same request

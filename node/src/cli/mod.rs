@@ -348,16 +348,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a probe package to an organization and wait for its signed receipt: reachable end to end, how fast, and how (direct, hole-punched, relayed, store-and-forward).
-    #[command(after_help = "Example:\n  konsilium probe 12D3KooW... --timeout 30")]
+    /// Send a probe package to an organization and wait for its signed receipt: reachable end to end, how fast, and how (direct, hole-punched, relayed, store-and-forward). With --video, open a video link instead: whether media gets through, and by which route (host, srflx, prflx, relay).
+    #[command(
+        after_help = "Examples:\n  konsilium probe 12D3KooW... --timeout 30\n  konsilium probe 12D3KooW... --video"
+    )]
     Probe {
         #[command(flatten)]
         at: NodeAt,
         /// The organization id.
         org: String,
-        /// Seconds to wait for the receipt.
+        /// Seconds to wait for the receipt (or the video link).
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Check the video path instead of package delivery.
+        #[arg(long)]
+        video: bool,
         #[arg(long)]
         json: bool,
     },
@@ -522,10 +527,15 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             at,
             org,
             timeout,
+            video,
             json,
         } => {
-            let q = query(&[("org", Some(org)), ("timeout", Some(timeout.to_string()))]);
-            views::probe(&at.client()?, &q, json).await
+            let q = query(&[
+                ("org", Some(org)),
+                ("timeout", Some(timeout.to_string())),
+                ("video", video.then(|| "true".to_owned())),
+            ]);
+            views::probe(&at.client()?, &q, video, json).await
         }
         Command::Metrics { at } => {
             print!("{}", at.client()?.get("/metrics").await?);

@@ -618,21 +618,36 @@ pub async fn rotate_sealing_key(client: &AdminClient, json: bool) -> Result<()> 
     Ok(())
 }
 
-pub async fn probe(client: &AdminClient, query: &str, json: bool) -> Result<()> {
+pub async fn probe(client: &AdminClient, query: &str, video: bool, json: bool) -> Result<()> {
     let text = client.post(&format!("/v1/probe{query}")).await?;
-    let report: ProbeReport = serde_json::from_str(&text)?;
     if json {
         println!("{text}");
-    } else {
-        println!(
-            "{} ({}) received probe {} and signed its receipt: {:.1} ms round trip, {}",
-            report.name,
-            short(&report.org),
-            short(&report.package),
-            report.round_trip_ms,
-            report.link.as_deref().unwrap_or("link closed since")
-        );
+        return Ok(());
     }
+    if video {
+        let r: VideoProbeReport = serde_json::from_str(&text)?;
+        println!(
+            "video to {} ({}) connected in {:.0} ms: media goes to its {} address {}{}",
+            r.name,
+            short(&r.org),
+            r.connect_ms,
+            r.route.as_deref().unwrap_or("unknown"),
+            r.remote.as_deref().unwrap_or("-"),
+            r.rtt_ms
+                .map(|rtt| format!(", {rtt:.1} ms round trip"))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let report: ProbeReport = serde_json::from_str(&text)?;
+    println!(
+        "{} ({}) received probe {} and signed its receipt: {:.1} ms round trip, {}",
+        report.name,
+        short(&report.org),
+        short(&report.package),
+        report.round_trip_ms,
+        report.link.as_deref().unwrap_or("link closed since")
+    );
     Ok(())
 }
 

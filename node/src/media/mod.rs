@@ -216,9 +216,11 @@ impl MediaPlane {
         *lock(&self.shared.reflexive)
     }
 
-    /// Every link, by session and site.
+    /// Every live link, by session and site (a closed one may wait a
+    /// moment for the task to drop it).
     pub fn links(&self) -> Vec<LinkView> {
         let mut links: Vec<_> = (self.shared.links().iter())
+            .filter(|(_, held)| held.link.poll_timeout().is_some())
             .map(|(&(session, org), held)| LinkView {
                 session,
                 org,

@@ -219,6 +219,13 @@ pub(super) enum Command {
     ),
     /// Seal and queue a probe package to an organization.
     Probe(OrgId, oneshot::Sender<Result<Sent, NodeError>>),
+    /// Open a probe link to an organization (`konsilium probe --video`).
+    ProbeVideo(
+        OrgId,
+        oneshot::Sender<Result<konsilium_protocol::video::SessionId, NodeError>>,
+    ),
+    /// Close a probe link.
+    CloseProbe(konsilium_protocol::video::SessionId, oneshot::Sender<()>),
     /// How we reach an organization now, if at all.
     Link(OrgId, oneshot::Sender<Option<String>>),
     Shutdown(oneshot::Sender<()>),

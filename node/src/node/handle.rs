@@ -411,6 +411,64 @@ impl NodeHandle {
         })
     }
 
+    /// Opens a link to `to` that carries nothing, waits up to `patience`
+    /// for it to connect and for its statistics to name the route media
+    /// takes, and closes it.
+    pub async fn probe_video(
+        &self,
+        to: OrgId,
+        patience: std::time::Duration,
+    ) -> Result<crate::telemetry::report::VideoProbeReport, NodeError> {
+        let mut events = self.subscribe();
+        let started = std::time::Instant::now();
+        let session = self.ask(|tx| Command::ProbeVideo(to, tx)).await??;
+        let probed = tokio::time::timeout(patience, async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::Video {
+                        session: s, event, ..
+                    }) if s == session => match event {
+                        konsilium_video::LinkEvent::Connected => break,
+                        konsilium_video::LinkEvent::Failed(reason) => {
+                            return Err(NodeError::Video(reason));
+                        }
+                        _ => {}
+                    },
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(NodeError::Stopped),
+                }
+            }
+            let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
+            // Statistics come once a second.
+            let name = super::video::probe_label(session);
+            loop {
+                let view = self.inspect(Inspect::Sessions).await?;
+                let report: crate::telemetry::report::SessionsReport =
+                    serde_json::from_value(view).map_err(|e| NodeError::Video(e.to_string()))?;
+                let link = report.sessions.into_iter().find(|s| s.consultation == name);
+                if let Some(link) = link.filter(|l| l.route.is_some()) {
+                    return Ok(crate::telemetry::report::VideoProbeReport {
+                        org: to.to_string(),
+                        name: link.name,
+                        connect_ms,
+                        route: link.route,
+                        remote: link.remote,
+                        rtt_ms: link.rtt_ms,
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        let _ = self.ask(|tx| Command::CloseProbe(session, tx)).await;
+        probed.map_err(|_| {
+            NodeError::Timeout(format!(
+                "a video link to {to} for {} s: media does not get through",
+                patience.as_secs()
+            ))
+        })?
+    }
+
     /// An operator view (see [`crate::telemetry::report`]), as JSON.
     pub async fn inspect(&self, what: Inspect) -> Result<serde_json::Value, NodeError> {
         self.ask(|tx| Command::Inspect(Box::new(what), tx)).await?

@@ -33,6 +33,7 @@ mod rotation;
 mod rpc;
 mod setup;
 mod video;
+mod video_probe;
 
 use crate::storage::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use attachments::{open_to_file, seal_attachments};
@@ -221,6 +222,9 @@ struct Node {
     loopback_only: bool,
     /// Video links to other sites, when a video address is configured.
     media: Option<crate::media::MediaPlane>,
+    /// Video probe links this site opened, and those it answered.
+    video_probes: HashSet<konsilium_protocol::video::SessionId>,
+    answered_probes: HashSet<konsilium_protocol::video::SessionId>,
     /// The STUN service, on a bootstrap node.
     stun: Option<crate::stun::StunService>,
     /// When consultations' video sessions open and end.
@@ -627,6 +631,13 @@ impl Node {
             }
             Command::Probe(to, reply) => {
                 let _ = reply.send(self.probe(to));
+            }
+            Command::ProbeVideo(to, reply) => {
+                let _ = reply.send(self.probe_video(to));
+            }
+            Command::CloseProbe(session, reply) => {
+                self.close_probe(session);
+                let _ = reply.send(());
             }
             Command::Link(org, reply) => {
                 let _ = reply.send(self.link_to(org));

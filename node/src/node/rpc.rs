@@ -181,6 +181,7 @@ impl Node {
             }
             Request::Recover { since } => self.serve_recovery(from, since),
             Request::VideoOffer(signal) => self.answer_video(from, &signal),
+            Request::VideoProbe(signal) => self.answer_probe(from, &signal),
             Request::Revocations(notices) => {
                 for n in &notices {
                     if let Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) =

@@ -270,6 +270,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             .all(|a| crate::net::scope::scope(a) == crate::net::scope::Scope::Loopback),
         media,
         stun,
+        video_probes: Default::default(),
+        answered_probes: Default::default(),
         schedule: konsilium_protocol::video::Schedule::new(me_org, video::LEAD),
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),

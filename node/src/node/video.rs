@@ -14,6 +14,11 @@ use konsilium_protocol::video::{
 };
 use konsilium_video::LinkEvent;
 
+/// How `konsilium sessions` names a probe's link: it has no consultation.
+pub(super) fn probe_label(session: SessionId) -> String {
+    format!("probe {}", ConsultationId(session.0))
+}
+
 /// How long before its appointment a session opens, so the sites are
 /// connected when the clinicians sit down.
 pub(super) const LEAD: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -26,12 +31,17 @@ impl Node {
         Ok((SessionId(id.0), other))
     }
 
-    fn media(&self) -> Result<&crate::media::MediaPlane, NodeError> {
+    pub(super) fn media_plane(&self) -> Result<&crate::media::MediaPlane, NodeError> {
         (self.media.as_ref())
             .ok_or_else(|| NodeError::Video("video is off at this site: no video address".into()))
     }
 
-    fn signal(&self, session: SessionId, to: OrgId, description: Description) -> Signed<Signal> {
+    pub(super) fn signal(
+        &self,
+        session: SessionId,
+        to: OrgId,
+        description: Description,
+    ) -> Signed<Signal> {
         let signal = Signal {
             session,
             from: self.me.cert.org,
@@ -45,6 +55,9 @@ impl Node {
     /// Journals a step of a session; the step happened whether or not the
     /// disk took it, so a failure is logged, not returned.
     fn journal_video(&mut self, session: SessionId, org: OrgId, step: VideoStep) {
+        if self.is_probe(&session) {
+            return;
+        }
         let action = JournalAction::Video {
             consultation: session.0,
             org,
@@ -117,7 +130,7 @@ impl Node {
                 "the consultation is {status}: its video session is over"
             )));
         }
-        self.media()?;
+        self.media_plane()?;
         let (user, role) = by.unzip();
         let action = JournalAction::Video {
             consultation: session.0,
@@ -141,7 +154,7 @@ impl Node {
             )));
         }
         // The offer comes back as an event once its socket is ready.
-        self.media()?.offer(session, to)?;
+        self.media_plane()?.offer(session, to)?;
         Ok(())
     }
 
@@ -157,6 +170,10 @@ impl Node {
             return self.offer_failed(session, to, "the other site disconnected".into());
         }
         let signal = self.signal(session, to, Description::Offer(offer));
+        if self.is_probe(&session) {
+            let request = Request::VideoProbe(signal);
+            return self.request(peer, request, Pending::Video(session, to));
+        }
         self.request(
             peer,
             Request::VideoOffer(signal),
@@ -218,7 +235,7 @@ impl Node {
         let Description::Offer(offer) = signal.description else {
             return refuse("expected an offer".into());
         };
-        let Ok(media) = self.media() else {
+        let Ok(media) = self.media_plane() else {
             return refuse("video is off at this site".into());
         };
         // Both sides opened at once: the smaller id's offer stands.
@@ -252,7 +269,11 @@ impl Node {
                 }
             },
             // Our offer crossed theirs and we answered theirs: nothing failed.
-            Response::Refused(_) if !self.media().is_ok_and(|m| m.is_offering(session, org)) => {
+            Response::Refused(_)
+                if !self
+                    .media_plane()
+                    .is_ok_and(|m| m.is_offering(session, org)) =>
+            {
                 return;
             }
             Response::Refused(reason) => {
@@ -261,7 +282,7 @@ impl Node {
             other => return self.video_failed(session, org, format!("answered {other:?}")),
         };
         let applied = self
-            .media()
+            .media_plane()
             .and_then(|m| Ok(m.answered(session, org, &answer)?));
         if let Err(e) = applied {
             self.video_failed(session, org, e.to_string());
@@ -283,7 +304,7 @@ impl Node {
         org: OrgId,
         payload: VideoPayload,
     ) -> Result<bool, NodeError> {
-        let media = self.media()?;
+        let media = self.media_plane()?;
         Ok(match payload {
             VideoPayload::Data(bytes) => media.send_data(session, org, &bytes)?,
             VideoPayload::Frame(frame) => media.send_frame(session, org, &frame).map(|()| true)?,
@@ -302,8 +323,12 @@ impl Node {
         let sessions = (media.links().into_iter())
             .map(|link| {
                 let s = link.stats;
+                let consultation = match self.is_probe(&link.session) {
+                    true => probe_label(link.session),
+                    false => ConsultationId(link.session.0).to_string(),
+                };
                 SessionReport {
-                    consultation: ConsultationId(link.session.0).to_string(),
+                    consultation,
                     peer: link.org.to_string(),
                     name: self.org_name(&link.org),
                     state: if link.connected {
@@ -379,6 +404,7 @@ impl Node {
             LinkEvent::Failed(reason) => {
                 let reason = reason.clone();
                 self.journal_video(session, org, VideoStep::Left { reason });
+                self.probe_ended(&session);
                 // The offering side sets a lost link up again while the
                 // session is open (a restarted site, a changed network).
                 if offers_to(self.me.cert.org, org) {

@@ -350,6 +350,9 @@ struct ProbeParams {
     org: Option<String>,
     /// Seconds to wait for the receipt (default 60, at most 3600).
     timeout: Option<u64>,
+    /// A video link instead of a package.
+    #[serde(default)]
+    video: bool,
 }
 
 /// Sends a probe package and answers with its receipt's round trip.
@@ -367,8 +370,13 @@ async fn probe(State(node): Node, UrlQuery(p): UrlQuery<ProbeParams>) -> Respons
         },
     };
     let timeout = std::time::Duration::from_secs(p.timeout.unwrap_or(60).clamp(1, 3600));
-    match node.probe(org, timeout).await {
-        Ok(report) => axum::Json(report).into_response(),
+    let probed = match p.video {
+        true => (node.probe_video(org, timeout).await).map(|r| axum::Json(r).into_response()),
+        false => (node.probe(org, timeout).await).map(|r| axum::Json(r).into_response()),
+    };
+    match probed {
+        Ok(response) => response,
+        Err(e @ NodeError::Video(_)) => refuse(StatusCode::CONFLICT, e.to_string()),
         Err(e @ (NodeError::UnknownOrg(_) | NodeError::RefusedOrg { .. })) => {
             refuse(StatusCode::NOT_FOUND, e.to_string())
         }

@@ -82,6 +82,20 @@ pub struct ProbeReport {
     pub link: Option<String>,
 }
 
+/// `konsilium probe --video`: how media got to the organization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VideoProbeReport {
+    pub org: String,
+    pub name: String,
+    /// From asking to ICE and DTLS done, the signed offer's round trip included.
+    pub connect_ms: f64,
+    /// `host`, `srflx`, `prflx` or `relay`: what the other site's address
+    /// that media went to is (see `SessionReport::route`).
+    pub route: Option<String>,
+    pub remote: Option<String>,
+    pub rtt_ms: Option<f64>,
+}
+
 /// One relay reservation (`konsilium status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReservationReport {

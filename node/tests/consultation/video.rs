@@ -448,3 +448,31 @@ async fn twenty_concurrent_sessions_on_one_node_all_connect() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_probe_reaches_another_site_without_a_consultation_and_journals_nothing() {
+    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let federal = w.federal.org();
+    let probed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match w.district.probe_video(federal, PATIENCE).await {
+                Ok(report) => return report,
+                Err(NodeError::Video(e)) if e.contains("not connected") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let report = probed.await.unwrap();
+    assert_eq!(report.org, federal.to_string());
+    assert_eq!(report.route.as_deref(), Some("host"), "{report:?}");
+    assert!(report.remote.unwrap().starts_with("127.0.0.1:"));
+    assert!(report.connect_ms > 0.0);
+    // The prober closed its link at once; neither journal has a video step.
+    let view = (w.district.inspect(konsilium_node::node::Inspect::Sessions)).await;
+    assert_eq!(view.unwrap()["sessions"], serde_json::json!([]));
+    for node in [&w.district, &w.federal] {
+        assert_eq!(video_steps(node).await, Vec::<String>::new());
+    }
+}
