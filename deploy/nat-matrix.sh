@@ -4,10 +4,10 @@
 # every pair of hospitals.
 #
 #   "Internet" 198.51.100.0/24 (a bridge in a namespace of its own):
-#     boot1 .11, boot2 .12   bootstrap nodes (relay, reachability probes, lookups)
+#     boot1 .11, boot2 .12   bootstrap nodes (relay, reachability probes, lookups, STUN)
 #     federal .20            a federal center, public
 #   Hospitals, each behind a NAT router of its own (WAN .101-.104, LAN 10.0.N.0/24):
-#     h1  full cone         endpoint-independent mapping and filtering (snat + dnat of 7400)
+#     h1  full cone         endpoint-independent mapping and filtering (snat + dnat of 7400 and every UDP port)
 #     h2  port-restricted   Linux masquerade: mapping kept, replies only from where we sent
 #     h3  symmetric         masquerade with random ports: a new mapping per destination
 #     h4  port-restricted   a second one, so two restricted NATs meet
@@ -20,6 +20,14 @@
 # long the first delivery took. Pairs whose NATs permit a direct path (one
 # side full cone, or both port-restricted) must end up direct or
 # hole-punched; every pair must deliver.
+#
+# Then `konsilium probe --video` opens a video link between the pair: the
+# hospitals learn their mapped addresses from the bootstrap nodes' STUN
+# service, and the matrix says where media went (host, srflx: the NAT's
+# mapping from STUN, prflx: a mapping found by the checks) and how long
+# the link took. A symmetric NAT facing a port-restricted one leaves no
+# path without a TURN relay, which the nodes do not use yet: those pairs
+# are reported, not failed; every other pair must carry media.
 #
 # Needs root, iproute2 and nftables. Every address lives inside namespaces
 # created here; nothing touches the host's own network namespace. On exit
@@ -130,7 +138,7 @@ for h in "${HOSPITALS[@]}"; do
     full-cone)
         rules="oifname \"wan0\" snat to $wan"
         forward="iifname \"wan0\" tcp dport 7400 dnat to ${ADDR[$h]}:7400
-            iifname \"wan0\" udp dport 7400 dnat to ${ADDR[$h]}:7400"
+            iifname \"wan0\" udp dport 1024-65535 dnat to ${ADDR[$h]}"
         ;;
     port-restricted)
         rules='oifname "wan0" masquerade'
@@ -205,7 +213,10 @@ for b in boot1 boot2; do
     kc_set "$c" network.role '"bootstrap"'
     kc_set "$c" relay_server true
     kc_set "$c" external "$(kc_array "/ip4/${ADDR[$b]}/udp/7400/quic-v1" "/ip4/${ADDR[$b]}/tcp/7400")"
+    kc_insert_before "$c" "[log]" "[stun]
+listen = \"${ADDR[$b]}:3478\""
 done
+STUN=$(kc_array "${ADDR[boot1]}:3478" "${ADDR[boot2]}:3478")
 mapfile -t B1 < <(bootstrap_of boot1)
 kc_set "$WORK/boot2/node.toml" network.bootstrap "$(kc_array "${B1[@]}")"
 mapfile -t BOTH < <(bootstrap_of boot1 boot2)
@@ -215,6 +226,9 @@ for n in federal "${HOSPITALS[@]}"; do
     kc_insert_before "$c" "[log]" '[[directory.services]]
 specialty = "cardiology"
 urgencies = ["planned", "urgent", "emergency"]'
+    kc_insert_before "$c" "[log]" "[video]
+listen = \"${ADDR[$n]}:7401\"
+stun = $STUN"
 done
 kc_set "$WORK/federal/node.toml" external "$(kc_array "/ip4/${ADDR[federal]}/udp/7400/quic-v1" "/ip4/${ADDR[federal]}/tcp/7400")"
 
@@ -310,9 +324,33 @@ for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
         printf '%-8s %-34s %-11s %-14s %-14s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$ms" "$first" "$settled" "$upgrade" "$verdict"
     done
 done
-printf '\nmedia: no video sessions yet (the video issue); this matrix covers packages only\n'
+# Media finds a path unless a symmetric NAT (a new mapping per
+# destination) faces a port-restricted one (which only lets in what comes
+# from where it sent): that takes a TURN relay.
+media_permits() {
+    ! [[ (${NAT[$1]} == symmetric && ${NAT[$2]} == port-restricted) ||
+        (${NAT[$1]} == port-restricted && ${NAT[$2]} == symmetric) ]]
+}
+
+printf '\n%-8s %-34s %-8s %-24s %-10s %s\n' PAIR NATS MEDIA "TO ADDRESS" CONNECT VERDICT
+for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
+    for ((b = a + 1; b < ${#HOSPITALS[@]}; b++)); do
+        x=${HOSPITALS[a]} y=${HOSPITALS[b]}
+        if out=$("$KONSILIUM" probe --config "$WORK/$x/node.toml" "${ID[$y]}" --video --timeout 20 --json 2>&1); then
+            route=$(field "d['route'] or '-'" <<<"$out")
+            remote=$(field "d['remote'] or '-'" <<<"$out")
+            connect=$(field "'%.0f ms' % d['connect_ms']" <<<"$out")
+            printf '%-8s %-34s %-8s %-24s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$route" "$remote" "$connect" ok
+        elif media_permits "$x" "$y"; then
+            printf '%-8s %-34s FAILED: %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$out"
+            failures=$((failures + 1))
+        else
+            printf '%-8s %-34s %-8s %-24s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" none - - "no path without TURN (not used yet)"
+        fi
+    done
+done
 if ((failures)); then
     show_logs
     kc_die "$failures pair(s) failed"
 fi
-printf 'NAT matrix: every pair delivered; every permitting pair is direct or hole-punched\n'
+printf 'NAT matrix: every pair delivered; every permitting pair is direct or hole-punched; media got through wherever a NAT lets it without TURN\n'
