@@ -100,8 +100,12 @@ impl Node {
                             self.dial_hop(org);
                             let now = self.now();
                             self.schedule.handle_offer_failed(now, session, org);
-                        } else if let Err(e) = self.offer_video(session, org) {
-                            tracing::warn!(%org, "video offer not sent: {e}");
+                        } else {
+                            match self.offer_video(session, org) {
+                                // Opened by hand before its time.
+                                Ok(()) | Err(NodeError::Media(MediaError::Exists { .. })) => {}
+                                Err(e) => tracing::warn!(%org, "video offer not sent: {e}"),
+                            }
                         }
                     }
                 }
@@ -116,6 +120,17 @@ impl Node {
         }
     }
 
+    /// Refuses a closed consultation's session.
+    fn still_open(&self, id: &ConsultationId) -> Result<(), NodeError> {
+        let status = self.desk.case(id).map(|c| c.consultation.status);
+        match status.filter(|s| s.is_final()) {
+            Some(status) => Err(NodeError::Video(format!(
+                "the consultation is {status}: its video session is over"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Opens the consultation's session now, before its appointment or
     /// without one.
     pub(super) fn open_video(
@@ -124,12 +139,7 @@ impl Node {
         by: Option<(String, Role)>,
     ) -> Result<SessionId, NodeError> {
         let (session, to) = self.video_session(&id)?;
-        let status = self.desk.case(&id).map(|c| c.consultation.status);
-        if let Some(status) = status.filter(|s| s.is_final()) {
-            return Err(NodeError::Video(format!(
-                "the consultation is {status}: its video session is over"
-            )));
-        }
+        self.still_open(&id)?;
         self.media_plane()?;
         let (user, role) = by.unzip();
         let action = JournalAction::Video {
@@ -206,10 +216,14 @@ impl Node {
             Err(e) => return refuse(format!("video signal: {e}")),
         };
         let me = self.me.cert.org;
-        let participants = match self.video_session(&ConsultationId(session.0)) {
+        let id = ConsultationId(session.0);
+        let participants = match self.video_session(&id) {
             Ok((_, other)) => [me, other],
             Err(_) => return refuse("no consultation of ours has this video session".into()),
         };
+        if let Err(e) = self.still_open(&id) {
+            return refuse(e.to_string());
+        }
         let checked = match accept(signed, me, session, &participants) {
             Ok(signal) if signal.from == from => Ok(signal),
             Ok(signal) => Err(format!(

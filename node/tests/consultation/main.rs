@@ -5,140 +5,24 @@
 
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::node::{
-    self, ActRequest, Attachment, CaseFile, ConclusionText, NewConsultation, NodeError, NodeEvent,
-    NodeHandle, Target,
+    self, ActRequest, Attachment, CaseFile, ConclusionText, NodeError, NodeEvent, NodeHandle,
 };
 use konsilium_protocol::cert::{OrgLevel, Trust};
-use konsilium_protocol::content::{CaseExtract, FileInfo};
+use konsilium_protocol::content::FileInfo;
 use konsilium_protocol::journal::{self, Action as JournalAction, Role};
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
-use konsilium_protocol::workflow::{
-    Action, Consent, ConsentMethod, ConsultationId, Side, Status, WorkflowError,
-};
+use konsilium_protocol::workflow::{Action, Consent, ConsultationId, Side, Status, WorkflowError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-const PATIENCE: Duration = Duration::from_secs(60);
-
-async fn status_reaches(rx: &mut broadcast::Receiver<NodeEvent>, id: ConsultationId, want: Status) {
-    wait::event(rx, &format!("consultation to become {want}"), PATIENCE, |e| {
-        matches!(e, NodeEvent::ConsultationUpdated { id: got, status } if *got == id && *status == want).then_some(())
-    })
-    .await
-    .unwrap();
-}
+mod sites;
+use sites::*;
 
 fn ecg_info() -> FileInfo {
     FileInfo {
         title: Some("12-lead ECG".into()),
         content_type: "application/pdf".into(),
-    }
-}
-
-fn consent() -> Consent {
-    Consent::Given {
-        by: "the patient".into(),
-        at: node::now(),
-        method: ConsentMethod::Written,
-        document: None,
-    }
-}
-
-fn new_consultation(urgency: Urgency, consent: Consent) -> NewConsultation {
-    NewConsultation {
-        target: Target::Best,
-        specialty: Specialty::Cardiology,
-        min_level: OrgLevel::Federal,
-        urgency,
-        region: None,
-        consent,
-        physician: "Dr. Ivanova".into(),
-        extract: CaseExtract {
-            summary: "62-year-old, recurrent syncope, ECG attached".into(),
-            questions: "Pacemaker indicated?".into(),
-        },
-        escalated_from: None,
-    }
-}
-
-fn act(id: ConsultationId, role: Role, user: &str, action: Action) -> ActRequest {
-    ActRequest {
-        consultation: id,
-        role,
-        user: user.into(),
-        action,
-        conclusion: None,
-    }
-}
-
-struct Three {
-    _tmp: tempfile::TempDir,
-    fed: LocalFederation,
-    district: NodeHandle,
-    regional: NodeHandle,
-    federal: NodeHandle,
-}
-
-async fn three() -> Three {
-    three_with(None).await
-}
-
-/// Three sites, each with its media plane on `video` (port 0) when given;
-/// then the regional node also answers STUN, and the others ask it.
-async fn three_with(video: Option<std::net::SocketAddr>) -> Three {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let f = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let r = fed.enrol(OrgSpec::new(
-        "Regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[Specialty::Cardiology],
-    ));
-    let d = fed.enrol(OrgSpec::new(
-        "District hospital",
-        OrgLevel::District,
-        "RU-VLG",
-        &[],
-    ));
-    let mut stun = Vec::new();
-    let with_video = |mut setup: node::NodeSetup, stun: &[String]| {
-        setup.video = video;
-        setup.stun = stun.to_vec();
-        setup
-    };
-    let mut regional_setup = with_video(r.setup(vec![], vec![]), &[]);
-    if video.is_some() {
-        regional_setup.stun_listen = Some("127.0.0.1:0".parse().unwrap());
-    }
-    let regional = node::start(regional_setup).await.unwrap();
-    if video.is_some() {
-        let status = regional.inspect(node::Inspect::Status).await.unwrap();
-        stun.push(status["stun_service"].as_str().unwrap().to_owned());
-    }
-    let with_video = |setup| with_video(setup, &stun);
-    let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = node::start(with_video(f.setup(vec![ra.clone()], vec![])))
-        .await
-        .unwrap();
-    let district = node::start(with_video(d.setup(vec![ra], vec![r.org_id()])))
-        .await
-        .unwrap();
-    wait::converged(&[&district, &regional, &federal], 3, PATIENCE)
-        .await
-        .unwrap();
-    Three {
-        _tmp: tmp,
-        fed,
-        district,
-        regional,
-        federal,
     }
 }
 
@@ -748,4 +632,3 @@ async fn a_step_that_overtakes_its_request_is_held_and_applied() {
 }
 
 mod recovery;
-mod video;

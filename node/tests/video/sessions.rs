@@ -7,6 +7,8 @@ use konsilium_node::node::VideoPayload;
 use konsilium_protocol::video::SessionId;
 use konsilium_video::LinkEvent;
 
+type Org = konsilium_protocol::identity::OrgId;
+
 /// Waits for a video event from `org` in `session` that `pick` accepts.
 async fn video_event(
     rx: &mut broadcast::Receiver<NodeEvent>,
@@ -32,6 +34,50 @@ async fn video_event(
     .unwrap();
 }
 
+/// Tries `attempt` again while the other site is not connected yet.
+async fn once_connected<T, F>(mut attempt: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, NodeError>>,
+{
+    let retried = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match attempt().await {
+                Ok(done) => return done,
+                Err(NodeError::Video(e)) if e.contains("not connected") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    retried.await.expect("the sites connect")
+}
+
+/// Waits until the session's data channel is open at both sites.
+async fn channel_open_at_both(
+    (at_district, district): (&mut broadcast::Receiver<NodeEvent>, Org),
+    (at_federal, federal): (&mut broadcast::Receiver<NodeEvent>, Org),
+    session: SessionId,
+) {
+    let open = |e: &LinkEvent| *e == LinkEvent::ChannelOpen;
+    video_event(
+        at_district,
+        "the channel at the district",
+        session,
+        federal,
+        open,
+    )
+    .await;
+    video_event(
+        at_federal,
+        "the channel at the center",
+        session,
+        district,
+        open,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_chat_both_ways() {
     let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
@@ -45,38 +91,13 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         .unwrap();
     status_reaches(&mut at_federal, id, Status::Requested).await;
 
-    let session = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match w
-                .district
-                .open_video(id, Some(("Dr. Ivanova".into(), Role::Physician)))
-                .await
-            {
-                Ok(session) => return session,
-                Err(NodeError::Video(e)) if e.contains("not connected") => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let by = || Some(("Dr. Ivanova".to_owned(), Role::Physician));
+    let session = once_connected(|| w.district.open_video(id, by())).await;
     assert_eq!(session, SessionId(id.0));
-    video_event(
-        &mut at_district,
-        "the channel at the district",
+    channel_open_at_both(
+        (&mut at_district, district),
+        (&mut at_federal, federal),
         session,
-        federal,
-        |e| *e == LinkEvent::ChannelOpen,
-    )
-    .await;
-    video_event(
-        &mut at_federal,
-        "the channel at the center",
-        session,
-        district,
-        |e| *e == LinkEvent::ChannelOpen,
     )
     .await;
 
@@ -244,20 +265,10 @@ async fn a_confirmed_appointment_opens_the_session_and_cancelling_the_consultati
     assert!(confirmed.is_ok(), "the proposal reached the district");
 
     let session = SessionId(id.0);
-    video_event(
-        &mut at_district,
-        "the district joins",
+    channel_open_at_both(
+        (&mut at_district, district),
+        (&mut at_federal, federal),
         session,
-        federal,
-        |e| *e == LinkEvent::ChannelOpen,
-    )
-    .await;
-    video_event(
-        &mut at_federal,
-        "the center joins",
-        session,
-        district,
-        |e| *e == LinkEvent::ChannelOpen,
     )
     .await;
     // The regional node's STUN service told each site what its port maps
@@ -375,18 +386,7 @@ async fn twenty_concurrent_sessions_on_one_node_all_connect() {
         found.await.expect("the request reached the center");
     }
     for &id in &ids {
-        let opened = tokio::time::timeout(PATIENCE, async {
-            loop {
-                match w.district.open_video(id, None).await {
-                    Ok(session) => return session,
-                    Err(NodeError::Video(e)) if e.contains("not connected") => {
-                        tokio::time::sleep(Duration::from_millis(100)).await
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-        });
-        opened.await.unwrap();
+        once_connected(|| w.district.open_video(id, None)).await;
     }
     // Every session's channel opens at both ends.
     let mut open = std::collections::HashSet::new();
@@ -453,18 +453,7 @@ async fn twenty_concurrent_sessions_on_one_node_all_connect() {
 async fn a_video_probe_reaches_another_site_without_a_consultation_and_journals_nothing() {
     let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
     let federal = w.federal.org();
-    let probed = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match w.district.probe_video(federal, PATIENCE).await {
-                Ok(report) => return report,
-                Err(NodeError::Video(e)) if e.contains("not connected") => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
-    });
-    let report = probed.await.unwrap();
+    let report = once_connected(|| w.district.probe_video(federal, PATIENCE)).await;
     assert_eq!(report.org, federal.to_string());
     assert_eq!(report.route.as_deref(), Some("host"), "{report:?}");
     assert!(report.remote.unwrap().starts_with("127.0.0.1:"));
