@@ -23,7 +23,7 @@ pub(super) fn signal(description: Description) -> Signed<Signal> {
     )
 }
 
-/// A `Request::VideoOffer` or `Response::VideoAnswer` frame, taken in by
+/// A `Request::VideoOffer` (or `VideoProbe`) or `Response::VideoAnswer` frame, taken in by
 /// the federal center for its session with the district: the outsider,
 /// a forger, another session or another recipient are refused.
 pub fn video_signal(data: &[u8]) -> bool {
@@ -33,7 +33,7 @@ pub fn video_signal(data: &[u8]) -> bool {
             _ => return false,
         },
         _ => match decode::<Request>(data) {
-            Some(Request::VideoOffer(s)) => s,
+            Some(Request::VideoOffer(s) | Request::VideoProbe(s)) => s,
             _ => return false,
         },
     };
