@@ -34,6 +34,16 @@ async fn video_event(
     .unwrap();
 }
 
+/// An urgent consultation the district asks the federal center for.
+async fn requested(district: &NodeHandle) -> ConsultationId {
+    let request = new_consultation(Urgency::Urgent, consent());
+    let (id, _) = district
+        .request_consultation(request, vec![])
+        .await
+        .unwrap();
+    id
+}
+
 /// Tries `attempt` again while the other site is not connected yet.
 async fn once_connected<T, F>(mut attempt: impl FnMut() -> F) -> T
 where
@@ -84,11 +94,7 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
     let (district, federal) = (w.district.org(), w.federal.org());
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
-    let (id, _) = w
-        .district
-        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
-        .await
-        .unwrap();
+    let id = requested(&w.district).await;
     status_reaches(&mut at_federal, id, Status::Requested).await;
 
     let by = || Some(("Dr. Ivanova".to_owned(), Role::Physician));
@@ -223,11 +229,7 @@ async fn a_confirmed_appointment_opens_the_session_and_cancelling_the_consultati
     let (district, federal) = (w.district.org(), w.federal.org());
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
-    let (id, _) = w
-        .district
-        .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
-        .await
-        .unwrap();
+    let id = requested(&w.district).await;
     status_reaches(&mut at_federal, id, Status::Requested).await;
     for (role, user, action) in [
         (Role::Coordinator, "coordinator", Action::Accept),
@@ -370,12 +372,7 @@ async fn twenty_concurrent_sessions_on_one_node_all_connect() {
     let mut at_district = w.district.subscribe();
     let mut ids = Vec::new();
     for _ in 0..SESSIONS {
-        let (id, _) = w
-            .district
-            .request_consultation(new_consultation(Urgency::Urgent, consent()), vec![])
-            .await
-            .unwrap();
-        ids.push(id);
+        ids.push(requested(&w.district).await);
     }
     for &id in &ids {
         let found = tokio::time::timeout(PATIENCE, async {
