@@ -124,7 +124,6 @@ impl Member {
             anti_entropy_every: Duration::from_secs(2),
             keep_delivered: crate::config::DEFAULT_KEEP_DELIVERED,
             video: None,
-            stun: Vec::new(),
             stun_listen: None,
         }
     }

@@ -16,5 +16,5 @@ mod stats;
 pub mod stun;
 
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
-pub use link::{Datagram, Link, LinkError, LinkEvent, LocalAddrs};
+pub use link::{Datagram, Link, LinkError, LinkEvent, LocalAddrs, Relayed};
 pub use stats::{LinkStats, Route};

@@ -23,12 +23,27 @@ const FRAME_TICKS: u64 = 3000;
 /// How often str0m reports the link's statistics.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
-/// The addresses this site offers for a link: its interface's, and the
-/// one its NAT maps it to when a STUN server told it.
+/// The addresses this site offers for a link: its interface's, the one
+/// its NAT maps it to when a STUN server told it, and a TURN server's
+/// relayed address when one granted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddrs {
     pub host: SocketAddr,
     pub reflexive: Option<SocketAddr>,
+    pub relayed: Option<Relayed>,
+    /// Offer the relayed address alone: no address of the hospital's own
+    /// network appears in the description, and all media goes through the
+    /// relay.
+    pub relay_only: bool,
+}
+
+/// A TURN allocation as a link sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    /// Where the server relays from: what the other site sends to.
+    pub addr: SocketAddr,
+    /// The local socket the allocation was made from.
+    pub base: SocketAddr,
 }
 
 /// A UDP datagram in or out.
@@ -84,6 +99,18 @@ fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
         .build(now);
     let host = local.host;
     let bad = |addr: SocketAddr| move |e| LinkError::Setup(format!("{addr}: {e}"));
+    if let Some(relayed) = local.relayed {
+        let candidate =
+            Candidate::relayed(relayed.addr, relayed.base, "udp").map_err(bad(relayed.addr))?;
+        rtc.add_local_candidate(candidate);
+    } else if local.relay_only {
+        return Err(LinkError::Setup(
+            "video is relay-only, but no TURN server granted a relay".into(),
+        ));
+    }
+    if local.relay_only {
+        return Ok(rtc);
+    }
     rtc.add_local_candidate(Candidate::host(host, "udp").map_err(bad(host))?);
     if let Some(mapped) = local.reflexive {
         let candidate = Candidate::server_reflexive(mapped, host, "udp").map_err(bad(mapped))?;
@@ -93,7 +120,7 @@ fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
 }
 
 impl Link {
-    fn with(rtc: Rtc) -> Self {
+    fn with(rtc: Rtc, local: LocalAddrs) -> Self {
         Self {
             rtc,
             pending: None,
@@ -104,7 +131,7 @@ impl Link {
             timeout: None,
             failed: None,
             frames: 0,
-            meter: Meter::default(),
+            meter: Meter::new(local.relayed.map(|r| r.addr)),
         }
     }
 
@@ -117,7 +144,7 @@ impl Link {
         let (offer, pending) = change
             .apply()
             .ok_or(LinkError::Description("nothing to offer".into()))?;
-        let mut link = Self::with(rtc);
+        let mut link = Self::with(rtc, local);
         link.pending = Some(pending);
         link.mid = Some(mid);
         link.drain();
@@ -138,7 +165,7 @@ impl Link {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
-        let mut link = Self::with(rtc);
+        let mut link = Self::with(rtc, local);
         link.meter.remote_description(sdp);
         link.drain();
         Ok((link, answer.to_sdp_string()))

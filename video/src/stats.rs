@@ -16,7 +16,7 @@ pub enum Route {
     ServerReflexive,
     /// An address its NAT mapped, learned only from the connectivity checks.
     PeerReflexive,
-    /// A TURN server's relayed address.
+    /// A TURN server's relayed address, the other site's or ours.
     Relay,
 }
 
@@ -47,7 +47,8 @@ pub struct LinkStats {
     /// WebRTC traffic: media, data, checks).
     pub rx_bps: u64,
     pub tx_bps: u64,
-    /// The other site's address the media flows to, and what it is.
+    /// The other site's address the media flows to, and what it went
+    /// through.
     pub remote: Option<(SocketAddr, Route)>,
 }
 
@@ -56,12 +57,21 @@ pub struct LinkStats {
 /// signed.
 #[derive(Debug, Default)]
 pub(crate) struct Meter {
+    /// Our own TURN relay's address, if the link offered one.
+    relayed: Option<SocketAddr>,
     remote_candidates: Vec<(SocketAddr, CandidateKind)>,
     last: Option<(Instant, u64, u64)>,
     pub(crate) stats: LinkStats,
 }
 
 impl Meter {
+    pub(crate) fn new(relayed: Option<SocketAddr>) -> Self {
+        Self {
+            relayed,
+            ..Self::default()
+        }
+    }
+
     /// The candidates in the other site's description.
     pub(crate) fn remote_description(&mut self, sdp: &str) {
         self.remote_candidates = (sdp.lines())
@@ -92,6 +102,7 @@ impl Meter {
                 .find(|(a, _)| *a == addr)
                 .map(|(_, kind)| *kind);
             let route = match kind {
+                _ if Some(pair.local.addr) == self.relayed => Route::Relay,
                 Some(CandidateKind::Host) => Route::Host,
                 Some(CandidateKind::ServerReflexive) => Route::ServerReflexive,
                 Some(CandidateKind::Relayed) => Route::Relay,

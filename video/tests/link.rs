@@ -8,8 +8,8 @@ use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
-    Datagram, Description, Link, LinkEvent, LocalAddrs, Route, SessionId, Signal, SignalError,
-    accept,
+    Datagram, Description, Link, LinkError, LinkEvent, LocalAddrs, Relayed, Route, SessionId,
+    Signal, SignalError, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -29,6 +29,8 @@ impl Site {
             local: LocalAddrs {
                 host: format!("10.0.0.{seed}:{port}").parse().unwrap(),
                 reflexive: None,
+                relayed: None,
+                relay_only: false,
             },
         }
     }
@@ -300,5 +302,54 @@ fn a_site_behind_nat_is_reached_at_its_mapped_address_and_the_stats_say_so() {
     assert!(
         at_regional.tx_bps > 0 && at_federal.rx_bps > 0,
         "{at_federal:?}"
+    );
+}
+
+#[test]
+fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
+    let regional = Site::new(1, 40001);
+    let mut federal = Site::new(2, 40002);
+    let inside = federal.local.host;
+    let relay = Relayed {
+        addr: "203.0.113.9:49152".parse().unwrap(),
+        base: inside,
+    };
+    federal.local.relayed = Some(relay);
+    federal.local.relay_only = true;
+    // The TURN server forwards what the federal site sends from its relayed
+    // address and what arrives there; nothing reaches its inside address.
+    let turn = |d: &Datagram| -> Option<Datagram> {
+        (d.source != inside && d.destination != inside).then(|| d.clone())
+    };
+    let mut now = Instant::now();
+    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    assert!(answer.contains("typ relay"), "{answer}");
+    assert!(
+        !answer.contains("10.0.0.2 "),
+        "the inside address stays out: {answer}"
+    );
+    a.handle_answer(&answer).unwrap();
+    let (ea, eb) = run_over(&mut a, &mut b, &mut now, turn, |ea, eb| {
+        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
+    });
+    assert!(has(&ea, &LinkEvent::Connected) && has(&eb, &LinkEvent::Connected));
+    for i in 0..60u8 {
+        a.send_media(now, &[i; 1000]).unwrap();
+        let _ = run_over(&mut a, &mut b, &mut now, turn, |_, _| false);
+        if a.stats().remote.is_some() && b.stats().remote.is_some() {
+            break;
+        }
+    }
+    assert_eq!(a.stats().remote, Some((relay.addr, Route::Relay)));
+    // The federal side sends through its own relay: that is the route too.
+    assert_eq!(b.stats().remote, Some((regional.local.host, Route::Relay)));
+
+    // Relay-only with no relay granted offers nothing rather than the host.
+    federal.local.relayed = None;
+    let refused = Link::answer(now, federal.local, &offer).err().unwrap();
+    assert!(
+        matches!(&refused, LinkError::Setup(why) if why.contains("no TURN server granted a relay")),
+        "{refused}"
     );
 }

@@ -30,6 +30,18 @@ pub(super) struct RawVideo {
     pub(super) listen: String,
     #[serde(default)]
     pub(super) stun: Vec<String>,
+    #[serde(default)]
+    pub(super) turn: Vec<RawTurn>,
+    #[serde(default)]
+    pub(super) relay_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTurn {
+    pub(super) server: String,
+    pub(super) username: String,
+    pub(super) password: String,
 }
 
 #[derive(Deserialize)]

@@ -117,12 +117,55 @@ pub struct NodeConfig {
     /// How long attachments this node sent or relayed are kept after the
     /// recipient's receipt.
     pub keep_delivered: std::time::Duration,
-    /// The UDP address video links use; video is off when absent.
-    pub video: Option<std::net::SocketAddr>,
-    /// STUN servers (`host:port`) video asks what its port maps to.
-    pub stun_servers: Vec<String>,
+    /// How video reaches other sites; video is off when absent.
+    pub video: Option<VideoConfig>,
     /// Where this node answers STUN Binding requests; off when absent.
     pub stun_listen: Option<std::net::SocketAddr>,
+}
+
+/// The media plane's settings (`[video]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoConfig {
+    /// The UDP address video links use: an interface's, never "any".
+    pub listen: std::net::SocketAddr,
+    /// STUN servers (`host:port`) video asks what its port maps to.
+    pub stun: Vec<String>,
+    /// TURN servers, tried in order, for a relayed address.
+    pub turn: Vec<TurnServer>,
+    /// Offer only relayed addresses (`relay_only = true`): all media goes
+    /// through TURN and no description names an address of this site.
+    pub relay_only: bool,
+}
+
+impl VideoConfig {
+    /// Video on `listen` alone: host candidates only, no STUN or TURN.
+    pub fn on(listen: std::net::SocketAddr) -> Self {
+        Self {
+            listen,
+            stun: Vec::new(),
+            turn: Vec::new(),
+            relay_only: false,
+        }
+    }
+}
+
+/// A TURN server and this node's long-term credentials on it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnServer {
+    /// `host:port`.
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for TurnServer {
+    // A password in a log line is a password given away.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which directory records a node keeps.

@@ -135,6 +135,16 @@ listen = "127.0.0.1:9464"
 # Behind a NAT, STUN servers (the federation's bootstrap nodes run one) tell
 # the port's outside address, which the other sites then send media to.
 # stun = ["bootstrap-1.federation.example:3478", "bootstrap-2.federation.example:3478"]
+# Where both sites' NATs defeat a direct path (a symmetric NAT facing a
+# port-restricted one), media goes through a TURN server (the deploy kit runs
+# coturn beside the bootstrap nodes); servers are tried in order.
+# With relay_only, all media goes through TURN and no description names an
+# address of this site.
+# relay_only = true
+# [[video.turn]]
+# server = "bootstrap-1.federation.example:3479"
+# username = "district-7"
+# password = "from the federation operator"
 
 # A bootstrap node answers STUN Binding requests for the sites behind NATs.
 # [stun]

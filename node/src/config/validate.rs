@@ -3,9 +3,10 @@
 
 use super::api;
 use super::directory::{calendar, consultants, deadlines, services};
-use super::file::{DEFAULT_KEEP_DELIVERED, RawApi, RawConfig, RawLog};
+use super::file::{DEFAULT_KEEP_DELIVERED, RawApi, RawConfig, RawLog, RawVideo};
 use super::{
     BootstrapPeer, DEFAULT_METRICS_LISTEN, DirectoryScope, LogConfig, LogFormat, NodeConfig,
+    TurnServer, VideoConfig,
 };
 use konsilium_protocol::identity::{AuthorityKey, OrgId};
 use konsilium_protocol::limits::{FieldError, MAX_ADDRESSES, check_count};
@@ -182,10 +183,7 @@ impl RawConfig {
             }),
         };
 
-        let (video, stun_servers) = match self.video {
-            None => (None, Vec::new()),
-            Some(raw) => (Some(video_listen(&raw.listen)?), stun_servers(raw.stun)?),
-        };
+        let video = self.video.map(video_settings).transpose()?;
         let stun_listen = match self.stun {
             None => None,
             Some(raw) => Some(raw.listen.trim().parse().map_err(|_| {
@@ -218,7 +216,6 @@ impl RawConfig {
             metrics,
             keep_delivered,
             video,
-            stun_servers,
             stun_listen,
         })
     }
@@ -264,26 +261,61 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
 
 /// STUN servers as `host:port`: a name or an address, and a port. Names
 /// are resolved when asked, so a server that moves is followed.
-fn stun_servers(servers: Vec<String>) -> Result<Vec<String>, Bad> {
-    let mut checked = Vec::new();
-    for (i, server) in servers.into_iter().enumerate() {
-        let server = server.trim().to_owned();
-        let field = format!("video.stun[{i}]");
-        let well_formed = server.parse::<std::net::SocketAddr>().is_ok()
-            || server.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
-        if !well_formed {
-            return Err(bad(
-                field,
-                format!(
-                    "{server:?} is not a STUN server: use host:port, e.g. \"stun.region.example:3478\""
-                ),
-            ));
+fn video_settings(raw: RawVideo) -> Result<VideoConfig, Bad> {
+    let listen = video_listen(&raw.listen)?;
+    let stun = (raw.stun.into_iter().enumerate())
+        .map(|(i, server)| server_address(format!("video.stun[{i}]"), "STUN", server))
+        .collect::<Result<_, _>>()?;
+    let mut turn = Vec::new();
+    for (i, raw) in raw.turn.into_iter().enumerate() {
+        let field = |name: &str| format!("video.turn[{i}].{name}");
+        let server = server_address(field("server"), "TURN", raw.server)?;
+        for (name, value) in [("username", &raw.username), ("password", &raw.password)] {
+            if value.is_empty() {
+                return Err(bad(
+                    field(name),
+                    format!("the TURN server {server} needs a {name}"),
+                ));
+            }
         }
-        checked.push(server);
+        turn.push(TurnServer {
+            server,
+            username: raw.username,
+            password: raw.password,
+        });
     }
-    Ok(checked)
+    if raw.relay_only && turn.is_empty() {
+        return Err(bad(
+            "video.relay_only",
+            "relaying all media needs a TURN server: add a [[video.turn]] section",
+        ));
+    }
+    Ok(VideoConfig {
+        listen,
+        stun,
+        turn,
+        relay_only: raw.relay_only,
+    })
+}
+
+/// `host:port` of a STUN or TURN server: a name is resolved when used,
+/// since a server's address may move.
+fn server_address(field: String, kind: &str, server: String) -> Result<String, Bad> {
+    let server = server.trim().to_owned();
+    let well_formed = server.parse::<std::net::SocketAddr>().is_ok()
+        || server.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+    if !well_formed {
+        let example = kind.to_lowercase();
+        return Err(bad(
+            field,
+            format!(
+                "{server:?} is not a {kind} server: use host:port, e.g. \"{example}.region.example:3478\""
+            ),
+        ));
+    }
+    Ok(server)
 }
 
 /// Video's host candidate is this address, so it must be one the other

@@ -16,15 +16,21 @@
 //! a moment to say what the socket maps to; it comes back as an event.
 //!
 //! With STUN servers configured, the plane's port learns what address its
-//! NAT maps it to and every link offers that address beside its own.
+//! NAT maps it to and every link offers that address beside its own. With
+//! TURN servers configured, the plane holds a relay for the links it
+//! answers and every offered link allocates one of its own, so a link's
+//! relayed address, like its port, is no other link's.
 
+mod relay;
 mod socket;
 mod task;
 
+use crate::config::{TurnServer, VideoConfig};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::video::SessionId;
 use konsilium_video::stun::BindingRequest;
-use konsilium_video::{Datagram, Link, LinkError, LinkEvent, LinkStats, LocalAddrs};
+use konsilium_video::{Datagram, Link, LinkError, LinkEvent, LinkStats, LocalAddrs, Relayed};
+use relay::Relay;
 use socket::OwnSocket;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -42,11 +48,16 @@ struct Held {
     link: Link,
     /// The link's own socket (links we offered); `None` for the plane's.
     own: Option<OwnSocket>,
+    /// The relay it offered: its own (links we offered) or the plane's.
+    relay: Option<Arc<Relay>>,
 }
 
 impl Held {
-    fn local(&self, plane: SocketAddr) -> SocketAddr {
-        self.own.as_ref().map_or(plane, |o| o.addr)
+    /// Whether a datagram that arrived at `destination` (a socket's
+    /// address or a relayed one) can be this link's.
+    fn reached_at(&self, plane: SocketAddr, destination: SocketAddr) -> bool {
+        self.own.as_ref().map_or(plane, |o| o.addr) == destination
+            || self.relay.as_ref().is_some_and(|r| r.addr == destination)
     }
 }
 
@@ -62,6 +73,8 @@ struct Shared {
     asked: Mutex<Option<BindingRequest>>,
     /// What the plane's port maps to, as a STUN server last said.
     reflexive: Mutex<Option<SocketAddr>>,
+    /// The relay the links this site answers offer.
+    relay: Mutex<Option<Arc<Relay>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,12 +107,22 @@ impl Shared {
     }
 }
 
-/// The addresses a link offers: `host`, and what it maps to when that
-/// differs (no NAT between us and the STUN server: nothing to add).
-fn addrs(host: SocketAddr, mapped: Option<SocketAddr>) -> LocalAddrs {
+/// The addresses a link offers: `host`, what it maps to when that differs
+/// (no NAT between us and the STUN server: nothing to add), and a relay.
+fn addrs(
+    host: SocketAddr,
+    mapped: Option<SocketAddr>,
+    relay: Option<&Relay>,
+    relay_only: bool,
+) -> LocalAddrs {
     LocalAddrs {
         host,
         reflexive: mapped.filter(|m| *m != host),
+        relayed: relay.map(|r| Relayed {
+            addr: r.addr,
+            base: r.base,
+        }),
+        relay_only,
     }
 }
 
@@ -150,6 +173,8 @@ pub struct MediaPlane {
     shared: Arc<Shared>,
     local: SocketAddr,
     stun: Arc<Vec<String>>,
+    turn: Arc<Vec<TurnServer>>,
+    relay_only: bool,
     inbound: mpsc::Sender<Datagram>,
     events: mpsc::UnboundedSender<MediaEvent>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -164,14 +189,15 @@ impl Drop for MediaPlane {
 }
 
 impl MediaPlane {
-    /// Binds `addr` (an interface's address: a host candidate cannot be
-    /// 0.0.0.0) and starts the task; asks `stun` servers (`host:port`)
-    /// what the port maps to; link events go to `events`.
+    /// Binds the configured address (an interface's: a host candidate
+    /// cannot be 0.0.0.0) and starts the task; asks the STUN servers what
+    /// the port maps to and the TURN servers for a relay; link events go
+    /// to `events`.
     pub async fn start(
-        addr: SocketAddr,
-        stun: Vec<String>,
+        config: &VideoConfig,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<Self, MediaError> {
+        let addr = config.listen;
         let failed = |source| MediaError::Socket { addr, source };
         let socket = Arc::new(UdpSocket::bind(addr).await.map_err(failed)?);
         let local = socket.local_addr().map_err(failed)?;
@@ -181,6 +207,7 @@ impl MediaPlane {
             preparing: Mutex::new(HashSet::new()),
             asked: Mutex::new(None),
             reflexive: Mutex::new(None),
+            relay: Mutex::new(None),
         });
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let sockets = task::Sockets {
@@ -193,14 +220,21 @@ impl MediaPlane {
             shared.clone(),
             events.clone(),
         ))];
+        let (stun, turn) = (config.stun.clone(), Arc::new(config.turn.clone()));
         if !stun.is_empty() {
             let refresh = socket::refresh(socket, stun.clone(), shared.clone());
             tasks.push(tokio::spawn(refresh));
+        }
+        if !turn.is_empty() {
+            let keep = relay::keep(local.ip(), turn.clone(), shared.clone(), inbound.clone());
+            tasks.push(tokio::spawn(keep));
         }
         Ok(Self {
             shared,
             local,
             stun: Arc::new(stun),
+            turn,
+            relay_only: config.relay_only,
             inbound,
             events,
             tasks,
@@ -214,6 +248,12 @@ impl MediaPlane {
     /// What this site's port maps to, when a STUN server said.
     pub fn reflexive(&self) -> Option<SocketAddr> {
         *lock(&self.shared.reflexive)
+    }
+
+    /// The relayed address the links this site answers offer, and the
+    /// TURN server that granted it.
+    pub fn relay(&self) -> Option<(SocketAddr, String)> {
+        (lock(&self.shared.relay).as_ref()).map(|r| (r.addr, r.server.clone()))
     }
 
     /// Every live link, by session and site (a closed one may wait a
@@ -271,15 +311,24 @@ impl MediaPlane {
         if self.shared.links().contains_key(&key) || !lock(&self.shared.preparing).insert(key) {
             return Err(MediaError::Exists { org });
         }
-        let (shared, stun) = (self.shared.clone(), self.stun.clone());
+        let (shared, stun, turn) = (self.shared.clone(), self.stun.clone(), self.turn.clone());
         let (inbound, events) = (self.inbound.clone(), self.events.clone());
-        let ip = self.local.ip();
+        let (ip, relay_only) = (self.local.ip(), self.relay_only);
         tokio::spawn(async move {
             let offer = async {
-                let (own, mapped) = socket::own_socket(ip, &stun, inbound).await?;
-                let (link, offer) = Link::offer(Instant::now(), addrs(own.addr, mapped))?;
-                let own = Some(own);
-                shared.links().insert(key, Held { link, own });
+                let relayed = async {
+                    match turn.is_empty() {
+                        true => None,
+                        false => relay::allocate(ip, &turn, inbound.clone()).await,
+                    }
+                };
+                let (own, relay) =
+                    tokio::join!(socket::own_socket(ip, &stun, inbound.clone()), relayed);
+                let (own, mapped) = own?;
+                let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
+                let (link, offer) = Link::offer(Instant::now(), local)?;
+                let (own, relay) = (Some(own), relay.map(Arc::new));
+                shared.links().insert(key, Held { link, own, relay });
                 Ok(offer)
             };
             let offer = offer.await;
@@ -303,9 +352,20 @@ impl MediaPlane {
         org: OrgId,
         offer: &str,
     ) -> Result<String, MediaError> {
-        let local = addrs(self.local, self.reflexive());
+        let relay = lock(&self.shared.relay).clone();
+        let local = addrs(
+            self.local,
+            self.reflexive(),
+            relay.as_deref(),
+            self.relay_only,
+        );
         let (link, answer) = Link::answer(Instant::now(), local, offer)?;
-        (self.shared.links()).insert((session, org), Held { link, own: None });
+        let held = Held {
+            link,
+            own: None,
+            relay,
+        };
+        self.shared.links().insert((session, org), held);
         self.shared.wake.notify_one();
         Ok(answer)
     }

@@ -3,6 +3,7 @@
 //! loop what happened. STUN answers to the plane's own Binding requests
 //! are taken here before anything reaches a link.
 
+use super::relay::Relay;
 use super::{Links, MediaEvent, Shared};
 use konsilium_video::Datagram;
 use konsilium_video::stun::is_stun;
@@ -56,8 +57,15 @@ pub(super) async fn run(
         });
         let now = Instant::now();
         let out = step(&mut shared.links(), local, received, now, &events);
-        for (socket, d) in out {
-            let socket = socket.as_deref().unwrap_or(&sockets.plane);
+        for (via, d) in out {
+            let socket = match via {
+                Via::Relay(relay) => {
+                    relay.send(d);
+                    continue;
+                }
+                Via::Own(socket) => socket,
+                Via::Plane => sockets.plane.clone(),
+            };
             if let Err(e) = socket.send_to(&d.contents, d.destination).await {
                 tracing::debug!(to = %d.destination, "video datagram not sent: {e}");
             }
@@ -65,7 +73,14 @@ pub(super) async fn run(
     }
 }
 
-type Outgoing = Vec<(Option<Arc<UdpSocket>>, Datagram)>;
+/// Where a datagram a link emits leaves from.
+enum Via {
+    Plane,
+    Own(Arc<UdpSocket>),
+    Relay(Arc<Relay>),
+}
+
+type Outgoing = Vec<(Via, Datagram)>;
 
 /// One round over the links: the datagram to its link, due timeouts,
 /// events out; returns what to send and from which socket.
@@ -80,7 +95,7 @@ fn step(
     // the sender.
     if let Some(d) = received
         && let Some(held) = (links.values_mut())
-            .find(|h| h.local(local) == d.destination && h.link.accepts(now, &d))
+            .find(|h| h.reached_at(local, d.destination) && h.link.accepts(now, &d))
     {
         held.link.handle_datagram(now, &d);
     }
@@ -90,8 +105,14 @@ fn step(
         if link.poll_timeout().is_some_and(|at| at <= now) {
             link.handle_timeout(now);
         }
-        let socket = held.own.as_ref().map(|o| o.socket.clone());
-        out.extend(std::iter::from_fn(|| link.poll_transmit()).map(|d| (socket.clone(), d)));
+        while let Some(d) = link.poll_transmit() {
+            let via = match (&held.relay, &held.own) {
+                (Some(relay), _) if relay.addr == d.source => Via::Relay(relay.clone()),
+                (_, Some(own)) => Via::Own(own.socket.clone()),
+                (_, None) => Via::Plane,
+            };
+            out.push((via, d));
+        }
         while let Some(event) = link.poll_event() {
             let _ = events.send(MediaEvent::Link {
                 session,

@@ -173,6 +173,9 @@ impl Node {
             video_mapped: (self.media.as_ref())
                 .and_then(|m| m.reflexive())
                 .map(|a| a.to_string()),
+            video_relay: (self.media.as_ref())
+                .and_then(|m| m.relay())
+                .map(|(addr, server)| format!("{addr} via {server}")),
             stun_service: (self.stun.as_ref()).map(|s| s.local_addr().to_string()),
             recovery: self.recovery.report().map(|r| self.recovery_view(r)),
             version: env!("CARGO_PKG_VERSION").into(),

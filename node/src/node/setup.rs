@@ -30,10 +30,8 @@ pub struct NodeSetup {
     pub anti_entropy_every: Duration,
     /// How long attachments sent or relayed stay after their receipt.
     pub keep_delivered: Duration,
-    /// The UDP address of the media plane (video), if any.
-    pub video: Option<std::net::SocketAddr>,
-    /// STUN servers (`host:port`) video asks what its port maps to.
-    pub stun: Vec<String>,
+    /// The media plane (video), if any.
+    pub video: Option<crate::config::VideoConfig>,
     /// Where this node answers STUN Binding requests (a bootstrap node's
     /// service to the sites behind NATs), if anywhere.
     pub stun_listen: Option<std::net::SocketAddr>,
@@ -70,8 +68,7 @@ impl NodeSetup {
             clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: Duration::from_secs(60),
             keep_delivered: config.keep_delivered,
-            video: config.video,
-            stun: config.stun_servers.clone(),
+            video: config.video.clone(),
             stun_listen: config.stun_listen,
         })
     }
@@ -181,10 +178,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         Some(addr) => Some(crate::stun::StunService::start(addr).await?),
         None => None,
     };
-    let media = match setup.video {
-        Some(addr) => {
-            Some(crate::media::MediaPlane::start(addr, setup.stun.clone(), media_tx).await?)
-        }
+    let media = match &setup.video {
+        Some(video) => Some(crate::media::MediaPlane::start(video, media_tx).await?),
         None => None,
     };
     // Attachments kept from earlier runs are deleted when due, without a scan.

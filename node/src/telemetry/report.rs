@@ -50,6 +50,9 @@ pub struct StatusReport {
     pub video: Option<String>,
     #[serde(default)]
     pub video_mapped: Option<String>,
+    /// The TURN relay video offers, and the server that granted it.
+    #[serde(default)]
+    pub video_relay: Option<String>,
     /// Where this node answers STUN requests.
     #[serde(default)]
     pub stun_service: Option<String>,

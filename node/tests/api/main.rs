@@ -48,7 +48,9 @@ async fn regional_and_federal(
         &[Specialty::Cardiology],
     ));
     let with_video = |mut setup: node::NodeSetup| {
-        setup.video = Some("127.0.0.1:0".parse().unwrap());
+        setup.video = Some(konsilium_node::config::VideoConfig::on(
+            "127.0.0.1:0".parse().unwrap(),
+        ));
         setup
     };
     let regional = Arc::new(

@@ -77,9 +77,14 @@ pub async fn three() -> Three {
     three_with(None).await
 }
 
-/// Three sites, each with its media plane on `video` (port 0) when given;
-/// then the regional node also answers STUN, and the others ask it.
-pub async fn three_with(video: Option<std::net::SocketAddr>) -> Three {
+/// A media plane on an ephemeral loopback port, nothing else configured.
+pub fn loopback_video() -> konsilium_node::config::VideoConfig {
+    konsilium_node::config::VideoConfig::on("127.0.0.1:0".parse().unwrap())
+}
+
+/// Three sites, each with a media plane as `video` says when given; then
+/// the regional node also answers STUN, and the others ask it.
+pub async fn three_with(video: Option<konsilium_node::config::VideoConfig>) -> Three {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let f = fed.enrol(OrgSpec::new(
@@ -102,8 +107,10 @@ pub async fn three_with(video: Option<std::net::SocketAddr>) -> Three {
     ));
     let mut stun = Vec::new();
     let with_video = |mut setup: node::NodeSetup, stun: &[String]| {
-        setup.video = video;
-        setup.stun = stun.to_vec();
+        setup.video = video.clone().map(|mut v| {
+            v.stun = stun.to_vec();
+            v
+        });
         setup
     };
     let mut regional_setup = with_video(r.setup(vec![], vec![]), &[]);

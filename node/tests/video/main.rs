@@ -1,7 +1,8 @@
 //! Video sessions between real nodes on 127.0.0.1: links negotiated over
 //! the sites' libp2p connection, opened by the workflow's appointment or by
 //! hand, ended with the consultation, journaled; twenty at once; the
-//! media path probed without a consultation. A binary of its own, so its
+//! media path probed without a consultation; media through a TURN relay.
+//! A binary of its own, so its
 //! twenty concurrent handshakes do not share the machine with the
 //! consultation tests' clocks.
 
@@ -19,4 +20,5 @@ use tokio::sync::broadcast;
 mod sites;
 use sites::*;
 
+mod relay;
 mod sessions;

@@ -35,7 +35,7 @@ async fn video_event(
 }
 
 /// An urgent consultation the district asks the federal center for.
-async fn requested(district: &NodeHandle) -> ConsultationId {
+pub(super) async fn requested(district: &NodeHandle) -> ConsultationId {
     let request = new_consultation(Urgency::Urgent, consent());
     let (id, _) = district
         .request_consultation(request, vec![])
@@ -45,7 +45,7 @@ async fn requested(district: &NodeHandle) -> ConsultationId {
 }
 
 /// Tries `attempt` again while the other site is not connected yet.
-async fn once_connected<T, F>(mut attempt: impl FnMut() -> F) -> T
+pub(super) async fn once_connected<T, F>(mut attempt: impl FnMut() -> F) -> T
 where
     F: std::future::Future<Output = Result<T, NodeError>>,
 {
@@ -90,7 +90,7 @@ async fn channel_open_at_both(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_chat_both_ways() {
-    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let w = three_with(Some(loopback_video())).await;
     let (district, federal) = (w.district.org(), w.federal.org());
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
@@ -225,7 +225,7 @@ async fn sessions_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_appointment_opens_the_session_and_cancelling_the_consultation_ends_it() {
-    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let w = three_with(Some(loopback_video())).await;
     let (district, federal) = (w.district.org(), w.federal.org());
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
@@ -366,7 +366,7 @@ async fn a_confirmed_appointment_opens_the_session_and_cancelling_the_consultati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_sessions_on_one_node_all_connect() {
     const SESSIONS: usize = 20;
-    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let w = three_with(Some(loopback_video())).await;
     let federal = w.federal.org();
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
@@ -448,7 +448,7 @@ async fn twenty_concurrent_sessions_on_one_node_all_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_probe_reaches_another_site_without_a_consultation_and_journals_nothing() {
-    let w = three_with(Some("127.0.0.1:0".parse().unwrap())).await;
+    let w = three_with(Some(loopback_video())).await;
     let federal = w.federal.org();
     let report = once_connected(|| w.district.probe_video(federal, PATIENCE)).await;
     assert_eq!(report.org, federal.to_string());

@@ -74,6 +74,7 @@ pub async fn status(client: &AdminClient, json: bool) -> Result<()> {
                     (Some(port), Some(mapped)) => format!("{port}, mapped to {mapped} (STUN)"),
                 },
             ),
+            ("video relay", or_dash(s.video_relay)),
             ("STUN service", or_dash(s.stun_service)),
             ("peers", s.peers_connected.to_string()),
             (
