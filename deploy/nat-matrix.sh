@@ -4,7 +4,8 @@
 # every pair of hospitals.
 #
 #   "Internet" 198.51.100.0/24 (a bridge in a namespace of its own):
-#     boot1 .11, boot2 .12   bootstrap nodes (relay, reachability probes, lookups, STUN)
+#     boot1 .11, boot2 .12   bootstrap nodes (relay, reachability probes, lookups, STUN),
+#                            each with Debian's coturn beside it (TURN on port 3479)
 #     federal .20            a federal center, public
 #   Hospitals, each behind a NAT router of its own (WAN .101-.104, LAN 10.0.N.0/24):
 #     h1  full cone         endpoint-independent mapping and filtering (snat + dnat of 7400 and every UDP port)
@@ -23,13 +24,13 @@
 #
 # Then `konsilium probe --video` opens a video link between the pair: the
 # hospitals learn their mapped addresses from the bootstrap nodes' STUN
-# service, and the matrix says where media went (host, srflx: the NAT's
-# mapping from STUN, prflx: a mapping found by the checks) and how long
-# the link took. A symmetric NAT facing a port-restricted one leaves no
-# path without a TURN relay, which the nodes do not use yet: those pairs
-# are reported, not failed; every other pair must carry media.
+# service and hold relays on their coturn, and the matrix says where media
+# went (host, srflx: the NAT's mapping from STUN, prflx: a mapping found by
+# the checks, relay: through TURN) and how long the link took. Every pair
+# must carry media; a symmetric NAT facing a port-restricted one leaves no
+# path but the relay, and every other pair must find a path without it.
 #
-# Needs root, iproute2 and nftables. Every address lives inside namespaces
+# Needs root, iproute2, nftables and coturn. Every address lives inside namespaces
 # created here; nothing touches the host's own network namespace. On exit
 # the nodes are stopped and the namespaces and working directory removed.
 #
@@ -69,18 +70,21 @@ say() { printf '==> %s\n' "$*" >&2; }
 command -v ip >/dev/null || kc_die "iproute2 ('ip') is needed"
 command -v nft >/dev/null || kc_die "nftables ('nft') is needed: apt-get install nftables"
 command -v python3 >/dev/null || kc_die "python3 is needed to read the nodes' JSON"
+command -v turnserver >/dev/null || kc_die "coturn ('turnserver') is needed: apt-get install coturn"
 kc_resolve_binaries "$REPO_ROOT"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/konsilium-nat.XXXXXX")
 PIDS=()
+TURN_PIDS=()
 NAMESPACES=()
 P="kn$$"
 
 cleanup() {
-    local rc=$? ns
+    local rc=$? ns pid
     trap - EXIT INT TERM
     set +e
     kc_stop_nodes "${PIDS[@]}"
+    for pid in "${TURN_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
     if ((KEEP_DIR)); then say "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
@@ -217,6 +221,18 @@ for b in boot1 boot2; do
 listen = \"${ADDR[$b]}:3478\""
 done
 STUN=$(kc_array "${ADDR[boot1]}:3478" "${ADDR[boot2]}:3478")
+# One credential for every hospital, as a federation operator might hand
+# out; a node tries the servers in order.
+TURN_USER=hospital
+TURN_PASSWORD=nat-matrix-secret
+TURN=""
+for b in boot1 boot2; do
+    TURN+="
+[[video.turn]]
+server = \"${ADDR[$b]}:3479\"
+username = \"$TURN_USER\"
+password = \"$TURN_PASSWORD\""
+done
 mapfile -t B1 < <(bootstrap_of boot1)
 kc_set "$WORK/boot2/node.toml" network.bootstrap "$(kc_array "${B1[@]}")"
 mapfile -t BOTH < <(bootstrap_of boot1 boot2)
@@ -228,12 +244,20 @@ specialty = "cardiology"
 urgencies = ["planned", "urgent", "emergency"]'
     kc_insert_before "$c" "[log]" "[video]
 listen = \"${ADDR[$n]}:7401\"
-stun = $STUN"
+stun = $STUN
+$TURN"
 done
 kc_set "$WORK/federal/node.toml" external "$(kc_array "/ip4/${ADDR[federal]}/udp/7400/quic-v1" "/ip4/${ADDR[federal]}/tcp/7400")"
 
 # --- run -----------------------------------------------------------------------
 
+for b in boot1 boot2; do
+    ip netns exec "$P-$b" turnserver -c "$DEPLOY_DIR/coturn/turnserver.conf" \
+        --listening-ip="${ADDR[$b]}" --relay-ip="${ADDR[$b]}" --min-port=50000 --max-port=50999 \
+        --realm=nat-matrix.konsilium --user="$TURN_USER:$TURN_PASSWORD" --userdb="$WORK/$b/turndb" \
+        --pidfile="$WORK/$b/turn.pid" --log-file="$WORK/$b/turn.log" --simple-log >/dev/null 2>&1 &
+    TURN_PIDS+=($!)
+done
 for n in "${NODES[@]}"; do
     ip netns exec "$P-$n" env NO_COLOR=1 "$KONSILIUM" --log-format text run --config "$WORK/$n/node.toml" \
         >>"$WORK/$n/node.log" 2>&1 &
@@ -324,11 +348,11 @@ for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
         printf '%-8s %-34s %-11s %-14s %-14s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$ms" "$first" "$settled" "$upgrade" "$verdict"
     done
 done
-# Media finds a path unless a symmetric NAT (a new mapping per
+# Media finds a path of its own unless a symmetric NAT (a new mapping per
 # destination) faces a port-restricted one (which only lets in what comes
-# from where it sent): that takes a TURN relay.
-media_permits() {
-    ! [[ (${NAT[$1]} == symmetric && ${NAT[$2]} == port-restricted) ||
+# from where it sent): that takes the TURN relay.
+media_needs_relay() {
+    [[ (${NAT[$1]} == symmetric && ${NAT[$2]} == port-restricted) ||
         (${NAT[$1]} == port-restricted && ${NAT[$2]} == symmetric) ]]
 }
 
@@ -336,21 +360,24 @@ printf '\n%-8s %-34s %-8s %-24s %-10s %s\n' PAIR NATS MEDIA "TO ADDRESS" CONNECT
 for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
     for ((b = a + 1; b < ${#HOSPITALS[@]}; b++)); do
         x=${HOSPITALS[a]} y=${HOSPITALS[b]}
-        if out=$("$KONSILIUM" probe --config "$WORK/$x/node.toml" "${ID[$y]}" --video --timeout 20 --json 2>&1); then
-            route=$(field "d['route'] or '-'" <<<"$out")
-            remote=$(field "d['remote'] or '-'" <<<"$out")
-            connect=$(field "'%.0f ms' % d['connect_ms']" <<<"$out")
-            printf '%-8s %-34s %-8s %-24s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$route" "$remote" "$connect" ok
-        elif media_permits "$x" "$y"; then
+        if ! out=$("$KONSILIUM" probe --config "$WORK/$x/node.toml" "${ID[$y]}" --video --timeout 20 --json 2>&1); then
             printf '%-8s %-34s FAILED: %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$out"
             failures=$((failures + 1))
-        else
-            printf '%-8s %-34s %-8s %-24s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" none - - "no path without TURN (not used yet)"
+            continue
         fi
+        route=$(field "d['route'] or '-'" <<<"$out")
+        remote=$(field "d['remote'] or '-'" <<<"$out")
+        connect=$(field "'%.0f ms' % d['connect_ms']" <<<"$out")
+        verdict=ok
+        if ! media_needs_relay "$x" "$y" && [[ $route == relay ]]; then
+            verdict="FAILED (the NATs permit a path without the relay)"
+            failures=$((failures + 1))
+        fi
+        printf '%-8s %-34s %-8s %-24s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$route" "$remote" "$connect" "$verdict"
     done
 done
 if ((failures)); then
     show_logs
     kc_die "$failures pair(s) failed"
 fi
-printf 'NAT matrix: every pair delivered; every permitting pair is direct or hole-punched; media got through wherever a NAT lets it without TURN\n'
+printf 'NAT matrix: every pair delivered and carried media; every permitting pair is direct or hole-punched; media took the TURN relay only where the NATs leave no other path\n'

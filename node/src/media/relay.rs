@@ -12,7 +12,8 @@ use crate::config::TurnServer;
 use konsilium_video::Datagram;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use turn::client::{Client, ClientConfig};
@@ -21,6 +22,14 @@ use webrtc_util::Conn;
 /// How long one server gets to grant an allocation before the next is
 /// asked (two round trips on a working path).
 const ALLOCATE_WAIT: Duration = Duration::from_secs(2);
+/// How often a relay asks its server for a Binding: it keeps the NAT's
+/// mapping of the relay's socket alive (Linux forgets an idle UDP mapping
+/// after 30 s, and a new mapping is a stranger to the server, which has
+/// the allocation on the old one) and tells whether the server still
+/// answers.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+/// A relay whose server has not answered for this long is given up.
+const SILENCE: Duration = Duration::from_secs(35);
 /// Datagrams waiting to go through the server; more are dropped, as the
 /// network would. Sending to a new peer waits for its permission (a round
 /// trip to the server), which must never hold up the media plane's task.
@@ -36,7 +45,9 @@ pub(super) struct Relay {
     conn: Arc<dyn Conn + Send + Sync>,
     client: Arc<Client>,
     outbound: mpsc::Sender<Datagram>,
-    tasks: [tokio::task::JoinHandle<()>; 2],
+    /// When the server last answered a Binding.
+    answered: Arc<Mutex<Instant>>,
+    tasks: [tokio::task::JoinHandle<()>; 3],
 }
 
 impl Drop for Relay {
@@ -62,10 +73,9 @@ impl Relay {
         let _ = self.outbound.try_send(d);
     }
 
-    /// Whether the server still answers on the allocation's socket.
-    pub(super) async fn answers(&self) -> bool {
-        let asked = self.client.send_binding_request();
-        matches!(tokio::time::timeout(ALLOCATE_WAIT, asked).await, Ok(Ok(_)))
+    /// Whether the server answered on the allocation's socket lately.
+    pub(super) fn answering(&self) -> bool {
+        lock(&self.answered).elapsed() < SILENCE
     }
 }
 
@@ -153,21 +163,34 @@ impl Relay {
                 }
             }
         });
+        let client = Arc::new(client);
+        let answered = Arc::new(Mutex::new(Instant::now()));
+        let (asking, noting) = (client.clone(), answered.clone());
+        let keepalive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEPALIVE).await;
+                let asked = asking.send_binding_request();
+                if let Ok(Ok(_)) = tokio::time::timeout(ALLOCATE_WAIT, asked).await {
+                    *lock(&noting) = Instant::now();
+                }
+            }
+        });
         Self {
             addr,
             base,
             server: server.server.clone(),
             conn,
-            client: Arc::new(client),
+            client,
             outbound,
-            tasks: [reader, writer],
+            answered,
+            tasks: [reader, writer, keepalive],
         }
     }
 }
 
 /// How often the plane's relay is checked, and how long after a failed
 /// allocation the servers are asked again.
-const CHECK_EVERY: Duration = Duration::from_secs(30);
+const CHECK_EVERY: Duration = KEEPALIVE;
 
 /// Holds the plane's relay: allocates one, checks every `CHECK_EVERY` that
 /// its server still answers, and allocates anew (from whichever server
@@ -188,7 +211,7 @@ pub(super) async fn keep(
                     continue;
                 }
             }
-            Some(relay) if !relay.answers().await => {
+            Some(relay) if !relay.answering() => {
                 tracing::warn!(server = %relay.server, "video: the TURN server stopped answering; asking for a new relay");
                 *lock(&shared.relay) = None;
                 continue;
