@@ -28,7 +28,8 @@ const ALLOCATE_WAIT: Duration = Duration::from_secs(2);
 /// the allocation on the old one) and tells whether the server still
 /// answers.
 const KEEPALIVE: Duration = Duration::from_secs(10);
-/// A relay whose server has not answered for this long is given up.
+/// A relay whose server has not answered for this long, or through which
+/// nothing could be sent for this long, is given up.
 const SILENCE: Duration = Duration::from_secs(35);
 /// Datagrams waiting to go through the server; more are dropped, as the
 /// network would. Sending to a new peer waits for its permission (a round
@@ -47,6 +48,10 @@ pub(super) struct Relay {
     outbound: mpsc::Sender<Datagram>,
     /// When the server last answered a Binding.
     answered: Arc<Mutex<Instant>>,
+    /// Since when every send through the relay has failed. A server that
+    /// restarted still answers Bindings, but has forgotten the allocation:
+    /// then no permission is granted and nothing gets through.
+    failing: Arc<Mutex<Option<Instant>>>,
     tasks: [tokio::task::JoinHandle<()>; 3],
 }
 
@@ -73,9 +78,11 @@ impl Relay {
         let _ = self.outbound.try_send(d);
     }
 
-    /// Whether the server answered on the allocation's socket lately.
+    /// Whether the server answered on the allocation's socket lately, and
+    /// takes what is sent through it.
     pub(super) fn answering(&self) -> bool {
         lock(&self.answered).elapsed() < SILENCE
+            && lock(&self.failing).is_none_or(|since| since.elapsed() < SILENCE)
     }
 }
 
@@ -142,10 +149,18 @@ impl Relay {
         tracing::info!(relayed = %addr, server = %server.server, "video: TURN relay allocated");
         let (outbound, mut queued) = mpsc::channel::<Datagram>(OUTBOUND_QUEUE);
         let (writing, name) = (conn.clone(), server.server.clone());
+        let failing = Arc::new(Mutex::new(None));
+        let noting_failure = failing.clone();
         let writer = tokio::spawn(async move {
             while let Some(d) = queued.recv().await {
-                if let Err(e) = writing.send_to(&d.contents, d.destination).await {
-                    tracing::debug!(to = %d.destination, server = %name, "video datagram not relayed: {e}");
+                let sent = writing.send_to(&d.contents, d.destination).await;
+                let mut since = lock(&noting_failure);
+                match sent {
+                    Ok(_) => *since = None,
+                    Err(e) => {
+                        tracing::debug!(to = %d.destination, server = %name, "video datagram not relayed: {e}");
+                        since.get_or_insert_with(Instant::now);
+                    }
                 }
             }
         });
@@ -183,6 +198,7 @@ impl Relay {
             client,
             outbound,
             answered,
+            failing,
             tasks: [reader, writer, keepalive],
         }
     }
