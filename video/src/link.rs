@@ -22,6 +22,9 @@ const CHANNEL: &str = "consilium";
 const FRAME_TICKS: u64 = 3000;
 /// How often str0m reports the link's statistics.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How long a link that lost its path waits for an ICE restart to find a
+/// new one before it is given up (and set up anew, DTLS and all).
+pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 
 /// The addresses this site offers for a link: its interface's, the one
 /// its NAT maps it to when a STUN server told it, and a TURN server's
@@ -62,6 +65,12 @@ pub enum LinkEvent {
     ChannelOpen,
     Data(Vec<u8>),
     Media(Vec<u8>),
+    /// The path stopped answering (the network changed, a NAT forgot its
+    /// mapping): the offering side restarts ICE ([`Link::restart`]);
+    /// without a new path within [`RECONNECT_WAIT`] the link fails.
+    Disconnected,
+    /// A path was found again: the same DTLS session carries on.
+    Reconnected,
     /// The link is over for good (refused handshake, lost connection).
     Failed(String),
 }
@@ -89,6 +98,20 @@ pub struct Link {
     failed: Option<String>,
     frames: u64,
     meter: Meter,
+    /// The DTLS fingerprint line the other site signed: an offer with the
+    /// same one restarts ICE on this link, another is a new link.
+    remote_fingerprint: Option<String>,
+    /// The time of the last input, and when the path was lost.
+    now: Instant,
+    lost_at: Option<Instant>,
+}
+
+/// The `a=fingerprint:` line of a description.
+fn fingerprint(sdp: &str) -> Option<String> {
+    (sdp.lines())
+        .map(str::trim)
+        .find(|line| line.starts_with("a=fingerprint:"))
+        .map(str::to_owned)
 }
 
 fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
@@ -97,6 +120,13 @@ fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
         .enable_bwe(None)
         .set_stats_interval(Some(STATS_EVERY))
         .build(now);
+    add_candidates(&mut rtc, local)?;
+    Ok(rtc)
+}
+
+/// The local candidates `local` names; ones the `Rtc` holds already are
+/// not added twice.
+fn add_candidates(rtc: &mut Rtc, local: LocalAddrs) -> Result<(), LinkError> {
     let host = local.host;
     let bad = |addr: SocketAddr| move |e| LinkError::Setup(format!("{addr}: {e}"));
     if let Some(relayed) = local.relayed {
@@ -109,18 +139,18 @@ fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
         ));
     }
     if local.relay_only {
-        return Ok(rtc);
+        return Ok(());
     }
     rtc.add_local_candidate(Candidate::host(host, "udp").map_err(bad(host))?);
     if let Some(mapped) = local.reflexive {
         let candidate = Candidate::server_reflexive(mapped, host, "udp").map_err(bad(mapped))?;
         rtc.add_local_candidate(candidate);
     }
-    Ok(rtc)
+    Ok(())
 }
 
 impl Link {
-    fn with(rtc: Rtc, local: LocalAddrs) -> Self {
+    fn with(now: Instant, rtc: Rtc, local: LocalAddrs) -> Self {
         Self {
             rtc,
             pending: None,
@@ -132,6 +162,9 @@ impl Link {
             failed: None,
             frames: 0,
             meter: Meter::new(local.relayed.map(|r| r.addr)),
+            remote_fingerprint: None,
+            now,
+            lost_at: None,
         }
     }
 
@@ -144,7 +177,7 @@ impl Link {
         let (offer, pending) = change
             .apply()
             .ok_or(LinkError::Description("nothing to offer".into()))?;
-        let mut link = Self::with(rtc, local);
+        let mut link = Self::with(now, rtc, local);
         link.pending = Some(pending);
         link.mid = Some(mid);
         link.drain();
@@ -165,8 +198,9 @@ impl Link {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
-        let mut link = Self::with(rtc, local);
+        let mut link = Self::with(now, rtc, local);
         link.meter.remote_description(sdp);
+        link.remote_fingerprint = fingerprint(sdp);
         link.drain();
         Ok((link, answer.to_sdp_string()))
     }
@@ -176,6 +210,7 @@ impl Link {
             "no offer is waiting for an answer".into(),
         ))?;
         self.meter.remote_description(answer);
+        self.remote_fingerprint = self.remote_fingerprint.take().or(fingerprint(answer));
         let answer = SdpAnswer::from_sdp_string(answer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         (self.rtc.sdp_api())
@@ -183,6 +218,54 @@ impl Link {
             .map_err(|e| LinkError::Description(e.to_string()))?;
         self.drain();
         Ok(())
+    }
+
+    /// The offering side, when the path was lost or the network changed:
+    /// new ICE credentials and candidates (`local` may name new addresses)
+    /// over the same DTLS session; the returned offer goes to the other
+    /// site like the first one, and its answer to [`Link::handle_answer`].
+    pub fn restart(&mut self, now: Instant, local: LocalAddrs) -> Result<String, LinkError> {
+        self.usable()?;
+        if self.pending.is_some() {
+            return Err(LinkError::NotReady("an offer waits for its answer"));
+        }
+        self.now = now;
+        add_candidates(&mut self.rtc, local)?;
+        let mut change = self.rtc.sdp_api();
+        change.ice_restart(true);
+        let (offer, pending) = change
+            .apply()
+            .ok_or(LinkError::Description("nothing to offer".into()))?;
+        self.pending = Some(pending);
+        self.drain();
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Whether `offer` restarts this link (the same DTLS certificate as
+    /// the description the other site signed first) rather than replaces
+    /// it (the other site restarted: a new certificate).
+    pub fn is_restarted_by(&self, offer: &str) -> bool {
+        self.remote_fingerprint.is_some() && self.remote_fingerprint == fingerprint(offer)
+    }
+
+    /// The answering side of [`Link::restart`]: returns the answer.
+    pub fn handle_restart(&mut self, now: Instant, offer: &str) -> Result<String, LinkError> {
+        self.usable()?;
+        if !self.is_restarted_by(offer) {
+            return Err(LinkError::Description(
+                "the offer names another DTLS certificate: a new link, not a restart".into(),
+            ));
+        }
+        self.now = now;
+        let sdp = offer;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
+        let answer = (self.rtc.sdp_api())
+            .accept_offer(offer)
+            .map_err(|e| LinkError::Description(e.to_string()))?;
+        self.meter.remote_description(sdp);
+        self.drain();
+        Ok(answer.to_sdp_string())
     }
 
     /// Whether a datagram arriving on a socket several links share is this
@@ -200,6 +283,7 @@ impl Link {
         let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.contents) else {
             return;
         };
+        self.now = now;
         if let Err(e) = self.rtc.handle_input(Input::Receive(now, receive)) {
             self.fail(e.to_string());
         }
@@ -208,6 +292,11 @@ impl Link {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.failed.is_some() {
+            return;
+        }
+        self.now = now;
+        if self.lost_at.is_some_and(|at| now >= at + RECONNECT_WAIT) {
+            self.fail("the other site stopped answering".into());
             return;
         }
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
@@ -280,7 +369,11 @@ impl Link {
 
     /// When [`Link::handle_timeout`] is due; `None` once the link failed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timeout
+        let give_up = self.lost_at.map(|at| at + RECONNECT_WAIT);
+        match (self.timeout, give_up) {
+            (Some(t), Some(g)) => Some(t.min(g)),
+            (t, _) => t,
+        }
     }
 
     fn usable(&self) -> Result<(), LinkError> {
@@ -304,6 +397,7 @@ impl Link {
         self.rtc.disconnect();
         self.transmits.clear();
         self.timeout = None;
+        self.lost_at = None;
         self.failed = Some(reason);
         true
     }
@@ -339,8 +433,17 @@ impl Link {
             Event::MediaAdded(m) => self.mid = Some(m.mid),
             Event::MediaData(m) => self.events.push_back(LinkEvent::Media(m.data.to_vec())),
             Event::PeerStats(stats) => self.meter.handle_stats(&stats),
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.fail("the other site stopped answering".into())
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if self.lost_at.is_none() =>
+            {
+                self.lost_at = Some(self.now);
+                self.events.push_back(LinkEvent::Disconnected);
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.lost_at.is_some() => {
+                self.lost_at = None;
+                self.events.push_back(LinkEvent::Reconnected);
             }
             _ => {}
         }

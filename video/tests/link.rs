@@ -353,3 +353,141 @@ fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
         "{refused}"
     );
 }
+
+/// Runs `run_over` until `done`, for up to `seconds` simulated seconds.
+fn run_for(
+    a: &mut Link,
+    b: &mut Link,
+    now: &mut Instant,
+    seconds: u64,
+    net: impl Fn(&Datagram) -> Option<Datagram>,
+    mut done: impl FnMut(&[LinkEvent], &[LinkEvent]) -> bool,
+) -> (Vec<LinkEvent>, Vec<LinkEvent>) {
+    let end = *now + Duration::from_secs(seconds);
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    while *now < end && !done(&ea, &eb) {
+        let before = *now;
+        let (more_a, more_b) = run_over(a, b, now, &net, |_, _| false);
+        ea.extend(more_a);
+        eb.extend(more_b);
+        if *now == before {
+            // Neither side wants time any more: both are over.
+            break;
+        }
+    }
+    (ea, eb)
+}
+
+#[test]
+fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
+    use std::cell::Cell;
+    let regional = Site::new(1, 40001);
+    let mut federal = Site::new(2, 40002);
+    let inside = federal.local.host;
+    let first: SocketAddr = "198.51.100.2:50002".parse().unwrap();
+    let second: SocketAddr = "198.51.100.2:50999".parse().unwrap();
+    federal.local.reflexive = Some(first);
+    // The federal site's NAT, and whether the network between the sites
+    // carries anything at all.
+    let mapped = Cell::new(first);
+    let up = Cell::new(true);
+    let nat = |d: &Datagram| -> Option<Datagram> {
+        let mut d = d.clone();
+        if !up.get() {
+            return None;
+        }
+        if d.source == inside {
+            d.source = mapped.get();
+        } else if d.destination == mapped.get() {
+            d.destination = inside;
+        } else {
+            return None;
+        }
+        Some(d)
+    };
+    let mut now = Instant::now();
+    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    a.handle_answer(&answer).unwrap();
+    run_over(&mut a, &mut b, &mut now, nat, |ea, eb| {
+        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
+    });
+
+    // The network goes away long enough for both sides to notice (consent
+    // expires after 30 s unanswered), and comes back with the NAT mapping
+    // the federal site anew.
+    up.set(false);
+    let (ea, eb) = run_for(&mut a, &mut b, &mut now, 45, nat, |ea, eb| {
+        has(ea, &LinkEvent::Disconnected) && has(eb, &LinkEvent::Disconnected)
+    });
+    assert!(has(&ea, &LinkEvent::Disconnected), "{ea:?}");
+    assert!(has(&eb, &LinkEvent::Disconnected), "{eb:?}");
+    mapped.set(second);
+    up.set(true);
+
+    // The offering side restarts; the other site sees the same certificate.
+    let restart = a.restart(now, regional.local).unwrap();
+    assert!(b.is_restarted_by(&restart));
+    let answer = b.handle_restart(now, &restart).unwrap();
+    a.handle_answer(&answer).unwrap();
+    let (ea, eb) = run_for(&mut a, &mut b, &mut now, 15, nat, |ea, eb| {
+        has(ea, &LinkEvent::Reconnected) && has(eb, &LinkEvent::Reconnected)
+    });
+    assert!(has(&ea, &LinkEvent::Reconnected), "{ea:?}");
+    assert!(has(&eb, &LinkEvent::Reconnected), "{eb:?}");
+    // No second handshake: the DTLS session and the channel carried on.
+    for events in [&ea, &eb] {
+        assert!(!has(events, &LinkEvent::Connected), "{events:?}");
+        assert!(!has(events, &LinkEvent::ChannelOpen), "{events:?}");
+    }
+    a.send_media(now, b"after the restart").unwrap();
+    assert!(b.send_data(b"still here").unwrap());
+    let (ea, eb) = run_for(&mut a, &mut b, &mut now, 5, nat, |ea, eb| {
+        has(eb, &LinkEvent::Media(b"after the restart".to_vec()))
+            && has(ea, &LinkEvent::Data(b"still here".to_vec()))
+    });
+    assert!(
+        has(&eb, &LinkEvent::Media(b"after the restart".to_vec())),
+        "{eb:?}"
+    );
+    assert!(has(&ea, &LinkEvent::Data(b"still here".to_vec())), "{ea:?}");
+    assert_eq!(
+        b.stats().remote.map(|(addr, _)| addr),
+        Some(regional.local.host)
+    );
+
+    // An offer from a site that restarted (a new certificate) is no restart.
+    let (_, fresh) = Link::offer(now, regional.local).unwrap();
+    assert!(!b.is_restarted_by(&fresh));
+    assert!(matches!(
+        b.handle_restart(now, &fresh),
+        Err(LinkError::Description(why)) if why.contains("another DTLS certificate")
+    ));
+}
+
+#[test]
+fn a_lost_path_not_restarted_in_time_fails_the_link() {
+    let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
+    let mut now = Instant::now();
+    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    a.handle_answer(&answer).unwrap();
+    run(&mut a, &mut b, &mut now, |ea, eb| {
+        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
+    });
+    let failed = |events: &[LinkEvent]| events.iter().any(|e| matches!(e, LinkEvent::Failed(_)));
+    let (ea, _) = run_for(&mut a, &mut b, &mut now, 60, |_| None, |ea, _| failed(ea));
+    let lost = ea.iter().position(|e| *e == LinkEvent::Disconnected);
+    let gave_up = ea
+        .iter()
+        .position(|e| matches!(e, LinkEvent::Failed(why) if why.contains("stopped answering")));
+    assert!(
+        matches!((lost, gave_up), (Some(l), Some(g)) if l < g),
+        "{ea:?}"
+    );
+    assert!(
+        a.poll_timeout().is_none(),
+        "a failed link asks for no more time"
+    );
+    assert!(a.send_media(now, b"too late").is_err());
+}

@@ -46,6 +46,8 @@ const INBOUND_QUEUE: usize = 1024;
 /// A link and where it sends from.
 struct Held {
     link: Link,
+    /// The addresses it offered or answered with.
+    local: LocalAddrs,
     /// The link's own socket (links we offered); `None` for the plane's.
     own: Option<OwnSocket>,
     /// The relay it offered: its own (links we offered) or the plane's.
@@ -328,7 +330,13 @@ impl MediaPlane {
                 let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
                 let (link, offer) = Link::offer(Instant::now(), local)?;
                 let (own, relay) = (Some(own), relay.map(Arc::new));
-                shared.links().insert(key, Held { link, own, relay });
+                let held = Held {
+                    link,
+                    local,
+                    own,
+                    relay,
+                };
+                shared.links().insert(key, held);
                 Ok(offer)
             };
             let offer = offer.await;
@@ -344,14 +352,22 @@ impl MediaPlane {
     }
 
     /// A new link to `org` from its offer, on the plane's port; returns our
-    /// answer. An offer again from the same site (it restarted) replaces
-    /// its link.
+    /// answer. An offer again from the same site restarts ICE on its link
+    /// when it names the same DTLS certificate, and replaces the link when
+    /// not (the site restarted).
     pub fn answer(
         &self,
         session: SessionId,
         org: OrgId,
         offer: &str,
     ) -> Result<String, MediaError> {
+        if let Some(held) = self.shared.links().get_mut(&(session, org))
+            && held.link.is_restarted_by(offer)
+        {
+            let answer = held.link.handle_restart(Instant::now(), offer)?;
+            self.shared.wake.notify_one();
+            return Ok(answer);
+        }
         let relay = lock(&self.shared.relay).clone();
         let local = addrs(
             self.local,
@@ -362,12 +378,28 @@ impl MediaPlane {
         let (link, answer) = Link::answer(Instant::now(), local, offer)?;
         let held = Held {
             link,
+            local,
             own: None,
             relay,
         };
         self.shared.links().insert((session, org), held);
         self.shared.wake.notify_one();
         Ok(answer)
+    }
+
+    /// Restarts ICE on a link this site offered (its path was lost); the
+    /// offer goes to the other site like the first. `None` for a link this
+    /// site answered: the other site restarts it.
+    pub fn restart(&self, session: SessionId, org: OrgId) -> Result<Option<String>, MediaError> {
+        let mut links = self.shared.links();
+        let held = (links.get_mut(&(session, org))).ok_or(MediaError::NoLink { org })?;
+        if held.own.is_none() {
+            return Ok(None);
+        }
+        let offer = held.link.restart(Instant::now(), held.local)?;
+        drop(links);
+        self.shared.wake.notify_one();
+        Ok(Some(offer))
     }
 
     pub fn answered(&self, session: SessionId, org: OrgId, answer: &str) -> Result<(), MediaError> {

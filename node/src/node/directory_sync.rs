@@ -235,13 +235,13 @@ impl Node {
         }
         // Relayed ones before the interfaces' own: within the record's
         // limit, a node on many interfaces must not crowd them out.
-        // Loopback only from a node on loopback alone (tests, one machine):
-        // to anyone else it leads to themselves.
+        // Loopback only from a node on loopback alone (tests, one machine;
+        // decided once, from the configured listen addresses): to anyone
+        // else it leads to themselves.
         use crate::net::scope::{Scope, scope};
-        let all_loopback = (self.listen_addrs.iter()).all(|a| scope(a) == Scope::Loopback);
         let (relayed, own): (Vec<&Multiaddr>, Vec<&Multiaddr>) = (self.listen_addrs.iter())
             .filter(|a| !is_unspecified(a) && !addresses.contains(a))
-            .filter(|a| all_loopback || scope(a) != Scope::Loopback)
+            .filter(|a| self.loopback_only || scope(a) != Scope::Loopback)
             .partition(|a| reach::is_relayed(a));
         addresses.extend(relayed.into_iter().cloned());
         if !private {

@@ -415,6 +415,14 @@ impl Node {
         };
         match &event {
             LinkEvent::Connected => self.journal_video(session, org, VideoStep::Joined),
+            // The path was lost: the side that offered the link looks for a
+            // new one over the same DTLS session; the link gives up by
+            // itself if none is found in time.
+            LinkEvent::Disconnected => match self.media_plane().map(|m| m.restart(session, org)) {
+                Ok(Ok(Some(offer))) => self.send_offer(session, org, Ok(offer)),
+                Ok(Ok(None)) | Err(_) => {}
+                Ok(Err(e)) => tracing::warn!(%org, "video: no ICE restart: {e}"),
+            },
             LinkEvent::Failed(reason) => {
                 let reason = reason.clone();
                 self.journal_video(session, org, VideoStep::Left { reason });
