@@ -108,6 +108,36 @@ fn run_over(
     (ea, eb)
 }
 
+/// Runs over `net` until the data channel is open at both sides, and
+/// checks both saw the link connect.
+fn link_up(
+    a: &mut Link,
+    b: &mut Link,
+    now: &mut Instant,
+    net: impl Fn(&Datagram) -> Option<Datagram>,
+) {
+    let (ea, eb) = run_over(a, b, now, net, |ea, eb| {
+        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
+    });
+    assert!(has(&ea, &LinkEvent::Connected) && has(&eb, &LinkEvent::Connected));
+}
+
+/// Sends media from `a` until both sides' statistics name a route.
+fn until_routed(
+    a: &mut Link,
+    b: &mut Link,
+    now: &mut Instant,
+    net: impl Fn(&Datagram) -> Option<Datagram>,
+) {
+    for i in 0..60u8 {
+        a.send_media(*now, &[i; 1000]).unwrap();
+        let _ = run_over(a, b, now, &net, |_, _| false);
+        if a.stats().remote.is_some() && b.stats().remote.is_some() {
+            return;
+        }
+    }
+}
+
 fn has(events: &[LinkEvent], e: &LinkEvent) -> bool {
     events.contains(e)
 }
@@ -276,17 +306,8 @@ fn a_site_behind_nat_is_reached_at_its_mapped_address_and_the_stats_say_so() {
     let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
     assert!(answer.contains("typ srflx"), "{answer}");
     a.handle_answer(&answer).unwrap();
-    let (ea, eb) = run_over(&mut a, &mut b, &mut now, nat, |ea, eb| {
-        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
-    });
-    assert!(has(&ea, &LinkEvent::Connected) && has(&eb, &LinkEvent::Connected));
-    for i in 0..60u8 {
-        a.send_media(now, &[i; 1000]).unwrap();
-        let _ = run_over(&mut a, &mut b, &mut now, nat, |_, _| false);
-        if a.stats().remote.is_some() && b.stats().remote.is_some() {
-            break;
-        }
-    }
+    link_up(&mut a, &mut b, &mut now, nat);
+    until_routed(&mut a, &mut b, &mut now, nat);
     let (at_regional, at_federal) = (a.stats(), b.stats());
     assert_eq!(
         at_regional.remote,
@@ -330,17 +351,8 @@ fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
         "the inside address stays out: {answer}"
     );
     a.handle_answer(&answer).unwrap();
-    let (ea, eb) = run_over(&mut a, &mut b, &mut now, turn, |ea, eb| {
-        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
-    });
-    assert!(has(&ea, &LinkEvent::Connected) && has(&eb, &LinkEvent::Connected));
-    for i in 0..60u8 {
-        a.send_media(now, &[i; 1000]).unwrap();
-        let _ = run_over(&mut a, &mut b, &mut now, turn, |_, _| false);
-        if a.stats().remote.is_some() && b.stats().remote.is_some() {
-            break;
-        }
-    }
+    link_up(&mut a, &mut b, &mut now, turn);
+    until_routed(&mut a, &mut b, &mut now, turn);
     assert_eq!(a.stats().remote, Some((relay.addr, Route::Relay)));
     // The federal side sends through its own relay: that is the route too.
     assert_eq!(b.stats().remote, Some((regional.local.host, Route::Relay)));
@@ -409,9 +421,7 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     let (mut a, offer) = Link::offer(now, regional.local).unwrap();
     let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
     a.handle_answer(&answer).unwrap();
-    run_over(&mut a, &mut b, &mut now, nat, |ea, eb| {
-        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
-    });
+    link_up(&mut a, &mut b, &mut now, nat);
 
     // The network goes away long enough for both sides to notice (consent
     // expires after 30 s unanswered), and comes back with the NAT mapping
@@ -472,9 +482,7 @@ fn a_lost_path_not_restarted_in_time_fails_the_link() {
     let (mut a, offer) = Link::offer(now, regional.local).unwrap();
     let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
     a.handle_answer(&answer).unwrap();
-    run(&mut a, &mut b, &mut now, |ea, eb| {
-        has(ea, &LinkEvent::ChannelOpen) && has(eb, &LinkEvent::ChannelOpen)
-    });
+    link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
     let failed = |events: &[LinkEvent]| events.iter().any(|e| matches!(e, LinkEvent::Failed(_)));
     let (ea, _) = run_for(&mut a, &mut b, &mut now, 60, |_| None, |ea, _| failed(ea));
     let lost = ea.iter().position(|e| *e == LinkEvent::Disconnected);

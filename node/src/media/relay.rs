@@ -95,17 +95,11 @@ pub(super) async fn allocate(
     inbound: mpsc::Sender<Datagram>,
 ) -> Option<Relay> {
     for server in servers {
-        let granted = tokio::time::timeout(ALLOCATE_WAIT, allocate_on(ip, server)).await;
-        match granted {
-            Ok(Ok((conn, client, base))) => {
+        match allocate_on(ip, server).await {
+            Ok((conn, client, base)) => {
                 return Some(Relay::start(conn, client, base, server, inbound));
             }
-            Ok(Err(e)) => {
-                tracing::warn!(server = %server.server, "TURN server refused an allocation: {e}")
-            }
-            Err(_) => {
-                tracing::warn!(server = %server.server, "TURN server did not grant an allocation within {ALLOCATE_WAIT:?}")
-            }
+            Err(e) => tracing::warn!(server = %server.server, "no TURN relay: {e}"),
         }
     }
     None
@@ -132,9 +126,21 @@ async fn allocate_on(ip: IpAddr, server: &TurnServer) -> Result<Granted, String>
     })
     .await
     .map_err(|e| e.to_string())?;
-    client.listen().await.map_err(|e| e.to_string())?;
-    let conn = client.allocate().await.map_err(|e| e.to_string())?;
-    Ok((Arc::new(conn), client, base))
+    let granted = async {
+        client.listen().await?;
+        client.allocate().await
+    };
+    match tokio::time::timeout(ALLOCATE_WAIT, granted).await {
+        Ok(Ok(conn)) => Ok((Arc::new(conn), client, base)),
+        failed => {
+            // Its reading task holds the socket until told to stop.
+            let _ = client.close().await;
+            Err(match failed {
+                Ok(Err(e)) => format!("the server refused an allocation: {e}"),
+                _ => format!("the server granted no allocation within {ALLOCATE_WAIT:?}"),
+            })
+        }
+    }
 }
 
 impl Relay {
