@@ -16,5 +16,7 @@ mod stats;
 pub mod stun;
 
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
-pub use link::{Datagram, Link, LinkError, LinkEvent, LocalAddrs, Relayed};
+pub use link::{
+    Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT, Relayed,
+};
 pub use stats::{LinkStats, Route};

@@ -75,6 +75,32 @@ pub enum LinkEvent {
     Failed(String),
 }
 
+/// Where a link stands, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkState {
+    /// ICE and DTLS under way.
+    Connecting,
+    Connected,
+    /// Connected once, its path lost: an ICE restart is looking for another.
+    Reconnecting,
+}
+
+impl LinkState {
+    pub const ALL: [LinkState; 3] = [
+        LinkState::Connecting,
+        LinkState::Connected,
+        LinkState::Reconnecting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Reconnecting => "reconnecting",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
     #[error("session description: {0}")]
@@ -104,6 +130,7 @@ pub struct Link {
     /// The time of the last input, and when the path was lost.
     now: Instant,
     lost_at: Option<Instant>,
+    connected_once: bool,
 }
 
 /// The `a=fingerprint:` line of a description.
@@ -165,6 +192,7 @@ impl Link {
             remote_fingerprint: None,
             now,
             lost_at: None,
+            connected_once: false,
         }
     }
 
@@ -359,6 +387,14 @@ impl Link {
         self.failed.is_none() && self.rtc.is_connected()
     }
 
+    pub fn state(&self) -> LinkState {
+        match (self.connected_once, self.lost_at) {
+            (true, Some(_)) => LinkState::Reconnecting,
+            _ if self.is_connected() => LinkState::Connected,
+            _ => LinkState::Connecting,
+        }
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
         self.transmits.pop_front()
     }
@@ -424,7 +460,10 @@ impl Link {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Connected => self.events.push_back(LinkEvent::Connected),
+            Event::Connected => {
+                self.connected_once = true;
+                self.events.push_back(LinkEvent::Connected);
+            }
             Event::ChannelOpen(id, _) => {
                 self.channel = Some(id);
                 self.events.push_back(LinkEvent::ChannelOpen);

@@ -8,8 +8,8 @@ use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
-    Datagram, Description, Link, LinkError, LinkEvent, LocalAddrs, Relayed, Route, SessionId,
-    Signal, SignalError, accept,
+    Datagram, Description, Link, LinkError, LinkEvent, LinkState, LocalAddrs, Relayed, Route,
+    SessionId, Signal, SignalError, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -432,6 +432,10 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     });
     assert!(has(&ea, &LinkEvent::Disconnected), "{ea:?}");
     assert!(has(&eb, &LinkEvent::Disconnected), "{eb:?}");
+    assert_eq!(
+        (a.state(), b.state()),
+        (LinkState::Reconnecting, LinkState::Reconnecting)
+    );
     mapped.set(second);
     up.set(true);
 
@@ -445,6 +449,10 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     });
     assert!(has(&ea, &LinkEvent::Reconnected), "{ea:?}");
     assert!(has(&eb, &LinkEvent::Reconnected), "{eb:?}");
+    assert_eq!(
+        (a.state(), b.state()),
+        (LinkState::Connected, LinkState::Connected)
+    );
     // No second handshake: the DTLS session and the channel carried on.
     for events in [&ea, &eb] {
         assert!(!has(events, &LinkEvent::Connected), "{events:?}");

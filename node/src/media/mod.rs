@@ -29,7 +29,9 @@ use crate::config::{TurnServer, VideoConfig};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::video::SessionId;
 use konsilium_video::stun::BindingRequest;
-use konsilium_video::{Datagram, Link, LinkError, LinkEvent, LinkStats, LocalAddrs, Relayed};
+use konsilium_video::{
+    Datagram, Link, LinkError, LinkEvent, LinkState, LinkStats, LocalAddrs, Relayed,
+};
 use relay::Relay;
 use socket::OwnSocket;
 use std::collections::{HashMap, HashSet};
@@ -167,7 +169,7 @@ pub enum MediaError {
 pub struct LinkView {
     pub session: SessionId,
     pub org: OrgId,
-    pub connected: bool,
+    pub state: LinkState,
     pub stats: LinkStats,
 }
 
@@ -266,7 +268,7 @@ impl MediaPlane {
             .map(|(&(session, org), held)| LinkView {
                 session,
                 org,
-                connected: held.link.is_connected(),
+                state: held.link.state(),
                 stats: held.link.stats(),
             })
             .collect();

@@ -345,12 +345,7 @@ impl Node {
                     consultation,
                     peer: link.org.to_string(),
                     name: self.org_name(&link.org),
-                    state: if link.connected {
-                        "connected"
-                    } else {
-                        "connecting"
-                    }
-                    .into(),
+                    state: link.state.as_str().into(),
                     route: s.remote.map(|(_, route)| route.to_string()),
                     remote: s.remote.map(|(addr, _)| addr.to_string()),
                     rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
@@ -369,11 +364,9 @@ impl Node {
     pub(super) fn set_video_metrics(&self) {
         let m = &self.metrics;
         let links = (self.media.as_ref()).map(|m| m.links()).unwrap_or_default();
-        for state in ["connecting", "connected"] {
-            let n = (links.iter())
-                .filter(|l| l.connected == (state == "connected"))
-                .count();
-            m.video_links.with_label_values(&[state]).set(n as i64);
+        for state in konsilium_video::LinkState::ALL {
+            let n = (links.iter()).filter(|l| l.state == state).count();
+            (m.video_links.with_label_values(&[state.as_str()])).set(n as i64);
         }
         for gauge in [
             &m.video_rtt,
