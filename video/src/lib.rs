@@ -17,6 +17,7 @@ pub mod stun;
 
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
-    Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT, Relayed,
+    Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT,
+    Relayed,
 };
 pub use stats::{LinkStats, Route};

@@ -26,6 +26,22 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 /// new one before it is given up (and set up anew, DTLS and all).
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 
+/// The DTLS certificate of one link, whose fingerprint goes into the
+/// signed description. Making one costs a millisecond or two of CPU, so
+/// a node keeps a few made ahead and no link's setup waits for one.
+pub struct Certificate(str0m::crypto::dtls::DtlsCert);
+
+impl Certificate {
+    pub fn generate() -> Result<Self, LinkError> {
+        let provider = str0m::crypto::from_feature_flags();
+        (provider.dtls_provider.generate_certificate())
+            .map(Self)
+            .ok_or(LinkError::Setup(
+                "the crypto backend makes no DTLS certificates".into(),
+            ))
+    }
+}
+
 /// The addresses this site offers for a link: its interface's, the one
 /// its NAT maps it to when a STUN server told it, and a TURN server's
 /// relayed address when one granted it.
@@ -141,9 +157,10 @@ fn fingerprint(sdp: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, LinkError> {
+fn new_rtc(now: Instant, local: LocalAddrs, cert: Certificate) -> Result<Rtc, LinkError> {
     let mut rtc = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        .set_dtls_cert(cert.0)
         .enable_bwe(None)
         .set_stats_interval(Some(STATS_EVERY))
         .build(now);
@@ -197,8 +214,12 @@ impl Link {
     }
 
     /// The side that opens: a link waiting for the answer to its offer.
-    pub fn offer(now: Instant, local: LocalAddrs) -> Result<(Self, String), LinkError> {
-        let mut rtc = new_rtc(now, local)?;
+    pub fn offer(
+        now: Instant,
+        local: LocalAddrs,
+        cert: Certificate,
+    ) -> Result<(Self, String), LinkError> {
+        let mut rtc = new_rtc(now, local, cert)?;
         let mut change = rtc.sdp_api();
         let mid = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
         change.add_channel(CHANNEL.into());
@@ -216,12 +237,13 @@ impl Link {
     pub fn answer(
         now: Instant,
         local: LocalAddrs,
+        cert: Certificate,
         offer: &str,
     ) -> Result<(Self, String), LinkError> {
         let sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
-        let mut rtc = new_rtc(now, local)?;
+        let mut rtc = new_rtc(now, local, cert)?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)

@@ -8,8 +8,8 @@ use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
-    Datagram, Description, Link, LinkError, LinkEvent, LinkState, LocalAddrs, Relayed, Route,
-    SessionId, Signal, SignalError, accept,
+    Certificate, Datagram, Description, Link, LinkError, LinkEvent, LinkState, LocalAddrs, Relayed,
+    Route, SessionId, Signal, SignalError, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -138,6 +138,10 @@ fn until_routed(
     }
 }
 
+fn cert() -> Certificate {
+    Certificate::generate().unwrap()
+}
+
 fn has(events: &[LinkEvent], e: &LinkEvent) -> bool {
     events.contains(e)
 }
@@ -148,7 +152,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     let participants = [regional.org(), federal.org()];
     let mut now = Instant::now();
 
-    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
     let signal = regional.sign(&federal, Description::Offer(offer));
     let Description::Offer(offer) = accept(&signal, federal.org(), SESSION, &participants)
         .unwrap()
@@ -156,7 +160,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     else {
         panic!("an offer");
     };
-    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
     let signal = federal.sign(&regional, Description::Answer(answer));
     let Description::Answer(answer) = accept(&signal, regional.org(), SESSION, &participants)
         .unwrap()
@@ -247,8 +251,8 @@ fn signals_from_outside_the_session_or_forged_are_refused() {
 fn a_handshake_whose_fingerprint_is_not_the_signed_one_fails_and_carries_nothing() {
     let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
     // What the federal site signed names another certificate than the one
     // its DTLS presents (a party in the middle, or a mix-up).
     let line = answer
@@ -302,8 +306,8 @@ fn a_site_behind_nat_is_reached_at_its_mapped_address_and_the_stats_say_so() {
         Some(d)
     };
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
     assert!(answer.contains("typ srflx"), "{answer}");
     a.handle_answer(&answer).unwrap();
     link_up(&mut a, &mut b, &mut now, nat);
@@ -343,8 +347,8 @@ fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
         (d.source != inside && d.destination != inside).then(|| d.clone())
     };
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
     assert!(answer.contains("typ relay"), "{answer}");
     assert!(
         !answer.contains("10.0.0.2 "),
@@ -359,7 +363,9 @@ fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
 
     // Relay-only with no relay granted offers nothing rather than the host.
     federal.local.relayed = None;
-    let refused = Link::answer(now, federal.local, &offer).err().unwrap();
+    let refused = Link::answer(now, federal.local, cert(), &offer)
+        .err()
+        .unwrap();
     assert!(
         matches!(&refused, LinkError::Setup(why) if why.contains("no TURN server granted a relay")),
         "{refused}"
@@ -418,8 +424,8 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
         Some(d)
     };
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
     a.handle_answer(&answer).unwrap();
     link_up(&mut a, &mut b, &mut now, nat);
 
@@ -475,7 +481,7 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     );
 
     // An offer from a site that restarted (a new certificate) is no restart.
-    let (_, fresh) = Link::offer(now, regional.local).unwrap();
+    let (_, fresh) = Link::offer(now, regional.local, cert()).unwrap();
     assert!(!b.is_restarted_by(&fresh));
     assert!(matches!(
         b.handle_restart(now, &fresh),
@@ -487,8 +493,8 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
 fn a_lost_path_not_restarted_in_time_fails_the_link() {
     let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
     a.handle_answer(&answer).unwrap();
     link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
     let failed = |events: &[LinkEvent]| events.iter().any(|e| matches!(e, LinkEvent::Failed(_)));

@@ -21,6 +21,7 @@
 //! answers and every offered link allocates one of its own, so a link's
 //! relayed address, like its port, is no other link's.
 
+mod certs;
 mod relay;
 mod socket;
 mod task;
@@ -175,6 +176,7 @@ pub struct LinkView {
 
 pub struct MediaPlane {
     shared: Arc<Shared>,
+    certs: Arc<certs::Stock>,
     local: SocketAddr,
     stun: Arc<Vec<String>>,
     turn: Arc<Vec<TurnServer>>,
@@ -233,8 +235,11 @@ impl MediaPlane {
             let keep = relay::keep(local.ip(), turn.clone(), shared.clone(), inbound.clone());
             tasks.push(tokio::spawn(keep));
         }
+        let certs = Arc::new(certs::Stock::default());
+        certs.refill();
         Ok(Self {
             shared,
+            certs,
             local,
             stun: Arc::new(stun),
             turn,
@@ -318,6 +323,7 @@ impl MediaPlane {
         let (shared, stun, turn) = (self.shared.clone(), self.stun.clone(), self.turn.clone());
         let (inbound, events) = (self.inbound.clone(), self.events.clone());
         let (ip, relay_only) = (self.local.ip(), self.relay_only);
+        let certs = self.certs.clone();
         tokio::spawn(async move {
             let offer = async {
                 let relayed = async {
@@ -330,7 +336,7 @@ impl MediaPlane {
                     tokio::join!(socket::own_socket(ip, &stun, inbound.clone()), relayed);
                 let (own, mapped) = own?;
                 let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
-                let (link, offer) = Link::offer(Instant::now(), local)?;
+                let (link, offer) = Link::offer(Instant::now(), local, certs.take()?)?;
                 let (own, relay) = (Some(own), relay.map(Arc::new));
                 let held = Held {
                     link,
@@ -377,7 +383,7 @@ impl MediaPlane {
             relay.as_deref(),
             self.relay_only,
         );
-        let (link, answer) = Link::answer(Instant::now(), local, offer)?;
+        let (link, answer) = Link::answer(Instant::now(), local, self.certs.take()?, offer)?;
         let held = Held {
             link,
             local,
