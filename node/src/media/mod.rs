@@ -326,14 +326,11 @@ impl MediaPlane {
         let certs = self.certs.clone();
         tokio::spawn(async move {
             let offer = async {
-                let relayed = async {
-                    match turn.is_empty() {
-                        true => None,
-                        false => relay::allocate(ip, &turn, inbound.clone()).await,
-                    }
-                };
-                let (own, relay) =
-                    tokio::join!(socket::own_socket(ip, &stun, inbound.clone()), relayed);
+                // No TURN servers: no relay, at once.
+                let (own, relay) = tokio::join!(
+                    socket::own_socket(ip, &stun, inbound.clone()),
+                    relay::allocate(ip, &turn, inbound.clone())
+                );
                 let (own, mapped) = own?;
                 let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
                 let (link, offer) = Link::offer(Instant::now(), local, certs.take()?)?;
