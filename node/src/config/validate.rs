@@ -259,8 +259,9 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
     })
 }
 
-/// STUN servers as `host:port`: a name or an address, and a port. Names
-/// are resolved when asked, so a server that moves is followed.
+/// `[video]`: a TURN server needs credentials, and relaying everything
+/// needs a TURN server, so a config that would leave video with no path
+/// is refused at load rather than at the first session.
 fn video_settings(raw: RawVideo) -> Result<VideoConfig, Bad> {
     let listen = video_listen(&raw.listen)?;
     let stun = (raw.stun.into_iter().enumerate())
@@ -298,8 +299,8 @@ fn video_settings(raw: RawVideo) -> Result<VideoConfig, Bad> {
     })
 }
 
-/// `host:port` of a STUN or TURN server: a name is resolved when used,
-/// since a server's address may move.
+/// `host:port` of a STUN or TURN server: a name or an address, and a
+/// port. Names are resolved when used, so a server that moves is followed.
 fn server_address(field: String, kind: &str, server: String) -> Result<String, Bad> {
     let server = server.trim().to_owned();
     let well_formed = server.parse::<std::net::SocketAddr>().is_ok()
