@@ -124,6 +124,10 @@ pub struct ConsultationTimers {
     /// `(when, id)` for each consultation with a future change.
     queue: BTreeSet<(Timestamp, ConsultationId)>,
     events: VecDeque<TimerEvent>,
+    /// When the oldest event not yet polled was reported: an update can
+    /// report at once (a decline with forward), and the driver only polls
+    /// at a timeout, so pending events make one due.
+    pending_since: Option<Timestamp>,
 }
 
 impl ConsultationTimers {
@@ -211,12 +215,21 @@ impl ConsultationTimers {
     }
 
     pub fn poll_event(&mut self) -> Option<TimerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if self.events.is_empty() {
+            self.pending_since = None;
+        }
+        event
     }
 
-    /// When [`Self::handle_timeout`] next has something to report.
+    /// When [`Self::handle_timeout`] next has something to report: at
+    /// once while events wait to be polled.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.queue.first().map(|(t, _)| *t)
+        let next = self.queue.first().map(|(t, _)| *t);
+        match (self.pending_since, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn check(&mut self, now: Timestamp, id: ConsultationId, w: &mut Watched) {
@@ -230,6 +243,7 @@ impl ConsultationTimers {
                     state,
                     due: d.due,
                 });
+                self.pending_since.get_or_insert(now);
             }
             w.reported = state;
         }
@@ -237,6 +251,7 @@ impl ConsultationTimers {
             && let Some(why) = w.facts.escalation(now)
         {
             self.events.push_back(TimerEvent::Escalate { id, why });
+            self.pending_since.get_or_insert(now);
             w.escalation_reported = true;
         }
         w.wake = w.facts.next_change(now);
@@ -366,7 +381,15 @@ mod tests {
             },
         );
         assert!(drain(&mut t).is_empty());
-        t.handle_update(T0, ID, forwarded);
+        assert_eq!(
+            t.poll_timeout(),
+            None,
+            "nothing to wake the consulting side for"
+        );
+        t.handle_update(at(5), ID, forwarded);
+        // A driver polls events when woken: the escalation makes the timers
+        // due at once, though the rejected case has no deadline left.
+        assert_eq!(t.poll_timeout(), Some(at(5)));
         assert_eq!(
             drain(&mut t),
             [TimerEvent::Escalate {
@@ -374,6 +397,7 @@ mod tests {
                 why: Escalation::DeclinedWithForward
             }]
         );
+        assert_eq!(t.poll_timeout(), None);
     }
 
     #[test]

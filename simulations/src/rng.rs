@@ -7,6 +7,7 @@
 
 use konsilium_protocol::testkit::seed;
 use std::ops::Range;
+use std::time::Duration;
 
 /// A deterministic stream of random numbers: blake3(label, counter).
 #[derive(Debug, Clone)]
@@ -42,6 +43,36 @@ impl SimRng {
                 return (x % n) as usize;
             }
         }
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        lo + (hi.saturating_sub(lo)).mul_f64(self.unit())
+    }
+
+    /// Exponentially distributed with this mean: the gaps between arrivals
+    /// that come independently of each other (a Poisson process).
+    pub fn exponential(&mut self, mean: Duration) -> Duration {
+        mean.mul_f64(-(1.0 - self.unit()).ln())
+    }
+
+    /// An index drawn in proportion to `weights` (none may be negative and
+    /// one at least must be positive).
+    pub fn weighted(&mut self, weights: &[f64]) -> usize {
+        let total: f64 = weights.iter().sum();
+        let mut x = self.unit() * total;
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return i;
+            }
+            x -= w;
+        }
+        weights.iter().rposition(|w| *w > 0.0).unwrap_or(0)
     }
 
     /// A uniformly chosen member of `group` other than `me`.

@@ -286,3 +286,41 @@ fn a_conclusion_sent_during_a_partition_reaches_the_requester_after_the_heal() {
     );
     assert_eq!(f.net.violations(), &[]);
 }
+
+/// Found by the Vologda simulation: a decline with forward is escalated at
+/// once, also when the requester's desk has no other consultation whose
+/// timer would have woken it.
+#[test]
+fn a_case_declined_with_forward_goes_to_the_next_consultant_at_once() {
+    let mut f = federation();
+    let id = ask_district(&mut f, Urgency::Planned, written_consent());
+    let arrived = f.net.run_until(Duration::from_secs(600), |net| {
+        net.node(DISTRICT).desk().case(&id).is_some()
+    });
+    assert!(arrived, "the request reached the consultant");
+    let now = f.net.now();
+    let coordinator = Actor {
+        role: Role::Coordinator,
+        user: "coordinator",
+    };
+    let decline = Action::Reject {
+        reason: "every cardiologist is booked past the deadline".into(),
+        forward: true,
+    };
+    f.net
+        .node_mut(DISTRICT)
+        .act(now, id, coordinator, decline, None)
+        .unwrap();
+    // A planned case has days before any deadline timer: only the decline
+    // itself can move it on.
+    let forwarded = f.net.run_until(Duration::from_secs(60), |net| {
+        net.node(REGIONAL).desk().cases().next().is_some()
+    });
+    assert!(
+        forwarded,
+        "the regional center got the case within a minute"
+    );
+    assert_eq!(status(&f, REQUESTER, &id), Some(Status::Rejected));
+    let next = f.net.node(REGIONAL).desk().cases().next().unwrap();
+    assert_eq!(next.consultation.request.escalated_from, Some(id));
+}

@@ -350,7 +350,9 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
     (sequence, *hash)
 }
 
-#[derive(Debug)]
+/// Cloning copies verified entries: simulations verify a region's
+/// directory once and hand each of its sites a copy.
+#[derive(Debug, Clone)]
 pub struct Directory {
     entries: BTreeMap<OrgId, DirectoryEntry>,
     bucket_hashes: Vec<OnceLock<[u8; 32]>>,

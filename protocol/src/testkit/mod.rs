@@ -109,6 +109,8 @@ pub struct TestFederation {
     pub trust: Trust,
     label: String,
     next_serial: u64,
+    /// Days from `NOW` that organization certificates stay valid.
+    org_validity_days: u64,
 }
 
 impl TestFederation {
@@ -121,7 +123,14 @@ impl TestFederation {
             trust,
             label: label.to_owned(),
             next_serial: 1,
+            org_validity_days: 365,
         }
+    }
+
+    /// Organizations made from now on are certified for `days` (a year by
+    /// default): a simulated year and its tail need longer.
+    pub fn certify_for(&mut self, days: u64) {
+        self.org_validity_days = days;
     }
 
     fn serial(&mut self) -> u64 {
@@ -175,7 +184,7 @@ impl TestFederation {
             level,
             region: RegionCode::new(region).expect("valid region code"),
             sealing_key: sealing.public(),
-            validity: validity_days(365),
+            validity: validity_days(self.org_validity_days),
             serial,
         };
         let chain = if level == OrgLevel::Federal {

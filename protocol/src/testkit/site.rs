@@ -21,7 +21,8 @@ use crate::signed::Signed;
 use crate::time::Timestamp;
 use crate::wire;
 use crate::workflow::{Action, Consent, ConsultationId, ConsultationRequest, Status};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Requests of the outbox machine carry this bit in their simulated token,
@@ -56,6 +57,13 @@ pub struct Site {
     /// Packages taken in, with the receipt given for each.
     inbox: BTreeMap<PackageId, Signed<Receipt>>,
     peers: BTreeMap<OrgId, NodeId>,
+    /// Where each organization's node is, as directory records' addresses
+    /// tell a real node; without it the site reaches only the peers it is
+    /// connected to.
+    addresses: Option<Arc<HashMap<OrgId, NodeId>>>,
+    /// Dials asked for and not yet answered.
+    dialling: BTreeMap<NodeId, OrgId>,
+    dials: VecDeque<NodeId>,
     transmits: VecDeque<Transmit>,
     /// Draws for package ids, consultation ids and sealing randomness.
     draws: u64,
@@ -95,6 +103,9 @@ impl Site {
             packages: BTreeMap::new(),
             inbox: BTreeMap::new(),
             peers: BTreeMap::new(),
+            addresses: None,
+            dialling: BTreeMap::new(),
+            dials: VecDeque::new(),
             transmits: VecDeque::new(),
             draws: 0,
             events: Vec::new(),
@@ -121,6 +132,13 @@ impl Site {
 
     pub fn id(&self) -> OrgId {
         self.me
+    }
+
+    /// Lets the outbox dial organizations it is not connected to (a
+    /// connection whose admission failed is cut by admission, so the
+    /// next dial opens a fresh one).
+    pub fn set_addresses(&mut self, addresses: Arc<HashMap<OrgId, NodeId>>) {
+        self.addresses = Some(addresses);
     }
 
     pub fn org_node(&self) -> &OrgNode {
@@ -281,6 +299,7 @@ impl Site {
             }
             _ => Ok(desk::Taken::Taken),
         };
+
         let receipt = Signed::sign(&self.identity, &Receipt::for_package(&package, now));
         self.inbox.insert(id, receipt.clone());
         self.run(now);
@@ -295,6 +314,7 @@ impl Site {
                 busy = true;
                 match change {
                     PeerChange::Ready(peer, org) => {
+                        self.dialling.remove(&peer);
                         self.peers.insert(org, peer);
                         self.outbox.handle_peer_ready(now, org);
                     }
@@ -377,8 +397,17 @@ impl Site {
                 }
             }
             outbox::Output::Dial { to } => {
-                if !self.peers.contains_key(&to) {
-                    self.outbox.handle_dial_failed(to, "not connected");
+                if self.peers.contains_key(&to) {
+                    return;
+                }
+                let node = self.addresses.as_ref().and_then(|a| a.get(&to)).copied();
+                match node {
+                    Some(node) => {
+                        if self.dialling.insert(node, to).is_none() {
+                            self.dials.push_back(node);
+                        }
+                    }
+                    None => self.outbox.handle_dial_failed(to, "not connected"),
                 }
             }
             outbox::Output::SendReceipt { to, receipt } => {
@@ -404,11 +433,13 @@ impl SimNode for Site {
     }
 
     fn handle_peer_up(&mut self, now: Timestamp, peer: NodeId, key: Option<OrgId>) {
+        self.dialling.remove(&peer);
         self.org.handle_peer_up(now, peer, key);
         self.run(now);
     }
 
     fn handle_peer_down(&mut self, now: Timestamp, peer: NodeId) {
+        self.dialling.remove(&peer);
         self.org.handle_peer_down(now, peer);
         self.run(now);
     }
@@ -514,5 +545,16 @@ impl SimNode for Site {
 
     fn poll_cut(&mut self) -> Option<NodeId> {
         self.org.poll_cut()
+    }
+
+    fn poll_dial(&mut self) -> Option<NodeId> {
+        self.dials.pop_front()
+    }
+
+    fn handle_dial_failed(&mut self, now: Timestamp, peer: NodeId) {
+        if let Some(org) = self.dialling.remove(&peer) {
+            self.outbox.handle_dial_failed(org, "unreachable");
+        }
+        self.run(now);
     }
 }

@@ -1,8 +1,8 @@
 //! The scenarios: each takes a generated federation and a seed and returns a
 //! report that depends on nothing else.
 
+use super::network::{Network, NetworkState, RunReport, Strategy, Traffic, full_transfer_bytes};
 use crate::SimError;
-use crate::network::{Network, NetworkState, RunReport, Strategy, Traffic, full_transfer_bytes};
 use crate::rng::SimRng;
 use konsilium_protocol::cert::{OrgLevel, Trust};
 use konsilium_protocol::directory::SignedRecord;

@@ -1,0 +1,129 @@
+//! `konsilium-simulations vologda` (or `qiqihar`, `national`,
+//! `national-stress`): a year of a federation's consultations on the real
+//! protocol machines, written as CSV, JSON, plots and a one-page report.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use konsilium_simulations::output;
+use konsilium_simulations::scenario::{Scenario, UrgencyMix};
+use konsilium_simulations::year::{self, Progress, convergence, summary::Summary};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Konsilium federations at scale, on the real protocol machines")]
+struct Args {
+    /// vologda, qiqihar, national or national-stress
+    scenario: String,
+    /// Every draw follows from it: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where results go (default: target/simulations/<scenario>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Consultations a year, instead of the scenario's own figure.
+    #[arg(long)]
+    per_year: Option<u32>,
+    /// Days of new consultations (1 to 364).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Urgency mix in percent, planned/urgent/emergency, like 80/15/5.
+    #[arg(long)]
+    mix: Option<String>,
+    /// Run without the scenario's faults.
+    #[arg(long)]
+    no_faults: bool,
+    /// Skip the directory convergence measurement.
+    #[arg(long)]
+    no_convergence: bool,
+}
+
+fn mix(text: &str) -> anyhow::Result<UrgencyMix> {
+    let parts: Vec<f64> = text
+        .split('/')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--mix {text:?}: use three numbers like 80/15/5"))?;
+    let [planned, urgent, emergency] = parts[..] else {
+        bail!("--mix {text:?}: use three numbers like 80/15/5");
+    };
+    if parts.iter().any(|p| *p < 0.0) || parts.iter().sum::<f64>() <= 0.0 {
+        bail!("--mix {text:?}: shares must be positive");
+    }
+    Ok(UrgencyMix {
+        planned: planned / 100.0,
+        urgent: urgent / 100.0,
+        emergency: emergency / 100.0,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let Some(mut scenario) = Scenario::by_name(&args.scenario) else {
+        bail!(
+            "unknown scenario {:?}: use one of {}",
+            args.scenario,
+            Scenario::NAMES.join(", ")
+        );
+    };
+    if let Some(n) = args.per_year {
+        scenario.workload.per_year = n;
+    }
+    if let Some(d) = args.days {
+        scenario.days = d;
+    }
+    if let Some(m) = &args.mix {
+        scenario.workload.mix = mix(m)?;
+    }
+    if args.no_faults {
+        scenario.faults.clear();
+    }
+    scenario
+        .check()
+        .map_err(|e| anyhow::anyhow!("scenario {}: {e}", scenario.name))?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("target/simulations").join(scenario.name));
+    eprintln!(
+        "{}\n{} organizations, {} consultations a year, {} days, seed {}",
+        scenario.title,
+        scenario.orgs.len(),
+        scenario.workload.per_year,
+        scenario.days,
+        args.seed
+    );
+    let convergence = if args.no_convergence {
+        None
+    } else {
+        eprint!("directory convergence at the real anti-entropy interval... ");
+        let c = convergence::measure(&scenario, args.seed)?;
+        eprintln!("99% in {}, all in {}", seconds(c.p99_s), seconds(c.all_s));
+        Some(c)
+    };
+    let outcome = year::run(&scenario, args.seed, |p: &Progress| {
+        if p.day.is_multiple_of(7) || p.day == p.days {
+            eprint!(
+                "\rday {:>3}/{}: {} consultations, {} concluded ({:.0} s)   ",
+                p.day,
+                p.days,
+                p.started,
+                p.concluded,
+                p.wall.as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    eprintln!();
+    let summary = Summary::of(&scenario, args.seed, &outcome, convergence);
+    let written = output::write(&out, &scenario, &outcome, &summary)
+        .with_context(|| format!("writing results to {}", out.display()))?;
+    println!("{}", output::report::headline(&summary));
+    for path in written {
+        println!("  {}", path.display());
+    }
+    Ok(())
+}
+
+fn seconds(s: Option<f64>) -> String {
+    s.map_or_else(|| "(not within 4 h)".into(), |s| format!("{s:.0} s"))
+}

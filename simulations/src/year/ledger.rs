@@ -1,0 +1,165 @@
+//! What happened to each patient's consultation, read from what the sites'
+//! desks reported: a consultation escalated to another organization stays
+//! one case, timed from the first request, because the patient's deadline
+//! does not restart when the consultant changes.
+
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::workflow::ConsultationId;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    pub urgency: Urgency,
+    pub specialty: Specialty,
+    pub requester: usize,
+    /// The level asked for at the start.
+    pub level: OrgLevel,
+    /// Part of a burst of emergencies (a fault), not the ordinary stream.
+    pub burst: bool,
+    pub created: Timestamp,
+    /// When the conclusion is late, by the first consultant's calendar.
+    pub due: Option<Timestamp>,
+    pub first_consultant: usize,
+    /// When the first request reached the first consultant's desk.
+    pub arrived: Option<Timestamp>,
+    /// When the conclusion reached the requester's desk.
+    pub concluded: Option<Timestamp>,
+    pub concluded_by: Option<usize>,
+    pub acknowledged: Option<Timestamp>,
+    pub escalations: u32,
+    pub declines: u32,
+    /// Failed: nobody was left to ask.
+    pub failed: bool,
+}
+
+impl Case {
+    pub fn in_time(&self) -> bool {
+        match (self.concluded, self.due) {
+            (Some(c), Some(d)) => c < d,
+            _ => false,
+        }
+    }
+
+    pub fn time_to_conclusion(&self) -> Option<Duration> {
+        self.concluded.map(|c| c.since(self.created))
+    }
+}
+
+/// What one organization carried.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Load {
+    pub asked: u32,
+    pub received: u32,
+    pub concluded: u32,
+    pub declined: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub cases: Vec<Case>,
+    /// Every consultation id (escalations included) to its case.
+    ids: HashMap<ConsultationId, usize>,
+    pub load: Vec<Load>,
+    /// From a request's creation to its arrival at the consultant's desk,
+    /// escalated requests included.
+    pub deliveries: Vec<Duration>,
+    /// Requests for which the directory named no consultant.
+    pub unroutable: u32,
+    /// Steps the clinicians tried that the desk refused (the case had
+    /// moved on: cancelled by an escalation, say).
+    pub steps_refused: u32,
+    /// Steps or conclusions a desk judged forged: must stay 0.
+    pub forged: u32,
+    /// Requests sent and not yet arrived, by id, for delivery times.
+    sent: HashMap<ConsultationId, Timestamp>,
+    arrivals: HashSet<ConsultationId>,
+}
+
+impl Ledger {
+    pub fn new(orgs: usize) -> Self {
+        Self {
+            load: vec![Load::default(); orgs],
+            ..Default::default()
+        }
+    }
+
+    pub fn open(&mut self, id: ConsultationId, case: Case) {
+        self.load[case.requester].asked += 1;
+        self.sent.insert(id, case.created);
+        self.ids.insert(id, self.cases.len());
+        self.cases.push(case);
+    }
+
+    pub fn case_of(&self, id: &ConsultationId) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    pub fn escalated(&mut self, from: &ConsultationId, to: ConsultationId, at: Timestamp) {
+        if let Some(&c) = self.ids.get(from) {
+            self.cases[c].escalations += 1;
+            self.ids.insert(to, c);
+            self.sent.insert(to, at);
+        }
+    }
+
+    /// A request reached its consultant's desk; false when it had already.
+    pub fn arrived(&mut self, id: &ConsultationId, org: usize, at: Timestamp) -> bool {
+        if !self.arrivals.insert(*id) {
+            return false;
+        }
+        self.load[org].received += 1;
+        if let Some(sent) = self.sent.remove(id) {
+            self.deliveries.push(at.since(sent));
+        }
+        if let Some(&c) = self.ids.get(id) {
+            self.cases[c].arrived.get_or_insert(at);
+        }
+        true
+    }
+
+    pub fn declined(&mut self, org: usize, id: &ConsultationId) {
+        self.load[org].declined += 1;
+        if let Some(&c) = self.ids.get(id) {
+            self.cases[c].declines += 1;
+        }
+    }
+
+    /// The conclusion reached the requester; false when it was known
+    /// already (the desk reports the status again on later steps).
+    pub fn concluded(&mut self, id: &ConsultationId, by: usize, at: Timestamp) -> bool {
+        let Some(&c) = self.ids.get(id) else {
+            return false;
+        };
+        let case = &mut self.cases[c];
+        if case.concluded.is_some() {
+            return false;
+        }
+        case.concluded = Some(at);
+        case.concluded_by = Some(by);
+        self.load[by].concluded += 1;
+        true
+    }
+
+    pub fn acknowledged(&mut self, id: &ConsultationId, at: Timestamp) {
+        if let Some(&c) = self.ids.get(id) {
+            self.cases[c].acknowledged.get_or_insert(at);
+        }
+    }
+
+    pub fn failed(&mut self, id: &ConsultationId) {
+        if let Some(&c) = self.ids.get(id) {
+            let case = &mut self.cases[c];
+            case.failed = case.concluded.is_none();
+        }
+    }
+
+    /// Requests never delivered, by the time the run ended.
+    pub fn undelivered(&self) -> usize {
+        self.sent.len()
+    }
+}

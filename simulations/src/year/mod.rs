@@ -1,0 +1,440 @@
+//! A year of consultations in a federation of real sites.
+//!
+//! Each organization is a `testkit::Site`: the node's admission, directory,
+//! outbox and desk machines wired as the node wires them, on the protocol's
+//! simulated network with the scenario's latency, loss, outages and
+//! partitions. Packages are sealed and opened, steps and conclusions
+//! signed and verified, receipts signed, deadlines and escalations timed by
+//! the desk itself. The model adds only what is outside the protocol: when
+//! patients need a consultation ([`agenda`]), when clinicians take their
+//! steps ([`clinic`]), and the faults.
+
+pub mod agenda;
+pub mod clinic;
+pub mod convergence;
+pub mod ledger;
+pub mod summary;
+pub mod world;
+
+use crate::SimError;
+use crate::rng::SimRng;
+use crate::scenario::{FaultKind, Scenario};
+use agenda::{Agenda, Task};
+use clinic::{Clinic, Plan};
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::conclusion::{Conclusion, ConclusionFile};
+use konsilium_protocol::desk::{self, Actor, Desk};
+use konsilium_protocol::journal::Role;
+use konsilium_protocol::route::{self, RouteRequest};
+use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::urgency::Urgency;
+use konsilium_protocol::workflow::{Action, Consent, ConsentMethod, ConsultationId, Status};
+use ledger::{Case, Ledger};
+use std::time::{Duration, Instant};
+use world::World;
+
+/// How often the model reads what the desks reported. Clinicians react to
+/// a report at its own timestamp, so this bounds only how late a reaction
+/// can be scheduled, and every reaction takes minutes.
+const TICK: Duration = Duration::from_secs(60);
+/// After the last new consultation, time for the open ones to finish.
+const TAIL: Duration = Duration::from_secs(7 * 86_400);
+
+/// Reported once a simulated day.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub day: u32,
+    pub days: u32,
+    pub started: usize,
+    pub concluded: usize,
+    pub wall: Duration,
+}
+
+/// Everything a run measured.
+pub struct Outcome {
+    pub ledger: Ledger,
+    /// Bytes each node sent over the whole run.
+    pub bytes: Vec<u64>,
+    pub messages_lost: u64,
+    pub frame_violations: usize,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub wall: Duration,
+}
+
+struct Engine<'a> {
+    scenario: &'a Scenario,
+    world: World,
+    agenda: Agenda,
+    clinic: Clinic,
+    ledger: Ledger,
+    /// How many outages hold each node down now (churn overlaps faults).
+    down: Vec<u32>,
+}
+
+pub fn run(
+    scenario: &Scenario,
+    seed: u64,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Outcome, SimError> {
+    scenario.check().map_err(SimError::Config)?;
+    let wall = Instant::now();
+    let mut world =
+        World::build(scenario, seed, scenario.directory_interval).map_err(SimError::Config)?;
+    world.connect(scenario);
+    // Admission both ways on every connection.
+    world.net.run_for(Duration::from_secs(60));
+    let start = world.net.now();
+    let mut rng = SimRng::new(seed, "agenda");
+    let agenda = Agenda::plan(scenario, start, &mut rng);
+    let mut engine = Engine {
+        scenario,
+        clinic: Clinic::new(scenario, start, seed),
+        ledger: Ledger::new(scenario.orgs.len()),
+        down: vec![0; scenario.orgs.len()],
+        world,
+        agenda,
+    };
+    let days = scenario.days;
+    let end = start.saturating_add(Duration::from_secs(u64::from(days) * 86_400) + TAIL);
+    let mut next_day = start.saturating_add(Duration::from_secs(86_400));
+    let mut day = 0;
+    while engine.world.net.now() < end {
+        let now = engine.world.net.now();
+        let until = engine
+            .agenda
+            .next_at()
+            .unwrap_or(end)
+            .min(now.saturating_add(TICK))
+            .min(end)
+            .max(now);
+        engine.world.net.run_for(until.since(now));
+        engine.read_desks();
+        while let Some(task) = engine.agenda.pop_due(until) {
+            engine.perform(until, task, &mut rng);
+        }
+        if until >= next_day {
+            day += 1;
+            next_day = next_day.saturating_add(Duration::from_secs(86_400));
+            progress(&Progress {
+                day,
+                days: days + (TAIL.as_secs() / 86_400) as u32,
+                started: engine.ledger.cases.len(),
+                concluded: engine
+                    .ledger
+                    .cases
+                    .iter()
+                    .filter(|c| c.concluded.is_some())
+                    .count(),
+                wall: wall.elapsed(),
+            });
+        }
+    }
+    let net = &engine.world.net;
+    let violations = net.violations().len();
+    if let Some(v) = net.violations().first() {
+        return Err(SimError::Frame(v.clone()));
+    }
+    Ok(Outcome {
+        bytes: (0..net.len()).map(|i| net.stats(i).bytes).collect(),
+        messages_lost: net.total().lost,
+        frame_violations: violations,
+        start,
+        end,
+        wall: wall.elapsed(),
+        ledger: engine.ledger,
+    })
+}
+
+fn actor(role: Role) -> Actor<'static> {
+    let user = match role {
+        Role::Physician => "attending physician",
+        Role::Coordinator => "telemedicine coordinator",
+        Role::Consultant => "consultant on duty",
+        Role::Operator => "operator",
+    };
+    Actor { role, user }
+}
+
+impl Engine<'_> {
+    /// Hands what the desks reported to the ledger and the clinicians, in
+    /// the order it happened across sites (an escalation before the
+    /// escalated request's arrival).
+    fn read_desks(&mut self) {
+        let mut reports = Vec::new();
+        for i in 0..self.world.net.len() {
+            if self.world.net.node(i).events.is_empty() {
+                continue;
+            }
+            let events = std::mem::take(&mut self.world.net.node_mut(i).events);
+            reports.extend(events.into_iter().map(|(at, e)| (at, i, e)));
+        }
+        reports.sort_by_key(|(at, _, _)| *at);
+        for (at, site, event) in reports {
+            self.on_event(site, at, event);
+        }
+    }
+
+    fn on_event(&mut self, site: usize, at: Timestamp, event: desk::Event) {
+        match event {
+            desk::Event::Updated { id, status } => self.on_update(site, at, id, status),
+            desk::Event::Escalated {
+                from,
+                to: Some((next, _)),
+            } => self.ledger.escalated(&from, next, at),
+            desk::Event::Forged { .. } => self.ledger.forged += 1,
+            desk::Event::Escalated { to: None, .. }
+            | desk::Event::StepRefused { .. }
+            | desk::Event::Deadline { .. } => {}
+        }
+    }
+
+    fn on_update(&mut self, site: usize, at: Timestamp, id: ConsultationId, status: Status) {
+        let me = self.world.ids[site];
+        let Some(case) = self.world.net.node(site).desk().case(&id) else {
+            return;
+        };
+        let request = &case.consultation.request;
+        let consulting = request.consultant == me;
+        match status {
+            // The first report of a request on the consultant's desk; an
+            // early cancel can make it arrive as cancelled already.
+            _ if consulting => {
+                let due = Desk::deadline(request, self.directory(site)).map(|d| d.due);
+                let (specialty, urgency) = (request.specialty, request.urgency);
+                let first = self.ledger.arrived(&id, site, at);
+                if !first || status != Status::Requested {
+                    return;
+                }
+                match self.clinic.plan(at, site, specialty, urgency, due) {
+                    Plan::Answer { accept, conclude } => {
+                        self.agenda.add(accept, Task::Accept { org: site, id });
+                        self.agenda.add(conclude, Task::Conclude { org: site, id });
+                    }
+                    Plan::Decline { at } => self.agenda.add(at, Task::Decline { org: site, id }),
+                }
+            }
+            Status::Completed if !consulting => {
+                let by = self.world.index.get(&request.consultant).copied();
+                if by.is_some_and(|by| self.ledger.concluded(&id, by, at)) {
+                    let when = self.clinic.acknowledge_at(at);
+                    self.agenda.add(when, Task::Acknowledge { org: site, id });
+                }
+            }
+            Status::Failed if !consulting => self.ledger.failed(&id),
+            _ => {}
+        }
+    }
+
+    fn directory(&self, site: usize) -> &konsilium_protocol::directory::Directory {
+        self.world.directory(site)
+    }
+
+    fn perform(&mut self, now: Timestamp, task: Task, rng: &mut SimRng) {
+        match task {
+            Task::Ask {
+                requester,
+                specialty,
+                urgency,
+                level,
+                burst,
+            } => self.ask(now, requester, specialty, urgency, level, burst),
+            Task::Accept { org, id } => {
+                self.act(now, org, id, Role::Coordinator, Action::Accept);
+            }
+            Task::Decline { org, id } => {
+                let reason = "every consultant is booked past the deadline".into();
+                let action = Action::Reject {
+                    reason,
+                    forward: true,
+                };
+                if self.act(now, org, id, Role::Coordinator, action) {
+                    self.ledger.declined(org, &id);
+                }
+            }
+            Task::Conclude { org, id } => self.conclude(now, org, id),
+            Task::Acknowledge { org, id } => {
+                if self.act(now, org, id, Role::Physician, Action::Acknowledge) {
+                    self.ledger.acknowledged(&id, now);
+                }
+            }
+            Task::FaultStart(i) => self.fault(now, i, true, rng),
+            Task::FaultEnd(i) => self.fault(now, i, false, rng),
+        }
+    }
+
+    /// A clinician's step; false when the desk refused it.
+    fn act(
+        &mut self,
+        now: Timestamp,
+        org: usize,
+        id: ConsultationId,
+        role: Role,
+        action: Action,
+    ) -> bool {
+        let site = self.world.net.node_mut(org);
+        let done = site.act(now, id, actor(role), action, None).is_ok();
+        if !done {
+            self.ledger.steps_refused += 1;
+        }
+        done
+    }
+
+    fn conclude(&mut self, now: Timestamp, org: usize, id: ConsultationId) {
+        let by = &self.world.orgs[org];
+        let signed = Conclusion {
+            consultation: id,
+            consultant_org: by.id(),
+            authors: vec!["consultant on duty".into()],
+            diagnosis: "as discussed".into(),
+            recommendations: "treatment as per the conclusion".into(),
+            treatment_plan: "continue at the requesting hospital".into(),
+            further_studies: "none".into(),
+            attachments: vec![],
+            issued_at: now,
+        }
+        .sign(&by.identity);
+        let Ok(conclusion) = signed else {
+            self.ledger.steps_refused += 1;
+            return;
+        };
+        let file = ConclusionFile {
+            conclusion,
+            chain: by.chain.clone(),
+        };
+        let action = Action::Conclude {
+            conclusion: file.conclusion.content_hash(),
+        };
+        let site = self.world.net.node_mut(org);
+        if site
+            .act(now, id, actor(Role::Consultant), action, Some(file))
+            .is_err()
+        {
+            self.ledger.steps_refused += 1;
+        }
+    }
+
+    fn ask(
+        &mut self,
+        now: Timestamp,
+        requester: usize,
+        specialty: Specialty,
+        urgency: Urgency,
+        level: OrgLevel,
+        burst: bool,
+    ) {
+        let me = self.world.ids[requester];
+        let region = self.world.orgs[requester].region.clone();
+        let wanted = RouteRequest {
+            specialty,
+            min_level: level,
+            urgency,
+            region: Some(region),
+            exclude: [me].into(),
+        };
+        let best = route::rank(self.directory(requester), &wanted, now)
+            .best()
+            .map(|c| c.org);
+        let Some(consultant) = best else {
+            self.ledger.unroutable += 1;
+            return;
+        };
+        let consent = match urgency {
+            Urgency::Emergency => Consent::EmergencyOverride {
+                reason: "life-threatening, the patient cannot consent".into(),
+            },
+            _ => Consent::Given {
+                by: "the patient".into(),
+                at: now,
+                method: ConsentMethod::Written,
+                document: None,
+            },
+        };
+        let site = self.world.net.node_mut(requester);
+        let Ok(id) = site.ask(now, consultant, urgency, consent, specialty) else {
+            self.ledger.steps_refused += 1;
+            return;
+        };
+        let due = self
+            .world
+            .net
+            .node(requester)
+            .desk()
+            .case(&id)
+            .and_then(|c| Desk::deadline(&c.consultation.request, self.directory(requester)))
+            .map(|d| d.due);
+        let first_consultant = self.world.index.get(&consultant).copied().unwrap_or(0);
+        self.ledger.open(
+            id,
+            Case {
+                urgency,
+                specialty,
+                requester,
+                level,
+                burst,
+                created: now,
+                due,
+                first_consultant,
+                arrived: None,
+                concluded: None,
+                concluded_by: None,
+                acknowledged: None,
+                escalations: 0,
+                declines: 0,
+                failed: false,
+            },
+        );
+    }
+
+    fn fault(&mut self, now: Timestamp, i: usize, starts: bool, rng: &mut SimRng) {
+        let fault = self.agenda.fault(i).clone();
+        let net = &mut self.world.net;
+        match fault.kind {
+            FaultKind::Down { org } => {
+                if starts {
+                    self.down[org] += 1;
+                    net.set_online(org, false);
+                } else {
+                    self.down[org] = self.down[org].saturating_sub(1);
+                    if self.down[org] == 0 {
+                        net.set_online(org, true);
+                        self.world.reconnect(self.scenario, org);
+                    }
+                }
+            }
+            FaultKind::RegionCut { region } => {
+                if starts {
+                    let sides: Vec<usize> = (self.scenario.orgs.iter())
+                        .map(|o| usize::from(o.region == region))
+                        .collect();
+                    net.partition(move |i| sides[i]);
+                } else {
+                    net.heal();
+                }
+            }
+            FaultKind::Loss { loss } => net.set_default_loss(if starts { loss } else { 0.0 }),
+            FaultKind::Unavailable { org } => {
+                let until = starts.then(|| now.saturating_add(fault.lasts));
+                self.clinic.set_unavailable(org, until);
+            }
+            FaultKind::EmergencyBurst { count, specialty } if starts => {
+                for _ in 0..count {
+                    let at = now.saturating_add(fault.lasts.mul_f64(rng.unit()));
+                    let requester = self.agenda.requester(rng);
+                    self.agenda.add(
+                        at,
+                        Task::Ask {
+                            requester,
+                            specialty,
+                            urgency: Urgency::Emergency,
+                            level: OrgLevel::District,
+                            burst: true,
+                        },
+                    );
+                }
+            }
+            FaultKind::EmergencyBurst { .. } | FaultKind::Churn { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! A scenario's organizations as real sites on the simulated network: each
+//! certified by its region's authority (federal ones by the root), each
+//! publishing a signed directory record of its consultants, calendar and
+//! deadlines, each running the node's machines.
+//!
+//! Every site starts with the directory it needs already verified: its own
+//! region and every organization of a higher level. Verifying that once per
+//! region and cloning it keeps a 5,200-node federation's start in seconds;
+//! how fast a directory spreads is measured separately
+//! (`year::convergence`), at the node's real anti-entropy interval.
+
+use crate::scenario::{Org, Scenario};
+use konsilium_protocol::calendar::{TimeZoneName, WorkingCalendar};
+use konsilium_protocol::cert::RegionCode;
+use konsilium_protocol::cert::{OrgLevel, Trust};
+use konsilium_protocol::directory::{
+    Consultant, ConsultantId, Directory, DirectoryRecord, Language, Scope, Service, SignedRecord,
+    SyncConfig,
+};
+use konsilium_protocol::identity::{IdentityKey, OrgId, SealingKey};
+use konsilium_protocol::testkit::{
+    DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, Site, TestFederation, TestOrg, seed,
+};
+use konsilium_protocol::urgency::{Deadlines, Urgency};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct World {
+    pub net: SimNet<Site>,
+    pub orgs: Vec<TestOrg>,
+    pub ids: Vec<OrgId>,
+    pub index: HashMap<OrgId, usize>,
+    pub trust: Trust,
+}
+
+/// Each organization's record: its consultants, one per head count, each
+/// answering the specialty; every urgency accepted; its own calendar and
+/// planned deadline.
+pub fn record(spec: &Org, org: &TestOrg, sequence: u64) -> Result<DirectoryRecord, String> {
+    let mut record = org.record(sequence);
+    let zone = TimeZoneName::new(spec.time_zone).map_err(|e| format!("{}: {e}", spec.name))?;
+    record.calendar = WorkingCalendar::weekdays(zone);
+    record.deadlines = Deadlines::new(
+        spec.planned_days,
+        Deadlines::MAX_URGENT,
+        Deadlines::MAX_EMERGENCY,
+        Deadlines::DEFAULT_EMERGENCY_RESPONSE,
+    )
+    .map_err(|e| format!("{}: {e}", spec.name))?;
+    let ru = Language::new("ru").map_err(|e| e.to_string())?;
+    record.consultants = spec
+        .offers
+        .iter()
+        .flat_map(|o| (0..o.consultants).map(move |k| (o.specialty, k)))
+        .enumerate()
+        .map(|(n, (specialty, k))| Consultant {
+            id: ConsultantId(n as u32 + 1),
+            name: format!("{} consultant {}", specialty.slug(), k + 1),
+            specialties: [specialty].into(),
+            languages: [ru.clone()].into(),
+        })
+        .collect();
+    record.services = spec
+        .offers
+        .iter()
+        .map(|o| Service {
+            specialty: o.specialty,
+            urgencies: Urgency::ALL.into(),
+            deadlines: None,
+        })
+        .collect();
+    Ok(record)
+}
+
+/// Organizations that know each other from the start: the same region, or
+/// either a federal center (federal centers answer the whole federation, so
+/// they hold every record and keep a connection to every node). Each site's
+/// directory holds exactly the organizations related to it.
+fn related(specs: &[Org], a: usize, b: usize) -> bool {
+    specs[a].region == specs[b].region
+        || specs[a].level == OrgLevel::Federal
+        || specs[b].level == OrgLevel::Federal
+}
+
+/// Sites with the same relations share one verified directory.
+fn view(spec: &Org) -> &str {
+    match spec.level {
+        OrgLevel::Federal => "",
+        _ => spec.region.as_str(),
+    }
+}
+
+impl World {
+    pub fn build(scenario: &Scenario, seed_: u64, interval: Duration) -> Result<World, String> {
+        let label = format!("{}-{seed_}", scenario.name);
+        let mut fed = TestFederation::new(&label);
+        // The year, its tail and margin.
+        fed.certify_for(u64::from(scenario.days) + 30);
+        let mut orgs = Vec::with_capacity(scenario.orgs.len());
+        let mut records = Vec::with_capacity(scenario.orgs.len());
+        for (i, spec) in scenario.orgs.iter().enumerate() {
+            RegionCode::new(spec.region.as_str()).map_err(|e| format!("{}: {e}", spec.name))?;
+            let specialties: Vec<_> = spec.offers.iter().map(|o| o.specialty).collect();
+            let org = fed.org(i as u64, spec.level, &spec.region, &specialties);
+            let signed: SignedRecord = org.sign(&record(spec, &org, 1)?);
+            records.push(signed);
+            orgs.push(org);
+        }
+        let trust = fed.trust.clone();
+        // One verified directory per region, cloned into its sites.
+        let mut directories: BTreeMap<&str, Directory> = BTreeMap::new();
+        for (a, spec) in scenario.orgs.iter().enumerate() {
+            if directories.contains_key(view(spec)) {
+                continue;
+            }
+            let mut dir = Directory::new();
+            let mine: Vec<SignedRecord> = (0..records.len())
+                .filter(|&b| related(&scenario.orgs, a, b))
+                .map(|b| records[b].clone())
+                .collect();
+            for result in dir.insert_many(mine, &trust, NOW) {
+                result.map_err(|e| format!("a generated record was refused: {e}"))?;
+            }
+            directories.insert(view(spec), dir);
+        }
+        let sim = SimConfig {
+            link: Link {
+                latency: scenario.latency,
+                jitter: scenario.jitter,
+                loss: 0.0,
+            },
+            failure_after: Duration::from_secs(10),
+            seed: seed_,
+        };
+        let mut net = SimNet::new(sim, NOW);
+        for (i, (spec, org)) in scenario.orgs.iter().zip(&orgs).enumerate() {
+            let region = org.region.clone();
+            let scope = match spec.level {
+                OrgLevel::Federal => Scope::Federation,
+                _ => Scope::Region(region.clone()),
+            };
+            let mut sync = SyncConfig::new(scope, seed(&label, i as u64));
+            sync.interval = interval;
+            let dir = directories[view(spec)].clone();
+            let directory = DirectoryNode::new(sync, dir, trust.clone());
+            net.add(Site::new(
+                OrgNode::new(org.id(), org.chain.clone(), directory),
+                IdentityKey::from_seed(*org.identity.to_seed()),
+                SealingKey::from_seed(*org.sealing.to_seed()),
+                region,
+            ));
+        }
+        let ids: Vec<OrgId> = orgs.iter().map(|o| o.id()).collect();
+        let index: HashMap<OrgId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let addresses = Arc::new(index.clone());
+        for i in 0..net.len() {
+            net.node_mut(i).set_addresses(addresses.clone());
+        }
+        Ok(World {
+            net,
+            orgs,
+            ids,
+            index,
+            trust,
+        })
+    }
+
+    pub fn directory(&self, site: usize) -> &Directory {
+        self.net.node(site).org_node().directory().directory()
+    }
+
+    /// Opens the connections a node keeps: with every organization related
+    /// to it. Others are dialled when a package needs them.
+    pub fn connect(&mut self, scenario: &Scenario) {
+        let n = scenario.orgs.len();
+        for a in 0..n {
+            for b in a + 1..n {
+                if related(&scenario.orgs, a, b) {
+                    self.net.connect(a, b);
+                }
+            }
+        }
+    }
+
+    /// Reconnects `org` after an outage, as its node dials its peers again.
+    pub fn reconnect(&mut self, scenario: &Scenario, org: usize) {
+        for b in 0..scenario.orgs.len() {
+            if b != org && related(&scenario.orgs, org, b) {
+                self.net.connect(org, b);
+            }
+        }
+    }
+}
