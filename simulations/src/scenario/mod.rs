@@ -74,15 +74,18 @@ pub struct Offer {
     pub consultants: u32,
 }
 
-/// Offers of `consultants` each for these specialties.
+/// Offers of `consultants` each for these specialties, each once.
 pub fn offers(specialties: &[Specialty], consultants: u32) -> Vec<Offer> {
-    specialties
-        .iter()
-        .map(|&specialty| Offer {
-            specialty,
-            consultants,
-        })
-        .collect()
+    let mut offers: Vec<Offer> = Vec::with_capacity(specialties.len());
+    for &specialty in specialties {
+        if !offers.iter().any(|o| o.specialty == specialty) {
+            offers.push(Offer {
+                specialty,
+                consultants,
+            });
+        }
+    }
+    offers
 }
 
 /// How often a specialty is asked for, and how often only a federal
@@ -166,8 +169,8 @@ pub struct Answering {
     pub accept: [Span; 3],
     /// A consultant's own time on one case, once they start it.
     pub work: [Span; 3],
-    /// Chance that the consultant is away when a case arrives, and how
-    /// much later they come back to it.
+    /// Chance that the consultant is away when a planned or urgent case
+    /// arrives, and how much later they come back to it.
     pub away: f64,
     pub away_for: Span,
     /// From a conclusion's arrival to the physician acknowledging it.
@@ -284,13 +287,34 @@ impl Scenario {
             ));
         }
         let n = self.orgs.len();
+        for org in &self.orgs {
+            for (i, offer) in org.offers.iter().enumerate() {
+                if org.offers[..i]
+                    .iter()
+                    .any(|o| o.specialty == offer.specialty)
+                {
+                    return Err(format!(
+                        "{} offers {} twice",
+                        org.name,
+                        offer.specialty.slug()
+                    ));
+                }
+                if offer.consultants == 0 {
+                    return Err(format!(
+                        "{} offers {} with no consultant",
+                        org.name,
+                        offer.specialty.slug()
+                    ));
+                }
+            }
+        }
         for f in &self.faults {
             let org = match &f.kind {
                 FaultKind::Down { org } | FaultKind::Unavailable { org } => Some(*org),
                 _ => None,
             };
-            if org.is_some_and(|o| o >= n) {
-                return Err(format!("a fault names organization {org:?} of {n}"));
+            if let Some(o) = org.filter(|o| *o >= n) {
+                return Err(format!("a fault names organization {o}; there are {n}"));
             }
         }
         for w in &self.workload.weekly {

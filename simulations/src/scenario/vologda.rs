@@ -203,6 +203,7 @@ pub fn scenario() -> Scenario {
         directory_interval: 6 * HOUR,
     }
 }
+
 /// Federal centers and national medical research centers in Moscow and
 /// Saint Petersburg, each strong in a few specialties; the first is the
 /// cardiology center.
@@ -215,18 +216,11 @@ pub fn federal_centers(n: usize) -> Vec<Org> {
             } else {
                 all[i % all.len()]
             };
-            let specialties: Vec<Specialty> = [
+            let specialties = [
                 lead,
                 all[(i * 7 + 3) % all.len()],
                 all[(i * 11 + 5) % all.len()],
-            ]
-            .into_iter()
-            .fold(Vec::new(), |mut v, s| {
-                if !v.contains(&s) {
-                    v.push(s);
-                }
-                v
-            });
+            ];
             let region = if i % 3 == 2 { "RU-SPE" } else { "RU-MOW" };
             Org::new(
                 format!(

@@ -68,7 +68,8 @@ impl Clinic {
         draw(&mut self.rng, at, self.answering.acknowledge)
     }
 
-    /// Emergencies go to whoever is on call, ahead of the queue. Other cases
+    /// Emergencies go to whoever is on call, ahead of the queue (unless
+    /// the whole organization is unavailable, a fault). Other cases
     /// wait for the first free consultant; when even that one would finish
     /// after the deadline, a regional or district coordinator declines so
     /// the requester can forward the case, while a federal center, the last
@@ -83,7 +84,8 @@ impl Clinic {
     ) -> Plan {
         let u = Answering::of(urgency);
         let mut accept = draw(&mut self.rng, arrived, self.answering.accept[u]);
-        if self.rng.unit() < self.answering.away {
+        // Emergencies go to whoever is on call: nobody is away for them.
+        if urgency != Urgency::Emergency && self.rng.unit() < self.answering.away {
             accept = draw(&mut self.rng, accept, self.answering.away_for);
         }
         if let Some(until) = self.unavailable_until[org].filter(|t| *t > accept) {

@@ -83,6 +83,15 @@ fn related(specs: &[Org], a: usize, b: usize) -> bool {
         || specs[b].level == OrgLevel::Federal
 }
 
+/// Connections a node keeps open: to its region's regional centers (its
+/// hubs, as bootstrap nodes are), and among regional and federal centers.
+/// Everything else is dialled when a package needs it, as the node's
+/// outbox does, so a 5,000-node federation is not a full mesh.
+fn keeps(specs: &[Org], a: usize, b: usize) -> bool {
+    let hub = |i: usize| specs[i].level != OrgLevel::District;
+    (specs[a].region == specs[b].region && (hub(a) || hub(b))) || (hub(a) && hub(b))
+}
+
 /// Sites with the same relations share one verified directory.
 fn view(spec: &Org) -> &str {
     match spec.level {
@@ -170,23 +179,23 @@ impl World {
         self.net.node(site).org_node().directory().directory()
     }
 
-    /// Opens the connections a node keeps: with every organization related
-    /// to it. Others are dialled when a package needs them.
+    /// Opens the connections every node keeps (see [`keeps`]).
     pub fn connect(&mut self, scenario: &Scenario) {
         let n = scenario.orgs.len();
         for a in 0..n {
             for b in a + 1..n {
-                if related(&scenario.orgs, a, b) {
+                if keeps(&scenario.orgs, a, b) {
                     self.net.connect(a, b);
                 }
             }
         }
     }
 
-    /// Reconnects `org` after an outage, as its node dials its peers again.
+    /// Reconnects `org` after an outage, as its node dials the peers it
+    /// keeps again.
     pub fn reconnect(&mut self, scenario: &Scenario, org: usize) {
         for b in 0..scenario.orgs.len() {
-            if b != org && related(&scenario.orgs, org, b) {
+            if b != org && keeps(&scenario.orgs, org, b) {
                 self.net.connect(org, b);
             }
         }
