@@ -24,7 +24,7 @@ use crate::urgency::{Deadlines, Urgency};
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub mod frames;
 pub mod sync;
@@ -350,11 +350,12 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
     (sequence, *hash)
 }
 
-/// Cloning copies verified entries: simulations verify a region's
-/// directory once and hand each of its sites a copy.
+/// Entries are shared, never changed in place (a newer record replaces its
+/// entry), so a clone costs pointers: simulations verify a region's
+/// directory once and hand each of thousands of sites a copy.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    entries: BTreeMap<OrgId, DirectoryEntry>,
+    entries: BTreeMap<OrgId, Arc<DirectoryEntry>>,
     bucket_hashes: Vec<OnceLock<[u8; 32]>>,
 }
 
@@ -381,15 +382,18 @@ impl Directory {
     }
 
     pub fn get(&self, org: &OrgId) -> Option<&DirectoryEntry> {
-        self.entries.get(org)
+        self.entries.get(org).map(Arc::as_ref)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &DirectoryEntry> {
-        self.entries.values()
+        self.entries.values().map(Arc::as_ref)
     }
 
     pub fn query<'a>(&'a self, q: &'a Query) -> impl Iterator<Item = &'a DirectoryEntry> + 'a {
-        self.entries.values().filter(move |e| q.matches(e))
+        self.entries
+            .values()
+            .map(Arc::as_ref)
+            .filter(move |e| q.matches(e))
     }
 
     /// Validates and merges one record.
@@ -483,12 +487,12 @@ impl Directory {
         self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
         self.entries.insert(
             org,
-            DirectoryEntry {
+            Arc::new(DirectoryEntry {
                 signed,
                 record,
                 verified,
                 hash,
-            },
+            }),
         );
         outcome
     }
@@ -527,6 +531,7 @@ impl Directory {
         let b = first[0];
         self.entries
             .values()
+            .map(Arc::as_ref)
             .skip_while(move |e| e.org().as_bytes()[0] < b)
             .take_while(move |e| e.org().as_bytes()[0] == b)
     }
@@ -566,7 +571,7 @@ impl Directory {
         self.entries
             .values()
             .filter(|e| wanted.contains(&e.org().as_bytes()[0]))
-            .map(DirectoryEntry::summary)
+            .map(|e| e.summary())
             .collect()
     }
 

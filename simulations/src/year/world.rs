@@ -3,11 +3,15 @@
 //! publishing a signed directory record of its consultants, calendar and
 //! deadlines, each running the node's machines.
 //!
-//! Every site starts with the directory it needs already verified: its own
-//! region and every organization of a higher level. Verifying that once per
-//! region and cloning it keeps a 5,200-node federation's start in seconds;
-//! how fast a directory spreads is measured separately
-//! (`year::convergence`), at the node's real anti-entropy interval.
+//! Every site starts with the whole directory already verified, as the
+//! node's default scope (`federation`) holds it: verifying it once and
+//! cloning it keeps a 5,200-node federation's start in seconds. How fast a
+//! change spreads is measured separately (`year::convergence`), at the
+//! node's real anti-entropy interval.
+//!
+//! Region-scoped sites are not modelled: a region-scoped node syncing with
+//! federation-scoped ones is pushed every record outside its region on
+//! each round, and drops them (found by this model at national scale).
 
 use crate::scenario::{Org, Scenario};
 use konsilium_protocol::calendar::{TimeZoneName, WorkingCalendar};
@@ -22,7 +26,7 @@ use konsilium_protocol::testkit::{
     DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, Site, TestFederation, TestOrg, seed,
 };
 use konsilium_protocol::urgency::{Deadlines, Urgency};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,16 +77,6 @@ pub fn record(spec: &Org, org: &TestOrg, sequence: u64) -> Result<DirectoryRecor
     Ok(record)
 }
 
-/// Organizations that know each other from the start: the same region, or
-/// either a federal center (federal centers answer the whole federation, so
-/// they hold every record and keep a connection to every node). Each site's
-/// directory holds exactly the organizations related to it.
-fn related(specs: &[Org], a: usize, b: usize) -> bool {
-    specs[a].region == specs[b].region
-        || specs[a].level == OrgLevel::Federal
-        || specs[b].level == OrgLevel::Federal
-}
-
 /// Connections a node keeps open: to its region's regional centers (its
 /// hubs, as bootstrap nodes are), and among regional and federal centers.
 /// Everything else is dialled when a package needs it, as the node's
@@ -90,14 +84,6 @@ fn related(specs: &[Org], a: usize, b: usize) -> bool {
 fn keeps(specs: &[Org], a: usize, b: usize) -> bool {
     let hub = |i: usize| specs[i].level != OrgLevel::District;
     (specs[a].region == specs[b].region && (hub(a) || hub(b))) || (hub(a) && hub(b))
-}
-
-/// Sites with the same relations share one verified directory.
-fn view(spec: &Org) -> &str {
-    match spec.level {
-        OrgLevel::Federal => "",
-        _ => spec.region.as_str(),
-    }
 }
 
 impl World {
@@ -117,22 +103,15 @@ impl World {
             orgs.push(org);
         }
         let trust = fed.trust.clone();
-        // One verified directory per region, cloned into its sites.
-        let mut directories: BTreeMap<&str, Directory> = BTreeMap::new();
-        for (a, spec) in scenario.orgs.iter().enumerate() {
-            if directories.contains_key(view(spec)) {
-                continue;
-            }
-            let mut dir = Directory::new();
-            let mine: Vec<SignedRecord> = (0..records.len())
-                .filter(|&b| related(&scenario.orgs, a, b))
-                .map(|b| records[b].clone())
-                .collect();
-            for result in dir.insert_many(mine, &trust, NOW) {
-                result.map_err(|e| format!("a generated record was refused: {e}"))?;
-            }
-            directories.insert(view(spec), dir);
+        // The whole directory, verified once and cloned into every site:
+        // entries are shared, so 5,000 copies cost pointers.
+        let mut directory = Directory::new();
+        for result in directory.insert_many(records, &trust, NOW) {
+            result.map_err(|e| format!("a generated record was refused: {e}"))?;
         }
+        // Fills the bucket hashes the clones then share instead of each
+        // computing them again.
+        directory.digest();
         let sim = SimConfig {
             link: Link {
                 latency: scenario.latency,
@@ -143,16 +122,11 @@ impl World {
             seed: seed_,
         };
         let mut net = SimNet::new(sim, NOW);
-        for (i, (spec, org)) in scenario.orgs.iter().zip(&orgs).enumerate() {
+        for (i, org) in orgs.iter().enumerate() {
             let region = org.region.clone();
-            let scope = match spec.level {
-                OrgLevel::Federal => Scope::Federation,
-                _ => Scope::Region(region.clone()),
-            };
-            let mut sync = SyncConfig::new(scope, seed(&label, i as u64));
+            let mut sync = SyncConfig::new(Scope::Federation, seed(&label, i as u64));
             sync.interval = interval;
-            let dir = directories[view(spec)].clone();
-            let directory = DirectoryNode::new(sync, dir, trust.clone());
+            let directory = DirectoryNode::new(sync, directory.clone(), trust.clone());
             net.add(Site::new(
                 OrgNode::new(org.id(), org.chain.clone(), directory),
                 IdentityKey::from_seed(*org.identity.to_seed()),
