@@ -128,7 +128,7 @@ impl Row {
     }
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[&Row]) {
     println!(
         "{:<34} {:>4} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7}  verdict",
         "row", "n", "ours p50", "ours p90", "base p50", "base p90", "ratio", "target"
@@ -589,10 +589,17 @@ fn attachment_probes(dir: &Path) -> (Duration, Duration) {
     (write, hash)
 }
 
-/// The crypto on the critical path of a 1 KiB delivery: the sender seals,
-/// the recipient opens (a mirror of sealing) and signs a receipt, the sender
+/// The crypto on the critical path of a 1 KiB delivery, each timed: the
+/// sender seals, the recipient opens and signs a receipt, the sender
 /// verifies the receipt.
-fn crypto_probe(samples: usize) -> (Duration, Duration, Duration) {
+struct Crypto {
+    seal: Duration,
+    open: Duration,
+    sign: Duration,
+    verify: Duration,
+}
+
+fn crypto_probe(samples: usize) -> Crypto {
     let sender = SealingKey::from_seed(node::random_bytes());
     let recipient = SealingKey::from_seed(node::random_bytes());
     let identity = IdentityKey::from_seed(node::random_bytes());
@@ -613,7 +620,9 @@ fn crypto_probe(samples: usize) -> (Duration, Duration, Duration) {
     };
     let body = vec![0x5a; BODY_BYTES];
     let verifier = identity.org_id().verifying_key();
-    let (mut seal_t, mut sign_t, mut verify_t) = (Vec::new(), Vec::new(), Vec::new());
+    let sender_keys = [sender.public()];
+    let mut opened = Vec::new();
+    let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for i in 0..samples as u64 {
         let t0 = std::time::Instant::now();
         let package = seal::seal(
@@ -624,22 +633,67 @@ fn crypto_probe(samples: usize) -> (Duration, Duration, Duration) {
             &body,
         )
         .expect("seal");
-        seal_t.push(t0.elapsed());
+        t[0].push(t0.elapsed());
+        let t0 = std::time::Instant::now();
+        seal::open_body(
+            &package.header,
+            &recipient,
+            &sender_keys,
+            &package.body,
+            &mut opened,
+        )
+        .expect("open");
+        t[1].push(t0.elapsed());
         let t0 = std::time::Instant::now();
         let receipt = Signed::sign(
             &identity,
             &Receipt::for_package(&package, header(i).created),
         );
-        sign_t.push(t0.elapsed());
+        t[2].push(t0.elapsed());
         let t0 = std::time::Instant::now();
         receipt.verify(&verifier).expect("verify");
-        verify_t.push(t0.elapsed());
+        t[3].push(t0.elapsed());
     }
-    (
-        percentile(&seal_t, 0.5),
-        percentile(&sign_t, 0.5),
-        percentile(&verify_t, 0.5),
-    )
+    let [seal, open, sign, verify] = t.map(|v| percentile(&v, 0.5));
+    Crypto {
+        seal,
+        open,
+        sign,
+        verify,
+    }
+}
+
+/// A row against its limit: the sum (or, where they overlap, the larger)
+/// of what the operation cannot avoid, each part timed in this run.
+struct Limit {
+    name: &'static str,
+    ours: Duration,
+    raw: Duration,
+    limit: Duration,
+    parts: String,
+    target: f64,
+}
+
+fn print_limits(rows: &[Limit]) {
+    println!(
+        "{:<28} {:>11} {:>11} {:>9} {:>7}  {:<7} {:>7}  limit is",
+        "row", "ours p50", "limit", "/limit", "target", "verdict", "/raw"
+    );
+    for r in rows {
+        let ratio = ms(r.ours) / ms(r.limit);
+        let verdict = if ratio <= r.target { "ok" } else { "MISSED" };
+        println!(
+            "{:<28} {:>8.3} ms {:>8.3} ms {:>8.2}x {:>6.2}x  {:<7} {:>6.1}x  {}",
+            r.name,
+            ms(r.ours),
+            ms(r.limit),
+            ratio,
+            r.target,
+            verdict,
+            ms(r.ours) / ms(r.raw),
+            r.parts
+        );
+    }
 }
 
 /// Two workers, like the multi-node tests: the machine has two cores and
@@ -676,26 +730,79 @@ async fn main() {
         attachment_row(&tmp.path().join("attachment"), &counts).await;
 
     println!();
-    print_table(&[direct, relayed, attachment]);
+    print_table(&[&direct, &relayed, &attachment]);
+
+    let flush = sled_flush_cost(tmp.path(), counts.samples);
+    let crypto = crypto_probe(counts.samples);
+    let (write_cost, hash_cost) = attachment_probes(tmp.path());
+    let p50 = |v: &[Duration]| percentile(v, 0.5);
+    let crypto_sum = crypto.seal + crypto.open + crypto.sign + crypto.verify;
+    let parts = |raw: &str, flushes: u32| {
+        format!(
+            "{raw} + seal {:.3} + open {:.3} + sign {:.3} + verify {:.3} + {flushes} flushes of {:.3} ms",
+            ms(crypto.seal),
+            ms(crypto.open),
+            ms(crypto.sign),
+            ms(crypto.verify),
+            ms(flush)
+        )
+    };
+    let raw_direct = p50(&direct.baseline);
+    let raw_chain = p50(&relayed.baseline);
+    let raw_stream = p50(&attachment.baseline);
+    println!();
+    println!("against the limit (the parts each operation cannot avoid, timed above and below):");
+    print_limits(&[
+        // Sender before returning the id, recipient before signing the
+        // receipt, sender on the receipt.
+        Limit {
+            name: direct.name,
+            ours: p50(&direct.ours),
+            raw: raw_direct,
+            limit: raw_direct + crypto_sum + 3 * flush,
+            parts: parts(&format!("raw round trip {:.3}", ms(raw_direct)), 3),
+            target: 1.3,
+        },
+        // The relay takes custody durably before it answers: one more.
+        Limit {
+            name: relayed.name,
+            ours: p50(&relayed.ours),
+            raw: raw_chain,
+            limit: raw_chain + crypto_sum + 4 * flush,
+            parts: parts(&format!("raw 3-swarm chain {:.3}", ms(raw_chain)), 4),
+            target: 1.3,
+        },
+        // Transfer and the recipient's durable write overlap at best.
+        Limit {
+            name: attachment.name,
+            ours: p50(&attachment.ours),
+            raw: raw_stream,
+            limit: raw_stream.max(write_cost),
+            parts: format!(
+                "max(raw stream {:.1}, write+fsync {:.1} ms)",
+                ms(raw_stream),
+                ms(write_cost)
+            ),
+            target: 1.2,
+        },
+    ]);
 
     println!();
     println!("where the node's time goes:");
     print_breakdown("direct", &direct_traces);
     print_breakdown("relayed", &relayed_traces);
     print_breakdown("256 MiB attachment", &attachment_traces);
-    let flush = sled_flush_cost(tmp.path(), counts.samples);
     println!(
         "  sled insert+flush of 1 KiB on this disk: p50 {:.3} ms",
         ms(flush)
     );
-    let (seal_cost, sign_cost, verify_cost) = crypto_probe(counts.samples);
     println!(
-        "  1 KiB crypto, p50: seal {:.3} ms, sign receipt {:.3} ms, verify receipt {:.3} ms",
-        ms(seal_cost),
-        ms(sign_cost),
-        ms(verify_cost)
+        "  1 KiB crypto, p50: seal {:.3} ms, open {:.3} ms, sign receipt {:.3} ms, verify receipt {:.3} ms",
+        ms(crypto.seal),
+        ms(crypto.open),
+        ms(crypto.sign),
+        ms(crypto.verify)
     );
-    let (write_cost, hash_cost) = attachment_probes(tmp.path());
     println!(
         "  256 MiB on this disk: write+sync {:.1} ms, BLAKE3 from page cache {:.1} ms",
         ms(write_cost),
