@@ -8,7 +8,7 @@ use crate::year::Outcome;
 use crate::year::summary::Summary;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::urgency::Urgency;
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -101,6 +101,37 @@ pub fn draw_all(
     Ok(written)
 }
 
+/// The frame every plot shares: its title, margins and room for labels.
+fn frame<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50);
+    builder
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Drawn
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
 struct Convergence<'a> {
     curve: &'a [(f64, f64)],
     title: String,
@@ -113,12 +144,8 @@ impl Plot for Convergence<'_> {
     {
         root.fill(&WHITE)?;
         let end = self.curve.last().map_or(60.0, |(t, _)| *t).max(1.0);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..end * 1.05, 0f64..100f64)?;
+        let mut chart =
+            frame(root, &self.title).build_cartesian_2d(0f64..end * 1.05, 0f64..100f64)?;
         chart
             .configure_mesh()
             .x_desc("seconds after the change")
@@ -157,12 +184,8 @@ impl Plot for Deadlines<'_> {
     {
         root.fill(&WHITE)?;
         let title = format!("{}: consultations concluded within the deadline", self.name);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d((0u32..2u32).into_segmented(), 0f64..100f64)?;
+        let mut chart =
+            frame(root, &title).build_cartesian_2d((0u32..2u32).into_segmented(), 0f64..100f64)?;
         let rows = &self.summary.by_urgency;
         chart
             .configure_mesh()
@@ -207,13 +230,7 @@ impl Plot for Deadlines<'_> {
                 Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
             });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     }
 }
@@ -230,12 +247,8 @@ impl Plot for TimeToConclusion<'_> {
     {
         root.fill(&WHITE)?;
         let title = format!("{}: time from request to conclusion", self.name);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d((0.1f64..2000f64).log_scale(), 0f64..100f64)?;
+        let mut chart =
+            frame(root, &title).build_cartesian_2d((0.1f64..2000f64).log_scale(), 0f64..100f64)?;
         chart
             .configure_mesh()
             .x_desc("hours (log scale); dashed: 3 h, 24 h and 4 working days")
@@ -273,13 +286,7 @@ impl Plot for TimeToConclusion<'_> {
                     PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     }
 }
@@ -307,12 +314,7 @@ impl Plot for Load<'_> {
             "{}: conclusions per consulting organization, busiest first",
             self.scenario.name
         );
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..n, 0f64..max * 1.1)?;
+        let mut chart = frame(root, &title).build_cartesian_2d(0f64..n, 0f64..max * 1.1)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -337,12 +339,7 @@ impl Plot for Load<'_> {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
