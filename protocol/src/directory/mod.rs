@@ -351,8 +351,8 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
 }
 
 /// Entries are shared, never changed in place (a newer record replaces its
-/// entry), so a clone costs pointers: simulations verify a region's
-/// directory once and hand each of thousands of sites a copy.
+/// entry), so a clone costs pointers: simulations verify the
+/// federation's directory once and hand each of thousands of sites a copy.
 #[derive(Debug, Clone)]
 pub struct Directory {
     entries: BTreeMap<OrgId, Arc<DirectoryEntry>>,
