@@ -144,10 +144,6 @@ impl Agenda {
         &self.faults[i]
     }
 
-    pub fn faults(&self) -> &[Fault] {
-        &self.faults
-    }
-
     /// An asking organization, in proportion to its share.
     pub fn requester(&self, rng: &mut SimRng) -> usize {
         rng.weighted(&self.asks)

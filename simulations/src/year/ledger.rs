@@ -95,10 +95,6 @@ impl Ledger {
         self.cases.push(case);
     }
 
-    pub fn case_of(&self, id: &ConsultationId) -> Option<usize> {
-        self.ids.get(id).copied()
-    }
-
     pub fn escalated(&mut self, from: &ConsultationId, to: ConsultationId, at: Timestamp) {
         if let Some(&c) = self.ids.get(from) {
             self.cases[c].escalations += 1;
