@@ -249,7 +249,8 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
     ));
     assert!(evidence.exists(), "{} is missing", evidence.display());
     {
-        let store = open_after_shutdown(&requester.data_dir.join("db")).await;
+        let store =
+            konsilium_node::storage::store::Store::open(&requester.data_dir.join("db")).unwrap();
         let entries = store.journal().unwrap();
         let gap = entries.iter().find_map(|e| match e.action {
             konsilium_protocol::journal::Action::Gap { lost_from, lost_to } => {
@@ -389,20 +390,4 @@ fn init_creates_a_private_data_directory() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("node.toml")), 0o600);
-}
-
-/// Opens a node's database just after the node shut down. sled gives up its
-/// file lock from its flusher thread, a moment after the last handle is
-/// dropped, so on a loaded machine the first attempts can find it held.
-async fn open_after_shutdown(db: &std::path::Path) -> konsilium_node::storage::store::Store {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match konsilium_node::storage::store::Store::open(db) {
-            Ok(store) => return store,
-            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{}: {e}", db.display()),
-        }
-    }
 }

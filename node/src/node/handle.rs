@@ -5,6 +5,10 @@
 
 use super::*;
 
+/// sled's I/O threads let go of the database's lock within milliseconds of
+/// the node's last handle; a loaded machine can take longer, but not this.
+const DB_RELEASE_WAIT: Duration = Duration::from_secs(10);
+
 impl NodeHandle {
     /// The time by the node's clock.
     pub fn now(&self) -> Timestamp {
@@ -495,12 +499,20 @@ impl NodeHandle {
     }
 
     /// Stops the node and waits until its database is closed.
+    /// Returns once the database is free again, so the same data directory
+    /// can be opened at once (a restart, a backup, `konsilium journal`).
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
         }
         let _ = self.task.await;
+        let deadline = tokio::time::Instant::now() + DB_RELEASE_WAIT;
+        while !crate::storage::store::is_released(&self.db)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops the node abruptly, as a crash would: no goodbye, nothing flushed
@@ -518,6 +530,8 @@ pub struct NodeHandle {
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) events: broadcast::Sender<NodeEvent>,
     pub(super) task: tokio::task::JoinHandle<()>,
+    /// The database's directory, released before `shutdown` returns.
+    pub(super) db: std::path::PathBuf,
     /// The node's own clock, so the API and views judge deadlines by the
     /// same time as the node (a moved clock moves everything).
     pub(super) clock: std::sync::Arc<dyn Clock>,

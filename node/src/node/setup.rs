@@ -302,6 +302,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         commands,
         events,
         task,
+        db: setup.data_dir.join("db"),
         clock,
     })
 }

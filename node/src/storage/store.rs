@@ -206,6 +206,28 @@ pub struct Store {
     dir: std::path::PathBuf,
 }
 
+/// Whether the database in `dir` is free to open: sled holds an exclusive
+/// lock on its `db` file while any handle lives, and its I/O threads can
+/// keep it a moment after the last handle is dropped.
+pub fn is_released(dir: &Path) -> bool {
+    use fs2::FileExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("db"))
+    {
+        Ok(file) => {
+            let free = file.try_lock_exclusive().is_ok();
+            if free {
+                let _ = FileExt::unlock(&file);
+            }
+            free
+        }
+        // No database there (yet, or any more): nothing holds it.
+        Err(_) => true,
+    }
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encoding into a Vec cannot fail")
 }

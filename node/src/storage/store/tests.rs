@@ -163,3 +163,24 @@ fn held_steps_are_kept_per_consultation_until_released() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].step.decode_unverified().unwrap().consultation, b);
 }
+
+#[test]
+fn the_database_is_held_while_open_and_released_when_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    assert!(is_released(&dir), "no database yet: nothing holds it");
+    let store = Store::open(&dir).unwrap();
+    assert!(!is_released(&dir), "an open store holds its lock");
+    let err = Store::open(&dir).err().expect("a second open is refused");
+    assert!(err.to_string().contains("lock"), "{err}");
+    drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !is_released(&dir) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still held after drop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Store::open(&dir).expect("opens again once released");
+}
