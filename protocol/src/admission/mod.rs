@@ -26,7 +26,7 @@ use crate::directory::SignedRecord;
 use crate::identity::{KeyError, OrgId};
 use crate::rpc::Hello;
 use crate::time::Timestamp;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::time::Duration;
 use thiserror::Error;
@@ -132,10 +132,31 @@ struct Peer {
     hello_attempts: u32,
 }
 
+impl Peer {
+    /// When this peer next needs the machine: a Hello due, a cut due, an
+    /// admitted certificate's end.
+    fn deadline(&self) -> Timestamp {
+        match &self.state {
+            State::Waiting { due } => *due,
+            State::Refused { cut_at } => *cut_at,
+            State::Admitted { org } => {
+                let until = org.cert.validity.until;
+                match &org.authority {
+                    Some(a) => until.min(a.validity.until),
+                    None => until,
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Admission<P> {
     config: Config,
     peers: BTreeMap<P, Peer>,
+    /// Every peer's deadline, so `poll_timeout`, asked after every input,
+    /// does not walk all peers.
+    deadlines: BTreeSet<(Timestamp, P)>,
     out: VecDeque<Output<P>>,
     conduct: conduct::Conduct,
 }
@@ -145,6 +166,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         Self {
             config,
             peers: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             out: VecDeque::new(),
             conduct: conduct::Conduct::default(),
         }
@@ -154,12 +176,16 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     /// connection key belongs to, as the transport authenticated it.
     pub fn handle_connected(&mut self, now: Timestamp, peer: P, key: Result<OrgId, KeyError>) {
         let due = now.saturating_add(self.config.hello_timeout);
-        let p = self.peers.entry(peer).or_insert_with(|| Peer {
-            key,
-            state: State::Waiting { due },
-            welcomed: false,
-            hello_out: false,
-            hello_attempts: 0,
+        let deadlines = &mut self.deadlines;
+        let p = self.peers.entry(peer).or_insert_with(|| {
+            deadlines.insert((due, peer));
+            Peer {
+                key,
+                state: State::Waiting { due },
+                welcomed: false,
+                hello_out: false,
+                hello_attempts: 0,
+            }
         });
         if !p.hello_out && !matches!(p.state, State::Refused { .. }) {
             p.hello_out = true;
@@ -170,7 +196,23 @@ impl<P: Copy + Ord + Debug> Admission<P> {
 
     /// The peer's last connection closed: everything about it is forgotten.
     pub fn handle_disconnected(&mut self, peer: P) {
-        self.peers.remove(&peer);
+        self.forget(peer);
+    }
+
+    fn forget(&mut self, peer: P) {
+        if let Some(p) = self.peers.remove(&peer) {
+            self.deadlines.remove(&(p.deadline(), peer));
+        }
+    }
+
+    /// Moves a known peer to `state`, keeping its deadline indexed.
+    fn set_state(&mut self, peer: P, state: State) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        self.deadlines.remove(&(p.deadline(), peer));
+        p.state = state;
+        self.deadlines.insert((p.deadline(), peer));
     }
 
     /// The peer's Hello. Returns whether it is admitted; a refusal's text is
@@ -246,11 +288,13 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             return Err(reason);
         }
         let skew = time.unix_millis() as i128 - now.unix_millis() as i128;
-        let p = self.peers.get_mut(&peer).expect("checked above");
-        p.state = State::Admitted {
-            org: Box::new(verified.clone()),
-        };
-        let welcomed = p.welcomed;
+        self.set_state(
+            peer,
+            State::Admitted {
+                org: Box::new(verified.clone()),
+            },
+        );
+        let welcomed = self.peers.get(&peer).expect("checked above").welcomed;
         self.out.push_back(Output::Admitted {
             peer,
             org: Box::new(verified),
@@ -371,7 +415,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             self.refuse(now, peer, reason, None);
         }
         for peer in cut {
-            self.peers.remove(&peer);
+            self.forget(peer);
             self.out.push_back(Output::Cut(peer));
         }
         for org in self.conduct.bans_over(now) {
@@ -383,22 +427,8 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     /// The earliest of: a Hello due, a cut due, an admitted certificate's
     /// end, a ban's end.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let bans = self.conduct.next_ban_end();
-        self.peers
-            .values()
-            .map(|p| match &p.state {
-                State::Waiting { due } => *due,
-                State::Refused { cut_at } => *cut_at,
-                State::Admitted { org } => {
-                    let until = org.cert.validity.until;
-                    match &org.authority {
-                        Some(a) => until.min(a.validity.until),
-                        None => until,
-                    }
-                }
-            })
-            .chain(bans)
-            .min()
+        let first = self.deadlines.first().map(|(t, _)| *t);
+        first.into_iter().chain(self.conduct.next_ban_end()).min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output<P>> {
@@ -453,9 +483,8 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         if matches!(p.state, State::Refused { .. }) {
             return;
         }
-        p.state = State::Refused {
-            cut_at: now.saturating_add(grace),
-        };
+        let cut_at = now.saturating_add(grace);
+        self.set_state(peer, State::Refused { cut_at });
         self.out.push_back(Output::Refused { peer, reason, org });
     }
 }

@@ -444,3 +444,45 @@ fn two_malformed_frames_ban_and_forged_steps_score() {
     );
     assert!(ready(&net, 0, 2));
 }
+
+/// The earliest deadline over all peers, kept as peers come, are admitted,
+/// refused, cut and go.
+#[test]
+fn the_timeout_follows_the_earliest_peer_through_every_state() {
+    let (mut fed, orgs) = federation(2);
+    let mut admission = Admission::new(Config::default());
+    let wait = Config::default().hello_timeout;
+    let at = |s: u64| NOW.saturating_add(Duration::from_secs(s));
+    assert_eq!(admission.poll_timeout(), None);
+    admission.handle_connected(at(0), 1, Ok(orgs[0].id()));
+    admission.handle_connected(at(5), 2, Ok(orgs[1].id()));
+    assert_eq!(admission.poll_timeout(), Some(at(0).saturating_add(wait)));
+    // Peer 1 is admitted: its deadline becomes its certificate's end.
+    let hello = Hello {
+        chain: orgs[0].chain.clone(),
+        record: None,
+        revocations: vec![],
+        time: at(1),
+    };
+    admission
+        .handle_hello(at(1), 1, hello, &mut fed.trust)
+        .unwrap();
+    assert_eq!(admission.poll_timeout(), Some(at(5).saturating_add(wait)));
+    // Peer 2 stays silent: refused, then cut after the grace.
+    admission.handle_timeout(at(5).saturating_add(wait), &fed.trust);
+    let cut_at = admission.poll_timeout().unwrap();
+    assert!(cut_at > at(5).saturating_add(wait));
+    admission.handle_timeout(cut_at, &fed.trust);
+    while admission.poll_output().is_some() {}
+    let until = orgs[0]
+        .chain
+        .org
+        .decode_unverified()
+        .unwrap()
+        .validity
+        .until;
+    assert_eq!(admission.poll_timeout(), Some(until));
+    // Peer 1 goes: nothing left to wake for.
+    admission.handle_disconnected(1);
+    assert_eq!(admission.poll_timeout(), None);
+}
