@@ -147,11 +147,21 @@ async fn relay_only_sites_carry_media_through_a_turn_server() {
         to_federal |= arrived(&mut at_federal, session, district, frame(1)).await;
         to_district |= arrived(&mut at_district, session, federal, frame(2)).await;
     }
-    let view = w.district.inspect(node::Inspect::Sessions).await.unwrap();
-    let link = (view["sessions"].as_array().unwrap().iter())
-        .find(|s| s["consultation"] == id.to_string())
-        .expect("the session's link");
-    assert_eq!(link["route"], "relay", "{view}");
+    // The view shows the route from the link's periodic statistics, which
+    // can come a moment after the first frames.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let view = w.district.inspect(node::Inspect::Sessions).await.unwrap();
+        let link = (view["sessions"].as_array().unwrap().iter())
+            .find(|s| s["consultation"] == id.to_string())
+            .expect("the session's link")
+            .clone();
+        if !link["route"].is_null() || tokio::time::Instant::now() >= deadline {
+            assert_eq!(link["route"], "relay", "{view}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(server);
 }
 
