@@ -49,6 +49,11 @@ fn network(fed: &TestFederation, orgs: &[TestOrg], link: Link) -> SimNet<OrgNode
     net
 }
 
+/// When an organization's certificate ends (its authority's lasts longer).
+fn cert_end(org: &TestOrg) -> Timestamp {
+    org.chain.org.decode_unverified().unwrap().validity.until
+}
+
 fn reasons(net: &SimNet<OrgNode>, node: usize, peer: usize) -> Vec<String> {
     net.node(node)
         .refused
@@ -278,13 +283,7 @@ fn a_connection_key_that_is_not_an_organization_key_is_refused() {
 #[test]
 fn a_certificate_that_expires_while_connected_is_refused_at_its_end() {
     let (mut fed, orgs) = federation(1);
-    let until = orgs[0]
-        .chain
-        .org
-        .decode_unverified()
-        .unwrap()
-        .validity
-        .until;
+    let until = cert_end(&orgs[0]);
     let mut admission = Admission::new(Config::default());
     admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
     let hello = Hello {
@@ -474,13 +473,7 @@ fn the_timeout_follows_the_earliest_peer_through_every_state() {
     assert!(cut_at > at(5).saturating_add(wait));
     admission.handle_timeout(cut_at, &fed.trust);
     while admission.poll_output().is_some() {}
-    let until = orgs[0]
-        .chain
-        .org
-        .decode_unverified()
-        .unwrap()
-        .validity
-        .until;
+    let until = cert_end(&orgs[0]);
     assert_eq!(admission.poll_timeout(), Some(until));
     // Peer 1 goes: nothing left to wake for.
     admission.handle_disconnected(1);
