@@ -25,6 +25,12 @@ pub struct RouteRequest {
     pub region: Option<RegionCode>,
     /// The requester, and organizations already tried (after a decline or escalation).
     pub exclude: BTreeSet<OrgId>,
+    /// What is being routed (a consultation's or package's id). Equally good
+    /// organizations are ordered by a hash of it with their id: a level's
+    /// centers share its cases instead of the lowest id taking every one,
+    /// and the same case ranked again (an escalation, a retry) meets the
+    /// same order.
+    pub case: [u8; 16],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,23 +120,28 @@ pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteD
             }),
         }
     }
-    decision.candidates.sort_by(|a, b| {
+    decision.candidates.sort_by_cached_key(|c| {
         (
-            !a.same_region,
-            a.level,
-            a.next_slot.is_none(),
-            a.next_slot,
-            a.org,
+            !c.same_region,
+            c.level,
+            c.next_slot.is_none(),
+            c.next_slot,
+            share(&req.case, &c.org),
+            c.org,
         )
-            .cmp(&(
-                !b.same_region,
-                b.level,
-                b.next_slot.is_none(),
-                b.next_slot,
-                b.org,
-            ))
     });
     decision
+}
+
+/// Rendezvous order of `org` for `case`: uniform over organizations, fixed
+/// for a case.
+fn share(case: &[u8; 16], org: &OrgId) -> [u8; 8] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(case);
+    hasher.update(org.as_bytes());
+    let mut order = [0; 8];
+    order.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    order
 }
 
 /// The next organization for a request that was declined with "forward" or
@@ -179,6 +190,7 @@ mod tests {
             urgency: Urgency::Emergency,
             region: Some(RegionCode::new("RU-VLG").unwrap()),
             exclude: [requester.id()].into(),
+            case: [7; 16],
         };
         let mut tried = vec![requester.id()];
         let mut path = Vec::new();
@@ -229,6 +241,7 @@ mod tests {
             urgency: Urgency::Urgent,
             region: Some(RegionCode::new("RU-VLG").unwrap()),
             exclude: [requester.id()].into(),
+            case: [7; 16],
         };
         let d = rank(&dir, &req, NOW);
         let order: Vec<_> = d.candidates.iter().map(|c| c.org).collect();
@@ -282,5 +295,39 @@ mod tests {
         let d = rank(&dir, &only_federal, NOW);
         assert_eq!(d.best().unwrap().org, federal.id());
         assert!(d.best().unwrap().next_slot.is_some());
+    }
+
+    #[test]
+    fn equally_good_centers_share_the_cases_and_a_case_keeps_its_order() {
+        let mut fed = TestFederation::new("share");
+        let requester = fed.org(1, OrgLevel::District, "RU-VLG", &[]);
+        let centers: Vec<_> = (2..6)
+            .map(|i| fed.org(i, OrgLevel::Federal, "RU-MOW", &[Specialty::Oncology]))
+            .collect();
+        let mut dir = Directory::new();
+        for o in std::iter::once(&requester).chain(&centers) {
+            dir.insert(o.signed_record(1), &fed.trust, NOW).unwrap();
+        }
+        let request = |case: u8| RouteRequest {
+            specialty: Specialty::Oncology,
+            min_level: OrgLevel::Federal,
+            urgency: Urgency::Planned,
+            region: Some(RegionCode::new("RU-VLG").unwrap()),
+            exclude: [requester.id()].into(),
+            case: [case; 16],
+        };
+        let mut chosen = std::collections::BTreeMap::<OrgId, u32>::new();
+        for case in 0..200u8 {
+            let first = rank(&dir, &request(case), NOW);
+            let again = rank(&dir, &request(case), NOW);
+            assert_eq!(first.candidates, again.candidates, "case {case}");
+            *chosen.entry(first.best().unwrap().org).or_default() += 1;
+        }
+        // Four equal centers, 200 cases: each takes a share, none takes all.
+        assert_eq!(chosen.len(), 4, "{chosen:?}");
+        assert!(
+            chosen.values().all(|&n| (20..=80).contains(&n)),
+            "{chosen:?}"
+        );
     }
 }

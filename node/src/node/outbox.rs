@@ -96,6 +96,7 @@ impl Node {
         lifetime: Duration,
     ) -> Result<Plan, NodeError> {
         let now = self.now();
+        let id = PackageId(random_bytes());
         let (recipient, route) = match target {
             Target::Org(org) => (org, None),
             Target::Best => {
@@ -108,6 +109,7 @@ impl Node {
                         .clone()
                         .or_else(|| Some(self.me.cert.region.clone())),
                     exclude: [self.me.cert.org].into(),
+                    case: id.0,
                 };
                 let decision = route::rank(self.directory(), &req, now);
                 let best = decision.best().ok_or_else(|| {
@@ -133,7 +135,7 @@ impl Node {
         Ok(Plan {
             header: EnvelopeHeader {
                 version: PACKAGE_VERSION,
-                id: PackageId(random_bytes()),
+                id,
                 sender: self.me.cert.org,
                 recipient,
                 routing,

@@ -402,6 +402,9 @@ fn route_request(p: &RouteParams) -> Result<RouteRequest, String> {
         urgency: parse("urgency", p.urgency.as_deref())?.unwrap_or(Urgency::Planned),
         region: parse::<RegionCode>("region", p.region.as_deref())?,
         exclude: Default::default(),
+        // A dry run has no case yet: it shows the order a case with this
+        // id would meet (equally good centers share real cases by theirs).
+        case: [0; 16],
     })
 }
 

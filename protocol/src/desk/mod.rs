@@ -658,6 +658,7 @@ impl Desk {
             urgency: request.urgency,
             region: Some(self.region.clone()),
             exclude: [self.me].into(),
+            case: id.0,
         };
         let next = route::escalate(directory, &original, &tried, now)
             .best()

@@ -330,6 +330,9 @@ impl Engine<'_> {
             urgency,
             region: Some(region),
             exclude: [me].into(),
+            // The node routes a new case by its package's random id; the
+            // model draws its stand-in from what is fixed by the seed.
+            case: case_key(requester, now, self.ledger.cases.len()),
         };
         let best = route::rank(self.directory(requester), &wanted, now)
             .best()
@@ -435,4 +438,13 @@ impl Engine<'_> {
             FaultKind::EmergencyBurst { .. } | FaultKind::Churn { .. } => {}
         }
     }
+}
+
+fn case_key(requester: usize, now: Timestamp, count: usize) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(requester as u64).to_le_bytes());
+    hasher.update(&now.unix_millis().to_le_bytes());
+    hasher.update(&(count as u64).to_le_bytes());
+    let hash = hasher.finalize();
+    std::array::from_fn(|i| hash.as_bytes()[i])
 }
