@@ -2,15 +2,19 @@
 //! run on the same machine:
 //! - sealing and opening throughput against raw snow transport messages
 //!   (target: sealing >= 80% of raw snow);
-//! - directory ingest of 20,000 signed records (verify + merge) against
-//!   verifying the same records' signatures one by one (target: <= 1 s).
+//! - cold start: directory ingest of 20,000 signed records (decode, chain
+//!   checks, verify, merge) against batch verification of the same
+//!   signatures, the part no ingest can skip (target: <= 1.1x); verifying
+//!   them one by one is printed beside it.
 //!
 //! Run with `cargo bench -p konsilium-protocol`; `-- --quick` for a short run.
+//! With `KONSILIUM_BENCH_RESULTS` set, the rows also go to the suite's table.
 
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::directory::Directory;
 use konsilium_protocol::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
 use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use konsilium_protocol::testkit::{NOW, TestFederation};
 use konsilium_protocol::urgency::Urgency;
 use std::hint::black_box;
@@ -41,14 +45,14 @@ fn main() {
         "{:<44} {:>12} {:>12} {:>8} {:>8}",
         "benchmark", "konsilium", "baseline", "ratio", "target"
     );
-    sealing(runs, quick);
-    ingest(
-        if quick { 2 } else { 5 },
-        if quick { 5_000 } else { 20_000 },
-    );
+    let mut rows = sealing(runs, quick);
+    rows.push(ingest(if quick { 3 } else { 5 }, 20_000));
+    if let Some(path) = suite::record("1-protocol", &rows).expect("write the suite rows") {
+        println!("rows written to {}", path.display());
+    }
 }
 
-fn sealing(runs: usize, quick: bool) {
+fn sealing(runs: usize, quick: bool) -> Vec<SuiteRow> {
     let mut fed = TestFederation::new("bench");
     let a = fed.org(1, OrgLevel::District, "RU-VLG", &[Specialty::Radiology]);
     let b = fed.org(2, OrgLevel::Federal, "RU-MOW", &[Specialty::Radiology]);
@@ -154,30 +158,46 @@ fn sealing(runs: usize, quick: bool) {
         assert_eq!(opened.len(), len);
     }
     let mb = len >> 20;
-    row(
-        &format!("seal {mb} MiB (MB/s; baseline raw snow)"),
-        rate(len, ours_seal),
-        rate(len, raw_seal),
-        0.80,
-    );
-    row(
-        &format!("open {mb} MiB (MB/s; baseline raw snow, best)"),
-        rate(len, ours_open),
-        rate(len, raw_open),
-        0.80,
-    );
+    vec![
+        rate_row(
+            &format!("seal {mb} MiB (MB/s; baseline raw snow)"),
+            rate(len, ours_seal),
+            rate(len, raw_seal),
+        ),
+        rate_row(
+            &format!("open {mb} MiB (MB/s; baseline raw snow, best)"),
+            rate(len, ours_open),
+            rate(len, raw_open),
+        ),
+    ]
 }
 
-fn row(name: &str, ours: f64, base: f64, target: f64) {
+/// Sealing and opening must keep 80% of the cipher's own rate: the raw
+/// snow transport is both the baseline and the limit.
+fn rate_row(name: &str, ours: f64, base: f64) -> SuiteRow {
+    const TARGET: f64 = 0.80;
     let ratio = ours / base;
-    let verdict = if ratio >= target { "ok" } else { "MISSED" };
+    let met = ratio >= TARGET;
+    let verdict = if met { "ok" } else { "MISSED" };
     println!(
-        "{name:<44} {ours:>12.1} {base:>12.1} {ratio:>8.2} {:>6}{target:.2} {verdict}",
+        "{name:<44} {ours:>12.1} {base:>12.1} {ratio:>8.2} {:>6}{TARGET:.2} {verdict}",
         ">="
     );
+    SuiteRow {
+        row: name
+            .replace(" (MB/s; baseline raw snow)", "")
+            .replace(" (MB/s; baseline raw snow, best)", ""),
+        measured: format!("{ours:.0} MB/s"),
+        baseline: format!("raw snow transport {base:.0} MB/s"),
+        limit: "the cipher: the raw snow transport".into(),
+        judged: format!("{ratio:.2} of raw"),
+        context: "-".into(),
+        target: format!("≥ {TARGET:.2}"),
+        met,
+    }
 }
 
-fn ingest(runs: usize, count: u64) {
+fn ingest(runs: usize, count: u64) -> SuiteRow {
     let mut fed = TestFederation::new("ingest");
     let specialties = Specialty::ALL;
     let orgs: Vec<_> = (0..count)
@@ -195,11 +215,37 @@ fn ingest(runs: usize, count: u64) {
         .collect();
     let records: Vec<_> = orgs.iter().map(|o| o.signed_record(1)).collect();
 
-    // Baseline: verifying each record's own signature alone, nothing else.
-    let keys: Vec<_> = orgs.iter().map(|o| o.id().verifying_key()).collect();
-    let baseline = median(runs, || {
-        for (r, k) in records.iter().zip(&keys) {
-            r.verify(k).unwrap();
+    // The limit: every signature a cold start must check (each record's,
+    // each organization certificate's, each regional authority's once),
+    // verified in one batch, nothing else.
+    let mut messages: Vec<&[u8]> = Vec::new();
+    let mut signatures = Vec::new();
+    let mut keys = Vec::new();
+    let mut authorities = std::collections::BTreeSet::new();
+    for (record, org) in records.iter().zip(&orgs) {
+        let cert = org.chain.org.decode_unverified().unwrap();
+        messages.push(record.signed_bytes());
+        signatures.push(*record.signature());
+        keys.push(org.id().verifying_key());
+        messages.push(org.chain.org.signed_bytes());
+        signatures.push(*org.chain.org.signature());
+        keys.push(cert.issuer.verifying_key().unwrap());
+        if let Some(authority) = &org.chain.authority
+            && authorities.insert(authority.content_hash())
+        {
+            let body = authority.decode_unverified().unwrap();
+            messages.push(authority.signed_bytes());
+            signatures.push(*authority.signature());
+            keys.push(body.issuer.verifying_key().unwrap());
+        }
+    }
+    let batch = median(runs, || {
+        ed25519_dalek::verify_batch(&messages, &signatures, &keys).unwrap();
+    });
+    // Beside it: the same signatures checked one by one.
+    let one_by_one = median(runs, || {
+        for ((m, s), k) in messages.iter().zip(&signatures).zip(&keys) {
+            k.verify_strict(m, s).unwrap();
         }
     });
     let ours = median(runs, || {
@@ -209,18 +255,33 @@ fn ingest(runs: usize, count: u64) {
         assert_eq!(dir.len(), count as usize);
         black_box(dir.digest());
     });
-    let name = format!("ingest {count} records (ms; baseline 1 verify each)");
-    let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
-    let target_ms = 1000.0 * count as f64 / 20_000.0;
-    let verdict = if ours.as_secs_f64() * 1000.0 <= target_ms {
-        "ok"
-    } else {
-        "MISSED"
-    };
+    const TARGET: f64 = 1.1;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = ours.as_secs_f64() / batch.as_secs_f64();
+    let met = ratio <= TARGET;
     println!(
-        "{name:<44} {:>12.1} {:>12.1} {ratio:>8.2} {:>6}{target_ms:.0}ms {verdict}",
-        ours.as_secs_f64() * 1000.0,
-        baseline.as_secs_f64() * 1000.0,
-        "<="
+        "{:<44} {:>12.1} {:>12.1} {ratio:>8.2} {:>6}{TARGET:.1} {}",
+        format!("ingest {count} records (ms; baseline batch)"),
+        ms(ours),
+        ms(batch),
+        "<=",
+        if met { "ok" } else { "MISSED" }
     );
+    SuiteRow {
+        row: format!("cold start: verify and index {count} signed records"),
+        measured: format!("{:.0} ms", ms(ours)),
+        baseline: format!(
+            "the same {} signatures one by one: {:.0} ms",
+            messages.len(),
+            ms(one_by_one)
+        ),
+        limit: format!("batch verification of them: {:.0} ms", ms(batch)),
+        judged: format!("{ratio:.2}× limit"),
+        context: format!(
+            "{:.2}× one by one",
+            ours.as_secs_f64() / one_by_one.as_secs_f64()
+        ),
+        target: format!("≤ {TARGET}×"),
+        met,
+    }
 }

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use konsilium_simulations::output;
 use konsilium_simulations::scenario::{Scenario, UrgencyMix};
 use konsilium_simulations::year::{self, Progress, convergence, summary::Summary};
@@ -36,6 +37,11 @@ struct Args {
     /// Skip the directory convergence measurement.
     #[arg(long)]
     no_convergence: bool,
+    /// Add the run's speed to the performance suite's table (the
+    /// directory `KONSILIUM_BENCH_RESULTS` names): the simulated days
+    /// measured and, when fewer than a year, the year they project to.
+    #[arg(long)]
+    suite: bool,
 }
 
 fn mix(text: &str) -> anyhow::Result<UrgencyMix> {
@@ -121,7 +127,43 @@ fn main() -> anyhow::Result<()> {
     for path in written {
         println!("  {}", path.display());
     }
+    if args.suite {
+        let row = speed_row(&scenario, &outcome);
+        match suite::record("6-model", &[row])? {
+            Some(path) => println!("  {}", path.display()),
+            None => bail!("--suite needs {} to name a directory", suite::RESULTS_DIR),
+        }
+    }
     Ok(())
+}
+
+/// The model's speed against the suite's target of a simulated year in a
+/// minute. A run shorter than a year is projected linearly from its own
+/// simulated span (consultations and their tail), and says so.
+fn speed_row(scenario: &Scenario, outcome: &year::Outcome) -> SuiteRow {
+    const TARGET_S: f64 = 60.0;
+    let span_days = outcome.end.since(outcome.start).as_secs_f64() / 86_400.0;
+    let wall = outcome.wall.as_secs_f64();
+    let year = wall * 365.0 / span_days;
+    let projected = span_days < 365.0;
+    SuiteRow {
+        row: format!(
+            "{} model scenario ({} organizations), one simulated year",
+            scenario.name,
+            scenario.orgs.len()
+        ),
+        measured: format!("{span_days:.0} simulated days in {wall:.0} s"),
+        baseline: "-".into(),
+        limit: format!("budget: {TARGET_S:.0} s on 2 cores"),
+        judged: if projected {
+            format!("{year:.0} s a year (projected from {span_days:.0} days)")
+        } else {
+            format!("{year:.0} s a year")
+        },
+        context: format!("{:.1} s per simulated day", wall / span_days),
+        target: format!("≤ {TARGET_S:.0} s"),
+        met: year <= TARGET_S,
+    }
 }
 
 fn seconds(s: Option<f64>) -> String {

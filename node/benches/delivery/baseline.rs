@@ -307,6 +307,27 @@ pub(crate) async fn raw_sample(head: &RawHandle) -> Duration {
     t0.elapsed()
 }
 
+/// `count` requests through a raw chain, up to `window` in flight (within
+/// request-response's default limit of concurrent streams, beyond which a
+/// peer drops them), timed until the last answer: the throughput the
+/// sustained row is compared to.
+pub(crate) async fn raw_burst(head: &RawHandle, count: usize, window: usize) -> Duration {
+    let t0 = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|_| async {
+            let (done, answered) = oneshot::channel();
+            head.commands
+                .send((vec![0x5a; BODY_BYTES], done))
+                .await
+                .expect("raw node running");
+            answered.await.expect("raw request failed");
+        })
+        .buffer_unordered(window)
+        .collect::<Vec<()>>()
+        .await;
+    t0.elapsed()
+}
+
 pub(crate) type BulkSwarm = Swarm<request_response::Behaviour<BulkCodec>>;
 
 /// How many bytes to pull, and where to report how many arrived.

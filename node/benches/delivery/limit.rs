@@ -10,6 +10,7 @@ use konsilium_protocol::identity::{IdentityKey, SealingKey};
 use konsilium_protocol::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::testkit::suite::SuiteRow;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
 use std::io;
@@ -143,6 +144,24 @@ pub(crate) struct Limit {
     pub(crate) limit: Duration,
     pub(crate) parts: String,
     pub(crate) target: f64,
+}
+
+impl Limit {
+    /// The row in the suite's table: judged against the limit, the ratio to
+    /// raw libp2p beside it.
+    pub(crate) fn suite_row(&self, what: &str, baseline: &str) -> SuiteRow {
+        let ratio = ms(self.ours) / ms(self.limit);
+        SuiteRow {
+            row: what.to_owned(),
+            measured: format!("{:.2} ms p50", ms(self.ours)),
+            baseline: format!("{baseline} {:.2} ms", ms(self.raw)),
+            limit: format!("{} = {:.2} ms", self.parts, ms(self.limit)),
+            judged: format!("{ratio:.2}× limit"),
+            context: format!("{:.1}× raw", ms(self.ours) / ms(self.raw)),
+            target: format!("≤ {}×", self.target),
+            met: ratio <= self.target,
+        }
+    }
 }
 
 pub(crate) fn print_limits(rows: &[Limit]) {

@@ -48,14 +48,30 @@
 //!    disk before it signs. Target: at least 40% of the raw stream's rate,
 //!    i.e. at most 2.5x its time. Few samples, since each writes half a GiB.
 //!
+//! 4. *10,000 queued 1 KiB packages* to one recipient, 64 sends in flight,
+//!    until the sender's outbox holds no package without its receipt.
+//!    Baseline: the same number of 1 KiB request-response exchanges between
+//!    two plain swarms, 64 in flight. Target: at least half the raw
+//!    throughput.
+//! 5. *Resident memory during row 3*: the peak of this process (both
+//!    nodes, the raw swarms, the bench) while the nodes move 256 MiB, so
+//!    one node's share is at most that. Target: 300 MiB.
+//!
+//! With `KONSILIUM_BENCH_RESULTS` set, the rows go to the suite's table.
+//!
 //! After the table the bench prints where the node's time goes (cumulative
 //! medians of the events the nodes emit, and the cost of one sled flush on
 //! the disk the nodes' databases are on, which `TMPDIR` decides).
 
 mod baseline;
 mod limit;
+mod memory;
+mod sustained;
 use baseline::*;
+use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use limit::{Limit, attachment_probes, crypto_probe, print_limits, sled_flush_cost};
+use memory::PeakSampler;
+use sustained::sustained_row;
 
 use futures::stream::{BoxStream, StreamExt};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -359,6 +375,8 @@ struct Counts {
     warmup: usize,
     samples: usize,
     attachment_samples: usize,
+    /// Packages queued at once in row 4.
+    queued: usize,
 }
 
 /// Two certified, connected nodes in one region: the setup of rows 1 and 3.
@@ -503,8 +521,9 @@ fn attachment_file(path: &Path, bytes: u64) -> PathBuf {
 }
 
 /// Row 3: a 256 MiB attachment between two connected nodes vs the same
-/// bytes over one raw libp2p stream.
-async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
+/// bytes over one raw libp2p stream. Also returns the process's resident
+/// memory before the row and its peak while the nodes moved the bytes.
+async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>, (u64, u64)) {
     std::fs::create_dir_all(dir).expect("bench directory");
     let big = attachment_file(&dir.join("attachment.bin"), ATTACHMENT_BYTES);
     let small = attachment_file(&dir.join("warmup.bin"), WARMUP_ATTACHMENT_BYTES);
@@ -523,9 +542,13 @@ async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
     ours_sample(&s, &[&r], req(&small), BULK_PATIENCE).await;
     let mut baseline = Vec::with_capacity(counts.attachment_samples);
     let mut traces = Vec::with_capacity(counts.attachment_samples);
+    let before = memory::resident();
+    let mut peak = before;
     for _ in 0..counts.attachment_samples {
         baseline.push(bulk_sample(&raw, ATTACHMENT_BYTES).await);
+        let sampler = PeakSampler::start();
         traces.push(ours_sample(&s, &[&r], req(&big), BULK_PATIENCE).await);
+        peak = peak.max(sampler.stop());
     }
     s.shutdown().await;
     r.shutdown().await;
@@ -541,7 +564,7 @@ async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>) {
         // At least 40% of the raw stream's rate: at most 2.5x its time.
         target: Some(2.5),
     };
-    (row, traces)
+    (row, traces, (before, peak))
 }
 
 /// Two workers, like the multi-node tests: the machine has two cores and
@@ -555,12 +578,14 @@ async fn main() {
             warmup: 5,
             samples: 50,
             attachment_samples: 3,
+            queued: 10_000,
         }
     } else {
         Counts {
             warmup: 20,
             samples: 200,
             attachment_samples: 5,
+            queued: 10_000,
         }
     };
     let tmp = tempfile::tempdir().expect("temporary directory");
@@ -574,8 +599,9 @@ async fn main() {
 
     let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;
     let (relayed, relayed_traces) = relayed_row(&tmp.path().join("relayed"), &counts).await;
-    let (attachment, attachment_traces) =
+    let (attachment, attachment_traces, (resident_before, resident_peak)) =
         attachment_row(&tmp.path().join("attachment"), &counts).await;
+    let sustained = sustained_row(&tmp.path().join("sustained"), counts.queued).await;
 
     println!();
     print_table(&[&direct, &relayed, &attachment]);
@@ -600,7 +626,7 @@ async fn main() {
     let raw_stream = p50(&attachment.baseline);
     println!();
     println!("against the limit (the parts each operation cannot avoid, timed above and below):");
-    print_limits(&[
+    let limits = [
         // Sender before returning the id, recipient before signing the
         // receipt, sender on the receipt.
         Limit {
@@ -633,7 +659,74 @@ async fn main() {
             ),
             target: 1.2,
         },
-    ]);
+    ];
+    print_limits(&limits);
+    let share = sustained.share();
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    println!(
+        "{} queued 1 KiB packages: {:.0}/s vs raw request-response {:.0}/s: {:.0}% of raw (target >= 50%: {})",
+        sustained.count,
+        sustained.per_second(sustained.ours),
+        sustained.per_second(sustained.raw),
+        share * 100.0,
+        if share >= 0.5 { "ok" } else { "MISSED" }
+    );
+    println!(
+        "resident memory while the nodes moved 256 MiB: peak {:.0} MiB (before the row {:.0} MiB; target <= 300 MiB: {})",
+        mib(resident_peak),
+        mib(resident_before),
+        if resident_peak <= 300 << 20 {
+            "ok"
+        } else {
+            "MISSED"
+        }
+    );
+    let rows = [
+        limits[0].suite_row(
+            "sealed 1 KiB package, send → signed receipt, direct",
+            "raw request-response round trip",
+        ),
+        limits[1].suite_row(
+            "same over 3 nodes through a relay",
+            "raw 3-swarm request chain",
+        ),
+        SuiteRow {
+            row: format!(
+                "{} queued 1 KiB packages to one recipient, sustained",
+                sustained.count
+            ),
+            measured: format!("{:.0} packages/s", sustained.per_second(sustained.ours)),
+            baseline: format!(
+                "raw request-response, same payloads, 64 in flight: {:.0}/s",
+                sustained.per_second(sustained.raw)
+            ),
+            limit: "-".into(),
+            judged: format!("{:.0}% of raw", share * 100.0),
+            context: "-".into(),
+            target: "≥ 50%".into(),
+            met: share >= 0.5,
+        },
+        limits[2].suite_row("256 MiB attachment, queued → receipt", "raw libp2p stream"),
+        SuiteRow {
+            row: "resident memory during a 256 MiB transfer".into(),
+            measured: format!(
+                "peak {:.0} MiB (both nodes and the bench, one process)",
+                mib(resident_peak)
+            ),
+            baseline: format!(
+                "the process before the row: {:.0} MiB",
+                mib(resident_before)
+            ),
+            limit: "budget: 300 MiB".into(),
+            judged: format!("{:.0} MiB", mib(resident_peak)),
+            context: "-".into(),
+            target: "≤ 300 MiB".into(),
+            met: resident_peak <= 300 << 20,
+        },
+    ];
+    if let Some(path) = suite::record("2-delivery", &rows).expect("write the suite rows") {
+        println!("rows written to {}", path.display());
+    }
 
     println!();
     println!("where the node's time goes:");

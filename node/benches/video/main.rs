@@ -35,6 +35,7 @@ use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::specialty::Specialty;
+use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::video::SessionId;
 use konsilium_protocol::workflow::{Action, Consent, ConsentMethod, ConsultationId, Status};
@@ -416,4 +417,25 @@ async fn main() {
         },
     );
     print_breakdown(&traces);
+    let row = SuiteRow {
+        row: "video session setup: signalling over libp2p, ICE, DTLS, data channel, loopback"
+            .into(),
+        measured: format!(
+            "{:.1} ms p95 ({:.1} ms p50)",
+            ms(percentile(&ours, 0.95)),
+            ms(percentile(&ours, 0.5))
+        ),
+        baseline: format!(
+            "two bare str0m Rtc over loopback UDP: {:.1} ms p95",
+            ms(percentile(&bare, 0.95))
+        ),
+        limit: "the bare pair".into(),
+        judged: format!("{ratio:.2}× bare (p95)"),
+        context: "-".into(),
+        target: format!("≤ {TARGET_RATIO}×"),
+        met: ratio <= TARGET_RATIO,
+    };
+    if let Some(path) = suite::record("3-video", &[row]).expect("write the suite row") {
+        println!("row written to {}", path.display());
+    }
 }

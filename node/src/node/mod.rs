@@ -93,7 +93,7 @@ use libp2p::{
 };
 use rpc::Pending;
 use setup::is_unspecified;
-pub use setup::{NodeSetup, start};
+pub use setup::{ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, NodeSetup, start};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

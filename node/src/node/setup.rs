@@ -5,6 +5,12 @@ use super::*;
 use konsilium_protocol::desk::{Config as DeskConfig, Desk};
 use konsilium_protocol::journal::LostTail;
 
+/// How often a configured node's gossip heartbeats. Tests run faster.
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often a configured node runs an anti-entropy round with one peer:
+/// gossip carries updates, this only repairs what gossip missed.
+pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(60);
+
 /// Everything a node needs to start.
 pub struct NodeSetup {
     pub identity: IdentityKey,
@@ -64,9 +70,9 @@ impl NodeSetup {
             relay_via: config.relay_via.clone(),
             scope: config.directory_scope,
             openness: config.openness,
-            gossip_heartbeat: Duration::from_secs(1),
+            gossip_heartbeat: GOSSIP_HEARTBEAT,
             clock: std::sync::Arc::new(SystemClock),
-            anti_entropy_every: Duration::from_secs(60),
+            anti_entropy_every: ANTI_ENTROPY_EVERY,
             keep_delivered: config.keep_delivered,
             video: config.video.clone(),
             stun_listen: config.stun_listen,

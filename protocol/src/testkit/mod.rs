@@ -23,6 +23,7 @@ pub mod directory_node;
 pub mod org_node;
 pub mod simnet;
 pub mod site;
+pub mod suite;
 
 pub use directory_node::DirectoryNode;
 pub use org_node::{OrgNode, PeerChange};
