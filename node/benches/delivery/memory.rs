@@ -7,13 +7,7 @@ use std::time::Duration;
 
 /// Resident bytes of this process now.
 pub(crate) fn resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS in /proc/self/status")
-        * 1024
+    super::process::rss_of(std::process::id())
 }
 
 /// The highest resident size seen from `start` until `stop`.

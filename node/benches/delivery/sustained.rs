@@ -6,7 +6,7 @@
 use super::*;
 
 /// Packages, and raw requests, in flight at once.
-const WINDOW: usize = 64;
+pub(crate) const WINDOW: usize = 64;
 
 pub(crate) struct Sustained {
     pub(crate) count: usize,
