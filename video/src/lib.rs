@@ -11,13 +11,18 @@
 //! DTLS needs: the caller passes time and datagrams in and takes datagrams,
 //! signals and events out, as with the protocol crate's machines.
 
+mod connection;
+mod frame;
 mod link;
+mod seat;
 mod stats;
 pub mod stun;
 
+pub use frame::{Frame, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
     Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT,
     Relayed,
 };
+pub use seat::{Seat, SeatEvent, Slot};
 pub use stats::{LinkStats, Route};

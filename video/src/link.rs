@@ -5,23 +5,21 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
+use crate::connection::{self, add_candidates, new_rtc};
+use crate::frame::{self, Frame, Track};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
+use str0m::{Event, IceConnectionState, Rtc};
 
 /// The data channel every link opens.
 const CHANNEL: &str = "consilium";
 /// RTP time advances by a 30 fps frame's worth at 90 kHz per frame sent.
 const FRAME_TICKS: u64 = 3000;
-/// How often str0m reports the link's statistics.
-const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How long a link that lost its path waits for an ICE restart to find a
 /// new one before it is given up (and set up anew, DTLS and all).
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
@@ -29,7 +27,7 @@ pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 /// The DTLS certificate of one link, whose fingerprint goes into the
 /// signed description. Making one costs a millisecond or two of CPU, so
 /// a node keeps a few made ahead and no link's setup waits for one.
-pub struct Certificate(str0m::crypto::dtls::DtlsCert);
+pub struct Certificate(pub(crate) str0m::crypto::dtls::DtlsCert);
 
 impl Certificate {
     pub fn generate() -> Result<Self, LinkError> {
@@ -80,7 +78,9 @@ pub enum LinkEvent {
     /// The data channel is open both ways.
     ChannelOpen,
     Data(Vec<u8>),
-    Media(Vec<u8>),
+    Media(Frame),
+    /// The other site's viewers need a keyframe of what this site sends.
+    KeyframeWanted,
     /// The path stopped answering (the network changed, a NAT forgot its
     /// mapping): the offering side restarts ICE ([`Link::restart`]);
     /// without a new path within [`RECONNECT_WAIT`] the link fails.
@@ -133,7 +133,8 @@ pub struct Link {
     rtc: Rtc,
     pending: Option<SdpPendingOffer>,
     channel: Option<ChannelId>,
-    mid: Option<Mid>,
+    audio: Option<Mid>,
+    video: Option<Mid>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<LinkEvent>,
     timeout: Option<Instant>,
@@ -157,49 +158,14 @@ fn fingerprint(sdp: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn new_rtc(now: Instant, local: LocalAddrs, cert: Certificate) -> Result<Rtc, LinkError> {
-    let mut rtc = Rtc::builder()
-        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-        .set_dtls_cert(cert.0)
-        .enable_bwe(None)
-        .set_stats_interval(Some(STATS_EVERY))
-        .build(now);
-    add_candidates(&mut rtc, local)?;
-    Ok(rtc)
-}
-
-/// The local candidates `local` names; ones the `Rtc` holds already are
-/// not added twice.
-fn add_candidates(rtc: &mut Rtc, local: LocalAddrs) -> Result<(), LinkError> {
-    let host = local.host;
-    let bad = |addr: SocketAddr| move |e| LinkError::Setup(format!("{addr}: {e}"));
-    if let Some(relayed) = local.relayed {
-        let candidate =
-            Candidate::relayed(relayed.addr, relayed.base, "udp").map_err(bad(relayed.addr))?;
-        rtc.add_local_candidate(candidate);
-    } else if local.relay_only {
-        return Err(LinkError::Setup(
-            "video is relay-only, but no TURN server granted a relay".into(),
-        ));
-    }
-    if local.relay_only {
-        return Ok(());
-    }
-    rtc.add_local_candidate(Candidate::host(host, "udp").map_err(bad(host))?);
-    if let Some(mapped) = local.reflexive {
-        let candidate = Candidate::server_reflexive(mapped, host, "udp").map_err(bad(mapped))?;
-        rtc.add_local_candidate(candidate);
-    }
-    Ok(())
-}
-
 impl Link {
     fn with(now: Instant, rtc: Rtc, local: LocalAddrs) -> Self {
         Self {
             rtc,
             pending: None,
             channel: None,
-            mid: None,
+            audio: None,
+            video: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             timeout: None,
@@ -221,14 +187,15 @@ impl Link {
     ) -> Result<(Self, String), LinkError> {
         let mut rtc = new_rtc(now, local, cert)?;
         let mut change = rtc.sdp_api();
-        let mid = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let video = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
         change.add_channel(CHANNEL.into());
         let (offer, pending) = change
             .apply()
             .ok_or(LinkError::Description("nothing to offer".into()))?;
         let mut link = Self::with(now, rtc, local);
         link.pending = Some(pending);
-        link.mid = Some(mid);
+        (link.audio, link.video) = (Some(audio), Some(video));
         link.drain();
         Ok((link, offer.to_sdp_string()))
     }
@@ -321,8 +288,7 @@ impl Link {
     /// Whether a datagram arriving on a socket several links share is this
     /// link's (its remote's address, or an ICE check with its credentials).
     pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
-        Receive::new(Protocol::Udp, d.source, d.destination, &d.contents)
-            .is_ok_and(|r| self.rtc.accepts(&Input::Receive(now, r)))
+        connection::accepts(&self.rtc, now, d)
     }
 
     /// A datagram from the socket; anything that is not WebRTC is dropped.
@@ -330,12 +296,9 @@ impl Link {
         if self.failed.is_some() {
             return;
         }
-        let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.contents) else {
-            return;
-        };
         self.now = now;
-        if let Err(e) = self.rtc.handle_input(Input::Receive(now, receive)) {
-            self.fail(e.to_string());
+        if let Err(e) = connection::receive(&mut self.rtc, now, d) {
+            self.fail(e);
         }
         self.drain();
     }
@@ -349,7 +312,7 @@ impl Link {
             self.fail("the other site stopped answering".into());
             return;
         }
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+        if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now)) {
             self.fail(e.to_string());
         }
         self.drain();
@@ -369,14 +332,10 @@ impl Link {
         Ok(written)
     }
 
-    /// Sends one media frame, as opaque bytes.
+    /// Sends one video frame made here, as opaque bytes (a probe's, a
+    /// test's): VP8 packetizing carries any bytes.
     pub fn send_media(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
-        self.usable()?;
-        if !self.rtc.is_connected() {
-            // str0m drops media written before the connection is up.
-            return Err(LinkError::NotReady("not connected"));
-        }
-        let mid = self.mid.ok_or(LinkError::NotReady("no media negotiated"))?;
+        let mid = self.ready_mid(Track::Video)?;
         let writer = (self.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
         let pt = (writer.payload_params().next())
             .ok_or(LinkError::Description("no codec negotiated".into()))?
@@ -387,6 +346,39 @@ impl Link {
             .map_err(|e| LinkError::Failed(e.to_string()))?;
         self.drain();
         Ok(())
+    }
+
+    /// Forwards a frame one of this site's clinicians sent.
+    pub fn forward(&mut self, frame: &Frame) -> Result<(), LinkError> {
+        let mid = self.ready_mid(frame.track)?;
+        frame::write(&mut self.rtc, mid, frame)?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Asks the other site for a keyframe of the video it sends (a viewer
+    /// here joined, or lost packets).
+    pub fn request_keyframe(&mut self) -> Result<(), LinkError> {
+        let mid = self.ready_mid(Track::Video)?;
+        let mut writer = (self.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
+        (writer.request_keyframe(None, KeyframeRequestKind::Pli))
+            .map_err(|_| LinkError::NotReady("no video from the other site yet"))?;
+        self.drain();
+        Ok(())
+    }
+
+    /// The track's media line, once the link can carry media on it.
+    fn ready_mid(&self, track: Track) -> Result<Mid, LinkError> {
+        self.usable()?;
+        if !self.rtc.is_connected() {
+            // str0m drops media written before the connection is up.
+            return Err(LinkError::NotReady("not connected"));
+        }
+        let mid = match track {
+            Track::Audio => self.audio,
+            Track::Video => self.video,
+        };
+        mid.ok_or(LinkError::NotReady("no media negotiated"))
     }
 
     pub fn stats(&self) -> LinkStats {
@@ -460,23 +452,18 @@ impl Link {
         true
     }
 
-    /// str0m's contract: after every change, poll until it names its next
-    /// timeout.
     fn drain(&mut self) {
-        while self.failed.is_none() {
-            match self.rtc.poll_output() {
-                Ok(Output::Timeout(at)) => {
-                    self.timeout = Some(at);
-                    return;
-                }
-                Ok(Output::Transmit(t)) => self.transmits.push_back(Datagram {
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.into(),
-                }),
-                Ok(Output::Event(event)) => self.on_event(event),
-                Err(e) => self.fail(e.to_string()),
-            }
+        if self.failed.is_some() {
+            return;
+        }
+        let mut events = Vec::new();
+        let polled = connection::pump(&mut self.rtc, &mut self.transmits, &mut events);
+        for event in events {
+            self.on_event(event);
+        }
+        match polled {
+            Ok(at) => self.timeout = Some(at),
+            Err(e) => self.fail(e),
         }
     }
 
@@ -491,8 +478,12 @@ impl Link {
                 self.events.push_back(LinkEvent::ChannelOpen);
             }
             Event::ChannelData(d) => self.events.push_back(LinkEvent::Data(d.data)),
-            Event::MediaAdded(m) => self.mid = Some(m.mid),
-            Event::MediaData(m) => self.events.push_back(LinkEvent::Media(m.data.to_vec())),
+            Event::MediaAdded(m) => match Track::of(m.kind) {
+                Track::Audio => self.audio = Some(m.mid),
+                Track::Video => self.video = Some(m.mid),
+            },
+            Event::MediaData(m) => self.events.push_back(LinkEvent::Media(Frame::received(&m))),
+            Event::KeyframeRequest(_) => self.events.push_back(LinkEvent::KeyframeWanted),
             Event::PeerStats(stats) => self.meter.handle_stats(&stats),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected)
                 if self.lost_at.is_none() =>

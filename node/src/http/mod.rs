@@ -42,7 +42,7 @@ use self::openapi::openapi;
 use self::problems::{method_not_allowed, not_found};
 use crate::node::NodeHandle;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,6 +152,11 @@ fn router_with_users(
         .route("/consultations/{id}/fhir", get(fhir_bundle))
         .route("/consultations/{id}/files/{index}", get(get_file))
         .route("/consultations/{id}/video", post(video::open_video))
+        .route("/consultations/{id}/room", get(video::room))
+        .route("/consultations/{id}/whip", post(video::whip))
+        .route("/consultations/{id}/whep", post(video::whep))
+        .route("/consultations/{id}/whip/{seat}", delete(video::leave))
+        .route("/consultations/{id}/whep/{seat}", delete(video::leave))
         .route("/fhir/ServiceRequest", post(import_fhir))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)

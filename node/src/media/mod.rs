@@ -23,17 +23,21 @@
 
 mod certs;
 mod relay;
+mod room;
 mod socket;
 mod task;
+
+pub use room::{MAX_MESSAGE, Person, RoomMessage, SeatId};
 
 use crate::config::{TurnServer, VideoConfig};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::video::SessionId;
 use konsilium_video::stun::BindingRequest;
 use konsilium_video::{
-    Datagram, Link, LinkError, LinkEvent, LinkState, LinkStats, LocalAddrs, Relayed,
+    Datagram, Link, LinkError, LinkEvent, LinkState, LinkStats, LocalAddrs, Relayed, Seat,
 };
 use relay::Relay;
+use room::{HeldSeat, Room, Seats};
 use socket::OwnSocket;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -69,8 +73,12 @@ impl Held {
 type Links = HashMap<(SessionId, OrgId), Held>;
 
 /// What the event loop's side and the task share.
+/// Locks are taken in the order links, seats, room.
 struct Shared {
     links: Mutex<Links>,
+    /// This site's clinicians' browsers.
+    seats: Mutex<Seats>,
+    room: Mutex<Room>,
     wake: Notify,
     /// Offers being written: a second one for the same link is refused.
     preparing: Mutex<HashSet<(SessionId, OrgId)>>,
@@ -90,6 +98,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn links(&self) -> MutexGuard<'_, Links> {
         lock(&self.links)
+    }
+
+    fn seats(&self) -> MutexGuard<'_, Seats> {
+        lock(&self.seats)
+    }
+
+    fn room(&self) -> MutexGuard<'_, Room> {
+        lock(&self.room)
     }
 
     fn ask(&self, request: BindingRequest) {
@@ -147,6 +163,13 @@ pub enum MediaEvent {
         org: OrgId,
         offer: Result<String, MediaError>,
     },
+    /// A clinician's browser connected (`left: None`) or is gone.
+    Seat {
+        session: SessionId,
+        seat: SeatId,
+        who: Person,
+        left: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,12 +180,26 @@ pub enum MediaError {
     NoLink { org: OrgId },
     #[error("video: a link to {org} in this session exists already")]
     Exists { org: OrgId },
+    #[error("video: no participant {seat} in this session")]
+    NoSeat { seat: SeatId },
+    #[error("video: no randomness for a participant's id: {0}")]
+    Random(String),
     #[error("video socket {addr}: {source}")]
     Socket {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// One clinician's browser as `konsilium sessions` shows it.
+#[derive(Debug, Clone)]
+pub struct SeatView {
+    pub session: SessionId,
+    pub seat: SeatId,
+    pub who: Person,
+    pub connected: bool,
+    pub stats: LinkStats,
 }
 
 /// One link as `konsilium sessions` shows it.
@@ -201,6 +238,7 @@ impl MediaPlane {
     /// to `events`.
     pub async fn start(
         config: &VideoConfig,
+        config_name: &str,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<Self, MediaError> {
         let addr = config.listen;
@@ -209,6 +247,8 @@ impl MediaPlane {
         let local = socket.local_addr().map_err(failed)?;
         let shared = Arc::new(Shared {
             links: Mutex::new(Links::new()),
+            seats: Mutex::new(Seats::new()),
+            room: Mutex::new(Room::new(config_name.to_owned())),
             wake: Notify::new(),
             preparing: Mutex::new(HashSet::new()),
             asked: Mutex::new(None),
@@ -281,7 +321,8 @@ impl MediaPlane {
         links
     }
 
-    /// Ends every link of the session; returns the sites they went to.
+    /// Ends every link and seat of the session; returns the sites the
+    /// links went to.
     pub fn close(&self, session: SessionId) -> Vec<OrgId> {
         let mut links = self.shared.links();
         let mut closed = Vec::new();
@@ -289,6 +330,11 @@ impl MediaPlane {
             if s == session {
                 held.link.close();
                 closed.push(org);
+            }
+        }
+        for held in self.shared.seats().values_mut() {
+            if held.session == session {
+                held.seat.close();
             }
         }
         drop(links);
@@ -304,6 +350,12 @@ impl MediaPlane {
             held.link.close();
         }
         self.shared.wake.notify_one();
+    }
+
+    /// Whether a link to `org` in the session exists or is being offered.
+    pub fn is_linked(&self, session: SessionId, org: OrgId) -> bool {
+        lock(&self.shared.preparing).contains(&(session, org))
+            || self.shared.links().contains_key(&(session, org))
     }
 
     /// Whether our offer to `org` in the session is being written or
@@ -409,6 +461,67 @@ impl MediaPlane {
 
     pub fn answered(&self, session: SessionId, org: OrgId, answer: &str) -> Result<(), MediaError> {
         self.with(session, org, |link| link.handle_answer(answer))
+    }
+
+    /// What another site is called, for the room's rosters and chat.
+    pub fn name_site(&self, org: OrgId, name: String) {
+        self.shared.room().names.insert(org, name);
+    }
+
+    /// A clinician's browser joins the session with its offer (WHIP or
+    /// WHEP); returns the seat's id and our answer.
+    pub fn join(
+        &self,
+        session: SessionId,
+        who: Person,
+        offer: &str,
+    ) -> Result<(SeatId, String), MediaError> {
+        let seat = SeatId::random().map_err(|e| MediaError::Random(e.to_string()))?;
+        let relay = lock(&self.shared.relay).clone();
+        let local = addrs(
+            self.local,
+            self.reflexive(),
+            relay.as_deref(),
+            self.relay_only,
+        );
+        let now = Instant::now();
+        let (held, answer) = Seat::answer(now, local, self.certs.take()?, offer)?;
+        (self.shared.seats()).insert(seat, HeldSeat::new(session, who, held, now));
+        self.shared.wake.notify_one();
+        Ok((seat, answer))
+    }
+
+    /// A clinician leaves (DELETE of the WHIP/WHEP resource); returns who.
+    pub fn leave(&self, session: SessionId, seat: SeatId) -> Result<Person, MediaError> {
+        let mut links = self.shared.links();
+        let mut seats = self.shared.seats();
+        let held = (seats.get_mut(&seat))
+            .filter(|h| h.session == session)
+            .ok_or(MediaError::NoSeat { seat })?;
+        held.seat.close();
+        let who = held.who.clone();
+        let room = self.shared.room();
+        room.seat_left(&mut seats, seat);
+        room.announce(&mut links, &mut seats, session);
+        drop((room, seats, links));
+        self.shared.wake.notify_one();
+        Ok(who)
+    }
+
+    /// Every browser in a session here.
+    pub fn seats(&self) -> Vec<SeatView> {
+        let mut seats: Vec<_> = (self.shared.seats().iter())
+            .filter(|(_, held)| held.seat.poll_timeout().is_some())
+            .map(|(&seat, held)| SeatView {
+                session: held.session,
+                seat,
+                who: held.who.clone(),
+                connected: held.seat.is_connected(),
+                stats: held.seat.stats(),
+            })
+            .collect();
+        seats.sort_by_key(|s| (s.session, s.who.person.clone(), s.seat));
+        seats
     }
 
     pub fn send_data(

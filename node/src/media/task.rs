@@ -1,12 +1,15 @@
-//! The media plane's task: feeds every link its datagrams and timeouts,
-//! sends what they emit from the socket each uses, and tells the event
-//! loop what happened. STUN answers to the plane's own Binding requests
-//! are taken here before anything reaches a link.
+//! The media plane's task: feeds every link and seat its datagrams and
+//! timeouts, forwards media and messages between them (the room), sends
+//! what they emit from the socket each uses, and tells the event loop what
+//! happened. STUN answers to the plane's own Binding requests are taken
+//! here before anything reaches a link.
 
 use super::relay::Relay;
+use super::room::{Room, SeatId, Seats, Source};
 use super::{Links, MediaEvent, Shared};
-use konsilium_video::Datagram;
+use konsilium_protocol::video::SessionId;
 use konsilium_video::stun::is_stun;
+use konsilium_video::{Datagram, LinkEvent, SeatEvent};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,8 +32,17 @@ pub(super) async fn run(
     let mut buf = vec![0u8; 2048];
     loop {
         let next = {
-            let links = shared.links();
-            links.values().filter_map(|h| h.link.poll_timeout()).min()
+            let links = shared
+                .links()
+                .values()
+                .filter_map(|h| h.link.poll_timeout())
+                .min();
+            let seats = shared
+                .seats()
+                .values()
+                .filter_map(|h| h.seat.poll_timeout())
+                .min();
+            links.into_iter().chain(seats).min()
         };
         let due = async {
             match next {
@@ -56,7 +68,17 @@ pub(super) async fn run(
             !(d.destination == local && is_stun(&d.contents) && shared.took_stun_answer(d))
         });
         let now = Instant::now();
-        let out = step(&mut shared.links(), local, received, now, &events);
+        let out = step(
+            &mut Plane {
+                links: &mut shared.links(),
+                seats: &mut shared.seats(),
+                room: &mut shared.room(),
+            },
+            local,
+            received,
+            now,
+            &events,
+        );
         for (via, d) in out {
             let socket = match via {
                 Via::Relay(relay) => {
@@ -82,30 +104,56 @@ enum Via {
 
 type Outgoing = Vec<(Via, Datagram)>;
 
-/// One round over the links: the datagram to its link, due timeouts,
-/// events out; returns what to send and from which socket.
+/// Everything the task drives, locked for one round.
+struct Plane<'a> {
+    links: &'a mut Links,
+    seats: &'a mut Seats,
+    room: &'a mut Room,
+}
+
+/// What one round's connections said, to be acted on once every
+/// connection has been polled.
+enum Heard {
+    Site(SessionId, konsilium_protocol::identity::OrgId, LinkEvent),
+    Seat(SeatId, SeatEvent),
+}
+
+/// One round: the datagram to its connection, due timeouts, what they
+/// said forwarded or passed to the event loop; returns what to send and
+/// from which socket.
 fn step(
-    links: &mut Links,
+    plane: &mut Plane,
     local: SocketAddr,
     received: Option<Datagram>,
     now: Instant,
     events: &mpsc::UnboundedSender<MediaEvent>,
 ) -> Outgoing {
-    // A link's address pair is its own: the socket it arrived on, then
-    // the sender.
-    if let Some(d) = received
-        && let Some(held) = (links.values_mut())
-            .find(|h| h.reached_at(local, d.destination) && h.link.accepts(now, &d))
-    {
-        held.link.handle_datagram(now, &d);
+    if let Some(d) = received {
+        deliver(plane, local, d, now);
+    }
+    let mut heard = Vec::new();
+    for (&(session, org), held) in plane.links.iter_mut() {
+        if held.link.poll_timeout().is_some_and(|at| at <= now) {
+            held.link.handle_timeout(now);
+        }
+        while let Some(event) = held.link.poll_event() {
+            heard.push(Heard::Site(session, org, event));
+        }
+    }
+    for (&id, held) in plane.seats.iter_mut() {
+        if held.seat.poll_timeout().is_some_and(|at| at <= now) {
+            held.seat.handle_timeout(now);
+        }
+        while let Some(event) = held.seat.poll_event() {
+            heard.push(Heard::Seat(id, event));
+        }
+    }
+    for heard in heard {
+        act(plane, heard, events);
     }
     let mut out = Vec::new();
-    for (&(session, org), held) in links.iter_mut() {
-        let link = &mut held.link;
-        if link.poll_timeout().is_some_and(|at| at <= now) {
-            link.handle_timeout(now);
-        }
-        while let Some(d) = link.poll_transmit() {
+    for held in plane.links.values_mut() {
+        while let Some(d) = held.link.poll_transmit() {
             let via = match (&held.relay, &held.own) {
                 (Some(relay), _) if relay.addr == d.source => Via::Relay(relay.clone()),
                 (_, Some(own)) => Via::Own(own.socket.clone()),
@@ -113,15 +161,106 @@ fn step(
             };
             out.push((via, d));
         }
-        while let Some(event) = link.poll_event() {
+    }
+    for held in plane.seats.values_mut() {
+        while let Some(d) = held.seat.poll_transmit() {
+            out.push((Via::Plane, d));
+        }
+    }
+    // A failed or closed connection has said why; it holds nothing more.
+    plane
+        .links
+        .retain(|_, held| held.link.poll_timeout().is_some());
+    plane
+        .seats
+        .retain(|_, held| held.seat.poll_timeout().is_some());
+    out
+}
+
+/// A datagram to the one connection whose address pair it is: the socket
+/// it arrived on, then the sender. Browsers reach the plane's own port.
+fn deliver(plane: &mut Plane, local: SocketAddr, d: Datagram, now: Instant) {
+    if let Some(held) = (plane.links.values_mut())
+        .find(|h| h.reached_at(local, d.destination) && h.link.accepts(now, &d))
+    {
+        held.link.handle_datagram(now, &d);
+    } else if d.destination == local
+        && let Some(held) = (plane.seats.values_mut()).find(|h| h.seat.accepts(now, &d))
+    {
+        held.seat.handle_datagram(now, &d);
+    }
+}
+
+/// What a connection said: media and messages forwarded in the room,
+/// what the event loop must know passed on.
+fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEvent>) {
+    let Plane { links, seats, room } = plane;
+    match heard {
+        Heard::Site(session, org, LinkEvent::Media(frame)) => {
+            room.forward(links, seats, session, Source::Site(org), &frame);
+            let event = LinkEvent::Media(frame);
             let _ = events.send(MediaEvent::Link {
                 session,
                 org,
                 event,
             });
         }
+        Heard::Site(session, _, LinkEvent::KeyframeWanted) => {
+            room.keyframe_for_site(seats, session)
+        }
+        Heard::Site(session, org, event) => {
+            match &event {
+                LinkEvent::Data(bytes) => room.said_by_site(seats, session, org, bytes),
+                LinkEvent::ChannelOpen => room.announce(links, seats, session),
+                LinkEvent::Failed(_) => room.site_left(seats, session, org),
+                _ => {}
+            }
+            let _ = events.send(MediaEvent::Link {
+                session,
+                org,
+                event,
+            });
+        }
+        Heard::Seat(id, event) => {
+            let Some(held) = seats.get(&id) else { return };
+            let (session, who) = (held.session, held.who.clone());
+            match event {
+                SeatEvent::Media(frame) => {
+                    room.forward(links, seats, session, Source::Seat(id), &frame)
+                }
+                SeatEvent::KeyframeWanted { slot } => room.keyframe_for(links, seats, id, slot),
+                SeatEvent::Data(bytes) => {
+                    if let Err(e) = room.said_by_seat(links, seats, id, &bytes) {
+                        tracing::debug!(seat = %id, "room message dropped: {e}");
+                    }
+                }
+                SeatEvent::ChannelOpen => room.announce(links, seats, session),
+                SeatEvent::Connected => {
+                    // The other sites start the newcomer's tiles with keyframes.
+                    for ((s, _), held) in links.iter_mut() {
+                        if *s == session {
+                            let _ = held.link.request_keyframe();
+                        }
+                    }
+                    let _ = events.send(MediaEvent::Seat {
+                        session,
+                        seat: id,
+                        who,
+                        left: None,
+                    });
+                }
+                SeatEvent::Failed(reason) => {
+                    room.seat_left(seats, id);
+                    let left = Some(reason);
+                    let _ = events.send(MediaEvent::Seat {
+                        session,
+                        seat: id,
+                        who,
+                        left,
+                    });
+                    room.announce(links, seats, session);
+                }
+            }
+        }
     }
-    // A failed or closed link has said why; it holds nothing more.
-    links.retain(|_, held| held.link.poll_timeout().is_some());
-    out
 }

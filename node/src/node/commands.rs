@@ -210,6 +210,19 @@ pub(super) enum Command {
         Option<(String, Role)>,
         oneshot::Sender<Result<konsilium_protocol::video::SessionId, NodeError>>,
     ),
+    /// A clinician's browser joins the session with its offer.
+    JoinVideo(
+        ConsultationId,
+        (String, Role),
+        String,
+        oneshot::Sender<Result<(crate::media::SeatId, String), NodeError>>,
+    ),
+    /// A clinician's browser leaves.
+    LeaveVideo(
+        ConsultationId,
+        crate::media::SeatId,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
     /// A data channel message or a media frame on a video link.
     VideoSend(
         konsilium_protocol::video::SessionId,

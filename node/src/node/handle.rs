@@ -351,6 +351,29 @@ impl NodeHandle {
             .await?
     }
 
+    /// A clinician's browser joins the consultation's video session with
+    /// its SDP offer (WHIP/WHEP); returns the seat and the SDP answer. The
+    /// session opens if it was not open yet.
+    pub async fn join_video(
+        &self,
+        consultation: ConsultationId,
+        by: (String, Role),
+        offer: String,
+    ) -> Result<(crate::media::SeatId, String), NodeError> {
+        self.ask(|tx| Command::JoinVideo(consultation, by, offer, tx))
+            .await?
+    }
+
+    /// A clinician's browser leaves the session.
+    pub async fn leave_video(
+        &self,
+        consultation: ConsultationId,
+        seat: crate::media::SeatId,
+    ) -> Result<(), NodeError> {
+        self.ask(|tx| Command::LeaveVideo(consultation, seat, tx))
+            .await?
+    }
+
     /// Sends a data channel message or a media frame on a video link;
     /// `Ok(false)` when the data channel's buffer is full.
     pub async fn send_video(

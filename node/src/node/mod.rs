@@ -626,6 +626,12 @@ impl Node {
             Command::OpenVideo(id, by, reply) => {
                 let _ = reply.send(self.open_video(id, by));
             }
+            Command::JoinVideo(id, by, offer, reply) => {
+                let _ = reply.send(self.join_video(id, by, &offer));
+            }
+            Command::LeaveVideo(id, seat, reply) => {
+                let _ = reply.send(self.leave_video(id, seat));
+            }
             Command::VideoSend(session, org, payload, reply) => {
                 let _ = reply.send(self.video_send(session, org, payload));
             }

@@ -185,7 +185,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         None => None,
     };
     let media = match &setup.video {
-        Some(video) => Some(crate::media::MediaPlane::start(video, media_tx).await?),
+        Some(video) => Some(crate::media::MediaPlane::start(video, &me.cert.name, media_tx).await?),
         None => None,
     };
     // Attachments kept from earlier runs are deleted when due, without a scan.

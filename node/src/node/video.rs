@@ -7,7 +7,7 @@
 //! carries that out and journals every step.
 
 use super::*;
-use crate::media::{MediaError, MediaEvent};
+use crate::media::{MediaError, MediaEvent, Person, SeatId};
 use konsilium_protocol::journal::{Action as JournalAction, VideoStep};
 use konsilium_protocol::video::{
     Description, ScheduleOutput, SessionId, Signal, accept, offers_to,
@@ -68,6 +68,54 @@ impl Node {
         }
     }
 
+    /// Journals a clinician's own step (joined or left from a browser).
+    fn journal_person(&mut self, session: SessionId, who: &Person, step: VideoStep) {
+        let action = JournalAction::Video {
+            consultation: session.0,
+            org: self.me.cert.org,
+            step,
+        };
+        if let Err(e) = self.append_journal(Some(who.person.clone()), Some(who.role), action) {
+            tracing::error!(consultation = %ConsultationId(session.0), "video step not journaled: {e}");
+        }
+    }
+
+    /// A clinician's browser joins with its offer; the session opens now
+    /// if it had not (the link to the other site comes up meanwhile).
+    pub(super) fn join_video(
+        &mut self,
+        id: ConsultationId,
+        (person, role): (String, Role),
+        offer: &str,
+    ) -> Result<(SeatId, String), NodeError> {
+        let (session, other) = self.video_session(&id)?;
+        self.still_open(&id)?;
+        let media = self.media_plane()?;
+        if !media.is_linked(session, other)
+            && let Err(e) = self.open_video(id, Some((person.clone(), role)))
+        {
+            tracing::info!(consultation = %id, "video: the browser joins, the other site later: {e}");
+        }
+        let who = Person {
+            person,
+            role,
+            org: self.me.cert.name.clone(),
+        };
+        Ok(self.media_plane()?.join(session, who, offer)?)
+    }
+
+    pub(super) fn leave_video(
+        &mut self,
+        id: ConsultationId,
+        seat: SeatId,
+    ) -> Result<(), NodeError> {
+        let (session, _) = self.video_session(&id)?;
+        let who = self.media_plane()?.leave(session, seat)?;
+        let reason = "left the room".to_owned();
+        self.journal_person(session, &who, VideoStep::Left { reason });
+        Ok(())
+    }
+
     /// Every consultation as the node starts: sessions whose time is now open.
     pub(super) fn schedule_all(&mut self) {
         let now = self.now();
@@ -110,6 +158,11 @@ impl Node {
                     }
                 }
                 ScheduleOutput::End { session, reason } => {
+                    let seats = (self.media.as_ref()).map(|m| m.seats()).unwrap_or_default();
+                    for seat in seats.into_iter().filter(|s| s.session == session) {
+                        let reason = format!("session ended: {reason}");
+                        self.journal_person(session, &seat.who, VideoStep::Left { reason });
+                    }
                     let closed = (self.media.as_ref()).map(|m| m.close(session));
                     for org in closed.unwrap_or_default() {
                         let reason = format!("session ended: {reason}");
@@ -163,8 +216,10 @@ impl Node {
                 self.org_name(&to)
             )));
         }
+        let media = self.media_plane()?;
+        media.name_site(to, self.org_name(&to));
         // The offer comes back as an event once its socket is ready.
-        self.media_plane()?.offer(session, to)?;
+        media.offer(session, to)?;
         Ok(())
     }
 
@@ -256,6 +311,7 @@ impl Node {
         if media.is_offering(session, from) && offers_to(me, from) {
             return refuse("our offer crossed yours and stands: answer it".into());
         }
+        media.name_site(from, self.org_name(&from));
         let answer = match media.answer(session, from, &offer) {
             Ok(answer) => answer,
             Err(e) => return refuse(e.to_string()),
@@ -334,6 +390,26 @@ impl Node {
                 note: Some("video is off at this site: no [video] listen address".into()),
             };
         };
+        let seats = media.seats().into_iter().map(|seat| {
+            let s = seat.stats;
+            SessionReport {
+                consultation: ConsultationId(seat.session.0).to_string(),
+                peer: format!("browser {}", seat.seat),
+                name: format!("{} ({})", seat.who.person, seat.who.role.as_str()),
+                state: if seat.connected {
+                    "connected"
+                } else {
+                    "connecting"
+                }
+                .into(),
+                route: s.remote.map(|(_, route)| route.to_string()),
+                remote: s.remote.map(|(addr, _)| addr.to_string()),
+                rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                loss: s.loss.map(f64::from),
+                receive_bps: s.rx_bps,
+                send_bps: s.tx_bps,
+            }
+        });
         let sessions = (media.links().into_iter())
             .map(|link| {
                 let s = link.stats;
@@ -354,6 +430,7 @@ impl Node {
                     send_bps: s.tx_bps,
                 }
             })
+            .chain(seats)
             .collect();
         SessionsReport {
             sessions,
@@ -395,6 +472,15 @@ impl Node {
 
     pub(super) fn on_media(&mut self, e: MediaEvent) {
         let (session, org, event) = match e {
+            MediaEvent::Seat {
+                session, who, left, ..
+            } => {
+                let step = match left {
+                    None => VideoStep::Joined,
+                    Some(reason) => VideoStep::Left { reason },
+                };
+                return self.journal_person(session, &who, step);
+            }
             MediaEvent::Offer {
                 session,
                 org,

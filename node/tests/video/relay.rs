@@ -102,7 +102,7 @@ async fn arrived(
             session: s,
             org,
             event: LinkEvent::Media(m),
-        } if *s == session && *org == from && *m == frame => Some(()),
+        } if *s == session && *org == from && *m.data == frame[..] => Some(()),
         _ => None,
     });
     heard.await.is_ok()

@@ -170,7 +170,7 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         "a frame from the district",
         session,
         district,
-        |e| *e == LinkEvent::Media(frame(1)),
+        |e| matches!(e, LinkEvent::Media(f) if *f.data == frame(1)[..]),
     )
     .await;
     video_event(
@@ -178,7 +178,7 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         "a frame from the center",
         session,
         federal,
-        |e| *e == LinkEvent::Media(frame(2)),
+        |e| matches!(e, LinkEvent::Media(f) if *f.data == frame(2)[..]),
     )
     .await;
     // A closed consultation's session cannot be opened.

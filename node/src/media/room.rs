@@ -1,0 +1,432 @@
+//! The forwarding unit: what this site's clinicians publish goes to the
+//! other sites' links, what the other sites send goes to this site's
+//! browsers, and browsers at the same site see each other; no frame is
+//! decoded on the way. Chat and shared files ride the data channels, each
+//! message stamped here with who sent it: a browser cannot speak as anyone
+//! but its token's user, another site as anyone but its organization.
+//!
+//! A link carries one picture and one voice per site: the site's
+//! *presenter*, the clinician who joined first and publishes. Everyone
+//! else at that site is seen by the other sites in the roster and the chat.
+
+use super::Links;
+use konsilium_protocol::identity::OrgId;
+use konsilium_protocol::journal::Role;
+use konsilium_protocol::video::SessionId;
+use konsilium_video::{Frame, Seat, Slot, Track};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// A browser's connection, named in its WHIP/WHEP resource URL: random,
+/// so one participant's URL says nothing about another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeatId(pub [u8; 16]);
+
+impl SeatId {
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut id = [0; 16];
+        getrandom::fill(&mut id)?;
+        Ok(Self(id))
+    }
+}
+
+impl std::fmt::Display for SeatId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::str::FromStr for SeatId {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut id = [0; 16];
+        hex::decode_to_slice(s, &mut id)?;
+        Ok(Self(id))
+    }
+}
+
+/// Who sits in a seat, as every participant sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub person: String,
+    pub role: Role,
+    /// The organization's name.
+    pub org: String,
+}
+
+impl Person {
+    fn label(&self) -> String {
+        format!("{} ({}), {}", self.person, self.role.as_str(), self.org)
+    }
+}
+
+pub(super) struct HeldSeat {
+    pub(super) session: SessionId,
+    pub(super) who: Person,
+    pub(super) seat: Seat,
+    pub(super) joined: Instant,
+    /// What each slot index shows (audio and video of one index together).
+    tiles: Vec<Source>,
+}
+
+impl HeldSeat {
+    pub(super) fn new(session: SessionId, who: Person, seat: Seat, joined: Instant) -> Self {
+        Self {
+            session,
+            who,
+            seat,
+            joined,
+            tiles: Vec::new(),
+        }
+    }
+}
+
+pub(super) type Seats = HashMap<SeatId, HeldSeat>;
+
+/// Where a frame or message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Source {
+    Site(OrgId),
+    Seat(SeatId),
+}
+
+/// What travels on the data channels, to browsers and between sites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RoomMessage {
+    /// A chat line; `from` is set by the node, whatever the browser said.
+    Chat {
+        #[serde(default)]
+        from: Option<Person>,
+        text: String,
+    },
+    /// A shared file (an image, an ECG), base64, small enough for one
+    /// data channel message.
+    File {
+        #[serde(default)]
+        from: Option<Person>,
+        name: String,
+        mime: String,
+        data: String,
+    },
+    /// Who is in the room at one site (sent whenever it changes).
+    Roster { site: String, people: Vec<Person> },
+    /// Who each of the browser's slots shows, by slot index.
+    Tiles { tiles: Vec<String> },
+}
+
+/// The largest message a browser may put on the data channel; what is
+/// larger is dropped (the page keeps files under it).
+pub const MAX_MESSAGE: usize = 256 * 1024;
+
+/// The room's state beyond the connections: the other sites' names and
+/// rosters as they told them.
+#[derive(Default)]
+pub(super) struct Room {
+    pub(super) names: HashMap<OrgId, String>,
+    rosters: HashMap<(SessionId, OrgId), Vec<Person>>,
+    /// Our organization's name, for our own roster.
+    me: String,
+}
+
+impl Room {
+    pub(super) fn new(me: String) -> Self {
+        Self {
+            me,
+            ..Self::default()
+        }
+    }
+
+    fn site_name(&self, org: OrgId) -> String {
+        (self.names.get(&org).cloned()).unwrap_or_else(|| org.to_string())
+    }
+
+    fn label(&self, source: Source, seats: &Seats) -> String {
+        match source {
+            Source::Seat(id) => seats.get(&id).map_or("someone".into(), |s| s.who.label()),
+            Source::Site(org) => {
+                let rosters = self.rosters.iter();
+                let presenter = rosters
+                    .filter(|((_, o), _)| *o == org)
+                    .find_map(|(_, people)| people.first());
+                match presenter {
+                    Some(p) => p.label(),
+                    None => self.site_name(org),
+                }
+            }
+        }
+    }
+
+    /// A frame from `source` to everyone in the session who should see it.
+    pub(super) fn forward(
+        &self,
+        links: &mut Links,
+        seats: &mut Seats,
+        session: SessionId,
+        source: Source,
+        frame: &Frame,
+    ) {
+        if let Source::Seat(id) = source
+            && presenter(seats, session) == Some(id)
+        {
+            for ((s, _), held) in links.iter_mut() {
+                if *s == session && held.link.is_connected() {
+                    let _ = held.link.forward(frame);
+                }
+            }
+        }
+        let mut retitled = Vec::new();
+        for (&id, held) in seats.iter_mut() {
+            if held.session != session || Source::Seat(id) == source {
+                continue;
+            }
+            let index = match held.tiles.iter().position(|t| *t == source) {
+                Some(index) => index,
+                None => {
+                    let room = held
+                        .seat
+                        .slots(Track::Video)
+                        .max(held.seat.slots(Track::Audio));
+                    if held.tiles.len() >= room {
+                        continue;
+                    }
+                    held.tiles.push(source);
+                    retitled.push(id);
+                    held.tiles.len() - 1
+                }
+            };
+            let slot = Slot {
+                track: frame.track,
+                index,
+            };
+            if index < held.seat.slots(frame.track) {
+                let _ = held.seat.show(slot, frame);
+            }
+        }
+        for id in retitled {
+            // A new tile starts with a keyframe, and its browser learns who it shows.
+            self.keyframe_from(links, seats, session, source);
+            self.send_tiles(seats, id);
+        }
+    }
+
+    /// Someone needs a keyframe of what `source` sends.
+    pub(super) fn keyframe_from(
+        &self,
+        links: &mut Links,
+        seats: &mut Seats,
+        session: SessionId,
+        source: Source,
+    ) {
+        match source {
+            Source::Seat(id) => {
+                if let Some(held) = seats.get_mut(&id) {
+                    held.seat.request_keyframe();
+                }
+            }
+            Source::Site(org) => {
+                if let Some(held) = links.get_mut(&(session, org)) {
+                    let _ = held.link.request_keyframe();
+                }
+            }
+        }
+    }
+
+    /// The browser in `seat` asked for a keyframe of a slot.
+    pub(super) fn keyframe_for(
+        &self,
+        links: &mut Links,
+        seats: &mut Seats,
+        seat: SeatId,
+        slot: Slot,
+    ) {
+        let Some(held) = seats.get(&seat) else { return };
+        let (session, source) = (held.session, held.tiles.get(slot.index).copied());
+        if let Some(source) = source {
+            self.keyframe_from(links, seats, session, source);
+        }
+    }
+
+    /// The other site asked for a keyframe of what this site sends.
+    pub(super) fn keyframe_for_site(&self, seats: &mut Seats, session: SessionId) {
+        if let Some(id) = presenter(seats, session)
+            && let Some(held) = seats.get_mut(&id)
+        {
+            held.seat.request_keyframe();
+        }
+    }
+
+    /// A data channel message from a browser: stamped with its user and
+    /// passed to everyone else in the session.
+    pub(super) fn said_by_seat(
+        &self,
+        links: &mut Links,
+        seats: &mut Seats,
+        seat: SeatId,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let Some(held) = seats.get(&seat) else {
+            return Ok(());
+        };
+        let (session, who) = (held.session, held.who.clone());
+        if bytes.len() > MAX_MESSAGE {
+            return Err(format!(
+                "a message of {} bytes is over the limit",
+                bytes.len()
+            ));
+        }
+        let message = match serde_json::from_slice::<RoomMessage>(bytes) {
+            Ok(RoomMessage::Chat { text, .. }) => RoomMessage::Chat {
+                from: Some(who),
+                text,
+            },
+            Ok(RoomMessage::File {
+                name, mime, data, ..
+            }) => RoomMessage::File {
+                from: Some(who),
+                name,
+                mime,
+                data,
+            },
+            Ok(_) => return Err("a browser may send chat and files only".into()),
+            Err(e) => return Err(format!("not a room message: {e}")),
+        };
+        let bytes = encode(&message);
+        for ((s, _), held) in links.iter_mut() {
+            if *s == session {
+                let _ = held.link.send_data(&bytes);
+            }
+        }
+        for (&id, held) in seats.iter_mut() {
+            if held.session == session && id != seat {
+                let _ = held.seat.send_data(&bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// A data channel message from another site: names checked against
+    /// who sent it, then to this site's browsers.
+    pub(super) fn said_by_site(
+        &mut self,
+        seats: &mut Seats,
+        session: SessionId,
+        org: OrgId,
+        bytes: &[u8],
+    ) {
+        let site = self.site_name(org);
+        let message = match serde_json::from_slice::<RoomMessage>(bytes) {
+            Ok(RoomMessage::Roster { people, .. }) => {
+                let people: Vec<_> = (people.into_iter())
+                    .map(|p| Person {
+                        org: site.clone(),
+                        ..p
+                    })
+                    .collect();
+                self.rosters.insert((session, org), people.clone());
+                RoomMessage::Roster { site, people }
+            }
+            Ok(RoomMessage::Chat { from, text }) => RoomMessage::Chat {
+                from: from.map(|p| Person { org: site, ..p }),
+                text,
+            },
+            Ok(RoomMessage::File {
+                from,
+                name,
+                mime,
+                data,
+            }) => RoomMessage::File {
+                from: from.map(|p| Person { org: site, ..p }),
+                name,
+                mime,
+                data,
+            },
+            // Not ours to show (a test's, a probe's bytes, a browser-only message).
+            _ => return,
+        };
+        let bytes = encode(&message);
+        for held in seats.values_mut() {
+            if held.session == session {
+                let _ = held.seat.send_data(&bytes);
+            }
+        }
+    }
+
+    /// Who is here, to this site's browsers and the other sites; and to
+    /// a browser that just connected, everyone else's rosters too.
+    pub(super) fn announce(&self, links: &mut Links, seats: &mut Seats, session: SessionId) {
+        let mut people: Vec<_> = (seats.values())
+            .filter(|s| s.session == session && s.seat.is_connected())
+            .map(|s| (s.joined, s.who.clone()))
+            .collect();
+        people.sort_by_key(|(joined, _)| *joined);
+        let ours = RoomMessage::Roster {
+            site: self.me.clone(),
+            people: people.into_iter().map(|(_, p)| p).collect(),
+        };
+        let ours = encode(&ours);
+        for ((s, _), held) in links.iter_mut() {
+            if *s == session {
+                let _ = held.link.send_data(&ours);
+            }
+        }
+        let theirs: Vec<_> = (self.rosters.iter())
+            .filter(|((s, _), _)| *s == session)
+            .map(|(&(_, org), people)| {
+                encode(&RoomMessage::Roster {
+                    site: self.site_name(org),
+                    people: people.clone(),
+                })
+            })
+            .collect();
+        for held in seats.values_mut().filter(|s| s.session == session) {
+            for bytes in std::iter::once(&ours).chain(&theirs) {
+                let _ = held.seat.send_data(bytes);
+            }
+        }
+    }
+
+    /// A site's link ended: its people are gone from the room.
+    pub(super) fn site_left(&mut self, seats: &mut Seats, session: SessionId, org: OrgId) {
+        if self.rosters.remove(&(session, org)).is_none() {
+            return;
+        }
+        let bytes = encode(&RoomMessage::Roster {
+            site: self.site_name(org),
+            people: Vec::new(),
+        });
+        for held in seats.values_mut().filter(|s| s.session == session) {
+            held.tiles.retain(|t| *t != Source::Site(org));
+            let _ = held.seat.send_data(&bytes);
+        }
+    }
+
+    /// A browser left: its tiles elsewhere are freed.
+    pub(super) fn seat_left(&self, seats: &mut Seats, seat: SeatId) {
+        for held in seats.values_mut() {
+            held.tiles.retain(|t| *t != Source::Seat(seat));
+        }
+    }
+
+    fn send_tiles(&self, seats: &mut Seats, id: SeatId) {
+        let Some(held) = seats.get(&id) else { return };
+        let tiles = (held.tiles.iter()).map(|t| self.label(*t, seats)).collect();
+        let bytes = encode(&RoomMessage::Tiles { tiles });
+        if let Some(held) = seats.get_mut(&id) {
+            let _ = held.seat.send_data(&bytes);
+        }
+    }
+}
+
+/// The site's presenter in a session: who joined first of those who publish.
+fn presenter(seats: &Seats, session: SessionId) -> Option<SeatId> {
+    (seats.iter())
+        .filter(|(_, s)| s.session == session && s.seat.publishes() && s.seat.is_connected())
+        .min_by_key(|(id, s)| (s.joined, **id))
+        .map(|(id, _)| *id)
+}
+
+fn encode(message: &RoomMessage) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_default()
+}

@@ -1,0 +1,92 @@
+//! What a node forwards: media frames exactly as str0m reassembled them,
+//! never decoded. A frame received on one connection (a clinician's
+//! browser, another site) is written on others in the payload type each of
+//! them negotiated for the same codec.
+
+use crate::link::LinkError;
+use std::sync::Arc;
+use std::time::Instant;
+use str0m::format::PayloadParams;
+use str0m::media::{MediaData, MediaKind, MediaTime, Mid};
+use str0m::{Rtc, RtcConfig};
+
+/// Which of a participant's tracks a frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    Audio,
+    Video,
+}
+
+impl Track {
+    pub(crate) fn of(kind: MediaKind) -> Self {
+        match kind {
+            MediaKind::Audio => Track::Audio,
+            MediaKind::Video => Track::Video,
+        }
+    }
+}
+
+/// One reassembled media frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub track: Track,
+    /// The codec and its parameters: what the next connection matches.
+    pub params: PayloadParams,
+    /// RTP time, kept as it came so the receiver's jitter buffer sees the
+    /// sender's own timing.
+    pub time: MediaTime,
+    /// When its first packet arrived: the wall clock it is written with.
+    pub at: Instant,
+    pub data: Arc<[u8]>,
+    /// Whether a decoder can start here (a VP8 keyframe; every audio frame).
+    pub keyframe: bool,
+}
+
+/// Two frames are the same frame when they carry the same bytes at the
+/// same RTP time; when each arrived is not part of it.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.track == other.track && self.time == other.time && self.data == other.data
+    }
+}
+
+impl Eq for Frame {}
+
+impl Frame {
+    pub(crate) fn received(m: &MediaData) -> Self {
+        let track = if m.params.spec().codec.is_audio() {
+            Track::Audio
+        } else {
+            Track::Video
+        };
+        Self {
+            track,
+            params: m.params,
+            time: m.time,
+            at: m.network_time,
+            data: m.data.clone(),
+            keyframe: track == Track::Audio || m.is_keyframe(),
+        }
+    }
+}
+
+/// Every connection a node holds speaks the same two codecs, VP8 and Opus,
+/// which every browser sends: a frame from any of them can be written on
+/// any other without transcoding.
+pub(crate) fn codecs(config: RtcConfig) -> RtcConfig {
+    config
+        .clear_codecs()
+        .enable_vp8(true)
+        .enable_opus(true, false)
+}
+
+/// Writes `frame` on `mid` in the payload type this connection agreed for
+/// its codec.
+pub(crate) fn write(rtc: &mut Rtc, mid: Mid, frame: &Frame) -> Result<(), LinkError> {
+    let writer = (rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
+    let pt = (writer.match_params(frame.params)).ok_or(LinkError::Description(
+        "the codec was not negotiated".into(),
+    ))?;
+    (writer.write(pt, frame.at, frame.time, frame.data.clone()))
+        .map_err(|e| LinkError::Failed(e.to_string()))
+}

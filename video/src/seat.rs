@@ -1,0 +1,281 @@
+//! A clinician's browser in a session: the WebRTC connection a WHIP or
+//! WHEP client (or the node's own room page) opened with its offer.
+//!
+//! The browser decides the media lines. Those it sends on carry what the
+//! clinician publishes; those it only receives on are *slots*, each shown
+//! as one tile, which the node fills with another participant's frames.
+//! A WHIP client has no slots, a WHEP client publishes nothing, the room
+//! page does both on one connection.
+
+use crate::connection::{self, new_rtc};
+use crate::frame::{self, Frame, Track};
+use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
+use crate::stats::{LinkStats, Meter};
+use std::collections::VecDeque;
+use std::time::Instant;
+use str0m::change::SdpOffer;
+use str0m::channel::ChannelId;
+use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::{Event, Rtc};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeatEvent {
+    /// ICE and DTLS are done.
+    Connected,
+    /// The browser's data channel is open.
+    ChannelOpen,
+    Data(Vec<u8>),
+    /// A frame the clinician published.
+    Media(Frame),
+    /// The browser needs a keyframe for what the slot shows.
+    KeyframeWanted {
+        slot: Slot,
+    },
+    /// The browser went away or the connection broke.
+    Failed(String),
+}
+
+/// One receive-only media line of the browser: the `index`-th of its track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub track: Track,
+    pub index: usize,
+}
+
+pub struct Seat {
+    rtc: Rtc,
+    /// Media lines the browser sends on.
+    published: Vec<Mid>,
+    /// Media lines it only receives on, in the order of its offer.
+    slots: Vec<(Mid, Track)>,
+    channel: Option<ChannelId>,
+    transmits: VecDeque<Datagram>,
+    events: VecDeque<SeatEvent>,
+    timeout: Option<Instant>,
+    failed: Option<String>,
+    meter: Meter,
+}
+
+impl Seat {
+    /// Answers a browser's offer (which carries its candidates: WHIP and
+    /// WHEP clients gather before they post).
+    pub fn answer(
+        now: Instant,
+        local: LocalAddrs,
+        cert: Certificate,
+        offer: &str,
+    ) -> Result<(Self, String), LinkError> {
+        let sdp = offer;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
+        let mut rtc = new_rtc(now, local, cert)?;
+        let answer = (rtc.sdp_api())
+            .accept_offer(offer)
+            .map_err(|e| LinkError::Description(e.to_string()))?;
+        let mut seat = Self {
+            rtc,
+            published: Vec::new(),
+            slots: Vec::new(),
+            channel: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            timeout: None,
+            failed: None,
+            meter: Meter::new(local.relayed.map(|r| r.addr)),
+        };
+        let answer = answer.to_sdp_string();
+        // str0m names the media lines in events only once the connection
+        // runs; the answer names them now.
+        let mids = (answer.lines())
+            .filter_map(|line| line.trim().strip_prefix("a=mid:"))
+            .map(Mid::from);
+        for mid in mids {
+            let Some(media) = seat.rtc.media(mid) else {
+                continue; // the data channel's line
+            };
+            if media.direction().is_receiving() {
+                seat.published.push(mid);
+            }
+            if media.direction().is_sending() {
+                seat.slots.push((mid, Track::of(media.kind())));
+            }
+        }
+        seat.meter.remote_description(sdp);
+        seat.drain();
+        if seat.published.is_empty() && seat.slots.is_empty() {
+            return Err(LinkError::Description(
+                "the offer has no audio or video to send or receive".into(),
+            ));
+        }
+        Ok((seat, answer))
+    }
+
+    /// How many slots of `track` the browser shows.
+    pub fn slots(&self, track: Track) -> usize {
+        self.slots.iter().filter(|(_, t)| *t == track).count()
+    }
+
+    /// Whether the browser publishes anything.
+    pub fn publishes(&self) -> bool {
+        !self.published.is_empty()
+    }
+
+    pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
+        self.failed.is_none() && connection::accepts(&self.rtc, now, d)
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = connection::receive(&mut self.rtc, now, d) {
+            self.fail(e);
+        }
+        self.drain();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now)) {
+            self.fail(e.to_string());
+        }
+        self.drain();
+    }
+
+    /// Shows `frame` in `slot`; a slot the browser does not have, or a
+    /// connection not up yet, drops it as the network would.
+    pub fn show(&mut self, slot: Slot, frame: &Frame) -> Result<(), LinkError> {
+        self.usable()?;
+        if !self.rtc.is_connected() {
+            return Err(LinkError::NotReady("not connected"));
+        }
+        let mid = (self.slots.iter())
+            .filter(|(_, t)| *t == slot.track)
+            .nth(slot.index)
+            .map(|(mid, _)| *mid)
+            .ok_or(LinkError::NotReady("no such slot"))?;
+        frame::write(&mut self.rtc, mid, frame)?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Asks the browser for a keyframe of the video it publishes.
+    pub fn request_keyframe(&mut self) {
+        if self.failed.is_some() || !self.rtc.is_connected() {
+            return;
+        }
+        for &mid in &self.published {
+            if let Some(mut writer) = self.rtc.writer(mid) {
+                // An audio line, or no packet yet: nothing to ask for.
+                let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+            }
+        }
+        self.drain();
+    }
+
+    /// Writes a message on the browser's data channel; `Ok(false)` when
+    /// its buffer is full.
+    pub fn send_data(&mut self, bytes: &[u8]) -> Result<bool, LinkError> {
+        self.usable()?;
+        let id = (self.channel).ok_or(LinkError::NotReady("data channel not open"))?;
+        let mut channel =
+            (self.rtc.channel(id)).ok_or(LinkError::NotReady("data channel closed"))?;
+        let binary = std::str::from_utf8(bytes).is_err();
+        let written =
+            (channel.write(binary, bytes)).map_err(|e| LinkError::Failed(e.to_string()))?;
+        self.drain();
+        Ok(written)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.failed.is_none() && self.rtc.is_connected()
+    }
+
+    pub fn stats(&self) -> LinkStats {
+        self.meter.stats
+    }
+
+    /// The clinician left (DELETE of the WHIP resource) or the session ended.
+    pub fn close(&mut self) {
+        if self.failed.is_none() {
+            self.rtc.disconnect();
+            self.transmits.clear();
+            self.timeout = None;
+            self.failed = Some("closed".into());
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SeatEvent> {
+        self.events.pop_front()
+    }
+
+    /// `None` once the seat is over.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout
+    }
+
+    fn usable(&self) -> Result<(), LinkError> {
+        match &self.failed {
+            Some(reason) => Err(LinkError::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed.is_none() {
+            self.close();
+            self.failed = Some(reason.clone());
+            self.events.push_back(SeatEvent::Failed(reason));
+        }
+    }
+
+    fn drain(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let mut events = Vec::new();
+        let polled = connection::pump(&mut self.rtc, &mut self.transmits, &mut events);
+        for event in events {
+            self.on_event(event);
+        }
+        match polled {
+            Ok(at) => self.timeout = Some(at),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => self.events.push_back(SeatEvent::Connected),
+            Event::ChannelOpen(id, _) => {
+                self.channel = Some(id);
+                self.events.push_back(SeatEvent::ChannelOpen);
+            }
+            Event::ChannelData(d) => self.events.push_back(SeatEvent::Data(d.data)),
+            Event::MediaData(m) => self.events.push_back(SeatEvent::Media(Frame::received(&m))),
+            Event::KeyframeRequest(r) => {
+                let found = (self.slots.iter())
+                    .filter(|(_, t)| *t == Track::Video)
+                    .position(|(mid, _)| *mid == r.mid);
+                if let Some(index) = found {
+                    let slot = Slot {
+                        track: Track::Video,
+                        index,
+                    };
+                    self.events.push_back(SeatEvent::KeyframeWanted { slot });
+                }
+            }
+            Event::PeerStats(stats) => self.meter.handle_stats(&stats),
+            Event::IceConnectionStateChange(str0m::IceConnectionState::Disconnected) => {
+                self.fail("the browser stopped answering".into());
+            }
+            _ => {}
+        }
+    }
+}

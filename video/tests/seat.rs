@@ -1,0 +1,206 @@
+//! A clinician's browser joins through its own offer: what it publishes
+//! reaches the node as frames, what the node shows in a slot reaches the
+//! browser on that slot's media line, and its data channel carries chat.
+//! The browser here is a bare str0m `Rtc` making the offer a browser
+//! makes (many codecs, send-only camera and microphone, receive-only
+//! slots); datagrams move in memory under simulated time.
+
+use konsilium_video::{Certificate, Datagram, LinkError, LocalAddrs, Seat, SeatEvent, Slot, Track};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const BROWSER: &str = "10.0.0.9:50000";
+
+struct Browser {
+    rtc: Rtc,
+    camera: Mid,
+    /// Its receive-only video lines, in order.
+    slots: Vec<Mid>,
+    events: Vec<Event>,
+    out: Vec<Datagram>,
+    timeout: Instant,
+}
+
+impl Browser {
+    /// A browser's offer: camera and microphone send-only, `slots` pairs
+    /// of receive-only lines, a data channel.
+    fn offer(now: Instant, slots: usize) -> (Self, SdpPendingOffer, String) {
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(BROWSER.parse().unwrap(), "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let camera = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let mut lines = Vec::new();
+        for _ in 0..slots {
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+            lines.push(change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None));
+        }
+        change.add_channel("consilium".into());
+        let (offer, pending) = change.apply().unwrap();
+        let browser = Browser {
+            rtc,
+            camera,
+            slots: lines,
+            events: Vec::new(),
+            out: Vec::new(),
+            timeout: now,
+        };
+        (browser, pending, offer.to_sdp_string())
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(at) => return self.timeout = at,
+                Output::Transmit(t) => self.out.push(Datagram {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Output::Event(e) => self.events.push(e),
+            }
+        }
+    }
+
+    fn receive(&mut self, now: Instant, d: &Datagram) {
+        let r = Receive::new(Protocol::Udp, d.source, d.destination, &d.contents).unwrap();
+        self.rtc.handle_input(Input::Receive(now, r)).unwrap();
+        self.drain();
+    }
+}
+
+fn local() -> LocalAddrs {
+    LocalAddrs {
+        host: "10.0.0.1:40000".parse().unwrap(),
+        reflexive: None,
+        relayed: None,
+        relay_only: false,
+    }
+}
+
+/// Moves datagrams and time until `done` or ten simulated seconds pass.
+fn run(
+    b: &mut Browser,
+    seat: &mut Seat,
+    seen: &mut Vec<SeatEvent>,
+    now: &mut Instant,
+    mut done: impl FnMut(&Browser, &[SeatEvent]) -> bool,
+) {
+    let end = *now + Duration::from_secs(10);
+    while *now < end && !done(b, seen) {
+        let mut moved = false;
+        for d in std::mem::take(&mut b.out) {
+            seat.handle_datagram(*now, &d);
+            moved = true;
+        }
+        while let Some(d) = seat.poll_transmit() {
+            b.receive(*now, &d);
+            moved = true;
+        }
+        seen.extend(std::iter::from_fn(|| seat.poll_event()));
+        if !moved {
+            let next = seat.poll_timeout().map_or(b.timeout, |t| t.min(b.timeout));
+            *now = next.max(*now + Duration::from_millis(1));
+            seat.handle_timeout(*now);
+            b.rtc.handle_input(Input::Timeout(*now)).unwrap();
+            b.drain();
+        }
+    }
+}
+
+fn joined(slots: usize) -> (Browser, Seat, Vec<SeatEvent>, Instant) {
+    let mut now = Instant::now();
+    let (mut b, pending, offer) = Browser::offer(now, slots);
+    let cert = Certificate::generate().unwrap();
+    let (mut seat, answer) = Seat::answer(now, local(), cert, &offer).unwrap();
+    let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
+    b.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    b.drain();
+    let mut seen = Vec::new();
+    run(&mut b, &mut seat, &mut seen, &mut now, |_, seen| {
+        seen.contains(&SeatEvent::ChannelOpen)
+    });
+    assert!(seen.contains(&SeatEvent::Connected), "{seen:?}");
+    assert!(seen.contains(&SeatEvent::ChannelOpen), "{seen:?}");
+    (b, seat, seen, now)
+}
+
+#[test]
+fn a_browser_publishes_sees_a_slot_and_chats_through_its_seat() {
+    let (mut b, mut seat, mut seen, mut now) = joined(2);
+    assert_eq!((seat.slots(Track::Video), seat.slots(Track::Audio)), (2, 2));
+    assert!(seat.publishes());
+
+    // The camera's frames arrive at the node as VP8 frames, bytes intact.
+    let camera = b"a VP8 frame from the camera".to_vec();
+    let writer = b.rtc.writer(b.camera).unwrap();
+    let vp8 = (writer.payload_params())
+        .find(|p| p.spec().codec == str0m::format::Codec::Vp8)
+        .map(|p| p.pt())
+        .expect("the browser offered VP8");
+    let at = MediaTime::from_90khz(3000);
+    writer.write(vp8, now, at, camera.clone()).unwrap();
+    b.drain();
+    run(&mut b, &mut seat, &mut seen, &mut now, |_, seen| {
+        seen.iter().any(|e| matches!(e, SeatEvent::Media(_)))
+    });
+    let frame = (seen.iter())
+        .find_map(|e| match e {
+            SeatEvent::Media(f) => Some(f.clone()),
+            _ => None,
+        })
+        .expect("the camera's frame reached the node");
+    assert_eq!((frame.track, &*frame.data), (Track::Video, &camera[..]));
+
+    // What the node shows in the second slot arrives on that slot's line.
+    let slot = Slot {
+        track: Track::Video,
+        index: 1,
+    };
+    seat.show(slot, &frame).unwrap();
+    let second = b.slots[1];
+    let on = |b: &Browser, mid: Mid| {
+        (b.events.iter())
+            .any(|e| matches!(e, Event::MediaData(m) if m.mid == mid && *m.data == camera[..]))
+    };
+    run(&mut b, &mut seat, &mut seen, &mut now, |b, _| on(b, second));
+    assert!(on(&b, second), "the frame arrived in the second slot");
+    assert!(!on(&b, b.slots[0]), "and not in the first");
+    // A slot the browser does not have is refused, not a panic.
+    let missing = Slot {
+        track: Track::Video,
+        index: 2,
+    };
+    assert!(seat.show(missing, &frame).is_err());
+
+    // Chat from the browser reaches the node.
+    let id = (b.events.iter())
+        .find_map(|e| match e {
+            Event::ChannelOpen(id, _) => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    let chat = br#"{"kind":"chat","text":"ST elevation in V2"}"#;
+    b.rtc.channel(id).unwrap().write(false, chat).unwrap();
+    b.drain();
+    run(&mut b, &mut seat, &mut seen, &mut now, |_, seen| {
+        seen.contains(&SeatEvent::Data(chat.to_vec()))
+    });
+    assert!(seen.contains(&SeatEvent::Data(chat.to_vec())));
+}
+
+#[test]
+fn an_offer_that_is_not_one_is_refused() {
+    let now = Instant::now();
+    let cert = || Certificate::generate().unwrap();
+    let garbage = Seat::answer(now, local(), cert(), "v=0\r\nnot an offer");
+    assert!(matches!(garbage, Err(LinkError::Description(_))));
+    let empty = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+    assert!(Seat::answer(now, local(), cert(), empty).is_err());
+}
