@@ -50,6 +50,7 @@ impl std::str::FromStr for SeatId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
     pub person: String,
+    #[serde(with = "role_text")]
     pub role: Role,
     /// The organization's name.
     pub org: String,
@@ -58,6 +59,21 @@ pub struct Person {
 impl Person {
     fn label(&self) -> String {
         format!("{} ({}), {}", self.person, self.role.as_str(), self.org)
+    }
+}
+
+/// A role as people read it ("physician"), as the rest of the API spells it.
+mod role_text {
+    use konsilium_protocol::journal::Role;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(role.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

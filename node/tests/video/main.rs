@@ -1,7 +1,8 @@
 //! Video sessions between real nodes on 127.0.0.1: links negotiated over
 //! the sites' libp2p connection, opened by the workflow's appointment or by
 //! hand, ended with the consultation, journaled; twenty at once; the
-//! media path probed without a consultation; media through a TURN relay.
+//! media path probed without a consultation; media through a TURN relay;
+//! browsers joining through WHIP and the room page.
 //! A binary of its own, so its
 //! twenty concurrent handshakes do not share the machine with the
 //! consultation tests' clocks.
@@ -20,5 +21,7 @@ use tokio::sync::broadcast;
 mod sites;
 use sites::*;
 
+mod browser;
 mod relay;
 mod sessions;
+mod whip;
