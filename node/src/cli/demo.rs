@@ -20,6 +20,7 @@ use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{Action, Consent, ConsentMethod, ConsultationId, Status};
 use libp2p::Multiaddr;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -28,6 +29,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct DemoOptions {
     pub attachment_mb: usize,
     pub keep: bool,
+    /// Hold a video consilium open at the end, until Ctrl-C.
+    pub video: bool,
 }
 
 fn short(org: &OrgId) -> String {
@@ -97,12 +100,23 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
 
     println!("\n[2] starting nodes (real libp2p over TCP, Noise, Yamux; real sled databases)");
-    let regional_node = node::start(regional.setup(vec![], vec![])).await?;
+    // With --video, each site has a media plane on a loopback port.
+    let video = |mut setup: node::NodeSetup| {
+        if options.video {
+            setup.video = Some(konsilium_node::config::VideoConfig::on(
+                "127.0.0.1:0".parse().expect("a socket address"),
+            ));
+        }
+        setup
+    };
+    let regional_node = node::start(video(regional.setup(vec![], vec![]))).await?;
     let regional_addr = listen_addr(&regional_node).await?;
     // The district hospital reaches other regions through its regional center (federation policy).
     let federal_node = node::start(federal.setup(vec![regional_addr.clone()], vec![])).await?;
-    let district_node =
-        node::start(district.setup(vec![regional_addr.clone()], vec![regional.org_id()])).await?;
+    let district_node = node::start(video(
+        district.setup(vec![regional_addr.clone()], vec![regional.org_id()]),
+    ))
+    .await?;
     let nodes: Vec<(&Member, &NodeHandle)> = vec![
         (&federal, &federal_node),
         (&regional, &regional_node),
@@ -293,8 +307,16 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     )
     .await?;
 
-    for n in [district_node, regional_node, federal_node] {
-        n.shutdown().await;
+    if options.video {
+        let (district, regional) = (Arc::new(district_node), Arc::new(regional_node));
+        super::demo_video::hold(district, regional, &mut regional_events, tmp.path()).await?;
+        // The room's API and admin servers hold those two nodes until the
+        // process ends; what they wrote is durable already.
+        federal_node.shutdown().await;
+    } else {
+        for n in [district_node, regional_node, federal_node] {
+            n.shutdown().await;
+        }
     }
     if options.keep {
         let kept = tmp.keep();
@@ -307,7 +329,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     Ok(())
 }
 
-async fn status_reached(
+pub(super) async fn status_reached(
     rx: &mut broadcast::Receiver<NodeEvent>,
     id: ConsultationId,
     want: Status,

@@ -4,6 +4,7 @@
 mod checks;
 #[cfg(feature = "local-federation")]
 mod demo;
+mod demo_video;
 mod journal;
 mod setup;
 mod views;
@@ -107,6 +108,10 @@ enum Command {
         /// Keep the nodes' data directories afterwards.
         #[arg(long)]
         keep: bool,
+        /// Then hold a video consilium open between two sites: prints each
+        /// site's room page to open in Chromium; Ctrl-C ends it.
+        #[arg(long)]
+        video: bool,
     },
     /// Create this organization's keys and a commented config file.
     #[command(
@@ -418,11 +423,13 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Demo {
             attachment_mb,
             keep,
+            video,
         } => {
             init_logging(log_format(&cli.log_format, LogFormat::Text), "warn");
             demo::run(demo::DemoOptions {
                 attachment_mb,
                 keep,
+                video,
             })
             .await
         }
