@@ -19,6 +19,15 @@ pub struct ApiConfig {
     /// `None` is the system's temporary directory. Use a directory on the
     /// node's own (encrypted) volume, e.g. `<data_dir>/uploads`.
     pub upload_dir: Option<PathBuf>,
+    /// Serve HTTPS with these (PEM); plain HTTP without.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The API's certificate chain and private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -27,6 +36,7 @@ impl Default for ApiConfig {
             listen: DEFAULT_LISTEN,
             users: Vec::new(),
             upload_dir: None,
+            tls: None,
         }
     }
 }
@@ -101,6 +111,8 @@ pub enum ApiError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("HTTPS: {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
 }
 
 #[cfg(test)]

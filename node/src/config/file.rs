@@ -73,6 +73,8 @@ pub(super) struct RawApi {
     pub(super) listen: Option<String>,
     #[serde(default)]
     pub(super) users: Vec<RawUser>,
+    pub(super) tls_certificate: Option<String>,
+    pub(super) tls_key: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -269,6 +269,23 @@ fn api_section_is_optional_and_checked() {
         &with("[api]\n[[api.users]]\nname = \"x\"\nrole = \"operator\"\ntoken_hash = \"abc\"\n"),
         &["api.users[0].token_hash"],
     );
+    let user =
+        format!("[[api.users]]\nname = \"x\"\nrole = \"physician\"\ntoken_hash = \"{hash}\"\n");
+    let tls = |lines: &str| with(&format!("[api]\n{lines}{user}"));
+    let both = parse(&tls(
+        "tls_certificate = \"/etc/k/api.crt\"\ntls_key = \"/etc/k/api.key\"\n",
+    ));
+    let files = both.unwrap().api.unwrap().tls.unwrap();
+    assert_eq!(files.certificate, std::path::Path::new("/etc/k/api.crt"));
+    assert_eq!(files.key, std::path::Path::new("/etc/k/api.key"));
+    assert_refused(
+        &tls("tls_certificate = \"/etc/k/api.crt\"\n"),
+        &["api.tls_key"],
+    );
+    assert_refused(
+        &tls("tls_key = \"/etc/k/api.key\"\n"),
+        &["api.tls_certificate"],
+    );
 }
 
 #[test]

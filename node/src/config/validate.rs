@@ -252,10 +252,22 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
             .map_err(|e| bad(format!("api.users[{i}].token_hash"), e.to_string()))?;
         users.push(user);
     }
+    let tls = match (raw.tls_certificate, raw.tls_key) {
+        (None, None) => None,
+        (Some(certificate), Some(key)) => Some(api::TlsFiles {
+            certificate: certificate.into(),
+            key: key.into(),
+        }),
+        (Some(_), None) => return Err(bad("api.tls_key", "tls_certificate needs its key")),
+        (None, Some(_)) => {
+            return Err(bad("api.tls_certificate", "tls_key needs its certificate"));
+        }
+    };
     Ok(api::ApiConfig {
         listen,
         users,
         upload_dir: None,
+        tls,
     })
 }
 

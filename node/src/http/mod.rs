@@ -24,11 +24,12 @@ mod problems;
 mod render;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod uploads;
 mod video;
 mod views;
 
-pub use crate::config::api::{ApiConfig, ApiError, User};
+pub use crate::config::api::{ApiConfig, ApiError, TlsFiles, User};
 pub use auth::ApiUsers;
 pub use idempotency::MAX_IDENTIFIER;
 pub use openapi::openapi_document;
@@ -108,20 +109,42 @@ pub async fn serve_with_users(
         addr: config.listen,
         source,
     })?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the HTTP API listens beyond loopback without TLS: put a TLS proxy in front");
-    }
-    let app = router_with_users(handle, users, config.upload_dir);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("HTTP API stopped: {e}");
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(files)?),
+        None if !addr.ip().is_loopback() => {
+            tracing::warn!(%addr, "the HTTP API listens beyond loopback without TLS: configure api.tls_certificate and api.tls_key, or put a TLS proxy in front");
+            None
         }
-    });
-    tracing::info!(%addr, "HTTP API listening");
+        None => None,
+    };
+    let app = router_with_users(handle, users, config.upload_dir);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let task = match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)
+                .map_err(|source| ApiError::Bind { addr, source })?;
+            tokio::spawn(run(listener, app, shutdown))
+        }
+        None => tokio::spawn(run(listener, app, shutdown)),
+    };
+    tracing::info!(%addr, scheme, "HTTP API listening");
     Ok((addr, task))
+}
+
+async fn run<L>(
+    listener: L,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("HTTP API stopped: {e}");
+    }
 }
 
 /// The API as a router, for embedding in another server.

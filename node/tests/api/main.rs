@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod consultation;
+mod https;
 mod problems;
 mod referral;
 mod schemathesis;
@@ -90,6 +91,7 @@ async fn serve(
         listen,
         users,
         upload_dir: Some(uploads.to_owned()),
+        tls: None,
     };
     let (addr, task) = api::serve(node.clone(), config).await.unwrap();
     assert!(addr.ip().is_loopback());

@@ -20,6 +20,7 @@ async fn the_api_refuses_with_problem_documents() {
             listen: "127.0.0.1:0".parse().unwrap(),
             users: vec![User::with_token("Dr. Ivanova", Role::Physician, "phys")],
             upload_dir: None,
+            tls: None,
         },
         async {
             let _ = stopped.await;

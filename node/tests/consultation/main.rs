@@ -279,6 +279,7 @@ async fn deadlines_at_risk_and_breached_are_reported() {
             listen: "127.0.0.1:0".parse().unwrap(),
             users: vec![User::with_token("coordinator", Role::Coordinator, "coord")],
             upload_dir: None,
+            tls: None,
         },
     )
     .await
