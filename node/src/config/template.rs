@@ -122,11 +122,8 @@ holidays = []
 # unless an [api] section names its users; `konsilium api-token --help` prints
 # one ready to paste, with the token stored only as its hash. Clinicians'
 # browsers need HTTPS for the camera on the video room page beyond localhost:
-# give the API the hospital's certificate and key (PEM) to serve HTTPS itself.
-# [api]
-# listen = "192.0.2.10:7480"
-# tls_certificate = "/etc/konsilium/api.crt"
-# tls_key = "/etc/konsilium/api.key"
+# under [api], tls_certificate and tls_key name the hospital's certificate and
+# key (PEM files), and the API serves HTTPS itself.
 
 # Prometheus metrics at http://<listen>/metrics; loopback unless you need a
 # remote scraper (then put it behind your network's access rules).
