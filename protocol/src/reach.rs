@@ -106,6 +106,9 @@ pub struct Reach<P, A> {
     failed: BTreeSet<A>,
     /// Since when the node has had no probe answer.
     unknown_since: Timestamp,
+    /// Whether the grace after `unknown_since` has run out and been acted
+    /// on: its deadline, in the past from then on, is not named again.
+    grace_passed: bool,
     relays: BTreeMap<P, Slot>,
     /// Consecutive failures per relay, kept while it comes and goes.
     failures: BTreeMap<P, u32>,
@@ -119,6 +122,7 @@ impl<P: Ord + Clone, A: Ord + Clone> Reach<P, A> {
             confirmed: BTreeSet::new(),
             failed: BTreeSet::new(),
             unknown_since: now,
+            grace_passed: false,
             relays: BTreeMap::new(),
             failures: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -168,6 +172,7 @@ impl<P: Ord + Clone, A: Ord + Clone> Reach<P, A> {
         self.failed.remove(addr);
         if was_known && self.confirmed.is_empty() && self.failed.is_empty() {
             self.unknown_since = now;
+            self.grace_passed = false;
         }
         self.plan(now);
     }
@@ -226,6 +231,9 @@ impl<P: Ord + Clone, A: Ord + Clone> Reach<P, A> {
                 *slot = Slot::Available;
             }
         }
+        if now.since(self.unknown_since) >= self.config.grace {
+            self.grace_passed = true;
+        }
         self.plan(now);
     }
 
@@ -234,7 +242,7 @@ impl<P: Ord + Clone, A: Ord + Clone> Reach<P, A> {
             Slot::Backoff { until, .. } => Some(*until),
             _ => None,
         });
-        let grace = (self.reachability() == Reachability::Unknown)
+        let grace = (self.reachability() == Reachability::Unknown && !self.grace_passed)
             .then(|| self.unknown_since.saturating_add(self.config.grace));
         backoff.chain(grace).min()
     }
@@ -311,6 +319,25 @@ mod tests {
             .filter(|(_, s)| matches!(s, Slot::Active { .. }))
             .map(|(p, _)| *p)
             .collect()
+    }
+
+    #[test]
+    fn a_node_whose_probes_never_answer_reserves_after_the_grace_then_names_no_past_deadline() {
+        let mut r = reach(None);
+        r.handle_relay_available(NOW, "bootstrap-a");
+        let grace = r.poll_timeout().expect("the grace's end");
+        assert!(grace > NOW);
+        r.handle_timeout(grace);
+        assert_eq!(r.reachability(), Reachability::Unknown);
+        assert_eq!(drain(&mut r), [Output::Reserve("bootstrap-a")]);
+        // Still unknown, nothing left to wait for: a deadline in the past
+        // would wake its driver at once, over and over.
+        assert_eq!(r.poll_timeout(), None);
+        // An address found and lost again starts a new grace.
+        let later = grace.saturating_add(Duration::from_secs(60));
+        r.handle_probe(later, 4001, true);
+        r.handle_address_expired(later, &4001);
+        assert!(r.poll_timeout().is_some_and(|t| t > later));
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub use link::{
     Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT,
     Relayed,
 };
-pub use seat::{Seat, SeatEvent, Slot};
+pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
 pub use stats::{LinkStats, Route};

@@ -12,11 +12,15 @@ use crate::frame::{self, Frame, Track};
 use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
 use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::{Event, Rtc};
+
+/// How long a browser has from its offer to a connection; a seat whose
+/// browser never comes (closed the tab, a firewall in the way) is given up.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeatEvent {
@@ -54,6 +58,8 @@ pub struct Seat {
     timeout: Option<Instant>,
     failed: Option<String>,
     meter: Meter,
+    /// Until when the browser may take to connect; `None` once it did.
+    connect_by: Option<Instant>,
 }
 
 impl Seat {
@@ -82,6 +88,7 @@ impl Seat {
             timeout: None,
             failed: None,
             meter: Meter::new(local.relayed.map(|r| r.addr)),
+            connect_by: Some(now + CONNECT_WAIT),
         };
         let answer = answer.to_sdp_string();
         // str0m names the media lines in events only once the connection
@@ -137,6 +144,9 @@ impl Seat {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.failed.is_some() {
             return;
+        }
+        if self.connect_by.is_some_and(|by| now >= by) {
+            return self.fail("the browser did not connect in time".into());
         }
         if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now)) {
             self.fail(e.to_string());
@@ -203,6 +213,7 @@ impl Seat {
             self.rtc.disconnect();
             self.transmits.clear();
             self.timeout = None;
+            self.connect_by = None;
             self.failed = Some("closed".into());
         }
     }
@@ -217,7 +228,10 @@ impl Seat {
 
     /// `None` once the seat is over.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timeout
+        match (self.timeout, self.connect_by) {
+            (Some(t), Some(by)) => Some(t.min(by)),
+            (t, _) => t,
+        }
     }
 
     fn usable(&self) -> Result<(), LinkError> {
@@ -252,7 +266,10 @@ impl Seat {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Connected => self.events.push_back(SeatEvent::Connected),
+            Event::Connected => {
+                self.connect_by = None;
+                self.events.push_back(SeatEvent::Connected);
+            }
             Event::ChannelOpen(id, _) => {
                 self.channel = Some(id);
                 self.events.push_back(SeatEvent::ChannelOpen);

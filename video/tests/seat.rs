@@ -5,7 +5,9 @@
 //! makes (many codecs, send-only camera and microphone, receive-only
 //! slots); datagrams move in memory under simulated time.
 
-use konsilium_video::{Certificate, Datagram, LinkError, LocalAddrs, Seat, SeatEvent, Slot, Track};
+use konsilium_video::{
+    CONNECT_WAIT, Certificate, Datagram, LinkError, LocalAddrs, Seat, SeatEvent, Slot, Track,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
@@ -193,6 +195,37 @@ fn a_browser_publishes_sees_a_slot_and_chats_through_its_seat() {
         seen.contains(&SeatEvent::Data(chat.to_vec()))
     });
     assert!(seen.contains(&SeatEvent::Data(chat.to_vec())));
+}
+
+#[test]
+fn a_browser_that_never_connects_is_given_up() {
+    let now = Instant::now();
+    let (_, _, offer) = Browser::offer(now, 1);
+    // A browser whose candidates never come (a trickling client that went
+    // away): the node has no address to check, so only its wait ends it.
+    let offer: String = (offer.split_inclusive("\r\n"))
+        .filter(|line| !line.starts_with("a=candidate"))
+        .collect();
+    let cert = Certificate::generate().unwrap();
+    let (mut seat, _) = Seat::answer(now, local(), cert, &offer).unwrap();
+    let mut at = now;
+    while let Some(next) = seat.poll_timeout() {
+        assert!(
+            next <= now + CONNECT_WAIT,
+            "the seat waits no longer than it may"
+        );
+        at = next.max(at + Duration::from_millis(1));
+        seat.handle_timeout(at);
+        while seat.poll_transmit().is_some() {}
+        while let Some(event) = seat.poll_event() {
+            if let SeatEvent::Failed(reason) = event {
+                assert!(reason.contains("did not connect"), "{reason}");
+                assert!(seat.poll_timeout().is_none());
+                return;
+            }
+        }
+    }
+    panic!("the seat was never given up");
 }
 
 #[test]

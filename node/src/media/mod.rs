@@ -27,7 +27,7 @@ mod room;
 mod socket;
 mod task;
 
-pub use room::{MAX_MESSAGE, Person, RoomMessage, SeatId};
+pub use room::{Person, SeatId};
 
 use crate::config::{TurnServer, VideoConfig};
 use konsilium_protocol::identity::OrgId;
@@ -49,6 +49,9 @@ use tokio::sync::{Notify, mpsc};
 /// Datagrams read from offered links' sockets, waiting for the task; more
 /// are dropped, as the network would.
 const INBOUND_QUEUE: usize = 1024;
+/// Browsers in sessions here at once: each holds a WebRTC connection, and
+/// one user's forgotten tabs must not be able to take the node's memory.
+pub const MAX_SEATS: usize = 64;
 
 /// A link and where it sends from.
 struct Held {
@@ -184,6 +187,8 @@ pub enum MediaError {
     NoSeat { seat: SeatId },
     #[error("video: no randomness for a participant's id: {0}")]
     Random(String),
+    #[error("video: {MAX_SEATS} browsers are in sessions here already")]
+    Full,
     #[error("video socket {addr}: {source}")]
     Socket {
         addr: SocketAddr,
@@ -238,7 +243,7 @@ impl MediaPlane {
     /// to `events`.
     pub async fn start(
         config: &VideoConfig,
-        config_name: &str,
+        site_name: &str,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<Self, MediaError> {
         let addr = config.listen;
@@ -248,7 +253,7 @@ impl MediaPlane {
         let shared = Arc::new(Shared {
             links: Mutex::new(Links::new()),
             seats: Mutex::new(Seats::new()),
-            room: Mutex::new(Room::new(config_name.to_owned())),
+            room: Mutex::new(Room::new(site_name.to_owned())),
             wake: Notify::new(),
             preparing: Mutex::new(HashSet::new()),
             asked: Mutex::new(None),
@@ -485,6 +490,9 @@ impl MediaPlane {
             self.relay_only,
         );
         let now = Instant::now();
+        if self.shared.seats().len() >= MAX_SEATS {
+            return Err(MediaError::Full);
+        }
         let (held, answer) = Seat::answer(now, local, self.certs.take()?, offer)?;
         (self.shared.seats()).insert(seat, HeldSeat::new(session, who, held, now));
         self.shared.wake.notify_one();

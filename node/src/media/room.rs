@@ -110,7 +110,7 @@ pub(super) enum Source {
 /// What travels on the data channels, to browsers and between sites.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum RoomMessage {
+pub(super) enum RoomMessage {
     /// A chat line; `from` is set by the node, whatever the browser said.
     Chat {
         #[serde(default)]
@@ -134,7 +134,7 @@ pub enum RoomMessage {
 
 /// The largest message a browser may put on the data channel; what is
 /// larger is dropped (the page keeps files under it).
-pub const MAX_MESSAGE: usize = 256 * 1024;
+pub(super) const MAX_MESSAGE: usize = 256 * 1024;
 
 /// The room's state beyond the connections: the other sites' names and
 /// rosters as they told them.

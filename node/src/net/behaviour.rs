@@ -23,6 +23,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection limits: what any party on the network can make a node hold
 /// before it has proved anything. Federations are hundreds of organizations;
 /// these leave room for that and no more.
+/// How often each connection is pinged (its round trip, for `konsilium
+/// peers`): a federation's links change slowly, and an idle node with 150
+/// peers should spend its time on nothing.
+const PING_EVERY: Duration = Duration::from_secs(60);
+const PING_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED_INCOMING: u32 = 1024;
 const MAX_ESTABLISHED_PER_PEER: u32 = 4;
@@ -163,7 +168,11 @@ impl Behaviour {
                     .with_agent_version(format!("konsilium/{}", env!("CARGO_PKG_VERSION")))
                     .with_hide_listen_addrs(behind_nat),
             ),
-            ping: ping::Behaviour::new(ping::Config::new()),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_EVERY)
+                    .with_timeout(PING_TIMEOUT),
+            ),
             kad: Gate::new(kad),
             gossipsub: gossipsub(key, heartbeat)?,
             hello: request_response::Behaviour::new(
