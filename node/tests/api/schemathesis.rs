@@ -25,7 +25,12 @@ async fn schemathesis_finds_no_5xx_and_no_response_contradicting_the_document() 
     .await;
     let examples = std::env::var("KONSILIUM_SCHEMATHESIS_EXAMPLES").unwrap_or("60".into());
     let report = tmp.path().join("schemathesis.xml");
+    // WHIP/WHEP offers are `application/sdp`: text, which schemathesis
+    // is told how to send.
+    let hooks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api");
     let run = tokio::process::Command::new(&tool)
+        .env("PYTHONPATH", hooks)
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .arg("run")
         .arg(format!("{base}/openapi.json"))
         .args(["--checks", "all"])
