@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::channel::ChannelId;
 use str0m::{Candidate, Event, Output, Rtc};
 
 /// How often str0m reports a connection's statistics.
@@ -53,25 +54,81 @@ pub(crate) fn add_candidates(rtc: &mut Rtc, local: LocalAddrs) -> Result<(), Lin
     Ok(())
 }
 
-/// Polls `rtc` until it names its next timeout: datagrams go to
-/// `transmits`, events to `events`. An error ends the connection; the
-/// events before it still count.
-pub(crate) fn pump(
-    rtc: &mut Rtc,
-    transmits: &mut VecDeque<Datagram>,
-    events: &mut Vec<Event>,
-) -> Result<Instant, String> {
-    loop {
-        match rtc.poll_output() {
-            Ok(Output::Timeout(at)) => return Ok(at),
-            Ok(Output::Transmit(t)) => transmits.push_back(Datagram {
-                source: t.source,
-                destination: t.destination,
-                contents: t.contents.into(),
-            }),
-            Ok(Output::Event(event)) => events.push(event),
-            Err(e) => return Err(e.to_string()),
+/// The part of a connection a link and a seat share: the `Rtc`, what it
+/// emits, its data channel, and whether it is over.
+pub(crate) struct Core {
+    pub(crate) rtc: Rtc,
+    pub(crate) channel: Option<ChannelId>,
+    pub(crate) transmits: VecDeque<Datagram>,
+    pub(crate) timeout: Option<Instant>,
+    /// Why it is over, once it is.
+    pub(crate) failed: Option<String>,
+}
+
+impl Core {
+    pub(crate) fn new(rtc: Rtc) -> Self {
+        Self {
+            rtc,
+            channel: None,
+            transmits: VecDeque::new(),
+            timeout: None,
+            failed: None,
         }
+    }
+
+    /// Polls until str0m names its next timeout; returns its events for
+    /// the owner to read, and why the connection broke if it did (the
+    /// events before that still count).
+    pub(crate) fn drain(&mut self) -> (Vec<Event>, Option<String>) {
+        let mut events = Vec::new();
+        if self.failed.is_some() {
+            return (events, None);
+        }
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    self.timeout = Some(at);
+                    return (events, None);
+                }
+                Ok(Output::Transmit(t)) => self.transmits.push_back(Datagram {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Ok(Output::Event(event)) => events.push(event),
+                Err(e) => return (events, Some(e.to_string())),
+            }
+        }
+    }
+
+    pub(crate) fn usable(&self) -> Result<(), LinkError> {
+        match &self.failed {
+            Some(reason) => Err(LinkError::Failed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the connection; false when it was over already.
+    pub(crate) fn stop(&mut self, reason: String) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        self.rtc.disconnect();
+        self.transmits.clear();
+        self.timeout = None;
+        self.failed = Some(reason);
+        true
+    }
+
+    /// Writes a message on the data channel (text when it is UTF-8, as
+    /// browsers expect chat); `Ok(false)` when its buffer is full.
+    pub(crate) fn send_data(&mut self, bytes: &[u8]) -> Result<bool, LinkError> {
+        self.usable()?;
+        let id = (self.channel).ok_or(LinkError::NotReady("data channel not open"))?;
+        let mut channel =
+            (self.rtc.channel(id)).ok_or(LinkError::NotReady("data channel closed"))?;
+        let binary = std::str::from_utf8(bytes).is_err();
+        (channel.write(binary, bytes)).map_err(|e| LinkError::Failed(e.to_string()))
     }
 }
 

@@ -5,14 +5,13 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
-use crate::connection::{self, add_candidates, new_rtc};
+use crate::connection::{self, Core, add_candidates, new_rtc};
 use crate::frame::{self, Frame, Track};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::channel::ChannelId;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::{Event, IceConnectionState, Rtc};
 
@@ -130,15 +129,11 @@ pub enum LinkError {
 }
 
 pub struct Link {
-    rtc: Rtc,
+    core: Core,
     pending: Option<SdpPendingOffer>,
-    channel: Option<ChannelId>,
     audio: Option<Mid>,
     video: Option<Mid>,
-    transmits: VecDeque<Datagram>,
     events: VecDeque<LinkEvent>,
-    timeout: Option<Instant>,
-    failed: Option<String>,
     frames: u64,
     meter: Meter,
     /// The DTLS fingerprint line the other site signed: an offer with the
@@ -161,15 +156,11 @@ fn fingerprint(sdp: &str) -> Option<String> {
 impl Link {
     fn with(now: Instant, rtc: Rtc, local: LocalAddrs) -> Self {
         Self {
-            rtc,
+            core: Core::new(rtc),
             pending: None,
-            channel: None,
             audio: None,
             video: None,
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
-            timeout: None,
-            failed: None,
             frames: 0,
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             remote_fingerprint: None,
@@ -230,7 +221,7 @@ impl Link {
         self.remote_fingerprint = self.remote_fingerprint.take().or(fingerprint(answer));
         let answer = SdpAnswer::from_sdp_string(answer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
-        (self.rtc.sdp_api())
+        (self.core.rtc.sdp_api())
             .accept_answer(pending, answer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         self.drain();
@@ -247,8 +238,8 @@ impl Link {
             return Err(LinkError::NotReady("an offer waits for its answer"));
         }
         self.now = now;
-        add_candidates(&mut self.rtc, local)?;
-        let mut change = self.rtc.sdp_api();
+        add_candidates(&mut self.core.rtc, local)?;
+        let mut change = self.core.rtc.sdp_api();
         change.ice_restart(true);
         let (offer, pending) = change
             .apply()
@@ -277,7 +268,7 @@ impl Link {
         let sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
-        let answer = (self.rtc.sdp_api())
+        let answer = (self.core.rtc.sdp_api())
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         self.meter.remote_description(sdp);
@@ -288,23 +279,23 @@ impl Link {
     /// Whether a datagram arriving on a socket several links share is this
     /// link's (its remote's address, or an ICE check with its credentials).
     pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
-        connection::accepts(&self.rtc, now, d)
+        connection::accepts(&self.core.rtc, now, d)
     }
 
     /// A datagram from the socket; anything that is not WebRTC is dropped.
     pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
-        if self.failed.is_some() {
+        if self.core.failed.is_some() {
             return;
         }
         self.now = now;
-        if let Err(e) = connection::receive(&mut self.rtc, now, d) {
+        if let Err(e) = connection::receive(&mut self.core.rtc, now, d) {
             self.fail(e);
         }
         self.drain();
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.failed.is_some() {
+        if self.core.failed.is_some() {
             return;
         }
         self.now = now;
@@ -312,7 +303,7 @@ impl Link {
             self.fail("the other site stopped answering".into());
             return;
         }
-        if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now)) {
+        if let Err(e) = self.core.rtc.handle_input(str0m::Input::Timeout(now)) {
             self.fail(e.to_string());
         }
         self.drain();
@@ -321,13 +312,7 @@ impl Link {
     /// Writes a message on the data channel; `Ok(false)` when its buffer
     /// is full (try again after the next datagrams).
     pub fn send_data(&mut self, bytes: &[u8]) -> Result<bool, LinkError> {
-        self.usable()?;
-        let id = self
-            .channel
-            .ok_or(LinkError::NotReady("data channel not open"))?;
-        let mut channel =
-            (self.rtc.channel(id)).ok_or(LinkError::NotReady("data channel closed"))?;
-        let written = (channel.write(true, bytes)).map_err(|e| LinkError::Failed(e.to_string()))?;
+        let written = self.core.send_data(bytes)?;
         self.drain();
         Ok(written)
     }
@@ -336,7 +321,7 @@ impl Link {
     /// test's): VP8 packetizing carries any bytes.
     pub fn send_media(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
         let mid = self.ready_mid(Track::Video)?;
-        let writer = (self.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
+        let writer = (self.core.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
         let pt = (writer.payload_params().next())
             .ok_or(LinkError::Description("no codec negotiated".into()))?
             .pt();
@@ -351,7 +336,7 @@ impl Link {
     /// Forwards a frame one of this site's clinicians sent.
     pub fn forward(&mut self, frame: &Frame) -> Result<(), LinkError> {
         let mid = self.ready_mid(frame.track)?;
-        frame::write(&mut self.rtc, mid, frame)?;
+        frame::write(&mut self.core.rtc, mid, frame)?;
         self.drain();
         Ok(())
     }
@@ -360,7 +345,8 @@ impl Link {
     /// here joined, or lost packets).
     pub fn request_keyframe(&mut self) -> Result<(), LinkError> {
         let mid = self.ready_mid(Track::Video)?;
-        let mut writer = (self.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
+        let mut writer =
+            (self.core.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
         (writer.request_keyframe(None, KeyframeRequestKind::Pli))
             .map_err(|_| LinkError::NotReady("no video from the other site yet"))?;
         self.drain();
@@ -370,7 +356,7 @@ impl Link {
     /// The track's media line, once the link can carry media on it.
     fn ready_mid(&self, track: Track) -> Result<Mid, LinkError> {
         self.usable()?;
-        if !self.rtc.is_connected() {
+        if !self.core.rtc.is_connected() {
             // str0m drops media written before the connection is up.
             return Err(LinkError::NotReady("not connected"));
         }
@@ -398,7 +384,7 @@ impl Link {
 
     /// ICE and DTLS are done.
     pub fn is_connected(&self) -> bool {
-        self.failed.is_none() && self.rtc.is_connected()
+        self.core.failed.is_none() && self.core.rtc.is_connected()
     }
 
     pub fn state(&self) -> LinkState {
@@ -410,7 +396,7 @@ impl Link {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.transmits.pop_front()
+        self.core.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<LinkEvent> {
@@ -420,17 +406,14 @@ impl Link {
     /// When [`Link::handle_timeout`] is due; `None` once the link failed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let give_up = self.lost_at.map(|at| at + RECONNECT_WAIT);
-        match (self.timeout, give_up) {
+        match (self.core.timeout, give_up) {
             (Some(t), Some(g)) => Some(t.min(g)),
             (t, _) => t,
         }
     }
 
     fn usable(&self) -> Result<(), LinkError> {
-        match &self.failed {
-            Some(reason) => Err(LinkError::Failed(reason.clone())),
-            None => Ok(()),
-        }
+        self.core.usable()
     }
 
     fn fail(&mut self, reason: String) {
@@ -441,29 +424,17 @@ impl Link {
 
     /// False when it was over already.
     fn stop(&mut self, reason: String) -> bool {
-        if self.failed.is_some() {
-            return false;
-        }
-        self.rtc.disconnect();
-        self.transmits.clear();
-        self.timeout = None;
         self.lost_at = None;
-        self.failed = Some(reason);
-        true
+        self.core.stop(reason)
     }
 
     fn drain(&mut self) {
-        if self.failed.is_some() {
-            return;
-        }
-        let mut events = Vec::new();
-        let polled = connection::pump(&mut self.rtc, &mut self.transmits, &mut events);
+        let (events, broke) = self.core.drain();
         for event in events {
             self.on_event(event);
         }
-        match polled {
-            Ok(at) => self.timeout = Some(at),
-            Err(e) => self.fail(e),
+        if let Some(reason) = broke {
+            self.fail(reason);
         }
     }
 
@@ -474,7 +445,7 @@ impl Link {
                 self.events.push_back(LinkEvent::Connected);
             }
             Event::ChannelOpen(id, _) => {
-                self.channel = Some(id);
+                self.core.channel = Some(id);
                 self.events.push_back(LinkEvent::ChannelOpen);
             }
             Event::ChannelData(d) => self.events.push_back(LinkEvent::Data(d.data)),

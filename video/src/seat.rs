@@ -7,16 +7,15 @@
 //! A WHIP client has no slots, a WHEP client publishes nothing, the room
 //! page does both on one connection.
 
-use crate::connection::{self, new_rtc};
+use crate::connection::{self, Core, new_rtc};
 use crate::frame::{self, Frame, Track};
 use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use str0m::Event;
 use str0m::change::SdpOffer;
-use str0m::channel::ChannelId;
 use str0m::media::{KeyframeRequestKind, Mid};
-use str0m::{Event, Rtc};
 
 /// How long a browser has from its offer to a connection; a seat whose
 /// browser never comes (closed the tab, a firewall in the way) is given up.
@@ -47,16 +46,12 @@ pub struct Slot {
 }
 
 pub struct Seat {
-    rtc: Rtc,
+    core: Core,
     /// Media lines the browser sends on.
     published: Vec<Mid>,
     /// Media lines it only receives on, in the order of its offer.
     slots: Vec<(Mid, Track)>,
-    channel: Option<ChannelId>,
-    transmits: VecDeque<Datagram>,
     events: VecDeque<SeatEvent>,
-    timeout: Option<Instant>,
-    failed: Option<String>,
     meter: Meter,
     /// Until when the browser may take to connect; `None` once it did.
     connect_by: Option<Instant>,
@@ -79,14 +74,10 @@ impl Seat {
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         let mut seat = Self {
-            rtc,
+            core: Core::new(rtc),
             published: Vec::new(),
             slots: Vec::new(),
-            channel: None,
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
-            timeout: None,
-            failed: None,
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             connect_by: Some(now + CONNECT_WAIT),
         };
@@ -97,7 +88,7 @@ impl Seat {
             .filter_map(|line| line.trim().strip_prefix("a=mid:"))
             .map(Mid::from);
         for mid in mids {
-            let Some(media) = seat.rtc.media(mid) else {
+            let Some(media) = seat.core.rtc.media(mid) else {
                 continue; // the data channel's line
             };
             if media.direction().is_receiving() {
@@ -128,27 +119,27 @@ impl Seat {
     }
 
     pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
-        self.failed.is_none() && connection::accepts(&self.rtc, now, d)
+        self.core.failed.is_none() && connection::accepts(&self.core.rtc, now, d)
     }
 
     pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
-        if self.failed.is_some() {
+        if self.core.failed.is_some() {
             return;
         }
-        if let Err(e) = connection::receive(&mut self.rtc, now, d) {
+        if let Err(e) = connection::receive(&mut self.core.rtc, now, d) {
             self.fail(e);
         }
         self.drain();
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.failed.is_some() {
+        if self.core.failed.is_some() {
             return;
         }
         if self.connect_by.is_some_and(|by| now >= by) {
             return self.fail("the browser did not connect in time".into());
         }
-        if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(now)) {
+        if let Err(e) = self.core.rtc.handle_input(str0m::Input::Timeout(now)) {
             self.fail(e.to_string());
         }
         self.drain();
@@ -157,8 +148,8 @@ impl Seat {
     /// Shows `frame` in `slot`; a slot the browser does not have, or a
     /// connection not up yet, drops it as the network would.
     pub fn show(&mut self, slot: Slot, frame: &Frame) -> Result<(), LinkError> {
-        self.usable()?;
-        if !self.rtc.is_connected() {
+        self.core.usable()?;
+        if !self.core.rtc.is_connected() {
             return Err(LinkError::NotReady("not connected"));
         }
         let mid = (self.slots.iter())
@@ -166,18 +157,18 @@ impl Seat {
             .nth(slot.index)
             .map(|(mid, _)| *mid)
             .ok_or(LinkError::NotReady("no such slot"))?;
-        frame::write(&mut self.rtc, mid, frame)?;
+        frame::write(&mut self.core.rtc, mid, frame)?;
         self.drain();
         Ok(())
     }
 
     /// Asks the browser for a keyframe of the video it publishes.
     pub fn request_keyframe(&mut self) {
-        if self.failed.is_some() || !self.rtc.is_connected() {
+        if self.core.failed.is_some() || !self.core.rtc.is_connected() {
             return;
         }
         for &mid in &self.published {
-            if let Some(mut writer) = self.rtc.writer(mid) {
+            if let Some(mut writer) = self.core.rtc.writer(mid) {
                 // An audio line, or no packet yet: nothing to ask for.
                 let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
             }
@@ -188,19 +179,13 @@ impl Seat {
     /// Writes a message on the browser's data channel; `Ok(false)` when
     /// its buffer is full.
     pub fn send_data(&mut self, bytes: &[u8]) -> Result<bool, LinkError> {
-        self.usable()?;
-        let id = (self.channel).ok_or(LinkError::NotReady("data channel not open"))?;
-        let mut channel =
-            (self.rtc.channel(id)).ok_or(LinkError::NotReady("data channel closed"))?;
-        let binary = std::str::from_utf8(bytes).is_err();
-        let written =
-            (channel.write(binary, bytes)).map_err(|e| LinkError::Failed(e.to_string()))?;
+        let written = self.core.send_data(bytes)?;
         self.drain();
         Ok(written)
     }
 
     pub fn is_connected(&self) -> bool {
-        self.failed.is_none() && self.rtc.is_connected()
+        self.core.failed.is_none() && self.core.rtc.is_connected()
     }
 
     pub fn stats(&self) -> LinkStats {
@@ -209,17 +194,12 @@ impl Seat {
 
     /// The clinician left (DELETE of the WHIP resource) or the session ended.
     pub fn close(&mut self) {
-        if self.failed.is_none() {
-            self.rtc.disconnect();
-            self.transmits.clear();
-            self.timeout = None;
-            self.connect_by = None;
-            self.failed = Some("closed".into());
-        }
+        self.connect_by = None;
+        self.core.stop("closed".into());
     }
 
     pub fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.transmits.pop_front()
+        self.core.transmits.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<SeatEvent> {
@@ -228,39 +208,26 @@ impl Seat {
 
     /// `None` once the seat is over.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.timeout, self.connect_by) {
+        match (self.core.timeout, self.connect_by) {
             (Some(t), Some(by)) => Some(t.min(by)),
             (t, _) => t,
         }
     }
 
-    fn usable(&self) -> Result<(), LinkError> {
-        match &self.failed {
-            Some(reason) => Err(LinkError::Failed(reason.clone())),
-            None => Ok(()),
-        }
-    }
-
     fn fail(&mut self, reason: String) {
-        if self.failed.is_none() {
-            self.close();
-            self.failed = Some(reason.clone());
+        self.connect_by = None;
+        if self.core.stop(reason.clone()) {
             self.events.push_back(SeatEvent::Failed(reason));
         }
     }
 
     fn drain(&mut self) {
-        if self.failed.is_some() {
-            return;
-        }
-        let mut events = Vec::new();
-        let polled = connection::pump(&mut self.rtc, &mut self.transmits, &mut events);
+        let (events, broke) = self.core.drain();
         for event in events {
             self.on_event(event);
         }
-        match polled {
-            Ok(at) => self.timeout = Some(at),
-            Err(e) => self.fail(e),
+        if let Some(reason) = broke {
+            self.fail(reason);
         }
     }
 
@@ -271,7 +238,7 @@ impl Seat {
                 self.events.push_back(SeatEvent::Connected);
             }
             Event::ChannelOpen(id, _) => {
-                self.channel = Some(id);
+                self.core.channel = Some(id);
                 self.events.push_back(SeatEvent::ChannelOpen);
             }
             Event::ChannelData(d) => self.events.push_back(SeatEvent::Data(d.data)),

@@ -430,13 +430,7 @@ impl MediaPlane {
             self.shared.wake.notify_one();
             return Ok(answer);
         }
-        let relay = lock(&self.shared.relay).clone();
-        let local = addrs(
-            self.local,
-            self.reflexive(),
-            relay.as_deref(),
-            self.relay_only,
-        );
+        let (local, relay) = self.answering_addrs();
         let (link, answer) = Link::answer(Instant::now(), local, self.certs.take()?, offer)?;
         let held = Held {
             link,
@@ -447,6 +441,19 @@ impl MediaPlane {
         self.shared.links().insert((session, org), held);
         self.shared.wake.notify_one();
         Ok(answer)
+    }
+
+    /// What a connection answered on the plane's port offers: the port,
+    /// its mapping, the plane's relay.
+    fn answering_addrs(&self) -> (LocalAddrs, Option<Arc<Relay>>) {
+        let relay = lock(&self.shared.relay).clone();
+        let local = addrs(
+            self.local,
+            self.reflexive(),
+            relay.as_deref(),
+            self.relay_only,
+        );
+        (local, relay)
     }
 
     /// Restarts ICE on a link this site offered (its path was lost); the
@@ -482,13 +489,7 @@ impl MediaPlane {
         offer: &str,
     ) -> Result<(SeatId, String), MediaError> {
         let seat = SeatId::random().map_err(|e| MediaError::Random(e.to_string()))?;
-        let relay = lock(&self.shared.relay).clone();
-        let local = addrs(
-            self.local,
-            self.reflexive(),
-            relay.as_deref(),
-            self.relay_only,
-        );
+        let (local, _) = self.answering_addrs();
         let now = Instant::now();
         if self.shared.seats().len() >= MAX_SEATS {
             return Err(MediaError::Full);

@@ -14,6 +14,28 @@ use konsilium_protocol::video::{
 };
 use konsilium_video::LinkEvent;
 
+/// One line of `konsilium sessions`: a link to a site or a browser here.
+fn report_row(
+    consultation: String,
+    peer: String,
+    name: String,
+    state: &str,
+    s: konsilium_video::LinkStats,
+) -> crate::telemetry::report::SessionReport {
+    crate::telemetry::report::SessionReport {
+        consultation,
+        peer,
+        name,
+        state: state.into(),
+        route: s.remote.map(|(_, route)| route.to_string()),
+        remote: s.remote.map(|(addr, _)| addr.to_string()),
+        rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        loss: s.loss.map(f64::from),
+        receive_bps: s.rx_bps,
+        send_bps: s.tx_bps,
+    }
+}
+
 /// How `konsilium sessions` names a probe's link: it has no consultation.
 pub(super) fn probe_label(session: SessionId) -> String {
     format!("probe {}", ConsultationId(session.0))
@@ -383,55 +405,33 @@ impl Node {
 
     /// `konsilium sessions`: every video link, by consultation.
     pub(super) fn sessions_report(&self) -> crate::telemetry::report::SessionsReport {
-        use crate::telemetry::report::{SessionReport, SessionsReport};
+        use crate::telemetry::report::SessionsReport;
         let Some(media) = &self.media else {
             return SessionsReport {
                 sessions: Vec::new(),
                 note: Some("video is off at this site: no [video] listen address".into()),
             };
         };
-        let seats = media.seats().into_iter().map(|seat| {
-            let s = seat.stats;
-            SessionReport {
-                consultation: ConsultationId(seat.session.0).to_string(),
-                peer: format!("browser {}", seat.seat),
-                name: format!("{} ({})", seat.who.person, seat.who.role.as_str()),
-                state: if seat.connected {
-                    "connected"
-                } else {
-                    "connecting"
-                }
-                .into(),
-                route: s.remote.map(|(_, route)| route.to_string()),
-                remote: s.remote.map(|(addr, _)| addr.to_string()),
-                rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                loss: s.loss.map(f64::from),
-                receive_bps: s.rx_bps,
-                send_bps: s.tx_bps,
-            }
+        let links = media.links().into_iter().map(|link| {
+            let consultation = match self.is_probe(&link.session) {
+                true => probe_label(link.session),
+                false => ConsultationId(link.session.0).to_string(),
+            };
+            let (peer, name) = (link.org.to_string(), self.org_name(&link.org));
+            report_row(consultation, peer, name, link.state.as_str(), link.stats)
         });
-        let sessions = (media.links().into_iter())
-            .map(|link| {
-                let s = link.stats;
-                let consultation = match self.is_probe(&link.session) {
-                    true => probe_label(link.session),
-                    false => ConsultationId(link.session.0).to_string(),
-                };
-                SessionReport {
-                    consultation,
-                    peer: link.org.to_string(),
-                    name: self.org_name(&link.org),
-                    state: link.state.as_str().into(),
-                    route: s.remote.map(|(_, route)| route.to_string()),
-                    remote: s.remote.map(|(addr, _)| addr.to_string()),
-                    rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    loss: s.loss.map(f64::from),
-                    receive_bps: s.rx_bps,
-                    send_bps: s.tx_bps,
-                }
-            })
-            .chain(seats)
-            .collect();
+        let seats = media.seats().into_iter().map(|seat| {
+            let consultation = ConsultationId(seat.session.0).to_string();
+            let peer = format!("browser {}", seat.seat);
+            let name = format!("{} ({})", seat.who.person, seat.who.role.as_str());
+            let state = if seat.connected {
+                "connected"
+            } else {
+                "connecting"
+            };
+            report_row(consultation, peer, name, state, seat.stats)
+        });
+        let sessions = links.chain(seats).collect();
         SessionsReport {
             sessions,
             note: None,
