@@ -10,6 +10,11 @@
 //! reads a clock, a socket or the system's randomness beyond what str0m's
 //! DTLS needs: the caller passes time and datagrams in and takes datagrams,
 //! signals and events out, as with the protocol crate's machines.
+//!
+//! Clinicians join from their browsers: each browser's connection is a
+//! [`Seat`], answered from the browser's own offer (WHIP/WHEP). Frames
+//! travel between seats and links as str0m reassembled them ([`Frame`]),
+//! never decoded: every connection speaks VP8 and Opus.
 
 mod connection;
 mod frame;

@@ -158,19 +158,15 @@ impl Room {
         (self.names.get(&org).cloned()).unwrap_or_else(|| org.to_string())
     }
 
-    fn label(&self, source: Source, seats: &Seats) -> String {
+    /// Who a tile shows: the person, or for another site its presenter
+    /// (first in the roster it sent) or else its name.
+    fn label(&self, session: SessionId, source: Source, seats: &Seats) -> String {
         match source {
             Source::Seat(id) => seats.get(&id).map_or("someone".into(), |s| s.who.label()),
-            Source::Site(org) => {
-                let rosters = self.rosters.iter();
-                let presenter = rosters
-                    .filter(|((_, o), _)| *o == org)
-                    .find_map(|(_, people)| people.first());
-                match presenter {
-                    Some(p) => p.label(),
-                    None => self.site_name(org),
-                }
-            }
+            Source::Site(org) => match self.rosters.get(&(session, org)).and_then(|p| p.first()) {
+                Some(presenter) => presenter.label(),
+                None => self.site_name(org),
+            },
         }
     }
 
@@ -427,7 +423,9 @@ impl Room {
 
     fn send_tiles(&self, seats: &mut Seats, id: SeatId) {
         let Some(held) = seats.get(&id) else { return };
-        let tiles = (held.tiles.iter()).map(|t| self.label(*t, seats)).collect();
+        let tiles = (held.tiles.iter())
+            .map(|t| self.label(held.session, *t, seats))
+            .collect();
         let bytes = encode(&RoomMessage::Tiles { tiles });
         if let Some(held) = seats.get_mut(&id) {
             let _ = held.seat.send_data(&bytes);
