@@ -329,6 +329,7 @@ impl Link {
         let time = MediaTime::from_90khz(self.frames * FRAME_TICKS);
         (writer.write(pt, now, time, frame.to_vec()))
             .map_err(|e| LinkError::Failed(e.to_string()))?;
+        self.meter.video_frame_sent();
         self.drain();
         Ok(())
     }
@@ -337,6 +338,9 @@ impl Link {
     pub fn forward(&mut self, frame: &Frame) -> Result<(), LinkError> {
         let mid = self.ready_mid(frame.track)?;
         frame::write(&mut self.core.rtc, mid, frame)?;
+        if frame.track == Track::Video {
+            self.meter.video_frame_sent();
+        }
         self.drain();
         Ok(())
     }
@@ -453,7 +457,13 @@ impl Link {
                 Track::Audio => self.audio = Some(m.mid),
                 Track::Video => self.video = Some(m.mid),
             },
-            Event::MediaData(m) => self.events.push_back(LinkEvent::Media(Frame::received(&m))),
+            Event::MediaData(m) => {
+                let frame = Frame::received(&m);
+                if frame.track == Track::Video {
+                    self.meter.video_frame_received();
+                }
+                self.events.push_back(LinkEvent::Media(frame));
+            }
             Event::KeyframeRequest(_) => self.events.push_back(LinkEvent::KeyframeWanted),
             Event::PeerStats(stats) => self.meter.handle_stats(&stats),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected)

@@ -158,6 +158,9 @@ impl Seat {
             .map(|(mid, _)| *mid)
             .ok_or(LinkError::NotReady("no such slot"))?;
         frame::write(&mut self.core.rtc, mid, frame)?;
+        if frame.track == Track::Video {
+            self.meter.video_frame_sent();
+        }
         self.drain();
         Ok(())
     }
@@ -242,7 +245,13 @@ impl Seat {
                 self.events.push_back(SeatEvent::ChannelOpen);
             }
             Event::ChannelData(d) => self.events.push_back(SeatEvent::Data(d.data)),
-            Event::MediaData(m) => self.events.push_back(SeatEvent::Media(Frame::received(&m))),
+            Event::MediaData(m) => {
+                let frame = Frame::received(&m);
+                if frame.track == Track::Video {
+                    self.meter.video_frame_received();
+                }
+                self.events.push_back(SeatEvent::Media(frame));
+            }
             Event::KeyframeRequest(r) => {
                 let found = (self.slots.iter())
                     .filter(|(_, t)| *t == Track::Video)

@@ -47,6 +47,10 @@ pub struct LinkStats {
     /// WebRTC traffic: media, data, checks).
     pub rx_bps: u64,
     pub tx_bps: u64,
+    /// Video frames per second received and sent over the last interval
+    /// (what a participant's picture actually does, whatever the bitrate).
+    pub rx_fps: f64,
+    pub tx_fps: f64,
     /// The other site's address the media flows to, and what it went
     /// through.
     pub remote: Option<(SocketAddr, Route)>,
@@ -61,6 +65,9 @@ pub(crate) struct Meter {
     relayed: Option<SocketAddr>,
     remote_candidates: Vec<(SocketAddr, CandidateKind)>,
     last: Option<(Instant, u64, u64)>,
+    /// Video frames received and sent so far, and at the last report.
+    frames: (u64, u64),
+    frames_before: (u64, u64),
     pub(crate) stats: LinkStats,
 }
 
@@ -82,6 +89,14 @@ impl Meter {
             .collect();
     }
 
+    pub(crate) fn video_frame_received(&mut self) {
+        self.frames.0 += 1;
+    }
+
+    pub(crate) fn video_frame_sent(&mut self) {
+        self.frames.1 += 1;
+    }
+
     pub(crate) fn handle_stats(&mut self, s: &PeerStats) {
         if let Some((at, rx, tx)) = self.last {
             let secs = s.timestamp.saturating_duration_since(at).as_secs_f64();
@@ -90,8 +105,12 @@ impl Meter {
                     |now: u64, before: u64| (now.saturating_sub(before) as f64 * 8.0 / secs) as u64;
                 self.stats.rx_bps = rate(s.peer_bytes_rx, rx);
                 self.stats.tx_bps = rate(s.peer_bytes_tx, tx);
+                let fps = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
+                self.stats.rx_fps = fps(self.frames.0, self.frames_before.0);
+                self.stats.tx_fps = fps(self.frames.1, self.frames_before.1);
             }
         }
+        self.frames_before = self.frames;
         self.last = Some((s.timestamp, s.peer_bytes_rx, s.peer_bytes_tx));
         let pair_rtt = (s.selected_candidate_pair.as_ref()).and_then(|p| p.current_round_trip_time);
         self.stats.rtt = s.rtt.or(pair_rtt).or(self.stats.rtt);

@@ -33,6 +33,8 @@ fn report_row(
         loss: s.loss.map(f64::from),
         receive_bps: s.rx_bps,
         send_bps: s.tx_bps,
+        receive_fps: s.rx_fps,
+        send_fps: s.tx_fps,
     }
 }
 
@@ -441,6 +443,7 @@ impl Node {
     pub(super) fn set_video_metrics(&self) {
         let m = &self.metrics;
         let links = (self.media.as_ref()).map(|m| m.links()).unwrap_or_default();
+        let seats = (self.media.as_ref()).map(|m| m.seats()).unwrap_or_default();
         for state in konsilium_video::LinkState::ALL {
             let n = (links.iter()).filter(|l| l.state == state).count();
             (m.video_links.with_label_values(&[state.as_str()])).set(n as i64);
@@ -450,13 +453,19 @@ impl Node {
             &m.video_loss,
             &m.video_receive_bps,
             &m.video_send_bps,
+            &m.video_receive_fps,
+            &m.video_send_fps,
         ] {
             gauge.reset();
         }
-        for link in &links {
-            let consultation = ConsultationId(link.session.0).to_string();
-            let labels = [consultation.as_str(), &link.org.to_string()];
-            let s = link.stats;
+        // A browser is labelled by its seat, not its user's name: metrics
+        // leave the node, names stay in the journal.
+        let rows = (links.iter())
+            .map(|l| (l.session, l.org.to_string(), l.stats))
+            .chain((seats.iter()).map(|s| (s.session, format!("browser {}", s.seat), s.stats)));
+        for (session, site, s) in rows {
+            let consultation = ConsultationId(session.0).to_string();
+            let labels = [consultation.as_str(), site.as_str()];
             if let Some(rtt) = s.rtt {
                 m.video_rtt
                     .with_label_values(&labels)
@@ -467,6 +476,8 @@ impl Node {
             }
             (m.video_receive_bps.with_label_values(&labels)).set(s.rx_bps as f64);
             (m.video_send_bps.with_label_values(&labels)).set(s.tx_bps as f64);
+            (m.video_receive_fps.with_label_values(&labels)).set(s.rx_fps);
+            (m.video_send_fps.with_label_values(&labels)).set(s.tx_fps);
         }
     }
 

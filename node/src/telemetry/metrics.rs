@@ -39,6 +39,8 @@ pub struct Metrics {
     pub video_loss: GaugeVec,
     pub video_receive_bps: GaugeVec,
     pub video_send_bps: GaugeVec,
+    pub video_receive_fps: GaugeVec,
+    pub video_send_fps: GaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -165,6 +167,14 @@ impl Metrics {
             video_send_bps: float_vec(
                 "konsilium_video_send_bits_per_second",
                 "What a video link sent over the last second.",
+            ),
+            video_receive_fps: float_vec(
+                "konsilium_video_receive_frames_per_second",
+                "Video frames a link or a browser received over the last second.",
+            ),
+            video_send_fps: float_vec(
+                "konsilium_video_send_frames_per_second",
+                "Video frames a link or a browser was sent over the last second.",
             ),
             relay_served: counter_vec(
                 "konsilium_relay_served_total",

@@ -362,6 +362,12 @@ pub struct SessionReport {
     pub receive_bps: u64,
     #[serde(default)]
     pub send_bps: u64,
+    /// Video frames per second over the last second: what the other site
+    /// or the clinician's browser sends, and what it is sent.
+    #[serde(default)]
+    pub receive_fps: f64,
+    #[serde(default)]
+    pub send_fps: f64,
 }
 
 /// `konsilium journal verify`.

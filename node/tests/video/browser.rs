@@ -244,6 +244,30 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
     let district_people = &seen["rosters"]["District hospital"];
     assert_eq!(district_people[0]["person"], "Dr. Ivanova", "{seen}");
 
+    // Operators see each browser's picture moving both ways, and the
+    // link's frames from the other site.
+    for node in [&district, &federal] {
+        let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+        loop {
+            let sessions = node.inspect(node::Inspect::Sessions).await.unwrap();
+            let rows = sessions["sessions"].as_array().unwrap().clone();
+            let moving = |r: &Value| {
+                r["receive_fps"].as_f64().unwrap_or(0.0) > 0.0
+                    && r["send_fps"].as_f64().unwrap_or(0.0) > 0.0
+            };
+            let browser = |r: &&Value| r["peer"].as_str().is_some_and(|p| p.starts_with("browser"));
+            let (browsers, links): (Vec<&Value>, Vec<&Value>) = rows.iter().partition(browser);
+            if browsers.iter().all(|r| moving(r)) && links.iter().all(|r| moving(r)) {
+                assert_eq!((browsers.len(), links.len()), (1, 1), "{sessions}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "frames per second: {sessions}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     // Operators see both browsers beside the link.
     for (node, person) in [
         (&district, "Dr. Ivanova (physician)"),

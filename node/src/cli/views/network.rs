@@ -181,6 +181,7 @@ pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
             "rtt",
             "loss",
             "in / out",
+            "fps in / out",
         ]);
         let kbits = |bps: u64| format!("{:.0}", bps as f64 / 1000.0);
         for s in r.sessions {
@@ -200,6 +201,7 @@ pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
                 or_dash(s.rtt_ms.map(|v| format!("{v:.1} ms"))),
                 or_dash(s.loss.map(|v| format!("{:.1} %", v * 100.0))),
                 format!("{} / {} kbit/s", kbits(s.receive_bps), kbits(s.send_bps)),
+                format!("{:.0} / {:.0}", s.receive_fps, s.send_fps),
             ]);
         }
         t.to_string()
