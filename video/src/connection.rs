@@ -8,11 +8,14 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelId;
 use str0m::{Candidate, Event, Output, Rtc};
 
 /// How often str0m reports a connection's statistics.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Where bandwidth estimation starts: a consultation camera's worth.
+const START_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
 pub(crate) fn new_rtc(
     now: Instant,
@@ -22,11 +25,19 @@ pub(crate) fn new_rtc(
     let config = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .set_dtls_cert(cert.0)
-        .enable_bwe(None)
+        .enable_bwe(Some(START_ESTIMATE))
         .set_stats_interval(Some(STATS_EVERY));
     let mut rtc = frame::codecs(config).build(now);
     add_candidates(&mut rtc, local)?;
     Ok(rtc)
+}
+
+/// What the path is estimated to carry, from str0m's estimate event.
+pub(crate) fn estimate(kind: &BweKind) -> Option<u64> {
+    match kind {
+        BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. } => Some(estimate.as_u64()),
+        _ => None,
+    }
 }
 
 /// The local candidates `local` names; ones the `Rtc` holds already are

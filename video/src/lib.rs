@@ -26,8 +26,8 @@ pub mod stun;
 pub use frame::{Frame, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
-    Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT,
-    Relayed,
+    AUDIO_ONLY_BELOW, Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs,
+    RECONNECT_WAIT, Relayed, VIDEO_RESUMES_AT,
 };
 pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
 pub use stats::{LinkStats, Route};

@@ -8,8 +8,8 @@ use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
-    Certificate, Datagram, Description, Link, LinkError, LinkEvent, LinkState, LocalAddrs, Relayed,
-    Route, SessionId, Signal, SignalError, accept,
+    AUDIO_ONLY_BELOW, Certificate, Datagram, Description, Link, LinkError, LinkEvent, LinkState,
+    LocalAddrs, Relayed, Route, SessionId, Signal, SignalError, VIDEO_RESUMES_AT, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -509,4 +509,54 @@ fn a_lost_path_not_restarted_in_time_fails_the_link() {
         "a failed link asks for no more time"
     );
     assert!(a.send_media(now, b"too late").is_err());
+}
+
+#[test]
+fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
+    let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
+    let mut now = Instant::now();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    a.handle_answer(&answer).unwrap();
+    link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
+
+    // A video frame as the other site receives it: what the forwarding
+    // unit would pass on from one of its browsers.
+    a.send_media(now, b"a camera frame").unwrap();
+    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| {
+        has_frame(eb, b"a camera frame")
+    });
+    let frame = (eb.iter())
+        .find_map(|e| match e {
+            LinkEvent::Media(f) => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap();
+
+    b.handle_estimate(AUDIO_ONLY_BELOW - 1);
+    assert!(b.stats().audio_only);
+    b.forward(&frame).unwrap();
+    let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
+        has_frame(ea, b"a camera frame")
+    });
+    assert!(
+        !has_frame(&ea, b"a camera frame"),
+        "no video while the path is thin"
+    );
+
+    // Between the thresholds it stays audio only: no flapping.
+    b.handle_estimate(VIDEO_RESUMES_AT - 1);
+    assert!(b.stats().audio_only);
+    b.handle_estimate(VIDEO_RESUMES_AT);
+    assert!(!b.stats().audio_only);
+    let resumed = std::iter::from_fn(|| b.poll_event()).collect::<Vec<_>>();
+    assert!(
+        has(&resumed, &LinkEvent::KeyframeWanted),
+        "video resumes from a keyframe"
+    );
+    b.forward(&frame).unwrap();
+    let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
+        has_frame(ea, b"a camera frame")
+    });
+    assert!(has_frame(&ea, b"a camera frame"), "video again");
 }

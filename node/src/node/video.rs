@@ -26,7 +26,11 @@ fn report_row(
         consultation,
         peer,
         name,
-        state: state.into(),
+        // A site whose path is too thin for video still hears the others.
+        state: match s.audio_only {
+            true => format!("{state}, audio only"),
+            false => state.into(),
+        },
         route: s.remote.map(|(_, route)| route.to_string()),
         remote: s.remote.map(|(addr, _)| addr.to_string()),
         rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
