@@ -23,11 +23,12 @@ mod seat;
 mod stats;
 pub mod stun;
 
+pub use connection::{AUDIO_ONLY_BELOW, VIDEO_RESUMES_AT};
 pub use frame::{Frame, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
-    AUDIO_ONLY_BELOW, Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs,
-    RECONNECT_WAIT, Relayed, VIDEO_RESUMES_AT,
+    Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT,
+    Relayed,
 };
 pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
 pub use stats::{LinkStats, Route};

@@ -5,7 +5,7 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
-use crate::connection::{self, Core, add_candidates, new_rtc};
+use crate::connection::{self, Core, VideoGate, add_candidates, new_rtc};
 use crate::frame::{self, Frame, Track};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
@@ -19,14 +19,6 @@ use str0m::{Event, IceConnectionState, Rtc};
 const CHANNEL: &str = "consilium";
 /// RTP time advances by a 30 fps frame's worth at 90 kHz per frame sent.
 const FRAME_TICKS: u64 = 3000;
-/// Below this estimate of what the path to the other site carries (bit/s),
-/// the link stops carrying video and keeps the voices: the clinicians hear
-/// the consilium instead of watching a frozen picture.
-pub const AUDIO_ONLY_BELOW: u64 = 150_000;
-/// Video comes back once the estimate is above this again (well above the
-/// other threshold, so a path near it does not flap).
-pub const VIDEO_RESUMES_AT: u64 = 300_000;
-
 /// How long a link that lost its path waits for an ICE restart to find a
 /// new one before it is given up (and set up anew, DTLS and all).
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
@@ -143,8 +135,8 @@ pub struct Link {
     video: Option<Mid>,
     events: VecDeque<LinkEvent>,
     frames: u64,
-    /// The path carries too little for video: only audio is forwarded.
-    audio_only: bool,
+    /// Whether the path carries enough for video.
+    gate: VideoGate,
     meter: Meter,
     /// The DTLS fingerprint line the other site signed: an offer with the
     /// same one restarts ICE on this link, another is a new link.
@@ -172,7 +164,7 @@ impl Link {
             video: None,
             events: VecDeque::new(),
             frames: 0,
-            audio_only: false,
+            gate: VideoGate::default(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             remote_fingerprint: None,
             now,
@@ -348,7 +340,7 @@ impl Link {
     /// Forwards a frame one of this site's clinicians sent.
     pub fn forward(&mut self, frame: &Frame) -> Result<(), LinkError> {
         let mid = self.ready_mid(frame.track)?;
-        if frame.track == Track::Video && self.audio_only {
+        if !self.gate.passes(frame.track) {
             return Ok(());
         }
         frame::write(&mut self.core.rtc, mid, frame)?;
@@ -387,19 +379,17 @@ impl Link {
 
     pub fn stats(&self) -> LinkStats {
         LinkStats {
-            audio_only: self.audio_only,
+            audio_only: self.gate.audio_only(),
             ..self.meter.stats
         }
     }
 
     /// The path's estimated capacity (bit/s, str0m's bandwidth estimate,
-    /// fed in by the link itself): video stops below [`AUDIO_ONLY_BELOW`]
-    /// and comes back above [`VIDEO_RESUMES_AT`], starting with a keyframe.
+    /// fed in by the link itself): video stops below
+    /// [`AUDIO_ONLY_BELOW`](crate::AUDIO_ONLY_BELOW) and comes back above
+    /// [`VIDEO_RESUMES_AT`](crate::VIDEO_RESUMES_AT), starting with a keyframe.
     pub fn handle_estimate(&mut self, bps: u64) {
-        if !self.audio_only && bps < AUDIO_ONLY_BELOW {
-            self.audio_only = true;
-        } else if self.audio_only && bps >= VIDEO_RESUMES_AT {
-            self.audio_only = false;
+        if self.gate.handle_estimate(bps) {
             self.events.push_back(LinkEvent::KeyframeWanted);
         }
     }

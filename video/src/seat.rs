@@ -7,7 +7,7 @@
 //! A WHIP client has no slots, a WHEP client publishes nothing, the room
 //! page does both on one connection.
 
-use crate::connection::{self, Core, new_rtc};
+use crate::connection::{self, Core, VideoGate, new_rtc};
 use crate::frame::{self, Frame, Track};
 use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
 use crate::stats::{LinkStats, Meter};
@@ -55,6 +55,8 @@ pub struct Seat {
     meter: Meter,
     /// Until when the browser may take to connect; `None` once it did.
     connect_by: Option<Instant>,
+    /// Whether the path to the browser carries enough for video.
+    gate: VideoGate,
 }
 
 impl Seat {
@@ -80,6 +82,7 @@ impl Seat {
             events: VecDeque::new(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             connect_by: Some(now + CONNECT_WAIT),
+            gate: VideoGate::default(),
         };
         let answer = answer.to_sdp_string();
         // str0m names the media lines in events only once the connection
@@ -157,6 +160,9 @@ impl Seat {
             .nth(slot.index)
             .map(|(mid, _)| *mid)
             .ok_or(LinkError::NotReady("no such slot"))?;
+        if !self.gate.passes(frame.track) {
+            return Ok(());
+        }
         frame::write(&mut self.core.rtc, mid, frame)?;
         if frame.track == Track::Video {
             self.meter.video_frame_sent();
@@ -192,7 +198,27 @@ impl Seat {
     }
 
     pub fn stats(&self) -> LinkStats {
-        self.meter.stats
+        LinkStats {
+            audio_only: self.gate.audio_only(),
+            ..self.meter.stats
+        }
+    }
+
+    /// The estimated capacity of the path to the browser (bit/s; the seat
+    /// feeds str0m's estimates in itself): below
+    /// [`AUDIO_ONLY_BELOW`](crate::AUDIO_ONLY_BELOW) the browser is shown
+    /// no video, only voices; once video resumes, every tile asks for a
+    /// keyframe.
+    pub fn handle_estimate(&mut self, bps: u64) {
+        if self.gate.handle_estimate(bps) {
+            for index in 0..self.slots(Track::Video) {
+                let slot = Slot {
+                    track: Track::Video,
+                    index,
+                };
+                self.events.push_back(SeatEvent::KeyframeWanted { slot });
+            }
+        }
     }
 
     /// The clinician left (DELETE of the WHIP resource) or the session ended.
@@ -265,6 +291,11 @@ impl Seat {
                 }
             }
             Event::PeerStats(stats) => self.meter.handle_stats(&stats),
+            Event::EgressBitrateEstimate(kind) => {
+                if let Some(bps) = connection::estimate(&kind) {
+                    self.handle_estimate(bps);
+                }
+            }
             Event::IceConnectionStateChange(str0m::IceConnectionState::Disconnected) => {
                 self.fail("the browser stopped answering".into());
             }

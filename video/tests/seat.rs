@@ -6,7 +6,8 @@
 //! slots); datagrams move in memory under simulated time.
 
 use konsilium_video::{
-    CONNECT_WAIT, Certificate, Datagram, LinkError, LocalAddrs, Seat, SeatEvent, Slot, Track,
+    AUDIO_ONLY_BELOW, CONNECT_WAIT, Certificate, Datagram, LinkError, LocalAddrs, Seat, SeatEvent,
+    Slot, Track, VIDEO_RESUMES_AT,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,6 +196,54 @@ fn a_browser_publishes_sees_a_slot_and_chats_through_its_seat() {
         seen.contains(&SeatEvent::Data(chat.to_vec()))
     });
     assert!(seen.contains(&SeatEvent::Data(chat.to_vec())));
+}
+
+#[test]
+fn a_browser_on_a_thin_path_is_shown_voices_only_until_it_widens() {
+    let (mut b, mut seat, mut seen, mut now) = joined(1);
+    let camera = b"a VP8 frame from the camera".to_vec();
+    let writer = b.rtc.writer(b.camera).unwrap();
+    let vp8 = (writer.payload_params())
+        .find(|p| p.spec().codec == str0m::format::Codec::Vp8)
+        .map(|p| p.pt())
+        .unwrap();
+    writer
+        .write(vp8, now, MediaTime::from_90khz(3000), camera.clone())
+        .unwrap();
+    b.drain();
+    run(&mut b, &mut seat, &mut seen, &mut now, |_, seen| {
+        seen.iter().any(|e| matches!(e, SeatEvent::Media(_)))
+    });
+    let frame = (seen.iter())
+        .find_map(|e| match e {
+            SeatEvent::Media(f) => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let slot = Slot {
+        track: Track::Video,
+        index: 0,
+    };
+    let tile = b.slots[0];
+    let shown =
+        |b: &Browser| (b.events.iter()).any(|e| matches!(e, Event::MediaData(m) if m.mid == tile));
+
+    seat.handle_estimate(AUDIO_ONLY_BELOW - 1);
+    assert!(seat.stats().audio_only);
+    seat.show(slot, &frame).unwrap();
+    run(&mut b, &mut seat, &mut seen, &mut now, |b, _| shown(b));
+    assert!(!shown(&b), "no video on a thin path");
+
+    seat.handle_estimate(VIDEO_RESUMES_AT);
+    assert!(!seat.stats().audio_only);
+    let asked: Vec<_> = std::iter::from_fn(|| seat.poll_event()).collect();
+    assert!(
+        asked.contains(&SeatEvent::KeyframeWanted { slot }),
+        "{asked:?}"
+    );
+    seat.show(slot, &frame).unwrap();
+    run(&mut b, &mut seat, &mut seen, &mut now, |b, _| shown(b));
+    assert!(shown(&b), "video again");
 }
 
 #[test]
