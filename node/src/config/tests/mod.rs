@@ -18,6 +18,8 @@ use konsilium_protocol::identity::IdentityKey;
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::testkit::{NOW, TestFederation};
 
+mod video;
+
 fn root() -> AuthorityKey {
     IdentityKey::from_seed([42; 32]).authority_key()
 }
@@ -27,7 +29,7 @@ fn org() -> OrgId {
 }
 
 /// A complete config using every section.
-fn full() -> String {
+pub(super) fn full() -> String {
     format!(
         r#"
 [organization]
@@ -88,23 +90,23 @@ level = "info,konsilium=debug"
     )
 }
 
-fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
     NodeConfig::parse(text, Path::new("/etc/konsilium"))
 }
 
 /// `full()` with one line replaced; the line must exist.
-fn with(from: &str, to: &str) -> String {
+pub(super) fn with(from: &str, to: &str) -> String {
     let text = full();
     assert!(text.contains(from), "fixture has no {from:?}");
     text.replacen(from, to, 1)
 }
 
-fn error(text: &str) -> String {
+pub(super) fn error(text: &str) -> String {
     parse(text).unwrap_err().to_string()
 }
 
 #[track_caller]
-fn assert_refused(text: &str, needles: &[&str]) {
+pub(super) fn assert_refused(text: &str, needles: &[&str]) {
     let msg = error(text);
     for needle in needles {
         assert!(msg.contains(needle), "{needle:?} not in: {msg}");
@@ -696,108 +698,4 @@ fn with_bootstrap_only(text: &str) -> String {
     let rest = &text[cut..];
     let end = rest.find("[storage]").unwrap();
     format!("{}{}", &text[..cut], &rest[end..])
-}
-
-#[test]
-fn the_video_address_must_be_one_other_sites_can_send_to() {
-    assert_eq!(parse(&full()).unwrap().video, None, "off without [video]");
-    let with_video = |listen: &str| format!("{}\n[video]\nlisten = \"{listen}\"\n", full());
-    assert_eq!(
-        parse(&with_video("192.0.2.10:7401")).unwrap().video,
-        Some(VideoConfig::on("192.0.2.10:7401".parse().unwrap()))
-    );
-    assert_refused(
-        &with_video("0.0.0.0:7401"),
-        &["video.listen", "listens everywhere"],
-    );
-    assert_refused(&with_video("camera"), &["video.listen", "not an address"]);
-}
-
-#[test]
-fn stun_servers_are_host_and_port_and_the_stun_service_an_address() {
-    let with_stun = |servers: &str| {
-        format!(
-            "{}\n[video]\nlisten = \"192.0.2.10:7401\"\nstun = [{servers}]\n",
-            full()
-        )
-    };
-    let config = parse(&with_stun(
-        "\"stun.region.example:3478\", \"192.0.2.1:3478\", \"[2001:db8::1]:3478\"",
-    ))
-    .unwrap();
-    assert_eq!(
-        config.video.unwrap().stun,
-        [
-            "stun.region.example:3478",
-            "192.0.2.1:3478",
-            "[2001:db8::1]:3478"
-        ]
-    );
-    for bad in [
-        "\"stun.region.example\"",
-        "\":3478\"",
-        "\"stun.example:0\"",
-        "\"a:b:c\"",
-    ] {
-        assert_refused(&with_stun(bad), &["video.stun[0]", "host:port"]);
-    }
-    assert_refused(
-        &with_stun("\"192.0.2.1:3478\", \"nope\""),
-        &["video.stun[1]"],
-    );
-
-    let with_service = |listen: &str| format!("{}\n[stun]\nlisten = \"{listen}\"\n", full());
-    assert_eq!(parse(&full()).unwrap().stun_listen, None);
-    assert_eq!(
-        parse(&with_service("0.0.0.0:3478")).unwrap().stun_listen,
-        Some("0.0.0.0:3478".parse().unwrap())
-    );
-    assert_refused(&with_service("3478"), &["stun.listen", "not an address"]);
-}
-
-#[test]
-fn turn_servers_need_an_address_and_credentials_and_relay_only_needs_one() {
-    let with_turn =
-        |turn: &str| format!("{}\n[video]\nlisten = \"192.0.2.10:7401\"\n{turn}", full());
-    let server = |addr: &str, user: &str, password: &str| {
-        format!(
-            "[[video.turn]]\nserver = \"{addr}\"\nusername = \"{user}\"\npassword = \"{password}\"\n"
-        )
-    };
-    let two = format!(
-        "relay_only = true\n{}{}",
-        server("turn.region.example:3478", "district-7", "s3cret"),
-        server("192.0.2.2:3478", "district-7", "other")
-    );
-    let video = parse(&with_turn(&two)).unwrap().video.unwrap();
-    assert!(video.relay_only);
-    assert_eq!(
-        video
-            .turn
-            .iter()
-            .map(|t| t.server.as_str())
-            .collect::<Vec<_>>(),
-        ["turn.region.example:3478", "192.0.2.2:3478"]
-    );
-    assert_eq!(video.turn[0].password, "s3cret");
-    assert!(
-        !format!("{video:?}").contains("s3cret"),
-        "a password stays out of logs"
-    );
-    assert_refused(
-        &with_turn(&server("turn.region.example", "u", "p")),
-        &["video.turn[0].server", "host:port"],
-    );
-    assert_refused(
-        &with_turn(&server("192.0.2.2:3478", "", "p")),
-        &["video.turn[0].username"],
-    );
-    assert_refused(
-        &with_turn(&server("192.0.2.2:3478", "u", "")),
-        &["video.turn[0].password"],
-    );
-    assert_refused(
-        &with_turn("relay_only = true\n"),
-        &["video.relay_only", "TURN server"],
-    );
 }
