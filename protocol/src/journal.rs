@@ -195,6 +195,12 @@ pub enum Action {
         org: OrgId,
         step: VideoStep,
     },
+    /// `org` was invited into the consultation's consilium: it receives
+    /// the case and every step from then on.
+    Invite {
+        consultation: [u8; 16],
+        org: OrgId,
+    },
 }
 
 /// What happened to a site's link in a video session.
@@ -263,6 +269,7 @@ impl fmt::Display for Action {
                 write!(f, "recover {steps} step(s) from {from}")
             }
             Action::Video { org, step, .. } => write!(f, "video with {org}: {step}"),
+            Action::Invite { org, .. } => write!(f, "invite {org} into the consilium"),
             Action::Gap { lost_from, lost_to } => write!(
                 f,
                 "entries {lost_from}..{lost_to} lost from the database; recovery asked"
@@ -284,7 +291,8 @@ impl Action {
             | Action::Conclusion { consultation, .. }
             | Action::ConsentOverride { consultation, .. }
             | Action::Recover { consultation, .. }
-            | Action::Video { consultation, .. } => Some(*consultation),
+            | Action::Video { consultation, .. }
+            | Action::Invite { consultation, .. } => Some(*consultation),
             Action::FailedLogin { .. } | Action::Login { .. } | Action::Gap { .. } => None,
         }
     }

@@ -16,6 +16,11 @@ use crate::urgency::Urgency;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// How many organizations may be invited into one consilium: every step
+/// is sealed to each participant and every site links to every other, so
+/// the count bounds both.
+pub const MAX_GUESTS: usize = 6;
+
 /// A consultation's id, drawn at random by the requesting organization.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConsultationId(pub [u8; 16]);
@@ -255,6 +260,13 @@ pub enum Action {
     Fail {
         reason: String,
     },
+    /// The consulting side asks a further organization into the consilium
+    /// (a federal center's specialist joining a regional consultation): it
+    /// receives the case and every step from then on, joins the video
+    /// session, and may add its opinion as notes.
+    Invite {
+        org: OrgId,
+    },
 }
 
 impl Action {
@@ -309,7 +321,7 @@ pub enum WorkflowError {
     OutOfOrder { expected: u32, got: u32 },
     #[error("step {seq} does not follow the last accepted step (its previous-step hash differs)")]
     NotChained { seq: u32 },
-    #[error("{actor} is neither the requesting nor the consulting organization")]
+    #[error("{actor} takes no part in this consultation")]
     Outsider { actor: OrgId },
     #[error("a {role} of the {side} organization may not {action}")]
     NotPermitted {
@@ -322,6 +334,8 @@ pub enum WorkflowError {
         action: &'static str,
         status: Status,
     },
+    #[error("cannot invite: {why}")]
+    Invite { why: &'static str },
     #[error("cannot {action}: {why}")]
     Appointment {
         action: &'static str,
@@ -339,6 +353,8 @@ pub enum WorkflowError {
 pub enum Side {
     Requesting,
     Consulting,
+    /// An organization the consulting side invited into the consilium.
+    Invited,
 }
 
 impl fmt::Display for Side {
@@ -346,14 +362,20 @@ impl fmt::Display for Side {
         f.write_str(match self {
             Side::Requesting => "requesting",
             Side::Consulting => "consulting",
+            Side::Invited => "invited",
         })
     }
 }
 
-/// Who may take a step: the documents' division of labour.
+/// Who may take a step: the documents' division of labour. An invited
+/// organization gives its opinion (a consultant's note); the request, the
+/// schedule and the conclusion stay with the two organizations that own them.
 fn permitted(action: &Action, side: Side, role: Role) -> bool {
     use Role::*;
     use Side::*;
+    if side == Invited {
+        return matches!(action, Action::Note { .. }) && role == Consultant;
+    }
     match action {
         // Registering a request is the coordinator's job (it gives the request its place in the queue).
         Action::Receive | Action::Assign { .. } => side == Consulting && role == Coordinator,
@@ -372,10 +394,12 @@ fn permitted(action: &Action, side: Side, role: Role) -> bool {
         Action::ProposeSlots { .. } | Action::ConfirmSlot { .. } => match side {
             Consulting => matches!(role, Coordinator | Consultant),
             Requesting => matches!(role, Physician | Coordinator),
+            Invited => false,
         },
         Action::Acknowledge => side == Requesting && role == Physician,
         Action::CancelAppointment { .. } => matches!(role, Physician | Coordinator | Consultant),
         Action::Fail { .. } => side == Requesting && matches!(role, Operator | Coordinator),
+        Action::Invite { .. } => side == Consulting && matches!(role, Coordinator | Consultant),
     }
 }
 
@@ -395,6 +419,8 @@ pub struct Consultation {
     pub proposed_by: Option<Side>,
     /// When the consulting side first answered (accepted, noted or concluded).
     pub first_response: Option<Timestamp>,
+    /// The organizations invited into the consilium, in the order invited.
+    pub guests: Vec<OrgId>,
     head: [u8; 32],
 }
 
@@ -421,12 +447,36 @@ impl Consultation {
             assigned: None,
             proposed_by: None,
             first_response: None,
+            guests: Vec::new(),
             head: request.content_hash(),
         })
     }
 
     pub fn id(&self) -> ConsultationId {
         self.request.id
+    }
+
+    /// Every organization taking part: requester, consultant, then the
+    /// invited ones. Each step goes to all of them.
+    pub fn participants(&self) -> Vec<OrgId> {
+        let owners = [self.request.requester, self.request.consultant];
+        owners
+            .into_iter()
+            .chain(self.guests.iter().copied())
+            .collect()
+    }
+
+    /// How `org` takes part, if it does.
+    pub fn side_of(&self, org: OrgId) -> Option<Side> {
+        if org == self.request.requester {
+            Some(Side::Requesting)
+        } else if org == self.request.consultant {
+            Some(Side::Consulting)
+        } else if self.guests.contains(&org) {
+            Some(Side::Invited)
+        } else {
+            None
+        }
     }
 
     fn next_seq(&self) -> u32 {
@@ -476,13 +526,7 @@ impl Consultation {
         if t.prev != self.head {
             return Err(WorkflowError::NotChained { seq: t.seq });
         }
-        let side = if t.actor == self.request.requester {
-            Side::Requesting
-        } else if t.actor == self.request.consultant {
-            Side::Consulting
-        } else {
-            return Err(WorkflowError::Outsider { actor: t.actor });
-        };
+        let side = (self.side_of(t.actor)).ok_or(WorkflowError::Outsider { actor: t.actor })?;
         signed.verify(&t.actor.verifying_key())?;
         let action = t.action.name();
         if !permitted(&t.action, side, t.role) {
@@ -494,10 +538,12 @@ impl Consultation {
         }
         let (status, appointment) = self.next(&t.action, side)?;
         // All checks passed: commit.
+        // An invited organization's opinion is not the consultant's answer.
         if matches!(
             t.action,
             Action::Accept | Action::Note { .. } | Action::Conclude { .. }
-        ) && self.first_response.is_none()
+        ) && side == Side::Consulting
+            && self.first_response.is_none()
         {
             self.first_response = Some(t.at);
         }
@@ -506,6 +552,7 @@ impl Consultation {
             Action::Assign { consultant } => self.assigned = Some(consultant.clone()),
             Action::ProposeSlots { .. } => self.proposed_by = Some(side),
             Action::Acknowledge => self.acknowledged = true,
+            Action::Invite { org } => self.guests.push(*org),
             _ => {}
         }
         self.status = status;
@@ -601,6 +648,19 @@ impl Consultation {
             Action::Acknowledge if s == Completed && !self.acknowledged => (Completed, keep),
             Action::Cancel { .. } if open => (Cancelled, keep),
             Action::Fail { .. } if open => (Failed, keep),
+            Action::Invite { org } if working => {
+                if self.side_of(*org).is_some() {
+                    return Err(WorkflowError::Invite {
+                        why: "the organization already takes part",
+                    });
+                }
+                if self.guests.len() >= MAX_GUESTS {
+                    return Err(WorkflowError::Invite {
+                        why: "the consilium has as many invited organizations as it may",
+                    });
+                }
+                (s, keep)
+            }
             _ => return Err(wrong()),
         })
     }

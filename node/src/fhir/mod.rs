@@ -464,6 +464,7 @@ fn action_code(action: &Action) -> (String, &'static str) {
         ActionKind::Acknowledge => "Conclusion acknowledged",
         ActionKind::Cancel => "Cancelled by the requester",
         ActionKind::Fail => "Failed",
+        ActionKind::Invite => "Organization invited into the consilium",
     };
     (action.name().replace('_', "-"), display)
 }

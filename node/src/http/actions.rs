@@ -53,6 +53,10 @@ pub(super) struct ActionBody {
     /// conclude
     #[serde(default)]
     pub(super) conclusion: Option<ConclusionBody>,
+    /// invite: the organization asked into the consilium, by its id as
+    /// the directory lists it
+    #[serde(default)]
+    pub(super) organization: Option<String>,
 }
 
 /// A time for the video consilium.
@@ -135,6 +139,7 @@ pub(super) fn action_of(
         ActionKind::Note => &["text"],
         ActionKind::Assign => &["consultant"],
         ActionKind::Conclude => &["conclusion"],
+        ActionKind::Invite => &["organization"],
         _ => &[],
     };
     let given = [
@@ -147,6 +152,7 @@ pub(super) fn action_of(
         ("slot", b.slot.is_some()),
         ("text", b.text.is_some()),
         ("conclusion", b.conclusion.is_some()),
+        ("organization", b.organization.is_some()),
     ];
     if let Some((field, _)) = given.iter().find(|(f, g)| *g && !uses.contains(f)) {
         return Err(Problem::invalid(
@@ -229,6 +235,16 @@ pub(super) fn action_of(
             ));
         }
         ActionKind::Acknowledge => Action::Acknowledge,
+        ActionKind::Invite => {
+            let org = need(b.organization, "organization")?;
+            let org = org.parse().map_err(|_| {
+                Problem::invalid(
+                    "organization",
+                    format!("organization: {org:?} is not an organization id (a peer id as `konsilium directory` lists it)"),
+                )
+            })?;
+            Action::Invite { org }
+        }
         // `fail` was refused above: only the node fails a consultation.
         ActionKind::Cancel | ActionKind::Fail => Action::Cancel {
             reason: need(b.reason, "reason")?,

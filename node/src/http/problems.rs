@@ -205,6 +205,13 @@ fn workflow_problem(w: WorkflowError) -> Problem {
             "The video consilium's schedule does not allow this step",
             detail,
         ),
+        WorkflowError::Invite { .. } => Problem::new(
+            S::CONFLICT,
+            "invite",
+            "The organization cannot be invited",
+            detail,
+        )
+        .field("organization"),
         WorkflowError::ConsentRequired => Problem::new(
             S::UNPROCESSABLE_ENTITY,
             "consent-required",

@@ -52,6 +52,7 @@ fn action_details(action: &Action) -> Value {
         | Action::Fail { reason } => json!({"reason": reason}),
         Action::Note { text } => json!({"text": text}),
         Action::Assign { consultant } => json!({"consultant": consultant}),
+        Action::Invite { org } => json!({"organization": org.to_string()}),
         Action::Conclude { conclusion } => json!({"conclusion_hash": hex(conclusion)}),
         Action::Receive | Action::Accept | Action::Start | Action::Acknowledge => json!({}),
     }

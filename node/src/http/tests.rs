@@ -207,7 +207,7 @@ fn the_document_spells_enums_as_the_api_does() {
     assert_eq!(names("Role"), Role::ALL.map(|r| r.as_str().to_owned()));
     assert_eq!(
         names("Side"),
-        [Side::Requesting, Side::Consulting].map(|s| s.to_string())
+        [Side::Requesting, Side::Consulting, Side::Invited].map(|s| s.to_string())
     );
     let kinds: Vec<String> = ActionKind::iter().map(|k| k.name().to_owned()).collect();
     assert_eq!(names("ActionKind"), kinds);

@@ -435,7 +435,11 @@ impl Node {
                     step,
                     conclusion,
                 } => {
-                    let prepared = plan.take_if(|(p, _)| *p == id).map(|(_, p)| p);
+                    // The prepared envelope is the requester's or the
+                    // consultant's; an invited organization gets its own.
+                    let prepared = (plan
+                        .take_if(|(p, plan)| *p == id && plan.header.recipient == to))
+                    .map(|(_, p)| p);
                     if let Err(e) = self.send_step(id, to, prepared, step, conclusion) {
                         tracing::error!(consultation = %id, "step not sent: {e}");
                     }
@@ -445,6 +449,11 @@ impl Node {
                         tracing::warn!(consultation = %from, "escalation: {e}; retrying");
                         let now = self.now();
                         self.desk.retry_escalation(now, from, reason);
+                    }
+                }
+                DeskOutput::Invite { id, to } => {
+                    if let Err(e) = self.send_history(id, to) {
+                        tracing::error!(consultation = %id, %to, "invitation not sent: {e}");
                     }
                 }
                 DeskOutput::Event(event) => self.on_desk_event(event),
@@ -607,11 +616,7 @@ impl Node {
         id: &ConsultationId,
     ) -> Result<ConsultationView, NodeError> {
         let (stored, c) = self.load_consultation(id)?;
-        let side = if c.request.requester == self.me.cert.org {
-            Side::Requesting
-        } else {
-            Side::Consulting
-        };
+        let side = (c.side_of(self.me.cert.org)).unwrap_or(Side::Consulting);
         let counterpart = desk::counterpart(&c.request, self.me.cert.org);
         let blobs = match (&stored.own_copy, stored.received_in) {
             (Some(own), _) => own.attachments.clone(),

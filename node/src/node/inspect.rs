@@ -377,23 +377,14 @@ impl Node {
 
     fn summary(&self, stored: &StoredConsultation, c: &Consultation) -> RequestSummary {
         let now = self.now();
-        let mine = c.request.requester == self.me.cert.org;
-        let counterpart = if mine {
-            c.request.consultant
-        } else {
-            c.request.requester
-        };
+        let me = self.me.cert.org;
+        let counterpart = konsilium_protocol::desk::counterpart(&c.request, me);
         let open = !c.status.is_final() && c.conclusion.is_none();
         let deadline = self.deadline(&c.request);
         let open_deadline = deadline.as_ref().filter(|_| open);
         RequestSummary {
             id: c.id().to_string(),
-            side: if mine {
-                Side::Requesting
-            } else {
-                Side::Consulting
-            }
-            .to_string(),
+            side: c.side_of(me).unwrap_or(Side::Consulting).to_string(),
             counterpart: counterpart.to_string(),
             counterpart_name: self.org_name(&counterpart),
             specialty: c.request.specialty.slug().into(),

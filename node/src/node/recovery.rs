@@ -141,8 +141,9 @@ impl Node {
     }
 
     /// Seals a consultation's history to `to`, with its case files sealed
-    /// anew (off the event loop) when this node holds them.
-    fn send_history(&mut self, id: ConsultationId, to: OrgId) -> Result<(), NodeError> {
+    /// anew (off the event loop) when this node holds them: for a
+    /// participant that lost it, and for an organization just invited.
+    pub(super) fn send_history(&mut self, id: ConsultationId, to: OrgId) -> Result<(), NodeError> {
         let plan = self.history_plan(id, to)?;
         match self.case_file_keys(&id) {
             Ok((keys, _)) if !keys.0.attachments.is_empty() => {

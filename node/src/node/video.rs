@@ -52,11 +52,13 @@ pub(super) fn probe_label(session: SessionId) -> String {
 pub(super) const LEAD: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 impl Node {
-    /// The video session of a consultation, and the organization at the other end.
-    fn video_session(&self, id: &ConsultationId) -> Result<(SessionId, OrgId), NodeError> {
+    /// The video session of a consultation, and the other sites in it:
+    /// the other owner and every invited organization.
+    fn video_session(&self, id: &ConsultationId) -> Result<(SessionId, Vec<OrgId>), NodeError> {
         let (_, c) = self.load_consultation(id)?;
-        let other = konsilium_protocol::desk::counterpart(&c.request, self.me.cert.org);
-        Ok((SessionId(id.0), other))
+        let me = self.me.cert.org;
+        let others = c.participants().into_iter().filter(|o| *o != me);
+        Ok((SessionId(id.0), others.collect()))
     }
 
     pub(super) fn media_plane(&self) -> Result<&crate::media::MediaPlane, NodeError> {
@@ -116,10 +118,10 @@ impl Node {
         (person, role): (String, Role),
         offer: &str,
     ) -> Result<(SeatId, String), NodeError> {
-        let (session, other) = self.video_session(&id)?;
+        let (session, others) = self.video_session(&id)?;
         self.still_open(&id)?;
         let media = self.media_plane()?;
-        if !media.is_linked(session, other)
+        if !others.iter().all(|o| media.is_linked(session, *o))
             && let Err(e) = self.open_video(id, Some((person.clone(), role)))
         {
             tracing::info!(consultation = %id, "video: the browser joins, the other site later: {e}");
@@ -213,25 +215,62 @@ impl Node {
     }
 
     /// Opens the consultation's session now, before its appointment or
-    /// without one.
+    /// without one: offers go to every other site. A site not connected
+    /// yet is offered again while the session is open; when none is, the
+    /// session stays closed and the error says so.
     pub(super) fn open_video(
         &mut self,
         id: ConsultationId,
         by: Option<(String, Role)>,
     ) -> Result<SessionId, NodeError> {
-        let (session, to) = self.video_session(&id)?;
+        let (session, others) = self.video_session(&id)?;
         self.still_open(&id)?;
         self.media_plane()?;
+        let mut offered = Vec::new();
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for &to in &others {
+            match self.offer_video(session, to) {
+                Ok(()) => offered.push(to),
+                // Linked already: nothing to do for that site.
+                Err(e @ NodeError::Media(MediaError::Exists { .. })) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    failed.push(to);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if offered.is_empty()
+            && let Some(e) = first_error
+        {
+            // Open already (a site invited since is still offered again).
+            if self.schedule.is_open(&session) {
+                let now = self.now();
+                for org in failed {
+                    self.schedule.handle_offer_failed(now, session, org);
+                }
+            }
+            return Err(e);
+        }
         let (user, role) = by.unzip();
-        let action = JournalAction::Video {
-            consultation: session.0,
-            org: to,
-            step: VideoStep::Opened,
-        };
-        self.append_journal(user, role, action)?;
-        self.offer_video(session, to)?;
-        self.schedule
-            .handle_opened(session, vec![self.me.cert.org, to]);
+        for &org in &offered {
+            let step = VideoStep::Opened;
+            let action = JournalAction::Video {
+                consultation: session.0,
+                org,
+                step,
+            };
+            self.append_journal(user.clone(), role, action)?;
+        }
+        let participants = std::iter::once(self.me.cert.org).chain(others).collect();
+        self.schedule.handle_opened(session, participants);
+        let now = self.now();
+        for org in failed {
+            self.schedule.handle_offer_failed(now, session, org);
+        }
+        self.drive_schedule();
         Ok(session)
     }
 
@@ -300,8 +339,8 @@ impl Node {
         };
         let me = self.me.cert.org;
         let id = ConsultationId(session.0);
-        let participants = match self.video_session(&id) {
-            Ok((_, other)) => [me, other],
+        let participants: Vec<OrgId> = match self.video_session(&id) {
+            Ok((_, others)) => std::iter::once(me).chain(others).collect(),
             Err(_) => return refuse("no consultation of ours has this video session".into()),
         };
         if let Err(e) = self.still_open(&id) {
@@ -344,7 +383,10 @@ impl Node {
             Ok(answer) => answer,
             Err(e) => return refuse(e.to_string()),
         };
-        self.schedule.handle_opened(session, participants.to_vec());
+        // Opened here by this offer: the sites this one offers to are
+        // offered now, so three or more sites all link to each other.
+        self.schedule.handle_opened(session, participants);
+        self.drive_schedule();
         self.journal_video(session, from, VideoStep::Answered);
         Response::VideoAnswer(self.signal(session, from, Description::Answer(answer)))
     }

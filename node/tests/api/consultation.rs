@@ -105,6 +105,31 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
         assert_eq!(status, StatusCode::OK, "{action}: {body}");
         assert_eq!(body["status"], want);
     }
+    // Inviting a further organization names one the directory certifies,
+    // not yet in the consultation.
+    let uncertified = konsilium_protocol::identity::IdentityKey::from_seed([9; 32]).org_id();
+    for (organization, status, mentions) in [
+        (
+            "not-a-peer".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "not an organization id",
+        ),
+        (
+            regional.org().to_string(),
+            StatusCode::CONFLICT,
+            "already takes part",
+        ),
+        (
+            uncertified.to_string(),
+            StatusCode::CONFLICT,
+            "not in the directory",
+        ),
+    ] {
+        let body = json!({"action": "invite", "organization": organization});
+        let refused = at_f.act(&id, "cons-f", body).await;
+        assert_problem(&refused, status, mentions);
+        assert_eq!(refused.2["field"], "organization", "{}", refused.2);
+    }
     // The coordinator passes it to the consultant of the right profile; a consultant may not.
     let (status, _, body) = at_f
         .act(

@@ -22,6 +22,7 @@ mod sites;
 use sites::*;
 
 mod browser;
+mod consilium;
 mod relay;
 mod sessions;
 mod whip;

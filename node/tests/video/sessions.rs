@@ -10,7 +10,7 @@ use konsilium_video::LinkEvent;
 type Org = konsilium_protocol::identity::OrgId;
 
 /// Waits for a video event from `org` in `session` that `pick` accepts.
-async fn video_event(
+pub(super) async fn video_event(
     rx: &mut broadcast::Receiver<NodeEvent>,
     what: &str,
     session: SessionId,

@@ -125,12 +125,18 @@ pub enum Output {
     Hold(Box<EarlyStep>),
     /// The steps held for this consultation were taken: forget them.
     Release(ConsultationId),
-    /// Seal this step to the other organization.
+    /// Seal this step to another participant.
     Send {
         id: ConsultationId,
         to: OrgId,
         step: Signed<Transition>,
         conclusion: Option<Box<ConclusionFile>>,
+    },
+    /// `to` was invited: seal it the case (extract, files) and its whole
+    /// history, the invitation included, as for a recovering participant.
+    Invite {
+        id: ConsultationId,
+        to: OrgId,
     },
     /// Ask `to` in place of `from`'s consultant: open a consultation with
     /// [`Desk::open`] (escalated from `from`), seal the case to `to`, then
@@ -366,7 +372,8 @@ impl Desk {
     }
 
     /// Takes one step as this organization: applied here first, so a step
-    /// the workflow refuses never leaves; then sealed to the other side.
+    /// the workflow refuses never leaves; then sealed to every other
+    /// participant.
     pub fn act(
         &mut self,
         now: Timestamp,
@@ -377,6 +384,12 @@ impl Desk {
         directory: &Directory,
     ) -> Result<Status, DeskError> {
         let Actor { role, user } = actor;
+        if let Action::Invite { org } = &action
+            && directory.get(org).is_none()
+        {
+            let why = "the organization is not in the directory (not certified, or revoked)";
+            return Err(WorkflowError::Invite { why }.into());
+        }
         let case = self.cases.get_mut(&id).ok_or(DeskError::Unknown(id))?;
         let step = case
             .consultation
@@ -386,15 +399,25 @@ impl Desk {
         if conclusion.is_some() {
             case.conclusion = conclusion.clone();
         }
-        let to = counterpart(&case.consultation.request, self.me);
         let notes = step_notes(&case.consultation, from, user, role, &step, directory);
         self.out.push_back(Output::Persist { id, notes });
-        self.out.push_back(Output::Send {
-            id,
-            to,
-            step,
-            conclusion: conclusion.map(Box::new),
-        });
+        let invited = match step.decode_unverified()?.action {
+            Action::Invite { org } => Some(org),
+            _ => None,
+        };
+        let others = (case.consultation.participants().into_iter())
+            .filter(|org| *org != self.me && Some(*org) != invited);
+        for to in others {
+            self.out.push_back(Output::Send {
+                id,
+                to,
+                step: step.clone(),
+                conclusion: conclusion.clone().map(Box::new),
+            });
+        }
+        if let Some(to) = invited {
+            self.out.push_back(Output::Invite { id, to });
+        }
         self.out
             .push_back(Output::Event(Event::Updated { id, status }));
         self.watch(now, id, directory);
@@ -726,7 +749,8 @@ fn reference(request: &ConsultationRequest) -> ConsultationRef {
     }
 }
 
-/// The other organization of a consultation, seen from `me`.
+/// The other organization of a consultation, seen from `me`: for an
+/// invited organization, the requester whose case it is.
 pub fn counterpart(request: &ConsultationRequest, me: OrgId) -> OrgId {
     if request.requester == me {
         request.consultant

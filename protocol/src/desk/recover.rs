@@ -29,10 +29,7 @@ impl Desk {
     pub fn shared_with(&self, org: OrgId, since: Timestamp) -> Vec<ConsultationId> {
         self.cases
             .values()
-            .filter(|case| {
-                let r = &case.consultation.request;
-                org != self.me && (r.requester == org || r.consultant == org)
-            })
+            .filter(|case| org != self.me && case.consultation.side_of(org).is_some())
             .filter(|case| last_moved(case) >= since)
             .map(Case::id)
             .collect()
@@ -67,12 +64,14 @@ impl Desk {
     ) -> Result<Recovered, DeskError> {
         let mut theirs = Consultation::open(&history.request)?;
         let request = theirs.request.clone();
-        let party = request.requester == self.me || request.consultant == self.me;
-        if !party || counterpart(&request, self.me) != sender {
-            return Err(WorkflowError::Outsider { actor: sender }.into());
-        }
+        // Replayed before the parties are checked: an invited organization
+        // is named only by the step that invited it.
         for step in &history.steps {
             theirs.apply(step)?;
+        }
+        let party = |org| theirs.side_of(org).is_some();
+        if sender == self.me || !party(sender) || !party(self.me) {
+            return Err(WorkflowError::Outsider { actor: sender }.into());
         }
         if let Some(file) = &history.conclusion {
             if theirs.conclusion != Some(file.conclusion.content_hash()) {

@@ -324,3 +324,101 @@ fn a_case_declined_with_forward_goes_to_the_next_consultant_at_once() {
     let next = f.net.node(REGIONAL).desk().cases().next().unwrap();
     assert_eq!(next.consultation.request.escalated_from, Some(id));
 }
+
+/// The district's cardiologist invites the federal center into the
+/// consilium: the center receives the case with its history, gives its
+/// opinion, and every step from then on reaches all three sites, over
+/// lossy links, in the same order everywhere.
+#[test]
+fn an_invited_organization_receives_the_case_and_every_step_from_then_on() {
+    let mut f = federation();
+    f.net.set_default_loss(0.2);
+    let id = ask_district(&mut f, Urgency::Urgent, written_consent());
+    let arrived = f.net.run_until(Duration::from_secs(3600), |net| {
+        net.node(DISTRICT).desk().case(&id).is_some()
+    });
+    assert!(arrived, "the request reached the consultant");
+    let now = f.net.now();
+    let coordinator = Actor {
+        role: Role::Coordinator,
+        user: "coordinator",
+    };
+    let federal = f.orgs[FEDERAL].id();
+    let site = f.net.node_mut(DISTRICT);
+    site.act(now, id, coordinator, Action::Accept, None)
+        .unwrap();
+    let invite = Action::Invite { org: federal };
+    site.act(now, id, coordinator, invite, None).unwrap();
+    let joined = f.net.run_until(Duration::from_secs(3600), |net| {
+        net.node(FEDERAL).desk().case(&id).is_some()
+    });
+    assert!(joined, "the invitation reached the federal center");
+    let guest = f.net.node(FEDERAL).desk().case(&id).unwrap();
+    assert_eq!(guest.consultation.guests, vec![federal]);
+    assert_eq!(
+        guest.consultation.history.len(),
+        2,
+        "the accept and the invitation"
+    );
+    let now = f.net.now();
+    let opinion = Action::Note {
+        text: "agree: primary PCI".into(),
+    };
+    let consultant = Actor {
+        role: Role::Consultant,
+        user: "Prof. Orlov",
+    };
+    (f.net.node_mut(FEDERAL))
+        .act(now, id, consultant, opinion, None)
+        .unwrap();
+    let heard = f.net.run_until(Duration::from_secs(3600), |net| {
+        [REQUESTER, DISTRICT].iter().all(|&s| {
+            net.node(s)
+                .desk()
+                .case(&id)
+                .unwrap()
+                .consultation
+                .history
+                .len()
+                == 3
+        })
+    });
+    assert!(heard, "the guest's opinion reached both owners");
+    let now = f.net.now();
+    let file = conclusion(&f, DISTRICT, id, now);
+    let conclude = Action::Conclude {
+        conclusion: file.conclusion.content_hash(),
+    };
+    let consultant = Actor {
+        role: Role::Consultant,
+        user: "Dr. Sokolov",
+    };
+    (f.net.node_mut(DISTRICT))
+        .act(now, id, consultant, conclude, Some(file))
+        .unwrap();
+    let everywhere = f.net.run_until(Duration::from_secs(3600), |net| {
+        [REQUESTER, DISTRICT, FEDERAL].iter().all(|&s| {
+            let case = net.node(s).desk().case(&id).unwrap();
+            case.consultation.status == Status::Completed && case.conclusion.is_some()
+        })
+    });
+    assert!(everywhere, "the conclusion reached all three");
+    let histories: Vec<_> = [REQUESTER, DISTRICT, FEDERAL]
+        .iter()
+        .map(|&s| {
+            f.net
+                .node(s)
+                .desk()
+                .case(&id)
+                .unwrap()
+                .consultation
+                .history
+                .clone()
+        })
+        .collect();
+    assert_eq!(histories[0], histories[1]);
+    assert_eq!(histories[0], histories[2]);
+    // A site that was never invited holds nothing of the case.
+    assert!(f.net.node(REGIONAL).desk().case(&id).is_none());
+    assert_eq!(f.net.violations(), &[]);
+}

@@ -84,9 +84,17 @@ pub(super) fn step_notes(
             to: c.status.to_string(),
         },
     }];
-    if let Ok(t) = step.decode_unverified()
-        && matches!(t.action, Action::Conclude { .. })
-    {
+    let Ok(t) = step.decode_unverified() else {
+        return notes;
+    };
+    if let Action::Invite { org } = t.action {
+        notes.push(Note {
+            user: Some(user.to_owned()),
+            role: Some(role),
+            action: journal::Action::Invite { consultation, org },
+        });
+    }
+    if matches!(t.action, Action::Conclude { .. }) {
         let deadline_met = Desk::deadline(&c.request, directory).is_none_or(|d| t.at <= d.due);
         notes.push(Note {
             user: Some(user.to_owned()),

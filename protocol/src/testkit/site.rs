@@ -9,7 +9,7 @@ use super::org_node::{OrgNode, PeerChange};
 use super::simnet::{NodeId, SimNode, Transmit};
 use crate::cert::{OrgLevel, RegionCode};
 use crate::conclusion::ConclusionFile;
-use crate::content::{CaseExtract, PackageBody};
+use crate::content::{CaseExtract, PackageBody, SharedHistory};
 use crate::delivery::Receipt;
 use crate::desk::{self, Actor, Desk};
 use crate::directory::Directory;
@@ -221,13 +221,26 @@ impl Site {
         };
         let body = PackageBody::Consultation {
             request,
-            extract: CaseExtract {
-                summary: "case history and examination results".into(),
-                questions: "diagnosis and treatment?".into(),
-            },
+            extract: extract(),
             files: Vec::new(),
         };
         self.send(now, r.consultant, &r, &body);
+    }
+
+    /// The consultation as this site holds it, sealed to an invited organization.
+    fn send_history(&mut self, now: Timestamp, id: ConsultationId, to: OrgId) {
+        let Some(case) = self.desk.case(&id) else {
+            return;
+        };
+        let request = case.consultation.request.clone();
+        let history = SharedHistory {
+            request: case.request.clone(),
+            extract: extract(),
+            files: Vec::new(),
+            steps: case.consultation.history.clone(),
+            conclusion: case.conclusion.clone(),
+        };
+        self.send(now, to, &request, &PackageBody::History(Box::new(history)));
     }
 
     /// Seals a workflow package to `to` and queues it in the outbox.
@@ -297,6 +310,10 @@ impl Site {
                 self.desk
                     .handle_step(now, sender, step, conclusion.map(|c| *c), trust, directory)
             }
+            Ok(PackageBody::History(history)) => self
+                .desk
+                .handle_history(now, sender, id, &history, trust, directory)
+                .map(|_| desk::Taken::Taken),
             _ => Ok(desk::Taken::Taken),
         };
 
@@ -379,6 +396,7 @@ impl Site {
                     Err(_) => self.desk.retry_escalation(now, from, reason),
                 }
             }
+            desk::Output::Invite { id, to } => self.send_history(now, id, to),
             desk::Output::Event(event) => self.events.push((now, event)),
             desk::Output::Persist { .. } | desk::Output::Hold(_) | desk::Output::Release(_) => {}
         }
@@ -556,5 +574,14 @@ impl SimNode for Site {
             self.outbox.handle_dial_failed(org, "unreachable");
         }
         self.run(now);
+    }
+}
+
+/// What every simulated physician writes: the clinical text is not what
+/// the simulations measure.
+fn extract() -> CaseExtract {
+    CaseExtract {
+        summary: "case history and examination results".into(),
+        questions: "diagnosis and treatment?".into(),
     }
 }

@@ -105,12 +105,25 @@ impl Schedule {
             }
             Appointment::None | Appointment::Proposed(_) => None,
         };
-        let participants = vec![c.request.requester, c.request.consultant];
+        let participants = c.participants();
         let planned = self.sessions.entry(session).or_insert(Planned {
-            participants,
+            participants: participants.clone(),
             slot: None,
             open: false,
         });
+        // An organization invited while the session is open is offered by
+        // every site already in it: it cannot know the session is open.
+        let me = self.me;
+        let joined: Vec<OrgId> = (participants.iter().copied())
+            .filter(|o| *o != me && !planned.participants.contains(o))
+            .collect();
+        planned.participants = participants;
+        if planned.open && !joined.is_empty() {
+            (self.out).push_back(ScheduleOutput::Open {
+                session,
+                offer_to: joined,
+            });
+        }
         planned.slot = slot;
         if planned.slot.is_none() && !planned.open {
             self.sessions.remove(&session);
@@ -119,15 +132,32 @@ impl Schedule {
     }
 
     /// A participant opened the session by hand, before its time or with
-    /// no appointment: it stays open until the consultation ends. False
-    /// when it is open already.
+    /// no appointment, or another site's offer opened it here: it stays
+    /// open until the consultation ends, and this site offers to the sites
+    /// it offers to (the others offer to it), so every pair links. False
+    /// when it was open already.
     pub fn handle_opened(&mut self, session: SessionId, participants: Vec<OrgId>) -> bool {
         let planned = self.sessions.entry(session).or_insert(Planned {
             participants,
             slot: None,
             open: false,
         });
-        !std::mem::replace(&mut planned.open, true)
+        let opened = !std::mem::replace(&mut planned.open, true);
+        if opened {
+            let offer_to = self.offer_to(&self.sessions[&session].participants);
+            if !offer_to.is_empty() {
+                (self.out).push_back(ScheduleOutput::Open { session, offer_to });
+            }
+        }
+        opened
+    }
+
+    /// The participants this site offers to: of each pair, one offers.
+    fn offer_to(&self, participants: &[OrgId]) -> Vec<OrgId> {
+        let me = self.me;
+        (participants.iter().copied())
+            .filter(|&other| other != me && offers_to(me, other))
+            .collect()
     }
 
     /// Our offer to `org` could not be sent: it goes again after
@@ -153,6 +183,7 @@ impl Schedule {
             }
         }
         let mut ended = Vec::new();
+        let mut opened = Vec::new();
         for (&session, planned) in &mut self.sessions {
             let Some(slot) = planned.slot else { continue };
             let over = slot.end.saturating_add(OVERRUN);
@@ -160,14 +191,13 @@ impl Schedule {
                 ended.push(session);
             } else if !planned.open && now >= slot.start.saturating_sub(self.lead) {
                 planned.open = true;
-                let me = self.me;
-                let offer_to = (planned.participants.iter())
-                    .copied()
-                    .filter(|&other| other != me && offers_to(me, other))
-                    .collect();
-                self.out
-                    .push_back(ScheduleOutput::Open { session, offer_to });
+                opened.push(session);
             }
+        }
+        for session in opened {
+            let offer_to = self.offer_to(&self.sessions[&session].participants);
+            self.out
+                .push_back(ScheduleOutput::Open { session, offer_to });
         }
         for session in ended {
             self.end(session, EndReason::TimeOver);

@@ -336,6 +336,106 @@ fn roles_and_sides_are_enforced() {
 }
 
 #[test]
+fn an_invited_organization_takes_part_and_gives_its_opinion_only() {
+    let p = parties();
+    let mut c = open(&p, Urgency::Planned);
+    let (d, f, g) = (
+        &p.district.identity,
+        &p.federal.identity,
+        &p.stranger.identity,
+    );
+    let guest = p.stranger.id();
+    let invite = Action::Invite { org: guest };
+    assert!(
+        matches!(
+            c.apply(&c.step(f, Coordinator, "x", at(1), invite.clone())),
+            Err(WorkflowError::WrongState { .. })
+        ),
+        "nobody is invited before the request is accepted"
+    );
+    c.apply(&c.step(f, Coordinator, "x", at(1), Action::Accept))
+        .unwrap();
+    assert!(matches!(
+        c.apply(&c.step(d, Physician, "x", at(2), invite.clone())),
+        Err(WorkflowError::NotPermitted {
+            side: Side::Requesting,
+            ..
+        })
+    ));
+    let note = |text: &str| Action::Note { text: text.into() };
+    assert!(
+        matches!(
+            c.apply(&c.step(g, Consultant, "x", at(2), note("uninvited"))),
+            Err(WorkflowError::Outsider { .. })
+        ),
+        "an organization not yet invited is an outsider"
+    );
+    assert!(matches!(
+        c.apply(&c.step(
+            f,
+            Consultant,
+            "x",
+            at(2),
+            Action::Invite {
+                org: p.district.id()
+            }
+        )),
+        Err(WorkflowError::Invite { .. })
+    ));
+    c.apply(&c.step(f, Consultant, "Prof. Petrov", at(2), invite.clone()))
+        .unwrap();
+    assert_eq!(c.guests, vec![guest]);
+    assert_eq!(
+        c.participants(),
+        vec![p.district.id(), p.federal.id(), guest]
+    );
+    assert_eq!(c.side_of(guest), Some(Side::Invited));
+    assert!(
+        matches!(
+            c.apply(&c.step(f, Consultant, "x", at(3), invite)),
+            Err(WorkflowError::Invite { .. })
+        ),
+        "invited twice"
+    );
+    let first_response = c.first_response;
+    assert_eq!(
+        c.apply(&c.step(g, Consultant, "Dr. Guest", at(3), note("agree: PCI"))),
+        Ok(Status::Accepted)
+    );
+    assert_eq!(
+        c.first_response, first_response,
+        "a guest's note is not the consultant's answer"
+    );
+    for (role, action) in [
+        (Coordinator, note("a coordinator's note")),
+        (Consultant, Action::Start),
+        (
+            Consultant,
+            Action::Conclude {
+                conclusion: [1; 32],
+            },
+        ),
+        (
+            Consultant,
+            Action::ProposeSlots {
+                slots: vec![slot(1)],
+            },
+        ),
+    ] {
+        assert!(
+            matches!(
+                c.apply(&c.step(g, role, "x", at(4), action.clone())),
+                Err(WorkflowError::NotPermitted {
+                    side: Side::Invited,
+                    ..
+                })
+            ),
+            "a guest may not {action:?} as {role}"
+        );
+    }
+}
+
+#[test]
 fn steps_must_be_chained_in_order_and_signed_by_their_actor() {
     let p = parties();
     let mut a = open(&p, Urgency::Planned);
@@ -416,11 +516,11 @@ fn consent_or_an_emergency_override() {
 }
 
 /// A random step: who acts, in which role, doing what.
-fn arb_step() -> impl Strategy<Value = (bool, u8, u8, u8)> {
-    (any::<bool>(), 0u8..4, 0u8..15, 0u8..4)
+fn arb_step() -> impl Strategy<Value = (u8, u8, u8, u8)> {
+    (0u8..3, 0u8..4, 0u8..16, 0u8..4)
 }
 
-fn make_action(kind: u8, slot_pick: u8) -> Action {
+fn make_action(kind: u8, slot_pick: u8, guest: OrgId) -> Action {
     let s = slot(u64::from(slot_pick) + 1);
     match kind {
         0 => Action::Receive,
@@ -456,6 +556,7 @@ fn make_action(kind: u8, slot_pick: u8) -> Action {
         13 => Action::Assign {
             consultant: "Prof. Petrov".into(),
         },
+        14 => Action::Invite { org: guest },
         _ => Action::Fail {
             reason: "deadline missed".into(),
         },
@@ -472,10 +573,12 @@ proptest! {
         let p = parties();
         let mut requester_view = open(&p, Urgency::Urgent);
         let mut consultant_view = requester_view.clone();
-        for (i, (consulting, role, kind, pick)) in steps.into_iter().enumerate() {
-            let key = if consulting { &p.federal.identity } else { &p.district.identity };
+        let guest = p.stranger.id();
+        for (i, (actor, role, kind, pick)) in steps.into_iter().enumerate() {
+            let key = [&p.district.identity, &p.federal.identity, &p.stranger.identity][actor as usize];
             let role = [Physician, Coordinator, Consultant, Operator][role as usize];
-            let step = requester_view.step(key, role, "user", at(i as u64), make_action(kind, pick));
+            let action = make_action(kind, pick, guest);
+            let step = requester_view.step(key, role, "user", at(i as u64), action);
             let a = requester_view.apply(&step);
             let b = consultant_view.apply(&step);
             prop_assert_eq!(a, b);

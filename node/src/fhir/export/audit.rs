@@ -52,6 +52,8 @@ impl<'r, 'a> Exporter<'r, 'a> {
             JournalAction::Video { .. } => {
                 kind(("110100", "Application Activity"), None, "E", "0", "video")
             }
+            // Disclosing the case to a further organization.
+            JournalAction::Invite { .. } => kind(("110106", "Export"), None, "U", "0", "invite"),
         };
         let mut subtypes = Vec::new();
         if let Some((code, display)) = k.subtype {
@@ -124,6 +126,9 @@ impl<'r, 'a> Exporter<'r, 'a> {
                 detail("site", &org.to_string()),
                 detail("step", &step.to_string()),
             ])],
+            JournalAction::Invite { org, .. } => {
+                vec![task_entity(vec![detail("organization", &org.to_string())])]
+            }
             JournalAction::FailedLogin { .. }
             | JournalAction::Login { .. }
             | JournalAction::Gap { .. } => vec![],

@@ -144,7 +144,18 @@ fn a_session_opened_by_hand_stays_open_until_the_consultation_ends() {
     let session = SessionId(c.request.id.0);
     let participants = vec![c.request.requester, c.request.consultant];
     assert!(a.handle_opened(session, participants.clone()));
+    let offers = outputs(&mut a);
     assert!(!a.handle_opened(session, participants), "open already");
+    assert_eq!(outputs(&mut a), vec![], "opened once, offered once");
+    let other = c.request.consultant;
+    let expected = match offers_to(c.request.requester, other) {
+        true => vec![ScheduleOutput::Open {
+            session,
+            offer_to: vec![other],
+        }],
+        false => vec![],
+    };
+    assert_eq!(offers, expected, "only the smaller id offers");
     // Steps with no appointment do not close it.
     c.status = Status::InProgress;
     a.handle_consultation(at(5), &c);
@@ -197,4 +208,47 @@ fn an_offer_that_could_not_go_out_is_tried_again_while_the_session_is_open() {
     a.handle_timeout(again.saturating_add(OFFER_RETRY));
     assert_eq!(outputs(&mut a), vec![]);
     assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn an_organization_invited_into_an_open_session_is_offered_by_every_site() {
+    let (mut c, mut a, mut b) = consultation();
+    let mut fed = TestFederation::new("schedule-guest");
+    let guest = fed.org(3, OrgLevel::Federal, "RU-MOW", &[Specialty::Cardiology]);
+    let session = SessionId(c.request.id.0);
+    c.status = Status::Accepted;
+    let owners = vec![c.request.requester, c.request.consultant];
+    for s in [&mut a, &mut b] {
+        s.handle_opened(session, owners.clone());
+        outputs(s);
+    }
+    // The consulting side's invitation, as the workflow applies it.
+    c.guests.push(guest.id());
+    for s in [&mut a, &mut b] {
+        s.handle_consultation(at(2), &c);
+        assert_eq!(
+            outputs(s),
+            vec![ScheduleOutput::Open {
+                session,
+                offer_to: vec![guest.id()],
+            }],
+            "whichever id is smaller, the guest cannot know the session is open"
+        );
+        s.handle_consultation(at(3), &c);
+        assert_eq!(outputs(s), vec![], "offered once");
+    }
+    // At the guest, the first offer opens the session; it offers to the
+    // sites it is the smaller id of, and so each pair is offered once.
+    let mut g = Schedule::new(guest.id(), LEAD);
+    let everyone = c.participants();
+    assert!(g.handle_opened(session, everyone.clone()));
+    let expected: Vec<OrgId> = (owners.iter().copied())
+        .filter(|o| offers_to(guest.id(), *o))
+        .collect();
+    let offered = match &outputs(&mut g)[..] {
+        [ScheduleOutput::Open { offer_to, .. }] => offer_to.clone(),
+        [] => vec![],
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(offered, expected);
 }
