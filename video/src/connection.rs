@@ -14,8 +14,18 @@ use str0m::{Candidate, Event, Output, Rtc};
 
 /// How often str0m reports a connection's statistics.
 const STATS_EVERY: Duration = Duration::from_secs(1);
-/// Where bandwidth estimation starts: a consultation camera's worth.
-const START_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
+/// Where bandwidth estimation starts: a high-quality camera's worth. The
+/// node forwards what browsers send and cannot lower it, so an estimate
+/// starting below the stream would hold it in the pacer until the
+/// estimate caught up; a path that cannot carry it shows soon in loss and
+/// delay, and the estimate falls.
+const START_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
+/// What estimation probes up to. str0m paces media at 1.1 times its
+/// estimate, and a forwarding node cannot lower a stream's bitrate: with
+/// no goal the estimate only learns what the pacer already lets through,
+/// and a 2.5 Mbit/s camera would queue behind a 1 Mbit/s estimate for
+/// ever. Two high-quality cameras' worth (a presenter, or tiles).
+const DESIRED: Bitrate = Bitrate::kbps(6_000);
 
 pub(crate) fn new_rtc(
     now: Instant,
@@ -28,6 +38,7 @@ pub(crate) fn new_rtc(
         .enable_bwe(Some(START_ESTIMATE))
         .set_stats_interval(Some(STATS_EVERY));
     let mut rtc = frame::codecs(config).build(now);
+    rtc.bwe().set_bitrate(Bitrate::ZERO, DESIRED);
     add_candidates(&mut rtc, local)?;
     Ok(rtc)
 }

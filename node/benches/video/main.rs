@@ -14,8 +14,8 @@
 //! driven by the media plane's task.
 //!
 //! *Bare*: what the setup cannot avoid. Two str0m `Rtc`s (the crypto
-//! backend and settings the node's links use: bandwidth estimation on,
-//! statistics every second) on two loopback UDP sockets; the offer and
+//! backend and settings the node's links use: bandwidth estimation on
+//! from 1 Mbit/s, statistics every second) on two loopback UDP sockets; the offer and
 //! answer cross in memory as SDP text; ICE, DTLS and SCTP run over the
 //! sockets; timed until the data channel is open at both.
 //!
@@ -27,32 +27,27 @@
 //! `KONSILIUM_BENCH_LOG=<filter>` (e.g. `konsilium_node=debug,str0m=debug`)
 //! logs every step with its time, to see where a sample goes.
 
-use konsilium_node::config::VideoConfig;
-use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
-use konsilium_node::node::{self, ActRequest, NewConsultation, NodeEvent, NodeHandle, Target};
-use konsilium_protocol::cert::OrgLevel;
-use konsilium_protocol::content::CaseExtract;
+use konsilium_node::federation::wait;
+use konsilium_node::node::{ActRequest, NodeEvent};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
-use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
-use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::video::SessionId;
-use konsilium_protocol::workflow::{Action, Consent, ConsentMethod, ConsultationId, Status};
+use konsilium_protocol::workflow::{Action, ConsultationId};
 use konsilium_video::LinkEvent;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
+
+#[path = "../common/peer.rs"]
+mod peer;
+#[path = "../common/sites.rs"]
+mod sites;
+use peer::Peer;
+use sites::{PATIENCE, Pair, consultations, pair};
 use tokio::time::Instant;
 
-/// Only guards against hangs.
-const PATIENCE: Duration = Duration::from_secs(60);
 const TARGET_RATIO: f64 = 1.5;
 const WARMUP: usize = 3;
 
@@ -71,76 +66,10 @@ fn ms(d: Duration) -> f64 {
 // Bare: two str0m Rtcs over loopback UDP
 // ---------------------------------------------------------------------------
 
-/// One side of the bare pair: its `Rtc`, socket and what it reported.
-struct Bare {
-    rtc: Rtc,
-    socket: UdpSocket,
-    local: SocketAddr,
-    next: std::time::Instant,
-    open: bool,
-}
-
-impl Bare {
-    async fn new() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("loopback socket");
-        let local = socket.local_addr().expect("bound");
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .enable_bwe(None)
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(std::time::Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").expect("loopback candidate"));
-        Self {
-            rtc,
-            socket,
-            local,
-            next: std::time::Instant::now(),
-            open: false,
-        }
-    }
-
-    /// Polls until str0m names its next timeout, sending what it emits.
-    async fn drain(&mut self) {
-        loop {
-            match self.rtc.poll_output().expect("bare rtc") {
-                Output::Timeout(at) => {
-                    self.next = at;
-                    return;
-                }
-                Output::Transmit(t) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
-                }
-                Output::Event(Event::ChannelOpen(..)) => self.open = true,
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    fn receive(&mut self, n: usize, buf: &[u8], source: SocketAddr) {
-        let now = std::time::Instant::now();
-        if let Ok(r) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
-            self.rtc
-                .handle_input(Input::Receive(now, r))
-                .expect("bare receive");
-        }
-    }
-
-    fn timeout_if_due(&mut self) {
-        let now = std::time::Instant::now();
-        if self.next <= now {
-            self.rtc
-                .handle_input(Input::Timeout(now))
-                .expect("bare timeout");
-        }
-    }
-}
-
 /// One bare setup: offer, answer, ICE, DTLS, SCTP until both channels open.
 async fn bare_sample() -> Duration {
     let started = Instant::now();
-    let (mut a, mut b) = (Bare::new().await, Bare::new().await);
+    let (mut a, mut b) = (Peer::new().await, Peer::new().await);
     let mut change = a.rtc.sdp_api();
     change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
     change.add_channel("consilium".into());
@@ -160,10 +89,10 @@ async fn bare_sample() -> Duration {
             if a.open && b.open {
                 return;
             }
-            let due = a.next.min(b.next);
+            let due = a.next().min(b.next());
             tokio::select! {
-                r = a.socket.recv_from(&mut buf_a) => if let Ok((n, from)) = r { a.receive(n, &buf_a, from) },
-                r = b.socket.recv_from(&mut buf_b) => if let Ok((n, from)) = r { b.receive(n, &buf_b, from) },
+                r = a.socket().recv_from(&mut buf_a) => if let Ok((n, from)) = r { a.receive(&buf_a[..n], from) },
+                r = b.socket().recv_from(&mut buf_b) => if let Ok((n, from)) = r { b.receive(&buf_b[..n], from) },
                 _ = tokio::time::sleep_until(due.into()) => {}
             }
             a.timeout_if_due();
@@ -177,104 +106,6 @@ async fn bare_sample() -> Duration {
 // ---------------------------------------------------------------------------
 // Ours: two nodes, a consultation's session opened by hand
 // ---------------------------------------------------------------------------
-
-fn consent() -> Consent {
-    Consent::Given {
-        by: "the patient".into(),
-        at: node::now(),
-        method: ConsentMethod::Written,
-        document: None,
-    }
-}
-
-fn new_consultation() -> NewConsultation {
-    NewConsultation {
-        target: Target::Best,
-        specialty: Specialty::Cardiology,
-        min_level: OrgLevel::Federal,
-        urgency: Urgency::Urgent,
-        region: None,
-        consent: consent(),
-        physician: "Dr. Ivanova".into(),
-        extract: CaseExtract {
-            summary: "bench".into(),
-            questions: "video".into(),
-        },
-        escalated_from: None,
-    }
-}
-
-struct Pair {
-    _tmp: tempfile::TempDir,
-    district: NodeHandle,
-    federal: NodeHandle,
-}
-
-async fn pair() -> Pair {
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let mut fed = LocalFederation::new(tmp.path(), node::now());
-    let f = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let d = fed.enrol(OrgSpec::new(
-        "District hospital",
-        OrgLevel::District,
-        "RU-VLG",
-        &[],
-    ));
-    let video = Some(VideoConfig::on("127.0.0.1:0".parse().expect("an address")));
-    let mut setup = f.setup(vec![], vec![]);
-    setup.video = video.clone();
-    let federal = node::start(setup).await.expect("the federal node starts");
-    let fa = wait::listen_addr(&federal, PATIENCE)
-        .await
-        .expect("it listens");
-    let mut setup = d.setup(vec![fa], vec![]);
-    setup.video = video;
-    let district = node::start(setup).await.expect("the district node starts");
-    wait::converged(&[&district, &federal], 2, PATIENCE)
-        .await
-        .expect("the two directories converge");
-    Pair {
-        _tmp: tmp,
-        district,
-        federal,
-    }
-}
-
-/// `n` consultations the federal center holds, ready for a session each.
-async fn consultations(pair: &Pair, n: usize) -> Vec<ConsultationId> {
-    let mut at_federal = pair.federal.subscribe();
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        let (id, _) = (pair.district)
-            .request_consultation(new_consultation(), vec![])
-            .await
-            .expect("a consultation is requested");
-        ids.push(id);
-    }
-    let mut arrived = 0;
-    wait::event(
-        &mut at_federal,
-        "the requests at the center",
-        PATIENCE,
-        |e| {
-            if let NodeEvent::ConsultationUpdated { id, status } = e
-                && *status == Status::Requested
-                && ids.contains(id)
-            {
-                arrived += 1;
-            }
-            (arrived == n).then_some(())
-        },
-    )
-    .await
-    .expect("every request arrives");
-    ids
-}
 
 /// When, from the start of a sample, each side saw its link connect
 /// (ICE and DTLS done) and its data channel open.
@@ -384,7 +215,7 @@ async fn main() {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let samples = if quick { 20 } else { 60 };
-    let pair = pair().await;
+    let pair = pair(None, None).await;
     let ids = consultations(&pair, WARMUP + samples).await;
     let (mut ours, mut bare, mut traces) = (Vec::new(), Vec::new(), Vec::new());
     for (i, id) in ids.into_iter().enumerate() {

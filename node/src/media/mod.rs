@@ -49,6 +49,8 @@ use tokio::sync::{Notify, mpsc};
 /// Datagrams read from offered links' sockets, waiting for the task; more
 /// are dropped, as the network would.
 const INBOUND_QUEUE: usize = 1024;
+/// The plane socket's receive buffer, in bytes.
+const RECEIVE_BUFFER: usize = 4 << 20;
 /// Browsers in sessions here at once: each holds a WebRTC connection, and
 /// one user's forgotten tabs must not be able to take the node's memory.
 pub const MAX_SEATS: usize = 64;
@@ -250,6 +252,14 @@ impl MediaPlane {
         let failed = |source| MediaError::Socket { addr, source };
         let socket = Arc::new(UdpSocket::bind(addr).await.map_err(failed)?);
         let local = socket.local_addr().map_err(failed)?;
+        // Every browser and site sends to this one port: a burst larger than
+        // the kernel's default buffer (about 200 KiB, 40 ms of 20 sessions)
+        // would be dropped before the task reads it. The kernel caps the
+        // size at net.core.rmem_max.
+        if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&*socket, RECEIVE_BUFFER)
+        {
+            tracing::warn!(%addr, "video socket: receive buffer left at the default: {e}");
+        }
         let shared = Arc::new(Shared {
             links: Mutex::new(Links::new()),
             seats: Mutex::new(Seats::new()),

@@ -16,6 +16,9 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+/// At most this many datagrams are handed in per round.
+const BATCH: usize = 64;
+
 /// The plane's socket, and what offered links' sockets read.
 pub(super) struct Sockets {
     pub(super) plane: Arc<UdpSocket>,
@@ -50,21 +53,39 @@ pub(super) async fn run(
                 None => std::future::pending().await,
             }
         };
-        let mut received = None;
+        let mut received = Vec::new();
         tokio::select! {
             r = sockets.plane.recv_from(&mut buf) => match r {
-                Ok((n, source)) => received = Some(Datagram {
+                Ok((n, source)) => received.push(Datagram {
                     source,
                     destination: local,
                     contents: buf[..n].to_vec(),
                 }),
                 Err(e) => tracing::debug!("video socket: {e}"),
             },
-            Some(d) = sockets.inbound.recv() => received = Some(d),
+            Some(d) = sockets.inbound.recv() => received.push(d),
             _ = shared.wake.notified() => {}
             _ = due => {}
         }
-        let received = received.filter(|d| {
+        // What else has arrived is taken in the same round: polling every
+        // connection once per datagram would cost each datagram the whole
+        // plane.
+        while received.len() < BATCH {
+            match sockets.plane.try_recv_from(&mut buf) {
+                Ok((n, source)) => received.push(Datagram {
+                    source,
+                    destination: local,
+                    contents: buf[..n].to_vec(),
+                }),
+                Err(_) => break,
+            }
+        }
+        while received.len() < BATCH
+            && let Ok(d) = sockets.inbound.try_recv()
+        {
+            received.push(d);
+        }
+        received.retain(|d| {
             !(d.destination == local && is_stun(&d.contents) && shared.took_stun_answer(d))
         });
         let now = Instant::now();
@@ -118,17 +139,17 @@ enum Heard {
     Seat(SeatId, SeatEvent),
 }
 
-/// One round: the datagram to its connection, due timeouts, what they
+/// One round: the datagrams to their connections, due timeouts, what they
 /// said forwarded or passed to the event loop; returns what to send and
 /// from which socket.
 fn step(
     plane: &mut Plane,
     local: SocketAddr,
-    received: Option<Datagram>,
+    received: Vec<Datagram>,
     now: Instant,
     events: &mpsc::UnboundedSender<MediaEvent>,
 ) -> Outgoing {
-    if let Some(d) = received {
+    for d in received {
         deliver(plane, local, d, now);
     }
     let mut heard = Vec::new();

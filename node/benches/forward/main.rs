@@ -1,0 +1,401 @@
+//! The forwarding unit under load: 20 video sessions at 2.5 Mbit/s each
+//! through one node, against the same streams sent directly between two
+//! bare str0m `Rtc`s, measured in the same run.
+//!
+//! Run with `cargo bench -p konsilium-node --features local-federation
+//! --bench forward` (30 s measured) or `... -- --quick` (10 s).
+//!
+//! *Through the node*: in each of 20 consultations, a clinician's browser
+//! (a bare `Rtc` making a browser's send-only offer through WHIP) publishes
+//! VP8-sized frames at 30 frames per second, 2.5 Mbit/s; it is its site's
+//! presenter, so the district node forwards every frame to a second local
+//! browser (receive-only, through WHEP) and to the federal site's link.
+//! Every frame carries the instant it was written; the viewer takes the
+//! time it arrived whole. The district node runs on a runtime of its own,
+//! so its CPU is counted from its threads (`/proc/self/task`).
+//!
+//! *Direct*: the same 20 publisher and viewer pairs, offer and answer in
+//! memory, ICE, DTLS and SRTP over loopback UDP, no node between.
+//!
+//! Judged: the p99 a frame takes through the node minus the p99 directly
+//! (target ≤ 1 ms), and the node's CPU over the measured window (target
+//! ≤ 25% of one core). Frames lost on the way are counted, so a node that
+//! dropped frames could not look fast.
+//!
+//! A frame is timed until its last packet arrives: the node paces what it
+//! sends at 1.1 times its bandwidth estimate (str0m's pacer, as browsers
+//! pace), so a 10 KiB frame leaves over several milliseconds where the
+//! direct pair sends it in one burst; the first packet of a frame is
+//! delayed far less. On loopback the kernel's delivery of each datagram
+//! to its receiver runs in the sender's system call, so the node's CPU
+//! includes part of its receivers' work.
+
+#[path = "../common/peer.rs"]
+mod peer;
+#[path = "../common/sites.rs"]
+mod sites;
+
+use konsilium_protocol::journal::Role;
+use konsilium_protocol::testkit::suite::{self, SuiteRow};
+use peer::Peer;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use str0m::Event;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+
+const SESSIONS: usize = 20;
+const BITRATE: u64 = 2_500_000;
+const FPS: u64 = 30;
+/// One frame's bytes at that rate.
+const FRAME: usize = (BITRATE / 8 / FPS) as usize;
+const WARMUP: Duration = Duration::from_secs(10);
+const ADDED_P99_TARGET: Duration = Duration::from_millis(1);
+const CPU_TARGET: f64 = 0.25;
+/// The thread name of the forwarding node's runtime.
+const NODE_THREADS: &str = "fwd-node";
+
+/// What one phase measured, shared by its clients.
+#[derive(Default)]
+struct Window {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    sent: AtomicU64,
+    received: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+/// Every frame starts with a VP8 key frame's first byte, then when it was
+/// written (nanoseconds since `base`) and whether it counts.
+fn frame(base: Instant, counts: bool) -> Vec<u8> {
+    let mut data = vec![0u8; FRAME];
+    let at = base.elapsed().as_nanos() as u64;
+    data[1..9].copy_from_slice(&at.to_le_bytes());
+    data[9] = counts as u8;
+    data
+}
+
+fn arrived(base: Instant, data: &[u8], window: &Window) {
+    if data.len() < 10 || data[9] != 1 {
+        return;
+    }
+    let at = u64::from_le_bytes(data[1..9].try_into().expect("8 bytes"));
+    let took = base.elapsed().saturating_sub(Duration::from_nanos(at));
+    window.received.fetch_add(1, Ordering::Relaxed);
+    window.latencies.lock().expect("latencies").push(took);
+}
+
+/// An offer as a browser makes it: `direction` audio and video.
+fn offer(peer: &mut Peer, direction: Direction) -> (Mid, SdpPendingOffer, String) {
+    let mut change = peer.rtc.sdp_api();
+    change.add_media(MediaKind::Audio, direction, None, None, None);
+    let video = change.add_media(MediaKind::Video, direction, None, None, None);
+    let (offer, pending) = change.apply().expect("an offer");
+    (video, pending, offer.to_sdp_string())
+}
+
+/// Publishes frames on `video` at the frame rate until the phase stops.
+async fn publish(mut peer: Peer, video: Mid, base: Instant, window: Arc<Window>) {
+    let period = Duration::from_nanos(1_000_000_000 / FPS);
+    let mut next = Instant::now();
+    let mut media_time = 0u64;
+    while !window.stop.load(Ordering::Relaxed) {
+        peer.step(Some(next)).await;
+        if Instant::now() < next || !peer.rtc.is_connected() {
+            continue;
+        }
+        next += period;
+        let Some(writer) = peer.rtc.writer(video) else {
+            continue;
+        };
+        let Some(pt) = (writer.payload_params())
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            continue;
+        };
+        let counts = window.measuring.load(Ordering::Relaxed);
+        let data = frame(base, counts);
+        media_time += 90_000 / FPS;
+        let now = Instant::now();
+        if writer
+            .write(pt, now, MediaTime::from_90khz(media_time), data)
+            .is_ok()
+            && counts
+        {
+            window.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        peer.drain().await;
+    }
+}
+
+/// Takes every frame that arrives until the phase stops.
+async fn view(mut peer: Peer, base: Instant, window: Arc<Window>) {
+    while !window.stop.load(Ordering::Relaxed) {
+        peer.step(Some(Instant::now() + Duration::from_millis(20)))
+            .await;
+        for event in peer.events.drain(..) {
+            if let Event::MediaData(m) = event {
+                arrived(base, &m.data, &window);
+            }
+        }
+    }
+}
+
+/// Waits until every client is connected, ICE and DTLS (or gives up).
+async fn connected(peers: &mut [Peer]) {
+    let deadline = Instant::now() + sites::PATIENCE;
+    while peers.iter().any(|p| !p.rtc.is_connected()) {
+        assert!(Instant::now() < deadline, "clients did not connect");
+        for p in peers.iter_mut() {
+            p.step(Some(Instant::now() + Duration::from_millis(2)))
+                .await;
+        }
+    }
+}
+
+/// Runs the publishers and viewers for the warm-up, then the measured
+/// window; returns the window and how long it was.
+async fn run(
+    publishers: Vec<(Peer, Mid)>,
+    viewers: Vec<Peer>,
+    measure: Duration,
+    base: Instant,
+    on_measure: impl FnOnce(),
+) -> (Arc<Window>, Duration) {
+    let window = Arc::new(Window::default());
+    let mut tasks = Vec::new();
+    for (peer, video) in publishers {
+        tasks.push(tokio::spawn(publish(peer, video, base, window.clone())));
+    }
+    for peer in viewers {
+        tasks.push(tokio::spawn(view(peer, base, window.clone())));
+    }
+    tokio::time::sleep(WARMUP).await;
+    on_measure();
+    let started = Instant::now();
+    window.measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(measure).await;
+    window.measuring.store(false, Ordering::Relaxed);
+    let took = started.elapsed();
+    // Frames still on their way arrive before the clients stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    window.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    (window, took)
+}
+
+/// The CPU time of this process's threads named `prefix`.
+fn threads_cpu(prefix: &str) -> Duration {
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    let mut ticks = 0u64;
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+        let time = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        ticks += time(11).unwrap_or(0) + time(12).unwrap_or(0);
+    }
+    Duration::from_secs_f64(ticks as f64 / per_second)
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Phase {
+    p50: Duration,
+    p99: Duration,
+    sent: u64,
+    received: u64,
+}
+
+fn summary(window: &Window) -> Phase {
+    let mut all = window.latencies.lock().expect("latencies").clone();
+    Phase {
+        p50: percentile(&mut all, 0.5),
+        p99: percentile(&mut all, 0.99),
+        sent: window.sent.load(Ordering::Relaxed),
+        received: window.received.load(Ordering::Relaxed),
+    }
+}
+
+/// 20 sessions through the district node: returns what the viewers saw
+/// and the node's share of one core.
+async fn through_node(measure: Duration, base: Instant) -> (Phase, f64) {
+    let node_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(NODE_THREADS)
+        .enable_all()
+        .build()
+        .expect("the node's runtime");
+    let far_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("far-node")
+        .enable_all()
+        .build()
+        .expect("the other node's runtime");
+    let pair = sites::pair(Some(node_rt.handle()), Some(far_rt.handle())).await;
+    let ids = sites::consultations(&pair, SESSIONS).await;
+    let (mut publishers, mut viewers) = (Vec::new(), Vec::new());
+    for (i, id) in ids.into_iter().enumerate() {
+        for publishing in [true, false] {
+            let mut peer = Peer::unpaced().await;
+            let direction = match publishing {
+                true => Direction::SendOnly,
+                false => Direction::RecvOnly,
+            };
+            let (video, pending, sdp) = offer(&mut peer, direction);
+            let (name, role) = match publishing {
+                true => (format!("presenter {i}"), Role::Physician),
+                false => (format!("viewer {i}"), Role::Consultant),
+            };
+            let (_, answer) =
+                (pair.district.join_video(id, (name, role), sdp).await).expect("the browser joins");
+            let answer = SdpAnswer::from_sdp_string(&answer).expect("an SDP answer");
+            (peer.rtc.sdp_api())
+                .accept_answer(pending, answer)
+                .expect("the answer is taken");
+            peer.drain().await;
+            match publishing {
+                true => publishers.push((peer, video)),
+                false => viewers.push(peer),
+            }
+        }
+    }
+    let mut all: Vec<Peer> = Vec::new();
+    let mids: Vec<Mid> = publishers.iter().map(|(_, m)| *m).collect();
+    all.extend(publishers.into_iter().map(|(p, _)| p));
+    all.extend(viewers);
+    connected(&mut all).await;
+    let viewers = all.split_off(SESSIONS);
+    let publishers = all.into_iter().zip(mids).collect();
+    let cpu_before = Arc::new(Mutex::new(Duration::ZERO));
+    let mark = cpu_before.clone();
+    let (window, took) = run(publishers, viewers, measure, base, move || {
+        *mark.lock().expect("cpu mark") = threads_cpu(NODE_THREADS);
+    })
+    .await;
+    let cpu = threads_cpu(NODE_THREADS) - *cpu_before.lock().expect("cpu mark");
+    let share = cpu.as_secs_f64() / (took + Duration::from_millis(500)).as_secs_f64();
+    node_rt.shutdown_background();
+    far_rt.shutdown_background();
+    (summary(&window), share)
+}
+
+/// The same 20 streams, each publisher straight to its viewer.
+async fn direct(measure: Duration, base: Instant) -> Phase {
+    let (mut publishers, mut viewers) = (Vec::new(), Vec::new());
+    for _ in 0..SESSIONS {
+        let (mut publisher, mut viewer) = (Peer::unpaced().await, Peer::unpaced().await);
+        let (video, pending, sdp) = offer(&mut publisher, Direction::SendOnly);
+        let sdp = SdpOffer::from_sdp_string(&sdp).expect("offer text");
+        let answer = viewer.rtc.sdp_api().accept_offer(sdp).expect("an answer");
+        let answer = SdpAnswer::from_sdp_string(&answer.to_sdp_string()).expect("answer text");
+        (publisher.rtc.sdp_api())
+            .accept_answer(pending, answer)
+            .expect("the answer is taken");
+        publisher.drain().await;
+        viewer.drain().await;
+        publishers.push((publisher, video));
+        viewers.push(viewer);
+    }
+    let mids: Vec<Mid> = publishers.iter().map(|(_, m)| *m).collect();
+    let mut all: Vec<Peer> = publishers.into_iter().map(|(p, _)| p).collect();
+    all.extend(viewers);
+    connected(&mut all).await;
+    let viewers = all.split_off(SESSIONS);
+    let publishers = all.into_iter().zip(mids).collect();
+    let (window, _) = run(publishers, viewers, measure, base, || {}).await;
+    summary(&window)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let measure = Duration::from_secs(if quick { 10 } else { 30 });
+    let base = Instant::now();
+    let (ours, cpu) = through_node(measure, base).await;
+    let bare = direct(measure, base).await;
+    let added = ours.p99.saturating_sub(bare.p99);
+    let delivered = |p: &Phase| 100.0 * p.received as f64 / (p.sent.max(1) as f64);
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10}",
+        "", "frames", "delivered", "p50", "p99"
+    );
+    for (name, p) in [("through the node", &ours), ("direct", &bare)] {
+        println!(
+            "{:<28} {:>10} {:>9.1}% {:>7.2} ms {:>7.2} ms",
+            name,
+            p.sent,
+            delivered(p),
+            ms(p.p50),
+            ms(p.p99)
+        );
+    }
+    let met_latency = added <= ADDED_P99_TARGET;
+    let met_cpu = cpu <= CPU_TARGET;
+    println!(
+        "added p99 {:.2} ms (target ≤ {:.0} ms): {}; node CPU {:.1}% of a core (target ≤ {:.0}%): {}",
+        ms(added),
+        ms(ADDED_P99_TARGET),
+        if met_latency { "ok" } else { "MISSED" },
+        cpu * 100.0,
+        CPU_TARGET * 100.0,
+        if met_cpu { "ok" } else { "MISSED" },
+    );
+    let rows = [
+        SuiteRow {
+            row: format!(
+                "video forwarding, {SESSIONS} sessions × 2.5 Mbit/s through one node: added latency per frame"
+            ),
+            measured: format!(
+                "p99 {:.2} ms ({:.1}% of {} frames delivered)",
+                ms(ours.p99),
+                delivered(&ours),
+                ours.sent
+            ),
+            baseline: format!("the same streams direct: p99 {:.2} ms", ms(bare.p99)),
+            limit: "the direct streams".into(),
+            judged: format!("+{:.2} ms p99", ms(added)),
+            context: format!("p50 {:.2} vs {:.2} ms", ms(ours.p50), ms(bare.p50)),
+            target: "≤ +1 ms p99".into(),
+            met: met_latency,
+        },
+        SuiteRow {
+            row: format!("video forwarding, {SESSIONS} sessions × 2.5 Mbit/s: the node's CPU"),
+            measured: format!("{:.1}% of one core", cpu * 100.0),
+            baseline: "-".into(),
+            limit: "one core".into(),
+            judged: format!("{:.1}%", cpu * 100.0),
+            context: "-".into(),
+            target: "≤ 25%".into(),
+            met: met_cpu,
+        },
+    ];
+    if let Some(path) = suite::record("3-video-forwarding", &rows).expect("write the suite rows") {
+        println!("rows written to {}", path.display());
+    }
+}
