@@ -1,7 +1,7 @@
 //! A bare str0m `Rtc` on its own loopback UDP socket, driven by hand: the
 //! baselines of the video benches, and the clients (browsers) of the
 //! forwarding bench. Settings as the node's connections have them:
-//! bandwidth estimation on from 1 Mbit/s, statistics every second.
+//! bandwidth estimation on from 2.5 Mbit/s, statistics every second.
 
 #![allow(dead_code, reason = "each bench uses its own part")]
 
@@ -28,7 +28,7 @@ pub struct Peer {
 impl Peer {
     /// A peer set up as the node's connections are.
     pub async fn new() -> Self {
-        Self::with_bwe(Some(Bitrate::kbps(1_000))).await
+        Self::with_bwe(Some(Bitrate::kbps(2_500))).await
     }
 
     /// A peer without bandwidth estimation, and so without a pacer: a

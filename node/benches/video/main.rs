@@ -15,7 +15,7 @@
 //!
 //! *Bare*: what the setup cannot avoid. Two str0m `Rtc`s (the crypto
 //! backend and settings the node's links use: bandwidth estimation on
-//! from 1 Mbit/s, statistics every second) on two loopback UDP sockets; the offer and
+//! from 2.5 Mbit/s, statistics every second) on two loopback UDP sockets; the offer and
 //! answer cross in memory as SDP text; ICE, DTLS and SCTP run over the
 //! sockets; timed until the data channel is open at both.
 //!

@@ -68,8 +68,12 @@ async fn active_reservations(node: &NodeHandle) -> Vec<String> {
     relays
 }
 
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    tokio::time::timeout(PATIENCE, async {
+async fn until(what: &str, check: impl AsyncFnMut() -> bool) {
+    until_within(PATIENCE, what, check).await
+}
+
+async fn until_within(patience: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(patience, async {
         while !check().await {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -205,9 +209,16 @@ async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_i
     let b3 = start_bootstrap(&three, vec![addrs[1].clone()], ports[2]).await;
     let mut expected = vec![two.org_id().to_string(), three.org_id().to_string()];
     expected.sort();
-    until("reservations on the second and third", async || {
-        active_reservations(&h).await == expected
-    })
+    // The hospital's tries at the third address backed off while it was
+    // down, doubling up to reach's 120 s maximum (reached when the steps
+    // before took long on a loaded machine): it may wait that long again.
+    let backoff = konsilium_protocol::reach::Config::default().max_retry;
+    let patience = backoff + Duration::from_secs(30);
+    until_within(
+        patience,
+        "reservations on the second and third",
+        async || active_reservations(&h).await == expected,
+    )
     .await;
 
     // A new node whose first bootstrap peer is down joins through the
