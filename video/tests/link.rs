@@ -122,6 +122,17 @@ fn link_up(
     assert!(has(&ea, &LinkEvent::Connected) && has(&eb, &LinkEvent::Connected));
 }
 
+/// Two sites' links, up over a network that delivers everything.
+fn linked() -> (Link, Link, Instant) {
+    let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
+    let mut now = Instant::now();
+    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    a.handle_answer(&answer).unwrap();
+    link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
+    (a, b, now)
+}
+
 /// Sends media from `a` until both sides' statistics name a route.
 fn until_routed(
     a: &mut Link,
@@ -488,12 +499,7 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
 
 #[test]
 fn a_lost_path_not_restarted_in_time_fails_the_link() {
-    let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
-    let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
-    a.handle_answer(&answer).unwrap();
-    link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
+    let (mut a, mut b, mut now) = linked();
     let failed = |events: &[LinkEvent]| events.iter().any(|e| matches!(e, LinkEvent::Failed(_)));
     let (ea, _) = run_for(&mut a, &mut b, &mut now, 60, |_| None, |ea, _| failed(ea));
     let lost = ea.iter().position(|e| *e == LinkEvent::Disconnected);
@@ -513,12 +519,7 @@ fn a_lost_path_not_restarted_in_time_fails_the_link() {
 
 #[test]
 fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
-    let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
-    let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
-    a.handle_answer(&answer).unwrap();
-    link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
+    let (mut a, mut b, mut now) = linked();
 
     // A video frame as the other site receives it: what the forwarding
     // unit would pass on from one of its browsers.

@@ -157,14 +157,15 @@ async fn connected(peers: &mut [Peer]) {
 }
 
 /// Runs the publishers and viewers for the warm-up, then the measured
-/// window; returns the window and how long it was.
+/// window; returns the window and the share of one core `cpu` (a CPU
+/// clock) advanced by meanwhile.
 async fn run(
     publishers: Vec<(Peer, Mid)>,
     viewers: Vec<Peer>,
     measure: Duration,
     base: Instant,
-    on_measure: impl FnOnce(),
-) -> (Arc<Window>, Duration) {
+    cpu: impl Fn() -> Duration,
+) -> (Arc<Window>, f64) {
     let window = Arc::new(Window::default());
     let mut tasks = Vec::new();
     for (peer, video) in publishers {
@@ -174,19 +175,19 @@ async fn run(
         tasks.push(tokio::spawn(view(peer, base, window.clone())));
     }
     tokio::time::sleep(WARMUP).await;
-    on_measure();
+    let cpu_before = cpu();
     let started = Instant::now();
     window.measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(measure).await;
     window.measuring.store(false, Ordering::Relaxed);
-    let took = started.elapsed();
+    let share = (cpu() - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
     // Frames still on their way arrive before the clients stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     window.stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
-    (window, took)
+    (window, share)
 }
 
 /// The CPU time of this process's threads named `prefix`.
@@ -292,14 +293,8 @@ async fn through_node(measure: Duration, base: Instant) -> (Phase, f64) {
     connected(&mut all).await;
     let viewers = all.split_off(SESSIONS);
     let publishers = all.into_iter().zip(mids).collect();
-    let cpu_before = Arc::new(Mutex::new(Duration::ZERO));
-    let mark = cpu_before.clone();
-    let (window, took) = run(publishers, viewers, measure, base, move || {
-        *mark.lock().expect("cpu mark") = threads_cpu(NODE_THREADS);
-    })
-    .await;
-    let cpu = threads_cpu(NODE_THREADS) - *cpu_before.lock().expect("cpu mark");
-    let share = cpu.as_secs_f64() / (took + Duration::from_millis(500)).as_secs_f64();
+    let cpu = || threads_cpu(NODE_THREADS);
+    let (window, share) = run(publishers, viewers, measure, base, cpu).await;
     node_rt.shutdown_background();
     far_rt.shutdown_background();
     (summary(&window), share)
@@ -328,7 +323,7 @@ async fn direct(measure: Duration, base: Instant) -> Phase {
     connected(&mut all).await;
     let viewers = all.split_off(SESSIONS);
     let publishers = all.into_iter().zip(mids).collect();
-    let (window, _) = run(publishers, viewers, measure, base, || {}).await;
+    let (window, _) = run(publishers, viewers, measure, base, || Duration::ZERO).await;
     summary(&window)
 }
 

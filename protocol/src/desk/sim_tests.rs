@@ -74,14 +74,23 @@ fn conclusion(f: &Federation, by: usize, id: ConsultationId, at: Timestamp) -> C
 
 /// The consultant answers: accepts, then concludes.
 fn answer(f: &mut Federation, by: usize, id: ConsultationId) {
+    act_as_coordinator(f, by, id, Action::Accept);
+    conclude(f, by, id);
+}
+
+fn act_as_coordinator(f: &mut Federation, by: usize, id: ConsultationId, action: Action) {
     let now = f.net.now();
     let coordinator = Actor {
         role: Role::Coordinator,
         user: "coordinator",
     };
     let site = f.net.node_mut(by);
-    site.act(now, id, coordinator, Action::Accept, None)
-        .unwrap();
+    site.act(now, id, coordinator, action, None).unwrap();
+}
+
+/// The consultant signs a conclusion and concludes.
+fn conclude(f: &mut Federation, by: usize, id: ConsultationId) {
+    let now = f.net.now();
     let file = conclusion(f, by, id, now);
     let conclude = Action::Conclude {
         conclusion: file.conclusion.content_hash(),
@@ -338,17 +347,9 @@ fn an_invited_organization_receives_the_case_and_every_step_from_then_on() {
         net.node(DISTRICT).desk().case(&id).is_some()
     });
     assert!(arrived, "the request reached the consultant");
-    let now = f.net.now();
-    let coordinator = Actor {
-        role: Role::Coordinator,
-        user: "coordinator",
-    };
     let federal = f.orgs[FEDERAL].id();
-    let site = f.net.node_mut(DISTRICT);
-    site.act(now, id, coordinator, Action::Accept, None)
-        .unwrap();
-    let invite = Action::Invite { org: federal };
-    site.act(now, id, coordinator, invite, None).unwrap();
+    act_as_coordinator(&mut f, DISTRICT, id, Action::Accept);
+    act_as_coordinator(&mut f, DISTRICT, id, Action::Invite { org: federal });
     let joined = f.net.run_until(Duration::from_secs(3600), |net| {
         net.node(FEDERAL).desk().case(&id).is_some()
     });
@@ -384,18 +385,7 @@ fn an_invited_organization_receives_the_case_and_every_step_from_then_on() {
         })
     });
     assert!(heard, "the guest's opinion reached both owners");
-    let now = f.net.now();
-    let file = conclusion(&f, DISTRICT, id, now);
-    let conclude = Action::Conclude {
-        conclusion: file.conclusion.content_hash(),
-    };
-    let consultant = Actor {
-        role: Role::Consultant,
-        user: "Dr. Sokolov",
-    };
-    (f.net.node_mut(DISTRICT))
-        .act(now, id, consultant, conclude, Some(file))
-        .unwrap();
+    conclude(&mut f, DISTRICT, id);
     let everywhere = f.net.run_until(Duration::from_secs(3600), |net| {
         [REQUESTER, DISTRICT, FEDERAL].iter().all(|&s| {
             let case = net.node(s).desk().case(&id).unwrap();
