@@ -56,11 +56,7 @@ pub(super) async fn run(
         let mut received = Vec::new();
         tokio::select! {
             r = sockets.plane.recv_from(&mut buf) => match r {
-                Ok((n, source)) => received.push(Datagram {
-                    source,
-                    destination: local,
-                    contents: buf[..n].to_vec(),
-                }),
+                Ok((n, source)) => received.push(plane_datagram(&buf[..n], source, local)),
                 Err(e) => tracing::debug!("video socket: {e}"),
             },
             Some(d) = sockets.inbound.recv() => received.push(d),
@@ -72,11 +68,7 @@ pub(super) async fn run(
         // plane.
         while received.len() < BATCH {
             match sockets.plane.try_recv_from(&mut buf) {
-                Ok((n, source)) => received.push(Datagram {
-                    source,
-                    destination: local,
-                    contents: buf[..n].to_vec(),
-                }),
+                Ok((n, source)) => received.push(plane_datagram(&buf[..n], source, local)),
                 Err(_) => break,
             }
         }
@@ -113,6 +105,15 @@ pub(super) async fn run(
                 tracing::debug!(to = %d.destination, "video datagram not sent: {e}");
             }
         }
+    }
+}
+
+/// A datagram that arrived on the plane's own port.
+fn plane_datagram(contents: &[u8], source: SocketAddr, local: SocketAddr) -> Datagram {
+    Datagram {
+        source,
+        destination: local,
+        contents: contents.to_vec(),
     }
 }
 
