@@ -107,6 +107,11 @@ pub(super) enum Command {
         PackageId,
         oneshot::Sender<Result<AttachmentKeys, NodeError>>,
     ),
+    /// The keys to the conclusion's files as sealed to this organization.
+    ConclusionFileKeys(
+        ConsultationId,
+        oneshot::Sender<Result<AttachmentKeys, NodeError>>,
+    ),
     CaseFileKeys(
         ConsultationId,
         oneshot::Sender<Result<CaseFileKeys, NodeError>>,
@@ -151,14 +156,17 @@ pub(super) enum Command {
         to: OrgId,
         plan: Result<Box<Plan>, NodeError>,
     },
-    /// The envelope a step of this consultation goes in, for sealing a
-    /// conclusion's attachments off the event loop.
-    StepPlan(ConsultationId, oneshot::Sender<Result<Plan, NodeError>>),
-    /// A step, with the envelope its conclusion's attachments were sealed
+    /// The envelopes a step of this consultation goes in, one per other
+    /// participant, for sealing a conclusion's attachments off the event loop.
+    StepPlans(
+        ConsultationId,
+        oneshot::Sender<Result<Vec<Plan>, NodeError>>,
+    ),
+    /// A step, with the envelopes its conclusion's attachments were sealed
     /// into (then the request carries none left to seal).
     Act(
         Box<ActRequest>,
-        Option<Box<Plan>>,
+        Vec<Plan>,
         oneshot::Sender<Result<WorkflowStatus, NodeError>>,
     ),
     Consultation(

@@ -251,24 +251,33 @@ impl Node {
         Ok(Opened::New(signed))
     }
 
-    /// The envelope a step of this consultation goes in: to the other
-    /// organization, routed at the consultant's level.
-    pub(super) fn step_plan(&mut self, id: &ConsultationId) -> Result<super::Plan, NodeError> {
+    /// The envelopes a step of this consultation goes in, one to each
+    /// other participant (the other owner first), routed at the
+    /// consultant's level.
+    pub(super) fn step_plans(
+        &mut self,
+        id: &ConsultationId,
+    ) -> Result<Vec<super::Plan>, NodeError> {
         let (_, c) = self.load_consultation(id)?;
-        let counterpart = desk::counterpart(&c.request, self.me.cert.org);
-        self.plan(
-            Target::Org(counterpart),
-            self.routing_for(&c.request),
-            STEP_LIFETIME,
-        )
+        let me = self.me.cert.org;
+        let counterpart = desk::counterpart(&c.request, me);
+        let others = std::iter::once(counterpart)
+            .chain(c.guests.iter().copied())
+            .filter(|org| *org != me);
+        let routing = self.routing_for(&c.request);
+        others
+            .map(|org| self.plan(Target::Org(org), routing.clone(), STEP_LIFETIME))
+            .collect()
     }
 
     /// Takes one workflow step as this organization and sends it to the
-    /// other, in `plan` when a conclusion's attachments were sealed into it.
+    /// other participants, in `plans` when a conclusion's attachments were
+    /// sealed into them (the first, the other owner's, is what the
+    /// conclusion names).
     pub(super) fn act(
         &mut self,
         step: LocalStep<'_>,
-        plan: Option<super::Plan>,
+        plans: Vec<super::Plan>,
     ) -> Result<Status, NodeError> {
         let LocalStep {
             id,
@@ -277,13 +286,16 @@ impl Node {
             action,
             conclusion,
         } = step;
-        let plan = match plan {
-            Some(plan) => plan,
-            None => self.step_plan(&id)?,
+        // Made before the step is taken, so that a recipient the directory
+        // cannot seal to fails the step instead of losing it.
+        let plans = match plans.is_empty() {
+            true => self.step_plans(&id)?,
+            false => plans,
         };
         let (action, file) = match (action, conclusion) {
             (Action::Conclude { .. }, Some(text)) => {
-                let file = self.sign_conclusion(id, text, &plan)?;
+                let named = plans.first().map(|p| p.header.attachments.clone());
+                let file = self.sign_conclusion(id, text, named.unwrap_or_default())?;
                 let hash = file.conclusion.content_hash();
                 (Action::Conclude { conclusion: hash }, Some(file))
             }
@@ -298,17 +310,17 @@ impl Node {
             file,
             self.sync.directory(),
         )?;
-        self.run_desk(Batch::default(), None, Some((id, plan)))?;
+        self.run_desk(Batch::default(), None, Some((id, plans)))?;
         Ok(status)
     }
 
     /// Signs the conclusion, naming the attachments already sealed into
-    /// `plan` (the handle seals them off the event loop).
+    /// the other owner's envelope (the handle seals them off the event loop).
     fn sign_conclusion(
         &mut self,
         id: ConsultationId,
         text: ConclusionText,
-        plan: &super::Plan,
+        attachments: Vec<BlobRef>,
     ) -> Result<ConclusionFile, NodeError> {
         if !text.attachments.is_empty() {
             return Err(NodeError::Attachment(
@@ -323,7 +335,7 @@ impl Node {
             recommendations: text.recommendations,
             treatment_plan: text.treatment_plan,
             further_studies: text.further_studies,
-            attachments: plan.header.attachments.clone(),
+            attachments,
             issued_at: self.now(),
         }
         .sign(&self.identity)?;
@@ -347,12 +359,13 @@ impl Node {
     /// committed in one transaction; only then are steps sealed and sent,
     /// escalations carried out and events told. `fresh` is the record of a
     /// consultation this operation creates; `plan` the prepared envelope
-    /// for the step this operation sends (with a conclusion's attachments).
+    /// for the step this operation sends, one per recipient (with a
+    /// conclusion's attachments).
     pub(super) fn run_desk(
         &mut self,
         batch: Batch,
         fresh: Option<StoredConsultation>,
-        plan: Option<(ConsultationId, super::Plan)>,
+        plan: Option<(ConsultationId, Vec<super::Plan>)>,
     ) -> Result<(), NodeError> {
         let later = self.commit_desk(batch, fresh)?;
         self.carry_out(later, plan);
@@ -425,8 +438,10 @@ impl Node {
     pub(super) fn carry_out(
         &mut self,
         later: Vec<DeskOutput>,
-        mut plan: Option<(ConsultationId, super::Plan)>,
+        plans: Option<(ConsultationId, Vec<super::Plan>)>,
     ) {
+        let (planned, plans) = plans.unzip();
+        let mut plans = plans.unwrap_or_default();
         for output in later {
             match output {
                 DeskOutput::Send {
@@ -435,11 +450,12 @@ impl Node {
                     step,
                     conclusion,
                 } => {
-                    // The prepared envelope is the requester's or the
-                    // consultant's; an invited organization gets its own.
-                    let prepared = (plan
-                        .take_if(|(p, plan)| *p == id && plan.header.recipient == to))
-                    .map(|(_, p)| p);
+                    // Each recipient's envelope, if the operation prepared
+                    // them; otherwise one is made for it here.
+                    let prepared = match plans.iter().position(|p| p.header.recipient == to) {
+                        Some(at) if planned == Some(id) => Some(plans.swap_remove(at)),
+                        _ => None,
+                    };
                     if let Err(e) = self.send_step(id, to, prepared, step, conclusion) {
                         tracing::error!(consultation = %id, "step not sent: {e}");
                     }
@@ -564,7 +580,7 @@ impl Node {
     /// Returns what is left to carry out once that write is done.
     pub(super) fn on_body(
         &mut self,
-        batch: Batch,
+        mut batch: Batch,
         sender: OrgId,
         package: PackageId,
         body: &[u8],
@@ -590,14 +606,26 @@ impl Node {
                     self.sync.directory(),
                 )
             }
-            Ok(PackageBody::Step { step, conclusion }) => self.desk.handle_step(
-                now,
-                sender,
-                step,
-                conclusion.map(|c| *c),
-                &self.trust,
-                self.sync.directory(),
-            ),
+            Ok(PackageBody::Step { step, conclusion }) => {
+                let concluded = step
+                    .decode_unverified()
+                    .ok()
+                    .filter(|_| conclusion.is_some())
+                    .map(|t| t.consultation);
+                let taken = self.desk.handle_step(
+                    now,
+                    sender,
+                    step,
+                    conclusion.map(|c| *c),
+                    &self.trust,
+                    self.sync.directory(),
+                );
+                // Its attachments are the conclusion's files, as sealed to us.
+                if let (Ok(_), Some(id)) = (&taken, concluded) {
+                    batch.put_conclusion_package(&id, &package);
+                }
+                taken
+            }
             Ok(PackageBody::History(history)) => {
                 return self.on_history(batch, sender, package, *history);
             }

@@ -213,22 +213,23 @@ impl NodeHandle {
 
     /// Takes one workflow step as this organization.
     /// A conclusion's attachments are sealed here, on blocking threads,
-    /// into the envelope the step will go in; the event loop only signs.
+    /// into the envelope the step will go in to each other participant
+    /// (an invited organization reads them too); the event loop only signs.
     pub async fn act(&self, mut request: ActRequest) -> Result<WorkflowStatus, NodeError> {
         let attachments = request
             .conclusion
             .as_mut()
             .map(|c| std::mem::take(&mut c.attachments))
             .unwrap_or_default();
-        let plan = if attachments.is_empty() {
-            None
-        } else {
+        let mut plans = Vec::new();
+        if !attachments.is_empty() {
             let id = request.consultation;
-            let mut plan = self.ask(|tx| Command::StepPlan(id, tx)).await??;
-            super::attachments::seal_attachments(&mut plan, attachments).await?;
-            Some(Box::new(plan))
-        };
-        self.ask(|tx| Command::Act(Box::new(request), plan, tx))
+            plans = self.ask(|tx| Command::StepPlans(id, tx)).await??;
+            for plan in &mut plans {
+                super::attachments::seal_attachments(plan, attachments.clone()).await?;
+            }
+        }
+        self.ask(|tx| Command::Act(Box::new(request), plans, tx))
             .await?
     }
 
@@ -289,6 +290,24 @@ impl NodeHandle {
         let info = files.get(index as usize).cloned().unwrap_or_default();
         let size = open_to_file((header, sealing, keys, blobs), index, dest).await?;
         Ok((info, size))
+    }
+
+    /// Opens file `index` of a consultation's conclusion into `dest`, at the
+    /// requester or an invited organization. Returns its size.
+    pub async fn open_conclusion_file(
+        &self,
+        id: ConsultationId,
+        index: u32,
+        dest: PathBuf,
+    ) -> Result<u64, NodeError> {
+        let keys = self.ask(|tx| Command::ConclusionFileKeys(id, tx)).await??;
+        if index as usize >= keys.0.attachments.len() {
+            return Err(NodeError::Attachment(format!(
+                "the conclusion of consultation {id} has {} files, there is no file {index}",
+                keys.0.attachments.len()
+            )));
+        }
+        open_to_file(keys, index, dest).await
     }
 
     /// Opens a received package.

@@ -54,6 +54,21 @@ impl Node {
         Ok((header, self.keyring.clone(), keys, self.blobs.clone()))
     }
 
+    /// The conclusion's files are the attachments of the package that
+    /// carried the conclusion here: the requester's and each invited
+    /// organization's own sealed copy. The consultant holds the originals.
+    pub(super) fn conclusion_file_keys(
+        &self,
+        id: &ConsultationId,
+    ) -> Result<AttachmentKeys, NodeError> {
+        match self.store.conclusion_package(id)? {
+            Some(package) => self.attachment_keys(package),
+            None => Err(NodeError::Attachment(format!(
+                "no conclusion of consultation {id} with files was received here"
+            ))),
+        }
+    }
+
     /// The answer to a `Request::Deliver`: the delivery machine decides
     /// whether the package is ours, one to relay, or refused; missing
     /// attachments are fetched from whoever delivered it first.

@@ -522,10 +522,10 @@ impl Node {
                 plan,
             } => self.on_resealed(from, to, reason, plan),
             Command::HistoryResealed { id, to, plan } => self.on_history_resealed(id, to, plan),
-            Command::StepPlan(id, reply) => {
-                let _ = reply.send(self.step_plan(&id));
+            Command::StepPlans(id, reply) => {
+                let _ = reply.send(self.step_plans(&id));
             }
-            Command::Act(req, plan, reply) => {
+            Command::Act(req, plans, reply) => {
                 let ActRequest {
                     consultation,
                     role,
@@ -540,7 +540,7 @@ impl Node {
                     action,
                     conclusion,
                 };
-                let _ = reply.send(self.act(step, plan.map(|p| *p)));
+                let _ = reply.send(self.act(step, plans));
             }
             Command::Consultation(id, reply) => {
                 let _ = reply.send(self.consultation_view(&id));
@@ -594,6 +594,9 @@ impl Node {
             }
             Command::AttachmentKeys(id, reply) => {
                 let _ = reply.send(self.attachment_keys(id));
+            }
+            Command::ConclusionFileKeys(id, reply) => {
+                let _ = reply.send(self.conclusion_file_keys(&id));
             }
             Command::CaseFileKeys(id, reply) => {
                 let _ = reply.send(self.case_file_keys(&id));

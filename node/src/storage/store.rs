@@ -202,6 +202,9 @@ pub struct Store {
     expiring_blobs: sled::Tree,
     anchoring: Option<Anchoring>,
     intake: sled::Tree,
+    /// Which received package carried each consultation's conclusion, whose
+    /// attachments are the conclusion's files as sealed to this organization.
+    conclusion_packages: sled::Tree,
     /// The database's directory, for errors.
     dir: std::path::PathBuf,
 }
@@ -285,6 +288,7 @@ impl Store {
             expiring_blobs: db.open_tree("expiring_blobs")?,
             anchoring: None,
             intake: db.open_tree("intake")?,
+            conclusion_packages: db.open_tree("conclusion_packages")?,
             db,
         })
     }
@@ -586,6 +590,19 @@ impl Store {
             .at(&self.dir)?
             .map(|v| self.decode("consultation", &v))
             .transpose()
+    }
+
+    /// The received package that carried the consultation's conclusion.
+    pub fn conclusion_package(&self, id: &ConsultationId) -> Result<Option<PackageId>, StoreError> {
+        let Some(v) = self.conclusion_packages.get(id.0).at(&self.dir)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 16] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            path: self.dir.clone(),
+            what: "conclusion package",
+            reason: format!("{} bytes where a package id has 16", v.len()),
+        })?;
+        Ok(Some(PackageId(bytes)))
     }
 
     pub fn consultations(&self) -> Result<Vec<StoredConsultation>, StoreError> {

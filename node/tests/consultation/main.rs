@@ -152,6 +152,24 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
         ecg.len() as u64
     );
     assert!(std::fs::read(&out).unwrap() == ecg);
+    // The conclusion's file opens by consultation at the requester, from the
+    // package that carried the conclusion; the consultant holds the original.
+    let strip = w._tmp.path().join("conclusion-file");
+    assert_eq!(
+        (w.district)
+            .open_conclusion_file(id, 0, strip.clone())
+            .await
+            .unwrap(),
+        19
+    );
+    assert_eq!(std::fs::read(&strip).unwrap(), b"annotated ECG strip");
+    let none = (w.district.open_conclusion_file(id, 1, strip.clone()).await).unwrap_err();
+    assert!(none.to_string().contains("has 1 files"), "{none}");
+    let consultant = (w.federal.open_conclusion_file(id, 0, strip).await).unwrap_err();
+    assert!(
+        consultant.to_string().contains("no conclusion"),
+        "{consultant}"
+    );
     // Both sides list it as the case file it is, and open it by consultation.
     for (n, view) in [(&w.district, &d), (&w.federal, &f)] {
         assert_eq!(view.files.len(), 1);

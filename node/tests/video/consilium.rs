@@ -6,7 +6,7 @@
 
 use super::sessions::once_connected;
 use super::*;
-use konsilium_node::node::{Attachment, CaseFile, VideoPayload};
+use konsilium_node::node::{ActRequest, Attachment, CaseFile, ConclusionText, VideoPayload};
 use konsilium_protocol::content::FileInfo;
 use konsilium_protocol::video::SessionId;
 use konsilium_protocol::workflow::Side;
@@ -124,6 +124,46 @@ async fn an_invited_third_organization_gets_the_case_and_every_site_sees_the_oth
     let sessions = (w.regional.inspect(node::Inspect::Sessions).await).unwrap();
     let links = sessions["sessions"].as_array().unwrap();
     assert_eq!(links.len(), 2, "the guest links to both owners: {links:?}");
+
+    // The conclusion's files are sealed to the guest as well as to the
+    // requester, and open intact at both.
+    let strip = b"annotated Holter strip".to_vec();
+    let start = act(id, Role::Consultant, "Prof. Petrov", Action::Start);
+    w.federal.act(start).await.unwrap();
+    let conclude = ActRequest {
+        conclusion: Some(ConclusionText {
+            authors: vec!["Prof. Petrov".into(), "Dr. Volkova".into()],
+            diagnosis: "Sick sinus syndrome".into(),
+            recommendations: "Holter monitoring".into(),
+            treatment_plan: "Pacemaker if pauses over 3 s".into(),
+            further_studies: "Holter".into(),
+            attachments: vec![Attachment::Bytes(strip.clone())],
+        }),
+        ..act(
+            id,
+            Role::Consultant,
+            "Prof. Petrov",
+            Action::Conclude {
+                conclusion: [0; 32],
+            },
+        )
+    };
+    w.federal.act(conclude).await.unwrap();
+    for (i, node) in [(0, &w.district), (1, &w.regional)] {
+        status_reaches(&mut events[i], id, Status::Completed).await;
+        let out = w._tmp.path().join(format!("conclusion-file-{i}"));
+        let opened = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Ok(n) = node.open_conclusion_file(id, 0, out.clone()).await {
+                    return n;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let size = opened.await.expect("the conclusion's file opens");
+        assert_eq!(size, strip.len() as u64);
+        assert_eq!(std::fs::read(&out).unwrap(), strip, "at site {i}");
+    }
 }
 
 /// Waits until site `me` has seen, from each other site's link, an event

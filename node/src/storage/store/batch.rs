@@ -23,6 +23,7 @@ enum Tree {
     Journal,
     Checkpoints,
     Intake,
+    ConclusionPackages,
 }
 
 /// Writes collected for one commit.
@@ -78,6 +79,11 @@ impl Batch {
         self.put(Tree::Checkpoints, seq.to_be_bytes(), encode(checkpoint));
     }
 
+    /// Remembers the package that carried a consultation's conclusion.
+    pub fn put_conclusion_package(&mut self, id: &ConsultationId, package: &PackageId) {
+        self.put(Tree::ConclusionPackages, id.0, package.0.to_vec());
+    }
+
     pub fn put_intake(&mut self, key: &[u8], record: &super::IntakeRecord) {
         self.put(Tree::Intake, key, encode(record));
     }
@@ -98,6 +104,7 @@ impl Store {
             &self.journal,
             &self.checkpoints,
             &self.intake,
+            &self.conclusion_packages,
         ];
         let index = |tree: Tree| match tree {
             Tree::Inbox => 0,
@@ -107,6 +114,7 @@ impl Store {
             Tree::Journal => 4,
             Tree::Checkpoints => 5,
             Tree::Intake => 6,
+            Tree::ConclusionPackages => 7,
         };
         trees[..]
             .transaction(|views| {
