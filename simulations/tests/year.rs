@@ -214,6 +214,29 @@ fn an_outage_delays_delivery_until_the_node_is_back_and_loses_nothing() {
 }
 
 #[test]
+fn a_revoked_organization_is_refused_by_every_node_within_seconds_and_its_requests_go_nowhere() {
+    const REVOKED: usize = 1;
+    let mut s = region(10_000, 4);
+    s.faults = vec![Fault {
+        at: 2 * DAY + 10 * HOUR + Duration::from_secs(7),
+        lasts: Duration::ZERO,
+        kind: FaultKind::Revoked { org: REVOKED },
+    }];
+    let (_, summary) = run(&s, 3);
+    let [spread] = &summary.revocations[..] else {
+        panic!("one revocation: {:?}", summary.revocations);
+    };
+    assert_eq!(spread.organization, "District 0");
+    assert_eq!(spread.handed_to, "Regional hospital", "its region's hub");
+    assert_eq!((spread.reached, spread.nodes), (8, 8));
+    let all = spread.all_ms.expect("every node reached");
+    assert!(all < 5_000.0, "a few links' latency: {all} ms");
+    assert!(spread.asked_by_it > 0, "it kept asking: {spread:?}");
+    assert_eq!(spread.taken_in_from_it, 0, "{spread:?}");
+    assert!(summary.delivery.undelivered >= spread.asked_by_it);
+}
+
+#[test]
 fn a_run_writes_its_tables_plots_and_report() {
     let s = region(1_000, 5);
     let (outcome, summary) = run(&s, 1);

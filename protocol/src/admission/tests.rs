@@ -7,6 +7,8 @@ use super::*;
 use crate::cert::OrgLevel;
 use crate::directory::{Directory, Scope, SyncConfig};
 use crate::identity::IdentityKey;
+use crate::rpc::{Request, Response};
+use crate::signed::Signed;
 use crate::specialty::Specialty;
 use crate::testkit::simnet::SimNode;
 use crate::testkit::{
@@ -212,6 +214,49 @@ fn a_revocation_brought_by_one_peer_refuses_another_and_keeps_it_out() {
     net.run_for(Duration::from_secs(1));
     assert_eq!(reasons(&net, 0, 2).len(), 2);
     assert!(net.node(0).admission().admitted(&2).is_none());
+}
+
+#[test]
+fn a_revocation_put_in_force_at_one_node_spreads_along_a_chain_and_cuts_the_revoked_everywhere() {
+    let (mut fed, orgs) = federation(5);
+    let mut net = network(&fed, &orgs, Link::default());
+    // A chain 0-1-2-3, and the organization to revoke linked to all four.
+    for (a, b) in [(0, 1), (1, 2), (2, 3), (4, 0), (4, 1), (4, 2), (4, 3)] {
+        net.connect(a, b);
+    }
+    net.run_for(Duration::from_secs(30));
+    assert!((0..4).all(|i| ready(&net, i, 4)));
+    let notice = fed.revoke(&orgs[4], NOW).unwrap();
+    assert_eq!(net.node_mut(0).revoke(NOW, vec![notice.clone()]), Ok(1));
+    assert_eq!(
+        net.node_mut(0).revoke(NOW, vec![notice]),
+        Ok(0),
+        "a list in force already is not new"
+    );
+    net.run_for(Duration::from_secs(1));
+    for i in 0..4 {
+        let node = net.node(i);
+        assert_eq!(node.revocations_adopted.len(), 1, "node {i}");
+        assert!(!node.admission().is_ready(&4), "node {i} cut the revoked");
+        assert!(
+            (node.directory().directory().get(&orgs[4].id())).is_none(),
+            "node {i} dropped its record"
+        );
+    }
+    // A list its issuer did not sign is refused as an offence.
+    let mut forged = fed.revoke(&orgs[3], NOW).unwrap();
+    forged.list = Signed::sign(&orgs[2].identity, &forged.list.decode_unverified().unwrap());
+    let before = net.node(1).admission().misconduct(NOW, &orgs[0].id());
+    let answer = net
+        .node_mut(1)
+        .handle_request(NOW, 0, Request::Revocations(vec![forged]));
+    assert!(matches!(answer, Response::Done), "{answer:?}");
+    assert!(net.node(1).admission().misconduct(NOW, &orgs[0].id()) > before);
+    assert!(
+        (net.node(1).directory().directory().get(&orgs[3].id())).is_some(),
+        "the forged list revoked nothing"
+    );
+    assert_eq!(net.node(1).revocations_adopted.len(), 1);
 }
 
 #[test]

@@ -6,18 +6,19 @@
 
 use crate::calendar::{TimeZoneName, WorkingCalendar};
 use crate::cert::{
-    AuthorityGrant, AuthorityScope, CertChain, Issuer, OrgGrant, OrgLevel, RegionCode, Trust,
-    Validity,
+    AuthorityGrant, AuthorityScope, CertChain, Issuer, OrgGrant, OrgLevel, RegionCode,
+    RevocationNotice, Trust, Validity,
 };
 use crate::directory::{
     Consultant, ConsultantId, DirectoryRecord, Language, Service, SignedRecord,
 };
+use crate::identity::AuthorityKey;
 use crate::identity::{IdentityKey, OrgId, SealingKey};
 use crate::signed::Signed;
 use crate::specialty::Specialty;
 use crate::time::Timestamp;
 use crate::urgency::{Deadlines, Urgency};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub mod directory_node;
 pub mod org_node;
@@ -112,6 +113,8 @@ pub struct TestFederation {
     next_serial: u64,
     /// Days from `NOW` that organization certificates stay valid.
     org_validity_days: u64,
+    /// Each issuer's last revocation list: its sequence and serials.
+    revoked: BTreeMap<AuthorityKey, (u64, BTreeSet<u64>)>,
 }
 
 impl TestFederation {
@@ -125,7 +128,24 @@ impl TestFederation {
             label: label.to_owned(),
             next_serial: 1,
             org_validity_days: 365,
+            revoked: BTreeMap::new(),
         }
+    }
+
+    /// The next revocation list of `org`'s issuer, naming its certificate
+    /// with every serial that issuer revoked before. `None` if this
+    /// federation did not issue it.
+    pub fn revoke(&mut self, org: &TestOrg, at: Timestamp) -> Option<RevocationNotice> {
+        let cert = org.chain.org.decode_unverified().ok()?;
+        let issuer = if self.root.key() == cert.issuer {
+            &self.root
+        } else {
+            self.regions.values().find(|r| r.key() == cert.issuer)?
+        };
+        let (sequence, serials) = self.revoked.entry(cert.issuer).or_default();
+        *sequence += 1;
+        serials.insert(cert.serial);
+        Some(issuer.revoke(*sequence, at, serials.clone()))
     }
 
     /// Organizations made from now on are certified for `days` (a year by

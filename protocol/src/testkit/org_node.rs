@@ -2,15 +2,24 @@
 //! machine in front of the directory machine, wired as the node wires them.
 //! A connection starts with Hellos both ways; the directory exchanges only
 //! once both sides have admitted each other; refused peers are cut.
+//!
+//! A revocation list new to the node is passed on to every ready peer but
+//! the one it came from. The node publishes it on gossipsub, whose mesh
+//! reaches everyone with fewer copies; flooding reaches the same nodes, as
+//! fast, with more duplicates.
 
 use super::directory_node::DirectoryNode;
 use super::simnet::{NodeId, SimNode, Transmit};
-use crate::admission::{self, Admission, Refusal};
-use crate::cert::CertChain;
-use crate::identity::{KeyError, OrgId};
+use crate::admission::{self, Admission, Offence, Refusal};
+use crate::cert::{CertChain, CertError, RevocationNotice};
+use crate::identity::{AuthorityKey, KeyError, OrgId};
 use crate::rpc::{self, Hello, HelloAnswer, Request, Response};
 use crate::time::Timestamp;
 use std::collections::VecDeque;
+
+/// Tokens of the revocation lists this node passes on; their answers are
+/// only acknowledgements. Sites use the two bits above for deliveries.
+const REVOCATIONS: u64 = 1 << 61;
 
 /// A peer becoming usable for requests, or not any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +40,12 @@ pub struct OrgNode {
     pub refused: Vec<(NodeId, Refusal)>,
     /// Peers that refused this node, and what they said.
     pub refused_by: Vec<(NodeId, String)>,
+    /// Each revocation list new to this node: when it was put in force
+    /// here, its issuer and its sequence.
+    pub revocations_adopted: Vec<(Timestamp, AuthorityKey, u64)>,
+    /// Revocation lists to pass on.
+    spreading: VecDeque<Transmit>,
+    sent: u64,
 }
 
 impl OrgNode {
@@ -47,6 +62,64 @@ impl OrgNode {
             changes: VecDeque::new(),
             refused: Vec::new(),
             refused_by: Vec::new(),
+            revocations_adopted: Vec::new(),
+            spreading: VecDeque::new(),
+            sent: 0,
+        }
+    }
+
+    /// Revocation lists an operator puts in force here (`konsilium revoke`):
+    /// adopted and passed on to every ready peer. Returns how many were new;
+    /// one that does not verify is an error and nothing after it is taken.
+    pub fn revoke(
+        &mut self,
+        now: Timestamp,
+        notices: Vec<RevocationNotice>,
+    ) -> Result<usize, CertError> {
+        let mut adopted = 0;
+        for notice in notices {
+            match self.adopt(now, notice, None) {
+                Ok(()) => adopted += 1,
+                Err(CertError::StaleRevocations { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// Puts a list in force, cuts revoked peers, and passes the list on to
+    /// every peer still ready but `from` (never to the revoked).
+    fn adopt(
+        &mut self,
+        now: Timestamp,
+        notice: RevocationNotice,
+        from: Option<NodeId>,
+    ) -> Result<(), CertError> {
+        self.directory.trust_mut().apply_revocations(&notice, now)?;
+        self.admission
+            .handle_trust_changed(now, self.directory.trust());
+        self.drain(now);
+        self.adopted(now, notice, from);
+        Ok(())
+    }
+
+    /// Drops the records the list revokes and passes it on.
+    fn adopted(&mut self, now: Timestamp, notice: RevocationNotice, from: Option<NodeId>) {
+        if let Ok(list) = notice.list.decode_unverified() {
+            (self.revocations_adopted).push((now, list.issuer, list.sequence));
+        }
+        self.directory.trust_changed(now);
+        let ready: Vec<NodeId> = (self.admission.admitted_peers())
+            .map(|(peer, _)| peer)
+            .filter(|peer| Some(*peer) != from && self.admission.is_ready(peer))
+            .collect();
+        for to in ready {
+            self.sent += 1;
+            self.spreading.push_back(Transmit {
+                to,
+                token: REVOCATIONS | self.sent,
+                request: Request::Revocations(vec![notice.clone()]),
+            });
         }
     }
 
@@ -97,7 +170,9 @@ impl OrgNode {
         while let Some(out) = self.admission.poll_output() {
             match out {
                 admission::Output::SendHello(peer) => self.hellos.push_back(peer),
-                admission::Output::RevocationAdopted { .. } => self.directory.trust_changed(now),
+                admission::Output::RevocationAdopted { notice, .. } => {
+                    self.adopted(now, notice, None)
+                }
                 admission::Output::Admitted { peer, record, .. } => {
                     if let Some(record) = record {
                         self.directory.gossip(now, peer, *record);
@@ -144,19 +219,34 @@ impl SimNode for OrgNode {
         if self.admission.admitted(&from).is_none() {
             return Response::Refused(rpc::Refusal::NotAdmitted);
         }
+        if let Request::Revocations(notices) = request {
+            for notice in notices {
+                if let Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) =
+                    self.adopt(now, notice, Some(from))
+                {
+                    (self.admission).handle_offence(now, from, Offence::ForgedRevocation);
+                    self.drain(now);
+                }
+            }
+            return Response::Done;
+        }
         self.directory.handle_request(now, from, request)
     }
 
     fn handle_response(&mut self, now: Timestamp, token: u64, response: Response) {
-        self.directory.handle_response(now, token, response)
+        if token & REVOCATIONS == 0 {
+            self.directory.handle_response(now, token, response)
+        }
     }
 
     fn handle_failure(&mut self, now: Timestamp, token: u64) {
-        self.directory.handle_failure(now, token)
+        if token & REVOCATIONS == 0 {
+            self.directory.handle_failure(now, token)
+        }
     }
 
     fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit> {
-        self.directory.poll_transmit(now)
+        (self.spreading.pop_front()).or_else(|| self.directory.poll_transmit(now))
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {

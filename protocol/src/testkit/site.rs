@@ -141,6 +141,11 @@ impl Site {
         self.addresses = Some(addresses);
     }
 
+    /// For input from outside the network (an operator's revocation list).
+    pub fn org_node_mut(&mut self) -> &mut OrgNode {
+        &mut self.org
+    }
+
     pub fn org_node(&self) -> &OrgNode {
         &self.org
     }

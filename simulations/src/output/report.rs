@@ -8,6 +8,16 @@ fn opt(x: Option<f64>, unit: &str) -> String {
     x.map_or_else(|| "-".into(), |x| format!("{x:.1} {unit}"))
 }
 
+/// A span of milliseconds in the unit that reads best.
+fn span(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 10_000.0 => format!("{ms:.0} ms"),
+        Some(ms) if ms < 600_000.0 => format!("{:.0} s", ms / 1000.0),
+        Some(ms) => format!("{:.1} h", ms / 3_600_000.0),
+    }
+}
+
 /// One line for the terminal.
 pub fn headline(s: &Summary) -> String {
     let adherence: Vec<String> = s
@@ -135,6 +145,29 @@ pub fn markdown(scenario: &Scenario, s: &Summary) -> String {
             c.idle_bytes_per_node_hour
         );
         let _ = writeln!(md, "![convergence](convergence.png)\n");
+    }
+    for v in &s.revocations {
+        let _ = writeln!(md, "## A revoked organization\n");
+        let _ = writeln!(
+            md,
+            "On day {:.0} the certificate of {} was revoked, and the operator of {} put \
+             the list in force. Nodes pass a new list on to their peers and cut the \
+             organization: {} of the other {} nodes held the list, 99 % of them within \
+             {} and all within {} (a node down at the time takes the list from the \
+             first Hello after it is back). Meanwhile {} requests were still routed to \
+             it, and of the {} it made itself, {} were taken in by nodes the list had \
+             not reached yet.\n",
+            v.day,
+            v.organization,
+            v.handed_to,
+            v.reached,
+            v.nodes,
+            span(v.p99_ms),
+            span(v.all_ms),
+            v.routed_to_it,
+            v.asked_by_it,
+            v.taken_in_from_it
+        );
     }
     md
 }

@@ -222,9 +222,20 @@ pub enum FaultKind {
     Unavailable { org: usize },
     /// This many emergencies of one specialty, spread over the fault.
     EmergencyBurst { count: u32, specialty: Specialty },
+    /// The organization's certificate is revoked by its issuer; one
+    /// operator puts the list in force and the nodes pass it on. Lasts for
+    /// good: the fault's length is ignored.
+    Revoked { org: usize },
     /// Nodes go down at random: each organization this many times a year,
     /// for about `outage` each time. Expanded into `Down` faults.
     Churn { per_org_year: f64, outage: Duration },
+}
+
+/// The first district organization, the one a scenario revokes.
+pub fn first_district(orgs: &[Org]) -> usize {
+    orgs.iter()
+        .position(|o| o.level == OrgLevel::District)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,7 +321,9 @@ impl Scenario {
         }
         for f in &self.faults {
             let org = match &f.kind {
-                FaultKind::Down { org } | FaultKind::Unavailable { org } => Some(*org),
+                FaultKind::Down { org }
+                | FaultKind::Unavailable { org }
+                | FaultKind::Revoked { org } => Some(*org),
                 _ => None,
             };
             if let Some(o) = org.filter(|o| *o >= n) {

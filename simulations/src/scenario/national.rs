@@ -96,6 +96,14 @@ pub fn scenario(size: Size) -> Scenario {
         })
         .collect();
     faults.extend([
+        // A district hospital's certificate revoked (a stolen key).
+        Fault {
+            at: 320 * DAY + 10 * HOUR,
+            lasts: Duration::ZERO,
+            kind: FaultKind::Revoked {
+                org: first_district(&orgs),
+            },
+        },
         Fault {
             at: 120 * DAY,
             lasts: 7 * DAY,

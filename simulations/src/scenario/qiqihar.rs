@@ -107,6 +107,7 @@ pub fn scenario() -> Scenario {
             .offering(offers(&specialties, 12)),
         );
     }
+    let revoked = first_district(&orgs);
     Scenario {
         name: "qiqihar",
         title: "Qiqihar: a city consultation center for 130 units in four tiers",
@@ -163,6 +164,12 @@ pub fn scenario() -> Scenario {
                 at: 240 * DAY,
                 lasts: 3 * DAY,
                 kind: FaultKind::Unavailable { org: 0 },
+            },
+            // A city hospital's certificate revoked (a stolen key).
+            Fault {
+                at: 300 * DAY + 10 * HOUR,
+                lasts: Duration::ZERO,
+                kind: FaultKind::Revoked { org: revoked },
             },
             Fault {
                 at: Duration::ZERO,

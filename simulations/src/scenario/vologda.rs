@@ -116,6 +116,7 @@ pub fn scenario() -> Scenario {
         );
     }
     let perinatal = 2;
+    let revoked = first_district(&orgs);
     orgs.extend(federal_centers(62));
     Scenario {
         name: "vologda",
@@ -186,6 +187,12 @@ pub fn scenario() -> Scenario {
                     count: 30,
                     specialty: Cardiology,
                 },
+            },
+            // A central district hospital's certificate revoked (a stolen key).
+            Fault {
+                at: 320 * DAY + 10 * HOUR,
+                lasts: Duration::ZERO,
+                kind: FaultKind::Revoked { org: revoked },
             },
             // Every node down twice a year for about four hours.
             Fault {

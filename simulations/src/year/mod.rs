@@ -13,6 +13,7 @@ pub mod agenda;
 pub mod clinic;
 pub mod convergence;
 pub mod ledger;
+pub mod revocation;
 pub mod summary;
 pub mod world;
 
@@ -60,6 +61,7 @@ pub struct Outcome {
     pub start: Timestamp,
     pub end: Timestamp,
     pub wall: Duration,
+    pub revocations: Vec<revocation::RevocationSpread>,
 }
 
 struct Engine<'a> {
@@ -70,6 +72,7 @@ struct Engine<'a> {
     ledger: Ledger,
     /// How many outages hold each node down now (churn overlaps faults).
     down: Vec<u32>,
+    revoked: Vec<revocation::Revoked>,
 }
 
 pub fn run(
@@ -92,6 +95,7 @@ pub fn run(
         clinic: Clinic::new(scenario, start, seed),
         ledger: Ledger::new(scenario.orgs.len()),
         down: vec![0; scenario.orgs.len()],
+        revoked: Vec::new(),
         world,
         agenda,
     };
@@ -135,7 +139,11 @@ pub fn run(
     if let Some(v) = net.violations().first() {
         return Err(SimError::Frame(v.clone()));
     }
+    let revocations = (engine.revoked.iter())
+        .map(|r| r.spread(scenario, &engine.world, &engine.ledger, start))
+        .collect();
     Ok(Outcome {
+        revocations,
         bytes: (0..net.len()).map(|i| net.stats(i).bytes).collect(),
         messages_lost: net.total().lost,
         start,
@@ -435,7 +443,33 @@ impl Engine<'_> {
                     );
                 }
             }
-            FaultKind::EmergencyBurst { .. } | FaultKind::Churn { .. } => {}
+            FaultKind::Revoked { org } if starts => self.revoke(now, org),
+            FaultKind::EmergencyBurst { .. }
+            | FaultKind::Churn { .. }
+            | FaultKind::Revoked { .. } => {}
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// The issuer's next list, put in force by one operator.
+    fn revoke(&mut self, now: Timestamp, org: usize) {
+        let Some(notice) = self.world.fed.revoke(&self.world.orgs[org], now) else {
+            return;
+        };
+        let Ok(list) = notice.list.decode_unverified() else {
+            return;
+        };
+        let handed_to = revocation::operator_site(self.scenario, org);
+        let site = self.world.net.node_mut(handed_to).org_node_mut();
+        if site.revoke(now, vec![notice]).is_ok() {
+            self.revoked.push(revocation::Revoked {
+                org,
+                at: now,
+                issuer: list.issuer,
+                sequence: list.sequence,
+                handed_to,
+            });
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct Summary {
     pub bytes_per_node_day: Spread,
     pub messages_lost: u64,
     pub convergence: Option<Convergence>,
+    pub revocations: Vec<super::revocation::RevocationSpread>,
     pub wall_s: f64,
 }
 
@@ -185,6 +186,7 @@ impl Summary {
             },
             messages_lost: outcome.messages_lost,
             convergence,
+            revocations: outcome.revocations.clone(),
             wall_s: outcome.wall.as_secs_f64(),
         }
     }

@@ -36,6 +36,8 @@ pub struct World {
     pub ids: Vec<OrgId>,
     pub index: HashMap<OrgId, usize>,
     pub trust: Trust,
+    /// The authorities, for revocation lists.
+    pub fed: TestFederation,
 }
 
 /// Each organization's record: its consultants, one per head count, each
@@ -146,6 +148,7 @@ impl World {
             ids,
             index,
             trust,
+            fed,
         })
     }
 
