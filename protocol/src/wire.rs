@@ -5,7 +5,7 @@
 //! decoding never allocates more than the frame holds, so a peer cannot make a
 //! node allocate beyond the limit or crash it with malformed bytes.
 
-use crate::cert::{CertChain, RevocationNotice};
+use crate::cert::{CertChain, RegionCode, RevocationNotice};
 use crate::directory::{RecordSummary, SignedRecord, SyncOffer};
 use crate::identity::OrgId;
 use crate::seal::{EnvelopeHeader, SealedPackage};
@@ -80,10 +80,13 @@ pub trait WireMessage: Serialize + DeserializeOwned {
 }
 
 /// Summaries of the buckets that differed (second anti-entropy step).
+/// `region` is the answering node's scope when it keeps only one region:
+/// the asking node then pushes only that region's records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncSummaries {
     pub buckets: Vec<u8>,
     pub summaries: Vec<RecordSummary>,
+    pub region: Option<RegionCode>,
 }
 
 /// Records a node asks a peer for (third anti-entropy step).
@@ -276,12 +279,16 @@ mod tests {
             ),
             (MessageKind::RevocationNotice, encode(&notice).unwrap()),
             (MessageKind::CertChain, encode(&a.chain).unwrap()),
-            (MessageKind::SyncOffer, encode(&dir.sync_offer()).unwrap()),
+            (
+                MessageKind::SyncOffer,
+                encode(&dir.sync_offer(None)).unwrap(),
+            ),
             (
                 MessageKind::SyncSummaries,
                 encode(&SyncSummaries {
                     buckets: vec![1, 2],
-                    summaries: dir.summaries(&[0]),
+                    summaries: dir.summaries(&[0], None),
+                    region: None,
                 })
                 .unwrap(),
             ),

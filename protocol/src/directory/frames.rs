@@ -7,6 +7,7 @@
 //! limit of the message kind it travels as.
 
 use super::{Directory, RecordSummary, SignedRecord};
+use crate::cert::RegionCode;
 use crate::identity::OrgId;
 use crate::wire::{self, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
 
@@ -108,19 +109,28 @@ pub fn answer_want(dir: &Directory, orgs: &[OrgId], budget: usize) -> RecordBatc
     RecordBatch { records }
 }
 
-/// The answer to a `SyncOffer`: summaries of the differing buckets, whole
-/// buckets only, as many as fit `budget`. `buckets` names exactly the
-/// buckets covered, so the requester reconciles those and leaves the rest
-/// to a later round instead of mistaking them for empty.
-pub fn answer_offer(dir: &Directory, differing: &[u8], budget: usize) -> SyncSummaries {
+/// The answer to a `SyncOffer`: summaries of the differing buckets' records
+/// `within` the exchange's region, whole buckets only, as many as fit
+/// `budget`. `buckets` names exactly the buckets covered, so the requester
+/// reconciles those and leaves the rest to a later round instead of
+/// mistaking them for empty. `scope` is the answering node's region, if it
+/// keeps only one.
+pub fn answer_offer(
+    dir: &Directory,
+    differing: &[u8],
+    within: Option<&RegionCode>,
+    scope: Option<&RegionCode>,
+    budget: usize,
+) -> SyncSummaries {
     let room = budget.saturating_sub(FRAME_OVERHEAD);
     let mut used = 0usize;
     let mut out = SyncSummaries {
         buckets: Vec::new(),
         summaries: Vec::new(),
+        region: scope.cloned(),
     };
     for &bucket in differing {
-        let these: Vec<RecordSummary> = dir.summaries(&[bucket]);
+        let these: Vec<RecordSummary> = dir.summaries(&[bucket], within);
         let l = 1 + these.iter().map(wire::body_len).sum::<usize>();
         if !out.buckets.is_empty() && used.saturating_add(l) > room {
             break;
@@ -203,9 +213,9 @@ mod tests {
         assert!(wire::encode(&Response::Records(answer)).unwrap().len() <= budget);
 
         let all: Vec<u8> = (0..=255).collect();
-        let full = answer_offer(&dir, &all, SyncSummaries::MAX_LEN);
+        let full = answer_offer(&dir, &all, None, None, SyncSummaries::MAX_LEN);
         assert_eq!(full.summaries.len(), 60);
-        let small = answer_offer(&dir, &all, 600);
+        let small = answer_offer(&dir, &all, None, None, 600);
         assert!(
             wire::encode(&Response::Summaries(small.clone()))
                 .unwrap()
@@ -213,6 +223,6 @@ mod tests {
                 <= 600
         );
         assert!(!small.buckets.is_empty() && small.buckets.len() < 256);
-        assert_eq!(small.summaries, dir.summaries(&small.buckets));
+        assert_eq!(small.summaries, dir.summaries(&small.buckets, None));
     }
 }

@@ -289,6 +289,13 @@ impl DirectoryEntry {
             hash: self.hash,
         }
     }
+
+    /// What a bucket's hash covers of this record.
+    fn hash_into(&self, h: &mut blake3::Hasher) {
+        h.update(self.org().as_bytes());
+        h.update(&self.record.sequence.to_le_bytes());
+        h.update(&self.hash);
+    }
 }
 
 /// A directory query; `None` fields match anything.
@@ -330,10 +337,12 @@ pub struct RecordSummary {
     pub hash: [u8; 32],
 }
 
-/// The first anti-entropy message: one hash per bucket.
+/// The first anti-entropy message: one hash per bucket, over the records
+/// of `region` only when the offering node keeps only its region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncOffer {
     pub buckets: Vec<[u8; 32]>,
+    pub region: Option<RegionCode>,
 }
 
 /// What to do after comparing summaries of some buckets with a peer.
@@ -519,12 +528,33 @@ impl Directory {
             let mut h = blake3::Hasher::new();
             let lo = [bucket as u8; 32];
             for e in self.bucket_entries(lo) {
-                h.update(e.org().as_bytes());
-                h.update(&e.record.sequence.to_le_bytes());
-                h.update(&e.hash);
+                e.hash_into(&mut h);
             }
             *h.finalize().as_bytes()
         })
+    }
+
+    /// The bucket hashes of the records of one region, computed each time:
+    /// one pass over the directory, for an exchange with a node that keeps
+    /// only that region.
+    fn bucket_hashes_in(&self, region: &RegionCode) -> Vec<[u8; 32]> {
+        let mut hashers: Vec<blake3::Hasher> =
+            (0..BUCKETS).map(|_| blake3::Hasher::new()).collect();
+        for e in self.in_region(Some(region)) {
+            e.hash_into(&mut hashers[usize::from(e.org().as_bytes()[0])]);
+        }
+        hashers.iter().map(|h| *h.finalize().as_bytes()).collect()
+    }
+
+    /// Entries in `within` (all of them for `None`), in id order.
+    fn in_region<'a>(
+        &'a self,
+        within: Option<&'a RegionCode>,
+    ) -> impl Iterator<Item = &'a DirectoryEntry> + 'a {
+        self.entries
+            .values()
+            .map(Arc::as_ref)
+            .filter(move |e| within.is_none_or(|r| e.region() == r))
     }
 
     fn bucket_entries(&self, first: [u8; 32]) -> impl Iterator<Item = &DirectoryEntry> {
@@ -545,41 +575,62 @@ impl Directory {
         *h.finalize().as_bytes()
     }
 
-    pub fn sync_offer(&self) -> SyncOffer {
+    /// The offer of an exchange over the records `within` one region, or
+    /// over all of them.
+    pub fn sync_offer(&self, within: Option<&RegionCode>) -> SyncOffer {
+        let buckets = match within {
+            None => (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
+            Some(region) => self.bucket_hashes_in(region),
+        };
         SyncOffer {
-            buckets: (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
+            buckets,
+            region: within.cloned(),
         }
     }
 
-    /// Buckets whose contents differ from the peer's offer.
-    pub fn differing_buckets(&self, offer: &SyncOffer) -> Result<Vec<u8>, FieldError> {
+    /// Buckets whose records `within` the region (or all) differ from the
+    /// peer's offer, which must cover the same records.
+    pub fn differing_buckets(
+        &self,
+        offer: &SyncOffer,
+        within: Option<&RegionCode>,
+    ) -> Result<Vec<u8>, FieldError> {
         if offer.buckets.len() != BUCKETS {
             return Err(FieldError::Invalid {
                 field: "sync offer",
                 reason: format!("{} bucket hashes, expected {BUCKETS}", offer.buckets.len()),
             });
         }
+        let mine = match within {
+            None => (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
+            Some(region) => self.bucket_hashes_in(region),
+        };
         Ok((0..BUCKETS)
-            .filter(|&b| self.bucket_hash(b) != offer.buckets[b])
+            .filter(|&b| mine[b] != offer.buckets[b])
             .map(|b| b as u8)
             .collect())
     }
 
-    /// Summaries of everything held in the given buckets.
-    pub fn summaries(&self, buckets: &[u8]) -> Vec<RecordSummary> {
+    /// Summaries of everything held in the given buckets, `within` a region.
+    pub fn summaries(&self, buckets: &[u8], within: Option<&RegionCode>) -> Vec<RecordSummary> {
         let wanted: BTreeSet<u8> = buckets.iter().copied().collect();
-        self.entries
-            .values()
+        self.in_region(within)
             .filter(|e| wanted.contains(&e.org().as_bytes()[0]))
             .map(|e| e.summary())
             .collect()
     }
 
-    /// Compares the peer's summaries of `buckets` with ours.
-    pub fn reconcile(&self, buckets: &[u8], theirs: &[RecordSummary]) -> Reconciliation {
+    /// Compares the peer's summaries of `buckets` with ours, `within` a
+    /// region when the exchange covers one.
+    pub fn reconcile(
+        &self,
+        buckets: &[u8],
+        theirs: &[RecordSummary],
+        within: Option<&RegionCode>,
+    ) -> Reconciliation {
         let theirs: BTreeMap<OrgId, &RecordSummary> = theirs.iter().map(|s| (s.org, s)).collect();
         let mut out = Reconciliation::default();
-        for mine in self.summaries(buckets) {
+        for mine in self.summaries(buckets, within) {
             match theirs.get(&mine.org) {
                 Some(t) if rank(t.sequence, &t.hash) == rank(mine.sequence, &mine.hash) => {}
                 Some(t) if rank(t.sequence, &t.hash) > rank(mine.sequence, &mine.hash) => {

@@ -34,6 +34,16 @@ pub enum Scope {
     Region(RegionCode),
 }
 
+impl Scope {
+    /// The region kept, if only one is.
+    pub fn region(&self) -> Option<&RegionCode> {
+        match self {
+            Scope::Federation => None,
+            Scope::Region(region) => Some(region),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     pub scope: Scope,
@@ -334,7 +344,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             return None;
         }
         self.exchanges.insert(peer, Exchange::default());
-        let offer = self.directory.sync_offer();
+        let offer = self.directory.sync_offer(self.config.scope.region());
         Some(self.send(now, peer, Asked::Offer, Request::SyncOffer(offer)))
     }
 
@@ -426,14 +436,28 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     ) -> Response {
         self.arm(now);
         match request {
-            Request::SyncOffer(offer) => match self.directory.differing_buckets(&offer) {
-                Ok(differing) => Response::Summaries(frames::answer_offer(
-                    &self.directory,
-                    &differing,
-                    self.config.budget.summaries,
-                )),
-                Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
-            },
+            Request::SyncOffer(offer) => {
+                // The exchange covers what both sides keep: the narrower
+                // scope. Two nodes keeping different regions share nothing.
+                let mine = self.config.scope.region();
+                let differing = match (offer.region.as_ref(), mine) {
+                    (Some(theirs), Some(mine)) if theirs != mine => Ok(Vec::new()),
+                    // Hashes over the whole federation say nothing about
+                    // our region's records: every bucket is answered.
+                    (None, Some(_)) => Ok((0..=u8::MAX).collect()),
+                    (within, _) => self.directory.differing_buckets(&offer, within),
+                };
+                match differing {
+                    Ok(differing) => Response::Summaries(frames::answer_offer(
+                        &self.directory,
+                        &differing,
+                        offer.region.as_ref().or(mine),
+                        mine,
+                        self.config.budget.summaries,
+                    )),
+                    Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
+                }
+            }
             Request::PushRecords(batch) => {
                 self.accept(now, Some(from), batch.records, false, trust);
                 Response::Done
@@ -473,7 +497,16 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                 {
                     x.again = true;
                 }
-                let mut plan = self.directory.reconcile(&s.buckets, &s.summaries);
+                // Only the records both sides keep are compared, so a
+                // node keeping one region is never pushed the federation.
+                let within = match (self.config.scope.region(), s.region.as_ref()) {
+                    (Some(mine), Some(theirs)) if mine != theirs => None,
+                    (mine, theirs) => Some(mine.or(theirs)),
+                };
+                let mut plan = match within {
+                    Some(within) => self.directory.reconcile(&s.buckets, &s.summaries, within),
+                    None => Default::default(),
+                };
                 plan.want.retain(|org| !self.out_of_scope.contains(org));
                 for batch in frames::record_batches(plan.send, self.config.budget.records) {
                     let n = batch.records.len();

@@ -7,7 +7,9 @@ use super::*;
 use crate::cert::OrgLevel;
 use crate::rpc::{Request, Response};
 use crate::specialty::Specialty;
-use crate::testkit::{DirectoryNode, Link, NOW, SimConfig, SimNet, TestFederation, TestOrg, seed};
+use crate::testkit::{
+    DirectoryNode, Link, NOW, SimConfig, SimNet, SimNode, TestFederation, TestOrg, seed,
+};
 use crate::wire::{RecordBatch, RecordRequest, WireMessage};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -320,19 +322,36 @@ fn a_region_scoped_node_keeps_its_region_only() {
     let dir = net.node(scoped).directory();
     assert_eq!(dir.len(), 20);
     assert!(dir.entries().all(|e| *e.region() == region));
-    // Once left out, an organization is not asked for again: later rounds
-    // keep syncing but ask for nothing. (Full peers still push what it
-    // lacks: an offer does not carry the scope.)
+    // Exchanges with it cover its region only: it asks for nothing from
+    // elsewhere, and full peers push it nothing from elsewhere (each round
+    // pushed it the other region's 20 records before offers and answers
+    // carried the scope).
     let asked = net.node(scoped).asked_for;
-    assert!(
-        asked >= 20,
-        "the first rounds asked for the records: {asked}"
-    );
-    let requests = net.stats(scoped).requests;
+    let records =
+        |net: &SimNet<DirectoryNode>| -> u64 { (0..3).map(|i| net.stats(i).records).sum() };
+    let (requests, pushed) = (net.stats(scoped).requests, records(&net));
     net.run_for(Duration::from_secs(600));
     assert_eq!(net.node(scoped).asked_for, asked);
     assert!(net.stats(scoped).requests > requests, "it kept syncing");
+    assert_eq!(records(&net), pushed, "nothing was pushed once converged");
     assert_eq!(net.node(scoped).directory().len(), 20);
+    // A record of its region changed at a full peer reaches it by
+    // anti-entropy alone, and a peer of another region shares nothing.
+    let now = net.now();
+    net.node_mut(0).publish(now, vec![vlg[3].signed_record(2)]);
+    net.run_for(Duration::from_secs(600));
+    let held = net.node(scoped).directory().get(&vlg[3].id());
+    assert_eq!(held.map(|e| e.record().sequence), Some(2));
+    let elsewhere = SyncOffer {
+        region: Some(RegionCode::new("RU-MOW").unwrap()),
+        ..net.node(1).directory().sync_offer(None)
+    };
+    let answer = (net.node_mut(scoped)).handle_request(NOW, 0, Request::SyncOffer(elsewhere));
+    assert!(
+        matches!(&answer, Response::Summaries(s) if s.summaries.is_empty()
+            && s.region.as_ref() == Some(&region)),
+        "{answer:?}"
+    );
 
     // Gossip from elsewhere is ignored; a record it asked for is kept.
     let node = net.node_mut(scoped);
@@ -530,6 +549,7 @@ fn a_peer_gone_mid_exchange_ends_it_and_is_not_chosen_again() {
     let empty = Response::Summaries(crate::wire::SyncSummaries {
         buckets: vec![],
         summaries: vec![],
+        region: None,
     });
     m.handle_response(NOW, tokens[1].1, empty, trust).unwrap();
     for k in 1..=5u64 {

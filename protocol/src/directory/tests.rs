@@ -218,9 +218,9 @@ fn batch_insert_equals_one_by_one_even_with_bad_records() {
 /// Runs the anti-entropy exchange between two directories until nothing differs.
 fn anti_entropy(a: &mut Directory, b: &mut Directory, trust: &Trust) -> usize {
     let mut sent = 0;
-    let buckets = b.differing_buckets(&a.sync_offer()).unwrap();
-    let theirs = b.summaries(&buckets);
-    let plan = a.reconcile(&buckets, &theirs);
+    let buckets = b.differing_buckets(&a.sync_offer(None), None).unwrap();
+    let theirs = b.summaries(&buckets, None);
+    let plan = a.reconcile(&buckets, &theirs, None);
     sent += plan.send.len();
     b.insert_many(plan.send, trust, NOW);
     let wanted: Vec<_> = plan
@@ -264,9 +264,13 @@ fn anti_entropy_converges_and_sends_only_differences() {
     assert_eq!(a.get(&orgs[0].id()).unwrap().record().sequence, 2);
     assert_eq!(anti_entropy(&mut a, &mut b, &fed.trust), 0);
     assert!(
-        b.differing_buckets(&SyncOffer {
-            buckets: vec![[0; 32]; 3]
-        })
+        b.differing_buckets(
+            &SyncOffer {
+                buckets: vec![[0; 32]; 3],
+                region: None
+            },
+            None
+        )
         .is_err()
     );
 }

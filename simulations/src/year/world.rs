@@ -9,9 +9,11 @@
 //! change spreads is measured separately (`year::convergence`), at the
 //! node's real anti-entropy interval.
 //!
-//! Region-scoped sites are not modelled: a region-scoped node syncing with
-//! federation-scoped ones is pushed every record outside its region on
-//! each round, and drops them (found by this model at national scale).
+//! Region-scoped sites are not modelled: one routes through candidates it
+//! asks its regional center for, which the testkit site does not do. (The
+//! model found that a region-scoped node was pushed every record outside
+//! its region on each anti-entropy round; offers and answers now carry the
+//! scope.)
 
 use crate::scenario::{Org, Scenario};
 use konsilium_protocol::calendar::{TimeZoneName, WorkingCalendar};

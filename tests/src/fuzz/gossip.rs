@@ -21,10 +21,11 @@ pub fn directory_record(data: &[u8]) -> bool {
             let Some(offer) = decode::<SyncOffer>(data) else {
                 return false;
             };
-            match w.directory.differing_buckets(&offer) {
+            let within = offer.region.as_ref();
+            match w.directory.differing_buckets(&offer, within) {
                 Ok(buckets) => {
-                    let summaries = w.directory.summaries(&buckets);
-                    let plan = w.directory.reconcile(&buckets, &summaries);
+                    let summaries = w.directory.summaries(&buckets, within);
+                    let plan = w.directory.reconcile(&buckets, &summaries, within);
                     assert!(plan.send.is_empty() && plan.want.is_empty());
                     true
                 }
@@ -35,7 +36,7 @@ pub fn directory_record(data: &[u8]) -> bool {
             let Some(s) = decode::<SyncSummaries>(data) else {
                 return false;
             };
-            let _ = w.directory.reconcile(&s.buckets, &s.summaries);
+            let _ = (w.directory).reconcile(&s.buckets, &s.summaries, s.region.as_ref());
             true
         }
         _ => {
@@ -52,7 +53,7 @@ pub fn directory_record(data: &[u8]) -> bool {
                         Ok(Merge::Unchanged),
                         "the same record twice changes nothing"
                     );
-                    let _ = dir.sync_offer();
+                    let _ = dir.sync_offer(None);
                     true
                 }
                 Err(e) => {

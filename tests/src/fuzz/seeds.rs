@@ -111,13 +111,18 @@ pub fn seeds() -> Vec<Seed> {
         ),
         ("wire_frame", "revocation_notice", frame(&notice)),
         ("wire_frame", "cert_chain", frame(&w.district.chain)),
-        ("wire_frame", "sync_offer", frame(&w.directory.sync_offer())),
+        (
+            "wire_frame",
+            "sync_offer",
+            frame(&w.directory.sync_offer(None)),
+        ),
         (
             "wire_frame",
             "sync_summaries",
             frame(&SyncSummaries {
                 buckets: vec![0, 1],
-                summaries: w.directory.summaries(&[0, 1]),
+                summaries: w.directory.summaries(&[0, 1], None),
+                region: None,
             }),
         ),
         (
@@ -179,14 +184,20 @@ pub fn seeds() -> Vec<Seed> {
         (
             "directory_record",
             "offer",
-            frame(&w.directory.sync_offer()),
+            frame(&w.directory.sync_offer(None)),
+        ),
+        (
+            "directory_record",
+            "regional_offer",
+            frame(&w.directory.sync_offer(Some(&w.district.region))),
         ),
         (
             "directory_record",
             "summaries",
             frame(&SyncSummaries {
                 buckets: vec![0, 1],
-                summaries: w.directory.summaries(&[0, 1]),
+                summaries: w.directory.summaries(&[0, 1], None),
+                region: None,
             }),
         ),
         ("revocation", "root", frame(&notice)),
