@@ -77,6 +77,7 @@ fn region(per_year: u32, days: u32) -> Scenario {
         jitter: Duration::from_millis(10),
         days,
         directory_interval: 6 * HOUR,
+        relays: false,
     }
 }
 
@@ -234,6 +235,38 @@ fn a_revoked_organization_is_refused_by_every_node_within_seconds_and_its_reques
     assert!(spread.asked_by_it > 0, "it kept asking: {spread:?}");
     assert_eq!(spread.taken_in_from_it, 0, "{spread:?}");
     assert!(summary.delivery.undelivered >= spread.asked_by_it);
+}
+
+#[test]
+fn with_relays_a_district_reaches_another_region_through_its_hub_and_loses_nothing() {
+    let mut s = region(10_000, 3);
+    s.relays = true;
+    let (outcome, summary) = run(&s, 4);
+    assert_eq!(summary.delivery.undelivered, 0);
+    let federal = (outcome.ledger.cases.iter())
+        .filter(|c| c.first_consultant == FEDERAL)
+        .count() as u64;
+    assert!(federal > 0, "some requests went to the federal center");
+    // What districts send to another region (the request, the
+    // acknowledgement) passes the hub; the federal center, with no relay
+    // of its own, answers straight; nothing else relays.
+    assert!(outcome.relayed[HUB] >= 2 * federal, "{:?}", outcome.relayed);
+    assert_eq!(outcome.relayed.iter().sum::<u64>(), outcome.relayed[HUB]);
+    assert_eq!(
+        summary.relays.busiest_name.as_deref(),
+        Some("Regional hospital")
+    );
+    for c in outcome
+        .ledger
+        .cases
+        .iter()
+        .filter(|c| c.first_consultant == FEDERAL)
+    {
+        assert!(c.concluded.is_some(), "{c:?}");
+    }
+    // Without relays nobody carries anything.
+    let (direct, _) = run(&region(10_000, 3), 4);
+    assert!(direct.relayed.iter().all(|n| *n == 0));
 }
 
 #[test]

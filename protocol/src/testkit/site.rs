@@ -32,6 +32,11 @@ const RECEIPT: u64 = 1 << 62;
 /// How long workflow packages live, as the node gives them.
 const LIFETIME: Duration = Duration::from_secs(14 * 86_400);
 
+/// Seeds an outbox's retry jitter from its organization.
+fn outbox_seed(me: OrgId) -> u64 {
+    u64::from_le_bytes(me.as_bytes()[..8].try_into().expect("8 of 32"))
+}
+
 /// The outbox asks the directory only for regions and revocations.
 struct Regions<'a>(&'a Directory);
 
@@ -51,6 +56,7 @@ pub struct Site {
     identity: IdentityKey,
     sealing: SealingKey,
     outbox: Outbox,
+    outbox_config: outbox::Config,
     desk: Desk,
     /// The outbox's package bytes.
     packages: BTreeMap<PackageId, SealedPackage>,
@@ -69,6 +75,8 @@ pub struct Site {
     draws: u64,
     /// What the desk reported, in order.
     pub events: Vec<(Timestamp, desk::Event)>,
+    /// Packages this site took custody of to carry for others.
+    pub relayed: u64,
 }
 
 impl Site {
@@ -79,15 +87,12 @@ impl Site {
         region: RegionCode,
     ) -> Self {
         let me = identity.org_id();
-        let outbox = Outbox::new(
-            outbox::Config {
-                me,
-                region: region.clone(),
-                relay: None,
-            },
-            u64::from_le_bytes(me.as_bytes()[..8].try_into().expect("8 of 32")),
-            [],
-        );
+        let outbox_config = outbox::Config {
+            me,
+            region: region.clone(),
+            relay: None,
+        };
+        let outbox = Outbox::new(outbox_config.clone(), outbox_seed(me), []);
         let desk = Desk::new(
             desk::Config::default(),
             IdentityKey::from_seed(*identity.to_seed()),
@@ -99,6 +104,7 @@ impl Site {
             identity,
             sealing,
             outbox,
+            outbox_config,
             desk,
             packages: BTreeMap::new(),
             inbox: BTreeMap::new(),
@@ -109,7 +115,19 @@ impl Site {
             transmits: VecDeque::new(),
             draws: 0,
             events: Vec::new(),
+            relayed: 0,
         }
+    }
+
+    /// Sends packages for other regions through `relay`, as a node whose
+    /// `relay_via` names its regional center. Set before anything is sent.
+    pub fn relaying_via(mut self, relay: OrgId) -> Self {
+        let config = outbox::Config {
+            relay: Some(relay),
+            ..self.outbox_config.clone()
+        };
+        self.outbox = Outbox::new(config, outbox_seed(self.me), []);
+        self
     }
 
     /// A test organization's site, its directory holding `records`.
@@ -284,6 +302,24 @@ impl Site {
                 .entry_for(now, PackageMeta::of(&package), &Regions(self.directory()));
         self.packages.insert(id, package);
         self.outbox.enqueue(now, entry).expect("a new package");
+    }
+
+    /// Takes custody of a package to carry for others, as a relay does.
+    fn carry(&mut self, now: Timestamp, package: SealedPackage) -> Response {
+        let meta = PackageMeta::of(&package);
+        let entry = (self.outbox).entry_for(now, meta, &Regions(self.directory()));
+        let id = package.header.id;
+        self.packages.insert(id, package);
+        match self.outbox.enqueue(now, entry) {
+            Ok(()) => {
+                self.relayed += 1;
+                Response::Custody
+            }
+            Err(e) => {
+                self.packages.remove(&id);
+                Response::Refused(Refusal::Transient(e.to_string()))
+            }
+        }
     }
 
     /// A package for this organization: opened, handed to the desk, receipted.
@@ -479,10 +515,7 @@ impl SimNode for Site {
                 match verdict {
                     Inbound::ForUs => self.take_in(now, package),
                     Inbound::Answer(response) => response,
-                    Inbound::Relay => Response::Refused(Refusal::NotRelayed {
-                        recipient: package.header.recipient,
-                        policy: "this site relays nothing".into(),
-                    }),
+                    Inbound::Relay => self.carry(now, package),
                 }
             }
             Request::Receipt(receipt) => {

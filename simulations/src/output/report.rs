@@ -105,6 +105,16 @@ pub fn markdown(scenario: &Scenario, s: &Summary) -> String {
         opt(d.max_ms, "ms"),
         s.messages_lost
     );
+    if let Some(busiest) = &s.relays.busiest_name {
+        let _ = writeln!(
+            md,
+            "District organizations send packages for other regions through their regional \
+             center: relays took custody of {} packages (requests and steps), the busiest, \
+             {busiest}, of {}. Those packages travel two hops; the delivery times above \
+             include both. Answers from other regions come straight back.\n",
+            s.relays.carried, s.relays.busiest
+        );
+    }
     let _ = writeln!(md, "## Load\n");
     let l = &s.load;
     let _ = writeln!(

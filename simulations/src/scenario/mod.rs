@@ -262,6 +262,11 @@ pub struct Scenario {
     pub days: u32,
     /// Anti-entropy interval while the year runs (see `year::world`).
     pub directory_interval: Duration,
+    /// District organizations send packages for other regions through
+    /// their region's first regional center, which carries them (the
+    /// node's `relay_via`); otherwise every package goes straight to its
+    /// recipient.
+    pub relays: bool,
 }
 
 impl Scenario {

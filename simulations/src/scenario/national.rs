@@ -165,5 +165,6 @@ pub fn scenario(size: Size) -> Scenario {
         jitter: Duration::from_millis(30),
         days: 364,
         directory_interval: DAY,
+        relays: false,
     }
 }

@@ -184,5 +184,8 @@ pub fn scenario() -> Scenario {
         jitter: Duration::from_millis(30),
         days: 364,
         directory_interval: 6 * HOUR,
+        // The city consultation center carries its units' packages to the
+        // top-tier and international centers.
+        relays: true,
     }
 }

@@ -208,6 +208,9 @@ pub fn scenario() -> Scenario {
         jitter: Duration::from_millis(20),
         days: 364,
         directory_interval: 6 * HOUR,
+        // The regional telemedicine center carries its districts' packages to
+        // the federal centers.
+        relays: true,
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Outcome {
     pub end: Timestamp,
     pub wall: Duration,
     pub revocations: Vec<revocation::RevocationSpread>,
+    /// Packages each node took custody of to carry for others.
+    pub relayed: Vec<u64>,
 }
 
 struct Engine<'a> {
@@ -144,6 +146,7 @@ pub fn run(
         .collect();
     Ok(Outcome {
         revocations,
+        relayed: (0..net.len()).map(|i| net.node(i).relayed).collect(),
         bytes: (0..net.len()).map(|i| net.stats(i).bytes).collect(),
         messages_lost: net.total().lost,
         start,

@@ -27,6 +27,7 @@ pub struct Summary {
     pub load: LoadSummary,
     pub bytes_per_node_day: Spread,
     pub messages_lost: u64,
+    pub relays: Relays,
     pub convergence: Option<Convergence>,
     pub revocations: Vec<super::revocation::RevocationSpread>,
     pub wall_s: f64,
@@ -68,6 +69,15 @@ pub struct LoadSummary {
     pub busiest_federal: u32,
     /// Conclusions per federal center, mean over those that concluded any.
     pub mean_federal: f64,
+}
+
+/// What regional centers carried for their districts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Relays {
+    /// Packages (requests, steps) relays took custody of.
+    pub carried: u64,
+    pub busiest: u64,
+    pub busiest_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +195,14 @@ impl Summary {
                 max: per_day.iter().copied().fold(0.0, f64::max),
             },
             messages_lost: outcome.messages_lost,
+            relays: Relays {
+                carried: outcome.relayed.iter().sum(),
+                busiest: outcome.relayed.iter().copied().max().unwrap_or(0),
+                busiest_name: (outcome.relayed.iter().enumerate())
+                    .filter(|(_, n)| **n > 0)
+                    .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
+                    .map(|(i, _)| scenario.orgs[i].name.clone()),
+            },
             convergence,
             revocations: outcome.revocations.clone(),
             wall_s: outcome.wall.as_secs_f64(),

@@ -90,6 +90,16 @@ fn keeps(specs: &[Org], a: usize, b: usize) -> bool {
     (specs[a].region == specs[b].region && (hub(a) || hub(b))) || (hub(a) && hub(b))
 }
 
+/// The regional center a district organization's packages for other
+/// regions go through, when the scenario has relays.
+pub fn relay_of(scenario: &Scenario, org: usize) -> Option<usize> {
+    let spec = &scenario.orgs[org];
+    if !scenario.relays || spec.level != OrgLevel::District {
+        return None;
+    }
+    (scenario.orgs.iter()).position(|o| o.level == OrgLevel::Regional && o.region == spec.region)
+}
+
 impl World {
     pub fn build(scenario: &Scenario, seed_: u64, interval: Duration) -> Result<World, String> {
         let label = format!("{}-{seed_}", scenario.name);
@@ -131,12 +141,16 @@ impl World {
             let mut sync = SyncConfig::new(Scope::Federation, seed(&label, i as u64));
             sync.interval = interval;
             let directory = DirectoryNode::new(sync, directory.clone(), trust.clone());
-            net.add(Site::new(
+            let site = Site::new(
                 OrgNode::new(org.id(), org.chain.clone(), directory),
                 IdentityKey::from_seed(*org.identity.to_seed()),
                 SealingKey::from_seed(*org.sealing.to_seed()),
                 region,
-            ));
+            );
+            net.add(match relay_of(scenario, i) {
+                Some(hub) => site.relaying_via(orgs[hub].id()),
+                None => site,
+            });
         }
         let ids: Vec<OrgId> = orgs.iter().map(|o| o.id()).collect();
         let index: HashMap<OrgId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
