@@ -26,17 +26,24 @@ const START_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
 /// and a 2.5 Mbit/s camera would queue behind a 1 Mbit/s estimate for
 /// ever. Two high-quality cameras' worth (a presenter, or tiles).
 const DESIRED: Bitrate = Bitrate::kbps(6_000);
+/// Unanswered checks before a path counts as lost. str0m's 9 (libwebrtc's
+/// figure) notice a dead path after about 30 s, which a consultation
+/// watches as a frozen picture; 6 notice it in about 10 s, so an ICE restart
+/// starts sooner, and still lose a working pair under 20 % loss only once
+/// in hundreds.
+const CHECKS_BEFORE_LOST: usize = 6;
 
 pub(crate) fn new_rtc(
     now: Instant,
     local: LocalAddrs,
     cert: Certificate,
 ) -> Result<Rtc, LinkError> {
-    let config = Rtc::builder()
+    let mut config = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .set_dtls_cert(cert.0)
         .enable_bwe(Some(START_ESTIMATE))
         .set_stats_interval(Some(STATS_EVERY));
+    config.set_max_stun_retransmits(CHECKS_BEFORE_LOST);
     let mut rtc = frame::codecs(config).build(now);
     rtc.bwe().set_bitrate(Bitrate::ZERO, DESIRED);
     add_candidates(&mut rtc, local)?;

@@ -259,8 +259,15 @@ impl Link {
         self.remote_fingerprint.is_some() && self.remote_fingerprint == fingerprint(offer)
     }
 
-    /// The answering side of [`Link::restart`]: returns the answer.
-    pub fn handle_restart(&mut self, now: Instant, offer: &str) -> Result<String, LinkError> {
+    /// The answering side of [`Link::restart`]: returns the answer, which
+    /// names `local`'s addresses too when they are new (a relay granted
+    /// since the link began).
+    pub fn handle_restart(
+        &mut self,
+        now: Instant,
+        offer: &str,
+        local: LocalAddrs,
+    ) -> Result<String, LinkError> {
         self.usable()?;
         if !self.is_restarted_by(offer) {
             return Err(LinkError::Description(
@@ -268,6 +275,7 @@ impl Link {
             ));
         }
         self.now = now;
+        add_candidates(&mut self.core.rtc, local)?;
         let sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;

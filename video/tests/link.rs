@@ -460,7 +460,7 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     // The offering side restarts; the other site sees the same certificate.
     let restart = a.restart(now, regional.local).unwrap();
     assert!(b.is_restarted_by(&restart));
-    let answer = b.handle_restart(now, &restart).unwrap();
+    let answer = b.handle_restart(now, &restart, federal.local).unwrap();
     a.handle_answer(&answer).unwrap();
     let (ea, eb) = run_for(&mut a, &mut b, &mut now, 15, nat, |ea, eb| {
         has(ea, &LinkEvent::Reconnected) && has(eb, &LinkEvent::Reconnected)
@@ -492,7 +492,7 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     let (_, fresh) = Link::offer(now, regional.local, cert()).unwrap();
     assert!(!b.is_restarted_by(&fresh));
     assert!(matches!(
-        b.handle_restart(now, &fresh),
+        b.handle_restart(now, &fresh, federal.local),
         Err(LinkError::Description(why)) if why.contains("another DTLS certificate")
     ));
 }

@@ -433,14 +433,17 @@ impl MediaPlane {
         org: OrgId,
         offer: &str,
     ) -> Result<String, MediaError> {
+        let (local, relay) = self.answering_addrs();
         if let Some(held) = self.shared.links().get_mut(&(session, org))
             && held.link.is_restarted_by(offer)
         {
-            let answer = held.link.handle_restart(Instant::now(), offer)?;
+            // The plane's relay now, which may have replaced the one the
+            // link began with.
+            let answer = held.link.handle_restart(Instant::now(), offer, local)?;
+            (held.local, held.relay) = (local, relay);
             self.shared.wake.notify_one();
             return Ok(answer);
         }
-        let (local, relay) = self.answering_addrs();
         let (link, answer) = Link::answer(Instant::now(), local, self.certs.take()?, offer)?;
         let held = Held {
             link,
@@ -466,19 +469,47 @@ impl MediaPlane {
         (local, relay)
     }
 
-    /// Restarts ICE on a link this site offered (its path was lost); the
-    /// offer goes to the other site like the first. `None` for a link this
-    /// site answered: the other site restarts it.
-    pub fn restart(&self, session: SessionId, org: OrgId) -> Result<Option<String>, MediaError> {
-        let mut links = self.shared.links();
-        let held = (links.get_mut(&(session, org))).ok_or(MediaError::NoLink { org })?;
-        if held.own.is_none() {
-            return Ok(None);
+    /// Restarts ICE on a link this site offered (its path was lost). Where
+    /// TURN servers are configured, a fresh relay is asked for first: the
+    /// old one may be what was lost (its server restarted, the network
+    /// under it changed). The offer comes back as [`MediaEvent::Offer`] and
+    /// goes to the other site like the first. False for a link this site
+    /// answered: the other site restarts it.
+    pub fn restart(&self, session: SessionId, org: OrgId) -> Result<bool, MediaError> {
+        let key = (session, org);
+        match self.shared.links().get(&key) {
+            None => return Err(MediaError::NoLink { org }),
+            Some(held) if held.own.is_none() => return Ok(false),
+            Some(_) => {}
         }
-        let offer = held.link.restart(Instant::now(), held.local)?;
-        drop(links);
-        self.shared.wake.notify_one();
-        Ok(Some(offer))
+        let (shared, turn, inbound) =
+            (self.shared.clone(), self.turn.clone(), self.inbound.clone());
+        let (events, ip) = (self.events.clone(), self.local.ip());
+        tokio::spawn(async move {
+            // No TURN servers: no relay, at once.
+            let fresh = relay::allocate(ip, &turn, inbound).await.map(Arc::new);
+            let offer = match shared.links().get_mut(&key) {
+                None => Err(MediaError::NoLink { org }),
+                Some(held) => {
+                    // None granted: the old one may still work.
+                    let relay = fresh.or_else(|| held.relay.clone());
+                    let was = held.local;
+                    let local = addrs(was.host, was.reflexive, relay.as_deref(), was.relay_only);
+                    let offer = held.link.restart(Instant::now(), local);
+                    if offer.is_ok() {
+                        (held.local, held.relay) = (local, relay);
+                    }
+                    offer.map_err(MediaError::from)
+                }
+            };
+            shared.wake.notify_one();
+            let _ = events.send(MediaEvent::Offer {
+                session,
+                org,
+                offer,
+            });
+        });
+        Ok(true)
     }
 
     pub fn answered(&self, session: SessionId, org: OrgId, answer: &str) -> Result<(), MediaError> {

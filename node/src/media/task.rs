@@ -178,8 +178,12 @@ fn step(
         while let Some(d) = held.link.poll_transmit() {
             let via = match (&held.relay, &held.own) {
                 (Some(relay), _) if relay.addr == d.source => Via::Relay(relay.clone()),
-                (_, Some(own)) => Via::Own(own.socket.clone()),
-                (_, None) => Via::Plane,
+                (_, Some(own)) if own.addr == d.source => Via::Own(own.socket.clone()),
+                (_, None) if d.source == local => Via::Plane,
+                // From an address given up (a relay an ICE restart
+                // replaced): never from another socket, which would show
+                // the other site an address a relay-only site hides.
+                _ => continue,
             };
             out.push((via, d));
         }

@@ -554,11 +554,11 @@ impl Node {
             // The path was lost: the side that offered the link looks for a
             // new one over the same DTLS session; the link gives up by
             // itself if none is found in time.
-            LinkEvent::Disconnected => match self.media_plane().map(|m| m.restart(session, org)) {
-                Ok(Ok(Some(offer))) => self.send_offer(session, org, Ok(offer)),
-                Ok(Ok(None)) | Err(_) => {}
-                Ok(Err(e)) => tracing::warn!(%org, "video: no ICE restart: {e}"),
-            },
+            LinkEvent::Disconnected => {
+                if let Ok(Err(e)) = self.media_plane().map(|m| m.restart(session, org)) {
+                    tracing::warn!(%org, "video: no ICE restart: {e}");
+                }
+            }
             LinkEvent::Failed(reason) => {
                 let reason = reason.clone();
                 self.journal_video(session, org, VideoStep::Left { reason });

@@ -8,6 +8,7 @@ use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::node::{self, ActRequest, NewConsultation, NodeEvent, NodeHandle, Target};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
@@ -85,6 +86,14 @@ pub fn loopback_video() -> konsilium_node::config::VideoConfig {
 /// Three sites, each with a media plane as `video` says when given; then
 /// the regional node also answers STUN, and the others ask it.
 pub async fn three_with(video: Option<konsilium_node::config::VideoConfig>) -> Three {
+    three_each(|_, _| video.clone()).await
+}
+
+/// Three sites, each with the media plane `video` gives for its
+/// organization, knowing all three (district, regional, federal).
+pub async fn three_each(
+    video: impl Fn(OrgId, [OrgId; 3]) -> Option<konsilium_node::config::VideoConfig>,
+) -> Three {
     let tmp = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(tmp.path(), node::now());
     let f = fed.enrol(OrgSpec::new(
@@ -106,28 +115,34 @@ pub async fn three_with(video: Option<konsilium_node::config::VideoConfig>) -> T
         &[],
     ));
     let mut stun = Vec::new();
-    let with_video = |mut setup: node::NodeSetup, stun: &[String]| {
-        setup.video = video.clone().map(|mut v| {
+    let orgs = [d.org_id(), r.org_id(), f.org_id()];
+    let with_video = |mut setup: node::NodeSetup, stun: &[String], org: OrgId| {
+        setup.video = video(org, orgs).map(|mut v| {
             v.stun = stun.to_vec();
             v
         });
         setup
     };
-    let mut regional_setup = with_video(r.setup(vec![], vec![]), &[]);
-    if video.is_some() {
+    let mut regional_setup = with_video(r.setup(vec![], vec![]), &[], orgs[1]);
+    if regional_setup.video.is_some() {
         regional_setup.stun_listen = Some("127.0.0.1:0".parse().unwrap());
     }
+    let regional_setup_had_video = regional_setup.video.is_some();
     let regional = node::start(regional_setup).await.unwrap();
-    if video.is_some() {
+    if regional_setup_had_video {
         let status = regional.inspect(node::Inspect::Status).await.unwrap();
         stun.push(status["stun_service"].as_str().unwrap().to_owned());
     }
-    let with_video = |setup| with_video(setup, &stun);
     let ra = wait::listen_addr(&regional, PATIENCE).await.unwrap();
-    let federal = node::start(with_video(f.setup(vec![ra.clone()], vec![])))
-        .await
-        .unwrap();
-    let district = node::start(with_video(d.setup(vec![ra], vec![r.org_id()])))
+    let federal = node::start(with_video(
+        f.setup(vec![ra.clone()], vec![]),
+        &stun,
+        orgs[2],
+    ))
+    .await
+    .unwrap();
+    let district_setup = d.setup(vec![ra], vec![r.org_id()]);
+    let district = node::start(with_video(district_setup, &stun, orgs[0]))
         .await
         .unwrap();
     wait::converged(&[&district, &regional, &federal], 3, PATIENCE)

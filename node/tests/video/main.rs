@@ -1,7 +1,8 @@
 //! Video sessions between real nodes on 127.0.0.1: links negotiated over
 //! the sites' libp2p connection, opened by the workflow's appointment or by
 //! hand, ended with the consultation, journaled; twenty at once; the
-//! media path probed without a consultation; media through a TURN relay;
+//! media path probed without a consultation; media through a TURN relay,
+//! and an ICE restart when that relay is lost;
 //! browsers joining through WHIP and the room page.
 //! A binary of its own, so its
 //! twenty concurrent handshakes do not share the machine with the

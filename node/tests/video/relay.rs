@@ -2,7 +2,9 @@
 //! addresses (`relay_only`) reach each other through a TURN server on
 //! 127.0.0.1 (the `turn` crate's server, in this process) and carry media
 //! both ways; with no server granting a relay, the link is refused with a
-//! reason instead of leaking the site's own addresses.
+//! reason instead of leaking the site's own addresses; a link whose relay
+//! is lost (its server gone) restarts ICE through a fresh one and carries
+//! on over the same DTLS session.
 
 use super::sessions::{once_connected, requested};
 use super::*;
@@ -189,4 +191,102 @@ async fn a_relay_only_site_without_a_relay_refuses_the_link_and_says_why() {
     );
     let status = w.district.inspect(node::Inspect::Status).await.unwrap();
     assert!(status["video_relay"].is_null(), "{status}");
+}
+
+/// The session's link as `sessions` shows it, once its periodic
+/// statistics name a route.
+async fn link_view(node: &NodeHandle, session: SessionId) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let view = node.inspect(node::Inspect::Sessions).await.unwrap();
+        let link = (view["sessions"].as_array().unwrap().iter())
+            .find(|s| s["consultation"] == ConsultationId(session.0).to_string())
+            .cloned()
+            .unwrap_or_default();
+        if !link["route"].is_null() || tokio::time::Instant::now() >= deadline {
+            return link;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends frames both ways until each site has one marked `mark` from the
+/// other.
+async fn frames_both_ways(w: &Three, session: SessionId, mark: u8, what: &str) {
+    let (district, federal) = (w.district.org(), w.federal.org());
+    let mut at_federal = w.federal.subscribe();
+    let mut at_district = w.district.subscribe();
+    let (mut to_federal, mut to_district) = (false, false);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !(to_federal && to_district) {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        for (node, to) in [(&w.district, federal), (&w.federal, district)] {
+            let _ = node
+                .send_video(session, to, VideoPayload::Frame(frame(mark)))
+                .await;
+        }
+        to_federal |= arrived(&mut at_federal, session, district, frame(mark)).await;
+        to_district |= arrived(&mut at_district, session, federal, frame(mark)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_whose_relay_is_lost_restarts_ice_through_a_fresh_one_over_the_same_dtls_session() {
+    let (first, turn1) = turn_server().await;
+    let (_second, turn2) = turn_server().await;
+    // The district opens the session, so its site offers the link; it
+    // relays through the first TURN server it is given that grants an
+    // allocation. The federal site offers its own address.
+    let w = three_each(|me, [district, _, _]| {
+        let mut video = loopback_video();
+        if me == district {
+            video = relay_only(turn1, PASSWORD);
+            video.turn.push(TurnServer {
+                server: turn2.to_string(),
+                ..video.turn[0].clone()
+            });
+        }
+        Some(video)
+    })
+    .await;
+    let offering = &w.district;
+    let mut at_offering = offering.subscribe();
+    let mut at_federal = w.federal.subscribe();
+    let id = requested(&w.district).await;
+    status_reaches(&mut at_federal, id, Status::Requested).await;
+    let session = once_connected(|| w.district.open_video(id, None)).await;
+    frames_both_ways(&w, session, 1, "frames through the first relay").await;
+    let before = link_view(offering, session).await;
+    assert_eq!(before["route"], "relay", "{before}");
+
+    // The first server goes away with the allocation: the path is lost, and
+    // the offering site restarts ICE with a relay from the second.
+    first.close().await.unwrap();
+    let lost = wait::event(&mut at_offering, "the lost path", PATIENCE, |e| match e {
+        NodeEvent::Video {
+            session: s,
+            event: LinkEvent::Disconnected,
+            ..
+        } if *s == session => Some(()),
+        _ => None,
+    });
+    lost.await.unwrap();
+    let found = wait::event(&mut at_offering, "a path again", PATIENCE, |e| match e {
+        NodeEvent::Video {
+            session: s, event, ..
+        } if *s == session => match event {
+            LinkEvent::Reconnected => Some(Ok(())),
+            LinkEvent::Connected | LinkEvent::Failed(_) => Some(Err(format!("{event:?}"))),
+            _ => None,
+        },
+        _ => None,
+    });
+    found
+        .await
+        .unwrap()
+        .expect("the same link carries on: no new handshake");
+    frames_both_ways(&w, session, 2, "frames through the second relay").await;
+    let after = link_view(offering, session).await;
+    assert_eq!(after["state"], "connected", "{after}");
+    assert_eq!(after["route"], "relay", "{after}");
 }
