@@ -35,7 +35,26 @@ fn checked_key(bytes: [u8; 32]) -> Result<VerifyingKey, KeyError> {
     if key.is_weak() {
         return Err(KeyError::WeakKey);
     }
+    RECENT.with_borrow_mut(|recent| {
+        if recent.len() >= RECENT_KEYS {
+            recent.clear();
+        }
+        recent.insert(bytes, key);
+    });
     Ok(key)
+}
+
+/// How many decompressed keys a thread keeps.
+const RECENT_KEYS: usize = 4096;
+
+thread_local! {
+    /// Keys this thread validated lately, decompressed. Checking an id's
+    /// point when it is decoded and verifying a signature by it moments
+    /// later need the same point, which costs about half a signature check
+    /// to compute: without this, a cold start decompressed every
+    /// organization's key twice. Only keys that passed the checks are here.
+    static RECENT: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
+        std::cell::RefCell::default();
 }
 
 /// An organization's id: its ed25519 identity public key.
@@ -57,7 +76,11 @@ impl OrgId {
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
-        VerifyingKey::from_bytes(&self.0).expect("checked when the id was constructed")
+        RECENT
+            .with_borrow(|recent| recent.get(&self.0).copied())
+            .unwrap_or_else(|| {
+                VerifyingKey::from_bytes(&self.0).expect("checked when the id was constructed")
+            })
     }
 }
 
@@ -259,6 +282,39 @@ impl fmt::Debug for SealingKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_verifies_the_same_whether_this_thread_decompressed_it_lately_or_not() {
+        let key = IdentityKey::from_seed([9; 32]);
+        let signature = key.sign(b"checked");
+        // Decoded on another thread: this one has never seen it.
+        let bytes = *key.org_id().as_bytes();
+        let org = std::thread::spawn(move || OrgId::from_bytes(bytes).unwrap())
+            .join()
+            .unwrap();
+        assert!(RECENT.with_borrow(|r| !r.contains_key(&bytes)));
+        assert!(
+            org.verifying_key()
+                .verify_strict(b"checked", &signature)
+                .is_ok()
+        );
+        // Decoded here, and then pushed out by more keys than are kept.
+        let again = OrgId::from_bytes(bytes).unwrap();
+        assert!(RECENT.with_borrow(|r| r.contains_key(&bytes)));
+        for i in 0..RECENT_KEYS as u32 {
+            let mut seed = [1u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let _ = OrgId::from_bytes(*IdentityKey::from_seed(seed).org_id().as_bytes());
+        }
+        assert!(RECENT.with_borrow(|r| r.len() <= RECENT_KEYS && !r.contains_key(&bytes)));
+        assert_eq!(again.verifying_key(), org.verifying_key());
+        assert!(
+            again
+                .verifying_key()
+                .verify_strict(b"tampered", &signature)
+                .is_err()
+        );
+    }
 
     #[test]
     fn org_id_and_peer_id_are_the_same_key() {
