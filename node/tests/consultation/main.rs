@@ -5,7 +5,7 @@
 
 use konsilium_node::federation::{LocalFederation, OrgSpec, wait};
 use konsilium_node::node::{
-    self, ActRequest, Attachment, CaseFile, ConclusionText, NodeError, NodeEvent, NodeHandle,
+    self, Attachment, CaseFile, ConclusionText, NodeError, NodeEvent, NodeHandle,
 };
 use konsilium_protocol::cert::{OrgLevel, Trust};
 use konsilium_protocol::content::FileInfo;
@@ -73,24 +73,17 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
         matches!(e, NodeError::Workflow(WorkflowError::NotPermitted { .. })),
         "{e}"
     );
-    let conclude = ActRequest {
-        conclusion: Some(ConclusionText {
+    let conclude = conclude(
+        id,
+        ConclusionText {
             authors: vec!["Prof. Petrov".into()],
             diagnosis: "Sick sinus syndrome".into(),
             recommendations: "Dual-chamber pacemaker".into(),
             treatment_plan: "Implantation within 2 weeks".into(),
             further_studies: "Holter monitoring after implantation".into(),
             attachments: vec![Attachment::Bytes(b"annotated ECG strip".to_vec())],
-        }),
-        ..act(
-            id,
-            Role::Consultant,
-            "Prof. Petrov",
-            Action::Conclude {
-                conclusion: [0; 32],
-            },
-        )
-    };
+        },
+    );
     assert_eq!(w.federal.act(conclude).await.unwrap(), Status::Completed);
     status_reaches(&mut at_district, id, Status::Completed).await;
     w.district
@@ -410,24 +403,17 @@ async fn an_urgent_video_consilium_is_proposed_confirmed_and_concluded() {
     })
     .await;
     assert!(confirmed.is_ok(), "the confirmation reached the consultant");
-    let conclude = ActRequest {
-        conclusion: Some(ConclusionText {
+    let conclude = conclude(
+        id,
+        ConclusionText {
             authors: vec!["Prof. Petrov".into(), "Dr. Smirnova".into()],
             diagnosis: "Atrial fibrillation".into(),
             recommendations: "Anticoagulation".into(),
             treatment_plan: "Apixaban".into(),
             further_studies: "Echocardiography".into(),
             attachments: Vec::new(),
-        }),
-        ..act(
-            id,
-            Role::Consultant,
-            "Prof. Petrov",
-            Action::Conclude {
-                conclusion: [0; 32],
-            },
-        )
-    };
+        },
+    );
     w.federal.act(conclude).await.unwrap();
     status_reaches(&mut at_district, id, Status::Completed).await;
     let view = w.district.consultation(id).await.unwrap();

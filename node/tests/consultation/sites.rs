@@ -66,6 +66,22 @@ pub fn act(id: ConsultationId, role: Role, user: &str, action: Action) -> ActReq
     }
 }
 
+/// The consultant's conclusion of `id`, signed by the node; the hash in
+/// the step is the node's to fill in.
+pub fn conclude(id: ConsultationId, text: node::ConclusionText) -> ActRequest {
+    ActRequest {
+        conclusion: Some(text),
+        ..act(
+            id,
+            Role::Consultant,
+            "Prof. Petrov",
+            Action::Conclude {
+                conclusion: [0; 32],
+            },
+        )
+    }
+}
+
 pub struct Three {
     pub _tmp: tempfile::TempDir,
     pub fed: LocalFederation,

@@ -6,7 +6,7 @@
 
 use super::sessions::once_connected;
 use super::*;
-use konsilium_node::node::{ActRequest, Attachment, CaseFile, ConclusionText, VideoPayload};
+use konsilium_node::node::{Attachment, CaseFile, ConclusionText, VideoPayload};
 use konsilium_protocol::content::FileInfo;
 use konsilium_protocol::video::SessionId;
 use konsilium_protocol::workflow::Side;
@@ -130,24 +130,17 @@ async fn an_invited_third_organization_gets_the_case_and_every_site_sees_the_oth
     let strip = b"annotated Holter strip".to_vec();
     let start = act(id, Role::Consultant, "Prof. Petrov", Action::Start);
     w.federal.act(start).await.unwrap();
-    let conclude = ActRequest {
-        conclusion: Some(ConclusionText {
+    let conclude = conclude(
+        id,
+        ConclusionText {
             authors: vec!["Prof. Petrov".into(), "Dr. Volkova".into()],
             diagnosis: "Sick sinus syndrome".into(),
             recommendations: "Holter monitoring".into(),
             treatment_plan: "Pacemaker if pauses over 3 s".into(),
             further_studies: "Holter".into(),
             attachments: vec![Attachment::Bytes(strip.clone())],
-        }),
-        ..act(
-            id,
-            Role::Consultant,
-            "Prof. Petrov",
-            Action::Conclude {
-                conclusion: [0; 32],
-            },
-        )
-    };
+        },
+    );
     w.federal.act(conclude).await.unwrap();
     for (i, node) in [(0, &w.district), (1, &w.regional)] {
         status_reaches(&mut events[i], id, Status::Completed).await;
