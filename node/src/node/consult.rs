@@ -253,21 +253,29 @@ impl Node {
 
     /// The envelopes a step of this consultation goes in, one to each
     /// other participant (the other owner first), routed at the
-    /// consultant's level.
+    /// consultant's level. The other owner's (the requester's, for a
+    /// guest) must be made; another participant this node cannot seal to
+    /// now (its record gone, say) is left out here and tried again when
+    /// the step is sent, so an invited organization never holds up the
+    /// owners' consultation.
     pub(super) fn step_plans(
         &mut self,
         id: &ConsultationId,
     ) -> Result<Vec<super::Plan>, NodeError> {
         let (_, c) = self.load_consultation(id)?;
         let me = self.me.cert.org;
-        let counterpart = desk::counterpart(&c.request, me);
-        let others = std::iter::once(counterpart)
-            .chain(c.guests.iter().copied())
-            .filter(|org| *org != me);
         let routing = self.routing_for(&c.request);
-        others
-            .map(|org| self.plan(Target::Org(org), routing.clone(), STEP_LIFETIME))
-            .collect()
+        let counterpart = desk::counterpart(&c.request, me);
+        let mut plans =
+            vec![self.plan(Target::Org(counterpart), routing.clone(), STEP_LIFETIME)?];
+        let others = (c.participants().into_iter()).filter(|o| *o != me && *o != counterpart);
+        for org in others {
+            match self.plan(Target::Org(org), routing.clone(), STEP_LIFETIME) {
+                Ok(plan) => plans.push(plan),
+                Err(e) => tracing::warn!(consultation = %id, %org, "participant left out: {e}"),
+            }
+        }
+        Ok(plans)
     }
 
     /// Takes one workflow step as this organization and sends it to the
