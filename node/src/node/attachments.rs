@@ -161,11 +161,20 @@ impl Node {
 }
 
 /// Opens one attachment into a new file on a blocking thread, streaming.
+/// `what` names what holds the files, for the error when there is no file
+/// `index`.
 pub(super) async fn open_to_file(
     (header, keyring, keys, blobs): AttachmentKeys,
     index: u32,
     dest: PathBuf,
+    what: impl std::fmt::Display,
 ) -> Result<u64, NodeError> {
+    let count = header.attachments.len();
+    if index as usize >= count {
+        return Err(NodeError::Attachment(format!(
+            "{what} has {count} files, there is no file {index}"
+        )));
+    }
     tokio::task::spawn_blocking(move || {
         let failed = |e: std::io::Error| NodeError::Attachment(format!("{}: {e}", dest.display()));
         let mut out = std::io::BufWriter::new(std::fs::File::create(&dest).map_err(failed)?);

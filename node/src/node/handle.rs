@@ -267,7 +267,7 @@ impl NodeHandle {
         dest: PathBuf,
     ) -> Result<u64, NodeError> {
         let keys = self.ask(|tx| Command::AttachmentKeys(id, tx)).await??;
-        open_to_file(keys, index, dest).await
+        open_to_file(keys, index, dest, format!("package {id}")).await
     }
 
     /// Opens file `index` of a consultation's case extract into `dest`,
@@ -279,16 +279,10 @@ impl NodeHandle {
         index: u32,
         dest: PathBuf,
     ) -> Result<(FileInfo, u64), NodeError> {
-        let ((header, sealing, keys, blobs), files) =
-            self.ask(|tx| Command::CaseFileKeys(id, tx)).await??;
-        if index as usize >= header.attachments.len() {
-            return Err(NodeError::Attachment(format!(
-                "consultation {id} has {} files, there is no file {index}",
-                header.attachments.len()
-            )));
-        }
+        let (keys, files) = self.ask(|tx| Command::CaseFileKeys(id, tx)).await??;
+        let what = format!("consultation {id}");
+        let size = open_to_file(keys, index, dest, what).await?;
         let info = files.get(index as usize).cloned().unwrap_or_default();
-        let size = open_to_file((header, sealing, keys, blobs), index, dest).await?;
         Ok((info, size))
     }
 
@@ -301,13 +295,8 @@ impl NodeHandle {
         dest: PathBuf,
     ) -> Result<u64, NodeError> {
         let keys = self.ask(|tx| Command::ConclusionFileKeys(id, tx)).await??;
-        if index as usize >= keys.0.attachments.len() {
-            return Err(NodeError::Attachment(format!(
-                "the conclusion of consultation {id} has {} files, there is no file {index}",
-                keys.0.attachments.len()
-            )));
-        }
-        open_to_file(keys, index, dest).await
+        let what = format!("the conclusion of consultation {id}");
+        open_to_file(keys, index, dest, what).await
     }
 
     /// Opens a received package.
