@@ -65,6 +65,7 @@ fn peers_with(report: &serde_json::Value, admission: &str, peer: &str) -> Vec<se
 /// The stranger can open no Konsilium protocol but Hello, learns nothing
 /// about the federation's members from Kademlia, is listed as pending while
 /// it stays silent, and is cut and listed as refused after the Hello timeout.
+/// Cut, it cannot connect again until the cool-down is over; then it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_gets_nothing_but_hello_and_is_cut_when_silent() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,7 +82,10 @@ async fn a_stranger_gets_nothing_but_hello_and_is_cut_when_silent() {
         "RU-VLG",
         &[Specialty::Cardiology],
     ));
-    let r = node::start(regional.setup(vec![], vec![])).await.unwrap();
+    let clock = std::sync::Arc::new(node::OffsetClock::default());
+    let mut setup = regional.setup(vec![], vec![]);
+    setup.clock = clock.clone();
+    let r = node::start(setup).await.unwrap();
     let raddr = wait::listen_addr(&r, PATIENCE).await.unwrap();
     let d = node::start(district.setup(vec![raddr.clone()], vec![]))
         .await
@@ -98,7 +102,10 @@ async fn a_stranger_gets_nothing_but_hello_and_is_cut_when_silent() {
         .to_string();
     let node_peer = r.peer_id();
     swarm.dial(raddr.clone()).unwrap();
-    swarm.behaviour_mut().kad.add_address(&node_peer, raddr);
+    swarm
+        .behaviour_mut()
+        .kad
+        .add_address(&node_peer, raddr.clone());
     let rpc = swarm
         .behaviour_mut()
         .rpc
@@ -192,6 +199,36 @@ async fn a_stranger_gets_nothing_but_hello_and_is_cut_when_silent() {
     );
     // The honest member is unaffected.
     assert!(r.status().await.unwrap().peers.contains(&district.org_id()));
+
+    // Dialling again at once: blocked, so never even pending.
+    let pending_after_redial = async |swarm: &mut libp2p::Swarm<Stranger>| {
+        swarm.dial(raddr.clone()).unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = swarm.select_next_some() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    let report = r.inspect(Inspect::Peers).await.unwrap();
+                    if !peers_with(&report, "pending", &me_as_org).is_empty() {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    };
+    assert!(
+        !pending_after_redial(&mut swarm).await,
+        "a cut stranger got in again at once"
+    );
+    // After the cool-down it may try again (and is refused again if it
+    // stays silent).
+    clock.advance(Duration::from_secs(31));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        pending_after_redial(&mut swarm).await,
+        "the stranger stayed blocked after the cool-down"
+    );
     d.shutdown().await;
     r.shutdown().await;
 }

@@ -112,12 +112,6 @@ const UNADMITTED_SCORE: f64 = -1000.0;
 /// How many recent refusals `konsilium peers` shows.
 const RECENT_REFUSALS: usize = 64;
 
-/// How long a refused peer stays connected to hear why.
-const REFUSAL_GRACE: Duration = Duration::from_millis(500);
-
-/// Hellos sent on one connection before waiting for the next.
-const HELLO_ATTEMPTS: u32 = 3;
-
 /// How long a changed record waits for further changes before it is
 /// published, so the listen addresses that come up at start share one.
 const RECORD_SETTLE: Duration = Duration::from_millis(200);

@@ -83,6 +83,9 @@ impl Node {
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
+                AdmissionOutput::Uncut(peer) => {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
                 AdmissionOutput::Pardoned(org) => {
                     tracing::info!(%org, "ban over: its connections are accepted again");
                     (self.swarm.behaviour_mut().blocked).unblock_peer(org.to_peer_id());

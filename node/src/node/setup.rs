@@ -234,9 +234,10 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         candidate_requests: HashMap::new(),
         opening: HashMap::new(),
         admission: Admission::new(AdmissionConfig {
+            // The Hello protocol's own timeout: a peer is not refused as
+            // silent while its Hello may still be answered.
             hello_timeout: HELLO_TIMEOUT,
-            refusal_grace: REFUSAL_GRACE,
-            hello_attempts: HELLO_ATTEMPTS,
+            ..AdmissionConfig::default()
         }),
         recent_refusals: Default::default(),
         hello_left_out: Vec::new(),

@@ -37,6 +37,12 @@ pub struct Config {
     pub hello_timeout: Duration,
     /// How long a refused peer stays connected, so it hears why.
     pub refusal_grace: Duration,
+    /// How long a cut peer's connections are then refused outright. A
+    /// refusal is not a verdict: the peer may have been slow (a Hello that
+    /// outlived the timeout on a loaded machine, or a clock that stepped
+    /// forward), or its certificate may be renewed since. Only a ban keeps a
+    /// peer out longer.
+    pub refusal_cooldown: Duration,
     /// Hellos sent on one connection before waiting for the next: a peer
     /// that lets them all fail is cut by its own timeout anyway.
     pub hello_attempts: u32,
@@ -47,6 +53,7 @@ impl Default for Config {
         Self {
             hello_timeout: Duration::from_secs(10),
             refusal_grace: Duration::from_millis(500),
+            refusal_cooldown: Duration::from_secs(30),
             hello_attempts: 3,
         }
     }
@@ -99,6 +106,10 @@ pub enum Output<P> {
     },
     /// The grace after a refusal is over: block the peer and disconnect it.
     Cut(P),
+    /// The cool-down after a cut is over: the peer's connections may be
+    /// accepted again (it is unblocked). A banned organization's peers
+    /// stay blocked until it is [`Output::Pardoned`] instead.
+    Uncut(P),
     /// The peer refused this node.
     RefusedBy { peer: P, reason: String },
     /// The organization's ban is over: its connections may be accepted
@@ -159,7 +170,14 @@ pub struct Admission<P> {
     deadlines: BTreeSet<(Timestamp, P)>,
     out: VecDeque<Output<P>>,
     conduct: conduct::Conduct,
+    /// Cut peers and when their cool-down ends, soonest first.
+    cooling: BTreeSet<(Timestamp, P)>,
 }
+
+/// Cut peers cooling down at once, at most. Anyone can make up a peer
+/// identity, so the set must not grow with them: past this the longest
+/// cooling peer is let go early, which costs only a refused Hello later.
+const MAX_COOLING: usize = 4096;
 
 impl<P: Copy + Ord + Debug> Admission<P> {
     pub fn new(config: Config) -> Self {
@@ -169,6 +187,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             deadlines: BTreeSet::new(),
             out: VecDeque::new(),
             conduct: conduct::Conduct::default(),
+            cooling: BTreeSet::new(),
         }
     }
 
@@ -415,8 +434,13 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             self.refuse(now, peer, reason, None);
         }
         for peer in cut {
-            self.forget(peer);
-            self.out.push_back(Output::Cut(peer));
+            self.cut(now, peer);
+        }
+        while let Some(&(until, peer)) = self.cooling.first()
+            && until <= now
+        {
+            self.cooling.pop_first();
+            self.out.push_back(Output::Uncut(peer));
         }
         for org in self.conduct.bans_over(now) {
             self.out.push_back(Output::Pardoned(org));
@@ -425,10 +449,14 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     }
 
     /// The earliest of: a Hello due, a cut due, an admitted certificate's
-    /// end, a ban's end.
+    /// end, a cool-down's end, a ban's end.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let first = self.deadlines.first().map(|(t, _)| *t);
-        first.into_iter().chain(self.conduct.next_ban_end()).min()
+        let cooled = self.cooling.first().map(|(t, _)| *t);
+        (first.into_iter())
+            .chain(cooled)
+            .chain(self.conduct.next_ban_end())
+            .min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output<P>> {
@@ -473,6 +501,26 @@ impl<P: Copy + Ord + Debug> Admission<P> {
                 State::Admitted { org: o } if o.cert.org == org => Some(*peer),
                 _ => None,
             })
+    }
+
+    /// Forgets the peer and blocks it: for the cool-down, or for as long as
+    /// its organization is banned.
+    fn cut(&mut self, now: Timestamp, peer: P) {
+        let banned = (self.peers.get(&peer))
+            .and_then(|p| p.key.as_ref().ok())
+            .is_some_and(|org| self.conduct.banned(now, org).is_some());
+        self.forget(peer);
+        self.out.push_back(Output::Cut(peer));
+        if banned {
+            return;
+        }
+        if self.cooling.len() >= MAX_COOLING
+            && let Some((_, oldest)) = self.cooling.pop_first()
+        {
+            self.out.push_back(Output::Uncut(oldest));
+        }
+        let until = now.saturating_add(self.config.refusal_cooldown);
+        self.cooling.insert((until, peer));
     }
 
     fn refuse(&mut self, now: Timestamp, peer: P, reason: Refusal, org: Option<(OrgId, String)>) {

@@ -518,9 +518,69 @@ fn the_timeout_follows_the_earliest_peer_through_every_state() {
     assert!(cut_at > at(5).saturating_add(wait));
     admission.handle_timeout(cut_at, &fed.trust);
     while admission.poll_output().is_some() {}
+    // Then let back in after the cool-down.
+    let cooled = cut_at.saturating_add(Config::default().refusal_cooldown);
+    assert_eq!(admission.poll_timeout(), Some(cooled));
+    admission.handle_timeout(cooled, &fed.trust);
+    while admission.poll_output().is_some() {}
     let until = cert_end(&orgs[0]);
     assert_eq!(admission.poll_timeout(), Some(until));
     // Peer 1 goes: nothing left to wake for.
     admission.handle_disconnected(1);
     assert_eq!(admission.poll_timeout(), None);
+}
+
+/// Every output the machine has, in order.
+fn drain(admission: &mut Admission<u64>) -> Vec<Output<u64>> {
+    std::iter::from_fn(|| admission.poll_output()).collect()
+}
+
+#[test]
+fn a_cut_peer_is_let_back_in_after_the_cool_down_but_a_banned_one_only_when_pardoned() {
+    let (mut fed, orgs) = federation(2);
+    let config = Config::default();
+    let mut admission = Admission::new(config);
+    // A peer that stays silent (its Hello outlived the timeout on a
+    // loaded machine, say) is refused and cut...
+    admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
+    drain(&mut admission);
+    let silent = NOW.saturating_add(config.hello_timeout);
+    admission.handle_timeout(silent, &fed.trust);
+    let cut_at = admission.poll_timeout().unwrap();
+    admission.handle_timeout(cut_at, &fed.trust);
+    let out = drain(&mut admission);
+    assert!(matches!(out.last(), Some(Output::Cut(1))), "{out:?}");
+    // ...but not for ever: it may try again after the cool-down.
+    let cooled = cut_at.saturating_add(config.refusal_cooldown);
+    assert_eq!(admission.poll_timeout(), Some(cooled));
+    admission.handle_timeout(cooled.saturating_sub(Duration::from_millis(1)), &fed.trust);
+    assert!(drain(&mut admission).is_empty(), "let in early");
+    admission.handle_timeout(cooled, &fed.trust);
+    assert!(matches!(drain(&mut admission)[..], [Output::Uncut(1)]));
+    assert_eq!(admission.poll_timeout(), None);
+    // A banned organization stays blocked until its ban ends.
+    admission.handle_connected(cooled, 2, Ok(orgs[1].id()));
+    let hello = Hello {
+        chain: orgs[1].chain.clone(),
+        record: None,
+        revocations: vec![],
+        time: cooled,
+    };
+    admission
+        .handle_hello(cooled, 2, hello, &mut fed.trust)
+        .unwrap();
+    for _ in 0..5 {
+        admission.handle_offence(cooled, 2, Offence::ForgedRecord);
+    }
+    let cut_at = admission.poll_timeout().unwrap();
+    admission.handle_timeout(cut_at, &fed.trust);
+    assert!(matches!(drain(&mut admission).last(), Some(Output::Cut(2))));
+    let ban_end = cooled.saturating_add(BAN);
+    assert_eq!(admission.poll_timeout(), Some(ban_end), "no cool-down");
+    admission.handle_timeout(ban_end, &fed.trust);
+    let out = drain(&mut admission);
+    assert!(
+        matches!(out[..], [Output::Pardoned(org)] if org == orgs[1].id()),
+        "{out:?}"
+    );
 }

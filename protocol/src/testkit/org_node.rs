@@ -188,7 +188,7 @@ impl OrgNode {
                     self.refused.push((peer, reason));
                 }
                 admission::Output::Cut(peer) => self.cuts.push_back(peer),
-                admission::Output::Pardoned(_) => {}
+                admission::Output::Uncut(_) | admission::Output::Pardoned(_) => {}
                 admission::Output::RefusedBy { peer, reason } => {
                     self.refused_by.push((peer, reason))
                 }
