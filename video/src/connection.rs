@@ -50,44 +50,6 @@ pub(crate) fn new_rtc(
     Ok(rtc)
 }
 
-/// Below this estimate of what a connection's path carries (bit/s), it
-/// stops carrying video and keeps the voices: the clinicians hear the
-/// consilium instead of watching a frozen picture.
-pub const AUDIO_ONLY_BELOW: u64 = 150_000;
-/// Video comes back once the estimate is above this again (well above the
-/// other threshold, so a path near it does not flap).
-pub const VIDEO_RESUMES_AT: u64 = 300_000;
-
-/// Whether a connection's path is too thin for video, from its bandwidth
-/// estimates.
-#[derive(Debug, Default)]
-pub(crate) struct VideoGate {
-    audio_only: bool,
-}
-
-impl VideoGate {
-    /// A new estimate (bit/s); true when video resumes, which must start
-    /// from a keyframe.
-    pub(crate) fn handle_estimate(&mut self, bps: u64) -> bool {
-        if !self.audio_only && bps < AUDIO_ONLY_BELOW {
-            self.audio_only = true;
-        } else if self.audio_only && bps >= VIDEO_RESUMES_AT {
-            self.audio_only = false;
-            return true;
-        }
-        false
-    }
-
-    pub(crate) fn audio_only(&self) -> bool {
-        self.audio_only
-    }
-
-    /// Whether a frame of `track` goes out now.
-    pub(crate) fn passes(&self, track: crate::frame::Track) -> bool {
-        !(self.audio_only && track == crate::frame::Track::Video)
-    }
-}
-
 /// What the path is estimated to carry, from str0m's estimate event.
 pub(crate) fn estimate(kind: &BweKind) -> Option<u64> {
     match kind {

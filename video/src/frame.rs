@@ -4,6 +4,7 @@
 //! them negotiated for the same codec.
 
 use crate::link::LinkError;
+use crate::simulcast::Layer;
 use std::sync::Arc;
 use std::time::Instant;
 use str0m::format::PayloadParams;
@@ -40,6 +41,8 @@ pub struct Frame {
     pub data: Arc<[u8]>,
     /// Whether a decoder can start here (a VP8 keyframe; every audio frame).
     pub keyframe: bool,
+    /// Which of its publisher's encodings it is.
+    pub layer: Layer,
 }
 
 /// Two frames are the same frame when they carry the same bytes at the
@@ -66,6 +69,7 @@ impl Frame {
             at: m.network_time,
             data: m.data.clone(),
             keyframe: track == Track::Audio || m.is_keyframe(),
+            layer: Layer::Single,
         }
     }
 }
@@ -81,12 +85,18 @@ pub(crate) fn codecs(config: RtcConfig) -> RtcConfig {
 }
 
 /// Writes `frame` on `mid` in the payload type this connection agreed for
-/// its codec.
-pub(crate) fn write(rtc: &mut Rtc, mid: Mid, frame: &Frame) -> Result<(), LinkError> {
+/// its codec, at RTP time `time` (its own, or re-timed after a switch of
+/// encodings).
+pub(crate) fn write(
+    rtc: &mut Rtc,
+    mid: Mid,
+    frame: &Frame,
+    time: MediaTime,
+) -> Result<(), LinkError> {
     let writer = (rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
     let pt = (writer.match_params(frame.params)).ok_or(LinkError::Description(
         "the codec was not negotiated".into(),
     ))?;
-    (writer.write(pt, frame.at, frame.time, frame.data.clone()))
+    (writer.write(pt, frame.at, time, frame.data.clone()))
         .map_err(|e| LinkError::Failed(e.to_string()))
 }

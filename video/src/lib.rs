@@ -20,10 +20,10 @@ mod connection;
 mod frame;
 mod link;
 mod seat;
+mod simulcast;
 mod stats;
 pub mod stun;
 
-pub use connection::{AUDIO_ONLY_BELOW, VIDEO_RESUMES_AT};
 pub use frame::{Frame, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
@@ -31,4 +31,7 @@ pub use link::{
     Relayed,
 };
 pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
+pub use simulcast::{
+    AUDIO_ONLY_BELOW, FULL_RESUMES_AT, Forwarded, Layer, Quality, REDUCED_BELOW, VIDEO_RESUMES_AT,
+};
 pub use stats::{LinkStats, Route};

@@ -5,8 +5,9 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
-use crate::connection::{self, Core, VideoGate, add_candidates, new_rtc};
+use crate::connection::{self, Core, add_candidates, new_rtc};
 use crate::frame::{self, Frame, Track};
+use crate::simulcast::{Forwarded, Gate, Pick, Selector};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -135,8 +136,10 @@ pub struct Link {
     video: Option<Mid>,
     events: VecDeque<LinkEvent>,
     frames: u64,
-    /// Whether the path carries enough for video.
-    gate: VideoGate,
+    /// What the path carries, and so which encoding of the presenter's
+    /// picture goes on it.
+    gate: Gate,
+    picture: Selector,
     meter: Meter,
     /// The DTLS fingerprint line the other site signed: an offer with the
     /// same one restarts ICE on this link, another is a new link.
@@ -164,7 +167,8 @@ impl Link {
             video: None,
             events: VecDeque::new(),
             frames: 0,
-            gate: VideoGate::default(),
+            gate: Gate::default(),
+            picture: Selector::default(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             remote_fingerprint: None,
             now,
@@ -345,18 +349,20 @@ impl Link {
         Ok(())
     }
 
-    /// Forwards a frame one of this site's clinicians sent.
-    pub fn forward(&mut self, frame: &Frame) -> Result<(), LinkError> {
+    /// Forwards a frame one of this site's clinicians sent, if it is the
+    /// encoding the path carries.
+    pub fn forward(&mut self, frame: &Frame) -> Result<Forwarded, LinkError> {
         let mid = self.ready_mid(frame.track)?;
-        if !self.gate.passes(frame.track) {
-            return Ok(());
-        }
-        frame::write(&mut self.core.rtc, mid, frame)?;
+        let time = match self.picture.handle(self.gate.quality(), frame) {
+            Pick::Send(time) => time,
+            Pick::Hold(verdict) => return Ok(verdict),
+        };
+        frame::write(&mut self.core.rtc, mid, frame, time)?;
         if frame.track == Track::Video {
             self.meter.video_frame_sent();
         }
         self.drain();
-        Ok(())
+        Ok(Forwarded::Sent)
     }
 
     /// Asks the other site for a keyframe of the video it sends (a viewer
@@ -387,14 +393,16 @@ impl Link {
 
     pub fn stats(&self) -> LinkStats {
         LinkStats {
-            audio_only: self.gate.audio_only(),
+            quality: self.gate.quality(),
             ..self.meter.stats
         }
     }
 
     /// The path's estimated capacity (bit/s, str0m's bandwidth estimate,
-    /// fed in by the link itself): video stops below
-    /// [`AUDIO_ONLY_BELOW`](crate::AUDIO_ONLY_BELOW) and comes back above
+    /// fed in by the link itself): below
+    /// [`REDUCED_BELOW`](crate::REDUCED_BELOW) the presenter's smallest
+    /// encoding goes, below [`AUDIO_ONLY_BELOW`](crate::AUDIO_ONLY_BELOW)
+    /// none, and video comes back above
     /// [`VIDEO_RESUMES_AT`](crate::VIDEO_RESUMES_AT), starting with a keyframe.
     pub fn handle_estimate(&mut self, bps: u64) {
         if self.gate.handle_estimate(bps) {

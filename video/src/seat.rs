@@ -7,11 +7,12 @@
 //! A WHIP client has no slots, a WHEP client publishes nothing, the room
 //! page does both on one connection.
 
-use crate::connection::{self, Core, VideoGate, new_rtc};
+use crate::connection::{self, Core, new_rtc};
 use crate::frame::{self, Frame, Track};
 use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
+use crate::simulcast::{Encodings, Forwarded, Gate, Layer, Pick, Selector};
 use crate::stats::{LinkStats, Meter};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use str0m::Event;
 use str0m::change::SdpOffer;
@@ -55,8 +56,13 @@ pub struct Seat {
     meter: Meter,
     /// Until when the browser may take to connect; `None` once it did.
     connect_by: Option<Instant>,
-    /// Whether the path to the browser carries enough for video.
-    gate: VideoGate,
+    /// What the path to the browser carries, and so which encoding of
+    /// each tile's picture it is sent (by video slot index).
+    gate: Gate,
+    tiles: Vec<Selector>,
+    /// The encodings of each video line the browser publishes, when it
+    /// sends several (simulcast).
+    encodings: HashMap<Mid, Encodings>,
 }
 
 impl Seat {
@@ -82,7 +88,9 @@ impl Seat {
             events: VecDeque::new(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             connect_by: Some(now + CONNECT_WAIT),
-            gate: VideoGate::default(),
+            gate: Gate::default(),
+            tiles: Vec::new(),
+            encodings: HashMap::new(),
         };
         let answer = answer.to_sdp_string();
         // str0m names the media lines in events only once the connection
@@ -98,7 +106,11 @@ impl Seat {
                 seat.published.push(mid);
             }
             if media.direction().is_sending() {
-                seat.slots.push((mid, Track::of(media.kind())));
+                let track = Track::of(media.kind());
+                seat.slots.push((mid, track));
+                if track == Track::Video {
+                    seat.tiles.push(Selector::default());
+                }
             }
         }
         seat.meter.remote_description(sdp);
@@ -148,9 +160,10 @@ impl Seat {
         self.drain();
     }
 
-    /// Shows `frame` in `slot`; a slot the browser does not have, or a
-    /// connection not up yet, drops it as the network would.
-    pub fn show(&mut self, slot: Slot, frame: &Frame) -> Result<(), LinkError> {
+    /// Shows `frame` in `slot` if it is the encoding the path carries; a
+    /// slot the browser does not have, or a connection not up yet, drops
+    /// it as the network would.
+    pub fn show(&mut self, slot: Slot, frame: &Frame) -> Result<Forwarded, LinkError> {
         self.core.usable()?;
         if !self.core.rtc.is_connected() {
             return Err(LinkError::NotReady("not connected"));
@@ -160,26 +173,45 @@ impl Seat {
             .nth(slot.index)
             .map(|(mid, _)| *mid)
             .ok_or(LinkError::NotReady("no such slot"))?;
-        if !self.gate.passes(frame.track) {
-            return Ok(());
-        }
-        frame::write(&mut self.core.rtc, mid, frame)?;
+        let pick = match (slot.track, self.tiles.get_mut(slot.index)) {
+            (Track::Video, Some(tile)) => tile.handle(self.gate.quality(), frame),
+            _ => Pick::Send(frame.time),
+        };
+        let time = match pick {
+            Pick::Send(time) => time,
+            Pick::Hold(verdict) => return Ok(verdict),
+        };
+        frame::write(&mut self.core.rtc, mid, frame, time)?;
         if frame.track == Track::Video {
             self.meter.video_frame_sent();
         }
         self.drain();
-        Ok(())
+        Ok(Forwarded::Sent)
     }
 
-    /// Asks the browser for a keyframe of the video it publishes.
-    pub fn request_keyframe(&mut self) {
+    /// Asks the browser for a keyframe of the video it publishes: of one
+    /// encoding, or of every one (`None`).
+    pub fn request_keyframe(&mut self, layer: Option<Layer>) {
         if self.core.failed.is_some() || !self.core.rtc.is_connected() {
             return;
         }
         for &mid in &self.published {
+            let video = self.core.rtc.media(mid).map(|m| m.kind());
+            if video != Some(str0m::media::MediaKind::Video) {
+                continue;
+            }
+            let rids: Vec<Option<str0m::media::Rid>> = match self.encodings.get(&mid) {
+                None => vec![None],
+                Some(e) => match layer.and_then(|l| e.rid(l)) {
+                    Some(rid) => vec![Some(rid)],
+                    None => e.rids().map(Some).collect(),
+                },
+            };
             if let Some(mut writer) = self.core.rtc.writer(mid) {
-                // An audio line, or no packet yet: nothing to ask for.
-                let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+                for rid in rids {
+                    // No packet of it yet: nothing to ask for.
+                    let _ = writer.request_keyframe(rid, KeyframeRequestKind::Pli);
+                }
             }
         }
         self.drain();
@@ -199,16 +231,17 @@ impl Seat {
 
     pub fn stats(&self) -> LinkStats {
         LinkStats {
-            audio_only: self.gate.audio_only(),
+            quality: self.gate.quality(),
             ..self.meter.stats
         }
     }
 
     /// The estimated capacity of the path to the browser (bit/s; the seat
     /// feeds str0m's estimates in itself): below
-    /// [`AUDIO_ONLY_BELOW`](crate::AUDIO_ONLY_BELOW) the browser is shown
-    /// no video, only voices; once video resumes, every tile asks for a
-    /// keyframe.
+    /// [`REDUCED_BELOW`](crate::REDUCED_BELOW) each tile shows its
+    /// publisher's smallest encoding, below
+    /// [`AUDIO_ONLY_BELOW`](crate::AUDIO_ONLY_BELOW) no video, only voices;
+    /// once video resumes, every tile asks for a keyframe.
     pub fn handle_estimate(&mut self, bps: u64) {
         if self.gate.handle_estimate(bps) {
             for index in 0..self.slots(Track::Video) {
@@ -272,9 +305,13 @@ impl Seat {
             }
             Event::ChannelData(d) => self.events.push_back(SeatEvent::Data(d.data)),
             Event::MediaData(m) => {
-                let frame = Frame::received(&m);
+                let mut frame = Frame::received(&m);
                 if frame.track == Track::Video {
                     self.meter.video_frame_received();
+                    if m.rid.is_some() {
+                        let encodings = self.encodings.entry(m.mid).or_default();
+                        frame.layer = encodings.layer(m.rid, m.data.len(), m.network_time);
+                    }
                 }
                 self.events.push_back(SeatEvent::Media(frame));
             }

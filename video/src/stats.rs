@@ -51,8 +51,9 @@ pub struct LinkStats {
     /// (what a participant's picture actually does, whatever the bitrate).
     pub rx_fps: f64,
     pub tx_fps: f64,
-    /// The path carries too little for video: only audio goes to the other site.
-    pub audio_only: bool,
+    /// What the path carries: the full picture, a publisher's smallest
+    /// encoding, or only the voices.
+    pub quality: crate::Quality,
     /// The other site's address the media flows to, and what it went
     /// through.
     pub remote: Option<(SocketAddr, Route)>,

@@ -9,7 +9,7 @@ use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
     AUDIO_ONLY_BELOW, Certificate, Datagram, Description, Link, LinkError, LinkEvent, LinkState,
-    LocalAddrs, Relayed, Route, SessionId, Signal, SignalError, VIDEO_RESUMES_AT, accept,
+    LocalAddrs, Quality, Relayed, Route, SessionId, Signal, SignalError, VIDEO_RESUMES_AT, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -535,7 +535,7 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
         .unwrap();
 
     b.handle_estimate(AUDIO_ONLY_BELOW - 1);
-    assert!(b.stats().audio_only);
+    assert_eq!(b.stats().quality, Quality::AudioOnly);
     b.forward(&frame).unwrap();
     let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
         has_frame(ea, b"a camera frame")
@@ -550,9 +550,9 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
     // is set again.)
     b.handle_estimate(AUDIO_ONLY_BELOW - 1);
     b.handle_estimate(VIDEO_RESUMES_AT - 1);
-    assert!(b.stats().audio_only);
+    assert_eq!(b.stats().quality, Quality::AudioOnly);
     b.handle_estimate(VIDEO_RESUMES_AT);
-    assert!(!b.stats().audio_only);
+    assert_eq!(b.stats().quality, Quality::Reduced);
     let resumed = std::iter::from_fn(|| b.poll_event()).collect::<Vec<_>>();
     assert!(
         has(&resumed, &LinkEvent::KeyframeWanted),

@@ -6,13 +6,13 @@
 //! slots); datagrams move in memory under simulated time.
 
 use konsilium_video::{
-    AUDIO_ONLY_BELOW, CONNECT_WAIT, Certificate, Datagram, LinkError, LocalAddrs, Seat, SeatEvent,
-    Slot, Track, VIDEO_RESUMES_AT,
+    AUDIO_ONLY_BELOW, CONNECT_WAIT, Certificate, Datagram, Forwarded, Layer, LinkError, LocalAddrs,
+    Quality, REDUCED_BELOW, Seat, SeatEvent, Slot, Track, VIDEO_RESUMES_AT,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -32,13 +32,30 @@ impl Browser {
     /// A browser's offer: camera and microphone send-only, `slots` pairs
     /// of receive-only lines, a data channel.
     fn offer(now: Instant, slots: usize) -> (Self, SdpPendingOffer, String) {
+        Self::offer_encodings(now, slots, &[])
+    }
+
+    /// The same, its camera sent as one encoding per rid (simulcast) when
+    /// `rids` names any.
+    fn offer_encodings(
+        now: Instant,
+        slots: usize,
+        rids: &[&str],
+    ) -> (Self, SdpPendingOffer, String) {
+        let simulcast = (!rids.is_empty()).then(|| {
+            let mut s = Simulcast::new();
+            for rid in rids {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
         let mut rtc = Rtc::builder()
             .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
             .build(now);
         rtc.add_local_candidate(Candidate::host(BROWSER.parse().unwrap(), "udp").unwrap());
         let mut change = rtc.sdp_api();
         change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let camera = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let camera = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
         let mut lines = Vec::new();
         for _ in 0..slots {
             change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
@@ -93,9 +110,20 @@ fn run(
     seat: &mut Seat,
     seen: &mut Vec<SeatEvent>,
     now: &mut Instant,
-    mut done: impl FnMut(&Browser, &[SeatEvent]) -> bool,
+    done: impl FnMut(&Browser, &[SeatEvent]) -> bool,
 ) {
     let end = *now + Duration::from_secs(10);
+    run_until(b, seat, seen, now, end, done)
+}
+
+fn run_until(
+    b: &mut Browser,
+    seat: &mut Seat,
+    seen: &mut Vec<SeatEvent>,
+    now: &mut Instant,
+    end: Instant,
+    mut done: impl FnMut(&Browser, &[SeatEvent]) -> bool,
+) {
     while *now < end && !done(b, seen) {
         let mut moved = false;
         for d in std::mem::take(&mut b.out) {
@@ -118,8 +146,12 @@ fn run(
 }
 
 fn joined(slots: usize) -> (Browser, Seat, Vec<SeatEvent>, Instant) {
+    joined_with(slots, &[])
+}
+
+fn joined_with(slots: usize, rids: &[&str]) -> (Browser, Seat, Vec<SeatEvent>, Instant) {
     let mut now = Instant::now();
-    let (mut b, pending, offer) = Browser::offer(now, slots);
+    let (mut b, pending, offer) = Browser::offer_encodings(now, slots, rids);
     let cert = Certificate::generate().unwrap();
     let (mut seat, answer) = Seat::answer(now, local(), cert, &offer).unwrap();
     let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
@@ -229,7 +261,7 @@ fn a_browser_on_a_thin_path_is_shown_voices_only_until_it_widens() {
         |b: &Browser| (b.events.iter()).any(|e| matches!(e, Event::MediaData(m) if m.mid == tile));
 
     seat.handle_estimate(AUDIO_ONLY_BELOW - 1);
-    assert!(seat.stats().audio_only);
+    assert_eq!(seat.stats().quality, Quality::AudioOnly);
     seat.show(slot, &frame).unwrap();
     run(&mut b, &mut seat, &mut seen, &mut now, |b, _| shown(b));
     assert!(!shown(&b), "no video on a thin path");
@@ -239,7 +271,7 @@ fn a_browser_on_a_thin_path_is_shown_voices_only_until_it_widens() {
     seat.handle_estimate(AUDIO_ONLY_BELOW - 1);
     std::iter::from_fn(|| seat.poll_event()).for_each(drop);
     seat.handle_estimate(VIDEO_RESUMES_AT);
-    assert!(!seat.stats().audio_only);
+    assert_eq!(seat.stats().quality, Quality::Reduced);
     let asked: Vec<_> = std::iter::from_fn(|| seat.poll_event()).collect();
     assert!(
         asked.contains(&SeatEvent::KeyframeWanted { slot }),
@@ -289,4 +321,106 @@ fn an_offer_that_is_not_one_is_refused() {
     assert!(matches!(garbage, Err(LinkError::Description(_))));
     let empty = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
     assert!(Seat::answer(now, local(), cert(), empty).is_err());
+}
+
+/// A browser publishing its camera as two encodings (named as no rule
+/// says: the node ranks them by bitrate) is shown to a viewer on a thin
+/// path in the small one, switched to at its keyframe, asked for by rid.
+#[test]
+fn a_viewer_on_a_thin_path_gets_the_small_encoding_from_its_own_keyframe() {
+    let (mut b, mut seat, mut seen, mut now) = joined_with(1, &["f", "q"]);
+    // A VP8 frame's first bit clear marks a keyframe.
+    let frame = |key: bool, size: usize, tag: u8| {
+        let mut data = vec![tag; size];
+        data[0] = if key { 0x10 } else { 0x11 };
+        data
+    };
+    let (full, small): (Rid, Rid) = ("f".into(), "q".into());
+    for i in 0..20u32 {
+        let writer = b.rtc.writer(b.camera).unwrap();
+        let vp8 = (writer.payload_params())
+            .find(|p| p.spec().codec == str0m::format::Codec::Vp8)
+            .map(|p| p.pt())
+            .unwrap();
+        let at = MediaTime::from_90khz(3000 * u64::from(i + 1));
+        (writer.rid(full))
+            .write(vp8, now, at, frame(i == 0, 6000, 0xf0))
+            .unwrap();
+        let writer = b.rtc.writer(b.camera).unwrap();
+        (writer.rid(small))
+            .write(vp8, now, at, frame(i == 0, 600, 0x0f))
+            .unwrap();
+        b.drain();
+        let end = now + Duration::from_millis(33);
+        run_until(&mut b, &mut seat, &mut seen, &mut now, end, |_, _| false);
+    }
+    let frames: Vec<_> = (seen.iter())
+        .filter_map(|e| match e {
+            SeatEvent::Media(f) if f.track == Track::Video => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let last = |tag: u8| frames.iter().rfind(|f| f.data[1] == tag).cloned();
+    let (high, low) = (
+        last(0xf0).expect("the full encoding"),
+        last(0x0f).expect("the small one"),
+    );
+    assert_eq!((high.layer, low.layer), (Layer::High, Layer::Low));
+
+    let slot = Slot {
+        track: Track::Video,
+        index: 0,
+    };
+    assert_eq!(seat.show(slot, &high).unwrap(), Forwarded::Sent);
+    assert_eq!(seat.show(slot, &low).unwrap(), Forwarded::Skipped);
+    // The path thins: the full picture goes on until the small one's keyframe.
+    seat.handle_estimate(REDUCED_BELOW - 1);
+    assert_eq!(seat.stats().quality, Quality::Reduced);
+    assert_eq!(
+        seat.show(slot, &low).unwrap(),
+        Forwarded::NeedsKeyframe(Layer::Low)
+    );
+    assert_eq!(seat.show(slot, &high).unwrap(), Forwarded::Sent);
+    b.events.clear();
+    seat.request_keyframe(Some(Layer::Low));
+    run(&mut b, &mut seat, &mut seen, &mut now, |b, _| {
+        b.events
+            .iter()
+            .any(|e| matches!(e, Event::KeyframeRequest(_)))
+    });
+    let asked: Vec<Option<Rid>> = (b.events.iter())
+        .filter_map(|e| match e {
+            Event::KeyframeRequest(r) => Some(r.rid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec![Some(small)],
+        "asked for the small one's keyframe"
+    );
+    let keyframe = konsilium_video::Frame {
+        data: frame(true, 600, 0x0f).into(),
+        keyframe: true,
+        at: now,
+        ..low.clone()
+    };
+    assert_eq!(seat.show(slot, &keyframe).unwrap(), Forwarded::Sent);
+    assert_eq!(seat.show(slot, &high).unwrap(), Forwarded::Skipped);
+    let tile = b.slots[0];
+    run(&mut b, &mut seat, &mut seen, &mut now, |b, _| {
+        (b.events.iter()).any(
+            |e| matches!(e, Event::MediaData(m) if m.mid == tile && m.data.get(1) == Some(&0x0f)),
+        )
+    });
+    let shown: Vec<u8> = (b.events.iter())
+        .filter_map(|e| match e {
+            Event::MediaData(m) if m.mid == tile => m.data.get(1).copied(),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        shown.contains(&0x0f),
+        "the small encoding reached the viewer: {shown:x?}"
+    );
 }

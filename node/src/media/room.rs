@@ -13,7 +13,7 @@ use super::Links;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::video::SessionId;
-use konsilium_video::{Frame, Seat, Slot, Track};
+use konsilium_video::{Forwarded, Frame, Layer, Seat, Slot, Track};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -179,12 +179,21 @@ impl Room {
         source: Source,
         frame: &Frame,
     ) {
+        // Encodings of the source's picture some connection switches to.
+        let mut wanted: Vec<Layer> = Vec::new();
+        let mut note = |sent: Result<Forwarded, _>| {
+            if let Ok(Forwarded::NeedsKeyframe(layer)) = sent
+                && !wanted.contains(&layer)
+            {
+                wanted.push(layer);
+            }
+        };
         if let Source::Seat(id) = source
             && presenter(seats, session) == Some(id)
         {
             for ((s, _), held) in links.iter_mut() {
                 if *s == session && held.link.is_connected() {
-                    let _ = held.link.forward(frame);
+                    note(held.link.forward(frame));
                 }
             }
         }
@@ -213,28 +222,33 @@ impl Room {
                 index,
             };
             if index < held.seat.slots(frame.track) {
-                let _ = held.seat.show(slot, frame);
+                note(held.seat.show(slot, frame));
             }
+        }
+        for layer in wanted {
+            self.keyframe_from(links, seats, session, source, Some(layer));
         }
         for id in retitled {
             // A new tile starts with a keyframe, and its browser learns who it shows.
-            self.keyframe_from(links, seats, session, source);
+            self.keyframe_from(links, seats, session, source, None);
             self.send_tiles(seats, id);
         }
     }
 
-    /// Someone needs a keyframe of what `source` sends.
+    /// Someone needs a keyframe of what `source` sends: of one of its
+    /// encodings, or of all (`None`). Another site sends one encoding.
     pub(super) fn keyframe_from(
         &self,
         links: &mut Links,
         seats: &mut Seats,
         session: SessionId,
         source: Source,
+        layer: Option<Layer>,
     ) {
         match source {
             Source::Seat(id) => {
                 if let Some(held) = seats.get_mut(&id) {
-                    held.seat.request_keyframe();
+                    held.seat.request_keyframe(layer);
                 }
             }
             Source::Site(org) => {
@@ -256,7 +270,7 @@ impl Room {
         let Some(held) = seats.get(&seat) else { return };
         let (session, source) = (held.session, held.tiles.get(slot.index).copied());
         if let Some(source) = source {
-            self.keyframe_from(links, seats, session, source);
+            self.keyframe_from(links, seats, session, source, None);
         }
     }
 
@@ -265,7 +279,7 @@ impl Room {
         if let Some(id) = presenter(seats, session)
             && let Some(held) = seats.get_mut(&id)
         {
-            held.seat.request_keyframe();
+            held.seat.request_keyframe(None);
         }
     }
 

@@ -26,10 +26,10 @@ fn report_row(
         consultation,
         peer,
         name,
-        // A site whose path is too thin for video still hears the others.
-        state: match s.audio_only {
-            true => format!("{state}, audio only"),
-            false => state.into(),
+        // A site whose path is thin gets a smaller picture, or only the voices.
+        state: match s.quality {
+            konsilium_video::Quality::Full => state.into(),
+            q => format!("{state}, {}", q.as_str()),
         },
         route: s.remote.map(|(_, route)| route.to_string()),
         remote: s.remote.map(|(addr, _)| addr.to_string()),

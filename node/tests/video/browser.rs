@@ -210,6 +210,30 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
             .await;
     }
 
+    // Each page publishes its camera as two encodings (simulcast), both
+    // taken in by its node.
+    for (page, who) in [(&mut ivanova, "the district"), (&mut petrov, "the center")] {
+        let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+        loop {
+            let rids = page
+                .eval(
+                    "(async () => { const rids = []; \
+                     (await konsilium.pc.getStats()).forEach((r) => { \
+                       if (r.type === 'outbound-rtp' && r.kind === 'video' && r.bytesSent > 0) rids.push(r.rid); }); \
+                     return rids.sort(); })()",
+                )
+                .await;
+            if rids == json!(["f", "q"]) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "{who} sends the encodings {rids}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     // Chat crosses the sites, stamped by the node with who wrote it.
     ivanova
         .eval("konsilium.send('ST elevation in V2-V4')")
