@@ -13,12 +13,16 @@
 //!   year of consultations from a [`scenario`], with clinicians, faults and
 //!   the measurements an operator plans with; [`output`] writes them as
 //!   CSV, JSON, plots and a report.
+//! - [`live`]: the same scenario at a scale one machine holds, as real
+//!   nodes (libp2p over loopback, sled, the node's event loops), put
+//!   beside the model on the same organizations and requests.
 //!
 //! Runs are pure and deterministic: time is simulated from the testkit's
 //! fixed `NOW` and randomness is blake3 over a seed and a stream name, so a
 //! report can be reproduced, and compared, from its seed alone.
 
 pub mod directory;
+pub mod live;
 pub mod output;
 pub mod rng;
 pub mod scenario;
@@ -48,4 +52,6 @@ pub enum SimError {
     NotConverged { nodes: usize, rounds: usize },
     #[error("scenario: {0}")]
     Config(String),
+    #[error("live run: {0}")]
+    Live(String),
 }

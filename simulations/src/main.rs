@@ -1,10 +1,13 @@
 //! `konsilium-simulations vologda` (or `qiqihar`, `national`,
 //! `national-stress`): a year of a federation's consultations on the real
 //! protocol machines, written as CSV, JSON, plots and a one-page report.
+//! With `--live`, the scenario's organizations (`--nodes` of them) run as
+//! real nodes in this process instead, beside the model on the same ones.
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
+use konsilium_simulations::live::{self, LiveConfig};
 use konsilium_simulations::output;
 use konsilium_simulations::scenario::{Scenario, UrgencyMix};
 use konsilium_simulations::year::{self, Progress, convergence, summary::Summary};
@@ -42,6 +45,17 @@ struct Args {
     /// measured and, when fewer than a year, the year they project to.
     #[arg(long)]
     suite: bool,
+    /// Run the scenario's organizations as real nodes (libp2p on
+    /// loopback, sled, the node's event loops) and compare with the model.
+    #[arg(long)]
+    live: bool,
+    /// With --live: how many organizations (regional and federal centers
+    /// a quarter each, districts the rest).
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// With --live: how many of the agenda's requests to send.
+    #[arg(long, default_value_t = 100)]
+    requests: usize,
 }
 
 fn mix(text: &str) -> anyhow::Result<UrgencyMix> {
@@ -90,6 +104,36 @@ fn main() -> anyhow::Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("target/simulations").join(scenario.name));
+    if args.live {
+        // The nodes' own logs, as an operator would set them (RUST_LOG).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+        let config = LiveConfig {
+            nodes: args.nodes,
+            requests: args.requests,
+            seed: args.seed,
+        };
+        eprintln!(
+            "{}: {} organizations as live nodes, {} requests, seed {}",
+            scenario.title,
+            config.nodes.min(scenario.orgs.len()),
+            config.requests,
+            config.seed
+        );
+        let started = std::time::Instant::now();
+        let comparison = live::compare::run(&scenario, config, |what| {
+            eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64())
+        })?;
+        print!("{}", live::compare::markdown(&comparison));
+        for path in live::compare::write(&out, &comparison)
+            .with_context(|| format!("writing results to {}", out.display()))?
+        {
+            println!("  {}", path.display());
+        }
+        return Ok(());
+    }
     eprintln!(
         "{}\n{} organizations, {} consultations a year, {} days, seed {}",
         scenario.title,

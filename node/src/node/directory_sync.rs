@@ -277,15 +277,11 @@ impl Node {
         self.store.put_record(&self.me.cert.org, &signed)?;
         self.store.flush()?;
         if let Ok(frame) = wire::encode(&signed) {
-            // No peers yet is fine: anti-entropy on connect carries it.
-            if self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.directory_topic.clone(), frame)
-                .is_ok()
-            {
-                self.metrics.gossip_published.inc();
+            let topic = self.directory_topic.clone();
+            match self.swarm.behaviour_mut().gossipsub.publish(topic, frame) {
+                Ok(_) => self.metrics.gossip_published.inc(),
+                // No peers yet is fine: anti-entropy on connect carries it.
+                Err(e) => tracing::info!("own record not gossiped ({e}): anti-entropy carries it"),
             }
         }
         Ok(())
