@@ -103,7 +103,16 @@ fn gossipsub(key: &Keypair, heartbeat: Duration) -> Result<gossipsub::Behaviour,
         .map_err(|e| e.to_string())?;
     let mut behaviour =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)?;
-    let mut score = gossipsub::PeerScoreParams::default();
+    // No penalty for peers that share an IP address. It guards open
+    // networks against one host posing as many peers; here a peer is
+    // admitted only with its organization's certificate, and hospitals of
+    // one regional network behind one NAT, or peers reached through one
+    // relay, do share an address. With the penalty, past ten such peers
+    // every one of them fell below the graylist and gossip reached nobody.
+    let mut score = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
     for topic in [DIRECTORY_TOPIC, REVOCATION_TOPIC] {
         let topic = gossipsub::IdentTopic::new(topic).hash();
         score.topics.insert(

@@ -127,7 +127,7 @@ pub fn markdown(c: &Comparison) -> String {
         "request to consultant's node, p50",
         ms(m.delivery.p50_ms),
         ms(l.delivery.p50_ms),
-        "live: sealing, signing, sled flushes and the event loops, which the model does not time",
+        "live: sealing, signing, sled flushes and the event loops, which the model does not time (its clock counts whole milliseconds)",
     );
     row(
         "... p95",

@@ -113,6 +113,7 @@ pub(super) async fn run(
             });
     }
     let gossip_before = gossip(&nodes[changed..=changed], &nodes).await?;
+
     let changed_at = Instant::now();
     nodes[changed]
         .reload(profile, vec![])
