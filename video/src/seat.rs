@@ -59,7 +59,7 @@ pub struct Seat {
     /// What the path to the browser carries, and so which encoding of
     /// each tile's picture it is sent (by video slot index).
     gate: Gate,
-    tiles: Vec<Selector>,
+    pictures: Vec<Selector>,
     /// The encodings of each video line the browser publishes, when it
     /// sends several (simulcast).
     encodings: HashMap<Mid, Encodings>,
@@ -89,7 +89,7 @@ impl Seat {
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             connect_by: Some(now + CONNECT_WAIT),
             gate: Gate::default(),
-            tiles: Vec::new(),
+            pictures: Vec::new(),
             encodings: HashMap::new(),
         };
         let answer = answer.to_sdp_string();
@@ -109,7 +109,7 @@ impl Seat {
                 let track = Track::of(media.kind());
                 seat.slots.push((mid, track));
                 if track == Track::Video {
-                    seat.tiles.push(Selector::default());
+                    seat.pictures.push(Selector::default());
                 }
             }
         }
@@ -173,7 +173,7 @@ impl Seat {
             .nth(slot.index)
             .map(|(mid, _)| *mid)
             .ok_or(LinkError::NotReady("no such slot"))?;
-        let pick = match (slot.track, self.tiles.get_mut(slot.index)) {
+        let pick = match (slot.track, self.pictures.get_mut(slot.index)) {
             (Track::Video, Some(tile)) => tile.handle(self.gate.quality(), frame),
             _ => Pick::Send(frame.time),
         };

@@ -18,10 +18,9 @@ mod nodes;
 
 use crate::SimError;
 use crate::scenario::Scenario;
-use crate::year::summary::{Delivery, quantile};
+use crate::year::summary::Delivery;
 use konsilium_protocol::cert::OrgLevel;
 use serde::Serialize;
-use std::time::Duration;
 
 /// What a live run is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -123,20 +122,6 @@ pub fn run(
     runtime.block_on(nodes::run(scenario, config, progress))
 }
 
-/// Delivery figures from the times requests took, as the model reports them.
-fn delivery(mut times: Vec<Duration>, undelivered: usize) -> Delivery {
-    times.sort();
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    Delivery {
-        requests: times.len() + undelivered,
-        undelivered,
-        p50_ms: ms(quantile(&times, 0.5)),
-        p95_ms: ms(quantile(&times, 0.95)),
-        p99_ms: ms(quantile(&times, 0.99)),
-        max_ms: ms(times.last().copied()),
-    }
-}
-
 /// The seconds at which the `ceil(share * total)`-th of `times` came.
 fn reached(times: &[f64], total: usize, share: f64) -> Option<f64> {
     let need = ((total as f64) * share).ceil() as usize;
@@ -156,6 +141,7 @@ fn resident_mib() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_small_federation_keeps_its_centers_and_the_order() {
@@ -186,7 +172,7 @@ mod tests {
         assert_eq!(reached(&times, 3, 1.0), Some(3.0));
         assert_eq!(reached(&times, 3, 0.5), Some(2.0));
         assert_eq!(reached(&times, 4, 1.0), None, "one never came");
-        let d = delivery(vec![Duration::from_millis(5); 3], 1);
+        let d = Delivery::of(vec![Duration::from_millis(5); 3], 1);
         assert_eq!((d.requests, d.undelivered, d.p50_ms), (4, 1, Some(5.0)));
     }
 }

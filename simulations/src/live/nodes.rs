@@ -1,10 +1,11 @@
 //! The organizations as running nodes, and the three things timed on them.
 
-use super::{Gossip, LiveConfig, LiveOutcome, delivery, reached, resident_mib};
+use super::{Gossip, LiveConfig, LiveOutcome, reached, resident_mib};
 use crate::SimError;
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
 use crate::year::agenda::{Agenda, Task};
+use crate::year::summary::Delivery;
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
     self, ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, NewConsultation, NodeEvent, NodeHandle, Target,
@@ -211,7 +212,7 @@ pub(super) async fn run(
         directory_all_s,
         update_p99_s,
         update_all_s,
-        delivery: delivery(times, undelivered),
+        delivery: Delivery::of(times, undelivered),
         unroutable,
         relayed,
         gossip,

@@ -86,6 +86,22 @@ pub struct Spread {
     pub max: f64,
 }
 
+impl Delivery {
+    /// From the times requests took to arrive, and how many never did.
+    pub fn of(mut times: Vec<Duration>, undelivered: usize) -> Delivery {
+        times.sort();
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        Delivery {
+            requests: times.len() + undelivered,
+            undelivered,
+            p50_ms: ms(quantile(&times, 0.5)),
+            p95_ms: ms(quantile(&times, 0.95)),
+            p99_ms: ms(quantile(&times, 0.99)),
+            max_ms: ms(times.last().copied()),
+        }
+    }
+}
+
 /// The value at `q` (0..=1) of sorted values.
 pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     if sorted.is_empty() {
@@ -136,9 +152,6 @@ impl Summary {
                 }
             })
             .collect();
-        let mut deliveries = ledger.deliveries.clone();
-        deliveries.sort();
-        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         let level_sum = |level: OrgLevel| -> (u32, u32, usize) {
             let loads: Vec<u32> = (scenario.orgs.iter().zip(&ledger.load))
                 .filter(|(o, _)| o.level == level)
@@ -170,14 +183,7 @@ impl Summary {
             unroutable: ledger.unroutable,
             steps_refused: ledger.steps_refused,
             forged: ledger.forged,
-            delivery: Delivery {
-                requests: deliveries.len() + ledger.undelivered(),
-                undelivered: ledger.undelivered(),
-                p50_ms: ms(quantile(&deliveries, 0.5)),
-                p95_ms: ms(quantile(&deliveries, 0.95)),
-                p99_ms: ms(quantile(&deliveries, 0.99)),
-                max_ms: ms(deliveries.last().copied()),
-            },
+            delivery: Delivery::of(ledger.deliveries.clone(), ledger.undelivered()),
             load: LoadSummary {
                 concluded_regional: regional,
                 concluded_federal: federal,
