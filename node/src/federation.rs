@@ -125,6 +125,7 @@ impl Member {
             keep_delivered: crate::config::DEFAULT_KEEP_DELIVERED,
             video: None,
             stun_listen: None,
+            max_resident: crate::node::MAX_RESIDENT_BYTES,
         }
     }
 }

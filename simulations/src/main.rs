@@ -7,7 +7,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
-use konsilium_simulations::live::{self, LiveConfig};
+use konsilium_simulations::live::{self, Links, LiveConfig};
 use konsilium_simulations::output;
 use konsilium_simulations::scenario::{Scenario, UrgencyMix};
 use konsilium_simulations::year::{self, Progress, convergence, summary::Summary};
@@ -43,6 +43,7 @@ struct Args {
     /// Add the run's speed to the performance suite's table (the
     /// directory `KONSILIUM_BENCH_RESULTS` names): the simulated days
     /// measured and, when fewer than a year, the year they project to.
+    /// With --live: the changed record's spread against plain gossipsub.
     #[arg(long)]
     suite: bool,
     /// Run the scenario's organizations as real nodes (libp2p on
@@ -56,6 +57,15 @@ struct Args {
     /// With --live: how many of the agenda's requests to send.
     #[arg(long, default_value_t = 100)]
     requests: usize,
+    /// With --live: link the nodes in-process (libp2p's memory transport,
+    /// Noise and Yamux as over TCP) instead of loopback TCP, which holds
+    /// only a few hundred nodes within one process's file descriptors.
+    #[arg(long)]
+    in_process: bool,
+    /// With --live: seconds the federation rests once its directories are
+    /// full, before a record changes.
+    #[arg(long, default_value_t = 30)]
+    settle: u64,
 }
 
 fn mix(text: &str) -> anyhow::Result<UrgencyMix> {
@@ -114,6 +124,12 @@ fn main() -> anyhow::Result<()> {
             nodes: args.nodes,
             requests: args.requests,
             seed: args.seed,
+            links: if args.in_process {
+                Links::Memory
+            } else {
+                Links::Tcp
+            },
+            settle: std::time::Duration::from_secs(args.settle),
         };
         eprintln!(
             "{}: {} organizations as live nodes, {} requests, seed {}",
@@ -131,6 +147,13 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("writing results to {}", out.display()))?
         {
             println!("  {}", path.display());
+        }
+        if args.suite {
+            let row = live::compare::suite_row(&comparison.live);
+            match suite::record("7-live", &[row])? {
+                Some(path) => println!("  {}", path.display()),
+                None => bail!("--suite needs {} to name a directory", suite::RESULTS_DIR),
+            }
         }
         return Ok(());
     }

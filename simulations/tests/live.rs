@@ -2,8 +2,9 @@
 //! real nodes on loopback fill their directories, gossip a changed record
 //! to every node, and deliver every request they could route.
 
-use konsilium_simulations::live::{self, LiveConfig};
+use konsilium_simulations::live::{self, Links, LiveConfig};
 use konsilium_simulations::scenario::Scenario;
+use std::time::Duration;
 
 #[test]
 fn sixteen_live_nodes_on_one_address_gossip_a_change_to_all_and_deliver_the_models_requests() {
@@ -13,6 +14,8 @@ fn sixteen_live_nodes_on_one_address_gossip_a_change_to_all_and_deliver_the_mode
         nodes: 16,
         requests: 6,
         seed: 3,
+        links: Links::Tcp,
+        settle: Duration::from_secs(1),
     };
     let mut said = Vec::new();
     let c = live::compare::run(&vologda, config, |what| said.push(what.to_owned())).unwrap();
@@ -38,6 +41,31 @@ fn sixteen_live_nodes_on_one_address_gossip_a_change_to_all_and_deliver_the_mode
     assert_eq!(live.delivery.undelivered, 0, "{live:?}");
     assert!(live.delivery.p50_ms.is_some());
     assert!(said.iter().any(|s| s.ends_with("requests")), "{said:?}");
+    // The baseline: plain gossipsub on the same links reached everyone.
+    assert!(live.raw.all_s.is_some(), "{:?}", live.raw);
     let report = live::compare::markdown(&c);
     assert!(report.contains("| a changed record at 99 % of the others |"));
+    assert!(report.contains("Plain gossipsub"), "{report}");
+}
+
+#[test]
+fn live_nodes_on_in_process_links_fill_their_directories_and_gossip_a_change() {
+    let vologda = Scenario::by_name("vologda").unwrap();
+    let config = LiveConfig {
+        nodes: 12,
+        requests: 4,
+        seed: 5,
+        links: Links::Memory,
+        settle: Duration::from_secs(1),
+    };
+    let mut said = Vec::new();
+    let c = live::compare::run(&vologda, config, |what| said.push(what.to_owned())).unwrap();
+    let live = &c.live;
+    assert_eq!((live.nodes, live.links), (12, Links::Memory));
+    assert!(live.directory_all_s.is_some(), "{said:?}");
+    assert!(live.update_all_s.is_some(), "{live:?}");
+    assert_eq!(live.gossip.published, 1, "{:?}", live.gossip);
+    assert_eq!(live.delivery.undelivered, 0, "{live:?}");
+    assert!(live.raw.all_s.is_some(), "{:?}", live.raw);
+    assert!(live.rest_cpu.is_some_and(|c| c > 0.0), "{live:?}");
 }

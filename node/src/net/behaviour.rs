@@ -31,9 +31,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED_INCOMING: u32 = 1024;
 const MAX_ESTABLISHED_PER_PEER: u32 = 4;
-/// Above this resident size the node takes no new connections (those it has
-/// keep working), so a flood cannot push it into the kernel's OOM killer.
-const MAX_RESIDENT_BYTES: usize = 2 << 30;
 
 /// Concurrent inbound streams per connection, per protocol. Hello needs one;
 /// an admitted peer pipelines attachment pieces and deliveries.
@@ -89,8 +86,10 @@ fn relay_config() -> relay::Config {
 
 /// Gossip tuned for a federation: messages are validated by the node before
 /// they propagate, ids are content hashes (so the same record published twice
-/// is one message), and peers that send invalid records lose score.
-fn gossipsub(key: &Keypair, heartbeat: Duration) -> Result<gossipsub::Behaviour, String> {
+/// is one message), and peers that send invalid records lose score. Public
+/// for the live simulations, which time plain gossipsub with these settings
+/// as the baseline for the node's directory updates.
+pub fn gossipsub(key: &Keypair, heartbeat: Duration) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(heartbeat)
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -139,6 +138,7 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         serves_others: bool,
         declared: Option<Reachability>,
+        max_resident: usize,
     ) -> Result<Self, String> {
         let behind_nat = declared == Some(Reachability::Private);
         let peer = key.public().to_peer_id();
@@ -171,7 +171,7 @@ impl Behaviour {
                     .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING))
                     .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER)),
             ),
-            memory: memory_connection_limits::Behaviour::with_max_bytes(MAX_RESIDENT_BYTES),
+            memory: memory_connection_limits::Behaviour::with_max_bytes(max_resident),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("konsilium/{}", env!("CARGO_PKG_VERSION")))

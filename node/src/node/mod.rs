@@ -93,7 +93,7 @@ use libp2p::{
 };
 use rpc::Pending;
 use setup::is_unspecified;
-pub use setup::{ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, NodeSetup, start};
+pub use setup::{ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, MAX_RESIDENT_BYTES, NodeSetup, start};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -547,9 +547,12 @@ impl Node {
                 let _ = reply.send(self.revoke(notices));
             }
             Command::Reload(profile, bootstrap, reply) => {
-                // Republished (with a new sequence) once it settles.
+                // Republished (with a new sequence) at once: the settling
+                // delay is for addresses that come up one by one, and an
+                // operator's profile arrives whole.
                 self.profile = *profile;
                 self.record_dirty = true;
+                self.record_due = Some(tokio::time::Instant::now());
                 self.bootstrap = bootstrap;
                 self.dial_bootstrap();
                 tracing::info!("configuration reloaded: directory profile and bootstrap list");

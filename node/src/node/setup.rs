@@ -10,6 +10,9 @@ pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often a configured node runs an anti-entropy round with one peer:
 /// gossip carries updates, this only repairs what gossip missed.
 pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(60);
+/// Above this resident size a node takes no new connections (those it has
+/// keep working), so a flood cannot push it into the kernel's OOM killer.
+pub const MAX_RESIDENT_BYTES: usize = 2 << 30;
 
 /// Everything a node needs to start.
 pub struct NodeSetup {
@@ -41,6 +44,10 @@ pub struct NodeSetup {
     /// Where this node answers STUN Binding requests (a bootstrap node's
     /// service to the sites behind NATs), if anywhere.
     pub stun_listen: Option<std::net::SocketAddr>,
+    /// Above this resident size of the process the node takes no new
+    /// connections. Nodes sharing one process (the live simulations) share
+    /// this figure too, so they need a larger one.
+    pub max_resident: usize,
 }
 
 impl NodeSetup {
@@ -76,6 +83,7 @@ impl NodeSetup {
             keep_delivered: config.keep_delivered,
             video: config.video.clone(),
             stun_listen: config.stun_listen,
+            max_resident: MAX_RESIDENT_BYTES,
         })
     }
 }
@@ -109,6 +117,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let heartbeat = setup.gossip_heartbeat;
     let serves_others = setup.openness.serves_others;
     let declared = setup.openness.reachability;
+    let max_resident = setup.max_resident;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -118,14 +127,35 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         )
         .map_err(|e| NodeError::Network(e.to_string()))?
         .with_quic()
+        // In-process links (`/memory/<n>`): the live simulations run hundreds
+        // of nodes in one process, more than its file descriptors allow over
+        // TCP. Configuration refuses such a listen address, and a dial to
+        // one reaches nothing outside this process.
+        .with_other_transport(|key| {
+            use libp2p::Transport;
+            let noise = noise::Config::new(key)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
+            Ok(libp2p::core::transport::MemoryTransport::default()
+                .upgrade(libp2p::core::upgrade::Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default()))
+        })
+        .map_err(|e| NodeError::Network(format!("in-process transport: {e}")))?
         // `/dns4/`, `/dns6/` and `/dns/` addresses, as deployments write them.
         .with_dns()
         .map_err(|e| NodeError::Network(format!("DNS resolver: {e}")))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| NodeError::Network(format!("relay client: {e}")))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, heartbeat, relay_client, serves_others, declared)
-                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            Behaviour::new(
+                key,
+                heartbeat,
+                relay_client,
+                serves_others,
+                declared,
+                max_resident,
+            )
+            .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| NodeError::Network(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))

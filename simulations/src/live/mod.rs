@@ -15,12 +15,34 @@
 
 pub mod compare;
 mod nodes;
+pub mod raw;
 
 use crate::SimError;
 use crate::scenario::Scenario;
 use crate::year::summary::Delivery;
 use konsilium_protocol::cert::OrgLevel;
 use serde::Serialize;
+
+/// How the nodes reach each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Links {
+    /// TCP on 127.0.0.1, as deployed (two file descriptors a connection,
+    /// so a few hundred nodes in one process).
+    Tcp,
+    /// libp2p's in-process transport, with the same Noise and Yamux on top:
+    /// no file descriptors, so a thousand nodes fit in one process.
+    Memory,
+}
+
+impl std::fmt::Display for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Links::Tcp => "loopback TCP",
+            Links::Memory => "in-process links",
+        })
+    }
+}
 
 /// What a live run is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -32,20 +54,31 @@ pub struct LiveConfig {
     /// this); live nodes send every one of them.
     pub requests: usize,
     pub seed: u64,
+    pub links: Links,
+    /// How long the federation rests after its directories fill, before
+    /// a record changes (and its CPU at rest is measured).
+    pub settle: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveOutcome {
     pub nodes: usize,
+    pub links: Links,
     /// From the first node's start until every node had started.
     pub start_s: f64,
     /// From the last start until 99 % and all nodes held every record.
     pub directory_p99_s: Option<f64>,
     pub directory_all_s: Option<f64>,
+    /// The CPU every node together used at rest afterwards, in cores.
+    pub rest_cpu: Option<f64>,
     /// From one organization's changed record until 99 % and all the
     /// other nodes held it.
     pub update_p99_s: Option<f64>,
     pub update_all_s: Option<f64>,
+    /// Plain gossipsub on the same links carrying a message of the
+    /// record's size, measured after the nodes stopped: the baseline for
+    /// the two figures above.
+    pub raw: raw::RawSpread,
     /// From the physician's request to the consultant's node holding the
     /// package.
     pub delivery: Delivery,

@@ -1,6 +1,6 @@
 //! The organizations as running nodes, and the three things timed on them.
 
-use super::{Gossip, LiveConfig, LiveOutcome, reached, resident_mib};
+use super::{Gossip, Links, LiveConfig, LiveOutcome, raw, reached, resident_mib};
 use crate::SimError;
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
@@ -8,7 +8,8 @@ use crate::year::agenda::{Agenda, Task};
 use crate::year::summary::Delivery;
 use konsilium_node::federation::{LocalFederation, Member, OrgSpec, wait};
 use konsilium_node::node::{
-    self, ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, NewConsultation, NodeEvent, NodeHandle, Target,
+    self, ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, Inspect, NewConsultation, NodeEvent, NodeHandle,
+    Target,
 };
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::content::CaseExtract;
@@ -62,6 +63,7 @@ pub(super) async fn run(
             .find(|&j| orgs[j].level == OrgLevel::Regional && orgs[j].region == orgs[i].region)
             .unwrap_or(0)
     };
+    let max_resident = available_bytes().unwrap_or(node::MAX_RESIDENT_BYTES);
     let started = Instant::now();
     let mut nodes: Vec<NodeHandle> = Vec::with_capacity(orgs.len());
     let mut addrs: Vec<multiaddr::Multiaddr> = Vec::with_capacity(orgs.len());
@@ -79,6 +81,12 @@ pub(super) async fn run(
         let mut setup = member.setup(bootstrap, relay_via);
         setup.anti_entropy_every = ANTI_ENTROPY_EVERY;
         setup.gossip_heartbeat = GOSSIP_HEARTBEAT;
+        // Every node in this process sees the process's size: a node's own
+        // guard would refuse connections once a few hundred run together.
+        setup.max_resident = max_resident;
+        if config.links == Links::Memory {
+            setup.listen = vec!["/memory/0".parse().map_err(live)?];
+        }
         let handle = node::start(setup)
             .await
             .map_err(|e| live(format!("{} did not start: {e}", orgs[i].name)))?;
@@ -94,6 +102,13 @@ pub(super) async fn run(
     let full = directories_full(&nodes, &mut progress).await?;
     let directory_p99_s = reached(&full, nodes.len(), 0.99);
     let directory_all_s = reached(&full, nodes.len(), 1.0);
+    // Records change in a federation at rest, not while it starts: the
+    // connections, lookups and first exchanges settle first, and what the
+    // nodes then spend doing nothing is measured.
+    progress("at rest");
+    let before = cpu_seconds();
+    tokio::time::sleep(config.settle).await;
+    let rest_cpu = (before.zip(cpu_seconds())).map(|(a, b)| (b - a) / config.settle.as_secs_f64());
 
     // One organization changes its record (a second duty consultant).
     let changed = 0;
@@ -114,6 +129,7 @@ pub(super) async fn run(
             });
     }
     let gossip_before = gossip(&nodes[changed..=changed], &nodes).await?;
+    let links = links(&nodes).await?;
 
     let changed_at = Instant::now();
     nodes[changed]
@@ -132,6 +148,7 @@ pub(super) async fn run(
     let update_p99_s = reached(&update, others, 0.99);
     let update_all_s = reached(&update, others, 1.0);
     let after = gossip(&nodes[changed..=changed], &nodes).await?;
+    let record_len = record_len(&nodes[changed], changed_org).await?;
     let gossip = Gossip {
         published: after.published - gossip_before.published,
         accepted: after.accepted - gossip_before.accepted,
@@ -202,14 +219,27 @@ pub(super) async fn run(
         l.abort();
     }
     progress("stopping");
-    for n in nodes {
-        n.shutdown().await;
-    }
+    futures::future::join_all(nodes.into_iter().map(NodeHandle::shutdown)).await;
+    progress(&format!(
+        "plain gossipsub on the same {} links, a message of {record_len} bytes",
+        links.len()
+    ));
+    let raw = raw::spread(
+        members.len(),
+        &links,
+        record_len,
+        config.links,
+        GOSSIP_HEARTBEAT,
+    )
+    .await?;
     Ok(LiveOutcome {
         nodes: members.len(),
+        links: config.links,
+        raw,
         start_s,
         directory_p99_s,
         directory_all_s,
+        rest_cpu,
         update_p99_s,
         update_all_s,
         delivery: Delivery::of(times, undelivered),
@@ -219,6 +249,24 @@ pub(super) async fn run(
         resident_mib: resident,
         wall_s: wall.elapsed().as_secs_f64(),
     })
+}
+
+/// CPU time this process (every node) has used, from `/proc` (Linux,
+/// whose clock tick for user programs is 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// What the machine has free now (`MemAvailable`, Linux).
+fn available_bytes() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
@@ -234,18 +282,23 @@ async fn directories_full(
     let mut full: Vec<Option<f64>> = vec![None; nodes.len()];
     let mut told = Instant::now();
     while full.iter().any(Option::is_none) && from.elapsed() < PATIENCE {
+        let mut smallest = nodes.len();
         for (i, n) in nodes.iter().enumerate() {
             if full[i].is_some() {
                 continue;
             }
             let status = n.status().await.map_err(live)?;
+            smallest = smallest.min(status.directory_size);
             if status.directory_size >= nodes.len() {
                 full[i] = Some(from.elapsed().as_secs_f64());
             }
         }
         if told.elapsed() > Duration::from_secs(5) {
             let done = full.iter().flatten().count();
-            progress(&format!("{done} of {} directories full", nodes.len()));
+            progress(&format!(
+                "{done} of {} directories full, the emptiest holds {smallest}",
+                nodes.len()
+            ));
             told = Instant::now();
         }
         tokio::time::sleep(POLL).await;
@@ -292,6 +345,37 @@ async fn gossip(publishers: &[NodeHandle], nodes: &[NodeHandle]) -> Result<Gossi
         }
     }
     Ok(total)
+}
+
+/// Which nodes were linked (admitted each other), as pairs of indices.
+async fn links(nodes: &[NodeHandle]) -> Result<Vec<(usize, usize)>, SimError> {
+    let index: HashMap<String, usize> = (nodes.iter().enumerate())
+        .map(|(i, n)| (n.org().to_string(), i))
+        .collect();
+    let mut pairs = std::collections::BTreeSet::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let peers = n.inspect(Inspect::Peers).await.map_err(live)?;
+        let admitted = (peers.as_array().into_iter().flatten())
+            .filter(|p| p["admission"] == "admitted")
+            .filter_map(|p| index.get(p["org"].as_str()?));
+        for &j in admitted {
+            pairs.insert((i.min(j), i.max(j)));
+        }
+    }
+    Ok(pairs.into_iter().collect())
+}
+
+/// The size of `org`'s record on the wire, as `node` holds it.
+async fn record_len(node: &NodeHandle, org: OrgId) -> Result<usize, SimError> {
+    let records = node.records().await.map_err(live)?;
+    (records.iter())
+        .filter(|r| {
+            (r.decode_unverified().ok())
+                .is_some_and(|r| r.chain.org.decode_unverified().is_ok_and(|c| c.org == org))
+        })
+        .find_map(|r| konsilium_protocol::wire::encode(r).ok())
+        .map(|bytes| bytes.len())
+        .ok_or_else(|| live("the changed organization's own record is missing"))
 }
 
 /// The sequence of `org`'s record as `node` holds it.
