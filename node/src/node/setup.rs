@@ -127,18 +127,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         )
         .map_err(|e| NodeError::Network(e.to_string()))?
         .with_quic()
-        // In-process links (`/memory/<n>`): the live simulations run hundreds
-        // of nodes in one process, more than its file descriptors allow over
-        // TCP. Configuration refuses such a listen address, and a dial to
-        // one reaches nothing outside this process.
         .with_other_transport(|key| {
-            use libp2p::Transport;
-            let noise = noise::Config::new(key)
-                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
-            Ok(libp2p::core::transport::MemoryTransport::default()
-                .upgrade(libp2p::core::upgrade::Version::V1)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default()))
+            crate::net::in_process(key).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| NodeError::Network(format!("in-process transport: {e}")))?
         // `/dns4/`, `/dns6/` and `/dns/` addresses, as deployments write them.

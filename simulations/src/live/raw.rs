@@ -9,6 +9,7 @@ use super::{Links, reached};
 use crate::SimError;
 use futures::StreamExt;
 use konsilium_node::net::behaviour::{DIRECTORY_TOPIC, gossipsub};
+use konsilium_node::net::in_process;
 use libp2p::gossipsub::{Event, IdentTopic, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, Swarm, noise, tcp, yamux};
@@ -185,13 +186,7 @@ fn swarm(
             .build(),
         Links::Memory => builder
             .with_other_transport(|key| {
-                use libp2p::Transport;
-                let noise = noise::Config::new(key)
-                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
-                Ok(libp2p::core::transport::MemoryTransport::default()
-                    .upgrade(libp2p::core::upgrade::Version::V1)
-                    .authenticate(noise)
-                    .multiplex(yamux::Config::default()))
+                in_process(key).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(raw)?
             .with_behaviour(behaviour)
