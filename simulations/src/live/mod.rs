@@ -31,7 +31,7 @@ pub enum Links {
     /// so a few hundred nodes in one process).
     Tcp,
     /// libp2p's in-process transport, with the same Noise and Yamux on top:
-    /// no file descriptors, so a thousand nodes fit in one process.
+    /// no file descriptors, so memory alone bounds the nodes in a process.
     Memory,
 }
 
@@ -169,6 +169,24 @@ fn resident_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// CPU time this process (every node) has used, from `/proc` (Linux,
+/// whose clock tick for user programs is 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// What the machine has free now (`MemAvailable`, Linux).
+fn available_bytes() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 #[cfg(test)]

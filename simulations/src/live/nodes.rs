@@ -1,6 +1,9 @@
 //! The organizations as running nodes, and the three things timed on them.
 
-use super::{Gossip, Links, LiveConfig, LiveOutcome, raw, reached, resident_mib};
+use super::{
+    Gossip, Links, LiveConfig, LiveOutcome, available_bytes, cpu_seconds, raw, reached,
+    resident_mib,
+};
 use crate::SimError;
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
@@ -113,7 +116,7 @@ pub(super) async fn run(
     // One organization changes its record (a second duty consultant).
     let changed = 0;
     let changed_org = nodes[changed].org();
-    let old = sequence_at(&nodes[changed], changed_org).await?;
+    let (old, _) = record_at(&nodes[changed], changed_org).await?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let listeners: Vec<_> = (nodes.iter().enumerate())
         .map(|(i, n)| listen(i, n.subscribe(), changed_org, old, seen.clone()))
@@ -148,7 +151,7 @@ pub(super) async fn run(
     let update_p99_s = reached(&update, others, 0.99);
     let update_all_s = reached(&update, others, 1.0);
     let after = gossip(&nodes[changed..=changed], &nodes).await?;
-    let record_len = record_len(&nodes[changed], changed_org).await?;
+    let (_, record_len) = record_at(&nodes[changed], changed_org).await?;
     let gossip = Gossip {
         published: after.published - gossip_before.published,
         accepted: after.accepted - gossip_before.accepted,
@@ -251,24 +254,6 @@ pub(super) async fn run(
     })
 }
 
-/// CPU time this process (every node) has used, from `/proc` (Linux,
-/// whose clock tick for user programs is 1/100 s).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    Some((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-/// What the machine has free now (`MemAvailable`, Linux).
-fn available_bytes() -> Option<usize> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -365,26 +350,16 @@ async fn links(nodes: &[NodeHandle]) -> Result<Vec<(usize, usize)>, SimError> {
     Ok(pairs.into_iter().collect())
 }
 
-/// The size of `org`'s record on the wire, as `node` holds it.
-async fn record_len(node: &NodeHandle, org: OrgId) -> Result<usize, SimError> {
+/// `org`'s record as `node` holds it: its sequence and its size on the wire.
+async fn record_at(node: &NodeHandle, org: OrgId) -> Result<(u64, usize), SimError> {
     let records = node.records().await.map_err(live)?;
     (records.iter())
-        .filter(|r| {
-            (r.decode_unverified().ok())
-                .is_some_and(|r| r.chain.org.decode_unverified().is_ok_and(|c| c.org == org))
+        .find_map(|signed| {
+            let record = signed.decode_unverified().ok()?;
+            let cert = record.chain.org.decode_unverified().ok()?;
+            let bytes = konsilium_protocol::wire::encode(signed).ok()?;
+            (cert.org == org).then_some((record.sequence, bytes.len()))
         })
-        .find_map(|r| konsilium_protocol::wire::encode(r).ok())
-        .map(|bytes| bytes.len())
-        .ok_or_else(|| live("the changed organization's own record is missing"))
-}
-
-/// The sequence of `org`'s record as `node` holds it.
-async fn sequence_at(node: &NodeHandle, org: OrgId) -> Result<u64, SimError> {
-    let records = node.records().await.map_err(live)?;
-    (records.iter())
-        .filter_map(|r| r.decode_unverified().ok())
-        .find(|r| (r.chain.org.decode_unverified()).is_ok_and(|c| c.org == org))
-        .map(|r| r.sequence)
         .ok_or_else(|| live("the changed organization's own record is missing"))
 }
 
