@@ -126,6 +126,7 @@ impl Member {
             video: None,
             stun_listen: None,
             max_resident: crate::node::MAX_RESIDENT_BYTES,
+            keep: Default::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod fetch;
 pub mod identity;
 pub mod journal;
+pub mod keep;
 pub mod limits;
 pub mod outbox;
 pub mod reach;

@@ -66,6 +66,10 @@ struct Args {
     /// full, before a record changes.
     #[arg(long, default_value_t = 30)]
     settle: u64,
+    /// With --live: seconds a node keeps a connection it no longer uses
+    /// (beyond its gossip mesh and spares); a node's own default.
+    #[arg(long, default_value_t = konsilium_protocol::keep::Config::default().idle.as_secs())]
+    idle: u64,
 }
 
 fn mix(text: &str) -> anyhow::Result<UrgencyMix> {
@@ -130,6 +134,10 @@ fn main() -> anyhow::Result<()> {
                 Links::Tcp
             },
             settle: std::time::Duration::from_secs(args.settle),
+            keep: konsilium_protocol::keep::Config {
+                idle: std::time::Duration::from_secs(args.idle),
+                ..Default::default()
+            },
         };
         eprintln!(
             "{}: {} organizations as live nodes, {} requests, seed {}",

@@ -2,6 +2,7 @@
 //! real nodes on loopback fill their directories, gossip a changed record
 //! to every node, and deliver every request they could route.
 
+use konsilium_protocol::keep;
 use konsilium_simulations::live::{self, Links, LiveConfig};
 use konsilium_simulations::scenario::Scenario;
 use std::time::Duration;
@@ -16,6 +17,12 @@ fn sixteen_live_nodes_on_one_address_gossip_a_change_to_all_and_deliver_the_mode
         seed: 3,
         links: Links::Tcp,
         settle: Duration::from_secs(1),
+        // No spares: each node keeps its gossip mesh and its bootstrap
+        // peer, and dials anyone else again when it has a request.
+        keep: keep::Config {
+            spare: 0,
+            idle: Duration::from_secs(2),
+        },
     };
     let mut said = Vec::new();
     let c = live::compare::run(&vologda, config, |what| said.push(what.to_owned())).unwrap();
@@ -49,19 +56,31 @@ fn sixteen_live_nodes_on_one_address_gossip_a_change_to_all_and_deliver_the_mode
 }
 
 #[test]
-fn live_nodes_on_in_process_links_fill_their_directories_and_gossip_a_change() {
+fn live_nodes_on_in_process_links_fill_their_directories_gossip_a_change_and_close_idle_links() {
     let vologda = Scenario::by_name("vologda").unwrap();
     let config = LiveConfig {
-        nodes: 12,
+        nodes: 40,
         requests: 4,
         seed: 5,
         links: Links::Memory,
         settle: Duration::from_secs(1),
+        keep: keep::Config {
+            spare: 0,
+            idle: Duration::from_secs(2),
+        },
     };
     let mut said = Vec::new();
     let c = live::compare::run(&vologda, config, |what| said.push(what.to_owned())).unwrap();
     let live = &c.live;
-    assert_eq!((live.nodes, live.links), (12, Links::Memory));
+    assert_eq!((live.nodes, live.links), (40, Links::Memory));
+    // Idle connections outside the gossip mesh (at most 12 peers) closed;
+    // gossip and deliveries (to peers dialled again) worked without them.
+    assert!(
+        live.gossip.mean_peers < 16.0,
+        "{} peers per node when the directories were full, {} after",
+        live.peers_when_full,
+        live.gossip.mean_peers
+    );
     assert!(live.directory_all_s.is_some(), "{said:?}");
     assert!(live.update_all_s.is_some(), "{live:?}");
     assert_eq!(live.gossip.published, 1, "{:?}", live.gossip);

@@ -23,6 +23,7 @@ mod events;
 mod handle;
 mod inbox;
 mod inspect;
+mod keep;
 mod outbox;
 mod partials;
 mod peers;
@@ -225,6 +226,8 @@ struct Node {
     schedule: konsilium_protocol::video::Schedule,
     /// Our listeners on relays' circuit addresses: one per reservation.
     relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// Which idle connections stay open.
+    keep: konsilium_protocol::keep::Keep<PeerId>,
 }
 impl Node {
     fn now(&self) -> Timestamp {
@@ -312,6 +315,7 @@ impl Node {
             self.recovery.poll_timeout(),
             self.reach.poll_timeout(),
             self.schedule.poll_timeout(),
+            self.keep.poll_timeout(),
             self.next_blob_expiry,
         ]
         .into_iter()
@@ -347,6 +351,9 @@ impl Node {
         if self.schedule.poll_timeout().is_some_and(|t| t <= now) {
             self.schedule.handle_timeout(now);
             self.drive_schedule();
+        }
+        if self.keep.poll_timeout().is_some_and(|t| t <= now) {
+            self.on_keep_due(now);
         }
         if self.next_blob_expiry.is_some_and(|t| t <= now) {
             self.remove_expired_blobs();
@@ -400,6 +407,7 @@ impl Node {
                 // An inbound circuit's remote address is just `/p2p/<peer>`:
                 // the endpoint knows.
                 self.on_link_up(connection_id, peer_id, endpoint.is_relayed());
+                self.keep_connected(peer_id, endpoint.is_dialer());
                 let info = self.peer_info.entry(peer_id).or_default();
                 if !info.addresses.contains(&remote) {
                     info.addresses.push(remote);
@@ -409,10 +417,12 @@ impl Node {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
+                endpoint,
                 num_established,
                 ..
             } => {
                 self.on_link_down(connection_id);
+                self.keep_disconnected(&peer_id, endpoint.is_dialer());
                 if num_established == 0 {
                     self.on_disconnected(peer_id);
                 }

@@ -26,11 +26,15 @@ impl Node {
     }
 
     pub(super) fn request(&mut self, peer: PeerId, request: Request, what: Pending) {
+        self.keep_used(&peer);
         let id = (self.swarm.behaviour_mut().rpc).send_request(&peer, request.into());
         self.pending.insert(id, (peer, what));
     }
 
     pub(super) fn on_rpc(&mut self, event: request_response::Event<Inbound<Request>, Response>) {
+        if let request_response::Event::Message { peer, .. } = &event {
+            self.keep_used(peer);
+        }
         match event {
             request_response::Event::Message {
                 peer,

@@ -48,6 +48,8 @@ pub struct NodeSetup {
     /// connections. Nodes sharing one process (the live simulations) share
     /// this figure too, so they need a larger one.
     pub max_resident: usize,
+    /// How many idle connections the node keeps, and after how long unused.
+    pub keep: konsilium_protocol::keep::Config,
 }
 
 impl NodeSetup {
@@ -84,6 +86,7 @@ impl NodeSetup {
             video: config.video.clone(),
             stun_listen: config.stun_listen,
             max_resident: MAX_RESIDENT_BYTES,
+            keep: Default::default(),
         })
     }
 }
@@ -297,6 +300,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         schedule: konsilium_protocol::video::Schedule::new(me_org, video::LEAD),
         published_reach: (konsilium_protocol::reach::Reachability::Unknown, 0),
         relay_listeners: HashMap::new(),
+        keep: konsilium_protocol::keep::Keep::new(setup.keep),
     };
     node.publish_record()?;
     // The one scan of stored consultations: from here on the desk holds

@@ -58,6 +58,9 @@ pub struct LiveConfig {
     /// How long the federation rests after its directories fill, before
     /// a record changes (and its CPU at rest is measured).
     pub settle: std::time::Duration,
+    /// Which idle connections each node keeps (the production default in
+    /// the CLI); the rest begins once the idle ones have closed.
+    pub keep: konsilium_protocol::keep::Config,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +72,9 @@ pub struct LiveOutcome {
     /// From the last start until 99 % and all nodes held every record.
     pub directory_p99_s: Option<f64>,
     pub directory_all_s: Option<f64>,
+    /// Certified peers a node was connected to, on average, when the
+    /// directories were full (before idle connections closed).
+    pub peers_when_full: f64,
     /// The CPU every node together used at rest afterwards, in cores.
     pub rest_cpu: Option<f64>,
     /// From one organization's changed record until 99 % and all the

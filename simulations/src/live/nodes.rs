@@ -30,6 +30,9 @@ const PATIENCE: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_millis(250);
 /// Between two requests: a burst, as after a morning round, not a flood.
 const REQUEST_GAP: Duration = Duration::from_millis(20);
+/// After the last use of a connection its node looks again within a few
+/// seconds; closing takes a moment more.
+const IDLE_CLOSED: Duration = Duration::from_secs(5);
 
 /// What the nodes reported while a phase ran.
 #[derive(Default)]
@@ -87,6 +90,7 @@ pub(super) async fn run(
         // Every node in this process sees the process's size: a node's own
         // guard would refuse connections once a few hundred run together.
         setup.max_resident = max_resident;
+        setup.keep = config.keep;
         if config.links == Links::Memory {
             setup.listen = vec!["/memory/0".parse().map_err(live)?];
         }
@@ -108,6 +112,10 @@ pub(super) async fn run(
     // Records change in a federation at rest, not while it starts: the
     // connections, lookups and first exchanges settle first, and what the
     // nodes then spend doing nothing is measured.
+    let peers_when_full = gossip(&[], &nodes).await?.mean_peers;
+    // The connections the start made and no longer uses close first.
+    progress("idle connections closing");
+    tokio::time::sleep(config.keep.idle + IDLE_CLOSED).await;
     progress("at rest");
     let before = cpu_seconds();
     tokio::time::sleep(config.settle).await;
@@ -242,6 +250,7 @@ pub(super) async fn run(
         start_s,
         directory_p99_s,
         directory_all_s,
+        peers_when_full,
         rest_cpu,
         update_p99_s,
         update_all_s,
