@@ -75,6 +75,7 @@ fn live_nodes_on_in_process_links_fill_their_directories_gossip_a_change_and_clo
     assert_eq!((live.nodes, live.links), (40, Links::Memory));
     // Idle connections outside the gossip mesh (at most 12 peers) closed;
     // gossip and deliveries (to peers dialled again) worked without them.
+    assert!(live.gossip.idle_closed > 0, "{:?}", live.gossip);
     assert!(
         live.gossip.mean_peers < 16.0,
         "{} peers per node when the directories were full, {} after",

@@ -64,7 +64,9 @@ impl Node {
         self.keep.handle_timeout(now, |peer| stay.contains(peer));
         while let Some(peer) = self.keep.poll_output() {
             tracing::debug!(%peer, "closing an idle connection");
-            let _ = self.swarm.disconnect_peer_id(peer);
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                self.metrics.idle_closed.inc();
+            }
         }
     }
 }

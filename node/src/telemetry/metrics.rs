@@ -13,6 +13,7 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     pub peers: IntGauge,
+    pub idle_closed: IntCounter,
     pub gossip_received: IntCounterVec,
     pub gossip_published: IntCounter,
     pub directory_records: IntGauge,
@@ -190,6 +191,11 @@ impl Metrics {
             escalations: counter(
                 "konsilium_escalations_total",
                 "Consultations escalated to the next candidate.",
+            ),
+            idle_closed: counter(
+                "konsilium_idle_connections_closed_total",
+                "Peers whose connections this node closed as idle: dialled by us, unused, \
+                 outside the gossip mesh and the spares.",
             ),
             store_bytes: gauge(
                 "konsilium_store_size_bytes",

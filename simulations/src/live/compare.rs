@@ -175,14 +175,15 @@ pub fn markdown(c: &Comparison) -> String {
     ));
     out.push_str(&format!(
         "\nLive: {} nodes started in {:.1} s; every directory full {} after the last start \
-         (99 % in {}), with {:.1} certified peers per node; idle connections then closed, \
-         down to {:.1} peers per node; at rest, all of them together used {} of a core; {} \
+         (99 % in {}), with {:.1} certified peers per node; idle connections then closed \
+         ({} in all), down to {:.1} peers per node; at rest, all of them together used {} of a core; {} \
          resident for the whole process; the run took {:.0} s (the model {:.1} s).\n",
         l.nodes,
         l.start_s,
         seconds(l.directory_all_s),
         seconds(l.directory_p99_s),
         l.peers_when_full,
+        l.gossip.idle_closed,
         l.gossip.mean_peers,
         l.rest_cpu
             .map_or("-".into(), |c| format!("{:.0} %", c * 100.0)),

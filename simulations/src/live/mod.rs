@@ -112,6 +112,8 @@ pub struct Gossip {
     pub invalid: u64,
     /// Certified peers a node was connected to, on average.
     pub mean_peers: f64,
+    /// Peers whose connections the nodes closed as idle, since they started.
+    pub idle_closed: u64,
 }
 
 /// The part of `scenario` a live run starts: `n` of its organizations, a

@@ -166,6 +166,7 @@ pub(super) async fn run(
         ignored: after.ignored - gossip_before.ignored,
         invalid: after.invalid - gossip_before.invalid,
         mean_peers: after.mean_peers,
+        idle_closed: after.idle_closed,
     };
 
     // The model's own draws of requests (its whole agenda, the same seed
@@ -322,6 +323,9 @@ async fn gossip(publishers: &[NodeHandle], nodes: &[NodeHandle]) -> Result<Gossi
             };
             if line.starts_with("konsilium_peers ") {
                 total.mean_peers += value() / nodes.len() as f64;
+            }
+            if line.starts_with("konsilium_idle_connections_closed_total ") {
+                total.idle_closed += value() as u64;
             }
             if !(line.starts_with("konsilium_gossip_messages_received_total")
                 && line.contains("topic=\"directory\""))
