@@ -93,6 +93,11 @@ struct Shared {
     reflexive: Mutex<Option<SocketAddr>>,
     /// The relay the links this site answers offer.
     relay: Mutex<Option<Arc<Relay>>>,
+    /// Sessions whose frames from other sites are also told to the event
+    /// loop: for an application that takes frames itself. The node needs
+    /// none (it forwards them to its browsers), so by default each frame
+    /// costs the event loop nothing.
+    watched: Mutex<HashSet<SessionId>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -269,6 +274,7 @@ impl MediaPlane {
             asked: Mutex::new(None),
             reflexive: Mutex::new(None),
             relay: Mutex::new(None),
+            watched: Mutex::new(HashSet::new()),
         });
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let sockets = task::Sockets {
@@ -338,7 +344,14 @@ impl MediaPlane {
 
     /// Ends every link and seat of the session; returns the sites the
     /// links went to.
+    /// Frames other sites send in the session come as
+    /// [`MediaEvent::Link`] too, until the session is closed.
+    pub fn watch(&self, session: SessionId) {
+        lock(&self.shared.watched).insert(session);
+    }
+
     pub fn close(&self, session: SessionId) -> Vec<OrgId> {
+        lock(&self.shared.watched).remove(&session);
         let mut links = self.shared.links();
         let mut closed = Vec::new();
         for (&(s, org), held) in links.iter_mut() {

@@ -10,6 +10,7 @@ use super::{Links, MediaEvent, Shared};
 use konsilium_protocol::video::SessionId;
 use konsilium_video::stun::is_stun;
 use konsilium_video::{Datagram, LinkEvent, SeatEvent};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,6 +87,7 @@ pub(super) async fn run(
                 links: &mut shared.links(),
                 seats: &mut shared.seats(),
                 room: &mut shared.room(),
+                watched: &super::lock(&shared.watched),
             },
             local,
             received,
@@ -131,6 +133,7 @@ struct Plane<'a> {
     links: &'a mut Links,
     seats: &'a mut Seats,
     room: &'a mut Room,
+    watched: &'a HashSet<SessionId>,
 }
 
 /// What one round's connections said, to be acted on once every
@@ -220,16 +223,23 @@ fn deliver(plane: &mut Plane, local: SocketAddr, d: Datagram, now: Instant) {
 /// What a connection said: media and messages forwarded in the room,
 /// what the event loop must know passed on.
 fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEvent>) {
-    let Plane { links, seats, room } = plane;
+    let Plane {
+        links,
+        seats,
+        room,
+        watched,
+    } = plane;
     match heard {
         Heard::Site(session, org, LinkEvent::Media(frame)) => {
             room.forward(links, seats, session, Source::Site(org), &frame);
-            let event = LinkEvent::Media(frame);
-            let _ = events.send(MediaEvent::Link {
-                session,
-                org,
-                event,
-            });
+            if watched.contains(&session) {
+                let event = LinkEvent::Media(frame);
+                let _ = events.send(MediaEvent::Link {
+                    session,
+                    org,
+                    event,
+                });
+            }
         }
         Heard::Site(session, _, LinkEvent::KeyframeWanted) => {
             room.keyframe_for_site(seats, session)

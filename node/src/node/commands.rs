@@ -238,6 +238,11 @@ pub(super) enum Command {
         VideoPayload,
         oneshot::Sender<Result<bool, NodeError>>,
     ),
+    /// Tell the session's frames from other sites as events.
+    WatchVideo(
+        konsilium_protocol::video::SessionId,
+        oneshot::Sender<Result<(), NodeError>>,
+    ),
     /// Seal and queue a probe package to an organization.
     Probe(OrgId, oneshot::Sender<Result<Sent, NodeError>>),
     /// Open a probe link to an organization (`konsilium probe --video`).

@@ -6,7 +6,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     Listening(Multiaddr),
-    /// A video link to another site changed (connected, data, media, failed).
+    /// A video link to another site changed (connected, data, failed), or
+    /// brought a frame in a session asked for with `NodeHandle::watch_video`.
     Video {
         session: konsilium_protocol::video::SessionId,
         org: OrgId,

@@ -382,6 +382,17 @@ impl NodeHandle {
             .await?
     }
 
+    /// From now until the session closes, frames other sites send in it
+    /// come as [`NodeEvent::Video`] too. Nothing else needs them (the node
+    /// forwards them to its browsers), so no session's frames do unless
+    /// asked: an application that takes frames itself asks here.
+    pub async fn watch_video(
+        &self,
+        session: konsilium_protocol::video::SessionId,
+    ) -> Result<(), NodeError> {
+        self.ask(|tx| Command::WatchVideo(session, tx)).await?
+    }
+
     /// Sends a data channel message or a media frame on a video link;
     /// `Ok(false)` when the data channel's buffer is full.
     pub async fn send_video(

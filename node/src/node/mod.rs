@@ -645,6 +645,9 @@ impl Node {
             Command::VideoSend(session, org, payload, reply) => {
                 let _ = reply.send(self.video_send(session, org, payload));
             }
+            Command::WatchVideo(session, reply) => {
+                let _ = reply.send(self.media_plane().map(|m| m.watch(session)));
+            }
             Command::Probe(to, reply) => {
                 let _ = reply.send(self.probe(to));
             }

@@ -98,6 +98,9 @@ async fn an_invited_third_organization_gets_the_case_and_every_site_sees_the_oth
         })
         .await;
     }
+    for node in &sites {
+        node.watch_video(session).await.unwrap();
+    }
     let frame = |from: usize| vec![from as u8 + 1; 800];
     for _ in 0..5 {
         for (i, node) in sites.iter().enumerate() {

@@ -133,6 +133,9 @@ async fn relay_only_sites_carry_media_through_a_turn_server() {
     status_reaches(&mut at_federal, id, Status::Requested).await;
     let session = once_connected(|| w.district.open_video(id, None)).await;
     assert_eq!(session, SessionId(id.0));
+    for node in [&w.district, &w.federal] {
+        node.watch_video(session).await.unwrap();
+    }
     let (mut to_federal, mut to_district) = (false, false);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !(to_federal && to_district) {
@@ -216,6 +219,9 @@ async fn frames_both_ways(w: &Three, session: SessionId, mark: u8, what: &str) {
     let (district, federal) = (w.district.org(), w.federal.org());
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
+    for node in [&w.district, &w.federal] {
+        node.watch_video(session).await.unwrap();
+    }
     let (mut to_federal, mut to_district) = (false, false);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !(to_federal && to_district) {

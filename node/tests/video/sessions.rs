@@ -130,6 +130,27 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
     assert_eq!(opened.actor.as_deref(), Some("Dr. Ivanova"));
     assert_eq!(opened.role, Some(Role::Physician));
 
+    // Frames go to the site's browsers; the event loop is told of none
+    // unless a session is watched. Frames flow until the center's view
+    // counts them; the chat message then follows them through the same
+    // plane, and no frame is told before it.
+    let counted = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let unwatched = VideoPayload::Frame(vec![9; 1000]);
+            (w.district.send_video(session, federal, unwatched).await).unwrap();
+            let view = (w.federal.inspect(konsilium_node::node::Inspect::Sessions)).await;
+            if view.unwrap()["sessions"][0]["receive_fps"]
+                .as_f64()
+                .is_some_and(|fps| fps > 0.0)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(33)).await;
+        }
+    });
+    counted
+        .await
+        .expect("the center counts the district's frames");
     let say = |text: &str| VideoPayload::Data(text.as_bytes().to_vec());
     let sent = w
         .district
@@ -137,14 +158,22 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
     assert!(sent.await.unwrap());
     let sent = (w.federal).send_video(session, district, say("ST elevation, start thrombolysis"));
     assert!(sent.await.unwrap());
+    let mut frames_told = 0;
     video_event(
         &mut at_federal,
         "the district's message",
         session,
         district,
-        |e| *e == LinkEvent::Data(b"ECG in the chat".to_vec()),
+        |e| {
+            frames_told += usize::from(matches!(e, LinkEvent::Media(_)));
+            *e == LinkEvent::Data(b"ECG in the chat".to_vec())
+        },
     )
     .await;
+    assert_eq!(
+        frames_told, 0,
+        "frames of a session nobody watches were told"
+    );
     video_event(
         &mut at_district,
         "the center's message",
@@ -155,7 +184,10 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
     .await;
 
     // Synthetic frames (the node never decodes media), a few each way at
-    // a camera's pace.
+    // a camera's pace, in a watched session.
+    for node in [&w.district, &w.federal] {
+        node.watch_video(session).await.unwrap();
+    }
     let frame = |from: u8| vec![from; 1000];
     for _ in 0..5 {
         for (node, to, mark) in [(&w.district, federal, 1), (&w.federal, district, 2)] {
