@@ -342,14 +342,14 @@ impl MediaPlane {
         links
     }
 
-    /// Ends every link and seat of the session; returns the sites the
-    /// links went to.
     /// Frames other sites send in the session come as
     /// [`MediaEvent::Link`] too, until the session is closed.
     pub fn watch(&self, session: SessionId) {
         lock(&self.shared.watched).insert(session);
     }
 
+    /// Ends every link and seat of the session; returns the sites the
+    /// links went to.
     pub fn close(&self, session: SessionId) -> Vec<OrgId> {
         lock(&self.shared.watched).remove(&session);
         let mut links = self.shared.links();

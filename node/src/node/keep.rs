@@ -38,12 +38,7 @@ impl Node {
     fn must_stay(&self) -> HashSet<PeerId> {
         let behaviour = self.swarm.behaviour();
         let mut stay: HashSet<PeerId> = behaviour.gossipsub.all_mesh_peers().copied().collect();
-        stay.extend(self.bootstrap.iter().filter_map(|addr| {
-            addr.iter().find_map(|p| match p {
-                Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            })
-        }));
+        stay.extend(self.bootstrap.iter().filter_map(Self::bootstrap_peer));
         stay.extend(self.relay_listeners.values().copied());
         stay.extend(self.reach.relays().map(|(relay, _)| *relay));
         for (peer, link) in self.links.values() {

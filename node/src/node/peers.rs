@@ -238,12 +238,17 @@ impl Node {
         self.drive_sync();
     }
 
+    /// The peer a bootstrap address names, if it names one.
+    pub(super) fn bootstrap_peer(addr: &Multiaddr) -> Option<PeerId> {
+        addr.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+    }
+
     pub(super) fn dial_bootstrap(&mut self) {
         for addr in self.bootstrap.clone() {
-            let peer = addr.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            });
+            let peer = Self::bootstrap_peer(&addr);
             if peer.is_some_and(|p| self.swarm.is_connected(&p)) {
                 continue;
             }
