@@ -78,6 +78,12 @@ pub struct Ledger {
     /// Requests sent and not yet arrived, by id, for delivery times.
     sent: HashMap<ConsultationId, Timestamp>,
     arrivals: HashSet<ConsultationId>,
+    /// Requests that reached a desk before their sending was read, with
+    /// when. Desks' reports are read in time order, but the model's clock
+    /// counts whole milliseconds: over a fast link an escalated request
+    /// arrives within the millisecond its escalation is reported in, and
+    /// the arrival may be read first.
+    early: HashMap<ConsultationId, Timestamp>,
 }
 
 impl Ledger {
@@ -90,7 +96,7 @@ impl Ledger {
 
     pub fn open(&mut self, id: ConsultationId, case: Case) {
         self.load[case.requester].asked += 1;
-        self.sent.insert(id, case.created);
+        self.sending(id, case.created);
         self.ids.insert(id, self.cases.len());
         self.cases.push(case);
     }
@@ -99,7 +105,16 @@ impl Ledger {
         if let Some(&c) = self.ids.get(from) {
             self.cases[c].escalations += 1;
             self.ids.insert(to, c);
-            self.sent.insert(to, at);
+            self.sending(to, at);
+        }
+    }
+
+    fn sending(&mut self, id: ConsultationId, at: Timestamp) {
+        match self.early.remove(&id) {
+            Some(arrived) => self.deliveries.push(arrived.since(at)),
+            None => {
+                self.sent.insert(id, at);
+            }
         }
     }
 
@@ -109,8 +124,11 @@ impl Ledger {
             return false;
         }
         self.load[org].received += 1;
-        if let Some(sent) = self.sent.remove(id) {
-            self.deliveries.push(at.since(sent));
+        match self.sent.remove(id) {
+            Some(sent) => self.deliveries.push(at.since(sent)),
+            None => {
+                self.early.insert(*id, at);
+            }
         }
         if let Some(&c) = self.ids.get(id) {
             self.cases[c].arrived.get_or_insert(at);
@@ -157,5 +175,59 @@ impl Ledger {
     /// Requests never delivered, by the time the run ended.
     pub fn undelivered(&self) -> usize {
         self.sent.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(created: Timestamp) -> Case {
+        Case {
+            urgency: Urgency::Emergency,
+            specialty: Specialty::Cardiology,
+            requester: 0,
+            level: OrgLevel::Regional,
+            burst: false,
+            created,
+            due: None,
+            first_consultant: 1,
+            arrived: None,
+            concluded: None,
+            concluded_by: None,
+            acknowledged: None,
+            escalations: 0,
+            declines: 0,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn an_escalated_request_read_as_arrived_before_its_escalation_is_delivered() {
+        let at = |ms: u64| Timestamp::from_unix_millis(1_000_000 + ms);
+        let (first, second) = (ConsultationId([1; 16]), ConsultationId([2; 16]));
+        let mut ledger = Ledger::new(3);
+        ledger.open(first, case(at(0)));
+        assert!(ledger.arrived(&first, 1, at(5)));
+        // The next consultant's report of the escalated request is read
+        // before the requester's report of the escalation, same millisecond.
+        assert!(ledger.arrived(&second, 2, at(900)));
+        ledger.escalated(&first, second, at(900));
+        assert_eq!(ledger.undelivered(), 0);
+        assert_eq!(
+            ledger.deliveries,
+            vec![Duration::from_millis(5), Duration::ZERO]
+        );
+        assert_eq!(ledger.cases[0].escalations, 1);
+    }
+
+    #[test]
+    fn a_request_that_never_arrives_is_undelivered() {
+        let at = |ms: u64| Timestamp::from_unix_millis(1_000_000 + ms);
+        let mut ledger = Ledger::new(2);
+        ledger.open(ConsultationId([1; 16]), case(at(0)));
+        ledger.escalated(&ConsultationId([1; 16]), ConsultationId([2; 16]), at(7));
+        assert_eq!(ledger.undelivered(), 2);
+        assert!(ledger.deliveries.is_empty());
     }
 }
