@@ -128,10 +128,39 @@ impl Node {
         role: Option<Role>,
         action: journal::Action,
     ) -> Result<(), NodeError> {
+        let before = self.journal.clone();
+        self.write_journal(user, role, action)?;
+        if let Err(e) = self.store.flush() {
+            tracing::error!("journal: {e}");
+            self.journal = before;
+            return Err(NodeError::Journal(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Journals a step that already happened and that nothing waits on:
+    /// written now, durable at a flush off the event loop a moment later.
+    pub(super) fn append_journal_soon(
+        &mut self,
+        user: Option<String>,
+        role: Option<Role>,
+        action: journal::Action,
+    ) -> Result<(), NodeError> {
+        self.write_journal(user, role, action)?;
+        self.flush_soon.request();
+        Ok(())
+    }
+
+    fn write_journal(
+        &mut self,
+        user: Option<String>,
+        role: Option<Role>,
+        action: journal::Action,
+    ) -> Result<(), NodeError> {
         let mut batch = Batch::default();
         let before = self.journal.clone();
         self.note(&mut batch, user, role, action);
-        if let Err(e) = self.store.commit(batch) {
+        if let Err(e) = self.store.write(batch) {
             tracing::error!("journal: {e}");
             self.journal = before;
             return Err(NodeError::Journal(e.to_string()));

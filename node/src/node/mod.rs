@@ -125,7 +125,9 @@ const SERVED_FILES: usize = 32;
 
 struct Node {
     swarm: Swarm<Behaviour>,
-    store: Store,
+    store: std::sync::Arc<Store>,
+    /// Flushes for writes that may trail the step they record.
+    flush_soon: crate::storage::background_flush::BackgroundFlush,
     /// The directory, and the protocol that keeps it in step with the federation.
     sync: DirectorySync<PeerId>,
     trust: Trust,

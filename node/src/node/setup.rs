@@ -184,6 +184,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         move || clock.now(),
     ));
     store.flush()?;
+    let store = std::sync::Arc::new(store);
     let sequence = store.meta_u64("sequence")?.unwrap_or(0);
     // The one scan of the stored outbox: from here on the machine knows
     // every change as it happens.
@@ -220,6 +221,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     );
     let mut node = Node {
         swarm,
+        flush_soon: crate::storage::background_flush::BackgroundFlush::new(store.clone()),
         store,
         sync: DirectorySync::new(
             SyncConfig {

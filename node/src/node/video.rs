@@ -83,7 +83,9 @@ impl Node {
     }
 
     /// Journals a step of a session; the step happened whether or not the
-    /// disk took it, so a failure is logged, not returned.
+    /// disk took it, so a failure is logged, not returned. Durable a moment
+    /// later, off the event loop: signalling crosses both sites' loops
+    /// several times, and a flush on each crossing doubled the setup.
     fn journal_video(&mut self, session: SessionId, org: OrgId, step: VideoStep) {
         if self.is_probe(&session) {
             return;
@@ -93,7 +95,7 @@ impl Node {
             org,
             step,
         };
-        if let Err(e) = self.append_journal(None, None, action) {
+        if let Err(e) = self.append_journal_soon(None, None, action) {
             tracing::error!(consultation = %ConsultationId(session.0), "video step not journaled: {e}");
         }
     }
@@ -105,7 +107,7 @@ impl Node {
             org: self.me.cert.org,
             step,
         };
-        if let Err(e) = self.append_journal(Some(who.person.clone()), Some(who.role), action) {
+        if let Err(e) = self.append_journal_soon(Some(who.person.clone()), Some(who.role), action) {
             tracing::error!(consultation = %ConsultationId(session.0), "video step not journaled: {e}");
         }
     }
@@ -262,7 +264,7 @@ impl Node {
                 org,
                 step,
             };
-            self.append_journal(user.clone(), role, action)?;
+            self.append_journal_soon(user.clone(), role, action)?;
         }
         let participants = std::iter::once(self.me.cert.org).chain(others).collect();
         self.schedule.handle_opened(session, participants);

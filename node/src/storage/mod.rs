@@ -2,6 +2,7 @@
 //! the journal's anchor, and the private data directory that holds them.
 
 pub mod anchor;
+pub mod background_flush;
 pub mod backup;
 pub mod blobs;
 pub mod datadir;

@@ -201,6 +201,8 @@ pub struct Store {
     /// hash, so the next due one is the first key.
     expiring_blobs: sled::Tree,
     anchoring: Option<Anchoring>,
+    /// Held through a flush.
+    flushing: std::sync::Mutex<()>,
     intake: sled::Tree,
     /// Which received package carried each consultation's conclusion, whose
     /// attachments are the conclusion's files as sealed to this organization.
@@ -287,6 +289,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             expiring_blobs: db.open_tree("expiring_blobs")?,
             anchoring: None,
+            flushing: std::sync::Mutex::new(()),
             intake: db.open_tree("intake")?,
             conclusion_packages: db.open_tree("conclusion_packages")?,
             db,
@@ -328,16 +331,27 @@ impl Store {
         })
     }
 
+    /// Makes every write so far durable, and the journal's anchor vouch
+    /// for them. One flush runs at a time (a background one and the event
+    /// loop's may meet): two would race on the anchor's file.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|source| StoreError::At {
-            path: self.dir.clone(),
-            source,
-        })?;
         use std::sync::atomic::Ordering;
-        if let Some(a) = &self.anchoring
-            && a.moved.swap(false, Ordering::AcqRel)
-        {
-            let written = self.journal_head().and_then(|(seq, head)| {
+        let _one = (self.flushing.lock()).unwrap_or_else(|poisoned| poisoned.into_inner());
+        let anchoring = (self.anchoring.as_ref()).filter(|a| a.moved.swap(false, Ordering::AcqRel));
+        // The head is read before the database flushes: an entry written
+        // meanwhile may not be durable yet, and the anchor must not vouch
+        // for it.
+        let head = anchoring.map(|_| self.journal_head());
+        let written = (self.db.flush())
+            .map_err(|source| StoreError::At {
+                path: self.dir.clone(),
+                source,
+            })
+            .and_then(|_| {
+                let (Some(a), Some(head)) = (anchoring, head) else {
+                    return Ok(());
+                };
+                let (seq, head) = head?;
                 let checkpoint = Signed::sign(
                     &a.key,
                     &Checkpoint {
@@ -348,12 +362,12 @@ impl Store {
                 );
                 Ok(crate::storage::anchor::write(&a.data_dir, &checkpoint)?)
             });
-            if written.is_err() {
-                a.moved.store(true, Ordering::Release);
-            }
-            written?;
+        if written.is_err()
+            && let Some(a) = anchoring
+        {
+            a.moved.store(true, Ordering::Release);
         }
-        Ok(())
+        written
     }
 
     pub fn size_on_disk(&self) -> u64 {

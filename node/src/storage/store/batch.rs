@@ -96,6 +96,16 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        self.write(batch)?;
+        self.flush()
+    }
+
+    /// Writes the batch in one transaction, all or none of it; durable
+    /// only once the next flush returns.
+    pub fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let trees = [
             &self.inbox,
             &self.seen,
@@ -143,7 +153,7 @@ impl Store {
         {
             a.moved.store(true, std::sync::atomic::Ordering::Release);
         }
-        self.flush()
+        Ok(())
     }
 
     /// The keys of the steps held for a consultation, to release them in a batch.
