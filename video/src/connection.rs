@@ -3,14 +3,15 @@
 //! of polling after every change until it names its next timeout.
 
 use crate::frame;
-use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
+use crate::link::{Datagram, LinkError, LocalAddrs, Prepared};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::channel::ChannelId;
-use str0m::{Candidate, Event, Output, Rtc};
+use str0m::crypto::dtls::DtlsCert;
+use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// How often str0m reports a connection's statistics.
 const STATS_EVERY: Duration = Duration::from_secs(1);
@@ -33,19 +34,30 @@ const DESIRED: Bitrate = Bitrate::kbps(6_000);
 /// in hundreds.
 const CHECKS_BEFORE_LOST: usize = 6;
 
-pub(crate) fn new_rtc(
-    now: Instant,
-    local: LocalAddrs,
-    cert: Certificate,
-) -> Result<Rtc, LinkError> {
+pub(crate) fn build_rtc(now: Instant, cert: DtlsCert) -> Rtc {
     let mut config = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-        .set_dtls_cert(cert.0)
+        .set_dtls_cert(cert)
         .enable_bwe(Some(START_ESTIMATE))
         .set_stats_interval(Some(STATS_EVERY));
     config.set_max_stun_retransmits(CHECKS_BEFORE_LOST);
     let mut rtc = frame::codecs(config).build(now);
     rtc.bwe().set_bitrate(Bitrate::ZERO, DESIRED);
+    rtc
+}
+
+/// A prepared connection, its clock brought to `now`, with this site's
+/// candidates. The clock first: str0m's DTLS takes the connection's time
+/// when the description is applied and counts its handshake limit from
+/// there, so a connection built a minute ago would otherwise time out at
+/// once.
+pub(crate) fn new_rtc(
+    now: Instant,
+    local: LocalAddrs,
+    prepared: Prepared,
+) -> Result<Rtc, LinkError> {
+    let mut rtc = prepared.0;
+    (rtc.handle_input(Input::Timeout(now))).map_err(|e| LinkError::Setup(e.to_string()))?;
     add_candidates(&mut rtc, local)?;
     Ok(rtc)
 }

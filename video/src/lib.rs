@@ -27,8 +27,7 @@ pub mod stun;
 pub use frame::{Frame, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
-    Certificate, Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, RECONNECT_WAIT,
-    Relayed,
+    Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, Prepared, RECONNECT_WAIT, Relayed,
 };
 pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
 pub use simulcast::{

@@ -24,19 +24,23 @@ const FRAME_TICKS: u64 = 3000;
 /// new one before it is given up (and set up anew, DTLS and all).
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 
-/// The DTLS certificate of one link, whose fingerprint goes into the
-/// signed description. Making one costs a millisecond or two of CPU, so
-/// a node keeps a few made ahead and no link's setup waits for one.
-pub struct Certificate(pub(crate) str0m::crypto::dtls::DtlsCert);
+/// A connection built ahead of the link or browser seat that will use
+/// it, with a DTLS certificate of its own (whose fingerprint goes into
+/// the signed description). Building one costs a millisecond or two of
+/// key generation: the certificate's, and the key shares str0m's DTLS
+/// makes as it is built. A node keeps a few built ahead, so no setup
+/// waits for one.
+pub struct Prepared(pub(crate) Rtc);
 
-impl Certificate {
-    pub fn generate() -> Result<Self, LinkError> {
+impl Prepared {
+    /// On the caller's clock: the connection's time starts at `now`, and
+    /// the link or seat built from it must not go back before it.
+    pub fn new(now: Instant) -> Result<Self, LinkError> {
         let provider = str0m::crypto::from_feature_flags();
-        (provider.dtls_provider.generate_certificate())
-            .map(Self)
-            .ok_or(LinkError::Setup(
-                "the crypto backend makes no DTLS certificates".into(),
-            ))
+        let cert = (provider.dtls_provider.generate_certificate()).ok_or(LinkError::Setup(
+            "the crypto backend makes no DTLS certificates".into(),
+        ))?;
+        Ok(Self(connection::build_rtc(now, cert)))
     }
 }
 
@@ -181,9 +185,9 @@ impl Link {
     pub fn offer(
         now: Instant,
         local: LocalAddrs,
-        cert: Certificate,
+        prepared: Prepared,
     ) -> Result<(Self, String), LinkError> {
-        let mut rtc = new_rtc(now, local, cert)?;
+        let mut rtc = new_rtc(now, local, prepared)?;
         let mut change = rtc.sdp_api();
         let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let video = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
@@ -202,13 +206,13 @@ impl Link {
     pub fn answer(
         now: Instant,
         local: LocalAddrs,
-        cert: Certificate,
+        prepared: Prepared,
         offer: &str,
     ) -> Result<(Self, String), LinkError> {
         let sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
-        let mut rtc = new_rtc(now, local, cert)?;
+        let mut rtc = new_rtc(now, local, prepared)?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)

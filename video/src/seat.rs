@@ -9,7 +9,7 @@
 
 use crate::connection::{self, Core, new_rtc};
 use crate::frame::{self, Frame, Track};
-use crate::link::{Certificate, Datagram, LinkError, LocalAddrs};
+use crate::link::{Datagram, LinkError, LocalAddrs, Prepared};
 use crate::simulcast::{Encodings, Forwarded, Gate, Layer, Pick, Selector};
 use crate::stats::{LinkStats, Meter};
 use std::collections::{HashMap, VecDeque};
@@ -71,13 +71,13 @@ impl Seat {
     pub fn answer(
         now: Instant,
         local: LocalAddrs,
-        cert: Certificate,
+        prepared: Prepared,
         offer: &str,
     ) -> Result<(Self, String), LinkError> {
         let sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
-        let mut rtc = new_rtc(now, local, cert)?;
+        let mut rtc = new_rtc(now, local, prepared)?;
         let answer = (rtc.sdp_api())
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;

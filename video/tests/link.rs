@@ -8,8 +8,8 @@ use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
-    AUDIO_ONLY_BELOW, Certificate, Datagram, Description, Link, LinkError, LinkEvent, LinkState,
-    LocalAddrs, Quality, Relayed, Route, SessionId, Signal, SignalError, VIDEO_RESUMES_AT, accept,
+    AUDIO_ONLY_BELOW, Datagram, Description, Link, LinkError, LinkEvent, LinkState, LocalAddrs,
+    Prepared, Quality, Relayed, Route, SessionId, Signal, SignalError, VIDEO_RESUMES_AT, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -126,8 +126,8 @@ fn link_up(
 fn linked() -> (Link, Link, Instant) {
     let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, ready(now)).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, ready(now), &offer).unwrap();
     a.handle_answer(&answer).unwrap();
     link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
     (a, b, now)
@@ -149,8 +149,8 @@ fn until_routed(
     }
 }
 
-fn cert() -> Certificate {
-    Certificate::generate().unwrap()
+fn ready(now: Instant) -> Prepared {
+    Prepared::new(now).unwrap()
 }
 
 fn has(events: &[LinkEvent], e: &LinkEvent) -> bool {
@@ -168,7 +168,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     let participants = [regional.org(), federal.org()];
     let mut now = Instant::now();
 
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, ready(now)).unwrap();
     let signal = regional.sign(&federal, Description::Offer(offer));
     let Description::Offer(offer) = accept(&signal, federal.org(), SESSION, &participants)
         .unwrap()
@@ -176,7 +176,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     else {
         panic!("an offer");
     };
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, ready(now), &offer).unwrap();
     let signal = federal.sign(&regional, Description::Answer(answer));
     let Description::Answer(answer) = accept(&signal, regional.org(), SESSION, &participants)
         .unwrap()
@@ -218,6 +218,31 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
         let back = [f.as_slice(), b"-back"].concat();
         assert!(has_frame(&ea, &back), "frame {} back", f[0]);
     }
+}
+
+/// A node keeps connections built ahead; one may wait in stock for hours
+/// before a session takes it. Its clock resumes where the link starts,
+/// and it connects and carries media as one built at once.
+#[test]
+fn connections_built_hours_ahead_link_up_and_carry_media() {
+    let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
+    let built = Instant::now();
+    let (early_a, early_b) = (ready(built), ready(built));
+    let mut now = built + Duration::from_secs(6 * 3600);
+    let (mut a, offer) = Link::offer(now, regional.local, early_a).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, early_b, &offer).unwrap();
+    a.handle_answer(&answer).unwrap();
+    let started = now;
+    link_up(&mut a, &mut b, &mut now, |d| Some(d.clone()));
+    assert!(
+        now - started < Duration::from_secs(5),
+        "linked up {:?} after the offer, as a fresh pair does",
+        now - started
+    );
+    let frame = vec![7u8; 1200];
+    a.send_media(now, &frame).unwrap();
+    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, &frame));
+    assert!(has_frame(&eb, &frame), "the frame arrived");
 }
 
 #[test]
@@ -263,8 +288,8 @@ fn signals_from_outside_the_session_or_forged_are_refused() {
 fn a_handshake_whose_fingerprint_is_not_the_signed_one_fails_and_carries_nothing() {
     let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, ready(now)).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, ready(now), &offer).unwrap();
     // What the federal site signed names another certificate than the one
     // its DTLS presents (a party in the middle, or a mix-up).
     let line = answer
@@ -318,8 +343,8 @@ fn a_site_behind_nat_is_reached_at_its_mapped_address_and_the_stats_say_so() {
         Some(d)
     };
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, ready(now)).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, ready(now), &offer).unwrap();
     assert!(answer.contains("typ srflx"), "{answer}");
     a.handle_answer(&answer).unwrap();
     link_up(&mut a, &mut b, &mut now, nat);
@@ -359,8 +384,8 @@ fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
         (d.source != inside && d.destination != inside).then(|| d.clone())
     };
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, ready(now)).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, ready(now), &offer).unwrap();
     assert!(answer.contains("typ relay"), "{answer}");
     assert!(
         !answer.contains("10.0.0.2 "),
@@ -375,7 +400,7 @@ fn a_relay_only_site_is_reached_through_its_relay_alone_and_the_stats_say_so() {
 
     // Relay-only with no relay granted offers nothing rather than the host.
     federal.local.relayed = None;
-    let refused = Link::answer(now, federal.local, cert(), &offer)
+    let refused = Link::answer(now, federal.local, ready(now), &offer)
         .err()
         .unwrap();
     assert!(
@@ -436,8 +461,8 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
         Some(d)
     };
     let mut now = Instant::now();
-    let (mut a, offer) = Link::offer(now, regional.local, cert()).unwrap();
-    let (mut b, answer) = Link::answer(now, federal.local, cert(), &offer).unwrap();
+    let (mut a, offer) = Link::offer(now, regional.local, ready(now)).unwrap();
+    let (mut b, answer) = Link::answer(now, federal.local, ready(now), &offer).unwrap();
     a.handle_answer(&answer).unwrap();
     link_up(&mut a, &mut b, &mut now, nat);
 
@@ -489,7 +514,7 @@ fn a_lost_path_is_found_again_by_an_ice_restart_over_the_same_dtls_session() {
     );
 
     // An offer from a site that restarted (a new certificate) is no restart.
-    let (_, fresh) = Link::offer(now, regional.local, cert()).unwrap();
+    let (_, fresh) = Link::offer(now, regional.local, ready(now)).unwrap();
     assert!(!b.is_restarted_by(&fresh));
     assert!(matches!(
         b.handle_restart(now, &fresh, federal.local),

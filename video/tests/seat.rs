@@ -6,7 +6,7 @@
 //! slots); datagrams move in memory under simulated time.
 
 use konsilium_video::{
-    AUDIO_ONLY_BELOW, CONNECT_WAIT, Certificate, Datagram, Forwarded, Layer, LinkError, LocalAddrs,
+    AUDIO_ONLY_BELOW, CONNECT_WAIT, Datagram, Forwarded, Layer, LinkError, LocalAddrs, Prepared,
     Quality, REDUCED_BELOW, Seat, SeatEvent, Slot, Track, VIDEO_RESUMES_AT,
 };
 use std::sync::Arc;
@@ -152,7 +152,7 @@ fn joined(slots: usize) -> (Browser, Seat, Vec<SeatEvent>, Instant) {
 fn joined_with(slots: usize, rids: &[&str]) -> (Browser, Seat, Vec<SeatEvent>, Instant) {
     let mut now = Instant::now();
     let (mut b, pending, offer) = Browser::offer_encodings(now, slots, rids);
-    let cert = Certificate::generate().unwrap();
+    let cert = Prepared::new(now).unwrap();
     let (mut seat, answer) = Seat::answer(now, local(), cert, &offer).unwrap();
     let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
     b.rtc.sdp_api().accept_answer(pending, answer).unwrap();
@@ -291,7 +291,7 @@ fn a_browser_that_never_connects_is_given_up() {
     let offer: String = (offer.split_inclusive("\r\n"))
         .filter(|line| !line.starts_with("a=candidate"))
         .collect();
-    let cert = Certificate::generate().unwrap();
+    let cert = Prepared::new(now).unwrap();
     let (mut seat, _) = Seat::answer(now, local(), cert, &offer).unwrap();
     let mut at = now;
     while let Some(next) = seat.poll_timeout() {
@@ -316,7 +316,7 @@ fn a_browser_that_never_connects_is_given_up() {
 #[test]
 fn an_offer_that_is_not_one_is_refused() {
     let now = Instant::now();
-    let cert = || Certificate::generate().unwrap();
+    let cert = || Prepared::new(now).unwrap();
     let garbage = Seat::answer(now, local(), cert(), "v=0\r\nnot an offer");
     assert!(matches!(garbage, Err(LinkError::Description(_))));
     let empty = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";

@@ -21,10 +21,10 @@
 //! answers and every offered link allocates one of its own, so a link's
 //! relayed address, like its port, is no other link's.
 
-mod certs;
 mod relay;
 mod room;
 mod socket;
+mod stock;
 mod task;
 
 pub use room::{Person, SeatId};
@@ -98,6 +98,8 @@ struct Shared {
     /// none (it forwards them to its browsers), so by default each frame
     /// costs the event loop nothing.
     watched: Mutex<HashSet<SessionId>>,
+    /// Connections built ahead for the next links and seats.
+    stock: Arc<stock::Stock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,7 +227,6 @@ pub struct LinkView {
 
 pub struct MediaPlane {
     shared: Arc<Shared>,
-    certs: Arc<certs::Stock>,
     local: SocketAddr,
     stun: Arc<Vec<String>>,
     turn: Arc<Vec<TurnServer>>,
@@ -275,7 +276,9 @@ impl MediaPlane {
             reflexive: Mutex::new(None),
             relay: Mutex::new(None),
             watched: Mutex::new(HashSet::new()),
+            stock: Arc::new(stock::Stock::default()),
         });
+        shared.stock.refill();
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let sockets = task::Sockets {
             plane: socket.clone(),
@@ -296,11 +299,8 @@ impl MediaPlane {
             let keep = relay::keep(local.ip(), turn.clone(), shared.clone(), inbound.clone());
             tasks.push(tokio::spawn(keep));
         }
-        let certs = Arc::new(certs::Stock::default());
-        certs.refill();
         Ok(Self {
             shared,
-            certs,
             local,
             stun: Arc::new(stun),
             turn,
@@ -403,7 +403,6 @@ impl MediaPlane {
         let (shared, stun, turn) = (self.shared.clone(), self.stun.clone(), self.turn.clone());
         let (inbound, events) = (self.inbound.clone(), self.events.clone());
         let (ip, relay_only) = (self.local.ip(), self.relay_only);
-        let certs = self.certs.clone();
         tokio::spawn(async move {
             let offer = async {
                 // No TURN servers: no relay, at once.
@@ -413,7 +412,7 @@ impl MediaPlane {
                 );
                 let (own, mapped) = own?;
                 let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
-                let (link, offer) = Link::offer(Instant::now(), local, certs.take()?)?;
+                let (link, offer) = Link::offer(Instant::now(), local, shared.stock.take()?)?;
                 let (own, relay) = (Some(own), relay.map(Arc::new));
                 let held = Held {
                     link,
@@ -457,7 +456,7 @@ impl MediaPlane {
             self.shared.wake.notify_one();
             return Ok(answer);
         }
-        let (link, answer) = Link::answer(Instant::now(), local, self.certs.take()?, offer)?;
+        let (link, answer) = Link::answer(Instant::now(), local, self.shared.stock.take()?, offer)?;
         let held = Held {
             link,
             local,
@@ -548,7 +547,7 @@ impl MediaPlane {
         if self.shared.seats().len() >= MAX_SEATS {
             return Err(MediaError::Full);
         }
-        let (held, answer) = Seat::answer(now, local, self.certs.take()?, offer)?;
+        let (held, answer) = Seat::answer(now, local, self.shared.stock.take()?, offer)?;
         (self.shared.seats()).insert(seat, HeldSeat::new(session, who, held, now));
         self.shared.wake.notify_one();
         Ok((seat, answer))

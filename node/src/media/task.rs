@@ -88,6 +88,7 @@ pub(super) async fn run(
                 seats: &mut shared.seats(),
                 room: &mut shared.room(),
                 watched: &super::lock(&shared.watched),
+                stock: &shared.stock,
             },
             local,
             received,
@@ -134,6 +135,7 @@ struct Plane<'a> {
     seats: &'a mut Seats,
     room: &'a mut Room,
     watched: &'a HashSet<SessionId>,
+    stock: &'a Arc<super::stock::Stock>,
 }
 
 /// What one round's connections said, to be acted on once every
@@ -157,11 +159,13 @@ fn step(
         deliver(plane, local, d, now);
     }
     let mut heard = Vec::new();
+    let mut settled = false;
     for (&(session, org), held) in plane.links.iter_mut() {
         if held.link.poll_timeout().is_some_and(|at| at <= now) {
             held.link.handle_timeout(now);
         }
         while let Some(event) = held.link.poll_event() {
+            settled |= matches!(event, LinkEvent::ChannelOpen | LinkEvent::Failed(_));
             heard.push(Heard::Site(session, org, event));
         }
     }
@@ -170,11 +174,15 @@ fn step(
             held.seat.handle_timeout(now);
         }
         while let Some(event) = held.seat.poll_event() {
+            settled |= matches!(event, SeatEvent::ChannelOpen | SeatEvent::Failed(_));
             heard.push(Heard::Seat(id, event));
         }
     }
     for heard in heard {
         act(plane, heard, events);
+    }
+    if settled {
+        plane.stock.refill();
     }
     let mut out = Vec::new();
     for held in plane.links.values_mut() {
@@ -228,6 +236,7 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
         seats,
         room,
         watched,
+        ..
     } = plane;
     match heard {
         Heard::Site(session, org, LinkEvent::Media(frame)) => {
