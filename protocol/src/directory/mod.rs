@@ -448,6 +448,17 @@ impl Directory {
                         &mut own,
                         &mut authorities,
                     )?;
+                    // The chain held for this organization had its
+                    // signatures checked when it was stored; the same bytes
+                    // again need only the validity and revocation checks
+                    // just made. A changed record (each gossip hop, each
+                    // anti-entropy round) then costs one signature check,
+                    // not three.
+                    if (self.entries.get(&verified.cert.org))
+                        .is_some_and(|held| held.record.chain == record.chain)
+                    {
+                        own.clear();
+                    }
                     own.push(signed.check_by(verified.cert.org.verifying_key()));
                     checks.append(&mut own);
                     Ok(verified)

@@ -164,6 +164,36 @@ fn invalid_records_are_refused_with_a_reason_and_lose_nothing() {
     assert_ne!(dir.digest(), before);
 }
 
+/// An update whose chain is the one held skips the chain's signatures
+/// (checked when stored); any other chain, even the same certificate
+/// signed by someone else, is checked in full.
+#[test]
+fn an_update_with_another_chain_than_the_held_one_is_checked_in_full() {
+    let (fed, orgs) = three();
+    let mut dir = Directory::new();
+    dir.insert(orgs[0].signed_record(1), &fed.trust, NOW)
+        .unwrap();
+    let before = dir.digest();
+
+    let cert = orgs[0].chain.org.decode_unverified().unwrap();
+    let mut record = orgs[0].record(9);
+    record.chain.org = Signed::sign(&orgs[1].identity, &cert);
+    let e = dir
+        .insert(orgs[0].sign(&record), &fed.trust, NOW)
+        .unwrap_err();
+    assert!(
+        matches!(e, RecordError::Signed(SignedError::BadSignature { .. })),
+        "{e}"
+    );
+    assert_eq!(dir.digest(), before, "the refusal changed nothing");
+
+    // The held chain again, in a record of its own signature: taken.
+    assert!(matches!(
+        dir.insert(orgs[0].signed_record(9), &fed.trust, NOW),
+        Ok(Merge::Replaced { .. })
+    ));
+}
+
 #[test]
 fn an_address_longer_than_its_limit_is_refused() {
     let (fed, orgs) = three();
