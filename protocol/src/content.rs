@@ -52,7 +52,7 @@ pub enum PackageBody {
         conclusion: Option<Box<ConclusionFile>>,
     },
     /// Anything else a hospital system exchanges, unparsed.
-    Opaque(Vec<u8>),
+    Opaque(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A consultation as the sender holds it, for a counterpart that lost
     /// its own copy (`Request::Recover`). Every step in it is signed by the
     /// organization that took it, so the sender can leave steps out but

@@ -171,7 +171,7 @@ pub enum Response {
         have: u64,
         total: u64,
     },
-    Blob(Vec<u8>),
+    Blob(#[serde(with = "serde_bytes")] Vec<u8>),
     Recovering {
         consultations: u32,
     },

@@ -158,6 +158,7 @@ impl EnvelopeHeader {
 pub struct SealedPackage {
     pub header: EnvelopeHeader,
     /// The handshake message followed by the chunks.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 

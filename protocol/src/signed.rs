@@ -33,6 +33,7 @@ pub enum SignedError {
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Signed<T> {
+    #[serde(with = "serde_bytes")]
     bytes: Vec<u8>,
     signature: Signature,
     #[serde(skip)]
@@ -227,6 +228,28 @@ mod tests {
 
     fn key() -> IdentityKey {
         IdentityKey::from_seed([5; 32])
+    }
+
+    /// The signed bytes travel as one byte string, which postcard writes
+    /// exactly as it wrote them as a sequence of bytes: frames and stored
+    /// values from before decode the same.
+    #[test]
+    fn the_signed_bytes_encode_as_a_plain_byte_sequence_did() {
+        #[derive(Serialize, Deserialize)]
+        struct AsSequence {
+            bytes: Vec<u8>,
+            signature: Signature,
+        }
+        let text = "x".repeat(300);
+        let signed = Signed::sign(&key(), &Note { text, n: 7 });
+        let plain = AsSequence {
+            bytes: signed.bytes.clone(),
+            signature: signed.signature,
+        };
+        let ours = postcard::to_stdvec(&signed).unwrap();
+        assert_eq!(ours, postcard::to_stdvec(&plain).unwrap());
+        let back: AsSequence = postcard::from_bytes(&ours).unwrap();
+        assert_eq!(back.bytes, signed.bytes);
     }
 
     #[test]
