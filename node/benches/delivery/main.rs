@@ -674,6 +674,7 @@ async fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let crypto_ceiling = cores as f64 / crypto_sum.as_secs_f64();
     let ours_rate = sustained.per_second(sustained.ours);
+    let of_crypto = 100.0 * ours_rate / crypto_ceiling;
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!(
         "{} queued 1 KiB packages: {:.0}/s vs raw request-response {:.0}/s: {:.0}% of raw (target >= 50%: {}); \
@@ -688,7 +689,7 @@ async fn main() {
             "MISSED"
         },
         crypto_ceiling,
-        100.0 * ours_rate / crypto_ceiling
+        of_crypto
     );
     println!(
         "resident memory while the nodes moved 256 MiB: peak {:.0} MiB (before the row {:.0} MiB; target <= 300 MiB: {})",
@@ -725,10 +726,7 @@ async fn main() {
                 ms(crypto_sum)
             ),
             judged: format!("{:.0}% of raw", share * 100.0),
-            context: format!(
-                "{:.0}% of the crypto limit",
-                100.0 * ours_rate / crypto_ceiling
-            ),
+            context: format!("{of_crypto:.0}% of the crypto limit"),
             target: "≥ 50%".into(),
             met: share >= SUSTAINED_SHARE,
         },

@@ -128,8 +128,7 @@ impl Node {
         role: Option<Role>,
         action: journal::Action,
     ) -> Result<(), NodeError> {
-        let before = self.journal.clone();
-        self.write_journal(user, role, action)?;
+        let before = self.write_journal(user, role, action)?;
         if let Err(e) = self.store.flush() {
             tracing::error!("journal: {e}");
             self.journal = before;
@@ -151,12 +150,14 @@ impl Node {
         Ok(())
     }
 
+    /// Writes the entry without flushing; returns the journal as it was
+    /// before, for a caller whose flush then fails.
     fn write_journal(
         &mut self,
         user: Option<String>,
         role: Option<Role>,
         action: journal::Action,
-    ) -> Result<(), NodeError> {
+    ) -> Result<journal::Journal, NodeError> {
         let mut batch = Batch::default();
         let before = self.journal.clone();
         self.note(&mut batch, user, role, action);
@@ -165,7 +166,7 @@ impl Node {
             self.journal = before;
             return Err(NodeError::Journal(e.to_string()));
         }
-        Ok(())
+        Ok(before)
     }
 
     /// Adds a journal entry (and every hundredth a signed checkpoint) to

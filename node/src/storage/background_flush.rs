@@ -65,7 +65,8 @@ impl BackgroundFlush {
     }
 
     /// No flush running or asked for.
-    pub fn is_idle(&self) -> bool {
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
         !lock(&self.state).running
     }
 }
