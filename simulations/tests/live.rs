@@ -76,11 +76,12 @@ fn live_nodes_on_in_process_links_fill_their_directories_gossip_a_change_and_clo
     // Idle connections outside the gossip mesh closed; gossip and
     // deliveries (to peers dialled again) worked without them. Left open,
     // every node is linked to all 39 others by the time the record changes
-    // (measured: 39.0 per node); closed, 5 in a release build and 18 in a
-    // debug one, where the closings lag behind the slower nodes.
+    // (measured: 39.0 per node); closed, 5 in a release build and 16 to 31
+    // in a debug one (nine runs), where the closings lag behind the slower
+    // nodes and the lag varies with the machine's load.
     assert!(live.gossip.idle_closed > 0, "{:?}", live.gossip);
     assert!(
-        live.gossip.mean_peers < 29.0,
+        live.gossip.mean_peers < 35.0,
         "{} peers per node when the directories were full, {} after",
         live.peers_when_full,
         live.gossip.mean_peers

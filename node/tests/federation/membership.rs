@@ -149,7 +149,8 @@ async fn a_revocation_reaches_every_node_of_a_running_federation() {
             other => panic!("a package to a revoked organization: {other:?}"),
         }
     }
-    // It heard the revocation too: its node will not start on the
+    // It heard the revocation too (each node that refused it sent it the
+    // lists in force before cutting it): its node will not start on the
     // revoked certificate; started afresh, it is refused by everyone.
     let last = nodes.pop().unwrap();
     last.shutdown().await;

@@ -255,10 +255,8 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             }
             return Err(reason);
         }
-        match &p.state {
-            State::Admitted { org } => return Ok(org.cert.org),
-            State::Refused { .. } => return Err(Refusal::Other("already refused".into())),
-            State::Waiting { .. } => {}
+        if matches!(p.state, State::Refused { .. }) {
+            return Err(Refusal::Other("already refused".into()));
         }
         let key = p.key.clone();
         let Hello {
@@ -268,7 +266,8 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             time,
         } = hello;
         // Revocations first: a Hello must not admit a peer with a
-        // certificate its own notices revoke.
+        // certificate its own notices revoke. An admitted peer's Hello is
+        // read for them too: it is how a peer that refuses us tells us why.
         let mut adopted = false;
         for notice in revocations {
             if let Ok(issuer) = trust.apply_revocations(&notice, now) {
@@ -279,6 +278,13 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         }
         if adopted {
             self.handle_trust_changed(now, trust);
+        }
+        match self.peers.get(&peer).map(|p| &p.state) {
+            Some(State::Admitted { org }) => return Ok(org.cert.org),
+            Some(State::Refused { .. }) | None => {
+                return Err(Refusal::Other("already refused".into()));
+            }
+            Some(State::Waiting { .. }) => {}
         }
         let key = match key {
             Ok(k) => k,
@@ -401,7 +407,10 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     }
 
     /// Revocations or time moved: admitted peers whose certificate no
-    /// longer holds are refused.
+    /// longer holds are refused, and each is sent our Hello first: it
+    /// carries the lists in force, so a revoked organization learns of its
+    /// revocation (and keeps it) before its connections are cut, instead of
+    /// only reading a refusal's text on its next attempt.
     pub fn handle_trust_changed(&mut self, now: Timestamp, trust: &Trust) {
         let lapsed: Vec<(P, CertError, OrgId, String)> = self
             .peers
@@ -416,6 +425,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             .collect();
         for (peer, error, org, name) in lapsed {
             self.refuse(now, peer, Refusal::Chain(error), Some((org, name)));
+            self.out.push_back(Output::SendHello(peer));
         }
     }
 

@@ -243,6 +243,12 @@ fn a_revocation_put_in_force_at_one_node_spreads_along_a_chain_and_cuts_the_revo
             "node {i} dropped its record"
         );
     }
+    // The revoked organization heard the list from the peers that refused
+    // it, before they cut it: its operator learns why, and its node keeps
+    // the list (it will not start again on the revoked certificate).
+    let revoked = net.node(4);
+    assert_eq!(revoked.revocations_adopted.len(), 1, "the revoked heard it");
+    assert!((0..4).all(|i| !revoked.admission().is_ready(&i)));
     // A list its issuer did not sign is refused as an offence.
     let mut forged = fed.revoke(&orgs[3], NOW).unwrap();
     forged.list = Signed::sign(&orgs[2].identity, &forged.list.decode_unverified().unwrap());
@@ -351,7 +357,11 @@ fn a_certificate_that_expires_while_connected_is_refused_at_its_end() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    // Then cut after the grace.
+    // It is sent our Hello (the lists in force), then cut after the grace.
+    assert!(matches!(
+        admission.poll_output(),
+        Some(Output::SendHello(1))
+    ));
     let cut_at = admission.poll_timeout().unwrap();
     admission.handle_timeout(cut_at, &fed.trust);
     assert!(matches!(admission.poll_output(), Some(Output::Cut(1))));
