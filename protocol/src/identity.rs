@@ -66,6 +66,14 @@ thread_local! {
 #[serde(try_from = "[u8; 32]", into = "[u8; 32]")]
 pub struct OrgId([u8; 32]);
 
+/// Lets maps keyed by id be searched by byte ranges (a directory's
+/// buckets): an id compares, hashes and equals exactly as its bytes do.
+impl std::borrow::Borrow<[u8; 32]> for OrgId {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 impl OrgId {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         checked_key(bytes).map(|_| Self(bytes))

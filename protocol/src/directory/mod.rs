@@ -537,8 +537,7 @@ impl Directory {
     fn bucket_hash(&self, bucket: usize) -> [u8; 32] {
         *self.bucket_hashes[bucket].get_or_init(|| {
             let mut h = blake3::Hasher::new();
-            let lo = [bucket as u8; 32];
-            for e in self.bucket_entries(lo) {
+            for e in self.bucket_entries(bucket as u8) {
                 e.hash_into(&mut h);
             }
             *h.finalize().as_bytes()
@@ -568,13 +567,17 @@ impl Directory {
             .filter(move |e| within.is_none_or(|r| e.region() == r))
     }
 
-    fn bucket_entries(&self, first: [u8; 32]) -> impl Iterator<Item = &DirectoryEntry> {
-        let b = first[0];
+    /// The entries whose id starts with `bucket`, in id order: a range of
+    /// the map (ids sort by their bytes), not a walk over all of it; a
+    /// national directory has thousands of entries and an exchange asks
+    /// for a few buckets.
+    fn bucket_entries(&self, bucket: u8) -> impl Iterator<Item = &DirectoryEntry> {
+        let mut first = [0u8; 32];
+        let mut last = [0xffu8; 32];
+        (first[0], last[0]) = (bucket, bucket);
         self.entries
-            .values()
-            .map(Arc::as_ref)
-            .skip_while(move |e| e.org().as_bytes()[0] < b)
-            .take_while(move |e| e.org().as_bytes()[0] == b)
+            .range::<[u8; 32], _>(first..=last)
+            .map(|(_, e)| e.as_ref())
     }
 
     /// One hash over the whole directory: equal digests mean equal directories.
@@ -625,8 +628,10 @@ impl Directory {
     /// Summaries of everything held in the given buckets, `within` a region.
     pub fn summaries(&self, buckets: &[u8], within: Option<&RegionCode>) -> Vec<RecordSummary> {
         let wanted: BTreeSet<u8> = buckets.iter().copied().collect();
-        self.in_region(within)
-            .filter(|e| wanted.contains(&e.org().as_bytes()[0]))
+        wanted
+            .into_iter()
+            .flat_map(|b| self.bucket_entries(b))
+            .filter(|e| within.is_none_or(|r| e.region() == r))
             .map(|e| e.summary())
             .collect()
     }
@@ -651,7 +656,7 @@ impl Directory {
             }
         }
         out.want
-            .extend(theirs.keys().filter(|org| !self.entries.contains_key(org)));
+            .extend(theirs.keys().filter(|org| !self.entries.contains_key(*org)));
         out
     }
 

@@ -335,3 +335,39 @@ proptest! {
         prop_assert_eq!(forward.digest(), before);
     }
 }
+
+#[test]
+fn a_bucket_holds_exactly_the_entries_whose_id_starts_with_it() {
+    let mut fed = TestFederation::new("buckets");
+    let mut dir = Directory::new();
+    for i in 0..600 {
+        let region = ["RU-VLG", "RU-MOW"][(i % 2) as usize];
+        let org = fed.org(i, OrgLevel::District, region, &[Cardiology]);
+        assert_eq!(
+            dir.insert(org.signed_record(1), &fed.trust, NOW),
+            Ok(Merge::Added)
+        );
+    }
+    let vologda = RegionCode::new("RU-VLG").unwrap();
+    // The edges of the id space, and buckets in between, asked out of order.
+    let buckets = [255, 0, 1, 128, 77, 254];
+    for within in [None, Some(&vologda)] {
+        // Every entry looked at, the way the summaries were once gathered.
+        let walked: Vec<RecordSummary> = (dir.in_region(within))
+            .filter(|e| buckets.contains(&e.org().as_bytes()[0]))
+            .map(|e| e.summary())
+            .collect();
+        assert!(walked.len() > buckets.len(), "{} summaries", walked.len());
+        assert_eq!(dir.summaries(&buckets, within), walked);
+    }
+    for bucket in buckets {
+        let mut h = blake3::Hasher::new();
+        for e in (dir.in_region(None)).filter(|e| e.org().as_bytes()[0] == bucket) {
+            e.hash_into(&mut h);
+        }
+        assert_eq!(
+            dir.bucket_hash(usize::from(bucket)),
+            *h.finalize().as_bytes()
+        );
+    }
+}
