@@ -227,6 +227,37 @@ pub fn decode<M: WireMessage>(frame: &[u8]) -> Result<M, WireError> {
     Ok(value)
 }
 
+/// A list of 32-byte hashes travels as one byte string: postcard writes and
+/// reads a fixed array one byte at a time, and a directory offer is 256 of
+/// them, sent to every peer on every round. Decoding copies out of the frame,
+/// so it allocates no more than the frame holds.
+pub(crate) mod hash_list {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(hashes.as_flattened())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        struct Hashes;
+        impl Visitor<'_> for Hashes {
+            type Value = Vec<[u8; 32]>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a byte string of 32-byte hashes")
+            }
+            fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+                match bytes.as_chunks::<32>() {
+                    (hashes, []) => Ok(hashes.to_vec()),
+                    _ => Err(E::invalid_length(bytes.len(), &self)),
+                }
+            }
+        }
+        d.deserialize_bytes(Hashes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +411,42 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn an_offer_travels_as_one_byte_string_of_whole_hashes() {
+        let offer = SyncOffer {
+            buckets: (0..=255u8).map(|b| [b; 32]).collect(),
+            region: None,
+        };
+        let frame = encode(&offer).unwrap();
+        // Header, a two-byte length (8,192), the hashes, no region.
+        assert_eq!(frame.len(), HEADER_LEN + 2 + 256 * 32 + 1);
+        assert_eq!(
+            &frame[HEADER_LEN + 2..][..64],
+            offer.buckets[..2].as_flattened()
+        );
+        assert_eq!(decode::<SyncOffer>(&frame).unwrap(), offer);
+        // 33 bytes: a hash and one byte of the next.
+        let mut torn = frame[..HEADER_LEN].to_vec();
+        torn.push(33);
+        torn.extend_from_slice(&[9; 33]);
+        torn.push(0);
+        let err = decode::<SyncOffer>(&torn).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::Malformed {
+                    kind: MessageKind::SyncOffer,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // The same bytes with 32 of them are a hash.
+        torn[HEADER_LEN] = 32;
+        torn.remove(HEADER_LEN + 1);
+        assert_eq!(decode::<SyncOffer>(&torn).unwrap().buckets, vec![[9; 32]]);
     }
 
     #[test]

@@ -341,6 +341,7 @@ pub struct RecordSummary {
 /// of `region` only when the offering node keeps only its region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncOffer {
+    #[serde(with = "crate::wire::hash_list")]
     pub buckets: Vec<[u8; 32]>,
     pub region: Option<RegionCode>,
 }
