@@ -96,41 +96,69 @@ fn judge(e: &DirectoryEntry, req: &RouteRequest) -> Result<(), SkipReason> {
     Ok(())
 }
 
-/// Ranks every organization in the directory for `req` at time `now`.
+/// Where a candidate stands: same region first, then the lowest sufficient
+/// level, then the earliest slot, then the case's share; the id last makes
+/// every position distinct, so `rank` and `best` agree.
+type Standing = (bool, OrgLevel, bool, Option<Timestamp>, [u8; 8], OrgId);
+
+fn standing(
+    e: &DirectoryEntry,
+    req: &RouteRequest,
+    now: Timestamp,
+) -> Result<Standing, SkipReason> {
+    judge(e, req)?;
+    let same_region = req.region.as_ref() == Some(e.region());
+    let next_slot = (e.record().slots.iter())
+        .filter(|s| s.specialty == req.specialty && s.end > now)
+        .map(|s| s.start.max(now))
+        .min();
+    Ok((
+        !same_region,
+        e.level(),
+        next_slot.is_none(),
+        next_slot,
+        share(&req.case, &e.org()),
+        e.org(),
+    ))
+}
+
+fn candidate(e: &DirectoryEntry, standing: &Standing) -> Candidate {
+    Candidate {
+        org: e.org(),
+        name: e.name().to_owned(),
+        level: e.level(),
+        region: e.region().clone(),
+        same_region: !standing.0,
+        next_slot: standing.3,
+    }
+}
+
+/// Ranks every organization in the directory for `req` at time `now`, with
+/// the reason each one left out was left out.
 pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteDecision {
     let mut decision = RouteDecision::default();
+    let mut ranked = Vec::new();
     for e in directory.entries() {
-        match judge(e, req) {
+        match standing(e, req, now) {
             Err(reason) => decision
                 .skipped
                 .push((e.org(), e.name().to_owned(), reason)),
-            Ok(()) => decision.candidates.push(Candidate {
-                org: e.org(),
-                name: e.name().to_owned(),
-                level: e.level(),
-                region: e.region().clone(),
-                same_region: req.region.as_ref() == Some(e.region()),
-                next_slot: e
-                    .record()
-                    .slots
-                    .iter()
-                    .filter(|s| s.specialty == req.specialty && s.end > now)
-                    .map(|s| s.start.max(now))
-                    .min(),
-            }),
+            Ok(standing) => ranked.push((standing, e)),
         }
     }
-    decision.candidates.sort_by_cached_key(|c| {
-        (
-            !c.same_region,
-            c.level,
-            c.next_slot.is_none(),
-            c.next_slot,
-            share(&req.case, &c.org),
-            c.org,
-        )
-    });
+    ranked.sort_unstable_by_key(|a| a.0);
+    decision.candidates = ranked.iter().map(|(s, e)| candidate(e, s)).collect();
     decision
+}
+
+/// `rank`'s first candidate in one pass, explaining nothing: what routing a
+/// case or escalating it needs. Ranking a national directory named and
+/// sorted thousands of organizations to keep one.
+pub fn best(directory: &Directory, req: &RouteRequest, now: Timestamp) -> Option<Candidate> {
+    (directory.entries())
+        .filter_map(|e| Some((standing(e, req, now).ok()?, e)))
+        .min_by(|a, b| a.0.cmp(&b.0))
+        .map(|(s, e)| candidate(e, &s))
 }
 
 /// Rendezvous order of `org` for `case`: uniform over organizations, fixed
@@ -144,26 +172,30 @@ fn share(case: &[u8; 16], org: &OrgId) -> [u8; 8] {
     order
 }
 
-/// The next organization for a request that was declined with "forward" or
-/// not answered in time: same specialty and urgency, level at least the last
-/// one tried (district -> regional -> federal), nobody already tried.
+/// The request for the next organization after one declined with "forward"
+/// or did not answer in time: same specialty and urgency, level at least the
+/// last one tried (district -> regional -> federal), nobody already tried.
 /// `tried` holds the requester and every organization asked so far, in order.
+pub fn escalation(directory: &Directory, original: &RouteRequest, tried: &[OrgId]) -> RouteRequest {
+    let last_level = tried
+        .last()
+        .and_then(|o| directory.get(o))
+        .map(|e| e.level());
+    RouteRequest {
+        min_level: last_level.map_or(original.min_level, |l| l.max(original.min_level)),
+        exclude: original.exclude.iter().chain(tried).copied().collect(),
+        ..original.clone()
+    }
+}
+
+/// Who a case goes to next after `tried` (see [`escalation`]).
 pub fn escalate(
     directory: &Directory,
     original: &RouteRequest,
     tried: &[OrgId],
     now: Timestamp,
-) -> RouteDecision {
-    let last_level = tried
-        .last()
-        .and_then(|o| directory.get(o))
-        .map(|e| e.level());
-    let req = RouteRequest {
-        min_level: last_level.map_or(original.min_level, |l| l.max(original.min_level)),
-        exclude: original.exclude.iter().chain(tried).copied().collect(),
-        ..original.clone()
-    };
-    rank(directory, &req, now)
+) -> Option<Candidate> {
+    best(directory, &escalation(directory, original, tried), now)
 }
 
 #[cfg(test)]
@@ -194,13 +226,14 @@ mod tests {
         };
         let mut tried = vec![requester.id()];
         let mut path = Vec::new();
-        while let Some(next) = escalate(&dir, &original, &tried, NOW).best().map(|c| c.org) {
+        while let Some(next) = escalate(&dir, &original, &tried, NOW).map(|c| c.org) {
             path.push(next);
             tried.push(next);
         }
         assert_eq!(path, vec![district.id(), regional.id(), federal.id()]);
         // After a regional center declined, a district hospital is never next.
-        let after_regional = escalate(&dir, &original, &[requester.id(), regional.id()], NOW);
+        let tried = [requester.id(), regional.id()];
+        let after_regional = rank(&dir, &escalation(&dir, &original, &tried), NOW);
         assert_eq!(
             after_regional
                 .candidates
@@ -244,6 +277,7 @@ mod tests {
             case: [7; 16],
         };
         let d = rank(&dir, &req, NOW);
+        assert_eq!(best(&dir, &req, NOW).as_ref(), d.best());
         let order: Vec<_> = d.candidates.iter().map(|c| c.org).collect();
         assert_eq!(
             order,
@@ -321,6 +355,7 @@ mod tests {
             let first = rank(&dir, &request(case), NOW);
             let again = rank(&dir, &request(case), NOW);
             assert_eq!(first.candidates, again.candidates, "case {case}");
+            assert_eq!(best(&dir, &request(case), NOW).as_ref(), first.best());
             *chosen.entry(first.best().unwrap().org).or_default() += 1;
         }
         // Four equal centers, 200 cases: each takes a share, none takes all.

@@ -683,9 +683,7 @@ impl Desk {
             exclude: [self.me].into(),
             case: id.0,
         };
-        let next = route::escalate(directory, &original, &tried, now)
-            .best()
-            .map(|b| b.org);
+        let next = route::escalate(directory, &original, &tried, now).map(|b| b.org);
         if !final_status {
             let action = match next {
                 Some(_) => Action::Cancel {

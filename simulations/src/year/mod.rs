@@ -345,9 +345,7 @@ impl Engine<'_> {
             // model draws its stand-in from what is fixed by the seed.
             case: case_key(requester, now, self.ledger.cases.len()),
         };
-        let best = route::rank(self.directory(requester), &wanted, now)
-            .best()
-            .map(|c| c.org);
+        let best = route::best(self.directory(requester), &wanted, now).map(|c| c.org);
         let Some(consultant) = best else {
             self.ledger.unroutable += 1;
             return;
