@@ -96,10 +96,21 @@ fn judge(e: &DirectoryEntry, req: &RouteRequest) -> Result<(), SkipReason> {
     Ok(())
 }
 
-/// Where a candidate stands: same region first, then the lowest sufficient
-/// level, then the earliest slot, then the case's share; the id last makes
-/// every position distinct, so `rank` and `best` agree.
-type Standing = (bool, OrgLevel, bool, Option<Timestamp>, [u8; 8], OrgId);
+/// Where a candidate stands, compared field by field in this order; the id
+/// last makes every standing distinct, so `rank` and `best` agree.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Standing {
+    /// The requester's own region first.
+    elsewhere: bool,
+    /// Then the lowest sufficient level.
+    level: OrgLevel,
+    /// Then whoever has a slot for the specialty, the earliest first.
+    no_slot: bool,
+    next_slot: Option<Timestamp>,
+    /// Then the case's share among equals.
+    share: [u8; 8],
+    org: OrgId,
+}
 
 fn standing(
     e: &DirectoryEntry,
@@ -107,19 +118,18 @@ fn standing(
     now: Timestamp,
 ) -> Result<Standing, SkipReason> {
     judge(e, req)?;
-    let same_region = req.region.as_ref() == Some(e.region());
     let next_slot = (e.record().slots.iter())
         .filter(|s| s.specialty == req.specialty && s.end > now)
         .map(|s| s.start.max(now))
         .min();
-    Ok((
-        !same_region,
-        e.level(),
-        next_slot.is_none(),
+    Ok(Standing {
+        elsewhere: req.region.as_ref() != Some(e.region()),
+        level: e.level(),
+        no_slot: next_slot.is_none(),
         next_slot,
-        share(&req.case, &e.org()),
-        e.org(),
-    ))
+        share: share(&req.case, &e.org()),
+        org: e.org(),
+    })
 }
 
 fn candidate(e: &DirectoryEntry, standing: &Standing) -> Candidate {
@@ -128,8 +138,8 @@ fn candidate(e: &DirectoryEntry, standing: &Standing) -> Candidate {
         name: e.name().to_owned(),
         level: e.level(),
         region: e.region().clone(),
-        same_region: !standing.0,
-        next_slot: standing.3,
+        same_region: !standing.elsewhere,
+        next_slot: standing.next_slot,
     }
 }
 
@@ -157,7 +167,7 @@ pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteD
 pub fn best(directory: &Directory, req: &RouteRequest, now: Timestamp) -> Option<Candidate> {
     (directory.entries())
         .filter_map(|e| Some((standing(e, req, now).ok()?, e)))
-        .min_by(|a, b| a.0.cmp(&b.0))
+        .min_by_key(|a| a.0)
         .map(|(s, e)| candidate(e, &s))
 }
 
