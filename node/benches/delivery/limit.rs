@@ -1,18 +1,10 @@
 //! What the rows cannot avoid, each part timed in the same run (a durable
-//! flush, the crypto of a 1 KiB delivery, writing and hashing 256 MiB), and
-//! the table that judges each row against the sum of its parts.
+//! flush, writing and hashing 256 MiB; the crypto of a 1 KiB delivery comes
+//! from the protocol's testkit, shared with the national model), and the
+//! table that judges each row against the sum of its parts.
 
 use super::{ATTACHMENT_BYTES, BODY_BYTES, attachment_file, ms, percentile};
-use konsilium_node::node;
-use konsilium_protocol::cert::OrgLevel;
-use konsilium_protocol::delivery::Receipt;
-use konsilium_protocol::identity::{IdentityKey, SealingKey};
-use konsilium_protocol::seal::{self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
-use konsilium_protocol::signed::Signed;
-use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::testkit::suite::SuiteRow;
-use konsilium_protocol::time::Timestamp;
-use konsilium_protocol::urgency::Urgency;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -59,80 +51,6 @@ pub(crate) fn attachment_probes(dir: &Path) -> (Duration, Duration) {
     let hash = t0.elapsed();
     let _ = std::fs::remove_file(&file);
     (write, hash)
-}
-
-/// The crypto on the critical path of a 1 KiB delivery, each timed: the
-/// sender seals, the recipient opens and signs a receipt, the sender
-/// verifies the receipt.
-pub(crate) struct Crypto {
-    pub(crate) seal: Duration,
-    pub(crate) open: Duration,
-    pub(crate) sign: Duration,
-    pub(crate) verify: Duration,
-}
-
-pub(crate) fn crypto_probe(samples: usize) -> Crypto {
-    let sender = SealingKey::from_seed(node::random_bytes());
-    let recipient = SealingKey::from_seed(node::random_bytes());
-    let identity = IdentityKey::from_seed(node::random_bytes());
-    let header = |i: u64| EnvelopeHeader {
-        version: PACKAGE_VERSION,
-        id: PackageId(node::random_bytes()),
-        sender: identity.org_id(),
-        recipient: identity.org_id(),
-        routing: RoutingHeader {
-            specialty: Specialty::Cardiology,
-            min_level: OrgLevel::Regional,
-            urgency: Urgency::Urgent,
-            region: None,
-        },
-        created: Timestamp::from_unix_millis(1_700_000_000_000 + i),
-        expires: Timestamp::from_unix_millis(1_800_000_000_000),
-        attachments: Vec::new(),
-    };
-    let body = vec![0x5a; BODY_BYTES];
-    let verifier = identity.org_id().verifying_key();
-    let sender_keys = [sender.public()];
-    let mut opened = Vec::new();
-    let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-    for i in 0..samples as u64 {
-        let t0 = std::time::Instant::now();
-        let package = seal::seal(
-            header(i),
-            &sender,
-            &recipient.public(),
-            node::random_bytes(),
-            &body,
-        )
-        .expect("seal");
-        t[0].push(t0.elapsed());
-        let t0 = std::time::Instant::now();
-        seal::open_body(
-            &package.header,
-            &recipient,
-            &sender_keys,
-            &package.body,
-            &mut opened,
-        )
-        .expect("open");
-        t[1].push(t0.elapsed());
-        let t0 = std::time::Instant::now();
-        let receipt = Signed::sign(
-            &identity,
-            &Receipt::for_package(&package, header(i).created),
-        );
-        t[2].push(t0.elapsed());
-        let t0 = std::time::Instant::now();
-        receipt.verify(&verifier).expect("verify");
-        t[3].push(t0.elapsed());
-    }
-    let [seal, open, sign, verify] = t.map(|v| percentile(&v, 0.5));
-    Crypto {
-        seal,
-        open,
-        sign,
-        verify,
-    }
 }
 
 /// A row against its limit: the sum (or, where they overlap, the larger)

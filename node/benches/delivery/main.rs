@@ -70,8 +70,9 @@ mod memory;
 mod process;
 mod sustained;
 use baseline::*;
+use konsilium_protocol::testkit::package_crypto::PackageCrypto;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
-use limit::{Limit, attachment_probes, crypto_probe, print_limits, sled_flush_cost};
+use limit::{Limit, attachment_probes, print_limits, sled_flush_cost};
 use memory::PeakSampler;
 use sustained::sustained_row;
 
@@ -613,7 +614,7 @@ async fn main() {
     print_table(&[&direct, &relayed, &attachment]);
 
     let flush = sled_flush_cost(tmp.path(), counts.samples);
-    let crypto = crypto_probe(counts.samples);
+    let crypto = PackageCrypto::probe(counts.samples, BODY_BYTES);
     let (write_cost, hash_cost) = attachment_probes(tmp.path());
     let p50 = |v: &[Duration]| percentile(v, 0.5);
     let crypto_sum = crypto.seal + crypto.open + crypto.sign + crypto.verify;

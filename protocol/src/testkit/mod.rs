@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub mod directory_node;
 pub mod org_node;
+pub mod package_crypto;
 pub mod simnet;
 pub mod site;
 pub mod suite;

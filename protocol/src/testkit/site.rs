@@ -77,6 +77,9 @@ pub struct Site {
     pub events: Vec<(Timestamp, desk::Event)>,
     /// Packages this site took custody of to carry for others.
     pub relayed: u64,
+    /// Packages this site sealed (each also opened, its signed content
+    /// checked and a receipt signed and checked): the model's crypto.
+    pub sealed: u64,
 }
 
 impl Site {
@@ -116,6 +119,7 @@ impl Site {
             draws: 0,
             events: Vec::new(),
             relayed: 0,
+            sealed: 0,
         }
     }
 
@@ -297,6 +301,7 @@ impl Site {
         let ephemeral = self.draw();
         let package = seal::seal(header, &self.sealing, &recipient, ephemeral, &body)
             .expect("seals to a directory key");
+        self.sealed += 1;
         let entry =
             self.outbox
                 .entry_for(now, PackageMeta::of(&package), &Regions(self.directory()));

@@ -64,6 +64,8 @@ pub struct Outcome {
     pub revocations: Vec<revocation::RevocationSpread>,
     /// Packages each node took custody of to carry for others.
     pub relayed: Vec<u64>,
+    /// Packages sealed by all sites together.
+    pub sealed: u64,
 }
 
 struct Engine<'a> {
@@ -147,6 +149,7 @@ pub fn run(
     Ok(Outcome {
         revocations,
         relayed: (0..net.len()).map(|i| net.node(i).relayed).collect(),
+        sealed: (0..net.len()).map(|i| net.node(i).sealed).sum(),
         bytes: (0..net.len()).map(|i| net.stats(i).bytes).collect(),
         messages_lost: net.total().lost,
         start,
