@@ -152,15 +152,11 @@ pub enum WireError {
 }
 
 pub fn encode<M: WireMessage>(msg: &M) -> Result<Vec<u8>, WireError> {
-    // Sized first: postcard writes a byte at a time, and a frame grown by
-    // doubling (a directory offer is 8 KiB) spent more in reallocation
-    // than in encoding.
-    let mut frame = Vec::with_capacity(encoded_len(msg).min(M::MAX_LEN.saturating_add(1)));
-    frame.extend_from_slice(&[MAGIC[0], MAGIC[1], WIRE_VERSION, M::KIND as u8]);
-    let frame = postcard::to_extend(msg, frame).map_err(|e| WireError::Malformed {
-        kind: M::KIND,
-        reason: e.to_string(),
-    })?;
+    let frame = postcard::to_extend(msg, vec![MAGIC[0], MAGIC[1], WIRE_VERSION, M::KIND as u8])
+        .map_err(|e| WireError::Malformed {
+            kind: M::KIND,
+            reason: e.to_string(),
+        })?;
     if frame.len() > M::MAX_LEN {
         return Err(WireError::TooLarge {
             kind: M::KIND,
