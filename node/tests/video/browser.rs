@@ -292,16 +292,22 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    // Operators see both browsers beside the link.
+    // Operators see both browsers beside the link. A loaded machine can
+    // make the estimate dip and the browser receive the smaller encoding,
+    // which the state says after a comma ("connected, reduced").
     for (node, person) in [
         (&district, "Dr. Ivanova (physician)"),
         (&federal, "Prof. Petrov (consultant)"),
     ] {
         let sessions = node.inspect(node::Inspect::Sessions).await.unwrap();
         let rows = sessions["sessions"].as_array().unwrap();
+        let connected = |r: &Value| {
+            r["state"]
+                .as_str()
+                .is_some_and(|s| s.split(',').next() == Some("connected"))
+        };
         assert!(
-            rows.iter()
-                .any(|r| r["name"] == person && r["state"] == "connected"),
+            rows.iter().any(|r| r["name"] == person && connected(r)),
             "{sessions}"
         );
     }
