@@ -15,17 +15,16 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// How often str0m reports a connection's statistics.
 const STATS_EVERY: Duration = Duration::from_secs(1);
-/// Where bandwidth estimation starts: a high-quality camera's worth. The
-/// node forwards what browsers send and cannot lower it, so an estimate
-/// starting below the stream would hold it in the pacer until the
-/// estimate caught up; a path that cannot carry it shows soon in loss and
+/// Where bandwidth estimation starts: a high-quality camera's worth, so a
+/// path is sent the full encoding from the start (`simulcast` lowers it
+/// below 1.2 Mbit/s); a path that cannot carry it shows soon in loss and
 /// delay, and the estimate falls.
 const START_ESTIMATE: Bitrate = Bitrate::kbps(2_500);
-/// What estimation probes up to. str0m paces media at 1.1 times its
-/// estimate, and a forwarding node cannot lower a stream's bitrate: with
-/// no goal the estimate only learns what the pacer already lets through,
-/// and a 2.5 Mbit/s camera would queue behind a 1 Mbit/s estimate for
-/// ever. Two high-quality cameras' worth (a presenter, or tiles).
+/// What estimation probes up to. Forwarded media is sent unpaced
+/// (`frame::send_unpaced`), so the estimate only steers which encoding a
+/// path gets; with no goal it would learn no more than what is sent, and a
+/// path that dipped to the smaller encoding could not show it carries the
+/// full one again. Two high-quality cameras' worth (a presenter, or tiles).
 const DESIRED: Bitrate = Bitrate::kbps(6_000);
 /// Unanswered checks before a path counts as lost. str0m's 9 (libwebrtc's
 /// figure) notice a dead path after about 30 s, which a consultation
@@ -102,19 +101,49 @@ pub(crate) struct Core {
     pub(crate) channel: Option<ChannelId>,
     pub(crate) transmits: VecDeque<Datagram>,
     pub(crate) timeout: Option<Instant>,
+    /// The latest instant the connection was given.
+    now: Instant,
     /// Why it is over, once it is.
     pub(crate) failed: Option<String>,
 }
 
+/// Timeouts a drain hands back at once, at most: a bound on one call's
+/// work (a 64 KiB keyframe is some 55 packets, each released by one).
+const DUE_AT_ONCE: usize = 4_096;
+/// How far ahead of the time it was given a drain may take a connection:
+/// str0m's pacer asks for time to move on by a microsecond before each
+/// next packet.
+const PACKET_STEP: Duration = Duration::from_micros(1);
+
 impl Core {
-    pub(crate) fn new(rtc: Rtc) -> Self {
+    pub(crate) fn new(now: Instant, rtc: Rtc) -> Self {
         Self {
             rtc,
             channel: None,
             transmits: VecDeque::new(),
             timeout: None,
+            now,
             failed: None,
         }
+    }
+
+    /// Feeds `d` to the connection; what is not WebRTC is ignored.
+    pub(crate) fn receive(&mut self, now: Instant, d: &Datagram) -> Result<(), String> {
+        self.now = now;
+        let Ok(r) = str0m::net::Receive::new(
+            str0m::net::Protocol::Udp,
+            d.source,
+            d.destination,
+            &d.contents,
+        ) else {
+            return Ok(());
+        };
+        (self.rtc.handle_input(Input::Receive(now, r))).map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+        self.now = now;
+        (self.rtc.handle_input(Input::Timeout(now))).map_err(|e| e.to_string())
     }
 
     /// Polls until str0m names its next timeout; returns its events for
@@ -125,18 +154,41 @@ impl Core {
         if self.failed.is_some() {
             return (events, None);
         }
+        let (mut due, mut progressed) = (0, false);
         loop {
             match self.rtc.poll_output() {
+                // str0m's pacer releases one packet per timeout, then asks
+                // for the next a microsecond on: left to the caller's timer,
+                // a frame's packets would leave one per timer tick (a
+                // millisecond each), so such a timeout is handed back here
+                // for as long as each one releases something.
+                Ok(Output::Timeout(at))
+                    if at <= self.now + PACKET_STEP
+                        && (due == 0 || progressed)
+                        && due < DUE_AT_ONCE =>
+                {
+                    (due, progressed) = (due + 1, false);
+                    self.now = self.now.max(at);
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(self.now)) {
+                        return (events, Some(e.to_string()));
+                    }
+                }
                 Ok(Output::Timeout(at)) => {
                     self.timeout = Some(at);
                     return (events, None);
                 }
-                Ok(Output::Transmit(t)) => self.transmits.push_back(Datagram {
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.into(),
-                }),
-                Ok(Output::Event(event)) => events.push(event),
+                Ok(Output::Transmit(t)) => {
+                    progressed = true;
+                    self.transmits.push_back(Datagram {
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    });
+                }
+                Ok(Output::Event(event)) => {
+                    progressed = true;
+                    events.push(event);
+                }
                 Err(e) => return (events, Some(e.to_string())),
             }
         }
@@ -183,17 +235,4 @@ pub(crate) fn accepts(rtc: &Rtc, now: Instant, d: &Datagram) -> bool {
         &d.contents,
     )
     .is_ok_and(|r| rtc.accepts(&str0m::Input::Receive(now, r)))
-}
-
-/// Feeds `d` to `rtc`; what is not WebRTC is ignored.
-pub(crate) fn receive(rtc: &mut Rtc, now: Instant, d: &Datagram) -> Result<(), String> {
-    let Ok(r) = str0m::net::Receive::new(
-        str0m::net::Protocol::Udp,
-        d.source,
-        d.destination,
-        &d.contents,
-    ) else {
-        return Ok(());
-    };
-    (rtc.handle_input(str0m::Input::Receive(now, r))).map_err(|e| e.to_string())
 }

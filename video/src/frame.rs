@@ -93,10 +93,26 @@ pub(crate) fn write(
     frame: &Frame,
     time: MediaTime,
 ) -> Result<(), LinkError> {
+    send_unpaced(rtc, mid);
     let writer = (rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
     let pt = (writer.match_params(frame.params)).ok_or(LinkError::Description(
         "the codec was not negotiated".into(),
     ))?;
     (writer.write(pt, frame.at, time, frame.data.clone()))
         .map_err(|e| LinkError::Failed(e.to_string()))
+}
+
+/// Sends what is written on `mid` as it comes instead of through str0m's
+/// pacer. Its publisher (a browser, another site's node) already paced it
+/// and chose its bitrate; pacing it again at 1.1 times this path's
+/// estimate only delays each frame by the time its bytes take at that
+/// rate, and a forwarding node cannot send fewer bytes anyway. What the
+/// estimate decides here is which encoding a path is sent (`simulcast`),
+/// and it still learns from every packet's transport-wide feedback.
+/// Set on every write: a renegotiation can make the stream anew.
+pub(crate) fn send_unpaced(rtc: &mut Rtc, mid: Mid) {
+    let mut api = rtc.direct_api();
+    if let Some(stream) = api.stream_tx_by_mid(mid, None) {
+        stream.set_unpaced(true);
+    }
 }

@@ -165,7 +165,7 @@ fn fingerprint(sdp: &str) -> Option<String> {
 impl Link {
     fn with(now: Instant, rtc: Rtc, local: LocalAddrs) -> Self {
         Self {
-            core: Core::new(rtc),
+            core: Core::new(now, rtc),
             pending: None,
             audio: None,
             video: None,
@@ -307,7 +307,7 @@ impl Link {
             return;
         }
         self.now = now;
-        if let Err(e) = connection::receive(&mut self.core.rtc, now, d) {
+        if let Err(e) = self.core.receive(now, d) {
             self.fail(e);
         }
         self.drain();
@@ -322,7 +322,7 @@ impl Link {
             self.fail("the other site stopped answering".into());
             return;
         }
-        if let Err(e) = self.core.rtc.handle_input(str0m::Input::Timeout(now)) {
+        if let Err(e) = self.core.handle_timeout(now) {
             self.fail(e.to_string());
         }
         self.drain();

@@ -82,7 +82,7 @@ impl Seat {
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         let mut seat = Self {
-            core: Core::new(rtc),
+            core: Core::new(now, rtc),
             published: Vec::new(),
             slots: Vec::new(),
             events: VecDeque::new(),
@@ -141,7 +141,7 @@ impl Seat {
         if self.core.failed.is_some() {
             return;
         }
-        if let Err(e) = connection::receive(&mut self.core.rtc, now, d) {
+        if let Err(e) = self.core.receive(now, d) {
             self.fail(e);
         }
         self.drain();
@@ -154,7 +154,7 @@ impl Seat {
         if self.connect_by.is_some_and(|by| now >= by) {
             return self.fail("the browser did not connect in time".into());
         }
-        if let Err(e) = self.core.rtc.handle_input(str0m::Input::Timeout(now)) {
+        if let Err(e) = self.core.handle_timeout(now) {
             self.fail(e.to_string());
         }
         self.drain();

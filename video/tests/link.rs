@@ -589,3 +589,33 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
     });
     assert!(has_frame(&ea, b"a camera frame"), "video again");
 }
+
+/// A forwarded frame leaves whole at once: its publisher paced it, and the
+/// node passes it on as it arrived instead of spreading it again over its
+/// own estimate (str0m's pacer would hold a keyframe this size, above
+/// any burst it lets through, for several milliseconds).
+#[test]
+fn a_forwarded_keyframe_leaves_whole_without_waiting_for_the_pacer() {
+    let (mut a, mut b, mut now) = linked();
+    let keyframe: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    a.send_media(now, &keyframe).unwrap();
+    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, &keyframe));
+    let frame = (eb.iter())
+        .find_map(|e| match e {
+            LinkEvent::Media(f) if *f.data == *keyframe => Some(f.clone()),
+            _ => None,
+        })
+        .expect("the keyframe reached the other site");
+
+    b.forward(&frame).unwrap();
+    let mut datagrams = 0;
+    while let Some(d) = b.poll_transmit() {
+        a.handle_datagram(now, &d);
+        datagrams += 1;
+    }
+    let arrived = std::iter::from_fn(|| a.poll_event()).collect::<Vec<_>>();
+    assert!(
+        has_frame(&arrived, &keyframe),
+        "the whole keyframe arrived at the instant it was forwarded ({datagrams} datagrams left at once)"
+    );
+}

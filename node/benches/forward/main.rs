@@ -22,11 +22,10 @@
 //! ≤ 25% of one core). Frames lost on the way are counted, so a node that
 //! dropped frames could not look fast.
 //!
-//! A frame is timed until its last packet arrives: the node paces what it
-//! sends at 1.1 times its bandwidth estimate (str0m's pacer, as browsers
-//! pace), so a 10 KiB frame leaves over several milliseconds where the
-//! direct pair sends it in one burst; the first packet of a frame is
-//! delayed far less. On loopback the kernel's delivery of each datagram
+//! A frame is timed until its last packet arrives. The node sends what
+//! it forwards unpaced, as its publisher paced it, and hands str0m's
+//! per-packet timeouts back at once rather than waiting for a timer tick
+//! for each packet. On loopback the kernel's delivery of each datagram
 //! to its receiver runs in the sender's system call, so the node's CPU
 //! includes part of its receivers' work.
 
