@@ -110,9 +110,10 @@ pub(crate) struct Core {
 /// Timeouts a drain hands back at once, at most: a bound on one call's
 /// work (a 64 KiB keyframe is some 55 packets, each released by one).
 const DUE_AT_ONCE: usize = 4_096;
-/// How far ahead of the time it was given a drain may take a connection:
+/// How far ahead of the connection's clock a timeout handed back may be:
 /// str0m's pacer asks for time to move on by a microsecond before each
-/// next packet.
+/// next packet (so one drain can take the clock at most `DUE_AT_ONCE`
+/// microseconds past the time it was given, some 4 ms).
 const PACKET_STEP: Duration = Duration::from_micros(1);
 
 impl Core {
