@@ -3,7 +3,8 @@
 //! bare str0m `Rtc`s, measured in the same run.
 //!
 //! Run with `cargo bench -p konsilium-node --features local-federation
-//! --bench forward` (30 s measured) or `... -- --quick` (10 s).
+//! --bench forward` (30 s measured) or `... -- --quick` (10 s); `--sessions N`
+//! runs N sessions instead of 20, to see what load adds.
 //!
 //! *Through the node*: in each of 20 consultations, a clinician's browser
 //! (a bare `Rtc` making a browser's send-only offer through WHIP) publishes
@@ -45,6 +46,8 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 
+/// Sessions through the node, unless `--sessions N` says otherwise (fewer
+/// show what load adds to a frame's way).
 const SESSIONS: usize = 20;
 const BITRATE: u64 = 2_500_000;
 const FPS: u64 = 30;
@@ -244,7 +247,7 @@ fn summary(window: &Window) -> Phase {
 
 /// 20 sessions through the district node: returns what the viewers saw
 /// and the node's share of one core.
-async fn through_node(measure: Duration, base: Instant) -> (Phase, f64) {
+async fn through_node(sessions: usize, measure: Duration, base: Instant) -> (Phase, f64) {
     let node_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name(NODE_THREADS)
@@ -258,7 +261,7 @@ async fn through_node(measure: Duration, base: Instant) -> (Phase, f64) {
         .build()
         .expect("the other node's runtime");
     let pair = sites::pair(Some(node_rt.handle()), Some(far_rt.handle())).await;
-    let ids = sites::consultations(&pair, SESSIONS).await;
+    let ids = sites::consultations(&pair, sessions).await;
     let (mut publishers, mut viewers) = (Vec::new(), Vec::new());
     for (i, id) in ids.into_iter().enumerate() {
         for publishing in [true, false] {
@@ -290,7 +293,7 @@ async fn through_node(measure: Duration, base: Instant) -> (Phase, f64) {
     all.extend(publishers.into_iter().map(|(p, _)| p));
     all.extend(viewers);
     connected(&mut all).await;
-    let viewers = all.split_off(SESSIONS);
+    let viewers = all.split_off(sessions);
     let publishers = all.into_iter().zip(mids).collect();
     let cpu = || threads_cpu(NODE_THREADS);
     let (window, share) = run(publishers, viewers, measure, base, cpu).await;
@@ -300,9 +303,9 @@ async fn through_node(measure: Duration, base: Instant) -> (Phase, f64) {
 }
 
 /// The same 20 streams, each publisher straight to its viewer.
-async fn direct(measure: Duration, base: Instant) -> Phase {
+async fn direct(sessions: usize, measure: Duration, base: Instant) -> Phase {
     let (mut publishers, mut viewers) = (Vec::new(), Vec::new());
-    for _ in 0..SESSIONS {
+    for _ in 0..sessions {
         let (mut publisher, mut viewer) = (Peer::unpaced().await, Peer::unpaced().await);
         let (video, pending, sdp) = offer(&mut publisher, Direction::SendOnly);
         let sdp = SdpOffer::from_sdp_string(&sdp).expect("offer text");
@@ -320,7 +323,7 @@ async fn direct(measure: Duration, base: Instant) -> Phase {
     let mut all: Vec<Peer> = publishers.into_iter().map(|(p, _)| p).collect();
     all.extend(viewers);
     connected(&mut all).await;
-    let viewers = all.split_off(SESSIONS);
+    let viewers = all.split_off(sessions);
     let publishers = all.into_iter().zip(mids).collect();
     let (window, _) = run(publishers, viewers, measure, base, || Duration::ZERO).await;
     summary(&window)
@@ -331,8 +334,13 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let measure = Duration::from_secs(if quick { 10 } else { 30 });
     let base = Instant::now();
-    let (ours, cpu) = through_node(measure, base).await;
-    let bare = direct(measure, base).await;
+    let args: Vec<String> = std::env::args().collect();
+    let sessions = (args.iter().position(|a| a == "--sessions"))
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--sessions takes a number"))
+        .unwrap_or(SESSIONS);
+    let (ours, cpu) = through_node(sessions, measure, base).await;
+    let bare = direct(sessions, measure, base).await;
     let added = ours.p99.saturating_sub(bare.p99);
     let delivered = |p: &Phase| 100.0 * p.received as f64 / (p.sent.max(1) as f64);
     println!(
@@ -363,7 +371,7 @@ async fn main() {
     let rows = [
         SuiteRow {
             row: format!(
-                "video forwarding, {SESSIONS} sessions × 2.5 Mbit/s through one node: added latency per frame"
+                "video forwarding, {sessions} sessions × 2.5 Mbit/s through one node: added latency per frame"
             ),
             measured: format!(
                 "p99 {:.2} ms ({:.1}% of {} frames delivered)",
@@ -379,7 +387,7 @@ async fn main() {
             met: met_latency,
         },
         SuiteRow {
-            row: format!("video forwarding, {SESSIONS} sessions × 2.5 Mbit/s: the node's CPU"),
+            row: format!("video forwarding, {sessions} sessions × 2.5 Mbit/s: the node's CPU"),
             measured: format!("{:.1}% of one core", cpu * 100.0),
             baseline: "-".into(),
             limit: "one core".into(),

@@ -21,6 +21,7 @@
 //! answers and every offered link allocates one of its own, so a link's
 //! relayed address, like its port, is no other link's.
 
+mod outbound;
 mod relay;
 mod room;
 mod socket;
@@ -256,16 +257,16 @@ impl MediaPlane {
     ) -> Result<Self, MediaError> {
         let addr = config.listen;
         let failed = |source| MediaError::Socket { addr, source };
-        let socket = Arc::new(UdpSocket::bind(addr).await.map_err(failed)?);
+        let socket = UdpSocket::bind(addr).await.map_err(failed)?;
         let local = socket.local_addr().map_err(failed)?;
         // Every browser and site sends to this one port: a burst larger than
         // the kernel's default buffer (about 200 KiB, 40 ms of 20 sessions)
         // would be dropped before the task reads it. The kernel caps the
         // size at net.core.rmem_max.
-        if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&*socket, RECEIVE_BUFFER)
-        {
+        if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECEIVE_BUFFER) {
             tracing::warn!(%addr, "video socket: receive buffer left at the default: {e}");
         }
+        let socket = Arc::new(outbound::MediaSocket::new(socket).map_err(failed)?);
         let shared = Arc::new(Shared {
             links: Mutex::new(Links::new()),
             seats: Mutex::new(Seats::new()),

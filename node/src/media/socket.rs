@@ -3,6 +3,7 @@
 //! the NAT's mapping alive), an offered link's port once before its offer
 //! is written, so the offer can name it.
 
+use super::outbound::MediaSocket;
 use super::{MediaError, Shared};
 use konsilium_video::Datagram;
 use konsilium_video::stun::BindingRequest;
@@ -18,7 +19,7 @@ const REFRESH: Duration = Duration::from_secs(30);
 const STUN_WAIT: Duration = Duration::from_millis(700);
 
 pub(super) struct OwnSocket {
-    pub(super) socket: Arc<UdpSocket>,
+    pub(super) socket: Arc<MediaSocket>,
     pub(super) addr: SocketAddr,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -51,7 +52,7 @@ pub(super) async fn own_socket(
 ) -> Result<(OwnSocket, Option<SocketAddr>), MediaError> {
     let addr = SocketAddr::new(ip, 0);
     let failed = |source| MediaError::Socket { addr, source };
-    let socket = Arc::new(UdpSocket::bind(addr).await.map_err(failed)?);
+    let socket = UdpSocket::bind(addr).await.map_err(failed)?;
     let local = socket.local_addr().map_err(failed)?;
     let mut mapped = None;
     let targets = resolve(servers).await;
@@ -76,10 +77,11 @@ pub(super) async fn own_socket(
         };
         mapped = tokio::time::timeout(STUN_WAIT, wait).await.ok().flatten();
     }
+    let socket = Arc::new(MediaSocket::new(socket).map_err(failed)?);
     let reading = socket.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 2048];
-        while let Ok((n, source)) = reading.recv_from(&mut buf).await {
+        while let Ok((n, source)) = reading.udp().recv_from(&mut buf).await {
             let d = Datagram {
                 source,
                 destination: local,
@@ -100,14 +102,14 @@ pub(super) async fn own_socket(
 
 /// Asks the servers, from the plane's socket, what it maps to; the task
 /// hands their answers to [`Shared::took_stun_answer`].
-pub(super) async fn refresh(plane: Arc<UdpSocket>, servers: Vec<String>, shared: Arc<Shared>) {
+pub(super) async fn refresh(plane: Arc<MediaSocket>, servers: Vec<String>, shared: Arc<Shared>) {
     loop {
         let targets = resolve(&servers).await;
         let request = BindingRequest::new();
         // Known before it leaves: the answer may be back at once.
         shared.ask(request.clone());
         for target in &targets {
-            if let Err(e) = plane.send_to(&request.bytes, target).await {
+            if let Err(e) = plane.udp().send_to(&request.bytes, target).await {
                 tracing::debug!(%target, "STUN request not sent: {e}");
             }
         }

@@ -4,6 +4,7 @@
 //! happened. STUN answers to the plane's own Binding requests are taken
 //! here before anything reaches a link.
 
+use super::outbound::MediaSocket;
 use super::relay::Relay;
 use super::room::{Room, SeatId, Seats, Source};
 use super::{Links, MediaEvent, Shared};
@@ -14,7 +15,6 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// At most this many datagrams are handed in per round.
@@ -22,7 +22,7 @@ const BATCH: usize = 64;
 
 /// The plane's socket, and what offered links' sockets read.
 pub(super) struct Sockets {
-    pub(super) plane: Arc<UdpSocket>,
+    pub(super) plane: Arc<MediaSocket>,
     pub(super) local: SocketAddr,
     pub(super) inbound: mpsc::Receiver<Datagram>,
 }
@@ -56,7 +56,7 @@ pub(super) async fn run(
         };
         let mut received = Vec::new();
         tokio::select! {
-            r = sockets.plane.recv_from(&mut buf) => match r {
+            r = sockets.plane.udp().recv_from(&mut buf) => match r {
                 Ok((n, source)) => received.push(plane_datagram(&buf[..n], source, local)),
                 Err(e) => tracing::debug!("video socket: {e}"),
             },
@@ -68,7 +68,7 @@ pub(super) async fn run(
         // connection once per datagram would cost each datagram the whole
         // plane.
         while received.len() < BATCH {
-            match sockets.plane.try_recv_from(&mut buf) {
+            match sockets.plane.udp().try_recv_from(&mut buf) {
                 Ok((n, source)) => received.push(plane_datagram(&buf[..n], source, local)),
                 Err(_) => break,
             }
@@ -95,18 +95,21 @@ pub(super) async fn run(
             now,
             &events,
         );
+        // Consecutive datagrams from one socket leave together, so a
+        // frame's packets to one address go in one system call.
+        let mut batch: Vec<Datagram> = Vec::new();
+        let mut from: Option<Via> = None;
         for (via, d) in out {
-            let socket = match via {
-                Via::Relay(relay) => {
-                    relay.send(d);
-                    continue;
-                }
-                Via::Own(socket) => socket,
-                Via::Plane => sockets.plane.clone(),
-            };
-            if let Err(e) = socket.send_to(&d.contents, d.destination).await {
-                tracing::debug!(to = %d.destination, "video datagram not sent: {e}");
+            if from.as_ref().is_some_and(|f| !f.is(&via))
+                && let Some(f) = from.take()
+            {
+                f.send(&sockets.plane, std::mem::take(&mut batch)).await;
             }
+            from = Some(via);
+            batch.push(d);
+        }
+        if let Some(f) = from {
+            f.send(&sockets.plane, batch).await;
         }
     }
 }
@@ -123,8 +126,31 @@ fn plane_datagram(contents: &[u8], source: SocketAddr, local: SocketAddr) -> Dat
 /// Where a datagram a link emits leaves from.
 enum Via {
     Plane,
-    Own(Arc<UdpSocket>),
+    Own(Arc<MediaSocket>),
     Relay(Arc<Relay>),
+}
+
+impl Via {
+    fn is(&self, other: &Via) -> bool {
+        match (self, other) {
+            (Via::Plane, Via::Plane) => true,
+            (Via::Own(a), Via::Own(b)) => Arc::ptr_eq(a, b),
+            (Via::Relay(a), Via::Relay(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    async fn send(self, plane: &MediaSocket, batch: Vec<Datagram>) {
+        match self {
+            Via::Plane => plane.send(&batch).await,
+            Via::Own(socket) => socket.send(&batch).await,
+            Via::Relay(relay) => {
+                for d in batch {
+                    relay.send(d);
+                }
+            }
+        }
+    }
 }
 
 type Outgoing = Vec<(Via, Datagram)>;
