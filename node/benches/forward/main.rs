@@ -35,9 +35,11 @@ mod peer;
 #[path = "../common/sites.rs"]
 mod sites;
 
+use konsilium_node::node::Inspect;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use peer::Peer;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -159,16 +161,15 @@ async fn connected(peers: &mut [Peer]) {
 }
 
 /// Runs the publishers and viewers for the warm-up, then the measured
-/// window; returns the window and the share of one core `cpu` (a CPU
-/// clock) advanced by meanwhile.
+/// `window`; returns the share of one core `cpu` (a CPU clock) advanced
+/// by meanwhile.
 async fn run(
     publishers: Vec<(Peer, Mid)>,
     viewers: Vec<Peer>,
-    measure: Duration,
+    (measure, window): (Duration, &Arc<Window>),
     base: Instant,
     cpu: impl Fn() -> Duration,
-) -> (Arc<Window>, f64) {
-    let window = Arc::new(Window::default());
+) -> f64 {
     let mut tasks = Vec::new();
     for (peer, video) in publishers {
         tasks.push(tokio::spawn(publish(peer, video, base, window.clone())));
@@ -189,7 +190,36 @@ async fn run(
     for t in tasks {
         let _ = t.await;
     }
-    (window, share)
+    share
+}
+
+/// The connections the node sent less than the full picture at some
+/// moment of the measured window (`konsilium sessions` says "reduced" or
+/// "audio only" when their path was estimated too thin): a frame held
+/// back from such a viewer counts as not delivered, and this says why.
+async fn thinned(
+    node: &konsilium_node::node::NodeHandle,
+    window: &Window,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut found = BTreeMap::<String, BTreeSet<String>>::new();
+    while !window.stop.load(Ordering::Relaxed) {
+        if window.measuring.load(Ordering::Relaxed)
+            && let Ok(report) = node.inspect(Inspect::Sessions).await
+        {
+            let rows = report["sessions"].as_array().cloned().unwrap_or_default();
+            for row in rows {
+                let state = row["state"].as_str().unwrap_or_default();
+                for thin in ["reduced", "audio only"] {
+                    if state.contains(thin) {
+                        let name = row["name"].as_str().unwrap_or("?").to_owned();
+                        found.entry(name).or_default().insert(thin.to_owned());
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    found
 }
 
 /// The CPU time of this process's threads named `prefix`.
@@ -245,9 +275,13 @@ fn summary(window: &Window) -> Phase {
     }
 }
 
-/// 20 sessions through the district node: returns what the viewers saw
-/// and the node's share of one core.
-async fn through_node(sessions: usize, measure: Duration, base: Instant) -> (Phase, f64) {
+/// The sessions through the district node: returns what the viewers saw,
+/// the node's share of one core, and the connections it thinned.
+async fn through_node(
+    sessions: usize,
+    measure: Duration,
+    base: Instant,
+) -> (Phase, f64, BTreeMap<String, BTreeSet<String>>) {
     let node_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name(NODE_THREADS)
@@ -296,10 +330,14 @@ async fn through_node(sessions: usize, measure: Duration, base: Instant) -> (Pha
     let viewers = all.split_off(sessions);
     let publishers = all.into_iter().zip(mids).collect();
     let cpu = || threads_cpu(NODE_THREADS);
-    let (window, share) = run(publishers, viewers, measure, base, cpu).await;
+    let window = Arc::new(Window::default());
+    let (share, thinned) = tokio::join!(
+        run(publishers, viewers, (measure, &window), base, cpu),
+        thinned(&pair.district, &window)
+    );
     node_rt.shutdown_background();
     far_rt.shutdown_background();
-    (summary(&window), share)
+    (summary(&window), share, thinned)
 }
 
 /// The same 20 streams, each publisher straight to its viewer.
@@ -325,7 +363,11 @@ async fn direct(sessions: usize, measure: Duration, base: Instant) -> Phase {
     connected(&mut all).await;
     let viewers = all.split_off(sessions);
     let publishers = all.into_iter().zip(mids).collect();
-    let (window, _) = run(publishers, viewers, measure, base, || Duration::ZERO).await;
+    let window = Arc::new(Window::default());
+    run(publishers, viewers, (measure, &window), base, || {
+        Duration::ZERO
+    })
+    .await;
     summary(&window)
 }
 
@@ -339,7 +381,7 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse().expect("--sessions takes a number"))
         .unwrap_or(SESSIONS);
-    let (ours, cpu) = through_node(sessions, measure, base).await;
+    let (ours, cpu, thinned) = through_node(sessions, measure, base).await;
     let bare = direct(sessions, measure, base).await;
     let added = ours.p99.saturating_sub(bare.p99);
     let delivered = |p: &Phase| 100.0 * p.received as f64 / (p.sent.max(1) as f64);
@@ -355,6 +397,18 @@ async fn main() {
             delivered(p),
             ms(p.p50),
             ms(p.p99)
+        );
+    }
+    if !thinned.is_empty() {
+        println!(
+            "sent less than the full picture at some moment (their path estimated thin): {}",
+            (thinned.iter())
+                .map(|(name, states)| {
+                    let states: Vec<&str> = states.iter().map(String::as_str).collect();
+                    format!("{name} ({})", states.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     let met_latency = added <= ADDED_P99_TARGET;
