@@ -142,6 +142,18 @@ impl Core {
         (self.rtc.handle_input(Input::Receive(now, r))).map_err(|e| e.to_string())
     }
 
+    /// The connection's clock: the latest input's time, or a little past
+    /// it after a drain handed str0m's per-packet timeouts back.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Moves the clock to `now` for an input that is not str0m's (a
+    /// restart's description).
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
         self.now = now;
         (self.rtc.handle_input(Input::Timeout(now))).map_err(|e| e.to_string())

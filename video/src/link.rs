@@ -148,8 +148,7 @@ pub struct Link {
     /// The DTLS fingerprint line the other site signed: an offer with the
     /// same one restarts ICE on this link, another is a new link.
     remote_fingerprint: Option<String>,
-    /// The time of the last input, and when the path was lost.
-    now: Instant,
+    /// When the path was lost (on the connection's clock).
     lost_at: Option<Instant>,
     connected_once: bool,
 }
@@ -175,7 +174,6 @@ impl Link {
             picture: Selector::default(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             remote_fingerprint: None,
-            now,
             lost_at: None,
             connected_once: false,
         }
@@ -248,7 +246,7 @@ impl Link {
         if self.pending.is_some() {
             return Err(LinkError::NotReady("an offer waits for its answer"));
         }
-        self.now = now;
+        self.core.set_now(now);
         add_candidates(&mut self.core.rtc, local)?;
         let mut change = self.core.rtc.sdp_api();
         change.ice_restart(true);
@@ -282,7 +280,7 @@ impl Link {
                 "the offer names another DTLS certificate: a new link, not a restart".into(),
             ));
         }
-        self.now = now;
+        self.core.set_now(now);
         add_candidates(&mut self.core.rtc, local)?;
         let sdp = offer;
         let offer =
@@ -306,7 +304,6 @@ impl Link {
         if self.core.failed.is_some() {
             return;
         }
-        self.now = now;
         if let Err(e) = self.core.receive(now, d) {
             self.fail(e);
         }
@@ -317,7 +314,6 @@ impl Link {
         if self.core.failed.is_some() {
             return;
         }
-        self.now = now;
         if self.lost_at.is_some_and(|at| now >= at + RECONNECT_WAIT) {
             self.fail("the other site stopped answering".into());
             return;
@@ -513,7 +509,7 @@ impl Link {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected)
                 if self.lost_at.is_none() =>
             {
-                self.lost_at = Some(self.now);
+                self.lost_at = Some(self.core.now());
                 self.events.push_back(LinkEvent::Disconnected);
             }
             Event::IceConnectionStateChange(

@@ -159,7 +159,15 @@ fn has(events: &[LinkEvent], e: &LinkEvent) -> bool {
 
 /// Whether a media frame with exactly these bytes arrived.
 fn has_frame(events: &[LinkEvent], bytes: &[u8]) -> bool {
-    (events.iter()).any(|e| matches!(e, LinkEvent::Media(f) if *f.data == *bytes))
+    frame_with(events, bytes).is_some()
+}
+
+/// The first media frame with exactly these bytes, as it arrived.
+fn frame_with(events: &[LinkEvent], bytes: &[u8]) -> Option<konsilium_video::Frame> {
+    events.iter().find_map(|e| match e {
+        LinkEvent::Media(f) if *f.data == *bytes => Some(f.clone()),
+        _ => None,
+    })
 }
 
 #[test]
@@ -552,12 +560,7 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
     let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| {
         has_frame(eb, b"a camera frame")
     });
-    let frame = (eb.iter())
-        .find_map(|e| match e {
-            LinkEvent::Media(f) => Some(f.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let frame = frame_with(&eb, b"a camera frame").expect("the frame reached the other site");
 
     b.handle_estimate(AUDIO_ONLY_BELOW - 1);
     assert_eq!(b.stats().quality, Quality::AudioOnly);
@@ -600,12 +603,7 @@ fn a_forwarded_keyframe_leaves_whole_without_waiting_for_the_pacer() {
     let keyframe: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
     a.send_media(now, &keyframe).unwrap();
     let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, &keyframe));
-    let frame = (eb.iter())
-        .find_map(|e| match e {
-            LinkEvent::Media(f) if *f.data == *keyframe => Some(f.clone()),
-            _ => None,
-        })
-        .expect("the keyframe reached the other site");
+    let frame = frame_with(&eb, &keyframe).expect("the keyframe reached the other site");
 
     b.forward(&frame).unwrap();
     let mut datagrams = 0;
