@@ -101,7 +101,7 @@ pub(crate) struct Core {
     pub(crate) channel: Option<ChannelId>,
     pub(crate) transmits: VecDeque<Datagram>,
     pub(crate) timeout: Option<Instant>,
-    /// The latest instant the connection was given.
+    /// The connection's clock (see [`Core::now`]).
     now: Instant,
     /// Why it is over, once it is.
     pub(crate) failed: Option<String>,

@@ -166,7 +166,8 @@ async fn connected(peers: &mut [Peer]) {
 async fn run(
     publishers: Vec<(Peer, Mid)>,
     viewers: Vec<Peer>,
-    (measure, window): (Duration, &Arc<Window>),
+    measure: Duration,
+    window: &Arc<Window>,
     base: Instant,
     cpu: impl Fn() -> Duration,
 ) -> f64 {
@@ -332,7 +333,7 @@ async fn through_node(
     let cpu = || threads_cpu(NODE_THREADS);
     let window = Arc::new(Window::default());
     let (share, thinned) = tokio::join!(
-        run(publishers, viewers, (measure, &window), base, cpu),
+        run(publishers, viewers, measure, &window, base, cpu),
         thinned(&pair.district, &window)
     );
     node_rt.shutdown_background();
@@ -364,7 +365,7 @@ async fn direct(sessions: usize, measure: Duration, base: Instant) -> Phase {
     let viewers = all.split_off(sessions);
     let publishers = all.into_iter().zip(mids).collect();
     let window = Arc::new(Window::default());
-    run(publishers, viewers, (measure, &window), base, || {
+    run(publishers, viewers, measure, &window, base, || {
         Duration::ZERO
     })
     .await;
