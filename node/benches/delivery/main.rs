@@ -74,7 +74,7 @@ use konsilium_protocol::testkit::package_crypto::PackageCrypto;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use limit::{Limit, attachment_probes, print_limits, sled_flush_cost};
 use memory::PeakSampler;
-use sustained::sustained_row;
+use sustained::{print_sustained, sustained_row};
 
 use futures::stream::{BoxStream, StreamExt};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -578,8 +578,10 @@ async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>, (u64, 
 /// every node, raw swarm and the bench itself share them.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // cargo passes `--bench` (and any filter); only `--quick` matters here.
+    // cargo passes `--bench` (and any filter); only `--quick` and
+    // `--sustained` (that row alone, to profile it) matter here.
     let quick = std::env::args().any(|a| a == "--quick");
+    let sustained_only = std::env::args().any(|a| a == "--sustained");
     let counts = if quick {
         Counts {
             warmup: 5,
@@ -604,6 +606,12 @@ async fn main() {
         tmp.path().display()
     );
 
+    if sustained_only {
+        let sustained = sustained_row(&tmp.path().join("sustained"), counts.queued).await;
+        let crypto = PackageCrypto::probe(counts.samples, BODY_BYTES);
+        print_sustained(&sustained, &crypto);
+        return;
+    }
     let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;
     let (relayed, relayed_traces) = relayed_row(&tmp.path().join("relayed"), &counts).await;
     let (attachment, attachment_traces, (resident_before, resident_peak)) =
@@ -668,30 +676,13 @@ async fn main() {
         },
     ];
     print_limits(&limits);
-    let share = sustained.share();
-    // What the cores can seal, open, sign and verify, every package paying
-    // each once, with both nodes in this process: no delivery of sealed
-    // packages runs faster, whatever it does with its flushes.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let crypto_ceiling = cores as f64 / crypto_sum.as_secs_f64();
-    let ours_rate = sustained.per_second(sustained.ours);
-    let of_crypto = 100.0 * ours_rate / crypto_ceiling;
-    let mib = |b: u64| b as f64 / f64::from(1 << 20);
-    println!(
-        "{} queued 1 KiB packages: {:.0}/s vs raw request-response {:.0}/s: {:.0}% of raw (target >= 50%: {}); \
-         the crypto alone allows {:.0}/s on {cores} cores ({:.0}% of that)",
-        sustained.count,
-        ours_rate,
-        sustained.per_second(sustained.raw),
-        share * 100.0,
-        if share >= SUSTAINED_SHARE {
-            "ok"
-        } else {
-            "MISSED"
-        },
+    let sustained::Judged {
+        share,
+        of_crypto,
         crypto_ceiling,
-        of_crypto
-    );
+        cores,
+    } = print_sustained(&sustained, &crypto);
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!(
         "resident memory while the nodes moved 256 MiB: peak {:.0} MiB (before the row {:.0} MiB; target <= 300 MiB: {})",
         mib(resident_peak),

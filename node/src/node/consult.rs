@@ -410,9 +410,25 @@ impl Node {
         Ok(())
     }
 
-    /// The first half of [`Node::run_desk`]: the one write. Returns what is
-    /// left to carry out once it is on disk.
+    /// The first half of [`Node::run_desk`]: the one write, flushed.
+    /// Returns what is left to carry out once it is on disk.
     pub(super) fn commit_desk(
+        &mut self,
+        batch: Batch,
+        fresh: Option<StoredConsultation>,
+    ) -> Result<Vec<DeskOutput>, NodeError> {
+        let before = self.journal.clone();
+        let later = self.write_desk(batch, fresh)?;
+        if let Err(e) = self.store.flush() {
+            self.undo_desk(before, &later);
+            return Err(e.into());
+        }
+        Ok(later)
+    }
+
+    /// The desk's write without its flush, for a caller that answers once
+    /// the turn's flush made it durable.
+    pub(super) fn write_desk(
         &mut self,
         mut batch: Batch,
         mut fresh: Option<StoredConsultation>,
@@ -451,25 +467,32 @@ impl Node {
                 other => later.push(other),
             }
         }
-        for (id, stored) in &staged {
-            batch.put_consultation(id, stored);
-        }
-        if let Err(e) = self.store.commit(batch) {
-            // Memory goes back to what the disk holds, so a retry of the
-            // same operation is not taken for a duplicate.
-            self.journal = before;
-            for id in staged.keys() {
-                self.reload_case(id);
-            }
-            return Err(e.into());
-        }
         // Each stored case once more, its notes written: what follows the
         // write (the video schedule) sees the case as the disk has it.
-        later.extend(staged.into_keys().map(|id| DeskOutput::Persist {
-            id,
-            notes: Vec::new(),
-        }));
+        for (id, stored) in staged {
+            batch.put_consultation(&id, &stored);
+            later.push(DeskOutput::Persist {
+                id,
+                notes: Vec::new(),
+            });
+        }
+        if let Err(e) = self.store.write(batch) {
+            self.undo_desk(before, &later);
+            return Err(e.into());
+        }
         Ok(later)
+    }
+
+    /// Memory back to what the disk holds after a write or its flush
+    /// failed, so a retry of the same operation is not taken for a
+    /// duplicate: the journal as it was, and the cases the write stored.
+    pub(super) fn undo_desk(&mut self, journal: journal::Journal, later: &[DeskOutput]) {
+        self.journal = journal;
+        for output in later {
+            if let DeskOutput::Persist { id, .. } = output {
+                self.reload_case(id);
+            }
+        }
     }
 
     /// The second half of [`Node::run_desk`]: sends, escalations, events.
@@ -614,8 +637,9 @@ impl Node {
     }
 
     /// A package for us was accepted: its workflow goes to the desk, and
-    /// what that changes is written in `batch` with the package itself.
-    /// Returns what is left to carry out once that write is done.
+    /// what that changes is written in `batch` with the package itself,
+    /// not flushed. Returns what is left to carry out once the caller's
+    /// flush made it durable.
     pub(super) fn on_body(
         &mut self,
         mut batch: Batch,
@@ -674,7 +698,7 @@ impl Node {
             Ok(_) => {}
             Err(e) => tracing::warn!(%sender, %package, "workflow message refused: {e}"),
         }
-        self.commit_desk(batch, fresh)
+        self.write_desk(batch, fresh)
     }
 
     pub(super) fn consultation_view(

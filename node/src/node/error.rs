@@ -6,6 +6,9 @@ use super::*;
 pub enum NodeError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The write was made but the flush that would make it durable failed.
+    #[error("not durable: {0}")]
+    NotDurable(String),
     #[error("this node's own certificate is not valid: {0}")]
     OwnCertificate(CertError),
     #[error(

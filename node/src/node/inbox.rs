@@ -8,18 +8,39 @@
 
 use super::*;
 use crate::storage::store::Batch;
+use konsilium_protocol::desk::Output as DeskOutput;
 use konsilium_protocol::outbox::{Inbound, PackageMeta};
 use libp2p::request_response::ResponseChannel;
 
-/// Packages opened off the event loop at once. Beyond this a delivery is
-/// refused as transient (the sender retries), so a burst of large bodies
-/// holds bounded memory.
-const MAX_OPENING: usize = 32;
+/// Packages being opened off the event loop or waiting for a core to open
+/// them, at most this many and this many bytes of bodies. Beyond either a
+/// delivery is refused as transient (the sender retries two seconds
+/// later), so a burst of large bodies holds bounded memory; a sender's
+/// window of small packages (64 streams a connection) all wait their turn.
+const MAX_OPENING: usize = 256;
+const MAX_OPENING_BYTES: usize = 64 << 20;
 
 /// The answer to a delivery: now, or once the package is opened.
 pub(super) enum Answer {
     Now(Response),
     Opening(PackageId),
+}
+
+/// An opened package taken in: answered now, or written and waiting for
+/// the turn's flush.
+enum Stored {
+    Answer(Response),
+    Written(Box<Written>),
+}
+
+/// What an opened package's answer needs once its write is durable.
+struct Written {
+    receipt: Signed<Receipt>,
+    /// What the workflow carries out next.
+    later: Vec<DeskOutput>,
+    /// The journal before the write, should its flush fail.
+    journal: Journal,
+    received: NodeEvent,
 }
 
 /// Where the answer for a package being opened goes.
@@ -164,8 +185,15 @@ impl Node {
             // Delivered again while being opened: answered with the first.
             return Answer::Opening(id);
         }
-        if self.opening.len() >= MAX_OPENING {
-            let why = format!("{MAX_OPENING} packages are being opened; ask again");
+        let bytes = package.body.len();
+        if self.opening.len() >= MAX_OPENING
+            || self.opening_bytes.saturating_add(bytes) > MAX_OPENING_BYTES
+        {
+            let why = format!(
+                "{} packages of {} bytes are being opened; ask again",
+                self.opening.len(),
+                self.opening_bytes
+            );
             return Answer::Now(Response::Refused(Refusal::Transient(why)));
         }
         let me = self.me.cert.org;
@@ -180,10 +208,16 @@ impl Node {
             Err(e) => return Answer::Now(Response::Refused(e.into())),
         };
         self.opening.insert(id, Vec::new());
+        self.opening_bytes += bytes;
         let keyring = self.keyring.clone();
         let receiving = Purpose::Receiving(self.now());
         let back = self.loopback.clone();
+        let cores = self.open_slots.clone();
         tokio::spawn(async move {
+            // One blocking thread a core: more would only take turns.
+            let Ok(_core) = cores.acquire_owned().await else {
+                return;
+            };
             let opened = tokio::task::spawn_blocking(move || {
                 let mut body = Vec::new();
                 let opened =
@@ -229,7 +263,8 @@ impl Node {
     }
 
     /// A package's body came back from its blocking thread: take it in
-    /// (stored with its receipt in one write) and answer everyone waiting.
+    /// (stored with its receipt in one write) and answer everyone waiting
+    /// once the turn's flush made it durable.
     pub(super) fn on_opened(
         &mut self,
         from: OrgId,
@@ -237,8 +272,18 @@ impl Node {
         body: Result<Vec<u8>, seal::SealError>,
     ) {
         let replies = self.opening.remove(&package.header.id).unwrap_or_default();
+        self.opening_bytes = self.opening_bytes.saturating_sub(package.body.len());
         let response = match body {
-            Ok(body) => self.store_opened(package, &body),
+            Ok(body) => match self.store_opened(package, &body) {
+                Stored::Answer(response) => response,
+                Stored::Written(written) => {
+                    self.once_durable(move |node, flushed| {
+                        let response = node.on_durable(*written, flushed);
+                        node.answer_opened(from, replies, response);
+                    });
+                    return;
+                }
+            },
             Err(e) => {
                 // The header passed its checks, so the sealed bytes were
                 // altered (or sealed wrong) by whoever delivered them. A
@@ -253,6 +298,11 @@ impl Node {
                 Response::Refused(e.into())
             }
         };
+        self.answer_opened(from, replies, response);
+    }
+
+    /// The answer for an opened package, to everyone who waits for it.
+    fn answer_opened(&mut self, from: OrgId, replies: Vec<Reply>, response: Response) {
         for reply in replies {
             match reply {
                 Reply::Channel(channel) => {
@@ -273,11 +323,11 @@ impl Node {
         }
     }
 
-    /// Stores an opened package with its signed receipt, and what its
-    /// workflow changes, in one write.
-    fn store_opened(&mut self, package: seal::SealedPackage, opened: &[u8]) -> Response {
+    /// Writes an opened package with its signed receipt, and what its
+    /// workflow changes, in one write; the receipt waits for the flush.
+    fn store_opened(&mut self, package: seal::SealedPackage, opened: &[u8]) -> Stored {
         if let Some(response) = self.answer_if_seen(&package) {
-            return response;
+            return Stored::Answer(response);
         }
         let now = self.now();
         let id = package.header.id;
@@ -291,17 +341,33 @@ impl Node {
             receipt: receipt.clone(),
             received_at: now,
         });
-        let later = match self.on_body(batch, sender, id, opened) {
-            Ok(later) => later,
-            Err(e) => {
-                return Response::Refused(Refusal::Transient(format!(
-                    "recipient cannot store the package: {e}"
-                )));
-            }
-        };
-        self.emit(NodeEvent::PackageReceived { id, sender, bytes });
-        self.carry_out(later, None);
-        Response::Receipt(receipt)
+        let journal = self.journal.clone();
+        match self.on_body(batch, sender, id, opened) {
+            Ok(later) => Stored::Written(Box::new(Written {
+                receipt,
+                later,
+                journal,
+                received: NodeEvent::PackageReceived { id, sender, bytes },
+            })),
+            Err(e) => Stored::Answer(Response::Refused(Refusal::Transient(format!(
+                "recipient cannot store the package: {e}"
+            )))),
+        }
+    }
+
+    /// The opened package's write is durable (its receipt goes out, its
+    /// workflow goes on) or its flush failed (memory goes back to the
+    /// disk's, and the sender retries).
+    fn on_durable(&mut self, written: Written, flushed: Result<(), &StoreError>) -> Response {
+        if let Err(e) = flushed {
+            self.undo_desk(written.journal, &written.later);
+            return Response::Refused(Refusal::Transient(format!(
+                "recipient cannot store the package: {e}"
+            )));
+        }
+        self.emit(written.received);
+        self.carry_out(written.later, None);
+        Response::Receipt(written.receipt)
     }
 
     pub(super) fn open_package(

@@ -20,6 +20,7 @@ mod directory_sync;
 mod error;
 mod escalation;
 mod events;
+mod group_commit;
 mod handle;
 mod inbox;
 mod inspect;
@@ -48,7 +49,7 @@ pub use consult::{ConclusionText, ConsultationView, NewConsultation};
 pub use error::NodeError;
 use error::causes;
 pub use events::{NodeEvent, Status};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 pub use handle::NodeHandle;
 use inbox::{Answer, Reply};
 pub use inspect::Inspect;
@@ -128,6 +129,8 @@ struct Node {
     store: std::sync::Arc<Store>,
     /// Flushes for writes that may trail the step they record.
     flush_soon: crate::storage::background_flush::BackgroundFlush,
+    /// Answers waiting for the turn's flush.
+    group: group_commit::GroupCommit,
     /// The directory, and the protocol that keeps it in step with the federation.
     sync: DirectorySync<PeerId>,
     trust: Trust,
@@ -188,6 +191,10 @@ struct Node {
     /// Packages for us being opened off the event loop, and who waits for
     /// each one's answer.
     opening: HashMap<PackageId, Vec<inbox::Reply>>,
+    /// The sealed bytes of those packages.
+    opening_bytes: usize,
+    /// Blocking threads opening packages at once: one a core.
+    open_slots: std::sync::Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<NodeEvent>,
     data_dir: PathBuf,
     keep_delivered: Duration,
@@ -266,6 +273,9 @@ impl Node {
     ) {
         let mut redial = tokio::time::interval(BOOTSTRAP_REDIAL);
         let clock = self.clock.clone();
+        // What start-up drove (an outbox rebuilt from disk) is settled
+        // before the first input.
+        self.end_turn();
         loop {
             // Re-armed every turn: each input may have moved a machine's
             // next deadline. Nothing runs on a period: the loop sleeps until
@@ -279,25 +289,66 @@ impl Node {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                command = commands.recv() => match command {
-                    Some(Command::Shutdown(done)) => {
+            let mut from_handle = tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm_event(event);
+                    None
+                }
+                command = commands.recv() => Some(command),
+                Some(done) = loopback.recv() => {
+                    self.on_command(done);
+                    None
+                }
+                Some(event) = media.recv() => {
+                    self.on_media(event);
+                    None
+                }
+                _ = redial.tick() => {
+                    self.dial_bootstrap();
+                    None
+                }
+                _ = machines_due, if wake.is_some() => {
+                    self.on_machines_due();
+                    None
+                }
+                _ = jumped => {
+                    self.on_machines_due();
+                    None
+                }
+            };
+            // Then what is already waiting, so that one flush answers it
+            // all. A handle's command is taken here, where shutdown is.
+            for taken in 1.. {
+                match from_handle.take() {
+                    Some(Some(Command::Shutdown(done))) => {
+                        self.end_turn();
                         self.checkpoint_journal();
                         let _ = self.store.flush();
                         let _ = done.send(());
                         return;
                     }
-                    Some(command) => self.on_command(command),
-                    None => return,
-                },
-                Some(done) = loopback.recv() => self.on_command(done),
-                Some(event) = media.recv() => self.on_media(event),
-                _ = redial.tick() => self.dial_bootstrap(),
-                _ = machines_due, if wake.is_some() => self.on_machines_due(),
-                _ = jumped => self.on_machines_due(),
+                    Some(Some(command)) => self.on_command(command),
+                    Some(None) => {
+                        self.end_turn();
+                        return;
+                    }
+                    None => {}
+                }
+                self.drive_outbox();
+                if taken == group_commit::TURN_INPUTS {
+                    break;
+                }
+                if let Ok(done) = loopback.try_recv() {
+                    self.on_command(done);
+                } else if let Ok(next) = commands.try_recv() {
+                    from_handle = Some(Some(next));
+                } else if let Some(event) = self.swarm.select_next_some().now_or_never() {
+                    self.on_swarm_event(event);
+                } else {
+                    break;
+                }
             }
-            self.drive_outbox();
+            self.end_turn();
             if self.record_dirty && self.record_due.is_none() {
                 // Listen addresses come up one by one at start: one record for them all.
                 self.record_due = Some(tokio::time::Instant::now() + RECORD_SETTLE);
@@ -501,9 +552,7 @@ impl Node {
             Command::Plan(target, routing, lifetime, reply) => {
                 let _ = reply.send(self.plan(target, routing, lifetime));
             }
-            Command::Commit(plan, body, reply) => {
-                let _ = reply.send(self.commit(*plan, &body));
-            }
+            Command::Commit(plan, body, reply) => self.commit_in_group(*plan, &body, reply),
             Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
             Command::OpenConsultation(new, files, consultant, intake, reply) => {
                 let _ =

@@ -80,6 +80,13 @@ impl OutboxEntry {
     }
 }
 
+/// A package sealed for a plan, not yet stored.
+struct Sealed {
+    package: seal::SealedPackage,
+    entry: machine::Entry,
+    sent: Sent,
+}
+
 impl Node {
     pub(super) fn known(&self) -> Known<'_> {
         Known {
@@ -154,6 +161,53 @@ impl Node {
     /// Seals the body and queues the package durably; the delivery machine
     /// sends it once the event loop drains its output.
     pub(super) fn commit(&mut self, plan: Plan, body: &[u8]) -> Result<Sent, NodeError> {
+        let Sealed {
+            package,
+            entry,
+            sent,
+        } = self.seal_plan(plan, body)?;
+        let bytes = package.body.len() as u64;
+        self.queue(package, entry)?;
+        self.report_queued(&sent, bytes);
+        Ok(sent)
+    }
+
+    /// The same for a caller answered at the end of the turn: the package
+    /// goes to the delivery machine, and its id to the caller, once the
+    /// turn's flush has made it durable with the others of the turn.
+    pub(super) fn commit_in_group(
+        &mut self,
+        plan: Plan,
+        body: &[u8],
+        reply: oneshot::Sender<Result<Sent, NodeError>>,
+    ) {
+        let written = self.seal_plan(plan, body).and_then(|sealed| {
+            let bytes = sealed.package.body.len() as u64;
+            let stored = OutboxEntry::new(sealed.package, &sealed.entry);
+            self.store.put_outbox(&stored)?;
+            Ok((sealed.entry, sealed.sent, bytes))
+        });
+        let (entry, sent, bytes) = match written {
+            Ok(written) => written,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        self.once_durable(move |node, flushed| {
+            let queued = match flushed {
+                Ok(()) => node.enqueue(sent.id, entry),
+                Err(e) => Err(NodeError::NotDurable(e.to_string())),
+            };
+            let _ = reply.send(queued.map(|()| {
+                node.report_queued(&sent, bytes);
+                sent
+            }));
+        });
+    }
+
+    /// Seals the body; the package's first entry says where it goes.
+    fn seal_plan(&mut self, plan: Plan, body: &[u8]) -> Result<Sealed, NodeError> {
         let now = self.now();
         let recipient = plan.header.recipient;
         let package = seal::seal(
@@ -164,24 +218,32 @@ impl Node {
             body,
         )?;
         let id = package.header.id;
-        let bytes = package.body.len() as u64;
         let entry = self
             .outbox
             .entry_for(now, PackageMeta::of(&package), &self.known());
-        let next_hop = entry.next_hop;
-        self.queue(package, entry)?;
+        let sent = Sent {
+            id,
+            recipient,
+            recipient_name: plan.recipient_name,
+            next_hop: entry.next_hop,
+            route: plan.route,
+        };
+        Ok(Sealed {
+            package,
+            entry,
+            sent,
+        })
+    }
+
+    fn report_queued(&mut self, sent: &Sent, bytes: u64) {
         self.metrics
             .package_bytes
             .with_label_values(&["sent"])
             .inc_by(bytes);
-        self.emit(NodeEvent::PackageQueued { id, next_hop });
-        Ok(Sent {
-            id,
-            recipient,
-            recipient_name: plan.recipient_name,
-            next_hop,
-            route: plan.route,
-        })
+        self.emit(NodeEvent::PackageQueued {
+            id: sent.id,
+            next_hop: sent.next_hop,
+        });
     }
 
     /// Stores a package with its entry, flushed, and hands the entry to the
@@ -195,6 +257,12 @@ impl Node {
         let id = package.header.id;
         self.store.put_outbox(&OutboxEntry::new(package, &entry))?;
         self.store.flush()?;
+        self.enqueue(id, entry)
+    }
+
+    /// Hands a stored package's entry to the machine; one it refuses is
+    /// removed from storage again.
+    fn enqueue(&mut self, id: PackageId, entry: machine::Entry) -> Result<(), NodeError> {
         if let Err(e) = self.outbox.enqueue(self.now(), entry) {
             let _ = self.store.remove_outbox(&id);
             return Err(e.into());
@@ -203,7 +271,8 @@ impl Node {
     }
 
     /// Carries out what the delivery machine decided, in its order; the
-    /// application hears of it only once the storage changes are flushed.
+    /// application hears of it only once the storage changes are flushed,
+    /// at the end of the turn.
     pub(super) fn drive_outbox(&mut self) {
         let mut events = Vec::new();
         let mut wrote = false;
@@ -232,11 +301,21 @@ impl Node {
                 }
             }
         }
-        if wrote && let Err(e) = self.store.flush() {
-            tracing::error!("outbox: {e}");
+        if !wrote {
+            for event in events {
+                self.emit(event);
+            }
+            return;
         }
-        for event in events {
-            self.emit(event);
+        self.flush_at_turn_end();
+        if !events.is_empty() {
+            // Told once the receipts and removals are on disk; a failed
+            // flush was logged with the turn.
+            self.once_durable(move |node, _| {
+                for event in events {
+                    node.emit(event);
+                }
+            });
         }
     }
 

@@ -207,8 +207,8 @@ impl Node {
     }
 
     /// A history we asked for arrived in `package`: the desk checks it and
-    /// takes what we lost. Returns what is left to carry out once the
-    /// write is done.
+    /// takes what we lost. Written, not flushed: returns what is left to
+    /// carry out once the caller's flush made it durable.
     pub(super) fn on_history(
         &mut self,
         batch: Batch,
@@ -241,7 +241,7 @@ impl Node {
             Ok(Recovered::UpToDate) => {}
             Err(e) => tracing::warn!(consultation = %id, %sender, "history refused: {e}"),
         }
-        self.commit_desk(batch, fresh)
+        self.write_desk(batch, fresh)
     }
 
     /// The round as the operator sees it.

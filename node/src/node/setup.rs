@@ -222,6 +222,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let mut node = Node {
         swarm,
         flush_soon: crate::storage::background_flush::BackgroundFlush::new(store.clone()),
+        group: Default::default(),
         store,
         sync: DirectorySync::new(
             SyncConfig {
@@ -258,6 +259,10 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         relay_via: setup.relay_via,
         candidate_requests: HashMap::new(),
         opening: HashMap::new(),
+        opening_bytes: 0,
+        open_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
         admission: Admission::new(AdmissionConfig {
             // The Hello protocol's own timeout: a peer is not refused as
             // silent while its Hello may still be answered.

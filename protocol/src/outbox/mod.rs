@@ -48,6 +48,12 @@ pub struct Config {
     pub relay: Option<OrgId>,
 }
 
+/// Requests out to one hop at once. A connection carries 64 request
+/// streams at a time, both ways and of every kind (the node's limit); a
+/// burst of queued packages beyond that would fail for want of a stream and
+/// each wait out a retry. The rest wait, due, and go as answers come back.
+pub const WINDOW: usize = 32;
+
 /// What to do with a `Request::Deliver` a peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -83,7 +89,13 @@ pub struct Outbox {
     entries: BTreeMap<PackageId, Tracked>,
     /// When each package not in flight next needs the machine.
     schedule: BTreeSet<(Timestamp, PackageId)>,
-    in_flight: BTreeMap<Token, PackageId>,
+    /// Each request out: its package and the hop it went to.
+    in_flight: BTreeMap<Token, (PackageId, OrgId)>,
+    /// Requests out per hop, at most [`WINDOW`].
+    flights: BTreeMap<OrgId, usize>,
+    /// Due packages that wait for a hop's window, oldest first. An id whose
+    /// package was delivered or dropped meanwhile is skipped.
+    held: BTreeMap<OrgId, VecDeque<PackageId>>,
     /// Peers admitted both ways: requests can go to them.
     ready: BTreeSet<OrgId>,
     /// Receipts for senders that were not ready, oldest first.
@@ -103,6 +115,8 @@ impl Outbox {
             entries: BTreeMap::new(),
             schedule: BTreeSet::new(),
             in_flight: BTreeMap::new(),
+            flights: BTreeMap::new(),
+            held: BTreeMap::new(),
             ready: BTreeSet::new(),
             held_receipts: VecDeque::new(),
             next_token: 0,
@@ -255,6 +269,7 @@ impl Outbox {
     /// their own (`handle_failure`).
     pub fn handle_peer_gone(&mut self, org: OrgId) {
         self.ready.remove(&org);
+        self.release_held(org, true);
     }
 
     /// A dial to `org` failed. The attempt was counted when the dial was
@@ -317,7 +332,7 @@ impl Outbox {
         check(&tracked.entry, &receipt).map_err(|error| OutboxError::BadReceipt { id, error })?;
         if let Some(flight) = tracked.flight {
             // The answer to that request no longer matters.
-            self.in_flight.remove(&flight.token);
+            self.ground(flight.token);
         }
         self.delivered(id, receipt);
         Ok(())
@@ -372,7 +387,11 @@ impl Outbox {
         }
         let hop = entry.next_hop;
         if self.ready.contains(&hop) {
-            self.send(id, hop);
+            if self.flights.get(&hop).copied().unwrap_or(0) >= WINDOW {
+                self.held.entry(hop).or_default().push_back(id);
+            } else {
+                self.send(id, hop);
+            }
             return None;
         }
         let relay = self.config.relay.filter(|&r| r != self.config.me);
@@ -402,15 +421,53 @@ impl Outbox {
         if let Some(t) = self.entries.get_mut(&id) {
             t.flight = Some(Flight { token, to });
         }
-        self.in_flight.insert(token, id);
+        self.in_flight.insert(token, (id, to));
+        *self.flights.entry(to).or_default() += 1;
         self.out.push_back(Output::Deliver { token, to, id });
     }
 
     /// The package and hop a request was for, if it still matters.
     fn land(&mut self, token: Token) -> Option<(PackageId, OrgId)> {
-        let id = self.in_flight.remove(&token)?;
+        let (id, _) = self.ground(token)?;
         let flight = self.entries.get_mut(&id)?.flight.take()?;
         Some((id, flight.to))
+    }
+
+    /// A request is no longer out: its hop's window has room for the
+    /// oldest package held for it, due at the next timeout.
+    fn ground(&mut self, token: Token) -> Option<(PackageId, OrgId)> {
+        let (id, hop) = self.in_flight.remove(&token)?;
+        match self.flights.get_mut(&hop) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                self.flights.remove(&hop);
+            }
+        }
+        // A hop gone releases everything held for it: no answer will come
+        // back from it to release the rest one by one.
+        self.release_held(hop, !self.ready.contains(&hop));
+        Some((id, hop))
+    }
+
+    /// Puts the oldest package held for `hop` (or all of them) back on the
+    /// schedule, due.
+    fn release_held(&mut self, hop: OrgId, all: bool) {
+        let Some(mut held) = self.held.remove(&hop) else {
+            return;
+        };
+        while let Some(next) = held.pop_front() {
+            let waiting =
+                (self.entries.get(&next)).is_some_and(|t| t.flight.is_none() && t.wake.is_none());
+            if waiting {
+                self.reschedule(next);
+                if !all {
+                    break;
+                }
+            }
+        }
+        if !held.is_empty() {
+            self.held.insert(hop, held);
+        }
     }
 
     fn delivered(&mut self, id: PackageId, receipt: Signed<Receipt>) {
@@ -498,7 +555,7 @@ impl Outbox {
         self.unschedule(id);
         if let Some(tracked) = self.entries.remove(&id) {
             if let Some(flight) = tracked.flight {
-                self.in_flight.remove(&flight.token);
+                self.ground(flight.token);
             }
             self.out.push_back(Output::Remove(id));
         }

@@ -228,3 +228,69 @@ fn a_relay_is_done_with_a_package_once_the_next_hop_holds_it() {
     assert!(relay.is_empty());
     assert_eq!(relay.poll_timeout(), None);
 }
+
+fn deliveries(out: &[Output]) -> Vec<(Token, PackageId)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Deliver { token, id, .. } => Some((*token, *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_beyond_the_window_waits_for_answers_instead_of_failing() {
+    let w = world();
+    let mut a = machine(&w, 0, None);
+    let hop = w.orgs[1].id();
+    a.handle_peer_ready(NOW, hop);
+    let packages: Vec<SealedPackage> = (0..WINDOW + 3)
+        .map(|i| package(&w.orgs[0], &w.orgs[1], i as u8))
+        .collect();
+    for p in &packages {
+        let entry = a.entry_for(NOW, PackageMeta::of(p), &w.dir);
+        a.enqueue(NOW, entry).unwrap();
+    }
+    let out = drain(&mut a);
+    let first = deliveries(&out);
+    assert_eq!(first.len(), WINDOW, "a window's worth goes out");
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Event(Event::Retry { .. })))
+    );
+    // The rest wait for answers, not for a time: nothing to wake for.
+    assert_eq!(a.poll_timeout(), None);
+
+    // A receipt makes room for one more.
+    let (token, id) = first[0];
+    let p = packages.iter().find(|p| p.header.id == id).unwrap();
+    let receipt = Signed::sign(&w.orgs[1].identity, &Receipt::for_package(p, NOW));
+    a.handle_response(NOW, token, Response::Receipt(receipt));
+    drain(&mut a);
+    assert_eq!(
+        a.poll_timeout(),
+        Some(NOW),
+        "the oldest held package is due"
+    );
+    a.handle_timeout(NOW);
+    let next = deliveries(&drain(&mut a));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, packages[WINDOW].header.id, "oldest first");
+
+    // A failed request makes room too (its own package backs off).
+    a.handle_failure(NOW, first[1].0, "stream reset");
+    drain(&mut a);
+    a.handle_timeout(NOW);
+    let next = deliveries(&drain(&mut a));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, packages[WINDOW + 1].header.id);
+
+    // The hop gone: what it still held is due at once (and dialled for),
+    // not left waiting for answers that will not come.
+    a.handle_peer_gone(hop);
+    assert_eq!(a.poll_timeout(), Some(NOW));
+    a.handle_timeout(NOW);
+    let out = drain(&mut a);
+    assert!(out.contains(&Output::Dial { to: hop }), "{out:?}");
+    assert!(deliveries(&out).is_empty());
+}
