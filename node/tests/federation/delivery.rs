@@ -338,3 +338,67 @@ async fn delivered_attachments_are_removed_from_the_sender_after_their_retention
         n.shutdown().await;
     }
 }
+
+/// Three hundred packages sent at once, more than a connection carries
+/// streams and more than the recipient opens at a time, all arrive on the
+/// first attempt: the sender keeps a window of requests out, the recipient
+/// lets the rest wait their turn, and one flush answers many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_packages_is_delivered_without_a_single_retry() {
+    const BURST: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(tmp.path(), node::now());
+    let federal = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let regional = fed.enrol(OrgSpec::new(
+        "Regional hospital",
+        OrgLevel::Regional,
+        "RU-MOW",
+        &[],
+    ));
+    let f = start(&federal, vec![], vec![]).await;
+    let r = start(&regional, vec![addr(&f).await], vec![]).await;
+    converge(&[&f, &r], 2).await;
+
+    let mut events = r.subscribe();
+    let sends = (0..BURST).map(|i| {
+        let body = format!("ECG strip {i} for the federal cardiologist").into_bytes();
+        r.send(package(
+            Target::Org(federal.org_id()),
+            Specialty::Cardiology,
+            OrgLevel::Federal,
+            body,
+        ))
+    });
+    let sent: Vec<_> = futures::future::join_all(sends).await;
+    let mut waiting: std::collections::HashSet<_> =
+        sent.into_iter().map(|s| s.expect("queued").id).collect();
+    let mut retries = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !waiting.is_empty() {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("every receipt within two minutes")
+            .expect("events");
+        match event {
+            NodeEvent::PackageDelivered { id, .. } => {
+                waiting.remove(&id);
+            }
+            NodeEvent::DeliveryRetry { error, .. } => retries.push(error),
+            _ => {}
+        }
+    }
+    assert!(
+        retries.is_empty(),
+        "retried: {:?}",
+        &retries[..retries.len().min(3)]
+    );
+    assert_eq!(f.status().await.unwrap().inbox, BURST);
+    assert_eq!(r.status().await.unwrap().outbox, 0);
+    r.shutdown().await;
+    f.shutdown().await;
+}
