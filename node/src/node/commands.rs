@@ -78,6 +78,13 @@ pub(super) struct Plan {
     pub(super) route: Option<RouteDecision>,
 }
 
+/// A package its sender sealed, for the event loop to store and deliver.
+pub(super) struct Queued {
+    pub(super) package: seal::SealedPackage,
+    pub(super) recipient_name: String,
+    pub(super) route: Option<RouteDecision>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub id: PackageId,
@@ -94,7 +101,7 @@ pub(super) enum Command {
         Duration,
         oneshot::Sender<Result<Plan, NodeError>>,
     ),
-    Commit(Box<Plan>, Vec<u8>, oneshot::Sender<Result<Sent, NodeError>>),
+    Queue(Box<Queued>, oneshot::Sender<Result<Sent, NodeError>>),
     Open(
         PackageId,
         oneshot::Sender<Result<(EnvelopeHeader, Vec<u8>), NodeError>>,

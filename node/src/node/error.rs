@@ -6,6 +6,9 @@ use super::*;
 pub enum NodeError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A blocking thread doing work for the node ended without its result.
+    #[error("background work: {0}")]
+    Background(String),
     /// The write was made but the flush that would make it durable failed.
     #[error("not durable: {0}")]
     NotDurable(String),

@@ -83,8 +83,26 @@ impl NodeHandle {
         attachments: Vec<Attachment>,
     ) -> Result<Sent, NodeError> {
         seal_attachments(&mut plan, attachments).await?;
-        self.ask(|tx| Command::Commit(Box::new(plan), body, tx))
-            .await?
+        let Plan {
+            header,
+            recipient_key,
+            sealing,
+            recipient_name,
+            route,
+            ..
+        } = plan;
+        // Sealed here, beside the other senders' packages, not in the
+        // event loop one after the other.
+        let package = by_size(body.len(), move || {
+            seal::seal(header, &sealing, &recipient_key, random_bytes(), &body)
+        })
+        .await??;
+        let queued = Queued {
+            package,
+            recipient_name,
+            route,
+        };
+        self.ask(|tx| Command::Queue(Box::new(queued), tx)).await?
     }
 
     /// Opens a consultation: routes it, signs the request (consent checked),

@@ -2,9 +2,9 @@
 //! stored with its signed receipt), one to carry for others (stored and
 //! handed to the delivery machine), or refused. Attachments come first.
 //!
-//! A package for us is opened on a blocking thread, since a body can be
-//! large; its answer (the receipt, or why not) goes out when the opened
-//! body comes back to the event loop.
+//! A package for us is opened off the event loop (a large one on a
+//! blocking thread); its answer (the receipt, or why not) goes out when
+//! the opened body comes back to the event loop and is durable.
 
 use super::*;
 use crate::storage::store::Batch;
@@ -214,11 +214,11 @@ impl Node {
         let back = self.loopback.clone();
         let cores = self.open_slots.clone();
         tokio::spawn(async move {
-            // One blocking thread a core: more would only take turns.
+            // One at a time a core: more would only take turns.
             let Ok(_core) = cores.acquire_owned().await else {
                 return;
             };
-            let opened = tokio::task::spawn_blocking(move || {
+            let opened = by_size(bytes, move || {
                 let mut body = Vec::new();
                 let opened =
                     keyring.open_body(&package.header, &keys, &package.body, &mut body, receiving);
@@ -262,7 +262,7 @@ impl Node {
         }
     }
 
-    /// A package's body came back from its blocking thread: take it in
+    /// A package's body came back opened: take it in
     /// (stored with its receipt in one write) and answer everyone waiting
     /// once the turn's flush made it durable.
     pub(super) fn on_opened(

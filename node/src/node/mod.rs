@@ -25,6 +25,7 @@ mod handle;
 mod inbox;
 mod inspect;
 mod keep;
+mod offload;
 mod outbox;
 mod partials;
 mod peers;
@@ -44,7 +45,7 @@ pub use commands::{
     ActRequest, Attachment, CaseFile, INTAKE_RETENTION, Intake, IntakeKey, SendRequest, Sent,
     Target, VideoPayload,
 };
-use commands::{AttachmentKeys, CaseFileKeys, Command, JournalDump, Plan};
+use commands::{AttachmentKeys, CaseFileKeys, Command, JournalDump, Plan, Queued};
 pub use consult::{ConclusionText, ConsultationView, NewConsultation};
 pub use error::NodeError;
 use error::causes;
@@ -93,6 +94,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, kad, noise, ping, request_response, tcp, yamux,
 };
+use offload::by_size;
 use rpc::Pending;
 use setup::is_unspecified;
 pub use setup::{ANTI_ENTROPY_EVERY, GOSSIP_HEARTBEAT, MAX_RESIDENT_BYTES, NodeSetup, start};
@@ -193,7 +195,7 @@ struct Node {
     opening: HashMap<PackageId, Vec<inbox::Reply>>,
     /// The sealed bytes of those packages.
     opening_bytes: usize,
-    /// Blocking threads opening packages at once: one a core.
+    /// Packages opened at once: one a core.
     open_slots: std::sync::Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<NodeEvent>,
     data_dir: PathBuf,
@@ -552,7 +554,7 @@ impl Node {
             Command::Plan(target, routing, lifetime, reply) => {
                 let _ = reply.send(self.plan(target, routing, lifetime));
             }
-            Command::Commit(plan, body, reply) => self.commit_in_group(*plan, &body, reply),
+            Command::Queue(queued, reply) => self.queue_in_group(*queued, reply),
             Command::Candidates(routing, reply) => self.ask_candidates(routing, reply),
             Command::OpenConsultation(new, files, consultant, intake, reply) => {
                 let _ =

@@ -80,13 +80,6 @@ impl OutboxEntry {
     }
 }
 
-/// A package sealed for a plan, not yet stored.
-struct Sealed {
-    package: seal::SealedPackage,
-    entry: machine::Entry,
-    sent: Sent,
-}
-
 impl Node {
     pub(super) fn known(&self) -> Known<'_> {
         Known {
@@ -161,39 +154,38 @@ impl Node {
     /// Seals the body and queues the package durably; the delivery machine
     /// sends it once the event loop drains its output.
     pub(super) fn commit(&mut self, plan: Plan, body: &[u8]) -> Result<Sent, NodeError> {
-        let Sealed {
-            package,
-            entry,
-            sent,
-        } = self.seal_plan(plan, body)?;
-        let bytes = package.body.len() as u64;
+        let package = seal::seal(
+            plan.header,
+            self.keyring.current(),
+            &plan.recipient_key,
+            random_bytes(),
+            body,
+        )?;
+        let (bytes, entry, sent) = self.entry_for(&package, plan.recipient_name, plan.route);
         self.queue(package, entry)?;
         self.report_queued(&sent, bytes);
         Ok(sent)
     }
 
-    /// The same for a caller answered at the end of the turn: the package
-    /// goes to the delivery machine, and its id to the caller, once the
-    /// turn's flush has made it durable with the others of the turn.
-    pub(super) fn commit_in_group(
+    /// Queues a package its sender sealed, answered at the end of the
+    /// turn: the package goes to the delivery machine, and its id to the
+    /// caller, once the turn's flush has made it durable with the others
+    /// of the turn.
+    pub(super) fn queue_in_group(
         &mut self,
-        plan: Plan,
-        body: &[u8],
+        queued: Queued,
         reply: oneshot::Sender<Result<Sent, NodeError>>,
     ) {
-        let written = self.seal_plan(plan, body).and_then(|sealed| {
-            let bytes = sealed.package.body.len() as u64;
-            let stored = OutboxEntry::new(sealed.package, &sealed.entry);
-            self.store.put_outbox(&stored)?;
-            Ok((sealed.entry, sealed.sent, bytes))
-        });
-        let (entry, sent, bytes) = match written {
-            Ok(written) => written,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let Queued {
+            package,
+            recipient_name,
+            route,
+        } = queued;
+        let (bytes, entry, sent) = self.entry_for(&package, recipient_name, route);
+        if let Err(e) = self.store.put_outbox(&OutboxEntry::new(package, &entry)) {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
         self.once_durable(move |node, flushed| {
             let queued = match flushed {
                 Ok(()) => node.enqueue(sent.id, entry),
@@ -206,33 +198,23 @@ impl Node {
         });
     }
 
-    /// Seals the body; the package's first entry says where it goes.
-    fn seal_plan(&mut self, plan: Plan, body: &[u8]) -> Result<Sealed, NodeError> {
-        let now = self.now();
-        let recipient = plan.header.recipient;
-        let package = seal::seal(
-            plan.header,
-            self.keyring.current(),
-            &plan.recipient_key,
-            random_bytes(),
-            body,
-        )?;
-        let id = package.header.id;
-        let entry = self
-            .outbox
-            .entry_for(now, PackageMeta::of(&package), &self.known());
+    /// The package's first entry (where it goes) and what its sender is
+    /// told, with its size.
+    fn entry_for(
+        &self,
+        package: &seal::SealedPackage,
+        recipient_name: String,
+        route: Option<RouteDecision>,
+    ) -> (u64, machine::Entry, Sent) {
+        let entry = (self.outbox).entry_for(self.now(), PackageMeta::of(package), &self.known());
         let sent = Sent {
-            id,
-            recipient,
-            recipient_name: plan.recipient_name,
+            id: package.header.id,
+            recipient: package.header.recipient,
+            recipient_name,
             next_hop: entry.next_hop,
-            route: plan.route,
+            route,
         };
-        Ok(Sealed {
-            package,
-            entry,
-            sent,
-        })
+        (package.body.len() as u64, entry, sent)
     }
 
     fn report_queued(&mut self, sent: &Sent, bytes: u64) {
