@@ -16,7 +16,9 @@
 //! (ask again soon), a transient refusal or failure (backoff), or a
 //! permanent refusal (kept, without attempts, until it expires) -> removed
 //! at expiry if never delivered. A package addressed to its own recipient
-//! that stays unreachable goes to the regional relay instead.
+//! that stays unreachable goes to the regional relay instead. At most
+//! [`WINDOW`] requests are out to one hop; due packages beyond it wait for
+//! answers, not for a retry.
 
 mod entry;
 mod relay;
