@@ -412,7 +412,7 @@ impl Node {
 
     /// The first half of [`Node::run_desk`]: the one write, flushed.
     /// Returns what is left to carry out once it is on disk.
-    pub(super) fn commit_desk(
+    fn commit_desk(
         &mut self,
         batch: Batch,
         fresh: Option<StoredConsultation>,

@@ -5,7 +5,7 @@
 //!
 //! A turn takes one input and then every input already waiting, up to
 //! [`TURN_INPUTS`]: alone, a package is flushed and answered as soon as
-//! before; under load, one flush (a write and an fsync through sled's
+//! before; under load, one flush (a write and a sync through sled's
 //! threads) acknowledges the many packages of the turn instead of one.
 
 use super::*;

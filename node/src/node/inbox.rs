@@ -262,9 +262,9 @@ impl Node {
         }
     }
 
-    /// A package's body came back opened: take it in
-    /// (stored with its receipt in one write) and answer everyone waiting
-    /// once the turn's flush made it durable.
+    /// A package's body came back opened: take it in (stored with its
+    /// receipt in one write) and answer everyone waiting once the turn's
+    /// flush made it durable.
     pub(super) fn on_opened(
         &mut self,
         from: OrgId,
