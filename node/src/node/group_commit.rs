@@ -48,6 +48,8 @@ impl Node {
             self.group.unflushed = false;
             let waiting = std::mem::take(&mut self.group.waiting);
             let flushed = self.store.flush();
+            self.metrics.group_flushes.inc();
+            self.metrics.group_answers.inc_by(waiting.len() as u64);
             if let Err(e) = &flushed {
                 tracing::error!(
                     waiting = waiting.len(),

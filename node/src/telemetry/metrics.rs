@@ -23,6 +23,8 @@ pub struct Metrics {
     pub packages_received: IntCounter,
     pub deliveries: IntCounter,
     pub delivery_retries: IntCounter,
+    pub group_flushes: IntCounter,
+    pub group_answers: IntCounter,
     pub package_bytes: IntCounterVec,
     pub attachment_bytes_fetched: IntCounter,
     pub consultations: IntGaugeVec,
@@ -114,6 +116,14 @@ impl Metrics {
             delivery_retries: counter(
                 "konsilium_delivery_retries_total",
                 "Delivery attempts that failed and were rescheduled.",
+            ),
+            group_flushes: counter(
+                "konsilium_group_commit_flushes_total",
+                "Flushes at the end of the event loop's turns (group commit).",
+            ),
+            group_answers: counter(
+                "konsilium_group_commit_answers_total",
+                "Answers those flushes released: package ids, receipts, delivery reports.",
             ),
             package_bytes: counter_vec(
                 "konsilium_package_bytes_total",

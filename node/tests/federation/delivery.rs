@@ -399,6 +399,20 @@ async fn a_burst_of_packages_is_delivered_without_a_single_retry() {
     );
     assert_eq!(f.status().await.unwrap().inbox, BURST);
     assert_eq!(r.status().await.unwrap().outbox, 0);
+    // Group commit: the sends waiting together were made durable together.
+    let metrics = r.metrics().await.unwrap();
+    let counter = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name));
+        line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let flushes = counter("konsilium_group_commit_flushes_total");
+    let answers = counter("konsilium_group_commit_answers_total");
+    assert!(answers >= BURST as u64, "{answers} answers");
+    assert!(
+        answers >= 2 * flushes,
+        "{answers} answers in {flushes} flushes: not grouped"
+    );
     r.shutdown().await;
     f.shutdown().await;
 }
