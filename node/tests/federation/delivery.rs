@@ -399,7 +399,7 @@ async fn a_burst_of_packages_is_delivered_without_a_single_retry() {
     );
     assert_eq!(f.status().await.unwrap().inbox, BURST);
     assert_eq!(r.status().await.unwrap().outbox, 0);
-    // Group commit: the sends waiting together were made durable together.
+    // Group commit: what waited together was made durable together.
     let metrics = r.metrics().await.unwrap();
     let counter = |name: &str| -> u64 {
         let line = metrics.lines().find(|l| l.starts_with(name));
@@ -409,8 +409,11 @@ async fn a_burst_of_packages_is_delivered_without_a_single_retry() {
     let flushes = counter("konsilium_group_commit_flushes_total");
     let answers = counter("konsilium_group_commit_answers_total");
     assert!(answers >= BURST as u64, "{answers} answers");
+    // The 300 sends wait together; receipts may still come one a turn,
+    // which alone would give 600 answers in about 300 flushes. One input a
+    // turn gives 600 in 600.
     assert!(
-        answers >= 2 * flushes,
+        2 * answers >= 3 * flushes,
         "{answers} answers in {flushes} flushes: not grouped"
     );
     r.shutdown().await;
