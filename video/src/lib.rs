@@ -27,7 +27,8 @@ pub mod stun;
 pub use frame::{Frame, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
 pub use link::{
-    Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, Prepared, RECONNECT_WAIT, Relayed,
+    Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, PER_SITE, Prepared,
+    RECONNECT_WAIT, Relayed,
 };
 pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
 pub use simulcast::{

@@ -18,6 +18,11 @@ use str0m::{Event, IceConnectionState, Rtc};
 
 /// The data channel every link opens.
 const CHANNEL: &str = "consilium";
+/// How many of one site's participants a link carries, each as a voice
+/// and a picture on a media line pair of its own: the other sites see
+/// and hear everyone who publishes there, up to this many at once (the
+/// room page shows no more tiles than that per site anyway).
+pub const PER_SITE: usize = 4;
 /// RTP time advances by a 30 fps frame's worth at 90 kHz per frame sent.
 const FRAME_TICKS: u64 = 3000;
 /// How long a link that lost its path waits for an ICE restart to find a
@@ -82,9 +87,16 @@ pub enum LinkEvent {
     /// The data channel is open both ways.
     ChannelOpen,
     Data(Vec<u8>),
-    Media(Frame),
-    /// The other site's viewers need a keyframe of what this site sends.
-    KeyframeWanted,
+    /// A frame of the other site's participant that `slot` carries.
+    Media {
+        slot: usize,
+        frame: Frame,
+    },
+    /// The other site's viewers need a keyframe of what this site sends
+    /// on `slot`.
+    KeyframeWanted {
+        slot: usize,
+    },
     /// The path stopped answering (the network changed, a NAT forgot its
     /// mapping): the offering side restarts ICE ([`Link::restart`]);
     /// without a new path within [`RECONNECT_WAIT`] the link fails.
@@ -136,14 +148,18 @@ pub enum LinkError {
 pub struct Link {
     core: Core,
     pending: Option<SdpPendingOffer>,
-    audio: Option<Mid>,
-    video: Option<Mid>,
+    /// The media lines of each slot, in the order of the offer: the
+    /// `i`-th audio and the `i`-th video line carry one participant.
+    audio: Vec<Mid>,
+    video: Vec<Mid>,
     events: VecDeque<LinkEvent>,
     frames: u64,
-    /// What the path carries, and so which encoding of the presenter's
+    /// What the path carries, and so which encoding of each participant's
     /// picture goes on it.
     gate: Gate,
-    picture: Selector,
+    /// Per slot: which encoding goes, and the RTP time it goes out with.
+    pictures: [Selector; PER_SITE],
+    voices: [Selector; PER_SITE],
     meter: Meter,
     /// The DTLS fingerprint line the other site signed: an offer with the
     /// same one restarts ICE on this link, another is a new link.
@@ -166,12 +182,13 @@ impl Link {
         Self {
             core: Core::new(now, rtc),
             pending: None,
-            audio: None,
-            video: None,
+            audio: Vec::new(),
+            video: Vec::new(),
             events: VecDeque::new(),
             frames: 0,
             gate: Gate::default(),
-            picture: Selector::default(),
+            pictures: Default::default(),
+            voices: Default::default(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
             remote_fingerprint: None,
             lost_at: None,
@@ -187,15 +204,18 @@ impl Link {
     ) -> Result<(Self, String), LinkError> {
         let mut rtc = new_rtc(now, local, prepared)?;
         let mut change = rtc.sdp_api();
-        let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-        let video = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        let (mut audio, mut video) = (Vec::new(), Vec::new());
+        for _ in 0..PER_SITE {
+            audio.push(change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None));
+            video.push(change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+        }
         change.add_channel(CHANNEL.into());
         let (offer, pending) = change
             .apply()
             .ok_or(LinkError::Description("nothing to offer".into()))?;
         let mut link = Self::with(now, rtc, local);
         link.pending = Some(pending);
-        (link.audio, link.video) = (Some(audio), Some(video));
+        (link.audio, link.video) = (audio, video);
         link.drain();
         Ok((link, offer.to_sdp_string()))
     }
@@ -216,10 +236,25 @@ impl Link {
             .accept_offer(offer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
         let mut link = Self::with(now, rtc, local);
+        let answer = answer.to_sdp_string();
+        // The slots in the order of the offer's media lines, which the
+        // answer keeps (str0m names them in events only once it runs).
+        let mids = (answer.lines())
+            .filter_map(|line| line.trim().strip_prefix("a=mid:"))
+            .map(Mid::from);
+        for mid in mids {
+            if let Some(media) = link.core.rtc.media(mid) {
+                match Track::of(media.kind()) {
+                    Track::Audio if link.audio.len() < PER_SITE => link.audio.push(mid),
+                    Track::Video if link.video.len() < PER_SITE => link.video.push(mid),
+                    _ => {}
+                }
+            }
+        }
         link.meter.remote_description(sdp);
         link.remote_fingerprint = fingerprint(sdp);
         link.drain();
-        Ok((link, answer.to_sdp_string()))
+        Ok((link, answer))
     }
 
     pub fn handle_answer(&mut self, answer: &str) -> Result<(), LinkError> {
@@ -335,7 +370,7 @@ impl Link {
     /// Sends one video frame made here, as opaque bytes (a probe's, a
     /// test's): VP8 packetizing carries any bytes.
     pub fn send_media(&mut self, now: Instant, frame: &[u8]) -> Result<(), LinkError> {
-        let mid = self.ready_mid(Track::Video)?;
+        let mid = self.ready_mid(Track::Video, 0)?;
         let writer = (self.core.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
         let pt = (writer.payload_params().next())
             .ok_or(LinkError::Description("no codec negotiated".into()))?
@@ -349,11 +384,15 @@ impl Link {
         Ok(())
     }
 
-    /// Forwards a frame one of this site's clinicians sent, if it is the
-    /// encoding the path carries.
-    pub fn forward(&mut self, frame: &Frame) -> Result<Forwarded, LinkError> {
-        let mid = self.ready_mid(frame.track)?;
-        let time = match self.picture.handle(self.gate.quality(), frame) {
+    /// Forwards a frame one of this site's clinicians sent, on the slot
+    /// that carries them, if it is the encoding the path carries.
+    pub fn forward(&mut self, slot: usize, frame: &Frame) -> Result<Forwarded, LinkError> {
+        let mid = self.ready_mid(frame.track, slot)?;
+        let selector = match frame.track {
+            Track::Audio => &mut self.voices[slot],
+            Track::Video => &mut self.pictures[slot],
+        };
+        let time = match selector.handle(self.gate.quality(), frame) {
             Pick::Send(time) => time,
             Pick::Hold(verdict) => return Ok(verdict),
         };
@@ -365,10 +404,28 @@ impl Link {
         Ok(Forwarded::Sent)
     }
 
-    /// Asks the other site for a keyframe of the video it sends (a viewer
-    /// here joined, or lost packets).
-    pub fn request_keyframe(&mut self) -> Result<(), LinkError> {
-        let mid = self.ready_mid(Track::Video)?;
+    /// `slot` carries someone else from now on: their picture starts at
+    /// a keyframe, their frames go on from the last ones sent (the other
+    /// site's browsers see one stream per slot).
+    pub fn new_source(&mut self, slot: usize) {
+        if let (Some(picture), Some(voice)) =
+            (self.pictures.get_mut(slot), self.voices.get_mut(slot))
+        {
+            picture.new_source();
+            voice.new_source();
+        }
+    }
+
+    /// How many of a site's participants this link carries (fewer than
+    /// [`PER_SITE`] when the other site offered fewer media lines).
+    pub fn slots(&self) -> usize {
+        self.audio.len().min(self.video.len())
+    }
+
+    /// Asks the other site for a keyframe of the video it sends on `slot`
+    /// (a viewer here joined, or lost packets).
+    pub fn request_keyframe(&mut self, slot: usize) -> Result<(), LinkError> {
+        let mid = self.ready_mid(Track::Video, slot)?;
         let mut writer =
             (self.core.rtc.writer(mid)).ok_or(LinkError::NotReady("no media writer"))?;
         (writer.request_keyframe(None, KeyframeRequestKind::Pli))
@@ -377,18 +434,19 @@ impl Link {
         Ok(())
     }
 
-    /// The track's media line, once the link can carry media on it.
-    fn ready_mid(&self, track: Track) -> Result<Mid, LinkError> {
+    /// The media line of a slot's track, once the link can carry media
+    /// on it.
+    fn ready_mid(&self, track: Track, slot: usize) -> Result<Mid, LinkError> {
         self.usable()?;
         if !self.core.rtc.is_connected() {
             // str0m drops media written before the connection is up.
             return Err(LinkError::NotReady("not connected"));
         }
-        let mid = match track {
-            Track::Audio => self.audio,
-            Track::Video => self.video,
+        let mids = match track {
+            Track::Audio => &self.audio,
+            Track::Video => &self.video,
         };
-        mid.ok_or(LinkError::NotReady("no media negotiated"))
+        (mids.get(slot).copied()).ok_or(LinkError::NotReady("no media negotiated on that slot"))
     }
 
     pub fn stats(&self) -> LinkStats {
@@ -406,7 +464,9 @@ impl Link {
     /// [`VIDEO_RESUMES_AT`](crate::VIDEO_RESUMES_AT), starting with a keyframe.
     pub fn handle_estimate(&mut self, bps: u64) {
         if self.gate.handle_estimate(bps) {
-            self.events.push_back(LinkEvent::KeyframeWanted);
+            for slot in 0..self.slots() {
+                self.events.push_back(LinkEvent::KeyframeWanted { slot });
+            }
         }
     }
 
@@ -488,18 +548,25 @@ impl Link {
                 self.events.push_back(LinkEvent::ChannelOpen);
             }
             Event::ChannelData(d) => self.events.push_back(LinkEvent::Data(d.data)),
-            Event::MediaAdded(m) => match Track::of(m.kind) {
-                Track::Audio => self.audio = Some(m.mid),
-                Track::Video => self.video = Some(m.mid),
-            },
             Event::MediaData(m) => {
                 let frame = Frame::received(&m);
+                let mids = match frame.track {
+                    Track::Audio => &self.audio,
+                    Track::Video => &self.video,
+                };
+                let Some(slot) = mids.iter().position(|mid| *mid == m.mid) else {
+                    return;
+                };
                 if frame.track == Track::Video {
                     self.meter.video_frame_received();
                 }
-                self.events.push_back(LinkEvent::Media(frame));
+                self.events.push_back(LinkEvent::Media { slot, frame });
             }
-            Event::KeyframeRequest(_) => self.events.push_back(LinkEvent::KeyframeWanted),
+            Event::KeyframeRequest(r) => {
+                if let Some(slot) = self.video.iter().position(|mid| *mid == r.mid) {
+                    self.events.push_back(LinkEvent::KeyframeWanted { slot });
+                }
+            }
             Event::EgressBitrateEstimate(kind) => {
                 if let Some(bps) = connection::estimate(&kind) {
                     self.handle_estimate(bps);

@@ -130,6 +130,8 @@ pub(crate) struct Selector {
     /// the last frame sent, and that frame's time out and arrival.
     offset: i128,
     last: Option<(i128, Instant)>,
+    /// Another source took the line: its first frame must be a keyframe.
+    restarted: bool,
 }
 
 /// What to do with a frame on one connection.
@@ -141,14 +143,18 @@ pub(crate) enum Pick {
 }
 
 impl Selector {
+    /// `frame` on this connection's line: sent (with the RTP time it goes
+    /// out with) or held. A voice is always sent, only re-timed after
+    /// [`Selector::new_source`].
     pub(crate) fn handle(&mut self, quality: Quality, frame: &Frame) -> Pick {
-        if frame.track == Track::Audio {
-            return Pick::Send(frame.time);
-        }
         let before = self.current;
-        let verdict = self.choose(quality, frame);
-        if verdict != Forwarded::Sent {
-            return Pick::Hold(verdict);
+        if frame.track == Track::Audio {
+            self.current = Some(frame.layer);
+        } else {
+            let verdict = self.choose(quality, frame);
+            if verdict != Forwarded::Sent {
+                return Pick::Hold(verdict);
+            }
         }
         let time = i128::from(frame.time.numer());
         if before != self.current
@@ -161,6 +167,17 @@ impl Selector {
         let out = (time + self.offset).max(0);
         self.last = Some((out, frame.at));
         Pick::Send(MediaTime::new(out as u64, frame.time.frequency()))
+    }
+
+    /// The line now carries someone else (a site's participant left and
+    /// another took the line): that one's picture starts at a keyframe
+    /// (asked of its publisher), and its frames go on from the last frame
+    /// sent, so the receiver's decoder and jitter buffer see one stream.
+    pub(crate) fn new_source(&mut self) {
+        self.current = None;
+        self.seen = [None; 4];
+        self.asked = None;
+        self.restarted = true;
     }
 
     fn choose(&mut self, quality: Quality, frame: &Frame) -> Forwarded {
@@ -183,7 +200,7 @@ impl Selector {
         match self.current {
             // The first picture goes as it comes: the receiver asks for
             // the keyframe it lacks, as with any new stream.
-            None if frame.layer == target => {
+            None if frame.layer == target && !self.restarted => {
                 self.current = Some(target);
                 Forwarded::Sent
             }
@@ -191,6 +208,7 @@ impl Selector {
             _ if frame.layer == target && frame.keyframe => {
                 self.current = Some(target);
                 self.asked = None;
+                self.restarted = false;
                 Forwarded::Sent
             }
             _ if frame.layer == target => {
@@ -424,6 +442,27 @@ mod tests {
             s.handle(Quality::Reduced, &f(Layer::Low, 66, 505_940, false)),
             rtp(6_940)
         );
+    }
+
+    #[test]
+    fn a_voice_from_someone_else_goes_on_from_the_last_one_sent() {
+        let t0 = Instant::now();
+        let voice = |ms: u64, rtp: u64| Frame {
+            track: Track::Audio,
+            time: MediaTime::new(rtp, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+            ..frame(Layer::Single, t0 + Duration::from_millis(ms), true)
+        };
+        let mut s = Selector::default();
+        let out = |p: Pick| match p {
+            Pick::Send(t) => t.numer(),
+            Pick::Hold(v) => panic!("a voice held: {v:?}"),
+        };
+        assert_eq!(out(s.handle(Quality::AudioOnly, &voice(0, 960))), 960);
+        assert_eq!(out(s.handle(Quality::AudioOnly, &voice(20, 1_920))), 1_920);
+        s.new_source();
+        // 20 ms later at 48 kHz: 960 ticks on, whatever the new clock says.
+        assert_eq!(out(s.handle(Quality::Full, &voice(40, 800_000))), 2_880);
+        assert_eq!(out(s.handle(Quality::Full, &voice(60, 800_960))), 3_840);
     }
 
     #[test]

@@ -8,11 +8,13 @@ use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_video::{
-    AUDIO_ONLY_BELOW, Datagram, Description, Link, LinkError, LinkEvent, LinkState, LocalAddrs,
-    Prepared, Quality, Relayed, Route, SessionId, Signal, SignalError, VIDEO_RESUMES_AT, accept,
+    AUDIO_ONLY_BELOW, Datagram, Description, Forwarded, Frame, Layer, Link, LinkError, LinkEvent,
+    LinkState, LocalAddrs, PER_SITE, Prepared, Quality, Relayed, Route, SessionId, Signal,
+    SignalError, VIDEO_RESUMES_AT, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use str0m::media::MediaTime;
 
 const SESSION: SessionId = SessionId([7; 16]);
 const AT: Timestamp = Timestamp::from_unix_millis(1_780_000_000_000);
@@ -165,7 +167,7 @@ fn has_frame(events: &[LinkEvent], bytes: &[u8]) -> bool {
 /// The first media frame with exactly these bytes, as it arrived.
 fn frame_with(events: &[LinkEvent], bytes: &[u8]) -> Option<konsilium_video::Frame> {
     events.iter().find_map(|e| match e {
-        LinkEvent::Media(f) if *f.data == *bytes => Some(f.clone()),
+        LinkEvent::Media { frame: f, .. } if *f.data == *bytes => Some(f.clone()),
         _ => None,
     })
 }
@@ -211,7 +213,7 @@ fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     let (ea, eb) = run(&mut a, &mut b, &mut now, |ea, eb| {
         let media = |e: &[LinkEvent]| {
             e.iter()
-                .filter(|e| matches!(e, LinkEvent::Media(_)))
+                .filter(|e| matches!(e, LinkEvent::Media { .. }))
                 .count()
         };
         media(ea) >= frames.len() && media(eb) >= frames.len()
@@ -325,7 +327,7 @@ fn a_handshake_whose_fingerprint_is_not_the_signed_one_fails_and_carries_nothing
     let (_, eb) = run(&mut a, &mut b, &mut now, |_, _| false);
     assert!(
         !eb.iter()
-            .any(|e| matches!(e, LinkEvent::Media(_) | LinkEvent::Data(_)))
+            .any(|e| matches!(e, LinkEvent::Media { .. } | LinkEvent::Data(_)))
     );
 }
 
@@ -564,7 +566,7 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
 
     b.handle_estimate(AUDIO_ONLY_BELOW - 1);
     assert_eq!(b.stats().quality, Quality::AudioOnly);
-    b.forward(&frame).unwrap();
+    b.forward(0, &frame).unwrap();
     let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
         has_frame(ea, b"a camera frame")
     });
@@ -583,14 +585,78 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
     assert_eq!(b.stats().quality, Quality::Reduced);
     let resumed = std::iter::from_fn(|| b.poll_event()).collect::<Vec<_>>();
     assert!(
-        has(&resumed, &LinkEvent::KeyframeWanted),
+        has(&resumed, &LinkEvent::KeyframeWanted { slot: 0 }),
         "video resumes from a keyframe"
     );
-    b.forward(&frame).unwrap();
+    b.forward(0, &frame).unwrap();
     let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
         has_frame(ea, b"a camera frame")
     });
     assert!(has_frame(&ea, b"a camera frame"), "video again");
+}
+
+/// The frame with these bytes that arrived on `slot`, if one did.
+fn on_slot(events: &[LinkEvent], slot: usize, bytes: &[u8]) -> Option<Frame> {
+    events.iter().find_map(|e| match e {
+        LinkEvent::Media { slot: s, frame } if *s == slot && *frame.data == *bytes => {
+            Some(frame.clone())
+        }
+        _ => None,
+    })
+}
+
+/// A site's participants each travel on a slot of their own, so the other
+/// site sees and hears every one of them; a slot passed to someone else
+/// starts again at that one's keyframe, and its RTP time goes on from the
+/// last frame sent, so the receiver sees one stream per slot.
+#[test]
+fn each_participant_of_a_site_travels_on_a_slot_of_its_own() {
+    let (mut a, mut b, mut now) = linked();
+    assert_eq!((a.slots(), b.slots()), (PER_SITE, PER_SITE));
+    a.send_media(now, b"template").unwrap();
+    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, b"template"));
+    let template = frame_with(&eb, b"template").expect("a frame to copy");
+    let t0 = now;
+    let made = |data: &[u8], ms: u64, rtp: u64, keyframe: bool| Frame {
+        data: data.into(),
+        at: t0 + Duration::from_millis(ms),
+        time: MediaTime::from_90khz(rtp),
+        keyframe,
+        ..template.clone()
+    };
+
+    assert_eq!(
+        b.forward(1, &made(b"alice", 0, 90_000, true)),
+        Ok(Forwarded::Sent)
+    );
+    assert_eq!(
+        b.forward(3, &made(b"bob", 0, 7_000_000, true)),
+        Ok(Forwarded::Sent)
+    );
+    assert!(b.forward(PER_SITE, &made(b"nobody", 0, 1, true)).is_err());
+    let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
+        on_slot(ea, 1, b"alice").is_some() && on_slot(ea, 3, b"bob").is_some()
+    });
+    let alice = on_slot(&ea, 1, b"alice").expect("alice on her slot");
+    assert!(on_slot(&ea, 3, b"bob").is_some(), "bob on his: {ea:?}");
+
+    // Alice left; Carol takes her slot, on a clock of her own.
+    b.new_source(1);
+    assert_eq!(
+        b.forward(1, &made(b"carol, not a keyframe", 33, 5_000_000, false)),
+        Ok(Forwarded::NeedsKeyframe(Layer::Single))
+    );
+    assert_eq!(
+        b.forward(1, &made(b"carol", 66, 5_002_970, true)),
+        Ok(Forwarded::Sent)
+    );
+    let (ea, _) = run(&mut a, &mut b, &mut now, |ea, _| {
+        on_slot(ea, 1, b"carol").is_some()
+    });
+    let carol = on_slot(&ea, 1, b"carol").expect("carol on alice's slot");
+    assert!(on_slot(&ea, 1, b"carol, not a keyframe").is_none());
+    // 66 ms after alice's frame: 5,940 ticks of 90 kHz on from it.
+    assert_eq!(carol.time.numer() - alice.time.numer(), 5_940);
 }
 
 /// A forwarded frame leaves whole at once: its publisher paced it, and the
@@ -605,7 +671,7 @@ fn a_forwarded_keyframe_leaves_whole_without_waiting_for_the_pacer() {
     let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, &keyframe));
     let frame = frame_with(&eb, &keyframe).expect("the keyframe reached the other site");
 
-    b.forward(&frame).unwrap();
+    b.forward(0, &frame).unwrap();
     let mut datagrams = 0;
     while let Some(d) = b.poll_transmit() {
         a.handle_datagram(now, &d);

@@ -66,8 +66,10 @@ pub(super) async fn open_video(
 
 /// The media type of WHIP and WHEP bodies (RFC 9725).
 const SDP: &str = "application/sdp";
-/// An offer larger than this is not a browser's (theirs are a few KiB).
-const MAX_OFFER: usize = 64 * 1024;
+/// An offer larger than this is not a browser's: Chromium's takes some
+/// 4 KiB per media line, and the room page's (a camera, a microphone,
+/// eight tiles of two lines each) over 64 KiB.
+const MAX_OFFER: usize = 256 * 1024;
 
 /// A seat's resource, as its `Location` names it.
 #[derive(Deserialize, IntoParams)]

@@ -366,6 +366,7 @@ impl MediaPlane {
                 held.seat.close();
             }
         }
+        self.shared.room().end(session);
         drop(links);
         // The task drops them.
         self.shared.wake.notify_one();
@@ -385,6 +386,12 @@ impl MediaPlane {
     pub fn is_linked(&self, session: SessionId, org: OrgId) -> bool {
         lock(&self.shared.preparing).contains(&(session, org))
             || self.shared.links().contains_key(&(session, org))
+    }
+
+    /// Whether `offer` from `org` restarts ICE on our link with it in the
+    /// session (rather than sets up a new link).
+    pub fn is_restart(&self, session: SessionId, org: OrgId, offer: &str) -> bool {
+        (self.shared.links().get(&(session, org))).is_some_and(|h| h.link.is_restarted_by(offer))
     }
 
     /// Whether our offer to `org` in the session is being written or
@@ -421,7 +428,13 @@ impl MediaPlane {
                     own,
                     relay,
                 };
-                shared.links().insert(key, held);
+                let mut links = shared.links();
+                // The other site's offer crossed ours and was answered
+                // meanwhile: that link stands, ours is not sent.
+                if links.contains_key(&key) {
+                    return Err(MediaError::Exists { org });
+                }
+                links.insert(key, held);
                 Ok(offer)
             };
             let offer = offer.await;
@@ -563,8 +576,8 @@ impl MediaPlane {
             .ok_or(MediaError::NoSeat { seat })?;
         held.seat.close();
         let who = held.who.clone();
-        let room = self.shared.room();
-        room.seat_left(&mut seats, seat);
+        let mut room = self.shared.room();
+        room.seat_left(&mut links, &mut seats, seat);
         room.announce(&mut links, &mut seats, session);
         drop((room, seats, links));
         self.shared.wake.notify_one();

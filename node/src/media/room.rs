@@ -5,15 +5,17 @@
 //! message stamped here with who sent it: a browser cannot speak as anyone
 //! but its token's user, another site as anyone but its organization.
 //!
-//! A link carries one picture and one voice per site: the site's
-//! *presenter*, the clinician who joined first and publishes. Everyone
-//! else at that site is seen by the other sites in the roster and the chat.
+//! A link carries each of the site's publishing clinicians on a slot of
+//! its own (a voice and a picture), up to [`PER_SITE`] of them, in the
+//! order they joined; one who leaves frees the slot for the next waiting.
+//! Each site tells the others who its slots carry, so a tile is labelled
+//! with the person, not only the site.
 
 use super::Links;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::video::SessionId;
-use konsilium_video::{Forwarded, Frame, Layer, Seat, Slot, Track};
+use konsilium_video::{Forwarded, Frame, Layer, PER_SITE, Seat, Slot, Track};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -103,7 +105,8 @@ pub(super) type Seats = HashMap<SeatId, HeldSeat>;
 /// Where a frame or message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Source {
-    Site(OrgId),
+    /// Another site's participant, on a slot of its link.
+    Site(OrgId, usize),
     Seat(SeatId),
 }
 
@@ -130,6 +133,9 @@ pub(super) enum RoomMessage {
     Roster { site: String, people: Vec<Person> },
     /// Who each of the browser's slots shows, by slot index.
     Tiles { tiles: Vec<String> },
+    /// Site to site: who each slot of the link carries (the organization
+    /// is the sender's, whatever it says).
+    Slots { people: Vec<Option<Person>> },
 }
 
 /// The largest message a browser may put on the data channel; what is
@@ -142,6 +148,11 @@ pub(super) const MAX_MESSAGE: usize = 256 * 1024;
 pub(super) struct Room {
     pub(super) names: HashMap<OrgId, String>,
     rosters: HashMap<(SessionId, OrgId), Vec<Person>>,
+    /// Who each slot of another site's link carries, as it told.
+    their_slots: HashMap<(SessionId, OrgId), Vec<Option<Person>>>,
+    /// Which of this site's browsers each slot of the session's links
+    /// carries.
+    carried: HashMap<SessionId, [Option<SeatId>; PER_SITE]>,
     /// Our organization's name, for our own roster.
     me: String,
 }
@@ -158,16 +169,74 @@ impl Room {
         (self.names.get(&org).cloned()).unwrap_or_else(|| org.to_string())
     }
 
-    /// Who a tile shows: the person, or for another site its presenter
-    /// (first in the roster it sent) or else its name.
+    /// Who a tile shows: the person, or for another site's slot whom
+    /// that site said it carries, or else the site's name.
     fn label(&self, session: SessionId, source: Source, seats: &Seats) -> String {
         match source {
             Source::Seat(id) => seats.get(&id).map_or("someone".into(), |s| s.who.label()),
-            Source::Site(org) => match self.rosters.get(&(session, org)).and_then(|p| p.first()) {
-                Some(presenter) => presenter.label(),
-                None => self.site_name(org),
-            },
+            Source::Site(org, slot) => {
+                let told = (self.their_slots.get(&(session, org)))
+                    .and_then(|people| people.get(slot))
+                    .and_then(Option::as_ref);
+                match told {
+                    Some(person) => person.label(),
+                    None => self.site_name(org),
+                }
+            }
         }
+    }
+
+    /// The link slot that carries `seat`, if one does.
+    fn slot_of(&self, session: SessionId, seat: SeatId) -> Option<usize> {
+        let carried = self.carried.get(&session)?;
+        carried.iter().position(|s| *s == Some(seat))
+    }
+
+    /// Gives free link slots to this site's publishing browsers that have
+    /// none, oldest first; each slot taken starts anew on every link.
+    /// True when any changed hands.
+    fn fill_slots(&mut self, links: &mut Links, seats: &Seats, session: SessionId) -> bool {
+        let mut waiting: Vec<_> = (seats.iter())
+            .filter(|(_, s)| s.session == session && s.seat.publishes() && s.seat.is_connected())
+            .map(|(&id, s)| (s.joined, id))
+            .collect();
+        waiting.sort();
+        let carried = self.carried.entry(session).or_default();
+        let mut changed = false;
+        for (_, id) in waiting {
+            if carried.contains(&Some(id)) {
+                continue;
+            }
+            let Some(free) = carried.iter().position(Option::is_none) else {
+                break;
+            };
+            carried[free] = Some(id);
+            changed = true;
+            for ((s, _), held) in links.iter_mut() {
+                if *s == session {
+                    held.link.new_source(free);
+                }
+            }
+        }
+        changed
+    }
+
+    /// A browser here connected: if it publishes, it takes a free slot
+    /// on the links, and the other sites learn who the slot carries.
+    pub(super) fn seat_connected(&mut self, links: &mut Links, seats: &mut Seats, seat: SeatId) {
+        let Some(session) = seats.get(&seat).map(|s| s.session) else {
+            return;
+        };
+        if self.fill_slots(links, seats, session) {
+            self.announce(links, seats, session);
+        }
+    }
+
+    /// The session ended here: what the room knew of it goes.
+    pub(super) fn end(&mut self, session: SessionId) {
+        self.carried.remove(&session);
+        self.rosters.retain(|(s, _), _| *s != session);
+        self.their_slots.retain(|(s, _), _| *s != session);
     }
 
     /// A frame from `source` to everyone in the session who should see it.
@@ -189,11 +258,11 @@ impl Room {
             }
         };
         if let Source::Seat(id) = source
-            && presenter(seats, session) == Some(id)
+            && let Some(slot) = self.slot_of(session, id)
         {
             for ((s, _), held) in links.iter_mut() {
                 if *s == session && held.link.is_connected() {
-                    note(held.link.forward(frame));
+                    note(held.link.forward(slot, frame));
                 }
             }
         }
@@ -251,9 +320,9 @@ impl Room {
                     held.seat.request_keyframe(layer);
                 }
             }
-            Source::Site(org) => {
+            Source::Site(org, slot) => {
                 if let Some(held) = links.get_mut(&(session, org)) {
-                    let _ = held.link.request_keyframe();
+                    let _ = held.link.request_keyframe(slot);
                 }
             }
         }
@@ -274,9 +343,14 @@ impl Room {
         }
     }
 
-    /// The other site asked for a keyframe of what this site sends.
-    pub(super) fn keyframe_for_site(&self, seats: &mut Seats, session: SessionId) {
-        if let Some(id) = presenter(seats, session)
+    /// The other site asked for a keyframe of what this site sends on
+    /// `slot`.
+    pub(super) fn keyframe_for_site(&self, seats: &mut Seats, session: SessionId, slot: usize) {
+        let carried = self
+            .carried
+            .get(&session)
+            .and_then(|c| c.get(slot).copied());
+        if let Some(Some(id)) = carried
             && let Some(held) = seats.get_mut(&id)
         {
             held.seat.request_keyframe(None);
@@ -353,6 +427,31 @@ impl Room {
                 self.rosters.insert((session, org), people.clone());
                 RoomMessage::Roster { site, people }
             }
+            Ok(RoomMessage::Slots { people }) => {
+                let people = (people.into_iter().take(PER_SITE))
+                    .map(|p| {
+                        p.map(|p| Person {
+                            org: site.clone(),
+                            ..p
+                        })
+                    })
+                    .collect();
+                self.their_slots.insert((session, org), people);
+                // The browsers showing that site's slots learn who they show.
+                let showing: Vec<SeatId> = (seats.iter())
+                    .filter(|(_, s)| s.session == session)
+                    .filter(|(_, s)| {
+                        s.tiles
+                            .iter()
+                            .any(|t| matches!(t, Source::Site(o, _) if *o == org))
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in showing {
+                    self.send_tiles(seats, id);
+                }
+                return;
+            }
             Ok(RoomMessage::Chat { from, text }) => RoomMessage::Chat {
                 from: from.map(|p| Person { org: site, ..p }),
                 text,
@@ -392,9 +491,16 @@ impl Room {
             people: people.into_iter().map(|(_, p)| p).collect(),
         };
         let ours = encode(&ours);
+        let carried = self.carried.get(&session).copied().unwrap_or_default();
+        let slots = encode(&RoomMessage::Slots {
+            people: (carried.iter())
+                .map(|s| s.and_then(|id| seats.get(&id)).map(|s| s.who.clone()))
+                .collect(),
+        });
         for ((s, _), held) in links.iter_mut() {
             if *s == session {
                 let _ = held.link.send_data(&ours);
+                let _ = held.link.send_data(&slots);
             }
         }
         let theirs: Vec<_> = (self.rosters.iter())
@@ -406,15 +512,27 @@ impl Room {
                 })
             })
             .collect();
-        for held in seats.values_mut().filter(|s| s.session == session) {
+        let mut here = Vec::new();
+        for (&id, held) in seats.iter_mut().filter(|(_, s)| s.session == session) {
             for bytes in std::iter::once(&ours).chain(&theirs) {
                 let _ = held.seat.send_data(bytes);
             }
+            here.push(id);
+        }
+        // And whom their tiles show, which a browser whose channel opened
+        // after its first tiles has not heard yet.
+        for id in here {
+            self.send_tiles(seats, id);
         }
     }
 
     /// A site's link ended: its people are gone from the room.
     pub(super) fn site_left(&mut self, seats: &mut Seats, session: SessionId, org: OrgId) {
+        self.their_slots.remove(&(session, org));
+        for held in seats.values_mut().filter(|s| s.session == session) {
+            held.tiles
+                .retain(|t| !matches!(t, Source::Site(o, _) if *o == org));
+        }
         if self.rosters.remove(&(session, org)).is_none() {
             return;
         }
@@ -423,15 +541,24 @@ impl Room {
             people: Vec::new(),
         });
         for held in seats.values_mut().filter(|s| s.session == session) {
-            held.tiles.retain(|t| *t != Source::Site(org));
             let _ = held.seat.send_data(&bytes);
         }
     }
 
-    /// A browser left: its tiles elsewhere are freed.
-    pub(super) fn seat_left(&self, seats: &mut Seats, seat: SeatId) {
+    /// A browser left: its tiles elsewhere are freed, and its link slot
+    /// goes to the next publisher waiting for one. The caller announces.
+    pub(super) fn seat_left(&mut self, links: &mut Links, seats: &mut Seats, seat: SeatId) {
         for held in seats.values_mut() {
             held.tiles.retain(|t| *t != Source::Seat(seat));
+        }
+        let Some(session) = seats.get(&seat).map(|s| s.session) else {
+            return;
+        };
+        if let Some(slot) = (self.carried.get_mut(&session))
+            .and_then(|carried| carried.iter_mut().find(|s| **s == Some(seat)))
+        {
+            *slot = None;
+            self.fill_slots(links, seats, session);
         }
     }
 
@@ -445,14 +572,6 @@ impl Room {
             let _ = held.seat.send_data(&bytes);
         }
     }
-}
-
-/// The site's presenter in a session: who joined first of those who publish.
-fn presenter(seats: &Seats, session: SessionId) -> Option<SeatId> {
-    (seats.iter())
-        .filter(|(_, s)| s.session == session && s.seat.publishes() && s.seat.is_connected())
-        .min_by_key(|(id, s)| (s.joined, **id))
-        .map(|(id, _)| *id)
 }
 
 fn encode(message: &RoomMessage) -> Vec<u8> {

@@ -265,10 +265,10 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
         ..
     } = plane;
     match heard {
-        Heard::Site(session, org, LinkEvent::Media(frame)) => {
-            room.forward(links, seats, session, Source::Site(org), &frame);
+        Heard::Site(session, org, LinkEvent::Media { slot, frame }) => {
+            room.forward(links, seats, session, Source::Site(org, slot), &frame);
             if watched.contains(&session) {
-                let event = LinkEvent::Media(frame);
+                let event = LinkEvent::Media { slot, frame };
                 let _ = events.send(MediaEvent::Link {
                     session,
                     org,
@@ -276,8 +276,8 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
                 });
             }
         }
-        Heard::Site(session, _, LinkEvent::KeyframeWanted) => {
-            room.keyframe_for_site(seats, session)
+        Heard::Site(session, _, LinkEvent::KeyframeWanted { slot }) => {
+            room.keyframe_for_site(seats, session, slot)
         }
         Heard::Site(session, org, event) => {
             match &event {
@@ -310,9 +310,12 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
                     // The other sites start the newcomer's tiles with keyframes.
                     for ((s, _), held) in links.iter_mut() {
                         if *s == session {
-                            let _ = held.link.request_keyframe();
+                            for slot in 0..held.link.slots() {
+                                let _ = held.link.request_keyframe(slot);
+                            }
                         }
                     }
+                    room.seat_connected(links, seats, id);
                     let _ = events.send(MediaEvent::Seat {
                         session,
                         seat: id,
@@ -321,7 +324,7 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
                     });
                 }
                 SeatEvent::Failed(reason) => {
-                    room.seat_left(seats, id);
+                    room.seat_left(links, seats, id);
                     let left = Some(reason);
                     let _ = events.send(MediaEvent::Seat {
                         session,

@@ -296,6 +296,8 @@ impl Node {
     fn send_offer(&mut self, session: SessionId, to: OrgId, offer: Result<String, MediaError>) {
         let offer = match offer {
             Ok(offer) => offer,
+            // Linked meanwhile by the other site's offer: nothing to send.
+            Err(MediaError::Exists { .. }) => return,
             Err(e) => return self.offer_failed(session, to, e.to_string()),
         };
         let peer = to.to_peer_id();
@@ -376,8 +378,14 @@ impl Node {
         let Ok(media) = self.media_plane() else {
             return refuse("video is off at this site".into());
         };
-        // Both sides opened at once: the smaller id's offer stands.
-        if media.is_offering(session, from) && offers_to(me, from) {
+        // Both sides opened at once: the smaller id's offer stands, whether
+        // it still waits for its answer or was answered before this one
+        // came (answering this would replace a link the other site has
+        // just set up with us). An ICE restart of a link is not a crossing.
+        if offers_to(me, from)
+            && media.is_linked(session, from)
+            && !media.is_restart(session, from, &offer)
+        {
             return refuse("our offer crossed yours and stands: answer it".into());
         }
         media.name_site(from, self.org_name(&from));
@@ -418,7 +426,10 @@ impl Node {
             {
                 return;
             }
+            // Nobody will answer the offering link: it goes (when our offer
+            // crossed theirs, theirs sets up the link when it comes).
             Response::Refused(reason) => {
+                self.close_link(session, org);
                 return self.video_failed(session, org, format!("refused: {reason}"));
             }
             other => return self.video_failed(session, org, format!("answered {other:?}")),

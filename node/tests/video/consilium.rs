@@ -120,7 +120,7 @@ async fn an_invited_third_organization_gets_the_case_and_every_site_sees_the_oth
             session,
             &orgs,
             i,
-            |j, e| matches!(e, LinkEvent::Media(f) if *f.data == frame(j)[..]),
+            |j, e| matches!(e, LinkEvent::Media { frame: f, .. } if *f.data == frame(j)[..]),
         )
         .await;
     }

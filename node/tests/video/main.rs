@@ -3,7 +3,8 @@
 //! hand, ended with the consultation, journaled; twenty at once; the
 //! media path probed without a consultation; media through a TURN relay,
 //! and an ICE restart when that relay is lost;
-//! browsers joining through WHIP and the room page.
+//! browsers joining through WHIP and the room page; several clinicians
+//! at one site each reaching the other.
 //! A binary of its own, so its
 //! twenty concurrent handshakes do not share the machine with the
 //! consultation tests' clocks.
@@ -25,5 +26,6 @@ use sites::*;
 mod browser;
 mod consilium;
 mod relay;
+mod room;
 mod sessions;
 mod whip;

@@ -103,7 +103,7 @@ async fn arrived(
         NodeEvent::Video {
             session: s,
             org,
-            event: LinkEvent::Media(m),
+            event: LinkEvent::Media { frame: m, .. },
         } if *s == session && *org == from && *m.data == frame[..] => Some(()),
         _ => None,
     });

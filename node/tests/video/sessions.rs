@@ -165,7 +165,7 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         session,
         district,
         |e| {
-            frames_told += usize::from(matches!(e, LinkEvent::Media(_)));
+            frames_told += usize::from(matches!(e, LinkEvent::Media { .. }));
             *e == LinkEvent::Data(b"ECG in the chat".to_vec())
         },
     )
@@ -202,7 +202,7 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         "a frame from the district",
         session,
         district,
-        |e| matches!(e, LinkEvent::Media(f) if *f.data == frame(1)[..]),
+        |e| matches!(e, LinkEvent::Media { frame: f, .. } if *f.data == frame(1)[..]),
     )
     .await;
     video_event(
@@ -210,7 +210,7 @@ async fn the_two_sites_of_a_consultation_open_a_video_link_and_carry_media_and_c
         "a frame from the center",
         session,
         federal,
-        |e| matches!(e, LinkEvent::Media(f) if *f.data == frame(2)[..]),
+        |e| matches!(e, LinkEvent::Media { frame: f, .. } if *f.data == frame(2)[..]),
     )
     .await;
     // A closed consultation's session cannot be opened.
