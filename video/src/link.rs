@@ -7,7 +7,7 @@
 
 use crate::connection::{self, Core, add_candidates, new_rtc};
 use crate::frame::{self, Frame, Track};
-use crate::simulcast::{Forwarded, Gate, Pick, Selector};
+use crate::simulcast::{Forwarded, Gate, Pick, Quality, Selector};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -157,6 +157,9 @@ pub struct Link {
     /// What the path carries, and so which encoding of each participant's
     /// picture goes on it.
     gate: Gate,
+    /// What the other site's browsers can take, as it told: its thinnest
+    /// path to one of them (it cannot thin what it receives itself).
+    asked: Quality,
     /// Per slot: which encoding goes, and the RTP time it goes out with.
     pictures: [Selector; PER_SITE],
     voices: [Selector; PER_SITE],
@@ -187,6 +190,7 @@ impl Link {
             events: VecDeque::new(),
             frames: 0,
             gate: Gate::default(),
+            asked: Quality::Full,
             pictures: Default::default(),
             voices: Default::default(),
             meter: Meter::new(local.relayed.map(|r| r.addr)),
@@ -388,11 +392,12 @@ impl Link {
     /// that carries them, if it is the encoding the path carries.
     pub fn forward(&mut self, slot: usize, frame: &Frame) -> Result<Forwarded, LinkError> {
         let mid = self.ready_mid(frame.track, slot)?;
+        let quality = self.quality();
         let selector = match frame.track {
             Track::Audio => &mut self.voices[slot],
             Track::Video => &mut self.pictures[slot],
         };
-        let time = match selector.handle(self.gate.quality(), frame) {
+        let time = match selector.handle(quality, frame) {
             Pick::Send(time) => time,
             Pick::Hold(verdict) => return Ok(verdict),
         };
@@ -451,8 +456,32 @@ impl Link {
 
     pub fn stats(&self) -> LinkStats {
         LinkStats {
-            quality: self.gate.quality(),
+            quality: self.quality(),
             ..self.meter.stats
+        }
+    }
+
+    /// What goes on the link: the thinner of what the path carries and
+    /// what the other site asked for.
+    fn quality(&self) -> Quality {
+        self.gate.quality().max(self.asked)
+    }
+
+    /// The other site's browsers can take no more than `quality` (one of
+    /// them is on a thin path): the link sends the publishers' smaller
+    /// encoding, or no video, as if its own path were that thin.
+    pub fn handle_asked(&mut self, quality: Quality) {
+        let before = self.quality();
+        self.asked = quality;
+        self.resumed(before);
+    }
+
+    /// Video that comes back after voices only starts with keyframes.
+    fn resumed(&mut self, before: Quality) {
+        if before == Quality::AudioOnly && self.quality() != Quality::AudioOnly {
+            for slot in 0..self.slots() {
+                self.events.push_back(LinkEvent::KeyframeWanted { slot });
+            }
         }
     }
 
@@ -463,11 +492,9 @@ impl Link {
     /// none, and video comes back above
     /// [`VIDEO_RESUMES_AT`](crate::VIDEO_RESUMES_AT), starting with a keyframe.
     pub fn handle_estimate(&mut self, bps: u64) {
-        if self.gate.handle_estimate(bps) {
-            for slot in 0..self.slots() {
-                self.events.push_back(LinkEvent::KeyframeWanted { slot });
-            }
-        }
+        let before = self.quality();
+        self.gate.handle_estimate(bps);
+        self.resumed(before);
     }
 
     /// Ends the link on purpose (the session ended): the other site hears

@@ -40,8 +40,10 @@ impl Layer {
     }
 }
 
-/// What a connection's path carries, by its bandwidth estimate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// What a connection's path carries, by its bandwidth estimate. Ordered
+/// from the full picture to voices only: of two, the greater is the
+/// thinner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum Quality {
     /// The full picture.
     #[default]
@@ -54,6 +56,8 @@ pub enum Quality {
 }
 
 impl Quality {
+    pub const ALL: [Quality; 3] = [Quality::Full, Quality::Reduced, Quality::AudioOnly];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Quality::Full => "full",

@@ -595,6 +595,42 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
     assert!(has_frame(&ea, b"a camera frame"), "video again");
 }
 
+/// The other site can ask for less than the path carries (a browser of
+/// its is on a thin path, and it cannot thin what it receives itself):
+/// the link then sends as if its own path were that thin, and video that
+/// comes back after voices only starts from keyframes.
+#[test]
+fn the_other_site_asking_for_less_thins_what_the_link_sends() {
+    let (mut a, mut b, mut now) = linked();
+    a.send_media(now, b"a camera frame").unwrap();
+    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| {
+        has_frame(eb, b"a camera frame")
+    });
+    let frame = frame_with(&eb, b"a camera frame").expect("the frame reached the other site");
+    assert_eq!(b.stats().quality, Quality::Full);
+
+    b.handle_asked(Quality::Reduced);
+    assert_eq!(
+        b.stats().quality,
+        Quality::Reduced,
+        "what goes is what was asked"
+    );
+    b.handle_asked(Quality::AudioOnly);
+    assert_eq!(b.forward(0, &frame), Ok(Forwarded::Skipped));
+    // The path itself thinner than asked: the thinner counts.
+    b.handle_asked(Quality::Reduced);
+    b.handle_estimate(AUDIO_ONLY_BELOW - 1);
+    assert_eq!(b.stats().quality, Quality::AudioOnly);
+    let _ = std::iter::from_fn(|| b.poll_event()).count();
+    b.handle_estimate(VIDEO_RESUMES_AT);
+    let resumed = std::iter::from_fn(|| b.poll_event()).collect::<Vec<_>>();
+    assert!(
+        has(&resumed, &LinkEvent::KeyframeWanted { slot: 0 }),
+        "{resumed:?}"
+    );
+    assert_eq!(b.forward(0, &frame), Ok(Forwarded::Sent));
+}
+
 /// The frame with these bytes that arrived on `slot`, if one did.
 fn on_slot(events: &[LinkEvent], slot: usize, bytes: &[u8]) -> Option<Frame> {
     events.iter().find_map(|e| match e {

@@ -15,7 +15,7 @@ use super::Links;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::video::SessionId;
-use konsilium_video::{Forwarded, Frame, Layer, PER_SITE, Seat, Slot, Track};
+use konsilium_video::{Forwarded, Frame, Layer, PER_SITE, Quality, Seat, Slot, Track};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -136,6 +136,11 @@ pub(super) enum RoomMessage {
     /// Site to site: who each slot of the link carries (the organization
     /// is the sender's, whatever it says).
     Slots { people: Vec<Option<Person>> },
+    /// Site to site: the most this site's browsers can take ("full",
+    /// "reduced", "audio only"): one on a thin path cannot be sent a
+    /// smaller encoding by this node, which receives only the one the
+    /// other site chose, so the other site sends that.
+    Takes { quality: String },
 }
 
 /// The largest message a browser may put on the data channel; what is
@@ -153,6 +158,8 @@ pub(super) struct Room {
     /// Which of this site's browsers each slot of the session's links
     /// carries.
     carried: HashMap<SessionId, [Option<SeatId>; PER_SITE]>,
+    /// What the other sites were last told this site's browsers take.
+    told: HashMap<SessionId, Quality>,
     /// Our organization's name, for our own roster.
     me: String,
 }
@@ -235,6 +242,7 @@ impl Room {
     /// The session ended here: what the room knew of it goes.
     pub(super) fn end(&mut self, session: SessionId) {
         self.carried.remove(&session);
+        self.told.remove(&session);
         self.rosters.retain(|(s, _), _| *s != session);
         self.their_slots.retain(|(s, _), _| *s != session);
     }
@@ -406,10 +414,39 @@ impl Room {
         Ok(())
     }
 
+    /// Tells the other sites, when it changed, the most this site's
+    /// browsers in each session can take: the thinnest of their paths.
+    pub(super) fn tell_quality(&mut self, links: &mut Links, seats: &Seats) {
+        let mut thinnest: HashMap<SessionId, Quality> = HashMap::new();
+        // Only browsers shown video count: a WHIP publisher's path back
+        // carries nothing to estimate by.
+        let viewing = |s: &&HeldSeat| s.seat.is_connected() && s.seat.slots(Track::Video) > 0;
+        for held in seats.values().filter(viewing) {
+            let q = thinnest.entry(held.session).or_default();
+            *q = (*q).max(held.seat.stats().quality);
+        }
+        for session in self.told.keys().copied().collect::<Vec<_>>() {
+            thinnest.entry(session).or_default();
+        }
+        for (session, quality) in thinnest {
+            if self.told.get(&session).copied().unwrap_or_default() == quality {
+                continue;
+            }
+            self.told.insert(session, quality);
+            let bytes = takes(quality);
+            for ((s, _), held) in links.iter_mut() {
+                if *s == session {
+                    let _ = held.link.send_data(&bytes);
+                }
+            }
+        }
+    }
+
     /// A data channel message from another site: names checked against
     /// who sent it, then to this site's browsers.
     pub(super) fn said_by_site(
         &mut self,
+        links: &mut Links,
         seats: &mut Seats,
         session: SessionId,
         org: OrgId,
@@ -417,6 +454,13 @@ impl Room {
     ) {
         let site = self.site_name(org);
         let message = match serde_json::from_slice::<RoomMessage>(bytes) {
+            Ok(RoomMessage::Takes { quality }) => {
+                let quality = Quality::ALL.into_iter().find(|q| q.as_str() == quality);
+                if let (Some(quality), Some(held)) = (quality, links.get_mut(&(session, org))) {
+                    held.link.handle_asked(quality);
+                }
+                return;
+            }
             Ok(RoomMessage::Roster { people, .. }) => {
                 let people: Vec<_> = (people.into_iter())
                     .map(|p| Person {
@@ -497,10 +541,12 @@ impl Room {
                 .map(|s| s.and_then(|id| seats.get(&id)).map(|s| s.who.clone()))
                 .collect(),
         });
+        let takes = takes(self.told.get(&session).copied().unwrap_or_default());
         for ((s, _), held) in links.iter_mut() {
             if *s == session {
-                let _ = held.link.send_data(&ours);
-                let _ = held.link.send_data(&slots);
+                for bytes in [&ours, &slots, &takes] {
+                    let _ = held.link.send_data(bytes);
+                }
             }
         }
         let theirs: Vec<_> = (self.rosters.iter())
@@ -572,6 +618,12 @@ impl Room {
             let _ = held.seat.send_data(&bytes);
         }
     }
+}
+
+fn takes(quality: Quality) -> Vec<u8> {
+    encode(&RoomMessage::Takes {
+        quality: quality.as_str().to_owned(),
+    })
 }
 
 fn encode(message: &RoomMessage) -> Vec<u8> {

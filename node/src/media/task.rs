@@ -207,6 +207,7 @@ fn step(
     for heard in heard {
         act(plane, heard, events);
     }
+    plane.room.tell_quality(plane.links, plane.seats);
     if settled {
         plane.stock.refill();
     }
@@ -281,7 +282,7 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
         }
         Heard::Site(session, org, event) => {
             match &event {
-                LinkEvent::Data(bytes) => room.said_by_site(seats, session, org, bytes),
+                LinkEvent::Data(bytes) => room.said_by_site(links, seats, session, org, bytes),
                 LinkEvent::ChannelOpen => room.announce(links, seats, session),
                 LinkEvent::Failed(_) => room.site_left(seats, session, org),
                 _ => {}

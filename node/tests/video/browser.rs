@@ -18,10 +18,10 @@ use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long a page may take to join and show the other site.
-const PAGE_PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const PAGE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One headless chromium showing one page, driven over DevTools.
-struct Browser {
+pub(super) struct Browser {
     child: Child,
     _profile: tempfile::TempDir,
     devtools: tokio_tungstenite::WebSocketStream<
@@ -94,7 +94,7 @@ impl Browser {
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns
     /// its value.
-    async fn eval(&mut self, expression: &str) -> Value {
+    pub(super) async fn eval(&mut self, expression: &str) -> Value {
         self.next += 1;
         let id = self.next;
         let call = json!({
@@ -122,9 +122,11 @@ impl Browser {
     }
 
     /// The page's own account: state, frames decoded, chat seen, error.
-    async fn room(&mut self) -> Value {
+    pub(super) async fn room(&mut self) -> Value {
+        // Until its script has run, the page has no account yet.
         self.eval(
-            "(async () => ({state: konsilium.state, error: konsilium.error, \
+            "(async () => (typeof konsilium === 'undefined' ? {state: 'loading', error: null} : \
+             {state: konsilium.state, error: konsilium.error, \
              frames: await konsilium.framesDecoded(), messages: konsilium.messages, \
              rosters: konsilium.rosters}))()",
         )
@@ -132,7 +134,7 @@ impl Browser {
     }
 
     /// Waits until the page's account satisfies `done`; returns it.
-    async fn until(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(super) async fn until(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let end = tokio::time::Instant::now() + PAGE_PATIENCE;
         loop {
             let room = self.room().await;
@@ -158,27 +160,26 @@ async fn wait_for<T>(patience: Duration, mut found: impl FnMut() -> Option<T>) -
     None
 }
 
-/// Serves a node's API on 127.0.0.1 for one user; returns its base URL.
-async fn serve(node: Arc<NodeHandle>, user: User) -> String {
-    let app = konsilium_node::http::router(node, vec![user], None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+/// Two sites of a consultation whose session is open, and a room page at
+/// each: Dr. Ivanova's at the district, Prof. Petrov's at the center.
+pub(super) struct Rooms {
+    pub(super) _sites: (
+        tempfile::TempDir,
+        konsilium_node::federation::LocalFederation,
+        NodeHandle,
+    ),
+    pub(super) district: Arc<NodeHandle>,
+    pub(super) federal: Arc<NodeHandle>,
+    pub(super) ivanova: Browser,
+    pub(super) petrov: Browser,
 }
 
-fn frames(room: &Value) -> u64 {
-    room["frames"].as_u64().unwrap_or(0)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs chromium: .ci/run installs it and runs `--ignored browser`"]
-async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
+pub(super) async fn rooms() -> Rooms {
     let Three {
         _tmp,
-        fed: _fed,
+        fed,
         district,
-        regional: _regional,
+        regional,
         federal,
     } = three_with(Some(loopback_video())).await;
     let (district, federal) = (Arc::new(district), Arc::new(federal));
@@ -193,12 +194,43 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
     let consultant = User::with_token("Prof. Petrov", Role::Consultant, "cons-f");
     let at_district = serve(district.clone(), physician).await;
     let at_center = serve(federal.clone(), consultant).await;
-    let mut ivanova = Browser::open(&format!(
+    let ivanova = Browser::open(&format!(
         "{at_district}/consultations/{id}/room#token=phys-d"
     ))
     .await;
-    let mut petrov =
-        Browser::open(&format!("{at_center}/consultations/{id}/room#token=cons-f")).await;
+    let petrov = Browser::open(&format!("{at_center}/consultations/{id}/room#token=cons-f")).await;
+    Rooms {
+        _sites: (_tmp, fed, regional),
+        district,
+        federal,
+        ivanova,
+        petrov,
+    }
+}
+
+/// Serves a node's API on 127.0.0.1 for one user; returns its base URL.
+async fn serve(node: Arc<NodeHandle>, user: User) -> String {
+    let app = konsilium_node::http::router(node, vec![user], None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+pub(super) fn frames(room: &Value) -> u64 {
+    room["frames"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: .ci/run installs it and runs `--ignored browser`"]
+async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
+    let Rooms {
+        _sites,
+        district,
+        federal,
+        mut ivanova,
+        mut petrov,
+    } = rooms().await;
 
     // Each page decodes the other site's camera, and keeps decoding it.
     for (page, who) in [(&mut ivanova, "the district"), (&mut petrov, "the center")] {

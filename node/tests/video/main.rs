@@ -28,4 +28,5 @@ mod consilium;
 mod relay;
 mod room;
 mod sessions;
+mod thin;
 mod whip;
