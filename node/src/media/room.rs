@@ -143,6 +143,11 @@ pub(super) enum RoomMessage {
     Takes { quality: String },
 }
 
+/// How often the room looks whether its browsers' paths changed what the
+/// other sites should send it: estimates move over hundreds of
+/// milliseconds, and a simulcast switch waits for a keyframe anyway.
+const TELL_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The largest message a browser may put on the data channel; what is
 /// larger is dropped (the page keeps files under it).
 pub(super) const MAX_MESSAGE: usize = 256 * 1024;
@@ -158,8 +163,10 @@ pub(super) struct Room {
     /// Which of this site's browsers each slot of the session's links
     /// carries.
     carried: HashMap<SessionId, [Option<SeatId>; PER_SITE]>,
-    /// What the other sites were last told this site's browsers take.
+    /// What the other sites were last told this site's browsers take,
+    /// and when it is next looked at.
     told: HashMap<SessionId, Quality>,
+    next_tell: Option<Instant>,
     /// Our organization's name, for our own roster.
     me: String,
 }
@@ -416,7 +423,12 @@ impl Room {
 
     /// Tells the other sites, when it changed, the most this site's
     /// browsers in each session can take: the thinnest of their paths.
-    pub(super) fn tell_quality(&mut self, links: &mut Links, seats: &Seats) {
+    /// Looked at every [`TELL_EVERY`], not every round of datagrams.
+    pub(super) fn tell_quality(&mut self, now: Instant, links: &mut Links, seats: &Seats) {
+        if self.next_tell.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_tell = Some(now + TELL_EVERY);
         let mut thinnest: HashMap<SessionId, Quality> = HashMap::new();
         // Only browsers shown video count: a WHIP publisher's path back
         // carries nothing to estimate by.

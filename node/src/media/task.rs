@@ -207,7 +207,7 @@ fn step(
     for heard in heard {
         act(plane, heard, events);
     }
-    plane.room.tell_quality(plane.links, plane.seats);
+    plane.room.tell_quality(now, plane.links, plane.seats);
     if settled {
         plane.stock.refill();
     }
