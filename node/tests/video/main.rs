@@ -4,7 +4,7 @@
 //! media path probed without a consultation; media through a TURN relay,
 //! and an ICE restart when that relay is lost;
 //! browsers joining through WHIP and the room page; several clinicians
-//! at one site each reaching the other.
+//! at one site each reaching the other; both sites opening at once.
 //! A binary of its own, so its
 //! twenty concurrent handshakes do not share the machine with the
 //! consultation tests' clocks.
@@ -25,6 +25,7 @@ use sites::*;
 
 mod browser;
 mod consilium;
+mod glare;
 mod relay;
 mod room;
 mod sessions;
