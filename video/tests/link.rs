@@ -172,6 +172,14 @@ fn frame_with(events: &[LinkEvent], bytes: &[u8]) -> Option<konsilium_video::Fra
     })
 }
 
+/// `bytes` sent as a frame from `a`, as `b` received it: what the
+/// forwarding unit would pass on from one of its browsers.
+fn received(a: &mut Link, b: &mut Link, now: &mut Instant, bytes: &[u8]) -> Frame {
+    a.send_media(*now, bytes).unwrap();
+    let (_, eb) = run(a, b, now, |_, eb| has_frame(eb, bytes));
+    frame_with(&eb, bytes).expect("the frame reached the other site")
+}
+
 #[test]
 fn two_sites_link_up_from_signed_signals_and_carry_media_and_data_both_ways() {
     let (regional, federal) = (Site::new(1, 40001), Site::new(2, 40002));
@@ -556,13 +564,7 @@ fn a_lost_path_not_restarted_in_time_fails_the_link() {
 fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
     let (mut a, mut b, mut now) = linked();
 
-    // A video frame as the other site receives it: what the forwarding
-    // unit would pass on from one of its browsers.
-    a.send_media(now, b"a camera frame").unwrap();
-    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| {
-        has_frame(eb, b"a camera frame")
-    });
-    let frame = frame_with(&eb, b"a camera frame").expect("the frame reached the other site");
+    let frame = received(&mut a, &mut b, &mut now, b"a camera frame");
 
     b.handle_estimate(AUDIO_ONLY_BELOW - 1);
     assert_eq!(b.stats().quality, Quality::AudioOnly);
@@ -602,11 +604,7 @@ fn a_path_too_thin_for_video_carries_audio_only_until_it_widens() {
 #[test]
 fn the_other_site_asking_for_less_thins_what_the_link_sends() {
     let (mut a, mut b, mut now) = linked();
-    a.send_media(now, b"a camera frame").unwrap();
-    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| {
-        has_frame(eb, b"a camera frame")
-    });
-    let frame = frame_with(&eb, b"a camera frame").expect("the frame reached the other site");
+    let frame = received(&mut a, &mut b, &mut now, b"a camera frame");
     assert_eq!(b.stats().quality, Quality::Full);
 
     b.handle_asked(Quality::Reduced);
@@ -649,9 +647,7 @@ fn on_slot(events: &[LinkEvent], slot: usize, bytes: &[u8]) -> Option<Frame> {
 fn each_participant_of_a_site_travels_on_a_slot_of_its_own() {
     let (mut a, mut b, mut now) = linked();
     assert_eq!((a.slots(), b.slots()), (PER_SITE, PER_SITE));
-    a.send_media(now, b"template").unwrap();
-    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, b"template"));
-    let template = frame_with(&eb, b"template").expect("a frame to copy");
+    let template = received(&mut a, &mut b, &mut now, b"template");
     let t0 = now;
     let made = |data: &[u8], ms: u64, rtp: u64, keyframe: bool| Frame {
         data: data.into(),
@@ -703,9 +699,7 @@ fn each_participant_of_a_site_travels_on_a_slot_of_its_own() {
 fn a_forwarded_keyframe_leaves_whole_without_waiting_for_the_pacer() {
     let (mut a, mut b, mut now) = linked();
     let keyframe: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-    a.send_media(now, &keyframe).unwrap();
-    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| has_frame(eb, &keyframe));
-    let frame = frame_with(&eb, &keyframe).expect("the keyframe reached the other site");
+    let frame = received(&mut a, &mut b, &mut now, &keyframe);
 
     b.forward(0, &frame).unwrap();
     let mut datagrams = 0;
