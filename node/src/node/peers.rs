@@ -126,9 +126,13 @@ impl Node {
                     },
                 ..
             } => {
-                let verdict = self
-                    .admission
-                    .handle_hello(now, peer, request, &mut self.trust);
+                let verdict = self.admission.handle_hello(
+                    now,
+                    peer,
+                    request,
+                    &mut self.trust,
+                    self.sync.directory(),
+                );
                 self.drive_admission();
                 let answer = match verdict {
                     Ok(_) => HelloAnswer::Welcome(Box::new(self.hello())),
@@ -146,10 +150,13 @@ impl Node {
                 ..
             } => {
                 match response {
-                    HelloAnswer::Welcome(hello) => {
-                        self.admission
-                            .handle_welcome(now, peer, *hello, &mut self.trust)
-                    }
+                    HelloAnswer::Welcome(hello) => self.admission.handle_welcome(
+                        now,
+                        peer,
+                        *hello,
+                        &mut self.trust,
+                        self.sync.directory(),
+                    ),
                     HelloAnswer::Refused(reason) => self.admission.handle_refused_by(peer, reason),
                 }
                 self.drive_admission();

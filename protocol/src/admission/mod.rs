@@ -21,8 +21,8 @@ mod tests;
 
 pub use conduct::{BAN, LIMIT as MISCONDUCT_LIMIT, Offence};
 
-use crate::cert::{CertError, Trust, VerifiedOrg};
-use crate::directory::SignedRecord;
+use crate::cert::{CertChain, CertError, Trust, VerifiedOrg};
+use crate::directory::{Directory, SignedRecord};
 use crate::identity::{KeyError, OrgId};
 use crate::rpc::Hello;
 use crate::time::Timestamp;
@@ -235,13 +235,16 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     }
 
     /// The peer's Hello. Returns whether it is admitted; a refusal's text is
-    /// the answer the peer gets.
+    /// the answer the peer gets. `directory` is what this node holds: a
+    /// chain it verified when it took the peer's record is not verified
+    /// again (see `known_chain`).
     pub fn handle_hello(
         &mut self,
         now: Timestamp,
         peer: P,
         hello: Hello,
         trust: &mut Trust,
+        directory: &Directory,
     ) -> Result<OrgId, Refusal> {
         let Some(p) = self.peers.get(&peer) else {
             return Err(Refusal::Other("not connected".into()));
@@ -294,7 +297,11 @@ impl<P: Copy + Ord + Debug> Admission<P> {
                 return Err(reason);
             }
         };
-        let verified = match trust.verify_chain(&chain, now) {
+        let checked = match known_chain(directory, key, &chain) {
+            Some(known) => trust.still_valid(known, now).map(|()| known.clone()),
+            None => trust.verify_chain(&chain, now),
+        };
+        let verified = match checked {
             Ok(v) => v,
             Err(e) => {
                 // Who the certificate names, for the operator.
@@ -333,7 +340,14 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     }
 
     /// The peer answered our Hello with its own.
-    pub fn handle_welcome(&mut self, now: Timestamp, peer: P, hello: Hello, trust: &mut Trust) {
+    pub fn handle_welcome(
+        &mut self,
+        now: Timestamp,
+        peer: P,
+        hello: Hello,
+        trust: &mut Trust,
+        directory: &Directory,
+    ) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -348,7 +362,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             }
             State::Waiting { .. } => {
                 // Its Hello to us may still be on its way; this one is the same.
-                let _ = self.handle_hello(now, peer, hello, trust);
+                let _ = self.handle_hello(now, peer, hello, trust, directory);
             }
             State::Refused { .. } => {}
         }
@@ -545,4 +559,19 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         self.set_state(peer, State::Refused { cut_at });
         self.out.push_back(Output::Refused { peer, reason, org });
     }
+}
+
+/// The organization `org` as this node verified it when it took its
+/// directory record, when `chain` is the very chain that record carries:
+/// its signatures held then and cannot have changed, so only time and
+/// revocations need checking again. A federal center is dialled again and
+/// again by the same districts; each would otherwise cost it two or three
+/// signature checks.
+fn known_chain<'d>(
+    directory: &'d Directory,
+    org: OrgId,
+    chain: &CertChain,
+) -> Option<&'d VerifiedOrg> {
+    let entry = directory.get(&org)?;
+    (entry.record().chain == *chain).then(|| entry.verified())
 }

@@ -327,8 +327,76 @@ fn a_connection_key_that_is_not_an_organization_key_is_refused() {
         revocations: vec![],
         time: NOW,
     };
-    let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust);
+    let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust, &Directory::new());
     assert!(matches!(verdict, Err(Refusal::Key(_))), "{verdict:?}");
+}
+
+/// A Hello presenting `chain` on a connection from `org`'s key.
+fn hello_from(admission: &mut Admission<u64>, peer: u64, org: &TestOrg, chain: CertChain) -> Hello {
+    admission.handle_connected(NOW, peer, Ok(org.id()));
+    Hello {
+        chain,
+        record: None,
+        revocations: vec![],
+        time: NOW,
+    }
+}
+
+#[test]
+fn a_chain_the_directory_verified_is_checked_again_only_against_time_and_revocations() {
+    let (mut fed, orgs) = federation(1);
+    let mut directory = Directory::new();
+    directory
+        .insert(orgs[0].signed_record(1), &fed.trust, NOW)
+        .unwrap();
+    let mut admission = Admission::new(Config::default());
+    let hello = hello_from(&mut admission, 1, &orgs[0], orgs[0].chain.clone());
+    let admitted = admission.handle_hello(NOW, 1, hello, &mut fed.trust, &directory);
+    assert_eq!(admitted, Ok(orgs[0].id()));
+    // Revoked since its record was taken: the directory still holds the
+    // record (the directory machine has not dropped it yet), and the chain
+    // is the one verified then, yet it is refused.
+    let notice = fed.revoke(&orgs[0], NOW).unwrap();
+    fed.trust.apply_revocations(&notice, NOW).unwrap();
+    let hello = hello_from(&mut admission, 2, &orgs[0], orgs[0].chain.clone());
+    let verdict = admission.handle_hello(NOW, 2, hello, &mut fed.trust, &directory);
+    assert!(
+        matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("revoked")),
+        "{verdict:?}"
+    );
+    // Expired, on a node that has not heard of the revocation.
+    let (fresh, _) = federation(1);
+    let mut trust = fresh.trust.clone();
+    let end = cert_end(&orgs[0]);
+    let hello = hello_from(&mut admission, 3, &orgs[0], orgs[0].chain.clone());
+    let verdict = admission.handle_hello(end, 3, hello, &mut trust, &directory);
+    assert!(
+        matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("expired")),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn a_chain_other_than_the_one_the_directory_verified_has_its_signatures_checked() {
+    let (mut fed, orgs) = federation(1);
+    let mut directory = Directory::new();
+    directory
+        .insert(orgs[0].signed_record(1), &fed.trust, NOW)
+        .unwrap();
+    // The same certificate, signed by the organization itself instead of
+    // its regional authority.
+    let cert = orgs[0].chain.org.decode_unverified().unwrap();
+    let forged = CertChain {
+        authority: orgs[0].chain.authority.clone(),
+        org: Signed::sign(&orgs[0].identity, &cert),
+    };
+    let mut admission = Admission::new(Config::default());
+    let hello = hello_from(&mut admission, 1, &orgs[0], forged);
+    let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust, &directory);
+    assert!(
+        matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("signature")),
+        "{verdict:?}"
+    );
 }
 
 #[test]
@@ -344,7 +412,7 @@ fn a_certificate_that_expires_while_connected_is_refused_at_its_end() {
         time: NOW,
     };
     admission
-        .handle_hello(NOW, 1, hello, &mut fed.trust)
+        .handle_hello(NOW, 1, hello, &mut fed.trust, &Directory::new())
         .unwrap();
     while admission.poll_output().is_some() {}
     assert_eq!(admission.poll_timeout(), Some(until));
@@ -519,7 +587,7 @@ fn the_timeout_follows_the_earliest_peer_through_every_state() {
         time: at(1),
     };
     admission
-        .handle_hello(at(1), 1, hello, &mut fed.trust)
+        .handle_hello(at(1), 1, hello, &mut fed.trust, &Directory::new())
         .unwrap();
     assert_eq!(admission.poll_timeout(), Some(at(5).saturating_add(wait)));
     // Peer 2 stays silent: refused, then cut after the grace.
@@ -577,7 +645,7 @@ fn a_cut_peer_is_let_back_in_after_the_cool_down_but_a_banned_one_only_when_pard
         time: cooled,
     };
     admission
-        .handle_hello(cooled, 2, hello, &mut fed.trust)
+        .handle_hello(cooled, 2, hello, &mut fed.trust, &Directory::new())
         .unwrap();
     for _ in 0..5 {
         admission.handle_offence(cooled, 2, Offence::ForgedRecord);

@@ -62,6 +62,12 @@ impl DirectoryNode {
         &mut self.trust
     }
 
+    /// For admission: the trust it may change, and the directory whose
+    /// verified chains it need not check again.
+    pub fn for_admission(&mut self) -> (&mut Trust, &Directory) {
+        (&mut self.trust, self.sync.directory())
+    }
+
     /// Revocations were adopted: records they revoke are dropped.
     pub fn trust_changed(&mut self, now: Timestamp) {
         self.sync.handle_trust_changed(now, &self.trust);

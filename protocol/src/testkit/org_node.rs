@@ -272,9 +272,10 @@ impl SimNode for OrgNode {
     }
 
     fn handle_hello(&mut self, now: Timestamp, from: NodeId, hello: Hello) -> HelloAnswer {
+        let (trust, directory) = self.directory.for_admission();
         let verdict = self
             .admission
-            .handle_hello(now, from, hello, self.directory.trust_mut());
+            .handle_hello(now, from, hello, trust, directory);
         self.drain(now);
         match verdict {
             Ok(_) => HelloAnswer::Welcome(Box::new(self.hello(now))),
@@ -285,8 +286,9 @@ impl SimNode for OrgNode {
     fn handle_hello_answer(&mut self, now: Timestamp, from: NodeId, answer: HelloAnswer) {
         match answer {
             HelloAnswer::Welcome(hello) => {
+                let (trust, directory) = self.directory.for_admission();
                 self.admission
-                    .handle_welcome(now, from, *hello, self.directory.trust_mut())
+                    .handle_welcome(now, from, *hello, trust, directory)
             }
             HelloAnswer::Refused(reason) => self.admission.handle_refused_by(from, reason),
         }
