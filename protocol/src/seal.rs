@@ -214,8 +214,9 @@ fn noise(e: snow::Error) -> SealError {
     SealError::Noise(e.to_string())
 }
 
-/// Snow's default primitives, with the ephemeral key drawn from a seed the
-/// caller provides: the protocol takes randomness as input.
+/// Snow's default primitives but X25519 (aws-lc's, see `x25519`), with the
+/// ephemeral key drawn from a seed the caller provides: the protocol takes
+/// randomness as input.
 struct SeededResolver {
     seed: [u8; 32],
 }
@@ -237,7 +238,10 @@ impl CryptoResolver for SeededResolver {
         Some(Box::new(SeededRandom(reader)))
     }
     fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
-        DefaultResolver.resolve_dh(choice)
+        match choice {
+            snow::params::DHChoice::Curve25519 => Some(Box::<x25519::AwsLcX25519>::default()),
+            _ => DefaultResolver.resolve_dh(choice),
+        }
     }
     fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
         DefaultResolver.resolve_hash(choice)
@@ -597,3 +601,4 @@ fn open_with(
 pub mod keyring;
 #[cfg(test)]
 mod tests;
+mod x25519;
