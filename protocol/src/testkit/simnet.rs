@@ -155,6 +155,9 @@ pub struct SimNet<N> {
     /// or a new timeout, so a step costs the same with 10 nodes or 10,000.
     dirty: Vec<bool>,
     dirty_list: Vec<NodeId>,
+    /// Nodes driven since the caller last asked (`take_driven`).
+    driven: Vec<bool>,
+    driven_list: Vec<NodeId>,
     /// Each node's `poll_timeout` as last read, and a heap of them; entries
     /// that no longer match are dropped when they come up.
     timeout_of: Vec<Option<Timestamp>>,
@@ -180,6 +183,8 @@ impl<N: SimNode> SimNet<N> {
             violations: Vec::new(),
             dirty: Vec::new(),
             dirty_list: Vec::new(),
+            driven: Vec::new(),
+            driven_list: Vec::new(),
             timeout_of: Vec::new(),
             timers: BinaryHeap::new(),
         }
@@ -192,7 +197,23 @@ impl<N: SimNode> SimNet<N> {
             self.dirty[i] = true;
             self.dirty_list.push(i);
         }
+        if !self.driven[i] {
+            self.driven[i] = true;
+            self.driven_list.push(i);
+        }
         &mut self.nodes[i]
+    }
+
+    /// The nodes driven since the last call, in index order: only they can
+    /// have anything new for the caller to read, so reading them costs the
+    /// same with 10 nodes or 10,000.
+    pub fn take_driven(&mut self) -> Vec<NodeId> {
+        let mut driven = std::mem::take(&mut self.driven_list);
+        for &i in &driven {
+            self.driven[i] = false;
+        }
+        driven.sort_unstable();
+        driven
     }
 
     pub fn now(&self) -> Timestamp {
@@ -252,6 +273,7 @@ impl<N: SimNode> SimNet<N> {
         self.nodes.push(node);
         self.stats.push(NodeStats::default());
         self.dirty.push(false);
+        self.driven.push(false);
         self.timeout_of.push(None);
         self.drive(self.nodes.len() - 1);
         if let Some(sides) = &mut self.sides {

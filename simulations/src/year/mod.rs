@@ -175,7 +175,7 @@ impl Engine<'_> {
     /// escalated request's arrival).
     fn read_desks(&mut self) {
         let mut reports = Vec::new();
-        for i in 0..self.world.net.len() {
+        for i in self.world.net.take_driven() {
             if self.world.net.node(i).events.is_empty() {
                 continue;
             }
