@@ -7,11 +7,10 @@
 //! be asked whether a peer is genuine. Revocations are signed lists, one per
 //! issuer, replaced by a higher sequence number.
 
-use crate::identity::{AuthorityKey, IdentityKey, KeyError, OrgId, SealingPublicKey};
+use crate::identity::{AuthorityKey, CheckedKey, IdentityKey, KeyError, OrgId, SealingPublicKey};
 use crate::limits::{FieldError, MAX_REVOKED_SERIALS, check_count, check_name};
 use crate::signed::{Signable, SignatureCheck, Signed, SignedError, verify_all};
 use crate::time::Timestamp;
-use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -324,7 +323,7 @@ pub struct VerifiedOrg {
 #[derive(Debug, Clone)]
 struct CheckedAuthority {
     cert: AuthorityCert,
-    key: VerifyingKey,
+    key: CheckedKey,
 }
 
 /// Authority certificates already checked within one batch, by content hash.
@@ -335,7 +334,7 @@ pub(crate) struct AuthorityCache(HashMap<[u8; 32], CheckedAuthority>);
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
     /// Root keys, decompressed once.
-    roots: BTreeMap<AuthorityKey, VerifyingKey>,
+    roots: BTreeMap<AuthorityKey, CheckedKey>,
     revocations: BTreeMap<AuthorityKey, (RevocationList, RevocationNotice)>,
 }
 
@@ -365,7 +364,7 @@ impl Trust {
     pub fn new(roots: impl IntoIterator<Item = AuthorityKey>) -> Self {
         let roots = roots
             .into_iter()
-            .filter_map(|k| Some((k, k.verifying_key().ok()?)))
+            .filter_map(|k| Some((k, k.checked_key().ok()?)))
             .collect();
         Self {
             roots,
@@ -377,7 +376,7 @@ impl Trust {
         self.roots.keys()
     }
 
-    fn root(&self, what: &'static str, issuer: AuthorityKey) -> Result<VerifyingKey, CertError> {
+    fn root(&self, what: &'static str, issuer: AuthorityKey) -> Result<CheckedKey, CertError> {
         self.roots
             .get(&issuer)
             .copied()
@@ -420,7 +419,7 @@ impl Trust {
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
         let key = cert
             .authority
-            .verifying_key()
+            .checked_key()
             .map_err(|e| CertError::BadKey {
                 what: WHAT,
                 reason: e,
@@ -533,7 +532,7 @@ impl Trust {
                 authority.key
             }
         };
-        let list = notice.list.open(&issuer_key)?;
+        let list = notice.list.open(issuer_key.key())?;
         check_count("revoked serials", list.revoked.len(), MAX_REVOKED_SERIALS)?;
         let issuer = list.issuer;
         self.revocations.insert(issuer, (list, notice.clone()));

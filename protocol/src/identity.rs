@@ -121,6 +121,24 @@ impl OrgId {
                 VerifyingKey::from_bytes(&self.0).expect("checked when the id was constructed")
             })
     }
+
+    /// The key as checked when the id was made.
+    pub fn checked_key(&self) -> CheckedKey {
+        CheckedKey(self.verifying_key())
+    }
+}
+
+/// An ed25519 public key that decompressed to a point not of small order,
+/// as every organization id and authority key is checked to be when it is
+/// made. A batch of signature checks by such keys needs no weak-key test
+/// of its own (one per check was a fortieth of a cold start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedKey(VerifyingKey);
+
+impl CheckedKey {
+    pub fn key(&self) -> &VerifyingKey {
+        &self.0
+    }
 }
 
 impl TryFrom<[u8; 32]> for OrgId {
@@ -157,6 +175,10 @@ impl AuthorityKey {
 
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
         checked_key(self.0)
+    }
+
+    pub fn checked_key(&self) -> Result<CheckedKey, KeyError> {
+        checked_key(self.0).map(CheckedKey)
     }
 }
 

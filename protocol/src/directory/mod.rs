@@ -460,7 +460,7 @@ impl Directory {
                     {
                         own.clear();
                     }
-                    own.push(signed.check_by(verified.cert.org.verifying_key()));
+                    own.push(signed.check_by(verified.cert.org.checked_key()));
                     checks.append(&mut own);
                     Ok(verified)
                 })
