@@ -131,7 +131,7 @@ impl OrgId {
 /// An ed25519 public key that decompressed to a point not of small order,
 /// as every organization id and authority key is checked to be when it is
 /// made. A batch of signature checks by such keys needs no weak-key test
-/// of its own (one per check was a fortieth of a cold start).
+/// of its own (one per check was near a tenth of a cold start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckedKey(VerifyingKey);
 
