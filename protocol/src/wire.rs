@@ -153,7 +153,7 @@ pub enum WireError {
 
 pub fn encode<M: WireMessage>(msg: &M) -> Result<Vec<u8>, WireError> {
     // Sized first: grown as postcard writes, a directory offer's 8 KiB
-    // took a dozen reallocations, a tenth of a national model's run.
+    // went through a dozen reallocations.
     let mut frame = Vec::with_capacity(encoded_len(msg).min(M::MAX_LEN));
     frame.extend_from_slice(&[MAGIC[0], MAGIC[1], WIRE_VERSION, M::KIND as u8]);
     let frame = postcard::to_extend(msg, frame).map_err(|e| WireError::Malformed {
