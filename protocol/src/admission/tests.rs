@@ -321,36 +321,37 @@ fn a_connection_key_that_is_not_an_organization_key_is_refused() {
     let (mut fed, orgs) = federation(1);
     let mut admission = Admission::new(Config::default());
     admission.handle_connected(NOW, 1, Err(KeyError::NotEd25519("a secp256k1 peer".into())));
-    let hello = Hello {
-        chain: orgs[0].chain.clone(),
-        record: None,
-        revocations: vec![],
-        time: NOW,
-    };
+    let hello = bare_hello(orgs[0].chain.clone(), NOW);
     let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust, &Directory::new());
     assert!(matches!(verdict, Err(Refusal::Key(_))), "{verdict:?}");
 }
 
-/// A Hello presenting `chain` on a connection from `org`'s key.
-fn hello_from(admission: &mut Admission<u64>, peer: u64, org: &TestOrg, chain: CertChain) -> Hello {
-    admission.handle_connected(NOW, peer, Ok(org.id()));
+/// A Hello presenting `chain`, with no record or revocations.
+fn bare_hello(chain: CertChain, time: Timestamp) -> Hello {
     Hello {
         chain,
         record: None,
         revocations: vec![],
-        time: NOW,
+        time,
     }
+}
+
+/// A directory holding `org`'s record, its chain verified on the way in.
+fn directory_of(fed: &TestFederation, org: &TestOrg) -> Directory {
+    let mut directory = Directory::new();
+    directory
+        .insert(org.signed_record(1), &fed.trust, NOW)
+        .unwrap();
+    directory
 }
 
 #[test]
 fn a_chain_the_directory_verified_is_checked_again_only_against_time_and_revocations() {
     let (mut fed, orgs) = federation(1);
-    let mut directory = Directory::new();
-    directory
-        .insert(orgs[0].signed_record(1), &fed.trust, NOW)
-        .unwrap();
+    let directory = directory_of(&fed, &orgs[0]);
     let mut admission = Admission::new(Config::default());
-    let hello = hello_from(&mut admission, 1, &orgs[0], orgs[0].chain.clone());
+    admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
+    let hello = bare_hello(orgs[0].chain.clone(), NOW);
     let admitted = admission.handle_hello(NOW, 1, hello, &mut fed.trust, &directory);
     assert_eq!(admitted, Ok(orgs[0].id()));
     // Revoked since its record was taken: the directory still holds the
@@ -358,7 +359,8 @@ fn a_chain_the_directory_verified_is_checked_again_only_against_time_and_revocat
     // is the one verified then, yet it is refused.
     let notice = fed.revoke(&orgs[0], NOW).unwrap();
     fed.trust.apply_revocations(&notice, NOW).unwrap();
-    let hello = hello_from(&mut admission, 2, &orgs[0], orgs[0].chain.clone());
+    admission.handle_connected(NOW, 2, Ok(orgs[0].id()));
+    let hello = bare_hello(orgs[0].chain.clone(), NOW);
     let verdict = admission.handle_hello(NOW, 2, hello, &mut fed.trust, &directory);
     assert!(
         matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("revoked")),
@@ -368,7 +370,8 @@ fn a_chain_the_directory_verified_is_checked_again_only_against_time_and_revocat
     let (fresh, _) = federation(1);
     let mut trust = fresh.trust.clone();
     let end = cert_end(&orgs[0]);
-    let hello = hello_from(&mut admission, 3, &orgs[0], orgs[0].chain.clone());
+    admission.handle_connected(NOW, 3, Ok(orgs[0].id()));
+    let hello = bare_hello(orgs[0].chain.clone(), NOW);
     let verdict = admission.handle_hello(end, 3, hello, &mut trust, &directory);
     assert!(
         matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("expired")),
@@ -379,10 +382,7 @@ fn a_chain_the_directory_verified_is_checked_again_only_against_time_and_revocat
 #[test]
 fn a_chain_other_than_the_one_the_directory_verified_has_its_signatures_checked() {
     let (mut fed, orgs) = federation(1);
-    let mut directory = Directory::new();
-    directory
-        .insert(orgs[0].signed_record(1), &fed.trust, NOW)
-        .unwrap();
+    let directory = directory_of(&fed, &orgs[0]);
     // The same certificate, signed by the organization itself instead of
     // its regional authority.
     let cert = orgs[0].chain.org.decode_unverified().unwrap();
@@ -391,7 +391,8 @@ fn a_chain_other_than_the_one_the_directory_verified_has_its_signatures_checked(
         org: Signed::sign(&orgs[0].identity, &cert),
     };
     let mut admission = Admission::new(Config::default());
-    let hello = hello_from(&mut admission, 1, &orgs[0], forged);
+    admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
+    let hello = bare_hello(forged, NOW);
     let verdict = admission.handle_hello(NOW, 1, hello, &mut fed.trust, &directory);
     assert!(
         matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("signature")),
@@ -405,12 +406,7 @@ fn a_certificate_that_expires_while_connected_is_refused_at_its_end() {
     let until = cert_end(&orgs[0]);
     let mut admission = Admission::new(Config::default());
     admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
-    let hello = Hello {
-        chain: orgs[0].chain.clone(),
-        record: None,
-        revocations: vec![],
-        time: NOW,
-    };
+    let hello = bare_hello(orgs[0].chain.clone(), NOW);
     admission
         .handle_hello(NOW, 1, hello, &mut fed.trust, &Directory::new())
         .unwrap();
@@ -580,12 +576,7 @@ fn the_timeout_follows_the_earliest_peer_through_every_state() {
     admission.handle_connected(at(5), 2, Ok(orgs[1].id()));
     assert_eq!(admission.poll_timeout(), Some(at(0).saturating_add(wait)));
     // Peer 1 is admitted: its deadline becomes its certificate's end.
-    let hello = Hello {
-        chain: orgs[0].chain.clone(),
-        record: None,
-        revocations: vec![],
-        time: at(1),
-    };
+    let hello = bare_hello(orgs[0].chain.clone(), at(1));
     admission
         .handle_hello(at(1), 1, hello, &mut fed.trust, &Directory::new())
         .unwrap();
@@ -638,12 +629,7 @@ fn a_cut_peer_is_let_back_in_after_the_cool_down_but_a_banned_one_only_when_pard
     assert_eq!(admission.poll_timeout(), None);
     // A banned organization stays blocked until its ban ends.
     admission.handle_connected(cooled, 2, Ok(orgs[1].id()));
-    let hello = Hello {
-        chain: orgs[1].chain.clone(),
-        record: None,
-        revocations: vec![],
-        time: cooled,
-    };
+    let hello = bare_hello(orgs[1].chain.clone(), cooled);
     admission
         .handle_hello(cooled, 2, hello, &mut fed.trust, &Directory::new())
         .unwrap();
