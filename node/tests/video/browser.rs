@@ -18,7 +18,27 @@ use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long a page may take to join and show the other site.
-pub(super) const PAGE_PATIENCE: Duration = Duration::from_secs(60);
+const PAGE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A wait of at most `PAGE_PATIENCE` for something probed again and again.
+pub(super) struct Patience {
+    end: tokio::time::Instant,
+}
+
+impl Patience {
+    pub(super) fn new() -> Self {
+        Self {
+            end: tokio::time::Instant::now() + PAGE_PATIENCE,
+        }
+    }
+
+    /// Before probing again: a quarter second's pause, or, once patience
+    /// is out, a panic saying what never came.
+    pub(super) async fn again(&self, what: std::fmt::Arguments<'_>) {
+        assert!(tokio::time::Instant::now() < self.end, "{what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 /// One headless chromium showing one page, driven over DevTools.
 pub(super) struct Browser {
@@ -135,16 +155,16 @@ impl Browser {
 
     /// Waits until the page's account satisfies `done`; returns it.
     pub(super) async fn until(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+        let patience = Patience::new();
         loop {
             let room = self.room().await;
             if done(&room) {
                 return room;
             }
-            if !room["error"].is_null() || tokio::time::Instant::now() > end {
-                panic!("{what}: the page says {room}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(room["error"].is_null(), "{what}: the page says {room}");
+            patience
+                .again(format_args!("{what}: the page says {room}"))
+                .await;
         }
     }
 }
@@ -245,7 +265,7 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
     // Each page publishes its camera as two encodings (simulcast), both
     // taken in by its node.
     for (page, who) in [(&mut ivanova, "the district"), (&mut petrov, "the center")] {
-        let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+        let patience = Patience::new();
         loop {
             let rids = page
                 .eval(
@@ -258,11 +278,9 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
             if rids == json!(["f", "q"]) {
                 break;
             }
-            assert!(
-                tokio::time::Instant::now() < end,
-                "{who} sends the encodings {rids}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            patience
+                .again(format_args!("{who} sends the encodings {rids}"))
+                .await;
         }
     }
 
@@ -303,7 +321,7 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
     // Operators see each browser's picture moving both ways, and the
     // link's frames from the other site.
     for node in [&district, &federal] {
-        let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+        let patience = Patience::new();
         loop {
             let sessions = node.inspect(node::Inspect::Sessions).await.unwrap();
             let rows = sessions["sessions"].as_array().unwrap().clone();
@@ -317,11 +335,9 @@ async fn browser_clinicians_at_two_sites_see_each_other_and_chat() {
                 assert_eq!((browsers.len(), links.len()), (1, 1), "{sessions}");
                 break;
             }
-            assert!(
-                tokio::time::Instant::now() < end,
-                "frames per second: {sessions}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            patience
+                .again(format_args!("frames per second: {sessions}"))
+                .await;
         }
     }
     // Operators see both browsers beside the link. A loaded machine can

@@ -8,7 +8,7 @@
 //! Ignored unless asked for, like the other browser test; it also needs
 //! root for `tc` (`.ci/run` runs as root).
 
-use super::browser::{PAGE_PATIENCE, Rooms, frames, rooms};
+use super::browser::{Patience, Rooms, frames, rooms};
 use super::*;
 use serde_json::Value;
 use std::process::Command;
@@ -95,38 +95,35 @@ async fn browser_on_a_thin_path_is_sent_the_small_encoding_and_keeps_decoding() 
         .until("the center decodes video", |r| frames(r) > 0)
         .await;
     // The full encoding first: wait until the page decodes it.
-    let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+    let patience = Patience::new();
     let full = loop {
         let width = petrov.eval(WIDTH).await.as_u64().unwrap_or(0);
         if width >= 640 {
             break width;
         }
-        assert!(
-            tokio::time::Instant::now() < end,
+        (patience.again(format_args!(
             "the full picture never came: {width} px wide, {first}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        )))
+        .await;
     };
 
     let status = federal.inspect(node::Inspect::Status).await.unwrap();
     let plane = port(&status["video"]);
     // The browser's address, once the node's statistics name its route.
-    let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+    let patience = Patience::new();
     let browser = loop {
         let row = petrovs_row(&federal).await;
         if row["remote"].is_string() {
             break port(&row["remote"]);
         }
-        assert!(
-            tokio::time::Instant::now() < end,
-            "no route to the browser: {row}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        patience
+            .again(format_args!("no route to the browser: {row}"))
+            .await;
     };
     let _throttle = Throttle::new(plane, browser, "800kbit");
 
     // The node thins what it sends that browser, and says so.
-    let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+    let patience = Patience::new();
     loop {
         let row = petrovs_row(&federal).await;
         let state = row["state"].as_str().unwrap_or_default().to_owned();
@@ -135,21 +132,20 @@ async fn browser_on_a_thin_path_is_sent_the_small_encoding_and_keeps_decoding() 
         if state.contains("reduced") {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < end,
+        (patience.again(format_args!(
             "the node never sent the smaller encoding: {row}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        )))
+        .await;
     }
     // And the page keeps decoding, a smaller picture.
-    let end = tokio::time::Instant::now() + PAGE_PATIENCE;
+    let patience = Patience::new();
     let mut width = full;
     while width >= full {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "the page still decodes {width} px wide frames"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        patience
+            .again(format_args!(
+                "the page still decodes {width} px wide frames"
+            ))
+            .await;
         width = petrov.eval(WIDTH).await.as_u64().unwrap_or(full);
     }
     let before = frames(&petrov.room().await);
