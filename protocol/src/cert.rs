@@ -445,7 +445,11 @@ impl Trust {
     /// appended to `checks` so a caller ingesting many records can batch
     /// them. The result must not be trusted until those checks pass.
     /// `cache` remembers authority certificates seen earlier in the same
-    /// batch: a region's authority certifies many organizations.
+    /// batch: a region's authority certifies many organizations. A chain
+    /// that fails adds nothing to either: a batch whose first record
+    /// carried a forged authority certificate and failed on its own
+    /// certificate's dates must not leave that authority cached with its
+    /// signature check dropped.
     pub(crate) fn verify_chain_deferred<'c>(
         &self,
         chain: &'c CertChain,
@@ -456,6 +460,9 @@ impl Trust {
         const WHAT: &str = "organization certificate";
         let cert = chain.org.decode_unverified()?;
         check_name("organization certificate name", &cert.name)?;
+        // An authority met for the first time in this batch: its check and
+        // its place in the cache, both kept only if the whole chain holds.
+        let mut first_seen = None;
         let (authority, issuer_key) = match &chain.authority {
             None => (None, self.root(WHAT, cert.issuer)?),
             Some(signed_authority) => {
@@ -464,8 +471,7 @@ impl Trust {
                     Some(known) => known.clone(),
                     None => {
                         let (checked, check) = self.check_authority(signed_authority, now)?;
-                        checks.push(check);
-                        cache.0.insert(id, checked.clone());
+                        first_seen = Some((id, checked.clone(), check));
                         checked
                     }
                 };
@@ -481,6 +487,10 @@ impl Trust {
         };
         check_validity(WHAT, &cert.validity, now)?;
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
+        if let Some((id, checked, check)) = first_seen {
+            checks.push(check);
+            cache.0.insert(id, checked);
+        }
         checks.push(chain.org.check_by(issuer_key));
         Ok(VerifiedOrg { cert, authority })
     }

@@ -442,11 +442,11 @@ impl Directory {
                 .zip(&decoded)
                 .map(|(signed, record)| {
                     let record = record.as_ref().map_err(Clone::clone)?;
-                    let mut own = Vec::with_capacity(3);
+                    let own = checks.len();
                     let verified = trust.verify_chain_deferred(
                         &record.chain,
                         now,
-                        &mut own,
+                        &mut checks,
                         &mut authorities,
                     )?;
                     // The chain held for this organization had its
@@ -454,14 +454,15 @@ impl Directory {
                     // again need only the validity and revocation checks
                     // just made. A changed record (each gossip hop, each
                     // anti-entropy round) then costs one signature check,
-                    // not three.
+                    // not three. (An authority this chain put in the cache
+                    // stays there without its check: its bytes are the
+                    // held chain's, checked then.)
                     if (self.entries.get(&verified.cert.org))
                         .is_some_and(|held| held.record.chain == record.chain)
                     {
-                        own.clear();
+                        checks.truncate(own);
                     }
-                    own.push(signed.check_by(verified.cert.org.checked_key()));
-                    checks.append(&mut own);
+                    checks.push(signed.check_by(verified.cert.org.checked_key()));
                     Ok(verified)
                 })
                 .collect();

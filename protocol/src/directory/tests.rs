@@ -245,6 +245,76 @@ fn batch_insert_equals_one_by_one_even_with_bad_records() {
     assert_eq!(a.len(), 3);
 }
 
+/// A batch's first record carries an authority certificate the root never
+/// signed and fails on its own certificate's dates; the second carries the
+/// same authority certificate with dates that hold. Had the first left the
+/// authority cached without its signature check, the second would pass.
+#[test]
+fn a_forged_authority_is_refused_in_every_record_of_a_batch_that_carries_it() {
+    use crate::cert::{AuthorityCert, AuthorityScope, Issuer, OrgGrant, Validity};
+    use crate::identity::IdentityKey;
+    use crate::testkit::validity_days;
+    let (mut fed, _) = three();
+    let forger_key = IdentityKey::from_seed([77; 32]);
+    let claimed = AuthorityCert {
+        authority: forger_key.authority_key(),
+        name: "RU-VLG regional authority".into(),
+        scope: AuthorityScope {
+            region: RegionCode::new("RU-VLG").unwrap(),
+            max_level: OrgLevel::Regional,
+        },
+        validity: Validity {
+            from: Timestamp::from_unix_millis(NOW.unix_millis() - 30 * 86_400_000),
+            until: validity_days(3650).until,
+        },
+        serial: 900,
+        issuer: fed.root.key(),
+    };
+    let self_signed = Signed::sign(&forger_key, &claimed);
+    let forger = Issuer::regional(forger_key, self_signed).unwrap();
+    let expired = Validity {
+        from: Timestamp::from_unix_millis(NOW.unix_millis() - 10 * 86_400_000),
+        until: Timestamp::from_unix_millis(NOW.unix_millis() - 86_400_000),
+    };
+    let mut certified_by_forger = |index, validity| {
+        let mut org = fed.org(index, OrgLevel::District, "RU-VLG", &[Pediatrics]);
+        org.chain = forger
+            .certify_org(OrgGrant {
+                org: org.id(),
+                name: format!("district hospital {index}"),
+                level: OrgLevel::District,
+                region: org.region.clone(),
+                sealing_key: org.sealing.public(),
+                validity,
+                serial: 900 + index,
+            })
+            .unwrap();
+        org.signed_record(1)
+    };
+    let batch = vec![
+        certified_by_forger(10, expired),
+        certified_by_forger(11, validity_days(365)),
+    ];
+    let mut dir = Directory::new();
+    let results = dir.insert_many(batch.clone(), &fed.trust, NOW);
+    let alone: Vec<_> = (batch.into_iter())
+        .map(|r| Directory::new().insert(r, &fed.trust, NOW))
+        .collect();
+    assert_eq!(results, alone);
+    assert!(
+        matches!(
+            results[1],
+            Err(RecordError::Signed(SignedError::BadSignature {
+                what: "AuthorityCert",
+                ..
+            }))
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert!(dir.is_empty());
+}
+
 /// Runs the anti-entropy exchange between two directories until nothing differs.
 fn anti_entropy(a: &mut Directory, b: &mut Directory, trust: &Trust) -> usize {
     let mut sent = 0;
