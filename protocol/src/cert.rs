@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Level of care. The order matters: escalation goes upward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -316,19 +317,36 @@ pub enum CertError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedOrg {
     pub cert: OrgCert,
-    pub authority: Option<AuthorityCert>,
+    /// Shared by every organization the authority certified in one batch.
+    pub authority: Option<Arc<AuthorityCert>>,
 }
 
 /// A regional authority whose certificate checked out (signature pending).
 #[derive(Debug, Clone)]
 struct CheckedAuthority {
-    cert: AuthorityCert,
+    cert: Arc<AuthorityCert>,
     key: CheckedKey,
 }
 
-/// Authority certificates already checked within one batch, by content hash.
+/// Authority certificates already checked within one batch, found by their
+/// signature and matched by their signed bytes: hashing 64 bytes per
+/// record instead of the whole certificate.
 #[derive(Debug, Default)]
-pub(crate) struct AuthorityCache(HashMap<[u8; 32], CheckedAuthority>);
+pub(crate) struct AuthorityCache<'c>(HashMap<[u8; 64], (&'c [u8], CheckedAuthority)>);
+
+impl<'c> AuthorityCache<'c> {
+    fn get(&self, signed: &Signed<AuthorityCert>) -> Option<&CheckedAuthority> {
+        let (bytes, checked) = self.0.get(&signed.signature().to_bytes())?;
+        (*bytes == signed.signed_bytes()).then_some(checked)
+    }
+
+    fn insert(&mut self, signed: &'c Signed<AuthorityCert>, checked: CheckedAuthority) {
+        (self.0).insert(
+            signed.signature().to_bytes(),
+            (signed.signed_bytes(), checked),
+        );
+    }
+}
 
 /// The federation's trust anchors and the revocations known so far.
 #[derive(Debug, Clone, Default)]
@@ -424,6 +442,7 @@ impl Trust {
                 what: WHAT,
                 reason: e,
             })?;
+        let cert = Arc::new(cert);
         Ok((CheckedAuthority { cert, key }, signed.check_by(root)))
     }
 
@@ -455,7 +474,7 @@ impl Trust {
         chain: &'c CertChain,
         now: Timestamp,
         checks: &mut Vec<SignatureCheck<'c>>,
-        cache: &mut AuthorityCache,
+        cache: &mut AuthorityCache<'c>,
     ) -> Result<VerifiedOrg, CertError> {
         const WHAT: &str = "organization certificate";
         let cert = chain.org.decode_unverified()?;
@@ -466,12 +485,11 @@ impl Trust {
         let (authority, issuer_key) = match &chain.authority {
             None => (None, self.root(WHAT, cert.issuer)?),
             Some(signed_authority) => {
-                let id = signed_authority.content_hash();
-                let checked = match cache.0.get(&id) {
+                let checked = match cache.get(signed_authority) {
                     Some(known) => known.clone(),
                     None => {
                         let (checked, check) = self.check_authority(signed_authority, now)?;
-                        first_seen = Some((id, checked.clone(), check));
+                        first_seen = Some((signed_authority, checked.clone(), check));
                         checked
                     }
                 };
@@ -487,9 +505,9 @@ impl Trust {
         };
         check_validity(WHAT, &cert.validity, now)?;
         self.not_revoked(WHAT, cert.issuer, cert.serial)?;
-        if let Some((id, checked, check)) = first_seen {
+        if let Some((signed_authority, checked, check)) = first_seen {
             checks.push(check);
-            cache.0.insert(id, checked);
+            cache.insert(signed_authority, checked);
         }
         checks.push(chain.org.check_by(issuer_key));
         Ok(VerifiedOrg { cert, authority })

@@ -315,6 +315,41 @@ fn a_forged_authority_is_refused_in_every_record_of_a_batch_that_carries_it() {
     assert!(dir.is_empty());
 }
 
+/// The same authority certificate's bytes under another signature are
+/// another certificate: finding the first checked must not pass the second.
+#[test]
+fn an_authority_certificate_resigned_by_another_key_is_checked_in_a_batch() {
+    use crate::identity::IdentityKey;
+    let (mut fed, _) = three();
+    let honest = fed.org(10, OrgLevel::District, "RU-VLG", &[Pediatrics]);
+    let mut copied = fed.org(11, OrgLevel::District, "RU-VLG", &[Pediatrics]);
+    let authority = honest.chain.authority.clone().unwrap();
+    let resigned = Signed::sign(
+        &IdentityKey::from_seed([78; 32]),
+        &authority.decode_unverified().unwrap(),
+    );
+    assert_eq!(resigned.signed_bytes(), authority.signed_bytes());
+    copied.chain.authority = Some(resigned);
+    let batch = vec![honest.signed_record(1), copied.signed_record(1)];
+    let results = Directory::new().insert_many(batch.clone(), &fed.trust, NOW);
+    let alone: Vec<_> = (batch.into_iter())
+        .map(|r| Directory::new().insert(r, &fed.trust, NOW))
+        .collect();
+    assert_eq!(results, alone);
+    assert_eq!(results[0], Ok(Merge::Added));
+    assert!(
+        matches!(
+            results[1],
+            Err(RecordError::Signed(SignedError::BadSignature {
+                what: "AuthorityCert",
+                ..
+            }))
+        ),
+        "{:?}",
+        results[1]
+    );
+}
+
 /// Runs the anti-entropy exchange between two directories until nothing differs.
 fn anti_entropy(a: &mut Directory, b: &mut Directory, trust: &Trust) -> usize {
     let mut sent = 0;
