@@ -118,18 +118,33 @@ struct Place {
     next_slot: Option<Timestamp>,
 }
 
+/// `judge` without the reason, cheapest test first: `best` scans a whole
+/// national directory per case, where most organizations fail on level or
+/// specialty before their id need be looked up among the excluded.
+fn qualifies(e: &DirectoryEntry, req: &RouteRequest) -> bool {
+    e.level() >= req.min_level
+        && e.service(req.specialty)
+            .is_some_and(|s| s.urgencies.contains(&req.urgency))
+        && !req.exclude.contains(&e.org())
+}
+
 fn place(e: &DirectoryEntry, req: &RouteRequest, now: Timestamp) -> Result<Place, SkipReason> {
     judge(e, req)?;
+    Ok(place_of(e, req, now))
+}
+
+/// Where a qualifying organization stands for `req`.
+fn place_of(e: &DirectoryEntry, req: &RouteRequest, now: Timestamp) -> Place {
     let next_slot = (e.record().slots.iter())
         .filter(|s| s.specialty == req.specialty && s.end > now)
         .map(|s| s.start.max(now))
         .min();
-    Ok(Place {
+    Place {
         elsewhere: req.region.as_ref() != Some(e.region()),
         level: e.level(),
         no_slot: next_slot.is_none(),
         next_slot,
-    })
+    }
 }
 
 fn standing(e: &DirectoryEntry, req: &RouteRequest, place: Place) -> Standing {
@@ -176,10 +191,8 @@ pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteD
 /// computed only for those placed no worse than the best so far.
 pub fn best(directory: &Directory, req: &RouteRequest, now: Timestamp) -> Option<Candidate> {
     let mut best: Option<(Standing, &DirectoryEntry)> = None;
-    for e in directory.entries() {
-        let Ok(place) = place(e, req, now) else {
-            continue;
-        };
+    for e in directory.entries().filter(|e| qualifies(e, req)) {
+        let place = place_of(e, req, now);
         if best.as_ref().is_some_and(|(b, _)| place > b.place) {
             continue;
         }
@@ -407,13 +420,27 @@ mod tests {
         let levels = [OrgLevel::District, OrgLevel::Regional, OrgLevel::Federal];
         let mut dir = Directory::new();
         for i in 0..36u64 {
+            // Some offer one of the two specialties asked for, some both,
+            // and some take planned cases only.
+            let offered = [
+                &[Specialty::Cardiology][..],
+                &[Specialty::Cardiology, Specialty::Neurology],
+                &[Specialty::Neurology],
+                &[Specialty::Cardiology],
+                &[Specialty::Neurology, Specialty::Cardiology],
+            ][(i % 5) as usize];
             let org = fed.org(
                 i + 1,
                 levels[(i % 3) as usize],
                 regions[(i / 3 % 3) as usize],
-                &[Specialty::Cardiology],
+                offered,
             );
             let mut rec = org.record(1);
+            if i % 7 == 6 {
+                for service in &mut rec.services {
+                    service.urgencies = [Urgency::Planned].into();
+                }
+            }
             // Every fourth one has a slot, at one of two times: ties in the
             // slot too, decided by the share.
             if i % 4 == 0 {
@@ -429,9 +456,9 @@ mod tests {
         let ids: Vec<OrgId> = dir.entries().map(|e| e.org()).collect();
         for case in 0..120u8 {
             let req = RouteRequest {
-                specialty: Specialty::Cardiology,
+                specialty: [Specialty::Cardiology, Specialty::Neurology][usize::from(case % 2)],
                 min_level: levels[usize::from(case % 3)],
-                urgency: Urgency::Planned,
+                urgency: Urgency::ALL[usize::from(case / 2 % 3)],
                 region: (case % 4 != 3)
                     .then(|| RegionCode::new(regions[usize::from(case % 4)]).unwrap()),
                 // Some of the best placed already tried.

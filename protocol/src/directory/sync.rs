@@ -16,6 +16,8 @@
 //! `WantRecords` of what we lack (answered `Records`, asked again for the
 //! rest when an answer had to stop at its frame limit).
 
+mod outstanding;
+
 use super::frames::{self, FrameBudget};
 use super::{Directory, Merge, RecordError, SignedRecord};
 use crate::cert::{CertError, RegionCode, Trust};
@@ -23,6 +25,7 @@ use crate::identity::OrgId;
 use crate::rpc::{Refusal, Request, Response};
 use crate::time::Timestamp;
 use multiaddr::Multiaddr;
+use outstanding::Outstanding;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -202,13 +205,6 @@ fn response_name(r: &Response) -> &'static str {
     }
 }
 
-#[derive(Debug)]
-struct Pending<P> {
-    peer: P,
-    deadline: Timestamp,
-    asked: Asked,
-}
-
 #[derive(Debug, Default)]
 struct Exchange {
     in_flight: usize,
@@ -240,7 +236,7 @@ pub struct DirectorySync<P> {
     /// Organizations whose records the scope left out, so rounds stop
     /// asking for them.
     out_of_scope: BTreeSet<OrgId>,
-    pending: BTreeMap<RequestToken, Pending<P>>,
+    pending: Outstanding<P>,
     exchanges: BTreeMap<P, Exchange>,
     next_token: u64,
     next_round: Option<Timestamp>,
@@ -261,7 +257,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             draws: 0,
             peers: BTreeSet::new(),
             out_of_scope: BTreeSet::new(),
-            pending: BTreeMap::new(),
+            pending: Outstanding::default(),
             exchanges: BTreeMap::new(),
             next_token: 0,
             next_round: None,
@@ -297,7 +293,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     /// The next round or request deadline, whichever comes first. `None`
     /// until the first input gave the machine a notion of `now`.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let deadline = self.pending.values().map(|p| p.deadline).min();
+        let deadline = self.pending.next_deadline();
         match (self.next_round, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -323,13 +319,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     pub fn handle_peer_gone(&mut self, now: Timestamp, peer: P) {
         self.arm(now);
         self.peers.remove(&peer);
-        let gone: Vec<RequestToken> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.peer == peer)
-            .map(|(t, _)| *t)
-            .collect();
-        for token in gone {
+        for token in self.pending.to(peer) {
             self.fail(now, token);
         }
     }
@@ -351,13 +341,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     /// Expires requests past their deadline and runs a round when it is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.arm(now);
-        let expired: Vec<RequestToken> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(t, _)| *t)
-            .collect();
-        for token in expired {
+        for token in self.pending.expired(now) {
             self.fail(now, token);
         }
         if self.next_round.is_some_and(|t| t <= now) {
@@ -482,7 +466,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         trust: &Trust,
     ) -> Result<(), SyncError> {
         self.arm(now);
-        let Some(Pending { peer, asked, .. }) = self.pending.remove(&token) else {
+        let Some(outstanding::Request { peer, asked, .. }) = self.pending.remove(token) else {
             return Err(SyncError::UnknownToken(token));
         };
         let outcome = match (asked, response) {
@@ -565,7 +549,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     }
 
     fn fail(&mut self, now: Timestamp, token: RequestToken) {
-        if let Some(p) = self.pending.remove(&token) {
+        if let Some(p) = self.pending.remove(token) {
             if let Some(x) = self.exchanges.get_mut(&p.peer) {
                 x.failed = true;
             }
@@ -589,7 +573,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         let deadline = now.saturating_add(self.config.request_timeout);
         self.pending.insert(
             token,
-            Pending {
+            outstanding::Request {
                 peer: to,
                 deadline,
                 asked,
@@ -610,7 +594,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             return;
         };
         x.in_flight = x.in_flight.saturating_sub(1);
-        let still = self.pending.values().any(|p| p.peer == peer);
+        let still = self.pending.any_to(peer);
         if x.in_flight == 0 || !still {
             let x = self.exchanges.remove(&peer).expect("present");
             self.outputs.push_back(Output::Event(SyncEvent::Finished {
