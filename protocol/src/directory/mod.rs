@@ -679,6 +679,8 @@ impl Directory {
 }
 
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 mod sync_tests;
 #[cfg(test)]
 mod tests;
