@@ -95,3 +95,87 @@ async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned(
     f.shutdown().await;
     let _ = federal;
 }
+
+/// A regional authority certificate that claims the federation's root as
+/// its issuer but was signed by its own key, and two organizations it
+/// "certified", pushed in one batch: the first out of date, the second in
+/// date. A batch once kept such an authority as checked after the first
+/// record failed on its dates, and took the second: an organization no
+/// authority of the federation ever certified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_batch() {
+    use konsilium_protocol::cert::{AuthorityCert, AuthorityScope, OrgGrant, RegionCode, Validity};
+    use konsilium_protocol::signed::Signed;
+    use konsilium_protocol::testkit::TestFederation;
+    use konsilium_protocol::time::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let before = f.records().await.unwrap();
+
+    let now = node::now();
+    let days =
+        |d: i64| Timestamp::from_unix_millis((now.unix_millis() as i64 + d * 86_400_000) as u64);
+    let forger_key = IdentityKey::from_seed([79; 32]);
+    let claimed = AuthorityCert {
+        authority: forger_key.authority_key(),
+        name: "RU-VLG regional authority".into(),
+        scope: AuthorityScope {
+            region: RegionCode::new("RU-VLG").unwrap(),
+            max_level: OrgLevel::Regional,
+        },
+        validity: Validity {
+            from: days(-30),
+            until: days(3650),
+        },
+        serial: 900,
+        issuer: fed.root().key(),
+    };
+    let self_signed = Signed::sign(&forger_key, &claimed);
+    let forger = Issuer::regional(forger_key, self_signed).unwrap();
+    let mut strangers = TestFederation::new("forged-authority");
+    let mut certified = |index: u64, from: i64, until: i64| {
+        let mut org = strangers.org(
+            index,
+            OrgLevel::District,
+            "RU-VLG",
+            &[Specialty::Cardiology],
+        );
+        org.chain = forger
+            .certify_org(OrgGrant {
+                org: org.id(),
+                name: format!("district hospital {index}"),
+                level: OrgLevel::District,
+                region: org.region.clone(),
+                sealing_key: org.sealing.public(),
+                validity: Validity {
+                    from: days(from),
+                    until: days(until),
+                },
+                serial: 900 + index,
+            })
+            .unwrap();
+        let mut record = org.record(1);
+        record.issued_at = now;
+        org.sign(&record)
+    };
+    let out_of_date = certified(1, -10, -1);
+    let planted = certified(2, -1, 365);
+
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let _ = insider
+        .ask(Request::PushRecords(RecordBatch {
+            records: vec![out_of_date, planted.clone()],
+        }))
+        .await;
+    // Answered once the batch was taken in or refused.
+    let held = f.records().await.unwrap();
+    assert!(!held.contains(&planted), "the planted record was taken");
+    assert_eq!(held.len(), before.len());
+    println!(
+        "insider directory: a batch's organization certified by a forged authority was not taken"
+    );
+    f.shutdown().await;
+    let _ = federal;
+}
