@@ -104,9 +104,8 @@ async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned(
 /// authority of the federation ever certified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_batch() {
-    use konsilium_protocol::cert::{AuthorityCert, AuthorityScope, OrgGrant, RegionCode, Validity};
-    use konsilium_protocol::signed::Signed;
-    use konsilium_protocol::testkit::TestFederation;
+    use konsilium_protocol::cert::{OrgGrant, Validity};
+    use konsilium_protocol::testkit::{TestFederation, forged_authority};
     use konsilium_protocol::time::Timestamp;
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
@@ -117,23 +116,14 @@ async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_bat
     let now = node::now();
     let days =
         |d: i64| Timestamp::from_unix_millis((now.unix_millis() as i64 + d * 86_400_000) as u64);
-    let forger_key = IdentityKey::from_seed([79; 32]);
-    let claimed = AuthorityCert {
-        authority: forger_key.authority_key(),
-        name: "RU-VLG regional authority".into(),
-        scope: AuthorityScope {
-            region: RegionCode::new("RU-VLG").unwrap(),
-            max_level: OrgLevel::Regional,
-        },
-        validity: Validity {
+    let forger = forged_authority(
+        fed.root().key(),
+        "RU-VLG",
+        Validity {
             from: days(-30),
             until: days(3650),
         },
-        serial: 900,
-        issuer: fed.root().key(),
-    };
-    let self_signed = Signed::sign(&forger_key, &claimed);
-    let forger = Issuer::regional(forger_key, self_signed).unwrap();
+    );
     let mut strangers = TestFederation::new("forged-authority");
     let mut certified = |index: u64, from: i64, until: i64| {
         let mut org = strangers.org(

@@ -4,9 +4,9 @@
 //! inserting the records one by one would.
 
 use super::*;
-use crate::cert::{AuthorityCert, AuthorityScope, Issuer, OrgGrant, Validity};
+use crate::cert::{Issuer, OrgGrant, Validity};
 use crate::identity::IdentityKey;
-use crate::testkit::{NOW, TestFederation, validity_days};
+use crate::testkit::{NOW, TestFederation, forged_authority, validity_days};
 use Specialty::*;
 use proptest::prelude::*;
 
@@ -26,23 +26,11 @@ fn expired() -> Validity {
 /// A regional authority for RU-VLG that claims the root as its issuer and
 /// signed its certificate itself.
 fn forger(fed: &TestFederation) -> Issuer {
-    let key = IdentityKey::from_seed([77; 32]);
-    let claimed = AuthorityCert {
-        authority: key.authority_key(),
-        name: "RU-VLG regional authority".into(),
-        scope: AuthorityScope {
-            region: RegionCode::new("RU-VLG").unwrap(),
-            max_level: OrgLevel::Regional,
-        },
-        validity: Validity {
-            from: days_ago(30),
-            until: validity_days(3650).until,
-        },
-        serial: 900,
-        issuer: fed.root.key(),
+    let validity = Validity {
+        from: days_ago(30),
+        until: validity_days(3650).until,
     };
-    let self_signed = Signed::sign(&key, &claimed);
-    Issuer::regional(key, self_signed).unwrap()
+    forged_authority(fed.root.key(), "RU-VLG", validity)
 }
 
 /// A district hospital's record whose certificate `forger` issued.

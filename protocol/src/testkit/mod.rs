@@ -50,6 +50,26 @@ pub fn validity_days(days: u64) -> Validity {
     }
 }
 
+/// A regional authority for `region` whose certificate names `root` as its
+/// issuer but was signed by the authority's own key: what anyone can make,
+/// and what every chain check must refuse.
+pub fn forged_authority(root: AuthorityKey, region: &str, validity: Validity) -> Issuer {
+    let key = IdentityKey::from_seed(seed("forged-authority", 0));
+    let claimed = crate::cert::AuthorityCert {
+        authority: key.authority_key(),
+        name: format!("{region} regional authority"),
+        scope: AuthorityScope {
+            region: RegionCode::new(region).expect("valid region code"),
+            max_level: OrgLevel::Regional,
+        },
+        validity,
+        serial: 900,
+        issuer: root,
+    };
+    let self_signed = Signed::sign(&key, &claimed);
+    Issuer::regional(key, self_signed).expect("the key is the certificate's")
+}
+
 /// An organization with all its secrets.
 pub struct TestOrg {
     pub identity: IdentityKey,
