@@ -6,11 +6,9 @@
 use super::*;
 use crate::cert::{Issuer, OrgGrant, Validity};
 use crate::identity::IdentityKey;
-use crate::testkit::{NOW, TestFederation, forged_authority, validity_days};
+use crate::testkit::{DAY_MS, NOW, TestFederation, forged_authority, validity_days};
 use Specialty::*;
 use proptest::prelude::*;
-
-const DAY_MS: u64 = 86_400_000;
 
 fn days_ago(days: u64) -> Timestamp {
     Timestamp::from_unix_millis(NOW.unix_millis() - days * DAY_MS)
