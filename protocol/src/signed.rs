@@ -172,7 +172,7 @@ impl<T: Signable> Signed<T> {
 /// equation, `s` canonical), which batches apply too, so a signature is
 /// valid or not whether it is checked alone or among others. ZIP 215 lets
 /// keys of small order through; they are refused here (every `CheckedKey`
-/// was refused them already).
+/// passed that test already).
 fn verify_one(
     signer: &VerifyingKey,
     bytes: &[u8],
@@ -237,9 +237,9 @@ pub fn verify_all(checks: &[SignatureCheck<'_>]) -> Result<(), SignedError> {
 }
 
 /// The random factors a batch weighs its signatures with: a BLAKE3 stream
-/// keyed from the operating system once per batch (a system call per
-/// signature cost more than a tenth of a cold start's checks). Public for
-/// the benchmark that times a batch as the limit of ingest's.
+/// keyed from the operating system once per batch, not a system call for
+/// each signature's factor. Public for the benchmark that times a batch as
+/// the limit of ingest's.
 pub struct BatchFactors(blake3::OutputReader);
 
 impl Default for BatchFactors {
