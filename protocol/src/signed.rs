@@ -131,6 +131,9 @@ impl<T: Signable> Signed<T> {
     /// Verification as every check makes it (see [`verify_all`]): keys of
     /// small order and non-canonical `s` are refused.
     pub fn verify(&self, signer: &VerifyingKey) -> Result<(), SignedError> {
+        if signer.is_weak() {
+            return Err(refused(signer, type_label::<T>));
+        }
         verify_one(signer, &self.bytes, &self.signature, type_label::<T>)
     }
 
@@ -171,25 +174,23 @@ impl<T: Signable> Signed<T> {
 /// One signature check under the rules of ZIP 215 (the cofactored
 /// equation, `s` canonical), which batches apply too, so a signature is
 /// valid or not whether it is checked alone or among others. ZIP 215 lets
-/// keys of small order through; they are refused here (every `CheckedKey`
-/// passed that test already).
+/// keys of small order through: `CheckedKey`s passed that test when they
+/// were made, any other key is tested by [`Signed::verify`].
 fn verify_one(
     signer: &VerifyingKey,
     bytes: &[u8],
     signature: &Signature,
     what: fn() -> &'static str,
 ) -> Result<(), SignedError> {
-    let valid = !signer.is_weak()
-        && ed25519_zebra::VerificationKey::try_from(signer.to_bytes())
-            .and_then(|key| key.verify(&zip215(signature), bytes))
-            .is_ok();
-    if valid {
-        Ok(())
-    } else {
-        Err(SignedError::BadSignature {
-            what: what(),
-            signer: hex::encode(signer.as_bytes()),
-        })
+    ed25519_zebra::VerificationKey::try_from(signer.to_bytes())
+        .and_then(|key| key.verify(&zip215(signature), bytes))
+        .map_err(|_| refused(signer, what))
+}
+
+fn refused(signer: &VerifyingKey, what: fn() -> &'static str) -> SignedError {
+    SignedError::BadSignature {
+        what: what(),
+        signer: hex::encode(signer.as_bytes()),
     }
 }
 

@@ -104,7 +104,7 @@ async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned(
 /// authority of the federation ever certified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_batch() {
-    use konsilium_protocol::cert::{OrgGrant, Validity};
+    use konsilium_protocol::cert::Validity;
     use konsilium_protocol::testkit::{TestFederation, forged_authority};
     use konsilium_protocol::time::Timestamp;
     let dir = tempfile::tempdir().unwrap();
@@ -126,26 +126,17 @@ async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_bat
     );
     let mut strangers = TestFederation::new("forged-authority");
     let mut certified = |index: u64, from: i64, until: i64| {
-        let mut org = strangers.org(
+        let validity = Validity {
+            from: days(from),
+            until: days(until),
+        };
+        let org = (strangers.org(
             index,
             OrgLevel::District,
             "RU-VLG",
             &[Specialty::Cardiology],
-        );
-        org.chain = forger
-            .certify_org(OrgGrant {
-                org: org.id(),
-                name: format!("district hospital {index}"),
-                level: OrgLevel::District,
-                region: org.region.clone(),
-                sealing_key: org.sealing.public(),
-                validity: Validity {
-                    from: days(from),
-                    until: days(until),
-                },
-                serial: 900 + index,
-            })
-            .unwrap();
+        ))
+        .certified_by(&forger, validity, 900 + index);
         let mut record = org.record(1);
         record.issued_at = now;
         org.sign(&record)

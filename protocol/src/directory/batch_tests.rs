@@ -4,7 +4,7 @@
 //! inserting the records one by one would.
 
 use super::*;
-use crate::cert::{Issuer, OrgGrant, Validity};
+use crate::cert::{Issuer, Validity};
 use crate::identity::IdentityKey;
 use crate::testkit::{DAY_MS, NOW, TestFederation, forged_authority, validity_days};
 use Specialty::*;
@@ -38,19 +38,9 @@ fn certified_by(
     index: u64,
     validity: Validity,
 ) -> SignedRecord {
-    let mut org = fed.org(index, OrgLevel::District, "RU-VLG", &[Pediatrics]);
-    org.chain = forger
-        .certify_org(OrgGrant {
-            org: org.id(),
-            name: format!("district hospital {index}"),
-            level: OrgLevel::District,
-            region: org.region.clone(),
-            sealing_key: org.sealing.public(),
-            validity,
-            serial: 900 + index,
-        })
-        .unwrap();
-    org.signed_record(1)
+    (fed.org(index, OrgLevel::District, "RU-VLG", &[Pediatrics]))
+        .certified_by(forger, validity, 900 + index)
+        .signed_record(1)
 }
 
 /// A district hospital's record whose chain carries its real authority's

@@ -120,6 +120,26 @@ impl TestOrg {
         Signed::sign(&self.identity, record)
     }
 
+    /// This organization with a certificate `issuer` grants it instead of
+    /// its own (a forged authority's, in tests of what must be refused).
+    pub fn certified_by(mut self, issuer: &Issuer, validity: Validity, serial: u64) -> Self {
+        let name = (self.chain.org.decode_unverified())
+            .expect("a test certificate decodes")
+            .name;
+        self.chain = issuer
+            .certify_org(OrgGrant {
+                org: self.id(),
+                name,
+                level: self.level,
+                region: self.region.clone(),
+                sealing_key: self.sealing.public(),
+                validity,
+                serial,
+            })
+            .expect("grant within the issuer's scope");
+        self
+    }
+
     pub fn signed_record(&self, sequence: u64) -> SignedRecord {
         self.sign(&self.record(sequence))
     }

@@ -153,11 +153,9 @@ pub struct SimNet<N> {
     violations: Vec<Violation>,
     /// Nodes driven since the last flush: only they can have output queued
     /// or a new timeout, so a step costs the same with 10 nodes or 10,000.
-    dirty: Vec<bool>,
-    dirty_list: Vec<NodeId>,
+    dirty: Marks,
     /// Nodes driven since the caller last asked (`take_driven`).
-    driven: Vec<bool>,
-    driven_list: Vec<NodeId>,
+    driven: Marks,
     /// Each node's `poll_timeout` as last read, and a heap of them; entries
     /// that no longer match are dropped when they come up.
     timeout_of: Vec<Option<Timestamp>>,
@@ -181,10 +179,8 @@ impl<N: SimNode> SimNet<N> {
             draws: 0,
             stats: Vec::new(),
             violations: Vec::new(),
-            dirty: Vec::new(),
-            dirty_list: Vec::new(),
-            driven: Vec::new(),
-            driven_list: Vec::new(),
+            dirty: Marks::default(),
+            driven: Marks::default(),
             timeout_of: Vec::new(),
             timers: BinaryHeap::new(),
         }
@@ -193,14 +189,8 @@ impl<N: SimNode> SimNet<N> {
     /// A node about to be driven: its output and timeout are read on the
     /// next flush.
     fn drive(&mut self, i: NodeId) -> &mut N {
-        if !self.dirty[i] {
-            self.dirty[i] = true;
-            self.dirty_list.push(i);
-        }
-        if !self.driven[i] {
-            self.driven[i] = true;
-            self.driven_list.push(i);
-        }
+        self.dirty.mark(i);
+        self.driven.mark(i);
         &mut self.nodes[i]
     }
 
@@ -208,12 +198,7 @@ impl<N: SimNode> SimNet<N> {
     /// have anything new for the caller to read, so reading them costs the
     /// same with 10 nodes or 10,000.
     pub fn take_driven(&mut self) -> Vec<NodeId> {
-        let mut driven = std::mem::take(&mut self.driven_list);
-        for &i in &driven {
-            self.driven[i] = false;
-        }
-        driven.sort_unstable();
-        driven
+        self.driven.take()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -272,8 +257,8 @@ impl<N: SimNode> SimNet<N> {
     pub fn add(&mut self, node: N) -> NodeId {
         self.nodes.push(node);
         self.stats.push(NodeStats::default());
-        self.dirty.push(false);
-        self.driven.push(false);
+        self.dirty.grow();
+        self.driven.grow();
         self.timeout_of.push(None);
         self.drive(self.nodes.len() - 1);
         if let Some(sides) = &mut self.sides {
@@ -450,13 +435,8 @@ impl<N: SimNode> SimNet<N> {
     /// they cut.
     fn flush(&mut self) {
         let now = self.now;
-        while !self.dirty_list.is_empty() {
-            let mut batch = std::mem::take(&mut self.dirty_list);
-            batch.sort_unstable();
-            for &from in &batch {
-                self.dirty[from] = false;
-            }
-            for from in batch {
+        while !self.dirty.is_empty() {
+            for from in self.dirty.take() {
                 while let Some((to, hello)) = self.nodes[from].poll_hello(now) {
                     self.send_hello(from, to, &hello);
                 }
@@ -783,6 +763,42 @@ impl<N: SimNode> SimNet<N> {
             let event = self.events.remove(&seq).expect("scheduled");
             self.deliver(event);
         }
+    }
+}
+
+/// A set of nodes marked since it was last taken, kept as a list so that
+/// taking it costs what was marked, not the size of the network.
+#[derive(Debug, Default)]
+struct Marks {
+    marked: Vec<bool>,
+    list: Vec<NodeId>,
+}
+
+impl Marks {
+    /// Room for one more node, unmarked.
+    fn grow(&mut self) {
+        self.marked.push(false);
+    }
+
+    fn mark(&mut self, i: NodeId) {
+        if !self.marked[i] {
+            self.marked[i] = true;
+            self.list.push(i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The marked nodes in index order; none is marked afterwards.
+    fn take(&mut self) -> Vec<NodeId> {
+        let mut list = std::mem::take(&mut self.list);
+        for &i in &list {
+            self.marked[i] = false;
+        }
+        list.sort_unstable();
+        list
     }
 }
 
