@@ -7,6 +7,7 @@
 use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
+use konsilium_protocol::video::MAX_DESCRIPTION_LEN;
 use konsilium_video::{
     AUDIO_ONLY_BELOW, Datagram, Description, Forwarded, Frame, Layer, Link, LinkError, LinkEvent,
     LinkState, LocalAddrs, PER_SITE, Prepared, Quality, Relayed, Route, SessionId, Signal,
@@ -297,6 +298,19 @@ fn signals_from_outside_the_session_or_forged_are_refused() {
         accept(&elsewhere, federal.org(), SESSION, &participants),
         Err(SignalError::NotForUs { to: stranger.org() })
     );
+    // A participant's description too long to be a browser's or a site's
+    // is refused before anything parses it; one byte less is taken.
+    let padded = |len: usize| Description::Offer(format!("v=0{}", " ".repeat(len - 3)));
+    let long = regional.sign(&federal, padded(MAX_DESCRIPTION_LEN + 1));
+    assert_eq!(
+        accept(&long, federal.org(), SESSION, &participants),
+        Err(SignalError::TooLong {
+            len: MAX_DESCRIPTION_LEN + 1,
+            max: MAX_DESCRIPTION_LEN
+        })
+    );
+    let longest = regional.sign(&federal, padded(MAX_DESCRIPTION_LEN));
+    assert!(accept(&longest, federal.org(), SESSION, &participants).is_ok());
     let genuine = regional.sign(&federal, offer);
     assert!(accept(&genuine, federal.org(), SessionId([8; 16]), &participants).is_err());
     assert!(accept(&genuine, federal.org(), SESSION, &participants).is_ok());

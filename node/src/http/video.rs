@@ -69,7 +69,7 @@ const SDP: &str = "application/sdp";
 /// An offer larger than this is not a browser's: Chromium's takes some
 /// 4 KiB per media line, and the room page's (a camera, a microphone,
 /// eight tiles of two lines each) over 64 KiB.
-const MAX_OFFER: usize = 256 * 1024;
+const MAX_OFFER: usize = konsilium_protocol::video::MAX_DESCRIPTION_LEN;
 
 /// A seat's resource, as its `Location` names it.
 #[derive(Deserialize, IntoParams)]

@@ -230,7 +230,9 @@ struct Node {
     media: Option<crate::media::MediaPlane>,
     /// Video probe links this site opened, and those it answered.
     video_probes: HashSet<konsilium_protocol::video::SessionId>,
-    answered_probes: HashSet<konsilium_protocol::video::SessionId>,
+    /// Probe links answered here, by the session they are held under, and
+    /// when each was answered.
+    answered_probes: HashMap<konsilium_protocol::video::SessionId, std::time::Instant>,
     /// The STUN service, on a bootstrap node.
     stun: Option<crate::stun::StunService>,
     /// When consultations' video sessions open and end.

@@ -26,6 +26,7 @@ mod load;
 mod packages;
 #[path = "../process/mod.rs"]
 mod process;
+mod video;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -291,6 +292,14 @@ async fn start(member: &Member, bootstrap: Vec<Multiaddr>) -> NodeHandle {
 /// node is then stopped, so its keys can be taken over by the insider
 /// while the federal center still holds its directory record.
 async fn federal_and_turned_district(fed: &mut LocalFederation) -> (Member, NodeHandle, Member) {
+    federal_with_video_and_turned_district(fed, None).await
+}
+
+/// The same, the federal center's node with the media plane `video`.
+async fn federal_with_video_and_turned_district(
+    fed: &mut LocalFederation,
+    video: Option<konsilium_node::config::VideoConfig>,
+) -> (Member, NodeHandle, Member) {
     let federal = fed.enrol(OrgSpec::new(
         "Federal cardiology center",
         OrgLevel::Federal,
@@ -303,7 +312,9 @@ async fn federal_and_turned_district(fed: &mut LocalFederation) -> (Member, Node
         "RU-VLG",
         &[],
     ));
-    let f = start(&federal, vec![]).await;
+    let mut setup = federal.setup(vec![], vec![]);
+    setup.video = video;
+    let f = node::start(setup).await.expect("the federal node starts");
     let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
     let d = start(&district, vec![fa]).await;
     wait::converged(&[&f, &d], 2, PATIENCE).await.unwrap();

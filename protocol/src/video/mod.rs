@@ -6,7 +6,7 @@ mod schedule;
 mod signal;
 
 pub use schedule::{EndReason, Schedule, ScheduleOutput};
-pub use signal::{Description, SessionId, Signal, SignalError, accept};
+pub use signal::{Description, MAX_DESCRIPTION_LEN, SessionId, Signal, SignalError, accept};
 
 use crate::identity::OrgId;
 

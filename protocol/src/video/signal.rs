@@ -8,6 +8,10 @@ use crate::signed::{Signable, Signed, SignedError};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// The longest session description taken in, from a site or a browser:
+/// the room page's offer (eight tiles of two media lines) is over 64 KiB.
+pub const MAX_DESCRIPTION_LEN: usize = 256 * 1024;
+
 /// One video session of a consultation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SessionId(pub [u8; 16]);
@@ -41,12 +45,16 @@ pub enum SignalError {
     NotAParticipant { from: OrgId, session: SessionId },
     #[error("the signal is not for video session {session:?}")]
     OtherSession { session: SessionId },
+    #[error("the session description is {len} bytes, at most {max} allowed")]
+    TooLong { len: usize, max: usize },
     #[error("signal: {0}")]
     Signed(#[from] SignedError),
 }
 
 /// Takes a signal in: addressed to `me`, for `session`, from one of its
-/// `participants`, and signed by that participant's identity key.
+/// `participants`, signed by that participant's identity key, and with a
+/// description of at most [`MAX_DESCRIPTION_LEN`] bytes (the RPC frame
+/// allows 80 MiB, and the description is parsed on the node's event loop).
 pub fn accept(
     signed: &Signed<Signal>,
     me: OrgId,
@@ -64,6 +72,13 @@ pub fn accept(
         return Err(SignalError::NotAParticipant {
             from: signal.from,
             session,
+        });
+    }
+    let (Description::Offer(sdp) | Description::Answer(sdp)) = &signal.description;
+    if sdp.len() > MAX_DESCRIPTION_LEN {
+        return Err(SignalError::TooLong {
+            len: sdp.len(),
+            max: MAX_DESCRIPTION_LEN,
         });
     }
     signed.verify(&signal.from.verifying_key())?;
