@@ -476,6 +476,53 @@ impl Trust {
         checks: &mut Vec<SignatureCheck<'c>>,
         cache: &mut AuthorityCache<'c>,
     ) -> Result<VerifiedOrg, CertError> {
+        self.judge_chain(chain, now, checks, cache)
+            .map_err(|error| self.confirmed(chain, error))
+    }
+
+    /// An error that says something about a certificate an authority
+    /// issued (expired, revoked, out of its scope) once the chain's
+    /// signatures hold, its signature's error otherwise. Dates and
+    /// revocations are judged before the signatures, which a batch checks
+    /// later: unconfirmed, anyone could send an unsigned certificate naming
+    /// an organization, dated in the past, and have nodes remember that
+    /// organization as expired and refuse to send it anything. Only a
+    /// chain that failed pays for the checks here, at most two.
+    fn confirmed(&self, chain: &CertChain, error: CertError) -> CertError {
+        match error {
+            CertError::Signed(_) | CertError::Field(_) | CertError::UnknownRoot { .. } => error,
+            _ => self.signatures_hold(chain).err().unwrap_or(error),
+        }
+    }
+
+    /// Whether the chain's certificates carry their issuers' signatures,
+    /// whatever their dates, scope or revocations.
+    fn signatures_hold(&self, chain: &CertChain) -> Result<(), CertError> {
+        const WHAT: &str = "authority certificate";
+        let cert = chain.org.decode_unverified()?;
+        let issuer_key = match &chain.authority {
+            None => self.root("organization certificate", cert.issuer)?,
+            Some(signed) => {
+                let authority = signed.decode_unverified()?;
+                signed
+                    .check_by(self.root(WHAT, authority.issuer)?)
+                    .verify()?;
+                (authority.authority.checked_key()).map_err(|e| CertError::BadKey {
+                    what: WHAT,
+                    reason: e,
+                })?
+            }
+        };
+        Ok(chain.org.check_by(issuer_key).verify()?)
+    }
+
+    fn judge_chain<'c>(
+        &self,
+        chain: &'c CertChain,
+        now: Timestamp,
+        checks: &mut Vec<SignatureCheck<'c>>,
+        cache: &mut AuthorityCache<'c>,
+    ) -> Result<VerifiedOrg, CertError> {
         const WHAT: &str = "organization certificate";
         let cert = chain.org.decode_unverified()?;
         check_name("organization certificate name", &cert.name)?;

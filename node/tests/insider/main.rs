@@ -21,6 +21,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, noise, request_response, tcp, yamux};
 use std::time::Duration;
 
+mod admission;
 mod directory;
 mod load;
 mod packages;
@@ -130,6 +131,16 @@ impl Insider {
     /// Like [`Insider::connect`], returning the node's refusal.
     async fn try_connect(member: &Member, addr: Multiaddr, node: PeerId) -> Result<Self, String> {
         let key = member.keys.identity().to_libp2p();
+        Self::try_connect_as(key, member.chain.clone(), addr, node).await
+    }
+
+    /// Connects with `key` and says Hello with `chain`, whatever it holds.
+    async fn try_connect_as(
+        key: libp2p::identity::Keypair,
+        chain: konsilium_protocol::cert::CertChain,
+        addr: Multiaddr,
+        node: PeerId,
+    ) -> Result<Self, String> {
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(
@@ -160,7 +171,7 @@ impl Insider {
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build();
         let hello = Hello {
-            chain: member.chain.clone(),
+            chain,
             record: None,
             revocations: Vec::new(),
             time: node::now(),

@@ -170,6 +170,107 @@ fn expiry_and_not_yet_valid() {
     assert!(trust.verify_chain(&chain, v.from).is_ok());
 }
 
+/// What a refusal says about a certificate (expired, not yet valid,
+/// revoked, beyond its authority's scope, naming another issuer) is said
+/// only of certificates their issuers signed: nodes remember organizations
+/// refused so, and stop sending them packages. The same certificates
+/// signed by a stranger's key are refused for their signatures, from a
+/// root or through a regional authority, alone or in a batch.
+#[test]
+fn only_signed_certificates_are_refused_for_their_dates_scope_or_revocation() {
+    let (root, regional, mut trust) = federation();
+    trust
+        .apply_revocations(&regional.revoke(1, NOW, [13].into()), NOW)
+        .unwrap();
+    let days = |from: i64, until: i64| Validity {
+        from: Timestamp::from_unix_millis(NOW.unix_millis().strict_add_signed(from * DAY as i64)),
+        until: Timestamp::from_unix_millis(NOW.unix_millis().strict_add_signed(until * DAY as i64)),
+    };
+    let cert = |serial: u64, level, region: &str, validity, issuer| OrgCert {
+        org: IdentityKey::from_seed([serial as u8; 32]).org_id(),
+        name: format!("Hospital {serial}"),
+        level,
+        region: RegionCode::new(region).unwrap(),
+        sealing_key: SealingKey::from_seed([serial as u8; 32]).public(),
+        validity,
+        serial,
+        issuer,
+    };
+    let (district, federal) = (OrgLevel::District, OrgLevel::Federal);
+    let authority = regional.cert.as_ref().map(|(s, _)| s.clone());
+    type Says = fn(&CertError) -> bool;
+    let cases: [(OrgCert, Option<Signed<AuthorityCert>>, &IdentityKey, Says); 7] = [
+        (
+            cert(10, federal, "RU-MOW", days(-30, -1), root.key()),
+            None,
+            &root.key,
+            |e| matches!(e, CertError::Expired { .. }),
+        ),
+        (
+            cert(11, federal, "RU-MOW", days(1, 30), root.key()),
+            None,
+            &root.key,
+            |e| matches!(e, CertError::NotYetValid { .. }),
+        ),
+        (
+            cert(12, district, "RU-VLG", days(-9, -1), regional.key()),
+            authority.clone(),
+            &regional.key,
+            |e| matches!(e, CertError::Expired { .. }),
+        ),
+        (
+            cert(13, district, "RU-VLG", year(), regional.key()),
+            authority.clone(),
+            &regional.key,
+            |e| matches!(e, CertError::Revoked { serial: 13, .. }),
+        ),
+        (
+            cert(14, federal, "RU-VLG", year(), regional.key()),
+            authority.clone(),
+            &regional.key,
+            |e| matches!(e, CertError::LevelTooHigh { .. }),
+        ),
+        (
+            cert(15, district, "RU-ARK", year(), regional.key()),
+            authority.clone(),
+            &regional.key,
+            |e| matches!(e, CertError::OutsideRegion { .. }),
+        ),
+        (
+            cert(16, district, "RU-VLG", year(), root.key()),
+            authority.clone(),
+            &regional.key,
+            |e| matches!(e, CertError::IssuerMismatch { .. }),
+        ),
+    ];
+    let stranger = IdentityKey::from_seed([66; 32]);
+    for (cert, authority, issuer, says) in cases {
+        let signed_by = |key| CertChain {
+            authority: authority.clone(),
+            org: Signed::sign(key, &cert),
+        };
+        let (genuine, forged) = (signed_by(issuer), signed_by(&stranger));
+        let error = trust.verify_chain(&genuine, NOW).unwrap_err();
+        assert!(says(&error), "{} signed by its issuer: {error}", cert.name);
+        let error = trust.verify_chain(&forged, NOW).unwrap_err();
+        let forged_signature =
+            |e: &CertError| matches!(e, CertError::Signed(SignedError::BadSignature { .. }));
+        assert!(
+            forged_signature(&error),
+            "{} by a stranger: {error}",
+            cert.name
+        );
+        let (mut checks, mut cache) = (Vec::new(), AuthorityCache::default());
+        let error =
+            (trust.verify_chain_deferred(&forged, NOW, &mut checks, &mut cache)).unwrap_err();
+        assert!(
+            forged_signature(&error),
+            "{} in a batch: {error}",
+            cert.name
+        );
+    }
+}
+
 #[test]
 fn revocation_of_org_and_of_authority() {
     let (root, regional, mut trust) = federation();
