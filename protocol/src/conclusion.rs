@@ -43,6 +43,15 @@ pub struct ConclusionFile {
     pub chain: CertChain,
 }
 
+impl ConclusionFile {
+    /// Whether this is the conclusion `consultation` reached: a file may
+    /// arrive with a conclude step that is then refused or still waits for
+    /// the steps before it, and must not be shown as the case's before.
+    pub fn concludes(&self, consultation: &crate::workflow::Consultation) -> bool {
+        consultation.conclusion == Some(self.conclusion.content_hash())
+    }
+}
+
 /// Stored and exchanged as a wire frame, so `konsilium verify` reads exactly what nodes send.
 impl crate::wire::WireMessage for ConclusionFile {
     const KIND: crate::wire::MessageKind = crate::wire::MessageKind::ConclusionFile;

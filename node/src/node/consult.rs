@@ -718,12 +718,13 @@ impl Node {
             .enumerate()
             .map(|(i, blob)| (stored.files.get(i).cloned().unwrap_or_default(), blob))
             .collect();
+        let conclusion = stored.conclusion.filter(|f| f.concludes(&c));
         Ok(ConsultationView {
             files,
             deadline: self.deadline(&c.request),
             consultation: c,
             extract: stored.extract,
-            conclusion: stored.conclusion,
+            conclusion,
             side,
             counterpart,
         })

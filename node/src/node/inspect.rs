@@ -468,9 +468,8 @@ impl Node {
                 });
             }
         }
-        let conclusion = stored
-            .conclusion
-            .as_ref()
+        let conclusion = (stored.conclusion.as_ref())
+            .filter(|f| f.concludes(&c))
             .and_then(|f| f.conclusion.decode_unverified().ok())
             .map(|c| ConclusionReport {
                 issued_at: c.issued_at.to_string(),

@@ -187,7 +187,9 @@ pub enum DeskError {
     Signed(#[from] SignedError),
     #[error(transparent)]
     Conclusion(#[from] ConclusionError),
-    #[error("the conclusion does not match the step that concludes")]
+    #[error(
+        "the conclusion file does not match the step it came with (another hash, consultation or organization, or a step that concludes nothing)"
+    )]
     ConclusionMismatch,
     #[error("unknown consultation {0}")]
     Unknown(ConsultationId),
@@ -536,11 +538,21 @@ impl Desk {
         if t.actor != sender {
             return Err(WorkflowError::Outsider { actor: sender }.into());
         }
-        if let (Action::Conclude { conclusion: hash }, Some(file)) = (&t.action, &conclusion) {
-            file.verify(trust, now)?;
-            if file.conclusion.content_hash() != *hash {
-                return Err(DeskError::ConclusionMismatch);
+        // A conclusion file travels with the step that concludes with it,
+        // signed by the organization that sends the step, for this case:
+        // any other is refused, never kept to be shown as the case's.
+        match (&t.action, &conclusion) {
+            (Action::Conclude { conclusion: hash }, Some(file)) => {
+                let (concluded, _) = file.verify(trust, now)?;
+                if file.conclusion.content_hash() != *hash
+                    || concluded.consultation != t.consultation
+                    || concluded.consultant_org != sender
+                {
+                    return Err(DeskError::ConclusionMismatch);
+                }
             }
+            (_, Some(_)) => return Err(DeskError::ConclusionMismatch),
+            (_, None) => {}
         }
         let id = t.consultation;
         let Some(case) = self.cases.get_mut(&id) else {

@@ -717,3 +717,80 @@ fn forged_steps_are_reported_against_their_sender_and_honest_races_are_not() {
         Status::Cancelled
     );
 }
+
+/// A conclusion file comes only with the conclude step it names, signed
+/// by the organization that sends the step, for the same consultation:
+/// otherwise the step is refused as forged and nothing of the file is kept
+/// (it was kept as the case's conclusion, and shown, whatever came with it).
+#[test]
+fn a_conclusion_file_is_taken_only_with_its_own_conclude_step() {
+    let w = World::new();
+    let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
+    let request = w.request(2, Urgency::Urgent, 1);
+    let id = request.id;
+    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let (me, them) = (w.orgs[0].id(), w.orgs[2].id());
+    consultant
+        .handle_request(NOW, me, package(), signed, &w.fed.trust, &w.directory)
+        .unwrap();
+    drain(&mut requester);
+    drain(&mut consultant);
+    let at = NOW.saturating_add(Duration::from_secs(600));
+    let as_role = |role, user| Actor { role, user };
+    let mut step = |action, file| {
+        let file: Option<ConclusionFile> = file;
+        let role = match action {
+            Action::Accept => Role::Coordinator,
+            _ => Role::Consultant,
+        };
+        consultant
+            .act(
+                at,
+                id,
+                as_role(role, "Dr. Ivanov"),
+                action,
+                file,
+                &w.directory,
+            )
+            .unwrap();
+        sent(&drain(&mut consultant)).pop().unwrap().0
+    };
+    let accept = step(Action::Accept, None);
+    // Another consultation's conclusion, genuinely signed by the consultant,
+    // named by a conclude step of this one.
+    let elsewhere = conclusion_by(&w.orgs[2], ConsultationId([9; 16]), at);
+    let conclude = step(
+        Action::Conclude {
+            conclusion: elsewhere.conclusion.content_hash(),
+        },
+        Some(elsewhere.clone()),
+    );
+    let genuine = conclusion_by(&w.orgs[2], id, at);
+
+    // The accept step with this consultation's own conclusion attached.
+    let take = |requester: &mut Desk, step: &Signed<Transition>, file: Option<&ConclusionFile>| {
+        let taken = requester.handle_step(
+            at,
+            them,
+            step.clone(),
+            file.cloned(),
+            &w.fed.trust,
+            &w.directory,
+        );
+        drain(requester);
+        taken
+    };
+    assert_eq!(
+        take(&mut requester, &accept, Some(&genuine)),
+        Err(DeskError::ConclusionMismatch)
+    );
+    assert!(requester.case(&id).unwrap().conclusion.is_none());
+    assert_eq!(take(&mut requester, &accept, None), Ok(Taken::Taken));
+    assert_eq!(
+        take(&mut requester, &conclude, Some(&elsewhere)),
+        Err(DeskError::ConclusionMismatch)
+    );
+    let case = requester.case(&id).unwrap();
+    assert!(case.conclusion.is_none());
+    assert_eq!(case.consultation.status, Status::Accepted);
+}
