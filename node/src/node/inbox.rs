@@ -286,10 +286,14 @@ impl Node {
             },
             Err(e) => {
                 // The header passed its checks, so the sealed bytes were
-                // altered (or sealed wrong) by whoever delivered them. A
-                // package sealed to a key we retired long ago is only late.
+                // altered (or sealed wrong). The sender that delivered them
+                // itself did it; a relay cannot open what it carries, and
+                // charging it would let any member of its region have it
+                // banned with ten packages of junk. A package sealed to a
+                // key we retired long ago is only late.
                 let retired = matches!(e, seal::SealError::RetiredKey { .. });
-                if let (Some(Reply::Channel(_)), false) = (replies.first(), retired) {
+                let direct = from == package.header.sender;
+                if let (Some(Reply::Channel(_)), false, true) = (replies.first(), retired, direct) {
                     let now = self.now();
                     let peer = from.to_peer_id();
                     (self.admission).handle_offence(now, peer, Offence::BadPackage);

@@ -233,3 +233,82 @@ async fn forged_and_replayed_receipts_complete_nothing() {
     );
     f.shutdown().await;
 }
+
+/// A member sends junk bodies through its regional relay: the relay cannot
+/// open what it carries, so the recipient that finds the bodies altered
+/// must not charge it. Charged (five points a package, a ban at fifty),
+/// ten packages cut a region off from the federal center for an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_sent_through_a_relay_does_not_get_the_relay_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let federal = fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &[Specialty::Cardiology],
+    ));
+    let regional = fed.enrol(OrgSpec::new(
+        "Vologda regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        &[Specialty::Cardiology],
+    ));
+    let district = fed.enrol(OrgSpec::new(
+        "Kirillov CDH",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ));
+    let f = start(&federal, vec![]).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let r = start(&regional, vec![fa]).await;
+    let ra = wait::listen_addr(&r, PATIENCE).await.unwrap();
+    let d = start(&district, vec![ra.clone()]).await;
+    wait::converged(&[&f, &r, &d], 3, PATIENCE).await.unwrap();
+    d.shutdown().await;
+    let mut insider = loop {
+        // The regional node may still hold the district's old connection.
+        match Insider::try_connect(&district, ra.clone(), r.peer_id()).await {
+            Ok(insider) => break insider,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let mut relay_events = r.subscribe();
+    let day = node::now().saturating_add(Duration::from_secs(86_400));
+    const JUNK: usize = 12;
+    for n in 0..JUNK {
+        let mut p = sealed(&district, &federal, 100 + n as u8, day);
+        let last = p.body.len() - 1;
+        p.body[last] ^= 0x20;
+        let answer = insider.ask(Request::Deliver(p)).await;
+        assert_eq!(answer, Ok(Response::Custody), "the relay takes package {n}");
+    }
+    // The relay passes all of them on, and the federal center refuses each.
+    let mut refused = 0;
+    wait::event(&mut relay_events, "the junk refused", PATIENCE, |e| {
+        refused += usize::from(matches!(e, NodeEvent::DeliveryRefused { .. }));
+        (refused == JUNK).then_some(())
+    })
+    .await
+    .unwrap();
+    // The relay is still admitted, and carries on.
+    let sent = r
+        .send(SendRequest {
+            target: Target::Org(federal.org_id()),
+            ..super::process::planned_for(&federal, b"from the region".to_vec())
+        })
+        .await
+        .unwrap();
+    wait::event(
+        &mut relay_events,
+        "the regional package delivered",
+        PATIENCE,
+        |e| matches!(e, NodeEvent::PackageDelivered { id, .. } if *id == sent.id).then_some(()),
+    )
+    .await
+    .unwrap();
+    assert!(f.status().await.unwrap().peers.contains(&regional.org_id()));
+    r.shutdown().await;
+    f.shutdown().await;
+}
