@@ -13,6 +13,11 @@ pub const MAX_SLOTS: usize = 5_000;
 pub const MAX_ADDRESSES: usize = 32;
 pub const MAX_ADDRESS_LEN: usize = 256;
 pub const MAX_REVOKED_SERIALS: usize = 1_000_000;
+/// Revocation notices read from one Hello or one `Revocations` request: a
+/// federation has one list per authority (a root or two, an authority per
+/// region), and what is left out still arrives by gossip. Each costs up to
+/// two signature checks.
+pub const MAX_REVOCATION_NOTICES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {

@@ -187,15 +187,9 @@ impl Node {
             Request::VideoOffer(signal) => self.answer_video(from, &signal),
             Request::VideoProbe(signal) => self.answer_probe(from, &signal),
             Request::Revocations(notices) => {
-                for n in &notices {
-                    if let Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) =
-                        self.adopt_revocation(n, self.now())
-                    {
-                        let now = self.now();
-                        (self.admission).handle_offence(now, peer, Offence::ForgedRevocation);
-                        self.drive_admission();
-                    }
-                }
+                let now = self.now();
+                (self.admission).take_notices(now, from, notices, &mut self.trust);
+                self.drive_admission();
                 Response::Done
             }
         };

@@ -21,9 +21,10 @@ mod tests;
 
 pub use conduct::{BAN, LIMIT as MISCONDUCT_LIMIT, Offence};
 
-use crate::cert::{CertChain, CertError, Trust, VerifiedOrg};
+use crate::cert::{CertChain, CertError, RevocationNotice, Trust, VerifiedOrg};
 use crate::directory::{Directory, SignedRecord};
 use crate::identity::{KeyError, OrgId};
+use crate::limits::MAX_REVOCATION_NOTICES;
 use crate::rpc::Hello;
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -268,22 +269,14 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             revocations,
             time,
         } = hello;
-        // Revocations first: a Hello must not admit a peer with a
-        // certificate its own notices revoke. An admitted peer's Hello is
-        // read for them too: it is how a peer that refuses us tells us why.
-        let mut adopted = false;
-        for notice in revocations {
-            if let Ok(issuer) = trust.apply_revocations(&notice, now) {
-                adopted = true;
-                self.out
-                    .push_back(Output::RevocationAdopted { issuer, notice });
-            }
-        }
-        if adopted {
-            self.handle_trust_changed(now, trust);
-        }
+        // An admitted peer's Hello is read for its notices: it is how a
+        // peer that refuses us tells us why.
         match self.peers.get(&peer).map(|p| &p.state) {
-            Some(State::Admitted { org }) => return Ok(org.cert.org),
+            Some(State::Admitted { org }) => {
+                let org = org.cert.org;
+                self.take_notices(now, org, revocations, trust);
+                return Ok(org);
+            }
             Some(State::Refused { .. }) | None => {
                 return Err(Refusal::Other("already refused".into()));
             }
@@ -319,6 +312,22 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             self.refuse(now, peer, reason.clone(), None);
             return Err(reason);
         }
+        // Its notices once it is known to be certified, so a stranger's
+        // cost no signature check; before it is admitted, so a peer whose
+        // own notices revoke its certificate is not.
+        if self.take_notices(now, key, revocations, trust)
+            && let Err(e) = trust.still_valid(&verified, now)
+        {
+            let named = Some((key, verified.cert.name.clone()));
+            let reason = Refusal::Chain(e);
+            self.refuse(now, peer, reason.clone(), named);
+            return Err(reason);
+        }
+        if let Some(ban) = self.conduct.banned(now, &key) {
+            let reason = Refusal::Other(ban.to_owned());
+            self.refuse(now, peer, reason.clone(), None);
+            return Err(reason);
+        }
         let skew = time.unix_millis() as i128 - now.unix_millis() as i128;
         self.set_state(
             peer,
@@ -337,6 +346,41 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             self.out.push_back(Output::Ready { peer, org: key });
         }
         Ok(key)
+    }
+
+    /// Takes in the revocation notices a certified organization sent (at
+    /// most [`MAX_REVOCATION_NOTICES`] of them): each newer list is
+    /// adopted; the first not signed by the authority it names is charged
+    /// to `org` and ends the reading, so a peer's notices cost a bounded
+    /// number of signature checks before its ban. True when a list was
+    /// adopted (admitted peers were checked against it).
+    pub fn take_notices(
+        &mut self,
+        now: Timestamp,
+        org: OrgId,
+        notices: Vec<RevocationNotice>,
+        trust: &mut Trust,
+    ) -> bool {
+        let mut adopted = false;
+        for notice in notices.into_iter().take(MAX_REVOCATION_NOTICES) {
+            match trust.apply_revocations(&notice, now) {
+                Ok(issuer) => {
+                    adopted = true;
+                    (self.out).push_back(Output::RevocationAdopted { issuer, notice });
+                }
+                Err(CertError::Signed(_) | CertError::UnknownRoot { .. }) => {
+                    if let Some(ban) = (self.conduct).offend(now, org, Offence::ForgedRevocation) {
+                        self.refuse_org(now, org, &ban);
+                    }
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        if adopted {
+            self.handle_trust_changed(now, trust);
+        }
+        adopted
     }
 
     /// The peer answered our Hello with its own.

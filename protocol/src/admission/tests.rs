@@ -4,7 +4,7 @@
 //! peers are refused and cut, and revocations and expiry end admissions.
 
 use super::*;
-use crate::cert::OrgLevel;
+use crate::cert::{OrgLevel, RevocationNotice};
 use crate::directory::{Directory, Scope, SyncConfig};
 use crate::identity::IdentityKey;
 use crate::rpc::{Request, Response};
@@ -647,4 +647,80 @@ fn a_cut_peer_is_let_back_in_after_the_cool_down_but_a_banned_one_only_when_pard
         matches!(out[..], [Output::Pardoned(org)] if org == orgs[1].id()),
         "{out:?}"
     );
+}
+
+/// A Hello's revocation notices are read once its chain holds, so a
+/// stranger's cost no signature check and change nothing; a member's are
+/// read up to the first its authority did not sign, which is charged once
+/// and ends the reading (a 1 MiB Hello held some 7,700 notices, each a
+/// signature check, and an admitted peer could send Hellos without end);
+/// and a member whose own notices revoke its certificate is refused.
+#[test]
+fn a_hellos_notices_are_read_only_from_a_member_and_only_up_to_a_forged_one() {
+    let (mut fed, orgs) = federation(3);
+    let directory = Directory::new();
+    let revokes_third = fed.revoke(&orgs[2], NOW).unwrap();
+    let mut forged = revokes_third.clone();
+    let list = forged.list.decode_unverified().unwrap();
+    forged.list = Signed::sign(&orgs[0].identity, &list);
+    let in_force = |trust: &Trust| trust.revocation_notices().count();
+    let mut admission = Admission::new(Config::default());
+    let hello = |chain: &CertChain, revocations: Vec<RevocationNotice>| Hello {
+        revocations,
+        ..bare_hello(chain.clone(), NOW)
+    };
+
+    // A stranger: the first member's certificate, signed by the member
+    // itself instead of its authority, bringing the genuine list.
+    let cert = orgs[0].chain.org.decode_unverified().unwrap();
+    let unsigned = CertChain {
+        authority: orgs[0].chain.authority.clone(),
+        org: Signed::sign(&orgs[0].identity, &cert),
+    };
+    admission.handle_connected(NOW, 1, Ok(orgs[0].id()));
+    let notices = vec![revokes_third.clone()];
+    let verdict = admission.handle_hello(
+        NOW,
+        1,
+        hello(&unsigned, notices),
+        &mut fed.trust,
+        &directory,
+    );
+    assert!(matches!(verdict, Err(Refusal::Chain(_))), "{verdict:?}");
+    assert_eq!(in_force(&fed.trust), 0, "nothing taken from a stranger");
+
+    // A member: 300 forged notices, then the genuine one.
+    let mut notices = vec![forged; 300];
+    notices.push(revokes_third.clone());
+    admission.handle_connected(NOW, 2, Ok(orgs[1].id()));
+    let verdict = admission.handle_hello(
+        NOW,
+        2,
+        hello(&orgs[1].chain, notices),
+        &mut fed.trust,
+        &directory,
+    );
+    assert_eq!(verdict, Ok(orgs[1].id()));
+    assert_eq!(admission.misconduct(NOW, &orgs[1].id()), 10, "charged once");
+    assert_eq!(
+        in_force(&fed.trust),
+        0,
+        "the reading ended at the first forged notice"
+    );
+
+    // The third member brings the list that revokes it: refused.
+    admission.handle_connected(NOW, 3, Ok(orgs[2].id()));
+    let notices = vec![revokes_third];
+    let verdict = admission.handle_hello(
+        NOW,
+        3,
+        hello(&orgs[2].chain, notices),
+        &mut fed.trust,
+        &directory,
+    );
+    assert!(
+        matches!(&verdict, Err(Refusal::Chain(e)) if e.to_string().contains("revoked")),
+        "{verdict:?}"
+    );
+    assert_eq!(in_force(&fed.trust), 1, "the list is in force");
 }
