@@ -5,8 +5,50 @@ use super::AppState;
 use super::problems::Problem;
 use crate::config::api::{User, token_hash};
 use axum::http::{HeaderMap, StatusCode, header};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use konsilium_protocol::journal::Role;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
+
+/// Failed logins go into the journal one by one up to a burst of ten, then
+/// one every three seconds; those refused in between are counted, and the
+/// next entry says how many. An unknown token costs its sender nothing,
+/// and each entry a journal write and its flushes on the node's event
+/// loop: unlimited, anyone who reached the port could fill the disk and
+/// slow the node down.
+pub(super) struct FailedLogins {
+    journaled: DefaultDirectRateLimiter,
+    unjournaled: AtomicU64,
+}
+
+impl Default for FailedLogins {
+    fn default() -> Self {
+        let quota =
+            Quota::with_period(Duration::from_secs(3)).expect("a period of 3 s is not zero");
+        let burst = NonZeroU32::new(10).expect("ten is not zero");
+        Self {
+            journaled: RateLimiter::direct(quota.allow_burst(burst)),
+            unjournaled: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FailedLogins {
+    /// Who the journal entry for one more failure names, or none when
+    /// this one is only counted.
+    fn entry(&self) -> Option<String> {
+        if self.journaled.check().is_err() {
+            self.unjournaled.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(match self.unjournaled.swap(0, Ordering::Relaxed) {
+            0 => "unknown token".into(),
+            n => format!("unknown token ({n} more since the last entry, not journaled one by one)"),
+        })
+    }
+}
 
 /// The API's users, replaced as a whole when the configuration is
 /// reloaded; a request sees the list as it was when it arrived.
@@ -74,18 +116,12 @@ impl AppState {
             // A security event: journaled, without the token itself.
             // Refused either way; a journal that cannot take the event is
             // the node's problem to report, not the caller's.
-            if let Err(e) = self
-                .node
-                .record(
-                    Some("unknown token".into()),
-                    None,
-                    konsilium_protocol::journal::Action::FailedLogin {
-                        user: "unknown token".into(),
-                    },
-                )
-                .await
-            {
-                tracing::error!("failed login not journaled: {e}");
+            if let Some(who) = self.failed_logins.entry() {
+                let action = konsilium_protocol::journal::Action::FailedLogin { user: who };
+                let recorded = self.node.record(Some("unknown token".into()), None, action);
+                if let Err(e) = recorded.await {
+                    tracing::error!("failed login not journaled: {e}");
+                }
             }
             return Err(Problem::unauthorized("the token is not valid"));
         };

@@ -63,6 +63,7 @@ struct AppState {
     node: Arc<NodeHandle>,
     users: Arc<ApiUsers>,
     upload_dir: Option<PathBuf>,
+    failed_logins: auth::FailedLogins,
 }
 
 /// Starts serving the API for `handle`. Returns the address it listens on
@@ -161,6 +162,7 @@ fn router_with_users(
         node: handle,
         users,
         upload_dir,
+        failed_logins: Default::default(),
     });
     Router::new()
         .route(

@@ -51,13 +51,36 @@ async fn the_api_refuses_with_problem_documents() {
     let wrong = api.get("/consultations", "not-a-token").await;
     assert_problem(&wrong, StatusCode::UNAUTHORIZED, "not valid");
     // The failed login is a security event in the journal.
-    let (entries, _) = n.journal().await.unwrap();
-    assert!(
-        entries.iter().any(|e| matches!(
-            e.action,
-            konsilium_protocol::journal::Action::FailedLogin { .. }
-        )),
+    let failed_logins = async || {
+        let (entries, _) = n.journal().await.unwrap();
+        (entries.into_iter())
+            .filter_map(|e| match e.action {
+                konsilium_protocol::journal::Action::FailedLogin { user } => Some(user),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        failed_logins().await,
+        ["unknown token"],
         "failed login journaled"
+    );
+    // A flood of them: ten journaled at once, then one every three
+    // seconds, which says how many were refused in between.
+    for _ in 0..30 {
+        let wrong = api.get("/consultations", "not-a-token").await;
+        assert_problem(&wrong, StatusCode::UNAUTHORIZED, "not valid");
+    }
+    let flood = failed_logins().await.len();
+    assert!((10..=11).contains(&flood), "{flood} of 31 journaled");
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let wrong = api.get("/consultations", "not-a-token").await;
+    assert_problem(&wrong, StatusCode::UNAUTHORIZED, "not valid");
+    let after = failed_logins().await;
+    let counted = after.last().unwrap();
+    assert!(
+        counted.contains(&format!("({} more since the last entry", 31 - flood)),
+        "{counted}"
     );
     let resp = api
         .client
