@@ -83,6 +83,10 @@ impl BlobRef {
 
 /// At most this many attachments per package.
 pub const MAX_ATTACHMENTS: usize = 64;
+/// The largest attachment a package may list: a whole-slide pathology
+/// image or a CT study is some gigabytes. Bounded so the sizes a header
+/// lists add up without overflow.
+pub const MAX_ATTACHMENT_BYTES: u64 = 64 << 30;
 const ATTACHMENT_DOMAIN: &[u8] = b"konsilium/attachment/v1\0";
 
 /// What routing needs to know, and all a relay ever sees.
@@ -148,6 +152,9 @@ impl EnvelopeHeader {
         }
         if self.attachments.len() > MAX_ATTACHMENTS {
             return Err(SealError::Malformed("more attachments than allowed"));
+        }
+        if (self.attachments.iter()).any(|b| b.size > MAX_ATTACHMENT_BYTES) {
+            return Err(SealError::Malformed("an attachment larger than allowed"));
         }
         Ok(())
     }

@@ -192,6 +192,16 @@ pub(super) async fn seal_attachments(
     plan: &mut Plan,
     attachments: Vec<Attachment>,
 ) -> Result<(), NodeError> {
+    // What every receiver refuses is refused here, before anything is
+    // stored or sent: a package past the limit would be refused by its
+    // first hop, and its consultation would wait for an answer forever.
+    if attachments.len() > seal::MAX_ATTACHMENTS {
+        return Err(NodeError::Attachment(format!(
+            "{} attachments: a package carries at most {}",
+            attachments.len(),
+            seal::MAX_ATTACHMENTS
+        )));
+    }
     for (index, attachment) in attachments.into_iter().enumerate() {
         let header = plan.header.clone();
         let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
@@ -215,6 +225,14 @@ pub(super) async fn seal_attachments(
         })
         .await
         .map_err(|e| NodeError::Attachment(e.to_string()))??;
+        if blob.size > seal::MAX_ATTACHMENT_BYTES {
+            return Err(NodeError::Attachment(format!(
+                "attachment {}: {} bytes, at most {} allowed",
+                index + 1,
+                blob.size,
+                seal::MAX_ATTACHMENT_BYTES
+            )));
+        }
         plan.header.attachments.push(blob);
     }
     Ok(())

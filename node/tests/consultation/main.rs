@@ -32,6 +32,22 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
     let ecg = vec![0x42u8; 200_000];
+    // More files than a package carries: refused before anything is kept.
+    let too_many = (0..65).map(|i| CaseFile {
+        info: ecg_info(),
+        content: Attachment::Bytes(vec![i; 10]),
+    });
+    let refused = (w.district)
+        .request_consultation(
+            new_consultation(Urgency::Planned, consent()),
+            too_many.collect(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(NodeError::Attachment(why)) if why.contains("at most 64")),
+        "{refused:?}"
+    );
+    assert_eq!(w.district.consultations().await.unwrap(), vec![]);
     let (id, sent) = w
         .district
         .request_consultation(

@@ -386,6 +386,19 @@ fn attachments_are_bound_to_their_package_and_position() {
         MAX_ATTACHMENTS + 1
     ];
     assert!(many.check(NOW).is_err());
+    // Sizes a receiver adds up: each bounded, so their sum cannot overflow.
+    let mut large = h.clone();
+    let listed = |size| BlobRef {
+        hash: [0; 32],
+        size,
+    };
+    large.attachments = vec![listed(MAX_ATTACHMENT_BYTES); MAX_ATTACHMENTS];
+    assert!(large.check(NOW).is_ok());
+    large.attachments[0] = listed(MAX_ATTACHMENT_BYTES + 1);
+    assert_eq!(
+        large.check(NOW),
+        Err(SealError::Malformed("an attachment larger than allowed"))
+    );
 }
 
 #[test]
