@@ -135,15 +135,26 @@ impl Node {
 
     /// Packages whose attachments have all arrived are accepted now; the
     /// recipient's receipt goes straight back to whoever delivered it.
+    /// Expired ones are dropped: their senders have given up on them.
+    /// Read header by header, one package built at a time.
     pub(super) fn release_waiting(&mut self) {
-        let Ok(waiting) = self.store.waiting() else {
+        let Ok(heads) = self.store.waiting_heads() else {
             return;
         };
-        for (package, from) in waiting {
-            if !package.header.attachments.iter().all(|b| self.blobs.has(b)) {
+        let now = self.now();
+        for (header, from) in heads {
+            let id = header.id;
+            if now >= header.expires {
+                tracing::info!(%id, %from, "waiting package expired before its attachments arrived");
+                let _ = self.store.remove_waiting(&id);
                 continue;
             }
-            let _ = self.store.remove_waiting(&package.header.id);
+            if !header.attachments.iter().all(|b| self.blobs.has(b)) {
+                continue;
+            }
+            let Ok(Some((package, from))) = self.store.take_waiting(&id) else {
+                continue;
+            };
             match self.accept_package(from, package) {
                 Answer::Now(Response::Receipt(receipt)) => {
                     let peer = from.to_peer_id();

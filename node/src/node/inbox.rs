@@ -12,6 +12,11 @@ use konsilium_protocol::desk::Output as DeskOutput;
 use konsilium_protocol::outbox::{Inbound, PackageMeta};
 use libp2p::request_response::ResponseChannel;
 
+/// Packages held while their attachments arrive, from one delivering peer
+/// and in all: a relay passes on a region's traffic, so its share is large.
+const MAX_WAITING_FROM_ONE: usize = 64;
+const MAX_WAITING: usize = 1024;
+
 /// Packages being opened off the event loop or waiting for a core to open
 /// them, at most this many and this many bytes of bodies. Beyond either a
 /// delivery is refused as transient (the sender retries two seconds
@@ -120,6 +125,12 @@ impl Node {
                 "attachment {hash} failed its hash check {MAX_HASH_FAILURES} times: the copy it is sent from is damaged"
             ))));
         }
+        // Held on disk while its attachments arrive: a bounded number,
+        // so no peer can fill the disk with packages whose attachments it
+        // never serves (they also go when they expire).
+        if let Some(refusal) = self.no_room_to_wait(from) {
+            return Answer::Now(Response::Refused(refusal));
+        }
         // Attachments first: fetch them from whoever delivered the package.
         if let Err(e) = self
             .store
@@ -141,6 +152,37 @@ impl Node {
             .map(|b| self.blobs.received(b))
             .sum();
         Answer::Now(Response::Fetching { have, total })
+    }
+
+    /// Why one more package from `from` cannot wait for its attachments
+    /// here, if it cannot. Expired ones may be what fills the place: they
+    /// are dropped first.
+    fn no_room_to_wait(&mut self, from: OrgId) -> Option<Refusal> {
+        let mut pruned = false;
+        loop {
+            let heads = match self.store.waiting_heads() {
+                Ok(heads) => heads,
+                Err(e) => {
+                    return Some(Refusal::Transient(format!("cannot hold the package: {e}")));
+                }
+            };
+            let theirs = heads.iter().filter(|(_, by)| *by == from).count();
+            let why = if theirs >= MAX_WAITING_FROM_ONE {
+                format!("{theirs} packages from you already wait here for their attachments")
+            } else if heads.len() >= MAX_WAITING {
+                format!(
+                    "{} packages already wait here for their attachments",
+                    heads.len()
+                )
+            } else {
+                return None;
+            };
+            if pruned {
+                return Some(Refusal::Transient(format!("{why}: try again later")));
+            }
+            self.release_waiting();
+            pruned = true;
+        }
     }
 
     fn inbound(&self, from: OrgId, header: &EnvelopeHeader) -> Inbound {

@@ -13,7 +13,7 @@ use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::directory::SignedRecord;
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::{Checkpoint, Entry};
-use konsilium_protocol::seal::{PackageId, SealedPackage};
+use konsilium_protocol::seal::{EnvelopeHeader, PackageId, SealedPackage};
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::wire::{self, WireError};
@@ -508,12 +508,39 @@ impl Store {
         Ok(())
     }
 
-    pub fn waiting(&self) -> Result<Vec<(SealedPackage, OrgId)>, StoreError> {
-        self.waiting
-            .iter()
-            .values()
-            .map(|v| self.decode("waiting package", &v.at(&self.dir)?))
+    /// The header of every package waiting for its attachments, and who
+    /// delivered it, without building any body: bodies are up to a frame
+    /// each, and this is read each time an attachment completes.
+    pub fn waiting_heads(&self) -> Result<Vec<(EnvelopeHeader, OrgId)>, StoreError> {
+        /// A stored `(SealedPackage, OrgId)`, its body left in place.
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            header: EnvelopeHeader,
+            #[serde(borrow)]
+            _body: &'a [u8],
+        }
+        let head = |v: &[u8]| -> Result<(EnvelopeHeader, OrgId), StoreError> {
+            let (head, from) =
+                postcard::from_bytes::<(Head, OrgId)>(v).map_err(|e| StoreError::Corrupt {
+                    path: self.dir.clone(),
+                    what: "waiting package",
+                    reason: e.to_string(),
+                })?;
+            Ok((head.header, from))
+        };
+        (self.waiting.iter().values())
+            .map(|v| head(&v.at(&self.dir)?))
             .collect()
+    }
+
+    /// Takes one waiting package out.
+    pub fn take_waiting(
+        &self,
+        id: &PackageId,
+    ) -> Result<Option<(SealedPackage, OrgId)>, StoreError> {
+        (self.waiting.remove(id.0).at(&self.dir)?)
+            .map(|v| self.decode("waiting package", &v))
+            .transpose()
     }
 
     /// Every step held for a consultation that has not arrived, at start.

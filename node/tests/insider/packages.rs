@@ -8,13 +8,24 @@ use konsilium_node::node::{SendRequest, Target};
 use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::rpc::Refusal;
 use konsilium_protocol::seal::{
-    self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
+    self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
 };
 use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
 
 fn sealed(from: &Member, to: &Member, n: u8, expires: Timestamp) -> SealedPackage {
+    sealed_listing(from, to, n, expires, Vec::new())
+}
+
+/// A package whose header lists `attachments`, none of them sealed.
+fn sealed_listing(
+    from: &Member,
+    to: &Member,
+    n: u8,
+    expires: Timestamp,
+    attachments: Vec<BlobRef>,
+) -> SealedPackage {
     let now = node::now();
     let header = EnvelopeHeader {
         version: PACKAGE_VERSION,
@@ -29,7 +40,7 @@ fn sealed(from: &Member, to: &Member, n: u8, expires: Timestamp) -> SealedPackag
         },
         created: now,
         expires,
-        attachments: Vec::new(),
+        attachments,
     };
     let sender = from.keys.node_keys().sealing;
     let recipient = to.keys.node_keys().sealing.public();
@@ -310,5 +321,47 @@ async fn junk_sent_through_a_relay_does_not_get_the_relay_banned() {
     .unwrap();
     assert!(f.status().await.unwrap().peers.contains(&regional.org_id()));
     r.shutdown().await;
+    f.shutdown().await;
+}
+
+/// Packages wait on the recipient's disk while their attachments are
+/// fetched from whoever delivered them. An insider that lists attachments
+/// it never serves gets 64 held, then refusals; held packages go when they
+/// expire, and then there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_whose_attachments_never_come_wait_in_bounded_numbers_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let soon = node::now().saturating_add(Duration::from_secs(4));
+    let day = node::now().saturating_add(Duration::from_secs(86_400));
+    let never_served = |n: u8| {
+        vec![BlobRef {
+            hash: [n; 32],
+            size: 1 << 20,
+        }]
+    };
+    for n in 0..64u8 {
+        let p = sealed_listing(&district, &federal, 100 + n, soon, never_served(n));
+        let answer = insider.ask(Request::Deliver(p)).await;
+        assert!(
+            matches!(answer, Ok(Response::Fetching { have: 0, .. })),
+            "package {n} waits for its attachment: {answer:?}"
+        );
+    }
+    let p = sealed_listing(&district, &federal, 200, day, never_served(200));
+    let answer = insider.ask(Request::Deliver(p.clone())).await;
+    assert!(
+        matches!(&answer, Ok(Response::Refused(Refusal::Transient(why))) if why.contains("64 packages from you")),
+        "{answer:?}"
+    );
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_secs(5)).await;
+    let answer = insider.ask(Request::Deliver(p)).await;
+    assert!(
+        matches!(answer, Ok(Response::Fetching { .. })),
+        "room again once the others expired: {answer:?}"
+    );
     f.shutdown().await;
 }

@@ -184,3 +184,54 @@ fn the_database_is_held_while_open_and_released_when_dropped() {
     }
     Store::open(&dir).expect("opens again once released");
 }
+
+/// Waiting packages are listed by their headers alone (their bodies are
+/// left in the database) and taken out one at a time, whole.
+#[test]
+fn waiting_packages_are_listed_by_header_and_taken_out_whole() {
+    use konsilium_protocol::cert::OrgLevel;
+    use konsilium_protocol::seal::{BlobRef, PACKAGE_VERSION, RoutingHeader};
+    use konsilium_protocol::specialty::Specialty;
+    use konsilium_protocol::urgency::Urgency;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (sender, relay) = (
+        IdentityKey::from_seed([1; 32]),
+        IdentityKey::from_seed([2; 32]),
+    );
+    let package = |n: u8| SealedPackage {
+        header: EnvelopeHeader {
+            version: PACKAGE_VERSION,
+            id: PackageId([n; 16]),
+            sender: sender.org_id(),
+            recipient: relay.org_id(),
+            routing: RoutingHeader {
+                specialty: Specialty::Cardiology,
+                min_level: OrgLevel::Federal,
+                urgency: Urgency::Planned,
+                region: None,
+            },
+            created: Timestamp::from_unix_millis(1_000),
+            expires: Timestamp::from_unix_millis(2_000),
+            attachments: vec![BlobRef {
+                hash: [n; 32],
+                size: 5,
+            }],
+        },
+        body: vec![n; 1000 + n as usize],
+    };
+    store.put_waiting(&package(1), &sender.org_id()).unwrap();
+    store.put_waiting(&package(2), &relay.org_id()).unwrap();
+    let heads = store.waiting_heads().unwrap();
+    assert_eq!(
+        heads,
+        vec![
+            (package(1).header, sender.org_id()),
+            (package(2).header, relay.org_id())
+        ]
+    );
+    let taken = store.take_waiting(&PackageId([2; 16])).unwrap();
+    assert_eq!(taken, Some((package(2), relay.org_id())));
+    assert_eq!(store.take_waiting(&PackageId([2; 16])).unwrap(), None);
+    assert_eq!(store.waiting_heads().unwrap().len(), 1);
+}
