@@ -32,13 +32,21 @@ const DESIRED: Bitrate = Bitrate::kbps(6_000);
 /// starts sooner, and still lose a working pair under 20 % loss only once
 /// in hundreds.
 const CHECKS_BEFORE_LOST: usize = 6;
+/// What a connection's data channel holds unsent, in str0m's buffer and in
+/// its own queue after it: a room's messages go up to 256 KiB (a shared
+/// image or ECG), over str0m's own 128 KiB buffer, and a few may be sent
+/// at once. Past both, a message is refused (`Ok(false)`), never lost
+/// without a word.
+const CHANNEL_BUFFER: usize = 512 * 1024;
+const CHANNEL_QUEUE: usize = 512 * 1024;
 
 pub(crate) fn build_rtc(now: Instant, cert: DtlsCert) -> Rtc {
     let mut config = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .set_dtls_cert(cert)
         .enable_bwe(Some(START_ESTIMATE))
-        .set_stats_interval(Some(STATS_EVERY));
+        .set_stats_interval(Some(STATS_EVERY))
+        .set_sctp_max_buffered_amount(CHANNEL_BUFFER);
     config.set_max_stun_retransmits(CHECKS_BEFORE_LOST);
     let mut rtc = frame::codecs(config).build(now);
     rtc.bwe().set_bitrate(Bitrate::ZERO, DESIRED);
@@ -99,6 +107,10 @@ pub(crate) fn add_candidates(rtc: &mut Rtc, local: LocalAddrs) -> Result<(), Lin
 pub(crate) struct Core {
     pub(crate) rtc: Rtc,
     pub(crate) channel: Option<ChannelId>,
+    /// Messages the channel's buffer had no room for yet, whether binary,
+    /// in order; written as it drains.
+    queued: VecDeque<(bool, Vec<u8>)>,
+    queued_bytes: usize,
     pub(crate) transmits: VecDeque<Datagram>,
     pub(crate) timeout: Option<Instant>,
     /// The connection's clock (see [`Core::now`]).
@@ -121,6 +133,8 @@ impl Core {
         Self {
             rtc,
             channel: None,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
             transmits: VecDeque::new(),
             timeout: None,
             now,
@@ -167,6 +181,7 @@ impl Core {
         if self.failed.is_some() {
             return (events, None);
         }
+        self.write_queued();
         let (mut due, mut progressed) = (0, false);
         loop {
             match self.rtc.poll_output() {
@@ -227,14 +242,46 @@ impl Core {
     }
 
     /// Writes a message on the data channel (text when it is UTF-8, as
-    /// browsers expect chat); `Ok(false)` when its buffer is full.
+    /// browsers expect chat), or queues it behind others; `Ok(false)` when
+    /// neither the channel's buffer nor the queue has room for it.
     pub(crate) fn send_data(&mut self, bytes: &[u8]) -> Result<bool, LinkError> {
         self.usable()?;
+        let binary = std::str::from_utf8(bytes).is_err();
+        if self.queued.is_empty() && self.write(binary, bytes)? {
+            return Ok(true);
+        }
+        if self.queued_bytes + bytes.len() > CHANNEL_QUEUE {
+            return Ok(false);
+        }
+        self.queued_bytes += bytes.len();
+        self.queued.push_back((binary, bytes.to_vec()));
+        Ok(true)
+    }
+
+    fn write(&mut self, binary: bool, bytes: &[u8]) -> Result<bool, LinkError> {
         let id = (self.channel).ok_or(LinkError::NotReady("data channel not open"))?;
         let mut channel =
             (self.rtc.channel(id)).ok_or(LinkError::NotReady("data channel closed"))?;
-        let binary = std::str::from_utf8(bytes).is_err();
         (channel.write(binary, bytes)).map_err(|e| LinkError::Failed(e.to_string()))
+    }
+
+    /// Writes what the queue holds, in order, while the buffer takes it.
+    fn write_queued(&mut self) {
+        while let Some((binary, bytes)) = self.queued.pop_front() {
+            match self.write(binary, &bytes) {
+                Ok(true) => self.queued_bytes -= bytes.len(),
+                Ok(false) => {
+                    self.queued.push_front((binary, bytes));
+                    return;
+                }
+                // The channel is gone: what waited for it goes with it.
+                Err(_) => {
+                    self.queued.clear();
+                    self.queued_bytes = 0;
+                    return;
+                }
+            }
+        }
     }
 }
 

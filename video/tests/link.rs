@@ -727,3 +727,41 @@ fn a_forwarded_keyframe_leaves_whole_without_waiting_for_the_pacer() {
         "the whole keyframe arrived at the instant it was forwarded ({datagrams} datagrams left at once)"
     );
 }
+
+/// A room's shared files go up to 256 KiB, over str0m's own 128 KiB
+/// channel buffer, and a few may be shared at once: each is written or
+/// queued and arrives, in order; past the buffer and the queue a message
+/// is refused, never dropped without a word.
+#[test]
+fn shared_files_larger_than_a_channel_buffer_arrive_in_order() {
+    let (mut a, mut b, mut now) = linked();
+    let files: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| {
+            (0..200 * 1024)
+                .map(|j| (j % 251) as u8 ^ i ^ 0x80)
+                .collect()
+        })
+        .collect();
+    for (i, file) in files.iter().enumerate() {
+        assert_eq!(a.send_data(file), Ok(true), "file {i} taken");
+    }
+    let filler = vec![0xffu8; 200 * 1024];
+    assert_eq!(
+        a.send_data(&filler),
+        Ok(false),
+        "past the buffer and the queue"
+    );
+    let (_, eb) = run(&mut a, &mut b, &mut now, |_, eb| {
+        eb.iter()
+            .filter(|e| matches!(e, LinkEvent::Data(_)))
+            .count()
+            == files.len()
+    });
+    let arrived: Vec<&Vec<u8>> = (eb.iter())
+        .filter_map(|e| match e {
+            LinkEvent::Data(bytes) => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(arrived, files.iter().collect::<Vec<_>>());
+}

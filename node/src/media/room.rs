@@ -408,14 +408,14 @@ impl Room {
             Err(e) => return Err(format!("not a room message: {e}")),
         };
         let bytes = encode(&message);
-        for ((s, _), held) in links.iter_mut() {
+        for ((s, org), held) in links.iter_mut() {
             if *s == session {
-                let _ = held.link.send_data(&bytes);
+                undelivered(held.link.send_data(&bytes), || format!("site {org}"));
             }
         }
         for (&id, held) in seats.iter_mut() {
             if held.session == session && id != seat {
-                let _ = held.seat.send_data(&bytes);
+                undelivered(held.seat.send_data(&bytes), || format!("browser {id}"));
             }
         }
         Ok(())
@@ -527,9 +527,9 @@ impl Room {
             _ => return,
         };
         let bytes = encode(&message);
-        for held in seats.values_mut() {
+        for (id, held) in seats.iter_mut() {
             if held.session == session {
-                let _ = held.seat.send_data(&bytes);
+                undelivered(held.seat.send_data(&bytes), || format!("browser {id}"));
             }
         }
     }
@@ -640,4 +640,15 @@ fn takes(quality: Quality) -> Vec<u8> {
 
 fn encode(message: &RoomMessage) -> Vec<u8> {
     serde_json::to_vec(message).unwrap_or_default()
+}
+
+/// A chat message or shared file that a connection's channel could not
+/// take (its buffer and queue full, or the channel gone), said in the log
+/// instead of dropped without a word.
+fn undelivered(written: Result<bool, konsilium_video::LinkError>, to: impl Fn() -> String) {
+    match written {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("room message not passed on to {}: its channel is full", to()),
+        Err(e) => tracing::warn!("room message not passed on to {}: {e}", to()),
+    }
 }
