@@ -648,7 +648,10 @@ fn encode(message: &RoomMessage) -> Vec<u8> {
 fn undelivered(written: Result<bool, konsilium_video::LinkError>, to: impl Fn() -> String) {
     match written {
         Ok(true) => {}
-        Ok(false) => tracing::warn!("room message not passed on to {}: its channel is full", to()),
+        Ok(false) => tracing::warn!(
+            "room message not passed on to {}: its channel is full",
+            to()
+        ),
         Err(e) => tracing::warn!("room message not passed on to {}: {e}", to()),
     }
 }

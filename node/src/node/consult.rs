@@ -710,7 +710,13 @@ impl Node {
         let counterpart = desk::counterpart(&c.request, self.me.cert.org);
         let blobs = match (&stored.own_copy, stored.received_in) {
             (Some(own), _) => own.attachments.clone(),
-            (None, Some(package)) => self.received(package)?.0.attachments,
+            // The header alone: what the files are needs neither the body
+            // nor the sender's directory entry (it may have lapsed since).
+            (None, Some(package)) => {
+                (self.store.inbox_header(&package)?)
+                    .ok_or(NodeError::NotInInbox(package))?
+                    .attachments
+            }
             (None, None) => Vec::new(),
         };
         let files = blobs

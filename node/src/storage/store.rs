@@ -470,6 +470,24 @@ impl Store {
             .transpose()
     }
 
+    /// A received package's header alone: an entry's first field is its
+    /// package, whose first is its header, so the body (up to a frame) is
+    /// never built.
+    pub fn inbox_header(&self, id: &PackageId) -> Result<Option<EnvelopeHeader>, StoreError> {
+        let head = |v: &[u8]| {
+            postcard::take_from_bytes::<EnvelopeHeader>(v)
+                .map(|(header, _)| header)
+                .map_err(|e| StoreError::Corrupt {
+                    path: self.dir.clone(),
+                    what: "inbox entry",
+                    reason: e.to_string(),
+                })
+        };
+        (self.inbox.get(id.0).at(&self.dir)?)
+            .map(|v| head(&v))
+            .transpose()
+    }
+
     pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
         self.inbox
             .iter()

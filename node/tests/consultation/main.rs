@@ -28,7 +28,7 @@ fn ecg_info() -> FileInfo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion() {
-    let w = three().await;
+    let mut w = three().await;
     let mut at_federal = w.federal.subscribe();
     let mut at_district = w.district.subscribe();
     let ecg = vec![0x42u8; 200_000];
@@ -208,6 +208,26 @@ async fn a_planned_consultation_is_answered_in_writing_with_a_signed_conclusion(
         );
         assert_eq!((stats.conclusions, stats.deadlines_met), (1, 1));
     }
+
+    // The district is revoked later: the federal center drops its record,
+    // and still shows the consultation it answered (its files' list needed
+    // the sender's directory entry, and the whole list failed).
+    let region = konsilium_protocol::cert::RegionCode::new("RU-VLG").unwrap();
+    let serial = LocalFederation::serial_of(&w.members[0]);
+    let notice = w
+        .fed
+        .region(&region)
+        .revoke(1, node::now(), [serial].into());
+    assert_eq!(w.federal.revoke(vec![notice]).await.unwrap(), 1);
+    let dropped = async {
+        while w.federal.status().await.unwrap().directory_size == 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, dropped).await.unwrap();
+    let view = w.federal.consultation(id).await.unwrap();
+    assert_eq!(view.files.len(), 1);
+    assert_eq!(view.consultation.status, Status::Completed);
     for n in [w.district, w.regional, w.federal] {
         n.shutdown().await;
     }

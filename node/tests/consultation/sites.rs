@@ -85,6 +85,8 @@ pub fn conclude(id: ConsultationId, text: node::ConclusionText) -> ActRequest {
 pub struct Three {
     pub _tmp: tempfile::TempDir,
     pub fed: LocalFederation,
+    /// The district's, the regional's and the federal center's members.
+    pub members: [konsilium_node::federation::Member; 3],
     pub district: NodeHandle,
     pub regional: NodeHandle,
     pub federal: NodeHandle,
@@ -167,6 +169,7 @@ pub async fn three_each(
     Three {
         _tmp: tmp,
         fed,
+        members: [d, r, f],
         district,
         regional,
         federal,
