@@ -201,6 +201,7 @@ pub(super) async fn rooms() -> Rooms {
         district,
         regional,
         federal,
+        ..
     } = three_with(Some(loopback_video())).await;
     let (district, federal) = (Arc::new(district), Arc::new(federal));
     let mut at_federal = federal.subscribe();

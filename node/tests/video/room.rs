@@ -207,6 +207,7 @@ async fn every_clinician_publishing_at_a_site_is_seen_and_heard_at_the_other_by_
         district,
         regional: _regional,
         federal,
+        ..
     } = three_with(Some(loopback_video())).await;
     let mut at_federal = federal.subscribe();
     let id = requested(&district).await;
