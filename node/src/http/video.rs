@@ -219,7 +219,7 @@ pub(super) async fn leave(
     headers: HeaderMap,
     Path(SeatPath { id, seat }): Path<SeatPath>,
 ) -> Result<Response, Problem> {
-    state.authenticate(&headers, &[]).await?;
+    let user = state.authenticate(&headers, &[]).await?;
     let id = parse_id(&id)?;
     let seat = seat.parse().map_err(|_| {
         Problem::new(
@@ -229,7 +229,8 @@ pub(super) async fn leave(
             format!("{seat:?} is not a participant id (32 hexadecimal digits)"),
         )
     })?;
-    (state.node.leave_video(id, seat).await).map_err(video_problem)?;
+    let by = (user.name, user.role);
+    (state.node.leave_video(id, seat, by).await).map_err(video_problem)?;
     Ok(StatusCode::OK.into_response())
 }
 

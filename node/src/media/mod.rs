@@ -568,11 +568,19 @@ impl MediaPlane {
     }
 
     /// A clinician leaves (DELETE of the WHIP/WHEP resource); returns who.
-    pub fn leave(&self, session: SessionId, seat: SeatId) -> Result<Person, MediaError> {
+    /// Takes `seat` out of `session`, if `by` joined with it: any user of
+    /// the API may learn a seat's id (the metrics name it), and must not
+    /// be able to put another clinician out of the room with it.
+    pub fn leave(
+        &self,
+        session: SessionId,
+        seat: SeatId,
+        (person, role): (String, konsilium_protocol::journal::Role),
+    ) -> Result<Person, MediaError> {
         let mut links = self.shared.links();
         let mut seats = self.shared.seats();
         let held = (seats.get_mut(&seat))
-            .filter(|h| h.session == session)
+            .filter(|h| h.session == session && h.who.person == person && h.who.role == role)
             .ok_or(MediaError::NoSeat { seat })?;
         held.seat.close();
         let who = held.who.clone();

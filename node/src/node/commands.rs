@@ -236,6 +236,7 @@ pub(super) enum Command {
     LeaveVideo(
         ConsultationId,
         crate::media::SeatId,
+        (String, Role),
         oneshot::Sender<Result<(), NodeError>>,
     ),
     /// A data channel message or a media frame on a video link.

@@ -390,13 +390,15 @@ impl NodeHandle {
             .await?
     }
 
-    /// A clinician's browser leaves the session.
+    /// A clinician's browser leaves the session: only the user who joined
+    /// with it (`by`) can take it out; to anyone else it is no seat at all.
     pub async fn leave_video(
         &self,
         consultation: ConsultationId,
         seat: crate::media::SeatId,
+        by: (String, Role),
     ) -> Result<(), NodeError> {
-        self.ask(|tx| Command::LeaveVideo(consultation, seat, tx))
+        self.ask(|tx| Command::LeaveVideo(consultation, seat, by, tx))
             .await?
     }
 

@@ -694,8 +694,8 @@ impl Node {
             Command::JoinVideo(id, by, offer, reply) => {
                 let _ = reply.send(self.join_video(id, by, &offer));
             }
-            Command::LeaveVideo(id, seat, reply) => {
-                let _ = reply.send(self.leave_video(id, seat));
+            Command::LeaveVideo(id, seat, by, reply) => {
+                let _ = reply.send(self.leave_video(id, seat, by));
             }
             Command::VideoSend(session, org, payload, reply) => {
                 let _ = reply.send(self.video_send(session, org, payload));

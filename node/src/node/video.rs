@@ -140,9 +140,10 @@ impl Node {
         &mut self,
         id: ConsultationId,
         seat: SeatId,
+        by: (String, Role),
     ) -> Result<(), NodeError> {
         let (session, _) = self.video_session(&id)?;
-        let who = self.media_plane()?.leave(session, seat)?;
+        let who = self.media_plane()?.leave(session, seat, by)?;
         let reason = "left the room".to_owned();
         self.journal_person(session, &who, VideoStep::Left { reason });
         Ok(())

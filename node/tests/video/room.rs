@@ -260,10 +260,17 @@ async fn every_clinician_publishing_at_a_site_is_seen_and_heard_at_the_other_by_
         "two pictures and two voices, each on its own line"
     );
 
+    // Only Dr. Ivanova can take her seat out of the room.
+    let by = |person: &str| (person.to_owned(), Role::Physician);
+    let other = district.leave_video(id, seats[0], by("Dr. Sidorov")).await;
+    assert!(
+        matches!(&other, Err(e) if e.to_string().contains("no participant")),
+        "{other:?}"
+    );
     // Dr. Ivanova leaves; Dr. Kozlova, joining after, takes her slot.
     stops[0].store(true, Ordering::Relaxed);
     district
-        .leave_video(id, seats[0])
+        .leave_video(id, seats[0], by("Dr. Ivanova"))
         .await
         .expect("she leaves");
     let (peer, _, mids) = joined(

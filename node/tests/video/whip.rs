@@ -27,7 +27,9 @@ async fn whip_joins_with_an_offer_leaves_with_delete_and_refuses_what_is_not_an_
     let w = three_with(Some(loopback_video())).await;
     let id = requested(&w.district).await;
     let physician = User::with_token("Dr. Ivanova", Role::Physician, "phys-d");
-    let app = konsilium_node::http::router(Arc::new(w.district), vec![physician], None);
+    let colleague = User::with_token("Dr. Sidorov", Role::Physician, "phys-d2");
+    let users = vec![physician, colleague];
+    let app = konsilium_node::http::router(Arc::new(w.district), users, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -67,13 +69,15 @@ async fn whip_joins_with_an_offer_leaves_with_delete_and_refuses_what_is_not_an_
         "the node receives what the client sends"
     );
 
-    let leave = || {
+    let leave = |token: &'static str| {
         http.delete(format!("{base}{location}"))
-            .bearer_auth("phys-d")
+            .bearer_auth(token)
             .send()
     };
-    assert_eq!(leave().await.unwrap().status(), 200);
-    assert_eq!(leave().await.unwrap().status(), 404, "left already");
+    let r = leave("phys-d2").await.unwrap();
+    assert_eq!(r.status(), 404, "another user cannot take her seat out");
+    assert_eq!(leave("phys-d").await.unwrap().status(), 200);
+    assert_eq!(leave("phys-d").await.unwrap().status(), 404, "left already");
     let unknown = format!("{base}/consultations/{id}/whip/not-a-seat");
     let r = http
         .delete(unknown)
