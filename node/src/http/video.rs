@@ -100,6 +100,7 @@ pub(super) struct SeatPath {
         (status = 409, description = "Video is off here, or the consultation is closed", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The offer is too large", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not application/sdp", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "The user is in sessions here from as many browsers as one may be", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub(super) async fn whip(
@@ -128,6 +129,7 @@ pub(super) async fn whip(
         (status = 409, description = "Video is off here, or the consultation is closed", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The offer is too large", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not application/sdp", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "The user is in sessions here from as many browsers as one may be", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 pub(super) async fn whep(
@@ -196,6 +198,12 @@ fn video_problem(e: NodeError) -> Problem {
             "unknown-seat",
             "No such participant",
             format!("no participant {seat} in this session"),
+        ),
+        NodeError::Media(e @ MediaError::FullForUser { .. }) => Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-seats",
+            "This user is in sessions from too many browsers",
+            format!("{e}: leave one (DELETE its resource) first"),
         ),
         other => node_problem(other),
     }

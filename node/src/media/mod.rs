@@ -55,6 +55,9 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// Browsers in sessions here at once: each holds a WebRTC connection, and
 /// one user's forgotten tabs must not be able to take the node's memory.
 pub const MAX_SEATS: usize = 64;
+/// Browsers one user has in sessions here at once (a camera, a screen, a
+/// second device), so one user cannot take every seat of the node.
+pub const MAX_SEATS_PER_USER: usize = 4;
 
 /// A link and where it sends from.
 struct Held {
@@ -199,6 +202,8 @@ pub enum MediaError {
     Random(String),
     #[error("video: {MAX_SEATS} browsers are in sessions here already")]
     Full,
+    #[error("video: {person} has {MAX_SEATS_PER_USER} browsers in sessions here already")]
+    FullForUser { person: String },
     #[error("video socket {addr}: {source}")]
     Socket {
         addr: SocketAddr,
@@ -558,9 +563,15 @@ impl MediaPlane {
         let seat = SeatId::random().map_err(|e| MediaError::Random(e.to_string()))?;
         let (local, _) = self.answering_addrs();
         let now = Instant::now();
-        if self.shared.seats().len() >= MAX_SEATS {
+        let seats = self.shared.seats();
+        if seats.len() >= MAX_SEATS {
             return Err(MediaError::Full);
         }
+        let same_user = |h: &&HeldSeat| h.who.person == who.person && h.who.role == who.role;
+        if seats.values().filter(same_user).count() >= MAX_SEATS_PER_USER {
+            return Err(MediaError::FullForUser { person: who.person });
+        }
+        drop(seats);
         let (held, answer) = Seat::answer(now, local, self.shared.stock.take()?, offer)?;
         (self.shared.seats()).insert(seat, HeldSeat::new(session, who, held, now));
         self.shared.wake.notify_one();
@@ -568,7 +579,7 @@ impl MediaPlane {
     }
 
     /// A clinician leaves (DELETE of the WHIP/WHEP resource); returns who.
-    /// Takes `seat` out of `session`, if `by` joined with it: any user of
+    /// Only `by`, who joined with the seat, can take it out: any user of
     /// the API may learn a seat's id (the metrics name it), and must not
     /// be able to put another clinician out of the room with it.
     pub fn leave(

@@ -78,6 +78,15 @@ async fn whip_joins_with_an_offer_leaves_with_delete_and_refuses_what_is_not_an_
     assert_eq!(r.status(), 404, "another user cannot take her seat out");
     assert_eq!(leave("phys-d").await.unwrap().status(), 200);
     assert_eq!(leave("phys-d").await.unwrap().status(), 404, "left already");
+    // One user may sit in sessions here from four browsers, not more.
+    for n in 0..4 {
+        let r = (post(whip_offer(), "application/sdp", Some("phys-d2")).await).unwrap();
+        assert_eq!(r.status(), 201, "browser {n}");
+    }
+    let r = (post(whip_offer(), "application/sdp", Some("phys-d2")).await).unwrap();
+    assert_eq!(r.status(), 429);
+    let r = (post(whip_offer(), "application/sdp", Some("phys-d")).await).unwrap();
+    assert_eq!(r.status(), 201, "another user still joins");
     let unknown = format!("{base}/consultations/{id}/whip/not-a-seat");
     let r = http
         .delete(unknown)
