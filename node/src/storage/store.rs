@@ -207,6 +207,11 @@ pub struct Store {
     /// Which received package carried each consultation's conclusion, whose
     /// attachments are the conclusion's files as sealed to this organization.
     conclusion_packages: sled::Tree,
+    /// Attachments of packages received here, by hash: never deleted by
+    /// the retention of attachments sent or relayed, which goes by hash
+    /// too and would otherwise take a received file away when any other
+    /// package (one a peer made up to that end) lists the same hash.
+    kept_blobs: sled::Tree,
     /// The database's directory, for errors.
     dir: std::path::PathBuf,
 }
@@ -292,6 +297,7 @@ impl Store {
             flushing: std::sync::Mutex::new(()),
             intake: db.open_tree("intake")?,
             conclusion_packages: db.open_tree("conclusion_packages")?,
+            kept_blobs: db.open_tree("kept_blobs")?,
             db,
         })
     }
@@ -453,13 +459,6 @@ impl Store {
             .values()
             .map(|v| self.decode("outbox entry", &v.at(&self.dir)?))
             .collect()
-    }
-
-    pub fn put_inbox(&self, entry: &InboxEntry) -> Result<(), StoreError> {
-        self.inbox
-            .insert(entry.package.header.id.0, encode(entry))
-            .at(&self.dir)?;
-        Ok(())
     }
 
     pub fn inbox_entry(&self, id: &PackageId) -> Result<Option<InboxEntry>, StoreError> {
@@ -672,7 +671,6 @@ impl Store {
             .collect()
     }
 
-    /// Journal entries are keyed by big-endian sequence number, so sled keeps them in order.
     /// Schedules a delivered attachment's deletion.
     pub fn expire_blob(&self, hash: &[u8; 32], at: Timestamp) -> Result<(), StoreError> {
         let mut key = at.unix_millis().to_be_bytes().to_vec();
@@ -681,8 +679,6 @@ impl Store {
         Ok(())
     }
 
-    /// Attachments whose deletion is due by `now`, earliest first, at most
-    /// `limit` of them; each is unscheduled as it is returned.
     /// When the next attachment is due for deletion: one read of the first key.
     pub fn next_blob_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
         Ok(self.expiring_blobs.first().at(&self.dir)?.map(|(key, _)| {
@@ -691,6 +687,9 @@ impl Store {
         }))
     }
 
+    /// Attachments whose deletion is due by `now`, earliest first, at most
+    /// `limit` of them; each is unscheduled as it is returned. One a
+    /// received package holds is unscheduled and not returned.
     pub fn take_expired_blobs(
         &self,
         now: Timestamp,
@@ -707,7 +706,9 @@ impl Store {
                 break;
             }
             self.expiring_blobs.remove(&key).at(&self.dir)?;
-            if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+            if let Ok(hash) = <[u8; 32]>::try_from(hash)
+                && !self.kept_blobs.contains_key(hash).at(&self.dir)?
+            {
                 due.push(hash);
             }
         }

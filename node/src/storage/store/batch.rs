@@ -24,6 +24,7 @@ enum Tree {
     Checkpoints,
     Intake,
     ConclusionPackages,
+    KeptBlobs,
 }
 
 /// Writes collected for one commit.
@@ -42,8 +43,12 @@ impl Batch {
         self.writes.push((tree, key.into(), Some(value)));
     }
 
+    /// A received package, and its attachments kept from retention.
     pub fn put_inbox(&mut self, entry: &super::InboxEntry) {
         self.put(Tree::Inbox, entry.package.header.id.0, encode(entry));
+        for blob in &entry.package.header.attachments {
+            self.put(Tree::KeptBlobs, blob.hash, Vec::new());
+        }
     }
 
     /// Remembers a package id until it expires (replay protection).
@@ -115,6 +120,7 @@ impl Store {
             &self.checkpoints,
             &self.intake,
             &self.conclusion_packages,
+            &self.kept_blobs,
         ];
         let index = |tree: Tree| match tree {
             Tree::Inbox => 0,
@@ -125,6 +131,7 @@ impl Store {
             Tree::Checkpoints => 5,
             Tree::Intake => 6,
             Tree::ConclusionPackages => 7,
+            Tree::KeptBlobs => 8,
         };
         trees[..]
             .transaction(|views| {

@@ -185,41 +185,46 @@ fn the_database_is_held_while_open_and_released_when_dropped() {
     Store::open(&dir).expect("opens again once released");
 }
 
+/// Retention deletes the attachments of packages sent or relayed, by
+/// hash, a while after their delivery; an attachment a received package
+/// holds is never deleted so, whatever other package lists its hash.
+#[test]
+fn a_received_packages_attachments_outlive_the_retention_of_any_package_listing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = IdentityKey::from_seed([1; 32]);
+    let received = waiting_package(&key, &key, 1);
+    let held = received.header.attachments[0].hash;
+    let receipt = Signed::sign(
+        &key,
+        &Receipt::for_package(&received, Timestamp::from_unix_millis(1_500)),
+    );
+    let mut batch = Batch::default();
+    batch.put_inbox(&InboxEntry {
+        package: received,
+        receipt,
+        received_at: Timestamp::from_unix_millis(1_500),
+    });
+    store.commit(batch).unwrap();
+    let other = [9u8; 32];
+    let at = Timestamp::from_unix_millis(10_000);
+    store.expire_blob(&held, at).unwrap();
+    store.expire_blob(&other, at).unwrap();
+    assert_eq!(store.take_expired_blobs(at, 64).unwrap(), vec![other]);
+    assert_eq!(store.next_blob_expiry().unwrap(), None, "both unscheduled");
+}
+
 /// Waiting packages are listed by their headers alone (their bodies are
 /// left in the database) and taken out one at a time, whole.
 #[test]
 fn waiting_packages_are_listed_by_header_and_taken_out_whole() {
-    use konsilium_protocol::cert::OrgLevel;
-    use konsilium_protocol::seal::{BlobRef, PACKAGE_VERSION, RoutingHeader};
-    use konsilium_protocol::specialty::Specialty;
-    use konsilium_protocol::urgency::Urgency;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (sender, relay) = (
         IdentityKey::from_seed([1; 32]),
         IdentityKey::from_seed([2; 32]),
     );
-    let package = |n: u8| SealedPackage {
-        header: EnvelopeHeader {
-            version: PACKAGE_VERSION,
-            id: PackageId([n; 16]),
-            sender: sender.org_id(),
-            recipient: relay.org_id(),
-            routing: RoutingHeader {
-                specialty: Specialty::Cardiology,
-                min_level: OrgLevel::Federal,
-                urgency: Urgency::Planned,
-                region: None,
-            },
-            created: Timestamp::from_unix_millis(1_000),
-            expires: Timestamp::from_unix_millis(2_000),
-            attachments: vec![BlobRef {
-                hash: [n; 32],
-                size: 5,
-            }],
-        },
-        body: vec![n; 1000 + n as usize],
-    };
+    let package = |n: u8| waiting_package(&sender, &relay, n);
     store.put_waiting(&package(1), &sender.org_id()).unwrap();
     store.put_waiting(&package(2), &relay.org_id()).unwrap();
     let heads = store.waiting_heads().unwrap();
@@ -234,4 +239,33 @@ fn waiting_packages_are_listed_by_header_and_taken_out_whole() {
     assert_eq!(taken, Some((package(2), relay.org_id())));
     assert_eq!(store.take_waiting(&PackageId([2; 16])).unwrap(), None);
     assert_eq!(store.waiting_heads().unwrap().len(), 1);
+}
+
+/// A package from `sender` to `recipient` listing one attachment.
+fn waiting_package(sender: &IdentityKey, recipient: &IdentityKey, n: u8) -> SealedPackage {
+    use konsilium_protocol::cert::OrgLevel;
+    use konsilium_protocol::seal::{BlobRef, PACKAGE_VERSION, RoutingHeader};
+    use konsilium_protocol::specialty::Specialty;
+    use konsilium_protocol::urgency::Urgency;
+    SealedPackage {
+        header: EnvelopeHeader {
+            version: PACKAGE_VERSION,
+            id: PackageId([n; 16]),
+            sender: sender.org_id(),
+            recipient: recipient.org_id(),
+            routing: RoutingHeader {
+                specialty: Specialty::Cardiology,
+                min_level: OrgLevel::Federal,
+                urgency: Urgency::Planned,
+                region: None,
+            },
+            created: Timestamp::from_unix_millis(1_000),
+            expires: Timestamp::from_unix_millis(2_000),
+            attachments: vec![BlobRef {
+                hash: [n; 32],
+                size: 5,
+            }],
+        },
+        body: vec![n; 1000 + n as usize],
+    }
 }
