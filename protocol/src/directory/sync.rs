@@ -237,9 +237,11 @@ pub struct DirectorySync<P> {
     config: SyncConfig,
     draws: u64,
     peers: BTreeSet<P>,
-    /// Organizations whose records the scope left out, so rounds stop
-    /// asking for them.
-    out_of_scope: BTreeSet<OrgId>,
+    /// Organizations whose records the scope left out, with the record
+    /// found so, so rounds stop asking for that record. By its hash, since
+    /// its certificate was not verified: a made-up record naming a member
+    /// must not stop rounds asking for the member's own.
+    out_of_scope: BTreeMap<OrgId, [u8; 32]>,
     pending: Outstanding<P>,
     exchanges: BTreeMap<P, Exchange>,
     next_token: u64,
@@ -260,7 +262,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             config,
             draws: 0,
             peers: BTreeSet::new(),
-            out_of_scope: BTreeSet::new(),
+            out_of_scope: BTreeMap::new(),
             pending: Outstanding::default(),
             exchanges: BTreeMap::new(),
             next_token: 0,
@@ -495,7 +497,14 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                     Some(within) => self.directory.reconcile(&s.buckets, &s.summaries, within),
                     None => Default::default(),
                 };
-                plan.want.retain(|org| !self.out_of_scope.contains(org));
+                if !self.out_of_scope.is_empty() {
+                    let offered: BTreeMap<OrgId, &[u8; 32]> =
+                        s.summaries.iter().map(|r| (r.org, &r.hash)).collect();
+                    plan.want.retain(|org| match self.out_of_scope.get(org) {
+                        Some(left_out) => offered.get(org) != Some(&left_out),
+                        None => true,
+                    });
+                }
                 for batch in frames::record_batches(plan.send, self.config.budget.records) {
                     let n = batch.records.len();
                     self.send(now, peer, Asked::Push(n), Request::PushRecords(batch));
@@ -667,8 +676,10 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                 // Named by a certificate not yet verified: bounded, so
                 // made-up names cannot grow it without end. Past the
                 // bound, rounds only ask for such records again.
-                if self.out_of_scope.len() < MAX_OUT_OF_SCOPE {
-                    self.out_of_scope.insert(cert.org);
+                if self.out_of_scope.len() < MAX_OUT_OF_SCOPE
+                    || self.out_of_scope.contains_key(&cert.org)
+                {
+                    self.out_of_scope.insert(cert.org, record.content_hash());
                 }
                 fates[i] = Fate::OutOfScope;
                 continue;

@@ -567,3 +567,67 @@ fn a_peer_gone_mid_exchange_ends_it_and_is_not_chosen_again() {
     }
     assert_eq!(m.peers().copied().collect::<Vec<_>>(), vec![2]);
 }
+
+/// A node keeping one region remembers records found outside it so its
+/// rounds stop asking for them; a made-up record naming a member of its
+/// region (its certificate unverified, claiming another region) must not
+/// stop its rounds asking for the member's own record.
+#[test]
+fn a_made_up_record_does_not_stop_rounds_asking_for_the_real_one() {
+    let mut fed = TestFederation::new("sync-scope-forged");
+    let member = fed.org(1, OrgLevel::District, "RU-VLG", &[Specialty::Cardiology]);
+    let outsider = fed.org(2, OrgLevel::District, "RU-MOW", &[Specialty::Cardiology]);
+    let validity = crate::testkit::validity_days(365);
+    let forger = crate::testkit::forged_authority(fed.root.key(), "RU-MOW", validity);
+    // The member's own key and name, in a certificate anyone can make.
+    let made_up = (fed.org(1, OrgLevel::District, "RU-MOW", &[Specialty::Cardiology]))
+        .certified_by(&forger, validity, 901)
+        .signed_record(5);
+    let named = made_up.decode_unverified().unwrap().chain.org;
+    assert_eq!(named.decode_unverified().unwrap().org, member.id());
+    let trust = &fed.trust;
+    let region = RegionCode::new("RU-VLG").unwrap();
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Region(region)), Directory::new());
+    let pushed = Request::PushRecords(RecordBatch {
+        records: vec![made_up, outsider.signed_record(1)],
+    });
+    assert_eq!(m.handle_request(NOW, 9, pushed, trust), Response::Done);
+    assert!(m.directory().is_empty(), "both are outside its region");
+
+    // A full peer holds the member's real record; its summaries also list
+    // the outsider's record, the very one left out.
+    let mut full = Directory::new();
+    full.insert(member.signed_record(1), trust, NOW).unwrap();
+    let mut peer: DirectorySync<u8> = DirectorySync::new(config(1, Scope::Federation), full);
+    m.handle_peer_admitted(NOW, 1);
+    let Some(Output::Transmit {
+        to: 1,
+        token,
+        request: offer @ Request::SyncOffer(_),
+    }) = m.poll_output()
+    else {
+        panic!("admission starts a sync")
+    };
+    let Response::Summaries(mut summaries) = peer.handle_request(NOW, 0, offer, trust) else {
+        panic!("a sync offer is answered with summaries")
+    };
+    summaries.summaries.push(RecordSummary {
+        org: outsider.id(),
+        sequence: 1,
+        hash: outsider.signed_record(1).content_hash(),
+    });
+    let answer = Response::Summaries(summaries);
+    m.handle_response(NOW, token, answer, trust).unwrap();
+    let wanted: Vec<OrgId> = std::iter::from_fn(|| m.poll_output())
+        .filter_map(|o| match o {
+            Output::Transmit {
+                request: Request::WantRecords(r),
+                ..
+            } => Some(r.orgs),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(wanted, vec![member.id()]);
+}
