@@ -250,6 +250,20 @@ fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {
         }
         let user = api::User::with_token_hash_hex(u.name.trim(), role, &u.token_hash)
             .map_err(|e| bad(format!("api.users[{i}].token_hash"), e.to_string()))?;
+        // A token identifies one user: shared, it would sign in as
+        // whichever of them comes first, and the journal would name them.
+        if let Some(j) = users
+            .iter()
+            .position(|other: &api::User| other.token_hash == user.token_hash)
+        {
+            return Err(bad(
+                format!("api.users[{i}].token_hash"),
+                format!(
+                    "the same token as api.users[{j}] ({:?}): create a token of its own with `konsilium api-token`",
+                    users[j].name
+                ),
+            ));
+        }
         users.push(user);
     }
     let tls = match (raw.tls_certificate, raw.tls_key) {

@@ -1,7 +1,7 @@
 //! The FHIR endpoints: a consultation exported as a Bundle, and a
 //! ServiceRequest Bundle imported as a new consultation.
 
-use super::consent::consent_required;
+use super::consent::{consent_required, given_by};
 use super::consultations::read_consultation;
 use super::files::open_case_file;
 use super::idempotency::check_identifier;
@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use konsilium_protocol::content::{CaseExtract, FileInfo};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
+use konsilium_protocol::workflow::Consent;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -234,6 +235,12 @@ pub(super) async fn import_fhir(
             "the Bundle has no Consent resource for the ServiceRequest; the patient's consent is required",
         )
     })?;
+    if let Consent::Given { at, .. } = &consent
+        && let Err(reason) = given_by(*at, state.node.now())
+    {
+        let path = "Consent.dateTime".to_owned();
+        return Err(fhir_problem(FhirError::Invalid { path, reason }));
+    }
     let identifier = condition.or_else(|| imported.identifier.clone());
     if let Some(identifier) = &identifier {
         check_identifier("ServiceRequest.identifier", identifier)?;

@@ -46,6 +46,23 @@ pub(super) enum MethodName {
     Oral,
 }
 
+/// How far past this node's clock a consent may be dated: the system that
+/// recorded it keeps a clock of its own.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The time consent was given, if it is not later than `now`: a request
+/// relies on consent already given, and a consent dated in the future
+/// (a typo in the year, a wrong time zone) would stand in the signed
+/// record as given after the consultation it allowed.
+pub(super) fn given_by(at: Timestamp, now: Timestamp) -> Result<Timestamp, String> {
+    if at > now.saturating_add(CLOCK_SKEW) {
+        return Err(format!(
+            "consent dated {at} is later than now ({now}): give the time it was given"
+        ));
+    }
+    Ok(at)
+}
+
 pub(super) fn consent_required(detail: &str) -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -127,7 +144,8 @@ pub(super) fn consent_of(
                 ));
             }
             let at = match &c.at {
-                Some(t) => parse_time("consent.at", t)?,
+                Some(t) => given_by(parse_time("consent.at", t)?, now)
+                    .map_err(|e| Problem::invalid("consent.at", format!("consent.at: {e}")))?,
                 None => now,
             };
             Ok(Consent::Given {

@@ -168,6 +168,23 @@ fn consent_rules() {
         )
     };
     assert!(method("Electronic").is_ok());
+    // Consent is given before the request; a consent dated later is a
+    // mistake, beyond the difference of two clocks.
+    let now = crate::node::now();
+    let dated = |minutes_ahead: u64| {
+        let at = now.saturating_add(std::time::Duration::from_secs(60 * minutes_ahead));
+        let body = ConsentBody {
+            by: None,
+            method: "written".into(),
+            witness: None,
+            at: Some(at.to_string()),
+        };
+        consent_of(Some(body), None, Urgency::Planned, "Dr. Ivanova", now)
+    };
+    assert!(dated(1).is_ok());
+    let e = dated(24 * 60).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("consent.at"));
+    assert!(e.detail.contains("later than now"), "{}", e.detail);
     let e = method("Telepathy").unwrap_err();
     assert_eq!(e.field.as_deref(), Some("consent.method"));
     assert!(e.detail.contains("\"telepathy\""), "{}", e.detail);

@@ -215,6 +215,13 @@ async fn a_his_referral_is_idempotent_complete_and_names_no_patient() {
     let changed = referral(&target, &pdf, patient, "Is an ILR enough?");
     let refused = at_r.post("/fhir/ServiceRequest", "his", &changed).await;
     assert_problem(&refused, StatusCode::CONFLICT, &id);
+    // Consent dated later than now (a wrong year) is refused, naming it.
+    let mut future = referral(&target, &pdf, patient, "Is an ILR enough?");
+    future["entry"][0]["resource"]["identifier"][0]["value"] = json!("REF-2026-0118");
+    future["entry"][5]["resource"]["dateTime"] = json!("2062-06-02T08:15:00+03:00");
+    let refused = at_r.post("/fhir/ServiceRequest", "his", &future).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "2062-06-02");
+    assert_eq!(refused.2["field"], "Consent.dateTime");
     let (_, _, list) = at_r.get("/consultations", "his").await;
     assert_eq!(list["consultations"].as_array().unwrap().len(), 1, "{list}");
 

@@ -273,6 +273,13 @@ fn api_section_is_optional_and_checked() {
     );
     let user =
         format!("[[api.users]]\nname = \"x\"\nrole = \"physician\"\ntoken_hash = \"{hash}\"\n");
+    assert_refused(
+        &with(&format!(
+            "[api]\n{user}{}",
+            user.replace("physician", "operator")
+        )),
+        &["api.users[1].token_hash", "api.users[0]"],
+    );
     let tls = |lines: &str| with(&format!("[api]\n{lines}{user}"));
     let both = parse(&tls(
         "tls_certificate = \"/etc/k/api.crt\"\ntls_key = \"/etc/k/api.key\"\n",
