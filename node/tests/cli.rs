@@ -160,6 +160,7 @@ async fn journal_verify_detects_an_edited_entry_and_stats_count_consultations() 
                     document: None,
                 },
                 physician: "Dr. Ivanova".into(),
+                entered_by: "Dr. Ivanova".into(),
                 extract: CaseExtract {
                     summary: "PSA rising".into(),
                     questions: "Biopsy?".into(),

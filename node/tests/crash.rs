@@ -123,6 +123,7 @@ fn district_request(victim: &Member) -> NewConsultation {
             document: None,
         },
         physician: "Dr. Smirnova".into(),
+        entered_by: "Dr. Smirnova".into(),
         extract: CaseExtract {
             summary: "47-year-old, chest pain at rest".into(),
             questions: "Refer for angiography?".into(),

@@ -209,6 +209,7 @@ async fn every_view_works_against_a_live_federation() {
                     document: None,
                 },
                 physician: "Dr. Ivanova".into(),
+                entered_by: "Dr. Ivanova".into(),
                 extract: CaseExtract {
                     summary: "Chest pain, ECG attached".into(),
                     questions: "Coronary angiography?".into(),

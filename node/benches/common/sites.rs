@@ -31,6 +31,7 @@ fn new_consultation() -> NewConsultation {
             document: None,
         },
         physician: "Dr. Ivanova".into(),
+        entered_by: "Dr. Ivanova".into(),
         extract: CaseExtract {
             summary: "bench".into(),
             questions: "video".into(),

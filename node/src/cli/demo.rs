@@ -367,6 +367,7 @@ async fn consultation(
                     document: None,
                 },
                 physician: "Dr. Ivanova".into(),
+                entered_by: "Dr. Ivanova".into(),
                 extract: CaseExtract {
                     summary: "62-year-old, recurrent syncope, 12-lead ECG attached".into(),
                     questions: "Pacemaker indicated?".into(),

@@ -63,6 +63,7 @@ pub async fn hold(
                     document: None,
                 },
                 physician: "Dr. Ivanova".into(),
+                entered_by: "Dr. Ivanova".into(),
                 extract: CaseExtract {
                     summary: "58-year-old, chest pain for 2 h, ST elevation in V2-V4".into(),
                     questions: "Thrombolysis here, or transfer for PCI?".into(),

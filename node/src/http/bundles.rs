@@ -275,6 +275,7 @@ pub(super) async fn import_fhir(
         region: None,
         consent,
         physician,
+        entered_by: user.name.clone(),
         extract: CaseExtract {
             summary: imported.case_summary,
             questions: imported.questions,

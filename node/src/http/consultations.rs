@@ -183,6 +183,7 @@ pub(super) async fn create_consultation(
         region,
         consent,
         physician,
+        entered_by: user.name.clone(),
         extract: CaseExtract {
             summary: b.summary,
             questions: b.questions,

@@ -52,7 +52,11 @@ pub struct NewConsultation {
     pub urgency: Urgency,
     pub region: Option<RegionCode>,
     pub consent: Consent,
+    /// The attending physician, as the request names them.
     pub physician: String,
+    /// The API user who entered the request, whom the journal names: the
+    /// physician, or a HIS gateway entering requests for many.
+    pub entered_by: String,
     pub extract: CaseExtract,
     pub escalated_from: Option<ConsultationId>,
 }
@@ -275,7 +279,8 @@ impl Node {
             tracing::warn!(consultation = %request.id, %reason, "consent override (security log)");
         }
         let now = self.now();
-        let signed = self.desk.open(now, request, self.sync.directory())?;
+        let signed =
+            (self.desk).open(now, request, Some(&new.entered_by), self.sync.directory())?;
         let fresh = StoredConsultation::new(signed.clone(), new.extract.clone(), files);
         self.run_desk(batch, Some(fresh), None)?;
         Ok(Opened::New(signed))

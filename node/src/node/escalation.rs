@@ -120,7 +120,7 @@ impl Node {
             physician: request.physician.clone(),
             escalated_from: Some(from),
         };
-        let signed = self.desk.open(now, next, self.sync.directory())?;
+        let signed = self.desk.open(now, next, None, self.sync.directory())?;
         let new_id = signed.decode_unverified()?.id;
         let body = wire::encode(&PackageBody::Consultation {
             request: signed.clone(),

@@ -2,6 +2,8 @@
 //! and no patient name kept.
 
 use super::*;
+use konsilium_protocol::journal::Action as JournalAction;
+use konsilium_protocol::workflow::ConsultationId;
 
 /// Every file under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
@@ -283,6 +285,16 @@ async fn a_his_referral_is_idempotent_complete_and_names_no_patient() {
     );
     assert_eq!(seen["extract"]["questions"], question);
     assert_eq!(seen["physician"], "Dr. Olga Belova");
+    // The requester's journal names who entered it, not whom it names.
+    let (entries, _) = regional.journal().await.unwrap();
+    let created: Vec<_> = (entries.iter())
+        .filter(|e| {
+            matches!(&e.action,
+            JournalAction::Create(c) if ConsultationId(c.id).to_string() == id)
+        })
+        .map(|e| (e.actor.as_deref(), e.role))
+        .collect();
+    assert_eq!(created, vec![(Some("his-gateway"), Some(Role::Physician))]);
     assert_eq!(
         seen["consent"]["by"],
         "the patient; recorded by Dr. Olga Belova"

@@ -48,6 +48,7 @@ pub fn new_consultation(urgency: Urgency, consent: Consent) -> NewConsultation {
         region: None,
         consent,
         physician: "Dr. Ivanova".into(),
+        entered_by: "Dr. Ivanova".into(),
         extract: CaseExtract {
             summary: "62-year-old, recurrent syncope, ECG attached".into(),
             questions: "Pacemaker indicated?".into(),

@@ -331,26 +331,32 @@ impl Desk {
         ))
     }
 
-    /// Signs and registers a new request from this organization.
+    /// Signs and registers a new request from this organization, entered
+    /// by a physician's user (`None`: the node opened it itself, as when it
+    /// escalates). The journal names that user, who may not be the
+    /// physician the request names as attending (a HIS gateway enters
+    /// requests for many).
     pub fn open(
         &mut self,
         now: Timestamp,
         request: ConsultationRequest,
+        entered_by: Option<&str>,
         directory: &Directory,
     ) -> Result<Signed<ConsultationRequest>, DeskError> {
         let signed = workflow::request(&self.identity, request)?;
         let consultation = Consultation::open(&signed)?;
         let request = consultation.request.clone();
-        let physician = Some(request.physician.clone());
+        let user = entered_by.map(str::to_owned);
+        let role = entered_by.map(|_| Role::Physician);
         let mut notes = vec![Note {
-            user: physician.clone(),
-            role: Some(Role::Physician),
+            user: user.clone(),
+            role,
             action: journal::Action::Create(reference(&request)),
         }];
         if let Consent::EmergencyOverride { reason } = &request.consent {
             notes.push(Note {
-                user: physician,
-                role: Some(Role::Physician),
+                user,
+                role,
                 action: journal::Action::ConsentOverride {
                     consultation: request.id.0,
                     reason: reason.clone(),

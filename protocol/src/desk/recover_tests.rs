@@ -13,7 +13,9 @@ fn concluded(w: &World, n: u8) -> (Desk, Desk, ConsultationId) {
     let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
     let request = w.request(2, Urgency::Urgent, n);
     let id = request.id;
-    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let signed = requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let from = w.orgs[0].id();
     let taken = consultant.handle_request(NOW, from, package(), signed, &w.fed.trust, &w.directory);
     assert_eq!(taken, Ok(Taken::Taken));

@@ -130,7 +130,9 @@ fn a_consultation_runs_from_request_to_acknowledged_conclusion() {
     let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
     let request = w.request(2, Urgency::Urgent, 1);
     let id = request.id;
-    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let signed = requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let opened = drain(&mut requester);
     assert!(matches!(notes(&opened)[..], [journal::Action::Create(_)]));
 
@@ -248,7 +250,9 @@ fn steps_out_of_order_and_before_their_request_are_applied_in_order() {
     let (mut requester, mut consultant, mut second) = (w.desk(0), w.desk(2), w.desk(2));
     let request = w.request(2, Urgency::Planned, 2);
     let id = request.id;
-    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let signed = requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     consultant
         .handle_request(
             NOW,
@@ -409,7 +413,9 @@ fn held_steps_are_bounded_and_outsiders_are_refused() {
     for n in 0..3 {
         let request = w.request(2, Urgency::Planned, 10 + n);
         let id = request.id;
-        requester.open(NOW, request, &w.directory).unwrap();
+        requester
+            .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+            .unwrap();
         let c = &requester.case(&id).unwrap().consultation;
         steps.push(c.step(
             &w.orgs[0].identity,
@@ -428,7 +434,12 @@ fn held_steps_are_bounded_and_outsiders_are_refused() {
 
     // A request sent by someone other than its requester.
     let signed = requester
-        .open(NOW, w.request(2, Urgency::Planned, 20), &w.directory)
+        .open(
+            NOW,
+            w.request(2, Urgency::Planned, 20),
+            Some("Dr. Ivanova"),
+            &w.directory,
+        )
         .unwrap();
     let outsider = consultant.handle_request(
         NOW,
@@ -444,7 +455,12 @@ fn held_steps_are_bounded_and_outsiders_are_refused() {
     ));
     // A request for someone else.
     let signed = requester
-        .open(NOW, w.request(3, Urgency::Planned, 21), &w.directory)
+        .open(
+            NOW,
+            w.request(3, Urgency::Planned, 21),
+            Some("Dr. Ivanova"),
+            &w.directory,
+        )
         .unwrap();
     let elsewhere = consultant.handle_request(
         NOW,
@@ -465,7 +481,9 @@ fn an_unanswered_emergency_is_escalated_twice_then_fails() {
     let mut requester = w.desk(0);
     let request = w.request(1, Urgency::Emergency, 30);
     let first = request.id;
-    requester.open(NOW, request, &w.directory).unwrap();
+    requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     drain(&mut requester);
     let mut current = first;
     let mut asked = vec![w.orgs[1].id()];
@@ -511,7 +529,7 @@ fn an_unanswered_emergency_is_escalated_twice_then_fails() {
         next.created = due;
         next.escalated_from = Some(current);
         let next_id = next.id;
-        requester.open(due, next, &w.directory).unwrap();
+        requester.open(due, next, None, &w.directory).unwrap();
         requester.handle_escalated(due, current, Some(next_id), &w.directory);
         let reported = drain(&mut requester);
         assert!(reported.iter().any(|o| matches!(o,
@@ -534,7 +552,9 @@ fn escalated_once(w: &World, n: u8) -> (Desk, ConsultationId, Timestamp) {
     let mut requester = w.desk(0);
     let request = w.request(1, Urgency::Emergency, n);
     let id = request.id;
-    requester.open(NOW, request, &w.directory).unwrap();
+    requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let due = requester.poll_timeout().unwrap();
     requester.handle_timeout(due, &w.directory);
     assert!(
@@ -591,7 +611,9 @@ fn an_escalation_cut_short_by_a_restart_is_carried_out_after_it() {
     let mut other = w.desk(0);
     let request = w.request(1, Urgency::Emergency, 51);
     let cancelled = request.id;
-    other.open(NOW, request, &w.directory).unwrap();
+    other
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let physician = Actor {
         role: Role::Physician,
         user: "Dr. Petrova",
@@ -632,7 +654,9 @@ fn forged_steps_are_reported_against_their_sender_and_honest_races_are_not() {
     let mut consultant = w.desk(2);
     let request = w.request(2, Urgency::Planned, 30);
     let id = request.id;
-    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let signed = requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let taken = consultant.handle_request(
         NOW,
         requester_org,
@@ -680,7 +704,9 @@ fn forged_steps_are_reported_against_their_sender_and_honest_races_are_not() {
     // The same, for a consultation the desk has never seen.
     let unseen = w.request(2, Urgency::Planned, 31);
     let mut elsewhere = w.desk(0);
-    elsewhere.open(NOW, unseen.clone(), &w.directory).unwrap();
+    elsewhere
+        .open(NOW, unseen.clone(), Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let unseen_case = elsewhere.case(&unseen.id).unwrap().consultation.clone();
     let early = unseen_case.step(&w.orgs[0].identity, Role::Physician, "p", NOW, cancel("c"));
     let forged_early = Signed::sign(&w.orgs[1].identity, &early.decode_unverified().unwrap());
@@ -728,7 +754,9 @@ fn a_conclusion_file_is_taken_only_with_its_own_conclude_step() {
     let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
     let request = w.request(2, Urgency::Urgent, 1);
     let id = request.id;
-    let signed = requester.open(NOW, request, &w.directory).unwrap();
+    let signed = requester
+        .open(NOW, request, Some("Dr. Ivanova"), &w.directory)
+        .unwrap();
     let (me, them) = (w.orgs[0].id(), w.orgs[2].id());
     consultant
         .handle_request(NOW, me, package(), signed, &w.fed.trust, &w.directory)

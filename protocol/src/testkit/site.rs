@@ -217,9 +217,12 @@ impl Site {
             escalated_from: None,
         };
         let id = request.id;
-        let signed = self
-            .desk
-            .open(now, request, self.org.directory().directory())?;
+        let signed = self.desk.open(
+            now,
+            request,
+            Some("attending physician"),
+            self.org.directory().directory(),
+        )?;
         self.send_request(now, signed);
         self.run(now);
         Ok(id)
@@ -432,7 +435,7 @@ impl Site {
                 };
                 let next_id = next.id;
                 let directory = self.org.directory().directory();
-                match self.desk.open(now, next, directory) {
+                match self.desk.open(now, next, None, directory) {
                     Ok(signed) => {
                         self.send_request(now, signed);
                         let directory = self.org.directory().directory();

@@ -434,6 +434,7 @@ fn request(
         region: None,
         consent,
         physician: "Duty physician".into(),
+        entered_by: "Duty physician".into(),
         extract: CaseExtract {
             summary: "Case drawn by the simulation's agenda".into(),
             questions: "Management?".into(),
