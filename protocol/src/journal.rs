@@ -201,6 +201,14 @@ pub enum Action {
         consultation: [u8; 16],
         org: OrgId,
     },
+    /// Step `seq`, which this user took, was undone: `by` took a step at
+    /// the same place at the same moment, and the two organizations' rule
+    /// for such races let `by`'s stand (see `workflow::outranks`).
+    Undone {
+        consultation: [u8; 16],
+        seq: u32,
+        by: OrgId,
+    },
 }
 
 /// What happened to a site's link in a video session.
@@ -270,6 +278,12 @@ impl fmt::Display for Action {
             }
             Action::Video { org, step, .. } => write!(f, "video with {org}: {step}"),
             Action::Invite { org, .. } => write!(f, "invite {org} into the consilium"),
+            Action::Undone { seq, by, .. } => {
+                write!(
+                    f,
+                    "step {seq} undone: {by}'s step at the same moment stands"
+                )
+            }
             Action::Gap { lost_from, lost_to } => write!(
                 f,
                 "entries {lost_from}..{lost_to} lost from the database; recovery asked"
@@ -292,7 +306,8 @@ impl Action {
             | Action::ConsentOverride { consultation, .. }
             | Action::Recover { consultation, .. }
             | Action::Video { consultation, .. }
-            | Action::Invite { consultation, .. } => Some(*consultation),
+            | Action::Invite { consultation, .. }
+            | Action::Undone { consultation, .. } => Some(*consultation),
             Action::FailedLogin { .. } | Action::Login { .. } | Action::Gap { .. } => None,
         }
     }

@@ -286,6 +286,26 @@ impl ActionKind {
     }
 }
 
+/// Whether step `a` stands over `b`, two steps signed at the same place in
+/// a consultation's history by two organizations that had not seen each
+/// other's (a cancel crossing an accept): every participant decides
+/// alike, and the step that does not stand is undone where it was taken.
+/// A conclusion stands over anything, a signed opinion never being undone
+/// by a race; then a cancellation, the requester having withdrawn; then
+/// the step whose signed bytes hash higher, which every side computes
+/// the same.
+pub fn outranks(a: &Signed<Transition>, b: &Signed<Transition>) -> bool {
+    fn rank(step: &Signed<Transition>) -> (u8, [u8; 32]) {
+        let weight = match step.decode_unverified().map(|t| t.action) {
+            Ok(Action::Conclude { .. }) => 2,
+            Ok(Action::Cancel { .. }) => 1,
+            _ => 0,
+        };
+        (weight, step.content_hash())
+    }
+    rank(a) > rank(b)
+}
+
 /// One step, signed by the acting organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
@@ -560,6 +580,21 @@ impl Consultation {
         self.head = signed.content_hash();
         self.history.push(signed.clone());
         Ok(status)
+    }
+
+    /// The consultation as it stood before step `seq` (1 for the first):
+    /// its request and the steps before that one, applied again.
+    pub fn before(
+        &self,
+        request: &Signed<ConsultationRequest>,
+        seq: u32,
+    ) -> Result<Consultation, WorkflowError> {
+        let mut c = Consultation::open(request)?;
+        let kept = (seq as usize).saturating_sub(1).min(self.history.len());
+        for step in &self.history[..kept] {
+            c.apply(step)?;
+        }
+        Ok(c)
     }
 
     /// The state after `action`, or why it cannot happen now.

@@ -511,4 +511,66 @@ async fn a_step_that_overtakes_its_request_is_held_and_applied() {
     }
 }
 
+/// A cancel and an accept taken at the same moment at the two nodes: each
+/// applies its own first, and both end with one history, cancelled, the
+/// federal center's accept journaled as undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_crossing_an_accept_ends_cancelled_at_both_nodes() {
+    let w = three().await;
+    let mut at_federal = w.federal.subscribe();
+    let (id, _) = (w.district)
+        .request_consultation(new_consultation(Urgency::Planned, consent()), vec![])
+        .await
+        .unwrap();
+    status_reaches(&mut at_federal, id, Status::Requested).await;
+    let reason = "the patient was transferred".to_owned();
+    let cancel = act(
+        id,
+        Role::Physician,
+        "Dr. Ivanova",
+        Action::Cancel { reason },
+    );
+    let accept = act(
+        id,
+        Role::Coordinator,
+        "coordinator Sidorova",
+        Action::Accept,
+    );
+    // The steps cross on the way (each goes through the regional relay).
+    let (cancelled, accepted) = tokio::join!(w.district.act(cancel), w.federal.act(accept));
+    assert_eq!(cancelled.unwrap(), Status::Cancelled);
+    assert_eq!(
+        accepted.unwrap(),
+        Status::Accepted,
+        "the accept crossed the cancel"
+    );
+    let histories = async {
+        loop {
+            let a = w.district.consultation(id).await.unwrap().consultation;
+            let b = w.federal.consultation(id).await.unwrap().consultation;
+            if a.history == b.history && a.status == b.status {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let settled = tokio::time::timeout(PATIENCE, histories)
+        .await
+        .expect("both nodes come to one history");
+    assert_eq!(settled.status, Status::Cancelled);
+    assert_eq!(settled.history.len(), 1);
+    let (entries, _) = w.federal.journal().await.unwrap();
+    let undone: Vec<_> = (entries.iter())
+        .filter_map(|e| match &e.action {
+            JournalAction::Undone { seq, by, .. } => Some((*seq, *by, e.actor.clone())),
+            _ => None,
+        })
+        .collect();
+    let who = Some("coordinator Sidorova".to_owned());
+    assert_eq!(undone, vec![(1, w.district.org(), who)]);
+    for n in [w.district, w.regional, w.federal] {
+        n.shutdown().await;
+    }
+}
+
 mod recovery;

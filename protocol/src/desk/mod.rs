@@ -12,6 +12,9 @@
 //! and decides escalations. It never reads a clock or a disk; the
 //! directory it routes and computes deadlines with is an argument.
 
+mod race;
+#[cfg(test)]
+mod race_tests;
 mod recover;
 #[cfg(test)]
 mod recover_tests;
@@ -250,6 +253,11 @@ pub struct Desk {
     timers: ConsultationTimers,
     /// Escalations the driver could not carry out, and when to ask again.
     retries: BTreeMap<ConsultationId, (Timestamp, &'static str)>,
+    /// Steps of other organizations that did not follow a case's history,
+    /// the latest [`race::MAX_ASIDE`] of each: the steps that followed a
+    /// rival step, should a race turn out that step to be the one that
+    /// stands.
+    aside: BTreeMap<ConsultationId, VecDeque<Signed<Transition>>>,
     out: VecDeque<Output>,
 }
 
@@ -265,6 +273,7 @@ impl Desk {
             held: 0,
             timers: ConsultationTimers::new(),
             retries: BTreeMap::new(),
+            aside: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -296,6 +305,7 @@ impl Desk {
         self.cases.remove(id);
         self.timers.handle_remove(id);
         self.retries.remove(id);
+        self.aside.remove(id);
     }
 
     /// A held step as storage kept it, at start.
@@ -584,15 +594,44 @@ impl Desk {
             .history
             .iter()
             .chain(&case.waiting)
+            .chain(self.aside.get(&id).into_iter().flatten())
             .any(|s| s.content_hash() == hash)
         {
             return Ok(Taken::Duplicate);
         }
+        let mut notes = Vec::new();
+        match race::settle(case, &step, &t)? {
+            race::Race::Lost { undone, from } => {
+                notes = race::undone_notes(id, &undone, t.actor);
+                notes.extend(step_notes(
+                    &case.consultation,
+                    from,
+                    &t.user,
+                    t.role,
+                    &step,
+                    directory,
+                ));
+                // What followed the rival step may have come before it.
+                case.waiting
+                    .extend(self.aside.remove(&id).unwrap_or_default());
+            }
+            race::Race::None => match race::off_the_history(case, &t) {
+                Some(reason) => {
+                    self.out
+                        .push_back(Output::Event(Event::StepRefused { id, reason }));
+                    let aside = self.aside.entry(id).or_default();
+                    if aside.len() == race::MAX_ASIDE {
+                        aside.pop_front();
+                    }
+                    aside.push_back(step);
+                }
+                None => case.waiting.push(step),
+            },
+        }
         if conclusion.is_some() {
             case.conclusion = conclusion;
         }
-        case.waiting.push(step);
-        let notes = apply_waiting(case, directory, &mut self.out);
+        notes.extend(apply_waiting(case, directory, &mut self.out));
         let status = case.consultation.status;
         self.out.push_back(Output::Persist { id, notes });
         self.out

@@ -54,6 +54,7 @@ impl<'r, 'a> Exporter<'r, 'a> {
             }
             // Disclosing the case to a further organization.
             JournalAction::Invite { .. } => kind(("110106", "Export"), None, "U", "0", "invite"),
+            JournalAction::Undone { .. } => kind(RECORD, None, "U", "0", "undone"),
         };
         let mut subtypes = Vec::new();
         if let Some((code, display)) = k.subtype {
@@ -129,6 +130,10 @@ impl<'r, 'a> Exporter<'r, 'a> {
             JournalAction::Invite { org, .. } => {
                 vec![task_entity(vec![detail("organization", &org.to_string())])]
             }
+            JournalAction::Undone { seq, by, .. } => vec![task_entity(vec![
+                detail("step", &seq.to_string()),
+                detail("standing", &by.to_string()),
+            ])],
             JournalAction::FailedLogin { .. }
             | JournalAction::Login { .. }
             | JournalAction::Gap { .. } => vec![],
