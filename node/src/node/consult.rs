@@ -476,6 +476,9 @@ impl Node {
         // write (the video schedule) sees the case as the disk has it.
         for (id, stored) in staged {
             batch.put_consultation(&id, &stored);
+            if let Some(deadline) = self.desk.case(&id).and_then(|c| c.deadline) {
+                batch.put_deadline(&id, &deadline);
+            }
             later.push(DeskOutput::Persist {
                 id,
                 notes: Vec::new(),
@@ -560,7 +563,7 @@ impl Node {
     fn reload_case(&mut self, id: &ConsultationId) {
         let now = self.now();
         match self.store.consultation(id) {
-            Ok(Some(stored)) => match case_of(&stored) {
+            Ok(Some(stored)) => match case_of(&stored, self.store.deadline(id)) {
                 Ok(case) => self.desk.restore(now, case, self.sync.directory()),
                 Err(e) => tracing::error!(consultation = %id, "cannot replay: {e}"),
             },
@@ -636,9 +639,11 @@ impl Node {
         }
     }
 
-    /// The legal deadline, in the consulting organization's calendar.
+    /// The legal deadline, in the consulting organization's calendar, as
+    /// fixed for the consultation when it was opened or received.
     pub(super) fn deadline(&self, request: &ConsultationRequest) -> Option<Deadline> {
-        Desk::deadline(request, self.directory())
+        (self.desk.case(&request.id).and_then(|c| c.deadline))
+            .or_else(|| Desk::deadline(request, self.directory()))
     }
 
     /// A package for us was accepted: its workflow goes to the desk, and
@@ -752,8 +757,17 @@ impl Node {
 }
 
 /// A stored consultation as the desk holds it: its steps replayed, each
-/// signature checked once, at start or after a failed write.
-pub(super) fn case_of(stored: &StoredConsultation) -> Result<Case, WorkflowError> {
+/// signature checked once, at start or after a failed write; with the
+/// deadline stored for it (one that cannot be read is fixed anew, from
+/// the directory, as for a consultation stored before deadlines were).
+pub(super) fn case_of(
+    stored: &StoredConsultation,
+    deadline: Result<Option<Deadline>, crate::storage::store::StoreError>,
+) -> Result<Case, WorkflowError> {
+    let deadline = deadline.unwrap_or_else(|e| {
+        tracing::warn!("a stored deadline does not read, fixed anew: {e}");
+        None
+    });
     let mut consultation = Consultation::open(&stored.request)?;
     for step in &stored.history {
         consultation.apply(step)?;
@@ -764,6 +778,7 @@ pub(super) fn case_of(stored: &StoredConsultation) -> Result<Case, WorkflowError
         waiting: stored.early.clone(),
         conclusion: stored.conclusion.clone(),
         escalated_to: stored.escalated_to,
+        deadline,
     })
 }
 

@@ -314,7 +314,9 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     // them and knows every change as it happens.
     let now = node.now();
     for stored in node.store.consultations()? {
-        match consult::case_of(&stored) {
+        let deadline = (stored.request.decode_unverified().ok())
+            .map_or(Ok(None), |r| node.store.deadline(&r.id));
+        match consult::case_of(&stored, deadline) {
             Ok(case) => node.desk.restore(now, case, node.sync.directory()),
             Err(e) => tracing::error!("a stored consultation does not replay: {e}"),
         }

@@ -9,6 +9,7 @@
 use konsilium_protocol::cert::RevocationNotice;
 use konsilium_protocol::conclusion::ConclusionFile;
 use konsilium_protocol::content::{CaseExtract, FileInfo};
+use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::directory::SignedRecord;
 use konsilium_protocol::identity::OrgId;
@@ -212,6 +213,8 @@ pub struct Store {
     /// too and would otherwise take a received file away when any other
     /// package (one a peer made up to that end) lists the same hash.
     kept_blobs: sled::Tree,
+    /// Each consultation's deadlines, fixed when it was opened or received.
+    deadlines: sled::Tree,
     /// The database's directory, for errors.
     dir: std::path::PathBuf,
 }
@@ -298,6 +301,7 @@ impl Store {
             intake: db.open_tree("intake")?,
             conclusion_packages: db.open_tree("conclusion_packages")?,
             kept_blobs: db.open_tree("kept_blobs")?,
+            deadlines: db.open_tree("deadlines")?,
             db,
         })
     }
@@ -661,6 +665,13 @@ impl Store {
             reason: format!("{} bytes where a package id has 16", v.len()),
         })?;
         Ok(Some(PackageId(bytes)))
+    }
+
+    /// The deadlines fixed for a consultation, if they were.
+    pub fn deadline(&self, id: &ConsultationId) -> Result<Option<Deadline>, StoreError> {
+        (self.deadlines.get(id.0).at(&self.dir)?)
+            .map(|v| self.decode("consultation deadline", &v))
+            .transpose()
     }
 
     pub fn consultations(&self) -> Result<Vec<StoredConsultation>, StoreError> {

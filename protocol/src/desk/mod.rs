@@ -85,6 +85,13 @@ pub struct Case {
     /// The consultation this one was escalated to; itself when no one was
     /// left to ask, so it is never escalated again.
     pub escalated_to: Option<ConsultationId>,
+    /// The deadlines, fixed when the case was opened or received from the
+    /// consulting organization's calendar and deadlines then (the driver
+    /// stores them): a later change of either, or its record leaving the
+    /// directory (revoked, lapsed), must not move or drop a deadline the
+    /// requester was promised. `None` until the consulting organization's
+    /// record is known.
+    pub deadline: Option<Deadline>,
 }
 
 impl Case {
@@ -330,7 +337,8 @@ impl Desk {
     }
 
     /// The legal deadline, in the consulting organization's calendar, when
-    /// it is in the directory.
+    /// it is in the directory: what a case's deadline is fixed to when it
+    /// is opened or received.
     pub fn deadline(request: &ConsultationRequest, directory: &Directory) -> Option<Deadline> {
         let consultant = directory.get(&request.consultant)?;
         Some(Deadline::compute(
@@ -378,6 +386,7 @@ impl Desk {
             id,
             Case {
                 request: signed.clone(),
+                deadline: Self::deadline(&consultation.request, directory),
                 consultation,
                 waiting: Vec::new(),
                 conclusion: None,
@@ -417,7 +426,7 @@ impl Desk {
         if conclusion.is_some() {
             case.conclusion = conclusion.clone();
         }
-        let notes = step_notes(&case.consultation, from, user, role, &step, directory);
+        let notes = step_notes(case, from, user, role, &step);
         self.out.push_back(Output::Persist { id, notes });
         let invited = match step.decode_unverified()?.action {
             Action::Invite { org } => Some(org),
@@ -473,6 +482,7 @@ impl Desk {
             id,
             Case {
                 request,
+                deadline: Self::deadline(&consultation.request, directory),
                 consultation,
                 waiting: Vec::new(),
                 conclusion: None,
@@ -603,14 +613,7 @@ impl Desk {
         match race::settle(case, &step, &t)? {
             race::Race::Lost { undone, from } => {
                 notes = race::undone_notes(id, &undone, t.actor);
-                notes.extend(step_notes(
-                    &case.consultation,
-                    from,
-                    &t.user,
-                    t.role,
-                    &step,
-                    directory,
-                ));
+                notes.extend(step_notes(case, from, &t.user, t.role, &step));
                 // What followed the rival step may have come before it.
                 case.waiting
                     .extend(self.aside.remove(&id).unwrap_or_default());
@@ -631,7 +634,7 @@ impl Desk {
         if conclusion.is_some() {
             case.conclusion = conclusion;
         }
-        notes.extend(apply_waiting(case, directory, &mut self.out));
+        notes.extend(apply_waiting(case, &mut self.out));
         let status = case.consultation.status;
         self.out.push_back(Output::Persist { id, notes });
         self.out
@@ -771,13 +774,16 @@ impl Desk {
 
     /// Tells the timers what a consultation looks like now.
     fn watch(&mut self, now: Timestamp, id: ConsultationId, directory: &Directory) {
-        let Some(case) = self.cases.get(&id) else {
+        let Some(case) = self.cases.get_mut(&id) else {
             self.timers.handle_remove(&id);
             return;
         };
         let c = &case.consultation;
+        if case.deadline.is_none() {
+            case.deadline = Self::deadline(&c.request, directory);
+        }
         let facts = Facts {
-            deadline: Self::deadline(&c.request, directory),
+            deadline: case.deadline,
             urgency: c.request.urgency,
             status: c.status,
             concluded: c.conclusion.is_some(),

@@ -95,6 +95,7 @@ impl Desk {
                 id,
                 Case {
                     request: history.request.clone(),
+                    deadline: Desk::deadline(&theirs.request, directory),
                     consultation: theirs,
                     waiting: Vec::new(),
                     conclusion: history.conclusion.clone(),
@@ -124,7 +125,7 @@ impl Desk {
             case.conclusion = history.conclusion.clone();
         }
         let mut notes = vec![recover_note(id, from, steps)];
-        notes.extend(apply_waiting(case, directory, &mut self.out));
+        notes.extend(apply_waiting(case, &mut self.out));
         self.out.push_back(Output::Persist { id, notes });
         self.updated(now, id, directory);
         Ok(Recovered::Extended { steps })

@@ -17,11 +17,7 @@ pub(super) fn receive_note(id: ConsultationId, package: PackageId) -> Note {
 
 /// Applies whatever of a case's waiting steps now follows in order, and
 /// keeps the rest waiting; returns the journal's notes for what applied.
-pub(super) fn apply_waiting(
-    case: &mut Case,
-    directory: &Directory,
-    out: &mut VecDeque<Output>,
-) -> Vec<Note> {
+pub(super) fn apply_waiting(case: &mut Case, out: &mut VecDeque<Output>) -> Vec<Note> {
     let id = case.id();
     let mut notes = Vec::new();
     loop {
@@ -31,14 +27,7 @@ pub(super) fn apply_waiting(
             match case.consultation.apply(&s) {
                 Ok(_) => {
                     if let Ok(t) = s.decode_unverified() {
-                        notes.extend(step_notes(
-                            &case.consultation,
-                            from,
-                            &t.user,
-                            t.role,
-                            &s,
-                            directory,
-                        ));
+                        notes.extend(step_notes(case, from, &t.user, t.role, &s));
                     }
                 }
                 Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => {
@@ -67,13 +56,13 @@ pub(super) fn apply_waiting(
 /// The journal's notes for one applied step: the transition, and for a
 /// conclusion whether it came within the deadline.
 pub(super) fn step_notes(
-    c: &Consultation,
+    case: &Case,
     from: Status,
     user: &str,
     role: Role,
     step: &Signed<Transition>,
-    directory: &Directory,
 ) -> Vec<Note> {
+    let c = &case.consultation;
     let consultation = c.id().0;
     let mut notes = vec![Note {
         user: Some(user.to_owned()),
@@ -95,7 +84,7 @@ pub(super) fn step_notes(
         });
     }
     if matches!(t.action, Action::Conclude { .. }) {
-        let deadline_met = Desk::deadline(&c.request, directory).is_none_or(|d| t.at <= d.due);
+        let deadline_met = case.deadline.is_none_or(|d| t.at <= d.due);
         notes.push(Note {
             user: Some(user.to_owned()),
             role: Some(role),

@@ -822,3 +822,44 @@ fn a_conclusion_file_is_taken_only_with_its_own_conclude_step() {
     assert!(case.conclusion.is_none());
     assert_eq!(case.consultation.status, Status::Accepted);
 }
+
+/// A case's deadline is fixed when it is opened: the consulting
+/// organization's record leaving the directory afterwards (revoked,
+/// lapsed) neither drops the deadline nor the alarms it brings.
+#[test]
+fn a_deadline_stays_when_the_consultant_leaves_the_directory() {
+    let w = World::new();
+    let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
+    let request = w.request(2, Urgency::Urgent, 50);
+    let id = request.id;
+    let signed = (requester.open(NOW, request, Some("Dr. Petrova"), &w.directory)).unwrap();
+    let fixed = requester
+        .case(&id)
+        .unwrap()
+        .deadline
+        .expect("fixed when opened");
+    let (from, trust) = (w.orgs[0].id(), &w.fed.trust);
+    (consultant.handle_request(NOW, from, package(), signed, trust, &w.directory)).unwrap();
+    let coordinator = Actor {
+        role: Role::Coordinator,
+        user: "coordinator",
+    };
+    (consultant.act(NOW, id, coordinator, Action::Accept, None, &w.directory)).unwrap();
+    let (accept, _) = sent(&drain(&mut consultant)).pop().unwrap();
+    drain(&mut requester);
+    // From here on the consultant's record is gone.
+    let mut without = Directory::new();
+    for o in [&w.orgs[0], &w.orgs[1], &w.orgs[3]] {
+        without.insert(o.signed_record(1), trust, NOW).unwrap();
+    }
+    let consultant_org = w.orgs[2].id();
+    (requester.handle_step(NOW, consultant_org, accept, None, trust, &without)).unwrap();
+    assert_eq!(requester.case(&id).unwrap().deadline, Some(fixed));
+    drain(&mut requester);
+    requester.handle_timeout(fixed.due, &without);
+    let breached = drain(&mut requester).into_iter().any(|o| {
+        matches!(o, Output::Event(Event::Deadline { state: DeadlineState::Breached, due, .. })
+            if due == fixed.due)
+    });
+    assert!(breached, "the deadline is still watched");
+}

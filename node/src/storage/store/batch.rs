@@ -5,6 +5,7 @@
 
 use super::At;
 use super::{Store, StoreError, encode};
+use konsilium_protocol::deadline::Deadline;
 use konsilium_protocol::journal::{Checkpoint, Entry};
 use konsilium_protocol::seal::PackageId;
 use konsilium_protocol::signed::Signed;
@@ -25,6 +26,7 @@ enum Tree {
     Intake,
     ConclusionPackages,
     KeptBlobs,
+    Deadlines,
 }
 
 /// Writes collected for one commit.
@@ -85,6 +87,10 @@ impl Batch {
     }
 
     /// Remembers the package that carried a consultation's conclusion.
+    pub fn put_deadline(&mut self, id: &ConsultationId, deadline: &Deadline) {
+        self.put(Tree::Deadlines, id.0, encode(deadline));
+    }
+
     pub fn put_conclusion_package(&mut self, id: &ConsultationId, package: &PackageId) {
         self.put(Tree::ConclusionPackages, id.0, package.0.to_vec());
     }
@@ -121,6 +127,7 @@ impl Store {
             &self.intake,
             &self.conclusion_packages,
             &self.kept_blobs,
+            &self.deadlines,
         ];
         let index = |tree: Tree| match tree {
             Tree::Inbox => 0,
@@ -132,6 +139,7 @@ impl Store {
             Tree::Intake => 6,
             Tree::ConclusionPackages => 7,
             Tree::KeptBlobs => 8,
+            Tree::Deadlines => 9,
         };
         trees[..]
             .transaction(|views| {

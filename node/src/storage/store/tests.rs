@@ -269,3 +269,27 @@ fn waiting_package(sender: &IdentityKey, recipient: &IdentityKey, n: u8) -> Seal
         body: vec![n; 1000 + n as usize],
     }
 }
+
+/// A consultation's deadline, fixed when it was opened, is read back as
+/// written after the database is reopened; one never written reads as none.
+#[test]
+fn a_fixed_deadline_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fixed, other) = (ConsultationId([3; 16]), ConsultationId([4; 16]));
+    let at = |minutes: u64| Timestamp::from_unix_millis(1_000 + minutes * 60_000);
+    let deadline = konsilium_protocol::deadline::Deadline {
+        requested: at(0),
+        due: at(180),
+        first_response_due: Some(at(30)),
+        at_risk_from: at(135),
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        batch.put_deadline(&fixed, &deadline);
+        store.commit(batch).unwrap();
+    }
+    let store = reopen(dir.path());
+    assert_eq!(store.deadline(&fixed).unwrap(), Some(deadline));
+    assert_eq!(store.deadline(&other).unwrap(), None);
+}
