@@ -5,7 +5,29 @@ use super::*;
 use partials::FileReport;
 
 impl Node {
-    pub(super) fn serve_piece(&mut self, hash: [u8; 32], offset: u64, len: u32) -> Response {
+    pub(super) fn serve_piece(
+        &mut self,
+        from: OrgId,
+        hash: [u8; 32],
+        offset: u64,
+        len: u32,
+    ) -> Response {
+        if !self.entitled.contains(&(from, hash)) {
+            match self.entitled_to(from, &hash) {
+                Ok(true) => {
+                    if self.entitled.len() >= 4 * SERVED_FILES {
+                        self.entitled.clear();
+                    }
+                    self.entitled.insert((from, hash));
+                }
+                Ok(false) => {
+                    let hash = hex::encode(hash);
+                    let why = format!("no package queued here for {from} lists attachment {hash}");
+                    return Response::Refused(Refusal::Invalid(why));
+                }
+                Err(e) => return Response::Refused(Refusal::Transient(e.to_string())),
+            }
+        }
         if !self.served.contains_key(&hash) {
             if self.served.len() >= SERVED_FILES {
                 self.served.clear();
@@ -27,6 +49,23 @@ impl Node {
             Ok(bytes) => Response::Blob(bytes),
             Err(e) => Response::Refused(Refusal::Transient(e.to_string())),
         }
+    }
+
+    /// Whether a package queued here for `org` (as its next hop or its
+    /// recipient) lists the attachment: only those pull it; another
+    /// organization's attachments are none of a peer's business, sealed or
+    /// not, nor its bandwidth to take.
+    fn entitled_to(&self, org: OrgId, hash: &[u8; 32]) -> Result<bool, NodeError> {
+        let bound_for =
+            (self.outbox.entries()).filter(|e| e.next_hop == org || e.package.recipient == org);
+        for entry in bound_for {
+            if let Some(header) = self.store.outbox_header(&entry.id())?
+                && header.attachments.iter().any(|b| b.hash == *hash)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Pulls an attachment from `peer`, resuming from what its partial

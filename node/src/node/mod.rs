@@ -188,6 +188,9 @@ struct Node {
     /// Twice means the copy they come from is damaged: the package is
     /// refused with that reason instead of being fetched again forever.
     served: HashMap<[u8; 32], std::fs::File>,
+    /// Peers found entitled to an attachment (a package queued here for
+    /// them lists it), at most four times [`SERVED_FILES`] pairs.
+    entitled: HashSet<(OrgId, [u8; 32])>,
     candidate_requests:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<usize, NodeError>>>,
     /// Packages for us being opened off the event loop, and who waits for

@@ -181,7 +181,7 @@ impl Node {
                 urgency,
             } => self.candidates(from, specialty, min_level, urgency),
             Request::FetchBlob { hash, offset, len } => {
-                self.serve_piece(hash, offset, len.min(MAX_BLOB_CHUNK))
+                self.serve_piece(from, hash, offset, len.min(MAX_BLOB_CHUNK))
             }
             Request::Recover { since } => self.serve_recovery(from, since),
             Request::VideoOffer(signal) => self.answer_video(from, &signal),

@@ -276,6 +276,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         blobs,
         fetches: Fetches::new(),
         served: HashMap::new(),
+        entitled: HashSet::new(),
         events: events.clone(),
         data_dir: setup.data_dir.clone(),
         keep_delivered: setup.keep_delivered,

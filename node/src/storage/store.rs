@@ -473,20 +473,35 @@ impl Store {
             .transpose()
     }
 
-    /// A received package's header alone: an entry's first field is its
-    /// package, whose first is its header, so the body (up to a frame) is
-    /// never built.
+    /// A received package's header alone.
     pub fn inbox_header(&self, id: &PackageId) -> Result<Option<EnvelopeHeader>, StoreError> {
+        self.header_in(&self.inbox, "inbox entry", id)
+    }
+
+    /// A package's header alone, as queued to go out.
+    pub fn outbox_header(&self, id: &PackageId) -> Result<Option<EnvelopeHeader>, StoreError> {
+        self.header_in(&self.outbox, "outbox entry", id)
+    }
+
+    /// The header of a package kept in `tree`: an entry's first field is
+    /// its package, whose first is its header, so the body (up to a frame)
+    /// is never built.
+    fn header_in(
+        &self,
+        tree: &sled::Tree,
+        what: &'static str,
+        id: &PackageId,
+    ) -> Result<Option<EnvelopeHeader>, StoreError> {
         let head = |v: &[u8]| {
             postcard::take_from_bytes::<EnvelopeHeader>(v)
                 .map(|(header, _)| header)
                 .map_err(|e| StoreError::Corrupt {
                     path: self.dir.clone(),
-                    what: "inbox entry",
+                    what,
                     reason: e.to_string(),
                 })
         };
-        (self.inbox.get(id.0).at(&self.dir)?)
+        (tree.get(id.0).at(&self.dir)?)
             .map(|v| head(&v))
             .transpose()
     }

@@ -365,3 +365,43 @@ async fn packages_whose_attachments_never_come_wait_in_bounded_numbers_until_the
     );
     f.shutdown().await;
 }
+
+/// An attachment is served only to an organization a package queued at
+/// the node goes to (its next hop or its recipient): another certified
+/// organization naming it by hash is refused, sealed as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_served_only_to_whom_their_package_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let stranger = fed.enrol(OrgSpec::new("Totma CDH", OrgLevel::District, "RU-VLG", &[]));
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut insider = Insider::connect(&district, fa.clone(), f.peer_id()).await;
+    f.send(SendRequest {
+        target: Target::Org(district.org_id()),
+        attachments: vec![node::Attachment::Bytes(vec![0x17; 300_000])],
+        ..super::process::planned_for(&federal, b"with a scan".to_vec())
+    })
+    .await
+    .unwrap();
+    let package = insider.next_delivery().await;
+    let hash = package.header.attachments[0].hash;
+    let piece = || Request::FetchBlob {
+        hash,
+        offset: 0,
+        len: 1024,
+    };
+    let mut outsider = Insider::connect(&stranger, fa, f.peer_id()).await;
+    let refused = outsider.ask(piece()).await;
+    assert!(
+        matches!(&refused, Ok(Response::Refused(Refusal::Invalid(why)))
+            if why.contains("no package queued here")),
+        "{refused:?}"
+    );
+    let served = insider.ask(piece()).await;
+    assert!(
+        matches!(&served, Ok(Response::Blob(bytes)) if bytes.len() == 1024),
+        "{served:?}"
+    );
+    f.shutdown().await;
+}
