@@ -294,7 +294,7 @@ impl ActionKind {
 /// by a race; then a cancellation, the requester having withdrawn; then
 /// the step whose signed bytes hash higher, which every side computes
 /// the same.
-pub fn outranks(a: &Signed<Transition>, b: &Signed<Transition>) -> bool {
+pub(crate) fn outranks(a: &Signed<Transition>, b: &Signed<Transition>) -> bool {
     fn rank(step: &Signed<Transition>) -> (u8, [u8; 32]) {
         let weight = match step.decode_unverified().map(|t| t.action) {
             Ok(Action::Conclude { .. }) => 2,
@@ -584,7 +584,7 @@ impl Consultation {
 
     /// The consultation as it stood before step `seq` (1 for the first):
     /// its request and the steps before that one, applied again.
-    pub fn before(
+    pub(crate) fn before(
         &self,
         request: &Signed<ConsultationRequest>,
         seq: u32,

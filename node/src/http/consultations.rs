@@ -8,7 +8,7 @@ use super::params::{
 use super::problems::{Problem, node_problem};
 use super::render::{created, detail, intake_response, json_response, summary};
 use super::uploads::{Form, read_multipart};
-use super::views::{ConsultationDetail, ConsultationList, Created, Existing};
+use super::views::{ConsultationDetail, ConsultationList, ConsultationSummary, Created, Existing};
 use super::{AppState, PROBLEM_JSON};
 use crate::node::{
     Attachment, CaseFile, ConsultationView, IntakeKey, NewConsultation, NodeError, Target,
@@ -231,7 +231,19 @@ pub(super) struct ListQuery {
     #[serde(default)]
     #[param(value_type = Option<Status>, inline)]
     pub(super) status: Option<String>,
+    /// At most this many consultations (1 to 1,000; 200 unless given)
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
+    pub(super) limit: Option<u32>,
+    /// The `next` of the page before: the consultations listed after it
+    #[serde(default)]
+    pub(super) after: Option<String>,
 }
+
+/// A page of the list unless the client asks for another size: a node
+/// keeps every consultation it ever had.
+const PAGE: usize = 200;
+const MAX_PAGE: usize = 1000;
 
 #[utoipa::path(
     get,
@@ -241,7 +253,7 @@ pub(super) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "The consultations, newest first", body = ConsultationList),
-        (status = 400, description = "Unknown status", body = Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "Unknown status, a limit out of range, or an unknown after", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = PROBLEM_JSON),
     )
 )]
@@ -281,13 +293,42 @@ pub(super) async fn list_consultations(
         if want.is_some_and(|w| w != view.consultation.status) {
             continue;
         }
-        items.push((view.consultation.request.created, summary(&view, now)));
+        items.push((view.consultation.request.created, id, summary(&view, now)));
     }
-    items.sort_by_key(|item| std::cmp::Reverse(item.0));
-    let consultations = items.into_iter().map(|(_, v)| v).collect();
+    items.sort_by_key(|(created, id, _)| std::cmp::Reverse((*created, id.0)));
+    let limit = match query.limit {
+        None => PAGE,
+        Some(n) if (1..=MAX_PAGE as u32).contains(&n) => n as usize,
+        Some(n) => {
+            let why = format!("limit: {n} is not between 1 and {MAX_PAGE}");
+            return Err(Problem::invalid("limit", why));
+        }
+    };
+    let start = match query.after.as_deref() {
+        None => 0,
+        Some(after) => match items.iter().position(|(_, _, v)| v.id == after) {
+            Some(i) => i + 1,
+            None => {
+                let why = format!(
+                    "after: {after:?} is no consultation listed here; start again from the first page"
+                );
+                return Err(Problem::invalid("after", why));
+            }
+        },
+    };
+    let rest = items.len().saturating_sub(start);
+    let consultations: Vec<ConsultationSummary> = (items.into_iter().skip(start).take(limit))
+        .map(|(_, _, v)| v)
+        .collect();
+    let next = (rest > limit)
+        .then(|| consultations.last().map(|v| v.id.clone()))
+        .flatten();
     Ok(json_response(
         StatusCode::OK,
-        &ConsultationList { consultations },
+        &ConsultationList {
+            consultations,
+            next,
+        },
     ))
 }
 

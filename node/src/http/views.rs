@@ -40,10 +40,12 @@ pub(super) struct ConsultationSummary {
     pub(super) acknowledged: bool,
 }
 
-/// The consultations, newest first.
+/// The consultations, newest first, a page at a time.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ConsultationList {
     pub(super) consultations: Vec<ConsultationSummary>,
+    /// Where the next page starts (its `after`); none on the last page
+    pub(super) next: Option<String>,
 }
 
 /// One consultation with its history.

@@ -324,7 +324,27 @@ async fn a_planned_consultation_runs_through_the_api_of_both_nodes() {
     assert_problem(&no_request, StatusCode::BAD_REQUEST, "request");
 
     let (_, _, list) = at_r.get("/consultations", "phys-r").await;
-    assert_eq!(list["consultations"].as_array().unwrap().len(), 4);
+    let all = list["consultations"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 4);
+    assert_eq!(list["next"], Value::Null, "one page holds them");
+    // A page at a time, newest first, each page starting after the last.
+    let (_, _, first) = at_r.get("/consultations?limit=3", "phys-r").await;
+    assert_eq!(first["consultations"].as_array().unwrap()[..], all[..3]);
+    let next = first["next"].as_str().unwrap();
+    assert_eq!(next, all[2]["id"].as_str().unwrap());
+    let (_, _, second) = at_r
+        .get(&format!("/consultations?limit=3&after={next}"), "phys-r")
+        .await;
+    assert_eq!(second["consultations"].as_array().unwrap()[..], all[3..]);
+    assert_eq!(second["next"], Value::Null);
+    let too_many = at_r.get("/consultations?limit=1001", "phys-r").await;
+    assert_problem(&too_many, StatusCode::BAD_REQUEST, "between 1 and 1000");
+    let unknown = (at_r.get(
+        &format!("/consultations?after={}", "0".repeat(32)),
+        "phys-r",
+    ))
+    .await;
+    assert_problem(&unknown, StatusCode::BAD_REQUEST, "first page");
     // Every read of a consultation through the API is journaled with its reader.
     let (entries, _) = federal.journal().await.unwrap();
     assert!(
