@@ -25,6 +25,22 @@ const MAX_WAITING: usize = 1024;
 const MAX_OPENING: usize = 256;
 const MAX_OPENING_BYTES: usize = 64 << 20;
 
+/// Disk kept free whatever attachments peers announce: the database and
+/// the journal must stay writable, or the node takes nothing at all.
+const DISK_RESERVE: u64 = 1 << 30;
+
+/// Whether attachments of `needed` bytes fit beside the reserve on a disk
+/// with `free` bytes; why not, if they do not.
+fn disk_room(needed: u64, free: u64) -> Result<(), String> {
+    if needed.checked_add(DISK_RESERVE).is_none_or(|total| total > free) {
+        return Err(format!(
+            "not enough disk space for {needed} bytes of attachments: {free} bytes free, \
+             {DISK_RESERVE} of them kept for the database and the journal"
+        ));
+    }
+    Ok(())
+}
+
 /// The answer to a delivery: now, or once the package is opened.
 pub(super) enum Answer {
     Now(Response),
@@ -130,6 +146,15 @@ impl Node {
         // never serves (they also go when they expire).
         if let Some(refusal) = self.no_room_to_wait(from) {
             return Answer::Now(Response::Refused(refusal));
+        }
+        // Nor fill the disk: the sender tries again later, when there is room.
+        let needed = missing.iter().map(|b| b.size).sum();
+        let room = rustix::fs::statvfs(self.blobs.dir())
+            .map_err(|e| format!("cannot tell the attachment directory's free space: {e}"))
+            .and_then(|s| disk_room(needed, s.f_bavail.saturating_mul(s.f_frsize)));
+        if let Err(why) = room {
+            tracing::warn!(%from, %id, "{why}");
+            return Answer::Now(Response::Refused(Refusal::Transient(why)));
         }
         // Attachments first: fetch them from whoever delivered the package.
         if let Err(e) = self
@@ -425,5 +450,24 @@ impl Node {
         self.keyring
             .open_body(&header, &keys, &sealed, &mut body, Purpose::Held)?;
         Ok((header, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DISK_RESERVE, disk_room};
+
+    #[test]
+    fn attachments_are_taken_only_while_the_reserve_stays_free() {
+        let gib = 1u64 << 30;
+        assert!(disk_room(gib, 2 * gib + DISK_RESERVE).is_ok());
+        assert!(disk_room(gib, gib + DISK_RESERVE).is_ok());
+        let refused = disk_room(gib, gib + DISK_RESERVE - 1).unwrap_err();
+        assert!(refused.contains("not enough disk space"), "{refused}");
+        assert!(disk_room(u64::MAX, u64::MAX).is_err(), "no overflow");
+        assert!(
+            disk_room(0, DISK_RESERVE - 1).is_err(),
+            "nothing below the reserve"
+        );
     }
 }
