@@ -282,6 +282,14 @@ pub(super) async fn list_consultations(
             )
         })?),
     };
+    let limit = match query.limit {
+        None => PAGE,
+        Some(n) if (1..=MAX_PAGE as u32).contains(&n) => n as usize,
+        Some(n) => {
+            let why = format!("limit: {n} is not between 1 and {MAX_PAGE}");
+            return Err(Problem::invalid("limit", why));
+        }
+    };
     let now = state.node.now();
     let mut items = Vec::new();
     for id in state.node.consultations().await.map_err(node_problem)? {
@@ -296,14 +304,6 @@ pub(super) async fn list_consultations(
         items.push((view.consultation.request.created, id, summary(&view, now)));
     }
     items.sort_by_key(|(created, id, _)| std::cmp::Reverse((*created, id.0)));
-    let limit = match query.limit {
-        None => PAGE,
-        Some(n) if (1..=MAX_PAGE as u32).contains(&n) => n as usize,
-        Some(n) => {
-            let why = format!("limit: {n} is not between 1 and {MAX_PAGE}");
-            return Err(Problem::invalid("limit", why));
-        }
-    };
     let start = match query.after.as_deref() {
         None => 0,
         Some(after) => match items.iter().position(|(_, _, v)| v.id == after) {

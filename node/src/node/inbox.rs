@@ -32,7 +32,10 @@ const DISK_RESERVE: u64 = 1 << 30;
 /// Whether attachments of `needed` bytes fit beside the reserve on a disk
 /// with `free` bytes; why not, if they do not.
 fn disk_room(needed: u64, free: u64) -> Result<(), String> {
-    if needed.checked_add(DISK_RESERVE).is_none_or(|total| total > free) {
+    if needed
+        .checked_add(DISK_RESERVE)
+        .is_none_or(|total| total > free)
+    {
         return Err(format!(
             "not enough disk space for {needed} bytes of attachments: {free} bytes free, \
              {DISK_RESERVE} of them kept for the database and the journal"
