@@ -2,7 +2,7 @@
 //! each side first applies its own, and once each has the other's, both
 //! hold the same history, whatever order the steps arrive in.
 
-use super::tests::{World, drain, notes, sent};
+use super::tests::{World, drain, notes, opened, sent};
 use super::*;
 use crate::testkit::NOW;
 use crate::urgency::Urgency;
@@ -20,25 +20,9 @@ fn consultant_as(user: &str) -> Actor<'_> {
     }
 }
 
-/// A requester (org 0) and a consultant (org 2) holding one planned
-/// consultation, the consultant having received it.
-fn opened(w: &World, n: u8) -> (Desk, Desk, ConsultationId) {
-    let (mut requester, mut consultant) = (w.desk(0), w.desk(2));
-    let request = w.request(2, Urgency::Planned, n);
-    let id = request.id;
-    let signed = (requester.open(NOW, request, Some("Dr. Petrova"), &w.directory)).unwrap();
-    let (from, trust) = (w.orgs[0].id(), &w.fed.trust);
-    consultant
-        .handle_request(NOW, from, tests::package(), signed, trust, &w.directory)
-        .unwrap();
-    drain(&mut requester);
-    drain(&mut consultant);
-    (requester, consultant, id)
-}
-
 /// The same, accepted at both sides.
 fn accepted(w: &World, n: u8) -> (Desk, Desk, ConsultationId) {
-    let (mut requester, mut consultant, id) = opened(w, n);
+    let (mut requester, mut consultant, id) = opened(w, Urgency::Planned, n);
     let dr = consultant_as("Dr. Ivanov");
     (consultant.act(NOW, id, dr, Action::Accept, None, &w.directory)).unwrap();
     let accept = sent(&drain(&mut consultant)).pop().unwrap().0;
@@ -72,7 +56,7 @@ fn undone(outputs: &[Output]) -> Vec<(u32, OrgId)> {
 #[test]
 fn a_cancel_crossing_an_accept_cancels_at_both_sides() {
     let w = World::new();
-    let (mut requester, mut consultant, id) = opened(&w, 40);
+    let (mut requester, mut consultant, id) = opened(&w, Urgency::Planned, 40);
     let cancel = Action::Cancel {
         reason: "the patient was transferred".into(),
     };
