@@ -1,9 +1,11 @@
 //! Unit tests of the store: open errors, intake records pruned by age, held steps.
 
 use super::*;
+use konsilium_protocol::content::CaseExtract;
+use konsilium_protocol::delivery::Receipt;
 use konsilium_protocol::identity::IdentityKey;
 use konsilium_protocol::journal::Role;
-use konsilium_protocol::workflow::Action;
+use konsilium_protocol::workflow::{Action, ConsultationRequest, Transition};
 
 /// Opens a database just closed: sled's flusher thread lets go of
 /// its lock a moment after the last handle drops.
