@@ -14,18 +14,8 @@ use konsilium_protocol::time::Timestamp;
 async fn an_unsigned_expired_certificate_naming_a_member_does_not_cut_it_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let federal = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let district = fed.enrol(OrgSpec::new(
-        "Kirillov CDH",
-        OrgLevel::District,
-        "RU-VLG",
-        &[],
-    ));
+    let federal = federal_center(&mut fed);
+    let district = kirillov(&mut fed);
     let f = start(&federal, vec![]).await;
     let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
     let d = start(&district, vec![fa.clone()]).await;

@@ -24,12 +24,7 @@ async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned(
     let mut fed = LocalFederation::new(dir.path(), node::now());
     let (federal, f, district) = federal_and_turned_district(&mut fed).await;
     let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
-    let honest = fed.enrol(OrgSpec::new(
-        "Vologda regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[Specialty::Cardiology],
-    ));
+    let honest = vologda_regional(&mut fed, &[Specialty::Cardiology]);
     let h = start(&honest, vec![fa.clone()]).await;
     wait::converged(&[&f, &h], 3, PATIENCE).await.unwrap();
     let records: Vec<SignedRecord> = f.records().await.unwrap();

@@ -218,18 +218,8 @@ async fn floods_oversized_frames_and_a_stalled_reader_leave_the_node_serving_und
     let enrol_district = |fed: &mut LocalFederation, name: &str| {
         fed.enrol(OrgSpec::new(name, OrgLevel::District, "RU-VLG", &[]))
     };
-    let federal = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let regional = fed.enrol(OrgSpec::new(
-        "Vologda regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[],
-    ));
+    let federal = federal_center(&mut fed);
+    let regional = vologda_regional(&mut fed, &[]);
     let framer = enrol_district(&mut fed, "Kirillov CDH");
     let gossiper = enrol_district(&mut fed, "Belozersk CDH");
     let staller = enrol_district(&mut fed, "Vytegra CDH");

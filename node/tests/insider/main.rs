@@ -299,6 +299,37 @@ async fn start(member: &Member, bootstrap: Vec<Multiaddr>) -> NodeHandle {
     started.unwrap_or_else(|e| panic!("cannot start {}: {e}", member.spec.name))
 }
 
+/// The federal cardiology center the insider tests talk to.
+fn federal_center(fed: &mut LocalFederation) -> Member {
+    let cardiology = [Specialty::Cardiology];
+    fed.enrol(OrgSpec::new(
+        "Federal cardiology center",
+        OrgLevel::Federal,
+        "RU-MOW",
+        &cardiology,
+    ))
+}
+
+/// The district hospital whose keys the insider takes over.
+fn kirillov(fed: &mut LocalFederation) -> Member {
+    fed.enrol(OrgSpec::new(
+        "Kirillov CDH",
+        OrgLevel::District,
+        "RU-VLG",
+        &[],
+    ))
+}
+
+/// Vologda's regional hospital, with `specialties`.
+fn vologda_regional(fed: &mut LocalFederation, specialties: &[Specialty]) -> Member {
+    fed.enrol(OrgSpec::new(
+        "Vologda regional hospital",
+        OrgLevel::Regional,
+        "RU-VLG",
+        specialties,
+    ))
+}
+
 /// A federal center and a district hospital that knows it; the district's
 /// node is then stopped, so its keys can be taken over by the insider
 /// while the federal center still holds its directory record.
@@ -311,18 +342,8 @@ async fn federal_with_video_and_turned_district(
     fed: &mut LocalFederation,
     video: Option<konsilium_node::config::VideoConfig>,
 ) -> (Member, NodeHandle, Member) {
-    let federal = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let district = fed.enrol(OrgSpec::new(
-        "Kirillov CDH",
-        OrgLevel::District,
-        "RU-VLG",
-        &[],
-    ));
+    let federal = federal_center(fed);
+    let district = kirillov(fed);
     let mut setup = federal.setup(vec![], vec![]);
     setup.video = video;
     let f = node::start(setup).await.expect("the federal node starts");

@@ -253,24 +253,9 @@ async fn forged_and_replayed_receipts_complete_nothing() {
 async fn junk_sent_through_a_relay_does_not_get_the_relay_banned() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let federal = fed.enrol(OrgSpec::new(
-        "Federal cardiology center",
-        OrgLevel::Federal,
-        "RU-MOW",
-        &[Specialty::Cardiology],
-    ));
-    let regional = fed.enrol(OrgSpec::new(
-        "Vologda regional hospital",
-        OrgLevel::Regional,
-        "RU-VLG",
-        &[Specialty::Cardiology],
-    ));
-    let district = fed.enrol(OrgSpec::new(
-        "Kirillov CDH",
-        OrgLevel::District,
-        "RU-VLG",
-        &[],
-    ));
+    let federal = federal_center(&mut fed);
+    let regional = vologda_regional(&mut fed, &[Specialty::Cardiology]);
+    let district = kirillov(&mut fed);
     let f = start(&federal, vec![]).await;
     let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
     let r = start(&regional, vec![fa]).await;
