@@ -537,15 +537,7 @@ impl Consultation {
                 got: t.consultation,
             });
         }
-        if t.seq != self.next_seq() {
-            return Err(WorkflowError::OutOfOrder {
-                expected: self.next_seq(),
-                got: t.seq,
-            });
-        }
-        if t.prev != self.head {
-            return Err(WorkflowError::NotChained { seq: t.seq });
-        }
+        self.follows(&t)?;
         let side = (self.side_of(t.actor)).ok_or(WorkflowError::Outsider { actor: t.actor })?;
         signed.verify(&t.actor.verifying_key())?;
         let action = t.action.name();
@@ -580,6 +572,21 @@ impl Consultation {
         self.head = signed.content_hash();
         self.history.push(signed.clone());
         Ok(status)
+    }
+
+    /// Whether `t` takes the next place in the history: the next number,
+    /// chained to the last step.
+    pub(crate) fn follows(&self, t: &Transition) -> Result<(), WorkflowError> {
+        if t.seq != self.next_seq() {
+            return Err(WorkflowError::OutOfOrder {
+                expected: self.next_seq(),
+                got: t.seq,
+            });
+        }
+        if t.prev != self.head {
+            return Err(WorkflowError::NotChained { seq: t.seq });
+        }
+        Ok(())
     }
 
     /// The consultation as it stood before step `seq` (1 for the first):

@@ -62,22 +62,13 @@ pub(super) fn settle(
 }
 
 /// Why `t` cannot follow the case's history where it stands, if it
-/// cannot: a step of a branch the case does not hold (yet).
+/// cannot and is not a step for later: a step of a branch the case does
+/// not hold (yet).
 pub(super) fn off_the_history(case: &Case, t: &Transition) -> Option<WorkflowError> {
-    let history = &case.consultation.history;
-    let head = history
-        .last()
-        .map_or_else(|| case.request.content_hash(), |s| s.content_hash());
-    let next = history.len() as u32 + 1;
-    if t.seq < next {
-        Some(WorkflowError::OutOfOrder {
-            expected: next,
-            got: t.seq,
-        })
-    } else if t.seq == next && t.prev != head {
-        Some(WorkflowError::NotChained { seq: t.seq })
-    } else {
-        None
+    match case.consultation.follows(t) {
+        Err(WorkflowError::OutOfOrder { expected, got }) if got > expected => None,
+        Err(reason) => Some(reason),
+        Ok(()) => None,
     }
 }
 
