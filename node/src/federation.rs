@@ -123,6 +123,7 @@ impl Member {
             clock: std::sync::Arc::new(crate::node::SystemClock),
             anti_entropy_every: Duration::from_secs(2),
             keep_delivered: crate::config::DEFAULT_KEEP_DELIVERED,
+            custody: Default::default(),
             video: None,
             stun_listen: None,
             max_resident: crate::node::MAX_RESIDENT_BYTES,

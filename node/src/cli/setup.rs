@@ -132,6 +132,13 @@ async fn reload(
         new.api.as_ref().map(|a| a.listen) != running.api.as_ref().map(|a| a.listen),
     );
     differs("metrics", new.metrics != running.metrics);
+    differs(
+        "storage.keep_delivered_attachments_hours",
+        new.keep_delivered != running.keep_delivered,
+    );
+    differs("storage.relay_custody", new.custody != running.custody);
+    differs("video", new.video != running.video);
+    differs("stun", new.stun_listen != running.stun_listen);
     let revocations = new.load_revocations()?;
     let bootstrap = new.bootstrap.iter().map(|b| b.address.clone()).collect();
     // A list that does not verify stops the reload before the profile

@@ -54,6 +54,8 @@ pub(super) struct RawStun {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) keep_delivered_attachments_hours: Option<u64>,
+    pub(super) relay_custody_packages: Option<u64>,
+    pub(super) relay_custody_gib: Option<u64>,
 }
 
 /// How long sealed attachments stay after their package's receipt, when the

@@ -117,6 +117,8 @@ pub struct NodeConfig {
     /// How long attachments this node sent or relayed are kept after the
     /// recipient's receipt.
     pub keep_delivered: std::time::Duration,
+    /// What this node holds at most for each organization it relays for.
+    pub custody: konsilium_protocol::outbox::Custody,
     /// How video reaches other sites; video is off when absent.
     pub video: Option<VideoConfig>,
     /// Where this node answers STUN Binding requests; off when absent.

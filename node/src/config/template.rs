@@ -157,6 +157,11 @@ listen = "127.0.0.1:9464"
 # Attachments this node sent or relayed are deleted this many hours after the
 # recipient's signed receipt (0: at once). Received attachments are kept.
 keep_delivered_attachments_hours = 24
+# A relay (a regional center) holds at most this much for each organization
+# whose packages it carries: the rest waits at its sender until these are
+# delivered. Size them to the relay's disk.
+# relay_custody_packages = 1024
+# relay_custody_gib = 16
 
 [log]
 # "text" for people, "json" for log collectors.

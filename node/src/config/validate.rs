@@ -3,13 +3,14 @@
 
 use super::api;
 use super::directory::{calendar, consultants, deadlines, services};
-use super::file::{DEFAULT_KEEP_DELIVERED, RawApi, RawConfig, RawLog, RawVideo};
+use super::file::{DEFAULT_KEEP_DELIVERED, RawApi, RawConfig, RawLog, RawStorage, RawVideo};
 use super::{
     BootstrapPeer, DEFAULT_METRICS_LISTEN, DirectoryScope, LogConfig, LogFormat, NodeConfig,
     TurnServer, VideoConfig,
 };
 use konsilium_protocol::identity::{AuthorityKey, OrgId};
 use konsilium_protocol::limits::{FieldError, MAX_ADDRESSES, check_count};
+use konsilium_protocol::outbox::Custody;
 use konsilium_protocol::urgency::Deadlines;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -163,6 +164,7 @@ impl RawConfig {
                 ));
             }
         };
+        let custody = custody(&self.storage)?;
         let api = match self.api {
             None => None,
             Some(raw) => Some(api_settings(raw)?),
@@ -215,10 +217,36 @@ impl RawConfig {
             api,
             metrics,
             keep_delivered,
+            custody,
             video,
             stun_listen,
         })
     }
+}
+
+/// What a relay holds for each organization: the defaults unless the
+/// operator sized them for the relay's disk.
+fn custody(storage: &RawStorage) -> Result<Custody, Bad> {
+    let mut custody = Custody::DEFAULT;
+    if let Some(n) = storage.relay_custody_packages {
+        custody.packages = match n {
+            1..=1_000_000 => n as usize,
+            _ => {
+                let why = format!("{n}: use 1 to 1000000 packages per organization");
+                return Err(bad("storage.relay_custody_packages", why));
+            }
+        };
+    }
+    if let Some(gib) = storage.relay_custody_gib {
+        custody.bytes = match gib {
+            1..=1_000_000 => gib << 30,
+            _ => {
+                let why = format!("{gib}: use 1 to 1000000 GiB per organization");
+                return Err(bad("storage.relay_custody_gib", why));
+            }
+        };
+    }
+    Ok(custody)
 }
 
 fn api_settings(raw: RawApi) -> Result<api::ApiConfig, Bad> {

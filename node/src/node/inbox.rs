@@ -119,7 +119,7 @@ impl Node {
     /// attachments are fetched from whoever delivered it first.
     pub(super) fn receive_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         let id = package.header.id;
-        let done = match self.inbound(from, &package.header) {
+        let done = match self.inbound(from, &package) {
             Inbound::Answer(response) => return Answer::Now(response),
             Inbound::ForUs => self.store.is_seen(&id).unwrap_or(false),
             Inbound::Relay => false,
@@ -213,15 +213,16 @@ impl Node {
         }
     }
 
-    fn inbound(&self, from: OrgId, header: &EnvelopeHeader) -> Inbound {
-        self.outbox.inbound(self.now(), from, header, &self.known())
+    fn inbound(&self, from: OrgId, package: &seal::SealedPackage) -> Inbound {
+        self.outbox
+            .inbound(self.now(), from, package, &self.known())
     }
 
     /// A package whose attachments are all here: keep it for forwarding, or
     /// check it and take it into the inbox. Asks the delivery machine
     /// again, since a package may wait long for its attachments.
     pub(super) fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
-        match self.inbound(from, &package.header) {
+        match self.inbound(from, &package) {
             Inbound::Answer(response) => Answer::Now(response),
             Inbound::Relay => Answer::Now(self.relay_package(package)),
             Inbound::ForUs => self.take_in(from, package),

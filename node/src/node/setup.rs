@@ -39,6 +39,8 @@ pub struct NodeSetup {
     pub anti_entropy_every: Duration,
     /// How long attachments sent or relayed stay after their receipt.
     pub keep_delivered: Duration,
+    /// What this node holds at most for each organization it relays for.
+    pub custody: konsilium_protocol::outbox::Custody,
     /// The media plane (video), if any.
     pub video: Option<crate::config::VideoConfig>,
     /// Where this node answers STUN Binding requests (a bootstrap node's
@@ -83,6 +85,7 @@ impl NodeSetup {
             clock: std::sync::Arc::new(SystemClock),
             anti_entropy_every: ANTI_ENTROPY_EVERY,
             keep_delivered: config.keep_delivered,
+            custody: config.custody,
             video: config.video.clone(),
             stun_listen: config.stun_listen,
             max_resident: MAX_RESIDENT_BYTES,
@@ -193,6 +196,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             me: me.cert.org,
             region: me.cert.region.clone(),
             relay: setup.relay_via.first().copied(),
+            custody: setup.custody,
         },
         u64::from_le_bytes(random_bytes()),
         store.outbox()?.iter().map(OutboxEntry::entry),

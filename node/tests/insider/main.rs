@@ -351,14 +351,20 @@ async fn federal_with_video_and_turned_district(
     let d = start(&district, vec![fa]).await;
     wait::converged(&[&f, &d], 2, PATIENCE).await.unwrap();
     d.shutdown().await;
-    // The insider takes the district's place on a connection of its own:
-    // one opened while the federal node still holds the old one would meet
-    // a peer it has admitted already, which sends no Hello of its own.
+    forgotten(&f, &district).await;
+    (federal, f, district)
+}
+
+/// Waits until `node` no longer lists `member` among its peers. The insider
+/// takes a member's place on a connection of its own: one opened while the
+/// node still holds the old one would meet a peer it has admitted already,
+/// which sends no Hello of its own.
+async fn forgotten(node: &NodeHandle, member: &Member) {
     let gone = async {
         loop {
-            let peers = f.inspect(node::Inspect::Peers).await.unwrap();
-            let listed = (peers.as_array().unwrap().iter())
-                .any(|p| p["org"] == district.org_id().to_string());
+            let peers = node.inspect(node::Inspect::Peers).await.unwrap();
+            let listed =
+                (peers.as_array().unwrap().iter()).any(|p| p["org"] == member.org_id().to_string());
             if !listed {
                 return;
             }
@@ -367,8 +373,7 @@ async fn federal_with_video_and_turned_district(
     };
     tokio::time::timeout(PATIENCE, gone)
         .await
-        .expect("the federal node notices the district's node stopped");
-    (federal, f, district)
+        .expect("the node notices the member's node stopped");
 }
 
 /// How many times the node took a package in, from its events so far.

@@ -6,6 +6,7 @@ use super::*;
 use konsilium_node::net::codec::Inbound;
 use konsilium_node::node::{SendRequest, Target};
 use konsilium_protocol::delivery::Receipt;
+use konsilium_protocol::outbox::Custody;
 use konsilium_protocol::rpc::Refusal;
 use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
@@ -253,23 +254,14 @@ async fn forged_and_replayed_receipts_complete_nothing() {
 async fn junk_sent_through_a_relay_does_not_get_the_relay_banned() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let federal = federal_center(&mut fed);
-    let regional = vologda_regional(&mut fed, &[Specialty::Cardiology]);
-    let district = kirillov(&mut fed);
-    let f = start(&federal, vec![]).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
-    let r = start(&regional, vec![fa]).await;
-    let ra = wait::listen_addr(&r, PATIENCE).await.unwrap();
-    let d = start(&district, vec![ra.clone()]).await;
-    wait::converged(&[&f, &r, &d], 3, PATIENCE).await.unwrap();
-    d.shutdown().await;
-    let mut insider = loop {
-        // The regional node may still hold the district's old connection.
-        match Insider::try_connect(&district, ra.clone(), r.peer_id()).await {
-            Ok(insider) => break insider,
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
+    let Relayed {
+        federal,
+        f,
+        regional,
+        r,
+        district,
+        mut insider,
+    } = relayed(&mut fed, Custody::DEFAULT).await;
     let mut relay_events = r.subscribe();
     let day = node::now().saturating_add(Duration::from_secs(86_400));
     const JUNK: usize = 12;
@@ -307,6 +299,118 @@ async fn junk_sent_through_a_relay_does_not_get_the_relay_banned() {
     assert!(f.status().await.unwrap().peers.contains(&regional.org_id()));
     r.shutdown().await;
     f.shutdown().await;
+}
+
+/// A federal center, Vologda's regional hospital holding at most `custody`
+/// for each organization it relays for, and the district whose keys the
+/// insider took over, connected to the regional node.
+struct Relayed {
+    federal: Member,
+    f: NodeHandle,
+    regional: Member,
+    r: NodeHandle,
+    district: Member,
+    insider: Insider,
+}
+
+async fn relayed(fed: &mut LocalFederation, custody: Custody) -> Relayed {
+    let federal = federal_center(fed);
+    let regional = vologda_regional(fed, &[Specialty::Cardiology]);
+    let district = kirillov(fed);
+    let f = start(&federal, vec![]).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut setup = regional.setup(vec![fa], vec![]);
+    setup.custody = custody;
+    let r = node::start(setup).await.expect("the regional node starts");
+    let ra = wait::listen_addr(&r, PATIENCE).await.unwrap();
+    let d = start(&district, vec![ra.clone()]).await;
+    wait::converged(&[&f, &r, &d], 3, PATIENCE).await.unwrap();
+    d.shutdown().await;
+    forgotten(&r, &district).await;
+    let insider = insider_at(&district, &ra, &r).await;
+    Relayed {
+        federal,
+        f,
+        regional,
+        r,
+        district,
+        insider,
+    }
+}
+
+/// The insider on a connection of its own to `node`, asking again while
+/// the node refuses the connection.
+async fn insider_at(district: &Member, addr: &Multiaddr, node: &NodeHandle) -> Insider {
+    loop {
+        match Insider::try_connect(district, addr.clone(), node.peer_id()).await {
+            Ok(insider) => break insider,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// A member hands its relay packages for an unreachable federal center:
+/// the relay holds its bound for that member, refuses the rest for now
+/// (they wait at the sender), also after a restart, and refuses for good a
+/// package naming another sender. Without the bound one member's packages
+/// (held until they expire, up to 30 days) could fill the relay's disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_a_bounded_amount_for_each_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    const BOUND: usize = 4;
+    let custody = Custody {
+        packages: BOUND,
+        bytes: 1 << 30,
+    };
+    let Relayed {
+        federal,
+        f,
+        regional,
+        r,
+        district,
+        mut insider,
+    } = relayed(&mut fed, custody).await;
+    f.shutdown().await;
+    let day = node::now().saturating_add(Duration::from_secs(86_400));
+    for n in 0..BOUND as u8 {
+        let p = sealed(&district, &federal, 100 + n, day);
+        let answer = insider.ask(Request::Deliver(p)).await;
+        assert_eq!(answer, Ok(Response::Custody), "the relay takes package {n}");
+    }
+    let over = sealed(&district, &federal, 120, day);
+    let answer = insider.ask(Request::Deliver(over.clone())).await;
+    let Ok(Response::Refused(Refusal::Transient(why))) = answer else {
+        panic!("one over the bound is refused for now: {answer:?}");
+    };
+    assert!(why.contains(&format!("holds {BOUND} packages")), "{why}");
+    // A package naming the regional hospital as its sender: the deliverer
+    // would make the relay hold it on another member's account.
+    let named = sealed(&regional, &federal, 121, day);
+    let answer = insider.ask(Request::Deliver(named)).await;
+    assert!(
+        matches!(&answer, Ok(Response::Refused(r @ Refusal::NotRelayed { .. })) if r.is_permanent()),
+        "{answer:?}"
+    );
+
+    // The bound holds after the relay restarts, counted from what it stored.
+    drop(insider);
+    r.shutdown().await;
+    let mut setup = regional.setup(vec![], vec![]);
+    setup.custody = custody;
+    let r = node::start(setup)
+        .await
+        .expect("the regional node restarts");
+    let ra = wait::listen_addr(&r, PATIENCE).await.unwrap();
+    let mut insider = insider_at(&district, &ra, &r).await;
+    let answer = insider.ask(Request::Deliver(over)).await;
+    assert!(
+        matches!(answer, Ok(Response::Refused(Refusal::Transient(_)))),
+        "{answer:?}"
+    );
+    let held = r.outbox().await.unwrap();
+    assert_eq!(held.len(), BOUND, "what it took is still held");
+    r.shutdown().await;
 }
 
 /// Packages wait on the recipient's disk while their attachments are

@@ -19,6 +19,8 @@ pub struct PackageMeta {
     pub expires: Timestamp,
     /// BLAKE3 of the sealed body, so a receipt can be checked without the body.
     pub body_hash: [u8; 32],
+    /// What holding it costs a node's disk: the body and its attachments.
+    pub bytes: u64,
 }
 
 impl PackageMeta {
@@ -31,8 +33,18 @@ impl PackageMeta {
             recipient: package.header.recipient,
             expires: package.header.expires,
             body_hash: *blake3::hash(&package.body).as_bytes(),
+            bytes: held_bytes(package),
         }
     }
+}
+
+/// The body and the attachments it lists: what a node holding the package
+/// keeps on disk.
+pub(super) fn held_bytes(package: &SealedPackage) -> u64 {
+    let attachments = package.header.attachments.iter();
+    attachments.fold(package.body.len() as u64, |sum, b| {
+        sum.saturating_add(b.size)
+    })
 }
 
 /// Whose package an entry is, which decides when it is done.

@@ -20,12 +20,14 @@
 //! [`WINDOW`] requests are out to one hop; due packages beyond it wait for
 //! answers, not for a retry.
 
+mod custody;
 mod entry;
 mod relay;
 mod retry;
 #[cfg(test)]
 mod tests;
 
+pub use custody::Custody;
 pub use entry::{Entry, Event, Failure, Origin, OutboxError, Output, PackageMeta, Status, Token};
 pub use relay::Directory;
 pub use retry::{CUSTODY_RECHECK, MAX_HELD_RECEIPTS, PROGRESS_RECHECK, UNREACHABLE_AFTER};
@@ -34,7 +36,7 @@ use crate::cert::RegionCode;
 use crate::delivery::{self, Receipt};
 use crate::identity::OrgId;
 use crate::rpc::{Refusal, Response};
-use crate::seal::{EnvelopeHeader, PackageId};
+use crate::seal::{PackageId, SealedPackage};
 use crate::signed::Signed;
 use crate::time::Timestamp;
 use retry::Jitter;
@@ -48,6 +50,8 @@ pub struct Config {
     /// The regional relay (store-and-forward center) packages for other
     /// regions and unreachable recipients go through, if any.
     pub relay: Option<OrgId>,
+    /// What this node holds at most for each organization it relays for.
+    pub custody: Custody,
 }
 
 /// Requests out to one hop at once. A connection carries 64 request
@@ -102,6 +106,8 @@ pub struct Outbox {
     ready: BTreeSet<OrgId>,
     /// Receipts for senders that were not ready, oldest first.
     held_receipts: VecDeque<(OrgId, Signed<Receipt>)>,
+    /// What is held for each organization this node relays for.
+    carried: custody::Carried,
     next_token: u64,
     jitter: Jitter,
     out: VecDeque<Output>,
@@ -121,24 +127,31 @@ impl Outbox {
             held: BTreeMap::new(),
             ready: BTreeSet::new(),
             held_receipts: VecDeque::new(),
+            carried: custody::Carried::default(),
             next_token: 0,
             jitter: Jitter::new(seed),
             out: VecDeque::new(),
         };
         for entry in entries {
-            let id = entry.id();
-            outbox.unschedule(id);
-            outbox.entries.insert(
-                id,
-                Tracked {
-                    entry,
-                    flight: None,
-                    wake: None,
-                },
-            );
-            outbox.reschedule(id);
+            outbox.track(entry);
         }
         outbox
+    }
+
+    /// Starts tracking `entry` (in place of one with its id), scheduled.
+    fn track(&mut self, entry: Entry) {
+        let id = entry.id();
+        self.unschedule(id);
+        self.carried.add(&entry);
+        let tracked = Tracked {
+            entry,
+            flight: None,
+            wake: None,
+        };
+        if let Some(old) = self.entries.insert(id, tracked) {
+            self.carried.remove(&old.entry);
+        }
+        self.reschedule(id);
     }
 
     /// The entry for a package to queue: our own goes to its first hop, one
@@ -180,45 +193,62 @@ impl Outbox {
             let expires = entry.package.expires;
             return Err(OutboxError::Expired { id, expires });
         }
-        self.entries.insert(
-            id,
-            Tracked {
-                entry,
-                flight: None,
-                wake: None,
-            },
-        );
-        self.reschedule(id);
+        self.track(entry);
         self.handle_timeout(now);
         Ok(())
     }
 
     /// Decides on a package a peer delivered to us: ours to take into the
-    /// inbox, one to carry for others, or one to refuse.
+    /// inbox, one to carry for others, or one to refuse. A relay takes a
+    /// package only from its sender (the one hop before a relay), within
+    /// what it holds for that sender ([`Custody`]): the header is not signed
+    /// for the relay, so the peer that delivers is the one charged.
     pub fn inbound(
         &self,
         now: Timestamp,
         from: OrgId,
-        header: &EnvelopeHeader,
+        package: &SealedPackage,
         dir: &impl Directory,
     ) -> Inbound {
+        let header = &package.header;
         if let Err(e) = header.check(now) {
             return Inbound::Answer(Response::Refused(e.into()));
         }
         if header.recipient == self.config.me {
             return Inbound::ForUs;
         }
+        let refused = |refusal| Inbound::Answer(Response::Refused(refusal));
         if let Err(refusal) = relay::relay_policy(&self.config.region, from, header.recipient, dir)
         {
-            return Inbound::Answer(Response::Refused(refusal));
+            return refused(refusal);
+        }
+        if header.sender != from {
+            return refused(Refusal::NotRelayed {
+                recipient: header.recipient,
+                policy: format!("this relay takes a package only from its sender, not from {from}"),
+            });
         }
         match self.entries.get(&header.id).map(|t| &t.entry.status) {
             // A sender checking back on a package refused further on
             // learns why, and stops.
-            Some(Status::Refused(refusal)) => Inbound::Answer(Response::Refused(refusal.clone())),
+            Some(Status::Refused(refusal)) => refused(refusal.clone()),
             Some(_) => Inbound::Answer(Response::Custody),
-            None => Inbound::Relay,
+            None => match (self.carried).room(
+                self.config.custody,
+                from,
+                header.recipient,
+                entry::held_bytes(package),
+            ) {
+                Ok(()) => Inbound::Relay,
+                Err(refusal) => refused(refusal),
+            },
         }
+    }
+
+    /// Packages and bytes this node holds for `sender` as its relay.
+    #[cfg(test)]
+    pub(crate) fn carried_for(&self, sender: &OrgId) -> (usize, u64) {
+        self.carried.of(sender)
     }
 
     /// Sends what is due, dials next hops that are not ready, drops what expired.
@@ -556,6 +586,7 @@ impl Outbox {
     fn remove(&mut self, id: PackageId) {
         self.unschedule(id);
         if let Some(tracked) = self.entries.remove(&id) {
+            self.carried.remove(&tracked.entry);
             if let Some(flight) = tracked.flight {
                 self.ground(flight.token);
             }

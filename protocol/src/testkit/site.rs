@@ -94,6 +94,7 @@ impl Site {
             me,
             region: region.clone(),
             relay: None,
+            custody: outbox::Custody::DEFAULT,
         };
         let outbox = Outbox::new(outbox_config.clone(), outbox_seed(me), []);
         let desk = Desk::new(
@@ -519,7 +520,7 @@ impl SimNode for Site {
             Request::Deliver(package) => {
                 let verdict =
                     self.outbox
-                        .inbound(now, sender, &package.header, &Regions(self.directory()));
+                        .inbound(now, sender, &package, &Regions(self.directory()));
                 match verdict {
                     Inbound::ForUs => self.take_in(now, package),
                     Inbound::Answer(response) => response,

@@ -80,6 +80,8 @@ specialties = ["oncology", "cardiology"]
 
 [storage]
 keep_delivered_attachments_hours = 6
+relay_custody_packages = 300
+relay_custody_gib = 40
 
 [log]
 format = "json"
@@ -548,6 +550,14 @@ fn unknown_and_missing_keys_are_named() {
             "more than a year",
         ],
     );
+    assert_refused(
+        &with("relay_custody_packages = 300", "relay_custody_packages = 0"),
+        &["storage.relay_custody_packages", "1 to 1000000"],
+    );
+    assert_refused(
+        &with("relay_custody_gib = 40", "relay_custody_gib = 0"),
+        &["storage.relay_custody_gib", "1 to 1000000 GiB"],
+    );
 }
 
 #[test]
@@ -575,6 +585,11 @@ fn load_names_the_file_and_missing_files() {
     let c = NodeConfig::load(&path).unwrap();
     assert_eq!(c.data_dir, dir.path().join("data"));
     assert_eq!(c.keep_delivered, std::time::Duration::from_secs(6 * 3600));
+    let custody = konsilium_protocol::outbox::Custody {
+        packages: 300,
+        bytes: 40 << 30,
+    };
+    assert_eq!(c.custody, custody);
 }
 
 #[test]

@@ -102,7 +102,7 @@ impl OutboxNode {
     /// What this node answers to a package from `from`: its inbox for its
     /// own packages, the machine's decision for the others.
     fn answer(&mut self, now: Timestamp, from: OrgId, package: SealedPackage) -> Response {
-        let verdict = (self.outbox).inbound(now, from, &package.header, &*self.dir.borrow());
+        let verdict = (self.outbox).inbound(now, from, &package, &*self.dir.borrow());
         match verdict {
             Inbound::Answer(response) => response,
             Inbound::Relay => {
@@ -433,5 +433,6 @@ fn config(org: &TestOrg, relay: Option<OrgId>) -> super::super::Config {
         me: org.id(),
         region: org.region.clone(),
         relay,
+        custody: super::super::Custody::DEFAULT,
     }
 }

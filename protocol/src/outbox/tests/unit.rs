@@ -57,6 +57,7 @@ fn machine(w: &World, me: usize, relay: Option<usize>) -> Outbox {
         me: w.orgs[me].id(),
         region: w.orgs[me].region.clone(),
         relay: relay.map(|r| w.orgs[r].id()),
+        custody: Custody::DEFAULT,
     };
     Outbox::new(config, 0, [])
 }
@@ -125,7 +126,7 @@ fn a_relay_carries_its_regions_traffic_for_known_unrevoked_recipients() {
     let relay = machine(&w, 0, None);
     let (vlg, mow, mow2) = (&w.orgs[1], &w.orgs[2], &w.orgs[3]);
     let inbound = |from: &TestOrg, to: &TestOrg, id| {
-        relay.inbound(NOW, from.id(), &package(from, to, id).header, &w.dir)
+        relay.inbound(NOW, from.id(), &package(from, to, id), &w.dir)
     };
     // Into the region, out of it, within it.
     assert_eq!(inbound(mow, vlg, 1), Inbound::Relay);
@@ -147,7 +148,7 @@ fn a_relay_carries_its_regions_traffic_for_known_unrevoked_recipients() {
     // Expired on arrival.
     let p = package(vlg, mow, 7);
     assert!(matches!(
-        relay.inbound(at(2 * DAY), vlg.id(), &p.header, &w.dir),
+        relay.inbound(at(2 * DAY), vlg.id(), &p, &w.dir),
         Inbound::Answer(Response::Refused(Refusal::Invalid(_)))
     ));
 }
@@ -165,7 +166,7 @@ fn a_relay_answers_a_sender_checking_back_from_what_it_holds() {
     let entry = relay.entry_for(NOW, PackageMeta::of(&p), &w.dir);
     assert_eq!((entry.origin, entry.next_hop), (Origin::Relay, to.id()));
     relay.enqueue(NOW, entry).unwrap();
-    let held = relay.inbound(NOW, from.id(), &p.header, &w.dir);
+    let held = relay.inbound(NOW, from.id(), &p, &w.dir);
     assert_eq!(held, Inbound::Answer(Response::Custody));
     relay.handle_peer_ready(NOW, to.id());
     let token = drain(&mut relay)
@@ -177,7 +178,7 @@ fn a_relay_answers_a_sender_checking_back_from_what_it_holds() {
         .expect("forwarded");
     let reason = Refusal::Invalid("tampered".into());
     relay.handle_response(NOW, token, Response::Refused(reason.clone()));
-    let held = relay.inbound(NOW, from.id(), &p.header, &w.dir);
+    let held = relay.inbound(NOW, from.id(), &p, &w.dir);
     assert_eq!(held, refused(reason));
 }
 
@@ -293,4 +294,138 @@ fn a_burst_beyond_the_window_waits_for_answers_instead_of_failing() {
     let out = drain(&mut a);
     assert!(out.contains(&Output::Dial { to: hop }), "{out:?}");
     assert!(deliveries(&out).is_empty());
+}
+
+fn relay_holding(w: &World, custody: Custody) -> Outbox {
+    let config = Config {
+        custody,
+        ..machine(w, 0, None).config
+    };
+    Outbox::new(config, 0, [])
+}
+
+/// Takes `p` into the relay's custody as the node would: asked, then queued.
+fn carry(relay: &mut Outbox, w: &World, from: &TestOrg, p: &SealedPackage) {
+    assert_eq!(relay.inbound(NOW, from.id(), p, &w.dir), Inbound::Relay);
+    let entry = relay.entry_for(NOW, PackageMeta::of(p), &w.dir);
+    relay.enqueue(NOW, entry).unwrap();
+}
+
+fn is_transient(inbound: &Inbound) -> bool {
+    matches!(
+        inbound,
+        Inbound::Answer(Response::Refused(Refusal::Transient(_)))
+    )
+}
+
+#[test]
+fn a_relay_holds_at_most_its_bound_for_each_sender_and_takes_more_once_delivered() {
+    let w = world();
+    let (vlg, mow) = (&w.orgs[1], &w.orgs[2]);
+    let bound = Custody {
+        packages: 2,
+        bytes: 1 << 30,
+    };
+    let mut relay = relay_holding(&w, bound);
+    let (first, second, third) = (
+        package(vlg, mow, 1),
+        package(vlg, mow, 2),
+        package(vlg, mow, 3),
+    );
+    carry(&mut relay, &w, vlg, &first);
+    carry(&mut relay, &w, vlg, &second);
+    let bytes = PackageMeta::of(&first).bytes + PackageMeta::of(&second).bytes;
+    assert_eq!(relay.carried_for(&vlg.id()), (2, bytes));
+
+    // A third from the same sender waits at the sender; another sender's
+    // package is still taken.
+    let full = relay.inbound(NOW, vlg.id(), &third, &w.dir);
+    assert!(is_transient(&full), "{full:?}");
+    carry(&mut relay, &w, mow, &package(mow, vlg, 4));
+    // Asking again about one held is still answered with custody.
+    let held = relay.inbound(NOW, vlg.id(), &first, &w.dir);
+    assert_eq!(held, Inbound::Answer(Response::Custody));
+
+    // The bound holds across a restart: the stored entries count again.
+    let entries: Vec<Entry> = [&first, &second]
+        .iter()
+        .map(|p| relay.entry_for(NOW, PackageMeta::of(p), &w.dir))
+        .collect();
+    let restarted = Outbox::new(relay.config.clone(), 0, entries.clone());
+    assert_eq!(restarted.carried_for(&vlg.id()), (2, bytes));
+    assert!(is_transient(&restarted.inbound(
+        NOW,
+        vlg.id(),
+        &third,
+        &w.dir
+    )));
+
+    // One delivered: room for the third.
+    relay.handle_peer_ready(NOW, mow.id());
+    let token = drain(&mut relay)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Deliver { token, id, .. } if id == first.header.id => Some(token),
+            _ => None,
+        })
+        .expect("the first forwarded");
+    let receipt = Signed::sign(&mow.identity, &Receipt::for_package(&first, NOW));
+    relay.handle_response(NOW, token, Response::Receipt(receipt));
+    assert_eq!(relay.carried_for(&vlg.id()).0, 1);
+    carry(&mut relay, &w, vlg, &third);
+}
+
+#[test]
+fn a_relay_bounds_the_bytes_it_holds_for_a_sender_and_refuses_for_good_what_never_fits() {
+    let w = world();
+    let (vlg, mow) = (&w.orgs[1], &w.orgs[2]);
+    let size = PackageMeta::of(&package(vlg, mow, 1)).bytes;
+    let mut relay = relay_holding(
+        &w,
+        Custody {
+            packages: 100,
+            bytes: 2 * size + size / 2,
+        },
+    );
+    carry(&mut relay, &w, vlg, &package(vlg, mow, 1));
+    carry(&mut relay, &w, vlg, &package(vlg, mow, 2));
+    let over = relay.inbound(NOW, vlg.id(), &package(vlg, mow, 3), &w.dir);
+    assert!(is_transient(&over), "{over:?}");
+
+    // Larger than all one sender may have held: no use asking again.
+    let tiny = relay_holding(
+        &w,
+        Custody {
+            packages: 100,
+            bytes: size - 1,
+        },
+    );
+    match tiny.inbound(NOW, vlg.id(), &package(vlg, mow, 1), &w.dir) {
+        Inbound::Answer(Response::Refused(r @ Refusal::NotRelayed { .. })) => {
+            assert!(r.is_permanent());
+            assert!(r.to_string().contains("more than"), "{r}");
+        }
+        other => panic!("refused for good: {other:?}"),
+    }
+}
+
+#[test]
+fn a_relay_takes_a_package_only_from_its_sender() {
+    let w = world();
+    let (vlg, mow, mow2) = (&w.orgs[1], &w.orgs[2], &w.orgs[3]);
+    let relay = machine(&w, 0, None);
+    // A member of the region hands over a package naming another sender
+    // (the header is not signed for the relay): the deliverer would make
+    // the relay hold it on the named sender's account.
+    let named = package(mow2, vlg, 1);
+    match relay.inbound(NOW, mow.id(), &named, &w.dir) {
+        Inbound::Answer(Response::Refused(Refusal::NotRelayed { policy, .. })) => {
+            assert!(policy.contains("only from its sender"), "{policy}")
+        }
+        other => panic!("refused: {other:?}"),
+    }
+    assert_eq!(
+        relay.inbound(NOW, mow2.id(), &named, &w.dir),
+        Inbound::Relay
+    );
 }
