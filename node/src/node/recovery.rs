@@ -238,6 +238,18 @@ impl Node {
             Ok(Recovered::New { steps } | Recovered::Extended { steps }) => {
                 tracing::info!(consultation = %id, %sender, steps, "consultation state recovered")
             }
+            Ok(Recovered::Settled { undone, steps }) => tracing::info!(
+                consultation = %id,
+                %sender,
+                undone,
+                steps,
+                "consultation state recovered: steps taken here lost a race to the counterpart's and were undone"
+            ),
+            Ok(Recovered::Stood) => tracing::info!(
+                consultation = %id,
+                %sender,
+                "the counterpart's history forked in a race this node's step won: kept as it is"
+            ),
             Ok(Recovered::UpToDate) => {}
             Err(e) => tracing::warn!(consultation = %id, %sender, "history refused: {e}"),
         }

@@ -46,11 +46,7 @@ pub(super) fn settle(
         return Ok(Race::None);
     }
     let held = &history[place - 1..];
-    let racing = held.iter().all(|s| {
-        s.decode_unverified()
-            .is_ok_and(|h| h.actor != t.actor && !matches!(h.action, Action::Conclude { .. }))
-    });
-    if !racing || !workflow::outranks(rival, &held[0]) {
+    if !stands_over(rival, t.actor, held) {
         return Ok(Race::None);
     }
     let mut rebuilt = case.consultation.before(&case.request, t.seq)?;
@@ -59,6 +55,25 @@ pub(super) fn settle(
     let undone = held.to_vec();
     case.consultation = rebuilt;
     Ok(Race::Lost { undone, from })
+}
+
+/// Whether `rival`, taken by `actor` at the place where `held` begins (and
+/// following the same step), stands over the steps held there: none of
+/// them taken by `actor`, none a conclusion, and `rival` outranking the
+/// first.
+pub(super) fn stands_over(
+    rival: &Signed<Transition>,
+    actor: OrgId,
+    held: &[Signed<Transition>],
+) -> bool {
+    let racing = held.iter().all(|s| {
+        s.decode_unverified()
+            .is_ok_and(|h| h.actor != actor && !matches!(h.action, Action::Conclude { .. }))
+    });
+    racing
+        && held
+            .first()
+            .is_some_and(|first| workflow::outranks(rival, first))
 }
 
 /// Why `t` cannot follow the case's history where it stands, if it

@@ -6,8 +6,10 @@
 //! history is therefore checked exactly as the steps were when they first
 //! arrived (signatures, roles, order, the conclusion's hash), and it can
 //! only extend what this node still has: a counterpart can withhold steps,
-//! never alter or invent one. A history that contradicts what this node
-//! kept is refused and left for the operator, whatever it claims.
+//! never alter or invent one. A history that forks from what this node
+//! kept is settled as a race between the two steps at the fork would be
+//! (`race`); any other contradiction is refused and left for the
+//! operator, whatever it claims.
 
 use super::*;
 use crate::content::SharedHistory;
@@ -21,6 +23,15 @@ pub enum Recovered {
     Extended { steps: u32 },
     /// Nothing was missing.
     UpToDate,
+    /// It was known, and a step taken here lost a race to the
+    /// counterpart's step at the same place (`workflow::outranks`): the
+    /// `undone` steps from there on were undone, the counterpart's `steps`
+    /// taken, as if its step had arrived in the usual way.
+    Settled { undone: u32, steps: u32 },
+    /// It forked from what this node kept in a race this node's step won:
+    /// nothing was taken; the counterpart undoes its steps when this
+    /// node's reach it.
+    Stood,
 }
 
 impl Desk {
@@ -108,15 +119,35 @@ impl Desk {
             self.release_early(now, id, trust, directory);
             return Ok(Recovered::New { steps });
         };
+        let mut notes = Vec::new();
         let mine = &case.consultation.history;
         let common = mine.len().min(history.steps.len());
-        if mine[..common] != history.steps[..common] {
-            return Err(DeskError::Diverged(id));
+        let fork = (0..common).find(|&k| mine[k] != history.steps[k]);
+        if let Some(at) = fork {
+            let (ours, rival) = (&mine[at], &history.steps[at]);
+            let actor = |s: &Signed<Transition>| s.decode_unverified().map(|t| t.actor);
+            if race::stands_over(ours, actor(ours)?, &history.steps[at..]) {
+                return Ok(Recovered::Stood);
+            }
+            let t = rival.decode_unverified()?;
+            match race::settle(case, rival, &t)? {
+                race::Race::Lost { undone, .. } => {
+                    notes = race::undone_notes(id, &undone, t.actor);
+                    // What followed the rival step may have come before it.
+                    case.waiting
+                        .extend(self.aside.remove(&id).unwrap_or_default());
+                }
+                race::Race::None => return Err(DeskError::Diverged(id)),
+            }
         }
-        if history.steps.len() <= mine.len() {
+        let undone = notes.len() as u32;
+        // From the fork on, the counterpart's steps are all taken (its step
+        // at the fork among them).
+        let kept = fork.unwrap_or(case.consultation.history.len());
+        if history.steps.len() <= kept {
             return Ok(Recovered::UpToDate);
         }
-        let steps = (history.steps.len() - mine.len()) as u32;
+        let steps = (history.steps.len() - kept) as u32;
         let applied: Vec<[u8; 32]> = theirs.history.iter().map(|s| s.content_hash()).collect();
         case.waiting
             .retain(|s| !applied.contains(&s.content_hash()));
@@ -124,11 +155,14 @@ impl Desk {
         if case.conclusion.is_none() {
             case.conclusion = history.conclusion.clone();
         }
-        let mut notes = vec![recover_note(id, from, steps)];
+        notes.push(recover_note(id, from, steps));
         notes.extend(apply_waiting(case, &mut self.out));
         self.out.push_back(Output::Persist { id, notes });
         self.updated(now, id, directory);
-        Ok(Recovered::Extended { steps })
+        Ok(match fork {
+            Some(_) => Recovered::Settled { undone, steps },
+            None => Recovered::Extended { steps },
+        })
     }
 
     /// A recovered consultation escalated from, or to, one this node

@@ -1,7 +1,7 @@
 //! Recovery on the desk: a consultant that lost its state takes it back
 //! from the requester's signed history, and nothing else gets in.
 
-use super::tests::{World, conclusion_by, drain, forged_by, notes, package, sent};
+use super::tests::{World, conclusion_by, drain, forged_by, notes, opened, package, sent};
 use super::*;
 use crate::content::{CaseExtract, SharedHistory};
 use crate::testkit::NOW;
@@ -184,4 +184,69 @@ fn only_the_counterpart_can_send_a_history_and_it_cannot_alter_one() {
     assert_eq!(taken, Err(DeskError::Diverged(id)));
     assert!(forged_by(&drain(&mut forked)).is_empty());
     assert_eq!(forked.case(&id).unwrap().consultation, consultation);
+}
+
+/// A cancel crossed an accept, and neither step reached the other side
+/// before the consultant lost its state and was restored with its accept.
+/// The histories the two sides exchange then fork where the race was; each
+/// settles it as the race itself would have been settled (the
+/// cancellation stands), instead of refusing the other's history.
+#[test]
+fn a_history_forked_by_a_race_is_settled_as_the_race_would_be() {
+    let w = World::new();
+    let (mut requester, mut consultant, id) = opened(&w, Urgency::Planned, 43);
+    let cancel = Action::Cancel {
+        reason: "the patient was transferred".into(),
+    };
+    let physician = Actor {
+        role: Role::Physician,
+        user: "Dr. Petrova",
+    };
+    (requester.act(NOW, id, physician, cancel, None, &w.directory)).unwrap();
+    let dr = Actor {
+        role: Role::Consultant,
+        user: "Dr. Ivanov",
+    };
+    for action in [Action::Accept, Action::Start] {
+        (consultant.act(NOW, id, dr, action, None, &w.directory)).unwrap();
+    }
+    drain(&mut requester);
+    drain(&mut consultant);
+    let (requester_org, consultant_org, t) = (w.orgs[0].id(), w.orgs[2].id(), &w.fed.trust);
+    let cancelled = history_of(&requester, &id);
+    let accepted = history_of(&consultant, &id);
+
+    // The requester's cancellation stands over the accept and the start.
+    let taken =
+        consultant.handle_history(NOW, requester_org, package(), &cancelled, t, &w.directory);
+    assert_eq!(
+        taken,
+        Ok(Recovered::Settled {
+            undone: 2,
+            steps: 1
+        })
+    );
+    let case = consultant.case(&id).unwrap();
+    assert_eq!(case.consultation.status, Status::Cancelled);
+    assert_eq!(case.consultation.history, cancelled.steps);
+    let journaled = notes(&drain(&mut consultant));
+    let undone: Vec<u32> = (journaled.iter())
+        .filter_map(|n| match n {
+            journal::Action::Undone { seq, by, .. } if *by == requester_org => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(undone, vec![1, 2], "the accept and the start are undone");
+    assert!(
+        (journaled.iter()).any(|n| matches!(n, journal::Action::Recover { steps: 1, .. })),
+        "{journaled:?}"
+    );
+
+    // The requester, sent the consultant's history, keeps its own.
+    let kept = requester.case(&id).unwrap().consultation.clone();
+    let taken =
+        requester.handle_history(NOW, consultant_org, package(), &accepted, t, &w.directory);
+    assert_eq!(taken, Ok(Recovered::Stood));
+    assert_eq!(requester.case(&id).unwrap().consultation, kept);
+    assert!(forged_by(&drain(&mut requester)).is_empty());
 }
