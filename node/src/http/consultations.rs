@@ -290,37 +290,27 @@ pub(super) async fn list_consultations(
             return Err(Problem::invalid("limit", why));
         }
     };
-    let now = state.node.now();
-    let mut items = Vec::new();
-    for id in state.node.consultations().await.map_err(node_problem)? {
-        let view = match state.node.consultation(id).await {
-            Ok(v) => v,
-            Err(NodeError::UnknownConsultation(_)) => continue,
-            Err(e) => return Err(node_problem(e)),
-        };
-        if want.is_some_and(|w| w != view.consultation.status) {
-            continue;
-        }
-        items.push((view.consultation.request.created, id, summary(&view, now)));
-    }
-    items.sort_by_key(|(created, id, _)| std::cmp::Reverse((*created, id.0)));
-    let start = match query.after.as_deref() {
-        None => 0,
-        Some(after) => match items.iter().position(|(_, _, v)| v.id == after) {
-            Some(i) => i + 1,
-            None => {
-                let why = format!(
-                    "after: {after:?} is no consultation listed here; start again from the first page"
-                );
-                return Err(Problem::invalid("after", why));
-            }
-        },
+    let unknown_after = |after: &str| {
+        let why = format!(
+            "after: {after:?} is no consultation listed here; start again from the first page"
+        );
+        Problem::invalid("after", why)
     };
-    let rest = items.len().saturating_sub(start);
-    let consultations: Vec<ConsultationSummary> = (items.into_iter().skip(start).take(limit))
-        .map(|(_, _, v)| v)
-        .collect();
-    let next = (rest > limit)
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| unknown_after(text))?),
+    };
+    let page = match state.node.consultation_page(want, after, limit).await {
+        Ok(page) => page,
+        Err(NodeError::UnknownConsultation(id)) if Some(id) == after => {
+            return Err(unknown_after(&id.to_string()));
+        }
+        Err(e) => return Err(node_problem(e)),
+    };
+    let now = state.node.now();
+    let consultations: Vec<ConsultationSummary> =
+        page.views.iter().map(|v| summary(v, now)).collect();
+    let next = (page.more)
         .then(|| consultations.last().map(|v| v.id.clone()))
         .flatten();
     Ok(json_response(

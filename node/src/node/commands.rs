@@ -181,6 +181,12 @@ pub(super) enum Command {
         oneshot::Sender<Result<ConsultationView, NodeError>>,
     ),
     Consultations(oneshot::Sender<Result<Vec<ConsultationId>, NodeError>>),
+    ConsultationPage(
+        Option<WorkflowStatus>,
+        Option<ConsultationId>,
+        usize,
+        oneshot::Sender<Result<ConsultationPage, NodeError>>,
+    ),
     Journal(oneshot::Sender<Result<JournalDump, NodeError>>),
     Record(
         Option<String>,

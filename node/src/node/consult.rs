@@ -96,6 +96,14 @@ pub struct ConsultationView {
     pub files: Vec<(FileInfo, BlobRef)>,
 }
 
+/// A page of consultations, newest first (`NodeHandle::consultation_page`).
+#[derive(Debug, Clone)]
+pub struct ConsultationPage {
+    pub views: Vec<ConsultationView>,
+    /// Whether more follow the page's last.
+    pub more: bool,
+}
+
 pub(super) fn routing(request: &ConsultationRequest, min_level: OrgLevel) -> RoutingHeader {
     RoutingHeader {
         specialty: request.specialty,
@@ -743,6 +751,24 @@ impl Node {
             conclusion,
             side,
             counterpart,
+        })
+    }
+
+    /// The page the desk chooses, each of its consultations read for its
+    /// view: a page costs its own consultations, not all of them.
+    pub(super) fn consultation_page(
+        &self,
+        status: Option<Status>,
+        after: Option<ConsultationId>,
+        limit: usize,
+    ) -> Result<ConsultationPage, NodeError> {
+        let page = self.desk.page(status, after, limit)?;
+        let views = (page.ids.iter())
+            .map(|id| self.consultation_view(id))
+            .collect::<Result<_, _>>()?;
+        Ok(ConsultationPage {
+            views,
+            more: page.more,
         })
     }
 

@@ -259,6 +259,19 @@ impl NodeHandle {
         self.ask(Command::Consultations).await?
     }
 
+    /// Up to `limit` consultations in `status` (any, if none), newest
+    /// first, after the one `after` names; `UnknownConsultation(after)`
+    /// when it is not among them.
+    pub async fn consultation_page(
+        &self,
+        status: Option<WorkflowStatus>,
+        after: Option<ConsultationId>,
+        limit: usize,
+    ) -> Result<ConsultationPage, NodeError> {
+        self.ask(|tx| Command::ConsultationPage(status, after, limit, tx))
+            .await?
+    }
+
     /// Journals an access or security event (a record opened, a failed
     /// login) and waits until it is on disk. Callers that return health
     /// data do so only after this succeeds.

@@ -46,7 +46,7 @@ pub use commands::{
     Target, VideoPayload,
 };
 use commands::{AttachmentKeys, CaseFileKeys, Command, JournalDump, Plan, Queued};
-pub use consult::{ConclusionText, ConsultationView, NewConsultation};
+pub use consult::{ConclusionText, ConsultationPage, ConsultationView, NewConsultation};
 pub use error::NodeError;
 use error::causes;
 pub use events::{NodeEvent, Status};
@@ -609,6 +609,9 @@ impl Node {
             }
             Command::Consultations(reply) => {
                 let _ = reply.send(self.consultation_ids());
+            }
+            Command::ConsultationPage(status, after, limit, reply) => {
+                let _ = reply.send(self.consultation_page(status, after, limit));
             }
             Command::Backup(dest, reply) => self.backup(dest, reply),
             Command::Revoke(notices, reply) => {

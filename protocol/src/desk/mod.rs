@@ -15,6 +15,7 @@
 mod escalation;
 #[cfg(test)]
 mod escalation_tests;
+mod list;
 mod race;
 #[cfg(test)]
 mod race_tests;
@@ -46,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+pub use list::Page;
 pub use recover::Recovered;
 use steps::{apply_waiting, step_notes};
 
