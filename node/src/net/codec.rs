@@ -5,8 +5,10 @@
 //! can use before its certificate is verified) and the RPC of admitted peers.
 //! The length prefix is checked against the kind's limit, and the frame is
 //! read as it arrives, never allocated from the prefix: a peer that announces
-//! 80 MiB and sends 10 bytes costs 10 bytes.
+//! 80 MiB and sends 10 bytes costs 10 bytes. What requests hold while they
+//! are read and handled is drawn from the protocol's [`ReadBudget`].
 
+use super::budget::{Framed, ReadBudget, Share};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, Request, Response};
 use konsilium_protocol::wire::{self, WireMessage};
@@ -18,20 +20,43 @@ pub const HELLO_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium/hello
 /// Version 2: Hello moved to its own protocol.
 pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium/rpc/2");
 
-/// A request-response codec for one pair of wire messages.
-pub struct FrameCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
+/// What Hellos being read or handled may hold at once, from any number of
+/// unauthenticated connections: 64 of the largest. An honest Hello is a
+/// few kilobytes.
+pub const HELLO_BUDGET: usize = 64 * konsilium_protocol::rpc::MAX_HELLO_LEN;
+/// What admitted peers' requests may hold at once: four packages of the
+/// largest body, and room for the many small requests beside them.
+pub const RPC_BUDGET: usize = 256 << 20;
+/// The first piece of a frame read; each next doubles what is held, so a
+/// frame never holds more than twice what arrived.
+const FIRST_PIECE: usize = 64 << 10;
 
-impl<Req, Resp> Clone for FrameCodec<Req, Resp> {
-    fn clone(&self) -> Self {
-        *self
+/// A request-response codec for one pair of wire messages.
+pub struct FrameCodec<Req, Resp> {
+    budget: ReadBudget,
+    messages: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> FrameCodec<Req, Resp> {
+    /// Requests read hold their bytes from `budget`.
+    pub fn new(budget: ReadBudget) -> Self {
+        FrameCodec {
+            budget,
+            messages: PhantomData,
+        }
     }
 }
 
-impl<Req, Resp> Copy for FrameCodec<Req, Resp> {}
+impl<Req, Resp> Clone for FrameCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        FrameCodec::new(self.budget.clone())
+    }
+}
 
 impl<Req, Resp> Default for FrameCodec<Req, Resp> {
+    /// A budget of its own, as large as Hello's.
     fn default() -> Self {
-        Self(PhantomData)
+        FrameCodec::new(ReadBudget::new(HELLO_BUDGET))
     }
 }
 
@@ -42,8 +67,23 @@ pub type HelloCodec = FrameCodec<Hello, HelloAnswer>;
 /// instead of failing the stream. libp2p drops a codec's read errors
 /// without saying whose stream it was, and the node must know who sent
 /// what no honest node would, to score it.
-#[derive(Clone, Copy, Default)]
-pub struct RpcCodec;
+#[derive(Clone)]
+pub struct RpcCodec {
+    budget: ReadBudget,
+}
+
+impl RpcCodec {
+    pub fn new(budget: ReadBudget) -> Self {
+        RpcCodec { budget }
+    }
+}
+
+impl Default for RpcCodec {
+    /// A budget of its own, [`RPC_BUDGET`].
+    fn default() -> Self {
+        RpcCodec::new(ReadBudget::new(RPC_BUDGET))
+    }
+}
 
 /// A request as read from an admitted peer's stream.
 #[derive(Debug)]
@@ -58,6 +98,12 @@ pub enum Inbound<T> {
 impl<T> From<T> for Inbound<T> {
     fn from(frame: T) -> Self {
         Inbound::Frame(frame)
+    }
+}
+
+impl From<Request> for Framed<Inbound<Request>> {
+    fn from(request: Request) -> Self {
+        Framed::from(Inbound::Frame(request))
     }
 }
 
@@ -80,13 +126,17 @@ impl From<MalformedFrame> for io::Error {
 }
 
 async fn read_frame<M: WireMessage, T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<M> {
-    Ok(read_checked(io).await??)
+    let mut share = Share::default();
+    Ok(read_checked(io, None, &mut share).await??)
 }
 
-/// Reads one frame; the outer error is the stream's, the inner what the
-/// frame itself is wrong in.
+/// Reads one frame, its bytes held in `share` of `budget` (if any) as they
+/// arrive; the outer error is the stream's, the inner what the frame
+/// itself is wrong in.
 async fn read_checked<M: WireMessage, T: AsyncRead + Unpin + Send>(
     io: &mut T,
+    budget: Option<&ReadBudget>,
+    share: &mut Share,
 ) -> io::Result<Result<M, MalformedFrame>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -99,16 +149,24 @@ async fn read_checked<M: WireMessage, T: AsyncRead + Unpin + Send>(
         }));
     }
     let mut frame = Vec::new();
-    (&mut *io).take(len as u64).read_to_end(&mut frame).await?;
-    if frame.len() != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "{} frame ended after {} of {len} bytes",
-                M::KIND,
-                frame.len()
-            ),
-        ));
+    let mut filled = 0;
+    while filled < len {
+        if filled == frame.len() {
+            let grow = frame.len().max(FIRST_PIECE).min(len - filled);
+            if let Some(budget) = budget {
+                share.grow(budget, grow).await?;
+            }
+            frame.reserve_exact(grow);
+            frame.resize(filled + grow, 0);
+        }
+        let n = io.read(&mut frame[filled..]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} frame ended after {filled} of {len} bytes", M::KIND),
+            ));
+        }
+        filled += n;
     }
     Ok(wire::decode(&frame).map_err(MalformedFrame::from))
 }
@@ -129,15 +187,17 @@ where
     Resp: WireMessage + Send + Sync + 'static,
 {
     type Protocol = StreamProtocol;
-    type Request = Req;
+    type Request = Framed<Req>;
     type Response = Resp;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Req> {
-        read_frame(io).await
+    ) -> io::Result<Framed<Req>> {
+        let mut share = Share::default();
+        let frame = read_checked(io, Some(&self.budget), &mut share).await??;
+        Ok(Framed { frame, share })
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -152,9 +212,9 @@ where
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Req,
+        req: Framed<Req>,
     ) -> io::Result<()> {
-        write_frame(io, &req).await
+        write_frame(io, &req.frame).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -169,18 +229,20 @@ where
 
 impl libp2p::request_response::Codec for RpcCodec {
     type Protocol = StreamProtocol;
-    type Request = Inbound<Request>;
+    type Request = Framed<Inbound<Request>>;
     type Response = Response;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Inbound<Request>> {
-        Ok(match read_checked(io).await? {
+    ) -> io::Result<Framed<Inbound<Request>>> {
+        let mut share = Share::default();
+        let frame = match read_checked(io, Some(&self.budget), &mut share).await? {
             Ok(request) => Inbound::Frame(request),
             Err(malformed) => Inbound::Malformed(malformed),
-        })
+        };
+        Ok(Framed { frame, share })
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -195,9 +257,9 @@ impl libp2p::request_response::Codec for RpcCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Inbound<Request>,
+        req: Framed<Inbound<Request>>,
     ) -> io::Result<()> {
-        match req {
+        match req.frame {
             Inbound::Frame(request) => write_frame(io, &request).await,
             Inbound::Malformed(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -219,8 +281,10 @@ impl libp2p::request_response::Codec for RpcCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
     use futures::io::Cursor;
     use libp2p::request_response::Codec;
+    use std::future::Future;
 
     /// A stream that announces a large frame and then stalls: what the
     /// reader allocated is what arrived, not what was announced.
@@ -230,7 +294,8 @@ mod tests {
         bytes.extend_from_slice(b"KS\x01\x0a only a few bytes");
         let mut io = Cursor::new(bytes);
         let err =
-            futures::executor::block_on(RpcCodec.read_request(&RPC_PROTOCOL, &mut io)).unwrap_err();
+            futures::executor::block_on(RpcCodec::default().read_request(&RPC_PROTOCOL, &mut io))
+                .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(err.to_string().contains("ended after 21 of"), "{err}");
     }
@@ -253,7 +318,8 @@ mod tests {
     fn an_oversized_or_undecodable_request_is_read_as_malformed() {
         let read = |bytes: Vec<u8>| {
             let mut io = Cursor::new(bytes);
-            futures::executor::block_on(RpcCodec.read_request(&RPC_PROTOCOL, &mut io))
+            futures::executor::block_on(RpcCodec::default().read_request(&RPC_PROTOCOL, &mut io))
+                .map(|r| r.frame)
         };
         let huge = read((1u32 << 30).to_be_bytes().to_vec()).unwrap();
         assert!(
@@ -277,5 +343,77 @@ mod tests {
             read(whole).unwrap(),
             Inbound::Frame(Request::Revocations(r)) if r.is_empty()
         ));
+    }
+
+    /// A stream that gives what it holds, then stalls for good: a peer
+    /// sending slowly.
+    struct Stall(Cursor<Vec<u8>>);
+
+    impl AsyncRead for Stall {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+                std::task::Poll::Ready(Ok(0)) => std::task::Poll::Pending,
+                other => other,
+            }
+        }
+    }
+
+    fn junk(len: usize) -> Vec<u8> {
+        let mut bytes = (len as u32).to_be_bytes().to_vec();
+        bytes.resize(4 + len, b'x');
+        bytes
+    }
+
+    /// Requests read hold their bytes until the node drops them; one that
+    /// the budget cannot hold waits, and a slow stream holds at most twice
+    /// what it sent.
+    #[test]
+    fn requests_hold_their_bytes_of_the_budget_until_dropped() {
+        const KIB: usize = 1 << 10;
+        let budget = ReadBudget::new(400 * KIB);
+        let mut codec = RpcCodec::new(budget.clone());
+        let read = |codec: &mut RpcCodec, bytes: Vec<u8>| {
+            let mut io = Cursor::new(bytes);
+            futures::executor::block_on(codec.read_request(&RPC_PROTOCOL, &mut io)).unwrap()
+        };
+        // Junk is read whole before it is found malformed, and held.
+        let first = read(&mut codec, junk(300 * KIB));
+        assert!(matches!(first.frame, Inbound::Malformed(_)));
+        let held = first.share.bytes();
+        assert!((300 * KIB..=400 * KIB).contains(&held), "{held}");
+        assert_eq!(budget.available(), 400 * KIB - held);
+
+        // A second as large waits while the first is held...
+        let mut io = Cursor::new(junk(300 * KIB));
+        let second = codec.read_request(&RPC_PROTOCOL, &mut io).now_or_never();
+        assert!(second.is_none(), "read beyond the budget");
+        assert_eq!(
+            budget.available(),
+            400 * KIB - held,
+            "given back when given up"
+        );
+        // ...and is read once the first is dropped.
+        drop(first);
+        assert_eq!(budget.available(), 400 * KIB);
+        let second = read(&mut codec, junk(300 * KIB));
+        drop(second);
+
+        // 100 KiB of an announced 40 MiB, and then nothing.
+        let mut sent = (40u32 << 20).to_be_bytes().to_vec();
+        sent.extend(std::iter::repeat_n(b'x', 100 * KIB));
+        let mut stall = Stall(Cursor::new(sent));
+        let protocol = RPC_PROTOCOL;
+        let mut reading = Box::pin(codec.read_request(&protocol, &mut stall));
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(reading.as_mut().poll(&mut cx).is_pending());
+        let holding = 400 * KIB - budget.available();
+        assert!((100 * KIB..=200 * KIB).contains(&holding), "{holding}");
+        drop(reading);
+        assert_eq!(budget.available(), 400 * KIB);
     }
 }

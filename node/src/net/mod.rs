@@ -2,6 +2,7 @@
 //! that keeps them closed until a peer is admitted.
 
 pub mod behaviour;
+pub mod budget;
 pub mod codec;
 pub mod gate;
 pub mod scope;

@@ -2,6 +2,7 @@
 //! the rest (after they have heard why), revocations, bootstrap dialling.
 
 use super::*;
+use crate::net::budget::Framed;
 
 impl Node {
     /// Requests can no longer go to `peer` (its connections closed, or it
@@ -43,7 +44,10 @@ impl Node {
             match output {
                 AdmissionOutput::SendHello(peer) => {
                     let hello = self.hello();
-                    self.swarm.behaviour_mut().hello.send_request(&peer, hello);
+                    self.swarm
+                        .behaviour_mut()
+                        .hello
+                        .send_request(&peer, hello.into());
                 }
                 AdmissionOutput::RevocationAdopted { issuer, notice } => {
                     self.revocation_adopted(issuer, &notice)
@@ -114,7 +118,7 @@ impl Node {
         self.offer_relay(peer);
     }
 
-    pub(super) fn on_hello(&mut self, event: request_response::Event<Hello, HelloAnswer>) {
+    pub(super) fn on_hello(&mut self, event: request_response::Event<Framed<Hello>, HelloAnswer>) {
         use request_response::{Event, Message};
         let now = self.now();
         match event {
@@ -122,14 +126,17 @@ impl Node {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request: Framed { frame: hello, .. },
+                        channel,
+                        ..
                     },
                 ..
             } => {
+                // Handled at once: its share of the Hello budget goes with it.
                 let verdict = self.admission.handle_hello(
                     now,
                     peer,
-                    request,
+                    hello,
                     &mut self.trust,
                     self.sync.directory(),
                 );

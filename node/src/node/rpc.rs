@@ -2,6 +2,7 @@
 //! responses matched back to what asked.
 
 use super::*;
+use crate::net::budget::Framed;
 use crate::net::codec::{Inbound, MalformedFrame};
 
 /// What an outbound request was for.
@@ -31,7 +32,10 @@ impl Node {
         self.pending.insert(id, (peer, what));
     }
 
-    pub(super) fn on_rpc(&mut self, event: request_response::Event<Inbound<Request>, Response>) {
+    pub(super) fn on_rpc(
+        &mut self,
+        event: request_response::Event<Framed<Inbound<Request>>, Response>,
+    ) {
         if let request_response::Event::Message { peer, .. } = &event {
             self.keep_used(peer);
         }
@@ -40,7 +44,11 @@ impl Node {
                 peer,
                 message:
                     request_response::Message::Request {
-                        request: Inbound::Malformed(malformed),
+                        request:
+                            Framed {
+                                frame: Inbound::Malformed(malformed),
+                                ..
+                            },
                         ..
                     },
                 ..
@@ -55,17 +63,26 @@ impl Node {
                 peer,
                 message:
                     request_response::Message::Request {
-                        request: Inbound::Frame(request),
+                        request:
+                            Framed {
+                                frame: Inbound::Frame(request),
+                                share,
+                            },
                         channel,
                         ..
                     },
                 ..
-            } => match self.answer(peer, request) {
-                Answer::Now(response) => {
-                    let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, response);
+            } => {
+                match self.answer(peer, request) {
+                    Answer::Now(response) => {
+                        let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, response);
+                    }
+                    Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),
                 }
-                Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),
-            },
+                // Answered, or handed to what bounds it (a package being
+                // opened): the request's bytes are the node's no longer.
+                drop(share);
+            }
             request_response::Event::Message {
                 peer,
                 message:

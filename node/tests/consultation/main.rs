@@ -290,8 +290,9 @@ async fn deadlines_at_risk_and_breached_are_reported() {
 
     let mut request = new_consultation(Urgency::Urgent, consent());
     request.min_level = OrgLevel::Regional;
-    let (id, _) = r.request_consultation(request, vec![]).await.unwrap();
+    // Listening before the request goes: it may arrive before `request_consultation` returns.
     let mut at_consultant = c.subscribe();
+    let (id, _) = r.request_consultation(request, vec![]).await.unwrap();
     status_reaches(&mut at_consultant, id, Status::Requested).await;
     let mut at_requester = r.subscribe();
     let deadline = |rx: &mut broadcast::Receiver<NodeEvent>| {

@@ -208,7 +208,7 @@ impl Insider {
                             .swarm
                             .behaviour_mut()
                             .hello
-                            .send_request(&node, hello),
+                            .send_request(&node, hello.into()),
                     );
                 }
                 SwarmEvent::OutgoingConnectionError { error, .. } => {

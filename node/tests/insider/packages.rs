@@ -3,6 +3,7 @@
 //! taken in twice, also after the recipient restarts.
 
 use super::*;
+use konsilium_node::net::budget::Framed;
 use konsilium_node::net::codec::Inbound;
 use konsilium_node::node::{SendRequest, Target};
 use konsilium_protocol::delivery::Receipt;
@@ -153,7 +154,11 @@ impl Insider {
             if let SwarmEvent::Behaviour(WireEvent::Rpc(request_response::Event::Message {
                 message:
                     request_response::Message::Request {
-                        request: Inbound::Frame(Request::Deliver(package)),
+                        request:
+                            Framed {
+                                frame: Inbound::Frame(Request::Deliver(package)),
+                                ..
+                            },
                         ..
                     },
                 ..

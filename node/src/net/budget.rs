@@ -1,0 +1,75 @@
+//! How many bytes of requests peers can make a node hold at once. Each
+//! stream is limited by its frame's limit, but a connection carries dozens
+//! of streams and a node a thousand connections: unauthenticated Hellos
+//! alone (two streams a connection, a mebibyte each) could otherwise hold
+//! gigabytes, sent slowly over many connections. Every connection of one
+//! protocol draws on one budget; a frame holds its share from its first
+//! byte until the node has handled it, and a stream that finds the budget
+//! spent waits (within its protocol's timeout) instead of reading on.
+
+use std::io;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The bytes one protocol's frames may hold at once, shared by every
+/// connection (clones share it).
+#[derive(Clone, Debug)]
+pub struct ReadBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl ReadBudget {
+    pub fn new(bytes: usize) -> Self {
+        ReadBudget {
+            bytes: Arc::new(Semaphore::new(bytes)),
+        }
+    }
+
+    /// Bytes not held by any frame now.
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+}
+
+/// A frame's share of its budget, given back when dropped. A frame the
+/// node sends, or reads with no budget, holds none.
+#[derive(Debug, Default)]
+pub struct Share(Option<OwnedSemaphorePermit>);
+
+impl Share {
+    /// Takes `bytes` more, waiting until the budget has them.
+    pub(super) async fn grow(&mut self, budget: &ReadBudget, bytes: usize) -> io::Result<()> {
+        let n = u32::try_from(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a share over 4 GiB"))?;
+        let more = (budget.bytes.clone().acquire_many_owned(n).await)
+            .map_err(|_| io::Error::other("the read budget is closed"))?;
+        match &mut self.0 {
+            Some(held) => held.merge(more),
+            None => self.0 = Some(more),
+        }
+        Ok(())
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+}
+
+/// A request and the share of its protocol's budget it holds: the node
+/// keeps it until the request is answered.
+#[derive(Debug)]
+pub struct Framed<T> {
+    pub frame: T,
+    pub share: Share,
+}
+
+impl<T> From<T> for Framed<T> {
+    /// A request to send: it holds nothing of ours.
+    fn from(frame: T) -> Self {
+        Framed {
+            frame,
+            share: Share::default(),
+        }
+    }
+}
