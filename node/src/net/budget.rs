@@ -1,26 +1,32 @@
-//! How many bytes of requests peers can make a node hold at once. Each
-//! stream is limited by its frame's limit, but a connection carries dozens
-//! of streams and a node a thousand connections: unauthenticated Hellos
-//! alone (two streams a connection, a mebibyte each) could otherwise hold
-//! gigabytes, sent slowly over many connections. Every connection of one
-//! protocol draws on one budget; a frame holds its share from its first
-//! byte until the node has handled it, and a stream that finds the budget
-//! spent waits (within its protocol's timeout) instead of reading on.
+//! How many bytes of requests and answers peers can make a node hold at
+//! once. Each stream is limited by its frame's limit, but a connection
+//! carries dozens of streams and a node a thousand connections:
+//! unauthenticated Hellos alone (two streams a connection, a mebibyte each)
+//! could otherwise hold gigabytes, sent slowly over many connections, and a
+//! member asking for the whole directory on every stream and never reading
+//! the answers could hold as much in answers waiting to be written.
+//!
+//! Every connection of one protocol draws on one budget for requests: a
+//! request holds its share from its first byte until the node has handled
+//! it, and a stream that finds the budget spent waits (within its
+//! protocol's timeout) instead of reading on. Answers draw on another:
+//! an answer holds its share until it is written, and one that finds the
+//! budget spent is replaced by a refusal to ask again.
 
 use std::io;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The bytes one protocol's frames may hold at once, shared by every
-/// connection (clones share it).
+/// The bytes one protocol's requests, or answers, may hold at once,
+/// shared by every connection (clones share it).
 #[derive(Clone, Debug)]
-pub struct ReadBudget {
+pub struct ByteBudget {
     bytes: Arc<Semaphore>,
 }
 
-impl ReadBudget {
+impl ByteBudget {
     pub fn new(bytes: usize) -> Self {
-        ReadBudget {
+        ByteBudget {
             bytes: Arc::new(Semaphore::new(bytes)),
         }
     }
@@ -28,6 +34,13 @@ impl ReadBudget {
     /// Bytes not held by any frame now.
     pub fn available(&self) -> usize {
         self.bytes.available_permits()
+    }
+
+    /// A share of `bytes` if the budget has them now.
+    pub fn try_take(&self, bytes: usize) -> Option<Share> {
+        let n = u32::try_from(bytes).ok()?;
+        let permit = self.bytes.clone().try_acquire_many_owned(n).ok()?;
+        Some(Share(Some(permit)))
     }
 }
 
@@ -38,7 +51,7 @@ pub struct Share(Option<OwnedSemaphorePermit>);
 
 impl Share {
     /// Takes `bytes` more, waiting until the budget has them.
-    pub(super) async fn grow(&mut self, budget: &ReadBudget, bytes: usize) -> io::Result<()> {
+    pub(super) async fn grow(&mut self, budget: &ByteBudget, bytes: usize) -> io::Result<()> {
         let n = u32::try_from(bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a share over 4 GiB"))?;
         let more = (budget.bytes.clone().acquire_many_owned(n).await)

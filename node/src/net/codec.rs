@@ -6,11 +6,11 @@
 //! The length prefix is checked against the kind's limit, and the frame is
 //! read as it arrives, never allocated from the prefix: a peer that announces
 //! 80 MiB and sends 10 bytes costs 10 bytes. What requests hold while they
-//! are read and handled is drawn from the protocol's [`ReadBudget`].
+//! are read and handled is drawn from the protocol's [`ByteBudget`].
 
-use super::budget::{Framed, ReadBudget, Share};
+use super::budget::{ByteBudget, Framed, Share};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use konsilium_protocol::rpc::{Hello, HelloAnswer, Request, Response};
+use konsilium_protocol::rpc::{Hello, HelloAnswer, Refusal, Request, Response};
 use konsilium_protocol::wire::{self, WireMessage};
 use libp2p::StreamProtocol;
 use std::io;
@@ -27,19 +27,23 @@ pub const HELLO_BUDGET: usize = 64 * konsilium_protocol::rpc::MAX_HELLO_LEN;
 /// What admitted peers' requests may hold at once: four packages of the
 /// largest body, and room for the many small requests beside them.
 pub const RPC_BUDGET: usize = 256 << 20;
+/// What answers not yet written to admitted peers may hold at once: eight
+/// answers of the largest (a batch of directory records), or hundreds of
+/// attachment pieces.
+pub const ANSWER_BUDGET: usize = 256 << 20;
 /// The first piece of a frame read; each next doubles what is held, so a
 /// frame never holds more than twice what arrived.
 const FIRST_PIECE: usize = 64 << 10;
 
 /// A request-response codec for one pair of wire messages.
 pub struct FrameCodec<Req, Resp> {
-    budget: ReadBudget,
+    budget: ByteBudget,
     messages: PhantomData<fn() -> (Req, Resp)>,
 }
 
 impl<Req, Resp> FrameCodec<Req, Resp> {
     /// Requests read hold their bytes from `budget`.
-    pub fn new(budget: ReadBudget) -> Self {
+    pub fn new(budget: ByteBudget) -> Self {
         FrameCodec {
             budget,
             messages: PhantomData,
@@ -56,7 +60,7 @@ impl<Req, Resp> Clone for FrameCodec<Req, Resp> {
 impl<Req, Resp> Default for FrameCodec<Req, Resp> {
     /// A budget of its own, as large as Hello's.
     fn default() -> Self {
-        FrameCodec::new(ReadBudget::new(HELLO_BUDGET))
+        FrameCodec::new(ByteBudget::new(HELLO_BUDGET))
     }
 }
 
@@ -69,11 +73,11 @@ pub type HelloCodec = FrameCodec<Hello, HelloAnswer>;
 /// what no honest node would, to score it.
 #[derive(Clone)]
 pub struct RpcCodec {
-    budget: ReadBudget,
+    budget: ByteBudget,
 }
 
 impl RpcCodec {
-    pub fn new(budget: ReadBudget) -> Self {
+    pub fn new(budget: ByteBudget) -> Self {
         RpcCodec { budget }
     }
 }
@@ -81,7 +85,7 @@ impl RpcCodec {
 impl Default for RpcCodec {
     /// A budget of its own, [`RPC_BUDGET`].
     fn default() -> Self {
-        RpcCodec::new(ReadBudget::new(RPC_BUDGET))
+        RpcCodec::new(ByteBudget::new(RPC_BUDGET))
     }
 }
 
@@ -135,7 +139,7 @@ async fn read_frame<M: WireMessage, T: AsyncRead + Unpin + Send>(io: &mut T) -> 
 /// itself is wrong in.
 async fn read_checked<M: WireMessage, T: AsyncRead + Unpin + Send>(
     io: &mut T,
-    budget: Option<&ReadBudget>,
+    budget: Option<&ByteBudget>,
     share: &mut Share,
 ) -> io::Result<Result<M, MalformedFrame>> {
     let mut len = [0u8; 4];
@@ -227,10 +231,26 @@ where
     }
 }
 
+/// An answer to send, holding its bytes of `budget` until it is written;
+/// one the budget cannot hold now is replaced by a refusal to ask again.
+pub fn answer(budget: &ByteBudget, response: Response) -> Framed<Response> {
+    let len = wire::encoded_len(&response);
+    match budget.try_take(len) {
+        Some(share) => Framed {
+            frame: response,
+            share,
+        },
+        None => Framed::from(Response::Refused(Refusal::Transient(format!(
+            "this node holds answers not yet read by their peers up to its limit; an answer of \
+             {len} bytes waits: ask again"
+        )))),
+    }
+}
+
 impl libp2p::request_response::Codec for RpcCodec {
     type Protocol = StreamProtocol;
     type Request = Framed<Inbound<Request>>;
-    type Response = Response;
+    type Response = Framed<Response>;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
@@ -249,8 +269,8 @@ impl libp2p::request_response::Codec for RpcCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Response> {
-        read_frame(io).await
+    ) -> io::Result<Framed<Response>> {
+        read_frame::<Response, _>(io).await.map(Framed::from)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -272,9 +292,9 @@ impl libp2p::request_response::Codec for RpcCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Response,
+        res: Framed<Response>,
     ) -> io::Result<()> {
-        write_frame(io, &res).await
+        write_frame(io, &res.frame).await
     }
 }
 
@@ -374,7 +394,7 @@ mod tests {
     #[test]
     fn requests_hold_their_bytes_of_the_budget_until_dropped() {
         const KIB: usize = 1 << 10;
-        let budget = ReadBudget::new(400 * KIB);
+        let budget = ByteBudget::new(400 * KIB);
         let mut codec = RpcCodec::new(budget.clone());
         let read = |codec: &mut RpcCodec, bytes: Vec<u8>| {
             let mut io = Cursor::new(bytes);
@@ -415,5 +435,34 @@ mod tests {
         assert!((100 * KIB..=200 * KIB).contains(&holding), "{holding}");
         drop(reading);
         assert_eq!(budget.available(), 400 * KIB);
+    }
+
+    /// An answer holds its bytes until it is written (dropped); one the
+    /// budget cannot hold is a refusal to ask again, which holds nothing.
+    #[test]
+    fn answers_hold_their_bytes_and_past_the_budget_are_refusals() {
+        const KIB: usize = 1 << 10;
+        let budget = ByteBudget::new(600 * KIB);
+        let piece = |n: usize| Response::Blob(vec![7; n * KIB]);
+        let first = answer(&budget, piece(400));
+        assert!(matches!(first.frame, Response::Blob(_)));
+        assert!(first.share.bytes() > 400 * KIB);
+        let second = answer(&budget, piece(400));
+        let Response::Refused(refusal) = &second.frame else {
+            panic!("past the budget: {:?}", second.frame);
+        };
+        assert!(!refusal.is_permanent(), "{refusal}");
+        assert_eq!(second.share.bytes(), 0);
+        // A small answer still fits beside the first.
+        assert!(matches!(
+            answer(&budget, Response::Done).frame,
+            Response::Done
+        ));
+        drop(first);
+        assert_eq!(budget.available(), 600 * KIB);
+        assert!(matches!(
+            answer(&budget, piece(400)).frame,
+            Response::Blob(_)
+        ));
     }
 }

@@ -7,6 +7,7 @@
 //! the opened body comes back to the event loop and is durable.
 
 use super::*;
+use crate::net::budget::Framed;
 use crate::storage::store::Batch;
 use konsilium_protocol::desk::Output as DeskOutput;
 use konsilium_protocol::outbox::{Inbound, PackageMeta};
@@ -70,7 +71,7 @@ struct Written {
 /// Where the answer for a package being opened goes.
 pub(super) enum Reply {
     /// The delivering peer's request, answered on its stream.
-    Channel(ResponseChannel<Response>),
+    Channel(ResponseChannel<Framed<Response>>),
     /// A package accepted after its attachments arrived: its receipt goes
     /// to the organization that delivered it, as a request of our own.
     Receipt(OrgId),
@@ -381,7 +382,7 @@ impl Node {
         for reply in replies {
             match reply {
                 Reply::Channel(channel) => {
-                    let answer = response.clone();
+                    let answer = crate::net::codec::answer(&self.answers, response.clone());
                     let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
                 }
                 Reply::Receipt(to) => match &response {

@@ -203,6 +203,8 @@ struct Node {
     events: broadcast::Sender<NodeEvent>,
     data_dir: PathBuf,
     keep_delivered: Duration,
+    /// What answers not yet written to peers hold.
+    answers: crate::net::budget::ByteBudget,
     started_at: Timestamp,
     peer_info: HashMap<PeerId, inspect::PeerInfo>,
     /// Our addresses as peers reported seeing them, most recent last.

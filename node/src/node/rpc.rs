@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::net::budget::Framed;
-use crate::net::codec::{Inbound, MalformedFrame};
+use crate::net::codec::{self, Inbound, MalformedFrame};
 
 /// What an outbound request was for.
 pub(super) enum Pending {
@@ -34,7 +34,7 @@ impl Node {
 
     pub(super) fn on_rpc(
         &mut self,
-        event: request_response::Event<Framed<Inbound<Request>>, Response>,
+        event: request_response::Event<Framed<Inbound<Request>>, Framed<Response>>,
     ) {
         if let request_response::Event::Message { peer, .. } = &event {
             self.keep_used(peer);
@@ -75,7 +75,8 @@ impl Node {
             } => {
                 match self.answer(peer, request) {
                     Answer::Now(response) => {
-                        let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, response);
+                        let answer = codec::answer(&self.answers, response);
+                        let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
                     }
                     Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),
                 }
@@ -88,7 +89,10 @@ impl Node {
                 message:
                     request_response::Message::Response {
                         request_id,
-                        response,
+                        response:
+                            Framed {
+                                frame: response, ..
+                            },
                     },
                 ..
             } => {

@@ -284,6 +284,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         events: events.clone(),
         data_dir: setup.data_dir.clone(),
         keep_delivered: setup.keep_delivered,
+        answers: crate::net::budget::ByteBudget::new(crate::net::codec::ANSWER_BUDGET),
         started_at: setup.clock.now(),
         peer_info: HashMap::new(),
         observed: std::collections::VecDeque::new(),

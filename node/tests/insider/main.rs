@@ -280,7 +280,7 @@ impl Insider {
                             response,
                         },
                     ..
-                })) if request_id == id => return Ok(response),
+                })) if request_id == id => return Ok(response.frame),
                 SwarmEvent::Behaviour(WireEvent::Rpc(
                     request_response::Event::OutboundFailure {
                         request_id, error, ..
