@@ -44,8 +44,7 @@ impl ByteBudget {
     }
 }
 
-/// A frame's share of its budget, given back when dropped. A frame the
-/// node sends, or reads with no budget, holds none.
+/// A frame's share of its budget, given back when dropped.
 #[derive(Debug, Default)]
 pub struct Share(Option<OwnedSemaphorePermit>);
 
@@ -55,7 +54,7 @@ impl Share {
         let n = u32::try_from(bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a share over 4 GiB"))?;
         let more = (budget.bytes.clone().acquire_many_owned(n).await)
-            .map_err(|_| io::Error::other("the read budget is closed"))?;
+            .map_err(|_| io::Error::other("the budget is closed"))?;
         match &mut self.0 {
             Some(held) => held.merge(more),
             None => self.0 = Some(more),
@@ -69,8 +68,9 @@ impl Share {
     }
 }
 
-/// A request and the share of its protocol's budget it holds: the node
-/// keeps it until the request is answered.
+/// A request or an answer and the share of a budget it holds: a request
+/// read from a peer until the node has answered it, an answer until it is
+/// written.
 #[derive(Debug)]
 pub struct Framed<T> {
     pub frame: T,
@@ -78,7 +78,8 @@ pub struct Framed<T> {
 }
 
 impl<T> From<T> for Framed<T> {
-    /// A request to send: it holds nothing of ours.
+    /// A frame holding nothing: a request this node sends, an answer it
+    /// reads, or a refusal small enough to go unbudgeted.
     fn from(frame: T) -> Self {
         Framed {
             frame,
