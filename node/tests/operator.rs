@@ -458,6 +458,11 @@ async fn every_view_works_against_a_live_federation() {
     assert!(sample(&after, "konsilium_package_bytes_total") > 0.0);
     assert!(sample(&after, "konsilium_delivery_retries_total") >= 1.0);
     assert!(sample(&after, "konsilium_outbox_packages") >= 1.0);
+    // What peers' requests and answers hold, against the budgets.
+    use konsilium_node::net::codec::{ANSWER_BUDGET, HELLO_BUDGET, RPC_BUDGET};
+    let limits = (HELLO_BUDGET + RPC_BUDGET + ANSWER_BUDGET) as f64;
+    assert_eq!(sample(&after, "konsilium_peer_bytes_limit"), limits);
+    assert!(sample(&after, "konsilium_peer_bytes_held") < limits);
     assert_eq!(
         after
             .samples

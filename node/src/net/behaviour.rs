@@ -1,5 +1,6 @@
 //! The libp2p protocols a node speaks, composed into one behaviour.
 
+use crate::net::budget::Budgets;
 use crate::net::codec::{HELLO_PROTOCOL, HelloCodec, RPC_PROTOCOL, RpcCodec};
 use crate::net::gate::Gate;
 use konsilium_protocol::reach::Reachability;
@@ -139,6 +140,7 @@ impl Behaviour {
         serves_others: bool,
         declared: Option<Reachability>,
         max_resident: usize,
+        budgets: &Budgets,
     ) -> Result<Self, String> {
         let behind_nat = declared == Some(Reachability::Private);
         let peer = key.public().to_peer_id();
@@ -184,13 +186,15 @@ impl Behaviour {
             ),
             kad: Gate::new(kad),
             gossipsub: gossipsub(key, heartbeat)?,
-            hello: request_response::Behaviour::new(
+            hello: request_response::Behaviour::with_codec(
+                HelloCodec::new(budgets.hello.clone()),
                 [(HELLO_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(HELLO_TIMEOUT)
                     .with_max_concurrent_streams(HELLO_STREAMS),
             ),
-            rpc: Gate::new(request_response::Behaviour::new(
+            rpc: Gate::new(request_response::Behaviour::with_codec(
+                RpcCodec::new(budgets.requests.clone()),
                 [(RPC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(120))

@@ -22,18 +22,29 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Clone, Debug)]
 pub struct ByteBudget {
     bytes: Arc<Semaphore>,
+    limit: usize,
 }
 
 impl ByteBudget {
     pub fn new(bytes: usize) -> Self {
         ByteBudget {
             bytes: Arc::new(Semaphore::new(bytes)),
+            limit: bytes,
         }
     }
 
     /// Bytes not held by any frame now.
     pub fn available(&self) -> usize {
         self.bytes.available_permits()
+    }
+
+    /// Bytes held by frames now.
+    pub fn held(&self) -> usize {
+        self.limit - self.available()
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// A share of `bytes` if the budget has them now.
@@ -85,5 +96,36 @@ impl<T> From<T> for Framed<T> {
             frame,
             share: Share::default(),
         }
+    }
+}
+
+/// A node's budgets: Hello requests, admitted peers' requests, and
+/// answers not yet written to admitted peers.
+#[derive(Clone, Debug)]
+pub struct Budgets {
+    pub hello: ByteBudget,
+    pub requests: ByteBudget,
+    pub answers: ByteBudget,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        use super::codec::{ANSWER_BUDGET, HELLO_BUDGET, RPC_BUDGET};
+        Budgets {
+            hello: ByteBudget::new(HELLO_BUDGET),
+            requests: ByteBudget::new(RPC_BUDGET),
+            answers: ByteBudget::new(ANSWER_BUDGET),
+        }
+    }
+}
+
+impl Budgets {
+    /// Each budget by the name the metrics give it.
+    pub fn named(&self) -> [(&'static str, &ByteBudget); 3] {
+        [
+            ("hello", &self.hello),
+            ("requests", &self.requests),
+            ("answers", &self.answers),
+        ]
     }
 }

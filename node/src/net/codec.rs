@@ -406,6 +406,7 @@ mod tests {
         let held = first.share.bytes();
         assert!((300 * KIB..=400 * KIB).contains(&held), "{held}");
         assert_eq!(budget.available(), 400 * KIB - held);
+        assert_eq!(budget.held(), held);
 
         // A second as large waits while the first is held...
         let mut io = Cursor::new(junk(300 * KIB));

@@ -382,7 +382,7 @@ impl Node {
         for reply in replies {
             match reply {
                 Reply::Channel(channel) => {
-                    let answer = crate::net::codec::answer(&self.answers, response.clone());
+                    let answer = crate::net::codec::answer(&self.budgets.answers, response.clone());
                     let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
                 }
                 Reply::Receipt(to) => match &response {

@@ -706,6 +706,15 @@ impl Node {
             .set(i64::try_from(self.store.size_on_disk()).unwrap_or(i64::MAX));
         m.uptime
             .set(self.now().since(self.started_at).as_secs() as i64);
+        for (name, budget) in self.budgets.named() {
+            let gauge = |bytes: usize| i64::try_from(bytes).unwrap_or(i64::MAX);
+            m.peer_bytes_held
+                .with_label_values(&[name])
+                .set(gauge(budget.held()));
+            m.peer_bytes_limit
+                .with_label_values(&[name])
+                .set(gauge(budget.limit()));
+        }
         m.consultations.reset();
         if let Ok(all) = self.request_summaries() {
             for (s, _) in all {

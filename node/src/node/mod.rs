@@ -203,8 +203,8 @@ struct Node {
     events: broadcast::Sender<NodeEvent>,
     data_dir: PathBuf,
     keep_delivered: Duration,
-    /// What answers not yet written to peers hold.
-    answers: crate::net::budget::ByteBudget,
+    /// What peers' requests and answers not yet written hold.
+    budgets: crate::net::budget::Budgets,
     started_at: Timestamp,
     peer_info: HashMap<PeerId, inspect::PeerInfo>,
     /// Our addresses as peers reported seeing them, most recent last.

@@ -75,7 +75,7 @@ impl Node {
             } => {
                 match self.answer(peer, request) {
                     Answer::Now(response) => {
-                        let answer = codec::answer(&self.answers, response);
+                        let answer = codec::answer(&self.budgets.answers, response);
                         let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
                     }
                     Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),

@@ -124,6 +124,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
     let serves_others = setup.openness.serves_others;
     let declared = setup.openness.reachability;
     let max_resident = setup.max_resident;
+    let budgets = crate::net::budget::Budgets::default();
+    let behaviour_budgets = budgets.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -150,6 +152,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
                 serves_others,
                 declared,
                 max_resident,
+                &behaviour_budgets,
             )
             .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
@@ -284,7 +287,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         events: events.clone(),
         data_dir: setup.data_dir.clone(),
         keep_delivered: setup.keep_delivered,
-        answers: crate::net::budget::ByteBudget::new(crate::net::codec::ANSWER_BUDGET),
+        budgets,
         started_at: setup.clock.now(),
         peer_info: HashMap::new(),
         observed: std::collections::VecDeque::new(),

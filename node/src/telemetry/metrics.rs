@@ -38,6 +38,8 @@ pub struct Metrics {
     pub hole_punches: IntCounterVec,
     pub relay_served: IntCounterVec,
     pub video_links: IntGaugeVec,
+    pub peer_bytes_held: IntGaugeVec,
+    pub peer_bytes_limit: IntGaugeVec,
     pub video_rtt: GaugeVec,
     pub video_loss: GaugeVec,
     pub video_receive_bps: GaugeVec,
@@ -157,6 +159,18 @@ impl Metrics {
                 "konsilium_hole_punches_total",
                 "Attempts to turn a relayed connection into a direct one, by result.",
                 &["result"],
+            ),
+            peer_bytes_held: gauge_vec(
+                "konsilium_peer_bytes_held",
+                "Bytes peers' requests being read or handled (hello, requests) and answers not \
+                 yet written to them (answers) hold now.",
+                &["budget"],
+            ),
+            peer_bytes_limit: gauge_vec(
+                "konsilium_peer_bytes_limit",
+                "What each of those may hold at once; a stream past it waits, an answer past it \
+                 is refused for now.",
+                &["budget"],
             ),
             video_links: gauge_vec(
                 "konsilium_video_links",
