@@ -715,13 +715,13 @@ impl Node {
                 .with_label_values(&[name])
                 .set(gauge(budget.limit()));
         }
+        // From the desk's memory: a scrape every few seconds must not read
+        // every consultation from the database.
         m.consultations.reset();
-        if let Ok(all) = self.request_summaries() {
-            for (s, _) in all {
-                m.consultations
-                    .with_label_values(&[s.state.as_str(), s.urgency.as_str()])
-                    .inc();
-            }
+        for case in self.desk.cases() {
+            let c = &case.consultation;
+            let (state, urgency) = (c.status.to_string(), c.request.urgency.to_string());
+            m.consultations.with_label_values(&[&state, &urgency]).inc();
         }
         m.render()
     }
