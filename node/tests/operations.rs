@@ -119,16 +119,22 @@ async fn a_reload_puts_a_new_profile_and_users_in_force_and_a_broken_file_change
     assert!(out.contains("directory.time_zone"), "{out}");
     assert_eq!(api_status(&http, &base, TOKEN).await, 200);
 
-    // A second service and consultant, and the API user replaced.
+    // A second service and consultant, and the API user replaced; a relay
+    // bound changed too, which is named as taking a restart.
     let new_token = "reloaded-coordinator-token";
     let changed = original
         .replace(CARDIOLOGY, &format!("{CARDIOLOGY}{UROLOGY}"))
-        .replace(&token_hash_hex(TOKEN), &token_hash_hex(new_token));
+        .replace(&token_hash_hex(TOKEN), &token_hash_hex(new_token))
+        + "\n[storage]\nrelay_custody_packages = 10\n";
     assert_ne!(changed, original);
     std::fs::write(&config, &changed).unwrap();
     let (ok, out) = konsilium(&["reload", "--config", path]);
     assert!(ok, "{out}");
     assert!(out.contains("2 services, 2 consultants"), "{out}");
+    assert!(
+        out.contains("after a restart: storage.relay_custody"),
+        "{out}"
+    );
     eventually("the record republished with urology", || {
         own_offer(&config).0 == ["cardiology", "urology"]
     })
