@@ -401,14 +401,16 @@ impl Node {
 
     fn request_summaries(&self) -> Result<Vec<(RequestSummary, Consultation)>, NodeError> {
         let mut out = Vec::new();
+        // One read of the store; the state is the desk's.
         for stored in self.store.consultations()? {
-            let Ok(request) = stored.request.decode_unverified() else {
+            let case = super::consult::request_id(&stored).and_then(|id| self.desk.case(&id));
+            let Some(case) = case else {
                 continue;
             };
-            let Ok((stored, c)) = self.load_consultation(&request.id) else {
-                continue;
-            };
-            out.push((self.summary(&stored, &c), c));
+            out.push((
+                self.summary(&stored, &case.consultation),
+                case.consultation.clone(),
+            ));
         }
         out.sort_by(|a, b| b.0.created.cmp(&a.0.created));
         Ok(out)

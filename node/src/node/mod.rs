@@ -37,6 +37,7 @@ mod rpc;
 mod setup;
 mod video;
 mod video_probe;
+mod views;
 
 use crate::storage::store::{InboxEntry, Origin, OutboxEntry, SentEntry, Store, StoreError};
 use attachments::{open_to_file, seal_attachments};
@@ -46,7 +47,7 @@ pub use commands::{
     Target, VideoPayload,
 };
 use commands::{AttachmentKeys, CaseFileKeys, Command, JournalDump, Plan, Queued};
-pub use consult::{ConclusionText, ConsultationPage, ConsultationView, NewConsultation};
+pub use consult::{ConclusionText, NewConsultation};
 pub use error::NodeError;
 use error::causes;
 pub use events::{NodeEvent, Status};
@@ -102,6 +103,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
+pub use views::{ConsultationPage, ConsultationView};
 
 /// How many candidates a regional center returns to a scoped node.
 const MAX_CANDIDATES: usize = 8;
