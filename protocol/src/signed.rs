@@ -132,9 +132,14 @@ impl<T: Signable> Signed<T> {
     /// small order and non-canonical `s` are refused.
     pub fn verify(&self, signer: &VerifyingKey) -> Result<(), SignedError> {
         if signer.is_weak() {
-            return Err(refused(signer, type_label::<T>));
+            return Err(refused(signer.as_bytes(), type_label::<T>));
         }
-        verify_one(signer, &self.bytes, &self.signature, type_label::<T>)
+        verify_one(
+            signer.as_bytes(),
+            &self.bytes,
+            &self.signature,
+            type_label::<T>,
+        )
     }
 
     /// Verifies, then decodes: for values whose signer is known in advance.
@@ -177,20 +182,20 @@ impl<T: Signable> Signed<T> {
 /// keys of small order through: `CheckedKey`s passed that test when they
 /// were made, any other key is tested by [`Signed::verify`].
 fn verify_one(
-    signer: &VerifyingKey,
+    signer: &[u8; 32],
     bytes: &[u8],
     signature: &Signature,
     what: fn() -> &'static str,
 ) -> Result<(), SignedError> {
-    ed25519_zebra::VerificationKey::try_from(signer.to_bytes())
+    ed25519_zebra::VerificationKey::try_from(*signer)
         .and_then(|key| key.verify(&zip215(signature), bytes))
         .map_err(|_| refused(signer, what))
 }
 
-fn refused(signer: &VerifyingKey, what: fn() -> &'static str) -> SignedError {
+fn refused(signer: &[u8; 32], what: fn() -> &'static str) -> SignedError {
     SignedError::BadSignature {
         what: what(),
-        signer: hex::encode(signer.as_bytes()),
+        signer: hex::encode(signer),
     }
 }
 
@@ -208,7 +213,12 @@ pub struct SignatureCheck<'a> {
 
 impl SignatureCheck<'_> {
     pub fn verify(&self) -> Result<(), SignedError> {
-        verify_one(self.signer.key(), self.bytes, self.signature, self.what)
+        verify_one(
+            self.signer.as_bytes(),
+            self.bytes,
+            self.signature,
+            self.what,
+        )
     }
 }
 
@@ -228,7 +238,7 @@ pub fn verify_all(checks: &[SignatureCheck<'_>]) -> Result<(), SignedError> {
     }
     let mut batch = ed25519_zebra::batch::Verifier::new();
     for c in checks {
-        let key = ed25519_zebra::VerificationKeyBytes::from(c.signer.key().to_bytes());
+        let key = ed25519_zebra::VerificationKeyBytes::from(*c.signer.as_bytes());
         batch.queue((key, zip215(c.signature), c.bytes));
     }
     if batch.verify(BatchFactors::default()).is_err() {
@@ -401,7 +411,7 @@ mod tests {
         );
         let (ka, kb) = (k.org_id().checked_key(), other.org_id().checked_key());
         assert!(matches!(
-            a.verify(kb.key()),
+            a.verify(&kb.key()),
             Err(SignedError::BadSignature { .. })
         ));
         assert!(verify_all(&[a.check_by(ka), b.check_by(kb)]).is_ok());
