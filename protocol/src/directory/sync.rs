@@ -637,25 +637,15 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         let mut keep = Vec::with_capacity(records.len());
         let mut at = Vec::with_capacity(records.len());
         for (i, record) in records.into_iter().enumerate() {
-            // The very record held: it was verified when stored, and the
-            // trust changing since is handled by `handle_trust_changed`.
-            // Skipping it spares a full verification for every duplicate
-            // gossip delivers and every record a naive peer pushes.
-            if let Some(org) = record_org(&record)
-                && self
-                    .directory
-                    .get(&org)
-                    .is_some_and(|e| e.hash() == record.content_hash())
-            {
-                fates[i] = Fate::Unchanged;
-                continue;
-            }
-            let cert = match record
+            let decoded = record
                 .decode_unverified()
                 .map_err(RecordError::from)
-                .and_then(|r| r.chain.org.decode_unverified().map_err(RecordError::from))
-            {
-                Ok(cert) => cert,
+                .and_then(|r| {
+                    let cert = r.chain.org.decode_unverified()?;
+                    Ok((r.sequence, cert))
+                });
+            let (sequence, cert) = match decoded {
+                Ok(decoded) => decoded,
                 Err(error) => {
                     self.outputs.push_back(Output::Rejected(Rejection {
                         from,
@@ -666,6 +656,22 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                     continue;
                 }
             };
+            // The very record held (verified when stored; the trust
+            // changing since is handled by `handle_trust_changed`), or one
+            // the held record outranks, which could change nothing even if
+            // genuine: neither is verified. That spares a full check for
+            // every duplicate gossip delivers, every record a naive peer
+            // pushes, and every stale record a peer replays, however many.
+            if let Some(held) = self.directory.get(&cert.org) {
+                let hash = record.content_hash();
+                if held.hash() == hash
+                    || super::rank(held.record().sequence, &held.hash())
+                        > super::rank(sequence, &hash)
+                {
+                    fates[i] = Fate::Unchanged;
+                    continue;
+                }
+            }
             let in_scope = match &self.config.scope {
                 Scope::Federation => true,
                 Scope::Region(region) => {

@@ -442,6 +442,52 @@ fn forged_and_invalid_records_are_rejected_and_reported() {
     assert_eq!(stored, vec![orgs[0].id(), orgs[1].id()]);
 }
 
+/// What the held record outranks could change nothing, genuine or not,
+/// so it is not verified: a peer replaying stale records costs a decode
+/// each, not a signature check. Shown by forged ones, which a check would
+/// refuse and report: older than the held record they are ignored, newer
+/// they are still refused.
+#[test]
+fn records_the_held_one_outranks_are_ignored_unchecked() {
+    let mut fed = TestFederation::new("sync-stale");
+    let orgs = orgs(&mut fed, 2, "RU-VLG");
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let trust = &fed.trust;
+    assert_eq!(
+        m.handle_gossip(NOW, 7, orgs[0].signed_record(5), trust),
+        GossipVerdict::Accept
+    );
+    let _ = std::iter::from_fn(|| m.poll_output()).count();
+    // Signed by another organization's key: forged.
+    let forged = |sequence| Signed::sign(&orgs[1].identity, &orgs[0].record(sequence));
+    let stale = Request::PushRecords(RecordBatch {
+        records: vec![forged(4), orgs[0].signed_record(3), forged(1)],
+    });
+    assert_eq!(m.handle_request(NOW, 9, stale, trust), Response::Done);
+    assert_eq!(
+        m.handle_gossip(NOW, 9, forged(2), trust),
+        GossipVerdict::Ignore
+    );
+    assert_eq!(
+        std::iter::from_fn(|| m.poll_output()).count(),
+        0,
+        "nothing refused, nothing stored"
+    );
+    assert_eq!(
+        m.handle_gossip(NOW, 9, forged(6), trust),
+        GossipVerdict::Reject
+    );
+    assert_eq!(
+        m.directory().get(&orgs[0].id()).unwrap().record().sequence,
+        5
+    );
+    let rejected = std::iter::from_fn(|| m.poll_output())
+        .filter(|o| matches!(o, Output::Rejected(r) if matches!(r.error, RecordError::Signed(_))))
+        .count();
+    assert_eq!(rejected, 1);
+}
+
 #[test]
 fn answers_are_matched_to_requests_and_silence_times_out() {
     let mut fed = TestFederation::new("sync-timeout");
