@@ -367,6 +367,8 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
 pub struct Directory {
     entries: BTreeMap<OrgId, Arc<DirectoryEntry>>,
     bucket_hashes: Vec<OnceLock<[u8; 32]>>,
+    /// The signed bytes of every record held.
+    bytes: usize,
 }
 
 impl Default for Directory {
@@ -374,6 +376,7 @@ impl Default for Directory {
         Self {
             entries: BTreeMap::new(),
             bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect(),
+            bytes: 0,
         }
     }
 }
@@ -389,6 +392,12 @@ impl Directory {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The signed bytes of every record held: about what a peer pulling
+    /// the whole directory is sent.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn get(&self, org: &OrgId) -> Option<&DirectoryEntry> {
@@ -507,26 +516,29 @@ impl Directory {
             },
         };
         self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
-        self.entries.insert(
-            org,
-            Arc::new(DirectoryEntry {
-                signed,
-                record,
-                verified,
-                hash,
-            }),
-        );
+        self.bytes += signed.signed_bytes().len();
+        let entry = Arc::new(DirectoryEntry {
+            signed,
+            record,
+            verified,
+            hash,
+        });
+        if let Some(replaced) = self.entries.insert(org, entry) {
+            self.bytes -= replaced.signed.signed_bytes().len();
+        }
         outcome
     }
 
     /// Drops records whose certificates expired or were revoked, returning why.
     pub fn retain_valid(&mut self, trust: &Trust, now: Timestamp) -> Vec<(OrgId, CertError)> {
         let mut dropped = Vec::new();
+        let bytes = &mut self.bytes;
         self.entries
             .retain(|org, e| match trust.still_valid(&e.verified, now) {
                 Ok(()) => true,
                 Err(err) => {
                     dropped.push((*org, err));
+                    *bytes -= e.signed.signed_bytes().len();
                     false
                 }
             });

@@ -16,7 +16,9 @@
 //! `WantRecords` of what we lack (answered `Records`, asked again for the
 //! rest when an answer had to stop at its frame limit).
 
+mod answer;
 mod outstanding;
+mod quota;
 
 use super::frames::{self, FrameBudget};
 use super::{Directory, Merge, RecordError, SignedRecord};
@@ -247,6 +249,7 @@ pub struct DirectorySync<P> {
     next_token: u64,
     next_round: Option<Timestamp>,
     outputs: VecDeque<Output<P>>,
+    quotas: quota::Quotas<P>,
 }
 
 impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
@@ -268,6 +271,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             next_token: 0,
             next_round: None,
             outputs: VecDeque::new(),
+            quotas: quota::Quotas::default(),
         }
     }
 
@@ -416,7 +420,8 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
 
     /// Answers a peer's directory request. Other requests are not this
     /// machine's and are refused; the shell dispatches by variant (see
-    /// [`is_directory_request`]).
+    /// [`is_directory_request`]). A peer whose requests have cost this
+    /// node their share (see `quota`) is refused as transient.
     pub fn handle_request(
         &mut self,
         now: Timestamp,
@@ -425,42 +430,16 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         trust: &Trust,
     ) -> Response {
         self.arm(now);
-        match request {
-            Request::SyncOffer(offer) => {
-                // The exchange covers what both sides keep: the narrower
-                // scope. Two nodes keeping different regions share nothing.
-                let mine = self.config.scope.region();
-                let differing = match (offer.region.as_ref(), mine) {
-                    (Some(theirs), Some(mine)) if theirs != mine => Ok(Vec::new()),
-                    // Hashes over the whole federation say nothing about
-                    // our region's records: every bucket is answered.
-                    (None, Some(_)) => Ok((0..=u8::MAX).collect()),
-                    (within, _) => self.directory.differing_buckets(&offer, within),
-                };
-                match differing {
-                    Ok(differing) => Response::Summaries(frames::answer_offer(
-                        &self.directory,
-                        &differing,
-                        offer.region.as_ref().or(mine),
-                        mine,
-                        self.config.budget.summaries,
-                    )),
-                    Err(e) => Response::Refused(Refusal::Invalid(e.to_string())),
-                }
-            }
-            Request::PushRecords(batch) => {
-                self.accept(now, Some(from), batch.records, false, trust);
-                Response::Done
-            }
-            Request::WantRecords(want) => Response::Records(frames::answer_want(
-                &self.directory,
-                &want.orgs,
-                self.config.budget.records,
-            )),
-            _ => Response::Refused(Refusal::Invalid(
-                "not a directory synchronisation request".into(),
-            )),
+        let size = self.directory.bytes();
+        if let Err(wait) = self.quotas.check(now, &from, size) {
+            return Response::Refused(Refusal::Transient(format!(
+                "your directory exchanges have had their share of this node for now: \
+                 ask again in {wait} s"
+            )));
         }
+        let (response, cost) = self.answer(now, from, request, trust);
+        self.quotas.charge(now, from, cost, size);
+        response
     }
 
     /// The answer to a request this machine sent.

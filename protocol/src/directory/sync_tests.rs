@@ -677,3 +677,112 @@ fn a_made_up_record_does_not_stop_rounds_asking_for_the_real_one() {
         .collect();
     assert_eq!(wanted, vec![member.id()]);
 }
+
+fn after(ms: u64) -> Timestamp {
+    Timestamp::from_unix_millis(NOW.unix_millis() + ms)
+}
+
+/// Asks `m` again and again as `peer` at `at`; the bytes answered (whole
+/// frames) or pushed (`each` a push) before the first answer that is not `Records` or `Done`, and
+/// that answer.
+fn until_refused(
+    m: &mut DirectorySync<u8>,
+    at: Timestamp,
+    peer: u8,
+    request: &Request,
+    trust: &crate::cert::Trust,
+    each: u64,
+) -> (u64, Response) {
+    let mut total = 0u64;
+    loop {
+        match m.handle_request(at, peer, request.clone(), trust) {
+            Response::Records(batch) => {
+                total += (frames::FRAME_OVERHEAD + crate::wire::body_len(&batch)) as u64
+            }
+            Response::Done => total += each,
+            other => return (total, other),
+        }
+        assert!(total < 64 << 20, "never refused");
+    }
+}
+
+fn is_transient(response: &Response) -> bool {
+    matches!(response, Response::Refused(crate::rpc::Refusal::Transient(why)) if why.contains("ask again in"))
+}
+
+/// A peer asking without end is answered up to its share (twice the
+/// directory, and room for a small one), then refused as transient until
+/// its spending drains; the other peers are served meanwhile.
+#[test]
+fn a_peer_asking_without_end_is_refused_for_a_while_and_others_are_not() {
+    let mut fed = TestFederation::new("sync-quota");
+    let orgs = orgs(&mut fed, 3, "RU-VLG");
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let trust = &fed.trust;
+    for org in &orgs {
+        assert_eq!(
+            m.handle_gossip(NOW, 1, org.signed_record(1), trust),
+            GossipVerdict::Accept
+        );
+    }
+    let want = Request::WantRecords(RecordRequest {
+        orgs: orgs.iter().map(TestOrg::id).collect(),
+    });
+    let (answered, refusal) = until_refused(&mut m, NOW, 7, &want, trust, 0);
+    assert!(is_transient(&refusal), "{refusal:?}");
+    let share = 2 * m.directory().bytes() as u64 + (4 << 20);
+    assert!(
+        (share..share + (64 << 10)).contains(&answered),
+        "refused after {answered} bytes, the share being {share}"
+    );
+    assert!(matches!(
+        m.handle_request(NOW, 8, want.clone(), trust),
+        Response::Records(_)
+    ));
+    assert!(is_transient(&m.handle_request(NOW, 7, want.clone(), trust)));
+    assert!(matches!(
+        m.handle_request(after(10 * 60 * 1000), 7, want, trust),
+        Response::Records(_)
+    ));
+}
+
+/// Pushed records that fail their checks cost the pusher what they cost
+/// the node (records whose certificates expired are no offence, and each
+/// is checked again); records that change the directory cost nothing.
+#[test]
+fn pushes_that_fail_are_charged_and_pushes_that_change_records_are_not() {
+    let mut fed = TestFederation::new("sync-quota-push");
+    let orgs = orgs(&mut fed, 3, "RU-VLG");
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let trust = &fed.trust;
+    let expired_at = after(400 * crate::testkit::DAY_MS);
+    let records: Vec<SignedRecord> = orgs.iter().map(|o| o.signed_record(1)).collect();
+    let bytes: u64 = records.iter().map(|r| r.signed_bytes().len() as u64).sum();
+    let expired = Request::PushRecords(RecordBatch { records });
+    let (pushed, refusal) = until_refused(&mut m, expired_at, 7, &expired, trust, bytes);
+    assert!(is_transient(&refusal), "{refusal:?}");
+    assert!(
+        ((4 << 20)..(4 << 20) + 2 * bytes).contains(&pushed),
+        "refused after {pushed} bytes"
+    );
+    assert!(m.directory().is_empty());
+
+    // Each push a newer record: more than the share, all taken in.
+    let (mut changed, mut sequence) = (0u64, 0);
+    while changed < (4 << 20) + (64 << 10) {
+        sequence += 1;
+        let record = orgs[0].signed_record(sequence);
+        changed += record.signed_bytes().len() as u64;
+        let push = Request::PushRecords(RecordBatch {
+            records: vec![record],
+        });
+        assert_eq!(m.handle_request(NOW, 8, push, trust), Response::Done);
+    }
+    assert!(changed > 2 * m.directory().bytes() as u64 + (4 << 20));
+    assert_eq!(
+        m.directory().get(&orgs[0].id()).unwrap().record().sequence,
+        sequence
+    );
+}

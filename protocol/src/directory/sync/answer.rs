@@ -1,0 +1,73 @@
+//! Answering a peer's directory requests: the frames an offer or a want
+//! is answered with, the records a push brings, and what each cost this
+//! node (see `quota`).
+
+use super::{DirectorySync, Fate, frames};
+use crate::cert::Trust;
+use crate::rpc::{Refusal, Request, Response};
+use crate::time::Timestamp;
+
+impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
+    /// A directory request's answer, and what it cost in bytes: the
+    /// answer's, or the pushed records' that failed their checks.
+    pub(super) fn answer(
+        &mut self,
+        now: Timestamp,
+        from: P,
+        request: Request,
+        trust: &Trust,
+    ) -> (Response, u64) {
+        let answered = |frame: usize| frames::FRAME_OVERHEAD.saturating_add(frame) as u64;
+        match request {
+            Request::SyncOffer(offer) => {
+                // The exchange covers what both sides keep: the narrower
+                // scope. Two nodes keeping different regions share nothing.
+                let mine = self.config.scope.region();
+                let differing = match (offer.region.as_ref(), mine) {
+                    (Some(theirs), Some(mine)) if theirs != mine => Ok(Vec::new()),
+                    // Hashes over the whole federation say nothing about
+                    // our region's records: every bucket is answered.
+                    (None, Some(_)) => Ok((0..=u8::MAX).collect()),
+                    (within, _) => self.directory.differing_buckets(&offer, within),
+                };
+                match differing {
+                    Ok(differing) => {
+                        let summaries = frames::answer_offer(
+                            &self.directory,
+                            &differing,
+                            offer.region.as_ref().or(mine),
+                            mine,
+                            self.config.budget.summaries,
+                        );
+                        let cost = answered(crate::wire::body_len(&summaries));
+                        (Response::Summaries(summaries), cost)
+                    }
+                    Err(e) => (Response::Refused(Refusal::Invalid(e.to_string())), 0),
+                }
+            }
+            Request::PushRecords(batch) => {
+                let sizes: Vec<usize> = (batch.records.iter())
+                    .map(|r| r.signed_bytes().len())
+                    .collect();
+                let fates = self.accept(now, Some(from), batch.records, false, trust);
+                let wasted = (fates.iter().zip(sizes))
+                    .filter(|(fate, _)| **fate == Fate::Rejected)
+                    .map(|(_, size)| size as u64)
+                    .sum();
+                (Response::Done, wasted)
+            }
+            Request::WantRecords(want) => {
+                let records =
+                    frames::answer_want(&self.directory, &want.orgs, self.config.budget.records);
+                let cost = answered(crate::wire::body_len(&records));
+                (Response::Records(records), cost)
+            }
+            _ => (
+                Response::Refused(Refusal::Invalid(
+                    "not a directory synchronisation request".into(),
+                )),
+                0,
+            ),
+        }
+    }
+}
