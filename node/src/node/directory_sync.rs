@@ -109,8 +109,10 @@ impl Node {
         self.candidate_requests.insert(id, reply);
     }
 
+    /// A region's routing candidates for `requester`, answered through the
+    /// directory machine, which charges them to the requester's share.
     pub(super) fn candidates(
-        &self,
+        &mut self,
         requester: OrgId,
         specialty: Specialty,
         min_level: OrgLevel,
@@ -126,14 +128,18 @@ impl Node {
             // different shares of equally good centers.
             case: std::array::from_fn(|i| requester.as_bytes()[i]),
         };
-        let records = route::rank(self.directory(), &req, self.now())
-            .candidates
-            .iter()
-            .take(MAX_CANDIDATES)
-            .filter_map(|c| self.directory().get(&c.org))
-            .map(|e| e.signed().clone())
-            .collect();
-        Response::Records(RecordBatch { records })
+        let now = self.now();
+        let peer = requester.to_peer_id();
+        self.sync.handle_lookup(now, peer, |directory| {
+            let records = route::rank(directory, &req, now)
+                .candidates
+                .iter()
+                .take(MAX_CANDIDATES)
+                .filter_map(|c| directory.get(&c.org))
+                .map(|e| e.signed().clone())
+                .collect();
+            RecordBatch { records }
+        })
     }
 
     pub(super) fn on_gossip(

@@ -155,3 +155,38 @@ async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_bat
     f.shutdown().await;
     let _ = federal;
 }
+
+/// A member asking a center for routing candidates without end is
+/// answered up to its share of the node, then refused as transient with
+/// the wait named, its directory requests too: each lookup ranks the whole
+/// directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_asking_without_end_is_refused_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (_federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let lookup = || Request::Candidates {
+        specialty: Specialty::Cardiology,
+        min_level: OrgLevel::Regional,
+        urgency: konsilium_protocol::urgency::Urgency::Planned,
+    };
+    let mut answered = 0;
+    let refusal = loop {
+        match insider.ask(lookup()).await.unwrap() {
+            Response::Records(_) => answered += 1,
+            other => break other,
+        }
+        assert!(answered < 20_000, "never refused");
+    };
+    let transient = |r: &Response| {
+        matches!(r, Response::Refused(konsilium_protocol::rpc::Refusal::Transient(why))
+            if why.contains("ask again in"))
+    };
+    assert!(transient(&refusal), "{refusal:?}");
+    // Its share is at least 4 MiB, a lookup's answer a few records.
+    assert!(answered > 500, "refused after {answered} lookups");
+    let want = Request::WantRecords(wire::RecordRequest { orgs: vec![] });
+    assert!(transient(&insider.ask(want).await.unwrap()));
+}

@@ -233,6 +233,11 @@ enum Fate {
 /// a national federation has some 5,200, a stress federation 10,000.
 const MAX_OUT_OF_SCOPE: usize = 65_536;
 
+/// A lookup is charged this fraction of the directory's bytes besides its
+/// answer: a region's district asks its center a few times a day, a peer
+/// asking without end is refused after some hundred lookups.
+const LOOKUP_SHARE: usize = 64;
+
 #[derive(Debug)]
 pub struct DirectorySync<P> {
     directory: Directory,
@@ -432,14 +437,34 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         self.arm(now);
         let size = self.directory.bytes();
         if let Err(wait) = self.quotas.check(now, &from, size) {
-            return Response::Refused(Refusal::Transient(format!(
-                "your directory exchanges have had their share of this node for now: \
-                 ask again in {wait} s"
-            )));
+            return quota::refusal(wait);
         }
         let (response, cost) = self.answer(now, from, request, trust);
         self.quotas.charge(now, from, cost, size);
         response
+    }
+
+    /// Answers a peer's lookup the shell serves from the directory (a
+    /// regional center's routing candidates) with what `answer` finds in
+    /// it, charged like the directory requests: the answer's bytes and a
+    /// sixty-fourth of the directory's, for the pass over it a lookup
+    /// makes. A peer past its share is refused as transient.
+    pub fn handle_lookup(
+        &mut self,
+        now: Timestamp,
+        from: P,
+        answer: impl FnOnce(&Directory) -> crate::wire::RecordBatch,
+    ) -> Response {
+        self.arm(now);
+        let size = self.directory.bytes();
+        if let Err(wait) = self.quotas.check(now, &from, size) {
+            return quota::refusal(wait);
+        }
+        let records = answer(&self.directory);
+        let cost = frames::FRAME_OVERHEAD.saturating_add(crate::wire::body_len(&records))
+            + size / LOOKUP_SHARE;
+        self.quotas.charge(now, from, cost as u64, size);
+        Response::Records(records)
     }
 
     /// The answer to a request this machine sent.

@@ -11,6 +11,7 @@
 //! directory's worth every [`REFILL`]. Past it, its requests are refused
 //! as transient and its rounds end, to be tried at the next one.
 
+use crate::rpc::{Refusal, Response};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
@@ -23,6 +24,14 @@ pub(super) const FLOOR: u64 = 4 << 20;
 
 /// Peers with nothing spent are forgotten past this many entries.
 const PRUNE_ABOVE: usize = 1024;
+
+/// The answer to a peer past its share, naming when it may ask again.
+pub(super) fn refusal(wait_seconds: u64) -> Response {
+    Response::Refused(Refusal::Transient(format!(
+        "your directory requests have had their share of this node for now: \
+         ask again in {wait_seconds} s"
+    )))
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Spent {
