@@ -7,6 +7,7 @@ use super::*;
 use konsilium_protocol::cert::Issuer;
 use konsilium_protocol::directory::SignedRecord;
 use konsilium_protocol::identity::IdentityKey;
+use konsilium_protocol::signed::Signed;
 use konsilium_protocol::wire::{self, RecordBatch, WireMessage};
 use std::collections::BTreeSet;
 
@@ -54,9 +55,21 @@ async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned(
         let answer = insider.ask(Request::Revocations(vec![notice])).await;
         assert_eq!(answer, Ok(Response::Done));
     }
-    // Then records with altered signatures: the third crosses the limit
-    // (two forged lists and three forged records, ten points each).
-    let forged: Vec<SignedRecord> = [2, 5, 9].map(|n| altered(&genuine, n)).into();
+    // Then newer records of the honest member, one with an altered
+    // signature, two signed by the insider's own key: the third crosses
+    // the limit (two forged lists and three forged records, ten points
+    // each). A forged record no newer than the one held is ignored
+    // without a check: it could change nothing.
+    let mut newer = genuine.decode_unverified().unwrap();
+    newer.sequence += 1;
+    let forged: Vec<SignedRecord> = vec![
+        altered(&Signed::sign(&honest.keys.identity(), &newer), 5),
+        Signed::sign(&district.keys.identity(), &newer),
+        Signed::sign(&district.keys.identity(), &{
+            newer.sequence += 1;
+            newer.clone()
+        }),
+    ];
     for record in &forged {
         let _ = insider.ask(push(vec![record.clone()])).await;
     }

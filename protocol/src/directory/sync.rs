@@ -234,8 +234,9 @@ enum Fate {
 const MAX_OUT_OF_SCOPE: usize = 65_536;
 
 /// A lookup is charged this fraction of the directory's bytes besides its
-/// answer: a region's district asks its center a few times a day, a peer
-/// asking without end is refused after some hundred lookups.
+/// answer, for the pass over the directory it makes: a region's district
+/// asks its center a few times a day, a peer asking without end runs out
+/// of its share like one pulling the directory in a loop.
 const LOOKUP_SHARE: usize = 64;
 
 #[derive(Debug)]
@@ -461,8 +462,9 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             return quota::refusal(wait);
         }
         let records = answer(&self.directory);
-        let cost = frames::FRAME_OVERHEAD.saturating_add(crate::wire::body_len(&records))
-            + size / LOOKUP_SHARE;
+        let cost = (frames::FRAME_OVERHEAD)
+            .saturating_add(crate::wire::body_len(&records))
+            .saturating_add(size / LOOKUP_SHARE);
         self.quotas.charge(now, from, cost as u64, size);
         Response::Records(records)
     }

@@ -9,7 +9,9 @@ use crate::time::Timestamp;
 
 impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     /// A directory request's answer, and what it cost in bytes: the
-    /// answer's, or the pushed records' that failed their checks.
+    /// answer's, or the pushed records' that changed nothing (failed their
+    /// checks, or were already held or older). An honest peer pushes what
+    /// reconciliation found newer there.
     pub(super) fn answer(
         &mut self,
         now: Timestamp,
@@ -51,7 +53,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                     .collect();
                 let fates = self.accept(now, Some(from), batch.records, false, trust);
                 let wasted = (fates.iter().zip(sizes))
-                    .filter(|(fate, _)| **fate == Fate::Rejected)
+                    .filter(|(fate, _)| **fate != Fate::Changed)
                     .map(|(_, size)| size as u64)
                     .sum();
                 (Response::Done, wasted)

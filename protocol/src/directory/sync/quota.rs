@@ -1,14 +1,14 @@
 //! What each peer's directory requests may cost this node.
 //!
 //! Answering an offer or a want builds frames of up to a MiB from the
-//! directory, and a pushed record that fails its checks cost signature
-//! checks for nothing (one whose certificate expired costs up to three,
-//! unbatched, and is no offence: an honest peer may push it just as it
-//! expires). An admitted peer asking on every one of its streams could
+//! directory, and a pushed record that changes nothing costs a decode
+//! (one already held or older) or signature checks (one whose certificate
+//! expired costs up to three, unbatched, and is no offence: an honest peer
+//! may push it just as it expires) for nothing. An admitted peer asking on every one of its streams could
 //! keep a core busy. Honest exchanges move at most the directory once
 //! (a newcomer pulling all of it), so each peer may cost twice the
 //! directory's bytes at once, and that much again as time passes, one
-//! directory's worth every [`REFILL`]. Past it, its requests are refused
+//! directory's worth every [`REFILL_MS`]. Past it, its requests are refused
 //! as transient and its rounds end, to be tried at the next one.
 
 use crate::rpc::{Refusal, Response};
@@ -16,11 +16,11 @@ use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
 /// How long a peer's spending takes to drain by one directory's worth.
-pub(super) const REFILL_MS: u64 = 10 * 60 * 1000;
+const REFILL_MS: u64 = 10 * 60 * 1000;
 
 /// Room for a small directory's exchanges (summaries of every bucket, a
 /// few records): a directory of a few records is no reason to refuse.
-pub(super) const FLOOR: u64 = 4 << 20;
+const FLOOR: u64 = 4 << 20;
 
 /// Peers with nothing spent are forgotten past this many entries.
 const PRUNE_ABOVE: usize = 1024;

@@ -72,11 +72,12 @@ fn a_peer_asking_without_end_is_refused_for_a_while_and_others_are_not() {
     ));
 }
 
-/// Pushed records that fail their checks cost the pusher what they cost
-/// the node (records whose certificates expired are no offence, and each
-/// is checked again); records that change the directory cost nothing.
+/// Pushed records that change nothing cost the pusher their bytes
+/// (records whose certificates expired are no offence, and each is
+/// checked again; records already held cost a decode); records that
+/// change the directory cost nothing.
 #[test]
-fn pushes_that_fail_are_charged_and_pushes_that_change_records_are_not() {
+fn pushes_that_change_nothing_are_charged_and_pushes_that_change_records_are_not() {
     let mut fed = TestFederation::new("sync-quota-push");
     let orgs = orgs(&mut fed, 3, "RU-VLG");
     let mut m: DirectorySync<u8> =
@@ -109,6 +110,19 @@ fn pushes_that_fail_are_charged_and_pushes_that_change_records_are_not() {
     assert_eq!(
         m.directory().get(&orgs[0].id()).unwrap().record().sequence,
         sequence
+    );
+    // The record held, pushed again and again: charged like the expired.
+    let held = orgs[0].signed_record(sequence);
+    let size = held.signed_bytes().len() as u64;
+    let again = Request::PushRecords(RecordBatch {
+        records: vec![held],
+    });
+    let (pushed, refusal) = until_refused(&mut m, NOW, 9, &again, trust, size);
+    assert!(is_transient(&refusal), "{refusal:?}");
+    let share = 2 * m.directory().bytes() as u64 + (4 << 20);
+    assert!(
+        (share..share + 2 * size).contains(&pushed),
+        "refused after {pushed} bytes"
     );
 }
 
