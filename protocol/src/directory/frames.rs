@@ -16,6 +16,11 @@ use crate::wire::{self, RecordBatch, RecordRequest, SyncSummaries, WireMessage};
 /// buckets and a list of items, at most 5 bytes each).
 pub const FRAME_OVERHEAD: usize = wire::HEADER_LEN + 1 + 5 + 5;
 
+/// The bytes a list's frame takes at most on the wire.
+pub fn frame_len<T: serde::Serialize>(list: &T) -> usize {
+    FRAME_OVERHEAD.saturating_add(wire::body_len(list))
+}
+
 /// Largest frame, in bytes, of each list the machine sends. Lowering them
 /// (for a transport with smaller frames, or a test) splits sooner; they are
 /// clamped to the wire limits, so nothing sent is ever refused for size.

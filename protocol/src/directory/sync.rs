@@ -435,14 +435,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         request: Request,
         trust: &Trust,
     ) -> Response {
-        self.arm(now);
-        let size = self.directory.bytes();
-        if let Err(wait) = self.quotas.check(now, &from, size) {
-            return quota::refusal(wait);
-        }
-        let (response, cost) = self.answer(now, from, request, trust);
-        self.quotas.charge(now, from, cost, size);
-        response
+        self.within_share(now, from, |m| m.answer(now, from, request, trust))
     }
 
     /// Answers a peer's lookup the shell serves from the directory (a
@@ -456,17 +449,30 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         from: P,
         answer: impl FnOnce(&Directory) -> crate::wire::RecordBatch,
     ) -> Response {
+        self.within_share(now, from, |m| {
+            let records = answer(&m.directory);
+            let pass = m.directory.bytes() / LOOKUP_SHARE;
+            let cost = frames::frame_len(&records).saturating_add(pass);
+            (Response::Records(records), cost as u64)
+        })
+    }
+
+    /// `serve`'s answer, charged what it reports to `from`'s share; a
+    /// refusal instead if that share is spent.
+    fn within_share(
+        &mut self,
+        now: Timestamp,
+        from: P,
+        serve: impl FnOnce(&mut Self) -> (Response, u64),
+    ) -> Response {
         self.arm(now);
         let size = self.directory.bytes();
         if let Err(wait) = self.quotas.check(now, &from, size) {
             return quota::refusal(wait);
         }
-        let records = answer(&self.directory);
-        let cost = (frames::FRAME_OVERHEAD)
-            .saturating_add(crate::wire::body_len(&records))
-            .saturating_add(size / LOOKUP_SHARE);
-        self.quotas.charge(now, from, cost as u64, size);
-        Response::Records(records)
+        let (response, cost) = serve(self);
+        self.quotas.charge(now, from, cost, size);
+        response
     }
 
     /// The answer to a request this machine sent.
@@ -486,7 +492,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                 // The peer stops before the first bucket that does not fit.
                 // Buckets are alike in size (ids are uniform), so an answer
                 // within two buckets of the budget was most likely cut.
-                let used = frames::FRAME_OVERHEAD + crate::wire::body_len(&s);
+                let used = frames::frame_len(&s);
                 let bucket = used / s.buckets.len().max(1);
                 if used + 2 * bucket >= self.config.budget.summaries
                     && let Some(x) = self.exchanges.get_mut(&peer)

@@ -19,7 +19,6 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         request: Request,
         trust: &Trust,
     ) -> (Response, u64) {
-        let answered = |frame: usize| frames::FRAME_OVERHEAD.saturating_add(frame) as u64;
         match request {
             Request::SyncOffer(offer) => {
                 // The exchange covers what both sides keep: the narrower
@@ -41,7 +40,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                             mine,
                             self.config.budget.summaries,
                         );
-                        let cost = answered(crate::wire::body_len(&summaries));
+                        let cost = frames::frame_len(&summaries) as u64;
                         (Response::Summaries(summaries), cost)
                     }
                     Err(e) => (Response::Refused(Refusal::Invalid(e.to_string())), 0),
@@ -61,7 +60,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             Request::WantRecords(want) => {
                 let records =
                     frames::answer_want(&self.directory, &want.orgs, self.config.budget.records);
-                let cost = answered(crate::wire::body_len(&records));
+                let cost = frames::frame_len(&records) as u64;
                 (Response::Records(records), cost)
             }
             _ => (

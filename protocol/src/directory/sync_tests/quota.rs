@@ -1,5 +1,6 @@
-//! What each peer's directory requests may cost: answers, failed pushes
-//! and lookups drawn from one share, refused as transient past it.
+//! What each peer's directory requests may cost: answers, pushes that
+//! change nothing and lookups drawn from one share, refused as transient
+//! past it.
 
 use super::*;
 
@@ -8,8 +9,8 @@ fn after(ms: u64) -> Timestamp {
 }
 
 /// Asks `m` again and again as `peer` at `at`; the bytes answered (whole
-/// frames) or pushed (`each` a push) before the first answer that is not `Records` or `Done`, and
-/// that answer.
+/// frames) or pushed (`each` a push) before the first answer that is not
+/// `Records` or `Done`, and that answer.
 fn until_refused(
     m: &mut DirectorySync<u8>,
     at: Timestamp,
@@ -21,14 +22,31 @@ fn until_refused(
     let mut total = 0u64;
     loop {
         match m.handle_request(at, peer, request.clone(), trust) {
-            Response::Records(batch) => {
-                total += (frames::FRAME_OVERHEAD + crate::wire::body_len(&batch)) as u64
-            }
+            Response::Records(batch) => total += frames::frame_len(&batch) as u64,
             Response::Done => total += each,
             other => return (total, other),
         }
         assert!(total < 64 << 20, "never refused");
     }
+}
+
+/// A machine on its own, with three organizations of one region to use;
+/// `holding` them in its directory or not.
+fn machine(name: &str, holding: bool) -> (TestFederation, Vec<TestOrg>, DirectorySync<u8>) {
+    let mut fed = TestFederation::new(name);
+    let orgs = orgs(&mut fed, 3, "RU-VLG");
+    let mut m = DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    for org in orgs.iter().filter(|_| holding) {
+        let verdict = m.handle_gossip(NOW, 1, org.signed_record(1), &fed.trust);
+        assert_eq!(verdict, GossipVerdict::Accept);
+    }
+    (fed, orgs, m)
+}
+
+/// What a peer may spend at once: twice the directory, and room for a
+/// small one.
+fn share(m: &DirectorySync<u8>) -> u64 {
+    2 * m.directory().bytes() as u64 + (4 << 20)
 }
 
 fn is_transient(response: &Response) -> bool {
@@ -40,23 +58,14 @@ fn is_transient(response: &Response) -> bool {
 /// its spending drains; the other peers are served meanwhile.
 #[test]
 fn a_peer_asking_without_end_is_refused_for_a_while_and_others_are_not() {
-    let mut fed = TestFederation::new("sync-quota");
-    let orgs = orgs(&mut fed, 3, "RU-VLG");
-    let mut m: DirectorySync<u8> =
-        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let (fed, orgs, mut m) = machine("sync-quota", true);
     let trust = &fed.trust;
-    for org in &orgs {
-        assert_eq!(
-            m.handle_gossip(NOW, 1, org.signed_record(1), trust),
-            GossipVerdict::Accept
-        );
-    }
     let want = Request::WantRecords(RecordRequest {
         orgs: orgs.iter().map(TestOrg::id).collect(),
     });
     let (answered, refusal) = until_refused(&mut m, NOW, 7, &want, trust, 0);
     assert!(is_transient(&refusal), "{refusal:?}");
-    let share = 2 * m.directory().bytes() as u64 + (4 << 20);
+    let share = share(&m);
     assert!(
         (share..share + (64 << 10)).contains(&answered),
         "refused after {answered} bytes, the share being {share}"
@@ -78,10 +87,7 @@ fn a_peer_asking_without_end_is_refused_for_a_while_and_others_are_not() {
 /// change the directory cost nothing.
 #[test]
 fn pushes_that_change_nothing_are_charged_and_pushes_that_change_records_are_not() {
-    let mut fed = TestFederation::new("sync-quota-push");
-    let orgs = orgs(&mut fed, 3, "RU-VLG");
-    let mut m: DirectorySync<u8> =
-        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let (fed, orgs, mut m) = machine("sync-quota-push", false);
     let trust = &fed.trust;
     let expired_at = after(400 * crate::testkit::DAY_MS);
     let records: Vec<SignedRecord> = orgs.iter().map(|o| o.signed_record(1)).collect();
@@ -106,7 +112,7 @@ fn pushes_that_change_nothing_are_charged_and_pushes_that_change_records_are_not
         });
         assert_eq!(m.handle_request(NOW, 8, push, trust), Response::Done);
     }
-    assert!(changed > 2 * m.directory().bytes() as u64 + (4 << 20));
+    assert!(changed > share(&m));
     assert_eq!(
         m.directory().get(&orgs[0].id()).unwrap().record().sequence,
         sequence
@@ -119,7 +125,7 @@ fn pushes_that_change_nothing_are_charged_and_pushes_that_change_records_are_not
     });
     let (pushed, refusal) = until_refused(&mut m, NOW, 9, &again, trust, size);
     assert!(is_transient(&refusal), "{refusal:?}");
-    let share = 2 * m.directory().bytes() as u64 + (4 << 20);
+    let share = share(&m);
     assert!(
         (share..share + 2 * size).contains(&pushed),
         "refused after {pushed} bytes"
@@ -131,13 +137,7 @@ fn pushes_that_change_nothing_are_charged_and_pushes_that_change_records_are_not
 /// transient, and another is answered.
 #[test]
 fn lookups_draw_on_the_same_share() {
-    let mut fed = TestFederation::new("sync-quota-lookup");
-    let orgs = orgs(&mut fed, 3, "RU-VLG");
-    let mut m: DirectorySync<u8> =
-        DirectorySync::new(config(0, Scope::Federation), Directory::new());
-    for org in &orgs {
-        m.handle_gossip(NOW, 1, org.signed_record(1), &fed.trust);
-    }
+    let (fed, _, mut m) = machine("sync-quota-lookup", true);
     let all = |d: &Directory| RecordBatch {
         records: d.entries().map(|e| e.signed().clone()).collect(),
     };
@@ -147,7 +147,7 @@ fn lookups_draw_on_the_same_share() {
             Response::Records(batch) => {
                 assert_eq!(batch.records.len(), 3);
                 // The answer's frame and a sixty-fourth of the directory.
-                let frame = frames::FRAME_OVERHEAD + crate::wire::body_len(&batch);
+                let frame = frames::frame_len(&batch);
                 answered += (frame + m.directory().bytes() / 64) as u64;
             }
             other => break other,
@@ -155,7 +155,7 @@ fn lookups_draw_on_the_same_share() {
         assert!(answered < 64 << 20, "never refused");
     };
     assert!(is_transient(&refusal), "{refusal:?}");
-    let share = 2 * m.directory().bytes() as u64 + (4 << 20);
+    let share = share(&m);
     assert!(
         (share..share + (64 << 10)).contains(&answered),
         "refused after {answered} bytes, the share being {share}"
