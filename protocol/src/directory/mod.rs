@@ -298,6 +298,25 @@ impl DirectoryEntry {
     }
 }
 
+/// What merging `entry` over the record `held` for its organization does.
+fn merge_over(held: Option<&DirectoryEntry>, entry: &DirectoryEntry) -> Merge {
+    match held {
+        None => Merge::Added,
+        Some(held) if held.hash == entry.hash => Merge::Unchanged,
+        Some(held)
+            if rank(held.record.sequence, &held.hash)
+                > rank(entry.record.sequence, &entry.hash) =>
+        {
+            Merge::Superseded {
+                held_sequence: held.record.sequence,
+            }
+        }
+        Some(held) => Merge::Replaced {
+            previous_sequence: held.record.sequence,
+        },
+    }
+}
+
 /// A directory query; `None` fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -488,45 +507,80 @@ impl Directory {
             }
             checked
         };
-        records
+        let entries = records
             .into_iter()
             .zip(decoded.into_iter().zip(checked))
-            .map(|(signed, (record, verified))| Ok(self.merge_verified(signed, record?, verified?)))
-            .collect()
+            .map(|(signed, (record, verified))| {
+                let hash = signed.content_hash();
+                Ok(DirectoryEntry {
+                    signed,
+                    record: record?,
+                    verified: verified?,
+                    hash,
+                })
+            });
+        if self.entries.is_empty() {
+            self.build(entries.collect())
+        } else {
+            entries.map(|e| Ok(self.merge_verified(e?))).collect()
+        }
     }
 
-    fn merge_verified(
-        &mut self,
-        signed: SignedRecord,
-        record: DirectoryRecord,
-        verified: VerifiedOrg,
-    ) -> Merge {
-        let hash = signed.content_hash();
-        let org = verified.cert.org;
-        let outcome = match self.entries.get(&org) {
-            None => Merge::Added,
-            Some(held) if held.hash == hash => return Merge::Unchanged,
-            Some(held) if rank(held.record.sequence, &held.hash) > rank(record.sequence, &hash) => {
-                return Merge::Superseded {
-                    held_sequence: held.record.sequence,
-                };
+    fn merge_verified(&mut self, entry: DirectoryEntry) -> Merge {
+        let org = entry.org();
+        let outcome = merge_over(self.entries.get(&org).map(Arc::as_ref), &entry);
+        if let Merge::Added | Merge::Replaced { .. } = outcome {
+            self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
+            self.bytes += entry.signed.signed_bytes().len();
+            if let Some(replaced) = self.entries.insert(org, Arc::new(entry)) {
+                self.bytes -= replaced.signed.signed_bytes().len();
             }
-            Some(held) => Merge::Replaced {
-                previous_sequence: held.record.sequence,
-            },
-        };
-        self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
-        self.bytes += signed.signed_bytes().len();
-        let entry = Arc::new(DirectoryEntry {
-            signed,
-            record,
-            verified,
-            hash,
-        });
-        if let Some(replaced) = self.entries.insert(org, entry) {
-            self.bytes -= replaced.signed.signed_bytes().len();
         }
         outcome
+    }
+
+    /// An empty directory built from many records at once (a cold start):
+    /// the records sorted by organization and the map built from them in
+    /// one pass, instead of searched and grown record by record. Outcomes
+    /// are those of merging the records one by one, in input order.
+    fn build(
+        &mut self,
+        entries: Vec<Result<DirectoryEntry, RecordError>>,
+    ) -> Vec<Result<Merge, RecordError>> {
+        debug_assert!(self.entries.is_empty());
+        let (mut slots, mut results): (Vec<_>, Vec<_>) = (entries.into_iter())
+            .map(|e| match e {
+                Ok(entry) => (Some(entry), Ok(Merge::Added)),
+                Err(error) => (None, Err(error)),
+            })
+            .unzip();
+        // By organization, then input order: an organization's records
+        // meet in the order they would have been merged.
+        let mut order: Vec<(OrgId, usize)> = (slots.iter().enumerate())
+            .filter_map(|(i, e)| Some((e.as_ref()?.org(), i)))
+            .collect();
+        order.sort_unstable();
+        let mut held: Vec<(OrgId, Arc<DirectoryEntry>)> = Vec::with_capacity(order.len());
+        for (org, i) in order {
+            let entry = slots[i].take().expect("each record is placed once");
+            let last = held.last().filter(|(o, _)| *o == org);
+            let outcome = merge_over(last.map(|(_, e)| e.as_ref()), &entry);
+            match outcome {
+                Merge::Added => held.push((org, Arc::new(entry))),
+                Merge::Replaced { .. } => {
+                    held.last_mut().expect("replaces the one held").1 = Arc::new(entry)
+                }
+                Merge::Unchanged | Merge::Superseded { .. } => {}
+            }
+            results[i] = Ok(outcome);
+        }
+        self.bytes = (held.iter())
+            .map(|(_, e)| e.signed.signed_bytes().len())
+            .sum();
+        self.bucket_hashes.iter_mut().for_each(|b| _ = b.take());
+        // Sorted and distinct: the map is built bottom up, no search per key.
+        self.entries = held.into_iter().collect();
+        results
     }
 
     /// Drops records whose certificates expired or were revoked, returning why.

@@ -29,63 +29,31 @@ pub enum KeyError {
     NotEd25519(String),
 }
 
+mod recent;
+
 /// Validates once at the edge so every `PublicKey` in the program is a usable key.
-fn checked_key(bytes: [u8; 32]) -> Result<VerifyingKey, KeyError> {
-    if let Some(key) = RECENT.with_borrow_mut(|recent| recent.get(&bytes)) {
-        return Ok(key);
+fn validate(bytes: [u8; 32]) -> Result<(), KeyError> {
+    if RECENT.with_borrow_mut(|recent| recent.holds(&bytes)) {
+        return Ok(());
     }
-    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::InvalidPoint)?;
+    point(&bytes)?;
+    RECENT.with_borrow_mut(|recent| recent.insert(bytes));
+    Ok(())
+}
+
+/// The key's point, if it is one and not of small order.
+fn point(bytes: &[u8; 32]) -> Result<VerifyingKey, KeyError> {
+    let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
     if key.is_weak() {
         return Err(KeyError::WeakKey);
     }
-    RECENT.with_borrow_mut(|recent| recent.insert(bytes, key));
     Ok(key)
 }
 
-/// How many decompressed keys a thread keeps in each of its two generations.
-const RECENT_KEYS: usize = 4096;
-
-/// Keys this thread validated lately, decompressed: a key in use stays, one
-/// unused for two generations goes. Only keys that passed the checks are
-/// here, so finding one is as good as checking it again.
-#[derive(Default)]
-struct Recent {
-    current: std::collections::HashMap<[u8; 32], VerifyingKey>,
-    previous: std::collections::HashMap<[u8; 32], VerifyingKey>,
-}
-
-impl Recent {
-    fn get(&mut self, bytes: &[u8; 32]) -> Option<VerifyingKey> {
-        if let Some(key) = self.current.get(bytes) {
-            return Some(*key);
-        }
-        let key = self.previous.remove(bytes)?;
-        self.insert(*bytes, key);
-        Some(key)
-    }
-
-    fn insert(&mut self, bytes: [u8; 32], key: VerifyingKey) {
-        if self.current.len() >= RECENT_KEYS {
-            self.previous = std::mem::take(&mut self.current);
-        }
-        self.current.insert(bytes, key);
-    }
-
-    #[cfg(test)]
-    fn holds(&self, bytes: &[u8; 32]) -> bool {
-        self.current.contains_key(bytes) || self.previous.contains_key(bytes)
-    }
-}
-
 thread_local! {
-    /// Checking an id's point when it is decoded and verifying a signature
-    /// by it moments later need the same point, which costs about half a
-    /// signature check to compute: without this, a cold start decompressed
-    /// every organization's key twice, and a national directory's every
-    /// offer and record decoded its ids' points again. Two generations of
-    /// 4,096 hold a 5,200-node federation's working set where one cleared
-    /// when full lost it every few thousand keys.
-    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::default();
+    /// Without it, a national directory's every offer and record validated
+    /// its ids' points again on decoding (see `recent`).
+    static RECENT: std::cell::RefCell<recent::Recent> = std::cell::RefCell::default();
 }
 
 /// An organization's id: its ed25519 identity public key.
@@ -107,7 +75,7 @@ impl std::borrow::Borrow<[u8; 32]> for OrgId {
 
 impl OrgId {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-        checked_key(bytes).map(|_| Self(bytes))
+        validate(bytes).map(|()| Self(bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -115,11 +83,7 @@ impl OrgId {
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
-        RECENT
-            .with_borrow_mut(|recent| recent.get(&self.0))
-            .unwrap_or_else(|| {
-                VerifyingKey::from_bytes(&self.0).expect("checked when the id was constructed")
-            })
+        VerifyingKey::from_bytes(&self.0).expect("checked when the id was constructed")
     }
 
     /// The key as checked when the id was made.
@@ -144,10 +108,9 @@ impl CheckedKey {
         &self.0
     }
 
-    /// The point, for a check that needs it (decompressed again unless
-    /// this thread did so lately).
+    /// The point, for a check that needs it (decompressed again).
     pub fn key(&self) -> VerifyingKey {
-        checked_key(self.0).expect("checked when it was made")
+        VerifyingKey::from_bytes(&self.0).expect("checked when it was made")
     }
 }
 
@@ -176,7 +139,7 @@ pub struct AuthorityKey([u8; 32]);
 impl AuthorityKey {
     /// Checked construction, for keys typed in by people or read from config.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-        checked_key(bytes).map(|_| Self(bytes))
+        validate(bytes).map(|()| Self(bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -184,11 +147,11 @@ impl AuthorityKey {
     }
 
     pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
-        checked_key(self.0)
+        point(&self.0)
     }
 
     pub fn checked_key(&self) -> Result<CheckedKey, KeyError> {
-        checked_key(self.0).map(|_| CheckedKey(self.0))
+        validate(self.0).map(|()| CheckedKey(self.0))
     }
 }
 
@@ -355,7 +318,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_verifies_the_same_whether_this_thread_decompressed_it_lately_or_not() {
+    fn a_key_verifies_the_same_whether_this_thread_validated_it_lately_or_not() {
         let key = IdentityKey::from_seed([9; 32]);
         let signature = key.sign(b"checked");
         // Decoded on another thread: this one has never seen it.
@@ -363,35 +326,24 @@ mod tests {
         let org = std::thread::spawn(move || OrgId::from_bytes(bytes).unwrap())
             .join()
             .unwrap();
-        assert!(RECENT.with_borrow(|r| !r.holds(&bytes)));
+        assert!(RECENT.with_borrow(|r| !r.contains(&bytes)));
         assert!(
             org.verifying_key()
                 .verify_strict(b"checked", &signature)
                 .is_ok()
         );
-        // Decoded here; a generation of other keys later it is still held,
-        // and using it keeps it for another; two unused generations push it out.
+        // Decoded here, it is held until many other keys pushed it out.
         let again = OrgId::from_bytes(bytes).unwrap();
-        assert!(RECENT.with_borrow(|r| r.current.contains_key(&bytes)));
-        let others = |from: u32| {
-            for i in from..from + RECENT_KEYS as u32 {
-                let mut seed = [1u8; 32];
-                seed[..4].copy_from_slice(&i.to_le_bytes());
-                let _ = OrgId::from_bytes(*IdentityKey::from_seed(seed).org_id().as_bytes());
-            }
-        };
-        others(0);
-        assert!(RECENT.with_borrow(|r| r.previous.contains_key(&bytes)));
-        assert_eq!(again.verifying_key(), org.verifying_key());
-        assert!(RECENT.with_borrow(|r| r.current.contains_key(&bytes)));
-        others(RECENT_KEYS as u32);
-        assert!(RECENT.with_borrow(|r| r.holds(&bytes)));
-        others(2 * RECENT_KEYS as u32);
-        others(3 * RECENT_KEYS as u32);
-        assert!(RECENT.with_borrow(|r| {
-            r.current.len() <= RECENT_KEYS && r.previous.len() <= RECENT_KEYS && !r.holds(&bytes)
-        }));
-        // Not held, it is decompressed again, and verifies as before.
+        assert!(RECENT.with_borrow(|r| r.contains(&bytes)));
+        for i in 0..4 * recent::CAPACITY as u32 {
+            let mut seed = [1u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            let _ = OrgId::from_bytes(*IdentityKey::from_seed(seed).org_id().as_bytes());
+        }
+        assert!(RECENT.with_borrow(|r| !r.contains(&bytes) && r.len() <= recent::CAPACITY));
+        // Not held, it is validated again, held again, and verifies as before.
+        assert_eq!(OrgId::from_bytes(bytes).unwrap(), again);
+        assert!(RECENT.with_borrow(|r| r.contains(&bytes)));
         assert_eq!(again.verifying_key(), org.verifying_key());
         assert!(
             again
@@ -399,6 +351,20 @@ mod tests {
                 .verify_strict(b"tampered", &signature)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn keys_that_fail_validation_are_refused_each_time_and_never_held() {
+        // All zeros: y = 0, a point of order 4. And a y with no point.
+        let weak = [0u8; 32];
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        for _ in 0..2 {
+            assert_eq!(OrgId::from_bytes(weak), Err(KeyError::WeakKey));
+            assert_eq!(AuthorityKey(weak).checked_key(), Err(KeyError::WeakKey));
+            assert_eq!(OrgId::from_bytes(not_a_point), Err(KeyError::InvalidPoint));
+        }
+        assert!(RECENT.with_borrow(|r| !r.contains(&weak) && !r.contains(&not_a_point)));
     }
 
     #[test]
