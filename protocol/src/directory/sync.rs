@@ -675,7 +675,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             // every duplicate gossip delivers, every record a naive peer
             // pushes, and every stale record a peer replays, however many.
             if let Some(held) = self.directory.get(&cert.org) {
-                let hash = record.content_hash();
+                let hash = record.record_hash();
                 if held.hash() == hash
                     || super::rank(held.record().sequence, &held.hash())
                         > super::rank(sequence, &hash)
@@ -697,7 +697,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                 if self.out_of_scope.len() < MAX_OUT_OF_SCOPE
                     || self.out_of_scope.contains_key(&cert.org)
                 {
-                    self.out_of_scope.insert(cert.org, record.content_hash());
+                    self.out_of_scope.insert(cert.org, record.record_hash());
                 }
                 fates[i] = Fate::OutOfScope;
                 continue;

@@ -204,12 +204,12 @@ fn a_partition_with_conflicting_updates_heals_to_one_digest() {
         let mut rb = o.record(b);
         rb.issued_at = Timestamp::from_unix_millis(NOW.unix_millis() + 2);
         let (ra, rb) = (o.sign(&ra), o.sign(&rb));
-        let winner = if (a, ra.content_hash()) > (b, rb.content_hash()) {
+        let winner = if (a, ra.record_hash()) > (b, rb.record_hash()) {
             ra.clone()
         } else {
             rb.clone()
         };
-        expected.insert(o.id(), winner.content_hash());
+        expected.insert(o.id(), winner.record_hash());
         net.node_mut(k % 6).publish(now, vec![ra]);
         net.node_mut(6 + k % 6).publish(now, vec![rb]);
     }
@@ -488,6 +488,57 @@ fn records_the_held_one_outranks_are_ignored_unchecked() {
     assert_eq!(rejected, 1);
 }
 
+/// `signature` over `bytes` of another record: what anyone can make of
+/// records they saw.
+fn grafted(signature: &SignedRecord, bytes: &SignedRecord) -> SignedRecord {
+    #[derive(serde::Serialize)]
+    struct Raw<'a> {
+        #[serde(with = "serde_bytes")]
+        bytes: &'a [u8],
+        signature: &'a ed25519_dalek::Signature,
+    }
+    let raw = Raw {
+        bytes: bytes.signed_bytes(),
+        signature: signature.signature(),
+    };
+    postcard::from_bytes(&postcard::to_allocvec(&raw).unwrap()).unwrap()
+}
+
+#[test]
+fn a_record_is_named_by_its_signature_and_one_grafted_on_other_bytes_is_ignored() {
+    let mut fed = TestFederation::new("sync-named");
+    let orgs = orgs(&mut fed, 1, "RU-VLG");
+    let trust = &fed.trust;
+    let mut m: DirectorySync<u8> =
+        DirectorySync::new(config(0, Scope::Federation), Directory::new());
+    let held = orgs[0].signed_record(5);
+    assert_eq!(
+        m.handle_gossip(NOW, 7, held.clone(), trust),
+        GossipVerdict::Accept
+    );
+    let _ = std::iter::from_fn(|| m.poll_output()).count();
+    // The same sequence with other content is another record.
+    let mut other = orgs[0].record(5);
+    other.consultants[0].name = "Another consultant".into();
+    assert_ne!(orgs[0].sign(&other).record_hash(), held.record_hash());
+    // The held record's signature on a newer record's bytes is named as
+    // the held one: ignored, not checked, nothing stored or refused.
+    let newer = orgs[0].signed_record(6);
+    let forged = grafted(&held, &newer);
+    assert_eq!(forged.record_hash(), held.record_hash());
+    assert_eq!(
+        m.handle_gossip(NOW, 9, forged, trust),
+        GossipVerdict::Ignore
+    );
+    assert_eq!(std::iter::from_fn(|| m.poll_output()).count(), 0);
+    // The genuine newer record is taken.
+    assert_eq!(m.handle_gossip(NOW, 9, newer, trust), GossipVerdict::Accept);
+    assert_eq!(
+        m.directory().get(&orgs[0].id()).unwrap().record().sequence,
+        6
+    );
+}
+
 #[test]
 fn answers_are_matched_to_requests_and_silence_times_out() {
     let mut fed = TestFederation::new("sync-timeout");
@@ -661,7 +712,7 @@ fn a_made_up_record_does_not_stop_rounds_asking_for_the_real_one() {
     summaries.summaries.push(RecordSummary {
         org: outsider.id(),
         sequence: 1,
-        hash: outsider.signed_record(1).content_hash(),
+        hash: outsider.signed_record(1).record_hash(),
     });
     let answer = Response::Summaries(summaries);
     m.handle_response(NOW, token, answer, trust).unwrap();
