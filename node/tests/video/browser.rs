@@ -78,6 +78,9 @@ impl Browser {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
+            // Its singleton socket's directory too, which a killed chromium
+            // leaves behind: removed with the profile.
+            .env("TMPDIR", profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
