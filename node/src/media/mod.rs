@@ -590,8 +590,12 @@ impl MediaPlane {
     ) -> Result<Person, MediaError> {
         let mut links = self.shared.links();
         let mut seats = self.shared.seats();
+        // A seat over (left already, or failed) stays until the plane's
+        // task has sent its last datagrams and dropped it: it is no seat
+        // to leave, and leaving it twice would say so twice in the journal.
         let held = (seats.get_mut(&seat))
             .filter(|h| h.session == session && h.who.person == person && h.who.role == role)
+            .filter(|h| h.seat.poll_timeout().is_some())
             .ok_or(MediaError::NoSeat { seat })?;
         held.seat.close();
         let who = held.who.clone();
