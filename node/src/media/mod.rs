@@ -567,7 +567,10 @@ impl MediaPlane {
         if seats.len() >= MAX_SEATS {
             return Err(MediaError::Full);
         }
-        let same_user = |h: &&HeldSeat| h.who.person == who.person && h.who.role == who.role;
+        // Browsers that left and have yet to be dropped are not counted:
+        // a clinician leaving and coming back at once is not refused.
+        let same_user =
+            |h: &&HeldSeat| h.is_live() && h.who.person == who.person && h.who.role == who.role;
         if seats.values().filter(same_user).count() >= MAX_SEATS_PER_USER {
             return Err(MediaError::FullForUser { person: who.person });
         }
@@ -590,12 +593,11 @@ impl MediaPlane {
     ) -> Result<Person, MediaError> {
         let mut links = self.shared.links();
         let mut seats = self.shared.seats();
-        // A seat over (left already, or failed) stays until the plane's
-        // task has sent its last datagrams and dropped it: it is no seat
-        // to leave, and leaving it twice would say so twice in the journal.
+        // A seat over is no seat to leave: leaving it twice would say so
+        // twice in the journal.
         let held = (seats.get_mut(&seat))
             .filter(|h| h.session == session && h.who.person == person && h.who.role == role)
-            .filter(|h| h.seat.poll_timeout().is_some())
+            .filter(|h| h.is_live())
             .ok_or(MediaError::NoSeat { seat })?;
         held.seat.close();
         let who = held.who.clone();
@@ -610,7 +612,7 @@ impl MediaPlane {
     /// Every browser in a session here.
     pub fn seats(&self) -> Vec<SeatView> {
         let mut seats: Vec<_> = (self.shared.seats().iter())
-            .filter(|(_, held)| held.seat.poll_timeout().is_some())
+            .filter(|(_, held)| held.is_live())
             .map(|(&seat, held)| SeatView {
                 session: held.session,
                 seat,

@@ -89,6 +89,13 @@ pub(super) struct HeldSeat {
 }
 
 impl HeldSeat {
+    /// Not over: a seat over (left, or failed) stays until the plane's
+    /// task has sent its last datagrams and dropped it, and counts for
+    /// nothing meanwhile.
+    pub(super) fn is_live(&self) -> bool {
+        self.seat.poll_timeout().is_some()
+    }
+
     pub(super) fn new(session: SessionId, who: Person, seat: Seat, joined: Instant) -> Self {
         Self {
             session,

@@ -235,9 +235,7 @@ fn step(
     plane
         .links
         .retain(|_, held| held.link.poll_timeout().is_some());
-    plane
-        .seats
-        .retain(|_, held| held.seat.poll_timeout().is_some());
+    plane.seats.retain(|_, held| held.is_live());
     out
 }
 
