@@ -3,10 +3,11 @@
 //! Each organization publishes one record, signed with its identity key and
 //! carrying its certificate chain, so any node can check any record alone.
 //! Merging keeps, per organization, the record with the highest sequence
-//! number and, on a tie, the highest content hash: a join that is
-//! commutative, associative and idempotent, so nodes that saw the same
-//! records in any order hold the same directory. Bucketed digests let two
-//! nodes find what differs without sending everything (anti-entropy).
+//! number and, on a tie, the highest record hash (of its signature, see
+//! `SignedRecord::record_hash`): a join that is commutative, associative
+//! and idempotent, so nodes that saw the same records in any order hold
+//! the same directory. Bucketed digests let two nodes find what differs
+//! without sending everything (anti-entropy).
 
 use crate::calendar::WorkingCalendar;
 use crate::cert::{
@@ -370,6 +371,7 @@ pub const BUCKETS: usize = 256;
 pub struct RecordSummary {
     pub org: OrgId,
     pub sequence: u64,
+    /// `SignedRecord::record_hash`.
     pub hash: [u8; 32],
 }
 
