@@ -23,8 +23,7 @@ fn altered<T: WireMessage + serde::de::DeserializeOwned>(genuine: &T, from_end: 
 async fn forged_records_and_revocations_change_nothing_and_the_forger_is_banned() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let honest = vologda_regional(&mut fed, &[Specialty::Cardiology]);
     let h = start(&honest, vec![fa.clone()]).await;
     wait::converged(&[&f, &h], 3, PATIENCE).await.unwrap();
@@ -117,8 +116,7 @@ async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_bat
     use konsilium_protocol::time::Timestamp;
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let before = f.records().await.unwrap();
 
     let now = node::now();
@@ -177,8 +175,7 @@ async fn an_organization_certified_by_a_forged_authority_is_not_taken_from_a_bat
 async fn a_member_asking_without_end_is_refused_for_a_while() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (_federal, f, district) = federal_and_turned_district(&mut fed).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let (_federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
     let lookup = || Request::Candidates {
         specialty: Specialty::Cardiology,

@@ -332,8 +332,11 @@ fn vologda_regional(fed: &mut LocalFederation, specialties: &[Specialty]) -> Mem
 
 /// A federal center and a district hospital that knows it; the district's
 /// node is then stopped, so its keys can be taken over by the insider
-/// while the federal center still holds its directory record.
-async fn federal_and_turned_district(fed: &mut LocalFederation) -> (Member, NodeHandle, Member) {
+/// while the federal center still holds its directory record. Returns the
+/// federal center, its node, the district and where the node listens.
+async fn federal_and_turned_district(
+    fed: &mut LocalFederation,
+) -> (Member, NodeHandle, Member, Multiaddr) {
     federal_with_video_and_turned_district(fed, None).await
 }
 
@@ -341,18 +344,18 @@ async fn federal_and_turned_district(fed: &mut LocalFederation) -> (Member, Node
 async fn federal_with_video_and_turned_district(
     fed: &mut LocalFederation,
     video: Option<konsilium_node::config::VideoConfig>,
-) -> (Member, NodeHandle, Member) {
+) -> (Member, NodeHandle, Member, Multiaddr) {
     let federal = federal_center(fed);
     let district = kirillov(fed);
     let mut setup = federal.setup(vec![], vec![]);
     setup.video = video;
     let f = node::start(setup).await.expect("the federal node starts");
     let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
-    let d = start(&district, vec![fa]).await;
+    let d = start(&district, vec![fa.clone()]).await;
     wait::converged(&[&f, &d], 2, PATIENCE).await.unwrap();
     d.shutdown().await;
     forgotten(&f, &district).await;
-    (federal, f, district)
+    (federal, f, district, fa)
 }
 
 /// Waits until `node` no longer lists `member` among its peers. The insider

@@ -58,8 +58,7 @@ fn is_permanent_refusal(answer: &Result<Response, String>) -> bool {
 async fn tampered_truncated_misaddressed_expired_and_replayed_packages_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let mut events = f.subscribe();
     let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
     let day = node::now().saturating_add(Duration::from_secs(86_400));
@@ -195,9 +194,8 @@ async fn delivered(
 async fn forged_and_replayed_receipts_complete_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let stranger = fed.enrol(OrgSpec::new("Totma CDH", OrgLevel::District, "RU-VLG", &[]));
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
     let mut events = f.subscribe();
     let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
     let sent = f
@@ -426,8 +424,7 @@ async fn a_relay_holds_a_bounded_amount_for_each_member() {
 async fn packages_whose_attachments_never_come_wait_in_bounded_numbers_until_they_expire() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
     let soon = node::now().saturating_add(Duration::from_secs(4));
     let day = node::now().saturating_add(Duration::from_secs(86_400));
@@ -467,9 +464,8 @@ async fn packages_whose_attachments_never_come_wait_in_bounded_numbers_until_the
 async fn attachments_are_served_only_to_whom_their_package_goes() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
-    let (federal, f, district) = federal_and_turned_district(&mut fed).await;
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
     let stranger = fed.enrol(OrgSpec::new("Totma CDH", OrgLevel::District, "RU-VLG", &[]));
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
     let mut insider = Insider::connect(&district, fa.clone(), f.peer_id()).await;
     f.send(SendRequest {
         target: Target::Org(district.org_id()),

@@ -17,9 +17,8 @@ async fn a_probe_naming_a_consultations_session_is_held_apart_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut fed = LocalFederation::new(dir.path(), node::now());
     let video = konsilium_node::config::VideoConfig::on("127.0.0.1:0".parse().unwrap());
-    let (federal, f, district) =
+    let (federal, f, district, fa) =
         federal_with_video_and_turned_district(&mut fed, Some(video)).await;
-    let fa = wait::listen_addr(&f, PATIENCE).await.unwrap();
     let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
 
     // A real offer, from a link whose address is a closed loopback port.
