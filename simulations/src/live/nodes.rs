@@ -380,8 +380,8 @@ async fn record_at(node: &NodeHandle, org: OrgId) -> Result<(u64, usize), SimErr
 /// tasks, and the moment it noted came late (at 100 nodes, a changed
 /// record's arrival by 8 ms at the median and 18 ms at the last node).
 struct Listeners {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Listeners {
@@ -404,19 +404,12 @@ impl Listeners {
                 })
             })
             .map_err(|e| live(format!("the listeners' thread: {e}")))?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(Self { stop, thread })
     }
 
-    fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }
 
