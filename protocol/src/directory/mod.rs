@@ -251,6 +251,13 @@ pub struct DirectoryEntry {
 }
 
 impl DirectoryEntry {
+    /// Whether a record named `hash` with `sequence` would replace this
+    /// one: another record, ranked above it. Anything else could change
+    /// nothing, genuine or not.
+    pub(crate) fn is_replaced_by(&self, sequence: u64, hash: &[u8; 32]) -> bool {
+        self.hash != *hash && rank(sequence, hash) > rank(self.record.sequence, &self.hash)
+    }
+
     pub fn org(&self) -> OrgId {
         self.verified.cert.org
     }
@@ -321,10 +328,7 @@ fn merge_over(held: Option<&DirectoryEntry>, entry: &DirectoryEntry) -> Merge {
     match held {
         None => Merge::Added,
         Some(held) if held.hash == entry.hash => Merge::Unchanged,
-        Some(held)
-            if rank(held.record.sequence, &held.hash)
-                > rank(entry.record.sequence, &entry.hash) =>
-        {
+        Some(held) if !held.is_replaced_by(entry.record.sequence, &entry.hash) => {
             Merge::Superseded {
                 held_sequence: held.record.sequence,
             }

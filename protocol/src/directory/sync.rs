@@ -674,15 +674,11 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             // genuine: neither is verified. That spares a full check for
             // every duplicate gossip delivers, every record a naive peer
             // pushes, and every stale record a peer replays, however many.
-            if let Some(held) = self.directory.get(&cert.org) {
-                let hash = record.record_hash();
-                if held.hash() == hash
-                    || super::rank(held.record().sequence, &held.hash())
-                        > super::rank(sequence, &hash)
-                {
-                    fates[i] = Fate::Unchanged;
-                    continue;
-                }
+            if let Some(held) = self.directory.get(&cert.org)
+                && !held.is_replaced_by(sequence, &record.record_hash())
+            {
+                fates[i] = Fate::Unchanged;
+                continue;
             }
             let in_scope = match &self.config.scope {
                 Scope::Federation => true,
