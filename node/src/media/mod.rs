@@ -21,6 +21,7 @@
 //! answers and every offered link allocates one of its own, so a link's
 //! relayed address, like its port, is no other link's.
 
+mod demux;
 mod outbound;
 mod relay;
 mod room;

@@ -4,6 +4,7 @@
 //! happened. STUN answers to the plane's own Binding requests are taken
 //! here before anything reaches a link.
 
+use super::demux::Demux;
 use super::outbound::MediaSocket;
 use super::relay::Relay;
 use super::room::{Room, SeatId, Seats, Source};
@@ -34,6 +35,7 @@ pub(super) async fn run(
 ) {
     let local = sockets.local;
     let mut buf = vec![0u8; 2048];
+    let mut demux = Demux::default();
     loop {
         let next = {
             let links = shared
@@ -89,6 +91,7 @@ pub(super) async fn run(
                 room: &mut shared.room(),
                 watched: &super::lock(&shared.watched),
                 stock: &shared.stock,
+                demux: &mut demux,
             },
             local,
             received,
@@ -162,6 +165,7 @@ struct Plane<'a> {
     room: &'a mut Room,
     watched: &'a HashSet<SessionId>,
     stock: &'a Arc<super::stock::Stock>,
+    demux: &'a mut Demux,
 }
 
 /// What one round's connections said, to be acted on once every
@@ -182,7 +186,7 @@ fn step(
     events: &mpsc::UnboundedSender<MediaEvent>,
 ) -> Outgoing {
     for d in received {
-        deliver(plane, local, d, now);
+        (plane.demux).deliver(plane.links, plane.seats, local, &d, now);
     }
     let mut heard = Vec::new();
     let mut settled = false;
@@ -236,21 +240,8 @@ fn step(
         .links
         .retain(|_, held| held.link.poll_timeout().is_some());
     plane.seats.retain(|_, held| held.is_live());
+    plane.demux.retain(plane.links, plane.seats);
     out
-}
-
-/// A datagram to the one connection whose address pair it is: the socket
-/// it arrived on, then the sender. Browsers reach the plane's own port.
-fn deliver(plane: &mut Plane, local: SocketAddr, d: Datagram, now: Instant) {
-    if let Some(held) = (plane.links.values_mut())
-        .find(|h| h.reached_at(local, d.destination) && h.link.accepts(now, &d))
-    {
-        held.link.handle_datagram(now, &d);
-    } else if d.destination == local
-        && let Some(held) = (plane.seats.values_mut()).find(|h| h.seat.accepts(now, &d))
-    {
-        held.seat.handle_datagram(now, &d);
-    }
 }
 
 /// What a connection said: media and messages forwarded in the room,
