@@ -21,8 +21,9 @@ use std::time::Instant;
 /// growing with what an on-path sender can make a connection accept.
 const MAX_PAIRS: usize = 4096;
 
+/// The connection a datagram went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(super) enum Target {
     Link(SessionId, OrgId),
     Seat(SeatId),
 }
@@ -37,7 +38,7 @@ pub(super) struct Demux {
 impl Demux {
     /// Hands `d`, which arrived at `d.destination` (the plane's address
     /// `local`, a link's own socket, or a relayed address), to the
-    /// connection whose address pair it is; returns whether one took it.
+    /// connection whose address pair it is; returns which took it.
     /// Links are asked before seats, as a link's relayed address is not
     /// the plane's.
     pub(super) fn deliver(
@@ -47,7 +48,7 @@ impl Demux {
         local: SocketAddr,
         d: &Datagram,
         now: Instant,
-    ) -> bool {
+    ) -> Option<Target> {
         let pair = (d.destination, d.source);
         let remembered = (self.pairs.get(&pair).copied())
             .filter(|&target| takes(links, seats, local, target, d, now));
@@ -62,7 +63,7 @@ impl Demux {
                     .map(|(&id, _)| Target::Seat(id))
             })
         });
-        let Some(target) = found else { return false };
+        let target = found?;
         if remembered.is_none() {
             if self.pairs.len() >= MAX_PAIRS {
                 self.pairs.clear();
@@ -81,7 +82,7 @@ impl Demux {
                 }
             }
         }
-        true
+        Some(target)
     }
 
     /// Forgets the pairs of connections that are gone.
@@ -203,7 +204,8 @@ mod tests {
         // Each browser's checks are answered to it alone, the first time
         // (found by asking) and again (remembered).
         for d in from_a.iter().chain(&from_a) {
-            assert!(demux.deliver(&mut links, &mut seats, plane, d, later));
+            let took = demux.deliver(&mut links, &mut seats, plane, d, later);
+            assert_eq!(took, Some(Target::Seat(id_a)));
             let to = answered(&mut seats);
             assert!(
                 !to.is_empty() && to.iter().all(|&t| t == d.source),
@@ -211,7 +213,8 @@ mod tests {
             );
         }
         for d in &from_b {
-            assert!(demux.deliver(&mut links, &mut seats, plane, d, later));
+            let took = demux.deliver(&mut links, &mut seats, plane, d, later);
+            assert_eq!(took, Some(Target::Seat(id_b)));
             let to = answered(&mut seats);
             assert!(
                 !to.is_empty() && to.iter().all(|&t| t == d.source),
@@ -229,7 +232,10 @@ mod tests {
             destination: plane,
             contents: rtp,
         };
-        assert!(!demux.deliver(&mut links, &mut seats, plane, &stranger, later));
+        assert_eq!(
+            demux.deliver(&mut links, &mut seats, plane, &stranger, later),
+            None
+        );
         assert!(answered(&mut seats).is_empty());
         assert_eq!(demux.pairs.len(), 2);
 
@@ -237,7 +243,10 @@ mod tests {
         seats.remove(&id_a);
         demux.retain(&links, &seats);
         assert_eq!(demux.pairs.len(), 1);
-        assert!(!demux.deliver(&mut links, &mut seats, plane, &from_a[0], later));
+        assert_eq!(
+            demux.deliver(&mut links, &mut seats, plane, &from_a[0], later),
+            None
+        );
         assert!(answered(&mut seats).is_empty());
     }
 }
