@@ -59,11 +59,27 @@ impl Peer {
         }
     }
 
-    /// Polls until str0m names its next timeout, sending what it emits.
+    /// Polls until str0m names a timeout still to come, sending what it
+    /// emits. One already due is handed back at once (a written frame is
+    /// packetized, and each packet released, on a timeout str0m asks for
+    /// straight away): left to tokio's timer, whose tick is a millisecond,
+    /// a frame could wait up to that long before it leaves, in some runs
+    /// and not others. At most `DUE_AT_ONCE` per call, so a timeout that
+    /// stays due cannot hold the task.
     pub async fn drain(&mut self) {
+        const DUE_AT_ONCE: usize = 256;
+        let mut handed = 0;
         loop {
             match self.rtc.poll_output().expect("bare rtc") {
                 Output::Timeout(at) => {
+                    let now = std::time::Instant::now();
+                    if at <= now && handed < DUE_AT_ONCE {
+                        handed += 1;
+                        (self.rtc)
+                            .handle_input(Input::Timeout(now))
+                            .expect("bare timeout");
+                        continue;
+                    }
                     self.next = at;
                     return;
                 }
