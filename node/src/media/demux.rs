@@ -38,9 +38,8 @@ pub(super) struct Demux {
 impl Demux {
     /// Hands `d`, which arrived at `d.destination` (the plane's address
     /// `local`, a link's own socket, or a relayed address), to the
-    /// connection whose address pair it is; returns which took it.
-    /// Links are asked before seats, as a link's relayed address is not
-    /// the plane's.
+    /// connection whose address pair it is; returns which took it. Links
+    /// are asked before seats, which take only what reached `local`.
     pub(super) fn deliver(
         &mut self,
         links: &mut Links,
@@ -53,15 +52,11 @@ impl Demux {
         let remembered = (self.pairs.get(&pair).copied())
             .filter(|&target| takes(links, seats, local, target, d, now));
         let found = remembered.or_else(|| {
-            let link = (links.iter())
-                .find(|(_, h)| h.reached_at(local, d.destination) && h.link.accepts(now, d))
-                .map(|(&(session, org), _)| Target::Link(session, org));
-            link.or_else(|| {
-                (d.destination == local)
-                    .then(|| seats.iter().find(|(_, h)| h.seat.accepts(now, d)))
-                    .flatten()
-                    .map(|(&id, _)| Target::Seat(id))
-            })
+            let link_keys = links
+                .keys()
+                .map(|&(session, org)| Target::Link(session, org));
+            let seat_keys = seats.keys().map(|&id| Target::Seat(id));
+            (link_keys.chain(seat_keys)).find(|&target| takes(links, seats, local, target, d, now))
         });
         let target = found?;
         if remembered.is_none() {
