@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn each_datagram_reaches_its_own_seat_and_gone_seats_are_forgotten() {
+    fn each_datagram_reaches_its_own_seat_and_a_closed_or_gone_seat_takes_none() {
         let now = Instant::now();
         let (mut a, seat_a) = joined(now, "10.0.0.9:50000");
         let (mut b, seat_b) = joined(now, "10.0.0.8:50000");
@@ -233,6 +233,16 @@ mod tests {
         );
         assert!(answered(&mut seats).is_empty());
         assert_eq!(demux.pairs.len(), 2);
+
+        // A remembered seat that closed refuses; no other takes its
+        // browser's datagrams.
+        seats.get_mut(&id_a).unwrap().seat.close();
+        answered(&mut seats);
+        assert_eq!(
+            demux.deliver(&mut links, &mut seats, plane, &from_a[0], later),
+            None
+        );
+        assert!(answered(&mut seats).is_empty());
 
         // A seat gone: its pair is forgotten, its browser reaches no one.
         seats.remove(&id_a);
