@@ -198,18 +198,11 @@ mod tests {
 
         // Each browser's checks are answered to it alone, the first time
         // (found by asking) and again (remembered).
-        for d in from_a.iter().chain(&from_a) {
+        let checks = (from_a.iter().chain(&from_a).map(|d| (d, id_a)))
+            .chain(from_b.iter().map(|d| (d, id_b)));
+        for (d, id) in checks {
             let took = demux.deliver(&mut links, &mut seats, plane, d, later);
-            assert_eq!(took, Some(Target::Seat(id_a)));
-            let to = answered(&mut seats);
-            assert!(
-                !to.is_empty() && to.iter().all(|&t| t == d.source),
-                "{to:?}"
-            );
-        }
-        for d in &from_b {
-            let took = demux.deliver(&mut links, &mut seats, plane, d, later);
-            assert_eq!(took, Some(Target::Seat(id_b)));
+            assert_eq!(took, Some(Target::Seat(id)));
             let to = answered(&mut seats);
             assert!(
                 !to.is_empty() && to.iter().all(|&t| t == d.source),
