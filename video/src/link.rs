@@ -23,6 +23,14 @@ const CHANNEL: &str = "consilium";
 /// and hear everyone who publishes there, up to this many at once (the
 /// room page shows no more tiles than that per site anyway).
 pub const PER_SITE: usize = 4;
+/// The slots a link is offered with. Most sites have one clinician on
+/// camera, and every media line costs the setup (str0m writes, parses and
+/// builds each, 0.1 ms or so) and every packet after it (each of the
+/// connection's timeouts walks all its streams): nine lines where three
+/// serve made a session's setup a millisecond slower and forwarding a
+/// tenth dearer. A second publisher at either site grows the link
+/// ([`Link::grow`]).
+const FIRST_SLOTS: usize = 1;
 /// RTP time advances by a 30 fps frame's worth at 90 kHz per frame sent.
 const FRAME_TICKS: u64 = 3000;
 /// How long a link that lost its path waits for an ICE restart to find a
@@ -147,7 +155,13 @@ pub enum LinkError {
 
 pub struct Link {
     core: Core,
+    /// This side wrote the link's first offer: only it offers again (ICE
+    /// restarts, more slots), so the two sites' offers never cross.
+    offerer: bool,
     pending: Option<SdpPendingOffer>,
+    /// The slots the pending offer adds (a voice's and a picture's line
+    /// each), usable once the other site has answered.
+    growing: Vec<(Mid, Mid)>,
     /// The media lines of each slot, in the order of the offer: the
     /// `i`-th audio and the `i`-th video line carry one participant.
     audio: Vec<Mid>,
@@ -184,7 +198,9 @@ impl Link {
     fn with(now: Instant, rtc: Rtc, local: LocalAddrs) -> Self {
         Self {
             core: Core::new(now, rtc),
+            offerer: false,
             pending: None,
+            growing: Vec::new(),
             audio: Vec::new(),
             video: Vec::new(),
             events: VecDeque::new(),
@@ -209,7 +225,7 @@ impl Link {
         let mut rtc = new_rtc(now, local, prepared)?;
         let mut change = rtc.sdp_api();
         let (mut audio, mut video) = (Vec::new(), Vec::new());
-        for _ in 0..PER_SITE {
+        for _ in 0..FIRST_SLOTS {
             audio.push(change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None));
             video.push(change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
         }
@@ -218,10 +234,43 @@ impl Link {
             .apply()
             .ok_or(LinkError::Description("nothing to offer".into()))?;
         let mut link = Self::with(now, rtc, local);
+        link.offerer = true;
         link.pending = Some(pending);
         (link.audio, link.video) = (audio, video);
         link.drain();
         Ok((link, offer.to_sdp_string()))
+    }
+
+    /// The offering side, when one site has more participants to carry
+    /// than the link has slots (`wanted`, at most [`PER_SITE`]): an offer
+    /// that adds the missing slots over the same connection, sent to the
+    /// other site like the first and answered through
+    /// [`Link::handle_restart`]; its answer goes to [`Link::handle_answer`],
+    /// and the slots carry media from then on. `None` when nothing is
+    /// missing, on the answering side (the other site grows the link), or
+    /// while the link is not connected or an offer waits: the caller asks
+    /// again later.
+    pub fn grow(&mut self, now: Instant, wanted: usize) -> Result<Option<String>, LinkError> {
+        let wanted = wanted.min(PER_SITE);
+        if !self.offerer || self.slots() >= wanted || self.pending.is_some() || !self.is_connected()
+        {
+            return Ok(None);
+        }
+        self.core.set_now(now);
+        let have = self.slots();
+        let mut change = self.core.rtc.sdp_api();
+        let mut growing = Vec::new();
+        for _ in have..wanted {
+            let audio = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+            let video = change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+            growing.push((audio, video));
+        }
+        let (offer, pending) = change
+            .apply()
+            .ok_or(LinkError::Description("nothing to offer".into()))?;
+        (self.pending, self.growing) = (Some(pending), growing);
+        self.drain();
+        Ok(Some(offer.to_sdp_string()))
     }
 
     /// The side that answers an offer.
@@ -241,30 +290,39 @@ impl Link {
             .map_err(|e| LinkError::Description(e.to_string()))?;
         let mut link = Self::with(now, rtc, local);
         let answer = answer.to_sdp_string();
-        // The slots in the order of the offer's media lines, which the
-        // answer keeps (str0m names them in events only once it runs).
-        let mids = (answer.lines())
-            .filter_map(|line| line.trim().strip_prefix("a=mid:"))
-            .map(Mid::from);
-        for mid in mids {
-            if let Some(media) = link.core.rtc.media(mid) {
-                match Track::of(media.kind()) {
-                    Track::Audio if link.audio.len() < PER_SITE => link.audio.push(mid),
-                    Track::Video if link.video.len() < PER_SITE => link.video.push(mid),
-                    _ => {}
-                }
-            }
-        }
+        link.learn_slots(&answer);
         link.meter.remote_description(sdp);
         link.remote_fingerprint = fingerprint(sdp);
         link.drain();
         Ok((link, answer))
     }
 
+    /// The slots an answer has that the link had not, in the order of its
+    /// media lines (the offer's order, which both sides then share; str0m
+    /// names the lines in events only once it runs).
+    fn learn_slots(&mut self, answer: &str) {
+        let mids = (answer.lines())
+            .filter_map(|line| line.trim().strip_prefix("a=mid:"))
+            .map(Mid::from);
+        for mid in mids {
+            if self.audio.contains(&mid) || self.video.contains(&mid) {
+                continue;
+            }
+            if let Some(media) = self.core.rtc.media(mid) {
+                match Track::of(media.kind()) {
+                    Track::Audio if self.audio.len() < PER_SITE => self.audio.push(mid),
+                    Track::Video if self.video.len() < PER_SITE => self.video.push(mid),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     pub fn handle_answer(&mut self, answer: &str) -> Result<(), LinkError> {
         let pending = (self.pending.take()).ok_or(LinkError::Description(
             "no offer is waiting for an answer".into(),
         ))?;
+        let growing = std::mem::take(&mut self.growing);
         self.meter.remote_description(answer);
         self.remote_fingerprint = self.remote_fingerprint.take().or(fingerprint(answer));
         let answer = SdpAnswer::from_sdp_string(answer)
@@ -272,6 +330,10 @@ impl Link {
         (self.core.rtc.sdp_api())
             .accept_answer(pending, answer)
             .map_err(|e| LinkError::Description(e.to_string()))?;
+        for (audio, video) in growing {
+            self.audio.push(audio);
+            self.video.push(video);
+        }
         self.drain();
         Ok(())
     }
@@ -304,9 +366,10 @@ impl Link {
         self.remote_fingerprint.is_some() && self.remote_fingerprint == fingerprint(offer)
     }
 
-    /// The answering side of [`Link::restart`]: returns the answer, which
-    /// names `local`'s addresses too when they are new (a relay granted
-    /// since the link began).
+    /// The answering side of [`Link::restart`] and [`Link::grow`]: returns
+    /// the answer, which names `local`'s addresses too when they are new
+    /// (a relay granted since the link began); slots the offer adds carry
+    /// media from now on.
     pub fn handle_restart(
         &mut self,
         now: Instant,
@@ -326,10 +389,12 @@ impl Link {
             SdpOffer::from_sdp_string(offer).map_err(|e| LinkError::Description(e.to_string()))?;
         let answer = (self.core.rtc.sdp_api())
             .accept_offer(offer)
-            .map_err(|e| LinkError::Description(e.to_string()))?;
+            .map_err(|e| LinkError::Description(e.to_string()))?
+            .to_sdp_string();
+        self.learn_slots(&answer);
         self.meter.remote_description(sdp);
         self.drain();
-        Ok(answer.to_sdp_string())
+        Ok(answer)
     }
 
     /// Whether a datagram arriving on a socket several links share is this
@@ -421,8 +486,8 @@ impl Link {
         }
     }
 
-    /// How many of a site's participants this link carries (fewer than
-    /// [`PER_SITE`] when the other site offered fewer media lines).
+    /// How many of a site's participants this link carries: one at first,
+    /// up to [`PER_SITE`] as it grows.
     pub fn slots(&self) -> usize {
         self.audio.len().min(self.video.len())
     }

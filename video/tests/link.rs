@@ -660,8 +660,34 @@ fn on_slot(events: &[LinkEvent], slot: usize, bytes: &[u8]) -> Option<Frame> {
 #[test]
 fn each_participant_of_a_site_travels_on_a_slot_of_its_own() {
     let (mut a, mut b, mut now) = linked();
-    assert_eq!((a.slots(), b.slots()), (PER_SITE, PER_SITE));
+    // One slot at first; the offering side grows the link for more.
+    assert_eq!((a.slots(), b.slots()), (1, 1));
     let template = received(&mut a, &mut b, &mut now, b"template");
+    assert!(matches!(
+        b.forward(1, &template),
+        Err(LinkError::NotReady(_))
+    ));
+    assert_eq!(
+        b.grow(now, PER_SITE),
+        Ok(None),
+        "only the offering side grows"
+    );
+    assert_eq!(a.grow(now, 1), Ok(None), "nothing is missing");
+    let grown = a.grow(now, PER_SITE + 3).unwrap().expect("an offer");
+    assert_eq!(a.grow(now, PER_SITE), Ok(None), "one offer at a time");
+    assert!(b.is_restarted_by(&grown));
+    let answer = b
+        .handle_restart(now, &grown, Site::new(2, 40002).local)
+        .unwrap();
+    assert_eq!(b.slots(), PER_SITE);
+    assert_eq!(a.slots(), 1, "usable once answered");
+    a.handle_answer(&answer).unwrap();
+    assert_eq!(a.slots(), PER_SITE);
+    // The first slot carries on over the grown connection.
+    assert_eq!(
+        received(&mut a, &mut b, &mut now, b"still").data[..],
+        b"still"[..]
+    );
     let t0 = now;
     let made = |data: &[u8], ms: u64, rtp: u64, keyframe: bool| Frame {
         data: data.into(),

@@ -9,7 +9,9 @@
 //! its own (a voice and a picture), up to [`PER_SITE`] of them, in the
 //! order they joined; one who leaves frees the slot for the next waiting.
 //! Each site tells the others who its slots carry, so a tile is labelled
-//! with the person, not only the site.
+//! with the person, not only the site. A link starts with one slot; the
+//! site that offered it grows it when either site has more publishers
+//! (the other site's count is what it told).
 
 use super::Links;
 use konsilium_protocol::identity::OrgId;
@@ -17,7 +19,7 @@ use konsilium_protocol::journal::Role;
 use konsilium_protocol::video::SessionId;
 use konsilium_video::{Forwarded, Frame, Layer, PER_SITE, Quality, Seat, Slot, Track};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// A browser's connection, named in its WHIP/WHEP resource URL: random,
@@ -170,6 +172,9 @@ pub(super) struct Room {
     /// Which of this site's browsers each slot of the session's links
     /// carries.
     carried: HashMap<SessionId, [Option<SeatId>; PER_SITE]>,
+    /// Sessions where a link this site offered may carry fewer slots than
+    /// a site has publishers: looked at until every such link has grown.
+    growing: HashSet<SessionId>,
     /// What the other sites were last told this site's browsers take,
     /// and when it is next looked at.
     told: HashMap<SessionId, Quality>,
@@ -233,6 +238,7 @@ impl Room {
             };
             carried[free] = Some(id);
             changed = true;
+            self.growing.insert(session);
             for ((s, _), held) in links.iter_mut() {
                 if *s == session {
                     held.link.new_source(free);
@@ -256,6 +262,7 @@ impl Room {
     /// The session ended here: what the room knew of it goes.
     pub(super) fn end(&mut self, session: SessionId) {
         self.carried.remove(&session);
+        self.growing.remove(&session);
         self.told.remove(&session);
         self.rosters.retain(|(s, _), _| *s != session);
         self.their_slots.retain(|(s, _), _| *s != session);
@@ -500,6 +507,7 @@ impl Room {
                     })
                     .collect();
                 self.their_slots.insert((session, org), people);
+                self.growing.insert(session);
                 // The browsers showing that site's slots learn who they show.
                 let showing: Vec<SeatId> = (seats.iter())
                     .filter(|(_, s)| s.session == session)
@@ -591,6 +599,13 @@ impl Room {
         }
     }
 
+    /// Another site's link is up: that site hears who is here, and the
+    /// link, begun with one slot, grows to those already wanted.
+    pub(super) fn site_joined(&mut self, links: &mut Links, seats: &mut Seats, session: SessionId) {
+        self.growing.insert(session);
+        self.announce(links, seats, session);
+    }
+
     /// A site's link ended: its people are gone from the room.
     pub(super) fn site_left(&mut self, seats: &mut Seats, session: SessionId, org: OrgId) {
         self.their_slots.remove(&(session, org));
@@ -625,6 +640,56 @@ impl Room {
             *slot = None;
             self.fill_slots(links, seats, session);
         }
+    }
+
+    /// The slots a link to `org` in the session must carry: up to the last
+    /// one taken, here or (as it told) there.
+    fn slots_wanted(&self, session: SessionId, org: OrgId) -> usize {
+        let ours = (self.carried.get(&session))
+            .and_then(|carried| carried.iter().rposition(Option::is_some));
+        let theirs = (self.their_slots.get(&(session, org)))
+            .and_then(|people| people.iter().rposition(Option::is_some));
+        [ours, theirs]
+            .into_iter()
+            .flatten()
+            .map(|last| last + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Grows the links this site offered that carry fewer slots than are
+    /// wanted; returns the offers that do so, for the event loop to sign
+    /// and send. A link not ready to grow (still connecting, an offer out)
+    /// is looked at again next time.
+    pub(super) fn grow(
+        &mut self,
+        links: &mut Links,
+        now: Instant,
+    ) -> Vec<(SessionId, OrgId, String)> {
+        let mut offers = Vec::new();
+        if self.growing.is_empty() {
+            return offers;
+        }
+        let mut short = HashSet::new();
+        for (&(session, org), held) in links.iter_mut() {
+            if !self.growing.contains(&session) || held.own.is_none() {
+                continue;
+            }
+            let wanted = self.slots_wanted(session, org).min(PER_SITE);
+            if held.link.slots() >= wanted {
+                continue;
+            }
+            match held.link.grow(now, wanted) {
+                Ok(Some(offer)) => offers.push((session, org, offer)),
+                Ok(None) => {
+                    short.insert(session);
+                }
+                // The slots it has go on carrying.
+                Err(e) => tracing::warn!(%org, "video: the link did not grow: {e}"),
+            }
+        }
+        self.growing = short;
+        offers
     }
 
     fn send_tiles(&self, seats: &mut Seats, id: SeatId) {

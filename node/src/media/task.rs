@@ -212,6 +212,14 @@ fn step(
         act(plane, heard, events);
     }
     plane.room.tell_quality(now, plane.links, plane.seats);
+    for (session, org, offer) in plane.room.grow(plane.links, now) {
+        let offer = Ok(offer);
+        let _ = events.send(MediaEvent::Offer {
+            session,
+            org,
+            offer,
+        });
+    }
     if settled {
         plane.stock.refill();
     }
@@ -236,11 +244,17 @@ fn step(
         }
     }
     // A failed or closed connection has said why; it holds nothing more.
+    let before = plane.links.len() + plane.seats.len();
     plane
         .links
         .retain(|_, held| held.link.poll_timeout().is_some());
     plane.seats.retain(|_, held| held.is_live());
-    plane.demux.retain(plane.links, plane.seats);
+    // Only this task removes connections, so the remembered pairs can only
+    // have gone stale in a round that removed one; checking them every
+    // round cost more than the parsing the memory saves.
+    if plane.links.len() + plane.seats.len() < before {
+        plane.demux.retain(plane.links, plane.seats);
+    }
     out
 }
 
@@ -272,7 +286,7 @@ fn act(plane: &mut Plane, heard: Heard, events: &mpsc::UnboundedSender<MediaEven
         Heard::Site(session, org, event) => {
             match &event {
                 LinkEvent::Data(bytes) => room.said_by_site(links, seats, session, org, bytes),
-                LinkEvent::ChannelOpen => room.announce(links, seats, session),
+                LinkEvent::ChannelOpen => room.site_joined(links, seats, session),
                 LinkEvent::Failed(_) => room.site_left(seats, session, org),
                 _ => {}
             }

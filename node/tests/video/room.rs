@@ -5,10 +5,10 @@
 //! The browsers here are bare str0m connections, joined as WHIP/WHEP
 //! clients join.
 
-use super::sessions::{once_connected, requested};
+use super::sessions::{once_connected, requested, video_event};
 use super::*;
 use konsilium_node::media::SeatId;
-use konsilium_video::PER_SITE;
+use konsilium_video::{LinkEvent, PER_SITE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,10 +158,15 @@ impl Seen {
         (lines.len() == 1).then(|| *lines.iter().next().unwrap())
     }
 
+    /// Whether `person` (a physician of the district) was seen and heard.
+    fn sees_and_hears(&self, person: &str) -> bool {
+        self.sees_and_hears_at(person, "physician", "District hospital")
+    }
+
     /// Whether `person`'s picture and voice both arrived, each on a line
     /// of its own, and a tile is labelled with them.
-    fn sees_and_hears(&self, person: &str) -> bool {
-        let label = format!("{person} (physician), District hospital");
+    fn sees_and_hears_at(&self, person: &str, role: &str, site: &str) -> bool {
+        let label = format!("{person} ({role}), {site}");
         self.line(&picture_of(person)).is_some()
             && self.line(&voice_of(person)).is_some()
             && self.tiles.contains(&label)
@@ -305,4 +310,127 @@ async fn every_clinician_publishing_at_a_site_is_seen_and_heard_at_the_other_by_
     for stop in &stops {
         stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A link starts with one slot and the site that offered it grows it, on
+/// its own publishers' count and on what the other site told of its own.
+/// The district offers the link and it is up before anyone joins, and
+/// both viewers' channels are open (each site has told the other who it
+/// carries) before anyone goes on camera: then two clinicians at the
+/// district are seen at the center only if the district grows the link
+/// for its own, and three at the center are seen at the district only if
+/// the district grows it for what the center told. A third organization
+/// invited after that sees all five: links set up late grow too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_grows_a_slot_for_each_clinician_on_camera_at_either_site() {
+    let Three {
+        _tmp,
+        fed: _fed,
+        district,
+        regional,
+        federal,
+        ..
+    } = three_with(Some(loopback_video())).await;
+    let mut at_federal = federal.subscribe();
+    let mut at_district = district.subscribe();
+    let id = requested(&district).await;
+    status_reaches(&mut at_federal, id, Status::Requested).await;
+    let by = || Some(("Dr. Ivanova".to_owned(), Role::Physician));
+    let session = once_connected(|| district.open_video(id, by())).await;
+    // Up before any browser joins, so no join opens the session at the
+    // center too and the district's offer is the link's.
+    let open = |e: &LinkEvent| *e == LinkEvent::ChannelOpen;
+    video_event(&mut at_district, "the link", session, federal.org(), open).await;
+
+    let viewer = |node| {
+        joined(
+            node,
+            id,
+            "Viewer",
+            Role::Physician,
+            Direction::RecvOnly,
+            2 * PER_SITE,
+        )
+    };
+    let mut viewers = [viewer(&federal).await.0, viewer(&district).await.0];
+    for viewer in &mut viewers {
+        let end = Instant::now() + Duration::from_secs(30);
+        while !viewer.open {
+            assert!(Instant::now() < end, "a viewer's channel opens");
+            viewer
+                .step(Some(Instant::now() + Duration::from_millis(20)))
+                .await;
+        }
+    }
+    // What each site then told the other about its slots has arrived.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Where, as whom (and as tiles name the role), who.
+    let on_camera: [(&NodeHandle, Role, &str, &str, &[&'static str]); 2] = [
+        (
+            &district,
+            Role::Physician,
+            "physician",
+            "District hospital",
+            &["Dr. Sidorov", "Dr. Kozlova"],
+        ),
+        (
+            &federal,
+            Role::Consultant,
+            "consultant",
+            "Federal cardiology center",
+            &["Prof. Smirnova", "Prof. Orlov", "Prof. Volkov"],
+        ),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    for ((node, role, named, site, people), viewer) in on_camera.into_iter().zip(&mut viewers) {
+        for &person in people {
+            let (peer, _, mids) = joined(node, id, person, role, Direction::SendOnly, 1).await;
+            publish(peer, mids, person, stop.clone());
+        }
+        let mut seen = Seen::default();
+        watch(
+            viewer,
+            &mut seen,
+            [&district, &federal],
+            &format!("{people:?} reach the other site"),
+            |s| people.iter().all(|p| s.sees_and_hears_at(p, named, site)),
+        )
+        .await;
+        let pictures: BTreeSet<Mid> = (people.iter())
+            .map(|p| seen.line(&picture_of(p)).expect("one line each"))
+            .collect();
+        assert_eq!(
+            pictures.len(),
+            people.len(),
+            "each picture on a line of its own"
+        );
+    }
+
+    // A third organization invited now: its links begin with one slot
+    // and grow to everyone already on camera.
+    let mut at_regional = regional.subscribe();
+    let invite = Action::Invite {
+        org: regional.org(),
+    };
+    for (role, user, action) in [
+        (Role::Coordinator, "coordinator", Action::Accept),
+        (Role::Consultant, "Prof. Smirnova", invite),
+    ] {
+        federal.act(act(id, role, user, action)).await.unwrap();
+    }
+    status_reaches(&mut at_regional, id, Status::Accepted).await;
+    let mut guest = viewer(&regional).await.0;
+    let everyone: Vec<(&str, &str, &str)> = (on_camera.iter())
+        .flat_map(|(_, _, named, site, people)| people.iter().map(move |p| (*p, *named, *site)))
+        .collect();
+    let mut seen = Seen::default();
+    watch(
+        &mut guest,
+        &mut seen,
+        [&district, &federal],
+        "everyone on camera reaches the invited site",
+        |s| (everyone.iter()).all(|(p, role, site)| s.sees_and_hears_at(p, role, site)),
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
 }
