@@ -14,7 +14,7 @@ use konsilium_protocol::workflow::ConsultationId;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-/// The trees a batch may touch, in the order of `Store::batch_trees`.
+/// The trees a batch may touch, in the order of `Store::write`'s list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tree {
     Inbox,
@@ -117,7 +117,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let trees = [
+        let all = [
             &self.inbox,
             &self.seen,
             &self.consultations,
@@ -129,22 +129,22 @@ impl Store {
             &self.kept_blobs,
             &self.deadlines,
         ];
-        let index = |tree: Tree| match tree {
-            Tree::Inbox => 0,
-            Tree::Seen => 1,
-            Tree::Consultations => 2,
-            Tree::EarlySteps => 3,
-            Tree::Journal => 4,
-            Tree::Checkpoints => 5,
-            Tree::Intake => 6,
-            Tree::ConclusionPackages => 7,
-            Tree::KeptBlobs => 8,
-            Tree::Deadlines => 9,
-        };
+        // Only the trees the batch touches take part: sled locks and
+        // commits every tree of a transaction, and a journal entry alone
+        // (a video link's step) paid for all ten.
+        let mut trees: Vec<&sled::Tree> = Vec::new();
+        let mut index = [usize::MAX; 10];
+        for (tree, _, _) in &batch.writes {
+            let at = *tree as usize;
+            if index[at] == usize::MAX {
+                index[at] = trees.len();
+                trees.push(all[at]);
+            }
+        }
         trees[..]
             .transaction(|views| {
                 for (tree, key, value) in &batch.writes {
-                    let view = &views[index(*tree)];
+                    let view = &views[index[*tree as usize]];
                     match value {
                         Some(v) => view.insert(key.as_slice(), v.as_slice())?,
                         None => view.remove(key.as_slice())?,
