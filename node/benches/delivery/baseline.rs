@@ -138,7 +138,7 @@ impl request_response::Codec for BulkCodec {
 }
 
 /// Same transport stack and TCP settings as `node::start` (TCP with
-/// nodelay, Noise, Yamux, long idle timeout), so the baseline differs from
+/// nodelay, Noise, Yamux, the node's swarm settings), so the baseline differs from
 /// the node only in what the node does, not in how bytes travel.
 pub(crate) fn raw_swarm<C>(
     protocol: StreamProtocol,
@@ -162,7 +162,7 @@ where
             )
         })
         .expect("behaviour builds")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .with_swarm_config(konsilium_node::net::swarm_config)
         .build()
 }
 

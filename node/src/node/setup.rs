@@ -157,7 +157,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
             .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| NodeError::Network(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .with_swarm_config(crate::net::swarm_config)
         .build();
     for addr in &setup.listen {
         check_port_free(addr)?;

@@ -171,7 +171,8 @@ fn swarm(
     let behaviour = |key: &libp2p::identity::Keypair| {
         gossipsub(key, heartbeat).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
     };
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(300));
+    // The nodes' own swarm settings.
+    let settings = konsilium_node::net::swarm_config;
     Ok(match over {
         Links::Tcp => builder
             .with_tcp(
@@ -182,7 +183,7 @@ fn swarm(
             .map_err(raw)?
             .with_behaviour(behaviour)
             .map_err(raw)?
-            .with_swarm_config(idle)
+            .with_swarm_config(settings)
             .build(),
         Links::Memory => builder
             .with_other_transport(|key| {
@@ -191,7 +192,7 @@ fn swarm(
             .map_err(raw)?
             .with_behaviour(behaviour)
             .map_err(raw)?
-            .with_swarm_config(idle)
+            .with_swarm_config(settings)
             .build(),
     })
 }
