@@ -3,7 +3,8 @@
 //! and the same process.
 //!
 //! Run with `cargo bench -p konsilium-node --bench delivery` (200 samples a
-//! row) or `... -- --quick` (50 samples). Ratios rather than milliseconds,
+//! row) or `... -- --quick` (50 samples); `--sustained` or `--attachment`
+//! runs that row alone, to profile it. Ratios rather than milliseconds,
 //! because the absolute numbers depend on the machine and its load; the
 //! baseline sees the same machine at the same moment. To make that hold on a
 //! noisy shared box, baseline and node samples alternate one by one.
@@ -579,9 +580,11 @@ async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>, (u64, 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // cargo passes `--bench` (and any filter); only `--quick` and
-    // `--sustained` (that row alone, to profile it) matter here.
+    // `--sustained` or `--attachment` (that row alone, to profile it)
+    // matter here.
     let quick = std::env::args().any(|a| a == "--quick");
     let sustained_only = std::env::args().any(|a| a == "--sustained");
+    let attachment_only = std::env::args().any(|a| a == "--attachment");
     let counts = if quick {
         Counts {
             warmup: 5,
@@ -610,6 +613,12 @@ async fn main() {
         let sustained = sustained_row(&tmp.path().join("sustained"), counts.queued).await;
         let crypto = PackageCrypto::probe(counts.samples, BODY_BYTES);
         print_sustained(&sustained, &crypto);
+        return;
+    }
+    if attachment_only {
+        let (attachment, traces, _) = attachment_row(&tmp.path().join("attachment"), &counts).await;
+        print_table(&[&attachment]);
+        print_breakdown("256 MiB attachment", &traces);
         return;
     }
     let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;

@@ -6,6 +6,7 @@
 //! prefix, so a transfer interrupted by a crash resumes from the file's
 //! length; it becomes a blob only after its hash checks out.
 
+use super::writeback::Writeback;
 use konsilium_protocol::identity::{SealingKey, SealingPublicKey};
 use konsilium_protocol::seal::keyring::{Keyring, Purpose};
 use konsilium_protocol::seal::{self, BlobRef, EnvelopeHeader, Sealer};
@@ -135,6 +136,7 @@ impl BlobStore {
             file,
             hasher,
             written: held,
+            writeback: Writeback::from(held),
             done: self.path(&blob.hash),
         })
     }
@@ -179,10 +181,14 @@ impl BlobStore {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
+        let mut writeback = Writeback::from(0);
         let mut emit = |bytes: &[u8], out: &mut BufWriter<File>| -> Result<(), BlobError> {
             hasher.update(bytes);
             size += bytes.len() as u64;
-            out.write_all(bytes).map_err(io_err(&tmp))
+            out.write_all(bytes).map_err(io_err(&tmp))?;
+            // What the buffer holds is not in the file yet.
+            writeback.wrote(out.get_ref(), size - out.buffer().len() as u64);
+            Ok(())
         };
         let (mut sealer, handshake) =
             Sealer::for_attachment(header, index, sender, recipient, ephemeral_seed)?;
@@ -259,13 +265,23 @@ impl BlobStore {
     }
 }
 
-/// A piece of an open blob, read without moving a shared cursor.
+/// A piece of an open blob, read without moving a shared cursor, straight
+/// into the piece's memory: zeroing each megabyte before reading over it
+/// was memory traffic a transfer paid for nothing.
 pub fn read_piece(file: &File, path: &Path, offset: u64, len: u32) -> Result<Vec<u8>, BlobError> {
-    use std::os::unix::fs::FileExt;
     let size = file.metadata().map_err(io_err(path))?.len();
     let len = u64::from(len).min(size.saturating_sub(offset)) as usize;
-    let mut out = vec![0u8; len];
-    file.read_exact_at(&mut out, offset).map_err(io_err(path))?;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let at = offset + out.len() as u64;
+        let read = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut out), at)
+            .map_err(|e| io_err(path)(io::Error::from(e)))?;
+        if read == 0 {
+            return Err(io_err(path)(io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    // The allocator may have given room for more than was asked.
+    out.truncate(len);
     Ok(out)
 }
 
@@ -276,6 +292,7 @@ pub struct PartialBlob {
     file: File,
     hasher: blake3::Hasher,
     written: u64,
+    writeback: Writeback,
     done: PathBuf,
 }
 
@@ -304,6 +321,7 @@ impl PartialBlob {
         self.file.write_all(bytes).map_err(io_err(&self.path))?;
         self.hasher.update(bytes);
         self.written = got;
+        self.writeback.wrote(&self.file, got);
         Ok(got)
     }
 
@@ -464,5 +482,14 @@ mod tests {
         partial.append(0, b"hello").unwrap();
         partial.complete().unwrap();
         assert_eq!(store.read(&blob.hash, 1, 3).unwrap(), b"ell");
+        assert_eq!(
+            store.read(&blob.hash, 3, 1 << 20).unwrap(),
+            b"lo",
+            "cut at the end"
+        );
+        assert!(
+            store.read(&blob.hash, 9, 4).unwrap().is_empty(),
+            "past the end"
+        );
     }
 }

@@ -7,3 +7,4 @@ pub mod backup;
 pub mod blobs;
 pub mod datadir;
 pub mod store;
+pub mod writeback;
