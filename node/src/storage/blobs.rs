@@ -136,7 +136,7 @@ impl BlobStore {
             file,
             hasher,
             written: held,
-            writeback: Writeback::from(held),
+            writeback: Writeback::starting_at(held),
             done: self.path(&blob.hash),
         })
     }
@@ -181,7 +181,7 @@ impl BlobStore {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
-        let mut writeback = Writeback::from(0);
+        let mut writeback = Writeback::starting_at(0);
         let mut emit = |bytes: &[u8], out: &mut BufWriter<File>| -> Result<(), BlobError> {
             hasher.update(bytes);
             size += bytes.len() as u64;

@@ -33,11 +33,11 @@ pub struct Writeback {
 }
 
 impl Writeback {
-    /// A file whose first `from` bytes were written before (a resumed
+    /// A file whose first `written` bytes were written before (a resumed
     /// transfer): those are left to the closing fsync.
-    pub fn from(from: u64) -> Self {
+    pub fn starting_at(written: u64) -> Self {
         Self {
-            handed: from,
+            handed: written,
             refused: false,
         }
     }
@@ -90,7 +90,7 @@ mod tests {
     fn each_whole_chunk_is_handed_once_from_where_the_file_began() {
         let dir = tempfile::tempdir().unwrap();
         let mut file = File::create(dir.path().join("f")).unwrap();
-        let mut writeback = Writeback::from(CHUNK / 2);
+        let mut writeback = Writeback::starting_at(CHUNK / 2);
         let piece = vec![7u8; (CHUNK / 4) as usize];
         let mut len = CHUNK / 2;
         file.write_all(&vec![0u8; len as usize]).unwrap();
@@ -125,7 +125,7 @@ mod tests {
         // A pipe is no file: sync_file_range refuses it (ESPIPE).
         let (reader, _writer) = std::io::pipe().unwrap();
         let file = File::from(std::os::fd::OwnedFd::from(reader));
-        let mut writeback = Writeback::from(0);
+        let mut writeback = Writeback::starting_at(0);
         writeback.wrote(&file, 3 * CHUNK);
         assert!(writeback.refused);
         assert_eq!(writeback.handed, CHUNK, "stops at the first refusal");

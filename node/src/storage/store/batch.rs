@@ -133,7 +133,7 @@ impl Store {
         // commits every tree of a transaction, and a journal entry alone
         // (a video link's step) paid for all ten.
         let mut trees: Vec<&sled::Tree> = Vec::new();
-        let mut index = [usize::MAX; 10];
+        let mut index = all.map(|_| usize::MAX);
         for (tree, _, _) in &batch.writes {
             let at = *tree as usize;
             if index[at] == usize::MAX {
