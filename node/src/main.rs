@@ -1,5 +1,9 @@
 //! `konsilium`: set up and run a node, or run the demo federation.
 
+/// See the workspace's `mimalloc` entry.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 
 use clap::Parser;

@@ -4,6 +4,10 @@
 //! With `--live`, the scenario's organizations (`--nodes` of them) run as
 //! real nodes in this process instead, beside the model on the same ones.
 
+/// See the workspace's `mimalloc` entry.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use konsilium_protocol::testkit::package_crypto::PackageCrypto;

@@ -64,6 +64,10 @@
 //! medians of the events the nodes emit, and the cost of one sled flush on
 //! the disk the nodes' databases are on, which `TMPDIR` decides).
 
+/// The node's own allocator, for the nodes and their baselines alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod baseline;
 mod limit;
 mod memory;

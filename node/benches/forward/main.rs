@@ -24,6 +24,13 @@
 //! every camera at the same instant instead: the worst case, where the
 //! node takes 20 frames at once and the last waits for the 19 before it.
 //!
+//! `--busy` adds the node's other work: while the sessions run, the
+//! federal site sends the district node one package after another, each
+//! with a 16 MiB attachment (a DICOM series shared during the consilium),
+//! so the district node fetches, hashes, stores and acknowledges files
+//! while it forwards. Its CPU then counts that work too, so the rows are
+//! printed but not written to the suite's table.
+//!
 //! Judged: the p99 a frame takes through the node minus the p99 directly
 //! (target ≤ 1 ms), and the node's CPU over the measured window (target
 //! ≤ 25% of one core). Frames lost on the way are counted, so a node that
@@ -36,14 +43,23 @@
 //! to its receiver runs in the sender's system call, so the node's CPU
 //! includes part of its receivers' work.
 
+/// The node's own allocator, for the nodes and their baselines alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../common/peer.rs"]
 mod peer;
 #[path = "../common/sites.rs"]
 mod sites;
 
-use konsilium_node::node::Inspect;
+use konsilium_node::node::{Attachment, Inspect, NodeEvent, NodeHandle, SendRequest, Target};
+use konsilium_protocol::cert::OrgLevel;
+use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::journal::Role;
+use konsilium_protocol::seal::RoutingHeader;
+use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
+use konsilium_protocol::urgency::Urgency;
 use peer::Peer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,6 +82,8 @@ const FRAME: usize = (BITRATE / 8 / FPS) as usize;
 const WARMUP: Duration = Duration::from_secs(10);
 const ADDED_P99_TARGET: Duration = Duration::from_millis(1);
 const CPU_TARGET: f64 = 0.25;
+/// With `--busy`: each shared file's size.
+const SHARED_FILE: usize = 16 << 20;
 /// The thread name of the forwarding node's runtime.
 const NODE_THREADS: &str = "fwd-node";
 
@@ -242,6 +260,38 @@ async fn run(
     share
 }
 
+/// Sends `to` one package with a shared file after another, each when the
+/// last is delivered, until the phase stops; returns how many arrived.
+async fn share_files(from: &NodeHandle, to: OrgId, window: &Window) -> u64 {
+    let mut events = from.subscribe();
+    let file = vec![0x5a; SHARED_FILE];
+    let mut delivered = 0;
+    while !window.stop.load(Ordering::Relaxed) {
+        let request = SendRequest {
+            target: Target::Org(to),
+            routing: RoutingHeader {
+                specialty: Specialty::Cardiology,
+                min_level: OrgLevel::District,
+                urgency: Urgency::Urgent,
+                region: None,
+            },
+            body: vec![0x5a; 1024],
+            attachments: vec![Attachment::Bytes(file.clone())],
+            lifetime: Duration::from_secs(86_400),
+        };
+        let sent = from.send(request).await.expect("a shared file is sent");
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::PackageDelivered { id, .. }) if id == sent.id => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return delivered,
+            }
+        }
+        delivered += 1;
+    }
+    delivered
+}
+
 /// The connections the node sent less than the full picture at some
 /// moment of the measured window (`konsilium sessions` says "reduced" or
 /// "audio only" when their path was estimated too thin): a frame held
@@ -331,6 +381,7 @@ async fn through_node(
     phases: Phases,
     measure: Duration,
     base: Instant,
+    busy: bool,
 ) -> (Phase, f64, BTreeMap<String, BTreeSet<String>>) {
     let node_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -381,10 +432,23 @@ async fn through_node(
     let publishers = all.into_iter().zip(mids).collect();
     let cpu = || threads_cpu(NODE_THREADS);
     let window = Arc::new(Window::default());
-    let (share, thinned) = tokio::join!(
+    let shared = async {
+        match busy {
+            true => share_files(&pair.federal, pair.district.org(), &window).await,
+            false => 0,
+        }
+    };
+    let (share, thinned, files) = tokio::join!(
         run(publishers, phases, viewers, measure, &window, base, cpu),
-        thinned(&pair.district, &window)
+        thinned(&pair.district, &window),
+        shared
     );
+    if busy {
+        println!(
+            "while forwarding, the node took in {files} files of {} MiB",
+            SHARED_FILE >> 20
+        );
+    }
     node_rt.shutdown_background();
     far_rt.shutdown_background();
     (summary(&window), share, thinned)
@@ -441,7 +505,8 @@ async fn main() {
         false => Phases::Random(number("--seed").unwrap_or(1)),
     };
     println!("{sessions} sessions, {}", phases.describe());
-    let (ours, cpu, thinned) = through_node(sessions, phases, measure, base).await;
+    let busy = args.iter().any(|a| a == "--busy");
+    let (ours, cpu, thinned) = through_node(sessions, phases, measure, base, busy).await;
     let bare = direct(sessions, phases, measure, base).await;
     let added = ours.p99.saturating_sub(bare.p99);
     let delivered = |p: &Phase| 100.0 * p.received as f64 / (p.sent.max(1) as f64);
@@ -516,7 +581,11 @@ async fn main() {
             met: met_cpu,
         },
     ];
-    if let Some(path) = suite::record("3-video-forwarding", &rows).expect("write the suite rows") {
+    // The suite's rows are the node forwarding alone.
+    if !busy
+        && let Some(path) =
+            suite::record("3-video-forwarding", &rows).expect("write the suite rows")
+    {
         println!("rows written to {}", path.display());
     }
 }

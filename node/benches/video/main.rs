@@ -31,6 +31,10 @@
 //! `KONSILIUM_BENCH_LOG=<filter>` (e.g. `konsilium_node=debug,str0m=debug`)
 //! logs every step with its time, to see where a sample goes.
 
+/// The node's own allocator, for the nodes and the bare pair alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use konsilium_node::federation::wait;
 use konsilium_node::node::{ActRequest, NodeEvent};
 use konsilium_protocol::identity::OrgId;

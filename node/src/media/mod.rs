@@ -28,6 +28,7 @@ mod room;
 mod socket;
 mod stock;
 mod task;
+mod thread;
 
 pub use room::{Person, SeatId};
 
@@ -241,6 +242,7 @@ pub struct MediaPlane {
     inbound: mpsc::Sender<Datagram>,
     events: mpsc::UnboundedSender<MediaEvent>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    _thread: thread::MediaThread,
 }
 
 impl Drop for MediaPlane {
@@ -263,16 +265,6 @@ impl MediaPlane {
     ) -> Result<Self, MediaError> {
         let addr = config.listen;
         let failed = |source| MediaError::Socket { addr, source };
-        let socket = UdpSocket::bind(addr).await.map_err(failed)?;
-        let local = socket.local_addr().map_err(failed)?;
-        // Every browser and site sends to this one port: a burst larger than
-        // the kernel's default buffer (about 200 KiB, 40 ms of 20 sessions)
-        // would be dropped before the task reads it. The kernel caps the
-        // size at net.core.rmem_max.
-        if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECEIVE_BUFFER) {
-            tracing::warn!(%addr, "video socket: receive buffer left at the default: {e}");
-        }
-        let socket = Arc::new(outbound::MediaSocket::new(socket).map_err(failed)?);
         let shared = Arc::new(Shared {
             links: Mutex::new(Links::new()),
             seats: Mutex::new(Seats::new()),
@@ -287,16 +279,36 @@ impl MediaPlane {
         });
         shared.stock.refill();
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let sockets = task::Sockets {
-            plane: socket.clone(),
-            local,
-            inbound: inbound_rx,
+        // Every browser and site sends to this one port: a burst larger than
+        // the kernel's default buffer (about 200 KiB, 40 ms of 20 sessions)
+        // would be dropped before the task reads it. The kernel caps the
+        // size at net.core.rmem_max.
+        let configure = move |socket: &UdpSocket| {
+            if let Err(e) =
+                rustix::net::sockopt::set_socket_recv_buffer_size(socket, RECEIVE_BUFFER)
+            {
+                tracing::warn!(%addr, "video socket: receive buffer left at the default: {e}");
+            }
         };
-        let mut tasks = vec![tokio::spawn(task::run(
-            sockets,
-            shared.clone(),
-            events.clone(),
-        ))];
+        let run = {
+            let (shared, events) = (shared.clone(), events.clone());
+            move |plane: Arc<outbound::MediaSocket>| async move {
+                let Ok(local) = plane.udp().local_addr() else {
+                    return;
+                };
+                let sockets = task::Sockets {
+                    plane,
+                    local,
+                    inbound: inbound_rx,
+                };
+                task::run(sockets, shared, events).await
+            }
+        };
+        let (socket, thread) = thread::start(thread::name(), addr, configure, run)
+            .await
+            .map_err(failed)?;
+        let local = socket.udp().local_addr().map_err(failed)?;
+        let mut tasks = Vec::new();
         let (stun, turn) = (config.stun.clone(), Arc::new(config.turn.clone()));
         if !stun.is_empty() {
             let refresh = socket::refresh(socket, stun.clone(), shared.clone());
@@ -315,6 +327,7 @@ impl MediaPlane {
             inbound,
             events,
             tasks,
+            _thread: thread,
         })
     }
 
