@@ -292,10 +292,7 @@ impl MediaPlane {
         };
         let run = {
             let (shared, events) = (shared.clone(), events.clone());
-            move |plane: Arc<outbound::MediaSocket>| async move {
-                let Ok(local) = plane.udp().local_addr() else {
-                    return;
-                };
+            move |plane: Arc<outbound::MediaSocket>, local: SocketAddr| async move {
                 let sockets = task::Sockets {
                     plane,
                     local,
@@ -304,10 +301,9 @@ impl MediaPlane {
                 task::run(sockets, shared, events).await
             }
         };
-        let (socket, thread) = thread::start(thread::name(), addr, configure, run)
+        let (socket, local, thread) = thread::start(thread::name(), addr, configure, run)
             .await
             .map_err(failed)?;
-        let local = socket.udp().local_addr().map_err(failed)?;
         let mut tasks = Vec::new();
         let (stun, turn) = (config.stun.clone(), Arc::new(config.turn.clone()));
         if !stun.is_empty() {
