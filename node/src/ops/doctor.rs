@@ -552,7 +552,8 @@ mod tests {
             store.flush().unwrap();
         }
         let anchor = journal.checkpoint(&key, Timestamp::from_unix_millis(9_000));
-        crate::storage::anchor::write(dir.path(), &anchor).unwrap();
+        let mut file = crate::storage::anchor::AnchorFile::open(dir.path()).unwrap();
+        file.write(&anchor).unwrap();
         let check = database(dir.path(), &org);
         assert_eq!(check.verdict, Verdict::Ok, "{}", check.detail);
 

@@ -54,9 +54,25 @@ pub struct Anchoring {
     /// for it: most flushes (deliveries, records) leave the journal alone
     /// and cost no read or signature.
     moved: std::sync::atomic::AtomicBool,
+    /// Opened at the first flush that anchors, again after a failed write.
+    file: std::sync::Mutex<Option<crate::storage::anchor::AnchorFile>>,
 }
 
 impl Anchoring {
+    fn write(&self, checkpoint: &Signed<Checkpoint>) -> Result<(), StoreError> {
+        use crate::storage::anchor::AnchorFile;
+        let mut held = (self.file.lock()).unwrap_or_else(|poisoned| poisoned.into_inner());
+        let file = match held.as_mut() {
+            Some(file) => file,
+            None => held.insert(AnchorFile::open(&self.data_dir)?),
+        };
+        let written = file.write(checkpoint);
+        if written.is_err() {
+            *held = None;
+        }
+        Ok(written?)
+    }
+
     pub fn new(
         key: konsilium_protocol::identity::IdentityKey,
         data_dir: &Path,
@@ -68,6 +84,7 @@ impl Anchoring {
             now: Box::new(now),
             // The first flush anchors whatever the journal holds at start.
             moved: std::sync::atomic::AtomicBool::new(true),
+            file: std::sync::Mutex::new(None),
         }
     }
 }
@@ -264,7 +281,7 @@ impl Store {
                         at: (a.now)(),
                     },
                 );
-                Ok(crate::storage::anchor::write(&a.data_dir, &checkpoint)?)
+                a.write(&checkpoint)
             });
         if written.is_err()
             && let Some(a) = anchoring

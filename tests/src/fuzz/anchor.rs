@@ -3,10 +3,13 @@
 
 use super::*;
 
-/// A journal anchor read from its file, checked against the fixed journal.
+/// A journal anchor file's bytes, read as the node reads them (two slots,
+/// or an older node's single checkpoint), checked against the fixed journal.
 pub fn journal_anchor(data: &[u8]) -> bool {
     let w = &*WORLD;
-    let Some(anchor) = decode::<Signed<Checkpoint>>(data) else {
+    use konsilium_node::storage::anchor::{FILE, parse};
+    let at = std::path::Path::new(FILE);
+    let Ok(Some(anchor)) = parse(at, data) else {
         return false;
     };
     let org = w.federal.id();

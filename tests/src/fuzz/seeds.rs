@@ -274,6 +274,12 @@ pub fn seeds() -> Vec<Seed> {
         ),
         ("journal_anchor", "anchor", frame(&w.anchor)),
         (
+            "journal_anchor",
+            "slots",
+            konsilium_node::storage::anchor::file_bytes(Some(&w.anchor))
+                .expect("an anchor fits its slot"),
+        ),
+        (
             "config_file",
             "district",
             include_bytes!("../../../deploy/examples/district/node.toml").to_vec(),
