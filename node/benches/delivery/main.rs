@@ -763,7 +763,7 @@ async fn main() {
     print_breakdown("relayed", &relayed_traces);
     print_breakdown("256 MiB attachment", &attachment_traces);
     println!(
-        "  sled insert+flush of 1 KiB on this disk: p50 {:.3} ms",
+        "  sled insert+flush+fdatasync of 1 KiB on this disk: p50 {:.3} ms",
         ms(flush)
     );
     println!(

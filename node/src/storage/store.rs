@@ -95,6 +95,9 @@ pub use records::*;
 mod batch;
 pub use batch::Batch;
 
+mod durable;
+use durable::Durable;
+
 pub struct Store {
     db: sled::Db,
     records: sled::Tree,
@@ -113,6 +116,8 @@ pub struct Store {
     /// hash, so the next due one is the first key.
     expiring_blobs: sled::Tree,
     anchoring: Option<Anchoring>,
+    /// Finishes each of sled's flushes.
+    durable: Durable,
     /// Held through a flush.
     flushing: std::sync::Mutex<()>,
     intake: sled::Tree,
@@ -193,6 +198,7 @@ impl Store {
     fn open_trees(dir: &Path) -> Result<Self, sled::Error> {
         let db = sled::Config::new().path(dir).open()?;
         Ok(Self {
+            durable: Durable::open(dir)?,
             dir: dir.to_owned(),
             records: db.open_tree("records")?,
             revocations: db.open_tree("revocations")?,
@@ -238,6 +244,9 @@ impl Store {
             }
         }
         copy.flush().at(dest)?;
+        (Durable::open(dest).and_then(|d| d.sync()))
+            .map_err(sled::Error::from)
+            .at(dest)?;
         Ok(())
     }
 
@@ -264,6 +273,7 @@ impl Store {
         // for it.
         let head = anchoring.map(|_| self.journal_head());
         let written = (self.db.flush())
+            .and_then(|_| Ok(self.durable.sync()?))
             .map_err(|source| StoreError::At {
                 path: self.dir.clone(),
                 source,
