@@ -146,10 +146,7 @@ fn replace(
         file.write_all(&bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
     }
-    fs::rename(&tmp, path).map_err(io)?;
-    fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    crate::storage::datadir::rename_durably(&tmp, path).map_err(io)
 }
 
 fn slot_bytes(path: &Path, checkpoint: &Signed<Checkpoint>) -> Result<Vec<u8>, AnchorError> {

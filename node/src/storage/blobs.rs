@@ -6,6 +6,7 @@
 //! prefix, so a transfer interrupted by a crash resumes from the file's
 //! length; it becomes a blob only after its hash checks out.
 
+use super::datadir;
 use super::writeback::Writeback;
 use konsilium_protocol::identity::{SealingKey, SealingPublicKey};
 use konsilium_protocol::seal::keyring::{Keyring, Purpose};
@@ -217,7 +218,7 @@ impl BlobStore {
             size,
         };
         let done = self.path(&blob.hash);
-        fs::rename(&tmp, &done).map_err(io_err(&done))?;
+        datadir::rename_durably(&tmp, &done).map_err(io_err(&done))?;
         Ok(blob)
     }
 
@@ -336,7 +337,7 @@ impl PartialBlob {
             });
         }
         self.file.sync_all().map_err(io_err(&self.path))?;
-        fs::rename(&self.path, &self.done).map_err(io_err(&self.done))
+        datadir::rename_durably(&self.path, &self.done).map_err(io_err(&self.done))
     }
 }
 

@@ -22,6 +22,15 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
     }
 }
 
+/// Renames `from` to `to` and syncs the directory holding `to`, so the new
+/// name survives a power cut: a file synced and renamed is otherwise only
+/// as durable as the directory's next write-back.
+pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    let dir = to.parent().filter(|d| !d.as_os_str().is_empty());
+    fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+}
+
 /// Creates the directory if needed and makes it and everything in it
 /// private: directories 0700, files 0600. Symbolic links are left alone
 /// (an operator may point `blobs/` at another volume; its target is theirs).
@@ -91,6 +100,18 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), DataDirError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_durable_rename_moves_the_file_and_a_missing_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("partial"), dir.path().join("done"));
+        fs::write(&from, b"bytes").unwrap();
+        rename_durably(&from, &to).unwrap();
+        assert!(!from.exists());
+        assert_eq!(fs::read(&to).unwrap(), b"bytes");
+        let e = rename_durably(&from, &to).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
