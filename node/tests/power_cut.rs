@@ -8,19 +8,22 @@
 //! copy holds what the file system sent to the device by then, and nothing
 //! of what sat dirty in its page cache, as a disk would after losing power
 //! at that moment. The copy is then mounted (ext4 replays its journal) and
-//! the store opened on it must hold every write acknowledged before it.
+//! the store opened on it must hold every write acknowledged before it,
+//! and the attachment store every attachment it completed.
 //!
 //! Needs root (losetup, mount) and `mkfs.ext4`: ignored by default, run by
 //! `.ci/run` as `cargo test -p konsilium-node --test power_cut -- --ignored`.
 //!
 //! Without the store's own syncs after sled's flush (see
-//! `storage/store/durable.rs`) this fails: sled writes values over 128 KiB
-//! as files it never syncs, and the copies lose them.
+//! `storage/store/durable.rs`) this fails at the first write, and without
+//! the directory's sync after an attachment's rename
+//! (`datadir::rename_durably`), at the first attachment.
 
+use konsilium_node::storage::blobs::BlobStore;
 use konsilium_node::storage::store::Store;
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::identity::{IdentityKey, OrgId};
-use konsilium_protocol::seal::SealedPackage;
+use konsilium_protocol::seal::{BlobRef, SealedPackage};
 use konsilium_protocol::seal::{EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
 use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::time::Timestamp;
@@ -76,6 +79,16 @@ impl Drop for Mounted {
     }
 }
 
+/// An attachment fetched in full: its bytes, and what its package says of it.
+fn attachment(n: u8) -> (Vec<u8>, BlobRef) {
+    let bytes = vec![n; (64 << 10) + usize::from(n)];
+    let blob = BlobRef {
+        hash: *blake3::hash(&bytes).as_bytes(),
+        size: bytes.len() as u64,
+    };
+    (bytes, blob)
+}
+
 fn package(n: u8, sender: OrgId, recipient: OrgId) -> SealedPackage {
     SealedPackage {
         header: EnvelopeHeader {
@@ -111,40 +124,56 @@ fn every_acknowledged_write_survives_a_power_cut_after_it() {
         IdentityKey::from_seed([1; 32]).org_id(),
         IdentityKey::from_seed([2; 32]).org_id(),
     );
-    let mut cuts = Vec::new();
+    // Each cut: its image, the attachments completed and the packages
+    // flushed before it.
+    let mut cuts: Vec<(PathBuf, u8, u8)> = Vec::new();
+    let mut cut = |completed: u8, flushed: u8| {
+        // The power goes now: the device keeps what it was sent.
+        let image_now = work.path().join(format!("cut-{}.img", cuts.len()));
+        std::fs::copy(&image, &image_now).unwrap();
+        cuts.push((image_now, completed, flushed));
+    };
     {
         let disk = Mounted::new(&image, &work.path().join("disk"));
         let store = Store::open(&disk.at.join("db")).unwrap();
+        let blobs = BlobStore::open(&disk.at.join("blobs")).unwrap();
         for n in 1..=WRITES {
+            let (bytes, blob) = attachment(n);
+            let mut partial = blobs.begin(&blob).unwrap();
+            partial.append(0, &bytes).unwrap();
+            partial.complete().unwrap();
+            cut(n, n - 1);
             store
                 .put_waiting(&package(n, sender, relay), &relay)
                 .unwrap();
             store.set_meta_u64("acknowledged", u64::from(n)).unwrap();
             store.flush().unwrap();
-            // The power goes now: the device keeps what it was sent.
-            let cut = work.path().join(format!("cut-{n}.img"));
-            std::fs::copy(&image, &cut).unwrap();
-            cuts.push((n, cut));
+            cut(n, n);
         }
     }
-    for (acknowledged, cut) in cuts {
-        let disk = Mounted::new(&cut, &work.path().join(format!("after-{acknowledged}")));
-        let store = Store::open(&disk.at.join("db"))
-            .unwrap_or_else(|e| panic!("after the cut following write {acknowledged}: {e}"));
+    for (i, (image_then, completed, flushed)) in cuts.into_iter().enumerate() {
+        let after = format!("after the cut following {completed} attachments and {flushed} writes");
+        let disk = Mounted::new(&image_then, &work.path().join(format!("after-{i}")));
+        let store = Store::open(&disk.at.join("db")).unwrap_or_else(|e| panic!("{after}: {e}"));
+        let blobs = BlobStore::open(&disk.at.join("blobs")).unwrap();
+        for n in 1..=completed {
+            let (bytes, blob) = attachment(n);
+            assert!(blobs.has(&blob), "attachment {n}, {after}");
+            assert_eq!(blobs.read(&blob.hash, 0, blob.size as u32).unwrap(), bytes);
+        }
         let held = store.meta_u64("acknowledged").unwrap();
         assert!(
-            held >= Some(u64::from(acknowledged)),
-            "after the cut following write {acknowledged}, the store says {held:?}"
+            held >= Some(u64::from(flushed)) || flushed == 0,
+            "{after}, the store says {held:?}"
         );
-        for n in 1..=acknowledged {
+        for n in 1..=flushed {
             let id = PackageId([n; 16]);
-            let taken = store.take_waiting(&id).unwrap_or_else(|e| {
-                panic!("package {n}, after the cut following write {acknowledged}: {e}")
-            });
+            let taken =
+                (store.take_waiting(&id)).unwrap_or_else(|e| panic!("package {n}, {after}: {e}"));
             assert_eq!(
                 taken,
                 Some((package(n, sender, relay), relay)),
-                "package {n}, after the cut following write {acknowledged}"
+                "package {n}, {after}"
             );
         }
     }
