@@ -9,7 +9,8 @@
 //! of what sat dirty in its page cache, as a disk would after losing power
 //! at that moment. The copy is then mounted (ext4 replays its journal) and
 //! the store opened on it must hold every write acknowledged before it,
-//! and the attachment store every attachment it completed.
+//! the attachment store every attachment it completed, and the journal
+//! verify against its anchor, which covers every entry flushed.
 //!
 //! Needs root (losetup, mount) and `mkfs.ext4`: ignored by default, run by
 //! `.ci/run` as `cargo test -p konsilium-node --test power_cut -- --ignored`.
@@ -17,12 +18,15 @@
 //! Without the store's own syncs after sled's flush (see
 //! `storage/store/durable.rs`) this fails at the first write, and without
 //! the directory's sync after an attachment's rename
-//! (`datadir::rename_durably`), at the first attachment.
+//! (`datadir::rename_durably`), at the first attachment, and without the
+//! anchor's `fdatasync`, at the first write.
 
+use konsilium_node::storage::anchor;
 use konsilium_node::storage::blobs::BlobStore;
-use konsilium_node::storage::store::Store;
+use konsilium_node::storage::store::{Anchoring, Store};
 use konsilium_protocol::cert::OrgLevel;
 use konsilium_protocol::identity::{IdentityKey, OrgId};
+use konsilium_protocol::journal::{self, Action, Journal};
 use konsilium_protocol::seal::{BlobRef, SealedPackage};
 use konsilium_protocol::seal::{EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader};
 use konsilium_protocol::specialty::Specialty;
@@ -124,6 +128,8 @@ fn every_acknowledged_write_survives_a_power_cut_after_it() {
         IdentityKey::from_seed([1; 32]).org_id(),
         IdentityKey::from_seed([2; 32]).org_id(),
     );
+    let me = IdentityKey::from_seed([3; 32]);
+    let at = || Timestamp::from_unix_millis(1_000);
     // Each cut: its image, the attachments completed and the packages
     // flushed before it.
     let mut cuts: Vec<(PathBuf, u8, u8)> = Vec::new();
@@ -135,8 +141,14 @@ fn every_acknowledged_write_survives_a_power_cut_after_it() {
     };
     {
         let disk = Mounted::new(&image, &work.path().join("disk"));
-        let store = Store::open(&disk.at.join("db")).unwrap();
+        let mut store = Store::open(&disk.at.join("db")).unwrap();
+        store.anchor_journal(Anchoring::new(
+            IdentityKey::from_seed([3; 32]),
+            &disk.at,
+            at,
+        ));
         let blobs = BlobStore::open(&disk.at.join("blobs")).unwrap();
+        let mut journal = Journal::new();
         for n in 1..=WRITES {
             let (bytes, blob) = attachment(n);
             let mut partial = blobs.begin(&blob).unwrap();
@@ -147,6 +159,9 @@ fn every_acknowledged_write_survives_a_power_cut_after_it() {
                 .put_waiting(&package(n, sender, relay), &relay)
                 .unwrap();
             store.set_meta_u64("acknowledged", u64::from(n)).unwrap();
+            let user = format!("clinician {n}");
+            let entry = journal.append(at(), None, None, Action::Login { user });
+            store.put_journal(&entry).unwrap();
             store.flush().unwrap();
             cut(n, n);
         }
@@ -161,6 +176,16 @@ fn every_acknowledged_write_survives_a_power_cut_after_it() {
             assert!(blobs.has(&blob), "attachment {n}, {after}");
             assert_eq!(blobs.read(&blob.hash, 0, blob.size as u32).unwrap(), bytes);
         }
+        let entries = store.journal().unwrap();
+        let mut checkpoints = store.checkpoints().unwrap();
+        let anchored = anchor::read(&disk.at).unwrap_or_else(|e| panic!("{after}: {e}"));
+        checkpoints.extend(anchored);
+        let verified = journal::verify(&entries, &checkpoints, &me.org_id())
+            .unwrap_or_else(|e| panic!("the journal, {after}: {e}"));
+        assert!(
+            verified.anchored >= u64::from(flushed),
+            "{after}: {verified:?}"
+        );
         let held = store.meta_u64("acknowledged").unwrap();
         assert!(
             held >= Some(u64::from(flushed)) || flushed == 0,
