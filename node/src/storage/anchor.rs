@@ -129,7 +129,8 @@ impl AnchorFile {
     }
 }
 
-/// A new file of two slots (see [`file_bytes`]), put in place atomically: temporary file, fsync, rename, fsync of the directory.
+/// A new file of two slots (see [`file_bytes`]), put in place atomically:
+/// temporary file, fsync, rename, fsync of the directory.
 fn replace(
     data_dir: &Path,
     path: &Path,
