@@ -13,7 +13,7 @@
 //! verify against its anchor, which covers every entry flushed.
 //!
 //! Needs root (losetup, mount) and `mkfs.ext4`: ignored by default, run by
-//! `.ci/run` as `cargo test -p konsilium-node --test power_cut -- --ignored`.
+//! `.ci/run` as `cargo test --workspace --test power_cut -- --ignored`.
 //!
 //! Without the store's own syncs after sled's flush (see
 //! `storage/store/durable.rs`) this fails at the first write, and without
