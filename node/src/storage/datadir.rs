@@ -28,7 +28,12 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
     let dir = to.parent().filter(|d| !d.as_os_str().is_empty());
-    fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+    sync_dir(dir.unwrap_or(Path::new(".")))
+}
+
+/// Makes the names in `dir` (files created, renamed or removed) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Creates the directory if needed and makes it and everything in it

@@ -113,7 +113,7 @@ impl Durable {
         };
         let done = synced.and_then(|synced| match synced {
             0 => Ok(()),
-            _ => File::open(&self.blobs)?.sync_all(),
+            _ => crate::storage::datadir::sync_dir(&self.blobs),
         });
         // A failure forgets the names it was told: the next sync reads
         // the directory.
