@@ -607,7 +607,7 @@ impl Trust {
                 authority.key
             }
         };
-        let list = notice.list.open(&issuer_key.key())?;
+        let list = notice.list.open_by(issuer_key)?;
         check_count("revoked serials", list.revoked.len(), MAX_REVOKED_SERIALS)?;
         let issuer = list.issuer;
         self.revocations.insert(issuer, (list, notice.clone()));

@@ -126,7 +126,7 @@ impl ConclusionFile {
         now: Timestamp,
     ) -> Result<(Conclusion, String), ConclusionError> {
         let org = trust.verify_chain(&self.chain, now)?;
-        let conclusion = self.conclusion.open(&org.cert.org.verifying_key())?;
+        let conclusion = self.conclusion.open_by(org.cert.org.checked_key())?;
         if conclusion.consultant_org != org.cert.org {
             return Err(ConclusionError::WrongOrganization {
                 named: conclusion.consultant_org,

@@ -73,7 +73,7 @@ pub fn check_receipt_for(
     recipient: OrgId,
     body_hash: &[u8; 32],
 ) -> Result<Receipt, ReceiptError> {
-    let receipt = signed.open(&recipient.verifying_key())?;
+    let receipt = signed.open_by(recipient.checked_key())?;
     if receipt.package != id {
         return Err(ReceiptError::WrongPackage {
             expected: id,

@@ -556,13 +556,13 @@ pub fn verify(
     checkpoints: &[Signed<Checkpoint>],
     org: &OrgId,
 ) -> Result<Verified, JournalError> {
-    let signer = org.verifying_key();
+    let signer = org.checked_key();
     let mut signed = Vec::with_capacity(checkpoints.len());
     for (index, checkpoint) in checkpoints.iter().enumerate() {
         let claimed = checkpoint
             .decode_unverified()
             .map_err(|source| JournalError::UnreadableCheckpoint { index, source })?;
-        if checkpoint.verify(&signer).is_err() {
+        if checkpoint.verify_by(signer).is_err() {
             return Err(JournalError::Checkpoint {
                 seq: claimed.seq,
                 reason: CheckpointFault::BadSignature,

@@ -148,6 +148,22 @@ impl<T: Signable> Signed<T> {
         self.decode_unverified()
     }
 
+    /// Verification by a key known not to be of small order (an
+    /// organization's id, an authority's key, each tested when it was
+    /// made): the check decompresses the point itself, once. Through
+    /// [`Signed::verify`] it was decompressed twice, once for the weak-key
+    /// test and once for the check, the first a tenth of the national
+    /// model's year.
+    pub fn verify_by(&self, signer: CheckedKey) -> Result<(), SignedError> {
+        self.check_by(signer).verify()
+    }
+
+    /// Verifies by a checked key, then decodes.
+    pub fn open_by(&self, signer: CheckedKey) -> Result<T, SignedError> {
+        self.verify_by(signer)?;
+        self.decode_unverified()
+    }
+
     /// A signature check to run later, alone or in a batch.
     pub fn check_by(&self, signer: CheckedKey) -> SignatureCheck<'_> {
         SignatureCheck {
@@ -411,9 +427,15 @@ mod tests {
         );
         let (ka, kb) = (k.org_id().checked_key(), other.org_id().checked_key());
         assert!(matches!(
-            a.verify(&kb.key()),
+            a.verify_by(kb),
             Err(SignedError::BadSignature { .. })
         ));
+        assert!(matches!(
+            a.verify(&other.org_id().verifying_key()),
+            Err(SignedError::BadSignature { .. })
+        ));
+        assert_eq!(a.open_by(ka).unwrap().text, "a");
+        assert!(a.open_by(kb).is_err());
         assert!(verify_all(&[a.check_by(ka), b.check_by(kb)]).is_ok());
         let e = verify_all(&[a.check_by(ka), b.check_by(ka), a.check_by(ka)]).unwrap_err();
         assert!(matches!(e, SignedError::BadSignature { what: "Note", .. }));

@@ -448,7 +448,7 @@ impl Consultation {
     /// Opens a consultation from its signed request.
     pub fn open(request: &Signed<ConsultationRequest>) -> Result<Self, WorkflowError> {
         let body = request.decode_unverified()?;
-        request.verify(&body.requester.verifying_key())?;
+        request.verify_by(body.requester.checked_key())?;
         match &body.consent {
             Consent::EmergencyOverride { reason }
                 if body.urgency != Urgency::Emergency || reason.trim().is_empty() =>
@@ -539,7 +539,7 @@ impl Consultation {
         }
         self.follows(&t)?;
         let side = (self.side_of(t.actor)).ok_or(WorkflowError::Outsider { actor: t.actor })?;
-        signed.verify(&t.actor.verifying_key())?;
+        signed.verify_by(t.actor.checked_key())?;
         let action = t.action.name();
         if !permitted(&t.action, side, t.role) {
             return Err(WorkflowError::NotPermitted {

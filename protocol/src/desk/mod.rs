@@ -589,7 +589,7 @@ impl Desk {
         let Some(case) = self.cases.get_mut(&id) else {
             // The request may still be on its way (its attachments are
             // fetched before it is handed over): hold the step for it.
-            step.verify(&sender.verifying_key())?;
+            step.verify_by(sender.checked_key())?;
             if self.held >= self.config.max_early_steps {
                 return Err(DeskError::TooManyHeld);
             }

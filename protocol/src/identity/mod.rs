@@ -107,11 +107,6 @@ impl CheckedKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-
-    /// The point, for a check that needs it (decompressed again).
-    pub fn key(&self) -> VerifyingKey {
-        VerifyingKey::from_bytes(&self.0).expect("checked when it was made")
-    }
 }
 
 impl TryFrom<[u8; 32]> for OrgId {

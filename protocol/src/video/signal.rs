@@ -81,6 +81,6 @@ pub fn accept(
             max: MAX_DESCRIPTION_LEN,
         });
     }
-    signed.verify(&signal.from.verifying_key())?;
+    signed.verify_by(signal.from.checked_key())?;
     Ok(signal)
 }

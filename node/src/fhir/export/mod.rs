@@ -25,7 +25,7 @@ fn verified_conclusion<'a>(
 ) -> Option<(Conclusion, &'a Signed<Conclusion>)> {
     let signed = r.conclusion?;
     let request = &r.consultation.request;
-    let conclusion = signed.open(&request.consultant.verifying_key()).ok()?;
+    let conclusion = signed.open_by(request.consultant.checked_key()).ok()?;
     let concluded = r.consultation.conclusion;
     let ok = conclusion.consultation == request.id
         && conclusion.consultant_org == request.consultant
