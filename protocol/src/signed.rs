@@ -151,9 +151,8 @@ impl<T: Signable> Signed<T> {
     /// Verification by a key known not to be of small order (an
     /// organization's id, an authority's key, each tested when it was
     /// made): the check decompresses the point itself, once. Through
-    /// [`Signed::verify`] it was decompressed twice, once for the weak-key
-    /// test and once for the check, the first a tenth of the national
-    /// model's year.
+    /// [`Signed::verify`] it is decompressed twice, for the weak-key test
+    /// and again for the check: 54 µs a check here instead of 48.
     pub fn verify_by(&self, signer: CheckedKey) -> Result<(), SignedError> {
         self.check_by(signer).verify()
     }
