@@ -262,6 +262,7 @@ impl LocalFederation {
 /// so a stuck network fails with a message instead of hanging.
 pub mod wait {
     use crate::node::{NodeError, NodeEvent, NodeHandle};
+    use konsilium_protocol::workflow::{ConsultationId, Status};
     use libp2p::Multiaddr;
     use libp2p::multiaddr::Protocol;
     use std::collections::BTreeSet;
@@ -322,6 +323,23 @@ pub mod wait {
         })
         .await
         .map_err(|_| timeout(format!("directories to converge to {size} records")))?
+    }
+
+    /// Until the node whose events `rx` carries has the consultation in
+    /// status `want`.
+    pub async fn status(
+        rx: &mut broadcast::Receiver<NodeEvent>,
+        id: ConsultationId,
+        want: Status,
+        patience: Duration,
+    ) -> Result<(), NodeError> {
+        let what = format!("the consultation to become {want}");
+        event(rx, &what, patience, |e| {
+            let reached = |got: &ConsultationId, status: &Status| *got == id && *status == want;
+            matches!(e, NodeEvent::ConsultationUpdated { id: got, status } if reached(got, status))
+                .then_some(())
+        })
+        .await
     }
 
     /// The first event `pick` accepts.

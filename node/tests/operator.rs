@@ -459,7 +459,7 @@ async fn every_view_works_against_a_live_federation() {
     assert!(sample(&after, "konsilium_delivery_retries_total") >= 1.0);
     assert!(sample(&after, "konsilium_outbox_packages") >= 1.0);
     // What peers' requests and answers hold, against the budgets.
-    use konsilium_node::net::codec::{ANSWER_BUDGET, HELLO_BUDGET, RPC_BUDGET};
+    use konsilium_node::net::budget::{ANSWER_BUDGET, HELLO_BUDGET, RPC_BUDGET};
     let limits = (HELLO_BUDGET + RPC_BUDGET + ANSWER_BUDGET) as f64;
     assert_eq!(sample(&after, "konsilium_peer_bytes_limit"), limits);
     assert!(sample(&after, "konsilium_peer_bytes_held") < limits);

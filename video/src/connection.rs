@@ -2,8 +2,8 @@
 //! their `Rtc` is built, the candidates they offer, and str0m's contract
 //! of polling after every change until it names its next timeout.
 
+use crate::error::LinkError;
 use crate::frame;
-use crate::link::{Datagram, LinkError, LocalAddrs, Prepared};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +39,57 @@ const CHECKS_BEFORE_LOST: usize = 6;
 /// without a word.
 const CHANNEL_BUFFER: usize = 512 * 1024;
 const CHANNEL_QUEUE: usize = 512 * 1024;
+
+/// A connection built ahead of the link or browser seat that will use
+/// it, with a DTLS certificate of its own (whose fingerprint goes into
+/// the signed description). Building one costs a millisecond or two of
+/// key generation: the certificate's, and the key shares str0m's DTLS
+/// makes as it is built. A node keeps a few built ahead, so no setup
+/// waits for one.
+pub struct Prepared(pub(crate) Rtc);
+
+impl Prepared {
+    /// On the caller's clock: the connection's time starts at `now`, and
+    /// the link or seat built from it must not go back before it.
+    pub fn new(now: Instant) -> Result<Self, LinkError> {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = (provider.dtls_provider.generate_certificate()).ok_or(LinkError::Setup(
+            "the crypto backend makes no DTLS certificates".into(),
+        ))?;
+        Ok(Self(build_rtc(now, cert)))
+    }
+}
+
+/// The addresses this site offers for a link: its interface's, the one
+/// its NAT maps it to when a STUN server told it, and a TURN server's
+/// relayed address when one granted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddrs {
+    pub host: SocketAddr,
+    pub reflexive: Option<SocketAddr>,
+    pub relayed: Option<Relayed>,
+    /// Offer the relayed address alone: no address of the hospital's own
+    /// network appears in the description, and all media goes through the
+    /// relay.
+    pub relay_only: bool,
+}
+
+/// A TURN allocation as a link sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    /// Where the server relays from: what the other site sends to.
+    pub addr: SocketAddr,
+    /// The local socket the allocation was made from.
+    pub base: SocketAddr,
+}
+
+/// A UDP datagram in or out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
 
 pub(crate) fn build_rtc(now: Instant, cert: DtlsCert) -> Rtc {
     let mut config = Rtc::builder()

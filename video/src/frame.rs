@@ -3,8 +3,7 @@
 //! browser, another site) is written on others in the payload type each of
 //! them negotiated for the same codec.
 
-use crate::link::LinkError;
-use crate::simulcast::Layer;
+use crate::error::LinkError;
 use std::sync::Arc;
 use std::time::Instant;
 use str0m::format::PayloadParams;
@@ -24,6 +23,27 @@ impl Track {
             MediaKind::Audio => Track::Audio,
             MediaKind::Video => Track::Video,
         }
+    }
+}
+
+/// Which of its publisher's encodings a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Layer {
+    /// The publisher sends one encoding (no simulcast), or the frame came
+    /// from another site, which chose the encoding for this one already.
+    #[default]
+    Single,
+    /// The encoding with the least bitrate.
+    Low,
+    /// Neither the least nor the most (a third encoding).
+    Middle,
+    /// The encoding with the most bitrate: the full picture.
+    High,
+}
+
+impl Layer {
+    pub(crate) fn index(self) -> usize {
+        self as usize
     }
 }
 

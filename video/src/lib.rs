@@ -17,6 +17,7 @@
 //! never decoded: every connection speaks VP8 and Opus.
 
 mod connection;
+mod error;
 mod frame;
 mod link;
 mod seat;
@@ -24,14 +25,13 @@ mod simulcast;
 mod stats;
 pub mod stun;
 
-pub use frame::{Frame, Track};
+pub use connection::{Datagram, LocalAddrs, Prepared, Relayed};
+pub use error::LinkError;
+pub use frame::{Frame, Layer, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};
-pub use link::{
-    Datagram, Link, LinkError, LinkEvent, LinkState, LocalAddrs, PER_SITE, Prepared,
-    RECONNECT_WAIT, Relayed,
-};
+pub use link::{Link, LinkEvent, LinkState, PER_SITE, RECONNECT_WAIT};
 pub use seat::{CONNECT_WAIT, Seat, SeatEvent, Slot};
 pub use simulcast::{
-    AUDIO_ONLY_BELOW, FULL_RESUMES_AT, Forwarded, Layer, Quality, REDUCED_BELOW, VIDEO_RESUMES_AT,
+    AUDIO_ONLY_BELOW, FULL_RESUMES_AT, Forwarded, Quality, REDUCED_BELOW, VIDEO_RESUMES_AT,
 };
 pub use stats::{LinkStats, Route};

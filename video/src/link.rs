@@ -5,12 +5,12 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
-use crate::connection::{self, Core, add_candidates, new_rtc};
+use crate::connection::{self, Core, Datagram, LocalAddrs, Prepared, add_candidates, new_rtc};
+use crate::error::LinkError;
 use crate::frame::{self, Frame, Track};
 use crate::simulcast::{Forwarded, Gate, Pick, Quality, Selector};
 use crate::stats::{LinkStats, Meter};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid};
@@ -36,57 +36,6 @@ const FRAME_TICKS: u64 = 3000;
 /// How long a link that lost its path waits for an ICE restart to find a
 /// new one before it is given up (and set up anew, DTLS and all).
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(20);
-
-/// A connection built ahead of the link or browser seat that will use
-/// it, with a DTLS certificate of its own (whose fingerprint goes into
-/// the signed description). Building one costs a millisecond or two of
-/// key generation: the certificate's, and the key shares str0m's DTLS
-/// makes as it is built. A node keeps a few built ahead, so no setup
-/// waits for one.
-pub struct Prepared(pub(crate) Rtc);
-
-impl Prepared {
-    /// On the caller's clock: the connection's time starts at `now`, and
-    /// the link or seat built from it must not go back before it.
-    pub fn new(now: Instant) -> Result<Self, LinkError> {
-        let provider = str0m::crypto::from_feature_flags();
-        let cert = (provider.dtls_provider.generate_certificate()).ok_or(LinkError::Setup(
-            "the crypto backend makes no DTLS certificates".into(),
-        ))?;
-        Ok(Self(connection::build_rtc(now, cert)))
-    }
-}
-
-/// The addresses this site offers for a link: its interface's, the one
-/// its NAT maps it to when a STUN server told it, and a TURN server's
-/// relayed address when one granted it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalAddrs {
-    pub host: SocketAddr,
-    pub reflexive: Option<SocketAddr>,
-    pub relayed: Option<Relayed>,
-    /// Offer the relayed address alone: no address of the hospital's own
-    /// network appears in the description, and all media goes through the
-    /// relay.
-    pub relay_only: bool,
-}
-
-/// A TURN allocation as a link sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Relayed {
-    /// Where the server relays from: what the other site sends to.
-    pub addr: SocketAddr,
-    /// The local socket the allocation was made from.
-    pub base: SocketAddr,
-}
-
-/// A UDP datagram in or out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    pub source: SocketAddr,
-    pub destination: SocketAddr,
-    pub contents: Vec<u8>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -139,18 +88,6 @@ impl LinkState {
             LinkState::Reconnecting => "reconnecting",
         }
     }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LinkError {
-    #[error("session description: {0}")]
-    Description(String),
-    #[error("{0}")]
-    Setup(String),
-    #[error("the link is not ready: {0}")]
-    NotReady(&'static str),
-    #[error("the link failed: {0}")]
-    Failed(String),
 }
 
 pub struct Link {

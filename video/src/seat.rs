@@ -7,10 +7,11 @@
 //! A WHIP client has no slots, a WHEP client publishes nothing, the room
 //! page does both on one connection.
 
-use crate::connection::{self, Core, new_rtc};
+use crate::connection::{self, Core, Datagram, LocalAddrs, Prepared, new_rtc};
+use crate::error::LinkError;
+use crate::frame::Layer;
 use crate::frame::{self, Frame, Track};
-use crate::link::{Datagram, LinkError, LocalAddrs, Prepared};
-use crate::simulcast::{Encodings, Forwarded, Gate, Layer, Pick, Selector};
+use crate::simulcast::{Encodings, Forwarded, Gate, Pick, Selector};
 use crate::stats::{LinkStats, Meter};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -15,30 +15,9 @@
 //! the frames after a switch are re-timed to go on from the last one sent:
 //! the receiver sees one stream.
 
-use crate::frame::{Frame, Track};
+use crate::frame::{Frame, Layer, Track};
 use std::time::{Duration, Instant};
 use str0m::media::{MediaTime, Rid};
-
-/// Which of its publisher's encodings a frame is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Layer {
-    /// The publisher sends one encoding (no simulcast), or the frame came
-    /// from another site, which chose the encoding for this one already.
-    #[default]
-    Single,
-    /// The encoding with the least bitrate.
-    Low,
-    /// Neither the least nor the most (a third encoding).
-    Middle,
-    /// The encoding with the most bitrate: the full picture.
-    High,
-}
-
-impl Layer {
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What a connection's path carries, by its bandwidth estimate. Ordered
 /// from the full picture to voices only: of two, the greater is the

@@ -329,16 +329,12 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn status_reached(
+async fn status_reached(
     rx: &mut broadcast::Receiver<NodeEvent>,
     id: ConsultationId,
     want: Status,
 ) -> Result<()> {
-    wait_for(rx, &format!("the consultation to become {want}"), |e| {
-        matches!(e, NodeEvent::ConsultationUpdated { id: got, status } if *got == id && *status == want)
-            .then_some(())
-    })
-    .await
+    Ok(wait::status(rx, id, want, STEP_TIMEOUT).await?)
 }
 
 /// Step 8: a consultation carried through its workflow to a signed

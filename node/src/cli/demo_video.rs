@@ -6,6 +6,7 @@
 //! `konsilium sessions`, then holds until Ctrl-C.
 
 use anyhow::Result;
+use konsilium_node::federation::wait;
 use konsilium_node::http::User;
 use konsilium_node::node::{self, NewConsultation, NodeEvent, NodeHandle, Target};
 use konsilium_node::ops::admin;
@@ -19,6 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
+
+/// How long the regional center may take to receive the consultation.
+const REQUEST_PATIENCE: Duration = Duration::from_secs(60);
 
 /// A token nobody else has: 16 random bytes, hex.
 fn token() -> Result<String> {
@@ -73,7 +77,7 @@ pub async fn hold(
             vec![],
         )
         .await?;
-    super::demo::status_reached(regional_events, id, Status::Requested).await?;
+    wait::status(regional_events, id, Status::Requested, REQUEST_PATIENCE).await?;
     let (physician, consultant) = (token()?, token()?);
     let at_district = serve_api(
         district.clone(),

@@ -1,8 +1,8 @@
 //! The [directory] section validated: working calendar, deadlines, services
 //! and consultants, with the rules peers apply to the published record.
 
+use super::bad::{Bad, bad, count, reason};
 use super::file::{RawConsultant, RawDeadlines, RawDirectory, RawService};
-use super::validate::{Bad, bad, count, reason};
 use konsilium_protocol::calendar::{IsoWeekday, TimeZoneName, WorkingCalendar};
 use konsilium_protocol::directory::{Consultant, ConsultantId, Language, Service};
 use konsilium_protocol::limits::{

@@ -10,6 +10,7 @@
 //! never starts with a configuration its peers would refuse to store.
 
 pub mod api;
+mod bad;
 mod directory;
 mod file;
 mod profile;
@@ -24,8 +25,8 @@ pub use profile::Profile;
 pub use role::{NodeRole, Openness};
 pub use template::template;
 
+use self::bad::Bad;
 use self::file::RawConfig;
-use self::validate::Bad;
 use konsilium_protocol::calendar::WorkingCalendar;
 use konsilium_protocol::cert::{CertChain, RevocationNotice};
 use konsilium_protocol::directory::{Consultant, Service};

@@ -2,8 +2,8 @@
 //! reachability: the `[network]` settings that change which services the
 //! node offers other nodes.
 
+use super::bad::{Bad, bad};
 use super::file::RawNetwork;
-use super::validate::{Bad, bad};
 use konsilium_protocol::reach::Reachability;
 
 /// A node is an organization's, or it is a bootstrap node: one of the

@@ -2,6 +2,7 @@
 //! the field and the fix.
 
 use super::api;
+use super::bad::{Bad, bad, count};
 use super::directory::{calendar, consultants, deadlines, services};
 use super::file::{DEFAULT_KEEP_DELIVERED, RawApi, RawConfig, RawLog, RawStorage, RawVideo};
 use super::{
@@ -9,45 +10,12 @@ use super::{
     TurnServer, VideoConfig,
 };
 use konsilium_protocol::identity::{AuthorityKey, OrgId};
-use konsilium_protocol::limits::{FieldError, MAX_ADDRESSES, check_count};
+use konsilium_protocol::limits::MAX_ADDRESSES;
 use konsilium_protocol::outbox::Custody;
 use konsilium_protocol::urgency::Deadlines;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use std::path::{Path, PathBuf};
-
-/// A validation failure before the config file's path is attached.
-pub(super) struct Bad {
-    pub(super) field: String,
-    pub(super) reason: String,
-}
-
-pub(super) fn bad(field: impl Into<String>, reason: impl Into<String>) -> Bad {
-    Bad {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
-/// A protocol field error, reworded without the protocol's own field name so
-/// that the config path can stand in its place.
-pub(super) fn reason(e: FieldError) -> String {
-    match e {
-        FieldError::Empty { .. } => "must not be empty".to_owned(),
-        FieldError::TooLong { len, max, .. } => {
-            format!("{len} characters, at most {max} allowed")
-        }
-        FieldError::TooMany { count, max, .. } => format!("{count} entries, at most {max} allowed"),
-        FieldError::ControlCharacter { .. } => {
-            "control characters (line breaks, tabs) are not allowed".to_owned()
-        }
-        FieldError::Invalid { reason, .. } => reason,
-    }
-}
-
-pub(super) fn count(field: &str, n: usize, max: usize) -> Result<(), Bad> {
-    check_count("", n, max).map_err(|e| bad(field, reason(e)))
-}
 
 impl RawConfig {
     pub(super) fn validate(self, base_dir: &Path) -> Result<NodeConfig, Bad> {

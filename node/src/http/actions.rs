@@ -4,7 +4,7 @@
 use super::params::{ConsultationPath, decode, not_blank, parse_id, parse_time, read_body};
 use super::problems::{Problem, node_problem};
 use super::render::{id_text, json_response};
-use super::views::ActionResult;
+use super::views::{ActionResult, SlotBody};
 use super::{AppState, PROBLEM_JSON, User};
 use crate::node::{ActRequest, ConclusionText};
 use axum::body::Body;
@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use konsilium_protocol::workflow::{Action, ActionKind, Slot};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
 use strum::IntoEnumIterator as _;
 use utoipa::ToSchema;
@@ -57,17 +57,6 @@ pub(super) struct ActionBody {
     /// the directory lists it
     #[serde(default)]
     pub(super) organization: Option<String>,
-}
-
-/// A time for the video consilium.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Slot)]
-pub(super) struct SlotBody {
-    #[schema(format = DateTime)]
-    pub(super) start: String,
-    #[schema(format = DateTime)]
-    pub(super) end: String,
 }
 
 /// The conclusion a consultant signs.

@@ -3,12 +3,13 @@
 
 use super::params::parse_time;
 use super::problems::Problem;
+use super::views::MethodName;
 use crate::fhir::{self, Giver};
 use axum::http::StatusCode;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{Consent, ConsentMethod};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,17 +34,6 @@ pub(super) struct ConsentBody {
 #[schema(as = EmergencyOverride)]
 pub(super) struct OverrideBody {
     pub(super) reason: String,
-}
-
-/// How consent was given, as the API names it.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema, strum::EnumString)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
-#[schema(as = ConsentMethod)]
-pub(super) enum MethodName {
-    Written,
-    Electronic,
-    Oral,
 }
 
 /// How far past this node's clock a consent may be dated: the system that

@@ -1,10 +1,9 @@
 //! Opening, listing and reading consultations.
 
-use super::consent::{ConsentBody, OverrideBody, consent_of};
+use super::consent::consent_of;
 use super::idempotency::{idempotency_key, json_fingerprint};
-use super::params::{
-    ConsultationPath, decode, level_schema, not_blank, parse_id, parse_level, read_body,
-};
+use super::intake::NewConsultationBody;
+use super::params::{ConsultationPath, decode, not_blank, parse_id, parse_level, read_body};
 use super::problems::{Problem, node_problem};
 use super::render::{created, detail, intake_response, json_response, summary};
 use super::uploads::{Form, read_multipart};
@@ -23,42 +22,8 @@ use konsilium_protocol::specialty::Specialty;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::Status;
 use serde::Deserialize;
-use serde_json::Value;
 use std::sync::Arc;
-use utoipa::{IntoParams, ToSchema};
-
-// Fields the node checks itself (specialty, urgency, consent method, ...)
-// are read as text, so that a refusal names the field and the choices.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = NewConsultation)]
-pub(super) struct NewConsultationBody {
-    /// Specialty slug, e.g. cardiology
-    pub(super) specialty: String,
-    #[serde(default)]
-    #[schema(schema_with = level_schema)]
-    pub(super) min_level: Option<Value>,
-    #[schema(value_type = Urgency)]
-    pub(super) urgency: String,
-    /// Organization id (peer id); omitted: routed by specialty
-    #[serde(default)]
-    pub(super) target: Option<String>,
-    #[serde(default)]
-    pub(super) region: Option<String>,
-    #[serde(default)]
-    pub(super) consent: Option<ConsentBody>,
-    #[serde(default)]
-    pub(super) emergency_override: Option<OverrideBody>,
-    /// Defaults to the token's user
-    #[serde(default)]
-    pub(super) physician: Option<String>,
-    pub(super) summary: String,
-    pub(super) questions: String,
-    /// As the Idempotency-Key header, for clients that cannot set headers
-    #[serde(default)]
-    #[schema(max_length = 512)]
-    pub(super) idempotency_key: Option<String>,
-}
+use utoipa::IntoParams;
 
 fn parse_target(target: Option<&str>) -> Result<Target, Problem> {
     match target {

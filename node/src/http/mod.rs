@@ -18,6 +18,7 @@ mod consent;
 mod consultations;
 mod files;
 mod idempotency;
+mod intake;
 mod openapi;
 mod params;
 mod problems;

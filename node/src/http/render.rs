@@ -1,11 +1,10 @@
 //! Consultations as the API shows them: the node's views made into the
 //! bodies of [`super::views`], and the responses that carry them.
 
-use super::actions::SlotBody;
-use super::consent::MethodName;
 use super::views::{
     AppointmentView, ConclusionView, ConsultationDetail, ConsultationSummary, Created,
-    DeadlineView, Existing, FileEntry, HistoryEntry, OverrideReason, RecordedConsent,
+    DeadlineView, Existing, FileEntry, HistoryEntry, MethodName, OverrideReason, RecordedConsent,
+    SlotBody,
 };
 use crate::node::{ConsultationView, Intake, Sent};
 use axum::http::{HeaderValue, StatusCode, header};

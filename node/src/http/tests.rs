@@ -3,7 +3,7 @@
 
 use super::actions::{ActionBody, action_of};
 use super::consent::{ConsentBody, OverrideBody, consent_of};
-use super::consultations::NewConsultationBody;
+use super::intake::NewConsultationBody;
 use super::params::{decode, parse_id, parse_level};
 use super::*;
 use axum::http::StatusCode;

@@ -2,7 +2,7 @@
 //! streamed to a private temporary file.
 
 use super::MAX_BODY;
-use super::consultations::NewConsultationBody;
+use super::intake::NewConsultationBody;
 use super::problems::Problem;
 use axum::body::Bytes;
 use axum::http::StatusCode;

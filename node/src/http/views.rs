@@ -1,19 +1,40 @@
 //! The bodies the API answers with, as types: what a client gets is what
 //! they serialize to, and `/openapi.json` describes them from the same
-//! definitions. Protocol enums are shown by their API names (a status by
+//! definitions. A slot and a consent method are also taken in requests,
+//! under the same names. Protocol enums are shown by their API names (a status by
 //! its FHIR code), hence the `value_type`s over the strings that carry them.
 
-use super::actions::SlotBody;
-use super::consent::MethodName;
 use konsilium_protocol::content::CaseExtract;
 use konsilium_protocol::deadline::DeadlineState;
 use konsilium_protocol::journal::Role;
 use konsilium_protocol::urgency::Urgency;
 use konsilium_protocol::workflow::{ActionKind, Side, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+/// A time for the video consilium.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Slot)]
+pub(super) struct SlotBody {
+    #[schema(format = DateTime)]
+    pub(super) start: String,
+    #[schema(format = DateTime)]
+    pub(super) end: String,
+}
+
+/// How consent was given, as the API names it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, strum::EnumString)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+#[schema(as = ConsentMethod)]
+pub(super) enum MethodName {
+    Written,
+    Electronic,
+    Oral,
+}
 
 /// One consultation as the list shows it.
 #[derive(Serialize, ToSchema)]

@@ -99,6 +99,18 @@ impl<T> From<T> for Framed<T> {
     }
 }
 
+/// What Hellos being read or handled may hold at once, from any number of
+/// unauthenticated connections: 64 of the largest. An honest Hello is a
+/// few kilobytes.
+pub const HELLO_BUDGET: usize = 64 * konsilium_protocol::rpc::MAX_HELLO_LEN;
+/// What admitted peers' requests may hold at once: four packages of the
+/// largest body, and room for the many small requests beside them.
+pub const RPC_BUDGET: usize = 256 << 20;
+/// What answers not yet written to admitted peers may hold at once: eight
+/// answers of the largest (a batch of directory records), or hundreds of
+/// attachment pieces.
+pub const ANSWER_BUDGET: usize = 256 << 20;
+
 /// A node's budgets: Hello requests, admitted peers' requests, and
 /// answers not yet written to admitted peers.
 #[derive(Clone, Debug)]
@@ -110,7 +122,6 @@ pub struct Budgets {
 
 impl Default for Budgets {
     fn default() -> Self {
-        use super::codec::{ANSWER_BUDGET, HELLO_BUDGET, RPC_BUDGET};
         Budgets {
             hello: ByteBudget::new(HELLO_BUDGET),
             requests: ByteBudget::new(RPC_BUDGET),

@@ -8,7 +8,7 @@
 //! 80 MiB and sends 10 bytes costs 10 bytes. What requests hold while they
 //! are read and handled is drawn from the protocol's [`ByteBudget`].
 
-use super::budget::{ByteBudget, Framed, Share};
+use super::budget::{ByteBudget, Framed, HELLO_BUDGET, RPC_BUDGET, Share};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use konsilium_protocol::rpc::{Hello, HelloAnswer, Refusal, Request, Response};
 use konsilium_protocol::wire::{self, WireMessage};
@@ -20,17 +20,6 @@ pub const HELLO_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium/hello
 /// Version 2: Hello moved to its own protocol.
 pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/konsilium/rpc/2");
 
-/// What Hellos being read or handled may hold at once, from any number of
-/// unauthenticated connections: 64 of the largest. An honest Hello is a
-/// few kilobytes.
-pub const HELLO_BUDGET: usize = 64 * konsilium_protocol::rpc::MAX_HELLO_LEN;
-/// What admitted peers' requests may hold at once: four packages of the
-/// largest body, and room for the many small requests beside them.
-pub const RPC_BUDGET: usize = 256 << 20;
-/// What answers not yet written to admitted peers may hold at once: eight
-/// answers of the largest (a batch of directory records), or hundreds of
-/// attachment pieces.
-pub const ANSWER_BUDGET: usize = 256 << 20;
 /// The first piece of a frame read; each next doubles what is held, so a
 /// frame never holds more than twice what arrived.
 const FIRST_PIECE: usize = 64 << 10;
