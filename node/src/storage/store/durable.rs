@@ -22,7 +22,7 @@
 //! simulation holds a thousand stores), reading goes on.
 
 use rustix::fs::inotify;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
 use std::mem::MaybeUninit;
@@ -94,15 +94,7 @@ impl Durable {
             None => News::Overflowed,
         };
         let synced = match news {
-            News::Created(names) if state.scanned => {
-                let mut synced = Ok(0);
-                for name in names.iter().filter(|n| lsn(n).is_some()) {
-                    let path = self.blobs.join(name);
-                    synced =
-                        synced.and_then(|s| Ok(s + sync_blob(&path, name, &mut state.newest)?));
-                }
-                synced
-            }
+            News::Created(names) if state.scanned => self.sync_named(&names, &mut state.newest),
             _ => {
                 state.scans += 1;
                 self.scan(&mut state.newest).map(|(files, synced)| {
@@ -120,6 +112,15 @@ impl Durable {
         state.scanned = done.is_ok();
         done?;
         self.log.sync_data()
+    }
+
+    /// Syncs the blob files the watch named; how many were synced.
+    fn sync_named(&self, names: &[OsString], newest: &mut Option<i64>) -> io::Result<usize> {
+        let mut synced = 0;
+        for name in names.iter().filter(|n| lsn(n).is_some()) {
+            synced += sync_blob(&self.blobs.join(name), name, newest)?;
+        }
+        Ok(synced)
     }
 
     /// Syncs every blob newer than the newest synced: how many files the
@@ -170,7 +171,7 @@ fn watch(dir: &Path) -> io::Result<OwnedFd> {
 }
 
 enum News {
-    Created(Vec<std::ffi::OsString>),
+    Created(Vec<OsString>),
     /// Events were lost, or there is no watch: the directory must be read.
     Overflowed,
 }
