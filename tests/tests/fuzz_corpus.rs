@@ -73,6 +73,9 @@ fn a_flipped_signature_byte_is_refused() {
         if matches!(
             (target, name),
             ("wire_frame" | "hello", _)
+                // A Binding request has no integrity to break: its last
+                // bytes are the transaction id, or the client's name.
+                | ("stun_datagram", _)
                 | ("directory_record", "offer" | "regional_offer" | "summaries")
         ) {
             continue;

@@ -58,8 +58,10 @@ pub fn is_stun(datagram: &[u8]) -> bool {
 }
 
 /// A server's answer to a Binding request from `source`: the address it
-/// came from. Anything else gets no answer (never a bigger one than what
-/// came in but for the address itself: no amplification).
+/// came from. Anything else gets no answer, and an answer is at most 60
+/// bytes whatever came in (the header, an IPv6 address, the server's
+/// name): a request with a forged source reflects at most three times its
+/// own 20 bytes at the victim, as any STUN server's would.
 pub fn answer(datagram: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
     let request = decode(datagram)?;
     if request.method() != BINDING || request.class() != MessageClass::Request {

@@ -21,6 +21,7 @@ mod frames;
 mod gossip;
 mod packages;
 mod seeds;
+mod stun;
 mod video;
 mod world;
 
@@ -32,6 +33,7 @@ pub use frames::wire_frame;
 pub use gossip::directory_record;
 pub use packages::{receipt, sealed_package};
 pub use seeds::{Seed, seeds};
+pub use stun::stun_datagram;
 pub use video::video_signal;
 pub use world::{WORLD, World};
 
@@ -83,4 +85,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fhir_referral", fhir_referral),
     ("journal_file", journal_file),
     ("video_signal", video_signal),
+    ("stun_datagram", stun_datagram),
 ];

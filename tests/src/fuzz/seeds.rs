@@ -296,5 +296,15 @@ pub fn seeds() -> Vec<Seed> {
                 .expect("JSON"),
         ),
         ("journal_file", "federal", super::files::stored_journal()),
+        (
+            "stun_datagram",
+            "binding",
+            super::stun::binding_request(None),
+        ),
+        (
+            "stun_datagram",
+            "binding_software",
+            super::stun::binding_request(Some("browser")),
+        ),
     ]
 }
