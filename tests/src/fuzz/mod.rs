@@ -20,6 +20,7 @@ mod files;
 mod frames;
 mod gossip;
 mod packages;
+mod sdp;
 mod seeds;
 mod stun;
 mod video;
@@ -32,6 +33,7 @@ pub use files::{config_file, fhir_referral, journal_file};
 pub use frames::wire_frame;
 pub use gossip::directory_record;
 pub use packages::{receipt, sealed_package};
+pub use sdp::sdp_offer;
 pub use seeds::{Seed, seeds};
 pub use stun::stun_datagram;
 pub use video::video_signal;
@@ -86,4 +88,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("journal_file", journal_file),
     ("video_signal", video_signal),
     ("stun_datagram", stun_datagram),
+    ("sdp_offer", sdp_offer),
 ];

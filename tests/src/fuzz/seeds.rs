@@ -306,5 +306,11 @@ pub fn seeds() -> Vec<Seed> {
             "binding_software",
             super::stun::binding_request(Some("browser")),
         ),
+        ("sdp_offer", "site", super::sdp::site_offer().into_bytes()),
+        (
+            "sdp_offer",
+            "browser",
+            super::sdp::browser_offer().into_bytes(),
+        ),
     ]
 }
