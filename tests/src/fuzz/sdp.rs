@@ -51,8 +51,8 @@ pub fn sdp_offer(data: &[u8]) -> bool {
     let link = Link::answer(now, local(), prepared(now), text);
     if let Ok((mut link, answer)) = link {
         check_answer(&answer);
-        let signed_fingerprint = text.lines().any(|l| l.trim().starts_with("a=fingerprint:"));
-        assert_eq!(link.is_restarted_by(text), signed_fingerprint);
+        let names_fingerprint = text.lines().any(|l| l.trim().starts_with("a=fingerprint:"));
+        assert_eq!(link.is_restarted_by(text), names_fingerprint);
         if let Ok(again) = link.handle_restart(now, text, local()) {
             check_answer(&again);
         }
