@@ -91,6 +91,28 @@ pub struct Datagram {
     pub contents: Vec<u8>,
 }
 
+/// A datagram read once, for a socket several connections share. Which
+/// connection it is for is asked of each in turn; read anew for each (a
+/// STUN check's attributes parsed every time), a flood of forged checks
+/// would cost the plane one parse for every connection it holds.
+pub struct Incoming<'a> {
+    now: Instant,
+    input: Input<'a>,
+}
+
+impl<'a> Incoming<'a> {
+    /// `None` for what is none of STUN, DTLS, RTP and RTCP: no connection
+    /// takes it.
+    pub fn read(now: Instant, d: &'a Datagram) -> Option<Self> {
+        let protocol = str0m::net::Protocol::Udp;
+        let r = str0m::net::Receive::new(protocol, d.source, d.destination, &d.contents).ok()?;
+        Some(Self {
+            now,
+            input: Input::Receive(now, r),
+        })
+    }
+}
+
 pub(crate) fn build_rtc(now: Instant, cert: DtlsCert) -> Rtc {
     let mut config = Rtc::builder()
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
@@ -194,17 +216,9 @@ impl Core {
     }
 
     /// Feeds `d` to the connection; what is not WebRTC is ignored.
-    pub(crate) fn receive(&mut self, now: Instant, d: &Datagram) -> Result<(), String> {
-        self.now = now;
-        let Ok(r) = str0m::net::Receive::new(
-            str0m::net::Protocol::Udp,
-            d.source,
-            d.destination,
-            &d.contents,
-        ) else {
-            return Ok(());
-        };
-        (self.rtc.handle_input(Input::Receive(now, r))).map_err(|e| e.to_string())
+    pub(crate) fn receive(&mut self, incoming: Incoming) -> Result<(), String> {
+        self.now = incoming.now;
+        (self.rtc.handle_input(incoming.input)).map_err(|e| e.to_string())
     }
 
     /// The connection's clock: the latest input's time, or a little past
@@ -336,14 +350,8 @@ impl Core {
     }
 }
 
-/// Whether `d` is for this connection (its remote's address, or an ICE
-/// check with its credentials), on a socket several connections share.
-pub(crate) fn accepts(rtc: &Rtc, now: Instant, d: &Datagram) -> bool {
-    str0m::net::Receive::new(
-        str0m::net::Protocol::Udp,
-        d.source,
-        d.destination,
-        &d.contents,
-    )
-    .is_ok_and(|r| rtc.accepts(&str0m::Input::Receive(now, r)))
+/// Whether `incoming` is for this connection (its remote's address, or an
+/// ICE check with its credentials), on a socket several connections share.
+pub(crate) fn accepts(rtc: &Rtc, incoming: &Incoming) -> bool {
+    rtc.accepts(&incoming.input)
 }

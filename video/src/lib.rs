@@ -25,7 +25,7 @@ mod simulcast;
 mod stats;
 pub mod stun;
 
-pub use connection::{Datagram, LocalAddrs, Prepared, Relayed};
+pub use connection::{Datagram, Incoming, LocalAddrs, Prepared, Relayed};
 pub use error::LinkError;
 pub use frame::{Frame, Layer, Track};
 pub use konsilium_protocol::video::{Description, SessionId, Signal, SignalError, accept};

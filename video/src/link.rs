@@ -5,7 +5,9 @@
 //! it, so a link carries frames as opaque bytes: str0m packetizes and
 //! reassembles them and never looks inside.
 
-use crate::connection::{self, Core, Datagram, LocalAddrs, Prepared, add_candidates, new_rtc};
+use crate::connection::{
+    self, Core, Datagram, Incoming, LocalAddrs, Prepared, add_candidates, new_rtc,
+};
 use crate::error::LinkError;
 use crate::frame::{self, Frame, Track};
 use crate::simulcast::{Forwarded, Gate, Pick, Quality, Selector};
@@ -336,16 +338,23 @@ impl Link {
 
     /// Whether a datagram arriving on a socket several links share is this
     /// link's (its remote's address, or an ICE check with its credentials).
-    pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
-        connection::accepts(&self.core.rtc, now, d)
+    pub fn accepts(&self, incoming: &Incoming) -> bool {
+        connection::accepts(&self.core.rtc, incoming)
     }
 
     /// A datagram from the socket; anything that is not WebRTC is dropped.
     pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
+        if let Some(incoming) = Incoming::read(now, d) {
+            self.handle_incoming(incoming);
+        }
+    }
+
+    /// A datagram read already, to find whose it was.
+    pub fn handle_incoming(&mut self, incoming: Incoming) {
         if self.core.failed.is_some() {
             return;
         }
-        if let Err(e) = self.core.receive(now, d) {
+        if let Err(e) = self.core.receive(incoming) {
             self.fail(e);
         }
         self.drain();

@@ -7,7 +7,7 @@
 //! A WHIP client has no slots, a WHEP client publishes nothing, the room
 //! page does both on one connection.
 
-use crate::connection::{self, Core, Datagram, LocalAddrs, Prepared, new_rtc};
+use crate::connection::{self, Core, Datagram, Incoming, LocalAddrs, Prepared, new_rtc};
 use crate::error::LinkError;
 use crate::frame::Layer;
 use crate::frame::{self, Frame, Track};
@@ -134,15 +134,23 @@ impl Seat {
         !self.published.is_empty()
     }
 
-    pub fn accepts(&self, now: Instant, d: &Datagram) -> bool {
-        self.core.failed.is_none() && connection::accepts(&self.core.rtc, now, d)
+    pub fn accepts(&self, incoming: &Incoming) -> bool {
+        self.core.failed.is_none() && connection::accepts(&self.core.rtc, incoming)
     }
 
+    /// A datagram from the socket; anything that is not WebRTC is dropped.
     pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
+        if let Some(incoming) = Incoming::read(now, d) {
+            self.handle_incoming(incoming);
+        }
+    }
+
+    /// A datagram read already, to find whose it was.
+    pub fn handle_incoming(&mut self, incoming: Incoming) {
         if self.core.failed.is_some() {
             return;
         }
-        if let Err(e) = self.core.receive(now, d) {
+        if let Err(e) = self.core.receive(incoming) {
             self.fail(e);
         }
         self.drain();

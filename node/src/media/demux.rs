@@ -5,12 +5,15 @@
 //! connection asked: with twenty sessions, some forty times for each
 //! packet. The connection that took a pair's last datagram is asked first,
 //! and the others only when it refuses (a new path, or a connection gone).
+//! A datagram is read once, before any connection is asked: what is not
+//! WebRTC at all is dropped at once, and a forged ICE check from a stranger
+//! costs one parse, not one for every connection it is offered to.
 
 use super::Links;
 use super::room::{SeatId, Seats};
 use konsilium_protocol::identity::OrgId;
 use konsilium_protocol::video::SessionId;
-use konsilium_video::Datagram;
+use konsilium_video::{Datagram, Incoming};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -48,15 +51,16 @@ impl Demux {
         d: &Datagram,
         now: Instant,
     ) -> Option<Target> {
+        let incoming = Incoming::read(now, d)?;
+        let takes = |target| takes(links, seats, local, target, d.destination, &incoming);
         let pair = (d.destination, d.source);
-        let remembered = (self.pairs.get(&pair).copied())
-            .filter(|&target| takes(links, seats, local, target, d, now));
+        let remembered = (self.pairs.get(&pair).copied()).filter(|&target| takes(target));
         let found = remembered.or_else(|| {
             let link_keys = links
                 .keys()
                 .map(|&(session, org)| Target::Link(session, org));
             let seat_keys = seats.keys().map(|&id| Target::Seat(id));
-            (link_keys.chain(seat_keys)).find(|&target| takes(links, seats, local, target, d, now))
+            (link_keys.chain(seat_keys)).find(|&target| takes(target))
         });
         let target = found?;
         if remembered.is_none() {
@@ -68,12 +72,12 @@ impl Demux {
         match target {
             Target::Link(session, org) => {
                 if let Some(held) = links.get_mut(&(session, org)) {
-                    held.link.handle_datagram(now, d);
+                    held.link.handle_incoming(incoming);
                 }
             }
             Target::Seat(id) => {
                 if let Some(held) = seats.get_mut(&id) {
-                    held.seat.handle_datagram(now, d);
+                    held.seat.handle_incoming(incoming);
                 }
             }
         }
@@ -89,21 +93,21 @@ impl Demux {
     }
 }
 
-/// Whether `target` still exists and takes `d`.
+/// Whether `target` still exists and takes `incoming`, which arrived at
+/// `destination`.
 fn takes(
     links: &Links,
     seats: &Seats,
     local: SocketAddr,
     target: Target,
-    d: &Datagram,
-    now: Instant,
+    destination: SocketAddr,
+    incoming: &Incoming,
 ) -> bool {
     match target {
-        Target::Link(session, org) => links
-            .get(&(session, org))
-            .is_some_and(|h| h.reached_at(local, d.destination) && h.link.accepts(now, d)),
+        Target::Link(session, org) => (links.get(&(session, org)))
+            .is_some_and(|h| h.reached_at(local, destination) && h.link.accepts(incoming)),
         Target::Seat(id) => {
-            d.destination == local && seats.get(&id).is_some_and(|h| h.seat.accepts(now, d))
+            destination == local && seats.get(&id).is_some_and(|h| h.seat.accepts(incoming))
         }
     }
 }
@@ -222,6 +226,25 @@ mod tests {
         };
         assert_eq!(
             demux.deliver(&mut links, &mut seats, plane, &stranger, later),
+            None
+        );
+        assert!(answered(&mut seats).is_empty());
+        assert_eq!(demux.pairs.len(), 2);
+
+        // An ICE check for a seat the plane does not hold (its credentials
+        // are no seat's here), and bytes that are no WebRTC at all: nobody's.
+        let (mut c, _not_held) = joined(now, "10.0.0.7:50000");
+        let check = sent(&mut c, later).remove(0);
+        assert_eq!(
+            demux.deliver(&mut links, &mut seats, plane, &check, later),
+            None
+        );
+        let junk = Datagram {
+            contents: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            ..stranger
+        };
+        assert_eq!(
+            demux.deliver(&mut links, &mut seats, plane, &junk, later),
             None
         );
         assert!(answered(&mut seats).is_empty());
