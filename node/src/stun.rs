@@ -19,8 +19,9 @@ const PER_ASKER: (u32, u32) = (1, 5);
 /// answers whatever arrives.
 const IN_ALL: (u32, u32) = (2_000, 2_000);
 /// Askers remembered at most. Forged sources are new askers every time:
-/// past this, those not heard from lately are forgotten, and if all were,
-/// every count starts over (the limit in all still holds meanwhile).
+/// past this, those not heard from lately are forgotten, and if every one
+/// was heard from lately, all counts start over (the limit in all still
+/// holds meanwhile).
 const ASKERS: usize = 16_384;
 
 pub struct StunService {

@@ -215,7 +215,7 @@ impl Core {
         }
     }
 
-    /// Feeds `d` to the connection; what is not WebRTC is ignored.
+    /// Feeds a datagram, read already, to the connection.
     pub(crate) fn receive(&mut self, incoming: Incoming) -> Result<(), String> {
         self.now = incoming.now;
         (self.rtc.handle_input(incoming.input)).map_err(|e| e.to_string())
