@@ -147,25 +147,24 @@ mod tests {
         answered
     }
 
+    /// A service on 127.0.0.1 with these rations, per asker and in all.
+    async fn service(per_asker: (u32, u32), in_all: (u32, u32)) -> StunService {
+        let loopback = "127.0.0.1:0".parse().expect("an address");
+        let rations = Rations::new(per_asker, in_all);
+        (StunService::rationed(loopback, rations).await).expect("started")
+    }
+
     #[tokio::test]
     async fn one_asker_gets_its_ration_and_the_next_asker_its_own() {
         // Per asker: five at once, one a second more.
-        let rations = Rations::new((1, 5), (1_000, 1_000));
-        let loopback = "127.0.0.1:0".parse().expect("an address");
-        let service = StunService::rationed(loopback, rations)
-            .await
-            .expect("started");
+        let service = service((1, 5), (1_000, 1_000)).await;
         assert_eq!(ask(service.local_addr(), 30).await, 5);
         assert_eq!(ask(service.local_addr(), 1).await, 1, "another asker");
     }
 
     #[tokio::test]
     async fn all_askers_together_get_no_more_than_the_service_gives_in_all() {
-        let rations = Rations::new((5, 5), (1, 8));
-        let loopback = "127.0.0.1:0".parse().expect("an address");
-        let service = StunService::rationed(loopback, rations)
-            .await
-            .expect("started");
+        let service = service((5, 5), (1, 8)).await;
         let mut answered = 0;
         for _ in 0..4 {
             answered += ask(service.local_addr(), 5).await;

@@ -342,15 +342,9 @@ impl Link {
         connection::accepts(&self.core.rtc, incoming)
     }
 
-    /// A datagram from the socket; anything that is not WebRTC is dropped.
-    pub fn handle_datagram(&mut self, now: Instant, d: &Datagram) {
-        if let Some(incoming) = Incoming::read(now, d) {
-            self.handle_incoming(incoming);
-        }
-    }
-
-    /// A datagram read already, to find whose it was.
-    pub fn handle_incoming(&mut self, incoming: Incoming) {
+    /// A datagram from the socket, read once ([`Incoming::read`]) also to
+    /// find whose it is.
+    pub fn handle_datagram(&mut self, incoming: Incoming) {
         if self.core.failed.is_some() {
             return;
         }

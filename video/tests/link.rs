@@ -9,9 +9,9 @@ use konsilium_protocol::signed::Signed;
 use konsilium_protocol::time::Timestamp;
 use konsilium_protocol::video::MAX_DESCRIPTION_LEN;
 use konsilium_video::{
-    AUDIO_ONLY_BELOW, Datagram, Description, Forwarded, Frame, Layer, Link, LinkError, LinkEvent,
-    LinkState, LocalAddrs, PER_SITE, Prepared, Quality, Relayed, Route, SessionId, Signal,
-    SignalError, VIDEO_RESUMES_AT, accept,
+    AUDIO_ONLY_BELOW, Datagram, Description, Forwarded, Frame, Incoming, Layer, Link, LinkError,
+    LinkEvent, LinkState, LocalAddrs, PER_SITE, Prepared, Quality, Relayed, Route, SessionId,
+    Signal, SignalError, VIDEO_RESUMES_AT, accept,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -81,14 +81,18 @@ fn run_over(
     while *now < end {
         let mut moved = false;
         while let Some(d) = a.poll_transmit() {
-            if let Some(d) = net(&d) {
-                b.handle_datagram(*now, &d);
+            if let Some(d) = net(&d)
+                && let Some(incoming) = Incoming::read(*now, &d)
+            {
+                b.handle_datagram(incoming);
             }
             moved = true;
         }
         while let Some(d) = b.poll_transmit() {
-            if let Some(d) = net(&d) {
-                a.handle_datagram(*now, &d);
+            if let Some(d) = net(&d)
+                && let Some(incoming) = Incoming::read(*now, &d)
+            {
+                a.handle_datagram(incoming);
             }
             moved = true;
         }
@@ -744,7 +748,7 @@ fn a_forwarded_keyframe_leaves_whole_without_waiting_for_the_pacer() {
     b.forward(0, &frame).unwrap();
     let mut datagrams = 0;
     while let Some(d) = b.poll_transmit() {
-        a.handle_datagram(now, &d);
+        a.handle_datagram(Incoming::read(now, &d).expect("WebRTC"));
         datagrams += 1;
     }
     let arrived = std::iter::from_fn(|| a.poll_event()).collect::<Vec<_>>();

@@ -6,8 +6,8 @@
 //! slots); datagrams move in memory under simulated time.
 
 use konsilium_video::{
-    AUDIO_ONLY_BELOW, CONNECT_WAIT, Datagram, Forwarded, Layer, LinkError, LocalAddrs, Prepared,
-    Quality, REDUCED_BELOW, Seat, SeatEvent, Slot, Track, VIDEO_RESUMES_AT,
+    AUDIO_ONLY_BELOW, CONNECT_WAIT, Datagram, Forwarded, Incoming, Layer, LinkError, LocalAddrs,
+    Prepared, Quality, REDUCED_BELOW, Seat, SeatEvent, Slot, Track, VIDEO_RESUMES_AT,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +127,9 @@ fn run_until(
     while *now < end && !done(b, seen) {
         let mut moved = false;
         for d in std::mem::take(&mut b.out) {
-            seat.handle_datagram(*now, &d);
+            if let Some(incoming) = Incoming::read(*now, &d) {
+                seat.handle_datagram(incoming);
+            }
             moved = true;
         }
         while let Some(d) = seat.poll_transmit() {

@@ -72,12 +72,12 @@ impl Demux {
         match target {
             Target::Link(session, org) => {
                 if let Some(held) = links.get_mut(&(session, org)) {
-                    held.link.handle_incoming(incoming);
+                    held.link.handle_datagram(incoming);
                 }
             }
             Target::Seat(id) => {
                 if let Some(held) = seats.get_mut(&id) {
-                    held.seat.handle_incoming(incoming);
+                    held.seat.handle_datagram(incoming);
                 }
             }
         }
