@@ -226,6 +226,8 @@ fn noise(e: snow::Error) -> SealError {
 /// randomness as input.
 struct SeededResolver {
     seed: [u8; 32],
+    /// The organization's key the handshake is built with.
+    own: Option<SealingKey>,
 }
 
 struct SeededRandom(blake3::OutputReader);
@@ -246,7 +248,9 @@ impl CryptoResolver for SeededResolver {
     }
     fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            snow::params::DHChoice::Curve25519 => Some(Box::<x25519::AwsLcX25519>::default()),
+            snow::params::DHChoice::Curve25519 => {
+                Some(Box::new(x25519::AwsLcX25519::with_own(self.own.clone())))
+            }
             _ => DefaultResolver.resolve_dh(choice),
         }
     }
@@ -258,9 +262,13 @@ impl CryptoResolver for SeededResolver {
     }
 }
 
-fn builder<'b>(seed: [u8; 32]) -> snow::Builder<'b> {
+fn builder<'b>(seed: [u8; 32], own: &'b SealingKey) -> Result<snow::Builder<'b>, snow::Error> {
     let params = NOISE_PARAMS.parse().expect("valid noise parameters");
-    snow::Builder::with_resolver(params, Box::new(SeededResolver { seed }))
+    let resolver = SeededResolver {
+        seed,
+        own: Some(own.clone()),
+    };
+    snow::Builder::with_resolver(params, Box::new(resolver)).local_private_key(own.secret_bytes())
 }
 
 /// Seals a body chunk by chunk, so attachments never need to be in memory whole.
@@ -303,9 +311,7 @@ impl Sealer {
         recipient: &SealingPublicKey,
         ephemeral_seed: [u8; 32],
     ) -> Result<(Self, Vec<u8>), SealError> {
-        let secret = sender.to_seed();
-        let mut hs = builder(ephemeral_seed)
-            .local_private_key(secret.as_slice())
+        let mut hs = builder(ephemeral_seed, sender)
             .and_then(|b| b.remote_public_key(recipient.as_bytes()))
             .and_then(|b| b.prologue(&prologue))
             .and_then(|b| b.build_initiator())
@@ -447,9 +453,7 @@ impl Opener {
         handshake: &[u8],
         sender_keys: &[SealingPublicKey],
     ) -> Result<Self, SealError> {
-        let secret = recipient.to_seed();
-        let mut hs = builder([0; 32])
-            .local_private_key(secret.as_slice())
+        let mut hs = builder([0; 32], recipient)
             .and_then(|b| b.prologue(&prologue))
             .and_then(|b| b.build_responder())
             .map_err(noise)?;

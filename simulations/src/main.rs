@@ -221,7 +221,9 @@ fn main() -> anyhow::Result<()> {
 /// minute, and against its limit: the crypto of every package the year
 /// carried (sealed, opened, the signed request or step inside checked, a
 /// receipt signed and checked), each part timed in this run. Directory
-/// and admission signatures are left out, so the limit is a floor. A run
+/// and admission signatures are left out, and so is the first package
+/// between two organizations paying for their keys' agreement, so the
+/// limit is a floor. A run
 /// shorter than a year is projected linearly from its own simulated span
 /// (consultations and their tail), and says so.
 fn speed_row(scenario: &Scenario, outcome: &year::Outcome) -> SuiteRow {

@@ -254,7 +254,7 @@ pub(super) async fn seal_attachments(
     }
     for (index, attachment) in attachments.into_iter().enumerate() {
         let header = plan.header.clone();
-        let sealing = SealingKey::from_seed(*plan.sealing.to_seed());
+        let sealing = plan.sealing.clone();
         let (key, blobs) = (plan.recipient_key, plan.blobs.clone());
         let blob = tokio::task::spawn_blocking(move || -> Result<BlobRef, NodeError> {
             let mut source: Box<dyn std::io::Read> = match attachment {

@@ -172,7 +172,7 @@ impl NodeHandle {
                     ..plan.header.clone()
                 },
                 recipient_key: plan.sealing.public(),
-                sealing: SealingKey::from_seed(*plan.sealing.to_seed()),
+                sealing: plan.sealing.clone(),
                 blobs: plan.blobs.clone(),
                 recipient_name: String::new(),
                 route: None,

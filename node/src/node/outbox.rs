@@ -144,7 +144,7 @@ impl Node {
                 attachments: Vec::new(),
             },
             recipient_key: entry.record().sealing_key,
-            sealing: SealingKey::from_seed(*self.keyring.current().to_seed()),
+            sealing: self.keyring.current().clone(),
             blobs: self.blobs.clone(),
             recipient_name: entry.name().to_owned(),
             route,

@@ -365,7 +365,7 @@ mod tests {
     use super::*;
 
     fn ring(key: &SealingKey) -> Keyring {
-        Keyring::new(SealingKey::from_seed(*key.to_seed()), Vec::new())
+        Keyring::new(key.clone(), Vec::new())
     }
     use konsilium_protocol::cert::OrgLevel;
     use konsilium_protocol::identity::IdentityKey;

@@ -30,6 +30,10 @@ pub enum KeyError {
 }
 
 mod recent;
+mod sealing;
+
+pub use sealing::SealingKey;
+pub(crate) use sealing::agree;
 
 /// Validates once at the edge so every `PublicKey` in the program is a usable key.
 fn validate(bytes: [u8; 32]) -> Result<(), KeyError> {
@@ -282,29 +286,6 @@ impl fmt::Debug for SealingPublicKey {
             write!(f, "{b:02x}")?;
         }
         write!(f, "..)")
-    }
-}
-
-/// An X25519 secret used only to open packages sealed to this organization.
-pub struct SealingKey(x25519_dalek::StaticSecret);
-
-impl SealingKey {
-    pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self(x25519_dalek::StaticSecret::from(seed))
-    }
-
-    pub fn to_seed(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.to_bytes())
-    }
-
-    pub fn public(&self) -> SealingPublicKey {
-        SealingPublicKey(x25519_dalek::PublicKey::from(&self.0).to_bytes())
-    }
-}
-
-impl fmt::Debug for SealingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SealingKey({:?})", self.public())
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 pub const OVERLAP: Duration = MAX_LIFETIME;
 
 /// A key the organization rotated away from, and when.
+#[derive(Clone)]
 pub struct Retired {
     pub key: SealingKey,
     pub at: Timestamp,
@@ -37,25 +38,11 @@ pub enum Purpose {
     Held,
 }
 
+#[derive(Clone)]
 pub struct Keyring {
     current: SealingKey,
     /// Newest first.
     retired: Vec<Retired>,
-}
-
-impl Clone for Keyring {
-    fn clone(&self) -> Self {
-        let copy = |k: &SealingKey| SealingKey::from_seed(*k.to_seed());
-        Self {
-            current: copy(&self.current),
-            retired: (self.retired.iter())
-                .map(|r| Retired {
-                    key: copy(&r.key),
-                    at: r.at,
-                })
-                .collect(),
-        }
-    }
 }
 
 impl Keyring {

@@ -271,6 +271,49 @@ fn truncation_reordering_and_trailing_data_fail() {
     );
 }
 
+/// Each side holds what its key agreed with the other's after the first
+/// package; every later one must be the same bytes as a key fresh from its
+/// seed would seal, and open alike.
+#[test]
+fn a_package_is_the_same_whether_the_agreement_was_held_or_computed() {
+    let s = setup();
+    let plain = body(300);
+    let fresh = |org: &TestOrg| SealingKey::from_seed(*org.sealing.to_seed());
+    let h = header(&s.district, &s.federal, 1);
+    let to = s.federal.sealing.public();
+    let first = seal(h.clone(), &s.district.sealing, &to, [42; 32], &plain).unwrap();
+    let held = seal(h.clone(), &s.district.sealing, &to, [42; 32], &plain).unwrap();
+    let computed = seal(h, &fresh(&s.district), &to, [42; 32], &plain).unwrap();
+    assert_eq!(held.body, first.body);
+    assert_eq!(held.body, computed.body);
+    let keys = [s.district.sealing.public()];
+    let mut opened = Vec::new();
+    for recipient in [&s.federal.sealing, &s.federal.sealing, &fresh(&s.federal)] {
+        open_body(&held.header, recipient, &keys, &held.body, &mut opened).unwrap();
+        assert_eq!(opened, plain);
+    }
+    // A key that holds an agreement with the sender opens nothing sealed
+    // to another organization.
+    let other = seal(
+        header(&s.district, &s.other, 2),
+        &s.district.sealing,
+        &s.other.sealing.public(),
+        [43; 32],
+        &plain,
+    )
+    .unwrap();
+    assert_eq!(
+        open_body(
+            &other.header,
+            &s.federal.sealing,
+            &keys,
+            &other.body,
+            &mut opened
+        ),
+        Err(SealError::Tampered { chunk: 0 })
+    );
+}
+
 #[test]
 fn streaming_equals_whole_and_is_deterministic() {
     let s = setup();

@@ -3,27 +3,56 @@
 //! The same function as snow's default (RFC 7748, the scalar clamped by the
 //! function itself), so packages sealed either way open either way; aws-lc's
 //! implementation takes half the time here, and a package's sealing and
-//! opening are mostly its four X25519 operations. A shared secret of all
-//! zeros (the other key a small-order point) is refused rather than used.
+//! opening are mostly their X25519 operations (two to seal and one to open,
+//! once the organization's key holds its agreement with the other's: see
+//! `identity::sealing`). A shared secret of all zeros (the other key a
+//! small-order point) is refused rather than used.
 
-use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
+use crate::identity::{self, SealingKey};
+use aws_lc_rs::agreement::{PrivateKey, X25519};
 use snow::types::{Dh, Random};
 use zeroize::Zeroize;
 
 const LEN: usize = 32;
 
+/// One of the handshake's two keys. Snow makes one for the organization's
+/// own key and one for the ephemeral, and hands each its secret's bytes;
+/// the one handed `own`'s secret uses `own`, whose public half and
+/// agreements with peers are computed already.
 #[derive(Default)]
 pub(super) struct AwsLcX25519 {
-    /// `None` until a key is set, and for a key aws-lc refuses: every
-    /// exchange then fails instead of using a key nobody chose.
-    key: Option<PrivateKey>,
-    secret: [u8; LEN],
-    public: [u8; LEN],
+    own: Option<SealingKey>,
+    key: Key,
+}
+
+#[derive(Default)]
+enum Key {
+    /// None set, or one aws-lc refuses: every exchange then fails instead
+    /// of using a key nobody chose.
+    #[default]
+    None,
+    Own(SealingKey),
+    Other {
+        parsed: PrivateKey,
+        secret: [u8; LEN],
+        public: [u8; LEN],
+    },
+}
+
+impl AwsLcX25519 {
+    pub(super) fn with_own(own: Option<SealingKey>) -> Self {
+        Self {
+            own,
+            key: Key::None,
+        }
+    }
 }
 
 impl Drop for AwsLcX25519 {
     fn drop(&mut self) {
-        self.secret.zeroize();
+        if let Key::Other { secret, .. } = &mut self.key {
+            secret.zeroize();
+        }
     }
 }
 
@@ -41,24 +70,28 @@ impl Dh for AwsLcX25519 {
     }
 
     fn set(&mut self, privkey: &[u8]) {
-        self.key = None;
-        self.secret.zeroize();
-        self.public = [0; LEN];
+        self.key = Key::None;
+        if let Some(own) = self.own.as_ref().filter(|own| own.is(privkey)) {
+            self.key = Key::Own(own.clone());
+            return;
+        }
         let Ok(secret) = <[u8; LEN]>::try_from(privkey) else {
             return;
         };
-        let Ok(key) = PrivateKey::from_private_key(&X25519, &secret) else {
+        let Ok(parsed) = PrivateKey::from_private_key(&X25519, &secret) else {
             return;
         };
-        let Ok(public) = key.compute_public_key() else {
+        let Ok(public) = parsed.compute_public_key() else {
             return;
         };
         let Ok(public) = <[u8; LEN]>::try_from(public.as_ref()) else {
             return;
         };
-        self.secret = secret;
-        self.public = public;
-        self.key = Some(key);
+        self.key = Key::Other {
+            parsed,
+            secret,
+            public,
+        };
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
@@ -70,24 +103,33 @@ impl Dh for AwsLcX25519 {
     }
 
     fn pubkey(&self) -> &[u8] {
-        &self.public
+        match &self.key {
+            Key::None => &[0; LEN],
+            Key::Own(own) => own.public_bytes(),
+            Key::Other { public, .. } => public,
+        }
     }
 
     fn privkey(&self) -> &[u8] {
-        &self.secret
+        match &self.key {
+            Key::None => &[0; LEN],
+            Key::Own(own) => own.secret_bytes(),
+            Key::Other { secret, .. } => secret,
+        }
     }
 
     /// Snow hands the other key in a buffer sized for its largest curve:
     /// the key is its first 32 bytes.
     fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
-        let key = self.key.as_ref().ok_or(snow::Error::Dh)?;
         let out = out.get_mut(..LEN).ok_or(snow::Error::Dh)?;
         let pubkey = pubkey.get(..LEN).ok_or(snow::Error::Dh)?;
-        let peer = UnparsedPublicKey::new(&X25519, pubkey);
-        agreement::agree(key, peer, snow::Error::Dh, |shared| {
-            out.copy_from_slice(shared.get(..LEN).ok_or(snow::Error::Dh)?);
-            Ok(())
-        })
+        let shared = match &self.key {
+            Key::None => None,
+            Key::Own(own) => own.agree(pubkey.try_into().map_err(|_| snow::Error::Dh)?),
+            Key::Other { parsed, .. } => identity::agree(parsed, pubkey),
+        };
+        out.copy_from_slice(shared.ok_or(snow::Error::Dh)?.as_slice());
+        Ok(())
     }
 }
 
@@ -149,16 +191,31 @@ mod tests {
 
     /// A Noise `X` handshake between a side on snow's own X25519 and a side
     /// on ours, each way round: what a node before this change seals, a
-    /// node after it opens, and the other way.
+    /// node after it opens, and the other way. Ours both with the
+    /// organization's key at hand (its agreement computed the first time,
+    /// held the second) and without.
     #[test]
     fn a_handshake_with_snows_own_x25519_succeeds_both_ways() {
-        let snows_side = || -> Box<dyn CryptoResolver + Send> { Box::new(DefaultResolver) };
-        let our_side = || -> Box<dyn CryptoResolver + Send> {
-            Box::new(super::super::SeededResolver { seed: [1; LEN] })
+        let (sender, recipient) = ([3u8; LEN], [5u8; LEN]);
+        let snows = || -> Box<dyn CryptoResolver + Send> { Box::new(DefaultResolver) };
+        let ours_with = |own: Option<&SealingKey>| -> Box<dyn CryptoResolver + Send> {
+            Box::new(super::super::SeededResolver {
+                seed: [1; LEN],
+                own: own.cloned(),
+            })
         };
-        for (initiator, responder) in [(snows_side(), our_side()), (our_side(), snows_side())] {
+        let [held_sender, held_recipient] = [sender, recipient].map(SealingKey::from_seed);
+        let mut pairs = Vec::new();
+        for at_hand in [false, true, true] {
+            let (s, r) = match at_hand {
+                true => (Some(&held_sender), Some(&held_recipient)),
+                false => (None, None),
+            };
+            pairs.push((snows(), ours_with(r)));
+            pairs.push((ours_with(s), snows()));
+        }
+        for (initiator, responder) in pairs {
             let params: snow::params::NoiseParams = super::super::NOISE_PARAMS.parse().unwrap();
-            let (sender, recipient) = ([3u8; LEN], [5u8; LEN]);
             let recipient_public = ours(&recipient).pubkey().to_vec();
             let mut i = snow::Builder::with_resolver(params.clone(), initiator)
                 .local_private_key(&sender)

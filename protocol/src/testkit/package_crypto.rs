@@ -26,7 +26,10 @@ pub struct PackageCrypto {
 impl PackageCrypto {
     /// Times each part `samples` times on a body of `body_bytes`. Keys and
     /// ephemerals come from counters: the cost of the arithmetic does not
-    /// depend on where the bytes came from.
+    /// depend on where the bytes came from. One sender and one recipient
+    /// throughout, as between two organizations that exchanged packages
+    /// before: each holds its agreement with the other's key, and a first
+    /// package between two costs one X25519 more on each side.
     pub fn probe(samples: usize, body_bytes: usize) -> Self {
         let seed = |i: u64, tag: u8| {
             let mut bytes = [tag; 32];

@@ -148,7 +148,7 @@ impl Site {
         Site::new(
             OrgNode::new(org.id(), org.chain.clone(), directory),
             IdentityKey::from_seed(*org.identity.to_seed()),
-            SealingKey::from_seed(*org.sealing.to_seed()),
+            org.sealing.clone(),
             org.region.clone(),
         )
     }

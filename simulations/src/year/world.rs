@@ -23,7 +23,7 @@ use konsilium_protocol::directory::{
     Consultant, ConsultantId, Directory, DirectoryRecord, Language, Scope, Service, SignedRecord,
     SyncConfig,
 };
-use konsilium_protocol::identity::{IdentityKey, OrgId, SealingKey};
+use konsilium_protocol::identity::{IdentityKey, OrgId};
 use konsilium_protocol::testkit::{
     DirectoryNode, Link, NOW, OrgNode, SimConfig, SimNet, Site, TestFederation, TestOrg, seed,
 };
@@ -144,7 +144,7 @@ impl World {
             let site = Site::new(
                 OrgNode::new(org.id(), org.chain.clone(), directory),
                 IdentityKey::from_seed(*org.identity.to_seed()),
-                SealingKey::from_seed(*org.sealing.to_seed()),
+                org.sealing.clone(),
                 region,
             );
             net.add(match relay_of(scenario, i) {
