@@ -513,33 +513,76 @@ impl Consultation {
         at: Timestamp,
         action: Action,
     ) -> Signed<Transition> {
-        Signed::sign(
-            key,
-            &Transition {
-                consultation: self.id(),
-                seq: self.next_seq(),
-                prev: self.head,
-                actor: key.org_id(),
-                role,
-                user: user.to_owned(),
-                at,
-                action,
-            },
-        )
+        Signed::sign(key, &self.transition(key, role, user, at, action))
+    }
+
+    fn transition(
+        &self,
+        key: &IdentityKey,
+        role: Role,
+        user: &str,
+        at: Timestamp,
+        action: Action,
+    ) -> Transition {
+        Transition {
+            consultation: self.id(),
+            seq: self.next_seq(),
+            prev: self.head,
+            actor: key.org_id(),
+            role,
+            user: user.to_owned(),
+            at,
+            action,
+        }
+    }
+
+    /// Takes the next step as `key`'s organization: signed and applied,
+    /// with every check of [`Consultation::apply`] but the signature's,
+    /// made here by the key of the actor the step names: checking it cost
+    /// one verification per step an organization took, which no other
+    /// party needed. On error nothing changes and nothing is signed.
+    pub fn take(
+        &mut self,
+        key: &IdentityKey,
+        role: Role,
+        user: &str,
+        at: Timestamp,
+        action: Action,
+    ) -> Result<(Status, Signed<Transition>), WorkflowError> {
+        let t = self.transition(key, role, user, at, action);
+        let side = self.admit(&t)?;
+        let (status, appointment) = self.permit(&t, side)?;
+        let signed = Signed::sign(key, &t);
+        self.commit(&signed, t, side, status, appointment);
+        Ok((status, signed))
     }
 
     /// Applies one signed step; on error nothing changes.
     pub fn apply(&mut self, signed: &Signed<Transition>) -> Result<Status, WorkflowError> {
         let t = signed.decode_unverified()?;
+        let side = self.admit(&t)?;
+        signed.verify_by(t.actor.checked_key())?;
+        let (status, appointment) = self.permit(&t, side)?;
+        self.commit(signed, t, side, status, appointment);
+        Ok(status)
+    }
+
+    /// Whether `t` belongs here, next in the history, from a participant:
+    /// how its actor takes part.
+    fn admit(&self, t: &Transition) -> Result<Side, WorkflowError> {
         if t.consultation != self.id() {
             return Err(WorkflowError::WrongConsultation {
                 expected: self.id(),
                 got: t.consultation,
             });
         }
-        self.follows(&t)?;
-        let side = (self.side_of(t.actor)).ok_or(WorkflowError::Outsider { actor: t.actor })?;
-        signed.verify_by(t.actor.checked_key())?;
+        self.follows(t)?;
+        (self.side_of(t.actor)).ok_or(WorkflowError::Outsider { actor: t.actor })
+    }
+
+    /// Whether `side` may take `t`'s action now: the status and
+    /// appointment it leads to.
+    fn permit(&self, t: &Transition, side: Side) -> Result<(Status, Appointment), WorkflowError> {
         let action = t.action.name();
         if !permitted(&t.action, side, t.role) {
             return Err(WorkflowError::NotPermitted {
@@ -548,8 +591,18 @@ impl Consultation {
                 action,
             });
         }
-        let (status, appointment) = self.next(&t.action, side)?;
-        // All checks passed: commit.
+        self.next(&t.action, side)
+    }
+
+    /// Records a step every check passed.
+    fn commit(
+        &mut self,
+        signed: &Signed<Transition>,
+        t: Transition,
+        side: Side,
+        status: Status,
+        appointment: Appointment,
+    ) {
         // An invited organization's opinion is not the consultant's answer.
         if matches!(
             t.action,
@@ -559,19 +612,18 @@ impl Consultation {
         {
             self.first_response = Some(t.at);
         }
-        match &t.action {
-            Action::Conclude { conclusion } => self.conclusion = Some(*conclusion),
-            Action::Assign { consultant } => self.assigned = Some(consultant.clone()),
+        match t.action {
+            Action::Conclude { conclusion } => self.conclusion = Some(conclusion),
+            Action::Assign { consultant } => self.assigned = Some(consultant),
             Action::ProposeSlots { .. } => self.proposed_by = Some(side),
             Action::Acknowledge => self.acknowledged = true,
-            Action::Invite { org } => self.guests.push(*org),
+            Action::Invite { org } => self.guests.push(org),
             _ => {}
         }
         self.status = status;
         self.appointment = appointment;
         self.head = signed.content_hash();
         self.history.push(signed.clone());
-        Ok(status)
     }
 
     /// Whether `t` takes the next place in the history: the next number,

@@ -423,11 +423,8 @@ impl Desk {
             return Err(WorkflowError::Invite { why }.into());
         }
         let case = self.cases.get_mut(&id).ok_or(DeskError::Unknown(id))?;
-        let step = case
-            .consultation
-            .step(&self.identity, role, user, now, action);
         let from = case.consultation.status;
-        let status = case.consultation.apply(&step)?;
+        let (status, step) = (case.consultation).take(&self.identity, role, user, now, action)?;
         if conclusion.is_some() {
             case.conclusion = conclusion.clone();
         }
