@@ -227,7 +227,7 @@ fn noise(e: snow::Error) -> SealError {
 struct SeededResolver {
     seed: [u8; 32],
     /// The organization's key the handshake is built with.
-    own: Option<SealingKey>,
+    own: Option<x25519::Own>,
 }
 
 struct SeededRandom(blake3::OutputReader);
@@ -262,11 +262,20 @@ impl CryptoResolver for SeededResolver {
     }
 }
 
-fn builder<'b>(seed: [u8; 32], own: &'b SealingKey) -> Result<snow::Builder<'b>, snow::Error> {
+/// A handshake as `own`'s organization, with one of `peers`: the
+/// recipient it seals to, or the keys the directory gives the sender.
+fn builder<'b>(
+    seed: [u8; 32],
+    own: &'b SealingKey,
+    peers: &[SealingPublicKey],
+) -> Result<snow::Builder<'b>, snow::Error> {
     let params = NOISE_PARAMS.parse().expect("valid noise parameters");
     let resolver = SeededResolver {
         seed,
-        own: Some(own.clone()),
+        own: Some(x25519::Own {
+            key: own.clone(),
+            peers: peers.to_vec(),
+        }),
     };
     snow::Builder::with_resolver(params, Box::new(resolver)).local_private_key(own.secret_bytes())
 }
@@ -311,7 +320,7 @@ impl Sealer {
         recipient: &SealingPublicKey,
         ephemeral_seed: [u8; 32],
     ) -> Result<(Self, Vec<u8>), SealError> {
-        let mut hs = builder(ephemeral_seed, sender)
+        let mut hs = builder(ephemeral_seed, sender, &[*recipient])
             .and_then(|b| b.remote_public_key(recipient.as_bytes()))
             .and_then(|b| b.prologue(&prologue))
             .and_then(|b| b.build_initiator())
@@ -453,7 +462,7 @@ impl Opener {
         handshake: &[u8],
         sender_keys: &[SealingPublicKey],
     ) -> Result<Self, SealError> {
-        let mut hs = builder([0; 32], recipient)
+        let mut hs = builder([0; 32], recipient, sender_keys)
             .and_then(|b| b.prologue(&prologue))
             .and_then(|b| b.build_responder())
             .map_err(noise)?;

@@ -33,7 +33,7 @@ mod recent;
 mod sealing;
 
 pub use sealing::SealingKey;
-pub(crate) use sealing::agree;
+pub(crate) use sealing::x25519;
 
 /// Validates once at the edge so every `PublicKey` in the program is a usable key.
 fn validate(bytes: [u8; 32]) -> Result<(), KeyError> {

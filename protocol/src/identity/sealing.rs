@@ -13,9 +13,10 @@
 //!
 //! A held secret is as sensitive as the key itself (with it, a party could
 //! pass for that peer to us), lives beside it, and is wiped when dropped or
-//! pushed out. The number held is bounded: a forged package can name any
-//! key as its sender's, and so push honest peers' secrets out, which costs
-//! their next package the one operation it always cost before.
+//! pushed out. Only agreements with keys the directory gives are held (the
+//! sealing side names them, see `seal::x25519::Own`): not those with the
+//! other side's ephemeral keys, which never come back, nor with whatever
+//! key a forged package names. The number held is bounded all the same.
 
 use super::SealingPublicKey;
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
@@ -76,29 +77,36 @@ impl SealingKey {
         aws_lc_rs::constant_time::verify_slices_are_equal(self.0.secret.as_slice(), secret).is_ok()
     }
 
-    /// The secret this key agrees with `peer`'s public key; computed once
-    /// for each peer held. `None` when there is none: a key aws-lc refuses,
-    /// or a peer key of small order (the agreement would be all zeros).
-    pub(crate) fn agree(&self, peer: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
+    /// The secret this key agrees with another organization's key,
+    /// computed once and held. `None` when there is none: a key aws-lc
+    /// refuses, or a peer key of small order (the agreement would be all
+    /// zeros).
+    pub(crate) fn agree_held(&self, peer: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
         let agreed = || self.0.agreed.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(secret) = agreed().get(peer) {
             return Some(secret.clone());
         }
-        let secret = agree(self.0.parsed.as_ref()?, peer)?;
+        let secret = self.agree(peer)?;
         agreed().insert(*peer, secret.clone());
         Some(secret)
     }
 
+    /// The secret this key agrees with `peer`, computed and not held: for
+    /// an ephemeral key, which never comes back.
+    pub(crate) fn agree(&self, peer: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        x25519(self.0.parsed.as_ref()?, peer)
+    }
+
     /// How many peers' agreements are held.
     #[cfg(test)]
-    fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.0.agreed.lock().map(|a| a.len()).unwrap_or(0)
     }
 }
 
 /// X25519 of `key` and `peer` on aws-lc; `None` for a peer key of small
 /// order, which aws-lc refuses rather than giving all zeros.
-pub(crate) fn agree(key: &PrivateKey, peer: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+pub(crate) fn x25519(key: &PrivateKey, peer: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
     let peer = UnparsedPublicKey::new(&X25519, peer);
     agreement::agree(key, peer, (), |shared| {
         let mut out = Zeroizing::new([0u8; 32]);
@@ -124,25 +132,36 @@ mod tests {
             SealingKey::from_seed([1; 32]),
             SealingKey::from_seed([2; 32]),
         );
-        let first = a.agree(b.public().as_bytes()).expect("an agreement");
+        let first = a.agree_held(b.public().as_bytes()).expect("an agreement");
         assert_eq!(a.held(), 1);
-        let again = a.agree(b.public().as_bytes()).expect("held");
+        let again = a.agree_held(b.public().as_bytes()).expect("held");
         assert_eq!(*first, *again);
-        assert_eq!(*first, *b.agree(a.public().as_bytes()).expect("theirs"));
+        assert_eq!(
+            *first,
+            *b.agree_held(a.public().as_bytes()).expect("theirs")
+        );
         let dalek = x25519_dalek::StaticSecret::from([1; 32])
             .diffie_hellman(&x25519_dalek::PublicKey::from(*b.public().as_bytes()));
         assert_eq!(*first, dalek.to_bytes());
         // A clone shares what was agreed.
         assert_eq!(a.clone().held(), 1);
+        // An agreement not to be held (with an ephemeral key) is the same
+        // secret, and leaves nothing behind.
+        let c = SealingKey::from_seed([3; 32]);
+        assert_eq!(
+            *a.agree(c.public().as_bytes()).expect("computed"),
+            *c.agree_held(a.public().as_bytes()).expect("theirs")
+        );
+        assert_eq!(a.held(), 1);
     }
 
     #[test]
     fn a_small_order_key_agrees_nothing_and_is_not_held() {
         let a = SealingKey::from_seed([1; 32]);
-        assert!(a.agree(&[0; 32]).is_none());
+        assert!(a.agree_held(&[0; 32]).is_none());
         let mut order_one = [0; 32];
         order_one[0] = 1;
-        assert!(a.agree(&order_one).is_none());
+        assert!(a.agree_held(&order_one).is_none());
         assert_eq!(a.held(), 0);
     }
 
@@ -154,7 +173,7 @@ mod tests {
             let mut seed = [7; 32];
             seed[4..8].copy_from_slice(&i.to_le_bytes());
             let peer = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(seed));
-            assert!(a.agree(peer.as_bytes()).is_some());
+            assert!(a.agree_held(peer.as_bytes()).is_some());
         }
         assert_eq!(a.held(), AGREED);
     }

@@ -292,6 +292,31 @@ fn a_package_is_the_same_whether_the_agreement_was_held_or_computed() {
         open_body(&held.header, recipient, &keys, &held.body, &mut opened).unwrap();
         assert_eq!(opened, plain);
     }
+    // Each holds its agreement with the other's key, and the recipient
+    // none with the packages' ephemeral keys.
+    assert_eq!(s.district.sealing.held(), 1);
+    assert_eq!(s.federal.sealing.held(), 1);
+    // A package from a key the directory does not give its sender is
+    // refused, and its key's agreement is not held.
+    let forged = seal(
+        header(&s.district, &s.federal, 3),
+        &s.other.sealing,
+        &to,
+        [44; 32],
+        &plain,
+    )
+    .unwrap();
+    assert_eq!(
+        open_body(
+            &forged.header,
+            &s.federal.sealing,
+            &keys,
+            &forged.body,
+            &mut opened
+        ),
+        Err(SealError::SenderKeyMismatch(s.district.id()))
+    );
+    assert_eq!(s.federal.sealing.held(), 1);
     // A key that holds an agreement with the sender opens nothing sealed
     // to another organization.
     let other = seal(

@@ -8,12 +8,23 @@
 //! `identity::sealing`). A shared secret of all zeros (the other key a
 //! small-order point) is refused rather than used.
 
-use crate::identity::{self, SealingKey};
+use crate::identity::{self, SealingKey, SealingPublicKey};
 use aws_lc_rs::agreement::{PrivateKey, X25519};
 use snow::types::{Dh, Random};
 use zeroize::Zeroize;
 
 const LEN: usize = 32;
+
+/// The organization's key a handshake is built with, and the other
+/// organizations' keys it may agree with there: those agreements are
+/// held. What else it agrees with (the other side's ephemeral key, or a
+/// key no directory gave) is computed and let go, so a forged package
+/// cannot fill the key's store.
+#[derive(Clone)]
+pub(super) struct Own {
+    pub(super) key: SealingKey,
+    pub(super) peers: Vec<SealingPublicKey>,
+}
 
 /// One of the handshake's two keys. Snow makes one for the organization's
 /// own key and one for the ephemeral, and hands each its secret's bytes;
@@ -21,7 +32,7 @@ const LEN: usize = 32;
 /// agreements with peers are computed already.
 #[derive(Default)]
 pub(super) struct AwsLcX25519 {
-    own: Option<SealingKey>,
+    own: Option<Own>,
     key: Key,
 }
 
@@ -31,7 +42,7 @@ enum Key {
     /// of using a key nobody chose.
     #[default]
     None,
-    Own(SealingKey),
+    Own(Own),
     Other {
         parsed: PrivateKey,
         secret: [u8; LEN],
@@ -40,7 +51,7 @@ enum Key {
 }
 
 impl AwsLcX25519 {
-    pub(super) fn with_own(own: Option<SealingKey>) -> Self {
+    pub(super) fn with_own(own: Option<Own>) -> Self {
         Self {
             own,
             key: Key::None,
@@ -71,7 +82,7 @@ impl Dh for AwsLcX25519 {
 
     fn set(&mut self, privkey: &[u8]) {
         self.key = Key::None;
-        if let Some(own) = self.own.as_ref().filter(|own| own.is(privkey)) {
+        if let Some(own) = self.own.as_ref().filter(|own| own.key.is(privkey)) {
             self.key = Key::Own(own.clone());
             return;
         }
@@ -105,7 +116,7 @@ impl Dh for AwsLcX25519 {
     fn pubkey(&self) -> &[u8] {
         match &self.key {
             Key::None => &[0; LEN],
-            Key::Own(own) => own.public_bytes(),
+            Key::Own(own) => own.key.public_bytes(),
             Key::Other { public, .. } => public,
         }
     }
@@ -113,7 +124,7 @@ impl Dh for AwsLcX25519 {
     fn privkey(&self) -> &[u8] {
         match &self.key {
             Key::None => &[0; LEN],
-            Key::Own(own) => own.secret_bytes(),
+            Key::Own(own) => own.key.secret_bytes(),
             Key::Other { secret, .. } => secret,
         }
     }
@@ -125,8 +136,11 @@ impl Dh for AwsLcX25519 {
         let pubkey = pubkey.get(..LEN).ok_or(snow::Error::Dh)?;
         let shared = match &self.key {
             Key::None => None,
-            Key::Own(own) => own.agree(pubkey.try_into().map_err(|_| snow::Error::Dh)?),
-            Key::Other { parsed, .. } => identity::agree(parsed, pubkey),
+            Key::Own(own) => match own.peers.iter().find(|p| p.as_bytes() == pubkey) {
+                Some(peer) => own.key.agree_held(peer.as_bytes()),
+                None => own.key.agree(pubkey),
+            },
+            Key::Other { parsed, .. } => identity::x25519(parsed, pubkey),
         };
         out.copy_from_slice(shared.ok_or(snow::Error::Dh)?.as_slice());
         Ok(())
@@ -198,13 +212,17 @@ mod tests {
     fn a_handshake_with_snows_own_x25519_succeeds_both_ways() {
         let (sender, recipient) = ([3u8; LEN], [5u8; LEN]);
         let snows = || -> Box<dyn CryptoResolver + Send> { Box::new(DefaultResolver) };
+        let [held_sender, held_recipient] = [sender, recipient].map(SealingKey::from_seed);
         let ours_with = |own: Option<&SealingKey>| -> Box<dyn CryptoResolver + Send> {
+            let peers = vec![held_sender.public(), held_recipient.public()];
             Box::new(super::super::SeededResolver {
                 seed: [1; LEN],
-                own: own.cloned(),
+                own: own.map(|key| Own {
+                    key: key.clone(),
+                    peers,
+                }),
             })
         };
-        let [held_sender, held_recipient] = [sender, recipient].map(SealingKey::from_seed);
         let mut pairs = Vec::new();
         for at_hand in [false, true, true] {
             let (s, r) = match at_hand {
@@ -234,6 +252,9 @@ mod tests {
             let sender_public = ours(&sender).pubkey().to_vec();
             assert_eq!(r.get_remote_static(), Some(sender_public.as_slice()));
         }
+        // Each side holds its agreement with the other's key, and not the
+        // responder's with the initiator's ephemeral keys.
+        assert_eq!((held_sender.held(), held_recipient.held()), (1, 1));
     }
 
     proptest! {
