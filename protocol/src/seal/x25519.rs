@@ -82,8 +82,9 @@ impl Dh for AwsLcX25519 {
 
     fn set(&mut self, privkey: &[u8]) {
         self.key = Key::None;
-        if let Some(own) = self.own.as_ref().filter(|own| own.key.is(privkey)) {
-            self.key = Key::Own(own.clone());
+        // Snow sets its own key's Dh once: the key moves in, not copied.
+        if let Some(own) = self.own.take_if(|own| own.key.is(privkey)) {
+            self.key = Key::Own(own);
             return;
         }
         let Ok(secret) = <[u8; LEN]>::try_from(privkey) else {
