@@ -156,10 +156,21 @@ impl AuthorityKey {
 }
 
 impl OrgId {
+    /// Built from the key's bytes without decompressing its point again
+    /// (libp2p's `PublicKey` would): the id was validated when it was made,
+    /// and ids are shown in every log line and journal entry that names an
+    /// organization. An ed25519 peer id is the identity multihash of the
+    /// key's protobuf encoding (libp2p's peer-id specification): the
+    /// key-type field (1, Ed25519), then the 32 bytes as field 2.
     pub fn to_peer_id(&self) -> PeerId {
-        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(self.as_bytes())
-            .expect("validated ed25519 key is accepted by libp2p");
-        libp2p_identity::PublicKey::from(key).to_peer_id()
+        const ED25519_PROTOBUF: [u8; 4] = [0x08, 0x01, 0x12, 0x20];
+        const IDENTITY: u64 = 0;
+        let mut encoded = [0u8; 36];
+        encoded[..4].copy_from_slice(&ED25519_PROTOBUF);
+        encoded[4..].copy_from_slice(&self.0);
+        let digest = multiaddr::multihash::Multihash::wrap(IDENTITY, &encoded)
+            .expect("36 bytes fit an identity multihash");
+        PeerId::from_multihash(digest).expect("an identity multihash of 36 bytes is a peer id")
     }
 
     /// Ed25519 peer ids embed the key itself (identity multihash), so the
@@ -365,6 +376,16 @@ mod tests {
             assert_eq!(OrgId::from_bytes(not_a_point), Err(KeyError::InvalidPoint));
         }
         assert!(RECENT.with_borrow(|r| !r.contains(&weak) && !r.contains(&not_a_point)));
+    }
+
+    #[test]
+    fn peer_ids_are_the_ones_libp2p_makes_from_the_key() {
+        for i in 0..64u8 {
+            let key = IdentityKey::from_seed([i; 32]);
+            let theirs = key.to_libp2p().public().to_peer_id();
+            assert_eq!(key.org_id().to_peer_id(), theirs, "seed {i}");
+            assert_eq!(key.org_id().to_string(), theirs.to_string());
+        }
     }
 
     #[test]

@@ -71,8 +71,11 @@ pub struct Site {
     dialling: BTreeMap<NodeId, OrgId>,
     dials: VecDeque<NodeId>,
     transmits: VecDeque<Transmit>,
-    /// Draws for package ids, consultation ids and sealing randomness.
+    /// Draws for package ids, consultation ids and sealing randomness,
+    /// from a seed labelled with the site's id (written once: showing an
+    /// id was a tenth of a draw's cost).
     draws: u64,
+    draw_label: String,
     /// What the desk reported, in order.
     pub events: Vec<(Timestamp, desk::Event)>,
     /// Packages this site took custody of to carry for others.
@@ -118,6 +121,7 @@ impl Site {
             dials: VecDeque::new(),
             transmits: VecDeque::new(),
             draws: 0,
+            draw_label: format!("site/{me}"),
             events: Vec::new(),
             relayed: 0,
             sealed: 0,
@@ -193,7 +197,7 @@ impl Site {
 
     fn draw(&mut self) -> [u8; 32] {
         self.draws += 1;
-        super::seed(&format!("site/{}", self.me), self.draws)
+        super::seed(&self.draw_label, self.draws)
     }
 
     /// The attending physician asks `consultant`; returns the new consultation.
