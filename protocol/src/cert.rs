@@ -560,6 +560,25 @@ impl Trust {
         Ok(VerifiedOrg { cert, authority })
     }
 
+    /// `verify_chain`, unless `known` is the organization as this node
+    /// verified it when it took a directory record carrying this very
+    /// chain (`Directory::verified_chain`): its signatures held then and
+    /// cannot have changed, so only time and revocations are checked again.
+    /// Federal centers are dialled and sent conclusions by the same
+    /// organizations again and again; each chain would otherwise cost two
+    /// or three signature checks every time.
+    pub fn verify_chain_unless_known(
+        &self,
+        chain: &CertChain,
+        known: Option<&VerifiedOrg>,
+        now: Timestamp,
+    ) -> Result<VerifiedOrg, CertError> {
+        match known {
+            Some(known) => self.still_valid(known, now).map(|()| known.clone()),
+            None => self.verify_chain(chain, now),
+        }
+    }
+
     /// Re-checks an already verified organization against time and the
     /// revocations known now, without repeating signature checks: used when a
     /// revocation list arrives or a certificate may have expired.

@@ -5,7 +5,8 @@
 //! keys and the conclusion's embedded certificate chain) can check offline
 //! who concluded what, and that not a byte changed since.
 
-use crate::cert::{CertChain, CertError, Trust};
+use crate::cert::{CertChain, CertError, Trust, VerifiedOrg};
+use crate::directory::Directory;
 use crate::identity::{IdentityKey, OrgId};
 use crate::limits::{FieldError, check_name};
 use crate::seal::BlobRef;
@@ -125,7 +126,25 @@ impl ConclusionFile {
         trust: &Trust,
         now: Timestamp,
     ) -> Result<(Conclusion, String), ConclusionError> {
-        let org = trust.verify_chain(&self.chain, now)?;
+        self.signed_by(trust.verify_chain(&self.chain, now)?)
+    }
+
+    /// `verify`, for a file that came from `sender`: when its chain is the
+    /// one `sender`'s directory record carries, the chain's signatures are
+    /// not checked again (`Trust::verify_chain_unless_known`). Every
+    /// conclusion an organization sends carries the same chain.
+    pub fn verify_from(
+        &self,
+        sender: &OrgId,
+        trust: &Trust,
+        directory: &Directory,
+        now: Timestamp,
+    ) -> Result<(Conclusion, String), ConclusionError> {
+        let known = directory.verified_chain(sender, &self.chain);
+        self.signed_by(trust.verify_chain_unless_known(&self.chain, known, now)?)
+    }
+
+    fn signed_by(&self, org: VerifiedOrg) -> Result<(Conclusion, String), ConclusionError> {
         let conclusion = self.conclusion.open_by(org.cert.org.checked_key())?;
         if conclusion.consultant_org != org.cert.org {
             return Err(ConclusionError::WrongOrganization {
@@ -181,6 +200,92 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A sender whose record the directory holds with the same chain is
+    /// not checked for the chain's signatures again, and is decided as a
+    /// full check decides: the conclusion's own signature, the time and
+    /// revocations still count, and any other chain is checked whole.
+    #[test]
+    fn a_known_senders_file_is_decided_as_a_full_check_decides() {
+        let mut fed = TestFederation::new("conclusion-known");
+        let federal = fed.org(1, OrgLevel::Federal, "RU-MOW", &[Specialty::Oncology]);
+        let other = fed.org(2, OrgLevel::Regional, "RU-VLG", &[]);
+        let forger = fed.org(3, OrgLevel::Regional, "RU-VLG", &[]);
+        let mut directory = Directory::new();
+        directory
+            .insert(federal.signed_record(1), &fed.trust, NOW)
+            .unwrap();
+        let file = ConclusionFile {
+            conclusion: conclusion(federal.id()).sign(&federal.identity).unwrap(),
+            chain: federal.chain.clone(),
+        };
+        let from = |file: &ConclusionFile, trust: &Trust, now: Timestamp| {
+            let known = file.verify_from(&federal.id(), trust, &directory, now);
+            assert_eq!(known, file.verify(trust, now));
+            known
+        };
+        assert!(
+            directory
+                .verified_chain(&federal.id(), &file.chain)
+                .is_some()
+        );
+        let (concluded, signer) = from(&file, &fed.trust, NOW).unwrap();
+        assert_eq!(concluded.consultant_org, federal.id());
+        assert!(signer.contains("federal"));
+        // Every altered byte of the conclusion, under the known chain.
+        let bytes = postcard::to_stdvec(&file.conclusion).unwrap();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            if let Ok(conclusion) = postcard::from_bytes(&b) {
+                let altered = ConclusionFile {
+                    conclusion,
+                    chain: file.chain.clone(),
+                };
+                assert!(from(&altered, &fed.trust, NOW).is_err(), "flip at {i}");
+            }
+        }
+        // Past the certificate's validity.
+        let late = Timestamp::from_unix_millis(NOW.unix_millis() + 400 * 86_400_000);
+        assert!(matches!(
+            from(&file, &fed.trust, late),
+            Err(ConclusionError::Chain(_))
+        ));
+        // Signed by the federal center with another organization's chain:
+        // not the record's, so checked whole, and refused.
+        let borrowed = ConclusionFile {
+            conclusion: file.conclusion.clone(),
+            chain: other.chain.clone(),
+        };
+        assert!(
+            directory
+                .verified_chain(&federal.id(), &borrowed.chain)
+                .is_none()
+        );
+        assert!(from(&borrowed, &fed.trust, NOW).is_err());
+        // A chain the directory never verified, with a forged certificate.
+        let mut forged_chain = forger.chain.clone();
+        forged_chain.org = Signed::sign(
+            &forger.identity,
+            &forger.chain.org.decode_unverified().unwrap(),
+        );
+        let forged = ConclusionFile {
+            conclusion: conclusion(forger.id()).sign(&forger.identity).unwrap(),
+            chain: forged_chain,
+        };
+        assert!(matches!(
+            from(&forged, &fed.trust, NOW),
+            Err(ConclusionError::Chain(_))
+        ));
+        // Revoked since the record was taken.
+        let mut trust = fed.trust.clone();
+        let notice = fed.revoke(&federal, NOW).unwrap();
+        trust.apply_revocations(&notice, NOW).unwrap();
+        assert!(matches!(
+            from(&file, &trust, NOW),
+            Err(ConclusionError::Chain(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod tests;
 
 pub use conduct::{BAN, LIMIT as MISCONDUCT_LIMIT, Offence};
 
-use crate::cert::{CertChain, CertError, RevocationNotice, Trust, VerifiedOrg};
+use crate::cert::{CertError, RevocationNotice, Trust, VerifiedOrg};
 use crate::directory::{Directory, SignedRecord};
 use crate::identity::{KeyError, OrgId};
 use crate::limits::MAX_REVOCATION_NOTICES;
@@ -238,7 +238,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     /// The peer's Hello. Returns whether it is admitted; a refusal's text is
     /// the answer the peer gets. `directory` is what this node holds: a
     /// chain it verified when it took the peer's record is not verified
-    /// again (see `known_chain`).
+    /// again (see `Trust::verify_chain_unless_known`).
     pub fn handle_hello(
         &mut self,
         now: Timestamp,
@@ -290,10 +290,8 @@ impl<P: Copy + Ord + Debug> Admission<P> {
                 return Err(reason);
             }
         };
-        let checked = match known_chain(directory, key, &chain) {
-            Some(known) => trust.still_valid(known, now).map(|()| known.clone()),
-            None => trust.verify_chain(&chain, now),
-        };
+        let known = directory.verified_chain(&key, &chain);
+        let checked = trust.verify_chain_unless_known(&chain, known, now);
         let verified = match checked {
             Ok(v) => v,
             Err(e) => {
@@ -603,19 +601,4 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         self.set_state(peer, State::Refused { cut_at });
         self.out.push_back(Output::Refused { peer, reason, org });
     }
-}
-
-/// The organization `org` as this node verified it when it took its
-/// directory record, when `chain` is the very chain that record carries:
-/// its signatures held then and cannot have changed, so only time and
-/// revocations need checking again. A federal center is dialled again and
-/// again by the same districts; each would otherwise cost it two or three
-/// signature checks.
-fn known_chain<'d>(
-    directory: &'d Directory,
-    org: OrgId,
-    chain: &CertChain,
-) -> Option<&'d VerifiedOrg> {
-    let entry = directory.get(&org)?;
-    (entry.record().chain == *chain).then(|| entry.verified())
 }

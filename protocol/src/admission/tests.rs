@@ -4,7 +4,7 @@
 //! peers are refused and cut, and revocations and expiry end admissions.
 
 use super::*;
-use crate::cert::{OrgLevel, RevocationNotice};
+use crate::cert::{CertChain, OrgLevel, RevocationNotice};
 use crate::directory::{Directory, Scope, SyncConfig};
 use crate::identity::IdentityKey;
 use crate::rpc::{Request, Response};

@@ -571,7 +571,7 @@ impl Desk {
         // any other is refused, never kept to be shown as the case's.
         match (&t.action, &conclusion) {
             (Action::Conclude { conclusion: hash }, Some(file)) => {
-                let (concluded, _) = file.verify(trust, now)?;
+                let (concluded, _) = file.verify_from(&sender, trust, directory, now)?;
                 if file.conclusion.content_hash() != *hash
                     || concluded.consultation != t.consultation
                     || concluded.consultant_org != sender

@@ -446,6 +446,14 @@ impl Directory {
         self.entries.get(org).map(Arc::as_ref)
     }
 
+    /// `org` as this node verified it when it took its record, if `chain`
+    /// is the very chain that record carries (see
+    /// `Trust::verify_chain_unless_known`).
+    pub fn verified_chain(&self, org: &OrgId, chain: &CertChain) -> Option<&VerifiedOrg> {
+        let entry = self.get(org)?;
+        (entry.record().chain == *chain).then(|| entry.verified())
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = &DirectoryEntry> {
         self.entries.values().map(Arc::as_ref)
     }
