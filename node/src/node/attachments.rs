@@ -195,14 +195,16 @@ impl Node {
                 continue;
             };
             match self.accept_package(from, package) {
-                Answer::Now(Response::Receipt(receipt)) => {
+                Answer::Now(Response::Receipt(receipt))
+                | Answer::Durable(Response::Receipt(receipt)) => {
+                    // Flushed below.
                     let peer = from.to_peer_id();
                     self.request(peer, Request::Receipt(receipt), Pending::Receipt);
                 }
                 Answer::Now(Response::Refused(reason)) => {
                     tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
                 }
-                Answer::Now(_) => {}
+                Answer::Now(_) | Answer::Durable(_) => {}
                 Answer::Opening(id) => self.reply_when_opened(id, Reply::Receipt(from)),
             }
         }

@@ -148,6 +148,8 @@ pub(super) enum Command {
         package: Box<konsilium_protocol::seal::SealedPackage>,
         body: Result<Vec<u8>, konsilium_protocol::seal::SealError>,
     },
+    /// The flush a turn's end started ended (or why it failed).
+    Flushed(Result<(), crate::storage::store::StoreError>),
     /// An escalation's case files, re-sealed off the event loop for the
     /// next consultant (or why they could not be).
     Resealed {

@@ -45,10 +45,36 @@ fn disk_room(needed: u64, free: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// The answer to a delivery: now, or once the package is opened.
+/// The answer to a delivery: now, once what was written before it is
+/// durable, or once the package is opened.
 pub(super) enum Answer {
     Now(Response),
+    /// A receipt for a package taken in earlier: its write's flush may
+    /// still be running.
+    Durable(Response),
     Opening(PackageId),
+}
+
+impl Answer {
+    /// A package seen before is answered as it was, and a receipt waits
+    /// for the flush that makes the package it vouches for durable.
+    fn seen(response: Response) -> Self {
+        match response {
+            Response::Receipt(_) => Answer::Durable(response),
+            other => Answer::Now(other),
+        }
+    }
+}
+
+/// A waiting answer once its flush ended: as it was, or, if the flush
+/// failed, a refusal the sender retries.
+pub(super) fn once_flushed(response: Response, flushed: Result<(), &StoreError>) -> Response {
+    match flushed {
+        Ok(()) => response,
+        Err(e) => Response::Refused(Refusal::Transient(format!(
+            "recipient cannot store the package: {e}"
+        ))),
+    }
 }
 
 /// An opened package taken in: answered now, or written and waiting for
@@ -251,7 +277,7 @@ impl Node {
     fn take_in(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         let id = package.header.id;
         if let Some(response) = self.answer_if_seen(&package) {
-            return Answer::Now(response);
+            return Answer::seen(response);
         }
         if self.opening.contains_key(&id) {
             // Delivered again while being opened: answered with the first.
@@ -347,6 +373,14 @@ impl Node {
         self.opening_bytes = self.opening_bytes.saturating_sub(package.body.len());
         let response = match body {
             Ok(body) => match self.store_opened(package, &body) {
+                Stored::Answer(response @ Response::Receipt(_)) => {
+                    // Seen before, while it was opened: its write may not
+                    // be durable yet.
+                    self.once_durable(move |node, flushed| {
+                        node.answer_opened(from, replies, once_flushed(response, flushed))
+                    });
+                    return;
+                }
                 Stored::Answer(response) => response,
                 Stored::Written(written) => {
                     self.once_durable(move |node, flushed| {
@@ -381,10 +415,7 @@ impl Node {
     fn answer_opened(&mut self, from: OrgId, replies: Vec<Reply>, response: Response) {
         for reply in replies {
             match reply {
-                Reply::Channel(channel) => {
-                    let answer = crate::net::codec::answer(&self.budgets.answers, response.clone());
-                    let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
-                }
+                Reply::Channel(channel) => self.respond(channel, response.clone()),
                 Reply::Receipt(to) => match &response {
                     Response::Receipt(receipt) => {
                         let request = Request::Receipt(receipt.clone());
@@ -435,11 +466,9 @@ impl Node {
     /// workflow goes on) or its flush failed (memory goes back to the
     /// disk's, and the sender retries).
     fn on_durable(&mut self, written: Written, flushed: Result<(), &StoreError>) -> Response {
-        if let Err(e) = flushed {
+        if flushed.is_err() {
             self.undo_desk(written.journal, &written.later);
-            return Response::Refused(Refusal::Transient(format!(
-                "recipient cannot store the package: {e}"
-            )));
+            return once_flushed(Response::Receipt(written.receipt), flushed);
         }
         self.emit(written.received);
         self.carry_out(written.later, None);

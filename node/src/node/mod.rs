@@ -332,7 +332,7 @@ impl Node {
             for taken in 1.. {
                 match from_handle.take() {
                     Some(Some(Command::Shutdown(done))) => {
-                        self.end_turn();
+                        self.settle();
                         self.checkpoint_journal();
                         let _ = self.store.flush();
                         let _ = done.send(());
@@ -340,7 +340,7 @@ impl Node {
                     }
                     Some(Some(command)) => self.on_command(command),
                     Some(None) => {
-                        self.end_turn();
+                        self.settle();
                         return;
                     }
                     None => {}
@@ -581,6 +581,7 @@ impl Node {
                 package,
                 body,
             } => self.on_opened(from, *package, body),
+            Command::Flushed(flushed) => self.on_flushed(flushed),
             Command::Resealed {
                 from,
                 to,

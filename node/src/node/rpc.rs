@@ -74,10 +74,11 @@ impl Node {
                 ..
             } => {
                 match self.answer(peer, request) {
-                    Answer::Now(response) => {
-                        let answer = codec::answer(&self.budgets.answers, response);
-                        let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
-                    }
+                    Answer::Now(response) => self.respond(channel, response),
+                    Answer::Durable(response) => self.once_durable(move |node, flushed| {
+                        let response = super::inbox::once_flushed(response, flushed);
+                        node.respond(channel, response)
+                    }),
                     Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),
                 }
                 // Answered, or handed to what bounds it (a package being
@@ -158,6 +159,16 @@ impl Node {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    /// Answers a request on its stream, within the answers' budget.
+    pub(super) fn respond(
+        &mut self,
+        channel: request_response::ResponseChannel<Framed<Response>>,
+        response: Response,
+    ) {
+        let answer = codec::answer(&self.budgets.answers, response);
+        let _ = (self.swarm.behaviour_mut().rpc).send_response(channel, answer);
     }
 
     pub(super) fn answer(&mut self, peer: PeerId, request: Request) -> Answer {
