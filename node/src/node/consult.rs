@@ -401,7 +401,7 @@ impl Node {
     }
 
     /// The desk's write without its flush, for a caller that answers once
-    /// the turn's flush made it durable.
+    /// a group commit made it durable.
     pub(super) fn write_desk(
         &mut self,
         mut batch: Batch,

@@ -78,7 +78,7 @@ pub(super) fn once_flushed(response: Response, flushed: Result<(), &StoreError>)
 }
 
 /// An opened package taken in: answered now, or written and waiting for
-/// the turn's flush.
+/// a group commit's flush.
 enum Stored {
     Answer(Response),
     Written(Box<Written>),

@@ -133,7 +133,7 @@ struct Node {
     store: std::sync::Arc<Store>,
     /// Flushes for writes that may trail the step they record.
     flush_soon: crate::storage::background_flush::BackgroundFlush,
-    /// Answers waiting for the turn's flush.
+    /// Answers waiting for a flush (group commit).
     group: group_commit::GroupCommit,
     /// The directory, and the protocol that keeps it in step with the federation.
     sync: DirectorySync<PeerId>,

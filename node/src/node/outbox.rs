@@ -167,10 +167,9 @@ impl Node {
         Ok(sent)
     }
 
-    /// Queues a package its sender sealed, answered at the end of the
-    /// turn: the package goes to the delivery machine, and its id to the
-    /// caller, once the turn's flush has made it durable with the others
-    /// of the turn.
+    /// Queues a package its sender sealed, answered by a group commit:
+    /// the package goes to the delivery machine, and its id to the
+    /// caller, once a flush has made it durable with the others waiting.
     pub(super) fn queue_in_group(
         &mut self,
         queued: Queued,
@@ -253,8 +252,8 @@ impl Node {
     }
 
     /// Carries out what the delivery machine decided, in its order; the
-    /// application hears of it only once the storage changes are flushed,
-    /// at the end of the turn.
+    /// application hears of it only once the storage changes are flushed
+    /// (group commit).
     pub(super) fn drive_outbox(&mut self) {
         let mut events = Vec::new();
         let mut wrote = false;
