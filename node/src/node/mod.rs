@@ -420,7 +420,8 @@ impl Node {
             self.on_keep_due(now);
         }
         if self.next_blob_expiry.is_some_and(|t| t <= now) {
-            self.remove_expired_blobs();
+            self.next_blob_expiry = None;
+            self.remove_expired_blobs_once_durable();
         }
         if self
             .record_due

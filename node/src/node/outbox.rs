@@ -7,6 +7,9 @@
 use super::*;
 use konsilium_protocol::outbox::{self as machine, Output, PackageMeta};
 
+/// When attachments due for deletion are tried again after a flush failed.
+const BLOB_EXPIRY_RETRY: Duration = Duration::from_secs(60);
+
 /// The directory as the delivery machine sees it: verified records for
 /// regions, and the organizations refused since for revocations.
 pub(super) struct Known<'a> {
@@ -426,8 +429,22 @@ impl Node {
         }
     }
 
-    /// Deletes the attachments whose retention after delivery has passed.
-    pub(super) fn remove_expired_blobs(&mut self) {
+    /// Deletes the attachments whose retention after delivery has passed,
+    /// once what made them due is on disk. A deleted file cannot come back:
+    /// were the node to stop before the flush that records the delivery,
+    /// it would send the package again after its restart, and would need
+    /// them.
+    pub(super) fn remove_expired_blobs_once_durable(&mut self) {
+        self.once_durable(|node, flushed| match flushed {
+            Ok(()) => node.remove_expired_blobs(),
+            Err(e) => {
+                tracing::error!("attachment retention waits for the disk: {e}");
+                node.next_blob_expiry = Some(node.now().saturating_add(BLOB_EXPIRY_RETRY));
+            }
+        });
+    }
+
+    fn remove_expired_blobs(&mut self) {
         let due = match self.store.take_expired_blobs(self.now(), 64) {
             Ok(due) => due,
             Err(e) => {
