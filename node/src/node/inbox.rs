@@ -71,10 +71,14 @@ impl Answer {
 pub(super) fn once_flushed(response: Response, flushed: Result<(), &StoreError>) -> Response {
     match flushed {
         Ok(()) => response,
-        Err(e) => Response::Refused(Refusal::Transient(format!(
-            "recipient cannot store the package: {e}"
-        ))),
+        Err(e) => not_stored(e),
     }
+}
+
+fn not_stored(e: &StoreError) -> Response {
+    Response::Refused(Refusal::Transient(format!(
+        "recipient cannot store the package: {e}"
+    )))
 }
 
 /// An opened package taken in: answered now, or written and waiting for
@@ -466,9 +470,9 @@ impl Node {
     /// workflow goes on) or its flush failed (memory goes back to the
     /// disk's, and the sender retries).
     fn on_durable(&mut self, written: Written, flushed: Result<(), &StoreError>) -> Response {
-        if flushed.is_err() {
+        if let Err(e) = flushed {
             self.undo_desk(written.journal, &written.later);
-            return once_flushed(Response::Receipt(written.receipt), flushed);
+            return not_stored(e);
         }
         self.emit(written.received);
         self.carry_out(written.later, None);
