@@ -120,6 +120,8 @@ pub struct Store {
     durable: Durable,
     /// Held through a flush.
     flushing: std::sync::Mutex<()>,
+    /// Held through a batch's writes, which share one redo record.
+    batching: std::sync::Mutex<()>,
     intake: sled::Tree,
     /// Which received package carried each consultation's conclusion, whose
     /// attachments are the conclusion's files as sealed to this organization.
@@ -189,10 +191,12 @@ impl Store {
     }
 
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_trees(dir).map_err(|source| StoreError::At {
+        let store = Self::open_trees(dir).map_err(|source| StoreError::At {
             path: dir.to_owned(),
             source,
-        })
+        })?;
+        store.finish_unfinished_batch()?;
+        Ok(store)
     }
 
     fn open_trees(dir: &Path) -> Result<Self, sled::Error> {
@@ -215,6 +219,7 @@ impl Store {
             expiring_blobs: db.open_tree("expiring_blobs")?,
             anchoring: None,
             flushing: std::sync::Mutex::new(()),
+            batching: std::sync::Mutex::new(()),
             intake: db.open_tree("intake")?,
             conclusion_packages: db.open_tree("conclusion_packages")?,
             kept_blobs: db.open_tree("kept_blobs")?,
@@ -516,38 +521,6 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.consultations.insert(id.0, encode(c)).at(&self.dir)?;
         Ok(())
-    }
-
-    /// Stores a new consultation and the intake record that points at it
-    /// in one transaction: after a crash there is either both or neither,
-    /// so a retry never finds an identifier without its consultation.
-    pub fn put_consultation_with_intake(
-        &self,
-        id: &ConsultationId,
-        c: &StoredConsultation,
-        key: &[u8],
-        record: &IntakeRecord,
-    ) -> Result<(), StoreError> {
-        use sled::Transactional;
-        let consultation = encode(c);
-        let intake = encode(record);
-        (&self.consultations, &self.intake)
-            .transaction(|(consultations, records)| {
-                consultations.insert(&id.0[..], consultation.as_slice())?;
-                records.insert(key, intake.as_slice())?;
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::At {
-                    path: self.dir.clone(),
-                    source: e,
-                },
-                sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt {
-                    path: self.dir.clone(),
-                    what: "intake record",
-                    reason: "the transaction aborted".into(),
-                },
-            })
     }
 
     pub fn intake(&self, key: &[u8]) -> Result<Option<IntakeRecord>, StoreError> {

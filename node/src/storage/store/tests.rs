@@ -115,12 +115,12 @@ fn intake_records_are_written_with_their_consultation_and_pruned_by_age() {
     {
         let store = Store::open(dir.path()).unwrap();
         let stored = StoredConsultation::new(request.clone(), extract.clone(), Vec::new());
-        store
-            .put_consultation_with_intake(&a, &stored, &ka, &old)
-            .unwrap();
-        store
-            .put_consultation_with_intake(&b, &stored, &kb, &new)
-            .unwrap();
+        for (id, key, record) in [(&a, &ka, &old), (&b, &kb, &new)] {
+            let mut batch = Batch::default();
+            batch.put_consultation(id, &stored);
+            batch.put_intake(key, record);
+            store.write(batch).unwrap();
+        }
         store.flush().unwrap();
     }
     let store = reopen(dir.path());
