@@ -3,7 +3,8 @@
 //! from the protocol's testkit, shared with the national model), and the
 //! table that judges each row against the sum of its parts.
 
-use super::{ATTACHMENT_BYTES, BODY_BYTES, attachment_file, ms, percentile};
+use super::{ATTACHMENT_BYTES, BODY_BYTES, Row, attachment_file, ms, percentile};
+use konsilium_protocol::testkit::package_crypto::PackageCrypto;
 use konsilium_protocol::testkit::suite::SuiteRow;
 use std::io;
 use std::path::Path;
@@ -67,6 +68,35 @@ pub(crate) struct Limit {
 }
 
 impl Limit {
+    /// A 1 KiB package's row: the raw libp2p exchange over the same legs,
+    /// one delivery's cryptography and `flushes` durable flushes.
+    pub(crate) fn package(
+        row: &Row,
+        raw_label: &str,
+        crypto: &PackageCrypto,
+        flush: Duration,
+        flushes: u32,
+    ) -> Self {
+        let raw = percentile(&row.baseline, 0.5);
+        let crypto_sum = crypto.seal + crypto.open + crypto.sign + crypto.verify;
+        Limit {
+            name: row.name,
+            ours: percentile(&row.ours, 0.5),
+            raw,
+            limit: raw + crypto_sum + flushes * flush,
+            parts: format!(
+                "{raw_label} {:.3} + seal {:.3} + open {:.3} + sign {:.3} + verify {:.3} + {flushes} flushes of {:.3} ms",
+                ms(raw),
+                ms(crypto.seal),
+                ms(crypto.open),
+                ms(crypto.sign),
+                ms(crypto.verify),
+                ms(flush)
+            ),
+            target: 1.3,
+        }
+    }
+
     /// The row in the suite's table: judged against the limit, the ratio to
     /// raw libp2p beside it.
     pub(crate) fn suite_row(&self, what: &str, baseline: &str) -> SuiteRow {

@@ -3,7 +3,7 @@
 //! and the same process.
 //!
 //! Run with `cargo bench -p konsilium-node --bench delivery` (200 samples a
-//! row) or `... -- --quick` (50 samples); `--sustained` or `--attachment`
+//! row) or `... -- --quick` (50 samples); `--sustained`, `--attachment` or `--direct`
 //! runs that row alone, to profile it. Ratios rather than milliseconds,
 //! because the absolute numbers depend on the machine and its load; the
 //! baseline sees the same machine at the same moment. To make that hold on a
@@ -584,11 +584,12 @@ async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>, (u64, 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // cargo passes `--bench` (and any filter); only `--quick` and
-    // `--sustained` or `--attachment` (that row alone, to profile it)
-    // matter here.
+    // `--sustained`, `--attachment` or `--direct` (that row alone, to
+    // profile it or compare builds in quick turns) matter here.
     let quick = std::env::args().any(|a| a == "--quick");
     let sustained_only = std::env::args().any(|a| a == "--sustained");
     let attachment_only = std::env::args().any(|a| a == "--attachment");
+    let direct_only = std::env::args().any(|a| a == "--direct");
     let counts = if quick {
         Counts {
             warmup: 5,
@@ -626,6 +627,15 @@ async fn main() {
         return;
     }
     let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;
+    if direct_only {
+        print_table(&[&direct]);
+        let flush = sled_flush_cost(tmp.path(), counts.samples);
+        let crypto = PackageCrypto::probe(counts.samples, BODY_BYTES);
+        println!();
+        print_limits(&[Limit::package(&direct, "raw round trip", &crypto, flush, 3)]);
+        print_breakdown("direct", &direct_traces);
+        return;
+    }
     let (relayed, relayed_traces) = relayed_row(&tmp.path().join("relayed"), &counts).await;
     let (attachment, attachment_traces, (resident_before, resident_peak)) =
         attachment_row(&tmp.path().join("attachment"), &counts).await;
@@ -639,41 +649,15 @@ async fn main() {
     let (write_cost, hash_cost) = attachment_probes(tmp.path());
     let p50 = |v: &[Duration]| percentile(v, 0.5);
     let crypto_sum = crypto.seal + crypto.open + crypto.sign + crypto.verify;
-    let parts = |raw: &str, flushes: u32| {
-        format!(
-            "{raw} + seal {:.3} + open {:.3} + sign {:.3} + verify {:.3} + {flushes} flushes of {:.3} ms",
-            ms(crypto.seal),
-            ms(crypto.open),
-            ms(crypto.sign),
-            ms(crypto.verify),
-            ms(flush)
-        )
-    };
-    let raw_direct = p50(&direct.baseline);
-    let raw_chain = p50(&relayed.baseline);
     let raw_stream = p50(&attachment.baseline);
     println!();
     println!("against the limit (the parts each operation cannot avoid, timed above and below):");
     let limits = [
         // Sender before returning the id, recipient before signing the
         // receipt, sender on the receipt.
-        Limit {
-            name: direct.name,
-            ours: p50(&direct.ours),
-            raw: raw_direct,
-            limit: raw_direct + crypto_sum + 3 * flush,
-            parts: parts(&format!("raw round trip {:.3}", ms(raw_direct)), 3),
-            target: 1.3,
-        },
+        Limit::package(&direct, "raw round trip", &crypto, flush, 3),
         // The relay takes custody durably before it answers: one more.
-        Limit {
-            name: relayed.name,
-            ours: p50(&relayed.ours),
-            raw: raw_chain,
-            limit: raw_chain + crypto_sum + 4 * flush,
-            parts: parts(&format!("raw 3-swarm chain {:.3}", ms(raw_chain)), 4),
-            target: 1.3,
-        },
+        Limit::package(&relayed, "raw 3-swarm chain", &crypto, flush, 4),
         // Transfer and the recipient's durable write overlap at best.
         Limit {
             name: attachment.name,
