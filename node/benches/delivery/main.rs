@@ -3,11 +3,12 @@
 //! and the same process.
 //!
 //! Run with `cargo bench -p konsilium-node --bench delivery` (200 samples a
-//! row) or `... -- --quick` (50 samples); `--sustained`, `--attachment` or `--direct`
-//! runs that row alone, to profile it. Ratios rather than milliseconds,
-//! because the absolute numbers depend on the machine and its load; the
-//! baseline sees the same machine at the same moment. To make that hold on a
-//! noisy shared box, baseline and node samples alternate one by one.
+//! row) or `... -- --quick` (50 samples); `--sustained`, `--attachment`,
+//! `--direct` or `--relayed` runs that row alone, to profile it or to
+//! compare builds in quick turns. Ratios rather than milliseconds, because
+//! the absolute numbers depend on the machine and its load; the baseline
+//! sees the same machine at the same moment. To make that hold on a noisy
+//! shared box, baseline and node samples alternate one by one.
 //!
 //! Each baseline/node pair in row 2 starts after a random idle gap of up to
 //! 200 ms. The node once forwarded at a relay only on a 200 ms tick, and
@@ -584,12 +585,13 @@ async fn attachment_row(dir: &Path, counts: &Counts) -> (Row, Vec<Trace>, (u64, 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // cargo passes `--bench` (and any filter); only `--quick` and
-    // `--sustained`, `--attachment` or `--direct` (that row alone, to
-    // profile it or compare builds in quick turns) matter here.
+    // `--sustained`, `--attachment`, `--direct` or `--relayed` (that row
+    // alone, to profile it or compare builds in quick turns) matter here.
     let quick = std::env::args().any(|a| a == "--quick");
     let sustained_only = std::env::args().any(|a| a == "--sustained");
     let attachment_only = std::env::args().any(|a| a == "--attachment");
     let direct_only = std::env::args().any(|a| a == "--direct");
+    let relayed_only = std::env::args().any(|a| a == "--relayed");
     let counts = if quick {
         Counts {
             warmup: 5,
@@ -626,16 +628,32 @@ async fn main() {
         print_breakdown("256 MiB attachment", &traces);
         return;
     }
-    let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;
-    if direct_only {
-        print_table(&[&direct]);
+    if direct_only || relayed_only {
+        let dir = tmp.path().join("row");
+        let ((row, traces), name, raw, flushes) = if direct_only {
+            (
+                direct_row(&dir, &counts).await,
+                "direct",
+                "raw round trip",
+                3,
+            )
+        } else {
+            (
+                relayed_row(&dir, &counts).await,
+                "relayed",
+                "raw 3-swarm chain",
+                3,
+            )
+        };
+        print_table(&[&row]);
         let flush = sled_flush_cost(tmp.path(), counts.samples);
         let crypto = PackageCrypto::probe(counts.samples, BODY_BYTES);
         println!();
-        print_limits(&[Limit::package(&direct, "raw round trip", &crypto, flush, 3)]);
-        print_breakdown("direct", &direct_traces);
+        print_limits(&[Limit::package(&row, raw, &crypto, flush, flushes)]);
+        print_breakdown(name, &traces);
         return;
     }
+    let (direct, direct_traces) = direct_row(&tmp.path().join("direct"), &counts).await;
     let (relayed, relayed_traces) = relayed_row(&tmp.path().join("relayed"), &counts).await;
     let (attachment, attachment_traces, (resident_before, resident_peak)) =
         attachment_row(&tmp.path().join("attachment"), &counts).await;
@@ -656,8 +674,10 @@ async fn main() {
         // Sender before returning the id, recipient before signing the
         // receipt, sender on the receipt.
         Limit::package(&direct, "raw round trip", &crypto, flush, 3),
-        // The relay takes custody durably before it answers: one more.
-        Limit::package(&relayed, "raw 3-swarm chain", &crypto, flush, 4),
+        // The same three: the relay passes the package on at once and
+        // the receipt back, its own flush (before it promises custody to
+        // the sender) off the package's path.
+        Limit::package(&relayed, "raw 3-swarm chain", &crypto, flush, 3),
         // Transfer and the recipient's durable write overlap at best.
         Limit {
             name: attachment.name,

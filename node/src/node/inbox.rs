@@ -49,18 +49,20 @@ fn disk_room(needed: u64, free: u64) -> Result<(), String> {
 /// durable, or once the package is opened.
 pub(super) enum Answer {
     Now(Response),
-    /// A receipt for a package taken in earlier: its write's flush may
-    /// still be running.
+    /// A receipt or custody: what it vouches for was written, and that
+    /// write's flush may still be running.
     Durable(Response),
     Opening(PackageId),
 }
 
 impl Answer {
-    /// A package seen before is answered as it was, and a receipt waits
-    /// for the flush that makes the package it vouches for durable.
-    fn seen(response: Response) -> Self {
+    /// A receipt or a custody vouches for the package on disk: it waits
+    /// for a flush that began after the package was written (a package
+    /// delivered again may have been written a moment ago); a refusal
+    /// goes now.
+    fn vouching(response: Response) -> Self {
         match response {
-            Response::Receipt(_) => Answer::Durable(response),
+            Response::Receipt(_) | Response::Custody => Answer::Durable(response),
             other => Answer::Now(other),
         }
     }
@@ -151,7 +153,7 @@ impl Node {
     pub(super) fn receive_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         let id = package.header.id;
         let done = match self.inbound(from, &package) {
-            Inbound::Answer(response) => return Answer::Now(response),
+            Inbound::Answer(response) => return Answer::vouching(response),
             Inbound::ForUs => self.store.is_seen(&id).unwrap_or(false),
             Inbound::Relay => false,
         };
@@ -254,26 +256,37 @@ impl Node {
     /// again, since a package may wait long for its attachments.
     pub(super) fn accept_package(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         match self.inbound(from, &package) {
-            Inbound::Answer(response) => Answer::Now(response),
-            Inbound::Relay => Answer::Now(self.relay_package(package)),
+            Inbound::Answer(response) => Answer::vouching(response),
+            Inbound::Relay => self.relay_package(package),
             Inbound::ForUs => self.take_in(from, package),
         }
     }
 
-    /// Store and forward: we see only the header. Custody is promised once
-    /// the package is on disk.
-    fn relay_package(&mut self, package: seal::SealedPackage) -> Response {
+    /// Store and forward: we see only the header. The package goes on to
+    /// its next hop at once, while its flush runs; custody is promised,
+    /// and the relaying reported, once it is on disk. A relay that stops
+    /// before that promised nothing: the sender still holds the package
+    /// and delivers it again, and a recipient that has it already answers
+    /// with the same receipt.
+    fn relay_package(&mut self, package: seal::SealedPackage) -> Answer {
         let (id, recipient) = (package.header.id, package.header.recipient);
         let entry = self
             .outbox
             .entry_for(self.now(), PackageMeta::of(&package), &self.known());
-        if let Err(e) = self.queue(package, entry) {
-            return Response::Refused(Refusal::Transient(format!(
+        let stored = (self.store.put_outbox(&OutboxEntry::new(package, &entry)))
+            .map_err(NodeError::from)
+            .and_then(|()| self.enqueue(id, entry));
+        if let Err(e) = stored {
+            return Answer::Now(Response::Refused(Refusal::Transient(format!(
                 "relay cannot store the package: {e}"
-            )));
+            ))));
         }
-        self.emit(NodeEvent::Relaying { id, recipient });
-        Response::Custody
+        self.once_durable(move |node, flushed| {
+            if flushed.is_ok() {
+                node.emit(NodeEvent::Relaying { id, recipient });
+            }
+        });
+        Answer::Durable(Response::Custody)
     }
 
     /// A package for us: opened once (off the event loop) to prove it is
@@ -281,7 +294,7 @@ impl Node {
     fn take_in(&mut self, from: OrgId, package: seal::SealedPackage) -> Answer {
         let id = package.header.id;
         if let Some(response) = self.answer_if_seen(&package) {
-            return Answer::seen(response);
+            return Answer::vouching(response);
         }
         if self.opening.contains_key(&id) {
             // Delivered again while being opened: answered with the first.

@@ -246,7 +246,11 @@ impl Node {
 
     /// Hands a stored package's entry to the machine; one it refuses is
     /// removed from storage again.
-    fn enqueue(&mut self, id: PackageId, entry: machine::Entry) -> Result<(), NodeError> {
+    pub(super) fn enqueue(
+        &mut self,
+        id: PackageId,
+        entry: machine::Entry,
+    ) -> Result<(), NodeError> {
         if let Err(e) = self.outbox.enqueue(self.now(), entry) {
             let _ = self.store.remove_outbox(&id);
             return Err(e.into());
