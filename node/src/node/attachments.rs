@@ -195,11 +195,14 @@ impl Node {
                 continue;
             };
             match self.accept_package(from, package) {
-                Answer::Now(Response::Receipt(receipt))
-                | Answer::Durable(Response::Receipt(receipt)) => {
-                    // Flushed below.
+                // A package taken in before: its receipt once that is on disk.
+                Answer::Durable(Response::Receipt(receipt)) => {
                     let peer = from.to_peer_id();
-                    self.request(peer, Request::Receipt(receipt), Pending::Receipt);
+                    self.once_durable(move |node, flushed| {
+                        if flushed.is_ok() {
+                            node.request(peer, Request::Receipt(receipt), Pending::Receipt);
+                        }
+                    });
                 }
                 Answer::Now(Response::Refused(reason)) => {
                     tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
@@ -208,7 +211,8 @@ impl Node {
                 Answer::Opening(id) => self.reply_when_opened(id, Reply::Receipt(from)),
             }
         }
-        let _ = self.store.flush();
+        // The packages taken out of waiting: nobody was promised that.
+        self.flush_at_turn_end();
     }
 }
 

@@ -193,14 +193,13 @@ impl Node {
             return Answer::Now(Response::Refused(Refusal::Transient(why)));
         }
         // Attachments first: fetch them from whoever delivered the package.
-        if let Err(e) = self
-            .store
-            .put_waiting(&package, &from)
-            .and_then(|_| self.store.flush())
-        {
+        // Holding it promises nothing (its sender keeps it until a receipt
+        // or custody), so its flush is the turn's.
+        if let Err(e) = self.store.put_waiting(&package, &from) {
             let why = format!("cannot hold the package: {e}");
             return Answer::Now(Response::Refused(Refusal::Transient(why)));
         }
+        self.flush_at_turn_end();
         let peer = from.to_peer_id();
         for blob in missing {
             self.start_fetch(blob, peer);
