@@ -194,22 +194,9 @@ impl Node {
             let Ok(Some((package, from))) = self.store.take_waiting(&id) else {
                 continue;
             };
-            match self.accept_package(from, package) {
-                // A package taken in before: its receipt once that is on disk.
-                Answer::Durable(Response::Receipt(receipt)) => {
-                    let peer = from.to_peer_id();
-                    self.once_durable(move |node, flushed| {
-                        if flushed.is_ok() {
-                            node.request(peer, Request::Receipt(receipt), Pending::Receipt);
-                        }
-                    });
-                }
-                Answer::Now(Response::Refused(reason)) => {
-                    tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
-                }
-                Answer::Now(_) | Answer::Durable(_) => {}
-                Answer::Opening(id) => self.reply_when_opened(id, Reply::Receipt(from)),
-            }
+            // The receipt goes to whoever delivered the package.
+            let answer = self.accept_package(from, package);
+            self.reply(vec![Reply::Receipt(from)], answer);
         }
         // The packages taken out of waiting: nobody was promised that.
         self.flush_at_turn_end();

@@ -70,16 +70,17 @@ impl Answer {
 
 /// A waiting answer once its flush ended: as it was, or, if the flush
 /// failed, a refusal the sender retries.
-pub(super) fn once_flushed(response: Response, flushed: Result<(), &StoreError>) -> Response {
+fn once_flushed(response: Response, flushed: Result<(), &StoreError>) -> Response {
     match flushed {
         Ok(()) => response,
         Err(e) => not_stored(e),
     }
 }
 
+/// Said by a recipient or a relay alike.
 fn not_stored(e: &StoreError) -> Response {
     Response::Refused(Refusal::Transient(format!(
-        "recipient cannot store the package: {e}"
+        "the package is not durable here: {e}"
     )))
 }
 
@@ -369,7 +370,7 @@ impl Node {
     }
 
     /// Where the answer for the package being opened goes.
-    pub(super) fn reply_when_opened(&mut self, id: PackageId, reply: Reply) {
+    fn reply_when_opened(&mut self, id: PackageId, reply: Reply) {
         match self.opening.get_mut(&id) {
             Some(replies) => replies.push(reply),
             None => tracing::warn!(%id, "an answer was awaited for a package not being opened"),
@@ -389,19 +390,13 @@ impl Node {
         self.opening_bytes = self.opening_bytes.saturating_sub(package.body.len());
         let response = match body {
             Ok(body) => match self.store_opened(package, &body) {
-                Stored::Answer(response @ Response::Receipt(_)) => {
-                    // Seen before, while it was opened: its write may not
-                    // be durable yet.
-                    self.once_durable(move |node, flushed| {
-                        node.answer_opened(from, replies, once_flushed(response, flushed))
-                    });
-                    return;
-                }
-                Stored::Answer(response) => response,
+                // Seen before, while it was opened: a receipt waits for
+                // its write's flush like any other.
+                Stored::Answer(response) => return self.reply(replies, Answer::vouching(response)),
                 Stored::Written(written) => {
                     self.once_durable(move |node, flushed| {
                         let response = node.on_durable(*written, flushed);
-                        node.answer_opened(from, replies, response);
+                        node.send_answer(replies, response);
                     });
                     return;
                 }
@@ -424,11 +419,27 @@ impl Node {
                 Response::Refused(e.into())
             }
         };
-        self.answer_opened(from, replies, response);
+        self.send_answer(replies, response);
     }
 
-    /// The answer for an opened package, to everyone who waits for it.
-    fn answer_opened(&mut self, from: OrgId, replies: Vec<Reply>, response: Response) {
+    /// Sends an answer where it goes: now, once a flush that began after
+    /// the writes it vouches for ended, or once the package is opened.
+    pub(super) fn reply(&mut self, replies: Vec<Reply>, answer: Answer) {
+        match answer {
+            Answer::Now(response) => self.send_answer(replies, response),
+            Answer::Durable(response) => self.once_durable(move |node, flushed| {
+                node.send_answer(replies, once_flushed(response, flushed))
+            }),
+            Answer::Opening(id) => {
+                for reply in replies {
+                    self.reply_when_opened(id, reply);
+                }
+            }
+        }
+    }
+
+    /// An answer, to everyone who waits for it.
+    fn send_answer(&mut self, replies: Vec<Reply>, response: Response) {
         for reply in replies {
             match reply {
                 Reply::Channel(channel) => self.respond(channel, response.clone()),
@@ -438,7 +449,7 @@ impl Node {
                         self.request(to.to_peer_id(), request, Pending::Receipt);
                     }
                     Response::Refused(reason) => {
-                        tracing::warn!(%from, "package refused after its attachments arrived: {reason}")
+                        tracing::warn!(from = %to, "package refused after its attachments arrived: {reason}")
                     }
                     _ => {}
                 },

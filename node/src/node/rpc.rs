@@ -73,14 +73,8 @@ impl Node {
                     },
                 ..
             } => {
-                match self.answer(peer, request) {
-                    Answer::Now(response) => self.respond(channel, response),
-                    Answer::Durable(response) => self.once_durable(move |node, flushed| {
-                        let response = super::inbox::once_flushed(response, flushed);
-                        node.respond(channel, response)
-                    }),
-                    Answer::Opening(id) => self.reply_when_opened(id, Reply::Channel(channel)),
-                }
+                let answer = self.answer(peer, request);
+                self.reply(vec![Reply::Channel(channel)], answer);
                 // Answered, or handed to what bounds it (a package being
                 // opened): the request's bytes are the node's no longer.
                 drop(share);
