@@ -14,6 +14,9 @@
 //! links behind a mutex held only for a link's own, short, work. An offer
 //! is written off the loop, once its socket is bound and a STUN server had
 //! a moment to say what the socket maps to; it comes back as an event.
+//! With no STUN or TURN server there is nothing to wait for: it is written
+//! at once on a socket bound ahead. Every socket the plane reads (its port,
+//! offered links', relays') is bound and read on the plane's thread.
 //!
 //! With STUN servers configured, the plane's port learns what address its
 //! NAT maps it to and every link offers that address beside its own. With
@@ -106,6 +109,8 @@ struct Shared {
     watched: Mutex<HashSet<SessionId>>,
     /// Connections built ahead for the next links and seats.
     stock: Arc<stock::Stock>,
+    /// A socket bound ahead for the next offered link (no STUN servers).
+    spare: Option<Arc<socket::Spare>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +129,49 @@ impl Shared {
 
     fn room(&self) -> MutexGuard<'_, Room> {
         lock(&self.room)
+    }
+
+    /// Writes the offer of a new link on `own` and holds the link, unless
+    /// the other site's offer crossed ours and was answered meanwhile: that
+    /// link stands, and ours is not sent.
+    fn write_offer(
+        &self,
+        key: (SessionId, OrgId),
+        (own, mapped): (OwnSocket, Option<SocketAddr>),
+        relay: Option<Relay>,
+        relay_only: bool,
+    ) -> Result<String, MediaError> {
+        let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
+        let (link, offer) = Link::offer(Instant::now(), local, self.stock.take()?)?;
+        let held = Held {
+            link,
+            local,
+            own: Some(own),
+            relay: relay.map(Arc::new),
+        };
+        let mut links = self.links();
+        if links.contains_key(&key) {
+            return Err(MediaError::Exists { org: key.1 });
+        }
+        links.insert(key, held);
+        Ok(offer)
+    }
+
+    /// The offer asked for goes back to the event loop, and the task
+    /// starts driving its link.
+    fn offer_written(
+        &self,
+        (session, org): (SessionId, OrgId),
+        offer: Result<String, MediaError>,
+        events: &mpsc::UnboundedSender<MediaEvent>,
+    ) {
+        lock(&self.preparing).remove(&(session, org));
+        self.wake.notify_one();
+        let _ = events.send(MediaEvent::Offer {
+            session,
+            org,
+            offer,
+        });
     }
 
     fn ask(&self, request: BindingRequest) {
@@ -242,7 +290,7 @@ pub struct MediaPlane {
     inbound: mpsc::Sender<Datagram>,
     events: mpsc::UnboundedSender<MediaEvent>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _thread: thread::MediaThread,
+    thread: thread::MediaThread,
 }
 
 impl Drop for MediaPlane {
@@ -265,6 +313,9 @@ impl MediaPlane {
     ) -> Result<Self, MediaError> {
         let addr = config.listen;
         let failed = |source| MediaError::Socket { addr, source };
+        let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let spare = (config.stun.is_empty())
+            .then(|| Arc::new(socket::Spare::new(addr.ip(), inbound.clone())));
         let shared = Arc::new(Shared {
             links: Mutex::new(Links::new()),
             seats: Mutex::new(Seats::new()),
@@ -276,9 +327,9 @@ impl MediaPlane {
             relay: Mutex::new(None),
             watched: Mutex::new(HashSet::new()),
             stock: Arc::new(stock::Stock::default()),
+            spare,
         });
         shared.stock.refill();
-        let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         // Every browser and site sends to this one port: a burst larger than
         // the kernel's default buffer (about 200 KiB, 40 ms of 20 sessions)
         // would be dropped before the task reads it. The kernel caps the
@@ -312,7 +363,7 @@ impl MediaPlane {
         }
         if !turn.is_empty() {
             let keep = relay::keep(local.ip(), turn.clone(), shared.clone(), inbound.clone());
-            tasks.push(tokio::spawn(keep));
+            tasks.push(thread.spawn(keep));
         }
         Ok(Self {
             shared,
@@ -323,7 +374,7 @@ impl MediaPlane {
             inbound,
             events,
             tasks,
-            _thread: thread,
+            thread,
         })
     }
 
@@ -417,49 +468,39 @@ impl MediaPlane {
     }
 
     /// Starts a new link to `org` on a socket of its own; its offer comes
-    /// back as [`MediaEvent::Offer`].
+    /// back as [`MediaEvent::Offer`]: at once when there is nothing to
+    /// wait for (a socket bound ahead, no relay to ask for), else once its
+    /// socket is bound, its mapping asked for and its relay granted.
     pub fn offer(&self, session: SessionId, org: OrgId) -> Result<(), MediaError> {
         let key = (session, org);
         if self.shared.links().contains_key(&key) || !lock(&self.shared.preparing).insert(key) {
             return Err(MediaError::Exists { org });
         }
+        let spare = self.shared.spare.as_ref().and_then(|s| s.take());
+        let spare = match spare {
+            Some(own) if self.turn.is_empty() => {
+                let offer = self
+                    .shared
+                    .write_offer(key, (own, None), None, self.relay_only);
+                self.shared.offer_written(key, offer, &self.events);
+                return Ok(());
+            }
+            spare => spare,
+        };
         let (shared, stun, turn) = (self.shared.clone(), self.stun.clone(), self.turn.clone());
         let (inbound, events) = (self.inbound.clone(), self.events.clone());
         let (ip, relay_only) = (self.local.ip(), self.relay_only);
-        tokio::spawn(async move {
-            let offer = async {
-                // No TURN servers: no relay, at once.
-                let (own, relay) = tokio::join!(
-                    socket::own_socket(ip, &stun, inbound.clone()),
-                    relay::allocate(ip, &turn, inbound.clone())
-                );
-                let (own, mapped) = own?;
-                let local = addrs(own.addr, mapped, relay.as_ref(), relay_only);
-                let (link, offer) = Link::offer(Instant::now(), local, shared.stock.take()?)?;
-                let (own, relay) = (Some(own), relay.map(Arc::new));
-                let held = Held {
-                    link,
-                    local,
-                    own,
-                    relay,
-                };
-                let mut links = shared.links();
-                // The other site's offer crossed ours and was answered
-                // meanwhile: that link stands, ours is not sent.
-                if links.contains_key(&key) {
-                    return Err(MediaError::Exists { org });
+        self.thread.spawn(async move {
+            let own = async {
+                match spare {
+                    Some(own) => Ok((own, None)),
+                    None => socket::own_socket(ip, &stun, inbound.clone()).await,
                 }
-                links.insert(key, held);
-                Ok(offer)
             };
-            let offer = offer.await;
-            lock(&shared.preparing).remove(&key);
-            shared.wake.notify_one();
-            let _ = events.send(MediaEvent::Offer {
-                session,
-                org,
-                offer,
-            });
+            // No TURN servers: no relay, at once.
+            let (own, relay) = tokio::join!(own, relay::allocate(ip, &turn, inbound.clone()));
+            let offer = own.and_then(|own| shared.write_offer(key, own, relay, relay_only));
+            shared.offer_written(key, offer, &events);
         });
         Ok(())
     }
@@ -526,7 +567,7 @@ impl MediaPlane {
         let (shared, turn, inbound) =
             (self.shared.clone(), self.turn.clone(), self.inbound.clone());
         let (events, ip) = (self.events.clone(), self.local.ip());
-        tokio::spawn(async move {
+        self.thread.spawn(async move {
             // No TURN servers: no relay, at once.
             let fresh = relay::allocate(ip, &turn, inbound).await.map(Arc::new);
             let offer = match shared.links().get_mut(&key) {

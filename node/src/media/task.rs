@@ -36,6 +36,10 @@ pub(super) async fn run(
     let local = sockets.local;
     let mut buf = vec![0u8; 2048];
     let mut demux = Demux::default();
+    // Bound on this thread: its reactor owns every socket the plane reads.
+    if let Some(spare) = &shared.spare {
+        spare.refill();
+    }
     loop {
         let next = {
             let links = shared
@@ -91,6 +95,7 @@ pub(super) async fn run(
                 room: &mut shared.room(),
                 watched: &super::lock(&shared.watched),
                 stock: &shared.stock,
+                spare: shared.spare.as_ref(),
                 demux: &mut demux,
             },
             local,
@@ -165,6 +170,7 @@ struct Plane<'a> {
     room: &'a mut Room,
     watched: &'a HashSet<SessionId>,
     stock: &'a Arc<super::stock::Stock>,
+    spare: Option<&'a Arc<super::socket::Spare>>,
     demux: &'a mut Demux,
 }
 
@@ -222,6 +228,9 @@ fn step(
     }
     if settled {
         plane.stock.refill();
+        if let Some(spare) = plane.spare {
+            spare.refill();
+        }
     }
     let mut out = Vec::new();
     for held in plane.links.values_mut() {

@@ -6,7 +6,10 @@
 //! in 16 MiB files meanwhile, frames through it took 33 ms at p99 (the
 //! forward bench's `--busy`), 5.5 ms since. Here the plane socket belongs
 //! to a reactor of its own, whose one thread runs the media task and
-//! nothing else, so the kernel's wake-up reaches the task directly.
+//! nothing else, so the kernel's wake-up reaches the task directly. The
+//! sockets of offered links and TURN relays are bound and read on it too
+//! ([`MediaThread::spawn`]): read on the node's workers, each of their
+//! datagrams crossed to this thread before a link saw it.
 
 use super::outbound::MediaSocket;
 use std::io;
@@ -20,6 +23,20 @@ use tokio::sync::oneshot;
 /// inside an async context never blocks).
 pub(super) struct MediaThread {
     _stop: oneshot::Sender<()>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl MediaThread {
+    /// Runs `task` on the plane's thread: a socket it binds belongs to the
+    /// plane's reactor, and what it reads reaches the media task with no
+    /// crossing between threads.
+    pub(super) fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(task)
+    }
 }
 
 /// The plane's socket, its address, and the thread that reads it.
@@ -60,7 +77,8 @@ where
                     return;
                 }
             };
-            if bound_tx.send(Ok((socket.clone(), local))).is_err() {
+            let handle = tokio::runtime::Handle::current();
+            if bound_tx.send(Ok((socket.clone(), local, handle))).is_err() {
                 return;
             }
             tokio::select! {
@@ -69,10 +87,14 @@ where
             }
         });
     })?;
-    let (socket, local) = bound_rx
+    let (socket, local, runtime) = bound_rx
         .await
         .map_err(|_| io::Error::other("the media thread ended before binding"))??;
-    Ok((socket, local, MediaThread { _stop: stop }))
+    let thread = MediaThread {
+        _stop: stop,
+        runtime,
+    };
+    Ok((socket, local, thread))
 }
 
 /// Binds on the calling thread's reactor.

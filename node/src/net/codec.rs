@@ -164,13 +164,25 @@ async fn read_checked<M: WireMessage, T: AsyncRead + Unpin + Send>(
     Ok(wire::decode(&frame).map_err(MalformedFrame::from))
 }
 
+/// Frames up to this size go out with their length in one write: written
+/// apart, the four bytes of length cost a stream frame, a Noise message
+/// and a TCP segment of their own, and the frame waited behind them.
+/// Larger ones are not copied to save that.
+const ONE_WRITE: usize = 64 * 1024;
+
 async fn write_frame<M: WireMessage, T: AsyncWrite + Unpin + Send>(
     io: &mut T,
     msg: &M,
 ) -> io::Result<()> {
     let frame = wire::encode(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    io.write_all(&(frame.len() as u32).to_be_bytes()).await?;
-    io.write_all(&frame).await?;
+    let len = (frame.len() as u32).to_be_bytes();
+    if frame.len() <= ONE_WRITE {
+        // One write, one muxer frame, one Noise message, one segment.
+        io.write_all(&[&len[..], &frame].concat()).await?;
+    } else {
+        io.write_all(&len).await?;
+        io.write_all(&frame).await?;
+    }
     io.close().await
 }
 

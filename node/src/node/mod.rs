@@ -355,6 +355,9 @@ impl Node {
                     from_handle = Some(Some(next));
                 } else if let Some(event) = self.swarm.select_next_some().now_or_never() {
                     self.on_swarm_event(event);
+                } else if let Ok(event) = media.try_recv() {
+                    // An offer written at once during this turn leaves in it.
+                    self.on_media(event);
                 } else {
                     break;
                 }

@@ -4,7 +4,8 @@
 //! can never leave half an operation.
 //!
 //! A small batch is written as plain inserts behind a redo record of the
-//! whole batch, and the record removed after them. sled recovers its log as
+//! whole batch, and the record removed after them (a batch of one write
+//! needs none). sled recovers its log as
 //! a prefix (it stops at the first message it cannot read), so after a
 //! crash either the record is missing and so is every write after it, or
 //! the record is there and the open finishes the batch from it. A sled
@@ -142,7 +143,10 @@ impl Store {
         // One batch at a time: behind the one record, and none written
         // between a record's writes that its replay would undo.
         let _one = (self.batching.lock()).unwrap_or_else(|poisoned| poisoned.into_inner());
-        if bytes <= REDO_MAX {
+        if batch.writes.len() == 1 {
+            // One write is all or nothing by itself.
+            self.apply(&batch)?;
+        } else if bytes <= REDO_MAX {
             self.meta.insert(UNFINISHED, encode(&batch)).at(&self.dir)?;
             self.apply(&batch)?;
             self.meta.remove(UNFINISHED).at(&self.dir)?;
