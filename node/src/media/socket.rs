@@ -183,3 +183,55 @@ pub(super) async fn refresh(plane: Arc<MediaSocket>, servers: Vec<String>, share
         tokio::time::sleep(REFRESH).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MediaEvent, MediaPlane};
+    use crate::config::VideoConfig;
+    use konsilium_protocol::identity::IdentityKey;
+    use konsilium_protocol::video::SessionId;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// The port of the socket bound ahead, once the plane's thread has it.
+    async fn spare_port(plane: &MediaPlane) -> u16 {
+        let spare = plane.shared.spare.as_ref().expect("no STUN: a spare");
+        for _ in 0..500 {
+            if let Some(own) = super::super::lock(&spare.ready).as_ref() {
+                return own.addr.port();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no socket was bound ahead");
+    }
+
+    fn offered(event: Option<MediaEvent>) -> String {
+        match event {
+            Some(MediaEvent::Offer { offer: Ok(sdp), .. }) => sdp,
+            other => panic!("expected an offer, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn with_nothing_to_ask_an_offer_is_written_at_once_on_the_socket_bound_ahead() {
+        let (events, mut heard) = mpsc::unbounded_channel();
+        let listen = "127.0.0.1:0".parse().expect("an address");
+        let plane = MediaPlane::start(&VideoConfig::on(listen), "test site", events)
+            .await
+            .expect("the plane starts");
+        let port = spare_port(&plane).await;
+        let org = IdentityKey::from_seed([7; 32]).org_id();
+        plane.offer(SessionId([1; 16]), org).expect("offered");
+        // Nothing awaited since: the offer is there already, naming the
+        // spare's port as its host candidate.
+        let sdp = offered(heard.try_recv().ok());
+        assert!(sdp.contains(&format!("127.0.0.1 {port} typ host")), "{sdp}");
+        // The spare is used up until a setup settles: the next offer binds
+        // its own socket on the plane's thread and comes a moment later.
+        plane.offer(SessionId([2; 16]), org).expect("offered");
+        assert!(heard.try_recv().is_err(), "no socket was ready for it");
+        let later = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
+        let sdp = offered(later.expect("the second offer comes"));
+        assert!(!sdp.contains(&format!(" {port} typ host")), "{sdp}");
+    }
+}
