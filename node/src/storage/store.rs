@@ -98,6 +98,13 @@ pub use batch::Batch;
 mod durable;
 use durable::Durable;
 
+/// How often sled's own thread writes what nobody flushed and cleans its
+/// segments. Nothing durable waits on it (the node flushes and syncs what
+/// must survive itself), yet at sled's default of 500 ms it also syncs the
+/// file each time: two wake-ups and two syncs a second for every node at
+/// rest, a tenth of the CPU of 200 nodes in one process.
+const BACKGROUND_FLUSH_MS: u64 = 5_000;
+
 pub struct Store {
     db: sled::Db,
     records: sled::Tree,
@@ -200,7 +207,10 @@ impl Store {
     }
 
     fn open_trees(dir: &Path) -> Result<Self, sled::Error> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+            .open()?;
         Ok(Self {
             durable: Durable::open(dir)?,
             dir: dir.to_owned(),
