@@ -34,9 +34,11 @@ const MAX_ESTABLISHED_INCOMING: u32 = 1024;
 const MAX_ESTABLISHED_PER_PEER: u32 = 4;
 
 /// Concurrent inbound streams per connection, per protocol. Hello needs one;
-/// an admitted peer pipelines attachment pieces and deliveries.
+/// an admitted peer pipelines attachment pieces and deliveries (a window
+/// of packages, `outbox::WINDOW`, beside the rest). What their frames hold
+/// is bounded by the protocol's byte budget, not by this number.
 const HELLO_STREAMS: usize = 2;
-const RPC_STREAMS: usize = 64;
+const RPC_STREAMS: usize = 128;
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {

@@ -22,7 +22,7 @@ const MAX_WAITING: usize = 1024;
 /// them, at most this many and this many bytes of bodies. Beyond either a
 /// delivery is refused as transient (the sender retries two seconds
 /// later), so a burst of large bodies holds bounded memory; a sender's
-/// window of small packages (64 streams a connection) all wait their turn.
+/// window of small packages (`outbox::WINDOW`) all wait their turn.
 const MAX_OPENING: usize = 256;
 const MAX_OPENING_BYTES: usize = 64 << 20;
 
