@@ -6,9 +6,9 @@
 //! Its limit is what the cores allow for the work no delivery of sealed
 //! packages can skip: the CPU raw request-response spends on one request
 //! (timed here, as this process's CPU time over the raw burst) plus the
-//! cryptography of one package. On two cores that limit is below half of
-//! raw's throughput, so the row's target is above what this machine can
-//! do; the limit says by how much.
+//! cryptography of one package. On two cores that limit is about half of
+//! raw's throughput (44-53% in the runs so far), so the row's target sits
+//! at the most this machine can do; the limit says where.
 
 use super::*;
 

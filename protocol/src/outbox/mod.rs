@@ -61,7 +61,7 @@ pub struct Config {
 /// left to receipts, attachment pieces and the directory. The rest wait,
 /// due, and go as answers come back. A sustained burst is bound by the
 /// window over each package's round trip (the recipient's flush inside
-/// it): 64 keep two cores busy where 32 left them a third idle.
+/// it): 64 keep two cores busier than 32 did.
 pub const WINDOW: usize = 64;
 
 /// What to do with a `Request::Deliver` a peer sent.
