@@ -78,12 +78,11 @@ impl Limit {
         flushes: u32,
     ) -> Self {
         let raw = percentile(&row.baseline, 0.5);
-        let crypto_sum = crypto.seal + crypto.open + crypto.sign + crypto.verify;
         Limit {
             name: row.name,
             ours: percentile(&row.ours, 0.5),
             raw,
-            limit: raw + crypto_sum + flushes * flush,
+            limit: raw + crypto.delivery() + flushes * flush,
             parts: format!(
                 "{raw_label} {:.3} + seal {:.3} + open {:.3} + sign {:.3} + verify {:.3} + {flushes} flushes of {:.3} ms",
                 ms(raw),

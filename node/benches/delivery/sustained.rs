@@ -139,7 +139,7 @@ pub(crate) fn print_sustained(sustained: &Sustained, crypto: &PackageCrypto) -> 
     // Every package pays each once, with both nodes in this process: no
     // delivery of sealed packages runs faster, whatever it does with its
     // flushes.
-    let floor = raw_cpu + crypto.seal + crypto.open + crypto.sign + crypto.verify;
+    let floor = raw_cpu + crypto.delivery();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let limit = cores as f64 / floor.as_secs_f64();
     let raw_rate = sustained.per_second(sustained.raw);

@@ -24,6 +24,12 @@ pub struct PackageCrypto {
 }
 
 impl PackageCrypto {
+    /// What one delivered package pays in all: sealed, opened, its receipt
+    /// signed and verified.
+    pub fn delivery(&self) -> Duration {
+        self.seal + self.open + self.sign + self.verify
+    }
+
     /// Times each part `samples` times on a body of `body_bytes`. Keys and
     /// ephemerals come from counters: the cost of the arithmetic does not
     /// depend on where the bytes came from. One sender and one recipient
