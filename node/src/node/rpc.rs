@@ -196,7 +196,7 @@ impl Node {
             Request::Receipt(receipt) => {
                 // Done whatever it was: a receipt for a package delivered
                 // already, or a bad one, needs nothing from the sender.
-                if let Err(e) = self.outbox.handle_receipt(receipt) {
+                if let Err(e) = self.outbox.handle_receipt(self.now(), receipt) {
                     tracing::debug!(%from, "receipt: {e}");
                 }
                 Response::Done

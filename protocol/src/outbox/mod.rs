@@ -357,8 +357,8 @@ impl Outbox {
         self.send_released(now);
     }
 
-    /// An answer made room in its hop's window: the package held for it
-    /// goes in the same step. Left to the next timeout, it waited for the
+    /// An answer (or a receipt that came another way) made room in its
+    /// hop's window: the package held for it goes in the same step. Left to the next timeout, it waited for the
     /// node's timer (a millisecond's tick), and under a burst a window's
     /// answers arrive together, so the whole window waited for that tick
     /// and went out together again, round after round.
@@ -372,7 +372,11 @@ impl Outbox {
     /// answer to a package we sent through a relay, or one we relayed.
     /// Receipts for packages no longer here (delivered already) change
     /// nothing; answer `Response::Done` whatever this returns.
-    pub fn handle_receipt(&mut self, receipt: Signed<Receipt>) -> Result<(), OutboxError> {
+    pub fn handle_receipt(
+        &mut self,
+        now: Timestamp,
+        receipt: Signed<Receipt>,
+    ) -> Result<(), OutboxError> {
         let id = receipt
             .decode_unverified()
             .map_err(OutboxError::Unreadable)?
@@ -384,6 +388,7 @@ impl Outbox {
             self.ground(flight.token);
         }
         self.delivered(id, receipt);
+        self.send_released(now);
         Ok(())
     }
 

@@ -532,7 +532,7 @@ impl SimNode for Site {
                 }
             }
             Request::Receipt(receipt) => {
-                let _ = self.outbox.handle_receipt(receipt);
+                let _ = self.outbox.handle_receipt(now, receipt);
                 Response::Done
             }
             other => self.org.handle_request(now, from, other),

@@ -216,7 +216,7 @@ impl SimNode for OutboxNode {
             Request::Deliver(package) => self.answer(now, from, package),
             Request::Receipt(receipt) => {
                 // The sender answers Done whatever happened.
-                let _ = self.outbox.handle_receipt(receipt);
+                let _ = self.outbox.handle_receipt(now, receipt);
                 Response::Done
             }
             other => panic!("an outbox node is sent only packages and receipts, not {other:?}"),

@@ -95,24 +95,24 @@ fn only_the_recipients_receipt_for_these_bytes_counts_and_only_once() {
     )));
     assert!(!out.iter().any(|o| matches!(o, Output::Remove(_))));
     assert!(matches!(
-        a.handle_receipt(forged),
+        a.handle_receipt(NOW, forged),
         Err(OutboxError::BadReceipt { .. })
     ));
     // The recipient's receipt for other bytes does not count either.
     let mut other = p.clone();
     other.body[0] ^= 1;
     let wrong = Signed::sign(&w.orgs[1].identity, &Receipt::for_package(&other, NOW));
-    assert!(a.handle_receipt(wrong).is_err());
+    assert!(a.handle_receipt(NOW, wrong).is_err());
     assert!(a.get(&p.header.id).is_some());
 
     let good = Signed::sign(&w.orgs[1].identity, &Receipt::for_package(&p, NOW));
-    a.handle_receipt(good.clone()).unwrap();
+    a.handle_receipt(NOW, good.clone()).unwrap();
     let out = drain(&mut a);
     assert!(matches!(out[0], Output::Event(Event::Delivered { .. })));
     assert_eq!(out[1], Output::Remove(p.header.id));
     // A replay, and a late answer to the old request, change nothing.
     assert_eq!(
-        a.handle_receipt(good.clone()),
+        a.handle_receipt(NOW, good.clone()),
         Err(OutboxError::NotQueued(p.header.id))
     );
     a.handle_response(NOW, token, Response::Receipt(good));
@@ -245,7 +245,7 @@ fn a_burst_beyond_the_window_waits_for_answers_instead_of_failing() {
     let mut a = machine(&w, 0, None);
     let hop = w.orgs[1].id();
     a.handle_peer_ready(NOW, hop);
-    let packages: Vec<SealedPackage> = (0..WINDOW + 3)
+    let packages: Vec<SealedPackage> = (0..WINDOW + 4)
         .map(|i| package(&w.orgs[0], &w.orgs[1], i as u8))
         .collect();
     for p in &packages {
@@ -278,6 +278,16 @@ fn a_burst_beyond_the_window_waits_for_answers_instead_of_failing() {
     let next = deliveries(&drain(&mut a));
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].1, packages[WINDOW + 1].header.id);
+
+    // So does a receipt that came another way (through a relay) for a
+    // package whose request is still out.
+    let (_, id) = first[2];
+    let p = packages.iter().find(|p| p.header.id == id).unwrap();
+    let receipt = Signed::sign(&w.orgs[1].identity, &Receipt::for_package(p, NOW));
+    a.handle_receipt(NOW, receipt).unwrap();
+    let next = deliveries(&drain(&mut a));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, packages[WINDOW + 2].header.id);
 
     // The hop gone: what it still held is due at once (and dialled for),
     // not left waiting for answers that will not come.
