@@ -119,6 +119,26 @@ fn every_consultation_of_a_quiet_month_is_delivered_and_concluded_by_the_right_l
     let max = summary.delivery.max_ms.unwrap();
     assert!(max < 200.0, "slowest delivery {max} ms");
     assert!(outcome.bytes.iter().all(|b| *b > 0), "every node took part");
+    // The phases a shorter run is projected by: the tail after the last
+    // arrival seals the conclusions of the cases still open then.
+    let phases = outcome.phases;
+    assert!(phases.setup > Duration::ZERO && phases.arrivals > Duration::ZERO);
+    assert!(phases.setup + phases.arrivals <= outcome.wall);
+    let last_arrival_day = outcome
+        .start
+        .saturating_add(Duration::from_secs(30 * 86_400));
+    let concluded_in_tail = (ledger.cases.iter())
+        .filter(|c| c.concluded.is_some_and(|at| at > last_arrival_day))
+        .count() as u64;
+    assert!(
+        concluded_in_tail > 0,
+        "the month's last cases end in its tail"
+    );
+    assert!(
+        phases.arrivals_sealed > 0 && phases.arrivals_sealed + concluded_in_tail <= outcome.sealed,
+        "{phases:?} of {} sealed, {concluded_in_tail} concluded in the tail",
+        outcome.sealed
+    );
 }
 
 #[test]

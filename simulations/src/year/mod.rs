@@ -39,8 +39,9 @@ use world::World;
 /// a report at its own timestamp, so this bounds only how late a reaction
 /// can be scheduled, and every reaction takes minutes.
 const TICK: Duration = Duration::from_secs(60);
-/// After the last new consultation, time for the open ones to finish.
-const TAIL: Duration = Duration::from_secs(7 * 86_400);
+/// Days after the last new consultation, for the open ones to finish.
+pub const TAIL_DAYS: u32 = 7;
+const TAIL: Duration = Duration::from_secs(TAIL_DAYS as u64 * 86_400);
 
 /// Reported once a simulated day.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +67,23 @@ pub struct Outcome {
     pub relayed: Vec<u64>,
     /// Packages sealed by all sites together.
     pub sealed: u64,
+    /// Where the wall time went, to project a shorter run to a year.
+    pub phases: Phases,
+}
+
+/// A run's wall time by phase, and the packages sealed in its days of new
+/// consultations. Building the federation is paid once however long the
+/// run, and the tail after the last new consultation carries only what is
+/// still open, so a run of a few days says how fast a year goes only when
+/// its days of new consultations are scaled alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Building the sites and admitting every connection.
+    pub setup: Duration,
+    /// The days on which new consultations arrive.
+    pub arrivals: Duration,
+    /// Packages sealed during those days.
+    pub arrivals_sealed: u64,
 }
 
 struct Engine<'a> {
@@ -92,6 +110,10 @@ pub fn run(
     // Admission both ways on every connection.
     world.net.run_for(Duration::from_secs(60));
     let start = world.net.now();
+    let mut phases = Phases {
+        setup: wall.elapsed(),
+        ..Phases::default()
+    };
     let mut rng = SimRng::new(seed, "agenda");
     let agenda = Agenda::plan(scenario, start, &mut rng);
     let mut engine = Engine {
@@ -124,9 +146,13 @@ pub fn run(
         if until >= next_day {
             day += 1;
             next_day = next_day.saturating_add(Duration::from_secs(86_400));
+            if day == days {
+                phases.arrivals = wall.elapsed() - phases.setup;
+                phases.arrivals_sealed = engine.world.net.nodes().iter().map(|n| n.sealed).sum();
+            }
             progress(&Progress {
                 day,
-                days: days + (TAIL.as_secs() / 86_400) as u32,
+                days: days + TAIL_DAYS,
                 started: engine.ledger.cases.len(),
                 concluded: engine
                     .ledger
@@ -149,13 +175,14 @@ pub fn run(
     Ok(Outcome {
         revocations,
         relayed: (0..net.len()).map(|i| net.node(i).relayed).collect(),
-        sealed: (0..net.len()).map(|i| net.node(i).sealed).sum(),
+        sealed: net.nodes().iter().map(|n| n.sealed).sum(),
         bytes: (0..net.len()).map(|i| net.stats(i).bytes).collect(),
         messages_lost: net.total().lost,
         start,
         end,
         wall: wall.elapsed(),
         ledger: engine.ledger,
+        phases,
     })
 }
 
