@@ -224,23 +224,18 @@ fn main() -> anyhow::Result<()> {
 /// and admission signatures are left out, and so is the first package
 /// between two organizations paying for their keys' agreement, so the
 /// limit is a floor. A run of other than 365 days of new consultations is
-/// projected, and says so: its days of arrivals, their wall time and their
-/// packages alike, are scaled to 365, while building the federation and
-/// the tail after the last arrival count once, as they would in a year.
+/// projected (`year::Phases::year`), and says so.
 fn speed_row(scenario: &Scenario, outcome: &year::Outcome) -> SuiteRow {
     const TARGET_S: f64 = 60.0;
-    const YEAR_DAYS: u32 = 365;
     let phases = &outcome.phases;
-    let scale = f64::from(YEAR_DAYS) / f64::from(scenario.days.max(1));
     let wall = outcome.wall.as_secs_f64();
     let (setup, arrivals) = (phases.setup.as_secs_f64(), phases.arrivals.as_secs_f64());
     let tail = (wall - setup - arrivals).max(0.0);
-    let year = setup + arrivals * scale + tail;
-    let projected = scenario.days != YEAR_DAYS;
+    let projection = phases.year(scenario.days, outcome.wall, outcome.sealed);
+    let (year, year_packages) = (projection.seconds, projection.packages);
+    let projected = scenario.days != 365;
     let crypto = PackageCrypto::probe(200, 1024);
     let per_package = crypto.seal + crypto.open + 2 * (crypto.sign + crypto.verify);
-    let tail_sealed = outcome.sealed.saturating_sub(phases.arrivals_sealed);
-    let year_packages = phases.arrivals_sealed as f64 * scale + tail_sealed as f64;
     let limit = per_package.as_secs_f64() * year_packages;
     SuiteRow {
         row: format!(

@@ -86,6 +86,29 @@ pub struct Phases {
     pub arrivals_sealed: u64,
 }
 
+/// What a year of arrivals would take, projected from a run's phases.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YearProjection {
+    pub seconds: f64,
+    pub packages: f64,
+}
+
+impl Phases {
+    /// A year projected from a run of `days` of arrivals that took `wall`
+    /// and sealed `sealed` packages in all: its days of arrivals, their
+    /// time and their packages alike, scaled to 365; the building and the
+    /// tail counted once, as a year pays them.
+    pub fn year(&self, days: u32, wall: Duration, sealed: u64) -> YearProjection {
+        let scale = 365.0 / f64::from(days.max(1));
+        let tail = wall.saturating_sub(self.setup + self.arrivals);
+        let tail_sealed = sealed.saturating_sub(self.arrivals_sealed);
+        YearProjection {
+            seconds: (self.setup + tail).as_secs_f64() + self.arrivals.as_secs_f64() * scale,
+            packages: self.arrivals_sealed as f64 * scale + tail_sealed as f64,
+        }
+    }
+}
+
 struct Engine<'a> {
     scenario: &'a Scenario,
     world: World,
@@ -512,4 +535,29 @@ fn case_key(requester: usize, now: Timestamp, count: usize) -> [u8; 16] {
     hasher.update(&(count as u64).to_le_bytes());
     let hash = hasher.finalize();
     std::array::from_fn(|i| hash.as_bytes()[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weeks_run_is_projected_by_its_days_of_arrivals_alone() {
+        let phases = Phases {
+            setup: Duration::from_secs(5),
+            arrivals: Duration::from_secs(7),
+            arrivals_sealed: 700,
+        };
+        // A second of tail after them, which sealed 30 conclusions.
+        let year = phases.year(7, Duration::from_secs(13), 730);
+        assert_eq!(year.seconds, 5.0 + 365.0 + 1.0);
+        assert_eq!(year.packages, 36_500.0 + 30.0);
+        // A run of a whole year's arrivals is its own figure.
+        let whole = Phases {
+            arrivals: Duration::from_secs(365),
+            ..phases
+        };
+        let year = whole.year(365, Duration::from_secs(371), 36_530);
+        assert_eq!((year.seconds, year.packages), (371.0, 36_530.0));
+    }
 }
