@@ -230,10 +230,10 @@ fn speed_row(scenario: &Scenario, outcome: &year::Outcome) -> SuiteRow {
     let phases = &outcome.phases;
     let wall = outcome.wall.as_secs_f64();
     let (setup, arrivals) = (phases.setup.as_secs_f64(), phases.arrivals.as_secs_f64());
-    let tail = (wall - setup - arrivals).max(0.0);
+    let tail = phases.tail(outcome.wall).as_secs_f64();
     let projection = phases.year(scenario.days, outcome.wall, outcome.sealed);
     let (year, year_packages) = (projection.seconds, projection.packages);
-    let projected = scenario.days != 365;
+    let projected = scenario.days != year::YEAR_DAYS;
     let crypto = PackageCrypto::probe(200, 1024);
     let per_package = crypto.seal + crypto.open + 2 * (crypto.sign + crypto.verify);
     let limit = per_package.as_secs_f64() * year_packages;

@@ -93,14 +93,22 @@ pub struct YearProjection {
     pub packages: f64,
 }
 
+/// The days of arrivals a projection scales to.
+pub const YEAR_DAYS: u32 = 365;
+
 impl Phases {
+    /// What a run that took `wall` spent after its last day of arrivals.
+    pub fn tail(&self, wall: Duration) -> Duration {
+        wall.saturating_sub(self.setup + self.arrivals)
+    }
+
     /// A year projected from a run of `days` of arrivals that took `wall`
     /// and sealed `sealed` packages in all: its days of arrivals, their
     /// time and their packages alike, scaled to 365; the building and the
     /// tail counted once, as a year pays them.
     pub fn year(&self, days: u32, wall: Duration, sealed: u64) -> YearProjection {
-        let scale = 365.0 / f64::from(days.max(1));
-        let tail = wall.saturating_sub(self.setup + self.arrivals);
+        let scale = f64::from(YEAR_DAYS) / f64::from(days.max(1));
+        let tail = self.tail(wall);
         let tail_sealed = sealed.saturating_sub(self.arrivals_sealed);
         YearProjection {
             seconds: (self.setup + tail).as_secs_f64() + self.arrivals.as_secs_f64() * scale,
