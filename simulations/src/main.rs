@@ -235,7 +235,8 @@ fn speed_row(scenario: &Scenario, outcome: &year::Outcome) -> SuiteRow {
     let (year, year_packages) = (projection.seconds, projection.packages);
     let projected = scenario.days != year::YEAR_DAYS;
     let crypto = PackageCrypto::probe(200, 1024);
-    let per_package = crypto.seal + crypto.open + 2 * (crypto.sign + crypto.verify);
+    // A delivered package, and the request or step signed inside it.
+    let per_package = crypto.delivery() + crypto.sign + crypto.verify;
     let limit = per_package.as_secs_f64() * year_packages;
     SuiteRow {
         row: format!(

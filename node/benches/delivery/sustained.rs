@@ -116,8 +116,8 @@ fn process_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// The row against raw request-response and against what the cores can
-/// seal, open, sign and verify.
+/// The row against raw request-response and against what the cores allow
+/// for raw's own CPU a request and the cryptography of a package.
 pub(crate) struct Judged {
     pub(crate) share: f64,
     pub(crate) cores: usize,

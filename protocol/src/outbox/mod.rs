@@ -358,10 +358,11 @@ impl Outbox {
     }
 
     /// An answer (or a receipt that came another way) made room in its
-    /// hop's window: the package held for it goes in the same step. Left to the next timeout, it waited for the
-    /// node's timer (a millisecond's tick), and under a burst a window's
-    /// answers arrive together, so the whole window waited for that tick
-    /// and went out together again, round after round.
+    /// hop's window: the package held for it goes in the same step. Left
+    /// to the next timeout, it waited for the node's timer (a millisecond's
+    /// tick), and under a burst a window's answers arrive together, so the
+    /// whole window waited for that tick and went out together again,
+    /// round after round.
     fn send_released(&mut self, now: Timestamp) {
         if self.schedule.first().is_some_and(|&(at, _)| at <= now) {
             self.handle_timeout(now);
