@@ -170,7 +170,7 @@ impl Node {
             }
             Event::OutboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, "hello failed: {error}");
-                self.admission.handle_hello_failed(peer);
+                self.admission.handle_hello_failed(now, peer);
                 self.drive_admission();
             }
             Event::InboundFailure { peer, error, .. } => {

@@ -44,8 +44,11 @@ pub struct Config {
     /// forward), or its certificate may be renewed since. Only a ban keeps a
     /// peer out longer.
     pub refusal_cooldown: Duration,
-    /// Hellos sent on one connection before waiting for the next: a peer
-    /// that lets them all fail is cut by its own timeout anyway.
+    /// Hellos sent in a row before pausing for `hello_timeout`. A peer
+    /// that got none of them cuts the connection by its own timeout; one
+    /// that admitted us and whose answers were all lost does not, so the
+    /// Hellos start again after the pause for as long as the connection
+    /// lasts.
     pub hello_attempts: u32,
 }
 
@@ -142,13 +145,15 @@ struct Peer {
     /// Our Hello is out (or was answered).
     hello_out: bool,
     hello_attempts: u32,
+    /// When our Hellos start again, after a run of them failed.
+    hello_again: Option<Timestamp>,
 }
 
 impl Peer {
     /// When this peer next needs the machine: a Hello due, a cut due, an
-    /// admitted certificate's end.
+    /// admitted certificate's end, our Hellos due again.
     fn deadline(&self) -> Timestamp {
-        match &self.state {
+        let state = match &self.state {
             State::Waiting { due } => *due,
             State::Refused { cut_at } => *cut_at,
             State::Admitted { org } => {
@@ -158,7 +163,8 @@ impl Peer {
                     None => until,
                 }
             }
-        }
+        };
+        self.hello_again.map_or(state, |again| again.min(state))
     }
 }
 
@@ -205,6 +211,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
                 welcomed: false,
                 hello_out: false,
                 hello_attempts: 0,
+                hello_again: None,
             }
         });
         if !p.hello_out && !matches!(p.state, State::Refused { .. }) {
@@ -419,7 +426,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     }
 
     /// Our Hello got no answer (lost, timed out, the stream failed).
-    pub fn handle_hello_failed(&mut self, peer: P) {
+    pub fn handle_hello_failed(&mut self, now: Timestamp, peer: P) {
         let attempts = self.config.hello_attempts;
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -431,8 +438,12 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             p.hello_attempts += 1;
             self.out.push_back(Output::SendHello(peer));
         } else {
-            // The next connection tries again.
+            // A new connection tries again at once; this one after a pause.
             p.hello_out = false;
+            let again = now.saturating_add(self.config.hello_timeout);
+            self.deadlines.remove(&(p.deadline(), peer));
+            p.hello_again = Some(again);
+            self.deadlines.insert((p.deadline(), peer));
         }
     }
 
@@ -488,11 +499,15 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     pub fn handle_timeout(&mut self, now: Timestamp, trust: &Trust) {
         let mut silent = Vec::new();
         let mut cut = Vec::new();
+        let mut again = Vec::new();
         for (peer, p) in &self.peers {
             match p.state {
                 State::Waiting { due } if due <= now => silent.push(*peer),
                 State::Refused { cut_at } if cut_at <= now => cut.push(*peer),
                 _ => {}
+            }
+            if p.hello_again.is_some_and(|at| at <= now) {
+                again.push(*peer);
             }
         }
         for peer in silent {
@@ -501,6 +516,9 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         }
         for peer in cut {
             self.cut(now, peer);
+        }
+        for peer in again {
+            self.hello_again(peer);
         }
         while let Some(&(until, peer)) = self.cooling.first()
             && until <= now
@@ -514,8 +532,24 @@ impl<P: Copy + Ord + Debug> Admission<P> {
         self.handle_trust_changed(now, trust);
     }
 
+    /// Starts a new run of Hellos on a connection whose last run failed,
+    /// unless it was answered or refused meanwhile.
+    fn hello_again(&mut self, peer: P) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        self.deadlines.remove(&(p.deadline(), peer));
+        p.hello_again = None;
+        self.deadlines.insert((p.deadline(), peer));
+        if !p.welcomed && !p.hello_out && !matches!(p.state, State::Refused { .. }) {
+            p.hello_out = true;
+            p.hello_attempts = 1;
+            self.out.push_back(Output::SendHello(peer));
+        }
+    }
+
     /// The earliest of: a Hello due, a cut due, an admitted certificate's
-    /// end, a cool-down's end, a ban's end.
+    /// end, our Hellos due again, a cool-down's end, a ban's end.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let first = self.deadlines.first().map(|(t, _)| *t);
         let cooled = self.cooling.first().map(|(t, _)| *t);

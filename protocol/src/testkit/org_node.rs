@@ -296,7 +296,7 @@ impl SimNode for OrgNode {
     }
 
     fn handle_hello_failed(&mut self, now: Timestamp, to: NodeId) {
-        self.admission.handle_hello_failed(to);
+        self.admission.handle_hello_failed(now, to);
         self.drain(now);
     }
 
