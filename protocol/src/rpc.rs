@@ -3,7 +3,7 @@
 
 use crate::cert::{CertChain, OrgLevel, RevocationNotice};
 use crate::delivery::Receipt;
-use crate::directory::{SignedRecord, SyncOffer};
+use crate::directory::{DigestMatch, SignedRecord, SyncDigest, SyncOffer};
 use crate::identity::OrgId;
 use crate::seal::SealedPackage;
 use crate::signed::Signed;
@@ -67,7 +67,7 @@ impl WireMessage for HelloAnswer {
 /// What admitted peers ask each other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// First anti-entropy step; answered with `Summaries`.
+    /// Anti-entropy after a digest that differed; answered with `Summaries`.
     SyncOffer(SyncOffer),
     /// Records the requester holds newer; answered with `Done`.
     PushRecords(RecordBatch),
@@ -106,6 +106,9 @@ pub enum Request {
     /// how (`konsilium probe --video`): no consultation, nothing carried;
     /// answered with `VideoAnswer`, closed by the prober.
     VideoProbe(Signed<crate::video::Signal>),
+    /// First anti-entropy step; answered with `Digest`. Last among the
+    /// variants, so the others keep the encoding they had before it.
+    SyncDigest(SyncDigest),
 }
 
 /// Why a node refused a request. Permanent refusals say the same request
@@ -176,6 +179,7 @@ pub enum Response {
         consultations: u32,
     },
     VideoAnswer(Signed<crate::video::Signal>),
+    Digest(DigestMatch),
 }
 
 impl WireMessage for Request {

@@ -1,6 +1,9 @@
 //! The scenarios at sizes that run in seconds unoptimised, asserting what
 //! anti-entropy must guarantee rather than what one run happened to print.
 
+use konsilium_protocol::directory::Directory;
+use konsilium_protocol::rpc::{Request, Response};
+use konsilium_protocol::wire::{self, SyncSummaries, WireMessage};
 use konsilium_simulations::{
     Federation, PartitionConfig, cold_start, late_joiner, partition_heal, small_delta,
 };
@@ -27,7 +30,8 @@ fn cold_start_converges_sending_each_record_once_per_node() {
     assert_eq!(r.anti_entropy.traffic.records, (ORGS * (NODES - 1)) as u64);
     // That is the least any strategy can send, so full push, which resends
     // whole directories, must send more records. Whether those outweigh
-    // anti-entropy's 8 KiB offer per exchange depends on the sizes: here by
+    // anti-entropy's 8 KiB offer per exchange that finds a difference
+    // depends on the sizes: here by
     // about 2x, at the binary's 50 nodes and 2,000 organizations about 5x.
     assert!(r.full_push.traffic.records > r.anti_entropy.traffic.records);
     assert!(r.byte_ratio() > 1.0, "{r:?}");
@@ -48,17 +52,29 @@ fn late_joiner_converges_in_one_sync() {
     assert!(joiner < full * 6 / 5, "{joiner} vs full {full}");
     // Started by a member, the newcomer's summaries are empty and the member
     // pushes the directory as one batch: beyond the full directory only the
-    // offer, an empty summaries frame (together the idle sync's bytes), the
-    // list of up to 256 non-empty buckets with its length prefix, the push's
-    // `Request` tag (1 byte) and the `Done` answer (5 bytes).
+    // digest and its answer (together the idle sync's bytes), the offer, an
+    // empty summaries frame, the list of up to 256 non-empty buckets with its
+    // length prefix, the push's `Request` tag (1 byte) and the `Done` answer
+    // (5 bytes).
+    let offer = frame(&Request::SyncOffer(Directory::new().sync_offer(None)));
+    let summaries = frame(&Response::Summaries(SyncSummaries {
+        buckets: vec![],
+        summaries: vec![],
+        region: None,
+    }));
     let member = r.member_initiated.traffic.bytes;
     assert!(member > full);
     assert!(
-        member <= full + r.idle_sync.bytes + 257 + 1 + 5,
+        member <= full + r.idle_sync.bytes + offer + summaries + 257 + 1 + 5,
         "{member} vs full {full}"
     );
-    // A converged pair exchanges only the offer and an empty answer.
+    // A converged pair exchanges only a digest and its answer.
     assert_eq!((r.idle_sync.messages, r.idle_sync.records), (2, 0));
+    assert!(r.idle_sync.bytes < 100, "{:?}", r.idle_sync);
+}
+
+fn frame<M: WireMessage>(message: &M) -> u64 {
+    wire::encode(message).expect("within its limit").len() as u64
 }
 
 #[test]

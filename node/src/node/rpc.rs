@@ -183,7 +183,8 @@ impl Node {
             return Answer::Now(Response::Refused(Refusal::BootstrapNode));
         }
         let response = match request {
-            request @ (Request::SyncOffer(_)
+            request @ (Request::SyncDigest(_)
+            | Request::SyncOffer(_)
             | Request::PushRecords(_)
             | Request::WantRecords(_)) => {
                 let response = self

@@ -379,8 +379,31 @@ pub struct RecordSummary {
     pub hash: [u8; 32],
 }
 
-/// The first anti-entropy message: one hash per bucket, over the records
-/// of `region` only when the offering node keeps only its region.
+/// An exchange's opening: one hash over the records an offer would
+/// cover. Gossip carries nearly every change, so most rounds find the two
+/// directories alike, and this ends them for some 40 bytes each way
+/// instead of an offer's 256 bucket hashes (8 KiB, every minute, with
+/// every peer in turn).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDigest {
+    pub digest: [u8; 32],
+    /// As in [`SyncOffer`]: the offering node's region when it keeps only
+    /// that one.
+    pub region: Option<RegionCode>,
+}
+
+/// The answer to a [`SyncDigest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DigestMatch {
+    /// The records both sides keep are the same: the exchange is over.
+    Same,
+    /// They differ, or the digests cover different records: the asker
+    /// goes on with a [`SyncOffer`].
+    Differs,
+}
+
+/// The offer after a digest that differed: one hash per bucket, over the
+/// records of `region` only when the offering node keeps only its region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncOffer {
     #[serde(with = "crate::wire::hash_list")]
@@ -681,22 +704,40 @@ impl Directory {
 
     /// One hash over the whole directory: equal digests mean equal directories.
     pub fn digest(&self) -> [u8; 32] {
+        self.digest_within(None)
+    }
+
+    /// One hash over the records `within` one region, or over all of them:
+    /// the hash of the bucket hashes an offer over the same records holds.
+    pub fn digest_within(&self, within: Option<&RegionCode>) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
-        for b in 0..BUCKETS {
-            h.update(&self.bucket_hash(b));
+        for bucket in self.bucket_hashes(within) {
+            h.update(&bucket);
         }
         *h.finalize().as_bytes()
+    }
+
+    fn bucket_hashes(&self, within: Option<&RegionCode>) -> Vec<[u8; 32]> {
+        match within {
+            None => (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
+            Some(region) => self.bucket_hashes_in(region),
+        }
+    }
+
+    /// The opening of an exchange over the records `within` one region, or
+    /// over all of them.
+    pub fn sync_digest(&self, within: Option<&RegionCode>) -> SyncDigest {
+        SyncDigest {
+            digest: self.digest_within(within),
+            region: within.cloned(),
+        }
     }
 
     /// The offer of an exchange over the records `within` one region, or
     /// over all of them.
     pub fn sync_offer(&self, within: Option<&RegionCode>) -> SyncOffer {
-        let buckets = match within {
-            None => (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
-            Some(region) => self.bucket_hashes_in(region),
-        };
         SyncOffer {
-            buckets,
+            buckets: self.bucket_hashes(within),
             region: within.cloned(),
         }
     }
@@ -714,10 +755,7 @@ impl Directory {
                 reason: format!("{} bucket hashes, expected {BUCKETS}", offer.buckets.len()),
             });
         }
-        let mine = match within {
-            None => (0..BUCKETS).map(|b| self.bucket_hash(b)).collect(),
-            Some(region) => self.bucket_hashes_in(region),
-        };
+        let mine = self.bucket_hashes(within);
         Ok((0..BUCKETS)
             .filter(|&b| mine[b] != offer.buckets[b])
             .map(|b| b as u8)

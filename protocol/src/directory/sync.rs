@@ -11,17 +11,19 @@
 //! simulations all run exactly the same exchange, reproducibly.
 //!
 //! One exchange, started by the side whose round it is:
-//! `SyncOffer` (bucket hashes) → `Summaries` of the differing buckets →
-//! `PushRecords` of what the peer lacks (answered `Done`) and
-//! `WantRecords` of what we lack (answered `Records`, asked again for the
-//! rest when an answer had to stop at its frame limit).
+//! `SyncDigest` (one hash over the records both keep), answered `Same`
+//! (the exchange is over: most rounds) or `Differs` → `SyncOffer` (bucket
+//! hashes) → `Summaries` of the differing buckets → `PushRecords` of what
+//! the peer lacks (answered `Done`) and `WantRecords` of what we lack
+//! (answered `Records`, asked again for the rest when an answer had to
+//! stop at its frame limit).
 
 mod answer;
 mod outstanding;
 mod quota;
 
 use super::frames::{self, FrameBudget};
-use super::{Directory, Merge, RecordError, SignedRecord};
+use super::{DigestMatch, Directory, Merge, RecordError, SignedRecord};
 use crate::cert::{CertError, RegionCode, Trust};
 use crate::identity::OrgId;
 use crate::rpc::{Refusal, Request, Response};
@@ -177,6 +179,7 @@ pub enum SyncError {
 /// What an outstanding request asked, to read its answer.
 #[derive(Debug)]
 enum Asked {
+    Digest,
     Offer,
     Push(usize),
     Want(Vec<OrgId>),
@@ -185,6 +188,7 @@ enum Asked {
 impl Asked {
     fn name(&self) -> &'static str {
         match self {
+            Asked::Digest => "SyncDigest",
             Asked::Offer => "SyncOffer",
             Asked::Push(_) => "PushRecords",
             Asked::Want(_) => "WantRecords",
@@ -204,6 +208,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Blob(_) => "Blob",
         Response::Recovering { .. } => "Recovering",
         Response::VideoAnswer(_) => "VideoAnswer",
+        Response::Digest(_) => "Digest",
     }
 }
 
@@ -350,8 +355,15 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             return None;
         }
         self.exchanges.insert(peer, Exchange::default());
+        let digest = self.directory.sync_digest(self.config.scope.region());
+        Some(self.send(now, peer, Asked::Digest, Request::SyncDigest(digest)))
+    }
+
+    /// Goes on with the bucket hashes, in an exchange whose digests
+    /// differed (or whose summaries stopped at their frame limit).
+    fn offer(&mut self, now: Timestamp, peer: P) {
         let offer = self.directory.sync_offer(self.config.scope.region());
-        Some(self.send(now, peer, Asked::Offer, Request::SyncOffer(offer)))
+        self.send(now, peer, Asked::Offer, Request::SyncOffer(offer));
     }
 
     /// Expires requests past their deadline and runs a round when it is due.
@@ -451,10 +463,14 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
     ) -> Response {
         self.within_share(now, from, |m| {
             let records = answer(&m.directory);
-            let pass = m.directory.bytes() / LOOKUP_SHARE;
-            let cost = frames::frame_len(&records).saturating_add(pass);
-            (Response::Records(records), cost as u64)
+            let cost = (frames::frame_len(&records) as u64).saturating_add(m.pass_cost());
+            (Response::Records(records), cost)
         })
+    }
+
+    /// What one pass over the directory is charged.
+    fn pass_cost(&self) -> u64 {
+        (self.directory.bytes() / LOOKUP_SHARE) as u64
     }
 
     /// `serve`'s answer, charged what it reports to `from`'s share; a
@@ -488,6 +504,11 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
             return Err(SyncError::UnknownToken(token));
         };
         let outcome = match (asked, response) {
+            (Asked::Digest, Response::Digest(DigestMatch::Same)) => Ok(()),
+            (Asked::Digest, Response::Digest(DigestMatch::Differs)) => {
+                self.offer(now, peer);
+                Ok(())
+            }
             (Asked::Offer, Response::Summaries(s)) => {
                 // The peer stops before the first bucket that does not fit.
                 // Buckets are alike in size (ids are uniform), so an answer
@@ -629,9 +650,11 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                 failed: x.failed,
             }));
             // Only after progress: a cut answer that moved nothing would
-            // be cut the same way again.
+            // be cut the same way again. The directories differed a moment
+            // ago, so the new exchange opens with its offer.
             if x.again && !x.failed && x.pushed + x.pulled > 0 {
-                self.start_sync(now, peer);
+                self.exchanges.insert(peer, Exchange::default());
+                self.offer(now, peer);
             }
         }
     }
@@ -771,7 +794,10 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
 pub fn is_directory_request(request: &Request) -> bool {
     matches!(
         request,
-        Request::SyncOffer(_) | Request::PushRecords(_) | Request::WantRecords(_)
+        Request::SyncDigest(_)
+            | Request::SyncOffer(_)
+            | Request::PushRecords(_)
+            | Request::WantRecords(_)
     )
 }
 

@@ -331,14 +331,16 @@ mod tests {
         assert!(net.converged());
         assert_eq!(net.node(0).len(), 40);
         assert_eq!(net.node(0).get(&orgs[0].id()).unwrap().record().sequence, 2);
-        // Offer, summaries, a batch to 1 and its `Done`, a request, a batch back.
-        assert_eq!(t.messages, 6);
+        // The digest and `Differs`, offer, summaries, a batch to 1 and its
+        // `Done`, a request, a batch back.
+        assert_eq!(t.messages, 8);
         assert_eq!(t.records, 5 + 5 + 1);
         assert_eq!(net.traffic(), t);
 
-        // Converged: only the offer and an empty summaries answer.
+        // Converged: only the digest and its `Same`, no bucket hashes.
         let idle = net.sync(1, 0).unwrap();
         assert_eq!((idle.messages, idle.records), (2, 0));
+        assert!(idle.bytes < 100, "{idle:?}");
     }
 
     #[test]

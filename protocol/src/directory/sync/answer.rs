@@ -3,7 +3,8 @@
 //! node (see `quota`).
 
 use super::{DirectorySync, Fate, frames};
-use crate::cert::Trust;
+use crate::cert::{RegionCode, Trust};
+use crate::directory::DigestMatch;
 use crate::rpc::{Refusal, Request, Response};
 use crate::time::Timestamp;
 
@@ -20,16 +21,34 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         trust: &Trust,
     ) -> (Response, u64) {
         match request {
+            Request::SyncDigest(digest) => {
+                let mine = self.config.scope.region();
+                let (answer, within) = match (digest.region.as_ref(), mine) {
+                    // Nothing shared: an offer would be answered with nothing.
+                    (Some(theirs), Some(mine)) if theirs != mine => (DigestMatch::Same, None),
+                    // A digest over the federation says nothing about our
+                    // region's records: the offer that follows is answered
+                    // with every bucket, as it always was.
+                    (None, Some(_)) => (DigestMatch::Differs, None),
+                    (within, _) if self.directory.digest_within(within) == digest.digest => {
+                        (DigestMatch::Same, within)
+                    }
+                    (within, _) => (DigestMatch::Differs, within),
+                };
+                let response = Response::Digest(answer);
+                let cost = frames::frame_len(&response) as u64 + self.pass(within);
+                (response, cost)
+            }
             Request::SyncOffer(offer) => {
                 // The exchange covers what both sides keep: the narrower
                 // scope. Two nodes keeping different regions share nothing.
                 let mine = self.config.scope.region();
-                let differing = match (offer.region.as_ref(), mine) {
-                    (Some(theirs), Some(mine)) if theirs != mine => Ok(Vec::new()),
+                let (differing, hashed) = match (offer.region.as_ref(), mine) {
+                    (Some(theirs), Some(mine)) if theirs != mine => (Ok(Vec::new()), None),
                     // Hashes over the whole federation say nothing about
                     // our region's records: every bucket is answered.
-                    (None, Some(_)) => Ok((0..=u8::MAX).collect()),
-                    (within, _) => self.directory.differing_buckets(&offer, within),
+                    (None, Some(_)) => (Ok((0..=u8::MAX).collect()), None),
+                    (within, _) => (self.directory.differing_buckets(&offer, within), within),
                 };
                 match differing {
                     Ok(differing) => {
@@ -40,7 +59,7 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                             mine,
                             self.config.budget.summaries,
                         );
-                        let cost = frames::frame_len(&summaries) as u64;
+                        let cost = frames::frame_len(&summaries) as u64 + self.pass(hashed);
                         (Response::Summaries(summaries), cost)
                     }
                     Err(e) => (Response::Refused(Refusal::Invalid(e.to_string())), 0),
@@ -70,5 +89,12 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
                 0,
             ),
         }
+    }
+
+    /// What hashing the records of one region costs: a pass over the
+    /// whole directory, charged as a lookup's is. A federation's bucket
+    /// hashes are kept, and cost nothing more.
+    fn pass(&self, within: Option<&RegionCode>) -> u64 {
+        within.map_or(0, |_| self.pass_cost())
     }
 }

@@ -1,11 +1,13 @@
 //! What each peer's directory requests may cost this node.
 //!
-//! Answering an offer or a want builds frames of up to a MiB from the
-//! directory, and a pushed record that changes nothing costs a decode
-//! (one already held or older) or signature checks (one whose certificate
-//! expired costs up to three, unbatched, and is no offence: an honest peer
-//! may push it just as it expires) for nothing. An admitted peer asking on every one of its streams could
-//! keep a core busy. Honest exchanges move at most the directory once
+//! Answering a digest or an offer over one region hashes that region's
+//! records (a pass over the directory, charged as a lookup's), answering
+//! an offer or a want builds frames of up to a MiB from the directory, and
+//! a pushed record that changes nothing costs a decode (one already held
+//! or older) or signature checks (one whose certificate expired costs up
+//! to three, unbatched, and is no offence: an honest peer may push it just
+//! as it expires) for nothing. An admitted peer asking on every one of its
+//! streams could keep a core busy. Honest exchanges move at most the directory once
 //! (a newcomer pulling all of it), so each peer may cost twice the
 //! directory's bytes at once, and that much again as time passes, one
 //! directory's worth every [`REFILL_MS`]. Past it, its requests are refused

@@ -85,6 +85,43 @@ fn thirty_nodes_converge_from_disjoint_records() {
     );
 }
 
+/// Once the directories agree, a round is one digest and its answer: a
+/// few dozen bytes each way, where each round used to send all 256 bucket
+/// hashes (8 KiB) and have them compared. A change is still found.
+#[test]
+fn rounds_between_directories_that_agree_send_only_a_digest() {
+    let mut fed = TestFederation::new("sync-digest");
+    let orgs = orgs(&mut fed, 40, "RU-VLG");
+    let mut net = network(&fed, 5, SimConfig::default());
+    let now = net.now();
+    for (i, o) in orgs.iter().enumerate() {
+        net.node_mut(i % 5).publish(now, vec![o.signed_record(1)]);
+    }
+    net.connect_all();
+    assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 40)));
+    // Pushes planned before the last record arrived still land.
+    net.run_for(INTERVAL * 3);
+    let before: Vec<_> = (0..5).map(|i| net.stats(i)).collect();
+    net.run_for(INTERVAL * 30);
+    for (i, was) in before.iter().enumerate() {
+        let now = net.stats(i);
+        let requests = now.requests - was.requests;
+        assert!(requests >= 20, "node {i} kept its rounds: {requests}");
+        // Its requests and its answers to its peers' alike.
+        let per_message = (now.bytes - was.bytes) / (now.messages() - was.messages());
+        assert!(per_message < 80, "node {i}: {per_message} bytes a message");
+    }
+    let now = net.now();
+    net.node_mut(2).publish(now, vec![orgs[7].signed_record(2)]);
+    assert!(net.run_until(Duration::from_secs(600), |n| {
+        n.nodes().iter().all(|d| {
+            let held = d.directory().get(&orgs[7].id());
+            held.is_some_and(|e| e.record().sequence == 2)
+        })
+    }));
+    assert_clean(&net);
+}
+
 #[test]
 fn the_same_seed_replays_the_same_run() {
     let mut fed = TestFederation::new("sync-replay");
@@ -352,6 +389,20 @@ fn a_region_scoped_node_keeps_its_region_only() {
             && s.region.as_ref() == Some(&region)),
         "{answer:?}"
     );
+    // Its digest answers alike: nothing shared with another region's; a
+    // digest over the federation says nothing of its region's records, so
+    // the offer must follow; over its own region, a full peer agrees.
+    let full_peer = net.node(1).directory().clone();
+    let mut digest =
+        |d: SyncDigest| (net.node_mut(scoped)).handle_request(NOW, 0, Request::SyncDigest(d));
+    let moscow = RegionCode::new("RU-MOW").unwrap();
+    let same = Response::Digest(DigestMatch::Same);
+    assert_eq!(digest(full_peer.sync_digest(Some(&moscow))), same);
+    assert_eq!(
+        digest(full_peer.sync_digest(None)),
+        Response::Digest(DigestMatch::Differs)
+    );
+    assert_eq!(digest(full_peer.sync_digest(Some(&region))), same);
 
     // Gossip from elsewhere is ignored; a record it asked for is kept.
     let node = net.node_mut(scoped);
@@ -554,7 +605,7 @@ fn answers_are_matched_to_requests_and_silence_times_out() {
     let Some(Output::Transmit {
         to: 1,
         token,
-        request: Request::SyncOffer(_),
+        request: Request::SyncDigest(_),
     }) = m.poll_output()
     else {
         panic!("admission starts a sync")
@@ -568,7 +619,7 @@ fn answers_are_matched_to_requests_and_silence_times_out() {
     assert_eq!(
         m.handle_response(NOW, token, Response::Done, trust),
         Err(SyncError::Unexpected {
-            asked: "SyncOffer",
+            asked: "SyncDigest",
             got: "Done"
         })
     );
@@ -643,12 +694,8 @@ fn a_peer_gone_mid_exchange_ends_it_and_is_not_chosen_again() {
         Err(SyncError::UnknownToken(tokens[0].1))
     );
     // Rounds pick only among the peers still there and not busy.
-    let empty = Response::Summaries(crate::wire::SyncSummaries {
-        buckets: vec![],
-        summaries: vec![],
-        region: None,
-    });
-    m.handle_response(NOW, tokens[1].1, empty, trust).unwrap();
+    let same = Response::Digest(DigestMatch::Same);
+    m.handle_response(NOW, tokens[1].1, same, trust).unwrap();
     for k in 1..=5u64 {
         let at = NOW.saturating_add(INTERVAL * k as u32);
         m.handle_timeout(at);
@@ -701,10 +748,21 @@ fn a_made_up_record_does_not_stop_rounds_asking_for_the_real_one() {
     let Some(Output::Transmit {
         to: 1,
         token,
-        request: offer @ Request::SyncOffer(_),
+        request: digest @ Request::SyncDigest(_),
     }) = m.poll_output()
     else {
         panic!("admission starts a sync")
+    };
+    let differs = peer.handle_request(NOW, 0, digest, trust);
+    assert_eq!(differs, Response::Digest(DigestMatch::Differs));
+    m.handle_response(NOW, token, differs, trust).unwrap();
+    let Some(Output::Transmit {
+        to: 1,
+        token,
+        request: offer @ Request::SyncOffer(_),
+    }) = m.poll_output()
+    else {
+        panic!("a digest that differed is followed by the offer")
     };
     let Response::Summaries(mut summaries) = peer.handle_request(NOW, 0, offer, trust) else {
         panic!("a sync offer is answered with summaries")
