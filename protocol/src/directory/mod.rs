@@ -432,6 +432,9 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
 pub struct Directory {
     entries: BTreeMap<OrgId, Arc<DirectoryEntry>>,
     bucket_hashes: Vec<OnceLock<[u8; 32]>>,
+    /// The hash of the bucket hashes: every anti-entropy round opens with
+    /// it, on both sides.
+    digest: OnceLock<[u8; 32]>,
     /// The signed bytes of every record held.
     bytes: usize,
 }
@@ -441,6 +444,7 @@ impl Default for Directory {
         Self {
             entries: BTreeMap::new(),
             bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect(),
+            digest: OnceLock::new(),
             bytes: 0,
         }
     }
@@ -584,7 +588,7 @@ impl Directory {
         let org = entry.org();
         let outcome = merge_over(self.entries.get(&org).map(Arc::as_ref), &entry);
         if let Merge::Added | Merge::Replaced { .. } = outcome {
-            self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
+            self.changed(&org);
             self.bytes += entry.signed.signed_bytes().len();
             if let Some(replaced) = self.entries.insert(org, Arc::new(entry)) {
                 self.bytes -= replaced.signed.signed_bytes().len();
@@ -632,6 +636,7 @@ impl Directory {
             .map(|(_, e)| e.signed.signed_bytes().len())
             .sum();
         self.bucket_hashes.iter_mut().for_each(|b| _ = b.take());
+        self.digest.take();
         // Sorted and distinct: the map is built bottom up, no search per key.
         self.entries = held.into_iter().collect();
         results
@@ -651,9 +656,15 @@ impl Directory {
                 }
             });
         for (org, _) in &dropped {
-            self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
+            self.changed(org);
         }
         dropped
+    }
+
+    /// Forgets the hashes `org`'s record was part of.
+    fn changed(&mut self, org: &OrgId) {
+        self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
+        self.digest.take();
     }
 
     fn bucket_hash(&self, bucket: usize) -> [u8; 32] {
@@ -710,11 +721,11 @@ impl Directory {
     /// One hash over the records `within` one region, or over all of them:
     /// the hash of the bucket hashes an offer over the same records holds.
     pub fn digest_within(&self, within: Option<&RegionCode>) -> [u8; 32] {
-        let mut h = blake3::Hasher::new();
-        for bucket in self.bucket_hashes(within) {
-            h.update(&bucket);
+        let hash = || *blake3::hash(self.bucket_hashes(within).as_flattened()).as_bytes();
+        match within {
+            None => *self.digest.get_or_init(hash),
+            Some(_) => hash(),
         }
-        *h.finalize().as_bytes()
     }
 
     fn bucket_hashes(&self, within: Option<&RegionCode>) -> Vec<[u8; 32]> {

@@ -164,6 +164,50 @@ fn invalid_records_are_refused_with_a_reason_and_lose_nothing() {
     assert_ne!(dir.digest(), before);
 }
 
+/// The digest is kept between changes, and every kind of change forgets
+/// it: it must always be the hash of the bucket hashes an offer carries,
+/// or two directories that differ would end their rounds at the digest.
+#[test]
+fn the_kept_digest_is_always_the_hash_of_the_offers_bucket_hashes() {
+    let (mut fed, orgs) = three();
+    let from_offer =
+        |dir: &Directory| *blake3::hash(dir.sync_offer(None).buckets.as_flattened()).as_bytes();
+    let mut dir = Directory::new();
+    let empty = dir.digest();
+    assert_eq!(empty, from_offer(&dir));
+    let records: Vec<_> = orgs.iter().map(|o| o.signed_record(1)).collect();
+    dir.insert_many(records.clone(), &fed.trust, NOW);
+    let built = dir.digest();
+    assert_ne!(built, empty);
+    assert_eq!(built, from_offer(&dir));
+    assert_eq!(dir.sync_digest(None).digest, built);
+    dir.insert(orgs[1].signed_record(2), &fed.trust, NOW)
+        .unwrap();
+    let updated = dir.digest();
+    assert_ne!(updated, built);
+    assert_eq!(updated, from_offer(&dir));
+    // A clone keeps the digest, and changes of its own forget its copy only.
+    let mut copy = dir.clone();
+    copy.insert(orgs[2].signed_record(2), &fed.trust, NOW)
+        .unwrap();
+    assert_eq!(dir.digest(), updated);
+    assert_eq!(copy.digest(), from_offer(&copy));
+    assert_ne!(copy.digest(), updated);
+    let serial = orgs[0].chain.org.decode_unverified().unwrap().serial;
+    let notice = fed.region("RU-VLG").revoke(1, NOW, [serial].into());
+    fed.trust.apply_revocations(&notice, NOW).unwrap();
+    assert_eq!(dir.retain_valid(&fed.trust, NOW).len(), 1);
+    assert_ne!(dir.digest(), updated);
+    assert_eq!(dir.digest(), from_offer(&dir));
+    // One region's digest hashes that region's bucket hashes.
+    let region = RegionCode::new("RU-VLG").unwrap();
+    let within = dir.sync_offer(Some(&region)).buckets;
+    assert_eq!(
+        dir.digest_within(Some(&region)),
+        *blake3::hash(within.as_flattened()).as_bytes()
+    );
+}
+
 /// An update whose chain is the one held skips the chain's signatures
 /// (checked when stored); any other chain, even the same certificate
 /// signed by someone else, is checked in full.
