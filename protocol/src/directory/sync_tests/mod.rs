@@ -42,6 +42,16 @@ fn orgs(fed: &mut TestFederation, n: u64, region: &str) -> Vec<TestOrg> {
 }
 
 /// Every node holds the same directory of `len` records.
+/// Each organization's first record published at one of the first
+/// `nodes` nodes, in turn.
+fn publish_round_robin(net: &mut SimNet<DirectoryNode>, orgs: &[TestOrg], nodes: usize) {
+    let now = net.now();
+    for (i, o) in orgs.iter().enumerate() {
+        net.node_mut(i % nodes)
+            .publish(now, vec![o.signed_record(1)]);
+    }
+}
+
 fn converged(net: &SimNet<DirectoryNode>, len: usize) -> bool {
     let first = net.node(0).directory().digest();
     net.nodes()
@@ -66,10 +76,7 @@ fn thirty_nodes_converge_from_disjoint_records() {
     let mut fed = TestFederation::new("sync-30");
     let orgs = orgs(&mut fed, 90, "RU-VLG");
     let mut net = network(&fed, 30, SimConfig::default());
-    let now = net.now();
-    for (i, o) in orgs.iter().enumerate() {
-        net.node_mut(i % 30).publish(now, vec![o.signed_record(1)]);
-    }
+    publish_round_robin(&mut net, &orgs, 30);
     assert_eq!(distinct_digests(&net), 30);
     net.connect_all();
     assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 90)));
@@ -93,10 +100,7 @@ fn rounds_between_directories_that_agree_send_only_a_digest() {
     let mut fed = TestFederation::new("sync-digest");
     let orgs = orgs(&mut fed, 40, "RU-VLG");
     let mut net = network(&fed, 5, SimConfig::default());
-    let now = net.now();
-    for (i, o) in orgs.iter().enumerate() {
-        net.node_mut(i % 5).publish(now, vec![o.signed_record(1)]);
-    }
+    publish_round_robin(&mut net, &orgs, 5);
     net.connect_all();
     assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 40)));
     // Pushes planned before the last record arrived still land.
@@ -140,10 +144,7 @@ fn the_same_seed_replays_the_same_run() {
                 ..SimConfig::default()
             },
         );
-        let now = net.now();
-        for (i, o) in orgs.iter().enumerate() {
-            net.node_mut(i % 8).publish(now, vec![o.signed_record(1)]);
-        }
+        publish_round_robin(&mut net, &orgs, 8);
         net.connect_all();
         assert!(net.run_until(Duration::from_secs(900), |n| converged(n, 24)));
         (net.now(), net.total())
@@ -157,10 +158,7 @@ fn a_late_joiner_catches_up_through_the_peers_it_meets() {
     let mut fed = TestFederation::new("sync-late");
     let orgs = orgs(&mut fed, 60, "RU-VLG");
     let mut net = network(&fed, 10, SimConfig::default());
-    let now = net.now();
-    for (i, o) in orgs.iter().enumerate() {
-        net.node_mut(i % 10).publish(now, vec![o.signed_record(1)]);
-    }
+    publish_round_robin(&mut net, &orgs, 10);
     net.connect_all();
     assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 60)));
     let late = net.add(DirectoryNode::new(
@@ -192,10 +190,7 @@ fn twenty_percent_loss_still_converges() {
         ..SimConfig::default()
     };
     let mut net = network(&fed, 20, sim);
-    let now = net.now();
-    for (i, o) in orgs.iter().enumerate() {
-        net.node_mut(i % 20).publish(now, vec![o.signed_record(1)]);
-    }
+    publish_round_robin(&mut net, &orgs, 20);
     net.connect_all();
     assert!(net.run_until(Duration::from_secs(3600), |n| converged(n, 80)));
     let total = net.total();
