@@ -382,8 +382,8 @@ pub struct RecordSummary {
 /// An exchange's opening: one hash over the records an offer would
 /// cover. Gossip carries nearly every change, so most rounds find the two
 /// directories alike, and this ends them for some 40 bytes each way
-/// instead of an offer's 256 bucket hashes (8 KiB, every minute, with
-/// every peer in turn).
+/// instead of an offer's 256 bucket hashes (8 KiB, every minute, to a
+/// random peer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncDigest {
     pub digest: [u8; 32],
