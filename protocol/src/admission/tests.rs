@@ -276,7 +276,7 @@ fn a_revocation_put_in_force_at_one_node_spreads_along_a_chain_and_cuts_the_revo
 }
 
 /// Under eight draws of the losses. It ran one draw, which it passed by
-/// luck: in most others a pair whose Hello answers were all lost stayed
+/// luck: in each of six others a pair whose Hello answers were all lost stayed
 /// unready for as long as it was connected (the peer had admitted it, so
 /// no timeout cut the connection).
 #[test]
