@@ -19,6 +19,7 @@
 //! stop at its frame limit).
 
 mod answer;
+mod intake;
 mod outstanding;
 mod quota;
 
@@ -28,6 +29,7 @@ use crate::cert::{CertError, RegionCode, Trust};
 use crate::identity::OrgId;
 use crate::rpc::{Refusal, Request, Response};
 use crate::time::Timestamp;
+use intake::{Fate, record_org};
 use multiaddr::Multiaddr;
 use outstanding::Outstanding;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -223,27 +225,14 @@ struct Exchange {
     failed: bool,
 }
 
-/// How one received record fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    Changed,
-    Unchanged,
-    OutOfScope,
-    Rejected,
-}
-
-/// The directory synchronisation machine. `P` names peers: the node's
-/// `PeerId`, a simulated node's index.
-/// Organizations remembered as outside the directory's scope, at most:
-/// a national federation has some 5,200, a stress federation 10,000.
-const MAX_OUT_OF_SCOPE: usize = 65_536;
-
 /// A lookup is charged this fraction of the directory's bytes besides its
 /// answer, for the pass over the directory it makes: a region's district
 /// asks its center a few times a day, a peer asking without end runs out
 /// of its share like one pulling the directory in a loop.
 const LOOKUP_SHARE: usize = 64;
 
+/// The directory synchronisation machine. `P` names peers: the node's
+/// `PeerId`, a simulated node's index.
 #[derive(Debug)]
 pub struct DirectorySync<P> {
     directory: Directory,
@@ -659,118 +648,6 @@ impl<P: Copy + Ord + std::fmt::Debug> DirectorySync<P> {
         }
     }
 
-    /// Validates and merges records a peer sent, applying the scope.
-    fn accept(
-        &mut self,
-        now: Timestamp,
-        from: Option<P>,
-        records: Vec<SignedRecord>,
-        wanted: bool,
-        trust: &Trust,
-    ) -> Vec<Fate> {
-        let mut fates = vec![Fate::Rejected; records.len()];
-        let mut keep = Vec::with_capacity(records.len());
-        let mut at = Vec::with_capacity(records.len());
-        for (i, record) in records.into_iter().enumerate() {
-            let decoded = record
-                .decode_unverified()
-                .map_err(RecordError::from)
-                .and_then(|r| {
-                    let cert = r.chain.org.decode_unverified()?;
-                    Ok((r.sequence, cert))
-                });
-            let (sequence, cert) = match decoded {
-                Ok(decoded) => decoded,
-                Err(error) => {
-                    self.outputs.push_back(Output::Rejected(Rejection {
-                        from,
-                        org: None,
-                        name: None,
-                        error,
-                    }));
-                    continue;
-                }
-            };
-            // The very record held (verified when stored; the trust
-            // changing since is handled by `handle_trust_changed`), or one
-            // the held record outranks, which could change nothing even if
-            // genuine: neither is verified. That spares a full check for
-            // every duplicate gossip delivers, every record a naive peer
-            // pushes, and every stale record a peer replays, however many.
-            if let Some(held) = self.directory.get(&cert.org)
-                && !held.is_replaced_by(sequence, &record.record_hash())
-            {
-                fates[i] = Fate::Unchanged;
-                continue;
-            }
-            let in_scope = match &self.config.scope {
-                Scope::Federation => true,
-                Scope::Region(region) => {
-                    cert.region == *region || self.directory.get(&cert.org).is_some()
-                }
-            };
-            if !wanted && !in_scope {
-                // Named by a certificate not yet verified: bounded, so
-                // made-up names cannot grow it without end. Past the
-                // bound, rounds only ask for such records again.
-                if self.out_of_scope.len() < MAX_OUT_OF_SCOPE
-                    || self.out_of_scope.contains_key(&cert.org)
-                {
-                    self.out_of_scope.insert(cert.org, record.record_hash());
-                }
-                fates[i] = Fate::OutOfScope;
-                continue;
-            }
-            keep.push(record);
-            at.push(i);
-        }
-        let results = self.directory.insert_many(keep.clone(), trust, now);
-        for ((record, result), i) in keep.into_iter().zip(&results).zip(at) {
-            fates[i] = match result {
-                Ok(Merge::Added | Merge::Replaced { .. }) => Fate::Changed,
-                Ok(_) => Fate::Unchanged,
-                Err(_) => Fate::Rejected,
-            };
-            self.report(from, record, result);
-        }
-        fates
-    }
-
-    fn report(
-        &mut self,
-        from: Option<P>,
-        record: SignedRecord,
-        result: &Result<Merge, RecordError>,
-    ) {
-        match result {
-            Ok(Merge::Added | Merge::Replaced { .. }) => {
-                let Some(entry) = record_org(&record).and_then(|o| self.directory.get(&o)) else {
-                    return;
-                };
-                self.out_of_scope.remove(&entry.org());
-                self.outputs.push_back(Output::Stored(Stored {
-                    org: entry.org(),
-                    sequence: entry.record().sequence,
-                    addresses: entry.record().addresses.clone(),
-                    record,
-                }));
-            }
-            Ok(_) => {}
-            Err(error) => {
-                let cert = record
-                    .decode_unverified()
-                    .ok()
-                    .and_then(|r| r.chain.org.decode_unverified().ok());
-                self.outputs.push_back(Output::Rejected(Rejection {
-                    from,
-                    org: cert.as_ref().map(|c| c.org),
-                    name: cert.map(|c| c.name),
-                    error: error.clone(),
-                }));
-            }
-        }
-    }
-
     /// Uniform in `0..n` from the seed: blake3(seed, counter), rejecting
     /// the values that would favour low indices.
     fn below(&mut self, n: usize) -> usize {
@@ -799,10 +676,4 @@ pub fn is_directory_request(request: &Request) -> bool {
             | Request::PushRecords(_)
             | Request::WantRecords(_)
     )
-}
-
-/// The organization a record claims to be, read without checking it.
-fn record_org(record: &SignedRecord) -> Option<OrgId> {
-    let r = record.decode_unverified().ok()?;
-    Some(r.chain.org.decode_unverified().ok()?.org)
 }
