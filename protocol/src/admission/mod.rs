@@ -150,6 +150,18 @@ struct Peer {
 }
 
 impl Peer {
+    /// Starts a run of our Hellos, unless one is out, or it was answered,
+    /// or the peer is refused.
+    fn start_hellos(&mut self) -> bool {
+        let start =
+            !self.welcomed && !self.hello_out && !matches!(self.state, State::Refused { .. });
+        if start {
+            self.hello_out = true;
+            self.hello_attempts = 1;
+        }
+        start
+    }
+
     /// When this peer next needs the machine: a Hello due, a cut due, an
     /// admitted certificate's end, our Hellos due again.
     fn deadline(&self) -> Timestamp {
@@ -214,9 +226,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
                 hello_again: None,
             }
         });
-        if !p.hello_out && !matches!(p.state, State::Refused { .. }) {
-            p.hello_out = true;
-            p.hello_attempts = 1;
+        if p.start_hellos() {
             self.out.push_back(Output::SendHello(peer));
         }
     }
@@ -234,12 +244,17 @@ impl<P: Copy + Ord + Debug> Admission<P> {
 
     /// Moves a known peer to `state`, keeping its deadline indexed.
     fn set_state(&mut self, peer: P, state: State) {
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
+        self.update(peer, |p| p.state = state);
+    }
+
+    /// Changes a known peer, keeping its deadline indexed; `None` for a
+    /// peer not known.
+    fn update<R>(&mut self, peer: P, change: impl FnOnce(&mut Peer) -> R) -> Option<R> {
+        let p = self.peers.get_mut(&peer)?;
         self.deadlines.remove(&(p.deadline(), peer));
-        p.state = state;
+        let changed = change(p);
         self.deadlines.insert((p.deadline(), peer));
+        Some(changed)
     }
 
     /// The peer's Hello. Returns whether it is admitted; a refusal's text is
@@ -441,9 +456,7 @@ impl<P: Copy + Ord + Debug> Admission<P> {
             // A new connection tries again at once; this one after a pause.
             p.hello_out = false;
             let again = now.saturating_add(self.config.hello_timeout);
-            self.deadlines.remove(&(p.deadline(), peer));
-            p.hello_again = Some(again);
-            self.deadlines.insert((p.deadline(), peer));
+            self.update(peer, |p| p.hello_again = Some(again));
         }
     }
 
@@ -535,15 +548,11 @@ impl<P: Copy + Ord + Debug> Admission<P> {
     /// Starts a new run of Hellos on a connection whose last run failed,
     /// unless it was answered or refused meanwhile.
     fn hello_again(&mut self, peer: P) {
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        self.deadlines.remove(&(p.deadline(), peer));
-        p.hello_again = None;
-        self.deadlines.insert((p.deadline(), peer));
-        if !p.welcomed && !p.hello_out && !matches!(p.state, State::Refused { .. }) {
-            p.hello_out = true;
-            p.hello_attempts = 1;
+        let send = self.update(peer, |p| {
+            p.hello_again = None;
+            p.start_hellos()
+        });
+        if send == Some(true) {
             self.out.push_back(Output::SendHello(peer));
         }
     }

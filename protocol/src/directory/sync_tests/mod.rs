@@ -52,6 +52,22 @@ fn publish_round_robin(net: &mut SimNet<DirectoryNode>, orgs: &[TestOrg], nodes:
     }
 }
 
+/// `n` organizations of one region, published in turn at `nodes` nodes,
+/// all connected and run until every directory holds every record.
+fn converged_federation(
+    name: &str,
+    n: u64,
+    nodes: usize,
+) -> (TestFederation, Vec<TestOrg>, SimNet<DirectoryNode>) {
+    let mut fed = TestFederation::new(name);
+    let orgs = orgs(&mut fed, n, "RU-VLG");
+    let mut net = network(&fed, nodes, SimConfig::default());
+    publish_round_robin(&mut net, &orgs, nodes);
+    net.connect_all();
+    assert!(net.run_until(Duration::from_secs(600), |net| converged(net, n as usize)));
+    (fed, orgs, net)
+}
+
 fn converged(net: &SimNet<DirectoryNode>, len: usize) -> bool {
     let first = net.node(0).directory().digest();
     net.nodes()
@@ -97,12 +113,7 @@ fn thirty_nodes_converge_from_disjoint_records() {
 /// hashes (8 KiB) and have them compared. A change is still found.
 #[test]
 fn rounds_between_directories_that_agree_send_only_a_digest() {
-    let mut fed = TestFederation::new("sync-digest");
-    let orgs = orgs(&mut fed, 40, "RU-VLG");
-    let mut net = network(&fed, 5, SimConfig::default());
-    publish_round_robin(&mut net, &orgs, 5);
-    net.connect_all();
-    assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 40)));
+    let (_fed, orgs, mut net) = converged_federation("sync-digest", 40, 5);
     // Pushes planned before the last record arrived still land.
     net.run_for(INTERVAL * 3);
     let before: Vec<_> = (0..5).map(|i| net.stats(i)).collect();
@@ -155,12 +166,7 @@ fn the_same_seed_replays_the_same_run() {
 
 #[test]
 fn a_late_joiner_catches_up_through_the_peers_it_meets() {
-    let mut fed = TestFederation::new("sync-late");
-    let orgs = orgs(&mut fed, 60, "RU-VLG");
-    let mut net = network(&fed, 10, SimConfig::default());
-    publish_round_robin(&mut net, &orgs, 10);
-    net.connect_all();
-    assert!(net.run_until(Duration::from_secs(600), |n| converged(n, 60)));
+    let (fed, _, mut net) = converged_federation("sync-late", 60, 10);
     let late = net.add(DirectoryNode::new(
         config(10, Scope::Federation),
         Directory::new(),
