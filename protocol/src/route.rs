@@ -123,8 +123,7 @@ struct Place {
 /// specialty before their id need be looked up among the excluded.
 fn qualifies(e: &DirectoryEntry, req: &RouteRequest) -> bool {
     e.level() >= req.min_level
-        && e.service(req.specialty)
-            .is_some_and(|s| s.urgencies.contains(&req.urgency))
+        && e.takes(req.specialty, req.urgency)
         && !req.exclude.contains(&e.org())
 }
 
@@ -338,6 +337,20 @@ mod tests {
             reason(planned_only.id()),
             Some(SkipReason::UrgencyNotAccepted)
         );
+        // `best` skips by the entry's bits what `rank` skips by its
+        // services: with the others excluded, only the federal center that
+        // takes planned cases alone is left, and not for an urgent one.
+        let only_planned_left = |urgency| RouteRequest {
+            urgency,
+            exclude: [requester.id(), local_regional.id(), far_regional.id()]
+                .into_iter()
+                .chain([federal.id(), district.id()])
+                .collect(),
+            ..req.clone()
+        };
+        assert_eq!(best(&dir, &only_planned_left(Urgency::Urgent), NOW), None);
+        let planned = best(&dir, &only_planned_left(Urgency::Planned), NOW);
+        assert_eq!(planned.map(|c| c.org), Some(planned_only.id()));
         assert!(
             reason(district.id())
                 .unwrap()

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
+mod accepts;
 mod anti_entropy;
 pub mod frames;
 pub mod sync;
@@ -248,6 +249,8 @@ pub enum Merge {
 /// (to pass on byte for byte) and its checked contents.
 #[derive(Debug, Clone)]
 pub struct DirectoryEntry {
+    /// First, so a route's scan finds it with the entry's first read.
+    accepts: accepts::Accepts,
     signed: SignedRecord,
     record: DirectoryRecord,
     verified: VerifiedOrg,
@@ -281,13 +284,19 @@ impl DirectoryEntry {
         self.hash
     }
     pub fn level(&self) -> OrgLevel {
-        self.verified.cert.level
+        self.accepts.level
     }
     pub fn region(&self) -> &RegionCode {
         &self.verified.cert.region
     }
     pub fn name(&self) -> &str {
         &self.verified.cert.name
+    }
+
+    /// Whether it takes requests for `specialty` at `urgency`: what
+    /// `service` and its urgencies say, without reading the record.
+    pub fn takes(&self, specialty: Specialty, urgency: Urgency) -> bool {
+        self.accepts.takes(specialty, urgency)
     }
 
     pub fn service(&self, specialty: Specialty) -> Option<&Service> {
@@ -362,9 +371,8 @@ impl Query {
         }
         match (self.specialty, self.urgency) {
             (None, None) => true,
-            (Some(sp), u) => e
-                .service(sp)
-                .is_some_and(|s| u.is_none_or(|u| s.urgencies.contains(&u))),
+            (Some(sp), Some(u)) => e.takes(sp, u),
+            (Some(sp), None) => e.service(sp).is_some(),
             (None, Some(u)) => e.record.services.iter().any(|s| s.urgencies.contains(&u)),
         }
     }
@@ -520,10 +528,12 @@ impl Directory {
             .zip(decoded.into_iter().zip(checked))
             .map(|(signed, (record, verified))| {
                 let hash = signed.record_hash();
+                let (record, verified) = (record?, verified?);
                 Ok(DirectoryEntry {
+                    accepts: accepts::Accepts::of(verified.cert.level, &record.services),
                     signed,
-                    record: record?,
-                    verified: verified?,
+                    record,
+                    verified,
                     hash,
                 })
             });
