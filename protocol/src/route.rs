@@ -118,15 +118,6 @@ struct Place {
     next_slot: Option<Timestamp>,
 }
 
-/// `judge` without the reason, cheapest test first: `best` scans a whole
-/// national directory per case, where most organizations fail on level or
-/// specialty before their id need be looked up among the excluded.
-fn qualifies(e: &DirectoryEntry, req: &RouteRequest) -> bool {
-    e.level() >= req.min_level
-        && e.takes(req.specialty, req.urgency)
-        && !req.exclude.contains(&e.org())
-}
-
 fn place(e: &DirectoryEntry, req: &RouteRequest, now: Timestamp) -> Result<Place, SkipReason> {
     judge(e, req)?;
     Ok(place_of(e, req, now))
@@ -190,7 +181,8 @@ pub fn rank(directory: &Directory, req: &RouteRequest, now: Timestamp) -> RouteD
 /// computed only for those placed no worse than the best so far.
 pub fn best(directory: &Directory, req: &RouteRequest, now: Timestamp) -> Option<Candidate> {
     let mut best: Option<(Standing, &DirectoryEntry)> = None;
-    for e in directory.entries().filter(|e| qualifies(e, req)) {
+    let taking = directory.taking(req.specialty, req.urgency, req.min_level);
+    for e in taking.filter(|e| !req.exclude.contains(&e.org())) {
         let place = place_of(e, req, now);
         if best.as_ref().is_some_and(|(b, _)| place > b.place) {
             continue;

@@ -8,7 +8,6 @@ use crate::cert::RegionCode;
 use crate::identity::OrgId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// Number of anti-entropy buckets: organizations are spread by the first
 /// byte of their id (uniform, since ids are public keys).
@@ -92,23 +91,12 @@ impl Directory {
         &'a self,
         within: Option<&'a RegionCode>,
     ) -> impl Iterator<Item = &'a DirectoryEntry> + 'a {
-        self.entries
-            .values()
-            .map(Arc::as_ref)
-            .filter(move |e| within.is_none_or(|r| e.region() == r))
+        (self.entries.values()).filter(move |e| within.is_none_or(|r| e.region() == r))
     }
 
-    /// The entries whose id starts with `bucket`, in id order: a range of
-    /// the map (ids sort by their bytes), not a walk over all of it; a
-    /// national directory has thousands of entries and an exchange asks
-    /// for a few buckets.
+    /// The entries whose id starts with `bucket`, in id order.
     fn bucket_entries(&self, bucket: u8) -> impl Iterator<Item = &DirectoryEntry> {
-        let mut first = [0u8; 32];
-        let mut last = [0xffu8; 32];
-        (first[0], last[0]) = (bucket, bucket);
-        self.entries
-            .range::<[u8; 32], _>(first..=last)
-            .map(|(_, e)| e.as_ref())
+        self.entries.bucket(bucket)
     }
 
     /// One hash over the whole directory: equal digests mean equal directories.
@@ -198,11 +186,13 @@ impl Directory {
                 Some(t) if rank(t.sequence, &t.hash) > rank(mine.sequence, &mine.hash) => {
                     out.want.push(mine.org)
                 }
-                _ => out.send.push(self.entries[&mine.org].signed.clone()),
+                _ => out
+                    .send
+                    .extend(self.get(&mine.org).map(|e| e.signed.clone())),
             }
         }
         out.want
-            .extend(theirs.keys().filter(|org| !self.entries.contains_key(*org)));
+            .extend(theirs.keys().filter(|org| !self.entries.contains(org)));
         out
     }
 }

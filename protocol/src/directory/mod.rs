@@ -24,11 +24,12 @@ use crate::time::Timestamp;
 use crate::urgency::{Deadlines, Urgency};
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 mod accepts;
 mod anti_entropy;
+mod entries;
 pub mod frames;
 pub mod sync;
 
@@ -384,11 +385,12 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
 }
 
 /// Entries are shared, never changed in place (a newer record replaces its
-/// entry), so a clone costs pointers: simulations verify the
-/// federation's directory once and hand each of thousands of sites a copy.
+/// entry), and so are their buckets until a copy changes one, so a clone
+/// costs pointers: simulations verify the federation's directory once and
+/// hand each of thousands of sites a copy.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    entries: BTreeMap<OrgId, Arc<DirectoryEntry>>,
+    entries: entries::Entries,
     bucket_hashes: Vec<OnceLock<[u8; 32]>>,
     /// The hash of the bucket hashes: every anti-entropy round opens with
     /// it, on both sides.
@@ -400,7 +402,7 @@ pub struct Directory {
 impl Default for Directory {
     fn default() -> Self {
         Self {
-            entries: BTreeMap::new(),
+            entries: entries::Entries::default(),
             bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect(),
             digest: OnceLock::new(),
             bytes: 0,
@@ -418,7 +420,7 @@ impl Directory {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// The signed bytes of every record held: about what a peer pulling
@@ -428,7 +430,7 @@ impl Directory {
     }
 
     pub fn get(&self, org: &OrgId) -> Option<&DirectoryEntry> {
-        self.entries.get(org).map(Arc::as_ref)
+        self.entries.get(org)
     }
 
     /// `org` as this node verified it when it took its record, if `chain`
@@ -440,14 +442,26 @@ impl Directory {
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &DirectoryEntry> {
-        self.entries.values().map(Arc::as_ref)
+        self.entries.values()
+    }
+
+    /// The entries of `min_level` or above that take `specialty` at
+    /// `urgency`, in id order, told by what each slot keeps beside its
+    /// entry: a route scans the whole directory for every case, and most
+    /// organizations are passed over without their entry being read.
+    pub fn taking(
+        &self,
+        specialty: Specialty,
+        urgency: Urgency,
+        min_level: OrgLevel,
+    ) -> impl Iterator<Item = &DirectoryEntry> {
+        (self.entries.slots())
+            .filter(move |s| s.accepts.level >= min_level && s.accepts.takes(specialty, urgency))
+            .map(|s| s.entry.as_ref())
     }
 
     pub fn query<'a>(&'a self, q: &'a Query) -> impl Iterator<Item = &'a DirectoryEntry> + 'a {
-        self.entries
-            .values()
-            .map(Arc::as_ref)
-            .filter(move |e| q.matches(e))
+        self.entries.values().filter(move |e| q.matches(e))
     }
 
     /// Validates and merges one record.
@@ -537,7 +551,7 @@ impl Directory {
                     hash,
                 })
             });
-        if self.entries.is_empty() {
+        if self.is_empty() {
             self.build(entries.collect())
         } else {
             entries.map(|e| Ok(self.merge_verified(e?))).collect()
@@ -546,11 +560,11 @@ impl Directory {
 
     fn merge_verified(&mut self, entry: DirectoryEntry) -> Merge {
         let org = entry.org();
-        let outcome = merge_over(self.entries.get(&org).map(Arc::as_ref), &entry);
+        let outcome = merge_over(self.entries.get(&org), &entry);
         if let Merge::Added | Merge::Replaced { .. } = outcome {
             self.changed(&org);
             self.bytes += entry.signed.signed_bytes().len();
-            if let Some(replaced) = self.entries.insert(org, Arc::new(entry)) {
+            if let Some(replaced) = self.entries.insert(Arc::new(entry)) {
                 self.bytes -= replaced.signed.signed_bytes().len();
             }
         }
@@ -565,7 +579,7 @@ impl Directory {
         &mut self,
         entries: Vec<Result<DirectoryEntry, RecordError>>,
     ) -> Vec<Result<Merge, RecordError>> {
-        debug_assert!(self.entries.is_empty());
+        debug_assert!(self.is_empty());
         let (mut slots, mut results): (Vec<_>, Vec<_>) = (entries.into_iter())
             .map(|e| match e {
                 Ok(entry) => (Some(entry), Ok(Merge::Added)),
@@ -597,8 +611,8 @@ impl Directory {
             .sum();
         self.bucket_hashes.iter_mut().for_each(|b| _ = b.take());
         self.digest.take();
-        // Sorted and distinct: the map is built bottom up, no search per key.
-        self.entries = held.into_iter().collect();
+        // Sorted and distinct: each bucket is built in order, no search per key.
+        self.entries = entries::Entries::from_sorted(held.into_iter().map(|(_, e)| e).collect());
         results
     }
 
@@ -607,10 +621,10 @@ impl Directory {
         let mut dropped = Vec::new();
         let bytes = &mut self.bytes;
         self.entries
-            .retain(|org, e| match trust.still_valid(&e.verified, now) {
+            .retain(|e| match trust.still_valid(&e.verified, now) {
                 Ok(()) => true,
                 Err(err) => {
-                    dropped.push((*org, err));
+                    dropped.push((e.org(), err));
                     *bytes -= e.signed.signed_bytes().len();
                     false
                 }
@@ -636,7 +650,7 @@ impl Directory {
         now: Timestamp,
     ) -> Vec<Result<Merge, RecordError>> {
         self.insert_many(
-            other.entries.values().map(|e| e.signed.clone()).collect(),
+            other.entries().map(|e| e.signed.clone()).collect(),
             trust,
             now,
         )

@@ -11,6 +11,7 @@ use crate::testkit::{
     DirectoryNode, Link, NOW, SimConfig, SimNet, SimNode, TestFederation, TestOrg, seed,
 };
 use crate::wire::{RecordBatch, RecordRequest, WireMessage};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
