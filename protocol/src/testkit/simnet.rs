@@ -75,7 +75,8 @@ pub struct SimNet<N> {
     links: BTreeMap<(NodeId, NodeId), Link>,
     /// Side of each node while partitioned; messages cross no side.
     sides: Option<Vec<usize>>,
-    /// Pairs (lower id first) with a connection up.
+    /// Pairs with a connection up, each in both orders, so a node's
+    /// connections are one range of the set.
     connected: BTreeSet<(NodeId, NodeId)>,
     /// Pairs whose connection closed and was not opened again: nothing
     /// crosses them. Pairs never connected exchange as if the transport
@@ -213,9 +214,10 @@ impl<N: SimNode> SimNet<N> {
         if a == b || self.offline.contains(&a) || self.offline.contains(&b) {
             return;
         }
-        if !self.connected.insert(pair(a, b)) {
+        if !self.connected.insert((a, b)) {
             return;
         }
+        self.connected.insert((b, a));
         self.closed.remove(&pair(a, b));
         let now = self.now;
         let (key_a, key_b) = (
@@ -235,9 +237,10 @@ impl<N: SimNode> SimNet<N> {
     }
 
     pub fn disconnect(&mut self, a: NodeId, b: NodeId) {
-        if !self.connected.remove(&pair(a, b)) {
+        if !self.connected.remove(&(a, b)) {
             return;
         }
+        self.connected.remove(&(b, a));
         self.closed.insert(pair(a, b));
         let now = self.now;
         self.drive(a).handle_peer_down(now, b);
@@ -245,7 +248,7 @@ impl<N: SimNode> SimNet<N> {
     }
 
     pub fn is_connected(&self, a: NodeId, b: NodeId) -> bool {
-        self.connected.contains(&pair(a, b))
+        self.connected.contains(&(a, b))
     }
 
     /// Whether a request from `a` can reach `b` now (see `closed`).
@@ -264,9 +267,8 @@ impl<N: SimNode> SimNet<N> {
             return;
         }
         self.offline.insert(node);
-        let pairs: Vec<_> = (self.connected.iter())
-            .filter(|(a, b)| *a == node || *b == node)
-            .copied()
+        let pairs: Vec<_> = (self.connected.range((node, 0)..=(node, NodeId::MAX)))
+            .map(|&(_, peer)| pair(node, peer))
             .collect();
         for (a, b) in pairs {
             self.disconnect(a, b);
