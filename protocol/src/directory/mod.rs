@@ -250,7 +250,8 @@ pub enum Merge {
 /// (to pass on byte for byte) and its checked contents.
 #[derive(Debug, Clone)]
 pub struct DirectoryEntry {
-    /// First, so a route's scan finds it with the entry's first read.
+    /// What routing asks of it, computed once from the record and the
+    /// certificate; the directory's slots keep a copy to scan.
     accepts: accepts::Accepts,
     signed: SignedRecord,
     record: DirectoryRecord,

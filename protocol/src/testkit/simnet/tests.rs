@@ -3,12 +3,14 @@ use crate::identity::IdentityKey;
 use crate::testkit::NOW;
 use std::collections::VecDeque;
 
-/// Answers everything with `Done` and records what came back when.
+/// Answers everything with `Done` and records what came back when, and
+/// which connections closed.
 #[derive(Default)]
 struct Echo {
     outbox: VecDeque<Transmit>,
     answered: Vec<(u64, Timestamp)>,
     failed: Vec<(u64, Timestamp)>,
+    downs: Vec<NodeId>,
 }
 
 impl SimNode for Echo {
@@ -28,6 +30,9 @@ impl SimNode for Echo {
         None
     }
     fn handle_timeout(&mut self, _: Timestamp) {}
+    fn handle_peer_down(&mut self, _: Timestamp, peer: NodeId) {
+        self.downs.push(peer);
+    }
 }
 
 fn pair(link: Link) -> SimNet<Echo> {
@@ -121,4 +126,34 @@ fn a_list_over_its_kinds_limit_is_a_violation() {
     );
     assert!(v.len > RecordRequest::MAX_LEN);
     assert!(net.stats(0).largest_frame > RecordRequest::MAX_LEN);
+}
+
+/// Taking a node down closes its connections, in either order they were
+/// opened, and no others; both sides of each are told, and bringing the
+/// node back reconnects nobody.
+#[test]
+fn a_node_taken_down_loses_its_connections_and_no_others() {
+    let mut net = SimNet::new(SimConfig::default(), NOW);
+    for _ in 0..4 {
+        net.add(Echo::default());
+    }
+    for (a, b) in [(0, 1), (1, 2), (3, 1), (0, 2), (2, 3)] {
+        net.connect(a, b);
+    }
+    net.set_online(1, false);
+    for (a, b) in [(0, 1), (1, 2), (3, 1)] {
+        assert!(
+            !net.is_connected(a, b) && !net.is_connected(b, a),
+            "{a}-{b}"
+        );
+    }
+    for (a, b) in [(0, 2), (2, 3)] {
+        assert!(net.is_connected(a, b) && net.is_connected(b, a), "{a}-{b}");
+    }
+    assert_eq!(net.node(1).downs, vec![0, 2, 3]);
+    for peer in [0, 2, 3] {
+        assert_eq!(net.node(peer).downs, vec![1], "node {peer}");
+    }
+    net.set_online(1, true);
+    assert!(!net.is_connected(0, 1));
 }
