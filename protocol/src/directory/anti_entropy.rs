@@ -65,13 +65,7 @@ pub struct Reconciliation {
 
 impl Directory {
     pub(super) fn bucket_hash(&self, bucket: usize) -> [u8; 32] {
-        *self.bucket_hashes[bucket].get_or_init(|| {
-            let mut h = blake3::Hasher::new();
-            for e in self.bucket_entries(bucket as u8) {
-                e.hash_into(&mut h);
-            }
-            *h.finalize().as_bytes()
-        })
+        self.entries.hash(bucket as u8)
     }
 
     /// The bucket hashes of the records of one region, computed each time:

@@ -9,17 +9,35 @@
 //! Each slot keeps the organization's id and what routing asks of it
 //! beside the pointer to its entry, so a search within a bucket and a
 //! route's scan of the whole directory read one list each instead of
-//! following a pointer per organization.
+//! following a pointer per organization. A bucket also keeps its hash
+//! once computed, for every copy that shares it; changing the bucket
+//! forgets it.
 
 use super::accepts::Accepts;
 use super::{BUCKETS, DirectoryEntry};
 use crate::identity::OrgId;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone)]
 pub(super) struct Entries {
-    buckets: Vec<Arc<Vec<Slot>>>,
+    buckets: Vec<Arc<Bucket>>,
     len: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    slots: Vec<Slot>,
+    /// The hash anti-entropy compares, of the slots as they are.
+    hash: OnceLock<[u8; 32]>,
+}
+
+impl Bucket {
+    fn new(slots: Vec<Slot>) -> Self {
+        Self {
+            slots,
+            hash: OnceLock::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +59,7 @@ impl Slot {
 
 impl Default for Entries {
     fn default() -> Self {
-        let empty = Arc::new(Vec::new());
+        let empty = Arc::new(Bucket::default());
         Self {
             buckets: vec![empty; BUCKETS],
             len: 0,
@@ -62,7 +80,9 @@ impl Entries {
             buckets[bucket_of(&entry.org())].push(Slot::new(entry));
         }
         Self {
-            buckets: buckets.into_iter().map(Arc::new).collect(),
+            buckets: (buckets.into_iter())
+                .map(|slots| Arc::new(Bucket::new(slots)))
+                .collect(),
             len,
         }
     }
@@ -72,9 +92,9 @@ impl Entries {
     }
 
     pub(super) fn get(&self, org: &OrgId) -> Option<&DirectoryEntry> {
-        let bucket = &self.buckets[bucket_of(org)];
-        let at = bucket.binary_search_by(|s| s.org.cmp(org)).ok()?;
-        Some(&bucket[at].entry)
+        let slots = &self.buckets[bucket_of(org)].slots;
+        let at = slots.binary_search_by(|s| s.org.cmp(org)).ok()?;
+        Some(&slots[at].entry)
     }
 
     pub(super) fn contains(&self, org: &OrgId) -> bool {
@@ -83,7 +103,7 @@ impl Entries {
 
     /// Every slot, in id order.
     pub(super) fn slots(&self) -> impl Iterator<Item = &Slot> {
-        self.buckets.iter().flat_map(|b| b.iter())
+        self.buckets.iter().flat_map(|b| b.slots.iter())
     }
 
     /// Every entry, in id order.
@@ -94,8 +114,22 @@ impl Entries {
     /// The entries whose id starts with `bucket`, in id order.
     pub(super) fn bucket(&self, bucket: u8) -> impl Iterator<Item = &DirectoryEntry> {
         self.buckets[usize::from(bucket)]
+            .slots
             .iter()
             .map(|s| s.entry.as_ref())
+    }
+
+    /// The hash of bucket `bucket`'s records, computed once for all the
+    /// copies that share it.
+    pub(super) fn hash(&self, bucket: u8) -> [u8; 32] {
+        let bucket = &self.buckets[usize::from(bucket)];
+        *bucket.hash.get_or_init(|| {
+            let mut h = blake3::Hasher::new();
+            for s in &bucket.slots {
+                s.entry.hash_into(&mut h);
+            }
+            *h.finalize().as_bytes()
+        })
     }
 
     /// Puts `entry` in its organization's place; returns the entry it
@@ -103,6 +137,8 @@ impl Entries {
     pub(super) fn insert(&mut self, entry: Arc<DirectoryEntry>) -> Option<Arc<DirectoryEntry>> {
         let org = entry.org();
         let bucket = Arc::make_mut(&mut self.buckets[bucket_of(&org)]);
+        bucket.hash = OnceLock::new();
+        let bucket = &mut bucket.slots;
         match bucket.binary_search_by(|s| s.org.cmp(&org)) {
             Ok(at) => Some(std::mem::replace(&mut bucket[at], Slot::new(entry)).entry),
             Err(at) => {
@@ -117,18 +153,19 @@ impl Entries {
     /// that keeps all of its entries stays shared.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&DirectoryEntry) -> bool) {
         for bucket in &mut self.buckets {
-            let Some(first) = bucket.iter().position(|s| !keep(&s.entry)) else {
+            let slots = &bucket.slots;
+            let Some(first) = slots.iter().position(|s| !keep(&s.entry)) else {
                 continue;
             };
-            let mut kept = bucket[..first].to_vec();
+            let mut kept = slots[..first].to_vec();
             kept.extend(
-                bucket[first + 1..]
+                slots[first + 1..]
                     .iter()
                     .filter(|s| keep(&s.entry))
                     .cloned(),
             );
-            self.len -= bucket.len() - kept.len();
-            *bucket = Arc::new(kept);
+            self.len -= slots.len() - kept.len();
+            *bucket = Arc::new(Bucket::new(kept));
         }
     }
 }
@@ -181,6 +218,8 @@ mod tests {
     #[test]
     fn a_copy_shares_its_buckets_until_it_changes_one() {
         let (fed, orgs, dir) = directory(40);
+        // Hashes computed before the copy is made are kept through the change.
+        let before = dir.digest();
         let mut copy = dir.clone();
         assert!(shared(&dir, &copy).iter().all(|&s| s));
         let changed = &orgs[7];
@@ -193,6 +232,22 @@ mod tests {
             assert_eq!(same, i != bucket, "bucket {i}");
         }
         assert_eq!(copy.len(), 40);
+        // Each side's hashes are those of a directory built afresh from
+        // its records: the changed bucket's was forgotten in the copy only.
+        let afresh = |d: &Directory| {
+            let mut fresh = Directory::new();
+            let records = d.entries().map(|e| e.signed().clone()).collect();
+            fresh.insert_many(records, &fed.trust, NOW);
+            fresh
+        };
+        for (held, fresh) in [(&dir, afresh(&dir)), (&copy, afresh(&copy))] {
+            for b in 0..super::BUCKETS {
+                assert_eq!(held.bucket_hash(b), fresh.bucket_hash(b), "bucket {b}");
+            }
+            assert_eq!(held.digest(), fresh.digest());
+        }
+        assert_eq!(dir.digest(), before);
+        assert_ne!(copy.digest(), before);
     }
 
     /// Retaining asks once of each entry, and a bucket that lost nothing

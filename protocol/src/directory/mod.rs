@@ -386,13 +386,13 @@ fn rank(sequence: u64, hash: &[u8; 32]) -> (u64, [u8; 32]) {
 }
 
 /// Entries are shared, never changed in place (a newer record replaces its
-/// entry), and so are their buckets until a copy changes one, so a clone
+/// entry), and so are their buckets, with each bucket's hash once
+/// computed, until a copy changes one, so a clone
 /// costs pointers: simulations verify the federation's directory once and
 /// hand each of thousands of sites a copy.
 #[derive(Debug, Clone)]
 pub struct Directory {
     entries: entries::Entries,
-    bucket_hashes: Vec<OnceLock<[u8; 32]>>,
     /// The hash of the bucket hashes: every anti-entropy round opens with
     /// it, on both sides.
     digest: OnceLock<[u8; 32]>,
@@ -404,7 +404,6 @@ impl Default for Directory {
     fn default() -> Self {
         Self {
             entries: entries::Entries::default(),
-            bucket_hashes: (0..BUCKETS).map(|_| OnceLock::new()).collect(),
             digest: OnceLock::new(),
             bytes: 0,
         }
@@ -563,7 +562,7 @@ impl Directory {
         let org = entry.org();
         let outcome = merge_over(self.entries.get(&org), &entry);
         if let Merge::Added | Merge::Replaced { .. } = outcome {
-            self.changed(&org);
+            self.digest.take();
             self.bytes += entry.signed.signed_bytes().len();
             if let Some(replaced) = self.entries.insert(Arc::new(entry)) {
                 self.bytes -= replaced.signed.signed_bytes().len();
@@ -610,7 +609,6 @@ impl Directory {
         self.bytes = (held.iter())
             .map(|(_, e)| e.signed.signed_bytes().len())
             .sum();
-        self.bucket_hashes.iter_mut().for_each(|b| _ = b.take());
         self.digest.take();
         // Sorted and distinct: each bucket is built in order, no search per key.
         self.entries = entries::Entries::from_sorted(held.into_iter().map(|(_, e)| e).collect());
@@ -630,16 +628,10 @@ impl Directory {
                     false
                 }
             });
-        for (org, _) in &dropped {
-            self.changed(org);
+        if !dropped.is_empty() {
+            self.digest.take();
         }
         dropped
-    }
-
-    /// Forgets the hashes `org`'s record was part of.
-    fn changed(&mut self, org: &OrgId) {
-        self.bucket_hashes[usize::from(org.as_bytes()[0])].take();
-        self.digest.take();
     }
 
     /// Merges everything another directory holds (used by simulations and tests;

@@ -42,7 +42,6 @@ fn orgs(fed: &mut TestFederation, n: u64, region: &str) -> Vec<TestOrg> {
         .collect()
 }
 
-/// Every node holds the same directory of `len` records.
 /// Each organization's first record published at one of the first
 /// `nodes` nodes, in turn.
 fn publish_round_robin(net: &mut SimNet<DirectoryNode>, orgs: &[TestOrg], nodes: usize) {
@@ -69,6 +68,7 @@ fn converged_federation(
     (fed, orgs, net)
 }
 
+/// Every node holds the same directory of `len` records.
 fn converged(net: &SimNet<DirectoryNode>, len: usize) -> bool {
     let first = net.node(0).directory().digest();
     net.nodes()
