@@ -309,7 +309,16 @@ permits() {
     [[ ${NAT[$1]} == port-restricted && ${NAT[$2]} == port-restricted ]]
 }
 
-printf '\n%-8s %-34s %-11s %-14s %-14s %-10s %s\n' PAIR NATS "ROUND TRIP" "LINK AT RECEIPT" "LINK SETTLED" UPGRADE VERDICT
+# Whether x still holds a relayed circuit to y. Beside a direct connection
+# a circuit closes within seconds: libp2p spreads requests over all of a
+# peer's connections, so every other package would go through the relay.
+circuit_open() {
+    "$KONSILIUM" peers --config "$WORK/$1/node.toml" --json 2>/dev/null |
+        field "any('relayed' in p.get('connections', []) for p in d if p['org'] == '${ID[$2]}')" 2>/dev/null ||
+        echo unknown
+}
+
+printf '\n%-8s %-34s %-11s %-14s %-14s %-10s %-8s %s\n' PAIR NATS "ROUND TRIP" "LINK AT RECEIPT" "LINK SETTLED" UPGRADE CIRCUIT VERDICT
 failures=0
 for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
     for ((b = a + 1; b < ${#HOSPITALS[@]}; b++)); do
@@ -345,7 +354,24 @@ for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
                 break
             fi
         done
-        printf '%-8s %-34s %-11s %-14s %-14s %-10s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$ms" "$first" "$settled" "$upgrade" "$verdict"
+        # The circuit that carried the first delivery, once direct.
+        circuit=-
+        if [[ $settled == direct || $settled == hole-punched ]]; then
+            for _ in $(seq 20); do
+                circuit=$(circuit_open "$x" "$y")
+                [[ $circuit == True ]] || break
+                sleep 0.5
+            done
+            case $circuit in
+            True) circuit=open ;;
+            False) circuit=closed ;;
+            esac
+            if [[ $circuit != closed && $verdict == ok ]]; then
+                verdict="FAILED (a relayed circuit stayed beside the direct connection)"
+                failures=$((failures + 1))
+            fi
+        fi
+        printf '%-8s %-34s %-11s %-14s %-14s %-10s %-8s %s\n' "$x-$y" "${NAT[$x]} / ${NAT[$y]}" "$ms" "$first" "$settled" "$upgrade" "$circuit" "$verdict"
     done
 done
 # Media finds a path of its own unless a symmetric NAT (a new mapping per

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod identity;
 pub mod journal;
 pub mod keep;
+pub mod ladder;
 pub mod limits;
 pub mod outbox;
 pub mod reach;

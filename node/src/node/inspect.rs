@@ -207,6 +207,9 @@ impl Node {
             hole_punch_ms: info
                 .and_then(|i| i.upgraded_after)
                 .map(|d| d.as_secs_f64() * 1000.0),
+            connections: (self.ladder.links(peer))
+                .map(|l| l.as_str().to_owned())
+                .collect(),
         }
     }
 

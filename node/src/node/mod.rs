@@ -227,7 +227,7 @@ struct Node {
     /// Whether others can dial us, and our relay reservations.
     reach: Reach<PeerId, Multiaddr>,
     /// How each open connection was made: the fallback ladder's rungs.
-    links: HashMap<libp2p::swarm::ConnectionId, (PeerId, reach::Link)>,
+    ladder: konsilium_protocol::ladder::Ladder<PeerId, libp2p::swarm::ConnectionId>,
     /// The reachability and number of confirmed addresses our record was
     /// last published with: a change changes which addresses it lists.
     published_reach: (konsilium_protocol::reach::Reachability, usize),
@@ -383,6 +383,7 @@ impl Node {
             self.reach.poll_timeout(),
             self.schedule.poll_timeout(),
             self.keep.poll_timeout(),
+            self.ladder.poll_timeout(),
             self.next_blob_expiry,
         ]
         .into_iter()
@@ -421,6 +422,9 @@ impl Node {
         }
         if self.keep.poll_timeout().is_some_and(|t| t <= now) {
             self.on_keep_due(now);
+        }
+        if self.ladder.poll_timeout().is_some_and(|t| t <= now) {
+            self.on_ladder_due(now);
         }
         if self.next_blob_expiry.is_some_and(|t| t <= now) {
             self.next_blob_expiry = None;
@@ -476,8 +480,10 @@ impl Node {
                 // the endpoint knows.
                 self.on_link_up(connection_id, peer_id, endpoint.is_relayed());
                 self.keep_connected(peer_id, endpoint.is_dialer());
+                // That bare `/p2p/<peer>` is nowhere to dial or reserve at.
+                let bare = endpoint.is_relayed() && !reach::is_relayed(&remote);
                 let info = self.peer_info.entry(peer_id).or_default();
-                if !info.addresses.contains(&remote) {
+                if !bare && !info.addresses.contains(&remote) {
                     info.addresses.push(remote);
                 }
                 self.on_connected(peer_id);

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::net::budget::Framed;
+use konsilium_protocol::ladder::Link;
 
 impl Node {
     /// Requests can no longer go to `peer` (its connections closed, or it
@@ -260,10 +261,14 @@ impl Node {
         })
     }
 
+    /// Dials every bootstrap peer not connected directly. A circuit
+    /// through another relay is no substitute: a bootstrap node is public,
+    /// and a reservation on it needs a direct connection (a bootstrap node
+    /// that came up later may reach us first through one).
     pub(super) fn dial_bootstrap(&mut self) {
         for addr in self.bootstrap.clone() {
             let peer = Self::bootstrap_peer(&addr);
-            if peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+            if peer.is_some_and(|p| self.link(&p).is_some_and(|l| l != Link::Relayed)) {
                 continue;
             }
             if let Err(e) = self.swarm.dial(addr.clone()) {

@@ -1,10 +1,12 @@
 //! Reaching across NATs: reachability probes, relay reservations, hole
 //! punching, and how each connection was made. The decisions (when to
 //! reserve, on which relay, when to give a reservation up) are the
-//! `konsilium_protocol::reach` machine's; this carries them out on the
-//! swarm and reports what happened back to it.
+//! `konsilium_protocol::reach` machine's, each connection's rung and which
+//! relayed circuits close are the `konsilium_protocol::ladder` machine's;
+//! this carries them out on the swarm and reports what happened back.
 
 use super::*;
+use konsilium_protocol::ladder::Link;
 use konsilium_protocol::reach::Output as ReachOutput;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
@@ -14,47 +16,16 @@ use libp2p::{autonat, dcutr, relay};
 /// The relay service's protocol, as identify lists it.
 const HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
-/// How a connection was made: the rungs of the fallback ladder above
-/// store-and-forward, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Link {
-    Direct,
-    HolePunched,
-    Relayed,
-}
-
-impl Link {
-    pub(super) const ALL: [Link; 3] = [Link::Direct, Link::HolePunched, Link::Relayed];
-
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Link::Direct => "direct",
-            Link::HolePunched => "hole-punched",
-            Link::Relayed => "relayed",
-        }
-    }
-}
-
 pub(super) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 impl Node {
-    /// A direct connection to a peer we are connected to through a relay
-    /// is hole punching's: only one side learns it from DCUtR (the other
-    /// sees an ordinary inbound connection), so it is judged here for both.
+    /// A connection opened: the ladder names its rung, and the first
+    /// hole-punched one after a relayed one times the upgrade.
     pub(super) fn on_link_up(&mut self, id: ConnectionId, peer: PeerId, relayed: bool) {
-        // A later direct connection to a peer we punched through to goes
-        // through the same hole (the NATs' mappings are still open).
         let punched = (self.peer_info.get(&peer)).is_some_and(|i| i.upgraded_after.is_some());
-        let link = if relayed {
-            Link::Relayed
-        } else if punched || matches!(self.link(&peer), Some(Link::Relayed | Link::HolePunched)) {
-            Link::HolePunched
-        } else {
-            Link::Direct
-        };
-        self.links.insert(id, (peer, link));
+        let link = (self.ladder).handle_up(self.now(), id, peer, relayed, punched);
         let info = self.peer_info.entry(peer).or_default();
         match link {
             Link::Relayed => {
@@ -65,21 +36,26 @@ impl Node {
                 let since = info.relayed_since.unwrap_or_else(std::time::Instant::now);
                 info.upgraded_after = Some(since.elapsed());
             }
-            Link::HolePunched => {}
-            Link::Direct => {}
+            Link::HolePunched | Link::Direct => {}
         }
     }
 
     pub(super) fn on_link_down(&mut self, id: ConnectionId) {
-        self.links.remove(&id);
+        self.ladder.handle_down(&id);
+    }
+
+    /// Closes the relayed circuits a direct connection made redundant.
+    pub(super) fn on_ladder_due(&mut self, now: Timestamp) {
+        self.ladder.handle_timeout(now);
+        while let Some(id) = self.ladder.poll_close() {
+            tracing::debug!(connection = %id, "closing a relayed circuit beside a direct connection");
+            self.swarm.close_connection(id);
+        }
     }
 
     /// The best way a peer is connected now, if it is.
     pub(super) fn link(&self, peer: &PeerId) -> Option<Link> {
-        (self.links.values())
-            .filter(|(p, _)| p == peer)
-            .map(|(_, link)| *link)
-            .min()
+        self.ladder.link(peer)
     }
 
     /// A certified peer that offers relay service can hold a reservation:
@@ -195,9 +171,7 @@ impl Node {
     pub(super) fn on_hole_punch(&mut self, event: dcutr::Event) {
         let result = match event.result {
             Ok(id) => {
-                if let Some((_, link)) = self.links.get_mut(&id) {
-                    *link = Link::HolePunched;
-                }
+                (self.ladder).handle_hole_punched(self.now(), &id);
                 let info = self.peer_info.entry(event.remote_peer_id).or_default();
                 if info.upgraded_after.is_none() {
                     let since = info.relayed_since.unwrap_or_else(std::time::Instant::now);
@@ -304,9 +278,9 @@ impl Node {
             .filter(|(_, s)| matches!(s, konsilium_protocol::reach::Slot::Active { .. }))
             .count();
         m.relay_reservations.set(active as i64);
-        let peers: HashSet<PeerId> = self.links.values().map(|(p, _)| *p).collect();
+        let best = self.ladder.best();
         for link in Link::ALL {
-            let n = peers.iter().filter(|p| self.link(p) == Some(link)).count();
+            let n = best.values().filter(|l| **l == link).count();
             m.peer_links
                 .with_label_values(&[link.as_str()])
                 .set(n as i64);

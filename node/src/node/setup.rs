@@ -306,7 +306,7 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
                 ..ReachConfig::default()
             },
         ),
-        links: HashMap::new(),
+        ladder: konsilium_protocol::ladder::Ladder::new(konsilium_protocol::ladder::GRACE),
         loopback_only: (setup.listen.iter())
             .all(|a| crate::net::scope::scope(a) == crate::net::scope::Scope::Loopback),
         media,

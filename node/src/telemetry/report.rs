@@ -152,6 +152,10 @@ pub struct PeerReport {
     /// From the first relayed connection to the direct one hole punching made.
     #[serde(default)]
     pub hole_punch_ms: Option<f64>,
+    /// Each open connection's rung: a relayed circuit stays beside a direct
+    /// connection only for a few seconds.
+    #[serde(default)]
+    pub connections: Vec<String>,
 }
 
 /// One organization in the directory (`konsilium directory`).

@@ -91,6 +91,16 @@ async fn link_to(node: &NodeHandle, org: OrgId) -> Option<String> {
     })
 }
 
+/// The rung of each open connection to the organization.
+async fn connections_to(node: &NodeHandle, org: OrgId) -> Vec<String> {
+    let peers = inspect(node, Inspect::Peers).await;
+    (peers.as_array().unwrap().iter())
+        .filter(|p| p["org"] == org.to_string() && p["admission"] == "admitted")
+        .flat_map(|p| p["connections"].as_array().cloned().unwrap_or_default())
+        .filter_map(|l| l.as_str().map(str::to_owned))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_its_reservations() {
     let tmp = tempfile::tempdir().unwrap();
@@ -189,6 +199,15 @@ async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_i
     assert_eq!(probe.link.as_deref(), Some("hole-punched"));
     assert_eq!(probe.org, hospital.org_id().to_string());
     assert!(probe.round_trip_ms > 0.0);
+    // The circuit closes beside the direct connection (requests would
+    // otherwise take turns on the two), on whichever side closes it first.
+    for (node, other) in [(&c, hospital.org_id()), (&h, center.org_id())] {
+        until("the relayed circuit to close", async || {
+            let links = connections_to(node, other).await;
+            !links.is_empty() && links.iter().all(|l| l != "relayed")
+        })
+        .await;
+    }
     // DCUtR tells the side whose dial made the connection.
     let metrics = h.metrics().await.unwrap() + &c.metrics().await.unwrap();
     assert!(

@@ -141,10 +141,7 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
                 p.name,
                 p.level,
                 p.region,
-                match (p.link, p.hole_punch_ms) {
-                    (Some(link), Some(ms)) => format!("{link} ({ms:.0} ms after relay)"),
-                    (link, _) => or_dash(link),
-                },
+                link_column(p.link, p.hole_punch_ms, &p.connections),
                 p.addresses.first().cloned().unwrap_or_default(),
                 or_dash(p.latency_ms.map(|l| format!("{l:.1} ms"))),
                 or_dash(p.protocol_version),
@@ -163,6 +160,19 @@ pub async fn peers(client: &AdminClient, json: bool) -> Result<()> {
         out
     })
     .await
+}
+
+/// The best link, and every connection's when there are several (a
+/// relayed circuit beside the direct connection, about to close).
+fn link_column(link: Option<String>, hole_punch_ms: Option<f64>, connections: &[String]) -> String {
+    let mut column = match (link, hole_punch_ms) {
+        (Some(link), Some(ms)) => format!("{link} ({ms:.0} ms after relay)"),
+        (link, _) => or_dash(link),
+    };
+    if connections.len() > 1 {
+        column += &format!(" [{}]", connections.join(", "));
+    }
+    column
 }
 
 pub async fn sessions(client: &AdminClient, json: bool) -> Result<()> {
