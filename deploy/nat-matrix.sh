@@ -359,7 +359,7 @@ for ((a = 0; a < ${#HOSPITALS[@]}; a++)); do
         if [[ $settled == direct || $settled == hole-punched ]]; then
             for _ in $(seq 20); do
                 circuit=$(circuit_open "$x" "$y")
-                [[ $circuit == True ]] || break
+                [[ $circuit == False ]] && break
                 sleep 0.5
             done
             case $circuit in
