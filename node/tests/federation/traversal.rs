@@ -225,7 +225,9 @@ async fn a_node_behind_nat_is_reached_through_relays_punched_through_and_moves_i
     );
 
     // The first bootstrap node goes; a third comes up at an address the
-    // hospital's config already lists. Its reservation moves there.
+    // hospital's config already lists. Its reservation moves there. The
+    // third often reaches the hospital first through the second's relay:
+    // the hospital still dials it at its own address, and reserves there.
     b1.shutdown().await;
     let b3 = start_bootstrap(&three, vec![addrs[1].clone()], ports[2]).await;
     let mut expected = vec![two.org_id().to_string(), three.org_id().to_string()];
