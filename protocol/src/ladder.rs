@@ -50,7 +50,11 @@ pub const GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Ladder<P, C> {
     grace: Duration,
-    connections: BTreeMap<C, (P, Link)>,
+    /// Each connected peer's connections and their rungs: every question
+    /// is about one peer, and a relay or bootstrap node holds thousands.
+    peers: BTreeMap<P, BTreeMap<C, Link>>,
+    /// Whose each open connection is.
+    owners: BTreeMap<C, P>,
     /// Relayed connections whose peer has a direct one, and when they close.
     superseded: BTreeMap<C, Timestamp>,
     close: VecDeque<C>,
@@ -60,7 +64,8 @@ impl<P: Ord + Clone, C: Ord + Clone> Ladder<P, C> {
     pub fn new(grace: Duration) -> Self {
         Self {
             grace,
-            connections: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            owners: BTreeMap::new(),
             superseded: BTreeMap::new(),
             close: VecDeque::new(),
         }
@@ -88,45 +93,48 @@ impl<P: Ord + Clone, C: Ord + Clone> Ladder<P, C> {
         } else {
             Link::Direct
         };
-        self.connections
-            .insert(connection.clone(), (peer.clone(), link));
-        if link == Link::Relayed {
-            if self.has_direct(&peer) {
-                let at = now.saturating_add(self.grace);
-                self.superseded.insert(connection, at);
+        self.owners.insert(connection.clone(), peer.clone());
+        let theirs = self.peers.entry(peer).or_default();
+        theirs.insert(connection, link);
+        // Beside a direct connection, every circuit to the peer is due to
+        // close, whichever came first.
+        if theirs.values().any(|l| *l != Link::Relayed) {
+            let at = now.saturating_add(self.grace);
+            for (c, _) in theirs.iter().filter(|(_, l)| **l == Link::Relayed) {
+                self.superseded.entry(c.clone()).or_insert(at);
             }
-        } else {
-            self.supersede_relayed(now, &peer);
         }
         link
     }
 
     /// DCUtR made `connection` by punching through from a relayed one.
-    pub fn handle_hole_punched(&mut self, now: Timestamp, connection: &C) {
-        let Some((peer, link)) = self.connections.get_mut(connection) else {
+    pub fn handle_hole_punched(&mut self, connection: &C) {
+        let Some(peer) = self.owners.get(connection) else {
             return;
         };
-        if *link != Link::Relayed {
+        if let Some(link) = self.peers.get_mut(peer).and_then(|t| t.get_mut(connection))
+            && *link != Link::Relayed
+        {
             *link = Link::HolePunched;
-            let peer = peer.clone();
-            self.supersede_relayed(now, &peer);
         }
     }
 
     /// A connection closed. A circuit that was to close because of it
     /// stays: it is the peer's way in again.
     pub fn handle_down(&mut self, connection: &C) {
-        let Some((peer, _)) = self.connections.remove(connection) else {
+        let Some(peer) = self.owners.remove(connection) else {
             return;
         };
         self.superseded.remove(connection);
-        if !self.has_direct(&peer) {
-            let theirs: Vec<C> = (self.connections.iter())
-                .filter(|(_, (p, _))| *p == peer)
-                .map(|(c, _)| c.clone())
-                .collect();
-            for c in theirs {
-                self.superseded.remove(&c);
+        let Some(theirs) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        theirs.remove(connection);
+        if theirs.is_empty() {
+            self.peers.remove(&peer);
+        } else if theirs.values().all(|l| *l == Link::Relayed) {
+            for c in theirs.keys() {
+                self.superseded.remove(c);
             }
         }
     }
@@ -157,38 +165,16 @@ impl<P: Ord + Clone, C: Ord + Clone> Ladder<P, C> {
     }
 
     /// The rung of each open connection to the peer.
-    pub fn links<'a>(&'a self, peer: &'a P) -> impl Iterator<Item = Link> + 'a {
-        (self.connections.values())
-            .filter(move |(p, _)| p == peer)
-            .map(|(_, link)| *link)
-    }
-
-    /// Every open connection's peer and rung.
-    pub fn connections(&self) -> impl Iterator<Item = &(P, Link)> {
-        self.connections.values()
+    pub fn links(&self, peer: &P) -> impl Iterator<Item = Link> + '_ {
+        self.peers
+            .get(peer)
+            .into_iter()
+            .flat_map(|t| t.values().copied())
     }
 
     /// Each connected peer's best link.
-    pub fn best(&self) -> BTreeMap<&P, Link> {
-        let mut best: BTreeMap<&P, Link> = BTreeMap::new();
-        for (peer, link) in self.connections.values() {
-            let slot = best.entry(peer).or_insert(*link);
-            *slot = (*slot).min(*link);
-        }
-        best
-    }
-
-    fn has_direct(&self, peer: &P) -> bool {
-        (self.connections.values()).any(|(p, link)| p == peer && *link != Link::Relayed)
-    }
-
-    fn supersede_relayed(&mut self, now: Timestamp, peer: &P) {
-        let at = now.saturating_add(self.grace);
-        for (c, (p, link)) in &self.connections {
-            if p == peer && *link == Link::Relayed {
-                self.superseded.entry(c.clone()).or_insert(at);
-            }
-        }
+    pub fn best(&self) -> impl Iterator<Item = (&P, Link)> {
+        (self.peers.iter()).filter_map(|(p, t)| Some((p, t.values().min().copied()?)))
     }
 }
 
@@ -225,7 +211,7 @@ mod tests {
         let b: Vec<Link> = ladder.links(&"b").collect();
         assert_eq!(b, [Link::Relayed, Link::HolePunched]);
         assert_eq!(ladder.link(&"d"), None);
-        let best = ladder.best();
+        let best: BTreeMap<_, _> = ladder.best().collect();
         assert_eq!(best.len(), 3);
         assert_eq!(best[&"b"], Link::HolePunched);
     }
@@ -241,7 +227,7 @@ mod tests {
             ladder.handle_up(at(1_000), 3, "a", false, false),
             Link::HolePunched
         );
-        ladder.handle_hole_punched(at(1_010), &3);
+        ladder.handle_hole_punched(&3);
         assert_eq!(ladder.poll_timeout(), Some(at(1_000).saturating_add(GRACE)));
         assert!(
             closed(&mut ladder, at(5_999)).is_empty(),

@@ -41,8 +41,8 @@ impl Node {
         stay.extend(self.bootstrap.iter().filter_map(Self::bootstrap_peer));
         stay.extend(self.relay_listeners.values().copied());
         stay.extend(self.reach.relays().map(|(relay, _)| *relay));
-        for (peer, link) in self.ladder.connections() {
-            if *link == konsilium_protocol::ladder::Link::Relayed
+        for (peer, link) in self.ladder.best() {
+            if link == konsilium_protocol::ladder::Link::Relayed
                 && let Some(info) = self.peer_info.get(peer)
             {
                 stay.extend(info.addresses.iter().filter_map(relay_of));

@@ -171,7 +171,7 @@ impl Node {
     pub(super) fn on_hole_punch(&mut self, event: dcutr::Event) {
         let result = match event.result {
             Ok(id) => {
-                (self.ladder).handle_hole_punched(self.now(), &id);
+                self.ladder.handle_hole_punched(&id);
                 let info = self.peer_info.entry(event.remote_peer_id).or_default();
                 if info.upgraded_after.is_none() {
                     let since = info.relayed_since.unwrap_or_else(std::time::Instant::now);
@@ -278,9 +278,8 @@ impl Node {
             .filter(|(_, s)| matches!(s, konsilium_protocol::reach::Slot::Active { .. }))
             .count();
         m.relay_reservations.set(active as i64);
-        let best = self.ladder.best();
         for link in Link::ALL {
-            let n = best.values().filter(|l| **l == link).count();
+            let n = self.ladder.best().filter(|(_, l)| *l == link).count();
             m.peer_links
                 .with_label_values(&[link.as_str()])
                 .set(n as i64);
