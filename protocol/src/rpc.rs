@@ -109,6 +109,11 @@ pub enum Request {
     /// First anti-entropy step; answered with `Digest`. Last among the
     /// variants, so the others keep the encoding they had before it.
     SyncDigest(SyncDigest),
+    /// Packages as [`Request::Deliver`] takes them, several to one hop
+    /// (at most [`crate::outbox::MAX_PARCEL`]); answered with `Answers`,
+    /// one answer for each package, in their order, each as `Deliver`'s
+    /// would be. One package's refusal is its own: the others are taken.
+    DeliverMany(Vec<SealedPackage>),
 }
 
 /// Why a node refused a request. Permanent refusals say the same request
@@ -180,6 +185,45 @@ pub enum Response {
     },
     VideoAnswer(Signed<crate::video::Signal>),
     Digest(DigestMatch),
+    /// The answers to a `DeliverMany`, in its packages' order.
+    Answers(Vec<DeliveryAnswer>),
+}
+
+/// What a delivered package is answered with. Its own type inside
+/// `Response::Answers`, so an answer cannot nest answers: a peer's frame
+/// of answers within answers would take the decoder as deep as its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryAnswer {
+    Receipt(Signed<Receipt>),
+    Custody,
+    Refused(Refusal),
+    Fetching { have: u64, total: u64 },
+}
+
+impl From<DeliveryAnswer> for Response {
+    fn from(answer: DeliveryAnswer) -> Self {
+        match answer {
+            DeliveryAnswer::Receipt(receipt) => Response::Receipt(receipt),
+            DeliveryAnswer::Custody => Response::Custody,
+            DeliveryAnswer::Refused(refusal) => Response::Refused(refusal),
+            DeliveryAnswer::Fetching { have, total } => Response::Fetching { have, total },
+        }
+    }
+}
+
+impl TryFrom<Response> for DeliveryAnswer {
+    /// A response no delivery is answered with.
+    type Error = Response;
+
+    fn try_from(response: Response) -> Result<Self, Response> {
+        Ok(match response {
+            Response::Receipt(receipt) => DeliveryAnswer::Receipt(receipt),
+            Response::Custody => DeliveryAnswer::Custody,
+            Response::Refused(refusal) => DeliveryAnswer::Refused(refusal),
+            Response::Fetching { have, total } => DeliveryAnswer::Fetching { have, total },
+            other => return Err(other),
+        })
+    }
 }
 
 impl WireMessage for Request {

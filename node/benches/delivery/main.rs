@@ -76,6 +76,7 @@ mod memory;
 mod process;
 mod sustained;
 use baseline::*;
+use konsilium_protocol::outbox::MAX_PARCEL;
 use konsilium_protocol::testkit::package_crypto::PackageCrypto;
 use konsilium_protocol::testkit::suite::{self, SuiteRow};
 use limit::{Limit, attachment_probes, print_limits, sled_flush_cost};
@@ -728,7 +729,7 @@ async fn main() {
                 sustained.per_second(sustained.raw)
             ),
             limit: format!(
-                "raw's CPU a request {:.3} ms + the crypto {:.3} ms, on {cores} cores: {sustained_limit:.0}/s ({:.0}% of raw)",
+                "raw's CPU a request {:.3} ms over a parcel's {MAX_PARCEL} packages + the crypto {:.3} ms, on {cores} cores: {sustained_limit:.0}/s ({:.0}% of raw)",
                 ms(raw_cpu),
                 ms(crypto.delivery()),
                 limit_share * 100.0

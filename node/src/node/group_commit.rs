@@ -105,6 +105,7 @@ impl Node {
     /// (its end starts the next).
     pub(super) fn end_turn(&mut self) {
         self.drive_outbox();
+        self.send_parcels();
         if !self.group.start() {
             return;
         }
@@ -126,6 +127,7 @@ impl Node {
     /// writes too.
     pub(super) fn settle(&mut self) {
         self.drive_outbox();
+        self.send_parcels();
         while let Some(answering) = self.group.settle() {
             let flushed = self.store.flush();
             self.release(answering, flushed.as_ref().map(drop));

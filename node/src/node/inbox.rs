@@ -53,6 +53,8 @@ pub(super) enum Answer {
     /// write's flush may still be running.
     Durable(Response),
     Opening(PackageId),
+    /// A parcel's packages' answers, each as it comes.
+    Parcel(Vec<Answer>),
 }
 
 impl Answer {
@@ -108,6 +110,8 @@ pub(super) enum Reply {
     /// A package accepted after its attachments arrived: its receipt goes
     /// to the organization that delivered it, as a request of our own.
     Receipt(OrgId),
+    /// Package `.1` of a parcel a peer delivered (`parcels::Gathering`).
+    Part(u64, usize),
 }
 
 impl Node {
@@ -410,7 +414,9 @@ impl Node {
                 // key we retired long ago is only late.
                 let retired = matches!(e, seal::SealError::RetiredKey { .. });
                 let direct = from == package.header.sender;
-                if let (Some(Reply::Channel(_)), false, true) = (replies.first(), retired, direct) {
+                let delivered =
+                    matches!(replies.first(), Some(Reply::Channel(_) | Reply::Part(..)));
+                if delivered && !retired && direct {
                     let now = self.now();
                     let peer = from.to_peer_id();
                     (self.admission).handle_offence(now, peer, Offence::BadPackage);
@@ -435,11 +441,12 @@ impl Node {
                     self.reply_when_opened(id, reply);
                 }
             }
+            Answer::Parcel(answers) => self.gather(replies, answers),
         }
     }
 
     /// An answer, to everyone who waits for it.
-    fn send_answer(&mut self, replies: Vec<Reply>, response: Response) {
+    pub(super) fn send_answer(&mut self, replies: Vec<Reply>, response: Response) {
         for reply in replies {
             match reply {
                 Reply::Channel(channel) => self.respond(channel, response.clone()),
@@ -453,6 +460,7 @@ impl Node {
                     }
                     _ => {}
                 },
+                Reply::Part(parcel, i) => self.gathered(parcel, i, response.clone()),
             }
         }
     }

@@ -27,6 +27,7 @@ mod inspect;
 mod keep;
 mod offload;
 mod outbox;
+mod parcels;
 mod partials;
 mod peers;
 mod probe;
@@ -200,6 +201,10 @@ struct Node {
     opening: HashMap<PackageId, Vec<inbox::Reply>>,
     /// The sealed bytes of those packages.
     opening_bytes: usize,
+    /// This turn's packages for each hop, leaving together at its end.
+    parcels: konsilium_protocol::outbox::Parcels<seal::SealedPackage>,
+    /// Parcels peers sent us, answered once every package in one is.
+    gathering: parcels::Gathering,
     /// Packages opened at once: one a core.
     open_slots: std::sync::Arc<tokio::sync::Semaphore>,
     events: broadcast::Sender<NodeEvent>,

@@ -307,24 +307,6 @@ impl Node {
         }
     }
 
-    /// Sends a package the machine chose to send now, read from storage.
-    fn send_package(&mut self, token: machine::Token, to: OrgId, id: PackageId) {
-        match self.store.outbox_entry(&id) {
-            Ok(Some(stored)) => self.request(
-                to.to_peer_id(),
-                Request::Deliver(stored.package),
-                Pending::Deliver(token),
-            ),
-            Ok(None) => {
-                let reason = "the package is missing from storage";
-                self.outbox.handle_failure(self.now(), token, reason)
-            }
-            Err(e) => self
-                .outbox
-                .handle_failure(self.now(), token, &e.to_string()),
-        }
-    }
-
     /// Connects to a hop packages or receipts wait for, at the addresses
     /// its record publishes and those Kademlia learnt (a sender behind NAT
     /// publishes none, but a relay still reaches it where it was seen). A

@@ -11,6 +11,8 @@ pub(super) enum Pending {
     Sync(SyncToken),
     Revocations,
     Deliver(Token),
+    /// A parcel: its packages' tokens, in its order.
+    DeliverMany(Vec<Token>),
     Receipt,
     /// A piece of an attachment, for the fetch machine.
     Fetch(PieceToken),
@@ -129,6 +131,9 @@ impl Node {
                             self.outbox
                                 .handle_failure(self.now(), token, &error.to_string())
                         }
+                        Pending::DeliverMany(tokens) => {
+                            self.parcel_failed(tokens, &error.to_string())
+                        }
                         // The partial file keeps what arrived; the next delivery attempt resumes.
                         Pending::Fetch(token) => {
                             self.fetches.handle_failure(token, &error.to_string());
@@ -175,6 +180,7 @@ impl Node {
             && matches!(
                 request,
                 Request::Deliver(_)
+                    | Request::DeliverMany(_)
                     | Request::Candidates { .. }
                     | Request::FetchBlob { .. }
                     | Request::Recover { .. }
@@ -194,6 +200,7 @@ impl Node {
                 response
             }
             Request::Deliver(package) => return self.receive_package(from, package),
+            Request::DeliverMany(packages) => return self.receive_parcel(from, packages),
             Request::Receipt(receipt) => {
                 // Done whatever it was: a receipt for a package delivered
                 // already, or a bad one, needs nothing from the sender.
@@ -236,6 +243,9 @@ impl Node {
             }
             (Pending::Deliver(token), response) => {
                 self.outbox.handle_response(self.now(), token, response)
+            }
+            (Pending::DeliverMany(tokens), response) => {
+                self.on_parcel_answer(peer, tokens, response)
             }
             (Pending::Fetch(token), Response::Blob(bytes)) => {
                 self.fetches.handle_piece(token, bytes);

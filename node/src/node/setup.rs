@@ -267,6 +267,8 @@ pub async fn start(setup: NodeSetup) -> Result<NodeHandle, NodeError> {
         candidate_requests: HashMap::new(),
         opening: HashMap::new(),
         opening_bytes: 0,
+        parcels: Default::default(),
+        gathering: Default::default(),
         open_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),

@@ -117,6 +117,9 @@ struct Insider {
     swarm: Swarm<Wire>,
     node: PeerId,
     hello: Hello,
+    /// Requests the node sent before admission ended on our side (it may
+    /// count us admitted first), for the test to take up afterwards.
+    early: std::collections::VecDeque<SwarmEvent<WireEvent>>,
 }
 
 impl Insider {
@@ -177,7 +180,12 @@ impl Insider {
             time: node::now(),
         };
         swarm.dial(addr).unwrap();
-        let mut insider = Self { swarm, node, hello };
+        let mut insider = Self {
+            swarm,
+            node,
+            hello,
+            early: Default::default(),
+        };
         // Our Hello goes out once the connection is up: sent earlier,
         // request-response would dial the node itself, with no address.
         let mut ours = None;
@@ -217,6 +225,12 @@ impl Insider {
                 SwarmEvent::ConnectionClosed {
                     num_established: 0, ..
                 } => return Err("connection closed before admission".into()),
+                request @ SwarmEvent::Behaviour(WireEvent::Rpc(
+                    request_response::Event::Message {
+                        message: request_response::Message::Request { .. },
+                        ..
+                    },
+                )) => insider.early.push_back(request),
                 other => answered |= insider.on_event(other),
             }
         }
@@ -261,6 +275,19 @@ impl Insider {
             return true;
         }
         false
+    }
+
+    /// The next event: one held from admission first.
+    async fn next_event(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<SwarmEvent<WireEvent>> {
+        if let Some(early) = self.early.pop_front() {
+            return Some(early);
+        }
+        tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+            .await
+            .ok()
     }
 
     /// Sends `request` and waits for its answer (or why none came).

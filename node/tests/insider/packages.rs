@@ -7,8 +7,8 @@ use konsilium_node::net::budget::Framed;
 use konsilium_node::net::codec::Inbound;
 use konsilium_node::node::{SendRequest, Target};
 use konsilium_protocol::delivery::Receipt;
-use konsilium_protocol::outbox::Custody;
-use konsilium_protocol::rpc::Refusal;
+use konsilium_protocol::outbox::{Custody, MAX_PARCEL};
+use konsilium_protocol::rpc::{DeliveryAnswer, Refusal};
 use konsilium_protocol::seal::{
     self, BlobRef, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
 };
@@ -141,15 +141,138 @@ async fn tampered_truncated_misaddressed_expired_and_replayed_packages_are_refus
     f.shutdown().await;
 }
 
+/// A parcel (`Request::DeliverMany`) is answered package by package, in
+/// its order: a tampered package among honest ones is refused alone, one
+/// that comes twice is taken in once and receipted twice, and a parcel over
+/// the limit is refused whole with nothing taken in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parcel_is_answered_package_by_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
+    let mut events = f.subscribe();
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let day = node::now().saturating_add(Duration::from_secs(86_400));
+
+    let first = sealed(&district, &federal, 1, day);
+    let mut tampered = sealed(&district, &federal, 2, day);
+    tampered.body[40] ^= 0x20;
+    let last = sealed(&district, &federal, 3, day);
+    let parcel = vec![first.clone(), tampered, first.clone(), last.clone()];
+    let answer = insider.ask(Request::DeliverMany(parcel)).await;
+    let Ok(Response::Answers(answers)) = answer else {
+        panic!("a parcel is answered with answers: {answer:?}");
+    };
+    let [receipt, refused, again, receipt_of_last] = answers.as_slice() else {
+        panic!("one answer for each package: {answers:?}");
+    };
+    let (DeliveryAnswer::Receipt(a), DeliveryAnswer::Receipt(b)) = (receipt, again) else {
+        panic!("the honest package is receipted both times: {answers:?}");
+    };
+    assert_eq!(a, b, "the same receipt for the same package");
+    let DeliveryAnswer::Receipt(c) = receipt_of_last else {
+        panic!("the package after the tampered one is receipted: {answers:?}");
+    };
+    assert_eq!(c.decode_unverified().unwrap().package, last.header.id);
+    assert!(
+        matches!(refused, DeliveryAnswer::Refused(r) if r.is_permanent()),
+        "the tampered package is refused for good: {refused:?}"
+    );
+    assert_eq!(
+        taken_in(&mut events, district.org_id()),
+        2,
+        "each taken in once"
+    );
+
+    let over: Vec<_> = (0..=MAX_PARCEL as u8)
+        .map(|n| sealed(&district, &federal, 100 + n, day))
+        .collect();
+    let answer = insider.ask(Request::DeliverMany(over)).await;
+    assert!(
+        matches!(&answer, Ok(Response::Refused(Refusal::Invalid(why))) if why.contains("parcel")),
+        "{answer:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        taken_in(&mut events, district.org_id()),
+        0,
+        "nothing of it taken in"
+    );
+    f.shutdown().await;
+}
+
+/// Packages that waited for their recipient leave together once it is
+/// back: one parcel, each package completed by its own receipt in the
+/// parcel's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_that_waited_for_a_hop_leave_in_one_parcel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fed = LocalFederation::new(dir.path(), node::now());
+    let (federal, f, district, fa) = federal_and_turned_district(&mut fed).await;
+    let mut events = f.subscribe();
+    let mut sent = Vec::new();
+    for n in 0..5u8 {
+        let body = format!("for the district, {n}").into_bytes();
+        let request = SendRequest {
+            target: Target::Org(district.org_id()),
+            ..super::process::planned_for(&federal, body)
+        };
+        sent.push(f.send(request).await.unwrap().id);
+    }
+    // Each attempt failed (the district is down): none is in flight, so
+    // all wait for the hop together.
+    let mut failed = std::collections::HashSet::new();
+    while failed.len() < sent.len() {
+        let event = tokio::time::timeout(PATIENCE, events.recv()).await;
+        let event = event.expect("each attempt fails while the district is down");
+        if let Ok(NodeEvent::DeliveryRetry { id, .. }) = event {
+            failed.insert(id);
+        }
+    }
+    let mut insider = Insider::connect(&district, fa, f.peer_id()).await;
+    let (packages, channel) = insider.next_parcel().await;
+    let mut ids: Vec<_> = packages.iter().map(|p| p.header.id).collect();
+    ids.sort();
+    sent.sort();
+    assert_eq!(ids, sent, "every waiting package in the one parcel");
+    let now = node::now();
+    let answers = packages
+        .iter()
+        .map(|p| {
+            let receipt = Receipt::for_package(p, now);
+            DeliveryAnswer::Receipt(Signed::sign(&district.keys.identity(), &receipt))
+        })
+        .collect();
+    let rpc = &mut insider.swarm.behaviour_mut().rpc;
+    rpc.send_response(channel, Response::Answers(answers).into())
+        .expect("the parcel's stream is open");
+    let mut left: std::collections::HashSet<_> = sent.into_iter().collect();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !left.is_empty() {
+        tokio::select! {
+            event = events.recv() => {
+                if let Ok(NodeEvent::PackageDelivered { id, .. }) = event {
+                    left.remove(&id);
+                }
+            }
+            event = insider.swarm.select_next_some() => {
+                insider.on_event(event);
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                panic!("{left:?} not completed by their receipts in the parcel's answer")
+            }
+        }
+    }
+    f.shutdown().await;
+}
+
 impl Insider {
     /// Waits for the node to deliver a package to the insider; leaves it
     /// unanswered, so the node keeps it in its outbox.
     async fn next_delivery(&mut self) -> SealedPackage {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
-                .await
-                .expect("a delivery within a minute");
+            let event = (self.next_event(deadline).await).expect("a delivery within a minute");
             if let SwarmEvent::Behaviour(WireEvent::Rpc(request_response::Event::Message {
                 message:
                     request_response::Message::Request {
@@ -164,6 +287,39 @@ impl Insider {
             })) = event
             {
                 return package;
+            }
+            self.on_event(event);
+        }
+    }
+}
+
+impl Insider {
+    /// Waits for the node to deliver a parcel to the insider; the caller
+    /// answers it on the channel.
+    async fn next_parcel(
+        &mut self,
+    ) -> (
+        Vec<SealedPackage>,
+        request_response::ResponseChannel<Framed<Response>>,
+    ) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let event = (self.next_event(deadline).await).expect("a parcel within a minute");
+            if let SwarmEvent::Behaviour(WireEvent::Rpc(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request:
+                            Framed {
+                                frame: Inbound::Frame(Request::DeliverMany(packages)),
+                                ..
+                            },
+                        channel,
+                        ..
+                    },
+                ..
+            })) = event
+            {
+                return (packages, channel);
             }
             self.on_event(event);
         }

@@ -211,6 +211,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Recovering { .. } => "Recovering",
         Response::VideoAnswer(_) => "VideoAnswer",
         Response::Digest(_) => "Digest",
+        Response::Answers(_) => "Answers",
     }
 }
 

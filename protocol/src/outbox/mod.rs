@@ -22,6 +22,7 @@
 
 mod custody;
 mod entry;
+mod parcel;
 mod relay;
 mod retry;
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 
 pub use custody::Custody;
 pub use entry::{Entry, Event, Failure, Origin, OutboxError, Output, PackageMeta, Status, Token};
+pub use parcel::{MAX_PARCEL, MAX_PARCEL_BYTES, Parcel, Parcels};
 pub use relay::Directory;
 pub use retry::{CUSTODY_RECHECK, MAX_HELD_RECEIPTS, PROGRESS_RECHECK, UNREACHABLE_AFTER};
 

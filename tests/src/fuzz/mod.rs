@@ -50,7 +50,7 @@ use konsilium_protocol::content::{CaseExtract, PackageBody};
 use konsilium_protocol::delivery::{self, Receipt};
 use konsilium_protocol::directory::{Directory, Merge, SignedRecord, SyncOffer};
 use konsilium_protocol::journal::{self, Checkpoint, Entry, Journal, Role};
-use konsilium_protocol::rpc::{Hello, HelloAnswer, Refusal, Request, Response};
+use konsilium_protocol::rpc::{DeliveryAnswer, Hello, HelloAnswer, Refusal, Request, Response};
 use konsilium_protocol::seal::{
     self, EnvelopeHeader, PACKAGE_VERSION, PackageId, RoutingHeader, SealedPackage,
 };

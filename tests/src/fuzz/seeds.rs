@@ -151,6 +151,22 @@ pub fn seeds() -> Vec<Seed> {
             "response",
             frame(&Response::Refused(Refusal::Invalid("expired".into()))),
         ),
+        (
+            "wire_frame",
+            "request_parcel",
+            frame(&Request::DeliverMany(vec![
+                w.package.clone(),
+                w.package.clone(),
+            ])),
+        ),
+        (
+            "wire_frame",
+            "response_answers",
+            frame(&Response::Answers(vec![
+                DeliveryAnswer::Receipt(receipt_msg.clone()),
+                DeliveryAnswer::Refused(Refusal::Invalid("expired".into())),
+            ])),
+        ),
         ("wire_frame", "package_body", consultation_body.clone()),
         ("wire_frame", "conclusion_file", frame(&conclusion)),
         ("wire_frame", "hello", frame(&hello_msg)),
