@@ -73,7 +73,19 @@ pub fn check_receipt_for(
     recipient: OrgId,
     body_hash: &[u8; 32],
 ) -> Result<Receipt, ReceiptError> {
-    let receipt = signed.open_by(recipient.checked_key())?;
+    signed.verify_by(recipient.checked_key())?;
+    check_receipt_content(signed, id, recipient, body_hash)
+}
+
+/// [`check_receipt_for`] but the signature, for receipts whose signatures
+/// were checked together ([`crate::signed::verify_all`]).
+pub fn check_receipt_content(
+    signed: &Signed<Receipt>,
+    id: PackageId,
+    recipient: OrgId,
+    body_hash: &[u8; 32],
+) -> Result<Receipt, ReceiptError> {
+    let receipt = signed.decode_unverified()?;
     if receipt.package != id {
         return Err(ReceiptError::WrongPackage {
             expected: id,

@@ -74,9 +74,10 @@ impl Node {
         let now = self.now();
         match response {
             Response::Answers(answers) if answers.len() == tokens.len() => {
-                for (token, answer) in tokens.into_iter().zip(answers) {
-                    self.outbox.handle_response(now, token, answer.into());
-                }
+                let answers = (tokens.into_iter())
+                    .zip(answers.into_iter().map(Response::from))
+                    .collect();
+                self.outbox.handle_answers(now, answers);
             }
             Response::Answers(answers) => {
                 let reason = format!(

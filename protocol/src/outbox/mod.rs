@@ -325,13 +325,44 @@ impl Outbox {
 
     /// The answer to a `Request::Deliver` this machine asked for.
     pub fn handle_response(&mut self, now: Timestamp, token: Token, response: Response) {
+        self.answer(now, token, response, Signatures::Unchecked);
+        self.send_released(now);
+    }
+
+    /// The answers to a parcel (`Request::DeliverMany`), in its order. The
+    /// receipts' signatures, all by the one recipient, are checked in one
+    /// batch, in about half the time of checking each; if the batch fails,
+    /// each receipt is checked alone, so a bad one fails only its package.
+    pub fn handle_answers(&mut self, now: Timestamp, answers: Vec<(Token, Response)>) {
+        let checks: Vec<_> = (answers.iter())
+            .filter_map(|(token, response)| {
+                let Response::Receipt(receipt) = response else {
+                    return None;
+                };
+                let (id, _) = self.in_flight.get(token)?;
+                let entry = &self.entries.get(id)?.entry;
+                Some(receipt.check_by(entry.package.recipient.checked_key()))
+            })
+            .collect();
+        let signatures = match crate::signed::verify_all(&checks) {
+            Ok(()) => Signatures::Checked,
+            Err(_) => Signatures::Unchecked,
+        };
+        drop(checks);
+        for (token, response) in answers {
+            self.answer(now, token, response, signatures);
+        }
+        self.send_released(now);
+    }
+
+    fn answer(&mut self, now: Timestamp, token: Token, response: Response, sigs: Signatures) {
         let Some((id, hop)) = self.land(token) else {
             return;
         };
         match response {
             Response::Receipt(receipt) => {
                 let entry = &self.entries[&id].entry;
-                match check(entry, &receipt) {
+                match check(entry, &receipt, sigs) {
                     Ok(()) => self.delivered(id, receipt),
                     Err(error) => self.failed(now, id, Failure::BadReceipt { hop, error }),
                 }
@@ -347,7 +378,6 @@ impl Outbox {
             }
             _ => self.failed(now, id, Failure::Unexpected { hop }),
         }
-        self.send_released(now);
     }
 
     /// A `Request::Deliver` this machine asked for got no answer.
@@ -385,7 +415,8 @@ impl Outbox {
             .map_err(OutboxError::Unreadable)?
             .package;
         let tracked = self.entries.get(&id).ok_or(OutboxError::NotQueued(id))?;
-        check(&tracked.entry, &receipt).map_err(|error| OutboxError::BadReceipt { id, error })?;
+        check(&tracked.entry, &receipt, Signatures::Unchecked)
+            .map_err(|error| OutboxError::BadReceipt { id, error })?;
         if let Some(flight) = tracked.flight {
             // The answer to that request no longer matters.
             self.ground(flight.token);
@@ -650,9 +681,25 @@ impl Outbox {
     }
 }
 
+/// Whether the receipts of a parcel's answers were found signed by their
+/// recipient already, together.
+#[derive(Debug, Clone, Copy)]
+enum Signatures {
+    Checked,
+    Unchecked,
+}
+
 /// A receipt is good for an entry when the package's recipient signed it
 /// over this package's id and exact bytes; a relay cannot fake one.
-fn check(entry: &Entry, receipt: &Signed<Receipt>) -> Result<(), delivery::ReceiptError> {
+fn check(
+    entry: &Entry,
+    receipt: &Signed<Receipt>,
+    signatures: Signatures,
+) -> Result<(), delivery::ReceiptError> {
     let p = &entry.package;
-    delivery::check_receipt_for(receipt, p.id, p.recipient, &p.body_hash).map(drop)
+    let content = match signatures {
+        Signatures::Checked => delivery::check_receipt_content,
+        Signatures::Unchecked => delivery::check_receipt_for,
+    };
+    content(receipt, p.id, p.recipient, &p.body_hash).map(drop)
 }

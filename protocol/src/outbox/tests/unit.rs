@@ -230,6 +230,62 @@ fn a_relay_is_done_with_a_package_once_the_next_hop_holds_it() {
     assert_eq!(relay.poll_timeout(), None);
 }
 
+/// A parcel's receipts are checked together; a forged one among them
+/// fails only its own package, and the others are delivered all the same.
+#[test]
+fn a_parcels_receipts_count_each_for_its_own_package() {
+    let w = world();
+    let mut a = machine(&w, 0, None);
+    let hop = w.orgs[1].id();
+    a.handle_peer_ready(NOW, hop);
+    let packages: Vec<SealedPackage> = (0..4).map(|i| package(&w.orgs[0], &w.orgs[1], i)).collect();
+    for p in &packages {
+        let entry = a.entry_for(NOW, PackageMeta::of(p), &w.dir);
+        a.enqueue(NOW, entry).unwrap();
+    }
+    let sent = deliveries(&drain(&mut a));
+    assert_eq!(sent.len(), 4);
+    let receipt = |id: PackageId, signer: &TestOrg| {
+        let p = packages.iter().find(|p| p.header.id == id).unwrap();
+        Response::Receipt(Signed::sign(
+            &signer.identity,
+            &Receipt::for_package(p, NOW),
+        ))
+    };
+    // The first two answered in one parcel, all good.
+    let good: Vec<_> = (sent[..2].iter())
+        .map(|&(token, id)| (token, receipt(id, &w.orgs[1])))
+        .collect();
+    a.handle_answers(NOW, good);
+    let delivered = |out: &[Output]| -> Vec<PackageId> {
+        (out.iter())
+            .filter_map(|o| match o {
+                Output::Event(Event::Delivered { id, .. }) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(delivered(&drain(&mut a)), [sent[0].1, sent[1].1]);
+    // The other two: one receipt forged by another organization.
+    let (forged, honest) = (sent[2], sent[3]);
+    let answers = vec![
+        (forged.0, receipt(forged.1, &w.orgs[2])),
+        (honest.0, receipt(honest.1, &w.orgs[1])),
+    ];
+    a.handle_answers(NOW, answers);
+    let out = drain(&mut a);
+    assert_eq!(delivered(&out), [honest.1]);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Retry { id, error: Failure::BadReceipt { .. } }) if *id == forged.1
+    )));
+    assert!(
+        a.get(&forged.1).is_some(),
+        "the forged receipt's package waits"
+    );
+    assert_eq!(a.len(), 1);
+}
+
 fn deliveries(out: &[Output]) -> Vec<(Token, PackageId)> {
     out.iter()
         .filter_map(|o| match o {
