@@ -28,8 +28,7 @@ impl Node {
         match self.store.outbox_entry(&id) {
             Ok(Some(stored)) => {
                 let bytes = stored.package.body.len();
-                let full = self.parcels.add(to, token, stored.package, bytes);
-                for parcel in full.collect::<Vec<_>>() {
+                for parcel in self.parcels.add(to, token, stored.package, bytes) {
                     self.send_parcel(parcel);
                 }
             }
@@ -104,13 +103,15 @@ impl Node {
     }
 
     /// A parcel a peer sent: each package is received as if it came alone.
+    /// One too large is refused whole, as transient: its packages are not
+    /// refused for good by a limit the sender may not know, it retries.
     pub(super) fn receive_parcel(
         &mut self,
         from: OrgId,
         packages: Vec<seal::SealedPackage>,
     ) -> Answer {
         if packages.len() > MAX_PARCEL {
-            return Answer::Now(Response::Refused(Refusal::Invalid(format!(
+            return Answer::Now(Response::Refused(Refusal::Transient(format!(
                 "a parcel of {} packages: at most {MAX_PARCEL} go in one",
                 packages.len()
             ))));
