@@ -87,9 +87,8 @@ impl Node {
                 self.parcel_failed(tokens, &reason);
             }
             whole => {
-                for token in tokens {
-                    self.outbox.handle_response(now, token, whole.clone());
-                }
+                let answers = tokens.into_iter().map(|t| (t, whole.clone())).collect();
+                self.outbox.handle_answers(now, answers);
             }
         }
     }

@@ -348,7 +348,6 @@ impl Outbox {
             Ok(()) => Signatures::Checked,
             Err(_) => Signatures::Unchecked,
         };
-        drop(checks);
         for (token, response) in answers {
             self.answer(now, token, response, signatures);
         }
